@@ -1,0 +1,108 @@
+/**
+ * The `mammatus` command line (commander). Each subcommand lives in its own file; this one wires
+ * them, the global flags (`--rpc-addr`, `--rpc-auth`, as the serf CLI has them) and exit codes:
+ * 0 success, 1 failure, 2 usage error.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { runAgent } from '../main.js';
+import { VERSION } from '../version.js';
+import { roles } from '../../roles/index.js';
+import type { Role } from '../../roles/types.js';
+import { collectKeyValue, collectList, UsageError, type CliIo, type GlobalOptions } from './common.js';
+import { eventCommand } from './event.js';
+import { membersCommand } from './members.js';
+import { queryCommand, type QueryOptions } from './query.js';
+import { renderCommand } from './render.js';
+import { statusCommand, type StatusOptions } from './status.js';
+
+/** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
+export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.ProcessEnv = process.env, registry: Readonly<Record<string, Role>> = roles): Promise<number> {
+  let code = 0;
+  const program = new Command('mammatus')
+    .description('mammatus: a private cloud for small clusters, driven by Serf')
+    .version(VERSION, '-v, --version', 'print the version')
+    .addOption(new Option('--rpc-addr <host:port>', 'RPC address of the local serf agent').env('SERF_RPC_ADDR').default('127.0.0.1:7373'))
+    .addOption(new Option('--rpc-auth <key>', 'RPC auth key of the local serf agent').env('SERF_RPC_AUTH'))
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+  const g = (cmd: Command) => cmd.optsWithGlobals() as GlobalOptions;
+  const set = (p: Promise<number>) => p.then((c) => void (code = c));
+
+  program
+    .command('agent')
+    .description('run the node agent (what mammatus-agent.service runs)')
+    .option('-c, --config <path>', 'config file or directory (default /etc/mammatus/agent.yaml, or MAMMATUS_CONFIG)')
+    .action((o: { config?: string }, cmd: Command) => {
+      const gl = cmd.optsWithGlobals() as GlobalOptions & { rpcAddrSource?: string };
+      // Only flags given on the command line override the config files (not the defaults).
+      const fromCli = (name: string) => ['cli', 'env'].includes(program.getOptionValueSource(name) ?? '');
+      const serf = {
+        ...(fromCli('rpcAddr') ? { rpc_addr: gl.rpcAddr } : {}),
+        ...(fromCli('rpcAuth') && gl.rpcAuth ? { rpc_auth: gl.rpcAuth } : {}),
+      };
+      return set(runAgent({ path: o.config, env, overrides: { serf } }, io.err));
+    });
+
+  program
+    .command('status')
+    .description('show every member with its roles and their state; returns when all agents answered')
+    .option('--json', 'print JSON')
+    .option('--tag <key=value>', 'only members whose tag matches (regular expression), repeatable', collectKeyValue)
+    .option('--timeout <duration>', 'query timeout (default: serf\'s, 3.2 s for small clusters)')
+    .action((o: StatusOptions, cmd: Command) => set(statusCommand(g(cmd), o, io)));
+
+  program
+    .command('members')
+    .description('list cluster members with their roles and agent versions')
+    .option('--json', 'print JSON')
+    .action((o: { json?: boolean }, cmd: Command) => set(membersCommand(g(cmd), o, io)));
+
+  program
+    .command('event')
+    .description('send a user event to the cluster (like serf event)')
+    .argument('<name>', 'event name, e.g. mammatus.reconcile')
+    .argument('[payload]', 'payload (name + payload at most ~450 bytes)')
+    .option('--coalesce', 'let serf coalesce events of the same name (drops earlier ones)')
+    .action((name: string, payload: string | undefined, o: { coalesce?: boolean }, cmd: Command) => set(eventCommand(g(cmd), name, payload, o, io)));
+
+  program
+    .command('query')
+    .description('send a query and print acks and responses (like serf query)')
+    .argument('<name>', 'query name, e.g. mammatus.ping')
+    .argument('[payload]', 'payload')
+    .option('--tag <key=value>', 'only nodes whose tag matches (regular expression), repeatable', collectKeyValue)
+    .option('--node <name>', 'only this node, repeatable', collectList)
+    .option('--timeout <duration>', 'query timeout, e.g. 5s (default: serf\'s)')
+    .option('--no-ack', 'do not request acks')
+    .option('--json', 'print JSON')
+    .action((name: string, payload: string | undefined, o: QueryOptions, cmd: Command) => set(queryCommand(g(cmd), name, payload, o, io)));
+
+  program
+    .command('render')
+    .description('show the files a role would write, applying nothing')
+    .argument('<role>', 'gateway, compute, storage or controller')
+    .requiredOption('--config <path>', 'config file to render from')
+    .option('--out <dir>', 'write the files under this directory instead of printing them')
+    .action((role: string, o: { config: string; out?: string }) => set(renderCommand(role, o, registry, io)));
+
+  program
+    .command('version')
+    .description('print the version')
+    .action(() => io.out(`mammatus ${VERSION}`));
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? 0 : 2;
+    }
+    if (err instanceof UsageError) {
+      io.err(`error: ${err.message}`);
+      return 2;
+    }
+    io.err(`error: ${(err as Error).message}`);
+    return 1;
+  }
+}

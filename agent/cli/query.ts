@@ -1,0 +1,50 @@
+/** `mammatus query NAME [PAYLOAD] [--tag K=V]... [--node NAME]... [--timeout D] [--json]`, like `serf query`. */
+import { parseDuration } from '../duration.js';
+import { connect, UsageError, type CliIo, type GlobalOptions } from './common.js';
+
+/** Flags of the query command. */
+export interface QueryOptions {
+  tag?: Record<string, string>;
+  node?: string[];
+  timeout?: string;
+  ack?: boolean;
+  json?: boolean;
+}
+
+/** Runs the command: prints acks and responses as they arrive, then totals. */
+export async function queryCommand(g: GlobalOptions, name: string, payload: string | undefined, opts: QueryOptions, io: CliIo): Promise<number> {
+  let timeoutMs = 0;
+  try {
+    if (opts.timeout) timeoutMs = parseDuration(opts.timeout);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const client = await connect(g);
+  try {
+    const records = await client.query({
+      name,
+      payload: Buffer.from(payload ?? ''),
+      filterTags: opts.tag,
+      filterNodes: opts.node,
+      requestAck: opts.ack !== false,
+      timeoutMs,
+    });
+    if (!opts.json) io.out(`Query '${name}' dispatched`);
+    const acks: string[] = [];
+    const responses: Record<string, string> = {};
+    for await (const r of records) {
+      if (r.type === 'ack') {
+        acks.push(r.from);
+        if (!opts.json) io.out(`Ack from '${r.from}'`);
+      } else {
+        responses[r.from] = r.payload.toString('utf8');
+        if (!opts.json) io.out(`Response from '${r.from}': ${responses[r.from]}`);
+      }
+    }
+    if (opts.json) io.out(JSON.stringify({ acks, responses }, null, 2));
+    else io.out(`Total Acks: ${acks.length}\nTotal Responses: ${Object.keys(responses).length}`);
+    return 0;
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,35 @@
+/** `mammatus render ROLE --config PATH [--out DIR]`: shows the files a role would write; applies nothing. */
+import os from 'node:os';
+import { loadConfig } from '../config/load.js';
+import { buildFileOps } from '../files.js';
+import type { Role } from '../../roles/types.js';
+import { UsageError, type CliIo } from './common.js';
+
+/** Runs the command against `registry` (the built-in roles unless a test passes others). */
+export async function renderCommand(
+  role: string,
+  opts: { config: string; out?: string },
+  registry: Readonly<Record<string, Role>>,
+  io: CliIo,
+): Promise<number> {
+  const plugin = registry[role];
+  if (!plugin) throw new UsageError(`unknown role "${role}"; known roles: ${Object.keys(registry).join(', ')}`);
+  const { config } = await loadConfig({ path: opts.config });
+  const files = plugin.render({
+    node: os.hostname(),
+    config: { ...((config.roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) },
+    members: [],
+  });
+  if (files.length === 0) io.out(`# role ${role} renders no files`);
+  if (opts.out) {
+    const writer = buildFileOps({ root: opts.out });
+    for (const f of files) await writer.write(f.path, f.content, f.mode);
+    io.out(`# wrote ${files.length} file(s) under ${opts.out}`);
+    return 0;
+  }
+  for (const f of files) {
+    io.out(`# ${f.path} (mode ${(f.mode ?? 0o644).toString(8)})`);
+    io.out(f.content.endsWith('\n') ? f.content.slice(0, -1) : f.content);
+  }
+  return 0;
+}

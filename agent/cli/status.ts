@@ -1,0 +1,117 @@
+/**
+ * `mammatus status [--json] [--tag role=NAME] [--timeout D]`: asks every agent for `mammatus.status`
+ * and shows every member in one table, marking those that did not answer. It returns as soon as
+ * every alive member running an agent (`mammatus` tag) has answered, not after the query timeout.
+ */
+import { STATUS_QUERY, type StatusAnswer } from '../../handlers/status.js';
+import { parseRoleTag } from '../../roles/parse.js';
+import { AGENT_TAG, ROLE_TAG } from '../daemon.js';
+import { parseDuration } from '../duration.js';
+import type { Member } from '../types.js';
+import { connect, formatTable, tagsMatch, UsageError, type CliIo, type GlobalOptions } from './common.js';
+
+/** Flags of the status command. */
+export interface StatusOptions {
+  json?: boolean;
+  tag?: Record<string, string>;
+  timeout?: string;
+}
+
+/** One row of the result. */
+export interface MemberStatusRow {
+  node: string;
+  addr: string;
+  status: Member['status'];
+  /** Roles from the agent's answer, else as the `role` tag names them. */
+  roles: string[];
+  /** The agent's answer, or null when it did not answer in time. */
+  answer: StatusAnswer | null;
+  /** Why there is no answer: `no agent` (no `mammatus` tag), `not alive`, `no answer`, `bad answer`. */
+  missing?: string;
+}
+
+/** Asks the cluster and collects one row per member. */
+export async function collectStatus(g: GlobalOptions, opts: StatusOptions): Promise<MemberStatusRow[]> {
+  let timeoutMs = 0;
+  try {
+    if (opts.timeout) timeoutMs = parseDuration(opts.timeout);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const client = await connect(g);
+  try {
+    const members = (await client.members()).filter((m) => tagsMatch(m.tags, opts.tag ?? {}));
+    const waiting = new Set(members.filter((m) => m.status === 'alive' && m.tags[AGENT_TAG]).map((m) => m.name));
+    const answers = new Map<string, StatusAnswer | string>();
+    if (waiting.size > 0) {
+      const records = await client.query({ name: STATUS_QUERY, filterTags: opts.tag, timeoutMs });
+      for await (const r of records) {
+        if (r.type !== 'response') continue;
+        try {
+          answers.set(r.from, JSON.parse(r.payload.toString('utf8')) as StatusAnswer);
+        } catch {
+          answers.set(r.from, 'bad answer');
+        }
+        waiting.delete(r.from);
+        if (waiting.size === 0) {
+          records.stop();
+          break;
+        }
+      }
+    }
+    return members
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((m) => {
+        const a = answers.get(m.name);
+        const answer = typeof a === 'object' ? a : null;
+        const tagged = parseRoleTag(m.tags[ROLE_TAG]);
+        const row: MemberStatusRow = {
+          node: m.name,
+          addr: `${m.addr}:${m.port}`,
+          status: m.status,
+          roles: answer ? answer.roles : [...tagged.roles, ...tagged.unknown],
+          answer,
+        };
+        if (typeof a === 'string') row.missing = a;
+        else if (!a) row.missing = m.status !== 'alive' ? 'not alive' : m.tags[AGENT_TAG] ? 'no answer' : 'no agent';
+        return row;
+      });
+  } finally {
+    client.close();
+  }
+}
+
+/** Human-readable cell for a node's role states: `ok`, or `gateway:error compute:ok`. */
+function stateCell(a: StatusAnswer): string {
+  const entries = Object.entries(a.role_status ?? {});
+  if (entries.every(([, s]) => s.state === 'ok')) return 'ok';
+  return entries.map(([r, s]) => `${r}:${s.state}`).join(' ');
+}
+
+/** Runs the command; exit code 1 when a member with an agent did not answer or a role failed. */
+export async function statusCommand(g: GlobalOptions, opts: StatusOptions, io: CliIo): Promise<number> {
+  const rows = await collectStatus(g, opts);
+  const bad = rows.some((r) => r.missing === 'no answer' || r.missing === 'bad answer' || (r.answer && stateCell(r.answer) !== 'ok'));
+  if (opts.json) {
+    io.out(JSON.stringify(rows, null, 2));
+    return bad ? 1 : 0;
+  }
+  const table = [['NODE', 'ADDRESS', 'SERF', 'ROLES', 'VERSION', 'UPTIME', 'STATE']];
+  const errors: string[] = [];
+  for (const r of rows) {
+    const a = r.answer;
+    table.push([
+      r.node,
+      r.addr,
+      r.status,
+      r.roles.join(',') || '-',
+      a?.version ?? '-',
+      a ? `${a.uptime_s}s` : '-',
+      a ? stateCell(a) : `(${r.missing})`,
+    ]);
+    for (const [role, s] of Object.entries(a?.role_status ?? {})) if (s.error) errors.push(`${r.node} ${role}: ${s.error}`);
+  }
+  for (const line of formatTable(table)) io.out(line);
+  for (const e of errors) io.out(`  ! ${e}`);
+  return bad ? 1 : 0;
+}

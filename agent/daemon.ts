@@ -1,0 +1,226 @@
+/**
+ * The mammatus agent: connects to the local serf agent, keeps a membership cache, runs the role
+ * plugins named by this node's `role` tag, and feeds Serf events and queries to the dispatcher.
+ * `createAgent` has no side effects; `start()` opens the Serf session last, so no event arrives
+ * before its handler exists. `stop()` is idempotent.
+ */
+import path from 'node:path';
+import type { LoadedConfig } from './config/load.js';
+import type { AgentConfig } from './config/schema.js';
+import { parseDuration } from './duration.js';
+import { EventDedupe, type Watermarks } from './dispatch/dedupe.js';
+import { Dispatcher } from './dispatch/dispatcher.js';
+import { RoleSupervisor } from './roles-supervisor.js';
+import { SerfSession } from './serf/session.js';
+import type { SerfClient, MemberEvent } from './serf/client.js';
+import { MEMBER_EVENT_TYPES, type AgentView, type Logger, type Member } from './types.js';
+import { registerBuiltinHandlers } from '../handlers/index.js';
+import { parseRoleTag } from '../roles/parse.js';
+import type { FileOps, Role, Run } from '../roles/types.js';
+
+/** Tag the agent sets to its version once it is ready. */
+export const AGENT_TAG = 'mammatus';
+/** Tag naming the node's roles. */
+export const ROLE_TAG = 'role';
+
+/** Everything the agent needs from outside; tests pass their own. */
+export interface AgentDeps {
+  readonly loaded: LoadedConfig;
+  /** Reads the config again with the same command-line options (SIGHUP, file change). */
+  readonly reloadConfig: () => Promise<LoadedConfig>;
+  readonly log: Logger;
+  readonly run: Run;
+  readonly files: FileOps;
+  readonly registry: Readonly<Record<string, Role>>;
+  readonly version: string;
+  /** Extra handlers (tests, later roles), registered after the built-in ones. */
+  readonly registerHandlers?: (dispatcher: Dispatcher, view: AgentView) => void;
+  /** Called once the agent is ready (roles applied, `mammatus` tag set). */
+  readonly onReady?: () => void;
+}
+
+/** A running (or runnable) agent. */
+export interface Agent {
+  readonly view: AgentView;
+  readonly dispatcher: Dispatcher;
+  config(): AgentConfig;
+  members(): readonly Member[];
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Reloads the config; false (and the old config kept) when the new one is invalid. */
+  reload(): Promise<boolean>;
+}
+
+/** Builds an agent; nothing runs until `start()`. */
+export function createAgent(deps: AgentDeps): Agent {
+  let loaded = deps.loaded;
+  const log = deps.log;
+  const startedAt = Date.now();
+  let nodeName = '';
+  let selfTag: string | undefined;
+  let ready = false;
+  let stopping: Promise<void> | undefined;
+  const members = new Map<string, Member>();
+  const dedupe = new EventDedupe();
+  const eventsFile = () => path.join(loaded.config.state_dir, 'events.json');
+  let session: SerfSession | undefined;
+  let saveTimer: NodeJS.Timeout | undefined;
+
+  const supervisor = new RoleSupervisor({
+    registry: deps.registry,
+    run: deps.run,
+    files: deps.files,
+    log,
+    stateDir: loaded.config.state_dir,
+    node: () => nodeName,
+    members: () => [...members.values()],
+    roleConfig: (r) => ({ ...((loaded.config.roles as Record<string, Record<string, unknown> | undefined>)[r] ?? {}) }),
+  });
+
+  const view: AgentView = {
+    version: deps.version,
+    node: () => nodeName,
+    uptimeSeconds: () => Math.floor((Date.now() - startedAt) / 1000),
+    roles: () => supervisor.roles(),
+    roleStatus: () => supervisor.statuses(),
+    reconcile: (role) => supervisor.reconcile(role ? [role] : undefined, 'mammatus.reconcile'),
+  };
+
+  const timings = (c: AgentConfig) => ({
+    handlerTimeoutMs: parseDuration(c.dispatch.handler_timeout),
+    slowHandlerMs: parseDuration(c.dispatch.slow_handler),
+    queryTimeoutMs: parseDuration(c.dispatch.query_timeout),
+  });
+  const dispatcher = new Dispatcher({ log: log.child({ component: 'dispatch' }), node: () => nodeName, dedupe, ...timings(loaded.config) });
+  registerBuiltinHandlers(dispatcher, view);
+  for (const type of MEMBER_EVENT_TYPES) dispatcher.on(type, (ev) => onMemberEvent(ev as MemberEvent));
+  deps.registerHandlers?.(dispatcher, view);
+
+  /** Applies the `role` tag of this node, if it changed (member-update repeats, serf#555). */
+  function syncSelfRoles(): Promise<void> {
+    const self = members.get(nodeName);
+    const tag = self?.tags[ROLE_TAG] ?? '';
+    if (tag === selfTag) return Promise.resolve();
+    selfTag = tag;
+    const parsed = parseRoleTag(tag);
+    log.info({ roles: parsed.roles, unknown: parsed.unknown }, 'roles from the role tag');
+    return supervisor.setRoles(parsed.roles, parsed.unknown);
+  }
+
+  async function onMemberEvent(ev: MemberEvent): Promise<void> {
+    for (const m of ev.members) {
+      if (ev.type === 'member-reap') members.delete(m.name);
+      else members.set(m.name, m);
+    }
+    if (ev.members.some((m) => m.name === nodeName)) await syncSelfRoles();
+    await supervisor.onMemberEvent(ev.type);
+  }
+
+  async function onConnected(admin: SerfClient): Promise<void> {
+    const stats = await admin.stats();
+    nodeName = stats.agent?.name ?? nodeName;
+    members.clear();
+    for (const m of await admin.members()) members.set(m.name, m);
+    selfTag = undefined; // re-read: the tag may have changed while we were away
+    log.info({ node: nodeName, members: members.size }, 'connected to serf');
+    // Roles apply in the background so the event stream starts flowing at once.
+    void syncSelfRoles().then(() => markReady(admin));
+  }
+
+  async function markReady(admin: SerfClient): Promise<void> {
+    if (members.get(nodeName)?.tags[AGENT_TAG] !== deps.version) {
+      await admin.tags({ [AGENT_TAG]: deps.version }).catch((err: unknown) => log.warn({ err }, 'could not set the mammatus tag'));
+    }
+    if (!ready) {
+      ready = true;
+      log.info({ node: nodeName, roles: supervisor.roles(), version: deps.version }, 'agent ready');
+      deps.onReady?.();
+    }
+  }
+
+  function buildSession(c: AgentConfig): SerfSession {
+    return new SerfSession({
+      addr: c.serf.rpc_addr,
+      authKey: c.serf.rpc_auth || undefined,
+      log: log.child({ component: 'serf' }),
+      filter: dispatcher.streamFilter(),
+      onEvent: (ev) => {
+        dispatcher.dispatch(ev);
+        if (dedupe.dirty) scheduleSave();
+      },
+      onConnected,
+    });
+  }
+
+  function scheduleSave(): void {
+    saveTimer ??= setTimeout(() => {
+      saveTimer = undefined;
+      void saveWatermarks();
+    }, 500);
+  }
+
+  async function saveWatermarks(): Promise<void> {
+    if (!dedupe.dirty) return;
+    await deps.files.write(eventsFile(), JSON.stringify(dedupe.snapshot()) + '\n', 0o600).catch((err: unknown) => log.warn({ err }, 'could not save event watermarks'));
+  }
+
+  async function restoreWatermarks(): Promise<void> {
+    try {
+      const text = await deps.files.read(eventsFile());
+      if (text) dedupe.restore(JSON.parse(text) as Watermarks);
+    } catch (err) {
+      log.warn({ err, file: eventsFile() }, 'unreadable event watermarks; starting without them');
+    }
+  }
+
+  return {
+    view,
+    dispatcher,
+    config: () => loaded.config,
+    members: () => [...members.values()],
+    async start() {
+      await restoreWatermarks();
+      session = buildSession(loaded.config);
+      log.info({ rpc_addr: loaded.config.serf.rpc_addr, filter: dispatcher.streamFilter() }, 'connecting to serf');
+      await session.start();
+    },
+    async reload() {
+      let next: LoadedConfig;
+      try {
+        next = await deps.reloadConfig();
+      } catch (err) {
+        log.error({ err }, 'config reload failed; keeping the last good config');
+        return false;
+      }
+      const prev = loaded.config;
+      loaded = next;
+      log.level = next.config.log.level;
+      dispatcher.setTimings(timings(next.config));
+      log.info({ files: next.files }, 'config reloaded');
+      if (prev.serf.rpc_addr !== next.config.serf.rpc_addr || prev.serf.rpc_auth !== next.config.serf.rpc_auth) {
+        await session?.stop();
+        session = buildSession(next.config);
+        void session.start();
+      }
+      await supervisor.reconcile(undefined, 'config change');
+      return true;
+    },
+    stop() {
+      stopping ??= (async () => {
+        log.info('agent stopping');
+        if (saveTimer) clearTimeout(saveTimer);
+        if (session?.connected) {
+          // Nobody should read the tag as "agent running" once we are gone.
+          const admin = await session.adminClient();
+          await Promise.race([admin.tags({}, [AGENT_TAG]).catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
+        }
+        await session?.stop();
+        await Promise.race([dispatcher.idle(), new Promise((r) => setTimeout(r, 5000))]);
+        await supervisor.stopAll();
+        await saveWatermarks();
+        log.info('agent stopped');
+      })();
+      return stopping;
+    },
+  };
+}

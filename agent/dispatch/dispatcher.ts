@@ -1,0 +1,209 @@
+/**
+ * The dispatcher owns the handler policy, so handlers stay small: a timeout per handler, a
+ * slow-handler warning, failures logged and isolated, user events deduplicated, query answers
+ * kept under Serf's size limit and sent well inside the sender's timeout.
+ *
+ * Queries run at once and concurrently (they have a deadline). User and member events go through
+ * one bounded queue, one at a time in arrival order, so a slow reconcile never delays an answer.
+ */
+import type { Logger } from '../types.js';
+import type { MemberEvent, QueryEvent, SerfEvent, UserEvent } from '../serf/client.js';
+import { SerfLimits } from '../serf/protocol.js';
+import type { EventDedupe } from './dedupe.js';
+import { filterMatches, parseFilter, streamFilterFor, type EventFilter } from './filter.js';
+
+/** What every handler receives besides the event. */
+export interface HandlerContext {
+  readonly log: Logger;
+  /** Aborted when the handler's time is up; long work should stop then. */
+  readonly signal: AbortSignal;
+}
+
+/** A query answer: bytes, a string, or a value sent as compact JSON. */
+export type QueryAnswer = Uint8Array | string | object;
+
+/** Handles a user event or a member event. */
+export type EventHandler<E = UserEvent | MemberEvent> = (event: E, ctx: HandlerContext) => Promise<void> | void;
+/** Answers a query. */
+export type QueryHandler = (query: QueryEvent, ctx: HandlerContext) => Promise<QueryAnswer> | QueryAnswer;
+
+/** Handler timings; they may change on config reload. */
+export interface DispatchTimings {
+  readonly handlerTimeoutMs: number;
+  readonly slowHandlerMs: number;
+  /** The senders' query timeout; answers are due within 60 % of it. */
+  readonly queryTimeoutMs: number;
+}
+
+/** Dispatcher settings. */
+export interface DispatcherOptions extends DispatchTimings {
+  readonly log: Logger;
+  /** This node's name (its length counts against Serf's response limit); may be learnt later. */
+  readonly node: () => string;
+  readonly dedupe?: EventDedupe;
+  /** Most queued events before new ones are dropped (and counted). */
+  readonly queueLimit?: number;
+}
+
+/** Counters exposed for status and tests. */
+export interface DispatchStats {
+  handled: number;
+  failed: number;
+  timedOut: number;
+  duplicates: number;
+  dropped: number;
+  answered: number;
+  answerErrors: number;
+}
+
+interface Registration {
+  readonly filter: EventFilter;
+  readonly text: string;
+  readonly handler: EventHandler<never> | QueryHandler;
+}
+
+class HandlerTimeout extends Error {
+  override readonly name = 'HandlerTimeout';
+}
+
+/** Routes Serf events to registered handlers. Never throws from `dispatch`. */
+export class Dispatcher {
+  private readonly registrations: Registration[] = [];
+  private readonly queue: (UserEvent | MemberEvent)[] = [];
+  private draining: Promise<void> | undefined;
+  readonly stats: DispatchStats = { handled: 0, failed: 0, timedOut: 0, duplicates: 0, dropped: 0, answered: 0, answerErrors: 0 };
+
+  private timings: DispatchTimings;
+
+  constructor(private readonly opts: DispatcherOptions) {
+    this.timings = opts;
+  }
+
+  /** Applies new timings (config reload); running handlers keep the ones they started with. */
+  setTimings(timings: DispatchTimings): void {
+    this.timings = timings;
+  }
+
+  /**
+   * Registers a handler under a Serf filter (`user:NAME`, `query:NAME`, `member-join`, …). Throws on
+   * an invalid filter, and on a second handler for the same query (a node answers a query once).
+   */
+  on(filter: 'user' | `user:${string}`, handler: EventHandler<UserEvent>): void;
+  on(filter: `query:${string}`, handler: QueryHandler): void;
+  on(filter: string, handler: EventHandler): void;
+  on(text: string, handler: EventHandler<never> | QueryHandler): void {
+    const filter = parseFilter(text);
+    if (filter.type === 'query') {
+      if (!('name' in filter) || !filter.name) throw new RangeError('a query handler needs a query name (query:NAME)');
+      if (this.registrations.some((r) => r.filter.type === 'query' && filterMatches(r.filter, 'query', filter.name))) {
+        throw new RangeError(`a handler for ${text} is already registered; Serf takes one answer per node`);
+      }
+    }
+    this.registrations.push({ filter, text, handler });
+  }
+
+  /** The Serf stream filter that covers every registration. */
+  streamFilter(): string {
+    return streamFilterFor(this.registrations.map((r) => r.filter));
+  }
+
+  /** Takes one record from the Serf stream; returns at once. */
+  dispatch(event: SerfEvent): void {
+    if (event.type === 'query') {
+      void this.answer(event);
+      return;
+    }
+    if (event.type === 'user' && this.opts.dedupe?.isDuplicate(event.name, event.ltime, event.payload)) {
+      this.stats.duplicates++;
+      this.opts.log.debug({ event: event.name, ltime: event.ltime }, 'duplicate user event skipped');
+      return;
+    }
+    if (this.queue.length >= (this.opts.queueLimit ?? 10_000)) {
+      this.stats.dropped++;
+      this.opts.log.warn({ event: event.type === 'user' ? event.name : event.type }, 'event queue full; event dropped');
+      return;
+    }
+    this.queue.push(event);
+    this.draining ??= this.drainQueue().finally(() => (this.draining = undefined));
+  }
+
+  /** Resolves once every queued event has been handled. */
+  async idle(): Promise<void> {
+    while (this.draining) await this.draining;
+  }
+
+  private async drainQueue(): Promise<void> {
+    for (let event = this.queue.shift(); event; event = this.queue.shift()) {
+      const name = event.type === 'user' ? event.name : undefined;
+      for (const r of this.registrations) {
+        if (r.filter.type === 'query' || !filterMatches(r.filter, event.type, name)) continue;
+        await this.runHandler(r, this.timings.handlerTimeoutMs, (ctx) => (r.handler as EventHandler)(event, ctx)).catch(() => undefined);
+      }
+    }
+  }
+
+  private async answer(query: QueryEvent): Promise<void> {
+    const r = this.registrations.find((x) => x.filter.type === 'query' && filterMatches(x.filter, 'query', query.name));
+    if (!r) return;
+    const budget = Math.max(100, Math.floor(this.timings.queryTimeoutMs * 0.6));
+    let bytes: Buffer;
+    try {
+      const result = await this.runHandler(r, Math.min(budget, this.timings.handlerTimeoutMs), (ctx) => (r.handler as QueryHandler)(query, ctx));
+      bytes = encodeAnswer(result);
+    } catch (err) {
+      bytes = Buffer.from(JSON.stringify({ error: err instanceof HandlerTimeout ? 'timeout' : 'handler failed' }));
+    }
+    const limit = SerfLimits.queryResponseBytes - SerfLimits.queryResponseOverhead - Buffer.byteLength(this.opts.node());
+    if (bytes.length > limit) {
+      this.stats.answerErrors++;
+      this.opts.log.error({ query: query.name, bytes: bytes.length, limit }, 'query answer over Serf response limit; sent an error instead');
+      bytes = Buffer.from(JSON.stringify({ error: `answer too large: ${bytes.length} bytes > ${limit}` }));
+    }
+    try {
+      await query.respond(bytes);
+      this.stats.answered++;
+    } catch (err) {
+      this.stats.answerErrors++;
+      this.opts.log.warn({ err, query: query.name }, 'could not answer query');
+    }
+  }
+
+  /** Runs one handler with the timeout and slow-warning policy; logs and rethrows its failure. */
+  private async runHandler<T>(r: Registration, timeoutMs: number, call: (ctx: HandlerContext) => Promise<T> | T): Promise<T> {
+    const log = this.opts.log.child({ handler: r.text });
+    const abort = new AbortController();
+    const started = Date.now();
+    const slow = setTimeout(() => log.warn({ elapsed_ms: Date.now() - started }, 'handler is slow'), this.timings.slowHandlerMs);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        abort.abort();
+        reject(new HandlerTimeout(`handler ${r.text} timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    try {
+      const result = await Promise.race([Promise.resolve().then(() => call({ log, signal: abort.signal })), timeout]);
+      this.stats.handled++;
+      return result;
+    } catch (err) {
+      if (err instanceof HandlerTimeout) {
+        this.stats.timedOut++;
+        log.error({ timeout_ms: timeoutMs }, 'handler timed out; moving on');
+      } else {
+        this.stats.failed++;
+        log.error({ err }, 'handler failed');
+      }
+      throw err;
+    } finally {
+      clearTimeout(slow);
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** Encodes an answer: bytes as they are, strings as UTF-8, anything else as compact JSON. */
+export function encodeAnswer(answer: QueryAnswer): Buffer {
+  if (answer instanceof Uint8Array) return Buffer.from(answer);
+  if (typeof answer === 'string') return Buffer.from(answer);
+  return Buffer.from(JSON.stringify(answer));
+}

@@ -1,0 +1,67 @@
+/**
+ * The composition root of the daemon: builds the logger, the runner, the file writer, the agent,
+ * then wires signals (SIGTERM/SIGINT stop, SIGHUP reloads), the config watcher and systemd
+ * readiness. Nothing else in the code base creates these.
+ */
+import { loadConfig, type LoadConfigOptions } from './config/load.js';
+import { watchConfig, type ConfigWatcher } from './config/watch.js';
+import { createAgent } from './daemon.js';
+import { buildRun } from './exec.js';
+import { buildFileOps } from './files.js';
+import { buildLogger } from './logger.js';
+import { sdNotify } from './notify.js';
+import { VERSION } from './version.js';
+import { roles } from '../roles/index.js';
+
+/** Runs the agent until SIGTERM/SIGINT; resolves with the process exit code. */
+export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) => void): Promise<number> {
+  let loaded;
+  try {
+    loaded = await loadConfig(opts);
+  } catch (err) {
+    stderr(`mammatus agent: ${(err as Error).message}`);
+    return 1;
+  }
+  const log = buildLogger(loaded.config.log.level);
+  const run = buildRun();
+  const agent = createAgent({
+    loaded,
+    reloadConfig: () => loadConfig(opts),
+    log,
+    run,
+    files: buildFileOps(),
+    registry: roles,
+    version: VERSION,
+    onReady: () => void sdNotify(run, '--ready', `--status=ready, version ${VERSION}`),
+  });
+
+  let watcher: ConfigWatcher | undefined;
+  const reload = async () => {
+    await sdNotify(run, '--reloading');
+    await agent.reload();
+    await sdNotify(run, '--ready');
+  };
+  const done = new Promise<number>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'stopping on signal');
+      // A hung shutdown must not outlive systemd's TimeoutStopSec (30 s).
+      setTimeout(() => {
+        log.error('shutdown took too long; exiting');
+        resolve(1);
+      }, 10_000).unref();
+      void sdNotify(run, '--stopping');
+      void Promise.allSettled([watcher?.close(), agent.stop()]).then(() => resolve(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  process.on('SIGHUP', () => void reload());
+
+  log.info({ version: VERSION, config: loaded.files }, 'mammatus agent starting');
+  if (loaded.config.watch_config) {
+    watcher = watchConfig(loaded.files, loaded.dirs, async () => void (await agent.reload()), log.child({ component: 'config' }));
+  }
+  // start() waits for serf (retrying with backoff); a stop signal meanwhile ends it quietly.
+  agent.start().catch((err: unknown) => log.debug({ err }, 'start abandoned'));
+  return done;
+}

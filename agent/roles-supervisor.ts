@@ -1,0 +1,155 @@
+/**
+ * Runs the node's role plugins: applies each role at start, on `mammatus.reconcile`, on the
+ * membership changes it watches and on config change; starts and stops roles when the node's
+ * `role` tag changes. Reconciles are serialized, and a request for a role already waiting in line
+ * is merged into that one, so a burst of events costs one apply.
+ */
+import path from 'node:path';
+import { applyRole } from '../roles/apply.js';
+import type { DesiredState, FileOps, Role, Run } from '../roles/types.js';
+import type { Logger, Member, MemberEventType, RoleStatus } from './types.js';
+
+/** Inputs the supervisor reads at each reconcile (they change under it). */
+export interface SupervisorDeps {
+  readonly registry: Readonly<Record<string, Role>>;
+  readonly run: Run;
+  readonly files: FileOps;
+  readonly log: Logger;
+  readonly stateDir: string;
+  readonly node: () => string;
+  readonly members: () => readonly Member[];
+  readonly roleConfig: (role: string) => Record<string, unknown>;
+  readonly now?: () => Date;
+}
+
+/** Owns the set of active roles and their last apply results. */
+export class RoleSupervisor {
+  private active: string[] = [];
+  private unknown: string[] = [];
+  private readonly status = new Map<string, RoleStatus>();
+  private owned: Record<string, string[]> = {};
+  private readonly waiting = new Set<string>();
+  private chain: Promise<void> = Promise.resolve();
+  private loaded = false;
+
+  constructor(private readonly deps: SupervisorDeps) {}
+
+  /** The roles this node runs now. */
+  roles(): readonly string[] {
+    return this.active;
+  }
+
+  /** Per-role state, including unknown names from the tag (reported as errors). */
+  statuses(): Record<string, RoleStatus> {
+    const out: Record<string, RoleStatus> = {};
+    for (const r of this.active) out[r] = this.status.get(r) ?? { state: 'pending' };
+    for (const u of this.unknown) out[u] = { state: 'error', error: 'unknown role' };
+    return out;
+  }
+
+  /** Switches to a new role set: stops roles no longer named, applies and starts new ones. */
+  setRoles(next: readonly string[], unknown: readonly string[] = []): Promise<void> {
+    return this.enqueue(async () => {
+      this.unknown = [...unknown];
+      if (unknown.length) this.deps.log.error({ unknown }, 'role tag names unknown roles; running the others');
+      const removed = this.active.filter((r) => !next.includes(r));
+      const added = next.filter((r) => !this.active.includes(r) && this.deps.registry[r]);
+      for (const r of removed) {
+        this.deps.log.info({ role: r }, 'role removed from this node; stopping it');
+        await this.deps.registry[r]?.stop?.().catch((err: unknown) => this.deps.log.error({ err, role: r }, 'role stop failed'));
+        this.status.delete(r);
+      }
+      this.active = next.filter((r) => this.deps.registry[r]);
+      for (const r of added) {
+        this.deps.log.info({ role: r }, 'role added to this node');
+        this.status.set(r, { state: 'pending' });
+        await this.applyNow(r);
+        const role = this.deps.registry[r]!;
+        if (role.start && this.status.get(r)?.state === 'ok') {
+          await role.start({ run: this.deps.run, files: this.deps.files, log: this.deps.log.child({ component: `role.${r}` }) }).catch((err: unknown) => {
+            this.status.set(r, { ...this.status.get(r)!, state: 'error', error: `start: ${(err as Error).message}` });
+          });
+        }
+      }
+    });
+  }
+
+  /** Re-applies the named roles (all active ones when `names` is absent). */
+  reconcile(names?: readonly string[], reason = 'request'): Promise<void> {
+    const targets = (names ?? this.active).filter((r) => this.active.includes(r) && !this.waiting.has(r));
+    if (targets.length === 0) return this.chain;
+    for (const r of targets) this.waiting.add(r);
+    this.deps.log.debug({ roles: targets, reason }, 'reconcile queued');
+    return this.enqueue(async () => {
+      for (const r of targets) {
+        this.waiting.delete(r);
+        if (this.active.includes(r)) await this.applyNow(r);
+      }
+    });
+  }
+
+  /** Reconciles the active roles that watch this member event type. */
+  onMemberEvent(type: MemberEventType): Promise<void> {
+    const watching = this.active.filter((r) => this.deps.registry[r]?.watches?.includes(type));
+    return watching.length ? this.reconcile(watching, type) : this.chain;
+  }
+
+  /** Stops every active role (shutdown). */
+  stopAll(): Promise<void> {
+    return this.enqueue(async () => {
+      for (const r of this.active) await this.deps.registry[r]?.stop?.().catch(() => undefined);
+    });
+  }
+
+  private enqueue(job: () => Promise<void>): Promise<void> {
+    const next = this.chain.then(job).catch((err: unknown) => this.deps.log.error({ err }, 'role supervisor job failed'));
+    this.chain = next;
+    return next;
+  }
+
+  private async applyNow(name: string): Promise<void> {
+    const role = this.deps.registry[name]!;
+    await this.loadOwned();
+    const desired: DesiredState = {
+      node: this.deps.node(),
+      config: this.deps.roleConfig(name),
+      members: [...this.deps.members()].sort((a, b) => a.name.localeCompare(b.name)),
+    };
+    const report = await applyRole(role, desired, {
+      run: this.deps.run,
+      files: this.deps.files,
+      log: this.deps.log,
+      previous: this.owned[name] ?? [],
+    });
+    const at = (this.deps.now ?? (() => new Date()))();
+    this.status.set(name, report.ok ? { state: 'ok', appliedAt: at } : { state: 'error', appliedAt: at, error: report.error ?? 'apply failed' });
+    if (report.ok && report.changed.length + report.removed.length > 0) {
+      this.deps.log.info({ role: name, changed: report.changed, removed: report.removed }, 'role applied');
+    }
+    if (JSON.stringify(report.owned) !== JSON.stringify(this.owned[name] ?? [])) {
+      this.owned[name] = report.owned;
+      await this.saveOwned();
+    }
+  }
+
+  private get ownedFile(): string {
+    return path.join(this.deps.stateDir, 'roles-owned.json');
+  }
+
+  private async loadOwned(): Promise<void> {
+    if (this.loaded) return;
+    this.loaded = true;
+    try {
+      const text = await this.deps.files.read(this.ownedFile);
+      if (text) this.owned = JSON.parse(text) as Record<string, string[]>;
+    } catch (err) {
+      this.deps.log.warn({ err, file: this.ownedFile }, 'unreadable role state; starting without it');
+    }
+  }
+
+  private async saveOwned(): Promise<void> {
+    await this.deps.files.write(this.ownedFile, JSON.stringify(this.owned, null, 2) + '\n', 0o600).catch((err: unknown) => {
+      this.deps.log.warn({ err }, 'could not save role state');
+    });
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * `mammatus.reconcile` user event: empty payload = every role of the node, else one role name. Each
+ * agent re-applies the matching roles; applying is idempotent, so sending it again is harmless.
+ */
+import type { Dispatcher } from '../agent/dispatch/dispatcher.js';
+import type { AgentView } from '../agent/types.js';
+
+/** Event name, as documented in docs/serf.md. */
+export const RECONCILE_EVENT = 'mammatus.reconcile';
+
+/** Registers the reconcile event handler. */
+export function registerReconcile(d: Pick<Dispatcher, 'on'>, view: AgentView): void {
+  d.on(`user:${RECONCILE_EVENT}`, async (event, ctx) => {
+    const role = event.payload.toString('utf8').trim();
+    if (role && !view.roles().includes(role)) {
+      ctx.log.debug({ role }, 'reconcile for a role this node does not run; ignored');
+      return;
+    }
+    await view.reconcile(role || undefined);
+  });
+}

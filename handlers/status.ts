@@ -1,0 +1,55 @@
+/**
+ * `mammatus.status`: one compact JSON object per agent, at most 900 bytes, so a whole cluster can be
+ * listed by one Serf query. Long errors are shortened until the answer fits.
+ */
+import type { Dispatcher } from '../agent/dispatch/dispatcher.js';
+import type { AgentView, RoleStatus } from '../agent/types.js';
+
+/** Query name, as documented in docs/serf.md. */
+export const STATUS_QUERY = 'mammatus.status';
+/** The documented upper bound of one status answer. */
+export const STATUS_MAX_BYTES = 900;
+
+/** Per-role entry of the answer. */
+export interface RoleStatusJson {
+  state: RoleStatus['state'];
+  /** ISO 8601 time of the last apply, or null before the first. */
+  applied_at: string | null;
+  error?: string;
+}
+
+/** The answer of one agent. */
+export interface StatusAnswer {
+  node: string;
+  roles: string[];
+  version: string;
+  uptime_s: number;
+  role_status: Record<string, RoleStatusJson>;
+}
+
+/** Builds the answer, shortening errors (then dropping them) until it fits `maxBytes`. Pure. */
+export function buildStatus(view: AgentView, maxBytes = STATUS_MAX_BYTES): StatusAnswer {
+  const statuses = view.roleStatus();
+  for (const limit of [160, 60, 20, 0]) {
+    const role_status: Record<string, RoleStatusJson> = {};
+    for (const [name, s] of Object.entries(statuses)) {
+      const entry: RoleStatusJson = { state: s.state, applied_at: s.appliedAt ? s.appliedAt.toISOString() : null };
+      if (s.error && limit > 0) entry.error = s.error.length > limit ? `${s.error.slice(0, limit - 1)}…` : s.error;
+      role_status[name] = entry;
+    }
+    const answer: StatusAnswer = {
+      node: view.node(),
+      roles: [...view.roles()],
+      version: view.version,
+      uptime_s: view.uptimeSeconds(),
+      role_status,
+    };
+    if (Buffer.byteLength(JSON.stringify(answer)) <= maxBytes || limit === 0) return answer;
+  }
+  throw new Error('unreachable');
+}
+
+/** Registers the status query handler. */
+export function registerStatus(d: Pick<Dispatcher, 'on'>, view: AgentView): void {
+  d.on(`query:${STATUS_QUERY}`, () => buildStatus(view));
+}

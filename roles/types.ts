@@ -1,0 +1,91 @@
+/**
+ * The contract every role implements. A role turns desired state into files (pure `render`), and
+ * the framework in `roles/apply.ts` writes only what changed, validates, reloads, probes health and
+ * rolls back. Roles know nothing of Serf: they see a membership snapshot, never the wire.
+ */
+import type { Logger, Member, MemberEventType } from '../agent/types.js';
+
+/** The four role names a node's `role` tag may carry. */
+export const ROLE_NAMES = ['gateway', 'compute', 'storage', 'controller'] as const;
+/** One of the known role names. */
+export type RoleName = (typeof ROLE_NAMES)[number];
+
+/** What a role renders from: this node, its role settings, and the cluster as Serf sees it. */
+export interface DesiredState<C = Record<string, unknown>> {
+  /** This node's Serf name. */
+  readonly node: string;
+  /** The role's own settings: `roles.<name>` from the merged agent config (`{}` when absent). */
+  readonly config: C;
+  /** Every known member, sorted by name. */
+  readonly members: readonly Member[];
+}
+
+/** One file a role owns. Paths are absolute; `mode` defaults to 0o644. */
+export interface RenderedFile {
+  readonly path: string;
+  readonly content: string;
+  readonly mode?: number;
+}
+
+/** Result of running one external command through the injected runner. */
+export interface RunResult {
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly exitCode: number;
+}
+
+/** Options for one command run. */
+export interface RunOptions {
+  readonly timeoutMs?: number;
+  readonly input?: string;
+  readonly env?: Readonly<Record<string, string>>;
+  readonly cwd?: string;
+}
+
+/**
+ * The single funnel for external commands: an argv array, never a shell string. It rejects with
+ * `CommandFailedError` on a non-zero exit, a timeout or a missing binary.
+ */
+export type Run = (file: string, args: readonly string[], options?: RunOptions) => Promise<RunResult>;
+
+/** The single funnel for file effects. `write` is atomic (temp file + rename). */
+export interface FileOps {
+  /** Current content, or `undefined` when the file does not exist. */
+  read(path: string): Promise<string | undefined>;
+  write(path: string, content: string, mode?: number): Promise<void>;
+  remove(path: string): Promise<void>;
+  /**
+   * Permission bits (`mode & 0o7777`) of an existing file, or `undefined` when it does not exist.
+   * Optional: when present, apply treats a mode change as a change and rollback restores the old
+   * mode instead of 0o644 (so a 0o600 secret is never widened by a rollback).
+   */
+  mode?(path: string): Promise<number | undefined>;
+}
+
+/** What a role's hooks receive while applying. */
+export interface ApplyContext {
+  readonly run: Run;
+  readonly files: FileOps;
+  readonly log: Logger;
+  /** Paths whose content changed in this apply (written, or removed). */
+  readonly changed: readonly string[];
+}
+
+/** A role plugin. Only `name` and `render` are required; every hook is optional. */
+export interface Role<C = Record<string, unknown>> {
+  readonly name: string;
+  /** Member event types after which this role reconciles (membership is part of its input). */
+  readonly watches?: readonly MemberEventType[];
+  /** Pure: desired state to files. Same input, same output (sorted, no clock, no I/O). */
+  render(desired: DesiredState<C>): RenderedFile[];
+  /** Checks the written files (e.g. `dnsmasq --test`); throwing rolls the files back. */
+  validate?(ctx: ApplyContext): Promise<void>;
+  /** Makes running services pick up the changed files; throwing rolls back. */
+  reload?(ctx: ApplyContext): Promise<void>;
+  /** Probes that the node works after a reload; throwing rolls back and reloads the old files. */
+  health?(ctx: ApplyContext): Promise<void>;
+  /** Starts long-running services the role hosts in-process (after the first apply). */
+  start?(ctx: Omit<ApplyContext, 'changed'>): Promise<void>;
+  /** Stops what `start` started; called when the role is removed from the node or on shutdown. */
+  stop?(): Promise<void>;
+}

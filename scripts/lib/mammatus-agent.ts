@@ -1,0 +1,114 @@
+/**
+ * Starts real `mammatus agent` processes (from the esbuild bundle) next to real serf agents, for the
+ * integration tests, the benchmarks and the local cluster. Readiness is the agent's own
+ * "agent ready" log line; stop is SIGTERM to the PID.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The bundled CLI; `npm run build` makes it. */
+export const BUNDLE = fileURLToPath(new URL('../../dist/mammatus.mjs', import.meta.url));
+
+/** What to start. */
+export interface MammatusAgentSpec {
+  /** Working directory: config, state and log go here. */
+  readonly dir: string;
+  readonly rpcAddr: string;
+  readonly rpcAuth?: string;
+  /** Extra YAML appended to the generated config. */
+  readonly extraYaml?: string;
+  /** Use this config file instead of generating one. */
+  readonly configPath?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  /** Wait for "agent ready" (default true). */
+  readonly waitReady?: boolean;
+}
+
+/** A running agent process. */
+export interface MammatusAgent {
+  readonly process: ChildProcess;
+  readonly pid: number;
+  readonly logFile: string;
+  readonly configPath: string;
+  /** Milliseconds from spawn to the "agent ready" line (NaN if not waited for). */
+  readonly startToReadyMs: number;
+  /** The log so far, one parsed JSON object per line. */
+  logLines(): Record<string, unknown>[];
+  /** Resolves when a log line satisfies `match`, rejects after `timeoutMs`. */
+  waitForLog(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** SIGTERM, wait for exit (SIGKILL after 10 s); resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** Is the bundle built? */
+export function bundleBuilt(): boolean {
+  return existsSync(BUNDLE);
+}
+
+/** Starts one agent. */
+export async function startMammatusAgent(spec: MammatusAgentSpec): Promise<MammatusAgent> {
+  mkdirSync(spec.dir, { recursive: true });
+  const configPath = spec.configPath ?? path.join(spec.dir, 'agent.yaml');
+  if (!spec.configPath) {
+    const yaml = [
+      `state_dir: ${JSON.stringify(path.join(spec.dir, 'state'))}`,
+      `serf: { rpc_addr: ${JSON.stringify(spec.rpcAddr)}, rpc_auth: ${JSON.stringify(spec.rpcAuth ?? '')} }`,
+      'log: { level: debug }',
+      spec.extraYaml ?? '',
+    ].join('\n');
+    writeFileSync(configPath, yaml + '\n');
+  }
+  const logFile = path.join(spec.dir, 'agent.log');
+  const out = openSync(logFile, 'a');
+  const started = performance.now();
+  const child = spawn(process.execPath, [BUNDLE, 'agent', '--config', configPath], {
+    stdio: ['ignore', out, out],
+    env: { ...(spec.env ?? process.env), JOURNAL_STREAM: '' },
+  });
+  closeSync(out);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const logLines = () =>
+    readFileSync(logFile, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const waitForLog = async (match: (line: Record<string, unknown>) => boolean, timeoutMs = 20_000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = logLines().find(match);
+      if (hit) return hit;
+      if (child.exitCode !== null) throw new Error(`mammatus agent exited (${child.exitCode}); see ${logFile}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for a log line; see ${logFile}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  let startToReadyMs = NaN;
+  if (spec.waitReady !== false) {
+    try {
+      await waitForLog((l) => l.msg === 'agent ready');
+    } catch (err) {
+      child.kill('SIGKILL');
+      throw err;
+    }
+    startToReadyMs = performance.now() - started;
+  }
+  return {
+    process: child,
+    pid: child.pid!,
+    logFile,
+    configPath,
+    startToReadyMs,
+    logLines,
+    waitForLog,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}

@@ -1,0 +1,123 @@
+/**
+ * Starts real `serf agent` processes on free loopback ports, for the integration tests, the
+ * benchmarks and the local cluster. Each agent is stopped by its PID.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { freePort, waitForPort } from './ports.js';
+
+/** What to start. */
+export interface SerfAgentSpec {
+  readonly name: string;
+  readonly tags?: Readonly<Record<string, string>>;
+  /** Directory for the agent's log, snapshot and tags file. */
+  readonly dir: string;
+  readonly rpcAuth?: string;
+  readonly encryptKey?: string;
+  /** Extra `-event-handler` specs (for the benchmark baseline). */
+  readonly eventHandlers?: readonly string[];
+  readonly profile?: 'lan' | 'local' | 'wan';
+  /** Reuse ports (restart of the same node). */
+  readonly bindPort?: number;
+  readonly rpcPort?: number;
+  /** Use a tags file (tags then persist across restarts and `serf tags` changes). */
+  readonly tagsFile?: boolean;
+  readonly snapshot?: boolean;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** A running serf agent. */
+export interface SerfAgent {
+  readonly spec: SerfAgentSpec;
+  readonly name: string;
+  readonly bindPort: number;
+  readonly rpcPort: number;
+  readonly rpcAddr: string;
+  readonly bindAddr: string;
+  readonly process: ChildProcess;
+  readonly logFile: string;
+  /** SIGINT (graceful leave) and wait for exit; SIGKILL after 5 s. */
+  stop(): Promise<void>;
+  /** SIGKILL and wait for exit (a crash, as the other nodes see it). */
+  kill(): Promise<void>;
+}
+
+/** Is the `serf` binary on PATH? */
+export function serfAvailable(): boolean {
+  return (process.env.PATH ?? '').split(':').some((d) => {
+    try {
+      closeSync(openSync(path.join(d, 'serf'), 'r'));
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Starts one agent and waits until its RPC port accepts connections. */
+export async function startSerfAgent(spec: SerfAgentSpec): Promise<SerfAgent> {
+  mkdirSync(spec.dir, { recursive: true });
+  const bindPort = spec.bindPort ?? (await freePort());
+  const rpcPort = spec.rpcPort ?? (await freePort());
+  const args = [
+    'agent',
+    `-node=${spec.name}`,
+    `-bind=127.0.0.1:${bindPort}`,
+    `-rpc-addr=127.0.0.1:${rpcPort}`,
+    `-profile=${spec.profile ?? 'lan'}`,
+    '-log-level=info',
+  ];
+  if (spec.tagsFile) {
+    // With a tags file serf refuses -tag flags: the initial tags go into the file (unless a restart
+    // finds one already, which then wins, as it would on a real node).
+    const tagsPath = path.join(spec.dir, 'tags.json');
+    if (!existsSync(tagsPath)) writeFileSync(tagsPath, JSON.stringify(spec.tags ?? {}), { mode: 0o600 });
+    args.push(`-tags-file=${tagsPath}`);
+  }
+  if (spec.snapshot) args.push(`-snapshot=${path.join(spec.dir, 'serf.snapshot')}`);
+  if (spec.rpcAuth) {
+    // rpc_auth exists only as a config-file key, not as a flag.
+    const conf = path.join(spec.dir, 'serf-rpc.json');
+    writeFileSync(conf, JSON.stringify({ rpc_auth: spec.rpcAuth }), { mode: 0o600 });
+    args.push(`-config-file=${conf}`);
+  }
+  if (spec.encryptKey) args.push(`-encrypt=${spec.encryptKey}`);
+  for (const h of spec.eventHandlers ?? []) args.push(`-event-handler=${h}`);
+  if (!spec.tagsFile) for (const [k, v] of Object.entries(spec.tags ?? {})) args.push(`-tag`, `${k}=${v}`);
+  const logFile = path.join(spec.dir, 'serf.log');
+  const out = openSync(logFile, 'a');
+  const child = spawn('serf', args, { stdio: ['ignore', out, out], env: spec.env ?? process.env });
+  closeSync(out);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stopWith = async (signal: NodeJS.Signals) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  try {
+    await Promise.race([
+      waitForPort(rpcPort),
+      exited.then(() => {
+        throw new Error(`serf agent ${spec.name} exited at start; see ${logFile}`);
+      }),
+    ]);
+  } catch (err) {
+    await stopWith('SIGKILL');
+    throw err;
+  }
+  return {
+    spec,
+    name: spec.name,
+    bindPort,
+    rpcPort,
+    rpcAddr: `127.0.0.1:${rpcPort}`,
+    bindAddr: `127.0.0.1:${bindPort}`,
+    process: child,
+    logFile,
+    stop: () => stopWith('SIGINT'),
+    kill: () => stopWith('SIGKILL'),
+  };
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what mammatus needs on a Debian machine with Node 20: the Debian packages (when run as
+# root; otherwise it prints the exact command), the npm dependencies, and the bundle.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# serf and nats-server run the cluster; dnsmasq-base, iptables and iproute2 serve the role tests.
+PACKAGES=(serf nats-server dnsmasq-base iptables iproute2)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  else
+    echo "Missing Debian packages: ${missing[*]}. Install them with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    if ! command -v serf >/dev/null; then exit 1; fi
+  fi
+fi
+
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<19)) { console.error("mammatus needs Node >= 20.19, this is "+process.version); process.exit(1) }'
+# npm ci only when node_modules is missing or older than the lock file.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run --silent build

@@ -1,0 +1,18 @@
+/** Keeps the README's first command honest: the local cluster starts, reports all four roles ok, stops. */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { skipReason } from './harness.js';
+
+const exec = promisify(execFile);
+const skip = skipReason();
+
+describe.skipIf(Boolean(skip))('the local cluster (scripts/local-cluster.ts)', () => {
+  it('starts one node per role, prints a status with every role ok, and tears down', async () => {
+    const { stdout } = await exec(process.execPath, ['--import', 'tsx', 'scripts/local-cluster.ts', '--once'], { timeout: 60_000 });
+    for (const role of ['gateway', 'compute', 'storage', 'controller']) {
+      expect(stdout).toMatch(new RegExp(`^${role}-1\\s.*alive\\s+${role}\\s.*ok$`, 'm'));
+    }
+    expect(stdout).toContain('Stopped.');
+  }, 90_000);
+});
