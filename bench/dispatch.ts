@@ -149,6 +149,16 @@ async function main(): Promise<number> {
     await send('benchsh', 'warm:0:0');
     await waitUntil(() => seen.has('warm:0:0') && readScriptLog(shLog).length >= 1, 10_000);
 
+    // Reference: a bare RPC stream subscriber for the same events, without the agent's dispatcher.
+    // mammatus − raw = the agent's own overhead; raw = what serf + the RPC stream cost anyway.
+    const rawClient = await SerfClient.connect({ addr: serf.rpcAddr });
+    cleanup.add(() => rawClient.close());
+    const rawStream = await rawClient.stream('user:bench');
+    const rawSeen = new Map<string, number>();
+    void (async () => {
+      for await (const ev of rawStream) if (ev.type === 'user') rawSeen.set(ev.payload.toString('utf8'), perfEpoch());
+    })().catch(() => undefined);
+
     // ---- latency phase ----
     const offsetBefore = realtimeOffsetMs();
     const sentAt = new Map<string, number>();
@@ -175,6 +185,10 @@ async function main(): Promise<number> {
     for (const [p, t] of seen) if (p.startsWith('lat:')) mamLat.push(t - sentAt.get(p)!);
     const shLat: number[] = [];
     for (const l of readScriptLog(shLog)) if (l.payload.startsWith('lat:')) shLat.push(l.realtimeMs - offset - sentAt.get(l.payload)!);
+    const rawLat: number[] = [];
+    for (const [p, t] of rawSeen) if (p.startsWith('lat:')) rawLat.push(t - sentAt.get(p)!);
+    rawStream.stop(); // the throughput phase runs with the agent's stream only
+    const rawS = summarize(rawLat);
     const mamS = summarize(mamLat);
     const shS = summarize(shLat);
     const ratio = shS.median / mamS.median;
@@ -182,6 +196,8 @@ async function main(): Promise<number> {
     console.log(`  clock offset realtime-monotonic: before ${offsetBefore.toFixed(3)} ms, after ${offsetAfter.toFixed(3)} ms (drift ${(offsetAfter - offsetBefore).toFixed(3)} ms)`);
     console.log(`  mammatus handler start − send: ${fmtSummary(mamS)}`);
     console.log(`  serf script start − send:      ${fmtSummary(shS)}`);
+    console.log(`  (reference) bare RPC stream record − send: ${fmtSummary(rawS)}`);
+    console.log(`  → mammatus dispatch overhead over the bare stream: median ${(mamS.median - rawS.median).toFixed(3)} ms`);
     console.log(`  ratio serf-script median / mammatus median: ${ratio.toFixed(1)}x`);
     goals.check('latency ratio (serf script median / mammatus median)', ratio >= RATIO_GOAL, round(ratio, 1), `>= ${RATIO_GOAL}`);
     goals.check('mammatus saw every latency event', mamS.n === LAT_EVENTS, mamS.n, `= ${LAT_EVENTS}`);
@@ -193,16 +209,25 @@ async function main(): Promise<number> {
       const sends: Promise<void>[] = [];
       const start = perfEpoch() + 20;
       let offered = 0;
+      const acks = { n: 0, lastMs: NaN };
       for (let j = 0; j < ticks; j++) {
         await sleepUntil(start + j * TP_TICK_MS);
         if (perfEpoch() - start > 2 * TP_SECONDS * 1000) break; // hard time bound
         for (let q = 0; q < perTick; q++) {
-          sends.push(send(name, `tp:${name}:${offered}:${perfEpoch().toFixed(3)}`));
+          const p = send(name, `tp:${name}:${offered}:${perfEpoch().toFixed(3)}`);
+          p.then(
+            () => {
+              acks.n++;
+              acks.lastMs = perfEpoch() - start;
+            },
+            () => undefined,
+          );
+          sends.push(p);
           offered++;
         }
       }
       const offerMs = perfEpoch() - start;
-      return { offered, offerMs, sends, start };
+      return { offered, offerMs, sends, start, acks };
     };
 
     // mammatus
@@ -216,7 +241,10 @@ async function main(): Promise<number> {
     const mamTimes = [...seen.entries()].filter(([k]) => k.startsWith('tp:')).map(([, t]) => t);
     const mamLastMs = mamTimes.length ? Math.max(...mamTimes) - mo.start : NaN;
     const stats = agent.dispatcher.stats;
-    console.log(`\nthroughput phase, mammatus (user:bench): offered ${mo.offered} in ${mo.offerMs.toFixed(0)} ms (${((mo.offered / mo.offerMs) * 1000).toFixed(0)}/s), accepted by serf ${moAccepted}`);
+    console.log(
+      `\nthroughput phase, mammatus (user:bench): offered ${mo.offered} in ${mo.offerMs.toFixed(0)} ms (${((mo.offered / mo.offerMs) * 1000).toFixed(0)}/s), ` +
+        `accepted by serf ${moAccepted}, the last RPC answer ${mo.acks.lastMs.toFixed(0)} ms after the first send`,
+    );
     console.log(`  handler saw ${mamSeen}/${mo.offered}; last one ${mamLastMs.toFixed(0)} ms after the first send; dispatcher dropped ${stats.dropped}, duplicates ${stats.duplicates}`);
     goals.check('mammatus handler saw every throughput event', mamSeen === mo.offered, `${mamSeen}/${mo.offered}`, 'all');
 
@@ -235,7 +263,7 @@ async function main(): Promise<number> {
     );
     const shSeen = countLines(shLog);
     const shWaitedMs = perfEpoch() - waitStart;
-    const acceptedNow = (await Promise.race([Promise.allSettled(so.sends), sleep(10).then(() => undefined)]))?.filter((r) => r.status === 'fulfilled').length;
+    const acceptedNow = so.acks.n;
     // Drain rate of the script handler: lines per second over the wait.
     const first = scriptProgress[0]!;
     const last = scriptProgress[scriptProgress.length - 1]!;
@@ -246,7 +274,7 @@ async function main(): Promise<number> {
     console.log(`\nthroughput phase, serf script (user:benchsh): offered ${so.offered} in ${so.offerMs.toFixed(0)} ms (${((so.offered / so.offerMs) * 1000).toFixed(0)}/s)`);
     console.log(
       `  script saw ${shSeen}/${so.offered} within ${(so.offerMs + shWaitedMs).toFixed(0)} ms of the first send (bounded wait ${SCRIPT_WAIT_MS / 1000} s after offering); ` +
-        `${acceptedNow ?? 'not all'} event RPCs answered by then; script drain rate ≈ ${shRate.toFixed(0)}/s; serf log: ${serfDrops} 'Dropping event', ${serfSlow} slow-script warnings`,
+        `${acceptedNow} event RPCs answered by then, the last ${so.acks.lastMs.toFixed(0)} ms after the first send; script drain rate ≈ ${shRate.toFixed(0)}/s; serf log: ${serfDrops} 'Dropping event', ${serfSlow} slow-script warnings`,
     );
 
     emitJson({
@@ -257,6 +285,7 @@ async function main(): Promise<number> {
         spacing_ms: LAT_SPACING_MS,
         mammatus_ms: mapRound(mamS),
         serf_script_ms: mapRound(shS),
+        bare_rpc_stream_ms: mapRound(rawS),
         ratio_median: round(ratio, 2),
         clock_drift_ms: round(offsetAfter - offsetBefore),
         send_errors: latSendErrors,
@@ -269,7 +298,8 @@ async function main(): Promise<number> {
           offer_ms: round(so.offerMs, 0),
           seen_within_bound: shSeen,
           bound_ms: round(so.offerMs + shWaitedMs, 0),
-          rpc_answered: acceptedNow ?? null,
+          rpc_answered: acceptedNow,
+          last_rpc_answer_after_ms: round(so.acks.lastMs, 0),
           drain_rate_per_s: round(shRate, 0),
           serf_dropping_event_lines: serfDrops,
         },
