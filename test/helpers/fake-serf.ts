@@ -122,6 +122,8 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 export interface FakeSerfOptions {
   /** When set, `auth` must carry this key (Serf's `rpc_auth`). */
   readonly authKey?: string;
+  /** Port to listen on; 0 (default) picks a free one. */
+  readonly port?: number;
 }
 
 /** The fake server. Create with {@link startFakeSerf}. */
@@ -244,7 +246,7 @@ export async function startFakeSerf(opts: FakeSerfOptions = {}): Promise<FakeSer
   const server = net.createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
   });
   return new FakeSerf(server, opts);
 }

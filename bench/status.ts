@@ -1,0 +1,201 @@
+/**
+ * Cluster status: `mammatus status` (returns once every agent answered) against
+ * `serf query mammatus.status` (waits for Serf's query timeout) on a 20-node loopback cluster.
+ *
+ *   npx tsx bench/status.ts
+ *
+ * 20 serf agents (roles spread over gateway/compute/storage/controller, every one joined to the
+ * first) and 20 mammatus agents from the bundle, started in batches of 5. Then, alternating, N=5
+ * timed runs of each command (wall time of the whole process). Goal: median mammatus status <
+ * 0.25 × median serf query, with all 20 nodes answering. Prints a readable summary, PASS/MISS per
+ * goal, then one JSON line.
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { SerfClient } from '../agent/serf/client.js';
+import { startMammatusAgent, type MammatusAgent } from '../scripts/lib/mammatus-agent.js';
+import { serfAvailable, startSerfAgent, type SerfAgent } from '../scripts/lib/serf-agent.js';
+import { BUNDLE, Cleanup, emitJson, ensureBundle, Goals, machine, median, printMachine, ROOT, round, sleep, tempDir, waitUntil } from './lib.js';
+
+const NODES = Number(process.env.BENCH_NODES ?? 20);
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const BATCH = 5;
+const ROLE_NAMES = ['gateway', 'compute', 'storage', 'controller'] as const;
+const COMMAND_TIMEOUT_MS = 30_000;
+
+interface Timed {
+  ms: number;
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion and times it from spawn to exit (killed after 30 s). */
+function timed(cmd: string, args: string[]): Promise<Timed> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), COMMAND_TIMEOUT_MS);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ ms: performance.now() - started, code, stdout, stderr });
+    });
+  });
+}
+
+/** Nodes listed with an answer in `mammatus status`'s table (STATE not `(no answer)` etc.). */
+function answeredInTable(out: string): { listed: number; answered: number } {
+  const rows = out.split('\n').filter((l) => /^n\d+\s/.test(l));
+  return { listed: rows.length, answered: rows.filter((l) => !/\(\w[^)]*\)\s*$/.test(l)).length };
+}
+
+/** Responders in `serf query`'s output. */
+function serfResponses(out: string): number {
+  return new Set([...out.matchAll(/^Response from '([^']+)'/gm)].map((m) => m[1])).size;
+}
+
+async function main(): Promise<number> {
+  if (!serfAvailable()) {
+    console.error('serf is not on PATH');
+    return 2;
+  }
+  ensureBundle();
+  const m = machine();
+  const goals = new Goals();
+  const cleanup = new Cleanup();
+  try {
+    console.log(`== status: mammatus status vs serf query mammatus.status, ${NODES}-node loopback cluster ==`);
+    printMachine(m);
+    const dir = tempDir('status', cleanup);
+    const name = (i: number) => `n${String(i + 1).padStart(2, '0')}`;
+
+    // Serf agents, in batches (each is a separate process on 2 cores).
+    const serfs: SerfAgent[] = [];
+    // Stopped in parallel, by PID, after the mammatus agents (cleanup runs last-in first-out).
+    cleanup.add(() => Promise.allSettled(serfs.map((s) => s.stop())));
+    const t0 = performance.now();
+    for (let b = 0; b < NODES; b += BATCH) {
+      const batch = await Promise.allSettled(
+        Array.from({ length: Math.min(BATCH, NODES - b) }, (_, k) => {
+          const i = b + k;
+          return startSerfAgent({ name: name(i), dir: path.join(dir, name(i), 'serf'), tags: { role: ROLE_NAMES[i % ROLE_NAMES.length]! }, tagsFile: false });
+        }),
+      );
+      for (const r of batch) if (r.status === 'fulfilled') serfs.push(r.value);
+      const failed = batch.find((r) => r.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    }
+    // Every agent joins the first.
+    for (const s of serfs.slice(1)) {
+      const c = await SerfClient.connect({ addr: s.rpcAddr });
+      try {
+        await c.join([serfs[0]!.bindAddr]);
+      } finally {
+        c.close();
+      }
+    }
+    const first = await SerfClient.connect({ addr: serfs[0]!.rpcAddr });
+    cleanup.add(() => first.close());
+    const alive = async () => (await first.members()).filter((x) => x.status === 'alive');
+    if (!(await waitUntil(async () => (await alive()).length === NODES, 30_000, 200))) throw new Error(`only ${(await alive()).length}/${NODES} members alive after 30 s`);
+    console.log(`${NODES} serf agents up and joined in ${(performance.now() - t0).toFixed(0)} ms`);
+
+    // mammatus agents (bundle), in batches of 5.
+    const agents: MammatusAgent[] = [];
+    cleanup.add(() => Promise.allSettled(agents.map((a) => a.stop())));
+    const t1 = performance.now();
+    for (let b = 0; b < NODES; b += BATCH) {
+      const batch = await Promise.allSettled(
+        serfs.slice(b, b + BATCH).map((s) => startMammatusAgent({ dir: path.join(dir, s.name, 'agent'), rpcAddr: s.rpcAddr })),
+      );
+      for (const r of batch) if (r.status === 'fulfilled') agents.push(r.value);
+      const failed = batch.find((r) => r.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    }
+    const tagged = async () => (await first.members()).filter((x) => x.status === 'alive' && x.tags.mammatus).length;
+    if (!(await waitUntil(async () => (await tagged()) === NODES, 60_000, 200))) throw new Error(`only ${await tagged()}/${NODES} members carry the mammatus tag after 60 s`);
+    console.log(`${NODES} mammatus agents ready and tagged in ${(performance.now() - t1).toFixed(0)} ms; letting the cluster settle 3 s`);
+    await sleep(3000);
+
+    const addr = serfs[0]!.rpcAddr;
+    const mamCmd = [process.execPath, BUNDLE, '--rpc-addr', addr, 'status'];
+    const serfCmd = ['serf', 'query', `-rpc-addr=${addr}`, 'mammatus.status'];
+    console.log(`commands:\n  ${['node', path.relative(ROOT, BUNDLE), ...mamCmd.slice(2)].join(' ')}\n  ${serfCmd.join(' ')}`);
+
+    // One untimed warm-up of each (page cache, first query through the cluster).
+    await timed(mamCmd[0]!, mamCmd.slice(1));
+    await timed(serfCmd[0]!, serfCmd.slice(1));
+
+    const mam: Timed[] = [];
+    const srf: Timed[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      const a = await timed(mamCmd[0]!, mamCmd.slice(1));
+      mam.push(a);
+      const t = answeredInTable(a.stdout);
+      const b = await timed(serfCmd[0]!, serfCmd.slice(1));
+      srf.push(b);
+      console.log(
+        `  run ${r + 1}: mammatus status ${a.ms.toFixed(0)} ms (exit ${a.code}, ${t.answered}/${t.listed} answered)   ` +
+          `serf query ${b.ms.toFixed(0)} ms (exit ${b.code}, ${serfResponses(b.stdout)} responses)`,
+      );
+    }
+    const mamMed = median(mam.map((x) => x.ms));
+    const srfMed = median(srf.map((x) => x.ms));
+    const ratio = mamMed / srfMed;
+    const allAnswered = mam.every((x) => {
+      const t = answeredInTable(x.stdout);
+      return x.code === 0 && t.listed === NODES && t.answered === NODES;
+    });
+    const serfAll = srf.every((x) => serfResponses(x.stdout) === NODES);
+
+    // A last, untimed check with --json: every node listed, each with an answer naming it.
+    const json = await timed(mamCmd[0]!, [...mamCmd.slice(1), '--json']);
+    const rows = JSON.parse(json.stdout) as { node: string; answer: { node: string } | null; roles: string[] }[];
+    const jsonAnswered = rows.filter((r) => r.answer && r.answer.node === r.node).length;
+    const roleCounts: Record<string, number> = {};
+    for (const r of rows) for (const role of r.roles) roleCounts[role] = (roleCounts[role] ?? 0) + 1;
+
+    console.log(`\nmedian of ${RUNS}: mammatus status ${mamMed.toFixed(0)} ms, serf query ${srfMed.toFixed(0)} ms; ratio ${ratio.toFixed(3)}`);
+    console.log(`status --json: ${rows.length} nodes listed, ${jsonAnswered} with their own answer; roles ${JSON.stringify(roleCounts)}`);
+    if (!allAnswered) console.log(`  last mammatus status output:\n${mam[mam.length - 1]!.stdout}${mam[mam.length - 1]!.stderr}`);
+    goals.check('mammatus status median / serf query median', ratio < 0.25, round(ratio, 3), '< 0.25');
+    goals.check(`mammatus status listed all ${NODES} nodes with answers (every run)`, allAnswered && jsonAnswered === NODES, allAnswered && jsonAnswered === NODES ? 'yes' : 'no', 'yes');
+    console.log(`  (serf query got ${NODES} responses in every run: ${serfAll ? 'yes' : 'no'})`);
+
+    emitJson({
+      bench: 'status',
+      machine: m,
+      nodes: NODES,
+      runs: RUNS,
+      commands: { mammatus: `node dist/mammatus.mjs --rpc-addr ${addr} status`, serf: serfCmd.join(' ') },
+      mammatus_status_ms: mam.map((x) => round(x.ms, 1)),
+      serf_query_ms: srf.map((x) => round(x.ms, 1)),
+      mammatus_median_ms: round(mamMed, 1),
+      serf_median_ms: round(srfMed, 1),
+      ratio: round(ratio, 4),
+      all_nodes_answered_every_run: allAnswered,
+      json_check_answered: jsonAnswered,
+      serf_query_all_responses: serfAll,
+      goals: goals.results,
+    });
+    return 0;
+  } finally {
+    await cleanup.run();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error('status benchmark failed:', err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,22 @@
+/** Contract test over the role registry: names match keys, render is pure and deterministic. */
+import { describe, expect, it } from 'vitest';
+import { roles } from '../../roles/index.js';
+import { ROLE_NAMES } from '../../roles/types.js';
+
+describe('the role registry', () => {
+  it('has exactly the four role names, each under its own name', () => {
+    expect(Object.keys(roles).sort()).toEqual([...ROLE_NAMES].sort());
+    for (const [key, role] of Object.entries(roles)) expect(role.name).toBe(key);
+  });
+
+  it.each(ROLE_NAMES)('%s renders the same files twice from the same input, at absolute paths', (name) => {
+    const desired = {
+      node: 'n1',
+      config: {},
+      members: [{ name: 'n1', addr: '127.0.0.1', port: 7946, tags: { role: name }, status: 'alive' as const }],
+    };
+    const first = roles[name].render(desired);
+    expect(roles[name].render(desired)).toEqual(first);
+    for (const f of first) expect(f.path.startsWith('/')).toBe(true);
+  });
+});
