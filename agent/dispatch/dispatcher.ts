@@ -71,6 +71,9 @@ export class Dispatcher {
   private readonly registrations: Registration[] = [];
   private readonly queue: (UserEvent | MemberEvent)[] = [];
   private draining: Promise<void> | undefined;
+  // Set and cleared inside `drainQueue` itself: a promise callback would clear it a few
+  // microtasks late, and an event dispatched in that gap would wait for the next one.
+  private drainRunning = false;
   readonly stats: DispatchStats = { handled: 0, failed: 0, timedOut: 0, duplicates: 0, dropped: 0, answered: 0, answerErrors: 0 };
 
   private timings: DispatchTimings;
@@ -124,21 +127,26 @@ export class Dispatcher {
       return;
     }
     this.queue.push(event);
-    this.draining ??= this.drainQueue().finally(() => (this.draining = undefined));
+    if (!this.drainRunning) this.draining = this.drainQueue();
   }
 
   /** Resolves once every queued event has been handled. */
   async idle(): Promise<void> {
-    while (this.draining) await this.draining;
+    while (this.drainRunning) await this.draining;
   }
 
   private async drainQueue(): Promise<void> {
-    for (let event = this.queue.shift(); event; event = this.queue.shift()) {
-      const name = event.type === 'user' ? event.name : undefined;
-      for (const r of this.registrations) {
-        if (r.filter.type === 'query' || !filterMatches(r.filter, event.type, name)) continue;
-        await this.runHandler(r, this.timings.handlerTimeoutMs, (ctx) => (r.handler as EventHandler)(event, ctx)).catch(() => undefined);
+    this.drainRunning = true;
+    try {
+      for (let event = this.queue.shift(); event; event = this.queue.shift()) {
+        const name = event.type === 'user' ? event.name : undefined;
+        for (const r of this.registrations) {
+          if (r.filter.type === 'query' || !filterMatches(r.filter, event.type, name)) continue;
+          await this.runHandler(r, this.timings.handlerTimeoutMs, (ctx) => (r.handler as EventHandler)(event, ctx)).catch(() => undefined);
+        }
       }
+    } finally {
+      this.drainRunning = false;
     }
   }
 

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import type { Logger } from '../types.js';
 import { encodeMessage, StreamDecoder, wireInt } from './codec.js';
-import { ConnectionClosedError, ProtocolError, fromSerfError } from './errors.js';
+import { ConnectionClosedError, ProtocolError, RequestTimeoutError, fromSerfError } from './errors.js';
 import {
   Command,
   HEADER_ONLY_ERRORS,
@@ -119,8 +119,8 @@ export class SerfConnection {
 
   /**
    * Sends one command and resolves with its response body (or `undefined` for body-less commands).
-   * Rejects with `SerfRpcError` on an error header and `ConnectionClosedError` if the connection
-   * goes away first.
+   * Rejects with `SerfRpcError` on an error header, `ConnectionClosedError` if the connection goes
+   * away first, and `RequestTimeoutError` when no reply came within `timeoutMs`.
    */
   request(command: Command, body?: object, timeoutMs = this.opts.requestTimeoutMs ?? 30_000): Promise<Record<string, unknown> | undefined> {
     if (this.closeError) return Promise.reject(this.closeError);
@@ -129,7 +129,7 @@ export class SerfConnection {
       const timer = setTimeout(() => {
         // The late reply (and its body, which has no Seq) will be dropped as unknown.
         this.pending.delete(seq);
-        reject(new ConnectionClosedError(`serf ${command}: no reply within ${timeoutMs} ms`));
+        reject(new RequestTimeoutError(`serf ${command}: no reply within ${timeoutMs} ms`));
       }, timeoutMs);
       timer.unref();
       this.pending.set(seq, {

@@ -25,6 +25,11 @@ export class ConnectionClosedError extends Error {
   }
 }
 
+/** No reply within the request timeout; the connection stays open and a late reply is dropped. */
+export class RequestTimeoutError extends Error {
+  override readonly name = 'RequestTimeoutError';
+}
+
 /** The peer sent something that is not valid Serf RPC; the connection is closed after this. */
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';

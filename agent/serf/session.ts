@@ -100,9 +100,16 @@ export class SerfSession {
     const events = await SerfClient.connect(this.opts);
     this.events = events;
     const admin = await SerfClient.connect(this.opts);
-    // Subscribe before `onConnected` re-reads members: records arriving meanwhile wait in the
-    // queue instead of falling between the read and the subscription.
-    this.stream = await events.stream(this.opts.filter);
+    try {
+      // Subscribe before `onConnected` re-reads members: records arriving meanwhile wait in the
+      // queue instead of falling between the read and the subscription.
+      this.stream = await events.stream(this.opts.filter);
+      // stop() cannot close connections it has not seen yet: check before going live.
+      if (this.stopped) throw new ConnectionClosedError('serf session stopped');
+    } catch (err) {
+      admin.close();
+      throw err;
+    }
     this.admin = admin;
     this.connects++;
     await this.opts.onConnected?.(admin);

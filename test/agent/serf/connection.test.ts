@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, it, expect } from 'vitest';
 import { pino } from 'pino';
 import { SerfClient, type QueryRecord, type SerfEvent } from '../../../agent/serf/client.js';
 import { SerfConnection, splitHostPort } from '../../../agent/serf/connection.js';
-import { ConnectionClosedError, ProtocolError, SerfAuthError, SerfRpcError } from '../../../agent/serf/errors.js';
+import { ConnectionClosedError, ProtocolError, RequestTimeoutError, SerfAuthError, SerfRpcError } from '../../../agent/serf/errors.js';
 import { encodeValue } from '../../../agent/serf/codec.js';
 import { startFakeSerf, until, type FakeSerf } from '../../helpers/fake-serf.js';
 
@@ -270,7 +270,7 @@ describe('connection failures', () => {
     });
     const client = await connect({ log, requestTimeoutMs: 50 });
     const err = await rejection(client.members());
-    expect(err).toBeInstanceOf(ConnectionClosedError);
+    expect(err).toBeInstanceOf(RequestTimeoutError);
     expect(err.message).toBe('serf members: no reply within 50 ms');
     late!();
     serf.onCommand('members', (req, _b, c) => c.reply(req.Seq, '', { Members: [member('fresh')] }));

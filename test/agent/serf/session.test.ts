@@ -167,12 +167,12 @@ describe('SerfSession', () => {
       else c.reply(req.Seq);
     });
     const { session: s, connected } = build();
-    const started = s.start();
+    const started = s.start().catch((e: unknown) => e);
     await until(() => release !== undefined, 500, 'first handshake');
     const stopped = s.stop();
     release!();
     await stopped;
-    await expect(started).rejects.toBeInstanceOf(ConnectionClosedError);
+    expect(await started).toBeInstanceOf(ConnectionClosedError);
     expect(connected).toEqual([]);
     await until(() => serf.openConnections === 0, 500, 'every socket to close');
   });

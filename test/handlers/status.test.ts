@@ -1,0 +1,98 @@
+import { describe, it, expect } from 'vitest';
+import type { AgentView, RoleStatus } from '../../agent/types.js';
+import { buildStatus, registerStatus, STATUS_MAX_BYTES, STATUS_QUERY } from '../../handlers/status.js';
+
+function view(roleStatus: Record<string, RoleStatus>, node = 'node-1'): AgentView {
+  return {
+    version: '0.1.0',
+    node: () => node,
+    uptimeSeconds: () => 3600,
+    roles: () => Object.keys(roleStatus),
+    roleStatus: () => roleStatus,
+    reconcile: () => Promise.resolve(),
+  };
+}
+
+const bytes = (v: unknown) => Buffer.byteLength(JSON.stringify(v));
+const at = new Date('2026-01-02T03:04:05.000Z');
+
+describe('buildStatus', () => {
+  it('reports node, roles, version, uptime and per-role state', () => {
+    const answer = buildStatus(
+      view({
+        gateway: { state: 'ok', appliedAt: at },
+        compute: { state: 'pending' },
+        storage: { state: 'error', appliedAt: at, error: 'nft -f failed: exit 1' },
+      }),
+    );
+    expect(answer).toEqual({
+      node: 'node-1',
+      roles: ['gateway', 'compute', 'storage'],
+      version: '0.1.0',
+      uptime_s: 3600,
+      role_status: {
+        gateway: { state: 'ok', applied_at: '2026-01-02T03:04:05.000Z' },
+        compute: { state: 'pending', applied_at: null },
+        storage: { state: 'error', applied_at: '2026-01-02T03:04:05.000Z', error: 'nft -f failed: exit 1' },
+      },
+    });
+  });
+
+  it('keeps short errors intact', () => {
+    const error = 'x'.repeat(160);
+    const answer = buildStatus(view({ gateway: { state: 'error', error }, compute: { state: 'error', error: 'short' } }));
+    expect(answer.role_status.gateway?.error).toBe(error);
+    expect(answer.role_status.compute?.error).toBe('short');
+  });
+
+  it('stays within 900 bytes with four roles carrying 2 KB errors each', () => {
+    const long = (c: string) => c.repeat(2048);
+    const answer = buildStatus(
+      view({
+        gateway: { state: 'error', appliedAt: at, error: long('g') },
+        compute: { state: 'error', appliedAt: at, error: long('c') },
+        storage: { state: 'error', appliedAt: at, error: long('s') },
+        controller: { state: 'error', appliedAt: at, error: long('k') },
+      }),
+    );
+    expect(STATUS_MAX_BYTES).toBe(900);
+    expect(bytes(answer)).toBeLessThanOrEqual(900);
+    // Shortened, not dropped: each error keeps a prefix and ends with an ellipsis.
+    for (const [name, s] of Object.entries(answer.role_status)) {
+      expect(s.state).toBe('error');
+      expect(s.error, name).toMatch(/^(.)\1+…$/);
+      expect(s.error!.length).toBeLessThan(2048);
+    }
+  });
+
+  it('stays within the limit with multi-byte errors', () => {
+    const answer = buildStatus(
+      view(Object.fromEntries(['gateway', 'compute', 'storage', 'controller', 'unknown-role'].map((n) => [n, { state: 'error', error: '⚠'.repeat(2048) }]))),
+    );
+    expect(bytes(answer)).toBeLessThanOrEqual(900);
+  });
+
+  it('drops errors entirely when even short ones do not fit', () => {
+    const roles = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`role-${i}`, { state: 'error' as const, appliedAt: at, error: 'e'.repeat(500) }]));
+    const answer = buildStatus(view(roles));
+    expect(Object.values(answer.role_status).every((s) => s.error === undefined)).toBe(true);
+    expect(Object.keys(answer.role_status)).toHaveLength(12);
+  });
+
+  it('honours a smaller maxBytes', () => {
+    // 160 characters do not fit in 250 bytes; 60 do (206 bytes).
+    const answer = buildStatus(view({ gateway: { state: 'error', error: 'z'.repeat(300) } }), 250);
+    expect(bytes(answer)).toBeLessThanOrEqual(250);
+    expect(answer.role_status.gateway?.error).toBe(`${'z'.repeat(59)}…`);
+  });
+});
+
+describe('registerStatus', () => {
+  it(`registers query:${STATUS_QUERY} answering buildStatus`, async () => {
+    const registered: [string, (...a: never[]) => unknown][] = [];
+    const v = view({ gateway: { state: 'ok' } });
+    registerStatus({ on: ((filter: string, h: (...a: never[]) => unknown) => void registered.push([filter, h])) as never }, v);
+    expect(registered.map(([f]) => f)).toEqual(['query:mammatus.status']);
+    expect(await registered[0]![1]()).toEqual(buildStatus(v));
+  });
+});
