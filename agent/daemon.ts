@@ -65,13 +65,14 @@ export function createAgent(deps: AgentDeps): Agent {
   const eventsFile = () => path.join(loaded.config.state_dir, 'events.json');
   let session: SerfSession | undefined;
   let saveTimer: NodeJS.Timeout | undefined;
+  let reloading: Promise<boolean> = Promise.resolve(true);
 
   const supervisor = new RoleSupervisor({
     registry: deps.registry,
     run: deps.run,
     files: deps.files,
     log,
-    stateDir: loaded.config.state_dir,
+    stateDir: () => loaded.config.state_dir,
     node: () => nodeName,
     members: () => [...members.values()],
     roleConfig: (r) => ({ ...((loaded.config.roles as Record<string, Record<string, unknown> | undefined>)[r] ?? {}) }),
@@ -112,8 +113,10 @@ export function createAgent(deps: AgentDeps): Agent {
       if (ev.type === 'member-reap') members.delete(m.name);
       else members.set(m.name, m);
     }
-    if (ev.members.some((m) => m.name === nodeName)) await syncSelfRoles();
-    await supervisor.onMemberEvent(ev.type);
+    // Role work is queued in the supervisor, not awaited: a long apply must not hold up the
+    // event queue (and time out this handler).
+    if (ev.members.some((m) => m.name === nodeName)) void syncSelfRoles();
+    void supervisor.onMemberEvent(ev.type);
   }
 
   async function onConnected(admin: SerfClient): Promise<void> {
@@ -123,8 +126,11 @@ export function createAgent(deps: AgentDeps): Agent {
     for (const m of await admin.members()) members.set(m.name, m);
     selfTag = undefined; // re-read: the tag may have changed while we were away
     log.info({ node: nodeName, members: members.size }, 'connected to serf');
+    const reconnected = ready;
     // Roles apply in the background so the event stream starts flowing at once.
-    void syncSelfRoles().then(() => markReady(admin));
+    void syncSelfRoles()
+      .then(() => (reconnected ? supervisor.onMembershipResync() : undefined))
+      .then(() => markReady(admin));
   }
 
   async function markReady(admin: SerfClient): Promise<void> {
@@ -144,19 +150,9 @@ export function createAgent(deps: AgentDeps): Agent {
       authKey: c.serf.rpc_auth || undefined,
       log: log.child({ component: 'serf' }),
       filter: dispatcher.streamFilter(),
-      onEvent: (ev) => {
-        dispatcher.dispatch(ev);
-        if (dedupe.dirty) scheduleSave();
-      },
+      onEvent: (ev) => dispatcher.dispatch(ev),
       onConnected,
     });
-  }
-
-  function scheduleSave(): void {
-    saveTimer ??= setTimeout(() => {
-      saveTimer = undefined;
-      void saveWatermarks();
-    }, 500);
   }
 
   async function saveWatermarks(): Promise<void> {
@@ -180,35 +176,46 @@ export function createAgent(deps: AgentDeps): Agent {
     members: () => [...members.values()],
     async start() {
       await restoreWatermarks();
+      // Watermarks advance as handlers finish; persist them at most once a second.
+      saveTimer = setInterval(() => void saveWatermarks(), 1000);
+      saveTimer.unref();
       session = buildSession(loaded.config);
       log.info({ rpc_addr: loaded.config.serf.rpc_addr, filter: dispatcher.streamFilter() }, 'connecting to serf');
       await session.start();
     },
-    async reload() {
-      let next: LoadedConfig;
-      try {
-        next = await deps.reloadConfig();
-      } catch (err) {
-        log.error({ err }, 'config reload failed; keeping the last good config');
-        return false;
-      }
-      const prev = loaded.config;
-      loaded = next;
-      log.level = next.config.log.level;
-      dispatcher.setTimings(timings(next.config));
-      log.info({ files: next.files }, 'config reloaded');
-      if (prev.serf.rpc_addr !== next.config.serf.rpc_addr || prev.serf.rpc_auth !== next.config.serf.rpc_auth) {
-        await session?.stop();
-        session = buildSession(next.config);
-        void session.start();
-      }
-      await supervisor.reconcile(undefined, 'config change');
-      return true;
+    reload() {
+      // One reload at a time, and none once stopping: each swaps the session and re-applies roles.
+      reloading = reloading.then(async () => {
+        if (stopping) return false;
+        let next: LoadedConfig;
+        try {
+          next = await deps.reloadConfig();
+        } catch (err) {
+          // Only the message: the error's cause could quote a config line holding a secret.
+          log.error({ error: (err as Error).message }, 'config reload failed; keeping the last good config');
+          return false;
+        }
+        const prev = loaded.config;
+        loaded = next;
+        log.level = next.config.log.level;
+        dispatcher.setTimings(timings(next.config));
+        log.info({ files: next.files }, 'config reloaded');
+        if (prev.serf.rpc_addr !== next.config.serf.rpc_addr || prev.serf.rpc_auth !== next.config.serf.rpc_auth) {
+          await session?.stop();
+          session = buildSession(next.config);
+          // Connecting may take long (serf down, wrong key); a later stop() ends the wait quietly.
+          session.start().catch((err: unknown) => log.debug({ err }, 'serf session ended before it connected'));
+        }
+        await supervisor.reconcile(undefined, 'config change');
+        return true;
+      });
+      return reloading;
     },
     stop() {
       stopping ??= (async () => {
         log.info('agent stopping');
-        if (saveTimer) clearTimeout(saveTimer);
+        clearInterval(saveTimer);
+        await reloading;
         if (session?.connected) {
           // Nobody should read the tag as "agent running" once we are gone.
           const admin = await session.adminClient();

@@ -59,7 +59,9 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
 
   log.info({ version: VERSION, config: loaded.files }, 'mammatus agent starting');
   if (loaded.config.watch_config) {
-    watcher = watchConfig(loaded.files, loaded.dirs, async () => void (await agent.reload()), log.child({ component: 'config' }));
+    // The main file is watched even while missing, so creating it later is noticed too.
+    const files = loaded.dirs.includes(loaded.path) ? loaded.files : [...new Set([loaded.path, ...loaded.files])];
+    watcher = watchConfig(files, loaded.dirs, async () => void (await agent.reload()), log.child({ component: 'config' }));
   }
   // start() waits for serf (retrying with backoff); a stop signal meanwhile ends it quietly.
   agent.start().catch((err: unknown) => log.debug({ err }, 'start abandoned'));

@@ -15,7 +15,8 @@ export interface SupervisorDeps {
   readonly run: Run;
   readonly files: FileOps;
   readonly log: Logger;
-  readonly stateDir: string;
+  /** The state directory (a getter: a reload may change it). */
+  readonly stateDir: () => string;
   readonly node: () => string;
   readonly members: () => readonly Member[];
   readonly roleConfig: (role: string) => Record<string, unknown>;
@@ -57,6 +58,7 @@ export class RoleSupervisor {
       for (const r of removed) {
         this.deps.log.info({ role: r }, 'role removed from this node; stopping it');
         await this.deps.registry[r]?.stop?.().catch((err: unknown) => this.deps.log.error({ err, role: r }, 'role stop failed'));
+        await this.removeFiles(r);
         this.status.delete(r);
       }
       this.active = next.filter((r) => this.deps.registry[r]);
@@ -77,7 +79,8 @@ export class RoleSupervisor {
   /** Re-applies the named roles (all active ones when `names` is absent). */
   reconcile(names?: readonly string[], reason = 'request'): Promise<void> {
     const targets = (names ?? this.active).filter((r) => this.active.includes(r) && !this.waiting.has(r));
-    if (targets.length === 0) return this.chain;
+    // Nothing new to queue: do not make the caller wait for whatever apply is running.
+    if (targets.length === 0) return Promise.resolve();
     for (const r of targets) this.waiting.add(r);
     this.deps.log.debug({ roles: targets, reason }, 'reconcile queued');
     return this.enqueue(async () => {
@@ -91,7 +94,13 @@ export class RoleSupervisor {
   /** Reconciles the active roles that watch this member event type. */
   onMemberEvent(type: MemberEventType): Promise<void> {
     const watching = this.active.filter((r) => this.deps.registry[r]?.watches?.includes(type));
-    return watching.length ? this.reconcile(watching, type) : this.chain;
+    return watching.length ? this.reconcile(watching, type) : Promise.resolve();
+  }
+
+  /** After a reconnect to serf: member events may have been missed, so every watching role re-applies. */
+  onMembershipResync(): Promise<void> {
+    const watching = this.active.filter((r) => (this.deps.registry[r]?.watches?.length ?? 0) > 0);
+    return watching.length ? this.reconcile(watching, 'serf reconnect') : Promise.resolve();
   }
 
   /** Stops every active role (shutdown). */
@@ -132,8 +141,25 @@ export class RoleSupervisor {
     }
   }
 
+  /** A node that loses a role must stop serving its config: apply an empty render. */
+  private async removeFiles(name: string): Promise<void> {
+    const role = this.deps.registry[name];
+    await this.loadOwned();
+    if (!role || !this.owned[name]?.length) return;
+    const report = await applyRole({ ...role, render: () => [] }, { node: this.deps.node(), config: {}, members: [] }, {
+      run: this.deps.run,
+      files: this.deps.files,
+      log: this.deps.log,
+      previous: this.owned[name],
+    });
+    if (!report.ok) this.deps.log.error({ role: name, error: report.error }, 'could not remove the files of a removed role');
+    this.owned[name] = report.owned;
+    if (report.owned.length === 0) delete this.owned[name];
+    await this.saveOwned();
+  }
+
   private get ownedFile(): string {
-    return path.join(this.deps.stateDir, 'roles-owned.json');
+    return path.join(this.deps.stateDir(), 'roles-owned.json');
   }
 
   private async loadOwned(): Promise<void> {

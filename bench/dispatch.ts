@@ -11,6 +11,7 @@
  * within a bounded wait). Goals: serf-script median / mammatus median ≥ 10; mammatus sees all
  * 5,000. Prints a readable summary, PASS/MISS per goal, then one JSON line.
  */
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
@@ -252,10 +253,19 @@ async function main(): Promise<number> {
     const so = await offer('benchsh');
     const scriptProgress: { t: number; n: number }[] = [];
     const waitStart = perfEpoch();
+    // While the script backlog drains, probe the mammatus handler once a second: serf runs
+    // handlers one event at a time, so the backlog delays the RPC stream too.
+    const probeSent = new Map<string, number>();
+    let probeNo = 0;
     await waitUntil(
       () => {
         const n = countLines(shLog);
         scriptProgress.push({ t: perfEpoch() - so.start, n });
+        if (n < so.offered && scriptProgress.length % 2 === 0) {
+          const payload = `probe:${probeNo++}:${perfEpoch().toFixed(3)}`;
+          probeSent.set(payload, perfEpoch());
+          void send('bench', payload).catch(() => undefined);
+        }
         return n >= so.offered;
       },
       SCRIPT_WAIT_MS,
@@ -268,6 +278,9 @@ async function main(): Promise<number> {
     const first = scriptProgress[0]!;
     const last = scriptProgress[scriptProgress.length - 1]!;
     const shRate = ((last.n - first.n) / Math.max(1, last.t - first.t)) * 1000;
+    await waitUntil(() => [...probeSent.keys()].every((k) => seen.has(k)), 10_000);
+    const probeLat = [...probeSent].filter(([k]) => seen.has(k)).map(([k, t]) => seen.get(k)! - t);
+    const probeS = summarize(probeLat);
     const serfLog = readFileSync(serf.logFile, 'utf8');
     const serfDrops = (serfLog.match(/Dropping event/g) ?? []).length;
     const serfSlow = (serfLog.match(/took longer than|Script .* slow/g) ?? []).length;
@@ -276,6 +289,18 @@ async function main(): Promise<number> {
       `  script saw ${shSeen}/${so.offered} within ${(so.offerMs + shWaitedMs).toFixed(0)} ms of the first send (bounded wait ${SCRIPT_WAIT_MS / 1000} s after offering); ` +
         `${acceptedNow} event RPCs answered by then, the last ${so.acks.lastMs.toFixed(0)} ms after the first send; script drain rate ≈ ${shRate.toFixed(0)}/s; serf log: ${serfDrops} 'Dropping event', ${serfSlow} slow-script warnings`,
     );
+
+    console.log(`  mammatus probes sent during that backlog (1/s): ${fmtSummary(probeS, 'ms', 0)}, ${probeLat.length}/${probeSent.size} seen`);
+
+    // Reference: what one \`$(date +%s%N)\` costs in /bin/sh here (fork + exec of date), i.e. the part
+    // of the script latency spent reading the clock after /bin/sh has started.
+    const dateCost = summarize(
+      execFileSync('/bin/sh', ['-c', 'i=0; while [ $i -lt 50 ]; do a=$(date +%s%N); b=$(date +%s%N); echo $((b-a)); i=$((i+1)); done'], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .map((x) => Number(x) / 1e6),
+    );
+    console.log(`\nreference: one $(date +%s%N) in /bin/sh: ${fmtSummary(dateCost)}`);
 
     emitJson({
       bench: 'dispatch',
@@ -289,6 +314,7 @@ async function main(): Promise<number> {
         ratio_median: round(ratio, 2),
         clock_drift_ms: round(offsetAfter - offsetBefore),
         send_errors: latSendErrors,
+        sh_date_substitution_ms: mapRound(dateCost),
       },
       throughput: {
         offered_rate_per_s: TP_RATE,
@@ -302,6 +328,7 @@ async function main(): Promise<number> {
           last_rpc_answer_after_ms: round(so.acks.lastMs, 0),
           drain_rate_per_s: round(shRate, 0),
           serf_dropping_event_lines: serfDrops,
+          mammatus_probe_latency_during_backlog_ms: mapRound(probeS),
         },
       },
       goals: goals.results,

@@ -95,6 +95,8 @@ export interface Machine {
   kernel: string;
   node: string;
   serf: string;
+  /** 1-minute load average when the benchmark started (others may share the machine). */
+  loadavg1: number;
 }
 
 /** Reads nproc, CPU model, memory, kernel, node and serf versions. */
@@ -109,12 +111,13 @@ export function machine(): Machine {
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
     serf: (serfOut.stdout ?? '').split('\n')[0]?.trim() || 'not found',
+    loadavg1: round(os.loadavg()[0] ?? NaN, 2),
   };
 }
 
 /** Prints the machine line of a report. */
 export function printMachine(m: Machine): void {
-  console.log(`machine: ${m.nproc} CPU (${m.cpu}), ${m.memTotalMB} MB, ${m.kernel}, node ${m.node}, serf ${m.serf} (Debian 0.9.4), ${m.date}`);
+  console.log(`machine: ${m.nproc} CPU (${m.cpu}), ${m.memTotalMB} MB, ${m.kernel}, node ${m.node}, serf ${m.serf} (Debian 0.9.4), load ${m.loadavg1}, ${m.date}`);
 }
 
 /** Prints the one machine-readable line of a benchmark (a JSON object with `bench`). */

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { SerfClient } from '../agent/serf/client.js';
 import { startMammatusAgent, type MammatusAgent } from '../scripts/lib/mammatus-agent.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../scripts/lib/serf-agent.js';
-import { BUNDLE, Cleanup, emitJson, ensureBundle, Goals, machine, median, printMachine, ROOT, round, sleep, tempDir, waitUntil } from './lib.js';
+import { BUNDLE, Cleanup, emitJson, ensureBundle, Goals, machine, median, printMachine, ROOT, round, rssMB, sleep, tempDir, waitUntil } from './lib.js';
 
 const NODES = Number(process.env.BENCH_NODES ?? 20);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -58,9 +58,10 @@ function answeredInTable(out: string): { listed: number; answered: number } {
 }
 
 /** Responders in `serf query`'s output. */
-function serfResponses(out: string): number {
-  return new Set([...out.matchAll(/^Response from '([^']+)'/gm)].map((m) => m[1])).size;
+function serfResponders(out: string): Set<string> {
+  return new Set([...out.matchAll(/^Response from '([^']+)'/gm)].map((m) => m[1]!));
 }
+const serfResponses = (out: string) => serfResponders(out).size;
 
 async function main(): Promise<number> {
   if (!serfAvailable()) {
@@ -120,9 +121,31 @@ async function main(): Promise<number> {
       const failed = batch.find((r) => r.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
     }
-    const tagged = async () => (await first.members()).filter((x) => x.status === 'alive' && x.tags.mammatus).length;
-    if (!(await waitUntil(async () => (await tagged()) === NODES, 60_000, 200))) throw new Error(`only ${await tagged()}/${NODES} members carry the mammatus tag after 60 s`);
-    console.log(`${NODES} mammatus agents ready and tagged in ${(performance.now() - t1).toFixed(0)} ms; letting the cluster settle 3 s`);
+    const readyAll = performance.now() - t1;
+    const startup = agents.map((a) => a.startToReadyMs);
+    console.log(`${NODES} mammatus agents logged "agent ready" after ${readyAll.toFixed(0)} ms (per agent spawn→ready: median ${median(startup).toFixed(0)} ms, max ${Math.max(...startup).toFixed(0)} ms)`);
+    // Every member must carry the tag as the first node sees it (gossip of each agent's tag update).
+    const untagged = async () => (await first.members()).filter((x) => !(x.status === 'alive' && x.tags.mammatus)).map((x) => x.name);
+    const tagWait = performance.now();
+    let reported = false;
+    const allTagged = await waitUntil(
+      async () => {
+        const missing = await untagged();
+        if (missing.length && !reported && performance.now() - tagWait > 5000) {
+          reported = true;
+          // Diagnose: does the agent itself think its tag is set? (warn/error lines of its log)
+          const problems = agents
+            .filter((_, i) => missing.includes(serfs[i]!.name))
+            .flatMap((a) => a.logLines().filter((l) => Number(l.level) >= 40).map((l) => String(l.msg)));
+          console.log(`  after 5 s, ${serfs[0]!.name} still sees no mammatus tag on ${missing.join(', ')} (their agents' warnings: ${problems.length ? [...new Set(problems)].join('; ') : 'none'})`);
+        }
+        return missing.length === 0;
+      },
+      90_000,
+      200,
+    );
+    if (!allTagged) throw new Error(`no mammatus tag after 90 s on: ${(await untagged()).join(', ')}`);
+    console.log(`all ${NODES} members carry the mammatus tag ${(performance.now() - t1).toFixed(0)} ms after the first agent was spawned; letting the cluster settle 3 s`);
     await sleep(3000);
 
     const addr = serfs[0]!.rpcAddr;
@@ -146,7 +169,14 @@ async function main(): Promise<number> {
         `  run ${r + 1}: mammatus status ${a.ms.toFixed(0)} ms (exit ${a.code}, ${t.answered}/${t.listed} answered)   ` +
           `serf query ${b.ms.toFixed(0)} ms (exit ${b.code}, ${serfResponses(b.stdout)} responses)`,
       );
+      const got = serfResponders(b.stdout);
+      const missing = serfs.map((x) => x.name).filter((n) => !got.has(n));
+      if (missing.length) console.log(`         serf query: no response from ${missing.join(', ')}`);
     }
+    // Reference: the same CLI doing no RPC at all (node start + bundle load + exit).
+    const bare: number[] = [];
+    for (let r = 0; r < RUNS; r++) bare.push((await timed(process.execPath, [BUNDLE, 'version'])).ms);
+    const bareMed = median(bare);
     const mamMed = median(mam.map((x) => x.ms));
     const srfMed = median(srf.map((x) => x.ms));
     const ratio = mamMed / srfMed;
@@ -156,6 +186,10 @@ async function main(): Promise<number> {
     });
     const serfAll = srf.every((x) => serfResponses(x.stdout) === NODES);
 
+    // Memory of the 20 agents after the runs (they answered 12 status queries each), for reference.
+    const rss = agents.map((a) => rssMB(a.pid));
+    console.log(`agent RSS in the ${NODES}-node cluster after the runs: median ${median(rss).toFixed(1)} MB, max ${Math.max(...rss).toFixed(1)} MB (log level debug, as the helper configures)`);
+
     // A last, untimed check with --json: every node listed, each with an answer naming it.
     const json = await timed(mamCmd[0]!, [...mamCmd.slice(1), '--json']);
     const rows = JSON.parse(json.stdout) as { node: string; answer: { node: string } | null; roles: string[] }[];
@@ -164,6 +198,7 @@ async function main(): Promise<number> {
     for (const r of rows) for (const role of r.roles) roleCounts[role] = (roleCounts[role] ?? 0) + 1;
 
     console.log(`\nmedian of ${RUNS}: mammatus status ${mamMed.toFixed(0)} ms, serf query ${srfMed.toFixed(0)} ms; ratio ${ratio.toFixed(3)}`);
+    console.log(`reference: node dist/mammatus.mjs version (no RPC) median ${bareMed.toFixed(0)} ms, so the status round itself takes ≈ ${(mamMed - bareMed).toFixed(0)} ms`);
     console.log(`status --json: ${rows.length} nodes listed, ${jsonAnswered} with their own answer; roles ${JSON.stringify(roleCounts)}`);
     if (!allAnswered) console.log(`  last mammatus status output:\n${mam[mam.length - 1]!.stdout}${mam[mam.length - 1]!.stderr}`);
     goals.check('mammatus status median / serf query median', ratio < 0.25, round(ratio, 3), '< 0.25');
@@ -181,6 +216,8 @@ async function main(): Promise<number> {
       mammatus_median_ms: round(mamMed, 1),
       serf_median_ms: round(srfMed, 1),
       ratio: round(ratio, 4),
+      cli_version_only_median_ms: round(bareMed, 1),
+      agent_rss_mb: { median: round(median(rss), 1), max: round(Math.max(...rss), 1) },
       all_nodes_answered_every_run: allAnswered,
       json_check_answered: jsonAnswered,
       serf_query_all_responses: serfAll,

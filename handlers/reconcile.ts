@@ -10,12 +10,13 @@ export const RECONCILE_EVENT = 'mammatus.reconcile';
 
 /** Registers the reconcile event handler. */
 export function registerReconcile(d: Pick<Dispatcher, 'on'>, view: AgentView): void {
-  d.on(`user:${RECONCILE_EVENT}`, async (event, ctx) => {
+  d.on(`user:${RECONCILE_EVENT}`, (event, ctx) => {
     const role = event.payload.toString('utf8').trim();
     if (role && !view.roles().includes(role)) {
       ctx.log.debug({ role }, 'reconcile for a role this node does not run; ignored');
       return;
     }
-    await view.reconcile(role || undefined);
+    // Queued, not awaited: the apply may outlast a handler timeout; its outcome shows in status.
+    void view.reconcile(role || undefined);
   });
 }

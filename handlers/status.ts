@@ -29,7 +29,7 @@ export interface StatusAnswer {
 
 /** Builds the answer, shortening errors (then dropping them) until it fits `maxBytes`. Pure. */
 export function buildStatus(view: AgentView, maxBytes = STATUS_MAX_BYTES): StatusAnswer {
-  const statuses = view.roleStatus();
+  const statuses = foldUnknown(view.roleStatus());
   for (const limit of [160, 60, 20, 0]) {
     const role_status: Record<string, RoleStatusJson> = {};
     for (const [name, s] of Object.entries(statuses)) {
@@ -47,6 +47,18 @@ export function buildStatus(view: AgentView, maxBytes = STATUS_MAX_BYTES): Statu
     if (Buffer.byteLength(JSON.stringify(answer)) <= maxBytes || limit === 0) return answer;
   }
   throw new Error('unreachable');
+}
+
+/**
+ * Many unknown names in a `role` tag would each take an entry; past three they are folded into
+ * one, so the answer's size stays bounded whatever the tag says.
+ */
+function foldUnknown(statuses: Record<string, RoleStatus>): Record<string, RoleStatus> {
+  const unknown = Object.keys(statuses).filter((k) => statuses[k]!.error === 'unknown role');
+  if (unknown.length <= 3) return statuses;
+  const kept = Object.fromEntries(Object.entries(statuses).filter(([k]) => !unknown.includes(k)));
+  const names = unknown.map((u) => u.slice(0, 24)).join(',');
+  return { ...kept, unknown: { state: 'error', error: `unknown roles: ${names}` } };
 }
 
 /** Registers the status query handler. */

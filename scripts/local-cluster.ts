@@ -34,6 +34,10 @@ const nodes: Node[] = ROLES.map((role) => {
   return { name: `${role}-1`, role, config, rpcPort: Number(rpcAddr.split(':')[1]) };
 });
 
+// Each agent takes its serf address from its example config: variables a user exported for the
+// CLI (SERF_RPC_ADDR, MAMMATUS_RPC_ADDR, …) must not point all four at one serf.
+const agentEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(SERF_|MAMMATUS_)/.test(k)));
+
 async function teardown(): Promise<void> {
   await Promise.allSettled(nodes.map((n) => n.agent?.stop()));
   await Promise.allSettled(nodes.map((n) => n.serf?.stop()));
@@ -62,7 +66,7 @@ async function main(): Promise<void> {
   await first.join(nodes.slice(1).map((n) => n.serf!.bindAddr));
   await Promise.all(
     nodes.map(async (n) => {
-      n.agent = await startMammatusAgent({ dir: path.join(work, n.name, 'agent'), rpcAddr: n.serf!.rpcAddr, configPath: n.config, env: { ...process.env } });
+      n.agent = await startMammatusAgent({ dir: path.join(work, n.name, 'agent'), rpcAddr: n.serf!.rpcAddr, configPath: n.config, env: agentEnv });
     }),
   );
   // Ready once every member carries the `mammatus` tag its agent sets.

@@ -35,8 +35,9 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('-c, --config <path>', 'config file or directory (default /etc/mammatus/agent.yaml, or MAMMATUS_CONFIG)')
     .action((o: { config?: string }, cmd: Command) => {
       const gl = cmd.optsWithGlobals() as GlobalOptions & { rpcAddrSource?: string };
-      // Only flags given on the command line override the config files (not the defaults).
-      const fromCli = (name: string) => ['cli', 'env'].includes(program.getOptionValueSource(name) ?? '');
+      // Only flags typed on the command line override the config files: not the defaults, and not
+      // SERF_RPC_ADDR exported for the CLI commands (the loader reads SERF_RPC_AUTH itself).
+      const fromCli = (name: string) => program.getOptionValueSource(name) === 'cli';
       const serf = {
         ...(fromCli('rpcAddr') ? { rpc_addr: gl.rpcAddr } : {}),
         ...(fromCli('rpcAuth') && gl.rpcAuth ? { rpc_auth: gl.rpcAuth } : {}),

@@ -26,7 +26,7 @@ export interface MemberStatusRow {
   roles: string[];
   /** The agent's answer, or null when it did not answer in time. */
   answer: StatusAnswer | null;
-  /** Why there is no answer: `no agent` (no `mammatus` tag), `not alive`, `no answer`, `bad answer`. */
+  /** Why there is no answer: `no agent` (no `mammatus` tag), `not alive`, `no answer`, `bad answer`, `error: …`. */
   missing?: string;
 }
 
@@ -47,11 +47,7 @@ export async function collectStatus(g: GlobalOptions, opts: StatusOptions): Prom
       const records = await client.query({ name: STATUS_QUERY, filterTags: opts.tag, timeoutMs });
       for await (const r of records) {
         if (r.type !== 'response') continue;
-        try {
-          answers.set(r.from, JSON.parse(r.payload.toString('utf8')) as StatusAnswer);
-        } catch {
-          answers.set(r.from, 'bad answer');
-        }
+        answers.set(r.from, parseStatusAnswer(r.payload.toString('utf8')));
         waiting.delete(r.from);
         if (waiting.size === 0) {
           records.stop();
@@ -81,6 +77,24 @@ export async function collectStatus(g: GlobalOptions, opts: StatusOptions): Prom
   }
 }
 
+/**
+ * Parses one agent's answer: a status object, or the reason there is none (an agent's
+ * `{"error": …}` answer, or anything that is not a status object).
+ */
+export function parseStatusAnswer(text: string): StatusAnswer | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return 'bad answer';
+  }
+  const v = value as Partial<StatusAnswer> & { error?: unknown };
+  if (typeof v !== 'object' || v === null) return 'bad answer';
+  if (typeof v.error === 'string') return `error: ${v.error}`;
+  const ok = typeof v.node === 'string' && Array.isArray(v.roles) && typeof v.version === 'string' && typeof v.role_status === 'object' && v.role_status !== null;
+  return ok ? (v as StatusAnswer) : 'bad answer';
+}
+
 /** Human-readable cell for a node's role states: `ok`, or `gateway:error compute:ok`. */
 function stateCell(a: StatusAnswer): string {
   const entries = Object.entries(a.role_status ?? {});
@@ -91,7 +105,7 @@ function stateCell(a: StatusAnswer): string {
 /** Runs the command; exit code 1 when a member with an agent did not answer or a role failed. */
 export async function statusCommand(g: GlobalOptions, opts: StatusOptions, io: CliIo): Promise<number> {
   const rows = await collectStatus(g, opts);
-  const bad = rows.some((r) => r.missing === 'no answer' || r.missing === 'bad answer' || (r.answer && stateCell(r.answer) !== 'ok'));
+  const bad = rows.some((r) => (r.missing && r.missing !== 'no agent' && r.missing !== 'not alive') || (r.answer && stateCell(r.answer) !== 'ok'));
   if (opts.json) {
     io.out(JSON.stringify(rows, null, 2));
     return bad ? 1 : 0;

@@ -186,7 +186,8 @@ async function findConfigFiles(configPath: string): Promise<{ files: string[]; d
   const dropIns = path.join(path.dirname(configPath), DROP_IN_DIR);
   const files = info ? [configPath] : [];
   files.push(...(await yamlFilesIn(dropIns)));
-  return { files, dirs: [path.dirname(configPath), dropIns] };
+  // The main file's own directory is not a config directory: only the main file in it counts.
+  return { files, dirs: [dropIns] };
 }
 
 /** True for a name the loader reads from a directory; dot files are editor and package-manager leftovers. */
@@ -229,8 +230,9 @@ async function readConfigFile(file: string): Promise<Plain> {
     const reason = syntax.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
     throw new ConfigError(`${file}${line ? `:${line}` : ''}: invalid YAML: ${reason}`, {
       file,
+      // No `cause`: the parser's error quotes the offending line, which may hold a secret
+      // (serf.rpc_auth) and would reach the journal through the error serializer.
       ...(line ? { line } : {}),
-      cause: syntax,
     });
   }
   let data: unknown;
@@ -238,7 +240,7 @@ async function readConfigFile(file: string): Promise<Plain> {
     data = doc.toJS();
   } catch (err) {
     // e.g. an alias to an anchor that does not exist
-    throw new ConfigError(`${file}: invalid YAML: ${(err as Error).message}`, { file, cause: err });
+    throw new ConfigError(`${file}: invalid YAML: ${(err as Error).message.split('\n')[0]}`, { file });
   }
   if (data === null || data === undefined) return {};
   if (!isPlain(data)) {

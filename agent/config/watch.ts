@@ -40,7 +40,7 @@ export function watchConfig(
   // chokidar mis-reports readiness when handed a path that does not exist, so only existing
   // directories are watched; a missing one (typically `agent.d/`) is added when it appears in a
   // watched parent. Not watching a missing parent's parent keeps us from watching all of /etc.
-  const roots = [...wantedDirs].filter((dir) => existsSync(dir));
+  const roots = [...new Set([...wantedDirs, ...[...wantedFiles].map((f) => path.dirname(f))])].filter((dir) => existsSync(dir));
   for (const dir of wantedDirs) {
     if (!roots.includes(dir) && !roots.includes(path.dirname(dir))) {
       log.debug({ dir }, 'config directory missing and its parent not watched; send SIGHUP once created');
@@ -73,7 +73,7 @@ export function watchConfig(
     // chokidar keeps a watch per file it tracks; skip files that could never matter (keys, notes).
     ignored: (p: string) => {
       const file = path.resolve(p);
-      return !(wantedDirs.has(file) || relevant(file));
+      return !(wantedDirs.has(file) || roots.includes(file) || relevant(file));
     },
   });
   watcher.on('all', (event, changed) => {

@@ -35,8 +35,9 @@ export class EventDedupe {
   }
 
   /**
-   * Returns true when this event was already handled (now or before a restart); otherwise records
-   * it and returns false.
+   * Returns true when this event was already seen in this run or handled before a restart;
+   * otherwise remembers it (so a second copy is skipped) and returns false. Call `markHandled`
+   * after handling it.
    */
   isDuplicate(name: string, ltime: number, payload: Uint8Array): boolean {
     const before = this.restored.get(name);
@@ -52,11 +53,18 @@ export class EventDedupe {
     this.seen.add(key);
     this.order.push(key);
     if (this.order.length > this.window) this.seen.delete(this.order.shift()!);
+    return false;
+  }
+
+  /**
+   * Advances the persisted watermark once the event's handlers have run: an event still queued
+   * (or dropped) at shutdown must not be skipped when serf replays it after a restart.
+   */
+  markHandled(name: string, ltime: number): void {
     if (ltime > (this.handled.get(name) ?? -1)) {
       this.handled.set(name, ltime);
       this.dirty = true;
     }
-    return false;
   }
 
   /** Current watermarks for persisting; clears `dirty`. */

@@ -116,14 +116,15 @@ export class Dispatcher {
       void this.answer(event);
       return;
     }
-    if (event.type === 'user' && this.opts.dedupe?.isDuplicate(event.name, event.ltime, event.payload)) {
-      this.stats.duplicates++;
-      this.opts.log.debug({ event: event.name, ltime: event.ltime }, 'duplicate user event skipped');
-      return;
-    }
+    // Full queue first: a dropped event must stay unseen, so a later replay of it is handled.
     if (this.queue.length >= (this.opts.queueLimit ?? 10_000)) {
       this.stats.dropped++;
       this.opts.log.warn({ event: event.type === 'user' ? event.name : event.type }, 'event queue full; event dropped');
+      return;
+    }
+    if (event.type === 'user' && this.opts.dedupe?.isDuplicate(event.name, event.ltime, event.payload)) {
+      this.stats.duplicates++;
+      this.opts.log.debug({ event: event.name, ltime: event.ltime }, 'duplicate user event skipped');
       return;
     }
     this.queue.push(event);
@@ -144,6 +145,7 @@ export class Dispatcher {
           if (r.filter.type === 'query' || !filterMatches(r.filter, event.type, name)) continue;
           await this.runHandler(r, this.timings.handlerTimeoutMs, (ctx) => (r.handler as EventHandler)(event, ctx)).catch(() => undefined);
         }
+        if (event.type === 'user') this.opts.dedupe?.markHandled(event.name, event.ltime);
       }
     } finally {
       this.drainRunning = false;

@@ -97,8 +97,10 @@ export class SerfConnection {
     socket.setNoDelay(true);
     const conn = new SerfConnection(socket, opts);
     try {
-      await conn.request(Command.handshake, { Version: IPC_VERSION });
-      if (opts.authKey) await conn.request(Command.auth, { AuthKey: opts.authKey });
+      // A serf that accepts but never answers must not hold a caller (or a shutdown) for long.
+      const setupTimeout = opts.connectTimeoutMs ?? 5000;
+      await conn.request(Command.handshake, { Version: IPC_VERSION }, setupTimeout);
+      if (opts.authKey) await conn.request(Command.auth, { AuthKey: opts.authKey }, setupTimeout);
     } catch (err) {
       conn.close();
       throw err;

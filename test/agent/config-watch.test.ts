@@ -34,6 +34,20 @@ async function start(files: string[] = []) {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('watchConfig', () => {
+  it('in the main file\'s own directory, reacts to the main file only (as loadConfig reads it)', async () => {
+    const main = path.join(dir, 'agent.yaml');
+    await writeFile(main, 'log: { level: info }\n');
+    const onChange = vi.fn();
+    const watcher = watchConfig([main], [path.join(dir, 'agent.d')], onChange, log);
+    onTestFinished(() => watcher.close());
+    await watcher.ready;
+    await replaceByRename(path.join(dir, 'other-node.yaml'), 'x: 1\n');
+    await sleep(DEBOUNCE_MS + 600);
+    expect(onChange).not.toHaveBeenCalled();
+    await replaceByRename(main, 'log: { level: debug }\n');
+    await vi.waitFor(() => expect(onChange).toHaveBeenCalledTimes(1), { timeout: 2000, interval: 20 });
+  });
+
   it('calls onChange once for a rename-replace of a yaml file', async () => {
     const file = path.join(dir, 'agent.yaml');
     await writeFile(file, 'log: { level: info }\n');

@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   ConfigError,
@@ -44,13 +45,21 @@ async function failure(promise: Promise<unknown>): Promise<ConfigError> {
 }
 
 describe('loadConfig', () => {
+  it('never carries a secret from a broken YAML line into the error or its serialized form', async () => {
+    for (const text of ['serf: { rpc_auth: "topsecret-token" x }\n', 'serf:\n  rpc_auth: topsecret-token: x\n']) {
+      const main = await put('agent.yaml', text);
+      const err = await failure(load({ path: main }));
+      expect(JSON.stringify(pino.stdSerializers.err(err))).not.toContain('topsecret');
+    }
+  });
+
   it('gives the defaults when no file exists', async () => {
     const main = path.join(dir, 'agent.yaml');
     const loaded = await load({ path: main });
     expect(loaded.config).toEqual(DEFAULT_CONFIG);
     expect(loaded.files).toEqual([]);
     expect(loaded.path).toBe(main);
-    expect(loaded.dirs).toEqual([dir, path.join(dir, 'agent.d')]);
+    expect(loaded.dirs).toEqual([path.join(dir, 'agent.d')]);
   });
 
   it('reads the main file, then agent.d/*.yaml in lexical order', async () => {

@@ -96,3 +96,15 @@ describe('registerStatus', () => {
     expect(await registered[0]![1]()).toEqual(buildStatus(v));
   });
 });
+
+describe('buildStatus with a role tag full of unknown names', () => {
+  it('folds them into one entry and stays within 900 bytes', () => {
+    const statuses: Record<string, RoleStatus> = { gateway: { state: 'ok', appliedAt: at } };
+    for (let i = 0; i < 60; i++) statuses[`not-a-role-${i}`] = { state: 'error', error: 'unknown role' };
+    // Unknown names are reported in role_status only; roles() lists the roles the node runs.
+    const answer = buildStatus({ ...view(statuses), roles: () => ['gateway'] });
+    expect(bytes(answer)).toBeLessThanOrEqual(STATUS_MAX_BYTES);
+    expect(Object.keys(answer.role_status)).toEqual(['gateway', 'unknown']);
+    expect(answer.role_status.unknown?.state).toBe('error');
+  });
+});

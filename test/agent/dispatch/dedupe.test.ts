@@ -3,9 +3,28 @@ import { CLOCK_RESET_GAP, EventDedupe } from '../../../agent/dispatch/dedupe.js'
 
 const p = (s: string) => Buffer.from(s);
 
+/** Marks each new event handled at once, as the dispatcher does after the event's handlers ran. */
+class HandledAtOnce extends EventDedupe {
+  override isDuplicate(name: string, ltime: number, payload: Uint8Array): boolean {
+    const duplicate = super.isDuplicate(name, ltime, payload);
+    if (!duplicate) this.markHandled(name, ltime);
+    return duplicate;
+  }
+}
+
 describe('EventDedupe', () => {
-  it('reports the same (LTime, name, payload) twice as a duplicate', () => {
+  it('advances the persisted watermark only when the event was marked handled', () => {
     const d = new EventDedupe();
+    expect(d.isDuplicate('deploy', 7, p('a'))).toBe(false);
+    expect(d.dirty).toBe(false);
+    expect(d.snapshot()).toEqual({});
+    d.markHandled('deploy', 7);
+    expect(d.dirty).toBe(true);
+    expect(d.snapshot()).toEqual({ deploy: 7 });
+  });
+
+  it('reports the same (LTime, name, payload) twice as a duplicate', () => {
+    const d = new HandledAtOnce();
     expect(d.isDuplicate('deploy', 5, p('a'))).toBe(false);
     expect(d.isDuplicate('deploy', 5, p('a'))).toBe(true);
     expect(d.isDuplicate('deploy', 5, new Uint8Array(p('a')))).toBe(true);
@@ -17,26 +36,26 @@ describe('EventDedupe', () => {
     ['a different LTime', 'deploy', 6, 'a'],
     ['an empty payload', 'deploy', 5, ''],
   ])('accepts the same event with %s', (_what, name, ltime, payload) => {
-    const d = new EventDedupe();
+    const d = new HandledAtOnce();
     expect(d.isDuplicate('deploy', 5, p('a'))).toBe(false);
     expect(d.isDuplicate(name, ltime, p(payload))).toBe(false);
   });
 
   it('does not confuse names and payloads that concatenate alike', () => {
-    const d = new EventDedupe();
+    const d = new HandledAtOnce();
     expect(d.isDuplicate('ab', 1, p('c'))).toBe(false);
     expect(d.isDuplicate('a', 1, p('bc'))).toBe(false);
   });
 
   it('accepts events out of order within a run', () => {
-    const d = new EventDedupe();
+    const d = new HandledAtOnce();
     expect(d.isDuplicate('deploy', 10, p('x'))).toBe(false);
     expect(d.isDuplicate('deploy', 3, p('x'))).toBe(false);
     expect(d.snapshot()).toEqual({ deploy: 10 });
   });
 
   it('skips replays at or below a restored watermark, per name', () => {
-    const d = new EventDedupe();
+    const d = new HandledAtOnce();
     d.restore({ deploy: 5000, reconcile: 7 });
     expect(d.isDuplicate('deploy', 5000, p('x'))).toBe(true);
     expect(d.isDuplicate('deploy', 4990, p('y'))).toBe(true);
@@ -49,7 +68,7 @@ describe('EventDedupe', () => {
   });
 
   it('treats an LTime more than CLOCK_RESET_GAP below the watermark as a clock reset', () => {
-    const d = new EventDedupe();
+    const d = new HandledAtOnce();
     d.restore({ deploy: 5000 });
     const reset = 5000 - CLOCK_RESET_GAP - 1;
     expect(d.isDuplicate('deploy', reset, p('x'))).toBe(false);
@@ -60,14 +79,14 @@ describe('EventDedupe', () => {
   });
 
   it('ignores malformed restored watermarks', () => {
-    const d = new EventDedupe();
+    const d = new HandledAtOnce();
     d.restore({ a: -1, b: 1.5, c: Number.NaN, d: 3 } as Record<string, number>);
     expect(d.snapshot()).toEqual({ d: 3 });
     expect(d.isDuplicate('a', 0, p(''))).toBe(false);
   });
 
   it('evicts the oldest exact entries beyond its window', () => {
-    const d = new EventDedupe(2);
+    const d = new HandledAtOnce(2);
     expect(d.isDuplicate('e', 1, p('1'))).toBe(false);
     expect(d.isDuplicate('e', 2, p('2'))).toBe(false);
     expect(d.isDuplicate('e', 1, p('1'))).toBe(true);
@@ -77,7 +96,7 @@ describe('EventDedupe', () => {
   });
 
   it('snapshots sorted watermarks and tracks dirtiness', () => {
-    const d = new EventDedupe();
+    const d = new HandledAtOnce();
     expect(d.dirty).toBe(false);
     d.isDuplicate('zeta', 4, p(''));
     d.isDuplicate('alpha', 9, p(''));
@@ -96,7 +115,7 @@ describe('EventDedupe', () => {
   });
 
   it('keeps a restored watermark in the snapshot until it is passed', () => {
-    const d = new EventDedupe();
+    const d = new HandledAtOnce();
     d.restore({ deploy: 40 });
     expect(d.snapshot()).toEqual({ deploy: 40 });
     d.isDuplicate('deploy', 41, p(''));
