@@ -24,7 +24,7 @@ import { SerfClient } from '../agent/serf/client.js';
 import { VERSION } from '../agent/version.js';
 import { roles } from '../roles/index.js';
 import { serfAvailable, startSerfAgent } from '../scripts/lib/serf-agent.js';
-import { Cleanup, emitJson, fmtSummary, Goals, machine, printMachine, round, sleep, summarize, tempDir, waitUntil } from './lib.js';
+import { Cleanup, emitJson, fmtSummary, Goals, machine, printMachine, round, sleep, summarize, tempDir, waitUntil, runMain } from './lib.js';
 
 const LAT_EVENTS = Number(process.env.BENCH_LAT_EVENTS ?? 200);
 const LAT_SPACING_MS = 20;
@@ -343,10 +343,4 @@ function mapRound(s: ReturnType<typeof summarize>): Record<string, number> {
   return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, round(v)]));
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error('dispatch benchmark failed:', err);
-    process.exit(1);
-  },
-);
+runMain('dispatch', main);

@@ -13,7 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { serfAvailable, startSerfAgent } from '../scripts/lib/serf-agent.js';
-import { BUNDLE, clkTck, Cleanup, cpuTicks, emitJson, ensureBundle, Goals, machine, median, printMachine, ROOT, round, rssMB, sleep, tempDir } from './lib.js';
+import { BUNDLE, clkTck, Cleanup, cpuTicks, emitJson, ensureBundle, Goals, machine, median, printMachine, ROOT, round, rssMB, sleep, tempDir, runMain } from './lib.js';
 
 const RUNS = 5;
 const IDLE_SETTLE_S = 10;
@@ -171,10 +171,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error('footprint benchmark failed:', err);
-    process.exit(1);
-  },
-);
+runMain('footprint', main);

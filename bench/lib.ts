@@ -227,3 +227,14 @@ export function cpuTicks(pid: number): number {
 export function clkTck(): number {
   return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 }
+
+/** Runs a benchmark's `main` as the process: its code is the exit code; a crash exits 1. */
+export function runMain(name: string, main: () => Promise<number>): void {
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(`${name} benchmark failed:`, err);
+      process.exit(1);
+    },
+  );
+}

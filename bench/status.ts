@@ -15,7 +15,7 @@ import path from 'node:path';
 import { SerfClient } from '../agent/serf/client.js';
 import { startMammatusAgent, type MammatusAgent } from '../scripts/lib/mammatus-agent.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../scripts/lib/serf-agent.js';
-import { BUNDLE, Cleanup, emitJson, ensureBundle, Goals, machine, median, printMachine, ROOT, round, rssMB, sleep, tempDir, waitUntil } from './lib.js';
+import { BUNDLE, Cleanup, emitJson, ensureBundle, Goals, machine, median, printMachine, ROOT, round, rssMB, sleep, tempDir, waitUntil, runMain } from './lib.js';
 
 const NODES = Number(process.env.BENCH_NODES ?? 20);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -229,10 +229,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error('status benchmark failed:', err);
-    process.exit(1);
-  },
-);
+runMain('status', main);

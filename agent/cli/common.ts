@@ -1,4 +1,5 @@
 /** Pieces every CLI command shares: global flags, output sink, the Serf client, flag parsers. */
+import { parseDuration } from '../duration.js';
 import { SerfClient } from '../serf/client.js';
 
 /** Where a command writes; tests capture it. */
@@ -21,6 +22,15 @@ export class UsageError extends Error {
 /** Connects to the local serf agent named by the global flags. */
 export function connect(g: GlobalOptions): Promise<SerfClient> {
   return SerfClient.connect({ addr: g.rpcAddr, authKey: g.rpcAuth || undefined, connectTimeoutMs: 3000, requestTimeoutMs: 15_000 });
+}
+
+/** Parses a `--timeout` flag (Go duration) into milliseconds; absent = 0, Serf's default. */
+export function parseTimeoutFlag(text: string | undefined): number {
+  try {
+    return text ? parseDuration(text) : 0;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 /** Collects a repeatable `K=V` flag into a record. */

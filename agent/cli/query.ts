@@ -1,6 +1,5 @@
 /** `mammatus query NAME [PAYLOAD] [--tag K=V]... [--node NAME]... [--timeout D] [--json]`, like `serf query`. */
-import { parseDuration } from '../duration.js';
-import { connect, UsageError, type CliIo, type GlobalOptions } from './common.js';
+import { connect, parseTimeoutFlag, type CliIo, type GlobalOptions } from './common.js';
 
 /** Flags of the query command. */
 export interface QueryOptions {
@@ -13,12 +12,7 @@ export interface QueryOptions {
 
 /** Runs the command: prints acks and responses as they arrive, then totals. */
 export async function queryCommand(g: GlobalOptions, name: string, payload: string | undefined, opts: QueryOptions, io: CliIo): Promise<number> {
-  let timeoutMs = 0;
-  try {
-    if (opts.timeout) timeoutMs = parseDuration(opts.timeout);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const timeoutMs = parseTimeoutFlag(opts.timeout);
   const client = await connect(g);
   try {
     const records = await client.query({

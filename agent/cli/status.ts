@@ -6,9 +6,8 @@
 import { STATUS_QUERY, type StatusAnswer } from '../../handlers/status.js';
 import { parseRoleTag } from '../../roles/parse.js';
 import { AGENT_TAG, ROLE_TAG } from '../daemon.js';
-import { parseDuration } from '../duration.js';
 import type { Member } from '../types.js';
-import { connect, formatTable, tagsMatch, UsageError, type CliIo, type GlobalOptions } from './common.js';
+import { connect, formatTable, tagsMatch, parseTimeoutFlag, type CliIo, type GlobalOptions } from './common.js';
 
 /** Flags of the status command. */
 export interface StatusOptions {
@@ -32,12 +31,7 @@ export interface MemberStatusRow {
 
 /** Asks the cluster and collects one row per member. */
 export async function collectStatus(g: GlobalOptions, opts: StatusOptions): Promise<MemberStatusRow[]> {
-  let timeoutMs = 0;
-  try {
-    if (opts.timeout) timeoutMs = parseDuration(opts.timeout);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const timeoutMs = parseTimeoutFlag(opts.timeout);
   const client = await connect(g);
   try {
     const members = (await client.members()).filter((m) => tagsMatch(m.tags, opts.tag ?? {}));

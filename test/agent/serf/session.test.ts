@@ -160,32 +160,18 @@ describe('SerfSession', () => {
     await until(() => serf.openConnections === 0, 500, 'every socket to close');
   });
 
-  it('stop() during the first connect ends the session without calling onConnected', async () => {
+  it.each([
+    [1, 'the event connection handshake (first connect)'],
+    [2, 'the admin connection handshake'],
+  ])('stop() during %#: %s ends the session, closes every socket, never calls onConnected', async (connection) => {
     let release: (() => void) | undefined;
     serf.onCommand('handshake', (req, _b, c) => {
-      if (c.id === 1) release = () => c.reply(req.Seq);
+      if (c.id === connection) release = () => c.reply(req.Seq);
       else c.reply(req.Seq);
     });
     const { session: s, connected } = build();
     const started = s.start().catch((e: unknown) => e);
-    await until(() => release !== undefined, 500, 'first handshake');
-    const stopped = s.stop();
-    release!();
-    await stopped;
-    expect(await started).toBeInstanceOf(ConnectionClosedError);
-    expect(connected).toEqual([]);
-    await until(() => serf.openConnections === 0, 500, 'every socket to close');
-  });
-
-  it('stop() while the admin connection is being opened closes it too', async () => {
-    let release: (() => void) | undefined;
-    serf.onCommand('handshake', (req, _b, c) => {
-      if (c.id === 2) release = () => c.reply(req.Seq);
-      else c.reply(req.Seq);
-    });
-    const { session: s, connected } = build();
-    const started = s.start().catch((e: unknown) => e);
-    await until(() => release !== undefined, 500, 'admin handshake');
+    await until(() => release !== undefined, 500, 'the held handshake');
     const stopped = s.stop();
     release!();
     await stopped;
