@@ -70,6 +70,7 @@ export class SerfSession {
     const initial = this.opts.backoffInitialMs ?? 100;
     const max = this.opts.backoffMaxMs ?? 5000;
     let delay = initial;
+    let failures = 0;
     while (!this.stopped) {
       let reason: Error | undefined;
       try {
@@ -83,7 +84,10 @@ export class SerfSession {
       this.events?.close();
       this.admin = this.events = this.stream = undefined;
       if (this.stopped) break;
-      this.opts.log.warn({ err: reason, retry_ms: delay }, 'serf RPC unavailable; reconnecting');
+      failures = delay === initial ? 1 : failures + 1;
+      // Warn when serf goes away and then about once a minute; every retry would flood the journal.
+      const level = failures === 1 || failures % 12 === 0 ? 'warn' : 'debug';
+      this.opts.log[level]({ err: reason, retry_ms: delay, attempts: failures }, 'serf RPC unavailable; reconnecting');
       this.opts.onDisconnected?.(reason ?? new ConnectionClosedError());
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay * (0.8 + Math.random() * 0.4));
