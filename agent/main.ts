@@ -37,7 +37,7 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
 
   let watcher: ConfigWatcher | undefined;
   const reload = async () => {
-    await sdNotify(run, '--reloading');
+    await sdNotify(run, 'RELOADING=1');
     await agent.reload();
     await sdNotify(run, '--ready');
   };
@@ -49,8 +49,10 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
         log.error('shutdown took too long; exiting');
         resolve(1);
       }, 10_000).unref();
-      void sdNotify(run, '--stopping');
-      void Promise.allSettled([watcher?.close(), agent.stop()]).then(() => resolve(0));
+      // Told before the work stops, so systemd shows "deactivating" while the agent drains.
+      void sdNotify(run, 'STOPPING=1')
+        .then(() => Promise.allSettled([watcher?.close(), agent.stop()]))
+        .then(() => resolve(0));
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

@@ -4,7 +4,11 @@
  */
 import type { Run } from '../roles/types.js';
 
-/** Sends `args` (e.g. `--ready`, `--status=...`) to systemd if we run under it. */
+/**
+ * Sends `args` to systemd if we run under it: `--ready`, `--status=…`, or `NAME=VALUE` assignments
+ * such as `RELOADING=1` and `STOPPING=1` (the `--reloading`/`--stopping` flags need systemd 253;
+ * Debian 12 has 252).
+ */
 export async function sdNotify(run: Run, ...args: string[]): Promise<void> {
   if (!process.env.NOTIFY_SOCKET) return;
   await run('systemd-notify', args, { timeoutMs: 5000 }).catch(() => undefined);

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs what mammatus needs on a Debian machine with Node 20: the Debian packages (when run as
 # root; otherwise it prints the exact command), the npm dependencies, and the bundle.
+#   scripts/setup.sh [--tests]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # serf and nats-server run the cluster; dnsmasq-base, iptables and iproute2 serve the role tests.
 PACKAGES=(serf nats-server dnsmasq-base iptables iproute2)
+# --tests adds what only the tests use: the package tests build, lint, sign and install the .deb.
+if [ "${1:-}" = "--tests" ]; then
+  PACKAGES+=(debootstrap lintian apt-utils gnupg dpkg-dev)
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

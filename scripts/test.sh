@@ -3,7 +3,7 @@
 # Tests that need serf (or root) skip with a message saying why when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --tests
 npx tsc --noEmit
 npx eslint .
 report=$(mktemp)
