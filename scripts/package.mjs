@@ -25,7 +25,7 @@ execFileSync('node', [path.join(root, 'scripts/build.mjs')], { stdio: 'inherit',
 // The changelog's newest entry names the version; a build of another version (an upgrade test,
 // a snapshot) gets its own entry on top, dated like the entry below it so the build stays reproducible.
 let changelog = readFileSync(path.join(src, 'changelog'), 'utf8');
-const date = /^ -- .+?>  (.+)$/m.exec(changelog)[1];
+const date = /^ -- .+?> {2}(.+)$/m.exec(changelog)[1];
 if (!changelog.startsWith(`mammatus-agent (${version})`)) {
   changelog = `mammatus-agent (${version}) unstable; urgency=medium\n\n  * Build of version ${version}.\n\n -- Mammatus Builders <builders@mammatus.invalid>  ${date}\n\n${changelog}`;
 }
