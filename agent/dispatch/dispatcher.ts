@@ -60,6 +60,8 @@ interface Registration {
   readonly filter: EventFilter;
   readonly text: string;
   readonly handler: EventHandler<never> | QueryHandler;
+  /** Made once: a pino child per call would cost more than the dispatch itself. */
+  readonly log: Logger;
 }
 
 class HandlerTimeout extends Error {
@@ -102,7 +104,7 @@ export class Dispatcher {
         throw new RangeError(`a handler for ${text} is already registered; Serf takes one answer per node`);
       }
     }
-    this.registrations.push({ filter, text, handler });
+    this.registrations.push({ filter, text, handler, log: this.opts.log.child({ handler: text }) });
   }
 
   /** The Serf stream filter that covers every registration. */
@@ -180,7 +182,7 @@ export class Dispatcher {
 
   /** Runs one handler with the timeout and slow-warning policy; logs and rethrows its failure. */
   private async runHandler<T>(r: Registration, timeoutMs: number, call: (ctx: HandlerContext) => Promise<T> | T): Promise<T> {
-    const log = this.opts.log.child({ handler: r.text });
+    const log = r.log;
     const abort = new AbortController();
     const started = Date.now();
     const slow = setTimeout(() => log.warn({ elapsed_ms: Date.now() - started }, 'handler is slow'), this.timings.slowHandlerMs);
