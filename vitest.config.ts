@@ -9,7 +9,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/integration/**'],
+          exclude: ['test/integration/**', 'test/packaging/**'],
           testTimeout: 10_000,
         },
       },
@@ -21,6 +21,14 @@ export default defineConfig({
           hookTimeout: 60_000,
           // Real agents share the machine's two cores: run files one at a time.
           fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'packaging',
+          include: ['test/packaging/**/*.test.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 600_000,
         },
       },
     ],

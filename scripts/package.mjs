@@ -3,7 +3,7 @@
 // date (SOURCE_DATE_EPOCH), owners are root, compression is deterministic.
 //   node scripts/package.mjs [--version V] [--out DIR]
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -20,7 +20,6 @@ const src = path.join(root, 'packaging/deb');
 const stage = path.join(out, `stage-${version}`);
 
 if (!/^[0-9][A-Za-z0-9.+~-]*$/.test(version)) throw new Error(`not a Debian version: ${version}`);
-execFileSync('node', [path.join(root, 'scripts/build.mjs')], { stdio: 'inherit', cwd: root });
 
 // The changelog's newest entry names the version; a build of another version (an upgrade test,
 // a snapshot) gets its own entry on top, dated like the entry below it so the build stays reproducible.
@@ -40,8 +39,12 @@ const put = (rel, content, mode) => {
   chmodSync(file, mode);
 };
 const gz = (text) => gzipSync(Buffer.from(text), { level: 9 }); // node's gzip writes no name and mtime 0
-// The wrapper runs it with /usr/bin/node: as a non-executable module it must not start with a shebang.
-put('usr/lib/mammatus-agent/mammatus.mjs', readFileSync(path.join(root, 'dist/mammatus.mjs'), 'utf8').replace(/^#!.*\n/, ''), 0o644);
+// Bundled straight into the staging tree with this package's version. The wrapper runs it with
+// /usr/bin/node: as a non-executable module it must not start with a shebang.
+const bundle = path.join(stage, 'usr/lib/mammatus-agent/mammatus.mjs');
+mkdirSync(path.dirname(bundle), { recursive: true });
+execFileSync('node', [path.join(root, 'scripts/build.mjs'), '--out', bundle, '--version', version], { stdio: 'inherit', cwd: root });
+put('usr/lib/mammatus-agent/mammatus.mjs', readFileSync(bundle, 'utf8').replace(/^#!.*\n/, ''), 0o644);
 put('usr/bin/mammatus', { from: path.join(src, 'mammatus') }, 0o755);
 put('usr/lib/systemd/system/mammatus-agent.service', { from: path.join(src, 'mammatus-agent.service') }, 0o644);
 put('usr/share/doc/mammatus-agent/copyright', { from: path.join(src, 'copyright') }, 0o644);
@@ -73,11 +76,23 @@ const walk = (dir) => {
 };
 chmodSync(stage, 0o755);
 walk(stage);
+// dpkg-deb only clamps times newer than SOURCE_DATE_EPOCH; set them all, so a build machine whose
+// clock is behind the changelog date (a board without RTC) makes the same bytes too.
+const stamp = (dir) => {
+  for (const name of readdirSync(dir)) {
+    const full = path.join(dir, name);
+    if (statSync(full).isDirectory()) stamp(full);
+    utimesSync(full, Number(epoch), Number(epoch));
+  }
+  utimesSync(dir, Number(epoch), Number(epoch));
+};
 const md5 = files.map((f) => `${createHash('md5').update(readFileSync(path.join(stage, f))).digest('hex')}  ${f}\n`).join('');
 put('DEBIAN/md5sums', md5, 0o644);
 const control = readFileSync(path.join(src, 'control.in'), 'utf8').replace('@VERSION@', version).replace('@INSTALLED_SIZE@', String(Math.ceil(bytes / 1024)));
 put('DEBIAN/control', control, 0o644);
 chmodSync(path.join(stage, 'DEBIAN'), 0o755);
+
+stamp(stage);
 
 const deb = path.join(out, `mammatus-agent_${version}_all.deb`);
 execFileSync('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', stage, deb], {
