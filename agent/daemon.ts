@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { LoadedConfig } from './config/load.js';
 import type { AgentConfig } from './config/schema.js';
 import { parseDuration } from './duration.js';
+import { setLogLevel } from './logger.js';
 import { EventDedupe, type Watermarks } from './dispatch/dedupe.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { RoleSupervisor } from './roles-supervisor.js';
@@ -108,7 +109,7 @@ export function createAgent(deps: AgentDeps): Agent {
     return supervisor.setRoles(parsed.roles, parsed.unknown);
   }
 
-  async function onMemberEvent(ev: MemberEvent): Promise<void> {
+  function onMemberEvent(ev: MemberEvent): void {
     for (const m of ev.members) {
       if (ev.type === 'member-reap') members.delete(m.name);
       else members.set(m.name, m);
@@ -197,7 +198,7 @@ export function createAgent(deps: AgentDeps): Agent {
         }
         const prev = loaded.config;
         loaded = next;
-        log.level = next.config.log.level;
+        setLogLevel(log, next.config.log.level);
         dispatcher.setTimings(timings(next.config));
         log.info({ files: next.files }, 'config reloaded');
         if (prev.serf.rpc_addr !== next.config.serf.rpc_addr || prev.serf.rpc_auth !== next.config.serf.rpc_auth) {

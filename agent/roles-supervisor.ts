@@ -30,6 +30,8 @@ export class RoleSupervisor {
   private readonly status = new Map<string, RoleStatus>();
   private owned: Record<string, string[]> = {};
   private readonly waiting = new Set<string>();
+  /** Roles whose `start` ran (and whose `stop` is therefore due). */
+  private readonly started = new Set<string>();
   private chain: Promise<void> = Promise.resolve();
   private loaded = false;
 
@@ -57,7 +59,7 @@ export class RoleSupervisor {
       const added = next.filter((r) => !this.active.includes(r) && this.deps.registry[r]);
       for (const r of removed) {
         this.deps.log.info({ role: r }, 'role removed from this node; stopping it');
-        await this.deps.registry[r]?.stop?.().catch((err: unknown) => this.deps.log.error({ err, role: r }, 'role stop failed'));
+        await this.stopRole(r);
         await this.removeFiles(r);
         this.status.delete(r);
       }
@@ -66,12 +68,6 @@ export class RoleSupervisor {
         this.deps.log.info({ role: r }, 'role added to this node');
         this.status.set(r, { state: 'pending' });
         await this.applyNow(r);
-        const role = this.deps.registry[r]!;
-        if (role.start && this.status.get(r)?.state === 'ok') {
-          await role.start({ run: this.deps.run, files: this.deps.files, log: this.deps.log.child({ component: `role.${r}` }) }).catch((err: unknown) => {
-            this.status.set(r, { ...this.status.get(r)!, state: 'error', error: `start: ${(err as Error).message}` });
-          });
-        }
       }
     });
   }
@@ -106,8 +102,25 @@ export class RoleSupervisor {
   /** Stops every active role (shutdown). */
   stopAll(): Promise<void> {
     return this.enqueue(async () => {
-      for (const r of this.active) await this.deps.registry[r]?.stop?.().catch(() => undefined);
+      for (const r of this.active) await this.stopRole(r);
     });
+  }
+
+  private async stopRole(name: string): Promise<void> {
+    if (!this.started.delete(name)) return;
+    await this.deps.registry[name]?.stop?.().catch((err: unknown) => this.deps.log.error({ err, role: name }, 'role stop failed'));
+  }
+
+  /** Starts a role's in-process services after its first good apply (which may be a later one). */
+  private async startRole(name: string): Promise<void> {
+    const role = this.deps.registry[name];
+    if (!role?.start || this.started.has(name) || this.status.get(name)?.state !== 'ok') return;
+    try {
+      await role.start({ run: this.deps.run, files: this.deps.files, log: this.deps.log.child({ component: `role.${name}` }) });
+      this.started.add(name);
+    } catch (err) {
+      this.status.set(name, { ...this.status.get(name)!, state: 'error', error: `start: ${(err as Error).message}` });
+    }
   }
 
   private enqueue(job: () => Promise<void>): Promise<void> {
@@ -139,6 +152,7 @@ export class RoleSupervisor {
       this.owned[name] = report.owned;
       await this.saveOwned();
     }
+    await this.startRole(name);
   }
 
   /** A node that loses a role must stop serving its config: apply an empty render. */

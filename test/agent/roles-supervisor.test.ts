@@ -80,3 +80,40 @@ describe('RoleSupervisor', () => {
     expect(done).toBe(true);
   });
 });
+
+describe('RoleSupervisor start/stop of in-process services', () => {
+  it('starts a role only after a good apply, even when that is a later reconcile, and stops it once', async () => {
+    const files = memoryFiles();
+    const events: string[] = [];
+    let failValidate = true;
+    const role: Role = {
+      name: 'controller',
+      render: () => [{ path: '/etc/svc.conf', content: failValidate ? 'bad\n' : 'good\n' }],
+      validate: async () => {
+        if (failValidate) throw new Error('invalid');
+      },
+      start: async () => void events.push('start'),
+      stop: async () => void events.push('stop'),
+    };
+    const sup = new RoleSupervisor({
+      registry: { controller: role },
+      run: recordingRun(),
+      files,
+      log: pino({ level: 'silent' }),
+      stateDir: () => '/state',
+      node: () => 'n',
+      members: () => [],
+      roleConfig: () => ({}),
+    });
+    await sup.setRoles(['controller']);
+    expect(sup.statuses().controller).toMatchObject({ state: 'error', error: 'validate: invalid' });
+    expect(events).toEqual([]);
+    failValidate = false;
+    await sup.reconcile();
+    await sup.reconcile();
+    expect(events).toEqual(['start']);
+    await sup.setRoles([]);
+    await sup.stopAll();
+    expect(events).toEqual(['start', 'stop']);
+  });
+});
