@@ -76,8 +76,12 @@ export function createAgent(deps: AgentDeps): Agent {
     stateDir: () => loaded.config.state_dir,
     node: () => nodeName,
     members: () => [...members.values()],
-    roleConfig: (r) => ({ ...((loaded.config.roles as Record<string, Record<string, unknown> | undefined>)[r] ?? {}) }),
+    roleConfig: (r) => roleConfig(r),
   });
+
+  function roleConfig(role: string): Record<string, unknown> {
+    return { ...((loaded.config.roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) };
+  }
 
   const view: AgentView = {
     version: deps.version,
@@ -86,6 +90,7 @@ export function createAgent(deps: AgentDeps): Agent {
     roles: () => supervisor.roles(),
     roleStatus: () => supervisor.statuses(),
     reconcile: (role) => supervisor.reconcile(role ? [role] : undefined, 'mammatus.reconcile'),
+    roleConfig: (r) => roleConfig(r),
   };
 
   const timings = (c: AgentConfig) => ({

@@ -4,7 +4,7 @@
  * agent only calls known tools, and a shell would turn cluster-supplied strings into code.
  */
 import { execa, ExecaError } from 'execa';
-import type { Run, RunOptions, RunResult } from '../roles/types.js';
+import type { Run, RunOptions, RunResult, Spawn } from '../roles/types.js';
 
 /** Used when neither the factory nor the call sets a timeout; a hung tool must not stall a reconcile. */
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -81,4 +81,36 @@ function toCommandFailedError(cmd: string[], err: unknown): CommandFailedError {
     { cmd, exitCode: undefined, stderr: '', timedOut: false },
     { cause: err },
   );
+}
+
+/** Builds the production `Spawn` for daemons a role supervises (dnsmasq …), backed by execa. */
+export function buildSpawn(): Spawn {
+  return (file, args, options = {}) => {
+    const child = execa(file, [...args], {
+      stdin: 'ignore',
+      all: true,
+      buffer: false,
+      reject: false,
+      shell: false,
+      // Killed with the agent, so a crashed agent leaves no orphan daemon holding the ports.
+      cleanup: true,
+    });
+    if (options.onLine && child.all) {
+      let rest = '';
+      child.all.setEncoding('utf8');
+      child.all.on('data', (chunk: string) => {
+        const lines = (rest + chunk).split('\n');
+        rest = lines.pop() ?? '';
+        for (const line of lines) if (line) options.onLine!(line);
+      });
+    }
+    return {
+      pid: child.pid,
+      exited: child.then(
+        (r) => r.exitCode ?? null,
+        () => null,
+      ),
+      kill: (signal = 'SIGTERM') => void child.kill(signal),
+    };
+  };
 }

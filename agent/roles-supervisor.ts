@@ -112,11 +112,11 @@ export class RoleSupervisor {
   }
 
   /** Starts a role's in-process services after its first good apply (which may be a later one). */
-  private async startRole(name: string): Promise<void> {
+  private async startRole(name: string, desired: DesiredState): Promise<void> {
     const role = this.deps.registry[name];
     if (!role?.start || this.started.has(name) || this.status.get(name)?.state !== 'ok') return;
     try {
-      await role.start({ run: this.deps.run, files: this.deps.files, log: this.deps.log.child({ component: `role.${name}` }) });
+      await role.start({ run: this.deps.run, files: this.deps.files, log: this.deps.log.child({ component: `role.${name}` }), desired });
       this.started.add(name);
     } catch (err) {
       this.status.set(name, { ...this.status.get(name)!, state: 'error', error: `start: ${(err as Error).message}` });
@@ -152,7 +152,7 @@ export class RoleSupervisor {
       this.owned[name] = report.owned;
       await this.saveOwned();
     }
-    await this.startRole(name);
+    await this.startRole(name, desired);
   }
 
   /** A node that loses a role must stop serving its config: apply an empty render. */

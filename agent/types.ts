@@ -52,4 +52,6 @@ export interface AgentView {
   roleStatus(): Record<string, RoleStatus>;
   /** Re-applies one role, or every active role when `role` is absent. */
   reconcile(role?: string): Promise<void>;
+  /** A role's settings (`roles.<name>` of the current config; `{}` when absent). */
+  roleConfig(role: string): Record<string, unknown>;
 }

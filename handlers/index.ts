@@ -1,17 +1,20 @@
 /** The built-in handlers every agent registers, whatever its roles. */
 import type { Dispatcher } from '../agent/dispatch/dispatcher.js';
 import type { AgentView } from '../agent/types.js';
+import { registerLeases } from './leases.js';
 import { registerPing } from './ping.js';
 import { registerReconcile } from './reconcile.js';
 import { registerStatus } from './status.js';
 
-/** Registers `mammatus.ping`, `mammatus.status` and `mammatus.reconcile`. */
+/** Registers `mammatus.ping`, `mammatus.status`, `mammatus.reconcile` and `mammatus.leases`. */
 export function registerBuiltinHandlers(d: Pick<Dispatcher, 'on'>, view: AgentView): void {
   registerPing(d);
   registerStatus(d, view);
   registerReconcile(d, view);
+  registerLeases(d, view);
 }
 
+export { LEASES_QUERY } from './leases.js';
 export { PING_QUERY } from './ping.js';
 export { RECONCILE_EVENT } from './reconcile.js';
 export { STATUS_QUERY, STATUS_MAX_BYTES, buildStatus, type StatusAnswer } from './status.js';

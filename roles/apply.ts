@@ -106,7 +106,7 @@ export async function applyRole<C>(role: Role<C>, desired: DesiredState<C>, deps
   }
 
   const touched: string[] = [];
-  const ctx: ApplyContext = { run, files, log, changed: [...changed, ...toRemove] };
+  const ctx: ApplyContext<C> = { run, files, log, changed: [...changed, ...toRemove], desired };
   try {
     for (const file of toWrite) {
       // Recorded before the attempt: a failed write may still have created parent dirs or the

@@ -63,12 +63,14 @@ export interface FileOps {
 }
 
 /** What a role's hooks receive while applying. */
-export interface ApplyContext {
+export interface ApplyContext<C = Record<string, unknown>> {
   readonly run: Run;
   readonly files: FileOps;
   readonly log: Logger;
   /** Paths whose content changed in this apply (written, or removed). */
   readonly changed: readonly string[];
+  /** The desired state this apply rendered from (hooks find their settings here). */
+  readonly desired: DesiredState<C>;
 }
 
 /** A role plugin. Only `name` and `render` are required; every hook is optional. */
@@ -79,13 +81,24 @@ export interface Role<C = Record<string, unknown>> {
   /** Pure: desired state to files. Same input, same output (sorted, no clock, no I/O). */
   render(desired: DesiredState<C>): RenderedFile[];
   /** Checks the written files (e.g. `dnsmasq --test`); throwing rolls the files back. */
-  validate?(ctx: ApplyContext): Promise<void>;
+  validate?(ctx: ApplyContext<C>): Promise<void>;
   /** Makes running services pick up the changed files; throwing rolls back. */
-  reload?(ctx: ApplyContext): Promise<void>;
+  reload?(ctx: ApplyContext<C>): Promise<void>;
   /** Probes that the node works after a reload; throwing rolls back and reloads the old files. */
-  health?(ctx: ApplyContext): Promise<void>;
+  health?(ctx: ApplyContext<C>): Promise<void>;
   /** Starts long-running services the role hosts in-process (after the first apply). */
-  start?(ctx: Omit<ApplyContext, 'changed'>): Promise<void>;
+  start?(ctx: Omit<ApplyContext<C>, 'changed'>): Promise<void>;
   /** Stops what `start` started; called when the role is removed from the node or on shutdown. */
   stop?(): Promise<void>;
 }
+
+/** A long-running child process (a daemon a role supervises), started through the injected spawner. */
+export interface Daemon {
+  readonly pid: number | undefined;
+  /** Resolves with the exit code (or null after a signal) once the process has ended. */
+  readonly exited: Promise<number | null>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** The single funnel for long-running processes: argv array; each output line goes to `onLine`. */
+export type Spawn = (file: string, args: readonly string[], options?: { onLine?: (line: string) => void }) => Daemon;

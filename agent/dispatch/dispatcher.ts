@@ -19,8 +19,8 @@ export interface HandlerContext {
   readonly signal: AbortSignal;
 }
 
-/** A query answer: bytes, a string, or a value sent as compact JSON. */
-export type QueryAnswer = Uint8Array | string | object;
+/** A query answer: bytes, a string, or a value sent as compact JSON; `undefined` = do not answer. */
+export type QueryAnswer = Uint8Array | string | object | undefined;
 
 /** Handles a user event or a member event. */
 export type EventHandler<E = UserEvent | MemberEvent> = (event: E, ctx: HandlerContext) => Promise<void> | void;
@@ -161,6 +161,8 @@ export class Dispatcher {
     let bytes: Buffer;
     try {
       const result = await this.runHandler(r, Math.min(budget, this.timings.handlerTimeoutMs), (ctx) => (r.handler as QueryHandler)(query, ctx));
+      // A node the query does not concern (e.g. mammatus.leases on a non-gateway) stays silent.
+      if (result === undefined) return;
       bytes = encodeAnswer(result);
     } catch (err) {
       bytes = Buffer.from(JSON.stringify({ error: err instanceof HandlerTimeout ? 'timeout' : 'handler failed' }));
@@ -214,7 +216,7 @@ export class Dispatcher {
 }
 
 /** Encodes an answer: bytes as they are, strings as UTF-8, anything else as compact JSON. */
-export function encodeAnswer(answer: QueryAnswer): Buffer {
+export function encodeAnswer(answer: Exclude<QueryAnswer, undefined>): Buffer {
   if (answer instanceof Uint8Array) return Buffer.from(answer);
   if (typeof answer === 'string') return Buffer.from(answer);
   return Buffer.from(JSON.stringify(answer));

@@ -24,6 +24,8 @@ export interface MammatusAgentSpec {
   readonly env?: NodeJS.ProcessEnv;
   /** Wait for "agent ready" (default true). */
   readonly waitReady?: boolean;
+  /** Run inside this network namespace (`ip netns exec`, which keeps the PID the agent's own). */
+  readonly netns?: string;
 }
 
 /** A running agent process. */
@@ -63,7 +65,9 @@ export async function startMammatusAgent(spec: MammatusAgentSpec): Promise<Mamma
   const logFile = path.join(spec.dir, 'agent.log');
   const out = openSync(logFile, 'a');
   const started = performance.now();
-  const child = spawn(process.execPath, [BUNDLE, 'agent', '--config', configPath], {
+  const argv = [BUNDLE, 'agent', '--config', configPath];
+  const [file, args] = spec.netns ? ['ip', ['netns', 'exec', spec.netns, process.execPath, ...argv]] : [process.execPath, argv];
+  const child = spawn(file, args, {
     stdio: ['ignore', out, out],
     env: { ...(spec.env ?? process.env), JOURNAL_STREAM: '' },
   });

@@ -2,7 +2,7 @@
  * Starts real `serf agent` processes on free loopback ports, for the integration tests, the
  * benchmarks and the local cluster. Each agent is stopped by its PID.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort, waitForPort } from './ports.js';
@@ -25,6 +25,8 @@ export interface SerfAgentSpec {
   readonly tagsFile?: boolean;
   readonly snapshot?: boolean;
   readonly env?: NodeJS.ProcessEnv;
+  /** Run inside this network namespace (`ip netns exec`); its loopback is then the RPC address. */
+  readonly netns?: string;
 }
 
 /** A running serf agent. */
@@ -53,6 +55,16 @@ export function serfAvailable(): boolean {
       return false;
     }
   });
+}
+
+/** Inside a namespace our own sockets cannot reach its loopback: ask the serf CLI there instead. */
+async function waitForRpcInNetns(netns: string, rpcPort: number, auth: string | undefined, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const args = ['netns', 'exec', netns, 'serf', 'members', `-rpc-addr=127.0.0.1:${rpcPort}`, ...(auth ? [`-rpc-auth=${auth}`] : [])];
+  while (spawnSync('ip', args, { stdio: 'ignore', timeout: 2000 }).status !== 0) {
+    if (Date.now() > deadline) throw new Error(`serf RPC in netns ${netns} not answering on port ${rpcPort}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** Starts one agent and waits until its RPC port accepts connections. */
@@ -87,7 +99,9 @@ export async function startSerfAgent(spec: SerfAgentSpec): Promise<SerfAgent> {
   if (!spec.tagsFile) for (const [k, v] of Object.entries(spec.tags ?? {})) args.push(`-tag`, `${k}=${v}`);
   const logFile = path.join(spec.dir, 'serf.log');
   const out = openSync(logFile, 'a');
-  const child = spawn('serf', args, { stdio: ['ignore', out, out], env: spec.env ?? process.env });
+  // `ip netns exec` execs the command, so the PID is serf's own either way.
+  const [file, argv] = spec.netns ? ['ip', ['netns', 'exec', spec.netns, 'serf', ...args]] : ['serf', args];
+  const child = spawn(file, argv, { stdio: ['ignore', out, out], env: spec.env ?? process.env });
   closeSync(out);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const stopWith = async (signal: NodeJS.Signals) => {
@@ -99,7 +113,7 @@ export async function startSerfAgent(spec: SerfAgentSpec): Promise<SerfAgent> {
   };
   try {
     await Promise.race([
-      waitForPort(rpcPort),
+      spec.netns ? waitForRpcInNetns(spec.netns, rpcPort, spec.rpcAuth) : waitForPort(rpcPort),
       exited.then(() => {
         throw new Error(`serf agent ${spec.name} exited at start; see ${logFile}`);
       }),

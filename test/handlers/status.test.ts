@@ -10,6 +10,7 @@ function view(roleStatus: Record<string, RoleStatus>, node = 'node-1'): AgentVie
     roles: () => Object.keys(roleStatus),
     roleStatus: () => roleStatus,
     reconcile: () => Promise.resolve(),
+    roleConfig: () => ({}),
   };
 }
 

@@ -77,7 +77,7 @@ describe('applyRole', () => {
 
   it('passes the changed paths to the hooks', async () => {
     const seen: (readonly string[])[] = [];
-    const role = exampleRole({ validate: async (ctx: ApplyContext) => void seen.push(ctx.changed) });
+    const role = exampleRole({ validate: async (ctx: ApplyContext<ExampleConfig>) => void seen.push(ctx.changed) });
     const { deps } = setup({ files: memoryFiles({ [A]: 'a1\n' }) });
     await applyRole(role, desired({ [A]: 'a1\n', [B]: 'b1\n' }), deps);
     expect(seen).toEqual([[B]]);
@@ -185,7 +185,7 @@ describe('applyRole', () => {
   it('removes a previously owned file the role no longer renders', async () => {
     const files = memoryFiles({ [A]: 'a\n', [B]: 'b\n', [C]: 'not ours\n' });
     const seen: (readonly string[])[] = [];
-    const role = exampleRole({ validate: async (ctx: ApplyContext) => void seen.push(ctx.changed) });
+    const role = exampleRole({ validate: async (ctx: ApplyContext<ExampleConfig>) => void seen.push(ctx.changed) });
     const { deps } = setup({ files, previous: [A, B] });
 
     const report = await applyRole(role, desired({ [A]: 'a\n' }), deps);

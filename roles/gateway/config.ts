@@ -1,0 +1,410 @@
+/**
+ * The gateway role's settings (`roles.gateway` in the agent config): the resolved `GatewayConfig`,
+ * the JSON schema of what operators may write (`GatewaySettings`, every key optional), and
+ * `parseGatewayConfig`, which checks the shape, applies the defaults and then checks what a schema
+ * cannot (addresses inside the LAN, unique reservations). Every string that ends up in dnsmasq or
+ * iptables syntax is restricted to characters that cannot break a line or a comma-separated field.
+ */
+import { Ajv, type ErrorObject, type JSONSchemaType, type ValidateFunction } from 'ajv';
+import {
+  broadcast,
+  contains,
+  formatIPv4,
+  isHostOf,
+  isIPv4,
+  network,
+  parseCidr,
+  parseIPv4,
+  parseIPv4Port,
+  subnetOf,
+} from './ipv4.js';
+
+/** A fixed DHCP lease: this MAC always gets this IP and name. */
+export interface DhcpReservation {
+  readonly mac: string;
+  readonly ip: string;
+  readonly name: string;
+}
+
+/** A WAN port forwarded to a LAN host, `to` being `IP:PORT`. */
+export interface PortForward {
+  readonly proto: 'tcp' | 'udp';
+  readonly port: number;
+  readonly to: string;
+}
+
+/** The resolved gateway settings: every default applied, every value checked. */
+export interface GatewayConfig {
+  readonly lan: { readonly interface: string; readonly address: string };
+  readonly wan: { readonly interface: string };
+  readonly domain: string;
+  readonly upstream_dns: readonly string[];
+  readonly dhcp: {
+    readonly range: { readonly start: string; readonly end: string };
+    readonly lease_time: string;
+    readonly reservations: readonly DhcpReservation[];
+  };
+  readonly pxe: {
+    readonly enabled: boolean;
+    readonly bios: string;
+    readonly efi64: string;
+    readonly arm64: string;
+    /** URL handed to clients already running iPXE; without it they get no boot file (no loop). */
+    readonly ipxe_script?: string;
+  };
+  readonly tftp: { readonly enabled: boolean; readonly root: string; readonly user: string };
+  readonly firewall: { readonly ssh_from_lan: boolean; readonly port_forwards: readonly PortForward[] };
+  readonly metadata: { readonly proxy_port: number };
+  readonly paths: {
+    readonly dnsmasq_conf: string;
+    readonly hosts_dir: string;
+    readonly leases: string;
+    readonly iptables: string;
+    readonly sysctl: string;
+    readonly lease_hook: string;
+  };
+}
+
+/** Every key optional, all the way down (list items stay complete): what an operator writes. */
+export type Settings<T> = {
+  readonly [K in keyof T]?: T[K] extends readonly unknown[] ? T[K] : T[K] extends object ? Settings<T[K]> : T[K];
+};
+/** The shape `roles.gateway` may take before defaults are applied. */
+export type GatewaySettings = Settings<GatewayConfig>;
+
+/** The first line of every file the gateway role renders. */
+export const MANAGED_HEADER = '# managed by mammatus role=gateway\n';
+
+/** An invalid `roles.gateway` setting; `key` is the dotted path under `roles.gateway`. */
+export class GatewayConfigError extends Error {
+  override readonly name = 'GatewayConfigError';
+  constructor(
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`roles.gateway${key ? `.${key}` : ''}: ${reason}`);
+  }
+}
+
+const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
+/** True for one DNS label (RFC 1123 host name part): letters, digits, inner hyphens, ≤ 63 chars. */
+export function isDnsLabel(text: string): boolean {
+  return LABEL.test(text);
+}
+
+// Absolute and normalised, without what dnsmasq or iptables read specially (space, comma, quotes,
+// backslash, '#') and without "." or ".." parts.
+function isAbsPath(v: string): boolean {
+  return /^(?:\/[A-Za-z0-9._+@-]+)+$/.test(v) && !/\/\.\.?(?:\/|$)/.test(v);
+}
+
+// A file under tftp-root: relative, no ".." (dnsmasq refuses those anyway), no dnsmasq syntax.
+function isBootFile(v: string): boolean {
+  return /^[A-Za-z0-9._+-]+(?:\/[A-Za-z0-9._+-]+)*$/.test(v) && !v.split('/').some((p) => p === '.' || p === '..');
+}
+
+const UNIT_SECONDS: Readonly<Record<string, number>> = { '': 1, s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+// dnsmasq's floor is two minutes; refusing less beats a lease silently longer than configured.
+function isLeaseTime(v: string): boolean {
+  const m = /^(?:infinite|(\d{1,9})([smhdw]?))$/.exec(v);
+  return m !== null && (m[1] === undefined || Number(m[1]) * (UNIT_SECONDS[m[2] ?? ''] ?? 1) >= 120);
+}
+
+/** Custom ajv formats: the check, and the sentence shown when it fails. */
+const FORMATS: Readonly<Record<string, { readonly check: (v: string) => boolean; readonly why: string }>> = {
+  ipv4: { check: isIPv4, why: 'must be an IPv4 address like 10.88.0.1' },
+  cidr: {
+    check: (v) => parseCidr(v) !== undefined,
+    why: 'must be an IPv4 address with a prefix length, like 10.88.0.1/24',
+  },
+  mac: {
+    check: (v) => /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i.test(v),
+    why: 'must be a MAC address like 02:00:00:00:00:10',
+  },
+  // IFNAMSIZ is 16 with the NUL; '+' is left out because iptables reads it as a wildcard.
+  ifname: {
+    check: (v) => /^[A-Za-z0-9_.-]{1,15}$/.test(v) && v !== '.' && v !== '..',
+    why: 'must be a network interface name (1-15 of A-Z a-z 0-9 _ . -)',
+  },
+  path: { check: isAbsPath, why: 'must be an absolute path without spaces, commas, quotes, "." or ".." parts' },
+  domain: {
+    check: (v) => v.length <= 253 && v.split('.').every(isDnsLabel),
+    why: 'must be a DNS name like mammatus or lab.example',
+  },
+  label: { check: isDnsLabel, why: 'must be a DNS label (letters, digits, inner hyphens, at most 63 characters)' },
+  lease: { check: isLeaseTime, why: 'must be a lease time of at least 2m, like 45m, 12h, 7d or infinite' },
+  'boot-file': {
+    check: isBootFile,
+    why: 'must be a file name relative to tftp.root (A-Z a-z 0-9 . _ + - /, no "..")',
+  },
+  // A comma would start dnsmasq's next dhcp-boot field; quotes and '#' are dnsmasq syntax too.
+  url: {
+    check: (v) => /^(?:https?|tftp):\/\/[^\s,"'\\#]+$/.test(v),
+    why: 'must be an http://, https:// or tftp:// URL without spaces, commas, quotes or "#"',
+  },
+  user: { check: (v) => /^[a-z_][a-z0-9_-]{0,31}$/.test(v), why: 'must be a user name like nobody or dnsmasq' },
+  'ip-port': { check: (v) => parseIPv4Port(v) !== undefined, why: 'must be IP:PORT, like 10.88.0.10:8080' },
+};
+
+// Optional keys are `nullable` (JSONSchemaType demands it); a bare `dhcp:` line in YAML is null,
+// which the defaults below treat like an absent key.
+const opt = { nullable: true } as const;
+const s = (format: string) => ({ type: 'string', format, ...opt }) as const;
+const bool = { type: 'boolean', ...opt } as const;
+const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
+const obj = { type: 'object', additionalProperties: false, required: [], ...opt } as const;
+
+/** The JSON schema of `roles.gateway` as written; defaults and cross-field checks come after. */
+export const GATEWAY_SETTINGS_SCHEMA: JSONSchemaType<GatewaySettings> = {
+  ...obj,
+  properties: {
+    lan: { ...obj, properties: { interface: s('ifname'), address: s('cidr') } },
+    wan: { ...obj, properties: { interface: s('ifname') } },
+    domain: s('domain'),
+    upstream_dns: { type: 'array', items: { type: 'string', format: 'ipv4' }, ...opt },
+    dhcp: {
+      ...obj,
+      properties: {
+        range: { ...obj, properties: { start: s('ipv4'), end: s('ipv4') } },
+        lease_time: s('lease'),
+        reservations: {
+          type: 'array',
+          ...opt,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['mac', 'ip', 'name'],
+            properties: {
+              mac: { type: 'string', format: 'mac' },
+              ip: { type: 'string', format: 'ipv4' },
+              name: { type: 'string', format: 'label' },
+            },
+          },
+        },
+      },
+    },
+    pxe: {
+      ...obj,
+      properties: {
+        enabled: bool,
+        bios: s('boot-file'),
+        efi64: s('boot-file'),
+        arm64: s('boot-file'),
+        ipxe_script: s('url'),
+      },
+    },
+    tftp: { ...obj, properties: { enabled: bool, root: s('path'), user: s('user') } },
+    firewall: {
+      ...obj,
+      properties: {
+        ssh_from_lan: bool,
+        port_forwards: {
+          type: 'array',
+          ...opt,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['proto', 'port', 'to'],
+            properties: {
+              proto: { type: 'string', enum: ['tcp', 'udp'] },
+              port,
+              to: { type: 'string', format: 'ip-port' },
+            },
+          },
+        },
+      },
+    },
+    metadata: { ...obj, properties: { proxy_port: { ...port, ...opt } } },
+    paths: {
+      ...obj,
+      properties: {
+        dnsmasq_conf: s('path'),
+        hosts_dir: s('path'),
+        leases: s('path'),
+        iptables: s('path'),
+        sysctl: s('path'),
+        lease_hook: s('path'),
+      },
+    },
+  },
+};
+
+/** Every default except the DHCP range, which is derived from `lan.address` (.100–.199). */
+export const GATEWAY_DEFAULTS = {
+  lan: { interface: 'eth1', address: '10.88.0.1/24' },
+  wan: { interface: 'eth0' },
+  domain: 'mammatus',
+  upstream_dns: ['1.1.1.1'],
+  dhcp: { lease_time: '12h', reservations: [] },
+  pxe: { enabled: true, bios: 'undionly.kpxe', efi64: 'ipxe.efi', arm64: 'ipxe-arm64.efi' },
+  tftp: { enabled: true, root: '/srv/tftp', user: 'nobody' },
+  firewall: { ssh_from_lan: true, port_forwards: [] },
+  metadata: { proxy_port: 8776 },
+  paths: {
+    dnsmasq_conf: '/etc/mammatus/gateway/dnsmasq.conf',
+    hosts_dir: '/var/lib/mammatus/gateway/hosts.d',
+    leases: '/var/lib/mammatus/gateway/dnsmasq.leases',
+    iptables: '/etc/mammatus/gateway/iptables.rules',
+    sysctl: '/etc/sysctl.d/60-mammatus-gateway.conf',
+    lease_hook: '/usr/lib/mammatus/lease-hook',
+  },
+} as const satisfies Omit<GatewayConfig, 'dhcp'> & { dhcp: Omit<GatewayConfig['dhcp'], 'range'> };
+
+let validator: ValidateFunction<GatewaySettings> | undefined;
+
+/**
+ * Checks `roles.gateway` (`raw`; null or undefined mean "all defaults"), applies the defaults and
+ * returns the resolved config. Throws a `GatewayConfigError` naming the first bad key, e.g.
+ * `roles.gateway.dhcp.range.start: must be an IPv4 address inside lan.address (10.88.0.0/24)`.
+ */
+export function parseGatewayConfig(raw: unknown): GatewayConfig {
+  const settings = raw ?? {};
+  if (!validator) {
+    const ajv = new Ajv({ allErrors: false });
+    for (const [name, { check }] of Object.entries(FORMATS)) ajv.addFormat(name, check);
+    validator = ajv.compile(GATEWAY_SETTINGS_SCHEMA);
+  }
+  if (!validator(settings)) throw explain(validator.errors?.[0]);
+  const cfg = withDefaults(settings);
+  checkConfig(cfg, { start: !settings.dhcp?.range?.start, end: !settings.dhcp?.range?.end });
+  return cfg;
+}
+
+function withDefaults(s: GatewaySettings): GatewayConfig {
+  // Format-checked already, so this parses; checkConfig then sees whether .100-.199 fits the LAN.
+  const net = network(parseCidr(s.lan?.address ?? GATEWAY_DEFAULTS.lan.address) ?? { address: 0, prefix: 32 });
+  const range = { start: formatIPv4(net + 100), end: formatIPv4(net + 199) };
+  const defaults = { ...GATEWAY_DEFAULTS, dhcp: { ...GATEWAY_DEFAULTS.dhcp, range } };
+  // Sound: the schema admitted only known keys of the right types, over a complete default. Cloned
+  // so the result shares no object with the caller's settings or the shared defaults.
+  const cfg = merge(structuredClone(defaults), structuredClone(s)) as GatewayConfig;
+  // DNS names and MACs are case-insensitive; one spelling keeps duplicate checks honest.
+  const reservations = cfg.dhcp.reservations.map((r) => ({
+    ...r,
+    mac: r.mac.toLowerCase(),
+    name: r.name.toLowerCase(),
+  }));
+  return { ...cfg, domain: cfg.domain.toLowerCase(), dhcp: { ...cfg.dhcp, reservations } };
+}
+
+/** `over` on `base`, key by key; null means absent, and lists replace rather than merge. */
+function merge(base: unknown, over: unknown): unknown {
+  const isMap = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isMap(base) || !isMap(over)) return over ?? base;
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    if (value !== null && value !== undefined) out[key] = merge(base[key], value);
+  }
+  return out;
+}
+
+function fail(key: string, reason: string): never {
+  throw new GatewayConfigError(key, reason);
+}
+
+/** Fails at `key` when `value` is already in `seen` (value → key of its first occurrence). */
+function unique(seen: Map<string, string>, key: string, value: string): void {
+  const first = seen.get(value);
+  if (first !== undefined) fail(key, `duplicate of ${first} (${value})`);
+  seen.set(value, key);
+}
+
+/** Cross-field checks the schema cannot express; the first problem throws. */
+function checkConfig(cfg: GatewayConfig, defaulted: { readonly start: boolean; readonly end: boolean }): void {
+  const lan = parseCidr(cfg.lan.address) ?? fail('lan.address', 'is invalid');
+  const subnet = subnetOf(lan);
+  const gw = formatIPv4(lan.address);
+  if (lan.prefix < 8 || lan.prefix > 30) fail('lan.address', 'must have a prefix length between /8 and /30');
+  if (!isHostOf(lan, lan.address)) {
+    fail('lan.address', 'must be a host address, not the network or broadcast address');
+  }
+  if (cfg.wan.interface === cfg.lan.interface) fail('wan.interface', 'must differ from lan.interface');
+  /** A usable LAN address other than the gateway's own, as a number. */
+  const lanHost = (key: string, text: string): number => {
+    const ip = parseIPv4(text) ?? fail(key, 'must be an IPv4 address');
+    if (!contains(lan, ip)) fail(key, `must be an IPv4 address inside lan.address (${subnet})`);
+    if (!isHostOf(lan, ip)) fail(key, `must not be the network or broadcast address of ${subnet}`);
+    if (ip === lan.address) fail(key, `must not be the gateway's own address ${gw}`);
+    return ip;
+  };
+
+  const upstreams = new Map<string, string>();
+  cfg.upstream_dns.forEach((ip, i) => {
+    unique(upstreams, `upstream_dns[${i}]`, ip);
+    // dnsmasq would forward to itself and loop.
+    if (ip === gw) fail(`upstream_dns[${i}]`, "must not be the gateway's own address");
+  });
+
+  // The .100-.199 defaults exist only in a /24 or larger; say so rather than "not inside the LAN".
+  for (const end of ['start', 'end'] as const) {
+    if (defaulted[end] && broadcast(lan) - network(lan) < 200) {
+      fail(`dhcp.range.${end}`, `has no default in a LAN smaller than /24 (${subnet}): set it`);
+    }
+  }
+  const start = lanHost('dhcp.range.start', cfg.dhcp.range.start);
+  const end = lanHost('dhcp.range.end', cfg.dhcp.range.end);
+  if (end < start) fail('dhcp.range.end', 'must not be below dhcp.range.start');
+  if (start <= lan.address && lan.address <= end) {
+    fail('dhcp.range', `must not contain the gateway's own address ${gw}`);
+  }
+
+  // Reservations may sit inside or outside the range, but each MAC, IP and name only once.
+  const [macs, ips, names] = [new Map<string, string>(), new Map<string, string>(), new Map<string, string>()];
+  cfg.dhcp.reservations.forEach((r, i) => {
+    const at = `dhcp.reservations[${i}]`;
+    unique(macs, `${at}.mac`, r.mac);
+    lanHost(`${at}.ip`, r.ip);
+    unique(ips, `${at}.ip`, r.ip);
+    if (r.name === 'gateway') fail(`${at}.name`, 'must not be "gateway" (the gateway\'s own host-record)');
+    unique(names, `${at}.name`, r.name);
+  });
+
+  if (cfg.pxe.enabled && !cfg.tftp.enabled) {
+    fail('pxe.enabled', "needs tftp.enabled: the boot files are served by this gateway's TFTP server");
+  }
+  // The proxy binds its port on the gateway next to sshd, dnsmasq (DNS, DHCP) and TFTP.
+  if ([22, 53, 67, 69].includes(cfg.metadata.proxy_port)) {
+    fail('metadata.proxy_port', 'must not be 22, 53, 67 or 69 (ssh, DNS, DHCP, TFTP)');
+  }
+
+  const forwards = new Map<string, string>();
+  cfg.firewall.port_forwards.forEach((f, i) => {
+    const at = `firewall.port_forwards[${i}]`;
+    unique(forwards, at, `${f.proto}/${f.port}`);
+    lanHost(`${at}.to`, parseIPv4Port(f.to)?.ip ?? '');
+  });
+
+  // Two settings naming one file would make the role render one path twice.
+  const paths = new Map<string, string>();
+  for (const [name, path] of Object.entries(cfg.paths)) {
+    unique(paths, `paths.${name}`, path);
+    if (name !== 'hosts_dir' && path.startsWith(`${cfg.paths.hosts_dir}/`)) {
+      fail(`paths.${name}`, 'must not be inside paths.hosts_dir (dnsmasq reads every file there as a hosts file)');
+    }
+  }
+}
+
+/** Turns one ajv error into a `GatewayConfigError` with a dotted key (`a.b[2].c`). */
+function explain(error: ErrorObject | undefined): GatewayConfigError {
+  if (!error) return new GatewayConfigError('', 'is invalid');
+  const at = error.instancePath
+    .split('/')
+    .slice(1)
+    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce((acc, part) => (/^\d+$/.test(part) ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part), '');
+  const child = (name: string): string => (at ? `${at}.${name}` : name);
+  const params = error.params as Record<string, unknown>;
+  switch (error.keyword) {
+    case 'additionalProperties':
+      return new GatewayConfigError(child(String(params.additionalProperty)), 'unknown key');
+    case 'required':
+      return new GatewayConfigError(child(String(params.missingProperty)), 'is required');
+    case 'enum':
+      return new GatewayConfigError(at, `must be one of ${(params.allowedValues as unknown[]).join(', ')}`);
+    case 'format':
+      return new GatewayConfigError(at, FORMATS[String(params.format)]?.why ?? 'is invalid');
+    default:
+      return new GatewayConfigError(at, error.message ?? 'is invalid');
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The gateway role: dnsmasq (DHCP with PXE, DNS for the cluster domain, read-only TFTP) and an
+ * iptables NAT/firewall between the LAN and WAN ports. Files are rendered from config and
+ * membership; this module adds what applying them takes: `dnsmasq --test` and a scratch-namespace
+ * restore before anything goes live, a restart of dnsmasq only when its static config changed (names
+ * travel through `hostsdir`), a DNS probe after, and the framework's rollback when any step fails.
+ */
+import path from 'node:path';
+import { promises as dns } from 'node:dns';
+import type { Logger } from '../../agent/types.js';
+import type { ApplyContext, RenderedFile, Role, Run, Spawn } from '../types.js';
+import { parseGatewayConfig, type GatewayConfig } from './config.js';
+import { DnsmasqSupervisor } from './dnsmasq.js';
+import { Firewall, validateRuleset } from './firewall.js';
+import { renderLeaseHook } from './leases.js';
+import { renderBaseline } from './render-iptables.js';
+import { renderGateway } from './render.js';
+
+/** Where the lease hook appends its events: next to dnsmasq's lease file. */
+export function leaseSpoolPath(cfg: GatewayConfig): string {
+  return path.join(path.dirname(cfg.paths.leases), 'lease-events');
+}
+
+/** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
+const IPXE_DIR = '/usr/lib/ipxe';
+
+/** What the gateway role needs from the agent. */
+export interface GatewayDeps {
+  readonly spawn: Spawn;
+  /** DNS probe timeout per try; tests shorten it. */
+  readonly probeTimeoutMs?: number;
+}
+
+/** Builds the gateway role. One instance per agent: it owns the dnsmasq process. */
+export function buildGatewayRole(deps: GatewayDeps): Role {
+  let dnsmasq: DnsmasqSupervisor | undefined;
+  const firewall = new Firewall(renderBaseline());
+  const supervisor = (log: Logger) => (dnsmasq ??= new DnsmasqSupervisor({ spawn: deps.spawn, log: log.child({ component: 'dnsmasq' }) }));
+  const config = (ctx: ApplyContext) => parseGatewayConfig(ctx.desired.config);
+
+  return {
+    name: 'gateway',
+    watches: ['member-join', 'member-leave', 'member-failed', 'member-update', 'member-reap'],
+
+    render(desired): RenderedFile[] {
+      const cfg = parseGatewayConfig(desired.config);
+      const hook = { path: cfg.paths.lease_hook, content: renderLeaseHook(leaseSpoolPath(cfg)), mode: 0o755 };
+      return [...renderGateway(desired), hook].sort((a, b) => a.path.localeCompare(b.path));
+    },
+
+    async validate(ctx) {
+      const cfg = config(ctx);
+      if (ctx.changed.includes(cfg.paths.dnsmasq_conf) && (await ctx.files.read(cfg.paths.dnsmasq_conf)) !== undefined) {
+        await ctx.run('dnsmasq', ['--test', `--conf-file=${cfg.paths.dnsmasq_conf}`]);
+      }
+      if (ctx.changed.includes(cfg.paths.iptables) && (await ctx.files.read(cfg.paths.iptables)) !== undefined) {
+        await validateRuleset(ctx.run, cfg.paths.iptables);
+      }
+    },
+
+    async reload(ctx) {
+      const cfg = config(ctx);
+      const changed = (p: string) => ctx.changed.includes(p);
+      const exists = async (p: string) => (await ctx.files.read(p)) !== undefined;
+      if (changed(cfg.paths.sysctl) && (await exists(cfg.paths.sysctl))) await ctx.run('sysctl', ['-q', '-p', cfg.paths.sysctl]);
+      if (changed(cfg.paths.iptables)) await firewall.apply(ctx.run, cfg.paths.iptables, await exists(cfg.paths.iptables));
+      if (changed(cfg.paths.dnsmasq_conf)) {
+        if (await exists(cfg.paths.dnsmasq_conf)) {
+          await prepareDirs(ctx.run, cfg);
+          await supervisor(ctx.log).restart(cfg.paths.dnsmasq_conf);
+        } else await dnsmasq?.stop();
+      }
+    },
+
+    async health(ctx) {
+      const cfg = config(ctx);
+      if (!ctx.changed.includes(cfg.paths.dnsmasq_conf) && !ctx.changed.includes(cfg.paths.iptables)) return;
+      if (!(await ctx.files.read(cfg.paths.dnsmasq_conf))) return;
+      if (!dnsmasq?.running) throw new Error('dnsmasq is not running');
+      await probeDns(lanAddress(cfg), `gateway.${cfg.domain}`, deps.probeTimeoutMs ?? 1000);
+    },
+
+    async start(ctx) {
+      // After an agent restart the files are unchanged, so no reload started dnsmasq: start it here.
+      const cfg = parseGatewayConfig(ctx.desired.config);
+      if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
+      if (!dnsmasq?.running) await prepareDirs(ctx.run, cfg);
+      supervisor(ctx.log).ensureRunning(cfg.paths.dnsmasq_conf);
+    },
+
+    async stop() {
+      await dnsmasq?.stop();
+    },
+  };
+}
+
+/** The gateway's LAN address without its prefix length. */
+function lanAddress(cfg: GatewayConfig): string {
+  return cfg.lan.address.split('/')[0]!;
+}
+
+/** Directories dnsmasq needs before it starts, and the iPXE boot files owned by the TFTP user. */
+async function prepareDirs(run: Run, cfg: GatewayConfig): Promise<void> {
+  await run('install', ['-d', '-m', '0755', cfg.paths.hosts_dir, path.dirname(cfg.paths.leases)]);
+  if (!cfg.tftp.enabled) return;
+  await run('install', ['-d', '-m', '0755', cfg.tftp.root]);
+  // tftp-secure serves only files owned by dnsmasq's user: install them with that owner.
+  for (const file of [cfg.pxe.bios, cfg.pxe.efi64, cfg.pxe.arm64]) {
+    const src = path.join(IPXE_DIR, file);
+    await run('install', ['-o', cfg.tftp.user, '-m', '0644', src, path.join(cfg.tftp.root, file)]).catch(() => undefined);
+  }
+}
+
+/** Asks dnsmasq on `server` for `name`; retries while a restarted dnsmasq comes up. */
+async function probeDns(server: string, name: string, timeoutMs: number): Promise<void> {
+  const resolver = new dns.Resolver({ timeout: timeoutMs, tries: 1 });
+  resolver.setServers([server]);
+  let last: unknown;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      const answers = await resolver.resolve4(name);
+      if (answers.length > 0) return;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+  }
+  throw new Error(`DNS probe: ${name} not answered by ${server}: ${(last as Error)?.message ?? 'no address'}`);
+}

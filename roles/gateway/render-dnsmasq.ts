@@ -1,0 +1,88 @@
+/**
+ * Renders dnsmasq's one static config file for the gateway, following the configuration verified
+ * end to end in reference/roles.md §1.1. Names that change at run time (members, instances) are not
+ * in here: they go to `hostsdir`, which dnsmasq re-reads by inotify without a restart.
+ */
+import { MANAGED_HEADER, type GatewayConfig } from './config.js';
+import { formatIPv4, netmask, parseCidr, parseIPv4 } from './ipv4.js';
+
+/** Renders `dnsmasq.conf` from resolved settings. Pure; reservations are sorted by IP. */
+export function renderDnsmasqConf(cfg: GatewayConfig): string {
+  const lan = parseCidr(cfg.lan.address);
+  if (!lan) throw new Error(`roles.gateway.lan.address: invalid CIDR ${cfg.lan.address}`);
+  const gw = formatIPv4(lan.address);
+  const d = cfg.domain;
+  const range = cfg.dhcp.range;
+  const lines = [
+    '# --- listening: the LAN port only, never the WAN ---',
+    `interface=${cfg.lan.interface}`,
+    // Bound sockets, so another resolver on the host (systemd-resolved, a test dnsmasq) can coexist.
+    'bind-interfaces',
+    'except-interface=lo',
+    `# --- DNS: *.${d} answered here (unknown names NXDOMAIN, never forwarded), the rest upstream ---`,
+    'no-resolv',
+    ...cfg.upstream_dns.map((ip) => `server=${ip}`),
+    'no-hosts',
+    `domain=${d}`,
+    `local=/${d}/`,
+    'expand-hosts',
+    // host-record, never the address option: that answers AAAA queries for the name with NXDOMAIN,
+    // and resolvers then drop the name (roles.md §1.1).
+    '# fixed names are host-records: they answer AAAA with NOERROR/no data, not NXDOMAIN',
+    `host-record=gateway.${d},gateway,${gw}`,
+    '# one hosts file per member or instance, re-read on change (no restart)',
+    `hostsdir=${cfg.paths.hosts_dir}`,
+    '# --- DHCP ---',
+    `dhcp-range=set:lan,${range.start},${range.end},${formatIPv4(netmask(lan.prefix))},${cfg.dhcp.lease_time}`,
+    `dhcp-option=tag:lan,option:router,${gw}`,
+    `dhcp-option=tag:lan,option:dns-server,${gw}`,
+    `dhcp-option=tag:lan,option:domain-search,${d}`,
+    ...[...cfg.dhcp.reservations]
+      .sort((a, b) => (parseIPv4(a.ip) ?? 0) - (parseIPv4(b.ip) ?? 0))
+      .map((r) => `dhcp-host=${r.mac},${r.name},${r.ip}`),
+    // The only DHCP server on this LAN: answer REQUESTs for unknown leases at once (e.g. after a
+    // lost lease file) instead of making clients wait for a timeout.
+    'dhcp-authoritative',
+    `dhcp-leasefile=${cfg.paths.leases}`,
+    '# lease and TFTP events go to the agent through this hook',
+    `dhcp-script=${cfg.paths.lease_hook}`,
+    'log-dhcp',
+    ...(cfg.pxe.enabled ? renderPxe(cfg) : []),
+    ...(cfg.tftp.enabled ? renderTftp(cfg) : []),
+  ];
+  // No pid-file: the agent runs dnsmasq in the foreground and supervises it.
+  return `${MANAGED_HEADER}${lines.join('\n')}\n`;
+}
+
+/** PXE by RFC 4578 client architecture (DHCP option 93), and iPXE recognised by its user class. */
+function renderPxe(cfg: GatewayConfig): string[] {
+  return [
+    '# --- PXE: tag by client architecture (option 93) and by iPXE (user class, option 77) ---',
+    'dhcp-match=set:bios,option:client-arch,0',
+    'dhcp-match=set:efi64,option:client-arch,7',
+    'dhcp-match=set:efi64,option:client-arch,9',
+    'dhcp-match=set:efiarm64,option:client-arch,11',
+    'dhcp-userclass=set:ipxe,iPXE',
+    '# firmware PXE chainloads iPXE; tag:!ipxe keeps iPXE from being handed iPXE again (boot loop)',
+    `dhcp-boot=tag:bios,tag:!ipxe,${cfg.pxe.bios}`,
+    `dhcp-boot=tag:efi64,tag:!ipxe,${cfg.pxe.efi64}`,
+    `dhcp-boot=tag:efiarm64,tag:!ipxe,${cfg.pxe.arm64}`,
+    // Without a script URL iPXE gets no boot file and falls through to its next boot device.
+    ...(cfg.pxe.ipxe_script
+      ? ['# iPXE already running: hand it the boot script', `dhcp-boot=tag:ipxe,${cfg.pxe.ipxe_script}`]
+      : []),
+  ];
+}
+
+/** Read-only TFTP; `tftp-secure` serves only files owned by dnsmasq's user, so name it explicitly. */
+function renderTftp(cfg: GatewayConfig): string[] {
+  return [
+    '# --- TFTP: read-only; tftp-secure serves only files owned by the user= below ---',
+    'enable-tftp',
+    `tftp-root=${cfg.tftp.root}`,
+    'tftp-secure',
+    // The default user differs between builds (nobody in dnsmasq-base, dnsmasq in the service
+    // package); the agent chowns the boot files to this one.
+    `user=${cfg.tftp.user}`,
+  ];
+}

@@ -1,0 +1,30 @@
+/**
+ * The gateway role's pure render: settings and membership in, every file the role owns out
+ * (dnsmasq config, iptables ruleset, sysctl, one hosts file per name), sorted by path.
+ */
+import type { DesiredState, RenderedFile } from '../types.js';
+import { parseGatewayConfig } from './config.js';
+import { renderDnsmasqConf } from './render-dnsmasq.js';
+import { renderHostsFiles } from './render-hosts.js';
+import { renderIptables, renderSysctl } from './render-iptables.js';
+
+/**
+ * Renders the gateway's files from `desired`. Throws a `GatewayConfigError` when
+ * `desired.config` is invalid (the framework reports it as a render error). The ruleset is 0600:
+ * it describes the network's exposure and only root needs to read it.
+ */
+export function renderGateway(desired: DesiredState<Record<string, unknown>>): RenderedFile[] {
+  const cfg = parseGatewayConfig(desired.config);
+  // The gossip port this node's Serf advertises; the firewall must let LAN members reach it.
+  const self = desired.members.find((m) => m.name === desired.node);
+  const valid = self !== undefined && Number.isInteger(self.port) && self.port > 0 && self.port < 65536;
+  const serfPort = valid ? self.port : undefined;
+  const files: RenderedFile[] = [
+    { path: cfg.paths.dnsmasq_conf, content: renderDnsmasqConf(cfg), mode: 0o644 },
+    { path: cfg.paths.iptables, content: renderIptables(cfg, { serfPort }), mode: 0o600 },
+    { path: cfg.paths.sysctl, content: renderSysctl(), mode: 0o644 },
+    ...renderHostsFiles(cfg, desired.members),
+  ];
+  // Code-unit order, not localeCompare: the output must not depend on the host's locale.
+  return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
