@@ -4,18 +4,14 @@
  * it into a scratch network namespace. Before the first restore the current rules are saved; an
  * empty save restores nothing, so then the explicit open baseline is the rollback target.
  */
-import { randomBytes } from 'node:crypto';
 import type { Run } from '../types.js';
 
-/** Restores `file` into a throw-away network namespace; throws with iptables' message if it fails. */
+/**
+ * Restores `file` into a throw-away network namespace that lives only as long as this one command
+ * (`unshare -n`), so nothing is left behind even if the agent dies; throws with iptables' message.
+ */
 export async function validateRuleset(run: Run, file: string): Promise<void> {
-  const ns = `mmv-${randomBytes(4).toString('hex')}`;
-  await run('ip', ['netns', 'add', ns]);
-  try {
-    await run('ip', ['netns', 'exec', ns, 'iptables-restore', file]);
-  } finally {
-    await run('ip', ['netns', 'del', ns]).catch(() => undefined);
-  }
+  await run('unshare', ['--net', '--', 'iptables-restore', file]);
 }
 
 /** Holds what to go back to when the role's ruleset must be withdrawn. */

@@ -24,11 +24,14 @@ export function leaseSpoolPath(cfg: GatewayConfig): string {
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 const IPXE_DIR = '/usr/lib/ipxe';
 
+/** Checks that dnsmasq at `server` answers `name` (throws otherwise). */
+export type DnsProbe = (server: string, name: string) => Promise<void>;
+
 /** What the gateway role needs from the agent. */
 export interface GatewayDeps {
   readonly spawn: Spawn;
-  /** DNS probe timeout per try; tests shorten it. */
-  readonly probeTimeoutMs?: number;
+  /** The post-apply DNS check; by default Node's resolver asks the LAN address directly. */
+  readonly probe?: DnsProbe;
 }
 
 /** Builds the gateway role. One instance per agent: it owns the dnsmasq process. */
@@ -77,7 +80,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       if (!ctx.changed.includes(cfg.paths.dnsmasq_conf) && !ctx.changed.includes(cfg.paths.iptables)) return;
       if (!(await ctx.files.read(cfg.paths.dnsmasq_conf))) return;
       if (!dnsmasq?.running) throw new Error('dnsmasq is not running');
-      await probeDns(lanAddress(cfg), `gateway.${cfg.domain}`, deps.probeTimeoutMs ?? 1000);
+      await (deps.probe ?? probeDns)(lanAddress(cfg), `gateway.${cfg.domain}`);
     },
 
     async start(ctx) {
@@ -112,8 +115,8 @@ async function prepareDirs(run: Run, cfg: GatewayConfig): Promise<void> {
 }
 
 /** Asks dnsmasq on `server` for `name`; retries while a restarted dnsmasq comes up. */
-async function probeDns(server: string, name: string, timeoutMs: number): Promise<void> {
-  const resolver = new dns.Resolver({ timeout: timeoutMs, tries: 1 });
+async function probeDns(server: string, name: string): Promise<void> {
+  const resolver = new dns.Resolver({ timeout: 1000, tries: 1 });
   resolver.setServers([server]);
   let last: unknown;
   for (let attempt = 0; attempt < 5; attempt++) {
