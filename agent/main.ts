@@ -6,12 +6,12 @@
 import { loadConfig, type LoadConfigOptions } from './config/load.js';
 import { watchConfig, type ConfigWatcher } from './config/watch.js';
 import { createAgent } from './daemon.js';
-import { buildRun } from './exec.js';
+import { buildRun, buildSpawn } from './exec.js';
 import { buildFileOps } from './files.js';
 import { buildLogger } from './logger.js';
 import { sdNotify } from './notify.js';
 import { VERSION } from './version.js';
-import { roles } from '../roles/index.js';
+import { buildRoles } from '../roles/index.js';
 
 /** Runs the agent until SIGTERM/SIGINT; resolves with the process exit code. */
 export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) => void): Promise<number> {
@@ -30,7 +30,7 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
     log,
     run,
     files: buildFileOps(),
-    registry: roles,
+    registry: buildRoles({ spawn: buildSpawn() }),
     version: VERSION,
     onReady: () => void sdNotify(run, '--ready', `--status=ready, version ${VERSION}`),
   });

@@ -17,12 +17,12 @@ import path from 'node:path';
 import pino from 'pino';
 import { loadConfig } from '../agent/config/load.js';
 import { createAgent, type Agent } from '../agent/daemon.js';
-import { buildRun } from '../agent/exec.js';
+import { buildRun, buildSpawn } from '../agent/exec.js';
 import { buildFileOps } from '../agent/files.js';
 import { buildLogger } from '../agent/logger.js';
 import { SerfClient } from '../agent/serf/client.js';
 import { VERSION } from '../agent/version.js';
-import { roles } from '../roles/index.js';
+import { buildRoles } from '../roles/index.js';
 import { serfAvailable, startSerfAgent } from '../scripts/lib/serf-agent.js';
 import { Cleanup, emitJson, fmtSummary, Goals, machine, printMachine, round, sleep, summarize, tempDir, waitUntil, runMain } from './lib.js';
 
@@ -127,7 +127,7 @@ async function main(): Promise<number> {
       log,
       run: buildRun(),
       files: buildFileOps(),
-      registry: roles,
+      registry: buildRoles({ spawn: buildSpawn() }),
       version: VERSION,
       registerHandlers: (d) =>
         d.on('user:bench', (ev) => {

@@ -1,19 +1,27 @@
 /**
- * The registry of role plugins the agent runs. Each role arrives with its own issue; until then a
- * role is a placeholder that owns no files, so nodes tagged with it report `ok` and the framework,
- * tags and status already work end to end.
+ * The registry of role plugins the agent runs. Roles that have not landed yet (compute, storage,
+ * controller: their own issues) are placeholders that own no files, so nodes tagged with them
+ * report `ok` and tags, status and reconcile already work end to end.
  */
-import type { Role, RoleName } from './types.js';
+import { buildGatewayRole } from './gateway/index.js';
+import type { Role, RoleName, Spawn } from './types.js';
 
 const placeholder = (name: RoleName): Role => ({ name, render: () => [] });
 
-/** Every role, keyed by the name used in the `role` tag. */
-export const roles: Readonly<Record<RoleName, Role>> = {
-  gateway: placeholder('gateway'),
-  compute: placeholder('compute'),
-  storage: placeholder('storage'),
-  controller: placeholder('controller'),
-};
+/** What role plugins need from the agent (the composition root passes the real funnels). */
+export interface RoleDeps {
+  readonly spawn: Spawn;
+}
+
+/** Builds every role, keyed by the name used in the `role` tag. One registry per agent. */
+export function buildRoles(deps: RoleDeps): Readonly<Record<RoleName, Role>> {
+  return {
+    gateway: buildGatewayRole({ spawn: deps.spawn }),
+    compute: placeholder('compute'),
+    storage: placeholder('storage'),
+    controller: placeholder('controller'),
+  };
+}
 
 export { parseRoleTag } from './parse.js';
 export { applyRole } from './apply.js';

@@ -6,7 +6,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import { runAgent } from '../main.js';
 import { VERSION } from '../version.js';
-import { roles } from '../../roles/index.js';
+import { buildRoles } from '../../roles/index.js';
+import { buildSpawn } from '../exec.js';
 import type { Role } from '../../roles/types.js';
 import { collectKeyValue, collectList, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { eventCommand } from './event.js';
@@ -16,7 +17,7 @@ import { renderCommand } from './render.js';
 import { statusCommand, type StatusOptions } from './status.js';
 
 /** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
-export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.ProcessEnv = process.env, registry: Readonly<Record<string, Role>> = roles): Promise<number> {
+export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.ProcessEnv = process.env, registry: Readonly<Record<string, Role>> = buildRoles({ spawn: buildSpawn() })): Promise<number> {
   let code = 0;
   const program = new Command('mammatus')
     .description('mammatus: a private cloud for small clusters, driven by Serf')

@@ -25,6 +25,8 @@ export interface SerfAgentSpec {
   readonly tagsFile?: boolean;
   readonly snapshot?: boolean;
   readonly env?: NodeJS.ProcessEnv;
+  /** Address to gossip on (default 127.0.0.1); RPC stays on the loopback of its namespace. */
+  readonly bindIp?: string;
   /** Run inside this network namespace (`ip netns exec`); its loopback is then the RPC address. */
   readonly netns?: string;
 }
@@ -75,7 +77,7 @@ export async function startSerfAgent(spec: SerfAgentSpec): Promise<SerfAgent> {
   const args = [
     'agent',
     `-node=${spec.name}`,
-    `-bind=127.0.0.1:${bindPort}`,
+    `-bind=${spec.bindIp ?? '127.0.0.1'}:${bindPort}`,
     `-rpc-addr=127.0.0.1:${rpcPort}`,
     `-profile=${spec.profile ?? 'lan'}`,
     '-log-level=info',
@@ -128,7 +130,7 @@ export async function startSerfAgent(spec: SerfAgentSpec): Promise<SerfAgent> {
     bindPort,
     rpcPort,
     rpcAddr: `127.0.0.1:${rpcPort}`,
-    bindAddr: `127.0.0.1:${bindPort}`,
+    bindAddr: `${spec.bindIp ?? '127.0.0.1'}:${bindPort}`,
     process: child,
     logFile,
     stop: () => stopWith('SIGINT'),

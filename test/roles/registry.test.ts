@@ -1,7 +1,14 @@
 /** Contract test over the role registry: names match keys, render is pure and deterministic. */
 import { describe, expect, it } from 'vitest';
-import { roles } from '../../roles/index.js';
+import { buildRoles } from '../../roles/index.js';
 import { ROLE_NAMES } from '../../roles/types.js';
+
+// Rendering never spawns: a spawner that throws proves it.
+const roles = buildRoles({
+  spawn: () => {
+    throw new Error('render must not spawn');
+  },
+});
 
 describe('the role registry', () => {
   it('has exactly the four role names, each under its own name', () => {
