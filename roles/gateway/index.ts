@@ -37,9 +37,20 @@ export interface GatewayDeps {
 /** Builds the gateway role. One instance per agent: it owns the dnsmasq process. */
 export function buildGatewayRole(deps: GatewayDeps): Role {
   let dnsmasq: DnsmasqSupervisor | undefined;
+  let forwardingBefore: string | undefined;
   const firewall = new Firewall(renderBaseline());
   const supervisor = (log: Logger) => (dnsmasq ??= new DnsmasqSupervisor({ spawn: deps.spawn, log: log.child({ component: 'dnsmasq' }) }));
   const config = (ctx: ApplyContext) => parseGatewayConfig(ctx.desired.config);
+
+  /** Applies the sysctl file; without it (rollback, role removed) puts the old value back. */
+  async function applyForwarding(run: Run, file: string, exists: boolean): Promise<void> {
+    if (exists) {
+      forwardingBefore ??= (await run('sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim();
+      await run('sysctl', ['-q', '-p', file]);
+    } else if (forwardingBefore !== undefined) {
+      await run('sysctl', ['-q', '-w', `net.ipv4.ip_forward=${forwardingBefore}`]);
+    }
+  }
 
   return {
     name: 'gateway',
@@ -53,6 +64,12 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
 
     async validate(ctx) {
       const cfg = config(ctx);
+      // A node tagged gateway by mistake (no such ports) must fail here, before its firewall changes.
+      for (const port of [cfg.lan.interface, cfg.wan.interface]) {
+        await ctx.run('ip', ['-o', 'link', 'show', 'dev', port]).catch(() => {
+          throw new Error(`network interface ${port} not found (roles.gateway.lan/wan.interface)`);
+        });
+      }
       if (ctx.changed.includes(cfg.paths.dnsmasq_conf) && (await ctx.files.read(cfg.paths.dnsmasq_conf)) !== undefined) {
         await ctx.run('dnsmasq', ['--test', `--conf-file=${cfg.paths.dnsmasq_conf}`]);
       }
@@ -65,7 +82,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       const cfg = config(ctx);
       const changed = (p: string) => ctx.changed.includes(p);
       const exists = async (p: string) => (await ctx.files.read(p)) !== undefined;
-      if (changed(cfg.paths.sysctl) && (await exists(cfg.paths.sysctl))) await ctx.run('sysctl', ['-q', '-p', cfg.paths.sysctl]);
+      if (changed(cfg.paths.sysctl)) await applyForwarding(ctx.run, cfg.paths.sysctl, await exists(cfg.paths.sysctl));
       if (changed(cfg.paths.iptables)) await firewall.apply(ctx.run, cfg.paths.iptables, await exists(cfg.paths.iptables));
       if (changed(cfg.paths.dnsmasq_conf)) {
         if (await exists(cfg.paths.dnsmasq_conf)) {

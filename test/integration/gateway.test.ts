@@ -177,4 +177,17 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
     expect((await bed.dig('gateway.mammatus')).answers).toEqual(['10.88.0.1']);
     expect(logs.some((l) => l.msg === 'dnsmasq exited; restarting it')).toBe(true);
   });
+
+  it('refuses a config naming a port the node does not have, keeping the working setup', async () => {
+    const before = (await bed.exec('gw', ['iptables-save'])).stdout.replace(/^#.*\n/gm, '');
+    const good = readFileSync(configPath, 'utf8');
+    writeFileSync(configPath, good.replace(`interface: ${bed.ifaces.gwWan}`, 'interface: nosuch0'));
+    expect(await agent.reload()).toBe(true);
+    expect(agent.view.roleStatus().gateway).toMatchObject({ state: 'error', error: expect.stringContaining('network interface nosuch0 not found') });
+    expect((await bed.exec('gw', ['iptables-save'])).stdout.replace(/^#.*\n/gm, '')).toBe(before);
+    expect((await bed.dig('gateway.mammatus')).answers).toEqual(['10.88.0.1']);
+    writeFileSync(configPath, good);
+    await agent.reload();
+    expect(agent.view.roleStatus().gateway?.state).toBe('ok');
+  });
 });

@@ -10,9 +10,12 @@ const skip = skipReason();
 describe.skipIf(Boolean(skip))('the local cluster (scripts/local-cluster.ts)', () => {
   it('starts one node per role, prints a status with every role ok, and tears down', async () => {
     const { stdout } = await exec(process.execPath, ['--import', 'tsx', 'scripts/local-cluster.ts', '--once'], { timeout: 60_000 });
-    for (const role of ['gateway', 'compute', 'storage', 'controller']) {
+    // The gateway role needs root (it then runs in a network namespace); without root that node has none.
+    const asRoot = process.getuid?.() === 0;
+    for (const role of asRoot ? ['gateway', 'compute', 'storage', 'controller'] : ['compute', 'storage', 'controller']) {
       expect(stdout).toMatch(new RegExp(`^${role}-1\\s.*alive\\s+${role}\\s.*ok$`, 'm'));
     }
+    if (!asRoot) expect(stdout).toMatch(/^gateway-1\s.*alive\s+-\s.*ok$/m);
     expect(stdout).toContain('Stopped.');
   }, 90_000);
 });
