@@ -140,13 +140,17 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
     const logMark = logs.length;
     const other = await startSerfAgent({ name: 'compute7', dir: path.join(tmp, 'serf7') });
     const client = await SerfClient.connect({ addr: serf.rpcAddr });
-    await client.join([other.bindAddr]);
-    for (let i = 0; i < 50 && (await bed.dig('compute7.mammatus')).answers.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
-    expect((await bed.dig('compute7.mammatus')).answers).toEqual(['127.0.0.1']);
-    await other.stop(); // graceful leave
-    for (let i = 0; i < 80 && (await bed.dig('compute7.mammatus')).status !== 'NXDOMAIN'; i++) await new Promise((r) => setTimeout(r, 100));
-    expect((await bed.dig('compute7.mammatus')).status).toBe('NXDOMAIN');
-    client.close();
+    try {
+      await client.join([other.bindAddr]);
+      for (let i = 0; i < 50 && (await bed.dig('compute7.mammatus')).answers.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      expect((await bed.dig('compute7.mammatus')).answers).toEqual(['127.0.0.1']);
+      await other.stop(); // graceful leave
+      for (let i = 0; i < 80 && (await bed.dig('compute7.mammatus')).status !== 'NXDOMAIN'; i++) await new Promise((r) => setTimeout(r, 100));
+      expect((await bed.dig('compute7.mammatus')).status).toBe('NXDOMAIN');
+    } finally {
+      await other.kill();
+      client.close();
+    }
     const confChanges = logs.slice(logMark).filter((l) => l.msg === 'role applied' && JSON.stringify(l.changed).includes('dnsmasq.conf'));
     expect(confChanges).toEqual([]);
   });
