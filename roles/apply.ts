@@ -7,6 +7,9 @@ import { posix } from 'node:path';
 import type { Logger } from '../agent/types.js';
 import type { ApplyContext, DesiredState, FileOps, RenderedFile, Role, Run } from './types.js';
 
+/** How many files are written at once. */
+const WRITE_CONCURRENCY = 16;
+
 /** Mode used for files a role renders without one, and for rollbacks when `FileOps.mode` is absent. */
 const DEFAULT_MODE = 0o644;
 
@@ -108,11 +111,19 @@ export async function applyRole<C>(role: Role<C>, desired: DesiredState<C>, deps
   const touched: string[] = [];
   const ctx: ApplyContext<C> = { run, files, log, changed: [...changed, ...toRemove], desired };
   try {
-    for (const file of toWrite) {
+    // Writes go out WRITE_CONCURRENCY at a time: each is an fsync'ed temp file + rename, and a join
+    // storm can change hundreds of small files at once (the gateway's hosts files).
+    for (let i = 0; i < toWrite.length; i += WRITE_CONCURRENCY) {
+      const batch = toWrite.slice(i, i + WRITE_CONCURRENCY);
       // Recorded before the attempt: a failed write may still have created parent dirs or the
       // file, and restoring an unchanged file is harmless.
-      touched.push(file.path);
-      await step('write', () => files.write(file.path, file.content, file.mode ?? DEFAULT_MODE));
+      touched.push(...batch.map((f) => f.path));
+      await step('write', async () => {
+        // Settle the whole batch first, so no write is still in flight when the rollback starts.
+        const results = await Promise.allSettled(batch.map((f) => files.write(f.path, f.content, f.mode ?? DEFAULT_MODE)));
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
+      });
     }
     for (const path of toRemove) {
       touched.push(path);
