@@ -41,15 +41,14 @@ import { createInterface } from 'node:readline';
 import pino from 'pino';
 import { loadConfig } from '../agent/config/load.js';
 import { createAgent, type Agent } from '../agent/daemon.js';
-import { buildRun, buildSpawn } from '../agent/exec.js';
 import { buildFileOps } from '../agent/files.js';
 import { buildLogger } from '../agent/logger.js';
 import { SerfClient, type MemberEvent } from '../agent/serf/client.js';
 import { VERSION } from '../agent/version.js';
 import { buildGatewayRole } from '../roles/gateway/index.js';
-import type { Run, Spawn } from '../roles/types.js';
 import { freePort } from '../scripts/lib/ports.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../scripts/lib/serf-agent.js';
+import { gatewayEffects } from '../test/helpers/gateway-ns.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../test/helpers/netns.js';
 import { Cleanup, clkTck, cpuTicks, emitJson, fmtSummary, Goals, machine, printMachine, round, runMain, sleep, summarize, tempDir, waitUntil, type Summary } from './lib.js';
 
@@ -379,17 +378,7 @@ async function main(): Promise<number> {
         `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${hostsDir}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')} }`,
       ].join('\n') + '\n',
     );
-    const run = buildRun();
-    const inNs: Run = (file, args, o) => run('ip', ['netns', 'exec', bed.ns.gw, file, ...args], o);
-    const spawn = buildSpawn();
-    const spawnInNs: Spawn = (file, args, o) => spawn('ip', ['netns', 'exec', bed.ns.gw, file, ...args], o);
-    const probe = async (server: string, name: string) => {
-      for (let i = 0; i < 50; i++) {
-        if ((await bed.dig(name, 'A', server, 'gw')).status === 'NOERROR') return;
-        await sleep(100);
-      }
-      throw new Error(`DNS probe: ${name} not answered`);
-    };
+    const { run: inNs, spawn: spawnInNs, probe } = gatewayEffects(bed);
     // When the agent's own dispatcher saw each member in a member-join (a handler next to the built-in one).
     const agentSaw = new Map<string, number>();
     const agentJoinRecords: { t: number; n: number }[] = [];

@@ -12,12 +12,11 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../agent/config/load.js';
 import { createAgent, type Agent } from '../../agent/daemon.js';
-import { buildRun, buildSpawn } from '../../agent/exec.js';
 import { buildFileOps } from '../../agent/files.js';
 import { SerfClient } from '../../agent/serf/client.js';
 import { buildGatewayRole } from '../../roles/gateway/index.js';
-import type { Run, Spawn } from '../../roles/types.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
+import { gatewayEffects } from '../helpers/gateway-ns.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../helpers/netns.js';
 
 const exec = promisify(execFile);
@@ -65,17 +64,7 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
       ].join('\n') + '\n',
     );
     // Every command and daemon of the role runs inside the gateway's namespace.
-    const run = buildRun();
-    const inNs: Run = (file, args, o) => run('ip', ['netns', 'exec', bed.ns.gw, file, ...args], o);
-    const spawn = buildSpawn();
-    const spawnInNs: Spawn = (file, args, o) => spawn('ip', ['netns', 'exec', bed.ns.gw, file, ...args], o);
-    const probe = async (server: string, name: string) => {
-      for (let i = 0; i < 20; i++) {
-        if ((await bed.dig(name, 'A', server, 'gw')).status === 'NOERROR') return;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error(`DNS probe: ${name} not answered`);
-    };
+    const { run: inNs, spawn: spawnInNs, probe } = gatewayEffects(bed);
     const opts = { path: configPath, env: {} };
     agent = createAgent({
       loaded: await loadConfig(opts),
