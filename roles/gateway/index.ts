@@ -64,6 +64,9 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
 
     async validate(ctx) {
       const cfg = config(ctx);
+      const network = [cfg.paths.dnsmasq_conf, cfg.paths.iptables, cfg.paths.sysctl];
+      // Only names changed (a join, a leave): nothing of the network is touched, nothing to check.
+      if (!ctx.changed.some((p) => network.includes(p))) return;
       // A node tagged gateway by mistake (no such ports) must fail here, before its firewall changes.
       for (const port of [cfg.lan.interface, cfg.wan.interface]) {
         await ctx.run('ip', ['-o', 'link', 'show', 'dev', port]).catch(() => {
