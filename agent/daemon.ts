@@ -67,6 +67,8 @@ export function createAgent(deps: AgentDeps): Agent {
   let session: SerfSession | undefined;
   let saveTimer: NodeJS.Timeout | undefined;
   let reloading: Promise<boolean> = Promise.resolve(true);
+  let pollTimer: NodeJS.Timeout | undefined;
+  let polling = false;
 
   const supervisor = new RoleSupervisor({
     registry: deps.registry,
@@ -139,6 +141,38 @@ export function createAgent(deps: AgentDeps): Agent {
       .then(() => markReady(admin));
   }
 
+  /**
+   * Serf delivers member events only after a second without another (hard-coded coalescing); roles
+   * that render from membership (the gateway's DNS names) re-read `members` on a short timer and
+   * reconcile as soon as it differs. Nodes without such roles make no calls.
+   */
+  async function pollMembers(): Promise<void> {
+    if (polling || stopping || !session?.connected || !supervisor.hasMembershipWatchers()) return;
+    polling = true;
+    try {
+      const fresh = await (await session.adminClient()).members();
+      const key = (m: Member) => `${m.name}|${m.status}|${m.addr}|${m.port}|${JSON.stringify(m.tags)}`;
+      const before = new Set([...members.values()].map(key));
+      if (fresh.length === before.size && fresh.every((m) => before.has(key(m)))) return;
+      members.clear();
+      for (const m of fresh) members.set(m.name, m);
+      void syncSelfRoles();
+      void supervisor.onMembershipResync('members poll');
+    } catch (err) {
+      log.debug({ err }, 'members poll failed'); // the session reconnects by itself
+    } finally {
+      polling = false;
+    }
+  }
+
+  function startMembersPoll(c: AgentConfig): void {
+    clearInterval(pollTimer);
+    const every = parseDuration(c.serf.members_poll);
+    if (every <= 0) return;
+    pollTimer = setInterval(() => void pollMembers(), every);
+    pollTimer.unref();
+  }
+
   async function markReady(admin: SerfClient): Promise<void> {
     if (members.get(nodeName)?.tags[AGENT_TAG] !== deps.version) {
       await admin.tags({ [AGENT_TAG]: deps.version }).catch((err: unknown) => log.warn({ err }, 'could not set the mammatus tag'));
@@ -186,6 +220,7 @@ export function createAgent(deps: AgentDeps): Agent {
       saveTimer = setInterval(() => void saveWatermarks(), 1000);
       saveTimer.unref();
       session = buildSession(loaded.config);
+      startMembersPoll(loaded.config);
       log.info({ rpc_addr: loaded.config.serf.rpc_addr, filter: dispatcher.streamFilter() }, 'connecting to serf');
       await session.start();
     },
@@ -205,6 +240,7 @@ export function createAgent(deps: AgentDeps): Agent {
         loaded = next;
         setLogLevel(log, next.config.log.level);
         dispatcher.setTimings(timings(next.config));
+        startMembersPoll(next.config);
         log.info({ files: next.files }, 'config reloaded');
         if (prev.serf.rpc_addr !== next.config.serf.rpc_addr || prev.serf.rpc_auth !== next.config.serf.rpc_auth) {
           await session?.stop();
@@ -221,6 +257,7 @@ export function createAgent(deps: AgentDeps): Agent {
       stopping ??= (async () => {
         log.info('agent stopping');
         clearInterval(saveTimer);
+        clearInterval(pollTimer);
         await reloading;
         if (session?.connected) {
           // Nobody should read the tag as "agent running" once we are gone.

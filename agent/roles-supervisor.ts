@@ -93,10 +93,18 @@ export class RoleSupervisor {
     return watching.length ? this.reconcile(watching, type) : Promise.resolve();
   }
 
-  /** After a reconnect to serf: member events may have been missed, so every watching role re-applies. */
-  onMembershipResync(): Promise<void> {
+  /** True when an active role renders from membership (and so wants membership changes fast). */
+  hasMembershipWatchers(): boolean {
+    return this.active.some((r) => (this.deps.registry[r]?.watches?.length ?? 0) > 0);
+  }
+
+  /**
+   * Membership changed outside a member event (a reconnect to serf, where events may have been
+   * missed, or a poll that saw it first): every watching role re-applies.
+   */
+  onMembershipResync(reason = 'serf reconnect'): Promise<void> {
     const watching = this.active.filter((r) => (this.deps.registry[r]?.watches?.length ?? 0) > 0);
-    return watching.length ? this.reconcile(watching, 'serf reconnect') : Promise.resolve();
+    return watching.length ? this.reconcile(watching, reason) : Promise.resolve();
   }
 
   /** Stops every active role (shutdown). */

@@ -25,6 +25,12 @@ export interface SerfConfig {
   readonly rpc_addr: string;
   /** Serf's RPC auth key; empty when Serf runs without one. */
   readonly rpc_auth: string;
+  /**
+   * How often a node whose roles follow membership (a gateway) re-reads `members`, as a Go
+   * duration; "0" turns it off. Serf delivers member events only after 1 s without another, so
+   * without polling a joining node's name appears about a second late.
+   */
+  readonly members_poll: string;
 }
 
 /** `log:` */
@@ -138,10 +144,11 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
     serf: {
       type: 'object',
       additionalProperties: false,
-      required: ['rpc_addr', 'rpc_auth'],
+      required: ['rpc_addr', 'rpc_auth', 'members_poll'],
       properties: {
         rpc_addr: { type: 'string', format: HOST_PORT_FORMAT },
         rpc_auth: { type: 'string' },
+        members_poll: { type: 'string', format: DURATION_FORMAT },
       },
     },
     log: {
@@ -233,7 +240,7 @@ export function deepFreeze<T>(value: T): T {
 /** The defaults kept in code, under every config file. Deep-frozen. */
 export const DEFAULT_CONFIG: AgentConfig = deepFreeze({
   state_dir: '/var/lib/mammatus',
-  serf: { rpc_addr: '127.0.0.1:7373', rpc_auth: '' },
+  serf: { rpc_addr: '127.0.0.1:7373', rpc_auth: '', members_poll: '250ms' },
   log: { level: 'info' },
   // Every role present with empty settings, so `roles.<name>` is `{}` unless a file says more.
   roles: Object.fromEntries(ROLE_NAMES.map((name) => [name, {}])) as RolesConfig,
