@@ -151,7 +151,9 @@ export function createAgent(deps: AgentDeps): Agent {
     polling = true;
     try {
       const fresh = await (await session.adminClient()).members();
-      const key = (m: Member) => `${m.name}|${m.status}|${m.addr}|${m.port}|${JSON.stringify(m.tags)}`;
+      // Sorted tags: Go encodes maps in random order, so the raw order differs from poll to poll.
+      const tags = (m: Member) => JSON.stringify(Object.entries(m.tags).sort(([a], [b]) => a.localeCompare(b)));
+      const key = (m: Member) => `${m.name}|${m.status}|${m.addr}|${m.port}|${tags(m)}`;
       const before = new Set([...members.values()].map(key));
       if (fresh.length === before.size && fresh.every((m) => before.has(key(m)))) return;
       members.clear();

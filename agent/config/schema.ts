@@ -26,7 +26,7 @@ export interface SerfConfig {
   /** Serf's RPC auth key; empty when Serf runs without one. */
   readonly rpc_auth: string;
   /**
-   * How often a node whose roles follow membership (a gateway) re-reads `members`, as a Go
+   * How often a node whose roles follow membership (a gateway) re-reads `members` (default 1s), as a Go
    * duration; "0" turns it off. Serf delivers member events only after 1 s without another, so
    * without polling a joining node's name appears about a second late.
    */
@@ -240,7 +240,7 @@ export function deepFreeze<T>(value: T): T {
 /** The defaults kept in code, under every config file. Deep-frozen. */
 export const DEFAULT_CONFIG: AgentConfig = deepFreeze({
   state_dir: '/var/lib/mammatus',
-  serf: { rpc_addr: '127.0.0.1:7373', rpc_auth: '', members_poll: '250ms' },
+  serf: { rpc_addr: '127.0.0.1:7373', rpc_auth: '', members_poll: '1s' },
   log: { level: 'info' },
   // Every role present with empty settings, so `roles.<name>` is `{}` unless a file says more.
   roles: Object.fromEntries(ROLE_NAMES.map((name) => [name, {}])) as RolesConfig,

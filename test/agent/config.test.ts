@@ -76,7 +76,7 @@ describe('loadConfig', () => {
     expect(files).toEqual([main, a, c, b, empty]);
     expect(config.state_dir).toBe('/tmp/a');
     expect(config.log.level).toBe('warn');
-    expect(config.serf).toEqual({ rpc_addr: '10.0.0.1:7373', rpc_auth: '', members_poll: '250ms' });
+    expect(config.serf).toEqual({ rpc_addr: '10.0.0.1:7373', rpc_auth: '', members_poll: '1s' });
     // A bare `gateway:` line keeps the settings an earlier file gave the role.
     expect(config.roles).toEqual({ gateway: { dns: 'one' }, compute: { cpus: 2 }, storage: {}, controller: {} });
     expect(config.dispatch).toEqual(DEFAULT_CONFIG.dispatch);
@@ -107,7 +107,7 @@ describe('loadConfig', () => {
     const env = { MAMMATUS_RPC_ADDR: '10.0.0.2:2', SERF_RPC_AUTH: 'env-secret', MAMMATUS_LOG_LEVEL: '' };
 
     const fromEnv = await loadConfig({ path: main, env });
-    expect(fromEnv.config.serf).toEqual({ rpc_addr: '10.0.0.2:2', rpc_auth: 'env-secret', members_poll: '250ms' });
+    expect(fromEnv.config.serf).toEqual({ rpc_addr: '10.0.0.2:2', rpc_auth: 'env-secret', members_poll: '1s' });
     expect(fromEnv.config.log.level).toBe('warn'); // an empty variable counts as unset
 
     const fromFlags = await loadConfig({
@@ -115,7 +115,7 @@ describe('loadConfig', () => {
       env: { ...env, MAMMATUS_LOG_LEVEL: 'debug' },
       overrides: { serf: { rpc_addr: '[::1]:3', rpc_auth: undefined }, state_dir: '/run/m' },
     });
-    expect(fromFlags.config.serf).toEqual({ rpc_addr: '[::1]:3', rpc_auth: 'env-secret', members_poll: '250ms' });
+    expect(fromFlags.config.serf).toEqual({ rpc_addr: '[::1]:3', rpc_auth: 'env-secret', members_poll: '1s' });
     expect(fromFlags.config.log.level).toBe('debug');
     expect(fromFlags.config.state_dir).toBe('/run/m');
   });
@@ -236,7 +236,7 @@ describe('validateConfig', () => {
       ['serf', 'b.yaml'],
       ['serf.rpc_addr', 'a.yaml'],
     ]);
-    const badAddr = { ...DEFAULT_CONFIG, serf: { rpc_addr: 'x', rpc_auth: '', members_poll: '250ms' } };
+    const badAddr = { ...DEFAULT_CONFIG, serf: { rpc_addr: 'x', rpc_auth: '', members_poll: '1s' } };
     expect(() => validateConfig(badAddr, sources)).toThrow('a.yaml: serf.rpc_addr: must match host:port');
     const extraKey = { ...DEFAULT_CONFIG, serf: { ...DEFAULT_CONFIG.serf, port: 1 } };
     expect(() => validateConfig(extraKey, sources)).toThrow('b.yaml: serf.port: unknown key');
