@@ -8,11 +8,12 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, existsSync } 
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BUNDLE } from '../scripts/lib/mammatus-agent.js';
 
 /** The package root (/work/main). */
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
-/** The bundled CLI the agent processes run. */
-export const BUNDLE = path.join(ROOT, 'dist', 'mammatus.mjs');
+/** The bundled CLI the agent processes run (one definition, shared with the test harness). */
+export { BUNDLE };
 
 /** Summary statistics of a sample, in the sample's unit. */
 export interface Summary {

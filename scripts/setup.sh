@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # serf and nats-server run the cluster; dnsmasq-base, iptables and iproute2 serve the role tests.
-PACKAGES=(serf nats-server dnsmasq-base iptables iproute2)
+PACKAGES=(serf nats-server dnsmasq-base iptables iproute2 procps)
 # --tests adds what only the tests use: the package tests build, lint, sign and install the .deb.
 if [ "${1:-}" = "--tests" ]; then
   PACKAGES+=(debootstrap lintian apt-utils gnupg dpkg-dev busybox dnsutils curl)
