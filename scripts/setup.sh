@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(serf nats-server dnsmasq-base iptables iproute2 procps)
 # --tests adds what only the tests use: the package tests build, lint, sign and install the .deb.
 if [ "${1:-}" = "--tests" ]; then
-  PACKAGES+=(debootstrap lintian apt-utils gnupg dpkg-dev busybox dnsutils curl)
+  PACKAGES+=(debootstrap lintian apt-utils gnupg dpkg-dev busybox dnsutils curl cloud-init awscli)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do

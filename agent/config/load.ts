@@ -252,5 +252,6 @@ async function readConfigFile(file: string): Promise<Plain> {
   if (isPlain(data.roles)) {
     for (const [name, value] of Object.entries(data.roles)) if (value === null) define(data.roles, name, {});
   }
+  for (const section of ['metadata', 'messaging']) if (data[section] === null) define(data, section, {});
   return data;
 }

@@ -48,6 +48,12 @@ export interface DispatchConfig {
   readonly query_timeout: string;
 }
 
+/**
+ * A service's own section (`metadata:`, `messaging:`): free-form here, because each service checks its
+ * own keys when it starts (and names the key that is wrong), as each role does for `roles.<name>`.
+ */
+export type ServiceSettings = Readonly<Record<string, unknown>>;
+
 /** The merged, validated agent config (see docs: /etc/mammatus/agent.yaml). */
 export interface AgentConfig {
   /** The agent's own state directory. */
@@ -58,6 +64,10 @@ export interface AgentConfig {
   readonly dispatch: DispatchConfig;
   /** Reload when a config file changes, in addition to SIGHUP. */
   readonly watch_config: boolean;
+  /** The metadata service and its proxy (`docs/metadata.md`); also read by `mammatus metadata serve`. */
+  readonly metadata: ServiceSettings;
+  /** The SQS/SNS API (`docs/messaging.md`); also read by `mammatus messaging serve`. */
+  readonly messaging: ServiceSettings;
 }
 
 /** Every property optional, all the way down: the shape of one config file or of CLI overrides. */
@@ -134,11 +144,13 @@ const roleProperties = {
 
 const durationSchema = { type: 'string', format: DURATION_FORMAT } as const;
 
+const serviceSettingsSchema = { type: 'object', required: [], additionalProperties: true } as const;
+
 /** The JSON schema of a complete `AgentConfig`; files are checked merged over `DEFAULT_CONFIG`. */
 export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
   type: 'object',
   additionalProperties: false,
-  required: ['state_dir', 'serf', 'log', 'roles', 'dispatch', 'watch_config'],
+  required: ['state_dir', 'serf', 'log', 'roles', 'dispatch', 'watch_config', 'metadata', 'messaging'],
   properties: {
     state_dir: { type: 'string', minLength: 1 },
     serf: {
@@ -174,6 +186,8 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
       },
     },
     watch_config: { type: 'boolean' },
+    metadata: serviceSettingsSchema,
+    messaging: serviceSettingsSchema,
   },
 };
 
@@ -246,4 +260,6 @@ export const DEFAULT_CONFIG: AgentConfig = deepFreeze({
   roles: Object.fromEntries(ROLE_NAMES.map((name) => [name, {}])) as RolesConfig,
   dispatch: { handler_timeout: '30s', slow_handler: '1s', query_timeout: '3.2s' },
   watch_config: true,
+  metadata: {},
+  messaging: {},
 });
