@@ -1,0 +1,139 @@
+/**
+ * The metadata proxy a gateway runs: instances reach 169.254.169.254:80, the gateway redirects that
+ * to this proxy, and the proxy forwards to a controller's metadata service, adding who called — the
+ * TCP peer address and its MAC from dnsmasq's leases — signed with the cluster secret. It strips
+ * any identity headers a caller sent, adds no `X-Forwarded-For` (the service refuses IMDSv2 token
+ * requests that carry one, as AWS does, and a caller's own copy is passed on so that rule still
+ * bites), and tries the next upstream when one does not answer.
+ *
+ * Plain `node:http` streaming: the proxy's whole job is a few header rules, which a generic proxy
+ * library would need as many lines of hooks to express.
+ */
+import { promises as fs } from 'node:fs';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Logger } from '../../agent/types.js';
+import { parseLeases } from '../../roles/gateway/leases.js';
+import { IDENTITY_HEADERS, signIdentity } from './identity.js';
+
+/** Finds the MAC of an IP address ('' when unknown). */
+export type MacLookup = (ip: string) => Promise<string>;
+
+/**
+ * IP → MAC from dnsmasq's lease file, re-read whenever the file changes (one `stat` per request;
+ * dnsmasq rewrites the file on every lease change).
+ */
+export function leaseFileLookup(file: string, nowS: () => number = () => Date.now() / 1000): MacLookup {
+  let mtime = -1;
+  let table = new Map<string, { mac: string; expires: number }>();
+  return async (ip) => {
+    try {
+      const st = await fs.stat(file);
+      if (st.mtimeMs !== mtime) {
+        mtime = st.mtimeMs;
+        table = new Map(parseLeases(await fs.readFile(file, 'utf8')).map((l) => [l.ip, { mac: l.mac, expires: l.expires }]));
+      }
+    } catch {
+      table = new Map();
+      mtime = -1;
+    }
+    const lease = table.get(ip);
+    return lease && (lease.expires === 0 || lease.expires > nowS()) ? lease.mac : '';
+  };
+}
+
+/** What the proxy needs. */
+export interface ProxyDeps {
+  /** Metadata service base URLs (`http://host:port`), tried in order. */
+  readonly upstreams: readonly string[];
+  readonly secret: Buffer;
+  readonly macOf: MacLookup;
+  readonly log: Logger;
+  readonly now?: () => number;
+  /** Per upstream attempt. */
+  readonly timeoutMs?: number;
+}
+
+// Hop-by-hop headers (RFC 9110 §7.6.1) are the proxy's own business, never forwarded.
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
+const IDENTITY = new Set<string>(Object.values(IDENTITY_HEADERS));
+// Requests to the metadata service are small; anything larger is not a metadata request.
+const MAX_BODY = 4096;
+
+/** Builds the proxy server (not listening yet). */
+export function buildMetadataProxy(deps: ProxyDeps): http.Server {
+  const now = deps.now ?? Date.now;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  const server = http.createServer((req, res) => {
+    void handle(req, res).catch((err: unknown) => {
+      deps.log.error({ err: (err as Error).message }, 'metadata proxy failed');
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
+      res.end('Bad Gateway');
+    });
+  });
+  server.on('close', () => agent.destroy());
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readBody(req);
+    if (body === undefined) {
+      res.writeHead(413, { 'content-type': 'text/plain' }).end('Payload Too Large');
+      return;
+    }
+    const remote = req.socket.remoteAddress ?? '';
+    const ip = remote.startsWith('::ffff:') ? remote.slice(7) : remote;
+    const mac = await deps.macOf(ip);
+    const url = req.url ?? '/';
+    const headers: Record<string, string | string[]> = {};
+    const dropped = new Set((req.headers.connection ?? '').split(',').map((h) => h.trim().toLowerCase()));
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value === undefined || HOP_BY_HOP.has(name) || dropped.has(name) || IDENTITY.has(name)) continue;
+      headers[name] = value;
+    }
+    Object.assign(headers, signIdentity(deps.secret, req.method ?? 'GET', url, { ip, mac }, now()));
+    headers['content-length'] = String(body.length);
+    for (const upstream of deps.upstreams) {
+      const answered = await forward(upstream, req.method ?? 'GET', url, headers, body, res);
+      if (answered) return;
+    }
+    deps.log.warn({ upstreams: deps.upstreams }, 'no metadata service answered');
+    res.writeHead(502, { 'content-type': 'text/plain' }).end('Bad Gateway');
+  }
+
+  /** Sends one attempt; resolves false when the upstream could not be reached (try the next). */
+  function forward(base: string, method: string, url: string, headers: Record<string, string | string[]>, body: Buffer, res: ServerResponse): Promise<boolean> {
+    return new Promise((resolve) => {
+      const target = new URL(url, base);
+      const up = http.request(target, { method, headers: { ...headers, host: target.host }, agent, timeout: deps.timeoutMs ?? 3000 }, (upRes) => {
+        const out: Record<string, string | string[]> = {};
+        for (const [name, value] of Object.entries(upRes.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+        res.writeHead(upRes.statusCode ?? 502, out);
+        upRes.pipe(res);
+        upRes.on('end', () => resolve(true));
+        upRes.on('error', () => resolve(true));
+      });
+      up.on('timeout', () => up.destroy(new Error('timeout')));
+      up.on('error', (err) => {
+        if (res.headersSent) {
+          res.destroy();
+          resolve(true);
+          return;
+        }
+        deps.log.warn({ upstream: base, err: err.message }, 'metadata upstream failed; trying the next');
+        resolve(false);
+      });
+      up.end(body);
+    });
+  }
+  return server;
+}
+
+/** The request body, or `undefined` when it is larger than `MAX_BODY`. */
+async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
