@@ -11,6 +11,8 @@ import { buildSpawn } from '../exec.js';
 import type { Role } from '../../roles/types.js';
 import { collectKeyValue, collectList, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { eventCommand } from './event.js';
+import { listCommand, registerCommand, rmCommand, showCommand, type InstanceOptions, type RegisterOptions } from './instance.js';
+import { proxyCommand, serveCommand, type ProxyOptions, type ServeOptions } from './metadata.js';
 import { membersCommand } from './members.js';
 import { queryCommand, type QueryOptions } from './query.js';
 import { renderCommand } from './render.js';
@@ -87,6 +89,60 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .requiredOption('--config <path>', 'config file to render from')
     .option('--out <dir>', 'write the files under this directory instead of printing them')
     .action((role: string, o: { config: string; out?: string }) => set(renderCommand(role, o, registry, io)));
+
+  const instance = program.command('instance').description('the instance registry (records in NATS JetStream on the controllers)');
+  const natsFlag = '--nats <url>';
+  const natsHelp = 'NATS servers, comma-separated (default: the controllers Serf knows, else nats://127.0.0.1:4222)';
+  instance
+    .command('register')
+    .description('register an instance (a PXE host or a container) by its MAC')
+    .argument('<name>', 'instance name: a DNS label, becomes <name>.mammatus')
+    .requiredOption('--mac <mac>', 'MAC address of its NIC, repeatable (the first is the primary)', collectList)
+    .option('--ip <ip>', 'IP address, repeatable', collectList)
+    .option('--ssh-key <file>', 'file of OpenSSH public keys, repeatable', collectList)
+    .option('--user-data <file>', 'user-data (cloud-config, script, MIME or gzip), at most 256 KiB')
+    .option('--node <node>', 'the node it runs on')
+    .option('--tag <key=value>', 'tag, repeatable', collectKeyValue)
+    .option(natsFlag, natsHelp)
+    .option('--json', 'print the record as JSON')
+    .action((name: string, o: RegisterOptions, cmd: Command) => set(registerCommand(g(cmd), name, o, io)));
+  instance
+    .command('list')
+    .description('list registered instances')
+    .option(natsFlag, natsHelp)
+    .option('--json', 'print JSON')
+    .action((o: InstanceOptions, cmd: Command) => set(listCommand(g(cmd), o, io)));
+  instance
+    .command('show')
+    .description('show one instance')
+    .argument('<name>', 'instance name or id')
+    .option(natsFlag, natsHelp)
+    .option('--json', 'print JSON')
+    .action((name: string, o: InstanceOptions, cmd: Command) => set(showCommand(g(cmd), name, o, io)));
+  instance
+    .command('rm')
+    .description('remove an instance and free its name, MACs and IPs')
+    .argument('<name>', 'instance name or id')
+    .option(natsFlag, natsHelp)
+    .option('--json', 'print the removed record as JSON')
+    .action((name: string, o: InstanceOptions, cmd: Command) => set(rmCommand(g(cmd), name, o, io)));
+
+  const metadata = program.command('metadata').description('the instance metadata service and its gateway proxy, run on their own');
+  metadata
+    .command('serve')
+    .description('serve instance metadata (EC2, NoCloud, OpenStack trees) from the registry')
+    .option(natsFlag, 'NATS servers of the registry (default: metadata.nats, nats://127.0.0.1:4222)')
+    .option('--listen <host:port>', 'listen address (default: metadata.listen, 0.0.0.0:8775)')
+    .option('-c, --config <path>', 'agent config to read metadata: from (default /etc/mammatus/agent.yaml)')
+    .action((o: ServeOptions) => set(serveCommand(o, io, env)));
+  metadata
+    .command('proxy')
+    .description('forward instances\' metadata requests to the service, with their signed IP and MAC')
+    .option('--upstream <url>', 'metadata service URL, repeatable, tried in order (default: metadata.proxy.upstreams)', collectList)
+    .option('--listen <host:port>', 'listen address (default: metadata.proxy.listen, 0.0.0.0:8776)')
+    .option('--leases <file>', 'dnsmasq lease file for callers\' MACs (default: metadata.proxy.leases_file)')
+    .option('-c, --config <path>', 'agent config with metadata.proxy_secret (default /etc/mammatus/agent.yaml)')
+    .action((o: ProxyOptions) => set(proxyCommand(o, io, env)));
 
   program
     .command('version')

@@ -145,7 +145,7 @@ export function nocloudMetaData(r: InstanceRecord, ctx: TreeContext): string {
     hostname: `${r.name}.${ctx.domain}`,
     'availability-zone': ctx.availabilityZone,
     ...(r.ssh_keys.length ? { 'public-keys': [...r.ssh_keys] } : {}),
-  });
+  }, { lineWidth: 0 }); // no folding: one key, one line, as people expect to read it
 }
 
 /** The `/nocloud/` tree; vendor-data is produced per request and passed in. */

@@ -1,0 +1,166 @@
+/**
+ * `mammatus instance register|list|show|rm`: the instance registry from the command line. Each
+ * subcommand opens the registry over NATS (`--nats`, else the controllers Serf knows, else the local
+ * server) and closes the connection before it returns.
+ */
+import { readFile } from 'node:fs/promises';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { parseRoleTag } from '../../roles/parse.js';
+import { InvalidInstanceError, type InstanceRecord } from '../../src/metadata/instance.js';
+import { InstanceNotFoundError, InstanceRegistry, RegistryConflictError } from '../../src/metadata/registry.js';
+import { connectNats } from '../../src/nats.js';
+import { ROLE_TAG } from '../daemon.js';
+import { connect, formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
+
+/** Flags every instance subcommand takes. */
+export interface InstanceOptions {
+  nats?: string;
+  json?: boolean;
+}
+
+/** `register` flags. */
+export interface RegisterOptions extends InstanceOptions {
+  mac: string[];
+  ip?: string[];
+  sshKey?: string[];
+  userData?: string;
+  node?: string;
+  tag?: Record<string, string>;
+}
+
+/** The NATS client port controllers listen on (interface.md); `--nats` covers other setups. */
+const NATS_PORT = 4222;
+
+/**
+ * Where the registry is: `--nats`, else every alive controller Serf knows (the client fails over
+ * between them), else the local server.
+ */
+export async function resolveNatsServers(g: GlobalOptions, flag: string | undefined): Promise<string[]> {
+  if (flag) return flag.split(',').map((s) => s.trim());
+  try {
+    const client = await connect(g);
+    try {
+      const members = await client.members();
+      const controllers = members.filter((m) => m.status === 'alive' && m.tags[ROLE_TAG] !== undefined && parseRoleTag(m.tags[ROLE_TAG]).roles.includes('controller'));
+      if (controllers.length) return controllers.map((m) => `nats://${m.addr.includes(':') ? `[${m.addr}]` : m.addr}:${NATS_PORT}`);
+    } finally {
+      client.close();
+    }
+  } catch {
+    // No serf agent here: fall through to the local server.
+  }
+  return [`nats://127.0.0.1:${NATS_PORT}`];
+}
+
+/** Opens the registry, runs `body`, closes; maps registry errors to exit codes and messages. */
+async function withRegistry(g: GlobalOptions, opts: InstanceOptions, io: CliIo, body: (r: InstanceRegistry) => Promise<number>): Promise<number> {
+  const servers = await resolveNatsServers(g, opts.nats);
+  let nc: NatsConnection;
+  try {
+    nc = await connectNats(servers, { name: 'mammatus-cli', timeoutMs: 5000 });
+  } catch (err) {
+    io.err(`error: cannot reach NATS at ${servers.join(', ')}: ${(err as Error).message}`);
+    return 1;
+  }
+  try {
+    return await body(await InstanceRegistry.open(nc));
+  } catch (err) {
+    if (err instanceof InvalidInstanceError) throw new UsageError(err.message);
+    if (err instanceof RegistryConflictError || err instanceof InstanceNotFoundError) {
+      io.err(`error: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** `instance register NAME --mac MAC …` */
+export async function registerCommand(g: GlobalOptions, name: string, opts: RegisterOptions, io: CliIo): Promise<number> {
+  if (!opts.mac?.length) throw new UsageError('--mac is required (the MAC of the instance\'s primary NIC)');
+  const sshKeys = (await Promise.all((opts.sshKey ?? []).map((f) => readText(f, '--ssh-key')))).flatMap((text) => text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
+  const userData = opts.userData ? await readBytes(opts.userData) : undefined;
+  return withRegistry(g, opts, io, async (registry) => {
+    const record = await registry.register({
+      name,
+      macs: opts.mac,
+      ips: opts.ip ?? [],
+      ssh_keys: sshKeys,
+      ...(userData ? { user_data: userData } : {}),
+      ...(opts.node ? { node: opts.node } : {}),
+      tags: opts.tag ?? {},
+    });
+    io.out(opts.json ? JSON.stringify(record, null, 2) : `registered ${record.name} as ${record.id}`);
+    return 0;
+  });
+}
+
+/** `instance list` */
+export function listCommand(g: GlobalOptions, opts: InstanceOptions, io: CliIo): Promise<number> {
+  return withRegistry(g, opts, io, async (registry) => {
+    const records = await registry.list();
+    if (opts.json) {
+      io.out(JSON.stringify(records, null, 2));
+      return 0;
+    }
+    const rows = [['NAME', 'ID', 'NODE', 'MAC', 'IP', 'STATE']];
+    for (const r of records) rows.push([r.name, r.id, r.node ?? '-', r.macs.join(','), r.ips.join(',') || '-', r.state]);
+    for (const line of formatTable(rows)) io.out(line);
+    return 0;
+  });
+}
+
+/** `instance show NAME` (or id) */
+export function showCommand(g: GlobalOptions, name: string, opts: InstanceOptions, io: CliIo): Promise<number> {
+  return withRegistry(g, opts, io, async (registry) => {
+    const r = await registry.get(name);
+    if (opts.json) io.out(JSON.stringify(r, null, 2));
+    else for (const line of describe(r)) io.out(line);
+    return 0;
+  });
+}
+
+/** `instance rm NAME` (or id) */
+export function rmCommand(g: GlobalOptions, name: string, opts: InstanceOptions, io: CliIo): Promise<number> {
+  return withRegistry(g, opts, io, async (registry) => {
+    const r = await registry.remove(name);
+    io.out(opts.json ? JSON.stringify(r, null, 2) : `removed ${r.name} (${r.id})`);
+    return 0;
+  });
+}
+
+/** A record as `key: value` lines; user-data by size only (it may be binary and long). */
+function describe(r: InstanceRecord): string[] {
+  const size = r.user_data ? Buffer.byteLength(r.user_data, 'base64') : 0;
+  return [
+    `name:        ${r.name}`,
+    `id:          ${r.id}`,
+    `state:       ${r.state}`,
+    `node:        ${r.node ?? '-'}`,
+    `macs:        ${r.macs.join(', ')}`,
+    `ips:         ${r.ips.join(', ') || '-'}`,
+    `ssh keys:    ${r.ssh_keys.length}`,
+    ...r.ssh_keys.map((k) => `  ${k.length > 60 ? `${k.slice(0, 30)}…${k.slice(-25)}` : k}`),
+    `user-data:   ${size ? `${size} bytes` : 'none'}`,
+    `tags:        ${Object.entries(r.tags).map(([k, v]) => `${k}=${v}`).join(', ') || '-'}`,
+    `created:     ${r.created_at}`,
+    `updated:     ${r.updated_at}`,
+  ];
+}
+
+async function readText(file: string, flag: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+}
+
+async function readBytes(file: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    throw new UsageError(`--user-data ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+}

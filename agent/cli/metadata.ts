@@ -1,0 +1,79 @@
+/**
+ * `mammatus metadata serve|proxy`: the metadata service and the gateway's proxy, run on their own
+ * (development, tests, or a host outside the agent). Both read the `metadata:` section of the agent
+ * config and run until SIGTERM/SIGINT.
+ */
+import { readFileSync } from 'node:fs';
+import { isHostPort } from '../config/schema.js';
+import { loadConfig } from '../config/load.js';
+import { buildLogger } from '../logger.js';
+import { parseMetadataSettings, type MetadataSettings } from '../../src/metadata/config.js';
+import { startMetadataProxy, startMetadataService } from '../../src/metadata/service.js';
+import { buildVendorDataSource } from '../../src/metadata/vendor-source.js';
+import { UsageError, type CliIo } from './common.js';
+
+/** Flags of `metadata serve`. */
+export interface ServeOptions {
+  nats?: string;
+  listen?: string;
+  config?: string;
+}
+
+/** Flags of `metadata proxy`. */
+export interface ProxyOptions {
+  upstream?: string[];
+  listen?: string;
+  config?: string;
+  leases?: string;
+}
+
+async function settingsFrom(configPath: string | undefined, env: NodeJS.ProcessEnv): Promise<{ settings: MetadataSettings; level: string }> {
+  const loaded = await loadConfig({ path: configPath, env });
+  return { settings: parseMetadataSettings(loaded.config.metadata, (p) => readFileSync(p, 'utf8')), level: loaded.config.log.level };
+}
+
+function checkListen(listen: string | undefined): void {
+  if (listen !== undefined && !isHostPort(listen)) throw new UsageError(`--listen must be host:port, got "${listen}"`);
+}
+
+/** Resolves when SIGTERM or SIGINT arrives. */
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+}
+
+/** `metadata serve`: runs the service until a stop signal. */
+export async function serveCommand(opts: ServeOptions, io: CliIo, env: NodeJS.ProcessEnv): Promise<number> {
+  checkListen(opts.listen);
+  const { settings, level } = await settingsFrom(opts.config, env);
+  const log = buildLogger(level as 'info').child({ component: 'metadata' });
+  const vendorData = await buildVendorDataSource({ settings, controllers: () => [], log });
+  const service = await startMetadataService({ settings, ...(opts.nats ? { nats: opts.nats } : {}), ...(opts.listen ? { listen: opts.listen } : {}), vendorData, log });
+  io.err(`metadata service on ${service.url}`);
+  const signal = await untilSignal();
+  log.info({ signal }, 'stopping');
+  await service.stop();
+  return 0;
+}
+
+/** `metadata proxy`: runs the proxy until a stop signal. */
+export async function proxyCommand(opts: ProxyOptions, io: CliIo, env: NodeJS.ProcessEnv): Promise<number> {
+  checkListen(opts.listen);
+  for (const u of opts.upstream ?? []) if (!/^https?:\/\/[^\s]+$/.test(u)) throw new UsageError(`--upstream must be an http:// URL, got "${u}"`);
+  const { settings, level } = await settingsFrom(opts.config, env);
+  const log = buildLogger(level as 'info').child({ component: 'metadata-proxy' });
+  const proxy = await startMetadataProxy({
+    settings,
+    ...(opts.upstream ? { upstreams: opts.upstream } : {}),
+    ...(opts.listen ? { listen: opts.listen } : {}),
+    ...(opts.leases ? { leasesFile: opts.leases } : {}),
+    log,
+  });
+  io.err(`metadata proxy on ${proxy.url}`);
+  const signal = await untilSignal();
+  log.info({ signal }, 'stopping');
+  await proxy.stop();
+  return 0;
+}

@@ -1,0 +1,126 @@
+/**
+ * The metadata service as a running thing: a NATS connection that reconnects forever, the watched
+ * registry, the HTTP app, and the vendor-data source. Used by `mammatus metadata serve` and by the
+ * controller role; stop() undoes everything start did, in reverse.
+ */
+import type { Server } from 'node:http';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from '../../agent/types.js';
+import { connectNats } from '../nats.js';
+import type { MetadataSettings } from './config.js';
+import type { InstanceRecord } from './instance.js';
+import { buildMetadataProxy, leaseFileLookup } from './proxy.js';
+import { RegistryView } from './registry-view.js';
+import { buildMetadataApp } from './server.js';
+import { TokenAuthority } from './tokens.js';
+
+/** Produces an instance's vendor-data (see vendor-data.ts); may be slow (it can mint credentials). */
+export type VendorDataSource = (record: InstanceRecord, callerIp: string) => Promise<string>;
+
+/** A started metadata service. */
+export interface RunningMetadataService {
+  /** `http://host:port` it listens on. */
+  readonly url: string;
+  readonly view: RegistryView;
+  stop(): Promise<void>;
+}
+
+/** Options of `startMetadataService`. */
+export interface StartMetadataOptions {
+  readonly settings: MetadataSettings;
+  /** Overrides `settings.nats` / `settings.listen` (the `--nats` and `--listen` flags). */
+  readonly nats?: string;
+  readonly listen?: string;
+  readonly vendorData: VendorDataSource;
+  readonly log: Logger;
+}
+
+/** Splits `host:port` (IPv6 hosts in brackets). */
+export function splitHostPort(hostPort: string): { host: string; port: number } {
+  const i = hostPort.lastIndexOf(':');
+  return { host: hostPort.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(hostPort.slice(i + 1)) };
+}
+
+/**
+ * Starts listening at once; the registry becomes available when NATS answers (until then every
+ * instance path is 503), so a controller's service can come up before its NATS server has.
+ */
+export async function startMetadataService(opts: StartMetadataOptions): Promise<RunningMetadataService> {
+  const { settings, log } = opts;
+  const servers = opts.nats ?? settings.nats;
+  let nc: NatsConnection | undefined;
+  let view: RegistryView | undefined;
+  let closed = false;
+  // A lookup that is "unavailable" until the connection exists, then delegates to the view.
+  const lookup = {
+    get available() {
+      return view?.available ?? false;
+    },
+    byMac: (mac: string) => view?.byMac(mac),
+    byIp: (ip: string) => view?.byIp(ip),
+    byId: (id: string) => view?.byId(id),
+  };
+  const connecting = connectNats(servers, { name: 'mammatus-metadata', persistent: true }).then(
+    (c) => {
+      if (closed) return void c.close();
+      nc = c;
+      view = RegistryView.start(c, log.child({ component: 'registry' }), settings.registryReplicas);
+    },
+    (err: unknown) => log.error({ err: (err as Error).message }, 'NATS connection failed for good'),
+  );
+  const app = buildMetadataApp({
+    lookup,
+    ...(settings.proxySecret ? { secret: settings.proxySecret } : {}),
+    tokens: new TokenAuthority(settings.proxySecret),
+    tokenMode: settings.tokens,
+    trustSourceAddress: settings.trustSourceAddress,
+    domain: settings.domain,
+    availabilityZone: settings.availabilityZone,
+    vendorData: opts.vendorData,
+    log,
+  });
+  const { host, port } = splitHostPort(opts.listen ?? settings.listen);
+  await app.listen({ host, port });
+  const addr = app.server.address();
+  const url = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : `http://${host}:${port}`;
+  log.info({ url, nats: servers, signedProxy: Boolean(settings.proxySecret) }, 'metadata service listening');
+  return {
+    url,
+    get view() {
+      return view as RegistryView;
+    },
+    async stop() {
+      closed = true;
+      await app.close();
+      view?.stop();
+      await nc?.close().catch(() => undefined);
+      void connecting;
+    },
+  };
+}
+
+/** A started metadata proxy. */
+export interface RunningMetadataProxy {
+  readonly url: string;
+  readonly server: Server;
+  stop(): Promise<void>;
+}
+
+/** Starts the proxy a gateway runs in front of the service; needs the cluster secret. */
+export async function startMetadataProxy(opts: { settings: MetadataSettings; upstreams?: readonly string[]; listen?: string; leasesFile?: string; log: Logger }): Promise<RunningMetadataProxy> {
+  const { settings, log } = opts;
+  if (!settings.proxySecret) throw new Error('metadata.proxy_secret (or proxy_secret_file) is required: the proxy signs who called with it');
+  const upstreams = opts.upstreams?.length ? opts.upstreams : settings.proxy.upstreams;
+  if (!upstreams.length) throw new Error('no upstream: pass --upstream URL or set metadata.proxy.upstreams');
+  const leasesFile = opts.leasesFile ?? settings.proxy.leasesFile;
+  const server = buildMetadataProxy({ upstreams, secret: settings.proxySecret, macOf: leaseFileLookup(leasesFile), log });
+  const { host, port } = splitHostPort(opts.listen ?? settings.proxy.listen);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address();
+  const url = typeof addr === 'object' && addr ? `http://${addr.address}:${addr.port}` : `http://${host}:${port}`;
+  log.info({ url, upstreams, leasesFile }, 'metadata proxy listening');
+  return { url, server, stop: () => new Promise((r) => server.close(() => r())) };
+}
