@@ -51,6 +51,17 @@ put('usr/share/doc/mammatus-agent/copyright', { from: path.join(src, 'copyright'
 put('usr/share/doc/mammatus-agent/changelog.gz', gz(changelog), 0o644);
 put('usr/share/man/man8/mammatus.8.gz', gz(readFileSync(path.join(src, 'mammatus.8'))), 0o644);
 put('usr/share/lintian/overrides/mammatus-agent', { from: path.join(src, 'lintian-overrides') }, 0o644);
+// The cloud-init files: vendor-data templates the metadata service reads, and the bootstrap files
+// operators copy into images (docs/metadata.md). Data, not executables: mode 0644 throughout.
+const cloudInit = path.join(root, 'cloud-init');
+const putTree = (dir, rel) => {
+  for (const name of readdirSync(dir).sort()) {
+    const from = path.join(dir, name);
+    if (statSync(from).isDirectory()) putTree(from, `${rel}/${name}`);
+    else if (name !== 'README.md') put(`${rel}/${name}`, { from }, 0o644); // docs live in docs/
+  }
+};
+putTree(cloudInit, 'usr/share/mammatus/cloud-init');
 mkdirSync(path.join(stage, 'etc/mammatus/agent.d'), { recursive: true });
 mkdirSync(path.join(stage, 'var/lib/mammatus'), { recursive: true });
 for (const s of ['postinst', 'prerm', 'postrm']) put(`DEBIAN/${s}`, { from: path.join(src, s) }, 0o755);

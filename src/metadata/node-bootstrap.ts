@@ -1,0 +1,176 @@
+/**
+ * The user-data that turns a fresh Debian host (PXE-booted, or any image with cloud-init) into a
+ * mammatus node: it adds the cluster's signed apt repository, writes Serf's config (gossip key, the
+ * nodes to join, the `role` tag) and installs and starts `serf` and `mammatus-agent`.
+ *
+ * Order matters and cloud-init provides it: write_files (init stage) runs before the package install
+ * (final stage), so Debian's serf package starts serf with our config already in /etc/serf, and no
+ * package ever owns the files we write (no conffile prompt). Built as a YAML document with the `yaml`
+ * library, never by pasting strings, so no value can break the YAML. Pure.
+ */
+import { isIP } from 'node:net';
+import { Document, isMap, isSeq, type Node } from 'yaml';
+import { isHostPort } from '../../agent/config/schema.js';
+import { ROLE_NAMES, type RoleName } from '../../roles/types.js';
+import { checkGossipKey } from './vendor-data-settings.js';
+
+/** What one node's bootstrap depends on. */
+export interface NodeBootstrapInput {
+  /** The node's hostname (a DNS label) and Serf node name; absent = whatever the host is called. */
+  readonly hostname?: string;
+  /** Its roles: the Serf tag `role`. May be empty (roles can be set later with `serf tags`). */
+  readonly roles: readonly string[];
+  /** Serf's gossip key (`serf keygen`): base64 of 16, 24 or 32 bytes. */
+  readonly gossipKey: string;
+  /** Nodes to join (`host` or `host:port`); may be empty for the first node. */
+  readonly join: readonly string[];
+  /** The cluster's flat apt repository, e.g. `http://10.0.0.1/apt/`. */
+  readonly aptRepoUrl: string;
+  /** The repository's public key, ASCII-armoured; preferred: the key then travels in the user-data. */
+  readonly aptKeyArmored?: string;
+  /** Else a URL the host downloads the key from at first boot (needs curl or wget on the image). */
+  readonly aptKeyUrl?: string;
+  /** Serf's snapshot file. Default `/var/lib/serf/snapshot`. */
+  readonly snapshotPath?: string;
+  /** Serf's `rpc_auth`; also written for the agent in /etc/mammatus/agent.d. Absent = none. */
+  readonly rpcAuth?: string;
+}
+
+/** An input value that cannot go into a bootstrap; `field` names it. */
+export class NodeBootstrapError extends Error {
+  override readonly name = 'NodeBootstrapError';
+  constructor(
+    readonly field: string,
+    reason: string,
+  ) {
+    super(`${field}: ${reason}`);
+  }
+}
+
+/** Files the bootstrap writes on the host. */
+export const NODE_BOOTSTRAP_PATHS = {
+  sources: '/etc/apt/sources.list.d/mammatus.sources',
+  // Debian's serf.service runs `serf agent -config-dir=/etc/serf/`: every *.json there is read.
+  serfConfig: '/etc/serf/mammatus.json',
+  // A tags file and not `tags` in the config: serf then keeps `serf tags -set` changes across restarts
+  // (serf refuses both at once).
+  serfTags: '/var/lib/serf/tags.json',
+  agentConfig: '/etc/mammatus/agent.d/10-bootstrap.yaml',
+} as const;
+
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+const KEY_BLOCK = /-----BEGIN PGP PUBLIC KEY BLOCK-----[\s\S]+-----END PGP PUBLIC KEY BLOCK-----/;
+
+/**
+ * Renders the `#cloud-config` user-data for one node.
+ *
+ * @throws NodeBootstrapError naming the first input field that is wrong.
+ */
+export function renderNodeBootstrap(input: NodeBootstrapInput): string {
+  const roles = checkRoles(input.roles);
+  try {
+    checkGossipKey(input.gossipKey, 'gossipKey');
+  } catch (err) {
+    throw new NodeBootstrapError('gossipKey', (err as Error).message.replace(/^gossipKey: /, ''));
+  }
+  if (input.hostname !== undefined && !LABEL.test(input.hostname)) throw new NodeBootstrapError('hostname', 'must be a DNS label');
+  input.join.forEach((j, i) => {
+    if (!(isIP(j) !== 0 || HOSTNAME.test(j) || isHostPort(j))) throw new NodeBootstrapError(`join.${i}`, 'must be host or host:port');
+  });
+  const repo = checkUrl(input.aptRepoUrl, 'aptRepoUrl');
+  if ((input.aptKeyArmored === undefined) === (input.aptKeyUrl === undefined)) {
+    throw new NodeBootstrapError('aptKeyArmored', 'give aptKeyArmored or aptKeyUrl (one of them)');
+  }
+  if (input.aptKeyArmored !== undefined && !KEY_BLOCK.test(input.aptKeyArmored)) {
+    throw new NodeBootstrapError('aptKeyArmored', 'must be an ASCII-armoured PGP public key block');
+  }
+  const keyUrl = input.aptKeyUrl === undefined ? undefined : checkUrl(input.aptKeyUrl, 'aptKeyUrl');
+  const snapshot = input.snapshotPath ?? '/var/lib/serf/snapshot';
+  if (!snapshot.startsWith('/') || /\p{Cc}/u.test(snapshot)) throw new NodeBootstrapError('snapshotPath', 'must be an absolute path');
+  if (input.rpcAuth !== undefined && !/^[\x21-\x7e]+$/.test(input.rpcAuth)) throw new NodeBootstrapError('rpcAuth', 'must be printable ASCII without spaces');
+
+  // apt tells the key's format by the file's extension: .asc armoured, .gpg binary.
+  const keyPath = `/etc/apt/keyrings/mammatus.${keyUrl && new URL(keyUrl).pathname.endsWith('.gpg') ? 'gpg' : 'asc'}`;
+  const serf: Record<string, unknown> = {
+    encrypt_key: input.gossipKey,
+    ...(input.hostname ? { node_name: input.hostname } : {}),
+    // retry_join, not start_join: with start_join serf exits when no one answers yet.
+    ...(input.join.length ? { retry_join: [...input.join] } : {}),
+    ...(input.rpcAuth ? { rpc_auth: input.rpcAuth } : {}),
+    snapshot_path: snapshot,
+    tags_file: NODE_BOOTSTRAP_PATHS.serfTags,
+  };
+  const files: Record<string, unknown>[] = [];
+  if (input.aptKeyArmored !== undefined) files.push(file(keyPath, '0644', withNewline(input.aptKeyArmored)));
+  files.push(
+    file(NODE_BOOTSTRAP_PATHS.sources, '0644', `Types: deb\nURIs: ${repo}\nSuites: ./\nSigned-By: ${keyPath}\n`),
+    // 0600: the gossip key and the RPC secret.
+    file(NODE_BOOTSTRAP_PATHS.serfConfig, '0600', `${JSON.stringify(serf, null, 2)}\n`),
+    file(NODE_BOOTSTRAP_PATHS.serfTags, '0644', `${JSON.stringify(roles.length ? { role: roles.join(',') } : {})}\n`),
+  );
+  if (input.rpcAuth !== undefined) {
+    files.push(file(NODE_BOOTSTRAP_PATHS.agentConfig, '0600', new Document({ serf: { rpc_auth: input.rpcAuth } }).toString()));
+  }
+
+  const config: Record<string, unknown> = {
+    ...(input.hostname ? { hostname: input.hostname } : {}),
+    // Only for a key given by URL: bootcmd runs in the init stage, before apt needs the key; the URL
+    // and path are arguments of the fixed script, never part of it.
+    ...(keyUrl
+      ? { bootcmd: [['cloud-init-per', 'instance', 'mammatus-apt-key', 'sh', '-c', FETCH_KEY, 'sh', keyUrl, keyPath]] }
+      : {}),
+    write_files: files,
+    package_update: true,
+    packages: ['serf', 'mammatus-agent'],
+    // Both packages start their service on install; this also covers an image where serf was already
+    // running with an older config, or a policy-rc.d that blocked the start. --no-block: runcmd runs
+    // inside cloud-final.service, and waiting there for units could hang the boot.
+    runcmd: [
+      ['systemctl', 'enable', 'serf.service', 'mammatus-agent.service'],
+      ['systemctl', '--no-block', 'restart', 'serf.service', 'mammatus-agent.service'],
+    ],
+  };
+  const doc = new Document(config);
+  doc.commentBefore = ' mammatus node bootstrap (src/metadata/node-bootstrap.ts): the cluster apt repository,\n serf with its gossip key, join list and role tag, and mammatus-agent.';
+  flowLeaves(doc.contents);
+  return `#cloud-config\n${doc.toString({ lineWidth: 0 })}`;
+}
+
+// Fetches $1 (the key URL) to $2 (the keyring path) with whichever tool the image has.
+const FETCH_KEY = 'mkdir -p /etc/apt/keyrings && { curl -fsSL -o "$2" "$1" || wget -q -O "$2" "$1"; }';
+
+function file(path: string, permissions: string, content: string): Record<string, unknown> {
+  return { path, owner: 'root:root', permissions, content };
+}
+
+function withNewline(text: string): string {
+  return text.endsWith('\n') ? text : `${text}\n`;
+}
+
+/** Lists of plain strings (packages, command argv) read best in flow style: `[systemctl, enable, …]`. */
+function flowLeaves(node: Node | null): void {
+  if (isMap(node)) for (const pair of node.items) flowLeaves(pair.value as Node | null);
+  if (isSeq(node)) {
+    if (node.items.every((item) => !isMap(item) && !isSeq(item))) node.flow = true;
+    else for (const item of node.items) flowLeaves(item as Node | null);
+  }
+}
+
+function checkRoles(roles: readonly string[]): RoleName[] {
+  roles.forEach((r, i) => {
+    if (!(ROLE_NAMES as readonly string[]).includes(r)) throw new NodeBootstrapError(`roles.${i}`, `unknown role (known: ${ROLE_NAMES.join(', ')})`);
+  });
+  return ROLE_NAMES.filter((r) => roles.includes(r));
+}
+
+function checkUrl(value: string, field: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new NodeBootstrapError(field, 'must be an http:// or https:// URL');
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || /\s/.test(value)) throw new NodeBootstrapError(field, 'must be an http:// or https:// URL');
+  return url.href;
+}
