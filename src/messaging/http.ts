@@ -1,0 +1,115 @@
+/**
+ * The SQS/SNS API as a fastify plugin: one catch-all route for GET and POST on any path (`/`, and
+ * the `/<account>/<queue>` paths of legacy and queue-URL-addressed clients). Bodies of every content
+ * type arrive as raw bytes, because SigV4 signs the exact bytes; `protocol/handle.ts` does the rest.
+ */
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../../agent/types.js';
+import type { MessagingConfig } from './config.js';
+import { commonError, snsError, sqsError, type MessagingError, type Service } from './errors.js';
+import { isJsonRequest } from './protocol/detect.js';
+import { handleRequest, renderError, type HandlerDeps, type WireRequest, type WireResponse } from './protocol/handle.js';
+import { createSigV4Verifier, readCredentialScope } from './sigv4.js';
+import type { SnsEngine } from './sns-engine.js';
+import type { SqsEngine } from './sqs-engine.js';
+
+/** What the plugin needs; the composition root (or a test) supplies it. */
+export interface MessagingPluginOptions {
+  readonly config: MessagingConfig;
+  readonly sqs: SqsEngine;
+  readonly sns: SnsEngine;
+  readonly log: Logger;
+}
+
+/**
+ * Registers the API on `app` (encapsulated: its content-type parsers and error handler stay inside).
+ * `config.verify_signatures` decides whether SigV4 is checked; credentials are read once, so a
+ * config reload registers a new app.
+ */
+export async function messagingPlugin(app: FastifyInstance, opts: MessagingPluginOptions): Promise<void> {
+  const { config, log } = opts;
+  const deps: HandlerDeps = {
+    sqs: opts.sqs,
+    sns: opts.sns,
+    verifier: config.verify_signatures ? createSigV4Verifier({ credentials: config.credentials }) : undefined,
+    accountId: config.account_id,
+    region: config.region,
+    baseUrl: config.base_url,
+    onInternalError: (err, requestId) => log.error({ err: err.cause ?? err, requestId }, 'messaging request failed'),
+  };
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.max_request_bytes }, (_req, body, done) => done(null, body));
+  app.setErrorHandler((err: FastifyError, request, reply) => send(reply, frontEndError(err, request, config.max_request_bytes)));
+
+  app.route({
+    method: ['GET', 'POST'],
+    url: '/*',
+    bodyLimit: config.max_request_bytes,
+    handler: async (request, reply) => {
+      // Long polls stop when the client goes away; a finished response is not a departure.
+      const abort = new AbortController();
+      reply.raw.on('close', () => {
+        if (!reply.raw.writableFinished) abort.abort();
+      });
+      const response = await handleRequest(toWireRequest(request), deps, abort.signal);
+      log.debug({ method: request.method, path: pathOf(request.raw.url), status: response.status }, 'messaging request');
+      return send(reply, response);
+    },
+  });
+}
+
+/**
+ * A fastify app serving only the messaging API, ready to `listen` (or `inject` in tests).
+ * Request logging is off: request URLs can carry presigned signatures.
+ */
+export function buildMessagingApp(opts: MessagingPluginOptions): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: opts.config.max_request_bytes, return503OnClosing: true });
+  void app.register(messagingPlugin, opts);
+  return app;
+}
+
+function pathOf(url: string | undefined): string {
+  const raw = url ?? '/';
+  const q = raw.indexOf('?');
+  return q < 0 ? raw : raw.slice(0, q);
+}
+
+function toWireRequest(request: FastifyRequest): WireRequest {
+  const url = request.raw.url ?? '/';
+  const q = url.indexOf('?');
+  const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+  return {
+    method: request.method,
+    rawPath: q < 0 ? url : url.slice(0, q),
+    rawQuery: q < 0 ? '' : url.slice(q + 1),
+    headers: request.headers,
+    body,
+    origin: `${request.protocol}://${request.headers.host ?? 'localhost'}`,
+  };
+}
+
+// A Buffer payload is sent as is: for strings fastify would append `; charset=utf-8` to the type.
+function send(reply: FastifyReply, response: WireResponse): FastifyReply {
+  return reply.code(response.status).headers(response.headers).send(Buffer.from(response.body, 'utf8'));
+}
+
+/** Errors raised by fastify before the route runs (body too large, broken framing), in the client's shape. */
+function frontEndError(err: FastifyError, request: FastifyRequest, limit: number): WireResponse {
+  const json = isJsonRequest(request.headers);
+  const signedFor = readCredentialScope({ method: request.method, rawPath: '/', rawQuery: '', headers: request.headers, body: new Uint8Array() })?.service;
+  const service: Service = !json && signedFor === 'sns' ? 'sns' : 'sqs';
+  let error: MessagingError;
+  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    const tooLong = `Request body must be shorter than ${limit} bytes.`;
+    if (service === 'sns') error = snsError('InvalidParameter', `Invalid parameter: ${tooLong}`);
+    else if (json && String(request.headers['x-amz-target']).endsWith('.SendMessageBatch')) error = sqsError('BatchRequestTooLong');
+    else error = sqsError('InvalidParameterValue', `One or more parameters are invalid. Reason: ${tooLong}`);
+  } else if ((err.statusCode ?? 500) < 500) {
+    error = json ? commonError('SerializationException', 'The request could not be read.') : commonError('MalformedQueryString', 'The request could not be read.');
+  } else {
+    error = commonError('InternalFailure');
+  }
+  return renderError(error, json ? 'json' : 'query', service, randomUUID());
+}
