@@ -42,7 +42,10 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
     await sdNotify(run, '--ready');
   };
   const done = new Promise<number>((resolve) => {
+    let stopping = false;
     const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       log.info({ signal }, 'stopping on signal');
       // A hung shutdown must not outlive systemd's TimeoutStopSec (30 s).
       setTimeout(() => {
@@ -54,8 +57,10 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
         .then(() => Promise.allSettled([watcher?.close(), agent.stop()]))
         .then(() => resolve(0));
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    // `on`, not `once`: execa's child cleanup (signal-exit) re-raises a signal that has no other
+    // listener left, which would kill the agent before it stops its roles and their daemons.
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
   });
   process.on('SIGHUP', () => void reload());
 

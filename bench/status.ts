@@ -4,7 +4,7 @@
  *
  *   npx tsx bench/status.ts
  *
- * 20 serf agents (roles spread over compute/storage/controller, every one joined to the
+ * 20 serf agents (roles spread over compute/storage, every one joined to the
  * first) and 20 mammatus agents from the bundle, started in batches of 5. Then, alternating, N=5
  * timed runs of each command (wall time of the whole process). Goal: median mammatus status <
  * 0.25 × median serf query, with all 20 nodes answering. Prints a readable summary, PASS/MISS per
@@ -21,8 +21,9 @@ const NODES = Number(process.env.BENCH_NODES ?? 20);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const BATCH = 5;
 // No gateways: that role changes this machine's firewall and runs DHCP; it is benchmarked inside a
-// network namespace by bench/gateway-names.ts.
-const ROLE_NAMES = ['compute', 'storage', 'controller'] as const;
+// network namespace by bench/gateway-names.ts. No controllers: each runs a nats-server on the
+// cluster-wide NATS ports, which 20 nodes on one address cannot share.
+const ROLE_NAMES = ['compute', 'storage'] as const;
 const COMMAND_TIMEOUT_MS = 30_000;
 
 interface Timed {

@@ -1,8 +1,9 @@
 /**
- * The registry of role plugins the agent runs. Roles that have not landed yet (compute, storage,
- * controller: their own issues) are placeholders that own no files, so nodes tagged with them
- * report `ok` and tags, status and reconcile already work end to end.
+ * The registry of role plugins the agent runs. Roles that have not landed yet (compute, storage:
+ * their own issues) are placeholders that own no files, so nodes tagged with them report `ok` and
+ * tags, status and reconcile already work end to end.
  */
+import { buildControllerRole } from './controller/index.js';
 import { buildGatewayRole } from './gateway/index.js';
 import type { Role, RoleName, Spawn } from './types.js';
 
@@ -19,7 +20,8 @@ export function buildRoles(deps: RoleDeps): Readonly<Record<RoleName, Role>> {
     gateway: buildGatewayRole({ spawn: deps.spawn }),
     compute: placeholder('compute'),
     storage: placeholder('storage'),
-    controller: placeholder('controller'),
+    // The services it will host (metadata, SQS/SNS) arrive with their own issues.
+    controller: buildControllerRole({ spawn: deps.spawn, services: [] }),
   };
 }
 

@@ -2,23 +2,46 @@
  * A real four-node loopback cluster (serf agents + mammatus agent processes from the bundle),
  * driven with the real `serf` CLI and the `mammatus` CLI.
  */
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../scripts/lib/ports.js';
 import { skipReason, startCluster, type TestCluster } from './harness.js';
 
 const skip = skipReason();
 if (skip) console.warn(`integration tests skipped: ${skip}`);
 
+/**
+ * A controller's settings for a node of this one-address cluster: its own free ports and files in
+ * `dir`, so it never touches /etc or /var/lib. (Its route to the other controller is its own
+ * address, so each nats-server runs alone; test/integration/controller.test.ts clusters them.)
+ */
+async function controllerYaml(dir: string, nats: string): Promise<string> {
+  const [client, cluster, monitor] = [await freePort(), await freePort(), await freePort()];
+  const at = (name: string) => JSON.stringify(path.join(dir, name));
+  return [
+    'roles:',
+    '  controller:',
+    `    nats: { listen: "127.0.0.1:${client}", cluster_listen: "127.0.0.1:${cluster}", monitor_listen: "127.0.0.1:${monitor}", store_dir: ${at('nats')}, binary: ${JSON.stringify(nats)} }`,
+    `    paths: { nats_conf: ${at('nats-server.conf')}, members: ${at('members')} }`,
+  ].join('\n');
+}
+
 describe.skipIf(Boolean(skip))('a loopback cluster', () => {
   let c: TestCluster;
+  let controllers = '';
   beforeAll(async () => {
+    controllers = mkdtempSync(path.join(os.tmpdir(), 'mammatus-it-ctl-'));
+    // Debian puts nats-server in /usr/sbin, which a non-root PATH often lacks.
+    const nats = ['/usr/sbin/nats-server', '/usr/bin/nats-server'].find((p) => existsSync(p));
     c = await startCluster([
       // No node is a gateway here: that role changes the machine's firewall and belongs in a network
       // namespace (test/integration/gateway.test.ts).
-      { name: 'gw', tags: { role: 'compute,controller' } },
+      { name: 'gw', tags: { role: 'compute,controller' }, extraYaml: await controllerYaml(path.join(controllers, 'gw'), nats ?? 'nats-server') },
       { name: 'cp', tags: { role: 'compute' } },
       { name: 'st', tags: { role: 'storage,bogus' }, rpcAuth: 'st-secret' },
-      { name: 'ct', tags: { role: 'controller' } },
+      { name: 'ct', tags: { role: 'controller' }, extraYaml: await controllerYaml(path.join(controllers, 'ct'), nats ?? 'nats-server') },
       { name: 'bare', agent: false },
     ]);
     // Every agent has set its `mammatus` tag once ready; wait until gossip shows all of them.
@@ -27,7 +50,10 @@ describe.skipIf(Boolean(skip))('a loopback cluster', () => {
       expect(out.members.filter((m) => m.tags.mammatus).length).toBe(4);
     });
   });
-  afterAll(async () => c?.stop());
+  afterAll(async () => {
+    await c?.stop();
+    if (controllers && !process.env.KEEP_TEST_DIRS) rmSync(controllers, { recursive: true, force: true });
+  });
 
   it('answers serf query mammatus.ping from every agent, and only compute nodes with -tag', async () => {
     const all = JSON.parse(await c.serf('cp', ['query', '-format=json', 'mammatus.ping'])) as { Responses: Record<string, string> };
@@ -115,7 +141,8 @@ describe.skipIf(Boolean(skip))('a loopback cluster', () => {
     const ping = JSON.parse(await c.serf('gw', ['query', '-format=json', '-node', 'gw', '-timeout', '1s', 'mammatus.ping'])) as { Responses: Record<string, string> };
     expect(ping.Responses).toEqual({ gw: 'pong' });
     writeFileSync(agent.configPath, good);
-    appendFileSync(agent.configPath, 'roles: { compute: { note: reloaded } }\n');
+    // Not `roles:`: gw's file has that key already (its controller settings), and YAML refuses two.
+    appendFileSync(agent.configPath, 'dispatch: { slow_handler: 2s }\n');
     agent.process.kill('SIGHUP');
     await agent.waitForLog((l) => l.msg === 'config reloaded');
   });

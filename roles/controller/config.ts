@@ -1,0 +1,201 @@
+/**
+ * The controller role's settings (`roles.controller` in the agent config): the resolved
+ * `ControllerConfig`, the JSON schema of what operators may write (every key optional) and
+ * `parseControllerConfig`, which checks the shape, applies the defaults and then checks what a schema
+ * cannot (three distinct ports). A role sees only its own settings, not the agent's `state_dir`, so
+ * the NATS store has a fixed default of its own under /var/lib/mammatus.
+ */
+import { Ajv, type ErrorObject, type JSONSchemaType, type ValidateFunction } from 'ajv';
+import { isIPv4, isIPv6 } from 'node:net';
+
+/** The resolved controller settings: every default applied, every value checked. */
+export interface ControllerConfig {
+  readonly nats: {
+    /** Where NATS clients connect (`host:port`). */
+    readonly listen: string;
+    /** Where the other controllers' routes connect; its port is the cluster port of every controller. */
+    readonly cluster_listen: string;
+    /** nats-server's HTTP monitor (`/healthz`, `/routez`, `/jsz`); the role probes health here. */
+    readonly monitor_listen: string;
+    readonly cluster_name: string;
+    /** JetStream's store; nats-server keeps its files in `<store_dir>/jetstream`. */
+    readonly store_dir: string;
+    /** Largest message (headers + payload) in bytes; SQS messages reach 1 MiB plus attributes. */
+    readonly max_payload: number;
+    /** The nats-server executable: a name looked up on PATH, or an absolute path. */
+    readonly binary: string;
+  };
+  readonly paths: {
+    readonly nats_conf: string;
+    /** The membership snapshot the hosted services were last told about. */
+    readonly members: string;
+  };
+}
+
+/** Every key optional, all the way down: what an operator writes. */
+export type ControllerSettings = {
+  readonly [K in keyof ControllerConfig]?: { readonly [P in keyof ControllerConfig[K]]?: ControllerConfig[K][P] };
+};
+
+/** The first line of every file the controller role renders. */
+export const MANAGED_HEADER = '# managed by mammatus role=controller\n';
+
+const MIB = 1024 * 1024;
+
+/** The defaults of every key. */
+export const CONTROLLER_DEFAULTS: ControllerConfig = {
+  nats: {
+    listen: '0.0.0.0:4222',
+    cluster_listen: '0.0.0.0:6222',
+    monitor_listen: '127.0.0.1:8222',
+    cluster_name: 'mammatus',
+    store_dir: '/var/lib/mammatus/nats',
+    max_payload: 2 * MIB,
+    binary: 'nats-server',
+  },
+  paths: {
+    nats_conf: '/etc/mammatus/controller/nats-server.conf',
+    members: '/var/lib/mammatus/controller/members',
+  },
+};
+
+/** An invalid `roles.controller` setting; `key` is the dotted path under `roles.controller`. */
+export class ControllerConfigError extends Error {
+  override readonly name = 'ControllerConfigError';
+  constructor(
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`roles.controller${key ? `.${key}` : ''}: ${reason}`);
+  }
+}
+
+/** A listen address split into host and port; `host` keeps the brackets of an IPv6 address. */
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+const HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** Parses `host:port` (IPv4, host name or `[IPv6]`, port 1–65535); undefined when it is not one. */
+export function parseHostPort(text: string): HostPort | undefined {
+  const m = /^(\[[^\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const host = m[1]!;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return undefined;
+  const ok = host.startsWith('[') ? isIPv6(host.slice(1, -1)) : isIPv4(host) || HOSTNAME.test(host);
+  return ok ? { host, port } : undefined;
+}
+
+// Absolute and normalised, without characters that would need quoting anywhere we pass them on.
+function isAbsPath(v: string): boolean {
+  return /^(?:\/[A-Za-z0-9._+@-]+)+$/.test(v) && !/\/\.\.?(?:\/|$)/.test(v);
+}
+
+/** Custom ajv formats: the check, and the sentence shown when it fails. */
+const FORMATS: Readonly<Record<string, { readonly check: (v: string) => boolean; readonly why: string }>> = {
+  'host-port': {
+    check: (v) => parseHostPort(v) !== undefined,
+    why: 'must be HOST:PORT with an IPv4 address, a host name or [IPv6] and a port 1-65535, like 0.0.0.0:4222',
+  },
+  path: { check: isAbsPath, why: 'must be an absolute path without spaces, quotes, "." or ".." parts' },
+  // nats-server refuses spaces in a cluster name; keep to what reads well in logs and /varz.
+  'cluster-name': { check: (v) => /^[A-Za-z0-9_-]{1,64}$/.test(v), why: 'must be 1-64 of A-Z a-z 0-9 _ -' },
+  binary: {
+    check: (v) => isAbsPath(v) || /^[A-Za-z0-9._+-]+$/.test(v),
+    why: 'must be a program name on PATH (nats-server) or an absolute path',
+  },
+};
+
+const opt = { nullable: true } as const;
+const s = (format: string) => ({ type: 'string', format, ...opt }) as const;
+const obj = { type: 'object', additionalProperties: false, required: [], ...opt } as const;
+
+/** The JSON schema of `roles.controller` as written; defaults and cross-field checks come after. */
+export const CONTROLLER_SETTINGS_SCHEMA: JSONSchemaType<ControllerSettings> = {
+  ...obj,
+  properties: {
+    nats: {
+      ...obj,
+      properties: {
+        listen: s('host-port'),
+        cluster_listen: s('host-port'),
+        monitor_listen: s('host-port'),
+        cluster_name: s('cluster-name'),
+        store_dir: s('path'),
+        // nats-server's own ceiling is 64 MiB; below 1 MiB an SQS message no longer fits.
+        max_payload: { type: 'integer', minimum: MIB, maximum: 64 * MIB, ...opt },
+        binary: s('binary'),
+      },
+    },
+    paths: { ...obj, properties: { nats_conf: s('path'), members: s('path') } },
+  },
+};
+
+let validator: ValidateFunction<ControllerSettings> | undefined;
+
+/**
+ * Checks `roles.controller` (`raw`; null or undefined mean "all defaults"), applies the defaults and
+ * returns the resolved config. Throws a `ControllerConfigError` naming the first bad key, e.g.
+ * `roles.controller.nats.listen: must be HOST:PORT ...`.
+ */
+export function parseControllerConfig(raw: unknown): ControllerConfig {
+  const settings = raw ?? {};
+  if (!validator) {
+    const ajv = new Ajv({ allErrors: false });
+    for (const [name, { check }] of Object.entries(FORMATS)) ajv.addFormat(name, check);
+    validator = ajv.compile(CONTROLLER_SETTINGS_SCHEMA);
+  }
+  if (!validator(settings)) throw explain(validator.errors?.[0]);
+  // A bare `nats:` line in YAML is null: treat it, and every null value, like an absent key.
+  const pick = <T extends object>(base: T, over: object | null | undefined): T => {
+    const set = Object.entries(over ?? {}).filter(([, v]) => v !== null && v !== undefined);
+    return { ...base, ...Object.fromEntries(set) };
+  };
+  const cfg: ControllerConfig = {
+    nats: pick(CONTROLLER_DEFAULTS.nats, settings.nats),
+    paths: pick(CONTROLLER_DEFAULTS.paths, settings.paths),
+  };
+  checkConfig(cfg);
+  return cfg;
+}
+
+/** Cross-field checks the schema cannot express; the first problem throws. */
+function checkConfig(cfg: ControllerConfig): void {
+  const keys = ['listen', 'cluster_listen', 'monitor_listen'] as const;
+  const seen = new Map<number, string>();
+  for (const key of keys) {
+    const port = parseHostPort(cfg.nats[key])!.port;
+    const first = seen.get(port);
+    // Different hosts could share a port, but one node binding 0.0.0.0 collides with the others.
+    if (first) throw new ControllerConfigError(`nats.${key}`, `must not use the port of nats.${first} (${port})`);
+    seen.set(port, key);
+  }
+  if (cfg.paths.nats_conf === cfg.paths.members) {
+    throw new ControllerConfigError('paths.members', 'must differ from paths.nats_conf');
+  }
+  for (const [key, file] of Object.entries(cfg.paths)) {
+    // nats-server owns everything below its store; a file of ours there could be removed by it.
+    if (file.startsWith(`${cfg.nats.store_dir}/`)) throw new ControllerConfigError(`paths.${key}`, 'must not be inside nats.store_dir');
+  }
+}
+
+/** Turns one ajv error into a `ControllerConfigError` with a dotted key. */
+function explain(error: ErrorObject | undefined): ControllerConfigError {
+  if (!error) return new ControllerConfigError('', 'is invalid');
+  const at = error.instancePath.split('/').slice(1).join('.');
+  const params = error.params as Record<string, unknown>;
+  switch (error.keyword) {
+    case 'additionalProperties':
+      return new ControllerConfigError(at ? `${at}.${String(params.additionalProperty)}` : String(params.additionalProperty), 'unknown key');
+    case 'format':
+      return new ControllerConfigError(at, FORMATS[String(params.format)]?.why ?? 'is invalid');
+    case 'minimum':
+    case 'maximum':
+      return new ControllerConfigError(at, `must be an integer from ${MIB} (1 MiB) to ${64 * MIB} (64 MiB)`);
+    default:
+      return new ControllerConfigError(at, error.message ?? 'is invalid');
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * The controller role: NATS with JetStream, clustered with the other controllers Serf knows, and the
+ * services hosted on top of it. Files are rendered from config and membership; this module adds what
+ * applying them takes: `nats-server -t` before anything goes live, a SIGHUP when only the routes
+ * changed and a restart otherwise, a health probe on the monitor port, the framework's rollback when
+ * a step fails, and the hosted services once JetStream can serve them.
+ */
+import type { Logger } from '../../agent/types.js';
+import type { ApplyContext, DesiredState, Role, Spawn } from '../types.js';
+import { parseControllerConfig, type ControllerConfig } from './config.js';
+import { HEALTHZ, fetchProbe, waitHealthy, type MonitorProbe } from './health.js';
+import { NatsSupervisor, type NatsLaunch } from './nats.js';
+import { localUrl, parseNatsConf, renderController, restartKey } from './render.js';
+import { HostedServices, type HostedService } from './services.js';
+
+export type { HostedService, HostedServiceContext } from './services.js';
+export type { MonitorProbe } from './health.js';
+
+/** What the controller role needs from the agent. */
+export interface ControllerDeps {
+  readonly spawn: Spawn;
+  /** Services to run in-process once JetStream is ready, started in this order, stopped in reverse. */
+  readonly services?: readonly HostedService[];
+  /** GETs a monitor URL; by default Node's fetch. */
+  readonly probe?: MonitorProbe;
+  /** How long a (re)started nats-server may take to answer its health check (default 30 s). */
+  readonly healthTimeoutMs?: number;
+  /** How long `start` waits for JetStream (a meta leader, when clustered) before the services (default 30 s). */
+  readonly readyTimeoutMs?: number;
+  /** How long one hosted service may take to start or stop (default 30 s). */
+  readonly serviceTimeoutMs?: number;
+  /** Backoff after nats-server crashes (default 0.5 s doubling to 30 s). */
+  readonly minRestartMs?: number;
+  readonly maxRestartMs?: number;
+}
+
+/** Builds the controller role. One instance per agent: it owns the nats-server process. */
+export function buildControllerRole(deps: ControllerDeps): Role {
+  const probe = deps.probe ?? fetchProbe;
+  const healthTimeoutMs = deps.healthTimeoutMs ?? 30_000;
+  let nats: NatsSupervisor | undefined;
+  let hosted: HostedServices | undefined;
+  const supervisor = (log: Logger) =>
+    (nats ??= new NatsSupervisor({
+      spawn: deps.spawn,
+      log: log.child({ component: 'nats-server' }),
+      minRestartMs: deps.minRestartMs,
+      maxRestartMs: deps.maxRestartMs,
+    }));
+  const services = (log: Logger) => (hosted ??= new HostedServices(deps.services ?? [], log.child({ component: 'hosted' }), deps.serviceTimeoutMs));
+  const config = (ctx: { desired: DesiredState }) => parseControllerConfig(ctx.desired.config);
+
+  /** How to run the server for the config file at `confPath` as it is on disk; undefined when absent. */
+  async function launchFor(ctx: Pick<ApplyContext, 'files'>, cfg: ControllerConfig, confPath = cfg.paths.nats_conf): Promise<NatsLaunch | undefined> {
+    const text = await ctx.files.read(confPath);
+    if (text === undefined) return undefined;
+    const conf = parseNatsConf(text);
+    // Not ours (edited by hand?): its whole text is the key, so any change restarts.
+    return { binary: cfg.nats.binary, confPath, restartKey: conf ? restartKey(conf) : text };
+  }
+
+  /** Waits for the monitor's `check`; stops early with nats-server's last words when it died. */
+  async function waitFor(cfg: ControllerConfig, check: string, timeoutMs: number): Promise<void> {
+    const crashes = nats?.crashes ?? 0;
+    await waitHealthy(probe, localUrl('http', cfg.nats.monitor_listen) + check, {
+      timeoutMs,
+      abort: () => {
+        if (!nats || (nats.running && nats.crashes === crashes)) return undefined;
+        return `nats-server exited: ${nats.lastLines(3).join(' | ') || 'no output'}`;
+      },
+    });
+  }
+
+  return {
+    name: 'controller',
+    watches: ['member-join', 'member-leave', 'member-failed', 'member-update', 'member-reap'],
+
+    render: renderController,
+
+    async validate(ctx) {
+      const cfg = config(ctx);
+      if (!ctx.changed.includes(cfg.paths.nats_conf) || (await ctx.files.read(cfg.paths.nats_conf)) === undefined) return;
+      // Parses the file as the server will (unknown keys, bad values); ports and the store are the health check's job.
+      await ctx.run(cfg.nats.binary, ['-c', cfg.paths.nats_conf, '-t']).catch((err: Error & { stderr?: string }) => {
+        throw new Error(`nats-server -t rejected ${cfg.paths.nats_conf}: ${err.stderr?.trim() || err.message}`);
+      });
+    },
+
+    async reload(ctx) {
+      const cfg = config(ctx);
+      // The configured file, then those the server ran before: a role leaving the node is applied
+      // with empty settings (default paths), and a rollback of a moved path restores the old one.
+      const candidates = [...new Set([cfg.paths.nats_conf, nats?.confPath, nats?.previousConfPath])];
+      const touched = candidates.filter((p): p is string => p !== undefined && ctx.changed.includes(p));
+      if (touched.length > 0) {
+        let launch: NatsLaunch | undefined;
+        for (const confPath of touched) launch ??= await launchFor(ctx, cfg, confPath);
+        if (launch) {
+          const how = await supervisor(ctx.log).apply(launch);
+          ctx.log.info({ how, nats_pid: nats?.pid, conf: launch.confPath }, 'nats-server config applied');
+        } else {
+          // The role left this node (or its first apply is rolled back): services go before NATS.
+          await hosted?.stop();
+          await nats?.stop();
+        }
+      }
+      if (ctx.changed.includes(cfg.paths.members)) hosted?.membersChanged(ctx.desired.members);
+    },
+
+    async health(ctx) {
+      const cfg = config(ctx);
+      if (!ctx.changed.includes(cfg.paths.nats_conf) || (await ctx.files.read(cfg.paths.nats_conf)) === undefined) return;
+      if (!nats?.running) throw new Error(`nats-server is not running: ${nats?.lastLines(3).join(' | ') || 'no output'}`);
+      // Only this server: JetStream waiting for its peers is a cluster state, not a bad config.
+      await waitFor(cfg, HEALTHZ.running, healthTimeoutMs);
+      // A new client port: the services started against the old one move over. A failure rolls
+      // the port change back and leaves them stopped until the role starts again (agent restart).
+      const natsUrl = localUrl('nats', cfg.nats.listen);
+      if (hosted && (await hosted.stopIfUrlChanged(natsUrl)).length > 0) {
+        await waitFor(cfg, HEALTHZ.jetstream, deps.readyTimeoutMs ?? 30_000);
+        await hosted.start({ node: ctx.desired.node, natsUrl, members: ctx.desired.members });
+      }
+    },
+
+    async start(ctx) {
+      const cfg = config(ctx);
+      const launch = await launchFor(ctx, cfg);
+      if (!launch) return;
+      const sup = supervisor(ctx.log);
+      // After an agent restart the files are unchanged, so no reload started nats-server: start it here.
+      if (!sup.running) {
+        sup.ensureRunning(launch);
+        await waitFor(cfg, HEALTHZ.running, healthTimeoutMs);
+      }
+      const svc = services(ctx.log);
+      if (svc.size === 0) return;
+      await waitFor(cfg, HEALTHZ.jetstream, deps.readyTimeoutMs ?? 30_000).catch((err: Error) => {
+        throw new Error(`JetStream not ready, hosted services not started (retried at the next reconcile): ${err.message}`);
+      });
+      await svc.start({ node: ctx.desired.node, natsUrl: localUrl('nats', cfg.nats.listen), members: ctx.desired.members });
+    },
+
+    async stop() {
+      await hosted?.stop();
+      await nats?.stop();
+    },
+  };
+}

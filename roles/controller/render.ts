@@ -1,0 +1,121 @@
+/**
+ * The controller role's pure render: settings and membership in, nats-server's config and the
+ * membership snapshot out. The config is JSON, which nats-server reads as a subset of its own syntax
+ * (with `#` comments), so the same text also parses back here when the role must know what a running
+ * server was started with.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import type { Member } from '../../agent/types.js';
+import { parseRoleTag } from '../parse.js';
+import type { DesiredState, RenderedFile } from '../types.js';
+import { MANAGED_HEADER, parseControllerConfig, parseHostPort, type ControllerConfig } from './config.js';
+
+/** The nats-server config the role renders, as nats-server reads it. */
+export interface NatsServerConfig {
+  readonly server_name: string;
+  readonly listen: string;
+  readonly http: string;
+  readonly max_payload: number;
+  /** pino stamps each line already. */
+  readonly logtime: false;
+  readonly jetstream: { readonly store_dir: string };
+  /** Only with at least one other controller: nats-server 2.9 refuses a JetStream cluster without routes. */
+  readonly cluster?: { readonly name: string; readonly listen: string; readonly routes: readonly string[] };
+}
+
+/**
+ * The route URLs of the other controllers: every member other than `node` whose `role` tag names
+ * controller, at its Serf address and `clusterPort`, deduplicated and sorted. Failed and departed
+ * controllers keep their route until Serf reaps them (24 h by default): nats-server keeps dialling
+ * them, which costs nothing, whereas dropping the last peer would restart this server out of
+ * cluster mode and take every replicated stream offline (nats-server 2.9 cannot load an R3 stream
+ * standalone). Members whose address is not an IP are skipped.
+ */
+export function controllerRoutes(node: string, members: readonly Member[], clusterPort: number): string[] {
+  const routes = new Set<string>();
+  for (const m of members) {
+    if (m.name === node || !parseRoleTag(m.tags.role).roles.includes('controller')) continue;
+    if (isIPv4(m.addr)) routes.add(`nats-route://${m.addr}:${clusterPort}`);
+    else if (isIPv6(m.addr)) routes.add(`nats-route://[${m.addr}]:${clusterPort}`);
+  }
+  // Code-unit order, not localeCompare: the output must not depend on the host's locale.
+  return [...routes].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** nats-server's config for this node; throws when the node name cannot be a server name. */
+export function buildNatsConfig(node: string, cfg: ControllerConfig, members: readonly Member[]): NatsServerConfig {
+  // server_name identifies a JetStream peer for good; nats-server refuses spaces in it.
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(node)) {
+    throw new Error(`node name ${JSON.stringify(node)} cannot be a NATS server name (A-Z a-z 0-9 . _ -)`);
+  }
+  const clusterPort = parseHostPort(cfg.nats.cluster_listen)!.port;
+  const routes = controllerRoutes(node, members, clusterPort);
+  return {
+    server_name: node,
+    listen: cfg.nats.listen,
+    http: cfg.nats.monitor_listen,
+    max_payload: cfg.nats.max_payload,
+    logtime: false,
+    jetstream: { store_dir: cfg.nats.store_dir },
+    ...(routes.length > 0 ? { cluster: { name: cfg.nats.cluster_name, listen: cfg.nats.cluster_listen, routes } } : {}),
+  };
+}
+
+/** The config file's text: the managed header, then the JSON. */
+export function renderNatsConf(conf: NatsServerConfig): string {
+  return `${MANAGED_HEADER}${JSON.stringify(conf, null, 2)}\n`;
+}
+
+/** Reads back a file `renderNatsConf` wrote; undefined for anything else (then the role restarts). */
+export function parseNatsConf(text: string): NatsServerConfig | undefined {
+  try {
+    const json = text
+      .split('\n')
+      .filter((l) => !l.startsWith('#'))
+      .join('\n');
+    const conf = JSON.parse(json) as NatsServerConfig;
+    return typeof conf === 'object' && conf !== null && typeof conf.listen === 'string' ? conf : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What a running nats-server cannot take on with a reload: everything but the routes (2.9 reloads
+ * `cluster.routes` on SIGHUP; ports, the store and cluster mode itself need a restart).
+ */
+export function restartKey(conf: NatsServerConfig): string {
+  const { cluster, ...rest } = conf;
+  return JSON.stringify({ ...rest, cluster: cluster ? { name: cluster.name, listen: cluster.listen } : null });
+}
+
+/** The URL a client on this node uses: the listen address, with a wildcard host made loopback. */
+export function localUrl(scheme: 'nats' | 'http', listen: string): string {
+  const { host, port } = parseHostPort(listen)!;
+  const local = host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host;
+  return `${scheme}://${local}:${port}`;
+}
+
+/**
+ * The membership snapshot: one JSON object per member (tags sorted) after the header. The hosted
+ * services are told about membership whenever this file changes.
+ */
+export function renderMembers(members: readonly Member[]): string {
+  const lines = [...members]
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .map((m) => {
+      const tags = Object.fromEntries(Object.entries(m.tags).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+      return JSON.stringify({ name: m.name, addr: m.addr, port: m.port, status: m.status, tags });
+    });
+  return MANAGED_HEADER + lines.map((l) => `${l}\n`).join('');
+}
+
+/** Every file of the role, sorted by path. Throws a `ControllerConfigError` for invalid settings. */
+export function renderController(desired: DesiredState): RenderedFile[] {
+  const cfg = parseControllerConfig(desired.config);
+  const files: RenderedFile[] = [
+    { path: cfg.paths.nats_conf, content: renderNatsConf(buildNatsConfig(desired.node, cfg, desired.members)), mode: 0o644 },
+    { path: cfg.paths.members, content: renderMembers(desired.members), mode: 0o644 },
+  ];
+  return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}

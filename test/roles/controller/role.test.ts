@@ -1,0 +1,244 @@
+/**
+ * The controller role through the apply framework, with fakes for every effect (R11): a recording
+ * runner, in-memory files, a fake spawner and a scripted monitor probe. Covers validate → reload →
+ * health, SIGHUP versus restart, rollback, and the hosted services' lifecycle.
+ */
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { Member } from '../../../agent/types.js';
+import { applyRole } from '../../../roles/apply.js';
+import { buildControllerRole, type ControllerDeps, type HostedService } from '../../../roles/controller/index.js';
+import type { DesiredState, Role } from '../../../roles/types.js';
+import { fakeSpawn } from '../../helpers/fake-spawn.js';
+import { memoryFiles } from '../../helpers/memory-files.js';
+import { commandFailed, recordingRun } from '../../helpers/recording-run.js';
+
+const log = pino({ level: 'silent' });
+const CONF = '/etc/mammatus/controller/nats-server.conf';
+const MEMBERS = '/var/lib/mammatus/controller/members';
+
+const ctl = (name: string, addr: string, status: Member['status'] = 'alive'): Member => ({ name, addr, port: 7946, tags: { role: 'controller' }, status });
+const desired = (members: Member[], config: Record<string, unknown> = {}): DesiredState => ({ node: 'c1', config, members });
+const one = [ctl('c1', '10.0.0.1')];
+const two = [...one, ctl('c2', '10.0.0.2')];
+const three = [...two, ctl('c3', '10.0.0.3')];
+
+/** A monitor probe answering from `state`, recording every URL. */
+function scriptedProbe() {
+  const state = { running: true, jetstream: true, urls: [] as string[] };
+  const probe: ControllerDeps['probe'] = async (url) => {
+    state.urls.push(url);
+    const ok = url.includes('js-server-only') ? state.running && state.jetstream : state.running;
+    return ok ? { status: 200, body: '{"status":"ok"}' } : { status: 503, body: '{"status":"unavailable","error":"JetStream has not established contact with a meta leader"}' };
+  };
+  return { probe, state };
+}
+
+function setup(opts: { services?: HostedService[]; failTest?: boolean } = {}) {
+  const spawn = fakeSpawn();
+  const run = recordingRun((argv) => (opts.failTest && argv.includes('-t') ? commandFailed(argv, 1, 'nats-server: x.conf:3:1: unknown field "bogus"') : undefined));
+  const files = memoryFiles();
+  const { probe, state } = scriptedProbe();
+  const role: Role = buildControllerRole({ spawn, probe, services: opts.services, healthTimeoutMs: 100, readyTimeoutMs: 100, minRestartMs: 5 });
+  let owned: string[] = [];
+  const apply = async (d: DesiredState) => {
+    const report = await applyRole(role, d, { run, files, log, previous: owned });
+    owned = report.owned;
+    return report;
+  };
+  const start = (d: DesiredState) => role.start!({ run, files, log, desired: d });
+  return { spawn, run, files, probe: state, role, apply, start };
+}
+
+describe('the controller role', () => {
+  it('first apply: writes the files, checks them with nats-server -t, starts the server and waits for /healthz', async () => {
+    const t = setup();
+    const report = await t.apply(desired(one));
+    expect(report).toMatchObject({ ok: true, changed: [CONF, MEMBERS] });
+    expect(t.run.calls).toEqual([['nats-server', '-c', CONF, '-t']]);
+    expect(t.spawn.started.map((p) => [p.file, ...p.args])).toEqual([['nats-server', '-c', CONF]]);
+    expect(t.probe.urls).toEqual(['http://127.0.0.1:8222/healthz?js-enabled-only=true']);
+    await t.start(desired(one)); // running already, no services: nothing more
+    expect(t.spawn.started.length).toBe(1);
+    await t.role.stop!();
+    expect(t.spawn.started[0]!.signals).toEqual(['SIGTERM']);
+  });
+
+  it('reloads routes with SIGHUP (same process) and restarts when cluster mode or a port changes', async () => {
+    const t = setup();
+    await t.apply(desired(two)); // clustered from the start
+    expect((await t.apply(desired(three))).ok).toBe(true);
+    expect(t.spawn.started.length).toBe(1);
+    expect(t.spawn.started[0]!.signals).toEqual(['SIGHUP']);
+    expect(await t.files.read(CONF)).toContain('"nats-route://10.0.0.3:6222"');
+    // Both peers reaped: standalone again, which needs a restart.
+    await t.apply(desired(one));
+    expect(t.spawn.started.length).toBe(2);
+    expect(t.spawn.started[0]!.signals).toEqual(['SIGHUP', 'SIGTERM']);
+    await t.apply(desired(one, { nats: { listen: '0.0.0.0:4333' } }));
+    expect(t.spawn.started.length).toBe(3);
+    await t.role.stop!();
+  });
+
+  it('a non-controller joining changes only the membership file: no check, no signal', async () => {
+    const t = setup();
+    await t.apply(desired(one));
+    const report = await t.apply(desired([...one, { name: 'gw', addr: '10.0.0.9', port: 7946, tags: { role: 'gateway' }, status: 'alive' }]));
+    expect(report).toMatchObject({ ok: true, changed: [MEMBERS] });
+    expect(t.run.calls.length).toBe(1);
+    expect(t.spawn.started[0]!.signals).toEqual([]);
+    await t.role.stop!();
+  });
+
+  it('a config nats-server -t rejects is rolled back before anything runs, with its message', async () => {
+    const t = setup({ failTest: true });
+    const report = await t.apply(desired(one));
+    expect(report).toMatchObject({ ok: false, rolledBack: true });
+    expect(report.error).toBe(`validate: nats-server -t rejected ${CONF}: nats-server: x.conf:3:1: unknown field "bogus"`);
+    expect(t.files.contents()).toEqual({});
+    expect(t.spawn.started).toEqual([]);
+  });
+
+  it('a server that dies at start fails health with its last words, and the old config comes back', async () => {
+    const t = setup();
+    await t.apply(desired(one));
+    t.probe.running = false;
+    const applying = t.apply(desired(one, { nats: { listen: '0.0.0.0:4333' } }));
+    // The restarted server (the second process) crashes on its port.
+    for (let i = 0; i < 100 && t.spawn.started.length < 2; i++) await new Promise((r) => setTimeout(r, 2));
+    t.spawn.started[1]!.say('[FTL] Error listening on port: 0.0.0.0:4333, "address already in use"');
+    t.spawn.started[1]!.exit(1);
+    const report = await applying;
+    expect(report).toMatchObject({ ok: false, rolledBack: true });
+    expect(report.error).toMatch(/^health: nats-server exited: \[FTL\] Error listening on port: 0\.0\.0\.0:4333/);
+    expect(await t.files.read(CONF)).toContain('"listen": "0.0.0.0:4222"');
+    // The rollback reloaded the old file: a fresh process on the old config.
+    const last = t.spawn.started.at(-1)!;
+    expect(last.exitedYet).toBe(false);
+    t.probe.running = true;
+    await t.role.stop!();
+  });
+
+  it('follows a moved config file, and goes back to the old one when the move is rolled back', async () => {
+    const t = setup();
+    await t.apply(desired(one));
+    const moved = { paths: { nats_conf: '/srv/c/nats.conf' } };
+    expect((await t.apply(desired(one, moved))).ok).toBe(true);
+    expect(t.spawn.started.map((p) => p.args[1])).toEqual([CONF, '/srv/c/nats.conf']);
+    t.probe.running = false;
+    const report = await t.apply(desired(one, { paths: { nats_conf: '/srv/d/nats.conf' } }));
+    expect(report).toMatchObject({ ok: false, rolledBack: true });
+    expect(t.spawn.started.at(-1)!.args[1]).toBe('/srv/c/nats.conf');
+    expect(t.spawn.started.at(-1)!.exitedYet).toBe(false);
+    t.probe.running = true;
+    await t.role.stop!();
+  });
+
+  it('a first apply whose health times out removes the files and stops the server', async () => {
+    const t = setup();
+    t.probe.running = false;
+    const report = await t.apply(desired(one));
+    expect(report.error).toMatch(/^health: http:\/\/127\.0\.0\.1:8222\/healthz\?js-enabled-only=true not healthy after 0s: HTTP 503/);
+    expect(t.files.contents()).toEqual({});
+    expect(t.spawn.started[0]!.signals).toEqual(['SIGTERM']);
+  });
+
+  it('starts the nats-server an agent restart left unstarted (files unchanged)', async () => {
+    const t = setup();
+    await t.files.write(CONF, '# managed by mammatus role=controller\n{"listen":"127.0.0.2:4222","http":"127.0.0.2:8222"}\n');
+    await t.start(desired(one, { nats: { listen: '127.0.0.2:4222', monitor_listen: '127.0.0.2:8222' } }));
+    expect(t.spawn.started.length).toBe(1);
+    expect(t.probe.urls).toEqual(['http://127.0.0.2:8222/healthz?js-enabled-only=true']);
+    await t.role.stop!();
+  });
+});
+
+describe('the controller role hosting services', () => {
+  function service(name: string, events: string[], fail = 0) {
+    let failures = fail;
+    const s: HostedService = {
+      name,
+      async start(ctx) {
+        events.push(`start ${name} ${ctx.node} ${ctx.natsUrl} ${ctx.members.length}`);
+        if (failures-- > 0) throw new Error('listen EADDRINUSE 0.0.0.0:9324');
+      },
+      membersChanged: (members) => void events.push(`members ${name} ${members.length}`),
+      async stop() {
+        events.push(`stop ${name}`);
+      },
+    };
+    return s;
+  }
+
+  it('starts them once JetStream is ready, tells them about membership, stops them before nats-server', async () => {
+    const events: string[] = [];
+    const t = setup({ services: [service('metadata', events), service('messaging', events)] });
+    await t.apply(desired(one));
+    await t.start(desired(one));
+    expect(t.probe.urls.at(-1)).toBe('http://127.0.0.1:8222/healthz?js-server-only=true');
+    expect(events).toEqual(['start metadata c1 nats://127.0.0.1:4222 1', 'start messaging c1 nats://127.0.0.1:4222 1']);
+    await t.apply(desired(two));
+    expect(events.slice(2)).toEqual(['members metadata 2', 'members messaging 2']);
+    const nats = t.spawn.started.at(-1)!;
+    const stop = t.role.stop!();
+    // Services first: nats-server has not been signalled while they stop.
+    expect(nats.signals).toEqual([]);
+    await stop;
+    expect(events.slice(4)).toEqual(['stop messaging', 'stop metadata']);
+    expect(nats.signals).toEqual(['SIGTERM']);
+  });
+
+  it('does not start them while JetStream has no meta leader, and says why', async () => {
+    const events: string[] = [];
+    const t = setup({ services: [service('metadata', events)] });
+    await t.apply(desired(two));
+    t.probe.jetstream = false;
+    await expect(t.start(desired(two))).rejects.toThrow(/^JetStream not ready, hosted services not started \(retried at the next reconcile\): .*meta leader/);
+    expect(events).toEqual([]);
+    t.probe.jetstream = true;
+    await t.start(desired(two));
+    expect(events).toEqual(['start metadata c1 nats://127.0.0.1:4222 2']);
+    await t.role.stop!();
+  });
+
+  it('reports a failing service as an error of start, and starts it on the next try', async () => {
+    const events: string[] = [];
+    const t = setup({ services: [service('metadata', events, 1), service('messaging', events)] });
+    await t.apply(desired(one));
+    await expect(t.start(desired(one))).rejects.toThrow('hosted service failed to start: metadata: listen EADDRINUSE 0.0.0.0:9324');
+    await t.start(desired(one));
+    expect(events.filter((e) => e.startsWith('start')).length).toBe(3);
+    await t.role.stop!();
+    expect(events.slice(-2)).toEqual(['stop messaging', 'stop metadata']);
+  });
+
+  it('moves the services to a new client port once the restarted server is healthy', async () => {
+    const events: string[] = [];
+    const t = setup({ services: [service('metadata', events)] });
+    await t.apply(desired(one));
+    await t.start(desired(one));
+    expect((await t.apply(desired(one, { nats: { listen: '127.0.0.1:4333' } }))).ok).toBe(true);
+    expect(events).toEqual(['start metadata c1 nats://127.0.0.1:4222 1', 'stop metadata', 'start metadata c1 nats://127.0.0.1:4333 1']);
+    await t.role.stop!();
+  });
+
+  it('stops services and server when the role leaves the node (its files are removed)', async () => {
+    const events: string[] = [];
+    const t = setup({ services: [service('metadata', events)] });
+    await t.apply(desired(one));
+    await t.start(desired(one));
+    const removal = await applyRole({ ...t.role, render: () => [] }, desired([]), { run: t.run, files: t.files, log, previous: [CONF, MEMBERS] });
+    expect(removal.ok).toBe(true);
+    expect(events.at(-1)).toBe('stop metadata');
+    expect(t.spawn.started[0]!.signals).toEqual(['SIGTERM']);
+  });
+
+  it('also stops a server whose file sat at a custom path (removal renders with empty settings)', async () => {
+    const t = setup();
+    const custom = { paths: { nats_conf: '/srv/c/nats.conf', members: '/srv/c/members' } };
+    await t.apply(desired(one, custom));
+    expect(t.spawn.started[0]!.args).toEqual(['-c', '/srv/c/nats.conf']);
+    await applyRole({ ...t.role, render: () => [] }, desired([]), { run: t.run, files: t.files, log, previous: ['/srv/c/members', '/srv/c/nats.conf'] });
+    expect(t.spawn.started[0]!.signals).toEqual(['SIGTERM']);
+  });
+});
