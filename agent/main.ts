@@ -12,6 +12,8 @@ import { buildLogger } from './logger.js';
 import { sdNotify } from './notify.js';
 import { VERSION } from './version.js';
 import { buildRoles } from '../roles/index.js';
+import { metadataHostedService } from '../src/metadata/hosted.js';
+import type { Agent } from './daemon.js';
 
 /** Runs the agent until SIGTERM/SIGINT; resolves with the process exit code. */
 export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) => void): Promise<number> {
@@ -24,16 +26,20 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
   }
   const log = buildLogger(loaded.config.log.level);
   const run = buildRun();
+  // Hosted services read their config section at each start: the agent's current config, after reloads.
+  const built: { agent?: Agent } = {};
+  const section = (name: 'metadata' | 'messaging') => () => (built.agent?.config() ?? loaded.config)[name];
   const agent = createAgent({
     loaded,
     reloadConfig: () => loadConfig(opts),
     log,
     run,
     files: buildFileOps(),
-    registry: buildRoles({ spawn: buildSpawn() }),
+    registry: buildRoles({ spawn: buildSpawn(), controllerServices: [metadataHostedService(section('metadata'))] }),
     version: VERSION,
     onReady: () => void sdNotify(run, '--ready', `--status=ready, version ${VERSION}`),
   });
+  built.agent = agent;
 
   let watcher: ConfigWatcher | undefined;
   const reload = async () => {

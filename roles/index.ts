@@ -5,6 +5,7 @@
  */
 import { buildControllerRole } from './controller/index.js';
 import { buildGatewayRole } from './gateway/index.js';
+import type { HostedService } from './controller/services.js';
 import type { Role, RoleName, Spawn } from './types.js';
 
 const placeholder = (name: RoleName): Role => ({ name, render: () => [] });
@@ -12,6 +13,8 @@ const placeholder = (name: RoleName): Role => ({ name, render: () => [] });
 /** What role plugins need from the agent (the composition root passes the real funnels). */
 export interface RoleDeps {
   readonly spawn: Spawn;
+  /** What controllers host in-process once NATS is up (the metadata service, the SQS/SNS API). */
+  readonly controllerServices?: readonly HostedService[];
 }
 
 /** Builds every role, keyed by the name used in the `role` tag. One registry per agent. */
@@ -20,8 +23,7 @@ export function buildRoles(deps: RoleDeps): Readonly<Record<RoleName, Role>> {
     gateway: buildGatewayRole({ spawn: deps.spawn }),
     compute: placeholder('compute'),
     storage: placeholder('storage'),
-    // The services it will host (metadata, SQS/SNS) arrive with their own issues.
-    controller: buildControllerRole({ spawn: deps.spawn, services: [] }),
+    controller: buildControllerRole({ spawn: deps.spawn, services: deps.controllerServices ?? [] }),
   };
 }
 

@@ -139,7 +139,9 @@ async function main(): Promise<void> {
   serf event -rpc-addr=${c} mammatus.reconcile compute
   serf tags -rpc-addr=${a} -set role=compute,storage      # the compute node takes on storage too
   ${cli} --rpc-addr ${a} status --json
-  ${cli} --rpc-addr ${c} query mammatus.ping --tag role=storage${asRoot ? `
+  ${cli} --rpc-addr ${c} query mammatus.ping --tag role=storage
+  ${cli} instance register web-1 --mac 02:00:00:00:00:21 --ip 127.0.0.1 --nats nats://127.0.0.1:4232
+  curl http://127.0.0.1:8775/latest/meta-data/local-hostname   # the controller's metadata service${asRoot ? `
   dig @${GW_LAN_IP} compute-1.mammatus +short                # the gateway's DNS knows every member
   serf query -rpc-addr=${a} -tag role=gateway mammatus.leases` : ''}
 Logs: ${work}/<node>/agent/agent.log and ${work}/<node>/serf/serf.log.`);

@@ -33,8 +33,12 @@ export interface NatsServerConfig {
  */
 export function controllerRoutes(node: string, members: readonly Member[], clusterPort: number): string[] {
   const routes = new Set<string>();
+  // Another controller at our own address would get a route to our own cluster port (the port is
+  // the same everywhere): a route to ourselves, which keeps JetStream from ever electing a leader.
+  // Two controllers on one address cannot cluster; each runs alone.
+  const self = members.find((m) => m.name === node)?.addr;
   for (const m of members) {
-    if (m.name === node || !parseRoleTag(m.tags.role).roles.includes('controller')) continue;
+    if (m.name === node || m.addr === self || !parseRoleTag(m.tags.role).roles.includes('controller')) continue;
     if (isIPv4(m.addr)) routes.add(`nats-route://${m.addr}:${clusterPort}`);
     else if (isIPv6(m.addr)) routes.add(`nats-route://[${m.addr}]:${clusterPort}`);
   }

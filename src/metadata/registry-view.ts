@@ -38,6 +38,7 @@ export class RegistryView implements InstanceLookup {
    */
   static start(nc: NatsConnection, log: Logger, replicas = 1): RegistryView {
     const view = new RegistryView(log);
+    void view.watchStatus(nc);
     void view.follow(nc, replicas);
     return view;
   }
@@ -72,7 +73,6 @@ export class RegistryView implements InstanceLookup {
   }
 
   private async follow(nc: NatsConnection, replicas: number): Promise<void> {
-    void this.watchStatus(nc);
     while (!this.stopped && !nc.isClosed()) {
       try {
         await this.syncOnce(nc, replicas);
@@ -91,7 +91,16 @@ export class RegistryView implements InstanceLookup {
     this.stopWatch = () => watcher.stop();
     void (async () => {
       for await (const entry of watcher) this.apply(entry.key.slice('instance.'.length), parseEntry(entry), entry.revision);
-    })().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'registry watch ended'));
+    })()
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'registry watch failed'))
+      .finally(() => {
+        // The bucket's stream went away (deleted, or hidden when this server joined a cluster):
+        // unavailable until a fresh read, which re-creates the bucket if it has to.
+        if (this.stopped || nc.isClosed()) return;
+        this.synced = false;
+        this.log.warn('registry watch ended; reading the registry again');
+        setTimeout(() => void this.follow(nc, replicas), 1000).unref();
+      });
     const keys: string[] = [];
     for await (const key of await registry.kv.keys('instance.>')) keys.push(key);
     for (const key of keys) {

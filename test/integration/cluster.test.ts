@@ -18,13 +18,14 @@ if (skip) console.warn(`integration tests skipped: ${skip}`);
  * address, so each nats-server runs alone; test/integration/controller.test.ts clusters them.)
  */
 async function controllerYaml(dir: string, nats: string): Promise<string> {
-  const [client, cluster, monitor] = [await freePort(), await freePort(), await freePort()];
+  const [client, cluster, monitor, metadata] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const at = (name: string) => JSON.stringify(path.join(dir, name));
   return [
     'roles:',
     '  controller:',
     `    nats: { listen: "127.0.0.1:${client}", cluster_listen: "127.0.0.1:${cluster}", monitor_listen: "127.0.0.1:${monitor}", store_dir: ${at('nats')}, binary: ${JSON.stringify(nats)} }`,
     `    paths: { nats_conf: ${at('nats-server.conf')}, members: ${at('members')} }`,
+    `metadata: { listen: "127.0.0.1:${metadata}" }`,
   ].join('\n');
 }
 

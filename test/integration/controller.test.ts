@@ -17,14 +17,16 @@ import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SerfClient } from '../../agent/serf/client.js';
+import { signIdentity } from '../../src/metadata/identity.js';
 import { BUNDLE, startMammatusAgent, type MammatusAgent } from '../../scripts/lib/mammatus-agent.js';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
 import { skipReason } from './harness.js';
 
 const exec = promisify(execFile);
+const SECRET = Buffer.alloc(32, 5);
 const IPS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'] as const;
-const PORTS = [4222, 6222, 8222] as const;
+const PORTS = [4222, 6222, 8222, 8775] as const;
 // Debian puts nats-server in /usr/sbin, which a non-root PATH often lacks.
 const NATS_BIN = ['/usr/sbin/nats-server', '/usr/bin/nats-server'].find((p) => existsSync(p)) ?? 'nats-server';
 
@@ -117,6 +119,9 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
         '  controller:',
         `    nats: { listen: "${ip}:4222", cluster_listen: "${ip}:6222", monitor_listen: "${ip}:8222", store_dir: ${JSON.stringify(path.join(files, 'nats'))}, binary: ${JSON.stringify(NATS_BIN)} }`,
         `    paths: { nats_conf: ${JSON.stringify(path.join(files, 'nats-server.conf'))}, members: ${JSON.stringify(path.join(files, 'members'))} }`,
+        // The hosted metadata service; its registry wants three replicas, so it is readable once
+        // three controllers form the cluster (and 503 before).
+        `metadata: { listen: "${ip}:8775", proxy_secret: "${SECRET.toString('hex')}", registry_replicas: 3 }`,
       ].join('\n'),
     });
     const node: Node = { name, ip, dir, serf, agent };
@@ -167,6 +172,8 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
     const { stdout } = await exec(process.execPath, [BUNDLE, '--rpc-addr', n1.serf.rpcAddr, 'status', '--json'], { timeout: 30_000 });
     const rows = JSON.parse(stdout) as { node: string; answer: { role_status: Record<string, { state: string }> } }[];
     expect(rows[0]!.answer.role_status.controller?.state).toBe('ok');
+    // The hosted metadata service is up; its R3 registry cannot exist on a lone server yet.
+    await eventually(async () => expect((await fetch(`http://${n1.ip}:8775/healthz`)).status).toBe(503));
   });
 
   it('clusters the second and third controller: every server routes to the two others, an R3 bucket takes writes', async () => {
@@ -202,6 +209,15 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
     expect(info.cluster?.replicas?.length).toBe(2);
     const read = await withNats(nodes[2]!, async (nc) => (await (await new Kvm(nc).open('tri')).get('k'))?.string());
     expect(read).toBe('v1');
+    // Every controller's metadata service reads the one registry: an instance registered through
+    // the first controller's NATS is served by the third.
+    for (const n of nodes) await eventually(async () => expect((await fetch(`http://${n.ip}:8775/healthz`)).status).toBe(200), 45_000);
+    await exec(process.execPath, [BUNDLE, 'instance', 'register', 'web-1', '--mac', '02:00:00:00:00:21', '--ip', '10.20.0.21', '--nats', natsUrl(nodes[0]!)], { timeout: 30_000 });
+    await eventually(async () => {
+      const url = '/latest/meta-data/local-hostname';
+      const res = await fetch(`http://${nodes[2]!.ip}:8775${url}`, { headers: signIdentity(SECRET, 'GET', url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()) });
+      expect(await res.text()).toBe('web-1');
+    });
     // nats-server 2.9 keeps a bucket made by a lone server out of the cluster it later joins
     // (docs/controller.md): the stream is not found until someone creates it again.
     await withNats(nodes[1]!, async (nc) => expect((await jetstreamManager(nc)).streams.info('KV_solo')).rejects.toThrow(/stream not found/));
@@ -247,5 +263,11 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
       );
     }
     console.log(`writes on both remaining controllers within ${Date.now() - stopped} ms of stopping ctl-3`);
+    // The registry (R3) keeps serving with two of three servers.
+    await eventually(async () => {
+      const url = '/latest/meta-data/instance-id';
+      const res = await fetch(`http://${nodes[1]!.ip}:8775${url}`, { headers: signIdentity(SECRET, 'GET', url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()) });
+      expect(res.status).toBe(200);
+    });
   });
 });

@@ -1,0 +1,46 @@
+/**
+ * The metadata service as a controller-hosted service: the controller role starts it once its
+ * nats-server is ready and tells it about membership, from which vendor-data takes the controller
+ * addresses (Consul's join list, InfluxDB's host).
+ */
+import { readFileSync } from 'node:fs';
+import type { Member } from '../../agent/types.js';
+import type { HostedService } from '../../roles/controller/services.js';
+import { parseRoleTag } from '../../roles/parse.js';
+import { parseMetadataSettings } from './config.js';
+import { startMetadataService, type RunningMetadataService } from './service.js';
+import { buildVendorDataSource } from './vendor-source.js';
+
+/** Addresses of the alive members carrying the controller role, sorted. */
+export function controllerAddresses(members: readonly Member[]): string[] {
+  return members
+    .filter((m) => m.status === 'alive' && m.tags.role !== undefined && parseRoleTag(m.tags.role).roles.includes('controller'))
+    .map((m) => m.addr)
+    .sort();
+}
+
+/**
+ * The hosted metadata service. `section` returns the agent config's current `metadata:` section,
+ * read at each start (a reconcile after a config change restarts nothing by itself: the role
+ * restarts hosted services only when they failed).
+ */
+export function metadataHostedService(section: () => unknown): HostedService {
+  let running: RunningMetadataService | undefined;
+  let controllers: string[] = [];
+  return {
+    name: 'metadata',
+    async start(ctx) {
+      const settings = parseMetadataSettings(section(), (p) => readFileSync(p, 'utf8'));
+      controllers = controllerAddresses(ctx.members);
+      const vendorData = await buildVendorDataSource({ settings, controllers: () => controllers, log: ctx.log });
+      running = await startMetadataService({ settings, nats: ctx.natsUrl, vendorData, log: ctx.log });
+    },
+    membersChanged(members) {
+      controllers = controllerAddresses(members);
+    },
+    async stop() {
+      await running?.stop();
+      running = undefined;
+    },
+  };
+}
