@@ -25,6 +25,7 @@ const GW_NS = 'mammatus-lc-gw';
 const HOST_LAN_IP = '10.213.0.2';
 const GW_LAN_IP = '10.213.0.1';
 const RUN_DIR = '/run/mammatus-local-cluster';
+const CONTROLLER_DIR = '/tmp/mammatus-local-cluster/controller';
 
 interface Node {
   name: string;
@@ -82,6 +83,8 @@ async function teardown(): Promise<void> {
 
 async function main(): Promise<void> {
   rmSync(work, { recursive: true, force: true });
+  // The controller's NATS store (examples/cluster/controller.yaml): each run starts a fresh cluster.
+  rmSync(CONTROLLER_DIR, { recursive: true, force: true });
   const key = execFileSync('serf', ['keygen'], { encoding: 'utf8' }).trim();
   console.log(`Starting ${nodes.length} serf agents (gossip encrypted) and mammatus agents in ${work} ...`);
   if (asRoot) buildGatewayNamespace();
