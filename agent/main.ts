@@ -35,7 +35,12 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
     log,
     run,
     files: buildFileOps(),
-    registry: buildRoles({ spawn: buildSpawn(), controllerServices: [metadataHostedService(section('metadata'))] }),
+    registry: buildRoles({
+      spawn: buildSpawn(),
+      controllerServices: [metadataHostedService(section('metadata'))],
+      // This very program (node + the bundle), for children such as the gateway's metadata proxy.
+      mammatus: [process.execPath, [process.argv[1]!]],
+    }),
     version: VERSION,
     onReady: () => void sdNotify(run, '--ready', `--status=ready, version ${VERSION}`),
   });

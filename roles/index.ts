@@ -6,6 +6,7 @@
 import { buildControllerRole } from './controller/index.js';
 import { buildGatewayRole } from './gateway/index.js';
 import type { HostedService } from './controller/services.js';
+import type { Argv } from './supervisor.js';
 import type { Role, RoleName, Spawn } from './types.js';
 
 const placeholder = (name: RoleName): Role => ({ name, render: () => [] });
@@ -15,12 +16,14 @@ export interface RoleDeps {
   readonly spawn: Spawn;
   /** What controllers host in-process once NATS is up (the metadata service, the SQS/SNS API). */
   readonly controllerServices?: readonly HostedService[];
+  /** How to run `mammatus` itself (the gateway's metadata proxy runs as its child). */
+  readonly mammatus?: Argv;
 }
 
 /** Builds every role, keyed by the name used in the `role` tag. One registry per agent. */
 export function buildRoles(deps: RoleDeps): Readonly<Record<RoleName, Role>> {
   return {
-    gateway: buildGatewayRole({ spawn: deps.spawn }),
+    gateway: buildGatewayRole({ spawn: deps.spawn, ...(deps.mammatus ? { mammatus: deps.mammatus } : {}) }),
     compute: placeholder('compute'),
     storage: placeholder('storage'),
     controller: buildControllerRole({ spawn: deps.spawn, services: deps.controllerServices ?? [] }),

@@ -54,7 +54,15 @@ export interface GatewayConfig {
   };
   readonly tftp: { readonly enabled: boolean; readonly root: string; readonly user: string };
   readonly firewall: { readonly ssh_from_lan: boolean; readonly port_forwards: readonly PortForward[] };
-  readonly metadata: { readonly proxy_port: number };
+  readonly metadata: {
+    /** Where instances' 169.254.169.254:80 is redirected: the local metadata proxy. */
+    readonly proxy_port: number;
+    /** The cluster secret the proxy signs callers with (`metadata.proxy_secret` of the controllers); unset = no proxy. */
+    readonly secret_file?: string;
+    /** Metadata service URLs; empty = every controller Serf knows, at `upstream_port`. */
+    readonly upstreams: readonly string[];
+    readonly upstream_port: number;
+  };
   readonly paths: {
     readonly dnsmasq_conf: string;
     readonly hosts_dir: string;
@@ -62,6 +70,8 @@ export interface GatewayConfig {
     readonly iptables: string;
     readonly sysctl: string;
     readonly lease_hook: string;
+    /** The metadata proxy's own config (secret file, upstreams, leases), rendered from the above. */
+    readonly metadata_proxy: string;
   };
 }
 
@@ -214,7 +224,15 @@ export const GATEWAY_SETTINGS_SCHEMA: JSONSchemaType<GatewaySettings> = {
         },
       },
     },
-    metadata: { ...obj, properties: { proxy_port: { ...port, ...opt } } },
+    metadata: {
+      ...obj,
+      properties: {
+        proxy_port: { ...port, ...opt },
+        secret_file: s('path'),
+        upstreams: { type: 'array', items: { type: 'string', format: 'url' }, ...opt },
+        upstream_port: { ...port, ...opt },
+      },
+    },
     paths: {
       ...obj,
       properties: {
@@ -224,6 +242,7 @@ export const GATEWAY_SETTINGS_SCHEMA: JSONSchemaType<GatewaySettings> = {
         iptables: s('path'),
         sysctl: s('path'),
         lease_hook: s('path'),
+        metadata_proxy: s('path'),
       },
     },
   },
@@ -239,7 +258,7 @@ export const GATEWAY_DEFAULTS = {
   pxe: { enabled: true, bios: 'undionly.kpxe', efi64: 'ipxe.efi', arm64: 'ipxe-arm64.efi' },
   tftp: { enabled: true, root: '/srv/tftp', user: 'nobody' },
   firewall: { ssh_from_lan: true, port_forwards: [] },
-  metadata: { proxy_port: 8776 },
+  metadata: { proxy_port: 8776, upstreams: [], upstream_port: 8775 },
   paths: {
     dnsmasq_conf: '/etc/mammatus/gateway/dnsmasq.conf',
     hosts_dir: '/var/lib/mammatus/gateway/hosts.d',
@@ -247,6 +266,7 @@ export const GATEWAY_DEFAULTS = {
     iptables: '/etc/mammatus/gateway/iptables.rules',
     sysctl: '/etc/sysctl.d/60-mammatus-gateway.conf',
     lease_hook: '/usr/lib/mammatus/lease-hook',
+    metadata_proxy: '/etc/mammatus/gateway/metadata-proxy.yaml',
   },
 } as const satisfies Omit<GatewayConfig, 'dhcp'> & { dhcp: Omit<GatewayConfig['dhcp'], 'range'> };
 
@@ -364,6 +384,9 @@ function checkConfig(cfg: GatewayConfig, defaulted: { readonly start: boolean; r
     fail('pxe.enabled', "needs tftp.enabled: the boot files are served by this gateway's TFTP server");
   }
   // The proxy binds its port on the gateway next to sshd, dnsmasq (DNS, DHCP) and TFTP.
+  cfg.metadata.upstreams.forEach((u, i) => {
+    if (!/^https?:\/\//.test(u)) fail(`metadata.upstreams[${i}]`, 'must be an http:// or https:// URL of a metadata service');
+  });
   if ([22, 53, 67, 69].includes(cfg.metadata.proxy_port)) {
     fail('metadata.proxy_port', 'must not be 22, 53, 67 or 69 (ssh, DNS, DHCP, TFTP)');
   }

@@ -15,6 +15,7 @@ import { Firewall, validateRuleset } from './firewall.js';
 import { renderLeaseHook } from './leases.js';
 import { renderBaseline } from './render-iptables.js';
 import { renderGateway } from './render.js';
+import { DaemonSupervisor, type Argv } from '../supervisor.js';
 
 /** Where the lease hook appends its events: next to dnsmasq's lease file. */
 export function leaseSpoolPath(cfg: GatewayConfig): string {
@@ -32,11 +33,28 @@ export interface GatewayDeps {
   readonly spawn: Spawn;
   /** The post-apply DNS check; by default Node's resolver asks the LAN address directly. */
   readonly probe?: DnsProbe;
+  /**
+   * How to run `mammatus` itself (node and the bundle), for the metadata proxy child; without it
+   * the proxy's config is written but no proxy runs.
+   */
+  readonly mammatus?: Argv;
 }
 
 /** Builds the gateway role. One instance per agent: it owns the dnsmasq process. */
 export function buildGatewayRole(deps: GatewayDeps): Role {
   let dnsmasq: DnsmasqSupervisor | undefined;
+  let proxy: DaemonSupervisor | undefined;
+  const proxySupervisor = (log: Logger) => (proxy ??= new DaemonSupervisor({ spawn: deps.spawn, log: log.child({ component: 'metadata-proxy' }), name: 'metadata-proxy' }));
+  const proxyArgv = (confPath: string): Argv | undefined =>
+    deps.mammatus ? [deps.mammatus[0], [...deps.mammatus[1], 'metadata', 'proxy', '--config', confPath]] : undefined;
+  /** Starts, restarts or stops the proxy to match its config file. */
+  async function applyProxy(ctx: Omit<ApplyContext, 'changed'>, cfg: GatewayConfig, restart: boolean): Promise<void> {
+    const argv = proxyArgv(cfg.paths.metadata_proxy);
+    if ((await ctx.files.read(cfg.paths.metadata_proxy)) === undefined) return void (await proxy?.stop());
+    if (!argv) return ctx.log.warn('the metadata proxy is configured but this agent cannot run mammatus; instances get no metadata');
+    if (restart) await proxySupervisor(ctx.log).restart(argv);
+    else proxySupervisor(ctx.log).ensureRunning(argv);
+  }
   let forwardingBefore: string | undefined;
   const firewall = new Firewall(renderBaseline());
   const supervisor = (log: Logger) => (dnsmasq ??= new DnsmasqSupervisor({ spawn: deps.spawn, log: log.child({ component: 'dnsmasq' }) }));
@@ -93,10 +111,17 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
           await supervisor(ctx.log).restart(cfg.paths.dnsmasq_conf);
         } else await dnsmasq?.stop();
       }
+      // New upstreams (a controller joined or left) take a proxy restart: it reads its config once.
+      if (changed(cfg.paths.metadata_proxy)) await applyProxy(ctx, cfg, true);
     },
 
     async health(ctx) {
       const cfg = config(ctx);
+      if (ctx.changed.includes(cfg.paths.metadata_proxy) && deps.mammatus && (await ctx.files.read(cfg.paths.metadata_proxy)) !== undefined) {
+        // A proxy that cannot start (unreadable secret, port taken) exits at once.
+        await new Promise((r) => setTimeout(r, 300));
+        if (!proxy?.running) throw new Error(`the metadata proxy is not running: ${proxy?.lastLines(3).join(' | ') || 'no output'}`);
+      }
       if (!ctx.changed.includes(cfg.paths.dnsmasq_conf) && !ctx.changed.includes(cfg.paths.iptables)) return;
       if (!(await ctx.files.read(cfg.paths.dnsmasq_conf))) return;
       if (!dnsmasq?.running) throw new Error('dnsmasq is not running');
@@ -106,13 +131,14 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     async start(ctx) {
       // After an agent restart the files are unchanged, so no reload started dnsmasq: start it here.
       const cfg = parseGatewayConfig(ctx.desired.config);
+      await applyProxy(ctx, cfg, false);
       if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
       if (!dnsmasq?.running) await prepareDirs(ctx.run, cfg);
       supervisor(ctx.log).ensureRunning(cfg.paths.dnsmasq_conf);
     },
 
     async stop() {
-      await dnsmasq?.stop();
+      await Promise.all([dnsmasq?.stop(), proxy?.stop()]);
     },
   };
 }

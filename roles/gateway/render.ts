@@ -1,12 +1,14 @@
 /**
  * The gateway role's pure render: settings and membership in, every file the role owns out
- * (dnsmasq config, iptables ruleset, sysctl, one hosts file per name), sorted by path.
+ * (dnsmasq config, iptables ruleset, sysctl, one hosts file per name, the metadata proxy's config),
+ * sorted by path.
  */
 import type { DesiredState, RenderedFile } from '../types.js';
 import { parseGatewayConfig } from './config.js';
 import { renderDnsmasqConf } from './render-dnsmasq.js';
 import { renderHostsFiles } from './render-hosts.js';
 import { renderIptables, renderSysctl } from './render-iptables.js';
+import { renderMetadataProxyConf } from './render-metadata.js';
 
 /**
  * Renders the gateway's files from `desired`. Throws a `GatewayConfigError` when
@@ -25,6 +27,8 @@ export function renderGateway(desired: DesiredState<Record<string, unknown>>): R
     { path: cfg.paths.sysctl, content: renderSysctl(), mode: 0o644 },
     ...renderHostsFiles(cfg, desired.members),
   ];
+  const proxy = renderMetadataProxyConf(cfg, desired.members);
+  if (proxy) files.push({ path: cfg.paths.metadata_proxy, content: proxy, mode: 0o644 });
   // Code-unit order, not localeCompare: the output must not depend on the host's locale.
   return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

@@ -22,7 +22,7 @@ describe('parseGatewayConfig defaults', () => {
     pxe: { enabled: true, bios: 'undionly.kpxe', efi64: 'ipxe.efi', arm64: 'ipxe-arm64.efi' },
     tftp: { enabled: true, root: '/srv/tftp', user: 'nobody' },
     firewall: { ssh_from_lan: true, port_forwards: [] },
-    metadata: { proxy_port: 8776 },
+    metadata: { proxy_port: 8776, upstreams: [], upstream_port: 8775 },
     paths: {
       dnsmasq_conf: '/etc/mammatus/gateway/dnsmasq.conf',
       hosts_dir: '/var/lib/mammatus/gateway/hosts.d',
@@ -30,6 +30,7 @@ describe('parseGatewayConfig defaults', () => {
       iptables: '/etc/mammatus/gateway/iptables.rules',
       sysctl: '/etc/sysctl.d/60-mammatus-gateway.conf',
       lease_hook: '/usr/lib/mammatus/lease-hook',
+      metadata_proxy: '/etc/mammatus/gateway/metadata-proxy.yaml',
     },
   };
 

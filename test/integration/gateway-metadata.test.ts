@@ -1,0 +1,141 @@
+/**
+ * The instance metadata path end to end, in network namespaces: a client gets its address from the
+ * gateway's DHCP, asks 169.254.169.254; the gateway redirects to its metadata proxy (a child of the
+ * gateway role), which adds the client's IP and MAC (from dnsmasq's leases) signed with the cluster
+ * secret and forwards to the metadata service on a controller host (`ctl`, with its own nats-server).
+ * cloud-init's own NoCloud reader runs inside the client namespace, as on a real instance.
+ */
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../agent/config/load.js';
+import { createAgent, type Agent } from '../../agent/daemon.js';
+import { buildFileOps } from '../../agent/files.js';
+import { buildGatewayRole } from '../../roles/gateway/index.js';
+import { BUNDLE } from '../../scripts/lib/mammatus-agent.js';
+import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
+import { serfAvailable, startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
+import { gatewayEffects } from '../helpers/gateway-ns.js';
+import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../helpers/netns.js';
+
+const PY = '/usr/bin/python3';
+const skip =
+  canUseNetns() ??
+  missingTools(['busybox', 'curl', 'dnsmasq', 'iptables-restore']) ??
+  (serfAvailable() ? undefined : 'serf is missing') ??
+  (natsServerAvailable() ? undefined : 'nats-server is missing') ??
+  (existsSync(BUNDLE) ? undefined : `${BUNDLE} is missing (npm run build)`);
+if (skip) console.warn(`gateway metadata tests skipped: ${skip}`);
+const hasCloudInit = existsSync('/usr/lib/python3/dist-packages/cloudinit');
+
+const CLIENT_MAC = '02:00:00:00:00:44';
+const SECRET_HEX = 'ab'.repeat(32);
+const USER_DATA = '#cloud-config\nhostname: from-user-data\n';
+
+describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'mammatus-gwmd-'));
+  let bed: GatewayBed;
+  let serf: SerfAgent;
+  let agent: Agent;
+  const logs: Record<string, unknown>[] = [];
+  const p = (name: string) => path.join(tmp, name);
+
+  beforeAll(async () => {
+    chmodSync(tmp, 0o755); // dnsmasq drops to nobody
+    bed = await buildGatewayBed({ prefix: 'gmd' });
+    writeFileSync(p('secret'), `${SECRET_HEX}\n`, { mode: 0o600 });
+    // The controller host: nats-server and the metadata service, inside `ctl` (10.88.0.10).
+    mkdirSync(p('nats'));
+    writeFileSync(p('nats.conf'), JSON.stringify({ host: '127.0.0.1', port: 4222, jetstream: { store_dir: p('nats/js') } }));
+    bed.spawn('ctl', ['nats-server', '-c', p('nats.conf')]);
+    writeFileSync(p('controller.yaml'), `metadata: { proxy_secret_file: ${JSON.stringify(p('secret'))}, trust_source_address: false }\n`);
+    bed.spawn('ctl', [process.execPath, BUNDLE, 'metadata', 'serve', '--nats', 'nats://127.0.0.1:4222', '--listen', '0.0.0.0:8775', '--config', p('controller.yaml')]);
+    for (let i = 0; i < 100 && (await bed.exec('ctl', ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:8775/healthz'])).stdout !== '200'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    writeFileSync(p('user-data'), USER_DATA);
+    const reg = await bed.exec('ctl', [process.execPath, BUNDLE, 'instance', 'register', 'vm-1', '--mac', CLIENT_MAC, '--user-data', p('user-data'), '--nats', 'nats://127.0.0.1:4222']);
+    expect(reg.code, reg.stderr).toBe(0);
+
+    // The gateway, with the proxy pointed at the controller host.
+    serf = await startSerfAgent({ name: 'gw1', dir: p('serf'), tags: { role: 'gateway' } });
+    writeFileSync(
+      p('agent.yaml'),
+      [
+        `state_dir: ${p('state')}`,
+        `serf: { rpc_addr: "${serf.rpcAddr}" }`,
+        'watch_config: false',
+        'roles:',
+        '  gateway:',
+        `    lan: { interface: ${bed.ifaces.gwLan}, address: 10.88.0.1/24 }`,
+        `    wan: { interface: ${bed.ifaces.gwWan} }`,
+        '    upstream_dns: [203.0.113.1]',
+        '    tftp: { enabled: false }',
+        '    pxe: { enabled: false }',
+        `    metadata: { secret_file: ${JSON.stringify(p('secret'))}, upstreams: ["http://10.88.0.10:8775"] }`,
+        `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, metadata_proxy: ${p('metadata-proxy.yaml')} }`,
+      ].join('\n') + '\n',
+    );
+    const { run, spawn, probe } = gatewayEffects(bed);
+    const opts = { path: p('agent.yaml'), env: {} };
+    agent = createAgent({
+      loaded: await loadConfig(opts),
+      reloadConfig: () => loadConfig(opts),
+      log: pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s) as Record<string, unknown>) }),
+      run,
+      files: buildFileOps(),
+      registry: { gateway: buildGatewayRole({ spawn, probe, mammatus: [process.execPath, [BUNDLE]] }) },
+      version: '0.0.0-test',
+    });
+    await agent.start();
+    for (let i = 0; i < 100 && agent.view.roleStatus().gateway?.state !== 'ok'; i++) await new Promise((r) => setTimeout(r, 100));
+    if (agent.view.roleStatus().gateway?.state !== 'ok') console.error(JSON.stringify(agent.view.roleStatus()), logs.filter((l) => Number(l.level) >= 40).map((l) => JSON.stringify(l)).join('\n'));
+    const lease = await bed.dhcp({ mac: CLIENT_MAC, hostname: 'vm-1' });
+    expect(lease.ip).toMatch(/^10\.88\.0\.\d+$/);
+  }, 90_000);
+
+  afterAll(async () => {
+    await agent?.stop();
+    await serf?.stop();
+    await bed?.destroy();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('the gateway role runs the proxy', () => {
+    expect(agent.view.roleStatus().gateway, JSON.stringify(logs.filter((l) => Number(l.level) >= 50))).toMatchObject({ state: 'ok' });
+  });
+
+  it('an instance reads its own metadata at 169.254.169.254, identified by its leased MAC', async () => {
+    let got = await bed.curl('cl', 'http://169.254.169.254/latest/meta-data/local-hostname');
+    for (let i = 0; i < 30 && got.body !== 'vm-1'; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      got = await bed.curl('cl', 'http://169.254.169.254/latest/meta-data/local-hostname');
+    }
+    expect(got.body).toBe('vm-1');
+    expect((await bed.curl('cl', 'http://169.254.169.254/latest/user-data')).body).toBe(USER_DATA);
+  });
+
+  it('identity headers sent by the instance itself are dropped by the proxy', async () => {
+    const got = await bed.curl('cl', 'http://169.254.169.254/latest/meta-data/local-hostname', {
+      args: ['-H', 'X-Mammatus-Client-MAC: 02:00:00:00:00:99', '-H', 'X-Mammatus-Signature: 00'],
+    });
+    expect(got.body).toBe('vm-1');
+  });
+
+  it.skipIf(!hasCloudInit)('cloud-init\'s NoCloud datasource in the instance reads its seed through the gateway', async () => {
+    const script =
+      'import json,sys,tempfile; from cloudinit import helpers,distros; from cloudinit.sources import DataSourceNoCloud as N; t=tempfile.mkdtemp(); p=helpers.Paths({"cloud_dir":t,"run_dir":t}); d=N.DataSourceNoCloudNet({"datasource":{"NoCloud":{"seedfrom":"http://169.254.169.254/nocloud/","fs_label":None}}}, distros.fetch("debian")("debian",{},p), p); ok=d.get_data(); print(json.dumps({"ok":ok,"id":d.get_instance_id(),"host":d.get_hostname().hostname,"ud":d.get_userdata_raw().decode()}))';
+    const res = await bed.exec('cl', [PY, '-c', script], { timeoutMs: 60_000 });
+    expect(res.code, res.stderr).toBe(0);
+    const out = JSON.parse(res.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+    expect(out).toMatchObject({ ok: true, host: 'vm-1', ud: USER_DATA });
+    expect(out.id).toMatch(/^i-[0-9a-f]{17}$/);
+  });
+
+  it('a LAN host that bypasses the proxy is not identified (the service trusts signed callers only)', async () => {
+    const got = await bed.curl('cl', 'http://10.88.0.10:8775/latest/meta-data/instance-id');
+    expect(got.status).toBe(404);
+  });
+});

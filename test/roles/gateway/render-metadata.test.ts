@@ -1,0 +1,33 @@
+/** The metadata proxy's config: upstreams from Serf's controllers, or configured; none without a secret. */
+import { describe, expect, it } from 'vitest';
+import type { Member } from '../../../agent/types.js';
+import { parseGatewayConfig } from '../../../roles/gateway/config.js';
+import { metadataUpstreams, renderMetadataProxyConf } from '../../../roles/gateway/render-metadata.js';
+
+const member = (name: string, addr: string, role: string, status = 'alive'): Member =>
+  ({ name, addr, port: 7946, tags: { role }, status, protocol: { min: 2, max: 5, cur: 4 }, delegate: { min: 2, max: 5, cur: 4 } }) as unknown as Member;
+const members = [
+  member('ctl-b', '10.88.0.12', 'controller'),
+  member('ctl-a', '10.88.0.11', 'compute,controller'),
+  member('ctl-dead', '10.88.0.9', 'controller', 'failed'),
+  member('ctl-gone', '10.88.0.8', 'controller', 'left'),
+  member('cmp', '10.88.0.20', 'compute'),
+];
+
+describe('metadata proxy config', () => {
+  it('forwards to the alive controllers first, then failed ones; never to departed ones', () => {
+    const cfg = parseGatewayConfig({ metadata: { secret_file: '/etc/mammatus/metadata.secret' } });
+    expect(metadataUpstreams(cfg, members)).toEqual(['http://10.88.0.11:8775', 'http://10.88.0.12:8775', 'http://10.88.0.9:8775']);
+    expect(renderMetadataProxyConf(cfg, members)).toMatchSnapshot();
+  });
+  it('uses configured upstreams as they are', () => {
+    const cfg = parseGatewayConfig({ metadata: { secret_file: '/s', upstreams: ['http://10.0.0.5:9000'] } });
+    expect(metadataUpstreams(cfg, members)).toEqual(['http://10.0.0.5:9000']);
+  });
+  it('renders nothing without the cluster secret', () => {
+    expect(renderMetadataProxyConf(parseGatewayConfig({}), members)).toBeUndefined();
+  });
+  it('refuses upstreams that are not http(s)', () => {
+    expect(() => parseGatewayConfig({ metadata: { upstreams: ['tftp://10.0.0.5/x'] } })).toThrow(/metadata.upstreams\[0\]: must be an http/);
+  });
+});
