@@ -12,6 +12,7 @@ import { buildLogger } from './logger.js';
 import { sdNotify } from './notify.js';
 import { VERSION } from './version.js';
 import { buildRoles } from '../roles/index.js';
+import { openInstanceFeed } from '../src/metadata/feed.js';
 import { metadataHostedService } from '../src/metadata/hosted.js';
 import type { Agent } from './daemon.js';
 
@@ -40,6 +41,7 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
       controllerServices: [metadataHostedService(section('metadata'))],
       // This very program (node + the bundle), for children such as the gateway's metadata proxy.
       mammatus: [process.execPath, [process.argv[1]!]],
+      instanceFeed: openInstanceFeed,
     }),
     version: VERSION,
     onReady: () => void sdNotify(run, '--ready', `--status=ready, version ${VERSION}`),

@@ -124,7 +124,8 @@ export class RoleSupervisor {
     const role = this.deps.registry[name];
     if (!role?.start || this.started.has(name) || this.status.get(name)?.state !== 'ok') return;
     try {
-      await role.start({ run: this.deps.run, files: this.deps.files, log: this.deps.log.child({ component: `role.${name}` }), desired });
+      const reconcile = (reason: string) => void this.reconcile([name], reason);
+      await role.start({ run: this.deps.run, files: this.deps.files, log: this.deps.log.child({ component: `role.${name}` }), desired, reconcile });
       this.started.add(name);
     } catch (err) {
       this.status.set(name, { ...this.status.get(name)!, state: 'error', error: `start: ${(err as Error).message}` });
@@ -140,10 +141,12 @@ export class RoleSupervisor {
   private async applyNow(name: string): Promise<void> {
     const role = this.deps.registry[name]!;
     await this.loadOwned();
+    const instances = role.instances?.();
     const desired: DesiredState = {
       node: this.deps.node(),
       config: this.deps.roleConfig(name),
       members: [...this.deps.members()].sort((a, b) => a.name.localeCompare(b.name)),
+      ...(instances ? { instances } : {}),
     };
     const report = await applyRole(role, desired, {
       run: this.deps.run,

@@ -7,7 +7,7 @@ import { buildControllerRole } from './controller/index.js';
 import { buildGatewayRole } from './gateway/index.js';
 import type { HostedService } from './controller/services.js';
 import type { Argv } from './supervisor.js';
-import type { Role, RoleName, Spawn } from './types.js';
+import type { InstanceFeedFactory, Role, RoleName, Spawn } from './types.js';
 
 const placeholder = (name: RoleName): Role => ({ name, render: () => [] });
 
@@ -18,12 +18,18 @@ export interface RoleDeps {
   readonly controllerServices?: readonly HostedService[];
   /** How to run `mammatus` itself (the gateway's metadata proxy runs as its child). */
   readonly mammatus?: Argv;
+  /** Opens a live copy of the instance registry (gateways reserve instances' addresses and names). */
+  readonly instanceFeed?: InstanceFeedFactory;
 }
 
 /** Builds every role, keyed by the name used in the `role` tag. One registry per agent. */
 export function buildRoles(deps: RoleDeps): Readonly<Record<RoleName, Role>> {
   return {
-    gateway: buildGatewayRole({ spawn: deps.spawn, ...(deps.mammatus ? { mammatus: deps.mammatus } : {}) }),
+    gateway: buildGatewayRole({
+      spawn: deps.spawn,
+      ...(deps.mammatus ? { mammatus: deps.mammatus } : {}),
+      ...(deps.instanceFeed ? { instanceFeed: deps.instanceFeed } : {}),
+    }),
     compute: placeholder('compute'),
     storage: placeholder('storage'),
     controller: buildControllerRole({ spawn: deps.spawn, services: deps.controllerServices ?? [] }),

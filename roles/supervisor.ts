@@ -66,6 +66,13 @@ export class DaemonSupervisor {
     if (!this.daemon) this.launch();
   }
 
+  /** Sends a signal to the running process (e.g. SIGHUP to re-read files); false when none runs. */
+  signal(sig: NodeJS.Signals): boolean {
+    if (!this.daemon) return false;
+    this.daemon.kill(sig);
+    return true;
+  }
+
   /** Stops the process for good (role removed, agent stopping). */
   async stop(): Promise<void> {
     this.stopping = true;

@@ -18,7 +18,34 @@ export interface DesiredState<C = Record<string, unknown>> {
   readonly config: C;
   /** Every known member, sorted by name. */
   readonly members: readonly Member[];
+  /**
+   * Registered instances (from the instance registry), for roles that follow it (`Role.instances`);
+   * absent when the role does not, or has no snapshot yet.
+   */
+  readonly instances?: readonly InstanceSummary[];
 }
+
+/** What roles see of a registered instance: enough for DHCP reservations and DNS names. */
+export interface InstanceSummary {
+  readonly name: string;
+  /** MAC addresses, lower case with colons; the first is the primary NIC. */
+  readonly macs: readonly string[];
+  /** IP addresses; the first IPv4 is the one reserved. */
+  readonly ips: readonly string[];
+}
+
+/** A live copy of the instance registry that a role keeps while it runs. */
+export interface InstanceFeed {
+  /** The latest instances (kept while the registry is unreachable), or undefined before the first read. */
+  snapshot(): readonly InstanceSummary[] | undefined;
+  stop(): Promise<void>;
+}
+
+/**
+ * Opens a feed on the registry at these NATS servers; `onChange` is called (debounced) after the
+ * first read and after every change.
+ */
+export type InstanceFeedFactory = (servers: readonly string[], onChange: () => void, log: Logger) => InstanceFeed;
 
 /** One file a role owns. Paths are absolute; `mode` defaults to 0o644. */
 export interface RenderedFile {
@@ -86,8 +113,13 @@ export interface Role<C = Record<string, unknown>> {
   reload?(ctx: ApplyContext<C>): Promise<void>;
   /** Probes that the node works after a reload; throwing rolls back and reloads the old files. */
   health?(ctx: ApplyContext<C>): Promise<void>;
-  /** Starts long-running services the role hosts in-process (after the first apply). */
-  start?(ctx: Omit<ApplyContext<C>, 'changed'>): Promise<void>;
+  /**
+   * Starts long-running services the role hosts in-process (after the first apply). `reconcile`
+   * asks for another apply of this role (an input it follows itself changed, e.g. the registry).
+   */
+  start?(ctx: Omit<ApplyContext<C>, 'changed'> & { readonly reconcile?: (reason: string) => void }): Promise<void>;
+  /** The instances this role renders from (its feed's snapshot); the framework puts them in `desired`. */
+  instances?(): readonly InstanceSummary[] | undefined;
   /** Stops what `start` started; called when the role is removed from the node or on shutdown. */
   stop?(): Promise<void>;
 }

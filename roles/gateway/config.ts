@@ -63,6 +63,14 @@ export interface GatewayConfig {
     readonly upstreams: readonly string[];
     readonly upstream_port: number;
   };
+  /** The instance registry, for DHCP reservations and DNS names of instances. */
+  readonly registry: {
+    /** Follow it at all (needs NATS on the controllers). */
+    readonly enabled: boolean;
+    /** NATS servers; empty = every controller Serf knows, at `port`. */
+    readonly nats: readonly string[];
+    readonly port: number;
+  };
   readonly paths: {
     readonly dnsmasq_conf: string;
     readonly hosts_dir: string;
@@ -72,6 +80,8 @@ export interface GatewayConfig {
     readonly lease_hook: string;
     /** The metadata proxy's own config (secret file, upstreams, leases), rendered from the above. */
     readonly metadata_proxy: string;
+    /** dnsmasq's `dhcp-hostsdir`: one file per registered instance (its MAC → address and name). */
+    readonly dhcp_hosts_dir: string;
   };
 }
 
@@ -137,6 +147,7 @@ const FORMATS: Readonly<Record<string, { readonly check: (v: string) => boolean;
     why: 'must be a network interface name (1-15 of A-Z a-z 0-9 _ . -)',
   },
   path: { check: isAbsPath, why: 'must be an absolute path without spaces, commas, quotes, "." or ".." parts' },
+  'nats-url': { check: (v) => /^(nats|tls):\/\/[A-Za-z0-9.:[\]-]+$/.test(v), why: 'must be a NATS URL like nats://10.88.0.10:4222' },
   domain: {
     check: (v) => v.length <= 253 && v.split('.').every(isDnsLabel),
     why: 'must be a DNS name like mammatus or lab.example',
@@ -233,6 +244,14 @@ export const GATEWAY_SETTINGS_SCHEMA: JSONSchemaType<GatewaySettings> = {
         upstream_port: { ...port, ...opt },
       },
     },
+    registry: {
+      ...obj,
+      properties: {
+        enabled: bool,
+        nats: { type: 'array', items: { type: 'string', format: 'nats-url' }, ...opt },
+        port: { ...port, ...opt },
+      },
+    },
     paths: {
       ...obj,
       properties: {
@@ -243,6 +262,7 @@ export const GATEWAY_SETTINGS_SCHEMA: JSONSchemaType<GatewaySettings> = {
         sysctl: s('path'),
         lease_hook: s('path'),
         metadata_proxy: s('path'),
+        dhcp_hosts_dir: s('path'),
       },
     },
   },
@@ -259,6 +279,7 @@ export const GATEWAY_DEFAULTS = {
   tftp: { enabled: true, root: '/srv/tftp', user: 'nobody' },
   firewall: { ssh_from_lan: true, port_forwards: [] },
   metadata: { proxy_port: 8776, upstreams: [], upstream_port: 8775 },
+  registry: { enabled: true, nats: [], port: 4222 },
   paths: {
     dnsmasq_conf: '/etc/mammatus/gateway/dnsmasq.conf',
     hosts_dir: '/var/lib/mammatus/gateway/hosts.d',
@@ -267,6 +288,7 @@ export const GATEWAY_DEFAULTS = {
     sysctl: '/etc/sysctl.d/60-mammatus-gateway.conf',
     lease_hook: '/usr/lib/mammatus/lease-hook',
     metadata_proxy: '/etc/mammatus/gateway/metadata-proxy.yaml',
+    dhcp_hosts_dir: '/var/lib/mammatus/gateway/dhcp-hosts.d',
   },
 } as const satisfies Omit<GatewayConfig, 'dhcp'> & { dhcp: Omit<GatewayConfig['dhcp'], 'range'> };
 
@@ -402,6 +424,9 @@ function checkConfig(cfg: GatewayConfig, defaulted: { readonly start: boolean; r
   const paths = new Map<string, string>();
   for (const [name, path] of Object.entries(cfg.paths)) {
     unique(paths, `paths.${name}`, path);
+    if (name !== 'hosts_dir' && name !== 'dhcp_hosts_dir' && path.startsWith(`${cfg.paths.dhcp_hosts_dir}/`)) {
+      fail(`paths.${name}`, 'must not be inside paths.dhcp_hosts_dir (dnsmasq reads every file there as DHCP hosts)');
+    }
     if (name !== 'hosts_dir' && path.startsWith(`${cfg.paths.hosts_dir}/`)) {
       fail(`paths.${name}`, 'must not be inside paths.hosts_dir (dnsmasq reads every file there as a hosts file)');
     }

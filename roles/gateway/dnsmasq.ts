@@ -51,6 +51,14 @@ export class DnsmasqSupervisor {
     this.supervisor.ensureRunning(argv(confPath));
   }
 
+  /**
+   * SIGHUP: dnsmasq re-reads its hosts and DHCP hosts directories (new files there are read on their
+   * own, but a removed or changed reservation only goes away this way), without a restart.
+   */
+  rereadHosts(): boolean {
+    return this.supervisor.signal('SIGHUP');
+  }
+
   /** Stops dnsmasq for good (role removed, agent stopping). */
   stop(): Promise<void> {
     return this.supervisor.stop();

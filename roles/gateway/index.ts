@@ -8,7 +8,9 @@
 import path from 'node:path';
 import { promises as dns } from 'node:dns';
 import type { Logger } from '../../agent/types.js';
-import type { ApplyContext, RenderedFile, Role, Run, Spawn } from '../types.js';
+import type { ApplyContext, InstanceFeed, InstanceFeedFactory, InstanceSummary, RenderedFile, Role, Run, Spawn } from '../types.js';
+import { parseRoleTag } from '../parse.js';
+import type { Member } from '../../agent/types.js';
 import { parseGatewayConfig, type GatewayConfig } from './config.js';
 import { DnsmasqSupervisor } from './dnsmasq.js';
 import { Firewall, validateRuleset } from './firewall.js';
@@ -38,12 +40,33 @@ export interface GatewayDeps {
    * the proxy's config is written but no proxy runs.
    */
   readonly mammatus?: Argv;
+  /** Opens a feed on the instance registry (NATS); without it instances get no reservations or names. */
+  readonly instanceFeed?: InstanceFeedFactory;
+}
+
+/** The registry's NATS servers: configured ones, else every alive controller at `registry.port`. */
+export function registryServers(cfg: GatewayConfig, members: readonly Member[]): string[] {
+  if (cfg.registry.nats.length) return [...cfg.registry.nats];
+  return members
+    .filter((m) => m.status === 'alive' && m.tags.role !== undefined && parseRoleTag(m.tags.role).roles.includes('controller'))
+    .map((m) => `nats://${m.addr.includes(':') ? `[${m.addr}]` : m.addr}:${cfg.registry.port}`)
+    .sort();
 }
 
 /** Builds the gateway role. One instance per agent: it owns the dnsmasq process. */
 export function buildGatewayRole(deps: GatewayDeps): Role {
   let dnsmasq: DnsmasqSupervisor | undefined;
   let proxy: DaemonSupervisor | undefined;
+  let feed: InstanceFeed | undefined;
+  let askReconcile: ((reason: string) => void) | undefined;
+  /** Opens the registry feed once the registry's servers are known (the first controller may join later). */
+  function ensureFeed(cfg: GatewayConfig, members: readonly Member[], log: Logger): void {
+    if (feed || !deps.instanceFeed || !cfg.registry.enabled || !askReconcile) return;
+    const servers = registryServers(cfg, members);
+    if (!servers.length) return;
+    const reconcile = askReconcile;
+    feed = deps.instanceFeed(servers, () => reconcile('instance registry changed'), log.child({ component: 'registry' }));
+  }
   const proxySupervisor = (log: Logger) => (proxy ??= new DaemonSupervisor({ spawn: deps.spawn, log: log.child({ component: 'metadata-proxy' }), name: 'metadata-proxy' }));
   const proxyArgv = (confPath: string): Argv | undefined =>
     deps.mammatus ? [deps.mammatus[0], [...deps.mammatus[1], 'metadata', 'proxy', '--config', confPath]] : undefined;
@@ -92,6 +115,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
         });
       }
       if (ctx.changed.includes(cfg.paths.dnsmasq_conf) && (await ctx.files.read(cfg.paths.dnsmasq_conf)) !== undefined) {
+        await prepareDirs(ctx.run, cfg); // --test reads the directories the config names
         await ctx.run('dnsmasq', ['--test', `--conf-file=${cfg.paths.dnsmasq_conf}`]);
       }
       if (ctx.changed.includes(cfg.paths.iptables) && (await ctx.files.read(cfg.paths.iptables)) !== undefined) {
@@ -113,6 +137,9 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       }
       // New upstreams (a controller joined or left) take a proxy restart: it reads its config once.
       if (changed(cfg.paths.metadata_proxy)) await applyProxy(ctx, cfg, true);
+      // A reservation removed or changed stays in dnsmasq until SIGHUP (new ones it reads itself).
+      if (!changed(cfg.paths.dnsmasq_conf) && ctx.changed.some((p) => p.startsWith(`${cfg.paths.dhcp_hosts_dir}/`))) dnsmasq?.rereadHosts();
+      ensureFeed(cfg, ctx.desired.members, ctx.log);
     },
 
     async health(ctx) {
@@ -131,14 +158,22 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     async start(ctx) {
       // After an agent restart the files are unchanged, so no reload started dnsmasq: start it here.
       const cfg = parseGatewayConfig(ctx.desired.config);
+      askReconcile = ctx.reconcile;
+      ensureFeed(cfg, ctx.desired.members, ctx.log);
       await applyProxy(ctx, cfg, false);
       if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
       if (!dnsmasq?.running) await prepareDirs(ctx.run, cfg);
       supervisor(ctx.log).ensureRunning(cfg.paths.dnsmasq_conf);
     },
 
+    instances(): readonly InstanceSummary[] | undefined {
+      return feed?.snapshot();
+    },
+
     async stop() {
-      await Promise.all([dnsmasq?.stop(), proxy?.stop()]);
+      const f = feed;
+      feed = undefined;
+      await Promise.all([dnsmasq?.stop(), proxy?.stop(), f?.stop()]);
     },
   };
 }
@@ -150,7 +185,7 @@ function lanAddress(cfg: GatewayConfig): string {
 
 /** Directories dnsmasq needs before it starts, and the iPXE boot files owned by the TFTP user. */
 async function prepareDirs(run: Run, cfg: GatewayConfig): Promise<void> {
-  await run('install', ['-d', '-m', '0755', cfg.paths.hosts_dir, path.dirname(cfg.paths.leases)]);
+  await run('install', ['-d', '-m', '0755', cfg.paths.hosts_dir, cfg.paths.dhcp_hosts_dir, path.dirname(cfg.paths.leases)]);
   if (!cfg.tftp.enabled) return;
   await run('install', ['-d', '-m', '0755', cfg.tftp.root]);
   // tftp-secure serves only files owned by dnsmasq's user: install them with that owner.

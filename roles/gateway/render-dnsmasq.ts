@@ -37,6 +37,8 @@ export function renderDnsmasqConf(cfg: GatewayConfig): string {
     `dhcp-option=tag:lan,option:router,${gw}`,
     `dhcp-option=tag:lan,option:dns-server,${gw}`,
     `dhcp-option=tag:lan,option:domain-search,${d}`,
+    '# one file per registered instance (MAC -> address, name); new files are read without a restart',
+    `dhcp-hostsdir=${cfg.paths.dhcp_hosts_dir}`,
     ...[...cfg.dhcp.reservations]
       .sort((a, b) => (parseIPv4(a.ip) ?? 0) - (parseIPv4(b.ip) ?? 0))
       .map((r) => `dhcp-host=${r.mac},${r.name},${r.ip}`),

@@ -9,6 +9,7 @@ import { renderDnsmasqConf } from './render-dnsmasq.js';
 import { renderHostsFiles } from './render-hosts.js';
 import { renderIptables, renderSysctl } from './render-iptables.js';
 import { renderMetadataProxyConf } from './render-metadata.js';
+import { instanceNames, renderDhcpHosts, usableInstances } from './render-instances.js';
 
 /**
  * Renders the gateway's files from `desired`. Throws a `GatewayConfigError` when
@@ -21,11 +22,13 @@ export function renderGateway(desired: DesiredState<Record<string, unknown>>): R
   const self = desired.members.find((m) => m.name === desired.node);
   const valid = self !== undefined && Number.isInteger(self.port) && self.port > 0 && self.port < 65536;
   const serfPort = valid ? self.port : undefined;
+  const instances = usableInstances(cfg, desired.members, desired.instances ?? []);
   const files: RenderedFile[] = [
     { path: cfg.paths.dnsmasq_conf, content: renderDnsmasqConf(cfg), mode: 0o644 },
     { path: cfg.paths.iptables, content: renderIptables(cfg, { serfPort }), mode: 0o600 },
     { path: cfg.paths.sysctl, content: renderSysctl(), mode: 0o644 },
-    ...renderHostsFiles(cfg, desired.members),
+    ...renderHostsFiles(cfg, desired.members, instanceNames(cfg, instances)),
+    ...renderDhcpHosts(cfg, instances),
   ];
   const proxy = renderMetadataProxyConf(cfg, desired.members);
   if (proxy) files.push({ path: cfg.paths.metadata_proxy, content: proxy, mode: 0o644 });

@@ -22,7 +22,7 @@ export interface InstanceLookup {
 /** A watched, indexed copy of the registry bucket. */
 export class RegistryView implements InstanceLookup {
   // A removed instance stays as a tombstone (no record) so an older value read late cannot resurrect it.
-  private readonly records = new Map<string, { record?: InstanceRecord; revision: number }>();
+  private readonly entries = new Map<string, { record?: InstanceRecord; revision: number }>();
   private readonly macs = new Map<string, string>();
   private readonly ips = new Map<string, string>();
   private synced = false;
@@ -30,14 +30,17 @@ export class RegistryView implements InstanceLookup {
   private stopped = false;
   private stopWatch: (() => void) | undefined;
 
-  private constructor(private readonly log: Logger) {}
+  private constructor(
+    private readonly log: Logger,
+    private readonly onChange?: () => void,
+  ) {}
 
   /**
    * Starts following the registry over `nc` (which should reconnect forever); resolves at once, the
    * first read completes in the background (`available` tells when).
    */
-  static start(nc: NatsConnection, log: Logger, replicas = 1): RegistryView {
-    const view = new RegistryView(log);
+  static start(nc: NatsConnection, log: Logger, replicas = 1, onChange?: () => void): RegistryView {
+    const view = new RegistryView(log, onChange);
     void view.watchStatus(nc);
     void view.follow(nc, replicas);
     return view;
@@ -48,7 +51,7 @@ export class RegistryView implements InstanceLookup {
   }
 
   byId(id: string): InstanceRecord | undefined {
-    return this.records.get(id)?.record;
+    return this.entries.get(id)?.record;
   }
 
   byMac(mac: string): InstanceRecord | undefined {
@@ -61,9 +64,14 @@ export class RegistryView implements InstanceLookup {
     return id ? this.byId(id) : undefined;
   }
 
+  /** Every instance the view holds. */
+  records(): InstanceRecord[] {
+    return [...this.entries.values()].flatMap((e) => (e.record ? [e.record] : []));
+  }
+
   /** How many instances the view holds. */
   get size(): number {
-    return [...this.records.values()].filter((e) => e.record).length;
+    return [...this.entries.values()].filter((e) => e.record).length;
   }
 
   /** Stops watching (the connection stays the caller's). */
@@ -109,6 +117,7 @@ export class RegistryView implements InstanceLookup {
     }
     this.synced = true;
     this.log.info({ instances: this.size }, 'registry loaded');
+    this.onChange?.();
   }
 
   private async watchStatus(nc: NatsConnection): Promise<void> {
@@ -125,19 +134,21 @@ export class RegistryView implements InstanceLookup {
 
   /** Applies one record (or its removal, `undefined`) unless the view already has a newer one. */
   private apply(id: string, record: InstanceRecord | undefined, revision: number): void {
-    const old = this.records.get(id);
+    const old = this.entries.get(id);
     if (old && old.revision >= revision) return;
     if (old?.record) {
       for (const mac of old.record.macs) if (this.macs.get(mac) === id) this.macs.delete(mac);
       for (const ip of old.record.ips) if (this.ips.get(ip.toLowerCase()) === id) this.ips.delete(ip.toLowerCase());
     }
     if (!record || record.id !== id) {
-      this.records.set(id, { revision });
+      this.entries.set(id, { revision });
       if (record) this.log.warn({ key: registryKeys.record(id) }, 'registry record does not match its key; ignored');
+      if (this.synced) this.onChange?.();
       return;
     }
-    this.records.set(id, { record, revision });
+    this.entries.set(id, { record, revision });
     for (const mac of record.macs) this.macs.set(mac, id);
     for (const ip of record.ips) this.ips.set(ip.toLowerCase(), id);
+    if (this.synced) this.onChange?.();
   }
 }

@@ -15,7 +15,10 @@ import { createAgent, type Agent } from '../../agent/daemon.js';
 import { buildFileOps } from '../../agent/files.js';
 import { buildGatewayRole } from '../../roles/gateway/index.js';
 import { BUNDLE } from '../../scripts/lib/mammatus-agent.js';
-import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
+import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
+import { openInstanceFeed } from '../../src/metadata/feed.js';
+import { InstanceRegistry } from '../../src/metadata/registry.js';
+import { connectNats } from '../../src/nats.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
 import { gatewayEffects } from '../helpers/gateway-ns.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../helpers/netns.js';
@@ -39,6 +42,11 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
   let bed: GatewayBed;
   let serf: SerfAgent;
   let agent: Agent;
+  // The gateway's registry feed runs in this (root) namespace, which the bed cannot reach: it follows
+  // a registry of its own here. The metadata service in `ctl` has another; both are real.
+  let feedNats: NatsServer;
+  let feedRegistry: InstanceRegistry;
+  let feedNc: Awaited<ReturnType<typeof connectNats>>;
   const logs: Record<string, unknown>[] = [];
   const p = (name: string) => path.join(tmp, name);
 
@@ -59,6 +67,10 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
     const reg = await bed.exec('ctl', [process.execPath, BUNDLE, 'instance', 'register', 'vm-1', '--mac', CLIENT_MAC, '--user-data', p('user-data'), '--nats', 'nats://127.0.0.1:4222']);
     expect(reg.code, reg.stderr).toBe(0);
 
+    feedNats = await startNatsServer({ name: 'feed', dir: p('feed-nats') });
+    feedNc = await connectNats(feedNats.url, { name: 'test' });
+    feedRegistry = await InstanceRegistry.open(feedNc);
+
     // The gateway, with the proxy pointed at the controller host.
     serf = await startSerfAgent({ name: 'gw1', dir: p('serf'), tags: { role: 'gateway' } });
     writeFileSync(
@@ -75,7 +87,8 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
         '    tftp: { enabled: false }',
         '    pxe: { enabled: false }',
         `    metadata: { secret_file: ${JSON.stringify(p('secret'))}, upstreams: ["http://10.88.0.10:8775"] }`,
-        `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, metadata_proxy: ${p('metadata-proxy.yaml')} }`,
+        `    registry: { nats: ["${feedNats.url}"] }`,
+        `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, metadata_proxy: ${p('metadata-proxy.yaml')}, dhcp_hosts_dir: ${p('dhcp-hosts.d')} }`,
       ].join('\n') + '\n',
     );
     const { run, spawn, probe } = gatewayEffects(bed);
@@ -86,7 +99,7 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
       log: pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s) as Record<string, unknown>) }),
       run,
       files: buildFileOps(),
-      registry: { gateway: buildGatewayRole({ spawn, probe, mammatus: [process.execPath, [BUNDLE]] }) },
+      registry: { gateway: buildGatewayRole({ spawn, probe, mammatus: [process.execPath, [BUNDLE]], instanceFeed: openInstanceFeed }) },
       version: '0.0.0-test',
     });
     await agent.start();
@@ -98,6 +111,8 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
 
   afterAll(async () => {
     await agent?.stop();
+    await feedNc?.close();
+    await feedNats?.stop();
     await serf?.stop();
     await bed?.destroy();
     rmSync(tmp, { recursive: true, force: true });
@@ -132,6 +147,29 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
     const out = JSON.parse(res.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
     expect(out).toMatchObject({ ok: true, host: 'vm-1', ud: USER_DATA });
     expect(out.id).toMatch(/^i-[0-9a-f]{17}$/);
+  });
+
+  it('reserves a registered instance\'s address and name from the registry, and drops a removed one\'s name', async () => {
+    await feedRegistry.register({ name: 'vm-2', macs: ['02:00:00:00:00:45'], ips: ['10.88.0.50'] });
+    let answers: string[] = [];
+    for (let i = 0; i < 50 && answers[0] !== '10.88.0.50'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      answers = (await bed.dig('vm-2.mammatus')).answers;
+    }
+    expect(answers).toEqual(['10.88.0.50']);
+    const lease = await bed.dhcp({ mac: '02:00:00:00:00:45' });
+    expect(lease.ip).toBe('10.88.0.50');
+    // A removed instance's name goes (one that holds a lease keeps it, by that lease, until it ends).
+    await feedRegistry.register({ name: 'vm-3', macs: ['02:00:00:00:00:46'], ips: ['10.88.0.51'] });
+    for (let i = 0; i < 50 && (await bed.dig('vm-3.mammatus')).answers[0] !== '10.88.0.51'; i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await bed.dig('vm-3.mammatus')).answers).toEqual(['10.88.0.51']);
+    await feedRegistry.remove('vm-3');
+    let status = '';
+    for (let i = 0; i < 50 && status !== 'NXDOMAIN'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = (await bed.dig('vm-3.mammatus')).status;
+    }
+    expect(status).toBe('NXDOMAIN');
   });
 
   it('a LAN host that bypasses the proxy is not identified (the service trusts signed callers only)', async () => {

@@ -23,6 +23,7 @@ describe('parseGatewayConfig defaults', () => {
     tftp: { enabled: true, root: '/srv/tftp', user: 'nobody' },
     firewall: { ssh_from_lan: true, port_forwards: [] },
     metadata: { proxy_port: 8776, upstreams: [], upstream_port: 8775 },
+    registry: { enabled: true, nats: [], port: 4222 },
     paths: {
       dnsmasq_conf: '/etc/mammatus/gateway/dnsmasq.conf',
       hosts_dir: '/var/lib/mammatus/gateway/hosts.d',
@@ -31,6 +32,7 @@ describe('parseGatewayConfig defaults', () => {
       sysctl: '/etc/sysctl.d/60-mammatus-gateway.conf',
       lease_hook: '/usr/lib/mammatus/lease-hook',
       metadata_proxy: '/etc/mammatus/gateway/metadata-proxy.yaml',
+      dhcp_hosts_dir: '/var/lib/mammatus/gateway/dhcp-hosts.d',
     },
   };
 
