@@ -107,7 +107,9 @@ export function buildMetadataApp(deps: MetadataAppDeps): FastifyInstance {
       if ('status' in caller) return refuse(reply, caller);
       if (first === 'openstack' && segments.filter(Boolean).length === 1) return reply.type(TEXT).send(OPENSTACK_VERSIONS.join('\n'));
       if (first === 'openstack' && !(OPENSTACK_VERSIONS as readonly string[]).includes(segments[2] ?? '')) return notFound(reply);
-      const vendor = await vendorDataSafe(caller);
+      // Only a request for the document itself builds it: it may mint a Vault credential.
+      const wantsVendor = first === 'nocloud' ? segments[2] === 'vendor-data' : segments[3] === 'vendor_data.json';
+      const vendor = wantsVendor ? await vendorDataSafe(caller) : '';
       const tree = first === 'nocloud' ? nocloudTree(caller.record, ctx(caller.ip), vendor) : openstackTree(caller.record, ctx(caller.ip), vendor);
       return answer(reply, tree, segments.slice(first === 'nocloud' ? 2 : 3));
     }
