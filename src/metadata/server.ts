@@ -5,8 +5,12 @@
  * one that passed some other proxy cannot be identified (404); otherwise, when allowed, the TCP
  * source address is looked up. A caller the registry does not know gets 404; while the registry is
  * unreachable every instance path answers 503, and the service stays up.
+ *
+ * Plain `node:http`, not fastify: the service is a handful of read-only paths looked up in memory,
+ * and fastify's own per-request work cost more than the whole budget of the throughput goal
+ * (docs/benchmarks.md §5: bare fastify reached 0.45–0.48 of one nginx worker, bare node:http 0.6–0.7).
  */
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from '../../agent/types.js';
 import { passedProxy, verifyIdentity } from './identity.js';
 import type { InstanceRecord } from './instance.js';
@@ -35,17 +39,35 @@ type Caller = { readonly record: InstanceRecord; readonly ip: string } | { reado
 
 const TEXT = 'text/plain; charset=utf-8';
 
-/** Builds the fastify app (not listening yet). */
-export function buildMetadataApp(deps: MetadataAppDeps): FastifyInstance {
-  const now = deps.now ?? Date.now;
-  // Trees are cached per record object: the registry view replaces the object on every change.
-  const ec2Cache = new WeakMap<InstanceRecord, Dir>();
-  const app = Fastify({ logger: false, bodyLimit: 1024, caseSensitive: true, return503OnClosing: true });
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+/** The service's HTTP server. */
+export interface MetadataApp {
+  readonly server: http.Server;
+  listen(opts: { host: string; port: number }): Promise<void>;
+  /** Stops accepting, ends idle keep-alive connections, resolves when the server is closed. */
+  close(): Promise<void>;
+}
 
-  const resolve = (req: FastifyRequest): Caller => {
-    const checked = verifyIdentity(req.headers, deps.secret, req.method, req.url, now());
+/** What a handler answers. */
+interface Answer {
+  readonly status: number;
+  readonly body: string | Buffer;
+  readonly type: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+const answerText = (status: number, body: string, headers?: Record<string, string>): Answer => ({ status, body, type: TEXT, ...(headers ? { headers } : {}) });
+const NOT_FOUND = answerText(404, 'Not Found');
+
+/** Builds the service (not listening yet). */
+export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
+  const now = deps.now ?? Date.now;
+  // Trees are cached per record object (the registry view replaces the object on every change) and
+  // caller address (a record without IPs shows the caller's as local-ipv4).
+  const ec2Cache: TreeCache = new WeakMap();
+  const seedCache: Record<'nocloud' | 'openstack', TreeCache> = { nocloud: new WeakMap(), openstack: new WeakMap() };
+
+  const resolve = (req: IncomingMessage): Caller => {
+    const checked = verifyIdentity(req.headers, deps.secret, req.method ?? 'GET', req.url ?? '/', now());
     if (checked.kind === 'rejected') {
       deps.log.warn({ remote: req.socket.remoteAddress, why: checked.reason }, 'metadata request with bad identity headers refused');
       return { status: 403, why: checked.reason };
@@ -80,80 +102,128 @@ export function buildMetadataApp(deps: MetadataAppDeps): FastifyInstance {
     }
   };
 
-  app.get('/', (_req, reply) => reply.type(TEXT).send(EC2_VERSIONS.join('\n')));
-  app.get('/healthz', (_req, reply) => reply.code(deps.lookup.available ? 200 : 503).type(TEXT).send(deps.lookup.available ? 'ok' : 'registry unavailable'));
+  const refuse = (c: { status: 403 | 404 | 503; why: string }): Answer => {
+    if (c.status !== 403) deps.log.debug({ why: c.why }, 'metadata request refused');
+    if (c.status === 503) return answerText(503, 'Service Unavailable', { 'retry-after': '1' });
+    return c.status === 403 ? answerText(403, 'Forbidden') : NOT_FOUND;
+  };
 
-  app.put('/*', (req, reply) => {
-    const segments = pathOf(req).split('/').filter(Boolean);
-    if (segments.length !== 3 || segments[1] !== 'api' || segments[2] !== 'token' || !isEc2Version(segments[0]!)) return notFound(reply);
+  /** `PUT /latest/api/token` (IMDSv2). */
+  const putToken = (req: IncomingMessage, segments: readonly string[]): Answer => {
+    const parts = segments.filter(Boolean);
+    if (parts.length !== 3 || parts[1] !== 'api' || parts[2] !== 'token' || !isEc2Version(parts[0]!)) return NOT_FOUND;
     // Tokens only under latest (AWS refuses dated paths), never through an open proxy on the instance.
-    if (segments[0] !== 'latest') return reply.code(403).type(TEXT).send('Forbidden');
-    if (req.headers['x-forwarded-for'] !== undefined) return reply.code(403).type(TEXT).send('Forbidden');
+    if (parts[0] !== 'latest' || req.headers['x-forwarded-for'] !== undefined) return answerText(403, 'Forbidden');
     const ttl = parseTokenTtl(req.headers['x-aws-ec2-metadata-token-ttl-seconds']);
-    if (ttl === undefined) return reply.code(400).type(TEXT).send('Bad Request');
+    if (ttl === undefined) return answerText(400, 'Bad Request');
     const caller = resolve(req);
-    if ('status' in caller) return refuse(reply, caller);
-    return reply
-      .type(TEXT)
-      .header('x-aws-ec2-metadata-token-ttl-seconds', String(ttl))
-      .send(deps.tokens.mint(caller.record.id, ttl, now()));
-  });
+    if ('status' in caller) return refuse(caller);
+    return answerText(200, deps.tokens.mint(caller.record.id, ttl, now()), { 'x-aws-ec2-metadata-token-ttl-seconds': String(ttl) });
+  };
 
-  app.get('/*', async (req, reply) => {
-    const segments = pathOf(req).split('/');
+  /** GET (and HEAD) of every tree. */
+  const get = async (req: IncomingMessage, segments: readonly string[]): Promise<Answer> => {
     const first = segments[1] ?? '';
+    if (segments.length === 2 && first === '') return answerText(200, EC2_VERSIONS.join('\n'));
+    if (first === 'healthz' && segments.length === 2) {
+      return deps.lookup.available ? answerText(200, 'ok') : answerText(503, 'registry unavailable');
+    }
     if (first === 'nocloud' || first === 'openstack') {
       const caller = resolve(req);
-      if ('status' in caller) return refuse(reply, caller);
-      if (first === 'openstack' && segments.filter(Boolean).length === 1) return reply.type(TEXT).send(OPENSTACK_VERSIONS.join('\n'));
-      if (first === 'openstack' && !(OPENSTACK_VERSIONS as readonly string[]).includes(segments[2] ?? '')) return notFound(reply);
-      // Only a request for the document itself builds it: it may mint a Vault credential.
-      const wantsVendor = first === 'nocloud' ? segments[2] === 'vendor-data' : segments[3] === 'vendor_data.json';
-      const vendor = wantsVendor ? await vendorDataSafe(caller) : '';
-      const tree = first === 'nocloud' ? nocloudTree(caller.record, ctx(caller.ip), vendor) : openstackTree(caller.record, ctx(caller.ip), vendor);
-      return answer(reply, tree, segments.slice(first === 'nocloud' ? 2 : 3));
+      if ('status' in caller) return refuse(caller);
+      if (first === 'openstack' && segments.filter(Boolean).length === 1) return answerText(200, OPENSTACK_VERSIONS.join('\n'));
+      if (first === 'openstack' && !(OPENSTACK_VERSIONS as readonly string[]).includes(segments[2] ?? '')) return NOT_FOUND;
+      const rest = segments.slice(first === 'nocloud' ? 2 : 3);
+      const build = first === 'nocloud' ? nocloudTree : openstackTree;
+      const leaf = rest.filter(Boolean);
+      // Only a request for the vendor-data document builds it (it may mint a Vault credential);
+      // every other leaf comes from a tree cached per record.
+      if (leaf.length === 1 && leaf[0] === (first === 'nocloud' ? 'vendor-data' : 'vendor_data.json')) {
+        return answer(build(caller.record, ctx(caller.ip), await vendorDataSafe(caller)), rest);
+      }
+      return answer(cached(seedCache[first], caller, () => build(caller.record, ctx(caller.ip), '')), rest);
     }
-    if (!isEc2Version(first)) return notFound(reply);
+    if (!isEc2Version(first)) return NOT_FOUND;
     const caller = resolve(req);
-    if ('status' in caller) return refuse(reply, caller);
+    if ('status' in caller) return refuse(caller);
     const token = req.headers['x-aws-ec2-metadata-token'];
     if (token !== undefined || deps.tokenMode === 'required') {
-      if (typeof token !== 'string' || !deps.tokens.check(token, caller.record.id, now())) return reply.code(401).type(TEXT).send('Unauthorized');
+      if (typeof token !== 'string' || !deps.tokens.check(token, caller.record.id, now())) return answerText(401, 'Unauthorized');
     }
-    let tree = ec2Cache.get(caller.record);
-    if (!tree) ec2Cache.set(caller.record, (tree = ec2Tree(caller.record, ctx(caller.ip))));
-    return answer(reply, tree, segments.slice(2));
-  });
-
-  app.route({ method: ['POST', 'DELETE', 'PATCH', 'OPTIONS'], url: '/*', handler: (_req, reply) => reply.code(405).type(TEXT).send('Method Not Allowed') });
-
-  const refuse = (reply: FastifyReply, c: { status: number; why: string }) => {
-    if (c.status !== 403) deps.log.debug({ why: c.why }, 'metadata request refused');
-    if (c.status === 503) reply.header('retry-after', '1');
-    return reply.code(c.status).type(TEXT).send(c.status === 403 ? 'Forbidden' : c.status === 404 ? 'Not Found' : 'Service Unavailable');
+    return answer(cached(ec2Cache, caller, () => ec2Tree(caller.record, ctx(caller.ip))), segments.slice(2));
   };
-  return app;
+
+  const handle = async (req: IncomingMessage): Promise<Answer> => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const segments = (q < 0 ? url : url.slice(0, q)).split('/');
+    if (req.method === 'GET' || req.method === 'HEAD') return get(req, segments);
+    if (req.method === 'PUT') return putToken(req, segments);
+    return answerText(405, 'Method Not Allowed');
+  };
+
+  let closing = false;
+  const server = http.createServer({ keepAliveTimeout: 5000 }, (req, res) => {
+    // Metadata requests carry no body: a large one is refused, a small one read and dropped.
+    if (Number(req.headers['content-length'] ?? 0) > 1024) return send(req, res, answerText(413, 'Payload Too Large'));
+    req.resume();
+    if (closing) return send(req, res, answerText(503, 'Service Unavailable'));
+    handle(req).then(
+      (a) => send(req, res, a),
+      (err: unknown) => {
+        deps.log.error({ err: (err as Error).message }, 'metadata request failed');
+        send(req, res, answerText(500, 'Internal Server Error'));
+      },
+    );
+  });
+  return {
+    server,
+    listen: ({ host, port }) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      }),
+    close: () =>
+      new Promise((resolve) => {
+        closing = true;
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  };
 }
 
-/** The path of a request without its query string. */
-function pathOf(req: FastifyRequest): string {
-  const q = req.url.indexOf('?');
-  return q < 0 ? req.url : req.url.slice(0, q);
+/** Writes an answer (headers only for HEAD). */
+function send(req: IncomingMessage, res: ServerResponse, a: Answer): void {
+  const body = typeof a.body === 'string' ? Buffer.from(a.body) : a.body;
+  res.writeHead(a.status, { 'content-type': a.type, 'content-length': String(body.length), ...a.headers });
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+
+type TreeCache = WeakMap<InstanceRecord, { ip: string; tree: Dir }>;
+
+/** The cached tree of this caller, built on a miss. */
+function cached(cache: TreeCache, caller: { record: InstanceRecord; ip: string }, build: () => Dir): Dir {
+  const hit = cache.get(caller.record);
+  if (hit && hit.ip === caller.ip) return hit.tree;
+  const tree = build();
+  cache.set(caller.record, { ip: caller.ip, tree });
+  return tree;
 }
 
 /** The TCP peer address, without the IPv4-mapped IPv6 prefix. */
-function sourceAddress(req: FastifyRequest): string {
+function sourceAddress(req: IncomingMessage): string {
   const a = req.socket.remoteAddress ?? '';
   return a.startsWith('::ffff:') ? a.slice(7) : a;
 }
 
-function notFound(reply: FastifyReply) {
-  return reply.code(404).type(TEXT).send('Not Found');
-}
-
-function answer(reply: FastifyReply, tree: Dir, segments: readonly string[]) {
+/** The node at `segments` as an answer: a listing, a leaf, or 404. */
+function answer(tree: Dir, segments: readonly string[]): Answer {
   const node = walk(tree, segments);
-  if (!node) return notFound(reply);
-  if (node.kind === 'dir') return reply.type(TEXT).send(listing(node));
-  return reply.type(node.type).send(node.body);
+  if (!node) return NOT_FOUND;
+  if (node.kind === 'dir') return answerText(200, listing(node));
+  return { status: 200, body: node.body, type: node.type };
 }

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { FastifyInstance } from 'fastify';
+import type { MetadataApp } from '../../src/metadata/server.js';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IDENTITY_HEADERS, signIdentity } from '../../src/metadata/identity.js';
@@ -49,7 +49,7 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
   let svcNc: NatsConnection;
   let registry: InstanceRegistry;
   let view: RegistryView;
-  let app: FastifyInstance;
+  let app: MetadataApp;
   let base: string;
   let proxy: Server;
   let proxyBase: string;
@@ -103,6 +103,11 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
     const doc = (await (await fetch(`${base}/latest/dynamic/instance-identity/document`)).json()) as Record<string, unknown>;
     expect(doc).toMatchObject({ region: 'dc1', availabilityZone: 'dc1a', privateIp: '127.0.0.1' });
     expect(await (await fetch(`${base}/latest/meta-data/tags/instance/team`)).text()).toBe('ops');
+    const head = await fetch(`${base}/latest/meta-data/instance-id`, { method: 'HEAD' });
+    expect([head.status, head.headers.get('content-length')]).toEqual([200, '19']);
+    expect((await fetch(`${base}/latest/meta-data/instance-id`, { method: 'POST', body: 'x' })).status).toBe(405);
+    expect((await fetch(`${base}/latest/api/token`, { method: 'PUT', body: 'x'.repeat(5000), headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } })).status).toBe(413);
+    expect((await fetch(`${base}/`)).status).toBe(200);
   });
 
   it.skipIf(!hasCloudInit)('cloud-init reads the EC2 tree: keys, hostname, zone and user-data', async () => {
