@@ -13,6 +13,7 @@ import { collectKeyValue, collectList, UsageError, type CliIo, type GlobalOption
 import { eventCommand } from './event.js';
 import { listCommand, registerCommand, rmCommand, showCommand, type InstanceOptions, type RegisterOptions } from './instance.js';
 import { proxyCommand, serveCommand, type ProxyOptions, type ServeOptions } from './metadata.js';
+import { messagingServeCommand, type MessagingServeOptions } from './messaging.js';
 import { membersCommand } from './members.js';
 import { queryCommand, type QueryOptions } from './query.js';
 import { renderCommand } from './render.js';
@@ -143,6 +144,16 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('--leases <file>', 'dnsmasq lease file for callers\' MACs (default: metadata.proxy.leases_file)')
     .option('-c, --config <path>', 'agent config with metadata.proxy_secret (default /etc/mammatus/agent.yaml)')
     .action((o: ProxyOptions) => set(proxyCommand(o, io, env)));
+
+  program
+    .command('messaging')
+    .description('the SQS/SNS-compatible API on NATS JetStream, run on its own')
+    .command('serve')
+    .description('serve the SQS (Query and JSON) and SNS APIs with their state in JetStream')
+    .option(natsFlag, 'NATS servers with JetStream (default: messaging.nats, nats://127.0.0.1:4222)')
+    .option('--listen <host:port>', 'listen address (default: messaging.listen, 0.0.0.0:9324)')
+    .option('-c, --config <path>', 'agent config to read messaging: from (default /etc/mammatus/agent.yaml)')
+    .action((o: MessagingServeOptions) => set(messagingServeCommand(o, io, env)));
 
   program
     .command('version')

@@ -20,6 +20,11 @@ export interface MessagingPluginOptions {
   readonly sqs: SqsEngine;
   readonly sns: SnsEngine;
   readonly log: Logger;
+  /**
+   * The SNS signing certificate (`SigningCertURL` of signed messages): served unauthenticated at
+   * `path`, as receivers fetch it without credentials.
+   */
+  readonly signingCertificate?: { readonly path: string; readonly pem: string };
 }
 
 /**
@@ -42,6 +47,11 @@ export async function messagingPlugin(app: FastifyInstance, opts: MessagingPlugi
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.max_request_bytes }, (_req, body, done) => done(null, body));
   app.setErrorHandler((err: FastifyError, request, reply) => send(reply, frontEndError(err, request, config.max_request_bytes)));
+
+  const cert = opts.signingCertificate;
+  if (cert) {
+    app.get(cert.path, async (_request, reply) => reply.header('content-type', 'application/x-pem-file').send(Buffer.from(cert.pem, 'utf8')));
+  }
 
   app.route({
     method: ['GET', 'POST'],

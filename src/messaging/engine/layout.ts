@@ -1,0 +1,138 @@
+/**
+ * Where the messaging state lives in JetStream, and the one function that creates it.
+ *
+ * | what | JetStream object | key / subject |
+ * | --- | --- | --- |
+ * | SQS message log (all queues) | stream `MESSAGING_SQS`, file, limits | `mammatus.sqs.m.<queue id>` |
+ * | SQS delivery state (receive count, first receive, visible-at) | stream `MESSAGING_SQS_STATE`, one message per subject | `mammatus.sqs.s.<queue id>.<seq>` |
+ * | queue records (attributes, tags) and 60 s tombstones | KV `mammatus_sqs` | `q.<name>`, `gone.<name>` |
+ * | queue ownership leases | KV `mammatus_sqs_owners`, TTL = lease | `<queue id>` |
+ * | forwarded queue operations | core request/reply | `mammatus.sqs.rpc.<queue id>` |
+ * | SNS topics and subscriptions | KV `mammatus_sns` | `t.<name>`, `s.<uuid>` |
+ * | SNS publishes / http deliveries | stream `MESSAGING_SNS`, work queue | `mammatus.sns.pub`, `mammatus.sns.http` |
+ * | shared keys (receipt MAC, SNS signing) | KV `mammatus_messaging` | `receipt-key`, `sns-signing` |
+ *
+ * One log stream for all queues (not one per queue): a stream is a Raft group at R3, and a
+ * thousand queues would be a thousand groups; per-queue subjects give the same isolation for
+ * purge, rebuild and deduplication. Queue ids (random hex, new per CreateQueue) rather than names
+ * appear in subjects, because names may contain `.` (`x.fifo`) and a re-created queue must not
+ * see its predecessor's messages.
+ */
+import { AckPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+
+export const SQS_STREAM = 'MESSAGING_SQS';
+export const SQS_STATE_STREAM = 'MESSAGING_SQS_STATE';
+export const SNS_STREAM = 'MESSAGING_SNS';
+export const SQS_BUCKET = 'mammatus_sqs';
+export const OWNER_BUCKET = 'mammatus_sqs_owners';
+export const SNS_BUCKET = 'mammatus_sns';
+export const KEYS_BUCKET = 'mammatus_messaging';
+export const SNS_FANOUT_CONSUMER = 'fanout';
+export const SNS_HTTP_CONSUMER = 'http';
+
+/** Subjects. */
+export const subjects = {
+  message: (queueId: string) => `mammatus.sqs.m.${queueId}`,
+  state: (queueId: string, seq: number) => `mammatus.sqs.s.${queueId}.${seq}`,
+  states: (queueId: string) => `mammatus.sqs.s.${queueId}.>`,
+  rpc: (queueId: string) => `mammatus.sqs.rpc.${queueId}`,
+  snsPublish: 'mammatus.sns.pub',
+  snsHttp: 'mammatus.sns.http',
+} as const;
+
+const DAY_NS = 86_400 * 1e9;
+/** SQS's deduplication interval: the log stream's duplicate window. */
+export const DEDUP_WINDOW_MS = 5 * 60 * 1000;
+
+/** Opened handles on everything above. */
+export interface MessagingStore {
+  readonly jsm: JetStreamManager;
+  readonly queues: KV;
+  readonly owners: KV;
+  readonly sns: KV;
+  readonly keys: KV;
+  /** The owners bucket's TTL: what a lease lasts without renewal. */
+  readonly leaseMs: number;
+}
+
+/** Creates a stream, or leaves an existing one as it is (another controller may have made it). */
+async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+  try {
+    await jsm.streams.info(cfg.name);
+  } catch {
+    await jsm.streams.add(cfg);
+  }
+}
+
+async function ensureKv(kvm: Kvm, name: string, opts: Partial<KvOptions>): Promise<KV> {
+  try {
+    const kv = await kvm.open(name);
+    await kv.status();
+    return kv;
+  } catch {
+    return kvm.create(name, opts);
+  }
+}
+
+/**
+ * Creates (or opens) the streams, consumers and buckets. `replicas` applies on creation only;
+ * the lease TTL is the bucket's, so controllers with a different `owner_lease_seconds` agree.
+ */
+export async function openMessagingStore(nc: NatsConnection, jsm: JetStreamManager, opts: { replicas: number; leaseMs: number; snsAckWaitMs: number }): Promise<MessagingStore> {
+  const common = { storage: StorageType.File, num_replicas: opts.replicas };
+  await ensureStream(jsm, {
+    ...common,
+    name: SQS_STREAM,
+    subjects: ['mammatus.sqs.m.>'],
+    retention: RetentionPolicy.Limits,
+    // SQS keeps messages at most 14 days; the owner enforces each queue's own period.
+    max_age: 15 * DAY_NS,
+    duplicate_window: DEDUP_WINDOW_MS * 1e6,
+  });
+  await ensureStream(jsm, { ...common, name: SQS_STATE_STREAM, subjects: ['mammatus.sqs.s.>'], max_msgs_per_subject: 1, max_age: 15 * DAY_NS });
+  await ensureStream(jsm, {
+    ...common,
+    name: SNS_STREAM,
+    subjects: [subjects.snsPublish, subjects.snsHttp],
+    retention: RetentionPolicy.Workqueue,
+    duplicate_window: DEDUP_WINDOW_MS * 1e6,
+  });
+  for (const [name, filter] of [[SNS_FANOUT_CONSUMER, subjects.snsPublish], [SNS_HTTP_CONSUMER, subjects.snsHttp]] as const) {
+    try {
+      await jsm.consumers.info(SNS_STREAM, name);
+    } catch {
+      await jsm.consumers.add(SNS_STREAM, { durable_name: name, filter_subject: filter, ack_policy: AckPolicy.Explicit, ack_wait: opts.snsAckWaitMs * 1e6, max_deliver: -1 });
+    }
+  }
+  const kvm = new Kvm(nc);
+  const kvOpts = { replicas: opts.replicas, storage: StorageType.File };
+  const owners = await ensureKv(kvm, OWNER_BUCKET, { ...kvOpts, history: 1, ttl: opts.leaseMs });
+  const ttl = (await owners.status()).ttl;
+  return {
+    jsm,
+    queues: await ensureKv(kvm, SQS_BUCKET, { ...kvOpts, history: 1 }),
+    owners,
+    sns: await ensureKv(kvm, SNS_BUCKET, { ...kvOpts, history: 1 }),
+    keys: await ensureKv(kvm, KEYS_BUCKET, { ...kvOpts, history: 1 }),
+    leaseMs: ttl > 0 ? ttl : opts.leaseMs,
+  };
+}
+
+/**
+ * The value of `key`, created as `make()` if absent: the first controller to start picks it, the
+ * others read the winner's (a `create` race is settled by JetStream, not by us).
+ */
+export async function sharedValue(kv: KV, key: string, make: () => Uint8Array): Promise<Uint8Array> {
+  for (let attempt = 0; attempt < 5; attempt += 1) {
+    const existing = await kv.get(key);
+    if (existing && existing.operation === 'PUT') return existing.value;
+    try {
+      await kv.create(key, make());
+    } catch {
+      // Lost the race: read the winner's on the next round.
+    }
+  }
+  throw new Error(`could not read or create ${key} in ${kv.constructor.name}`);
+}

@@ -1,0 +1,329 @@
+/**
+ * The owner of one queue: the only controller that changes it, running the SQS state machine
+ * (`queue-state.ts`) over the queue's JetStream log (`queue-log.ts`). Every transition is written
+ * to JetStream before the client hears of it: a send after the publish ack, a receive after its
+ * new receive count and visibility are stored, a delete after the message is gone. A controller
+ * that takes the queue over therefore rebuilds exactly what clients were told.
+ */
+import type { Logger } from '../../../agent/types.js';
+import { sqsError } from '../errors.js';
+import { createReceiptHandle, verifyReceiptHandle } from '../receipt.js';
+import type { ReceivedMessage, ReceiveMessageRequest, RequestContext } from '../sqs-engine.js';
+import type { QueueRecord } from './catalog.js';
+import { messageIdFor, sequenceNumber, type StoredFields, type StoredPayload } from './codec.js';
+import { parseRedrivePolicy } from './queue-attributes.js';
+import type { QueueLog } from './queue-log.js';
+import { QueueState, type MessageMeta, type QueueCounts } from './queue-state.js';
+
+/** One message to append (a client's send, an SNS delivery, or a dead-letter move). */
+export interface AppendRequest {
+  readonly fields: Omit<StoredFields, 'visibleAt'> & { readonly delaySeconds: number };
+  readonly payload: StoredPayload;
+  /** `Nats-Msg-Id`: FIFO deduplication key, or an idempotency key of an internal delivery. */
+  readonly msgId?: string;
+}
+
+/** Per-entry outcome of a batch operation. */
+export type Outcome<T> = { readonly ok: T } | { readonly error: unknown };
+
+/** Collaborators of an owner. */
+export interface OwnerDeps {
+  readonly log: QueueLog;
+  /** The queue's current record (attributes change while we own it). */
+  readonly record: () => Promise<QueueRecord | undefined>;
+  /** Receipt handle keys: the first signs, all verify. */
+  readonly keys: readonly Uint8Array[];
+  /** Appends to another queue through its owner (dead-letter moves). */
+  readonly appendTo: (queueName: string, entries: AppendRequest[], ctx: RequestContext) => Promise<Outcome<{ MessageId: string }>[]>;
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+const MAX_VISIBILITY_MS = 43_200_000;
+const ATTEMPT_ID_MS = 5 * 60_000;
+const PURGE_BLOCK_MS = 60_000;
+
+/** The owner of one queue (see the module comment). */
+export class QueueOwner {
+  private readonly state: QueueState;
+  private readonly now: () => number;
+  private readonly waiters = new Set<() => void>();
+  private sendChain: Promise<unknown> = Promise.resolve();
+  private readonly attempts = new Map<string, { at: number; messages: readonly ReceivedMessage[] }>();
+  private lastPurge = 0;
+  private active = true;
+  private sweeper?: NodeJS.Timeout;
+
+  private constructor(
+    readonly queue: QueueRecord,
+    private readonly deps: OwnerDeps,
+  ) {
+    this.state = new QueueState(queue.attributes.FifoQueue === 'true');
+    this.now = deps.now ?? Date.now;
+  }
+
+  /** Rebuilds the queue from JetStream and starts the retention sweep. */
+  static async start(queue: QueueRecord, deps: OwnerDeps): Promise<QueueOwner> {
+    const owner = new QueueOwner(queue, deps);
+    for (const meta of await deps.log.rebuild(owner.state.fifo)) owner.state.add(meta);
+    owner.sweeper = setInterval(() => void owner.sweep().catch((err: unknown) => deps.logger.warn({ err, queue: queue.name }, 'retention sweep failed')), 10_000);
+    owner.sweeper.unref();
+    return owner;
+  }
+
+  /** Stops serving: long polls return empty, nothing more is written. */
+  stop(): void {
+    this.active = false;
+    clearInterval(this.sweeper);
+    this.wake();
+  }
+
+  private async attributes(): Promise<Readonly<Record<string, string>>> {
+    const r = await this.deps.record();
+    if (!r || r.id !== this.queue.id || !this.active) throw sqsError('QueueDoesNotExist');
+    return r.attributes;
+  }
+
+  private wake(): void {
+    const all = [...this.waiters];
+    this.waiters.clear();
+    for (const w of all) w();
+  }
+
+  /** Appends messages in order; FIFO appends are serialised so stream order is delivery order. */
+  async append(entries: readonly AppendRequest[]): Promise<Outcome<{ MessageId: string; SequenceNumber?: string }>[]> {
+    await this.attributes();
+    const run = async () => {
+      const out: Outcome<{ MessageId: string; SequenceNumber?: string }>[] = [];
+      const one = async (e: AppendRequest) => {
+        try {
+          const sentAt = e.fields.sentAt;
+          const fields: StoredFields = { ...e.fields, visibleAt: sentAt + e.fields.delaySeconds * 1000 };
+          const { seq, duplicate } = await this.deps.log.append(fields, e.payload, e.msgId);
+          if (!duplicate && this.active) {
+            this.state.add({ seq, sentAt, group: e.fields.group, visibleAt: fields.visibleAt, receiveCount: 0, version: 0 });
+            this.wake();
+          }
+          const MessageId = e.fields.messageId ?? messageIdFor(this.queue.id, seq);
+          return { ok: this.state.fifo ? { MessageId, SequenceNumber: sequenceNumber(seq) } : { MessageId } };
+        } catch (error) {
+          return { error };
+        }
+      };
+      if (this.state.fifo) for (const e of entries) out.push(await one(e));
+      else out.push(...(await Promise.all(entries.map(one))));
+      return out;
+    };
+    if (!this.state.fifo) return run();
+    const next = this.sendChain.then(run, run);
+    this.sendChain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** ReceiveMessage, long polling until a message is available, the wait ends, or `signal` aborts. */
+  async receive(req: ReceiveMessageRequest, ctx: RequestContext, signal: AbortSignal): Promise<ReceivedMessage[]> {
+    const attrs = await this.attributes();
+    const attemptId = this.state.fifo ? req.ReceiveRequestAttemptId : undefined;
+    const replay = attemptId ? this.replayAttempt(attemptId) : undefined;
+    if (replay) return [...replay];
+    const max = req.MaxNumberOfMessages ?? 1;
+    const visibilityMs = (req.VisibilityTimeout ?? Number(attrs.VisibilityTimeout)) * 1000;
+    const deadline = this.now() + (req.WaitTimeSeconds ?? Number(attrs.ReceiveMessageWaitTimeSeconds)) * 1000;
+    for (let round = 0; ; round += 1) {
+      if (!this.active) return [];
+      const picked = this.state.candidates(this.now(), max);
+      if (picked.length > 0) {
+        const out = await this.deliver(picked, visibilityMs, attrs, ctx);
+        if (out.length > 0) {
+          if (attemptId) this.attempts.set(attemptId, { at: this.now(), messages: out });
+          return out;
+        }
+        continue;
+      }
+      if (this.now() >= deadline || signal.aborted) return [];
+      await this.waitForChange(Math.min(deadline, this.state.nextChangeAt(this.now()) ?? deadline), signal);
+    }
+  }
+
+  private replayAttempt(id: string): readonly ReceivedMessage[] | undefined {
+    const now = this.now();
+    for (const [k, v] of this.attempts) if (now - v.at > ATTEMPT_ID_MS) this.attempts.delete(k);
+    const hit = this.attempts.get(id);
+    if (!hit) return undefined;
+    // Only while every message of that answer is still in flight under the same delivery.
+    const current = hit.messages.every((m) => {
+      const f = verifyReceiptHandle(m.ReceiptHandle, this.deps.keys, this.queue.id);
+      const meta = this.state.messages.get(f.sequence);
+      return meta && meta.receiveCount === f.receiveCount && meta.visibleAt > now;
+    });
+    return current ? hit.messages : undefined;
+  }
+
+  private waitForChange(until: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, until - this.now()));
+      signal.addEventListener('abort', done, { once: true });
+      this.waiters.add(done);
+    });
+  }
+
+  // Marks the picked messages received (synchronously, so a concurrent receive cannot take them),
+  // moves those over maxReceiveCount to the dead-letter queue, stores the new state, reads bodies.
+  private async deliver(picked: MessageMeta[], visibilityMs: number, attrs: Readonly<Record<string, string>>, ctx: RequestContext): Promise<ReceivedMessage[]> {
+    const redrive = parseRedrivePolicy(attrs.RedrivePolicy);
+    const now = this.now();
+    const moving = redrive ? picked.filter((m) => m.receiveCount >= redrive.maxReceiveCount) : [];
+    for (const m of moving) this.state.remove(m.seq);
+    const taking = picked.filter((m) => !moving.includes(m));
+    for (const m of taking) this.state.markReceived(m, now, now + visibilityMs);
+    const moves = redrive ? moving.map((m) => this.moveToDeadLetter(m, redrive.deadLetterTargetArn, ctx)) : [];
+    try {
+      const results = await Promise.all(taking.map(async (m) => {
+        await this.deps.log.saveState(m.seq, { receiveCount: m.receiveCount, firstReceiveAt: m.firstReceiveAt, visibleAt: m.visibleAt });
+        return { m, stored: await this.deps.log.read(m.seq) };
+      }));
+      await Promise.all(moves);
+      const out: ReceivedMessage[] = [];
+      for (const { m, stored } of results) {
+        if (!stored) {
+          this.state.remove(m.seq);
+          continue;
+        }
+        out.push(this.received(m, stored.fields, stored.payload, now));
+      }
+      return out;
+    } catch (err) {
+      // Nothing was answered: make the messages available again (the receive count stays, as on AWS).
+      for (const m of taking) if (this.state.messages.get(m.seq) === m) this.state.setVisibleAt(m, now);
+      this.wake();
+      throw err;
+    }
+  }
+
+  private received(m: MessageMeta, f: StoredFields, p: StoredPayload, now: number): ReceivedMessage {
+    const a: Record<string, string> = {
+      SenderId: f.senderId,
+      SentTimestamp: String(f.sentAt),
+      ApproximateReceiveCount: String(m.receiveCount),
+      ApproximateFirstReceiveTimestamp: String(m.firstReceiveAt ?? now),
+    };
+    if (f.group !== undefined) a.MessageGroupId = f.group;
+    if (this.state.fifo) {
+      if (f.dedupId !== undefined) a.MessageDeduplicationId = f.dedupId;
+      a.SequenceNumber = sequenceNumber(m.seq);
+    }
+    if (p.trace) a.AWSTraceHeader = p.trace;
+    if (f.sourceArn) a.DeadLetterQueueSourceArn = f.sourceArn;
+    const ReceiptHandle = createReceiptHandle(this.deps.keys[0] as Uint8Array, {
+      queue: this.queue.id,
+      sequence: m.seq,
+      receiveCount: m.receiveCount,
+      issuedAt: now,
+      visibleAt: m.visibleAt,
+    });
+    // `seq` rides along for the router (a forwarded receive reads bodies by it); the wire layer ignores it.
+    return { MessageId: f.messageId ?? messageIdFor(this.queue.id, m.seq), ReceiptHandle, Body: p.body, Attributes: a, MessageAttributes: p.attributes, seq: m.seq } as ReceivedMessage;
+  }
+
+  private async moveToDeadLetter(m: MessageMeta, targetArn: string, ctx: RequestContext): Promise<void> {
+    try {
+      const stored = await this.deps.log.read(m.seq);
+      if (stored) {
+        const f = stored.fields;
+        const [outcome] = await this.deps.appendTo(targetArn.slice(targetArn.lastIndexOf(':') + 1), [{
+          fields: { ...f, delaySeconds: 0, messageId: f.messageId ?? messageIdFor(this.queue.id, m.seq), sourceArn: `arn:aws:sqs:${ctx.region}:${ctx.accountId}:${this.queue.name}` },
+          payload: stored.payload,
+          msgId: `dlq:${this.queue.id}:${m.seq}`,
+        }], ctx);
+        if (!outcome || 'error' in outcome) throw outcome?.error ?? new Error('no answer from the dead-letter queue');
+      }
+      await this.deps.log.remove(m.seq);
+    } catch (err) {
+      this.deps.logger.warn({ err, queue: this.queue.name, seq: m.seq }, 'dead-letter move failed; message stays');
+      if (this.active) this.state.add({ ...m, visibleAt: this.now() + 1000, version: m.version + 1 });
+    }
+  }
+
+  /** DeleteMessage(Batch). A handle superseded by a later receive succeeds without deleting (AWS). */
+  async delete(handles: readonly string[]): Promise<Outcome<true>[]> {
+    await this.attributes();
+    return Promise.all(handles.map(async (handle): Promise<Outcome<true>> => {
+      try {
+        const f = verifyReceiptHandle(handle, this.deps.keys, this.queue.id);
+        const meta = this.state.messages.get(f.sequence);
+        if (!meta || meta.receiveCount !== f.receiveCount) return { ok: true };
+        this.state.remove(meta.seq);
+        try {
+          await this.deps.log.remove(meta.seq);
+        } catch (err) {
+          this.state.add(meta);
+          throw err;
+        }
+        if (this.state.fifo) this.wake();
+        return { ok: true };
+      } catch (error) {
+        return { error };
+      }
+    }));
+  }
+
+  /** ChangeMessageVisibility(Batch): only with the latest handle of a message in flight. */
+  async changeVisibility(entries: readonly { handle: string; seconds: number }[]): Promise<Outcome<true>[]> {
+    await this.attributes();
+    return Promise.all(entries.map(async ({ handle, seconds }): Promise<Outcome<true>> => {
+      try {
+        const f = verifyReceiptHandle(handle, this.deps.keys, this.queue.id);
+        const now = this.now();
+        const meta = this.state.messages.get(f.sequence);
+        if (meta && meta.receiveCount !== f.receiveCount) throw sqsError('ReceiptHandleIsInvalid', `The receipt handle "${handle.slice(0, 64)}..." has expired: the message was received again.`);
+        if (!meta || meta.visibleAt <= now) throw sqsError('MessageNotInflight');
+        if (now + seconds * 1000 - f.issuedAt > MAX_VISIBILITY_MS) {
+          throw sqsError('InvalidParameterValue', `Value ${seconds} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]`);
+        }
+        const previous = meta.visibleAt;
+        this.state.setVisibleAt(meta, now + seconds * 1000);
+        try {
+          await this.deps.log.saveState(meta.seq, { receiveCount: meta.receiveCount, firstReceiveAt: meta.firstReceiveAt, visibleAt: meta.visibleAt });
+        } catch (err) {
+          this.state.setVisibleAt(meta, previous);
+          throw err;
+        }
+        if (meta.visibleAt < previous) this.wake();
+        return { ok: true };
+      } catch (error) {
+        return { error };
+      }
+    }));
+  }
+
+  /** PurgeQueue: everything, in flight included; once per 60 s. */
+  async purge(): Promise<void> {
+    await this.attributes();
+    if (this.now() - this.lastPurge < PURGE_BLOCK_MS) throw sqsError('PurgeQueueInProgress');
+    this.lastPurge = this.now();
+    this.state.clear();
+    await this.deps.log.purge();
+    this.wake();
+  }
+
+  /** Approximate counts for GetQueueAttributes. */
+  counts(): QueueCounts {
+    return this.state.counts(this.now());
+  }
+
+  /** Deletes messages older than MessageRetentionPeriod, whatever their state. */
+  async sweep(): Promise<number> {
+    const attrs = await this.attributes();
+    const expired = this.state.sentBefore(this.now() - Number(attrs.MessageRetentionPeriod) * 1000);
+    for (const seq of expired) this.state.remove(seq);
+    await Promise.all(expired.map((seq) => this.deps.log.remove(seq)));
+    if (expired.length > 0) this.wake();
+    return expired.length;
+  }
+}

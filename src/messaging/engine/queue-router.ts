@@ -1,0 +1,279 @@
+/**
+ * Which controller owns a queue, and getting each operation to it.
+ *
+ * Ownership is a lease in the `mammatus_sqs_owners` KV bucket, whose TTL is the lease length: the
+ * first controller to `create` the queue's key owns it and renews it with a revision-checked
+ * `update` every third of the TTL; if it dies, the key expires and the next request anywhere
+ * takes the queue over (and rebuilds it from JetStream). JetStream settles every race; we run no
+ * consensus of our own. An owner that cannot renew for two thirds of the TTL stops serving
+ * before anyone else can take over.
+ *
+ * Non-owners forward over NATS request/reply on `mammatus.sqs.rpc.<queue id>`, which only the
+ * owner subscribes to. Received messages travel without bodies (the receiving controller reads
+ * them from the shared stream), so ten 1 MiB messages never exceed NATS's payload limit.
+ */
+import { randomUUID } from 'node:crypto';
+import type { KV } from '@nats-io/kv';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Logger } from '../../../agent/types.js';
+import type { ReceivedMessage, ReceiveMessageRequest, RequestContext } from '../sqs-engine.js';
+import type { QueueCatalog, QueueRecord } from './catalog.js';
+import { fromWireError, rpcPack, rpcUnpack, toWireError, type WireError } from './codec.js';
+import { subjects } from './layout.js';
+import type { QueueLog } from './queue-log.js';
+import type { AppendRequest, Outcome, QueueOwner } from './queue-owner.js';
+import type { QueueCounts } from './queue-state.js';
+
+/** The operations an owner runs, as they travel. */
+export type QueueOp =
+  | { readonly op: 'append'; readonly entries: AppendRequest[] }
+  | { readonly op: 'receive'; readonly req: ReceiveMessageRequest }
+  | { readonly op: 'delete'; readonly handles: string[] }
+  | { readonly op: 'visibility'; readonly entries: { handle: string; seconds: number }[] }
+  | { readonly op: 'purge' }
+  | { readonly op: 'counts' };
+
+/** What each operation answers. */
+export interface OpResults {
+  append: Outcome<{ MessageId: string; SequenceNumber?: string }>[];
+  receive: ReceivedMessage[];
+  delete: Outcome<true>[];
+  visibility: Outcome<true>[];
+  purge: null;
+  counts: QueueCounts;
+}
+
+/** Collaborators of the router. */
+export interface RouterDeps {
+  readonly nc: NatsConnection;
+  readonly leases: KV;
+  readonly leaseMs: number;
+  readonly catalog: QueueCatalog;
+  readonly logFor: (queueId: string) => QueueLog;
+  readonly startOwner: (record: QueueRecord) => Promise<QueueOwner>;
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+interface Held {
+  readonly record: QueueRecord;
+  readonly owner: Promise<QueueOwner>;
+  revision: number;
+  renewedAt: number;
+  timer?: NodeJS.Timeout;
+  sub?: Subscription;
+  readonly cancels: Map<string, AbortController>;
+  dropped: boolean;
+}
+
+type Reply = { ok: unknown } | { err: WireError } | { notOwner: true };
+type Forwarded = QueueOp & { readonly ctx: Omit<RequestContext, 'signal'>; readonly cancelId?: string };
+
+class NotOwnerError extends Error {}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Routes queue operations to the queue's owner, becoming the owner when nobody is. */
+export class QueueRouter {
+  /** This controller's identity in leases (new per start, so a restart never inherits a stale lease). */
+  readonly nodeId = randomUUID();
+  private readonly held = new Map<string, Held>();
+  private readonly acquiring = new Map<string, Promise<boolean>>();
+  private readonly now: () => number;
+  private stopped = false;
+
+  constructor(private readonly deps: RouterDeps) {
+    this.now = deps.now ?? Date.now;
+    // A deleted (or re-created) queue stops being ours at once.
+    deps.catalog.cache.onChange = (name, value) => {
+      for (const h of this.held.values()) if (h.record.name === name && value?.id !== h.record.id) void this.drop(h, true);
+    };
+  }
+
+  /** How many queues this controller owns (for tests and metrics). */
+  get owned(): number {
+    return this.held.size;
+  }
+
+  private valid(h: Held): boolean {
+    return !h.dropped && this.now() < h.renewedAt + (this.deps.leaseMs * 2) / 3;
+  }
+
+  /** Runs `op` on the owner of `queueName`. */
+  async run<K extends QueueOp['op']>(queueName: string, op: Extract<QueueOp, { op: K }>, ctx: RequestContext): Promise<OpResults[K]> {
+    const waitMs = op.op === 'receive' ? 25_000 : 0;
+    const deadline = this.now() + this.deps.leaseMs * 2 + 10_000;
+    for (let attempt = 0; ; attempt += 1) {
+      if (this.stopped) throw new Error('messaging engine stopped');
+      const record = await this.deps.catalog.require(queueName);
+      const held = this.held.get(record.id);
+      if (held && this.valid(held)) {
+        // A failed takeover (JetStream unavailable while rebuilding) drops the lease; try again.
+        const owner = await held.owner.catch(() => undefined);
+        if (owner) return (await this.local(owner, op, ctx)) as OpResults[K];
+        await sleep(200);
+        continue;
+      }
+      if (this.now() > deadline) throw new Error(`no owner for queue ${queueName} answered`);
+      const lease = await this.deps.leases.get(record.id);
+      if (!lease || lease.operation !== 'PUT' || lease.string() === this.nodeId) {
+        if (!held) await this.acquire(record, lease?.operation === 'PUT' ? lease.revision : undefined);
+        else await sleep(50);
+        continue;
+      }
+      try {
+        return (await this.forward(record, op, ctx, waitMs)) as OpResults[K];
+      } catch (err) {
+        if (!(err instanceof NotOwnerError)) throw err;
+        await sleep(Math.min(500, 50 * (attempt + 1)));
+      }
+    }
+  }
+
+  private async local(owner: QueueOwner, op: QueueOp, ctx: RequestContext): Promise<unknown> {
+    switch (op.op) {
+      case 'append':
+        return owner.append(op.entries);
+      case 'receive':
+        return owner.receive(op.req, ctx, ctx.signal);
+      case 'delete':
+        return owner.delete(op.handles);
+      case 'visibility':
+        return owner.changeVisibility(op.entries);
+      case 'purge':
+        return owner.purge().then(() => null);
+      case 'counts':
+        return owner.counts();
+    }
+  }
+
+  private async forward(record: QueueRecord, op: QueueOp, ctx: RequestContext, waitMs: number): Promise<unknown> {
+    const { signal, ...plain } = ctx;
+    const cancelId = op.op === 'receive' ? randomUUID() : undefined;
+    const onAbort = () => this.deps.nc.publish(subjects.rpc(record.id), rpcPack({ op: 'cancel', cancelId }));
+    if (cancelId) signal.addEventListener('abort', onAbort, { once: true });
+    let reply: Reply;
+    try {
+      const msg = await this.deps.nc.request(subjects.rpc(record.id), rpcPack({ ...op, ctx: plain, cancelId }), { timeout: 15_000 + waitMs });
+      reply = rpcUnpack<Reply>(msg.data);
+    } catch (err) {
+      // No subscriber: the lease holder died or is still starting. Retry until it expires.
+      if (/no responders|503/i.test(String((err as Error).message ?? '')) || (err as { code?: unknown }).code === '503') throw new NotOwnerError();
+      throw err;
+    } finally {
+      if (cancelId) signal.removeEventListener('abort', onAbort);
+    }
+    if ('notOwner' in reply) throw new NotOwnerError();
+    if ('err' in reply) throw fromWireError(reply.err);
+    if (op.op === 'receive') return this.fillBodies(record, reply.ok as ReceivedMessage[]);
+    if (op.op === 'append' || op.op === 'delete' || op.op === 'visibility') {
+      return (reply.ok as ({ ok: unknown } | { error: WireError })[]).map((o) => ('error' in o ? { error: fromWireError(o.error) } : o));
+    }
+    return reply.ok;
+  }
+
+  private async fillBodies(record: QueueRecord, messages: ReceivedMessage[]): Promise<ReceivedMessage[]> {
+    const log = this.deps.logFor(record.id);
+    return Promise.all(messages.map(async (m) => {
+      const seq = (m as ReceivedMessage & { seq: number }).seq;
+      const stored = await log.read(seq);
+      const { seq: _seq, ...rest } = m as ReceivedMessage & { seq: number };
+      return { ...rest, Body: stored?.payload.body ?? '', MessageAttributes: stored?.payload.attributes ?? {} };
+    }));
+  }
+
+  private async serve(h: Held, data: Uint8Array, respond: (d: Uint8Array) => boolean): Promise<void> {
+    const req = rpcUnpack<Forwarded | { op: 'cancel'; cancelId: string }>(data);
+    if (req.op === 'cancel') return void h.cancels.get(req.cancelId)?.abort();
+    if (!this.valid(h)) return void respond(rpcPack({ notOwner: true }));
+    const abort = new AbortController();
+    if (req.cancelId) h.cancels.set(req.cancelId, abort);
+    try {
+      let ok = await this.local(await h.owner, req, { ...req.ctx, signal: abort.signal });
+      if (req.op === 'receive') ok = (ok as ReceivedMessage[]).map((m) => ({ ...m, Body: '', MessageAttributes: {}, seq: seqOf(m) }));
+      if (Array.isArray(ok) && req.op !== 'receive') ok = (ok as Outcome<unknown>[]).map((o) => ('error' in o ? { error: toWireError(o.error) } : o));
+      respond(rpcPack({ ok }));
+    } catch (err) {
+      respond(rpcPack({ err: toWireError(err) }));
+    } finally {
+      if (req.cancelId) h.cancels.delete(req.cancelId);
+    }
+  }
+
+  private acquire(record: QueueRecord, ourRevision?: number): Promise<boolean> {
+    const pending = this.acquiring.get(record.id);
+    if (pending) return pending;
+    const p = this.tryAcquire(record, ourRevision).finally(() => this.acquiring.delete(record.id));
+    this.acquiring.set(record.id, p);
+    return p;
+  }
+
+  private async tryAcquire(record: QueueRecord, ourRevision?: number): Promise<boolean> {
+    const sentAt = this.now();
+    let revision: number;
+    try {
+      // A lease that still carries our id (we stepped down while it lived) is taken back by revision.
+      revision = ourRevision !== undefined ? await this.deps.leases.update(record.id, this.nodeId, ourRevision) : await this.deps.leases.create(record.id, this.nodeId);
+    } catch {
+      return false;
+    }
+    const h: Held = { record, owner: this.deps.startOwner(record), revision, renewedAt: sentAt, cancels: new Map(), dropped: false };
+    this.held.set(record.id, h);
+    h.owner.catch((err: unknown) => {
+      this.deps.logger.error({ err, queue: record.name }, 'queue takeover failed');
+      void this.drop(h, true);
+    });
+    h.sub = this.deps.nc.subscribe(subjects.rpc(record.id), {
+      callback: (err, msg) => {
+        if (err) return;
+        void this.serve(h, msg.data, (d) => msg.respond(d));
+      },
+    });
+    h.timer = setInterval(() => void this.renew(h), Math.max(200, Math.floor(this.deps.leaseMs / 3)));
+    h.timer.unref();
+    this.deps.logger.info({ queue: record.name, node: this.nodeId }, 'queue owned here');
+    return true;
+  }
+
+  private async renew(h: Held): Promise<void> {
+    if (h.dropped) return;
+    const sentAt = this.now();
+    try {
+      h.revision = await this.deps.leases.update(h.record.id, this.nodeId, h.revision);
+      h.renewedAt = sentAt;
+    } catch (err) {
+      // The update may have landed with its answer lost: a lease still naming us is still ours.
+      const current = await this.deps.leases.get(h.record.id).catch(() => null);
+      if (current?.operation === 'PUT' && current.string() === this.nodeId) {
+        h.revision = current.revision;
+        h.renewedAt = sentAt;
+        return;
+      }
+      if (current || !this.valid(h)) {
+        this.deps.logger.warn({ queue: h.record.name, node: this.nodeId, err: (err as Error).message }, 'queue ownership lost');
+        await this.drop(h, false);
+      }
+    }
+  }
+
+  private async drop(h: Held, release: boolean): Promise<void> {
+    if (h.dropped) return;
+    h.dropped = true;
+    clearInterval(h.timer);
+    h.sub?.unsubscribe();
+    for (const c of h.cancels.values()) c.abort();
+    if (this.held.get(h.record.id) === h) this.held.delete(h.record.id);
+    await h.owner.then((o) => o.stop(), () => undefined);
+    if (release) await this.deps.leases.delete(h.record.id, { previousSeq: h.revision }).catch(() => undefined);
+  }
+
+  /** Stops owning everything and hands the leases back, so others take over at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all([...this.held.values()].map((h) => this.drop(h, true)));
+  }
+}
+
+function seqOf(m: ReceivedMessage): number {
+  return (m as ReceivedMessage & { seq?: number }).seq ?? 0;
+}

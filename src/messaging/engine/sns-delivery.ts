@@ -1,0 +1,219 @@
+/**
+ * SNS delivery workers, one pair per controller, sharing two durable pull consumers (JetStream
+ * spreads the work; a controller that dies leaves its unacknowledged messages to the others):
+ *
+ * - fan-out (`mammatus.sns.pub`): per confirmed subscription whose filter policy matches, an SQS
+ *   subscriber gets the message through the SQS engine with the idempotency key
+ *   `<message id>:<subscription id>` (a retried fan-out stores it once), an http(s) subscriber gets
+ *   a delivery task. The publish is acknowledged only after all of that succeeded.
+ * - http (`mammatus.sns.http`): POSTs the signed JSON document (or the raw message), and on failure
+ *   NAKs with an exponential delay until `sns.http_retries` retries are spent, then drops it.
+ */
+import { randomUUID } from 'node:crypto';
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { Logger } from '../../../agent/types.js';
+import { MessagingError } from '../errors.js';
+import type { SnsSettings } from '../settings.js';
+import type { MessageAttributes } from '../sqs-engine.js';
+import { rpcPack, rpcUnpack } from './codec.js';
+import { matchesFilterPolicy, parseFilterPolicy } from './filter-policy.js';
+import type { KvCache } from './kv-cache.js';
+import { SNS_FANOUT_CONSUMER, SNS_HTTP_CONSUMER, SNS_STREAM, subjects } from './layout.js';
+import { messageFor, type HttpTask, type PublishedRecord, type SubscriptionRecord, type TopicRecord } from './sns-records.js';
+import { signDocument, type SigningIdentity } from './sns-signing.js';
+import type { JetStreamSqs } from './sqs.js';
+
+/** What the workers need. */
+export interface DeliveryDeps {
+  readonly js: JetStreamClient;
+  readonly sqs: JetStreamSqs;
+  readonly topics: KvCache<TopicRecord>;
+  readonly subs: KvCache<SubscriptionRecord>;
+  readonly identity: SigningIdentity;
+  readonly settings: SnsSettings;
+  readonly region: string;
+  readonly accountId: string;
+  readonly publicUrl: () => string;
+  readonly certificatePath: string;
+  readonly log: Logger;
+  readonly fetch?: typeof fetch;
+}
+
+const CONCURRENCY = 16;
+
+/** Delay before retry number `attempt` (1-based): min·2^(attempt-1), capped at max. */
+export function retryDelayMs(attempt: number, minMs: number, maxMs: number): number {
+  return Math.min(maxMs, minMs * 2 ** Math.max(0, attempt - 1));
+}
+
+/** The JSON document AWS POSTs (and puts into SQS bodies without raw delivery), signed. */
+export function buildDocument(d: Pick<DeliveryDeps, 'identity' | 'publicUrl' | 'certificatePath'>, fields: Record<string, unknown>, topic: TopicRecord | undefined): Record<string, unknown> {
+  const fifo = topic?.attributes.FifoTopic === 'true';
+  const version = topic?.attributes.SignatureVersion === '2' ? '2' : '1';
+  const doc: Record<string, unknown> = { ...fields };
+  if (fifo) return doc;
+  doc.SignatureVersion = version;
+  doc.Signature = signDocument(doc, d.identity, version);
+  doc.SigningCertURL = `${d.publicUrl()}${d.certificatePath}`;
+  return doc;
+}
+
+function notification(d: DeliveryDeps, r: PublishedRecord, sub: SubscriptionRecord, topic: TopicRecord | undefined): Record<string, unknown> {
+  const attrs = Object.entries(r.attributes);
+  const doc = buildDocument(d, {
+    Type: 'Notification',
+    MessageId: r.messageId,
+    ...(r.sequence ? { SequenceNumber: r.sequence } : {}),
+    TopicArn: r.topicArn,
+    ...(r.subject !== undefined ? { Subject: r.subject } : {}),
+    Message: messageFor(r, sub.protocol),
+    Timestamp: r.timestamp,
+  }, topic);
+  if (topic?.attributes.FifoTopic !== 'true') doc.UnsubscribeURL = `${d.publicUrl()}/?Action=Unsubscribe&SubscriptionArn=${encodeURIComponent(sub.arn)}`;
+  if (attrs.length > 0) {
+    doc.MessageAttributes = Object.fromEntries(attrs.map(([k, v]) => [k, { Type: v.DataType, Value: v.BinaryValue ? Buffer.from(v.BinaryValue).toString('base64') : v.StringValue }]));
+  }
+  return doc;
+}
+
+function passes(sub: SubscriptionRecord, r: PublishedRecord): boolean {
+  const policy = sub.attributes.FilterPolicy;
+  if (!policy) return true;
+  const scope = sub.attributes.FilterPolicyScope;
+  return matchesFilterPolicy(parseFilterPolicy(policy, scope === 'MessageBody'), scope, r.attributes, messageFor(r, sub.protocol));
+}
+
+/** Starts both workers; `stop()` ends them after their current messages. */
+export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promise<void> }> {
+  const doFetch = d.fetch ?? fetch;
+  const ctx = () => ({ requestId: randomUUID(), accountId: d.accountId, region: d.region, authenticated: true, signal: new AbortController().signal });
+
+  async function fanOut(m: JsMsg): Promise<void> {
+    const r = rpcUnpack<PublishedRecord>(m.data);
+    const record = { ...r, sequence: r.group !== undefined ? String(m.seq).padStart(20, '0') : undefined };
+    const topic = await d.topics.get(r.topicArn.slice(r.topicArn.lastIndexOf(':') + 1));
+    for (const { value: sub } of await d.subs.all()) {
+      if (sub.topicArn !== r.topicArn || !sub.confirmed) continue;
+      if (!passes(sub, record)) continue;
+      if (sub.protocol !== 'sqs') {
+        await d.js.publish(subjects.snsHttp, rpcPack({ kind: 'notification', subId: sub.id, record } satisfies HttpTask), { msgID: `${r.messageId}:${sub.id}` });
+        continue;
+      }
+      const raw = sub.attributes.RawMessageDelivery === 'true';
+      const body = raw ? messageFor(record, 'sqs') : JSON.stringify(notification(d, record, sub, topic));
+      const attributes: MessageAttributes = raw ? Object.fromEntries(Object.entries(r.attributes).map(([k, v]) => [k, { DataType: v.DataType, ...(v.StringValue !== undefined ? { StringValue: v.StringValue } : {}), ...(v.BinaryValue ? { BinaryValue: v.BinaryValue } : {}) }])) : {};
+      const queue = sub.endpoint.slice(sub.endpoint.lastIndexOf(':') + 1);
+      try {
+        await d.sqs.deliver(queue, {
+          MessageBody: body,
+          MessageAttributes: attributes,
+          MessageSystemAttributes: {},
+          ...(r.group !== undefined ? { MessageGroupId: r.group } : {}),
+          ...(r.dedupId !== undefined && queue.endsWith('.fifo') ? { MessageDeduplicationId: r.dedupId } : {}),
+        }, `${r.messageId}:${sub.id}`, { ...ctx(), ...(r.senderId ? { accessKeyId: r.senderId } : {}) });
+      } catch (err) {
+        // A subscriber that cannot take the message (gone, wrong type, too big) is skipped, loudly;
+        // anything else (NATS trouble) fails the fan-out, which JetStream redelivers.
+        if (!(err instanceof MessagingError)) throw err;
+        d.log.warn({ subscription: sub.arn, queue, code: err.code }, 'sns delivery to sqs refused; skipped');
+      }
+    }
+  }
+
+  async function deliverHttp(m: JsMsg): Promise<'done' | 'retry'> {
+    const task = rpcUnpack<HttpTask>(m.data);
+    const sub = await d.subs.fresh(task.subId);
+    if (!sub) return 'done';
+    const s = sub.value;
+    const topic = await d.topics.get(s.topicArn.slice(s.topicArn.lastIndexOf(':') + 1));
+    let body: string;
+    const headers: Record<string, string> = { 'content-type': 'text/plain; charset=UTF-8', 'user-agent': 'Amazon Simple Notification Service Agent', 'x-amz-sns-topic-arn': s.topicArn };
+    if (task.kind === 'confirmation') {
+      if (s.confirmed) return 'done';
+      const url = `${d.publicUrl()}/?Action=ConfirmSubscription&TopicArn=${encodeURIComponent(s.topicArn)}&Token=${s.token}`;
+      body = JSON.stringify(buildDocument(d, {
+        Type: 'SubscriptionConfirmation',
+        MessageId: task.messageId,
+        Token: s.token,
+        TopicArn: s.topicArn,
+        Message: `You have chosen to subscribe to the topic ${s.topicArn}.\nTo confirm the subscription, visit the SubscribeURL included in this message.`,
+        SubscribeURL: url,
+        Timestamp: task.timestamp,
+      }, topic && { ...topic, attributes: { ...topic.attributes, FifoTopic: 'false' } }));
+      headers['x-amz-sns-message-type'] = 'SubscriptionConfirmation';
+      headers['x-amz-sns-message-id'] = task.messageId;
+    } else {
+      if (!s.confirmed || !passes(s, task.record)) return 'done';
+      const raw = s.attributes.RawMessageDelivery === 'true';
+      body = raw ? messageFor(task.record, s.protocol) : JSON.stringify(notification(d, task.record, s, topic));
+      headers['x-amz-sns-message-type'] = 'Notification';
+      headers['x-amz-sns-message-id'] = task.record.messageId;
+      headers['x-amz-sns-subscription-arn'] = s.arn;
+      if (raw) headers['x-amz-sns-rawdelivery'] = 'true';
+    }
+    try {
+      const res = await doFetch(s.endpoint, { method: 'POST', headers, body, signal: AbortSignal.timeout(d.settings.httpTimeoutMs), redirect: 'manual' });
+      await res.arrayBuffer().catch(() => undefined);
+      if (res.status >= 200 && res.status < 300) return 'done';
+      d.log.warn({ subscription: s.arn, status: res.status, attempt: m.info.deliveryCount }, 'sns http delivery refused');
+    } catch (err) {
+      d.log.warn({ subscription: s.arn, err: (err as Error).message, attempt: m.info.deliveryCount }, 'sns http delivery failed');
+    }
+    if (m.info.deliveryCount > d.settings.httpRetries) {
+      d.log.warn({ subscription: s.arn }, 'sns http delivery given up after retries');
+      return 'done';
+    }
+    return 'retry';
+  }
+
+  const loops = [
+    runLoop(d, SNS_FANOUT_CONSUMER, async (m) => {
+      try {
+        await fanOut(m);
+        m.ack();
+      } catch (err) {
+        d.log.warn({ err: (err as Error).message }, 'sns fan-out failed; retrying');
+        m.nak(retryDelayMs(m.info.deliveryCount, 1000, 20_000));
+      }
+    }),
+    runLoop(d, SNS_HTTP_CONSUMER, async (m) => {
+      const outcome = await deliverHttp(m).catch(() => 'retry' as const);
+      if (outcome === 'done') m.ack();
+      else m.nak(retryDelayMs(m.info.deliveryCount, d.settings.httpMinDelayMs, d.settings.httpMaxDelayMs));
+    }),
+  ];
+  return { stop: async () => void (await Promise.all(loops.map((l) => l.stop()))) };
+}
+
+// Consumes `consumer` with up to CONCURRENCY messages in progress; restarts after errors.
+function runLoop(d: DeliveryDeps, consumer: string, handle: (m: JsMsg) => Promise<void>): { stop(): Promise<void> } {
+  let stopped = false;
+  let current: { stop(): void } | undefined;
+  const inFlight = new Set<Promise<void>>();
+  const done = (async () => {
+    while (!stopped) {
+      try {
+        const c = await d.js.consumers.get(SNS_STREAM, consumer);
+        const iter = await c.consume({ max_messages: CONCURRENCY });
+        current = iter;
+        if (stopped) iter.stop();
+        for await (const m of iter) {
+          const p = handle(m).finally(() => inFlight.delete(p));
+          inFlight.add(p);
+          if (inFlight.size >= CONCURRENCY) await Promise.race(inFlight);
+        }
+      } catch (err) {
+        if (!stopped) d.log.warn({ err: (err as Error).message, consumer }, 'sns worker restarting');
+      }
+      if (!stopped) await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      current?.stop();
+      await done;
+      await Promise.all(inFlight);
+    },
+  };
+}

@@ -1,0 +1,131 @@
+/**
+ * SNS topics and subscriptions as stored in the `mammatus_sns` bucket (`t.<name>`, `s.<uuid>`),
+ * the attribute rules that need no I/O, and the published-message record of the SNS stream.
+ */
+import { randomBytes } from 'node:crypto';
+import { snsError } from '../errors.js';
+import type { SnsMessageAttributes, Tag } from '../sns-engine.js';
+import { parseFilterPolicy } from './filter-policy.js';
+
+/** A topic. */
+export interface TopicRecord {
+  readonly name: string;
+  readonly arn: string;
+  readonly attributes: Readonly<Record<string, string>>;
+  readonly tags: readonly Tag[];
+}
+
+/** A subscription. */
+export interface SubscriptionRecord {
+  readonly id: string;
+  readonly arn: string;
+  readonly topicArn: string;
+  readonly protocol: string;
+  readonly endpoint: string;
+  readonly owner: string;
+  readonly attributes: Readonly<Record<string, string>>;
+  readonly confirmed: boolean;
+  /** Confirmation token (http/https), hex. */
+  readonly token: string;
+  readonly authenticateOnUnsubscribe: boolean;
+  readonly confirmationWasAuthenticated: boolean;
+}
+
+/** A Publish as stored in the SNS stream until every subscriber has it. */
+export interface PublishedRecord {
+  readonly topicArn: string;
+  readonly messageId: string;
+  readonly message: string;
+  readonly subject?: string;
+  readonly structure?: string;
+  readonly attributes: SnsMessageAttributes;
+  readonly group?: string;
+  readonly dedupId?: string;
+  readonly sequence?: string;
+  /** ISO-8601 with milliseconds, as in AWS envelopes. */
+  readonly timestamp: string;
+  readonly senderId?: string;
+}
+
+/** One http(s) delivery task in the SNS stream. */
+export type HttpTask =
+  | { readonly kind: 'notification'; readonly subId: string; readonly record: PublishedRecord }
+  | { readonly kind: 'confirmation'; readonly subId: string; readonly messageId: string; readonly timestamp: string };
+
+const TOPIC_ATTRIBUTES = new Set(['DisplayName', 'Policy', 'DeliveryPolicy', 'KmsMasterKeyId', 'SignatureVersion', 'TracingConfig', 'FifoTopic', 'ContentBasedDeduplication', 'DataProtectionPolicy', 'ArchivePolicy']);
+const SUBSCRIPTION_ATTRIBUTES = new Set(['RawMessageDelivery', 'FilterPolicy', 'FilterPolicyScope', 'DeliveryPolicy', 'RedrivePolicy', 'SubscriptionRoleArn']);
+
+/** Supported subscription protocols. */
+export const PROTOCOLS = new Set(['sqs', 'http', 'https']);
+
+function invalid(reason: string): Error {
+  return snsError('InvalidParameter', `Invalid parameter: ${reason}`);
+}
+
+/** Topic names: 1–256 of `[A-Za-z0-9_-]`, FIFO topics end in `.fifo`. */
+export function checkTopicName(name: string, attributes: Readonly<Record<string, string>>): void {
+  const fifo = name.endsWith('.fifo');
+  if (!/^[A-Za-z0-9_-]{1,251}\.fifo$|^[A-Za-z0-9_-]{1,256}$/.test(name)) throw invalid('Topic Name');
+  if (fifo !== (attributes.FifoTopic === 'true')) throw invalid('Fifo Topic names must end with .fifo and must be made with FifoTopic=true');
+}
+
+/** Checks one topic attribute. */
+export function checkTopicAttribute(name: string, value: string): void {
+  if (!TOPIC_ATTRIBUTES.has(name)) throw invalid(`AttributeName ${name}`);
+  if (name === 'SignatureVersion' && value !== '1' && value !== '2') throw invalid('SignatureVersion must be 1 or 2');
+  if ((name === 'FifoTopic' || name === 'ContentBasedDeduplication') && value !== 'true' && value !== 'false') throw invalid(`${name} must be true or false`);
+}
+
+/** Checks one subscription attribute, with the others it depends on (FilterPolicyScope). */
+export function checkSubscriptionAttribute(name: string, value: string, all: Readonly<Record<string, string>>): void {
+  if (!SUBSCRIPTION_ATTRIBUTES.has(name)) throw invalid(`AttributeName ${name}`);
+  if (name === 'RawMessageDelivery' && value !== 'true' && value !== 'false') throw invalid('RawMessageDelivery must be true or false');
+  if (name === 'FilterPolicyScope' && value !== 'MessageAttributes' && value !== 'MessageBody') throw invalid('FilterPolicyScope must be MessageAttributes or MessageBody');
+  if ((name === 'FilterPolicy' && value !== '') || (name === 'FilterPolicyScope' && all.FilterPolicy)) {
+    parseFilterPolicy(all.FilterPolicy ?? value, (all.FilterPolicyScope ?? (name === 'FilterPolicyScope' ? value : undefined)) === 'MessageBody');
+  }
+}
+
+/** Checks protocol and endpoint of a Subscribe. */
+export function checkEndpoint(protocol: string, endpoint: string | undefined): string {
+  if (!PROTOCOLS.has(protocol)) throw invalid('Amazon SNS does not support this protocol string');
+  if (!endpoint) throw invalid('Endpoint');
+  if (protocol === 'sqs' && !/^arn:aws:sqs:[^:]+:\d{12}:[A-Za-z0-9_.-]+$/.test(endpoint)) throw invalid('SQS endpoint ARN');
+  if (protocol !== 'sqs') {
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw invalid('Endpoint must be a URL');
+    }
+    if (url.protocol !== `${protocol}:`) throw invalid(`Endpoint must match the specified protocol`);
+  }
+  return endpoint;
+}
+
+/** A confirmation token (AWS's are long hex strings too). */
+export function newToken(): string {
+  return randomBytes(32).toString('hex');
+}
+
+/** The topic name in an ARN of this account and region, or undefined. */
+export function topicNameOf(arn: string, region: string, accountId: string): string | undefined {
+  const prefix = `arn:aws:sns:${region}:${accountId}:`;
+  if (!arn.startsWith(prefix)) return undefined;
+  const rest = arn.slice(prefix.length);
+  return rest.includes(':') ? undefined : rest;
+}
+
+/** Splits a subscription ARN (`<topic arn>:<uuid>`) into topic ARN and id. */
+export function subscriptionIdOf(arn: string): string | undefined {
+  const m = /:([0-9a-f-]{36})$/.exec(arn);
+  return m?.[1];
+}
+
+/** The message a protocol gets for `record` (MessageStructure json: its key, else `default`). */
+export function messageFor(record: PublishedRecord, protocol: string): string {
+  if (record.structure !== 'json') return record.message;
+  const parsed = JSON.parse(record.message) as Record<string, unknown>;
+  const v = parsed[protocol] ?? parsed.default;
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}

@@ -1,0 +1,332 @@
+/**
+ * `SnsEngine` on JetStream. Topics and subscriptions are KV records; a Publish is answered once the
+ * message is in the `MESSAGING_SNS` work-queue stream, and delivery workers on every controller
+ * fan it out from there (`sns-delivery.ts`), so an acknowledged Publish survives restarts.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { KvEntry } from '@nats-io/kv';
+import type { Logger } from '../../../agent/types.js';
+import { MessagingError, snsError } from '../errors.js';
+import type * as Sns from '../sns-engine.js';
+import type { SnsSettings } from '../settings.js';
+import { rpcPack, rpcUnpack, sequenceNumber } from './codec.js';
+import { KvCache } from './kv-cache.js';
+import { sharedValue, subjects, type MessagingStore } from './layout.js';
+import { startSnsDelivery } from './sns-delivery.js';
+import {
+  checkEndpoint,
+  checkSubscriptionAttribute,
+  checkTopicAttribute,
+  checkTopicName,
+  newToken,
+  subscriptionIdOf,
+  topicNameOf,
+  type HttpTask,
+  type PublishedRecord,
+  type SubscriptionRecord,
+  type TopicRecord,
+} from './sns-records.js';
+import { generateSigningIdentity, identityFrom, type SigningIdentity } from './sns-signing.js';
+import type { JetStreamSqs } from './sqs.js';
+import { readFile } from 'node:fs/promises';
+
+/** Options of `createJetStreamSns`. */
+export interface SnsOptions {
+  readonly js: JetStreamClient;
+  readonly store: MessagingStore;
+  readonly sqs: JetStreamSqs;
+  readonly settings: SnsSettings;
+  readonly accountId: string;
+  readonly region: string;
+  readonly publicUrl: () => string;
+  readonly log: Logger;
+  readonly workers: boolean;
+}
+
+/** The SNS engine with what the HTTP layer and the service need besides it. */
+export interface SnsRuntime {
+  readonly engine: Sns.SnsEngine;
+  readonly identity: SigningIdentity;
+  /** Path (under the API origin) where the signing certificate is served. */
+  readonly certificatePath: string;
+  stop(): Promise<void>;
+}
+
+const PAGE = 100;
+
+function paged<T>(items: readonly T[], token: string | undefined): { items: T[]; NextToken?: string } {
+  const start = token ? Number(Buffer.from(token, 'base64url').toString()) || 0 : 0;
+  const end = start + PAGE;
+  return { items: items.slice(start, end), ...(end < items.length ? { NextToken: Buffer.from(String(end)).toString('base64url') } : {}) };
+}
+
+async function loadIdentity(o: SnsOptions): Promise<SigningIdentity> {
+  if (o.settings.signingKeyFile && o.settings.signingCertFile) {
+    return identityFrom(await readFile(o.settings.signingKeyFile, 'utf8'), await readFile(o.settings.signingCertFile, 'utf8'));
+  }
+  const raw = await sharedValue(o.store.keys, 'sns-signing', () => {
+    const g = generateSigningIdentity();
+    return rpcPack({ key: g.keyPem, cert: g.certPem });
+  });
+  const { key, cert } = rpcUnpack<{ key: string; cert: string }>(raw);
+  return identityFrom(key, cert);
+}
+
+/** Builds the SNS engine and (unless `workers` is false) starts this controller's delivery workers. */
+export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
+  const { js, log, region, accountId } = o;
+  const kv = o.store.sns;
+  const topics = new KvCache<TopicRecord>(kv, 't.', (e: KvEntry) => e.json<TopicRecord>(), log);
+  const subs = new KvCache<SubscriptionRecord>(kv, 's.', (e: KvEntry) => e.json<SubscriptionRecord>(), log);
+  await topics.start();
+  await subs.start();
+  const identity = await loadIdentity(o);
+  const certificatePath = `/SimpleNotificationService-${identity.id}.pem`;
+
+  const topicOf = async (arn: string): Promise<TopicRecord> => {
+    const name = topicNameOf(arn, region, accountId);
+    const t = name === undefined ? undefined : await topics.get(name);
+    if (!t) throw snsError('NotFound', 'Topic does not exist');
+    return t;
+  };
+  const subOf = async (arn: string): Promise<{ value: SubscriptionRecord; revision: number }> => {
+    const id = subscriptionIdOf(arn);
+    const s = id === undefined ? undefined : await subs.fresh(id);
+    if (!s || s.value.arn !== arn) throw snsError('NotFound', 'Subscription does not exist');
+    return s;
+  };
+  const putSub = async (s: SubscriptionRecord, revision?: number) => {
+    const data = JSON.stringify(s);
+    const rev = revision === undefined ? await kv.create(`s.${s.id}`, data) : await kv.update(`s.${s.id}`, data, revision);
+    subs.remember(s.id, s, rev);
+  };
+  const putTopic = async (t: TopicRecord) => {
+    const rev = await kv.put(`t.${t.name}`, JSON.stringify(t));
+    topics.remember(t.name, t, rev);
+  };
+  const enqueueHttp = (task: HttpTask, msgId: string) => js.publish(subjects.snsHttp, rpcPack(task), { msgID: msgId });
+  const view = (s: SubscriptionRecord): Sns.Subscription => ({
+    SubscriptionArn: s.confirmed ? s.arn : 'PendingConfirmation',
+    Owner: s.owner,
+    Protocol: s.protocol,
+    Endpoint: s.endpoint,
+    TopicArn: s.topicArn,
+  });
+
+  const publishOne = async (t: TopicRecord, m: Sns.MessageToPublish, ctx: Sns.RequestContext): Promise<Sns.PublishResult> => {
+    const fifo = t.attributes.FifoTopic === 'true';
+    if (fifo && !m.MessageGroupId) throw snsError('InvalidParameter', 'Invalid parameter: The MessageGroupId parameter is required for FIFO topics');
+    if (!fifo && m.MessageDeduplicationId) throw snsError('InvalidParameter', 'Invalid parameter: MessageDeduplicationId Reason: The request includes MessageDeduplicationId parameter that is not valid for this topic type');
+    if (m.MessageStructure === 'json') {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(m.Message);
+      } catch {
+        throw snsError('InvalidParameter', 'Invalid parameter: Message Structure - JSON message body failed to parse');
+      }
+      if (typeof parsed !== 'object' || parsed === null || typeof (parsed as { default?: unknown }).default !== 'string') {
+        throw snsError('InvalidParameter', 'Invalid parameter: Message Structure - No default entry in JSON message body');
+      }
+    }
+    let dedupId = m.MessageDeduplicationId;
+    if (fifo && dedupId === undefined) {
+      if (t.attributes.ContentBasedDeduplication !== 'true') throw snsError('InvalidParameter', 'Invalid parameter: The topic should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly');
+      dedupId = createHash('sha256').update(m.Message, 'utf8').digest('hex');
+    }
+    // A FIFO duplicate must answer the original's id: derive it from the deduplication key.
+    const messageId = dedupId === undefined ? randomUUID() : uuidFrom(`${t.arn}:${dedupId}`);
+    const record: PublishedRecord = {
+      topicArn: t.arn,
+      messageId,
+      message: m.Message,
+      ...(m.Subject !== undefined ? { subject: m.Subject } : {}),
+      ...(m.MessageStructure !== undefined ? { structure: m.MessageStructure } : {}),
+      attributes: m.MessageAttributes,
+      ...(m.MessageGroupId !== undefined ? { group: m.MessageGroupId } : {}),
+      ...(dedupId !== undefined ? { dedupId } : {}),
+      timestamp: new Date().toISOString(),
+      ...(ctx.accessKeyId ? { senderId: ctx.accessKeyId } : {}),
+    };
+    const ack = await js.publish(subjects.snsPublish, rpcPack(record), dedupId === undefined ? {} : { msgID: `${t.arn}:${dedupId}` });
+    return fifo ? { MessageId: messageId, SequenceNumber: sequenceNumber(ack.seq) } : { MessageId: messageId };
+  };
+
+  const engine: Sns.SnsEngine = {
+    async createTopic(req, ctx) {
+      checkTopicName(req.Name, req.Attributes);
+      for (const [k, v] of Object.entries(req.Attributes)) checkTopicAttribute(k, v);
+      const arn = `arn:aws:sns:${ctx.region}:${ctx.accountId}:${req.Name}`;
+      if (!(await topics.get(req.Name))) await putTopic({ name: req.Name, arn, attributes: { ...req.Attributes }, tags: [...req.Tags] });
+      return { TopicArn: arn };
+    },
+    async deleteTopic(req) {
+      const name = topicNameOf(req.TopicArn, region, accountId);
+      const t = name === undefined ? undefined : await topics.get(name);
+      if (!t) return;
+      await kv.delete(`t.${t.name}`);
+      for (const s of await subs.all()) if (s.value.topicArn === t.arn) await kv.delete(`s.${s.name}`);
+      topics.forget(t.name);
+    },
+    async listTopics(req) {
+      const all = (await topics.all()).map((t) => ({ TopicArn: t.value.arn }));
+      const p = paged(all, req.NextToken);
+      return { Topics: p.items, NextToken: p.NextToken };
+    },
+    async getTopicAttributes(req) {
+      const t = await topicOf(req.TopicArn);
+      const mine = (await subs.all()).filter((s) => s.value.topicArn === t.arn);
+      return {
+        Attributes: {
+          SignatureVersion: '1',
+          DisplayName: '',
+          ...t.attributes,
+          TopicArn: t.arn,
+          Owner: accountId,
+          SubscriptionsConfirmed: String(mine.filter((s) => s.value.confirmed).length),
+          SubscriptionsPending: String(mine.filter((s) => !s.value.confirmed).length),
+          SubscriptionsDeleted: '0',
+        },
+      };
+    },
+    async setTopicAttributes(req) {
+      const t = await topicOf(req.TopicArn);
+      checkTopicAttribute(req.AttributeName, req.AttributeValue ?? '');
+      if (req.AttributeName === 'FifoTopic') throw snsError('InvalidParameter', 'Invalid parameter: AttributeName FifoTopic cannot be changed');
+      await putTopic({ ...t, attributes: { ...t.attributes, [req.AttributeName]: req.AttributeValue ?? '' } });
+    },
+    async subscribe(req, ctx) {
+      const t = await topicOf(req.TopicArn);
+      const endpoint = checkEndpoint(req.Protocol, req.Endpoint);
+      for (const [k, v] of Object.entries(req.Attributes)) checkSubscriptionAttribute(k, v, req.Attributes);
+      const existing = (await subs.all()).find((s) => s.value.topicArn === t.arn && s.value.protocol === req.Protocol && s.value.endpoint === endpoint);
+      if (existing) return { SubscriptionArn: existing.value.confirmed || req.ReturnSubscriptionArn ? existing.value.arn : 'pending confirmation' };
+      const id = randomUUID();
+      const confirmed = req.Protocol === 'sqs';
+      const s: SubscriptionRecord = {
+        id,
+        arn: `${t.arn}:${id}`,
+        topicArn: t.arn,
+        protocol: req.Protocol,
+        endpoint,
+        owner: ctx.accountId,
+        attributes: { ...req.Attributes },
+        confirmed,
+        token: newToken(),
+        authenticateOnUnsubscribe: false,
+        confirmationWasAuthenticated: confirmed,
+      };
+      await putSub(s);
+      if (!confirmed) await enqueueHttp({ kind: 'confirmation', subId: id, messageId: randomUUID(), timestamp: new Date().toISOString() }, `confirm:${id}`);
+      return { SubscriptionArn: confirmed || req.ReturnSubscriptionArn ? s.arn : 'pending confirmation' };
+    },
+    async confirmSubscription(req, ctx) {
+      const t = await topicOf(req.TopicArn);
+      const found = (await subs.all()).find((s) => s.value.topicArn === t.arn && s.value.token === req.Token);
+      if (!found) throw snsError('InvalidParameter', 'Invalid token');
+      const current = await subs.fresh(found.name);
+      if (!current) throw snsError('InvalidParameter', 'Invalid token');
+      if (!current.value.confirmed) {
+        await putSub({
+          ...current.value,
+          confirmed: true,
+          authenticateOnUnsubscribe: req.AuthenticateOnUnsubscribe === 'true',
+          confirmationWasAuthenticated: ctx.authenticated,
+        }, current.revision);
+      }
+      return { SubscriptionArn: current.value.arn };
+    },
+    async unsubscribe(req, ctx) {
+      const { value } = await subOf(req.SubscriptionArn);
+      if (!ctx.authenticated && value.authenticateOnUnsubscribe) throw snsError('AuthorizationError', 'Unsubscribe requires authentication for this subscription');
+      await kv.delete(`s.${value.id}`);
+      subs.forget(value.id);
+    },
+    async listSubscriptions(req) {
+      const p = paged((await subs.all()).map((s) => view(s.value)), req.NextToken);
+      return { Subscriptions: p.items, NextToken: p.NextToken };
+    },
+    async listSubscriptionsByTopic(req) {
+      const t = await topicOf(req.TopicArn);
+      const p = paged((await subs.all()).filter((s) => s.value.topicArn === t.arn).map((s) => view(s.value)), req.NextToken);
+      return { Subscriptions: p.items, NextToken: p.NextToken };
+    },
+    async getSubscriptionAttributes(req) {
+      const { value: s } = await subOf(req.SubscriptionArn);
+      return {
+        Attributes: {
+          RawMessageDelivery: 'false',
+          ...s.attributes,
+          SubscriptionArn: s.arn,
+          TopicArn: s.topicArn,
+          Owner: s.owner,
+          Protocol: s.protocol,
+          Endpoint: s.endpoint,
+          PendingConfirmation: String(!s.confirmed),
+          ConfirmationWasAuthenticated: String(s.confirmationWasAuthenticated),
+        },
+      };
+    },
+    async setSubscriptionAttributes(req) {
+      const { value, revision } = await subOf(req.SubscriptionArn);
+      const attributes = { ...value.attributes, [req.AttributeName]: req.AttributeValue ?? '' };
+      checkSubscriptionAttribute(req.AttributeName, req.AttributeValue ?? '', attributes);
+      await putSub({ ...value, attributes }, revision);
+    },
+    publish: async (req, ctx) => publishOne(await topicOf(req.TopicArn), req, ctx),
+    async publishBatch(req, ctx) {
+      const t = await topicOf(req.TopicArn);
+      const Successful: { Id: string; MessageId: string; SequenceNumber?: string }[] = [];
+      const Failed: Sns.PublishBatchResult['Failed'][number][] = [];
+      for (const e of req.PublishBatchRequestEntries) {
+        try {
+          Successful.push({ Id: e.Id, ...(await publishOne(t, e, ctx)) });
+        } catch (err) {
+          if (!(err instanceof MessagingError)) throw err;
+          Failed.push({ Id: e.Id, SenderFault: err.def.fault === 'Sender', Code: err.code, Message: err.message });
+        }
+      }
+      return { Successful, Failed };
+    },
+    async tagResource(req) {
+      const t = await taggable(req.ResourceArn);
+      const keys = new Set(req.Tags.map((x) => x.Key));
+      const tags = [...t.tags.filter((x) => !keys.has(x.Key)), ...req.Tags];
+      if (tags.length > 50) throw snsError('TagLimitExceeded');
+      await putTopic({ ...t, tags });
+    },
+    async untagResource(req) {
+      const t = await taggable(req.ResourceArn);
+      await putTopic({ ...t, tags: t.tags.filter((x) => !req.TagKeys.includes(x.Key)) });
+    },
+    listTagsForResource: async (req) => ({ Tags: (await taggable(req.ResourceArn)).tags }),
+  };
+
+  async function taggable(arn: string): Promise<TopicRecord> {
+    try {
+      return await topicOf(arn);
+    } catch {
+      throw snsError('ResourceNotFound', 'Resource does not exist');
+    }
+  }
+
+  const delivery = o.workers
+    ? await startSnsDelivery({ js, sqs: o.sqs, topics, subs, identity, settings: o.settings, region, accountId, publicUrl: o.publicUrl, certificatePath, log })
+    : undefined;
+  return {
+    engine,
+    identity,
+    certificatePath,
+    async stop() {
+      await delivery?.stop();
+      topics.stop();
+      subs.stop();
+    },
+  };
+}
+
+/** A UUID-shaped id derived from `key` (the same key always gives the same id). */
+export function uuidFrom(key: string): string {
+  const h = createHash('sha256').update(key).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}

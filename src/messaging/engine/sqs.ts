@@ -1,0 +1,247 @@
+/**
+ * `SqsEngine` on JetStream: queue CRUD, attributes and tags in the catalogue (KV), everything
+ * that touches messages through the queue's owner (`queue-router.ts`). The checks that need only
+ * the queue's attributes (size, FIFO members) run here, before any forwarding.
+ */
+import { createHash } from 'node:crypto';
+import { MessagingError, sqsError } from '../errors.js';
+import { messageSize } from '../protocol/validate.js';
+import type * as Sqs from '../sqs-engine.js';
+import type { QueueCatalog, QueueRecord } from './catalog.js';
+import { applyAttributes, differingAttribute, isKnownAttribute, isValidQueueName, parseRedrivePolicy } from './queue-attributes.js';
+import type { QueueLog } from './queue-log.js';
+import type { AppendRequest, Outcome } from './queue-owner.js';
+import type { QueueRouter } from './queue-router.js';
+
+/** Collaborators of the SQS engine. */
+export interface JetStreamSqsDeps {
+  readonly catalog: QueueCatalog;
+  readonly router: QueueRouter;
+  readonly logFor: (queueId: string) => QueueLog;
+  readonly now?: () => number;
+}
+
+/** The SQS engine, plus the entry SNS uses to deliver into a queue. */
+export interface JetStreamSqs extends Sqs.SqsEngine {
+  /** Sends `message` with an idempotency key (retried deliveries are stored once within 5 minutes). */
+  deliver(queueName: string, message: Sqs.MessageToSend, idempotencyKey: string, ctx: Sqs.RequestContext): Promise<void>;
+}
+
+const MAX_TAGS = 50;
+
+const arnOf = (ctx: Sqs.RequestContext, name: string) => `arn:aws:sqs:${ctx.region}:${ctx.accountId}:${name}`;
+
+function page(names: readonly string[], max: number | undefined, token: string | undefined): { QueueNames: string[]; NextToken?: string } {
+  const after = token ? Buffer.from(token, 'base64url').toString('utf8') : undefined;
+  const start = after === undefined ? 0 : names.findIndex((n) => n > after);
+  const rest = start < 0 ? [] : names.slice(start);
+  const limit = max ?? 1000;
+  const out = rest.slice(0, limit);
+  const more = max !== undefined && rest.length > limit;
+  return { QueueNames: out, ...(more ? { NextToken: Buffer.from(out[out.length - 1] ?? '').toString('base64url') } : {}) };
+}
+
+function unwrap<T>(outcome: Outcome<T> | undefined): T {
+  if (!outcome) throw new Error('queue owner gave no answer');
+  if ('error' in outcome) throw outcome.error;
+  return outcome.ok;
+}
+
+function failed(id: string, err: unknown): Sqs.BatchResultErrorEntry {
+  if (!(err instanceof MessagingError)) throw err;
+  return { Id: id, SenderFault: err.def.fault === 'Sender', Code: err.code, Message: err.message };
+}
+
+function notForQueueType(name: string, value: string): MessagingError {
+  return sqsError('InvalidParameterValue', `Value ${value} for parameter ${name} is invalid. Reason: The request include parameter that is not valid for this queue type.`);
+}
+
+/** Builds the engine. */
+export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
+  const { catalog, router } = deps;
+  const now = deps.now ?? Date.now;
+
+  async function checkRedrive(name: string, attributes: Readonly<Record<string, string>>): Promise<void> {
+    const policy = attributes.RedrivePolicy ? parseRedrivePolicy(attributes.RedrivePolicy) : undefined;
+    if (!policy) return;
+    const target = await catalog.get(policy.deadLetterTargetArn.slice(policy.deadLetterTargetArn.lastIndexOf(':') + 1));
+    const reason = !target ? 'Dead letter target does not exist.' : target.name.endsWith('.fifo') !== name.endsWith('.fifo') ? 'Dead-letter queue must be of the same type as the source queue.' : undefined;
+    if (reason) throw sqsError('InvalidParameterValue', `Value ${attributes.RedrivePolicy} for parameter RedrivePolicy is invalid. Reason: ${reason}`);
+  }
+
+  /** The append request for `m`, or the error AWS gives for it on this queue. */
+  function toAppend(record: QueueRecord, m: Sqs.MessageToSend, ctx: Sqs.RequestContext, idempotencyKey?: string): AppendRequest {
+    const a = record.attributes;
+    const fifo = a.FifoQueue === 'true';
+    const limit = Number(a.MaximumMessageSize);
+    if (messageSize(m) > limit) throw sqsError('InvalidParameterValue', `One or more parameters are invalid. Reason: Message must be shorter than ${limit} bytes.`);
+    let dedupId: string | undefined;
+    let msgId = idempotencyKey === undefined ? undefined : `${record.id}:i:${idempotencyKey}`;
+    if (fifo) {
+      if (m.MessageGroupId === undefined) throw sqsError('MissingParameter', 'The request must contain the parameter MessageGroupId.');
+      if (m.DelaySeconds !== undefined && m.DelaySeconds !== 0) throw notForQueueType('DelaySeconds', String(m.DelaySeconds));
+      dedupId = m.MessageDeduplicationId ?? (a.ContentBasedDeduplication === 'true' ? createHash('sha256').update(m.MessageBody, 'utf8').digest('hex') : undefined);
+      if (dedupId === undefined) {
+        throw sqsError('InvalidParameterValue', 'The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly');
+      }
+      msgId = `${record.id}:d:${a.DeduplicationScope === 'messageGroup' ? `${m.MessageGroupId}:` : ''}${dedupId}`;
+    } else if (m.MessageDeduplicationId !== undefined) {
+      throw notForQueueType('MessageDeduplicationId', m.MessageDeduplicationId);
+    }
+    return {
+      fields: {
+        sentAt: now(),
+        delaySeconds: fifo ? Number(a.DelaySeconds) : (m.DelaySeconds ?? Number(a.DelaySeconds)),
+        group: m.MessageGroupId,
+        dedupId,
+        senderId: ctx.accessKeyId ?? 'anonymous',
+      },
+      payload: { body: m.MessageBody, attributes: m.MessageAttributes, trace: m.MessageSystemAttributes.AWSTraceHeader?.StringValue },
+      msgId,
+    };
+  }
+
+  async function batchIds<E extends { Id: string }>(entries: readonly E[], run: (ok: E[]) => Promise<Outcome<true>[]>, pre: (e: E) => void): Promise<Sqs.BatchIdsResult> {
+    const Failed: Sqs.BatchResultErrorEntry[] = [];
+    const valid: E[] = [];
+    for (const e of entries) {
+      try {
+        pre(e);
+        valid.push(e);
+      } catch (err) {
+        Failed.push(failed(e.Id, err));
+      }
+    }
+    const outcomes = valid.length > 0 ? await run(valid) : [];
+    const Successful: { Id: string }[] = [];
+    valid.forEach((e, i) => {
+      const o = outcomes[i];
+      if (o && 'ok' in o) Successful.push({ Id: e.Id });
+      else Failed.push(failed(e.Id, o?.error ?? new Error('no answer')));
+    });
+    return { Successful, Failed };
+  }
+
+  const engine: JetStreamSqs = {
+    async createQueue(req) {
+      if (!isValidQueueName(req.QueueName)) {
+        throw sqsError('InvalidParameterValue', 'Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length');
+      }
+      const attributes = applyAttributes(req.QueueName, req.Attributes);
+      if (Object.keys(req.Tags).length > MAX_TAGS) throw sqsError('InvalidParameterValue', `Too many tags added for queue ${req.QueueName}.`);
+      await checkRedrive(req.QueueName, attributes);
+      const { record, created } = await catalog.create(req.QueueName, attributes, { ...req.Tags });
+      if (!created) {
+        const differing = differingAttribute(record.attributes, req.Attributes, req.QueueName);
+        if (differing) throw sqsError('QueueNameExists', `A queue already exists with the same name and a different value for attribute ${differing}`);
+      }
+      return { QueueName: record.name };
+    },
+    getQueueUrl: async (req) => ({ QueueName: (await catalog.require(req.QueueName)).name }),
+    async listQueues(req) {
+      const names = (await catalog.list()).map((r) => r.name).filter((n) => n.startsWith(req.QueueNamePrefix ?? ''));
+      return page(names, req.MaxResults, req.NextToken);
+    },
+    async deleteQueue(req) {
+      const record = await catalog.delete(req.QueueName);
+      await deps.logFor(record.id).purge();
+    },
+    async getQueueAttributes(req, ctx) {
+      const record = await catalog.require(req.QueueName);
+      for (const n of req.AttributeNames) if (n !== 'All' && !isKnownAttribute(n)) throw sqsError('InvalidAttributeName', `Unknown Attribute ${n}.`);
+      const wanted = req.AttributeNames.includes('All') ? undefined : new Set(req.AttributeNames);
+      const all: Record<string, string> = {
+        ...record.attributes,
+        QueueArn: arnOf(ctx, record.name),
+        CreatedTimestamp: String(record.createdAt),
+        LastModifiedTimestamp: String(record.modifiedAt),
+      };
+      if (!wanted || [...wanted].some((n) => n.startsWith('ApproximateNumberOf'))) {
+        const c = await router.run(record.name, { op: 'counts' }, ctx);
+        all.ApproximateNumberOfMessages = String(c.visible);
+        all.ApproximateNumberOfMessagesNotVisible = String(c.notVisible);
+        all.ApproximateNumberOfMessagesDelayed = String(c.delayed);
+      }
+      return { Attributes: Object.fromEntries(Object.entries(all).filter(([k]) => !wanted || wanted.has(k))) };
+    },
+    async setQueueAttributes(req) {
+      const current = await catalog.require(req.QueueName);
+      const next = applyAttributes(req.QueueName, req.Attributes, current.attributes);
+      await checkRedrive(req.QueueName, next);
+      await catalog.update(req.QueueName, (r) => ({ ...r, attributes: applyAttributes(r.name, req.Attributes, r.attributes), modifiedAt: Math.floor(now() / 1000) }));
+    },
+    async sendMessage(req, ctx) {
+      const record = await catalog.require(req.QueueName);
+      const outcomes = await router.run(record.name, { op: 'append', entries: [toAppend(record, req, ctx)] }, ctx);
+      return unwrap(outcomes[0]);
+    },
+    async sendMessageBatch(req, ctx) {
+      const record = await catalog.require(req.QueueName);
+      const Failed: Sqs.BatchResultErrorEntry[] = [];
+      const valid: { id: string; append: AppendRequest }[] = [];
+      for (const e of req.Entries) {
+        try {
+          valid.push({ id: e.Id, append: toAppend(record, e, ctx) });
+        } catch (err) {
+          Failed.push(failed(e.Id, err));
+        }
+      }
+      const outcomes = valid.length > 0 ? await router.run(record.name, { op: 'append', entries: valid.map((v) => v.append) }, ctx) : [];
+      const Successful: { Id: string; MessageId: string; SequenceNumber?: string }[] = [];
+      valid.forEach((v, i) => {
+        const o = outcomes[i];
+        if (o && 'ok' in o) Successful.push({ Id: v.id, ...o.ok });
+        else Failed.push(failed(v.id, o?.error ?? new Error('no answer')));
+      });
+      return { Successful, Failed };
+    },
+    async receiveMessage(req, ctx) {
+      await catalog.require(req.QueueName);
+      return { Messages: await router.run(req.QueueName, { op: 'receive', req }, ctx) };
+    },
+    async deleteMessage(req, ctx) {
+      unwrap((await router.run(req.QueueName, { op: 'delete', handles: [req.ReceiptHandle] }, ctx))[0]);
+    },
+    deleteMessageBatch: (req, ctx) =>
+      batchIds(req.Entries, (ok) => router.run(req.QueueName, { op: 'delete', handles: ok.map((e) => e.ReceiptHandle) }, ctx), () => undefined),
+    async changeMessageVisibility(req, ctx) {
+      unwrap((await router.run(req.QueueName, { op: 'visibility', entries: [{ handle: req.ReceiptHandle, seconds: req.VisibilityTimeout }] }, ctx))[0]);
+    },
+    changeMessageVisibilityBatch: (req, ctx) =>
+      batchIds(
+        req.Entries,
+        (ok) => router.run(req.QueueName, { op: 'visibility', entries: ok.map((e) => ({ handle: e.ReceiptHandle, seconds: e.VisibilityTimeout ?? 0 })) }, ctx),
+        () => undefined,
+      ),
+    async purgeQueue(req, ctx) {
+      await router.run(req.QueueName, { op: 'purge' }, ctx);
+    },
+    async listDeadLetterSourceQueues(req, ctx) {
+      const target = arnOf(ctx, (await catalog.require(req.QueueName)).name);
+      const sources = (await catalog.list()).filter((r) => {
+        try {
+          return parseRedrivePolicy(r.attributes.RedrivePolicy)?.deadLetterTargetArn === target;
+        } catch {
+          return false;
+        }
+      });
+      return page(sources.map((r) => r.name), req.MaxResults, req.NextToken);
+    },
+    async tagQueue(req) {
+      await catalog.update(req.QueueName, (r) => {
+        const tags = { ...r.tags, ...req.Tags };
+        if (Object.keys(tags).length > MAX_TAGS) throw sqsError('InvalidParameterValue', `Too many tags added for queue ${r.name}.`);
+        return { ...r, tags };
+      });
+    },
+    async untagQueue(req) {
+      await catalog.update(req.QueueName, (r) => ({ ...r, tags: Object.fromEntries(Object.entries(r.tags).filter(([k]) => !req.TagKeys.includes(k))) }));
+    },
+    listQueueTags: async (req) => ({ Tags: { ...(await catalog.require(req.QueueName)).tags } }),
+    async deliver(queueName, message, key, ctx) {
+      const record = await catalog.require(queueName);
+      unwrap((await router.run(record.name, { op: 'append', entries: [toAppend(record, message, ctx, key)] }, ctx))[0]);
+    },
+  };
+  return engine;
+}

@@ -1,0 +1,162 @@
+/**
+ * SQS scenarios against the JetStream engine on a real `nats-server -js`, run through three real
+ * clients (JSON SDK, Query SDK 3.445, awscli 2.9.19): the same scenarios for each.
+ */
+import * as SqsJson from '@aws-sdk/client-sqs';
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
+import { Cleanup, sdkConfig, startNats, startService, tempDir } from '../messaging/js-harness.js';
+import { errorCode, sqsDrivers, type SqsDriver } from '../messaging/sqs-drivers.js';
+
+const WITH_CLI = existsSync('/usr/bin/aws');
+const NAMES = ['json', 'query', ...(WITH_CLI ? ['cli'] : [])];
+const cleanup = new Cleanup();
+let drivers: SqsDriver[] = [];
+let fast: SqsJson.SQSClient;
+
+beforeAll(async () => {
+  const dir = tempDir(cleanup);
+  const nats = await startNats(cleanup, dir);
+  const service = await startService(cleanup, nats.url);
+  drivers = sqsDrivers(service.url, tempDir(cleanup, 'mammatus-awscli-'), WITH_CLI);
+  fast = new SqsJson.SQSClient(sdkConfig(service.url));
+});
+afterAll(() => cleanup.run());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const failure = (p: Promise<unknown>) => p.then(() => 'no error', errorCode);
+
+describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const))('%s', (tag, i) => {
+  const d = () => drivers[i] as SqsDriver;
+
+  test('standard: visibility expiry, redelivery count, stale and forged receipt handles', { timeout: 60_000 }, async () => {
+    const url = await d().createQueue(`std-${tag}`);
+    const sent = await d().send(url, 'a & <b>', { attributes: { k: { DataType: 'String', StringValue: 'v' } } });
+    const [m1] = await d().receive(url, { visibility: 1 });
+    expect(m1).toMatchObject({ MessageId: sent.MessageId, Body: 'a & <b>', MessageAttributes: { k: { StringValue: 'v' } } });
+    expect(m1?.Attributes).toMatchObject({ ApproximateReceiveCount: '1', SenderId: 'AKIDTESTKEY' });
+    await sleep(1300);
+    const [m2] = await d().receive(url, { wait: 2 });
+    expect(m2?.MessageId).toBe(sent.MessageId);
+    expect(m2?.Attributes.ApproximateReceiveCount).toBe('2');
+    expect(m2?.Attributes.ApproximateFirstReceiveTimestamp).toBe(m1?.Attributes.ApproximateFirstReceiveTimestamp);
+    // The first handle is stale: delete "succeeds" without deleting, visibility changes are refused.
+    await d().delete(url, m1?.ReceiptHandle ?? '');
+    expect(await d().attributes(url, ['ApproximateNumberOfMessagesNotVisible'])).toEqual({ ApproximateNumberOfMessagesNotVisible: '1' });
+    expect(await failure(d().changeVisibility(url, m1?.ReceiptHandle ?? '', 10))).toBe('ReceiptHandleIsInvalid');
+    const forged = `${(m2?.ReceiptHandle ?? '').slice(0, -4)}AAAA`;
+    expect(await failure(d().delete(url, forged))).toBe('ReceiptHandleIsInvalid');
+    await d().delete(url, m2?.ReceiptHandle ?? '');
+    expect(await d().attributes(url, ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'])).toEqual({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' });
+    expect(await failure(d().changeVisibility(url, m2?.ReceiptHandle ?? '', 10))).toBe('MessageNotInflight');
+  });
+
+  test('FIFO: group locking, dedup by id and by content, ReceiveRequestAttemptId', { timeout: 60_000 }, async () => {
+    const url = await d().createQueue(`fifo-${tag}.fifo`, { FifoQueue: 'true', ContentBasedDeduplication: 'true' });
+    const a1 = await d().send(url, 'a1', { group: 'g1', dedup: 'x1' });
+    const a2 = await d().send(url, 'a2', { group: 'g1', dedup: 'x2' });
+    const b1 = await d().send(url, 'b1', { group: 'g2' });
+    expect(await d().send(url, 'a1 again', { group: 'g1', dedup: 'x1' })).toEqual(a1);
+    expect(await d().send(url, 'b1', { group: 'g2' })).toEqual(b1);
+    expect(BigInt(a2.SequenceNumber ?? 0)).toBeGreaterThan(BigInt(a1.SequenceNumber ?? 0));
+    const [first] = await d().receive(url, { max: 1 });
+    expect(first?.Body).toBe('a1');
+    expect(first?.Attributes).toMatchObject({ MessageGroupId: 'g1', MessageDeduplicationId: 'x1', SequenceNumber: a1.SequenceNumber });
+    // g1 is locked while a1 is in flight: only g2's message comes.
+    expect((await d().receive(url, { max: 10 })).map((m) => m.Body)).toEqual(['b1']);
+    expect(await d().receive(url, { max: 10 })).toEqual([]);
+    await d().delete(url, first?.ReceiptHandle ?? '');
+    const [second] = await d().receive(url, { max: 10 });
+    expect(second?.Body).toBe('a2');
+    await d().changeVisibility(url, second?.ReceiptHandle ?? '', 0);
+    const again = await d().receive(url, { max: 10, attemptId: 'attempt-1' });
+    expect(again.map((m) => [m.Body, m.Attributes.ApproximateReceiveCount])).toEqual([['a2', '2']]);
+    // A retried receive with the same attempt id gets the same answer, handles included.
+    expect(await d().receive(url, { max: 10, attemptId: 'attempt-1' })).toEqual(again);
+    expect(await d().attributes(url, ['ApproximateNumberOfMessagesNotVisible'])).toEqual({ ApproximateNumberOfMessagesNotVisible: '2' });
+  });
+
+  test('dead-letter queue after maxReceiveCount; ListDeadLetterSourceQueues', { timeout: 60_000 }, async () => {
+    const dlq = await d().createQueue(`dlq-${tag}`);
+    const dlqArn = (await d().attributes(dlq, ['QueueArn'])).QueueArn;
+    const src = await d().createQueue(`src-${tag}`, { RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: '2' }) });
+    const sent = await d().send(src, 'poison');
+    expect((await d().receive(src, { visibility: 0 }))[0]?.Attributes.ApproximateReceiveCount).toBe('1');
+    expect((await d().receive(src, { visibility: 0 }))[0]?.Attributes.ApproximateReceiveCount).toBe('2');
+    expect(await d().receive(src, { visibility: 0 })).toEqual([]);
+    const [moved] = await d().receive(dlq, { wait: 2 });
+    expect(moved).toMatchObject({ MessageId: sent.MessageId, Body: 'poison' });
+    expect(moved?.Attributes.DeadLetterQueueSourceArn).toBe(dlqArn?.replace(`dlq-${tag}`, `src-${tag}`));
+    expect(await d().deadLetterSources(dlq)).toEqual([src]);
+  });
+
+  test('long poll wakes on send; an empty one waits it out', { timeout: 60_000 }, async () => {
+    const url = await d().createQueue(`lp-${tag}`);
+    const polling = d().receive(url, { wait: 15 }).then((m) => ({ m, at: Date.now() }));
+    // The CLI needs a moment to start before its poll is waiting.
+    await sleep(WITH_CLI && tag === 'cli' ? 2500 : 500);
+    await fast.send(new SqsJson.SendMessageCommand({ QueueUrl: url, MessageBody: 'wake' }));
+    const sentAt = Date.now();
+    const { m, at } = await polling;
+    expect(m.map((x) => x.Body)).toEqual(['wake']);
+    expect(at - sentAt).toBeLessThan(tag === 'cli' ? 3000 : 100);
+    const t0 = Date.now();
+    expect(await d().receive(url, { wait: 1 })).toEqual([]);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(950);
+  });
+
+  test('DelaySeconds per message and per queue', { timeout: 60_000 }, async () => {
+    const url = await d().createQueue(`delay-${tag}`);
+    await d().send(url, 'later', { delay: 2 });
+    expect(await d().receive(url)).toEqual([]);
+    expect(await d().attributes(url, ['ApproximateNumberOfMessagesDelayed'])).toEqual({ ApproximateNumberOfMessagesDelayed: '1' });
+    const t0 = Date.now();
+    const got = await d().receive(url, { wait: 5 });
+    expect(got.map((m) => m.Body)).toEqual(['later']);
+    expect(Date.now() - t0).toBeGreaterThan(tag === 'cli' ? 0 : 1000);
+    await d().setAttributes(url, { DelaySeconds: '1' });
+    await d().send(url, 'queue delay');
+    expect(await d().receive(url)).toEqual([]);
+    expect((await d().receive(url, { wait: 3 })).map((m) => m.Body)).toEqual(['queue delay']);
+  });
+
+  test('purge, and a second purge within 60 s', { timeout: 60_000 }, async () => {
+    const url = await d().createQueue(`purge-${tag}`);
+    for (const b of ['1', '2', '3']) await d().send(url, b);
+    await d().receive(url);
+    await d().purge(url);
+    expect(await d().receive(url, { max: 10 })).toEqual([]);
+    expect(await d().attributes(url, ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'])).toEqual({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' });
+    expect(await failure(d().purge(url))).toBe('PurgeQueueInProgress');
+  });
+
+  test('batches with partial failures', { timeout: 60_000 }, async () => {
+    const url = await d().createQueue(`batch-${tag}.fifo`, { FifoQueue: 'true', ContentBasedDeduplication: 'true' });
+    const sent = await d().sendBatch(url, [
+      { Id: 'ok1', MessageBody: 'one', MessageGroupId: 'g' },
+      { Id: 'nogroup', MessageBody: 'two' },
+      { Id: 'ok2', MessageBody: 'three', MessageGroupId: 'g' },
+    ]);
+    expect(sent.Successful.map((s) => s.Id)).toEqual(['ok1', 'ok2']);
+    expect(sent.Failed).toEqual([{ Id: 'nogroup', Code: 'MissingParameter' }]);
+    const got = await d().receive(url, { max: 10 });
+    expect(got.map((m) => m.Body)).toEqual(['one', 'three']);
+    const deleted = await d().deleteBatch(url, [
+      { Id: 'good', ReceiptHandle: got[0]?.ReceiptHandle ?? '' },
+      { Id: 'forged', ReceiptHandle: 'bm90LWEtaGFuZGxl' },
+    ]);
+    expect(deleted.Successful).toEqual([{ Id: 'good' }]);
+    expect(deleted.Failed).toEqual([{ Id: 'forged', Code: 'ReceiptHandleIsInvalid' }]);
+  });
+
+  test('a 1 MiB message; one byte more is refused', { timeout: 60_000 }, async () => {
+    const url = await d().createQueue(`big-${tag}`);
+    const body = 'x'.repeat(1024 * 1024 - 7) + 'the end';
+    await d().send(url, body);
+    const [m] = await d().receive(url);
+    expect(m?.Body.length).toBe(body.length);
+    expect(m?.Body === body).toBe(true);
+    expect(await failure(d().send(url, `${body}!`))).toBe('InvalidParameterValue');
+  });
+});

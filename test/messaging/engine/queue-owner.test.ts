@@ -1,0 +1,129 @@
+/**
+ * The queue owner over a fake log that can fail on demand: every JetStream failure the owner
+ * handles leaves the queue as clients were told (nothing delivered that was not recorded, nothing
+ * lost that was not deleted).
+ */
+import { pino } from 'pino';
+import { expect, test } from 'vitest';
+import type { DeliveryState, StoredFields, StoredPayload } from '../../../src/messaging/engine/codec.js';
+import type { QueueLog } from '../../../src/messaging/engine/queue-log.js';
+import { QueueOwner, type AppendRequest, type OwnerDeps } from '../../../src/messaging/engine/queue-owner.js';
+import type { QueueRecord } from '../../../src/messaging/engine/catalog.js';
+import type { RequestContext } from '../../../src/messaging/sqs-engine.js';
+
+class FakeLog {
+  seq = 0;
+  readonly messages = new Map<number, { fields: StoredFields; payload: StoredPayload }>();
+  readonly states = new Map<number, DeliveryState>();
+  fail: Partial<Record<'append' | 'saveState' | 'remove' | 'read', boolean>> = {};
+  async append(fields: StoredFields, payload: StoredPayload) {
+    if (this.fail.append) throw new Error('injected: append');
+    this.messages.set(++this.seq, { fields, payload });
+    return { seq: this.seq, duplicate: false };
+  }
+  async read(seq: number) {
+    if (this.fail.read) throw new Error('injected: read');
+    return this.messages.get(seq);
+  }
+  async saveState(seq: number, s: DeliveryState) {
+    if (this.fail.saveState) throw new Error('injected: saveState');
+    this.states.set(seq, s);
+  }
+  async remove(seq: number) {
+    if (this.fail.remove) throw new Error('injected: remove');
+    this.messages.delete(seq);
+    this.states.delete(seq);
+  }
+  async purge() {
+    this.messages.clear();
+  }
+  async rebuild() {
+    return [];
+  }
+}
+
+const attributes = { VisibilityTimeout: '30', ReceiveMessageWaitTimeSeconds: '0', MessageRetentionPeriod: '60', DelaySeconds: '0' };
+const ctx: RequestContext = { requestId: 'r', accountId: '000000000000', region: 'us-east-1', authenticated: true, signal: new AbortController().signal };
+const append = (body: string): AppendRequest => ({ fields: { sentAt: Date.now(), delaySeconds: 0, senderId: 'me' }, payload: { body, attributes: {} } });
+
+async function owner(over: Record<string, string> = {}, appendTo: OwnerDeps['appendTo'] = async () => [{ ok: { MessageId: 'x' } }], now?: () => number) {
+  const log = new FakeLog();
+  const record: QueueRecord = { id: 'q1', name: 'q', attributes: { ...attributes, ...over }, tags: {}, createdAt: 0, modifiedAt: 0 };
+  const o = await QueueOwner.start(record, { log: log as unknown as QueueLog, record: async () => record, keys: [Buffer.alloc(32, 1)], appendTo, logger: pino({ level: 'silent' }), ...(now ? { now } : {}) });
+  return { o, log };
+}
+
+test('a failed state write fails the receive and leaves the message visible', async () => {
+  const { o, log } = await owner();
+  await o.append([append('a')]);
+  log.fail.saveState = true;
+  await expect(o.receive({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [] }, ctx, ctx.signal)).rejects.toThrow(/saveState/);
+  log.fail.saveState = false;
+  const [m] = await o.receive({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [] }, ctx, ctx.signal);
+  expect(m?.Body).toBe('a');
+  o.stop();
+});
+
+test('a failed append is reported per entry and stores nothing', async () => {
+  const { o, log } = await owner();
+  log.fail.append = true;
+  const [out] = await o.append([append('a')]);
+  expect(out && 'error' in out).toBe(true);
+  expect(o.counts()).toEqual({ visible: 0, notVisible: 0, delayed: 0 });
+  o.stop();
+});
+
+test('a failed delete keeps the message in flight; the retry deletes it', async () => {
+  const { o, log } = await owner();
+  await o.append([append('a')]);
+  const [m] = await o.receive({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [] }, ctx, ctx.signal);
+  log.fail.remove = true;
+  const [failed] = await o.delete([m?.ReceiptHandle ?? '']);
+  expect(failed && 'error' in failed).toBe(true);
+  expect(o.counts().notVisible).toBe(1);
+  log.fail.remove = false;
+  expect(await o.delete([m?.ReceiptHandle ?? ''])).toEqual([{ ok: true }]);
+  expect(o.counts().notVisible).toBe(0);
+  o.stop();
+});
+
+test('a failed dead-letter move keeps the message in the source queue', async () => {
+  const policy = JSON.stringify({ deadLetterTargetArn: 'arn:aws:sqs:us-east-1:000000000000:dlq', maxReceiveCount: 1 });
+  const { o } = await owner({ RedrivePolicy: policy }, async () => [{ error: new Error('injected: dlq down') }]);
+  await o.append([append('poison')]);
+  const req = { QueueName: 'q', AttributeNames: [], MessageAttributeNames: [], VisibilityTimeout: 0 };
+  expect((await o.receive(req, ctx, ctx.signal)).length).toBe(1);
+  expect(await o.receive(req, ctx, ctx.signal)).toEqual([]);
+  await new Promise((r) => setTimeout(r, 1100));
+  expect(o.counts().visible).toBe(1);
+  o.stop();
+});
+
+test('a long poll wakes on append and stops on abort', async () => {
+  const { o } = await owner();
+  const t0 = Date.now();
+  const polling = o.receive({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [], WaitTimeSeconds: 5 }, ctx, ctx.signal);
+  setTimeout(() => void o.append([append('wake')]), 50);
+  expect((await polling).map((m) => m.Body)).toEqual(['wake']);
+  expect(Date.now() - t0).toBeLessThan(1000);
+  const abort = new AbortController();
+  const waiting = o.receive({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [], WaitTimeSeconds: 5 }, ctx, abort.signal);
+  setTimeout(() => abort.abort(), 50);
+  expect(await waiting).toEqual([]);
+  expect(Date.now() - t0).toBeLessThan(2000);
+  o.stop();
+});
+
+test('retention: the sweep deletes messages older than MessageRetentionPeriod, in flight or not', async () => {
+  let clock = 1_000_000;
+  const { o, log } = await owner({}, undefined, () => clock);
+  await o.append([{ ...append('old'), fields: { sentAt: clock, delaySeconds: 0, senderId: 'me' } }]);
+  await o.receive({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [] }, ctx, ctx.signal);
+  clock += 30_000;
+  await o.append([{ ...append('young'), fields: { sentAt: clock, delaySeconds: 0, senderId: 'me' } }]);
+  clock += 31_000;
+  expect(await o.sweep()).toBe(1);
+  expect([...log.messages.values()].map((m) => m.payload.body)).toEqual(['young']);
+  expect(o.counts()).toEqual({ visible: 1, notVisible: 0, delayed: 0 });
+  o.stop();
+});
