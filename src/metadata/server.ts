@@ -16,7 +16,7 @@ import { passedProxy, verifyIdentity } from './identity.js';
 import type { InstanceRecord } from './instance.js';
 import type { InstanceLookup } from './registry-view.js';
 import { parseTokenTtl, type TokenAuthority } from './tokens.js';
-import { EC2_VERSIONS, ec2Tree, isEc2Version, listing, nocloudTree, openstackTree, OPENSTACK_VERSIONS, walk, type Dir, type TreeContext } from './tree.js';
+import { EC2_VERSIONS, ec2Tree, isEc2Version, listing, nocloudTree, openstackTree, OPENSTACK_VERSIONS, walk, type Dir, type Node, type TreeContext } from './tree.js';
 
 /** What the service needs; the composition root (or a test) supplies it. */
 export interface MetadataAppDeps {
@@ -122,7 +122,7 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
   };
 
   /** GET (and HEAD) of every tree. */
-  const get = async (req: IncomingMessage, segments: readonly string[]): Promise<Answer> => {
+  const get = (req: IncomingMessage, segments: readonly string[]): Answer | Promise<Answer> => {
     const first = segments[1] ?? '';
     if (segments.length === 2 && first === '') return answerText(200, EC2_VERSIONS.join('\n'));
     if (first === 'healthz' && segments.length === 2) {
@@ -139,7 +139,7 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
       // Only a request for the vendor-data document builds it (it may mint a Vault credential);
       // every other leaf comes from a tree cached per record.
       if (leaf.length === 1 && leaf[0] === (first === 'nocloud' ? 'vendor-data' : 'vendor_data.json')) {
-        return answer(build(caller.record, ctx(caller.ip), await vendorDataSafe(caller)), rest);
+        return vendorDataSafe(caller).then((vendor) => answer(build(caller.record, ctx(caller.ip), vendor), rest));
       }
       return answer(cached(seedCache[first], caller, () => build(caller.record, ctx(caller.ip), '')), rest);
     }
@@ -153,7 +153,7 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     return answer(cached(ec2Cache, caller, () => ec2Tree(caller.record, ctx(caller.ip))), segments.slice(2));
   };
 
-  const handle = async (req: IncomingMessage): Promise<Answer> => {
+  const handle = (req: IncomingMessage): Answer | Promise<Answer> => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const segments = (q < 0 ? url : url.slice(0, q)).split('/');
@@ -168,13 +168,18 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     if (Number(req.headers['content-length'] ?? 0) > 1024) return send(req, res, answerText(413, 'Payload Too Large'));
     req.resume();
     if (closing) return send(req, res, answerText(503, 'Service Unavailable'));
-    handle(req).then(
-      (a) => send(req, res, a),
-      (err: unknown) => {
-        deps.log.error({ err: (err as Error).message }, 'metadata request failed');
-        send(req, res, answerText(500, 'Internal Server Error'));
-      },
-    );
+    const failed = (err: unknown) => {
+      deps.log.error({ err: (err as Error).message }, 'metadata request failed');
+      send(req, res, answerText(500, 'Internal Server Error'));
+    };
+    // Most answers come straight from memory: no promise for them (it shows in the throughput).
+    try {
+      const a = handle(req);
+      if (a instanceof Promise) a.then((x) => send(req, res, x), failed);
+      else send(req, res, a);
+    } catch (err) {
+      failed(err);
+    }
   });
   return {
     server,
@@ -195,13 +200,14 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
   };
 }
 
-/** Writes an answer (headers only for HEAD). */
+/** Writes an answer (headers only for HEAD); raw header arrays skip node's header-object walk. */
 function send(req: IncomingMessage, res: ServerResponse, a: Answer): void {
   const body = typeof a.body === 'string' ? Buffer.from(a.body) : a.body;
-  res.writeHead(a.status, { 'content-type': a.type, 'content-length': String(body.length), ...a.headers });
+  const headers = ['content-type', a.type, 'content-length', String(body.length)];
+  if (a.headers) for (const [k, v] of Object.entries(a.headers)) headers.push(k, v);
+  res.writeHead(a.status, headers);
   res.end(req.method === 'HEAD' ? undefined : body);
 }
-
 
 type TreeCache = WeakMap<InstanceRecord, { ip: string; tree: Dir }>;
 
@@ -220,10 +226,14 @@ function sourceAddress(req: IncomingMessage): string {
   return a.startsWith('::ffff:') ? a.slice(7) : a;
 }
 
+// Encoded bodies per tree node: the trees are cached per record, so each leaf is encoded once.
+const encoded = new WeakMap<Node, Buffer>();
+
 /** The node at `segments` as an answer: a listing, a leaf, or 404. */
 function answer(tree: Dir, segments: readonly string[]): Answer {
   const node = walk(tree, segments);
   if (!node) return NOT_FOUND;
-  if (node.kind === 'dir') return answerText(200, listing(node));
-  return { status: 200, body: node.body, type: node.type };
+  let body = encoded.get(node);
+  if (!body) encoded.set(node, (body = Buffer.from(node.kind === 'dir' ? listing(node) : node.body)));
+  return { status: 200, body, type: node.kind === 'dir' ? TEXT : node.type };
 }
