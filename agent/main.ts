@@ -14,6 +14,7 @@ import { VERSION } from './version.js';
 import { buildRoles } from '../roles/index.js';
 import { openInstanceFeed } from '../src/metadata/feed.js';
 import { metadataHostedService } from '../src/metadata/hosted.js';
+import { messagingHostedService } from '../src/messaging/hosted.js';
 import type { Agent } from './daemon.js';
 
 /** Runs the agent until SIGTERM/SIGINT; resolves with the process exit code. */
@@ -38,7 +39,7 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
     files: buildFileOps(),
     registry: buildRoles({
       spawn: buildSpawn(),
-      controllerServices: [metadataHostedService(section('metadata'))],
+      controllerServices: [metadataHostedService(section('metadata')), messagingHostedService(section('messaging'))],
       // This very program (node + the bundle), for children such as the gateway's metadata proxy.
       mammatus: [process.execPath, [process.argv[1]!]],
       instanceFeed: openInstanceFeed,

@@ -18,6 +18,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SerfClient } from '../../agent/serf/client.js';
 import { signIdentity } from '../../src/metadata/identity.js';
+import { CreateQueueCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { BUNDLE, startMammatusAgent, type MammatusAgent } from '../../scripts/lib/mammatus-agent.js';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
@@ -25,8 +26,10 @@ import { skipReason } from './harness.js';
 
 const exec = promisify(execFile);
 const SECRET = Buffer.alloc(32, 5);
+const AKID = 'AKIDCONTROLLERTEST';
+const SECRET_KEY = 'controller-test-secret';
 const IPS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'] as const;
-const PORTS = [4222, 6222, 8222, 8775] as const;
+const PORTS = [4222, 6222, 8222, 8775, 9324] as const;
 // Debian puts nats-server in /usr/sbin, which a non-root PATH often lacks.
 const NATS_BIN = ['/usr/sbin/nats-server', '/usr/bin/nats-server'].find((p) => existsSync(p)) ?? 'nats-server';
 
@@ -122,6 +125,9 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
         // The hosted metadata service; its registry wants three replicas, so it is readable once
         // three controllers form the cluster (and 503 before).
         `metadata: { listen: "${ip}:8775", proxy_secret: "${SECRET.toString('hex')}", registry_replicas: 3 }`,
+        // The SQS/SNS API on the 2nd and 3rd controller only (R3 streams cannot exist on a lone
+        // server; the role retries the service at its next reconcile, when the third one joins).
+        ...(k > 0 ? [`messaging: { listen: "${ip}:9324", replicas: 3, credentials: [{ access_key_id: ${AKID}, secret_access_key: ${SECRET_KEY} }] }`] : []),
       ].join('\n'),
     });
     const node: Node = { name, ip, dir, serf, agent };
@@ -218,6 +224,13 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
       const res = await fetch(`http://${nodes[2]!.ip}:8775${url}`, { headers: signIdentity(SECRET, 'GET', url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()) });
       expect(await res.text()).toBe('web-1');
     });
+    // The SQS API hosted by two controllers: a message sent through one is received through the other.
+    const sqs = (n: Node) => new SQSClient({ endpoint: `http://${n.ip}:9324`, region: 'us-east-1', credentials: { accessKeyId: AKID, secretAccessKey: SECRET_KEY } });
+    const url = await eventually(async () => (await sqs(nodes[1]!).send(new CreateQueueCommand({ QueueName: 'jobs' }))).QueueUrl!, 45_000);
+    await sqs(nodes[1]!).send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'hello from ctl-2' }));
+    // Each controller's API starts on its own once JetStream can hold R3 streams: wait for ctl-3's.
+    const got = await eventually(() => sqs(nodes[2]!).send(new ReceiveMessageCommand({ QueueUrl: url.replace(nodes[1]!.ip, nodes[2]!.ip), WaitTimeSeconds: 5 })), 45_000);
+    expect(got.Messages?.[0]?.Body).toBe('hello from ctl-2');
     // nats-server 2.9 keeps a bucket made by a lone server out of the cluster it later joins
     // (docs/controller.md): the stream is not found until someone creates it again.
     await withNats(nodes[1]!, async (nc) => expect((await jetstreamManager(nc)).streams.info('KV_solo')).rejects.toThrow(/stream not found/));
