@@ -1,7 +1,7 @@
 /**
  * Runs the benchmarks one after another and prints a combined table of their goals.
  *
- *   npx tsx bench/run.ts              # all five (about 7.5 minutes; gateway-names needs root)
+ *   npx tsx bench/run.ts              # all six (about 11 minutes; gateway-names needs root)
  *   npx tsx bench/run.ts status       # a subset, by name
  *
  * Each benchmark runs as its own process (`node --import tsx bench/NAME.ts`), so one's agents are
@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { ensureBundle, ROOT, type GoalResult } from './lib.js';
 
-const ALL = ['dispatch', 'status', 'footprint', 'gateway-names', 'metadata'] as const;
+const ALL = ['dispatch', 'status', 'footprint', 'gateway-names', 'metadata', 'messaging'] as const;
 
 interface Outcome {
   name: string;
