@@ -15,6 +15,10 @@ export interface SupervisorDeps {
   /** Delay before the first restart after a crash; doubles up to `maxRestartMs`. */
   readonly minRestartMs?: number;
   readonly maxRestartMs?: number;
+  /** How long a stopped process may take to exit before SIGKILL (default 5 s). */
+  readonly stopTimeoutMs?: number;
+  /** Called with the PID after every start, restarts after a crash included (for logs). */
+  readonly onStart?: (pid: number | undefined) => void;
 }
 
 /** The program and its arguments. */
@@ -86,11 +90,12 @@ export class DaemonSupervisor {
     const daemon = this.deps.spawn(file, args, {
       onLine: (line) => {
         this.recent.push(line);
-        if (this.recent.length > 20) this.recent.shift();
+        if (this.recent.length > 50) this.recent.shift();
         this.deps.log.debug({ [this.deps.name]: line }, this.deps.name);
       },
     });
     this.daemon = daemon;
+    this.deps.onStart?.(daemon.pid);
     void daemon.exited.then((code) => {
       if (this.daemon !== daemon) return; // replaced by a restart, or stopped
       this.daemon = undefined;
@@ -111,7 +116,7 @@ export class DaemonSupervisor {
     if (!daemon) return;
     this.daemon = undefined;
     daemon.kill('SIGTERM');
-    const forced = setTimeout(() => daemon.kill('SIGKILL'), 5000);
+    const forced = setTimeout(() => daemon.kill('SIGKILL'), this.deps.stopTimeoutMs ?? 5000);
     await daemon.exited;
     clearTimeout(forced);
   }

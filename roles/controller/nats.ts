@@ -6,7 +6,8 @@
  * reloaded.
  */
 import type { Logger } from '../../agent/types.js';
-import type { Daemon, Spawn } from '../types.js';
+import { DaemonSupervisor, type Argv } from '../supervisor.js';
+import type { Spawn } from '../types.js';
 
 /** What the supervisor needs. */
 export interface NatsSupervisorDeps {
@@ -30,29 +31,34 @@ export interface NatsLaunch {
 /** How `apply` brought the server in line with its config. */
 export type NatsApplied = 'started' | 'restarted' | 'reloaded';
 
-/** Supervises one nats-server process. */
+/** Supervises one nats-server process (restarts and backoff: roles/supervisor.ts). */
 export class NatsSupervisor {
-  private daemon: Daemon | undefined;
+  private readonly supervisor: DaemonSupervisor;
   private launchSpec: NatsLaunch | undefined;
-  private stopping = false;
-  private delay: number;
-  private timer: NodeJS.Timeout | undefined;
-  private readonly lines: string[] = [];
-  /** How many times nats-server died on its own (and was restarted). */
-  crashes = 0;
 
   constructor(private readonly deps: NatsSupervisorDeps) {
-    this.delay = deps.minRestartMs ?? 500;
+    this.supervisor = new DaemonSupervisor({
+      ...deps,
+      name: 'nats-server',
+      // SIGTERM, not lame-duck (SIGUSR2): clients of a restart reconnect at once to the same port.
+      stopTimeoutMs: deps.stopTimeoutMs ?? 10_000,
+      onStart: (pid) => deps.log.info({ nats_pid: pid, conf: this.launchSpec?.confPath }, 'nats-server started'),
+    });
   }
 
   /** True while a nats-server process is running. */
   get running(): boolean {
-    return this.daemon !== undefined;
+    return this.supervisor.running;
   }
 
   /** The PID of the running nats-server, if any. */
   get pid(): number | undefined {
-    return this.daemon?.pid;
+    return this.supervisor.pid;
+  }
+
+  /** How many times nats-server died on its own (and was restarted). */
+  get crashes(): number {
+    return this.supervisor.crashes;
   }
 
   /** The config file the server was last started or reloaded with. */
@@ -65,7 +71,7 @@ export class NatsSupervisor {
 
   /** nats-server's last output lines (newest last), for error messages. */
   lastLines(n = 5): string[] {
-    return this.lines.slice(-n);
+    return this.supervisor.lastLines(n);
   }
 
   /** Makes the running server use `launch`: SIGHUP when only routes changed, else a (re)start. */
@@ -73,73 +79,30 @@ export class NatsSupervisor {
     const same = this.launchSpec !== undefined && sameLaunch(this.launchSpec, launch);
     if (this.launchSpec && this.launchSpec.confPath !== launch.confPath) this.previousConfPath = this.launchSpec.confPath;
     this.launchSpec = launch;
-    this.stopping = false;
-    if (this.daemon && same) {
-      this.deps.log.info({ nats_pid: this.daemon.pid }, 'nats-server: reloading its routes (SIGHUP)');
-      this.daemon.kill('SIGHUP');
+    if (this.supervisor.running && same) {
+      this.deps.log.info({ nats_pid: this.supervisor.pid }, 'nats-server: reloading its routes (SIGHUP)');
+      this.supervisor.signal('SIGHUP');
       return 'reloaded';
     }
-    const was = this.running;
-    clearTimeout(this.timer);
-    await this.kill();
-    this.launch();
+    const was = this.supervisor.running;
+    await this.supervisor.restart(argv(launch));
     return was ? 'restarted' : 'started';
   }
 
   /** Starts nats-server with `launch` unless it runs already (agent start with unchanged files). */
   ensureRunning(launch: NatsLaunch): void {
-    this.stopping = false;
-    if (this.daemon) return;
+    if (this.supervisor.running) return;
     this.launchSpec = launch;
-    clearTimeout(this.timer);
-    this.launch();
+    this.supervisor.ensureRunning(argv(launch));
   }
 
   /** Stops nats-server for good (role removed, agent stopping). */
-  async stop(): Promise<void> {
-    this.stopping = true;
-    clearTimeout(this.timer);
-    await this.kill();
-  }
-
-  private launch(): void {
-    const spec = this.launchSpec!;
-    const started = Date.now();
-    const daemon = this.deps.spawn(spec.binary, ['-c', spec.confPath], {
-      onLine: (line) => {
-        this.lines.push(line);
-        if (this.lines.length > 50) this.lines.shift();
-        this.deps.log.debug({ nats: line }, 'nats-server');
-      },
-    });
-    this.daemon = daemon;
-    this.deps.log.info({ nats_pid: daemon.pid, conf: spec.confPath }, 'nats-server started');
-    void daemon.exited.then((code) => {
-      if (this.daemon !== daemon) return; // replaced by a restart, or stopped
-      this.daemon = undefined;
-      if (this.stopping) return;
-      this.crashes++;
-      // A run that lasted a minute was healthy: start the backoff over.
-      if (Date.now() - started > 60_000) this.delay = this.deps.minRestartMs ?? 500;
-      this.deps.log.error({ code, last: this.lastLines(), retry_ms: this.delay }, 'nats-server exited; restarting it');
-      this.timer = setTimeout(() => {
-        if (!this.stopping && !this.daemon) this.launch();
-      }, this.delay);
-      this.delay = Math.min(this.delay * 2, this.deps.maxRestartMs ?? 30_000);
-    });
-  }
-
-  private async kill(): Promise<void> {
-    const daemon = this.daemon;
-    if (!daemon) return;
-    this.daemon = undefined;
-    // SIGTERM, not lame-duck (SIGUSR2): clients of a restart reconnect at once to the same port.
-    daemon.kill('SIGTERM');
-    const forced = setTimeout(() => daemon.kill('SIGKILL'), this.deps.stopTimeoutMs ?? 10_000);
-    await daemon.exited;
-    clearTimeout(forced);
+  stop(): Promise<void> {
+    return this.supervisor.stop();
   }
 }
+
+const argv = (launch: NatsLaunch): Argv => [launch.binary, ['-c', launch.confPath]];
 
 function sameLaunch(a: NatsLaunch, b: NatsLaunch): boolean {
   return a.binary === b.binary && a.confPath === b.confPath && a.restartKey === b.restartKey;
