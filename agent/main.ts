@@ -13,6 +13,7 @@ import { sdNotify } from './notify.js';
 import { VERSION } from './version.js';
 import { buildRoles } from '../roles/index.js';
 import { openInstanceFeed } from '../src/metadata/feed.js';
+import { openComputeRegistry } from '../roles/compute/registry-link.js';
 import { metadataHostedService } from '../src/metadata/hosted.js';
 import { messagingHostedService } from '../src/messaging/hosted.js';
 import type { Agent } from './daemon.js';
@@ -43,6 +44,7 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
       // This very program (node + the bundle), for children such as the gateway's metadata proxy.
       mammatus: [process.execPath, [process.argv[1]!]],
       instanceFeed: openInstanceFeed,
+      computeRegistry: openComputeRegistry,
     }),
     version: VERSION,
     onReady: () => void sdNotify(run, '--ready', `--status=ready, version ${VERSION}`),

@@ -1,10 +1,11 @@
 /**
- * The registry of role plugins the agent runs. Roles that have not landed yet (compute, storage:
+ * The registry of role plugins the agent runs. Roles that have not landed yet (storage:
  * their own issues) are placeholders that own no files, so nodes tagged with them report `ok` and
  * tags, status and reconcile already work end to end.
  */
 import { buildControllerRole } from './controller/index.js';
 import { buildGatewayRole } from './gateway/index.js';
+import { buildComputeRole, type ComputeRegistryFactory } from './compute/index.js';
 import type { HostedService } from './controller/services.js';
 import type { Argv } from './supervisor.js';
 import type { InstanceFeedFactory, Role, RoleName, Spawn } from './types.js';
@@ -20,6 +21,8 @@ export interface RoleDeps {
   readonly mammatus?: Argv;
   /** Opens a live copy of the instance registry (gateways reserve instances' addresses and names). */
   readonly instanceFeed?: InstanceFeedFactory;
+  /** The compute role's registry link (records with node and state, and its write-backs). */
+  readonly computeRegistry?: ComputeRegistryFactory;
 }
 
 /** Builds every role, keyed by the name used in the `role` tag. One registry per agent. */
@@ -30,7 +33,7 @@ export function buildRoles(deps: RoleDeps): Readonly<Record<RoleName, Role>> {
       ...(deps.mammatus ? { mammatus: deps.mammatus } : {}),
       ...(deps.instanceFeed ? { instanceFeed: deps.instanceFeed } : {}),
     }),
-    compute: placeholder('compute'),
+    compute: buildComputeRole(deps.computeRegistry ? { instanceFeed: deps.computeRegistry } : {}),
     storage: placeholder('storage'),
     controller: buildControllerRole({ spawn: deps.spawn, services: deps.controllerServices ?? [] }),
   };

@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 
 # serf and nats-server run the cluster; dnsmasq-base, iptables and iproute2 serve the role tests.
 PACKAGES=(serf nats-server dnsmasq-base iptables iproute2 procps)
-# --tests adds what only the tests use: the package tests build, lint, sign and install the .deb.
+# --tests adds what only the tests use: the package tests build, lint, sign and install the .deb;
+# lxd runs the compute end-to-end test (its own daemon in a namespace; nothing started at install).
 if [ "${1:-}" = "--tests" ]; then
-  PACKAGES+=(debootstrap lintian apt-utils gnupg dpkg-dev busybox dnsutils curl cloud-init awscli)
+  PACKAGES+=(debootstrap lintian apt-utils gnupg dpkg-dev busybox dnsutils curl cloud-init awscli lxd)
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do

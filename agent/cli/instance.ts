@@ -53,7 +53,7 @@ export async function resolveNatsServers(g: GlobalOptions, flag: string | undefi
 }
 
 /** Opens the registry, runs `body`, closes; maps registry errors to exit codes and messages. */
-async function withRegistry(g: GlobalOptions, opts: InstanceOptions, io: CliIo, body: (r: InstanceRegistry) => Promise<number>): Promise<number> {
+export async function withRegistry(g: GlobalOptions, opts: InstanceOptions, io: CliIo, body: (r: InstanceRegistry) => Promise<number>): Promise<number> {
   const servers = await resolveNatsServers(g, opts.nats);
   let nc: NatsConnection;
   try {

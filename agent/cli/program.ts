@@ -12,6 +12,8 @@ import type { Role } from '../../roles/types.js';
 import { collectKeyValue, collectList, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { eventCommand } from './event.js';
 import { listCommand, registerCommand, rmCommand, showCommand, type InstanceOptions, type RegisterOptions } from './instance.js';
+import { imageImportCommand, type ImageImportOptions } from './image.js';
+import { launchCommand, setStateCommand, type LaunchOptions } from './launch.js';
 import { proxyCommand, serveCommand, type ProxyOptions, type ServeOptions } from './metadata.js';
 import { messagingServeCommand, type MessagingServeOptions } from './messaging.js';
 import { membersCommand } from './members.js';
@@ -127,6 +129,45 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option(natsFlag, natsHelp)
     .option('--json', 'print the removed record as JSON')
     .action((name: string, o: InstanceOptions, cmd: Command) => set(rmCommand(g(cmd), name, o, io)));
+
+  // --- compute: container instances through the registry (launch.ts), images (image.ts) ---
+  instance
+    .command('launch')
+    .description('record a container instance for a compute node to create and start (it follows the registry)')
+    .argument('<name>', 'instance name: a DNS label, becomes <name>.mammatus')
+    .requiredOption('--image <alias>', 'image alias on the compute node (mammatus image import)')
+    .requiredOption('--node <node>', 'the compute node to run it on')
+    .option('--mac <mac>', 'MAC of its NIC (default: a random locally administered 02:… one)')
+    .option('--user-data <file>', 'user-data (cloud-config, script, MIME or gzip), at most 256 KiB')
+    .option('--ssh-key <file>', 'file of OpenSSH public keys, repeatable', collectList)
+    .option(natsFlag, natsHelp)
+    .option('--json', 'print the record as JSON')
+    .action((name: string, o: LaunchOptions, cmd: Command) => set(launchCommand(g(cmd), name, o, io)));
+  for (const [verb, state, what] of [
+    ['start', 'running', 'start a stopped container instance'],
+    ['stop', 'stopped', 'stop a container instance (it keeps its disk, name and address)'],
+    ['delete', 'deleting', 'destroy a container instance; its compute node then removes the record'],
+  ] as const) {
+    instance
+      .command(verb)
+      .description(`${what} (sets the recorded state its compute node acts on)`)
+      .argument('<name>', 'instance name or id')
+      .option(natsFlag, natsHelp)
+      .option('--json', 'print the record as JSON')
+      .action((name: string, o: InstanceOptions, cmd: Command) => set(setStateCommand(g(cmd), name, state, o, io)));
+  }
+  program
+    .command('image')
+    .description('instance images in this node\'s LXD')
+    .command('import')
+    .description('import an image tarball (LXD unified format, as scripts/build-image.sh makes) under an alias')
+    .argument('<file>', 'the tarball')
+    .requiredOption('--alias <alias>', 'alias to point at the image')
+    .option('--replace', 're-point the alias when it names another image')
+    .option('--lxd-socket <path>', 'LXD\'s unix socket (default /var/lib/lxd/unix.socket)')
+    .option('--json', 'print JSON')
+    .action((file: string, o: ImageImportOptions) => set(imageImportCommand(file, o, io)));
+  // --- end compute ---
 
   const metadata = program.command('metadata').description('the instance metadata service and its gateway proxy, run on their own');
   metadata

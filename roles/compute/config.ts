@@ -14,6 +14,10 @@
  *       enabled: false
  *       interface: mammatus0
  *       address: 10.88.0.21/24     # the node's LAN address, moved onto the sibling
+ *     registry:                    # where the instance registry is (NATS on the controllers)
+ *       nats: []                   # empty: every alive controller Serf knows, at `port`
+ *       port: 4222
+ *     paths: { preseed: /etc/mammatus/compute/preseed.yaml }
  * ```
  */
 import { DEFAULT_LXD_SOCKET } from './lxd-connection.js';
@@ -36,6 +40,10 @@ export interface ComputeConfig {
     /** CIDR put on the sibling; without it the sibling comes up with no address. */
     readonly address?: string;
   };
+  /** Where the registry the role follows is: `nats` URLs, else every alive controller at `port`. */
+  readonly registry: { readonly nats: readonly string[]; readonly port: number };
+  /** The rendered preseed (what the role applies to LXD; also `lxd init --preseed` input). */
+  readonly paths: { readonly preseed: string };
 }
 
 /** An invalid `roles.compute` setting; `key` is the dotted path under `roles.compute`. */
@@ -97,12 +105,20 @@ export function parseComputeConfig(raw: unknown): ComputeConfig {
   if (raw !== undefined && raw !== null && (typeof raw !== 'object' || Array.isArray(raw))) {
     throw new ComputeConfigError('', 'must be a mapping');
   }
-  const top = onlyKnown((raw ?? {}) as Record<string, unknown>, ['parent', 'lxd', 'storage', 'profile', 'host_macvlan'], '');
+  const top = onlyKnown((raw ?? {}) as Record<string, unknown>, ['parent', 'lxd', 'storage', 'profile', 'host_macvlan', 'registry', 'paths'], '');
   const parent = str(top, 'parent', 'parent', IFNAME);
   if (parent === undefined) throw new ComputeConfigError('parent', 'is required: the LAN interface the instances\' macvlan NICs use');
   const lxd = section(top, 'lxd', ['socket']);
   const storage = section(top, 'storage', ['pool', 'driver']);
   const host = section(top, 'host_macvlan', ['enabled', 'interface', 'address']);
+  const registry = section(top, 'registry', ['nats', 'port']);
+  const paths = section(top, 'paths', ['preseed']);
+  const nats = field(registry, 'nats') ?? [];
+  if (!Array.isArray(nats) || !nats.every((u) => typeof u === 'string' && /^(?:nats|tls):\/\/[^\s/]+$/.test(u))) {
+    throw new ComputeConfigError('registry.nats', 'must be a list of nats:// URLs');
+  }
+  const port = field(registry, 'port') ?? 4222;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new ComputeConfigError('registry.port', 'must be a port number');
 
   const driver = field(storage, 'driver') ?? 'dir';
   if (typeof driver !== 'string' || !(STORAGE_DRIVERS as readonly string[]).includes(driver)) {
@@ -122,5 +138,7 @@ export function parseComputeConfig(raw: unknown): ComputeConfig {
     storage: { pool: str(storage, 'pool', 'storage.pool', LXD_NAME, 'mammatus')!, driver: driver as StorageDriver },
     profile,
     host_macvlan: { enabled, interface: hostIf, ...(address !== undefined && { address }) },
+    registry: { nats: nats as string[], port },
+    paths: { preseed: str(paths, 'preseed', 'paths.preseed', ABS_PATH, '/etc/mammatus/compute/preseed.yaml')! },
   };
 }

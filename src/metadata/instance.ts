@@ -36,8 +36,11 @@ export const VENDOR_PARTS = ['consul', 'vault', 'telegraf'] as const;
 /** One vendor-data part. */
 export type VendorPart = (typeof VENDOR_PARTS)[number];
 
-/** Life-cycle states; later issues (compute) move instances through them. */
-export const INSTANCE_STATES = ['registered', 'running', 'stopped'] as const;
+/**
+ * Life-cycle states. `running`/`stopped` are what the instance's compute node brings it to;
+ * `deleting` asks that node to destroy the container, after which it removes the record.
+ */
+export const INSTANCE_STATES = ['registered', 'running', 'stopped', 'deleting'] as const;
 /** One instance state. */
 export type InstanceState = (typeof INSTANCE_STATES)[number];
 

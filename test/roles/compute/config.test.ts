@@ -10,6 +10,8 @@ describe('parseComputeConfig', () => {
       storage: { pool: 'mammatus', driver: 'dir' },
       profile: 'mammatus',
       host_macvlan: { enabled: false, interface: 'mammatus0' },
+      registry: { nats: [], port: 4222 },
+      paths: { preseed: '/etc/mammatus/compute/preseed.yaml' },
     });
   });
 
@@ -21,6 +23,8 @@ describe('parseComputeConfig', () => {
         storage: { pool: 'fast', driver: 'zfs' },
         profile: 'lan',
         host_macvlan: { enabled: true, interface: 'lan0-host', address: '10.88.0.21/24' },
+        registry: { nats: ['nats://10.88.0.10:4222'], port: 4223 },
+        paths: { preseed: '/tmp/preseed.yaml' },
       }),
     ).toEqual({
       parent: 'lan0',
@@ -28,6 +32,8 @@ describe('parseComputeConfig', () => {
       storage: { pool: 'fast', driver: 'zfs' },
       profile: 'lan',
       host_macvlan: { enabled: true, interface: 'lan0-host', address: '10.88.0.21/24' },
+      registry: { nats: ['nats://10.88.0.10:4222'], port: 4223 },
+      paths: { preseed: '/tmp/preseed.yaml' },
     });
     expect(parseComputeConfig({ parent: 'eth0', storage: null, host_macvlan: { address: null } }).storage.pool).toBe('mammatus');
   });
@@ -47,6 +53,9 @@ describe('parseComputeConfig', () => {
     [{ parent: 'eth0', host_macvlan: { enabled: 'yes' } }, 'roles.compute.host_macvlan.enabled: must be true or false'],
     [{ parent: 'eth0', host_macvlan: { interface: 'eth0' } }, 'roles.compute.host_macvlan.interface: must differ from parent'],
     [{ parent: 'eth0', host_macvlan: { address: '10.88.0.21' } }, 'roles.compute.host_macvlan.address: must be an IPv4 address with a prefix length'],
+    [{ parent: 'eth0', registry: { nats: 'nats://x:4222' } }, 'roles.compute.registry.nats: must be a list of nats:// URLs'],
+    [{ parent: 'eth0', registry: { port: 0 } }, 'roles.compute.registry.port: must be a port number'],
+    [{ parent: 'eth0', paths: { preseed: 'x.yaml' } }, 'roles.compute.paths.preseed: must be an absolute path'],
   ])('refuses %j', (raw, message) => {
     let err: unknown;
     try {

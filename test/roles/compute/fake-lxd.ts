@@ -68,6 +68,8 @@ export interface FakeLxd {
   readonly requests: SeenRequest[];
   /** Registers the handler for `METHOD /path` (no query), replacing an earlier one. */
   on(route: string, handler: Handler): void;
+  /** Answers every request no route matches (instead of LXD's 404). */
+  fallback(handler: Handler): void;
   close(): Promise<void>;
 }
 
@@ -76,6 +78,7 @@ export async function startFakeLxd(): Promise<FakeLxd> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'fake-lxd-'));
   const socketPath = path.join(dir, 'unix.socket');
   const handlers = new Map<string, Handler>();
+  let otherwise: Handler = () => lxdError(404, 'not found');
   const requests: SeenRequest[] = [];
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -91,7 +94,7 @@ export async function startFakeLxd(): Promise<FakeLxd> {
         body: Buffer.concat(chunks),
       };
       requests.push(seen);
-      const handler = handlers.get(`${seen.method} ${seen.path}`) ?? (() => lxdError(404, 'not found'));
+      const handler = handlers.get(`${seen.method} ${seen.path}`) ?? otherwise;
       void Promise.resolve(handler(seen)).then((answer) => {
         if (answer === 'hang') return;
         const body = answer.text ?? JSON.stringify(answer.json ?? null);
@@ -105,6 +108,7 @@ export async function startFakeLxd(): Promise<FakeLxd> {
     socketPath,
     requests,
     on: (route, handler) => void handlers.set(route, handler),
+    fallback: (handler) => void (otherwise = handler),
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

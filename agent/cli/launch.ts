@@ -1,0 +1,83 @@
+/**
+ * `mammatus instance launch|start|stop|delete`: container instances, driven through the registry.
+ * The CLI only writes the record (its node, image, MAC and recorded state); the compute role on
+ * that node follows the registry and brings LXD to it, then writes the instance's address back.
+ * So these commands work from any node that reaches the controllers' NATS, and a compute node that
+ * was down catches up when it returns. Choosing a node by capacity is not done yet: `--node` is
+ * required.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { normalizeMac, type InstanceState } from '../../src/metadata/instance.js';
+import { IMAGE_TAG } from '../../roles/compute/plan.js';
+import { UsageError, type CliIo, type GlobalOptions } from './common.js';
+import { withRegistry, type InstanceOptions } from './instance.js';
+
+/** `launch` flags. */
+export interface LaunchOptions extends InstanceOptions {
+  image: string;
+  node: string;
+  mac?: string;
+  userData?: string;
+  sshKey?: string[];
+}
+
+/** A random locally administered unicast MAC (`02:…`): never a vendor's, never multicast. */
+export function randomMac(bytes: Uint8Array = randomBytes(5)): string {
+  return ['02', ...[...bytes.slice(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
+/** `instance launch NAME --image ALIAS --node NODE …`: records the instance, state `running`. */
+export async function launchCommand(g: GlobalOptions, name: string, opts: LaunchOptions, io: CliIo): Promise<number> {
+  if (!opts.image) throw new UsageError('--image is required (an image alias on the compute node)');
+  if (!opts.node) throw new UsageError('--node is required (the compute node to run it on)');
+  let mac: string;
+  try {
+    mac = opts.mac ? normalizeMac(opts.mac) : randomMac();
+  } catch (err) {
+    throw new UsageError(`--mac: ${(err as Error).message}`);
+  }
+  const sshKeys = (await Promise.all((opts.sshKey ?? []).map((f) => readInput(f, '--ssh-key', 'utf8')))).flatMap((text) =>
+    text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')),
+  );
+  const userData = opts.userData ? Buffer.from(await readInput(opts.userData, '--user-data')) : undefined;
+  return withRegistry(g, opts, io, async (registry) => {
+    const registered = await registry.register({
+      name,
+      node: opts.node,
+      macs: [mac],
+      ssh_keys: sshKeys,
+      ...(userData ? { user_data: userData } : {}),
+      tags: { [IMAGE_TAG]: opts.image },
+    });
+    // Registered first, running second: a record is only ever created as `registered`.
+    const record = await registry.update(registered.id, (r) => ({ ...r, state: 'running' }));
+    io.out(opts.json ? JSON.stringify(record, null, 2) : `launching ${record.name} (${record.id}) on ${opts.node}, MAC ${record.macs[0]}`);
+    return 0;
+  });
+}
+
+/** `instance start|stop|delete NAME`: sets the recorded state the compute node acts on. */
+export function setStateCommand(g: GlobalOptions, name: string, state: Extract<InstanceState, 'running' | 'stopped' | 'deleting'>, opts: InstanceOptions, io: CliIo): Promise<number> {
+  return withRegistry(g, opts, io, async (registry) => {
+    const current = await registry.get(name);
+    if (!current.node) {
+      io.err(`error: ${current.name} runs on no compute node (a PXE host?); ${state === 'deleting' ? 'use `mammatus instance rm`' : 'nothing would act on it'}`);
+      return 1;
+    }
+    const record = await registry.update(current.id, (r) => ({ ...r, state }));
+    const verb = { running: 'starting', stopped: 'stopping', deleting: 'deleting' }[state];
+    io.out(opts.json ? JSON.stringify(record, null, 2) : `${verb} ${record.name} (${record.id}) on ${record.node}`);
+    return 0;
+  });
+}
+
+function readInput(file: string, flag: string): Promise<Buffer>;
+function readInput(file: string, flag: string, encoding: 'utf8'): Promise<string>;
+async function readInput(file: string, flag: string, encoding?: 'utf8'): Promise<Buffer | string> {
+  try {
+    return encoding ? await readFile(file, encoding) : await readFile(file);
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * The compute role: LXD containers for the cloud's instances. Applying it renders the preseed
+ * (pure, golden-tested) and, when that changed or the role starts, brings LXD to it through the
+ * REST client (pool, `default` root disk, macvlan profile; the host's macvlan sibling through the
+ * runner). While it runs it follows the instance registry and reconciles the instances recorded
+ * for this node (`reconciler.ts`): created with their MAC fixed, started or stopped as recorded,
+ * destroyed when marked `deleting`, their real addresses written back; containers the registry
+ * does not know are reported, never destroyed.
+ *
+ * Instance work happens outside the apply transaction on purpose: it is not a file change that can
+ * be rolled back, and it must also run when nothing was rendered differently (a registry change, an
+ * address that appeared). A poll covers what LXD does on its own (an instance that stopped, an
+ * address that arrived by DHCP).
+ */
+import path from 'node:path';
+import type { Logger, Member } from '../../agent/types.js';
+import { parseRoleTag } from '../parse.js';
+import type { ApplyContext, RenderedFile, Role } from '../types.js';
+import { parseComputeConfig, type ComputeConfig } from './config.js';
+import { LxdClient, type LxdClientOptions } from './lxd-client.js';
+import { ensureHostMacvlan, ensureLxdSetup } from './lxd-setup.js';
+import { renderPreseedYaml } from './preseed.js';
+import { Reconciler, type ComputeReport } from './reconciler.js';
+import type { ComputeRegistry, ComputeRegistryFactory } from './registry-link.js';
+
+/** What the compute role needs from the agent. */
+export interface ComputeDeps {
+  /** Opens the registry link (NATS); without it the role sets LXD up but manages no instances. */
+  readonly instanceFeed?: ComputeRegistryFactory;
+  /** How often LXD is polled between registry changes (ms); default 10 000. */
+  readonly pollMs?: number;
+  /** LXD client options besides the socket (timeouts; tests). */
+  readonly lxd?: Omit<LxdClientOptions, 'socketPath'>;
+}
+
+/** The role, plus what its last reconcile pass found (unknown containers, failures). */
+export interface ComputeRole extends Role {
+  report(): ComputeReport | undefined;
+  /** Runs a reconcile pass now (resolves when done); a no-op before the registry link is open. */
+  reconcileNow(): Promise<void>;
+}
+
+/** The registry's NATS servers: configured ones, else every alive controller at `registry.port`. */
+export function computeRegistryServers(cfg: ComputeConfig, members: readonly Member[]): string[] {
+  if (cfg.registry.nats.length) return [...cfg.registry.nats];
+  return members
+    .filter((m) => m.status === 'alive' && m.tags.role !== undefined && parseRoleTag(m.tags.role).roles.includes('controller'))
+    .map((m) => `nats://${m.addr.includes(':') ? `[${m.addr}]` : m.addr}:${cfg.registry.port}`)
+    .sort();
+}
+
+const MANAGED = '# managed by mammatus role=compute: the NATS servers of the instance registry\n';
+
+/** Where the role writes the registry servers it follows: next to the preseed. */
+export function registryServersPath(cfg: ComputeConfig): string {
+  return path.join(path.dirname(cfg.paths.preseed), 'registry-servers');
+}
+
+/**
+ * True when `roles.compute` names a macvlan parent. Without one the role manages nothing (renders
+ * no file, touches no LXD): a node can carry the tag before LXD is set up on it, as the local
+ * cluster's compute node does.
+ */
+export function computeConfigured(raw: unknown): boolean {
+  return typeof raw === 'object' && raw !== null && !Array.isArray(raw) && (raw as Record<string, unknown>).parent !== undefined && (raw as Record<string, unknown>).parent !== null;
+}
+
+/** Builds the compute role. One per agent: it owns the LXD connection and the registry link. */
+export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
+  let cfg: ComputeConfig | undefined;
+  let node = '';
+  let lxd: LxdClient | undefined;
+  let link: ComputeRegistry | undefined;
+  let reconciler: Reconciler | undefined;
+  let poll: NodeJS.Timeout | undefined;
+  const client = (c: ComputeConfig) => {
+    if (lxd && cfg?.lxd.socket !== c.lxd.socket) lxd.close();
+    if (!lxd || cfg?.lxd.socket !== c.lxd.socket) lxd = new LxdClient({ ...deps.lxd, socketPath: c.lxd.socket });
+    cfg = c;
+    return lxd;
+  };
+  async function setUp(ctx: Omit<ApplyContext, 'changed'>): Promise<void> {
+    const c = parseComputeConfig(ctx.desired.config);
+    node = ctx.desired.node;
+    await ensureLxdSetup(client(c), c, ctx.log);
+    await ensureHostMacvlan(ctx.run, c);
+  }
+  /** Opens the registry link once its servers are known (the first controller may join later). */
+  function ensureLink(members: readonly Member[], log: Logger): void {
+    if (link || !deps.instanceFeed || !cfg || !lxd) return;
+    const servers = computeRegistryServers(cfg, members);
+    if (!servers.length) return;
+    const l = deps.instanceFeed(servers, () => void reconciler?.request(), log.child({ component: 'registry' }));
+    link = l;
+    const current = () => cfg!;
+    reconciler = new Reconciler({ lxd, registry: l, config: current, node: () => node, log });
+    poll = setInterval(() => void reconciler?.request(), deps.pollMs ?? 10_000);
+    poll.unref();
+  }
+
+  return {
+    name: 'compute',
+    // A controller joining is how the registry's servers become known.
+    watches: ['member-join', 'member-update'],
+
+    render(desired): RenderedFile[] {
+      if (!computeConfigured(desired.config)) return [];
+      const c = parseComputeConfig(desired.config);
+      // The registry's servers are rendered too, so a controller joining changes a file and the
+      // reload that follows opens the registry link (an apply with no change runs no hook).
+      const servers = computeRegistryServers(c, desired.members);
+      return [
+        { path: c.paths.preseed, content: renderPreseedYaml(c), mode: 0o644 },
+        { path: registryServersPath(c), content: `${MANAGED}${servers.map((s) => `${s}\n`).join('')}`, mode: 0o644 },
+      ].sort((a, b) => a.path.localeCompare(b.path));
+    },
+
+    async reload(ctx) {
+      if (!computeConfigured(ctx.desired.config)) return; // the files of an unconfigured role are gone
+      if ((await ctx.files.read(parseComputeConfig(ctx.desired.config).paths.preseed)) === undefined) return;
+      await setUp(ctx);
+      ensureLink(ctx.desired.members, ctx.log);
+      void reconciler?.request();
+    },
+
+    async start(ctx) {
+      if (!computeConfigured(ctx.desired.config)) {
+        return ctx.log.warn('roles.compute.parent is not set: this node manages no instances');
+      }
+      // After an agent restart nothing was rendered differently, so no reload ran: set up here.
+      await setUp(ctx);
+      ensureLink(ctx.desired.members, ctx.log);
+      void reconciler?.request();
+    },
+
+    report: () => reconciler?.report(),
+    reconcileNow: async () => reconciler?.request(),
+
+    async stop() {
+      clearInterval(poll);
+      poll = undefined;
+      const l = link;
+      link = undefined;
+      reconciler = undefined;
+      await l?.stop();
+      lxd?.close();
+      lxd = undefined;
+    },
+  };
+}
+
+export type { ComputeReport } from './reconciler.js';
+export { openComputeRegistry, type ComputeRegistry, type ComputeRegistryFactory } from './registry-link.js';
