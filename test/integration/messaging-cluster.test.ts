@@ -53,7 +53,7 @@ describe.skipIf(!natsServerAvailable())('3-server cluster, R3', () => {
     const got: string[] = [];
     const handles: string[] = [];
     await eventually(async () => {
-      const r = await sb.send(new Sqs.ReceiveMessageCommand({ QueueUrl: urlB, MaxNumberOfMessages: 10, VisibilityTimeout: 30 })).catch(() => ({ Messages: [] }));
+      const r = await sb.send(new Sqs.ReceiveMessageCommand({ QueueUrl: urlB, MaxNumberOfMessages: 10, VisibilityTimeout: 600 })).catch(() => ({ Messages: [] }));
       for (const m of r.Messages ?? []) {
         got.push(m.Body ?? '');
         handles.push(m.ReceiptHandle ?? '');

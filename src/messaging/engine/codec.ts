@@ -96,6 +96,24 @@ export function decodeState(data: Uint8Array): DeliveryState {
   return { receiveCount: raw.r, firstReceiveAt: raw.f, visibleAt: raw.v };
 }
 
+/** The delivery state of one message of a batch record. */
+export interface SeqState extends DeliveryState {
+  readonly seq: number;
+}
+
+/**
+ * A batch state record: the states of several messages (a receive batch, a visibility batch) in
+ * one JetStream message, so a receive of ten costs one publish instead of ten.
+ */
+export function encodeStates(states: readonly SeqState[]): Uint8Array {
+  return Buffer.from(JSON.stringify(states.map((s) => [s.seq, s.receiveCount, s.firstReceiveAt ?? null, s.visibleAt])));
+}
+
+export function decodeStates(data: Uint8Array): SeqState[] {
+  const raw = JSON.parse(Buffer.from(data).toString('utf8')) as [number, number, number | null, number][];
+  return raw.map(([seq, r, f, v]) => ({ seq, receiveCount: r, firstReceiveAt: f ?? undefined, visibleAt: v }));
+}
+
 /**
  * The MessageId of the message at `seq` of queue `queueId`: UUID-shaped, derived rather than
  * stored, so a deduplicated send (JetStream answers with the original's sequence) returns the

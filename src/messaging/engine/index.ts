@@ -11,6 +11,7 @@ import type { EngineSettings } from '../settings.js';
 import type { SnsEngine } from '../sns-engine.js';
 import { QueueCatalog } from './catalog.js';
 import { openMessagingStore, sharedValue, type MessagingStore } from './layout.js';
+import { BodyCache } from './body-cache.js';
 import { QueueLog } from './queue-log.js';
 import { QueueOwner } from './queue-owner.js';
 import { QueueRouter } from './queue-router.js';
@@ -69,10 +70,12 @@ export async function startJetStreamEngines(opts: EngineOptions): Promise<JetStr
   const receiptKey = settings.receiptKey ?? Buffer.from(await sharedValue(store.keys, 'receipt-key', () => randomBytes(32)));
   const catalog = new QueueCatalog(store.queues, log.child({ component: 'sqs-catalog' }));
   await catalog.start();
+  // Bodies of recent sends, shared by all queues: a receive right after a send reads nothing.
+  const bodies = new BodyCache();
   const logs = new Map<string, QueueLog>();
   const logFor = (id: string) => {
     let l = logs.get(id);
-    if (!l) logs.set(id, (l = new QueueLog(js, jsm, id)));
+    if (!l) logs.set(id, (l = new QueueLog(js, jsm, id, bodies)));
     return l;
   };
   let sqs: JetStreamSqs | undefined;

@@ -4,7 +4,7 @@
  * | what | JetStream object | key / subject |
  * | --- | --- | --- |
  * | SQS message log (all queues) | stream `MESSAGING_SQS`, file, limits | `mammatus.sqs.m.<queue id>` |
- * | SQS delivery state (receive count, first receive, visible-at) | stream `MESSAGING_SQS_STATE`, one message per subject | `mammatus.sqs.s.<queue id>.<seq>` |
+ * | SQS delivery state (receive count, first receive, visible-at) | stream `MESSAGING_SQS_STATE`, one message per subject | `mammatus.sqs.s.<queue id>.b.<writer>.<n>` (a batch of messages; `….s.<queue id>.<seq>` from older versions is still read) |
  * | queue records (attributes, tags) and 60 s tombstones | KV `mammatus_sqs` | `q.<name>`, `gone.<name>` |
  * | queue ownership leases | KV `mammatus_sqs_owners`, TTL = lease | `<queue id>` |
  * | forwarded queue operations | core request/reply | `mammatus.sqs.rpc.<queue id>` |
@@ -35,7 +35,8 @@ export const SNS_HTTP_CONSUMER = 'http';
 /** Subjects. */
 export const subjects = {
   message: (queueId: string) => `mammatus.sqs.m.${queueId}`,
-  state: (queueId: string, seq: number) => `mammatus.sqs.s.${queueId}.${seq}`,
+  /** A state record of several messages; `writer` is random per writer, so subjects never collide. */
+  stateBatch: (queueId: string, writer: string, n: number) => `mammatus.sqs.s.${queueId}.b.${writer}.${n}`,
   states: (queueId: string) => `mammatus.sqs.s.${queueId}.>`,
   rpc: (queueId: string) => `mammatus.sqs.rpc.${queueId}`,
   snsPublish: 'mammatus.sns.pub',

@@ -7,13 +7,15 @@
  */
 import type { Logger } from '../../../agent/types.js';
 import { sqsError } from '../errors.js';
-import { createReceiptHandle, verifyReceiptHandle } from '../receipt.js';
+import { verifyReceiptHandle } from '../receipt.js';
 import type { ReceivedMessage, ReceiveMessageRequest, RequestContext } from '../sqs-engine.js';
 import type { QueueRecord } from './catalog.js';
 import { messageIdFor, sequenceNumber, type StoredFields, type StoredPayload } from './codec.js';
 import { parseRedrivePolicy } from './queue-attributes.js';
 import type { QueueLog } from './queue-log.js';
+import { receivedMessage } from './received.js';
 import { QueueState, type MessageMeta, type QueueCounts } from './queue-state.js';
+import { StateRecords } from './state-records.js';
 
 /** One message to append (a client's send, an SNS delivery, or a dead-letter move). */
 export interface AppendRequest {
@@ -42,10 +44,13 @@ export interface OwnerDeps {
 const MAX_VISIBILITY_MS = 43_200_000;
 const ATTEMPT_ID_MS = 5 * 60_000;
 const PURGE_BLOCK_MS = 60_000;
+// Dead state records are deleted this long after they die, many per request burst.
+const STATE_GC_DELAY_MS = 100;
 
 /** The owner of one queue (see the module comment). */
 export class QueueOwner {
   private readonly state: QueueState;
+  private readonly records: StateRecords;
   private readonly now: () => number;
   private readonly waiters = new Set<() => void>();
   private sendChain: Promise<unknown> = Promise.resolve();
@@ -59,13 +64,20 @@ export class QueueOwner {
     private readonly deps: OwnerDeps,
   ) {
     this.state = new QueueState(queue.attributes.FifoQueue === 'true');
+    this.records = new StateRecords(
+      (seqs) => deps.log.dropStates(seqs),
+      (err) => deps.logger.warn({ err, queue: queue.name }, 'deleting dead state records failed; retried by the next sweep'),
+      STATE_GC_DELAY_MS,
+    );
     this.now = deps.now ?? Date.now;
   }
 
   /** Rebuilds the queue from JetStream and starts the retention sweep. */
   static async start(queue: QueueRecord, deps: OwnerDeps): Promise<QueueOwner> {
     const owner = new QueueOwner(queue, deps);
-    for (const meta of await deps.log.rebuild(owner.state.fifo)) owner.state.add(meta);
+    const rebuilt = await deps.log.rebuild(owner.state.fifo);
+    for (const meta of rebuilt.messages) owner.state.add(meta);
+    owner.records.load(rebuilt.records);
     owner.sweeper = setInterval(() => void owner.sweep().catch((err: unknown) => deps.logger.warn({ err, queue: queue.name }, 'retention sweep failed')), 10_000);
     owner.sweeper.unref();
     return owner;
@@ -75,6 +87,7 @@ export class QueueOwner {
   stop(): void {
     this.active = false;
     clearInterval(this.sweeper);
+    this.records.stop();
     this.wake();
   }
 
@@ -174,7 +187,8 @@ export class QueueOwner {
   }
 
   // Marks the picked messages received (synchronously, so a concurrent receive cannot take them),
-  // moves those over maxReceiveCount to the dead-letter queue, stores the new state, reads bodies.
+  // moves those over maxReceiveCount to the dead-letter queue, stores the new state of the whole
+  // batch in one record while reading the bodies, and answers once both are done.
   private async deliver(picked: MessageMeta[], visibilityMs: number, attrs: Readonly<Record<string, string>>, ctx: RequestContext): Promise<ReceivedMessage[]> {
     const redrive = parseRedrivePolicy(attrs.RedrivePolicy);
     const now = this.now();
@@ -183,20 +197,19 @@ export class QueueOwner {
     const taking = picked.filter((m) => !moving.includes(m));
     for (const m of taking) this.state.markReceived(m, now, now + visibilityMs);
     const moves = redrive ? moving.map((m) => this.moveToDeadLetter(m, redrive.deadLetterTargetArn, ctx)) : [];
+    const reading = Promise.all(taking.map((m) => this.deps.log.read(m.seq)));
+    // Awaited below; without this a failed save would leave a failed read unhandled.
+    reading.catch(() => undefined);
     try {
-      const results = await Promise.all(taking.map(async (m) => {
-        await this.deps.log.saveState(m.seq, { receiveCount: m.receiveCount, firstReceiveAt: m.firstReceiveAt, visibleAt: m.visibleAt });
-        return { m, stored: await this.deps.log.read(m.seq) };
-      }));
+      if (taking.length > 0) await this.save(taking);
+      const stored = await reading;
       await Promise.all(moves);
       const out: ReceivedMessage[] = [];
-      for (const { m, stored } of results) {
-        if (!stored) {
-          this.state.remove(m.seq);
-          continue;
-        }
-        out.push(this.received(m, stored.fields, stored.payload, now));
-      }
+      taking.forEach((m, i) => {
+        const s = stored[i];
+        if (!s) return void this.forget(m.seq);
+        out.push(receivedMessage({ queueId: this.queue.id, fifo: this.state.fifo, key: this.deps.keys[0] as Uint8Array }, m, s.fields, s.payload, now));
+      });
       return out;
     } catch (err) {
       // Nothing was answered: make the messages available again (the receive count stays, as on AWS).
@@ -206,29 +219,16 @@ export class QueueOwner {
     }
   }
 
-  private received(m: MessageMeta, f: StoredFields, p: StoredPayload, now: number): ReceivedMessage {
-    const a: Record<string, string> = {
-      SenderId: f.senderId,
-      SentTimestamp: String(f.sentAt),
-      ApproximateReceiveCount: String(m.receiveCount),
-      ApproximateFirstReceiveTimestamp: String(m.firstReceiveAt ?? now),
-    };
-    if (f.group !== undefined) a.MessageGroupId = f.group;
-    if (this.state.fifo) {
-      if (f.dedupId !== undefined) a.MessageDeduplicationId = f.dedupId;
-      a.SequenceNumber = sequenceNumber(m.seq);
-    }
-    if (p.trace) a.AWSTraceHeader = p.trace;
-    if (f.sourceArn) a.DeadLetterQueueSourceArn = f.sourceArn;
-    const ReceiptHandle = createReceiptHandle(this.deps.keys[0] as Uint8Array, {
-      queue: this.queue.id,
-      sequence: m.seq,
-      receiveCount: m.receiveCount,
-      issuedAt: now,
-      visibleAt: m.visibleAt,
-    });
-    // `seq` rides along for the router (a forwarded receive reads bodies by it); the wire layer ignores it.
-    return { MessageId: f.messageId ?? messageIdFor(this.queue.id, m.seq), ReceiptHandle, Body: p.body, Attributes: a, MessageAttributes: p.attributes, seq: m.seq } as ReceivedMessage;
+  // One state record for all of `metas`; answers once JetStream stored it.
+  private async save(metas: readonly MessageMeta[]): Promise<void> {
+    const record = await this.deps.log.saveStates(metas.map((m) => ({ seq: m.seq, receiveCount: m.receiveCount, firstReceiveAt: m.firstReceiveAt, visibleAt: m.visibleAt })));
+    this.records.saved(record, metas.filter((m) => this.state.messages.get(m.seq) === m).map((m) => m.seq));
+  }
+
+  // Drops a message that is gone from the log (or never was: a read found nothing).
+  private forget(seq: number): void {
+    this.state.remove(seq);
+    this.records.removed(seq);
   }
 
   private async moveToDeadLetter(m: MessageMeta, targetArn: string, ctx: RequestContext): Promise<void> {
@@ -244,6 +244,7 @@ export class QueueOwner {
         if (!outcome || 'error' in outcome) throw outcome?.error ?? new Error('no answer from the dead-letter queue');
       }
       await this.deps.log.remove(m.seq);
+      this.records.removed(m.seq);
     } catch (err) {
       this.deps.logger.warn({ err, queue: this.queue.name, seq: m.seq }, 'dead-letter move failed; message stays');
       if (this.active) this.state.add({ ...m, visibleAt: this.now() + 1000, version: m.version + 1 });
@@ -265,6 +266,7 @@ export class QueueOwner {
           this.state.add(meta);
           throw err;
         }
+        this.records.removed(meta.seq);
         if (this.state.fifo) this.wake();
         return { ok: true };
       } catch (error) {
@@ -273,33 +275,38 @@ export class QueueOwner {
     }));
   }
 
-  /** ChangeMessageVisibility(Batch): only with the latest handle of a message in flight. */
+  /** ChangeMessageVisibility(Batch): only with the latest handle of a message in flight; one state record for the batch. */
   async changeVisibility(entries: readonly { handle: string; seconds: number }[]): Promise<Outcome<true>[]> {
     await this.attributes();
-    return Promise.all(entries.map(async ({ handle, seconds }): Promise<Outcome<true>> => {
+    const now = this.now();
+    const changed: { meta: MessageMeta; previous: number; index: number }[] = [];
+    const out = entries.map(({ handle, seconds }, index): Outcome<true> => {
       try {
         const f = verifyReceiptHandle(handle, this.deps.keys, this.queue.id);
-        const now = this.now();
         const meta = this.state.messages.get(f.sequence);
         if (meta && meta.receiveCount !== f.receiveCount) throw sqsError('ReceiptHandleIsInvalid', `The receipt handle "${handle.slice(0, 64)}..." has expired: the message was received again.`);
         if (!meta || meta.visibleAt <= now) throw sqsError('MessageNotInflight');
         if (now + seconds * 1000 - f.issuedAt > MAX_VISIBILITY_MS) {
           throw sqsError('InvalidParameterValue', `Value ${seconds} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]`);
         }
-        const previous = meta.visibleAt;
+        changed.push({ meta, previous: meta.visibleAt, index });
         this.state.setVisibleAt(meta, now + seconds * 1000);
-        try {
-          await this.deps.log.saveState(meta.seq, { receiveCount: meta.receiveCount, firstReceiveAt: meta.firstReceiveAt, visibleAt: meta.visibleAt });
-        } catch (err) {
-          this.state.setVisibleAt(meta, previous);
-          throw err;
-        }
-        if (meta.visibleAt < previous) this.wake();
         return { ok: true };
       } catch (error) {
         return { error };
       }
-    }));
+    });
+    if (changed.length === 0) return out;
+    try {
+      await this.save([...new Set(changed.map((c) => c.meta))]);
+    } catch (error) {
+      // Backwards, so a message named twice gets its first (original) visibility back.
+      for (const c of [...changed].reverse()) this.state.setVisibleAt(c.meta, c.previous);
+      for (const c of changed) out[c.index] = { error };
+      return out;
+    }
+    if (changed.some((c) => c.meta.visibleAt < c.previous)) this.wake();
+    return out;
   }
 
   /** PurgeQueue: everything, in flight included; once per 60 s. */
@@ -308,6 +315,7 @@ export class QueueOwner {
     if (this.now() - this.lastPurge < PURGE_BLOCK_MS) throw sqsError('PurgeQueueInProgress');
     this.lastPurge = this.now();
     this.state.clear();
+    this.records.clear();
     await this.deps.log.purge();
     this.wake();
   }
@@ -322,8 +330,10 @@ export class QueueOwner {
     const attrs = await this.attributes();
     const expired = this.state.sentBefore(this.now() - Number(attrs.MessageRetentionPeriod) * 1000);
     for (const seq of expired) this.state.remove(seq);
-    await Promise.all(expired.map((seq) => this.deps.log.remove(seq)));
+    await Promise.all(expired.map((seq) => this.deps.log.remove(seq).then(() => this.records.removed(seq))));
     if (expired.length > 0) this.wake();
+    // Dead state records whose deletion failed earlier.
+    await this.records.flush();
     return expired.length;
   }
 }

@@ -5,7 +5,7 @@
  */
 import { pino } from 'pino';
 import { expect, test } from 'vitest';
-import type { DeliveryState, StoredFields, StoredPayload } from '../../../src/messaging/engine/codec.js';
+import type { SeqState, StoredFields, StoredPayload } from '../../../src/messaging/engine/codec.js';
 import type { QueueLog } from '../../../src/messaging/engine/queue-log.js';
 import { QueueOwner, type AppendRequest, type OwnerDeps } from '../../../src/messaging/engine/queue-owner.js';
 import type { QueueRecord } from '../../../src/messaging/engine/catalog.js';
@@ -14,7 +14,9 @@ import type { RequestContext } from '../../../src/messaging/sqs-engine.js';
 class FakeLog {
   seq = 0;
   readonly messages = new Map<number, { fields: StoredFields; payload: StoredPayload }>();
-  readonly states = new Map<number, DeliveryState>();
+  /** State records by record sequence, as the state stream holds them. */
+  readonly records = new Map<number, SeqState[]>();
+  recordSeq = 0;
   fail: Partial<Record<'append' | 'saveState' | 'remove' | 'read', boolean>> = {};
   async append(fields: StoredFields, payload: StoredPayload) {
     if (this.fail.append) throw new Error('injected: append');
@@ -25,20 +27,23 @@ class FakeLog {
     if (this.fail.read) throw new Error('injected: read');
     return this.messages.get(seq);
   }
-  async saveState(seq: number, s: DeliveryState) {
+  async saveStates(states: SeqState[]) {
     if (this.fail.saveState) throw new Error('injected: saveState');
-    this.states.set(seq, s);
+    this.records.set(++this.recordSeq, states);
+    return this.recordSeq;
+  }
+  async dropStates(seqs: number[]) {
+    for (const s of seqs) this.records.delete(s);
   }
   async remove(seq: number) {
     if (this.fail.remove) throw new Error('injected: remove');
     this.messages.delete(seq);
-    this.states.delete(seq);
   }
   async purge() {
     this.messages.clear();
   }
   async rebuild() {
-    return [];
+    return { messages: [], records: new Map<number, number[]>() };
   }
 }
 
@@ -125,5 +130,45 @@ test('retention: the sweep deletes messages older than MessageRetentionPeriod, i
   expect(await o.sweep()).toBe(1);
   expect([...log.messages.values()].map((m) => m.payload.body)).toEqual(['young']);
   expect(o.counts()).toEqual({ visible: 1, notVisible: 0, delayed: 0 });
+  o.stop();
+});
+
+const flushed = () => new Promise((r) => setTimeout(r, 150));
+
+test('a receive batch is one state record; it is deleted once every message in it is deleted', async () => {
+  const { o, log } = await owner();
+  await o.append(['a', 'b', 'c'].map(append));
+  const got = await o.receive({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [], MaxNumberOfMessages: 10 }, ctx, ctx.signal);
+  expect(got.length).toBe(3);
+  expect([...log.records.values()].map((r) => r.map((s) => s.seq).sort())).toEqual([[1, 2, 3]]);
+  await o.delete([got[0]?.ReceiptHandle ?? '', got[1]?.ReceiptHandle ?? '']);
+  await flushed();
+  expect(log.records.size).toBe(1);
+  await o.delete([got[2]?.ReceiptHandle ?? '']);
+  await flushed();
+  expect(log.records.size).toBe(0);
+  o.stop();
+});
+
+test('a record superseded by a later one for all its messages is deleted; a visibility batch is one record', async () => {
+  const { o, log } = await owner();
+  await o.append(['a', 'b'].map(append));
+  const got = await o.receive({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [], MaxNumberOfMessages: 10 }, ctx, ctx.signal);
+  const out = await o.changeVisibility(got.map((m) => ({ handle: m.ReceiptHandle, seconds: 100 })));
+  expect(out).toEqual([{ ok: true }, { ok: true }]);
+  await flushed();
+  expect([...log.records.keys()]).toEqual([2]);
+  expect(log.records.get(2)?.map((s) => s.visibleAt > Date.now() + 90_000)).toEqual([true, true]);
+  o.stop();
+});
+
+test('a failed visibility batch changes nothing and reports every entry', async () => {
+  const { o, log } = await owner();
+  await o.append([append('a')]);
+  const [m] = await o.receive({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [] }, ctx, ctx.signal);
+  log.fail.saveState = true;
+  const out = await o.changeVisibility([{ handle: m?.ReceiptHandle ?? '', seconds: 0 }, { handle: 'garbage', seconds: 0 }]);
+  expect(out.every((r) => 'error' in r)).toBe(true);
+  expect(o.counts()).toEqual({ visible: 0, notVisible: 1, delayed: 0 });
   o.stop();
 });

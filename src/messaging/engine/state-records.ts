@@ -1,0 +1,117 @@
+/**
+ * The owner's bookkeeping of delivery state records: which record holds each message's latest
+ * state, and how many messages still depend on each record. A record nobody depends on (every
+ * message in it deleted or saved again in a later record) is dead and is deleted in the
+ * background: it is garbage, not state, since a rebuild lets the latest record of each message
+ * win and ignores records of deleted messages. So deleting it late, or never (a failed request;
+ * the next rebuild deletes it), loses nothing; deleting a record somebody still depends on would,
+ * and that is what the counts prevent.
+ */
+
+/** Tracks state records of one queue (see the module comment). */
+export class StateRecords {
+  private readonly recordOf = new Map<number, number>();
+  private readonly live = new Map<number, number>();
+  private dead: number[] = [];
+  private flushing = false;
+  private timer?: NodeJS.Timeout;
+
+  /**
+   * @param drop deletes records by sequence (`QueueLog.dropStates`).
+   * @param onError told when a deletion failed; those records are retried by the next `flush`.
+   * @param delayMs how long dead records wait to be deleted together (0: on the next tick).
+   */
+  constructor(
+    private readonly drop: (records: number[]) => Promise<void>,
+    private readonly onError: (err: unknown) => void,
+    private readonly delayMs = 0,
+  ) {}
+
+  /** Records awaiting deletion (for tests). */
+  get pending(): number {
+    return this.dead.length;
+  }
+
+  /** Takes over what a rebuild found: record → the messages whose latest state it holds. */
+  load(records: ReadonlyMap<number, readonly number[]>): void {
+    for (const [record, seqs] of records) {
+      for (const seq of seqs) this.recordOf.set(seq, record);
+      this.live.set(record, seqs.length);
+    }
+  }
+
+  /** `seqs` (messages that still exist) now have their latest state in `record`, which JetStream stored. */
+  saved(record: number, seqs: Iterable<number>): void {
+    let n = 0;
+    for (const seq of seqs) {
+      const previous = this.recordOf.get(seq);
+      // Concurrent saves may be acknowledged out of order; the later record in the stream wins, as on rebuild.
+      if (previous !== undefined && previous >= record) continue;
+      if (previous !== undefined) this.release(previous);
+      this.recordOf.set(seq, record);
+      n += 1;
+    }
+    if (n > 0) this.live.set(record, (this.live.get(record) ?? 0) + n);
+    else this.dead.push(record);
+    this.flushSoon();
+  }
+
+  /** The message `seq` was deleted from the log. */
+  removed(seq: number): void {
+    const record = this.recordOf.get(seq);
+    if (record === undefined) return;
+    this.recordOf.delete(seq);
+    this.release(record);
+    this.flushSoon();
+  }
+
+  /** Forgets everything (the queue was purged, records included). */
+  clear(): void {
+    this.recordOf.clear();
+    this.live.clear();
+    this.dead = [];
+  }
+
+  /** Stops the pending timer (the owner stopped); what is left is deleted by the next rebuild. */
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Deletes the dead records now; failures stay queued for the next call. */
+  async flush(): Promise<void> {
+    if (this.flushing || this.dead.length === 0) return;
+    this.flushing = true;
+    const batch = this.dead;
+    this.dead = [];
+    try {
+      await this.drop(batch);
+    } catch (err) {
+      this.dead.push(...batch);
+      this.onError(err);
+      return;
+    } finally {
+      this.flushing = false;
+    }
+    // Records that died while we were deleting.
+    this.flushSoon();
+  }
+
+  private release(record: number): void {
+    const n = (this.live.get(record) ?? 1) - 1;
+    if (n > 0) return void this.live.set(record, n);
+    this.live.delete(record);
+    this.dead.push(record);
+  }
+
+  // Off the answering path, and after a short delay so the deletions of many records leave in one
+  // write to the NATS socket instead of one each (nats.js flushes once per microtask turn).
+  private flushSoon(): void {
+    if (this.dead.length === 0 || this.flushing || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, this.delayMs);
+    this.timer.unref();
+  }
+}
