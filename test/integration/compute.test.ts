@@ -12,30 +12,25 @@
  * `mammatus instance delete` → the container and the record are gone.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../agent/cli/program.js';
 import { imageImportCommand } from '../../agent/cli/image.js';
-import { loadConfig } from '../../agent/config/load.js';
-import { createAgent, type Agent } from '../../agent/daemon.js';
 import { buildRun } from '../../agent/exec.js';
 import { buildFileOps } from '../../agent/files.js';
 import { applyRole } from '../../roles/apply.js';
 import { buildComputeRole, openComputeRegistry, type ComputeRole } from '../../roles/compute/index.js';
 import { LxdClient } from '../../roles/compute/lxd-client.js';
-import { buildGatewayRole } from '../../roles/gateway/index.js';
 import type { DesiredState, Run } from '../../roles/types.js';
 import { BUNDLE } from '../../scripts/lib/mammatus-agent.js';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
-import { serfAvailable, startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
-import { openInstanceFeed } from '../../src/metadata/feed.js';
+import { serfAvailable } from '../../scripts/lib/serf-agent.js';
 import { InstanceRegistry } from '../../src/metadata/registry.js';
 import { connectNats } from '../../src/nats.js';
-import { gatewayEffects } from '../helpers/gateway-ns.js';
+import { startBedGateway, startControllerHost, type BedGateway, type ControllerHost } from '../helpers/metadata-bed.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../helpers/netns.js';
 import { startLxdNode, type LxdNode } from '../roles/compute/lxd-netns.js';
 
@@ -48,7 +43,6 @@ const skip =
   (existsSync(BUNDLE) ? undefined : `${BUNDLE} is missing (npm run build)`);
 if (skip) console.warn(`compute end-to-end test skipped: ${skip}`);
 
-const SECRET_HEX = 'cd'.repeat(32);
 const USER_DATA = '#cloud-config\nruncmd:\n  - [sh, -c, "echo user-data-applied > /run/mammatus-e2e"]\n';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -69,10 +63,9 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
   const log = pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s) as Record<string, unknown>) });
   let bed: GatewayBed;
   let node: LxdNode;
-  let serf: SerfAgent;
-  let gateway: Agent;
+  let host: ControllerHost;
+  let gw: BedGateway;
   let compute: ComputeRole;
-  let bridge: net.Server;
   let natsUrl = '';
   let registry: InstanceRegistry;
   let nc: Awaited<ReturnType<typeof connectNats>>;
@@ -88,62 +81,13 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
     // Built once and cached (a cache hit answers at once; a build takes minutes).
     const image = execFileSync(IMAGE_SCRIPT, [], { encoding: 'utf8', timeout: 900_000, stdio: ['ignore', 'pipe', 'inherit'] }).trim();
     bed = await buildGatewayBed({ prefix: 'cmp' });
-    writeFileSync(p('secret'), `${SECRET_HEX}\n`, { mode: 0o600 });
-    // The controller host: nats-server and the metadata service in `ctl`, a unix-socket bridge to it.
-    mkdirSync(p('nats'));
-    writeFileSync(p('nats.conf'), JSON.stringify({ host: '127.0.0.1', port: 4222, jetstream: { store_dir: p('nats/js') } }));
-    bed.spawn('ctl', ['nats-server', '-c', p('nats.conf')]);
-    const sock = p('nats.sock');
-    const forward = `const net=require('node:net');net.createServer((c)=>{const u=net.connect(4222,'127.0.0.1');c.pipe(u).pipe(c);c.on('error',()=>u.destroy());u.on('error',()=>c.destroy());}).listen(process.argv[1],()=>console.log('listening'));`;
-    bed.spawn('ctl', [process.execPath, '-e', forward, sock]);
-    await until('the NATS bridge', async () => (existsSync(sock) ? true : undefined), 10_000);
-    bridge = net.createServer((c) => {
-      const u = net.connect(sock);
-      c.pipe(u).pipe(c);
-      c.on('error', () => u.destroy());
-      u.on('error', () => c.destroy());
-    });
-    await new Promise<void>((r) => bridge.listen(0, '127.0.0.1', r));
-    natsUrl = `nats://127.0.0.1:${(bridge.address() as net.AddressInfo).port}`;
+    // The controller host in `ctl` (reached through a bridge) and the gateway following its registry.
+    host = await startControllerHost(bed, p('ctl'));
+    natsUrl = host.natsUrl;
     nc = await until('NATS through the bridge', () => connectNats(natsUrl, { name: 'test', timeoutMs: 2000 }), 20_000);
     registry = await InstanceRegistry.open(nc);
-    writeFileSync(p('controller.yaml'), `metadata: { proxy_secret_file: ${JSON.stringify(p('secret'))}, trust_source_address: false }\n`);
-    bed.spawn('ctl', [process.execPath, BUNDLE, 'metadata', 'serve', '--nats', 'nats://127.0.0.1:4222', '--listen', '0.0.0.0:8775', '--config', p('controller.yaml')]);
-    await until('the metadata service', async () => ((await bed.exec('ctl', ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:8775/healthz'])).stdout === '200' ? true : undefined), 20_000);
-
-    // The gateway, as in gateway-metadata.test.ts, following the same registry.
-    serf = await startSerfAgent({ name: 'gw1', dir: p('serf'), tags: { role: 'gateway' } });
-    writeFileSync(
-      p('agent.yaml'),
-      [
-        `state_dir: ${p('state')}`,
-        `serf: { rpc_addr: "${serf.rpcAddr}" }`,
-        'watch_config: false',
-        'roles:',
-        '  gateway:',
-        `    lan: { interface: ${bed.ifaces.gwLan}, address: 10.88.0.1/24 }`,
-        `    wan: { interface: ${bed.ifaces.gwWan} }`,
-        '    upstream_dns: [203.0.113.1]',
-        '    tftp: { enabled: false }',
-        '    pxe: { enabled: false }',
-        `    metadata: { secret_file: ${JSON.stringify(p('secret'))}, upstreams: ["http://10.88.0.10:8775"] }`,
-        `    registry: { nats: ["${natsUrl}"] }`,
-        `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, metadata_proxy: ${p('metadata-proxy.yaml')}, dhcp_hosts_dir: ${p('dhcp-hosts.d')} }`,
-      ].join('\n') + '\n',
-    );
-    const { run, spawn, probe } = gatewayEffects(bed);
-    const opts = { path: p('agent.yaml'), env: {} };
-    gateway = createAgent({
-      loaded: await loadConfig(opts),
-      reloadConfig: () => loadConfig(opts),
-      log: log.child({ node: 'gw1' }),
-      run,
-      files: buildFileOps(),
-      registry: { gateway: buildGatewayRole({ spawn, probe, mammatus: [process.execPath, [BUNDLE]], instanceFeed: openInstanceFeed }) },
-      version: '0.0.0-test',
-    });
-    await gateway.start();
-    await until('the gateway role', async () => (gateway.view.roleStatus().gateway?.state === 'ok' ? true : undefined), 30_000);
+    gw = await startBedGateway(bed, p('gw'), host, log.child({ node: 'gw1' }));
+    expect(gw.agent.view.roleStatus().gateway?.state).toBe('ok');
 
     // The compute node: its own LXD in its own namespace; the image imported through our CLI code.
     node = await startLxdNode(bed, p('cn'));
@@ -165,11 +109,10 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
 
   afterAll(async () => {
     await compute?.stop?.();
-    await gateway?.stop();
+    await gw?.stop();
     await nc?.close().catch(() => undefined);
-    await new Promise((r) => (bridge ? bridge.close(r) : r(undefined)));
+    await host?.close();
     await node?.destroy();
-    await serf?.stop();
     await bed?.destroy();
     rmSync(tmp, { recursive: true, force: true });
   }, 120_000);

@@ -5,22 +5,18 @@
  * secret and forwards to the metadata service on a controller host (`ctl`, with its own nats-server).
  * cloud-init's own NoCloud reader runs inside the client namespace, as on a real instance.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../agent/config/load.js';
-import { createAgent, type Agent } from '../../agent/daemon.js';
-import { buildFileOps } from '../../agent/files.js';
-import { buildGatewayRole } from '../../roles/gateway/index.js';
+import type { Agent } from '../../agent/daemon.js';
 import { BUNDLE } from '../../scripts/lib/mammatus-agent.js';
-import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
-import { openInstanceFeed } from '../../src/metadata/feed.js';
+import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { InstanceRegistry } from '../../src/metadata/registry.js';
 import { connectNats } from '../../src/nats.js';
-import { serfAvailable, startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
-import { gatewayEffects } from '../helpers/gateway-ns.js';
+import { serfAvailable } from '../../scripts/lib/serf-agent.js';
+import { startBedGateway, startControllerHost, type BedGateway, type ControllerHost } from '../helpers/metadata-bed.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../helpers/netns.js';
 
 const PY = '/usr/bin/python3';
@@ -34,86 +30,37 @@ if (skip) console.warn(`gateway metadata tests skipped: ${skip}`);
 const hasCloudInit = existsSync('/usr/lib/python3/dist-packages/cloudinit');
 
 const CLIENT_MAC = '02:00:00:00:00:44';
-const SECRET_HEX = 'ab'.repeat(32);
 const USER_DATA = '#cloud-config\nhostname: from-user-data\n';
 
 describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'mammatus-gwmd-'));
   let bed: GatewayBed;
-  let serf: SerfAgent;
+  let host: ControllerHost;
+  let gw: BedGateway;
   let agent: Agent;
-  // The gateway's registry feed runs in this (root) namespace, which the bed cannot reach: it follows
-  // a registry of its own here. The metadata service in `ctl` has another; both are real.
-  let feedNats: NatsServer;
-  let feedRegistry: InstanceRegistry;
-  let feedNc: Awaited<ReturnType<typeof connectNats>>;
+  // ctl's registry, through the bridge: the one the metadata service and the gateway's feed read.
+  let registry: InstanceRegistry;
+  let nc: Awaited<ReturnType<typeof connectNats>>;
   const logs: Record<string, unknown>[] = [];
   const p = (name: string) => path.join(tmp, name);
 
   beforeAll(async () => {
     chmodSync(tmp, 0o755); // dnsmasq drops to nobody
     bed = await buildGatewayBed({ prefix: 'gmd' });
-    writeFileSync(p('secret'), `${SECRET_HEX}\n`, { mode: 0o600 });
-    // The controller host: nats-server and the metadata service, inside `ctl` (10.88.0.10).
-    mkdirSync(p('nats'));
-    writeFileSync(p('nats.conf'), JSON.stringify({ host: '127.0.0.1', port: 4222, jetstream: { store_dir: p('nats/js') } }));
-    bed.spawn('ctl', ['nats-server', '-c', p('nats.conf')]);
-    writeFileSync(p('controller.yaml'), `metadata: { proxy_secret_file: ${JSON.stringify(p('secret'))}, trust_source_address: false }\n`);
-    bed.spawn('ctl', [process.execPath, BUNDLE, 'metadata', 'serve', '--nats', 'nats://127.0.0.1:4222', '--listen', '0.0.0.0:8775', '--config', p('controller.yaml')]);
-    for (let i = 0; i < 100 && (await bed.exec('ctl', ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:8775/healthz'])).stdout !== '200'; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    writeFileSync(p('user-data'), USER_DATA);
-    const reg = await bed.exec('ctl', [process.execPath, BUNDLE, 'instance', 'register', 'vm-1', '--mac', CLIENT_MAC, '--user-data', p('user-data'), '--nats', 'nats://127.0.0.1:4222']);
-    expect(reg.code, reg.stderr).toBe(0);
-
-    feedNats = await startNatsServer({ name: 'feed', dir: p('feed-nats') });
-    feedNc = await connectNats(feedNats.url, { name: 'test' });
-    feedRegistry = await InstanceRegistry.open(feedNc);
-
-    // The gateway, with the proxy pointed at the controller host.
-    serf = await startSerfAgent({ name: 'gw1', dir: p('serf'), tags: { role: 'gateway' } });
-    writeFileSync(
-      p('agent.yaml'),
-      [
-        `state_dir: ${p('state')}`,
-        `serf: { rpc_addr: "${serf.rpcAddr}" }`,
-        'watch_config: false',
-        'roles:',
-        '  gateway:',
-        `    lan: { interface: ${bed.ifaces.gwLan}, address: 10.88.0.1/24 }`,
-        `    wan: { interface: ${bed.ifaces.gwWan} }`,
-        '    upstream_dns: [203.0.113.1]',
-        '    tftp: { enabled: false }',
-        '    pxe: { enabled: false }',
-        `    metadata: { secret_file: ${JSON.stringify(p('secret'))}, upstreams: ["http://10.88.0.10:8775"] }`,
-        `    registry: { nats: ["${feedNats.url}"] }`,
-        `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, metadata_proxy: ${p('metadata-proxy.yaml')}, dhcp_hosts_dir: ${p('dhcp-hosts.d')} }`,
-      ].join('\n') + '\n',
-    );
-    const { run, spawn, probe } = gatewayEffects(bed);
-    const opts = { path: p('agent.yaml'), env: {} };
-    agent = createAgent({
-      loaded: await loadConfig(opts),
-      reloadConfig: () => loadConfig(opts),
-      log: pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s) as Record<string, unknown>) }),
-      run,
-      files: buildFileOps(),
-      registry: { gateway: buildGatewayRole({ spawn, probe, mammatus: [process.execPath, [BUNDLE]], instanceFeed: openInstanceFeed }) },
-      version: '0.0.0-test',
-    });
-    await agent.start();
-    for (let i = 0; i < 100 && agent.view.roleStatus().gateway?.state !== 'ok'; i++) await new Promise((r) => setTimeout(r, 100));
-    if (agent.view.roleStatus().gateway?.state !== 'ok') console.error(JSON.stringify(agent.view.roleStatus()), logs.filter((l) => Number(l.level) >= 40).map((l) => JSON.stringify(l)).join('\n'));
+    host = await startControllerHost(bed, p('ctl'));
+    nc = await connectNats(host.natsUrl, { name: 'test' });
+    registry = await InstanceRegistry.open(nc);
+    await registry.register({ name: 'vm-1', macs: [CLIENT_MAC], user_data: Buffer.from(USER_DATA) });
+    gw = await startBedGateway(bed, p('gw'), host, pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s) as Record<string, unknown>) }));
+    agent = gw.agent;
     const lease = await bed.dhcp({ mac: CLIENT_MAC, hostname: 'vm-1' });
     expect(lease.ip).toMatch(/^10\.88\.0\.\d+$/);
   }, 90_000);
 
   afterAll(async () => {
-    await agent?.stop();
-    await feedNc?.close();
-    await feedNats?.stop();
-    await serf?.stop();
+    await gw?.stop();
+    await nc?.close();
+    await host?.close();
     await bed?.destroy();
     rmSync(tmp, { recursive: true, force: true });
   });
@@ -150,7 +97,7 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
   });
 
   it('reserves a registered instance\'s address and name from the registry, and drops a removed one\'s name', async () => {
-    await feedRegistry.register({ name: 'vm-2', macs: ['02:00:00:00:00:45'], ips: ['10.88.0.50'] });
+    await registry.register({ name: 'vm-2', macs: ['02:00:00:00:00:45'], ips: ['10.88.0.50'] });
     let answers: string[] = [];
     for (let i = 0; i < 50 && answers[0] !== '10.88.0.50'; i++) {
       await new Promise((r) => setTimeout(r, 100));
@@ -160,10 +107,10 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
     const lease = await bed.dhcp({ mac: '02:00:00:00:00:45' });
     expect(lease.ip).toBe('10.88.0.50');
     // A removed instance's name goes (one that holds a lease keeps it, by that lease, until it ends).
-    await feedRegistry.register({ name: 'vm-3', macs: ['02:00:00:00:00:46'], ips: ['10.88.0.51'] });
+    await registry.register({ name: 'vm-3', macs: ['02:00:00:00:00:46'], ips: ['10.88.0.51'] });
     for (let i = 0; i < 50 && (await bed.dig('vm-3.mammatus')).answers[0] !== '10.88.0.51'; i++) await new Promise((r) => setTimeout(r, 100));
     expect((await bed.dig('vm-3.mammatus')).answers).toEqual(['10.88.0.51']);
-    await feedRegistry.remove('vm-3');
+    await registry.remove('vm-3');
     let status = '';
     for (let i = 0; i < 50 && status !== 'NXDOMAIN'; i++) {
       await new Promise((r) => setTimeout(r, 100));
