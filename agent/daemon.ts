@@ -93,6 +93,7 @@ export function createAgent(deps: AgentDeps): Agent {
     roleStatus: () => supervisor.statuses(),
     reconcile: (role) => supervisor.reconcile(role ? [role] : undefined, 'mammatus.reconcile'),
     roleConfig: (r) => roleConfig(r),
+    roleFacts: (r) => supervisor.facts(r),
   };
 
   const timings = (c: AgentConfig) => ({

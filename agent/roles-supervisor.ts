@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { applyRole } from '../roles/apply.js';
-import type { DesiredState, FileOps, Role, Run } from '../roles/types.js';
+import type { DesiredState, FileOps, Role, RoleFacts, Run } from '../roles/types.js';
 import type { Logger, Member, MemberEventType, RoleStatus } from './types.js';
 
 /** Inputs the supervisor reads at each reconcile (they change under it). */
@@ -45,9 +45,23 @@ export class RoleSupervisor {
   /** Per-role state, including unknown names from the tag (reported as errors). */
   statuses(): Record<string, RoleStatus> {
     const out: Record<string, RoleStatus> = {};
-    for (const r of this.active) out[r] = this.status.get(r) ?? { state: 'pending' };
+    for (const r of this.active) {
+      const status = this.status.get(r) ?? { state: 'pending' };
+      const detail = this.facts(r)?.summary;
+      out[r] = typeof detail === 'string' && detail ? { ...status, detail } : status;
+    }
     for (const u of this.unknown) out[u] = { state: 'error', error: 'unknown role' };
     return out;
+  }
+
+  /** What an active, started role reports about its work; a failing report counts as none. */
+  facts(name: string): RoleFacts | undefined {
+    if (!this.active.includes(name)) return undefined;
+    try {
+      return this.deps.registry[name]?.facts?.();
+    } catch {
+      return undefined;
+    }
   }
 
   /** Switches to a new role set: stops roles no longer named, applies and starts new ones. */

@@ -38,6 +38,8 @@ export interface RoleStatus {
   readonly appliedAt?: Date;
   /** Short error of the last apply (or why the role cannot run). */
   readonly error?: string;
+  /** The role's one-line summary of its work (e.g. the compute role's instance counts). */
+  readonly detail?: string;
 }
 
 /** What built-in handlers may see and do on the local agent. */
@@ -54,4 +56,6 @@ export interface AgentView {
   reconcile(role?: string): Promise<void>;
   /** A role's settings (`roles.<name>` of the current config; `{}` when absent). */
   roleConfig(role: string): Record<string, unknown>;
+  /** What an active role reports about its work, or undefined (inactive, or nothing to say). */
+  roleFacts(role: string): Readonly<Record<string, unknown>> | undefined;
 }

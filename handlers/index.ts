@@ -1,18 +1,22 @@
 /** The built-in handlers every agent registers, whatever its roles. */
 import type { Dispatcher } from '../agent/dispatch/dispatcher.js';
 import type { AgentView } from '../agent/types.js';
+import { registerCapacity } from './capacity.js';
 import { registerLeases } from './leases.js';
 import { registerPing } from './ping.js';
 import { registerReconcile } from './reconcile.js';
 import { registerStatus } from './status.js';
 
-/** Registers `mammatus.ping`, `mammatus.status`, `mammatus.reconcile` and `mammatus.leases`. */
+/** Registers `mammatus.ping`, `mammatus.status`, `mammatus.reconcile`, `mammatus.leases` and `mammatus.capacity`. */
 export function registerBuiltinHandlers(d: Pick<Dispatcher, 'on'>, view: AgentView): void {
   registerPing(d);
   registerStatus(d, view);
   registerReconcile(d, view);
   registerLeases(d, view);
+  registerCapacity(d, view);
 }
+
+export { CAPACITY_QUERY, buildCapacity, type CapacityAnswer } from './capacity.js';
 
 export { LEASES_QUERY } from './leases.js';
 export { PING_QUERY } from './ping.js';

@@ -16,6 +16,8 @@ export interface RoleStatusJson {
   /** ISO 8601 time of the last apply, or null before the first. */
   applied_at: string | null;
   error?: string;
+  /** The role's one-line summary of its work, when it has one (the compute role's instance counts). */
+  detail?: string;
 }
 
 /** The answer of one agent. */
@@ -34,7 +36,8 @@ export function buildStatus(view: AgentView, maxBytes = STATUS_MAX_BYTES): Statu
     const role_status: Record<string, RoleStatusJson> = {};
     for (const [name, s] of Object.entries(statuses)) {
       const entry: RoleStatusJson = { state: s.state, applied_at: s.appliedAt ? s.appliedAt.toISOString() : null };
-      if (s.error && limit > 0) entry.error = s.error.length > limit ? `${s.error.slice(0, limit - 1)}…` : s.error;
+      if (s.error && limit > 0) entry.error = shorten(s.error, limit);
+      if (s.detail && limit > 0) entry.detail = shorten(s.detail, Math.min(limit, 80));
       role_status[name] = entry;
     }
     const answer: StatusAnswer = {
@@ -47,6 +50,10 @@ export function buildStatus(view: AgentView, maxBytes = STATUS_MAX_BYTES): Statu
     if (Buffer.byteLength(JSON.stringify(answer)) <= maxBytes || limit === 0) return answer;
   }
   throw new Error('unreachable');
+}
+
+function shorten(text: string, limit: number): string {
+  return text.length > limit ? `${text.slice(0, limit - 1)}…` : text;
 }
 
 /**

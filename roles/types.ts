@@ -120,8 +120,19 @@ export interface Role<C = Record<string, unknown>> {
   start?(ctx: Omit<ApplyContext<C>, 'changed'> & { readonly reconcile?: (reason: string) => void }): Promise<void>;
   /** The instances this role renders from (its feed's snapshot); the framework puts them in `desired`. */
   instances?(): readonly InstanceSummary[] | undefined;
+  /** What the role knows about its work beyond the apply state (read by queries; cheap, no I/O). */
+  facts?(): RoleFacts | undefined;
   /** Stops what `start` started; called when the role is removed from the node or on shutdown. */
   stop?(): Promise<void>;
+}
+
+/**
+ * A role's report about itself. `summary` is one short line that `mammatus.status` shows next to
+ * the role's state; the other keys are the role's own (the compute role's capacity, for one).
+ */
+export interface RoleFacts {
+  readonly summary?: string;
+  readonly [key: string]: unknown;
 }
 
 /** A long-running child process (a daemon a role supervises), started through the injected spawner. */

@@ -1,6 +1,6 @@
 /** Pieces every CLI command shares: global flags, output sink, the Serf client, flag parsers. */
 import { parseDuration } from '../duration.js';
-import { SerfClient } from '../serf/client.js';
+import { SerfClient, type QueryParams } from '../serf/client.js';
 
 /** Where a command writes; tests capture it. */
 export interface CliIo {
@@ -54,4 +54,25 @@ export function tagsMatch(tags: Readonly<Record<string, string>>, filters: Reado
 export function formatTable(rows: readonly (readonly string[])[]): string[] {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd());
+}
+
+/**
+ * Sends a query and collects each answer's text by node, returning as soon as every node in
+ * `waiting` has answered (or at the query's timeout). `waiting` empty: no query is sent.
+ */
+export async function queryUntilAnswered(client: SerfClient, params: QueryParams, waiting: ReadonlySet<string>): Promise<Map<string, string>> {
+  const answers = new Map<string, string>();
+  const pending = new Set(waiting);
+  if (pending.size === 0) return answers;
+  const records = await client.query(params);
+  for await (const r of records) {
+    if (r.type !== 'response') continue;
+    answers.set(r.from, r.payload.toString('utf8'));
+    pending.delete(r.from);
+    if (pending.size === 0) {
+      records.stop();
+      break;
+    }
+  }
+  return answers;
 }

@@ -96,7 +96,37 @@ export async function registerCommand(g: GlobalOptions, name: string, opts: Regi
   });
 }
 
-/** `instance list` */
+/**
+ * What an instance is really doing, for the STATUS column: its compute node's last word
+ * (`observed`), unless Serf says that node is gone or not alive (then its word is stale).
+ * `-` for hosts on no compute node (PXE hosts), `pending` before the node wrote anything.
+ * `members` is undefined when Serf could not be asked.
+ */
+export function liveStatus(r: InstanceRecord, members: ReadonlyMap<string, string> | undefined): string {
+  if (!r.node) return '-';
+  if (members) {
+    const serf = members.get(r.node);
+    if (serf === undefined) return 'node gone';
+    if (serf !== 'alive') return `node ${serf}`;
+  }
+  return r.observed?.status ?? 'pending';
+}
+
+/** Serf's view of each member's status, or undefined without a reachable serf agent. */
+async function memberStatuses(g: GlobalOptions): Promise<Map<string, string> | undefined> {
+  try {
+    const client = await connect(g);
+    try {
+      return new Map((await client.members()).map((m) => [m.name, m.status]));
+    } finally {
+      client.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/** `instance list`: the registry's records, with each one's live status and its node's errors. */
 export function listCommand(g: GlobalOptions, opts: InstanceOptions, io: CliIo): Promise<number> {
   return withRegistry(g, opts, io, async (registry) => {
     const records = await registry.list();
@@ -104,9 +134,15 @@ export function listCommand(g: GlobalOptions, opts: InstanceOptions, io: CliIo):
       io.out(JSON.stringify(records, null, 2));
       return 0;
     }
-    const rows = [['NAME', 'ID', 'NODE', 'MAC', 'IP', 'STATE']];
-    for (const r of records) rows.push([r.name, r.id, r.node ?? '-', r.macs.join(','), r.ips.join(',') || '-', r.state]);
+    const members = await memberStatuses(g);
+    const rows = [['NAME', 'ID', 'NODE', 'MAC', 'IP', 'STATE', 'STATUS']];
+    const errors: string[] = [];
+    for (const r of records) {
+      rows.push([r.name, r.id, r.node ?? '-', r.macs.join(','), r.ips.join(',') || '-', r.state, liveStatus(r, members)]);
+      if (r.observed?.error) errors.push(`${r.name}: ${r.observed.error}`);
+    }
     for (const line of formatTable(rows)) io.out(line);
+    for (const e of errors) io.out(`  ! ${e}`);
     return 0;
   });
 }
@@ -137,6 +173,8 @@ function describe(r: InstanceRecord): string[] {
     `name:        ${r.name}`,
     `id:          ${r.id}`,
     `state:       ${r.state}`,
+    ...(r.node ? [`status:      ${r.observed ? `${r.observed.status} (seen ${r.observed.at})` : 'pending'}`] : []),
+    ...(r.observed?.error ? [`error:       ${r.observed.error}`] : []),
     `node:        ${r.node ?? '-'}`,
     `macs:        ${r.macs.join(', ')}`,
     `ips:         ${r.ips.join(', ') || '-'}`,

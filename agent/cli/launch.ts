@@ -3,8 +3,8 @@
  * The CLI only writes the record (its node, image, MAC and recorded state); the compute role on
  * that node follows the registry and brings LXD to it, then writes the instance's address back.
  * So these commands work from any node that reaches the controllers' NATS, and a compute node that
- * was down catches up when it returns. Choosing a node by capacity is not done yet: `--node` is
- * required.
+ * was down catches up when it returns. `launch` picks the node over Serf (`placement.ts`) unless
+ * `--node` names one, which it then checks.
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -12,11 +12,12 @@ import { normalizeMac, type InstanceState } from '../../src/metadata/instance.js
 import { IMAGE_TAG } from '../../roles/compute/plan.js';
 import { UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { withRegistry, type InstanceOptions } from './instance.js';
+import { chooseNode, surveyCapacity, unfitReason, type CapacitySurvey } from './placement.js';
 
 /** `launch` flags. */
 export interface LaunchOptions extends InstanceOptions {
   image: string;
-  node: string;
+  node?: string;
   mac?: string;
   userData?: string;
   sshKey?: string[];
@@ -27,10 +28,9 @@ export function randomMac(bytes: Uint8Array = randomBytes(5)): string {
   return ['02', ...[...bytes.slice(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
-/** `instance launch NAME --image ALIAS --node NODE …`: records the instance, state `running`. */
+/** `instance launch NAME --image ALIAS [--node NODE] …`: records the instance, state `running`. */
 export async function launchCommand(g: GlobalOptions, name: string, opts: LaunchOptions, io: CliIo): Promise<number> {
   if (!opts.image) throw new UsageError('--image is required (an image alias on the compute node)');
-  if (!opts.node) throw new UsageError('--node is required (the compute node to run it on)');
   let mac: string;
   try {
     mac = opts.mac ? normalizeMac(opts.mac) : randomMac();
@@ -41,10 +41,36 @@ export async function launchCommand(g: GlobalOptions, name: string, opts: Launch
     text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')),
   );
   const userData = opts.userData ? Buffer.from(await readInput(opts.userData, '--user-data')) : undefined;
+  let survey: CapacitySurvey | undefined;
+  if (opts.node) {
+    const why = await checkNamedNode(g, opts.node, io);
+    if (why) {
+      io.err(`error: cannot launch on ${opts.node}: ${why}`);
+      return 1;
+    }
+  } else {
+    try {
+      survey = await surveyCapacity(g);
+    } catch (err) {
+      io.err(`error: choosing a compute node needs the local serf agent (${(err as Error).message}); or name one with --node`);
+      return 1;
+    }
+  }
   return withRegistry(g, opts, io, async (registry) => {
+    let node = opts.node;
+    if (survey) {
+      const placed = new Map<string, number>();
+      for (const r of await registry.list()) if (r.node && r.state !== 'deleting') placed.set(r.node, (placed.get(r.node) ?? 0) + 1);
+      const chosen = chooseNode(survey, placed);
+      if ('error' in chosen) {
+        io.err(`error: ${chosen.error}`);
+        return 1;
+      }
+      node = chosen.node;
+    }
     const registered = await registry.register({
       name,
-      node: opts.node,
+      node,
       macs: [mac],
       ssh_keys: sshKeys,
       ...(userData ? { user_data: userData } : {}),
@@ -52,9 +78,31 @@ export async function launchCommand(g: GlobalOptions, name: string, opts: Launch
     });
     // Registered first, running second: a record is only ever created as `registered`.
     const record = await registry.update(registered.id, (r) => ({ ...r, state: 'running' }));
-    io.out(opts.json ? JSON.stringify(record, null, 2) : `launching ${record.name} (${record.id}) on ${opts.node}, MAC ${record.macs[0]}`);
+    io.out(opts.json ? JSON.stringify(record, null, 2) : `launching ${record.name} (${record.id}) on ${node}, MAC ${record.macs[0]}`);
     return 0;
   });
+}
+
+/**
+ * Why the named node cannot take the instance, or undefined. A node that is not an alive compute
+ * member, or says it is not ready, is refused. Without a local serf agent, or when the node's
+ * agent does not answer, the launch is recorded anyway (with a warning): the node acts on it when
+ * it follows the registry again.
+ */
+async function checkNamedNode(g: GlobalOptions, node: string, io: CliIo): Promise<string | undefined> {
+  let survey: CapacitySurvey;
+  try {
+    survey = await surveyCapacity(g, { node });
+  } catch (err) {
+    io.err(`warning: cannot check ${node} with serf (${(err as Error).message}); recording the launch anyway`);
+    return undefined;
+  }
+  const why = unfitReason(survey.members[0], survey.answers.get(node));
+  if (why === 'did not answer') {
+    io.err(`warning: ${node} did not answer; it creates the instance once its agent follows the registry`);
+    return undefined;
+  }
+  return why;
 }
 
 /** `instance start|stop|delete NAME`: sets the recorded state the compute node acts on. */

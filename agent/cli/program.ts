@@ -136,7 +136,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .description('record a container instance for a compute node to create and start (it follows the registry)')
     .argument('<name>', 'instance name: a DNS label, becomes <name>.mammatus')
     .requiredOption('--image <alias>', 'image alias on the compute node (mammatus image import)')
-    .requiredOption('--node <node>', 'the compute node to run it on')
+    .option('--node <node>', 'the compute node to run it on (default: the least loaded ready one, asked over Serf)')
     .option('--mac <mac>', 'MAC of its NIC (default: a random locally administered 02:… one)')
     .option('--user-data <file>', 'user-data (cloud-config, script, MIME or gzip), at most 256 KiB')
     .option('--ssh-key <file>', 'file of OpenSSH public keys, repeatable', collectList)

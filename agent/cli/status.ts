@@ -7,7 +7,7 @@ import { STATUS_QUERY, type StatusAnswer } from '../../handlers/status.js';
 import { parseRoleTag } from '../../roles/parse.js';
 import { AGENT_TAG, ROLE_TAG } from '../daemon.js';
 import type { Member } from '../types.js';
-import { connect, formatTable, tagsMatch, parseTimeoutFlag, type CliIo, type GlobalOptions } from './common.js';
+import { connect, formatTable, queryUntilAnswered, tagsMatch, parseTimeoutFlag, type CliIo, type GlobalOptions } from './common.js';
 
 /** Flags of the status command. */
 export interface StatusOptions {
@@ -36,19 +36,8 @@ export async function collectStatus(g: GlobalOptions, opts: StatusOptions): Prom
   try {
     const members = (await client.members()).filter((m) => tagsMatch(m.tags, opts.tag ?? {}));
     const waiting = new Set(members.filter((m) => m.status === 'alive' && m.tags[AGENT_TAG]).map((m) => m.name));
-    const answers = new Map<string, StatusAnswer | string>();
-    if (waiting.size > 0) {
-      const records = await client.query({ name: STATUS_QUERY, filterTags: opts.tag, timeoutMs });
-      for await (const r of records) {
-        if (r.type !== 'response') continue;
-        answers.set(r.from, parseStatusAnswer(r.payload.toString('utf8')));
-        waiting.delete(r.from);
-        if (waiting.size === 0) {
-          records.stop();
-          break;
-        }
-      }
-    }
+    const texts = await queryUntilAnswered(client, { name: STATUS_QUERY, filterTags: opts.tag, timeoutMs }, waiting);
+    const answers = new Map([...texts].map(([node, text]) => [node, parseStatusAnswer(text)]));
     return members
       .sort((a, b) => a.name.localeCompare(b.name))
       .map((m) => {
@@ -106,6 +95,7 @@ export async function statusCommand(g: GlobalOptions, opts: StatusOptions, io: C
   }
   const table = [['NODE', 'ADDRESS', 'SERF', 'ROLES', 'VERSION', 'UPTIME', 'STATE']];
   const errors: string[] = [];
+  const details: string[] = [];
   for (const r of rows) {
     const a = r.answer;
     table.push([
@@ -117,9 +107,13 @@ export async function statusCommand(g: GlobalOptions, opts: StatusOptions, io: C
       a ? `${a.uptime_s}s` : '-',
       a ? stateCell(a) : `(${r.missing})`,
     ]);
-    for (const [role, s] of Object.entries(a?.role_status ?? {})) if (s.error) errors.push(`${r.node} ${role}: ${s.error}`);
+    for (const [role, s] of Object.entries(a?.role_status ?? {})) {
+      if (s.error) errors.push(`${r.node} ${role}: ${s.error}`);
+      if (s.detail) details.push(`${r.node} ${role}: ${s.detail}`);
+    }
   }
   for (const line of formatTable(table)) io.out(line);
+  for (const d of details) io.out(`  ${d}`);
   for (const e of errors) io.out(`  ! ${e}`);
   return bad ? 1 : 0;
 }

@@ -15,7 +15,7 @@
 import path from 'node:path';
 import type { Logger, Member } from '../../agent/types.js';
 import { parseRoleTag } from '../parse.js';
-import type { ApplyContext, RenderedFile, Role } from '../types.js';
+import type { ApplyContext, RenderedFile, Role, RoleFacts } from '../types.js';
 import { parseComputeConfig, type ComputeConfig } from './config.js';
 import { LxdClient, type LxdClientOptions } from './lxd-client.js';
 import { ensureHostMacvlan, ensureLxdSetup } from './lxd-setup.js';
@@ -33,9 +33,28 @@ export interface ComputeDeps {
   readonly lxd?: Omit<LxdClientOptions, 'socketPath'>;
 }
 
+/**
+ * What the role says about its node (`facts()`): whether it can take instances now and how many
+ * it has. `mammatus.capacity` answers from it; `summary` is its line in `mammatus status`.
+ */
+export interface ComputeFacts extends RoleFacts {
+  readonly summary: string;
+  /** LXD set up and the registry followed: a launch recorded for this node will be carried out. */
+  readonly ready: boolean;
+  /** Why not ready. */
+  readonly reason?: string;
+  /** Containers in LXD (managed or not) and how many run, as of the last reconcile pass. */
+  readonly instances: number;
+  readonly running: number;
+  readonly unmanaged: number;
+  /** Instances whose last action failed. */
+  readonly failing: number;
+}
+
 /** The role, plus what its last reconcile pass found (unknown containers, failures). */
 export interface ComputeRole extends Role {
   report(): ComputeReport | undefined;
+  facts(): ComputeFacts;
   /** Runs a reconcile pass now (resolves when done); a no-op before the registry link is open. */
   reconcileNow(): Promise<void>;
 }
@@ -73,6 +92,8 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
   let link: ComputeRegistry | undefined;
   let reconciler: Reconciler | undefined;
   let poll: NodeJS.Timeout | undefined;
+  /** Undefined until the role started or was applied; then why the node cannot take instances, or ''. */
+  let notReady: string | undefined;
   const client = (c: ComputeConfig) => {
     if (lxd && cfg?.lxd.socket !== c.lxd.socket) lxd.close();
     if (!lxd || cfg?.lxd.socket !== c.lxd.socket) lxd = new LxdClient({ ...deps.lxd, socketPath: c.lxd.socket });
@@ -82,8 +103,10 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
   async function setUp(ctx: Omit<ApplyContext, 'changed'>): Promise<void> {
     const c = parseComputeConfig(ctx.desired.config);
     node = ctx.desired.node;
+    notReady = 'LXD is not set up';
     await ensureLxdSetup(client(c), c, ctx.log);
     await ensureHostMacvlan(ctx.run, c);
+    notReady = '';
   }
   /** Opens the registry link once its servers are known (the first controller may join later). */
   function ensureLink(members: readonly Member[], log: Logger): void {
@@ -125,6 +148,7 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
 
     async start(ctx) {
       if (!computeConfigured(ctx.desired.config)) {
+        notReady = 'roles.compute.parent is not set';
         return ctx.log.warn('roles.compute.parent is not set: this node manages no instances');
       }
       // After an agent restart nothing was rendered differently, so no reload ran: set up here.
@@ -134,6 +158,21 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
     },
 
     report: () => reconciler?.report(),
+    facts(): ComputeFacts {
+      const r = reconciler?.report();
+      const counts = {
+        instances: r?.instances ?? 0,
+        running: r?.running ?? 0,
+        unmanaged: r?.unmanaged.length ?? 0,
+        failing: r?.failing ?? 0,
+      };
+      const reason = notReady === undefined ? 'not started' : notReady || (reconciler ? undefined : 'no controller known: the instance registry is not followed');
+      const parts = [`${counts.instances} instances (${counts.running} running)`];
+      if (counts.unmanaged) parts.push(`${counts.unmanaged} unmanaged`);
+      if (counts.failing) parts.push(`${counts.failing} failing`);
+      if (reason) parts.push(`not ready: ${reason}`);
+      return { summary: parts.join(', '), ready: !reason, ...(reason ? { reason } : {}), ...counts };
+    },
     reconcileNow: async () => reconciler?.request(),
 
     async stop() {
@@ -142,6 +181,7 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
       const l = link;
       link = undefined;
       reconciler = undefined;
+      notReady = undefined;
       await l?.stop();
       lxd?.close();
       lxd = undefined;

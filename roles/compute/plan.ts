@@ -36,6 +36,13 @@ export interface IpUpdate {
   readonly ips: readonly string[];
 }
 
+/** What LXD shows for one record of this node: `running`, `stopped`, … or `absent`. */
+export interface ObservedStatus {
+  readonly id: string;
+  readonly name: string;
+  readonly status: string;
+}
+
 /** Something on this node the role will not act on, with why. */
 export interface ComputeProblem {
   readonly name: string;
@@ -46,6 +53,8 @@ export interface ComputeProblem {
 export interface ComputePlan {
   readonly actions: readonly ComputeAction[];
   readonly ipUpdates: readonly IpUpdate[];
+  /** The live status of every record of this node (except those being deleted), as LXD shows it. */
+  readonly observed: readonly ObservedStatus[];
   /** LXD instances the registry does not know (or that belong to another record): reported only. */
   readonly unmanaged: readonly ComputeProblem[];
   /** Records for this node the role cannot act on (no image, name taken by an unmanaged container). */
@@ -68,6 +77,7 @@ export function planCompute(cfg: ComputeConfig, node: string, records: readonly 
   const actions: ComputeAction[] = [];
   const ipUpdates: IpUpdate[] = [];
   const problems: ComputeProblem[] = [];
+  const observed: ObservedStatus[] = [];
   const byName = new Map(lxd.map((i) => [i.name, i]));
   const claimed = new Set<string>();
   const mine = records.filter((r) => r.node === node).sort((a, b) => a.name.localeCompare(b.name));
@@ -80,6 +90,7 @@ export function planCompute(cfg: ComputeConfig, node: string, records: readonly 
       actions.push(owned ? { kind: 'destroy', name: r.name, id: r.id, running } : { kind: 'forget', name: r.name, id: r.id });
       continue;
     }
+    observed.push({ id: r.id, name: r.name, status: owned ? found.status.toLowerCase() : 'absent' });
     if (found && !owned) {
       problems.push({ name: r.name, reason: `LXD already has a container ${r.name} that is not instance ${r.id}` });
       continue;
@@ -105,5 +116,5 @@ export function planCompute(cfg: ComputeConfig, node: string, records: readonly 
     .filter((i) => !claimed.has(i.name))
     .map((i) => ({ name: i.name, reason: i.config[ID_KEY] ? `instance ${i.config[ID_KEY]} is not in the registry for this node` : 'not created by mammatus' }))
     .sort((a, b) => a.name.localeCompare(b.name));
-  return { actions, ipUpdates, unmanaged, problems };
+  return { actions, ipUpdates, observed, unmanaged, problems };
 }

@@ -1,15 +1,21 @@
 /**
  * Carries out {@link planCompute} on one node, one pass at a time: reads LXD's instances (with
- * state), plans against the registry's snapshot, runs each action through the LXD client and
- * writes back to the registry. One failed action is logged and reported and does not stop the
- * others; the next pass (a registry change, or the poll) tries again. Passes never overlap: a
- * request during a pass makes one more pass after it.
+ * state), plans against the registry's snapshot, runs the actions through the LXD client and
+ * writes back to the registry (real addresses, and what each instance is really doing). One failed
+ * action is logged, reported and written to its record, and does not stop the others; the next
+ * pass (a registry change, or the poll) tries again. Passes never overlap: a request during a pass
+ * makes one more pass after it.
+ *
+ * Instances are worked on concurrently (each instance's own actions stay in order): LXD spends
+ * seconds unpacking an image per container, and ten launches one after another would make the
+ * tenth wait for the nine before it.
  */
 import type { Logger } from '../../agent/types.js';
+import { MAX_OBSERVED_ERROR, type InstanceRecord } from '../../src/metadata/instance.js';
 import type { ComputeConfig } from './config.js';
 import { LxdConflictError, LxdNotFoundError, type LxdClient } from './lxd-client.js';
 import { planCompute, type ComputeAction, type ComputeProblem } from './plan.js';
-import type { ComputeRegistry } from './registry-link.js';
+import type { ComputeRegistry, ObservedWrite } from './registry-link.js';
 
 /** What the last pass found and did; the role's status detail. */
 export interface ComputeReport {
@@ -22,6 +28,11 @@ export interface ComputeReport {
   readonly problems: readonly ComputeProblem[];
   /** Records of this node whose instance runs but has no address in the registry yet. */
   readonly awaitingAddress: number;
+  /** Containers LXD has on this node (managed or not), and how many of them run. */
+  readonly instances: number;
+  readonly running: number;
+  /** Records of this node that failed an action or cannot be acted on. */
+  readonly failing: number;
 }
 
 /** What a reconciler works with. */
@@ -33,9 +44,13 @@ export interface ReconcilerDeps {
   readonly log: Logger;
   /** How long a clean stop may take before LXD kills the instance (seconds). */
   readonly stopTimeoutS?: number;
+  /** How many instances are worked on at once (default 4). */
+  readonly concurrency?: number;
 }
 
-const EMPTY: ComputeReport = { done: [], failed: [], unmanaged: [], problems: [], awaitingAddress: 0 };
+const EMPTY: ComputeReport = { done: [], failed: [], unmanaged: [], problems: [], awaitingAddress: 0, instances: 0, running: 0, failing: 0 };
+/** Passes a request may run back to back because the previous one changed LXD (bounds a flapping instance). */
+const MAX_FOLLOW_UPS = 2;
 
 /** Runs reconcile passes on request, never two at once. */
 export class Reconciler {
@@ -59,12 +74,16 @@ export class Reconciler {
     }
     this.current = (async () => {
       try {
+        let followUps = 0;
         do {
           this.again = false;
-          await this.pass().catch((err: unknown) => {
+          const acted = await this.pass().catch((err: unknown) => {
             this.deps.log.error({ err: (err as Error).message }, 'compute reconcile failed');
             this.last = { ...this.last, at: new Date(), failed: [`reconcile: ${(err as Error).message}`] };
+            return false;
           });
+          // What an action changed (a container now running) is written back by a pass that reads it.
+          if (acted && followUps++ < MAX_FOLLOW_UPS) this.again = true;
         } while (this.again);
       } finally {
         this.current = undefined;
@@ -73,26 +92,33 @@ export class Reconciler {
     return this.current;
   }
 
-  private async pass(): Promise<void> {
+  /** One pass; true when it changed something in LXD. */
+  private async pass(): Promise<boolean> {
     const { lxd, registry, log } = this.deps;
     const records = registry.snapshot();
-    if (!records) return; // not read yet: acting on "no records" would report every instance as unknown
-    const plan = planCompute(this.deps.config(), this.deps.node(), records, await lxd.listInstances(true));
+    if (!records) return false; // not read yet: acting on "no records" would report every instance as unknown
+    const instances = await lxd.listInstances(true);
+    const plan = planCompute(this.deps.config(), this.deps.node(), records, instances);
     const done: string[] = [];
     const failed: string[] = [];
-    const broken = new Set<string>();
-    for (const action of plan.actions) {
-      // A create that failed leaves nothing to start: one error per instance, not two.
-      if (broken.has(action.name)) continue;
-      try {
-        await this.act(action);
-        done.push(`${action.kind} ${action.name}`);
-      } catch (err) {
-        broken.add(action.name);
-        failed.push(`${action.kind} ${action.name}: ${(err as Error).message}`);
-        log.error({ instance: action.name, action: action.kind, err: (err as Error).message }, 'compute action failed');
+    const errors = new Map<string, string>();
+    let acted = 0;
+    await forEachLimited(groupByInstance(plan.actions), this.deps.concurrency ?? 4, async (chain) => {
+      for (const action of chain) {
+        try {
+          await this.act(action);
+          acted++;
+          done.push(`${action.kind} ${action.name}`);
+        } catch (err) {
+          // A create that failed leaves nothing to start: one error per instance, not two.
+          const message = (err as Error).message;
+          failed.push(`${action.kind} ${action.name}: ${message}`);
+          errors.set(action.id, `${action.kind}: ${message}`);
+          log.error({ instance: action.name, action: action.kind, err: message }, 'compute action failed');
+          return;
+        }
       }
-    }
+    });
     for (const u of plan.ipUpdates) {
       try {
         await registry.setIps(u.id, u.ips);
@@ -101,6 +127,7 @@ export class Reconciler {
         failed.push(`address ${u.name}: ${(err as Error).message}`);
       }
     }
+    await this.writeObserved(records, plan, errors, failed);
     if (done.length) log.info({ done }, 'instances reconciled');
     // Said once per change, not every pass: an unknown container is a fact to notice, not noise.
     const detail = JSON.stringify([plan.unmanaged, plan.problems]);
@@ -111,7 +138,27 @@ export class Reconciler {
     }
     const mine = records.filter((r) => r.node === this.deps.node() && r.state === 'running');
     const awaitingAddress = mine.filter((r) => !r.ips.some((ip) => !ip.includes(':')) && !plan.ipUpdates.some((u) => u.id === r.id)).length;
-    this.last = { at: new Date(), done, failed, unmanaged: plan.unmanaged, problems: plan.problems, awaitingAddress };
+    const running = instances.filter((i) => i.status === 'Running').length;
+    const failing = new Set([...errors.keys(), ...plan.problems.map((p) => p.name)]).size;
+    this.last = { at: new Date(), done, failed, unmanaged: plan.unmanaged, problems: plan.problems, awaitingAddress, instances: instances.length, running, failing };
+    return acted > 0;
+  }
+
+  /** Writes each record's live status where it changed: what LXD shows, or why the node cannot act. */
+  private async writeObserved(records: readonly InstanceRecord[], plan: ReturnType<typeof planCompute>, errors: Map<string, string>, failed: string[]): Promise<void> {
+    const byId = new Map(records.map((r) => [r.id, r]));
+    const problems = new Map(plan.problems.map((p) => [p.name, p.reason]));
+    for (const o of plan.observed) {
+      const reason = errors.get(o.id) ?? problems.get(o.name);
+      const next: ObservedWrite = reason ? { status: 'error', error: reason.slice(0, MAX_OBSERVED_ERROR) } : { status: o.status };
+      const now = byId.get(o.id)?.observed;
+      if (now && now.status === next.status && now.error === next.error) continue;
+      try {
+        await this.deps.registry.setObserved(o.id, next);
+      } catch (err) {
+        failed.push(`status ${o.name}: ${(err as Error).message}`);
+      }
+    }
   }
 
   private async act(a: ComputeAction): Promise<void> {
@@ -138,6 +185,22 @@ export class Reconciler {
         return;
     }
   }
+}
+
+/** The actions of each instance, in plan order. */
+function groupByInstance(actions: readonly ComputeAction[]): ComputeAction[][] {
+  const chains = new Map<string, ComputeAction[]>();
+  for (const a of actions) chains.set(a.id, [...(chains.get(a.id) ?? []), a]);
+  return [...chains.values()];
+}
+
+/** Runs `fn` over `items`, at most `limit` at once. */
+async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 function ignore(kind: new (...args: never[]) => Error): (err: unknown) => void {

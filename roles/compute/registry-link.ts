@@ -7,10 +7,13 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../agent/types.js';
-import type { InstanceRecord } from '../../src/metadata/instance.js';
+import type { InstanceObserved, InstanceRecord } from '../../src/metadata/instance.js';
 import { InstanceNotFoundError, InstanceRegistry } from '../../src/metadata/registry.js';
 import { RegistryView } from '../../src/metadata/registry-view.js';
 import { connectNats } from '../../src/nats.js';
+
+/** A live status to record; the link adds the time. */
+export type ObservedWrite = Omit<InstanceObserved, 'at'>;
 
 /** What the compute role reads from and writes to the registry. */
 export interface ComputeRegistry {
@@ -18,6 +21,8 @@ export interface ComputeRegistry {
   snapshot(): readonly InstanceRecord[] | undefined;
   /** Sets a record's IPs (its real addresses); a record gone meanwhile is not an error. */
   setIps(id: string, ips: readonly string[]): Promise<void>;
+  /** Records what the node sees the instance do (`observed`); a record gone meanwhile is not an error. */
+  setObserved(id: string, observed: ObservedWrite): Promise<void>;
   /** Removes a record (after its container was deleted); one gone already is not an error. */
   remove(id: string): Promise<void>;
   stop(): Promise<void>;
@@ -65,6 +70,10 @@ export const openComputeRegistry: ComputeRegistryFactory = (servers, onChange, l
     snapshot: () => last,
     async setIps(id, ips) {
       await (await writer()).update(id, (r) => ({ ...r, ips: [...ips] })).catch(ignoreGone);
+    },
+    async setObserved(id, observed) {
+      const at = new Date().toISOString();
+      await (await writer()).update(id, (r) => ({ ...r, observed: { ...observed, at } })).catch(ignoreGone);
     },
     async remove(id) {
       await (await writer()).remove(id).catch(ignoreGone);

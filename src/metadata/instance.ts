@@ -27,9 +27,26 @@ export interface InstanceRecord {
   readonly vendor_data: Readonly<Partial<Record<VendorPart, boolean>>>;
   readonly tags: Readonly<Record<string, string>>;
   readonly state: InstanceState;
+  /** What the instance's compute node last saw it do (written by that node; absent for PXE hosts). */
+  readonly observed?: InstanceObserved;
   readonly created_at: string;
   readonly updated_at: string;
 }
+
+/**
+ * The live side of a record, as its compute node saw it: `state` is what was asked for, this is
+ * what is. `status` is LXD's status in lower case (`running`, `stopped`, `frozen`, …), `absent`
+ * (not created yet) or `error` (the node's last action on it failed, with `error` saying why).
+ */
+export interface InstanceObserved {
+  readonly status: string;
+  readonly error?: string;
+  /** When the node wrote this (ISO 8601). */
+  readonly at: string;
+}
+
+/** The longest `observed.error` kept: enough for LXD's reason, small enough for a table cell. */
+export const MAX_OBSERVED_ERROR = 300;
 
 /** The vendor-data parts an instance can switch off for itself. */
 export const VENDOR_PARTS = ['consul', 'vault', 'telegraf'] as const;
@@ -124,7 +141,7 @@ export function buildRecord(input: InstanceInput, now: Date, id: string = newIns
 export function validateRecord(value: unknown): InstanceRecord {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidInstanceError('record', 'must be an object');
   const r = value as Record<string, unknown>;
-  const known = new Set(['id', 'name', 'node', 'macs', 'ips', 'ssh_keys', 'user_data', 'vendor_data', 'tags', 'state', 'created_at', 'updated_at']);
+  const known = new Set(['id', 'name', 'node', 'macs', 'ips', 'ssh_keys', 'user_data', 'vendor_data', 'tags', 'state', 'observed', 'created_at', 'updated_at']);
   for (const key of Object.keys(r)) if (!known.has(key)) throw new InvalidInstanceError(key, 'unknown field');
   check(typeof r.id === 'string' && ID.test(r.id), 'id', 'must be i- and 17 hex digits');
   check(typeof r.name === 'string' && LABEL.test(r.name), 'name', 'must be a DNS label: a-z, 0-9 and -, at most 63 characters, not starting or ending with -');
@@ -145,8 +162,18 @@ export function validateRecord(value: unknown): InstanceRecord {
   checkMap(r.vendor_data, 'vendor_data', (k, v) => (VENDOR_PARTS as readonly string[]).includes(k) && typeof v === 'boolean', `keys ${VENDOR_PARTS.join(', ')} with true or false`);
   checkMap(r.tags, 'tags', (k, v) => TAG_KEY.test(k) && typeof v === 'string' && v.length <= 256, 'keys of letters, digits and _.:=+@- (at most 128), string values (at most 256)');
   check((INSTANCE_STATES as readonly unknown[]).includes(r.state), 'state', `must be one of ${INSTANCE_STATES.join(', ')}`);
+  if (r.observed !== undefined) checkObserved(r.observed);
   for (const f of ['created_at', 'updated_at'] as const) check(typeof r[f] === 'string' && !Number.isNaN(Date.parse(r[f] as string)), f, 'must be an ISO 8601 time');
   return r as unknown as InstanceRecord;
+}
+
+function checkObserved(value: unknown): void {
+  check(typeof value === 'object' && value !== null && !Array.isArray(value), 'observed', 'must be a mapping');
+  const o = value as Record<string, unknown>;
+  for (const key of Object.keys(o)) check(['status', 'error', 'at'].includes(key), `observed.${key}`, 'unknown field');
+  check(typeof o.status === 'string' && /^[a-z][a-z-]{0,23}$/.test(o.status), 'observed.status', 'must be a lower-case word');
+  if (o.error !== undefined) check(typeof o.error === 'string' && o.error.length <= MAX_OBSERVED_ERROR, 'observed.error', `must be a string of at most ${MAX_OBSERVED_ERROR} characters`);
+  check(typeof o.at === 'string' && !Number.isNaN(Date.parse(o.at)), 'observed.at', 'must be an ISO 8601 time');
 }
 
 function check(ok: boolean, field: string, reason: string): asserts ok {

@@ -11,6 +11,7 @@ function view(roleStatus: Record<string, RoleStatus>, node = 'node-1'): AgentVie
     roleStatus: () => roleStatus,
     reconcile: () => Promise.resolve(),
     roleConfig: () => ({}),
+    roleFacts: () => undefined,
   };
 }
 
@@ -18,6 +19,12 @@ const bytes = (v: unknown) => Buffer.byteLength(JSON.stringify(v));
 const at = new Date('2026-01-02T03:04:05.000Z');
 
 describe('buildStatus', () => {
+  it('carries a role\'s one-line detail, shortened to 80 characters', () => {
+    const answer = buildStatus(view({ compute: { state: 'ok', appliedAt: at, detail: '3 instances (2 running), 1 unmanaged' }, storage: { state: 'ok', detail: 'y'.repeat(200) } }));
+    expect(answer.role_status.compute).toEqual({ state: 'ok', applied_at: at.toISOString(), detail: '3 instances (2 running), 1 unmanaged' });
+    expect(answer.role_status.storage?.detail).toHaveLength(80);
+  });
+
   it('reports node, roles, version, uptime and per-role state', () => {
     const answer = buildStatus(
       view({

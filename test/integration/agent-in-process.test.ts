@@ -17,6 +17,9 @@ import { buildFileOps } from '../../agent/files.js';
 import { SerfClient } from '../../agent/serf/client.js';
 import type { Role } from '../../roles/types.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
+import { eventually as poll } from '../helpers/eventually.js';
+
+const eventually = (check: () => void | Promise<void>, ms = 10_000) => poll(check, ms, 50);
 
 const exec = promisify(execFile);
 const skip = serfAvailable() ? undefined : 'the serf binary is not on PATH (apt-get install serf)';
@@ -89,17 +92,6 @@ describe.skipIf(Boolean(skip))('the agent in-process with real serf', () => {
     rmSync(tmp, { recursive: true, force: true });
   });
 
-  const eventually = async (check: () => void | Promise<void>, ms = 10_000) => {
-    const end = Date.now() + ms;
-    for (;;) {
-      try {
-        return await check();
-      } catch (err) {
-        if (Date.now() > end) throw err;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-  };
   const hosts = () => readFileSync(path.join(roleDir, 'hosts'), 'utf8');
 
   it('applies its role at start and again when a member joins (a watched membership change)', async () => {

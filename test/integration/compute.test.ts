@@ -93,19 +93,25 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
     node = await startLxdNode(bed, p('cn'));
     const imported = await imageImportCommand(image, { alias: 'mammatus-test', lxdSocket: node.socket }, { out: () => undefined, err: (l) => console.error(l) });
     expect(imported).toBe(0);
+    compute = await startCompute();
+  }, 900_000);
+
+  /** The compute node's agent, as far as this test needs it: the role applied, then started. */
+  async function startCompute(): Promise<ComputeRole> {
     const inner = buildRun();
     const run2: Run = (file, args, o) => inner('ip', ['netns', 'exec', node.ns, file, ...args], o);
-    compute = buildComputeRole({ instanceFeed: openComputeRegistry, pollMs: 1000 });
+    const role = buildComputeRole({ instanceFeed: openComputeRegistry, pollMs: 1000 });
     const desired: DesiredState = {
       node: 'cn1',
       members: [],
       config: { parent: node.lan, lxd: { socket: node.socket }, registry: { nats: [natsUrl] }, paths: { preseed: p('compute/preseed.yaml') } },
     };
     const clog = log.child({ node: 'cn1' });
-    const report = await applyRole(compute, desired, { run: run2, files: buildFileOps(), log: clog });
+    const report = await applyRole(role, desired, { run: run2, files: buildFileOps(), log: clog });
     expect(report.ok, report.error).toBe(true);
-    await compute.start!({ run: run2, files: buildFileOps(), log: clog, desired, reconcile: () => undefined });
-  }, 900_000);
+    await role.start!({ run: run2, files: buildFileOps(), log: clog, desired, reconcile: () => undefined });
+    return role;
+  }
 
   afterAll(async () => {
     await compute?.stop?.();
@@ -142,7 +148,26 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
       return r.answers[0] === ip ? r : undefined;
     }, 30_000);
     expect(dns.status).toBe('NOERROR');
+    // The live side: the node recorded what LXD shows, and `instance list` says so.
+    expect((await registry.get('c1')).observed?.status).toBe('running');
+    expect((await cli('instance', 'list', '--nats', natsUrl)).out).toMatch(/^c1\s.*\srunning\s+running$/m);
   }, 400_000);
+
+  it('the agent restarted mid-launch: LXD finishes what it started and the new agent completes the launch', async () => {
+    expect((await cli('instance', 'launch', 'c2', '--image', 'mammatus-test', '--node', 'cn1', '--nats', natsUrl)).code).toBe(0);
+    // The moment LXD has the container (its create may still be unpacking the image), the agent dies.
+    await until('c2 in LXD', async () => ((await node.lxc(['list', 'c2', '--format', 'csv', '-c', 'n'])).stdout.trim() === 'c2' ? true : undefined), 60_000);
+    await compute.stop!();
+    compute = await startCompute();
+    const ip = await until('c2 running with its address', async () => {
+      const r = await registry.get('c2');
+      return r.observed?.status === 'running' && r.ips[0] ? r.ips[0] : undefined;
+    }, 180_000);
+    expect(ip).toMatch(/^10\.88\.0\.\d+$/);
+    expect((await node.lxc(['list', 'c2', '--format', 'csv', '-c', 's'])).stdout.trim()).toBe('RUNNING');
+    expect((await cli('instance', 'delete', 'c2', '--nats', natsUrl)).code).toBe(0);
+    await until('c2 gone', async () => ((await registry.find('c2')) ? undefined : true), 60_000);
+  }, 300_000);
 
   it('stop and start follow the recorded state', async () => {
     expect((await cli('instance', 'stop', 'c1', '--nats', natsUrl)).code).toBe(0);

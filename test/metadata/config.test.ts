@@ -42,5 +42,12 @@ describe('instance records', () => {
     expect(() => validateRecord({ ...good, tags: { 'a/b': 'x' } })).toThrow(/tags.a\/b/);
     expect(() => validateRecord({ ...good, vendor_data: { consul: 'yes' } })).toThrow(/vendor_data.consul/);
     expect(() => validateRecord({ ...good, user_data: '***' })).toThrow(/user_data: must be base64/);
+    const observed = { status: 'running', at: '2026-01-01T00:00:00.000Z' };
+    expect(validateRecord({ ...good, observed })).toEqual({ ...good, observed });
+    expect(validateRecord({ ...good, observed: { ...observed, status: 'error', error: 'create: no image' } }).observed?.error).toBe('create: no image');
+    expect(() => validateRecord({ ...good, observed: { ...observed, status: 'Running!' } })).toThrow(/observed.status: must be a lower-case word/);
+    expect(() => validateRecord({ ...good, observed: { ...observed, error: 'x'.repeat(301) } })).toThrow(/observed.error/);
+    expect(() => validateRecord({ ...good, observed: { ...observed, pid: 1 } })).toThrow(/observed.pid: unknown field/);
+    expect(() => validateRecord({ ...good, observed: { status: 'running' } })).toThrow(/observed.at/);
   });
 });

@@ -106,7 +106,7 @@ describe('planCompute', () => {
   it('is idempotent: once LXD matches the records, nothing is left to do', () => {
     const r = rec('web', 1, { ips: ['10.88.0.7'] });
     const plan = planCompute(cfg, 'cn1', [r], [lxd('web', r.id, 'Running', ['10.88.0.7'])]);
-    expect(plan).toEqual({ actions: [], ipUpdates: [], unmanaged: [], problems: [] });
+    expect(plan).toEqual({ actions: [], ipUpdates: [], observed: [{ id: r.id, name: 'web', status: 'running' }], unmanaged: [], problems: [] });
   });
 
   it('the create body fixes the MAC and ties the container to its record', () => {

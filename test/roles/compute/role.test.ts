@@ -21,12 +21,19 @@ function memoryRegistry(initial: InstanceRecord[] = []) {
   const records = new Map(initial.map((r) => [r.id, r]));
   let onChange: () => void = () => undefined;
   const writes: string[] = [];
+  /** `observed` writes, kept apart: every pass after an action writes one. */
+  const observed: string[] = [];
   const link: ComputeRegistry = {
     snapshot: () => [...records.values()],
     async setIps(id, ips) {
       writes.push(`ips ${id} ${ips.join(',')}`);
       const r = records.get(id);
       if (r) records.set(id, { ...r, ips: [...ips] });
+    },
+    async setObserved(id, o) {
+      observed.push(`${id} ${o.status}${o.error ? ` ${o.error}` : ''}`);
+      const r = records.get(id);
+      if (r) records.set(id, { ...r, observed: { ...o, at: T } });
     },
     async remove(id) {
       writes.push(`remove ${id}`);
@@ -38,6 +45,7 @@ function memoryRegistry(initial: InstanceRecord[] = []) {
     link,
     records,
     writes,
+    observed,
     factory: (_servers: readonly string[], change: () => void) => {
       onChange = change;
       return link;
@@ -149,6 +157,8 @@ describe('instances', () => {
     expect(web).toMatchObject({ status: 'Running', config: { 'volatile.eth0.hwaddr': '02:00:00:00:00:01', 'user.mammatus.instance-id': 'i-00000000000000001' } });
     expect(sim.calls().filter((c) => /^(POST|PUT) \/1.0\/instances/.test(c))).toEqual(['POST /1.0/instances', 'PUT /1.0/instances/web/state']);
     expect(reg.writes).toEqual([]);
+    // The pass after the start reads LXD again and records what the instance really does.
+    expect(reg.observed).toEqual(['i-00000000000000001 absent', 'i-00000000000000001 running']);
     web.ips = ['10.88.0.150'];
     await role.reconcileNow();
     expect(reg.writes).toEqual(['ips i-00000000000000001 10.88.0.150']);
@@ -190,6 +200,12 @@ describe('instances', () => {
     await role.reconcileNow();
     expect(role.report()?.failed).toEqual([expect.stringMatching(/^create bad: .*Image alias not found/)]);
     expect(sim.instances.get('good')?.status).toBe('Running');
+    // Why is written to the record, once (the next passes fail the same way and write nothing).
+    expect(reg.records.get('i-00000000000000003')?.observed).toMatchObject({ status: 'error', error: expect.stringMatching(/^create: .*Image alias not found/) });
+    expect(reg.records.get('i-00000000000000004')?.observed?.status).toBe('running');
+    const writes = reg.observed.length;
+    await role.reconcileNow();
+    expect(reg.observed.length).toBe(writes);
     reg.set({ ...reg.records.get('i-00000000000000003')!, tags: { image: 'debian-12' } });
     await role.reconcileNow();
     expect(sim.instances.get('bad')?.status).toBe('Running');
