@@ -1,36 +1,45 @@
 /**
- * The local cluster: one node per role on this machine's loopback, each a real `serf agent` with
- * its own ports plus a mammatus agent (the bundle) using examples/cluster/<role>.yaml. Prints
- * `mammatus status` and commands to try, then runs until Ctrl-C, when it stops everything by PID.
- * `--once` tears down right after printing (used by the tests to keep this script honest).
+ * The local cluster: one node per role on this machine, each a real `serf agent` with its own ports
+ * plus a mammatus agent (the bundle) using examples/cluster/<role>.yaml. Prints `mammatus status`
+ * and commands to try, then runs until Ctrl-C, when it stops everything by PID.
+ *
+ * As root the nodes share a LAN (scripts/lib/local-lan.ts): the gateway runs in a network namespace
+ * of its own and really serves DHCP, DNS and the metadata proxy there, and, when `lxd` is installed,
+ * the compute node gets an LXD daemon of its own in another namespace with an instance image
+ * imported, so `mammatus instance launch` runs a container end to end. Per-node drop-ins
+ * (scripts/lib/local-root.ts) put the controller's NATS and metadata service on the LAN and share
+ * a fresh metadata secret. Without root the gateway node runs without its role and the compute role
+ * stays unconfigured.
+ *
+ * Flags: `--once` tears down right after printing (the tests use it); `--no-image` never builds the
+ * instance image (a cached one is still imported).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { readFileSync } from 'node:fs';
 import { SerfClient } from '../agent/serf/client.js';
+import { CN_LAN, LAN, NETNS, buildLocalLan, removeLocalLan } from './lib/local-lan.js';
+import { CONTROLLER_PORTS, LXD_BASE, RUN_DIR, imageAlias, instanceImage, nodeConfig, rootDropIns, writeMetadataSecret } from './lib/local-root.js';
+import { lxdInstalled, mustRun, startLxdDaemon, stopLeftoverLxd, type LxdDaemon } from './lib/lxd-node.js';
 import { BUNDLE, startMammatusAgent, type MammatusAgent } from './lib/mammatus-agent.js';
 import { startSerfAgent, type SerfAgent } from './lib/serf-agent.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const ROLES = ['gateway', 'compute', 'storage', 'controller'] as const;
 const once = process.argv.includes('--once');
+const noImage = process.argv.includes('--no-image');
 const work = path.join(repo, '.cluster');
-// The gateway role changes a machine's firewall and runs DHCP: it only runs as root, and then in a
-// network namespace of its own, so the host's own network is never touched (see gateway.yaml).
+// The gateway role changes a machine's firewall and runs DHCP, LXD needs root too: both only run
+// as root, and then in network namespaces of their own, so the host's own network is never touched.
 const asRoot = process.getuid?.() === 0;
-const GW_NS = 'mammatus-lc-gw';
-const HOST_LAN_IP = '10.213.0.2';
-const GW_LAN_IP = '10.213.0.1';
-const RUN_DIR = '/run/mammatus-local-cluster';
 const CONTROLLER_DIR = '/tmp/mammatus-local-cluster/controller';
 
 interface Node {
   name: string;
   role: string;
-  config: string;
+  example: string;
   rpcPort: number;
   netns?: string;
   serf?: SerfAgent;
@@ -38,66 +47,136 @@ interface Node {
 }
 
 const nodes: Node[] = ROLES.map((role) => {
-  const config = path.join(repo, 'examples/cluster', `${role}.yaml`);
-  const rpcAddr = (parse(readFileSync(config, 'utf8')) as { serf: { rpc_addr: string } }).serf.rpc_addr;
-  return { name: `${role}-1`, role, config, rpcPort: Number(rpcAddr.split(':')[1]) };
+  const example = path.join(repo, 'examples/cluster', `${role}.yaml`);
+  const rpcAddr = (parse(readFileSync(example, 'utf8')) as { serf: { rpc_addr: string } }).serf.rpc_addr;
+  return { name: `${role}-1`, role, example, rpcPort: Number(rpcAddr.split(':')[1]) };
 });
 
 // Each agent takes its serf address from its example config: variables a user exported for the
 // CLI (SERF_RPC_ADDR, MAMMATUS_RPC_ADDR, …) must not point all four at one serf.
 const agentEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(SERF_|MAMMATUS_)/.test(k)));
 
-/** The gateway's namespace: LAN port gw-lan (a veth whose host end carries HOST_LAN_IP), WAN gw-wan. */
-function buildGatewayNamespace(): void {
-  removeGatewayNamespace();
-  const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'inherit'] });
-  ip('netns', 'add', GW_NS);
-  ip('link', 'add', 'mmc-lan', 'type', 'veth', 'peer', 'name', 'gw-lan', 'netns', GW_NS);
-  ip('addr', 'add', `${HOST_LAN_IP}/24`, 'dev', 'mmc-lan');
-  ip('link', 'set', 'mmc-lan', 'up');
-  ip('-n', GW_NS, 'link', 'set', 'lo', 'up');
-  ip('-n', GW_NS, 'addr', 'add', `${GW_LAN_IP}/24`, 'dev', 'gw-lan');
-  ip('-n', GW_NS, 'link', 'set', 'gw-lan', 'up');
-  // A veth with both ends inside: an up WAN port without an outside (not every kernel has `dummy`).
-  ip('-n', GW_NS, 'link', 'add', 'gw-wan', 'type', 'veth', 'peer', 'name', 'wan-end');
-  ip('-n', GW_NS, 'addr', 'add', '192.0.2.2/24', 'dev', 'gw-wan');
-  ip('-n', GW_NS, 'link', 'set', 'wan-end', 'up');
-  ip('-n', GW_NS, 'link', 'set', 'gw-wan', 'up');
-}
-
-/** Deleting the namespace deletes the veth pair with it; the rendered files go too. */
-function removeGatewayNamespace(): void {
-  spawnSync('ip', ['netns', 'del', GW_NS], { stdio: 'ignore' });
-  spawnSync('ip', ['link', 'del', 'mmc-lan'], { stdio: 'ignore' });
-  rmSync(RUN_DIR, { recursive: true, force: true });
-}
-
+let lxd: LxdDaemon | undefined;
+let image: { file: string; alias: string } | undefined;
 let stopping = false;
+// Ctrl-C while starting (an image build takes minutes) stops at the next step, then tears down.
+let interrupted = false;
+let wake: (() => void) | undefined;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    interrupted = true;
+    wake?.();
+  });
+}
+function step(): void {
+  if (interrupted) throw new Error('interrupted while starting');
+}
+
+// The serf and mammatus agents this run started, for the next run should this one be killed: a
+// killed node process leaves its children running, holding the cluster's ports.
+const PIDS = path.join(work, 'pids');
+
+/** Records a started process as `[pid, its /proc cmdline]`: the cmdline tells a reused PID apart. */
+function recordPid(pid: number | undefined): void {
+  try {
+    appendFileSync(PIDS, `${JSON.stringify([pid, readFileSync(`/proc/${pid}/cmdline`, 'utf8')])}\n`);
+  } catch {
+    /* already gone: nothing to leave behind */
+  }
+}
+
+/**
+ * Stops, by PID, what a killed previous run left running, when each is still the process recorded:
+ * SIGTERM first, so an agent stops what its roles run (nats-server, dnsmasq), SIGKILL after 10 s.
+ */
+async function stopRecordedLeftovers(): Promise<void> {
+  const lines = existsSync(PIDS) ? readFileSync(PIDS, 'utf8').split('\n').filter(Boolean) : [];
+  const alive = (pid: number, cmdline: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8') === cmdline;
+    } catch {
+      return false;
+    }
+  };
+  const left = lines.map((l) => JSON.parse(l) as [number, string]).filter(([pid, cmd]) => alive(pid, cmd));
+  for (const [pid] of left) process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 100 && left.some(([pid, cmd]) => alive(pid, cmd)); i++) await new Promise((r) => setTimeout(r, 100));
+  for (const [pid, cmd] of left) if (alive(pid, cmd)) process.kill(pid, 'SIGKILL');
+  rmSync(PIDS, { force: true });
+}
+
+/** Everything root-only a previous run may have left (it crashed, or was killed): ours by name. */
+async function removeRootLeftovers(): Promise<void> {
+  await stopLeftoverLxd(LXD_BASE);
+  removeLocalLan();
+  rmSync(RUN_DIR, { recursive: true, force: true });
+  // LXD's idmapped files need root to remove: this runs as root.
+  rmSync(LXD_BASE, { recursive: true, force: true });
+}
 
 async function teardown(): Promise<void> {
   stopping = true;
   await Promise.allSettled(nodes.map((n) => n.agent?.stop()));
   await Promise.allSettled(nodes.map((n) => n.serf?.stop()));
-  if (asRoot) removeGatewayNamespace();
+  rmSync(PIDS, { force: true });
+  // The controller's store: otherwise a run as root would leave it unwritable for one without.
+  rmSync(path.dirname(CONTROLLER_DIR), { recursive: true, force: true });
+  if (!asRoot) return;
+  await lxd?.stop().catch((err: Error) => console.error(`stopping LXD: ${err.message}`));
+  await removeRootLeftovers();
+}
+
+/** As root: the LAN, the secret, the compute node's LXD with the image; returns each role's drop-in. */
+async function setUpRoot(): Promise<Record<string, object>> {
+  await removeRootLeftovers();
+  const withLxd = lxdInstalled();
+  if (!withLxd) console.log('lxd is not installed (apt-get install lxd debootstrap): the compute node runs without LXD.');
+  const tarball = withLxd ? await instanceImage(noImage) : undefined;
+  step();
+  buildLocalLan({ compute: withLxd });
+  const secretFile = writeMetadataSecret();
+  if (withLxd) {
+    console.log(`Starting LXD for compute-1 in netns ${NETNS.cn} (LXD_DIR=${LXD_BASE}/lxd) ...`);
+    // An LXD that cannot run here (no usable cgroups, say) should not keep the other roles from running.
+    lxd = await startLxdDaemon({ ns: NETNS.cn, dir: LXD_BASE, logDir: path.join(work, 'compute-1', 'lxd') }).catch((err: Error) => {
+      console.log(`LXD did not start, the compute node runs without it: ${err.message}`);
+      return undefined;
+    });
+    step();
+    if (tarball && lxd) {
+      const alias = imageAlias(tarball);
+      // A bad tarball is no reason to stop: the cluster runs, and says how to import another.
+      await mustRun(process.execPath, [BUNDLE, 'image', 'import', tarball, '--alias', alias, '--lxd-socket', lxd.socket], {}, 300_000).then(
+        () => {
+          image = { file: tarball, alias };
+          console.log(`Imported ${tarball} into compute-1's LXD as ${alias}.`);
+        },
+        (err: Error) => console.log(`Importing the image failed: ${err.message}`),
+      );
+    }
+  }
+  return rootDropIns({ secretFile, lxdSocket: lxd?.socket });
 }
 
 async function main(): Promise<void> {
+  await stopRecordedLeftovers();
   rmSync(work, { recursive: true, force: true });
   // The controller's NATS store (examples/cluster/controller.yaml): each run starts a fresh cluster.
   rmSync(CONTROLLER_DIR, { recursive: true, force: true });
   const key = execFileSync('serf', ['keygen'], { encoding: 'utf8' }).trim();
+  const dropIns = asRoot ? await setUpRoot() : {};
+  if (!asRoot) console.log('Not root: the gateway node runs without its role (it needs root, and then gets a network namespace); the compute role has no LXD.');
   console.log(`Starting ${nodes.length} serf agents (gossip encrypted) and mammatus agents in ${work} ...`);
-  if (asRoot) buildGatewayNamespace();
-  else console.log('Not root: the gateway node runs without its role (it needs root, and then gets a network namespace).');
   for (const [i, n] of nodes.entries()) {
+    step();
     const isGateway = n.role === 'gateway';
-    n.netns = asRoot && isGateway ? GW_NS : undefined;
+    n.netns = asRoot && isGateway ? NETNS.gw : undefined;
     n.serf = await startSerfAgent({
       name: n.name,
       dir: path.join(work, n.name, 'serf'),
       tags: { role: isGateway && !asRoot ? '' : n.role },
       netns: n.netns,
-      bindIp: asRoot ? (isGateway ? GW_LAN_IP : HOST_LAN_IP) : '127.0.0.1',
+      bindIp: asRoot ? (isGateway ? LAN.gateway : LAN.host) : '127.0.0.1',
       tagsFile: true,
       snapshot: true,
       encryptKey: key,
@@ -107,6 +186,7 @@ async function main(): Promise<void> {
     }).catch((err: Error) => {
       throw new Error(`${err.message}\n(is something else using 127.0.0.1:${n.rpcPort} or :${7947 + i}? stop it, or change examples/cluster/${n.role}.yaml)`);
     });
+    recordPid(n.serf.process.pid);
   }
   // The compute node is the entry point: its RPC is on the host's loopback in every mode.
   const entry = nodes.find((n) => n.role === 'compute')!;
@@ -114,7 +194,9 @@ async function main(): Promise<void> {
   await first.join(nodes.filter((n) => n !== entry).map((n) => n.serf!.bindAddr));
   await Promise.all(
     nodes.map(async (n) => {
-      n.agent = await startMammatusAgent({ dir: path.join(work, n.name, 'agent'), rpcAddr: n.serf!.rpcAddr, configPath: n.config, env: agentEnv, netns: n.netns });
+      const configPath = nodeConfig(path.join(work, n.name), n.example, dropIns[n.role]);
+      n.agent = await startMammatusAgent({ dir: path.join(work, n.name, 'agent'), rpcAddr: n.serf!.rpcAddr, configPath, env: agentEnv, netns: n.netns });
+      recordPid(n.agent.pid);
     }),
   );
   // Ready once every member carries the `mammatus` tag its agent sets.
@@ -124,9 +206,19 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
   first.close();
+  step();
+  printStatusAndTry(entry.serf!.rpcAddr, nodes.find((n) => n.role === 'storage')!.serf!.rpcAddr);
+  if (once) return;
+  console.log('\nPress Ctrl-C to stop the cluster.');
+  for (const n of nodes) {
+    n.agent!.process.once('exit', (code) => {
+      if (!stopping) console.error(`mammatus agent of ${n.name} exited (${code}); see its log`);
+    });
+  }
+  if (!interrupted) await new Promise<void>((resolve) => (wake = resolve));
+}
 
-  const a = entry.serf!.rpcAddr;
-  const c = nodes.find((n) => n.role === 'storage')!.serf!.rpcAddr;
+function printStatusAndTry(a: string, c: string): void {
   const cli = `node ${path.relative(process.cwd(), BUNDLE) || BUNDLE}`;
   console.log(`\n$ ${cli} --rpc-addr ${a} status`);
   try {
@@ -134,37 +226,49 @@ async function main(): Promise<void> {
   } catch (err) {
     console.log((err as { stdout?: string }).stdout ?? String(err));
   }
+  // As root the controller serves on the LAN (the gateway's namespace cannot reach our loopback).
+  const ctl = asRoot ? LAN.host : '127.0.0.1';
+  const nats = `--nats nats://${ctl}:${CONTROLLER_PORTS.nats}`;
+  const lines = [
+    `serf members -rpc-addr=${a}`,
+    `serf query -rpc-addr=${a} mammatus.ping`,
+    `serf query -rpc-addr=${a} -tag role=compute mammatus.status`,
+    `serf event -rpc-addr=${c} mammatus.reconcile compute`,
+    `serf tags -rpc-addr=${a} -set role=compute,storage      # the compute node takes on storage too`,
+    `${cli} --rpc-addr ${a} status --json`,
+    `${cli} --rpc-addr ${c} query mammatus.ping --tag role=storage`,
+  ];
+  if (image && lxd) {
+    const lxc = `LXD_DIR=${lxd.lxdDir} lxc`;
+    lines.push(
+      `${cli} --rpc-addr ${a} instance launch web-1 --image ${image.alias} --node compute-1 ${nats}`,
+      `${cli} instance show web-1 ${nats}          # its address, once DHCP gave it one`,
+      `${lxc} exec web-1 -- cloud-init status --wait --long   # NoCloud from 169.254.169.254 via the gateway`,
+      `${lxc} exec web-1 -- curl -s http://169.254.169.254/latest/meta-data/instance-id`,
+      `dig @${LAN.gateway} web-1.mammatus +short                  # the gateway's DNS knows it`,
+      `${cli} instance delete web-1 ${nats}`,
+    );
+  } else {
+    lines.push(
+      `${cli} instance register web-1 --mac 02:00:00:00:00:21 --ip ${ctl} ${nats}`,
+      `curl http://${ctl}:${CONTROLLER_PORTS.metadata}/latest/meta-data/local-hostname   # the controller's metadata service`,
+    );
+  }
+  if (asRoot) {
+    lines.push(`dig @${LAN.gateway} compute-1.mammatus +short                # the gateway's DNS knows every member`, `serf query -rpc-addr=${a} -tag role=gateway mammatus.leases`);
+  }
   const rpcList = nodes.map((n) => `${n.name} ${n.serf!.rpcAddr}${n.netns ? ` (in netns ${n.netns})` : ''}`).join(', ');
-  console.log(`Try, in another terminal (each node's serf RPC: ${rpcList}):
-  serf members -rpc-addr=${a}
-  serf query -rpc-addr=${a} mammatus.ping
-  serf query -rpc-addr=${a} -tag role=compute mammatus.status
-  serf event -rpc-addr=${c} mammatus.reconcile compute
-  serf tags -rpc-addr=${a} -set role=compute,storage      # the compute node takes on storage too
-  ${cli} --rpc-addr ${a} status --json
-  ${cli} --rpc-addr ${c} query mammatus.ping --tag role=storage
-  ${cli} instance register web-1 --mac 02:00:00:00:00:21 --ip 127.0.0.1 --nats nats://127.0.0.1:4232
-  curl http://127.0.0.1:8775/latest/meta-data/local-hostname   # the controller's metadata service${asRoot ? `
-  dig @${GW_LAN_IP} compute-1.mammatus +short                # the gateway's DNS knows every member
-  serf query -rpc-addr=${a} -tag role=gateway mammatus.leases` : ''}
-Logs: ${work}/<node>/agent/agent.log and ${work}/<node>/serf/serf.log.`);
-  if (once) return;
-  console.log('\nPress Ctrl-C to stop the cluster.');
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
-    for (const n of nodes) {
-      n.agent!.process.once('exit', (code) => {
-        if (!stopping) console.error(`mammatus agent of ${n.name} exited (${code}); see its log`);
-      });
-    }
-  });
+  console.log(`Try, in another terminal (each node's serf RPC: ${rpcList}):`);
+  for (const l of lines) console.log(`  ${l}`);
+  console.log(`Logs: ${work}/<node>/agent/agent.log and ${work}/<node>/serf/serf.log${lxd ? `; LXD: ${lxd.logFile}` : ''}.`);
+  if (asRoot && lxd && !image) console.log(`compute-1's LXD has no image: import one with ${cli} image import FILE --alias ALIAS --lxd-socket ${lxd.socket}`);
+  if (asRoot) console.log(`The LAN: ${LAN.host} (this host, mmc-lan), ${LAN.gateway} (gateway, netns ${NETNS.gw})${lxd ? `, compute-1's containers on ${CN_LAN} (netns ${NETNS.cn})` : ''}.`);
 }
 
 main()
   .catch((err: unknown) => {
     console.error(`local cluster failed: ${(err as Error).message}`);
-    process.exitCode = 1;
+    process.exitCode = interrupted ? 130 : 1;
   })
   .finally(async () => {
     console.log('\nStopping the cluster ...');

@@ -10,7 +10,9 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { normalizeMac, type InstanceState } from '../../src/metadata/instance.js';
 import { IMAGE_TAG } from '../../roles/compute/plan.js';
-import { UsageError, type CliIo, type GlobalOptions } from './common.js';
+import type { InstanceRegistry } from '../../src/metadata/registry.js';
+import type { InstanceRecord } from '../../src/metadata/instance.js';
+import { parseTimeoutFlag, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { withRegistry, type InstanceOptions } from './instance.js';
 import { chooseNode, surveyCapacity, unfitReason, type CapacitySurvey } from './placement.js';
 
@@ -21,6 +23,8 @@ export interface LaunchOptions extends InstanceOptions {
   mac?: string;
   userData?: string;
   sshKey?: string[];
+  /** Wait until the node reports the instance running with an IPv4 address (Go duration, or true = 2m). */
+  wait?: string | boolean;
 }
 
 /** A random locally administered unicast MAC (`02:…`): never a vendor's, never multicast. */
@@ -78,9 +82,39 @@ export async function launchCommand(g: GlobalOptions, name: string, opts: Launch
     });
     // Registered first, running second: a record is only ever created as `registered`.
     const record = await registry.update(registered.id, (r) => ({ ...r, state: 'running' }));
-    io.out(opts.json ? JSON.stringify(record, null, 2) : `launching ${record.name} (${record.id}) on ${node}, MAC ${record.macs[0]}`);
+    if (!opts.wait) {
+      io.out(opts.json ? JSON.stringify(record, null, 2) : `launching ${record.name} (${record.id}) on ${node}, MAC ${record.macs[0]}`);
+      return 0;
+    }
+    io.err(`launching ${record.name} (${record.id}) on ${node}, MAC ${record.macs[0]}; waiting for it to run`);
+    const waitMs = opts.wait === true ? DEFAULT_WAIT_MS : parseTimeoutFlag(opts.wait);
+    const outcome = await waitRunning(registry, record.id, waitMs);
+    if ('error' in outcome) {
+      io.err(`error: ${record.name}: ${outcome.error}`);
+      return 1;
+    }
+    io.out(opts.json ? JSON.stringify(outcome.record, null, 2) : `${record.name} (${record.id}) runs on ${node} at ${outcome.record.ips.join(', ')}`);
     return 0;
   });
+}
+
+/** How long `--wait` without a value waits: a first create unpacks the image (seconds to a minute). */
+const DEFAULT_WAIT_MS = 120_000;
+
+/**
+ * Polls the record until its node reports it running with an IPv4 address, reports an error, or
+ * the time is up. Polling the registry (not LXD) is what works from any node.
+ */
+async function waitRunning(registry: InstanceRegistry, id: string, timeoutMs: number): Promise<{ record: InstanceRecord } | { error: string }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await registry.find(id);
+    if (!r) return { error: 'its record was removed while waiting' };
+    if (r.observed?.status === 'error') return { error: r.observed.error ?? 'its node reports an error' };
+    if (r.observed?.status === 'running' && r.ips.some((ip) => !ip.includes(':'))) return { record: r };
+    if (Date.now() > deadline) return { error: `not running with an address after ${Math.round(timeoutMs / 1000)} s (status: ${r.observed?.status ?? 'pending'}; see \`mammatus instance show ${r.name}\`)` };
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
 }
 
 /**

@@ -140,6 +140,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('--mac <mac>', 'MAC of its NIC (default: a random locally administered 02:… one)')
     .option('--user-data <file>', 'user-data (cloud-config, script, MIME or gzip), at most 256 KiB')
     .option('--ssh-key <file>', 'file of OpenSSH public keys, repeatable', collectList)
+    .option('--wait [duration]', 'wait until it runs with an address (default 2m); exit 1 on an error or timeout')
     .option(natsFlag, natsHelp)
     .option('--json', 'print the record as JSON')
     .action((name: string, o: LaunchOptions, cmd: Command) => set(launchCommand(g(cmd), name, o, io)));

@@ -185,6 +185,11 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
     expect(list.out).toMatch(/^bad\s.*\srunning\s+error$/m);
     expect(list.out).toMatch(/^ {2}! bad: create: .*Image alias not found/m);
     expect((await cli('instance', 'show', 'bad', '--nats', nats.url)).out).toMatch(/^error: {7}create: /m);
+    // --wait ends at the node's error, not at its timeout.
+    const waited = await cli('instance', 'launch', 'bad2', '--image', 'missing', '--node', 'cn1', '--nats', nats.url, '--wait', '30s');
+    expect(waited.code).toBe(1);
+    expect(waited.err).toMatch(/^error: bad2: create: .*Image alias not found/m);
+    expect((await cli('instance', 'delete', 'bad2', '--nats', nats.url)).code).toBe(0);
     expect((await cli('instance', 'delete', 'bad', '--nats', nats.url)).code).toBe(0);
     await eventually(async () => expect(await registry.find('bad')).toBeUndefined());
   });

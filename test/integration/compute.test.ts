@@ -33,6 +33,7 @@ import { connectNats } from '../../src/nats.js';
 import { startBedGateway, startControllerHost, type BedGateway, type ControllerHost } from '../helpers/metadata-bed.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../helpers/netns.js';
 import { startLxdNode, type LxdNode } from '../roles/compute/lxd-netns.js';
+import { until } from '../helpers/eventually.js';
 
 const IMAGE_SCRIPT = path.join(import.meta.dirname, '../../scripts/build-image.sh');
 const skip =
@@ -44,17 +45,6 @@ const skip =
 if (skip) console.warn(`compute end-to-end test skipped: ${skip}`);
 
 const USER_DATA = '#cloud-config\nruncmd:\n  - [sh, -c, "echo user-data-applied > /run/mammatus-e2e"]\n';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(500);
-  }
-}
 
 describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, end to end', () => {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'mammatus-compute-'));
@@ -131,10 +121,12 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
 
   it('launch → the container runs with its MAC, gets a DHCP address written back, cloud-init applies our user-data, metadata answers its id', async () => {
     writeFileSync(p('user-data'), USER_DATA);
-    const launched = await cli('instance', 'launch', 'c1', '--image', 'mammatus-test', '--node', 'cn1', '--user-data', p('user-data'), '--nats', natsUrl);
+    // --wait returns once the node reports it running with the address it got from the gateway.
+    const launched = await cli('instance', 'launch', 'c1', '--image', 'mammatus-test', '--node', 'cn1', '--user-data', p('user-data'), '--nats', natsUrl, '--wait', '3m');
     expect(launched.code, launched.err).toBe(0);
     const rec = await registry.get('c1');
-    const ip = await until('the address in the registry', async () => (await registry.get('c1')).ips[0], 120_000);
+    const ip = rec.ips[0]!;
+    expect(launched.out).toBe(`c1 (${rec.id}) runs on cn1 at ${ip}`);
     expect(ip).toMatch(/^10\.88\.0\.\d+$/);
     expect((await node.lxc(['config', 'get', 'c1', 'volatile.eth0.hwaddr'])).stdout.trim()).toBe(rec.macs[0]);
     const status = await node.lxc(['exec', 'c1', '--', 'cloud-init', 'status', '--wait', '--long'], 180_000);

@@ -2,6 +2,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { localLanLeftovers } from '../../scripts/lib/local-lan.js';
 import { skipReason } from './harness.js';
 
 const exec = promisify(execFile);
@@ -9,7 +10,8 @@ const skip = skipReason();
 
 describe.skipIf(Boolean(skip))('the local cluster (scripts/local-cluster.ts)', () => {
   it('starts one node per role, prints a status with every role ok, and tears down', async () => {
-    const { stdout } = await exec(process.execPath, ['--import', 'tsx', 'scripts/local-cluster.ts', '--once'], { timeout: 60_000 });
+    // --no-image: as root with lxd, a missing image is not built (minutes); a cached one is imported.
+    const { stdout } = await exec(process.execPath, ['--import', 'tsx', 'scripts/local-cluster.ts', '--once', '--no-image'], { timeout: 90_000 });
     // The gateway role needs root (it then runs in a network namespace); without root that node has none.
     const asRoot = process.getuid?.() === 0;
     for (const role of asRoot ? ['gateway', 'compute', 'storage', 'controller'] : ['compute', 'storage', 'controller']) {
@@ -17,5 +19,6 @@ describe.skipIf(Boolean(skip))('the local cluster (scripts/local-cluster.ts)', (
     }
     if (!asRoot) expect(stdout).toMatch(/^gateway-1\s.*alive\s+-\s.*ok$/m);
     expect(stdout).toContain('Stopped.');
-  }, 90_000);
+    if (asRoot) expect(localLanLeftovers()).toEqual([]);
+  }, 120_000);
 });

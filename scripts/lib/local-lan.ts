@@ -1,0 +1,87 @@
+/**
+ * The local cluster's LAN when it runs as root: 10.213.0.0/24 on a bridge in a switch namespace of
+ * its own, with three ports — the host (`mmc-lan`, 10.213.0.2, where the compute, storage and
+ * controller nodes gossip and the controller serves), the gateway's namespace (`gw-lan`,
+ * 10.213.0.1) and, when LXD runs, the compute node's namespace (`cn-lan`, no address: the macvlan
+ * parent of its containers, whose frames thus reach the gateway's DHCP, DNS and metadata proxy).
+ *
+ * Why a namespace for the bridge and not a host bridge: with br_netfilter loaded, bridged frames go
+ * through the iptables FORWARD chain of the bridge's namespace, which on a host with Docker drops
+ * them; a fresh namespace has no rules. Nothing here touches the host's own interfaces: only
+ * `mmc-lan` appears in the root namespace, and it goes when the switch namespace is deleted.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+
+/** Addresses on the LAN. */
+export const LAN = { host: '10.213.0.2', gateway: '10.213.0.1', prefix: 24 } as const;
+/** The namespaces this module creates (and alone deletes). */
+export const NETNS = { sw: 'mammatus-lc-sw', gw: 'mammatus-lc-gw', cn: 'mammatus-lc-cn' } as const;
+/** The compute node's LAN interface inside {@link NETNS}.cn: `roles.compute.parent`. */
+export const CN_LAN = 'cn-lan';
+const HOST_END = 'mmc-lan';
+const BRIDGE = 'br0';
+
+const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'inherit'] });
+
+/** A veth from `peer` in `ns` (default: the root namespace, ours) to the switch's port `port`, on the bridge. */
+function plug(port: string, peer: string, ns?: string): void {
+  ip(...(ns ? ['-n', ns] : []), 'link', 'add', peer, 'type', 'veth', 'peer', 'name', port, 'netns', NETNS.sw);
+  ip('-n', NETNS.sw, 'link', 'set', port, 'master', BRIDGE);
+  ip('-n', NETNS.sw, 'link', 'set', port, 'up');
+}
+
+/** Builds the switch, the host's port and the gateway's namespace; the compute node's with `compute`. */
+export function buildLocalLan(opts: { compute: boolean }): void {
+  ip('netns', 'add', NETNS.sw);
+  // A bridge without STP forwards as soon as a port is up: no 15 s listening/learning delay.
+  ip('-n', NETNS.sw, 'link', 'add', BRIDGE, 'type', 'bridge', 'stp_state', '0');
+  ip('-n', NETNS.sw, 'link', 'set', BRIDGE, 'up');
+  plug('p-host', HOST_END);
+  ip('addr', 'add', `${LAN.host}/${LAN.prefix}`, 'dev', HOST_END);
+  ip('link', 'set', HOST_END, 'up');
+
+  ip('netns', 'add', NETNS.gw);
+  ip('-n', NETNS.gw, 'link', 'set', 'lo', 'up');
+  plug('p-gw', 'gw-lan', NETNS.gw);
+  ip('-n', NETNS.gw, 'addr', 'add', `${LAN.gateway}/${LAN.prefix}`, 'dev', 'gw-lan');
+  ip('-n', NETNS.gw, 'link', 'set', 'gw-lan', 'up');
+  // A veth with both ends inside: an up WAN port without an outside (not every kernel has `dummy`).
+  ip('-n', NETNS.gw, 'link', 'add', 'gw-wan', 'type', 'veth', 'peer', 'name', 'wan-end');
+  ip('-n', NETNS.gw, 'addr', 'add', '192.0.2.2/24', 'dev', 'gw-wan');
+  ip('-n', NETNS.gw, 'link', 'set', 'wan-end', 'up');
+  ip('-n', NETNS.gw, 'link', 'set', 'gw-wan', 'up');
+
+  if (!opts.compute) return;
+  ip('netns', 'add', NETNS.cn);
+  ip('-n', NETNS.cn, 'link', 'set', 'lo', 'up');
+  plug('p-cn', CN_LAN, NETNS.cn);
+  ip('-n', NETNS.cn, 'link', 'set', CN_LAN, 'up');
+}
+
+/**
+ * Deletes what {@link buildLocalLan} made, also a crashed run's leftover: processes still inside
+ * these namespaces (a dnsmasq, an agent: ours, by the namespace's name) are killed by PID first.
+ * Deleting a namespace deletes its veths, and with them their peers (`mmc-lan` on the host).
+ */
+export function removeLocalLan(): void {
+  for (const ns of [NETNS.cn, NETNS.gw, NETNS.sw]) {
+    const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '';
+    for (const pid of pids.split(/\s+/).filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+  }
+  // The layout of older runs had mmc-lan peered straight into the gateway's namespace.
+  spawnSync('ip', ['link', 'del', HOST_END], { stdio: 'ignore' });
+}
+
+/** The namespaces of {@link NETNS} that exist now (for the tests' teardown check). */
+export function localLanLeftovers(): string[] {
+  const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
+  const ours: string[] = Object.values(NETNS);
+  return list.split('\n').map((l) => l.split(' ')[0]!).filter((n) => ours.includes(n));
+}

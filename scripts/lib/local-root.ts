@@ -1,0 +1,124 @@
+/**
+ * What the local cluster adds when it runs as root (scripts/local-cluster.ts): the instance image
+ * for the compute node's LXD, the cluster's metadata secret, and per-node config drop-ins that move
+ * the controller's NATS and metadata service onto the LAN and point the gateway's metadata proxy,
+ * its registry feed and the compute role at them. The drop-ins live under `.cluster/<node>/` next to
+ * a link to `examples/cluster/<role>.yaml`, so those files stay what a run without root uses.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { CN_LAN, LAN } from './local-lan.js';
+
+/** Rendered files, the secret and the compute role's preseed; deleted when the cluster stops. */
+export const RUN_DIR = '/run/mammatus-local-cluster';
+/**
+ * The compute node's LXD (`LXD_DIR` is `<this>/lxd`): on disk, not in /run, which is a small tmpfs
+ * on most machines, while each container's rootfs is a few hundred MB. Deleted when the cluster stops.
+ */
+export const LXD_BASE = '/var/lib/mammatus-local-cluster';
+/** The controller's ports, as examples/cluster/controller.yaml has them. */
+export const CONTROLLER_PORTS = { nats: 4232, metadata: 8775 } as const;
+
+const BUILD_IMAGE = fileURLToPath(new URL('../build-image.sh', import.meta.url));
+
+/** The newest image tarball scripts/build-image.sh cached (whatever inputs it was built from). */
+export function cachedImage(): string | undefined {
+  const dir = process.env.MAMMATUS_IMAGE_CACHE || '/var/cache/mammatus-images';
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => /^mammatus-.*\.tar\.gz$/.test(n) && existsSync(path.join(dir, `${n}.sha256`)));
+  } catch {
+    return undefined;
+  }
+  const newest = names.map((n) => path.join(dir, n)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+  return newest;
+}
+
+/**
+ * The image to import: scripts/build-image.sh's (a cache hit is instant, a build takes minutes; its
+ * progress goes to our stderr), or with `noImage` only one already cached. Undefined when there is
+ * none; a failed build is reported and the cluster runs on without an image.
+ */
+export async function instanceImage(noImage: boolean): Promise<string | undefined> {
+  if (noImage) {
+    const cached = cachedImage();
+    console.log(cached ? `Instance image (cached): ${cached}` : '--no-image and no image cached: the compute node gets LXD without an image.');
+    return cached;
+  }
+  console.log('Instance image: scripts/build-image.sh (debootstrap; a few minutes the first time, cached after) ...');
+  const child = spawn(BUILD_IMAGE, [], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  const code = await new Promise<number | null>((resolve) => {
+    child.once('error', () => resolve(-1));
+    child.once('close', (c) => resolve(c));
+  });
+  if (code === 0 && out.trim()) return out.trim();
+  console.log(`The image build failed (exit ${code}): the compute node gets LXD without an image (--no-image skips the build).`);
+  return undefined;
+}
+
+/** The alias an image is imported as: `debian-bookworm` for mammatus-debian-bookworm-amd64-KEY.tar.gz. */
+export function imageAlias(tarball: string): string {
+  return /^mammatus-([a-z]+-[a-z]+)-/.exec(path.basename(tarball))?.[1] ?? 'mammatus-image';
+}
+
+/** Writes a fresh random cluster secret (32 bytes, hex, mode 0600); returns its path. */
+export function writeMetadataSecret(): string {
+  mkdirSync(RUN_DIR, { recursive: true, mode: 0o755 });
+  const file = path.join(RUN_DIR, 'metadata.secret');
+  writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  return file;
+}
+
+/** What the drop-ins need to know. */
+export interface RootSettings {
+  readonly secretFile: string;
+  /** The compute node's LXD socket; without it the compute role stays unconfigured. */
+  readonly lxdSocket?: string;
+}
+
+/** Each role's drop-in (agent config keys) for a run as root. */
+export function rootDropIns(s: RootSettings): Record<string, object> {
+  const nats = `nats://${LAN.host}:${CONTROLLER_PORTS.nats}`;
+  return {
+    // The gateway lives in its own namespace: the controller's loopback is out of its reach.
+    controller: {
+      roles: { controller: { nats: { listen: `${LAN.host}:${CONTROLLER_PORTS.nats}` } } },
+      metadata: { listen: `${LAN.host}:${CONTROLLER_PORTS.metadata}`, proxy_secret_file: s.secretFile },
+    },
+    gateway: {
+      roles: {
+        gateway: {
+          metadata: { secret_file: s.secretFile, upstreams: [`http://${LAN.host}:${CONTROLLER_PORTS.metadata}`] },
+          registry: { nats: [nats] },
+        },
+      },
+    },
+    ...(s.lxdSocket ? {
+      // The agent runs in the root namespace (LXD's socket is a unix socket); the parent is only
+      // looked up by LXD, inside the compute node's namespace.
+      compute: {
+        roles: { compute: { parent: CN_LAN, lxd: { socket: s.lxdSocket }, registry: { nats: [nats] }, paths: { preseed: path.join(RUN_DIR, 'compute/preseed.yaml') } } },
+      },
+    } : {}),
+  };
+}
+
+/**
+ * The config path of a node: `example` itself, or with a drop-in `dir/agent.yaml` (a link to
+ * `example`) and `dir/agent.d/90-local-cluster.yaml`, read in that order as on a real node.
+ */
+export function nodeConfig(dir: string, example: string, dropIn: object | undefined): string {
+  if (!dropIn) return example;
+  mkdirSync(path.join(dir, 'agent.d'), { recursive: true });
+  const main = path.join(dir, 'agent.yaml');
+  symlinkSync(example, main);
+  const header = '# Written by scripts/local-cluster.ts for this run (as root), over agent.yaml (examples/cluster).\n';
+  writeFileSync(path.join(dir, 'agent.d', '90-local-cluster.yaml'), header + stringify(dropIn));
+  return main;
+}
