@@ -31,6 +31,7 @@
  *
  * Every loop is bounded; every process is stopped by its PID at the end (also on error or Ctrl-C).
  * Knobs: BENCH_GW_MEMBERS (50), BENCH_GW_SAMPLES (20), BENCH_GW_STORM (150), BENCH_GW_STORM_CONNS (5),
+ * BENCH_GW_STORM_MODE (joins | merge, see STORM_MODE),
  * BENCH_GW_NICE (19), BENCH_GW_LOG (the agent's log level, info; the log is in the temp dir).
  * Prints a readable report with PASS/MISS per goal, then, last, one JSON line {"bench":"gateway-names",...}.
  */
@@ -56,6 +57,14 @@ const MEMBERS = Number(process.env.BENCH_GW_MEMBERS ?? 50); // phase-1 cluster s
 const SAMPLES = Number(process.env.BENCH_GW_SAMPLES ?? 20); // phase-1 timed joins (the last ones)
 const STORM = Number(process.env.BENCH_GW_STORM ?? 150); // phase-2 members joining at once
 const STORM_CONNS = Number(process.env.BENCH_GW_STORM_CONNS ?? 5); // parallel join RPCs in the storm
+/**
+ * `joins` (default): the storm members join one by one (the gateway serf's join RPCs), so Serf's
+ * own joins of 150 agents on this machine are part of the time. `merge`: they first form a cluster
+ * of their own (untimed), and at t=0 one join merges it into the gateway's, as when a partition
+ * heals or a rack that booted together joins: Serf's push/pull hands all 150 over at once, and
+ * the time is the gateway's (Serf's event delivery, the agent, dnsmasq), not 150 joins on 2 cores.
+ */
+const STORM_MODE = process.env.BENCH_GW_STORM_MODE === 'merge' ? 'merge' : 'joins';
 const START_BATCH = 20; // serf agents started in parallel
 // The member agents stand in for other machines: started under `nice -n 19` they cannot take the
 // gateway node's CPU (its serf, the agent, dnsmasq) as 200 busy neighbours on 2 cores would. 0 = off.
@@ -548,6 +557,15 @@ async function main(): Promise<number> {
     const agentRecordsBefore = agentJoinRecords.length;
     const chunks: SerfAgent[][] = joinClients.map(() => []);
     storm.forEach((a, i) => chunks[i % chunks.length]!.push(a));
+    if (STORM_MODE === 'merge') {
+      const seed = await SerfClient.connect({ addr: storm[0]!.rpcAddr });
+      cleanup.add(() => seed.close());
+      const joinedOwn = await seed.join(storm.slice(1).map((a) => a.bindAddr));
+      const formed = await waitUntil(async () => (await seed.members()).filter((x) => x.status === 'alive').length === storm.length, 60_000, 200);
+      if (!formed) throw new Error(`merge mode: the ${storm.length} storm members did not form a cluster within 60 s`);
+      console.log(`  merge mode: the ${storm.length} storm members formed their own cluster first (${joinedOwn} joined, untimed)`);
+      chunks.splice(0, chunks.length, [storm[0]!]);
+    }
     poller.watch(stormNames);
     const j0 = machineJiffies();
     const cpu0 = process.cpuUsage();
@@ -654,7 +672,11 @@ async function main(): Promise<number> {
     const aliveS = summarize(stormNames.map((n) => aliveAt.get(n) ?? Infinity));
     const at = (xs: { t: number; n: number }[]) => xs.map((r) => `${(r.t - t0).toFixed(0)} ms (${r.n})`).join(', ') || '-';
 
-    console.log(`\nphase 2 summary: ${STORM} members joining at once (${chunks.length} parallel join RPCs) into a cluster of ${MEMBERS}; t=0 at the join calls`);
+    console.log(
+      STORM_MODE === 'merge'
+        ? `\nphase 2 summary (merge mode): a cluster of ${STORM} members merged by one join into a cluster of ${MEMBERS}; t=0 at the join call`
+        : `\nphase 2 summary: ${STORM} members joining at once (${chunks.length} parallel join RPCs) into a cluster of ${MEMBERS}; t=0 at the join calls`,
+    );
     console.log(`  join RPCs: ${joinedN}/${STORM} joined, the last RPC returned at ${joinDoneMs.toFixed(0)} ms${joinErrs.length ? `; errors: ${joinErrs.join('; ')}` : ''}`);
     console.log(`  all alive in gateway serf members [base]: ${allAliveMs.toFixed(0)} ms (${STORM - aliveLeft}/${STORM}); per member ${fmt(aliveS)}; ${memberPolls} members calls (${(windowMs / Math.max(1, memberPolls)).toFixed(0)} ms apart on average)`);
     console.log(`  member-join records, bare stream: ${at(stormRecords)}`);
@@ -706,6 +728,7 @@ async function main(): Promise<number> {
         })),
       },
       storm: {
+        mode: STORM_MODE,
         members: STORM,
         joinConnections: chunks.length,
         joined: joinedN,

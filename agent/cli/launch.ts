@@ -117,6 +117,9 @@ async function waitRunning(registry: InstanceRegistry, id: string, timeoutMs: nu
   }
 }
 
+/** How long `launch --node N` waits for N's capacity answer before recording the launch anyway. */
+const NAMED_NODE_TIMEOUT_MS = 2000;
+
 /**
  * Why the named node cannot take the instance, or undefined. A node that is not an alive compute
  * member, or says it is not ready, is refused. Without a local serf agent, or when the node's
@@ -126,7 +129,8 @@ async function waitRunning(registry: InstanceRegistry, id: string, timeoutMs: nu
 async function checkNamedNode(g: GlobalOptions, node: string, io: CliIo): Promise<string | undefined> {
   let survey: CapacitySurvey;
   try {
-    survey = await surveyCapacity(g, { node });
+    // A short wait: one node on the LAN answers in milliseconds, and no answer is only a warning.
+    survey = await surveyCapacity(g, { node, timeoutMs: NAMED_NODE_TIMEOUT_MS });
   } catch (err) {
     io.err(`warning: cannot check ${node} with serf (${(err as Error).message}); recording the launch anyway`);
     return undefined;

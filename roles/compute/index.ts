@@ -59,6 +59,9 @@ export interface ComputeRole extends Role {
   reconcileNow(): Promise<void>;
 }
 
+/** How long a running instance without an address is looked at every second before the normal poll takes over. */
+const ADDRESS_WATCH_MS = 120_000;
+
 /** The registry's NATS servers: configured ones, else every alive controller at `registry.port`. */
 export function computeRegistryServers(cfg: ComputeConfig, members: readonly Member[]): string[] {
   if (cfg.registry.nats.length) return [...cfg.registry.nats];
@@ -113,12 +116,36 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
     if (link || !deps.instanceFeed || !cfg || !lxd) return;
     const servers = computeRegistryServers(cfg, members);
     if (!servers.length) return;
-    const l = deps.instanceFeed(servers, () => void reconciler?.request(), log.child({ component: 'registry' }));
+    const l = deps.instanceFeed(servers, () => void requestPass(), log.child({ component: 'registry' }));
     link = l;
     const current = () => cfg!;
     reconciler = new Reconciler({ lxd, registry: l, config: current, node: () => node, log });
-    poll = setInterval(() => void reconciler?.request(), deps.pollMs ?? 10_000);
+    poll = setInterval(() => void requestPass(), deps.pollMs ?? 10_000);
     poll.unref();
+  }
+
+  /**
+   * Runs a pass; while an instance that runs has no address yet (its DHCP lease is seconds away),
+   * looks again every second instead of at the next poll, for at most two minutes — the address is
+   * what `instance launch --wait` and the gateway's DNS wait for.
+   */
+  let soon: NodeJS.Timeout | undefined;
+  let awaitingSince: number | undefined;
+  async function requestPass(): Promise<void> {
+    const r = reconciler;
+    if (!r) return;
+    await r.request();
+    if (r !== reconciler || r.report().awaitingAddress === 0) {
+      awaitingSince = undefined;
+      return;
+    }
+    awaitingSince ??= Date.now();
+    if (soon || Date.now() - awaitingSince > ADDRESS_WATCH_MS) return;
+    soon = setTimeout(() => {
+      soon = undefined;
+      void requestPass();
+    }, 1000);
+    soon.unref();
   }
 
   return {
@@ -143,7 +170,7 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
       if ((await ctx.files.read(parseComputeConfig(ctx.desired.config).paths.preseed)) === undefined) return;
       await setUp(ctx);
       ensureLink(ctx.desired.members, ctx.log);
-      void reconciler?.request();
+      void requestPass();
     },
 
     async start(ctx) {
@@ -154,7 +181,7 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
       // After an agent restart nothing was rendered differently, so no reload ran: set up here.
       await setUp(ctx);
       ensureLink(ctx.desired.members, ctx.log);
-      void reconciler?.request();
+      void requestPass();
     },
 
     report: () => reconciler?.report(),
@@ -173,11 +200,13 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
       if (reason) parts.push(`not ready: ${reason}`);
       return { summary: parts.join(', '), ready: !reason, ...(reason ? { reason } : {}), ...counts };
     },
-    reconcileNow: async () => reconciler?.request(),
+    reconcileNow: () => requestPass(),
 
     async stop() {
       clearInterval(poll);
       poll = undefined;
+      clearTimeout(soon);
+      soon = undefined;
       const l = link;
       link = undefined;
       reconciler = undefined;

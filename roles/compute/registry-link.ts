@@ -31,8 +31,11 @@ export interface ComputeRegistry {
 /** Opens the link on these NATS servers; `onChange` is called (debounced) after each change. */
 export type ComputeRegistryFactory = (servers: readonly string[], onChange: () => void, log: Logger) => ComputeRegistry;
 
-/** A burst of registry changes (a launch writes the record, then its IPs) costs one reconcile. */
-const DEBOUNCE_MS = 200;
+/**
+ * A burst of registry changes (a launch registers the record, then sets it running, milliseconds
+ * apart) costs one reconcile. Short: it is on every launch's critical path (bench/compute.ts).
+ */
+const DEBOUNCE_MS = 50;
 
 /** The factory the composition root gives the compute role. */
 export const openComputeRegistry: ComputeRegistryFactory = (servers, onChange, log) => {

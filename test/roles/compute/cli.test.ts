@@ -24,9 +24,10 @@ const run = async (...argv: string[]) => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('instance launch|start|stop|delete: usage', () => {
-  it('exits 2 without --image or --node, with a bad MAC or a missing file', async () => {
+  it('exits 2 without --image, with a bad MAC or a missing file; 1 without --node and no serf to choose one', async () => {
     expect((await run('instance', 'launch', 'web', '--node', 'cn1')).code).toBe(2);
-    expect((await run('instance', 'launch', 'web', '--image', 'debian-12')).code).toBe(2);
+    const unchosen = await run('instance', 'launch', 'web', '--image', 'debian-12');
+    expect(unchosen).toMatchObject({ code: 1, err: expect.stringContaining('choosing a compute node needs the local serf agent') });
     const mac = await run('instance', 'launch', 'web', '--image', 'd', '--node', 'cn1', '--mac', '01:00:5e:00:00:01');
     expect(mac).toMatchObject({ code: 2, err: expect.stringContaining('multicast') });
     expect((await run('instance', 'launch', 'web', '--image', 'd', '--node', 'cn1', '--user-data', '/nonexistent')).code).toBe(2);
