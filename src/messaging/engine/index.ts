@@ -72,10 +72,13 @@ export async function startJetStreamEngines(opts: EngineOptions): Promise<JetStr
   await catalog.start();
   // Bodies of recent sends, shared by all queues: a receive right after a send reads nothing.
   const bodies = new BodyCache();
+  // Rebuild reads create consumers with this one: one placed on a server that is down never
+  // answers, and the next attempt should not wait 10 s for it.
+  const consumerApi = await jetstreamManager(nc, { timeout: 3_000, checkAPI: false });
   const logs = new Map<string, QueueLog>();
   const logFor = (id: string) => {
     let l = logs.get(id);
-    if (!l) logs.set(id, (l = new QueueLog(js, jsm, id, bodies)));
+    if (!l) logs.set(id, (l = new QueueLog(js, jsm, id, bodies, consumerApi)));
     return l;
   };
   let sqs: JetStreamSqs | undefined;

@@ -9,7 +9,7 @@
  * that and deletes dead records by sequence (`dropStates`), and a rebuild deletes any it finds.
  */
 import { randomBytes } from 'node:crypto';
-import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, type ConsumerInfo, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { MessageMeta } from './queue-state.js';
 import type { BodyCache } from './body-cache.js';
 import { decodeHeaders, decodePayload, decodeState, decodeStates, encodeHeaders, encodePayload, encodeStates, type SeqState, type StoredFields, type StoredPayload } from './codec.js';
@@ -35,6 +35,14 @@ export interface Rebuilt {
   readonly records: Map<number, number[]>;
 }
 
+// How long a rebuild keeps trying to read one stream (JetStream re-elects within seconds).
+const READ_DEADLINE_MS = 60_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A read's consumer was placed on a replica that is not the stream leader. */
+class NotOnLeader extends Error {}
+
 // JetStream's "no message found" (10037) and "stream msg not found" answers.
 function isNotFound(err: unknown): boolean {
   const e = err as { code?: unknown; api_error?: { err_code?: number }; message?: string };
@@ -46,12 +54,18 @@ export class QueueLog {
   // Random per instance (one per queue and process), so two writers' record subjects never collide.
   private readonly writer = randomBytes(6).toString('hex');
   private records = 0;
+  private reads = 0;
 
+  /**
+   * @param consumerApi creates the consumers of rebuild reads: a manager with a short request
+   *   timeout, since a consumer placed on a server that is down never answers (default `jsm`).
+   */
   constructor(
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
     readonly queueId: string,
     private readonly cache?: BodyCache,
+    private readonly consumerApi?: JetStreamManager,
   ) {}
 
   /** Appends a message; answers only after JetStream acknowledged it (durable at the stream's replicas). */
@@ -129,27 +143,30 @@ export class QueueLog {
    */
   async rebuild(fifo: boolean): Promise<Rebuilt> {
     const metas = new Map<number, MessageMeta>();
-    await this.readAll(SQS_STREAM, subjects.message(this.queueId), true, (m) => {
+    const logged = await this.readAll(SQS_STREAM, subjects.message(this.queueId), true, (m) => {
       const f = decodeHeaders(m.headers);
-      metas.set(m.seq, { seq: m.seq, sentAt: f.sentAt, group: fifo || f.group !== undefined ? f.group : undefined, visibleAt: f.visibleAt, receiveCount: 0, version: 0 });
+      return { seq: m.seq, sentAt: f.sentAt, group: fifo || f.group !== undefined ? f.group : undefined, visibleAt: f.visibleAt, receiveCount: 0, version: 0 } satisfies MessageMeta;
     });
+    for (const meta of logged) metas.set(meta.seq, meta);
     const latest = new Map<number, number>();
     const seen: number[] = [];
     const prefix = subjects.states(this.queueId).slice(0, -1);
-    await this.readAll(SQS_STATE_STREAM, subjects.states(this.queueId), false, (m) => {
-      seen.push(m.seq);
+    const stored = await this.readAll(SQS_STATE_STREAM, subjects.states(this.queueId), false, (m) => {
       const rest = m.subject.slice(prefix.length);
       // `b.<writer>.<n>`: a batch record; a bare number: one message's record (older versions).
-      const states = rest.startsWith('b.') ? decodeStates(m.data) : [{ ...decodeState(m.data), seq: Number(rest) }];
+      return { record: m.seq, states: rest.startsWith('b.') ? decodeStates(m.data) : [{ ...decodeState(m.data), seq: Number(rest) }] };
+    });
+    for (const { record, states } of stored) {
+      seen.push(record);
       for (const s of states) {
         const meta = metas.get(s.seq);
         if (!meta) continue;
         meta.receiveCount = s.receiveCount;
         meta.firstReceiveAt = s.firstReceiveAt;
         meta.visibleAt = s.visibleAt;
-        latest.set(s.seq, m.seq);
+        latest.set(s.seq, record);
       }
-    });
+    }
     const records = new Map<number, number[]>();
     for (const [seq, record] of latest) {
       const list = records.get(record);
@@ -160,44 +177,85 @@ export class QueueLog {
     return { messages: [...metas.values()], records };
   }
 
-  // An ephemeral consumer tells how many messages match before any is fetched, so an empty queue
-  // costs one request and a full one is read in pages until nothing is pending.
-  private async readAll(stream: string, filter: string, headersOnly: boolean, onMsg: (m: JsMsg) => void): Promise<void> {
-    // Creating a consumer can time out while a clustered stream re-elects after a server died.
+  /**
+   * Everything on `filter`, in stream order, as JetStream's stream leader has it. Only the leader
+   * has applied every write and delete JetStream acknowledged: nats-server places the ephemeral
+   * consumer of a read on a random replica of the stream, and a follower may not have applied the
+   * latest ones yet (a rebuild there can miss the last receive batch's record, so in-flight messages
+   * come back visible); a replica on a server that is down never answers at all (2.9 places
+   * consumers there too). So a consumer that is not on the leader is dropped and created again,
+   * creation has a short timeout, and a read counts only if it reached the last message the leader
+   * holds on `filter`. An attempt's messages are kept only when the whole attempt succeeded.
+   */
+  private async readAll<T>(stream: string, filter: string, headersOnly: boolean, map: (m: JsMsg) => T): Promise<T[]> {
+    const deadline = Date.now() + READ_DEADLINE_MS;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return await this.readAllOnce(stream, filter, headersOnly, onMsg);
+        return await this.readAllOnce(stream, filter, headersOnly, map);
       } catch (err) {
-        if (attempt >= 4) throw err;
+        if (Date.now() > deadline) throw err;
+        // Misplaced: try again at once (placement is random); otherwise JetStream is re-electing.
+        if (!(err instanceof NotOnLeader)) await sleep(Math.min(1000, 100 * attempt));
       }
     }
   }
 
-  private async readAllOnce(stream: string, filter: string, headersOnly: boolean, onMsg: (m: JsMsg) => void): Promise<void> {
-    const ci = await this.jsm.consumers.add(stream, {
-      filter_subject: filter,
-      ack_policy: AckPolicy.None,
-      deliver_policy: DeliverPolicy.All,
-      headers_only: headersOnly,
-      mem_storage: true,
-      inactive_threshold: 60e9,
-    });
+  // An ephemeral consumer tells how many messages match before any is fetched, so an empty queue
+  // costs one request and a full one is read in pages until nothing is pending.
+  private async readAllOnce<T>(stream: string, filter: string, headersOnly: boolean, map: (m: JsMsg) => T): Promise<T[]> {
+    const leader = (await this.jsm.streams.info(stream)).cluster?.leader;
+    const name = `rebuild_${this.writer}_${++this.reads}`;
+    let ci: ConsumerInfo;
     try {
+      ci = await (this.consumerApi ?? this.jsm).consumers.add(stream, {
+        name,
+        filter_subject: filter,
+        ack_policy: AckPolicy.None,
+        deliver_policy: DeliverPolicy.All,
+        headers_only: headersOnly,
+        mem_storage: true,
+        inactive_threshold: 60e9,
+      });
+    } catch (err) {
+      // Placed on a server that is down (or JetStream is re-electing): drop the assignment.
+      void this.jsm.consumers.delete(stream, name).catch(() => undefined);
+      throw err;
+    }
+    try {
+      const placed = ci.cluster?.leader;
+      if (leader && placed && placed !== leader) throw new NotOnLeader(`${stream} consumer on ${placed}, leader ${leader}`);
+      const out: T[] = [];
+      let last = 0;
       let pending = ci.num_pending;
       let idle = 0;
       while (pending > 0 && idle < 3) {
         const batch = await (await this.js.consumers.get(stream, ci.name)).fetch({ max_messages: Math.min(pending, 1000), expires: 5000 });
         let got = 0;
         for await (const m of batch) {
-          onMsg(m);
+          out.push(map(m));
+          last = m.seq;
           got += 1;
           pending = m.info.pending;
         }
         idle = got === 0 ? idle + 1 : 0;
       }
       if (pending > 0) throw new Error(`rebuild of ${filter} stalled with ${pending} messages unread`);
+      // The leader moved during the read, or an old owner still wrote: read again.
+      const newest = await this.lastOn(stream, filter);
+      if (newest > last) throw new Error(`rebuild of ${filter} read up to ${last}, the stream holds ${newest}`);
+      return out;
     } finally {
       await this.jsm.consumers.delete(stream, ci.name).catch(() => undefined);
+    }
+  }
+
+  // The sequence of the last message on `filter` (0: none), from the stream leader.
+  private async lastOn(stream: string, filter: string): Promise<number> {
+    try {
+      return (await this.jsm.streams.getMessage(stream, { last_by_subj: filter }))?.seq ?? 0;
+    } catch (err) {
+      if (isNotFound(err)) return 0;
+      throw err;
     }
   }
 }
