@@ -1,11 +1,13 @@
 /**
  * Durability of the JetStream engine: a restart of the service and of nats-server (graceful and
  * kill -9, same port and store) loses no message acknowledged to a client, and delivery state
- * (in-flight messages, receive counts, receipt handles) survives a change of owner.
+ * (in-flight messages, receive counts, receipt handles) survives a change of owner, also one
+ * that happens while the owner is still storing a receive.
  */
 import * as Sqs from '@aws-sdk/client-sqs';
-import { afterAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, onTestFinished, test, vi } from 'vitest';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
+import { QueueLog } from '../../src/messaging/engine/queue-log.js';
 import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../messaging/js-harness.js';
 
 const cleanup = new Cleanup();
@@ -98,5 +100,40 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     const received = await drain(sqs, QueueUrl, acked.length);
     const missing = acked.filter((b) => !received.includes(b));
     expect(missing).toEqual([]);
+  });
+
+  test('graceful stop while a forwarded receive is being stored: the next owner rebuilds the message in flight', { timeout: 60_000 }, async () => {
+    const dir = tempDir(cleanup);
+    const nats = await startNats(cleanup, dir);
+    const a = await startService(cleanup, nats.url);
+    const b = await startService(cleanup, nats.url);
+    const sa = new Sqs.SQSClient(sdkConfig(a.url));
+    const sb = new Sqs.SQSClient(sdkConfig(b.url));
+    const QueueUrl = (await sa.send(new Sqs.CreateQueueCommand({ QueueName: 'handover' }))).QueueUrl ?? '';
+    const urlB = QueueUrl.replace(a.url, b.url);
+    await sa.send(new Sqs.SendMessageCommand({ QueueUrl, MessageBody: 'in-flight' }));
+    expect(a.engines.router.owned).toBe(1);
+
+    // A's next state record (the receive below, forwarded from B) takes 1.5 s to be stored.
+    const original = QueueLog.prototype.saveStates;
+    let reached: () => void = () => undefined;
+    const arrived = new Promise<void>((r) => (reached = r));
+    const spy = vi.spyOn(QueueLog.prototype, 'saveStates').mockImplementationOnce(async function (this: QueueLog, states) {
+      reached();
+      await new Promise((r) => setTimeout(r, 1500));
+      return original.call(this, states);
+    });
+    onTestFinished(() => spy.mockRestore());
+    const receiving = sb.send(new Sqs.ReceiveMessageCommand({ QueueUrl: urlB, VisibilityTimeout: 60 }));
+    await arrived;
+    const stopping = a.stop();
+    await new Promise((r) => setTimeout(r, 300));
+    // B asks while A is still storing the receive: it takes over only once A handed the lease back.
+    const attrs = await sb.send(new Sqs.GetQueueAttributesCommand({ QueueUrl: urlB, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }));
+    expect(attrs.Attributes).toEqual({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '1' });
+    expect((await receiving).Messages?.map((m) => m.Body)).toEqual(['in-flight']);
+    await stopping;
+    expect(b.engines.router.owned).toBe(1);
+    expect((await sb.send(new Sqs.ReceiveMessageCommand({ QueueUrl: urlB }))).Messages).toBeUndefined();
   });
 });

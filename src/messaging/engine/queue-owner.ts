@@ -58,6 +58,8 @@ export class QueueOwner {
   private lastPurge = 0;
   private active = true;
   private sweeper?: NodeJS.Timeout;
+  /** Operations under way (their JetStream writes included), so a handover can wait for them. */
+  private readonly running = new Set<Promise<unknown>>();
 
   private constructor(
     readonly queue: QueueRecord,
@@ -83,12 +85,29 @@ export class QueueOwner {
     return owner;
   }
 
-  /** Stops serving: long polls return empty, nothing more is written. */
+  /**
+   * Stops serving: long polls return empty, new operations fail. Operations already past their
+   * start still finish their writes; `idle()` tells when they did.
+   */
   stop(): void {
     this.active = false;
     clearInterval(this.sweeper);
     this.records.stop();
     this.wake();
+  }
+
+  /** Settles once no operation is under way (after `stop()`: once the last write finished). */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+
+  // Runs one operation, counted in `running` until it settled.
+  private track<T>(op: () => Promise<T>): Promise<T> {
+    const p = op();
+    this.running.add(p);
+    const done = () => void this.running.delete(p);
+    p.then(done, done);
+    return p;
   }
 
   private async attributes(): Promise<Readonly<Record<string, string>>> {
@@ -104,7 +123,11 @@ export class QueueOwner {
   }
 
   /** Appends messages in order; FIFO appends are serialised so stream order is delivery order. */
-  async append(entries: readonly AppendRequest[]): Promise<Outcome<{ MessageId: string; SequenceNumber?: string }>[]> {
+  append(entries: readonly AppendRequest[]): Promise<Outcome<{ MessageId: string; SequenceNumber?: string }>[]> {
+    return this.track(() => this.appendNow(entries));
+  }
+
+  private async appendNow(entries: readonly AppendRequest[]): Promise<Outcome<{ MessageId: string; SequenceNumber?: string }>[]> {
     await this.attributes();
     const run = async () => {
       const out: Outcome<{ MessageId: string; SequenceNumber?: string }>[] = [];
@@ -134,7 +157,11 @@ export class QueueOwner {
   }
 
   /** ReceiveMessage, long polling until a message is available, the wait ends, or `signal` aborts. */
-  async receive(req: ReceiveMessageRequest, ctx: RequestContext, signal: AbortSignal): Promise<ReceivedMessage[]> {
+  receive(req: ReceiveMessageRequest, ctx: RequestContext, signal: AbortSignal): Promise<ReceivedMessage[]> {
+    return this.track(() => this.receiveNow(req, ctx, signal));
+  }
+
+  private async receiveNow(req: ReceiveMessageRequest, ctx: RequestContext, signal: AbortSignal): Promise<ReceivedMessage[]> {
     const attrs = await this.attributes();
     const attemptId = this.state.fifo ? req.ReceiveRequestAttemptId : undefined;
     const replay = attemptId ? this.replayAttempt(attemptId) : undefined;
@@ -252,7 +279,11 @@ export class QueueOwner {
   }
 
   /** DeleteMessage(Batch). A handle superseded by a later receive succeeds without deleting (AWS). */
-  async delete(handles: readonly string[]): Promise<Outcome<true>[]> {
+  delete(handles: readonly string[]): Promise<Outcome<true>[]> {
+    return this.track(() => this.deleteNow(handles));
+  }
+
+  private async deleteNow(handles: readonly string[]): Promise<Outcome<true>[]> {
     await this.attributes();
     return Promise.all(handles.map(async (handle): Promise<Outcome<true>> => {
       try {
@@ -276,7 +307,11 @@ export class QueueOwner {
   }
 
   /** ChangeMessageVisibility(Batch): only with the latest handle of a message in flight; one state record for the batch. */
-  async changeVisibility(entries: readonly { handle: string; seconds: number }[]): Promise<Outcome<true>[]> {
+  changeVisibility(entries: readonly { handle: string; seconds: number }[]): Promise<Outcome<true>[]> {
+    return this.track(() => this.changeVisibilityNow(entries));
+  }
+
+  private async changeVisibilityNow(entries: readonly { handle: string; seconds: number }[]): Promise<Outcome<true>[]> {
     await this.attributes();
     const now = this.now();
     const changed: { meta: MessageMeta; previous: number; index: number }[] = [];
@@ -310,7 +345,11 @@ export class QueueOwner {
   }
 
   /** PurgeQueue: everything, in flight included; once per 60 s. */
-  async purge(): Promise<void> {
+  purge(): Promise<void> {
+    return this.track(() => this.purgeNow());
+  }
+
+  private async purgeNow(): Promise<void> {
     await this.attributes();
     if (this.now() - this.lastPurge < PURGE_BLOCK_MS) throw sqsError('PurgeQueueInProgress');
     this.lastPurge = this.now();
@@ -326,7 +365,11 @@ export class QueueOwner {
   }
 
   /** Deletes messages older than MessageRetentionPeriod, whatever their state. */
-  async sweep(): Promise<number> {
+  sweep(): Promise<number> {
+    return this.track(() => this.sweepNow());
+  }
+
+  private async sweepNow(): Promise<number> {
     const attrs = await this.attributes();
     const expired = this.state.sentBefore(this.now() - Number(attrs.MessageRetentionPeriod) * 1000);
     for (const seq of expired) this.state.remove(seq);

@@ -5,14 +5,23 @@
  * first controller to `create` the queue's key owns it and renews it with a revision-checked
  * `update` every third of the TTL; if it dies, the key expires and the next request anywhere
  * takes the queue over (and rebuilds it from JetStream). JetStream settles every race; we run no
- * consensus of our own. An owner that cannot renew for two thirds of the TTL stops serving
- * before anyone else can take over.
+ * consensus of our own.
+ *
+ * Fencing: an owner answers an operation only if, once the operation's writes are done, it still
+ * holds the lease by its own reckoning: not found lost by a renewal, and renewed successfully less
+ * than two thirds of the TTL ago (measured on the monotonic clock from when that renewal was sent,
+ * so the key cannot have expired yet). Otherwise (paused, stalled event loop, cut off from NATS)
+ * the answer is dropped and the operation goes to whoever owns the queue now: a new owner may
+ * already have rebuilt without those writes. A graceful handover stops taking operations, waits
+ * (at most `DRAIN_MS`, renewing meanwhile) for those under way to finish their writes, and only
+ * then deletes the lease, so the next owner's rebuild sees them.
  *
  * Non-owners forward over NATS request/reply on `mammatus.sqs.rpc.<queue id>`, which only the
  * owner subscribes to. Received messages travel without bodies (the receiving controller reads
  * them from the shared stream), so ten 1 MiB messages never exceed NATS's payload limit.
  */
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../../../agent/types.js';
@@ -52,6 +61,7 @@ export interface RouterDeps {
   readonly logFor: (queueId: string) => QueueLog;
   readonly startOwner: (record: QueueRecord) => Promise<QueueOwner>;
   readonly logger: Logger;
+  /** Monotonic milliseconds (default `performance.now`): lease ages and request deadlines. */
   readonly now?: () => number;
 }
 
@@ -63,7 +73,10 @@ interface Held {
   timer?: NodeJS.Timeout;
   sub?: Subscription;
   readonly cancels: Map<string, AbortController>;
+  /** Takes no more operations (handed over or lost). */
   dropped: boolean;
+  /** The lease was found taken or gone, or is being handed back: nothing more is answered. */
+  lost: boolean;
 }
 
 type Reply = { ok: unknown } | { err: WireError } | { notOwner: true };
@@ -72,6 +85,9 @@ type Forwarded = QueueOp & { readonly ctx: Omit<RequestContext, 'signal'>; reado
 class NotOwnerError extends Error {}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// How long a handover waits for operations under way to finish their writes.
+const DRAIN_MS = 5_000;
 
 /** Routes queue operations to the queue's owner, becoming the owner when nobody is. */
 export class QueueRouter {
@@ -83,7 +99,7 @@ export class QueueRouter {
   private stopped = false;
 
   constructor(private readonly deps: RouterDeps) {
-    this.now = deps.now ?? Date.now;
+    this.now = deps.now ?? (() => performance.now());
     // A deleted (or re-created) queue stops being ours at once.
     deps.catalog.cache.onChange = (name, value) => {
       for (const h of this.held.values()) if (h.record.name === name && value?.id !== h.record.id) void this.drop(h, true);
@@ -95,14 +111,35 @@ export class QueueRouter {
     return this.held.size;
   }
 
+  // Still ours by our own reckoning: not lost, renewed less than two thirds of the TTL ago.
+  private holds(h: Held): boolean {
+    return !h.lost && this.now() < h.renewedAt + (this.deps.leaseMs * 2) / 3;
+  }
+
+  // Takes new operations.
   private valid(h: Held): boolean {
-    return !h.dropped && this.now() < h.renewedAt + (this.deps.leaseMs * 2) / 3;
+    return !h.dropped && this.holds(h);
+  }
+
+  // Whether an owner's outcome may reach the client: yes while we hold the lease (the writes
+  // behind it were done before anybody else could own the queue); an empty receive always may.
+  private answerable(h: Held, op: QueueOp, outcome: { ok: unknown } | { err: unknown }): boolean {
+    if (op.op === 'receive' && 'ok' in outcome && (outcome.ok as unknown[]).length === 0) return true;
+    return this.holds(h);
+  }
+
+  // Runs `op` on the owner, then fences its outcome: undefined when it may not be answered.
+  private async fenced(h: Held, owner: QueueOwner, op: QueueOp, ctx: RequestContext): Promise<{ ok: unknown } | { err: unknown } | undefined> {
+    const outcome = await this.local(owner, op, ctx).then((ok) => ({ ok }), (err: unknown) => ({ err }));
+    if (this.answerable(h, op, outcome)) return outcome;
+    this.deps.logger.warn({ queue: h.record.name, node: this.nodeId, op: op.op }, 'queue lease not held when the operation ended; its outcome is not answered');
+    return undefined;
   }
 
   /** Runs `op` on the owner of `queueName`. */
   async run<K extends QueueOp['op']>(queueName: string, op: Extract<QueueOp, { op: K }>, ctx: RequestContext): Promise<OpResults[K]> {
     const waitMs = op.op === 'receive' ? 25_000 : 0;
-    const deadline = this.now() + this.deps.leaseMs * 2 + 10_000;
+    let deadline = this.now() + this.deps.leaseMs * 2 + 10_000;
     for (let attempt = 0; ; attempt += 1) {
       if (this.stopped) throw new Error('messaging engine stopped');
       const record = await this.deps.catalog.require(queueName);
@@ -110,7 +147,14 @@ export class QueueRouter {
       if (held && this.valid(held)) {
         // A failed takeover (JetStream unavailable while rebuilding) drops the lease; try again.
         const owner = await held.owner.catch(() => undefined);
-        if (owner) return (await this.local(owner, op, ctx)) as OpResults[K];
+        if (owner) {
+          const outcome = await this.fenced(held, owner, op, ctx);
+          if (outcome && 'err' in outcome) throw outcome.err;
+          if (outcome) return outcome.ok as OpResults[K];
+          // Not answerable: ask again, now of whoever owns the queue.
+          deadline = this.now() + this.deps.leaseMs * 2 + 10_000;
+          continue;
+        }
         await sleep(200);
         continue;
       }
@@ -189,7 +233,10 @@ export class QueueRouter {
     const abort = new AbortController();
     if (req.cancelId) h.cancels.set(req.cancelId, abort);
     try {
-      let ok = await this.local(await h.owner, req, { ...req.ctx, signal: abort.signal });
+      const outcome = await this.fenced(h, await h.owner, req, { ...req.ctx, signal: abort.signal });
+      if (!outcome) return void respond(rpcPack({ notOwner: true }));
+      if ('err' in outcome) throw outcome.err;
+      let ok = outcome.ok;
       if (req.op === 'receive') ok = (ok as ReceivedMessage[]).map((m) => ({ ...m, Body: '', MessageAttributes: {}, seq: seqOf(m) }));
       if (Array.isArray(ok) && req.op !== 'receive') ok = (ok as Outcome<unknown>[]).map((o) => ('error' in o ? { error: toWireError(o.error) } : o));
       respond(rpcPack({ ok }));
@@ -217,7 +264,7 @@ export class QueueRouter {
     } catch {
       return false;
     }
-    const h: Held = { record, owner: this.deps.startOwner(record), revision, renewedAt: sentAt, cancels: new Map(), dropped: false };
+    const h: Held = { record, owner: this.deps.startOwner(record), revision, renewedAt: sentAt, cancels: new Map(), dropped: false, lost: false };
     this.held.set(record.id, h);
     h.owner.catch((err: unknown) => {
       this.deps.logger.error({ err, queue: record.name }, 'queue takeover failed');
@@ -235,36 +282,53 @@ export class QueueRouter {
     return true;
   }
 
+  // Also runs while a handover drains (the lease must stay ours until the writes are done).
   private async renew(h: Held): Promise<void> {
-    if (h.dropped) return;
+    if (h.lost) return;
     const sentAt = this.now();
     try {
       h.revision = await this.deps.leases.update(h.record.id, this.nodeId, h.revision);
       h.renewedAt = sentAt;
     } catch (err) {
-      // The update may have landed with its answer lost: a lease still naming us is still ours.
+      // The update may have landed with its answer lost: a newer revision still naming us is ours
+      // (only we write our id). The same revision means it did not land: the lease is as old as before.
       const current = await this.deps.leases.get(h.record.id).catch(() => null);
       if (current?.operation === 'PUT' && current.string() === this.nodeId) {
-        h.revision = current.revision;
-        h.renewedAt = sentAt;
+        if (current.revision !== h.revision) {
+          h.revision = current.revision;
+          h.renewedAt = sentAt;
+        }
         return;
       }
-      if (current || !this.valid(h)) {
+      if (current || !this.holds(h)) {
         this.deps.logger.warn({ queue: h.record.name, node: this.nodeId, err: (err as Error).message }, 'queue ownership lost');
+        h.lost = true;
         await this.drop(h, false);
       }
     }
   }
 
+  // Stops taking operations for the queue; with `release` (a handover), waits up to DRAIN_MS for
+  // those under way to finish their writes, then deletes the lease so the next owner starts now.
   private async drop(h: Held, release: boolean): Promise<void> {
     if (h.dropped) return;
     h.dropped = true;
-    clearInterval(h.timer);
     h.sub?.unsubscribe();
     for (const c of h.cancels.values()) c.abort();
     if (this.held.get(h.record.id) === h) this.held.delete(h.record.id);
-    await h.owner.then((o) => o.stop(), () => undefined);
-    if (release) await this.deps.leases.delete(h.record.id, { previousSeq: h.revision }).catch(() => undefined);
+    const owner = await h.owner.catch(() => undefined);
+    owner?.stop();
+    if (release && owner) {
+      let timer: NodeJS.Timeout | undefined;
+      const drained = await Promise.race([owner.idle().then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), DRAIN_MS)))]);
+      clearTimeout(timer);
+      if (!drained) this.deps.logger.warn({ queue: h.record.name, node: this.nodeId }, 'handover: operations still writing after the drain time; releasing the lease anyway');
+    }
+    clearInterval(h.timer);
+    const wasLost = h.lost;
+    // From here on somebody else may own the queue: a late outcome is not answered.
+    h.lost = true;
+    if (release && !wasLost) await this.deps.leases.delete(h.record.id, { previousSeq: h.revision }).catch(() => undefined);
   }
 
   /** Stops owning everything and hands the leases back, so others take over at once. */
