@@ -244,6 +244,19 @@ export interface ListQueueTagsResult {
   readonly Tags: StringMap;
 }
 
+/** AddPermission input: checked by the wire layer (label shape, principals, grantable actions, ≤ 7). */
+export interface AddPermissionRequest {
+  readonly QueueName: string;
+  readonly Label: string;
+  readonly AWSAccountIds: readonly string[];
+  readonly Actions: readonly string[];
+}
+/** RemovePermission input. */
+export interface RemovePermissionRequest {
+  readonly QueueName: string;
+  readonly Label: string;
+}
+
 /** What an SQS engine implements: one method per supported action. */
 export interface SqsEngine {
   createQueue(req: CreateQueueRequest, ctx: RequestContext): Promise<CreateQueueResult>;
@@ -267,4 +280,8 @@ export interface SqsEngine {
   tagQueue(req: TagQueueRequest, ctx: RequestContext): Promise<void>;
   untagQueue(req: UntagQueueRequest, ctx: RequestContext): Promise<void>;
   listQueueTags(req: QueueRequest, ctx: RequestContext): Promise<ListQueueTagsResult>;
+  /** Adds the label's statement to the queue's `Policy` (`queue-policy.ts`); stored, not evaluated. */
+  addPermission(req: AddPermissionRequest, ctx: RequestContext): Promise<void>;
+  /** Removes the label's statement; the `Policy` attribute goes away with the last one. */
+  removePermission(req: RemovePermissionRequest, ctx: RequestContext): Promise<void>;
 }

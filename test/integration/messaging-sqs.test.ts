@@ -150,6 +150,51 @@ describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const
     expect(deleted.Failed).toEqual([{ Id: 'forged', Code: 'ReceiptHandleIsInvalid' }]);
   });
 
+  test('AddPermission/RemovePermission edit the Policy attribute', { timeout: 60_000 }, async () => {
+    const url = await d().createQueue(`perm-${tag}`);
+    const arn = (await d().attributes(url, ['QueueArn'])).QueueArn ?? '';
+    const policy = async () => {
+      const text = (await d().attributes(url, ['Policy'])).Policy;
+      return text === undefined ? undefined : (JSON.parse(text) as { Version: string; Id: string; Statement: unknown[] });
+    };
+    await d().addPermission(url, 'one', ['111111111111'], ['SendMessage']);
+    await d().addPermission(url, 'two_2', ['111111111111', '222222222222'], ['ReceiveMessage', 'DeleteMessage']);
+    expect(await policy()).toEqual({
+      Version: '2012-10-17',
+      Id: `${arn}/SQSDefaultPolicy`,
+      Statement: [
+        { Sid: 'one', Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::111111111111:root' }, Action: 'SQS:SendMessage', Resource: arn },
+        {
+          Sid: 'two_2',
+          Effect: 'Allow',
+          Principal: { AWS: ['arn:aws:iam::111111111111:root', 'arn:aws:iam::222222222222:root'] },
+          Action: ['SQS:ReceiveMessage', 'SQS:DeleteMessage'],
+          Resource: arn,
+        },
+      ],
+    });
+    expect(await failure(d().addPermission(url, 'one', ['111111111111'], ['*']))).toBe('InvalidParameterValue');
+    expect(await failure(d().addPermission(url, 'three', ['111111111111'], ['SetQueueAttributes']))).toBe('InvalidParameterValue');
+    expect(await failure(d().addPermission(url, 'bad label!', ['111111111111'], ['*']))).toBe('InvalidParameterValue');
+    expect(await failure(d().addPermission(url, 'eight', ['111111111111'], ['SendMessage', 'ReceiveMessage', 'DeleteMessage', 'ChangeMessageVisibility', 'GetQueueAttributes', 'GetQueueUrl', 'PurgeQueue', 'ListDeadLetterSourceQueues']))).toBe('OverLimit');
+    await d().removePermission(url, 'one');
+    expect((await policy())?.Statement).toEqual([expect.objectContaining({ Sid: 'two_2' })]);
+    expect(await failure(d().removePermission(url, 'one'))).toBe('InvalidParameterValue');
+    await d().removePermission(url, 'two_2');
+    expect(await policy()).toBeUndefined();
+    expect(await d().attributes(url)).not.toHaveProperty('Policy');
+    expect(await failure(d().removePermission(url, 'two_2'))).toBe('InvalidParameterValue');
+  });
+
+  test('concurrent AddPermissions keep every statement', { timeout: 60_000 }, async () => {
+    const url = await d().createQueue(`perm-race-${tag}`);
+    const labels = Array.from({ length: tag === 'cli' ? 3 : 8 }, (_, n) => `race${n}`);
+    await Promise.all(labels.map((l) => d().addPermission(url, l, ['111111111111'], ['SendMessage'])));
+    const text = (await d().attributes(url, ['Policy'])).Policy ?? '{}';
+    const sids = (JSON.parse(text) as { Statement: { Sid: string }[] }).Statement.map((st) => st.Sid);
+    expect(sids.sort()).toEqual(labels.sort());
+  });
+
   test('a 1 MiB message; one byte more is refused', { timeout: 60_000 }, async () => {
     const url = await d().createQueue(`big-${tag}`);
     const body = 'x'.repeat(1024 * 1024 - 7) + 'the end';

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { snsError, sqsError } from '../../src/messaging/errors.js';
+import { addPermissionToPolicy, removePermissionFromPolicy } from '../../src/messaging/queue-policy.js';
 import { createReceiptHandle, verifyReceiptHandle } from '../../src/messaging/receipt.js';
 import type * as Sns from '../../src/messaging/sns-engine.js';
 import type * as Sqs from '../../src/messaging/sqs-engine.js';
@@ -173,6 +174,16 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
       for (const k of req.TagKeys) delete q.tags[k];
     },
     listQueueTags: async (req) => ({ Tags: { ...queue(req.QueueName).tags } }),
+    addPermission: async (req, ctx) => {
+      const q = queue(req.QueueName);
+      q.attributes.Policy = addPermissionToPolicy(q.attributes.Policy, arn(ctx, q.name), req);
+    },
+    removePermission: async (req, ctx) => {
+      const q = queue(req.QueueName);
+      const policy = removePermissionFromPolicy(q.attributes.Policy, arn(ctx, q.name), req.Label);
+      if (policy === undefined) delete q.attributes.Policy;
+      else q.attributes.Policy = policy;
+    },
   };
 
   const sns = createMemorySns(sqs);

@@ -57,6 +57,8 @@ export interface SqsDriver {
   attributes(url: string, names?: string[]): Promise<Record<string, string>>;
   setAttributes(url: string, attributes: Record<string, string>): Promise<void>;
   deadLetterSources(url: string): Promise<string[]>;
+  addPermission(url: string, label: string, accounts: string[], actions: string[]): Promise<void>;
+  removePermission(url: string, label: string): Promise<void>;
 }
 
 /**
@@ -103,6 +105,8 @@ function sdkDriver(name: string, sdk: AnySdk, endpoint: string): SqsDriver {
     attributes: async (QueueUrl, names = ['All']) => ((await c.send(new S.GetQueueAttributesCommand({ QueueUrl, AttributeNames: names as SqsJson.QueueAttributeName[] }))).Attributes ?? {}) as Record<string, string>,
     setAttributes: async (QueueUrl, Attributes) => void (await c.send(new S.SetQueueAttributesCommand({ QueueUrl, Attributes }))),
     deadLetterSources: async (QueueUrl) => (await c.send(new S.ListDeadLetterSourceQueuesCommand({ QueueUrl }))).queueUrls ?? [],
+    addPermission: async (QueueUrl, Label, AWSAccountIds, Actions) => void (await c.send(new S.AddPermissionCommand({ QueueUrl, Label, AWSAccountIds, Actions }))),
+    removePermission: async (QueueUrl, Label) => void (await c.send(new S.RemovePermissionCommand({ QueueUrl, Label }))),
   };
 }
 
@@ -163,6 +167,9 @@ function cliDriver(endpoint: string, home: string): SqsDriver {
     attributes: async (url, names = ['All']) => ((await aws(['get-queue-attributes', '--queue-url', url, '--attribute-names', ...names])).Attributes ?? {}) as Record<string, string>,
     setAttributes: async (url, attributes) => void (await aws(['set-queue-attributes', '--queue-url', url, '--attributes', json(attributes)])),
     deadLetterSources: async (url) => ((await aws(['list-dead-letter-source-queues', '--queue-url', url])).queueUrls ?? []) as string[],
+    addPermission: async (url, label, accounts, actions) =>
+      void (await aws(['add-permission', '--queue-url', url, '--label', label, '--aws-account-ids', ...accounts, '--actions', ...actions])),
+    removePermission: async (url, label) => void (await aws(['remove-permission', '--queue-url', url, '--label', label])),
   };
 }
 

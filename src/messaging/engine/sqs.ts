@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { MessagingError, sqsError } from '../errors.js';
 import { messageSize } from '../protocol/validate.js';
 import type * as Sqs from '../sqs-engine.js';
+import { addPermissionToPolicy, removePermissionFromPolicy } from '../queue-policy.js';
 import type { QueueCatalog, QueueRecord } from './catalog.js';
 import { applyAttributes, differingAttribute, isKnownAttribute, isValidQueueName, parseRedrivePolicy } from './queue-attributes.js';
 import type { QueueLog } from './queue-log.js';
@@ -238,6 +239,22 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
       await catalog.update(req.QueueName, (r) => ({ ...r, tags: Object.fromEntries(Object.entries(r.tags).filter(([k]) => !req.TagKeys.includes(k))) }));
     },
     listQueueTags: async (req) => ({ Tags: { ...(await catalog.require(req.QueueName)).tags } }),
+    // Compare-and-set on the record: a concurrent AddPermission/RemovePermission/SetQueueAttributes
+    // makes `update` re-read and re-apply the edit, so no statement is lost.
+    async addPermission(req, ctx) {
+      await catalog.update(req.QueueName, (r) => ({
+        ...r,
+        attributes: { ...r.attributes, Policy: addPermissionToPolicy(r.attributes.Policy, arnOf(ctx, r.name), req) },
+        modifiedAt: Math.floor(now() / 1000),
+      }));
+    },
+    async removePermission(req, ctx) {
+      await catalog.update(req.QueueName, (r) => {
+        const { Policy: current, ...rest } = r.attributes;
+        const policy = removePermissionFromPolicy(current, arnOf(ctx, r.name), req.Label);
+        return { ...r, attributes: policy === undefined ? rest : { ...rest, Policy: policy }, modifiedAt: Math.floor(now() / 1000) };
+      });
+    },
     async deliver(queueName, message, key, ctx) {
       const record = await catalog.require(queueName);
       unwrap((await router.run(record.name, { op: 'append', entries: [toAppend(record, message, ctx, key)] }, ctx))[0]);

@@ -93,6 +93,8 @@ export const sqsJsonParsers: { readonly [A in SqsAction]: SqsJsonParser<A> } = {
   TagQueue: (f) => ({ QueueName: queueName(f), Tags: f.stringMap('Tags') }),
   UntagQueue: (f) => ({ QueueName: queueName(f), TagKeys: f.strings('TagKeys') }),
   ListQueueTags: (f) => ({ QueueName: queueName(f) }),
+  AddPermission: (f) => ({ QueueName: queueName(f), Label: f.req('Label'), AWSAccountIds: f.strings('AWSAccountIds'), Actions: f.strings('Actions') }),
+  RemovePermission: (f) => ({ QueueName: queueName(f), Label: f.req('Label') }),
 };
 
 function missing(f: JsonFields, name: string): never {

@@ -118,6 +118,14 @@ export const sqsQueryParsers: { readonly [A in SqsAction]: SqsQueryParser<A> } =
   TagQueue: (f, q) => ({ QueueName: queueName(f, q), Tags: flatMap(f, 'Tag', 'Key', 'Value') }),
   UntagQueue: (f, q) => ({ QueueName: queueName(f, q), TagKeys: indexedValues(f.params, 'TagKey') }),
   ListQueueTags: (f, q) => ({ QueueName: queueName(f, q) }),
+  // The lists are flattened under their member names: AWSAccountId.N, ActionName.N.
+  AddPermission: (f, q) => ({
+    QueueName: queueName(f, q),
+    Label: f.req('Label'),
+    AWSAccountIds: indexedValues(f.params, 'AWSAccountId'),
+    Actions: indexedValues(f.params, 'ActionName'),
+  }),
+  RemovePermission: (f, q) => ({ QueueName: queueName(f, q), Label: f.req('Label') }),
 };
 
 function missing(f: QueryFields, name: string): never {

@@ -4,6 +4,7 @@
  */
 import { MessagingError } from '../errors.js';
 import { md5OfBody, md5OfMessageAttributes } from '../md5.js';
+import { checkPermissionGrant } from '../queue-policy.js';
 import type {
   BatchResultErrorEntry,
   MessageAttributes,
@@ -167,4 +168,10 @@ export const sqsRunners: { readonly [A in SqsAction]: Runner<A> } = {
   TagQueue: async (engine, req, ctx) => (await engine.tagQueue(req, ctx.request), EMPTY),
   UntagQueue: async (engine, req, ctx) => (await engine.untagQueue(req, ctx.request), EMPTY),
   ListQueueTags: async (engine, req, ctx) => engine.listQueueTags(req, ctx.request),
+  async AddPermission(engine, req, ctx) {
+    checkPermissionGrant(req);
+    await engine.addPermission(req, ctx.request);
+    return EMPTY;
+  },
+  RemovePermission: async (engine, req, ctx) => (await engine.removePermission(req, ctx.request), EMPTY),
 };

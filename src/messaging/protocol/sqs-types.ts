@@ -3,6 +3,7 @@
  * each one answers with (engine result plus what the wire layer adds: URLs, MD5s).
  */
 import type {
+  AddPermissionRequest,
   BatchIdsResult,
   BatchResultErrorEntry,
   ChangeMessageVisibilityBatchRequest,
@@ -17,6 +18,7 @@ import type {
   MessageAttributes,
   QueueRequest,
   ReceiveMessageRequest,
+  RemovePermissionRequest,
   SendMessageBatchRequest,
   SendMessageRequest,
   SetQueueAttributesRequest,
@@ -45,6 +47,8 @@ export const SqsAction = {
   TagQueue: 'TagQueue',
   UntagQueue: 'UntagQueue',
   ListQueueTags: 'ListQueueTags',
+  AddPermission: 'AddPermission',
+  RemovePermission: 'RemovePermission',
 } as const;
 /** One of the SQS action names above. */
 export type SqsAction = (typeof SqsAction)[keyof typeof SqsAction];
@@ -74,6 +78,8 @@ export interface SqsRequests {
   TagQueue: TagQueueRequest;
   UntagQueue: UntagQueueRequest;
   ListQueueTags: QueueRequest;
+  AddPermission: AddPermissionRequest;
+  RemovePermission: RemovePermissionRequest;
 }
 
 /** An action without output members. */
@@ -122,4 +128,6 @@ export interface SqsOutputs {
   TagQueue: Empty;
   UntagQueue: Empty;
   ListQueueTags: { readonly Tags: StringMap };
+  AddPermission: Empty;
+  RemovePermission: Empty;
 }

@@ -93,6 +93,8 @@ export const sqsXmlResults: { readonly [A in SqsAction]: ResultRenderer<A> } = {
   TagQueue: none,
   UntagQueue: none,
   ListQueueTags: (o) => nameValues('Tag', o.Tags, 'Key', 'Value'),
+  AddPermission: none,
+  RemovePermission: none,
 };
 
 /** The whole success document of `action`. */
