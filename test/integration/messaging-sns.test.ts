@@ -138,6 +138,64 @@ describe.skipIf(!natsServerAvailable())('SNS', () => {
     expect(note.UnsubscribeURL).toContain('Action=Unsubscribe');
   });
 
+  test('subscription dead-letter queues: http after the retries, sqs to a deleted queue; RedrivePolicy checks', { timeout: 60_000 }, async () => {
+    const nats = await startNats(cleanup, tempDir(cleanup));
+    const svc = await startService(cleanup, nats.url, { sns: { http_retries: 1, http_min_delay_seconds: 0, http_max_delay_seconds: 1, http_timeout_seconds: 5 } });
+    const sns = new Sns.SNSClient(sdkConfig(svc.url));
+    const sqs = new Sqs.SQSClient(sdkConfig(svc.url));
+    const hook = await endpoint((hit) => (hit.headers['x-amz-sns-message-type'] === 'Notification' ? 500 : 200));
+    const { TopicArn } = await sns.send(new Sns.CreateTopicCommand({ Name: 'dead-letters' }));
+    const dlqUrl = (await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'dlq' }))).QueueUrl ?? '';
+    const dlq2Url = (await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'dlq2' }))).QueueUrl ?? '';
+    const goneUrl = (await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'gone' }))).QueueUrl ?? '';
+    const policy = (name: string) => JSON.stringify({ deadLetterTargetArn: `arn:aws:sqs:us-east-1:000000000000:${name}` });
+
+    // Invalid policies, on Subscribe and on SetSubscriptionAttributes.
+    const refused = async (value: string) => {
+      const e = await sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'sqs', Endpoint: 'arn:aws:sqs:us-east-1:000000000000:gone', Attributes: { RedrivePolicy: value } })).catch((err: unknown) => err);
+      expect(e).toMatchObject({ name: 'InvalidParameterException' });
+      return (e as Error).message;
+    };
+    expect(await refused('{invalidjson}')).toBe('Invalid parameter: RedrivePolicy: failed to parse JSON.');
+    expect(await refused(JSON.stringify({ deadLetterTargetArn: 'fake-arn' }))).toBe('Invalid parameter: RedrivePolicy: deadLetterTargetArn is an invalid arn');
+    expect(await refused('{}')).toBe('Invalid parameter: RedrivePolicy: deadLetterTargetArn is an invalid arn');
+    expect(await refused(policy('no-such-queue'))).toBe('Invalid parameter: RedrivePolicy: deadLetterTargetArn arn:aws:sqs:us-east-1:000000000000:no-such-queue does not exist');
+    expect(await refused(JSON.stringify({ deadLetterTargetArn: 'arn:aws:sqs:eu-west-1:000000000000:dlq' }))).toMatch(/does not exist$/);
+    expect((await sns.send(new Sns.ListSubscriptionsByTopicCommand({ TopicArn }))).Subscriptions).toEqual([]);
+
+    // sqs subscription (raw) whose queue is deleted later.
+    const { SubscriptionArn: sqsSub } = await sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'sqs', Endpoint: 'arn:aws:sqs:us-east-1:000000000000:gone', Attributes: { RawMessageDelivery: 'true' } }));
+    const setBad = await sns.send(new Sns.SetSubscriptionAttributesCommand({ SubscriptionArn: sqsSub, AttributeName: 'RedrivePolicy', AttributeValue: policy('missing') })).catch((err: unknown) => err);
+    expect(setBad).toMatchObject({ name: 'InvalidParameterException', message: 'Invalid parameter: RedrivePolicy: deadLetterTargetArn arn:aws:sqs:us-east-1:000000000000:missing does not exist' });
+    await sns.send(new Sns.SetSubscriptionAttributesCommand({ SubscriptionArn: sqsSub, AttributeName: 'RedrivePolicy', AttributeValue: policy('dlq2') }));
+    expect((await sns.send(new Sns.GetSubscriptionAttributesCommand({ SubscriptionArn: sqsSub }))).Attributes?.RedrivePolicy).toBe(policy('dlq2'));
+    await sqs.send(new Sqs.DeleteQueueCommand({ QueueUrl: goneUrl }));
+
+    // http subscription whose endpoint always answers 500.
+    await sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'http', Endpoint: hook.url, Attributes: { RedrivePolicy: policy('dlq') } }));
+    await eventually(async () => (hook.hits.length > 0 ? true : undefined));
+    await fetch((JSON.parse(hook.hits[0]?.body ?? '') as { SubscribeURL: string }).SubscribeURL);
+
+    const attrs = { kind: { DataType: 'String', StringValue: 'alert' }, size: { DataType: 'Number', StringValue: '7' } };
+    const { MessageId } = await sns.send(new Sns.PublishCommand({ TopicArn, Message: 'undeliverable', Subject: 'oops', MessageAttributes: attrs }));
+
+    const [dead] = await receiveAll(sqs, dlqUrl, 1);
+    // One attempt and http_retries (1) retries, then the DLQ.
+    expect(hook.hits.filter((h) => h.headers['x-amz-sns-message-type'] === 'Notification')).toHaveLength(2);
+    expect(dead?.Body).toBe(hook.hits[1]?.body);
+    const doc = JSON.parse(dead?.Body ?? '') as Record<string, string>;
+    expect(doc).toMatchObject({ Type: 'Notification', MessageId, TopicArn, Subject: 'oops', Message: 'undeliverable' });
+    expect(doc.MessageAttributes).toEqual({ kind: { Type: 'String', Value: 'alert' }, size: { Type: 'Number', Value: '7' } });
+    expect(await verifySnsSignature(doc)).toBe(true);
+    expect(dead?.MessageAttributes).toBeUndefined();
+
+    const [raw] = await receiveAll(sqs, dlq2Url, 1);
+    expect(raw?.Body).toBe('undeliverable');
+    expect(raw?.MessageAttributes).toEqual(attrs);
+    // Exactly one copy each.
+    for (const url of [dlqUrl, dlq2Url]) expect((await sqs.send(new Sqs.ReceiveMessageCommand({ QueueUrl: url, WaitTimeSeconds: 1 }))).Messages).toBeUndefined();
+  });
+
   test('a publish acknowledged before a restart is delivered after it', { timeout: 60_000 }, async () => {
     const nats = await startNats(cleanup, tempDir(cleanup));
     let up = false;

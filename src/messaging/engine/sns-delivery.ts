@@ -8,6 +8,11 @@
  *   a delivery task. The publish is acknowledged only after all of that succeeded.
  * - http (`mammatus.sns.http`): POSTs the signed JSON document (or the raw message), and on failure
  *   NAKs with an exponential delay until `sns.http_retries` retries are spent, then drops it.
+ *
+ * A delivery that fails for good (http retries spent, or an SQS subscriber that refuses the message,
+ * e.g. because the queue is gone) goes to the subscription's dead-letter queue (`RedrivePolicy`)
+ * when it has one: the body the subscriber would have got, with the SQS message attributes a raw
+ * SQS delivery carries, group and deduplication id for FIFO. A missing DLQ: logged, dropped.
  */
 import { randomUUID } from 'node:crypto';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
@@ -19,7 +24,7 @@ import { rpcPack, rpcUnpack } from './codec.js';
 import { matchesFilterPolicy, parseFilterPolicy } from './filter-policy.js';
 import type { KvCache } from './kv-cache.js';
 import { SNS_FANOUT_CONSUMER, SNS_HTTP_CONSUMER, SNS_STREAM, subjects } from './layout.js';
-import { messageFor, type HttpTask, type PublishedRecord, type SubscriptionRecord, type TopicRecord } from './sns-records.js';
+import { messageFor, redrivePolicyOf, type HttpTask, type PublishedRecord, type SubscriptionRecord, type TopicRecord } from './sns-records.js';
 import { signDocument, type SigningIdentity } from './sns-signing.js';
 import type { JetStreamSqs } from './sqs.js';
 
@@ -76,6 +81,10 @@ function notification(d: DeliveryDeps, r: PublishedRecord, sub: SubscriptionReco
   return doc;
 }
 
+function sqsAttributes(r: PublishedRecord): MessageAttributes {
+  return Object.fromEntries(Object.entries(r.attributes).map(([k, v]) => [k, { DataType: v.DataType, ...(v.StringValue !== undefined ? { StringValue: v.StringValue } : {}), ...(v.BinaryValue ? { BinaryValue: v.BinaryValue } : {}) }]));
+}
+
 function passes(sub: SubscriptionRecord, r: PublishedRecord): boolean {
   const policy = sub.attributes.FilterPolicy;
   if (!policy) return true;
@@ -87,6 +96,31 @@ function passes(sub: SubscriptionRecord, r: PublishedRecord): boolean {
 export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promise<void> }> {
   const doFetch = d.fetch ?? fetch;
   const ctx = () => ({ requestId: randomUUID(), accountId: d.accountId, region: d.region, authenticated: true, signal: new AbortController().signal });
+
+  // Puts a delivery that failed for good into the subscription's DLQ, if it has one. The queue's
+  // refusal (gone, wrong type) is logged and the message dropped; NATS trouble is thrown.
+  async function deadLetter(sub: SubscriptionRecord, r: PublishedRecord, body: string, reason: Record<string, unknown>): Promise<void> {
+    const policy = redrivePolicyOf(sub);
+    if (!policy) {
+      d.log.warn({ subscription: sub.arn, messageId: r.messageId, ...reason }, 'sns delivery failed; message dropped (no dead-letter queue)');
+      return;
+    }
+    const raw = sub.attributes.RawMessageDelivery === 'true';
+    const fifo = policy.queueName.endsWith('.fifo');
+    try {
+      await d.sqs.deliver(policy.queueName, {
+        MessageBody: body,
+        MessageAttributes: raw ? sqsAttributes(r) : {},
+        MessageSystemAttributes: {},
+        ...(r.group !== undefined && fifo ? { MessageGroupId: r.group } : {}),
+        ...(fifo ? { MessageDeduplicationId: r.dedupId ?? `${r.messageId}:${sub.id}` } : {}),
+      }, `dlq:${r.messageId}:${sub.id}`, { ...ctx(), ...(r.senderId ? { accessKeyId: r.senderId } : {}) });
+      d.log.warn({ subscription: sub.arn, messageId: r.messageId, deadLetterQueue: policy.deadLetterTargetArn, ...reason }, 'sns delivery failed; message moved to the dead-letter queue');
+    } catch (err) {
+      if (!(err instanceof MessagingError)) throw err;
+      d.log.warn({ subscription: sub.arn, messageId: r.messageId, deadLetterQueue: policy.deadLetterTargetArn, code: err.code, ...reason }, 'sns dead-letter queue refused the message; dropped');
+    }
+  }
 
   async function fanOut(m: JsMsg): Promise<void> {
     const r = rpcUnpack<PublishedRecord>(m.data);
@@ -101,7 +135,7 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
       }
       const raw = sub.attributes.RawMessageDelivery === 'true';
       const body = raw ? messageFor(record, 'sqs') : JSON.stringify(notification(d, record, sub, topic));
-      const attributes: MessageAttributes = raw ? Object.fromEntries(Object.entries(r.attributes).map(([k, v]) => [k, { DataType: v.DataType, ...(v.StringValue !== undefined ? { StringValue: v.StringValue } : {}), ...(v.BinaryValue ? { BinaryValue: v.BinaryValue } : {}) }])) : {};
+      const attributes: MessageAttributes = raw ? sqsAttributes(r) : {};
       const queue = sub.endpoint.slice(sub.endpoint.lastIndexOf(':') + 1);
       try {
         await d.sqs.deliver(queue, {
@@ -112,10 +146,11 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
           ...(r.dedupId !== undefined && queue.endsWith('.fifo') ? { MessageDeduplicationId: r.dedupId } : {}),
         }, `${r.messageId}:${sub.id}`, { ...ctx(), ...(r.senderId ? { accessKeyId: r.senderId } : {}) });
       } catch (err) {
-        // A subscriber that cannot take the message (gone, wrong type, too big) is skipped, loudly;
-        // anything else (NATS trouble) fails the fan-out, which JetStream redelivers.
+        // A subscriber that cannot take the message (gone, wrong type, too big) is a client-side
+        // error (AWS does not retry those): dead-letter queue or dropped, loudly; anything else
+        // (NATS trouble) fails the fan-out, which JetStream redelivers.
         if (!(err instanceof MessagingError)) throw err;
-        d.log.warn({ subscription: sub.arn, queue, code: err.code }, 'sns delivery to sqs refused; skipped');
+        await deadLetter(sub, record, body, { queue, code: err.code });
       }
     }
   }
@@ -160,7 +195,8 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
       d.log.warn({ subscription: s.arn, err: (err as Error).message, attempt: m.info.deliveryCount }, 'sns http delivery failed');
     }
     if (m.info.deliveryCount > d.settings.httpRetries) {
-      d.log.warn({ subscription: s.arn }, 'sns http delivery given up after retries');
+      if (task.kind === 'notification') await deadLetter(s, task.record, body, { attempts: m.info.deliveryCount });
+      else d.log.warn({ subscription: s.arn }, 'sns subscription confirmation given up after retries');
       return 'done';
     }
     return 'retry';

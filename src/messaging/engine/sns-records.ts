@@ -81,8 +81,52 @@ export function checkSubscriptionAttribute(name: string, value: string, all: Rea
   if (!SUBSCRIPTION_ATTRIBUTES.has(name)) throw invalid(`AttributeName ${name}`);
   if (name === 'RawMessageDelivery' && value !== 'true' && value !== 'false') throw invalid('RawMessageDelivery must be true or false');
   if (name === 'FilterPolicyScope' && value !== 'MessageAttributes' && value !== 'MessageBody') throw invalid('FilterPolicyScope must be MessageAttributes or MessageBody');
+  if (name === 'RedrivePolicy' && value !== '') parseRedrivePolicy(value);
   if ((name === 'FilterPolicy' && value !== '') || (name === 'FilterPolicyScope' && all.FilterPolicy)) {
     parseFilterPolicy(all.FilterPolicy ?? value, (all.FilterPolicyScope ?? (name === 'FilterPolicyScope' ? value : undefined)) === 'MessageBody');
+  }
+}
+
+/** A subscription's `RedrivePolicy`: the dead-letter queue of failed deliveries. */
+export interface RedrivePolicy {
+  readonly deadLetterTargetArn: string;
+  /** Region, account and name of the queue in `deadLetterTargetArn`. */
+  readonly region: string;
+  readonly accountId: string;
+  readonly queueName: string;
+}
+
+/**
+ * Parses a subscription `RedrivePolicy` (`{"deadLetterTargetArn": "arn:aws:sqs:<region>:<account>:<queue>"}`),
+ * throwing AWS's `InvalidParameter` errors. Whether the queue exists is the caller's check.
+ */
+export function parseRedrivePolicy(value: string): RedrivePolicy {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw invalid('RedrivePolicy: failed to parse JSON.');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalid('RedrivePolicy: failed to parse JSON.');
+  const arn = (parsed as { deadLetterTargetArn?: unknown }).deadLetterTargetArn;
+  const m = typeof arn === 'string' ? /^arn:aws:sqs:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,80}(?:\.fifo)?)$/.exec(arn) : null;
+  if (typeof arn !== 'string' || !m) {
+    // AWS answers this for a missing key and for anything that is not an ARN; an ARN of another
+    // service is not a queue this service can have, which the existence check reports.
+    if (typeof arn === 'string' && /^arn:[^:]+:[^:]+:[^:]*:[^:]*:.+$/.test(arn)) throw invalid(`RedrivePolicy: deadLetterTargetArn ${arn} does not exist`);
+    throw invalid('RedrivePolicy: deadLetterTargetArn is an invalid arn');
+  }
+  return { deadLetterTargetArn: arn, region: m[1] ?? '', accountId: m[2] ?? '', queueName: m[3] ?? '' };
+}
+
+/** The redrive policy of `sub`, or undefined (none, or unreadable: stored before it was checked). */
+export function redrivePolicyOf(sub: SubscriptionRecord): RedrivePolicy | undefined {
+  const value = sub.attributes.RedrivePolicy;
+  if (!value) return undefined;
+  try {
+    return parseRedrivePolicy(value);
+  } catch {
+    return undefined;
   }
 }
 

@@ -20,6 +20,7 @@ import {
   checkTopicAttribute,
   checkTopicName,
   newToken,
+  parseRedrivePolicy,
   subscriptionIdOf,
   topicNameOf,
   type HttpTask,
@@ -104,6 +105,23 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
   const putTopic = async (t: TopicRecord) => {
     const rev = await kv.put(`t.${t.name}`, JSON.stringify(t));
     topics.remember(t.name, t, rev);
+  };
+  // The dead-letter queue must be a queue of this service (same region and account, as AWS requires);
+  // FIFO subscriptions of FIFO topics need a FIFO queue.
+  const checkDeadLetterQueue = async (value: string | undefined, topicArn: string, protocol: string, endpoint: string, ctx: Sns.RequestContext) => {
+    if (!value) return;
+    const p = parseRedrivePolicy(value);
+    const missing = () => snsError('InvalidParameter', `Invalid parameter: RedrivePolicy: deadLetterTargetArn ${p.deadLetterTargetArn} does not exist`);
+    if (p.region !== region || p.accountId !== accountId) throw missing();
+    try {
+      await o.sqs.getQueueUrl({ QueueName: p.queueName }, ctx);
+    } catch (err) {
+      if (err instanceof MessagingError) throw missing();
+      throw err;
+    }
+    if (topicArn.endsWith('.fifo') && protocol === 'sqs' && endpoint.endsWith('.fifo') && !p.queueName.endsWith('.fifo')) {
+      throw snsError('InvalidParameter', 'Invalid parameter: RedrivePolicy: must use a FIFO queue as DLQ for a FIFO Subscription to a FIFO Topic.');
+    }
   };
   const enqueueHttp = (task: HttpTask, msgId: string) => js.publish(subjects.snsHttp, rpcPack(task), { msgID: msgId });
   const view = (s: SubscriptionRecord): Sns.Subscription => ({
@@ -199,6 +217,7 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       const t = await topicOf(req.TopicArn);
       const endpoint = checkEndpoint(req.Protocol, req.Endpoint);
       for (const [k, v] of Object.entries(req.Attributes)) checkSubscriptionAttribute(k, v, req.Attributes);
+      await checkDeadLetterQueue(req.Attributes.RedrivePolicy, t.arn, req.Protocol, endpoint, ctx);
       const existing = (await subs.all()).find((s) => s.value.topicArn === t.arn && s.value.protocol === req.Protocol && s.value.endpoint === endpoint);
       if (existing) return { SubscriptionArn: existing.value.confirmed || req.ReturnSubscriptionArn ? existing.value.arn : 'pending confirmation' };
       const id = randomUUID();
@@ -267,10 +286,11 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
         },
       };
     },
-    async setSubscriptionAttributes(req) {
+    async setSubscriptionAttributes(req, ctx) {
       const { value, revision } = await subOf(req.SubscriptionArn);
       const attributes = { ...value.attributes, [req.AttributeName]: req.AttributeValue ?? '' };
       checkSubscriptionAttribute(req.AttributeName, req.AttributeValue ?? '', attributes);
+      if (req.AttributeName === 'RedrivePolicy') await checkDeadLetterQueue(req.AttributeValue, value.topicArn, value.protocol, value.endpoint, ctx);
       await putSub({ ...value, attributes }, revision);
     },
     publish: async (req, ctx) => publishOne(await topicOf(req.TopicArn), req, ctx),
