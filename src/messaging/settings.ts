@@ -10,6 +10,8 @@
  *   receipt_key: <hex or base64>       # ≥ 16 bytes; default: generated once, kept in JetStream KV
  *   owner_lease_seconds: 10            # queue ownership lease (failover time of a dead controller)
  *   sns:
+ *     # The default delivery policy of http(s) subscriptions; a topic's or subscription's
+ *     # DeliveryPolicy overrides it field by field (delivery-policy.ts).
  *     http_retries: 3                  # retries after the first http(s) delivery attempt
  *     http_min_delay_seconds: 1        # first retry delay; doubles up to the max
  *     http_max_delay_seconds: 20

@@ -1,8 +1,9 @@
 /**
  * SNS on the JetStream engine with `@aws-sdk/client-sns`: fan-out to SQS queues with filter
  * policies (attribute and body scope) and raw delivery; http subscriptions with the confirmation
- * flow, signature checks done the way AWS's message validators do them, retries; and a publish
- * acknowledged before a restart is still delivered after it.
+ * flow, signature checks done the way AWS's message validators do them, retries; delivery policies
+ * (retry schedule, content type, pacing); and a publish acknowledged before a restart is still
+ * delivered after it.
  */
 import * as Sns from '@aws-sdk/client-sns';
 import * as Sqs from '@aws-sdk/client-sqs';
@@ -30,6 +31,8 @@ async function verifySnsSignature(doc: Record<string, string>): Promise<boolean>
 interface Hit {
   readonly headers: IncomingHttpHeaders;
   readonly body: string;
+  /** When the request arrived (Date.now()). */
+  readonly at: number;
   status?: number;
 }
 
@@ -40,7 +43,7 @@ async function endpoint(status: (hit: Hit, n: number) => number): Promise<{ url:
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const hit: Hit = { headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+      const hit: Hit = { headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now() };
       hits.push(hit);
       hit.status = status(hit, hits.length);
       res.writeHead(hit.status).end();
@@ -194,6 +197,70 @@ describe.skipIf(!natsServerAvailable())('SNS', () => {
     expect(raw?.MessageAttributes).toEqual(attrs);
     // Exactly one copy each.
     for (const url of [dlqUrl, dlq2Url]) expect((await sqs.send(new Sqs.ReceiveMessageCommand({ QueueUrl: url, WaitTimeSeconds: 1 }))).Messages).toBeUndefined();
+  });
+
+  test('delivery policies: topic defaults, subscription overrides, retry schedule, content type, pacing, checks', { timeout: 60_000 }, async () => {
+    const nats = await startNats(cleanup, tempDir(cleanup));
+    const svc = await startService(cleanup, nats.url);
+    const sns = new Sns.SNSClient(sdkConfig(svc.url));
+    const sqs = new Sqs.SQSClient(sdkConfig(svc.url));
+    const failing = await endpoint((hit) => (hit.headers['x-amz-sns-message-type'] === 'Notification' ? 500 : 200));
+    // Fails the first attempt of each message.
+    const paced = await endpoint((hit, n) => (paced.hits.slice(0, n - 1).some((h) => h.body === hit.body) || hit.headers['x-amz-sns-message-type'] !== 'Notification' ? 200 : 500));
+    const confirm = async (hook: { hits: Hit[] }) => {
+      await eventually(async () => (hook.hits.length > 0 ? true : undefined));
+      await fetch((JSON.parse(hook.hits[0]?.body ?? '') as { SubscribeURL: string }).SubscribeURL);
+    };
+    const refused = async (p: Promise<unknown>) => {
+      const e = await p.catch((err: unknown) => err);
+      expect(e).toMatchObject({ name: 'InvalidParameterException' });
+      return (e as Error).message;
+    };
+
+    // Topic policy: two retries one second apart, JSON content type.
+    const topicPolicy = { http: { defaultHealthyRetryPolicy: { numRetries: 2, minDelayTarget: 1, maxDelayTarget: 1 }, defaultRequestPolicy: { headerContentType: 'application/json' } } };
+    const { TopicArn } = await sns.send(new Sns.CreateTopicCommand({ Name: 'policies', Attributes: { DeliveryPolicy: JSON.stringify(topicPolicy) } }));
+    const effective = JSON.parse((await sns.send(new Sns.GetTopicAttributesCommand({ TopicArn }))).Attributes?.EffectiveDeliveryPolicy ?? '{}');
+    expect(effective.http).toMatchObject({ defaultHealthyRetryPolicy: { numRetries: 2, minDelayTarget: 1, maxDelayTarget: 1 }, disableSubscriptionOverrides: false, defaultRequestPolicy: { headerContentType: 'application/json' } });
+    expect(await refused(sns.send(new Sns.SetTopicAttributesCommand({ TopicArn, AttributeName: 'DeliveryPolicy', AttributeValue: '{"http":{"defaultHealthyRetryPolicy":{"numRetries":500}}}' }))))
+      .toBe('Invalid parameter: DeliveryPolicy: http.defaultHealthyRetryPolicy.numRetries must be an integer from 0 to 100');
+    expect(await refused(sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'sqs', Endpoint: 'arn:aws:sqs:us-east-1:000000000000:x', Attributes: { DeliveryPolicy: '{"healthyRetryPolicy":{"numRetries":1}}' } }))))
+      .toBe('Invalid parameter: DeliveryPolicy: Delivery protocol [sqs] does not support delivery policies');
+
+    // A failing endpoint: one attempt and the topic's two retries about 1 s apart, then the DLQ.
+    const dlqUrl = (await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'policy-dlq' }))).QueueUrl ?? '';
+    await sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'http', Endpoint: failing.url, Attributes: { RedrivePolicy: JSON.stringify({ deadLetterTargetArn: 'arn:aws:sqs:us-east-1:000000000000:policy-dlq' }) } }));
+    await confirm(failing);
+    const subArn = (await sns.send(new Sns.ListSubscriptionsByTopicCommand({ TopicArn }))).Subscriptions?.[0]?.SubscriptionArn;
+    const subEffective = JSON.parse((await sns.send(new Sns.GetSubscriptionAttributesCommand({ SubscriptionArn: subArn }))).Attributes?.EffectiveDeliveryPolicy ?? '{}');
+    expect(subEffective).toMatchObject({ healthyRetryPolicy: { numRetries: 2 }, throttlePolicy: null, requestPolicy: { headerContentType: 'application/json' }, guaranteed: false });
+    expect(await refused(sns.send(new Sns.SetSubscriptionAttributesCommand({ SubscriptionArn: subArn, AttributeName: 'DeliveryPolicy', AttributeValue: '{"healthyRetryPolicy":{"minDelayTarget":2,"maxDelayTarget":1}}' }))))
+      .toBe('Invalid parameter: DeliveryPolicy: healthyRetryPolicy.minDelayTarget must not exceed maxDelayTarget');
+    await sns.send(new Sns.PublishCommand({ TopicArn, Message: 'never' }));
+    await receiveAll(sqs, dlqUrl, 1);
+    const attempts = failing.hits.filter((h) => h.headers['x-amz-sns-message-type'] === 'Notification');
+    expect(attempts).toHaveLength(3);
+    expect(attempts.map((h) => h.headers['content-type'])).toEqual(['application/json', 'application/json', 'application/json']);
+    for (let i = 1; i < attempts.length; i++) expect((attempts[i]?.at ?? 0) - (attempts[i - 1]?.at ?? 0)).toBeGreaterThanOrEqual(900);
+
+    // Pacing: a subscription override of 2 deliveries per second, one retry, its own content type.
+    // Six messages at once: most wait for their slot, several are postponed; a postponement must
+    // not use up the retry, so each message is POSTed exactly twice (the first attempt fails).
+    const { TopicArn: pacedTopic } = await sns.send(new Sns.CreateTopicCommand({ Name: 'paced' }));
+    const pacing = { healthyRetryPolicy: { numRetries: 1, minDelayTarget: 1, maxDelayTarget: 1 }, throttlePolicy: { maxReceivesPerSecond: 2 }, requestPolicy: { headerContentType: 'text/plain' } };
+    await sns.send(new Sns.SubscribeCommand({ TopicArn: pacedTopic, Protocol: 'http', Endpoint: paced.url, Attributes: { DeliveryPolicy: JSON.stringify(pacing) } }));
+    await confirm(paced);
+    await sns.send(new Sns.PublishBatchCommand({ TopicArn: pacedTopic, PublishBatchRequestEntries: [1, 2, 3, 4, 5, 6].map((n) => ({ Id: `m${n}`, Message: `paced ${n}` })) }));
+    const notes = () => paced.hits.filter((h) => h.headers['x-amz-sns-message-type'] === 'Notification');
+    await eventually(async () => (notes().length >= 12 ? true : undefined), 30_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    const messages = notes().map((h) => (JSON.parse(h.body) as { Message: string }).Message);
+    expect(messages).toHaveLength(12);
+    for (let n = 1; n <= 6; n++) expect(messages.filter((m) => m === `paced ${n}`)).toHaveLength(2);
+    expect(notes().every((h) => h.headers['content-type'] === 'text/plain')).toBe(true);
+    // 2 per second: every POST at least ~0.5 s after the one before (a little slack for timers).
+    const at = notes().map((h) => h.at);
+    for (let i = 1; i < at.length; i++) expect((at[i] ?? 0) - (at[i - 1] ?? 0)).toBeGreaterThanOrEqual(450);
   });
 
   test('a publish acknowledged before a restart is delivered after it', { timeout: 60_000 }, async () => {

@@ -10,6 +10,7 @@
  * | forwarded queue operations | core request/reply | `mammatus.sqs.rpc.<queue id>` |
  * | SNS topics and subscriptions | KV `mammatus_sns` | `t.<name>`, `s.<uuid>` |
  * | SNS publishes / http deliveries | stream `MESSAGING_SNS`, work queue | `mammatus.sns.pub`, `mammatus.sns.http` |
+ * | failed attempts of http deliveries being retried | KV `mammatus_sns_attempts`, TTL 6 h | `<stream sequence of the task>` |
  * | shared keys (receipt MAC, SNS signing) | KV `mammatus_messaging` | `receipt-key`, `sns-signing` |
  *
  * One log stream for all queues (not one per queue): a stream is a Raft group at R3, and a
@@ -28,6 +29,9 @@ export const SNS_STREAM = 'MESSAGING_SNS';
 export const SQS_BUCKET = 'mammatus_sqs';
 export const OWNER_BUCKET = 'mammatus_sqs_owners';
 export const SNS_BUCKET = 'mammatus_sns';
+export const SNS_ATTEMPTS_BUCKET = 'mammatus_sns_attempts';
+/** Longer than any retry schedule (at most an hour) plus pacing: a count outliving its task expires. */
+const SNS_ATTEMPTS_TTL_MS = 6 * 3600 * 1000;
 export const KEYS_BUCKET = 'mammatus_messaging';
 export const SNS_FANOUT_CONSUMER = 'fanout';
 export const SNS_HTTP_CONSUMER = 'http';
@@ -53,6 +57,8 @@ export interface MessagingStore {
   readonly queues: KV;
   readonly owners: KV;
   readonly sns: KV;
+  /** Failed-attempt counts of http deliveries (no deletes needed: the TTL removes them). */
+  readonly snsAttempts: KV;
   readonly keys: KV;
   /** The owners bucket's TTL: what a lease lasts without renewal. */
   readonly leaseMs: number;
@@ -116,6 +122,7 @@ export async function openMessagingStore(nc: NatsConnection, jsm: JetStreamManag
     queues: await ensureKv(kvm, SQS_BUCKET, { ...kvOpts, history: 1 }),
     owners,
     sns: await ensureKv(kvm, SNS_BUCKET, { ...kvOpts, history: 1 }),
+    snsAttempts: await ensureKv(kvm, SNS_ATTEMPTS_BUCKET, { ...kvOpts, history: 1, ttl: SNS_ATTEMPTS_TTL_MS }),
     keys: await ensureKv(kvm, KEYS_BUCKET, { ...kvOpts, history: 1 }),
     leaseMs: ttl > 0 ? ttl : opts.leaseMs,
   };

@@ -6,8 +6,12 @@
  *   subscriber gets the message through the SQS engine with the idempotency key
  *   `<message id>:<subscription id>` (a retried fan-out stores it once), an http(s) subscriber gets
  *   a delivery task. The publish is acknowledged only after all of that succeeded.
- * - http (`mammatus.sns.http`): POSTs the signed JSON document (or the raw message), and on failure
- *   NAKs with an exponential delay until `sns.http_retries` retries are spent, then drops it.
+ * - http (`mammatus.sns.http`): POSTs the signed JSON document (or the raw message) as the
+ *   subscription's effective delivery policy says (`delivery-policy.ts`: content type, pacing,
+ *   retry schedule). Failed attempts are counted in the `mammatus_sns_attempts` bucket (by the
+ *   task's stream sequence), so retries are counted right across controllers and restarts, and
+ *   postponements by the pacing or a controller that died mid-attempt do not use them up; the
+ *   task is NAKed with the schedule's delay until the retries are spent.
  *
  * A delivery that fails for good (http retries spent, or an SQS subscriber that refuses the message,
  * e.g. because the queue is gone) goes to the subscription's dead-letter queue (`RedrivePolicy`)
@@ -16,11 +20,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
 import type { Logger } from '../../../agent/types.js';
 import { MessagingError } from '../errors.js';
 import type { SnsSettings } from '../settings.js';
 import type { MessageAttributes } from '../sqs-engine.js';
 import { rpcPack, rpcUnpack } from './codec.js';
+import { effectiveDeliveryPolicy, retryDelayMsFor } from './delivery-policy.js';
+import { DeliveryThrottle } from './delivery-throttle.js';
 import { matchesFilterPolicy, parseFilterPolicy } from './filter-policy.js';
 import type { KvCache } from './kv-cache.js';
 import { SNS_FANOUT_CONSUMER, SNS_HTTP_CONSUMER, SNS_STREAM, subjects } from './layout.js';
@@ -31,6 +38,8 @@ import type { JetStreamSqs } from './sqs.js';
 /** What the workers need. */
 export interface DeliveryDeps {
   readonly js: JetStreamClient;
+  /** Failed-attempt counts of http deliveries, by the task's stream sequence (TTL bucket). */
+  readonly attempts: KV;
   readonly sqs: JetStreamSqs;
   readonly topics: KvCache<TopicRecord>;
   readonly subs: KvCache<SubscriptionRecord>;
@@ -45,6 +54,13 @@ export interface DeliveryDeps {
 }
 
 const CONCURRENCY = 16;
+/** The longest a paced delivery waits in place; further slots are postponed (NAK with delay). */
+const MAX_THROTTLE_WAIT_MS = 1000;
+
+/** What became of one http task. */
+type HttpOutcome = { readonly kind: 'done' } | { readonly kind: 'retry' | 'postpone'; readonly delayMs: number };
+/** The task is finished (a failure count it left expires with its bucket's TTL). */
+const DONE: HttpOutcome = { kind: 'done' };
 
 /** Delay before retry number `attempt` (1-based): min·2^(attempt-1), capped at max. */
 export function retryDelayMs(attempt: number, minMs: number, maxMs: number): number {
@@ -95,6 +111,7 @@ function passes(sub: SubscriptionRecord, r: PublishedRecord): boolean {
 /** Starts both workers; `stop()` ends them after their current messages. */
 export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promise<void> }> {
   const doFetch = d.fetch ?? fetch;
+  const throttle = new DeliveryThrottle();
   const ctx = () => ({ requestId: randomUUID(), accountId: d.accountId, region: d.region, authenticated: true, signal: new AbortController().signal });
 
   // Puts a delivery that failed for good into the subscription's DLQ, if it has one. The queue's
@@ -155,16 +172,24 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
     }
   }
 
-  async function deliverHttp(m: JsMsg): Promise<'done' | 'retry'> {
+  // Failed attempts of the task in `m` so far (0 on a first delivery: nothing to read).
+  async function failures(m: JsMsg): Promise<number> {
+    if (m.info.deliveryCount <= 1) return 0;
+    const e = await d.attempts.get(String(m.seq));
+    return e && e.operation === 'PUT' ? Number(e.string()) || 0 : 0;
+  }
+
+  async function deliverHttp(m: JsMsg): Promise<HttpOutcome> {
     const task = rpcUnpack<HttpTask>(m.data);
     const sub = await d.subs.fresh(task.subId);
-    if (!sub) return 'done';
+    if (!sub) return DONE;
     const s = sub.value;
     const topic = await d.topics.get(s.topicArn.slice(s.topicArn.lastIndexOf(':') + 1));
+    const policy = effectiveDeliveryPolicy(d.settings, topic?.attributes.DeliveryPolicy, s.attributes.DeliveryPolicy);
     let body: string;
     const headers: Record<string, string> = { 'content-type': 'text/plain; charset=UTF-8', 'user-agent': 'Amazon Simple Notification Service Agent', 'x-amz-sns-topic-arn': s.topicArn };
     if (task.kind === 'confirmation') {
-      if (s.confirmed) return 'done';
+      if (s.confirmed) return DONE;
       const url = `${d.publicUrl()}/?Action=ConfirmSubscription&TopicArn=${encodeURIComponent(s.topicArn)}&Token=${s.token}`;
       body = JSON.stringify(buildDocument(d, {
         Type: 'SubscriptionConfirmation',
@@ -178,9 +203,15 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
       headers['x-amz-sns-message-type'] = 'SubscriptionConfirmation';
       headers['x-amz-sns-message-id'] = task.messageId;
     } else {
-      if (!s.confirmed || !passes(s, task.record)) return 'done';
+      if (!s.confirmed || !passes(s, task.record)) return DONE;
+      if (policy.maxReceivesPerSecond !== undefined) {
+        const slot = throttle.reserve(s.id, policy.maxReceivesPerSecond, MAX_THROTTLE_WAIT_MS);
+        if ('postponeMs' in slot) return { kind: 'postpone', delayMs: slot.postponeMs };
+        if (slot.waitMs > 0) await new Promise((r) => setTimeout(r, slot.waitMs));
+      }
       const raw = s.attributes.RawMessageDelivery === 'true';
       body = raw ? messageFor(task.record, s.protocol) : JSON.stringify(notification(d, task.record, s, topic));
+      headers['content-type'] = policy.headerContentType;
       headers['x-amz-sns-message-type'] = 'Notification';
       headers['x-amz-sns-message-id'] = task.record.messageId;
       headers['x-amz-sns-subscription-arn'] = s.arn;
@@ -189,18 +220,22 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
     try {
       const res = await doFetch(s.endpoint, { method: 'POST', headers, body, signal: AbortSignal.timeout(d.settings.httpTimeoutMs), redirect: 'manual' });
       await res.arrayBuffer().catch(() => undefined);
-      if (res.status >= 200 && res.status < 300) return 'done';
+      if (res.status >= 200 && res.status < 300) return DONE;
       d.log.warn({ subscription: s.arn, status: res.status, attempt: m.info.deliveryCount }, 'sns http delivery refused');
     } catch (err) {
       d.log.warn({ subscription: s.arn, err: (err as Error).message, attempt: m.info.deliveryCount }, 'sns http delivery failed');
     }
-    if (m.info.deliveryCount > d.settings.httpRetries) {
-      if (task.kind === 'notification') await deadLetter(s, task.record, body, { attempts: m.info.deliveryCount });
+    const failed = (await failures(m)) + 1;
+    const delayMs = retryDelayMsFor(policy.retry, failed);
+    if (delayMs === undefined) {
+      if (task.kind === 'notification') await deadLetter(s, task.record, body, { attempts: failed });
       else d.log.warn({ subscription: s.arn }, 'sns subscription confirmation given up after retries');
-      return 'done';
+      return DONE;
     }
-    return 'retry';
+    await d.attempts.put(String(m.seq), String(failed));
+    return { kind: 'retry', delayMs };
   }
+
 
   const loops = [
     runLoop(d, SNS_FANOUT_CONSUMER, async (m) => {
@@ -213,9 +248,13 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
       }
     }),
     runLoop(d, SNS_HTTP_CONSUMER, async (m) => {
-      const outcome = await deliverHttp(m).catch(() => 'retry' as const);
-      if (outcome === 'done') m.ack();
-      else m.nak(retryDelayMs(m.info.deliveryCount, d.settings.httpMinDelayMs, d.settings.httpMaxDelayMs));
+      // NATS trouble (counting a failure, a DLQ write): the task comes back after a while.
+      const outcome = await deliverHttp(m).catch((err: unknown): HttpOutcome => {
+        d.log.warn({ err: (err as Error).message }, 'sns http delivery could not be completed; retrying');
+        return { kind: 'retry', delayMs: retryDelayMs(m.info.deliveryCount, 1000, 20_000) };
+      });
+      if (outcome.kind === 'done') m.ack();
+      else m.nak(outcome.delayMs);
     }),
   ];
   return { stop: async () => void (await Promise.all(loops.map((l) => l.stop()))) };

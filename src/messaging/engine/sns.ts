@@ -13,6 +13,7 @@ import type { SnsSettings } from '../settings.js';
 import { rpcPack, rpcUnpack, sequenceNumber } from './codec.js';
 import { KvCache } from './kv-cache.js';
 import { sharedValue, subjects, type MessagingStore } from './layout.js';
+import { checkSubscriptionDeliveryPolicy, checkTopicDeliveryPolicy, subscriptionEffectiveJson, topicEffectiveJson } from './delivery-policy.js';
 import { startSnsDelivery } from './sns-delivery.js';
 import {
   checkEndpoint,
@@ -174,6 +175,7 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
     async createTopic(req, ctx) {
       checkTopicName(req.Name, req.Attributes);
       for (const [k, v] of Object.entries(req.Attributes)) checkTopicAttribute(k, v);
+      if (req.Attributes.DeliveryPolicy) checkTopicDeliveryPolicy(req.Attributes.DeliveryPolicy, o.settings);
       const arn = `arn:aws:sns:${ctx.region}:${ctx.accountId}:${req.Name}`;
       if (!(await topics.get(req.Name))) await putTopic({ name: req.Name, arn, attributes: { ...req.Attributes }, tags: [...req.Tags] });
       return { TopicArn: arn };
@@ -204,6 +206,7 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
           SubscriptionsConfirmed: String(mine.filter((s) => s.value.confirmed).length),
           SubscriptionsPending: String(mine.filter((s) => !s.value.confirmed).length),
           SubscriptionsDeleted: '0',
+          EffectiveDeliveryPolicy: topicEffectiveJson(o.settings, t.attributes.DeliveryPolicy),
         },
       };
     },
@@ -211,12 +214,14 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       const t = await topicOf(req.TopicArn);
       checkTopicAttribute(req.AttributeName, req.AttributeValue ?? '');
       if (req.AttributeName === 'FifoTopic') throw snsError('InvalidParameter', 'Invalid parameter: AttributeName FifoTopic cannot be changed');
+      if (req.AttributeName === 'DeliveryPolicy') checkTopicDeliveryPolicy(req.AttributeValue ?? '', o.settings);
       await putTopic({ ...t, attributes: { ...t.attributes, [req.AttributeName]: req.AttributeValue ?? '' } });
     },
     async subscribe(req, ctx) {
       const t = await topicOf(req.TopicArn);
       const endpoint = checkEndpoint(req.Protocol, req.Endpoint);
       for (const [k, v] of Object.entries(req.Attributes)) checkSubscriptionAttribute(k, v, req.Attributes);
+      checkSubscriptionDeliveryPolicy(req.Attributes.DeliveryPolicy ?? '', req.Protocol, t.attributes.DeliveryPolicy, o.settings);
       await checkDeadLetterQueue(req.Attributes.RedrivePolicy, t.arn, req.Protocol, endpoint, ctx);
       const existing = (await subs.all()).find((s) => s.value.topicArn === t.arn && s.value.protocol === req.Protocol && s.value.endpoint === endpoint);
       if (existing) return { SubscriptionArn: existing.value.confirmed || req.ReturnSubscriptionArn ? existing.value.arn : 'pending confirmation' };
@@ -272,6 +277,9 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
     },
     async getSubscriptionAttributes(req) {
       const { value: s } = await subOf(req.SubscriptionArn);
+      // AWS shows the effective policy of http(s) subscriptions only; a topic deleted meanwhile counts as no policy.
+      const http = s.protocol === 'http' || s.protocol === 'https';
+      const topicPolicy = http ? (await topics.get(s.topicArn.slice(s.topicArn.lastIndexOf(':') + 1)))?.attributes.DeliveryPolicy : undefined;
       return {
         Attributes: {
           RawMessageDelivery: 'false',
@@ -283,6 +291,7 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
           Endpoint: s.endpoint,
           PendingConfirmation: String(!s.confirmed),
           ConfirmationWasAuthenticated: String(s.confirmationWasAuthenticated),
+          ...(http ? { EffectiveDeliveryPolicy: subscriptionEffectiveJson(o.settings, topicPolicy, s.attributes.DeliveryPolicy) } : {}),
         },
       };
     },
@@ -291,6 +300,10 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       const attributes = { ...value.attributes, [req.AttributeName]: req.AttributeValue ?? '' };
       checkSubscriptionAttribute(req.AttributeName, req.AttributeValue ?? '', attributes);
       if (req.AttributeName === 'RedrivePolicy') await checkDeadLetterQueue(req.AttributeValue, value.topicArn, value.protocol, value.endpoint, ctx);
+      if (req.AttributeName === 'DeliveryPolicy') {
+        const topic = await topics.get(value.topicArn.slice(value.topicArn.lastIndexOf(':') + 1));
+        checkSubscriptionDeliveryPolicy(req.AttributeValue ?? '', value.protocol, topic?.attributes.DeliveryPolicy, o.settings);
+      }
       await putSub({ ...value, attributes }, revision);
     },
     publish: async (req, ctx) => publishOne(await topicOf(req.TopicArn), req, ctx),
@@ -331,7 +344,7 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
   }
 
   const delivery = o.workers
-    ? await startSnsDelivery({ js, sqs: o.sqs, topics, subs, identity, settings: o.settings, region, accountId, publicUrl: o.publicUrl, certificatePath, log })
+    ? await startSnsDelivery({ js, attempts: o.store.snsAttempts, sqs: o.sqs, topics, subs, identity, settings: o.settings, region, accountId, publicUrl: o.publicUrl, certificatePath, log })
     : undefined;
   return {
     engine,
