@@ -257,6 +257,49 @@ export interface RemovePermissionRequest {
   readonly Label: string;
 }
 
+/** StartMessageMoveTask input; MaxNumberOfMessagesPerSecond is 1–500 when present (checked). */
+export interface StartMessageMoveTaskRequest {
+  readonly SourceArn: string;
+  readonly DestinationArn?: string;
+  readonly MaxNumberOfMessagesPerSecond?: number;
+}
+/** StartMessageMoveTask output: an opaque handle for CancelMessageMoveTask. */
+export interface StartMessageMoveTaskResult {
+  readonly TaskHandle: string;
+}
+/** ListMessageMoveTasks input; MaxResults is 1–10 when present (checked), absent means 1. */
+export interface ListMessageMoveTasksRequest {
+  readonly SourceArn: string;
+  readonly MaxResults?: number;
+}
+/** One task as ListMessageMoveTasks reports it. */
+export interface MessageMoveTaskEntry {
+  /** Only while the task is RUNNING. */
+  readonly TaskHandle?: string;
+  readonly Status: 'RUNNING' | 'COMPLETED' | 'CANCELLING' | 'CANCELLED' | 'FAILED';
+  readonly SourceArn: string;
+  readonly DestinationArn?: string;
+  readonly MaxNumberOfMessagesPerSecond?: number;
+  readonly ApproximateNumberOfMessagesMoved: number;
+  readonly ApproximateNumberOfMessagesToMove: number;
+  /** Only when FAILED. */
+  readonly FailureReason?: string;
+  /** Epoch milliseconds. */
+  readonly StartedTimestamp: number;
+}
+/** ListMessageMoveTasks output, newest first. */
+export interface ListMessageMoveTasksResult {
+  readonly Results: readonly MessageMoveTaskEntry[];
+}
+/** CancelMessageMoveTask input. */
+export interface CancelMessageMoveTaskRequest {
+  readonly TaskHandle: string;
+}
+/** CancelMessageMoveTask output. */
+export interface CancelMessageMoveTaskResult {
+  readonly ApproximateNumberOfMessagesMoved: number;
+}
+
 /** What an SQS engine implements: one method per supported action. */
 export interface SqsEngine {
   createQueue(req: CreateQueueRequest, ctx: RequestContext): Promise<CreateQueueResult>;
@@ -284,4 +327,10 @@ export interface SqsEngine {
   addPermission(req: AddPermissionRequest, ctx: RequestContext): Promise<void>;
   /** Removes the label's statement; the `Policy` attribute goes away with the last one. */
   removePermission(req: RemovePermissionRequest, ctx: RequestContext): Promise<void>;
+  /** Starts moving the visible messages of a dead-letter queue (to `DestinationArn` or back to their sources). */
+  startMessageMoveTask(req: StartMessageMoveTaskRequest, ctx: RequestContext): Promise<StartMessageMoveTaskResult>;
+  /** The source queue's most recent tasks (14 days), newest first. */
+  listMessageMoveTasks(req: ListMessageMoveTasksRequest, ctx: RequestContext): Promise<ListMessageMoveTasksResult>;
+  /** Cancels a RUNNING task; messages already moved stay moved. */
+  cancelMessageMoveTask(req: CancelMessageMoveTaskRequest, ctx: RequestContext): Promise<CancelMessageMoveTaskResult>;
 }

@@ -136,4 +136,33 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     expect(b.engines.router.owned).toBe(1);
     expect((await sb.send(new Sqs.ReceiveMessageCommand({ QueueUrl: urlB }))).Messages).toBeUndefined();
   });
+
+  test('a message move task outlives its controller: another one resumes it, nothing is moved twice', { timeout: 60_000 }, async () => {
+    const dir = tempDir(cleanup);
+    const nats = await startNats(cleanup, dir);
+    const first = await startService(cleanup, nats.url);
+    const second = await startService(cleanup, nats.url);
+    const a = new Sqs.SQSClient(sdkConfig(first.url));
+    const b = new Sqs.SQSClient(sdkConfig(second.url));
+    const create = async (QueueName: string, Attributes?: Record<string, string>) => (await a.send(new Sqs.CreateQueueCommand({ QueueName, Attributes }))).QueueUrl ?? '';
+    const dlq = await create('resume-dlq');
+    const dest = await create('resume-dest');
+    const arn = (name: string) => `arn:aws:sqs:us-east-1:000000000000:${name}`;
+    await create('resume-src', { RedrivePolicy: JSON.stringify({ deadLetterTargetArn: arn('resume-dlq'), maxReceiveCount: 1 }) });
+    for (let i = 0; i < 8; i += 1) await a.send(new Sqs.SendMessageCommand({ QueueUrl: dlq, MessageBody: `m${i}` }));
+    await a.send(new Sqs.StartMessageMoveTaskCommand({ SourceArn: arn('resume-dlq'), DestinationArn: arn('resume-dest'), MaxNumberOfMessagesPerSecond: 2 }));
+    await new Promise((r) => setTimeout(r, 1200));
+    // A graceful stop lets go of the task; the other controller's sweep picks it up within seconds.
+    await first.stop();
+    const [task] = await eventually(async () => {
+      const r = (await b.send(new Sqs.ListMessageMoveTasksCommand({ SourceArn: arn('resume-dlq') }))).Results ?? [];
+      return r[0]?.Status === 'COMPLETED' ? r : undefined;
+    }, 30_000, 250);
+    expect(task).toMatchObject({ ApproximateNumberOfMessagesMoved: 8, ApproximateNumberOfMessagesToMove: 8 });
+    expect((await drain(b, dest.replace(first.url, second.url), 8)).sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7']);
+    const visible = async (url: string) =>
+      (await b.send(new Sqs.GetQueueAttributesCommand({ QueueUrl: url.replace(first.url, second.url), AttributeNames: ['ApproximateNumberOfMessages'] }))).Attributes?.ApproximateNumberOfMessages;
+    expect(await visible(dlq)).toBe('0');
+    expect(await visible(dest)).toBe('0');
+  });
 });

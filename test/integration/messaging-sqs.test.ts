@@ -6,7 +6,7 @@ import * as SqsJson from '@aws-sdk/client-sqs';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
-import { Cleanup, sdkConfig, startNats, startService, tempDir } from '../messaging/js-harness.js';
+import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../messaging/js-harness.js';
 import { errorCode, sqsDrivers, type SqsDriver } from '../messaging/sqs-drivers.js';
 
 const WITH_CLI = existsSync('/usr/bin/aws');
@@ -193,6 +193,78 @@ describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const
     const text = (await d().attributes(url, ['Policy'])).Policy ?? '{}';
     const sids = (JSON.parse(text) as { Statement: { Sid: string }[] }).Statement.map((st) => st.Sid);
     expect(sids.sort()).toEqual(labels.sort());
+  });
+
+  test('DLQ redrive: StartMessageMoveTask, ListMessageMoveTasks, CancelMessageMoveTask', { timeout: 90_000 }, async () => {
+    const dlq = await d().createQueue(`redrive-dlq-${tag}`);
+    const dlqArn = (await d().attributes(dlq, ['QueueArn'])).QueueArn ?? '';
+    const arnOf = (name: string) => dlqArn.replace(`redrive-dlq-${tag}`, name);
+    const src = await d().createQueue(`redrive-src-${tag}`, { RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: '1' }) });
+    const dest = await d().createQueue(`redrive-dest-${tag}`);
+    const count = async (url: string) => Number((await d().attributes(url, ['ApproximateNumberOfMessages'])).ApproximateNumberOfMessages);
+    // A second receive of each message (maxReceiveCount 1) moves it to the DLQ.
+    const deadLetterAll = async () => {
+      expect((await d().receive(src, { max: 10, visibility: 0 })).length).toBe(8);
+      expect(await d().receive(src, { max: 10, visibility: 0 })).toEqual([]);
+      expect(await count(dlq)).toBe(8);
+    };
+
+    expect(await failure(d().startMoveTask(arnOf(`redrive-src-${tag}`)))).toBe('InvalidParameterValue');
+    expect(await failure(d().startMoveTask(arnOf(`redrive-none-${tag}`)))).toBe('ResourceNotFoundException');
+    expect(await failure(d().startMoveTask(dlqArn, { destinationArn: arnOf(`redrive-none-${tag}`) }))).toBe('ResourceNotFoundException');
+    expect(await failure(d().listMoveTasks(arnOf(`redrive-none-${tag}`)))).toBe('ResourceNotFoundException');
+    expect(await failure(d().cancelMoveTask('not a handle'))).toBe('InvalidParameterValue');
+    const forged = Buffer.from(JSON.stringify({ taskId: 'f0f0f0f0-0000-4000-8000-000000000000', sourceArn: dlqArn })).toString('base64');
+    expect(await failure(d().cancelMoveTask(forged))).toBe('ResourceNotFoundException');
+    expect(await d().listMoveTasks(dlqArn)).toEqual([]);
+
+    const bodies = Array.from({ length: 8 }, (_, n) => `m${n}`);
+    const sent = new Set<string>();
+    for (const b of bodies) sent.add((await d().send(src, b, { attributes: { k: { DataType: 'String', StringValue: `v-${b}` } } })).MessageId);
+    await deadLetterAll();
+
+    // Without a destination each message goes back to the queue it came from, as a new message.
+    const back = await d().startMoveTask(dlqArn);
+    const [done] = await eventually(async () => {
+      const tasks = await d().listMoveTasks(dlqArn);
+      return tasks[0]?.Status === 'COMPLETED' ? tasks : undefined;
+    }, 15_000, 250);
+    expect(done).toEqual({ Status: 'COMPLETED', SourceArn: dlqArn, ApproximateNumberOfMessagesMoved: 8, ApproximateNumberOfMessagesToMove: 8, StartedTimestamp: expect.any(Number) });
+    expect(Math.abs((done?.StartedTimestamp ?? 0) - Date.now())).toBeLessThan(60_000);
+    expect(await count(dlq)).toBe(0);
+    const redriven = await d().receive(src, { max: 10, visibility: 0 });
+    expect(redriven.map((m) => m.Body).sort()).toEqual(bodies);
+    for (const m of redriven) {
+      expect(m.MessageAttributes.k).toMatchObject({ DataType: 'String', StringValue: `v-${m.Body}` });
+      expect(m.Attributes.ApproximateReceiveCount).toBe('1');
+      expect(m.Attributes).not.toHaveProperty('DeadLetterQueueSourceArn');
+      expect(sent.has(m.MessageId)).toBe(false);
+    }
+    expect(await failure(d().cancelMoveTask(back))).toBe('UnsupportedOperation');
+
+    // A slow task to another queue: a second one is refused while it runs; then it is cancelled.
+    expect(await d().receive(src, { max: 10, visibility: 0 })).toEqual([]);
+    expect(await count(dlq)).toBe(8);
+    const destArn = arnOf(`redrive-dest-${tag}`);
+    const slow = await d().startMoveTask(dlqArn, { destinationArn: destArn, rate: 1 });
+    expect(await failure(d().startMoveTask(dlqArn))).toBe('InvalidParameterValue');
+    const [running] = await d().listMoveTasks(dlqArn);
+    expect(running).toMatchObject({ TaskHandle: slow, Status: 'RUNNING', DestinationArn: destArn, MaxNumberOfMessagesPerSecond: 1, ApproximateNumberOfMessagesToMove: 8 });
+    const movedAtCancel = await d().cancelMoveTask(slow);
+    expect(movedAtCancel).toBeLessThan(8);
+    const [cancelled, completed] = await eventually(async () => {
+      const tasks = await d().listMoveTasks(dlqArn, 10);
+      return tasks[0]?.Status === 'CANCELLED' ? tasks : undefined;
+    }, 10_000, 250);
+    expect(cancelled).not.toHaveProperty('TaskHandle');
+    expect(completed).toMatchObject({ Status: 'COMPLETED', ApproximateNumberOfMessagesMoved: 8 });
+    const movedBeforeStop = cancelled?.ApproximateNumberOfMessagesMoved ?? -1;
+    expect(movedBeforeStop).toBeLessThan(8);
+    // Nothing moves after the cancel: what was moved is in the destination, the rest stayed.
+    await sleep(1500);
+    expect(await count(dest)).toBe(movedBeforeStop);
+    expect(await count(dlq)).toBe(8 - movedBeforeStop);
+    expect(await d().listMoveTasks(dlqArn)).toHaveLength(1);
   });
 
   test('a 1 MiB message; one byte more is refused', { timeout: 60_000 }, async () => {

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { snsError, sqsError } from '../../src/messaging/errors.js';
+import * as Moves from '../../src/messaging/engine/move-task-records.js';
 import { addPermissionToPolicy, removePermissionFromPolicy } from '../../src/messaging/queue-policy.js';
 import { createReceiptHandle, verifyReceiptHandle } from '../../src/messaging/receipt.js';
 import type * as Sns from '../../src/messaging/sns-engine.js';
@@ -48,6 +49,8 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
   const key = Buffer.alloc(32, 7);
   const queues = new Map<string, Queue>();
   let sequence = 0;
+  // Move tasks run to completion inside StartMessageMoveTask here, so none is ever RUNNING.
+  const moveTasks: Moves.MoveTaskRecord[] = [];
 
   const queue = (name: string): Queue => queues.get(name) ?? throwError(sqsError('QueueDoesNotExist'));
   const arn = (ctx: Sqs.RequestContext, name: string) => `arn:aws:sqs:${ctx.region}:${ctx.accountId}:${name}`;
@@ -183,6 +186,35 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
       const policy = removePermissionFromPolicy(q.attributes.Policy, arn(ctx, q.name), req.Label);
       if (policy === undefined) delete q.attributes.Policy;
       else q.attributes.Policy = policy;
+    },
+    async startMessageMoveTask(req, ctx) {
+      const byArn = (a: string, member: 'SourceArn' | 'DestinationArn') => queues.get(Moves.queueNameFromArn(a, member, ctx) ?? '') ?? throwError(Moves.resourceNotFound(member));
+      const source = byArn(req.SourceArn, 'SourceArn');
+      const sourceArn = arn(ctx, source.name);
+      if (![...queues.values()].some((q) => q.attributes.RedrivePolicy?.includes(sourceArn))) throw sqsError('InvalidParameterValue', 'Source queue must be configured as a Dead Letter Queue.');
+      const dest = req.DestinationArn ? byArn(req.DestinationArn, 'DestinationArn') : undefined;
+      const visible = source.messages.filter((m) => m.visibleAt <= now());
+      for (const m of visible) {
+        const target = dest ?? queues.get(Moves.queueNameFromArn(m.system.DeadLetterQueueSourceArn ?? '', 'SourceArn', ctx) ?? '');
+        if (target) enqueue(target, { MessageBody: m.body, MessageAttributes: m.attributes, MessageSystemAttributes: {} });
+      }
+      source.messages = source.messages.filter((m) => !visible.includes(m));
+      const task: Moves.MoveTaskRecord = {
+        taskId: randomUUID(), sourceArn, destinationArn: dest && arn(ctx, dest.name), maxPerSecond: req.MaxNumberOfMessagesPerSecond, status: 'COMPLETED',
+        moved: visible.length, toMove: visible.length, startedAt: now(), senderId: ctx.accessKeyId ?? 'anonymous', worker: 'memory', beatAt: 0,
+      };
+      moveTasks.push(task);
+      return { TaskHandle: Moves.encodeTaskHandle(task.taskId, sourceArn) };
+    },
+    listMessageMoveTasks: async (req, ctx) => {
+      const name = Moves.queueNameFromArn(req.SourceArn, 'SourceArn', ctx);
+      if (name === undefined || !queues.has(name)) throw Moves.resourceNotFound('SourceArn');
+      return { Results: Moves.newestFirst(moveTasks.filter((t) => t.sourceArn === arn(ctx, name)), req.MaxResults ?? 1).map(Moves.resultEntry) };
+    },
+    cancelMessageMoveTask: async (req) => {
+      const { taskId } = Moves.decodeTaskHandle(req.TaskHandle);
+      const task = moveTasks.find((t) => t.taskId === taskId) ?? throwError(sqsError('ResourceNotFoundException', 'Task does not exist.'));
+      return { ApproximateNumberOfMessagesMoved: Moves.cancelled(task).moved };
     },
   };
 

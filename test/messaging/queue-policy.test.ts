@@ -6,19 +6,12 @@ import {
   removePermissionFromPolicy,
   type PermissionGrant,
 } from '../../src/messaging/queue-policy.js';
+import { errorText } from './error-text.js';
 
 const ARN = 'arn:aws:sqs:us-east-1:000000000000:q1';
 const grant = (g: Partial<PermissionGrant> = {}): PermissionGrant => ({ Label: 'L', AWSAccountIds: ['111111111111'], Actions: ['SendMessage'], ...g });
 
-const failure = (f: () => unknown) => {
-  try {
-    f();
-    return 'ok';
-  } catch (err) {
-    const e = err as { code: string; message: string };
-    return `${e.code}: ${e.message}`;
-  }
-};
+const failure = errorText;
 
 describe('policy document', () => {
   test('a statement: single principal and action as strings, lists otherwise', () => {

@@ -5,7 +5,7 @@
  */
 import * as SqsJson from '@aws-sdk/client-sqs';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import * as SqsQuery from 'client-sqs-query';
@@ -43,6 +43,19 @@ export interface BatchOut {
   readonly Failed: { Id: string; Code: string }[];
 }
 
+/** One ListMessageMoveTasks result, as every driver reports it. */
+export interface MoveTaskOut {
+  readonly TaskHandle?: string;
+  readonly Status?: string;
+  readonly SourceArn?: string;
+  readonly DestinationArn?: string;
+  readonly MaxNumberOfMessagesPerSecond?: number;
+  readonly ApproximateNumberOfMessagesMoved?: number;
+  readonly ApproximateNumberOfMessagesToMove?: number;
+  readonly FailureReason?: string;
+  readonly StartedTimestamp?: number;
+}
+
 /** What the scenarios drive. */
 export interface SqsDriver {
   readonly name: string;
@@ -59,6 +72,9 @@ export interface SqsDriver {
   deadLetterSources(url: string): Promise<string[]>;
   addPermission(url: string, label: string, accounts: string[], actions: string[]): Promise<void>;
   removePermission(url: string, label: string): Promise<void>;
+  startMoveTask(sourceArn: string, o?: { destinationArn?: string; rate?: number }): Promise<string>;
+  listMoveTasks(sourceArn: string, max?: number): Promise<MoveTaskOut[]>;
+  cancelMoveTask(handle: string): Promise<number | undefined>;
 }
 
 /**
@@ -107,12 +123,33 @@ function sdkDriver(name: string, sdk: AnySdk, endpoint: string): SqsDriver {
     deadLetterSources: async (QueueUrl) => (await c.send(new S.ListDeadLetterSourceQueuesCommand({ QueueUrl }))).queueUrls ?? [],
     addPermission: async (QueueUrl, Label, AWSAccountIds, Actions) => void (await c.send(new S.AddPermissionCommand({ QueueUrl, Label, AWSAccountIds, Actions }))),
     removePermission: async (QueueUrl, Label) => void (await c.send(new S.RemovePermissionCommand({ QueueUrl, Label }))),
+    startMoveTask: async (SourceArn, o = {}) =>
+      (await c.send(new S.StartMessageMoveTaskCommand({ SourceArn, DestinationArn: o.destinationArn, MaxNumberOfMessagesPerSecond: o.rate }))).TaskHandle ?? '',
+    listMoveTasks: async (SourceArn, MaxResults) => ((await c.send(new S.ListMessageMoveTasksCommand({ SourceArn, MaxResults }))).Results ?? []) as MoveTaskOut[],
+    cancelMoveTask: async (TaskHandle) => (await c.send(new S.CancelMessageMoveTaskCommand({ TaskHandle }))).ApproximateNumberOfMessagesMoved,
   };
+}
+
+const DEBIAN_SQS_MODEL = '/usr/lib/python3/dist-packages/awscli/botocore/data/sqs/2012-11-05/service-2.json';
+
+/**
+ * awscli 2.9.19 predates the move-task actions: give it a model with them (its own SQS model plus
+ * the three operations from a later botocore Query model, `fixtures/sqs-move-task-model.json`) in
+ * `~/.aws/models`, which botocore reads before its bundled data.
+ */
+function addMoveTaskModel(home: string): void {
+  if (!existsSync(DEBIAN_SQS_MODEL)) return;
+  const model = JSON.parse(readFileSync(DEBIAN_SQS_MODEL, 'utf8')) as { operations: object; shapes: object };
+  const extra = JSON.parse(readFileSync(new URL('./fixtures/sqs-move-task-model.json', import.meta.url), 'utf8')) as { operations: object; shapes: object };
+  const dir = path.join(home, '.aws', 'models', 'sqs', '2012-11-05');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'service-2.json'), JSON.stringify({ ...model, operations: { ...model.operations, ...extra.operations }, shapes: { ...model.shapes, ...extra.shapes } }));
 }
 
 const run = promisify(execFile);
 
 function cliDriver(endpoint: string, home: string): SqsDriver {
+  addMoveTaskModel(home);
   let files = 0;
   const aws = async (args: string[]): Promise<Record<string, unknown>> => {
     try {
@@ -170,6 +207,15 @@ function cliDriver(endpoint: string, home: string): SqsDriver {
     addPermission: async (url, label, accounts, actions) =>
       void (await aws(['add-permission', '--queue-url', url, '--label', label, '--aws-account-ids', ...accounts, '--actions', ...actions])),
     removePermission: async (url, label) => void (await aws(['remove-permission', '--queue-url', url, '--label', label])),
+    async startMoveTask(sourceArn, o = {}) {
+      const args = ['start-message-move-task', '--source-arn', sourceArn];
+      if (o.destinationArn) args.push('--destination-arn', o.destinationArn);
+      if (o.rate !== undefined) args.push('--max-number-of-messages-per-second', String(o.rate));
+      return (await aws(args)).TaskHandle as string;
+    },
+    listMoveTasks: async (sourceArn, max) =>
+      ((await aws(['list-message-move-tasks', '--source-arn', sourceArn, ...(max !== undefined ? ['--max-results', String(max)] : [])])).Results ?? []) as MoveTaskOut[],
+    cancelMoveTask: async (handle) => (await aws(['cancel-message-move-task', '--task-handle', handle])).ApproximateNumberOfMessagesMoved as number | undefined,
   };
 }
 

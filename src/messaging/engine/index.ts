@@ -98,7 +98,7 @@ export async function startJetStreamEngines(opts: EngineOptions): Promise<JetStr
         logger: log.child({ component: 'sqs-owner', queue: record.name }),
       }),
   });
-  sqs = createJetStreamSqs({ catalog, router, logFor });
+  sqs = createJetStreamSqs({ catalog, router, logFor, moveTasks: { kv: store.queues, logger: log.child({ component: 'sqs-move-tasks' }) } });
   const snsRuntime = await createJetStreamSns({
     js,
     store,
@@ -118,6 +118,8 @@ export async function startJetStreamEngines(opts: EngineOptions): Promise<JetStr
     snsRuntime,
     async stop() {
       await snsRuntime.stop();
+      // Before the router: a worker's last write must still reach its queues' owners.
+      await sqs?.stopMoveTasks();
       await router.stop();
       catalog.stop();
       sqs = undefined;

@@ -4,8 +4,10 @@
  * | what | JetStream object | key / subject |
  * | --- | --- | --- |
  * | SQS message log (all queues) | stream `MESSAGING_SQS`, file, limits | `mammatus.sqs.m.<queue id>` |
+ * | owner term markers (fence PurgeQueue) | streams `MESSAGING_SQS`, `MESSAGING_SQS_STATE` | `mammatus.sqs.m.<queue id>.term`, `mammatus.sqs.s.<queue id>.term` |
  * | SQS delivery state (receive count, first receive, visible-at) | stream `MESSAGING_SQS_STATE`, one message per subject | `mammatus.sqs.s.<queue id>.b.<writer>.<n>` (a batch of messages; `….s.<queue id>.<seq>` from older versions is still read) |
  * | queue records (attributes, tags) and 60 s tombstones | KV `mammatus_sqs` | `q.<name>`, `gone.<name>` |
+ * | message move tasks (records, the latest task per source queue) | KV `mammatus_sqs` | `mv.<queue id>.<task id>`, `mvlock.<queue id>` |
  * | queue ownership leases | KV `mammatus_sqs_owners`, TTL = lease | `<queue id>` |
  * | forwarded queue operations | core request/reply | `mammatus.sqs.rpc.<queue id>` |
  * | SNS topics and subscriptions | KV `mammatus_sns` | `t.<name>`, `s.<uuid>` |
@@ -39,6 +41,9 @@ export const SNS_HTTP_CONSUMER = 'http';
 /** Subjects. */
 export const subjects = {
   message: (queueId: string) => `mammatus.sqs.m.${queueId}`,
+  /** Owner markers: the latest one names the current owner's term (see `QueueLog.beginTerm`). */
+  messageTerm: (queueId: string) => `mammatus.sqs.m.${queueId}.term`,
+  stateTerm: (queueId: string) => `mammatus.sqs.s.${queueId}.term`,
   /** A state record of several messages; `writer` is random per writer, so subjects never collide. */
   stateBatch: (queueId: string, writer: string, n: number) => `mammatus.sqs.s.${queueId}.b.${writer}.${n}`,
   states: (queueId: string) => `mammatus.sqs.s.${queueId}.>`,

@@ -28,6 +28,18 @@ export interface StoredMessage {
   readonly payload: StoredPayload;
 }
 
+/**
+ * An owner's term: where its markers landed. A fenced purge succeeds only while these are still the
+ * latest markers, i.e. no later owner began a term since (see `QueueLog.beginTerm`).
+ */
+export interface Term {
+  readonly messageSeq: number;
+  readonly stateSeq: number;
+}
+
+/** A fenced purge found a later owner's term marker: this owner is stale and purged nothing. */
+export class StaleTermError extends Error {}
+
 /** What a rebuild found. */
 export interface Rebuilt {
   readonly messages: MessageMeta[];
@@ -42,6 +54,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A read's consumer was placed on a replica that is not the stream leader. */
 class NotOnLeader extends Error {}
+
+// JetStream's "wrong last sequence" (10071): an expected-last-subject-sequence check failed.
+function isWrongLastSequence(err: unknown): boolean {
+  const e = err as { code?: unknown; api_error?: { err_code?: number }; message?: string };
+  return e?.api_error?.err_code === 10071 || /wrong last sequence/i.test(String(e?.message));
+}
 
 // JetStream's "no message found" (10037) and "stream msg not found" answers.
 function isNotFound(err: unknown): boolean {
@@ -129,11 +147,51 @@ export class QueueLog {
     }
   }
 
-  /** Removes every message and state record of the queue. */
+  /** Removes every message, state record and marker of the queue (DeleteQueue: its id is never used again). */
   async purge(): Promise<void> {
     this.cache?.deleteQueue(this.queueId);
     await this.jsm.streams.purge(SQS_STREAM, { filter: subjects.message(this.queueId) });
+    await this.jsm.streams.purge(SQS_STREAM, { filter: subjects.messageTerm(this.queueId) });
     await this.jsm.streams.purge(SQS_STATE_STREAM, { filter: subjects.states(this.queueId) });
+  }
+
+  /**
+   * Starts an owner's term, before its rebuild: a marker on each stream's term subject. Markers
+   * fence PurgeQueue, the one write of an owner that could destroy what a later owner stored: a
+   * purge removes everything below a marker, so an owner that lost the queue (paused past its lease)
+   * must not place one after the next owner's writes. `purgeFenced` therefore publishes its marker
+   * only if the term subject still ends with this owner's last marker (JetStream checks that, not
+   * we), and a later owner's marker always precedes that owner's first write.
+   */
+  async beginTerm(): Promise<Term> {
+    const messageSeq = (await this.js.publish(subjects.messageTerm(this.queueId), new Uint8Array(), { timeout: 10_000 })).seq;
+    const stateSeq = (await this.js.publish(subjects.stateTerm(this.queueId), new Uint8Array(), { timeout: 10_000 })).seq;
+    // Earlier owners' markers fence nothing any more (the state stream keeps one per subject anyway).
+    await this.jsm.streams.purge(SQS_STREAM, { filter: subjects.messageTerm(this.queueId), seq: messageSeq }).catch(() => undefined);
+    return { messageSeq, stateSeq };
+  }
+
+  /**
+   * PurgeQueue for the owner of `term`: every message and state record stored before this call,
+   * unless another owner began a term since (`StaleTermError`, nothing purged). Messages stored
+   * after the new markers, by whoever, stay. Answers the term to use from now on.
+   */
+  async purgeFenced(term: Term): Promise<Term> {
+    this.cache?.deleteQueue(this.queueId);
+    const marker = async (subject: string, last: number) => {
+      try {
+        return (await this.js.publish(subject, new Uint8Array(), { timeout: 10_000, expect: { lastSubjectSequence: last } })).seq;
+      } catch (err) {
+        if (isWrongLastSequence(err)) throw new StaleTermError(`${subject}: a later owner began a term`);
+        throw err;
+      }
+    };
+    const messageSeq = await marker(subjects.messageTerm(this.queueId), term.messageSeq);
+    await this.jsm.streams.purge(SQS_STREAM, { filter: subjects.message(this.queueId), seq: messageSeq });
+    await this.jsm.streams.purge(SQS_STREAM, { filter: subjects.messageTerm(this.queueId), seq: messageSeq }).catch(() => undefined);
+    const stateSeq = await marker(subjects.stateTerm(this.queueId), term.stateSeq);
+    await this.jsm.streams.purge(SQS_STATE_STREAM, { filter: subjects.states(this.queueId), seq: stateSeq });
+    return { messageSeq, stateSeq };
   }
 
   /**
@@ -153,10 +211,14 @@ export class QueueLog {
     const prefix = subjects.states(this.queueId).slice(0, -1);
     const stored = await this.readAll(SQS_STATE_STREAM, subjects.states(this.queueId), false, (m) => {
       const rest = m.subject.slice(prefix.length);
-      // `b.<writer>.<n>`: a batch record; a bare number: one message's record (older versions).
+      // `b.<writer>.<n>`: a batch record; a bare number: one message's record (older versions);
+      // `term`: the current owner's marker, no states.
+      if (rest === 'term') return undefined;
       return { record: m.seq, states: rest.startsWith('b.') ? decodeStates(m.data) : [{ ...decodeState(m.data), seq: Number(rest) }] };
     });
-    for (const { record, states } of stored) {
+    for (const entry of stored) {
+      if (!entry) continue;
+      const { record, states } = entry;
       seen.push(record);
       for (const s of states) {
         const meta = metas.get(s.seq);

@@ -12,7 +12,7 @@ import type { ReceivedMessage, ReceiveMessageRequest, RequestContext } from '../
 import type { QueueRecord } from './catalog.js';
 import { messageIdFor, sequenceNumber, type StoredFields, type StoredPayload } from './codec.js';
 import { parseRedrivePolicy } from './queue-attributes.js';
-import type { QueueLog } from './queue-log.js';
+import type { QueueLog, Term } from './queue-log.js';
 import { receivedMessage } from './received.js';
 import { QueueState, type MessageMeta, type QueueCounts } from './queue-state.js';
 import { StateRecords } from './state-records.js';
@@ -39,6 +39,8 @@ export interface OwnerDeps {
   readonly appendTo: (queueName: string, entries: AppendRequest[], ctx: RequestContext) => Promise<Outcome<{ MessageId: string }>[]>;
   readonly logger: Logger;
   readonly now?: () => number;
+  /** In-flight quota (AWS: 120,000 for both queue types); lower in tests. */
+  readonly maxInFlight?: number;
 }
 
 const MAX_VISIBILITY_MS = 43_200_000;
@@ -46,6 +48,7 @@ const ATTEMPT_ID_MS = 5 * 60_000;
 const PURGE_BLOCK_MS = 60_000;
 // Dead state records are deleted this long after they die, many per request burst.
 const STATE_GC_DELAY_MS = 100;
+const MAX_IN_FLIGHT = 120_000;
 
 /** The owner of one queue (see the module comment). */
 export class QueueOwner {
@@ -56,8 +59,15 @@ export class QueueOwner {
   private sendChain: Promise<unknown> = Promise.resolve();
   private readonly attempts = new Map<string, { at: number; messages: readonly ReceivedMessage[] }>();
   private lastPurge = 0;
+  /** This owner's term markers (set by `start`, renewed by each purge). */
+  private term: Term = { messageSeq: 0, stateSeq: 0 };
   private active = true;
   private sweeper?: NodeJS.Timeout;
+  /**
+   * In-flight count of the last quota check. Counting is a scan, so it is reused for up to 1 s
+   * (visibility timeouts running out meanwhile are seen late) and dropped by receives and deletes.
+   */
+  private inFlight?: { at: number; count: number };
   /** Operations under way (their JetStream writes included), so a handover can wait for them. */
   private readonly running = new Set<Promise<unknown>>();
 
@@ -77,6 +87,8 @@ export class QueueOwner {
   /** Rebuilds the queue from JetStream and starts the retention sweep. */
   static async start(queue: QueueRecord, deps: OwnerDeps): Promise<QueueOwner> {
     const owner = new QueueOwner(queue, deps);
+    // Before the rebuild: a stale owner's PurgeQueue must not reach what is read or written from now on.
+    owner.term = await deps.log.beginTerm();
     const rebuilt = await deps.log.rebuild(owner.state.fifo);
     for (const meta of rebuilt.messages) owner.state.add(meta);
     owner.records.load(rebuilt.records);
@@ -171,7 +183,11 @@ export class QueueOwner {
     const deadline = this.now() + (req.WaitTimeSeconds ?? Number(attrs.ReceiveMessageWaitTimeSeconds)) * 1000;
     for (let round = 0; ; round += 1) {
       if (!this.active) return [];
-      const picked = this.state.candidates(this.now(), max);
+      // At the in-flight quota a standard queue answers OverLimit; a FIFO queue delivers nothing
+      // more and gives no error (both as AWS does).
+      const full = this.atInFlightQuota();
+      if (full && !this.state.fifo) throw sqsError('OverLimit');
+      const picked = full ? [] : this.state.candidates(this.now(), max);
       if (picked.length > 0) {
         const out = await this.deliver(picked, visibilityMs, attrs, ctx);
         if (out.length > 0) {
@@ -183,6 +199,14 @@ export class QueueOwner {
       if (this.now() >= deadline || signal.aborted) return [];
       await this.waitForChange(Math.min(deadline, this.state.nextChangeAt(this.now()) ?? deadline), signal);
     }
+  }
+
+  private atInFlightQuota(): boolean {
+    const quota = this.deps.maxInFlight ?? MAX_IN_FLIGHT;
+    if (this.state.messages.size < quota) return false;
+    const now = this.now();
+    if (!this.inFlight || now - this.inFlight.at > 1000) this.inFlight = { at: now, count: this.state.counts(now).notVisible };
+    return this.inFlight.count >= quota;
   }
 
   private replayAttempt(id: string): readonly ReceivedMessage[] | undefined {
@@ -223,6 +247,7 @@ export class QueueOwner {
     for (const m of moving) this.state.remove(m.seq);
     const taking = picked.filter((m) => !moving.includes(m));
     for (const m of taking) this.state.markReceived(m, now, now + visibilityMs);
+    if (taking.length > 0) this.inFlight = undefined;
     const moves = redrive ? moving.map((m) => this.moveToDeadLetter(m, redrive.deadLetterTargetArn, ctx)) : [];
     const reading = Promise.all(taking.map((m) => this.deps.log.read(m.seq)));
     // Awaited below; without this a failed save would leave a failed read unhandled.
@@ -298,6 +323,7 @@ export class QueueOwner {
           throw err;
         }
         this.records.removed(meta.seq);
+        this.inFlight = undefined;
         if (this.state.fifo) this.wake();
         return { ok: true };
       } catch (error) {
@@ -355,7 +381,7 @@ export class QueueOwner {
     this.lastPurge = this.now();
     this.state.clear();
     this.records.clear();
-    await this.deps.log.purge();
+    this.term = await this.deps.log.purgeFenced(this.term);
     this.wake();
   }
 

@@ -11,6 +11,7 @@ import { addPermissionToPolicy, removePermissionFromPolicy } from '../queue-poli
 import type { QueueCatalog, QueueRecord } from './catalog.js';
 import { applyAttributes, differingAttribute, isKnownAttribute, isValidQueueName, parseRedrivePolicy } from './queue-attributes.js';
 import type { QueueLog } from './queue-log.js';
+import { MoveTasks, type MoveTasksDeps } from './move-tasks.js';
 import type { AppendRequest, Outcome } from './queue-owner.js';
 import type { QueueRouter } from './queue-router.js';
 
@@ -20,12 +21,16 @@ export interface JetStreamSqsDeps {
   readonly router: QueueRouter;
   readonly logFor: (queueId: string) => QueueLog;
   readonly now?: () => number;
+  /** Where message move tasks keep their records (the queues bucket) and log. */
+  readonly moveTasks: Pick<MoveTasksDeps, 'kv' | 'logger' | 'instance'>;
 }
 
 /** The SQS engine, plus the entry SNS uses to deliver into a queue. */
 export interface JetStreamSqs extends Sqs.SqsEngine {
   /** Sends `message` with an idempotency key (retried deliveries are stored once within 5 minutes). */
   deliver(queueName: string, message: Sqs.MessageToSend, idempotencyKey: string, ctx: Sqs.RequestContext): Promise<void>;
+  /** Stops this controller's message move workers (their tasks are resumed by another controller). */
+  stopMoveTasks(): Promise<void>;
 }
 
 const MAX_TAGS = 50;
@@ -259,6 +264,13 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
       const record = await catalog.require(queueName);
       unwrap((await router.run(record.name, { op: 'append', entries: [toAppend(record, message, ctx, key)] }, ctx))[0]);
     },
+    startMessageMoveTask: (req, ctx) => moves.start(req, ctx),
+    listMessageMoveTasks: (req, ctx) => moves.list(req, ctx),
+    cancelMessageMoveTask: (req, ctx) => moves.cancel(req, ctx),
+    stopMoveTasks: () => moves.stop(),
   };
+  // The move tasks' worker drives this engine itself (receive, deliver, delete), as a client would.
+  const moves = new MoveTasks({ ...deps.moveTasks, catalog, engine, now });
+  moves.startSweeper();
   return engine;
 }

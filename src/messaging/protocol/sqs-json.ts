@@ -95,6 +95,9 @@ export const sqsJsonParsers: { readonly [A in SqsAction]: SqsJsonParser<A> } = {
   ListQueueTags: (f) => ({ QueueName: queueName(f) }),
   AddPermission: (f) => ({ QueueName: queueName(f), Label: f.req('Label'), AWSAccountIds: f.strings('AWSAccountIds'), Actions: f.strings('Actions') }),
   RemovePermission: (f) => ({ QueueName: queueName(f), Label: f.req('Label') }),
+  StartMessageMoveTask: (f) => ({ SourceArn: f.req('SourceArn'), DestinationArn: f.str('DestinationArn'), MaxNumberOfMessagesPerSecond: f.int('MaxNumberOfMessagesPerSecond') }),
+  ListMessageMoveTasks: (f) => ({ SourceArn: f.req('SourceArn'), MaxResults: f.int('MaxResults') }),
+  CancelMessageMoveTask: (f) => ({ TaskHandle: f.req('TaskHandle') }),
 };
 
 function missing(f: JsonFields, name: string): never {

@@ -126,6 +126,9 @@ export const sqsQueryParsers: { readonly [A in SqsAction]: SqsQueryParser<A> } =
     Actions: indexedValues(f.params, 'ActionName'),
   }),
   RemovePermission: (f, q) => ({ QueueName: queueName(f, q), Label: f.req('Label') }),
+  StartMessageMoveTask: (f) => ({ SourceArn: f.req('SourceArn'), DestinationArn: f.str('DestinationArn'), MaxNumberOfMessagesPerSecond: f.int('MaxNumberOfMessagesPerSecond') }),
+  ListMessageMoveTasks: (f) => ({ SourceArn: f.req('SourceArn'), MaxResults: f.int('MaxResults') }),
+  CancelMessageMoveTask: (f) => ({ TaskHandle: f.req('TaskHandle') }),
 };
 
 function missing(f: QueryFields, name: string): never {

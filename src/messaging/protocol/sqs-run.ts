@@ -174,4 +174,13 @@ export const sqsRunners: { readonly [A in SqsAction]: Runner<A> } = {
     return EMPTY;
   },
   RemovePermission: async (engine, req, ctx) => (await engine.removePermission(req, ctx.request), EMPTY),
+  async StartMessageMoveTask(engine, req, ctx) {
+    checkRange('MaxNumberOfMessagesPerSecond', req.MaxNumberOfMessagesPerSecond, 1, 500, 'Must be between 1 and 500, if provided.');
+    return engine.startMessageMoveTask(req, ctx.request);
+  },
+  async ListMessageMoveTasks(engine, req, ctx) {
+    checkRange('MaxResults', req.MaxResults, 1, 10, 'Must be between 1 and 10, if provided.');
+    return engine.listMessageMoveTasks(req, ctx.request);
+  },
+  CancelMessageMoveTask: async (engine, req, ctx) => engine.cancelMessageMoveTask(req, ctx.request),
 };

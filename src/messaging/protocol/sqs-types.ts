@@ -6,6 +6,7 @@ import type {
   AddPermissionRequest,
   BatchIdsResult,
   BatchResultErrorEntry,
+  CancelMessageMoveTaskRequest,
   ChangeMessageVisibilityBatchRequest,
   ChangeMessageVisibilityRequest,
   CreateQueueRequest,
@@ -14,14 +15,17 @@ import type {
   GetQueueAttributesRequest,
   GetQueueUrlRequest,
   ListDeadLetterSourceQueuesRequest,
+  ListMessageMoveTasksRequest,
   ListQueuesRequest,
   MessageAttributes,
+  MessageMoveTaskEntry,
   QueueRequest,
   ReceiveMessageRequest,
   RemovePermissionRequest,
   SendMessageBatchRequest,
   SendMessageRequest,
   SetQueueAttributesRequest,
+  StartMessageMoveTaskRequest,
   StringMap,
   TagQueueRequest,
   UntagQueueRequest,
@@ -49,6 +53,9 @@ export const SqsAction = {
   ListQueueTags: 'ListQueueTags',
   AddPermission: 'AddPermission',
   RemovePermission: 'RemovePermission',
+  StartMessageMoveTask: 'StartMessageMoveTask',
+  ListMessageMoveTasks: 'ListMessageMoveTasks',
+  CancelMessageMoveTask: 'CancelMessageMoveTask',
 } as const;
 /** One of the SQS action names above. */
 export type SqsAction = (typeof SqsAction)[keyof typeof SqsAction];
@@ -80,6 +87,9 @@ export interface SqsRequests {
   ListQueueTags: QueueRequest;
   AddPermission: AddPermissionRequest;
   RemovePermission: RemovePermissionRequest;
+  StartMessageMoveTask: StartMessageMoveTaskRequest;
+  ListMessageMoveTasks: ListMessageMoveTasksRequest;
+  CancelMessageMoveTask: CancelMessageMoveTaskRequest;
 }
 
 /** An action without output members. */
@@ -130,4 +140,7 @@ export interface SqsOutputs {
   ListQueueTags: { readonly Tags: StringMap };
   AddPermission: Empty;
   RemovePermission: Empty;
+  StartMessageMoveTask: { readonly TaskHandle: string };
+  ListMessageMoveTasks: { readonly Results: readonly MessageMoveTaskEntry[] };
+  CancelMessageMoveTask: { readonly ApproximateNumberOfMessagesMoved: number };
 }

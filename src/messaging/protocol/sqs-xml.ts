@@ -95,6 +95,23 @@ export const sqsXmlResults: { readonly [A in SqsAction]: ResultRenderer<A> } = {
   ListQueueTags: (o) => nameValues('Tag', o.Tags, 'Key', 'Value'),
   AddPermission: none,
   RemovePermission: none,
+  StartMessageMoveTask: (o) => [el('TaskHandle', o.TaskHandle)],
+  // The list is flattened: one <ListMessageMoveTasksResultEntry> per task.
+  ListMessageMoveTasks: (o) =>
+    o.Results.map((r) =>
+      el('ListMessageMoveTasksResultEntry', [
+        ...opt('TaskHandle', r.TaskHandle),
+        el('Status', r.Status),
+        el('SourceArn', r.SourceArn),
+        ...opt('DestinationArn', r.DestinationArn),
+        ...opt('MaxNumberOfMessagesPerSecond', r.MaxNumberOfMessagesPerSecond),
+        el('ApproximateNumberOfMessagesMoved', String(r.ApproximateNumberOfMessagesMoved)),
+        el('ApproximateNumberOfMessagesToMove', String(r.ApproximateNumberOfMessagesToMove)),
+        ...opt('FailureReason', r.FailureReason),
+        el('StartedTimestamp', String(r.StartedTimestamp)),
+      ]),
+    ),
+  CancelMessageMoveTask: (o) => [el('ApproximateNumberOfMessagesMoved', String(o.ApproximateNumberOfMessagesMoved))],
 };
 
 /** The whole success document of `action`. */

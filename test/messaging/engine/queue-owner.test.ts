@@ -39,8 +39,12 @@ class FakeLog {
     if (this.fail.remove) throw new Error('injected: remove');
     this.messages.delete(seq);
   }
-  async purge() {
+  async purgeFenced(term: { messageSeq: number; stateSeq: number }) {
     this.messages.clear();
+    return term;
+  }
+  async beginTerm() {
+    return { messageSeq: 1, stateSeq: 1 };
   }
   async rebuild() {
     return { messages: [], records: new Map<number, number[]>() };
@@ -171,4 +175,29 @@ test('a failed visibility batch changes nothing and reports every entry', async 
   expect(out.every((r) => 'error' in r)).toBe(true);
   expect(o.counts()).toEqual({ visible: 0, notVisible: 1, delayed: 0 });
   o.stop();
+});
+
+test('at the in-flight quota a standard queue answers OverLimit, a FIFO queue delivers nothing more; a delete frees a place', async () => {
+  const start = async (over: Record<string, string>) => {
+    const log = new FakeLog();
+    const record: QueueRecord = { id: 'q1', name: 'q', attributes: { ...attributes, ...over }, tags: {}, createdAt: 0, modifiedAt: 0 };
+    return QueueOwner.start(record, { log: log as unknown as QueueLog, record: async () => record, keys: [Buffer.alloc(32, 1)], appendTo: async () => [], logger: pino({ level: 'silent' }), maxInFlight: 2 });
+  };
+  const req = (max: number) => ({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [], MaxNumberOfMessages: max });
+  const standard = await start({});
+  await standard.append([append('a'), append('b'), append('c')]);
+  const taken = await standard.receive(req(2), ctx, ctx.signal);
+  expect(taken).toHaveLength(2);
+  await expect(standard.receive(req(1), ctx, ctx.signal)).rejects.toMatchObject({ code: 'OverLimit' });
+  await standard.delete([taken[0]?.ReceiptHandle ?? '']);
+  expect((await standard.receive(req(1), ctx, ctx.signal)).map((m) => m.Body)).toEqual(['c']);
+  standard.stop();
+
+  const fifo = await start({ FifoQueue: 'true' });
+  const grouped = (body: string, group: string): AppendRequest => ({ ...append(body), fields: { ...append(body).fields, group, dedupId: body }, msgId: body });
+  await fifo.append([grouped('x1', 'x'), grouped('y1', 'y'), grouped('z1', 'z')]);
+  expect(await fifo.receive(req(1), ctx, ctx.signal)).toHaveLength(1);
+  expect(await fifo.receive(req(1), ctx, ctx.signal)).toHaveLength(1);
+  expect(await fifo.receive(req(1), ctx, ctx.signal)).toEqual([]);
+  fifo.stop();
 });

@@ -53,8 +53,12 @@ class FakeLog {
     this.messages.delete(seq);
     this.events.push('message deleted');
   }
-  async purge() {
+  async purgeFenced(term: { messageSeq: number; stateSeq: number }) {
     this.messages.clear();
+    return term;
+  }
+  async beginTerm() {
+    return { messageSeq: 1, stateSeq: 1 };
   }
   async rebuild() {
     return { messages: [], records: new Map<number, number[]>() };
