@@ -263,6 +263,38 @@ describe.skipIf(!natsServerAvailable())('SNS', () => {
     for (let i = 1; i < at.length; i++) expect((at[i] ?? 0) - (at[i - 1] ?? 0)).toBeGreaterThanOrEqual(450);
   });
 
+  test('FIFO topic: every subscribed FIFO queue gets the messages in publish order, also with two controllers', { timeout: 60_000 }, async () => {
+    const nats = await startNats(cleanup, tempDir(cleanup));
+    const first = await startService(cleanup, nats.url);
+    await startService(cleanup, nats.url);
+    const sns = new Sns.SNSClient(sdkConfig(first.url));
+    const sqs = new Sqs.SQSClient(sdkConfig(first.url));
+    const { TopicArn } = await sns.send(new Sns.CreateTopicCommand({ Name: 'ordered.fifo', Attributes: { FifoTopic: 'true', ContentBasedDeduplication: 'true' } }));
+    const urls: string[] = [];
+    for (const name of ['ordered-a.fifo', 'ordered-b.fifo']) {
+      urls.push((await sqs.send(new Sqs.CreateQueueCommand({ QueueName: name, Attributes: { FifoQueue: 'true' } }))).QueueUrl ?? '');
+      await sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'sqs', Endpoint: `arn:aws:sqs:us-east-1:000000000000:${name}`, Attributes: { RawMessageDelivery: 'true' } }));
+    }
+    const sent: string[] = [];
+    for (let batch = 0; batch < 4; batch++) {
+      const entries = Array.from({ length: 10 }, (_, i) => ({ Id: `e${i}`, Message: `m${String(batch * 10 + i).padStart(2, '0')}`, MessageGroupId: 'g' }));
+      await sns.send(new Sns.PublishBatchCommand({ TopicArn, PublishBatchRequestEntries: entries }));
+      sent.push(...entries.map((e) => e.Message));
+    }
+    for (const QueueUrl of urls) {
+      const got: string[] = [];
+      await eventually(async () => {
+        const r = await sqs.send(new Sqs.ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
+        for (const m of r.Messages ?? []) {
+          got.push(m.Body ?? '');
+          await sqs.send(new Sqs.DeleteMessageCommand({ QueueUrl, ReceiptHandle: m.ReceiptHandle }));
+        }
+        return got.length >= sent.length ? true : undefined;
+      }, 30_000, 0);
+      expect(got).toEqual(sent);
+    }
+  });
+
   test('a publish acknowledged before a restart is delivered after it', { timeout: 60_000 }, async () => {
     const nats = await startNats(cleanup, tempDir(cleanup));
     let up = false;

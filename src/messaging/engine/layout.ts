@@ -11,7 +11,7 @@
  * | queue ownership leases | KV `mammatus_sqs_owners`, TTL = lease | `<queue id>` |
  * | forwarded queue operations | core request/reply | `mammatus.sqs.rpc.<queue id>` |
  * | SNS topics and subscriptions | KV `mammatus_sns` | `t.<name>`, `s.<uuid>` |
- * | SNS publishes / http deliveries | stream `MESSAGING_SNS`, work queue | `mammatus.sns.pub`, `mammatus.sns.http` |
+ * | SNS publishes (FIFO topics apart) / http deliveries | stream `MESSAGING_SNS`, work queue | `mammatus.sns.pub`, `mammatus.sns.fifo`, `mammatus.sns.http` |
  * | failed attempts of http deliveries being retried | KV `mammatus_sns_attempts`, TTL 6 h | `<stream sequence of the task>` |
  * | shared keys (receipt MAC, SNS signing) | KV `mammatus_messaging` | `receipt-key`, `sns-signing` |
  *
@@ -36,6 +36,8 @@ export const SNS_ATTEMPTS_BUCKET = 'mammatus_sns_attempts';
 const SNS_ATTEMPTS_TTL_MS = 6 * 3600 * 1000;
 export const KEYS_BUCKET = 'mammatus_messaging';
 export const SNS_FANOUT_CONSUMER = 'fanout';
+/** Fan-out of FIFO topics: one message at a time across all controllers, so order is kept. */
+export const SNS_FANOUT_FIFO_CONSUMER = 'fanout-fifo';
 export const SNS_HTTP_CONSUMER = 'http';
 
 /** Subjects. */
@@ -49,6 +51,7 @@ export const subjects = {
   states: (queueId: string) => `mammatus.sqs.s.${queueId}.>`,
   rpc: (queueId: string) => `mammatus.sqs.rpc.${queueId}`,
   snsPublish: 'mammatus.sns.pub',
+  snsPublishFifo: 'mammatus.sns.fifo',
   snsHttp: 'mammatus.sns.http',
 } as const;
 
@@ -69,13 +72,20 @@ export interface MessagingStore {
   readonly leaseMs: number;
 }
 
-/** Creates a stream, or leaves an existing one as it is (another controller may have made it). */
+/**
+ * Creates a stream, or leaves an existing one as it is (another controller may have made it),
+ * except for subjects a newer version added: those are added to it.
+ */
 async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+  let existing: StreamConfig;
   try {
-    await jsm.streams.info(cfg.name);
+    existing = (await jsm.streams.info(cfg.name)).config;
   } catch {
     await jsm.streams.add(cfg);
+    return;
   }
+  const missing = (cfg.subjects ?? []).filter((s) => !existing.subjects?.includes(s));
+  if (missing.length > 0) await jsm.streams.update(cfg.name, { ...existing, subjects: [...(existing.subjects ?? []), ...missing] });
 }
 
 async function ensureKv(kvm: Kvm, name: string, opts: Partial<KvOptions>): Promise<KV> {
@@ -107,15 +117,23 @@ export async function openMessagingStore(nc: NatsConnection, jsm: JetStreamManag
   await ensureStream(jsm, {
     ...common,
     name: SNS_STREAM,
-    subjects: [subjects.snsPublish, subjects.snsHttp],
+    subjects: [subjects.snsPublish, subjects.snsHttp, subjects.snsPublishFifo],
     retention: RetentionPolicy.Workqueue,
     duplicate_window: DEDUP_WINDOW_MS * 1e6,
   });
-  for (const [name, filter] of [[SNS_FANOUT_CONSUMER, subjects.snsPublish], [SNS_HTTP_CONSUMER, subjects.snsHttp]] as const) {
+  const consumers = [[SNS_FANOUT_CONSUMER, subjects.snsPublish, -1], [SNS_HTTP_CONSUMER, subjects.snsHttp, -1], [SNS_FANOUT_FIFO_CONSUMER, subjects.snsPublishFifo, 1]] as const;
+  for (const [name, filter, maxAckPending] of consumers) {
     try {
       await jsm.consumers.info(SNS_STREAM, name);
     } catch {
-      await jsm.consumers.add(SNS_STREAM, { durable_name: name, filter_subject: filter, ack_policy: AckPolicy.Explicit, ack_wait: opts.snsAckWaitMs * 1e6, max_deliver: -1 });
+      await jsm.consumers.add(SNS_STREAM, {
+        durable_name: name,
+        filter_subject: filter,
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: opts.snsAckWaitMs * 1e6,
+        max_deliver: -1,
+        ...(maxAckPending > 0 ? { max_ack_pending: maxAckPending } : {}),
+      });
     }
   }
   const kvm = new Kvm(nc);

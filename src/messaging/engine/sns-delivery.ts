@@ -1,8 +1,8 @@
 /**
- * SNS delivery workers, one pair per controller, sharing two durable pull consumers (JetStream
+ * SNS delivery workers on every controller, sharing three durable pull consumers (JetStream
  * spreads the work; a controller that dies leaves its unacknowledged messages to the others):
  *
- * - fan-out (`mammatus.sns.pub`): per confirmed subscription whose filter policy matches, an SQS
+ * - fan-out (`mammatus.sns.pub`; FIFO topics `mammatus.sns.fifo`, one message at a time): per confirmed subscription whose filter policy matches, an SQS
  *   subscriber gets the message through the SQS engine with the idempotency key
  *   `<message id>:<subscription id>` (a retried fan-out stores it once), an http(s) subscriber gets
  *   a delivery task. The publish is acknowledged only after all of that succeeded.
@@ -30,7 +30,7 @@ import { effectiveDeliveryPolicy, retryDelayMsFor } from './delivery-policy.js';
 import { DeliveryThrottle } from './delivery-throttle.js';
 import { matchesFilterPolicy, parseFilterPolicy } from './filter-policy.js';
 import type { KvCache } from './kv-cache.js';
-import { SNS_FANOUT_CONSUMER, SNS_HTTP_CONSUMER, SNS_STREAM, subjects } from './layout.js';
+import { SNS_FANOUT_CONSUMER, SNS_FANOUT_FIFO_CONSUMER, SNS_HTTP_CONSUMER, SNS_STREAM, subjects } from './layout.js';
 import { messageFor, redrivePolicyOf, type HttpTask, type PublishedRecord, type SubscriptionRecord, type TopicRecord } from './sns-records.js';
 import { signDocument, type SigningIdentity } from './sns-signing.js';
 import type { JetStreamSqs } from './sqs.js';
@@ -237,16 +237,21 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
   }
 
 
+  const fanOutLoop = async (m: JsMsg) => {
+    try {
+      await fanOut(m);
+      m.ack();
+    } catch (err) {
+      d.log.warn({ err: (err as Error).message }, 'sns fan-out failed; retrying');
+      m.nak(retryDelayMs(m.info.deliveryCount, 1000, 20_000));
+    }
+  };
   const loops = [
-    runLoop(d, SNS_FANOUT_CONSUMER, async (m) => {
-      try {
-        await fanOut(m);
-        m.ack();
-      } catch (err) {
-        d.log.warn({ err: (err as Error).message }, 'sns fan-out failed; retrying');
-        m.nak(retryDelayMs(m.info.deliveryCount, 1000, 20_000));
-      }
-    }),
+    runLoop(d, SNS_FANOUT_CONSUMER, fanOutLoop, CONCURRENCY),
+    // FIFO topics: the consumer hands out one message at a time (max_ack_pending 1) to all
+    // controllers together, and a message's fan-out ends before the next one starts, so every
+    // subscribed queue gets them in publish order (a retried one holds the others back).
+    runLoop(d, SNS_FANOUT_FIFO_CONSUMER, fanOutLoop, 1),
     runLoop(d, SNS_HTTP_CONSUMER, async (m) => {
       // NATS trouble (counting a failure, a DLQ write): the task comes back after a while.
       const outcome = await deliverHttp(m).catch((err: unknown): HttpOutcome => {
@@ -255,13 +260,13 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
       });
       if (outcome.kind === 'done') m.ack();
       else m.nak(outcome.delayMs);
-    }),
+    }, CONCURRENCY),
   ];
   return { stop: async () => void (await Promise.all(loops.map((l) => l.stop()))) };
 }
 
-// Consumes `consumer` with up to CONCURRENCY messages in progress; restarts after errors.
-function runLoop(d: DeliveryDeps, consumer: string, handle: (m: JsMsg) => Promise<void>): { stop(): Promise<void> } {
+// Consumes `consumer` with up to `concurrency` messages in progress; restarts after errors.
+function runLoop(d: DeliveryDeps, consumer: string, handle: (m: JsMsg) => Promise<void>, concurrency: number): { stop(): Promise<void> } {
   let stopped = false;
   let current: { stop(): void } | undefined;
   const inFlight = new Set<Promise<void>>();
@@ -269,13 +274,13 @@ function runLoop(d: DeliveryDeps, consumer: string, handle: (m: JsMsg) => Promis
     while (!stopped) {
       try {
         const c = await d.js.consumers.get(SNS_STREAM, consumer);
-        const iter = await c.consume({ max_messages: CONCURRENCY });
+        const iter = await c.consume({ max_messages: concurrency });
         current = iter;
         if (stopped) iter.stop();
         for await (const m of iter) {
           const p = handle(m).finally(() => inFlight.delete(p));
           inFlight.add(p);
-          if (inFlight.size >= CONCURRENCY) await Promise.race(inFlight);
+          if (inFlight.size >= concurrency) await Promise.race(inFlight);
         }
       } catch (err) {
         if (!stopped) d.log.warn({ err: (err as Error).message, consumer }, 'sns worker restarting');

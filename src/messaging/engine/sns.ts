@@ -167,7 +167,7 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       timestamp: new Date().toISOString(),
       ...(ctx.accessKeyId ? { senderId: ctx.accessKeyId } : {}),
     };
-    const ack = await js.publish(subjects.snsPublish, rpcPack(record), dedupId === undefined ? {} : { msgID: `${t.arn}:${dedupId}` });
+    const ack = await js.publish(fifo ? subjects.snsPublishFifo : subjects.snsPublish, rpcPack(record), dedupId === undefined ? {} : { msgID: `${t.arn}:${dedupId}` });
     return fifo ? { MessageId: messageId, SequenceNumber: sequenceNumber(ack.seq) } : { MessageId: messageId };
   };
 
