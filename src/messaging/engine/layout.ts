@@ -10,7 +10,7 @@
  * | message move tasks (records, the latest task per source queue) | KV `mammatus_sqs` | `mv.<queue id>.<task id>`, `mvlock.<queue id>` |
  * | queue ownership leases | KV `mammatus_sqs_owners`, TTL = lease | `<queue id>` |
  * | forwarded queue operations | core request/reply | `mammatus.sqs.rpc.<queue id>` |
- * | SNS topics and subscriptions | KV `mammatus_sns` | `t.<name>`, `s.<uuid>` |
+ * | SNS topics and subscriptions, the subscription of each endpoint | KV `mammatus_sns` | `t.<name>`, `s.<uuid>`, `e.<hash>` |
  * | SNS publishes (FIFO topics apart) / http deliveries | stream `MESSAGING_SNS`, work queue | `mammatus.sns.pub`, `mammatus.sns.fifo`, `mammatus.sns.http` |
  * | failed attempts of http deliveries being retried | KV `mammatus_sns_attempts`, TTL 6 h | `<stream sequence of the task>` |
  * | shared keys (receipt MAC, SNS signing) | KV `mammatus_messaging` | `receipt-key`, `sns-signing` |

@@ -127,7 +127,29 @@ export function differingAttribute(stored: Readonly<Record<string, string>>, sen
   const effective = applyAttributes(queueName, sent);
   for (const name of Object.keys(sent)) {
     if (name === 'FifoQueue' && !queueName.endsWith('.fifo')) continue;
-    if (effective[name] !== stored[name]) return name;
+    if (effective[name] !== stored[name] && !sameJsonDocument(effective[name], stored[name])) return name;
   }
   return undefined;
+}
+
+// JSON attributes (RedrivePolicy, Policy, …) are the same when they parse to the same document:
+// a client re-creating a queue need not format them as the first one did. maxReceiveCount may be
+// a string or a number (both are accepted when set).
+function sameJsonDocument(a: string | undefined, b: string | undefined): boolean {
+  const parse = (v: string | undefined) => {
+    if (v === undefined || !v.trimStart().startsWith('{')) return undefined;
+    try {
+      return JSON.parse(v, (k, x: unknown) => (k === 'maxReceiveCount' && typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : x)) as unknown;
+    } catch {
+      return undefined;
+    }
+  };
+  const [x, y] = [parse(a), parse(b)];
+  return x !== undefined && y !== undefined && canonical(x) === canonical(y);
+}
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object') return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  return JSON.stringify(v);
 }

@@ -92,8 +92,11 @@ export class QueueOwner {
     const rebuilt = await deps.log.rebuild(owner.state.fifo);
     for (const meta of rebuilt.messages) owner.state.add(meta);
     owner.records.load(rebuilt.records);
-    owner.sweeper = setInterval(() => void owner.sweep().catch((err: unknown) => deps.logger.warn({ err, queue: queue.name }, 'retention sweep failed')), 10_000);
+    const sweep = () => void owner.sweep().catch((err: unknown) => deps.logger.warn({ err, queue: queue.name }, 'retention sweep failed'));
+    owner.sweeper = setInterval(sweep, 10_000);
     owner.sweeper.unref();
+    // At once too: after a takeover, messages past their retention must not wait 10 s to go.
+    sweep();
     return owner;
   }
 
@@ -289,7 +292,9 @@ export class QueueOwner {
       if (stored) {
         const f = stored.fields;
         const [outcome] = await this.deps.appendTo(targetArn.slice(targetArn.lastIndexOf(':') + 1), [{
-          fields: { ...f, delaySeconds: 0, messageId: f.messageId ?? messageIdFor(this.queue.id, m.seq), sourceArn: `arn:aws:sqs:${ctx.region}:${ctx.accountId}:${this.queue.name}` },
+          // AWS: a standard queue's message keeps its enqueue time in the DLQ (retention counts from
+          // the original send), a FIFO queue's is reset by the move.
+          fields: { ...f, ...(this.state.fifo ? { sentAt: this.now() } : {}), delaySeconds: 0, messageId: f.messageId ?? messageIdFor(this.queue.id, m.seq), sourceArn: `arn:aws:sqs:${ctx.region}:${ctx.accountId}:${this.queue.name}` },
           payload: stored.payload,
           msgId: `dlq:${this.queue.id}:${m.seq}`,
         }], ctx);

@@ -31,7 +31,7 @@ import { DeliveryThrottle } from './delivery-throttle.js';
 import { matchesFilterPolicy, parseFilterPolicy } from './filter-policy.js';
 import type { KvCache } from './kv-cache.js';
 import { SNS_FANOUT_CONSUMER, SNS_FANOUT_FIFO_CONSUMER, SNS_HTTP_CONSUMER, SNS_STREAM, subjects } from './layout.js';
-import { messageFor, redrivePolicyOf, type HttpTask, type PublishedRecord, type SubscriptionRecord, type TopicRecord } from './sns-records.js';
+import { fifoMessageId, messageFor, redrivePolicyOf, type HttpTask, type PublishedRecord, type SubscriptionRecord, type TopicRecord } from './sns-records.js';
 import { signDocument, type SigningIdentity } from './sns-signing.js';
 import type { JetStreamSqs } from './sqs.js';
 
@@ -141,7 +141,8 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
 
   async function fanOut(m: JsMsg): Promise<void> {
     const r = rpcUnpack<PublishedRecord>(m.data);
-    const record = { ...r, sequence: r.group !== undefined ? String(m.seq).padStart(20, '0') : undefined };
+    const fifo = r.group !== undefined;
+    const record = { ...r, ...(fifo ? { messageId: fifoMessageId(r.topicArn, m.seq), sequence: String(m.seq).padStart(20, '0') } : {}) };
     const topic = await d.topics.get(r.topicArn.slice(r.topicArn.lastIndexOf(':') + 1));
     for (const { value: sub } of await d.subs.all()) {
       if (sub.topicArn !== r.topicArn || !sub.confirmed) continue;
@@ -159,9 +160,10 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
           MessageBody: body,
           MessageAttributes: attributes,
           MessageSystemAttributes: {},
-          ...(r.group !== undefined ? { MessageGroupId: r.group } : {}),
+          // AWS passes neither id to standard queues.
+          ...(r.group !== undefined && queue.endsWith('.fifo') ? { MessageGroupId: r.group } : {}),
           ...(r.dedupId !== undefined && queue.endsWith('.fifo') ? { MessageDeduplicationId: r.dedupId } : {}),
-        }, `${r.messageId}:${sub.id}`, { ...ctx(), ...(r.senderId ? { accessKeyId: r.senderId } : {}) });
+        }, `${record.messageId}:${sub.id}`, { ...ctx(), ...(r.senderId ? { accessKeyId: r.senderId } : {}) });
       } catch (err) {
         // A subscriber that cannot take the message (gone, wrong type, too big) is a client-side
         // error (AWS does not retry those): dead-letter queue or dropped, loudly; anything else

@@ -2,7 +2,7 @@
  * SNS topics and subscriptions as stored in the `mammatus_sns` bucket (`t.<name>`, `s.<uuid>`),
  * the attribute rules that need no I/O, and the published-message record of the SNS stream.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { snsError } from '../errors.js';
 import type { SnsMessageAttributes, Tag } from '../sns-engine.js';
 import { parseFilterPolicy } from './filter-policy.js';
@@ -52,7 +52,7 @@ export type HttpTask =
   | { readonly kind: 'notification'; readonly subId: string; readonly record: PublishedRecord }
   | { readonly kind: 'confirmation'; readonly subId: string; readonly messageId: string; readonly timestamp: string };
 
-const TOPIC_ATTRIBUTES = new Set(['DisplayName', 'Policy', 'DeliveryPolicy', 'KmsMasterKeyId', 'SignatureVersion', 'TracingConfig', 'FifoTopic', 'ContentBasedDeduplication', 'DataProtectionPolicy', 'ArchivePolicy']);
+const TOPIC_ATTRIBUTES = new Set(['DisplayName', 'Policy', 'DeliveryPolicy', 'KmsMasterKeyId', 'SignatureVersion', 'TracingConfig', 'FifoTopic', 'ContentBasedDeduplication', 'FifoThroughputScope', 'DataProtectionPolicy', 'ArchivePolicy']);
 const SUBSCRIPTION_ATTRIBUTES = new Set(['RawMessageDelivery', 'FilterPolicy', 'FilterPolicyScope', 'DeliveryPolicy', 'RedrivePolicy', 'SubscriptionRoleArn']);
 
 /** Supported subscription protocols. */
@@ -74,6 +74,34 @@ export function checkTopicAttribute(name: string, value: string): void {
   if (!TOPIC_ATTRIBUTES.has(name)) throw invalid(`AttributeName ${name}`);
   if (name === 'SignatureVersion' && value !== '1' && value !== '2') throw invalid('SignatureVersion must be 1 or 2');
   if ((name === 'FifoTopic' || name === 'ContentBasedDeduplication') && value !== 'true' && value !== 'false') throw invalid(`${name} must be true or false`);
+  if (name === 'FifoThroughputScope' && value !== 'Topic' && value !== 'MessageGroup') throw invalid('FifoThroughputScope must be Topic or MessageGroup');
+}
+
+/**
+ * The topic-type rules of Subscribe (AWS): a FIFO topic takes SQS subscriptions only, and a FIFO
+ * queue can subscribe to a FIFO topic only (a standard topic's messages have no group id).
+ */
+export function checkTopicSubscription(topic: TopicRecord, protocol: string, endpoint: string): void {
+  const fifoTopic = topic.attributes.FifoTopic === 'true';
+  if (fifoTopic && protocol !== 'sqs') throw invalid(`Invalid protocol type: ${protocol}`);
+  if (!fifoTopic && protocol === 'sqs' && endpoint.endsWith('.fifo')) throw invalid('Endpoint Reason: FIFO SQS Queues can not be subscribed to standard SNS topics');
+}
+
+/** Attribute values a subscription has when none was set. */
+const SUBSCRIPTION_DEFAULTS: Readonly<Record<string, string>> = { RawMessageDelivery: 'false', FilterPolicyScope: 'MessageAttributes' };
+
+/** Whether a Subscribe's attributes agree with an existing subscription's (absent in the request: any). */
+export function sameAttributes(existing: Readonly<Record<string, string>>, requested: Readonly<Record<string, string>>): boolean {
+  return Object.entries(requested).every(([k, v]) => (existing[k] ?? SUBSCRIPTION_DEFAULTS[k] ?? '') === v);
+}
+
+/**
+ * The MessageId of a FIFO topic's message: derived from its stream sequence, so a duplicate publish
+ * (JetStream answers the original's sequence) gets the original's id, and every stored message its own.
+ */
+export function fifoMessageId(topicArn: string, seq: number): string {
+  const h = createHash('sha256').update(`${topicArn}:${seq}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
 /** Checks one subscription attribute, with the others it depends on (FilterPolicyScope). */

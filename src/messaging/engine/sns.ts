@@ -20,8 +20,11 @@ import {
   checkSubscriptionAttribute,
   checkTopicAttribute,
   checkTopicName,
+  checkTopicSubscription,
+  fifoMessageId,
   newToken,
   parseRedrivePolicy,
+  sameAttributes,
   subscriptionIdOf,
   topicNameOf,
   type HttpTask,
@@ -124,6 +127,40 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       throw snsError('InvalidParameter', 'Invalid parameter: RedrivePolicy: must use a FIFO queue as DLQ for a FIFO Subscription to a FIFO Topic.');
     }
   };
+  // `e.<hash of topic, protocol, endpoint>` names the one subscription of that endpoint. A claim
+  // whose subscription is not there (yet) is waited for briefly: its Subscribe writes the record
+  // right after the claim; one left by a crash between the two is taken over.
+  const endpointKey = (topicArn: string, protocol: string, endpoint: string) => `e.${createHash('sha256').update(`${topicArn}\n${protocol}\n${endpoint}`).digest('hex').slice(0, 40)}`;
+  const claimEndpoint = async (topicArn: string, protocol: string, endpoint: string, id: string): Promise<SubscriptionRecord | undefined> => {
+    const key = endpointKey(topicArn, protocol, endpoint);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await kv.create(key, id);
+        return undefined;
+      } catch {
+        // Claimed: by whom, and is its subscription there?
+      }
+      const claim = await kv.get(key);
+      if (!claim || claim.operation !== 'PUT') continue;
+      for (let waited = 0; waited <= 2000; waited += 100) {
+        const other = await subs.fresh(claim.string());
+        if (other) return other.value;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      try {
+        await kv.update(key, id, claim.revision);
+        return undefined;
+      } catch {
+        // Someone else took it over meanwhile: look again.
+      }
+    }
+    throw snsError('InternalError', 'Subscribe: the endpoint is being subscribed concurrently; try again');
+  };
+  const releaseEndpoint = async (s: SubscriptionRecord) => {
+    const key = endpointKey(s.topicArn, s.protocol, s.endpoint);
+    const claim = await kv.get(key);
+    if (claim && claim.operation === 'PUT' && claim.string() === s.id) await kv.delete(key, { previousSeq: claim.revision }).catch(() => undefined);
+  };
   const enqueueHttp = (task: HttpTask, msgId: string) => js.publish(subjects.snsHttp, rpcPack(task), { msgID: msgId });
   const view = (s: SubscriptionRecord): Sns.Subscription => ({
     SubscriptionArn: s.confirmed ? s.arn : 'PendingConfirmation',
@@ -153,11 +190,11 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       if (t.attributes.ContentBasedDeduplication !== 'true') throw snsError('InvalidParameter', 'Invalid parameter: The topic should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly');
       dedupId = createHash('sha256').update(m.Message, 'utf8').digest('hex');
     }
-    // A FIFO duplicate must answer the original's id: derive it from the deduplication key.
-    const messageId = dedupId === undefined ? randomUUID() : uuidFrom(`${t.arn}:${dedupId}`);
+    // FIFO: the id derives from the stream sequence (`fifoMessageId`): a duplicate within the
+    // deduplication window answers the original's, a later publish of the same content gets its own.
     const record: PublishedRecord = {
       topicArn: t.arn,
-      messageId,
+      messageId: fifo ? '' : randomUUID(),
       message: m.Message,
       ...(m.Subject !== undefined ? { subject: m.Subject } : {}),
       ...(m.MessageStructure !== undefined ? { structure: m.MessageStructure } : {}),
@@ -167,8 +204,10 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       timestamp: new Date().toISOString(),
       ...(ctx.accessKeyId ? { senderId: ctx.accessKeyId } : {}),
     };
-    const ack = await js.publish(fifo ? subjects.snsPublishFifo : subjects.snsPublish, rpcPack(record), dedupId === undefined ? {} : { msgID: `${t.arn}:${dedupId}` });
-    return fifo ? { MessageId: messageId, SequenceNumber: sequenceNumber(ack.seq) } : { MessageId: messageId };
+    // FifoThroughputScope MessageGroup: deduplication per message group (AWS).
+    const dedupKey = t.attributes.FifoThroughputScope === 'MessageGroup' ? `${t.arn}:${m.MessageGroupId}:${dedupId}` : `${t.arn}:${dedupId}`;
+    const ack = await js.publish(fifo ? subjects.snsPublishFifo : subjects.snsPublish, rpcPack(record), dedupId === undefined ? {} : { msgID: dedupKey });
+    return fifo ? { MessageId: fifoMessageId(t.arn, ack.seq), SequenceNumber: sequenceNumber(ack.seq) } : { MessageId: record.messageId };
   };
 
   const engine: Sns.SnsEngine = {
@@ -185,7 +224,11 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       const t = name === undefined ? undefined : await topics.get(name);
       if (!t) return;
       await kv.delete(`t.${t.name}`);
-      for (const s of await subs.all()) if (s.value.topicArn === t.arn) await kv.delete(`s.${s.name}`);
+      for (const s of await subs.all()) {
+        if (s.value.topicArn !== t.arn) continue;
+        await kv.delete(`s.${s.name}`);
+        await releaseEndpoint(s.value);
+      }
       topics.forget(t.name);
     },
     async listTopics(req) {
@@ -220,12 +263,21 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
     async subscribe(req, ctx) {
       const t = await topicOf(req.TopicArn);
       const endpoint = checkEndpoint(req.Protocol, req.Endpoint);
+      checkTopicSubscription(t, req.Protocol, endpoint);
       for (const [k, v] of Object.entries(req.Attributes)) checkSubscriptionAttribute(k, v, req.Attributes);
       checkSubscriptionDeliveryPolicy(req.Attributes.DeliveryPolicy ?? '', req.Protocol, t.attributes.DeliveryPolicy, o.settings);
       await checkDeadLetterQueue(req.Attributes.RedrivePolicy, t.arn, req.Protocol, endpoint, ctx);
+      const answer = (s: SubscriptionRecord) => {
+        // AWS: the same subscription again answers its ARN; with other attributes it is refused.
+        if (!sameAttributes(s.attributes, req.Attributes)) throw snsError('InvalidParameter', 'Invalid parameter: Attributes Reason: Subscription already exists with different attributes');
+        return { SubscriptionArn: s.confirmed || req.ReturnSubscriptionArn ? s.arn : 'pending confirmation' };
+      };
       const existing = (await subs.all()).find((s) => s.value.topicArn === t.arn && s.value.protocol === req.Protocol && s.value.endpoint === endpoint);
-      if (existing) return { SubscriptionArn: existing.value.confirmed || req.ReturnSubscriptionArn ? existing.value.arn : 'pending confirmation' };
+      if (existing) return answer(existing.value);
       const id = randomUUID();
+      // Concurrent Subscribes of one endpoint (on any controllers): one claim wins, the others answer its subscription.
+      const winner = await claimEndpoint(t.arn, req.Protocol, endpoint, id);
+      if (winner) return answer(winner);
       const confirmed = req.Protocol === 'sqs';
       const s: SubscriptionRecord = {
         id,
@@ -265,6 +317,7 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       if (!ctx.authenticated && value.authenticateOnUnsubscribe) throw snsError('AuthorizationError', 'Unsubscribe requires authentication for this subscription');
       await kv.delete(`s.${value.id}`);
       subs.forget(value.id);
+      await releaseEndpoint(value);
     },
     async listSubscriptions(req) {
       const p = paged((await subs.all()).map((s) => view(s.value)), req.NextToken);
@@ -356,10 +409,4 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       subs.stop();
     },
   };
-}
-
-/** A UUID-shaped id derived from `key` (the same key always gives the same id). */
-export function uuidFrom(key: string): string {
-  const h = createHash('sha256').update(key).digest('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }

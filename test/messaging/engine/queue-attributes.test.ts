@@ -44,3 +44,11 @@ test('redrive policy and idempotent create', () => {
   expect(differingAttribute(stored, { VisibilityTimeout: '21' }, 'q')).toBe('VisibilityTimeout');
   expect(differingAttribute(stored, {}, 'q')).toBeUndefined();
 });
+
+test('idempotent create: JSON attributes compare as documents (key order, spacing, maxReceiveCount as string or number)', () => {
+  const redrive = '{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:d","maxReceiveCount":"5"}';
+  const stored = applyAttributes('q', { RedrivePolicy: redrive });
+  expect(differingAttribute(stored, { RedrivePolicy: '{ "maxReceiveCount": 5, "deadLetterTargetArn": "arn:aws:sqs:us-east-1:000000000000:d" }' }, 'q')).toBeUndefined();
+  expect(differingAttribute(stored, { RedrivePolicy: '{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:d","maxReceiveCount":6}' }, 'q')).toBe('RedrivePolicy');
+  expect(differingAttribute(stored, { RedrivePolicy: '' }, 'q')).toBe('RedrivePolicy');
+});

@@ -201,3 +201,24 @@ test('at the in-flight quota a standard queue answers OverLimit, a FIFO queue de
   expect(await fifo.receive(req(1), ctx, ctx.signal)).toEqual([]);
   fifo.stop();
 });
+
+test('a dead-letter move keeps the enqueue time of a standard queue message and resets a FIFO one (AWS retention rule)', async () => {
+  let clock = 1_000_000;
+  const policy = JSON.stringify({ deadLetterTargetArn: 'arn:aws:sqs:us-east-1:000000000000:dlq', maxReceiveCount: 1 });
+  const moved: AppendRequest[] = [];
+  const appendTo: OwnerDeps['appendTo'] = async (_name, entries) => {
+    moved.push(...entries);
+    return entries.map(() => ({ ok: { MessageId: 'x' } }));
+  };
+  const req = { QueueName: 'q', AttributeNames: [], MessageAttributeNames: [], VisibilityTimeout: 0 };
+  for (const fifo of [false, true]) {
+    const { o } = await owner(fifo ? { RedrivePolicy: policy, FifoQueue: 'true' } : { RedrivePolicy: policy }, appendTo, () => clock);
+    const sentAt = clock;
+    await o.append([{ ...append('poison'), fields: { sentAt, delaySeconds: 0, senderId: 'me', ...(fifo ? { group: 'g', dedupId: 'd' } : {}) } }]);
+    expect(await o.receive(req, ctx, ctx.signal)).toHaveLength(1);
+    clock += 60_000;
+    expect(await o.receive(req, ctx, ctx.signal)).toEqual([]);
+    expect(moved.at(-1)?.fields.sentAt).toBe(fifo ? clock : sentAt);
+    o.stop();
+  }
+});

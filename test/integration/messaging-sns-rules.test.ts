@@ -1,0 +1,99 @@
+/**
+ * SNS rules a real application runs into, on the JetStream engine with `@aws-sdk/client-sns`:
+ * Subscribe is idempotent also when several instances subscribe at once through two controllers,
+ * and refused with other attributes; topic and queue types must fit; FIFO topics pass no group id to
+ * standard queues, deduplicate per group with `FifoThroughputScope` `MessageGroup`, and give the
+ * subscriber the MessageId the publisher was answered (one per stored message, the original's for a
+ * duplicate).
+ */
+import * as Sns from '@aws-sdk/client-sns';
+import * as Sqs from '@aws-sdk/client-sqs';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
+import { fifoMessageId } from '../../src/messaging/engine/sns-records.js';
+import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../messaging/js-harness.js';
+
+const cleanup = new Cleanup();
+afterAll(() => cleanup.run());
+const arn = (queue: string) => `arn:aws:sqs:us-east-1:000000000000:${queue}`;
+
+describe.skipIf(!natsServerAvailable())('SNS rules', () => {
+  let sns: Sns.SNSClient;
+  let other: Sns.SNSClient;
+  let sqs: Sqs.SQSClient;
+  const refused = async (p: Promise<unknown>) => {
+    const e = await p.catch((err: unknown) => err);
+    expect(e).toMatchObject({ name: 'InvalidParameterException' });
+    return (e as Error).message;
+  };
+  const receiveOne = (QueueUrl: string) =>
+    eventually(async () => (await sqs.send(new Sqs.ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 1, MessageSystemAttributeNames: ['All'] }))).Messages?.[0], 15_000, 0);
+
+  beforeAll(async () => {
+    const nats = await startNats(cleanup, tempDir(cleanup));
+    const a = await startService(cleanup, nats.url);
+    const b = await startService(cleanup, nats.url);
+    sns = new Sns.SNSClient(sdkConfig(a.url));
+    other = new Sns.SNSClient(sdkConfig(b.url));
+    sqs = new Sqs.SQSClient(sdkConfig(a.url));
+  });
+
+  test('six Subscribes of one queue at once, through two controllers: one subscription, one copy per publish', { timeout: 30_000 }, async () => {
+    const { TopicArn } = await sns.send(new Sns.CreateTopicCommand({ Name: 'boot' }));
+    const QueueUrl = (await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'boot-worker' }))).QueueUrl ?? '';
+    const arns = await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? other : sns).send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'sqs', Endpoint: arn('boot-worker') }))));
+    expect(new Set(arns.map((r) => r.SubscriptionArn)).size).toBe(1);
+    expect((await sns.send(new Sns.ListSubscriptionsByTopicCommand({ TopicArn }))).Subscriptions).toHaveLength(1);
+    await sns.send(new Sns.PublishCommand({ TopicArn, Message: 'once' }));
+    const first = await receiveOne(QueueUrl);
+    await sqs.send(new Sqs.DeleteMessageCommand({ QueueUrl, ReceiptHandle: first.ReceiptHandle }));
+    expect((await sqs.send(new Sqs.ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 1 }))).Messages).toBeUndefined();
+
+    // The same again answers the same ARN; other attributes are refused; after Unsubscribe a new one.
+    const again = await sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'sqs', Endpoint: arn('boot-worker'), Attributes: { RawMessageDelivery: 'false' } }));
+    expect(again.SubscriptionArn).toBe(arns[0]?.SubscriptionArn);
+    expect(await refused(sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'sqs', Endpoint: arn('boot-worker'), Attributes: { FilterPolicy: '{"a":["y"]}' } }))))
+      .toBe('Invalid parameter: Attributes Reason: Subscription already exists with different attributes');
+    await sns.send(new Sns.UnsubscribeCommand({ SubscriptionArn: again.SubscriptionArn }));
+    const fresh = await other.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'sqs', Endpoint: arn('boot-worker'), Attributes: { FilterPolicy: '{"a":["y"]}' } }));
+    expect(fresh.SubscriptionArn).not.toBe(again.SubscriptionArn);
+  });
+
+  test('topic and endpoint types: FIFO queues only on FIFO topics, FIFO topics take SQS only', async () => {
+    const { TopicArn: standard } = await sns.send(new Sns.CreateTopicCommand({ Name: 'plain' }));
+    const { TopicArn: fifo } = await sns.send(new Sns.CreateTopicCommand({ Name: 'ordered.fifo', Attributes: { FifoTopic: 'true' } }));
+    await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'ordered-q.fifo', Attributes: { FifoQueue: 'true' } }));
+    expect(await refused(sns.send(new Sns.SubscribeCommand({ TopicArn: standard, Protocol: 'sqs', Endpoint: arn('ordered-q.fifo') }))))
+      .toBe('Invalid parameter: Endpoint Reason: FIFO SQS Queues can not be subscribed to standard SNS topics');
+    expect(await refused(sns.send(new Sns.SubscribeCommand({ TopicArn: fifo, Protocol: 'http', Endpoint: 'http://127.0.0.1:9/hook' })))).toBe('Invalid parameter: Invalid protocol type: http');
+    expect(await refused(sns.send(new Sns.CreateTopicCommand({ Name: 'scoped.fifo', Attributes: { FifoTopic: 'true', FifoThroughputScope: 'Queue' } })))).toBe('Invalid parameter: FifoThroughputScope must be Topic or MessageGroup');
+  });
+
+  test('FIFO topic: no group id to a standard queue; MessageIds as answered, the original for a duplicate; per-group deduplication', { timeout: 30_000 }, async () => {
+    const { TopicArn } = await sns.send(new Sns.CreateTopicCommand({ Name: 'ids.fifo', Attributes: { FifoTopic: 'true', ContentBasedDeduplication: 'true' } }));
+    const standardUrl = (await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'ids-standard' }))).QueueUrl ?? '';
+    const fifoUrl = (await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'ids.fifo', Attributes: { FifoQueue: 'true' } }))).QueueUrl ?? '';
+    await sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'sqs', Endpoint: arn('ids-standard'), Attributes: { RawMessageDelivery: 'true' } }));
+    await sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'sqs', Endpoint: arn('ids.fifo') }));
+    const first = await sns.send(new Sns.PublishCommand({ TopicArn, Message: 'tick', MessageGroupId: 'g1' }));
+    const duplicate = await sns.send(new Sns.PublishCommand({ TopicArn, Message: 'tick', MessageGroupId: 'g1' }));
+    const next = await sns.send(new Sns.PublishCommand({ TopicArn, Message: 'tock', MessageGroupId: 'g1' }));
+    expect(duplicate).toMatchObject({ MessageId: first.MessageId, SequenceNumber: first.SequenceNumber });
+    expect(next.MessageId).not.toBe(first.MessageId);
+    expect(first.MessageId).toBe(fifoMessageId(TopicArn ?? '', Number(first.SequenceNumber)));
+
+    const plain = await receiveOne(standardUrl);
+    expect(plain.Body).toBe('tick');
+    expect(plain.Attributes?.MessageGroupId).toBeUndefined();
+    const envelope = await receiveOne(fifoUrl);
+    expect(JSON.parse(envelope.Body ?? '{}')).toMatchObject({ MessageId: first.MessageId, Message: 'tick', SequenceNumber: first.SequenceNumber });
+    expect(envelope.Attributes?.MessageGroupId).toBe('g1');
+
+    const { TopicArn: scoped } = await sns.send(new Sns.CreateTopicCommand({ Name: 'scoped.fifo', Attributes: { FifoTopic: 'true', FifoThroughputScope: 'MessageGroup' } }));
+    const p1 = await sns.send(new Sns.PublishCommand({ TopicArn: scoped, Message: 'a', MessageGroupId: 'g1', MessageDeduplicationId: 'same' }));
+    const p2 = await sns.send(new Sns.PublishCommand({ TopicArn: scoped, Message: 'b', MessageGroupId: 'g2', MessageDeduplicationId: 'same' }));
+    const p3 = await sns.send(new Sns.PublishCommand({ TopicArn: scoped, Message: 'c', MessageGroupId: 'g1', MessageDeduplicationId: 'same' }));
+    expect(p2.SequenceNumber).not.toBe(p1.SequenceNumber);
+    expect(p3.SequenceNumber).toBe(p1.SequenceNumber);
+  });
+});
