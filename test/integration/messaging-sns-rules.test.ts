@@ -4,7 +4,8 @@
  * and refused with other attributes; topic and queue types must fit; FIFO topics pass no group id to
  * standard queues, deduplicate per group with `FifoThroughputScope` `MessageGroup`, and give the
  * subscriber the MessageId the publisher was answered (one per stored message, the original's for a
- * duplicate).
+ * duplicate); an http endpoint that is unsubscribed gets a signed UnsubscribeConfirmation whose
+ * SubscribeURL restores the subscription.
  */
 import * as Sns from '@aws-sdk/client-sns';
 import * as Sqs from '@aws-sdk/client-sqs';
@@ -12,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { fifoMessageId } from '../../src/messaging/engine/sns-records.js';
 import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../messaging/js-harness.js';
+import { endpoint, verifySnsSignature } from '../messaging/sns-endpoint.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());
@@ -95,5 +97,34 @@ describe.skipIf(!natsServerAvailable())('SNS rules', () => {
     const p3 = await sns.send(new Sns.PublishCommand({ TopicArn: scoped, Message: 'c', MessageGroupId: 'g1', MessageDeduplicationId: 'same' }));
     expect(p2.SequenceNumber).not.toBe(p1.SequenceNumber);
     expect(p3.SequenceNumber).toBe(p1.SequenceNumber);
+  });
+
+  test('Unsubscribe of an http endpoint: a signed UnsubscribeConfirmation; its SubscribeURL restores the subscription', { timeout: 30_000 }, async () => {
+    const hook = await endpoint(cleanup, () => 200);
+    const of = (type: string) => hook.hits.filter((h) => h.headers['x-amz-sns-message-type'] === type).map((h) => JSON.parse(h.body) as Record<string, string>);
+    const { TopicArn } = await sns.send(new Sns.CreateTopicCommand({ Name: 'leaving' }));
+    await sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'http', Endpoint: hook.url }));
+    const [confirmation] = await eventually(async () => (of('SubscriptionConfirmation').length > 0 ? of('SubscriptionConfirmation') : undefined));
+    await fetch(confirmation?.SubscribeURL ?? '');
+    const SubscriptionArn = (await sns.send(new Sns.ListSubscriptionsByTopicCommand({ TopicArn }))).Subscriptions?.[0]?.SubscriptionArn;
+
+    // The endpoint unsubscribes itself with the link every notification carries (no signature needed).
+    await sns.send(new Sns.PublishCommand({ TopicArn, Message: 'last one' }));
+    const [note] = await eventually(async () => (of('Notification').length > 0 ? of('Notification') : undefined));
+    expect((await fetch(note?.UnsubscribeURL ?? '')).status).toBe(200);
+    const [bye] = await eventually(async () => (of('UnsubscribeConfirmation').length > 0 ? of('UnsubscribeConfirmation') : undefined));
+    expect(bye).toMatchObject({ Type: 'UnsubscribeConfirmation', TopicArn, Message: expect.stringContaining(`deactivate subscription ${SubscriptionArn}`) });
+    expect(await verifySnsSignature(bye ?? {})).toBe(true);
+    expect((await sns.send(new Sns.ListSubscriptionsByTopicCommand({ TopicArn }))).Subscriptions).toEqual([]);
+
+    // Changed its mind: the SubscribeURL brings the same subscription back, confirmed.
+    expect((await fetch(bye?.SubscribeURL ?? '')).status).toBe(200);
+    expect((await sns.send(new Sns.ListSubscriptionsByTopicCommand({ TopicArn }))).Subscriptions?.map((x) => x.SubscriptionArn)).toEqual([SubscriptionArn]);
+    await sns.send(new Sns.PublishCommand({ TopicArn, Message: 'welcome back' }));
+    await eventually(async () => (of('Notification').some((n) => n.Message === 'welcome back') ? true : undefined));
+    // Visiting it again changes nothing (a confirmed subscription); a made-up token is refused.
+    expect((await fetch(bye?.SubscribeURL ?? '')).status).toBe(200);
+    expect((await sns.send(new Sns.ListSubscriptionsByTopicCommand({ TopicArn }))).Subscriptions).toHaveLength(1);
+    expect((await fetch((bye?.SubscribeURL ?? '').replace(/Token=[0-9a-f]+/, `Token=${'0'.repeat(64)}`))).status).toBe(400);
   });
 });

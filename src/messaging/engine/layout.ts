@@ -12,7 +12,7 @@
  * | forwarded queue operations | core request/reply | `mammatus.sqs.rpc.<queue id>` |
  * | SNS topics and subscriptions, the subscription of each endpoint | KV `mammatus_sns` | `t.<name>`, `s.<uuid>`, `e.<hash>` |
  * | SNS publishes (FIFO topics apart) / http deliveries | stream `MESSAGING_SNS`, work queue | `mammatus.sns.pub`, `mammatus.sns.fifo`, `mammatus.sns.http` |
- * | failed attempts of http deliveries being retried | KV `mammatus_sns_attempts`, TTL 6 h | `<stream sequence of the task>` |
+ * | failed attempts of http deliveries being retried; restorable unsubscribed http(s) subscriptions | KV `mammatus_sns_attempts`, TTL 6 h | `<stream sequence of the task>`, `u.<token>` |
  * | shared keys (receipt MAC, SNS signing) | KV `mammatus_messaging` | `receipt-key`, `sns-signing` |
  *
  * One log stream for all queues (not one per queue): a stream is a Raft group at R3, and a

@@ -183,9 +183,8 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
 
   async function deliverHttp(m: JsMsg): Promise<HttpOutcome> {
     const task = rpcUnpack<HttpTask>(m.data);
-    const sub = await d.subs.fresh(task.subId);
-    if (!sub) return DONE;
-    const s = sub.value;
+    const s = task.kind === 'unsubscribed' ? task.sub : (await d.subs.fresh(task.subId))?.value;
+    if (!s) return DONE;
     const topic = await d.topics.get(s.topicArn.slice(s.topicArn.lastIndexOf(':') + 1));
     const policy = effectiveDeliveryPolicy(d.settings, topic?.attributes.DeliveryPolicy, s.attributes.DeliveryPolicy);
     let body: string;
@@ -203,6 +202,18 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
         Timestamp: task.timestamp,
       }, topic && { ...topic, attributes: { ...topic.attributes, FifoTopic: 'false' } }));
       headers['x-amz-sns-message-type'] = 'SubscriptionConfirmation';
+      headers['x-amz-sns-message-id'] = task.messageId;
+    } else if (task.kind === 'unsubscribed') {
+      body = JSON.stringify(buildDocument(d, {
+        Type: 'UnsubscribeConfirmation',
+        MessageId: task.messageId,
+        Token: s.token,
+        TopicArn: s.topicArn,
+        Message: `You have chosen to deactivate subscription ${s.arn}.\nTo cancel this operation and restore the subscription, visit the SubscribeURL included in this message.`,
+        SubscribeURL: `${d.publicUrl()}/?Action=ConfirmSubscription&TopicArn=${encodeURIComponent(s.topicArn)}&Token=${s.token}`,
+        Timestamp: task.timestamp,
+      }, topic && { ...topic, attributes: { ...topic.attributes, FifoTopic: 'false' } }));
+      headers['x-amz-sns-message-type'] = 'UnsubscribeConfirmation';
       headers['x-amz-sns-message-id'] = task.messageId;
     } else {
       if (!s.confirmed || !passes(s, task.record)) return DONE;
@@ -231,7 +242,7 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
     const delayMs = retryDelayMsFor(policy.retry, failed);
     if (delayMs === undefined) {
       if (task.kind === 'notification') await deadLetter(s, task.record, body, { attempts: failed });
-      else d.log.warn({ subscription: s.arn }, 'sns subscription confirmation given up after retries');
+      else d.log.warn({ subscription: s.arn, kind: task.kind }, 'sns confirmation message given up after retries');
       return DONE;
     }
     await d.attempts.put(String(m.seq), String(failed));

@@ -50,7 +50,15 @@ export interface PublishedRecord {
 /** One http(s) delivery task in the SNS stream. */
 export type HttpTask =
   | { readonly kind: 'notification'; readonly subId: string; readonly record: PublishedRecord }
-  | { readonly kind: 'confirmation'; readonly subId: string; readonly messageId: string; readonly timestamp: string };
+  | { readonly kind: 'confirmation'; readonly subId: string; readonly messageId: string; readonly timestamp: string }
+  /** The subscription is gone: the task carries it. */
+  | { readonly kind: 'unsubscribed'; readonly subId: string; readonly sub: SubscriptionRecord; readonly messageId: string; readonly timestamp: string };
+
+/**
+ * An unsubscribed http(s) subscription that its UnsubscribeConfirmation's SubscribeURL can restore,
+ * kept under `u.<token>` in the `mammatus_sns_attempts` bucket (so for that bucket's 6 h TTL).
+ */
+export const restoreKey = (token: string): string => `u.${token}`;
 
 const TOPIC_ATTRIBUTES = new Set(['DisplayName', 'Policy', 'DeliveryPolicy', 'KmsMasterKeyId', 'SignatureVersion', 'TracingConfig', 'FifoTopic', 'ContentBasedDeduplication', 'FifoThroughputScope', 'DataProtectionPolicy', 'ArchivePolicy']);
 const SUBSCRIPTION_ATTRIBUTES = new Set(['RawMessageDelivery', 'FilterPolicy', 'FilterPolicyScope', 'DeliveryPolicy', 'RedrivePolicy', 'SubscriptionRoleArn']);

@@ -24,6 +24,7 @@ import {
   fifoMessageId,
   newToken,
   parseRedrivePolicy,
+  restoreKey,
   sameAttributes,
   subscriptionIdOf,
   topicNameOf,
@@ -160,6 +161,17 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
     const key = endpointKey(s.topicArn, s.protocol, s.endpoint);
     const claim = await kv.get(key);
     if (claim && claim.operation === 'PUT' && claim.string() === s.id) await kv.delete(key, { previousSeq: claim.revision }).catch(() => undefined);
+  };
+  // The SubscribeURL of an UnsubscribeConfirmation: the subscription comes back as it was (same ARN),
+  // unless the endpoint was subscribed again meanwhile (then that subscription's ARN answers).
+  const restore = async (t: TopicRecord, token: string): Promise<{ SubscriptionArn: string }> => {
+    const e = /^[0-9a-f]{64}$/.test(token) ? await o.store.snsAttempts.get(restoreKey(token)) : null;
+    const old = e && e.operation === 'PUT' ? e.json<SubscriptionRecord>() : undefined;
+    if (!old || old.topicArn !== t.arn) throw snsError('InvalidParameter', 'Invalid token');
+    const winner = await claimEndpoint(old.topicArn, old.protocol, old.endpoint, old.id);
+    if (!winner) await putSub(old);
+    await o.store.snsAttempts.delete(restoreKey(token)).catch(() => undefined);
+    return { SubscriptionArn: (winner ?? old).arn };
   };
   const enqueueHttp = (task: HttpTask, msgId: string) => js.publish(subjects.snsHttp, rpcPack(task), { msgID: msgId });
   const view = (s: SubscriptionRecord): Sns.Subscription => ({
@@ -299,7 +311,7 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
     async confirmSubscription(req, ctx) {
       const t = await topicOf(req.TopicArn);
       const found = (await subs.all()).find((s) => s.value.topicArn === t.arn && s.value.token === req.Token);
-      if (!found) throw snsError('InvalidParameter', 'Invalid token');
+      if (!found) return restore(t, req.Token);
       const current = await subs.fresh(found.name);
       if (!current) throw snsError('InvalidParameter', 'Invalid token');
       if (!current.value.confirmed) {
@@ -318,6 +330,11 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       await kv.delete(`s.${value.id}`);
       subs.forget(value.id);
       await releaseEndpoint(value);
+      if (value.confirmed && value.protocol !== 'sqs') {
+        // AWS tells the endpoint (UnsubscribeConfirmation); its SubscribeURL restores the subscription.
+        await o.store.snsAttempts.put(restoreKey(value.token), JSON.stringify(value));
+        await enqueueHttp({ kind: 'unsubscribed', subId: value.id, sub: value, messageId: randomUUID(), timestamp: new Date().toISOString() }, `unsubscribed:${value.id}`);
+      }
     },
     async listSubscriptions(req) {
       const p = paged((await subs.all()).map((s) => view(s.value)), req.NextToken);
