@@ -44,6 +44,12 @@ describe.skipIf(!natsServerAvailable())('owner terms', () => {
     const { seq: kept } = await newOwner.append(fields(2), payload('after the takeover'));
     await newOwner.saveStates([{ seq: kept, receiveCount: 1, firstReceiveAt: 2, visibleAt: 9e15 }]);
 
+    // An old owner's late write with an idempotency key: the new owner's retry of it is a
+    // duplicate that names the stored original (what QueueOwner adopts).
+    const late = await oldOwner.append(fields(3), payload('late'), 'q1:i:key');
+    expect(await newOwner.append(fields(3), payload('late'), 'q1:i:key')).toEqual({ seq: late.seq, duplicate: true });
+    await newOwner.remove(late.seq);
+
     // The old owner wakes up and finishes a PurgeQueue: refused by JetStream, nothing deleted.
     await expect(oldOwner.purgeFenced(oldTerm)).rejects.toBeInstanceOf(StaleTermError);
     expect((await bodies()).sort()).toEqual(['after the takeover', 'before the takeover']);

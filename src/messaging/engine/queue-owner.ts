@@ -154,6 +154,8 @@ export class QueueOwner {
           if (!duplicate && this.active) {
             this.state.add({ seq, sentAt, group: e.fields.group, visibleAt: fields.visibleAt, receiveCount: 0, version: 0 });
             this.wake();
+          } else if (duplicate && this.active && !this.state.messages.has(seq)) {
+            await this.adopt(seq);
           }
           const MessageId = e.fields.messageId ?? messageIdFor(this.queue.id, seq);
           return { ok: this.state.fifo ? { MessageId, SequenceNumber: sequenceNumber(seq) } : { MessageId } };
@@ -169,6 +171,21 @@ export class QueueOwner {
     const next = this.sendChain.then(run, run);
     this.sendChain = next.catch(() => undefined);
     return next;
+  }
+
+  /**
+   * A duplicate append whose original this owner does not know: a write of an old owner that landed
+   * after this owner's rebuild (never answered; the client's retry is what brought it here). It is
+   * answered now, so it is delivered now rather than after the next takeover. An original that is
+   * gone (deleted, or being deleted) is not there to read and stays gone.
+   */
+  private async adopt(seq: number): Promise<void> {
+    const stored = await this.deps.log.read(seq);
+    if (!stored || !this.active || this.state.messages.has(seq)) return;
+    const f = stored.fields;
+    this.state.add({ seq, sentAt: f.sentAt, group: this.state.fifo || f.group !== undefined ? f.group : undefined, visibleAt: f.visibleAt, receiveCount: 0, version: 0 });
+    this.deps.logger.info({ queue: this.queue.name, seq }, 'adopted a message an earlier owner stored after the takeover');
+    this.wake();
   }
 
   /** ReceiveMessage, long polling until a message is available, the wait ends, or `signal` aborts. */

@@ -18,9 +18,14 @@ class FakeLog {
   readonly records = new Map<number, SeqState[]>();
   recordSeq = 0;
   fail: Partial<Record<'append' | 'saveState' | 'remove' | 'read', boolean>> = {};
-  async append(fields: StoredFields, payload: StoredPayload) {
+  /** Nats-Msg-Id → sequence, as JetStream's duplicate window holds them. */
+  readonly ids = new Map<string, number>();
+  async append(fields: StoredFields, payload: StoredPayload, msgId?: string) {
     if (this.fail.append) throw new Error('injected: append');
+    const known = msgId === undefined ? undefined : this.ids.get(msgId);
+    if (known !== undefined) return { seq: known, duplicate: true };
     this.messages.set(++this.seq, { fields, payload });
+    if (msgId !== undefined) this.ids.set(msgId, this.seq);
     return { seq: this.seq, duplicate: false };
   }
   async read(seq: number) {
@@ -221,4 +226,22 @@ test('a dead-letter move keeps the enqueue time of a standard queue message and 
     expect(moved.at(-1)?.fields.sentAt).toBe(fifo ? clock : sentAt);
     o.stop();
   }
+});
+
+test("a duplicate whose original this owner does not know (an old owner's late write) is adopted and delivered now; a consumed one stays gone", async () => {
+  const { o, log } = await owner();
+  // What an old owner's append that landed after this owner's rebuild leaves: stored, unknown.
+  await log.append({ sentAt: Date.now(), visibleAt: Date.now(), senderId: 'me' }, { body: 'orphan', attributes: {} }, 'k1');
+  expect(o.counts().visible).toBe(0);
+  // The client's retry, with the same idempotency key, reaches this owner.
+  const [retry] = await o.append([{ ...append('orphan'), msgId: 'k1' }]);
+  expect(retry).toMatchObject({ ok: {} });
+  const req = { QueueName: 'q', AttributeNames: [], MessageAttributeNames: [] };
+  const [m] = await o.receive(req, ctx, ctx.signal);
+  expect(m?.Body).toBe('orphan');
+  await o.delete([m?.ReceiptHandle ?? '']);
+  // Retried again after the message was consumed: nothing comes back.
+  await o.append([{ ...append('orphan'), msgId: 'k1' }]);
+  expect(await o.receive(req, ctx, ctx.signal)).toEqual([]);
+  o.stop();
 });
