@@ -40,8 +40,12 @@ export interface MoveTasksDeps {
 const BEAT_MS = 1000;
 const STALE_MS = 10_000;
 const SWEEP_MS = 5000;
-/** Visibility of messages the worker holds: long enough for one batch, short enough to come back soon after a crash. */
-const MOVE_VISIBILITY_S = 30;
+/**
+ * Visibility of messages the worker holds: a batch is sent and deleted within milliseconds, and a
+ * batch a dead worker held is visible again soon. Should it run out while a batch is still being
+ * sent, the message is received again and sent with the same idempotency key: stored once.
+ */
+const MOVE_VISIBILITY_S = 5;
 
 interface Stored {
   readonly record: T.MoveTaskRecord;
@@ -211,12 +215,12 @@ export class MoveTasks {
       if (next?.status !== 'RUNNING') continue;
       const name = T.queueNameFromArn(next.sourceArn, 'SourceArn', T.arnParts(next.sourceArn)) ?? '';
       this.deps.logger.info({ task: next.taskId, queue: name }, 'resuming a message move task of a silent controller');
-      this.launch(key, name);
+      this.launch(key, name, true);
     }
   }
 
-  private launch(key: string, sourceName: string): void {
-    const run = this.work(key, sourceName)
+  private launch(key: string, sourceName: string, resumed = false): void {
+    const run = this.work(key, sourceName, resumed)
       .catch((err: unknown) => this.deps.logger.warn({ err, key }, 'message move task worker failed'))
       .finally(() => this.running.delete(key));
     this.running.set(key, run);
@@ -224,7 +228,7 @@ export class MoveTasks {
 
   // The worker: batches of at most 10 (and at most the rate per second), paced to the rate; a
   // heartbeat (which also reads cancels and takeovers) at most once a second.
-  private async work(key: string, sourceName: string): Promise<void> {
+  private async work(key: string, sourceName: string, resumed: boolean): Promise<void> {
     let stored = await this.read(key);
     if (!stored) return;
     const task = stored.record;
@@ -232,6 +236,9 @@ export class MoveTasks {
     const rate = task.maxPerSecond ?? T.DEFAULT_MOVES_PER_SECOND;
     let moved = task.moved;
     let lastBeat = this.now();
+    // A resumed task: the batch its dead worker held is invisible for up to MOVE_VISIBILITY_S more;
+    // an empty source means "done" only after that.
+    const holdUntil = resumed ? this.now() + (MOVE_VISIBILITY_S + 1) * 1000 : 0;
     const end = async (outcome: 'COMPLETED' | 'FAILED' | 'RUNNING', reason?: string) => {
       const current = await this.read(key);
       if (current) await this.update(key, current, (r) => T.finished(r, this.instance, moved, outcome, reason));
@@ -253,7 +260,11 @@ export class MoveTasks {
           ctx,
         );
         // In-flight messages are not moved (AWS): nothing visible left means done.
-        if (got.Messages.length === 0) return await end('COMPLETED');
+        if (got.Messages.length === 0) {
+          if (this.now() >= holdUntil) return await end('COMPLETED');
+          await sleep(500);
+          continue;
+        }
         moved += await this.moveBatch(task, sourceName, got.Messages, ctx);
         await sleep(t0 + (got.Messages.length / rate) * 1000 - this.now());
       }
