@@ -196,4 +196,22 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     expect(await count(dlq)).toMatchObject({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' });
     expect(await count(dest)).toMatchObject({ ApproximateNumberOfMessages: '0' });
   });
+
+  // nats-server 2.9 takes a filtered purge with `seq: 1` as unbounded: the first queue's term marker is
+  // the stream's first message, and purging older markers below it once deleted the marker itself.
+  test('purging the first queue of a fresh deployment succeeds and stays purged after a restart', { timeout: 60_000 }, async () => {
+    const nats = await startNats(cleanup, tempDir(cleanup));
+    const first = await startService(cleanup, nats.url);
+    const sqs = new Sqs.SQSClient(sdkConfig(first.url));
+    const QueueUrl = (await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'first-queue' }))).QueueUrl ?? '';
+    for (const body of ['a', 'b', 'c']) await sqs.send(new Sqs.SendMessageCommand({ QueueUrl, MessageBody: body }));
+    const purge = await sqs.send(new Sqs.PurgeQueueCommand({ QueueUrl })).then(() => 'ok', (e: { name?: string }) => e.name);
+    await first.stop();
+
+    // The next controller takes the queue over from JetStream.
+    const second = await startService(cleanup, nats.url);
+    const sqs2 = new Sqs.SQSClient(sdkConfig(second.url));
+    const after = (await sqs2.send(new Sqs.ReceiveMessageCommand({ QueueUrl: QueueUrl.replace(first.url, second.url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }))).Messages ?? [];
+    expect({ purge, bodiesAfterRestart: after.map((m) => m.Body).sort() }).toEqual({ purge: 'ok', bodiesAfterRestart: [] });
+  });
 });

@@ -34,7 +34,10 @@ describe.skipIf(!natsServerAvailable())('owner terms', () => {
       return Promise.all(messages.map(async (m) => (await newOwner.read(m.seq))?.payload.body));
     };
 
+    // On a fresh deployment the first owner's marker is the stream's first message (sequence 1).
     const oldTerm = await oldOwner.beginTerm();
+    expect(oldTerm.messageSeq).toBe(1);
+    expect((await jsm.streams.getMessage('MESSAGING_SQS', { last_by_subj: 'mammatus.sqs.m.q1.term' }))?.seq).toBe(1);
     await oldOwner.append(fields(1), payload('before the takeover'));
     const oldRecord = await oldOwner.saveStates([{ seq: 1, receiveCount: 1, firstReceiveAt: 1, visibleAt: 9e15 }]);
     expect(oldRecord).toBeGreaterThan(0);

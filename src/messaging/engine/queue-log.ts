@@ -167,7 +167,9 @@ export class QueueLog {
     const messageSeq = (await this.js.publish(subjects.messageTerm(this.queueId), new Uint8Array(), { timeout: 10_000 })).seq;
     const stateSeq = (await this.js.publish(subjects.stateTerm(this.queueId), new Uint8Array(), { timeout: 10_000 })).seq;
     // Earlier owners' markers fence nothing any more (the state stream keeps one per subject anyway).
-    await this.jsm.streams.purge(SQS_STREAM, { filter: subjects.messageTerm(this.queueId), seq: messageSeq }).catch(() => undefined);
+    // `keep`, not `seq`: nats-server 2.9 takes a filtered purge with `seq: 1` (our marker is the
+    // stream's first message on a fresh deployment) as unbounded and would delete the marker too.
+    await this.jsm.streams.purge(SQS_STREAM, { filter: subjects.messageTerm(this.queueId), keep: 1 }).catch(() => undefined);
     return { messageSeq, stateSeq };
   }
 
@@ -186,11 +188,13 @@ export class QueueLog {
         throw err;
       }
     };
+    // A bound of 1 would purge everything (see beginTerm); nothing can be below it anyway.
+    const below = (stream: string, filter: string, seq: number) => (seq > 1 ? this.jsm.streams.purge(stream, { filter, seq }) : undefined);
     const messageSeq = await marker(subjects.messageTerm(this.queueId), term.messageSeq);
-    await this.jsm.streams.purge(SQS_STREAM, { filter: subjects.message(this.queueId), seq: messageSeq });
-    await this.jsm.streams.purge(SQS_STREAM, { filter: subjects.messageTerm(this.queueId), seq: messageSeq }).catch(() => undefined);
+    await below(SQS_STREAM, subjects.message(this.queueId), messageSeq);
+    await this.jsm.streams.purge(SQS_STREAM, { filter: subjects.messageTerm(this.queueId), keep: 1 }).catch(() => undefined);
     const stateSeq = await marker(subjects.stateTerm(this.queueId), term.stateSeq);
-    await this.jsm.streams.purge(SQS_STATE_STREAM, { filter: subjects.states(this.queueId), seq: stateSeq });
+    await below(SQS_STATE_STREAM, subjects.states(this.queueId), stateSeq);
     return { messageSeq, stateSeq };
   }
 

@@ -400,10 +400,21 @@ export class QueueOwner {
   private async purgeNow(): Promise<void> {
     await this.attributes();
     if (this.now() - this.lastPurge < PURGE_BLOCK_MS) throw sqsError('PurgeQueueInProgress');
+    // Cleared first, so no receive delivers what is being purged; put back if the purge fails
+    // (nothing was purged, or only part: a later read of a purged body drops that message).
+    const before = [...this.state.messages.values()];
+    const previousPurge = this.lastPurge;
     this.lastPurge = this.now();
     this.state.clear();
     this.records.clear();
-    this.term = await this.deps.log.purgeFenced(this.term);
+    try {
+      this.term = await this.deps.log.purgeFenced(this.term);
+    } catch (err) {
+      for (const m of before) if (!this.state.messages.has(m.seq)) this.state.add(m);
+      this.lastPurge = previousPurge;
+      this.wake();
+      throw err;
+    }
     this.wake();
   }
 

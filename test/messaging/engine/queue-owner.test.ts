@@ -17,7 +17,7 @@ class FakeLog {
   /** State records by record sequence, as the state stream holds them. */
   readonly records = new Map<number, SeqState[]>();
   recordSeq = 0;
-  fail: Partial<Record<'append' | 'saveState' | 'remove' | 'read', boolean>> = {};
+  fail: Partial<Record<'append' | 'saveState' | 'remove' | 'read' | 'purge', boolean>> = {};
   /** Nats-Msg-Id → sequence, as JetStream's duplicate window holds them. */
   readonly ids = new Map<string, number>();
   async append(fields: StoredFields, payload: StoredPayload, msgId?: string) {
@@ -45,6 +45,7 @@ class FakeLog {
     this.messages.delete(seq);
   }
   async purgeFenced(term: { messageSeq: number; stateSeq: number }) {
+    if (this.fail.purge) throw new Error('injected: purge');
     this.messages.clear();
     return term;
   }
@@ -243,5 +244,19 @@ test("a duplicate whose original this owner does not know (an old owner's late w
   // Retried again after the message was consumed: nothing comes back.
   await o.append([{ ...append('orphan'), msgId: 'k1' }]);
   expect(await o.receive(req, ctx, ctx.signal)).toEqual([]);
+  o.stop();
+});
+
+test('a failed purge keeps the messages and does not start the 60 s block; the retry purges', async () => {
+  const { o, log } = await owner();
+  await o.append([append('a'), append('b')]);
+  log.fail.purge = true;
+  await expect(o.purge()).rejects.toThrow(/injected: purge/);
+  expect(o.counts().visible).toBe(2);
+  log.fail.purge = false;
+  await o.purge();
+  expect(o.counts().visible).toBe(0);
+  expect(log.messages.size).toBe(0);
+  await expect(o.purge()).rejects.toThrow(/Only one PurgeQueue/);
   o.stop();
 });
