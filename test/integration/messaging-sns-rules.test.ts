@@ -64,6 +64,9 @@ describe.skipIf(!natsServerAvailable())('SNS rules', () => {
   test('topic and endpoint types: FIFO queues only on FIFO topics, FIFO topics take SQS only', async () => {
     const { TopicArn: standard } = await sns.send(new Sns.CreateTopicCommand({ Name: 'plain' }));
     const { TopicArn: fifo } = await sns.send(new Sns.CreateTopicCommand({ Name: 'ordered.fifo', Attributes: { FifoTopic: 'true' } }));
+    // A new topic has AWS's default access policy.
+    const policy = JSON.parse((await sns.send(new Sns.GetTopicAttributesCommand({ TopicArn: standard }))).Attributes?.Policy ?? '{}') as { Id?: string; Statement?: { Resource?: string; Condition?: unknown }[] };
+    expect(policy).toMatchObject({ Id: '__default_policy_ID', Statement: [{ Resource: standard, Condition: { StringEquals: { 'AWS:SourceOwner': '000000000000' } } }] });
     await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'ordered-q.fifo', Attributes: { FifoQueue: 'true' } }));
     expect(await refused(sns.send(new Sns.SubscribeCommand({ TopicArn: standard, Protocol: 'sqs', Endpoint: arn('ordered-q.fifo') }))))
       .toBe('Invalid parameter: Endpoint Reason: FIFO SQS Queues can not be subscribed to standard SNS topics');

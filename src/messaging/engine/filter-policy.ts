@@ -177,7 +177,9 @@ function attributeValues(attributes: SnsMessageAttributes, key: string): Value[]
   const a = attributes[key];
   if (!a) return undefined;
   const type = a.DataType.split('.')[0];
-  if (type === 'Binary' || a.StringValue === undefined) return [];
+  // SNS compares String, String.Array and Number attributes only: a Binary one counts as absent.
+  if (type === 'Binary') return undefined;
+  if (a.StringValue === undefined) return [];
   if (a.DataType === 'String.Array') {
     try {
       const list = JSON.parse(a.StringValue) as Json;

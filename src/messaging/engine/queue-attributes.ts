@@ -28,7 +28,7 @@ const RANGES: Readonly<Record<string, readonly [number, number]>> = {
   VisibilityTimeout: [0, 43200],
   KmsDataKeyReusePeriodSeconds: [60, 86400],
 };
-const FREE_TEXT = new Set(['Policy', 'KmsMasterKeyId', 'RedriveAllowPolicy']);
+const FREE_TEXT = new Set(['Policy', 'KmsMasterKeyId']);
 const BOOLEANS = new Set(['SqsManagedSseEnabled', 'ContentBasedDeduplication', 'FifoQueue']);
 const FIFO_ONLY = new Set(['ContentBasedDeduplication', 'DeduplicationScope', 'FifoThroughputLimit']);
 /** Attributes GetQueueAttributes computes. */
@@ -40,7 +40,7 @@ export const READ_ONLY = new Set([
   'LastModifiedTimestamp',
   'QueueArn',
 ]);
-const SETTABLE = new Set([...Object.keys(STANDARD_DEFAULTS), ...Object.keys(FIFO_DEFAULTS), ...Object.keys(RANGES), ...FREE_TEXT, 'RedrivePolicy']);
+const SETTABLE = new Set([...Object.keys(STANDARD_DEFAULTS), ...Object.keys(FIFO_DEFAULTS), ...Object.keys(RANGES), ...FREE_TEXT, 'RedrivePolicy', 'RedriveAllowPolicy']);
 
 /** Every name GetQueueAttributes knows. */
 export function isKnownAttribute(name: string): boolean {
@@ -77,6 +77,39 @@ export function parseRedrivePolicy(value: string | undefined): RedrivePolicy | u
   return { deadLetterTargetArn: arn, maxReceiveCount: count };
 }
 
+/** The parsed `RedriveAllowPolicy` of a dead-letter queue: which queues may name it in their RedrivePolicy. */
+export interface RedriveAllowPolicy {
+  readonly redrivePermission: 'allowAll' | 'denyAll' | 'byQueue';
+  /** byQueue: the source queues' ARNs (1–10). */
+  readonly sourceQueueArns: readonly string[];
+}
+
+/** Parses a RedriveAllowPolicy (AWS's rules: a permission, and source ARNs with `byQueue` only). */
+export function parseRedriveAllowPolicy(value: string | undefined): RedriveAllowPolicy | undefined {
+  if (!value) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw invalidValue('RedriveAllowPolicy', 'Redrive allow policy is not a valid JSON map.');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalidValue('RedriveAllowPolicy', 'Redrive allow policy is not a valid JSON map.');
+  const p = parsed as { redrivePermission?: unknown; sourceQueueArns?: unknown };
+  const permission = p.redrivePermission;
+  if (permission !== 'allowAll' && permission !== 'denyAll' && permission !== 'byQueue') {
+    throw invalidValue('RedriveAllowPolicy', 'redrivePermission must be allowAll, denyAll or byQueue.');
+  }
+  const arns = p.sourceQueueArns;
+  if (permission !== 'byQueue') {
+    if (arns !== undefined) throw invalidValue('RedriveAllowPolicy', 'sourceQueueArns is allowed with redrivePermission byQueue only.');
+    return { redrivePermission: permission, sourceQueueArns: [] };
+  }
+  if (!Array.isArray(arns) || arns.length < 1 || arns.length > 10 || !arns.every((a) => typeof a === 'string' && /^arn:aws:sqs:[^:]+:\d{12}:[A-Za-z0-9_.-]+$/.test(a))) {
+    throw invalidValue('RedriveAllowPolicy', 'byQueue needs sourceQueueArns: 1 to 10 SQS queue ARNs.');
+  }
+  return { redrivePermission: permission, sourceQueueArns: arns as string[] };
+}
+
 function invalidValue(name: string, reason: string): Error {
   return sqsError('InvalidAttributeValue', `Invalid value for the parameter ${name}. Reason: ${reason}`);
 }
@@ -98,6 +131,7 @@ export function applyAttributes(queueName: string, attributes: Readonly<Record<s
     if (name === 'DeduplicationScope' && value !== 'queue' && value !== 'messageGroup') throw invalidValue(name, 'Must be queue or messageGroup.');
     if (name === 'FifoThroughputLimit' && value !== 'perQueue' && value !== 'perMessageGroupId') throw invalidValue(name, 'Must be perQueue or perMessageGroupId.');
     if (name === 'RedrivePolicy' && value !== '') parseRedrivePolicy(value);
+    if (name === 'RedriveAllowPolicy' && value !== '') parseRedriveAllowPolicy(value);
   }
   if (current === undefined) {
     const fifoValue = attributes.FifoQueue;
@@ -116,8 +150,9 @@ export function applyAttributes(queueName: string, attributes: Readonly<Record<s
     throw invalidValue('FifoQueue', 'Modifying queue type is not supported.');
   }
   const next = { ...current, ...attributes };
-  // An empty RedrivePolicy removes it.
+  // An empty RedrivePolicy (RedriveAllowPolicy) removes it.
   if (next.RedrivePolicy === '') delete next.RedrivePolicy;
+  if (next.RedriveAllowPolicy === '') delete next.RedriveAllowPolicy;
   if (!fifo) delete next.FifoQueue;
   return next;
 }

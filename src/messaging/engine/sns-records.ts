@@ -95,6 +95,23 @@ export function checkTopicSubscription(topic: TopicRecord, protocol: string, end
   if (!fifoTopic && protocol === 'sqs' && endpoint.endsWith('.fifo')) throw invalid('Endpoint Reason: FIFO SQS Queues can not be subscribed to standard SNS topics');
 }
 
+/** The access policy a topic has until one is set: AWS's default (the owner account may do everything). */
+export function defaultTopicPolicy(topicArn: string, accountId: string): string {
+  const actions = ['GetTopicAttributes', 'SetTopicAttributes', 'AddPermission', 'RemovePermission', 'DeleteTopic', 'Subscribe', 'ListSubscriptionsByTopic', 'Publish'];
+  return JSON.stringify({
+    Version: '2008-10-17',
+    Id: '__default_policy_ID',
+    Statement: [{
+      Sid: '__default_statement_ID',
+      Effect: 'Allow',
+      Principal: { AWS: '*' },
+      Action: actions.map((a) => `SNS:${a}`),
+      Resource: topicArn,
+      Condition: { StringEquals: { 'AWS:SourceOwner': accountId } },
+    }],
+  });
+}
+
 /** Attribute values a subscription has when none was set. */
 const SUBSCRIPTION_DEFAULTS: Readonly<Record<string, string>> = { RawMessageDelivery: 'false', FilterPolicyScope: 'MessageAttributes' };
 

@@ -21,6 +21,7 @@ import {
   checkTopicAttribute,
   checkTopicName,
   checkTopicSubscription,
+  defaultTopicPolicy,
   fifoMessageId,
   newToken,
   parseRedrivePolicy,
@@ -255,6 +256,7 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
         Attributes: {
           SignatureVersion: '1',
           DisplayName: '',
+          Policy: defaultTopicPolicy(t.arn, accountId),
           ...t.attributes,
           TopicArn: t.arn,
           Owner: accountId,

@@ -9,7 +9,7 @@ import { messageSize } from '../protocol/validate.js';
 import type * as Sqs from '../sqs-engine.js';
 import { addPermissionToPolicy, removePermissionFromPolicy } from '../queue-policy.js';
 import type { QueueCatalog, QueueRecord } from './catalog.js';
-import { applyAttributes, differingAttribute, isKnownAttribute, isValidQueueName, parseRedrivePolicy } from './queue-attributes.js';
+import { applyAttributes, differingAttribute, isKnownAttribute, isValidQueueName, parseRedriveAllowPolicy, parseRedrivePolicy } from './queue-attributes.js';
 import type { QueueLog } from './queue-log.js';
 import { MoveTasks, type MoveTasksDeps } from './move-tasks.js';
 import type { AppendRequest, Outcome } from './queue-owner.js';
@@ -62,16 +62,45 @@ function notForQueueType(name: string, value: string): MessagingError {
   return sqsError('InvalidParameterValue', `Value ${value} for parameter ${name} is invalid. Reason: The request include parameter that is not valid for this queue type.`);
 }
 
+/** AWS's tag limits: keys 1–128 characters, values up to 256. */
+function checkTags(tags: Readonly<Record<string, string>>): void {
+  for (const [k, v] of Object.entries(tags)) {
+    if (k.length < 1 || k.length > 128) throw sqsError('InvalidParameterValue', `Tag keys must be between 1 and 128 characters in length: ${k.slice(0, 40)}…`);
+    if (v.length > 256) throw sqsError('InvalidParameterValue', `Tag values must be at most 256 characters in length (tag ${k}).`);
+  }
+}
+
+// A stored RedriveAllowPolicy that no longer parses (stored before it was checked) allows all.
+function parseStoredAllowPolicy(value: string | undefined) {
+  try {
+    return parseRedriveAllowPolicy(value);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Builds the engine. */
 export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
   const { catalog, router } = deps;
   const now = deps.now ?? Date.now;
 
-  async function checkRedrive(name: string, attributes: Readonly<Record<string, string>>): Promise<void> {
+  // The dead-letter queue must exist in this account and region (AWS), be of the source's type,
+  // and let the source name it (its RedriveAllowPolicy).
+  async function checkRedrive(name: string, attributes: Readonly<Record<string, string>>, ctx: Sqs.RequestContext): Promise<void> {
     const policy = attributes.RedrivePolicy ? parseRedrivePolicy(attributes.RedrivePolicy) : undefined;
     if (!policy) return;
-    const target = await catalog.get(policy.deadLetterTargetArn.slice(policy.deadLetterTargetArn.lastIndexOf(':') + 1));
-    const reason = !target ? 'Dead letter target does not exist.' : target.name.endsWith('.fifo') !== name.endsWith('.fifo') ? 'Dead-letter queue must be of the same type as the source queue.' : undefined;
+    const arn = policy.deadLetterTargetArn;
+    const local = arn.startsWith(`arn:aws:sqs:${ctx.region}:${ctx.accountId}:`);
+    const target = local ? await catalog.get(arn.slice(arn.lastIndexOf(':') + 1)) : undefined;
+    const allow = target ? parseStoredAllowPolicy(target.attributes.RedriveAllowPolicy) : undefined;
+    const allowed = !allow || allow.redrivePermission === 'allowAll' || (allow.redrivePermission === 'byQueue' && allow.sourceQueueArns.includes(arnOf(ctx, name)));
+    const reason = !target
+      ? 'Dead letter target does not exist.'
+      : target.name.endsWith('.fifo') !== name.endsWith('.fifo')
+        ? 'Dead-letter queue must be of the same type as the source queue.'
+        : !allowed
+          ? `The RedriveAllowPolicy of ${arn} does not allow this queue as a source queue.`
+          : undefined;
     if (reason) throw sqsError('InvalidParameterValue', `Value ${attributes.RedrivePolicy} for parameter RedrivePolicy is invalid. Reason: ${reason}`);
   }
 
@@ -129,13 +158,14 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
   }
 
   const engine: JetStreamSqs = {
-    async createQueue(req) {
+    async createQueue(req, ctx) {
       if (!isValidQueueName(req.QueueName)) {
         throw sqsError('InvalidParameterValue', 'Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length');
       }
       const attributes = applyAttributes(req.QueueName, req.Attributes);
+      checkTags(req.Tags);
       if (Object.keys(req.Tags).length > MAX_TAGS) throw sqsError('InvalidParameterValue', `Too many tags added for queue ${req.QueueName}.`);
-      await checkRedrive(req.QueueName, attributes);
+      await checkRedrive(req.QueueName, attributes, ctx);
       const { record, created } = await catalog.create(req.QueueName, attributes, { ...req.Tags });
       if (!created) {
         const differing = differingAttribute(record.attributes, req.Attributes, req.QueueName);
@@ -143,7 +173,11 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
       }
       return { QueueName: record.name };
     },
-    getQueueUrl: async (req) => ({ QueueName: (await catalog.require(req.QueueName)).name }),
+    async getQueueUrl(req, ctx) {
+      // Queues of another account are not here.
+      if (req.QueueOwnerAWSAccountId !== undefined && req.QueueOwnerAWSAccountId !== ctx.accountId) throw sqsError('QueueDoesNotExist');
+      return { QueueName: (await catalog.require(req.QueueName)).name };
+    },
     async listQueues(req) {
       const names = (await catalog.list()).map((r) => r.name).filter((n) => n.startsWith(req.QueueNamePrefix ?? ''));
       return page(names, req.MaxResults, req.NextToken);
@@ -170,10 +204,10 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
       }
       return { Attributes: Object.fromEntries(Object.entries(all).filter(([k]) => !wanted || wanted.has(k))) };
     },
-    async setQueueAttributes(req) {
+    async setQueueAttributes(req, ctx) {
       const current = await catalog.require(req.QueueName);
       const next = applyAttributes(req.QueueName, req.Attributes, current.attributes);
-      await checkRedrive(req.QueueName, next);
+      await checkRedrive(req.QueueName, next, ctx);
       await catalog.update(req.QueueName, (r) => ({ ...r, attributes: applyAttributes(r.name, req.Attributes, r.attributes), modifiedAt: Math.floor(now() / 1000) }));
     },
     async sendMessage(req, ctx) {
@@ -234,6 +268,7 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
       return page(sources.map((r) => r.name), req.MaxResults, req.NextToken);
     },
     async tagQueue(req) {
+      checkTags(req.Tags);
       await catalog.update(req.QueueName, (r) => {
         const tags = { ...r.tags, ...req.Tags };
         if (Object.keys(tags).length > MAX_TAGS) throw sqsError('InvalidParameterValue', `Too many tags added for queue ${r.name}.`);

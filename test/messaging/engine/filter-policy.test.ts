@@ -28,6 +28,10 @@ test('attribute operators', () => {
   expect(m({ ip: [{ cidr: '10.1.0.0/16' }] })).toBe(true);
   expect(m({ ip: [{ cidr: '10.2.0.0/16' }] })).toBe(false);
   expect(m({ blob: ['AQ=='] })).toBe(false);
+  // Binary attributes are not compared: as if absent.
+  expect(m({ blob: [{ exists: true }] })).toBe(false);
+  expect(m({ blob: [{ exists: false }] })).toBe(true);
+  expect(m({ blob: [{ 'anything-but': ['x'] }] })).toBe(false);
   expect(m({ $or: [{ kind: ['nope'] }, { price: [{ numeric: ['>=', 42] }] }] })).toBe(true);
 });
 
