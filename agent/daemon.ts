@@ -252,6 +252,7 @@ export function createAgent(deps: AgentDeps): Agent {
           session.start().catch((err: unknown) => log.debug({ err }, 'serf session ended before it connected'));
         }
         await supervisor.reconcile(undefined, 'config change');
+        await supervisor.configReloaded();
         return true;
       });
       return reloading;

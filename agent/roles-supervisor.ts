@@ -101,6 +101,21 @@ export class RoleSupervisor {
     });
   }
 
+  /** Tells the started roles that the agent config was reloaded (queued after any apply). */
+  configReloaded(): Promise<void> {
+    return this.enqueue(async () => {
+      for (const name of this.active) {
+        const role = this.deps.registry[name];
+        if (!this.started.has(name) || !role?.configReloaded) continue;
+        try {
+          await role.configReloaded();
+        } catch (err) {
+          this.deps.log.error({ err, role: name }, 'role failed to take the reloaded config');
+        }
+      }
+    });
+  }
+
   /** Reconciles the active roles that watch this member event type. */
   onMemberEvent(type: MemberEventType): Promise<void> {
     const watching = this.active.filter((r) => this.deps.registry[r]?.watches?.includes(type));

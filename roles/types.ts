@@ -120,6 +120,12 @@ export interface Role<C = Record<string, unknown>> {
   start?(ctx: Omit<ApplyContext<C>, 'changed'> & { readonly reconcile?: (reason: string) => void }): Promise<void>;
   /** The instances this role renders from (its feed's snapshot); the framework puts them in `desired`. */
   instances?(): readonly InstanceSummary[] | undefined;
+  /**
+   * The agent's config was reloaded (after the reconcile that followed). For what a role reads
+   * beyond its own section, which no render sees: the controller restarts hosted services whose
+   * section changed. Rejecting is logged.
+   */
+  configReloaded?(): Promise<void>;
   /** What the role knows about its work beyond the apply state (read by queries; cheap, no I/O). */
   facts?(): RoleFacts | undefined;
   /** Stops what `start` started; called when the role is removed from the node or on shutdown. */

@@ -107,6 +107,10 @@ export function buildControllerRole(deps: ControllerDeps): Role {
       if (ctx.changed.includes(cfg.paths.members)) hosted?.membersChanged(ctx.desired.members);
     },
 
+    async configReloaded() {
+      await hosted?.restartChanged();
+    },
+
     async health(ctx) {
       const cfg = config(ctx);
       if (!ctx.changed.includes(cfg.paths.nats_conf) || (await ctx.files.read(cfg.paths.nats_conf)) === undefined) return;

@@ -29,6 +29,12 @@ export interface HostedService {
   start(ctx: HostedServiceContext): Promise<void>;
   /** Membership changed (any member joined, left, failed, changed its tags). Must not throw. */
   membersChanged?(members: readonly Member[]): void;
+  /**
+   * What of the agent config the service starts from (its section, serialised). When this differs
+   * after a config reload from what it was at the start, the role restarts the service, so a
+   * change (a revoked credential, say) takes effect without an agent restart.
+   */
+  configKey?(): string;
   /** Stops serving and releases what `start` took; called only after a successful start. */
   stop(): Promise<void>;
 }
@@ -36,7 +42,7 @@ export interface HostedService {
 type State =
   | { readonly kind: 'stopped' }
   | { readonly kind: 'starting'; readonly done: Promise<boolean>; readonly natsUrl: string }
-  | { readonly kind: 'running'; readonly natsUrl: string };
+  | { readonly kind: 'running'; readonly natsUrl: string; readonly configKey?: string };
 
 /** Starts, informs and stops a fixed list of hosted services; never two starts of one at a time. */
 export class HostedServices {
@@ -44,6 +50,8 @@ export class HostedServices {
   private readonly lastError = new Map<string, string>();
   /** Services whose stop was asked for while their start was still running. */
   private readonly abandoned = new Set<string>();
+  /** The context of the last start (members kept current), for restarts after a config change. */
+  private lastCtx?: Omit<HostedServiceContext, 'log'>;
 
   constructor(
     private readonly services: readonly HostedService[],
@@ -71,6 +79,7 @@ export class HostedServices {
    * Resolves when all run; otherwise rejects with one error naming each failed service.
    */
   async start(ctx: Omit<HostedServiceContext, 'log'>): Promise<void> {
+    this.lastCtx = ctx;
     const failures: string[] = [];
     for (const service of this.services) {
       const error = await this.startOne(service, ctx);
@@ -91,8 +100,31 @@ export class HostedServices {
     return moved;
   }
 
+  /**
+   * After a config reload: restarts each running service whose `configKey` changed since its start.
+   * Returns their names; rejects (like `start`) when one does not come back.
+   */
+  async restartChanged(): Promise<string[]> {
+    const changed = this.services.filter((s) => {
+      const state = this.states.get(s.name)!;
+      return state.kind === 'running' && s.configKey !== undefined && s.configKey() !== state.configKey;
+    });
+    const ctx = this.lastCtx;
+    if (changed.length === 0 || !ctx) return [];
+    for (const service of [...changed].reverse()) await this.stopOne(service);
+    const failures: string[] = [];
+    for (const service of changed) {
+      this.log.info({ service: service.name }, 'hosted service restarting: its config changed');
+      const error = await this.startOne(service, ctx);
+      if (error !== undefined) failures.push(`${service.name}: ${error}`);
+    }
+    if (failures.length > 0) throw new Error(`hosted service failed to restart: ${failures.join('; ')}`);
+    return changed.map((s) => s.name);
+  }
+
   /** Tells every running service about `members`; a service that throws is logged, not fatal. */
   membersChanged(members: readonly Member[]): void {
+    if (this.lastCtx) this.lastCtx = { ...this.lastCtx, members };
     for (const service of this.services) {
       if (this.states.get(service.name)!.kind !== 'running' || !service.membersChanged) continue;
       try {
@@ -125,6 +157,8 @@ export class HostedServices {
   private launch(service: HostedService, ctx: Omit<HostedServiceContext, 'log'>): Promise<boolean> {
     const log = this.log.child({ service: service.name });
     const done = (async () => {
+      // Read before the start: a reload during it is then seen as a change.
+      const configKey = service.configKey?.();
       try {
         await service.start({ ...ctx, log });
       } catch (err) {
@@ -133,7 +167,7 @@ export class HostedServices {
         log.error({ err }, 'hosted service failed to start');
         return false;
       }
-      this.states.set(service.name, { kind: 'running', natsUrl: ctx.natsUrl });
+      this.states.set(service.name, { kind: 'running', natsUrl: ctx.natsUrl, configKey });
       log.info({ nats: ctx.natsUrl }, 'hosted service started');
       // Stopped while it was starting (role removed, agent stopping): it must not keep running.
       if (this.abandoned.delete(service.name)) await this.stopOne(service);

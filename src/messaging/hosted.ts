@@ -26,6 +26,7 @@ export function messagingHostedService(section: () => unknown): HostedService {
   let attempt: Promise<void> | undefined;
   return {
     name: 'messaging',
+    configKey: () => JSON.stringify(section() ?? null),
     async start(ctx) {
       const raw = section();
       if (!messagingWanted(raw)) {

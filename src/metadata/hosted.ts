@@ -21,14 +21,14 @@ export function controllerAddresses(members: readonly Member[]): string[] {
 
 /**
  * The hosted metadata service. `section` returns the agent config's current `metadata:` section,
- * read at each start (a reconcile after a config change restarts nothing by itself: the role
- * restarts hosted services only when they failed).
+ * read at each start; after a config reload that changed it, the role restarts the service.
  */
 export function metadataHostedService(section: () => unknown): HostedService {
   let running: RunningMetadataService | undefined;
   let controllers: string[] = [];
   return {
     name: 'metadata',
+    configKey: () => JSON.stringify(section() ?? null),
     async start(ctx) {
       const settings = parseMetadataSettings(section(), (p) => readFileSync(p, 'utf8'));
       controllers = controllerAddresses(ctx.members);

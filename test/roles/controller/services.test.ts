@@ -111,4 +111,23 @@ describe('HostedServices', () => {
     const events: string[] = [];
     expect(() => new HostedServices([recorder('x', events).service, recorder('x', events).service], log)).toThrow('two hosted services are named "x"');
   });
+
+  it('after a config reload restarts only the services whose config changed, with the last context and current members', async () => {
+    const events: string[] = [];
+    const config = { metadata: 'm1', messaging: 'q1' };
+    const a = recorder('metadata', events);
+    const b = recorder('messaging', events);
+    const hosted = new HostedServices([{ ...a.service, configKey: () => config.metadata }, { ...b.service, configKey: () => config.messaging }], log);
+    expect(await hosted.restartChanged()).toEqual([]); // nothing started yet
+    await hosted.start(ctx);
+    expect(await hosted.restartChanged()).toEqual([]);
+    const members: Member[] = [{ name: 'c2', addr: '10.0.0.2', port: 7946, tags: { role: 'controller' }, status: 'alive' }];
+    hosted.membersChanged(members);
+    config.messaging = 'q2'; // e.g. a credential revoked
+    expect(await hosted.restartChanged()).toEqual(['messaging']);
+    expect(b.seen.at(-1)).toMatchObject({ ...ctx, members });
+    expect(await hosted.restartChanged()).toEqual([]);
+    expect(events.slice(-2)).toEqual(['stop messaging', 'start messaging']);
+    await hosted.stop();
+  });
 });
