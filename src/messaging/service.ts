@@ -42,7 +42,10 @@ function splitHostPort(hostPort: string): { host: string; port: number } {
 export async function startMessagingService(opts: StartMessagingOptions): Promise<RunningMessagingService> {
   const { settings, log } = opts;
   const servers = opts.nats ?? settings.engine.nats;
-  const nc = await connectNats(servers, { name: 'mammatus-messaging', persistent: true });
+  // The connection waits for NATS as long as it takes (a controller's nats-server may still be
+  // starting); say so when that takes a while, or a server that is not there looks like a hang.
+  const waiting = setTimeout(() => log.warn({ nats: servers }, 'waiting for NATS to accept a connection'), 3000);
+  const nc = await connectNats(servers, { name: 'mammatus-messaging', persistent: true }).finally(() => clearTimeout(waiting));
   const maxPayload = nc.info?.max_payload ?? 0;
   if (maxPayload < MIN_PAYLOAD) log.warn({ maxPayload }, 'nats-server max_payload is below 1.125 MiB: large SQS messages will fail (set max_payload: 2MB)');
   let url = '';
