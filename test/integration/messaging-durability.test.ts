@@ -214,4 +214,31 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     const after = (await sqs2.send(new Sqs.ReceiveMessageCommand({ QueueUrl: QueueUrl.replace(first.url, second.url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }))).Messages ?? [];
     expect({ purge, bodiesAfterRestart: after.map((m) => m.Body).sort() }).toEqual({ purge: 'ok', bodiesAfterRestart: [] });
   });
+
+  // A poll forwarded to another controller goes there in chunks of a few seconds: an owner that dies
+  // holding one is noticed, and the poll goes on with the next owner for the time left.
+  test('long poll forwarded to an owner that dies wakes with a message sent after the takeover', { timeout: 90_000 }, async () => {
+    const nats = await startNats(cleanup, tempDir(cleanup));
+    const a = await startService(cleanup, nats.url);
+    const b = await startService(cleanup, nats.url);
+    const sa = new Sqs.SQSClient(sdkConfig(a.url));
+    const sb = new Sqs.SQSClient(sdkConfig(b.url));
+    const QueueUrl = (await sa.send(new Sqs.CreateQueueCommand({ QueueName: 'lp' }))).QueueUrl ?? '';
+    const urlB = QueueUrl.replace(a.url, b.url);
+    await sa.send(new Sqs.GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['All'] }));
+    expect(a.engines.router.owned).toBe(1);
+    const t0 = Date.now();
+    const polling = sb.send(new Sqs.ReceiveMessageCommand({ QueueUrl: urlB, WaitTimeSeconds: 20 })).then(
+      (r) => ({ bodies: (r.Messages ?? []).map((m) => m.Body), ms: Date.now() - t0 }),
+      (e: Error) => ({ error: `${e.name}: ${e.message}`, ms: Date.now() - t0 }),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    // A loses NATS at once (as a crashed controller would); B takes the queue over on its next request.
+    await a.nc.close();
+    await new Promise((r) => setTimeout(r, 5000));
+    await sb.send(new Sqs.SendMessageCommand({ QueueUrl: urlB, MessageBody: 'after-takeover' }));
+    const r = await polling;
+    expect(r).toMatchObject({ bodies: ['after-takeover'] });
+    expect(r.ms).toBeLessThan(21_000);
+  });
 });

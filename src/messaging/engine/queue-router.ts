@@ -83,6 +83,16 @@ type Reply = { ok: unknown } | { err: WireError } | { notOwner: true };
 type Forwarded = QueueOp & { readonly ctx: Omit<RequestContext, 'signal'>; readonly cancelId?: string };
 
 class NotOwnerError extends Error {}
+/** A forwarded receive got no answer in time: its owner died or stalled after taking it. */
+class OwnerSilentError extends Error {}
+
+/**
+ * A long poll forwarded to another controller waits there at most this long per request: an owner
+ * that dies mid-poll is noticed within this plus FORWARD_MARGIN_MS, and the poll goes on with the
+ * queue's next owner for the time left.
+ */
+const FORWARDED_POLL_S = 5;
+const FORWARD_MARGIN_MS = 5000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -138,8 +148,9 @@ export class QueueRouter {
 
   /** Runs `op` on the owner of `queueName`. */
   async run<K extends QueueOp['op']>(queueName: string, op: Extract<QueueOp, { op: K }>, ctx: RequestContext): Promise<OpResults[K]> {
-    const waitMs = op.op === 'receive' ? 25_000 : 0;
     let deadline = this.now() + this.deps.leaseMs * 2 + 10_000;
+    // A receive forwarded to another controller: when its whole wait ends (set at the first forward).
+    let pollEnd: number | undefined;
     for (let attempt = 0; ; attempt += 1) {
       if (this.stopped) throw new Error('messaging engine stopped');
       const record = await this.deps.catalog.require(queueName);
@@ -166,8 +177,23 @@ export class QueueRouter {
         continue;
       }
       try {
-        return (await this.forward(record, op, ctx, waitMs)) as OpResults[K];
+        if (op.op !== 'receive') return (await this.forward(record, op, ctx, 0)) as OpResults[K];
+        const req = (op as Extract<QueueOp, { op: 'receive' }>).req;
+        pollEnd ??= this.now() + (req.WaitTimeSeconds ?? Number(record.attributes.ReceiveMessageWaitTimeSeconds ?? 0)) * 1000;
+        const left = Math.max(0, Math.floor((pollEnd - this.now()) / 1000));
+        const chunk = Math.min(FORWARDED_POLL_S, left);
+        const got = (await this.forward(record, { op: 'receive', req: { ...req, WaitTimeSeconds: chunk } }, ctx, chunk * 1000)) as ReceivedMessage[];
+        if (got.length > 0 || left <= chunk || ctx.signal.aborted) return got as OpResults[K];
+        // Nothing yet and time left: poll on, with whoever owns the queue by now.
+        deadline = this.now() + this.deps.leaseMs * 2 + 10_000;
+        continue;
       } catch (err) {
+        if (err instanceof OwnerSilentError) {
+          // The owner took the poll and died: go on with the next owner for the time left (AWS
+          // answers a long poll with messages or, at its end, empty; never an error).
+          if (ctx.signal.aborted || this.now() >= (pollEnd ?? 0)) return [] as unknown as OpResults[K];
+          continue;
+        }
         if (!(err instanceof NotOwnerError)) throw err;
         await sleep(Math.min(500, 50 * (attempt + 1)));
       }
@@ -198,11 +224,14 @@ export class QueueRouter {
     if (cancelId) signal.addEventListener('abort', onAbort, { once: true });
     let reply: Reply;
     try {
-      const msg = await this.deps.nc.request(subjects.rpc(record.id), rpcPack({ ...op, ctx: plain, cancelId }), { timeout: 15_000 + waitMs });
+      const timeout = op.op === 'receive' ? waitMs + FORWARD_MARGIN_MS : 15_000;
+      const msg = await this.deps.nc.request(subjects.rpc(record.id), rpcPack({ ...op, ctx: plain, cancelId }), { timeout });
       reply = rpcUnpack<Reply>(msg.data);
     } catch (err) {
       // No subscriber: the lease holder died or is still starting. Retry until it expires.
       if (/no responders|503/i.test(String((err as Error).message ?? '')) || (err as { code?: unknown }).code === '503') throw new NotOwnerError();
+      // A receive nobody answered: the owner died or stalled with it (see OwnerSilentError).
+      if (op.op === 'receive' && /timeout/i.test(`${(err as Error).name} ${(err as Error).message}`)) throw new OwnerSilentError();
       throw err;
     } finally {
       if (cancelId) signal.removeEventListener('abort', onAbort);
