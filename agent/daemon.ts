@@ -10,7 +10,7 @@ import type { AgentConfig } from './config/schema.js';
 import { parseDuration } from './duration.js';
 import { setLogLevel } from './logger.js';
 import { EventDedupe, type Watermarks } from './dispatch/dedupe.js';
-import { Dispatcher } from './dispatch/dispatcher.js';
+import { Dispatcher, type QueryAnswer } from './dispatch/dispatcher.js';
 import { RoleSupervisor } from './roles-supervisor.js';
 import { SerfSession } from './serf/session.js';
 import type { SerfClient, MemberEvent } from './serf/client.js';
@@ -103,6 +103,12 @@ export function createAgent(deps: AgentDeps): Agent {
   });
   const dispatcher = new Dispatcher({ log: log.child({ component: 'dispatch' }), node: () => nodeName, dedupe, ...timings(loaded.config) });
   registerBuiltinHandlers(dispatcher, view);
+  // Queries a role declares are registered once and answered while the role runs on this node.
+  for (const [roleName, role] of Object.entries(deps.registry)) {
+    for (const query of Object.keys(role.queries ?? {})) {
+      dispatcher.on(`query:${query}`, (q) => supervisor.answer(roleName, query, q.payload) as QueryAnswer | Promise<QueryAnswer>);
+    }
+  }
   for (const type of MEMBER_EVENT_TYPES) dispatcher.on(type, (ev) => onMemberEvent(ev as MemberEvent));
   deps.registerHandlers?.(dispatcher, view);
 

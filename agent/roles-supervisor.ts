@@ -28,6 +28,8 @@ export class RoleSupervisor {
   private active: string[] = [];
   private unknown: string[] = [];
   private readonly status = new Map<string, RoleStatus>();
+  /** The desired state of each role's last apply, for its facts and queries. */
+  private readonly lastDesired = new Map<string, DesiredState>();
   private owned: Record<string, string[]> = {};
   private readonly waiting = new Set<string>();
   /** Roles whose `start` ran (and whose `stop` is therefore due). */
@@ -58,10 +60,19 @@ export class RoleSupervisor {
   facts(name: string): RoleFacts | undefined {
     if (!this.active.includes(name)) return undefined;
     try {
-      return this.deps.registry[name]?.facts?.();
+      return this.deps.registry[name]?.facts?.(this.lastDesired.get(name));
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * Answers a query the role declares, if the role runs here (undefined, silence, otherwise). A
+   * handler that throws is the dispatcher's to report.
+   */
+  answer(name: string, query: string, payload: Buffer): unknown {
+    if (!this.active.includes(name)) return undefined;
+    return this.deps.registry[name]?.queries?.[query]?.(payload, this.lastDesired.get(name));
   }
 
   /** Switches to a new role set: stops roles no longer named, applies and starts new ones. */
@@ -76,6 +87,7 @@ export class RoleSupervisor {
         await this.stopRole(r);
         await this.removeFiles(r);
         this.status.delete(r);
+        this.lastDesired.delete(r);
       }
       this.active = next.filter((r) => this.deps.registry[r]);
       for (const r of added) {
@@ -183,6 +195,7 @@ export class RoleSupervisor {
       log: this.deps.log,
       previous: this.owned[name] ?? [],
     });
+    this.lastDesired.set(name, desired);
     const at = (this.deps.now ?? (() => new Date()))();
     this.status.set(name, report.ok ? { state: 'ok', appliedAt: at } : { state: 'error', appliedAt: at, error: report.error ?? 'apply failed' });
     if (report.ok && report.changed.length + report.removed.length > 0) {

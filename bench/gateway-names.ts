@@ -384,7 +384,7 @@ async function main(): Promise<number> {
         '    upstream_dns: [203.0.113.1]',
         '    pxe: { enabled: false }',
         '    tftp: { enabled: false }',
-        `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${hostsDir}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')} }`,
+        `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${hostsDir}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, members: ${p('members')}, left_out: ${p('left-out')} }`,
       ].join('\n') + '\n',
     );
     const { run: inNs, spawn: spawnInNs, probe } = gatewayEffects(bed);

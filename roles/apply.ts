@@ -109,7 +109,8 @@ export async function applyRole<C>(role: Role<C>, desired: DesiredState<C>, deps
   }
 
   const touched: string[] = [];
-  const ctx: ApplyContext<C> = { run, files, log, changed: [...changed, ...toRemove], desired };
+  const prior = (path: string) => priors.get(path)?.content;
+  const ctx: ApplyContext<C> = { run, files, log, changed: [...changed, ...toRemove], prior, desired };
   try {
     // Writes go out WRITE_CONCURRENCY at a time: each is an fsync'ed temp file + rename, and a join
     // storm can change hundreds of small files at once (the gateway's hosts files).
@@ -139,7 +140,9 @@ export async function applyRole<C>(role: Role<C>, desired: DesiredState<C>, deps
     // Services only saw the new files if reload ran; give them the old ones back the same way.
     if ((failure.stage === 'reload' || failure.stage === 'health') && role.reload) {
       try {
-        await role.reload({ ...ctx, changed: touched });
+        // The services now get back what they had: what was "before" is the content just undone.
+        const attempted = new Map(toWrite.map((f) => [f.path, f.content] as const));
+        await role.reload({ ...ctx, changed: touched, prior: (path) => attempted.get(path) });
       } catch (reloadErr) {
         log.error({ err: reloadErr }, 'reload after rollback failed');
       }

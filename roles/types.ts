@@ -96,9 +96,19 @@ export interface ApplyContext<C = Record<string, unknown>> {
   readonly log: Logger;
   /** Paths whose content changed in this apply (written, or removed). */
   readonly changed: readonly string[];
+  /**
+   * What a changed path held before this apply (`undefined`: it did not exist, or did not change).
+   * Hooks diff with it: the gateway releases the DHCP leases of reservations it removed.
+   */
+  prior(path: string): string | undefined;
   /** The desired state this apply rendered from (hooks find their settings here). */
   readonly desired: DesiredState<C>;
 }
+
+/** What `Role.start` receives: the apply context without the change set, and a way to ask for an apply. */
+export type StartContext<C = Record<string, unknown>> = Omit<ApplyContext<C>, 'changed' | 'prior'> & {
+  readonly reconcile?: (reason: string) => void;
+};
 
 /** A role plugin. Only `name` and `render` are required; every hook is optional. */
 export interface Role<C = Record<string, unknown>> {
@@ -117,7 +127,7 @@ export interface Role<C = Record<string, unknown>> {
    * Starts long-running services the role hosts in-process (after the first apply). `reconcile`
    * asks for another apply of this role (an input it follows itself changed, e.g. the registry).
    */
-  start?(ctx: Omit<ApplyContext<C>, 'changed'> & { readonly reconcile?: (reason: string) => void }): Promise<void>;
+  start?(ctx: StartContext<C>): Promise<void>;
   /** The instances this role renders from (its feed's snapshot); the framework puts them in `desired`. */
   instances?(): readonly InstanceSummary[] | undefined;
   /**
@@ -126,11 +136,25 @@ export interface Role<C = Record<string, unknown>> {
    * section changed. Rejecting is logged.
    */
   configReloaded?(): Promise<void>;
-  /** What the role knows about its work beyond the apply state (read by queries; cheap, no I/O). */
-  facts?(): RoleFacts | undefined;
+  /**
+   * What the role knows about its work beyond the apply state (read by queries; cheap, no I/O).
+   * `last` is the desired state of the role's last apply (undefined before the first).
+   */
+  facts?(last: DesiredState<C> | undefined): RoleFacts | undefined;
+  /**
+   * Serf queries the role answers while it is active on this node (the agent registers them once
+   * and stays silent for a role the node does not run). Keys are query names (`mammatus.<verb>`).
+   */
+  readonly queries?: Readonly<Record<string, RoleQuery<C>>>;
   /** Stops what `start` started; called when the role is removed from the node or on shutdown. */
   stop?(): Promise<void>;
 }
+
+/**
+ * Answers one Serf query for a role: `payload` as sent, `last` the desired state of the role's
+ * last apply. The answer is sent as compact JSON (a string as it is); `undefined` stays silent.
+ */
+export type RoleQuery<C = Record<string, unknown>> = (payload: Buffer, last: DesiredState<C> | undefined) => unknown;
 
 /**
  * A role's report about itself. `summary` is one short line that `mammatus.status` shows next to

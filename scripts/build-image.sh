@@ -78,13 +78,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
+started=$SECONDS
 log "debootstrap $suite from $mirror into $work/rootfs (a few minutes)"
 include=$(IFS=,; echo "${PACKAGES[*]}")
-if ! debootstrap --variant=minbase --arch="$arch" --include="$include" "$suite" "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1; then
+debootstrap --variant=minbase --arch="$arch" --include="$include" "$suite" "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 &
+deboot=$!
+# A progress line every 15 s: minutes without output look like a hang.
+while kill -0 "$deboot" 2>/dev/null; do
+  for _ in $(seq 15); do kill -0 "$deboot" 2>/dev/null && sleep 1; done
+  kill -0 "$deboot" 2>/dev/null || break
+  size=$(du -sm "$work/rootfs" 2>/dev/null | cut -f1 || true)
+  step=$(grep -E "^I: " "$work/debootstrap.log" | tail -n 1 | cut -c4-60 || true)
+  log "debootstrap: $((SECONDS - started)) s, rootfs ${size:-0} MB${step:+, $step}"
+done
+if ! wait "$deboot"; then
   tail -n 30 "$work/debootstrap.log" >&2
   log "debootstrap failed (full log above, last 30 lines)"
   exit 1
 fi
+log "debootstrap done in $((SECONDS - started)) s"
 r="$work/rootfs"
 # Nothing may be left half-configured (the cffi-backend problem shows up here).
 chroot "$r" dpkg --audit >&2 || { log "packages left unconfigured"; exit 1; }
@@ -151,5 +163,5 @@ tar -C "$work" --numeric-owner --xattrs --xattrs-include='*' -czf "$work/image.t
 sha256sum "$work/image.tar.gz" | cut -d' ' -f1 >"$work/image.sha256"
 mv "$work/image.sha256" "$out.sha256"
 mv "$work/image.tar.gz" "$out"
-log "done: $out ($(du -h "$out" | cut -f1), fingerprint $(cat "$out.sha256"))"
+log "done in $((SECONDS - started)) s: $out ($(du -h "$out" | cut -f1), fingerprint $(cat "$out.sha256"))"
 echo "$out"

@@ -12,7 +12,7 @@
  * stays unconfigured.
  *
  * Flags: `--once` tears down right after printing (the tests use it); `--no-image` never builds the
- * instance image (a cached one is still imported).
+ * instance image (a cached one is still imported); `--no-demo` launches no container.
  */
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
@@ -21,8 +21,9 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { SerfClient } from '../agent/serf/client.js';
 import { CN_LAN, LAN, NETNS, buildLocalLan, removeLocalLan } from './lib/local-lan.js';
-import { CONTROLLER_PORTS, LXD_BASE, RUN_DIR, imageAlias, instanceImage, nodeConfig, rootDropIns, writeMetadataSecret } from './lib/local-root.js';
+import { LXD_BASE, RUN_DIR, imageAlias, instanceImage, nodeConfig, rootDropIns, writeMetadataSecret } from './lib/local-root.js';
 import { lxdInstalled, mustRun, startLxdDaemon, stopLeftoverLxd, type LxdDaemon } from './lib/lxd-node.js';
+import { printStatus, runDemo, suggestions, type DemoCluster } from './lib/local-demo.js';
 import { BUNDLE, startMammatusAgent, type MammatusAgent } from './lib/mammatus-agent.js';
 import { startSerfAgent, type SerfAgent } from './lib/serf-agent.js';
 
@@ -30,6 +31,7 @@ const repo = fileURLToPath(new URL('..', import.meta.url));
 const ROLES = ['gateway', 'compute', 'storage', 'controller'] as const;
 const once = process.argv.includes('--once');
 const noImage = process.argv.includes('--no-image');
+const noDemo = process.argv.includes('--no-demo');
 const work = path.join(repo, '.cluster');
 // The gateway role changes a machine's firewall and runs DHCP, LXD needs root too: both only run
 // as root, and then in network namespaces of their own, so the host's own network is never touched.
@@ -165,7 +167,12 @@ async function main(): Promise<void> {
   rmSync(CONTROLLER_DIR, { recursive: true, force: true });
   const key = execFileSync('serf', ['keygen'], { encoding: 'utf8' }).trim();
   const dropIns = asRoot ? await setUpRoot() : {};
-  if (!asRoot) console.log('Not root: the gateway node runs without its role (it needs root, and then gets a network namespace); the compute role has no LXD.');
+  if (!asRoot) {
+    console.log('Not root, so this cluster cannot:');
+    console.log('  - run the gateway role: DHCP, DNS, TFTP, its firewall and the metadata proxy need root (they get a network namespace of their own);');
+    console.log('  - give compute-1 an LXD: containers need root, so `instance launch` has nowhere to run.');
+    console.log('The other nodes run on 127.0.0.1. For all of it: sudo bash scripts/cluster.sh');
+  }
   console.log(`Starting ${nodes.length} serf agents (gossip encrypted) and mammatus agents in ${work} ...`);
   for (const [i, n] of nodes.entries()) {
     step();
@@ -207,7 +214,16 @@ async function main(): Promise<void> {
   }
   first.close();
   step();
-  printStatusAndTry(entry.serf!.rpcAddr, nodes.find((n) => n.role === 'storage')!.serf!.rpcAddr);
+  const demo: DemoCluster = {
+    rpc: entry.serf!.rpcAddr,
+    otherRpc: nodes.find((n) => n.role === 'storage')!.serf!.rpcAddr,
+    asRoot,
+    ...(lxd ? { lxd: { lxdDir: lxd.lxdDir, ...(image ? { alias: image.alias } : {}) } } : {}),
+  };
+  printStatus(demo);
+  const demoRan = !noDemo && (await runDemo(demo));
+  step();
+  printTry(demo, demoRan);
   if (once) return;
   console.log('\nPress Ctrl-C to stop the cluster.');
   for (const n of nodes) {
@@ -218,50 +234,13 @@ async function main(): Promise<void> {
   if (!interrupted) await new Promise<void>((resolve) => (wake = resolve));
 }
 
-function printStatusAndTry(a: string, c: string): void {
-  const cli = `node ${path.relative(process.cwd(), BUNDLE) || BUNDLE}`;
-  console.log(`\n$ ${cli} --rpc-addr ${a} status`);
-  try {
-    console.log(execFileSync(process.execPath, [BUNDLE, '--rpc-addr', a, 'status'], { encoding: 'utf8' }));
-  } catch (err) {
-    console.log((err as { stdout?: string }).stdout ?? String(err));
-  }
-  // As root the controller serves on the LAN (the gateway's namespace cannot reach our loopback).
-  const ctl = asRoot ? LAN.host : '127.0.0.1';
-  const nats = `--nats nats://${ctl}:${CONTROLLER_PORTS.nats}`;
-  const lines = [
-    `serf members -rpc-addr=${a}`,
-    `serf query -rpc-addr=${a} mammatus.ping`,
-    `serf query -rpc-addr=${a} -tag role=compute mammatus.status`,
-    `serf event -rpc-addr=${c} mammatus.reconcile compute`,
-    `serf tags -rpc-addr=${a} -set role=compute,storage      # the compute node takes on storage too`,
-    `${cli} --rpc-addr ${a} status --json`,
-    `${cli} --rpc-addr ${c} query mammatus.ping --tag role=storage`,
-  ];
-  if (image && lxd) {
-    const lxc = `LXD_DIR=${lxd.lxdDir} lxc`;
-    lines.push(
-      `${cli} --rpc-addr ${a} instance launch web-1 --image ${image.alias} --node compute-1 ${nats}`,
-      `${cli} instance show web-1 ${nats}          # its address, once DHCP gave it one`,
-      `${lxc} exec web-1 -- cloud-init status --wait --long   # NoCloud from 169.254.169.254 via the gateway`,
-      `${lxc} exec web-1 -- curl -s http://169.254.169.254/latest/meta-data/instance-id`,
-      `dig @${LAN.gateway} web-1.mammatus +short                  # the gateway's DNS knows it`,
-      `${cli} instance delete web-1 ${nats}`,
-    );
-  } else {
-    lines.push(
-      `${cli} instance register web-1 --mac 02:00:00:00:00:21 --ip ${ctl} ${nats}`,
-      `curl http://${ctl}:${CONTROLLER_PORTS.metadata}/latest/meta-data/local-hostname   # the controller's metadata service`,
-    );
-  }
-  if (asRoot) {
-    lines.push(`dig @${LAN.gateway} compute-1.mammatus +short                # the gateway's DNS knows every member`, `serf query -rpc-addr=${a} -tag role=gateway mammatus.leases`);
-  }
+/** The commands to try, the logs, and what this run could not do. */
+function printTry(demo: DemoCluster, demoRan: boolean): void {
   const rpcList = nodes.map((n) => `${n.name} ${n.serf!.rpcAddr}${n.netns ? ` (in netns ${n.netns})` : ''}`).join(', ');
-  console.log(`Try, in another terminal (each node's serf RPC: ${rpcList}):`);
-  for (const l of lines) console.log(`  ${l}`);
+  console.log(`\nTry, in another terminal (each node's serf RPC: ${rpcList}):`);
+  for (const l of suggestions(demo, demoRan)) console.log(`  ${l}`);
   console.log(`Logs: ${work}/<node>/agent/agent.log and ${work}/<node>/serf/serf.log${lxd ? `; LXD: ${lxd.logFile}` : ''}.`);
-  if (asRoot && lxd && !image) console.log(`compute-1's LXD has no image: import one with ${cli} image import FILE --alias ALIAS --lxd-socket ${lxd.socket}`);
+  if (asRoot && lxd && !image) console.log(`compute-1's LXD has no image: import one with node dist/mammatus.mjs image import FILE --alias ALIAS --lxd-socket ${lxd.socket}`);
   if (asRoot) console.log(`The LAN: ${LAN.host} (this host, mmc-lan), ${LAN.gateway} (gateway, netns ${NETNS.gw})${lxd ? `, compute-1's containers on ${CN_LAN} (netns ${NETNS.cn})` : ''}.`);
 }
 

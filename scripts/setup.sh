@@ -5,12 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# serf and nats-server run the cluster; dnsmasq-base, iptables and iproute2 serve the role tests.
-PACKAGES=(serf nats-server dnsmasq-base iptables iproute2 procps)
+# serf and nats-server run the cluster; dnsmasq-base (with dhcp_release from dnsmasq-utils),
+# iptables and iproute2 are the gateway's tools.
+PACKAGES=(serf nats-server dnsmasq-base dnsmasq-utils iptables iproute2 procps)
+# The local cluster's demo as root: LXD for the compute node, debootstrap for its instance image,
+# dig and curl for the commands it prints. Without root there is no demo to set up.
+DEMO=(lxd debootstrap dnsutils curl)
 # --tests adds what only the tests use: the package tests build, lint, sign and install the .deb;
-# lxd runs the compute end-to-end test (its own daemon in a namespace; nothing started at install).
+# busybox is their DHCP client, cloud-init's own readers and the AWS CLI their real clients.
+TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli)
 if [ "${1:-}" = "--tests" ]; then
-  PACKAGES+=(debootstrap lintian apt-utils gnupg dpkg-dev busybox dnsutils curl cloud-init awscli lxd)
+  PACKAGES+=("${DEMO[@]}" "${TESTS[@]}")
+elif [ "$(id -u)" = 0 ]; then
+  PACKAGES+=("${DEMO[@]}")
 fi
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -18,12 +25,13 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
+    echo "Installing with apt: ${missing[*]}"
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
   else
     echo "Missing Debian packages: ${missing[*]}. Install them with:" >&2
     echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
-    if ! command -v serf >/dev/null; then exit 1; fi
+    if ! command -v serf >/dev/null || ! command -v nats-server >/dev/null; then exit 1; fi
   fi
 fi
 

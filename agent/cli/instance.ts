@@ -11,6 +11,7 @@ import { InstanceNotFoundError, InstanceRegistry, RegistryConflictError } from '
 import { connectNats } from '../../src/nats.js';
 import { ROLE_TAG } from '../daemon.js';
 import { connect, formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
+import { describeNote, notesByInstance, notesForCandidate, notesForInstance, type GatewayNote } from './reservations.js';
 
 /** Flags every instance subcommand takes. */
 export interface InstanceOptions {
@@ -92,8 +93,20 @@ export async function registerCommand(g: GlobalOptions, name: string, opts: Regi
       tags: opts.tag ?? {},
     });
     io.out(opts.json ? JSON.stringify(record, null, 2) : `registered ${record.name} as ${record.id}`);
+    await warnUnserved(g, record, io);
     return 0;
   });
+}
+
+/**
+ * Tells the operator at once when a gateway will not serve what was just recorded (its name, MAC
+ * or address is taken by a member, the gateway or a configured reservation). The record stays:
+ * the conflict may be resolved on the other side.
+ */
+export async function warnUnserved(g: GlobalOptions, r: InstanceRecord, io: CliIo): Promise<void> {
+  for (const n of await notesForCandidate(g, { name: r.name, macs: r.macs, ips: r.ips })) {
+    if (n.reason) io.err(`warning: ${describeNote(r.name, n)}`);
+  }
 }
 
 /**
@@ -130,16 +143,17 @@ async function memberStatuses(g: GlobalOptions): Promise<Map<string, string> | u
 export function listCommand(g: GlobalOptions, opts: InstanceOptions, io: CliIo): Promise<number> {
   return withRegistry(g, opts, io, async (registry) => {
     const records = await registry.list();
+    const [members, notes] = await Promise.all([memberStatuses(g), notesByInstance(g)]);
     if (opts.json) {
-      io.out(JSON.stringify(records, null, 2));
+      io.out(JSON.stringify(records.map((r) => withGatewayNotes(r, notes.get(r.name))), null, 2));
       return 0;
     }
-    const members = await memberStatuses(g);
     const rows = [['NAME', 'ID', 'NODE', 'MAC', 'IP', 'STATE', 'STATUS']];
     const errors: string[] = [];
     for (const r of records) {
       rows.push([r.name, r.id, r.node ?? '-', r.macs.join(','), r.ips.join(',') || '-', r.state, liveStatus(r, members)]);
       if (r.observed?.error) errors.push(`${r.name}: ${r.observed.error}`);
+      for (const n of notes.get(r.name) ?? []) errors.push(describeNote(r.name, n));
     }
     for (const line of formatTable(rows)) io.out(line);
     for (const e of errors) io.out(`  ! ${e}`);
@@ -151,8 +165,9 @@ export function listCommand(g: GlobalOptions, opts: InstanceOptions, io: CliIo):
 export function showCommand(g: GlobalOptions, name: string, opts: InstanceOptions, io: CliIo): Promise<number> {
   return withRegistry(g, opts, io, async (registry) => {
     const r = await registry.get(name);
-    if (opts.json) io.out(JSON.stringify(r, null, 2));
-    else for (const line of describe(r)) io.out(line);
+    const notes = await notesForInstance(g, r.name);
+    if (opts.json) io.out(JSON.stringify(withGatewayNotes(r, notes.filter((n) => n.reason)), null, 2));
+    else for (const line of [...describe(r), ...notes.map((n) => `gateway:     ${describeNote(r.name, n)}`)]) io.out(line);
     return 0;
   });
 }
@@ -164,6 +179,14 @@ export function rmCommand(g: GlobalOptions, name: string, opts: InstanceOptions,
     io.out(opts.json ? JSON.stringify(r, null, 2) : `removed ${r.name} (${r.id})`);
     return 0;
   });
+}
+
+/**
+ * A record as the JSON commands print it: with `gateways`, what the gateways that do not serve it
+ * as registered say (absent when every gateway serves it, or none could be asked).
+ */
+function withGatewayNotes(r: InstanceRecord, notes: readonly GatewayNote[] | undefined): InstanceRecord & { gateways?: GatewayNote[] } {
+  return notes?.length ? { ...r, gateways: [...notes] } : r;
 }
 
 /** A record as `key: value` lines; user-data by size only (it may be binary and long). */

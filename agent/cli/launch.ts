@@ -13,7 +13,7 @@ import { IMAGE_TAG } from '../../roles/compute/plan.js';
 import type { InstanceRegistry } from '../../src/metadata/registry.js';
 import type { InstanceRecord } from '../../src/metadata/instance.js';
 import { parseTimeoutFlag, UsageError, type CliIo, type GlobalOptions } from './common.js';
-import { withRegistry, type InstanceOptions } from './instance.js';
+import { warnUnserved, withRegistry, type InstanceOptions } from './instance.js';
 import { chooseNode, surveyCapacity, unfitReason, type CapacitySurvey } from './placement.js';
 
 /** `launch` flags. */
@@ -82,6 +82,7 @@ export async function launchCommand(g: GlobalOptions, name: string, opts: Launch
     });
     // Registered first, running second: a record is only ever created as `registered`.
     const record = await registry.update(registered.id, (r) => ({ ...r, state: 'running' }));
+    await warnUnserved(g, record, io);
     if (!opts.wait) {
       io.out(opts.json ? JSON.stringify(record, null, 2) : `launching ${record.name} (${record.id}) on ${node}, MAC ${record.macs[0]}`);
       return 0;

@@ -15,7 +15,7 @@
 import path from 'node:path';
 import type { Logger, Member } from '../../agent/types.js';
 import { parseRoleTag } from '../parse.js';
-import type { ApplyContext, RenderedFile, Role, RoleFacts } from '../types.js';
+import type { StartContext, RenderedFile, Role, RoleFacts } from '../types.js';
 import { parseComputeConfig, type ComputeConfig } from './config.js';
 import { LxdClient, type LxdClientOptions } from './lxd-client.js';
 import { ensureHostMacvlan, ensureLxdSetup } from './lxd-setup.js';
@@ -103,7 +103,7 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
     cfg = c;
     return lxd;
   };
-  async function setUp(ctx: Omit<ApplyContext, 'changed'>): Promise<void> {
+  async function setUp(ctx: StartContext): Promise<void> {
     const c = parseComputeConfig(ctx.desired.config);
     node = ctx.desired.node;
     notReady = 'LXD is not set up';

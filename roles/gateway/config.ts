@@ -82,6 +82,10 @@ export interface GatewayConfig {
     readonly metadata_proxy: string;
     /** dnsmasq's `dhcp-hostsdir`: one file per registered instance (its MAC → address and name). */
     readonly dhcp_hosts_dir: string;
+    /** The members the gateway knows, so the next apply can release the leases of those gone. */
+    readonly members: string;
+    /** The registered instances the gateway does not serve as registered, with the reason. */
+    readonly left_out: string;
   };
 }
 
@@ -263,6 +267,8 @@ export const GATEWAY_SETTINGS_SCHEMA: JSONSchemaType<GatewaySettings> = {
         lease_hook: s('path'),
         metadata_proxy: s('path'),
         dhcp_hosts_dir: s('path'),
+        members: s('path'),
+        left_out: s('path'),
       },
     },
   },
@@ -289,6 +295,8 @@ export const GATEWAY_DEFAULTS = {
     lease_hook: '/usr/lib/mammatus/lease-hook',
     metadata_proxy: '/etc/mammatus/gateway/metadata-proxy.yaml',
     dhcp_hosts_dir: '/var/lib/mammatus/gateway/dhcp-hosts.d',
+    members: '/var/lib/mammatus/gateway/members',
+    left_out: '/var/lib/mammatus/gateway/left-out',
   },
 } as const satisfies Omit<GatewayConfig, 'dhcp'> & { dhcp: Omit<GatewayConfig['dhcp'], 'range'> };
 

@@ -8,13 +8,16 @@
 import path from 'node:path';
 import { promises as dns } from 'node:dns';
 import type { Logger } from '../../agent/types.js';
-import type { ApplyContext, InstanceFeed, InstanceFeedFactory, InstanceSummary, RenderedFile, Role, Run, Spawn } from '../types.js';
+import type { ApplyContext, StartContext, InstanceFeed, InstanceFeedFactory, InstanceSummary, RenderedFile, Role, Run, Spawn } from '../types.js';
 import { parseRoleTag } from '../parse.js';
 import type { Member } from '../../agent/types.js';
 import { parseGatewayConfig, type GatewayConfig } from './config.js';
 import { DnsmasqSupervisor } from './dnsmasq.js';
 import { Firewall, validateRuleset } from './firewall.js';
-import { renderLeaseHook } from './leases.js';
+import { parseLeases, renderLeaseHook } from './leases.js';
+import { leasesToRelease, parseMembersFile } from './release.js';
+import { lanAddressOf, parseDhcpHosts, parseNotes, planInstances, type DhcpHost } from './render-instances.js';
+import { answerReservations, RESERVATIONS_QUERY, servedFacts } from './served.js';
 import { renderBaseline } from './render-iptables.js';
 import { renderGateway } from './render.js';
 import { DaemonSupervisor, type Argv } from '../supervisor.js';
@@ -71,7 +74,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
   const proxyArgv = (confPath: string): Argv | undefined =>
     deps.mammatus ? [deps.mammatus[0], [...deps.mammatus[1], 'metadata', 'proxy', '--config', confPath]] : undefined;
   /** Starts, restarts or stops the proxy to match its config file. */
-  async function applyProxy(ctx: Omit<ApplyContext, 'changed'>, cfg: GatewayConfig, restart: boolean): Promise<void> {
+  async function applyProxy(ctx: StartContext, cfg: GatewayConfig, restart: boolean): Promise<void> {
     const argv = proxyArgv(cfg.paths.metadata_proxy);
     if ((await ctx.files.read(cfg.paths.metadata_proxy)) === undefined) return void (await proxy?.stop());
     if (!argv) return ctx.log.warn('the metadata proxy is configured but this agent cannot run mammatus; instances get no metadata');
@@ -137,8 +140,12 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       }
       // New upstreams (a controller joined or left) take a proxy restart: it reads its config once.
       if (changed(cfg.paths.metadata_proxy)) await applyProxy(ctx, cfg, true);
+      const reservations = ctx.changed.some((p) => p.startsWith(`${cfg.paths.dhcp_hosts_dir}/`));
+      // Leases go before dnsmasq drops the reservation: it writes its lease file on every release.
+      if (reservations || changed(cfg.paths.members)) await releaseStaleLeases(ctx, cfg);
       // A reservation removed or changed stays in dnsmasq until SIGHUP (new ones it reads itself).
-      if (!changed(cfg.paths.dnsmasq_conf) && ctx.changed.some((p) => p.startsWith(`${cfg.paths.dhcp_hosts_dir}/`))) dnsmasq?.rereadHosts();
+      if (!changed(cfg.paths.dnsmasq_conf) && reservations) dnsmasq?.rereadHosts();
+      if (changed(cfg.paths.left_out)) logNotes(ctx, cfg);
       ensureFeed(cfg, ctx.desired.members, ctx.log);
     },
 
@@ -170,12 +177,56 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       return feed?.snapshot();
     },
 
+    facts: servedFacts,
+
+    queries: { [RESERVATIONS_QUERY]: answerReservations },
+
     async stop() {
       const f = feed;
       feed = undefined;
       await Promise.all([dnsmasq?.stop(), proxy?.stop(), f?.stop()]);
     },
   };
+}
+
+/**
+ * Gives dnsmasq back the leases this apply left stale (release.ts): a removed, renamed or
+ * re-addressed instance's, and those named after members that are gone. A release that fails is
+ * logged, never fatal: the new config is right either way, and the lease runs out on its own.
+ */
+async function releaseStaleLeases(ctx: ApplyContext, cfg: GatewayConfig): Promise<void> {
+  const before = ctx.changed
+    .filter((p) => p.startsWith(`${cfg.paths.dhcp_hosts_dir}/`))
+    .flatMap((p) => parseDhcpHosts(ctx.prior(p) ?? '') ?? []);
+  const now: DhcpHost[] = planInstances(cfg, ctx.desired.members, ctx.desired.instances ?? []).served.map((i) => {
+    const ip = lanAddressOf(cfg, i);
+    return { name: i.name, macs: i.macs, ...(ip ? { ip } : {}) };
+  });
+  const membersBefore = ctx.changed.includes(cfg.paths.members) ? parseMembersFile(ctx.prior(cfg.paths.members)) : [];
+  const leases = parseLeases((await ctx.files.read(cfg.paths.leases).catch(() => undefined)) ?? '');
+  for (const r of leasesToRelease({ leases, before, now, membersBefore, membersNow: ctx.desired.members })) {
+    try {
+      await ctx.run('dhcp_release', [cfg.lan.interface, r.ip, r.mac], { timeoutMs: 5000 });
+      ctx.log.info({ ip: r.ip, mac: r.mac, name: r.name, why: r.why }, 'DHCP lease released');
+    } catch (err) {
+      ctx.log.warn({ ip: r.ip, mac: r.mac, why: r.why, err: (err as Error).message }, 'could not release a DHCP lease (is dnsmasq-utils installed?); it runs out on its own');
+    }
+  }
+}
+
+/** Logs what changed in the instances the gateway leaves out (the left-out file's diff). */
+function logNotes(ctx: ApplyContext, cfg: GatewayConfig): void {
+  const key = (n: { name: string; served: boolean; reason: string }) => `${n.name}|${n.served}|${n.reason}`;
+  const before = new Map(parseNotes(ctx.prior(cfg.paths.left_out)).map((n) => [n.name, n]));
+  const now = planInstances(cfg, ctx.desired.members, ctx.desired.instances ?? []).notes;
+  for (const n of now) {
+    const old = before.get(n.name);
+    if (old && key(old) === key(n)) continue;
+    ctx.log.warn({ instance: n.name, reason: n.reason }, n.served ? 'registered instance served without its address' : 'registered instance left out');
+  }
+  for (const name of before.keys()) {
+    if (!now.some((n) => n.name === name)) ctx.log.info({ instance: name }, 'registered instance served as registered again (or gone)');
+  }
 }
 
 /** The gateway's LAN address without its prefix length. */

@@ -9,7 +9,8 @@ import { renderDnsmasqConf } from './render-dnsmasq.js';
 import { renderHostsFiles } from './render-hosts.js';
 import { renderIptables, renderSysctl } from './render-iptables.js';
 import { renderMetadataProxyConf } from './render-metadata.js';
-import { instanceNames, renderDhcpHosts, usableInstances } from './render-instances.js';
+import { instanceNames, planInstances, renderDhcpHosts, renderNotes } from './render-instances.js';
+import { renderMembersFile } from './release.js';
 
 /**
  * Renders the gateway's files from `desired`. Throws a `GatewayConfigError` when
@@ -22,13 +23,16 @@ export function renderGateway(desired: DesiredState<Record<string, unknown>>): R
   const self = desired.members.find((m) => m.name === desired.node);
   const valid = self !== undefined && Number.isInteger(self.port) && self.port > 0 && self.port < 65536;
   const serfPort = valid ? self.port : undefined;
-  const instances = usableInstances(cfg, desired.members, desired.instances ?? []);
+  const plan = planInstances(cfg, desired.members, desired.instances ?? []);
+  const instances = plan.served;
   const files: RenderedFile[] = [
     { path: cfg.paths.dnsmasq_conf, content: renderDnsmasqConf(cfg), mode: 0o644 },
     { path: cfg.paths.iptables, content: renderIptables(cfg, { serfPort }), mode: 0o600 },
     { path: cfg.paths.sysctl, content: renderSysctl(), mode: 0o644 },
     ...renderHostsFiles(cfg, desired.members, instanceNames(cfg, instances)),
     ...renderDhcpHosts(cfg, instances),
+    { path: cfg.paths.members, content: renderMembersFile(desired.members), mode: 0o644 },
+    { path: cfg.paths.left_out, content: renderNotes(plan.notes), mode: 0o644 },
   ];
   const proxy = renderMetadataProxyConf(cfg, desired.members);
   if (proxy) files.push({ path: cfg.paths.metadata_proxy, content: proxy, mode: 0o644 });

@@ -50,6 +50,7 @@ export async function instanceImage(noImage: boolean): Promise<string | undefine
     return cached;
   }
   console.log('Instance image: scripts/build-image.sh (debootstrap; a few minutes the first time, cached after) ...');
+  const started = Date.now();
   const child = spawn(BUILD_IMAGE, [], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -57,7 +58,11 @@ export async function instanceImage(noImage: boolean): Promise<string | undefine
     child.once('error', () => resolve(-1));
     child.once('close', (c) => resolve(c));
   });
-  if (code === 0 && out.trim()) return out.trim();
+  const took = Math.round((Date.now() - started) / 1000);
+  if (code === 0 && out.trim()) {
+    console.log(`Instance image ready in ${took >= 60 ? `${Math.floor(took / 60)} min ${took % 60} s` : `${took} s`}: ${out.trim()}`);
+    return out.trim();
+  }
   console.log(`The image build failed (exit ${code}): the compute node gets LXD without an image (--no-image skips the build).`);
   return undefined;
 }

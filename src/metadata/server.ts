@@ -156,7 +156,9 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
   const handle = (req: IncomingMessage): Answer | Promise<Answer> => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
-    const segments = (q < 0 ? url : url.slice(0, q)).split('/');
+    // EC2 treats a run of slashes as one, and clients rely on it: the AWS SDK's MetadataService
+    // asks for `//latest/meta-data/…` (its endpoint's path `/` joined with the request's).
+    const segments = (q < 0 ? url : url.slice(0, q)).replace(/\/{2,}/g, '/').split('/');
     if (req.method === 'GET' || req.method === 'HEAD') return get(req, segments);
     if (req.method === 'PUT') return putToken(req, segments);
     return answerText(405, 'Method Not Allowed');

@@ -21,6 +21,8 @@ function setup() {
     reload: async (ctx) => void (await ctx.run('reload-hosts', [])),
     start: async () => void events.push('start gateway'),
     stop: async () => void events.push('stop gateway'),
+    facts: (last) => (last ? { summary: `${last.members.length} members` } : undefined),
+    queries: { 'mammatus.hosts': (payload, last) => ({ asked: payload.toString(), members: last?.members.map((m) => m.name) }) },
   };
   const plain: Role = { name: 'compute', render: () => [{ path: '/etc/compute.conf', content: 'x\n' }] };
   const sup = new RoleSupervisor({
@@ -37,6 +39,17 @@ function setup() {
 }
 
 describe('RoleSupervisor', () => {
+  it('answers a role\'s queries and facts from its last apply, only while the role runs', async () => {
+    const { sup, setMembers } = setup();
+    expect(sup.answer('gateway', 'mammatus.hosts', Buffer.from('x'))).toBeUndefined();
+    await sup.setRoles(['gateway']);
+    setMembers([member('a'), member('b')]); // not applied yet: the answer is about what is applied
+    expect(sup.answer('gateway', 'mammatus.hosts', Buffer.from('x'))).toEqual({ asked: 'x', members: ['a'] });
+    expect(sup.statuses().gateway?.detail).toBe('1 members');
+    await sup.setRoles([]);
+    expect(sup.answer('gateway', 'mammatus.hosts', Buffer.from('x'))).toBeUndefined();
+  });
+
   it('applies and starts added roles, reports unknown names as errors', async () => {
     const { sup, files, events } = setup();
     await sup.setRoles(['gateway'], ['bogus']);

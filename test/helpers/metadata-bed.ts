@@ -93,7 +93,7 @@ export async function startBedGateway(bed: GatewayBed, dir: string, host: Contro
       '    pxe: { enabled: false }',
       `    metadata: { secret_file: ${JSON.stringify(host.secretFile)}, upstreams: ["http://10.88.0.10:8775"] }`,
       `    registry: { nats: ["${host.natsUrl}"] }`,
-      `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, metadata_proxy: ${p('metadata-proxy.yaml')}, dhcp_hosts_dir: ${p('dhcp-hosts.d')} }`,
+      `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, metadata_proxy: ${p('metadata-proxy.yaml')}, dhcp_hosts_dir: ${p('dhcp-hosts.d')}, members: ${p('members')}, left_out: ${p('left-out')} }`,
     ].join('\n') + '\n',
   );
   const { run, spawn, probe } = gatewayEffects(bed);

@@ -5,8 +5,10 @@
  * secret and forwards to the metadata service on a controller host (`ctl`, with its own nats-server).
  * cloud-init's own NoCloud reader runs inside the client namespace, as on a real instance.
  */
-import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import os from 'node:os';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +32,16 @@ if (skip) console.warn(`gateway metadata tests skipped: ${skip}`);
 const hasCloudInit = existsSync('/usr/lib/python3/dist-packages/cloudinit');
 
 const CLIENT_MAC = '02:00:00:00:00:44';
+const execFileAsync = promisify(execFile);
+
+/** Polls `check` every 50 ms until it holds; throws after `timeoutMs`. */
+async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 const USER_DATA = '#cloud-config\nhostname: from-user-data\n';
 
 describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
@@ -117,6 +129,61 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
       status = (await bed.dig('vm-3.mammatus')).status;
     }
     expect(status).toBe('NXDOMAIN');
+  });
+
+  it.skipIf(Boolean(missingTools(['dhcp_release'])))('releases a removed instance\'s lease: its name is gone within 1 s, and the next holder of the address is the only name on it', async () => {
+    const mac4 = '02:00:00:00:00:47';
+    await registry.register({ name: 'vm-4', macs: [mac4] });
+    await until('the reservation of vm-4', () => existsSync(p('gw/dhcp-hosts.d/vm-4')));
+    const lease = await bed.dhcp({ mac: mac4, hostname: 'vm-4' });
+    const ip = lease.ip!;
+    await until('vm-4.mammatus from its lease', async () => (await bed.dig('vm-4.mammatus')).answers[0] === ip);
+
+    await registry.remove('vm-4');
+    const removed = Date.now();
+    await until('vm-4.mammatus gone', async () => (await bed.dig('vm-4.mammatus')).status === 'NXDOMAIN', 5000);
+    const took = Date.now() - removed;
+    console.log(`gateway bed: vm-4.mammatus gone ${took} ms after its record`);
+    expect(took, `name gone ${took} ms after the record`).toBeLessThan(1000);
+    expect(readFileSync(p('gw/leases/dnsmasq.leases'), 'utf8')).not.toContain(mac4);
+    expect(logs.some((l) => l.msg === 'DHCP lease released' && l.mac === mac4)).toBe(true);
+
+    // Another instance on the very address: only its own name points there.
+    await registry.register({ name: 'vm-5', macs: ['02:00:00:00:00:48'], ips: [ip] });
+    await until('vm-5.mammatus', async () => (await bed.dig('vm-5.mammatus')).answers[0] === ip);
+    expect((await bed.dhcp({ mac: '02:00:00:00:00:48', hostname: 'vm-5' })).ip).toBe(ip);
+    const reverse = await bed.dig(`${ip.split('.').reverse().join('.')}.in-addr.arpa`, 'PTR');
+    expect(reverse.answers).toEqual(['vm-5.mammatus.']);
+    expect((await bed.dig('vm-4.mammatus')).status).toBe('NXDOMAIN');
+  });
+
+  it('says why an instance is left out: at register, in instance list and show, and in the gateway\'s status', async () => {
+    const cli = async (...args: string[]) => {
+      const r = await execFileAsync(process.execPath, [BUNDLE, '--rpc-addr', gw.serf.rpcAddr, ...args], { timeout: 30_000 }).catch((e: { code: number; stdout: string; stderr: string }) => e);
+      return { code: 'code' in r && typeof r.code === 'number' ? r.code : 0, stdout: r.stdout, stderr: r.stderr };
+    };
+    const reg = await cli('instance', 'register', 'on-gw', '--mac', '02:00:00:00:00:51', '--ip', '10.88.0.1', '--nats', host.natsUrl);
+    expect(reg.code).toBe(0);
+    expect(reg.stderr).toContain("warning: gw1 leaves on-gw out: address 10.88.0.1 is the gateway's own address");
+    const named = await cli('instance', 'register', 'gw1', '--mac', '02:00:00:00:00:52', '--nats', host.natsUrl);
+    expect(named.stderr).toContain("warning: gw1 leaves gw1 out: name gw1 is member gw1's name");
+    const fine = await cli('instance', 'register', 'fine-1', '--mac', '02:00:00:00:00:53', '--ip', '10.88.0.53', '--nats', host.natsUrl);
+    expect(fine.stderr).not.toContain('warning');
+
+    await until('the gateway applied them', () => agent.view.roleStatus().gateway?.detail?.includes('2 left out') === true);
+    const list = await cli('instance', 'list', '--nats', host.natsUrl);
+    expect(list.stdout).toContain("  ! gw1 leaves on-gw out: address 10.88.0.1 is the gateway's own address");
+    expect(list.stdout).toContain("  ! gw1 leaves gw1 out: name gw1 is member gw1's name");
+    const json = JSON.parse((await cli('instance', 'list', '--nats', host.natsUrl, '--json')).stdout) as { name: string; gateways?: unknown }[];
+    expect(json.find((r) => r.name === 'on-gw')?.gateways).toEqual([{ gateway: 'gw1', served: false, reason: "address 10.88.0.1 is the gateway's own address" }]);
+    expect(json.find((r) => r.name === 'fine-1')?.gateways).toBeUndefined();
+    const show = await cli('instance', 'show', 'on-gw', '--nats', host.natsUrl);
+    expect(show.stdout).toContain("gateway:     gw1 leaves on-gw out: address 10.88.0.1 is the gateway's own address");
+    expect((await cli('instance', 'show', 'fine-1', '--nats', host.natsUrl)).stdout).toContain('gateway:     gw1 serves fine-1');
+    const status = await cli('status', '--json');
+    expect(JSON.stringify(JSON.parse(status.stdout))).toMatch(/instances served, 2 left out \((gw1|on-gw): /);
+    expect(logs.some((l) => l.msg === 'registered instance left out' && l.instance === 'on-gw')).toBe(true);
+    for (const name of ['on-gw', 'gw1', 'fine-1']) await registry.remove(name);
   });
 
   it('a LAN host that bypasses the proxy is not identified (the service trusts signed callers only)', async () => {

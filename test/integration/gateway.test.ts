@@ -60,7 +60,7 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
         '    pxe: { ipxe_script: "http://10.88.0.10:8080/boot.ipxe" }',
         `    tftp: { root: ${tftp} }`,
         '    firewall: { port_forwards: [{ proto: tcp, port: 8080, to: "10.88.0.10:80" }] }',
-        `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')} }`,
+        `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, dhcp_hosts_dir: ${p('dhcp-hosts.d')}, members: ${p('members')}, left_out: ${p('left-out')} }`,
       ].join('\n') + '\n',
     );
     // Every command and daemon of the role runs inside the gateway's namespace.
@@ -142,6 +142,27 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
     }
     const confChanges = logs.slice(logMark).filter((l) => l.msg === 'role applied' && JSON.stringify(l.changed).includes('dnsmasq.conf'));
     expect(confChanges).toEqual([]);
+  });
+
+  it.skipIf(Boolean(missingTools(['dhcp_release'])))('releases the DHCP lease named after a member that left: its name goes with it', async () => {
+    // A PXE-booted node leases its address (with its hostname) before its agent joins Serf.
+    const lease = await bed.dhcp({ mac: '02:00:00:00:00:77', hostname: 'compute8' });
+    expect(lease.ip).toMatch(/^10\.88\.0\.\d+$/);
+    for (let i = 0; i < 30 && (await bed.dig('compute8.mammatus')).answers[0] !== lease.ip; i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await bed.dig('compute8.mammatus')).answers).toEqual([lease.ip]);
+    const other = await startSerfAgent({ name: 'compute8', dir: path.join(tmp, 'serf8') });
+    const client = await SerfClient.connect({ addr: serf.rpcAddr });
+    try {
+      await client.join([other.bindAddr]);
+      for (let i = 0; i < 50 && !readFileSync(path.join(tmp, 'members'), 'utf8').includes('compute8'); i++) await new Promise((r) => setTimeout(r, 100));
+      await other.stop(); // graceful leave
+      for (let i = 0; i < 80 && (await bed.dig('compute8.mammatus')).status !== 'NXDOMAIN'; i++) await new Promise((r) => setTimeout(r, 100));
+      expect((await bed.dig('compute8.mammatus')).status).toBe('NXDOMAIN');
+      expect(readFileSync(path.join(tmp, 'leases/dnsmasq.leases'), 'utf8')).not.toContain('02:00:00:00:00:77');
+    } finally {
+      await other.kill();
+      client.close();
+    }
   });
 
   it('NATs the LAN to the WAN, blocks WAN to LAN, and forwards a declared port', async () => {

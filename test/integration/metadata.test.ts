@@ -23,6 +23,7 @@ import { connectNats } from '../../src/nats.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
 import { leaseFileLookup } from '../../src/metadata/proxy.js';
 import type { Server } from 'node:http';
+import { MetadataService } from '@aws-sdk/ec2-metadata-service';
 
 const exec = promisify(execFile);
 const PY = '/usr/bin/python3';
@@ -212,6 +213,37 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
     for (let i = 0; i < 50 && !view.byId(r.id); i++) await new Promise((res) => setTimeout(res, 20));
     const res = await fetch(`${base}/nocloud/user-data`, { headers: signIdentity(SECRET, 'GET', '/nocloud/user-data', { ip: '10.9.0.78', mac: '' }, Date.now()) });
     expect(Buffer.from(await res.arrayBuffer()).equals(big)).toBe(true);
+  });
+
+  it('the AWS SDK\'s MetadataService works as its README shows, with IMDSv2 required; repeated slashes count as one on every tree', async () => {
+    const strict = buildMetadataApp({
+      lookup: view,
+      secret: SECRET,
+      tokens: new TokenAuthority(SECRET),
+      tokenMode: 'required',
+      trustSourceAddress: true,
+      domain: 'mammatus',
+      availabilityZone: 'dc1a',
+      vendorData: async () => VENDOR,
+      log,
+    });
+    await strict.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const endpoint = `http://127.0.0.1:${(strict.server.address() as AddressInfo).port}`;
+      const id = (await registry.get('web-1')).id;
+      // As the package's README has it (it sends GET //latest/…, after a token PUT).
+      const sdk = new MetadataService({ endpoint });
+      expect(await sdk.request('/latest/meta-data/instance-id', {})).toBe(id);
+      expect(await sdk.request('/latest/meta-data/local-hostname', {})).toBe('web-1');
+      expect(await sdk.request('/latest/meta-data/', {})).toContain('instance-id');
+      await expect(new MetadataService({ endpoint, disableFetchToken: true }).request('/latest/meta-data/instance-id', {})).rejects.toThrow();
+      // The other trees (token rules aside) read repeated slashes the same way.
+      expect(await (await fetch(`${base}//latest//meta-data///local-hostname`)).text()).toBe('web-1');
+      expect(await (await fetch(`${base}//nocloud//meta-data`)).text()).toContain('local-hostname: web-1');
+      expect((await (await fetch(`${base}//openstack//latest//meta_data.json`)).json()) as unknown).toMatchObject({ name: 'web-1' });
+    } finally {
+      await strict.close();
+    }
   });
 
   it('answers 503 while the registry is unreachable, stays up, and recovers', async () => {

@@ -7,7 +7,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildComputeRole, computeConfigured, registryServersPath, type ComputeRole } from '../../../roles/compute/index.js';
 import type { ComputeRegistry } from '../../../roles/compute/registry-link.js';
-import type { ApplyContext, DesiredState } from '../../../roles/types.js';
+import type { StartContext, DesiredState } from '../../../roles/types.js';
 import type { InstanceRecord } from '../../../src/metadata/instance.js';
 import { memoryFiles } from '../../helpers/memory-files.js';
 import { commandFailed, recordingRun } from '../../helpers/recording-run.js';
@@ -81,7 +81,7 @@ let reg: ReturnType<typeof memoryRegistry>;
 const files = memoryFiles();
 let run = recordingRun();
 
-function ctx(config: Record<string, unknown>): Omit<ApplyContext, 'changed'> {
+function ctx(config: Record<string, unknown>): StartContext {
   const desired: DesiredState = { node: 'cn1', config, members: [] };
   return { run, files, log, desired };
 }
@@ -116,9 +116,9 @@ describe('LXD setup', () => {
     expect(sim.profiles.get('default')?.value.devices).toEqual({ root: { path: '/', pool: 'mammatus', type: 'disk' } });
     expect(sim.profiles.get('mammatus')?.value.devices).toEqual({ eth0: { name: 'eth0', nictype: 'macvlan', parent: 'lan0', type: 'nic' } });
     const before = sim.calls().filter((c) => !c.startsWith('GET')).length;
-    await role.reload!({ ...ctx(config()), changed: ['/etc/mc/preseed.yaml'] }).catch(() => undefined); // no file in memory: skipped
+    await role.reload!({ ...ctx(config()), changed: ['/etc/mc/preseed.yaml'], prior: () => undefined }).catch(() => undefined); // no file in memory: skipped
     await files.write('/etc/mc/preseed.yaml', 'x');
-    await role.reload!({ ...ctx(config()), changed: ['/etc/mc/preseed.yaml'] });
+    await role.reload!({ ...ctx(config()), changed: ['/etc/mc/preseed.yaml'], prior: () => undefined });
     expect(sim.calls().filter((c) => !c.startsWith('GET')).length).toBe(before);
   });
 

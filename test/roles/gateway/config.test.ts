@@ -33,6 +33,8 @@ describe('parseGatewayConfig defaults', () => {
       lease_hook: '/usr/lib/mammatus/lease-hook',
       metadata_proxy: '/etc/mammatus/gateway/metadata-proxy.yaml',
       dhcp_hosts_dir: '/var/lib/mammatus/gateway/dhcp-hosts.d',
+      members: '/var/lib/mammatus/gateway/members',
+      left_out: '/var/lib/mammatus/gateway/left-out',
     },
   };
 

@@ -98,6 +98,8 @@ describe('renderGateway', () => {
       '/etc/sysctl.d/60-mammatus-gateway.conf',
       '/var/lib/mammatus/gateway/hosts.d/gw-1',
       '/var/lib/mammatus/gateway/hosts.d/web-1',
+      '/var/lib/mammatus/gateway/left-out',
+      '/var/lib/mammatus/gateway/members',
     ]);
   });
 

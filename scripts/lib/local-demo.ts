@@ -1,0 +1,122 @@
+/**
+ * What the local cluster shows and suggests once it is up (scripts/local-cluster.ts): the demo — as
+ * root with LXD and an instance image, a container launched on compute-1 that takes its address
+ * from the gateway's DHCP, resolves at the gateway's DNS and reads its metadata through the
+ * gateway's proxy — and the commands to try next. Each demo step is printed as a shell line and
+ * run with the same argv, so what the reader sees is what ran; the test of the README's first
+ * command (test/integration/local-cluster-newcomer.test.ts) runs every suggested line as printed.
+ */
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { LAN } from './local-lan.js';
+import { CONTROLLER_PORTS } from './local-root.js';
+import { runCommand } from './lxd-node.js';
+import { BUNDLE } from './mammatus-agent.js';
+
+/** The cluster as the demo and the suggestions need it. */
+export interface DemoCluster {
+  /** Serf RPC of the node the CLI talks to (compute-1's) and of another one (storage-1's). */
+  readonly rpc: string;
+  readonly otherRpc: string;
+  readonly asRoot: boolean;
+  /** The compute node's LXD, when it runs, and the image alias imported into it. */
+  readonly lxd?: { readonly lxdDir: string; readonly alias?: string };
+}
+
+/** The CLI as the reader types it from the repository: `node dist/mammatus.mjs`. */
+function cliWord(): string {
+  return `node ${path.relative(process.cwd(), BUNDLE) || BUNDLE}`;
+}
+
+/** The controller's address: as root it serves on the LAN (the gateway's namespace cannot reach our loopback). */
+function controllerIp(c: DemoCluster): string {
+  return c.asRoot ? LAN.host : '127.0.0.1';
+}
+
+/** Prints `mammatus status` as the reader would get it. */
+export function printStatus(c: DemoCluster): void {
+  console.log(`\n$ ${cliWord()} --rpc-addr ${c.rpc} status`);
+  try {
+    console.log(execFileSync(process.execPath, [BUNDLE, '--rpc-addr', c.rpc, 'status'], { encoding: 'utf8' }));
+  } catch (err) {
+    console.log((err as { stdout?: string }).stdout ?? String(err));
+  }
+}
+
+/** One printed and run step: its shell line, and whether it did what the demo needs. */
+async function step(line: string, file: string, args: string[], env: Record<string, string>, ok: (out: string) => boolean, tries = 1): Promise<string | undefined> {
+  console.log(`$ ${line}`);
+  for (let i = 0; i < tries; i++) {
+    const r = await runCommand(file, args, env, 300_000);
+    const out = r.stdout.trim();
+    if (r.code === 0 && ok(out)) {
+      console.log(out);
+      return out;
+    }
+    if (i === tries - 1) console.log(`(failed: exit ${r.code}) ${(r.stderr || out).trim().split('\n').slice(-3).join(' | ')}`);
+    else await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  return undefined;
+}
+
+/**
+ * The demo: launches `web-1` on compute-1 and waits until it runs, asks the gateway's DNS for its
+ * name, and reads its instance id from 169.254.169.254 inside it. True when every step worked.
+ */
+export async function runDemo(c: DemoCluster): Promise<boolean> {
+  if (!c.lxd?.alias) return false;
+  const nats = `nats://${controllerIp(c)}:${CONTROLLER_PORTS.nats}`;
+  const lxdEnv = { LXD_DIR: c.lxd.lxdDir };
+  console.log('\nThe demo: a container on compute-1, with its address from the gateway\'s DHCP, its name in the gateway\'s DNS and its metadata through the gateway:');
+  const launchArgs = ['--rpc-addr', c.rpc, 'instance', 'launch', 'web-1', '--image', c.lxd.alias, '--node', 'compute-1', '--nats', nats, '--wait'];
+  const launched = await step(`${cliWord()} ${launchArgs.join(' ')}`, process.execPath, [BUNDLE, ...launchArgs], {}, (out) => / runs on compute-1 at /.test(out));
+  const ip = /at (\d+\.\d+\.\d+\.\d+)/.exec(launched ?? '')?.[1];
+  if (!ip) return false;
+  const digArgs = [`@${LAN.gateway}`, 'web-1.mammatus', '+short'];
+  const named = await step(`dig ${digArgs.join(' ')}`, 'dig', digArgs, {}, (out) => out === ip, 10);
+  const curlArgs = ['exec', 'web-1', '--', 'curl', '-s', '-m', '5', 'http://169.254.169.254/latest/meta-data/instance-id'];
+  const id = await step(`LXD_DIR=${c.lxd.lxdDir} lxc ${curlArgs.join(' ')}`, 'lxc', curlArgs, lxdEnv, (out) => /^i-[0-9a-f]{17}$/.test(out), 15);
+  return Boolean(named && id);
+}
+
+/** The commands to try next, each a line to paste into a shell as it is. */
+export function suggestions(c: DemoCluster, demoRan: boolean): string[] {
+  const cli = cliWord();
+  const a = c.rpc;
+  const ctl = controllerIp(c);
+  const nats = `--nats nats://${ctl}:${CONTROLLER_PORTS.nats}`;
+  const lines = [
+    `serf members -rpc-addr=${a}`,
+    `serf query -rpc-addr=${a} mammatus.ping`,
+    `serf query -rpc-addr=${a} -tag role=compute mammatus.status`,
+    `serf event -rpc-addr=${c.otherRpc} mammatus.reconcile compute`,
+    `serf tags -rpc-addr=${a} -set role=compute,storage      # the compute node takes on storage too`,
+    `${cli} --rpc-addr ${a} status --json`,
+    `${cli} --rpc-addr ${c.otherRpc} query mammatus.ping --tag role=storage`,
+  ];
+  if (demoRan && c.lxd) {
+    const lxc = `LXD_DIR=${c.lxd.lxdDir} lxc`;
+    lines.push(
+      `${cli} --rpc-addr ${a} instance list ${nats}          # web-1, with its address and live status`,
+      `${lxc} exec web-1 -- cloud-init status --wait --long   # done, NoCloud from 169.254.169.254 via the gateway`,
+      `${lxc} exec web-1 -- curl -s http://169.254.169.254/latest/meta-data/local-hostname`,
+      `${cli} --rpc-addr ${a} instance launch web-2 --image ${c.lxd.alias} --wait ${nats}   # the least loaded compute node`,
+      `dig @${LAN.gateway} web-2.mammatus +short`,
+      `${cli} --rpc-addr ${a} instance delete web-2 ${nats}   # its DHCP lease and name go with it`,
+    );
+  } else if (c.asRoot) {
+    lines.push(
+      `${cli} --rpc-addr ${a} instance register web-1 --mac 02:00:00:00:00:21 --ip 10.213.0.21 ${nats}`,
+      `dig @${LAN.gateway} web-1.mammatus +short                  # the gateway reserves its address and name`,
+    );
+  } else {
+    lines.push(
+      `${cli} --rpc-addr ${a} instance register web-1 --mac 02:00:00:00:00:21 --ip ${ctl} ${nats}`,
+      `curl http://${ctl}:${CONTROLLER_PORTS.metadata}/latest/meta-data/local-hostname   # the controller's metadata service`,
+    );
+  }
+  if (c.asRoot) {
+    lines.push(`dig @${LAN.gateway} compute-1.mammatus +short                # the gateway's DNS knows every member`, `serf query -rpc-addr=${a} -tag role=gateway mammatus.leases`);
+  }
+  return lines;
+}
