@@ -7,16 +7,16 @@
 import path from 'node:path';
 import type { LoadedConfig } from './config/load.js';
 import type { AgentConfig } from './config/schema.js';
-import { parseDuration } from './duration.js';
-import { setLogLevel } from './logger.js';
+import { parseDuration } from '../core/duration.js';
+import { setLogLevel } from '../core/logger.js';
 import { EventDedupe, type Watermarks } from './dispatch/dedupe.js';
 import { Dispatcher, type QueryAnswer } from './dispatch/dispatcher.js';
-import { RoleSupervisor } from './roles-supervisor.js';
+import { RoleSupervisor } from '../roles/scheduler.js';
 import { SerfSession } from './serf/session.js';
 import type { SerfClient, MemberEvent } from './serf/client.js';
 import { MEMBER_EVENT_TYPES, type AgentView, type Logger, type Member } from './types.js';
 import { registerBuiltinHandlers } from '../handlers/index.js';
-import { parseRoleTag } from '../roles/parse.js';
+import { parseRoleTag } from '../core/members.js';
 import type { FileOps, Role, Run } from '../roles/types.js';
 
 /** Tag the agent sets to its version once it is ready. */

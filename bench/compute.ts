@@ -81,17 +81,17 @@ import pino from 'pino';
 import { runCli } from '../agent/cli/program.js';
 import { imageImportCommand } from '../agent/cli/image.js';
 import { parseComputeConfig } from '../roles/compute/config.js';
-import { LxdClient } from '../roles/compute/lxd-client.js';
+import { LxdClient } from '../src/lxd/client.js';
 import { renderInstanceCreate } from '../roles/compute/preseed.js';
 import { startMammatusAgent, type MammatusAgent } from '../scripts/lib/mammatus-agent.js';
 import { natsServerAvailable } from '../scripts/lib/nats-server.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../scripts/lib/serf-agent.js';
-import { InstanceRegistry } from '../src/metadata/registry.js';
-import { RegistryView } from '../src/metadata/registry-view.js';
-import { connectNats } from '../src/nats.js';
-import { startBedGateway, startControllerHost } from '../test/helpers/metadata-bed.js';
-import { buildGatewayBed, canUseNetns, missingTools } from '../test/helpers/netns.js';
-import { startLxdNode, type LxdNode } from '../test/roles/compute/lxd-netns.js';
+import { InstanceRegistry } from '../src/registry/registry.js';
+import { RegistryView } from '../src/registry/view.js';
+import { connectNats } from '../core/nats.js';
+import { startBedGateway, startControllerHost } from '../scripts/lib/metadata-bed.js';
+import { buildGatewayBed, canUseNetns, missingTools } from '../scripts/lib/netns-bed.js';
+import { startLxdNode, type LxdNode } from '../scripts/lib/lxd-netns.js';
 import { BUNDLE, Cleanup, clkTck, cpuTicks, emitJson, ensureBundle, Goals, machine, median, printMachine, ROOT, round, runMain, sleep, tempDir, waitUntil } from './lib.js';
 
 const int = (name: string, fallback: number) => {

@@ -42,15 +42,15 @@ import { createInterface } from 'node:readline';
 import pino from 'pino';
 import { loadConfig } from '../agent/config/load.js';
 import { createAgent, type Agent } from '../agent/daemon.js';
-import { buildFileOps } from '../agent/files.js';
-import { buildLogger } from '../agent/logger.js';
+import { buildFileOps } from '../core/files.js';
+import { buildLogger } from '../core/logger.js';
 import { SerfClient, type MemberEvent } from '../agent/serf/client.js';
 import { VERSION } from '../agent/version.js';
 import { buildGatewayRole } from '../roles/gateway/index.js';
 import { freePort } from '../scripts/lib/ports.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../scripts/lib/serf-agent.js';
-import { gatewayEffects } from '../test/helpers/gateway-ns.js';
-import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../test/helpers/netns.js';
+import { gatewayEffects } from '../scripts/lib/gateway-ns.js';
+import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../scripts/lib/netns-bed.js';
 import { Cleanup, clkTck, cpuTicks, emitJson, fmtSummary, Goals, machine, printMachine, round, runMain, sleep, summarize, tempDir, waitUntil, type Summary } from './lib.js';
 
 const MEMBERS = Number(process.env.BENCH_GW_MEMBERS ?? 50); // phase-1 cluster size, the gateway included

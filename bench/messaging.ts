@@ -51,7 +51,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../scripts/lib/nats-server.js';
 import { freePort } from '../scripts/lib/ports.js';
-import { connectNats } from '../src/nats.js';
+import { connectNats } from '../core/nats.js';
 import { BUNDLE, Cleanup, clkTck, cpuTicks, emitJson, ensureBundle, Goals, machine, median, printMachine, ROOT, round, runMain, sleep, summarize, tempDir, type Summary } from './lib.js';
 
 const num = (name: string, dflt: number) => {

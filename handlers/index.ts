@@ -1,8 +1,8 @@
 /** The built-in handlers every agent registers, whatever its roles. */
 import type { Dispatcher } from '../agent/dispatch/dispatcher.js';
 import type { AgentView } from '../agent/types.js';
-import { registerCapacity } from './capacity.js';
-import { registerLeases } from './leases.js';
+import { registerCapacity } from '../roles/compute/capacity.js';
+import { registerLeases } from '../roles/gateway/leases-query.js';
 import { registerPing } from './ping.js';
 import { registerReconcile } from './reconcile.js';
 import { registerStatus } from './status.js';
@@ -16,9 +16,9 @@ export function registerBuiltinHandlers(d: Pick<Dispatcher, 'on'>, view: AgentVi
   registerCapacity(d, view);
 }
 
-export { CAPACITY_QUERY, buildCapacity, type CapacityAnswer } from './capacity.js';
+export { CAPACITY_QUERY, buildCapacity, type CapacityAnswer } from '../roles/compute/capacity.js';
 
-export { LEASES_QUERY } from './leases.js';
+export { LEASES_QUERY } from '../roles/gateway/leases-query.js';
 export { PING_QUERY } from './ping.js';
 export { RECONCILE_EVENT } from './reconcile.js';
 export { STATUS_QUERY, STATUS_MAX_BYTES, buildStatus, type StatusAnswer } from './status.js';

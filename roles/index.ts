@@ -7,7 +7,7 @@ import { buildControllerRole } from './controller/index.js';
 import { buildGatewayRole } from './gateway/index.js';
 import { buildComputeRole, type ComputeRegistryFactory } from './compute/index.js';
 import type { HostedService } from './controller/services.js';
-import type { Argv } from './supervisor.js';
+import type { Argv } from '../core/process-supervisor.js';
 import type { InstanceFeedFactory, Role, RoleName, Spawn } from './types.js';
 
 const placeholder = (name: RoleName): Role => ({ name, render: () => [] });
@@ -39,6 +39,6 @@ export function buildRoles(deps: RoleDeps): Readonly<Record<RoleName, Role>> {
   };
 }
 
-export { parseRoleTag } from './parse.js';
+export { parseRoleTag } from '../core/members.js';
 export { applyRole } from './apply.js';
 export type { Role, RoleName } from './types.js';

@@ -1,5 +1,5 @@
 /** Pieces every CLI command shares: global flags, output sink, the Serf client, flag parsers. */
-import { parseDuration } from '../duration.js';
+import { parseDuration } from '../../core/duration.js';
 import { SerfClient, type QueryParams, type QueryRecord } from '../serf/client.js';
 import type { RecordQueue } from '../serf/queue.js';
 

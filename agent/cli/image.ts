@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { access } from 'node:fs/promises';
-import { DEFAULT_LXD_SOCKET, LxdClient, LxdConflictError, LxdError } from '../../roles/compute/lxd-client.js';
+import { DEFAULT_LXD_SOCKET, LxdClient, LxdConflictError, LxdError } from '../../src/lxd/client.js';
 import { UsageError, type CliIo } from './common.js';
 
 /** `image import` flags. */

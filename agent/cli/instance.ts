@@ -5,10 +5,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { parseRoleTag } from '../../roles/parse.js';
-import { InvalidInstanceError, type InstanceRecord } from '../../src/metadata/instance.js';
-import { InstanceNotFoundError, InstanceRegistry, RegistryConflictError } from '../../src/metadata/registry.js';
-import { connectNats } from '../../src/nats.js';
+import { parseRoleTag } from '../../core/members.js';
+import { InvalidInstanceError, type InstanceRecord } from '../../core/instance-record.js';
+import { InstanceNotFoundError, InstanceRegistry, RegistryConflictError } from '../../src/registry/registry.js';
+import { connectNats } from '../../core/nats.js';
 import { ROLE_TAG } from '../daemon.js';
 import { connect, formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { describeNote, notesByInstance, notesForCandidate, notesForInstance, type GatewayNote } from './reservations.js';

@@ -8,10 +8,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { normalizeMac, type InstanceState } from '../../src/metadata/instance.js';
+import { normalizeMac, type InstanceState } from '../../core/instance-record.js';
 import { IMAGE_TAG } from '../../roles/compute/plan.js';
-import type { InstanceRegistry } from '../../src/metadata/registry.js';
-import type { InstanceRecord } from '../../src/metadata/instance.js';
+import type { InstanceRegistry } from '../../src/registry/registry.js';
+import type { InstanceRecord } from '../../core/instance-record.js';
 import { parseTimeoutFlag, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { warnUnserved, withRegistry, type InstanceOptions } from './instance.js';
 import { chooseNode, surveyCapacity, unfitReason, type CapacitySurvey } from './placement.js';

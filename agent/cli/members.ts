@@ -1,5 +1,5 @@
 /** `mammatus members [--json]`: every member Serf knows, with roles and agent version. */
-import { parseRoleTag } from '../../roles/parse.js';
+import { parseRoleTag } from '../../core/members.js';
 import { AGENT_TAG, ROLE_TAG } from '../daemon.js';
 import { connect, formatTable, type CliIo, type GlobalOptions } from './common.js';
 

@@ -4,7 +4,7 @@
  */
 import { isHostPort } from '../config/schema.js';
 import { loadConfig } from '../config/load.js';
-import { buildLogger } from '../logger.js';
+import { buildLogger } from '../../core/logger.js';
 import { startMessagingService } from '../../src/messaging/service.js';
 import { parseMessagingSettings } from '../../src/messaging/settings.js';
 import { UsageError, type CliIo } from './common.js';

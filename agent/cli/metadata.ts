@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { isHostPort } from '../config/schema.js';
 import { loadConfig } from '../config/load.js';
-import { buildLogger } from '../logger.js';
+import { buildLogger } from '../../core/logger.js';
 import { parseMetadataSettings, type MetadataSettings } from '../../src/metadata/config.js';
 import { startMetadataProxy, startMetadataService } from '../../src/metadata/service.js';
 import { buildVendorDataSource } from '../../src/metadata/vendor-source.js';

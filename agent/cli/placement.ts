@@ -5,8 +5,8 @@
  * ({@link chooseNode}); asking is one Serf query that ends as soon as every alive compute member
  * has answered.
  */
-import { CAPACITY_QUERY, type CapacityAnswer } from '../../handlers/capacity.js';
-import { parseRoleTag } from '../../roles/parse.js';
+import { CAPACITY_QUERY, type CapacityAnswer } from '../../roles/compute/capacity.js';
+import { parseRoleTag } from '../../core/members.js';
 import { AGENT_TAG, ROLE_TAG } from '../daemon.js';
 import type { Member } from '../types.js';
 import { connect, queryUntilAnswered, type GlobalOptions } from './common.js';

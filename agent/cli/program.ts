@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { runAgent } from '../main.js';
 import { VERSION } from '../version.js';
 import { buildRoles } from '../../roles/index.js';
-import { buildSpawn } from '../exec.js';
+import { buildSpawn } from '../../core/exec.js';
 import type { Role } from '../../roles/types.js';
 import { collectKeyValue, collectList, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { eventCommand } from './event.js';

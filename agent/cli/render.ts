@@ -1,7 +1,7 @@
 /** `mammatus render ROLE --config PATH [--out DIR]`: shows the files a role would write; applies nothing. */
 import os from 'node:os';
 import { loadConfig } from '../config/load.js';
-import { buildFileOps } from '../files.js';
+import { buildFileOps } from '../../core/files.js';
 import type { Role } from '../../roles/types.js';
 import { UsageError, type CliIo } from './common.js';
 

@@ -5,7 +5,7 @@
  * query to the gateways). Asking is best effort: without a local serf agent, or with no gateway
  * answering in time, the commands say nothing more than before.
  */
-import { parseRoleTag } from '../../roles/parse.js';
+import { parseRoleTag } from '../../core/members.js';
 import { AGENT_TAG, ROLE_TAG } from '../daemon.js';
 import type { Member } from '../types.js';
 import { connect, queryUntilAnswered, type GlobalOptions } from './common.js';

@@ -4,7 +4,7 @@
  * every alive member running an agent (`mammatus` tag) has answered, not after the query timeout.
  */
 import { STATUS_QUERY, type StatusAnswer } from '../../handlers/status.js';
-import { parseRoleTag } from '../../roles/parse.js';
+import { parseRoleTag } from '../../core/members.js';
 import { AGENT_TAG, ROLE_TAG } from '../daemon.js';
 import type { Member } from '../types.js';
 import { connect, formatTable, queryUntilAnswered, tagsMatch, parseTimeoutFlag, type CliIo, type GlobalOptions } from './common.js';

@@ -6,7 +6,7 @@
 import { Ajv, type ErrorObject, type JSONSchemaType, type ValidateFunction } from 'ajv';
 import { isIPv6 } from 'node:net';
 import { ROLE_NAMES, type RoleName } from '../../roles/types.js';
-import { parseDuration } from '../duration.js';
+import { parseDuration } from '../../core/duration.js';
 
 /** pino's level names; `silent` turns logging off (tests, benchmarks). */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;

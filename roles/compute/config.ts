@@ -20,7 +20,7 @@
  *     paths: { preseed: /etc/mammatus/compute/preseed.yaml }
  * ```
  */
-import { DEFAULT_LXD_SOCKET } from './lxd-connection.js';
+import { DEFAULT_LXD_SOCKET } from '../../src/lxd/connection.js';
 
 /** LXD storage drivers the role may create a pool with (`dir` needs nothing from the host). */
 export const STORAGE_DRIVERS = ['dir', 'btrfs', 'lvm', 'zfs'] as const;

@@ -14,14 +14,14 @@
  */
 import path from 'node:path';
 import type { Logger, Member } from '../../agent/types.js';
-import { parseRoleTag } from '../parse.js';
+import { parseRoleTag } from '../../core/members.js';
 import type { StartContext, RenderedFile, Role, RoleFacts } from '../types.js';
 import { parseComputeConfig, type ComputeConfig } from './config.js';
-import { LxdClient, type LxdClientOptions } from './lxd-client.js';
-import { ensureHostMacvlan, ensureLxdSetup } from './lxd-setup.js';
+import { LxdClient, type LxdClientOptions } from '../../src/lxd/client.js';
+import { ensureHostMacvlan, ensureLxdSetup } from './setup.js';
 import { renderPreseedYaml } from './preseed.js';
 import { Reconciler, type ComputeReport } from './reconciler.js';
-import type { ComputeRegistry, ComputeRegistryFactory } from './registry-link.js';
+import type { ComputeRegistry, ComputeRegistryFactory } from '../../src/registry/compute-link.js';
 
 /** What the compute role needs from the agent. */
 export interface ComputeDeps {
@@ -219,4 +219,4 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
 }
 
 export type { ComputeReport } from './reconciler.js';
-export { openComputeRegistry, type ComputeRegistry, type ComputeRegistryFactory } from './registry-link.js';
+export { openComputeRegistry, type ComputeRegistry, type ComputeRegistryFactory } from '../../src/registry/compute-link.js';

@@ -9,9 +9,9 @@
  * touched: a container someone made by hand, or one left from an older record of the same name,
  * may hold data nobody meant to destroy.
  */
-import type { InstanceRecord } from '../../src/metadata/instance.js';
+import type { InstanceRecord } from '../../core/instance-record.js';
 import type { ComputeConfig } from './config.js';
-import type { LxdInstance, LxdInstanceCreate } from './lxd-types.js';
+import type { LxdInstance, LxdInstanceCreate } from '../../src/lxd/types.js';
 import { INSTANCE_NIC, renderInstanceCreate } from './preseed.js';
 
 /** The record tag naming the image alias an instance is created from (`mammatus instance launch --image`). */

@@ -7,7 +7,7 @@
  */
 import { stringify } from 'yaml';
 import type { ComputeConfig } from './config.js';
-import type { LxdConfig, LxdInstanceCreate, LxdProfilePut, LxdStoragePoolCreate } from './lxd-types.js';
+import type { LxdConfig, LxdInstanceCreate, LxdProfilePut, LxdStoragePoolCreate } from '../../src/lxd/types.js';
 
 /** The NIC name inside every instance (and the `volatile.<nic>.hwaddr` key that fixes its MAC). */
 export const INSTANCE_NIC = 'eth0';

@@ -11,11 +11,11 @@
  * tenth wait for the nine before it.
  */
 import type { Logger } from '../../agent/types.js';
-import { MAX_OBSERVED_ERROR, type InstanceRecord } from '../../src/metadata/instance.js';
+import { MAX_OBSERVED_ERROR, type InstanceRecord } from '../../core/instance-record.js';
 import type { ComputeConfig } from './config.js';
-import { LxdConflictError, LxdNotFoundError, type LxdClient } from './lxd-client.js';
+import { LxdConflictError, LxdNotFoundError, type LxdClient } from '../../src/lxd/client.js';
 import { planCompute, type ComputeAction, type ComputeProblem } from './plan.js';
-import type { ComputeRegistry, ObservedWrite } from './registry-link.js';
+import type { ComputeRegistry, ObservedWrite } from '../../src/registry/compute-link.js';
 
 /** What the last pass found and did; the role's status detail. */
 export interface ComputeReport {

@@ -6,7 +6,7 @@
  * reloaded.
  */
 import type { Logger } from '../../agent/types.js';
-import { DaemonSupervisor, type Argv } from '../supervisor.js';
+import { DaemonSupervisor, type Argv } from '../../core/process-supervisor.js';
 import type { Spawn } from '../types.js';
 
 /** What the supervisor needs. */
@@ -31,7 +31,7 @@ export interface NatsLaunch {
 /** How `apply` brought the server in line with its config. */
 export type NatsApplied = 'started' | 'restarted' | 'reloaded';
 
-/** Supervises one nats-server process (restarts and backoff: roles/supervisor.ts). */
+/** Supervises one nats-server process (restarts and backoff: core/process-supervisor.ts). */
 export class NatsSupervisor {
   private readonly supervisor: DaemonSupervisor;
   private launchSpec: NatsLaunch | undefined;

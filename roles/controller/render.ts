@@ -6,7 +6,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Member } from '../../agent/types.js';
-import { parseRoleTag } from '../parse.js';
+import { parseRoleTag } from '../../core/members.js';
 import type { DesiredState, RenderedFile } from '../types.js';
 import { MANAGED_HEADER, parseControllerConfig, parseHostPort, type ControllerConfig } from './config.js';
 

@@ -17,7 +17,7 @@ import {
   parseIPv4,
   parseIPv4Port,
   subnetOf,
-} from './ipv4.js';
+} from '../../core/net.js';
 
 /** A fixed DHCP lease: this MAC always gets this IP and name. */
 export interface DhcpReservation {

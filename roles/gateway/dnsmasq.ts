@@ -1,10 +1,10 @@
 /**
- * Runs dnsmasq in the foreground as a child of the agent (roles/supervisor.ts restarts it when it
+ * Runs dnsmasq in the foreground as a child of the agent (core/process-supervisor.ts restarts it when it
  * dies). The agent owns this one process: DNS names change through `hostsdir` (no restart), the
  * static config through `restart()` after `dnsmasq --test` passed.
  */
 import type { Logger } from '../../agent/types.js';
-import { DaemonSupervisor, type Argv } from '../supervisor.js';
+import { DaemonSupervisor, type Argv } from '../../core/process-supervisor.js';
 import type { Spawn } from '../types.js';
 
 /** What the supervisor needs. */

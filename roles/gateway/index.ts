@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promises as dns } from 'node:dns';
 import type { Logger } from '../../agent/types.js';
 import type { ApplyContext, StartContext, InstanceFeed, InstanceFeedFactory, InstanceSummary, RenderedFile, Role, Run, Spawn } from '../types.js';
-import { parseRoleTag } from '../parse.js';
+import { parseRoleTag } from '../../core/members.js';
 import type { Member } from '../../agent/types.js';
 import { parseGatewayConfig, type GatewayConfig } from './config.js';
 import { DnsmasqSupervisor } from './dnsmasq.js';
@@ -20,7 +20,7 @@ import { lanAddressOf, parseDhcpHosts, parseNotes, planInstances, type DhcpHost 
 import { answerReservations, RESERVATIONS_QUERY, servedFacts } from './served.js';
 import { renderBaseline } from './render-iptables.js';
 import { renderGateway } from './render.js';
-import { DaemonSupervisor, type Argv } from '../supervisor.js';
+import { DaemonSupervisor, type Argv } from '../../core/process-supervisor.js';
 
 /** Where the lease hook appends its events: next to dnsmasq's lease file. */
 export function leaseSpoolPath(cfg: GatewayConfig): string {

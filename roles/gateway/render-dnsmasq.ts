@@ -4,7 +4,7 @@
  * in here: they go to `hostsdir`, which dnsmasq re-reads by inotify without a restart.
  */
 import { MANAGED_HEADER, type GatewayConfig } from './config.js';
-import { formatIPv4, netmask, parseCidr, parseIPv4 } from './ipv4.js';
+import { formatIPv4, netmask, parseCidr, parseIPv4 } from '../../core/net.js';
 
 /** Renders `dnsmasq.conf` from resolved settings. Pure; reservations are sorted by IP. */
 export function renderDnsmasqConf(cfg: GatewayConfig): string {

@@ -8,7 +8,7 @@ import { isIPv6 } from 'node:net';
 import type { Member } from '../../agent/types.js';
 import type { RenderedFile } from '../types.js';
 import { MANAGED_HEADER, isDnsLabel, type GatewayConfig } from './config.js';
-import { isIPv4 } from './ipv4.js';
+import { isIPv4 } from '../../core/net.js';
 
 /** A registered instance's DNS name and address (from the instance registry). */
 export interface InstanceName {

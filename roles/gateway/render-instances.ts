@@ -8,7 +8,7 @@
 import type { Member } from '../../agent/types.js';
 import type { InstanceSummary, RenderedFile } from '../types.js';
 import { MANAGED_HEADER, isDnsLabel, type GatewayConfig } from './config.js';
-import { contains, formatIPv4, isIPv4, parseCidr, parseIPv4, subnetOf } from './ipv4.js';
+import { contains, formatIPv4, isIPv4, parseCidr, parseIPv4, subnetOf } from '../../core/net.js';
 import type { InstanceName } from './render-hosts.js';
 
 /**

@@ -4,7 +4,7 @@
  * open baseline that rollback restores when nothing was installed before, and the forwarding sysctl.
  */
 import { MANAGED_HEADER, type GatewayConfig } from './config.js';
-import { parseCidr, parseIPv4Port, subnetOf } from './ipv4.js';
+import { parseCidr, parseIPv4Port, subnetOf } from '../../core/net.js';
 
 /** Serf's default gossip port, used when this node's own member record is not known. */
 export const SERF_DEFAULT_PORT = 7946;

@@ -5,7 +5,7 @@
  */
 import { stringify } from 'yaml';
 import type { Member } from '../../agent/types.js';
-import { parseRoleTag } from '../parse.js';
+import { parseRoleTag } from '../../core/members.js';
 import { MANAGED_HEADER, type GatewayConfig } from './config.js';
 
 /** The metadata service URLs: configured ones, else every controller Serf knows (alive first). */

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { Member } from '../../agent/types.js';
 import type { HostedService } from '../../roles/controller/services.js';
-import { parseRoleTag } from '../../roles/parse.js';
+import { parseRoleTag } from '../../core/members.js';
 import { parseMetadataSettings } from './config.js';
 import { startMetadataService, type RunningMetadataService } from './service.js';
 import { buildVendorDataSource } from './vendor-source.js';

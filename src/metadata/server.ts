@@ -13,8 +13,8 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from '../../agent/types.js';
 import { passedProxy, verifyIdentity } from './identity.js';
-import type { InstanceRecord } from './instance.js';
-import type { InstanceLookup } from './registry-view.js';
+import type { InstanceRecord } from '../../core/instance-record.js';
+import type { InstanceLookup } from '../registry/view.js';
 import { parseTokenTtl, type TokenAuthority } from './tokens.js';
 import { EC2_VERSIONS, ec2Tree, isEc2Version, listing, nocloudTree, openstackTree, OPENSTACK_VERSIONS, walk, type Dir, type Node, type TreeContext } from './tree.js';
 

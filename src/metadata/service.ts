@@ -6,11 +6,11 @@
 import type { Server } from 'node:http';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../agent/types.js';
-import { connectNats } from '../nats.js';
+import { connectNats } from '../../core/nats.js';
 import type { MetadataSettings } from './config.js';
-import type { InstanceRecord } from './instance.js';
+import type { InstanceRecord } from '../../core/instance-record.js';
 import { buildMetadataProxy, leaseFileLookup } from './proxy.js';
-import { RegistryView } from './registry-view.js';
+import { RegistryView } from '../registry/view.js';
 import { buildMetadataApp } from './server.js';
 import { TokenAuthority } from './tokens.js';
 

@@ -6,7 +6,7 @@
  * trailing `/`, `public-keys/` lists `0=<name>`.
  */
 import { stringify } from 'yaml';
-import { userDataOf, type InstanceRecord } from './instance.js';
+import { userDataOf, type InstanceRecord } from '../../core/instance-record.js';
 
 /** A leaf: its bytes and content type. */
 export interface Leaf {

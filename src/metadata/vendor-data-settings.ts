@@ -5,7 +5,7 @@
  * key's decoded length, URLs, keys that depend on each other). Every error names its key.
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { parseDuration } from '../../agent/duration.js';
+import { parseDuration } from '../../core/duration.js';
 
 /** `metadata.vendor_data.consul`: a Consul client agent on every instance. */
 export interface ConsulSettings {

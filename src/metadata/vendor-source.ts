@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../../agent/types.js';
 import type { MetadataSettings } from './config.js';
-import type { InstanceRecord } from './instance.js';
+import type { InstanceRecord } from '../../core/instance-record.js';
 import type { VendorDataSource } from './service.js';
 import { mintWrappedSecretId } from './vault.js';
 import { buildVendorData, loadVendorDataTemplates, parseVendorDataSettings, wantsVaultPart } from './vendor-data.js';

@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { liveStatus } from '../../agent/cli/instance.js';
 import { chooseNode, parseCapacityAnswer, unfitReason, type CapacitySurvey } from '../../agent/cli/placement.js';
 import type { Member } from '../../agent/types.js';
-import { buildCapacity, type CapacityAnswer } from '../../handlers/capacity.js';
-import type { InstanceRecord } from '../../src/metadata/instance.js';
+import { buildCapacity, type CapacityAnswer } from '../../roles/compute/capacity.js';
+import type { InstanceRecord } from '../../core/instance-record.js';
 
 const member = (name: string, extra: Partial<Member> = {}, tags: Record<string, string> = { role: 'compute', mammatus: '0.1.0' }): Member =>
   ({ name, addr: '10.0.0.1', port: 7946, tags, status: 'alive', ...extra }) as Member;

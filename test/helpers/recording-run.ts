@@ -2,7 +2,7 @@
  * A fake `Run` for unit tests (R11): it records every call as `[file, ...args]` and answers from a
  * script, so tests assert on the exact commands a role issued instead of mocking modules.
  */
-import { CommandFailedError } from '../../agent/exec.js';
+import { CommandFailedError } from '../../core/exec.js';
 import type { Run, RunOptions, RunResult } from '../../roles/types.js';
 
 /**

@@ -12,12 +12,12 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../agent/config/load.js';
 import { createAgent, type Agent } from '../../agent/daemon.js';
-import { buildRun } from '../../agent/exec.js';
-import { buildFileOps } from '../../agent/files.js';
+import { buildRun } from '../../core/exec.js';
+import { buildFileOps } from '../../core/files.js';
 import { SerfClient } from '../../agent/serf/client.js';
 import type { Role } from '../../roles/types.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
-import { eventually as poll } from '../helpers/eventually.js';
+import { eventually as poll } from '../../scripts/lib/wait.js';
 
 const eventually = (check: () => void | Promise<void>, ms = 10_000) => poll(check, ms, 50);
 

@@ -13,7 +13,7 @@ import { startMammatusAgent, type MammatusAgent } from '../../scripts/lib/mammat
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { freePort } from '../../scripts/lib/ports.js';
 import { startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
-import { eventually } from '../helpers/eventually.js';
+import { eventually } from '../../scripts/lib/wait.js';
 import { skipReason } from './harness.js';
 
 const skip = skipReason() ?? (natsServerAvailable() ? undefined : 'nats-server is not installed (apt-get install nats-server)');

@@ -15,11 +15,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../../agent/daemon.js';
 import { BUNDLE } from '../../scripts/lib/mammatus-agent.js';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
-import { InstanceRegistry } from '../../src/metadata/registry.js';
-import { connectNats } from '../../src/nats.js';
+import { InstanceRegistry } from '../../src/registry/registry.js';
+import { connectNats } from '../../core/nats.js';
 import { serfAvailable } from '../../scripts/lib/serf-agent.js';
-import { startBedGateway, startControllerHost, type BedGateway, type ControllerHost } from '../helpers/metadata-bed.js';
-import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../helpers/netns.js';
+import { startBedGateway, startControllerHost, type BedGateway, type ControllerHost } from '../../scripts/lib/metadata-bed.js';
+import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../../scripts/lib/netns-bed.js';
 
 const PY = '/usr/bin/python3';
 const skip =

@@ -12,12 +12,12 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../agent/config/load.js';
 import { createAgent, type Agent } from '../../agent/daemon.js';
-import { buildFileOps } from '../../agent/files.js';
+import { buildFileOps } from '../../core/files.js';
 import { SerfClient } from '../../agent/serf/client.js';
 import { buildGatewayRole } from '../../roles/gateway/index.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
-import { gatewayEffects } from '../helpers/gateway-ns.js';
-import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../helpers/netns.js';
+import { gatewayEffects } from '../../scripts/lib/gateway-ns.js';
+import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../../scripts/lib/netns-bed.js';
 
 const exec = promisify(execFile);
 const skip = canUseNetns() ?? missingTools(['busybox', 'dig', 'curl', 'dnsmasq', 'iptables-restore']) ?? (serfAvailable() ? undefined : 'serf is missing');

@@ -17,10 +17,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { LAN, localLanLeftovers } from '../../scripts/lib/local-lan.js';
 import { LXD_BASE } from '../../scripts/lib/local-root.js';
 import { lxdInstalled, runCommand } from '../../scripts/lib/lxd-node.js';
-import { InstanceRegistry } from '../../src/metadata/registry.js';
-import { connectNats } from '../../src/nats.js';
-import { missingTools } from '../helpers/netns.js';
-import { until } from '../helpers/eventually.js';
+import { InstanceRegistry } from '../../src/registry/registry.js';
+import { connectNats } from '../../core/nats.js';
+import { missingTools } from '../../scripts/lib/netns-bed.js';
+import { until } from '../../scripts/lib/wait.js';
 import { skipReason } from './harness.js';
 
 const repo = path.join(import.meta.dirname, '../..');

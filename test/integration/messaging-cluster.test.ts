@@ -6,7 +6,7 @@
 import * as Sqs from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
-import { Cleanup, eventually, sdkConfig, startNatsCluster, startService, tempDir } from '../messaging/js-harness.js';
+import { Cleanup, eventually, sdkConfig, startNatsCluster, startService, tempDir } from '../src/messaging/js-harness.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());

@@ -8,7 +8,7 @@ import * as Sqs from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, onTestFinished, test, vi } from 'vitest';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
 import { QueueLog } from '../../src/messaging/engine/queue-log.js';
-import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../messaging/js-harness.js';
+import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());

@@ -6,8 +6,8 @@ import { AckPolicy, RetentionPolicy, jetstreamManager } from '@nats-io/jetstream
 import { afterAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { SNS_FANOUT_FIFO_CONSUMER, SNS_STREAM, openMessagingStore } from '../../src/messaging/engine/layout.js';
-import { connectNats } from '../../src/nats.js';
-import { Cleanup, startNats, tempDir } from '../messaging/js-harness.js';
+import { connectNats } from '../../core/nats.js';
+import { Cleanup, startNats, tempDir } from '../src/messaging/js-harness.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());

@@ -12,8 +12,8 @@ import * as Sqs from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { fifoMessageId } from '../../src/messaging/engine/sns-records.js';
-import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../messaging/js-harness.js';
-import { endpoint, verifySnsSignature } from '../messaging/sns-endpoint.js';
+import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
+import { endpoint, verifySnsSignature } from '../src/messaging/sns-endpoint.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());

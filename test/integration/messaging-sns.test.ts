@@ -9,8 +9,8 @@ import * as Sns from '@aws-sdk/client-sns';
 import * as Sqs from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
-import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../messaging/js-harness.js';
-import { endpoint as startEndpoint, verifySnsSignature, type Hit } from '../messaging/sns-endpoint.js';
+import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
+import { endpoint as startEndpoint, verifySnsSignature, type Hit } from '../src/messaging/sns-endpoint.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());

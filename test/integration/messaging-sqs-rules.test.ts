@@ -8,7 +8,7 @@
 import * as S from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
-import { Cleanup, sdkConfig, startNats, startService, tempDir } from '../messaging/js-harness.js';
+import { Cleanup, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());

@@ -6,8 +6,8 @@ import * as SqsJson from '@aws-sdk/client-sqs';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
-import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../messaging/js-harness.js';
-import { errorCode, sqsDrivers, type SqsDriver } from '../messaging/sqs-drivers.js';
+import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
+import { errorCode, sqsDrivers, type SqsDriver } from '../src/messaging/sqs-drivers.js';
 
 const WITH_CLI = existsSync('/usr/bin/aws');
 const NAMES = ['json', 'query', ...(WITH_CLI ? ['cli'] : [])];

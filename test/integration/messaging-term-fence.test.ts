@@ -9,8 +9,8 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { openMessagingStore } from '../../src/messaging/engine/layout.js';
 import { QueueLog, StaleTermError } from '../../src/messaging/engine/queue-log.js';
-import { connectNats } from '../../src/nats.js';
-import { Cleanup, startNats, tempDir } from '../messaging/js-harness.js';
+import { connectNats } from '../../core/nats.js';
+import { Cleanup, startNats, tempDir } from '../src/messaging/js-harness.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());

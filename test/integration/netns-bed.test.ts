@@ -1,11 +1,11 @@
 /**
- * The netns gateway test bed itself (test/helpers/netns.ts, roles.md §1.5): topology, fake
+ * The netns gateway test bed itself (scripts/lib/netns-bed.ts): topology, fake
  * upstream DNS/HTTP, DHCP client hook and clean teardown — with no gateway code involved.
  */
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildGatewayBed, canUseNetns, missingTools, waitForFile, type GatewayBed, type Upstream } from '../helpers/netns.js';
+import { buildGatewayBed, canUseNetns, missingTools, waitForFile, type GatewayBed, type Upstream } from '../../scripts/lib/netns-bed.js';
 
 const skip = canUseNetns() ?? missingTools(['busybox', 'dig', 'curl', 'dnsmasq']);
 if (skip) console.warn(`netns bed tests skipped: ${skip}`);

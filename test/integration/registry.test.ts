@@ -8,8 +8,8 @@ import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../agent/cli/program.js';
-import { InstanceRegistry, registryKeys, RegistryConflictError } from '../../src/metadata/registry.js';
-import { connectNats } from '../../src/nats.js';
+import { InstanceRegistry, registryKeys, RegistryConflictError } from '../../src/registry/registry.js';
+import { connectNats } from '../../core/nats.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
 
 const skip = natsServerAvailable() ? undefined : 'nats-server is missing';

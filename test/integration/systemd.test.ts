@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildLogger } from '../../agent/logger.js';
+import { buildLogger } from '../../core/logger.js';
 import { startMammatusAgent, type MammatusAgent } from '../../scripts/lib/mammatus-agent.js';
 import { startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
 import { skipReason } from './harness.js';

@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomMac } from '../../../agent/cli/launch.js';
 import { runCli } from '../../../agent/cli/program.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
-import { InstanceRegistry } from '../../../src/metadata/registry.js';
-import { connectNats } from '../../../src/nats.js';
-import { asyncOp, lxdError, operation, startFakeLxd, sync } from './fake-lxd.js';
+import { InstanceRegistry } from '../../../src/registry/registry.js';
+import { connectNats } from '../../../core/nats.js';
+import { asyncOp, lxdError, operation, startFakeLxd, sync } from '../../helpers/fake-lxd.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'mammatus-compute-cli-'));
 const run = async (...argv: string[]) => {

@@ -2,9 +2,9 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseComputeConfig } from '../../../roles/compute/config.js';
-import type { LxdInstance } from '../../../roles/compute/lxd-types.js';
+import type { LxdInstance } from '../../../src/lxd/types.js';
 import { instanceIpv4, mergedIps, planCompute } from '../../../roles/compute/plan.js';
-import type { InstanceRecord } from '../../../src/metadata/instance.js';
+import type { InstanceRecord } from '../../../core/instance-record.js';
 
 const golden = (name: string) => path.join(import.meta.dirname, '__golden__', name);
 const cfg = parseComputeConfig({ parent: 'lan0', profile: 'lan' });

@@ -6,12 +6,12 @@
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildComputeRole, computeConfigured, registryServersPath, type ComputeRole } from '../../../roles/compute/index.js';
-import type { ComputeRegistry } from '../../../roles/compute/registry-link.js';
+import type { ComputeRegistry } from '../../../src/registry/compute-link.js';
 import type { StartContext, DesiredState } from '../../../roles/types.js';
-import type { InstanceRecord } from '../../../src/metadata/instance.js';
+import type { InstanceRecord } from '../../../core/instance-record.js';
 import { memoryFiles } from '../../helpers/memory-files.js';
 import { commandFailed, recordingRun } from '../../helpers/recording-run.js';
-import { startLxdSim, type LxdSim } from './lxd-sim.js';
+import { startLxdSim, type LxdSim } from '../../helpers/lxd-sim.js';
 
 const T = '2025-01-01T00:00:00.000Z';
 const log = pino({ level: 'silent' });

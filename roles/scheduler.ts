@@ -1,0 +1,248 @@
+/**
+ * Runs the node's role plugins: applies each role at start, on `mammatus.reconcile`, on the
+ * membership changes it watches and on config change; starts and stops roles when the node's
+ * `role` tag changes. Reconciles are serialized, and a request for a role already waiting in line
+ * is merged into that one, so a burst of events costs one apply.
+ */
+import path from 'node:path';
+import { applyRole } from './apply.js';
+import type { DesiredState, FileOps, Role, RoleFacts, Run } from './types.js';
+import type { Logger, Member, MemberEventType, RoleStatus } from '../agent/types.js';
+
+/** Inputs the supervisor reads at each reconcile (they change under it). */
+export interface SupervisorDeps {
+  readonly registry: Readonly<Record<string, Role>>;
+  readonly run: Run;
+  readonly files: FileOps;
+  readonly log: Logger;
+  /** The state directory (a getter: a reload may change it). */
+  readonly stateDir: () => string;
+  readonly node: () => string;
+  readonly members: () => readonly Member[];
+  readonly roleConfig: (role: string) => Record<string, unknown>;
+  readonly now?: () => Date;
+}
+
+/** Owns the set of active roles and their last apply results. */
+export class RoleSupervisor {
+  private active: string[] = [];
+  private unknown: string[] = [];
+  private readonly status = new Map<string, RoleStatus>();
+  /** The desired state of each role's last apply, for its facts and queries. */
+  private readonly lastDesired = new Map<string, DesiredState>();
+  private owned: Record<string, string[]> = {};
+  private readonly waiting = new Set<string>();
+  /** Roles whose `start` ran (and whose `stop` is therefore due). */
+  private readonly started = new Set<string>();
+  private chain: Promise<void> = Promise.resolve();
+  private loaded = false;
+
+  constructor(private readonly deps: SupervisorDeps) {}
+
+  /** The roles this node runs now. */
+  roles(): readonly string[] {
+    return this.active;
+  }
+
+  /** Per-role state, including unknown names from the tag (reported as errors). */
+  statuses(): Record<string, RoleStatus> {
+    const out: Record<string, RoleStatus> = {};
+    for (const r of this.active) {
+      const status = this.status.get(r) ?? { state: 'pending' };
+      const detail = this.facts(r)?.summary;
+      out[r] = typeof detail === 'string' && detail ? { ...status, detail } : status;
+    }
+    for (const u of this.unknown) out[u] = { state: 'error', error: 'unknown role' };
+    return out;
+  }
+
+  /** What an active, started role reports about its work; a failing report counts as none. */
+  facts(name: string): RoleFacts | undefined {
+    if (!this.active.includes(name)) return undefined;
+    try {
+      return this.deps.registry[name]?.facts?.(this.lastDesired.get(name));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Answers a query the role declares, if the role runs here (undefined, silence, otherwise). A
+   * handler that throws is the dispatcher's to report.
+   */
+  answer(name: string, query: string, payload: Buffer): unknown {
+    if (!this.active.includes(name)) return undefined;
+    return this.deps.registry[name]?.queries?.[query]?.(payload, this.lastDesired.get(name));
+  }
+
+  /** Switches to a new role set: stops roles no longer named, applies and starts new ones. */
+  setRoles(next: readonly string[], unknown: readonly string[] = []): Promise<void> {
+    return this.enqueue(async () => {
+      this.unknown = [...unknown];
+      if (unknown.length) this.deps.log.error({ unknown }, 'role tag names unknown roles; running the others');
+      const removed = this.active.filter((r) => !next.includes(r));
+      const added = next.filter((r) => !this.active.includes(r) && this.deps.registry[r]);
+      for (const r of removed) {
+        this.deps.log.info({ role: r }, 'role removed from this node; stopping it');
+        await this.stopRole(r);
+        await this.removeFiles(r);
+        this.status.delete(r);
+        this.lastDesired.delete(r);
+      }
+      this.active = next.filter((r) => this.deps.registry[r]);
+      for (const r of added) {
+        this.deps.log.info({ role: r }, 'role added to this node');
+        this.status.set(r, { state: 'pending' });
+        await this.applyNow(r);
+      }
+    });
+  }
+
+  /** Re-applies the named roles (all active ones when `names` is absent). */
+  reconcile(names?: readonly string[], reason = 'request'): Promise<void> {
+    const targets = (names ?? this.active).filter((r) => this.active.includes(r) && !this.waiting.has(r));
+    // Nothing new to queue: do not make the caller wait for whatever apply is running.
+    if (targets.length === 0) return Promise.resolve();
+    for (const r of targets) this.waiting.add(r);
+    this.deps.log.debug({ roles: targets, reason }, 'reconcile queued');
+    return this.enqueue(async () => {
+      for (const r of targets) {
+        this.waiting.delete(r);
+        if (this.active.includes(r)) await this.applyNow(r);
+      }
+    });
+  }
+
+  /** Tells the started roles that the agent config was reloaded (queued after any apply). */
+  configReloaded(): Promise<void> {
+    return this.enqueue(async () => {
+      for (const name of this.active) {
+        const role = this.deps.registry[name];
+        if (!this.started.has(name) || !role?.configReloaded) continue;
+        try {
+          await role.configReloaded();
+        } catch (err) {
+          this.deps.log.error({ err, role: name }, 'role failed to take the reloaded config');
+        }
+      }
+    });
+  }
+
+  /** Reconciles the active roles that watch this member event type. */
+  onMemberEvent(type: MemberEventType): Promise<void> {
+    const watching = this.active.filter((r) => this.deps.registry[r]?.watches?.includes(type));
+    return watching.length ? this.reconcile(watching, type) : Promise.resolve();
+  }
+
+  /** True when an active role renders from membership (and so wants membership changes fast). */
+  hasMembershipWatchers(): boolean {
+    return this.active.some((r) => (this.deps.registry[r]?.watches?.length ?? 0) > 0);
+  }
+
+  /**
+   * Membership changed outside a member event (a reconnect to serf, where events may have been
+   * missed, or a poll that saw it first): every watching role re-applies.
+   */
+  onMembershipResync(reason = 'serf reconnect'): Promise<void> {
+    const watching = this.active.filter((r) => (this.deps.registry[r]?.watches?.length ?? 0) > 0);
+    return watching.length ? this.reconcile(watching, reason) : Promise.resolve();
+  }
+
+  /** Stops every active role (shutdown). */
+  stopAll(): Promise<void> {
+    return this.enqueue(async () => {
+      for (const r of this.active) await this.stopRole(r);
+    });
+  }
+
+  private async stopRole(name: string): Promise<void> {
+    if (!this.started.delete(name)) return;
+    await this.deps.registry[name]?.stop?.().catch((err: unknown) => this.deps.log.error({ err, role: name }, 'role stop failed'));
+  }
+
+  /** Starts a role's in-process services after its first good apply (which may be a later one). */
+  private async startRole(name: string, desired: DesiredState): Promise<void> {
+    const role = this.deps.registry[name];
+    if (!role?.start || this.started.has(name) || this.status.get(name)?.state !== 'ok') return;
+    try {
+      const reconcile = (reason: string) => void this.reconcile([name], reason);
+      await role.start({ run: this.deps.run, files: this.deps.files, log: this.deps.log.child({ component: `role.${name}` }), desired, reconcile });
+      this.started.add(name);
+    } catch (err) {
+      this.status.set(name, { ...this.status.get(name)!, state: 'error', error: `start: ${(err as Error).message}` });
+    }
+  }
+
+  private enqueue(job: () => Promise<void>): Promise<void> {
+    const next = this.chain.then(job).catch((err: unknown) => this.deps.log.error({ err }, 'role supervisor job failed'));
+    this.chain = next;
+    return next;
+  }
+
+  private async applyNow(name: string): Promise<void> {
+    const role = this.deps.registry[name]!;
+    await this.loadOwned();
+    const instances = role.instances?.();
+    const desired: DesiredState = {
+      node: this.deps.node(),
+      config: this.deps.roleConfig(name),
+      members: [...this.deps.members()].sort((a, b) => a.name.localeCompare(b.name)),
+      ...(instances ? { instances } : {}),
+    };
+    const report = await applyRole(role, desired, {
+      run: this.deps.run,
+      files: this.deps.files,
+      log: this.deps.log,
+      previous: this.owned[name] ?? [],
+    });
+    this.lastDesired.set(name, desired);
+    const at = (this.deps.now ?? (() => new Date()))();
+    this.status.set(name, report.ok ? { state: 'ok', appliedAt: at } : { state: 'error', appliedAt: at, error: report.error ?? 'apply failed' });
+    if (report.ok && report.changed.length + report.removed.length > 0) {
+      this.deps.log.info({ role: name, changed: report.changed, removed: report.removed }, 'role applied');
+    }
+    if (JSON.stringify(report.owned) !== JSON.stringify(this.owned[name] ?? [])) {
+      this.owned[name] = report.owned;
+      await this.saveOwned();
+    }
+    await this.startRole(name, desired);
+  }
+
+  /** A node that loses a role must stop serving its config: apply an empty render. */
+  private async removeFiles(name: string): Promise<void> {
+    const role = this.deps.registry[name];
+    await this.loadOwned();
+    if (!role || !this.owned[name]?.length) return;
+    const report = await applyRole({ ...role, render: () => [] }, { node: this.deps.node(), config: {}, members: [] }, {
+      run: this.deps.run,
+      files: this.deps.files,
+      log: this.deps.log,
+      previous: this.owned[name],
+    });
+    if (!report.ok) this.deps.log.error({ role: name, error: report.error }, 'could not remove the files of a removed role');
+    this.owned[name] = report.owned;
+    if (report.owned.length === 0) delete this.owned[name];
+    await this.saveOwned();
+  }
+
+  private get ownedFile(): string {
+    return path.join(this.deps.stateDir(), 'roles-owned.json');
+  }
+
+  private async loadOwned(): Promise<void> {
+    if (this.loaded) return;
+    this.loaded = true;
+    try {
+      const text = await this.deps.files.read(this.ownedFile);
+      if (text) this.owned = JSON.parse(text) as Record<string, string[]>;
+    } catch (err) {
+      this.deps.log.warn({ err, file: this.ownedFile }, 'unreadable role state; starting without it');
+    }
+  }
+
+  private async saveOwned(): Promise<void> {
+    await this.deps.files.write(this.ownedFile, JSON.stringify(this.owned, null, 2) + '\n', 0o600).catch((err: unknown) => {
+      this.deps.log.warn({ err }, 'could not save role state');
+    });
+  }
+}

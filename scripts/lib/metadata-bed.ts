@@ -1,0 +1,120 @@
+/**
+ * The metadata path in a gateway test bed, shared by the tests that need it: a controller host in
+ * `ctl` (nats-server and `mammatus metadata serve`), reachable from this (root) namespace through a
+ * unix-socket bridge — unix sockets cross network namespaces — so in-process roles follow the very
+ * registry the service reads; and a gateway agent running in-process, its role acting in `gw`, with
+ * the metadata proxy pointed at `ctl` and the registry feed on the bridge.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { loadConfig } from '../../agent/config/load.js';
+import { createAgent, type Agent } from '../../agent/daemon.js';
+import { buildFileOps } from '../../core/files.js';
+import type { Logger } from '../../agent/types.js';
+import { buildGatewayRole } from '../../roles/gateway/index.js';
+import { BUNDLE } from './mammatus-agent.js';
+import { startSerfAgent, type SerfAgent } from './serf-agent.js';
+import { openInstanceFeed } from '../../src/registry/gateway-feed.js';
+import { gatewayEffects } from './gateway-ns.js';
+import type { GatewayBed } from './netns-bed.js';
+
+async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The controller host in `ctl`. */
+export interface ControllerHost {
+  /** `nats://127.0.0.1:PORT`: ctl's nats-server, through the bridge, from the root namespace. */
+  readonly natsUrl: string;
+  /** The cluster secret file the service and the gateway's proxy share. */
+  readonly secretFile: string;
+  close(): Promise<void>;
+}
+
+/** Starts nats-server, the bridge and the metadata service (trusting signed callers only) in `ctl`. */
+export async function startControllerHost(bed: GatewayBed, dir: string): Promise<ControllerHost> {
+  mkdirSync(dir, { recursive: true });
+  const secretFile = path.join(dir, 'secret');
+  writeFileSync(secretFile, `${'ab'.repeat(32)}\n`, { mode: 0o600 });
+  mkdirSync(path.join(dir, 'nats'), { recursive: true });
+  writeFileSync(path.join(dir, 'nats.conf'), JSON.stringify({ host: '127.0.0.1', port: 4222, jetstream: { store_dir: path.join(dir, 'nats/js') } }));
+  bed.spawn('ctl', ['nats-server', '-c', path.join(dir, 'nats.conf')]);
+  const sock = path.join(dir, 'nats.sock');
+  const forward = `const net=require('node:net');net.createServer((c)=>{const u=net.connect(4222,'127.0.0.1');c.pipe(u).pipe(c);c.on('error',()=>u.destroy());u.on('error',()=>c.destroy());}).listen(process.argv[1]);`;
+  bed.spawn('ctl', [process.execPath, '-e', forward, sock]);
+  await until('the NATS bridge', () => existsSync(sock), 10_000);
+  const bridge = net.createServer((c) => {
+    const u = net.connect(sock);
+    c.pipe(u).pipe(c);
+    c.on('error', () => u.destroy());
+    u.on('error', () => c.destroy());
+  });
+  await new Promise<void>((r) => bridge.listen(0, '127.0.0.1', r));
+  const conf = path.join(dir, 'controller.yaml');
+  writeFileSync(conf, `metadata: { proxy_secret_file: ${JSON.stringify(secretFile)}, trust_source_address: false }\n`);
+  bed.spawn('ctl', [process.execPath, BUNDLE, 'metadata', 'serve', '--nats', 'nats://127.0.0.1:4222', '--listen', '0.0.0.0:8775', '--config', conf]);
+  const healthz = ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:8775/healthz'];
+  await until('the metadata service', async () => (await bed.exec('ctl', healthz)).stdout === '200', 20_000);
+  return {
+    natsUrl: `nats://127.0.0.1:${(bridge.address() as net.AddressInfo).port}`,
+    secretFile,
+    close: () => new Promise((r) => bridge.close(() => r())),
+  };
+}
+
+/** A running in-process gateway agent and its serf agent. */
+export interface BedGateway {
+  readonly agent: Agent;
+  readonly serf: SerfAgent;
+  stop(): Promise<void>;
+}
+
+/** Starts serf `gw1` and a gateway agent (DHCP without PXE/TFTP, the proxy, the registry feed). */
+export async function startBedGateway(bed: GatewayBed, dir: string, host: ControllerHost, log: Logger): Promise<BedGateway> {
+  const p = (name: string) => path.join(dir, name);
+  const serf = await startSerfAgent({ name: 'gw1', dir: p('serf'), tags: { role: 'gateway' } });
+  writeFileSync(
+    p('agent.yaml'),
+    [
+      `state_dir: ${p('state')}`,
+      `serf: { rpc_addr: "${serf.rpcAddr}" }`,
+      'watch_config: false',
+      'roles:',
+      '  gateway:',
+      `    lan: { interface: ${bed.ifaces.gwLan}, address: 10.88.0.1/24 }`,
+      `    wan: { interface: ${bed.ifaces.gwWan} }`,
+      '    upstream_dns: [203.0.113.1]',
+      '    tftp: { enabled: false }',
+      '    pxe: { enabled: false }',
+      `    metadata: { secret_file: ${JSON.stringify(host.secretFile)}, upstreams: ["http://10.88.0.10:8775"] }`,
+      `    registry: { nats: ["${host.natsUrl}"] }`,
+      `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, metadata_proxy: ${p('metadata-proxy.yaml')}, dhcp_hosts_dir: ${p('dhcp-hosts.d')}, members: ${p('members')}, left_out: ${p('left-out')} }`,
+    ].join('\n') + '\n',
+  );
+  const { run, spawn, probe } = gatewayEffects(bed);
+  const opts = { path: p('agent.yaml'), env: {} };
+  const agent = createAgent({
+    loaded: await loadConfig(opts),
+    reloadConfig: () => loadConfig(opts),
+    log,
+    run,
+    files: buildFileOps(),
+    registry: { gateway: buildGatewayRole({ spawn, probe, mammatus: [process.execPath, [BUNDLE]], instanceFeed: openInstanceFeed }) },
+    version: '0.0.0-test',
+  });
+  await agent.start();
+  await until('the gateway role', () => agent.view.roleStatus().gateway?.state === 'ok', 30_000).catch(() => undefined);
+  return {
+    agent,
+    serf,
+    async stop() {
+      await agent.stop();
+      await serf.stop();
+    },
+  };
+}

@@ -1,0 +1,154 @@
+/**
+ * The metadata service's in-memory copy of the registry, indexed by MAC and IP and kept current by a
+ * KV watch. Every request is answered from memory (a metadata request must not wait for a JetStream
+ * round trip), and `available` turns false while NATS is unreachable, so callers then answer 503
+ * rather than serve an instance that may have been removed meanwhile.
+ */
+import { KvWatchInclude } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from '../../agent/types.js';
+import type { InstanceRecord } from '../../core/instance-record.js';
+import { InstanceRegistry, parseEntry, registryKeys } from './registry.js';
+
+/** What the metadata service asks of the registry. */
+export interface InstanceLookup {
+  /** False until the first full read, and while NATS is unreachable. */
+  readonly available: boolean;
+  byMac(mac: string): InstanceRecord | undefined;
+  byIp(ip: string): InstanceRecord | undefined;
+  byId(id: string): InstanceRecord | undefined;
+}
+
+/** A watched, indexed copy of the registry bucket. */
+export class RegistryView implements InstanceLookup {
+  // A removed instance stays as a tombstone (no record) so an older value read late cannot resurrect it.
+  private readonly entries = new Map<string, { record?: InstanceRecord; revision: number }>();
+  private readonly macs = new Map<string, string>();
+  private readonly ips = new Map<string, string>();
+  private synced = false;
+  private connected = true;
+  private stopped = false;
+  private stopWatch: (() => void) | undefined;
+
+  private constructor(
+    private readonly log: Logger,
+    private readonly onChange?: () => void,
+  ) {}
+
+  /**
+   * Starts following the registry over `nc` (which should reconnect forever); resolves at once, the
+   * first read completes in the background (`available` tells when).
+   */
+  static start(nc: NatsConnection, log: Logger, replicas = 1, onChange?: () => void): RegistryView {
+    const view = new RegistryView(log, onChange);
+    void view.watchStatus(nc);
+    void view.follow(nc, replicas);
+    return view;
+  }
+
+  get available(): boolean {
+    return this.synced && this.connected && !this.stopped;
+  }
+
+  byId(id: string): InstanceRecord | undefined {
+    return this.entries.get(id)?.record;
+  }
+
+  byMac(mac: string): InstanceRecord | undefined {
+    const id = this.macs.get(mac.toLowerCase());
+    return id ? this.byId(id) : undefined;
+  }
+
+  byIp(ip: string): InstanceRecord | undefined {
+    const id = this.ips.get(ip.toLowerCase());
+    return id ? this.byId(id) : undefined;
+  }
+
+  /** Every instance the view holds. */
+  records(): InstanceRecord[] {
+    return [...this.entries.values()].flatMap((e) => (e.record ? [e.record] : []));
+  }
+
+  /** How many instances the view holds. */
+  get size(): number {
+    return [...this.entries.values()].filter((e) => e.record).length;
+  }
+
+  /** Stops watching (the connection stays the caller's). */
+  stop(): void {
+    this.stopped = true;
+    this.stopWatch?.();
+  }
+
+  private async follow(nc: NatsConnection, replicas: number): Promise<void> {
+    while (!this.stopped && !nc.isClosed()) {
+      try {
+        await this.syncOnce(nc, replicas);
+        return;
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'registry not readable yet; retrying');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  /** Watches for changes first, then reads everything, so no change between the two is missed. */
+  private async syncOnce(nc: NatsConnection, replicas: number): Promise<void> {
+    const registry = await InstanceRegistry.open(nc, { replicas });
+    const watcher = await registry.kv.watch({ key: 'instance.>', include: KvWatchInclude.UpdatesOnly });
+    this.stopWatch = () => watcher.stop();
+    void (async () => {
+      for await (const entry of watcher) this.apply(entry.key.slice('instance.'.length), parseEntry(entry), entry.revision);
+    })()
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'registry watch failed'))
+      .finally(() => {
+        // The bucket's stream went away (deleted, or hidden when this server joined a cluster):
+        // unavailable until a fresh read, which re-creates the bucket if it has to.
+        if (this.stopped || nc.isClosed()) return;
+        this.synced = false;
+        this.log.warn('registry watch ended; reading the registry again');
+        setTimeout(() => void this.follow(nc, replicas), 1000).unref();
+      });
+    const keys: string[] = [];
+    for await (const key of await registry.kv.keys('instance.>')) keys.push(key);
+    for (const key of keys) {
+      const entry = await registry.kv.get(key);
+      if (entry) this.apply(key.slice('instance.'.length), parseEntry(entry), entry.revision);
+    }
+    this.synced = true;
+    this.log.info({ instances: this.size }, 'registry loaded');
+    this.onChange?.();
+  }
+
+  private async watchStatus(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') {
+        this.connected = false;
+        this.log.warn('NATS connection lost; metadata requests answer 503 until it is back');
+      } else if (s.type === 'reconnect') {
+        this.connected = true;
+        this.log.info('NATS connection back');
+      }
+    }
+  }
+
+  /** Applies one record (or its removal, `undefined`) unless the view already has a newer one. */
+  private apply(id: string, record: InstanceRecord | undefined, revision: number): void {
+    const old = this.entries.get(id);
+    if (old && old.revision >= revision) return;
+    if (old?.record) {
+      for (const mac of old.record.macs) if (this.macs.get(mac) === id) this.macs.delete(mac);
+      for (const ip of old.record.ips) if (this.ips.get(ip.toLowerCase()) === id) this.ips.delete(ip.toLowerCase());
+    }
+    if (!record || record.id !== id) {
+      this.entries.set(id, { revision });
+      if (record) this.log.warn({ key: registryKeys.record(id) }, 'registry record does not match its key; ignored');
+      if (this.synced) this.onChange?.();
+      return;
+    }
+    this.entries.set(id, { record, revision });
+    for (const mac of record.macs) this.macs.set(mac, id);
+    for (const ip of record.ips) this.ips.set(ip.toLowerCase(), id);
+    if (this.synced) this.onChange?.();
+  }
+}

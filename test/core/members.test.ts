@@ -1,0 +1,25 @@
+import { describe, it, expect } from 'vitest';
+import { parseRoleTag } from '../../core/members.js';
+
+describe('parseRoleTag', () => {
+  it.each<[string, string | undefined, string[], string[]]>([
+    ['absent', undefined, [], []],
+    ['empty', '', [], []],
+    ['only commas and spaces', ' , ,, ', [], []],
+    ['one role', 'gateway', ['gateway'], []],
+    ['spaces around names', ' gateway , compute ', ['gateway', 'compute'], []],
+    ['tabs around names', '\tstorage\t', ['storage'], []],
+    ['duplicates', 'compute,compute, compute', ['compute'], []],
+    ['canonical order', 'controller,storage,compute,gateway', ['gateway', 'compute', 'storage', 'controller'], []],
+    ['unknown names in tag order, trimmed, deduplicated', 'web, gateway,db,web ,DB', ['gateway'], ['web', 'db', 'DB']],
+    ['case matters', 'Gateway', [], ['Gateway']],
+    ['a space inside a name', 'gate way', [], ['gate way']],
+    ['empty items between commas', 'gateway,,storage,', ['gateway', 'storage'], []],
+  ])('%s: %j', (_what, tag, roles, unknown) => {
+    expect(parseRoleTag(tag)).toEqual({ roles, unknown });
+  });
+
+  it('never throws on odd input', () => {
+    for (const tag of ['\u0000', ',', 'a'.repeat(10_000), '🙂,gateway']) expect(() => parseRoleTag(tag)).not.toThrow();
+  });
+});

@@ -1,0 +1,97 @@
+/**
+ * Integration-test harness for the JetStream engines: real `nats-server -js` processes (stopped by
+ * PID), the messaging service on 127.0.0.1:0, and clients pointed at it. Everything started is
+ * registered for cleanup with `onTestFinished`/`afterAll` by the caller through `Cleanup`.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { freePort } from '../../../scripts/lib/ports.js';
+import { startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
+import { startMessagingService, type RunningMessagingService } from '../../../src/messaging/service.js';
+import { parseMessagingSettings } from '../../../src/messaging/settings.js';
+import { CREDENTIALS } from './helpers.js';
+
+/** Undo actions, run in reverse order. */
+export class Cleanup {
+  private readonly steps: (() => Promise<void> | void)[] = [];
+  add(step: () => Promise<void> | void): void {
+    this.steps.push(step);
+  }
+  async run(): Promise<void> {
+    while (this.steps.length > 0) {
+      const step = this.steps.pop();
+      try {
+        await step?.();
+      } catch {
+        // Keep undoing the rest.
+      }
+    }
+  }
+}
+
+/** A temp dir removed at cleanup. */
+export function tempDir(cleanup: Cleanup, prefix = 'mammatus-msg-'): string {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  cleanup.add(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** One nats-server in `dir/<name>`, stopped at cleanup. */
+export async function startNats(cleanup: Cleanup, dir: string, name = 'n1'): Promise<NatsServer> {
+  const srv = await startNatsServer({ name, dir: path.join(dir, name) });
+  cleanup.add(() => srv.stop());
+  return srv;
+}
+
+/** Three clustered nats-servers (routes between all), each stopped at cleanup. */
+export async function startNatsCluster(cleanup: Cleanup, dir: string): Promise<NatsServer[]> {
+  const clusterPorts = [await freePort(), await freePort(), await freePort()];
+  const routes = clusterPorts.map((p) => `nats-route://127.0.0.1:${p}`);
+  return Promise.all(clusterPorts.map(async (clusterPort, i) => {
+    const srv = await startNatsServer({ name: `c${i + 1}`, dir: path.join(dir, `c${i + 1}`), clusterPort, routes });
+    cleanup.add(() => srv.stop());
+    return srv;
+  }));
+}
+
+/** The raw `messaging:` section tests use: the test credentials, short leases and retries. */
+export function testSection(nats: string, over: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    credentials: [{ access_key_id: CREDENTIALS.accessKeyId, secret_access_key: CREDENTIALS.secretAccessKey }],
+    nats,
+    listen: '127.0.0.1:0',
+    owner_lease_seconds: 3,
+    sns: { http_retries: 3, http_min_delay_seconds: 1, http_max_delay_seconds: 2, http_timeout_seconds: 5 },
+    ...over,
+  };
+}
+
+/** The service over `nats` (comma-separated URLs), stopped at cleanup unless the test stops it. */
+export async function startService(cleanup: Cleanup, nats: string, over: Record<string, unknown> = {}): Promise<RunningMessagingService> {
+  const service = await startMessagingService({ settings: parseMessagingSettings(testSection(nats, over)), log: pino({ level: process.env.MESSAGING_TEST_LOG ?? 'silent' }) });
+  cleanup.add(() => service.stop());
+  return service;
+}
+
+/** SDK client settings for `endpoint`. */
+export function sdkConfig(endpoint: string) {
+  return {
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: CREDENTIALS.accessKeyId, secretAccessKey: CREDENTIALS.secretAccessKey },
+    maxAttempts: 1,
+  };
+}
+
+/** Polls `check` every `everyMs` until it returns a value other than undefined, at most `timeoutMs`. */
+export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 10_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
