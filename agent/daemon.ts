@@ -14,15 +14,13 @@ import { Dispatcher, type QueryAnswer } from './dispatch/dispatcher.js';
 import { RoleSupervisor } from '../roles/scheduler.js';
 import { SerfSession } from './serf/session.js';
 import type { SerfClient, MemberEvent } from './serf/client.js';
-import { MEMBER_EVENT_TYPES, type AgentView, type Logger, type Member } from './types.js';
+import { type AgentView } from './types.js';
+import { MEMBER_EVENT_TYPES, type Logger, type Member } from '../core/contracts.js';
 import { registerBuiltinHandlers } from '../handlers/index.js';
 import { parseRoleTag } from '../core/members.js';
-import type { FileOps, Role, Run } from '../roles/types.js';
-
-/** Tag the agent sets to its version once it is ready. */
-export const AGENT_TAG = 'mammatus';
-/** Tag naming the node's roles. */
-export const ROLE_TAG = 'role';
+import type { Role } from '../roles/types.js';
+import type { FileOps, Run } from '../core/contracts.js';
+import { AGENT_TAG, ROLE_TAG } from '../core/members.js';
 
 /** Everything the agent needs from outside; tests pass their own. */
 export interface AgentDeps {

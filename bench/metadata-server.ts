@@ -22,14 +22,10 @@ import path from 'node:path';
 import Fastify from 'fastify';
 import pino from 'pino';
 import { parseMetadataSettings } from '../src/metadata/config.js';
-import { splitHostPort, startMetadataService } from '../src/metadata/service.js';
+import { startMetadataService } from '../src/metadata/service.js';
+import { splitHostPort } from '../core/net.js';
+import { untilSignal } from '../core/signals.js';
 
-function untilSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
-  });
-}
 
 async function service(nats: string, listen: string): Promise<void> {
   const settings = parseMetadataSettings({ nats, listen });
@@ -64,7 +60,7 @@ async function plainHttp(listen: string, root: string, routes: string[]): Promis
     res.writeHead(200, { 'content-type': a.type, 'content-length': Buffer.byteLength(a.body) });
     res.end(a.body);
   });
-  const { host, port } = splitHostPort(listen);
+  const { host, port } = splitHostPort(listen, { allowPortZero: true });
   await new Promise<void>((resolve) => server.listen(port, host, resolve));
   console.log(`listening http://${host}:${port}`);
   await untilSignal();
@@ -75,7 +71,7 @@ async function bare(listen: string, root: string, routes: string[]): Promise<voi
   // The options of buildMetadataApp, so the difference to the service is its own request handling.
   const app = Fastify({ logger: false, bodyLimit: 1024, caseSensitive: true, return503OnClosing: true });
   for (const [url, { body, type }] of answers(root, routes)) app.get(url, (_req, reply) => reply.type(type).send(body));
-  const { host, port } = splitHostPort(listen);
+  const { host, port } = splitHostPort(listen, { allowPortZero: true });
   await app.listen({ host, port });
   console.log(`listening http://${host}:${port}`);
   await untilSignal();

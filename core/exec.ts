@@ -4,7 +4,7 @@
  * agent only calls known tools, and a shell would turn cluster-supplied strings into code.
  */
 import { execa, ExecaError } from 'execa';
-import type { Run, RunOptions, RunResult, Spawn } from '../roles/types.js';
+import type { Run, RunOptions, RunResult, Spawn } from './contracts.js';
 
 /** Used when neither the factory nor the call sets a timeout; a hung tool must not stall a reconcile. */
 export const DEFAULT_TIMEOUT_MS = 30_000;

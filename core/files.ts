@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, posix } from 'node:path';
-import type { FileOps } from '../roles/types.js';
+import type { FileOps } from './contracts.js';
 
 /** Mode for files written without an explicit one. */
 export const DEFAULT_FILE_MODE = 0o644;

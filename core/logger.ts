@@ -4,7 +4,7 @@
  * without native bindings; the journal records time, pid and host itself.
  */
 import pino, { type DestinationStream } from 'pino';
-import type { Logger } from '../agent/types.js';
+import type { Logger } from './contracts.js';
 
 // pino level → syslog priority: trace/debug → debug(7), info(6), warn(4), error(3), fatal → crit(2).
 const PRIORITY: Record<number, number> = { 10: 7, 20: 7, 30: 6, 40: 4, 50: 3, 60: 2 };

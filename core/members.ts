@@ -1,5 +1,22 @@
-/** Reading a node's roles from its Serf tags. Pure; malformed tags never throw. */
-import { ROLE_NAMES, type RoleName } from '../roles/types.js';
+/**
+ * What a Serf member's tags say: its roles (`role`, comma-separated) and whether it runs an agent
+ * (`mammatus`, the agent's version). Pure; malformed tags never throw.
+ */
+import type { Member } from './contracts.js';
+
+/** The four role names a node's `role` tag may carry. */
+export const ROLE_NAMES = ['gateway', 'compute', 'storage', 'controller'] as const;
+
+/** One of the known role names. */
+export type RoleName = (typeof ROLE_NAMES)[number];
+
+
+/** Tag the agent sets to its version once it is ready. */
+export const AGENT_TAG = 'mammatus';
+
+/** Tag naming the node's roles. */
+export const ROLE_TAG = 'role';
+
 
 /** The roles a `role` tag names, and the names it carries that are not roles. */
 export interface ParsedRoles {
@@ -22,4 +39,14 @@ export function parseRoleTag(tag: string | undefined): ParsedRoles {
     else if (!unknown.includes(n)) unknown.push(n);
   }
   return { roles: ROLE_NAMES.filter((r) => known.has(r)), unknown };
+}
+
+/** True when the member's `role` tag names `role`. */
+export function hasRole(member: Member, role: RoleName): boolean {
+  return member.tags[ROLE_TAG] !== undefined && parseRoleTag(member.tags[ROLE_TAG]).roles.includes(role);
+}
+
+/** The alive members that carry `role`, sorted by name. */
+export function aliveWithRole(members: readonly Member[], role: RoleName): Member[] {
+  return members.filter((m) => m.status === 'alive' && hasRole(m, role)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

@@ -1,8 +1,10 @@
 /**
- * Small pure IPv4 and CIDR helpers for the gateway role. Addresses are unsigned 32-bit numbers so
- * subnet arithmetic is plain integer maths; parsing is strict (no leading zeros, no shorthand) so a
- * value that passes here means the same thing to dnsmasq and iptables as it does to us.
+ * Network names and addresses, checked one way everywhere: IPv4 and CIDR (addresses are unsigned
+ * 32-bit numbers, so subnet arithmetic is plain integer maths; parsing is strict — no leading
+ * zeros, no shorthand — so a value that passes here means the same thing to dnsmasq and iptables
+ * as it does to us), `host:port`, host names, DNS labels and names, and an address as a URL host.
  */
+import { isIPv6 } from 'node:net';
 
 /** An IPv4 address with a prefix length, e.g. `10.88.0.1/24` → `{ address: 0x0a580001, prefix: 24 }`. */
 export interface Cidr {
@@ -87,4 +89,61 @@ export function contains(cidr: Cidr, ip: number): boolean {
 export function isHostOf(cidr: Cidr, ip: number): boolean {
   if (!contains(cidr, ip)) return false;
   return cidr.prefix >= 31 || (ip !== network(cidr) && ip !== broadcast(cidr));
+}
+
+const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
+// Host names as machines carry them: underscores too (container and test hosts use them).
+const HOST_LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/i;
+
+/** True for one DNS label (RFC 1123 host name part): letters, digits, inner hyphens, at most 63. */
+export function isDnsLabel(text: string): boolean {
+  return LABEL.test(text);
+}
+
+/** True for a DNS name: DNS labels joined by dots, at most 253 characters (`mammatus`, `lab.example`). */
+export function isDnsName(text: string): boolean {
+  return text.length <= 253 && text.split('.').every(isDnsLabel);
+}
+
+/** True for a host name as hosts carry them (labels may hold `_`; one trailing dot allowed). */
+export function isHostname(text: string): boolean {
+  const name = text.endsWith('.') ? text.slice(0, -1) : text;
+  return name.length > 0 && name.length <= 253 && name.split('.').every((l) => HOST_LABEL.test(l));
+}
+
+/** A `host:port` split; `host` is as written, brackets of an IPv6 address removed. */
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * Parses `host:port`: an IPv4 address, a host name or a bracketed IPv6 address, and a port 1–65535
+ * (0 too with `allowPortZero`, for "any free port"). Undefined when it is not one.
+ */
+export function parseHostPort(text: string, opts: { readonly allowPortZero?: boolean } = {}): HostPort | undefined {
+  const m = /^(\[[^\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (port > 65535 || (port === 0 && !opts.allowPortZero) || (m[2]!.length > 1 && m[2]!.startsWith('0'))) return undefined;
+  const raw = m[1]!;
+  if (raw.startsWith('[')) return isIPv6(raw.slice(1, -1)) ? { host: raw.slice(1, -1), port } : undefined;
+  return isIPv4(raw) || isHostname(raw) ? { host: raw, port } : undefined;
+}
+
+/** Like {@link parseHostPort}, for a value checked already: throws a `RangeError` naming it otherwise. */
+export function splitHostPort(text: string, opts: { readonly allowPortZero?: boolean } = {}): HostPort {
+  const hp = parseHostPort(text, opts);
+  if (!hp) throw new RangeError(`not a host:port address: ${text}`);
+  return hp;
+}
+
+/** True for `host:port` as {@link parseHostPort} reads it. */
+export function isHostPort(text: string): boolean {
+  return parseHostPort(text) !== undefined;
+}
+
+/** An address as the host part of a URL or `host:port`: IPv6 in brackets. */
+export function urlHost(addr: string): string {
+  return addr.includes(':') && !addr.startsWith('[') ? `[${addr}]` : addr;
 }

@@ -2,7 +2,7 @@
  * systemd readiness without a native addon: spawn `systemd-notify` when the unit is Type=notify
  * (NOTIFY_SOCKET set). Outside systemd this is a no-op; failures are never fatal.
  */
-import type { Run } from '../roles/types.js';
+import type { Run } from './contracts.js';
 
 /**
  * Sends `args` to systemd if we run under it: `--ready`, `--status=…`, or `NAME=VALUE` assignments

@@ -3,8 +3,9 @@
  * role works on hosts where no init system supervises the program. The role owns this one process:
  * `restart` replaces it (after the old one has exited), `stop` ends it for good.
  */
-import type { Logger } from '../agent/types.js';
-import type { Daemon, Spawn } from '../roles/types.js';
+import type { Logger } from './contracts.js';
+import type { Daemon, Spawn } from './contracts.js';
+import type { Argv } from './contracts.js';
 
 /** What the supervisor needs. */
 export interface SupervisorDeps {
@@ -20,9 +21,6 @@ export interface SupervisorDeps {
   /** Called with the PID after every start, restarts after a crash included (for logs). */
   readonly onStart?: (pid: number | undefined) => void;
 }
-
-/** The program and its arguments. */
-export type Argv = readonly [file: string, args: readonly string[]];
 
 /** Supervises one process. */
 export class DaemonSupervisor {

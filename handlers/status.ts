@@ -3,7 +3,8 @@
  * listed by one Serf query. Long errors are shortened until the answer fits.
  */
 import type { Dispatcher } from '../agent/dispatch/dispatcher.js';
-import type { AgentView, RoleStatus } from '../agent/types.js';
+import type { AgentView } from '../agent/types.js';
+import type { RoleStatus } from '../roles/types.js';
 
 /** Query name, as documented in docs/serf.md. */
 export const STATUS_QUERY = 'mammatus.status';

@@ -4,8 +4,9 @@
  * the transaction logic lives here once. It never throws: the agent's reconcile loop gets a report.
  */
 import { posix } from 'node:path';
-import type { Logger } from '../agent/types.js';
-import type { ApplyContext, DesiredState, FileOps, RenderedFile, Role, Run } from './types.js';
+import type { Logger } from '../core/contracts.js';
+import type { ApplyContext, DesiredState, RenderedFile, Role } from './types.js';
+import type { FileOps, Run } from '../core/contracts.js';
 
 /** How many files are written at once. */
 const WRITE_CONCURRENCY = 16;

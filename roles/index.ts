@@ -6,9 +6,11 @@
 import { buildControllerRole } from './controller/index.js';
 import { buildGatewayRole } from './gateway/index.js';
 import { buildComputeRole, type ComputeRegistryFactory } from './compute/index.js';
-import type { HostedService } from './controller/services.js';
-import type { Argv } from '../core/process-supervisor.js';
-import type { InstanceFeedFactory, Role, RoleName, Spawn } from './types.js';
+import type { HostedService } from '../core/contracts.js';
+import type { Argv } from '../core/contracts.js';
+import type { Role } from './types.js';
+import type { InstanceFeedFactory, Spawn } from '../core/contracts.js';
+import type { RoleName } from '../core/members.js';
 
 const placeholder = (name: RoleName): Role => ({ name, render: () => [] });
 
@@ -41,4 +43,5 @@ export function buildRoles(deps: RoleDeps): Readonly<Record<RoleName, Role>> {
 
 export { parseRoleTag } from '../core/members.js';
 export { applyRole } from './apply.js';
-export type { Role, RoleName } from './types.js';
+export type { Role } from './types.js';
+export type { RoleName } from '../core/members.js';

@@ -6,8 +6,10 @@
  */
 import path from 'node:path';
 import { applyRole } from './apply.js';
-import type { DesiredState, FileOps, Role, RoleFacts, Run } from './types.js';
-import type { Logger, Member, MemberEventType, RoleStatus } from '../agent/types.js';
+import type { DesiredState, Role, RoleFacts } from './types.js';
+import type { FileOps, Run } from '../core/contracts.js';
+import type { Logger, Member, MemberEventType } from '../core/contracts.js';
+import type { RoleStatus } from './types.js';
 
 /** Inputs the supervisor reads at each reconcile (they change under it). */
 export interface SupervisorDeps {

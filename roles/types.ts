@@ -3,12 +3,19 @@
  * the framework in `roles/apply.ts` writes only what changed, validates, reloads, probes health and
  * rolls back. Roles know nothing of Serf: they see a membership snapshot, never the wire.
  */
-import type { Logger, Member, MemberEventType } from '../agent/types.js';
+import type { Logger, Member, MemberEventType } from '../core/contracts.js';
+import type { FileOps, InstanceSummary, Run } from '../core/contracts.js';
 
-/** The four role names a node's `role` tag may carry. */
-export const ROLE_NAMES = ['gateway', 'compute', 'storage', 'controller'] as const;
-/** One of the known role names. */
-export type RoleName = (typeof ROLE_NAMES)[number];
+/** A role's state on this node, as `mammatus.status` reports it. */
+export interface RoleStatus {
+  readonly state: 'ok' | 'error' | 'pending';
+  /** When the last apply finished. */
+  readonly appliedAt?: Date;
+  /** Short error of the last apply (or why the role cannot run). */
+  readonly error?: string;
+  /** The role's one-line summary of its work (e.g. the compute role's instance counts). */
+  readonly detail?: string;
+}
 
 /** What a role renders from: this node, its role settings, and the cluster as Serf sees it. */
 export interface DesiredState<C = Record<string, unknown>> {
@@ -25,68 +32,11 @@ export interface DesiredState<C = Record<string, unknown>> {
   readonly instances?: readonly InstanceSummary[];
 }
 
-/** What roles see of a registered instance: enough for DHCP reservations and DNS names. */
-export interface InstanceSummary {
-  readonly name: string;
-  /** MAC addresses, lower case with colons; the first is the primary NIC. */
-  readonly macs: readonly string[];
-  /** IP addresses; the first IPv4 is the one reserved. */
-  readonly ips: readonly string[];
-}
-
-/** A live copy of the instance registry that a role keeps while it runs. */
-export interface InstanceFeed {
-  /** The latest instances (kept while the registry is unreachable), or undefined before the first read. */
-  snapshot(): readonly InstanceSummary[] | undefined;
-  stop(): Promise<void>;
-}
-
-/**
- * Opens a feed on the registry at these NATS servers; `onChange` is called (debounced) after the
- * first read and after every change.
- */
-export type InstanceFeedFactory = (servers: readonly string[], onChange: () => void, log: Logger) => InstanceFeed;
-
 /** One file a role owns. Paths are absolute; `mode` defaults to 0o644. */
 export interface RenderedFile {
   readonly path: string;
   readonly content: string;
   readonly mode?: number;
-}
-
-/** Result of running one external command through the injected runner. */
-export interface RunResult {
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly exitCode: number;
-}
-
-/** Options for one command run. */
-export interface RunOptions {
-  readonly timeoutMs?: number;
-  readonly input?: string;
-  readonly env?: Readonly<Record<string, string>>;
-  readonly cwd?: string;
-}
-
-/**
- * The single funnel for external commands: an argv array, never a shell string. It rejects with
- * `CommandFailedError` on a non-zero exit, a timeout or a missing binary.
- */
-export type Run = (file: string, args: readonly string[], options?: RunOptions) => Promise<RunResult>;
-
-/** The single funnel for file effects. `write` is atomic (temp file + rename). */
-export interface FileOps {
-  /** Current content, or `undefined` when the file does not exist. */
-  read(path: string): Promise<string | undefined>;
-  write(path: string, content: string, mode?: number): Promise<void>;
-  remove(path: string): Promise<void>;
-  /**
-   * Permission bits (`mode & 0o7777`) of an existing file, or `undefined` when it does not exist.
-   * Optional: when present, apply treats a mode change as a change and rollback restores the old
-   * mode instead of 0o644 (so a 0o600 secret is never widened by a rollback).
-   */
-  mode?(path: string): Promise<number | undefined>;
 }
 
 /** What a role's hooks receive while applying. */
@@ -164,14 +114,3 @@ export interface RoleFacts {
   readonly summary?: string;
   readonly [key: string]: unknown;
 }
-
-/** A long-running child process (a daemon a role supervises), started through the injected spawner. */
-export interface Daemon {
-  readonly pid: number | undefined;
-  /** Resolves with the exit code (or null after a signal) once the process has ended. */
-  readonly exited: Promise<number | null>;
-  kill(signal?: NodeJS.Signals): void;
-}
-
-/** The single funnel for long-running processes: argv array; each output line goes to `onLine`. */
-export type Spawn = (file: string, args: readonly string[], options?: { onLine?: (line: string) => void }) => Daemon;

@@ -9,7 +9,7 @@ import { parseRoleTag } from '../../core/members.js';
 import { InvalidInstanceError, type InstanceRecord } from '../../core/instance-record.js';
 import { InstanceNotFoundError, InstanceRegistry, RegistryConflictError } from '../../src/registry/registry.js';
 import { connectNats } from '../../core/nats.js';
-import { ROLE_TAG } from '../daemon.js';
+import { ROLE_TAG } from '../../core/members.js';
 import { connect, formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { describeNote, notesByInstance, notesForCandidate, notesForInstance, type GatewayNote } from './reservations.js';
 

@@ -1,6 +1,6 @@
 /** `mammatus members [--json]`: every member Serf knows, with roles and agent version. */
 import { parseRoleTag } from '../../core/members.js';
-import { AGENT_TAG, ROLE_TAG } from '../daemon.js';
+import { AGENT_TAG, ROLE_TAG } from '../../core/members.js';
 import { connect, formatTable, type CliIo, type GlobalOptions } from './common.js';
 
 /** Runs the command. */

@@ -2,12 +2,13 @@
  * `mammatus messaging serve`: the SQS/SNS API on its own (development, tests, or a host outside the
  * agent). Reads the `messaging:` section of the agent config and runs until SIGTERM/SIGINT.
  */
-import { isHostPort } from '../config/schema.js';
+import { isHostPort } from '../../core/net.js';
 import { loadConfig } from '../config/load.js';
 import { buildLogger } from '../../core/logger.js';
 import { startMessagingService } from '../../src/messaging/service.js';
 import { parseMessagingSettings } from '../../src/messaging/settings.js';
 import { UsageError, type CliIo } from './common.js';
+import { untilSignal } from '../../core/signals.js';
 
 /** Flags of `messaging serve`. */
 export interface MessagingServeOptions {
@@ -16,13 +17,6 @@ export interface MessagingServeOptions {
   config?: string;
 }
 
-/** Resolves when SIGTERM or SIGINT arrives. */
-function untilSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
-}
 
 /** `messaging serve`: runs the API until a stop signal. */
 export async function messagingServeCommand(opts: MessagingServeOptions, io: CliIo, env: NodeJS.ProcessEnv): Promise<number> {

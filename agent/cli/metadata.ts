@@ -4,13 +4,14 @@
  * config and run until SIGTERM/SIGINT.
  */
 import { readFileSync } from 'node:fs';
-import { isHostPort } from '../config/schema.js';
+import { isHostPort } from '../../core/net.js';
 import { loadConfig } from '../config/load.js';
 import { buildLogger } from '../../core/logger.js';
 import { parseMetadataSettings, type MetadataSettings } from '../../src/metadata/config.js';
 import { startMetadataProxy, startMetadataService } from '../../src/metadata/service.js';
 import { buildVendorDataSource } from '../../src/metadata/vendor-source.js';
 import { UsageError, type CliIo } from './common.js';
+import { untilSignal } from '../../core/signals.js';
 
 /** Flags of `metadata serve`. */
 export interface ServeOptions {
@@ -36,13 +37,6 @@ function checkListen(listen: string | undefined): void {
   if (listen !== undefined && !isHostPort(listen)) throw new UsageError(`--listen must be host:port, got "${listen}"`);
 }
 
-/** Resolves when SIGTERM or SIGINT arrives. */
-function untilSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
-}
 
 /** `metadata serve`: runs the service until a stop signal. */
 export async function serveCommand(opts: ServeOptions, io: CliIo, env: NodeJS.ProcessEnv): Promise<number> {

@@ -7,8 +7,8 @@
  */
 import { CAPACITY_QUERY, type CapacityAnswer } from '../../roles/compute/capacity.js';
 import { parseRoleTag } from '../../core/members.js';
-import { AGENT_TAG, ROLE_TAG } from '../daemon.js';
-import type { Member } from '../types.js';
+import { AGENT_TAG, ROLE_TAG } from '../../core/members.js';
+import type { Member } from '../../core/contracts.js';
 import { connect, queryUntilAnswered, type GlobalOptions } from './common.js';
 
 /** Serf's tag filters are unanchored regular expressions; the `role` tag is a comma-separated list. */

@@ -6,8 +6,8 @@
  * answering in time, the commands say nothing more than before.
  */
 import { parseRoleTag } from '../../core/members.js';
-import { AGENT_TAG, ROLE_TAG } from '../daemon.js';
-import type { Member } from '../types.js';
+import { AGENT_TAG, ROLE_TAG } from '../../core/members.js';
+import type { Member } from '../../core/contracts.js';
 import { connect, queryUntilAnswered, type GlobalOptions } from './common.js';
 
 /** The gateways' query, as the gateway role declares it (docs/serf.md). */

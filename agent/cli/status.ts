@@ -5,8 +5,8 @@
  */
 import { STATUS_QUERY, type StatusAnswer } from '../../handlers/status.js';
 import { parseRoleTag } from '../../core/members.js';
-import { AGENT_TAG, ROLE_TAG } from '../daemon.js';
-import type { Member } from '../types.js';
+import { AGENT_TAG, ROLE_TAG } from '../../core/members.js';
+import type { Member } from '../../core/contracts.js';
 import { connect, formatTable, queryUntilAnswered, tagsMatch, parseTimeoutFlag, type CliIo, type GlobalOptions } from './common.js';
 
 /** Flags of the status command. */

@@ -7,13 +7,8 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
-import {
-  DEFAULT_CONFIG,
-  deepFreeze,
-  findSchemaProblem,
-  type AgentConfig,
-  type DeepPartial,
-} from './schema.js';
+import { SettingsError } from '../../core/validation.js';
+import { DEFAULT_CONFIG, deepFreeze, findSchemaProblem, type AgentConfig, type DeepPartial } from './schema.js';
 
 /** Where the config lives unless `--config` or `MAMMATUS_CONFIG` says otherwise. */
 export const DEFAULT_CONFIG_PATH = '/etc/mammatus/agent.yaml';
@@ -28,24 +23,6 @@ const ENV_KEYS: ReadonlyArray<readonly [name: string, section: 'serf' | 'log', k
   ['MAMMATUS_RPC_ADDR', 'serf', 'rpc_addr'],
   ['MAMMATUS_LOG_LEVEL', 'log', 'level'],
 ];
-
-/** A config that cannot be used: bad YAML, a non-mapping file, or a value the schema refuses. */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  /** The file that set the bad value; for the environment `env:NAME`, for flags `command line`. */
-  readonly file?: string;
-  /** Dotted key path of the bad value, e.g. `serf.rpc_addr`. */
-  readonly key?: string;
-  /** 1-based line of a YAML syntax error. */
-  readonly line?: number;
-
-  constructor(message: string, opts: { file?: string; key?: string; line?: number; cause?: unknown } = {}) {
-    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
-    if (opts.file !== undefined) this.file = opts.file;
-    if (opts.key !== undefined) this.key = opts.key;
-    if (opts.line !== undefined) this.line = opts.line;
-  }
-}
 
 /** Inputs of `loadConfig`, passed in rather than read from globals so tests control them. */
 export interface LoadConfigOptions {
@@ -77,7 +54,7 @@ type Plain = Record<string, unknown>;
 /**
  * Loads, merges and validates the config: defaults < files < environment < overrides.
  *
- * @throws ConfigError naming the file and key at fault.
+ * @throws SettingsError naming the file and key at fault.
  */
 export async function loadConfig(opts: LoadConfigOptions = {}): Promise<LoadedConfig> {
   const env = opts.env ?? process.env;
@@ -120,18 +97,13 @@ export function mergeConfig<T extends object>(
  * `roles.<name>:` line, which YAML reads as null, becomes `{}`). Pure: `obj` is neither changed nor frozen.
  *
  * @param source the file the whole object came from, or which layer set each key.
- * @throws ConfigError `<source>: <key>: <reason>`.
+ * @throws SettingsError `<source>: <key>: <reason>`.
  */
 export function validateConfig(obj: unknown, source?: string | KeySources): AgentConfig {
   const problem = findSchemaProblem(obj);
   if (problem) {
-    const { key, reason } = problem;
-    const from = typeof source === 'string' ? source : source && sourceOf(source, key);
-    const where = [from, key].filter(Boolean).join(': ');
-    throw new ConfigError(`${where ? `${where}: ` : ''}${reason}`, {
-      ...(from ? { file: from } : {}),
-      ...(key ? { key } : {}),
-    });
+    const from = typeof source === 'string' ? source : source && sourceOf(source, problem.key);
+    throw from ? problem.in(from) : problem;
   }
   const copy = merge({}, obj, '') as Plain & AgentConfig;
   const roles = copy.roles as Plain;
@@ -180,7 +152,7 @@ async function findConfigFiles(configPath: string): Promise<{ files: string[]; d
   const info = await stat(configPath).catch((err: NodeJS.ErrnoException) => {
     // A missing main file is normal: the defaults (and any drop-ins) apply.
     if (err.code === 'ENOENT') return undefined;
-    throw new ConfigError(`${configPath}: ${err.message}`, { file: configPath, cause: err });
+    throw new SettingsError('', err.message, configPath);
   });
   if (info?.isDirectory()) return { files: await yamlFilesIn(configPath), dirs: [configPath] };
   const dropIns = path.join(path.dirname(configPath), DROP_IN_DIR);
@@ -203,7 +175,7 @@ async function yamlFilesIn(dir: string): Promise<string[]> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return [];
-    throw new ConfigError(`${dir}: ${(err as Error).message}`, { file: dir, cause: err });
+    throw new SettingsError('', (err as Error).message, dir);
   }
   const files: string[] = [];
   for (const name of names.filter(isConfigFileName).sort()) {
@@ -220,7 +192,7 @@ async function readConfigFile(file: string): Promise<Plain> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`${file}: ${(err as Error).message}`, { file, cause: err });
+    throw new SettingsError('', (err as Error).message, file);
   }
   const doc = parseDocument(text, { prettyErrors: true });
   const syntax = doc.errors[0];
@@ -228,24 +200,21 @@ async function readConfigFile(file: string): Promise<Plain> {
     const line = syntax.linePos?.[0].line;
     // prettyErrors appends the position and a code excerpt; keep one line for the journal.
     const reason = syntax.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
-    throw new ConfigError(`${file}${line ? `:${line}` : ''}: invalid YAML: ${reason}`, {
-      file,
-      // No `cause`: the parser's error quotes the offending line, which may hold a secret
-      // (serf.rpc_auth) and would reach the journal through the error serializer.
-      ...(line ? { line } : {}),
-    });
+    // No `cause`: the parser's error quotes the offending line, which may hold a secret
+    // (serf.rpc_auth) and would reach the journal through the error serializer.
+    throw new SettingsError('', `invalid YAML: ${reason}`, file, line);
   }
   let data: unknown;
   try {
     data = doc.toJS();
   } catch (err) {
     // e.g. an alias to an anchor that does not exist
-    throw new ConfigError(`${file}: invalid YAML: ${(err as Error).message.split('\n')[0]}`, { file });
+    throw new SettingsError('', `invalid YAML: ${(err as Error).message.split('\n')[0]}`, file);
   }
   if (data === null || data === undefined) return {};
   if (!isPlain(data)) {
     const got = Array.isArray(data) ? 'a list' : `a ${typeof data}`;
-    throw new ConfigError(`${file}: the top level must be a mapping of keys, not ${got}`, { file });
+    throw new SettingsError('', `the top level must be a mapping of keys, not ${got}`, file);
   }
   // A bare `gateway:` line means "this role, no settings of its own": merge it as `{}` so it does not
   // wipe settings an earlier file gave the role.

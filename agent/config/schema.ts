@@ -3,10 +3,10 @@
  * defaults kept in code. The schema is typed as `JSONSchemaType<AgentConfig>`, so the compiler refuses
  * a schema that drifts from the interface.
  */
-import { Ajv, type ErrorObject, type JSONSchemaType, type ValidateFunction } from 'ajv';
-import { isIPv6 } from 'node:net';
-import { ROLE_NAMES, type RoleName } from '../../roles/types.js';
+import type { JSONSchemaType } from 'ajv';
 import { parseDuration } from '../../core/duration.js';
+import { ROLE_NAMES, type RoleName } from '../../core/members.js';
+import { COMMON_FORMATS, SettingsError, sectionChecker, type Format } from '../../core/validation.js';
 
 /** pino's level names; `silent` turns logging off (tests, benchmarks). */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -83,20 +83,6 @@ export type DeepPartial<T> = {
 const HOST_PORT_FORMAT = 'host-port';
 const DURATION_FORMAT = 'go-duration';
 
-// A DNS name or dotted IPv4 address; underscores allowed because container and test hosts use them.
-const HOSTNAME = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
-
-/** True for `host:port` with a hostname, IPv4 address or bracketed IPv6 address and a port 1–65535. */
-export function isHostPort(value: string): boolean {
-  const colon = value.lastIndexOf(':');
-  if (colon <= 0) return false;
-  const host = value.slice(0, colon);
-  const port = value.slice(colon + 1);
-  if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) return false;
-  if (host.startsWith('[') && host.endsWith(']')) return isIPv6(host.slice(1, -1));
-  return HOSTNAME.test(host);
-}
-
 /** True for a Go duration string that is not negative (a negative timeout has no meaning here). */
 export function isDuration(value: string): boolean {
   try {
@@ -106,24 +92,20 @@ export function isDuration(value: string): boolean {
   }
 }
 
-// The custom formats the schema uses, registered with ajv before it compiles the schema.
-const CONFIG_FORMATS: Readonly<Record<string, (value: string) => boolean>> = {
-  [HOST_PORT_FORMAT]: isHostPort,
-  [DURATION_FORMAT]: isDuration,
+// The custom formats the schema uses, each with the sentence shown when a value fails it.
+const CONFIG_FORMATS: Readonly<Record<string, Format>> = {
+  [HOST_PORT_FORMAT]: { check: COMMON_FORMATS['host-port'].check, why: 'must match host:port' },
+  [DURATION_FORMAT]: { check: isDuration, why: durationProblem },
 };
 
-/** Explains why `value` fails `format`, in words an operator can act on. */
-function describeFormatError(format: string, value: unknown): string {
-  if (format === HOST_PORT_FORMAT) return 'must match host:port';
-  if (format === DURATION_FORMAT && typeof value === 'string') {
-    try {
-      parseDuration(value);
-    } catch (err) {
-      return (err as Error).message;
-    }
-    return `invalid duration ${JSON.stringify(value)}: must not be negative`;
+/** Why `value` is not a usable duration, in words an operator can act on. */
+function durationProblem(value: string): string {
+  try {
+    parseDuration(value);
+  } catch (err) {
+    return (err as Error).message;
   }
-  return `must match format "${format}"`;
+  return `invalid duration ${JSON.stringify(value)}: must not be negative`;
 }
 
 // `nullable` is what JSONSchemaType demands for an optional key; a bare `gateway:` line in YAML is
@@ -191,54 +173,24 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
   },
 };
 
-/** What is wrong with a config object: the dotted key (empty for the whole object) and why. */
-export interface SchemaProblem {
-  readonly key: string;
-  readonly reason: string;
-}
-
-let validator: ValidateFunction<AgentConfig> | undefined;
+const checkConfig = sectionChecker<AgentConfig>({
+  at: '',
+  schema: AGENT_CONFIG_SCHEMA,
+  formats: CONFIG_FORMATS,
+  hints: { 'roles.*': `unknown role name (known: ${ROLE_NAMES.join(', ')})` },
+});
 
 /**
- * Checks `obj` against `AGENT_CONFIG_SCHEMA` and returns its first problem, or `undefined` when it is
- * a valid `AgentConfig`. The first only: one precise message beats a cascade of follow-on errors.
+ * The first problem of `obj` as an `AgentConfig`, or undefined when it is one. Compiled on first
+ * use, so commands that never load the config never pay for it.
  */
-export function findSchemaProblem(obj: unknown): SchemaProblem | undefined {
-  // Compiled on first use, so importing this module stays cheap for commands that never load config.
-  if (!validator) {
-    // verbose: a format error then carries the value, so a bad duration's message can quote it.
-    const ajv = new Ajv({ allErrors: false, verbose: true });
-    for (const [name, check] of Object.entries(CONFIG_FORMATS)) ajv.addFormat(name, check);
-    validator = ajv.compile(AGENT_CONFIG_SCHEMA);
-  }
-  if (validator(obj)) return undefined;
-  const error = validator.errors?.[0];
-  return error ? explain(error) : { key: '', reason: 'invalid config' };
-}
-
-/** Turns one ajv error into a dotted key and a sentence an operator can act on. */
-function explain(error: ErrorObject): SchemaProblem {
-  const at = error.instancePath
-    .split('/')
-    .slice(1)
-    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .join('.');
-  const child = (name: string): string => (at ? `${at}.${name}` : name);
-  const params = error.params as Record<string, unknown>;
-  switch (error.keyword) {
-    case 'additionalProperties': {
-      const name = String(params.additionalProperty);
-      const reason = at === 'roles' ? `unknown role name (known: ${ROLE_NAMES.join(', ')})` : 'unknown key';
-      return { key: child(name), reason };
-    }
-    case 'required':
-      return { key: child(String(params.missingProperty)), reason: 'is required' };
-    case 'enum':
-      return { key: at, reason: `must be one of ${(params.allowedValues as unknown[]).join(', ')}` };
-    case 'format':
-      return { key: at, reason: describeFormatError(String(params.format), error.data) };
-    default:
-      return { key: at, reason: error.message ?? 'is invalid' };
+export function findSchemaProblem(obj: unknown): SettingsError | undefined {
+  try {
+    checkConfig(obj);
+    return undefined;
+  } catch (err) {
+    if (err instanceof SettingsError) return err;
+    throw err;
   }
 }
 

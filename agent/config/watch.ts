@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { watch } from 'chokidar';
-import type { Logger } from '../types.js';
+import type { Logger } from '../../core/contracts.js';
 import { isConfigFileName } from './load.js';
 
 /** Quiet period before `onChange` runs: one save is several events (temp file, rename, unlink). */

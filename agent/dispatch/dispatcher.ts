@@ -6,7 +6,7 @@
  * Queries run at once and concurrently (they have a deadline). User and member events go through
  * one bounded queue, one at a time in arrival order, so a slow reconcile never delays an answer.
  */
-import type { Logger } from '../types.js';
+import type { Logger } from '../../core/contracts.js';
 import type { MemberEvent, QueryEvent, SerfEvent, UserEvent } from '../serf/client.js';
 import { SerfLimits } from '../serf/protocol.js';
 import type { EventDedupe } from './dedupe.js';

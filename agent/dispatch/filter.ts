@@ -3,7 +3,7 @@
  * `stream` command use): `user:NAME`, `query:NAME`, `user`, `query`, `member-join`, … , `*`.
  * Names match exactly; Serf does not trim, so neither do we.
  */
-import { MEMBER_EVENT_TYPES, type MemberEventType } from '../types.js';
+import { MEMBER_EVENT_TYPES, type MemberEventType } from '../../core/contracts.js';
 
 /** A parsed filter item. `name` is absent when the item matches every user event or query. */
 export type EventFilter =

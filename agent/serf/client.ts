@@ -3,7 +3,7 @@
  * records decoded into plain values. Mirrors hashicorp/serf's own `client` package.
  */
 import net from 'node:net';
-import { MEMBER_EVENT_TYPES, type Member, type MemberEventType, type MemberStatus } from '../types.js';
+import { MEMBER_EVENT_TYPES, type Member, type MemberEventType, type MemberStatus } from '../../core/contracts.js';
 import { wireInt } from './codec.js';
 import { SerfConnection, type ConnectionOptions } from './connection.js';
 import { Command, type WireKeyResponse, type WireMember } from './protocol.js';

@@ -3,7 +3,7 @@
  * stream records by Seq. It knows the wire rules of `protocol.ts` and nothing of mammatus.
  */
 import net from 'node:net';
-import type { Logger } from '../types.js';
+import type { Logger } from '../../core/contracts.js';
 import { encodeMessage, StreamDecoder, wireInt } from './codec.js';
 import { ConnectionClosedError, ProtocolError, RequestTimeoutError, fromSerfError } from './errors.js';
 import {
@@ -14,6 +14,7 @@ import {
   RESPONSE_WITH_BODY,
   type ResponseHeader,
 } from './protocol.js';
+import { splitHostPort } from '../../core/net.js';
 
 /** Options for opening a connection. */
 export interface ConnectionOptions {
@@ -292,10 +293,3 @@ function describe(v: unknown): string {
   return typeof v === 'object' ? 'an unknown msgpack type' : `${typeof v} ${String(v).slice(0, 40)}`;
 }
 
-/** Splits `host:port` (IPv6 as `[::1]:7373`) into its parts. */
-export function splitHostPort(addr: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(addr) ?? /^([^:]+):(\d+)$/.exec(addr);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || !(port > 0 && port < 65536)) throw new RangeError(`not a host:port address: ${addr}`);
-  return { host: m[1]!, port };
-}

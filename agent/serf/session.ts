@@ -4,7 +4,7 @@
  * After every (re)connect the stream is re-subscribed and `onConnected` runs so the owner can re-read
  * members — the RPC has no way to replay what was missed while disconnected.
  */
-import type { Logger } from '../types.js';
+import type { Logger } from '../../core/contracts.js';
 import { SerfClient, type SerfEvent } from './client.js';
 import type { ConnectionOptions } from './connection.js';
 import { ConnectionClosedError } from './errors.js';

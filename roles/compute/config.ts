@@ -20,6 +20,8 @@
  *     paths: { preseed: /etc/mammatus/compute/preseed.yaml }
  * ```
  */
+import type { JSONSchemaType } from 'ajv';
+import { COMMON_FORMATS, invalid, sectionChecker, withDefaults, type Format } from '../../core/validation.js';
 import { DEFAULT_LXD_SOCKET } from '../../src/lxd/connection.js';
 
 /** LXD storage drivers the role may create a pool with (`dir` needs nothing from the host). */
@@ -46,99 +48,70 @@ export interface ComputeConfig {
   readonly paths: { readonly preseed: string };
 }
 
-/** An invalid `roles.compute` setting; `key` is the dotted path under `roles.compute`. */
-export class ComputeConfigError extends Error {
-  override readonly name = 'ComputeConfigError';
-  constructor(
-    readonly key: string,
-    readonly reason: string,
-  ) {
-    super(`roles.compute${key ? `.${key}` : ''}: ${reason}`);
-  }
-}
+/** What an operator writes: every key optional but `parent`. */
+type ComputeSettings = { readonly parent: string } & {
+  readonly [K in Exclude<keyof ComputeConfig, 'parent'>]?: ComputeConfig[K] extends object ? { readonly [P in keyof ComputeConfig[K]]?: ComputeConfig[K][P] } : ComputeConfig[K];
+};
 
-type Check = (v: string) => boolean;
-const IFNAME: [Check, string] = [
-  (v) => /^[A-Za-z0-9_.-]{1,15}$/.test(v) && v !== '.' && v !== '..',
-  'must be a network interface name (1-15 of A-Z a-z 0-9 _ . -)',
-];
-// LXD refuses "/" and spaces in pool and profile names; keep to what is safe in a URL and a log.
-const LXD_NAME: [Check, string] = [(v) => /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(v), 'must be an LXD name (A-Z a-z 0-9 _ . -, at most 63)'];
-const ABS_PATH: [Check, string] = [(v) => /^(?:\/[A-Za-z0-9._+@-]+)+$/.test(v) && !/\/\.\.?(?:\/|$)/.test(v), 'must be an absolute path'];
-const CIDR: [Check, string] = [
-  (v) => {
-    const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(v);
-    return m !== null && m.slice(1, 5).every((o) => Number(o) <= 255) && Number(m[5]) >= 1 && Number(m[5]) <= 32;
+const AT = 'roles.compute';
+
+const DEFAULTS: Omit<ComputeConfig, 'parent'> = {
+  lxd: { socket: DEFAULT_LXD_SOCKET },
+  storage: { pool: 'mammatus', driver: 'dir' },
+  profile: 'mammatus',
+  host_macvlan: { enabled: false, interface: 'mammatus0' },
+  registry: { nats: [], port: 4222 },
+  paths: { preseed: '/etc/mammatus/compute/preseed.yaml' },
+};
+
+const FORMATS: Readonly<Record<string, Format>> = {
+  ifname: COMMON_FORMATS.ifname,
+  cidr: { check: COMMON_FORMATS.cidr.check, why: 'must be an IPv4 address with a prefix length, like 10.88.0.21/24' },
+  path: { check: COMMON_FORMATS.path.check, why: 'must be an absolute path' },
+  'nats-url': COMMON_FORMATS['nats-url'],
+  // LXD refuses "/" and spaces in pool and profile names; keep to what is safe in a URL and a log.
+  'lxd-name': { check: (v) => /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(v), why: 'must be an LXD name (A-Z a-z 0-9 _ . -, at most 63)' },
+};
+
+const opt = { nullable: true } as const;
+const str = (format: string) => ({ type: 'string', format, ...opt }) as const;
+const obj = { type: 'object', additionalProperties: false, required: [], ...opt } as const;
+
+const SCHEMA: JSONSchemaType<ComputeSettings> = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['parent'],
+  properties: {
+    parent: { type: 'string', format: 'ifname' },
+    lxd: { ...obj, properties: { socket: str('path') } },
+    storage: { ...obj, properties: { pool: str('lxd-name'), driver: { type: 'string', enum: STORAGE_DRIVERS, ...opt } } },
+    profile: str('lxd-name'),
+    host_macvlan: { ...obj, properties: { enabled: { type: 'boolean', ...opt }, interface: str('ifname'), address: str('cidr') } },
+    registry: {
+      ...obj,
+      properties: {
+        nats: { type: 'array', items: { type: 'string', format: 'nats-url' }, ...opt },
+        port: { type: 'integer', minimum: 1, maximum: 65535, ...opt },
+      },
+    },
+    paths: { ...obj, properties: { preseed: str('path') } },
   },
-  'must be an IPv4 address with a prefix length, like 10.88.0.21/24',
-];
+};
 
-/** Reads one optional key of an object section; null counts as absent (a bare `key:` in YAML). */
-function field(section: Record<string, unknown>, key: string): unknown {
-  const v = section[key];
-  return v === null ? undefined : v;
-}
-
-function str(section: Record<string, unknown>, key: string, at: string, check: [Check, string], fallback?: string): string | undefined {
-  const v = field(section, key);
-  if (v === undefined) return fallback;
-  if (typeof v !== 'string') throw new ComputeConfigError(at, 'must be a string');
-  if (!check[0](v)) throw new ComputeConfigError(at, check[1]);
-  return v;
-}
-
-function section(parent: Record<string, unknown>, key: string, known: readonly string[]): Record<string, unknown> {
-  const v = field(parent, key);
-  if (v === undefined) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw new ComputeConfigError(key, 'must be a mapping');
-  return onlyKnown(v as Record<string, unknown>, known, `${key}.`);
-}
-
-function onlyKnown(obj: Record<string, unknown>, known: readonly string[], prefix: string): Record<string, unknown> {
-  const stray = Object.keys(obj).find((k) => !known.includes(k));
-  if (stray !== undefined) throw new ComputeConfigError(`${prefix}${stray}`, 'unknown key');
-  return obj;
-}
+const checkSettings = sectionChecker<ComputeSettings>({
+  at: AT,
+  schema: SCHEMA,
+  formats: FORMATS,
+  hints: {
+    parent: 'is required: the LAN interface the instances\' macvlan NICs use',
+    'registry.nats': 'must be a list of nats:// URLs', 'registry.port': 'must be a port number' },
+});
 
 /** Checks `roles.compute` as written and returns it with every default applied. */
 export function parseComputeConfig(raw: unknown): ComputeConfig {
-  if (raw !== undefined && raw !== null && (typeof raw !== 'object' || Array.isArray(raw))) {
-    throw new ComputeConfigError('', 'must be a mapping');
-  }
-  const top = onlyKnown((raw ?? {}) as Record<string, unknown>, ['parent', 'lxd', 'storage', 'profile', 'host_macvlan', 'registry', 'paths'], '');
-  const parent = str(top, 'parent', 'parent', IFNAME);
-  if (parent === undefined) throw new ComputeConfigError('parent', 'is required: the LAN interface the instances\' macvlan NICs use');
-  const lxd = section(top, 'lxd', ['socket']);
-  const storage = section(top, 'storage', ['pool', 'driver']);
-  const host = section(top, 'host_macvlan', ['enabled', 'interface', 'address']);
-  const registry = section(top, 'registry', ['nats', 'port']);
-  const paths = section(top, 'paths', ['preseed']);
-  const nats = field(registry, 'nats') ?? [];
-  if (!Array.isArray(nats) || !nats.every((u) => typeof u === 'string' && /^(?:nats|tls):\/\/[^\s/]+$/.test(u))) {
-    throw new ComputeConfigError('registry.nats', 'must be a list of nats:// URLs');
-  }
-  const port = field(registry, 'port') ?? 4222;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new ComputeConfigError('registry.port', 'must be a port number');
-
-  const driver = field(storage, 'driver') ?? 'dir';
-  if (typeof driver !== 'string' || !(STORAGE_DRIVERS as readonly string[]).includes(driver)) {
-    throw new ComputeConfigError('storage.driver', `must be one of ${STORAGE_DRIVERS.join(', ')}`);
-  }
-  const enabled = field(host, 'enabled') ?? false;
-  if (typeof enabled !== 'boolean') throw new ComputeConfigError('host_macvlan.enabled', 'must be true or false');
-  const hostIf = str(host, 'interface', 'host_macvlan.interface', IFNAME, 'mammatus0')!;
-  if (hostIf === parent) throw new ComputeConfigError('host_macvlan.interface', 'must differ from parent');
-  const address = str(host, 'address', 'host_macvlan.address', CIDR);
-  const profile = str(top, 'profile', 'profile', LXD_NAME, 'mammatus')!;
-  if (profile === 'default') throw new ComputeConfigError('profile', 'must not be "default" (LXD\'s own profile keeps the root disk)');
-
-  return {
-    parent,
-    lxd: { socket: str(lxd, 'socket', 'lxd.socket', ABS_PATH, DEFAULT_LXD_SOCKET)! },
-    storage: { pool: str(storage, 'pool', 'storage.pool', LXD_NAME, 'mammatus')!, driver: driver as StorageDriver },
-    profile,
-    host_macvlan: { enabled, interface: hostIf, ...(address !== undefined && { address }) },
-    registry: { nats: nats as string[], port },
-    paths: { preseed: str(paths, 'preseed', 'paths.preseed', ABS_PATH, '/etc/mammatus/compute/preseed.yaml')! },
-  };
+  const settings = checkSettings(raw ?? {});
+  const cfg = withDefaults<ComputeConfig>({ ...DEFAULTS, parent: settings.parent }, settings);
+  if (cfg.host_macvlan.interface === cfg.parent) invalid(AT, 'host_macvlan.interface', 'must differ from parent');
+  if (cfg.profile === 'default') invalid(AT, 'profile', 'must not be "default" (LXD\'s own profile keeps the root disk)');
+  return cfg;
 }

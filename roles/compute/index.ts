@@ -13,7 +13,7 @@
  * address that arrived by DHCP).
  */
 import path from 'node:path';
-import type { Logger, Member } from '../../agent/types.js';
+import type { Logger, Member } from '../../core/contracts.js';
 import { parseRoleTag } from '../../core/members.js';
 import type { StartContext, RenderedFile, Role, RoleFacts } from '../types.js';
 import { parseComputeConfig, type ComputeConfig } from './config.js';
@@ -21,7 +21,7 @@ import { LxdClient, type LxdClientOptions } from '../../src/lxd/client.js';
 import { ensureHostMacvlan, ensureLxdSetup } from './setup.js';
 import { renderPreseedYaml } from './preseed.js';
 import { Reconciler, type ComputeReport } from './reconciler.js';
-import type { ComputeRegistry, ComputeRegistryFactory } from '../../src/registry/compute-link.js';
+import type { ComputeRegistry, ComputeRegistryFactory } from '../../core/contracts.js';
 
 /** What the compute role needs from the agent. */
 export interface ComputeDeps {
@@ -219,4 +219,5 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
 }
 
 export type { ComputeReport } from './reconciler.js';
-export { openComputeRegistry, type ComputeRegistry, type ComputeRegistryFactory } from '../../src/registry/compute-link.js';
+export { openComputeRegistry } from '../../src/registry/compute-link.js';
+export { type ComputeRegistry, type ComputeRegistryFactory } from '../../core/contracts.js';

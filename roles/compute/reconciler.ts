@@ -10,12 +10,12 @@
  * seconds unpacking an image per container, and ten launches one after another would make the
  * tenth wait for the nine before it.
  */
-import type { Logger } from '../../agent/types.js';
+import type { Logger } from '../../core/contracts.js';
 import { MAX_OBSERVED_ERROR, type InstanceRecord } from '../../core/instance-record.js';
 import type { ComputeConfig } from './config.js';
 import { LxdConflictError, LxdNotFoundError, type LxdClient } from '../../src/lxd/client.js';
 import { planCompute, type ComputeAction, type ComputeProblem } from './plan.js';
-import type { ComputeRegistry, ObservedWrite } from '../../src/registry/compute-link.js';
+import type { ComputeRegistry, ObservedWrite } from '../../core/contracts.js';
 
 /** What the last pass found and did; the role's status detail. */
 export interface ComputeReport {

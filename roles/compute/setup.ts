@@ -5,8 +5,8 @@
  * profile edit`) fails the apply instead of being silently overwritten. The host's macvlan sibling
  * goes through the injected runner.
  */
-import type { Logger } from '../../agent/types.js';
-import type { Run } from '../types.js';
+import type { Logger } from '../../core/contracts.js';
+import type { Run } from '../../core/contracts.js';
 import type { ComputeConfig } from './config.js';
 import { LxdConflictError, LxdNotFoundError, type LxdClient } from '../../src/lxd/client.js';
 import type { LxdProfile, LxdProfilePut } from '../../src/lxd/types.js';

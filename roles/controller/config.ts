@@ -5,8 +5,9 @@
  * cannot (three distinct ports). A role sees only its own settings, not the agent's `state_dir`, so
  * the NATS store has a fixed default of its own under /var/lib/mammatus.
  */
-import { Ajv, type ErrorObject, type JSONSchemaType, type ValidateFunction } from 'ajv';
-import { isIPv4, isIPv6 } from 'node:net';
+import type { JSONSchemaType } from 'ajv';
+import { splitHostPort } from '../../core/net.js';
+import { COMMON_FORMATS, invalid, isSafeAbsolutePath, sectionChecker, withDefaults, type Format } from '../../core/validation.js';
 
 /** The resolved controller settings: every default applied, every value checked. */
 export interface ControllerConfig {
@@ -59,52 +60,14 @@ export const CONTROLLER_DEFAULTS: ControllerConfig = {
   },
 };
 
-/** An invalid `roles.controller` setting; `key` is the dotted path under `roles.controller`. */
-export class ControllerConfigError extends Error {
-  override readonly name = 'ControllerConfigError';
-  constructor(
-    readonly key: string,
-    readonly reason: string,
-  ) {
-    super(`roles.controller${key ? `.${key}` : ''}: ${reason}`);
-  }
-}
-
-/** A listen address split into host and port; `host` keeps the brackets of an IPv6 address. */
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-}
-
-const HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-
-/** Parses `host:port` (IPv4, host name or `[IPv6]`, port 1–65535); undefined when it is not one. */
-export function parseHostPort(text: string): HostPort | undefined {
-  const m = /^(\[[^\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(text);
-  if (!m) return undefined;
-  const host = m[1]!;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return undefined;
-  const ok = host.startsWith('[') ? isIPv6(host.slice(1, -1)) : isIPv4(host) || HOSTNAME.test(host);
-  return ok ? { host, port } : undefined;
-}
-
-// Absolute and normalised, without characters that would need quoting anywhere we pass them on.
-function isAbsPath(v: string): boolean {
-  return /^(?:\/[A-Za-z0-9._+@-]+)+$/.test(v) && !/\/\.\.?(?:\/|$)/.test(v);
-}
-
-/** Custom ajv formats: the check, and the sentence shown when it fails. */
-const FORMATS: Readonly<Record<string, { readonly check: (v: string) => boolean; readonly why: string }>> = {
-  'host-port': {
-    check: (v) => parseHostPort(v) !== undefined,
-    why: 'must be HOST:PORT with an IPv4 address, a host name or [IPv6] and a port 1-65535, like 0.0.0.0:4222',
-  },
-  path: { check: isAbsPath, why: 'must be an absolute path without spaces, quotes, "." or ".." parts' },
+/** The formats of `roles.controller`: the common ones and the controller's own. */
+const FORMATS: Readonly<Record<string, Format>> = {
+  'host-port': COMMON_FORMATS['host-port'],
+  path: COMMON_FORMATS.path,
   // nats-server refuses spaces in a cluster name; keep to what reads well in logs and /varz.
   'cluster-name': { check: (v) => /^[A-Za-z0-9_-]{1,64}$/.test(v), why: 'must be 1-64 of A-Z a-z 0-9 _ -' },
   binary: {
-    check: (v) => isAbsPath(v) || /^[A-Za-z0-9._+-]+$/.test(v),
+    check: (v) => isSafeAbsolutePath(v) || /^[A-Za-z0-9._+-]+$/.test(v),
     why: 'must be a program name on PATH (nats-server) or an absolute path',
   },
 };
@@ -134,30 +97,21 @@ export const CONTROLLER_SETTINGS_SCHEMA: JSONSchemaType<ControllerSettings> = {
   },
 };
 
-let validator: ValidateFunction<ControllerSettings> | undefined;
+const AT = 'roles.controller';
+const checkSettings = sectionChecker<ControllerSettings>({
+  at: AT,
+  schema: CONTROLLER_SETTINGS_SCHEMA,
+  formats: FORMATS,
+  hints: { 'nats.max_payload': `must be an integer from ${MIB} (1 MiB) to ${64 * MIB} (64 MiB)` },
+});
 
 /**
  * Checks `roles.controller` (`raw`; null or undefined mean "all defaults"), applies the defaults and
- * returns the resolved config. Throws a `ControllerConfigError` naming the first bad key, e.g.
+ * returns the resolved config. Throws a `SettingsError` naming the first bad key, e.g.
  * `roles.controller.nats.listen: must be HOST:PORT ...`.
  */
 export function parseControllerConfig(raw: unknown): ControllerConfig {
-  const settings = raw ?? {};
-  if (!validator) {
-    const ajv = new Ajv({ allErrors: false });
-    for (const [name, { check }] of Object.entries(FORMATS)) ajv.addFormat(name, check);
-    validator = ajv.compile(CONTROLLER_SETTINGS_SCHEMA);
-  }
-  if (!validator(settings)) throw explain(validator.errors?.[0]);
-  // A bare `nats:` line in YAML is null: treat it, and every null value, like an absent key.
-  const pick = <T extends object>(base: T, over: object | null | undefined): T => {
-    const set = Object.entries(over ?? {}).filter(([, v]) => v !== null && v !== undefined);
-    return { ...base, ...Object.fromEntries(set) };
-  };
-  const cfg: ControllerConfig = {
-    nats: pick(CONTROLLER_DEFAULTS.nats, settings.nats),
-    paths: pick(CONTROLLER_DEFAULTS.paths, settings.paths),
-  };
+  const cfg = withDefaults(CONTROLLER_DEFAULTS, checkSettings(raw ?? {}));
   checkConfig(cfg);
   return cfg;
 }
@@ -167,35 +121,17 @@ function checkConfig(cfg: ControllerConfig): void {
   const keys = ['listen', 'cluster_listen', 'monitor_listen'] as const;
   const seen = new Map<number, string>();
   for (const key of keys) {
-    const port = parseHostPort(cfg.nats[key])!.port;
+    const port = splitHostPort(cfg.nats[key]).port;
     const first = seen.get(port);
     // Different hosts could share a port, but one node binding 0.0.0.0 collides with the others.
-    if (first) throw new ControllerConfigError(`nats.${key}`, `must not use the port of nats.${first} (${port})`);
+    if (first) invalid(AT, `nats.${key}`, `must not use the port of nats.${first} (${port})`);
     seen.set(port, key);
   }
   if (cfg.paths.nats_conf === cfg.paths.members) {
-    throw new ControllerConfigError('paths.members', 'must differ from paths.nats_conf');
+    invalid(AT, 'paths.members', 'must differ from paths.nats_conf');
   }
   for (const [key, file] of Object.entries(cfg.paths)) {
     // nats-server owns everything below its store; a file of ours there could be removed by it.
-    if (file.startsWith(`${cfg.nats.store_dir}/`)) throw new ControllerConfigError(`paths.${key}`, 'must not be inside nats.store_dir');
-  }
-}
-
-/** Turns one ajv error into a `ControllerConfigError` with a dotted key. */
-function explain(error: ErrorObject | undefined): ControllerConfigError {
-  if (!error) return new ControllerConfigError('', 'is invalid');
-  const at = error.instancePath.split('/').slice(1).join('.');
-  const params = error.params as Record<string, unknown>;
-  switch (error.keyword) {
-    case 'additionalProperties':
-      return new ControllerConfigError(at ? `${at}.${String(params.additionalProperty)}` : String(params.additionalProperty), 'unknown key');
-    case 'format':
-      return new ControllerConfigError(at, FORMATS[String(params.format)]?.why ?? 'is invalid');
-    case 'minimum':
-    case 'maximum':
-      return new ControllerConfigError(at, `must be an integer from ${MIB} (1 MiB) to ${64 * MIB} (64 MiB)`);
-    default:
-      return new ControllerConfigError(at, error.message ?? 'is invalid');
+    if (file.startsWith(`${cfg.nats.store_dir}/`)) invalid(AT, `paths.${key}`, 'must not be inside nats.store_dir');
   }
 }

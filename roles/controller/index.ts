@@ -5,15 +5,17 @@
  * changed and a restart otherwise, a health probe on the monitor port, the framework's rollback when
  * a step fails, and the hosted services once JetStream can serve them.
  */
-import type { Logger } from '../../agent/types.js';
-import type { ApplyContext, DesiredState, Role, Spawn } from '../types.js';
+import type { Logger } from '../../core/contracts.js';
+import type { ApplyContext, DesiredState, Role } from '../types.js';
+import type { Spawn } from '../../core/contracts.js';
 import { parseControllerConfig, type ControllerConfig } from './config.js';
 import { HEALTHZ, fetchProbe, waitHealthy, type MonitorProbe } from './health.js';
 import { NatsSupervisor, type NatsLaunch } from './nats.js';
 import { localUrl, parseNatsConf, renderController, restartKey } from './render.js';
-import { HostedServices, type HostedService } from './services.js';
+import { HostedServices } from './services.js';
+import { type HostedService } from '../../core/contracts.js';
 
-export type { HostedService, HostedServiceContext } from './services.js';
+export type { HostedService, HostedServiceContext } from '../../core/contracts.js';
 export type { MonitorProbe } from './health.js';
 
 /** What the controller role needs from the agent. */

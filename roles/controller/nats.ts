@@ -5,9 +5,10 @@
  * `cluster.routes`); any other change restarts it, because ports, the store and cluster mode cannot be
  * reloaded.
  */
-import type { Logger } from '../../agent/types.js';
-import { DaemonSupervisor, type Argv } from '../../core/process-supervisor.js';
-import type { Spawn } from '../types.js';
+import type { Logger } from '../../core/contracts.js';
+import { DaemonSupervisor } from '../../core/process-supervisor.js';
+import { type Argv } from '../../core/contracts.js';
+import type { Spawn } from '../../core/contracts.js';
 
 /** What the supervisor needs. */
 export interface NatsSupervisorDeps {

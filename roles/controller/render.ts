@@ -5,10 +5,11 @@
  * server was started with.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import type { Member } from '../../agent/types.js';
+import type { Member } from '../../core/contracts.js';
 import { parseRoleTag } from '../../core/members.js';
 import type { DesiredState, RenderedFile } from '../types.js';
-import { MANAGED_HEADER, parseControllerConfig, parseHostPort, type ControllerConfig } from './config.js';
+import { MANAGED_HEADER, parseControllerConfig, type ControllerConfig } from './config.js';
+import { splitHostPort, urlHost } from '../../core/net.js';
 
 /** The nats-server config the role renders, as nats-server reads it. */
 export interface NatsServerConfig {
@@ -52,7 +53,7 @@ export function buildNatsConfig(node: string, cfg: ControllerConfig, members: re
   if (!/^[A-Za-z0-9._-]{1,128}$/.test(node)) {
     throw new Error(`node name ${JSON.stringify(node)} cannot be a NATS server name (A-Z a-z 0-9 . _ -)`);
   }
-  const clusterPort = parseHostPort(cfg.nats.cluster_listen)!.port;
+  const clusterPort = splitHostPort(cfg.nats.cluster_listen).port;
   const routes = controllerRoutes(node, members, clusterPort);
   return {
     server_name: node,
@@ -95,9 +96,9 @@ export function restartKey(conf: NatsServerConfig): string {
 
 /** The URL a client on this node uses: the listen address, with a wildcard host made loopback. */
 export function localUrl(scheme: 'nats' | 'http', listen: string): string {
-  const { host, port } = parseHostPort(listen)!;
-  const local = host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host;
-  return `${scheme}://${local}:${port}`;
+  const { host, port } = splitHostPort(listen);
+  const local = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  return `${scheme}://${urlHost(local)}:${port}`;
 }
 
 /**

@@ -4,40 +4,8 @@
  * changes, and stops them before nats-server. A service that fails is logged and reported as a role
  * error; it never takes the agent down, and the role tries to start it again at its next reconcile.
  */
-import type { Logger, Member } from '../../agent/types.js';
-
-/** What a hosted service is started with. */
-export interface HostedServiceContext {
-  /** This node's Serf name (also its NATS server name). */
-  readonly node: string;
-  /**
-   * `nats://HOST:PORT` of the local nats-server (loopback when it listens on a wildcard). The server
-   * restarts when its config changes and after a crash, so connect with `maxReconnectAttempts: -1`.
-   */
-  readonly natsUrl: string;
-  /** Every member Serf knows, sorted by name, as of the start. */
-  readonly members: readonly Member[];
-  /** A child logger with `service: <name>`. */
-  readonly log: Logger;
-}
-
-/** A service the controller role runs in-process. */
-export interface HostedService {
-  /** Unique among the services of one role; used in logs and errors. */
-  readonly name: string;
-  /** Starts serving; rejecting (or taking longer than the role's timeout) counts as a failure. */
-  start(ctx: HostedServiceContext): Promise<void>;
-  /** Membership changed (any member joined, left, failed, changed its tags). Must not throw. */
-  membersChanged?(members: readonly Member[]): void;
-  /**
-   * What of the agent config the service starts from (its section, serialised). When this differs
-   * after a config reload from what it was at the start, the role restarts the service, so a
-   * change (a revoked credential, say) takes effect without an agent restart.
-   */
-  configKey?(): string;
-  /** Stops serving and releases what `start` took; called only after a successful start. */
-  stop(): Promise<void>;
-}
+import type { Logger, Member } from '../../core/contracts.js';
+import type { HostedService, HostedServiceContext } from '../../core/contracts.js';
 
 type State =
   | { readonly kind: 'stopped' }

@@ -5,19 +5,9 @@
  * cannot (addresses inside the LAN, unique reservations). Every string that ends up in dnsmasq or
  * iptables syntax is restricted to characters that cannot break a line or a comma-separated field.
  */
-import { Ajv, type ErrorObject, type JSONSchemaType, type ValidateFunction } from 'ajv';
-import {
-  broadcast,
-  contains,
-  formatIPv4,
-  isHostOf,
-  isIPv4,
-  network,
-  parseCidr,
-  parseIPv4,
-  parseIPv4Port,
-  subnetOf,
-} from '../../core/net.js';
+import type { JSONSchemaType } from 'ajv';
+import { broadcast, contains, formatIPv4, isHostOf, network, parseCidr, parseIPv4, parseIPv4Port, subnetOf } from '../../core/net.js';
+import { COMMON_FORMATS, invalid, sectionChecker, withDefaults as applyDefaults, type Format } from '../../core/validation.js';
 
 /** A fixed DHCP lease: this MAC always gets this IP and name. */
 export interface DhcpReservation {
@@ -99,29 +89,6 @@ export type GatewaySettings = Settings<GatewayConfig>;
 /** The first line of every file the gateway role renders. */
 export const MANAGED_HEADER = '# managed by mammatus role=gateway\n';
 
-/** An invalid `roles.gateway` setting; `key` is the dotted path under `roles.gateway`. */
-export class GatewayConfigError extends Error {
-  override readonly name = 'GatewayConfigError';
-  constructor(
-    readonly key: string,
-    readonly reason: string,
-  ) {
-    super(`roles.gateway${key ? `.${key}` : ''}: ${reason}`);
-  }
-}
-
-const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
-/** True for one DNS label (RFC 1123 host name part): letters, digits, inner hyphens, ≤ 63 chars. */
-export function isDnsLabel(text: string): boolean {
-  return LABEL.test(text);
-}
-
-// Absolute and normalised, without what dnsmasq or iptables read specially (space, comma, quotes,
-// backslash, '#') and without "." or ".." parts.
-function isAbsPath(v: string): boolean {
-  return /^(?:\/[A-Za-z0-9._+@-]+)+$/.test(v) && !/\/\.\.?(?:\/|$)/.test(v);
-}
-
 // A file under tftp-root: relative, no ".." (dnsmasq refuses those anyway), no dnsmasq syntax.
 function isBootFile(v: string): boolean {
   return /^[A-Za-z0-9._+-]+(?:\/[A-Za-z0-9._+-]+)*$/.test(v) && !v.split('/').some((p) => p === '.' || p === '..');
@@ -134,29 +101,9 @@ function isLeaseTime(v: string): boolean {
   return m !== null && (m[1] === undefined || Number(m[1]) * (UNIT_SECONDS[m[2] ?? ''] ?? 1) >= 120);
 }
 
-/** Custom ajv formats: the check, and the sentence shown when it fails. */
-const FORMATS: Readonly<Record<string, { readonly check: (v: string) => boolean; readonly why: string }>> = {
-  ipv4: { check: isIPv4, why: 'must be an IPv4 address like 10.88.0.1' },
-  cidr: {
-    check: (v) => parseCidr(v) !== undefined,
-    why: 'must be an IPv4 address with a prefix length, like 10.88.0.1/24',
-  },
-  mac: {
-    check: (v) => /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i.test(v),
-    why: 'must be a MAC address like 02:00:00:00:00:10',
-  },
-  // IFNAMSIZ is 16 with the NUL; '+' is left out because iptables reads it as a wildcard.
-  ifname: {
-    check: (v) => /^[A-Za-z0-9_.-]{1,15}$/.test(v) && v !== '.' && v !== '..',
-    why: 'must be a network interface name (1-15 of A-Z a-z 0-9 _ . -)',
-  },
-  path: { check: isAbsPath, why: 'must be an absolute path without spaces, commas, quotes, "." or ".." parts' },
-  'nats-url': { check: (v) => /^(nats|tls):\/\/[A-Za-z0-9.:[\]-]+$/.test(v), why: 'must be a NATS URL like nats://10.88.0.10:4222' },
-  domain: {
-    check: (v) => v.length <= 253 && v.split('.').every(isDnsLabel),
-    why: 'must be a DNS name like mammatus or lab.example',
-  },
-  label: { check: isDnsLabel, why: 'must be a DNS label (letters, digits, inner hyphens, at most 63 characters)' },
+/** The formats of `roles.gateway`: the common ones and the gateway's own. */
+const FORMATS: Readonly<Record<string, Format>> = {
+  ...COMMON_FORMATS,
   lease: { check: isLeaseTime, why: 'must be a lease time of at least 2m, like 45m, 12h, 7d or infinite' },
   'boot-file': {
     check: isBootFile,
@@ -300,21 +247,16 @@ export const GATEWAY_DEFAULTS = {
   },
 } as const satisfies Omit<GatewayConfig, 'dhcp'> & { dhcp: Omit<GatewayConfig['dhcp'], 'range'> };
 
-let validator: ValidateFunction<GatewaySettings> | undefined;
+const AT = 'roles.gateway';
+const checkSettings = sectionChecker<GatewaySettings>({ at: AT, schema: GATEWAY_SETTINGS_SCHEMA, formats: FORMATS });
 
 /**
  * Checks `roles.gateway` (`raw`; null or undefined mean "all defaults"), applies the defaults and
- * returns the resolved config. Throws a `GatewayConfigError` naming the first bad key, e.g.
+ * returns the resolved config. Throws a `SettingsError` naming the first bad key, e.g.
  * `roles.gateway.dhcp.range.start: must be an IPv4 address inside lan.address (10.88.0.0/24)`.
  */
 export function parseGatewayConfig(raw: unknown): GatewayConfig {
-  const settings = raw ?? {};
-  if (!validator) {
-    const ajv = new Ajv({ allErrors: false });
-    for (const [name, { check }] of Object.entries(FORMATS)) ajv.addFormat(name, check);
-    validator = ajv.compile(GATEWAY_SETTINGS_SCHEMA);
-  }
-  if (!validator(settings)) throw explain(validator.errors?.[0]);
+  const settings = checkSettings(raw ?? {});
   const cfg = withDefaults(settings);
   checkConfig(cfg, { start: !settings.dhcp?.range?.start, end: !settings.dhcp?.range?.end });
   return cfg;
@@ -325,9 +267,8 @@ function withDefaults(s: GatewaySettings): GatewayConfig {
   const net = network(parseCidr(s.lan?.address ?? GATEWAY_DEFAULTS.lan.address) ?? { address: 0, prefix: 32 });
   const range = { start: formatIPv4(net + 100), end: formatIPv4(net + 199) };
   const defaults = { ...GATEWAY_DEFAULTS, dhcp: { ...GATEWAY_DEFAULTS.dhcp, range } };
-  // Sound: the schema admitted only known keys of the right types, over a complete default. Cloned
-  // so the result shares no object with the caller's settings or the shared defaults.
-  const cfg = merge(structuredClone(defaults), structuredClone(s)) as GatewayConfig;
+  // Sound: the schema admitted only known keys of the right types, over a complete default.
+  const cfg = applyDefaults(defaults, s) as GatewayConfig;
   // DNS names and MACs are case-insensitive; one spelling keeps duplicate checks honest.
   const reservations = cfg.dhcp.reservations.map((r) => ({
     ...r,
@@ -337,20 +278,8 @@ function withDefaults(s: GatewaySettings): GatewayConfig {
   return { ...cfg, domain: cfg.domain.toLowerCase(), dhcp: { ...cfg.dhcp, reservations } };
 }
 
-/** `over` on `base`, key by key; null means absent, and lists replace rather than merge. */
-function merge(base: unknown, over: unknown): unknown {
-  const isMap = (v: unknown): v is Record<string, unknown> =>
-    typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (!isMap(base) || !isMap(over)) return over ?? base;
-  const out: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(over)) {
-    if (value !== null && value !== undefined) out[key] = merge(base[key], value);
-  }
-  return out;
-}
-
 function fail(key: string, reason: string): never {
-  throw new GatewayConfigError(key, reason);
+  return invalid(AT, key, reason);
 }
 
 /** Fails at `key` when `value` is already in `seen` (value → key of its first occurrence). */
@@ -438,29 +367,5 @@ function checkConfig(cfg: GatewayConfig, defaulted: { readonly start: boolean; r
     if (name !== 'hosts_dir' && path.startsWith(`${cfg.paths.hosts_dir}/`)) {
       fail(`paths.${name}`, 'must not be inside paths.hosts_dir (dnsmasq reads every file there as a hosts file)');
     }
-  }
-}
-
-/** Turns one ajv error into a `GatewayConfigError` with a dotted key (`a.b[2].c`). */
-function explain(error: ErrorObject | undefined): GatewayConfigError {
-  if (!error) return new GatewayConfigError('', 'is invalid');
-  const at = error.instancePath
-    .split('/')
-    .slice(1)
-    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .reduce((acc, part) => (/^\d+$/.test(part) ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part), '');
-  const child = (name: string): string => (at ? `${at}.${name}` : name);
-  const params = error.params as Record<string, unknown>;
-  switch (error.keyword) {
-    case 'additionalProperties':
-      return new GatewayConfigError(child(String(params.additionalProperty)), 'unknown key');
-    case 'required':
-      return new GatewayConfigError(child(String(params.missingProperty)), 'is required');
-    case 'enum':
-      return new GatewayConfigError(at, `must be one of ${(params.allowedValues as unknown[]).join(', ')}`);
-    case 'format':
-      return new GatewayConfigError(at, FORMATS[String(params.format)]?.why ?? 'is invalid');
-    default:
-      return new GatewayConfigError(at, error.message ?? 'is invalid');
   }
 }

@@ -3,9 +3,10 @@
  * dies). The agent owns this one process: DNS names change through `hostsdir` (no restart), the
  * static config through `restart()` after `dnsmasq --test` passed.
  */
-import type { Logger } from '../../agent/types.js';
-import { DaemonSupervisor, type Argv } from '../../core/process-supervisor.js';
-import type { Spawn } from '../types.js';
+import type { Logger } from '../../core/contracts.js';
+import { DaemonSupervisor } from '../../core/process-supervisor.js';
+import { type Argv } from '../../core/contracts.js';
+import type { Spawn } from '../../core/contracts.js';
 
 /** What the supervisor needs. */
 export interface DnsmasqDeps {

@@ -4,7 +4,7 @@
  * it into a scratch network namespace. Before the first restore the current rules are saved; an
  * empty save restores nothing, so then the explicit open baseline is the rollback target.
  */
-import type { Run } from '../types.js';
+import type { Run } from '../../core/contracts.js';
 
 /**
  * Restores `file` into a throw-away network namespace that lives only as long as this one command

@@ -7,10 +7,11 @@
  */
 import path from 'node:path';
 import { promises as dns } from 'node:dns';
-import type { Logger } from '../../agent/types.js';
-import type { ApplyContext, StartContext, InstanceFeed, InstanceFeedFactory, InstanceSummary, RenderedFile, Role, Run, Spawn } from '../types.js';
+import type { Logger } from '../../core/contracts.js';
+import type { ApplyContext, StartContext, RenderedFile, Role } from '../types.js';
+import type { InstanceFeed, InstanceFeedFactory, InstanceSummary, Run, Spawn } from '../../core/contracts.js';
 import { parseRoleTag } from '../../core/members.js';
-import type { Member } from '../../agent/types.js';
+import type { Member } from '../../core/contracts.js';
 import { parseGatewayConfig, type GatewayConfig } from './config.js';
 import { DnsmasqSupervisor } from './dnsmasq.js';
 import { Firewall, validateRuleset } from './firewall.js';
@@ -20,7 +21,8 @@ import { lanAddressOf, parseDhcpHosts, parseNotes, planInstances, type DhcpHost 
 import { answerReservations, RESERVATIONS_QUERY, servedFacts } from './served.js';
 import { renderBaseline } from './render-iptables.js';
 import { renderGateway } from './render.js';
-import { DaemonSupervisor, type Argv } from '../../core/process-supervisor.js';
+import { DaemonSupervisor } from '../../core/process-supervisor.js';
+import { type Argv } from '../../core/contracts.js';
 
 /** Where the lease hook appends its events: next to dnsmasq's lease file. */
 export function leaseSpoolPath(cfg: GatewayConfig): string {

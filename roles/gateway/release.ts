@@ -13,8 +13,9 @@
  * releases. Members are diffed through a file the role renders (`paths.members`), so a release
  * also happens for changes made while the agent was down.
  */
-import type { Member } from '../../agent/types.js';
-import { MANAGED_HEADER, isDnsLabel } from './config.js';
+import type { Member } from '../../core/contracts.js';
+import { MANAGED_HEADER } from './config.js';
+import { isDnsLabel } from '../../core/net.js';
 import type { Lease } from './leases.js';
 import type { DhcpHost } from './render-instances.js';
 

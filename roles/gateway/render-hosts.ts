@@ -5,9 +5,10 @@
  * and dnsmasq skips dot-files.
  */
 import { isIPv6 } from 'node:net';
-import type { Member } from '../../agent/types.js';
+import type { Member } from '../../core/contracts.js';
 import type { RenderedFile } from '../types.js';
-import { MANAGED_HEADER, isDnsLabel, type GatewayConfig } from './config.js';
+import { MANAGED_HEADER, type GatewayConfig } from './config.js';
+import { isDnsLabel } from '../../core/net.js';
 import { isIPv4 } from '../../core/net.js';
 
 /** A registered instance's DNS name and address (from the instance registry). */

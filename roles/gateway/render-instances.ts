@@ -5,9 +5,11 @@
  * `dhcp.reservations` entry, a member or the gateway itself already has is left out, and the
  * reason is kept so that the operator can be told (`left-out` file, status, `mammatus.reservations`).
  */
-import type { Member } from '../../agent/types.js';
-import type { InstanceSummary, RenderedFile } from '../types.js';
-import { MANAGED_HEADER, isDnsLabel, type GatewayConfig } from './config.js';
+import type { Member } from '../../core/contracts.js';
+import type { RenderedFile } from '../types.js';
+import type { InstanceSummary } from '../../core/contracts.js';
+import { MANAGED_HEADER, type GatewayConfig } from './config.js';
+import { isDnsLabel } from '../../core/net.js';
 import { contains, formatIPv4, isIPv4, parseCidr, parseIPv4, subnetOf } from '../../core/net.js';
 import type { InstanceName } from './render-hosts.js';
 

@@ -4,7 +4,7 @@
  * is redirected to), the metadata services to forward to, and dnsmasq's lease file for callers' MACs.
  */
 import { stringify } from 'yaml';
-import type { Member } from '../../agent/types.js';
+import type { Member } from '../../core/contracts.js';
 import { parseRoleTag } from '../../core/members.js';
 import { MANAGED_HEADER, type GatewayConfig } from './config.js';
 

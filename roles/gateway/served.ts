@@ -10,7 +10,8 @@
  * - a JSON candidate `{"name":…,"macs":[…],"ips":[…]}`: the same verdict for it as if it were
  *   registered (what `instance register` asks before it writes).
  */
-import type { DesiredState, InstanceSummary, RoleFacts } from '../types.js';
+import type { DesiredState, RoleFacts } from '../types.js';
+import type { InstanceSummary } from '../../core/contracts.js';
 import { parseGatewayConfig } from './config.js';
 import { planInstances, type InstancePlan } from './render-instances.js';
 

@@ -5,7 +5,7 @@
  */
 import { buildRun, buildSpawn } from '../../core/exec.js';
 import type { DnsProbe } from '../../roles/gateway/index.js';
-import type { Run, Spawn } from '../../roles/types.js';
+import type { Run, Spawn } from '../../core/contracts.js';
 import type { GatewayBed } from './netns-bed.js';
 
 /** Runner, spawner and DNS probe bound to the bed's gateway namespace. */

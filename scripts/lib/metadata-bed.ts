@@ -11,7 +11,7 @@ import path from 'node:path';
 import { loadConfig } from '../../agent/config/load.js';
 import { createAgent, type Agent } from '../../agent/daemon.js';
 import { buildFileOps } from '../../core/files.js';
-import type { Logger } from '../../agent/types.js';
+import type { Logger } from '../../core/contracts.js';
 import { buildGatewayRole } from '../../roles/gateway/index.js';
 import { BUNDLE } from './mammatus-agent.js';
 import { startSerfAgent, type SerfAgent } from './serf-agent.js';

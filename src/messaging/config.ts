@@ -13,6 +13,8 @@
  *   max_request_bytes: 4194304         # raw HTTP body limit (see below)
  * ```
  */
+import type { JSONSchemaType } from 'ajv';
+import { invalid, sectionChecker, type Format } from '../../core/validation.js';
 import type { Credential } from './sigv4.js';
 
 /** The resolved settings, every default applied. */
@@ -24,17 +26,6 @@ export interface MessagingConfig {
   readonly base_url?: string;
   readonly account_id: string;
   readonly max_request_bytes: number;
-}
-
-/** An invalid `messaging` setting; `key` is the dotted path under `messaging`. */
-export class MessagingConfigError extends Error {
-  override readonly name = 'MessagingConfigError';
-  constructor(
-    readonly key: string,
-    readonly reason: string,
-  ) {
-    super(`messaging${key ? `.${key}` : ''}: ${reason}`);
-  }
 }
 
 /**
@@ -49,75 +40,104 @@ export const MESSAGING_DEFAULTS = {
   max_request_bytes: 4 * 1024 * 1024,
 } as const;
 
-const REGION = /^[a-z]{2}(?:-[a-z0-9]+)+-\d+$|^[a-z0-9-]{1,32}$/;
-
-function fail(key: string, reason: string): never {
-  throw new MessagingConfigError(key, reason);
+/** `messaging` as written (the wire layer's keys; other owners' keys pass through). */
+export interface WireSettings {
+  readonly credentials?: readonly { readonly access_key_id: string; readonly secret_access_key: string }[] | null;
+  readonly region?: string | null;
+  readonly verify_signatures?: boolean | null;
+  readonly base_url?: string | null;
+  readonly account_id?: string | null;
+  readonly max_request_bytes?: number | null;
 }
 
-function isMap(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+const AT = 'messaging';
+const MIN_BODY = 1024 * 1024 + 64 * 1024;
+const MAX_BODY = 64 * 1024 * 1024;
+
+/** The formats of the wire keys, each with its sentence. */
+export const WIRE_FORMATS: Readonly<Record<string, Format>> = {
+  region: { check: (v) => /^[a-z]{2}(?:-[a-z0-9]+)+-\d+$|^[a-z0-9-]{1,32}$/.test(v), why: 'must be a region name like us-east-1' },
+  'access-key-id': { check: (v) => /^[A-Za-z0-9]{4,128}$/.test(v), why: 'must be 4-128 letters or digits' },
+  'account-id': { check: (v) => /^\d{12}$/.test(v), why: 'must be a string of 12 digits (quote it in YAML)' },
+};
+
+/** The wire keys' schemas, shared with the whole section's (settings.ts). */
+export const WIRE_PROPERTIES = {
+  credentials: {
+    type: 'array',
+    nullable: true,
+    items: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['access_key_id', 'secret_access_key'],
+      properties: {
+        access_key_id: { type: 'string', format: 'access-key-id' },
+        // Never quoted in an error (the kit words it without the value): config errors end up in logs.
+        secret_access_key: { type: 'string', minLength: 8 },
+      },
+    },
+  },
+  region: { type: 'string', format: 'region', nullable: true },
+  verify_signatures: { type: 'boolean', nullable: true },
+  base_url: { type: 'string', nullable: true },
+  account_id: { type: 'string', format: 'account-id', nullable: true },
+  max_request_bytes: { type: 'integer', minimum: MIN_BODY, maximum: MAX_BODY, nullable: true },
+} as const;
+
+/** Sentences for the wire keys that the schema cannot word. */
+export const WIRE_HINTS: Readonly<Record<string, string>> = {
+  'credentials#type': 'must be a list of { access_key_id, secret_access_key }',
+  'credentials[]#type': 'must be a mapping with access_key_id and secret_access_key',
+  'credentials[].secret_access_key': 'must be a string of at least 8 characters',
+  'account_id#type': 'must be a string of 12 digits (quote it in YAML)',
+  max_request_bytes: `must be an integer between ${MIN_BODY} (1 MiB + 64 KiB) and ${MAX_BODY}`,
+};
+
+const WIRE_SCHEMA: JSONSchemaType<WireSettings> = {
+  type: 'object',
+  additionalProperties: true,
+  required: [],
+  properties: WIRE_PROPERTIES as JSONSchemaType<WireSettings>['properties'],
+};
+
+const checkWire = sectionChecker<WireSettings>({ at: AT, schema: WIRE_SCHEMA, formats: WIRE_FORMATS, hints: WIRE_HINTS });
 
 /**
- * Checks the `messaging` section (null/undefined = all defaults) and resolves it.
- * @throws MessagingConfigError naming the first bad key, e.g. `messaging.credentials[1].secret_access_key: is required`.
+ * Checks the `messaging` section's wire keys (null/undefined = all defaults) and resolves them;
+ * the keys of other owners (the engine's, the listener's) are left to them.
+ * @throws SettingsError naming the first bad key, e.g. `messaging.credentials[1].secret_access_key: is required`.
  */
 export function parseMessagingConfig(raw: unknown): MessagingConfig {
-  const s = raw ?? {};
-  if (!isMap(s)) fail('', 'must be a mapping');
-  const credentials = parseCredentials(s.credentials);
-  const region = s.region ?? MESSAGING_DEFAULTS.region;
-  if (typeof region !== 'string' || !REGION.test(region)) fail('region', 'must be a region name like us-east-1');
+  const s = checkWire(raw ?? {});
+  const seen = new Set<string>();
+  const credentials = (s.credentials ?? []).map((c, i) => {
+    if (seen.has(c.access_key_id)) invalid(AT, `credentials[${i}].access_key_id`, `duplicate of an earlier entry (${c.access_key_id})`);
+    seen.add(c.access_key_id);
+    return { accessKeyId: c.access_key_id, secretAccessKey: c.secret_access_key };
+  });
   const verify = s.verify_signatures ?? MESSAGING_DEFAULTS.verify_signatures;
-  if (typeof verify !== 'boolean') fail('verify_signatures', 'must be true or false');
   if (verify && credentials.length === 0) {
-    fail('credentials', 'must list at least one key pair while verify_signatures is true (every request would be refused)');
-  }
-  const account = s.account_id ?? MESSAGING_DEFAULTS.account_id;
-  if (typeof account !== 'string' || !/^\d{12}$/.test(account)) fail('account_id', 'must be a string of 12 digits (quote it in YAML)');
-  const limit = s.max_request_bytes ?? MESSAGING_DEFAULTS.max_request_bytes;
-  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1024 * 1024 + 64 * 1024 || limit > 64 * 1024 * 1024) {
-    fail('max_request_bytes', 'must be an integer between 1114112 (1 MiB + 64 KiB) and 67108864');
+    invalid(AT, 'credentials', 'must list at least one key pair while verify_signatures is true (every request would be refused)');
   }
   return {
     credentials,
-    region,
+    region: s.region ?? MESSAGING_DEFAULTS.region,
     verify_signatures: verify,
     base_url: s.base_url === undefined || s.base_url === null ? undefined : parseBaseUrl(s.base_url),
-    account_id: account,
-    max_request_bytes: limit,
+    account_id: s.account_id ?? MESSAGING_DEFAULTS.account_id,
+    max_request_bytes: s.max_request_bytes ?? MESSAGING_DEFAULTS.max_request_bytes,
   };
 }
 
-function parseCredentials(raw: unknown): Credential[] {
-  if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw)) fail('credentials', 'must be a list of { access_key_id, secret_access_key }');
-  const seen = new Set<string>();
-  return raw.map((item: unknown, i) => {
-    const at = `credentials[${i}]`;
-    if (!isMap(item)) fail(at, 'must be a mapping with access_key_id and secret_access_key');
-    const id = item.access_key_id;
-    const secret = item.secret_access_key;
-    if (typeof id !== 'string' || !/^[A-Za-z0-9]{4,128}$/.test(id)) fail(`${at}.access_key_id`, 'must be 4-128 letters or digits');
-    // Never quote the secret in an error: config errors end up in logs.
-    if (typeof secret !== 'string' || secret.length < 8) fail(`${at}.secret_access_key`, 'must be a string of at least 8 characters');
-    if (seen.has(id)) fail(`${at}.access_key_id`, `duplicate of an earlier entry (${id})`);
-    seen.add(id);
-    return { accessKeyId: id, secretAccessKey: secret };
-  });
-}
-
-function parseBaseUrl(raw: unknown): string {
-  if (typeof raw !== 'string') fail('base_url', 'must be a URL like https://sqs.example.org:9324');
+function parseBaseUrl(raw: string): string {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    fail('base_url', 'must be a URL like https://sqs.example.org:9324');
+    return invalid(AT, 'base_url', 'must be a URL like https://sqs.example.org:9324');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail('base_url', 'must use http or https');
-  if (url.search || url.hash || url.username || url.password) fail('base_url', 'must not have a query, fragment or user info');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') invalid(AT, 'base_url', 'must use http or https');
+  if (url.search || url.hash || url.username || url.password) invalid(AT, 'base_url', 'must not have a query, fragment or user info');
   // Queue URLs are `<base>/<account>/<name>` and resolved by their last two segments, so a path prefix is fine.
   return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
 }

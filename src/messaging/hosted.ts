@@ -6,7 +6,7 @@
  * It starts in the background and retries until JetStream can hold its streams: a controller that
  * joins as the second of three must not hold up its agent while replicated streams cannot exist yet.
  */
-import type { HostedService } from '../../roles/controller/services.js';
+import type { HostedService } from '../../core/contracts.js';
 import { startMessagingService, type RunningMessagingService } from './service.js';
 import { parseMessagingSettings } from './settings.js';
 

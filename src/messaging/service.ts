@@ -5,11 +5,12 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { FastifyInstance } from 'fastify';
-import type { Logger } from '../../agent/types.js';
+import type { Logger } from '../../core/contracts.js';
 import { connectNats } from '../../core/nats.js';
 import { startJetStreamEngines, type JetStreamEngines } from './engine/index.js';
 import { buildMessagingApp } from './http.js';
 import type { MessagingSettings } from './settings.js';
+import { splitHostPort } from '../../core/net.js';
 
 /** Options of `startMessagingService`. */
 export interface StartMessagingOptions {
@@ -33,10 +34,6 @@ export interface RunningMessagingService {
 // SQS messages reach 1 MiB; with attributes, headers and the forwarding envelope NATS must carry more.
 const MIN_PAYLOAD = 1024 * 1024 + 128 * 1024;
 
-function splitHostPort(hostPort: string): { host: string; port: number } {
-  const i = hostPort.lastIndexOf(':');
-  return { host: hostPort.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(hostPort.slice(i + 1)) };
-}
 
 /** Connects, creates what is missing in JetStream, starts the engines and listens. */
 export async function startMessagingService(opts: StartMessagingOptions): Promise<RunningMessagingService> {
@@ -71,7 +68,7 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
     log,
     signingCertificate: { path: engines.snsRuntime.certificatePath, pem: engines.snsRuntime.identity.certPem },
   });
-  const { host, port } = splitHostPort(opts.listen ?? settings.engine.listen);
+  const { host, port } = splitHostPort(opts.listen ?? settings.engine.listen, { allowPortZero: true });
   try {
     await app.listen({ host, port });
   } catch (err) {

@@ -20,8 +20,10 @@
  *     signing_cert_file: /etc/…/sns.crt
  * ```
  */
-import { isHostPort } from '../../agent/config/schema.js';
-import { MessagingConfigError, parseMessagingConfig, type MessagingConfig } from './config.js';
+import type { JSONSchemaType } from 'ajv';
+import { parseHostPort } from '../../core/net.js';
+import { invalid, sectionChecker, type Format } from '../../core/validation.js';
+import { parseMessagingConfig, WIRE_FORMATS, WIRE_HINTS, WIRE_PROPERTIES, type MessagingConfig, type WireSettings } from './config.js';
 
 /** SNS delivery settings (`messaging.sns`). */
 export interface SnsSettings {
@@ -59,79 +61,116 @@ export const ENGINE_DEFAULTS = {
   sns: { http_retries: 3, http_min_delay_seconds: 1, http_max_delay_seconds: 20, http_timeout_seconds: 15 },
 } as const;
 
-const WIRE_KEYS = ['credentials', 'region', 'verify_signatures', 'base_url', 'account_id', 'max_request_bytes'];
-const ENGINE_KEYS = ['nats', 'listen', 'replicas', 'receipt_key', 'owner_lease_seconds', 'sns'];
-const SNS_KEYS = ['http_retries', 'http_min_delay_seconds', 'http_max_delay_seconds', 'http_timeout_seconds', 'signing_key_file', 'signing_cert_file'];
+const AT = 'messaging';
 
-function fail(key: string, reason: string): never {
-  throw new MessagingConfigError(key, reason);
+/** The section as written: the wire keys (config.ts) and the engine's and listener's. */
+interface SectionSettings extends WireSettings {
+  readonly nats?: string | null;
+  readonly listen?: string | null;
+  readonly replicas?: 1 | 3 | 5 | null;
+  readonly receipt_key?: string | null;
+  readonly owner_lease_seconds?: number | null;
+  readonly sns?: {
+    readonly http_retries?: number | null;
+    readonly http_min_delay_seconds?: number | null;
+    readonly http_max_delay_seconds?: number | null;
+    readonly http_timeout_seconds?: number | null;
+    readonly signing_key_file?: string | null;
+    readonly signing_cert_file?: string | null;
+  } | null;
 }
 
-function isMap(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+const int = (minimum: number, maximum: number) => ({ type: 'integer', minimum, maximum, nullable: true }) as const;
+const absolute = { type: 'string', format: 'absolute-path', nullable: true } as const;
 
-function int(value: unknown, key: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) fail(key, `must be an integer between ${min} and ${max}`);
-  return value;
-}
+const SECTION_SCHEMA: JSONSchemaType<SectionSettings> = {
+  type: 'object',
+  additionalProperties: false,
+  required: [],
+  properties: {
+    ...(WIRE_PROPERTIES as JSONSchemaType<WireSettings>['properties']),
+    nats: { type: 'string', format: 'nats-urls', nullable: true },
+    listen: { type: 'string', format: 'listen', nullable: true },
+    replicas: { type: 'integer', enum: [1, 3, 5], nullable: true },
+    receipt_key: { type: 'string', nullable: true },
+    owner_lease_seconds: int(2, 300),
+    sns: {
+      type: 'object',
+      additionalProperties: false,
+      required: [],
+      nullable: true,
+      properties: {
+        http_retries: int(0, 100),
+        http_min_delay_seconds: int(0, 3600),
+        http_max_delay_seconds: int(0, 3600),
+        http_timeout_seconds: int(1, 60),
+        signing_key_file: absolute,
+        signing_cert_file: absolute,
+      },
+    },
+  },
+};
 
-function optionalPath(value: unknown, key: string): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string' || !value.startsWith('/')) fail(key, 'must be an absolute path');
-  return value;
-}
+const FORMATS: Readonly<Record<string, Format>> = {
+  ...WIRE_FORMATS,
+  'nats-urls': { check: (v) => v.split(',').every((u) => /^(nats|tls):\/\/[^\s/]+$/.test(u.trim())), why: 'must be nats://host:port, comma-separated' },
+  // Port 0 (any free port) is allowed: tests and ad-hoc runs use it.
+  listen: { check: (v) => parseHostPort(v, { allowPortZero: true }) !== undefined, why: 'must be host:port' },
+  'absolute-path': { check: (v) => v.startsWith('/'), why: 'must be an absolute path' },
+};
+
+const range = (min: number, max: number) => `must be an integer between ${min} and ${max}`;
+const checkSection = sectionChecker<SectionSettings>({
+  at: AT,
+  schema: SECTION_SCHEMA,
+  formats: FORMATS,
+  hints: {
+    ...WIRE_HINTS,
+    receipt_key: 'must be a string (hex or base64)',
+    owner_lease_seconds: range(2, 300),
+    'sns.http_retries': range(0, 100),
+    'sns.http_min_delay_seconds': range(0, 3600),
+    'sns.http_max_delay_seconds': range(0, 3600),
+    'sns.http_timeout_seconds': range(1, 60),
+  },
+});
 
 /** Decodes a key given as hex (even length) or base64; never echoes the value in errors. */
-function parseKey(raw: unknown): Buffer | undefined {
+function parseKey(raw: string | null | undefined): Buffer | undefined {
   if (raw === undefined || raw === null) return undefined;
-  if (typeof raw !== 'string') fail('receipt_key', 'must be a string (hex or base64)');
   const bytes = /^(?:[0-9a-fA-F]{2})+$/.test(raw) ? Buffer.from(raw, 'hex') : Buffer.from(raw, 'base64');
-  if (bytes.length < 16) fail('receipt_key', 'must decode to at least 16 bytes');
+  if (bytes.length < 16) invalid(AT, 'receipt_key', 'must decode to at least 16 bytes');
   return bytes;
 }
 
 /**
  * Checks the whole `messaging` section (null/undefined = defaults) and resolves it.
- * @throws MessagingConfigError naming the first bad key.
+ * @throws SettingsError naming the first bad key.
  */
 export function parseMessagingSettings(raw: unknown): MessagingSettings {
-  const s = raw ?? {};
-  if (!isMap(s)) fail('', 'must be a mapping');
-  for (const k of Object.keys(s)) if (!WIRE_KEYS.includes(k) && !ENGINE_KEYS.includes(k)) fail(k, 'unknown key');
-  const wire = parseMessagingConfig(Object.fromEntries(Object.entries(s).filter(([k]) => WIRE_KEYS.includes(k))));
-  const nats = s.nats ?? ENGINE_DEFAULTS.nats;
-  if (typeof nats !== 'string' || !nats.split(',').every((u) => /^(nats|tls):\/\/[^\s/]+$/.test(u.trim()))) {
-    fail('nats', 'must be nats://host:port, comma-separated');
-  }
-  const listen = s.listen ?? ENGINE_DEFAULTS.listen;
-  // Port 0 (any free port) is allowed: tests and ad-hoc runs use it.
-  if (typeof listen !== 'string' || !isHostPort(listen.replace(/:0$/, ':1'))) fail('listen', 'must be host:port');
-  const replicas = s.replicas ?? ENGINE_DEFAULTS.replicas;
-  if (replicas !== 1 && replicas !== 3 && replicas !== 5) fail('replicas', 'must be 1, 3 or 5');
+  const s = checkSection(raw ?? {});
+  const wire = parseMessagingConfig(s);
   const sns = s.sns ?? {};
-  if (!isMap(sns)) fail('sns', 'must be a mapping');
-  for (const k of Object.keys(sns)) if (!SNS_KEYS.includes(k)) fail(`sns.${k}`, 'unknown key');
   const d = ENGINE_DEFAULTS.sns;
-  const minDelay = int(sns.http_min_delay_seconds ?? d.http_min_delay_seconds, 'sns.http_min_delay_seconds', 0, 3600);
-  const maxDelay = int(sns.http_max_delay_seconds ?? d.http_max_delay_seconds, 'sns.http_max_delay_seconds', 0, 3600);
-  if (maxDelay < minDelay) fail('sns.http_max_delay_seconds', 'must not be below http_min_delay_seconds');
-  const keyFile = optionalPath(sns.signing_key_file, 'sns.signing_key_file');
-  const certFile = optionalPath(sns.signing_cert_file, 'sns.signing_cert_file');
-  if ((keyFile === undefined) !== (certFile === undefined)) fail('sns.signing_cert_file', 'signing_key_file and signing_cert_file go together');
+  const minDelay = sns.http_min_delay_seconds ?? d.http_min_delay_seconds;
+  const maxDelay = sns.http_max_delay_seconds ?? d.http_max_delay_seconds;
+  if (maxDelay < minDelay) invalid(AT, 'sns.http_max_delay_seconds', 'must not be below http_min_delay_seconds');
+  const keyFile = sns.signing_key_file ?? undefined;
+  const certFile = sns.signing_cert_file ?? undefined;
+  if ((keyFile === undefined) !== (certFile === undefined)) invalid(AT, 'sns.signing_cert_file', 'signing_key_file and signing_cert_file go together');
   return {
     wire,
     engine: {
-      nats,
-      listen,
-      replicas,
+      nats: s.nats ?? ENGINE_DEFAULTS.nats,
+      listen: s.listen ?? ENGINE_DEFAULTS.listen,
+      replicas: s.replicas ?? ENGINE_DEFAULTS.replicas,
       receiptKey: parseKey(s.receipt_key),
-      ownerLeaseMs: int(s.owner_lease_seconds ?? ENGINE_DEFAULTS.owner_lease_seconds, 'owner_lease_seconds', 2, 300) * 1000,
+      ownerLeaseMs: (s.owner_lease_seconds ?? ENGINE_DEFAULTS.owner_lease_seconds) * 1000,
       sns: {
-        httpRetries: int(sns.http_retries ?? d.http_retries, 'sns.http_retries', 0, 100),
+        httpRetries: sns.http_retries ?? d.http_retries,
         httpMinDelayMs: minDelay * 1000,
         httpMaxDelayMs: maxDelay * 1000,
-        httpTimeoutMs: int(sns.http_timeout_seconds ?? d.http_timeout_seconds, 'sns.http_timeout_seconds', 1, 60) * 1000,
+        httpTimeoutMs: (sns.http_timeout_seconds ?? d.http_timeout_seconds) * 1000,
         ...(keyFile ? { signingKeyFile: keyFile } : {}),
         ...(certFile ? { signingCertFile: certFile } : {}),
       },

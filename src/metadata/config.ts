@@ -2,7 +2,9 @@
  * The `metadata:` section of the agent config, read by the metadata service (on controllers) and by
  * the metadata proxy (on gateways). Checked when the service starts; each error names its key.
  */
-import { isHostPort } from '../../agent/config/schema.js';
+import type { JSONSchemaType } from 'ajv';
+import { isDnsName } from '../../core/net.js';
+import { COMMON_FORMATS, invalid, SettingsError, sectionChecker, type Format } from '../../core/validation.js';
 import { parseSecret } from './identity.js';
 
 /** The checked settings with defaults applied. */
@@ -35,89 +37,103 @@ export interface ProxySettings {
   readonly leasesFile: string;
 }
 
-/** A `metadata:` key with a bad value. */
-export class MetadataConfigError extends Error {
-  override readonly name = 'MetadataConfigError';
+/** `metadata:` as written. */
+interface Written {
+  readonly listen?: string;
+  readonly nats?: string;
+  readonly proxy_secret?: string;
+  readonly proxy_secret_file?: string;
+  readonly tokens?: 'optional' | 'required';
+  readonly trust_source_address?: boolean;
+  readonly availability_zone?: string;
+  readonly domain?: string;
+  readonly registry_replicas?: 1 | 3 | 5;
+  readonly vendor_data?: Record<string, unknown>;
+  readonly proxy?: { readonly listen?: string; readonly upstreams?: readonly string[]; readonly leases_file?: string };
 }
 
-type Plain = Record<string, unknown>;
+const AT = 'metadata';
 
-const KEYS = ['listen', 'nats', 'proxy_secret', 'proxy_secret_file', 'tokens', 'trust_source_address', 'availability_zone', 'domain', 'registry_replicas', 'vendor_data', 'proxy'];
-const PROXY_KEYS = ['listen', 'upstreams', 'leases_file'];
+const FORMATS: Readonly<Record<string, Format>> = {
+  'host-port': { check: COMMON_FORMATS['host-port'].check, why: 'must match host:port' },
+  'nats-urls': { check: (v) => v.split(',').every((u) => /^(nats|tls):\/\/[^\s/]+$/.test(u.trim())), why: 'must be nats://host:port, comma-separated' },
+  zone: { check: (v) => /^[a-z0-9-]{2,32}$/.test(v), why: 'must be 2–32 of a-z, 0-9, - (the region is the zone minus its last character)' },
+  domain: { check: (v) => isDnsName(v) && v === v.toLowerCase(), why: 'must be a DNS domain' },
+  'http-url': { check: (v) => /^https?:\/\/[^\s]+$/.test(v), why: 'must be a list of http:// URLs' },
+};
+
+const text = (format?: string) => ({ type: 'string', minLength: 1, ...(format ? { format } : {}), nullable: true }) as const;
+
+const SCHEMA: JSONSchemaType<Written> = {
+  type: 'object',
+  additionalProperties: false,
+  required: [],
+  properties: {
+    listen: text('host-port'),
+    nats: text('nats-urls'),
+    proxy_secret: text(),
+    proxy_secret_file: text(),
+    tokens: { type: 'string', enum: ['optional', 'required'], nullable: true },
+    trust_source_address: { type: 'boolean', nullable: true },
+    availability_zone: text('zone'),
+    domain: text('domain'),
+    registry_replicas: { type: 'integer', enum: [1, 3, 5], nullable: true },
+    // Checked by the vendor-data module, which owns its keys.
+    vendor_data: { type: 'object', required: [], nullable: true },
+    proxy: {
+      type: 'object',
+      additionalProperties: false,
+      required: [],
+      nullable: true,
+      properties: {
+        listen: text('host-port'),
+        upstreams: { type: 'array', items: { type: 'string', format: 'http-url' }, nullable: true },
+        leases_file: text(),
+      },
+    },
+  },
+};
+
+const checkSettings = sectionChecker<Written>({
+  at: AT,
+  schema: SCHEMA,
+  formats: FORMATS,
+  hints: { tokens: 'must be optional or required', registry_replicas: 'must be 1, 3 or 5', 'proxy.upstreams': 'must be a list of http:// URLs' },
+});
 
 /**
  * Checks `raw` (the `metadata:` mapping) and applies defaults. `readFile` reads `proxy_secret_file`
  * (injected, so this stays free of I/O).
  */
 export function parseMetadataSettings(raw: unknown, readFile: (path: string) => string = noFile): MetadataSettings {
-  const m = mapping(raw, 'metadata');
-  unknownKeys(m, KEYS, 'metadata');
-  const proxy = mapping(m.proxy ?? {}, 'metadata.proxy');
-  unknownKeys(proxy, PROXY_KEYS, 'metadata.proxy');
-  const listen = str(m.listen ?? '0.0.0.0:8775', 'metadata.listen');
-  if (!isHostPort(listen)) fail('metadata.listen', 'must match host:port');
-  const proxyListen = str(proxy.listen ?? '0.0.0.0:8776', 'metadata.proxy.listen');
-  if (!isHostPort(proxyListen)) fail('metadata.proxy.listen', 'must match host:port');
-  const nats = str(m.nats ?? 'nats://127.0.0.1:4222', 'metadata.nats');
-  if (!nats.split(',').every((u) => /^(nats|tls):\/\/[^\s/]+$/.test(u.trim()))) fail('metadata.nats', 'must be nats://host:port, comma-separated');
-  const tokens = m.tokens ?? 'optional';
-  if (tokens !== 'optional' && tokens !== 'required') fail('metadata.tokens', 'must be optional or required');
-  const zone = str(m.availability_zone ?? 'dc1a', 'metadata.availability_zone');
-  if (!/^[a-z0-9-]{2,32}$/.test(zone)) fail('metadata.availability_zone', 'must be 2–32 of a-z, 0-9, - (the region is the zone minus its last character)');
-  const domain = str(m.domain ?? 'mammatus', 'metadata.domain');
-  if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(domain)) fail('metadata.domain', 'must be a DNS domain');
-  const replicas = m.registry_replicas ?? 1;
-  if (replicas !== 1 && replicas !== 3 && replicas !== 5) fail('metadata.registry_replicas', 'must be 1, 3 or 5');
-  const trust = m.trust_source_address ?? true;
-  if (typeof trust !== 'boolean') fail('metadata.trust_source_address', 'must be true or false');
-  const upstreams = proxy.upstreams ?? [];
-  if (!Array.isArray(upstreams) || !upstreams.every((u) => typeof u === 'string' && /^https?:\/\/[^\s]+$/.test(u))) {
-    fail('metadata.proxy.upstreams', 'must be a list of http:// URLs');
-  }
+  const m = checkSettings(raw ?? {});
+  const proxy = m.proxy ?? {};
+  // A bare `key:` line in YAML is null: absent.
+  const secret = m.proxy_secret ?? undefined;
+  const secretFile = m.proxy_secret_file ?? undefined;
+  if (secret !== undefined && secretFile !== undefined) invalid(AT, 'proxy_secret', 'set proxy_secret or proxy_secret_file, not both');
   let proxySecret: Buffer | undefined;
-  if (m.proxy_secret !== undefined && m.proxy_secret_file !== undefined) fail('metadata.proxy_secret', 'set proxy_secret or proxy_secret_file, not both');
   try {
-    if (m.proxy_secret !== undefined) proxySecret = parseSecret(str(m.proxy_secret, 'metadata.proxy_secret'), 'metadata.proxy_secret');
-    if (m.proxy_secret_file !== undefined) {
-      const file = str(m.proxy_secret_file, 'metadata.proxy_secret_file');
-      proxySecret = parseSecret(readFile(file), `metadata.proxy_secret_file (${file})`);
-    }
+    if (secret !== undefined) proxySecret = parseSecret(secret, 'metadata.proxy_secret');
+    if (secretFile !== undefined) proxySecret = parseSecret(readFile(secretFile), `metadata.proxy_secret_file (${secretFile})`);
   } catch (err) {
-    throw new MetadataConfigError((err as Error).message);
+    // parseSecret's message starts with the key it was given; it never quotes the secret.
+    throw new SettingsError('', (err as Error).message);
   }
   return {
-    listen,
-    nats,
+    listen: m.listen ?? '0.0.0.0:8775',
+    nats: m.nats ?? 'nats://127.0.0.1:4222',
     ...(proxySecret ? { proxySecret } : {}),
-    tokens,
-    trustSourceAddress: trust,
-    availabilityZone: zone,
-    domain,
-    registryReplicas: replicas,
+    tokens: m.tokens ?? 'optional',
+    trustSourceAddress: m.trust_source_address ?? true,
+    availabilityZone: m.availability_zone ?? 'dc1a',
+    domain: m.domain ?? 'mammatus',
+    registryReplicas: m.registry_replicas ?? 1,
     vendorData: m.vendor_data ?? {},
-    proxy: { listen: proxyListen, upstreams: upstreams as string[], leasesFile: str(proxy.leases_file ?? '/var/lib/misc/dnsmasq.leases', 'metadata.proxy.leases_file') },
+    proxy: { listen: proxy.listen ?? '0.0.0.0:8776', upstreams: [...(proxy.upstreams ?? [])], leasesFile: proxy.leases_file ?? '/var/lib/misc/dnsmasq.leases' },
   };
 }
 
 function noFile(path: string): string {
   throw new Error(`cannot read ${path}`);
-}
-
-function fail(key: string, reason: string): never {
-  throw new MetadataConfigError(`${key}: ${reason}`);
-}
-
-function mapping(v: unknown, key: string): Plain {
-  if (v === null || v === undefined) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) fail(key, 'must be a mapping');
-  return v as Plain;
-}
-
-function unknownKeys(m: Plain, known: readonly string[], at: string): void {
-  for (const k of Object.keys(m)) if (!known.includes(k)) fail(`${at}.${k}`, 'unknown key');
-}
-
-function str(v: unknown, key: string): string {
-  if (typeof v !== 'string' || v.length === 0) fail(key, 'must be a non-empty string');
-  return v;
 }

@@ -4,8 +4,8 @@
  * addresses (Consul's join list, InfluxDB's host).
  */
 import { readFileSync } from 'node:fs';
-import type { Member } from '../../agent/types.js';
-import type { HostedService } from '../../roles/controller/services.js';
+import type { Member } from '../../core/contracts.js';
+import type { HostedService } from '../../core/contracts.js';
 import { parseRoleTag } from '../../core/members.js';
 import { parseMetadataSettings } from './config.js';
 import { startMetadataService, type RunningMetadataService } from './service.js';

@@ -10,8 +10,9 @@
  */
 import { isIP } from 'node:net';
 import { Document, isMap, isSeq, type Node } from 'yaml';
-import { isHostPort } from '../../agent/config/schema.js';
-import { ROLE_NAMES, type RoleName } from '../../roles/types.js';
+import { isDnsLabel, isHostPort, isHostname } from '../../core/net.js';
+import { ROLE_NAMES, type RoleName } from '../../core/members.js';
+import { SettingsError } from '../../core/validation.js';
 import { checkGossipKey } from './vendor-data-settings.js';
 
 /** What one node's bootstrap depends on. */
@@ -36,17 +37,6 @@ export interface NodeBootstrapInput {
   readonly rpcAuth?: string;
 }
 
-/** An input value that cannot go into a bootstrap; `field` names it. */
-export class NodeBootstrapError extends Error {
-  override readonly name = 'NodeBootstrapError';
-  constructor(
-    readonly field: string,
-    reason: string,
-  ) {
-    super(`${field}: ${reason}`);
-  }
-}
-
 /** Files the bootstrap writes on the host. */
 export const NODE_BOOTSTRAP_PATHS = {
   sources: '/etc/apt/sources.list.d/mammatus.sources',
@@ -58,37 +48,35 @@ export const NODE_BOOTSTRAP_PATHS = {
   agentConfig: '/etc/mammatus/agent.d/10-bootstrap.yaml',
 } as const;
 
-const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
-const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 const KEY_BLOCK = /-----BEGIN PGP PUBLIC KEY BLOCK-----[\s\S]+-----END PGP PUBLIC KEY BLOCK-----/;
 
 /**
  * Renders the `#cloud-config` user-data for one node.
  *
- * @throws NodeBootstrapError naming the first input field that is wrong.
+ * @throws SettingsError naming the first input field that is wrong.
  */
 export function renderNodeBootstrap(input: NodeBootstrapInput): string {
   const roles = checkRoles(input.roles);
   try {
     checkGossipKey(input.gossipKey, 'gossipKey');
   } catch (err) {
-    throw new NodeBootstrapError('gossipKey', (err as Error).message.replace(/^gossipKey: /, ''));
+    throw new SettingsError('gossipKey', (err as Error).message.replace(/^gossipKey: /, ''));
   }
-  if (input.hostname !== undefined && !LABEL.test(input.hostname)) throw new NodeBootstrapError('hostname', 'must be a DNS label');
+  if (input.hostname !== undefined && !isDnsLabel(input.hostname)) throw new SettingsError('hostname', 'must be a DNS label');
   input.join.forEach((j, i) => {
-    if (!(isIP(j) !== 0 || HOSTNAME.test(j) || isHostPort(j))) throw new NodeBootstrapError(`join.${i}`, 'must be host or host:port');
+    if (!(isIP(j) !== 0 || isHostname(j) || isHostPort(j))) throw new SettingsError(`join.${i}`, 'must be host or host:port');
   });
   const repo = checkUrl(input.aptRepoUrl, 'aptRepoUrl');
   if ((input.aptKeyArmored === undefined) === (input.aptKeyUrl === undefined)) {
-    throw new NodeBootstrapError('aptKeyArmored', 'give aptKeyArmored or aptKeyUrl (one of them)');
+    throw new SettingsError('aptKeyArmored', 'give aptKeyArmored or aptKeyUrl (one of them)');
   }
   if (input.aptKeyArmored !== undefined && !KEY_BLOCK.test(input.aptKeyArmored)) {
-    throw new NodeBootstrapError('aptKeyArmored', 'must be an ASCII-armoured PGP public key block');
+    throw new SettingsError('aptKeyArmored', 'must be an ASCII-armoured PGP public key block');
   }
   const keyUrl = input.aptKeyUrl === undefined ? undefined : checkUrl(input.aptKeyUrl, 'aptKeyUrl');
   const snapshot = input.snapshotPath ?? '/var/lib/serf/snapshot';
-  if (!snapshot.startsWith('/') || /\p{Cc}/u.test(snapshot)) throw new NodeBootstrapError('snapshotPath', 'must be an absolute path');
-  if (input.rpcAuth !== undefined && !/^[\x21-\x7e]+$/.test(input.rpcAuth)) throw new NodeBootstrapError('rpcAuth', 'must be printable ASCII without spaces');
+  if (!snapshot.startsWith('/') || /\p{Cc}/u.test(snapshot)) throw new SettingsError('snapshotPath', 'must be an absolute path');
+  if (input.rpcAuth !== undefined && !/^[\x21-\x7e]+$/.test(input.rpcAuth)) throw new SettingsError('rpcAuth', 'must be printable ASCII without spaces');
 
   // apt tells the key's format by the file's extension: .asc armoured, .gpg binary.
   const keyPath = `/etc/apt/keyrings/mammatus.${keyUrl && new URL(keyUrl).pathname.endsWith('.gpg') ? 'gpg' : 'asc'}`;
@@ -159,7 +147,7 @@ function flowLeaves(node: Node | null): void {
 
 function checkRoles(roles: readonly string[]): RoleName[] {
   roles.forEach((r, i) => {
-    if (!(ROLE_NAMES as readonly string[]).includes(r)) throw new NodeBootstrapError(`roles.${i}`, `unknown role (known: ${ROLE_NAMES.join(', ')})`);
+    if (!(ROLE_NAMES as readonly string[]).includes(r)) throw new SettingsError(`roles.${i}`, `unknown role (known: ${ROLE_NAMES.join(', ')})`);
   });
   return ROLE_NAMES.filter((r) => roles.includes(r));
 }
@@ -169,8 +157,8 @@ function checkUrl(value: string, field: string): string {
   try {
     url = new URL(value);
   } catch {
-    throw new NodeBootstrapError(field, 'must be an http:// or https:// URL');
+    throw new SettingsError(field, 'must be an http:// or https:// URL');
   }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || /\s/.test(value)) throw new NodeBootstrapError(field, 'must be an http:// or https:// URL');
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || /\s/.test(value)) throw new SettingsError(field, 'must be an http:// or https:// URL');
   return url.href;
 }

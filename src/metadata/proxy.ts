@@ -11,7 +11,7 @@
  */
 import { promises as fs } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Logger } from '../../agent/types.js';
+import type { Logger } from '../../core/contracts.js';
 import { parseLeases } from '../../roles/gateway/leases.js';
 import { IDENTITY_HEADERS, signIdentity } from './identity.js';
 

@@ -11,7 +11,7 @@
  * (docs/benchmarks.md §5: bare fastify reached 0.45–0.48 of one nginx worker, bare node:http 0.6–0.7).
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Logger } from '../../agent/types.js';
+import type { Logger } from '../../core/contracts.js';
 import { passedProxy, verifyIdentity } from './identity.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 import type { InstanceLookup } from '../registry/view.js';

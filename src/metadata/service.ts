@@ -5,7 +5,7 @@
  */
 import type { Server } from 'node:http';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from '../../agent/types.js';
+import type { Logger } from '../../core/contracts.js';
 import { connectNats } from '../../core/nats.js';
 import type { MetadataSettings } from './config.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
@@ -13,6 +13,7 @@ import { buildMetadataProxy, leaseFileLookup } from './proxy.js';
 import { RegistryView } from '../registry/view.js';
 import { buildMetadataApp } from './server.js';
 import { TokenAuthority } from './tokens.js';
+import { splitHostPort } from '../../core/net.js';
 
 /** Produces an instance's vendor-data (see vendor-data.ts); may be slow (it can mint credentials). */
 export type VendorDataSource = (record: InstanceRecord, callerIp: string) => Promise<string>;
@@ -35,11 +36,6 @@ export interface StartMetadataOptions {
   readonly log: Logger;
 }
 
-/** Splits `host:port` (IPv6 hosts in brackets). */
-export function splitHostPort(hostPort: string): { host: string; port: number } {
-  const i = hostPort.lastIndexOf(':');
-  return { host: hostPort.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(hostPort.slice(i + 1)) };
-}
 
 /**
  * Starts listening at once; the registry becomes available when NATS answers (until then every
@@ -79,7 +75,7 @@ export async function startMetadataService(opts: StartMetadataOptions): Promise<
     vendorData: opts.vendorData,
     log,
   });
-  const { host, port } = splitHostPort(opts.listen ?? settings.listen);
+  const { host, port } = splitHostPort(opts.listen ?? settings.listen, { allowPortZero: true });
   await app.listen({ host, port });
   const addr = app.server.address();
   const url = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : `http://${host}:${port}`;
@@ -114,7 +110,7 @@ export async function startMetadataProxy(opts: { settings: MetadataSettings; ups
   if (!upstreams.length) throw new Error('no upstream: pass --upstream URL or set metadata.proxy.upstreams');
   const leasesFile = opts.leasesFile ?? settings.proxy.leasesFile;
   const server = buildMetadataProxy({ upstreams, secret: settings.proxySecret, macOf: leaseFileLookup(leasesFile), log });
-  const { host, port } = splitHostPort(opts.listen ?? settings.proxy.listen);
+  const { host, port } = splitHostPort(opts.listen ?? settings.proxy.listen, { allowPortZero: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());

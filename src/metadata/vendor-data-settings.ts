@@ -4,8 +4,8 @@
  * ajv checks the shape and fills the defaults, the code below checks what a schema cannot (a gossip
  * key's decoded length, URLs, keys that depend on each other). Every error names its key.
  */
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parseDuration } from '../../core/duration.js';
+import { SettingsError, sectionChecker } from '../../core/validation.js';
 
 /** `metadata.vendor_data.consul`: a Consul client agent on every instance. */
 export interface ConsulSettings {
@@ -54,17 +54,6 @@ export interface VendorDataSettings {
   readonly consul: ConsulSettings;
   readonly vault: VaultSettings;
   readonly telegraf: TelegrafSettings;
-}
-
-/** A `metadata.vendor_data` key with a bad value; `key` is the full dotted key. */
-export class VendorDataSettingsError extends Error {
-  override readonly name = 'VendorDataSettingsError';
-  constructor(
-    readonly key: string,
-    readonly reason: string,
-  ) {
-    super(`${key}: ${reason}`);
-  }
 }
 
 const AT = 'metadata.vendor_data';
@@ -118,24 +107,37 @@ const SCHEMA = {
   },
 } as const;
 
-let validate: ValidateFunction | undefined;
+// What each patterned key may hold, in words an operator can act on.
+const HINTS: Readonly<Record<string, string>> = {
+  'consul.datacenter': 'must be 1–64 of A-Z, a-z, 0-9, - and _',
+  'consul.servers[]': 'must be an address without spaces',
+  'vault.role_id': 'must be printable ASCII without spaces',
+  'vault.approle_path': 'must be the auth mount, such as auth/approle',
+  'vault.role_name': 'must be 1–4095 of A-Z, a-z, 0-9, space, ., - and _',
+  'vault.token_file': 'must be an absolute path',
+  'telegraf.database': 'must be 1–64 of A-Z, a-z, 0-9, ., - and _',
+};
+
+// ajv fills the defaults (on a copy: never on the caller's frozen config).
+const checkSettings = sectionChecker<{ consul: ConsulSettings; vault: Omit<Mutable<VaultSettings>, 'enabled'> & { enabled?: boolean }; telegraf: Mutable<TelegrafSettings> }>({
+  at: AT,
+  schema: SCHEMA,
+  hints: HINTS,
+  useDefaults: true,
+});
 
 /**
  * Checks `raw` (the `metadata.vendor_data` mapping; absent or null = every default) and returns it
  * with defaults applied. Vault is on by default only when `vault.address` is set.
  *
- * @throws VendorDataSettingsError naming the first key that is wrong.
+ * @throws SettingsError naming the first key that is wrong.
  */
 export function parseVendorDataSettings(raw: unknown): VendorDataSettings {
-  // ajv fills defaults in place: work on a copy, never on the caller's (frozen) config.
-  const data: unknown = raw === undefined || raw === null ? {} : structuredClone(raw);
-  validate ??= new Ajv({ useDefaults: true, allErrors: false, strict: true }).compile(SCHEMA);
-  if (!validate(data)) throw explain(validate.errors?.[0]);
-  const s = data as { consul: ConsulSettings; vault: Omit<Mutable<VaultSettings>, 'enabled'> & { enabled?: boolean }; telegraf: Mutable<TelegrafSettings> };
+  const s = checkSettings(raw === undefined || raw === null ? {} : raw);
 
   if (s.consul.gossip_key !== undefined) checkGossipKey(s.consul.gossip_key, `${AT}.consul.gossip_key`);
   s.consul.servers?.forEach((v, i) => {
-    if (/\p{Cc}/u.test(v)) throw new VendorDataSettingsError(`${AT}.consul.servers.${i}`, 'must not contain control characters');
+    if (/\p{Cc}/u.test(v)) throw new SettingsError(`${AT}.consul.servers.${i}`, 'must not contain control characters');
   });
 
   const vault = { ...s.vault };
@@ -145,7 +147,7 @@ export function parseVendorDataSettings(raw: unknown): VendorDataSettings {
   const vaultEnabled = vault.enabled ?? vault.address !== undefined;
   if (vaultEnabled) {
     for (const key of ['address', 'role_id', 'role_name', 'token_file'] as const) {
-      if (vault[key] === undefined) throw new VendorDataSettingsError(`${AT}.vault.${key}`, 'is required when vault is enabled');
+      if (vault[key] === undefined) throw new SettingsError(`${AT}.vault.${key}`, 'is required when vault is enabled');
     }
   }
 
@@ -159,12 +161,12 @@ export function parseVendorDataSettings(raw: unknown): VendorDataSettings {
  * Checks a Serf or Consul gossip key: base64 of 16, 24 or 32 bytes (AES-128/192/256, what memberlist
  * accepts; `consul keygen` and `serf keygen` make 32).
  *
- * @throws VendorDataSettingsError naming `key`.
+ * @throws SettingsError naming `key`.
  */
 export function checkGossipKey(value: string, key: string): void {
   const bytes = Buffer.from(value, 'base64');
   if (bytes.toString('base64') !== value || ![16, 24, 32].includes(bytes.length)) {
-    throw new VendorDataSettingsError(key, 'must be base64 of 16, 24 or 32 bytes (consul keygen)');
+    throw new SettingsError(key, 'must be base64 of 16, 24 or 32 bytes (consul keygen)');
   }
 }
 
@@ -174,13 +176,13 @@ function checkUrl(value: string, key: string, pathAllowed: boolean): string {
   try {
     url = new URL(value);
   } catch {
-    throw new VendorDataSettingsError(key, 'must be an http:// or https:// URL');
+    throw new SettingsError(key, 'must be an http:// or https:// URL');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new VendorDataSettingsError(key, 'must be an http:// or https:// URL');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new SettingsError(key, 'must be an http:// or https:// URL');
   // Vendor-data is readable by whoever claims an instance's address (see docs/metadata.md): no secrets in it.
-  if (url.username || url.password) throw new VendorDataSettingsError(key, 'must not carry credentials: vendor-data is not secret');
-  if (url.search || url.hash) throw new VendorDataSettingsError(key, 'must not have a query or fragment');
-  if (!pathAllowed && url.pathname !== '/') throw new VendorDataSettingsError(key, 'must not have a path');
+  if (url.username || url.password) throw new SettingsError(key, 'must not carry credentials: vendor-data is not secret');
+  if (url.search || url.hash) throw new SettingsError(key, 'must not have a query or fragment');
+  if (!pathAllowed && url.pathname !== '/') throw new SettingsError(key, 'must not have a path');
   return url.href.replace(/\/+$/, '');
 }
 
@@ -190,39 +192,8 @@ function checkDuration(value: string, key: string, maxMs: number): void {
   try {
     ms = /^\d+$/.test(value) ? Number(value) * 1000 : parseDuration(value);
   } catch {
-    throw new VendorDataSettingsError(key, 'must be a duration such as 300, 90s or 15m');
+    throw new SettingsError(key, 'must be a duration such as 300, 90s or 15m');
   }
-  if (ms < 1000) throw new VendorDataSettingsError(key, 'must be at least 1s');
-  if (ms > maxMs) throw new VendorDataSettingsError(key, 'must be at most 1h: a wrapping token is meant to live minutes');
+  if (ms < 1000) throw new SettingsError(key, 'must be at least 1s');
+  if (ms > maxMs) throw new SettingsError(key, 'must be at most 1h: a wrapping token is meant to live minutes');
 }
-
-/** Turns ajv's first error into a key under `metadata.vendor_data` and a reason. */
-function explain(error: ErrorObject | undefined): VendorDataSettingsError {
-  if (!error) return new VendorDataSettingsError(AT, 'is invalid');
-  const path = error.instancePath.split('/').slice(1).join('.');
-  const at = path ? `${AT}.${path}` : AT;
-  const params = error.params as Record<string, unknown>;
-  switch (error.keyword) {
-    case 'additionalProperties':
-      return new VendorDataSettingsError(`${at}.${String(params.additionalProperty)}`, 'unknown key');
-    case 'type':
-      return new VendorDataSettingsError(at, `must be ${params.type === 'object' ? 'a mapping' : `a ${String(params.type)}`}`);
-    case 'pattern':
-      return new VendorDataSettingsError(at, PATTERN_HELP[path.replace(/\.\d+$/, '')] ?? 'has a character that is not allowed');
-    case 'minItems':
-      return new VendorDataSettingsError(at, 'must not be empty');
-    default:
-      return new VendorDataSettingsError(at, error.message ?? 'is invalid');
-  }
-}
-
-// What each patterned key may hold, in words an operator can act on.
-const PATTERN_HELP: Readonly<Record<string, string>> = {
-  'consul.datacenter': 'must be 1–64 of A-Z, a-z, 0-9, - and _',
-  'consul.servers': 'must be an address without spaces',
-  'vault.role_id': 'must be printable ASCII without spaces',
-  'vault.approle_path': 'must be the auth mount, such as auth/approle',
-  'vault.role_name': 'must be 1–4095 of A-Z, a-z, 0-9, space, ., - and _',
-  'vault.token_file': 'must be an absolute path',
-  'telegraf.database': 'must be 1–64 of A-Z, a-z, 0-9, ., - and _',
-};

@@ -28,7 +28,6 @@ export { CONSUL_BIND_TEMPLATE, type VendorDataInstance } from './vendor-data-con
 export {
   checkGossipKey,
   parseVendorDataSettings,
-  VendorDataSettingsError,
   type ConsulSettings,
   type TelegrafSettings,
   type VaultSettings,

@@ -6,7 +6,7 @@
  * token, while a flood of requests cannot mint without bound.
  */
 import { readFileSync } from 'node:fs';
-import type { Logger } from '../../agent/types.js';
+import type { Logger } from '../../core/contracts.js';
 import type { MetadataSettings } from './config.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 import type { VendorDataSource } from './service.js';

@@ -6,30 +6,11 @@
  * compute node never stops or deletes anything because the controllers went away.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from '../../agent/types.js';
-import type { InstanceObserved, InstanceRecord } from '../../core/instance-record.js';
+import type { InstanceRecord } from '../../core/instance-record.js';
+import type { ComputeRegistryFactory } from '../../core/contracts.js';
 import { InstanceNotFoundError, InstanceRegistry } from './registry.js';
 import { RegistryView } from './view.js';
 import { connectNats } from '../../core/nats.js';
-
-/** A live status to record; the link adds the time. */
-export type ObservedWrite = Omit<InstanceObserved, 'at'>;
-
-/** What the compute role reads from and writes to the registry. */
-export interface ComputeRegistry {
-  /** The latest records, or undefined before the first full read. */
-  snapshot(): readonly InstanceRecord[] | undefined;
-  /** Sets a record's IPs (its real addresses); a record gone meanwhile is not an error. */
-  setIps(id: string, ips: readonly string[]): Promise<void>;
-  /** Records what the node sees the instance do (`observed`); a record gone meanwhile is not an error. */
-  setObserved(id: string, observed: ObservedWrite): Promise<void>;
-  /** Removes a record (after its container was deleted); one gone already is not an error. */
-  remove(id: string): Promise<void>;
-  stop(): Promise<void>;
-}
-
-/** Opens the link on these NATS servers; `onChange` is called (debounced) after each change. */
-export type ComputeRegistryFactory = (servers: readonly string[], onChange: () => void, log: Logger) => ComputeRegistry;
 
 /**
  * A burst of registry changes (a launch registers the record, then sets it running, milliseconds

@@ -4,7 +4,7 @@
  * an outage of the controllers never takes reservations away from the LAN.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { InstanceFeed, InstanceFeedFactory, InstanceSummary } from '../../roles/types.js';
+import type { InstanceFeed, InstanceFeedFactory, InstanceSummary } from '../../core/contracts.js';
 import { connectNats } from '../../core/nats.js';
 import { RegistryView } from './view.js';
 

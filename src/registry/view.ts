@@ -6,7 +6,7 @@
  */
 import { KvWatchInclude } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from '../../agent/types.js';
+import type { Logger } from '../../core/contracts.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 import { InstanceRegistry, parseEntry, registryKeys } from './registry.js';
 

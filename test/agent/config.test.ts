@@ -4,13 +4,14 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  ConfigError,
   loadConfig,
   mergeConfig,
   validateConfig,
   type LoadConfigOptions,
 } from '../../agent/config/load.js';
-import { DEFAULT_CONFIG, isHostPort } from '../../agent/config/schema.js';
+import { DEFAULT_CONFIG } from '../../agent/config/schema.js';
+import { isHostPort } from '../../core/net.js';
+import { SettingsError } from '../../core/validation.js';
 
 let dir: string;
 
@@ -34,14 +35,14 @@ function load(opts: LoadConfigOptions = {}) {
   return loadConfig({ env: {}, ...opts });
 }
 
-/** The ConfigError `promise` rejects with. */
-async function failure(promise: Promise<unknown>): Promise<ConfigError> {
+/** The SettingsError `promise` rejects with. */
+async function failure(promise: Promise<unknown>): Promise<SettingsError> {
   const err = await promise.then(
     () => undefined,
     (e: unknown) => e,
   );
-  expect(err).toBeInstanceOf(ConfigError);
-  return err as ConfigError;
+  expect(err).toBeInstanceOf(SettingsError);
+  return err as SettingsError;
 }
 
 describe('loadConfig', () => {
@@ -141,7 +142,7 @@ describe('loadConfig', () => {
     const extra = await put('agent.d/30-z.yaml', 'serf:\n  rpc_port: 7373\n');
     const err = await failure(load({ path: main }));
     expect(err.message).toBe(`${extra}: serf.rpc_port: unknown key`);
-    expect(err).toMatchObject({ name: 'ConfigError', file: extra, key: 'serf.rpc_port' });
+    expect(err).toMatchObject({ name: 'SettingsError', file: extra, key: 'serf.rpc_port' });
 
     await put('agent.d/30-z.yaml', 'state_dirs: /x\n');
     expect((await failure(load({ path: main }))).message).toBe(`${extra}: state_dirs: unknown key`);
@@ -165,7 +166,7 @@ describe('loadConfig', () => {
 
   it('refuses a duration that does not parse, quoting it', async () => {
     const main = await put('agent.yaml', 'dispatch: { handler_timeout: 30 }\n');
-    expect((await failure(load({ path: main }))).message).toBe(`${main}: dispatch.handler_timeout: must be string`);
+    expect((await failure(load({ path: main }))).message).toBe(`${main}: dispatch.handler_timeout: must be a string`);
     await put('agent.yaml', 'dispatch: { slow_handler: "1 s" }\n');
     expect((await failure(load({ path: main }))).message).toBe(
       `${main}: dispatch.slow_handler: invalid duration "1 s": unknown unit " s" (use ns, us, ms, s, m or h)`,
@@ -226,7 +227,7 @@ describe('validateConfig', () => {
 
   it('prefixes errors with the source it is given', () => {
     expect(() => validateConfig({ ...DEFAULT_CONFIG, watch_config: 'yes' }, 'f.yaml')).toThrow(
-      'f.yaml: watch_config: must be boolean',
+      'f.yaml: watch_config: must be true or false',
     );
     expect(() => validateConfig({ ...DEFAULT_CONFIG, log: {} })).toThrow(/^log\.level: is required$/);
   });

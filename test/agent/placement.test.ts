@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { liveStatus } from '../../agent/cli/instance.js';
 import { chooseNode, parseCapacityAnswer, unfitReason, type CapacitySurvey } from '../../agent/cli/placement.js';
-import type { Member } from '../../agent/types.js';
+import type { Member } from '../../core/contracts.js';
 import { buildCapacity, type CapacityAnswer } from '../../roles/compute/capacity.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 

@@ -4,8 +4,14 @@ import {
   contains,
   formatCidr,
   formatIPv4,
+  isDnsLabel,
+  isDnsName,
+  isHostname,
   isHostOf,
+  isHostPort,
   isIPv4,
+  parseHostPort,
+  urlHost,
   netmask,
   network,
   parseCidr,
@@ -120,4 +126,44 @@ describe('parseIPv4Port', () => {
       expect(parseIPv4Port(text)).toBeUndefined();
     },
   );
+});
+
+describe('isDnsLabel', () => {
+  it.each([
+    ['web-1', true],
+    ['a', true],
+    ['A1', true],
+    ['x'.repeat(63), true],
+    ['x'.repeat(64), false],
+    ['-a', false],
+    ['a-', false],
+    ['bad_name!', false],
+    ['a.b', false],
+    ['', false],
+  ])('isDnsLabel(%j) is %s', (text, ok) => {
+    expect(isDnsLabel(text)).toBe(ok);
+  });
+});
+
+describe('host names and host:port', () => {
+  it('reads host:port with an IPv4 address, a host name or [IPv6]', () => {
+    expect(parseHostPort('127.0.0.1:7373')).toEqual({ host: '127.0.0.1', port: 7373 });
+    expect(parseHostPort('[::1]:7373')).toEqual({ host: '::1', port: 7373 });
+    expect(parseHostPort('serf_1.lab:7373')).toEqual({ host: 'serf_1.lab', port: 7373 });
+    for (const bad of ['127.0.0.1', ':7373', 'h:0', 'h:65536', '::1:7373', 'h:07', '[nope]:1', 'a b:1']) expect(parseHostPort(bad), bad).toBeUndefined();
+    expect(parseHostPort('0.0.0.0:0', { allowPortZero: true })).toEqual({ host: '0.0.0.0', port: 0 });
+    expect(isHostPort('localhost:9324')).toBe(true);
+  });
+  it('tells host names, DNS labels and DNS names apart', () => {
+    expect(isHostname('node_1.lab.')).toBe(true);
+    expect(isHostname('-x')).toBe(false);
+    expect(isDnsName('lab.example')).toBe(true);
+    expect(isDnsName('lab_1.example')).toBe(false);
+    expect(isDnsName(`${'a'.repeat(63)}.`.repeat(4) + 'a')).toBe(false);
+  });
+  it('brackets IPv6 addresses for URLs', () => {
+    expect(urlHost('fd00::1')).toBe('[fd00::1]');
+    expect(urlHost('10.0.0.1')).toBe('10.0.0.1');
+    expect(urlHost('[fd00::1]')).toBe('[fd00::1]');
+  });
 });

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import type { AgentView, RoleStatus } from '../../agent/types.js';
+import type { AgentView } from '../../agent/types.js';
+import type { RoleStatus } from '../../roles/types.js';
 import { buildStatus, registerStatus, STATUS_MAX_BYTES, STATUS_QUERY } from '../../handlers/status.js';
 
 function view(roleStatus: Record<string, RoleStatus>, node = 'node-1'): AgentView {

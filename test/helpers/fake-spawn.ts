@@ -4,7 +4,7 @@
  * SIGHUP is recorded without ending the process, as daemons reload on it; any other signal ends it
  * unless the test says the process ignores it.
  */
-import type { Daemon, Spawn } from '../../roles/types.js';
+import type { Daemon, Spawn } from '../../core/contracts.js';
 
 /** One process the fake started. */
 export interface FakeProcess {

@@ -3,7 +3,7 @@
  * script, so tests assert on the exact commands a role issued instead of mocking modules.
  */
 import { CommandFailedError } from '../../core/exec.js';
-import type { Run, RunOptions, RunResult } from '../../roles/types.js';
+import type { Run, RunOptions, RunResult } from '../../core/contracts.js';
 
 /**
  * Decides the outcome of one call from its argv. Return a result, an `Error` to reject with, or

@@ -1,7 +1,7 @@
 /** Contract test over the role registry: names match keys, render is pure and deterministic. */
 import { describe, expect, it } from 'vitest';
 import { buildRoles } from '../../roles/index.js';
-import { ROLE_NAMES } from '../../roles/types.js';
+import { ROLE_NAMES } from '../../core/members.js';
 
 // Rendering never spawns: a spawner that throws proves it.
 const roles = buildRoles({

@@ -2,7 +2,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { RoleSupervisor } from '../../roles/scheduler.js';
-import type { Member } from '../../agent/types.js';
+import type { Member } from '../../core/contracts.js';
 import type { Role } from '../../roles/types.js';
 import { memoryFiles } from '../helpers/memory-files.js';
 import { recordingRun } from '../helpers/recording-run.js';

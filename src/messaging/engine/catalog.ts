@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { KV, KvEntry } from '@nats-io/kv';
-import type { Logger } from '../../../agent/types.js';
+import type { Logger } from '../../../core/contracts.js';
 import { sqsError } from '../errors.js';
 import { KvCache } from './kv-cache.js';
 

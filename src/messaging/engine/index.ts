@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from '../../../agent/types.js';
+import type { Logger } from '../../../core/contracts.js';
 import type { EngineSettings } from '../settings.js';
 import type { SnsEngine } from '../sns-engine.js';
 import { QueueCatalog } from './catalog.js';

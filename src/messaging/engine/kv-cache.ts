@@ -4,7 +4,7 @@
  * bucket, so a record created on another controller a moment ago is still found.
  */
 import { KvWatchInclude, type KV, type KvEntry } from '@nats-io/kv';
-import type { Logger } from '../../../agent/types.js';
+import type { Logger } from '../../../core/contracts.js';
 
 interface Slot<T> {
   readonly value: T | undefined;

@@ -14,7 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { KV, KvEntry } from '@nats-io/kv';
-import type { Logger } from '../../../agent/types.js';
+import type { Logger } from '../../../core/contracts.js';
 import { MessagingError, sqsError } from '../errors.js';
 import type * as Sqs from '../sqs-engine.js';
 import type { QueueCatalog, QueueRecord } from './catalog.js';

@@ -5,7 +5,7 @@
  * new receive count and visibility are stored, a delete after the message is gone. A controller
  * that takes the queue over therefore rebuilds exactly what clients were told.
  */
-import type { Logger } from '../../../agent/types.js';
+import type { Logger } from '../../../core/contracts.js';
 import { sqsError } from '../errors.js';
 import { verifyReceiptHandle } from '../receipt.js';
 import type { ReceivedMessage, ReceiveMessageRequest, RequestContext } from '../sqs-engine.js';

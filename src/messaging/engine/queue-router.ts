@@ -24,7 +24,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { Logger } from '../../../agent/types.js';
+import type { Logger } from '../../../core/contracts.js';
 import type { ReceivedMessage, ReceiveMessageRequest, RequestContext } from '../sqs-engine.js';
 import type { QueueCatalog, QueueRecord } from './catalog.js';
 import { fromWireError, rpcPack, rpcUnpack, toWireError, type WireError } from './codec.js';

@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
-import type { Logger } from '../../../agent/types.js';
+import type { Logger } from '../../../core/contracts.js';
 import { MessagingError } from '../errors.js';
 import type { SnsSettings } from '../settings.js';
 import type { MessageAttributes } from '../sqs-engine.js';

@@ -6,7 +6,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KvEntry } from '@nats-io/kv';
-import type { Logger } from '../../../agent/types.js';
+import type { Logger } from '../../../core/contracts.js';
 import { MessagingError, snsError } from '../errors.js';
 import type * as Sns from '../sns-engine.js';
 import type { SnsSettings } from '../settings.js';

@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, it, expect } from 'vitest';
 import { pino } from 'pino';
 import { SerfClient, type QueryRecord, type SerfEvent } from '../../../agent/serf/client.js';
-import { SerfConnection, splitHostPort } from '../../../agent/serf/connection.js';
+import { SerfConnection } from '../../../agent/serf/connection.js';
+import { splitHostPort } from '../../../core/net.js';
 import { ConnectionClosedError, ProtocolError, RequestTimeoutError, SerfAuthError, SerfRpcError } from '../../../agent/serf/errors.js';
 import { encodeValue } from '../../../agent/serf/codec.js';
 import { startFakeSerf, until, type FakeSerf } from '../../helpers/fake-serf.js';

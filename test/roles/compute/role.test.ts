@@ -6,7 +6,7 @@
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildComputeRole, computeConfigured, registryServersPath, type ComputeRole } from '../../../roles/compute/index.js';
-import type { ComputeRegistry } from '../../../src/registry/compute-link.js';
+import type { ComputeRegistry } from '../../../core/contracts.js';
 import type { StartContext, DesiredState } from '../../../roles/types.js';
 import type { InstanceRecord } from '../../../core/instance-record.js';
 import { memoryFiles } from '../../helpers/memory-files.js';

@@ -9,8 +9,9 @@ import { readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import type { Member } from '../../../agent/types.js';
-import { ControllerConfigError, CONTROLLER_DEFAULTS } from '../../../roles/controller/config.js';
+import type { Member } from '../../../core/contracts.js';
+import { CONTROLLER_DEFAULTS } from '../../../roles/controller/config.js';
+import { SettingsError } from '../../../core/validation.js';
 import {
   buildNatsConfig,
   controllerRoutes,
@@ -130,8 +131,8 @@ describe('the rendered nats-server config', () => {
     expect(() => buildNatsConfig('has space', CONTROLLER_DEFAULTS, [])).toThrow(/cannot be a NATS server name/);
   });
 
-  it('reports an invalid setting as a ControllerConfigError naming the key', () => {
-    expect(() => renderController({ node: 'n', config: { nats: { listen: 'nope' } }, members: [] })).toThrow(ControllerConfigError);
+  it('reports an invalid setting as a SettingsError naming the key', () => {
+    expect(() => renderController({ node: 'n', config: { nats: { listen: 'nope' } }, members: [] })).toThrow(SettingsError);
     expect(() => renderController({ node: 'n', config: { nats: { listen: 'nope' } }, members: [] })).toThrow(/^roles\.controller\.nats\.listen: /);
   });
 });

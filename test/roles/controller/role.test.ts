@@ -5,7 +5,7 @@
  */
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { Member } from '../../../agent/types.js';
+import type { Member } from '../../../core/contracts.js';
 import { applyRole } from '../../../roles/apply.js';
 import { buildControllerRole, type ControllerDeps, type HostedService } from '../../../roles/controller/index.js';
 import type { DesiredState, Role } from '../../../roles/types.js';

@@ -1,8 +1,9 @@
 /** Hosted services: start in order, failures reported and retried, membership passed on, stop in reverse. */
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { Member } from '../../../agent/types.js';
-import { HostedServices, type HostedService, type HostedServiceContext } from '../../../roles/controller/services.js';
+import type { Member } from '../../../core/contracts.js';
+import { HostedServices } from '../../../roles/controller/services.js';
+import { type HostedService, type HostedServiceContext } from '../../../core/contracts.js';
 
 const log = pino({ level: 'silent' });
 const ctx = { node: 'c1', natsUrl: 'nats://127.0.0.1:4222', members: [] as Member[] };

@@ -2,7 +2,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { DnsmasqSupervisor } from '../../../roles/gateway/dnsmasq.js';
-import type { Daemon, Spawn } from '../../../roles/types.js';
+import type { Daemon, Spawn } from '../../../core/contracts.js';
 
 function fakeSpawn() {
   const started: { args: readonly string[]; exit: (code: number | null) => void; killed: string[] }[] = [];

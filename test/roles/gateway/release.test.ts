@@ -1,6 +1,6 @@
 /** Which leases the gateway gives back after an apply, so no stale name outlives its reservation. */
 import { describe, expect, it } from 'vitest';
-import type { Member } from '../../../agent/types.js';
+import type { Member } from '../../../core/contracts.js';
 import type { Lease } from '../../../roles/gateway/leases.js';
 import { leasesToRelease, parseMembersFile, renderMembersFile } from '../../../roles/gateway/release.js';
 

@@ -1,6 +1,6 @@
 /** Registered instances at the gateway: DHCP reservations and names, never over config or members. */
 import { describe, expect, it } from 'vitest';
-import type { Member } from '../../../agent/types.js';
+import type { Member } from '../../../core/contracts.js';
 import { parseGatewayConfig } from '../../../roles/gateway/config.js';
 import { registryServers } from '../../../roles/gateway/index.js';
 import { renderGateway } from '../../../roles/gateway/render.js';

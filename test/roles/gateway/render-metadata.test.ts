@@ -1,6 +1,6 @@
 /** The metadata proxy's config: upstreams from Serf's controllers, or configured; none without a secret. */
 import { describe, expect, it } from 'vitest';
-import type { Member } from '../../../agent/types.js';
+import type { Member } from '../../../core/contracts.js';
 import { parseGatewayConfig } from '../../../roles/gateway/config.js';
 import { metadataUpstreams, renderMetadataProxyConf } from '../../../roles/gateway/render-metadata.js';
 

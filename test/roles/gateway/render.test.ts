@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { parse } from 'yaml';
-import type { Member } from '../../../agent/types.js';
+import type { Member } from '../../../core/contracts.js';
 import type { DesiredState, RenderedFile } from '../../../roles/types.js';
 import { parseGatewayConfig } from '../../../roles/gateway/config.js';
 import { renderDnsmasqConf } from '../../../roles/gateway/render-dnsmasq.js';

@@ -1,6 +1,6 @@
 /** What a gateway says about the instances it serves: its status line and `mammatus.reservations`. */
 import { describe, expect, it } from 'vitest';
-import type { Member } from '../../../agent/types.js';
+import type { Member } from '../../../core/contracts.js';
 import { answerReservations, servedFacts } from '../../../roles/gateway/served.js';
 import type { DesiredState } from '../../../roles/types.js';
 

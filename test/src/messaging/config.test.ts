@@ -1,5 +1,6 @@
 import { expect, test } from 'vitest';
-import { MESSAGING_DEFAULTS, MessagingConfigError, parseMessagingConfig } from '../../../src/messaging/config.js';
+import { MESSAGING_DEFAULTS, parseMessagingConfig } from '../../../src/messaging/config.js';
+import { SettingsError } from '../../../core/validation.js';
 
 const creds = [{ access_key_id: 'AKIDONE', secret_access_key: 'secret-one' }];
 
@@ -33,7 +34,7 @@ test.each([
   [{ credentials: creds, max_request_bytes: 1000 }, 'messaging.max_request_bytes:'],
   [[], 'messaging: must be a mapping'],
 ])('%j is refused', (raw, message) => {
-  expect(() => parseMessagingConfig(raw)).toThrow(MessagingConfigError);
+  expect(() => parseMessagingConfig(raw)).toThrow(SettingsError);
   expect(() => parseMessagingConfig(raw)).toThrow(message);
 });
 

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { parse } from 'yaml';
-import { NodeBootstrapError, renderNodeBootstrap, type NodeBootstrapInput } from '../../../src/metadata/node-bootstrap.js';
+import { SettingsError } from '../../../core/validation.js';
+import { renderNodeBootstrap, type NodeBootstrapInput } from '../../../src/metadata/node-bootstrap.js';
 
 const GOLDEN = join(import.meta.dirname, '__golden__', 'node-bootstrap');
 const EXAMPLE_FILE = join(import.meta.dirname, '..', '..', '..', 'cloud-init', 'node', 'user-data.example.yaml');
@@ -108,7 +109,7 @@ describe('renderNodeBootstrap', () => {
     [{ snapshotPath: 'serf.snapshot' }, 'snapshotPath: must be an absolute path'],
     [{ rpcAuth: 'two words' }, 'rpcAuth: must be printable ASCII without spaces'],
   ] as [Partial<NodeBootstrapInput>, string][])('refuses %j', (patch, message) => {
-    expect(() => renderNodeBootstrap({ ...EXAMPLE, ...patch })).toThrow(NodeBootstrapError);
+    expect(() => renderNodeBootstrap({ ...EXAMPLE, ...patch })).toThrow(SettingsError);
     expect(() => renderNodeBootstrap({ ...EXAMPLE, ...patch })).toThrow(message);
   });
 });

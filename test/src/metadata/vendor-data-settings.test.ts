@@ -1,6 +1,7 @@
 /** `metadata.vendor_data`: defaults, and an error naming the key for every kind of mistake. */
 import { describe, expect, it } from 'vitest';
-import { parseVendorDataSettings, VendorDataSettingsError } from '../../../src/metadata/vendor-data.js';
+import { parseVendorDataSettings } from '../../../src/metadata/vendor-data.js';
+import { SettingsError } from '../../../core/validation.js';
 import { GOSSIP_KEY } from './vendor-fixtures.js';
 
 const VAULT = { address: 'https://vault.lab:8200', role_id: 'r-1', role_name: 'instances', token_file: '/etc/mammatus/vault-token' };
@@ -40,13 +41,13 @@ describe('parseVendorDataSettings', () => {
   it.each([
     [[], 'metadata.vendor_data: must be a mapping'],
     [{ nomad: {} }, 'metadata.vendor_data.nomad: unknown key'],
-    [{ consul: { enabled: 'yes' } }, 'metadata.vendor_data.consul.enabled: must be a boolean'],
+    [{ consul: { enabled: 'yes' } }, 'metadata.vendor_data.consul.enabled: must be true or false'],
     [{ consul: { dc: 'x' } }, 'metadata.vendor_data.consul.dc: unknown key'],
     [{ consul: { datacenter: 'dc 1' } }, 'metadata.vendor_data.consul.datacenter: must be 1–64 of A-Z, a-z, 0-9, - and _'],
     [{ consul: { gossip_key: 'c2VjcmV0' } }, 'metadata.vendor_data.consul.gossip_key: must be base64 of 16, 24 or 32 bytes (consul keygen)'],
     [{ consul: { gossip_key: `${GOSSIP_KEY.slice(0, -1)}!` } }, 'metadata.vendor_data.consul.gossip_key: must be base64'],
     [{ consul: { servers: [] } }, 'metadata.vendor_data.consul.servers: must not be empty'],
-    [{ consul: { servers: ['10.0.0.1', 'a b'] } }, 'metadata.vendor_data.consul.servers.1: must be an address without spaces'],
+    [{ consul: { servers: ['10.0.0.1', 'a b'] } }, 'metadata.vendor_data.consul.servers[1]: must be an address without spaces'],
     [{ consul: { servers: ['a\u0000'] } }, 'metadata.vendor_data.consul.servers.0: must not contain control characters'],
     [{ vault: { enabled: true } }, 'metadata.vendor_data.vault.address: is required when vault is enabled'],
     [{ vault: { address: 'http://v:8200' } }, 'metadata.vendor_data.vault.role_id: is required when vault is enabled'],
@@ -69,8 +70,8 @@ describe('parseVendorDataSettings', () => {
     } catch (err) {
       error = err;
     }
-    expect(error).toBeInstanceOf(VendorDataSettingsError);
+    expect(error).toBeInstanceOf(SettingsError);
     expect((error as Error).message).toContain(message);
-    expect((error as VendorDataSettingsError).key).toBe(message.split(':')[0]);
+    expect((error as SettingsError).key).toBe(message.split(':')[0]);
   });
 });
