@@ -11,16 +11,17 @@ import { parseDuration } from '../core/duration.js';
 import { setLogLevel } from '../core/logger.js';
 import { EventDedupe, type Watermarks } from './dispatch/dedupe.js';
 import { Dispatcher, type QueryAnswer } from './dispatch/dispatcher.js';
-import { RoleSupervisor } from '../roles/scheduler.js';
+import { RoleScheduler } from '../roles/scheduler.js';
 import { SerfSession } from './serf/session.js';
 import type { SerfClient, MemberEvent } from './serf/client.js';
 import { type AgentView } from './types.js';
 import { MEMBER_EVENT_TYPES, type Logger, type Member } from '../core/contracts.js';
 import { registerBuiltinHandlers } from '../handlers/index.js';
 import { parseRoleTag } from '../core/members.js';
-import type { Role } from '../roles/types.js';
+import type { RoleSource } from '../roles/types.js';
 import type { FileOps, Run } from '../core/contracts.js';
 import { AGENT_TAG, ROLE_TAG } from '../core/members.js';
+import { detach } from '../core/errors.js';
 
 /** Everything the agent needs from outside; tests pass their own. */
 export interface AgentDeps {
@@ -30,7 +31,8 @@ export interface AgentDeps {
   readonly log: Logger;
   readonly run: Run;
   readonly files: FileOps;
-  readonly registry: Readonly<Record<string, Role>>;
+  /** Every role this agent can run; a function loads the role's module when the node first takes it. */
+  readonly roles: Readonly<Record<string, RoleSource>>;
   readonly version: string;
   /** Extra handlers (tests, later roles), registered after the built-in ones. */
   readonly registerHandlers?: (dispatcher: Dispatcher, view: AgentView) => void;
@@ -68,8 +70,19 @@ export function createAgent(deps: AgentDeps): Agent {
   let pollTimer: NodeJS.Timeout | undefined;
   let polling = false;
 
-  const supervisor = new RoleSupervisor({
-    registry: deps.registry,
+  const timings = (c: AgentConfig) => ({
+    handlerTimeoutMs: parseDuration(c.dispatch.handler_timeout),
+    slowHandlerMs: parseDuration(c.dispatch.slow_handler),
+    queryTimeoutMs: parseDuration(c.dispatch.query_timeout),
+  });
+  const dispatcher = new Dispatcher({ log: log.child({ component: 'dispatch' }), node: () => nodeName, dedupe, ...timings(loaded.config) });
+  const scheduler = new RoleScheduler({
+    roles: deps.roles,
+    // A role's queries are answered while the role runs here (the dispatcher streams every query).
+    queries: {
+      add: (name, answer) => dispatcher.on(`query:${name}`, (q) => answer(q.payload) as QueryAnswer | Promise<QueryAnswer>),
+      remove: (name) => dispatcher.off(`query:${name}`),
+    },
     run: deps.run,
     files: deps.files,
     log,
@@ -87,26 +100,12 @@ export function createAgent(deps: AgentDeps): Agent {
     version: deps.version,
     node: () => nodeName,
     uptimeSeconds: () => Math.floor((Date.now() - startedAt) / 1000),
-    roles: () => supervisor.roles(),
-    roleStatus: () => supervisor.statuses(),
-    reconcile: (role) => supervisor.reconcile(role ? [role] : undefined, 'mammatus.reconcile'),
-    roleConfig: (r) => roleConfig(r),
-    roleFacts: (r) => supervisor.facts(r),
+    roles: () => scheduler.roles(),
+    roleStatus: () => scheduler.statuses(),
+    reconcile: (role) => scheduler.reconcile(role ? [role] : undefined, 'mammatus.reconcile'),
   };
 
-  const timings = (c: AgentConfig) => ({
-    handlerTimeoutMs: parseDuration(c.dispatch.handler_timeout),
-    slowHandlerMs: parseDuration(c.dispatch.slow_handler),
-    queryTimeoutMs: parseDuration(c.dispatch.query_timeout),
-  });
-  const dispatcher = new Dispatcher({ log: log.child({ component: 'dispatch' }), node: () => nodeName, dedupe, ...timings(loaded.config) });
   registerBuiltinHandlers(dispatcher, view);
-  // Queries a role declares are registered once and answered while the role runs on this node.
-  for (const [roleName, role] of Object.entries(deps.registry)) {
-    for (const query of Object.keys(role.queries ?? {})) {
-      dispatcher.on(`query:${query}`, (q) => supervisor.answer(roleName, query, q.payload) as QueryAnswer | Promise<QueryAnswer>);
-    }
-  }
   for (const type of MEMBER_EVENT_TYPES) dispatcher.on(type, (ev) => onMemberEvent(ev as MemberEvent));
   deps.registerHandlers?.(dispatcher, view);
 
@@ -118,18 +117,21 @@ export function createAgent(deps: AgentDeps): Agent {
     selfTag = tag;
     const parsed = parseRoleTag(tag);
     log.info({ roles: parsed.roles, unknown: parsed.unknown }, 'roles from the role tag');
-    return supervisor.setRoles(parsed.roles, parsed.unknown);
+    return scheduler.setRoles(parsed.roles, parsed.unknown);
   }
+
+  /** Work nobody waits for: its failure is logged, never an unhandled rejection. */
+  const background = (work: Promise<unknown>, what: string) => detach(work, (err) => log.error({ err }, what));
 
   function onMemberEvent(ev: MemberEvent): void {
     for (const m of ev.members) {
       if (ev.type === 'member-reap') members.delete(m.name);
       else members.set(m.name, m);
     }
-    // Role work is queued in the supervisor, not awaited: a long apply must not hold up the
+    // Role work is queued in the scheduler, not awaited: a long apply must not hold up the
     // event queue (and time out this handler).
-    if (ev.members.some((m) => m.name === nodeName)) void syncSelfRoles();
-    void supervisor.onMemberEvent(ev.type);
+    if (ev.members.some((m) => m.name === nodeName)) background(syncSelfRoles(), 'applying the role tag failed');
+    background(scheduler.onMemberEvent(ev.type), 'reconciling after a member event failed');
   }
 
   async function onConnected(admin: SerfClient): Promise<void> {
@@ -141,9 +143,12 @@ export function createAgent(deps: AgentDeps): Agent {
     log.info({ node: nodeName, members: members.size }, 'connected to serf');
     const reconnected = ready;
     // Roles apply in the background so the event stream starts flowing at once.
-    void syncSelfRoles()
-      .then(() => (reconnected ? supervisor.onMembershipResync() : undefined))
-      .then(() => markReady(admin));
+    background(
+      syncSelfRoles()
+        .then(() => (reconnected ? scheduler.onMembershipResync() : undefined))
+        .then(() => markReady(admin)),
+      'applying roles after connecting to serf failed',
+    );
   }
 
   /**
@@ -152,7 +157,7 @@ export function createAgent(deps: AgentDeps): Agent {
    * reconcile as soon as it differs. Nodes without such roles make no calls.
    */
   async function pollMembers(): Promise<void> {
-    if (polling || stopping || !session?.connected || !supervisor.hasMembershipWatchers()) return;
+    if (polling || stopping || !session?.connected || !scheduler.hasMembershipWatchers()) return;
     polling = true;
     try {
       const fresh = await (await session.adminClient()).members();
@@ -163,8 +168,8 @@ export function createAgent(deps: AgentDeps): Agent {
       if (fresh.length === before.size && fresh.every((m) => before.has(key(m)))) return;
       members.clear();
       for (const m of fresh) members.set(m.name, m);
-      void syncSelfRoles();
-      void supervisor.onMembershipResync('members poll');
+      background(syncSelfRoles(), 'applying the role tag failed');
+      background(scheduler.onMembershipResync('members poll'), 'reconciling after a membership change failed');
     } catch (err) {
       log.debug({ err }, 'members poll failed'); // the session reconnects by itself
     } finally {
@@ -176,7 +181,7 @@ export function createAgent(deps: AgentDeps): Agent {
     clearInterval(pollTimer);
     const every = parseDuration(c.serf.members_poll);
     if (every <= 0) return;
-    pollTimer = setInterval(() => void pollMembers(), every);
+    pollTimer = setInterval(() => background(pollMembers(), 'members poll failed'), every);
     pollTimer.unref();
   }
 
@@ -186,7 +191,7 @@ export function createAgent(deps: AgentDeps): Agent {
     }
     if (!ready) {
       ready = true;
-      log.info({ node: nodeName, roles: supervisor.roles(), version: deps.version }, 'agent ready');
+      log.info({ node: nodeName, roles: scheduler.roles(), version: deps.version }, 'agent ready');
       deps.onReady?.();
     }
   }
@@ -224,7 +229,7 @@ export function createAgent(deps: AgentDeps): Agent {
     async start() {
       await restoreWatermarks();
       // Watermarks advance as handlers finish; persist them at most once a second.
-      saveTimer = setInterval(() => void saveWatermarks(), 1000);
+      saveTimer = setInterval(() => background(saveWatermarks(), 'saving event watermarks failed'), 1000);
       saveTimer.unref();
       session = buildSession(loaded.config);
       startMembersPoll(loaded.config);
@@ -255,8 +260,8 @@ export function createAgent(deps: AgentDeps): Agent {
           // Connecting may take long (serf down, wrong key); a later stop() ends the wait quietly.
           session.start().catch((err: unknown) => log.debug({ err }, 'serf session ended before it connected'));
         }
-        await supervisor.reconcile(undefined, 'config change');
-        await supervisor.configReloaded();
+        await scheduler.reconcile(undefined, 'config change');
+        await scheduler.configReloaded();
         return true;
       });
       return reloading;
@@ -274,7 +279,7 @@ export function createAgent(deps: AgentDeps): Agent {
         }
         await session?.stop();
         await Promise.race([dispatcher.idle(), new Promise((r) => setTimeout(r, 5000))]);
-        await supervisor.stopAll();
+        await scheduler.stopAll();
         await saveWatermarks();
         log.info('agent stopped');
       })();

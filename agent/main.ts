@@ -3,20 +3,16 @@
  * then wires signals (SIGTERM/SIGINT stop, SIGHUP reloads), the config watcher and systemd
  * readiness. Nothing else in the code base creates these.
  */
-import { loadConfig, type LoadConfigOptions } from './config/load.js';
-import { watchConfig, type ConfigWatcher } from './config/watch.js';
-import { createAgent } from './daemon.js';
 import { buildRun, buildSpawn } from '../core/exec.js';
 import { buildFileOps } from '../core/files.js';
 import { buildLogger } from '../core/logger.js';
 import { sdNotify } from '../core/notify.js';
+import { loadConfig, type LoadConfigOptions } from './config/load.js';
+import { watchConfig, type ConfigWatcher } from './config/watch.js';
+import { createAgent, type Agent } from './daemon.js';
+import { roleCatalog } from './roles.js';
 import { VERSION } from './version.js';
-import { buildRoles } from '../roles/index.js';
-import { openInstanceFeed } from '../src/registry/gateway-feed.js';
-import { openComputeRegistry } from '../src/registry/compute-link.js';
-import { metadataHostedService } from '../src/metadata/hosted.js';
-import { messagingHostedService } from '../src/messaging/hosted.js';
-import type { Agent } from './daemon.js';
+import { detach } from '../core/errors.js';
 
 /** Runs the agent until SIGTERM/SIGINT; resolves with the process exit code. */
 export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) => void): Promise<number> {
@@ -31,23 +27,23 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
   const run = buildRun();
   // Hosted services read their config section at each start: the agent's current config, after reloads.
   const built: { agent?: Agent } = {};
-  const section = (name: 'metadata' | 'messaging') => () => (built.agent?.config() ?? loaded.config)[name];
+  const section = (name: 'metadata' | 'messaging') => (built.agent?.config() ?? loaded.config)[name];
   const agent = createAgent({
     loaded,
     reloadConfig: () => loadConfig(opts),
     log,
     run,
     files: buildFileOps(),
-    registry: buildRoles({
+    roles: roleCatalog({
       spawn: buildSpawn(),
-      controllerServices: [metadataHostedService(section('metadata')), messagingHostedService(section('messaging'))],
       // This very program (node + the bundle), for children such as the gateway's metadata proxy.
-      mammatus: [process.execPath, [process.argv[1]!]],
-      instanceFeed: openInstanceFeed,
-      computeRegistry: openComputeRegistry,
+      mammatus: [process.execPath, [process.argv[1]]],
+      section,
+      registry: true,
     }),
     version: VERSION,
-    onReady: () => void sdNotify(run, '--ready', `--status=ready, version ${VERSION}`),
+    // sdNotify never rejects: systemd's answer is best effort.
+    onReady: () => detach(sdNotify(run, '--ready', `--status=ready, version ${VERSION}`), () => undefined),
   });
   built.agent = agent;
 
@@ -69,16 +65,19 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
         resolve(1);
       }, 10_000).unref();
       // Told before the work stops, so systemd shows "deactivating" while the agent drains.
-      void sdNotify(run, 'STOPPING=1')
-        .then(() => Promise.allSettled([watcher?.close(), agent.stop()]))
-        .then(() => resolve(0));
+      detach(
+        sdNotify(run, 'STOPPING=1')
+          .then(() => Promise.allSettled([watcher?.close(), agent.stop()]))
+          .then(() => resolve(0)),
+        (err) => log.error({ err }, 'stopping failed'),
+      );
     };
     // `on`, not `once`: execa's child cleanup (signal-exit) re-raises a signal that has no other
     // listener left, which would kill the agent before it stops its roles and their daemons.
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
-  process.on('SIGHUP', () => void reload());
+  process.on('SIGHUP', () => detach(reload(), (err) => log.error({ err }, 'reload failed')));
 
   log.info({ version: VERSION, config: loaded.files }, 'mammatus agent starting');
   if (loaded.config.watch_config) {

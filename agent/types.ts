@@ -13,8 +13,4 @@ export interface AgentView {
   roleStatus(): Record<string, RoleStatus>;
   /** Re-applies one role, or every active role when `role` is absent. */
   reconcile(role?: string): Promise<void>;
-  /** A role's settings (`roles.<name>` of the current config; `{}` when absent). */
-  roleConfig(role: string): Record<string, unknown>;
-  /** What an active role reports about its work, or undefined (inactive, or nothing to say). */
-  roleFacts(role: string): Readonly<Record<string, unknown>> | undefined;
 }

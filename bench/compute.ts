@@ -153,7 +153,7 @@ function parseResponse(buf: Buffer, method: string): ParsedResponse | undefined 
   const he = buf.indexOf('\r\n\r\n');
   if (he < 0) return undefined;
   const lines = buf.subarray(0, he).toString('latin1').split('\r\n');
-  const status = Number(lines[0]!.split(' ')[1]);
+  const status = Number(lines[0].split(' ')[1]);
   const headers = new Map<string, string>();
   for (const l of lines.slice(1)) {
     const c = l.indexOf(':');
@@ -166,7 +166,7 @@ function parseResponse(buf: Buffer, method: string): ParsedResponse | undefined 
     for (;;) {
       const le = buf.indexOf('\r\n', i);
       if (le < 0) return undefined;
-      const size = parseInt(buf.subarray(i, le).toString('latin1').split(';')[0]!, 16);
+      const size = parseInt(buf.subarray(i, le).toString('latin1').split(';')[0], 16);
       i = le + 2;
       if (size === 0) {
         for (;;) {
@@ -202,7 +202,7 @@ function jsonOf(text: string): Record<string, unknown> | undefined {
 /** Builds the record of one exchange from the request's bytes and the parsed response. */
 function toCall(conn: number, start: number, end: number, req: Buffer, res: ParsedResponse | undefined): LxdCall {
   const he = req.indexOf('\r\n\r\n');
-  const [method = '?', target = '?'] = req.subarray(0, he < 0 ? Math.min(req.length, 2048) : he).toString('latin1').split('\r\n')[0]!.split(' ');
+  const [method = '?', target = '?'] = req.subarray(0, he < 0 ? Math.min(req.length, 2048) : he).toString('latin1').split('\r\n')[0].split(' ');
   const q = target.indexOf('?');
   const p = q < 0 ? target : target.slice(0, q);
   const query = q < 0 ? '' : target.slice(q + 1);
@@ -287,7 +287,7 @@ class LxdProxy {
       client.write(d);
       if (!cur) return; // nothing asked: cannot happen with HTTP/1.1 without pipelining
       res = res.length ? Buffer.concat([res, d]) : d;
-      const method = cur.req.length ? cur.req[0]!.toString('latin1', 0, 8).split(' ')[0]! : 'GET';
+      const method = cur.req.length ? cur.req[0].toString('latin1', 0, 8).split(' ')[0] : 'GET';
       const parsed = parseResponse(res, method);
       if (!parsed) return;
       res = res.subarray(parsed.consumed);
@@ -352,16 +352,16 @@ class SignalListener {
     const l = new SignalListener(child);
     let ready = false;
     let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    createInterface({ input: child.stdout }).on('line', (line) => {
       if (line === 'listening') return void (ready = true);
       const [url = '', at = '', from = ''] = line.split(' ');
       const m = /^\/(runcmd|done)\/([a-z0-9-]+)$/.exec(url);
       if (!m) return;
       const t = Number(at);
       l.maxLagMs = Math.max(l.maxLagMs, epoch() - t);
-      const prev = l.hits.get(m[2]!) ?? {};
-      if (prev[m[1] as 'runcmd' | 'done'] === undefined) l.hits.set(m[2]!, { ...prev, [m[1]!]: t, from });
+      const prev = l.hits.get(m[2]) ?? {};
+      if (prev[m[1] as 'runcmd' | 'done'] === undefined) l.hits.set(m[2], { ...prev, [m[1]]: t, from });
     });
     if (!(await waitUntil(() => ready || child.exitCode !== null, 10_000))) throw new Error(`signal listener did not start: ${err}`);
     if (!ready) throw new Error(`signal listener exited: ${err}`);
@@ -404,7 +404,7 @@ function cpuTicksWithChildren(pid: number): number {
 }
 
 function machineTicks(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const total = f.reduce((a, b) => a + b, 0);
   return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total };
 }
@@ -591,7 +591,7 @@ async function main(): Promise<number> {
   const cleanup = new Cleanup();
   const deadline = setTimeout(() => {
     console.error(`\ncompute benchmark: deadline of ${DEADLINE_S} s reached; stopping everything it started`);
-    void cleanup.run().finally(() => process.exit(1));
+    cleanup.run().finally(() => process.exit(1)).catch(() => process.exit(1));
   }, DEADLINE_S * 1000);
   deadline.unref();
   try {
@@ -791,7 +791,7 @@ async function main(): Promise<number> {
     const runMammatus = async (names: readonly string[], label: string): Promise<RunResult> => {
       for (const n of names) writeFileSync(p(`ud-${n}`), userData(n));
       const busyBefore = await settle();
-      const load1 = os.loadavg()[0]!;
+      const load1 = os.loadavg()[0];
       const c0 = cpuSnap();
       const callsFrom = agentProxy.calls.length;
       const launched = await Promise.all(
@@ -823,7 +823,7 @@ async function main(): Promise<number> {
         }),
       );
       const busyBefore = await settle();
-      const load1 = os.loadavg()[0]!;
+      const load1 = os.loadavg()[0];
       const c0 = cpuSnap();
       const callsFrom = directProxy.calls.length;
       const launched = await Promise.all(
@@ -831,7 +831,7 @@ async function main(): Promise<number> {
           const lxd = new LxdClient({ socketPath: directProxy.socketPath });
           try {
             const t0 = epoch();
-            await lxd.createInstance(renderInstanceCreate(computeCfg, { name: r.name, image: IMAGE_ALIAS, mac: r.macs[0]!, labels: { 'instance-id': r.id } }));
+            await lxd.createInstance(renderInstanceCreate(computeCfg, { name: r.name, image: IMAGE_ALIAS, mac: r.macs[0], labels: { 'instance-id': r.id } }));
             await lxd.startInstance(r.name);
             return { name: r.name, t0, t1: t0 };
           } finally {
@@ -928,7 +928,7 @@ async function main(): Promise<number> {
     const pick = (kind: RunResult['kind'], size: number) => runs.filter((r) => r.kind === kind && r.size === size);
     const med = (xs: readonly number[]) => median(xs);
     const mx = (xs: readonly number[]) => Math.max(...xs);
-    const singles = { mammatus: pick('mammatus', 1).map((r) => r.instances[0]!), direct: pick('direct', 1).map((r) => r.instances[0]!) };
+    const singles = { mammatus: pick('mammatus', 1).map((r) => r.instances[0]), direct: pick('direct', 1).map((r) => r.instances[0]) };
     const summary: Record<string, unknown> = {};
     console.log('\nsummary (ms; share = ours / total)');
     console.log('  case                         total p50    max | LXD p50 (own)  boot p50 | ours p50 (cli+pickup+between)  max | share p50    max |   wall | agent CPU ms');
@@ -955,7 +955,7 @@ async function main(): Promise<number> {
     });
     const timingJson = (x: InstanceTiming) => ({
       name: x.name,
-      ...Object.fromEntries((['t1', 'createReq', 'created', 'startReq', 'started', 'addr', 'runcmd', 'done'] as const).map((k) => [k, x[k] === undefined ? null : round(x[k]! - x.t0, 1)])),
+      ...Object.fromEntries((['t1', 'createReq', 'created', 'startReq', 'started', 'addr', 'runcmd', 'done'] as const).map((k) => [k, x[k] === undefined ? null : round(x[k] - x.t0, 1)])),
       total_ms: round(x.totalMs, 1),
       lxd_ms: round(x.lxdMs, 1),
       lxd_own_ms: round(x.lxdOwnMs, 1),
@@ -971,8 +971,8 @@ async function main(): Promise<number> {
       row('1 instance, mammatus', singles.mammatus, undefined, med(pick('mammatus', 1).map((r) => r.cpu.agentMs)));
       row('1 instance, direct', singles.direct, undefined, undefined);
       summary.single = {
-        mammatus: { ...stats(singles.mammatus), agent_cpu_ms: pick('mammatus', 1).map((r) => round(r.cpu.agentMs, 0)), runs: pick('mammatus', 1).map((r) => ({ ...timingJson(r.instances[0]!), load1: round(r.load1, 2), busy_before_pct: round(r.busyBefore, 0), cpu: cpuJson(r.cpu) })) },
-        direct: { ...stats(singles.direct), runs: pick('direct', 1).map((r) => ({ ...timingJson(r.instances[0]!), load1: round(r.load1, 2), busy_before_pct: round(r.busyBefore, 0), cpu: cpuJson(r.cpu) })) },
+        mammatus: { ...stats(singles.mammatus), agent_cpu_ms: pick('mammatus', 1).map((r) => round(r.cpu.agentMs, 0)), runs: pick('mammatus', 1).map((r) => ({ ...timingJson(r.instances[0]), load1: round(r.load1, 2), busy_before_pct: round(r.busyBefore, 0), cpu: cpuJson(r.cpu) })) },
+        direct: { ...stats(singles.direct), runs: pick('direct', 1).map((r) => ({ ...timingJson(r.instances[0]), load1: round(r.load1, 2), busy_before_pct: round(r.busyBefore, 0), cpu: cpuJson(r.cpu) })) },
         ratio_total_p50: round(med(singles.mammatus.map((x) => x.totalMs)) / med(singles.direct.map((x) => x.totalMs)), 3),
       };
     }

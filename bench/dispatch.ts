@@ -22,7 +22,7 @@ import { buildFileOps } from '../core/files.js';
 import { buildLogger } from '../core/logger.js';
 import { SerfClient } from '../agent/serf/client.js';
 import { VERSION } from '../agent/version.js';
-import { buildRoles } from '../roles/index.js';
+import { roleCatalog } from '../agent/roles.js';
 import { serfAvailable, startSerfAgent } from '../scripts/lib/serf-agent.js';
 import { Cleanup, emitJson, fmtSummary, Goals, machine, printMachine, round, sleep, summarize, tempDir, waitUntil, runMain } from './lib.js';
 
@@ -54,7 +54,7 @@ function realtimeOffsetMs(): number {
     samples.push(d - p);
   }
   samples.sort((a, b) => a - b);
-  return samples[3]!;
+  return samples[3];
 }
 
 /** Waits until perfEpoch() reaches `t` (ms). */
@@ -127,7 +127,7 @@ async function main(): Promise<number> {
       log,
       run: buildRun(),
       files: buildFileOps(),
-      registry: buildRoles({ spawn: buildSpawn() }),
+      roles: roleCatalog({ spawn: buildSpawn() }),
       version: VERSION,
       registerHandlers: (d) =>
         d.on('user:bench', (ev) => {
@@ -275,8 +275,8 @@ async function main(): Promise<number> {
     const shWaitedMs = perfEpoch() - waitStart;
     const acceptedNow = so.acks.n;
     // Drain rate of the script handler: lines per second over the wait.
-    const first = scriptProgress[0]!;
-    const last = scriptProgress[scriptProgress.length - 1]!;
+    const first = scriptProgress[0];
+    const last = scriptProgress[scriptProgress.length - 1];
     const shRate = ((last.n - first.n) / Math.max(1, last.t - first.t)) * 1000;
     await waitUntil(() => [...probeSent.keys()].every((k) => seen.has(k)), 10_000);
     const probeLat = [...probeSent].filter(([k]) => seen.has(k)).map(([k, t]) => seen.get(k)! - t);
@@ -340,7 +340,7 @@ async function main(): Promise<number> {
 }
 
 function mapRound(s: ReturnType<typeof summarize>): Record<string, number> {
-  return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, round(v)]));
+  return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, round(v as number)]));
 }
 
 runMain('dispatch', main);

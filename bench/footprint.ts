@@ -51,11 +51,11 @@ function spawnAgent(cfg: string): Promise<PipedAgent> {
     let buf = '';
     let ready = false;
     const timer = setTimeout(() => {
-      void stop();
+      stop().catch(() => undefined);
       reject(new Error(`agent not ready within ${READY_TIMEOUT_MS} ms; output:\n${buf.slice(-2000)}`));
     }, READY_TIMEOUT_MS);
-    child.stderr!.on('data', (b: Buffer) => (buf += b.toString()));
-    child.stdout!.on('data', (b: Buffer) => {
+    child.stderr.on('data', (b: Buffer) => (buf += b.toString()));
+    child.stdout.on('data', (b: Buffer) => {
       if (ready) return; // keep draining the pipe, nothing else
       buf += b.toString();
       if (buf.includes('"msg":"agent ready"')) {
@@ -110,7 +110,7 @@ async function main(): Promise<number> {
       const a = await spawnAgent(writeConfig(path.join(dir, `run${r}`), serf.rpcAddr));
       ready.push(a.readyMs);
       await a.stop();
-      console.log(`  run ${r + 1}: node -e 0 ${base[r]!.toFixed(0)} ms, agent spawn→ready ${a.readyMs.toFixed(0)} ms`);
+      console.log(`  run ${r + 1}: node -e 0 ${base[r].toFixed(0)} ms, agent spawn→ready ${a.readyMs.toFixed(0)} ms`);
     }
     const readyMed = median(ready);
     const baseMed = median(base);

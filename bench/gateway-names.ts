@@ -96,7 +96,7 @@ function digNames(ns: string, names: readonly string[]): Promise<Set<string>> {
       for (const line of String(stdout).split('\n')) {
         if (!line.trim() || line.startsWith(';')) continue;
         const f = line.trim().split(/\s+/);
-        if (f[3] === 'A' && f[4]) got.add(f[0]!.replace(new RegExp(`\\.${DOMAIN}\\.$`), ''));
+        if (f[3] === 'A' && f[4]) got.add(f[0].replace(new RegExp(`\\.${DOMAIN}\\.$`), ''));
       }
       resolve(got);
     });
@@ -170,7 +170,7 @@ class DnsPoller {
     const poller = new DnsPoller(child);
     let ready: () => void = () => undefined;
     const isReady = new Promise<void>((r) => (ready = r));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
       if (line === 'ready') return ready();
       const [ok, fqdn, epoch] = line.split(' ');
       if (ok !== 'ok' || !fqdn || !epoch) return;
@@ -223,9 +223,9 @@ class DnsPoller {
 
 /** Busy and total jiffies of the whole machine (first line of /proc/stat). */
 function machineJiffies(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user..steal (guest is inside user)
-  return { busy: total - f[3]! - f[4]!, total };
+  return { busy: total - f[3] - f[4], total };
 }
 
 /** Ports handed out in this run: freePort() alone can return a port twice when 400 are asked for at once. */
@@ -278,7 +278,7 @@ async function startMembers(names: readonly string[], base: string, env: NodeJS.
   for (let i = 0; i < names.length; i += START_BATCH) {
     const batch = await Promise.allSettled(names.slice(i, i + START_BATCH).map((n) => startMember(n, base, env, into)));
     const failed = batch.find((r) => r.status === 'rejected');
-    if (failed) throw (failed as PromiseRejectedResult).reason;
+    if (failed) throw (failed).reason;
   }
   return now() - t0;
 }
@@ -399,7 +399,7 @@ async function main(): Promise<number> {
       log: buildLogger(LOG_LEVEL, { dest: pino.destination({ dest: agentLog, sync: true }), journal: false }),
       run: inNs,
       files: buildFileOps(),
-      registry: { gateway: buildGatewayRole({ spawn: spawnInNs, probe }) },
+      roles: { gateway: buildGatewayRole({ spawn: spawnInNs, probe }) },
       version: VERSION,
       registerHandlers: (d) =>
         d.on('member-join', (ev) => {
@@ -454,7 +454,7 @@ async function main(): Promise<number> {
       joinClients.push(c);
       cleanup.add(() => c.close());
     }
-    const joinClient = joinClients[0]!;
+    const joinClient = joinClients[0];
 
     // ---------------- phase 1 ----------------
     const p1Names = Array.from({ length: MEMBERS - 1 }, (_, i) => memberName(i + 1));
@@ -465,7 +465,7 @@ async function main(): Promise<number> {
       const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
       return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[16]);
     };
-    console.log(`  nice of ${members[0]!.name} (pid ${members[0]!.process.pid}): ${niceOf(members[0]!.process.pid)}; gateway serf: ${niceOf(gwSerf.process.pid)}`);
+    console.log(`  nice of ${members[0].name} (pid ${members[0].process.pid}): ${niceOf(members[0].process.pid)}; gateway serf: ${niceOf(gwSerf.process.pid)}`);
     const warm = members.slice(0, Math.max(0, p1Names.length - SAMPLES));
     const timed = members.slice(warm.length, p1Names.length);
     if (warm.length) {
@@ -556,15 +556,15 @@ async function main(): Promise<number> {
     const recordsBefore = joinRecords.length;
     const agentRecordsBefore = agentJoinRecords.length;
     const chunks: SerfAgent[][] = joinClients.map(() => []);
-    storm.forEach((a, i) => chunks[i % chunks.length]!.push(a));
+    storm.forEach((a, i) => chunks[i % chunks.length].push(a));
     if (STORM_MODE === 'merge') {
-      const seed = await SerfClient.connect({ addr: storm[0]!.rpcAddr });
+      const seed = await SerfClient.connect({ addr: storm[0].rpcAddr });
       cleanup.add(() => seed.close());
       const joinedOwn = await seed.join(storm.slice(1).map((a) => a.bindAddr));
       const formed = await waitUntil(async () => (await seed.members()).filter((x) => x.status === 'alive').length === storm.length, 60_000, 200);
       if (!formed) throw new Error(`merge mode: the ${storm.length} storm members did not form a cluster within 60 s`);
       console.log(`  merge mode: the ${storm.length} storm members formed their own cluster first (${joinedOwn} joined, untimed)`);
-      chunks.splice(0, chunks.length, [storm[0]!]);
+      chunks.splice(0, chunks.length, [storm[0]]);
     }
     poller.watch(stormNames);
     const j0 = machineJiffies();
@@ -572,7 +572,7 @@ async function main(): Promise<number> {
     const t0 = now();
     const deadline = t0 + STORM_TIMEOUT_MS;
     const joins = chunks.map((c, i) =>
-      joinClients[i]!.join(c.map((a) => a.bindAddr)).then(
+      joinClients[i].join(c.map((a) => a.bindAddr)).then(
         (n) => ({ n, ms: now() - t0 }),
         (err: Error) => ({ n: 0, ms: now() - t0, err: err.message }),
       ),

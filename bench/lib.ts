@@ -31,7 +31,7 @@ export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
   const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
-  return sorted[rank - 1]!;
+  return sorted[rank - 1];
 }
 
 /** Median (mean of the two middle values for even sizes); NaN when empty. */
@@ -39,7 +39,7 @@ export function median(values: readonly number[]): number {
   if (values.length === 0) return NaN;
   const s = [...values].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 /** n, min, median, p95, p99, max, mean. */
@@ -165,19 +165,19 @@ export function tempDir(prefix: string, cleanup: Cleanup): string {
  * too, so an interrupted benchmark leaves no serf or mammatus process behind.
  */
 export class Cleanup {
-  private readonly steps: (() => Promise<unknown> | unknown)[] = [];
+  private readonly steps: (() => unknown)[] = [];
   private running: Promise<void> | undefined;
 
   constructor() {
     const onSignal = (sig: NodeJS.Signals) => {
       console.error(`\n${sig}: stopping everything this benchmark started`);
-      void this.run().finally(() => process.exit(130));
+      this.run().finally(() => process.exit(130)).catch(() => process.exit(130));
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
   }
 
-  add(step: () => Promise<unknown> | unknown): void {
+  add(step: () => unknown): void {
     this.steps.push(step);
   }
 

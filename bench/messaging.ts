@@ -136,11 +136,11 @@ async function startApi(dir: string, nats: NatsServer, cleanup: Cleanup): Promis
       const m = /messaging API \(SQS\/SNS\) on (http:\/\/\S+)/.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve(m[1]!);
+        resolve(m[1]);
       }
     };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
     child.once('exit', (code, sig) => {
       clearTimeout(timer);
       reject(new Error(`the messaging API exited (${code ?? sig}); output:\n${out}`));
@@ -487,7 +487,7 @@ async function main(): Promise<number> {
       }
       const store = duBytes(path.join(dir, 'nats-mem', 'jetstream'));
       console.log(`  5 s after the fill:  API RSS ${f1(filled.api.rss)} MB (peak ${f1(filled.api.hwm)} MB), nats-server RSS ${f1(filled.nats.rss)} MB (peak ${f1(filled.nats.hwm)} MB)`);
-      console.log(`  JetStream: MESSAGING_SQS ${streams.MESSAGING_SQS!.messages} messages, ${f1(streams.MESSAGING_SQS!.bytes / 1048576)} MiB; store on disk ${f1(store / 1048576)} MiB (du)`);
+      console.log(`  JetStream: MESSAGING_SQS ${streams.MESSAGING_SQS.messages} messages, ${f1(streams.MESSAGING_SQS.bytes / 1048576)} MiB; store on disk ${f1(store / 1048576)} MiB (du)`);
       // Idle: every queue is owned by this API (lease renewals, retention sweeps).
       const hz = clkTck();
       const a0 = cpuTicks(api.pid);

@@ -81,9 +81,9 @@ async function bare(listen: string, root: string, routes: string[]): Promise<voi
 const [mode, ...args] = process.argv.slice(2);
 const run =
   mode === 'service' && args.length === 2
-    ? service(args[0]!, args[1]!)
+    ? service(args[0], args[1])
     : (mode === 'bare' || mode === 'http') && args.length >= 3
-      ? (mode === 'bare' ? bare : plainHttp)(args[0]!, args[1]!, args.slice(2))
+      ? (mode === 'bare' ? bare : plainHttp)(args[0], args[1], args.slice(2))
       : undefined;
 if (!run) {
   console.error('usage: metadata-server.mjs service NATS_URL HOST:PORT | bare|http HOST:PORT ROOT URLPATH=TYPE...');

@@ -174,8 +174,8 @@ async function spawnServer(label: string, file: string, args: string[], ready: R
         resolve(m);
       }
     };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
     child.once('exit', (code, sig) => {
       clearTimeout(timer);
       reject(new Error(`${label} exited at start (${code ?? sig}); output:\n${out}`));
@@ -237,7 +237,7 @@ ${locations}
   );
   const child = spawn(NGINX, ['-e', path.join(dir, 'error.log'), '-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
-  child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (err += b.toString()));
   const master = child.pid!;
   let workerPids: number[] = [];
   const stop = async () => {
@@ -323,7 +323,7 @@ const UNIT_BYTES: Record<string, number> = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 
 function parseWrk(out: string): WrkResult {
   const lat = (pct: string) => {
     const m = new RegExp(`^\\s*${pct}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(out);
-    return m ? toMs(m[1]!, m[2]!) : NaN;
+    return m ? toMs(m[1], m[2]) : NaN;
   };
   const rps = /^Requests\/sec:\s+([\d.]+)/m.exec(out);
   const total = /^\s*(\d+) requests in ([\d.]+)(us|ms|s|m), ([\d.]+)([KMGT]?B) read/m.exec(out);
@@ -332,13 +332,13 @@ function parseWrk(out: string): WrkResult {
   return {
     rps: Number(rps[1]),
     requests: Number(total[1]),
-    seconds: toMs(total[2]!, total[3]!) / 1000,
-    bytesRead: Number(total[4]) * (UNIT_BYTES[total[5]!] ?? NaN),
+    seconds: toMs(total[2], total[3]) / 1000,
+    bytesRead: Number(total[4]) * (UNIT_BYTES[total[5]] ?? NaN),
     p50: lat('50'),
     p75: lat('75'),
     p90: lat('90'),
     p99: lat('99'),
-    max: max ? toMs(max[1]!, max[2]!) : NaN,
+    max: max ? toMs(max[1], max[2]) : NaN,
     non2xx: Number(/Non-2xx or 3xx responses:\s*(\d+)/.exec(out)?.[1] ?? 0),
     socketErrors: /Socket errors:\s*(.*)/.exec(out)?.[1]?.trim() ?? 'none',
     raw: out,
@@ -347,9 +347,9 @@ function parseWrk(out: string): WrkResult {
 
 /** Busy and total jiffies of the whole machine (first line of /proc/stat). */
 function machineTicks(): { busy: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
   const total = f.reduce((a, b) => a + b, 0);
-  return { busy: total - f[3]! - f[4]!, total };
+  return { busy: total - f[3] - f[4], total };
 }
 
 /** utime and stime (clock ticks) of processes, summed (fields 14 and 15 of /proc/PID/stat). */
@@ -392,8 +392,8 @@ async function runWrk(target: Target, urlPath: UrlPath, seconds: number): Promis
   const child = spawn('wrk', [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', `${target.base}${urlPath}`], { stdio: ['ignore', 'pipe', 'pipe'] });
   currentWrk = child;
   let out = '';
-  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
   // wrk's own CPU: sampled until it exits (the last sample misses at most 100 ms of it).
   let wrkTicks = 0;
   const sampler = setInterval(() => {
@@ -490,7 +490,7 @@ async function main(): Promise<number> {
       started = await spawnServer('metadata service', process.execPath, svcCmd, /listening (http:\/\/\S+)/, cleanup);
     }
     const svcChild = started.child;
-    const mammatus: Target = { label: 'mammatus', base: started.match[1]!, pid: svcChild.pid!, pids: () => [svcChild.pid!], stop: () => stopChild(svcChild) };
+    const mammatus: Target = { label: 'mammatus', base: started.match[1], pid: svcChild.pid!, pids: () => [svcChild.pid!], stop: () => stopChild(svcChild) };
     const shownCmd = ['node', ...svcCmd.map((a) => (a === SERVICE_BUNDLE ? path.relative(ROOT, a) : a.startsWith(dir) ? `$TMP${a.slice(dir.length)}` : a))].join(' ');
     console.log(`service (${FROM}): ${shownCmd}\n  pid ${mammatus.pid}, ${mammatus.base}`);
     const loaded = await waitUntil(async () => (await rawGet(mammatus.base, PATHS[0]).catch(() => ({ status: 0 }))).status === 200, 15_000, 100);
@@ -550,12 +550,12 @@ async function main(): Promise<number> {
       more.push(await startNginx(path.join(dir, 'nginx-auto'), www, 'auto', cleanup));
       if (FROM === 'bundle') {
         const noVendor = await spawnServer('service without vendor-data', process.execPath, [helper, 'service', nats.url, `127.0.0.1:${await freePort()}`], /listening (http:\/\/\S+)/, cleanup);
-        more.push({ label: 'mammatus, no v-d', base: noVendor.match[1]!, pid: noVendor.child.pid!, pids: () => [noVendor.child.pid!], stop: () => stopChild(noVendor.child) });
+        more.push({ label: 'mammatus, no v-d', base: noVendor.match[1], pid: noVendor.child.pid!, pids: () => [noVendor.child.pid!], stop: () => stopChild(noVendor.child) });
       }
       for (const [mode, label] of [['bare', 'bare fastify'], ['http', 'bare node:http']] as const) {
         const listenAt = `127.0.0.1:${await freePort()}`;
         const bare = await spawnServer(label, process.execPath, [helper, mode, listenAt, www, ...PATHS.map((p) => `${p}=${answers.get(p)!.type}`)], /listening (http:\/\/\S+)/, cleanup);
-        more.push({ label, base: bare.match[1]!, pid: bare.child.pid!, pids: () => [bare.child.pid!], stop: () => stopChild(bare.child) });
+        more.push({ label, base: bare.match[1], pid: bare.child.pid!, pids: () => [bare.child.pid!], stop: () => stopChild(bare.child) });
       }
       for (const t of more) {
         if (!(await waitUntil(async () => (await rawGet(t.base, PATHS[0]).catch(() => ({ status: 0 }))).status === 200, 15_000, 100))) throw new Error(`${t.label} did not answer ${PATHS[0]} within 15 s`);
@@ -601,8 +601,8 @@ async function main(): Promise<number> {
         })),
       };
     }
-    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-    for (const row of rows) console.log(`  ${row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`);
+    const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+    for (const row of rows) console.log(`  ${row.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')}`);
     if (EXTRAS) {
       console.log('extras (one run each, for reference):');
       for (const p of PATHS) {

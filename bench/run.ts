@@ -38,7 +38,7 @@ function runOne(name: string): Promise<Outcome> {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join('bench', `${name}.ts`)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     current = child;
     let out = '';
-    child.stdout!.on('data', (b: Buffer) => {
+    child.stdout.on('data', (b: Buffer) => {
       process.stdout.write(b);
       out += b.toString();
     });
@@ -65,7 +65,7 @@ for (const o of outcomes) {
   if (o.code !== 0 || !o.json) rows.push([o.name, '(benchmark failed)', `exit ${o.code}`, '-', 'FAIL']);
   for (const g of o.json?.goals ?? []) rows.push([o.name, g.goal, String(g.value), g.target, g.result]);
 }
-const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
 console.log(JSON.stringify({ bench: 'run', results: outcomes.map((o) => ({ name: o.name, exit: o.code, seconds: Math.round(o.seconds), goals: o.json?.goals ?? [] })) }));
 process.exit(outcomes.some((o) => o.code !== 0) ? 1 : 0);

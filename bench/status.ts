@@ -62,7 +62,7 @@ function answeredInTable(out: string): { listed: number; answered: number } {
 
 /** Responders in `serf query`'s output. */
 function serfResponders(out: string): Set<string> {
-  return new Set([...out.matchAll(/^Response from '([^']+)'/gm)].map((m) => m[1]!));
+  return new Set([...out.matchAll(/^Response from '([^']+)'/gm)].map((m) => m[1]));
 }
 const serfResponses = (out: string) => serfResponders(out).size;
 
@@ -90,23 +90,23 @@ async function main(): Promise<number> {
       const batch = await Promise.allSettled(
         Array.from({ length: Math.min(BATCH, NODES - b) }, (_, k) => {
           const i = b + k;
-          return startSerfAgent({ name: name(i), dir: path.join(dir, name(i), 'serf'), tags: { role: ROLE_NAMES[i % ROLE_NAMES.length]! }, tagsFile: false });
+          return startSerfAgent({ name: name(i), dir: path.join(dir, name(i), 'serf'), tags: { role: ROLE_NAMES[i % ROLE_NAMES.length] }, tagsFile: false });
         }),
       );
       for (const r of batch) if (r.status === 'fulfilled') serfs.push(r.value);
       const failed = batch.find((r) => r.status === 'rejected');
-      if (failed) throw (failed as PromiseRejectedResult).reason;
+      if (failed) throw (failed).reason;
     }
     // Every agent joins the first.
     for (const s of serfs.slice(1)) {
       const c = await SerfClient.connect({ addr: s.rpcAddr });
       try {
-        await c.join([serfs[0]!.bindAddr]);
+        await c.join([serfs[0].bindAddr]);
       } finally {
         c.close();
       }
     }
-    const first = await SerfClient.connect({ addr: serfs[0]!.rpcAddr });
+    const first = await SerfClient.connect({ addr: serfs[0].rpcAddr });
     cleanup.add(() => first.close());
     const alive = async () => (await first.members()).filter((x) => x.status === 'alive');
     if (!(await waitUntil(async () => (await alive()).length === NODES, 30_000, 200))) throw new Error(`only ${(await alive()).length}/${NODES} members alive after 30 s`);
@@ -122,7 +122,7 @@ async function main(): Promise<number> {
       );
       for (const r of batch) if (r.status === 'fulfilled') agents.push(r.value);
       const failed = batch.find((r) => r.status === 'rejected');
-      if (failed) throw (failed as PromiseRejectedResult).reason;
+      if (failed) throw (failed).reason;
     }
     const readyAll = performance.now() - t1;
     const startup = agents.map((a) => a.startToReadyMs);
@@ -138,9 +138,9 @@ async function main(): Promise<number> {
           reported = true;
           // Diagnose: does the agent itself think its tag is set? (warn/error lines of its log)
           const problems = agents
-            .filter((_, i) => missing.includes(serfs[i]!.name))
+            .filter((_, i) => missing.includes(serfs[i].name))
             .flatMap((a) => a.logLines().filter((l) => Number(l.level) >= 40).map((l) => String(l.msg)));
-          console.log(`  after 5 s, ${serfs[0]!.name} still sees no mammatus tag on ${missing.join(', ')} (their agents' warnings: ${problems.length ? [...new Set(problems)].join('; ') : 'none'})`);
+          console.log(`  after 5 s, ${serfs[0].name} still sees no mammatus tag on ${missing.join(', ')} (their agents' warnings: ${problems.length ? [...new Set(problems)].join('; ') : 'none'})`);
         }
         return missing.length === 0;
       },
@@ -151,22 +151,22 @@ async function main(): Promise<number> {
     console.log(`all ${NODES} members carry the mammatus tag ${(performance.now() - t1).toFixed(0)} ms after the first agent was spawned; letting the cluster settle 3 s`);
     await sleep(3000);
 
-    const addr = serfs[0]!.rpcAddr;
+    const addr = serfs[0].rpcAddr;
     const mamCmd = [process.execPath, BUNDLE, '--rpc-addr', addr, 'status'];
     const serfCmd = ['serf', 'query', `-rpc-addr=${addr}`, 'mammatus.status'];
     console.log(`commands:\n  ${['node', path.relative(ROOT, BUNDLE), ...mamCmd.slice(2)].join(' ')}\n  ${serfCmd.join(' ')}`);
 
     // One untimed warm-up of each (page cache, first query through the cluster).
-    await timed(mamCmd[0]!, mamCmd.slice(1));
-    await timed(serfCmd[0]!, serfCmd.slice(1));
+    await timed(mamCmd[0], mamCmd.slice(1));
+    await timed(serfCmd[0], serfCmd.slice(1));
 
     const mam: Timed[] = [];
     const srf: Timed[] = [];
     for (let r = 0; r < RUNS; r++) {
-      const a = await timed(mamCmd[0]!, mamCmd.slice(1));
+      const a = await timed(mamCmd[0], mamCmd.slice(1));
       mam.push(a);
       const t = answeredInTable(a.stdout);
-      const b = await timed(serfCmd[0]!, serfCmd.slice(1));
+      const b = await timed(serfCmd[0], serfCmd.slice(1));
       srf.push(b);
       console.log(
         `  run ${r + 1}: mammatus status ${a.ms.toFixed(0)} ms (exit ${a.code}, ${t.answered}/${t.listed} answered)   ` +
@@ -194,7 +194,7 @@ async function main(): Promise<number> {
     console.log(`agent RSS in the ${NODES}-node cluster after the runs: median ${median(rss).toFixed(1)} MB, max ${Math.max(...rss).toFixed(1)} MB (log level debug, as the helper configures)`);
 
     // A last, untimed check with --json: every node listed, each with an answer naming it.
-    const json = await timed(mamCmd[0]!, [...mamCmd.slice(1), '--json']);
+    const json = await timed(mamCmd[0], [...mamCmd.slice(1), '--json']);
     const rows = JSON.parse(json.stdout) as { node: string; answer: { node: string } | null; roles: string[] }[];
     const jsonAnswered = rows.filter((r) => r.answer && r.answer.node === r.node).length;
     const roleCounts: Record<string, number> = {};
@@ -203,7 +203,7 @@ async function main(): Promise<number> {
     console.log(`\nmedian of ${RUNS}: mammatus status ${mamMed.toFixed(0)} ms, serf query ${srfMed.toFixed(0)} ms; ratio ${ratio.toFixed(3)}`);
     console.log(`reference: node dist/mammatus.mjs version (no RPC) median ${bareMed.toFixed(0)} ms, so the status round itself takes ≈ ${(mamMed - bareMed).toFixed(0)} ms`);
     console.log(`status --json: ${rows.length} nodes listed, ${jsonAnswered} with their own answer; roles ${JSON.stringify(roleCounts)}`);
-    if (!allAnswered) console.log(`  last mammatus status output:\n${mam[mam.length - 1]!.stdout}${mam[mam.length - 1]!.stderr}`);
+    if (!allAnswered) console.log(`  last mammatus status output:\n${mam[mam.length - 1].stdout}${mam[mam.length - 1].stderr}`);
     goals.check('mammatus status median / serf query median', ratio < 0.25, round(ratio, 3), '< 0.25');
     goals.check(`mammatus status listed all ${NODES} nodes with answers (every run)`, allAnswered && jsonAnswered === NODES, allAnswered && jsonAnswered === NODES ? 'yes' : 'no', 'yes');
     console.log(`  (serf query got ${NODES} responses in every run: ${serfAll ? 'yes' : 'no'})`);

@@ -156,14 +156,14 @@ export function validateRecord(value: unknown): InstanceRecord {
   for (const key of list(r.ssh_keys, 'ssh_keys')) check(typeof key === 'string' && SSH_KEY.test(key), 'ssh_keys', `not an OpenSSH public key line: ${JSON.stringify(String(key).slice(0, 40))}`);
   if (r.user_data !== undefined) {
     check(typeof r.user_data === 'string' && /^[A-Za-z0-9+/]*={0,2}$/.test(r.user_data), 'user_data', 'must be base64');
-    const size = Buffer.byteLength(r.user_data as string, 'base64');
+    const size = Buffer.byteLength(r.user_data, 'base64');
     check(size <= MAX_USER_DATA_BYTES, 'user_data', `${size} bytes is more than the limit of ${MAX_USER_DATA_BYTES}`);
   }
   checkMap(r.vendor_data, 'vendor_data', (k, v) => (VENDOR_PARTS as readonly string[]).includes(k) && typeof v === 'boolean', `keys ${VENDOR_PARTS.join(', ')} with true or false`);
   checkMap(r.tags, 'tags', (k, v) => TAG_KEY.test(k) && typeof v === 'string' && v.length <= 256, 'keys of letters, digits and _.:=+@- (at most 128), string values (at most 256)');
   check((INSTANCE_STATES as readonly unknown[]).includes(r.state), 'state', `must be one of ${INSTANCE_STATES.join(', ')}`);
   if (r.observed !== undefined) checkObserved(r.observed);
-  for (const f of ['created_at', 'updated_at'] as const) check(typeof r[f] === 'string' && !Number.isNaN(Date.parse(r[f] as string)), f, 'must be an ISO 8601 time');
+  for (const f of ['created_at', 'updated_at'] as const) check(typeof r[f] === 'string' && !Number.isNaN(Date.parse(r[f])), f, 'must be an ISO 8601 time');
   return r as unknown as InstanceRecord;
 }
 
@@ -192,7 +192,7 @@ function unique(values: readonly unknown[], field: string): void {
 
 function checkMap(value: unknown, field: string, ok: (k: string, v: unknown) => boolean, rule: string): void {
   check(typeof value === 'object' && value !== null && !Array.isArray(value), field, 'must be a mapping');
-  const entries = Object.entries(value as object);
+  const entries = Object.entries(value);
   check(entries.length <= 64, field, 'at most 64 entries');
   for (const [k, v] of entries) check(ok(k, v), `${field}.${k}`, rule);
 }

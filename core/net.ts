@@ -125,8 +125,8 @@ export function parseHostPort(text: string, opts: { readonly allowPortZero?: boo
   const m = /^(\[[^\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(text);
   if (!m) return undefined;
   const port = Number(m[2]);
-  if (port > 65535 || (port === 0 && !opts.allowPortZero) || (m[2]!.length > 1 && m[2]!.startsWith('0'))) return undefined;
-  const raw = m[1]!;
+  if (port > 65535 || (port === 0 && !opts.allowPortZero) || (m[2].length > 1 && m[2].startsWith('0'))) return undefined;
+  const raw = m[1];
   if (raw.startsWith('[')) return isIPv6(raw.slice(1, -1)) ? { host: raw.slice(1, -1), port } : undefined;
   return isIPv4(raw) || isHostname(raw) ? { host: raw, port } : undefined;
 }

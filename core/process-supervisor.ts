@@ -6,6 +6,7 @@
 import type { Logger } from './contracts.js';
 import type { Daemon, Spawn } from './contracts.js';
 import type { Argv } from './contracts.js';
+import { detach } from './errors.js';
 
 /** What the supervisor needs. */
 export interface SupervisorDeps {
@@ -94,7 +95,8 @@ export class DaemonSupervisor {
     });
     this.daemon = daemon;
     this.deps.onStart?.(daemon.pid);
-    void daemon.exited.then((code) => {
+    // `exited` never rejects (the spawner resolves it with null on a failed start).
+    detach(daemon.exited.then((code) => {
       if (this.daemon !== daemon) return; // replaced by a restart, or stopped
       this.daemon = undefined;
       if (this.stopping) return;
@@ -106,7 +108,7 @@ export class DaemonSupervisor {
         if (!this.stopping && !this.daemon) this.launch();
       }, this.delay);
       this.delay = Math.min(this.delay * 2, this.deps.maxRestartMs ?? 30_000);
-    });
+    }), (err) => this.deps.log.error({ err }, `${this.deps.name}: supervising failed`));
   }
 
   private async kill(): Promise<void> {

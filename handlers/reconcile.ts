@@ -4,6 +4,7 @@
  */
 import type { Dispatcher } from '../agent/dispatch/dispatcher.js';
 import type { AgentView } from '../agent/types.js';
+import { detach } from '../core/errors.js';
 
 /** Event name, as documented in docs/serf.md. */
 export const RECONCILE_EVENT = 'mammatus.reconcile';
@@ -17,6 +18,6 @@ export function registerReconcile(d: Pick<Dispatcher, 'on'>, view: AgentView): v
       return;
     }
     // Queued, not awaited: the apply may outlast a handler timeout; its outcome shows in status.
-    void view.reconcile(role || undefined);
+    detach(view.reconcile(role || undefined), (err) => ctx.log.error({ err }, 'reconcile failed'));
   });
 }

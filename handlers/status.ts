@@ -62,7 +62,7 @@ function shorten(text: string, limit: number): string {
  * one, so the answer's size stays bounded whatever the tag says.
  */
 function foldUnknown(statuses: Record<string, RoleStatus>): Record<string, RoleStatus> {
-  const unknown = Object.keys(statuses).filter((k) => statuses[k]!.error === 'unknown role');
+  const unknown = Object.keys(statuses).filter((k) => statuses[k].error === 'unknown role');
   if (unknown.length <= 3) return statuses;
   const kept = Object.fromEntries(Object.entries(statuses).filter(([k]) => !unknown.includes(k)));
   const names = unknown.map((u) => u.slice(0, 24)).join(',');

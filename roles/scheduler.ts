@@ -1,19 +1,28 @@
 /**
- * Runs the node's role plugins: applies each role at start, on `mammatus.reconcile`, on the
+ * Schedules the node's role applies: each role at start, on `mammatus.reconcile`, on the
  * membership changes it watches and on config change; starts and stops roles when the node's
- * `role` tag changes. Reconciles are serialized, and a request for a role already waiting in line
- * is merged into that one, so a burst of events costs one apply.
+ * `role` tag changes. Applies are serialized, and a request for a role already waiting in line is
+ * merged into that one, so a burst of events costs one apply. A role's module is loaded the first
+ * time the node takes the role (a node loads only what it runs), and the Serf queries it declares
+ * are answered while it runs.
  */
 import path from 'node:path';
+import { detach, errorMessage } from '../core/errors.js';
 import { applyRole } from './apply.js';
-import type { DesiredState, Role, RoleFacts } from './types.js';
-import type { FileOps, Run } from '../core/contracts.js';
-import type { Logger, Member, MemberEventType } from '../core/contracts.js';
-import type { RoleStatus } from './types.js';
+import type { FileOps, Logger, Member, MemberEventType, Run } from '../core/contracts.js';
+import type { DesiredState, Role, RoleFacts, RoleSource, RoleStatus } from './types.js';
 
-/** Inputs the supervisor reads at each reconcile (they change under it). */
-export interface SupervisorDeps {
-  readonly registry: Readonly<Record<string, Role>>;
+/** Where a role's queries are registered while it runs (the agent's dispatcher). */
+export interface QueryPort {
+  add(name: string, answer: (payload: Buffer) => unknown): void;
+  remove(name: string): void;
+}
+
+/** Inputs the scheduler reads at each reconcile (they change under it). */
+export interface SchedulerDeps {
+  /** Every role this agent can run, by the name the `role` tag uses; a function loads it on first use. */
+  readonly roles: Readonly<Record<string, RoleSource>>;
+  readonly queries?: QueryPort;
   readonly run: Run;
   readonly files: FileOps;
   readonly log: Logger;
@@ -26,7 +35,9 @@ export interface SupervisorDeps {
 }
 
 /** Owns the set of active roles and their last apply results. */
-export class RoleSupervisor {
+export class RoleScheduler {
+  /** Roles loaded so far (a role is loaded when the node first takes it). */
+  private readonly loaded = new Map<string, Role>();
   private active: string[] = [];
   private unknown: string[] = [];
   private readonly status = new Map<string, RoleStatus>();
@@ -37,9 +48,31 @@ export class RoleSupervisor {
   /** Roles whose `start` ran (and whose `stop` is therefore due). */
   private readonly started = new Set<string>();
   private chain: Promise<void> = Promise.resolve();
-  private loaded = false;
+  private ownedRead = false;
 
-  constructor(private readonly deps: SupervisorDeps) {}
+  constructor(private readonly deps: SchedulerDeps) {}
+
+  /** The role `name`, if it has been loaded. */
+  private role(name: string): Role | undefined {
+    return this.loaded.get(name);
+  }
+
+  /** Loads a role's module (once); a role that cannot be loaded is reported, not fatal. */
+  private async load(name: string): Promise<Role | undefined> {
+    const known = this.loaded.get(name);
+    if (known) return known;
+    const source = this.deps.roles[name];
+    if (!source) return undefined;
+    try {
+      const role = typeof source === 'function' ? await source() : source;
+      this.loaded.set(name, role);
+      return role;
+    } catch (err) {
+      this.deps.log.error({ err, role: name }, 'could not load the role');
+      this.status.set(name, { state: 'error', error: `load: ${errorMessage(err)}` });
+      return undefined;
+    }
+  }
 
   /** The roles this node runs now. */
   roles(): readonly string[] {
@@ -62,7 +95,7 @@ export class RoleSupervisor {
   facts(name: string): RoleFacts | undefined {
     if (!this.active.includes(name)) return undefined;
     try {
-      return this.deps.registry[name]?.facts?.(this.lastDesired.get(name));
+      return this.role(name)?.facts?.(this.lastDesired.get(name));
     } catch {
       return undefined;
     }
@@ -74,30 +107,42 @@ export class RoleSupervisor {
    */
   answer(name: string, query: string, payload: Buffer): unknown {
     if (!this.active.includes(name)) return undefined;
-    return this.deps.registry[name]?.queries?.[query]?.(payload, this.lastDesired.get(name));
+    return this.role(name)?.queries?.[query]?.(payload, this.lastDesired.get(name));
   }
 
-  /** Switches to a new role set: stops roles no longer named, applies and starts new ones. */
+  /** Switches to a new role set: stops roles no longer named, loads, applies and starts new ones. */
   setRoles(next: readonly string[], unknown: readonly string[] = []): Promise<void> {
     return this.enqueue(async () => {
       this.unknown = [...unknown];
       if (unknown.length) this.deps.log.error({ unknown }, 'role tag names unknown roles; running the others');
-      const removed = this.active.filter((r) => !next.includes(r));
-      const added = next.filter((r) => !this.active.includes(r) && this.deps.registry[r]);
+      const wanted = next.filter((r) => this.deps.roles[r]);
+      const removed = this.active.filter((r) => !wanted.includes(r));
+      const added = wanted.filter((r) => !this.active.includes(r));
       for (const r of removed) {
         this.deps.log.info({ role: r }, 'role removed from this node; stopping it');
+        this.answerQueries(r, false);
         await this.stopRole(r);
         await this.removeFiles(r);
         this.status.delete(r);
         this.lastDesired.delete(r);
       }
-      this.active = next.filter((r) => this.deps.registry[r]);
+      this.active = wanted;
       for (const r of added) {
         this.deps.log.info({ role: r }, 'role added to this node');
         this.status.set(r, { state: 'pending' });
+        if (!(await this.load(r))) continue;
+        this.answerQueries(r, true);
         await this.applyNow(r);
       }
     });
+  }
+
+  /** Registers (or removes) the Serf queries a role declares. */
+  private answerQueries(name: string, on: boolean): void {
+    for (const query of Object.keys(this.role(name)?.queries ?? {})) {
+      if (on) this.deps.queries?.add(query, (payload) => this.answer(name, query, payload));
+      else this.deps.queries?.remove(query);
+    }
   }
 
   /** Re-applies the named roles (all active ones when `names` is absent). */
@@ -110,7 +155,7 @@ export class RoleSupervisor {
     return this.enqueue(async () => {
       for (const r of targets) {
         this.waiting.delete(r);
-        if (this.active.includes(r)) await this.applyNow(r);
+        if (this.active.includes(r) && this.loaded.has(r)) await this.applyNow(r);
       }
     });
   }
@@ -119,7 +164,7 @@ export class RoleSupervisor {
   configReloaded(): Promise<void> {
     return this.enqueue(async () => {
       for (const name of this.active) {
-        const role = this.deps.registry[name];
+        const role = this.role(name);
         if (!this.started.has(name) || !role?.configReloaded) continue;
         try {
           await role.configReloaded();
@@ -132,13 +177,13 @@ export class RoleSupervisor {
 
   /** Reconciles the active roles that watch this member event type. */
   onMemberEvent(type: MemberEventType): Promise<void> {
-    const watching = this.active.filter((r) => this.deps.registry[r]?.watches?.includes(type));
+    const watching = this.active.filter((r) => this.role(r)?.watches?.includes(type));
     return watching.length ? this.reconcile(watching, type) : Promise.resolve();
   }
 
   /** True when an active role renders from membership (and so wants membership changes fast). */
   hasMembershipWatchers(): boolean {
-    return this.active.some((r) => (this.deps.registry[r]?.watches?.length ?? 0) > 0);
+    return this.active.some((r) => (this.role(r)?.watches?.length ?? 0) > 0);
   }
 
   /**
@@ -146,7 +191,7 @@ export class RoleSupervisor {
    * missed, or a poll that saw it first): every watching role re-applies.
    */
   onMembershipResync(reason = 'serf reconnect'): Promise<void> {
-    const watching = this.active.filter((r) => (this.deps.registry[r]?.watches?.length ?? 0) > 0);
+    const watching = this.active.filter((r) => (this.role(r)?.watches?.length ?? 0) > 0);
     return watching.length ? this.reconcile(watching, reason) : Promise.resolve();
   }
 
@@ -159,30 +204,31 @@ export class RoleSupervisor {
 
   private async stopRole(name: string): Promise<void> {
     if (!this.started.delete(name)) return;
-    await this.deps.registry[name]?.stop?.().catch((err: unknown) => this.deps.log.error({ err, role: name }, 'role stop failed'));
+    await this.role(name)?.stop?.().catch((err: unknown) => this.deps.log.error({ err, role: name }, 'role stop failed'));
   }
 
   /** Starts a role's in-process services after its first good apply (which may be a later one). */
   private async startRole(name: string, desired: DesiredState): Promise<void> {
-    const role = this.deps.registry[name];
+    const role = this.role(name);
     if (!role?.start || this.started.has(name) || this.status.get(name)?.state !== 'ok') return;
     try {
-      const reconcile = (reason: string) => void this.reconcile([name], reason);
+      // reconcile() never rejects: the queue logs what fails.
+      const reconcile = (reason: string) => detach(this.reconcile([name], reason), () => undefined);
       await role.start({ run: this.deps.run, files: this.deps.files, log: this.deps.log.child({ component: `role.${name}` }), desired, reconcile });
       this.started.add(name);
     } catch (err) {
-      this.status.set(name, { ...this.status.get(name)!, state: 'error', error: `start: ${(err as Error).message}` });
+      this.status.set(name, { ...this.status.get(name)!, state: 'error', error: `start: ${errorMessage(err)}` });
     }
   }
 
   private enqueue(job: () => Promise<void>): Promise<void> {
-    const next = this.chain.then(job).catch((err: unknown) => this.deps.log.error({ err }, 'role supervisor job failed'));
+    const next = this.chain.then(job).catch((err: unknown) => this.deps.log.error({ err }, 'role scheduler job failed'));
     this.chain = next;
     return next;
   }
 
   private async applyNow(name: string): Promise<void> {
-    const role = this.deps.registry[name]!;
+    const role = this.role(name)!;
     await this.loadOwned();
     const instances = role.instances?.();
     const desired: DesiredState = {
@@ -212,7 +258,7 @@ export class RoleSupervisor {
 
   /** A node that loses a role must stop serving its config: apply an empty render. */
   private async removeFiles(name: string): Promise<void> {
-    const role = this.deps.registry[name];
+    const role = this.role(name);
     await this.loadOwned();
     if (!role || !this.owned[name]?.length) return;
     const report = await applyRole({ ...role, render: () => [] }, { node: this.deps.node(), config: {}, members: [] }, {
@@ -232,8 +278,8 @@ export class RoleSupervisor {
   }
 
   private async loadOwned(): Promise<void> {
-    if (this.loaded) return;
-    this.loaded = true;
+    if (this.ownedRead) return;
+    this.ownedRead = true;
     try {
       const text = await this.deps.files.read(this.ownedFile);
       if (text) this.owned = JSON.parse(text) as Record<string, string[]>;

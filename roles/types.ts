@@ -100,6 +100,9 @@ export interface Role<C = Record<string, unknown>> {
   stop?(): Promise<void>;
 }
 
+/** A role as the scheduler gets it: the role, or a loader of its module (a node loads only what it runs). */
+export type RoleSource = Role | (() => Promise<Role>);
+
 /**
  * Answers one Serf query for a role: `payload` as sent, `last` the desired state of the role's
  * last apply. The answer is sent as compact JSON (a string as it is); `undefined` stays silent.

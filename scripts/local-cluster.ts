@@ -118,8 +118,8 @@ async function removeRootLeftovers(): Promise<void> {
 
 async function teardown(): Promise<void> {
   stopping = true;
-  await Promise.allSettled(nodes.map((n) => n.agent?.stop()));
-  await Promise.allSettled(nodes.map((n) => n.serf?.stop()));
+  await Promise.allSettled(nodes.flatMap((n) => (n.agent ? [n.agent.stop()] : [])));
+  await Promise.allSettled(nodes.flatMap((n) => (n.serf ? [n.serf.stop()] : [])));
   rmSync(PIDS, { force: true });
   // The controller's store: otherwise a run as root would leave it unwritable for one without.
   rmSync(path.dirname(CONTROLLER_DIR), { recursive: true, force: true });

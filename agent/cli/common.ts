@@ -1,7 +1,9 @@
 /** Pieces every CLI command shares: global flags, output sink, the Serf client, flag parsers. */
 import { parseDuration } from '../../core/duration.js';
+import { asError } from '../../core/errors.js';
 import { SerfClient, type QueryParams, type QueryRecord } from '../serf/client.js';
 import type { RecordQueue } from '../serf/queue.js';
+import { detach } from '../../core/errors.js';
 
 /** Where a command writes; tests capture it. */
 export interface CliIo {
@@ -48,13 +50,13 @@ export function collectList(value: string, previous: string[] = []): string[] {
 
 /** Does a member's tags satisfy Serf-style tag filters (unanchored Go-like regular expressions)? */
 export function tagsMatch(tags: Readonly<Record<string, string>>, filters: Readonly<Record<string, string>>): boolean {
-  return Object.entries(filters).every(([k, re]) => tags[k] !== undefined && new RegExp(re).test(tags[k]!));
+  return Object.entries(filters).every(([k, re]) => tags[k] !== undefined && new RegExp(re).test(tags[k]));
 }
 
 /** Formats rows as aligned columns (the first row is the header). */
 export function formatTable(rows: readonly (readonly string[])[]): string[] {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd());
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ').trimEnd());
 }
 
 /**
@@ -129,7 +131,7 @@ export async function queryUntilAnswered(
   let timer: NodeJS.Timeout | undefined;
   const schedule = () => {
     if (over || asks >= MAX_ASKS) return;
-    timer = setTimeout(() => void askAgain(), ackWaitMs * (1 + Math.random() / 2));
+    timer = setTimeout(() => detach(askAgain(), () => undefined), ackWaitMs * (1 + Math.random() / 2));
   };
   const askAgain = async () => {
     const silent = [...pending].filter((n) => !heard.has(n));
@@ -154,6 +156,6 @@ export async function queryUntilAnswered(
     clearTimeout(timer);
     for (const q of queries) q.stop();
   }
-  if (failure !== undefined && pending.size > 0) throw failure;
+  if (failure !== undefined && pending.size > 0) throw asError(failure);
   return answers;
 }

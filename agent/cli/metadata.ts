@@ -9,6 +9,7 @@ import { loadConfig } from '../config/load.js';
 import { buildLogger } from '../../core/logger.js';
 import { parseMetadataSettings, type MetadataSettings } from '../../src/metadata/config.js';
 import { startMetadataProxy, startMetadataService } from '../../src/metadata/service.js';
+import { leaseFileLookup } from '../../roles/gateway/leases.js';
 import { buildVendorDataSource } from '../../src/metadata/vendor-source.js';
 import { UsageError, type CliIo } from './common.js';
 import { untilSignal } from '../../core/signals.js';
@@ -58,13 +59,16 @@ export async function proxyCommand(opts: ProxyOptions, io: CliIo, env: NodeJS.Pr
   for (const u of opts.upstream ?? []) if (!/^https?:\/\/[^\s]+$/.test(u)) throw new UsageError(`--upstream must be an http:// URL, got "${u}"`);
   const { settings, level } = await settingsFrom(opts.config, env);
   const log = buildLogger(level as 'info').child({ component: 'metadata-proxy' });
+  // Callers' MACs come from the gateway's DHCP leases (dnsmasq's lease file).
+  const leasesFile = opts.leases ?? settings.proxy.leasesFile;
   const proxy = await startMetadataProxy({
     settings,
     ...(opts.upstream ? { upstreams: opts.upstream } : {}),
     ...(opts.listen ? { listen: opts.listen } : {}),
-    ...(opts.leases ? { leasesFile: opts.leases } : {}),
+    macOf: leaseFileLookup(leasesFile),
     log,
   });
+  log.info({ leases: leasesFile }, 'callers identified by their DHCP leases');
   io.err(`metadata proxy on ${proxy.url}`);
   const signal = await untilSignal();
   log.info({ signal }, 'stopping');

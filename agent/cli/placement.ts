@@ -78,5 +78,5 @@ export function chooseNode(survey: CapacitySurvey, placed: ReadonlyMap<string, n
   if (!fit.length) return { error: `no compute node can take the instance${unfit.length ? ` (${unfit.join('; ')})` : ': the cluster has no compute node'}` };
   const load = (a: CapacityAnswer) => (Math.max(a.instances, placed.get(a.node) ?? 0) + 1) / Math.max(1, a.cpus);
   fit.sort((a, b) => load(a) - load(b) || b.mem_available_mb - a.mem_available_mb || a.node.localeCompare(b.node));
-  return { node: fit[0]!.node };
+  return { node: fit[0].node };
 }

@@ -1,28 +1,22 @@
 /**
- * The `mammatus` command line (commander). Each subcommand lives in its own file; this one wires
- * them, the global flags (`--rpc-addr`, `--rpc-auth`, as the serf CLI has them) and exit codes:
- * 0 success, 1 failure, 2 usage error.
+ * The `mammatus` command line (commander): the composition root of every CLI process. Each
+ * subcommand lives in its own file and is loaded only when it runs (`mammatus version` loads
+ * nothing but this file and commander); this one wires them, the global flags (`--rpc-addr`,
+ * `--rpc-auth`, as the serf CLI has them) and exit codes: 0 success, 1 failure, 2 usage error.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { runAgent } from '../main.js';
 import { VERSION } from '../version.js';
-import { buildRoles } from '../../roles/index.js';
-import { buildSpawn } from '../../core/exec.js';
-import type { Role } from '../../roles/types.js';
 import { collectKeyValue, collectList, UsageError, type CliIo, type GlobalOptions } from './common.js';
-import { eventCommand } from './event.js';
-import { listCommand, registerCommand, rmCommand, showCommand, type InstanceOptions, type RegisterOptions } from './instance.js';
-import { imageImportCommand, type ImageImportOptions } from './image.js';
-import { launchCommand, setStateCommand, type LaunchOptions } from './launch.js';
-import { proxyCommand, serveCommand, type ProxyOptions, type ServeOptions } from './metadata.js';
-import { messagingServeCommand, type MessagingServeOptions } from './messaging.js';
-import { membersCommand } from './members.js';
-import { queryCommand, type QueryOptions } from './query.js';
-import { renderCommand } from './render.js';
-import { statusCommand, type StatusOptions } from './status.js';
+import type { InstanceOptions, RegisterOptions } from './instance.js';
+import type { ImageImportOptions } from './image.js';
+import type { LaunchOptions } from './launch.js';
+import type { ProxyOptions, ServeOptions } from './metadata.js';
+import type { MessagingServeOptions } from './messaging.js';
+import type { QueryOptions } from './query.js';
+import type { StatusOptions } from './status.js';
 
 /** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
-export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.ProcessEnv = process.env, registry: Readonly<Record<string, Role>> = buildRoles({ spawn: buildSpawn() })): Promise<number> {
+export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let code = 0;
   const program = new Command('mammatus')
     .description('mammatus: a private cloud for small clusters, driven by Serf')
@@ -32,7 +26,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
-  const g = (cmd: Command) => cmd.optsWithGlobals() as GlobalOptions;
+  const g = (cmd: Command) => cmd.optsWithGlobals<GlobalOptions>();
   const set = (p: Promise<number>) => p.then((c) => void (code = c));
 
   program
@@ -40,7 +34,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .description('run the node agent (what mammatus-agent.service runs)')
     .option('-c, --config <path>', 'config file or directory (default /etc/mammatus/agent.yaml, or MAMMATUS_CONFIG)')
     .action((o: { config?: string }, cmd: Command) => {
-      const gl = cmd.optsWithGlobals() as GlobalOptions & { rpcAddrSource?: string };
+      const gl = cmd.optsWithGlobals<GlobalOptions>();
       // Only flags typed on the command line override the config files: not the defaults, and not
       // SERF_RPC_ADDR exported for the CLI commands (the loader reads SERF_RPC_AUTH itself).
       const fromCli = (name: string) => program.getOptionValueSource(name) === 'cli';
@@ -48,7 +42,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
         ...(fromCli('rpcAddr') ? { rpc_addr: gl.rpcAddr } : {}),
         ...(fromCli('rpcAuth') && gl.rpcAuth ? { rpc_auth: gl.rpcAuth } : {}),
       };
-      return set(runAgent({ path: o.config, env, overrides: { serf } }, io.err));
+      return set(import('../main.js').then(({ runAgent }) => runAgent({ path: o.config, env, overrides: { serf } }, (line) => io.err(line))));
     });
 
   program
@@ -57,13 +51,13 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('--json', 'print JSON')
     .option('--tag <key=value>', 'only members whose tag matches (regular expression), repeatable', collectKeyValue)
     .option('--timeout <duration>', 'query timeout (default: serf\'s, 3.2 s for small clusters)')
-    .action((o: StatusOptions, cmd: Command) => set(statusCommand(g(cmd), o, io)));
+    .action((o: StatusOptions, cmd: Command) => set(import('./status.js').then((m) => m.statusCommand(g(cmd), o, io))));
 
   program
     .command('members')
     .description('list cluster members with their roles and agent versions')
     .option('--json', 'print JSON')
-    .action((o: { json?: boolean }, cmd: Command) => set(membersCommand(g(cmd), o, io)));
+    .action((o: { json?: boolean }, cmd: Command) => set(import('./members.js').then((m) => m.membersCommand(g(cmd), o, io))));
 
   program
     .command('event')
@@ -71,7 +65,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .argument('<name>', 'event name, e.g. mammatus.reconcile')
     .argument('[payload]', 'payload (name + payload at most ~450 bytes)')
     .option('--coalesce', 'let serf coalesce events of the same name (drops earlier ones)')
-    .action((name: string, payload: string | undefined, o: { coalesce?: boolean }, cmd: Command) => set(eventCommand(g(cmd), name, payload, o, io)));
+    .action((name: string, payload: string | undefined, o: { coalesce?: boolean }, cmd: Command) => set(import('./event.js').then((m) => m.eventCommand(g(cmd), name, payload, o, io))));
 
   program
     .command('query')
@@ -83,7 +77,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('--timeout <duration>', 'query timeout, e.g. 5s (default: serf\'s)')
     .option('--no-ack', 'do not request acks')
     .option('--json', 'print JSON')
-    .action((name: string, payload: string | undefined, o: QueryOptions, cmd: Command) => set(queryCommand(g(cmd), name, payload, o, io)));
+    .action((name: string, payload: string | undefined, o: QueryOptions, cmd: Command) => set(import('./query.js').then((m) => m.queryCommand(g(cmd), name, payload, o, io))));
 
   program
     .command('render')
@@ -91,7 +85,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .argument('<role>', 'gateway, compute, storage or controller')
     .requiredOption('--config <path>', 'config file to render from')
     .option('--out <dir>', 'write the files under this directory instead of printing them')
-    .action((role: string, o: { config: string; out?: string }) => set(renderCommand(role, o, registry, io)));
+    .action((role: string, o: { config: string; out?: string }) => set(import('./render.js').then((m) => m.renderCommand(role, o, io))));
 
   const instance = program.command('instance').description('the instance registry (records in NATS JetStream on the controllers)');
   const natsFlag = '--nats <url>';
@@ -108,27 +102,27 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('--tag <key=value>', 'tag, repeatable', collectKeyValue)
     .option(natsFlag, natsHelp)
     .option('--json', 'print the record as JSON')
-    .action((name: string, o: RegisterOptions, cmd: Command) => set(registerCommand(g(cmd), name, o, io)));
+    .action((name: string, o: RegisterOptions, cmd: Command) => set(import('./instance.js').then((m) => m.registerCommand(g(cmd), name, o, io))));
   instance
     .command('list')
     .description('list registered instances')
     .option(natsFlag, natsHelp)
     .option('--json', 'print JSON')
-    .action((o: InstanceOptions, cmd: Command) => set(listCommand(g(cmd), o, io)));
+    .action((o: InstanceOptions, cmd: Command) => set(import('./instance.js').then((m) => m.listCommand(g(cmd), o, io))));
   instance
     .command('show')
     .description('show one instance')
     .argument('<name>', 'instance name or id')
     .option(natsFlag, natsHelp)
     .option('--json', 'print JSON')
-    .action((name: string, o: InstanceOptions, cmd: Command) => set(showCommand(g(cmd), name, o, io)));
+    .action((name: string, o: InstanceOptions, cmd: Command) => set(import('./instance.js').then((m) => m.showCommand(g(cmd), name, o, io))));
   instance
     .command('rm')
     .description('remove an instance and free its name, MACs and IPs')
     .argument('<name>', 'instance name or id')
     .option(natsFlag, natsHelp)
     .option('--json', 'print the removed record as JSON')
-    .action((name: string, o: InstanceOptions, cmd: Command) => set(rmCommand(g(cmd), name, o, io)));
+    .action((name: string, o: InstanceOptions, cmd: Command) => set(import('./instance.js').then((m) => m.rmCommand(g(cmd), name, o, io))));
 
   // --- compute: container instances through the registry (launch.ts), images (image.ts) ---
   instance
@@ -143,7 +137,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('--wait [duration]', 'wait until it runs with an address (default 2m); exit 1 on an error or timeout')
     .option(natsFlag, natsHelp)
     .option('--json', 'print the record as JSON')
-    .action((name: string, o: LaunchOptions, cmd: Command) => set(launchCommand(g(cmd), name, o, io)));
+    .action((name: string, o: LaunchOptions, cmd: Command) => set(import('./launch.js').then((m) => m.launchCommand(g(cmd), name, o, io))));
   for (const [verb, state, what] of [
     ['start', 'running', 'start a stopped container instance'],
     ['stop', 'stopped', 'stop a container instance (it keeps its disk, name and address)'],
@@ -155,7 +149,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
       .argument('<name>', 'instance name or id')
       .option(natsFlag, natsHelp)
       .option('--json', 'print the record as JSON')
-      .action((name: string, o: InstanceOptions, cmd: Command) => set(setStateCommand(g(cmd), name, state, o, io)));
+      .action((name: string, o: InstanceOptions, cmd: Command) => set(import('./launch.js').then((m) => m.setStateCommand(g(cmd), name, state, o, io))));
   }
   program
     .command('image')
@@ -167,7 +161,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('--replace', 're-point the alias when it names another image')
     .option('--lxd-socket <path>', 'LXD\'s unix socket (default /var/lib/lxd/unix.socket)')
     .option('--json', 'print JSON')
-    .action((file: string, o: ImageImportOptions) => set(imageImportCommand(file, o, io)));
+    .action((file: string, o: ImageImportOptions) => set(import('./image.js').then((m) => m.imageImportCommand(file, o, io))));
   // --- end compute ---
 
   const metadata = program.command('metadata').description('the instance metadata service and its gateway proxy, run on their own');
@@ -177,7 +171,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option(natsFlag, 'NATS servers of the registry (default: metadata.nats, nats://127.0.0.1:4222)')
     .option('--listen <host:port>', 'listen address (default: metadata.listen, 0.0.0.0:8775)')
     .option('-c, --config <path>', 'agent config to read metadata: from (default /etc/mammatus/agent.yaml)')
-    .action((o: ServeOptions) => set(serveCommand(o, io, env)));
+    .action((o: ServeOptions) => set(import('./metadata.js').then((m) => m.serveCommand(o, io, env))));
   metadata
     .command('proxy')
     .description('forward instances\' metadata requests to the service, with their signed IP and MAC')
@@ -185,7 +179,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('--listen <host:port>', 'listen address (default: metadata.proxy.listen, 0.0.0.0:8776)')
     .option('--leases <file>', 'dnsmasq lease file for callers\' MACs (default: metadata.proxy.leases_file)')
     .option('-c, --config <path>', 'agent config with metadata.proxy_secret (default /etc/mammatus/agent.yaml)')
-    .action((o: ProxyOptions) => set(proxyCommand(o, io, env)));
+    .action((o: ProxyOptions) => set(import('./metadata.js').then((m) => m.proxyCommand(o, io, env))));
 
   program
     .command('messaging')
@@ -195,7 +189,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option(natsFlag, 'NATS servers with JetStream (default: messaging.nats, nats://127.0.0.1:4222)')
     .option('--listen <host:port>', 'listen address (default: messaging.listen, 0.0.0.0:9324)')
     .option('-c, --config <path>', 'agent config to read messaging: from (default /etc/mammatus/agent.yaml)')
-    .action((o: MessagingServeOptions) => set(messagingServeCommand(o, io, env)));
+    .action((o: MessagingServeOptions) => set(import('./messaging.js').then((m) => m.messagingServeCommand(o, io, env))));
 
   program
     .command('version')

@@ -2,18 +2,20 @@
 import os from 'node:os';
 import { loadConfig } from '../config/load.js';
 import { buildFileOps } from '../../core/files.js';
-import type { Role } from '../../roles/types.js';
+import { ROLE_NAMES, type RoleName } from '../../core/members.js';
+import { roleCatalog } from '../roles.js';
 import { UsageError, type CliIo } from './common.js';
 
-/** Runs the command against `registry` (the built-in roles unless a test passes others). */
-export async function renderCommand(
-  role: string,
-  opts: { config: string; out?: string },
-  registry: Readonly<Record<string, Role>>,
-  io: CliIo,
-): Promise<number> {
-  const plugin = registry[role];
-  if (!plugin) throw new UsageError(`unknown role "${role}"; known roles: ${Object.keys(registry).join(', ')}`);
+/** Runs the command for one of the built-in roles. */
+export async function renderCommand(role: string, opts: { config: string; out?: string }, io: CliIo): Promise<number> {
+  if (!(ROLE_NAMES as readonly string[]).includes(role)) throw new UsageError(`unknown role "${role}"; known roles: ${ROLE_NAMES.join(', ')}`);
+  // Rendering never starts anything: a spawner that refuses proves it.
+  const catalog = roleCatalog({
+    spawn: () => {
+      throw new Error('render starts no process');
+    },
+  });
+  const plugin = await catalog[role as RoleName]();
   const { config } = await loadConfig({ path: opts.config });
   const files = plugin.render({
     node: os.hostname(),

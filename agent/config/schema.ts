@@ -209,7 +209,7 @@ export const DEFAULT_CONFIG: AgentConfig = deepFreeze({
   serf: { rpc_addr: '127.0.0.1:7373', rpc_auth: '', members_poll: '1s' },
   log: { level: 'info' },
   // Every role present with empty settings, so `roles.<name>` is `{}` unless a file says more.
-  roles: Object.fromEntries(ROLE_NAMES.map((name) => [name, {}])) as RolesConfig,
+  roles: Object.fromEntries(ROLE_NAMES.map((name) => [name, {}])),
   dispatch: { handler_timeout: '30s', slow_handler: '1s', query_timeout: '3.2s' },
   watch_config: true,
   metadata: {},

@@ -11,6 +11,7 @@ import type { MemberEvent, QueryEvent, SerfEvent, UserEvent } from '../serf/clie
 import { SerfLimits } from '../serf/protocol.js';
 import type { EventDedupe } from './dedupe.js';
 import { filterMatches, parseFilter, streamFilterFor, type EventFilter } from './filter.js';
+import { detach } from '../../core/errors.js';
 
 /** What every handler receives besides the event. */
 export interface HandlerContext {
@@ -107,15 +108,31 @@ export class Dispatcher {
     this.registrations.push({ filter, text, handler, log: this.opts.log.child({ handler: text }) });
   }
 
-  /** The Serf stream filter that covers every registration. */
+  /**
+   * Removes the handler of a query (`query:NAME`): a role that leaves the node stops answering. A
+   * query already running keeps its handler.
+   */
+  off(text: `query:${string}`): void {
+    const filter = parseFilter(text);
+    const i = this.registrations.findIndex((r) => r.filter.type === 'query' && 'name' in filter && filterMatches(r.filter, 'query', filter.name));
+    if (i >= 0) this.registrations.splice(i, 1);
+  }
+
+  /**
+   * The Serf stream filter that covers every registration. Every query is streamed, named or not:
+   * roles register their queries while they run, long after the stream started, and a query no
+   * handler takes is dropped here without an answer.
+   */
   streamFilter(): string {
-    return streamFilterFor(this.registrations.map((r) => r.filter));
+    const filters = this.registrations.map((r) => r.filter);
+    return streamFilterFor([...filters.filter((f) => f.type !== 'query'), { type: 'query' }]);
   }
 
   /** Takes one record from the Serf stream; returns at once. */
   dispatch(event: SerfEvent): void {
     if (event.type === 'query') {
-      void this.answer(event);
+      // answer() reports its own failures; nothing is left to reject.
+      detach(this.answer(event), (err) => this.opts.log.error({ err, query: event.name }, 'answering a query failed'));
       return;
     }
     // Full queue first: a dropped event must stay unseen, so a later replay of it is handled.

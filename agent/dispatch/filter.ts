@@ -22,7 +22,7 @@ export function parseFilter(text: string): EventFilter {
   if (text === 'user' || text === 'query') return { type: text };
   const m = /^(user|query):(.*)$/.exec(text);
   if (m) {
-    const name = m[2]!;
+    const name = m[2];
     if (!NAME.test(name)) throw new RangeError(`invalid event filter "${text}": the name must be non-empty, without spaces or commas`);
     if (m[1] === 'query' && name.startsWith('_serf_')) throw new RangeError(`invalid event filter "${text}": _serf_ names are internal to Serf`);
     return { type: m[1] as 'user' | 'query', name };

@@ -8,6 +8,7 @@ import { wireInt } from './codec.js';
 import { SerfConnection, type ConnectionOptions } from './connection.js';
 import { Command, type WireKeyResponse, type WireMember } from './protocol.js';
 import { RecordQueue } from './queue.js';
+import { detach } from '../../core/errors.js';
 
 /** A user event record from a stream. */
 export interface UserEvent {
@@ -177,7 +178,7 @@ export class SerfClient {
    */
   async stream(filter: string): Promise<RecordQueue<SerfEvent>> {
     let seq = 0;
-    const queue = new RecordQueue<SerfEvent>(10_000, () => void this.connection.unsubscribe(seq));
+    const queue = new RecordQueue<SerfEvent>(10_000, () => detach(this.connection.unsubscribe(seq), () => undefined));
     seq = await this.connection.subscribe(Command.stream, { Type: filter }, {
       record: (body) => {
         const event = this.decodeEvent(body);
@@ -191,9 +192,9 @@ export class SerfClient {
   /** Streams the agent's log lines at `level` and above (first its recent backlog). */
   async monitor(level = 'INFO'): Promise<RecordQueue<string>> {
     let seq = 0;
-    const queue = new RecordQueue<string>(10_000, () => void this.connection.unsubscribe(seq));
+    const queue = new RecordQueue<string>(10_000, () => detach(this.connection.unsubscribe(seq), () => undefined));
     seq = await this.connection.subscribe(Command.monitor, { LogLevel: level }, {
-      record: (body) => queue.push(String(body.Log ?? '')),
+      record: (body) => queue.push(typeof body.Log === 'string' ? body.Log : ''),
       end: (err) => queue.end(err),
     });
     return queue;
@@ -202,7 +203,7 @@ export class SerfClient {
   /** Sends a query; iterate the acks and responses, which end when Serf reports `done`. */
   async query(params: QueryParams): Promise<RecordQueue<QueryRecord>> {
     let seq = 0;
-    const queue = new RecordQueue<QueryRecord>(100_000, () => void this.connection.unsubscribe(seq));
+    const queue = new RecordQueue<QueryRecord>(100_000, () => detach(this.connection.unsubscribe(seq), () => undefined));
     seq = await this.connection.subscribe(
       Command.query,
       {

@@ -290,6 +290,8 @@ function describe(v: unknown): string {
   if (v === null) return 'nil';
   if (Buffer.isBuffer(v)) return `${v.length} raw bytes`;
   if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an unknown msgpack type' : `${typeof v} ${String(v).slice(0, 40)}`;
+  if (typeof v === 'string') return `string ${v.slice(0, 40)}`;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return `${typeof v} ${v}`;
+  return typeof v === 'object' ? 'an unknown msgpack type' : typeof v;
 }
 

@@ -8,8 +8,6 @@
  * ```
  */
 import os from 'node:os';
-import type { Dispatcher } from '../../agent/dispatch/dispatcher.js';
-import type { AgentView } from '../../agent/types.js';
 
 /** Query name, as documented in docs/serf.md. */
 export const CAPACITY_QUERY = 'mammatus.capacity';
@@ -48,7 +46,7 @@ const MB = 1024 * 1024;
 
 /** Builds the answer from the compute role's facts (undefined: the role reports nothing yet). Pure. */
 export function buildCapacity(node: string, facts: Readonly<Record<string, unknown>> | undefined, host: HostFacts): CapacityAnswer {
-  const num = (k: string) => (typeof facts?.[k] === 'number' ? (facts[k] as number) : 0);
+  const num = (k: string) => (typeof facts?.[k] === 'number' ? (facts[k]) : 0);
   const ready = facts?.ready === true;
   const reason = typeof facts?.reason === 'string' ? facts.reason : 'the compute role reports nothing yet';
   return {
@@ -62,12 +60,4 @@ export function buildCapacity(node: string, facts: Readonly<Record<string, unkno
     instances: num('instances'),
     running: num('running'),
   };
-}
-
-/** Registers the capacity query handler. */
-export function registerCapacity(d: Pick<Dispatcher, 'on'>, view: AgentView, host: () => HostFacts = hostFacts): void {
-  d.on(`query:${CAPACITY_QUERY}`, () => {
-    if (!view.roles().includes('compute')) return undefined;
-    return buildCapacity(view.node(), view.roleFacts('compute'), host());
-  });
 }

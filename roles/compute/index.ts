@@ -15,12 +15,14 @@
 import path from 'node:path';
 import type { Logger, Member } from '../../core/contracts.js';
 import { parseRoleTag } from '../../core/members.js';
+import { detach } from '../../core/errors.js';
 import type { StartContext, RenderedFile, Role, RoleFacts } from '../types.js';
 import { parseComputeConfig, type ComputeConfig } from './config.js';
 import { LxdClient, type LxdClientOptions } from '../../src/lxd/client.js';
 import { ensureHostMacvlan, ensureLxdSetup } from './setup.js';
 import { renderPreseedYaml } from './preseed.js';
 import { Reconciler, type ComputeReport } from './reconciler.js';
+import { buildCapacity, CAPACITY_QUERY, hostFacts } from './capacity.js';
 import type { ComputeRegistry, ComputeRegistryFactory } from '../../core/contracts.js';
 
 /** What the compute role needs from the agent. */
@@ -116,11 +118,11 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
     if (link || !deps.instanceFeed || !cfg || !lxd) return;
     const servers = computeRegistryServers(cfg, members);
     if (!servers.length) return;
-    const l = deps.instanceFeed(servers, () => void requestPass(), log.child({ component: 'registry' }));
+    const l = deps.instanceFeed(servers, pass, log.child({ component: 'registry' }));
     link = l;
     const current = () => cfg!;
     reconciler = new Reconciler({ lxd, registry: l, config: current, node: () => node, log });
-    poll = setInterval(() => void requestPass(), deps.pollMs ?? 10_000);
+    poll = setInterval(pass, deps.pollMs ?? 10_000);
     poll.unref();
   }
 
@@ -131,6 +133,8 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
    */
   let soon: NodeJS.Timeout | undefined;
   let awaitingSince: number | undefined;
+  /** Asks for a pass without waiting for it (the reconciler logs a pass that fails; nothing rejects). */
+  const pass = () => detach(requestPass(), () => undefined);
   async function requestPass(): Promise<void> {
     const r = reconciler;
     if (!r) return;
@@ -143,12 +147,12 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
     if (soon || Date.now() - awaitingSince > ADDRESS_WATCH_MS) return;
     soon = setTimeout(() => {
       soon = undefined;
-      void requestPass();
+      pass();
     }, 1000);
     soon.unref();
   }
 
-  return {
+  const role: ComputeRole = {
     name: 'compute',
     // A controller joining is how the registry's servers become known.
     watches: ['member-join', 'member-update'],
@@ -170,7 +174,7 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
       if ((await ctx.files.read(parseComputeConfig(ctx.desired.config).paths.preseed)) === undefined) return;
       await setUp(ctx);
       ensureLink(ctx.desired.members, ctx.log);
-      void requestPass();
+      pass();
     },
 
     async start(ctx) {
@@ -181,10 +185,13 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
       // After an agent restart nothing was rendered differently, so no reload ran: set up here.
       await setUp(ctx);
       ensureLink(ctx.desired.members, ctx.log);
-      void requestPass();
+      pass();
     },
 
     report: () => reconciler?.report(),
+    queries: {
+      [CAPACITY_QUERY]: (_payload, last) => buildCapacity(last?.node ?? '', role.facts(), hostFacts()),
+    },
     facts(): ComputeFacts {
       const r = reconciler?.report();
       const counts = {
@@ -216,8 +223,7 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
       lxd = undefined;
     },
   };
+  return role;
 }
 
 export type { ComputeReport } from './reconciler.js';
-export { openComputeRegistry } from '../../src/registry/compute-link.js';
-export { type ComputeRegistry, type ComputeRegistryFactory } from '../../core/contracts.js';

@@ -101,7 +101,7 @@ export function planCompute(cfg: ComputeConfig, node: string, records: readonly 
         problems.push({ name: r.name, reason: `no image to create it from (tag ${IMAGE_TAG})` });
         continue;
       }
-      const body = renderInstanceCreate(cfg, { name: r.name, image, mac: r.macs[0]!, labels: { 'instance-id': r.id } });
+      const body = renderInstanceCreate(cfg, { name: r.name, image, mac: r.macs[0], labels: { 'instance-id': r.id } });
       actions.push({ kind: 'create', name: r.name, id: r.id, body });
     }
     if (r.state === 'running' && !running) actions.push({ kind: 'start', name: r.name, id: r.id });

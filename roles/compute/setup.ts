@@ -82,5 +82,5 @@ export async function ensureHostMacvlan(run: Run, cfg: ComputeConfig): Promise<v
     () => true,
     () => false,
   );
-  for (const [file, ...args] of exists ? cmds.slice(1) : cmds) await run(file!, args);
+  for (const [file, ...args] of exists ? cmds.slice(1) : cmds) await run(file, args);
 }

@@ -63,12 +63,12 @@ export function buildControllerRole(deps: ControllerDeps): Role {
 
   /** Waits for the monitor's `check`; stops early with nats-server's last words when it died. */
   async function waitFor(cfg: ControllerConfig, check: string, timeoutMs: number): Promise<void> {
-    const crashes = nats?.crashes ?? 0;
+    const crashes = nats?.process.crashes ?? 0;
     await waitHealthy(probe, localUrl('http', cfg.nats.monitor_listen) + check, {
       timeoutMs,
       abort: () => {
-        if (!nats || (nats.running && nats.crashes === crashes)) return undefined;
-        return `nats-server exited: ${nats.lastLines(3).join(' | ') || 'no output'}`;
+        if (!nats || (nats.process.running && nats.process.crashes === crashes)) return undefined;
+        return `nats-server exited: ${nats.process.lastLines(3).join(' | ') || 'no output'}`;
       },
     });
   }
@@ -99,7 +99,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
         for (const confPath of touched) launch ??= await launchFor(ctx, cfg, confPath);
         if (launch) {
           const how = await supervisor(ctx.log).apply(launch);
-          ctx.log.info({ how, nats_pid: nats?.pid, conf: launch.confPath }, 'nats-server config applied');
+          ctx.log.info({ how, nats_pid: nats?.process.pid, conf: launch.confPath }, 'nats-server config applied');
         } else {
           // The role left this node (or its first apply is rolled back): services go before NATS.
           await hosted?.stop();
@@ -116,7 +116,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
     async health(ctx) {
       const cfg = config(ctx);
       if (!ctx.changed.includes(cfg.paths.nats_conf) || (await ctx.files.read(cfg.paths.nats_conf)) === undefined) return;
-      if (!nats?.running) throw new Error(`nats-server is not running: ${nats?.lastLines(3).join(' | ') || 'no output'}`);
+      if (!nats?.process.running) throw new Error(`nats-server is not running: ${nats?.process.lastLines(3).join(' | ') || 'no output'}`);
       // Only this server: JetStream waiting for its peers is a cluster state, not a bad config.
       await waitFor(cfg, HEALTHZ.running, healthTimeoutMs);
       // A new client port: the services started against the old one move over. A failure rolls
@@ -134,7 +134,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
       if (!launch) return;
       const sup = supervisor(ctx.log);
       // After an agent restart the files are unchanged, so no reload started nats-server: start it here.
-      if (!sup.running) {
+      if (!sup.process.running) {
         sup.ensureRunning(launch);
         await waitFor(cfg, HEALTHZ.running, healthTimeoutMs);
       }

@@ -5,10 +5,8 @@
  * `cluster.routes`); any other change restarts it, because ports, the store and cluster mode cannot be
  * reloaded.
  */
-import type { Logger } from '../../core/contracts.js';
+import type { Argv, Logger, Spawn } from '../../core/contracts.js';
 import { DaemonSupervisor } from '../../core/process-supervisor.js';
-import { type Argv } from '../../core/contracts.js';
-import type { Spawn } from '../../core/contracts.js';
 
 /** What the supervisor needs. */
 export interface NatsSupervisorDeps {
@@ -34,32 +32,18 @@ export type NatsApplied = 'started' | 'restarted' | 'reloaded';
 
 /** Supervises one nats-server process (restarts and backoff: core/process-supervisor.ts). */
 export class NatsSupervisor {
-  private readonly supervisor: DaemonSupervisor;
+  /** The process itself: whether it runs, its PID, crashes and last output lines. */
+  readonly process: DaemonSupervisor;
   private launchSpec: NatsLaunch | undefined;
 
   constructor(private readonly deps: NatsSupervisorDeps) {
-    this.supervisor = new DaemonSupervisor({
+    this.process = new DaemonSupervisor({
       ...deps,
       name: 'nats-server',
       // SIGTERM, not lame-duck (SIGUSR2): clients of a restart reconnect at once to the same port.
       stopTimeoutMs: deps.stopTimeoutMs ?? 10_000,
       onStart: (pid) => deps.log.info({ nats_pid: pid, conf: this.launchSpec?.confPath }, 'nats-server started'),
     });
-  }
-
-  /** True while a nats-server process is running. */
-  get running(): boolean {
-    return this.supervisor.running;
-  }
-
-  /** The PID of the running nats-server, if any. */
-  get pid(): number | undefined {
-    return this.supervisor.pid;
-  }
-
-  /** How many times nats-server died on its own (and was restarted). */
-  get crashes(): number {
-    return this.supervisor.crashes;
   }
 
   /** The config file the server was last started or reloaded with. */
@@ -70,36 +54,31 @@ export class NatsSupervisor {
   /** The config file it ran with before that, when the path changed (for a rollback). */
   previousConfPath: string | undefined;
 
-  /** nats-server's last output lines (newest last), for error messages. */
-  lastLines(n = 5): string[] {
-    return this.supervisor.lastLines(n);
-  }
-
   /** Makes the running server use `launch`: SIGHUP when only routes changed, else a (re)start. */
   async apply(launch: NatsLaunch): Promise<NatsApplied> {
     const same = this.launchSpec !== undefined && sameLaunch(this.launchSpec, launch);
     if (this.launchSpec && this.launchSpec.confPath !== launch.confPath) this.previousConfPath = this.launchSpec.confPath;
     this.launchSpec = launch;
-    if (this.supervisor.running && same) {
-      this.deps.log.info({ nats_pid: this.supervisor.pid }, 'nats-server: reloading its routes (SIGHUP)');
-      this.supervisor.signal('SIGHUP');
+    if (this.process.running && same) {
+      this.deps.log.info({ nats_pid: this.process.pid }, 'nats-server: reloading its routes (SIGHUP)');
+      this.process.signal('SIGHUP');
       return 'reloaded';
     }
-    const was = this.supervisor.running;
-    await this.supervisor.restart(argv(launch));
+    const was = this.process.running;
+    await this.process.restart(argv(launch));
     return was ? 'restarted' : 'started';
   }
 
   /** Starts nats-server with `launch` unless it runs already (agent start with unchanged files). */
   ensureRunning(launch: NatsLaunch): void {
-    if (this.supervisor.running) return;
+    if (this.process.running) return;
     this.launchSpec = launch;
-    this.supervisor.ensureRunning(argv(launch));
+    this.process.ensureRunning(argv(launch));
   }
 
   /** Stops nats-server for good (role removed, agent stopping). */
   stop(): Promise<void> {
-    return this.supervisor.stop();
+    return this.process.stop();
   }
 }
 

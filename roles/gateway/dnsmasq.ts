@@ -21,35 +21,21 @@ const argv = (confPath: string): Argv => ['dnsmasq', ['--keep-in-foreground', '-
 
 /** Supervises one dnsmasq process. */
 export class DnsmasqSupervisor {
-  private readonly supervisor: DaemonSupervisor;
+  /** The process itself: whether it runs, its PID, crashes and last output lines. */
+  readonly process: DaemonSupervisor;
 
   constructor(deps: DnsmasqDeps) {
-    this.supervisor = new DaemonSupervisor({ ...deps, name: 'dnsmasq' });
-  }
-
-  /** True while a dnsmasq process is running. */
-  get running(): boolean {
-    return this.supervisor.running;
-  }
-
-  /** The PID of the running dnsmasq, if any. */
-  get pid(): number | undefined {
-    return this.supervisor.pid;
-  }
-
-  /** How many times dnsmasq was restarted after dying on its own. */
-  get crashes(): number {
-    return this.supervisor.crashes;
+    this.process = new DaemonSupervisor({ ...deps, name: 'dnsmasq' });
   }
 
   /** (Re)starts dnsmasq with this config file: stops the running one first and waits for it. */
   restart(confPath: string): Promise<void> {
-    return this.supervisor.restart(argv(confPath));
+    return this.process.restart(argv(confPath));
   }
 
   /** Starts dnsmasq unless it runs already. */
   ensureRunning(confPath: string): void {
-    this.supervisor.ensureRunning(argv(confPath));
+    this.process.ensureRunning(argv(confPath));
   }
 
   /**
@@ -57,11 +43,11 @@ export class DnsmasqSupervisor {
    * own, but a removed or changed reservation only goes away this way), without a restart.
    */
   rereadHosts(): boolean {
-    return this.supervisor.signal('SIGHUP');
+    return this.process.signal('SIGHUP');
   }
 
   /** Stops dnsmasq for good (role removed, agent stopping). */
   stop(): Promise<void> {
-    return this.supervisor.stop();
+    return this.process.stop();
   }
 }

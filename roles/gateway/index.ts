@@ -15,7 +15,8 @@ import type { Member } from '../../core/contracts.js';
 import { parseGatewayConfig, type GatewayConfig } from './config.js';
 import { DnsmasqSupervisor } from './dnsmasq.js';
 import { Firewall, validateRuleset } from './firewall.js';
-import { parseLeases, renderLeaseHook } from './leases.js';
+import { leaseSpoolPath, parseLeases, renderLeaseHook } from './leases.js';
+import { answerLeases, LEASES_QUERY } from './leases-query.js';
 import { leasesToRelease, parseMembersFile } from './release.js';
 import { lanAddressOf, parseDhcpHosts, parseNotes, planInstances, type DhcpHost } from './render-instances.js';
 import { answerReservations, RESERVATIONS_QUERY, servedFacts } from './served.js';
@@ -23,11 +24,6 @@ import { renderBaseline } from './render-iptables.js';
 import { renderGateway } from './render.js';
 import { DaemonSupervisor } from '../../core/process-supervisor.js';
 import { type Argv } from '../../core/contracts.js';
-
-/** Where the lease hook appends its events: next to dnsmasq's lease file. */
-export function leaseSpoolPath(cfg: GatewayConfig): string {
-  return path.join(path.dirname(cfg.paths.leases), 'lease-events');
-}
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 const IPXE_DIR = '/usr/lib/ipxe';
@@ -160,7 +156,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       }
       if (!ctx.changed.includes(cfg.paths.dnsmasq_conf) && !ctx.changed.includes(cfg.paths.iptables)) return;
       if (!(await ctx.files.read(cfg.paths.dnsmasq_conf))) return;
-      if (!dnsmasq?.running) throw new Error('dnsmasq is not running');
+      if (!dnsmasq?.process.running) throw new Error('dnsmasq is not running');
       await (deps.probe ?? probeDns)(lanAddress(cfg), `gateway.${cfg.domain}`);
     },
 
@@ -171,7 +167,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       ensureFeed(cfg, ctx.desired.members, ctx.log);
       await applyProxy(ctx, cfg, false);
       if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
-      if (!dnsmasq?.running) await prepareDirs(ctx.run, cfg);
+      if (!dnsmasq?.process.running) await prepareDirs(ctx.run, cfg);
       supervisor(ctx.log).ensureRunning(cfg.paths.dnsmasq_conf);
     },
 
@@ -181,7 +177,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
 
     facts: servedFacts,
 
-    queries: { [RESERVATIONS_QUERY]: answerReservations },
+    queries: { [LEASES_QUERY]: answerLeases, [RESERVATIONS_QUERY]: answerReservations },
 
     async stop() {
       const f = feed;
@@ -233,7 +229,7 @@ function logNotes(ctx: ApplyContext, cfg: GatewayConfig): void {
 
 /** The gateway's LAN address without its prefix length. */
 function lanAddress(cfg: GatewayConfig): string {
-  return cfg.lan.address.split('/')[0]!;
+  return cfg.lan.address.split('/')[0];
 }
 
 /** Directories dnsmasq needs before it starts, and the iPXE boot files owned by the TFTP user. */

@@ -4,11 +4,9 @@
  * payload a MAC or an IP = the matching lease and its recent events from the lease hook.
  */
 import { readFile } from 'node:fs/promises';
-import type { Dispatcher } from '../../agent/dispatch/dispatcher.js';
-import type { AgentView } from '../../agent/types.js';
+import type { DesiredState } from '../types.js';
 import { parseGatewayConfig } from './config.js';
-import { leaseSpoolPath } from './index.js';
-import { parseLeaseEvents, parseLeases, type Lease } from './leases.js';
+import { leaseSpoolPath, parseLeaseEvents, parseLeases, type Lease } from './leases.js';
 
 /** Query name, as documented in docs/serf.md. */
 export const LEASES_QUERY = 'mammatus.leases';
@@ -41,12 +39,13 @@ export function buildLeasesAnswer(node: string, leases: readonly Lease[], events
   return { node, total: rows.length, truncated: true, leases: [] };
 }
 
-/** Registers the leases query handler. */
-export function registerLeases(d: Pick<Dispatcher, 'on'>, view: AgentView): void {
-  d.on(`query:${LEASES_QUERY}`, async (query) => {
-    if (!view.roles().includes('gateway')) return undefined;
-    const cfg = parseGatewayConfig(view.roleConfig('gateway'));
-    const [leases, events] = await Promise.all([readText(cfg.paths.leases), readText(leaseSpoolPath(cfg))]);
-    return buildLeasesAnswer(view.node(), parseLeases(leases), events, query.payload.toString('utf8').trim());
-  });
+/**
+ * Answers `mammatus.leases` from dnsmasq's lease file and the hook's spool (reads only; a file
+ * that cannot be read counts as empty). Undefined before the role's first apply.
+ */
+export async function answerLeases(payload: Buffer, desired: DesiredState | undefined): Promise<object | undefined> {
+  if (!desired) return undefined;
+  const cfg = parseGatewayConfig(desired.config);
+  const [leases, events] = await Promise.all([readText(cfg.paths.leases), readText(leaseSpoolPath(cfg))]);
+  return buildLeasesAnswer(desired.node, parseLeases(leases), events, payload.toString('utf8').trim());
 }

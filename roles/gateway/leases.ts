@@ -4,6 +4,14 @@
  * The hook must be fast and must never fail, so it is plain `sh` with one `printf` per event (an
  * O_APPEND write of one short line is atomic) and ignores every action it does not know.
  */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { GatewayConfig } from './config.js';
+
+/** Where the lease hook appends its events: next to dnsmasq's lease file. */
+export function leaseSpoolPath(cfg: GatewayConfig): string {
+  return path.join(path.dirname(cfg.paths.leases), 'lease-events');
+}
 
 /** One current lease, from dnsmasq's lease file. */
 export interface Lease {
@@ -58,4 +66,27 @@ export function renderLeaseHook(spool: string): string {
     'exit 0',
     '',
   ].join('\n');
+}
+
+/**
+ * IP → MAC from dnsmasq's lease file, re-read whenever the file changes (one `stat` per request;
+ * dnsmasq rewrites the file on every lease change).
+ */
+export function leaseFileLookup(file: string, nowS: () => number = () => Date.now() / 1000): (ip: string) => Promise<string> {
+  let mtime = -1;
+  let table = new Map<string, { mac: string; expires: number }>();
+  return async (ip) => {
+    try {
+      const st = await fs.stat(file);
+      if (st.mtimeMs !== mtime) {
+        mtime = st.mtimeMs;
+        table = new Map(parseLeases(await fs.readFile(file, 'utf8')).map((l) => [l.ip, { mac: l.mac, expires: l.expires }]));
+      }
+    } catch {
+      table = new Map();
+      mtime = -1;
+    }
+    const lease = table.get(ip);
+    return lease && (lease.expires === 0 || lease.expires > nowS()) ? lease.mac : '';
+  };
 }

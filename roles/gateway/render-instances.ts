@@ -112,8 +112,8 @@ export function parseDhcpHosts(content: string): DhcpHost | undefined {
   let ip: string | undefined;
   for (const line of content.split('\n')) {
     const parts = line.trim().split(',');
-    if (parts.length < 2 || parts.length > 3 || !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(parts[0]!)) continue;
-    macs.push(parts[0]!);
+    if (parts.length < 2 || parts.length > 3 || !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(parts[0])) continue;
+    macs.push(parts[0]);
     name = parts[parts.length - 1];
     if (parts.length === 3) ip = parts[1];
   }
@@ -133,7 +133,7 @@ export function renderNotes(notes: readonly InstanceNote[]): string {
 export function parseNotes(content: string | undefined): InstanceNote[] {
   return (content ?? '').split('\n').flatMap((line) => {
     const m = /^([a-z0-9-]+): (served|left out): (.+)$/.exec(line);
-    return m ? [{ name: m[1]!, served: m[2] === 'served', reason: m[3]! }] : [];
+    return m ? [{ name: m[1], served: m[2] === 'served', reason: m[3] }] : [];
   });
 }
 

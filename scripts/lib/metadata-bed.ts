@@ -104,7 +104,7 @@ export async function startBedGateway(bed: GatewayBed, dir: string, host: Contro
     log,
     run,
     files: buildFileOps(),
-    registry: { gateway: buildGatewayRole({ spawn, probe, mammatus: [process.execPath, [BUNDLE]], instanceFeed: openInstanceFeed }) },
+    roles: { gateway: buildGatewayRole({ spawn, probe, mammatus: [process.execPath, [BUNDLE]], instanceFeed: openInstanceFeed }) },
     version: '0.0.0-test',
   });
   await agent.start();

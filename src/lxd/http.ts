@@ -81,7 +81,7 @@ export function lxdRequest(agent: http.Agent, socketPath: string, req: LxdReques
         try {
           resolve(toResponse(res, Buffer.concat(chunks).toString('utf8'), what));
         } catch (err) {
-          reject(err);
+          reject(err instanceof Error ? err : new Error(String(err)));
         }
       });
     });

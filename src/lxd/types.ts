@@ -48,7 +48,7 @@ export const OperationStatus = {
 /** A background operation (`/1.0/operations/<id>`). */
 export interface LxdOperation {
   readonly id: string;
-  readonly class: 'task' | 'websocket' | 'token' | string;
+  readonly class: 'task' | 'websocket' | 'token' | (string & {});
   readonly description: string;
   readonly status: string;
   readonly status_code: number;
@@ -68,7 +68,7 @@ export interface LxdServerInfo {
   readonly api_extensions: readonly string[];
   readonly api_status: string;
   readonly api_version: string;
-  readonly auth: 'trusted' | 'untrusted' | string;
+  readonly auth: 'trusted' | 'untrusted' | (string & {});
   readonly config: Readonly<Record<string, unknown>>;
   readonly environment?: {
     readonly server_version?: string;
@@ -130,7 +130,7 @@ export interface LxdImage {
   readonly fingerprint: string;
   readonly filename?: string;
   readonly size: number;
-  readonly type?: 'container' | 'virtual-machine' | string;
+  readonly type?: 'container' | 'virtual-machine' | (string & {});
   readonly architecture: string;
   readonly public: boolean;
   readonly aliases: readonly { readonly name: string; readonly description?: string }[] | null;
@@ -191,10 +191,10 @@ export interface LxdInstance extends LxdInstancePut {
 
 /** One address of an instance NIC. */
 export interface LxdAddress {
-  readonly family: 'inet' | 'inet6' | string;
+  readonly family: 'inet' | 'inet6' | (string & {});
   readonly address: string;
   readonly netmask: string;
-  readonly scope: 'global' | 'link' | 'local' | string;
+  readonly scope: 'global' | 'link' | 'local' | (string & {});
 }
 
 /** One NIC in an instance's state. */
@@ -203,7 +203,7 @@ export interface LxdNetworkState {
   readonly hwaddr: string;
   readonly host_name: string;
   readonly mtu: number;
-  readonly state: 'up' | 'down' | string;
+  readonly state: 'up' | 'down' | (string & {});
   readonly type: string;
   readonly counters?: Readonly<Record<string, number>>;
 }

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import type { LxdBody } from './http.js';
+import { detach } from '../../core/errors.js';
 
 /** Where an image comes from: one unified tarball, or its two halves. */
 export type ImageSource = { readonly unified: string } | { readonly metadata: string; readonly rootfs: string };
@@ -37,21 +38,22 @@ export async function imageUploadBody(source: ImageSource): Promise<{ body: LxdB
   );
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
   const middle = Buffer.from('\r\n');
-  const length = heads[0]!.length + sizes[0]! + middle.length + heads[1]!.length + sizes[1]! + tail.length;
+  const length = heads[0].length + sizes[0] + middle.length + heads[1].length + sizes[1] + tail.length;
   const stream = (): Readable => {
     const out = new PassThrough();
-    void (async () => {
+    // The copy reports its failure on the stream itself (destroy), so nothing is left to reject.
+    detach((async () => {
       try {
         out.write(heads[0]);
-        await pipeInto(createReadStream(parts[0]!.file), out);
+        await pipeInto(createReadStream(parts[0].file), out);
         out.write(middle);
         out.write(heads[1]);
-        await pipeInto(createReadStream(parts[1]!.file), out);
+        await pipeInto(createReadStream(parts[1].file), out);
         out.end(tail);
       } catch (err) {
         out.destroy(err as Error);
       }
-    })();
+    })(), () => undefined);
     return out;
   };
   return {

@@ -97,7 +97,7 @@ const WIRE_SCHEMA: JSONSchemaType<WireSettings> = {
   type: 'object',
   additionalProperties: true,
   required: [],
-  properties: WIRE_PROPERTIES as JSONSchemaType<WireSettings>['properties'],
+  properties: WIRE_PROPERTIES,
 };
 
 const checkWire = sectionChecker<WireSettings>({ at: AT, schema: WIRE_SCHEMA, formats: WIRE_FORMATS, hints: WIRE_HINTS });

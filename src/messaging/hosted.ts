@@ -7,8 +7,8 @@
  * joins as the second of three must not hold up its agent while replicated streams cannot exist yet.
  */
 import type { HostedService } from '../../core/contracts.js';
-import { startMessagingService, type RunningMessagingService } from './service.js';
-import { parseMessagingSettings } from './settings.js';
+import { errorMessage } from '../../core/errors.js';
+import type { RunningMessagingService } from './service.js';
 
 /** True when `messaging:` asks for the API: credentials given, or signature checks switched off. */
 export function messagingWanted(section: unknown): boolean {
@@ -33,6 +33,8 @@ export function messagingHostedService(section: () => unknown): HostedService {
         ctx.log.info('SQS/SNS API off: no messaging.credentials configured (docs/messaging.md)');
         return;
       }
+      // Loaded here, not at import: a controller without the API never loads the engine.
+      const [{ parseMessagingSettings }, { startMessagingService }] = await Promise.all([import('./settings.js'), import('./service.js')]);
       // A bad config is the operator's to fix: fail the start (the role reports it) rather than retry.
       const settings = parseMessagingSettings(raw);
       stopped = false;
@@ -44,7 +46,7 @@ export function messagingHostedService(section: () => unknown): HostedService {
           },
           (err: unknown) => {
             if (stopped) return;
-            ctx.log.warn({ err: (err as Error).message, retry_ms: RETRY_MS }, 'SQS/SNS API not started yet; retrying');
+            ctx.log.warn({ err: errorMessage(err), retry_ms: RETRY_MS }, 'SQS/SNS API not started yet; retrying');
             timer = setTimeout(tryStart, RETRY_MS);
           },
         );

@@ -87,7 +87,7 @@ export function checkPermissionGrant(grant: PermissionGrant): void {
 
 /** A list of one written as the item itself, as AWS writes policies. */
 function oneOrMany(items: readonly string[]): string | readonly string[] {
-  return items.length === 1 ? (items[0] as string) : items;
+  return items.length === 1 ? (items[0]) : items;
 }
 
 /** The statement AddPermission adds for `grant` on the queue `queueArn`. */

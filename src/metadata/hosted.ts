@@ -1,20 +1,16 @@
 /**
  * The metadata service as a controller-hosted service: the controller role starts it once its
  * nats-server is ready and tells it about membership, from which vendor-data takes the controller
- * addresses (Consul's join list, InfluxDB's host).
+ * addresses (Consul's join list, InfluxDB's host). The service's modules are loaded at its start.
  */
 import { readFileSync } from 'node:fs';
-import type { Member } from '../../core/contracts.js';
-import type { HostedService } from '../../core/contracts.js';
-import { parseRoleTag } from '../../core/members.js';
-import { parseMetadataSettings } from './config.js';
-import { startMetadataService, type RunningMetadataService } from './service.js';
-import { buildVendorDataSource } from './vendor-source.js';
+import type { HostedService, Member } from '../../core/contracts.js';
+import { aliveWithRole } from '../../core/members.js';
+import type { RunningMetadataService } from './service.js';
 
 /** Addresses of the alive members carrying the controller role, sorted. */
 export function controllerAddresses(members: readonly Member[]): string[] {
-  return members
-    .filter((m) => m.status === 'alive' && m.tags.role !== undefined && parseRoleTag(m.tags.role).roles.includes('controller'))
+  return aliveWithRole(members, 'controller')
     .map((m) => m.addr)
     .sort();
 }
@@ -30,6 +26,11 @@ export function metadataHostedService(section: () => unknown): HostedService {
     name: 'metadata',
     configKey: () => JSON.stringify(section() ?? null),
     async start(ctx) {
+      const [{ parseMetadataSettings }, { startMetadataService }, { buildVendorDataSource }] = await Promise.all([
+        import('./config.js'),
+        import('./service.js'),
+        import('./vendor-source.js'),
+      ]);
       const settings = parseMetadataSettings(section(), (p) => readFileSync(p, 'utf8'));
       controllers = controllerAddresses(ctx.members);
       const vendorData = await buildVendorDataSource({ settings, controllers: () => controllers, log: ctx.log });

@@ -9,37 +9,12 @@
  * Plain `node:http` streaming: the proxy's whole job is a few header rules, which a generic proxy
  * library would need as many lines of hooks to express.
  */
-import { promises as fs } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from '../../core/contracts.js';
-import { parseLeases } from '../../roles/gateway/leases.js';
 import { IDENTITY_HEADERS, signIdentity } from './identity.js';
 
 /** Finds the MAC of an IP address ('' when unknown). */
 export type MacLookup = (ip: string) => Promise<string>;
-
-/**
- * IP → MAC from dnsmasq's lease file, re-read whenever the file changes (one `stat` per request;
- * dnsmasq rewrites the file on every lease change).
- */
-export function leaseFileLookup(file: string, nowS: () => number = () => Date.now() / 1000): MacLookup {
-  let mtime = -1;
-  let table = new Map<string, { mac: string; expires: number }>();
-  return async (ip) => {
-    try {
-      const st = await fs.stat(file);
-      if (st.mtimeMs !== mtime) {
-        mtime = st.mtimeMs;
-        table = new Map(parseLeases(await fs.readFile(file, 'utf8')).map((l) => [l.ip, { mac: l.mac, expires: l.expires }]));
-      }
-    } catch {
-      table = new Map();
-      mtime = -1;
-    }
-    const lease = table.get(ip);
-    return lease && (lease.expires === 0 || lease.expires > nowS()) ? lease.mac : '';
-  };
-}
 
 /** What the proxy needs. */
 export interface ProxyDeps {

@@ -111,7 +111,7 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
   /** `PUT /latest/api/token` (IMDSv2). */
   const putToken = (req: IncomingMessage, segments: readonly string[]): Answer => {
     const parts = segments.filter(Boolean);
-    if (parts.length !== 3 || parts[1] !== 'api' || parts[2] !== 'token' || !isEc2Version(parts[0]!)) return NOT_FOUND;
+    if (parts.length !== 3 || parts[1] !== 'api' || parts[2] !== 'token' || !isEc2Version(parts[0])) return NOT_FOUND;
     // Tokens only under latest (AWS refuses dated paths), never through an open proxy on the instance.
     if (parts[0] !== 'latest' || req.headers['x-forwarded-for'] !== undefined) return answerText(403, 'Forbidden');
     const ttl = parseTokenTtl(req.headers['x-aws-ec2-metadata-token-ttl-seconds']);

@@ -9,7 +9,7 @@ import type { Logger } from '../../core/contracts.js';
 import { connectNats } from '../../core/nats.js';
 import type { MetadataSettings } from './config.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
-import { buildMetadataProxy, leaseFileLookup } from './proxy.js';
+import { buildMetadataProxy, type MacLookup } from './proxy.js';
 import { RegistryView } from '../registry/view.js';
 import { buildMetadataApp } from './server.js';
 import { TokenAuthority } from './tokens.js';
@@ -90,7 +90,8 @@ export async function startMetadataService(opts: StartMetadataOptions): Promise<
       await app.close();
       view?.stop();
       await nc?.close().catch(() => undefined);
-      void connecting;
+      // A connection made after the stop is closed by its own handler (above).
+      await connecting.catch(() => undefined);
     },
   };
 }
@@ -102,14 +103,13 @@ export interface RunningMetadataProxy {
   stop(): Promise<void>;
 }
 
-/** Starts the proxy a gateway runs in front of the service; needs the cluster secret. */
-export async function startMetadataProxy(opts: { settings: MetadataSettings; upstreams?: readonly string[]; listen?: string; leasesFile?: string; log: Logger }): Promise<RunningMetadataProxy> {
+/** Starts the proxy a gateway runs in front of the service; needs the cluster secret. `macOf` finds callers' MACs. */
+export async function startMetadataProxy(opts: { settings: MetadataSettings; upstreams?: readonly string[]; listen?: string; macOf: MacLookup; log: Logger }): Promise<RunningMetadataProxy> {
   const { settings, log } = opts;
   if (!settings.proxySecret) throw new Error('metadata.proxy_secret (or proxy_secret_file) is required: the proxy signs who called with it');
   const upstreams = opts.upstreams?.length ? opts.upstreams : settings.proxy.upstreams;
   if (!upstreams.length) throw new Error('no upstream: pass --upstream URL or set metadata.proxy.upstreams');
-  const leasesFile = opts.leasesFile ?? settings.proxy.leasesFile;
-  const server = buildMetadataProxy({ upstreams, secret: settings.proxySecret, macOf: leaseFileLookup(leasesFile), log });
+  const server = buildMetadataProxy({ upstreams, secret: settings.proxySecret, macOf: opts.macOf, log });
   const { host, port } = splitHostPort(opts.listen ?? settings.proxy.listen, { allowPortZero: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -117,6 +117,6 @@ export async function startMetadataProxy(opts: { settings: MetadataSettings; ups
   });
   const addr = server.address();
   const url = typeof addr === 'object' && addr ? `http://${addr.address}:${addr.port}` : `http://${host}:${port}`;
-  log.info({ url, upstreams, leasesFile }, 'metadata proxy listening');
+  log.info({ url, upstreams }, 'metadata proxy listening');
   return { url, server, stop: () => new Promise((r) => server.close(() => r())) };
 }

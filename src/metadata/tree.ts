@@ -120,7 +120,7 @@ export function ec2Tree(r: InstanceRecord, ctx: TreeContext): Dir {
     ['instance-type', text(r.node ? 'lxd.container' : 'metal')],
     ...(ip ? ([['local-ipv4', text(ip)]] as const) : []),
     ['local-hostname', text(r.name)],
-    ['mac', text(r.macs[0]!)],
+    ['mac', text(r.macs[0])],
     ['placement', dir([['availability-zone', text(ctx.availabilityZone)], ['region', text(regionOf(ctx.availabilityZone))]])],
     ...(r.ssh_keys.length ? ([['public-keys', publicKeys]] as const) : []),
     ['reservation-id', text(`r-${r.id.slice(2)}`)],

@@ -76,7 +76,7 @@ export function fillTemplate(name: string, template: string, lib: string, values
     if (!m) {
       throw new VendorDataTemplateError(`${name}:${i + 1}: a placeholder must stand alone as a value (VAR=@@NAME@@)`);
     }
-    const key = m[1] as string;
+    const key = m[1];
     const value = values[key];
     if (value === undefined) throw new VendorDataTemplateError(`${name}:${i + 1}: no value for @@${key}@@`);
     used.add(key);

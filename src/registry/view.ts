@@ -7,6 +7,7 @@
 import { KvWatchInclude } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../core/contracts.js';
+import { detach } from '../../core/errors.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 import { InstanceRegistry, parseEntry, registryKeys } from './registry.js';
 
@@ -41,8 +42,8 @@ export class RegistryView implements InstanceLookup {
    */
   static start(nc: NatsConnection, log: Logger, replicas = 1, onChange?: () => void): RegistryView {
     const view = new RegistryView(log, onChange);
-    void view.watchStatus(nc);
-    void view.follow(nc, replicas);
+    detach(view.watchStatus(nc), (err) => log.warn({ err }, 'NATS status watch ended'));
+    detach(view.follow(nc, replicas), (err) => log.warn({ err }, 'following the registry failed'));
     return view;
   }
 
@@ -107,7 +108,7 @@ export class RegistryView implements InstanceLookup {
         if (this.stopped || nc.isClosed()) return;
         this.synced = false;
         this.log.warn('registry watch ended; reading the registry again');
-        setTimeout(() => void this.follow(nc, replicas), 1000).unref();
+        setTimeout(() => detach(this.follow(nc, replicas), (err) => this.log.warn({ err }, 'following the registry failed')), 1000).unref();
       });
     const keys: string[] = [];
     for await (const key of await registry.kv.keys('instance.>')) keys.push(key);

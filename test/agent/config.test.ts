@@ -218,7 +218,7 @@ describe('mergeConfig', () => {
 
 describe('validateConfig', () => {
   it('returns a frozen copy and leaves its input alone', () => {
-    const input = mergeConfig(DEFAULT_CONFIG, { roles: { storage: null } } as Record<string, unknown>);
+    const input = mergeConfig(DEFAULT_CONFIG, { roles: { storage: null } });
     const config = validateConfig(input);
     expect(config.roles.storage).toEqual({});
     expect(Object.isFrozen(config)).toBe(true);

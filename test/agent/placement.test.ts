@@ -7,7 +7,7 @@ import { buildCapacity, type CapacityAnswer } from '../../roles/compute/capacity
 import type { InstanceRecord } from '../../core/instance-record.js';
 
 const member = (name: string, extra: Partial<Member> = {}, tags: Record<string, string> = { role: 'compute', mammatus: '0.1.0' }): Member =>
-  ({ name, addr: '10.0.0.1', port: 7946, tags, status: 'alive', ...extra }) as Member;
+  ({ name, addr: '10.0.0.1', port: 7946, tags, status: 'alive', ...extra });
 const answer = (node: string, extra: Partial<CapacityAnswer> = {}): CapacityAnswer => ({
   node,
   ready: true,

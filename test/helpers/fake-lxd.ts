@@ -95,12 +95,12 @@ export async function startFakeLxd(): Promise<FakeLxd> {
       };
       requests.push(seen);
       const handler = handlers.get(`${seen.method} ${seen.path}`) ?? otherwise;
-      void Promise.resolve(handler(seen)).then((answer) => {
+      Promise.resolve(handler(seen)).then((answer) => {
         if (answer === 'hang') return;
         const body = answer.text ?? JSON.stringify(answer.json ?? null);
         res.writeHead(answer.status ?? 200, { 'Content-Type': 'application/json', ...answer.headers });
         res.end(body);
-      });
+      }).catch((err: unknown) => res.destroy(err as Error));
     });
   });
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));

@@ -142,7 +142,7 @@ export class FakeSerf {
       this.clients.push(client);
       for (const w of this.connectionWaiters.filter((x) => x.n <= this.clients.length)) {
         this.connectionWaiters.splice(this.connectionWaiters.indexOf(w), 1);
-        w.resolve(this.clients[w.n - 1]!);
+        w.resolve(this.clients[w.n - 1]);
       }
     });
   }
@@ -202,7 +202,7 @@ export class FakeSerf {
 
   /** Resolves with the n-th (1-based) accepted client, once it has connected. */
   waitForConnection(n: number): Promise<FakeClient> {
-    if (this.clients.length >= n) return Promise.resolve(this.clients[n - 1]!);
+    if (this.clients.length >= n) return Promise.resolve(this.clients[n - 1]);
     return new Promise((resolve) => this.connectionWaiters.push({ n, resolve }));
   }
 

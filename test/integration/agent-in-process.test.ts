@@ -35,9 +35,9 @@ const hostsRole: Role<{ dir?: string; fail_health?: boolean; note?: string }> = 
       content: `# managed by mammatus role=gateway ${d.config.note ?? ''}\n${d.members.filter((m) => m.status === 'alive').map((m) => `${m.addr} ${m.name}.mammatus`).join('\n')}\n`,
     },
   ],
-  validate: async (ctx) => void (await ctx.run('grep', ['-q', 'managed by mammatus', ctx.changed[0]!])),
+  validate: async (ctx) => void (await ctx.run('grep', ['-q', 'managed by mammatus', ctx.changed[0]])),
   health: async (ctx) => {
-    const text = readFileSync(ctx.changed[0]!, 'utf8');
+    const text = readFileSync(ctx.changed[0], 'utf8');
     if (text.includes('fail-health')) throw new Error('probe failed');
   },
 };
@@ -61,7 +61,7 @@ describe.skipIf(Boolean(skip))('the agent in-process with real serf', () => {
       log,
       run: buildRun(),
       files: buildFileOps(),
-      registry: { gateway: hostsRole as Role },
+      roles: { gateway: hostsRole },
       version: '0.0.0-test',
       registerHandlers: (d) => {
         d.on('user:boom', () => {

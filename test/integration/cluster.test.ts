@@ -80,7 +80,7 @@ describe.skipIf(Boolean(skip))('a loopback cluster', () => {
     const json = await c.mammatus('cp', ['status', '--json', '--tag', 'role=^compute$']);
     const rows = JSON.parse(json.stdout) as { node: string; answer: { roles: string[] } }[];
     expect(rows.map((x) => x.node)).toEqual(['cp']);
-    expect(rows[0]!.answer.roles).toEqual(['compute']);
+    expect(rows[0].answer.roles).toEqual(['compute']);
   });
 
   it('delivers serf event mammatus.reconcile to the agents of other nodes', async () => {
@@ -154,7 +154,7 @@ describe.skipIf(Boolean(skip))('a loopback cluster', () => {
     expect(agent.logLines().some((l) => l.msg === 'agent stopped')).toBe(true);
     await c.eventually(async () => {
       const out = JSON.parse(await c.serf('gw', ['members', '-format=json', '-name', 'ct'])) as { members: { tags: Record<string, string> }[] };
-      expect(out.members[0]!.tags.mammatus).toBeUndefined();
+      expect(out.members[0].tags.mammatus).toBeUndefined();
     });
     const r = await c.mammatus('gw', ['status']);
     expect(r.stdout).toMatch(/^ct\s.*\(no agent\)$/m);

@@ -18,7 +18,8 @@ import { createAgent, type Agent } from '../../agent/daemon.js';
 import { buildRun } from '../../core/exec.js';
 import { buildFileOps } from '../../core/files.js';
 import { SerfClient } from '../../agent/serf/client.js';
-import { buildComputeRole, openComputeRegistry } from '../../roles/compute/index.js';
+import { buildComputeRole } from '../../roles/compute/index.js';
+import { openComputeRegistry } from '../../src/registry/compute-link.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
 import { InstanceRegistry } from '../../src/registry/registry.js';
@@ -61,7 +62,7 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
       log,
       run: buildRun(),
       files: buildFileOps(),
-      registry: { compute: buildComputeRole({ instanceFeed: openComputeRegistry, pollMs: 300, lxd: { requestTimeoutMs: 2000, operationTimeoutMs: 2000 } }) },
+      roles: { compute: buildComputeRole({ instanceFeed: openComputeRegistry, pollMs: 300, lxd: { requestTimeoutMs: 2000, operationTimeoutMs: 2000 } }) },
       version: '0.0.0-test',
     });
     await n.agent.start();
@@ -135,8 +136,8 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
         return got;
       });
       expect(answers.cn2).toMatchObject({ node: 'cn2', ready: true, instances: 0, running: 0 });
-      expect(answers.cn2!.cpus).toBeGreaterThan(0);
-      expect(answers.cn2!.mem_available_mb).toBeGreaterThan(0);
+      expect(answers.cn2.cpus).toBeGreaterThan(0);
+      expect(answers.cn2.mem_available_mb).toBeGreaterThan(0);
     } finally {
       c.close();
     }
@@ -238,16 +239,16 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
     expect((await launch('x2')).code).toBe(0);
     expect((await registry.get('x2')).node).toBe('cn1');
     // While it is away, one of its instances is stopped and another deleted (the records say so).
-    expect((await cli('instance', 'stop', onCn2[0]!, '--nats', nats.url)).code).toBe(0);
-    expect((await cli('instance', 'delete', onCn2[1]!, '--nats', nats.url)).code).toBe(0);
+    expect((await cli('instance', 'stop', onCn2[0], '--nats', nats.url)).code).toBe(0);
+    expect((await cli('instance', 'delete', onCn2[1], '--nats', nats.url)).code).toBe(0);
     // It returns (same ports, same LXD): the restart reconcile brings LXD to the records.
     const back = await startNode('cn2', { ...cn2.serf.spec, bindPort: cn2.serf.bindPort, rpcPort: cn2.serf.rpcPort });
     await join(back.serf);
     await eventually(async () => {
-      expect(back.sim.instances.get(onCn2[0]!)?.status).toBe('Stopped');
-      expect(back.sim.instances.has(onCn2[1]!)).toBe(false);
-      expect(await registry.find(onCn2[1]!)).toBeUndefined();
-      expect((await registry.get(onCn2[0]!)).observed?.status).toBe('stopped');
+      expect(back.sim.instances.get(onCn2[0])?.status).toBe('Stopped');
+      expect(back.sim.instances.has(onCn2[1])).toBe(false);
+      expect(await registry.find(onCn2[1])).toBeUndefined();
+      expect((await registry.get(onCn2[0])).observed?.status).toBe('stopped');
     });
   }, 60_000);
 

@@ -22,7 +22,8 @@ import { imageImportCommand } from '../../agent/cli/image.js';
 import { buildRun } from '../../core/exec.js';
 import { buildFileOps } from '../../core/files.js';
 import { applyRole } from '../../roles/apply.js';
-import { buildComputeRole, openComputeRegistry, type ComputeRole } from '../../roles/compute/index.js';
+import { buildComputeRole, type ComputeRole } from '../../roles/compute/index.js';
+import { openComputeRegistry } from '../../src/registry/compute-link.js';
 import { LxdClient } from '../../src/lxd/client.js';
 import type { DesiredState } from '../../roles/types.js';
 import type { Run } from '../../core/contracts.js';
@@ -126,7 +127,7 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
     const launched = await cli('instance', 'launch', 'c1', '--image', 'mammatus-test', '--node', 'cn1', '--user-data', p('user-data'), '--nats', natsUrl, '--wait', '3m');
     expect(launched.code, launched.err).toBe(0);
     const rec = await registry.get('c1');
-    const ip = rec.ips[0]!;
+    const ip = rec.ips[0];
     expect(launched.out).toBe(`c1 (${rec.id}) runs on cn1 at ${ip}`);
     expect(ip).toMatch(/^10\.88\.0\.\d+$/);
     expect((await node.lxc(['config', 'get', 'c1', 'volatile.eth0.hwaddr'])).stdout.trim()).toBe(rec.macs[0]);

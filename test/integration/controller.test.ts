@@ -100,12 +100,12 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
 
   async function startNode(k: number): Promise<Node> {
     const name = `ctl-${k + 1}`;
-    const ip = IPS[k]!;
+    const ip = IPS[k];
     const dir = path.join(root, name);
     const serf = await startSerfAgent({ name, dir: path.join(dir, 'serf'), tags: { role: 'controller' }, bindIp: ip });
     serfs.push(serf); // stopped in afterAll even if its agent fails to start
     if (nodes.length > 0) {
-      const first = await SerfClient.connect({ addr: nodes[0]!.serf.rpcAddr });
+      const first = await SerfClient.connect({ addr: nodes[0].serf.rpcAddr });
       try {
         await first.join([serf.bindAddr]);
       } finally {
@@ -177,7 +177,7 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
     expect(value).toBe('hello');
     const { stdout } = await exec(process.execPath, [BUNDLE, '--rpc-addr', n1.serf.rpcAddr, 'status', '--json'], { timeout: 30_000 });
     const rows = JSON.parse(stdout) as { node: string; answer: { role_status: Record<string, { state: string }> } }[];
-    expect(rows[0]!.answer.role_status.controller?.state).toBe('ok');
+    expect(rows[0].answer.role_status.controller?.state).toBe('ok');
     // The hosted metadata service is up; its R3 registry cannot exist on a lone server yet.
     await eventually(async () => expect((await fetch(`http://${n1.ip}:8775/healthz`)).status).toBe(503));
   });
@@ -205,7 +205,7 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
     }
     for (const n of nodes) await eventually(async () => expect((await monitor(n, '/healthz?js-server-only=true')).status).toBe(200));
     const info = await eventually(() =>
-      withNats(nodes[0]!, async (nc) => {
+      withNats(nodes[0], async (nc) => {
         const kv = await new Kvm(nc).create('tri', { replicas: 3 });
         await kv.put('k', 'v1');
         return (await kv.status()).streamInfo;
@@ -213,38 +213,38 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
     );
     expect(info.config.num_replicas).toBe(3);
     expect(info.cluster?.replicas?.length).toBe(2);
-    const read = await withNats(nodes[2]!, async (nc) => (await (await new Kvm(nc).open('tri')).get('k'))?.string());
+    const read = await withNats(nodes[2], async (nc) => (await (await new Kvm(nc).open('tri')).get('k'))?.string());
     expect(read).toBe('v1');
     // Every controller's metadata service reads the one registry: an instance registered through
     // the first controller's NATS is served by the third.
     for (const n of nodes) await eventually(async () => expect((await fetch(`http://${n.ip}:8775/healthz`)).status).toBe(200), 45_000);
-    await exec(process.execPath, [BUNDLE, 'instance', 'register', 'web-1', '--mac', '02:00:00:00:00:21', '--ip', '10.20.0.21', '--nats', natsUrl(nodes[0]!)], { timeout: 30_000 });
+    await exec(process.execPath, [BUNDLE, 'instance', 'register', 'web-1', '--mac', '02:00:00:00:00:21', '--ip', '10.20.0.21', '--nats', natsUrl(nodes[0])], { timeout: 30_000 });
     await eventually(async () => {
       const url = '/latest/meta-data/local-hostname';
-      const res = await fetch(`http://${nodes[2]!.ip}:8775${url}`, { headers: signIdentity(SECRET, 'GET', url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()) });
+      const res = await fetch(`http://${nodes[2].ip}:8775${url}`, { headers: signIdentity(SECRET, 'GET', url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()) });
       expect(await res.text()).toBe('web-1');
     });
     // The SQS API hosted by two controllers: a message sent through one is received through the other.
     const sqs = (n: Node) => new SQSClient({ endpoint: `http://${n.ip}:9324`, region: 'us-east-1', credentials: { accessKeyId: AKID, secretAccessKey: SECRET_KEY } });
-    const url = await eventually(async () => (await sqs(nodes[1]!).send(new CreateQueueCommand({ QueueName: 'jobs' }))).QueueUrl!, 45_000);
-    await sqs(nodes[1]!).send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'hello from ctl-2' }));
+    const url = await eventually(async () => (await sqs(nodes[1]).send(new CreateQueueCommand({ QueueName: 'jobs' }))).QueueUrl!, 45_000);
+    await sqs(nodes[1]).send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'hello from ctl-2' }));
     // Each controller's API starts on its own once JetStream can hold R3 streams: wait for ctl-3's.
-    const got = await eventually(() => sqs(nodes[2]!).send(new ReceiveMessageCommand({ QueueUrl: url.replace(nodes[1]!.ip, nodes[2]!.ip), WaitTimeSeconds: 5 })), 45_000);
+    const got = await eventually(() => sqs(nodes[2]).send(new ReceiveMessageCommand({ QueueUrl: url.replace(nodes[1].ip, nodes[2].ip), WaitTimeSeconds: 5 })), 45_000);
     expect(got.Messages?.[0]?.Body).toBe('hello from ctl-2');
     // nats-server 2.9 keeps a bucket made by a lone server out of the cluster it later joins
     // (docs/controller.md): the stream is not found until someone creates it again.
-    await withNats(nodes[1]!, async (nc) => expect((await jetstreamManager(nc)).streams.info('KV_solo')).rejects.toThrow(/stream not found/));
+    await withNats(nodes[1], async (nc) => expect((await jetstreamManager(nc)).streams.info('KV_solo')).rejects.toThrow(/stream not found/));
   });
 
   it('restarts a nats-server that was SIGKILLed; writes go on through the others meanwhile', async () => {
-    const n3 = nodes[2]!;
+    const n3 = nodes[2];
     const pid = natsPid(n3);
     process.kill(pid, 'SIGKILL');
     const killed = Date.now();
     // If the dead server led the bucket's stream, a write waits for the two others to elect a new
     // leader (a few seconds); then it succeeds while the third is still down or restarting.
     await eventually(() =>
-      withNats(nodes[0]!, async (nc) => {
+      withNats(nodes[0], async (nc) => {
         const kv = await new Kvm(nc).open('tri', { timeout: 2000 });
         await kv.put('k', 'v2');
         expect((await kv.get('k'))?.string()).toBe('v2');
@@ -260,13 +260,13 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
   });
 
   it('with one whole controller stopped, the two others still take writes', async () => {
-    const n3 = nodes[2]!;
+    const n3 = nodes[2];
     const pid = natsPid(n3);
     await n3.agent.stop();
     // The agent stopped its nats-server on the way out.
     expect(() => process.kill(pid, 0)).toThrow(/ESRCH/);
     const stopped = Date.now();
-    for (const [i, n] of [nodes[0]!, nodes[1]!].entries()) {
+    for (const [i, n] of [nodes[0], nodes[1]].entries()) {
       await eventually(() =>
         withNats(n, async (nc) => {
           const kv = await new Kvm(nc).open('tri', { timeout: 2000 });
@@ -279,7 +279,7 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
     // The registry (R3) keeps serving with two of three servers.
     await eventually(async () => {
       const url = '/latest/meta-data/instance-id';
-      const res = await fetch(`http://${nodes[1]!.ip}:8775${url}`, { headers: signIdentity(SECRET, 'GET', url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()) });
+      const res = await fetch(`http://${nodes[1].ip}:8775${url}`, { headers: signIdentity(SECRET, 'GET', url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()) });
       expect(res.status).toBe(200);
     });
   });

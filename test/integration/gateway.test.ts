@@ -72,7 +72,7 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
       log: pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s) as Record<string, unknown>) }),
       run: inNs,
       files: buildFileOps(),
-      registry: { gateway: buildGatewayRole({ spawn: spawnInNs, probe }) },
+      roles: { gateway: buildGatewayRole({ spawn: spawnInNs, probe }) },
       version: '0.0.0-test',
     });
     await agent.start();
@@ -181,7 +181,7 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
     const spool = readFileSync(path.join(tmp, 'leases', 'lease-events'), 'utf8');
     expect(spool).toMatch(/^add\t[0-9a-f:]{17}\t10\.88\.0\.\d+\tclient1\t/m);
     const { stdout } = await exec('serf', ['query', `-rpc-addr=${serf.rpcAddr}`, '-format=json', 'mammatus.leases', '10.88.0.21']);
-    const answer = JSON.parse((JSON.parse(stdout) as { Responses: Record<string, string> }).Responses.gw1!) as { leases: string[][] };
+    const answer = JSON.parse((JSON.parse(stdout) as { Responses: Record<string, string> }).Responses.gw1) as { leases: string[][] };
     expect(answer.leases[0]).toEqual([RESERVED_MAC, '10.88.0.21', expect.any(String), expect.any(Number)]);
   });
 

@@ -63,7 +63,7 @@ export async function startCluster(defs: readonly NodeDef[]): Promise<TestCluste
       const n = cluster.node(name);
       const [cmd, ...rest] = args;
       const auth = n.serf.spec.rpcAuth ? [`-rpc-auth=${n.serf.spec.rpcAuth}`] : [];
-      const { stdout } = await exec('serf', [cmd!, `-rpc-addr=${n.serf.rpcAddr}`, ...auth, ...rest], { timeout: 30_000 });
+      const { stdout } = await exec('serf', [cmd, `-rpc-addr=${n.serf.rpcAddr}`, ...auth, ...rest], { timeout: 30_000 });
       return stdout;
     },
     async mammatus(name, args) {
@@ -89,7 +89,7 @@ export async function startCluster(defs: readonly NodeDef[]): Promise<TestCluste
       }
     },
     async stop() {
-      await Promise.allSettled(nodes.map((n) => n.agent?.stop()));
+      await Promise.allSettled(nodes.flatMap((n) => (n.agent ? [n.agent.stop()] : [])));
       await Promise.allSettled(nodes.map((n) => n.serf.stop()));
       if (!process.env.KEEP_TEST_DIRS) rmSync(root, { recursive: true, force: true });
     },
@@ -100,7 +100,7 @@ export async function startCluster(defs: readonly NodeDef[]): Promise<TestCluste
       const serf = await startSerfAgent({ name: d.name, dir, tags: d.tags, tagsFile: true, snapshot: true, rpcAuth: d.rpcAuth });
       nodes.push({ name: d.name, serf, dir });
     }
-    const first = await SerfClient.connect({ addr: nodes[0]!.serf.rpcAddr, authKey: defs[0]!.rpcAuth });
+    const first = await SerfClient.connect({ addr: nodes[0].serf.rpcAddr, authKey: defs[0].rpcAuth });
     try {
       if (nodes.length > 1) await first.join(nodes.slice(1).map((n) => n.serf.bindAddr));
     } finally {
@@ -108,7 +108,7 @@ export async function startCluster(defs: readonly NodeDef[]): Promise<TestCluste
     }
     await Promise.all(
       nodes.map(async (n, i) => {
-        const d = defs[i]!;
+        const d = defs[i];
         if (d.agent === false) return;
         n.agent = await startMammatusAgent({ dir: path.join(n.dir, 'agent'), rpcAddr: n.serf.rpcAddr, rpcAuth: d.rpcAuth, extraYaml: d.extraYaml });
       }),

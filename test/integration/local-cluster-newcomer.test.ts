@@ -138,7 +138,7 @@ describe.skipIf(Boolean(skip))('the README\'s first command on a fresh copy, as 
 
       // The next instance on the same MAC takes the same address; only its name points there.
       writeFileSync(path.join(tmp, 'user-data'), USER_DATA);
-      const again = await mammatus(['instance', 'launch', 'web-3', '--image', 'debian-bookworm', '--node', 'compute-1', '--mac', web1.macs[0]!, '--user-data', path.join(tmp, 'user-data'), '--wait', '--nats', NATS], 300_000);
+      const again = await mammatus(['instance', 'launch', 'web-3', '--image', 'debian-bookworm', '--node', 'compute-1', '--mac', web1.macs[0], '--user-data', path.join(tmp, 'user-data'), '--wait', '--nats', NATS], 300_000);
       expect(again.code, again.stderr).toBe(0);
       expect(again.stdout).toContain(`at ${ip}`);
       await until('web-3.mammatus', async () => ((await dig('web-3.mammatus'))[0] === ip ? true : undefined), 10_000);

@@ -115,6 +115,7 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     expect(a.engines.router.owned).toBe(1);
 
     // A's next state record (the receive below, forwarded from B) takes 1.5 s to be stored.
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- put back on the prototype below
     const original = QueueLog.prototype.saveStates;
     let reached: () => void = () => undefined;
     const arrived = new Promise<void>((r) => (reached = r));

@@ -28,7 +28,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const failure = (p: Promise<unknown>) => p.then(() => 'no error', errorCode);
 
 describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const))('%s', (tag, i) => {
-  const d = () => drivers[i] as SqsDriver;
+  const d = () => drivers[i];
 
   test('standard: visibility expiry, redelivery count, stale and forged receipt handles', { timeout: 60_000 }, async () => {
     const url = await d().createQueue(`std-${tag}`);

@@ -21,7 +21,7 @@ import { buildMetadataApp } from '../../src/metadata/server.js';
 import { TokenAuthority } from '../../src/metadata/tokens.js';
 import { connectNats } from '../../core/nats.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
-import { leaseFileLookup } from '../../src/metadata/proxy.js';
+import { leaseFileLookup } from '../../roles/gateway/leases.js';
 import type { Server } from 'node:http';
 import { MetadataService } from '@aws-sdk/ec2-metadata-service';
 
@@ -240,7 +240,7 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
       // The other trees (token rules aside) read repeated slashes the same way.
       expect(await (await fetch(`${base}//latest//meta-data///local-hostname`)).text()).toBe('web-1');
       expect(await (await fetch(`${base}//nocloud//meta-data`)).text()).toContain('local-hostname: web-1');
-      expect((await (await fetch(`${base}//openstack//latest//meta_data.json`)).json()) as unknown).toMatchObject({ name: 'web-1' });
+      expect((await (await fetch(`${base}//openstack//latest//meta_data.json`)).json())).toMatchObject({ name: 'web-1' });
     } finally {
       await strict.close();
     }

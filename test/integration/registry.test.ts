@@ -58,7 +58,7 @@ describe.skipIf(Boolean(skip))('instance registry on JetStream KV', () => {
   it('lets exactly one of many racing writers have a name', async () => {
     const attempts = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => registry.register({ name: 'race', macs: [`02:00:00:00:01:${(i + 16).toString(16)}`] })));
     expect(attempts.filter((a) => a.status === 'fulfilled')).toHaveLength(1);
-    expect(attempts.filter((a) => a.status === 'rejected').every((a) => (a as PromiseRejectedResult).reason instanceof RegistryConflictError)).toBe(true);
+    expect(attempts.filter((a) => a.status === 'rejected').every((a) => (a).reason instanceof RegistryConflictError)).toBe(true);
   });
 
   it('refuses malformed records at write time', async () => {
@@ -104,7 +104,7 @@ describe.skipIf(Boolean(skip))('instance registry on JetStream KV', () => {
     const cli = (...args: string[]) => {
       out.length = 0;
       err.length = 0;
-      return runCli([...args, '--nats', nats.url], io, {}, {});
+      return runCli([...args, '--nats', nats.url], io, {});
     };
 
     it('register, list, show, rm', async () => {
@@ -136,7 +136,7 @@ describe.skipIf(Boolean(skip))('instance registry on JetStream KV', () => {
     });
 
     it('exit 1 with a clear message when NATS is unreachable', async () => {
-      expect(await runCli(['instance', 'list', '--nats', 'nats://127.0.0.1:1'], io, {}, {})).toBe(1);
+      expect(await runCli(['instance', 'list', '--nats', 'nats://127.0.0.1:1'], io, {})).toBe(1);
       expect(err.join('\n')).toMatch(/cannot reach NATS at nats:\/\/127.0.0.1:1/);
     });
   });

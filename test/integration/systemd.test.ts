@@ -89,6 +89,6 @@ describe.skipIf(Boolean(skip))('systemd integration', () => {
     log.warn('w');
     log.error('e');
     expect(out.map((l) => l.slice(0, 3))).toEqual(['<6>', '<4>', '<3>']);
-    expect(JSON.parse(out[0]!.slice(3))).toMatchObject({ msg: 'i' });
+    expect(JSON.parse(out[0].slice(3))).toMatchObject({ msg: 'i' });
   });
 });

@@ -54,7 +54,7 @@ async function run(cmd: string, args: readonly string[], env?: NodeJS.ProcessEnv
 /** The changelog's newest date, which package.mjs uses as SOURCE_DATE_EPOCH, as dpkg-deb -c prints it in UTC. */
 function changelogStamp(): string {
   const changelog = readFileSync(path.join(ROOT, 'packaging/deb/changelog'), 'utf8');
-  const date = new Date(/^ -- .+?> {2}(.+)$/m.exec(changelog)![1]!);
+  const date = new Date(/^ -- .+?> {2}(.+)$/m.exec(changelog)![1]);
   return date.toISOString().slice(0, 16).replace('T', ' ');
 }
 
@@ -116,13 +116,13 @@ describe('mammatus-agent .deb', () => {
       if (line.startsWith('#')) reason += line.slice(1).trim() + ' ';
       else if (line.trim() === '') reason = '';
       else {
-        const tag = /^(?:mammatus-agent(?: \S+)?: )?(\S+)/.exec(line.trim())![1]!;
+        const tag = /^(?:mammatus-agent(?: \S+)?: )?(\S+)/.exec(line.trim())![1];
         expect(reason.trim(), `lintian override ${tag} has no reason`).not.toBe('');
         overrides.set(tag, reason.trim());
         reason = '';
       }
     }
-    const undocumented = tags.filter((m) => !overrides.has(m[3]!)).map((m) => m[0]);
+    const undocumented = tags.filter((m) => !overrides.has(m[3])).map((m) => m[0]);
     expect(undocumented, 'lintian tags that packaging/deb/lintian-overrides does not list with a reason').toEqual([]);
     expect(res.code).toBe(0);
   });
@@ -258,7 +258,7 @@ describe.skipIf(chrootSkip !== undefined)(`install from the signed repository in
     if (cleaned) return;
     cleaned = true;
     const errors: unknown[] = [];
-    const attempt = async (f: () => Promise<unknown> | unknown) => {
+    const attempt = async (f: () => unknown) => {
       try {
         await f();
       } catch (err) {

@@ -18,9 +18,9 @@ function exampleRole(overrides: Partial<Role<ExampleConfig>> = {}): Role<Example
   return {
     name: 'example',
     render: (desired) => desired.config.files.map((f) => ({ ...f })),
-    validate: async (ctx) => void (await ctx.run(VALIDATE[0]!, VALIDATE.slice(1))),
-    reload: async (ctx) => void (await ctx.run(RELOAD[0]!, RELOAD.slice(1))),
-    health: async (ctx) => void (await ctx.run(HEALTH[0]!, HEALTH.slice(1))),
+    validate: async (ctx) => void (await ctx.run(VALIDATE[0], VALIDATE.slice(1))),
+    reload: async (ctx) => void (await ctx.run(RELOAD[0], RELOAD.slice(1))),
+    health: async (ctx) => void (await ctx.run(HEALTH[0], HEALTH.slice(1))),
     ...overrides,
   };
 }
@@ -249,6 +249,7 @@ describe('applyRole', () => {
   it('reports a non-Error throw from a hook', async () => {
     const role = exampleRole({
       validate: async () => {
+        // eslint-disable-next-line @typescript-eslint/only-throw-error -- what a careless hook might throw
         throw 'plain string';
       },
     });

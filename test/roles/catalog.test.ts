@@ -1,29 +1,31 @@
-/** Contract test over the role registry: names match keys, render is pure and deterministic. */
+/** Contract test over the role catalog: names match keys, render is pure and deterministic. */
 import { describe, expect, it } from 'vitest';
-import { buildRoles } from '../../roles/index.js';
+import { roleCatalog } from '../../agent/roles.js';
 import { ROLE_NAMES } from '../../core/members.js';
+import type { Role } from '../../roles/types.js';
 
 // Rendering never spawns: a spawner that throws proves it.
-const roles = buildRoles({
+const catalog = roleCatalog({
   spawn: () => {
     throw new Error('render must not spawn');
   },
 });
 
-describe('the role registry', () => {
-  it('has exactly the four role names, each under its own name', () => {
-    expect(Object.keys(roles).sort()).toEqual([...ROLE_NAMES].sort());
-    for (const [key, role] of Object.entries(roles)) expect(role.name).toBe(key);
+describe('the role catalog', () => {
+  it('has exactly the four role names, each loading the role of that name', async () => {
+    expect(Object.keys(catalog).sort()).toEqual([...ROLE_NAMES].sort());
+    for (const [key, load] of Object.entries(catalog)) expect((await load()).name).toBe(key);
   });
 
-  it.each(ROLE_NAMES)('%s renders the same files twice from the same input, at absolute paths', (name) => {
+  it.each(ROLE_NAMES)('%s renders the same files twice from the same input, at absolute paths', async (name) => {
+    const role: Role = await catalog[name]();
     const desired = {
       node: 'n1',
       config: {},
       members: [{ name: 'n1', addr: '127.0.0.1', port: 7946, tags: { role: name }, status: 'alive' as const }],
     };
-    const first = roles[name].render(desired);
-    expect(roles[name].render(desired)).toEqual(first);
+    const first = role.render(desired);
+    expect(role.render(desired)).toEqual(first);
     for (const f of first) expect(f.path.startsWith('/')).toBe(true);
   });
 });

@@ -1,7 +1,7 @@
 /** The role supervisor: role set changes, watched membership changes, files of removed roles. */
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { RoleSupervisor } from '../../roles/scheduler.js';
+import { RoleScheduler } from '../../roles/scheduler.js';
 import type { Member } from '../../core/contracts.js';
 import type { Role } from '../../roles/types.js';
 import { memoryFiles } from '../helpers/memory-files.js';
@@ -25,8 +25,8 @@ function setup() {
     queries: { 'mammatus.hosts': (payload, last) => ({ asked: payload.toString(), members: last?.members.map((m) => m.name) }) },
   };
   const plain: Role = { name: 'compute', render: () => [{ path: '/etc/compute.conf', content: 'x\n' }] };
-  const sup = new RoleSupervisor({
-    registry: { gateway: hosts, compute: plain },
+  const sup = new RoleScheduler({
+    roles: { gateway: hosts, compute: plain },
     run,
     files,
     log: pino({ level: 'silent' }),
@@ -38,7 +38,7 @@ function setup() {
   return { sup, files, run, events, setMembers: (m: Member[]) => (members = m) };
 }
 
-describe('RoleSupervisor', () => {
+describe('RoleScheduler', () => {
   it('answers a role\'s queries and facts from its last apply, only while the role runs', async () => {
     const { sup, setMembers } = setup();
     expect(sup.answer('gateway', 'mammatus.hosts', Buffer.from('x'))).toBeUndefined();
@@ -79,7 +79,7 @@ describe('RoleSupervisor', () => {
     expect(events).toEqual(['start gateway', 'stop gateway']);
     expect(files.contents()['/etc/hosts.mammatus']).toBeUndefined();
     expect(files.contents()['/etc/compute.conf']).toBe('x\n');
-    expect(JSON.parse(files.contents()['/var/lib/mammatus/roles-owned.json']!)).toEqual({ compute: ['/etc/compute.conf'] });
+    expect(JSON.parse(files.contents()['/var/lib/mammatus/roles-owned.json'])).toEqual({ compute: ['/etc/compute.conf'] });
     expect(Object.keys(sup.statuses())).toEqual(['compute']);
   });
 
@@ -87,14 +87,14 @@ describe('RoleSupervisor', () => {
     const { sup } = setup();
     await sup.setRoles(['compute']);
     let done = false;
-    void sup.onMemberEvent('member-join').then(() => (done = true));
+    sup.onMemberEvent('member-join').then(() => (done = true)).catch(() => undefined);
     await Promise.resolve();
     await Promise.resolve();
     expect(done).toBe(true);
   });
 });
 
-describe('RoleSupervisor start/stop of in-process services', () => {
+describe('RoleScheduler start/stop of in-process services', () => {
   it('starts a role only after a good apply, even when that is a later reconcile, and stops it once', async () => {
     const files = memoryFiles();
     const events: string[] = [];
@@ -108,8 +108,8 @@ describe('RoleSupervisor start/stop of in-process services', () => {
       start: async () => void events.push('start'),
       stop: async () => void events.push('stop'),
     };
-    const sup = new RoleSupervisor({
-      registry: { controller: role },
+    const sup = new RoleScheduler({
+      roles: { controller: role },
       run: recordingRun(),
       files,
       log: pino({ level: 'silent' }),

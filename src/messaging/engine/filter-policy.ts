@@ -39,7 +39,7 @@ export function parseFilterPolicy(text: string, bodyScope: boolean): FilterPolic
     for (const [key, value] of Object.entries(policy)) {
       if (key === '$or') {
         if (!Array.isArray(value) || value.length < 2 || !value.every(isObject)) throw invalid('$or must be a list of at least two objects.');
-        for (const sub of value) check(sub as { [k: string]: Json }, depth);
+        for (const sub of value) check(sub, depth);
         continue;
       }
       if (isObject(value)) {
@@ -63,9 +63,9 @@ function checkCondition(key: string, cond: Json): void {
   if (cond === null || typeof cond === 'string' || typeof cond === 'number' || typeof cond === 'boolean') return;
   if (!isObject(cond)) throw invalid(`"${key}": nested lists are not allowed.`);
   const ops = Object.keys(cond);
-  if (ops.length !== 1 || !OPERATORS.has(ops[0] as string)) throw invalid(`"${key}": unrecognized operator ${ops.join(', ')}.`);
-  const op = ops[0] as string;
-  const arg = cond[op] as Json;
+  if (ops.length !== 1 || !OPERATORS.has(ops[0])) throw invalid(`"${key}": unrecognized operator ${ops.join(', ')}.`);
+  const op = ops[0];
+  const arg = cond[op];
   if (op === 'numeric') parseNumeric(key, arg);
   if (op === 'exists' && typeof arg !== 'boolean') throw invalid(`"${key}": exists must be true or false.`);
   if ((op === 'prefix' || op === 'suffix' || op === 'equals-ignore-case') && typeof arg !== 'string') throw invalid(`"${key}": ${op} needs a string.`);
@@ -96,7 +96,7 @@ function parseCidr(text: string): { base: number; mask: number } | undefined {
 }
 
 function ipv4(parts: readonly number[]): number {
-  return (((parts[0] as number) << 24) | ((parts[1] as number) << 16) | ((parts[2] as number) << 8) | (parts[3] as number)) >>> 0;
+  return (((parts[0]) << 24) | ((parts[1]) << 16) | ((parts[2]) << 8) | (parts[3])) >>> 0;
 }
 
 /** One value as the matcher sees it: a string or a number (or null/boolean from a JSON body). */
@@ -104,7 +104,7 @@ type Value = string | number | boolean | null;
 
 function matchesCondition(cond: Json, value: Value): boolean {
   if (!isObject(cond)) return cond === value || (typeof cond === 'number' && typeof value === 'string' && value !== '' && Number(value) === cond);
-  const [op, arg] = Object.entries(cond)[0] as [string, Json];
+  const [op, arg] = Object.entries(cond)[0];
   const s = typeof value === 'string' ? value : undefined;
   switch (op) {
     case 'prefix':
@@ -155,7 +155,7 @@ function bodyValues(objects: readonly { [k: string]: Json }[], key: string): Val
   for (const o of objects) {
     if (!(key in o)) continue;
     present = true;
-    const v = o[key] as Json;
+    const v = o[key];
     for (const x of Array.isArray(v) ? v : [v]) if (!isObject(x) && !Array.isArray(x)) vals.push(x);
   }
   return present ? vals : undefined;
@@ -166,7 +166,7 @@ function matchesBody(policy: { [k: string]: Json }, node: Json): boolean {
   return Object.entries(policy).every(([key, value]) => {
     if (key === '$or') return (value as { [k: string]: Json }[]).some((sub) => matchesBody(sub, node));
     if (isObject(value)) {
-      const children = objects.filter((o) => key in o).flatMap((o) => (Array.isArray(o[key]) ? (o[key] as Json[]) : [o[key] as Json]));
+      const children = objects.filter((o) => key in o).flatMap((o) => (Array.isArray(o[key]) ? (o[key]) : [o[key] as Json]));
       return children.some((c) => isObject(c) && matchesBody(value, c));
     }
     return matchesKey(value as Json[], bodyValues(objects, key));

@@ -5,6 +5,7 @@
  */
 import { KvWatchInclude, type KV, type KvEntry } from '@nats-io/kv';
 import type { Logger } from '../../../core/contracts.js';
+import { detach } from '../../../core/errors.js';
 
 interface Slot<T> {
   readonly value: T | undefined;
@@ -30,14 +31,16 @@ export class KvCache<T> {
   async start(): Promise<void> {
     const iter = await this.kv.watch({ key: `${this.prefix}>`, include: KvWatchInclude.UpdatesOnly });
     this.watcher = iter;
-    void (async () => {
+    const follow = async () => {
       try {
         for await (const e of iter) this.store(e);
       } catch (err) {
-        this.log.warn({ err: (err as Error).message, prefix: this.prefix }, 'kv watch ended');
+        this.log.warn({ err, prefix: this.prefix }, 'kv watch ended');
       }
-      if (!this.stopped) setTimeout(() => void this.start().catch(() => undefined), 1000).unref();
-    })();
+      // A failed restart is tried again by nothing: the next reader sees a cold cache and reads KV.
+      if (!this.stopped) setTimeout(() => detach(this.start(), (err) => this.log.warn({ err, prefix: this.prefix }, 'kv watch did not restart')), 1000).unref();
+    };
+    detach(follow(), (err) => this.log.warn({ err, prefix: this.prefix }, 'kv watch failed'));
   }
 
   stop(): void {
@@ -110,6 +113,6 @@ export class KvCache<T> {
   async all(): Promise<{ name: string; value: T }[]> {
     const names = await this.names();
     const values = await Promise.all(names.map((n) => this.get(n)));
-    return names.flatMap((name, i) => (values[i] === undefined ? [] : [{ name, value: values[i] as T }]));
+    return names.flatMap((name, i) => (values[i] === undefined ? [] : [{ name, value: values[i] }]));
   }
 }

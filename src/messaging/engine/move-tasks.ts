@@ -20,6 +20,7 @@ import type * as Sqs from '../sqs-engine.js';
 import type { QueueCatalog, QueueRecord } from './catalog.js';
 import * as T from './move-task-records.js';
 import { parseRedrivePolicy } from './queue-attributes.js';
+import { asError } from '../../../core/errors.js';
 
 /** The engine calls a worker makes. */
 export type MoveEngine = Pick<Sqs.SqsEngine, 'receiveMessage' | 'deleteMessageBatch' | 'changeMessageVisibilityBatch' | 'getQueueAttributes'> & {
@@ -298,7 +299,7 @@ export class MoveTasks {
     if (failure !== undefined) {
       const rest = messages.filter((m) => !sent.includes(m));
       await this.deps.engine.changeMessageVisibilityBatch({ QueueName: sourceName, Entries: entries(rest).map((e) => ({ ...e, VisibilityTimeout: 0 })) }, ctx).catch(() => undefined);
-      throw failure;
+      throw asError(failure);
     }
     return sent.length;
   }

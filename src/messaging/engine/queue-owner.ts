@@ -16,6 +16,7 @@ import type { QueueLog, Term } from './queue-log.js';
 import { receivedMessage } from './received.js';
 import { QueueState, type MessageMeta, type QueueCounts } from './queue-state.js';
 import { StateRecords } from './state-records.js';
+import { asError } from '../../../core/errors.js';
 
 /** One message to append (a client's send, an SNS delivery, or a dead-letter move). */
 export interface AppendRequest {
@@ -280,7 +281,7 @@ export class QueueOwner {
       taking.forEach((m, i) => {
         const s = stored[i];
         if (!s) return void this.forget(m.seq);
-        out.push(receivedMessage({ queueId: this.queue.id, fifo: this.state.fifo, key: this.deps.keys[0] as Uint8Array }, m, s.fields, s.payload, now));
+        out.push(receivedMessage({ queueId: this.queue.id, fifo: this.state.fifo, key: this.deps.keys[0] }, m, s.fields, s.payload, now));
       });
       return out;
     } catch (err) {
@@ -315,7 +316,7 @@ export class QueueOwner {
           payload: stored.payload,
           msgId: `dlq:${this.queue.id}:${m.seq}`,
         }], ctx);
-        if (!outcome || 'error' in outcome) throw outcome?.error ?? new Error('no answer from the dead-letter queue');
+        if (!outcome || 'error' in outcome) throw asError(outcome?.error ?? new Error('no answer from the dead-letter queue'));
       }
       await this.deps.log.remove(m.seq);
       this.records.removed(m.seq);

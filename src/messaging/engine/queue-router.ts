@@ -32,6 +32,7 @@ import { subjects } from './layout.js';
 import type { QueueLog } from './queue-log.js';
 import type { AppendRequest, Outcome, QueueOwner } from './queue-owner.js';
 import type { QueueCounts } from './queue-state.js';
+import { detach } from '../../../core/errors.js';
 
 /** The operations an owner runs, as they travel. */
 export type QueueOp =
@@ -112,8 +113,13 @@ export class QueueRouter {
     this.now = deps.now ?? (() => performance.now());
     // A deleted (or re-created) queue stops being ours at once.
     deps.catalog.cache.onChange = (name, value) => {
-      for (const h of this.held.values()) if (h.record.name === name && value?.id !== h.record.id) void this.drop(h, true);
+      for (const h of this.held.values()) if (h.record.name === name && value?.id !== h.record.id) this.dropSoon(h);
     };
+  }
+
+  /** Gives a queue up without waiting; a failure to give it up is logged (the lease then runs out). */
+  private dropSoon(h: Held): void {
+    detach(this.drop(h, true), (err) => this.deps.logger.warn({ err, queue: h.record.name }, 'giving up a queue failed'));
   }
 
   /** How many queues this controller owns (for tests and metrics). */
@@ -297,15 +303,15 @@ export class QueueRouter {
     this.held.set(record.id, h);
     h.owner.catch((err: unknown) => {
       this.deps.logger.error({ err, queue: record.name }, 'queue takeover failed');
-      void this.drop(h, true);
+      this.dropSoon(h);
     });
     h.sub = this.deps.nc.subscribe(subjects.rpc(record.id), {
       callback: (err, msg) => {
         if (err) return;
-        void this.serve(h, msg.data, (d) => msg.respond(d));
+        detach(this.serve(h, msg.data, (d) => msg.respond(d)), (e) => this.deps.logger.error({ err: e, queue: record.name }, 'serving a request failed'));
       },
     });
-    h.timer = setInterval(() => void this.renew(h), Math.max(200, Math.floor(this.deps.leaseMs / 3)));
+    h.timer = setInterval(() => detach(this.renew(h), (err) => this.deps.logger.warn({ err, queue: record.name }, 'lease renewal failed')), Math.max(200, Math.floor(this.deps.leaseMs / 3)));
     h.timer.unref();
     this.deps.logger.info({ queue: record.name, node: this.nodeId }, 'queue owned here');
     return true;

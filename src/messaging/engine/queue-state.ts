@@ -41,8 +41,8 @@ class Heap {
     let i = a.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!less(a[i] as HeapEntry, a[p] as HeapEntry)) break;
-      [a[i], a[p]] = [a[p] as HeapEntry, a[i] as HeapEntry];
+      if (!less(a[i], a[p])) break;
+      [a[i], a[p]] = [a[p], a[i]];
       i = p;
     }
   }
@@ -57,10 +57,10 @@ class Heap {
         const l = 2 * i + 1;
         const r = l + 1;
         let m = i;
-        if (l < a.length && less(a[l] as HeapEntry, a[m] as HeapEntry)) m = l;
-        if (r < a.length && less(a[r] as HeapEntry, a[m] as HeapEntry)) m = r;
+        if (l < a.length && less(a[l], a[m])) m = l;
+        if (r < a.length && less(a[r], a[m])) m = r;
         if (m === i) break;
-        [a[i], a[m]] = [a[m] as HeapEntry, a[i] as HeapEntry];
+        [a[i], a[m]] = [a[m], a[i]];
         i = m;
       }
     }
@@ -99,7 +99,7 @@ export class QueueState {
     if (this.fifo && meta.group !== undefined) {
       const list = this.groups.get(meta.group) ?? [];
       // Sends are serialised per FIFO queue, so this is an append except during a rebuild.
-      if (list.length === 0 || (list[list.length - 1] as number) < meta.seq) list.push(meta.seq);
+      if (list.length === 0 || (list[list.length - 1]) < meta.seq) list.push(meta.seq);
       else list.splice(sortedIndex(list, meta.seq), 0, meta.seq);
       this.groups.set(meta.group, list);
     }
@@ -242,7 +242,7 @@ function sortedIndex(list: readonly number[], value: number): number {
   let hi = list.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if ((list[mid] as number) < value) lo = mid + 1;
+    if ((list[mid]) < value) lo = mid + 1;
     else hi = mid;
   }
   return lo;

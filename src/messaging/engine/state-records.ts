@@ -7,6 +7,7 @@
  * the next rebuild deletes it), loses nothing; deleting a record somebody still depends on would,
  * and that is what the counts prevent.
  */
+import { detach } from '../../../core/errors.js';
 
 /** Tracks state records of one queue (see the module comment). */
 export class StateRecords {
@@ -110,7 +111,8 @@ export class StateRecords {
     if (this.dead.length === 0 || this.flushing || this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.flush();
+      // flush() hands its failures to onError; it never rejects.
+      detach(this.flush(), (err) => this.onError(err));
     }, this.delayMs);
     this.timer.unref();
   }

@@ -147,7 +147,7 @@ export function jsonFields(body: JsonObject, errors: FieldErrors): JsonFields {
     const value = present(name);
     if (value === undefined) return [];
     if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw wrongType(name, 'a list of strings');
-    return value as string[];
+    return value;
   };
   return {
     body,
@@ -191,7 +191,7 @@ export function jsonFields(body: JsonObject, errors: FieldErrors): JsonFields {
       const value = present(name);
       if (value === undefined) return [];
       if (!Array.isArray(value) || !value.every(isObject)) throw wrongType(name, 'a list of structures');
-      return value.map((v) => jsonFields(v as JsonObject, errors));
+      return value.map((v) => jsonFields(v, errors));
     },
     binaries: (name) => strings(name).map((v) => decodeBase64(v, name, errors)),
   };

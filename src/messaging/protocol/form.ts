@@ -69,7 +69,7 @@ export function indexedGroups(params: Params, prefix: string): Params[] {
     if (!m || m[2] === undefined) continue;
     const n = Number(m[1]);
     let group = groups.get(n);
-    if (!group) groups.set(n, (group = new Map()));
+    if (!group) groups.set(n, (group = new Map<string, string>()));
     group.set(m[2], value);
   }
   return [...groups.entries()].sort((a, b) => a[0] - b[0]).map(([, g]) => g);

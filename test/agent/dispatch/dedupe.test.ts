@@ -80,7 +80,7 @@ describe('EventDedupe', () => {
 
   it('ignores malformed restored watermarks', () => {
     const d = new HandledAtOnce();
-    d.restore({ a: -1, b: 1.5, c: Number.NaN, d: 3 } as Record<string, number>);
+    d.restore({ a: -1, b: 1.5, c: Number.NaN, d: 3 });
     expect(d.snapshot()).toEqual({ d: 3 });
     expect(d.isDuplicate('a', 0, p(''))).toBe(false);
   });

@@ -68,7 +68,23 @@ describe('Dispatcher: registration', () => {
     d.on('user:deploy', () => undefined);
     d.on('user:deploy', () => undefined); // several event handlers are fine
     d.on('member-join', () => undefined);
-    expect(d.streamFilter()).toBe('member-join,query:mammatus.ping,query:mammatus.status,user:deploy');
+    // Every query is streamed: roles register theirs while they run, after the stream started.
+    expect(d.streamFilter()).toBe('member-join,query,user:deploy');
+  });
+
+  it('removes a query handler (a role that leaves the node), and takes a new one for the name', async () => {
+    const d = new Dispatcher({ log: pino({ level: 'silent' }), node: () => 'n1', handlerTimeoutMs: 1000, slowHandlerMs: 1000, queryTimeoutMs: 1000 });
+    d.on('query:mammatus.leases', () => 'old');
+    d.off('query:mammatus.leases');
+    const silent: Buffer[] = [];
+    d.dispatch({ type: 'query', id: 1, ltime: 1, name: 'mammatus.leases', payload: Buffer.alloc(0), respond: async (b: Uint8Array) => void silent.push(Buffer.from(b)) } as never);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(silent).toEqual([]);
+    d.on('query:mammatus.leases', () => 'new');
+    const answers: string[] = [];
+    d.dispatch({ type: 'query', id: 2, ltime: 2, name: 'mammatus.leases', payload: Buffer.alloc(0), respond: async (b: Uint8Array) => void answers.push(Buffer.from(b).toString()) } as never);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(answers).toEqual(['new']);
   });
 });
 

@@ -162,7 +162,7 @@ describe('query Timeout on the wire', () => {
       for await (const _ of q) expect.unreachable('no records expected');
       const [sent] = serf.requestsFor('query');
       expect(sent?.body?.Timeout).toBe(5_000_000_000n);
-      const raw = sent!.rawBody!;
+      const raw = sent.rawBody!;
       const key = Buffer.concat([Buffer.from([0xa7]), Buffer.from('Timeout')]);
       const at = raw.indexOf(key) + key.length;
       expect(raw.subarray(at, at + 9).toString('hex')).toBe('d3000000012a05f200');
@@ -180,7 +180,7 @@ describe('query Timeout on the wire', () => {
     try {
       for await (const _ of await client.query({ name: 'q' })) expect.unreachable();
       await until(() => serf!.requestsFor('query').length === 1);
-      const sent = serf.requestsFor('query')[0]!;
+      const sent = serf.requestsFor('query')[0];
       expect(sent.body?.Timeout).toBe(0n);
       expect(sent.rawBody!.includes(0xcb)).toBe(false);
     } finally {

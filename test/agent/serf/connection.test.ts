@@ -294,8 +294,8 @@ describe('streams', () => {
   it('routes stream records by Seq, interleaved with a normal reply', async () => {
     const client = await connect();
     const stream = await client.stream('user:deploy,member-join');
-    const streamSeq = serf.requestsFor('stream')[0]!.req.Seq;
-    expect(serf.requestsFor('stream')[0]!.body).toEqual({ Type: 'user:deploy,member-join' });
+    const streamSeq = serf.requestsFor('stream')[0].req.Seq;
+    expect(serf.requestsFor('stream')[0].body).toEqual({ Type: 'user:deploy,member-join' });
     serf.onCommand('members', (req, _b, c) =>
       c.send([
         { Seq: streamSeq, Error: '' },
@@ -322,7 +322,7 @@ describe('streams', () => {
   it('answers query records over the same connection with respond', async () => {
     const client = await connect();
     const stream = await client.stream('query:mammatus.ping');
-    const streamSeq = serf.requestsFor('stream')[0]!.req.Seq;
+    const streamSeq = serf.requestsFor('stream')[0].req.Seq;
     serf.send([{ Seq: streamSeq, Error: '' }, { Event: 'query', ID: 2 ** 32 + 1, LTime: 9, Name: 'mammatus.ping', Payload: Buffer.from('hi') }]);
     const { value } = await stream[Symbol.asyncIterator]().next();
     const q = value as Extract<SerfEvent, { type: 'query' }>;
@@ -345,10 +345,10 @@ describe('streams', () => {
   it('stop() sends stop with the stream Seq and later records are dropped', async () => {
     const client = await connect();
     const stream = await client.stream('user');
-    const streamSeq = serf.requestsFor('stream')[0]!.req.Seq;
+    const streamSeq = serf.requestsFor('stream')[0].req.Seq;
     stream.stop();
     await until(() => serf.requestsFor('stop').length === 1);
-    expect(serf.requestsFor('stop')[0]!.body).toEqual({ Stop: streamSeq });
+    expect(serf.requestsFor('stop')[0].body).toEqual({ Stop: streamSeq });
     serf.send([{ Seq: streamSeq, Error: '' }, { Event: 'user', LTime: 1, Name: 'x', Payload: null, Coalesce: false }]);
     expect(await client.members()).toEqual([]);
     expect(await stream[Symbol.asyncIterator]().next()).toEqual({ value: undefined, done: true });
@@ -367,9 +367,9 @@ describe('streams', () => {
       { type: 'ack', from: 'a' },
       { type: 'response', from: 'b', payload: Buffer.from('pong') },
     ]);
-    expect(serf.requestsFor('query')[0]!.body).toMatchObject({ FilterNodes: ['a', 'b'], FilterTags: { role: 'gate.*' }, RequestAck: true, Timeout: 1_000_000_000n });
+    expect(serf.requestsFor('query')[0].body).toMatchObject({ FilterNodes: ['a', 'b'], FilterTags: { role: 'gate.*' }, RequestAck: true, Timeout: 1_000_000_000n });
     // The query's Seq is gone after done: a late record is dropped and the connection lives on.
-    const seq = serf.requestsFor('query')[0]!.req.Seq;
+    const seq = serf.requestsFor('query')[0].req.Seq;
     serf.send([{ Seq: seq, Error: '' }, { Type: 'response', From: 'c', Payload: null }]);
     expect(await client.members()).toEqual([]);
   });

@@ -58,11 +58,11 @@ describe('SerfSession', () => {
     const streams = serf.requestsFor('stream');
     expect(streams.map((r) => r.body)).toEqual([{ Type: 'member-join,user:mammatus.reconcile,query:mammatus.ping' }]);
     // The stream is on the events connection, the admin client on the other one.
-    expect(streams[0]!.client).toBe(1);
-    await connected[0]!.members();
-    expect(serf.requestsFor('members')[0]!.client).toBe(2);
+    expect(streams[0].client).toBe(1);
+    await connected[0].members();
+    expect(serf.requestsFor('members')[0].client).toBe(2);
     // Records reach onEvent.
-    serf.clients[0]!.send([{ Seq: streams[0]!.req.Seq, Error: '' }, { Event: 'user', LTime: 1, Name: 'mammatus.reconcile', Payload: null, Coalesce: false }]);
+    serf.clients[0].send([{ Seq: streams[0].req.Seq, Error: '' }, { Event: 'user', LTime: 1, Name: 'mammatus.reconcile', Payload: null, Coalesce: false }]);
     await until(() => events.length === 1);
     expect(events[0]).toMatchObject({ type: 'user', name: 'mammatus.reconcile', ltime: 1 });
   });
@@ -81,15 +81,15 @@ describe('SerfSession', () => {
     expect(lines.some((l) => l.msg === 'serf RPC unavailable; reconnecting' && typeof l.retry_ms === 'number')).toBe(true);
     expect(await s.adminClient()).toBe(connected[1]);
     // Events flow on the new stream.
-    const seq = serf.requestsFor('stream')[1]!.req.Seq;
-    serf.clients[2]!.send([{ Seq: seq, Error: '' }, { Event: 'member-join', Members: [] }]);
+    const seq = serf.requestsFor('stream')[1].req.Seq;
+    serf.clients[2].send([{ Seq: seq, Error: '' }, { Event: 'member-join', Members: [] }]);
     await until(() => events.length === 1);
   });
 
   it('reconnects when only the admin connection drops', async () => {
     const { session: s, connected } = build();
     await s.start();
-    serf.clients[1]!.close();
+    serf.clients[1].close();
     await until(() => connected.length === 2, 1500, 'reconnect');
     expect(serf.requestsFor('stream')).toHaveLength(2);
     await until(() => serf.openConnections === 2, 500, 'old events connection to close');

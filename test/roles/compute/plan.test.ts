@@ -79,10 +79,10 @@ describe('planCompute', () => {
       rec('registered', 12, { state: 'registered' }),
     ];
     const have = [
-      lxd('stopped-but-up', records[2]!.id, 'Running'),
-      lxd('up-no-ip', records[3]!.id, 'Running', ['10.88.0.104']),
-      lxd('up-has-ip', records[4]!.id, 'Running', ['10.88.0.105']),
-      lxd('gone', records[5]!.id, 'Running'),
+      lxd('stopped-but-up', records[2].id, 'Running'),
+      lxd('up-no-ip', records[3].id, 'Running', ['10.88.0.104']),
+      lxd('up-has-ip', records[4].id, 'Running', ['10.88.0.105']),
+      lxd('gone', records[5].id, 'Running'),
       lxd('name-taken', undefined, 'Stopped'),
       lxd('by-hand', undefined, 'Running'),
       lxd('old-record', 'i-0000000000000abcd', 'Stopped'),
@@ -98,7 +98,7 @@ describe('planCompute', () => {
       'create registered',
       'stop stopped-but-up',
     ]);
-    expect(plan.ipUpdates).toEqual([{ id: records[3]!.id, name: 'up-no-ip', ips: ['10.88.0.104'] }]);
+    expect(plan.ipUpdates).toEqual([{ id: records[3].id, name: 'up-no-ip', ips: ['10.88.0.104'] }]);
     expect(plan.unmanaged.map((u) => u.name)).toEqual(['by-hand', 'name-taken', 'old-record']);
     expect(plan.problems.map((p) => p.name)).toEqual(['name-taken', 'no-image']);
   });

@@ -102,7 +102,7 @@ describe('render', () => {
   it('renders the preseed and the registry servers; nothing when no parent is configured', () => {
     const out = role.render({ node: 'cn1', config: config(), members: [] });
     expect(out.map((f) => f.path)).toEqual(['/etc/mc/preseed.yaml', '/etc/mc/registry-servers']);
-    expect(out[1]!.content).toContain('nats://10.88.0.10:4222\n');
+    expect(out[1].content).toContain('nats://10.88.0.10:4222\n');
     expect(registryServersPath({ paths: { preseed: '/a/b.yaml' } } as never)).toBe('/a/registry-servers');
     expect(role.render({ node: 'cn1', config: {}, members: [] })).toEqual([]);
     expect(computeConfigured({ parent: null })).toBe(false);

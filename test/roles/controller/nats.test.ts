@@ -17,18 +17,18 @@ describe('NatsSupervisor', () => {
     const sup = new NatsSupervisor({ spawn, log, minRestartMs: 10 });
     expect(await sup.apply(launch())).toBe('started');
     expect(spawn.started[0]).toMatchObject({ file: 'nats-server', args: ['-c', '/etc/c/nats.conf'] });
-    expect(sup.pid).toBe(1001);
-    spawn.started[0]!.say('[FTL] Error listening on port: 0.0.0.0:4222, "address already in use"');
-    spawn.started[0]!.exit(1);
-    await until(() => spawn.started.length === 2 && sup.running);
-    expect(sup.crashes).toBe(1);
-    expect(sup.lastLines()).toEqual(['[FTL] Error listening on port: 0.0.0.0:4222, "address already in use"']);
-    expect(spawn.started[1]!.args).toEqual(['-c', '/etc/c/nats.conf']);
+    expect(sup.process.pid).toBe(1001);
+    spawn.started[0].say('[FTL] Error listening on port: 0.0.0.0:4222, "address already in use"');
+    spawn.started[0].exit(1);
+    await until(() => spawn.started.length === 2 && sup.process.running);
+    expect(sup.process.crashes).toBe(1);
+    expect(sup.process.lastLines()).toEqual(['[FTL] Error listening on port: 0.0.0.0:4222, "address already in use"']);
+    expect(spawn.started[1].args).toEqual(['-c', '/etc/c/nats.conf']);
     await sup.stop();
-    expect(spawn.started[1]!.signals).toEqual(['SIGTERM']);
+    expect(spawn.started[1].signals).toEqual(['SIGTERM']);
     await new Promise((r) => setTimeout(r, 40));
     expect(spawn.started.length).toBe(2);
-    expect(sup.running).toBe(false);
+    expect(sup.process.running).toBe(false);
   });
 
   it('backs off between crash restarts, doubling up to the maximum', async () => {
@@ -37,11 +37,11 @@ describe('NatsSupervisor', () => {
     await sup.apply(launch());
     const times: number[] = [Date.now()];
     for (let i = 0; i < 3; i++) {
-      spawn.started[i]!.exit(1);
+      spawn.started[i].exit(1);
       await until(() => spawn.started.length === i + 2);
       times.push(Date.now());
     }
-    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    const gaps = times.slice(1).map((t, i) => t - times[i]);
     expect(gaps[0]).toBeGreaterThanOrEqual(18);
     expect(gaps[1]).toBeGreaterThanOrEqual(38);
     expect(gaps[2]).toBeGreaterThanOrEqual(38);
@@ -55,13 +55,13 @@ describe('NatsSupervisor', () => {
     await sup.apply(launch('k1'));
     expect(await sup.apply(launch('k1'))).toBe('reloaded');
     expect(spawn.started.length).toBe(1);
-    expect(spawn.started[0]!.signals).toEqual(['SIGHUP']);
+    expect(spawn.started[0].signals).toEqual(['SIGHUP']);
     expect(await sup.apply(launch('k2'))).toBe('restarted');
-    expect(spawn.started[0]!.signals).toEqual(['SIGHUP', 'SIGTERM']);
+    expect(spawn.started[0].signals).toEqual(['SIGHUP', 'SIGTERM']);
     expect(spawn.started.length).toBe(2);
     expect(await sup.apply({ ...launch('k2'), binary: '/opt/nats-server' })).toBe('restarted');
-    expect(spawn.started[2]!.file).toBe('/opt/nats-server');
-    expect(sup.crashes).toBe(0);
+    expect(spawn.started[2].file).toBe('/opt/nats-server');
+    expect(sup.process.crashes).toBe(0);
     await sup.stop();
   });
 
@@ -69,11 +69,11 @@ describe('NatsSupervisor', () => {
     const spawn = fakeSpawn();
     const sup = new NatsSupervisor({ spawn, log, minRestartMs: 10_000 });
     await sup.apply(launch('k1'));
-    spawn.started[0]!.exit(1);
-    await until(() => !sup.running);
+    spawn.started[0].exit(1);
+    await until(() => !sup.process.running);
     expect(await sup.apply(launch('k1'))).toBe('started');
     expect(spawn.started.length).toBe(2);
-    expect(spawn.started[1]!.signals).toEqual([]);
+    expect(spawn.started[1].signals).toEqual([]);
     await sup.stop();
   });
 
@@ -91,7 +91,7 @@ describe('NatsSupervisor', () => {
     const sup = new NatsSupervisor({ spawn, log, stopTimeoutMs: 20 });
     await sup.apply(launch());
     await sup.stop();
-    expect(spawn.started[0]!.signals).toEqual(['SIGTERM', 'SIGKILL']);
-    expect(sup.running).toBe(false);
+    expect(spawn.started[0].signals).toEqual(['SIGTERM', 'SIGKILL']);
+    expect(sup.process.running).toBe(false);
   });
 });

@@ -61,7 +61,7 @@ describe('the controller role', () => {
     await t.start(desired(one)); // running already, no services: nothing more
     expect(t.spawn.started.length).toBe(1);
     await t.role.stop!();
-    expect(t.spawn.started[0]!.signals).toEqual(['SIGTERM']);
+    expect(t.spawn.started[0].signals).toEqual(['SIGTERM']);
   });
 
   it('reloads routes with SIGHUP (same process) and restarts when cluster mode or a port changes', async () => {
@@ -69,12 +69,12 @@ describe('the controller role', () => {
     await t.apply(desired(two)); // clustered from the start
     expect((await t.apply(desired(three))).ok).toBe(true);
     expect(t.spawn.started.length).toBe(1);
-    expect(t.spawn.started[0]!.signals).toEqual(['SIGHUP']);
+    expect(t.spawn.started[0].signals).toEqual(['SIGHUP']);
     expect(await t.files.read(CONF)).toContain('"nats-route://10.0.0.3:6222"');
     // Both peers reaped: standalone again, which needs a restart.
     await t.apply(desired(one));
     expect(t.spawn.started.length).toBe(2);
-    expect(t.spawn.started[0]!.signals).toEqual(['SIGHUP', 'SIGTERM']);
+    expect(t.spawn.started[0].signals).toEqual(['SIGHUP', 'SIGTERM']);
     await t.apply(desired(one, { nats: { listen: '0.0.0.0:4333' } }));
     expect(t.spawn.started.length).toBe(3);
     await t.role.stop!();
@@ -86,7 +86,7 @@ describe('the controller role', () => {
     const report = await t.apply(desired([...one, { name: 'gw', addr: '10.0.0.9', port: 7946, tags: { role: 'gateway' }, status: 'alive' }]));
     expect(report).toMatchObject({ ok: true, changed: [MEMBERS] });
     expect(t.run.calls.length).toBe(1);
-    expect(t.spawn.started[0]!.signals).toEqual([]);
+    expect(t.spawn.started[0].signals).toEqual([]);
     await t.role.stop!();
   });
 
@@ -106,8 +106,8 @@ describe('the controller role', () => {
     const applying = t.apply(desired(one, { nats: { listen: '0.0.0.0:4333' } }));
     // The restarted server (the second process) crashes on its port.
     for (let i = 0; i < 100 && t.spawn.started.length < 2; i++) await new Promise((r) => setTimeout(r, 2));
-    t.spawn.started[1]!.say('[FTL] Error listening on port: 0.0.0.0:4333, "address already in use"');
-    t.spawn.started[1]!.exit(1);
+    t.spawn.started[1].say('[FTL] Error listening on port: 0.0.0.0:4333, "address already in use"');
+    t.spawn.started[1].exit(1);
     const report = await applying;
     expect(report).toMatchObject({ ok: false, rolledBack: true });
     expect(report.error).toMatch(/^health: nats-server exited: \[FTL\] Error listening on port: 0\.0\.0\.0:4333/);
@@ -140,7 +140,7 @@ describe('the controller role', () => {
     const report = await t.apply(desired(one));
     expect(report.error).toMatch(/^health: http:\/\/127\.0\.0\.1:8222\/healthz\?js-enabled-only=true not healthy after 0s: HTTP 503/);
     expect(t.files.contents()).toEqual({});
-    expect(t.spawn.started[0]!.signals).toEqual(['SIGTERM']);
+    expect(t.spawn.started[0].signals).toEqual(['SIGTERM']);
   });
 
   it('starts the nats-server an agent restart left unstarted (files unchanged)', async () => {
@@ -230,15 +230,15 @@ describe('the controller role hosting services', () => {
     const removal = await applyRole({ ...t.role, render: () => [] }, desired([]), { run: t.run, files: t.files, log, previous: [CONF, MEMBERS] });
     expect(removal.ok).toBe(true);
     expect(events.at(-1)).toBe('stop metadata');
-    expect(t.spawn.started[0]!.signals).toEqual(['SIGTERM']);
+    expect(t.spawn.started[0].signals).toEqual(['SIGTERM']);
   });
 
   it('also stops a server whose file sat at a custom path (removal renders with empty settings)', async () => {
     const t = setup();
     const custom = { paths: { nats_conf: '/srv/c/nats.conf', members: '/srv/c/members' } };
     await t.apply(desired(one, custom));
-    expect(t.spawn.started[0]!.args).toEqual(['-c', '/srv/c/nats.conf']);
+    expect(t.spawn.started[0].args).toEqual(['-c', '/srv/c/nats.conf']);
     await applyRole({ ...t.role, render: () => [] }, desired([]), { run: t.run, files: t.files, log, previous: ['/srv/c/members', '/srv/c/nats.conf'] });
-    expect(t.spawn.started[0]!.signals).toEqual(['SIGTERM']);
+    expect(t.spawn.started[0].signals).toEqual(['SIGTERM']);
   });
 });

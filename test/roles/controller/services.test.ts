@@ -37,7 +37,7 @@ describe('HostedServices', () => {
     const hosted = new HostedServices([a.service, b.service], log);
     await hosted.start(ctx);
     expect(a.seen[0]).toMatchObject(ctx);
-    expect(typeof a.seen[0]!.log.info).toBe('function');
+    expect(typeof a.seen[0].log.info).toBe('function');
     hosted.membersChanged([{ name: 'x', addr: '10.0.0.1', port: 7946, tags: {}, status: 'alive' }]);
     await hosted.start(ctx); // already running: nothing happens
     await hosted.stop();

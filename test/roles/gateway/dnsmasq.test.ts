@@ -34,15 +34,15 @@ describe('DnsmasqSupervisor', () => {
     const { spawn, started } = fakeSpawn();
     const sup = new DnsmasqSupervisor({ spawn, log: pino({ level: 'silent' }), minRestartMs: 10 });
     await sup.restart('/etc/g/dnsmasq.conf');
-    expect(started[0]!.args).toEqual(['--keep-in-foreground', '--log-facility=-', '--conf-file=/etc/g/dnsmasq.conf']);
-    started[0]!.exit(2); // crashed
-    await until(() => started.length === 2 && sup.running);
-    expect(sup.crashes).toBe(1);
+    expect(started[0].args).toEqual(['--keep-in-foreground', '--log-facility=-', '--conf-file=/etc/g/dnsmasq.conf']);
+    started[0].exit(2); // crashed
+    await until(() => started.length === 2 && sup.process.running);
+    expect(sup.process.crashes).toBe(1);
     await sup.stop();
-    expect(started[1]!.killed).toEqual(['SIGTERM']);
+    expect(started[1].killed).toEqual(['SIGTERM']);
     await new Promise((r) => setTimeout(r, 50));
     expect(started.length).toBe(2);
-    expect(sup.running).toBe(false);
+    expect(sup.process.running).toBe(false);
   });
 
   it('restart() replaces the running process without counting a crash', async () => {
@@ -52,7 +52,7 @@ describe('DnsmasqSupervisor', () => {
     await sup.restart('/b.conf');
     await new Promise((r) => setTimeout(r, 50));
     expect(started.map((s) => s.args[2])).toEqual(['--conf-file=/a.conf', '--conf-file=/b.conf']);
-    expect(sup.crashes).toBe(0);
+    expect(sup.process.crashes).toBe(0);
     sup.ensureRunning('/b.conf');
     expect(started.length).toBe(2);
     await sup.stop();

@@ -20,8 +20,8 @@ const instances = [
 
 describe('instances at the gateway', () => {
   it('reserves the first LAN address, else none', () => {
-    expect(lanAddressOf(cfg, instances[0]!)).toBe('10.88.0.50');
-    expect(lanAddressOf(cfg, instances[1]!)).toBeUndefined();
+    expect(lanAddressOf(cfg, instances[0])).toBe('10.88.0.50');
+    expect(lanAddressOf(cfg, instances[1])).toBeUndefined();
     expect(lanAddressOf(cfg, { name: 'g', macs: [], ips: ['10.88.0.1'] })).toBeUndefined(); // the gateway's own
   });
   it('leaves out instances whose MAC, address or name the config, a member or the gateway has, and says why', () => {
@@ -52,9 +52,9 @@ describe('instances at the gateway', () => {
     expect(planInstances(cfg, [member('node-a', '10.88.0.5', 'compute', 'left')], one).served).toHaveLength(1);
   });
   it('reads its dhcp-hostsdir files back', () => {
-    const [withIp, without] = renderDhcpHosts(cfg, [instances[0]!, instances[1]!]);
-    expect(parseDhcpHosts(withIp!.content)).toEqual({ name: 'web-1', macs: ['02:00:00:00:01:01', '02:00:00:00:01:02'], ip: '10.88.0.50' });
-    expect(parseDhcpHosts(without!.content)).toEqual({ name: 'pxe-1', macs: ['02:00:00:00:01:03'] });
+    const [withIp, without] = renderDhcpHosts(cfg, [instances[0], instances[1]]);
+    expect(parseDhcpHosts(withIp.content)).toEqual({ name: 'web-1', macs: ['02:00:00:00:01:01', '02:00:00:00:01:02'], ip: '10.88.0.50' });
+    expect(parseDhcpHosts(without.content)).toEqual({ name: 'pxe-1', macs: ['02:00:00:00:01:03'] });
     expect(parseDhcpHosts('# nothing\n')).toBeUndefined();
   });
   it('renders a dhcp-hostsdir file per instance and a name for those with an address', () => {

@@ -135,7 +135,7 @@ describe('background operations', () => {
     });
     expect(op.status).toBe('Success');
     expect(waits).toBe(2);
-    const post = lxd.requests[0]!;
+    const post = lxd.requests[0];
     expect(post.headers['content-type']).toBe('application/json');
     expect(JSON.parse(post.body.toString())).toEqual({
       type: 'container',
@@ -144,7 +144,7 @@ describe('background operations', () => {
       source: { type: 'image', alias: 'debian' },
       config: { 'volatile.eth0.hwaddr': '02:00:00:00:00:11', 'cloud-init.user-data': '#cloud-config\n', 'user.mammatus.id': 'i-1' },
     });
-    const wait = lxd.requests[1]!;
+    const wait = lxd.requests[1];
     expect(Number(wait.query.get('timeout'))).toBeGreaterThanOrEqual(1);
     expect(Number.isInteger(Number(wait.query.get('timeout')))).toBe(true);
   });
@@ -159,7 +159,7 @@ describe('background operations', () => {
     expect(err).toBeInstanceOf(LxdOperationError);
     expect(err.operation?.id).toBe('op2');
     expect(err.message).toMatch(/^PUT \/1.0\/instances\/c1\/state: operation op2 \(Starting instance\): Failed to start device/);
-    expect(JSON.parse(lxd.requests[0]!.body.toString())).toEqual({ action: 'start' });
+    expect(JSON.parse(lxd.requests[0].body.toString())).toEqual({ action: 'start' });
   });
 
   it.each([
@@ -209,7 +209,7 @@ describe('background operations', () => {
     lxd.on('PUT /1.0/instances/c1/state', () => asyncOp(operation('op6', 'Running')));
     lxd.on('GET /1.0/operations/op6/wait', () => sync(operation('op6', 'Success')));
     await client.stopInstance('c1', { timeout: 5, force: true });
-    expect(JSON.parse(lxd.requests[0]!.body.toString())).toEqual({ action: 'stop', timeout: 5, force: true });
+    expect(JSON.parse(lxd.requests[0].body.toString())).toEqual({ action: 'stop', timeout: 5, force: true });
   });
 });
 
@@ -236,8 +236,8 @@ describe('ETags', () => {
   it('sends If-Match on PATCH too', async () => {
     lxd.on('PATCH /1.0/profiles/mammatus', () => sync({}));
     await client.patchProfile('mammatus', { config: { 'user.a': 'b' } }, { etag: '"abc"' });
-    expect(lxd.requests[0]!.headers['if-match']).toBe('"abc"');
-    expect(JSON.parse(lxd.requests[0]!.body.toString())).toEqual({ config: { 'user.a': 'b' } });
+    expect(lxd.requests[0].headers['if-match']).toBe('"abc"');
+    expect(JSON.parse(lxd.requests[0].body.toString())).toEqual({ config: { 'user.a': 'b' } });
   });
 });
 
@@ -265,13 +265,13 @@ describe('images', () => {
       size: 11,
     });
     const [upload, , alias] = lxd.requests;
-    expect(upload!.body.toString()).toBe('tarball-one');
-    expect(upload!.headers['content-type']).toBe('application/octet-stream');
-    expect(upload!.headers['content-length']).toBe('11');
-    expect(upload!.headers['x-lxd-filename']).toBe('deb.tar.gz');
-    expect(upload!.headers['x-lxd-public']).toBe('false');
-    expect(upload!.headers['x-lxd-properties']).toBe('os=debian&release=bookworm');
-    expect(JSON.parse(alias!.body.toString())).toEqual({ name: 'debian', target: 'f1', description: '' });
+    expect(upload.body.toString()).toBe('tarball-one');
+    expect(upload.headers['content-type']).toBe('application/octet-stream');
+    expect(upload.headers['content-length']).toBe('11');
+    expect(upload.headers['x-lxd-filename']).toBe('deb.tar.gz');
+    expect(upload.headers['x-lxd-public']).toBe('false');
+    expect(upload.headers['x-lxd-properties']).toBe('os=debian&release=bookworm');
+    expect(JSON.parse(alias.body.toString())).toEqual({ name: 'debian', target: 'f1', description: '' });
   });
 
   it('uploads a split image as multipart metadata + rootfs', async () => {
@@ -279,7 +279,7 @@ describe('images', () => {
     await writeFile(path.join(dir, 'rootfs.squashfs'), Buffer.from([0, 1, 2, 255]));
     acceptUpload('f2');
     await client.importImage({ metadata: path.join(dir, 'meta.tar.xz'), rootfs: path.join(dir, 'rootfs.squashfs') });
-    const upload = lxd.requests[0]!;
+    const upload = lxd.requests[0];
     expect(upload.headers['content-type']).toMatch(/^multipart\/form-data; boundary=/);
     expect(Number(upload.headers['content-length'])).toBe(upload.body.length);
     const form = await new Response(upload.body, { headers: { 'content-type': upload.headers['content-type']! } }).formData();
@@ -340,8 +340,8 @@ describe('instances', () => {
     lxd.on('GET /1.0/instances/c1/state', () => sync(state));
     lxd.on('GET /1.0/instances', () => sync([{ name: 'c1', status: 'Running', state }]));
     expect((await client.getInstanceState('c1')).network?.eth0?.addresses[0]?.address).toBe('10.77.0.11');
-    expect((await client.listInstances(true))[0]!.state?.pid).toBe(42);
-    expect(lxd.requests[1]!.url).toBe('/1.0/instances?recursion=2');
+    expect((await client.listInstances(true))[0].state?.pid).toBe(42);
+    expect(lxd.requests[1].url).toBe('/1.0/instances?recursion=2');
   });
 
   it('escapes names into one path segment', async () => {

@@ -233,7 +233,7 @@ interface Sub extends Sns.Subscription {
   readonly token: string;
 }
 
-function createMemorySns(sqs: Sqs.SqsEngine): { engine: Sns.SnsEngine; pendingTokens(): string[] } {
+function createMemorySns(sqs: Sqs.SqsEngine): { engine: Sns.SnsEngine; pendingTokens: () => string[] } {
   const topics = new Map<string, Topic>();
   const subs = new Map<string, Sub>();
   const topic = (arn: string): Topic => topics.get(arn) ?? throwError(snsError('NotFound', 'Topic does not exist'));

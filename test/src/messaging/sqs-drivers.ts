@@ -95,8 +95,8 @@ function sdkDriver(name: string, sdk: AnySdk, endpoint: string): SqsDriver {
     MessageId: m.MessageId ?? '',
     Body: m.Body ?? '',
     ReceiptHandle: m.ReceiptHandle ?? '',
-    Attributes: (m.Attributes ?? {}) as Record<string, string>,
-    MessageAttributes: (m.MessageAttributes ?? {}) as Msg['MessageAttributes'],
+    Attributes: (m.Attributes ?? {}),
+    MessageAttributes: (m.MessageAttributes ?? {}),
   });
   const batch = (r: { Successful?: { Id?: string; MessageId?: string }[]; Failed?: { Id?: string; Code?: string }[] }): BatchOut => ({
     Successful: (r.Successful ?? []).map((s) => ({ Id: s.Id ?? '', ...(s.MessageId ? { MessageId: s.MessageId } : {}) })),
@@ -118,14 +118,14 @@ function sdkDriver(name: string, sdk: AnySdk, endpoint: string): SqsDriver {
     deleteBatch: async (QueueUrl, Entries) => batch(await c.send(new S.DeleteMessageBatchCommand({ QueueUrl, Entries }))),
     changeVisibility: async (QueueUrl, ReceiptHandle, VisibilityTimeout) => void (await c.send(new S.ChangeMessageVisibilityCommand({ QueueUrl, ReceiptHandle, VisibilityTimeout }))),
     purge: async (QueueUrl) => void (await c.send(new S.PurgeQueueCommand({ QueueUrl }))),
-    attributes: async (QueueUrl, names = ['All']) => ((await c.send(new S.GetQueueAttributesCommand({ QueueUrl, AttributeNames: names as SqsJson.QueueAttributeName[] }))).Attributes ?? {}) as Record<string, string>,
+    attributes: async (QueueUrl, names = ['All']) => ((await c.send(new S.GetQueueAttributesCommand({ QueueUrl, AttributeNames: names as SqsJson.QueueAttributeName[] }))).Attributes ?? {}),
     setAttributes: async (QueueUrl, Attributes) => void (await c.send(new S.SetQueueAttributesCommand({ QueueUrl, Attributes }))),
     deadLetterSources: async (QueueUrl) => (await c.send(new S.ListDeadLetterSourceQueuesCommand({ QueueUrl }))).queueUrls ?? [],
     addPermission: async (QueueUrl, Label, AWSAccountIds, Actions) => void (await c.send(new S.AddPermissionCommand({ QueueUrl, Label, AWSAccountIds, Actions }))),
     removePermission: async (QueueUrl, Label) => void (await c.send(new S.RemovePermissionCommand({ QueueUrl, Label }))),
     startMoveTask: async (SourceArn, o = {}) =>
       (await c.send(new S.StartMessageMoveTaskCommand({ SourceArn, DestinationArn: o.destinationArn, MaxNumberOfMessagesPerSecond: o.rate }))).TaskHandle ?? '',
-    listMoveTasks: async (SourceArn, MaxResults) => ((await c.send(new S.ListMessageMoveTasksCommand({ SourceArn, MaxResults }))).Results ?? []) as MoveTaskOut[],
+    listMoveTasks: async (SourceArn, MaxResults) => ((await c.send(new S.ListMessageMoveTasksCommand({ SourceArn, MaxResults }))).Results ?? []),
     cancelMoveTask: async (TaskHandle) => (await c.send(new S.CancelMessageMoveTaskCommand({ TaskHandle }))).ApproximateNumberOfMessagesMoved,
   };
 }

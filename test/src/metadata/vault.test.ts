@@ -141,7 +141,7 @@ describe('mintWrappedSecretId', () => {
   it('uses an injected fetch', async () => {
     const calls: string[] = [];
     const fake: typeof fetch = async (url) => {
-      calls.push(String(url));
+      calls.push(url instanceof Request ? url.url : url.toString());
       return new Response(JSON.stringify(WRAPPED), { status: 200 });
     };
     expect(await mintWrappedSecretId(options('https://vault.lab:8200', { fetch: fake }))).toBe(WRAPPING_TOKEN);

@@ -53,7 +53,7 @@ describe('vendor-data source', () => {
   });
 
   it('honours the instance switches and refuses bad settings at start', async () => {
-    const source = await buildVendorDataSource({ settings, controllers: () => ['10.0.0.2'], log, fetch: (async () => new Response('{}')) as typeof fetch });
+    const source = await buildVendorDataSource({ settings, controllers: () => ['10.0.0.2'], log, fetch: (async () => new Response('{}')) });
     const off = buildRecord({ name: 'quiet', macs: ['02:00:00:00:00:02'], vendor_data: { consul: false, telegraf: false, vault: false } }, new Date(0));
     expect(await source(off, '10.0.0.22')).toBe('');
     await expect(buildVendorDataSource({ settings: parseMetadataSettings({ vendor_data: { consul: { datacenter: 'bad dc' } } }), controllers: () => [], log })).rejects.toThrow(/metadata.vendor_data.consul.datacenter/);

@@ -1,0 +1,48 @@
+/**
+ * Every role this agent can run, as loaders: a node loads a role's module (and what only that role
+ * needs: the LXD client, the registry links, the hosted services) the first time it takes the
+ * role, so a node's footprint follows its roles. The one place that knows which module implements
+ * which role, used by the daemon's composition root (main.ts) and by `mammatus render`.
+ */
+import type { Argv, HostedService, Spawn } from '../core/contracts.js';
+import type { RoleName } from '../core/members.js';
+import type { Role } from '../roles/types.js';
+
+/** What the roles are built with. */
+export interface RoleWiring {
+  readonly spawn: Spawn;
+  /** How to run `mammatus` itself (the gateway's metadata proxy runs as its child). */
+  readonly mammatus?: Argv;
+  /** The current `metadata:` / `messaging:` sections (read at each start of a hosted service). */
+  readonly section?: (name: 'metadata' | 'messaging') => unknown;
+  /** Follow the instance registry (gateways, compute nodes); off for `render`, which only renders. */
+  readonly registry?: boolean;
+}
+
+/** The loaders of the four roles, by the name the `role` tag uses. */
+export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Promise<Role>>> {
+  return {
+    async gateway() {
+      const { buildGatewayRole } = await import('../roles/gateway/index.js');
+      const feed = w.registry ? (await import('../src/registry/gateway-feed.js')).openInstanceFeed : undefined;
+      return buildGatewayRole({ spawn: w.spawn, ...(w.mammatus ? { mammatus: w.mammatus } : {}), ...(feed ? { instanceFeed: feed } : {}) });
+    },
+    async compute() {
+      const { buildComputeRole } = await import('../roles/compute/index.js');
+      const link = w.registry ? (await import('../src/registry/compute-link.js')).openComputeRegistry : undefined;
+      return buildComputeRole(link ? { instanceFeed: link } : {});
+    },
+    // Its own issue: a node tagged storage owns no files yet and reports ok.
+    storage: () => Promise.resolve({ name: 'storage', render: () => [] }),
+    async controller() {
+      const [{ buildControllerRole }, { metadataHostedService }, { messagingHostedService }] = await Promise.all([
+        import('../roles/controller/index.js'),
+        import('../src/metadata/hosted.js'),
+        import('../src/messaging/hosted.js'),
+      ]);
+      const section = w.section ?? (() => undefined);
+      const services: HostedService[] = [metadataHostedService(() => section('metadata')), messagingHostedService(() => section('messaging'))];
+      return buildControllerRole({ spawn: w.spawn, services });
+    },
+  };
+}
