@@ -22,8 +22,17 @@ const zones = [
   { target: './agent/serf', from: './agent', except: ['./serf'], message: 'the Serf client knows only core/.' },
   { target: './src/lxd', from: but('./core', './src'), message: 'the LXD client knows only core/.' },
   { target: './src/lxd', from: './src', except: ['./lxd'], message: 'the LXD client knows only core/.' },
-  { target: './roles', from: but('./core', './roles', './src'), message: 'roles know core/, the role framework and the LXD client only; the agent wires them.' },
-  { target: './roles', from: './src', except: ['./lxd'], message: 'roles get services injected by the composition root (agent/roles.ts), never import them.' },
+  {
+    target: './roles',
+    from: but('./core', './roles', './src'),
+    message: 'roles know core/, the role framework and the LXD client only; the agent wires them.',
+  },
+  {
+    target: './roles',
+    from: './src',
+    except: ['./lxd'],
+    message: 'roles get services injected by the composition root (agent/roles.ts), never import them.',
+  },
   { target: './roles/*.ts', from: './roles/*/**', message: 'the role framework knows no role.' },
   ...['gateway', 'compute', 'controller'].map((r) => ({
     target: `./roles/${r}`,
@@ -34,17 +43,28 @@ const zones = [
   { target: './src', from: but('./core', './src'), message: 'services know core/ and each other only; the agent wires them.' },
   { target: './src/registry', from: './src', except: ['./registry'], message: 'the registry knows core/ only.' },
   { target: './src/messaging', from: './src', except: ['./messaging'], message: 'messaging knows core/ only.' },
-  { target: './src/metadata', from: './src', except: ['./metadata', './registry'], message: 'the metadata service knows the registry and core/ only.' },
-  ...[
-    ['./agent/cli', './agent/main.ts', './agent/roles.ts', './src', './scripts', './bench', './test'],
-    ['./roles/*/**'],
-  ].map((from) => ({
+  {
+    target: './src/metadata',
+    from: './src',
+    except: ['./metadata', './registry'],
+    message: 'the metadata service knows the registry and core/ only.',
+  },
+  ...[['./agent/cli', './agent/main.ts', './agent/roles.ts', './src', './scripts', './bench', './test'], ['./roles/*/**']].map((from) => ({
     target: ['./agent/daemon.ts', './agent/types.ts', './agent/version.ts', './agent/config', './agent/dispatch', './handlers'],
     from,
-    message: 'the agent runs roles and handlers through their contracts; only the composition roots (agent/main.ts, agent/roles.ts, agent/cli) know them.',
+    message:
+      'the agent runs roles and handlers through their contracts; only the composition roots (agent/main.ts, agent/roles.ts, agent/cli) know them.',
   })),
-  { target: ['./agent/dispatch', './agent/config'], from: ['./agent/daemon.ts', './handlers'], message: 'dispatch and config sit below the daemon and its handlers.' },
-  { target: ['./core', './agent', './roles', './handlers', './src'], from: ['./scripts', './bench', './test'], message: 'product code never imports scripts, benchmarks or tests.' },
+  {
+    target: ['./agent/dispatch', './agent/config'],
+    from: ['./agent/daemon.ts', './handlers'],
+    message: 'dispatch and config sit below the daemon and its handlers.',
+  },
+  {
+    target: ['./core', './agent', './roles', './handlers', './src'],
+    from: ['./scripts', './bench', './test'],
+    message: 'product code never imports scripts, benchmarks or tests.',
+  },
   { target: './scripts', from: ['./bench', './test'], message: 'scripts never import benchmarks or tests.' },
   { target: './bench', from: './test', message: 'benchmarks never import tests: shared launchers live in scripts/lib.' },
 ];
@@ -54,7 +74,9 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
-    languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['*.js', '*.mjs', 'scripts/*.mjs'] }, tsconfigRootDir: import.meta.dirname } },
+    languageOptions: {
+      parserOptions: { projectService: { allowDefaultProject: ['*.js', '*.mjs', 'scripts/*.mjs'] }, tsconfigRootDir: import.meta.dirname },
+    },
     plugins: { 'import-x': importX },
     settings: {
       ...importX.flatConfigs.typescript.settings,
@@ -97,5 +119,8 @@ export default tseslint.config(
   // The boundary test lints its fixtures as if they lay in the tree: no type information there.
   { files: ['**/*.lint-fixture.ts'], ...tseslint.configs.disableTypeChecked },
   { files: ['**/*.mjs', '**/*.js'], ...tseslint.configs.disableTypeChecked },
-  { files: ['**/*.mjs', '**/*.js'], languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly', Buffer: 'readonly' } } },
+  {
+    files: ['**/*.mjs', '**/*.js'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly', Buffer: 'readonly' } },
+  },
 );

@@ -209,7 +209,9 @@ export function createAgent(deps: AgentDeps): Agent {
 
   async function saveWatermarks(): Promise<void> {
     if (!dedupe.dirty) return;
-    await deps.files.write(eventsFile(), JSON.stringify(dedupe.snapshot()) + '\n', 0o600).catch((err: unknown) => log.warn({ err }, 'could not save event watermarks'));
+    await deps.files
+      .write(eventsFile(), JSON.stringify(dedupe.snapshot()) + '\n', 0o600)
+      .catch((err: unknown) => log.warn({ err }, 'could not save event watermarks'));
   }
 
   async function restoreWatermarks(): Promise<void> {

@@ -41,7 +41,10 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
         import('../src/messaging/hosted.js'),
       ]);
       const section = w.section ?? (() => undefined);
-      const services: HostedService[] = [metadataHostedService(() => section('metadata')), messagingHostedService(() => section('messaging'))];
+      const services: HostedService[] = [
+        metadataHostedService(() => section('metadata')),
+        messagingHostedService(() => section('messaging')),
+      ];
       return buildControllerRole({ spawn: w.spawn, services });
     },
   };

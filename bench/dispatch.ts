@@ -24,7 +24,20 @@ import { SerfClient } from '../agent/serf/client.js';
 import { VERSION } from '../agent/version.js';
 import { roleCatalog } from '../agent/roles.js';
 import { serfAvailable, startSerfAgent } from '../scripts/lib/serf-agent.js';
-import { Cleanup, emitJson, fmtSummary, Goals, machine, printMachine, round, sleep, summarize, tempDir, waitUntil, runMain } from './lib.js';
+import {
+  Cleanup,
+  emitJson,
+  fmtSummary,
+  Goals,
+  machine,
+  printMachine,
+  round,
+  sleep,
+  summarize,
+  tempDir,
+  waitUntil,
+  runMain,
+} from './lib.js';
 
 const LAT_EVENTS = Number(process.env.BENCH_LAT_EVENTS ?? 200);
 const LAT_SPACING_MS = 20;
@@ -81,7 +94,12 @@ function readScriptLog(file: string): ScriptLine[] {
     });
 }
 
-const countLines = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l.includes(' tp:')).length : 0);
+const countLines = (file: string) =>
+  existsSync(file)
+    ? readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes(' tp:')).length
+    : 0;
 
 async function main(): Promise<number> {
   if (!serfAvailable()) {
@@ -118,7 +136,10 @@ async function main(): Promise<number> {
       ].join('\n') + '\n',
     );
     const loaded = await loadConfig({ path: cfgPath, env: {} });
-    const log = buildLogger(loaded.config.log.level, { dest: pino.destination({ dest: path.join(dir, 'agent.log'), sync: true }), journal: false });
+    const log = buildLogger(loaded.config.log.level, {
+      dest: pino.destination({ dest: path.join(dir, 'agent.log'), sync: true }),
+      journal: false,
+    });
     let onReady: () => void = () => undefined;
     const ready = new Promise<void>((r) => (onReady = r));
     const agent: Agent = createAgent({
@@ -138,7 +159,8 @@ async function main(): Promise<number> {
     });
     cleanup.add(() => agent.stop());
     await agent.start();
-    if (!(await Promise.race([ready.then(() => true), sleep(20_000).then(() => false)]))) throw new Error('mammatus agent not ready after 20 s');
+    if (!(await Promise.race([ready.then(() => true), sleep(20_000).then(() => false)])))
+      throw new Error('mammatus agent not ready after 20 s');
     console.log(`mammatus agent ready in-process (stream filter ${agent.dispatcher.streamFilter()})`);
 
     const sender = await SerfClient.connect({ addr: serf.rpcAddr, requestTimeoutMs: 120_000 });
@@ -177,7 +199,9 @@ async function main(): Promise<number> {
     const latSend = await Promise.allSettled(pending);
     const latSendErrors = latSend.filter((r) => r.status === 'rejected').length;
     await waitUntil(
-      () => [...seen.keys()].filter((k) => k.startsWith('lat:')).length >= LAT_EVENTS && readScriptLog(shLog).filter((l) => l.payload.startsWith('lat:')).length >= LAT_EVENTS,
+      () =>
+        [...seen.keys()].filter((k) => k.startsWith('lat:')).length >= LAT_EVENTS &&
+        readScriptLog(shLog).filter((l) => l.payload.startsWith('lat:')).length >= LAT_EVENTS,
       30_000,
     );
     const offsetAfter = realtimeOffsetMs();
@@ -194,7 +218,9 @@ async function main(): Promise<number> {
     const shS = summarize(shLat);
     const ratio = shS.median / mamS.median;
     console.log(`\nlatency phase: ${LAT_EVENTS} events per name, ${LAT_SPACING_MS} ms apart per name (send errors: ${latSendErrors})`);
-    console.log(`  clock offset realtime-monotonic: before ${offsetBefore.toFixed(3)} ms, after ${offsetAfter.toFixed(3)} ms (drift ${(offsetAfter - offsetBefore).toFixed(3)} ms)`);
+    console.log(
+      `  clock offset realtime-monotonic: before ${offsetBefore.toFixed(3)} ms, after ${offsetAfter.toFixed(3)} ms (drift ${(offsetAfter - offsetBefore).toFixed(3)} ms)`,
+    );
     console.log(`  mammatus handler start − send: ${fmtSummary(mamS)}`);
     console.log(`  serf script start − send:      ${fmtSummary(shS)}`);
     console.log(`  (reference) bare RPC stream record − send: ${fmtSummary(rawS)}`);
@@ -246,7 +272,9 @@ async function main(): Promise<number> {
       `\nthroughput phase, mammatus (user:bench): offered ${mo.offered} in ${mo.offerMs.toFixed(0)} ms (${((mo.offered / mo.offerMs) * 1000).toFixed(0)}/s), ` +
         `accepted by serf ${moAccepted}, the last RPC answer ${mo.acks.lastMs.toFixed(0)} ms after the first send`,
     );
-    console.log(`  handler saw ${mamSeen}/${mo.offered}; last one ${mamLastMs.toFixed(0)} ms after the first send; dispatcher dropped ${stats.dropped}, duplicates ${stats.duplicates}`);
+    console.log(
+      `  handler saw ${mamSeen}/${mo.offered}; last one ${mamLastMs.toFixed(0)} ms after the first send; dispatcher dropped ${stats.dropped}, duplicates ${stats.duplicates}`,
+    );
     goals.check('mammatus handler saw every throughput event', mamSeen === mo.offered, `${mamSeen}/${mo.offered}`, 'all');
 
     // serf script
@@ -284,18 +312,24 @@ async function main(): Promise<number> {
     const serfLog = readFileSync(serf.logFile, 'utf8');
     const serfDrops = (serfLog.match(/Dropping event/g) ?? []).length;
     const serfSlow = (serfLog.match(/took longer than|Script .* slow/g) ?? []).length;
-    console.log(`\nthroughput phase, serf script (user:benchsh): offered ${so.offered} in ${so.offerMs.toFixed(0)} ms (${((so.offered / so.offerMs) * 1000).toFixed(0)}/s)`);
+    console.log(
+      `\nthroughput phase, serf script (user:benchsh): offered ${so.offered} in ${so.offerMs.toFixed(0)} ms (${((so.offered / so.offerMs) * 1000).toFixed(0)}/s)`,
+    );
     console.log(
       `  script saw ${shSeen}/${so.offered} within ${(so.offerMs + shWaitedMs).toFixed(0)} ms of the first send (bounded wait ${SCRIPT_WAIT_MS / 1000} s after offering); ` +
         `${acceptedNow} event RPCs answered by then, the last ${so.acks.lastMs.toFixed(0)} ms after the first send; script drain rate ≈ ${shRate.toFixed(0)}/s; serf log: ${serfDrops} 'Dropping event', ${serfSlow} slow-script warnings`,
     );
 
-    console.log(`  mammatus probes sent during that backlog (1/s): ${fmtSummary(probeS, 'ms', 0)}, ${probeLat.length}/${probeSent.size} seen`);
+    console.log(
+      `  mammatus probes sent during that backlog (1/s): ${fmtSummary(probeS, 'ms', 0)}, ${probeLat.length}/${probeSent.size} seen`,
+    );
 
     // Reference: what one \`$(date +%s%N)\` costs in /bin/sh here (fork + exec of date), i.e. the part
     // of the script latency spent reading the clock after /bin/sh has started.
     const dateCost = summarize(
-      execFileSync('/bin/sh', ['-c', 'i=0; while [ $i -lt 50 ]; do a=$(date +%s%N); b=$(date +%s%N); echo $((b-a)); i=$((i+1)); done'], { encoding: 'utf8' })
+      execFileSync('/bin/sh', ['-c', 'i=0; while [ $i -lt 50 ]; do a=$(date +%s%N); b=$(date +%s%N); echo $((b-a)); i=$((i+1)); done'], {
+        encoding: 'utf8',
+      })
         .trim()
         .split('\n')
         .map((x) => Number(x) / 1e6),
@@ -318,7 +352,14 @@ async function main(): Promise<number> {
       },
       throughput: {
         offered_rate_per_s: TP_RATE,
-        mammatus: { offered: mo.offered, offer_ms: round(mo.offerMs, 0), accepted: moAccepted, seen: mamSeen, last_seen_after_ms: round(mamLastMs, 0), dropped: stats.dropped },
+        mammatus: {
+          offered: mo.offered,
+          offer_ms: round(mo.offerMs, 0),
+          accepted: moAccepted,
+          seen: mamSeen,
+          last_seen_after_ms: round(mamLastMs, 0),
+          dropped: stats.dropped,
+        },
         serf_script: {
           offered: so.offered,
           offer_ms: round(so.offerMs, 0),

@@ -13,7 +13,24 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { serfAvailable, startSerfAgent } from '../scripts/lib/serf-agent.js';
-import { BUNDLE, clkTck, Cleanup, cpuTicks, emitJson, ensureBundle, Goals, machine, median, printMachine, ROOT, round, rssMB, sleep, tempDir, runMain } from './lib.js';
+import {
+  BUNDLE,
+  clkTck,
+  Cleanup,
+  cpuTicks,
+  emitJson,
+  ensureBundle,
+  Goals,
+  machine,
+  median,
+  printMachine,
+  ROOT,
+  round,
+  rssMB,
+  sleep,
+  tempDir,
+  runMain,
+} from './lib.js';
 
 const RUNS = 5;
 const IDLE_SETTLE_S = 10;
@@ -31,7 +48,14 @@ interface PipedAgent {
 function writeConfig(dir: string, rpcAddr: string): string {
   mkdirSync(dir, { recursive: true });
   const cfg = path.join(dir, 'agent.yaml');
-  writeFileSync(cfg, [`state_dir: ${JSON.stringify(path.join(dir, 'state'))}`, `serf: { rpc_addr: ${JSON.stringify(rpcAddr)}, rpc_auth: "" }`, 'log: { level: info }'].join('\n') + '\n');
+  writeFileSync(
+    cfg,
+    [
+      `state_dir: ${JSON.stringify(path.join(dir, 'state'))}`,
+      `serf: { rpc_addr: ${JSON.stringify(rpcAddr)}, rpc_auth: "" }`,
+      'log: { level: info }',
+    ].join('\n') + '\n',
+  );
   return cfg;
 }
 
@@ -39,7 +63,11 @@ function writeConfig(dir: string, rpcAddr: string): string {
 function spawnAgent(cfg: string): Promise<PipedAgent> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(process.execPath, [BUNDLE, 'agent', '--config', cfg], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, JOURNAL_STREAM: '' } });
+    const child = spawn(process.execPath, [BUNDLE, 'agent', '--config', cfg], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, JOURNAL_STREAM: '' },
+    });
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     const stop = async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -114,7 +142,9 @@ async function main(): Promise<number> {
     }
     const readyMed = median(ready);
     const baseMed = median(base);
-    console.log(`start-to-ready median ${readyMed.toFixed(0)} ms (node -e 0 median ${baseMed.toFixed(0)} ms, so ≈ ${(readyMed - baseMed).toFixed(0)} ms is the agent's own)`);
+    console.log(
+      `start-to-ready median ${readyMed.toFixed(0)} ms (node -e 0 median ${baseMed.toFixed(0)} ms, so ≈ ${(readyMed - baseMed).toFixed(0)} ms is the agent's own)`,
+    );
     goals.check('agent start-to-ready median', readyMed < 500, round(readyMed, 0), '< 500 ms');
 
     // Idle: one agent left running.
@@ -133,7 +163,9 @@ async function main(): Promise<number> {
     const agentRss = rssMB(agentPid);
     const serfRss = rssMB(serfPid);
     const bareRss = rssMB(bareNode.pid!);
-    console.log(`RSS after ${IDLE_SETTLE_S} s idle: agent ${agentRss.toFixed(1)} MB, serf ${serfRss.toFixed(1)} MB (reference: idle bare node process ${bareRss.toFixed(1)} MB)`);
+    console.log(
+      `RSS after ${IDLE_SETTLE_S} s idle: agent ${agentRss.toFixed(1)} MB, serf ${serfRss.toFixed(1)} MB (reference: idle bare node process ${bareRss.toFixed(1)} MB)`,
+    );
     goals.check('agent idle RSS', agentRss <= 60, round(agentRss, 1), '<= 60 MB');
 
     const a0 = cpuTicks(agentPid);
@@ -161,8 +193,22 @@ async function main(): Promise<number> {
       start_to_ready_median_ms: round(readyMed, 1),
       node_e0_ms: base.map((x) => round(x, 1)),
       node_e0_median_ms: round(baseMed, 1),
-      idle_rss_mb: { agent: round(agentRss, 1), serf: round(serfRss, 1), bare_node: round(bareRss, 1), agent_end: round(agentRssEnd, 1), after_s: IDLE_SETTLE_S },
-      idle_cpu_percent: { agent: round(agentCpu, 3), serf: round(serfCpu, 3), agent_ticks: aTicks, serf_ticks: sTicks, window_s: round(wallS, 1), clk_tck: tck, resolution_percent: round(resolution, 4) },
+      idle_rss_mb: {
+        agent: round(agentRss, 1),
+        serf: round(serfRss, 1),
+        bare_node: round(bareRss, 1),
+        agent_end: round(agentRssEnd, 1),
+        after_s: IDLE_SETTLE_S,
+      },
+      idle_cpu_percent: {
+        agent: round(agentCpu, 3),
+        serf: round(serfCpu, 3),
+        agent_ticks: aTicks,
+        serf_ticks: sTicks,
+        window_s: round(wallS, 1),
+        clk_tck: tck,
+        resolution_percent: round(resolution, 4),
+      },
       goals: goals.results,
     });
     return 0;

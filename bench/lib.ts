@@ -118,7 +118,9 @@ export function machine(): Machine {
 
 /** Prints the machine line of a report. */
 export function printMachine(m: Machine): void {
-  console.log(`machine: ${m.nproc} CPU (${m.cpu}), ${m.memTotalMB} MB, ${m.kernel}, node ${m.node}, serf ${m.serf} (Debian 0.9.4), load ${m.loadavg1}, ${m.date}`);
+  console.log(
+    `machine: ${m.nproc} CPU (${m.cpu}), ${m.memTotalMB} MB, ${m.kernel}, node ${m.node}, serf ${m.serf} (Debian 0.9.4), load ${m.loadavg1}, ${m.date}`,
+  );
 }
 
 /** Prints the one machine-readable line of a benchmark (a JSON object with `bench`). */
@@ -171,7 +173,9 @@ export class Cleanup {
   constructor() {
     const onSignal = (sig: NodeJS.Signals) => {
       console.error(`\n${sig}: stopping everything this benchmark started`);
-      this.run().finally(() => process.exit(130)).catch(() => process.exit(130));
+      this.run()
+        .finally(() => process.exit(130))
+        .catch(() => process.exit(130));
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);

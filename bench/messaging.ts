@@ -52,7 +52,25 @@ import path from 'node:path';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../scripts/lib/nats-server.js';
 import { freePort } from '../scripts/lib/ports.js';
 import { connectNats } from '../core/nats.js';
-import { BUNDLE, Cleanup, clkTck, cpuTicks, emitJson, ensureBundle, Goals, machine, median, printMachine, ROOT, round, runMain, sleep, summarize, tempDir, type Summary } from './lib.js';
+import {
+  BUNDLE,
+  Cleanup,
+  clkTck,
+  cpuTicks,
+  emitJson,
+  ensureBundle,
+  Goals,
+  machine,
+  median,
+  printMachine,
+  ROOT,
+  round,
+  runMain,
+  sleep,
+  summarize,
+  tempDir,
+  type Summary,
+} from './lib.js';
 
 const num = (name: string, dflt: number) => {
   const v = Number(process.env[name] ?? dflt);
@@ -146,7 +164,10 @@ async function startApi(dir: string, nats: NatsServer, cleanup: Cleanup): Promis
       reject(new Error(`the messaging API exited (${code ?? sig}); output:\n${out}`));
     });
   });
-  const shown = ['node', ...args.map((a) => (a === API_BUNDLE ? path.relative(ROOT, a) : a.startsWith(dir) ? `$TMP${a.slice(dir.length)}` : a))].join(' ');
+  const shown = [
+    'node',
+    ...args.map((a) => (a === API_BUNDLE ? path.relative(ROOT, a) : a.startsWith(dir) ? `$TMP${a.slice(dir.length)}` : a)),
+  ].join(' ');
   return { child, pid: child.pid!, url, command: shown, output: () => out, stop: () => stopChild(child) };
 }
 
@@ -207,7 +228,13 @@ async function timed(seconds: number, worker: (deadline: number) => Promise<void
   return (performance.now() - t0) / 1000;
 }
 
-async function sqsThroughput(client: SQSClient, tag: string, body: string, seconds: number, meter: () => () => CpuSpan): Promise<Throughput> {
+async function sqsThroughput(
+  client: SQSClient,
+  tag: string,
+  body: string,
+  seconds: number,
+  meter: () => () => CpuSpan,
+): Promise<Throughput> {
   const { QueueUrl } = await client.send(new CreateQueueCommand({ QueueName: `tp-${tag}` }));
   const url = QueueUrl!;
   // The first request makes this API the queue's owner (lease + rebuild): outside the measurement.
@@ -237,7 +264,9 @@ async function sqsThroughput(client: SQSClient, tag: string, body: string, secon
       }
       for (const m of msgs) if (m.Body !== body) throw new Error('received a different body');
       t = performance.now();
-      const d = await client.send(new DeleteMessageBatchCommand({ QueueUrl: url, Entries: msgs.map((m, i) => ({ Id: `d${i}`, ReceiptHandle: m.ReceiptHandle! })) }));
+      const d = await client.send(
+        new DeleteMessageBatchCommand({ QueueUrl: url, Entries: msgs.map((m, i) => ({ Id: `d${i}`, ReceiptHandle: m.ReceiptHandle! })) }),
+      );
       delMs.push(performance.now() - t);
       if (d.Failed?.length) throw new Error(`DeleteMessageBatch failed: ${JSON.stringify(d.Failed[0])}`);
       done += d.Successful?.length ?? 0;
@@ -245,10 +274,28 @@ async function sqsThroughput(client: SQSClient, tag: string, body: string, secon
   });
   const cpu = stop();
   await client.send(new DeleteQueueCommand({ QueueUrl: url }));
-  return { kind: 'sqs', seconds: elapsed, sent, done, rate: done / elapsed, emptyReceives: empty, sendMs: median(sendMs), recvMs: median(recvMs), delMs: median(delMs), cpu };
+  return {
+    kind: 'sqs',
+    seconds: elapsed,
+    sent,
+    done,
+    rate: done / elapsed,
+    emptyReceives: empty,
+    sendMs: median(sendMs),
+    recvMs: median(recvMs),
+    delMs: median(delMs),
+    cpu,
+  };
 }
 
-async function rawThroughput(js: JetStreamClient, jsm: JetStreamManager, tag: string, payload: Uint8Array, seconds: number, meter: () => () => CpuSpan): Promise<Throughput> {
+async function rawThroughput(
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  tag: string,
+  payload: Uint8Array,
+  seconds: number,
+  meter: () => () => CpuSpan,
+): Promise<Throughput> {
   const stream = `BENCH_RAW_${tag.replace(/\W/g, '_')}`;
   const subject = `bench.raw.${tag.replace(/\W/g, '_')}`;
   await jsm.streams.add({ name: stream, subjects: [subject], storage: StorageType.File, num_replicas: 1 });
@@ -281,12 +328,26 @@ async function rawThroughput(js: JetStreamClient, jsm: JetStreamManager, tag: st
   });
   const cpu = stop();
   await jsm.streams.delete(stream);
-  return { kind: 'raw', seconds: elapsed, sent, done, rate: done / elapsed, emptyReceives: empty, sendMs: median(sendMs), recvMs: median(recvMs), delMs: NaN, cpu };
+  return {
+    kind: 'raw',
+    seconds: elapsed,
+    sent,
+    done,
+    rate: done / elapsed,
+    emptyReceives: empty,
+    sendMs: median(sendMs),
+    recvMs: median(recvMs),
+    delMs: NaN,
+    cpu,
+  };
 }
 
 function describe(x: Throughput): string {
   const per = (s: number) => (s / x.done) * 1e6;
-  const steps = x.kind === 'sqs' ? `send ${f2(x.sendMs)} / receive ${f2(x.recvMs)} / delete ${f2(x.delMs)} ms` : `publish 10 ${f2(x.sendMs)} / fetch+ack ${f2(x.recvMs)} ms`;
+  const steps =
+    x.kind === 'sqs'
+      ? `send ${f2(x.sendMs)} / receive ${f2(x.recvMs)} / delete ${f2(x.delMs)} ms`
+      : `publish 10 ${f2(x.sendMs)} / fetch+ack ${f2(x.recvMs)} ms`;
   return `${(x.kind === 'sqs' ? 'SQS API' : 'raw JetStream').padEnd(13)} ${f0(x.rate).padStart(6)} msg/s (${x.done} in ${f2(x.seconds)} s, sent ${x.sent}, empty ${x.emptyReceives})  median round trips: ${steps}  CPU µs/msg: api ${f0(per(x.cpu.api))}, nats ${f0(per(x.cpu.nats))}, client ${f0(per(x.cpu.client))}`;
 }
 
@@ -299,7 +360,9 @@ async function sqsWake(client: SQSClient, samples: number): Promise<{ wake: numb
   const send: number[] = [];
   let missed = 0;
   for (let i = 0; i < samples; i++) {
-    const polling = client.send(new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 1, WaitTimeSeconds: 20 })).then((r) => ({ r, at: performance.now() }));
+    const polling = client
+      .send(new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 1, WaitTimeSeconds: 20 }))
+      .then((r) => ({ r, at: performance.now() }));
     await sleep(100);
     const t0 = performance.now();
     const sending = client.send(new SendMessageCommand({ QueueUrl: url, MessageBody: `wake ${i}` })).then(() => performance.now());
@@ -342,13 +405,15 @@ async function rawWake(js: JetStreamClient, jsm: JetStreamManager, samples: numb
 async function pool(jobs: number, limit: number, deadline: number, run: (i: number) => Promise<void>): Promise<number> {
   let next = 0;
   let finished = 0;
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < jobs && performance.now() < deadline) {
-      const i = next++;
-      await run(i);
-      finished += 1;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < jobs && performance.now() < deadline) {
+        const i = next++;
+        await run(i);
+        finished += 1;
+      }
+    }),
+  );
   return finished;
 }
 
@@ -363,7 +428,9 @@ async function main(): Promise<number> {
   const cleanup = new Cleanup();
   const result: Record<string, unknown> = {};
   try {
-    console.log(`== messaging: SQS API (client-sqs, JSON) vs nats.js on the same nats-server; ${WORKERS} workers, batches of ${BATCH}, ${SIZE} B bodies ==`);
+    console.log(
+      `== messaging: SQS API (client-sqs, JSON) vs nats.js on the same nats-server; ${WORKERS} workers, batches of ${BATCH}, ${SIZE} B bodies ==`,
+    );
     printMachine(mach);
     const dir = tempDir('messaging', cleanup);
     const body = 'x'.repeat(SIZE);
@@ -385,7 +452,9 @@ async function main(): Promise<number> {
       const meter = () => cpuMeter(api.pid, nats.process.pid!);
 
       if (PHASES.has('throughput')) {
-        console.log(`\n-- throughput: ${WORKERS} workers × (SendMessageBatch 10 → ReceiveMessage 10 → DeleteMessageBatch) vs (publish 10 → fetch 10 → ack), ${SECONDS} s each, ${RUNS} runs, interleaved --`);
+        console.log(
+          `\n-- throughput: ${WORKERS} workers × (SendMessageBatch 10 → ReceiveMessage 10 → DeleteMessageBatch) vs (publish 10 → fetch 10 → ack), ${SECONDS} s each, ${RUNS} runs, interleaved --`,
+        );
         if (WARMUP_S > 0) {
           const w1 = await rawThroughput(js, jsm, 'warm', payload, WARMUP_S, meter);
           const w2 = await sqsThroughput(client, 'warm', body, WARMUP_S, meter);
@@ -395,7 +464,10 @@ async function main(): Promise<number> {
         for (let r = 0; r < RUNS; r++) {
           const order = r % 2 === 0 ? (['raw', 'sqs'] as const) : (['sqs', 'raw'] as const);
           for (const k of order) {
-            const x = k === 'raw' ? await rawThroughput(js, jsm, `r${r}`, payload, SECONDS, meter) : await sqsThroughput(client, `r${r}`, body, SECONDS, meter);
+            const x =
+              k === 'raw'
+                ? await rawThroughput(js, jsm, `r${r}`, payload, SECONDS, meter)
+                : await sqsThroughput(client, `r${r}`, body, SECONDS, meter);
             runs[k].push(x);
             console.log(`  run ${r + 1}         ${describe(x)}`);
             await sleep(500);
@@ -406,18 +478,45 @@ async function main(): Promise<number> {
         const rawRate = med(runs.raw, (x) => x.rate);
         const ratio = sqsRate / rawRate;
         const perMsg = (xs: Throughput[], k: keyof CpuSpan) => med(xs, (x) => (x.cpu[k] / x.done) * 1e6);
-        const cpuLine = (xs: Throughput[]) => `api ${f0(perMsg(xs, 'api'))}, nats ${f0(perMsg(xs, 'nats'))}, client ${f0(perMsg(xs, 'client'))}`;
+        const cpuLine = (xs: Throughput[]) =>
+          `api ${f0(perMsg(xs, 'api'))}, nats ${f0(perMsg(xs, 'nats'))}, client ${f0(perMsg(xs, 'client'))}`;
         const cpuPct = (xs: Throughput[], k: keyof CpuSpan) => med(xs, (x) => (100 * x.cpu[k]) / x.seconds);
         console.log(`\n  medians of ${RUNS}: SQS API ${f0(sqsRate)} msg/s, raw JetStream ${f0(rawRate)} msg/s, ratio ${f3(ratio)}`);
         console.log(`  CPU µs per message (median): SQS: ${cpuLine(runs.sqs)}; raw: ${cpuLine(runs.raw)}`);
-        console.log(`  CPU % of a core (median): SQS: api ${f0(cpuPct(runs.sqs, 'api'))}, nats ${f0(cpuPct(runs.sqs, 'nats'))}, client ${f0(cpuPct(runs.sqs, 'client'))}; raw: nats ${f0(cpuPct(runs.raw, 'nats'))}, client ${f0(cpuPct(runs.raw, 'client'))}`);
-        goals.check(`SQS send+receive+delete msg/s / raw JetStream publish+fetch+ack msg/s (${WORKERS} workers, batches of ${BATCH}, ${SIZE} B)`, ratio >= RATIO_GOAL, ratio, `≥ ${RATIO_GOAL}`);
-        const toJson = (x: Throughput) => ({ rate: round(x.rate, 0), done: x.done, sent: x.sent, seconds: round(x.seconds, 2), empty_receives: x.emptyReceives, send_ms: round(x.sendMs, 2), receive_ms: round(x.recvMs, 2), delete_ms: round(x.delMs, 2), cpu_s: { api: round(x.cpu.api, 2), nats: round(x.cpu.nats, 2), client: round(x.cpu.client, 2) } });
+        console.log(
+          `  CPU % of a core (median): SQS: api ${f0(cpuPct(runs.sqs, 'api'))}, nats ${f0(cpuPct(runs.sqs, 'nats'))}, client ${f0(cpuPct(runs.sqs, 'client'))}; raw: nats ${f0(cpuPct(runs.raw, 'nats'))}, client ${f0(cpuPct(runs.raw, 'client'))}`,
+        );
+        goals.check(
+          `SQS send+receive+delete msg/s / raw JetStream publish+fetch+ack msg/s (${WORKERS} workers, batches of ${BATCH}, ${SIZE} B)`,
+          ratio >= RATIO_GOAL,
+          ratio,
+          `≥ ${RATIO_GOAL}`,
+        );
+        const toJson = (x: Throughput) => ({
+          rate: round(x.rate, 0),
+          done: x.done,
+          sent: x.sent,
+          seconds: round(x.seconds, 2),
+          empty_receives: x.emptyReceives,
+          send_ms: round(x.sendMs, 2),
+          receive_ms: round(x.recvMs, 2),
+          delete_ms: round(x.delMs, 2),
+          cpu_s: { api: round(x.cpu.api, 2), nats: round(x.cpu.nats, 2), client: round(x.cpu.client, 2) },
+        });
         result.throughput = {
           sqs_msgs_per_s: round(sqsRate, 0),
           raw_msgs_per_s: round(rawRate, 0),
           ratio: round(ratio, 3),
-          cpu_us_per_msg: Object.fromEntries((['sqs', 'raw'] as const).map((k) => [k, { api: round(perMsg(runs[k], 'api'), 1), nats: round(perMsg(runs[k], 'nats'), 1), client: round(perMsg(runs[k], 'client'), 1) }])),
+          cpu_us_per_msg: Object.fromEntries(
+            (['sqs', 'raw'] as const).map((k) => [
+              k,
+              {
+                api: round(perMsg(runs[k], 'api'), 1),
+                nats: round(perMsg(runs[k], 'nats'), 1),
+                client: round(perMsg(runs[k], 'client'), 1),
+              },
+            ]),
+          ),
           runs: { sqs: runs.sqs.map(toJson), raw: runs.raw.map(toJson) },
         };
       }
@@ -429,12 +528,33 @@ async function main(): Promise<number> {
         const ws: Summary = summarize(s.wake);
         const ss: Summary = summarize(s.send);
         const rs: Summary = summarize(raw);
-        console.log(`  SQS send start → receive returned: n=${ws.n} p50 ${f3(ws.median)} p95 ${f3(ws.p95)} p99 ${f3(ws.p99)} min ${f3(ws.min)} max ${f3(ws.max)} ms${s.missed ? `  (${s.missed} samples where the receive did not return the message)` : ''}`);
+        console.log(
+          `  SQS send start → receive returned: n=${ws.n} p50 ${f3(ws.median)} p95 ${f3(ws.p95)} p99 ${f3(ws.p99)} min ${f3(ws.min)} max ${f3(ws.max)} ms${s.missed ? `  (${s.missed} samples where the receive did not return the message)` : ''}`,
+        );
         console.log(`  SQS SendMessage round trip:        n=${ss.n} p50 ${f3(ss.median)} p95 ${f3(ss.p95)} p99 ${f3(ss.p99)} ms`);
-        console.log(`  raw: publish start → next() returned: n=${rs.n} p50 ${f3(rs.median)} p95 ${f3(rs.p95)} p99 ${f3(rs.p99)} max ${f3(rs.max)} ms`);
-        goals.check('long-poll wake latency p50 ms (send start → receive returned)', ws.median < P50_GOAL_MS, ws.median, `< ${P50_GOAL_MS}`);
-        goals.check('long-poll wake latency p99 ms', ws.p99 < P99_GOAL_MS && s.missed === 0, s.missed ? `${f3(ws.p99)} (${s.missed} missed)` : ws.p99, `< ${P99_GOAL_MS}`);
-        const sj = (x: Summary) => ({ n: x.n, p50: round(x.median, 3), p95: round(x.p95, 3), p99: round(x.p99, 3), min: round(x.min, 3), max: round(x.max, 3) });
+        console.log(
+          `  raw: publish start → next() returned: n=${rs.n} p50 ${f3(rs.median)} p95 ${f3(rs.p95)} p99 ${f3(rs.p99)} max ${f3(rs.max)} ms`,
+        );
+        goals.check(
+          'long-poll wake latency p50 ms (send start → receive returned)',
+          ws.median < P50_GOAL_MS,
+          ws.median,
+          `< ${P50_GOAL_MS}`,
+        );
+        goals.check(
+          'long-poll wake latency p99 ms',
+          ws.p99 < P99_GOAL_MS && s.missed === 0,
+          s.missed ? `${f3(ws.p99)} (${s.missed} missed)` : ws.p99,
+          `< ${P99_GOAL_MS}`,
+        );
+        const sj = (x: Summary) => ({
+          n: x.n,
+          p50: round(x.median, 3),
+          p95: round(x.p95, 3),
+          p99: round(x.p99, 3),
+          min: round(x.min, 3),
+          max: round(x.max, 3),
+        });
         result.latency = { sqs_wake_ms: sj(ws), sqs_send_ms: sj(ss), raw_wake_ms: sj(rs), missed: s.missed };
       }
       await api.stop();
@@ -462,7 +582,9 @@ async function main(): Promise<number> {
       });
       const createS = (performance.now() - t0) / 1000;
       const afterQueues = { api: memOf(api.pid), nats: memOf(nats.process.pid!) };
-      console.log(`  ${created} queues created in ${f1(createS)} s (${f0(created / createS)}/s): API RSS ${f1(afterQueues.api.rss)} MB, nats-server RSS ${f1(afterQueues.nats.rss)} MB`);
+      console.log(
+        `  ${created} queues created in ${f1(createS)} s (${f0(created / createS)}/s): API RSS ${f1(afterQueues.api.rss)} MB, nats-server RSS ${f1(afterQueues.nats.rss)} MB`,
+      );
       const batches = Math.ceil(STORED / BATCH);
       const entries = Array.from({ length: BATCH }, (_, i) => ({ Id: `m${i}`, MessageBody: 'x'.repeat(SIZE) }));
       let stored = 0;
@@ -474,7 +596,9 @@ async function main(): Promise<number> {
         stored += r.Successful?.length ?? 0;
       });
       const fillS = (performance.now() - t0) / 1000;
-      console.log(`  ${stored} messages stored in ${f1(fillS)} s (${f0(stored / fillS)} msg/s)${stored < STORED ? `  !! stopped at the ${MEM_FILL_LIMIT_MS / 1000} s bound` : ''}`);
+      console.log(
+        `  ${stored} messages stored in ${f1(fillS)} s (${f0(stored / fillS)} msg/s)${stored < STORED ? `  !! stopped at the ${MEM_FILL_LIMIT_MS / 1000} s bound` : ''}`,
+      );
       await sleep(5000);
       const filled = { api: memOf(api.pid), nats: memOf(nats.process.pid!) };
       const nc = await connectNats(nats.url, { name: 'bench-mem' });
@@ -486,8 +610,12 @@ async function main(): Promise<number> {
         streams[s] = { messages: si.state.messages, bytes: si.state.bytes };
       }
       const store = duBytes(path.join(dir, 'nats-mem', 'jetstream'));
-      console.log(`  5 s after the fill:  API RSS ${f1(filled.api.rss)} MB (peak ${f1(filled.api.hwm)} MB), nats-server RSS ${f1(filled.nats.rss)} MB (peak ${f1(filled.nats.hwm)} MB)`);
-      console.log(`  JetStream: MESSAGING_SQS ${streams.MESSAGING_SQS.messages} messages, ${f1(streams.MESSAGING_SQS.bytes / 1048576)} MiB; store on disk ${f1(store / 1048576)} MiB (du)`);
+      console.log(
+        `  5 s after the fill:  API RSS ${f1(filled.api.rss)} MB (peak ${f1(filled.api.hwm)} MB), nats-server RSS ${f1(filled.nats.rss)} MB (peak ${f1(filled.nats.hwm)} MB)`,
+      );
+      console.log(
+        `  JetStream: MESSAGING_SQS ${streams.MESSAGING_SQS.messages} messages, ${f1(streams.MESSAGING_SQS.bytes / 1048576)} MiB; store on disk ${f1(store / 1048576)} MiB (du)`,
+      );
       // Idle: every queue is owned by this API (lease renewals, retention sweeps).
       const hz = clkTck();
       const a0 = cpuTicks(api.pid);
@@ -495,8 +623,12 @@ async function main(): Promise<number> {
       await sleep(10_000);
       const idle = { api: (100 * (cpuTicks(api.pid) - a0)) / hz / 10, nats: (100 * (cpuTicks(nats.process.pid!) - n0)) / hz / 10 };
       const later = { api: memOf(api.pid), nats: memOf(nats.process.pid!) };
-      console.log(`  idle 10 s, ${queueCount} queues owned: API CPU ${f1(idle.api)} % of a core, nats-server ${f1(idle.nats)} %; then API RSS ${f1(later.api.rss)} MB, nats-server RSS ${f1(later.nats.rss)} MB`);
-      console.log(`  REPORT  API RSS with ${queueCount} queues and ${stored} messages stored: ${f1(filled.api.rss)} MB (${f1(filled.api.rss - atStart.api.rss)} MB above its ${f1(atStart.api.rss)} MB at start)`);
+      console.log(
+        `  idle 10 s, ${queueCount} queues owned: API CPU ${f1(idle.api)} % of a core, nats-server ${f1(idle.nats)} %; then API RSS ${f1(later.api.rss)} MB, nats-server RSS ${f1(later.nats.rss)} MB`,
+      );
+      console.log(
+        `  REPORT  API RSS with ${queueCount} queues and ${stored} messages stored: ${f1(filled.api.rss)} MB (${f1(filled.api.rss - atStart.api.rss)} MB above its ${f1(atStart.api.rss)} MB at start)`,
+      );
       result.memory = {
         queues: queueCount,
         messages: stored,
@@ -504,8 +636,20 @@ async function main(): Promise<number> {
         create_queues_s: round(createS, 1),
         fill_s: round(fillS, 1),
         fill_msgs_per_s: round(stored / fillS, 0),
-        api_rss_mb: { start: round(atStart.api.rss, 1), queues: round(afterQueues.api.rss, 1), filled: round(filled.api.rss, 1), filled_peak: round(filled.api.hwm, 1), after_idle: round(later.api.rss, 1) },
-        nats_rss_mb: { start: round(atStart.nats.rss, 1), queues: round(afterQueues.nats.rss, 1), filled: round(filled.nats.rss, 1), filled_peak: round(filled.nats.hwm, 1), after_idle: round(later.nats.rss, 1) },
+        api_rss_mb: {
+          start: round(atStart.api.rss, 1),
+          queues: round(afterQueues.api.rss, 1),
+          filled: round(filled.api.rss, 1),
+          filled_peak: round(filled.api.hwm, 1),
+          after_idle: round(later.api.rss, 1),
+        },
+        nats_rss_mb: {
+          start: round(atStart.nats.rss, 1),
+          queues: round(afterQueues.nats.rss, 1),
+          filled: round(filled.nats.rss, 1),
+          filled_peak: round(filled.nats.hwm, 1),
+          after_idle: round(later.nats.rss, 1),
+        },
         store_bytes: store,
         streams,
         idle_cpu_pct: { api: round(idle.api, 2), nats: round(idle.nats, 2) },
@@ -518,7 +662,20 @@ async function main(): Promise<number> {
     emitJson({
       bench: 'messaging',
       machine: mach,
-      settings: { seconds: SECONDS, runs: RUNS, warmup_s: WARMUP_S, workers: WORKERS, batch: BATCH, body_bytes: SIZE, latency_samples: LAT_SAMPLES, queues: QUEUES, stored: STORED, nats_server: natsVersion, api: path.relative(ROOT, API_BUNDLE), node_args: NODE_ARGS },
+      settings: {
+        seconds: SECONDS,
+        runs: RUNS,
+        warmup_s: WARMUP_S,
+        workers: WORKERS,
+        batch: BATCH,
+        body_bytes: SIZE,
+        latency_samples: LAT_SAMPLES,
+        queues: QUEUES,
+        stored: STORED,
+        nats_server: natsVersion,
+        api: path.relative(ROOT, API_BUNDLE),
+        node_args: NODE_ARGS,
+      },
       ...result,
       goals: goals.results,
     });

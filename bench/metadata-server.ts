@@ -26,7 +26,6 @@ import { startMetadataService } from '../src/metadata/service.js';
 import { splitHostPort } from '../core/net.js';
 import { untilSignal } from '../core/signals.js';
 
-
 async function service(nats: string, listen: string): Promise<void> {
   const settings = parseMetadataSettings({ nats, listen });
   const svc = await startMetadataService({ settings, vendorData: async () => '', log: pino({ level: 'silent' }) });

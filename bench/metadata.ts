@@ -38,7 +38,24 @@ import { InstanceRegistry } from '../src/registry/registry.js';
 import { connectNats } from '../core/nats.js';
 import { natsServerAvailable, startNatsServer } from '../scripts/lib/nats-server.js';
 import { freePort, waitForPort } from '../scripts/lib/ports.js';
-import { BUNDLE, Cleanup, clkTck, cpuTicks, emitJson, ensureBundle, Goals, machine, median, printMachine, ROOT, round, runMain, sleep, tempDir, waitUntil } from './lib.js';
+import {
+  BUNDLE,
+  Cleanup,
+  clkTck,
+  cpuTicks,
+  emitJson,
+  ensureBundle,
+  Goals,
+  machine,
+  median,
+  printMachine,
+  ROOT,
+  round,
+  runMain,
+  sleep,
+  tempDir,
+  waitUntil,
+} from './lib.js';
 
 const SECONDS = Number(process.env.BENCH_MD_SECONDS ?? 10);
 const RUNS = Number(process.env.BENCH_MD_RUNS ?? 3);
@@ -158,7 +175,14 @@ function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /** Spawns a server and waits for `ready` in its output (stdout or stderr); resolves with the match. */
-async function spawnServer(label: string, file: string, args: string[], ready: RegExp, cleanup: Cleanup, env?: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; match: RegExpExecArray; output: () => string }> {
+async function spawnServer(
+  label: string,
+  file: string,
+  args: string[],
+  ready: RegExp,
+  cleanup: Cleanup,
+  env?: NodeJS.ProcessEnv,
+): Promise<{ child: ChildProcess; match: RegExpExecArray; output: () => string }> {
   const child = spawn(file, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
   cleanup.add(() => stopChild(child));
   let out = '';
@@ -252,12 +276,26 @@ ${locations}
     }
   };
   cleanup.add(stop);
-  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`nginx exited at start (${code}): ${err}${existsSync(path.join(dir, 'error.log')) ? readFileSync(path.join(dir, 'error.log'), 'utf8') : ''}`))));
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code) =>
+      reject(
+        new Error(
+          `nginx exited at start (${code}): ${err}${existsSync(path.join(dir, 'error.log')) ? readFileSync(path.join(dir, 'error.log'), 'utf8') : ''}`,
+        ),
+      ),
+    ),
+  );
   exited.catch(() => undefined);
   await Promise.race([waitForPort(port), exited]);
   const want = workers === 'auto' ? Number(spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()) : Number(workers);
   await waitUntil(() => (workerPids = childrenOf(master)).length >= want, 5000);
-  return { label: `nginx (${workerPids.length} worker${workerPids.length === 1 ? '' : 's'})`, base: `http://127.0.0.1:${port}`, pid: master, pids: () => [master, ...workerPids], stop };
+  return {
+    label: `nginx (${workerPids.length} worker${workerPids.length === 1 ? '' : 's'})`,
+    base: `http://127.0.0.1:${port}`,
+    pid: master,
+    pids: () => [master, ...workerPids],
+    stop,
+  };
 }
 
 /** One raw HTTP/1.1 GET (own socket): status line, header bytes, body. */
@@ -389,7 +427,9 @@ async function runWrk(target: Target, urlPath: UrlPath, seconds: number): Promis
   const s0 = ticksOf(pids);
   const m0 = machineTicks();
   const t0 = performance.now();
-  const child = spawn('wrk', [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', `${target.base}${urlPath}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('wrk', [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', `${target.base}${urlPath}`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   currentWrk = child;
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -420,7 +460,16 @@ async function runWrk(target: Target, urlPath: UrlPath, seconds: number): Promis
   const wrkCpu = pct(wrkTicks);
   // /proc/stat counts jiffies of all CPUs at USER_HZ too.
   const machineBusy = pct(m1.busy - m0.busy);
-  return { ...r, target: target.label, path: urlPath, serverCpu, serverUserUs: perRequestUs(s1.user - s0.user), serverSysUs: perRequestUs(s1.sys - s0.sys), wrkCpu, otherCpu: Math.max(0, machineBusy - serverCpu - wrkCpu) };
+  return {
+    ...r,
+    target: target.label,
+    path: urlPath,
+    serverCpu,
+    serverUserUs: perRequestUs(s1.user - s0.user),
+    serverSysUs: perRequestUs(s1.sys - s0.sys),
+    wrkCpu,
+    otherCpu: Math.max(0, machineBusy - serverCpu - wrkCpu),
+  };
 }
 
 const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : 'n/a');
@@ -458,7 +507,9 @@ async function main(): Promise<number> {
   // A wrk still running when the benchmark stops (error, Ctrl-C) is stopped by its PID too.
   cleanup.add(() => currentWrk?.kill('SIGTERM'));
   try {
-    console.log(`== metadata: mammatus metadata service vs nginx static files, wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s, ${RUNS} runs each, interleaved ==`);
+    console.log(
+      `== metadata: mammatus metadata service vs nginx static files, wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s, ${RUNS} runs each, interleaved ==`,
+    );
     printMachine(m);
     const dir = tempDir('metadata', cleanup);
     chmodSync(dir, 0o755); // nginx's workers run as nobody and read www/ below it
@@ -468,9 +519,13 @@ async function main(): Promise<number> {
     cleanup.add(() => nats.stop());
     const userData = cloudConfig(2048);
     const nc: NatsConnection = await connectNats(nats.url, { name: 'bench' });
-    const record = await (await InstanceRegistry.open(nc)).register({ name: 'bench-1', macs: ['02:00:00:be:00:01'], ips: ['127.0.0.1'], ssh_keys: [KEY], user_data: userData });
+    const record = await (
+      await InstanceRegistry.open(nc)
+    ).register({ name: 'bench-1', macs: ['02:00:00:be:00:01'], ips: ['127.0.0.1'], ssh_keys: [KEY], user_data: userData });
     await nc.close();
-    console.log(`nats-server ${nats.url} (pid ${nats.process.pid}); registered ${record.id} (bench-1, 127.0.0.1, ${userData.length} bytes of user-data)`);
+    console.log(
+      `nats-server ${nats.url} (pid ${nats.process.pid}); registered ${record.id} (bench-1, 127.0.0.1, ${userData.length} bytes of user-data)`,
+    );
 
     // The service, in its own process.
     const listen = `127.0.0.1:${await freePort()}`;
@@ -480,7 +535,10 @@ async function main(): Promise<number> {
     let started: Awaited<ReturnType<typeof spawnServer>>;
     if (FROM === 'bundle') {
       const cfg = path.join(dir, 'agent.yaml');
-      writeFileSync(cfg, `state_dir: ${JSON.stringify(path.join(dir, 'state'))}\nlog: { level: warn }\nmetadata: { nats: ${JSON.stringify(nats.url)}, listen: ${JSON.stringify(listen)} }\n`);
+      writeFileSync(
+        cfg,
+        `state_dir: ${JSON.stringify(path.join(dir, 'state'))}\nlog: { level: warn }\nmetadata: { nats: ${JSON.stringify(nats.url)}, listen: ${JSON.stringify(listen)} }\n`,
+      );
       svcCmd = [...NODE_ARGS, SERVICE_BUNDLE, 'metadata', 'serve', '--nats', nats.url, '--listen', listen, '--config', cfg];
       const env: NodeJS.ProcessEnv = { ...process.env, JOURNAL_STREAM: '' };
       delete env.MAMMATUS_LOG_LEVEL;
@@ -490,11 +548,25 @@ async function main(): Promise<number> {
       started = await spawnServer('metadata service', process.execPath, svcCmd, /listening (http:\/\/\S+)/, cleanup);
     }
     const svcChild = started.child;
-    const mammatus: Target = { label: 'mammatus', base: started.match[1], pid: svcChild.pid!, pids: () => [svcChild.pid!], stop: () => stopChild(svcChild) };
-    const shownCmd = ['node', ...svcCmd.map((a) => (a === SERVICE_BUNDLE ? path.relative(ROOT, a) : a.startsWith(dir) ? `$TMP${a.slice(dir.length)}` : a))].join(' ');
+    const mammatus: Target = {
+      label: 'mammatus',
+      base: started.match[1],
+      pid: svcChild.pid!,
+      pids: () => [svcChild.pid!],
+      stop: () => stopChild(svcChild),
+    };
+    const shownCmd = [
+      'node',
+      ...svcCmd.map((a) => (a === SERVICE_BUNDLE ? path.relative(ROOT, a) : a.startsWith(dir) ? `$TMP${a.slice(dir.length)}` : a)),
+    ].join(' ');
     console.log(`service (${FROM}): ${shownCmd}\n  pid ${mammatus.pid}, ${mammatus.base}`);
-    const loaded = await waitUntil(async () => (await rawGet(mammatus.base, PATHS[0]).catch(() => ({ status: 0 }))).status === 200, 15_000, 100);
-    if (!loaded) throw new Error(`the service did not answer ${PATHS[0]} with 200 within 15 s (registry not loaded?); output:\n${started.output()}`);
+    const loaded = await waitUntil(
+      async () => (await rawGet(mammatus.base, PATHS[0]).catch(() => ({ status: 0 }))).status === 200,
+      15_000,
+      100,
+    );
+    if (!loaded)
+      throw new Error(`the service did not answer ${PATHS[0]} with 200 within 15 s (registry not loaded?); output:\n${started.output()}`);
 
     // nginx's root: the service's answers, byte for byte.
     const www = path.join(dir, 'www');
@@ -506,10 +578,13 @@ async function main(): Promise<number> {
       mkdirSync(path.dirname(path.join(www, p)), { recursive: true });
       writeFileSync(path.join(www, p), r.body);
     }
-    if (!answers.get('/nocloud/user-data')!.body.equals(userData)) throw new Error('the service answered /nocloud/user-data with other bytes than were registered');
+    if (!answers.get('/nocloud/user-data')!.body.equals(userData))
+      throw new Error('the service answered /nocloud/user-data with other bytes than were registered');
 
     const nginx = await startNginx(path.join(dir, 'nginx-1'), www, '1', cleanup);
-    console.log(`nginx ${spawnSync(NGINX, ['-v'], { encoding: 'utf8' }).stderr.trim().replace('nginx version: ', '')}: pid ${nginx.pid}, ${nginx.label}, ${nginx.base}, access_log off`);
+    console.log(
+      `nginx ${spawnSync(NGINX, ['-v'], { encoding: 'utf8' }).stderr.trim().replace('nginx version: ', '')}: pid ${nginx.pid}, ${nginx.label}, ${nginx.base}, access_log off`,
+    );
 
     // Same status, bytes and Content-Type from both; header sizes for the record.
     const responseBytes: Record<string, Record<string, { header: number; body: number }>> = {};
@@ -517,9 +592,17 @@ async function main(): Promise<number> {
       const a = answers.get(p)!;
       const n = await rawGet(nginx.base, p);
       const nType = header(n.head, 'content-type') ?? '?';
-      if (n.status !== 200 || !n.body.equals(a.body) || nType !== a.type) throw new Error(`nginx answers ${p} differently: ${n.status}, ${n.body.length} bytes, ${nType} (service: ${a.body.length} bytes, ${a.type})`);
-      responseBytes[p] = { mammatus: { header: a.head.length, body: a.body.length }, nginx: { header: n.head.length, body: n.body.length } };
-      console.log(`  ${p}: ${a.body.length} bytes, ${a.type}, identical; response header ${a.head.length} B (mammatus) / ${n.head.length} B (nginx)`);
+      if (n.status !== 200 || !n.body.equals(a.body) || nType !== a.type)
+        throw new Error(
+          `nginx answers ${p} differently: ${n.status}, ${n.body.length} bytes, ${nType} (service: ${a.body.length} bytes, ${a.type})`,
+        );
+      responseBytes[p] = {
+        mammatus: { header: a.head.length, body: a.body.length },
+        nginx: { header: n.head.length, body: n.body.length },
+      };
+      console.log(
+        `  ${p}: ${a.body.length} bytes, ${a.type}, identical; response header ${a.head.length} B (mammatus) / ${n.head.length} B (nginx)`,
+      );
     }
 
     // Warm-up (JIT, page cache, connections), once per target and path.
@@ -549,19 +632,42 @@ async function main(): Promise<number> {
       const more: Target[] = [];
       more.push(await startNginx(path.join(dir, 'nginx-auto'), www, 'auto', cleanup));
       if (FROM === 'bundle') {
-        const noVendor = await spawnServer('service without vendor-data', process.execPath, [helper, 'service', nats.url, `127.0.0.1:${await freePort()}`], /listening (http:\/\/\S+)/, cleanup);
-        more.push({ label: 'mammatus, no v-d', base: noVendor.match[1], pid: noVendor.child.pid!, pids: () => [noVendor.child.pid!], stop: () => stopChild(noVendor.child) });
+        const noVendor = await spawnServer(
+          'service without vendor-data',
+          process.execPath,
+          [helper, 'service', nats.url, `127.0.0.1:${await freePort()}`],
+          /listening (http:\/\/\S+)/,
+          cleanup,
+        );
+        more.push({
+          label: 'mammatus, no v-d',
+          base: noVendor.match[1],
+          pid: noVendor.child.pid!,
+          pids: () => [noVendor.child.pid!],
+          stop: () => stopChild(noVendor.child),
+        });
       }
-      for (const [mode, label] of [['bare', 'bare fastify'], ['http', 'bare node:http']] as const) {
+      for (const [mode, label] of [
+        ['bare', 'bare fastify'],
+        ['http', 'bare node:http'],
+      ] as const) {
         const listenAt = `127.0.0.1:${await freePort()}`;
-        const bare = await spawnServer(label, process.execPath, [helper, mode, listenAt, www, ...PATHS.map((p) => `${p}=${answers.get(p)!.type}`)], /listening (http:\/\/\S+)/, cleanup);
+        const bare = await spawnServer(
+          label,
+          process.execPath,
+          [helper, mode, listenAt, www, ...PATHS.map((p) => `${p}=${answers.get(p)!.type}`)],
+          /listening (http:\/\/\S+)/,
+          cleanup,
+        );
         more.push({ label, base: bare.match[1], pid: bare.child.pid!, pids: () => [bare.child.pid!], stop: () => stopChild(bare.child) });
       }
       for (const t of more) {
-        if (!(await waitUntil(async () => (await rawGet(t.base, PATHS[0]).catch(() => ({ status: 0 }))).status === 200, 15_000, 100))) throw new Error(`${t.label} did not answer ${PATHS[0]} within 15 s`);
+        if (!(await waitUntil(async () => (await rawGet(t.base, PATHS[0]).catch(() => ({ status: 0 }))).status === 200, 15_000, 100)))
+          throw new Error(`${t.label} did not answer ${PATHS[0]} within 15 s`);
         for (const p of PATHS) {
           const a = await rawGet(t.base, p);
-          if (a.status !== 200 || !a.body.equals(answers.get(p)!.body) || header(a.head, 'content-type') !== answers.get(p)!.type) throw new Error(`${t.label} answers ${p} differently`);
+          if (a.status !== 200 || !a.body.equals(answers.get(p)!.body) || header(a.head, 'content-type') !== answers.get(p)!.type)
+            throw new Error(`${t.label} answers ${p} differently`);
           await runWrk(t, p, WARMUP_S);
           const x = await runWrk(t, p, SECONDS);
           (extras[t.label] ??= []).push(x);
@@ -574,14 +680,40 @@ async function main(): Promise<number> {
 
     const allSound = Object.values(results).every((r) => [...r.nginx, ...r.mammatus].every(sound));
     console.log(`\nmedians of ${RUNS} runs (${SECONDS} s each, ${CONNECTIONS} connections, ${THREADS} wrk threads; nginx: 1 worker)`);
-    const rows: string[][] = [['path', 'nginx req/s', 'mammatus req/s', 'ratio', 'mammatus p99 ms', 'nginx p99 ms', 'mammatus p50 ms', 'nginx p50 ms', 'CPU % mammatus / nginx / wrk', 'CPU µs/req mammatus / nginx']];
+    const rows: string[][] = [
+      [
+        'path',
+        'nginx req/s',
+        'mammatus req/s',
+        'ratio',
+        'mammatus p99 ms',
+        'nginx p99 ms',
+        'mammatus p50 ms',
+        'nginx p50 ms',
+        'CPU % mammatus / nginx / wrk',
+        'CPU µs/req mammatus / nginx',
+      ],
+    ];
     const summary: Record<string, unknown> = {};
     for (const p of PATHS) {
       const r = results[p];
-      const med = (xs: Measurement[], k: 'rps' | 'p50' | 'p99' | 'serverCpu' | 'wrkCpu' | 'serverUserUs' | 'serverSysUs') => median(xs.map((x) => x[k]));
-      const us = (xs: Measurement[]) => `${f1(med(xs, 'serverUserUs') + med(xs, 'serverSysUs'))} (${f1(med(xs, 'serverUserUs'))}+${f1(med(xs, 'serverSysUs'))})`;
+      const med = (xs: Measurement[], k: 'rps' | 'p50' | 'p99' | 'serverCpu' | 'wrkCpu' | 'serverUserUs' | 'serverSysUs') =>
+        median(xs.map((x) => x[k]));
+      const us = (xs: Measurement[]) =>
+        `${f1(med(xs, 'serverUserUs') + med(xs, 'serverSysUs'))} (${f1(med(xs, 'serverUserUs'))}+${f1(med(xs, 'serverSysUs'))})`;
       const ratio = med(r.mammatus, 'rps') / med(r.nginx, 'rps');
-      rows.push([p, f0(med(r.nginx, 'rps')), f0(med(r.mammatus, 'rps')), f3(ratio), f3(med(r.mammatus, 'p99')), f3(med(r.nginx, 'p99')), f3(med(r.mammatus, 'p50')), f3(med(r.nginx, 'p50')), `${f0(med(r.mammatus, 'serverCpu'))} / ${f0(med(r.nginx, 'serverCpu'))} / ${f0(median([...r.mammatus, ...r.nginx].map((x) => x.wrkCpu)))}`, `${us(r.mammatus)} / ${us(r.nginx)}`]);
+      rows.push([
+        p,
+        f0(med(r.nginx, 'rps')),
+        f0(med(r.mammatus, 'rps')),
+        f3(ratio),
+        f3(med(r.mammatus, 'p99')),
+        f3(med(r.nginx, 'p99')),
+        f3(med(r.mammatus, 'p50')),
+        f3(med(r.nginx, 'p50')),
+        `${f0(med(r.mammatus, 'serverCpu'))} / ${f0(med(r.nginx, 'serverCpu'))} / ${f0(median([...r.mammatus, ...r.nginx].map((x) => x.wrkCpu)))}`,
+        `${us(r.mammatus)} / ${us(r.nginx)}`,
+      ]);
       summary[p] = {
         nginx_rps: round(med(r.nginx, 'rps'), 0),
         mammatus_rps: round(med(r.mammatus, 'rps'), 0),
@@ -594,11 +726,45 @@ async function main(): Promise<number> {
         nginx_cpu_pct: round(med(r.nginx, 'serverCpu'), 1),
         mammatus_cpu_us_per_req: { user: round(med(r.mammatus, 'serverUserUs'), 2), sys: round(med(r.mammatus, 'serverSysUs'), 2) },
         nginx_cpu_us_per_req: { user: round(med(r.nginx, 'serverUserUs'), 2), sys: round(med(r.nginx, 'serverSysUs'), 2) },
-        runs: Object.fromEntries((['nginx', 'mammatus'] as const).map((k) => [k, r[k].map((x) => ({ rps: round(x.rps, 0), p50_ms: round(x.p50, 3), p90_ms: round(x.p90, 3), p99_ms: round(x.p99, 3), max_ms: round(x.max, 2), requests: x.requests, non2xx: x.non2xx, socket_errors: x.socketErrors, server_cpu_pct: round(x.serverCpu, 1), server_user_us: round(x.serverUserUs, 2), server_sys_us: round(x.serverSysUs, 2), wrk_cpu_pct: round(x.wrkCpu, 1), other_cpu_pct: round(x.otherCpu, 1) }))])),
-        extras: Object.fromEntries(Object.entries(extras).map(([k, xs]) => {
-          const x = xs.find((y) => y.path === p);
-          return [k, x ? { rps: round(x.rps, 0), p50_ms: round(x.p50, 3), p99_ms: round(x.p99, 3), server_cpu_pct: round(x.serverCpu, 1), server_user_us: round(x.serverUserUs, 2), server_sys_us: round(x.serverSysUs, 2), wrk_cpu_pct: round(x.wrkCpu, 1) } : null];
-        })),
+        runs: Object.fromEntries(
+          (['nginx', 'mammatus'] as const).map((k) => [
+            k,
+            r[k].map((x) => ({
+              rps: round(x.rps, 0),
+              p50_ms: round(x.p50, 3),
+              p90_ms: round(x.p90, 3),
+              p99_ms: round(x.p99, 3),
+              max_ms: round(x.max, 2),
+              requests: x.requests,
+              non2xx: x.non2xx,
+              socket_errors: x.socketErrors,
+              server_cpu_pct: round(x.serverCpu, 1),
+              server_user_us: round(x.serverUserUs, 2),
+              server_sys_us: round(x.serverSysUs, 2),
+              wrk_cpu_pct: round(x.wrkCpu, 1),
+              other_cpu_pct: round(x.otherCpu, 1),
+            })),
+          ]),
+        ),
+        extras: Object.fromEntries(
+          Object.entries(extras).map(([k, xs]) => {
+            const x = xs.find((y) => y.path === p);
+            return [
+              k,
+              x
+                ? {
+                    rps: round(x.rps, 0),
+                    p50_ms: round(x.p50, 3),
+                    p99_ms: round(x.p99, 3),
+                    server_cpu_pct: round(x.serverCpu, 1),
+                    server_user_us: round(x.serverUserUs, 2),
+                    server_sys_us: round(x.serverSysUs, 2),
+                    wrk_cpu_pct: round(x.wrkCpu, 1),
+                  }
+                : null,
+            ];
+          }),
+        ),
       };
     }
     const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
@@ -609,7 +775,10 @@ async function main(): Promise<number> {
         const n1 = summary[p] as { nginx_rps: number };
         for (const [k, xs] of Object.entries(extras)) {
           const x = xs.find((y) => y.path === p);
-          if (x) console.log(`  ${p.padEnd(30)} ${k.padEnd(18)} ${f0(x.rps).padStart(7)} req/s (${f2(x.rps / n1.nginx_rps)}× nginx 1 worker)  p50 ${f3(x.p50)}  p99 ${f3(x.p99)} ms  CPU server ${f0(x.serverCpu)} % (${f1(x.serverUserUs)} + ${f1(x.serverSysUs)} µs/req), wrk ${f0(x.wrkCpu)} %`);
+          if (x)
+            console.log(
+              `  ${p.padEnd(30)} ${k.padEnd(18)} ${f0(x.rps).padStart(7)} req/s (${f2(x.rps / n1.nginx_rps)}× nginx 1 worker)  p50 ${f3(x.p50)}  p99 ${f3(x.p99)} ms  CPU server ${f0(x.serverCpu)} % (${f1(x.serverUserUs)} + ${f1(x.serverSysUs)} µs/req), wrk ${f0(x.wrkCpu)} %`,
+            );
         }
       }
     }
@@ -618,14 +787,28 @@ async function main(): Promise<number> {
     for (const p of PATHS) {
       const s = summary[p] as { ratio: number; mammatus_p99_ms: number };
       goals.check(`${p}: mammatus req/s / nginx req/s (1 worker)`, s.ratio >= RATIO_GOAL, s.ratio, `≥ ${RATIO_GOAL}`);
-      goals.check(`${p}: mammatus p99 latency ms at ${CONNECTIONS} connections`, s.mammatus_p99_ms < P99_GOAL_MS, s.mammatus_p99_ms, `< ${P99_GOAL_MS}`);
+      goals.check(
+        `${p}: mammatus p99 latency ms at ${CONNECTIONS} connections`,
+        s.mammatus_p99_ms < P99_GOAL_MS,
+        s.mammatus_p99_ms,
+        `< ${P99_GOAL_MS}`,
+      );
     }
     if (!allSound) goals.check('every request answered 2xx without socket errors', false, 'no', 'yes');
 
     emitJson({
       bench: 'metadata',
       machine: m,
-      settings: { seconds: SECONDS, runs: RUNS, warmup_s: WARMUP_S, wrk: `wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s --latency`, nginx_workers: 1, service: FROM, service_command: shownCmd, user_data_bytes: userData.length },
+      settings: {
+        seconds: SECONDS,
+        runs: RUNS,
+        warmup_s: WARMUP_S,
+        wrk: `wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s --latency`,
+        nginx_workers: 1,
+        service: FROM,
+        service_command: shownCmd,
+        user_data_bytes: userData.length,
+      },
       response_bytes: responseBytes,
       paths: summary,
       all_2xx: allSound,

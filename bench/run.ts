@@ -35,7 +35,10 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 function runOne(name: string): Promise<Outcome> {
   return new Promise((resolve) => {
     const started = performance.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join('bench', `${name}.ts`)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join('bench', `${name}.ts`)], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     current = child;
     let out = '';
     child.stdout.on('data', (b: Buffer) => {
@@ -45,13 +48,19 @@ function runOne(name: string): Promise<Outcome> {
     child.once('close', (code) => {
       current = undefined;
       const line = out.split('\n').find((l) => l.startsWith('{"bench":'));
-      resolve({ name, code, json: line ? (JSON.parse(line) as Outcome['json']) : undefined, seconds: (performance.now() - started) / 1000 });
+      resolve({
+        name,
+        code,
+        json: line ? (JSON.parse(line) as Outcome['json']) : undefined,
+        seconds: (performance.now() - started) / 1000,
+      });
     });
   });
 }
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : [...ALL];
-for (const w of wanted) if (!(ALL as readonly string[]).includes(w)) throw new Error(`unknown benchmark ${w}; choose from ${ALL.join(', ')}`);
+for (const w of wanted)
+  if (!(ALL as readonly string[]).includes(w)) throw new Error(`unknown benchmark ${w}; choose from ${ALL.join(', ')}`);
 ensureBundle();
 const outcomes: Outcome[] = [];
 for (const name of wanted) {
@@ -66,6 +75,17 @@ for (const o of outcomes) {
   for (const g of o.json?.goals ?? []) rows.push([o.name, g.goal, String(g.value), g.target, g.result]);
 }
 const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-for (const r of rows) console.log(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
-console.log(JSON.stringify({ bench: 'run', results: outcomes.map((o) => ({ name: o.name, exit: o.code, seconds: Math.round(o.seconds), goals: o.json?.goals ?? [] })) }));
+for (const r of rows)
+  console.log(
+    r
+      .map((c, i) => c.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd(),
+  );
+console.log(
+  JSON.stringify({
+    bench: 'run',
+    results: outcomes.map((o) => ({ name: o.name, exit: o.code, seconds: Math.round(o.seconds), goals: o.json?.goals ?? [] })),
+  }),
+);
 process.exit(outcomes.some((o) => o.code !== 0) ? 1 : 0);

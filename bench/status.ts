@@ -15,7 +15,23 @@ import path from 'node:path';
 import { SerfClient } from '../agent/serf/client.js';
 import { startMammatusAgent, type MammatusAgent } from '../scripts/lib/mammatus-agent.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../scripts/lib/serf-agent.js';
-import { BUNDLE, Cleanup, emitJson, ensureBundle, Goals, machine, median, printMachine, ROOT, round, rssMB, sleep, tempDir, waitUntil, runMain } from './lib.js';
+import {
+  BUNDLE,
+  Cleanup,
+  emitJson,
+  ensureBundle,
+  Goals,
+  machine,
+  median,
+  printMachine,
+  ROOT,
+  round,
+  rssMB,
+  sleep,
+  tempDir,
+  waitUntil,
+  runMain,
+} from './lib.js';
 
 const NODES = Number(process.env.BENCH_NODES ?? 20);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -90,12 +106,17 @@ async function main(): Promise<number> {
       const batch = await Promise.allSettled(
         Array.from({ length: Math.min(BATCH, NODES - b) }, (_, k) => {
           const i = b + k;
-          return startSerfAgent({ name: name(i), dir: path.join(dir, name(i), 'serf'), tags: { role: ROLE_NAMES[i % ROLE_NAMES.length] }, tagsFile: false });
+          return startSerfAgent({
+            name: name(i),
+            dir: path.join(dir, name(i), 'serf'),
+            tags: { role: ROLE_NAMES[i % ROLE_NAMES.length] },
+            tagsFile: false,
+          });
         }),
       );
       for (const r of batch) if (r.status === 'fulfilled') serfs.push(r.value);
       const failed = batch.find((r) => r.status === 'rejected');
-      if (failed) throw (failed).reason;
+      if (failed) throw failed.reason;
     }
     // Every agent joins the first.
     for (const s of serfs.slice(1)) {
@@ -109,7 +130,8 @@ async function main(): Promise<number> {
     const first = await SerfClient.connect({ addr: serfs[0].rpcAddr });
     cleanup.add(() => first.close());
     const alive = async () => (await first.members()).filter((x) => x.status === 'alive');
-    if (!(await waitUntil(async () => (await alive()).length === NODES, 30_000, 200))) throw new Error(`only ${(await alive()).length}/${NODES} members alive after 30 s`);
+    if (!(await waitUntil(async () => (await alive()).length === NODES, 30_000, 200)))
+      throw new Error(`only ${(await alive()).length}/${NODES} members alive after 30 s`);
     console.log(`${NODES} serf agents up and joined in ${(performance.now() - t0).toFixed(0)} ms`);
 
     // mammatus agents (bundle), in batches of 5.
@@ -122,11 +144,13 @@ async function main(): Promise<number> {
       );
       for (const r of batch) if (r.status === 'fulfilled') agents.push(r.value);
       const failed = batch.find((r) => r.status === 'rejected');
-      if (failed) throw (failed).reason;
+      if (failed) throw failed.reason;
     }
     const readyAll = performance.now() - t1;
     const startup = agents.map((a) => a.startToReadyMs);
-    console.log(`${NODES} mammatus agents logged "agent ready" after ${readyAll.toFixed(0)} ms (per agent spawn→ready: median ${median(startup).toFixed(0)} ms, max ${Math.max(...startup).toFixed(0)} ms)`);
+    console.log(
+      `${NODES} mammatus agents logged "agent ready" after ${readyAll.toFixed(0)} ms (per agent spawn→ready: median ${median(startup).toFixed(0)} ms, max ${Math.max(...startup).toFixed(0)} ms)`,
+    );
     // Every member must carry the tag as the first node sees it (gossip of each agent's tag update).
     const untagged = async () => (await first.members()).filter((x) => !(x.status === 'alive' && x.tags.mammatus)).map((x) => x.name);
     const tagWait = performance.now();
@@ -139,8 +163,15 @@ async function main(): Promise<number> {
           // Diagnose: does the agent itself think its tag is set? (warn/error lines of its log)
           const problems = agents
             .filter((_, i) => missing.includes(serfs[i].name))
-            .flatMap((a) => a.logLines().filter((l) => Number(l.level) >= 40).map((l) => String(l.msg)));
-          console.log(`  after 5 s, ${serfs[0].name} still sees no mammatus tag on ${missing.join(', ')} (their agents' warnings: ${problems.length ? [...new Set(problems)].join('; ') : 'none'})`);
+            .flatMap((a) =>
+              a
+                .logLines()
+                .filter((l) => Number(l.level) >= 40)
+                .map((l) => String(l.msg)),
+            );
+          console.log(
+            `  after 5 s, ${serfs[0].name} still sees no mammatus tag on ${missing.join(', ')} (their agents' warnings: ${problems.length ? [...new Set(problems)].join('; ') : 'none'})`,
+          );
         }
         return missing.length === 0;
       },
@@ -148,7 +179,9 @@ async function main(): Promise<number> {
       200,
     );
     if (!allTagged) throw new Error(`no mammatus tag after 90 s on: ${(await untagged()).join(', ')}`);
-    console.log(`all ${NODES} members carry the mammatus tag ${(performance.now() - t1).toFixed(0)} ms after the first agent was spawned; letting the cluster settle 3 s`);
+    console.log(
+      `all ${NODES} members carry the mammatus tag ${(performance.now() - t1).toFixed(0)} ms after the first agent was spawned; letting the cluster settle 3 s`,
+    );
     await sleep(3000);
 
     const addr = serfs[0].rpcAddr;
@@ -191,7 +224,9 @@ async function main(): Promise<number> {
 
     // Memory of the 20 agents after the runs (they answered 12 status queries each), for reference.
     const rss = agents.map((a) => rssMB(a.pid));
-    console.log(`agent RSS in the ${NODES}-node cluster after the runs: median ${median(rss).toFixed(1)} MB, max ${Math.max(...rss).toFixed(1)} MB (log level debug, as the helper configures)`);
+    console.log(
+      `agent RSS in the ${NODES}-node cluster after the runs: median ${median(rss).toFixed(1)} MB, max ${Math.max(...rss).toFixed(1)} MB (log level debug, as the helper configures)`,
+    );
 
     // A last, untimed check with --json: every node listed, each with an answer naming it.
     const json = await timed(mamCmd[0], [...mamCmd.slice(1), '--json']);
@@ -200,12 +235,21 @@ async function main(): Promise<number> {
     const roleCounts: Record<string, number> = {};
     for (const r of rows) for (const role of r.roles) roleCounts[role] = (roleCounts[role] ?? 0) + 1;
 
-    console.log(`\nmedian of ${RUNS}: mammatus status ${mamMed.toFixed(0)} ms, serf query ${srfMed.toFixed(0)} ms; ratio ${ratio.toFixed(3)}`);
-    console.log(`reference: node dist/mammatus.mjs version (no RPC) median ${bareMed.toFixed(0)} ms, so the status round itself takes ≈ ${(mamMed - bareMed).toFixed(0)} ms`);
+    console.log(
+      `\nmedian of ${RUNS}: mammatus status ${mamMed.toFixed(0)} ms, serf query ${srfMed.toFixed(0)} ms; ratio ${ratio.toFixed(3)}`,
+    );
+    console.log(
+      `reference: node dist/mammatus.mjs version (no RPC) median ${bareMed.toFixed(0)} ms, so the status round itself takes ≈ ${(mamMed - bareMed).toFixed(0)} ms`,
+    );
     console.log(`status --json: ${rows.length} nodes listed, ${jsonAnswered} with their own answer; roles ${JSON.stringify(roleCounts)}`);
     if (!allAnswered) console.log(`  last mammatus status output:\n${mam[mam.length - 1].stdout}${mam[mam.length - 1].stderr}`);
     goals.check('mammatus status median / serf query median', ratio < 0.25, round(ratio, 3), '< 0.25');
-    goals.check(`mammatus status listed all ${NODES} nodes with answers (every run)`, allAnswered && jsonAnswered === NODES, allAnswered && jsonAnswered === NODES ? 'yes' : 'no', 'yes');
+    goals.check(
+      `mammatus status listed all ${NODES} nodes with answers (every run)`,
+      allAnswered && jsonAnswered === NODES,
+      allAnswered && jsonAnswered === NODES ? 'yes' : 'no',
+      'yes',
+    );
     console.log(`  (serf query got ${NODES} responses in every run: ${serfAll ? 'yes' : 'no'})`);
 
     emitJson({

@@ -24,13 +24,7 @@ export interface Member {
 }
 
 /** Serf's member event types, which are also the dispatcher's filter names for them. */
-export const MEMBER_EVENT_TYPES = [
-  'member-join',
-  'member-leave',
-  'member-failed',
-  'member-update',
-  'member-reap',
-] as const;
+export const MEMBER_EVENT_TYPES = ['member-join', 'member-leave', 'member-failed', 'member-update', 'member-reap'] as const;
 
 /** One of Serf's member event types. */
 export type MemberEventType = (typeof MEMBER_EVENT_TYPES)[number];

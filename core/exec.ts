@@ -69,18 +69,10 @@ function toCommandFailedError(cmd: string[], err: unknown): CommandFailedError {
     const stderr = typeof err.stderr === 'string' ? err.stderr : '';
     // shortMessage names the reason (exit code, signal, ENOENT, timeout) and the command, but
     // leaves out stdout/stderr, which can be long and belong in the `stderr` field.
-    return new CommandFailedError(
-      err.shortMessage,
-      { cmd, exitCode: err.exitCode, stderr, timedOut: err.timedOut },
-      { cause: err },
-    );
+    return new CommandFailedError(err.shortMessage, { cmd, exitCode: err.exitCode, stderr, timedOut: err.timedOut }, { cause: err });
   }
   const message = err instanceof Error ? err.message : String(err);
-  return new CommandFailedError(
-    `${cmd.join(' ')}: ${message}`,
-    { cmd, exitCode: undefined, stderr: '', timedOut: false },
-    { cause: err },
-  );
+  return new CommandFailedError(`${cmd.join(' ')}: ${message}`, { cmd, exitCode: undefined, stderr: '', timedOut: false }, { cause: err });
 }
 
 /** Builds the production `Spawn` for daemons a role supervises (dnsmasq …), backed by execa. */

@@ -24,8 +24,7 @@ export interface BuildFileOpsOptions {
 export function buildFileOps(opts: BuildFileOpsOptions = {}): FileOps {
   const { root } = opts;
   // posix.normalize clamps `..` at `/`, so `/../../etc` cannot escape the root.
-  const place = (path: string): string =>
-    root !== undefined && isAbsolute(path) ? join(root, posix.normalize(path)) : path;
+  const place = (path: string): string => (root !== undefined && isAbsolute(path) ? join(root, posix.normalize(path)) : path);
   return {
     read: (path) => readIfExists(place(path)),
     write: (path, content, mode) => writeFileAtomic(place(path), content, mode),

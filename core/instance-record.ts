@@ -82,7 +82,8 @@ const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
 const TAG_KEY = /^[A-Za-z0-9_.:=+@-]{1,128}$/;
 // Key type, base64 blob, optional comment; the types OpenSSH's sshd accepts in authorized_keys.
-const SSH_KEY = /^(?:ssh-ed25519|ssh-rsa|ssh-dss|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}(?: [^\r\n]*)?$/;
+const SSH_KEY =
+  /^(?:ssh-ed25519|ssh-rsa|ssh-dss|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}(?: [^\r\n]*)?$/;
 
 /** A new random instance id. */
 export function newInstanceId(): string {
@@ -90,7 +91,12 @@ export function newInstanceId(): string {
 }
 
 // The ways MACs are commonly written: colons, dashes, bare, or Cisco's dotted triples.
-const MAC_FORMS = [/^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i, /^[0-9a-f]{2}(?:-[0-9a-f]{2}){5}$/i, /^[0-9a-f]{12}$/i, /^[0-9a-f]{4}(?:\.[0-9a-f]{4}){2}$/i];
+const MAC_FORMS = [
+  /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i,
+  /^[0-9a-f]{2}(?:-[0-9a-f]{2}){5}$/i,
+  /^[0-9a-f]{12}$/i,
+  /^[0-9a-f]{4}(?:\.[0-9a-f]{4}){2}$/i,
+];
 
 /** `AA-BB-CC-DD-EE-FF`, `aabb.ccdd.eeff` or `aa:bb:…` to `aa:bb:cc:dd:ee:ff`; throws when it is not a MAC. */
 export function normalizeMac(text: string): string {
@@ -141,10 +147,28 @@ export function buildRecord(input: InstanceInput, now: Date, id: string = newIns
 export function validateRecord(value: unknown): InstanceRecord {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidInstanceError('record', 'must be an object');
   const r = value as Record<string, unknown>;
-  const known = new Set(['id', 'name', 'node', 'macs', 'ips', 'ssh_keys', 'user_data', 'vendor_data', 'tags', 'state', 'observed', 'created_at', 'updated_at']);
+  const known = new Set([
+    'id',
+    'name',
+    'node',
+    'macs',
+    'ips',
+    'ssh_keys',
+    'user_data',
+    'vendor_data',
+    'tags',
+    'state',
+    'observed',
+    'created_at',
+    'updated_at',
+  ]);
   for (const key of Object.keys(r)) if (!known.has(key)) throw new InvalidInstanceError(key, 'unknown field');
   check(typeof r.id === 'string' && ID.test(r.id), 'id', 'must be i- and 17 hex digits');
-  check(typeof r.name === 'string' && LABEL.test(r.name), 'name', 'must be a DNS label: a-z, 0-9 and -, at most 63 characters, not starting or ending with -');
+  check(
+    typeof r.name === 'string' && LABEL.test(r.name),
+    'name',
+    'must be a DNS label: a-z, 0-9 and -, at most 63 characters, not starting or ending with -',
+  );
   if (r.node !== undefined) check(typeof r.node === 'string' && r.node.length > 0 && r.node.length <= 128, 'node', 'must be a node name');
   const macs = list(r.macs, 'macs');
   check(macs.length > 0, 'macs', 'at least one MAC address is required');
@@ -153,17 +177,33 @@ export function validateRecord(value: unknown): InstanceRecord {
   const ips = list(r.ips, 'ips');
   for (const ip of ips) check(typeof ip === 'string' && isIP(ip) !== 0, 'ips', `not an IP address: ${JSON.stringify(ip)}`);
   unique(ips, 'ips');
-  for (const key of list(r.ssh_keys, 'ssh_keys')) check(typeof key === 'string' && SSH_KEY.test(key), 'ssh_keys', `not an OpenSSH public key line: ${JSON.stringify(String(key).slice(0, 40))}`);
+  for (const key of list(r.ssh_keys, 'ssh_keys'))
+    check(
+      typeof key === 'string' && SSH_KEY.test(key),
+      'ssh_keys',
+      `not an OpenSSH public key line: ${JSON.stringify(String(key).slice(0, 40))}`,
+    );
   if (r.user_data !== undefined) {
     check(typeof r.user_data === 'string' && /^[A-Za-z0-9+/]*={0,2}$/.test(r.user_data), 'user_data', 'must be base64');
     const size = Buffer.byteLength(r.user_data, 'base64');
     check(size <= MAX_USER_DATA_BYTES, 'user_data', `${size} bytes is more than the limit of ${MAX_USER_DATA_BYTES}`);
   }
-  checkMap(r.vendor_data, 'vendor_data', (k, v) => (VENDOR_PARTS as readonly string[]).includes(k) && typeof v === 'boolean', `keys ${VENDOR_PARTS.join(', ')} with true or false`);
-  checkMap(r.tags, 'tags', (k, v) => TAG_KEY.test(k) && typeof v === 'string' && v.length <= 256, 'keys of letters, digits and _.:=+@- (at most 128), string values (at most 256)');
+  checkMap(
+    r.vendor_data,
+    'vendor_data',
+    (k, v) => (VENDOR_PARTS as readonly string[]).includes(k) && typeof v === 'boolean',
+    `keys ${VENDOR_PARTS.join(', ')} with true or false`,
+  );
+  checkMap(
+    r.tags,
+    'tags',
+    (k, v) => TAG_KEY.test(k) && typeof v === 'string' && v.length <= 256,
+    'keys of letters, digits and _.:=+@- (at most 128), string values (at most 256)',
+  );
   check((INSTANCE_STATES as readonly unknown[]).includes(r.state), 'state', `must be one of ${INSTANCE_STATES.join(', ')}`);
   if (r.observed !== undefined) checkObserved(r.observed);
-  for (const f of ['created_at', 'updated_at'] as const) check(typeof r[f] === 'string' && !Number.isNaN(Date.parse(r[f])), f, 'must be an ISO 8601 time');
+  for (const f of ['created_at', 'updated_at'] as const)
+    check(typeof r[f] === 'string' && !Number.isNaN(Date.parse(r[f])), f, 'must be an ISO 8601 time');
   return r as unknown as InstanceRecord;
 }
 
@@ -172,7 +212,12 @@ function checkObserved(value: unknown): void {
   const o = value as Record<string, unknown>;
   for (const key of Object.keys(o)) check(['status', 'error', 'at'].includes(key), `observed.${key}`, 'unknown field');
   check(typeof o.status === 'string' && /^[a-z][a-z-]{0,23}$/.test(o.status), 'observed.status', 'must be a lower-case word');
-  if (o.error !== undefined) check(typeof o.error === 'string' && o.error.length <= MAX_OBSERVED_ERROR, 'observed.error', `must be a string of at most ${MAX_OBSERVED_ERROR} characters`);
+  if (o.error !== undefined)
+    check(
+      typeof o.error === 'string' && o.error.length <= MAX_OBSERVED_ERROR,
+      'observed.error',
+      `must be a string of at most ${MAX_OBSERVED_ERROR} characters`,
+    );
   check(typeof o.at === 'string' && !Number.isNaN(Date.parse(o.at)), 'observed.at', 'must be an ISO 8601 time');
 }
 

@@ -10,13 +10,11 @@ export const ROLE_NAMES = ['gateway', 'compute', 'storage', 'controller'] as con
 /** One of the known role names. */
 export type RoleName = (typeof ROLE_NAMES)[number];
 
-
 /** Tag the agent sets to its version once it is ready. */
 export const AGENT_TAG = 'mammatus';
 
 /** Tag naming the node's roles. */
 export const ROLE_TAG = 'role';
-
 
 /** The roles a `role` tag names, and the names it carries that are not roles. */
 export interface ParsedRoles {

@@ -26,8 +26,6 @@ export async function connectNats(servers: string | readonly string[], opts: Con
     // nats.js builds an Error with a stack for every request by default, to give failures the
     // caller's async stack: a quarter of the messaging API's CPU per message (docs/benchmarks.md §6).
     noAsyncTraces: true,
-    ...(opts.persistent
-      ? { waitOnFirstConnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 500 }
-      : { maxReconnectAttempts: 0 }),
+    ...(opts.persistent ? { waitOnFirstConnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 500 } : { maxReconnectAttempts: 0 }),
   });
 }

@@ -96,19 +96,22 @@ export class DaemonSupervisor {
     this.daemon = daemon;
     this.deps.onStart?.(daemon.pid);
     // `exited` never rejects (the spawner resolves it with null on a failed start).
-    detach(daemon.exited.then((code) => {
-      if (this.daemon !== daemon) return; // replaced by a restart, or stopped
-      this.daemon = undefined;
-      if (this.stopping) return;
-      this.crashes++;
-      // A run that lasted a minute was healthy: start the backoff over.
-      if (Date.now() - started > 60_000) this.delay = this.deps.minRestartMs ?? 500;
-      this.deps.log.error({ code, last: this.lastLines(), retry_ms: this.delay }, `${this.deps.name} exited; restarting it`);
-      this.timer = setTimeout(() => {
-        if (!this.stopping && !this.daemon) this.launch();
-      }, this.delay);
-      this.delay = Math.min(this.delay * 2, this.deps.maxRestartMs ?? 30_000);
-    }), (err) => this.deps.log.error({ err }, `${this.deps.name}: supervising failed`));
+    detach(
+      daemon.exited.then((code) => {
+        if (this.daemon !== daemon) return; // replaced by a restart, or stopped
+        this.daemon = undefined;
+        if (this.stopping) return;
+        this.crashes++;
+        // A run that lasted a minute was healthy: start the backoff over.
+        if (Date.now() - started > 60_000) this.delay = this.deps.minRestartMs ?? 500;
+        this.deps.log.error({ code, last: this.lastLines(), retry_ms: this.delay }, `${this.deps.name} exited; restarting it`);
+        this.timer = setTimeout(() => {
+          if (!this.stopping && !this.daemon) this.launch();
+        }, this.delay);
+        this.delay = Math.min(this.delay * 2, this.deps.maxRestartMs ?? 30_000);
+      }),
+      (err) => this.deps.log.error({ err }, `${this.deps.name}: supervising failed`),
+    );
   }
 
   private async kill(): Promise<void> {

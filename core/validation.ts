@@ -100,7 +100,8 @@ function explain(spec: SectionSpec, error: ErrorObject | undefined): SettingsErr
   const at = keyPath(spec.at, sub);
   const params = error.params as Record<string, unknown>;
   // A hint for `key#keyword` wins; a plain `key` hint words every failure of the key but its type.
-  const hintOf = (key: string, keyword: string) => spec.hints?.[`${key}#${keyword}`] ?? (keyword === 'type' ? undefined : spec.hints?.[key]);
+  const hintOf = (key: string, keyword: string) =>
+    spec.hints?.[`${key}#${keyword}`] ?? (keyword === 'type' ? undefined : spec.hints?.[key]);
   const hint = hintOf(hintKey, error.keyword);
   switch (error.keyword) {
     case 'additionalProperties': {
@@ -125,11 +126,17 @@ function explain(spec: SectionSpec, error: ErrorObject | undefined): SettingsErr
     case 'exclusiveMaximum':
       return new SettingsError(at, hint ?? `must be ${error.keyword.includes('inimum') ? 'at least' : 'at most'} ${String(params.limit)}`);
     case 'minLength':
-      return new SettingsError(at, hint ?? (params.limit === 1 ? 'must not be empty' : `must be at least ${String(params.limit)} characters`));
+      return new SettingsError(
+        at,
+        hint ?? (params.limit === 1 ? 'must not be empty' : `must be at least ${String(params.limit)} characters`),
+      );
     case 'maxLength':
       return new SettingsError(at, hint ?? `must be at most ${String(params.limit)} characters`);
     case 'minItems':
-      return new SettingsError(at, hint ?? (params.limit === 1 ? 'must not be empty' : `must have at least ${String(params.limit)} entries`));
+      return new SettingsError(
+        at,
+        hint ?? (params.limit === 1 ? 'must not be empty' : `must have at least ${String(params.limit)} entries`),
+      );
     case 'maxItems':
       return new SettingsError(at, hint ?? `must have at most ${String(params.limit)} entries`);
     case 'uniqueItems':
@@ -176,10 +183,16 @@ export const COMMON_FORMATS = {
     why: 'must be a network interface name (1-15 of A-Z a-z 0-9 _ . -)',
   },
   path: { check: isSafeAbsolutePath, why: 'must be an absolute path without spaces, commas, quotes, "." or ".." parts' },
-  'nats-url': { check: (v: string) => /^(nats|tls):\/\/[A-Za-z0-9.:[\]-]+$/.test(v), why: 'must be a NATS URL like nats://10.88.0.10:4222' },
+  'nats-url': {
+    check: (v: string) => /^(nats|tls):\/\/[A-Za-z0-9.:[\]-]+$/.test(v),
+    why: 'must be a NATS URL like nats://10.88.0.10:4222',
+  },
   domain: { check: isDnsName, why: 'must be a DNS name like mammatus or lab.example' },
   label: { check: isDnsLabel, why: 'must be a DNS label (letters, digits, inner hyphens, at most 63 characters)' },
-  'host-port': { check: isHostPort, why: 'must be HOST:PORT with an IPv4 address, a host name or [IPv6] and a port 1-65535, like 0.0.0.0:4222' },
+  'host-port': {
+    check: isHostPort,
+    why: 'must be HOST:PORT with an IPv4 address, a host name or [IPv6] and a port 1-65535, like 0.0.0.0:4222',
+  },
 } as const satisfies Record<string, Format>;
 
 /**

@@ -204,7 +204,9 @@ export class RoleScheduler {
 
   private async stopRole(name: string): Promise<void> {
     if (!this.started.delete(name)) return;
-    await this.role(name)?.stop?.().catch((err: unknown) => this.deps.log.error({ err, role: name }, 'role stop failed'));
+    await this.role(name)
+      ?.stop?.()
+      .catch((err: unknown) => this.deps.log.error({ err, role: name }, 'role stop failed'));
   }
 
   /** Starts a role's in-process services after its first good apply (which may be a later one). */
@@ -214,7 +216,13 @@ export class RoleScheduler {
     try {
       // reconcile() never rejects: the queue logs what fails.
       const reconcile = (reason: string) => detach(this.reconcile([name], reason), () => undefined);
-      await role.start({ run: this.deps.run, files: this.deps.files, log: this.deps.log.child({ component: `role.${name}` }), desired, reconcile });
+      await role.start({
+        run: this.deps.run,
+        files: this.deps.files,
+        log: this.deps.log.child({ component: `role.${name}` }),
+        desired,
+        reconcile,
+      });
       this.started.add(name);
     } catch (err) {
       this.status.set(name, { ...this.status.get(name)!, state: 'error', error: `start: ${errorMessage(err)}` });
@@ -245,7 +253,10 @@ export class RoleScheduler {
     });
     this.lastDesired.set(name, desired);
     const at = (this.deps.now ?? (() => new Date()))();
-    this.status.set(name, report.ok ? { state: 'ok', appliedAt: at } : { state: 'error', appliedAt: at, error: report.error ?? 'apply failed' });
+    this.status.set(
+      name,
+      report.ok ? { state: 'ok', appliedAt: at } : { state: 'error', appliedAt: at, error: report.error ?? 'apply failed' },
+    );
     if (report.ok && report.changed.length + report.removed.length > 0) {
       this.deps.log.info({ role: name, changed: report.changed, removed: report.removed }, 'role applied');
     }
@@ -261,12 +272,16 @@ export class RoleScheduler {
     const role = this.role(name);
     await this.loadOwned();
     if (!role || !this.owned[name]?.length) return;
-    const report = await applyRole({ ...role, render: () => [] }, { node: this.deps.node(), config: {}, members: [] }, {
-      run: this.deps.run,
-      files: this.deps.files,
-      log: this.deps.log,
-      previous: this.owned[name],
-    });
+    const report = await applyRole(
+      { ...role, render: () => [] },
+      { node: this.deps.node(), config: {}, members: [] },
+      {
+        run: this.deps.run,
+        files: this.deps.files,
+        log: this.deps.log,
+        previous: this.owned[name],
+      },
+    );
     if (!report.ok) this.deps.log.error({ role: name, error: report.error }, 'could not remove the files of a removed role');
     this.owned[name] = report.owned;
     if (report.owned.length === 0) delete this.owned[name];

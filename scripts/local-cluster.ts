@@ -169,7 +169,9 @@ async function main(): Promise<void> {
   const dropIns = asRoot ? await setUpRoot() : {};
   if (!asRoot) {
     console.log('Not root, so this cluster cannot:');
-    console.log('  - run the gateway role: DHCP, DNS, TFTP, its firewall and the metadata proxy need root (they get a network namespace of their own);');
+    console.log(
+      '  - run the gateway role: DHCP, DNS, TFTP, its firewall and the metadata proxy need root (they get a network namespace of their own);',
+    );
     console.log('  - give compute-1 an LXD: containers need root, so `instance launch` has nowhere to run.');
     console.log('The other nodes run on 127.0.0.1. For all of it: sudo bash scripts/cluster.sh');
   }
@@ -191,7 +193,9 @@ async function main(): Promise<void> {
       // Gossip ports next to the RPC ports: 7946 + 1 + i, out of the way of a system serf on 7946.
       bindPort: 7947 + i,
     }).catch((err: Error) => {
-      throw new Error(`${err.message}\n(is something else using 127.0.0.1:${n.rpcPort} or :${7947 + i}? stop it, or change examples/cluster/${n.role}.yaml)`);
+      throw new Error(
+        `${err.message}\n(is something else using 127.0.0.1:${n.rpcPort} or :${7947 + i}? stop it, or change examples/cluster/${n.role}.yaml)`,
+      );
     });
     recordPid(n.serf.process.pid);
   }
@@ -202,7 +206,13 @@ async function main(): Promise<void> {
   await Promise.all(
     nodes.map(async (n) => {
       const configPath = nodeConfig(path.join(work, n.name), n.example, dropIns[n.role]);
-      n.agent = await startMammatusAgent({ dir: path.join(work, n.name, 'agent'), rpcAddr: n.serf!.rpcAddr, configPath, env: agentEnv, netns: n.netns });
+      n.agent = await startMammatusAgent({
+        dir: path.join(work, n.name, 'agent'),
+        rpcAddr: n.serf!.rpcAddr,
+        configPath,
+        env: agentEnv,
+        netns: n.netns,
+      });
       recordPid(n.agent.pid);
     }),
   );
@@ -240,8 +250,14 @@ function printTry(demo: DemoCluster, demoRan: boolean): void {
   console.log(`\nTry, in another terminal (each node's serf RPC: ${rpcList}):`);
   for (const l of suggestions(demo, demoRan)) console.log(`  ${l}`);
   console.log(`Logs: ${work}/<node>/agent/agent.log and ${work}/<node>/serf/serf.log${lxd ? `; LXD: ${lxd.logFile}` : ''}.`);
-  if (asRoot && lxd && !image) console.log(`compute-1's LXD has no image: import one with node dist/mammatus.mjs image import FILE --alias ALIAS --lxd-socket ${lxd.socket}`);
-  if (asRoot) console.log(`The LAN: ${LAN.host} (this host, mmc-lan), ${LAN.gateway} (gateway, netns ${NETNS.gw})${lxd ? `, compute-1's containers on ${CN_LAN} (netns ${NETNS.cn})` : ''}.`);
+  if (asRoot && lxd && !image)
+    console.log(
+      `compute-1's LXD has no image: import one with node dist/mammatus.mjs image import FILE --alias ALIAS --lxd-socket ${lxd.socket}`,
+    );
+  if (asRoot)
+    console.log(
+      `The LAN: ${LAN.host} (this host, mmc-lan), ${LAN.gateway} (gateway, netns ${NETNS.gw})${lxd ? `, compute-1's containers on ${CN_LAN} (netns ${NETNS.cn})` : ''}.`,
+    );
 }
 
 main()

@@ -97,9 +97,18 @@ const stamp = (dir) => {
   }
   utimesSync(dir, Number(epoch), Number(epoch));
 };
-const md5 = files.map((f) => `${createHash('md5').update(readFileSync(path.join(stage, f))).digest('hex')}  ${f}\n`).join('');
+const md5 = files
+  .map(
+    (f) =>
+      `${createHash('md5')
+        .update(readFileSync(path.join(stage, f)))
+        .digest('hex')}  ${f}\n`,
+  )
+  .join('');
 put('DEBIAN/md5sums', md5, 0o644);
-const control = readFileSync(path.join(src, 'control.in'), 'utf8').replace('@VERSION@', version).replace('@INSTALLED_SIZE@', String(Math.ceil(bytes / 1024)));
+const control = readFileSync(path.join(src, 'control.in'), 'utf8')
+  .replace('@VERSION@', version)
+  .replace('@INSTALLED_SIZE@', String(Math.ceil(bytes / 1024)));
 put('DEBIAN/control', control, 0o644);
 chmodSync(path.join(stage, 'DEBIAN'), 0o755);
 

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --tests
 npx tsc --noEmit
 npx eslint .
+npx prettier --check --log-level warn "**/*.{ts,js,mjs}"
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT
 status=0

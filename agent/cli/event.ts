@@ -2,7 +2,13 @@
 import { connect, type CliIo, type GlobalOptions } from './common.js';
 
 /** Runs the command. Coalescing is off by default: it would drop earlier events of the same name. */
-export async function eventCommand(g: GlobalOptions, name: string, payload: string | undefined, opts: { coalesce?: boolean }, io: CliIo): Promise<number> {
+export async function eventCommand(
+  g: GlobalOptions,
+  name: string,
+  payload: string | undefined,
+  opts: { coalesce?: boolean },
+  io: CliIo,
+): Promise<number> {
   const client = await connect(g);
   try {
     await client.event(name, Buffer.from(payload ?? ''), Boolean(opts.coalesce));

@@ -19,7 +19,12 @@ export interface ImageImportOptions {
 }
 
 /** Imports `file`; exit 0 on success, 1 when LXD refuses or cannot be reached, 2 on bad input. */
-export async function imageImportCommand(file: string, opts: ImageImportOptions, io: CliIo, connect = (socketPath: string) => new LxdClient({ socketPath, operationTimeoutMs: 600_000 })): Promise<number> {
+export async function imageImportCommand(
+  file: string,
+  opts: ImageImportOptions,
+  io: CliIo,
+  connect = (socketPath: string) => new LxdClient({ socketPath, operationTimeoutMs: 600_000 }),
+): Promise<number> {
   if (!opts.alias) throw new UsageError('--alias is required');
   await access(file).catch(() => {
     throw new UsageError(`${file}: no such file`);
@@ -37,7 +42,9 @@ export async function imageImportCommand(file: string, opts: ImageImportOptions,
         return fp;
       },
     );
-    io.out(opts.json ? JSON.stringify({ fingerprint, alias: opts.alias }) : `imported ${file} as ${opts.alias} (${fingerprint.slice(0, 12)})`);
+    io.out(
+      opts.json ? JSON.stringify({ fingerprint, alias: opts.alias }) : `imported ${file} as ${opts.alias} (${fingerprint.slice(0, 12)})`,
+    );
     return 0;
   } catch (err) {
     if (!(err instanceof LxdError)) throw err;
@@ -62,7 +69,8 @@ async function pointAlias(lxd: LxdClient, alias: string, fingerprint: string, re
     if (!(err instanceof LxdConflictError)) throw err;
     const current = await lxd.getImageAlias(alias);
     if (current.value.target === fingerprint) return;
-    if (!replace) throw new LxdConflictError(`alias ${alias} already names image ${current.value.target.slice(0, 12)} (--replace to re-point it)`, 409);
+    if (!replace)
+      throw new LxdConflictError(`alias ${alias} already names image ${current.value.target.slice(0, 12)} (--replace to re-point it)`, 409);
     await lxd.updateImageAlias(alias, fingerprint, { etag: current.etag });
   }
 }

@@ -42,7 +42,9 @@ export async function resolveNatsServers(g: GlobalOptions, flag: string | undefi
     const client = await connect(g);
     try {
       const members = await client.members();
-      const controllers = members.filter((m) => m.status === 'alive' && m.tags[ROLE_TAG] !== undefined && parseRoleTag(m.tags[ROLE_TAG]).roles.includes('controller'));
+      const controllers = members.filter(
+        (m) => m.status === 'alive' && m.tags[ROLE_TAG] !== undefined && parseRoleTag(m.tags[ROLE_TAG]).roles.includes('controller'),
+      );
       if (controllers.length) return controllers.map((m) => `nats://${m.addr.includes(':') ? `[${m.addr}]` : m.addr}:${NATS_PORT}`);
     } finally {
       client.close();
@@ -54,7 +56,12 @@ export async function resolveNatsServers(g: GlobalOptions, flag: string | undefi
 }
 
 /** Opens the registry, runs `body`, closes; maps registry errors to exit codes and messages. */
-export async function withRegistry(g: GlobalOptions, opts: InstanceOptions, io: CliIo, body: (r: InstanceRegistry) => Promise<number>): Promise<number> {
+export async function withRegistry(
+  g: GlobalOptions,
+  opts: InstanceOptions,
+  io: CliIo,
+  body: (r: InstanceRegistry) => Promise<number>,
+): Promise<number> {
   const servers = await resolveNatsServers(g, opts.nats);
   let nc: NatsConnection;
   try {
@@ -79,8 +86,13 @@ export async function withRegistry(g: GlobalOptions, opts: InstanceOptions, io: 
 
 /** `instance register NAME --mac MAC …` */
 export async function registerCommand(g: GlobalOptions, name: string, opts: RegisterOptions, io: CliIo): Promise<number> {
-  if (!opts.mac?.length) throw new UsageError('--mac is required (the MAC of the instance\'s primary NIC)');
-  const sshKeys = (await Promise.all((opts.sshKey ?? []).map((f) => readText(f, '--ssh-key')))).flatMap((text) => text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
+  if (!opts.mac?.length) throw new UsageError("--mac is required (the MAC of the instance's primary NIC)");
+  const sshKeys = (await Promise.all((opts.sshKey ?? []).map((f) => readText(f, '--ssh-key')))).flatMap((text) =>
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#')),
+  );
   const userData = opts.userData ? await readBytes(opts.userData) : undefined;
   return withRegistry(g, opts, io, async (registry) => {
     const record = await registry.register({
@@ -145,7 +157,13 @@ export function listCommand(g: GlobalOptions, opts: InstanceOptions, io: CliIo):
     const records = await registry.list();
     const [members, notes] = await Promise.all([memberStatuses(g), notesByInstance(g)]);
     if (opts.json) {
-      io.out(JSON.stringify(records.map((r) => withGatewayNotes(r, notes.get(r.name))), null, 2));
+      io.out(
+        JSON.stringify(
+          records.map((r) => withGatewayNotes(r, notes.get(r.name))),
+          null,
+          2,
+        ),
+      );
       return 0;
     }
     const rows = [['NAME', 'ID', 'NODE', 'MAC', 'IP', 'STATE', 'STATUS']];
@@ -166,7 +184,17 @@ export function showCommand(g: GlobalOptions, name: string, opts: InstanceOption
   return withRegistry(g, opts, io, async (registry) => {
     const r = await registry.get(name);
     const notes = await notesForInstance(g, r.name);
-    if (opts.json) io.out(JSON.stringify(withGatewayNotes(r, notes.filter((n) => n.reason)), null, 2));
+    if (opts.json)
+      io.out(
+        JSON.stringify(
+          withGatewayNotes(
+            r,
+            notes.filter((n) => n.reason),
+          ),
+          null,
+          2,
+        ),
+      );
     else for (const line of [...describe(r), ...notes.map((n) => `gateway:     ${describeNote(r.name, n)}`)]) io.out(line);
     return 0;
   });
@@ -204,7 +232,11 @@ function describe(r: InstanceRecord): string[] {
     `ssh keys:    ${r.ssh_keys.length}`,
     ...r.ssh_keys.map((k) => `  ${k.length > 60 ? `${k.slice(0, 30)}…${k.slice(-25)}` : k}`),
     `user-data:   ${size ? `${size} bytes` : 'none'}`,
-    `tags:        ${Object.entries(r.tags).map(([k, v]) => `${k}=${v}`).join(', ') || '-'}`,
+    `tags:        ${
+      Object.entries(r.tags)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', ') || '-'
+    }`,
     `created:     ${r.created_at}`,
     `updated:     ${r.updated_at}`,
   ];
@@ -222,6 +254,8 @@ async function readBytes(file: string): Promise<Buffer> {
   try {
     return await readFile(file);
   } catch (err) {
-    throw new UsageError(`--user-data ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+    throw new UsageError(
+      `--user-data ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
+    );
   }
 }

@@ -42,7 +42,10 @@ export async function launchCommand(g: GlobalOptions, name: string, opts: Launch
     throw new UsageError(`--mac: ${(err as Error).message}`);
   }
   const sshKeys = (await Promise.all((opts.sshKey ?? []).map((f) => readInput(f, '--ssh-key', 'utf8')))).flatMap((text) =>
-    text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')),
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#')),
   );
   const userData = opts.userData ? Buffer.from(await readInput(opts.userData, '--user-data')) : undefined;
   let survey: CapacitySurvey | undefined;
@@ -94,7 +97,11 @@ export async function launchCommand(g: GlobalOptions, name: string, opts: Launch
       io.err(`error: ${record.name}: ${outcome.error}`);
       return 1;
     }
-    io.out(opts.json ? JSON.stringify(outcome.record, null, 2) : `${record.name} (${record.id}) runs on ${node} at ${outcome.record.ips.join(', ')}`);
+    io.out(
+      opts.json
+        ? JSON.stringify(outcome.record, null, 2)
+        : `${record.name} (${record.id}) runs on ${node} at ${outcome.record.ips.join(', ')}`,
+    );
     return 0;
   });
 }
@@ -106,14 +113,21 @@ const DEFAULT_WAIT_MS = 120_000;
  * Polls the record until its node reports it running with an IPv4 address, reports an error, or
  * the time is up. Polling the registry (not LXD) is what works from any node.
  */
-async function waitRunning(registry: InstanceRegistry, id: string, timeoutMs: number): Promise<{ record: InstanceRecord } | { error: string }> {
+async function waitRunning(
+  registry: InstanceRegistry,
+  id: string,
+  timeoutMs: number,
+): Promise<{ record: InstanceRecord } | { error: string }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = await registry.find(id);
     if (!r) return { error: 'its record was removed while waiting' };
     if (r.observed?.status === 'error') return { error: r.observed.error ?? 'its node reports an error' };
     if (r.observed?.status === 'running' && r.ips.some((ip) => !ip.includes(':'))) return { record: r };
-    if (Date.now() > deadline) return { error: `not running with an address after ${Math.round(timeoutMs / 1000)} s (status: ${r.observed?.status ?? 'pending'}; see \`mammatus instance show ${r.name}\`)` };
+    if (Date.now() > deadline)
+      return {
+        error: `not running with an address after ${Math.round(timeoutMs / 1000)} s (status: ${r.observed?.status ?? 'pending'}; see \`mammatus instance show ${r.name}\`)`,
+      };
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }
@@ -145,11 +159,19 @@ async function checkNamedNode(g: GlobalOptions, node: string, io: CliIo): Promis
 }
 
 /** `instance start|stop|delete NAME`: sets the recorded state the compute node acts on. */
-export function setStateCommand(g: GlobalOptions, name: string, state: Extract<InstanceState, 'running' | 'stopped' | 'deleting'>, opts: InstanceOptions, io: CliIo): Promise<number> {
+export function setStateCommand(
+  g: GlobalOptions,
+  name: string,
+  state: Extract<InstanceState, 'running' | 'stopped' | 'deleting'>,
+  opts: InstanceOptions,
+  io: CliIo,
+): Promise<number> {
   return withRegistry(g, opts, io, async (registry) => {
     const current = await registry.get(name);
     if (!current.node) {
-      io.err(`error: ${current.name} runs on no compute node (a PXE host?); ${state === 'deleting' ? 'use `mammatus instance rm`' : 'nothing would act on it'}`);
+      io.err(
+        `error: ${current.name} runs on no compute node (a PXE host?); ${state === 'deleting' ? 'use `mammatus instance rm`' : 'nothing would act on it'}`,
+      );
       return 1;
     }
     const record = await registry.update(current.id, (r) => ({ ...r, state }));

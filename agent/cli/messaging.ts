@@ -17,18 +17,23 @@ export interface MessagingServeOptions {
   config?: string;
 }
 
-
 /** `messaging serve`: runs the API until a stop signal. */
 export async function messagingServeCommand(opts: MessagingServeOptions, io: CliIo, env: NodeJS.ProcessEnv): Promise<number> {
   // Port 0 (any free port) is fine for a development server.
-  if (opts.listen !== undefined && !isHostPort(opts.listen.replace(/:0$/, ':1'))) throw new UsageError(`--listen must be host:port, got "${opts.listen}"`);
+  if (opts.listen !== undefined && !isHostPort(opts.listen.replace(/:0$/, ':1')))
+    throw new UsageError(`--listen must be host:port, got "${opts.listen}"`);
   if (opts.nats !== undefined && !opts.nats.split(',').every((u) => /^(nats|tls):\/\/[^\s/]+$/.test(u.trim()))) {
     throw new UsageError(`--nats must be nats://host:port, comma-separated, got "${opts.nats}"`);
   }
   const loaded = await loadConfig({ path: opts.config, env });
   const settings = parseMessagingSettings(loaded.config.messaging);
   const log = buildLogger(loaded.config.log.level).child({ component: 'messaging' });
-  const service = await startMessagingService({ settings, ...(opts.nats ? { nats: opts.nats } : {}), ...(opts.listen ? { listen: opts.listen } : {}), log });
+  const service = await startMessagingService({
+    settings,
+    ...(opts.nats ? { nats: opts.nats } : {}),
+    ...(opts.listen ? { listen: opts.listen } : {}),
+    log,
+  });
   io.err(`messaging API (SQS/SNS) on ${service.url}`);
   const signal = await untilSignal();
   log.info({ signal }, 'stopping');

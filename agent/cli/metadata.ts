@@ -29,7 +29,10 @@ export interface ProxyOptions {
   leases?: string;
 }
 
-async function settingsFrom(configPath: string | undefined, env: NodeJS.ProcessEnv): Promise<{ settings: MetadataSettings; level: string }> {
+async function settingsFrom(
+  configPath: string | undefined,
+  env: NodeJS.ProcessEnv,
+): Promise<{ settings: MetadataSettings; level: string }> {
   const loaded = await loadConfig({ path: configPath, env });
   return { settings: parseMetadataSettings(loaded.config.metadata, (p) => readFileSync(p, 'utf8')), level: loaded.config.log.level };
 }
@@ -38,14 +41,19 @@ function checkListen(listen: string | undefined): void {
   if (listen !== undefined && !isHostPort(listen)) throw new UsageError(`--listen must be host:port, got "${listen}"`);
 }
 
-
 /** `metadata serve`: runs the service until a stop signal. */
 export async function serveCommand(opts: ServeOptions, io: CliIo, env: NodeJS.ProcessEnv): Promise<number> {
   checkListen(opts.listen);
   const { settings, level } = await settingsFrom(opts.config, env);
   const log = buildLogger(level as 'info').child({ component: 'metadata' });
   const vendorData = await buildVendorDataSource({ settings, controllers: () => [], log });
-  const service = await startMetadataService({ settings, ...(opts.nats ? { nats: opts.nats } : {}), ...(opts.listen ? { listen: opts.listen } : {}), vendorData, log });
+  const service = await startMetadataService({
+    settings,
+    ...(opts.nats ? { nats: opts.nats } : {}),
+    ...(opts.listen ? { listen: opts.listen } : {}),
+    vendorData,
+    log,
+  });
   io.err(`metadata service on ${service.url}`);
   const signal = await untilSignal();
   log.info({ signal }, 'stopping');
@@ -56,7 +64,8 @@ export async function serveCommand(opts: ServeOptions, io: CliIo, env: NodeJS.Pr
 /** `metadata proxy`: runs the proxy until a stop signal. */
 export async function proxyCommand(opts: ProxyOptions, io: CliIo, env: NodeJS.ProcessEnv): Promise<number> {
   checkListen(opts.listen);
-  for (const u of opts.upstream ?? []) if (!/^https?:\/\/[^\s]+$/.test(u)) throw new UsageError(`--upstream must be an http:// URL, got "${u}"`);
+  for (const u of opts.upstream ?? [])
+    if (!/^https?:\/\/[^\s]+$/.test(u)) throw new UsageError(`--upstream must be an http:// URL, got "${u}"`);
   const { settings, level } = await settingsFrom(opts.config, env);
   const log = buildLogger(level as 'info').child({ component: 'metadata-proxy' });
   // Callers' MACs come from the gateway's DHCP leases (dnsmasq's lease file).

@@ -25,7 +25,10 @@ export function parseCapacityAnswer(text: string): CapacityAnswer | string {
   try {
     const v = JSON.parse(text) as Partial<CapacityAnswer> & { error?: unknown };
     if (typeof v.error === 'string') return `error: ${v.error}`;
-    const ok = typeof v.node === 'string' && typeof v.ready === 'boolean' && [v.cpus, v.mem_available_mb, v.instances].every((n) => typeof n === 'number');
+    const ok =
+      typeof v.node === 'string' &&
+      typeof v.ready === 'boolean' &&
+      [v.cpus, v.mem_available_mb, v.instances].every((n) => typeof n === 'number');
     return ok ? (v as CapacityAnswer) : 'bad answer';
   } catch {
     return 'bad answer';
@@ -40,7 +43,12 @@ export async function surveyCapacity(g: GlobalOptions, opts: { node?: string; ti
     const all = await client.members();
     const members = all.filter((m) => (opts.node ? m.name === opts.node : isCompute(m)));
     const waiting = new Set(members.filter((m) => m.status === 'alive' && isCompute(m) && m.tags[AGENT_TAG]).map((m) => m.name));
-    const params = { name: CAPACITY_QUERY, filterTags: COMPUTE_TAG_FILTER, ...(opts.node ? { filterNodes: [opts.node] } : {}), timeoutMs: opts.timeoutMs ?? 0 };
+    const params = {
+      name: CAPACITY_QUERY,
+      filterTags: COMPUTE_TAG_FILTER,
+      ...(opts.node ? { filterNodes: [opts.node] } : {}),
+      timeoutMs: opts.timeoutMs ?? 0,
+    };
     const texts = await queryUntilAnswered(client, params, waiting);
     const answers = new Map([...texts].map(([node, text]) => [node, parseCapacityAnswer(text)]));
     return { members, answers };
@@ -75,7 +83,10 @@ export function chooseNode(survey: CapacitySurvey, placed: ReadonlyMap<string, n
     if (why) unfit.push(`${m.name}: ${why}`);
     else fit.push(answer as CapacityAnswer);
   }
-  if (!fit.length) return { error: `no compute node can take the instance${unfit.length ? ` (${unfit.join('; ')})` : ': the cluster has no compute node'}` };
+  if (!fit.length)
+    return {
+      error: `no compute node can take the instance${unfit.length ? ` (${unfit.join('; ')})` : ': the cluster has no compute node'}`,
+    };
   const load = (a: CapacityAnswer) => (Math.max(a.instances, placed.get(a.node) ?? 0) + 1) / Math.max(1, a.cpus);
   fit.sort((a, b) => load(a) - load(b) || b.mem_available_mb - a.mem_available_mb || a.node.localeCompare(b.node));
   return { node: fit[0].node };

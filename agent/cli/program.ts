@@ -42,7 +42,9 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
         ...(fromCli('rpcAddr') ? { rpc_addr: gl.rpcAddr } : {}),
         ...(fromCli('rpcAuth') && gl.rpcAuth ? { rpc_auth: gl.rpcAuth } : {}),
       };
-      return set(import('../main.js').then(({ runAgent }) => runAgent({ path: o.config, env, overrides: { serf } }, (line) => io.err(line))));
+      return set(
+        import('../main.js').then(({ runAgent }) => runAgent({ path: o.config, env, overrides: { serf } }, (line) => io.err(line))),
+      );
     });
 
   program
@@ -50,7 +52,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .description('show every member with its roles and their state; returns when all agents answered')
     .option('--json', 'print JSON')
     .option('--tag <key=value>', 'only members whose tag matches (regular expression), repeatable', collectKeyValue)
-    .option('--timeout <duration>', 'query timeout (default: serf\'s, 3.2 s for small clusters)')
+    .option('--timeout <duration>', "query timeout (default: serf's, 3.2 s for small clusters)")
     .action((o: StatusOptions, cmd: Command) => set(import('./status.js').then((m) => m.statusCommand(g(cmd), o, io))));
 
   program
@@ -65,7 +67,9 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .argument('<name>', 'event name, e.g. mammatus.reconcile')
     .argument('[payload]', 'payload (name + payload at most ~450 bytes)')
     .option('--coalesce', 'let serf coalesce events of the same name (drops earlier ones)')
-    .action((name: string, payload: string | undefined, o: { coalesce?: boolean }, cmd: Command) => set(import('./event.js').then((m) => m.eventCommand(g(cmd), name, payload, o, io))));
+    .action((name: string, payload: string | undefined, o: { coalesce?: boolean }, cmd: Command) =>
+      set(import('./event.js').then((m) => m.eventCommand(g(cmd), name, payload, o, io))),
+    );
 
   program
     .command('query')
@@ -74,10 +78,12 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .argument('[payload]', 'payload')
     .option('--tag <key=value>', 'only nodes whose tag matches (regular expression), repeatable', collectKeyValue)
     .option('--node <name>', 'only this node, repeatable', collectList)
-    .option('--timeout <duration>', 'query timeout, e.g. 5s (default: serf\'s)')
+    .option('--timeout <duration>', "query timeout, e.g. 5s (default: serf's)")
     .option('--no-ack', 'do not request acks')
     .option('--json', 'print JSON')
-    .action((name: string, payload: string | undefined, o: QueryOptions, cmd: Command) => set(import('./query.js').then((m) => m.queryCommand(g(cmd), name, payload, o, io))));
+    .action((name: string, payload: string | undefined, o: QueryOptions, cmd: Command) =>
+      set(import('./query.js').then((m) => m.queryCommand(g(cmd), name, payload, o, io))),
+    );
 
   program
     .command('render')
@@ -102,7 +108,9 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('--tag <key=value>', 'tag, repeatable', collectKeyValue)
     .option(natsFlag, natsHelp)
     .option('--json', 'print the record as JSON')
-    .action((name: string, o: RegisterOptions, cmd: Command) => set(import('./instance.js').then((m) => m.registerCommand(g(cmd), name, o, io))));
+    .action((name: string, o: RegisterOptions, cmd: Command) =>
+      set(import('./instance.js').then((m) => m.registerCommand(g(cmd), name, o, io))),
+    );
   instance
     .command('list')
     .description('list registered instances')
@@ -115,7 +123,9 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .argument('<name>', 'instance name or id')
     .option(natsFlag, natsHelp)
     .option('--json', 'print JSON')
-    .action((name: string, o: InstanceOptions, cmd: Command) => set(import('./instance.js').then((m) => m.showCommand(g(cmd), name, o, io))));
+    .action((name: string, o: InstanceOptions, cmd: Command) =>
+      set(import('./instance.js').then((m) => m.showCommand(g(cmd), name, o, io))),
+    );
   instance
     .command('rm')
     .description('remove an instance and free its name, MACs and IPs')
@@ -149,17 +159,19 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
       .argument('<name>', 'instance name or id')
       .option(natsFlag, natsHelp)
       .option('--json', 'print the record as JSON')
-      .action((name: string, o: InstanceOptions, cmd: Command) => set(import('./launch.js').then((m) => m.setStateCommand(g(cmd), name, state, o, io))));
+      .action((name: string, o: InstanceOptions, cmd: Command) =>
+        set(import('./launch.js').then((m) => m.setStateCommand(g(cmd), name, state, o, io))),
+      );
   }
   program
     .command('image')
-    .description('instance images in this node\'s LXD')
+    .description("instance images in this node's LXD")
     .command('import')
     .description('import an image tarball (LXD unified format, as scripts/build-image.sh makes) under an alias')
     .argument('<file>', 'the tarball')
     .requiredOption('--alias <alias>', 'alias to point at the image')
     .option('--replace', 're-point the alias when it names another image')
-    .option('--lxd-socket <path>', 'LXD\'s unix socket (default /var/lib/lxd/unix.socket)')
+    .option('--lxd-socket <path>', "LXD's unix socket (default /var/lib/lxd/unix.socket)")
     .option('--json', 'print JSON')
     .action((file: string, o: ImageImportOptions) => set(import('./image.js').then((m) => m.imageImportCommand(file, o, io))));
   // --- end compute ---
@@ -174,10 +186,10 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .action((o: ServeOptions) => set(import('./metadata.js').then((m) => m.serveCommand(o, io, env))));
   metadata
     .command('proxy')
-    .description('forward instances\' metadata requests to the service, with their signed IP and MAC')
+    .description("forward instances' metadata requests to the service, with their signed IP and MAC")
     .option('--upstream <url>', 'metadata service URL, repeatable, tried in order (default: metadata.proxy.upstreams)', collectList)
     .option('--listen <host:port>', 'listen address (default: metadata.proxy.listen, 0.0.0.0:8776)')
-    .option('--leases <file>', 'dnsmasq lease file for callers\' MACs (default: metadata.proxy.leases_file)')
+    .option('--leases <file>', "dnsmasq lease file for callers' MACs (default: metadata.proxy.leases_file)")
     .option('-c, --config <path>', 'agent config with metadata.proxy_secret (default /etc/mammatus/agent.yaml)')
     .action((o: ProxyOptions) => set(import('./metadata.js').then((m) => m.proxyCommand(o, io, env))));
 

@@ -11,7 +11,13 @@ export interface QueryOptions {
 }
 
 /** Runs the command: prints acks and responses as they arrive, then totals. */
-export async function queryCommand(g: GlobalOptions, name: string, payload: string | undefined, opts: QueryOptions, io: CliIo): Promise<number> {
+export async function queryCommand(
+  g: GlobalOptions,
+  name: string,
+  payload: string | undefined,
+  opts: QueryOptions,
+  io: CliIo,
+): Promise<number> {
   const timeoutMs = parseTimeoutFlag(opts.timeout);
   const client = await connect(g);
   try {

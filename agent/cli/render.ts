@@ -8,7 +8,8 @@ import { UsageError, type CliIo } from './common.js';
 
 /** Runs the command for one of the built-in roles. */
 export async function renderCommand(role: string, opts: { config: string; out?: string }, io: CliIo): Promise<number> {
-  if (!(ROLE_NAMES as readonly string[]).includes(role)) throw new UsageError(`unknown role "${role}"; known roles: ${ROLE_NAMES.join(', ')}`);
+  if (!(ROLE_NAMES as readonly string[]).includes(role))
+    throw new UsageError(`unknown role "${role}"; known roles: ${ROLE_NAMES.join(', ')}`);
   // Rendering never starts anything: a spawner that refuses proves it.
   const catalog = roleCatalog({
     spawn: () => {

@@ -37,7 +37,9 @@ async function askGateways(g: GlobalOptions, payload: string): Promise<Map<strin
     const client = await connect(g);
     try {
       const isGateway = (m: Member) => m.tags[ROLE_TAG] !== undefined && parseRoleTag(m.tags[ROLE_TAG]).roles.includes('gateway');
-      const waiting = new Set((await client.members()).filter((m) => m.status === 'alive' && isGateway(m) && m.tags[AGENT_TAG]).map((m) => m.name));
+      const waiting = new Set(
+        (await client.members()).filter((m) => m.status === 'alive' && isGateway(m) && m.tags[AGENT_TAG]).map((m) => m.name),
+      );
       const params = { name: RESERVATIONS_QUERY, payload: Buffer.from(payload), filterTags: GATEWAY_TAG_FILTER, timeoutMs: ASK_TIMEOUT_MS };
       const texts = await queryUntilAnswered(client, params, waiting);
       const answers = new Map<string, unknown>();

@@ -74,7 +74,12 @@ export function parseStatusAnswer(text: string): StatusAnswer | string {
   const v = value as Partial<StatusAnswer> & { error?: unknown };
   if (typeof v !== 'object' || v === null) return 'bad answer';
   if (typeof v.error === 'string') return `error: ${v.error}`;
-  const ok = typeof v.node === 'string' && Array.isArray(v.roles) && typeof v.version === 'string' && typeof v.role_status === 'object' && v.role_status !== null;
+  const ok =
+    typeof v.node === 'string' &&
+    Array.isArray(v.roles) &&
+    typeof v.version === 'string' &&
+    typeof v.role_status === 'object' &&
+    v.role_status !== null;
   return ok ? (v as StatusAnswer) : 'bad answer';
 }
 
@@ -88,7 +93,9 @@ function stateCell(a: StatusAnswer): string {
 /** Runs the command; exit code 1 when a member with an agent did not answer or a role failed. */
 export async function statusCommand(g: GlobalOptions, opts: StatusOptions, io: CliIo): Promise<number> {
   const rows = await collectStatus(g, opts);
-  const bad = rows.some((r) => (r.missing && r.missing !== 'no agent' && r.missing !== 'not alive') || (r.answer && stateCell(r.answer) !== 'ok'));
+  const bad = rows.some(
+    (r) => (r.missing && r.missing !== 'no agent' && r.missing !== 'not alive') || (r.answer && stateCell(r.answer) !== 'ok'),
+  );
   if (opts.json) {
     io.out(JSON.stringify(rows, null, 2));
     return bad ? 1 : 0;

@@ -83,10 +83,7 @@ export async function loadConfig(opts: LoadConfigOptions = {}): Promise<LoadedCo
  * Deep-merges `layers` over `base` without touching either: plain objects merge key by key, arrays
  * and scalars replace, `undefined` leaves the value below in place. Pure.
  */
-export function mergeConfig<T extends object>(
-  base: T,
-  ...layers: Array<DeepPartial<T> | Readonly<Plain> | undefined>
-): T {
+export function mergeConfig<T extends object>(base: T, ...layers: Array<DeepPartial<T> | Readonly<Plain> | undefined>): T {
   let out: unknown = base;
   for (const layer of layers) out = merge(out, layer, '');
   return out as T;

@@ -72,11 +72,7 @@ export interface AgentConfig {
 
 /** Every property optional, all the way down: the shape of one config file or of CLI overrides. */
 export type DeepPartial<T> = {
-  -readonly [K in keyof T]?: T[K] extends readonly unknown[]
-    ? T[K]
-    : T[K] extends object
-      ? DeepPartial<T[K]>
-      : T[K];
+  -readonly [K in keyof T]?: T[K] extends readonly unknown[] ? T[K] : T[K] extends object ? DeepPartial<T[K]> : T[K];
 };
 
 // Names of the custom ajv formats below.

@@ -29,12 +29,7 @@ export interface ConfigWatcher {
  * @param dirs directories whose YAML files make up the config (`LoadedConfig.dirs`).
  * @param onChange what to run, typically "load the config again"; errors and rejections are logged.
  */
-export function watchConfig(
-  files: string[],
-  dirs: string[],
-  onChange: () => void | Promise<void>,
-  log: Logger,
-): ConfigWatcher {
+export function watchConfig(files: string[], dirs: string[], onChange: () => void | Promise<void>, log: Logger): ConfigWatcher {
   const wantedFiles = new Set(files.map((f) => path.resolve(f)));
   const wantedDirs = new Set(dirs.map((d) => path.resolve(d)));
   // chokidar mis-reports readiness when handed a path that does not exist, so only existing

@@ -114,7 +114,9 @@ export class Dispatcher {
    */
   off(text: `query:${string}`): void {
     const filter = parseFilter(text);
-    const i = this.registrations.findIndex((r) => r.filter.type === 'query' && 'name' in filter && filterMatches(r.filter, 'query', filter.name));
+    const i = this.registrations.findIndex(
+      (r) => r.filter.type === 'query' && 'name' in filter && filterMatches(r.filter, 'query', filter.name),
+    );
     if (i >= 0) this.registrations.splice(i, 1);
   }
 
@@ -177,7 +179,9 @@ export class Dispatcher {
     const budget = Math.max(100, Math.floor(this.timings.queryTimeoutMs * 0.6));
     let bytes: Buffer;
     try {
-      const result = await this.runHandler(r, Math.min(budget, this.timings.handlerTimeoutMs), (ctx) => (r.handler as QueryHandler)(query, ctx));
+      const result = await this.runHandler(r, Math.min(budget, this.timings.handlerTimeoutMs), (ctx) =>
+        (r.handler as QueryHandler)(query, ctx),
+      );
       // A node the query does not concern (e.g. mammatus.leases on a non-gateway) stays silent.
       if (result === undefined) return;
       bytes = encodeAnswer(result);
@@ -187,7 +191,10 @@ export class Dispatcher {
     const limit = SerfLimits.queryResponseBytes - SerfLimits.queryResponseOverhead - Buffer.byteLength(this.opts.node());
     if (bytes.length > limit) {
       this.stats.answerErrors++;
-      this.opts.log.error({ query: query.name, bytes: bytes.length, limit }, 'query answer over Serf response limit; sent an error instead');
+      this.opts.log.error(
+        { query: query.name, bytes: bytes.length, limit },
+        'query answer over Serf response limit; sent an error instead',
+      );
       bytes = Buffer.from(JSON.stringify({ error: `answer too large: ${bytes.length} bytes > ${limit}` }));
     }
     try {

@@ -7,9 +7,7 @@ import { MEMBER_EVENT_TYPES, type MemberEventType } from '../../core/contracts.j
 
 /** A parsed filter item. `name` is absent when the item matches every user event or query. */
 export type EventFilter =
-  | { readonly type: 'user' | 'query'; readonly name?: string }
-  | { readonly type: MemberEventType }
-  | { readonly type: '*' };
+  { readonly type: 'user' | 'query'; readonly name?: string } | { readonly type: MemberEventType } | { readonly type: '*' };
 
 // Serf accepts any non-empty name; we refuse whitespace and commas, which can never round-trip
 // through a comma-separated stream filter.
@@ -24,7 +22,8 @@ export function parseFilter(text: string): EventFilter {
   if (m) {
     const name = m[2];
     if (!NAME.test(name)) throw new RangeError(`invalid event filter "${text}": the name must be non-empty, without spaces or commas`);
-    if (m[1] === 'query' && name.startsWith('_serf_')) throw new RangeError(`invalid event filter "${text}": _serf_ names are internal to Serf`);
+    if (m[1] === 'query' && name.startsWith('_serf_'))
+      throw new RangeError(`invalid event filter "${text}": _serf_ names are internal to Serf`);
     return { type: m[1] as 'user' | 'query', name };
   }
   throw new RangeError(`invalid event filter "${text}": expected *, user[:NAME], query[:NAME] or one of ${MEMBER_EVENT_TYPES.join(', ')}`);

@@ -40,8 +40,7 @@ export type SerfEvent = UserEvent | QueryEvent | MemberEvent;
 
 /** One record of a running query: an ack or a response from a node. */
 export type QueryRecord =
-  | { readonly type: 'ack'; readonly from: string }
-  | { readonly type: 'response'; readonly from: string; readonly payload: Buffer };
+  { readonly type: 'ack'; readonly from: string } | { readonly type: 'response'; readonly from: string; readonly payload: Buffer };
 
 /** Parameters of a query. */
 export interface QueryParams {
@@ -179,13 +178,17 @@ export class SerfClient {
   async stream(filter: string): Promise<RecordQueue<SerfEvent>> {
     let seq = 0;
     const queue = new RecordQueue<SerfEvent>(10_000, () => detach(this.connection.unsubscribe(seq), () => undefined));
-    seq = await this.connection.subscribe(Command.stream, { Type: filter }, {
-      record: (body) => {
-        const event = this.decodeEvent(body);
-        if (event) queue.push(event);
+    seq = await this.connection.subscribe(
+      Command.stream,
+      { Type: filter },
+      {
+        record: (body) => {
+          const event = this.decodeEvent(body);
+          if (event) queue.push(event);
+        },
+        end: (err) => queue.end(err),
       },
-      end: (err) => queue.end(err),
-    });
+    );
     return queue;
   }
 
@@ -193,10 +196,14 @@ export class SerfClient {
   async monitor(level = 'INFO'): Promise<RecordQueue<string>> {
     let seq = 0;
     const queue = new RecordQueue<string>(10_000, () => detach(this.connection.unsubscribe(seq), () => undefined));
-    seq = await this.connection.subscribe(Command.monitor, { LogLevel: level }, {
-      record: (body) => queue.push(typeof body.Log === 'string' ? body.Log : ''),
-      end: (err) => queue.end(err),
-    });
+    seq = await this.connection.subscribe(
+      Command.monitor,
+      { LogLevel: level },
+      {
+        record: (body) => queue.push(typeof body.Log === 'string' ? body.Log : ''),
+        end: (err) => queue.end(err),
+      },
+    );
     return queue;
   }
 

@@ -59,9 +59,7 @@ export class StreamDecoder {
       }
       const rest = buf.subarray(partial.lastPosition ?? 0);
       if (rest.length > this.maxValueBytes) {
-        throw new ProtocolError(
-          `serf sent a value larger than ${this.maxValueBytes} bytes (${rest.length} buffered and incomplete)`,
-        );
+        throw new ProtocolError(`serf sent a value larger than ${this.maxValueBytes} bytes (${rest.length} buffered and incomplete)`);
       }
       this.tail = Buffer.from(rest);
       return partial.values ?? [];

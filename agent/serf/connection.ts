@@ -6,14 +6,7 @@ import net from 'node:net';
 import type { Logger } from '../../core/contracts.js';
 import { encodeMessage, StreamDecoder, wireInt } from './codec.js';
 import { ConnectionClosedError, ProtocolError, RequestTimeoutError, fromSerfError } from './errors.js';
-import {
-  Command,
-  HEADER_ONLY_ERRORS,
-  IPC_VERSION,
-  REQUEST_WITHOUT_BODY,
-  RESPONSE_WITH_BODY,
-  type ResponseHeader,
-} from './protocol.js';
+import { Command, HEADER_ONLY_ERRORS, IPC_VERSION, REQUEST_WITHOUT_BODY, RESPONSE_WITH_BODY, type ResponseHeader } from './protocol.js';
 import { splitHostPort } from '../../core/net.js';
 
 /** Options for opening a connection. */
@@ -50,9 +43,7 @@ interface ActiveStream {
   ack: PendingRequest;
 }
 
-type Expectation =
-  | { kind: 'response'; pending: PendingRequest; header: ResponseHeader }
-  | { kind: 'record'; stream: ActiveStream };
+type Expectation = { kind: 'response'; pending: PendingRequest; header: ResponseHeader } | { kind: 'record'; stream: ActiveStream };
 
 const isMap = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v) && Object.getPrototypeOf(v) === Object.prototype;
@@ -191,7 +182,9 @@ export class SerfConnection {
   }
 
   private write(command: Command, seq: number, body: object | undefined): void {
-    const frame = REQUEST_WITHOUT_BODY.has(command) ? encodeMessage({ Command: command, Seq: seq }) : encodeMessage({ Command: command, Seq: seq }, body ?? {});
+    const frame = REQUEST_WITHOUT_BODY.has(command)
+      ? encodeMessage({ Command: command, Seq: seq })
+      : encodeMessage({ Command: command, Seq: seq }, body ?? {});
     this.socket.write(frame);
   }
 
@@ -294,4 +287,3 @@ function describe(v: unknown): string {
   if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return `${typeof v} ${v}`;
   return typeof v === 'object' ? 'an unknown msgpack type' : typeof v;
 }
-

@@ -42,12 +42,7 @@ export const Command = {
 export type Command = (typeof Command)[keyof typeof Command];
 
 /** Commands whose request has no body: sending one makes Serf run the command twice. */
-export const REQUEST_WITHOUT_BODY: ReadonlySet<Command> = new Set([
-  Command.members,
-  Command.listKeys,
-  Command.stats,
-  Command.leave,
-]);
+export const REQUEST_WITHOUT_BODY: ReadonlySet<Command> = new Set([Command.members, Command.listKeys, Command.stats, Command.leave]);
 
 /** Commands whose successful (and, for most, failed) response header is followed by a body. */
 export const RESPONSE_WITH_BODY: ReadonlySet<Command> = new Set([

@@ -46,7 +46,7 @@ const MB = 1024 * 1024;
 
 /** Builds the answer from the compute role's facts (undefined: the role reports nothing yet). Pure. */
 export function buildCapacity(node: string, facts: Readonly<Record<string, unknown>> | undefined, host: HostFacts): CapacityAnswer {
-  const num = (k: string) => (typeof facts?.[k] === 'number' ? (facts[k]) : 0);
+  const num = (k: string) => (typeof facts?.[k] === 'number' ? facts[k] : 0);
   const ready = facts?.ready === true;
   const reason = typeof facts?.reason === 'string' ? facts.reason : 'the compute role reports nothing yet';
   return {

@@ -50,7 +50,9 @@ export interface ComputeConfig {
 
 /** What an operator writes: every key optional but `parent`. */
 type ComputeSettings = { readonly parent: string } & {
-  readonly [K in Exclude<keyof ComputeConfig, 'parent'>]?: ComputeConfig[K] extends object ? { readonly [P in keyof ComputeConfig[K]]?: ComputeConfig[K][P] } : ComputeConfig[K];
+  readonly [K in Exclude<keyof ComputeConfig, 'parent'>]?: ComputeConfig[K] extends object
+    ? { readonly [P in keyof ComputeConfig[K]]?: ComputeConfig[K][P] }
+    : ComputeConfig[K];
 };
 
 const AT = 'roles.compute';
@@ -103,8 +105,10 @@ const checkSettings = sectionChecker<ComputeSettings>({
   schema: SCHEMA,
   formats: FORMATS,
   hints: {
-    parent: 'is required: the LAN interface the instances\' macvlan NICs use',
-    'registry.nats': 'must be a list of nats:// URLs', 'registry.port': 'must be a port number' },
+    parent: "is required: the LAN interface the instances' macvlan NICs use",
+    'registry.nats': 'must be a list of nats:// URLs',
+    'registry.port': 'must be a port number',
+  },
 });
 
 /** Checks `roles.compute` as written and returns it with every default applied. */

@@ -86,7 +86,13 @@ export function registryServersPath(cfg: ComputeConfig): string {
  * cluster's compute node does.
  */
 export function computeConfigured(raw: unknown): boolean {
-  return typeof raw === 'object' && raw !== null && !Array.isArray(raw) && (raw as Record<string, unknown>).parent !== undefined && (raw as Record<string, unknown>).parent !== null;
+  return (
+    typeof raw === 'object' &&
+    raw !== null &&
+    !Array.isArray(raw) &&
+    (raw as Record<string, unknown>).parent !== undefined &&
+    (raw as Record<string, unknown>).parent !== null
+  );
 }
 
 /** Builds the compute role. One per agent: it owns the LXD connection and the registry link. */
@@ -200,7 +206,10 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
         unmanaged: r?.unmanaged.length ?? 0,
         failing: r?.failing ?? 0,
       };
-      const reason = notReady === undefined ? 'not started' : notReady || (reconciler ? undefined : 'no controller known: the instance registry is not followed');
+      const reason =
+        notReady === undefined
+          ? 'not started'
+          : notReady || (reconciler ? undefined : 'no controller known: the instance registry is not followed');
       const parts = [`${counts.instances} instances (${counts.running} running)`];
       if (counts.unmanaged) parts.push(`${counts.unmanaged} unmanaged`);
       if (counts.failing) parts.push(`${counts.failing} failing`);

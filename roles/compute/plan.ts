@@ -64,7 +64,10 @@ export interface ComputePlan {
 /** The global IPv4 addresses of the instance's LAN NIC, from LXD's state (sorted). */
 export function instanceIpv4(instance: LxdInstance): string[] {
   const nic = instance.state?.network?.[INSTANCE_NIC];
-  return (nic?.addresses ?? []).filter((a) => a.family === 'inet' && a.scope === 'global').map((a) => a.address).sort();
+  return (nic?.addresses ?? [])
+    .filter((a) => a.family === 'inet' && a.scope === 'global')
+    .map((a) => a.address)
+    .sort();
 }
 
 /** The IPs a record should hold given the instance's real IPv4s: those first, its IPv6s kept. */
@@ -73,7 +76,12 @@ export function mergedIps(recorded: readonly string[], real: readonly string[]):
 }
 
 /** Plans the reconcile of node `node`. Records of other nodes and PXE hosts (no node) are ignored. */
-export function planCompute(cfg: ComputeConfig, node: string, records: readonly InstanceRecord[], lxd: readonly LxdInstance[]): ComputePlan {
+export function planCompute(
+  cfg: ComputeConfig,
+  node: string,
+  records: readonly InstanceRecord[],
+  lxd: readonly LxdInstance[],
+): ComputePlan {
   const actions: ComputeAction[] = [];
   const ipUpdates: IpUpdate[] = [];
   const problems: ComputeProblem[] = [];
@@ -114,7 +122,10 @@ export function planCompute(cfg: ComputeConfig, node: string, records: readonly 
   }
   const unmanaged = lxd
     .filter((i) => !claimed.has(i.name))
-    .map((i) => ({ name: i.name, reason: i.config[ID_KEY] ? `instance ${i.config[ID_KEY]} is not in the registry for this node` : 'not created by mammatus' }))
+    .map((i) => ({
+      name: i.name,
+      reason: i.config[ID_KEY] ? `instance ${i.config[ID_KEY]} is not in the registry for this node` : 'not created by mammatus',
+    }))
     .sort((a, b) => a.name.localeCompare(b.name));
   return { actions, ipUpdates, observed, unmanaged, problems };
 }

@@ -48,7 +48,16 @@ export interface ReconcilerDeps {
   readonly concurrency?: number;
 }
 
-const EMPTY: ComputeReport = { done: [], failed: [], unmanaged: [], problems: [], awaitingAddress: 0, instances: 0, running: 0, failing: 0 };
+const EMPTY: ComputeReport = {
+  done: [],
+  failed: [],
+  unmanaged: [],
+  problems: [],
+  awaitingAddress: 0,
+  instances: 0,
+  running: 0,
+  failing: 0,
+};
 /** Passes a request may run back to back because the previous one changed LXD (bounds a flapping instance). */
 const MAX_FOLLOW_UPS = 2;
 
@@ -140,12 +149,27 @@ export class Reconciler {
     const awaitingAddress = mine.filter((r) => !r.ips.some((ip) => !ip.includes(':')) && !plan.ipUpdates.some((u) => u.id === r.id)).length;
     const running = instances.filter((i) => i.status === 'Running').length;
     const failing = new Set([...errors.keys(), ...plan.problems.map((p) => p.name)]).size;
-    this.last = { at: new Date(), done, failed, unmanaged: plan.unmanaged, problems: plan.problems, awaitingAddress, instances: instances.length, running, failing };
+    this.last = {
+      at: new Date(),
+      done,
+      failed,
+      unmanaged: plan.unmanaged,
+      problems: plan.problems,
+      awaitingAddress,
+      instances: instances.length,
+      running,
+      failing,
+    };
     return acted > 0;
   }
 
   /** Writes each record's live status where it changed: what LXD shows, or why the node cannot act. */
-  private async writeObserved(records: readonly InstanceRecord[], plan: ReturnType<typeof planCompute>, errors: Map<string, string>, failed: string[]): Promise<void> {
+  private async writeObserved(
+    records: readonly InstanceRecord[],
+    plan: ReturnType<typeof planCompute>,
+    errors: Map<string, string>,
+    failed: string[],
+  ): Promise<void> {
     const byId = new Map(records.map((r) => [r.id, r]));
     const problems = new Map(plan.problems.map((p) => [p.name, p.reason]));
     for (const o of plan.observed) {

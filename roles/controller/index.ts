@@ -49,11 +49,16 @@ export function buildControllerRole(deps: ControllerDeps): Role {
       minRestartMs: deps.minRestartMs,
       maxRestartMs: deps.maxRestartMs,
     }));
-  const services = (log: Logger) => (hosted ??= new HostedServices(deps.services ?? [], log.child({ component: 'hosted' }), deps.serviceTimeoutMs));
+  const services = (log: Logger) =>
+    (hosted ??= new HostedServices(deps.services ?? [], log.child({ component: 'hosted' }), deps.serviceTimeoutMs));
   const config = (ctx: { desired: DesiredState }) => parseControllerConfig(ctx.desired.config);
 
   /** How to run the server for the config file at `confPath` as it is on disk; undefined when absent. */
-  async function launchFor(ctx: Pick<ApplyContext, 'files'>, cfg: ControllerConfig, confPath = cfg.paths.nats_conf): Promise<NatsLaunch | undefined> {
+  async function launchFor(
+    ctx: Pick<ApplyContext, 'files'>,
+    cfg: ControllerConfig,
+    confPath = cfg.paths.nats_conf,
+  ): Promise<NatsLaunch | undefined> {
     const text = await ctx.files.read(confPath);
     if (text === undefined) return undefined;
     const conf = parseNatsConf(text);

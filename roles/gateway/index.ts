@@ -68,7 +68,8 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     const reconcile = askReconcile;
     feed = deps.instanceFeed(servers, () => reconcile('instance registry changed'), log.child({ component: 'registry' }));
   }
-  const proxySupervisor = (log: Logger) => (proxy ??= new DaemonSupervisor({ spawn: deps.spawn, log: log.child({ component: 'metadata-proxy' }), name: 'metadata-proxy' }));
+  const proxySupervisor = (log: Logger) =>
+    (proxy ??= new DaemonSupervisor({ spawn: deps.spawn, log: log.child({ component: 'metadata-proxy' }), name: 'metadata-proxy' }));
   const proxyArgv = (confPath: string): Argv | undefined =>
     deps.mammatus ? [deps.mammatus[0], [...deps.mammatus[1], 'metadata', 'proxy', '--config', confPath]] : undefined;
   /** Starts, restarts or stops the proxy to match its config file. */
@@ -149,7 +150,11 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
 
     async health(ctx) {
       const cfg = config(ctx);
-      if (ctx.changed.includes(cfg.paths.metadata_proxy) && deps.mammatus && (await ctx.files.read(cfg.paths.metadata_proxy)) !== undefined) {
+      if (
+        ctx.changed.includes(cfg.paths.metadata_proxy) &&
+        deps.mammatus &&
+        (await ctx.files.read(cfg.paths.metadata_proxy)) !== undefined
+      ) {
         // A proxy that cannot start (unreadable secret, port taken) exits at once.
         await new Promise((r) => setTimeout(r, 300));
         if (!proxy?.running) throw new Error(`the metadata proxy is not running: ${proxy?.lastLines(3).join(' | ') || 'no output'}`);
@@ -207,7 +212,10 @@ async function releaseStaleLeases(ctx: ApplyContext, cfg: GatewayConfig): Promis
       await ctx.run('dhcp_release', [cfg.lan.interface, r.ip, r.mac], { timeoutMs: 5000 });
       ctx.log.info({ ip: r.ip, mac: r.mac, name: r.name, why: r.why }, 'DHCP lease released');
     } catch (err) {
-      ctx.log.warn({ ip: r.ip, mac: r.mac, why: r.why, err: (err as Error).message }, 'could not release a DHCP lease (is dnsmasq-utils installed?); it runs out on its own');
+      ctx.log.warn(
+        { ip: r.ip, mac: r.mac, why: r.why, err: (err as Error).message },
+        'could not release a DHCP lease (is dnsmasq-utils installed?); it runs out on its own',
+      );
     }
   }
 }
@@ -220,7 +228,10 @@ function logNotes(ctx: ApplyContext, cfg: GatewayConfig): void {
   for (const n of now) {
     const old = before.get(n.name);
     if (old && key(old) === key(n)) continue;
-    ctx.log.warn({ instance: n.name, reason: n.reason }, n.served ? 'registered instance served without its address' : 'registered instance left out');
+    ctx.log.warn(
+      { instance: n.name, reason: n.reason },
+      n.served ? 'registered instance served without its address' : 'registered instance left out',
+    );
   }
   for (const name of before.keys()) {
     if (!now.some((n) => n.name === name)) ctx.log.info({ instance: name }, 'registered instance served as registered again (or gone)');

@@ -70,9 +70,7 @@ function renderPxe(cfg: GatewayConfig): string[] {
     `dhcp-boot=tag:efi64,tag:!ipxe,${cfg.pxe.efi64}`,
     `dhcp-boot=tag:efiarm64,tag:!ipxe,${cfg.pxe.arm64}`,
     // Without a script URL iPXE gets no boot file and falls through to its next boot device.
-    ...(cfg.pxe.ipxe_script
-      ? ['# iPXE already running: hand it the boot script', `dhcp-boot=tag:ipxe,${cfg.pxe.ipxe_script}`]
-      : []),
+    ...(cfg.pxe.ipxe_script ? ['# iPXE already running: hand it the boot script', `dhcp-boot=tag:ipxe,${cfg.pxe.ipxe_script}`] : []),
   ];
 }
 

@@ -23,11 +23,7 @@ export interface InstanceName {
  * reserved `gateway` (already a host-record), an address that is not an IP, or a name already taken
  * (members first, then instances, each in name order) is skipped. Mode 0644; sorted by path.
  */
-export function renderHostsFiles(
-  cfg: GatewayConfig,
-  members: readonly Member[],
-  instances: readonly InstanceName[] = [],
-): RenderedFile[] {
+export function renderHostsFiles(cfg: GatewayConfig, members: readonly Member[], instances: readonly InstanceName[] = []): RenderedFile[] {
   const alive = members.filter((m) => m.status === 'alive').map((m) => ({ name: m.name, ip: m.addr }));
   const taken = new Set<string>(['gateway']);
   const files: RenderedFile[] = [];

@@ -47,8 +47,8 @@ const byName = (a: { readonly name: string }, b: { readonly name: string }) => (
 export function planInstances(cfg: GatewayConfig, members: readonly Member[], instances: readonly InstanceSummary[]): InstancePlan {
   const lan = parseCidr(cfg.lan.address)!;
   const gatewayIp = formatIPv4(lan.address);
-  const names = new Map<string, string>([['gateway', 'the gateway\'s own name']]);
-  const ips = new Map<string, string>([[gatewayIp, 'the gateway\'s own address']]);
+  const names = new Map<string, string>([['gateway', "the gateway's own name"]]);
+  const ips = new Map<string, string>([[gatewayIp, "the gateway's own address"]]);
   const macs = new Map<string, string>();
   for (const m of members) {
     names.set(m.name.toLowerCase(), `member ${m.name}'s name`);
@@ -68,7 +68,7 @@ export function planInstances(cfg: GatewayConfig, members: readonly Member[], in
       ? `name ${i.name} is not a DNS label`
       : names.has(i.name)
         ? `name ${i.name} is ${names.get(i.name)}`
-        : clash(i.macs, macs, 'MAC') ?? clash(i.ips.filter(isIPv4), ips, 'address');
+        : (clash(i.macs, macs, 'MAC') ?? clash(i.ips.filter(isIPv4), ips, 'address'));
     if (reason) {
       notes.push({ name: i.name, served: false, reason });
       continue;
@@ -78,7 +78,8 @@ export function planInstances(cfg: GatewayConfig, members: readonly Member[], in
     if (ip) ips.set(ip, `instance ${i.name}'s address`);
     served.push(i);
     const v4 = i.ips.filter(isIPv4);
-    if (!ip && v4.length) notes.push({ name: i.name, served: true, reason: `address ${v4[0]} is outside the LAN ${subnetOf(lan)}: it gets a dynamic one` });
+    if (!ip && v4.length)
+      notes.push({ name: i.name, served: true, reason: `address ${v4[0]} is outside the LAN ${subnetOf(lan)}: it gets a dynamic one` });
   }
   return { served, notes };
 }

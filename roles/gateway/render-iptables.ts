@@ -30,9 +30,7 @@ export function renderIptables(cfg: GatewayConfig, options: IptablesOptions = {}
   if (!cidr) throw new Error(`roles.gateway.lan.address: invalid CIDR ${cfg.lan.address}`);
   const serf = options.serfPort ?? SERF_DEFAULT_PORT;
   const accept = (proto: string, port: number) => `-A INPUT -i ${lan} -p ${proto} --dport ${port} -j ACCEPT`;
-  const forwards = [...cfg.firewall.port_forwards].sort((a, b) =>
-    a.proto === b.proto ? a.port - b.port : a.proto < b.proto ? -1 : 1,
-  );
+  const forwards = [...cfg.firewall.port_forwards].sort((a, b) => (a.proto === b.proto ? a.port - b.port : a.proto < b.proto ? -1 : 1));
 
   const filter = [
     '*filter',

@@ -38,7 +38,7 @@ export function servedFacts(desired: DesiredState | undefined): RoleFacts | unde
   const p = plan(desired);
   const out = p.notes.filter((n) => !n.served);
   const first = out[0];
-  const summary = `${p.served.length} instance${p.served.length === 1 ? "" : "s"} served${out.length ? `, ${out.length} left out (${first.name}: ${first.reason})` : ''}`;
+  const summary = `${p.served.length} instance${p.served.length === 1 ? '' : 's'} served${out.length ? `, ${out.length} left out (${first.name}: ${first.reason})` : ''}`;
   return { summary, served: p.served.length, left_out: out.length };
 }
 

@@ -44,7 +44,14 @@ export function printStatus(c: DemoCluster): void {
 }
 
 /** One printed and run step: its shell line, and whether it did what the demo needs. */
-async function step(line: string, file: string, args: string[], env: Record<string, string>, ok: (out: string) => boolean, tries = 1): Promise<string | undefined> {
+async function step(
+  line: string,
+  file: string,
+  args: string[],
+  env: Record<string, string>,
+  ok: (out: string) => boolean,
+  tries = 1,
+): Promise<string | undefined> {
   console.log(`$ ${line}`);
   for (let i = 0; i < tries; i++) {
     const r = await runCommand(file, args, env, 300_000);
@@ -67,15 +74,39 @@ export async function runDemo(c: DemoCluster): Promise<boolean> {
   if (!c.lxd?.alias) return false;
   const nats = `nats://${controllerIp(c)}:${CONTROLLER_PORTS.nats}`;
   const lxdEnv = { LXD_DIR: c.lxd.lxdDir };
-  console.log('\nThe demo: a container on compute-1, with its address from the gateway\'s DHCP, its name in the gateway\'s DNS and its metadata through the gateway:');
-  const launchArgs = ['--rpc-addr', c.rpc, 'instance', 'launch', 'web-1', '--image', c.lxd.alias, '--node', 'compute-1', '--nats', nats, '--wait'];
-  const launched = await step(`${cliWord()} ${launchArgs.join(' ')}`, process.execPath, [BUNDLE, ...launchArgs], {}, (out) => / runs on compute-1 at /.test(out));
+  console.log(
+    "\nThe demo: a container on compute-1, with its address from the gateway's DHCP, its name in the gateway's DNS and its metadata through the gateway:",
+  );
+  const launchArgs = [
+    '--rpc-addr',
+    c.rpc,
+    'instance',
+    'launch',
+    'web-1',
+    '--image',
+    c.lxd.alias,
+    '--node',
+    'compute-1',
+    '--nats',
+    nats,
+    '--wait',
+  ];
+  const launched = await step(`${cliWord()} ${launchArgs.join(' ')}`, process.execPath, [BUNDLE, ...launchArgs], {}, (out) =>
+    / runs on compute-1 at /.test(out),
+  );
   const ip = /at (\d+\.\d+\.\d+\.\d+)/.exec(launched ?? '')?.[1];
   if (!ip) return false;
   const digArgs = [`@${LAN.gateway}`, 'web-1.mammatus', '+short'];
   const named = await step(`dig ${digArgs.join(' ')}`, 'dig', digArgs, {}, (out) => out === ip, 10);
   const curlArgs = ['exec', 'web-1', '--', 'curl', '-s', '-m', '5', 'http://169.254.169.254/latest/meta-data/instance-id'];
-  const id = await step(`LXD_DIR=${c.lxd.lxdDir} lxc ${curlArgs.join(' ')}`, 'lxc', curlArgs, lxdEnv, (out) => /^i-[0-9a-f]{17}$/.test(out), 15);
+  const id = await step(
+    `LXD_DIR=${c.lxd.lxdDir} lxc ${curlArgs.join(' ')}`,
+    'lxc',
+    curlArgs,
+    lxdEnv,
+    (out) => /^i-[0-9a-f]{17}$/.test(out),
+    15,
+  );
   return Boolean(named && id);
 }
 
@@ -116,7 +147,10 @@ export function suggestions(c: DemoCluster, demoRan: boolean): string[] {
     );
   }
   if (c.asRoot) {
-    lines.push(`dig @${LAN.gateway} compute-1.mammatus +short                # the gateway's DNS knows every member`, `serf query -rpc-addr=${a} -tag role=gateway mammatus.leases`);
+    lines.push(
+      `dig @${LAN.gateway} compute-1.mammatus +short                # the gateway's DNS knows every member`,
+      `serf query -rpc-addr=${a} -tag role=gateway mammatus.leases`,
+    );
   }
   return lines;
 }

@@ -83,5 +83,8 @@ export function removeLocalLan(): void {
 export function localLanLeftovers(): string[] {
   const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
   const ours: string[] = Object.values(NETNS);
-  return list.split('\n').map((l) => l.split(' ')[0]).filter((n) => ours.includes(n));
+  return list
+    .split('\n')
+    .map((l) => l.split(' ')[0])
+    .filter((n) => ours.includes(n));
 }

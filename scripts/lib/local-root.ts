@@ -46,7 +46,9 @@ export function cachedImage(): string | undefined {
 export async function instanceImage(noImage: boolean): Promise<string | undefined> {
   if (noImage) {
     const cached = cachedImage();
-    console.log(cached ? `Instance image (cached): ${cached}` : '--no-image and no image cached: the compute node gets LXD without an image.');
+    console.log(
+      cached ? `Instance image (cached): ${cached}` : '--no-image and no image cached: the compute node gets LXD without an image.',
+    );
     return cached;
   }
   console.log('Instance image: scripts/build-image.sh (debootstrap; a few minutes the first time, cached after) ...');
@@ -104,13 +106,22 @@ export function rootDropIns(s: RootSettings): Record<string, object> {
         },
       },
     },
-    ...(s.lxdSocket ? {
-      // The agent runs in the root namespace (LXD's socket is a unix socket); the parent is only
-      // looked up by LXD, inside the compute node's namespace.
-      compute: {
-        roles: { compute: { parent: CN_LAN, lxd: { socket: s.lxdSocket }, registry: { nats: [nats] }, paths: { preseed: path.join(RUN_DIR, 'compute/preseed.yaml') } } },
-      },
-    } : {}),
+    ...(s.lxdSocket
+      ? {
+          // The agent runs in the root namespace (LXD's socket is a unix socket); the parent is only
+          // looked up by LXD, inside the compute node's namespace.
+          compute: {
+            roles: {
+              compute: {
+                parent: CN_LAN,
+                lxd: { socket: s.lxdSocket },
+                registry: { nats: [nats] },
+                paths: { preseed: path.join(RUN_DIR, 'compute/preseed.yaml') },
+              },
+            },
+          },
+        }
+      : {}),
   };
 }
 

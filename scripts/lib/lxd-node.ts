@@ -18,7 +18,12 @@ export interface CommandResult {
 }
 
 /** Runs `file args` to completion with `env` added to ours; never throws. */
-export function runCommand(file: string, args: readonly string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<CommandResult> {
+export function runCommand(
+  file: string,
+  args: readonly string[],
+  env: Record<string, string> = {},
+  timeoutMs = 30_000,
+): Promise<CommandResult> {
   return new Promise((resolve) => {
     execFile(file, args, { timeout: timeoutMs, env: { ...process.env, ...env }, maxBuffer: 8 << 20 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 124) : 0;
@@ -80,7 +85,10 @@ export async function startLxdDaemon(spec: LxdDaemonSpec): Promise<LxdDaemon> {
   let daemon: ChildProcess;
   try {
     // Its own process group: a Ctrl-C in the terminal must not kill it before `lxd shutdown` runs.
-    daemon = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', outer, 'sh', cg, lxdDir, logFile, spec.ns], { stdio: ['ignore', fd, fd], detached: true });
+    daemon = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', outer, 'sh', cg, lxdDir, logFile, spec.ns], {
+      stdio: ['ignore', fd, fd],
+      detached: true,
+    });
   } finally {
     closeSync(fd);
   }

@@ -42,7 +42,10 @@ export async function startControllerHost(bed: GatewayBed, dir: string): Promise
   const secretFile = path.join(dir, 'secret');
   writeFileSync(secretFile, `${'ab'.repeat(32)}\n`, { mode: 0o600 });
   mkdirSync(path.join(dir, 'nats'), { recursive: true });
-  writeFileSync(path.join(dir, 'nats.conf'), JSON.stringify({ host: '127.0.0.1', port: 4222, jetstream: { store_dir: path.join(dir, 'nats/js') } }));
+  writeFileSync(
+    path.join(dir, 'nats.conf'),
+    JSON.stringify({ host: '127.0.0.1', port: 4222, jetstream: { store_dir: path.join(dir, 'nats/js') } }),
+  );
   bed.spawn('ctl', ['nats-server', '-c', path.join(dir, 'nats.conf')]);
   const sock = path.join(dir, 'nats.sock');
   const forward = `const net=require('node:net');net.createServer((c)=>{const u=net.connect(4222,'127.0.0.1');c.pipe(u).pipe(c);c.on('error',()=>u.destroy());u.on('error',()=>c.destroy());}).listen(process.argv[1]);`;
@@ -57,7 +60,18 @@ export async function startControllerHost(bed: GatewayBed, dir: string): Promise
   await new Promise<void>((r) => bridge.listen(0, '127.0.0.1', r));
   const conf = path.join(dir, 'controller.yaml');
   writeFileSync(conf, `metadata: { proxy_secret_file: ${JSON.stringify(secretFile)}, trust_source_address: false }\n`);
-  bed.spawn('ctl', [process.execPath, BUNDLE, 'metadata', 'serve', '--nats', 'nats://127.0.0.1:4222', '--listen', '0.0.0.0:8775', '--config', conf]);
+  bed.spawn('ctl', [
+    process.execPath,
+    BUNDLE,
+    'metadata',
+    'serve',
+    '--nats',
+    'nats://127.0.0.1:4222',
+    '--listen',
+    '0.0.0.0:8775',
+    '--config',
+    conf,
+  ]);
   const healthz = ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:8775/healthz'];
   await until('the metadata service', async () => (await bed.exec('ctl', healthz)).stdout === '200', 20_000);
   return {

@@ -15,7 +15,18 @@
  */
 import { execFile, execFileSync, spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, chmodSync, constants, existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  closeSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -365,8 +376,17 @@ export async function buildGatewayBed(opts: { prefix?: string } = {}): Promise<G
       writeFileSync(dnsLog, '');
       chmodSync(dnsLog, 0o666);
       const dns = bed.spawn('up', [
-        'dnsmasq', '--no-daemon', '--conf-file=/dev/null', '--port=53', `--listen-address=${ADDRS.up}`, '--bind-interfaces',
-        '--no-resolv', '--no-hosts', '--log-queries', `--log-facility=${dnsLog}`, `--address=/example.test/${ADDRS.exampleTest}`,
+        'dnsmasq',
+        '--no-daemon',
+        '--conf-file=/dev/null',
+        '--port=53',
+        `--listen-address=${ADDRS.up}`,
+        '--bind-interfaces',
+        '--no-resolv',
+        '--no-hosts',
+        '--log-queries',
+        `--log-facility=${dnsLog}`,
+        `--address=/example.test/${ADDRS.exampleTest}`,
         `--pid-file=${path.join(dir, 'up-dnsmasq.pid')}`,
       ]);
       const http = bed.spawn('up', [process.execPath, '-e', HTTP_SERVER, httpLog, ADDRS.up]);
@@ -388,7 +408,20 @@ export async function buildGatewayBed(opts: { prefix?: string } = {}): Promise<G
       if (o.mac) await ip(['-n', ns.cl, 'link', 'set', IFACES.clLan, 'address', o.mac]);
       const out = path.join(dir, `dhcp-${++counter}.out`);
       writeFileSync(out, '');
-      const args = ['busybox', 'udhcpc', '-i', IFACES.clLan, '-n', '-q', '-t', String(o.tries ?? 3), '-T', String(o.intervalS ?? 2), '-s', hook];
+      const args = [
+        'busybox',
+        'udhcpc',
+        '-i',
+        IFACES.clLan,
+        '-n',
+        '-q',
+        '-t',
+        String(o.tries ?? 3),
+        '-T',
+        String(o.intervalS ?? 2),
+        '-s',
+        hook,
+      ];
       if (o.hostname) args.push('-x', `hostname:${o.hostname}`);
       args.push(...(o.options ?? []));
       const r = await bed.exec('cl', args, { timeoutMs: o.timeoutMs ?? 20_000, env: { BED_DHCP_OUT: out } });
@@ -405,9 +438,21 @@ export async function buildGatewayBed(opts: { prefix?: string } = {}): Promise<G
       }
       const get = (k: string) => (env[k] ? env[k] : undefined);
       return {
-        code: r.code, events, env, stdout: r.stdout, stderr: r.stderr,
-        ip: get('ip'), mask: get('mask'), router: get('router'), dns: get('dns'), domain: get('domain'), bootFile: get('boot_file'),
-        siaddr: get('siaddr'), hostname: get('hostname'), lease: get('lease'), serverid: get('serverid'),
+        code: r.code,
+        events,
+        env,
+        stdout: r.stdout,
+        stderr: r.stderr,
+        ip: get('ip'),
+        mask: get('mask'),
+        router: get('router'),
+        dns: get('dns'),
+        domain: get('domain'),
+        bootFile: get('boot_file'),
+        siaddr: get('siaddr'),
+        hostname: get('hostname'),
+        lease: get('lease'),
+        serverid: get('serverid'),
       };
     },
     async dig(name, type = 'A', server = ADDRS.gwLan, from = 'cl') {
@@ -421,9 +466,13 @@ export async function buildGatewayBed(opts: { prefix?: string } = {}): Promise<G
     },
     async curl(key, url, o = {}) {
       const t = o.timeoutS ?? 5;
-      const r = await bed.exec(key, ['curl', '-q', '-sS', '--noproxy', '*', '-m', String(t), '-w', '\n%{http_code}', ...(o.args ?? []), url], {
-        timeoutMs: (t + 5) * 1000,
-      });
+      const r = await bed.exec(
+        key,
+        ['curl', '-q', '-sS', '--noproxy', '*', '-m', String(t), '-w', '\n%{http_code}', ...(o.args ?? []), url],
+        {
+          timeoutMs: (t + 5) * 1000,
+        },
+      );
       const nl = r.stdout.lastIndexOf('\n');
       return { code: r.code, status: Number(r.stdout.slice(nl + 1)) || 0, body: nl < 0 ? '' : r.stdout.slice(0, nl) };
     },
@@ -452,7 +501,11 @@ export async function buildGatewayBed(opts: { prefix?: string } = {}): Promise<G
     }
     await ip(['-n', ns.sw, 'link', 'add', IFACES.br, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
     await ip(['-n', ns.sw, 'link', 'set', IFACES.br, 'up']);
-    const legs: [NsKey, string, string][] = [['gw', IFACES.gwLan, IFACES.swGw], ['cl', IFACES.clLan, IFACES.swCl], ['ctl', IFACES.ctlLan, IFACES.swCtl]];
+    const legs: [NsKey, string, string][] = [
+      ['gw', IFACES.gwLan, IFACES.swGw],
+      ['cl', IFACES.clLan, IFACES.swCl],
+      ['ctl', IFACES.ctlLan, IFACES.swCtl],
+    ];
     for (const [k, inner, port] of legs) {
       await ip(['link', 'add', inner, 'netns', ns[k], 'type', 'veth', 'peer', 'name', port, 'netns', ns.sw]);
       await ip(['-n', ns.sw, 'link', 'set', port, 'master', IFACES.br]);

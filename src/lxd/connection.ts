@@ -125,7 +125,12 @@ export class LxdConnection {
   }
 
   /** A request whose answer must be a background operation; waits for it. */
-  protected async mustOperate(method: LxdRequest['method'], path: string, body: LxdBody | undefined, options: WaitOptions): Promise<LxdOperation> {
+  protected async mustOperate(
+    method: LxdRequest['method'],
+    path: string,
+    body: LxdBody | undefined,
+    options: WaitOptions,
+  ): Promise<LxdOperation> {
     const what = `${method} ${path}`;
     const op = await this.waitFor(await this.request(method, path, body), what, options);
     if (!op) throw new LxdProtocolError(`${what}: expected a background operation, got a sync answer`);
@@ -133,7 +138,12 @@ export class LxdConnection {
   }
 
   /** Sends a request; waits when LXD answers with an operation. Resolves with the value and ETag. */
-  protected async call<T = unknown>(method: LxdRequest['method'], path: string, body?: LxdBody, options: UpdateOptions = {}): Promise<Versioned<T>> {
+  protected async call<T = unknown>(
+    method: LxdRequest['method'],
+    path: string,
+    body?: LxdBody,
+    options: UpdateOptions = {},
+  ): Promise<Versioned<T>> {
     const headers = options.etag ? { 'If-Match': options.etag } : undefined;
     const res = await this.request(method, path, body, headers);
     if (res.envelope.type === 'async') {

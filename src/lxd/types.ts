@@ -141,9 +141,7 @@ export interface LxdImage {
 
 /** Where a new instance comes from. */
 export type LxdInstanceSource =
-  | { readonly type: 'image'; readonly alias: string }
-  | { readonly type: 'image'; readonly fingerprint: string }
-  | { readonly type: 'none' };
+  { readonly type: 'image'; readonly alias: string } | { readonly type: 'image'; readonly fingerprint: string } | { readonly type: 'none' };
 
 /**
  * What `POST /1.0/instances` takes. `config` carries `cloud-init.user-data`/`vendor-data`, free-form

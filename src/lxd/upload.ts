@@ -42,18 +42,21 @@ export async function imageUploadBody(source: ImageSource): Promise<{ body: LxdB
   const stream = (): Readable => {
     const out = new PassThrough();
     // The copy reports its failure on the stream itself (destroy), so nothing is left to reject.
-    detach((async () => {
-      try {
-        out.write(heads[0]);
-        await pipeInto(createReadStream(parts[0].file), out);
-        out.write(middle);
-        out.write(heads[1]);
-        await pipeInto(createReadStream(parts[1].file), out);
-        out.end(tail);
-      } catch (err) {
-        out.destroy(err as Error);
-      }
-    })(), () => undefined);
+    detach(
+      (async () => {
+        try {
+          out.write(heads[0]);
+          await pipeInto(createReadStream(parts[0].file), out);
+          out.write(middle);
+          out.write(heads[1]);
+          await pipeInto(createReadStream(parts[1].file), out);
+          out.end(tail);
+        } catch (err) {
+          out.destroy(err as Error);
+        }
+      })(),
+      () => undefined,
+    );
     return out;
   };
   return {

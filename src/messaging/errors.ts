@@ -35,17 +35,31 @@ function def(code: string, jsonType: string, status: number, message: string, js
 }
 const sqs = (code: string, shape: string, status: number, message: string, jsonMessage?: string): ErrorDef =>
   def(code, SQS_NS + shape, status, message, jsonMessage);
-const coral = (code: string, shape: string, status: number, message: string): ErrorDef =>
-  def(code, CORAL_NS + shape, status, message);
+const coral = (code: string, shape: string, status: number, message: string): ErrorDef => def(code, CORAL_NS + shape, status, message);
 // SNS speaks Query only; its jsonType is never sent and just mirrors the model's shape name.
 const sns = (code: string, shape: string, status: number, message: string): ErrorDef =>
   def(code, `com.amazonaws.sns#${shape}`, status, message);
 
 /** Errors of the request front end, the same for both services. */
 export const CommonErrors = {
-  MissingAuthenticationToken: coral('MissingAuthenticationToken', 'MissingAuthenticationTokenException', 403, 'Request is missing Authentication Token'),
-  IncompleteSignature: coral('IncompleteSignature', 'IncompleteSignatureException', 400, 'The request signature does not conform to AWS standards.'),
-  InvalidClientTokenId: coral('InvalidClientTokenId', 'UnrecognizedClientException', 403, 'The security token included in the request is invalid.'),
+  MissingAuthenticationToken: coral(
+    'MissingAuthenticationToken',
+    'MissingAuthenticationTokenException',
+    403,
+    'Request is missing Authentication Token',
+  ),
+  IncompleteSignature: coral(
+    'IncompleteSignature',
+    'IncompleteSignatureException',
+    400,
+    'The request signature does not conform to AWS standards.',
+  ),
+  InvalidClientTokenId: coral(
+    'InvalidClientTokenId',
+    'UnrecognizedClientException',
+    403,
+    'The security token included in the request is invalid.',
+  ),
   SignatureDoesNotMatch: coral(
     'SignatureDoesNotMatch',
     'InvalidSignatureException',
@@ -53,41 +67,132 @@ export const CommonErrors = {
     'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.',
   ),
   AccessDenied: coral('AccessDenied', 'AccessDeniedException', 403, 'Access to the resource is denied.'),
-  InvalidAction: coral('InvalidAction', 'UnknownOperationException', 400, 'The action or operation requested is invalid. Verify that the action is typed correctly.'),
+  InvalidAction: coral(
+    'InvalidAction',
+    'UnknownOperationException',
+    400,
+    'The action or operation requested is invalid. Verify that the action is typed correctly.',
+  ),
   MissingAction: coral('MissingAction', 'MissingActionException', 400, 'The request must contain the parameter Action.'),
   // AWS documents 404 for a query string it cannot parse.
   MalformedQueryString: coral('MalformedQueryString', 'MalformedQueryStringException', 404, 'The query string contains a syntax error.'),
-  SerializationException: coral('SerializationException', 'SerializationException', 400, 'The request body is not valid JSON for this operation.'),
-  InternalFailure: coral('InternalFailure', 'InternalFailure', 500, 'The request processing has failed because of an unknown error, exception or failure.'),
-  ServiceUnavailable: coral('ServiceUnavailable', 'ServiceUnavailableException', 503, 'The request has failed due to a temporary failure of the server.'),
+  SerializationException: coral(
+    'SerializationException',
+    'SerializationException',
+    400,
+    'The request body is not valid JSON for this operation.',
+  ),
+  InternalFailure: coral(
+    'InternalFailure',
+    'InternalFailure',
+    500,
+    'The request processing has failed because of an unknown error, exception or failure.',
+  ),
+  ServiceUnavailable: coral(
+    'ServiceUnavailable',
+    'ServiceUnavailableException',
+    503,
+    'The request has failed due to a temporary failure of the server.',
+  ),
 } as const satisfies Record<string, ErrorDef>;
 
 /** SQS errors; keys are the JSON shape names of the current model. */
 export const SqsErrors = {
-  QueueDoesNotExist: sqs('AWS.SimpleQueueService.NonExistentQueue', 'QueueDoesNotExist', 400, 'The specified queue does not exist for this wsdl version.', 'The specified queue does not exist.'),
-  QueueNameExists: sqs('QueueAlreadyExists', 'QueueNameExists', 400, 'A queue already exists with the same name and a different value for an attribute.'),
-  QueueDeletedRecently: sqs('AWS.SimpleQueueService.QueueDeletedRecently', 'QueueDeletedRecently', 400, 'You must wait 60 seconds after deleting a queue before you can create another queue with the same name.'),
-  PurgeQueueInProgress: sqs('AWS.SimpleQueueService.PurgeQueueInProgress', 'PurgeQueueInProgress', 403, 'Only one PurgeQueue operation on a queue is allowed every 60 seconds.'),
+  QueueDoesNotExist: sqs(
+    'AWS.SimpleQueueService.NonExistentQueue',
+    'QueueDoesNotExist',
+    400,
+    'The specified queue does not exist for this wsdl version.',
+    'The specified queue does not exist.',
+  ),
+  QueueNameExists: sqs(
+    'QueueAlreadyExists',
+    'QueueNameExists',
+    400,
+    'A queue already exists with the same name and a different value for an attribute.',
+  ),
+  QueueDeletedRecently: sqs(
+    'AWS.SimpleQueueService.QueueDeletedRecently',
+    'QueueDeletedRecently',
+    400,
+    'You must wait 60 seconds after deleting a queue before you can create another queue with the same name.',
+  ),
+  PurgeQueueInProgress: sqs(
+    'AWS.SimpleQueueService.PurgeQueueInProgress',
+    'PurgeQueueInProgress',
+    403,
+    'Only one PurgeQueue operation on a queue is allowed every 60 seconds.',
+  ),
   InvalidParameterValue: sqs('InvalidParameterValue', 'InvalidParameterValueException', 400, 'One or more parameters are invalid.'),
   MissingParameter: sqs('MissingParameter', 'MissingRequiredParameterException', 400, 'A required parameter is missing.'),
   InvalidAttributeName: sqs('InvalidAttributeName', 'InvalidAttributeName', 400, 'Unknown Attribute.'),
   InvalidAttributeValue: sqs('InvalidAttributeValue', 'InvalidAttributeValue', 400, 'Invalid value for an attribute.'),
   // The current model says 404 (awsQueryError trait); the 2.9.19 model had no status (400).
-  ReceiptHandleIsInvalid: sqs('ReceiptHandleIsInvalid', 'ReceiptHandleIsInvalid', 404, 'The input receipt handle is not a valid receipt handle.'),
-  MessageNotInflight: sqs('AWS.SimpleQueueService.MessageNotInflight', 'MessageNotInflight', 400, 'Message does not exist or is not available for visibility timeout change.'),
-  EmptyBatchRequest: sqs('AWS.SimpleQueueService.EmptyBatchRequest', 'EmptyBatchRequest', 400, 'There should be at least one entry in the request.'),
-  TooManyEntriesInBatchRequest: sqs('AWS.SimpleQueueService.TooManyEntriesInBatchRequest', 'TooManyEntriesInBatchRequest', 400, 'Maximum number of entries per request are 10.'),
-  BatchEntryIdsNotDistinct: sqs('AWS.SimpleQueueService.BatchEntryIdsNotDistinct', 'BatchEntryIdsNotDistinct', 400, 'Two or more batch entries in the request have the same Id.'),
-  InvalidBatchEntryId: sqs('AWS.SimpleQueueService.InvalidBatchEntryId', 'InvalidBatchEntryId', 400, 'A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long.'),
-  BatchRequestTooLong: sqs('AWS.SimpleQueueService.BatchRequestTooLong', 'BatchRequestTooLong', 400, 'Batch requests cannot be longer than 1048576 bytes.'),
-  InvalidMessageContents: sqs('InvalidMessageContents', 'InvalidMessageContents', 400, 'The message contains characters outside the allowed set.'),
+  ReceiptHandleIsInvalid: sqs(
+    'ReceiptHandleIsInvalid',
+    'ReceiptHandleIsInvalid',
+    404,
+    'The input receipt handle is not a valid receipt handle.',
+  ),
+  MessageNotInflight: sqs(
+    'AWS.SimpleQueueService.MessageNotInflight',
+    'MessageNotInflight',
+    400,
+    'Message does not exist or is not available for visibility timeout change.',
+  ),
+  EmptyBatchRequest: sqs(
+    'AWS.SimpleQueueService.EmptyBatchRequest',
+    'EmptyBatchRequest',
+    400,
+    'There should be at least one entry in the request.',
+  ),
+  TooManyEntriesInBatchRequest: sqs(
+    'AWS.SimpleQueueService.TooManyEntriesInBatchRequest',
+    'TooManyEntriesInBatchRequest',
+    400,
+    'Maximum number of entries per request are 10.',
+  ),
+  BatchEntryIdsNotDistinct: sqs(
+    'AWS.SimpleQueueService.BatchEntryIdsNotDistinct',
+    'BatchEntryIdsNotDistinct',
+    400,
+    'Two or more batch entries in the request have the same Id.',
+  ),
+  InvalidBatchEntryId: sqs(
+    'AWS.SimpleQueueService.InvalidBatchEntryId',
+    'InvalidBatchEntryId',
+    400,
+    'A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long.',
+  ),
+  BatchRequestTooLong: sqs(
+    'AWS.SimpleQueueService.BatchRequestTooLong',
+    'BatchRequestTooLong',
+    400,
+    'Batch requests cannot be longer than 1048576 bytes.',
+  ),
+  InvalidMessageContents: sqs(
+    'InvalidMessageContents',
+    'InvalidMessageContents',
+    400,
+    'The message contains characters outside the allowed set.',
+  ),
   InvalidIdFormat: sqs('InvalidIdFormat', 'InvalidIdFormat', 400, 'The specified receipt handle is not valid for the current version.'),
   OverLimit: sqs('OverLimit', 'OverLimit', 403, 'The maximum number of in flight messages is reached.'),
-  UnsupportedOperation: sqs('AWS.SimpleQueueService.UnsupportedOperation', 'UnsupportedOperation', 400, 'The operation is not supported for this queue.'),
+  UnsupportedOperation: sqs(
+    'AWS.SimpleQueueService.UnsupportedOperation',
+    'UnsupportedOperation',
+    400,
+    'The operation is not supported for this queue.',
+  ),
   InvalidAddress: sqs('InvalidAddress', 'InvalidAddress', 404, 'The address is not valid for this endpoint.'),
   InvalidSecurity: sqs('InvalidSecurity', 'InvalidSecurity', 403, 'The request was not made over HTTPS or did not use SigV4 for signing.'),
   RequestThrottled: sqs('RequestThrottled', 'RequestThrottled', 403, 'The request was denied due to request throttling.'),
-  ResourceNotFoundException: sqs('ResourceNotFoundException', 'ResourceNotFoundException', 404, 'One or more specified resources do not exist.'),
+  ResourceNotFoundException: sqs(
+    'ResourceNotFoundException',
+    'ResourceNotFoundException',
+    404,
+    'One or more specified resources do not exist.',
+  ),
 } as const satisfies Record<string, ErrorDef>;
 
 /** SNS errors (Query only); keys are the model's exception shape names without `Exception`. */
@@ -104,17 +209,42 @@ export const SnsErrors = {
   SubscriptionLimitExceeded: sns('SubscriptionLimitExceeded', 'SubscriptionLimitExceededException', 403, 'Subscription limit exceeded'),
   TopicLimitExceeded: sns('TopicLimitExceeded', 'TopicLimitExceededException', 403, 'Topic limit exceeded'),
   FilterPolicyLimitExceeded: sns('FilterPolicyLimitExceeded', 'FilterPolicyLimitExceededException', 403, 'Filter policy limit exceeded'),
-  TagLimitExceeded: sns('TagLimitExceeded', 'TagLimitExceededException', 400, 'Could not complete request: tag quota of per resource exceeded'),
+  TagLimitExceeded: sns(
+    'TagLimitExceeded',
+    'TagLimitExceededException',
+    400,
+    'Could not complete request: tag quota of per resource exceeded',
+  ),
   StaleTag: sns('StaleTag', 'StaleTagException', 400, 'A tag has been added to a resource with the same ARN as a deleted resource.'),
   TagPolicy: sns('TagPolicy', 'TagPolicyException', 400, 'The request does not comply with the tag policy.'),
   ConcurrentAccess: sns('ConcurrentAccess', 'ConcurrentAccessException', 400, 'Can not run concurrent operations on the same resource.'),
   EndpointDisabled: sns('EndpointDisabled', 'EndpointDisabledException', 400, 'Endpoint is disabled'),
   InvalidSecurity: sns('InvalidSecurity', 'InvalidSecurityException', 403, 'The request was not signed correctly.'),
   EmptyBatchRequest: sns('EmptyBatchRequest', 'EmptyBatchRequestException', 400, 'The batch request does not contain any entries.'),
-  TooManyEntriesInBatchRequest: sns('TooManyEntriesInBatchRequest', 'TooManyEntriesInBatchRequestException', 400, 'The batch request contains more entries than permissible.'),
-  BatchEntryIdsNotDistinct: sns('BatchEntryIdsNotDistinct', 'BatchEntryIdsNotDistinctException', 400, 'Two or more batch entries in the request have the same Id.'),
-  InvalidBatchEntryId: sns('InvalidBatchEntryId', 'InvalidBatchEntryIdException', 400, 'The Id of a batch entry in a batch request does not abide by the specification.'),
-  BatchRequestTooLong: sns('BatchRequestTooLong', 'BatchRequestTooLongException', 400, 'The length of all the batch messages put together is more than the limit.'),
+  TooManyEntriesInBatchRequest: sns(
+    'TooManyEntriesInBatchRequest',
+    'TooManyEntriesInBatchRequestException',
+    400,
+    'The batch request contains more entries than permissible.',
+  ),
+  BatchEntryIdsNotDistinct: sns(
+    'BatchEntryIdsNotDistinct',
+    'BatchEntryIdsNotDistinctException',
+    400,
+    'Two or more batch entries in the request have the same Id.',
+  ),
+  InvalidBatchEntryId: sns(
+    'InvalidBatchEntryId',
+    'InvalidBatchEntryIdException',
+    400,
+    'The Id of a batch entry in a batch request does not abide by the specification.',
+  ),
+  BatchRequestTooLong: sns(
+    'BatchRequestTooLong',
+    'BatchRequestTooLongException',
+    400,
+    'The length of all the batch messages put together is more than the limit.',
+  ),
 } as const satisfies Record<string, ErrorDef>;
 
 /** Which of the two APIs a request belongs to; decides namespaces and the 500 code. */

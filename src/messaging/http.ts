@@ -50,7 +50,9 @@ export async function messagingPlugin(app: FastifyInstance, opts: MessagingPlugi
 
   const cert = opts.signingCertificate;
   if (cert) {
-    app.get(cert.path, async (_request, reply) => reply.header('content-type', 'application/x-pem-file').send(Buffer.from(cert.pem, 'utf8')));
+    app.get(cert.path, async (_request, reply) =>
+      reply.header('content-type', 'application/x-pem-file').send(Buffer.from(cert.pem, 'utf8')),
+    );
   }
 
   app.route({
@@ -108,7 +110,13 @@ function send(reply: FastifyReply, response: WireResponse): FastifyReply {
 /** Errors raised by fastify before the route runs (body too large, broken framing), in the client's shape. */
 function frontEndError(err: FastifyError, request: FastifyRequest, limit: number): WireResponse {
   const json = isJsonRequest(request.headers);
-  const signedFor = readCredentialScope({ method: request.method, rawPath: '/', rawQuery: '', headers: request.headers, body: new Uint8Array() })?.service;
+  const signedFor = readCredentialScope({
+    method: request.method,
+    rawPath: '/',
+    rawQuery: '',
+    headers: request.headers,
+    body: new Uint8Array(),
+  })?.service;
   const service: Service = !json && signedFor === 'sns' ? 'sns' : 'sqs';
   let error: MessagingError;
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
@@ -117,7 +125,9 @@ function frontEndError(err: FastifyError, request: FastifyRequest, limit: number
     else if (json && String(request.headers['x-amz-target']).endsWith('.SendMessageBatch')) error = sqsError('BatchRequestTooLong');
     else error = sqsError('InvalidParameterValue', `One or more parameters are invalid. Reason: ${tooLong}`);
   } else if ((err.statusCode ?? 500) < 500) {
-    error = json ? commonError('SerializationException', 'The request could not be read.') : commonError('MalformedQueryString', 'The request could not be read.');
+    error = json
+      ? commonError('SerializationException', 'The request could not be read.')
+      : commonError('MalformedQueryString', 'The request could not be read.');
   } else {
     error = commonError('InternalFailure');
   }

@@ -69,25 +69,34 @@ interface PolicyDocument {
 export function checkPermissionGrant(grant: PermissionGrant): void {
   if (grant.Label === '') throw sqsFieldErrors.missing('Label');
   if (!LABEL.test(grant.Label)) {
-    throw sqsFieldErrors.invalid('Label', grant.Label, 'Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length.');
+    throw sqsFieldErrors.invalid(
+      'Label',
+      grant.Label,
+      'Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length.',
+    );
   }
   if (grant.Actions.length === 0) throw sqsFieldErrors.missing('Actions');
   if (grant.AWSAccountIds.length === 0 || grant.AWSAccountIds.some((id) => !ACCOUNT_ID.test(id))) {
-    throw sqsError('InvalidParameterValue', `Value [${grant.AWSAccountIds.join(', ')}] for parameter PrincipalId is invalid. Reason: Unable to verify.`);
+    throw sqsError(
+      'InvalidParameterValue',
+      `Value [${grant.AWSAccountIds.join(', ')}] for parameter PrincipalId is invalid. Reason: Unable to verify.`,
+    );
   }
   if (grant.Actions.length > MAX_PERMISSION_ACTIONS) {
     throw sqsError('OverLimit', `${grant.Actions.length} Actions were found, maximum allowed is ${MAX_PERMISSION_ACTIONS}.`);
   }
   for (const action of grant.Actions) {
     if (GRANTABLE_ACTIONS.has(action)) continue;
-    const reason = OWNER_ONLY_ACTIONS.has(action) ? 'Only the queue owner is allowed to invoke this action.' : 'Please refer to the appropriate WSDL for a list of valid actions.';
+    const reason = OWNER_ONLY_ACTIONS.has(action)
+      ? 'Only the queue owner is allowed to invoke this action.'
+      : 'Please refer to the appropriate WSDL for a list of valid actions.';
     throw sqsError('InvalidParameterValue', `Value SQS:${action} for parameter ActionName is invalid. Reason: ${reason}`);
   }
 }
 
 /** A list of one written as the item itself, as AWS writes policies. */
 function oneOrMany(items: readonly string[]): string | readonly string[] {
-  return items.length === 1 ? (items[0]) : items;
+  return items.length === 1 ? items[0] : items;
 }
 
 /** The statement AddPermission adds for `grant` on the queue `queueArn`. */
@@ -103,7 +112,10 @@ export function permissionStatement(queueArn: string, grant: PermissionGrant): P
 }
 
 function storedPolicyInvalid(): MessagingError {
-  return sqsError('InvalidAttributeValue', 'Invalid value for the parameter Policy. Reason: The stored policy is not a JSON policy document.');
+  return sqsError(
+    'InvalidAttributeValue',
+    'Invalid value for the parameter Policy. Reason: The stored policy is not a JSON policy document.',
+  );
 }
 
 /** The stored policy text as a document (a new empty one when there is none). */

@@ -68,11 +68,7 @@ export function createReceiptHandle(key: Uint8Array, fields: ReceiptFields): str
  *
  * @throws SqsError `ReceiptHandleIsInvalid`.
  */
-export function verifyReceiptHandle(
-  handle: string,
-  keys: Uint8Array | readonly Uint8Array[],
-  expectedQueue?: string,
-): ReceiptFields {
+export function verifyReceiptHandle(handle: string, keys: Uint8Array | readonly Uint8Array[], expectedQueue?: string): ReceiptFields {
   const list = keys instanceof Uint8Array ? [keys] : keys;
   list.forEach(checkKey);
   const raw = decode(handle);

@@ -34,7 +34,6 @@ export interface RunningMessagingService {
 // SQS messages reach 1 MiB; with attributes, headers and the forwarding envelope NATS must carry more.
 const MIN_PAYLOAD = 1024 * 1024 + 128 * 1024;
 
-
 /** Connects, creates what is missing in JetStream, starts the engines and listens. */
 export async function startMessagingService(opts: StartMessagingOptions): Promise<RunningMessagingService> {
   const { settings, log } = opts;
@@ -44,7 +43,8 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
   const waiting = setTimeout(() => log.warn({ nats: servers }, 'waiting for NATS to accept a connection'), 3000);
   const nc = await connectNats(servers, { name: 'mammatus-messaging', persistent: true }).finally(() => clearTimeout(waiting));
   const maxPayload = nc.info?.max_payload ?? 0;
-  if (maxPayload < MIN_PAYLOAD) log.warn({ maxPayload }, 'nats-server max_payload is below 1.125 MiB: large SQS messages will fail (set max_payload: 2MB)');
+  if (maxPayload < MIN_PAYLOAD)
+    log.warn({ maxPayload }, 'nats-server max_payload is below 1.125 MiB: large SQS messages will fail (set max_payload: 2MB)');
   let url = '';
   const publicUrl = () => settings.wire.base_url ?? url;
   let engines: JetStreamEngines;
@@ -77,7 +77,8 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
     throw err;
   }
   const addr = app.server.address();
-  const shownHost = typeof addr === 'object' && addr ? (addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address) : host;
+  const shownHost =
+    typeof addr === 'object' && addr ? (addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address) : host;
   url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${typeof addr === 'object' && addr ? addr.port : port}`;
   log.info({ url, nats: servers, verifySignatures: settings.wire.verify_signatures }, 'messaging API listening');
   let stopping: Promise<void> | undefined;

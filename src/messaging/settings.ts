@@ -113,7 +113,10 @@ const SECTION_SCHEMA: JSONSchemaType<SectionSettings> = {
 
 const FORMATS: Readonly<Record<string, Format>> = {
   ...WIRE_FORMATS,
-  'nats-urls': { check: (v) => v.split(',').every((u) => /^(nats|tls):\/\/[^\s/]+$/.test(u.trim())), why: 'must be nats://host:port, comma-separated' },
+  'nats-urls': {
+    check: (v) => v.split(',').every((u) => /^(nats|tls):\/\/[^\s/]+$/.test(u.trim())),
+    why: 'must be nats://host:port, comma-separated',
+  },
   // Port 0 (any free port) is allowed: tests and ad-hoc runs use it.
   listen: { check: (v) => parseHostPort(v, { allowPortZero: true }) !== undefined, why: 'must be host:port' },
   'absolute-path': { check: (v) => v.startsWith('/'), why: 'must be an absolute path' },
@@ -157,7 +160,8 @@ export function parseMessagingSettings(raw: unknown): MessagingSettings {
   if (maxDelay < minDelay) invalid(AT, 'sns.http_max_delay_seconds', 'must not be below http_min_delay_seconds');
   const keyFile = sns.signing_key_file ?? undefined;
   const certFile = sns.signing_cert_file ?? undefined;
-  if ((keyFile === undefined) !== (certFile === undefined)) invalid(AT, 'sns.signing_cert_file', 'signing_key_file and signing_cert_file go together');
+  if ((keyFile === undefined) !== (certFile === undefined))
+    invalid(AT, 'sns.signing_cert_file', 'signing_key_file and signing_cert_file go together');
   return {
     wire,
     engine: {

@@ -44,10 +44,13 @@ function canonicalHeaderValue(value: string | readonly string[] | undefined): st
 /** Splits a raw query string into decoded pairs; undecodable parts stay as sent (and will not match). */
 export function decodeQuery(rawQuery: string): [string, string][] {
   if (rawQuery === '') return [];
-  return rawQuery.split('&').filter((p) => p !== '').map((pair) => {
-    const eq = pair.indexOf('=');
-    return eq < 0 ? [percentDecode(pair), ''] : [percentDecode(pair.slice(0, eq)), percentDecode(pair.slice(eq + 1))];
-  });
+  return rawQuery
+    .split('&')
+    .filter((p) => p !== '')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      return eq < 0 ? [percentDecode(pair), ''] : [percentDecode(pair.slice(0, eq)), percentDecode(pair.slice(eq + 1))];
+    });
 }
 
 function percentDecode(text: string): string {
@@ -62,4 +65,3 @@ function percentDecode(text: string): string {
 export function uriEncode(text: string): string {
   return encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
-

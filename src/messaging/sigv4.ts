@@ -133,7 +133,9 @@ export function createSigV4Verifier(options: SigV4VerifierOptions): SigV4Verifie
       }
       const canonical = canonicalRequest(req, auth, payloadHash);
       const stringToSign = [ALGORITHM, auth.amzDate, scopeString(scope), sha256Hex(canonical)].join('\n');
-      const expected = createHmac('sha256', signingKey(scope.accessKeyId, secret, scope)).update(stringToSign).digest();
+      const expected = createHmac('sha256', signingKey(scope.accessKeyId, secret, scope))
+        .update(stringToSign)
+        .digest();
       const wellFormed = /^[0-9a-f]{64}$/i.test(auth.signature);
       const given = wellFormed ? Buffer.from(auth.signature, 'hex') : Buffer.alloc(expected.length);
       // Constant-time comparison; a malformed signature fails after the same work.
@@ -217,7 +219,10 @@ function parseQueryAuth(query: readonly (readonly [string, string])[], algorithm
 function parseScope(credential: string): CredentialScope {
   const parts = credential.split('/');
   if (parts.length !== 5 || parts.some((p) => p === '')) {
-    throw commonError('IncompleteSignature', "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term.");
+    throw commonError(
+      'IncompleteSignature',
+      'Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term.',
+    );
   }
   const [accessKeyId = '', date = '', region = '', service = '', terminator = ''] = parts;
   return { accessKeyId, date, region, service, terminator };
@@ -228,10 +233,16 @@ function checkScope(scope: CredentialScope, amzDate: string, service: string, re
     throw commonError('IncompleteSignature', `Date must be in ISO-8601 'basic format'. Got '${clip(amzDate)}'.`);
   }
   if (scope.date !== amzDate.slice(0, 8)) {
-    throw commonError('SignatureDoesNotMatch', `Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '${clip(scope.date)}' != '${amzDate.slice(0, 8)}', from '${amzDate}'.`);
+    throw commonError(
+      'SignatureDoesNotMatch',
+      `Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '${clip(scope.date)}' != '${amzDate.slice(0, 8)}', from '${amzDate}'.`,
+    );
   }
   if (scope.terminator !== TERMINATOR) {
-    throw commonError('SignatureDoesNotMatch', `Credential should be scoped with a valid terminator: '${TERMINATOR}', not '${clip(scope.terminator)}'.`);
+    throw commonError(
+      'SignatureDoesNotMatch',
+      `Credential should be scoped with a valid terminator: '${TERMINATOR}', not '${clip(scope.terminator)}'.`,
+    );
   }
   if (scope.service !== service) {
     throw commonError('SignatureDoesNotMatch', `Credential should be scoped to correct service: '${service}'. `);
@@ -249,10 +260,16 @@ function checkTime(auth: ParsedAuth, nowMs: number, skewMs: number): void {
   const window = auth.expires === undefined ? skewMs : Math.min(skewMs, auth.expires * 1000);
   const minutes = `${Math.round(window / 60000)} min.`;
   if (signedAt < nowMs - window) {
-    throw commonError('SignatureDoesNotMatch', `Signature expired: ${d} is now earlier than ${basic(nowMs - window)} (${basic(nowMs)} - ${minutes})`);
+    throw commonError(
+      'SignatureDoesNotMatch',
+      `Signature expired: ${d} is now earlier than ${basic(nowMs - window)} (${basic(nowMs)} - ${minutes})`,
+    );
   }
   if (signedAt > nowMs + skewMs) {
-    throw commonError('SignatureDoesNotMatch', `Signature not yet current: ${d} is still later than ${basic(nowMs + skewMs)} (${basic(nowMs)} + ${Math.round(skewMs / 60000)} min.)`);
+    throw commonError(
+      'SignatureDoesNotMatch',
+      `Signature not yet current: ${d} is still later than ${basic(nowMs + skewMs)} (${basic(nowMs)} + ${Math.round(skewMs / 60000)} min.)`,
+    );
   }
 }
 
@@ -274,7 +291,10 @@ function sha256Hex(data: string | Uint8Array): string {
 }
 
 function basic(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  return new Date(ms)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
 }
 
 // Client-supplied text echoed in a message is capped; it never includes the signature itself.

@@ -316,10 +316,7 @@ export interface SqsEngine {
   changeMessageVisibility(req: ChangeMessageVisibilityRequest, ctx: RequestContext): Promise<void>;
   changeMessageVisibilityBatch(req: ChangeMessageVisibilityBatchRequest, ctx: RequestContext): Promise<BatchIdsResult>;
   purgeQueue(req: QueueRequest, ctx: RequestContext): Promise<void>;
-  listDeadLetterSourceQueues(
-    req: ListDeadLetterSourceQueuesRequest,
-    ctx: RequestContext,
-  ): Promise<ListDeadLetterSourceQueuesResult>;
+  listDeadLetterSourceQueues(req: ListDeadLetterSourceQueuesRequest, ctx: RequestContext): Promise<ListDeadLetterSourceQueuesResult>;
   tagQueue(req: TagQueueRequest, ctx: RequestContext): Promise<void>;
   untagQueue(req: UntagQueueRequest, ctx: RequestContext): Promise<void>;
   listQueueTags(req: QueueRequest, ctx: RequestContext): Promise<ListQueueTagsResult>;

@@ -56,7 +56,10 @@ const AT = 'metadata';
 
 const FORMATS: Readonly<Record<string, Format>> = {
   'host-port': { check: COMMON_FORMATS['host-port'].check, why: 'must match host:port' },
-  'nats-urls': { check: (v) => v.split(',').every((u) => /^(nats|tls):\/\/[^\s/]+$/.test(u.trim())), why: 'must be nats://host:port, comma-separated' },
+  'nats-urls': {
+    check: (v) => v.split(',').every((u) => /^(nats|tls):\/\/[^\s/]+$/.test(u.trim())),
+    why: 'must be nats://host:port, comma-separated',
+  },
   zone: { check: (v) => /^[a-z0-9-]{2,32}$/.test(v), why: 'must be 2–32 of a-z, 0-9, - (the region is the zone minus its last character)' },
   domain: { check: (v) => isDnsName(v) && v === v.toLowerCase(), why: 'must be a DNS domain' },
   'http-url': { check: (v) => /^https?:\/\/[^\s]+$/.test(v), why: 'must be a list of http:// URLs' },
@@ -98,7 +101,11 @@ const checkSettings = sectionChecker<Written>({
   at: AT,
   schema: SCHEMA,
   formats: FORMATS,
-  hints: { tokens: 'must be optional or required', registry_replicas: 'must be 1, 3 or 5', 'proxy.upstreams': 'must be a list of http:// URLs' },
+  hints: {
+    tokens: 'must be optional or required',
+    registry_replicas: 'must be 1, 3 or 5',
+    'proxy.upstreams': 'must be a list of http:// URLs',
+  },
 });
 
 /**
@@ -130,7 +137,11 @@ export function parseMetadataSettings(raw: unknown, readFile: (path: string) => 
     domain: m.domain ?? 'mammatus',
     registryReplicas: m.registry_replicas ?? 1,
     vendorData: m.vendor_data ?? {},
-    proxy: { listen: proxy.listen ?? '0.0.0.0:8776', upstreams: [...(proxy.upstreams ?? [])], leasesFile: proxy.leases_file ?? '/var/lib/misc/dnsmasq.leases' },
+    proxy: {
+      listen: proxy.listen ?? '0.0.0.0:8776',
+      upstreams: [...(proxy.upstreams ?? [])],
+      leasesFile: proxy.leases_file ?? '/var/lib/misc/dnsmasq.leases',
+    },
   };
 }
 

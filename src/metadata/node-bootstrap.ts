@@ -76,7 +76,8 @@ export function renderNodeBootstrap(input: NodeBootstrapInput): string {
   const keyUrl = input.aptKeyUrl === undefined ? undefined : checkUrl(input.aptKeyUrl, 'aptKeyUrl');
   const snapshot = input.snapshotPath ?? '/var/lib/serf/snapshot';
   if (!snapshot.startsWith('/') || /\p{Cc}/u.test(snapshot)) throw new SettingsError('snapshotPath', 'must be an absolute path');
-  if (input.rpcAuth !== undefined && !/^[\x21-\x7e]+$/.test(input.rpcAuth)) throw new SettingsError('rpcAuth', 'must be printable ASCII without spaces');
+  if (input.rpcAuth !== undefined && !/^[\x21-\x7e]+$/.test(input.rpcAuth))
+    throw new SettingsError('rpcAuth', 'must be printable ASCII without spaces');
 
   // apt tells the key's format by the file's extension: .asc armoured, .gpg binary.
   const keyPath = `/etc/apt/keyrings/mammatus.${keyUrl && new URL(keyUrl).pathname.endsWith('.gpg') ? 'gpg' : 'asc'}`;
@@ -105,9 +106,7 @@ export function renderNodeBootstrap(input: NodeBootstrapInput): string {
     ...(input.hostname ? { hostname: input.hostname } : {}),
     // Only for a key given by URL: bootcmd runs in the init stage, before apt needs the key; the URL
     // and path are arguments of the fixed script, never part of it.
-    ...(keyUrl
-      ? { bootcmd: [['cloud-init-per', 'instance', 'mammatus-apt-key', 'sh', '-c', FETCH_KEY, 'sh', keyUrl, keyPath]] }
-      : {}),
+    ...(keyUrl ? { bootcmd: [['cloud-init-per', 'instance', 'mammatus-apt-key', 'sh', '-c', FETCH_KEY, 'sh', keyUrl, keyPath]] } : {}),
     write_files: files,
     package_update: true,
     packages: ['serf', 'mammatus-agent'],
@@ -120,7 +119,8 @@ export function renderNodeBootstrap(input: NodeBootstrapInput): string {
     ],
   };
   const doc = new Document(config);
-  doc.commentBefore = ' mammatus node bootstrap (src/metadata/node-bootstrap.ts): the cluster apt repository,\n serf with its gossip key, join list and role tag, and mammatus-agent.';
+  doc.commentBefore =
+    ' mammatus node bootstrap (src/metadata/node-bootstrap.ts): the cluster apt repository,\n serf with its gossip key, join list and role tag, and mammatus-agent.';
   flowLeaves(doc.contents);
   return `#cloud-config\n${doc.toString({ lineWidth: 0 })}`;
 }
@@ -147,7 +147,8 @@ function flowLeaves(node: Node | null): void {
 
 function checkRoles(roles: readonly string[]): RoleName[] {
   roles.forEach((r, i) => {
-    if (!(ROLE_NAMES as readonly string[]).includes(r)) throw new SettingsError(`roles.${i}`, `unknown role (known: ${ROLE_NAMES.join(', ')})`);
+    if (!(ROLE_NAMES as readonly string[]).includes(r))
+      throw new SettingsError(`roles.${i}`, `unknown role (known: ${ROLE_NAMES.join(', ')})`);
   });
   return ROLE_NAMES.filter((r) => roles.includes(r));
 }
@@ -159,6 +160,7 @@ function checkUrl(value: string, field: string): string {
   } catch {
     throw new SettingsError(field, 'must be an http:// or https:// URL');
   }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || /\s/.test(value)) throw new SettingsError(field, 'must be an http:// or https:// URL');
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || /\s/.test(value))
+    throw new SettingsError(field, 'must be an http:// or https:// URL');
   return url.href;
 }

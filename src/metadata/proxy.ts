@@ -29,7 +29,17 @@ export interface ProxyDeps {
 }
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) are the proxy's own business, never forwarded.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-authorization',
+  'proxy-authenticate',
+]);
 const IDENTITY = new Set<string>(Object.values(IDENTITY_HEADERS));
 // Requests to the metadata service are small; anything larger is not a metadata request.
 const MAX_BODY = 4096;
@@ -74,17 +84,28 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
   }
 
   /** Sends one attempt; resolves false when the upstream could not be reached (try the next). */
-  function forward(base: string, method: string, url: string, headers: Record<string, string | string[]>, body: Buffer, res: ServerResponse): Promise<boolean> {
+  function forward(
+    base: string,
+    method: string,
+    url: string,
+    headers: Record<string, string | string[]>,
+    body: Buffer,
+    res: ServerResponse,
+  ): Promise<boolean> {
     return new Promise((resolve) => {
       const target = new URL(url, base);
-      const up = http.request(target, { method, headers: { ...headers, host: target.host }, agent, timeout: deps.timeoutMs ?? 3000 }, (upRes) => {
-        const out: Record<string, string | string[]> = {};
-        for (const [name, value] of Object.entries(upRes.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
-        res.writeHead(upRes.statusCode ?? 502, out);
-        upRes.pipe(res);
-        upRes.on('end', () => resolve(true));
-        upRes.on('error', () => resolve(true));
-      });
+      const up = http.request(
+        target,
+        { method, headers: { ...headers, host: target.host }, agent, timeout: deps.timeoutMs ?? 3000 },
+        (upRes) => {
+          const out: Record<string, string | string[]> = {};
+          for (const [name, value] of Object.entries(upRes.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+          res.writeHead(upRes.statusCode ?? 502, out);
+          upRes.pipe(res);
+          upRes.on('end', () => resolve(true));
+          upRes.on('error', () => resolve(true));
+        },
+      );
       up.on('timeout', () => up.destroy(new Error('timeout')));
       up.on('error', (err) => {
         if (res.headersSent) {

@@ -16,7 +16,19 @@ import { passedProxy, verifyIdentity } from './identity.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 import type { InstanceLookup } from '../registry/view.js';
 import { parseTokenTtl, type TokenAuthority } from './tokens.js';
-import { EC2_VERSIONS, ec2Tree, isEc2Version, listing, nocloudTree, openstackTree, OPENSTACK_VERSIONS, walk, type Dir, type Node, type TreeContext } from './tree.js';
+import {
+  EC2_VERSIONS,
+  ec2Tree,
+  isEc2Version,
+  listing,
+  nocloudTree,
+  openstackTree,
+  OPENSTACK_VERSIONS,
+  walk,
+  type Dir,
+  type Node,
+  type TreeContext,
+} from './tree.js';
 
 /** What the service needs; the composition root (or a test) supplies it. */
 export interface MetadataAppDeps {
@@ -55,7 +67,12 @@ interface Answer {
   readonly headers?: Readonly<Record<string, string>>;
 }
 
-const answerText = (status: number, body: string, headers?: Record<string, string>): Answer => ({ status, body, type: TEXT, ...(headers ? { headers } : {}) });
+const answerText = (status: number, body: string, headers?: Record<string, string>): Answer => ({
+  status,
+  body,
+  type: TEXT,
+  ...(headers ? { headers } : {}),
+});
 const NOT_FOUND = answerText(404, 'Not Found');
 
 /** Builds the service (not listening yet). */
@@ -141,7 +158,10 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
       if (leaf.length === 1 && leaf[0] === (first === 'nocloud' ? 'vendor-data' : 'vendor_data.json')) {
         return vendorDataSafe(caller).then((vendor) => answer(build(caller.record, ctx(caller.ip), vendor), rest));
       }
-      return answer(cached(seedCache[first], caller, () => build(caller.record, ctx(caller.ip), '')), rest);
+      return answer(
+        cached(seedCache[first], caller, () => build(caller.record, ctx(caller.ip), '')),
+        rest,
+      );
     }
     if (!isEc2Version(first)) return NOT_FOUND;
     const caller = resolve(req);
@@ -150,7 +170,10 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     if (token !== undefined || deps.tokenMode === 'required') {
       if (typeof token !== 'string' || !deps.tokens.check(token, caller.record.id, now())) return answerText(401, 'Unauthorized');
     }
-    return answer(cached(ec2Cache, caller, () => ec2Tree(caller.record, ctx(caller.ip))), segments.slice(2));
+    return answer(
+      cached(ec2Cache, caller, () => ec2Tree(caller.record, ctx(caller.ip))),
+      segments.slice(2),
+    );
   };
 
   const handle = (req: IncomingMessage): Answer | Promise<Answer> => {

@@ -36,7 +36,6 @@ export interface StartMetadataOptions {
   readonly log: Logger;
 }
 
-
 /**
  * Starts listening at once; the registry becomes available when NATS answers (until then every
  * instance path is 503), so a controller's service can come up before its NATS server has.
@@ -78,7 +77,10 @@ export async function startMetadataService(opts: StartMetadataOptions): Promise<
   const { host, port } = splitHostPort(opts.listen ?? settings.listen, { allowPortZero: true });
   await app.listen({ host, port });
   const addr = app.server.address();
-  const url = typeof addr === 'object' && addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : `http://${host}:${port}`;
+  const url =
+    typeof addr === 'object' && addr
+      ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
+      : `http://${host}:${port}`;
   log.info({ url, nats: servers, signedProxy: Boolean(settings.proxySecret) }, 'metadata service listening');
   return {
     url,
@@ -104,9 +106,16 @@ export interface RunningMetadataProxy {
 }
 
 /** Starts the proxy a gateway runs in front of the service; needs the cluster secret. `macOf` finds callers' MACs. */
-export async function startMetadataProxy(opts: { settings: MetadataSettings; upstreams?: readonly string[]; listen?: string; macOf: MacLookup; log: Logger }): Promise<RunningMetadataProxy> {
+export async function startMetadataProxy(opts: {
+  settings: MetadataSettings;
+  upstreams?: readonly string[];
+  listen?: string;
+  macOf: MacLookup;
+  log: Logger;
+}): Promise<RunningMetadataProxy> {
   const { settings, log } = opts;
-  if (!settings.proxySecret) throw new Error('metadata.proxy_secret (or proxy_secret_file) is required: the proxy signs who called with it');
+  if (!settings.proxySecret)
+    throw new Error('metadata.proxy_secret (or proxy_secret_file) is required: the proxy signs who called with it');
   const upstreams = opts.upstreams?.length ? opts.upstreams : settings.proxy.upstreams;
   if (!upstreams.length) throw new Error('no upstream: pass --upstream URL or set metadata.proxy.upstreams');
   const server = buildMetadataProxy({ upstreams, secret: settings.proxySecret, macOf: opts.macOf, log });

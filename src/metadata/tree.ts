@@ -49,13 +49,46 @@ const dir = (entries: readonly (readonly [string, Node])[], listing?: readonly s
 
 /** The dated EC2 builds `GET /` lists; any date-shaped prefix is answered the same way. */
 export const EC2_VERSIONS = [
-  '1.0', '2007-01-19', '2007-03-01', '2007-08-29', '2007-10-10', '2007-12-15', '2008-02-01', '2008-09-01', '2009-04-04',
-  '2011-01-01', '2011-05-01', '2012-01-12', '2014-02-25', '2014-11-05', '2015-10-20', '2016-04-19', '2016-06-30',
-  '2016-09-02', '2018-03-28', '2018-08-17', '2018-09-24', '2019-10-01', '2020-10-27', '2021-01-03', '2021-03-23', 'latest',
+  '1.0',
+  '2007-01-19',
+  '2007-03-01',
+  '2007-08-29',
+  '2007-10-10',
+  '2007-12-15',
+  '2008-02-01',
+  '2008-09-01',
+  '2009-04-04',
+  '2011-01-01',
+  '2011-05-01',
+  '2012-01-12',
+  '2014-02-25',
+  '2014-11-05',
+  '2015-10-20',
+  '2016-04-19',
+  '2016-06-30',
+  '2016-09-02',
+  '2018-03-28',
+  '2018-08-17',
+  '2018-09-24',
+  '2019-10-01',
+  '2020-10-27',
+  '2021-01-03',
+  '2021-03-23',
+  'latest',
 ] as const;
 
 /** The OpenStack versions `GET /openstack` lists (the ones cloud-init 22.4 knows, newest last). */
-export const OPENSTACK_VERSIONS = ['2012-08-10', '2013-04-04', '2013-10-17', '2015-10-15', '2016-06-30', '2016-10-06', '2017-02-22', '2018-08-27', 'latest'] as const;
+export const OPENSTACK_VERSIONS = [
+  '2012-08-10',
+  '2013-04-04',
+  '2013-10-17',
+  '2015-10-15',
+  '2016-06-30',
+  '2016-10-06',
+  '2017-02-22',
+  '2018-08-27',
+  'latest',
+] as const;
 
 /** True for a first path segment the EC2 tree answers: `latest`, `1.0` or any date. */
 export function isEc2Version(segment: string): boolean {
@@ -121,11 +154,23 @@ export function ec2Tree(r: InstanceRecord, ctx: TreeContext): Dir {
     ...(ip ? ([['local-ipv4', text(ip)]] as const) : []),
     ['local-hostname', text(r.name)],
     ['mac', text(r.macs[0])],
-    ['placement', dir([['availability-zone', text(ctx.availabilityZone)], ['region', text(regionOf(ctx.availabilityZone))]])],
+    [
+      'placement',
+      dir([
+        ['availability-zone', text(ctx.availabilityZone)],
+        ['region', text(regionOf(ctx.availabilityZone))],
+      ]),
+    ],
     ...(r.ssh_keys.length ? ([['public-keys', publicKeys]] as const) : []),
     ['reservation-id', text(`r-${r.id.slice(2)}`)],
     ['security-groups', text('default')],
-    ['services', dir([['domain', text(ctx.domain)], ['partition', text('mammatus')]])],
+    [
+      'services',
+      dir([
+        ['domain', text(ctx.domain)],
+        ['partition', text('mammatus')],
+      ]),
+    ],
     ...(tags.length ? ([['tags', dir([['instance', dir(tags.map(([k, v]) => [k, text(v)] as const))]])]] as const) : []),
   ]);
   const dynamic = dir([['instance-identity', dir([['document', json(identityDocument(r, ctx))]])]]);
@@ -139,13 +184,16 @@ export function ec2Tree(r: InstanceRecord, ctx: TreeContext): Dir {
 
 /** NoCloud's `meta-data` document (YAML). */
 export function nocloudMetaData(r: InstanceRecord, ctx: TreeContext): string {
-  return stringify({
-    'instance-id': r.id,
-    'local-hostname': r.name,
-    hostname: `${r.name}.${ctx.domain}`,
-    'availability-zone': ctx.availabilityZone,
-    ...(r.ssh_keys.length ? { 'public-keys': [...r.ssh_keys] } : {}),
-  }, { lineWidth: 0 }); // no folding: one key, one line, as people expect to read it
+  return stringify(
+    {
+      'instance-id': r.id,
+      'local-hostname': r.name,
+      hostname: `${r.name}.${ctx.domain}`,
+      'availability-zone': ctx.availabilityZone,
+      ...(r.ssh_keys.length ? { 'public-keys': [...r.ssh_keys] } : {}),
+    },
+    { lineWidth: 0 },
+  ); // no folding: one key, one line, as people expect to read it
 }
 
 /** The `/nocloud/` tree; vendor-data is produced per request and passed in. */

@@ -23,7 +23,12 @@ export const CONSUL_BIND_TEMPLATE = '{{ GetPrivateIP }}';
 /** Addresses sorted (IPv4 numerically, then the rest as text) without duplicates: stable output. */
 export function sortAddresses(addrs: readonly string[]): string[] {
   const key = (a: string): string =>
-    isIP(a) === 4 ? `0${a.split('.').map((o) => o.padStart(3, '0')).join('.')}` : `1${a}`;
+    isIP(a) === 4
+      ? `0${a
+          .split('.')
+          .map((o) => o.padStart(3, '0'))
+          .join('.')}`
+      : `1${a}`;
   return [...new Set(addrs)].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }
 

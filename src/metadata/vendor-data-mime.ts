@@ -58,5 +58,9 @@ function isPlain(text: string): boolean {
 
 /** Base64 of the UTF-8 bytes in 76-character lines, as MIME writes it. */
 function base64Lines(text: string): string {
-  return (Buffer.from(text, 'utf8').toString('base64').match(/.{1,76}/g) ?? []).join('\n');
+  return (
+    Buffer.from(text, 'utf8')
+      .toString('base64')
+      .match(/.{1,76}/g) ?? []
+  ).join('\n');
 }

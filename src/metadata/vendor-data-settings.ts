@@ -119,7 +119,11 @@ const HINTS: Readonly<Record<string, string>> = {
 };
 
 // ajv fills the defaults (on a copy: never on the caller's frozen config).
-const checkSettings = sectionChecker<{ consul: ConsulSettings; vault: Omit<Mutable<VaultSettings>, 'enabled'> & { enabled?: boolean }; telegraf: Mutable<TelegrafSettings> }>({
+const checkSettings = sectionChecker<{
+  consul: ConsulSettings;
+  vault: Omit<Mutable<VaultSettings>, 'enabled'> & { enabled?: boolean };
+  telegraf: Mutable<TelegrafSettings>;
+}>({
   at: AT,
   schema: SCHEMA,
   hints: HINTS,

@@ -104,7 +104,10 @@ export function renderVendorDataParts(input: VendorDataInput): VendorDataPlan {
   for (const name of VENDOR_DATA_PARTS) {
     const enabled = input.parts?.[name] ?? settings[name].enabled;
     if (!enabled) {
-      skipped.push({ name, reason: input.parts?.[name] === false ? 'switched off for this instance' : `metadata.vendor_data.${name}.enabled is false` });
+      skipped.push({
+        name,
+        reason: input.parts?.[name] === false ? 'switched off for this instance' : `metadata.vendor_data.${name}.enabled is false`,
+      });
       continue;
     }
     if (name === 'consul') {
@@ -113,7 +116,8 @@ export function renderVendorDataParts(input: VendorDataInput): VendorDataPlan {
       else part(name, { CONSUL_CONFIG: renderConsulConfig(instance, settings, join) });
     } else if (name === 'telegraf') {
       const url = influxdbUrl(settings, input.controllers);
-      if (url === undefined) skipped.push({ name, reason: 'no controller is known and metadata.vendor_data.telegraf.influxdb_url is not set' });
+      if (url === undefined)
+        skipped.push({ name, reason: 'no controller is known and metadata.vendor_data.telegraf.influxdb_url is not set' });
       else part(name, { TELEGRAF_CONFIG: renderTelegrafConfig(instance, settings, url) });
     } else {
       const { address, role_id: roleId } = settings.vault;

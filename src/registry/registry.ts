@@ -112,7 +112,10 @@ export class InstanceRegistry {
     const found = await this.findEntry(idOrName);
     if (!found) throw new InstanceNotFoundError(`no instance ${idOrName}`);
     await this.kv.delete(registryKeys.record(found.record.id), { previousSeq: found.revision });
-    await this.release(claimsOf(found.record).map((c) => ({ key: c.key })), found.record.id);
+    await this.release(
+      claimsOf(found.record).map((c) => ({ key: c.key })),
+      found.record.id,
+    );
     return found.record;
   }
 
@@ -120,7 +123,10 @@ export class InstanceRegistry {
    * Changes a record with `change` (which must keep the id); claims new names/MACs/IPs first and frees
    * the old ones after. Retried when another writer changed the record meanwhile.
    */
-  async update(idOrName: string, change: (r: InstanceRecord) => Omit<InstanceRecord, 'id' | 'created_at' | 'updated_at'>): Promise<InstanceRecord> {
+  async update(
+    idOrName: string,
+    change: (r: InstanceRecord) => Omit<InstanceRecord, 'id' | 'created_at' | 'updated_at'>,
+  ): Promise<InstanceRecord> {
     for (let attempt = 0; ; attempt++) {
       const found = await this.findEntry(idOrName);
       if (!found) throw new InstanceNotFoundError(`no instance ${idOrName}`);
@@ -138,7 +144,10 @@ export class InstanceRegistry {
         throw err;
       }
       const kept = new Set(claimsOf(next).map((c) => c.key));
-      await this.release(claimsOf(old).filter((c) => !kept.has(c.key)), old.id);
+      await this.release(
+        claimsOf(old).filter((c) => !kept.has(c.key)),
+        old.id,
+      );
       return next;
     }
   }
@@ -168,7 +177,8 @@ export class InstanceRegistry {
       const ownerExists = (await this.kv.get(registryKeys.record(owner)))?.operation === 'PUT';
       const stale = this.now().getTime() - holder.created.getTime() > STALE_CLAIM_MS;
       if (owner === id) return holder.revision;
-      if (ownerExists || !stale) throw new RegistryConflictError(`${what} is already used by ${ownerExists ? owner : 'an instance being registered'}`);
+      if (ownerExists || !stale)
+        throw new RegistryConflictError(`${what} is already used by ${ownerExists ? owner : 'an instance being registered'}`);
       try {
         return await this.kv.update(key, id, holder.revision);
       } catch (err) {

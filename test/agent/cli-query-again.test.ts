@@ -48,13 +48,23 @@ describe('queryUntilAnswered asks the silent nodes again', () => {
     const nodes = { cn1: { ackMs: 5, answerMs: 10 }, cn2: { ackMs: 5, answerMs: 15 } };
     playQueries(serf, (n) => (n === 0 ? { cn1: 'lost', cn2: 'lost' } : nodes));
     const started = Date.now();
-    const answers = await queryUntilAnswered(client, { name: 'mammatus.capacity', filterTags: { role: 'compute' }, timeoutMs: 2000 }, new Set(['cn1', 'cn2']), { ackWaitMs: 50 });
+    const answers = await queryUntilAnswered(
+      client,
+      { name: 'mammatus.capacity', filterTags: { role: 'compute' }, timeoutMs: 2000 },
+      new Set(['cn1', 'cn2']),
+      { ackWaitMs: 50 },
+    );
     expect(Object.fromEntries(answers)).toEqual({ cn1: 'hi from cn1', cn2: 'hi from cn2' });
     expect(Date.now() - started).toBeLessThan(1000);
     const [first, again] = sent();
     expect(first).toMatchObject({ Name: 'mammatus.capacity', RequestAck: true, FilterNodes: [], Timeout: 2_000_000_000n });
     // The second ask: same name and filters, only the silent nodes, only for the time left.
-    expect(again).toMatchObject({ Name: 'mammatus.capacity', RequestAck: true, FilterTags: { role: 'compute' }, FilterNodes: ['cn1', 'cn2'] });
+    expect(again).toMatchObject({
+      Name: 'mammatus.capacity',
+      RequestAck: true,
+      FilterTags: { role: 'compute' },
+      FilterNodes: ['cn1', 'cn2'],
+    });
     expect(ms(again.Timeout)).toBeLessThanOrEqual(1950);
     expect(ms(again.Timeout)).toBeGreaterThan(1500);
   });
@@ -75,7 +85,7 @@ describe('queryUntilAnswered asks the silent nodes again', () => {
     expect(sent()).toHaveLength(1);
   });
 
-  it('a node that never answers: a bounded number of asks, and the call ends at the first query\'s timeout', async () => {
+  it("a node that never answers: a bounded number of asks, and the call ends at the first query's timeout", async () => {
     playQueries(serf, () => ({ gone: 'lost' }));
     const started = Date.now();
     const answers = await queryUntilAnswered(client, { name: 'q', timeoutMs: 800 }, new Set(['gone']), { ackWaitMs: 50 });

@@ -34,7 +34,7 @@ async function start(files: string[] = []) {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('watchConfig', () => {
-  it('in the main file\'s own directory, reacts to the main file only (as loadConfig reads it)', async () => {
+  it("in the main file's own directory, reacts to the main file only (as loadConfig reads it)", async () => {
     const main = path.join(dir, 'agent.yaml');
     await writeFile(main, 'log: { level: info }\n');
     const onChange = vi.fn();

@@ -3,12 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  loadConfig,
-  mergeConfig,
-  validateConfig,
-  type LoadConfigOptions,
-} from '../../agent/config/load.js';
+import { loadConfig, mergeConfig, validateConfig, type LoadConfigOptions } from '../../agent/config/load.js';
 import { DEFAULT_CONFIG } from '../../agent/config/schema.js';
 import { isHostPort } from '../../core/net.js';
 import { SettingsError } from '../../core/validation.js';
@@ -178,9 +173,7 @@ describe('loadConfig', () => {
   it('names the environment variable or the command line when they are at fault', async () => {
     const main = path.join(dir, 'agent.yaml');
     const fromEnv = await failure(loadConfig({ path: main, env: { MAMMATUS_LOG_LEVEL: 'loud' } }));
-    expect(fromEnv.message).toBe(
-      'env:MAMMATUS_LOG_LEVEL: log.level: must be one of trace, debug, info, warn, error, fatal, silent',
-    );
+    expect(fromEnv.message).toBe('env:MAMMATUS_LOG_LEVEL: log.level: must be one of trace, debug, info, warn, error, fatal, silent');
     const fromFlags = await failure(load({ path: main, overrides: { serf: { rpc_addr: 'x:99999' } } }));
     expect(fromFlags.message).toBe('command line: serf.rpc_addr: must match host:port');
   });

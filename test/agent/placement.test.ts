@@ -6,8 +6,11 @@ import type { Member } from '../../core/contracts.js';
 import { buildCapacity, type CapacityAnswer } from '../../roles/compute/capacity.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 
-const member = (name: string, extra: Partial<Member> = {}, tags: Record<string, string> = { role: 'compute', mammatus: '0.1.0' }): Member =>
-  ({ name, addr: '10.0.0.1', port: 7946, tags, status: 'alive', ...extra });
+const member = (
+  name: string,
+  extra: Partial<Member> = {},
+  tags: Record<string, string> = { role: 'compute', mammatus: '0.1.0' },
+): Member => ({ name, addr: '10.0.0.1', port: 7946, tags, status: 'alive', ...extra });
 const answer = (node: string, extra: Partial<CapacityAnswer> = {}): CapacityAnswer => ({
   node,
   ready: true,
@@ -37,8 +40,24 @@ describe('chooseNode', () => {
   });
 
   it('breaks ties by available memory, then by name', () => {
-    expect(chooseNode(survey([[member('a'), answer('a')], [member('b'), answer('b', { mem_available_mb: 9000 })]]), new Map())).toEqual({ node: 'b' });
-    expect(chooseNode(survey([[member('b'), answer('b')], [member('a'), answer('a')]]), new Map())).toEqual({ node: 'a' });
+    expect(
+      chooseNode(
+        survey([
+          [member('a'), answer('a')],
+          [member('b'), answer('b', { mem_available_mb: 9000 })],
+        ]),
+        new Map(),
+      ),
+    ).toEqual({ node: 'b' });
+    expect(
+      chooseNode(
+        survey([
+          [member('b'), answer('b')],
+          [member('a'), answer('a')],
+        ]),
+        new Map(),
+      ),
+    ).toEqual({ node: 'a' });
   });
 
   it('says why no node fits', () => {
@@ -49,7 +68,8 @@ describe('chooseNode', () => {
       [member('broken'), 'error: handler failed'],
     ]);
     expect(chooseNode(s, new Map())).toEqual({
-      error: 'no compute node can take the instance (broken: error: handler failed; down: not alive (serf: failed); silent: did not answer; unready: not ready: LXD is not set up)',
+      error:
+        'no compute node can take the instance (broken: error: handler failed; down: not alive (serf: failed); silent: did not answer; unready: not ready: LXD is not set up)',
     });
     expect(chooseNode(survey([]), new Map())).toEqual({ error: 'no compute node can take the instance: the cluster has no compute node' });
   });
@@ -71,20 +91,31 @@ describe('chooseNode', () => {
 
 describe('buildCapacity', () => {
   const host = { cpus: 2, memTotalBytes: 2048 * 1024 * 1024, memAvailableBytes: 1024.4 * 1024 * 1024, load1: 0.123 };
-  it('answers from the compute role\'s facts and the host', () => {
+  it("answers from the compute role's facts and the host", () => {
     expect(buildCapacity('cn1', { ready: true, instances: 3, running: 2 }, host)).toEqual({
-      node: 'cn1', ready: true, cpus: 2, mem_total_mb: 2048, mem_available_mb: 1024, load1: 0.12, instances: 3, running: 2,
+      node: 'cn1',
+      ready: true,
+      cpus: 2,
+      mem_total_mb: 2048,
+      mem_available_mb: 1024,
+      load1: 0.12,
+      instances: 3,
+      running: 2,
     });
   });
   it('is not ready without facts, or with a reason (shortened)', () => {
-    expect(buildCapacity('cn1', undefined, host)).toMatchObject({ ready: false, reason: 'the compute role reports nothing yet', instances: 0 });
+    expect(buildCapacity('cn1', undefined, host)).toMatchObject({
+      ready: false,
+      reason: 'the compute role reports nothing yet',
+      instances: 0,
+    });
     expect(buildCapacity('cn1', { ready: false, reason: 'x'.repeat(500) }, host).reason).toHaveLength(160);
   });
 });
 
 describe('liveStatus', () => {
   const rec = (extra: Partial<InstanceRecord>) => ({ name: 'a', node: 'cn1', ...extra }) as InstanceRecord;
-  it('is the node\'s last word unless Serf says the node is gone', () => {
+  it("is the node's last word unless Serf says the node is gone", () => {
     const alive = new Map([['cn1', 'alive']]);
     expect(liveStatus(rec({ observed: { status: 'running', at: 'x' } }), alive)).toBe('running');
     expect(liveStatus(rec({}), alive)).toBe('pending');

@@ -4,7 +4,10 @@ import { buildLogger, setLogLevel } from '../../core/logger.js';
 
 const capture = (level: string) => {
   const lines: Record<string, unknown>[] = [];
-  const log = buildLogger(level, { journal: false, dest: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) } });
+  const log = buildLogger(level, {
+    journal: false,
+    dest: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) },
+  });
   return { log, lines };
 };
 

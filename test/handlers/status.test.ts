@@ -18,9 +18,18 @@ const bytes = (v: unknown) => Buffer.byteLength(JSON.stringify(v));
 const at = new Date('2026-01-02T03:04:05.000Z');
 
 describe('buildStatus', () => {
-  it('carries a role\'s one-line detail, shortened to 80 characters', () => {
-    const answer = buildStatus(view({ compute: { state: 'ok', appliedAt: at, detail: '3 instances (2 running), 1 unmanaged' }, storage: { state: 'ok', detail: 'y'.repeat(200) } }));
-    expect(answer.role_status.compute).toEqual({ state: 'ok', applied_at: at.toISOString(), detail: '3 instances (2 running), 1 unmanaged' });
+  it("carries a role's one-line detail, shortened to 80 characters", () => {
+    const answer = buildStatus(
+      view({
+        compute: { state: 'ok', appliedAt: at, detail: '3 instances (2 running), 1 unmanaged' },
+        storage: { state: 'ok', detail: 'y'.repeat(200) },
+      }),
+    );
+    expect(answer.role_status.compute).toEqual({
+      state: 'ok',
+      applied_at: at.toISOString(),
+      detail: '3 instances (2 running), 1 unmanaged',
+    });
     expect(answer.role_status.storage?.detail).toHaveLength(80);
   });
 
@@ -74,13 +83,19 @@ describe('buildStatus', () => {
 
   it('stays within the limit with multi-byte errors', () => {
     const answer = buildStatus(
-      view(Object.fromEntries(['gateway', 'compute', 'storage', 'controller', 'unknown-role'].map((n) => [n, { state: 'error', error: '⚠'.repeat(2048) }]))),
+      view(
+        Object.fromEntries(
+          ['gateway', 'compute', 'storage', 'controller', 'unknown-role'].map((n) => [n, { state: 'error', error: '⚠'.repeat(2048) }]),
+        ),
+      ),
     );
     expect(bytes(answer)).toBeLessThanOrEqual(900);
   });
 
   it('drops errors entirely when even short ones do not fit', () => {
-    const roles = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`role-${i}`, { state: 'error' as const, appliedAt: at, error: 'e'.repeat(500) }]));
+    const roles = Object.fromEntries(
+      Array.from({ length: 12 }, (_, i) => [`role-${i}`, { state: 'error' as const, appliedAt: at, error: 'e'.repeat(500) }]),
+    );
     const answer = buildStatus(view(roles));
     expect(Object.values(answer.role_status).every((s) => s.error === undefined)).toBe(true);
     expect(Object.keys(answer.role_status)).toHaveLength(12);
@@ -98,7 +113,7 @@ describe('registerStatus', () => {
   it(`registers query:${STATUS_QUERY} answering buildStatus`, async () => {
     const registered: [string, (...a: never[]) => unknown][] = [];
     const v = view({ gateway: { state: 'ok' } });
-    registerStatus({ on: ((filter: string, h: (...a: never[]) => unknown) => void registered.push([filter, h])) }, v);
+    registerStatus({ on: (filter: string, h: (...a: never[]) => unknown) => void registered.push([filter, h]) }, v);
     expect(registered.map(([f]) => f)).toEqual(['query:mammatus.status']);
     expect(await registered[0][1]()).toEqual(buildStatus(v));
   });

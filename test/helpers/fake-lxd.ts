@@ -38,7 +38,11 @@ export function lxdError(code: number, error: string): Answer {
 }
 
 /** An operation object in a given state. */
-export function operation(id: string, state: 'Running' | 'Success' | 'Failure' | 'Cancelled', extra: Partial<LxdOperation> = {}): LxdOperation {
+export function operation(
+  id: string,
+  state: 'Running' | 'Success' | 'Failure' | 'Cancelled',
+  extra: Partial<LxdOperation> = {},
+): LxdOperation {
   const code = { Running: 103, Success: 200, Failure: 400, Cancelled: 401 }[state];
   return {
     id,
@@ -58,7 +62,15 @@ export function operation(id: string, state: 'Running' | 'Success' | 'Failure' |
 export function asyncOp(op: LxdOperation): Answer {
   return {
     status: 202,
-    json: { type: 'async', status: 'Operation created', status_code: 100, operation: `/1.0/operations/${op.id}`, error_code: 0, error: '', metadata: op },
+    json: {
+      type: 'async',
+      status: 'Operation created',
+      status_code: 100,
+      operation: `/1.0/operations/${op.id}`,
+      error_code: 0,
+      error: '',
+      metadata: op,
+    },
   };
 }
 
@@ -95,12 +107,14 @@ export async function startFakeLxd(): Promise<FakeLxd> {
       };
       requests.push(seen);
       const handler = handlers.get(`${seen.method} ${seen.path}`) ?? otherwise;
-      Promise.resolve(handler(seen)).then((answer) => {
-        if (answer === 'hang') return;
-        const body = answer.text ?? JSON.stringify(answer.json ?? null);
-        res.writeHead(answer.status ?? 200, { 'Content-Type': 'application/json', ...answer.headers });
-        res.end(body);
-      }).catch((err: unknown) => res.destroy(err as Error));
+      Promise.resolve(handler(seen))
+        .then((answer) => {
+          if (answer === 'hang') return;
+          const body = answer.text ?? JSON.stringify(answer.json ?? null);
+          res.writeHead(answer.status ?? 200, { 'Content-Type': 'application/json', ...answer.headers });
+          res.end(body);
+        })
+        .catch((err: unknown) => res.destroy(err as Error));
     });
   });
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));

@@ -46,7 +46,12 @@ export class FakeClient {
     readonly socket: net.Socket,
     /** 1-based accept order. */
     readonly id: number,
-    private readonly dispatch: (req: FakeRequest, body: Record<string, unknown> | undefined, raw: Buffer | undefined, c: FakeClient) => void,
+    private readonly dispatch: (
+      req: FakeRequest,
+      body: Record<string, unknown> | undefined,
+      raw: Buffer | undefined,
+      c: FakeClient,
+    ) => void,
   ) {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => undefined);

@@ -51,7 +51,9 @@ function asLxd(i: SimInstance): LxdInstance {
       status_code: running ? 103 : 102,
       pid: running ? 4242 : 0,
       processes: running ? 10 : 0,
-      network: running ? { eth0: { addresses, hwaddr: i.config['volatile.eth0.hwaddr'] ?? '', host_name: '', mtu: 1500, state: 'up', type: 'broadcast' } } : null,
+      network: running
+        ? { eth0: { addresses, hwaddr: i.config['volatile.eth0.hwaddr'] ?? '', host_name: '', mtu: 1500, state: 'up', type: 'broadcast' } }
+        : null,
     },
   };
 }
@@ -60,7 +62,9 @@ function asLxd(i: SimInstance): LxdInstance {
 export async function startLxdSim(): Promise<LxdSim> {
   const fake = await startFakeLxd();
   const pools = new Map<string, LxdStoragePool>();
-  const profiles = new Map<string, { value: LxdProfile; etag: number }>([['default', { value: { name: 'default', config: {}, devices: {} }, etag: 1 }]]);
+  const profiles = new Map<string, { value: LxdProfile; etag: number }>([
+    ['default', { value: { name: 'default', config: {}, devices: {} }, etag: 1 }],
+  ]);
   const instances = new Map<string, SimInstance>();
   const failures = new Map<string, Answer>();
   const json = (r: SeenRequest) => JSON.parse(r.body.toString() || 'null') as Record<string, unknown>;
@@ -73,7 +77,14 @@ export async function startLxdSim(): Promise<LxdSim> {
     }
     const parts = r.path.split('/').map(decodeURIComponent); // ['', '1.0', kind, name, sub]
     const [kind, name, sub] = [parts[2], parts[3], parts[4]];
-    if (r.path === '/1.0') return sync({ api_extensions: ['network_type_macvlan', 'cloud_init'], api_status: 'stable', api_version: '1.0', auth: 'trusted', config: {} });
+    if (r.path === '/1.0')
+      return sync({
+        api_extensions: ['network_type_macvlan', 'cloud_init'],
+        api_status: 'stable',
+        api_version: '1.0',
+        auth: 'trusted',
+        config: {},
+      });
     if (kind === 'storage-pools') {
       if (r.method === 'POST') {
         const body = json(r) as unknown as LxdStoragePool;
@@ -95,7 +106,8 @@ export async function startLxdSim(): Promise<LxdSim> {
       if (!p) return lxdError(404, 'Profile not found');
       if (r.method === 'PUT') {
         const ifMatch = r.headers['if-match'];
-        if (ifMatch !== undefined && ifMatch !== `"${p.etag}"`) return lxdError(412, `ETag doesn't match: ${String(ifMatch)} vs "${p.etag}"`);
+        if (ifMatch !== undefined && ifMatch !== `"${p.etag}"`)
+          return lxdError(412, `ETag doesn't match: ${String(ifMatch)} vs "${p.etag}"`);
         profiles.set(p.value.name, { value: { ...(json(r) as unknown as LxdProfile), name: p.value.name }, etag: p.etag + 1 });
         return sync(null);
       }
@@ -105,7 +117,8 @@ export async function startLxdSim(): Promise<LxdSim> {
       if (!name && r.method === 'GET') return sync([...instances.values()].sort((a, b) => a.name.localeCompare(b.name)).map(asLxd));
       if (!name && r.method === 'POST') {
         const body = json(r) as { name: string; config?: Record<string, string>; profiles?: string[]; source: { alias?: string } };
-        if (instances.has(body.name)) return failedOp(`Failed creating instance record: Add instance info to the database: This "instances" entry already exists`);
+        if (instances.has(body.name))
+          return failedOp(`Failed creating instance record: Add instance info to the database: This "instances" entry already exists`);
         if (body.source.alias === 'missing') return lxdError(404, 'Image alias not found');
         instances.set(body.name, { name: body.name, config: body.config ?? {}, profiles: body.profiles ?? [], status: 'Stopped', ips: [] });
         return done();

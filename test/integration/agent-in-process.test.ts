@@ -32,7 +32,10 @@ const hostsRole: Role<{ dir?: string; fail_health?: boolean; note?: string }> = 
   render: (d) => [
     {
       path: path.join(d.config.dir!, 'hosts'),
-      content: `# managed by mammatus role=gateway ${d.config.note ?? ''}\n${d.members.filter((m) => m.status === 'alive').map((m) => `${m.addr} ${m.name}.mammatus`).join('\n')}\n`,
+      content: `# managed by mammatus role=gateway ${d.config.note ?? ''}\n${d.members
+        .filter((m) => m.status === 'alive')
+        .map((m) => `${m.addr} ${m.name}.mammatus`)
+        .join('\n')}\n`,
     },
   ],
   validate: async (ctx) => void (await ctx.run('grep', ['-q', 'managed by mammatus', ctx.changed[0]])),
@@ -117,9 +120,13 @@ describe.skipIf(Boolean(skip))('the agent in-process with real serf', () => {
   });
 
   it('answers with a clear error instead of an answer over serf’s size limit, or after the deadline', async () => {
-    const big = JSON.parse((await exec('serf', ['query', `-rpc-addr=${b.rpcAddr}`, '-format=json', '-node', 'a', 'big'])).stdout) as { Responses: Record<string, string> };
+    const big = JSON.parse((await exec('serf', ['query', `-rpc-addr=${b.rpcAddr}`, '-format=json', '-node', 'a', 'big'])).stdout) as {
+      Responses: Record<string, string>;
+    };
     expect(big.Responses.a).toMatch(/^\{"error":"answer too large: 2000 bytes > 981"\}$/);
-    const slow = JSON.parse((await exec('serf', ['query', `-rpc-addr=${b.rpcAddr}`, '-format=json', '-node', 'a', '-timeout', '1s', 'slow'])).stdout) as { Responses: Record<string, string> };
+    const slow = JSON.parse(
+      (await exec('serf', ['query', `-rpc-addr=${b.rpcAddr}`, '-format=json', '-node', 'a', '-timeout', '1s', 'slow'])).stdout,
+    ) as { Responses: Record<string, string> };
     expect(slow.Responses).toEqual({ a: '{"error":"timeout"}' });
   });
 

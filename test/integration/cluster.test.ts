@@ -39,7 +39,11 @@ describe.skipIf(Boolean(skip))('a loopback cluster', () => {
     c = await startCluster([
       // No node is a gateway here: that role changes the machine's firewall and belongs in a network
       // namespace (test/integration/gateway.test.ts).
-      { name: 'gw', tags: { role: 'compute,controller' }, extraYaml: await controllerYaml(path.join(controllers, 'gw'), nats ?? 'nats-server') },
+      {
+        name: 'gw',
+        tags: { role: 'compute,controller' },
+        extraYaml: await controllerYaml(path.join(controllers, 'gw'), nats ?? 'nats-server'),
+      },
       { name: 'cp', tags: { role: 'compute' } },
       { name: 'st', tags: { role: 'storage,bogus' }, rpcAuth: 'st-secret' },
       { name: 'ct', tags: { role: 'controller' }, extraYaml: await controllerYaml(path.join(controllers, 'ct'), nats ?? 'nats-server') },
@@ -59,7 +63,9 @@ describe.skipIf(Boolean(skip))('a loopback cluster', () => {
   it('answers serf query mammatus.ping from every agent, and only compute nodes with -tag', async () => {
     const all = JSON.parse(await c.serf('cp', ['query', '-format=json', 'mammatus.ping'])) as { Responses: Record<string, string> };
     expect(all.Responses).toEqual({ gw: 'pong', cp: 'pong', st: 'pong', ct: 'pong' });
-    const compute = JSON.parse(await c.serf('gw', ['query', '-format=json', '-tag', 'role=^compute$', 'mammatus.ping'])) as { Responses: Record<string, string> };
+    const compute = JSON.parse(await c.serf('gw', ['query', '-format=json', '-tag', 'role=^compute$', 'mammatus.ping'])) as {
+      Responses: Record<string, string>;
+    };
     expect(compute.Responses).toEqual({ cp: 'pong' });
   });
 
@@ -129,7 +135,9 @@ describe.skipIf(Boolean(skip))('a loopback cluster', () => {
     });
     // The snapshot makes serf re-join by itself; then queries reach the reconnected agent again.
     await c.eventually(async () => {
-      const out = JSON.parse(await c.serf('gw', ['query', '-format=json', '-node', 'ct', '-timeout', '2s', 'mammatus.ping'])) as { Responses: Record<string, string> };
+      const out = JSON.parse(await c.serf('gw', ['query', '-format=json', '-node', 'ct', '-timeout', '2s', 'mammatus.ping'])) as {
+        Responses: Record<string, string>;
+      };
       expect(out.Responses).toEqual({ ct: 'pong' });
     }, 30_000);
   });
@@ -139,7 +147,9 @@ describe.skipIf(Boolean(skip))('a loopback cluster', () => {
     const good = readFileSync(agent.configPath, 'utf8');
     writeFileSync(agent.configPath, good + 'dispatch: { handler_timeout: [oops\n');
     await agent.waitForLog((l) => l.msg === 'config reload failed; keeping the last good config');
-    const ping = JSON.parse(await c.serf('gw', ['query', '-format=json', '-node', 'gw', '-timeout', '1s', 'mammatus.ping'])) as { Responses: Record<string, string> };
+    const ping = JSON.parse(await c.serf('gw', ['query', '-format=json', '-node', 'gw', '-timeout', '1s', 'mammatus.ping'])) as {
+      Responses: Record<string, string>;
+    };
     expect(ping.Responses).toEqual({ gw: 'pong' });
     writeFileSync(agent.configPath, good);
     // Not `roles:`: gw's file has that key already (its controller settings), and YAML refuses two.
@@ -153,7 +163,9 @@ describe.skipIf(Boolean(skip))('a loopback cluster', () => {
     expect(await agent.stop()).toBe(0);
     expect(agent.logLines().some((l) => l.msg === 'agent stopped')).toBe(true);
     await c.eventually(async () => {
-      const out = JSON.parse(await c.serf('gw', ['members', '-format=json', '-name', 'ct'])) as { members: { tags: Record<string, string> }[] };
+      const out = JSON.parse(await c.serf('gw', ['members', '-format=json', '-name', 'ct'])) as {
+        members: { tags: Record<string, string> }[];
+      };
       expect(out.members[0].tags.mammatus).toBeUndefined();
     });
     const r = await c.mammatus('gw', ['status']);

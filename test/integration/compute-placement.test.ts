@@ -62,7 +62,13 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
       log,
       run: buildRun(),
       files: buildFileOps(),
-      roles: { compute: buildComputeRole({ instanceFeed: openComputeRegistry, pollMs: 300, lxd: { requestTimeoutMs: 2000, operationTimeoutMs: 2000 } }) },
+      roles: {
+        compute: buildComputeRole({
+          instanceFeed: openComputeRegistry,
+          pollMs: 300,
+          lxd: { requestTimeoutMs: 2000, operationTimeoutMs: 2000 },
+        }),
+      },
       version: '0.0.0-test',
     });
     await n.agent.start();
@@ -97,7 +103,8 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
     await c.join([agent.bindAddr]);
     c.close();
   };
-  const launch = (name: string, ...extra: string[]) => cli('instance', 'launch', name, '--image', 'debian-12', '--nats', nats.url, ...extra);
+  const launch = (name: string, ...extra: string[]) =>
+    cli('instance', 'launch', name, '--image', 'debian-12', '--nats', nats.url, ...extra);
 
   beforeAll(async () => {
     nats = await startNatsServer({ name: 'n1', dir: path.join(tmp, 'nats') });
@@ -109,7 +116,12 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
     await eventually(async () => {
       const c = await SerfClient.connect({ addr: entry.rpcAddr });
       const members = await c.members().finally(() => c.close());
-      expect(members.filter((m) => m.tags.mammatus).map((m) => m.name).sort()).toEqual(['cn1', 'cn2']);
+      expect(
+        members
+          .filter((m) => m.tags.mammatus)
+          .map((m) => m.name)
+          .sort(),
+      ).toEqual(['cn1', 'cn2']);
     });
   }, 60_000);
 
@@ -146,7 +158,10 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
   it('ten --node checks at once through one serf agent all get their answer, though serf gives some two queries one LTime', async () => {
     // Serf stamps a query with its clock before advancing it: concurrent queries can share an
     // LTime, and the sending agent then drops every reply to all but one of them (and logs this).
-    const collisions = () => readFileSync(entry.logFile, 'utf8').split('\n').filter((l) => l.includes('query reply ID mismatch')).length;
+    const collisions = () =>
+      readFileSync(entry.logFile, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('query reply ID mismatch')).length;
     const before = collisions();
     const missed: string[] = [];
     let slowest = 0;
@@ -185,7 +200,7 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
     expect(list.out).toMatch(/^a1\s.*\srunning\s+running$/m);
   });
 
-  it('mammatus status shows each compute node\'s instances and unknown containers', async () => {
+  it("mammatus status shows each compute node's instances and unknown containers", async () => {
     node('cn1').sim.instances.set('by-hand', { name: 'by-hand', config: {}, profiles: ['default'], status: 'Stopped', ips: [] });
     await eventually(async () => {
       const st = await cli('status');
@@ -206,7 +221,12 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
   it('an LXD error is recorded on the instance and shown by list and show; delete still cleans up', async () => {
     const r = await cli('instance', 'launch', 'bad', '--image', 'missing', '--node', 'cn1', '--nats', nats.url);
     expect(r.code, r.err).toBe(0);
-    await eventually(async () => expect((await registry.get('bad')).observed).toMatchObject({ status: 'error', error: expect.stringMatching(/^create: .*Image alias not found/) }));
+    await eventually(async () =>
+      expect((await registry.get('bad')).observed).toMatchObject({
+        status: 'error',
+        error: expect.stringMatching(/^create: .*Image alias not found/),
+      }),
+    );
     const list = await cli('instance', 'list', '--nats', nats.url);
     expect(list.out).toMatch(/^bad\s.*\srunning\s+error$/m);
     expect(list.out).toMatch(/^ {2}! bad: create: .*Image alias not found/m);
@@ -233,7 +253,9 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
     const onCn2 = (await registry.list()).filter((r) => r.node === 'cn2').map((r) => r.name);
     await cn2.agent!.stop();
     await cn2.serf.stop(); // a graceful leave
-    await eventually(async () => expect((await cli('instance', 'list', '--nats', nats.url)).out).toMatch(new RegExp(`^${onCn2[0]}\\s.*\\snode left$`, 'm')));
+    await eventually(async () =>
+      expect((await cli('instance', 'list', '--nats', nats.url)).out).toMatch(new RegExp(`^${onCn2[0]}\\s.*\\snode left$`, 'm')),
+    );
     const refused = await launch('x2', '--node', 'cn2');
     expect(refused).toMatchObject({ code: 1, err: 'error: cannot launch on cn2: not alive (serf: left)' });
     expect((await launch('x2')).code).toBe(0);
@@ -256,9 +278,17 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
     const out: string[] = [];
     const err: string[] = [];
     const io = { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l) };
-    expect(await runCli(['--rpc-addr', '127.0.0.1:1', 'instance', 'launch', 'y1', '--image', 'debian-12', '--nats', nats.url], io, {})).toBe(1);
+    expect(
+      await runCli(['--rpc-addr', '127.0.0.1:1', 'instance', 'launch', 'y1', '--image', 'debian-12', '--nats', nats.url], io, {}),
+    ).toBe(1);
     expect(err.join('\n')).toMatch(/^error: choosing a compute node needs the local serf agent .*; or name one with --node$/);
-    expect(await runCli(['--rpc-addr', '127.0.0.1:1', 'instance', 'launch', 'y1', '--image', 'debian-12', '--node', 'cn1', '--nats', nats.url], io, {})).toBe(0);
+    expect(
+      await runCli(
+        ['--rpc-addr', '127.0.0.1:1', 'instance', 'launch', 'y1', '--image', 'debian-12', '--node', 'cn1', '--nats', nats.url],
+        io,
+        {},
+      ),
+    ).toBe(0);
     expect(err.join('\n')).toMatch(/warning: cannot check cn1 with serf .*recording the launch anyway/);
   });
 });

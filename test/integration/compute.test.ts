@@ -83,7 +83,11 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
 
     // The compute node: its own LXD in its own namespace; the image imported through our CLI code.
     node = await startLxdNode(bed, p('cn'));
-    const imported = await imageImportCommand(image, { alias: 'mammatus-test', lxdSocket: node.socket }, { out: () => undefined, err: (l) => console.error(l) });
+    const imported = await imageImportCommand(
+      image,
+      { alias: 'mammatus-test', lxdSocket: node.socket },
+      { out: () => undefined, err: (l) => console.error(l) },
+    );
     expect(imported).toBe(0);
     compute = await startCompute();
   }, 900_000);
@@ -96,7 +100,12 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
     const desired: DesiredState = {
       node: 'cn1',
       members: [],
-      config: { parent: node.lan, lxd: { socket: node.socket }, registry: { nats: [natsUrl] }, paths: { preseed: p('compute/preseed.yaml') } },
+      config: {
+        parent: node.lan,
+        lxd: { socket: node.socket },
+        registry: { nats: [natsUrl] },
+        paths: { preseed: p('compute/preseed.yaml') },
+      },
     };
     const clog = log.child({ node: 'cn1' });
     const report = await applyRole(role, desired, { run: run2, files: buildFileOps(), log: clog });
@@ -124,7 +133,21 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
   it('launch → the container runs with its MAC, gets a DHCP address written back, cloud-init applies our user-data, metadata answers its id', async () => {
     writeFileSync(p('user-data'), USER_DATA);
     // --wait returns once the node reports it running with the address it got from the gateway.
-    const launched = await cli('instance', 'launch', 'c1', '--image', 'mammatus-test', '--node', 'cn1', '--user-data', p('user-data'), '--nats', natsUrl, '--wait', '3m');
+    const launched = await cli(
+      'instance',
+      'launch',
+      'c1',
+      '--image',
+      'mammatus-test',
+      '--node',
+      'cn1',
+      '--user-data',
+      p('user-data'),
+      '--nats',
+      natsUrl,
+      '--wait',
+      '3m',
+    );
     expect(launched.code, launched.err).toBe(0);
     const rec = await registry.get('c1');
     const ip = rec.ips[0];
@@ -137,10 +160,14 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
     expect((await node.lxc(['exec', 'c1', '--', 'cat', '/run/mammatus-e2e'])).stdout.trim()).toBe('user-data-applied');
     const id = await node.lxc(['exec', 'c1', '--', 'curl', '-s', '-m', '5', 'http://169.254.169.254/latest/meta-data/instance-id']);
     expect(id.stdout.trim()).toBe(rec.id);
-    const dns = await until('c1.mammatus at the gateway', async () => {
-      const r = await bed.dig('c1.mammatus', 'A', bed.addrs.gwLan, 'ctl');
-      return r.answers[0] === ip ? r : undefined;
-    }, 30_000);
+    const dns = await until(
+      'c1.mammatus at the gateway',
+      async () => {
+        const r = await bed.dig('c1.mammatus', 'A', bed.addrs.gwLan, 'ctl');
+        return r.answers[0] === ip ? r : undefined;
+      },
+      30_000,
+    );
     expect(dns.status).toBe('NOERROR');
     // The live side: the node recorded what LXD shows, and `instance list` says so.
     expect((await registry.get('c1')).observed?.status).toBe('running');
@@ -150,13 +177,21 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
   it('the agent restarted mid-launch: LXD finishes what it started and the new agent completes the launch', async () => {
     expect((await cli('instance', 'launch', 'c2', '--image', 'mammatus-test', '--node', 'cn1', '--nats', natsUrl)).code).toBe(0);
     // The moment LXD has the container (its create may still be unpacking the image), the agent dies.
-    await until('c2 in LXD', async () => ((await node.lxc(['list', 'c2', '--format', 'csv', '-c', 'n'])).stdout.trim() === 'c2' ? true : undefined), 60_000);
+    await until(
+      'c2 in LXD',
+      async () => ((await node.lxc(['list', 'c2', '--format', 'csv', '-c', 'n'])).stdout.trim() === 'c2' ? true : undefined),
+      60_000,
+    );
     await compute.stop!();
     compute = await startCompute();
-    const ip = await until('c2 running with its address', async () => {
-      const r = await registry.get('c2');
-      return r.observed?.status === 'running' && r.ips[0] ? r.ips[0] : undefined;
-    }, 180_000);
+    const ip = await until(
+      'c2 running with its address',
+      async () => {
+        const r = await registry.get('c2');
+        return r.observed?.status === 'running' && r.ips[0] ? r.ips[0] : undefined;
+      },
+      180_000,
+    );
     expect(ip).toMatch(/^10\.88\.0\.\d+$/);
     expect((await node.lxc(['list', 'c2', '--format', 'csv', '-c', 's'])).stdout.trim()).toBe('RUNNING');
     expect((await cli('instance', 'delete', 'c2', '--nats', natsUrl)).code).toBe(0);
@@ -165,14 +200,24 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
 
   it('stop and start follow the recorded state', async () => {
     expect((await cli('instance', 'stop', 'c1', '--nats', natsUrl)).code).toBe(0);
-    await until('c1 stopped', async () => ((await node.lxc(['list', 'c1', '--format', 'csv', '-c', 's'])).stdout.trim() === 'STOPPED' ? true : undefined), 60_000);
+    await until(
+      'c1 stopped',
+      async () => ((await node.lxc(['list', 'c1', '--format', 'csv', '-c', 's'])).stdout.trim() === 'STOPPED' ? true : undefined),
+      60_000,
+    );
     expect((await cli('instance', 'start', 'c1', '--nats', natsUrl)).code).toBe(0);
-    await until('c1 running', async () => ((await node.lxc(['list', 'c1', '--format', 'csv', '-c', 's'])).stdout.trim() === 'RUNNING' ? true : undefined), 60_000);
+    await until(
+      'c1 running',
+      async () => ((await node.lxc(['list', 'c1', '--format', 'csv', '-c', 's'])).stdout.trim() === 'RUNNING' ? true : undefined),
+      60_000,
+    );
   }, 150_000);
 
   it('a container the registry does not know is reported and left alone', async () => {
     const lxd = new LxdClient({ socketPath: node.socket });
-    await lxd.createInstance({ name: 'stranger', profiles: ['default'], source: { type: 'image', alias: 'mammatus-test' } }).finally(() => lxd.close());
+    await lxd
+      .createInstance({ name: 'stranger', profiles: ['default'], source: { type: 'image', alias: 'mammatus-test' } })
+      .finally(() => lxd.close());
     await until('the report', async () => (compute.report()?.unmanaged.some((u) => u.name === 'stranger') ? true : undefined), 20_000);
     expect((await node.lxc(['list', 'stranger', '--format', 'csv', '-c', 'n'])).stdout.trim()).toBe('stranger');
     expect((await node.lxc(['delete', 'stranger'])).code).toBe(0);

@@ -44,7 +44,8 @@ describe.skipIf(Boolean(skip))('controller: config reload', () => {
     const [nats, cluster, monitor, sqsPort, metadataPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
     serf = await startSerfAgent({ name: 'ctl-reload', dir: path.join(root, 'serf'), tags: { role: 'controller' } });
     const files = path.join(root, 'controller');
-    const creds = (pairs: [string, string][]) => pairs.map(([id, secret]) => `    - { access_key_id: ${id}, secret_access_key: ${secret} }`);
+    const creds = (pairs: [string, string][]) =>
+      pairs.map(([id, secret]) => `    - { access_key_id: ${id}, secret_access_key: ${secret} }`);
     agent = await startMammatusAgent({
       dir: path.join(root, 'agent'),
       rpcAddr: serf.rpcAddr,
@@ -58,26 +59,53 @@ describe.skipIf(Boolean(skip))('controller: config reload', () => {
         'messaging:',
         `  listen: "127.0.0.1:${sqsPort}"`,
         '  credentials:',
-        ...creds([['AKIDFIRST', 'first-secret-key'], ['AKIDSECOND', 'second-secret-key']]),
+        ...creds([
+          ['AKIDFIRST', 'first-secret-key'],
+          ['AKIDSECOND', 'second-secret-key'],
+        ]),
       ].join('\n'),
     });
     const a = agent;
     const call = (id: string, secret: string) =>
-      new SQSClient({ endpoint: `http://127.0.0.1:${sqsPort}`, region: 'us-east-1', credentials: { accessKeyId: id, secretAccessKey: secret }, maxAttempts: 1 })
+      new SQSClient({
+        endpoint: `http://127.0.0.1:${sqsPort}`,
+        region: 'us-east-1',
+        credentials: { accessKeyId: id, secretAccessKey: secret },
+        maxAttempts: 1,
+      })
         .send(new ListQueuesCommand({}))
-        .then(() => 'ok', (e: Error) => e.name);
+        .then(
+          () => 'ok',
+          (e: Error) => e.name,
+        );
     await eventually(async () => expect(await call('AKIDFIRST', 'first-secret-key')).toBe('ok'), 60_000, 250);
     expect(await call('AKIDSECOND', 'second-secret-key')).toBe('ok');
 
     const text = readFileSync(a.configPath, 'utf8');
-    writeFileSync(a.configPath, text.replace('{ access_key_id: AKIDSECOND, secret_access_key: second-secret-key }', '{ access_key_id: AKIDTHIRD, secret_access_key: third-secret-key }'));
+    writeFileSync(
+      a.configPath,
+      text.replace(
+        '{ access_key_id: AKIDSECOND, secret_access_key: second-secret-key }',
+        '{ access_key_id: AKIDTHIRD, secret_access_key: third-secret-key }',
+      ),
+    );
     process.kill(a.pid, 'SIGHUP');
-    await eventually(() => expect(a.logLines().some((l) => l.msg === 'hosted service restarting: its config changed' && l.service === 'messaging')).toBe(true), 20_000, 100);
+    await eventually(
+      () =>
+        expect(a.logLines().some((l) => l.msg === 'hosted service restarting: its config changed' && l.service === 'messaging')).toBe(true),
+      20_000,
+      100,
+    );
     await eventually(async () => expect(await call('AKIDTHIRD', 'third-secret-key')).toBe('ok'), 30_000, 250);
     expect(await call('AKIDSECOND', 'second-secret-key')).toBe('InvalidClientTokenId');
     expect(await call('AKIDFIRST', 'first-secret-key')).toBe('ok');
     // Only messaging changed: the metadata service kept running.
-    expect(a.logLines().filter((l) => l.msg === 'hosted service restarting: its config changed').map((l) => l.service)).toEqual(['messaging']);
+    expect(
+      a
+        .logLines()
+        .filter((l) => l.msg === 'hosted service restarting: its config changed')
+        .map((l) => l.service),
+    ).toEqual(['messaging']);
     expect(readFileSync(a.logFile, 'utf8').match(/first-secret-key|second-secret-key|third-secret-key/g)).toBeNull();
   });
 });

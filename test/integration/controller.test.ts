@@ -49,7 +49,10 @@ async function cannotBind(): Promise<string | undefined> {
   return undefined;
 }
 
-const skip = skipReason() ?? (natsServerAvailable() ? undefined : 'nats-server is not installed (apt-get install nats-server)') ?? (await cannotBind());
+const skip =
+  skipReason() ??
+  (natsServerAvailable() ? undefined : 'nats-server is not installed (apt-get install nats-server)') ??
+  (await cannotBind());
 if (skip) console.warn(`controller tests skipped: ${skip}`);
 
 interface Node {
@@ -65,7 +68,8 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
   const nodes: Node[] = [];
   const serfs: SerfAgent[] = [];
   const natsPids = new Set<number>();
-  const monitor = (n: Node, p: string) => fetch(`http://${n.ip}:8222${p}`).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
+  const monitor = (n: Node, p: string) =>
+    fetch(`http://${n.ip}:8222${p}`).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
   const natsUrl = (n: Node) => `nats://${n.ip}:4222`;
 
   async function eventually<T>(check: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
@@ -127,7 +131,11 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
         `metadata: { listen: "${ip}:8775", proxy_secret: "${SECRET.toString('hex')}", registry_replicas: 3 }`,
         // The SQS/SNS API on the 2nd and 3rd controller only (R3 streams cannot exist on a lone
         // server; the role retries the service at its next reconcile, when the third one joins).
-        ...(k > 0 ? [`messaging: { listen: "${ip}:9324", replicas: 3, credentials: [{ access_key_id: ${AKID}, secret_access_key: ${SECRET_KEY} }] }`] : []),
+        ...(k > 0
+          ? [
+              `messaging: { listen: "${ip}:9324", replicas: 3, credentials: [{ access_key_id: ${AKID}, secret_access_key: ${SECRET_KEY} }] }`,
+            ]
+          : []),
       ].join('\n'),
     });
     const node: Node = { name, ip, dir, serf, agent };
@@ -218,22 +226,38 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
     // Every controller's metadata service reads the one registry: an instance registered through
     // the first controller's NATS is served by the third.
     for (const n of nodes) await eventually(async () => expect((await fetch(`http://${n.ip}:8775/healthz`)).status).toBe(200), 45_000);
-    await exec(process.execPath, [BUNDLE, 'instance', 'register', 'web-1', '--mac', '02:00:00:00:00:21', '--ip', '10.20.0.21', '--nats', natsUrl(nodes[0])], { timeout: 30_000 });
+    await exec(
+      process.execPath,
+      [BUNDLE, 'instance', 'register', 'web-1', '--mac', '02:00:00:00:00:21', '--ip', '10.20.0.21', '--nats', natsUrl(nodes[0])],
+      { timeout: 30_000 },
+    );
     await eventually(async () => {
       const url = '/latest/meta-data/local-hostname';
-      const res = await fetch(`http://${nodes[2].ip}:8775${url}`, { headers: signIdentity(SECRET, 'GET', url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()) });
+      const res = await fetch(`http://${nodes[2].ip}:8775${url}`, {
+        headers: signIdentity(SECRET, 'GET', url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()),
+      });
       expect(await res.text()).toBe('web-1');
     });
     // The SQS API hosted by two controllers: a message sent through one is received through the other.
-    const sqs = (n: Node) => new SQSClient({ endpoint: `http://${n.ip}:9324`, region: 'us-east-1', credentials: { accessKeyId: AKID, secretAccessKey: SECRET_KEY } });
+    const sqs = (n: Node) =>
+      new SQSClient({
+        endpoint: `http://${n.ip}:9324`,
+        region: 'us-east-1',
+        credentials: { accessKeyId: AKID, secretAccessKey: SECRET_KEY },
+      });
     const url = await eventually(async () => (await sqs(nodes[1]).send(new CreateQueueCommand({ QueueName: 'jobs' }))).QueueUrl!, 45_000);
     await sqs(nodes[1]).send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'hello from ctl-2' }));
     // Each controller's API starts on its own once JetStream can hold R3 streams: wait for ctl-3's.
-    const got = await eventually(() => sqs(nodes[2]).send(new ReceiveMessageCommand({ QueueUrl: url.replace(nodes[1].ip, nodes[2].ip), WaitTimeSeconds: 5 })), 45_000);
+    const got = await eventually(
+      () => sqs(nodes[2]).send(new ReceiveMessageCommand({ QueueUrl: url.replace(nodes[1].ip, nodes[2].ip), WaitTimeSeconds: 5 })),
+      45_000,
+    );
     expect(got.Messages?.[0]?.Body).toBe('hello from ctl-2');
     // nats-server 2.9 keeps a bucket made by a lone server out of the cluster it later joins
     // (docs/controller.md): the stream is not found until someone creates it again.
-    await withNats(nodes[1], async (nc) => expect((await jetstreamManager(nc)).streams.info('KV_solo')).rejects.toThrow(/stream not found/));
+    await withNats(nodes[1], async (nc) =>
+      expect((await jetstreamManager(nc)).streams.info('KV_solo')).rejects.toThrow(/stream not found/),
+    );
   });
 
   it('restarts a nats-server that was SIGKILLed; writes go on through the others meanwhile', async () => {
@@ -279,7 +303,9 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
     // The registry (R3) keeps serving with two of three servers.
     await eventually(async () => {
       const url = '/latest/meta-data/instance-id';
-      const res = await fetch(`http://${nodes[1].ip}:8775${url}`, { headers: signIdentity(SECRET, 'GET', url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()) });
+      const res = await fetch(`http://${nodes[1].ip}:8775${url}`, {
+        headers: signIdentity(SECRET, 'GET', url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()),
+      });
       expect(res.status).toBe(200);
     });
   });

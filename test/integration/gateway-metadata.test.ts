@@ -63,7 +63,12 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
     nc = await connectNats(host.natsUrl, { name: 'test' });
     registry = await InstanceRegistry.open(nc);
     await registry.register({ name: 'vm-1', macs: [CLIENT_MAC], user_data: Buffer.from(USER_DATA) });
-    gw = await startBedGateway(bed, p('gw'), host, pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s) as Record<string, unknown>) }));
+    gw = await startBedGateway(
+      bed,
+      p('gw'),
+      host,
+      pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s) as Record<string, unknown>) }),
+    );
     agent = gw.agent;
     const lease = await bed.dhcp({ mac: CLIENT_MAC, hostname: 'vm-1' });
     expect(lease.ip).toMatch(/^10\.88\.0\.\d+$/);
@@ -98,7 +103,7 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
     expect(got.body).toBe('vm-1');
   });
 
-  it.skipIf(!hasCloudInit)('cloud-init\'s NoCloud datasource in the instance reads its seed through the gateway', async () => {
+  it.skipIf(!hasCloudInit)("cloud-init's NoCloud datasource in the instance reads its seed through the gateway", async () => {
     const script =
       'import json,sys,tempfile; from cloudinit import helpers,distros; from cloudinit.sources import DataSourceNoCloud as N; t=tempfile.mkdtemp(); p=helpers.Paths({"cloud_dir":t,"run_dir":t}); d=N.DataSourceNoCloudNet({"datasource":{"NoCloud":{"seedfrom":"http://169.254.169.254/nocloud/","fs_label":None}}}, distros.fetch("debian")("debian",{},p), p); ok=d.get_data(); print(json.dumps({"ok":ok,"id":d.get_instance_id(),"host":d.get_hostname().hostname,"ud":d.get_userdata_raw().decode()}))';
     const res = await bed.exec('cl', [PY, '-c', script], { timeoutMs: 60_000 });
@@ -108,7 +113,7 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
     expect(out.id).toMatch(/^i-[0-9a-f]{17}$/);
   });
 
-  it('reserves a registered instance\'s address and name from the registry, and drops a removed one\'s name', async () => {
+  it("reserves a registered instance's address and name from the registry, and drops a removed one's name", async () => {
     await registry.register({ name: 'vm-2', macs: ['02:00:00:00:00:45'], ips: ['10.88.0.50'] });
     let answers: string[] = [];
     for (let i = 0; i < 50 && answers[0] !== '10.88.0.50'; i++) {
@@ -120,7 +125,8 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
     expect(lease.ip).toBe('10.88.0.50');
     // A removed instance's name goes (one that holds a lease keeps it, by that lease, until it ends).
     await registry.register({ name: 'vm-3', macs: ['02:00:00:00:00:46'], ips: ['10.88.0.51'] });
-    for (let i = 0; i < 50 && (await bed.dig('vm-3.mammatus')).answers[0] !== '10.88.0.51'; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 50 && (await bed.dig('vm-3.mammatus')).answers[0] !== '10.88.0.51'; i++)
+      await new Promise((r) => setTimeout(r, 100));
     expect((await bed.dig('vm-3.mammatus')).answers).toEqual(['10.88.0.51']);
     await registry.remove('vm-3');
     let status = '';
@@ -131,35 +137,40 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
     expect(status).toBe('NXDOMAIN');
   });
 
-  it.skipIf(Boolean(missingTools(['dhcp_release'])))('releases a removed instance\'s lease: its name is gone within 1 s, and the next holder of the address is the only name on it', async () => {
-    const mac4 = '02:00:00:00:00:47';
-    await registry.register({ name: 'vm-4', macs: [mac4] });
-    await until('the reservation of vm-4', () => existsSync(p('gw/dhcp-hosts.d/vm-4')));
-    const lease = await bed.dhcp({ mac: mac4, hostname: 'vm-4' });
-    const ip = lease.ip!;
-    await until('vm-4.mammatus from its lease', async () => (await bed.dig('vm-4.mammatus')).answers[0] === ip);
+  it.skipIf(Boolean(missingTools(['dhcp_release'])))(
+    "releases a removed instance's lease: its name is gone within 1 s, and the next holder of the address is the only name on it",
+    async () => {
+      const mac4 = '02:00:00:00:00:47';
+      await registry.register({ name: 'vm-4', macs: [mac4] });
+      await until('the reservation of vm-4', () => existsSync(p('gw/dhcp-hosts.d/vm-4')));
+      const lease = await bed.dhcp({ mac: mac4, hostname: 'vm-4' });
+      const ip = lease.ip!;
+      await until('vm-4.mammatus from its lease', async () => (await bed.dig('vm-4.mammatus')).answers[0] === ip);
 
-    await registry.remove('vm-4');
-    const removed = Date.now();
-    await until('vm-4.mammatus gone', async () => (await bed.dig('vm-4.mammatus')).status === 'NXDOMAIN', 5000);
-    const took = Date.now() - removed;
-    console.log(`gateway bed: vm-4.mammatus gone ${took} ms after its record`);
-    expect(took, `name gone ${took} ms after the record`).toBeLessThan(1000);
-    expect(readFileSync(p('gw/leases/dnsmasq.leases'), 'utf8')).not.toContain(mac4);
-    expect(logs.some((l) => l.msg === 'DHCP lease released' && l.mac === mac4)).toBe(true);
+      await registry.remove('vm-4');
+      const removed = Date.now();
+      await until('vm-4.mammatus gone', async () => (await bed.dig('vm-4.mammatus')).status === 'NXDOMAIN', 5000);
+      const took = Date.now() - removed;
+      console.log(`gateway bed: vm-4.mammatus gone ${took} ms after its record`);
+      expect(took, `name gone ${took} ms after the record`).toBeLessThan(1000);
+      expect(readFileSync(p('gw/leases/dnsmasq.leases'), 'utf8')).not.toContain(mac4);
+      expect(logs.some((l) => l.msg === 'DHCP lease released' && l.mac === mac4)).toBe(true);
 
-    // Another instance on the very address: only its own name points there.
-    await registry.register({ name: 'vm-5', macs: ['02:00:00:00:00:48'], ips: [ip] });
-    await until('vm-5.mammatus', async () => (await bed.dig('vm-5.mammatus')).answers[0] === ip);
-    expect((await bed.dhcp({ mac: '02:00:00:00:00:48', hostname: 'vm-5' })).ip).toBe(ip);
-    const reverse = await bed.dig(`${ip.split('.').reverse().join('.')}.in-addr.arpa`, 'PTR');
-    expect(reverse.answers).toEqual(['vm-5.mammatus.']);
-    expect((await bed.dig('vm-4.mammatus')).status).toBe('NXDOMAIN');
-  });
+      // Another instance on the very address: only its own name points there.
+      await registry.register({ name: 'vm-5', macs: ['02:00:00:00:00:48'], ips: [ip] });
+      await until('vm-5.mammatus', async () => (await bed.dig('vm-5.mammatus')).answers[0] === ip);
+      expect((await bed.dhcp({ mac: '02:00:00:00:00:48', hostname: 'vm-5' })).ip).toBe(ip);
+      const reverse = await bed.dig(`${ip.split('.').reverse().join('.')}.in-addr.arpa`, 'PTR');
+      expect(reverse.answers).toEqual(['vm-5.mammatus.']);
+      expect((await bed.dig('vm-4.mammatus')).status).toBe('NXDOMAIN');
+    },
+  );
 
-  it('says why an instance is left out: at register, in instance list and show, and in the gateway\'s status', async () => {
+  it("says why an instance is left out: at register, in instance list and show, and in the gateway's status", async () => {
     const cli = async (...args: string[]) => {
-      const r = await execFileAsync(process.execPath, [BUNDLE, '--rpc-addr', gw.serf.rpcAddr, ...args], { timeout: 30_000 }).catch((e: { code: number; stdout: string; stderr: string }) => e);
+      const r = await execFileAsync(process.execPath, [BUNDLE, '--rpc-addr', gw.serf.rpcAddr, ...args], { timeout: 30_000 }).catch(
+        (e: { code: number; stdout: string; stderr: string }) => e,
+      );
       return { code: 'code' in r && typeof r.code === 'number' ? r.code : 0, stdout: r.stdout, stderr: r.stderr };
     };
     const reg = await cli('instance', 'register', 'on-gw', '--mac', '02:00:00:00:00:51', '--ip', '10.88.0.1', '--nats', host.natsUrl);
@@ -174,8 +185,13 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
     const list = await cli('instance', 'list', '--nats', host.natsUrl);
     expect(list.stdout).toContain("  ! gw1 leaves on-gw out: address 10.88.0.1 is the gateway's own address");
     expect(list.stdout).toContain("  ! gw1 leaves gw1 out: name gw1 is member gw1's name");
-    const json = JSON.parse((await cli('instance', 'list', '--nats', host.natsUrl, '--json')).stdout) as { name: string; gateways?: unknown }[];
-    expect(json.find((r) => r.name === 'on-gw')?.gateways).toEqual([{ gateway: 'gw1', served: false, reason: "address 10.88.0.1 is the gateway's own address" }]);
+    const json = JSON.parse((await cli('instance', 'list', '--nats', host.natsUrl, '--json')).stdout) as {
+      name: string;
+      gateways?: unknown;
+    }[];
+    expect(json.find((r) => r.name === 'on-gw')?.gateways).toEqual([
+      { gateway: 'gw1', served: false, reason: "address 10.88.0.1 is the gateway's own address" },
+    ]);
     expect(json.find((r) => r.name === 'fine-1')?.gateways).toBeUndefined();
     const show = await cli('instance', 'show', 'on-gw', '--nats', host.natsUrl);
     expect(show.stdout).toContain("gateway:     gw1 leaves on-gw out: address 10.88.0.1 is the gateway's own address");

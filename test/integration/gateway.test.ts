@@ -20,7 +20,10 @@ import { gatewayEffects } from '../../scripts/lib/gateway-ns.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../../scripts/lib/netns-bed.js';
 
 const exec = promisify(execFile);
-const skip = canUseNetns() ?? missingTools(['busybox', 'dig', 'curl', 'dnsmasq', 'iptables-restore']) ?? (serfAvailable() ? undefined : 'serf is missing');
+const skip =
+  canUseNetns() ??
+  missingTools(['busybox', 'dig', 'curl', 'dnsmasq', 'iptables-restore']) ??
+  (serfAvailable() ? undefined : 'serf is missing');
 if (skip) console.warn(`gateway tests skipped: ${skip}`);
 
 const RESERVED_MAC = '02:00:00:00:00:21';
@@ -131,10 +134,12 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
     const client = await SerfClient.connect({ addr: serf.rpcAddr });
     try {
       await client.join([other.bindAddr]);
-      for (let i = 0; i < 50 && (await bed.dig('compute7.mammatus')).answers.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 50 && (await bed.dig('compute7.mammatus')).answers.length === 0; i++)
+        await new Promise((r) => setTimeout(r, 100));
       expect((await bed.dig('compute7.mammatus')).answers).toEqual(['127.0.0.1']);
       await other.stop(); // graceful leave
-      for (let i = 0; i < 80 && (await bed.dig('compute7.mammatus')).status !== 'NXDOMAIN'; i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 80 && (await bed.dig('compute7.mammatus')).status !== 'NXDOMAIN'; i++)
+        await new Promise((r) => setTimeout(r, 100));
       expect((await bed.dig('compute7.mammatus')).status).toBe('NXDOMAIN');
     } finally {
       await other.kill();
@@ -144,26 +149,32 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
     expect(confChanges).toEqual([]);
   });
 
-  it.skipIf(Boolean(missingTools(['dhcp_release'])))('releases the DHCP lease named after a member that left: its name goes with it', async () => {
-    // A PXE-booted node leases its address (with its hostname) before its agent joins Serf.
-    const lease = await bed.dhcp({ mac: '02:00:00:00:00:77', hostname: 'compute8' });
-    expect(lease.ip).toMatch(/^10\.88\.0\.\d+$/);
-    for (let i = 0; i < 30 && (await bed.dig('compute8.mammatus')).answers[0] !== lease.ip; i++) await new Promise((r) => setTimeout(r, 100));
-    expect((await bed.dig('compute8.mammatus')).answers).toEqual([lease.ip]);
-    const other = await startSerfAgent({ name: 'compute8', dir: path.join(tmp, 'serf8') });
-    const client = await SerfClient.connect({ addr: serf.rpcAddr });
-    try {
-      await client.join([other.bindAddr]);
-      for (let i = 0; i < 50 && !readFileSync(path.join(tmp, 'members'), 'utf8').includes('compute8'); i++) await new Promise((r) => setTimeout(r, 100));
-      await other.stop(); // graceful leave
-      for (let i = 0; i < 80 && (await bed.dig('compute8.mammatus')).status !== 'NXDOMAIN'; i++) await new Promise((r) => setTimeout(r, 100));
-      expect((await bed.dig('compute8.mammatus')).status).toBe('NXDOMAIN');
-      expect(readFileSync(path.join(tmp, 'leases/dnsmasq.leases'), 'utf8')).not.toContain('02:00:00:00:00:77');
-    } finally {
-      await other.kill();
-      client.close();
-    }
-  });
+  it.skipIf(Boolean(missingTools(['dhcp_release'])))(
+    'releases the DHCP lease named after a member that left: its name goes with it',
+    async () => {
+      // A PXE-booted node leases its address (with its hostname) before its agent joins Serf.
+      const lease = await bed.dhcp({ mac: '02:00:00:00:00:77', hostname: 'compute8' });
+      expect(lease.ip).toMatch(/^10\.88\.0\.\d+$/);
+      for (let i = 0; i < 30 && (await bed.dig('compute8.mammatus')).answers[0] !== lease.ip; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      expect((await bed.dig('compute8.mammatus')).answers).toEqual([lease.ip]);
+      const other = await startSerfAgent({ name: 'compute8', dir: path.join(tmp, 'serf8') });
+      const client = await SerfClient.connect({ addr: serf.rpcAddr });
+      try {
+        await client.join([other.bindAddr]);
+        for (let i = 0; i < 50 && !readFileSync(path.join(tmp, 'members'), 'utf8').includes('compute8'); i++)
+          await new Promise((r) => setTimeout(r, 100));
+        await other.stop(); // graceful leave
+        for (let i = 0; i < 80 && (await bed.dig('compute8.mammatus')).status !== 'NXDOMAIN'; i++)
+          await new Promise((r) => setTimeout(r, 100));
+        expect((await bed.dig('compute8.mammatus')).status).toBe('NXDOMAIN');
+        expect(readFileSync(path.join(tmp, 'leases/dnsmasq.leases'), 'utf8')).not.toContain('02:00:00:00:00:77');
+      } finally {
+        await other.kill();
+        client.close();
+      }
+    },
+  );
 
   it('NATs the LAN to the WAN, blocks WAN to LAN, and forwards a declared port', async () => {
     await bed.dhcp({ hostname: 'client1' });
@@ -197,7 +208,10 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
     const good = readFileSync(configPath, 'utf8');
     writeFileSync(configPath, good.replace(`interface: ${bed.ifaces.gwWan}`, 'interface: nosuch0'));
     expect(await agent.reload()).toBe(true);
-    expect(agent.view.roleStatus().gateway).toMatchObject({ state: 'error', error: expect.stringContaining('network interface nosuch0 not found') });
+    expect(agent.view.roleStatus().gateway).toMatchObject({
+      state: 'error',
+      error: expect.stringContaining('network interface nosuch0 not found'),
+    });
     expect((await bed.exec('gw', ['iptables-save'])).stdout.replace(/^#.*\n/gm, '')).toBe(before);
     expect((await bed.dig('gateway.mammatus')).answers).toEqual(['10.88.0.1']);
     writeFileSync(configPath, good);

@@ -70,7 +70,9 @@ export async function startCluster(defs: readonly NodeDef[]): Promise<TestCluste
       const n = cluster.node(name);
       const auth = n.serf.spec.rpcAuth ? ['--rpc-auth', n.serf.spec.rpcAuth] : [];
       try {
-        const { stdout, stderr } = await exec(process.execPath, [BUNDLE, '--rpc-addr', n.serf.rpcAddr, ...auth, ...args], { timeout: 30_000 });
+        const { stdout, stderr } = await exec(process.execPath, [BUNDLE, '--rpc-addr', n.serf.rpcAddr, ...auth, ...args], {
+          timeout: 30_000,
+        });
         return { code: 0, stdout, stderr };
       } catch (err) {
         const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -110,7 +112,12 @@ export async function startCluster(defs: readonly NodeDef[]): Promise<TestCluste
       nodes.map(async (n, i) => {
         const d = defs[i];
         if (d.agent === false) return;
-        n.agent = await startMammatusAgent({ dir: path.join(n.dir, 'agent'), rpcAddr: n.serf.rpcAddr, rpcAuth: d.rpcAuth, extraYaml: d.extraYaml });
+        n.agent = await startMammatusAgent({
+          dir: path.join(n.dir, 'agent'),
+          rpcAddr: n.serf.rpcAddr,
+          rpcAuth: d.rpcAuth,
+          extraYaml: d.extraYaml,
+        });
       }),
     );
   } catch (err) {

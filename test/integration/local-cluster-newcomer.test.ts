@@ -67,7 +67,7 @@ async function dig(name: string, type = 'A'): Promise<string[]> {
   return r.stdout.trim().split('\n').filter(Boolean);
 }
 
-describe.skipIf(Boolean(skip))('the README\'s first command on a fresh copy, as root', () => {
+describe.skipIf(Boolean(skip))("the README's first command on a fresh copy, as root", () => {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'mammatus-newcomer-'));
   const clone = path.join(tmp, 'mammatus');
   let cluster: ChildProcess | undefined;
@@ -79,7 +79,8 @@ describe.skipIf(Boolean(skip))('the README\'s first command on a fresh copy, as 
     cluster.kill('SIGINT');
     await Promise.race([gone, sleep(120_000)]);
   };
-  const mammatus = (args: string[], timeoutMs = 60_000) => runCommand(process.execPath, [path.join(clone, 'dist/mammatus.mjs'), '--rpc-addr', '127.0.0.1:7375', ...args], {}, timeoutMs);
+  const mammatus = (args: string[], timeoutMs = 60_000) =>
+    runCommand(process.execPath, [path.join(clone, 'dist/mammatus.mjs'), '--rpc-addr', '127.0.0.1:7375', ...args], {}, timeoutMs);
 
   afterAll(async () => {
     await stopCluster();
@@ -93,13 +94,18 @@ describe.skipIf(Boolean(skip))('the README\'s first command on a fresh copy, as 
     cluster = spawn('bash', ['scripts/cluster.sh'], { cwd: clone, env, stdio: ['ignore', 'pipe', 'pipe'] });
     cluster.stdout!.on('data', (b: Buffer) => (out += b.toString()));
     cluster.stderr!.on('data', (b: Buffer) => (out += b.toString()));
-    await until('"Press Ctrl-C"', async () => {
-      if (exited()) throw new Error('exited');
-      return out.includes('Press Ctrl-C') ? true : undefined;
-    }, 1_200_000).catch((err: Error) => {
+    await until(
+      '"Press Ctrl-C"',
+      async () => {
+        if (exited()) throw new Error('exited');
+        return out.includes('Press Ctrl-C') ? true : undefined;
+      },
+      1_200_000,
+    ).catch((err: Error) => {
       throw new Error(`${err.message}: the local cluster did not come up:\n${out}`);
     });
-    for (const role of ['gateway', 'compute', 'storage', 'controller']) expect(out).toMatch(new RegExp(`^${role}-1\\s.*alive\\s+${role}\\s.*ok$`, 'm'));
+    for (const role of ['gateway', 'compute', 'storage', 'controller'])
+      expect(out).toMatch(new RegExp(`^${role}-1\\s.*alive\\s+${role}\\s.*ok$`, 'm'));
 
     // The demo: launched, named at the gateway, reading its metadata.
     const ip = /^web-1 \(i-[0-9a-f]{17}\) runs on compute-1 at (10\.213\.0\.\d+)$/m.exec(out)?.[1];
@@ -109,7 +115,11 @@ describe.skipIf(Boolean(skip))('the README\'s first command on a fresh copy, as 
 
     // Every suggested command, pasted into a shell as printed.
     const tryBlock = out.slice(out.indexOf('Try, in another terminal'), out.indexOf('\nLogs: '));
-    const lines = tryBlock.split('\n').slice(1).map((l) => l.trim()).filter(Boolean);
+    const lines = tryBlock
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim())
+      .filter(Boolean);
     expect(lines.length).toBeGreaterThan(10);
     for (const line of lines) {
       const r = await runCommand('bash', ['-c', `cd ${JSON.stringify(clone)} && ${line}`], {}, 300_000);
@@ -124,13 +134,17 @@ describe.skipIf(Boolean(skip))('the README\'s first command on a fresh copy, as 
       expect(await dig('web-1.mammatus')).toEqual([ip]);
       expect((await mammatus(['instance', 'delete', 'web-1', '--nats', NATS])).code).toBe(0);
       let removedAt = 0;
-      await until('web-1\'s record removed', async () => {
-        for (let i = 0; i < 25; i++) {
-          if (!(await registry.find('web-1'))) return (removedAt = Date.now());
-          await sleep(20);
-        }
-        return undefined;
-      }, 120_000);
+      await until(
+        "web-1's record removed",
+        async () => {
+          for (let i = 0; i < 25; i++) {
+            if (!(await registry.find('web-1'))) return (removedAt = Date.now());
+            await sleep(20);
+          }
+          return undefined;
+        },
+        120_000,
+      );
       while ((await dig('web-1.mammatus')).length > 0 && Date.now() - removedAt < 5000) await sleep(20);
       const took = Date.now() - removedAt;
       console.log(`local cluster: web-1.mammatus gone ${took} ms after its record`);
@@ -138,7 +152,25 @@ describe.skipIf(Boolean(skip))('the README\'s first command on a fresh copy, as 
 
       // The next instance on the same MAC takes the same address; only its name points there.
       writeFileSync(path.join(tmp, 'user-data'), USER_DATA);
-      const again = await mammatus(['instance', 'launch', 'web-3', '--image', 'debian-bookworm', '--node', 'compute-1', '--mac', web1.macs[0], '--user-data', path.join(tmp, 'user-data'), '--wait', '--nats', NATS], 300_000);
+      const again = await mammatus(
+        [
+          'instance',
+          'launch',
+          'web-3',
+          '--image',
+          'debian-bookworm',
+          '--node',
+          'compute-1',
+          '--mac',
+          web1.macs[0],
+          '--user-data',
+          path.join(tmp, 'user-data'),
+          '--wait',
+          '--nats',
+          NATS,
+        ],
+        300_000,
+      );
       expect(again.code, again.stderr).toBe(0);
       expect(again.stdout).toContain(`at ${ip}`);
       await until('web-3.mammatus', async () => ((await dig('web-3.mammatus'))[0] === ip ? true : undefined), 10_000);
@@ -147,7 +179,9 @@ describe.skipIf(Boolean(skip))('the README\'s first command on a fresh copy, as 
       const status = await runCommand('lxc', ['exec', 'web-3', '--', 'cloud-init', 'status', '--wait', '--long'], LXD, 240_000);
       expect(status.stdout).toMatch(/status: done/);
       expect(status.stdout).toMatch(/DataSourceNoCloudNet.*http:\/\/169\.254\.169\.254\/nocloud\//);
-      expect((await runCommand('lxc', ['exec', 'web-3', '--', 'cat', '/run/mammatus-lc-test'], LXD)).stdout.trim()).toBe('user-data-applied');
+      expect((await runCommand('lxc', ['exec', 'web-3', '--', 'cat', '/run/mammatus-lc-test'], LXD)).stdout.trim()).toBe(
+        'user-data-applied',
+      );
     } finally {
       await nc.close();
     }
@@ -155,8 +189,15 @@ describe.skipIf(Boolean(skip))('the README\'s first command on a fresh copy, as 
     // A registration the gateway will not serve says why, at once and in the list.
     const reg = await mammatus(['instance', 'register', 'web-4', '--mac', '02:00:00:00:00:44', '--ip', LAN.host, '--nats', NATS]);
     expect(reg.code).toBe(0);
-    expect(reg.stderr).toMatch(new RegExp(`warning: gateway-1 leaves web-4 out: address ${LAN.host.replace(/\./g, '\\.')} is member \\S+'s address`));
-    await until('the reason in instance list', async () => ((await mammatus(['instance', 'list', '--nats', NATS])).stdout.includes('! gateway-1 leaves web-4 out: address') ? true : undefined), 10_000);
+    expect(reg.stderr).toMatch(
+      new RegExp(`warning: gateway-1 leaves web-4 out: address ${LAN.host.replace(/\./g, '\\.')} is member \\S+'s address`),
+    );
+    await until(
+      'the reason in instance list',
+      async () =>
+        (await mammatus(['instance', 'list', '--nats', NATS])).stdout.includes('! gateway-1 leaves web-4 out: address') ? true : undefined,
+      10_000,
+    );
     expect((await mammatus(['instance', 'rm', 'web-4', '--nats', NATS])).code).toBe(0);
 
     await stopCluster();

@@ -11,7 +11,9 @@ const skip = skipReason();
 describe.skipIf(Boolean(skip))('the local cluster (scripts/local-cluster.ts)', () => {
   it('starts one node per role, prints a status with every role ok, and tears down', async () => {
     // --no-image: as root with lxd, a missing image is not built (minutes); a cached one is imported.
-    const { stdout } = await exec(process.execPath, ['--import', 'tsx', 'scripts/local-cluster.ts', '--once', '--no-image', '--no-demo'], { timeout: 90_000 });
+    const { stdout } = await exec(process.execPath, ['--import', 'tsx', 'scripts/local-cluster.ts', '--once', '--no-image', '--no-demo'], {
+      timeout: 90_000,
+    });
     // The gateway role needs root (it then runs in a network namespace); without root that node has none.
     const asRoot = process.getuid?.() === 0;
     for (const role of asRoot ? ['gateway', 'compute', 'storage', 'controller'] : ['compute', 'storage', 'controller']) {

@@ -20,7 +20,8 @@ describe.skipIf(!natsServerAvailable())('3-server cluster, R3', () => {
     const b = await startService(cleanup, [urls[1], urls[2], urls[0]].join(','), { replicas: 3 });
     const sa = new Sqs.SQSClient(sdkConfig(a.url));
     const sb = new Sqs.SQSClient(sdkConfig(b.url));
-    const QueueUrl = (await sa.send(new Sqs.CreateQueueCommand({ QueueName: 'ha', Attributes: { VisibilityTimeout: '2' } }))).QueueUrl ?? '';
+    const QueueUrl =
+      (await sa.send(new Sqs.CreateQueueCommand({ QueueName: 'ha', Attributes: { VisibilityTimeout: '2' } }))).QueueUrl ?? '';
     const urlB = QueueUrl.replace(a.url, b.url);
 
     // The first operation makes A the owner; B's requests are forwarded to it.
@@ -47,28 +48,49 @@ describe.skipIf(!natsServerAvailable())('3-server cluster, R3', () => {
       const body = `after-kill-${i}`;
       const client = i % 2 === 0 ? sa : sb;
       const target = i % 2 === 0 ? QueueUrl : urlB;
-      await eventually(() => client.send(new Sqs.SendMessageCommand({ QueueUrl: target, MessageBody: body })).then(() => true, () => undefined), 30_000, 250);
+      await eventually(
+        () =>
+          client.send(new Sqs.SendMessageCommand({ QueueUrl: target, MessageBody: body })).then(
+            () => true,
+            () => undefined,
+          ),
+        30_000,
+        250,
+      );
       sent.push(body);
     }
     const got: string[] = [];
     const handles: string[] = [];
-    await eventually(async () => {
-      const r = await sb.send(new Sqs.ReceiveMessageCommand({ QueueUrl: urlB, MaxNumberOfMessages: 10, VisibilityTimeout: 600 })).catch(() => ({ Messages: [] }));
-      for (const m of r.Messages ?? []) {
-        got.push(m.Body ?? '');
-        handles.push(m.ReceiptHandle ?? '');
-      }
-      return got.length >= sent.length ? true : undefined;
-    }, 30_000, 100);
+    await eventually(
+      async () => {
+        const r = await sb
+          .send(new Sqs.ReceiveMessageCommand({ QueueUrl: urlB, MaxNumberOfMessages: 10, VisibilityTimeout: 600 }))
+          .catch(() => ({ Messages: [] }));
+        for (const m of r.Messages ?? []) {
+          got.push(m.Body ?? '');
+          handles.push(m.ReceiptHandle ?? '');
+        }
+        return got.length >= sent.length ? true : undefined;
+      },
+      30_000,
+      100,
+    );
     expect(got.sort()).toEqual([...sent].sort());
 
     // Owner A stops (leases handed back): B takes over, with the in-flight state and A's handles.
     await a.stop();
-    const attrs = await sb.send(new Sqs.GetQueueAttributesCommand({ QueueUrl: urlB, AttributeNames: ['ApproximateNumberOfMessagesNotVisible'] }));
+    const attrs = await sb.send(
+      new Sqs.GetQueueAttributesCommand({ QueueUrl: urlB, AttributeNames: ['ApproximateNumberOfMessagesNotVisible'] }),
+    );
     expect(attrs.Attributes).toEqual({ ApproximateNumberOfMessagesNotVisible: String(sent.length) });
     expect(b.engines.router.owned).toBe(1);
     for (const h of handles) await sb.send(new Sqs.DeleteMessageCommand({ QueueUrl: urlB, ReceiptHandle: h }));
-    const left = await sb.send(new Sqs.GetQueueAttributesCommand({ QueueUrl: urlB, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }));
+    const left = await sb.send(
+      new Sqs.GetQueueAttributesCommand({
+        QueueUrl: urlB,
+        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+      }),
+    );
     expect(left.Attributes).toEqual({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' });
   });
 });

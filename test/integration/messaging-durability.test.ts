@@ -16,8 +16,10 @@ afterAll(() => cleanup.run());
 /** Receives and deletes until `n` bodies came or `rounds` receives returned nothing new. */
 async function drain(sqs: Sqs.SQSClient, QueueUrl: string, n: number, rounds = 20): Promise<string[]> {
   const bodies: string[] = [];
-  for (let idle = 0; bodies.length < n && idle < rounds; ) {
-    const got = await sqs.send(new Sqs.ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 })).catch(() => ({ Messages: [] }));
+  for (let idle = 0; bodies.length < n && idle < rounds;) {
+    const got = await sqs
+      .send(new Sqs.ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }))
+      .catch(() => ({ Messages: [] }));
     const msgs = got.Messages ?? [];
     idle = msgs.length === 0 ? idle + 1 : 0;
     for (const m of msgs) {
@@ -49,7 +51,12 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     const second = await startService(cleanup, nats.url);
     sqs = new Sqs.SQSClient(sdkConfig(second.url));
     const QueueUrl = url1.replace(first.url, second.url);
-    const attrs = await sqs.send(new Sqs.GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }));
+    const attrs = await sqs.send(
+      new Sqs.GetQueueAttributesCommand({
+        QueueUrl,
+        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+      }),
+    );
     expect(attrs.Attributes).toEqual({ ApproximateNumberOfMessages: '4', ApproximateNumberOfMessagesNotVisible: '1' });
     // The handle issued before the restart is still valid (the key lives in JetStream KV).
     await sqs.send(new Sqs.DeleteMessageCommand({ QueueUrl, ReceiptHandle: inFlight?.ReceiptHandle }));
@@ -69,7 +76,15 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     }
     await nats.stop();
     nats = await restart(cleanup, nats);
-    await eventually(() => sqs.send(new Sqs.SendMessageCommand({ QueueUrl, MessageBody: 'after-graceful' })).then(() => true, () => undefined), 20_000, 200);
+    await eventually(
+      () =>
+        sqs.send(new Sqs.SendMessageCommand({ QueueUrl, MessageBody: 'after-graceful' })).then(
+          () => true,
+          () => undefined,
+        ),
+      20_000,
+      200,
+    );
     acked.push('after-graceful');
 
     // Send in the background while the server is killed and restarted; keep what was acknowledged.
@@ -102,41 +117,50 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     expect(missing).toEqual([]);
   });
 
-  test('graceful stop while a forwarded receive is being stored: the next owner rebuilds the message in flight', { timeout: 60_000 }, async () => {
-    const dir = tempDir(cleanup);
-    const nats = await startNats(cleanup, dir);
-    const a = await startService(cleanup, nats.url);
-    const b = await startService(cleanup, nats.url);
-    const sa = new Sqs.SQSClient(sdkConfig(a.url));
-    const sb = new Sqs.SQSClient(sdkConfig(b.url));
-    const QueueUrl = (await sa.send(new Sqs.CreateQueueCommand({ QueueName: 'handover' }))).QueueUrl ?? '';
-    const urlB = QueueUrl.replace(a.url, b.url);
-    await sa.send(new Sqs.SendMessageCommand({ QueueUrl, MessageBody: 'in-flight' }));
-    expect(a.engines.router.owned).toBe(1);
+  test(
+    'graceful stop while a forwarded receive is being stored: the next owner rebuilds the message in flight',
+    { timeout: 60_000 },
+    async () => {
+      const dir = tempDir(cleanup);
+      const nats = await startNats(cleanup, dir);
+      const a = await startService(cleanup, nats.url);
+      const b = await startService(cleanup, nats.url);
+      const sa = new Sqs.SQSClient(sdkConfig(a.url));
+      const sb = new Sqs.SQSClient(sdkConfig(b.url));
+      const QueueUrl = (await sa.send(new Sqs.CreateQueueCommand({ QueueName: 'handover' }))).QueueUrl ?? '';
+      const urlB = QueueUrl.replace(a.url, b.url);
+      await sa.send(new Sqs.SendMessageCommand({ QueueUrl, MessageBody: 'in-flight' }));
+      expect(a.engines.router.owned).toBe(1);
 
-    // A's next state record (the receive below, forwarded from B) takes 1.5 s to be stored.
-    // eslint-disable-next-line @typescript-eslint/unbound-method -- put back on the prototype below
-    const original = QueueLog.prototype.saveStates;
-    let reached: () => void = () => undefined;
-    const arrived = new Promise<void>((r) => (reached = r));
-    const spy = vi.spyOn(QueueLog.prototype, 'saveStates').mockImplementationOnce(async function (this: QueueLog, states) {
-      reached();
-      await new Promise((r) => setTimeout(r, 1500));
-      return original.call(this, states);
-    });
-    onTestFinished(() => spy.mockRestore());
-    const receiving = sb.send(new Sqs.ReceiveMessageCommand({ QueueUrl: urlB, VisibilityTimeout: 60 }));
-    await arrived;
-    const stopping = a.stop();
-    await new Promise((r) => setTimeout(r, 300));
-    // B asks while A is still storing the receive: it takes over only once A handed the lease back.
-    const attrs = await sb.send(new Sqs.GetQueueAttributesCommand({ QueueUrl: urlB, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }));
-    expect(attrs.Attributes).toEqual({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '1' });
-    expect((await receiving).Messages?.map((m) => m.Body)).toEqual(['in-flight']);
-    await stopping;
-    expect(b.engines.router.owned).toBe(1);
-    expect((await sb.send(new Sqs.ReceiveMessageCommand({ QueueUrl: urlB }))).Messages).toBeUndefined();
-  });
+      // A's next state record (the receive below, forwarded from B) takes 1.5 s to be stored.
+      // eslint-disable-next-line @typescript-eslint/unbound-method -- put back on the prototype below
+      const original = QueueLog.prototype.saveStates;
+      let reached: () => void = () => undefined;
+      const arrived = new Promise<void>((r) => (reached = r));
+      const spy = vi.spyOn(QueueLog.prototype, 'saveStates').mockImplementationOnce(async function (this: QueueLog, states) {
+        reached();
+        await new Promise((r) => setTimeout(r, 1500));
+        return original.call(this, states);
+      });
+      onTestFinished(() => spy.mockRestore());
+      const receiving = sb.send(new Sqs.ReceiveMessageCommand({ QueueUrl: urlB, VisibilityTimeout: 60 }));
+      await arrived;
+      const stopping = a.stop();
+      await new Promise((r) => setTimeout(r, 300));
+      // B asks while A is still storing the receive: it takes over only once A handed the lease back.
+      const attrs = await sb.send(
+        new Sqs.GetQueueAttributesCommand({
+          QueueUrl: urlB,
+          AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+        }),
+      );
+      expect(attrs.Attributes).toEqual({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '1' });
+      expect((await receiving).Messages?.map((m) => m.Body)).toEqual(['in-flight']);
+      await stopping;
+      expect(b.engines.router.owned).toBe(1);
+      expect((await sb.send(new Sqs.ReceiveMessageCommand({ QueueUrl: urlB }))).Messages).toBeUndefined();
+    },
+  );
 
   test('a message move task outlives its controller: another one resumes it, nothing is moved twice', { timeout: 60_000 }, async () => {
     const dir = tempDir(cleanup);
@@ -145,58 +169,92 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     const second = await startService(cleanup, nats.url);
     const a = new Sqs.SQSClient(sdkConfig(first.url));
     const b = new Sqs.SQSClient(sdkConfig(second.url));
-    const create = async (QueueName: string, Attributes?: Record<string, string>) => (await a.send(new Sqs.CreateQueueCommand({ QueueName, Attributes }))).QueueUrl ?? '';
+    const create = async (QueueName: string, Attributes?: Record<string, string>) =>
+      (await a.send(new Sqs.CreateQueueCommand({ QueueName, Attributes }))).QueueUrl ?? '';
     const dlq = await create('resume-dlq');
     const dest = await create('resume-dest');
     const arn = (name: string) => `arn:aws:sqs:us-east-1:000000000000:${name}`;
     await create('resume-src', { RedrivePolicy: JSON.stringify({ deadLetterTargetArn: arn('resume-dlq'), maxReceiveCount: 1 }) });
     for (let i = 0; i < 8; i += 1) await a.send(new Sqs.SendMessageCommand({ QueueUrl: dlq, MessageBody: `m${i}` }));
-    await a.send(new Sqs.StartMessageMoveTaskCommand({ SourceArn: arn('resume-dlq'), DestinationArn: arn('resume-dest'), MaxNumberOfMessagesPerSecond: 2 }));
+    await a.send(
+      new Sqs.StartMessageMoveTaskCommand({
+        SourceArn: arn('resume-dlq'),
+        DestinationArn: arn('resume-dest'),
+        MaxNumberOfMessagesPerSecond: 2,
+      }),
+    );
     await new Promise((r) => setTimeout(r, 1200));
     // A graceful stop lets go of the task; the other controller's sweep picks it up within seconds.
     await first.stop();
-    const [task] = await eventually(async () => {
-      const r = (await b.send(new Sqs.ListMessageMoveTasksCommand({ SourceArn: arn('resume-dlq') }))).Results ?? [];
-      return r[0]?.Status === 'COMPLETED' ? r : undefined;
-    }, 30_000, 250);
+    const [task] = await eventually(
+      async () => {
+        const r = (await b.send(new Sqs.ListMessageMoveTasksCommand({ SourceArn: arn('resume-dlq') }))).Results ?? [];
+        return r[0]?.Status === 'COMPLETED' ? r : undefined;
+      },
+      30_000,
+      250,
+    );
     expect(task).toMatchObject({ ApproximateNumberOfMessagesMoved: 8, ApproximateNumberOfMessagesToMove: 8 });
     expect((await drain(b, dest.replace(first.url, second.url), 8)).sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7']);
     const visible = async (url: string) =>
-      (await b.send(new Sqs.GetQueueAttributesCommand({ QueueUrl: url.replace(first.url, second.url), AttributeNames: ['ApproximateNumberOfMessages'] }))).Attributes?.ApproximateNumberOfMessages;
+      (
+        await b.send(
+          new Sqs.GetQueueAttributesCommand({
+            QueueUrl: url.replace(first.url, second.url),
+            AttributeNames: ['ApproximateNumberOfMessages'],
+          }),
+        )
+      ).Attributes?.ApproximateNumberOfMessages;
     expect(await visible(dlq)).toBe('0');
     expect(await visible(dest)).toBe('0');
   });
 
   // The dead worker may hold a message (received, not yet deleted) when NATS goes; the resumed
   // worker waits out that message's short visibility before it calls an empty source done.
-  test('a move task whose controller dies (no release, no last write): another controller resumes it and moves every message once', { timeout: 90_000 }, async () => {
-    const nats = await startNats(cleanup, tempDir(cleanup));
-    const lease = { owner_lease_seconds: 3 };
-    const first = await startService(cleanup, nats.url, lease);
-    const second = await startService(cleanup, nats.url, lease);
-    const a = new Sqs.SQSClient(sdkConfig(first.url));
-    const b = new Sqs.SQSClient(sdkConfig(second.url));
-    const arn = (name: string) => `arn:aws:sqs:us-east-1:000000000000:${name}`;
-    const create = async (QueueName: string, Attributes?: Record<string, string>) => (await b.send(new Sqs.CreateQueueCommand({ QueueName, Attributes }))).QueueUrl ?? '';
-    const dlq = await create('crash-dlq');
-    const dest = await create('crash-dest');
-    await create('crash-src', { RedrivePolicy: JSON.stringify({ deadLetterTargetArn: arn('crash-dlq'), maxReceiveCount: 1 }) });
-    for (let i = 0; i < 6; i += 1) await b.send(new Sqs.SendMessageCommand({ QueueUrl: dlq, MessageBody: `m${i}` }));
-    // Started on the first controller, which runs it: one message per second.
-    await a.send(new Sqs.StartMessageMoveTaskCommand({ SourceArn: arn('crash-dlq'), DestinationArn: arn('crash-dest'), MaxNumberOfMessagesPerSecond: 1 }));
-    await new Promise((r) => setTimeout(r, 1500));
-    // The first controller loses NATS at once: its lease and the task's heartbeat go stale.
-    await first.nc.close();
-    const [task] = await eventually(async () => {
-      const r = (await b.send(new Sqs.ListMessageMoveTasksCommand({ SourceArn: arn('crash-dlq') }))).Results ?? [];
-      return r[0]?.Status === 'COMPLETED' ? r : undefined;
-    }, 60_000, 500);
-    expect(task?.ApproximateNumberOfMessagesToMove).toBe(6);
-    expect((await drain(b, dest, 6)).sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5']);
-    const count = async (url: string) => (await b.send(new Sqs.GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['All'] }))).Attributes;
-    expect(await count(dlq)).toMatchObject({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' });
-    expect(await count(dest)).toMatchObject({ ApproximateNumberOfMessages: '0' });
-  });
+  test(
+    'a move task whose controller dies (no release, no last write): another controller resumes it and moves every message once',
+    { timeout: 90_000 },
+    async () => {
+      const nats = await startNats(cleanup, tempDir(cleanup));
+      const lease = { owner_lease_seconds: 3 };
+      const first = await startService(cleanup, nats.url, lease);
+      const second = await startService(cleanup, nats.url, lease);
+      const a = new Sqs.SQSClient(sdkConfig(first.url));
+      const b = new Sqs.SQSClient(sdkConfig(second.url));
+      const arn = (name: string) => `arn:aws:sqs:us-east-1:000000000000:${name}`;
+      const create = async (QueueName: string, Attributes?: Record<string, string>) =>
+        (await b.send(new Sqs.CreateQueueCommand({ QueueName, Attributes }))).QueueUrl ?? '';
+      const dlq = await create('crash-dlq');
+      const dest = await create('crash-dest');
+      await create('crash-src', { RedrivePolicy: JSON.stringify({ deadLetterTargetArn: arn('crash-dlq'), maxReceiveCount: 1 }) });
+      for (let i = 0; i < 6; i += 1) await b.send(new Sqs.SendMessageCommand({ QueueUrl: dlq, MessageBody: `m${i}` }));
+      // Started on the first controller, which runs it: one message per second.
+      await a.send(
+        new Sqs.StartMessageMoveTaskCommand({
+          SourceArn: arn('crash-dlq'),
+          DestinationArn: arn('crash-dest'),
+          MaxNumberOfMessagesPerSecond: 1,
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 1500));
+      // The first controller loses NATS at once: its lease and the task's heartbeat go stale.
+      await first.nc.close();
+      const [task] = await eventually(
+        async () => {
+          const r = (await b.send(new Sqs.ListMessageMoveTasksCommand({ SourceArn: arn('crash-dlq') }))).Results ?? [];
+          return r[0]?.Status === 'COMPLETED' ? r : undefined;
+        },
+        60_000,
+        500,
+      );
+      expect(task?.ApproximateNumberOfMessagesToMove).toBe(6);
+      expect((await drain(b, dest, 6)).sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5']);
+      const count = async (url: string) =>
+        (await b.send(new Sqs.GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['All'] }))).Attributes;
+      expect(await count(dlq)).toMatchObject({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' });
+      expect(await count(dest)).toMatchObject({ ApproximateNumberOfMessages: '0' });
+    },
+  );
 
   // nats-server 2.9 takes a filtered purge with `seq: 1` as unbounded: the first queue's term marker is
   // the stream's first message, and purging older markers below it once deleted the marker itself.
@@ -206,13 +264,21 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     const sqs = new Sqs.SQSClient(sdkConfig(first.url));
     const QueueUrl = (await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'first-queue' }))).QueueUrl ?? '';
     for (const body of ['a', 'b', 'c']) await sqs.send(new Sqs.SendMessageCommand({ QueueUrl, MessageBody: body }));
-    const purge = await sqs.send(new Sqs.PurgeQueueCommand({ QueueUrl })).then(() => 'ok', (e: { name?: string }) => e.name);
+    const purge = await sqs.send(new Sqs.PurgeQueueCommand({ QueueUrl })).then(
+      () => 'ok',
+      (e: { name?: string }) => e.name,
+    );
     await first.stop();
 
     // The next controller takes the queue over from JetStream.
     const second = await startService(cleanup, nats.url);
     const sqs2 = new Sqs.SQSClient(sdkConfig(second.url));
-    const after = (await sqs2.send(new Sqs.ReceiveMessageCommand({ QueueUrl: QueueUrl.replace(first.url, second.url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }))).Messages ?? [];
+    const after =
+      (
+        await sqs2.send(
+          new Sqs.ReceiveMessageCommand({ QueueUrl: QueueUrl.replace(first.url, second.url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),
+        )
+      ).Messages ?? [];
     expect({ purge, bodiesAfterRestart: after.map((m) => m.Body).sort() }).toEqual({ purge: 'ok', bodiesAfterRestart: [] });
   });
 

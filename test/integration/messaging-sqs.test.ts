@@ -48,7 +48,10 @@ describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const
     const forged = `${(m2?.ReceiptHandle ?? '').slice(0, -4)}AAAA`;
     expect(await failure(d().delete(url, forged))).toBe('ReceiptHandleIsInvalid');
     await d().delete(url, m2?.ReceiptHandle ?? '');
-    expect(await d().attributes(url, ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'])).toEqual({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' });
+    expect(await d().attributes(url, ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'])).toEqual({
+      ApproximateNumberOfMessages: '0',
+      ApproximateNumberOfMessagesNotVisible: '0',
+    });
     expect(await failure(d().changeVisibility(url, m2?.ReceiptHandle ?? '', 10))).toBe('MessageNotInflight');
   });
 
@@ -80,7 +83,9 @@ describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const
   test('dead-letter queue after maxReceiveCount; ListDeadLetterSourceQueues', { timeout: 60_000 }, async () => {
     const dlq = await d().createQueue(`dlq-${tag}`);
     const dlqArn = (await d().attributes(dlq, ['QueueArn'])).QueueArn;
-    const src = await d().createQueue(`src-${tag}`, { RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: '2' }) });
+    const src = await d().createQueue(`src-${tag}`, {
+      RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: '2' }),
+    });
     const sent = await d().send(src, 'poison');
     expect((await d().receive(src, { visibility: 0 }))[0]?.Attributes.ApproximateReceiveCount).toBe('1');
     expect((await d().receive(src, { visibility: 0 }))[0]?.Attributes.ApproximateReceiveCount).toBe('2');
@@ -93,7 +98,9 @@ describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const
 
   test('long poll wakes on send; an empty one waits it out', { timeout: 60_000 }, async () => {
     const url = await d().createQueue(`lp-${tag}`);
-    const polling = d().receive(url, { wait: 15 }).then((m) => ({ m, at: Date.now() }));
+    const polling = d()
+      .receive(url, { wait: 15 })
+      .then((m) => ({ m, at: Date.now() }));
     // The CLI needs a moment to start before its poll is waiting.
     await sleep(WITH_CLI && tag === 'cli' ? 2500 : 500);
     await fast.send(new SqsJson.SendMessageCommand({ QueueUrl: url, MessageBody: 'wake' }));
@@ -127,7 +134,10 @@ describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const
     await d().receive(url);
     await d().purge(url);
     expect(await d().receive(url, { max: 10 })).toEqual([]);
-    expect(await d().attributes(url, ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'])).toEqual({ ApproximateNumberOfMessages: '0', ApproximateNumberOfMessagesNotVisible: '0' });
+    expect(await d().attributes(url, ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'])).toEqual({
+      ApproximateNumberOfMessages: '0',
+      ApproximateNumberOfMessagesNotVisible: '0',
+    });
     expect(await failure(d().purge(url))).toBe('PurgeQueueInProgress');
   });
 
@@ -176,7 +186,25 @@ describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const
     expect(await failure(d().addPermission(url, 'one', ['111111111111'], ['*']))).toBe('InvalidParameterValue');
     expect(await failure(d().addPermission(url, 'three', ['111111111111'], ['SetQueueAttributes']))).toBe('InvalidParameterValue');
     expect(await failure(d().addPermission(url, 'bad label!', ['111111111111'], ['*']))).toBe('InvalidParameterValue');
-    expect(await failure(d().addPermission(url, 'eight', ['111111111111'], ['SendMessage', 'ReceiveMessage', 'DeleteMessage', 'ChangeMessageVisibility', 'GetQueueAttributes', 'GetQueueUrl', 'PurgeQueue', 'ListDeadLetterSourceQueues']))).toBe('OverLimit');
+    expect(
+      await failure(
+        d().addPermission(
+          url,
+          'eight',
+          ['111111111111'],
+          [
+            'SendMessage',
+            'ReceiveMessage',
+            'DeleteMessage',
+            'ChangeMessageVisibility',
+            'GetQueueAttributes',
+            'GetQueueUrl',
+            'PurgeQueue',
+            'ListDeadLetterSourceQueues',
+          ],
+        ),
+      ),
+    ).toBe('OverLimit');
     await d().removePermission(url, 'one');
     expect((await policy())?.Statement).toEqual([expect.objectContaining({ Sid: 'two_2' })]);
     expect(await failure(d().removePermission(url, 'one'))).toBe('InvalidParameterValue');
@@ -199,7 +227,9 @@ describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const
     const dlq = await d().createQueue(`redrive-dlq-${tag}`);
     const dlqArn = (await d().attributes(dlq, ['QueueArn'])).QueueArn ?? '';
     const arnOf = (name: string) => dlqArn.replace(`redrive-dlq-${tag}`, name);
-    const src = await d().createQueue(`redrive-src-${tag}`, { RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: '1' }) });
+    const src = await d().createQueue(`redrive-src-${tag}`, {
+      RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: '1' }),
+    });
     const dest = await d().createQueue(`redrive-dest-${tag}`);
     const count = async (url: string) => Number((await d().attributes(url, ['ApproximateNumberOfMessages'])).ApproximateNumberOfMessages);
     // A second receive of each message (maxReceiveCount 1) moves it to the DLQ.
@@ -220,16 +250,27 @@ describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const
 
     const bodies = Array.from({ length: 8 }, (_, n) => `m${n}`);
     const sent = new Set<string>();
-    for (const b of bodies) sent.add((await d().send(src, b, { attributes: { k: { DataType: 'String', StringValue: `v-${b}` } } })).MessageId);
+    for (const b of bodies)
+      sent.add((await d().send(src, b, { attributes: { k: { DataType: 'String', StringValue: `v-${b}` } } })).MessageId);
     await deadLetterAll();
 
     // Without a destination each message goes back to the queue it came from, as a new message.
     const back = await d().startMoveTask(dlqArn);
-    const [done] = await eventually(async () => {
-      const tasks = await d().listMoveTasks(dlqArn);
-      return tasks[0]?.Status === 'COMPLETED' ? tasks : undefined;
-    }, 15_000, 250);
-    expect(done).toEqual({ Status: 'COMPLETED', SourceArn: dlqArn, ApproximateNumberOfMessagesMoved: 8, ApproximateNumberOfMessagesToMove: 8, StartedTimestamp: expect.any(Number) });
+    const [done] = await eventually(
+      async () => {
+        const tasks = await d().listMoveTasks(dlqArn);
+        return tasks[0]?.Status === 'COMPLETED' ? tasks : undefined;
+      },
+      15_000,
+      250,
+    );
+    expect(done).toEqual({
+      Status: 'COMPLETED',
+      SourceArn: dlqArn,
+      ApproximateNumberOfMessagesMoved: 8,
+      ApproximateNumberOfMessagesToMove: 8,
+      StartedTimestamp: expect.any(Number),
+    });
     expect(Math.abs((done?.StartedTimestamp ?? 0) - Date.now())).toBeLessThan(60_000);
     expect(await count(dlq)).toBe(0);
     const redriven = await d().receive(src, { max: 10, visibility: 0 });
@@ -249,13 +290,23 @@ describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const
     const slow = await d().startMoveTask(dlqArn, { destinationArn: destArn, rate: 1 });
     expect(await failure(d().startMoveTask(dlqArn))).toBe('InvalidParameterValue');
     const [running] = await d().listMoveTasks(dlqArn);
-    expect(running).toMatchObject({ TaskHandle: slow, Status: 'RUNNING', DestinationArn: destArn, MaxNumberOfMessagesPerSecond: 1, ApproximateNumberOfMessagesToMove: 8 });
+    expect(running).toMatchObject({
+      TaskHandle: slow,
+      Status: 'RUNNING',
+      DestinationArn: destArn,
+      MaxNumberOfMessagesPerSecond: 1,
+      ApproximateNumberOfMessagesToMove: 8,
+    });
     const movedAtCancel = await d().cancelMoveTask(slow);
     expect(movedAtCancel).toBeLessThan(8);
-    const [cancelled, completed] = await eventually(async () => {
-      const tasks = await d().listMoveTasks(dlqArn, 10);
-      return tasks[0]?.Status === 'CANCELLED' ? tasks : undefined;
-    }, 10_000, 250);
+    const [cancelled, completed] = await eventually(
+      async () => {
+        const tasks = await d().listMoveTasks(dlqArn, 10);
+        return tasks[0]?.Status === 'CANCELLED' ? tasks : undefined;
+      },
+      10_000,
+      250,
+    );
     expect(cancelled).not.toHaveProperty('TaskHandle');
     expect(completed).toMatchObject({ Status: 'COMPLETED', ApproximateNumberOfMessagesMoved: 8 });
     const movedBeforeStop = cancelled?.ApproximateNumberOfMessagesMoved ?? -1;

@@ -35,7 +35,8 @@ if (!hasCloudInit) console.warn('cloud-init reader tests skipped: Debian cloud-i
 const SECRET = Buffer.alloc(32, 7);
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExampl operator';
 const USER_DATA = '#cloud-config\nruncmd:\n - [touch, /run/ud-ran]\n';
-const VENDOR = 'Content-Type: multipart/mixed; boundary="b"\nMIME-Version: 1.0\n\n--b\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho hi\n--b--\n';
+const VENDOR =
+  'Content-Type: multipart/mixed; boundary="b"\nMIME-Version: 1.0\n\n--b\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho hi\n--b--\n';
 
 async function py(script: string, ...args: string[]): Promise<unknown> {
   const { stdout } = await exec(PY, ['-c', script, ...args], { timeout: 60_000 });
@@ -61,7 +62,14 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
     nc = await connectNats(nats.url, { name: 'test' });
     registry = await InstanceRegistry.open(nc);
     // The caller of every loopback request is 127.0.0.1: register it as web-1's address.
-    await registry.register({ name: 'web-1', macs: ['00:16:3e:aa:bb:cc'], ips: ['127.0.0.1'], ssh_keys: [KEY], user_data: Buffer.from(USER_DATA), tags: { team: 'ops' } });
+    await registry.register({
+      name: 'web-1',
+      macs: ['00:16:3e:aa:bb:cc'],
+      ips: ['127.0.0.1'],
+      ssh_keys: [KEY],
+      user_data: Buffer.from(USER_DATA),
+      tags: { team: 'ops' },
+    });
     await registry.register({ name: 'db-1', macs: ['00:16:3e:00:00:02'], ips: ['10.9.0.2'] });
     svcNc = await connectNats(nats.url, { name: 'svc', persistent: true });
     view = RegistryView.start(svcNc, log);
@@ -107,7 +115,15 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
     const head = await fetch(`${base}/latest/meta-data/instance-id`, { method: 'HEAD' });
     expect([head.status, head.headers.get('content-length')]).toEqual([200, '19']);
     expect((await fetch(`${base}/latest/meta-data/instance-id`, { method: 'POST', body: 'x' })).status).toBe(405);
-    expect((await fetch(`${base}/latest/api/token`, { method: 'PUT', body: 'x'.repeat(5000), headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } })).status).toBe(413);
+    expect(
+      (
+        await fetch(`${base}/latest/api/token`, {
+          method: 'PUT',
+          body: 'x'.repeat(5000),
+          headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' },
+        })
+      ).status,
+    ).toBe(413);
     expect((await fetch(`${base}/`)).status).toBe(200);
   });
 
@@ -143,7 +159,9 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
     const res = await fetch(`${base}/nocloud/user-data`, { headers });
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('');
-    const ud = await fetch(`${base}/latest/user-data`, { headers: signIdentity(SECRET, 'GET', '/latest/user-data', { ip: '10.9.0.99', mac: '' }, Date.now()) });
+    const ud = await fetch(`${base}/latest/user-data`, {
+      headers: signIdentity(SECRET, 'GET', '/latest/user-data', { ip: '10.9.0.99', mac: '' }, Date.now()),
+    });
     expect(ud.status).toBe(404);
   });
 
@@ -155,7 +173,9 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
       expect(res.headers.get('x-aws-ec2-metadata-token-ttl-seconds')).toBe('60');
       const token = await res.text();
       expect((await fetch(`${base}/latest/meta-data/instance-id`, { headers: { 'x-aws-ec2-metadata-token': token } })).status).toBe(200);
-      expect((await fetch(`${base}/latest/meta-data/instance-id`, { headers: { 'x-aws-ec2-metadata-token': `${token}x` } })).status).toBe(401);
+      expect((await fetch(`${base}/latest/meta-data/instance-id`, { headers: { 'x-aws-ec2-metadata-token': `${token}x` } })).status).toBe(
+        401,
+      );
     });
     it('refuses a token for another instance', async () => {
       const other = new TokenAuthority(SECRET).mint('i-00000000000000000', 60, Date.now());
@@ -166,7 +186,9 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
       expect((await put('/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '0' })).status).toBe(400);
       expect((await put('/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '21601' })).status).toBe(400);
       expect((await put('/2021-03-23/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60' })).status).toBe(403);
-      expect((await put('/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60', 'x-forwarded-for': '1.2.3.4' })).status).toBe(403);
+      expect((await put('/latest/api/token', { 'x-aws-ec2-metadata-token-ttl-seconds': '60', 'x-forwarded-for': '1.2.3.4' })).status).toBe(
+        403,
+      );
     });
     it('an expired token is 401', async () => {
       const expired = new TokenAuthority(SECRET).mint((await registry.get('web-1')).id, 1, Date.now() - 5000);
@@ -176,10 +198,14 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
 
   describe('caller identity', () => {
     it('through the proxy: identified by the lease MAC, identity headers from the caller stripped', async () => {
-      const res = await fetch(`${proxyBase}/latest/meta-data/local-hostname`, { headers: { [IDENTITY_HEADERS.ip]: '10.9.0.2', [IDENTITY_HEADERS.mac]: '00:16:3e:00:00:02' } });
+      const res = await fetch(`${proxyBase}/latest/meta-data/local-hostname`, {
+        headers: { [IDENTITY_HEADERS.ip]: '10.9.0.2', [IDENTITY_HEADERS.mac]: '00:16:3e:00:00:02' },
+      });
       expect(res.status).toBe(200);
       expect(await res.text()).toBe('web-1');
-      const token = await (await fetch(`${proxyBase}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '30' } })).text();
+      const token = await (
+        await fetch(`${proxyBase}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '30' } })
+      ).text();
       expect((await fetch(`${proxyBase}/latest/meta-data/mac`, { headers: { 'x-aws-ec2-metadata-token': token } })).status).toBe(200);
     });
     it('a signed identity names the instance; a forged one is 403; a stale one is 403', async () => {
@@ -196,7 +222,7 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
       const partial = { [IDENTITY_HEADERS.ip]: '10.9.0.2' };
       expect((await fetch(`${base}${url}`, { headers: partial })).status).toBe(403);
     });
-    it('an IP claimed with another instance\'s MAC is 403; an unknown caller is 404', async () => {
+    it("an IP claimed with another instance's MAC is 403; an unknown caller is 404", async () => {
       const url = '/latest/meta-data/instance-id';
       const spoof = signIdentity(SECRET, 'GET', url, { ip: '10.9.0.2', mac: '00:16:3e:aa:bb:cc' }, Date.now());
       expect((await fetch(`${base}${url}`, { headers: spoof })).status).toBe(403);
@@ -207,15 +233,19 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
   });
 
   it('a huge user-data is refused at register time; the largest allowed one is served intact', async () => {
-    await expect(registry.register({ name: 'huge', macs: ['02:00:00:00:00:77'], user_data: Buffer.alloc(256 * 1024 + 1, 65) })).rejects.toThrow(/user_data: .* more than the limit/);
+    await expect(
+      registry.register({ name: 'huge', macs: ['02:00:00:00:00:77'], user_data: Buffer.alloc(256 * 1024 + 1, 65) }),
+    ).rejects.toThrow(/user_data: .* more than the limit/);
     const big = Buffer.alloc(256 * 1024, 66);
     const r = await registry.register({ name: 'big', macs: ['02:00:00:00:00:78'], ips: ['10.9.0.78'], user_data: big });
     for (let i = 0; i < 50 && !view.byId(r.id); i++) await new Promise((res) => setTimeout(res, 20));
-    const res = await fetch(`${base}/nocloud/user-data`, { headers: signIdentity(SECRET, 'GET', '/nocloud/user-data', { ip: '10.9.0.78', mac: '' }, Date.now()) });
+    const res = await fetch(`${base}/nocloud/user-data`, {
+      headers: signIdentity(SECRET, 'GET', '/nocloud/user-data', { ip: '10.9.0.78', mac: '' }, Date.now()),
+    });
     expect(Buffer.from(await res.arrayBuffer()).equals(big)).toBe(true);
   });
 
-  it('the AWS SDK\'s MetadataService works as its README shows, with IMDSv2 required; repeated slashes count as one on every tree', async () => {
+  it("the AWS SDK's MetadataService works as its README shows, with IMDSv2 required; repeated slashes count as one on every tree", async () => {
     const strict = buildMetadataApp({
       lookup: view,
       secret: SECRET,
@@ -236,11 +266,13 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
       expect(await sdk.request('/latest/meta-data/instance-id', {})).toBe(id);
       expect(await sdk.request('/latest/meta-data/local-hostname', {})).toBe('web-1');
       expect(await sdk.request('/latest/meta-data/', {})).toContain('instance-id');
-      await expect(new MetadataService({ endpoint, disableFetchToken: true }).request('/latest/meta-data/instance-id', {})).rejects.toThrow();
+      await expect(
+        new MetadataService({ endpoint, disableFetchToken: true }).request('/latest/meta-data/instance-id', {}),
+      ).rejects.toThrow();
       // The other trees (token rules aside) read repeated slashes the same way.
       expect(await (await fetch(`${base}//latest//meta-data///local-hostname`)).text()).toBe('web-1');
       expect(await (await fetch(`${base}//nocloud//meta-data`)).text()).toContain('local-hostname: web-1');
-      expect((await (await fetch(`${base}//openstack//latest//meta_data.json`)).json())).toMatchObject({ name: 'web-1' });
+      expect(await (await fetch(`${base}//openstack//latest//meta_data.json`)).json()).toMatchObject({ name: 'web-1' });
     } finally {
       await strict.close();
     }

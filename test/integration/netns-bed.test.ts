@@ -38,8 +38,16 @@ describe.skipIf(skip !== undefined)('netns gateway test bed', () => {
   it('cl gets a lease from a throw-away dnsmasq in gw (DHCP only, no DNS)', async () => {
     const leases = path.join(bed.dir, 'manual.leases');
     const dnsmasq = bed.spawn('gw', [
-      'dnsmasq', '--no-daemon', '--conf-file=/dev/null', '--log-facility=-', '--interface=gw-lan', '--bind-interfaces', '--port=0',
-      '--dhcp-range=10.88.0.100,10.88.0.110,12h', `--dhcp-leasefile=${leases}`, `--pid-file=${path.join(bed.dir, 'manual.pid')}`,
+      'dnsmasq',
+      '--no-daemon',
+      '--conf-file=/dev/null',
+      '--log-facility=-',
+      '--interface=gw-lan',
+      '--bind-interfaces',
+      '--port=0',
+      '--dhcp-range=10.88.0.100,10.88.0.110,12h',
+      `--dhcp-leasefile=${leases}`,
+      `--pid-file=${path.join(bed.dir, 'manual.pid')}`,
     ]);
     await waitForFile(dnsmasq.logFile, /DHCP, IP range/);
     const lease = await bed.dhcp({ hostname: 'client1' });

@@ -56,9 +56,11 @@ describe.skipIf(Boolean(skip))('instance registry on JetStream KV', () => {
   });
 
   it('lets exactly one of many racing writers have a name', async () => {
-    const attempts = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => registry.register({ name: 'race', macs: [`02:00:00:00:01:${(i + 16).toString(16)}`] })));
+    const attempts = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, i) => registry.register({ name: 'race', macs: [`02:00:00:00:01:${(i + 16).toString(16)}`] })),
+    );
     expect(attempts.filter((a) => a.status === 'fulfilled')).toHaveLength(1);
-    expect(attempts.filter((a) => a.status === 'rejected').every((a) => (a).reason instanceof RegistryConflictError)).toBe(true);
+    expect(attempts.filter((a) => a.status === 'rejected').every((a) => a.reason instanceof RegistryConflictError)).toBe(true);
   });
 
   it('refuses malformed records at write time', async () => {
@@ -112,12 +114,33 @@ describe.skipIf(Boolean(skip))('instance registry on JetStream KV', () => {
       writeFileSync(keyFile, `${KEY}\n`);
       const ud = path.join(tmp, 'ud');
       writeFileSync(ud, '#cloud-config\n');
-      expect(await cli('instance', 'register', 'pxe-1', '--mac', '52:54:00:12:34:56', '--ip', '10.2.0.5', '--ssh-key', keyFile, '--user-data', ud, '--tag', 'rack=r1')).toBe(0);
+      expect(
+        await cli(
+          'instance',
+          'register',
+          'pxe-1',
+          '--mac',
+          '52:54:00:12:34:56',
+          '--ip',
+          '10.2.0.5',
+          '--ssh-key',
+          keyFile,
+          '--user-data',
+          ud,
+          '--tag',
+          'rack=r1',
+        ),
+      ).toBe(0);
       expect(out[0]).toMatch(/^registered pxe-1 as i-[0-9a-f]{17}$/);
       expect(await cli('instance', 'list')).toBe(0);
       expect(out.find((l) => l.startsWith('pxe-1'))).toContain('52:54:00:12:34:56');
       expect(await cli('instance', 'show', 'pxe-1', '--json')).toBe(0);
-      expect(JSON.parse(out.join('\n'))).toMatchObject({ name: 'pxe-1', ssh_keys: [KEY], tags: { rack: 'r1' }, user_data: Buffer.from('#cloud-config\n').toString('base64') });
+      expect(JSON.parse(out.join('\n'))).toMatchObject({
+        name: 'pxe-1',
+        ssh_keys: [KEY],
+        tags: { rack: 'r1' },
+        user_data: Buffer.from('#cloud-config\n').toString('base64'),
+      });
       expect(await cli('instance', 'show', 'pxe-1')).toBe(0);
       expect(out).toContain('user-data:   14 bytes');
       expect(await cli('instance', 'rm', 'pxe-1')).toBe(0);

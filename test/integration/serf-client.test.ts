@@ -26,7 +26,15 @@ describe.skipIf(Boolean(skip))('SerfClient against real serf agents', () => {
 
   beforeAll(async () => {
     [a, b, c] = await Promise.all(
-      ['a', 'b', 'c'].map((name) => startSerfAgent({ name, dir: path.join(tmp, name), tags: { role: name === 'a' ? 'gateway' : 'compute' }, encryptKey: key1, rpcAuth: auth })),
+      ['a', 'b', 'c'].map((name) =>
+        startSerfAgent({
+          name,
+          dir: path.join(tmp, name),
+          tags: { role: name === 'a' ? 'gateway' : 'compute' },
+          encryptKey: key1,
+          rpcAuth: auth,
+        }),
+      ),
     );
     ca = await SerfClient.connect({ addr: a.rpcAddr, authKey: auth });
     expect(await ca.join([b.bindAddr, c.bindAddr])).toBe(2);

@@ -14,7 +14,8 @@ import { startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js'
 import { skipReason } from './harness.js';
 
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const skip = skipReason() ?? (has('systemd-notify') ? undefined : 'systemd-notify is missing') ?? (has('python3') ? undefined : 'python3 is missing');
+const skip =
+  skipReason() ?? (has('systemd-notify') ? undefined : 'systemd-notify is missing') ?? (has('python3') ? undefined : 'python3 is missing');
 if (skip) console.warn(`systemd tests skipped: ${skip}`);
 
 // Receives notify datagrams, prints each on one line, and closes passed descriptors (the BARRIER
@@ -51,7 +52,11 @@ describe.skipIf(Boolean(skip))('systemd integration', () => {
       });
     });
     serf = await startSerfAgent({ name: 'sd', dir: path.join(tmp, 'serf') });
-    agent = await startMammatusAgent({ dir: path.join(tmp, 'agent'), rpcAddr: serf.rpcAddr, env: { ...process.env, NOTIFY_SOCKET: socketPath } });
+    agent = await startMammatusAgent({
+      dir: path.join(tmp, 'agent'),
+      rpcAddr: serf.rpcAddr,
+      env: { ...process.env, NOTIFY_SOCKET: socketPath },
+    });
   });
   afterAll(async () => {
     await agent?.stop();

@@ -40,7 +40,11 @@ async function buildDeb(out: string, version?: string): Promise<string> {
 }
 
 /** Runs a command that may exit non-zero; resolves with its code and output. */
-async function run(cmd: string, args: readonly string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+async function run(
+  cmd: string,
+  args: readonly string[],
+  env?: NodeJS.ProcessEnv,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await exec(cmd, [...args], { maxBuffer: 16 << 20, ...(env ? { env } : {}) });
     return { code: 0, stdout, stderr };
@@ -202,258 +206,286 @@ function waitForLogLine(child: ChildProcess, msg: string, timeoutMs: number, see
   });
 }
 
-describe.skipIf(chrootSkip !== undefined)(`install from the signed repository in a Debian 13 (${SUITE}) chroot`, { timeout: 600_000 }, () => {
-  let work = '';
-  let gnupg = '';
-  let repo = '';
-  let deb = '';
-  let server: RepoServer | undefined;
-  let chroot: Chroot | undefined;
-  let failed: string | undefined;
-  const metrics: Record<string, string> = {};
+describe.skipIf(chrootSkip !== undefined)(
+  `install from the signed repository in a Debian 13 (${SUITE}) chroot`,
+  { timeout: 600_000 },
+  () => {
+    let work = '';
+    let gnupg = '';
+    let repo = '';
+    let deb = '';
+    let server: RepoServer | undefined;
+    let chroot: Chroot | undefined;
+    let failed: string | undefined;
+    const metrics: Record<string, string> = {};
 
-  const c = () => chroot!;
-  /** Runs in the chroot and fails the test with the output unless it exits 0. */
-  const ok = async (cmd: string, args: string[] = [], timeoutMs?: number): Promise<RunResult> => {
-    const r = await c().run(cmd, args, timeoutMs === undefined ? {} : { timeoutMs });
-    expect(r.code, `${cmd} ${args.join(' ')} exited ${r.code}\n${r.stdout}\n${r.stderr}`).toBe(0);
-    return r;
-  };
-  const status = async () => (await c().run('dpkg-query', ['-W', '-f=${db:Status-Abbrev}|${Version}', 'mammatus-agent'])).stdout.trim();
-  const buildRepo = (...debs: string[]) => exec('bash', [path.join(ROOT, 'scripts/repo-build.sh'), '--out', repo, '--gnupg-home', gnupg, ...debs]);
-  /** Host paths (relative to the chroot) whose name mentions mammatus, outside apt's own files. */
-  const mammatusPaths = async () => {
-    const r = c().root;
-    const prune = ['/proc', '/var/lib/apt/lists', '/var/cache/apt', '/etc/apt'].flatMap((p) => ['-path', r + p, '-o']).slice(0, -1);
-    const { stdout } = await exec('find', [r, '-mindepth', '1', '-xdev', '(', ...prune, ')', '-prune', '-o', '-name', '*mammatus*', '-print'], { maxBuffer: 16 << 20 });
-    return stdout.split('\n').filter(Boolean).map((p) => p.slice(r.length)).sort();
-  };
-  const filesUnder = (dir: string): string[] => {
-    const out: string[] = [];
-    const walk = (rel: string) => {
-      for (const name of readdirSync(c().path(path.join(dir, rel))).sort()) {
-        const r = rel ? `${rel}/${name}` : name;
-        out.push(r);
-        if (lstatSync(c().path(path.join(dir, r))).isDirectory()) walk(r);
-      }
+    const c = () => chroot!;
+    /** Runs in the chroot and fails the test with the output unless it exits 0. */
+    const ok = async (cmd: string, args: string[] = [], timeoutMs?: number): Promise<RunResult> => {
+      const r = await c().run(cmd, args, timeoutMs === undefined ? {} : { timeoutMs });
+      expect(r.code, `${cmd} ${args.join(' ')} exited ${r.code}\n${r.stdout}\n${r.stderr}`).toBe(0);
+      return r;
     };
-    walk('');
-    return out;
-  };
+    const status = async () => (await c().run('dpkg-query', ['-W', '-f=${db:Status-Abbrev}|${Version}', 'mammatus-agent'])).stdout.trim();
+    const buildRepo = (...debs: string[]) =>
+      exec('bash', [path.join(ROOT, 'scripts/repo-build.sh'), '--out', repo, '--gnupg-home', gnupg, ...debs]);
+    /** Host paths (relative to the chroot) whose name mentions mammatus, outside apt's own files. */
+    const mammatusPaths = async () => {
+      const r = c().root;
+      const prune = ['/proc', '/var/lib/apt/lists', '/var/cache/apt', '/etc/apt'].flatMap((p) => ['-path', r + p, '-o']).slice(0, -1);
+      const { stdout } = await exec(
+        'find',
+        [r, '-mindepth', '1', '-xdev', '(', ...prune, ')', '-prune', '-o', '-name', '*mammatus*', '-print'],
+        { maxBuffer: 16 << 20 },
+      );
+      return stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((p) => p.slice(r.length))
+        .sort();
+    };
+    const filesUnder = (dir: string): string[] => {
+      const out: string[] = [];
+      const walk = (rel: string) => {
+        for (const name of readdirSync(c().path(path.join(dir, rel))).sort()) {
+          const r = rel ? `${rel}/${name}` : name;
+          out.push(r);
+          if (lstatSync(c().path(path.join(dir, r))).isDirectory()) walk(r);
+        }
+      };
+      walk('');
+      return out;
+    };
 
-  /** A step of the cycle; once one fails, the later ones are skipped (they build on it). */
-  const step = (name: string, fn: () => Promise<void>) =>
-    it(name, async (ctx: TestContext) => {
-      if (failed) ctx.skip(`an earlier step failed: ${failed}`);
+    /** A step of the cycle; once one fails, the later ones are skipped (they build on it). */
+    const step = (name: string, fn: () => Promise<void>) =>
+      it(name, async (ctx: TestContext) => {
+        if (failed) ctx.skip(`an earlier step failed: ${failed}`);
+        try {
+          await fn();
+        } catch (err) {
+          failed = name;
+          throw err;
+        }
+      });
+
+    let cleaned = false;
+    const cleanup = async () => {
+      if (cleaned) return;
+      cleaned = true;
+      const errors: unknown[] = [];
+      const attempt = async (f: () => unknown) => {
+        try {
+          await f();
+        } catch (err) {
+          errors.push(err);
+        }
+      };
+      await attempt(() => chroot?.dispose()); // stops serf and the agent by PID, unmounts /proc, deletes the tree
+      await attempt(() => server?.close());
+      // repo-build.sh's gpg started a gpg-agent for the test's GNUPGHOME: stop that one by its PID.
+      await attempt(async () => {
+        if (!gnupg || !existsSync(gnupg)) return;
+        const r = await run('gpg-connect-agent', ['--homedir', gnupg, '--no-autostart', 'getinfo pid', '/bye']);
+        const pid = Number(/^D (\d+)$/m.exec(r.stdout)?.[1]);
+        if (pid > 0) process.kill(pid, 'SIGTERM');
+      });
+      await attempt(() => work && removeDir(work));
+      if (Object.keys(metrics).length > 0)
+        console.log(
+          `[packaging] figures for docs:\n${Object.entries(metrics)
+            .map(([k, v]) => `  ${k}: ${v}`)
+            .join('\n')}`,
+        );
+      if (errors.length > 0) throw errors[0];
+    };
+
+    beforeAll(async () => {
       try {
-        await fn();
+        const t0 = performance.now();
+        const tarball = await baseTarball(SUITE, { onBuild: (m) => console.log(`[packaging] ${m}`) });
+        work = mkdtempSync(path.join(os.tmpdir(), 'mammatus-deb-chroot-'));
+        gnupg = path.join(work, 'gnupg');
+        repo = path.join(work, 'repo');
+        deb = await buildDeb(path.join(work, `dist-${VERSION}`));
+        metrics['.deb size'] = `${statSync(deb).size} bytes (${(statSync(deb).size / 1024).toFixed(0)} KiB)`;
+        await buildRepo(deb);
+        // The same repository also under /other/: step f points a second source there with a wrong key.
+        server = await serveRepo(repo, ['/other/']);
+        const t1 = performance.now();
+        chroot = await Chroot.create(tarball);
+        // As in image builds: no service of any dependency (serf ships one) starts inside the chroot.
+        c().write('/usr/sbin/policy-rc.d', '#!/bin/sh\nexit 101\n', 0o755);
+        metrics['chroot extract'] = `${((performance.now() - t1) / 1000).toFixed(1)} s`;
+        console.log(
+          `[packaging] chroot ${c().root} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s; repository on 127.0.0.1:${server.port}`,
+        );
       } catch (err) {
-        failed = name;
+        await cleanup().catch(() => undefined);
         throw err;
       }
+    }, 900_000);
+
+    afterAll(cleanup, 120_000);
+
+    step('a. adds the repository and its key, and an operator drop-in, before the install', async () => {
+      c().write('/etc/apt/keyrings/mammatus.gpg', readFileSync(path.join(repo, 'mammatus-archive-keyring.gpg')));
+      c().write(
+        '/etc/apt/sources.list.d/mammatus.sources',
+        `Types: deb\nURIs: http://127.0.0.1:${server!.port}/\nSuites: ./\nSigned-By: /etc/apt/keyrings/mammatus.gpg\n`,
+      );
+      c().write(SITE_YAML, SITE_YAML_TEXT);
+      expect(await status()).not.toMatch(/^ii/);
     });
 
-  let cleaned = false;
-  const cleanup = async () => {
-    if (cleaned) return;
-    cleaned = true;
-    const errors: unknown[] = [];
-    const attempt = async (f: () => unknown) => {
+    step('b. apt-get installs mammatus-agent from it without a prompt, pulling nodejs and serf', async () => {
+      await ok('apt-get', ['update'], 300_000);
+      expect(server!.requests).toContain('/InRelease');
+      const r = await ok('apt-get', ['install', '-y', 'mammatus-agent'], 600_000);
+      metrics['apt-get install (with nodejs, serf from Debian)'] = `${(r.ms / 1000).toFixed(1)} s`;
+      console.log(`[packaging] apt-get install mammatus-agent: ${(r.ms / 1000).toFixed(1)} s`);
+      expect(`${r.stdout}${r.stderr}`).not.toMatch(/conffile|dpkg-dist|Configuration file/i);
+      expect(server!.requests).toContain(`/mammatus-agent_${VERSION}_all.deb`);
+      expect(await status()).toBe(`ii |${VERSION}`);
+      const deps = await ok('dpkg-query', ['-W', '-f=${Package} ${db:Status-Abbrev}\n', 'nodejs', 'serf']);
+      expect(deps.stdout).toMatch(/^nodejs ii/m);
+      expect(deps.stdout).toMatch(/^serf ii/m);
+      const versions = await ok('dpkg-query', ['-W', '-f=${Package} ${Version}\n', 'nodejs', 'serf', 'apt']);
+      metrics['chroot packages'] = versions.stdout.trim().split('\n').join(', ');
+      // The package owns no conffile: nothing it ships can ever prompt.
+      expect((await ok('dpkg-query', ['-W', '-f=${Conffiles}', 'mammatus-agent'])).stdout.trim()).toBe('');
+      expect(c().read(SITE_YAML)).toBe(SITE_YAML_TEXT);
+    });
+
+    step('c. mammatus --version works, the unit is enabled, the state dir exists', async () => {
+      const r = await ok('mammatus', ['--version']);
+      expect(r.stdout.trim()).toBe(VERSION);
+      expect(c().exists(WANTS)).toBe(true);
+      // deb-systemd-helper links to /lib/systemd/system/…, the same file on merged-/usr.
+      expect((await ok('readlink', ['-e', WANTS])).stdout.trim()).toBe(`/usr/lib/systemd/system/${UNIT}`);
+      expect(c().exists(`${DSH_STATE}/${UNIT}.dsh-also`)).toBe(true);
+      expect(c().exists(`${DSH_STATE}/multi-user.target.wants/${UNIT}`)).toBe(true);
+      expect(statSync(c().path('/var/lib/mammatus')).isDirectory()).toBe(true);
+    });
+
+    step('d. the installed agent starts against a real serf, sets its tag, and stops cleanly on SIGTERM', async () => {
+      const [bindPort, rpcPort] = [await freePort(), await freePort()];
+      const rpc = `127.0.0.1:${rpcPort}`;
+      const serfLog = path.join(work, 'serf.log');
+      const fd = openSync(serfLog, 'a');
+      const serf = c().spawn('serf', ['agent', '-node=pkgtest', `-bind=127.0.0.1:${bindPort}`, `-rpc-addr=${rpc}`, '-log-level=info'], {
+        stdio: ['ignore', fd, fd],
+      });
+      closeSync(fd);
+      let agent: ChildProcess | undefined;
       try {
-        await f();
-      } catch (err) {
-        errors.push(err);
+        await Promise.race([
+          waitForPort(rpcPort, '127.0.0.1', 30_000),
+          new Promise((_, reject) =>
+            serf.once('exit', (code) => reject(new Error(`serf exited (${code}): ${readFileSync(serfLog, 'utf8')}`))),
+          ),
+        ]);
+        c().write('/etc/mammatus/agent.yaml', `serf: { rpc_addr: "${rpc}" }\n`);
+
+        const seen: string[] = [];
+        const started = performance.now();
+        agent = c().spawn('mammatus', ['agent']);
+        let stderr = '';
+        agent.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+        const ready = await waitForLogLine(agent, 'agent ready', 30_000, seen);
+        const readyMs = performance.now() - started;
+        metrics['agent process start to "agent ready" (chroot)'] = `${readyMs.toFixed(0)} ms`;
+        console.log(`[packaging] mammatus agent: process start to "agent ready" in ${readyMs.toFixed(0)} ms`);
+        expect(ready.version).toBe(VERSION);
+        expect(ready.node).toBe('pkgtest');
+
+        const members = JSON.parse((await ok('serf', ['members', `-rpc-addr=${rpc}`, '-format=json'])).stdout) as {
+          members: Array<{ name: string; status: string; tags: Record<string, string> }>;
+        };
+        const self = members.members.find((m) => m.name === 'pkgtest');
+        expect(self?.status).toBe('alive');
+        expect(self?.tags.mammatus).toBe(VERSION);
+
+        const exited = new Promise<number | null>((resolve) => agent!.once('exit', (code) => resolve(code)));
+        process.kill(agent.pid!, 'SIGTERM');
+        const code = await Promise.race([exited, sleep(15_000).then(() => 'timeout' as const)]);
+        expect(code, `agent exit after SIGTERM\n${seen.join('\n')}\n${stderr}`).toBe(0);
+        const errors = seen.filter((l) => /"level":(5|6)0/.test(l));
+        expect(errors, 'error-level log lines').toEqual([]);
+      } finally {
+        if (agent) await stopProcess(agent, 'SIGKILL');
+        await stopProcess(serf, 'SIGINT');
       }
-    };
-    await attempt(() => chroot?.dispose()); // stops serf and the agent by PID, unmounts /proc, deletes the tree
-    await attempt(() => server?.close());
-    // repo-build.sh's gpg started a gpg-agent for the test's GNUPGHOME: stop that one by its PID.
-    await attempt(async () => {
-      if (!gnupg || !existsSync(gnupg)) return;
-      const r = await run('gpg-connect-agent', ['--homedir', gnupg, '--no-autostart', 'getinfo pid', '/bye']);
-      const pid = Number(/^D (\d+)$/m.exec(r.stdout)?.[1]);
-      if (pid > 0) process.kill(pid, 'SIGTERM');
+      // Test scaffolding, not the operator's: it must not count as a leftover of the purge below.
+      await ok('rm', ['-f', '/etc/mammatus/agent.yaml']);
     });
-    await attempt(() => work && removeDir(work));
-    if (Object.keys(metrics).length > 0) console.log(`[packaging] figures for docs:\n${Object.entries(metrics).map(([k, v]) => `  ${k}: ${v}`).join('\n')}`);
-    if (errors.length > 0) throw errors[0];
-  };
 
-  beforeAll(async () => {
-    try {
-      const t0 = performance.now();
-      const tarball = await baseTarball(SUITE, { onBuild: (m) => console.log(`[packaging] ${m}`) });
-      work = mkdtempSync(path.join(os.tmpdir(), 'mammatus-deb-chroot-'));
-      gnupg = path.join(work, 'gnupg');
-      repo = path.join(work, 'repo');
-      deb = await buildDeb(path.join(work, `dist-${VERSION}`));
-      metrics['.deb size'] = `${statSync(deb).size} bytes (${(statSync(deb).size / 1024).toFixed(0)} KiB)`;
-      await buildRepo(deb);
-      // The same repository also under /other/: step f points a second source there with a wrong key.
-      server = await serveRepo(repo, ['/other/']);
-      const t1 = performance.now();
-      chroot = await Chroot.create(tarball);
-      // As in image builds: no service of any dependency (serf ships one) starts inside the chroot.
-      c().write('/usr/sbin/policy-rc.d', '#!/bin/sh\nexit 101\n', 0o755);
-      metrics['chroot extract'] = `${((performance.now() - t1) / 1000).toFixed(1)} s`;
-      console.log(`[packaging] chroot ${c().root} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s; repository on 127.0.0.1:${server.port}`);
-    } catch (err) {
-      await cleanup().catch(() => undefined);
-      throw err;
-    }
-  }, 900_000);
-
-  afterAll(cleanup, 120_000);
-
-  step('a. adds the repository and its key, and an operator drop-in, before the install', async () => {
-    c().write('/etc/apt/keyrings/mammatus.gpg', readFileSync(path.join(repo, 'mammatus-archive-keyring.gpg')));
-    c().write(
-      '/etc/apt/sources.list.d/mammatus.sources',
-      `Types: deb\nURIs: http://127.0.0.1:${server!.port}/\nSuites: ./\nSigned-By: /etc/apt/keyrings/mammatus.gpg\n`,
-    );
-    c().write(SITE_YAML, SITE_YAML_TEXT);
-    expect(await status()).not.toMatch(/^ii/);
-  });
-
-  step('b. apt-get installs mammatus-agent from it without a prompt, pulling nodejs and serf', async () => {
-    await ok('apt-get', ['update'], 300_000);
-    expect(server!.requests).toContain('/InRelease');
-    const r = await ok('apt-get', ['install', '-y', 'mammatus-agent'], 600_000);
-    metrics['apt-get install (with nodejs, serf from Debian)'] = `${(r.ms / 1000).toFixed(1)} s`;
-    console.log(`[packaging] apt-get install mammatus-agent: ${(r.ms / 1000).toFixed(1)} s`);
-    expect(`${r.stdout}${r.stderr}`).not.toMatch(/conffile|dpkg-dist|Configuration file/i);
-    expect(server!.requests).toContain(`/mammatus-agent_${VERSION}_all.deb`);
-    expect(await status()).toBe(`ii |${VERSION}`);
-    const deps = await ok('dpkg-query', ['-W', '-f=${Package} ${db:Status-Abbrev}\n', 'nodejs', 'serf']);
-    expect(deps.stdout).toMatch(/^nodejs ii/m);
-    expect(deps.stdout).toMatch(/^serf ii/m);
-    const versions = await ok('dpkg-query', ['-W', '-f=${Package} ${Version}\n', 'nodejs', 'serf', 'apt']);
-    metrics['chroot packages'] = versions.stdout.trim().split('\n').join(', ');
-    // The package owns no conffile: nothing it ships can ever prompt.
-    expect((await ok('dpkg-query', ['-W', '-f=${Conffiles}', 'mammatus-agent'])).stdout.trim()).toBe('');
-    expect(c().read(SITE_YAML)).toBe(SITE_YAML_TEXT);
-  });
-
-  step('c. mammatus --version works, the unit is enabled, the state dir exists', async () => {
-    const r = await ok('mammatus', ['--version']);
-    expect(r.stdout.trim()).toBe(VERSION);
-    expect(c().exists(WANTS)).toBe(true);
-    // deb-systemd-helper links to /lib/systemd/system/…, the same file on merged-/usr.
-    expect((await ok('readlink', ['-e', WANTS])).stdout.trim()).toBe(`/usr/lib/systemd/system/${UNIT}`);
-    expect(c().exists(`${DSH_STATE}/${UNIT}.dsh-also`)).toBe(true);
-    expect(c().exists(`${DSH_STATE}/multi-user.target.wants/${UNIT}`)).toBe(true);
-    expect(statSync(c().path('/var/lib/mammatus')).isDirectory()).toBe(true);
-  });
-
-  step('d. the installed agent starts against a real serf, sets its tag, and stops cleanly on SIGTERM', async () => {
-    const [bindPort, rpcPort] = [await freePort(), await freePort()];
-    const rpc = `127.0.0.1:${rpcPort}`;
-    const serfLog = path.join(work, 'serf.log');
-    const fd = openSync(serfLog, 'a');
-    const serf = c().spawn('serf', ['agent', '-node=pkgtest', `-bind=127.0.0.1:${bindPort}`, `-rpc-addr=${rpc}`, '-log-level=info'], {
-      stdio: ['ignore', fd, fd],
+    step(`e. upgrades to ${UPGRADE_VERSION} from the same repository, keeping the operator's config`, async () => {
+      const before = readFileSync(path.join(repo, 'mammatus-archive-keyring.gpg'));
+      const newer = await buildDeb(path.join(work, `dist-${UPGRADE_VERSION}`), UPGRADE_VERSION);
+      await buildRepo(deb, newer);
+      expect(readFileSync(path.join(repo, 'mammatus-archive-keyring.gpg')).equals(before), 'the repository key changed').toBe(true);
+      await ok('apt-get', ['update'], 300_000);
+      const policy = await ok('apt-cache', ['policy', 'mammatus-agent']);
+      expect(policy.stdout).toContain(`Candidate: ${UPGRADE_VERSION}`);
+      const r = await ok('apt-get', ['install', '-y', 'mammatus-agent'], 600_000);
+      metrics['apt-get upgrade of mammatus-agent'] = `${(r.ms / 1000).toFixed(1)} s`;
+      expect(`${r.stdout}${r.stderr}`).not.toMatch(/conffile|Configuration file/i);
+      expect(server!.requests).toContain(`/mammatus-agent_${UPGRADE_VERSION}_all.deb`);
+      expect(await status()).toBe(`ii |${UPGRADE_VERSION}`);
+      expect(c().read(SITE_YAML)).toBe(SITE_YAML_TEXT);
+      expect(filesUnder('/etc/mammatus').filter((f) => /\.(dpkg|ucf)-[a-z]+$/.test(f))).toEqual([]);
+      expect(c().exists(WANTS), 'the unit stays enabled across the upgrade').toBe(true);
+      // The bundle inside carries the package's version (the agent's `mammatus` tag shows it).
+      expect((await ok('mammatus', ['--version'])).stdout.trim()).toBe(UPGRADE_VERSION);
     });
-    closeSync(fd);
-    let agent: ChildProcess | undefined;
-    try {
-      await Promise.race([
-        waitForPort(rpcPort, '127.0.0.1', 30_000),
-        new Promise((_, reject) => serf.once('exit', (code) => reject(new Error(`serf exited (${code}): ${readFileSync(serfLog, 'utf8')}`)))),
-      ]);
-      c().write('/etc/mammatus/agent.yaml', `serf: { rpc_addr: "${rpc}" }\n`);
 
-      const seen: string[] = [];
-      const started = performance.now();
-      agent = c().spawn('mammatus', ['agent']);
-      let stderr = '';
-      agent.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-      const ready = await waitForLogLine(agent, 'agent ready', 30_000, seen);
-      const readyMs = performance.now() - started;
-      metrics['agent process start to "agent ready" (chroot)'] = `${readyMs.toFixed(0)} ms`;
-      console.log(`[packaging] mammatus agent: process start to "agent ready" in ${readyMs.toFixed(0)} ms`);
-      expect(ready.version).toBe(VERSION);
-      expect(ready.node).toBe('pkgtest');
+    step('f. apt refuses the repository when the source trusts another key', async () => {
+      // Debian's archive key is a real key, just not the one that signed this repository.
+      expect(c().exists('/usr/share/keyrings/debian-archive-keyring.gpg')).toBe(true);
+      const wrong = '/etc/apt/sources.list.d/wrong-key.sources';
+      c().write(
+        wrong,
+        `Types: deb\nURIs: http://127.0.0.1:${server!.port}/other/\nSuites: ./\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n`,
+      );
+      try {
+        const r = await c().run('apt-get', ['update'], { timeoutMs: 300_000 });
+        const out = `${r.stdout}\n${r.stderr}`;
+        expect(server!.requests).toContain('/other/InRelease');
+        expect(r.code, out).not.toBe(0);
+        expect(out).toMatch(/127\.0\.0\.1:\d+\/other.*(is not signed|NO_PUBKEY|Missing key|signature)/is);
+        expect(readdirSync(c().path('/var/lib/apt/lists')).filter((f) => f.includes('_other_'))).toEqual([]);
+        console.log(`[packaging] apt on the wrong key: ${out.split('\n').find((l) => l.startsWith('E:')) ?? '(no E: line)'}`);
+      } finally {
+        await ok('rm', ['-f', wrong]);
+      }
+      await ok('apt-get', ['update'], 300_000);
+    });
 
-      const members = JSON.parse((await ok('serf', ['members', `-rpc-addr=${rpc}`, '-format=json'])).stdout) as {
-        members: Array<{ name: string; status: string; tags: Record<string, string> }>;
-      };
-      const self = members.members.find((m) => m.name === 'pkgtest');
-      expect(self?.status).toBe('alive');
-      expect(self?.tags.mammatus).toBe(VERSION);
+    step("g. remove keeps the operator's config; purge leaves nothing of the package", async () => {
+      await ok('dpkg', ['-r', 'mammatus-agent']);
+      expect(c().exists('/usr/bin/mammatus')).toBe(false);
+      expect(c().exists('/usr/lib/mammatus-agent')).toBe(false);
+      expect(c().read(SITE_YAML)).toBe(SITE_YAML_TEXT);
+      expect(await status()).toMatch(/^rc/);
 
-      const exited = new Promise<number | null>((resolve) => agent!.once('exit', (code) => resolve(code)));
-      process.kill(agent.pid!, 'SIGTERM');
-      const code = await Promise.race([exited, sleep(15_000).then(() => 'timeout' as const)]);
-      expect(code, `agent exit after SIGTERM\n${seen.join('\n')}\n${stderr}`).toBe(0);
-      const errors = seen.filter((l) => /"level":(5|6)0/.test(l));
-      expect(errors, 'error-level log lines').toEqual([]);
-    } finally {
-      if (agent) await stopProcess(agent, 'SIGKILL');
-      await stopProcess(serf, 'SIGINT');
-    }
-    // Test scaffolding, not the operator's: it must not count as a leftover of the purge below.
-    await ok('rm', ['-f', '/etc/mammatus/agent.yaml']);
-  });
-
-  step(`e. upgrades to ${UPGRADE_VERSION} from the same repository, keeping the operator's config`, async () => {
-    const before = readFileSync(path.join(repo, 'mammatus-archive-keyring.gpg'));
-    const newer = await buildDeb(path.join(work, `dist-${UPGRADE_VERSION}`), UPGRADE_VERSION);
-    await buildRepo(deb, newer);
-    expect(readFileSync(path.join(repo, 'mammatus-archive-keyring.gpg')).equals(before), 'the repository key changed').toBe(true);
-    await ok('apt-get', ['update'], 300_000);
-    const policy = await ok('apt-cache', ['policy', 'mammatus-agent']);
-    expect(policy.stdout).toContain(`Candidate: ${UPGRADE_VERSION}`);
-    const r = await ok('apt-get', ['install', '-y', 'mammatus-agent'], 600_000);
-    metrics['apt-get upgrade of mammatus-agent'] = `${(r.ms / 1000).toFixed(1)} s`;
-    expect(`${r.stdout}${r.stderr}`).not.toMatch(/conffile|Configuration file/i);
-    expect(server!.requests).toContain(`/mammatus-agent_${UPGRADE_VERSION}_all.deb`);
-    expect(await status()).toBe(`ii |${UPGRADE_VERSION}`);
-    expect(c().read(SITE_YAML)).toBe(SITE_YAML_TEXT);
-    expect(filesUnder('/etc/mammatus').filter((f) => /\.(dpkg|ucf)-[a-z]+$/.test(f))).toEqual([]);
-    expect(c().exists(WANTS), 'the unit stays enabled across the upgrade').toBe(true);
-    // The bundle inside carries the package's version (the agent's `mammatus` tag shows it).
-    expect((await ok('mammatus', ['--version'])).stdout.trim()).toBe(UPGRADE_VERSION);
-  });
-
-  step('f. apt refuses the repository when the source trusts another key', async () => {
-    // Debian's archive key is a real key, just not the one that signed this repository.
-    expect(c().exists('/usr/share/keyrings/debian-archive-keyring.gpg')).toBe(true);
-    const wrong = '/etc/apt/sources.list.d/wrong-key.sources';
-    c().write(wrong, `Types: deb\nURIs: http://127.0.0.1:${server!.port}/other/\nSuites: ./\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n`);
-    try {
-      const r = await c().run('apt-get', ['update'], { timeoutMs: 300_000 });
-      const out = `${r.stdout}\n${r.stderr}`;
-      expect(server!.requests).toContain('/other/InRelease');
-      expect(r.code, out).not.toBe(0);
-      expect(out).toMatch(/127\.0\.0\.1:\d+\/other.*(is not signed|NO_PUBKEY|Missing key|signature)/is);
-      expect(readdirSync(c().path('/var/lib/apt/lists')).filter((f) => f.includes('_other_'))).toEqual([]);
-      console.log(`[packaging] apt on the wrong key: ${out.split('\n').find((l) => l.startsWith('E:')) ?? '(no E: line)'}`);
-    } finally {
-      await ok('rm', ['-f', wrong]);
-    }
-    await ok('apt-get', ['update'], 300_000);
-  });
-
-  step("g. remove keeps the operator's config; purge leaves nothing of the package", async () => {
-    await ok('dpkg', ['-r', 'mammatus-agent']);
-    expect(c().exists('/usr/bin/mammatus')).toBe(false);
-    expect(c().exists('/usr/lib/mammatus-agent')).toBe(false);
-    expect(c().read(SITE_YAML)).toBe(SITE_YAML_TEXT);
-    expect(await status()).toMatch(/^rc/);
-
-    await ok('dpkg', ['-P', 'mammatus-agent']);
-    expect(c().exists('/var/lib/mammatus')).toBe(false);
-    expect(c().exists(WANTS)).toBe(false);
-    const dsh = await exec('find', [c().path(DSH_STATE), '-name', '*mammatus*']).then((r) => r.stdout.trim(), () => '');
-    expect(dsh).toBe('');
-    const owned = await c().run('dpkg', ['-S', 'mammatus']);
-    expect(owned.code, owned.stdout).not.toBe(0);
-    expect(owned.stdout.trim()).toBe('');
-    expect(await status()).not.toMatch(/^(ii|rc|iU|iF|iH)/);
-    expect(readdirSync(c().path('/var/lib/dpkg/info')).filter((f) => f.startsWith('mammatus-agent'))).toEqual([]);
-    // Only the operator's drop-in and the directories holding it are left.
-    expect(filesUnder('/etc/mammatus')).toEqual(['agent.d', 'agent.d/10-site.yaml']);
-    expect(c().read(SITE_YAML)).toBe(SITE_YAML_TEXT);
-    expect(await mammatusPaths()).toEqual(['/etc/mammatus']);
-  });
-});
+      await ok('dpkg', ['-P', 'mammatus-agent']);
+      expect(c().exists('/var/lib/mammatus')).toBe(false);
+      expect(c().exists(WANTS)).toBe(false);
+      const dsh = await exec('find', [c().path(DSH_STATE), '-name', '*mammatus*']).then(
+        (r) => r.stdout.trim(),
+        () => '',
+      );
+      expect(dsh).toBe('');
+      const owned = await c().run('dpkg', ['-S', 'mammatus']);
+      expect(owned.code, owned.stdout).not.toBe(0);
+      expect(owned.stdout.trim()).toBe('');
+      expect(await status()).not.toMatch(/^(ii|rc|iU|iF|iH)/);
+      expect(readdirSync(c().path('/var/lib/dpkg/info')).filter((f) => f.startsWith('mammatus-agent'))).toEqual([]);
+      // Only the operator's drop-in and the directories holding it are left.
+      expect(filesUnder('/etc/mammatus')).toEqual(['agent.d', 'agent.d/10-site.yaml']);
+      expect(c().read(SITE_YAML)).toBe(SITE_YAML_TEXT);
+      expect(await mammatusPaths()).toEqual(['/etc/mammatus']);
+    });
+  },
+);

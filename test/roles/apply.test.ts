@@ -211,7 +211,14 @@ describe('applyRole', () => {
   });
 
   it.each([
-    ['duplicate paths', [{ path: A, content: '1' }, { path: A, content: '2' }], /^render: duplicate path/],
+    [
+      'duplicate paths',
+      [
+        { path: A, content: '1' },
+        { path: A, content: '2' },
+      ],
+      /^render: duplicate path/,
+    ],
     ['a relative path', [{ path: 'etc/example/a.conf', content: '' }], /^render: path is not absolute/],
     ['a path with ..', [{ path: '/etc/example/../passwd', content: '' }], /^render: path is not normalized/],
   ])('rejects render output with %s', async (_label, output, error) => {

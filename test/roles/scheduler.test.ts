@@ -39,7 +39,7 @@ function setup() {
 }
 
 describe('RoleScheduler', () => {
-  it('answers a role\'s queries and facts from its last apply, only while the role runs', async () => {
+  it("answers a role's queries and facts from its last apply, only while the role runs", async () => {
     const { sup, setMembers } = setup();
     expect(sup.answer('gateway', 'mammatus.hosts', Buffer.from('x'))).toBeUndefined();
     await sup.setRoles(['gateway']);
@@ -87,7 +87,10 @@ describe('RoleScheduler', () => {
     const { sup } = setup();
     await sup.setRoles(['compute']);
     let done = false;
-    sup.onMemberEvent('member-join').then(() => (done = true)).catch(() => undefined);
+    sup
+      .onMemberEvent('member-join')
+      .then(() => (done = true))
+      .catch(() => undefined);
     await Promise.resolve();
     await Promise.resolve();
     expect(done).toBe(true);

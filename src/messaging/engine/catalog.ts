@@ -60,7 +60,11 @@ export class QueueCatalog {
    * Creates the record, or returns the existing one (`created: false`) for the caller's
    * idempotency check. @throws SqsError `QueueDeletedRecently`.
    */
-  async create(name: string, attributes: Record<string, string>, tags: Record<string, string>): Promise<{ record: QueueRecord; created: boolean }> {
+  async create(
+    name: string,
+    attributes: Record<string, string>,
+    tags: Record<string, string>,
+  ): Promise<{ record: QueueRecord; created: boolean }> {
     for (let i = 0; i < CAS_ATTEMPTS; i += 1) {
       const existing = await this.cache.fresh(name);
       if (existing) return { record: existing.value, created: false };

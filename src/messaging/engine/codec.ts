@@ -137,7 +137,7 @@ export interface WireError {
 }
 
 function findDef(table: Readonly<Record<string, ErrorDef>>, code: string): string | undefined {
-  return Object.keys(table).find((k) => (table[k]).code === code);
+  return Object.keys(table).find((k) => table[k].code === code);
 }
 
 /** Our errors keep their catalogue entry; anything else is only "internal" (no detail leaks). */

@@ -55,7 +55,15 @@ export const MAX_RETRY_SECONDS = 3600;
 
 const BACKOFF = new Set<string>(['linear', 'arithmetic', 'geometric', 'exponential']);
 const CONTENT_TYPES = new Set(['text/plain', 'text/html', 'text/xml', 'application/json', 'application/xml']);
-const RETRY_KEYS = ['minDelayTarget', 'maxDelayTarget', 'numRetries', 'numNoDelayRetries', 'numMinDelayRetries', 'numMaxDelayRetries', 'backoffFunction'] as const;
+const RETRY_KEYS = [
+  'minDelayTarget',
+  'maxDelayTarget',
+  'numRetries',
+  'numNoDelayRetries',
+  'numMinDelayRetries',
+  'numMaxDelayRetries',
+  'backoffFunction',
+] as const;
 // Keys AWS prints in EffectiveDeliveryPolicy: accepted (and ignored) so a printed policy can be set again.
 const IGNORED = new Set(['sicklyRetryPolicy', 'defaultSicklyRetryPolicy', 'guaranteed']);
 
@@ -74,7 +82,8 @@ function known(o: Record<string, unknown>, keys: readonly string[], what: string
 
 function integer(v: unknown, what: string, min: number, max: number): number {
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw invalid(`${what} must be an integer from ${min} to ${max}`);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max)
+    throw invalid(`${what} must be an integer from ${min} to ${max}`);
   return n;
 }
 
@@ -83,14 +92,18 @@ function parseRetry(v: unknown, what: string): Partial<RetryPolicy> | undefined 
   const o = object(v, what);
   known(o, RETRY_KEYS, what);
   const out: Record<string, unknown> = {};
-  for (const k of ['minDelayTarget', 'maxDelayTarget'] as const) if (o[k] !== undefined) out[k] = integer(o[k], `${what}.${k}`, 1, MAX_RETRY_SECONDS);
-  for (const k of ['numRetries', 'numNoDelayRetries', 'numMinDelayRetries', 'numMaxDelayRetries'] as const) if (o[k] !== undefined) out[k] = integer(o[k], `${what}.${k}`, 0, 100);
+  for (const k of ['minDelayTarget', 'maxDelayTarget'] as const)
+    if (o[k] !== undefined) out[k] = integer(o[k], `${what}.${k}`, 1, MAX_RETRY_SECONDS);
+  for (const k of ['numRetries', 'numNoDelayRetries', 'numMinDelayRetries', 'numMaxDelayRetries'] as const)
+    if (o[k] !== undefined) out[k] = integer(o[k], `${what}.${k}`, 0, 100);
   if (o.backoffFunction !== undefined) {
-    if (typeof o.backoffFunction !== 'string' || !BACKOFF.has(o.backoffFunction)) throw invalid(`${what}.backoffFunction must be linear, arithmetic, geometric or exponential`);
+    if (typeof o.backoffFunction !== 'string' || !BACKOFF.has(o.backoffFunction))
+      throw invalid(`${what}.backoffFunction must be linear, arithmetic, geometric or exponential`);
     out.backoffFunction = o.backoffFunction;
   }
   const r = out as Partial<RetryPolicy>;
-  if (r.minDelayTarget !== undefined && r.maxDelayTarget !== undefined && r.minDelayTarget > r.maxDelayTarget) throw invalid(`${what}.minDelayTarget must not exceed maxDelayTarget`);
+  if (r.minDelayTarget !== undefined && r.maxDelayTarget !== undefined && r.minDelayTarget > r.maxDelayTarget)
+    throw invalid(`${what}.minDelayTarget must not exceed maxDelayTarget`);
   return r;
 }
 
@@ -108,7 +121,8 @@ function parseRequest(v: unknown, what: string): string | undefined {
   const t = o.headerContentType;
   if (t === undefined) return undefined;
   const base = typeof t === 'string' ? /^\s*([a-z]+\/[a-z+.-]+)\s*(;\s*charset=utf-8\s*)?$/i.exec(t)?.[1]?.toLowerCase() : undefined;
-  if (typeof t !== 'string' || base === undefined || !CONTENT_TYPES.has(base)) throw invalid(`${what}.headerContentType must be one of ${[...CONTENT_TYPES].join(', ')} (optionally with ; charset=UTF-8)`);
+  if (typeof t !== 'string' || base === undefined || !CONTENT_TYPES.has(base))
+    throw invalid(`${what}.headerContentType must be one of ${[...CONTENT_TYPES].join(', ')} (optionally with ; charset=UTF-8)`);
   return t.trim();
 }
 
@@ -199,7 +213,12 @@ export function checkTopicDeliveryPolicy(value: string, settings: SnsSettings): 
 }
 
 /** Checks a subscription's `DeliveryPolicy` value against its protocol and its topic's policy. */
-export function checkSubscriptionDeliveryPolicy(value: string, protocol: string, topicValue: string | undefined, settings: SnsSettings): void {
+export function checkSubscriptionDeliveryPolicy(
+  value: string,
+  protocol: string,
+  topicValue: string | undefined,
+  settings: SnsSettings,
+): void {
   if (value === '') return;
   if (protocol !== 'http' && protocol !== 'https') throw invalid(`Delivery protocol [${protocol}] does not support delivery policies`);
   const topic = safeTopicParts(topicValue);
@@ -224,7 +243,11 @@ function safeSubscriptionParts(value: string | undefined): Parts {
 }
 
 /** The policy delivery to a subscription follows, from the stored attribute values. Never throws. */
-export function effectiveDeliveryPolicy(settings: SnsSettings, topicValue: string | undefined, subscriptionValue: string | undefined): EffectiveDeliveryPolicy {
+export function effectiveDeliveryPolicy(
+  settings: SnsSettings,
+  topicValue: string | undefined,
+  subscriptionValue: string | undefined,
+): EffectiveDeliveryPolicy {
   const p = combine(settings, safeTopicParts(topicValue), safeSubscriptionParts(subscriptionValue));
   // A topic change can make a subscription's stored fields inconsistent: keep the delays ordered.
   return p.retry.minDelayTarget > p.retry.maxDelayTarget ? { ...p, retry: { ...p.retry, maxDelayTarget: p.retry.minDelayTarget } } : p;
@@ -300,7 +323,11 @@ export function topicEffectiveJson(settings: SnsSettings, topicValue: string | u
 }
 
 /** An http(s) subscription's `EffectiveDeliveryPolicy` attribute, in AWS's shape. */
-export function subscriptionEffectiveJson(settings: SnsSettings, topicValue: string | undefined, subscriptionValue: string | undefined): string {
+export function subscriptionEffectiveJson(
+  settings: SnsSettings,
+  topicValue: string | undefined,
+  subscriptionValue: string | undefined,
+): string {
   const p = effectiveDeliveryPolicy(settings, topicValue, subscriptionValue);
   return JSON.stringify({
     healthyRetryPolicy: retryJson(p.retry),

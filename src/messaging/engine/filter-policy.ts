@@ -38,7 +38,8 @@ export function parseFilterPolicy(text: string, bodyScope: boolean): FilterPolic
   const check = (policy: { [k: string]: Json }, depth: number) => {
     for (const [key, value] of Object.entries(policy)) {
       if (key === '$or') {
-        if (!Array.isArray(value) || value.length < 2 || !value.every(isObject)) throw invalid('$or must be a list of at least two objects.');
+        if (!Array.isArray(value) || value.length < 2 || !value.every(isObject))
+          throw invalid('$or must be a list of at least two objects.');
         for (const sub of value) check(sub, depth);
         continue;
       }
@@ -68,18 +69,21 @@ function checkCondition(key: string, cond: Json): void {
   const arg = cond[op];
   if (op === 'numeric') parseNumeric(key, arg);
   if (op === 'exists' && typeof arg !== 'boolean') throw invalid(`"${key}": exists must be true or false.`);
-  if ((op === 'prefix' || op === 'suffix' || op === 'equals-ignore-case') && typeof arg !== 'string') throw invalid(`"${key}": ${op} needs a string.`);
+  if ((op === 'prefix' || op === 'suffix' || op === 'equals-ignore-case') && typeof arg !== 'string')
+    throw invalid(`"${key}": ${op} needs a string.`);
   if (op === 'cidr' && (typeof arg !== 'string' || !parseCidr(arg))) throw invalid(`"${key}": malformed CIDR.`);
 }
 
 type Cmp = readonly [string, number];
 function parseNumeric(key: string, arg: Json): Cmp[] {
-  if (!Array.isArray(arg) || arg.length === 0 || arg.length % 2 !== 0 || arg.length > 4) throw invalid(`"${key}": numeric needs one or two comparisons.`);
+  if (!Array.isArray(arg) || arg.length === 0 || arg.length % 2 !== 0 || arg.length > 4)
+    throw invalid(`"${key}": numeric needs one or two comparisons.`);
   const out: Cmp[] = [];
   for (let i = 0; i < arg.length; i += 2) {
     const op = arg[i];
     const n = arg[i + 1];
-    if (typeof op !== 'string' || !['=', '<', '<=', '>', '>='].includes(op) || typeof n !== 'number' || Math.abs(n) > 1e9) throw invalid(`"${key}": bad numeric comparison.`);
+    if (typeof op !== 'string' || !['=', '<', '<=', '>', '>='].includes(op) || typeof n !== 'number' || Math.abs(n) > 1e9)
+      throw invalid(`"${key}": bad numeric comparison.`);
     out.push([op, n]);
   }
   return out;
@@ -96,14 +100,15 @@ function parseCidr(text: string): { base: number; mask: number } | undefined {
 }
 
 function ipv4(parts: readonly number[]): number {
-  return (((parts[0]) << 24) | ((parts[1]) << 16) | ((parts[2]) << 8) | (parts[3])) >>> 0;
+  return ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
 }
 
 /** One value as the matcher sees it: a string or a number (or null/boolean from a JSON body). */
 type Value = string | number | boolean | null;
 
 function matchesCondition(cond: Json, value: Value): boolean {
-  if (!isObject(cond)) return cond === value || (typeof cond === 'number' && typeof value === 'string' && value !== '' && Number(value) === cond);
+  if (!isObject(cond))
+    return cond === value || (typeof cond === 'number' && typeof value === 'string' && value !== '' && Number(value) === cond);
   const [op, arg] = Object.entries(cond)[0];
   const s = typeof value === 'string' ? value : undefined;
   switch (op) {
@@ -116,7 +121,9 @@ function matchesCondition(cond: Json, value: Value): boolean {
     case 'numeric': {
       const n = typeof value === 'number' ? value : s !== undefined && s.trim() !== '' ? Number(s) : NaN;
       if (Number.isNaN(n)) return false;
-      return parseNumeric('', arg).every(([o, x]) => (o === '=' ? n === x : o === '<' ? n < x : o === '<=' ? n <= x : o === '>' ? n > x : n >= x));
+      return parseNumeric('', arg).every(([o, x]) =>
+        o === '=' ? n === x : o === '<' ? n < x : o === '<=' ? n <= x : o === '>' ? n > x : n >= x,
+      );
     }
     case 'anything-but': {
       if (isObject(arg)) return !matchesCondition(arg, value);
@@ -126,7 +133,7 @@ function matchesCondition(cond: Json, value: Value): boolean {
     case 'cidr': {
       const net = parseCidr(arg as string);
       const m = s === undefined ? null : /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-      return Boolean(net && m && ((ipv4(m.slice(1).map(Number)) & net.mask) >>> 0) === net.base);
+      return Boolean(net && m && (ipv4(m.slice(1).map(Number)) & net.mask) >>> 0 === net.base);
     }
     default:
       return false;
@@ -166,7 +173,7 @@ function matchesBody(policy: { [k: string]: Json }, node: Json): boolean {
   return Object.entries(policy).every(([key, value]) => {
     if (key === '$or') return (value as { [k: string]: Json }[]).some((sub) => matchesBody(sub, node));
     if (isObject(value)) {
-      const children = objects.filter((o) => key in o).flatMap((o) => (Array.isArray(o[key]) ? (o[key]) : [o[key] as Json]));
+      const children = objects.filter((o) => key in o).flatMap((o) => (Array.isArray(o[key]) ? o[key] : [o[key] as Json]));
       return children.some((c) => isObject(c) && matchesBody(value, c));
     }
     return matchesKey(value as Json[], bodyValues(objects, key));
@@ -195,7 +202,12 @@ function attributeValues(attributes: SnsMessageAttributes, key: string): Value[]
  * Does a message pass `policy`? Scope `MessageBody` needs a JSON object body: anything else does
  * not match (AWS drops such messages for body-scoped subscriptions too).
  */
-export function matchesFilterPolicy(policy: FilterPolicy, scope: string | undefined, attributes: SnsMessageAttributes, body: string): boolean {
+export function matchesFilterPolicy(
+  policy: FilterPolicy,
+  scope: string | undefined,
+  attributes: SnsMessageAttributes,
+  body: string,
+): boolean {
   if (scope === 'MessageBody') {
     let parsed: Json;
     try {

@@ -64,7 +64,11 @@ export async function startJetStreamEngines(opts: EngineOptions): Promise<JetStr
   const js = jetstream(nc, { timeout: 10_000 });
   const { jsm, store } = await withRetry(log, async () => {
     const jsm = await jetstreamManager(nc, { timeout: 10_000 });
-    const opened = await openMessagingStore(nc, jsm, { replicas: settings.replicas, leaseMs: settings.ownerLeaseMs, snsAckWaitMs: settings.sns.httpTimeoutMs + 15_000 });
+    const opened = await openMessagingStore(nc, jsm, {
+      replicas: settings.replicas,
+      leaseMs: settings.ownerLeaseMs,
+      snsAckWaitMs: settings.sns.httpTimeoutMs + 15_000,
+    });
     return { jsm, store: opened };
   });
   const receiptKey = settings.receiptKey ?? Buffer.from(await sharedValue(store.keys, 'receipt-key', () => randomBytes(32)));
@@ -98,7 +102,12 @@ export async function startJetStreamEngines(opts: EngineOptions): Promise<JetStr
         logger: log.child({ component: 'sqs-owner', queue: record.name }),
       }),
   });
-  sqs = createJetStreamSqs({ catalog, router, logFor, moveTasks: { kv: store.queues, logger: log.child({ component: 'sqs-move-tasks' }) } });
+  sqs = createJetStreamSqs({
+    catalog,
+    router,
+    logFor,
+    moveTasks: { kv: store.queues, logger: log.child({ component: 'sqs-move-tasks' }) },
+  });
   const snsRuntime = await createJetStreamSns({
     js,
     store,

@@ -38,7 +38,11 @@ export class KvCache<T> {
         this.log.warn({ err, prefix: this.prefix }, 'kv watch ended');
       }
       // A failed restart is tried again by nothing: the next reader sees a cold cache and reads KV.
-      if (!this.stopped) setTimeout(() => detach(this.start(), (err) => this.log.warn({ err, prefix: this.prefix }, 'kv watch did not restart')), 1000).unref();
+      if (!this.stopped)
+        setTimeout(
+          () => detach(this.start(), (err) => this.log.warn({ err, prefix: this.prefix }, 'kv watch did not restart')),
+          1000,
+        ).unref();
     };
     detach(follow(), (err) => this.log.warn({ err, prefix: this.prefix }, 'kv watch failed'));
   }

@@ -102,7 +102,11 @@ async function ensureKv(kvm: Kvm, name: string, opts: Partial<KvOptions>): Promi
  * Creates (or opens) the streams, consumers and buckets. `replicas` applies on creation only;
  * the lease TTL is the bucket's, so controllers with a different `owner_lease_seconds` agree.
  */
-export async function openMessagingStore(nc: NatsConnection, jsm: JetStreamManager, opts: { replicas: number; leaseMs: number; snsAckWaitMs: number }): Promise<MessagingStore> {
+export async function openMessagingStore(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  opts: { replicas: number; leaseMs: number; snsAckWaitMs: number },
+): Promise<MessagingStore> {
   const common = { storage: StorageType.File, num_replicas: opts.replicas };
   await ensureStream(jsm, {
     ...common,
@@ -113,7 +117,13 @@ export async function openMessagingStore(nc: NatsConnection, jsm: JetStreamManag
     max_age: 15 * DAY_NS,
     duplicate_window: DEDUP_WINDOW_MS * 1e6,
   });
-  await ensureStream(jsm, { ...common, name: SQS_STATE_STREAM, subjects: ['mammatus.sqs.s.>'], max_msgs_per_subject: 1, max_age: 15 * DAY_NS });
+  await ensureStream(jsm, {
+    ...common,
+    name: SQS_STATE_STREAM,
+    subjects: ['mammatus.sqs.s.>'],
+    max_msgs_per_subject: 1,
+    max_age: 15 * DAY_NS,
+  });
   await ensureStream(jsm, {
     ...common,
     name: SNS_STREAM,
@@ -121,7 +131,11 @@ export async function openMessagingStore(nc: NatsConnection, jsm: JetStreamManag
     retention: RetentionPolicy.Workqueue,
     duplicate_window: DEDUP_WINDOW_MS * 1e6,
   });
-  const consumers = [[SNS_FANOUT_CONSUMER, subjects.snsPublish, -1], [SNS_HTTP_CONSUMER, subjects.snsHttp, -1], [SNS_FANOUT_FIFO_CONSUMER, subjects.snsPublishFifo, 1]] as const;
+  const consumers = [
+    [SNS_FANOUT_CONSUMER, subjects.snsPublish, -1],
+    [SNS_HTTP_CONSUMER, subjects.snsHttp, -1],
+    [SNS_FANOUT_FIFO_CONSUMER, subjects.snsPublishFifo, 1],
+  ] as const;
   for (const [name, filter, maxAckPending] of consumers) {
     try {
       await jsm.consumers.info(SNS_STREAM, name);

@@ -67,7 +67,14 @@ export function decodeTaskHandle(handle: string): { taskId: string; sourceArn: s
     throw invalid;
   }
   const d = doc as { taskId?: unknown; sourceArn?: unknown } | null;
-  if (typeof d !== 'object' || d === null || typeof d.taskId !== 'string' || typeof d.sourceArn !== 'string' || d.taskId === '' || !ARN.test(d.sourceArn)) {
+  if (
+    typeof d !== 'object' ||
+    d === null ||
+    typeof d.taskId !== 'string' ||
+    typeof d.sourceArn !== 'string' ||
+    d.taskId === '' ||
+    !ARN.test(d.sourceArn)
+  ) {
     throw invalid;
   }
   return { taskId: d.taskId, sourceArn: d.sourceArn };
@@ -77,9 +84,17 @@ export function decodeTaskHandle(handle: string): { taskId: string; sourceArn: s
  * The queue name an SQS ARN names, or undefined when it names another account or region (no such
  * queue here). @throws SqsError `InvalidParameterValue` when `arn` is not an SQS ARN.
  */
-export function queueNameFromArn(arn: string, member: string, here: { readonly accountId: string; readonly region: string }): string | undefined {
+export function queueNameFromArn(
+  arn: string,
+  member: string,
+  here: { readonly accountId: string; readonly region: string },
+): string | undefined {
   const m = ARN.exec(arn);
-  if (!m) throw sqsError('InvalidParameterValue', `You must use this format to specify the ${member}: arn:<partition>:<service>:<region>:<account-id>:<resource-id>`);
+  if (!m)
+    throw sqsError(
+      'InvalidParameterValue',
+      `You must use this format to specify the ${member}: arn:<partition>:<service>:<region>:<account-id>:<resource-id>`,
+    );
   return m[2] === here.region && m[3] === here.accountId ? m[4] : undefined;
 }
 
@@ -90,7 +105,10 @@ export function resourceNotFound(member: 'SourceArn' | 'DestinationArn'): SqsErr
 
 /** StartMessageMoveTask while the source has an active task (AWS's text). */
 export function taskAlreadyRunning(): SqsError {
-  return sqsError('InvalidParameterValue', 'There is already a task running. Only one active task is allowed for a source queue arn at a given time.');
+  return sqsError(
+    'InvalidParameterValue',
+    'There is already a task running. Only one active task is allowed for a source queue arn at a given time.',
+  );
 }
 
 /** The record after CancelMessageMoveTask. @throws SqsError unless the task is RUNNING. */
@@ -115,7 +133,13 @@ export function heartbeat(r: MoveTaskRecord, worker: string, moved: number, now:
  * `beatAt` 0 when it only lets go (shutdown). A cancel that arrived meanwhile wins over
  * COMPLETED; undefined when the task is no longer this worker's.
  */
-export function finished(r: MoveTaskRecord, worker: string, moved: number, outcome: 'COMPLETED' | 'FAILED' | 'RUNNING', reason?: string): MoveTaskRecord | undefined {
+export function finished(
+  r: MoveTaskRecord,
+  worker: string,
+  moved: number,
+  outcome: 'COMPLETED' | 'FAILED' | 'RUNNING',
+  reason?: string,
+): MoveTaskRecord | undefined {
   if (r.worker !== worker || !isActive(r)) return undefined;
   if (r.status === 'CANCELLING') return { ...r, moved, status: 'CANCELLED' };
   if (outcome === 'RUNNING') return { ...r, moved, beatAt: 0 };

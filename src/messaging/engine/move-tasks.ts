@@ -23,7 +23,10 @@ import { parseRedrivePolicy } from './queue-attributes.js';
 import { asError } from '../../../core/errors.js';
 
 /** The engine calls a worker makes. */
-export type MoveEngine = Pick<Sqs.SqsEngine, 'receiveMessage' | 'deleteMessageBatch' | 'changeMessageVisibilityBatch' | 'getQueueAttributes'> & {
+export type MoveEngine = Pick<
+  Sqs.SqsEngine,
+  'receiveMessage' | 'deleteMessageBatch' | 'changeMessageVisibilityBatch' | 'getQueueAttributes'
+> & {
   deliver(queueName: string, message: Sqs.MessageToSend, idempotencyKey: string, ctx: Sqs.RequestContext): Promise<void>;
 };
 
@@ -73,7 +76,10 @@ export class MoveTasks {
 
   /** Starts the periodic sweep that resumes tasks of silent controllers. */
   startSweeper(): void {
-    this.sweeper = setInterval(() => void this.sweep().catch((err: unknown) => this.deps.logger.warn({ err }, 'move task sweep failed')), SWEEP_MS);
+    this.sweeper = setInterval(
+      () => void this.sweep().catch((err: unknown) => this.deps.logger.warn({ err }, 'move task sweep failed')),
+      SWEEP_MS,
+    );
     this.sweeper.unref();
   }
 
@@ -90,7 +96,11 @@ export class MoveTasks {
   }
 
   /** Compare-and-set of `change` (undefined: write nothing); re-reads and re-applies after a conflict. */
-  private async update(key: string, start: Stored, change: (r: T.MoveTaskRecord) => T.MoveTaskRecord | undefined): Promise<T.MoveTaskRecord | undefined> {
+  private async update(
+    key: string,
+    start: Stored,
+    change: (r: T.MoveTaskRecord) => T.MoveTaskRecord | undefined,
+  ): Promise<T.MoveTaskRecord | undefined> {
     let current: Stored | undefined = start;
     for (let i = 0; i < 10 && current; i += 1) {
       const next = change(current.record);
@@ -134,7 +144,10 @@ export class MoveTasks {
       }
       destinationArn = arnOf(ctx, dest.name);
     }
-    const counts = await this.deps.engine.getQueueAttributes({ QueueName: source.name, AttributeNames: ['ApproximateNumberOfMessages'] }, ctx);
+    const counts = await this.deps.engine.getQueueAttributes(
+      { QueueName: source.name, AttributeNames: ['ApproximateNumberOfMessages'] },
+      ctx,
+    );
     const record: T.MoveTaskRecord = {
       taskId: randomUUID(),
       sourceArn,
@@ -233,7 +246,13 @@ export class MoveTasks {
     let stored = await this.read(key);
     if (!stored) return;
     const task = stored.record;
-    const ctx: Sqs.RequestContext = { ...T.arnParts(task.sourceArn), requestId: randomUUID(), accessKeyId: task.senderId, authenticated: true, signal: new AbortController().signal };
+    const ctx: Sqs.RequestContext = {
+      ...T.arnParts(task.sourceArn),
+      requestId: randomUUID(),
+      accessKeyId: task.senderId,
+      authenticated: true,
+      signal: new AbortController().signal,
+    };
     const rate = task.maxPerSecond ?? T.DEFAULT_MOVES_PER_SECOND;
     let moved = task.moved;
     let lastBeat = this.now();
@@ -257,7 +276,14 @@ export class MoveTasks {
         if (want <= 0) return await end('COMPLETED');
         const t0 = this.now();
         const got = await this.deps.engine.receiveMessage(
-          { QueueName: sourceName, MaxNumberOfMessages: want, VisibilityTimeout: MOVE_VISIBILITY_S, WaitTimeSeconds: 0, AttributeNames: ['All'], MessageAttributeNames: ['All'] },
+          {
+            QueueName: sourceName,
+            MaxNumberOfMessages: want,
+            VisibilityTimeout: MOVE_VISIBILITY_S,
+            WaitTimeSeconds: 0,
+            AttributeNames: ['All'],
+            MessageAttributeNames: ['All'],
+          },
           ctx,
         );
         // In-flight messages are not moved (AWS): nothing visible left means done.
@@ -278,13 +304,19 @@ export class MoveTasks {
 
   // Sends each message (in order, for FIFO), then deletes those sent; on a failure the unsent ones
   // are made visible again at once and the error ends the task. Returns how many were moved.
-  private async moveBatch(task: T.MoveTaskRecord, sourceName: string, messages: readonly Sqs.ReceivedMessage[], ctx: Sqs.RequestContext): Promise<number> {
+  private async moveBatch(
+    task: T.MoveTaskRecord,
+    sourceName: string,
+    messages: readonly Sqs.ReceivedMessage[],
+    ctx: Sqs.RequestContext,
+  ): Promise<number> {
     const sent: Sqs.ReceivedMessage[] = [];
     let failure: unknown;
     for (const m of messages) {
       try {
         const arn = task.destinationArn ?? m.Attributes.DeadLetterQueueSourceArn;
-        if (arn === undefined) throw sqsError('InvalidParameterValue', `Message ${m.MessageId} has no DeadLetterQueueSourceArn to move it back to.`);
+        if (arn === undefined)
+          throw sqsError('InvalidParameterValue', `Message ${m.MessageId} has no DeadLetterQueueSourceArn to move it back to.`);
         const dest = T.queueNameFromArn(arn, 'DestinationArn', ctx);
         if (dest === undefined) throw sqsError('QueueDoesNotExist');
         await this.deps.engine.deliver(dest, T.toSend(m, dest.endsWith('.fifo')), `move:${task.taskId}:${m.MessageId}`, ctx);
@@ -298,7 +330,9 @@ export class MoveTasks {
     if (sent.length > 0) await this.deps.engine.deleteMessageBatch({ QueueName: sourceName, Entries: entries(sent) }, ctx);
     if (failure !== undefined) {
       const rest = messages.filter((m) => !sent.includes(m));
-      await this.deps.engine.changeMessageVisibilityBatch({ QueueName: sourceName, Entries: entries(rest).map((e) => ({ ...e, VisibilityTimeout: 0 })) }, ctx).catch(() => undefined);
+      await this.deps.engine
+        .changeMessageVisibilityBatch({ QueueName: sourceName, Entries: entries(rest).map((e) => ({ ...e, VisibilityTimeout: 0 })) }, ctx)
+        .catch(() => undefined);
       throw asError(failure);
     }
     return sent.length;

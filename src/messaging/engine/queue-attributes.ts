@@ -40,7 +40,14 @@ export const READ_ONLY = new Set([
   'LastModifiedTimestamp',
   'QueueArn',
 ]);
-const SETTABLE = new Set([...Object.keys(STANDARD_DEFAULTS), ...Object.keys(FIFO_DEFAULTS), ...Object.keys(RANGES), ...FREE_TEXT, 'RedrivePolicy', 'RedriveAllowPolicy']);
+const SETTABLE = new Set([
+  ...Object.keys(STANDARD_DEFAULTS),
+  ...Object.keys(FIFO_DEFAULTS),
+  ...Object.keys(RANGES),
+  ...FREE_TEXT,
+  'RedrivePolicy',
+  'RedriveAllowPolicy',
+]);
 
 /** Every name GetQueueAttributes knows. */
 export function isKnownAttribute(name: string): boolean {
@@ -73,7 +80,8 @@ export function parseRedrivePolicy(value: string | undefined): RedrivePolicy | u
   if (typeof arn !== 'string' || !/^arn:aws:sqs:[^:]+:\d{12}:[A-Za-z0-9_.-]+$/.test(arn)) {
     throw invalidValue('RedrivePolicy', 'Dead-letter target ARN is not a valid SQS queue ARN.');
   }
-  if (!Number.isInteger(count) || count < 1 || count > 1000) throw invalidValue('RedrivePolicy', 'Value for maxReceiveCount must be between 1 and 1000.');
+  if (!Number.isInteger(count) || count < 1 || count > 1000)
+    throw invalidValue('RedrivePolicy', 'Value for maxReceiveCount must be between 1 and 1000.');
   return { deadLetterTargetArn: arn, maxReceiveCount: count };
 }
 
@@ -93,7 +101,8 @@ export function parseRedriveAllowPolicy(value: string | undefined): RedriveAllow
   } catch {
     throw invalidValue('RedriveAllowPolicy', 'Redrive allow policy is not a valid JSON map.');
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalidValue('RedriveAllowPolicy', 'Redrive allow policy is not a valid JSON map.');
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw invalidValue('RedriveAllowPolicy', 'Redrive allow policy is not a valid JSON map.');
   const p = parsed as { redrivePermission?: unknown; sourceQueueArns?: unknown };
   const permission = p.redrivePermission;
   if (permission !== 'allowAll' && permission !== 'denyAll' && permission !== 'byQueue') {
@@ -104,7 +113,12 @@ export function parseRedriveAllowPolicy(value: string | undefined): RedriveAllow
     if (arns !== undefined) throw invalidValue('RedriveAllowPolicy', 'sourceQueueArns is allowed with redrivePermission byQueue only.');
     return { redrivePermission: permission, sourceQueueArns: [] };
   }
-  if (!Array.isArray(arns) || arns.length < 1 || arns.length > 10 || !arns.every((a) => typeof a === 'string' && /^arn:aws:sqs:[^:]+:\d{12}:[A-Za-z0-9_.-]+$/.test(a))) {
+  if (
+    !Array.isArray(arns) ||
+    arns.length < 1 ||
+    arns.length > 10 ||
+    !arns.every((a) => typeof a === 'string' && /^arn:aws:sqs:[^:]+:\d{12}:[A-Za-z0-9_.-]+$/.test(a))
+  ) {
     throw invalidValue('RedriveAllowPolicy', 'byQueue needs sourceQueueArns: 1 to 10 SQS queue ARNs.');
   }
   return { redrivePermission: permission, sourceQueueArns: arns as string[] };
@@ -118,7 +132,11 @@ function invalidValue(name: string, reason: string): Error {
  * Checks `attributes` of a CreateQueue (`current` undefined) or SetQueueAttributes and returns the
  * complete settable set: defaults (create) or `current`, overlaid with the checked values.
  */
-export function applyAttributes(queueName: string, attributes: Readonly<Record<string, string>>, current?: Readonly<Record<string, string>>): Record<string, string> {
+export function applyAttributes(
+  queueName: string,
+  attributes: Readonly<Record<string, string>>,
+  current?: Readonly<Record<string, string>>,
+): Record<string, string> {
   const fifo = queueName.endsWith('.fifo');
   for (const [name, value] of Object.entries(attributes)) {
     if (READ_ONLY.has(name) || !SETTABLE.has(name)) throw sqsError('InvalidAttributeName', `Unknown Attribute ${name}.`);
@@ -128,15 +146,20 @@ export function applyAttributes(queueName: string, attributes: Readonly<Record<s
     }
     if (BOOLEANS.has(name) && value !== 'true' && value !== 'false') throw invalidValue(name, 'Must be true or false.');
     if (FIFO_ONLY.has(name) && !fifo) throw sqsError('InvalidAttributeName', `Unknown Attribute ${name}.`);
-    if (name === 'DeduplicationScope' && value !== 'queue' && value !== 'messageGroup') throw invalidValue(name, 'Must be queue or messageGroup.');
-    if (name === 'FifoThroughputLimit' && value !== 'perQueue' && value !== 'perMessageGroupId') throw invalidValue(name, 'Must be perQueue or perMessageGroupId.');
+    if (name === 'DeduplicationScope' && value !== 'queue' && value !== 'messageGroup')
+      throw invalidValue(name, 'Must be queue or messageGroup.');
+    if (name === 'FifoThroughputLimit' && value !== 'perQueue' && value !== 'perMessageGroupId')
+      throw invalidValue(name, 'Must be perQueue or perMessageGroupId.');
     if (name === 'RedrivePolicy' && value !== '') parseRedrivePolicy(value);
     if (name === 'RedriveAllowPolicy' && value !== '') parseRedriveAllowPolicy(value);
   }
   if (current === undefined) {
     const fifoValue = attributes.FifoQueue;
     if (fifo && fifoValue !== 'true') {
-      throw sqsError('InvalidParameterValue', 'The name of a FIFO queue can only include alphanumeric characters, hyphens, or underscores, must end with .fifo suffix. The queue name can have up to 80 characters. Set FifoQueue to true.');
+      throw sqsError(
+        'InvalidParameterValue',
+        'The name of a FIFO queue can only include alphanumeric characters, hyphens, or underscores, must end with .fifo suffix. The queue name can have up to 80 characters. Set FifoQueue to true.',
+      );
     }
     if (!fifo && fifoValue === 'true') throw sqsError('InvalidParameterValue', 'The name of a FIFO queue must end with the .fifo suffix.');
     if (!fifo && fifoValue === 'false') {
@@ -158,7 +181,11 @@ export function applyAttributes(queueName: string, attributes: Readonly<Record<s
 }
 
 /** Do `sent` attributes differ from the stored ones (CreateQueue idempotency)? */
-export function differingAttribute(stored: Readonly<Record<string, string>>, sent: Readonly<Record<string, string>>, queueName: string): string | undefined {
+export function differingAttribute(
+  stored: Readonly<Record<string, string>>,
+  sent: Readonly<Record<string, string>>,
+  queueName: string,
+): string | undefined {
   const effective = applyAttributes(queueName, sent);
   for (const name of Object.keys(sent)) {
     if (name === 'FifoQueue' && !queueName.endsWith('.fifo')) continue;
@@ -174,7 +201,9 @@ function sameJsonDocument(a: string | undefined, b: string | undefined): boolean
   const parse = (v: string | undefined) => {
     if (v === undefined || !v.trimStart().startsWith('{')) return undefined;
     try {
-      return JSON.parse(v, (k, x: unknown) => (k === 'maxReceiveCount' && typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : x)) as unknown;
+      return JSON.parse(v, (k, x: unknown) =>
+        k === 'maxReceiveCount' && typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : x,
+      ) as unknown;
     } catch {
       return undefined;
     }
@@ -185,6 +214,10 @@ function sameJsonDocument(a: string | undefined, b: string | undefined): boolean
 
 function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (v && typeof v === 'object') return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  if (v && typeof v === 'object')
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
   return JSON.stringify(v);
 }

@@ -12,7 +12,18 @@ import { randomBytes } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, type ConsumerInfo, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { MessageMeta } from './queue-state.js';
 import type { BodyCache } from './body-cache.js';
-import { decodeHeaders, decodePayload, decodeState, decodeStates, encodeHeaders, encodePayload, encodeStates, type SeqState, type StoredFields, type StoredPayload } from './codec.js';
+import {
+  decodeHeaders,
+  decodePayload,
+  decodeState,
+  decodeStates,
+  encodeHeaders,
+  encodePayload,
+  encodeStates,
+  type SeqState,
+  type StoredFields,
+  type StoredPayload,
+} from './codec.js';
 import { SQS_STATE_STREAM, SQS_STREAM, subjects } from './layout.js';
 
 /** The outcome of an append. */
@@ -119,19 +130,23 @@ export class QueueLog {
    */
   async saveStates(states: readonly SeqState[]): Promise<number> {
     this.records += 1;
-    const ack = await this.js.publish(subjects.stateBatch(this.queueId, this.writer, this.records), encodeStates(states), { timeout: 10_000 });
+    const ack = await this.js.publish(subjects.stateBatch(this.queueId, this.writer, this.records), encodeStates(states), {
+      timeout: 10_000,
+    });
     return ack.seq;
   }
 
   /** Deletes state records by sequence (dead ones: every message in them deleted or saved again). */
   async dropStates(recordSeqs: readonly number[]): Promise<void> {
-    await Promise.all(recordSeqs.map(async (seq) => {
-      try {
-        await this.jsm.streams.deleteMessage(SQS_STATE_STREAM, seq, false);
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-    }));
+    await Promise.all(
+      recordSeqs.map(async (seq) => {
+        try {
+          await this.jsm.streams.deleteMessage(SQS_STATE_STREAM, seq, false);
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
+      }),
+    );
   }
 
   /**
@@ -207,7 +222,14 @@ export class QueueLog {
     const metas = new Map<number, MessageMeta>();
     const logged = await this.readAll(SQS_STREAM, subjects.message(this.queueId), true, (m) => {
       const f = decodeHeaders(m.headers);
-      return { seq: m.seq, sentAt: f.sentAt, group: fifo || f.group !== undefined ? f.group : undefined, visibleAt: f.visibleAt, receiveCount: 0, version: 0 } satisfies MessageMeta;
+      return {
+        seq: m.seq,
+        sentAt: f.sentAt,
+        group: fifo || f.group !== undefined ? f.group : undefined,
+        visibleAt: f.visibleAt,
+        receiveCount: 0,
+        version: 0,
+      } satisfies MessageMeta;
     });
     for (const meta of logged) metas.set(meta.seq, meta);
     const latest = new Map<number, number>();

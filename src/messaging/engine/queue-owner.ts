@@ -184,7 +184,14 @@ export class QueueOwner {
     const stored = await this.deps.log.read(seq);
     if (!stored || !this.active || this.state.messages.has(seq)) return;
     const f = stored.fields;
-    this.state.add({ seq, sentAt: f.sentAt, group: this.state.fifo || f.group !== undefined ? f.group : undefined, visibleAt: f.visibleAt, receiveCount: 0, version: 0 });
+    this.state.add({
+      seq,
+      sentAt: f.sentAt,
+      group: this.state.fifo || f.group !== undefined ? f.group : undefined,
+      visibleAt: f.visibleAt,
+      receiveCount: 0,
+      version: 0,
+    });
     this.deps.logger.info({ queue: this.queue.name, seq }, 'adopted a message an earlier owner stored after the takeover');
     this.wake();
   }
@@ -261,7 +268,12 @@ export class QueueOwner {
   // Marks the picked messages received (synchronously, so a concurrent receive cannot take them),
   // moves those over maxReceiveCount to the dead-letter queue, stores the new state of the whole
   // batch in one record while reading the bodies, and answers once both are done.
-  private async deliver(picked: MessageMeta[], visibilityMs: number, attrs: Readonly<Record<string, string>>, ctx: RequestContext): Promise<ReceivedMessage[]> {
+  private async deliver(
+    picked: MessageMeta[],
+    visibilityMs: number,
+    attrs: Readonly<Record<string, string>>,
+    ctx: RequestContext,
+  ): Promise<ReceivedMessage[]> {
     const redrive = parseRedrivePolicy(attrs.RedrivePolicy);
     const now = this.now();
     const moving = redrive ? picked.filter((m) => m.receiveCount >= redrive.maxReceiveCount) : [];
@@ -294,8 +306,13 @@ export class QueueOwner {
 
   // One state record for all of `metas`; answers once JetStream stored it.
   private async save(metas: readonly MessageMeta[]): Promise<void> {
-    const record = await this.deps.log.saveStates(metas.map((m) => ({ seq: m.seq, receiveCount: m.receiveCount, firstReceiveAt: m.firstReceiveAt, visibleAt: m.visibleAt })));
-    this.records.saved(record, metas.filter((m) => this.state.messages.get(m.seq) === m).map((m) => m.seq));
+    const record = await this.deps.log.saveStates(
+      metas.map((m) => ({ seq: m.seq, receiveCount: m.receiveCount, firstReceiveAt: m.firstReceiveAt, visibleAt: m.visibleAt })),
+    );
+    this.records.saved(
+      record,
+      metas.filter((m) => this.state.messages.get(m.seq) === m).map((m) => m.seq),
+    );
   }
 
   // Drops a message that is gone from the log (or never was: a read found nothing).
@@ -309,13 +326,25 @@ export class QueueOwner {
       const stored = await this.deps.log.read(m.seq);
       if (stored) {
         const f = stored.fields;
-        const [outcome] = await this.deps.appendTo(targetArn.slice(targetArn.lastIndexOf(':') + 1), [{
-          // AWS: a standard queue's message keeps its enqueue time in the DLQ (retention counts from
-          // the original send), a FIFO queue's is reset by the move.
-          fields: { ...f, ...(this.state.fifo ? { sentAt: this.now() } : {}), delaySeconds: 0, messageId: f.messageId ?? messageIdFor(this.queue.id, m.seq), sourceArn: `arn:aws:sqs:${ctx.region}:${ctx.accountId}:${this.queue.name}` },
-          payload: stored.payload,
-          msgId: `dlq:${this.queue.id}:${m.seq}`,
-        }], ctx);
+        const [outcome] = await this.deps.appendTo(
+          targetArn.slice(targetArn.lastIndexOf(':') + 1),
+          [
+            {
+              // AWS: a standard queue's message keeps its enqueue time in the DLQ (retention counts from
+              // the original send), a FIFO queue's is reset by the move.
+              fields: {
+                ...f,
+                ...(this.state.fifo ? { sentAt: this.now() } : {}),
+                delaySeconds: 0,
+                messageId: f.messageId ?? messageIdFor(this.queue.id, m.seq),
+                sourceArn: `arn:aws:sqs:${ctx.region}:${ctx.accountId}:${this.queue.name}`,
+              },
+              payload: stored.payload,
+              msgId: `dlq:${this.queue.id}:${m.seq}`,
+            },
+          ],
+          ctx,
+        );
         if (!outcome || 'error' in outcome) throw asError(outcome?.error ?? new Error('no answer from the dead-letter queue'));
       }
       await this.deps.log.remove(m.seq);
@@ -333,26 +362,28 @@ export class QueueOwner {
 
   private async deleteNow(handles: readonly string[]): Promise<Outcome<true>[]> {
     await this.attributes();
-    return Promise.all(handles.map(async (handle): Promise<Outcome<true>> => {
-      try {
-        const f = verifyReceiptHandle(handle, this.deps.keys, this.queue.id);
-        const meta = this.state.messages.get(f.sequence);
-        if (!meta || meta.receiveCount !== f.receiveCount) return { ok: true };
-        this.state.remove(meta.seq);
+    return Promise.all(
+      handles.map(async (handle): Promise<Outcome<true>> => {
         try {
-          await this.deps.log.remove(meta.seq);
-        } catch (err) {
-          this.state.add(meta);
-          throw err;
+          const f = verifyReceiptHandle(handle, this.deps.keys, this.queue.id);
+          const meta = this.state.messages.get(f.sequence);
+          if (!meta || meta.receiveCount !== f.receiveCount) return { ok: true };
+          this.state.remove(meta.seq);
+          try {
+            await this.deps.log.remove(meta.seq);
+          } catch (err) {
+            this.state.add(meta);
+            throw err;
+          }
+          this.records.removed(meta.seq);
+          this.inFlight = undefined;
+          if (this.state.fifo) this.wake();
+          return { ok: true };
+        } catch (error) {
+          return { error };
         }
-        this.records.removed(meta.seq);
-        this.inFlight = undefined;
-        if (this.state.fifo) this.wake();
-        return { ok: true };
-      } catch (error) {
-        return { error };
-      }
-    }));
+      }),
+    );
   }
 
   /** ChangeMessageVisibility(Batch): only with the latest handle of a message in flight; one state record for the batch. */
@@ -368,10 +399,17 @@ export class QueueOwner {
       try {
         const f = verifyReceiptHandle(handle, this.deps.keys, this.queue.id);
         const meta = this.state.messages.get(f.sequence);
-        if (meta && meta.receiveCount !== f.receiveCount) throw sqsError('ReceiptHandleIsInvalid', `The receipt handle "${handle.slice(0, 64)}..." has expired: the message was received again.`);
+        if (meta && meta.receiveCount !== f.receiveCount)
+          throw sqsError(
+            'ReceiptHandleIsInvalid',
+            `The receipt handle "${handle.slice(0, 64)}..." has expired: the message was received again.`,
+          );
         if (!meta || meta.visibleAt <= now) throw sqsError('MessageNotInflight');
         if (now + seconds * 1000 - f.issuedAt > MAX_VISIBILITY_MS) {
-          throw sqsError('InvalidParameterValue', `Value ${seconds} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]`);
+          throw sqsError(
+            'InvalidParameterValue',
+            `Value ${seconds} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]`,
+          );
         }
         changed.push({ meta, previous: meta.visibleAt, index });
         this.state.setVisibleAt(meta, now + seconds * 1000);

@@ -145,10 +145,21 @@ export class QueueRouter {
   }
 
   // Runs `op` on the owner, then fences its outcome: undefined when it may not be answered.
-  private async fenced(h: Held, owner: QueueOwner, op: QueueOp, ctx: RequestContext): Promise<{ ok: unknown } | { err: unknown } | undefined> {
-    const outcome = await this.local(owner, op, ctx).then((ok) => ({ ok }), (err: unknown) => ({ err }));
+  private async fenced(
+    h: Held,
+    owner: QueueOwner,
+    op: QueueOp,
+    ctx: RequestContext,
+  ): Promise<{ ok: unknown } | { err: unknown } | undefined> {
+    const outcome = await this.local(owner, op, ctx).then(
+      (ok) => ({ ok }),
+      (err: unknown) => ({ err }),
+    );
     if (this.answerable(h, op, outcome)) return outcome;
-    this.deps.logger.warn({ queue: h.record.name, node: this.nodeId, op: op.op }, 'queue lease not held when the operation ended; its outcome is not answered');
+    this.deps.logger.warn(
+      { queue: h.record.name, node: this.nodeId, op: op.op },
+      'queue lease not held when the operation ended; its outcome is not answered',
+    );
     return undefined;
   }
 
@@ -188,7 +199,12 @@ export class QueueRouter {
         pollEnd ??= this.now() + (req.WaitTimeSeconds ?? Number(record.attributes.ReceiveMessageWaitTimeSeconds ?? 0)) * 1000;
         const left = Math.max(0, Math.floor((pollEnd - this.now()) / 1000));
         const chunk = Math.min(FORWARDED_POLL_S, left);
-        const got = (await this.forward(record, { op: 'receive', req: { ...req, WaitTimeSeconds: chunk } }, ctx, chunk * 1000)) as ReceivedMessage[];
+        const got = (await this.forward(
+          record,
+          { op: 'receive', req: { ...req, WaitTimeSeconds: chunk } },
+          ctx,
+          chunk * 1000,
+        )) as ReceivedMessage[];
         if (got.length > 0 || left <= chunk || ctx.signal.aborted) return got as OpResults[K];
         // Nothing yet and time left: poll on, with whoever owns the queue by now.
         deadline = this.now() + this.deps.leaseMs * 2 + 10_000;
@@ -235,7 +251,8 @@ export class QueueRouter {
       reply = rpcUnpack<Reply>(msg.data);
     } catch (err) {
       // No subscriber: the lease holder died or is still starting. Retry until it expires.
-      if (/no responders|503/i.test(String((err as Error).message ?? '')) || (err as { code?: unknown }).code === '503') throw new NotOwnerError();
+      if (/no responders|503/i.test(String((err as Error).message ?? '')) || (err as { code?: unknown }).code === '503')
+        throw new NotOwnerError();
       // A receive nobody answered: the owner died or stalled with it (see OwnerSilentError).
       if (op.op === 'receive' && /timeout/i.test(`${(err as Error).name} ${(err as Error).message}`)) throw new OwnerSilentError();
       throw err;
@@ -253,12 +270,14 @@ export class QueueRouter {
 
   private async fillBodies(record: QueueRecord, messages: ReceivedMessage[]): Promise<ReceivedMessage[]> {
     const log = this.deps.logFor(record.id);
-    return Promise.all(messages.map(async (m) => {
-      const seq = (m as ReceivedMessage & { seq: number }).seq;
-      const stored = await log.read(seq);
-      const { seq: _seq, ...rest } = m as ReceivedMessage & { seq: number };
-      return { ...rest, Body: stored?.payload.body ?? '', MessageAttributes: stored?.payload.attributes ?? {} };
-    }));
+    return Promise.all(
+      messages.map(async (m) => {
+        const seq = (m as ReceivedMessage & { seq: number }).seq;
+        const stored = await log.read(seq);
+        const { seq: _seq, ...rest } = m as ReceivedMessage & { seq: number };
+        return { ...rest, Body: stored?.payload.body ?? '', MessageAttributes: stored?.payload.attributes ?? {} };
+      }),
+    );
   }
 
   private async serve(h: Held, data: Uint8Array, respond: (d: Uint8Array) => boolean): Promise<void> {
@@ -273,7 +292,8 @@ export class QueueRouter {
       if ('err' in outcome) throw outcome.err;
       let ok = outcome.ok;
       if (req.op === 'receive') ok = (ok as ReceivedMessage[]).map((m) => ({ ...m, Body: '', MessageAttributes: {}, seq: seqOf(m) }));
-      if (Array.isArray(ok) && req.op !== 'receive') ok = (ok as Outcome<unknown>[]).map((o) => ('error' in o ? { error: toWireError(o.error) } : o));
+      if (Array.isArray(ok) && req.op !== 'receive')
+        ok = (ok as Outcome<unknown>[]).map((o) => ('error' in o ? { error: toWireError(o.error) } : o));
       respond(rpcPack({ ok }));
     } catch (err) {
       respond(rpcPack({ err: toWireError(err) }));
@@ -295,11 +315,22 @@ export class QueueRouter {
     let revision: number;
     try {
       // A lease that still carries our id (we stepped down while it lived) is taken back by revision.
-      revision = ourRevision !== undefined ? await this.deps.leases.update(record.id, this.nodeId, ourRevision) : await this.deps.leases.create(record.id, this.nodeId);
+      revision =
+        ourRevision !== undefined
+          ? await this.deps.leases.update(record.id, this.nodeId, ourRevision)
+          : await this.deps.leases.create(record.id, this.nodeId);
     } catch {
       return false;
     }
-    const h: Held = { record, owner: this.deps.startOwner(record), revision, renewedAt: sentAt, cancels: new Map(), dropped: false, lost: false };
+    const h: Held = {
+      record,
+      owner: this.deps.startOwner(record),
+      revision,
+      renewedAt: sentAt,
+      cancels: new Map(),
+      dropped: false,
+      lost: false,
+    };
     this.held.set(record.id, h);
     h.owner.catch((err: unknown) => {
       this.deps.logger.error({ err, queue: record.name }, 'queue takeover failed');
@@ -308,10 +339,16 @@ export class QueueRouter {
     h.sub = this.deps.nc.subscribe(subjects.rpc(record.id), {
       callback: (err, msg) => {
         if (err) return;
-        detach(this.serve(h, msg.data, (d) => msg.respond(d)), (e) => this.deps.logger.error({ err: e, queue: record.name }, 'serving a request failed'));
+        detach(
+          this.serve(h, msg.data, (d) => msg.respond(d)),
+          (e) => this.deps.logger.error({ err: e, queue: record.name }, 'serving a request failed'),
+        );
       },
     });
-    h.timer = setInterval(() => detach(this.renew(h), (err) => this.deps.logger.warn({ err, queue: record.name }, 'lease renewal failed')), Math.max(200, Math.floor(this.deps.leaseMs / 3)));
+    h.timer = setInterval(
+      () => detach(this.renew(h), (err) => this.deps.logger.warn({ err, queue: record.name }, 'lease renewal failed')),
+      Math.max(200, Math.floor(this.deps.leaseMs / 3)),
+    );
     h.timer.unref();
     this.deps.logger.info({ queue: record.name, node: this.nodeId }, 'queue owned here');
     return true;
@@ -355,9 +392,16 @@ export class QueueRouter {
     owner?.stop();
     if (release && owner) {
       let timer: NodeJS.Timeout | undefined;
-      const drained = await Promise.race([owner.idle().then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), DRAIN_MS)))]);
+      const drained = await Promise.race([
+        owner.idle().then(() => true),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), DRAIN_MS))),
+      ]);
       clearTimeout(timer);
-      if (!drained) this.deps.logger.warn({ queue: h.record.name, node: this.nodeId }, 'handover: operations still writing after the drain time; releasing the lease anyway');
+      if (!drained)
+        this.deps.logger.warn(
+          { queue: h.record.name, node: this.nodeId },
+          'handover: operations still writing after the drain time; releasing the lease anyway',
+        );
     }
     clearInterval(h.timer);
     const wasLost = h.lost;

@@ -99,7 +99,7 @@ export class QueueState {
     if (this.fifo && meta.group !== undefined) {
       const list = this.groups.get(meta.group) ?? [];
       // Sends are serialised per FIFO queue, so this is an append except during a rebuild.
-      if (list.length === 0 || (list[list.length - 1]) < meta.seq) list.push(meta.seq);
+      if (list.length === 0 || list[list.length - 1] < meta.seq) list.push(meta.seq);
       else list.splice(sortedIndex(list, meta.seq), 0, meta.seq);
       this.groups.set(meta.group, list);
     }
@@ -212,7 +212,8 @@ export class QueueState {
     // Something is visible already but was not taken (FIFO: its group is locked): scan for the
     // earliest future visibility instead. Rare, and bounded by the queue's size.
     let next: number | undefined;
-    for (const meta of this.messages.values()) if (meta.visibleAt > now && (next === undefined || meta.visibleAt < next)) next = meta.visibleAt;
+    for (const meta of this.messages.values())
+      if (meta.visibleAt > now && (next === undefined || meta.visibleAt < next)) next = meta.visibleAt;
     return next;
   }
 
@@ -242,7 +243,7 @@ function sortedIndex(list: readonly number[], value: number): number {
   let hi = list.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if ((list[mid]) < value) lo = mid + 1;
+    if (list[mid] < value) lo = mid + 1;
     else hi = mid;
   }
   return lo;

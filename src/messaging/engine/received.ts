@@ -37,5 +37,12 @@ export function receivedMessage(q: ReceivedFrom, m: MessageMeta, f: StoredFields
     visibleAt: m.visibleAt,
   });
   // `seq` rides along for the router (a forwarded receive reads bodies by it); the wire layer ignores it.
-  return { MessageId: f.messageId ?? messageIdFor(q.queueId, m.seq), ReceiptHandle, Body: p.body, Attributes: a, MessageAttributes: p.attributes, seq: m.seq } as ReceivedMessage;
+  return {
+    MessageId: f.messageId ?? messageIdFor(q.queueId, m.seq),
+    ReceiptHandle,
+    Body: p.body,
+    Attributes: a,
+    MessageAttributes: p.attributes,
+    seq: m.seq,
+  } as ReceivedMessage;
 }

@@ -31,7 +31,15 @@ import { DeliveryThrottle } from './delivery-throttle.js';
 import { matchesFilterPolicy, parseFilterPolicy } from './filter-policy.js';
 import type { KvCache } from './kv-cache.js';
 import { SNS_FANOUT_CONSUMER, SNS_FANOUT_FIFO_CONSUMER, SNS_HTTP_CONSUMER, SNS_STREAM, subjects } from './layout.js';
-import { fifoMessageId, messageFor, redrivePolicyOf, type HttpTask, type PublishedRecord, type SubscriptionRecord, type TopicRecord } from './sns-records.js';
+import {
+  fifoMessageId,
+  messageFor,
+  redrivePolicyOf,
+  type HttpTask,
+  type PublishedRecord,
+  type SubscriptionRecord,
+  type TopicRecord,
+} from './sns-records.js';
 import { signDocument, type SigningIdentity } from './sns-signing.js';
 import type { JetStreamSqs } from './sqs.js';
 
@@ -68,7 +76,11 @@ export function retryDelayMs(attempt: number, minMs: number, maxMs: number): num
 }
 
 /** The JSON document AWS POSTs (and puts into SQS bodies without raw delivery), signed. */
-export function buildDocument(d: Pick<DeliveryDeps, 'identity' | 'publicUrl' | 'certificatePath'>, fields: Record<string, unknown>, topic: TopicRecord | undefined): Record<string, unknown> {
+export function buildDocument(
+  d: Pick<DeliveryDeps, 'identity' | 'publicUrl' | 'certificatePath'>,
+  fields: Record<string, unknown>,
+  topic: TopicRecord | undefined,
+): Record<string, unknown> {
   const fifo = topic?.attributes.FifoTopic === 'true';
   const version = topic?.attributes.SignatureVersion === '2' ? '2' : '1';
   const doc: Record<string, unknown> = { ...fields };
@@ -79,26 +91,50 @@ export function buildDocument(d: Pick<DeliveryDeps, 'identity' | 'publicUrl' | '
   return doc;
 }
 
-function notification(d: DeliveryDeps, r: PublishedRecord, sub: SubscriptionRecord, topic: TopicRecord | undefined): Record<string, unknown> {
+function notification(
+  d: DeliveryDeps,
+  r: PublishedRecord,
+  sub: SubscriptionRecord,
+  topic: TopicRecord | undefined,
+): Record<string, unknown> {
   const attrs = Object.entries(r.attributes);
-  const doc = buildDocument(d, {
-    Type: 'Notification',
-    MessageId: r.messageId,
-    ...(r.sequence ? { SequenceNumber: r.sequence } : {}),
-    TopicArn: r.topicArn,
-    ...(r.subject !== undefined ? { Subject: r.subject } : {}),
-    Message: messageFor(r, sub.protocol),
-    Timestamp: r.timestamp,
-  }, topic);
-  if (topic?.attributes.FifoTopic !== 'true') doc.UnsubscribeURL = `${d.publicUrl()}/?Action=Unsubscribe&SubscriptionArn=${encodeURIComponent(sub.arn)}`;
+  const doc = buildDocument(
+    d,
+    {
+      Type: 'Notification',
+      MessageId: r.messageId,
+      ...(r.sequence ? { SequenceNumber: r.sequence } : {}),
+      TopicArn: r.topicArn,
+      ...(r.subject !== undefined ? { Subject: r.subject } : {}),
+      Message: messageFor(r, sub.protocol),
+      Timestamp: r.timestamp,
+    },
+    topic,
+  );
+  if (topic?.attributes.FifoTopic !== 'true')
+    doc.UnsubscribeURL = `${d.publicUrl()}/?Action=Unsubscribe&SubscriptionArn=${encodeURIComponent(sub.arn)}`;
   if (attrs.length > 0) {
-    doc.MessageAttributes = Object.fromEntries(attrs.map(([k, v]) => [k, { Type: v.DataType, Value: v.BinaryValue ? Buffer.from(v.BinaryValue).toString('base64') : v.StringValue }]));
+    doc.MessageAttributes = Object.fromEntries(
+      attrs.map(([k, v]) => [
+        k,
+        { Type: v.DataType, Value: v.BinaryValue ? Buffer.from(v.BinaryValue).toString('base64') : v.StringValue },
+      ]),
+    );
   }
   return doc;
 }
 
 function sqsAttributes(r: PublishedRecord): MessageAttributes {
-  return Object.fromEntries(Object.entries(r.attributes).map(([k, v]) => [k, { DataType: v.DataType, ...(v.StringValue !== undefined ? { StringValue: v.StringValue } : {}), ...(v.BinaryValue ? { BinaryValue: v.BinaryValue } : {}) }]));
+  return Object.fromEntries(
+    Object.entries(r.attributes).map(([k, v]) => [
+      k,
+      {
+        DataType: v.DataType,
+        ...(v.StringValue !== undefined ? { StringValue: v.StringValue } : {}),
+        ...(v.BinaryValue ? { BinaryValue: v.BinaryValue } : {}),
+      },
+    ]),
+  );
 }
 
 function passes(sub: SubscriptionRecord, r: PublishedRecord): boolean {
@@ -112,30 +148,50 @@ function passes(sub: SubscriptionRecord, r: PublishedRecord): boolean {
 export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promise<void> }> {
   const doFetch = d.fetch ?? fetch;
   const throttle = new DeliveryThrottle();
-  const ctx = () => ({ requestId: randomUUID(), accountId: d.accountId, region: d.region, authenticated: true, signal: new AbortController().signal });
+  const ctx = () => ({
+    requestId: randomUUID(),
+    accountId: d.accountId,
+    region: d.region,
+    authenticated: true,
+    signal: new AbortController().signal,
+  });
 
   // Puts a delivery that failed for good into the subscription's DLQ, if it has one. The queue's
   // refusal (gone, wrong type) is logged and the message dropped; NATS trouble is thrown.
   async function deadLetter(sub: SubscriptionRecord, r: PublishedRecord, body: string, reason: Record<string, unknown>): Promise<void> {
     const policy = redrivePolicyOf(sub);
     if (!policy) {
-      d.log.warn({ subscription: sub.arn, messageId: r.messageId, ...reason }, 'sns delivery failed; message dropped (no dead-letter queue)');
+      d.log.warn(
+        { subscription: sub.arn, messageId: r.messageId, ...reason },
+        'sns delivery failed; message dropped (no dead-letter queue)',
+      );
       return;
     }
     const raw = sub.attributes.RawMessageDelivery === 'true';
     const fifo = policy.queueName.endsWith('.fifo');
     try {
-      await d.sqs.deliver(policy.queueName, {
-        MessageBody: body,
-        MessageAttributes: raw ? sqsAttributes(r) : {},
-        MessageSystemAttributes: {},
-        ...(r.group !== undefined && fifo ? { MessageGroupId: r.group } : {}),
-        ...(fifo ? { MessageDeduplicationId: r.dedupId ?? `${r.messageId}:${sub.id}` } : {}),
-      }, `dlq:${r.messageId}:${sub.id}`, { ...ctx(), ...(r.senderId ? { accessKeyId: r.senderId } : {}) });
-      d.log.warn({ subscription: sub.arn, messageId: r.messageId, deadLetterQueue: policy.deadLetterTargetArn, ...reason }, 'sns delivery failed; message moved to the dead-letter queue');
+      await d.sqs.deliver(
+        policy.queueName,
+        {
+          MessageBody: body,
+          MessageAttributes: raw ? sqsAttributes(r) : {},
+          MessageSystemAttributes: {},
+          ...(r.group !== undefined && fifo ? { MessageGroupId: r.group } : {}),
+          ...(fifo ? { MessageDeduplicationId: r.dedupId ?? `${r.messageId}:${sub.id}` } : {}),
+        },
+        `dlq:${r.messageId}:${sub.id}`,
+        { ...ctx(), ...(r.senderId ? { accessKeyId: r.senderId } : {}) },
+      );
+      d.log.warn(
+        { subscription: sub.arn, messageId: r.messageId, deadLetterQueue: policy.deadLetterTargetArn, ...reason },
+        'sns delivery failed; message moved to the dead-letter queue',
+      );
     } catch (err) {
       if (!(err instanceof MessagingError)) throw err;
-      d.log.warn({ subscription: sub.arn, messageId: r.messageId, deadLetterQueue: policy.deadLetterTargetArn, code: err.code, ...reason }, 'sns dead-letter queue refused the message; dropped');
+      d.log.warn(
+        { subscription: sub.arn, messageId: r.messageId, deadLetterQueue: policy.deadLetterTargetArn, code: err.code, ...reason },
+        'sns dead-letter queue refused the message; dropped',
+      );
     }
   }
 
@@ -148,7 +204,9 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
       if (sub.topicArn !== r.topicArn || !sub.confirmed) continue;
       if (!passes(sub, record)) continue;
       if (sub.protocol !== 'sqs') {
-        await d.js.publish(subjects.snsHttp, rpcPack({ kind: 'notification', subId: sub.id, record } satisfies HttpTask), { msgID: `${r.messageId}:${sub.id}` });
+        await d.js.publish(subjects.snsHttp, rpcPack({ kind: 'notification', subId: sub.id, record } satisfies HttpTask), {
+          msgID: `${r.messageId}:${sub.id}`,
+        });
         continue;
       }
       const raw = sub.attributes.RawMessageDelivery === 'true';
@@ -156,14 +214,19 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
       const attributes: MessageAttributes = raw ? sqsAttributes(r) : {};
       const queue = sub.endpoint.slice(sub.endpoint.lastIndexOf(':') + 1);
       try {
-        await d.sqs.deliver(queue, {
-          MessageBody: body,
-          MessageAttributes: attributes,
-          MessageSystemAttributes: {},
-          // AWS passes neither id to standard queues.
-          ...(r.group !== undefined && queue.endsWith('.fifo') ? { MessageGroupId: r.group } : {}),
-          ...(r.dedupId !== undefined && queue.endsWith('.fifo') ? { MessageDeduplicationId: r.dedupId } : {}),
-        }, `${record.messageId}:${sub.id}`, { ...ctx(), ...(r.senderId ? { accessKeyId: r.senderId } : {}) });
+        await d.sqs.deliver(
+          queue,
+          {
+            MessageBody: body,
+            MessageAttributes: attributes,
+            MessageSystemAttributes: {},
+            // AWS passes neither id to standard queues.
+            ...(r.group !== undefined && queue.endsWith('.fifo') ? { MessageGroupId: r.group } : {}),
+            ...(r.dedupId !== undefined && queue.endsWith('.fifo') ? { MessageDeduplicationId: r.dedupId } : {}),
+          },
+          `${record.messageId}:${sub.id}`,
+          { ...ctx(), ...(r.senderId ? { accessKeyId: r.senderId } : {}) },
+        );
       } catch (err) {
         // A subscriber that cannot take the message (gone, wrong type, too big) is a client-side
         // error (AWS does not retry those): dead-letter queue or dropped, loudly; anything else
@@ -188,31 +251,47 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
     const topic = await d.topics.get(s.topicArn.slice(s.topicArn.lastIndexOf(':') + 1));
     const policy = effectiveDeliveryPolicy(d.settings, topic?.attributes.DeliveryPolicy, s.attributes.DeliveryPolicy);
     let body: string;
-    const headers: Record<string, string> = { 'content-type': 'text/plain; charset=UTF-8', 'user-agent': 'Amazon Simple Notification Service Agent', 'x-amz-sns-topic-arn': s.topicArn };
+    const headers: Record<string, string> = {
+      'content-type': 'text/plain; charset=UTF-8',
+      'user-agent': 'Amazon Simple Notification Service Agent',
+      'x-amz-sns-topic-arn': s.topicArn,
+    };
     if (task.kind === 'confirmation') {
       if (s.confirmed) return DONE;
       const url = `${d.publicUrl()}/?Action=ConfirmSubscription&TopicArn=${encodeURIComponent(s.topicArn)}&Token=${s.token}`;
-      body = JSON.stringify(buildDocument(d, {
-        Type: 'SubscriptionConfirmation',
-        MessageId: task.messageId,
-        Token: s.token,
-        TopicArn: s.topicArn,
-        Message: `You have chosen to subscribe to the topic ${s.topicArn}.\nTo confirm the subscription, visit the SubscribeURL included in this message.`,
-        SubscribeURL: url,
-        Timestamp: task.timestamp,
-      }, topic && { ...topic, attributes: { ...topic.attributes, FifoTopic: 'false' } }));
+      body = JSON.stringify(
+        buildDocument(
+          d,
+          {
+            Type: 'SubscriptionConfirmation',
+            MessageId: task.messageId,
+            Token: s.token,
+            TopicArn: s.topicArn,
+            Message: `You have chosen to subscribe to the topic ${s.topicArn}.\nTo confirm the subscription, visit the SubscribeURL included in this message.`,
+            SubscribeURL: url,
+            Timestamp: task.timestamp,
+          },
+          topic && { ...topic, attributes: { ...topic.attributes, FifoTopic: 'false' } },
+        ),
+      );
       headers['x-amz-sns-message-type'] = 'SubscriptionConfirmation';
       headers['x-amz-sns-message-id'] = task.messageId;
     } else if (task.kind === 'unsubscribed') {
-      body = JSON.stringify(buildDocument(d, {
-        Type: 'UnsubscribeConfirmation',
-        MessageId: task.messageId,
-        Token: s.token,
-        TopicArn: s.topicArn,
-        Message: `You have chosen to deactivate subscription ${s.arn}.\nTo cancel this operation and restore the subscription, visit the SubscribeURL included in this message.`,
-        SubscribeURL: `${d.publicUrl()}/?Action=ConfirmSubscription&TopicArn=${encodeURIComponent(s.topicArn)}&Token=${s.token}`,
-        Timestamp: task.timestamp,
-      }, topic && { ...topic, attributes: { ...topic.attributes, FifoTopic: 'false' } }));
+      body = JSON.stringify(
+        buildDocument(
+          d,
+          {
+            Type: 'UnsubscribeConfirmation',
+            MessageId: task.messageId,
+            Token: s.token,
+            TopicArn: s.topicArn,
+            Message: `You have chosen to deactivate subscription ${s.arn}.\nTo cancel this operation and restore the subscription, visit the SubscribeURL included in this message.`,
+            SubscribeURL: `${d.publicUrl()}/?Action=ConfirmSubscription&TopicArn=${encodeURIComponent(s.topicArn)}&Token=${s.token}`,
+            Timestamp: task.timestamp,
+          },
+          topic && { ...topic, attributes: { ...topic.attributes, FifoTopic: 'false' } },
+        ),
+      );
       headers['x-amz-sns-message-type'] = 'UnsubscribeConfirmation';
       headers['x-amz-sns-message-id'] = task.messageId;
     } else {
@@ -231,7 +310,13 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
       if (raw) headers['x-amz-sns-rawdelivery'] = 'true';
     }
     try {
-      const res = await doFetch(s.endpoint, { method: 'POST', headers, body, signal: AbortSignal.timeout(d.settings.httpTimeoutMs), redirect: 'manual' });
+      const res = await doFetch(s.endpoint, {
+        method: 'POST',
+        headers,
+        body,
+        signal: AbortSignal.timeout(d.settings.httpTimeoutMs),
+        redirect: 'manual',
+      });
       await res.arrayBuffer().catch(() => undefined);
       if (res.status >= 200 && res.status < 300) return DONE;
       d.log.warn({ subscription: s.arn, status: res.status, attempt: m.info.deliveryCount }, 'sns http delivery refused');
@@ -249,7 +334,6 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
     return { kind: 'retry', delayMs };
   }
 
-
   const fanOutLoop = async (m: JsMsg) => {
     try {
       await fanOut(m);
@@ -265,15 +349,20 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
     // controllers together, and a message's fan-out ends before the next one starts, so every
     // subscribed queue gets them in publish order (a retried one holds the others back).
     runLoop(d, SNS_FANOUT_FIFO_CONSUMER, fanOutLoop, 1),
-    runLoop(d, SNS_HTTP_CONSUMER, async (m) => {
-      // NATS trouble (counting a failure, a DLQ write): the task comes back after a while.
-      const outcome = await deliverHttp(m).catch((err: unknown): HttpOutcome => {
-        d.log.warn({ err: (err as Error).message }, 'sns http delivery could not be completed; retrying');
-        return { kind: 'retry', delayMs: retryDelayMs(m.info.deliveryCount, 1000, 20_000) };
-      });
-      if (outcome.kind === 'done') m.ack();
-      else m.nak(outcome.delayMs);
-    }, CONCURRENCY),
+    runLoop(
+      d,
+      SNS_HTTP_CONSUMER,
+      async (m) => {
+        // NATS trouble (counting a failure, a DLQ write): the task comes back after a while.
+        const outcome = await deliverHttp(m).catch((err: unknown): HttpOutcome => {
+          d.log.warn({ err: (err as Error).message }, 'sns http delivery could not be completed; retrying');
+          return { kind: 'retry', delayMs: retryDelayMs(m.info.deliveryCount, 1000, 20_000) };
+        });
+        if (outcome.kind === 'done') m.ack();
+        else m.nak(outcome.delayMs);
+      },
+      CONCURRENCY,
+    ),
   ];
   return { stop: async () => void (await Promise.all(loops.map((l) => l.stop()))) };
 }

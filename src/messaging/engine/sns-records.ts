@@ -52,7 +52,13 @@ export type HttpTask =
   | { readonly kind: 'notification'; readonly subId: string; readonly record: PublishedRecord }
   | { readonly kind: 'confirmation'; readonly subId: string; readonly messageId: string; readonly timestamp: string }
   /** The subscription is gone: the task carries it. */
-  | { readonly kind: 'unsubscribed'; readonly subId: string; readonly sub: SubscriptionRecord; readonly messageId: string; readonly timestamp: string };
+  | {
+      readonly kind: 'unsubscribed';
+      readonly subId: string;
+      readonly sub: SubscriptionRecord;
+      readonly messageId: string;
+      readonly timestamp: string;
+    };
 
 /**
  * An unsubscribed http(s) subscription that its UnsubscribeConfirmation's SubscribeURL can restore,
@@ -60,8 +66,27 @@ export type HttpTask =
  */
 export const restoreKey = (token: string): string => `u.${token}`;
 
-const TOPIC_ATTRIBUTES = new Set(['DisplayName', 'Policy', 'DeliveryPolicy', 'KmsMasterKeyId', 'SignatureVersion', 'TracingConfig', 'FifoTopic', 'ContentBasedDeduplication', 'FifoThroughputScope', 'DataProtectionPolicy', 'ArchivePolicy']);
-const SUBSCRIPTION_ATTRIBUTES = new Set(['RawMessageDelivery', 'FilterPolicy', 'FilterPolicyScope', 'DeliveryPolicy', 'RedrivePolicy', 'SubscriptionRoleArn']);
+const TOPIC_ATTRIBUTES = new Set([
+  'DisplayName',
+  'Policy',
+  'DeliveryPolicy',
+  'KmsMasterKeyId',
+  'SignatureVersion',
+  'TracingConfig',
+  'FifoTopic',
+  'ContentBasedDeduplication',
+  'FifoThroughputScope',
+  'DataProtectionPolicy',
+  'ArchivePolicy',
+]);
+const SUBSCRIPTION_ATTRIBUTES = new Set([
+  'RawMessageDelivery',
+  'FilterPolicy',
+  'FilterPolicyScope',
+  'DeliveryPolicy',
+  'RedrivePolicy',
+  'SubscriptionRoleArn',
+]);
 
 /** Supported subscription protocols. */
 export const PROTOCOLS = new Set(['sqs', 'http', 'https']);
@@ -74,15 +99,18 @@ function invalid(reason: string): Error {
 export function checkTopicName(name: string, attributes: Readonly<Record<string, string>>): void {
   const fifo = name.endsWith('.fifo');
   if (!/^[A-Za-z0-9_-]{1,251}\.fifo$|^[A-Za-z0-9_-]{1,256}$/.test(name)) throw invalid('Topic Name');
-  if (fifo !== (attributes.FifoTopic === 'true')) throw invalid('Fifo Topic names must end with .fifo and must be made with FifoTopic=true');
+  if (fifo !== (attributes.FifoTopic === 'true'))
+    throw invalid('Fifo Topic names must end with .fifo and must be made with FifoTopic=true');
 }
 
 /** Checks one topic attribute. */
 export function checkTopicAttribute(name: string, value: string): void {
   if (!TOPIC_ATTRIBUTES.has(name)) throw invalid(`AttributeName ${name}`);
   if (name === 'SignatureVersion' && value !== '1' && value !== '2') throw invalid('SignatureVersion must be 1 or 2');
-  if ((name === 'FifoTopic' || name === 'ContentBasedDeduplication') && value !== 'true' && value !== 'false') throw invalid(`${name} must be true or false`);
-  if (name === 'FifoThroughputScope' && value !== 'Topic' && value !== 'MessageGroup') throw invalid('FifoThroughputScope must be Topic or MessageGroup');
+  if ((name === 'FifoTopic' || name === 'ContentBasedDeduplication') && value !== 'true' && value !== 'false')
+    throw invalid(`${name} must be true or false`);
+  if (name === 'FifoThroughputScope' && value !== 'Topic' && value !== 'MessageGroup')
+    throw invalid('FifoThroughputScope must be Topic or MessageGroup');
 }
 
 /**
@@ -92,23 +120,35 @@ export function checkTopicAttribute(name: string, value: string): void {
 export function checkTopicSubscription(topic: TopicRecord, protocol: string, endpoint: string): void {
   const fifoTopic = topic.attributes.FifoTopic === 'true';
   if (fifoTopic && protocol !== 'sqs') throw invalid(`Invalid protocol type: ${protocol}`);
-  if (!fifoTopic && protocol === 'sqs' && endpoint.endsWith('.fifo')) throw invalid('Endpoint Reason: FIFO SQS Queues can not be subscribed to standard SNS topics');
+  if (!fifoTopic && protocol === 'sqs' && endpoint.endsWith('.fifo'))
+    throw invalid('Endpoint Reason: FIFO SQS Queues can not be subscribed to standard SNS topics');
 }
 
 /** The access policy a topic has until one is set: AWS's default (the owner account may do everything). */
 export function defaultTopicPolicy(topicArn: string, accountId: string): string {
-  const actions = ['GetTopicAttributes', 'SetTopicAttributes', 'AddPermission', 'RemovePermission', 'DeleteTopic', 'Subscribe', 'ListSubscriptionsByTopic', 'Publish'];
+  const actions = [
+    'GetTopicAttributes',
+    'SetTopicAttributes',
+    'AddPermission',
+    'RemovePermission',
+    'DeleteTopic',
+    'Subscribe',
+    'ListSubscriptionsByTopic',
+    'Publish',
+  ];
   return JSON.stringify({
     Version: '2008-10-17',
     Id: '__default_policy_ID',
-    Statement: [{
-      Sid: '__default_statement_ID',
-      Effect: 'Allow',
-      Principal: { AWS: '*' },
-      Action: actions.map((a) => `SNS:${a}`),
-      Resource: topicArn,
-      Condition: { StringEquals: { 'AWS:SourceOwner': accountId } },
-    }],
+    Statement: [
+      {
+        Sid: '__default_statement_ID',
+        Effect: 'Allow',
+        Principal: { AWS: '*' },
+        Action: actions.map((a) => `SNS:${a}`),
+        Resource: topicArn,
+        Condition: { StringEquals: { 'AWS:SourceOwner': accountId } },
+      },
+    ],
   });
 }
 
@@ -133,10 +173,14 @@ export function fifoMessageId(topicArn: string, seq: number): string {
 export function checkSubscriptionAttribute(name: string, value: string, all: Readonly<Record<string, string>>): void {
   if (!SUBSCRIPTION_ATTRIBUTES.has(name)) throw invalid(`AttributeName ${name}`);
   if (name === 'RawMessageDelivery' && value !== 'true' && value !== 'false') throw invalid('RawMessageDelivery must be true or false');
-  if (name === 'FilterPolicyScope' && value !== 'MessageAttributes' && value !== 'MessageBody') throw invalid('FilterPolicyScope must be MessageAttributes or MessageBody');
+  if (name === 'FilterPolicyScope' && value !== 'MessageAttributes' && value !== 'MessageBody')
+    throw invalid('FilterPolicyScope must be MessageAttributes or MessageBody');
   if (name === 'RedrivePolicy' && value !== '') parseRedrivePolicy(value);
   if ((name === 'FilterPolicy' && value !== '') || (name === 'FilterPolicyScope' && all.FilterPolicy)) {
-    parseFilterPolicy(all.FilterPolicy ?? value, (all.FilterPolicyScope ?? (name === 'FilterPolicyScope' ? value : undefined)) === 'MessageBody');
+    parseFilterPolicy(
+      all.FilterPolicy ?? value,
+      (all.FilterPolicyScope ?? (name === 'FilterPolicyScope' ? value : undefined)) === 'MessageBody',
+    );
   }
 }
 
@@ -166,7 +210,8 @@ export function parseRedrivePolicy(value: string): RedrivePolicy {
   if (typeof arn !== 'string' || !m) {
     // AWS answers this for a missing key and for anything that is not an ARN; an ARN of another
     // service is not a queue this service can have, which the existence check reports.
-    if (typeof arn === 'string' && /^arn:[^:]+:[^:]+:[^:]*:[^:]*:.+$/.test(arn)) throw invalid(`RedrivePolicy: deadLetterTargetArn ${arn} does not exist`);
+    if (typeof arn === 'string' && /^arn:[^:]+:[^:]+:[^:]*:[^:]*:.+$/.test(arn))
+      throw invalid(`RedrivePolicy: deadLetterTargetArn ${arn} does not exist`);
     throw invalid('RedrivePolicy: deadLetterTargetArn is an invalid arn');
   }
   return { deadLetterTargetArn: arn, region: m[1] ?? '', accountId: m[2] ?? '', queueName: m[3] ?? '' };

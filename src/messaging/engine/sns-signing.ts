@@ -27,7 +27,7 @@ function len(n: number): Buffer {
 const tlv = (tag: number, content: Buffer) => Buffer.concat([Buffer.from([tag]), len(content.length), content]);
 const seq = (...parts: Buffer[]) => tlv(0x30, Buffer.concat(parts));
 const set = (...parts: Buffer[]) => tlv(0x31, Buffer.concat(parts));
-const integer = (b: Buffer) => tlv(0x02, (b[0]) & 0x80 ? Buffer.concat([Buffer.from([0]), b]) : b);
+const integer = (b: Buffer) => tlv(0x02, b[0] & 0x80 ? Buffer.concat([Buffer.from([0]), b]) : b);
 const nullValue = Buffer.from([0x05, 0x00]);
 function oid(dotted: string): Buffer {
   const [a, b, ...rest] = dotted.split('.').map(Number) as [number, number, ...number[]];
@@ -61,7 +61,7 @@ export function generateSigningIdentity(commonName = 'mammatus-sns', now = new D
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const until = new Date(now.getTime() + 10 * 365 * 86_400_000);
   const serial = randomBytes(16);
-  serial[0] = (serial[0]) & 0x7f;
+  serial[0] = serial[0] & 0x7f;
   const tbs = seq(
     tlv(0xa0, integer(Buffer.from([2]))),
     integer(serial),
@@ -94,10 +94,15 @@ const SIGNED_KEYS: Readonly<Record<string, readonly string[]>> = {
 /** The string to sign of an SNS JSON document (absent fields, e.g. no Subject, are skipped). */
 export function stringToSign(doc: Readonly<Record<string, unknown>>): string {
   const keys = SIGNED_KEYS[String(doc.Type)] ?? [];
-  return keys.filter((k) => typeof doc[k] === 'string').map((k) => `${k}\n${doc[k] as string}\n`).join('');
+  return keys
+    .filter((k) => typeof doc[k] === 'string')
+    .map((k) => `${k}\n${doc[k] as string}\n`)
+    .join('');
 }
 
 /** Base64 signature of `doc` with SignatureVersion `version` (`1` = SHA1, `2` = SHA256). */
 export function signDocument(doc: Readonly<Record<string, unknown>>, identity: SigningIdentity, version: string): string {
-  return createSign(version === '2' ? 'RSA-SHA256' : 'RSA-SHA1').update(stringToSign(doc), 'utf8').sign(identity.keyPem, 'base64');
+  return createSign(version === '2' ? 'RSA-SHA256' : 'RSA-SHA1')
+    .update(stringToSign(doc), 'utf8')
+    .sign(identity.keyPem, 'base64');
 }

@@ -13,7 +13,12 @@ import type { SnsSettings } from '../settings.js';
 import { rpcPack, rpcUnpack, sequenceNumber } from './codec.js';
 import { KvCache } from './kv-cache.js';
 import { sharedValue, subjects, type MessagingStore } from './layout.js';
-import { checkSubscriptionDeliveryPolicy, checkTopicDeliveryPolicy, subscriptionEffectiveJson, topicEffectiveJson } from './delivery-policy.js';
+import {
+  checkSubscriptionDeliveryPolicy,
+  checkTopicDeliveryPolicy,
+  subscriptionEffectiveJson,
+  topicEffectiveJson,
+} from './delivery-policy.js';
 import { startSnsDelivery } from './sns-delivery.js';
 import {
   checkEndpoint,
@@ -114,10 +119,17 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
   };
   // The dead-letter queue must be a queue of this service (same region and account, as AWS requires);
   // FIFO subscriptions of FIFO topics need a FIFO queue.
-  const checkDeadLetterQueue = async (value: string | undefined, topicArn: string, protocol: string, endpoint: string, ctx: Sns.RequestContext) => {
+  const checkDeadLetterQueue = async (
+    value: string | undefined,
+    topicArn: string,
+    protocol: string,
+    endpoint: string,
+    ctx: Sns.RequestContext,
+  ) => {
     if (!value) return;
     const p = parseRedrivePolicy(value);
-    const missing = () => snsError('InvalidParameter', `Invalid parameter: RedrivePolicy: deadLetterTargetArn ${p.deadLetterTargetArn} does not exist`);
+    const missing = () =>
+      snsError('InvalidParameter', `Invalid parameter: RedrivePolicy: deadLetterTargetArn ${p.deadLetterTargetArn} does not exist`);
     if (p.region !== region || p.accountId !== accountId) throw missing();
     try {
       await o.sqs.getQueueUrl({ QueueName: p.queueName }, ctx);
@@ -126,14 +138,23 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       throw err;
     }
     if (topicArn.endsWith('.fifo') && protocol === 'sqs' && endpoint.endsWith('.fifo') && !p.queueName.endsWith('.fifo')) {
-      throw snsError('InvalidParameter', 'Invalid parameter: RedrivePolicy: must use a FIFO queue as DLQ for a FIFO Subscription to a FIFO Topic.');
+      throw snsError(
+        'InvalidParameter',
+        'Invalid parameter: RedrivePolicy: must use a FIFO queue as DLQ for a FIFO Subscription to a FIFO Topic.',
+      );
     }
   };
   // `e.<hash of topic, protocol, endpoint>` names the one subscription of that endpoint. A claim
   // whose subscription is not there (yet) is waited for briefly: its Subscribe writes the record
   // right after the claim; one left by a crash between the two is taken over.
-  const endpointKey = (topicArn: string, protocol: string, endpoint: string) => `e.${createHash('sha256').update(`${topicArn}\n${protocol}\n${endpoint}`).digest('hex').slice(0, 40)}`;
-  const claimEndpoint = async (topicArn: string, protocol: string, endpoint: string, id: string): Promise<SubscriptionRecord | undefined> => {
+  const endpointKey = (topicArn: string, protocol: string, endpoint: string) =>
+    `e.${createHash('sha256').update(`${topicArn}\n${protocol}\n${endpoint}`).digest('hex').slice(0, 40)}`;
+  const claimEndpoint = async (
+    topicArn: string,
+    protocol: string,
+    endpoint: string,
+    id: string,
+  ): Promise<SubscriptionRecord | undefined> => {
     const key = endpointKey(topicArn, protocol, endpoint);
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
@@ -161,7 +182,8 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
   const releaseEndpoint = async (s: SubscriptionRecord) => {
     const key = endpointKey(s.topicArn, s.protocol, s.endpoint);
     const claim = await kv.get(key);
-    if (claim && claim.operation === 'PUT' && claim.string() === s.id) await kv.delete(key, { previousSeq: claim.revision }).catch(() => undefined);
+    if (claim && claim.operation === 'PUT' && claim.string() === s.id)
+      await kv.delete(key, { previousSeq: claim.revision }).catch(() => undefined);
   };
   // The SubscribeURL of an UnsubscribeConfirmation: the subscription comes back as it was (same ARN),
   // unless the endpoint was subscribed again meanwhile (then that subscription's ARN answers).
@@ -185,8 +207,13 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
 
   const publishOne = async (t: TopicRecord, m: Sns.MessageToPublish, ctx: Sns.RequestContext): Promise<Sns.PublishResult> => {
     const fifo = t.attributes.FifoTopic === 'true';
-    if (fifo && !m.MessageGroupId) throw snsError('InvalidParameter', 'Invalid parameter: The MessageGroupId parameter is required for FIFO topics');
-    if (!fifo && m.MessageDeduplicationId) throw snsError('InvalidParameter', 'Invalid parameter: MessageDeduplicationId Reason: The request includes MessageDeduplicationId parameter that is not valid for this topic type');
+    if (fifo && !m.MessageGroupId)
+      throw snsError('InvalidParameter', 'Invalid parameter: The MessageGroupId parameter is required for FIFO topics');
+    if (!fifo && m.MessageDeduplicationId)
+      throw snsError(
+        'InvalidParameter',
+        'Invalid parameter: MessageDeduplicationId Reason: The request includes MessageDeduplicationId parameter that is not valid for this topic type',
+      );
     if (m.MessageStructure === 'json') {
       let parsed: unknown;
       try {
@@ -200,7 +227,11 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
     }
     let dedupId = m.MessageDeduplicationId;
     if (fifo && dedupId === undefined) {
-      if (t.attributes.ContentBasedDeduplication !== 'true') throw snsError('InvalidParameter', 'Invalid parameter: The topic should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly');
+      if (t.attributes.ContentBasedDeduplication !== 'true')
+        throw snsError(
+          'InvalidParameter',
+          'Invalid parameter: The topic should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly',
+        );
       dedupId = createHash('sha256').update(m.Message, 'utf8').digest('hex');
     }
     // FIFO: the id derives from the stream sequence (`fifoMessageId`): a duplicate within the
@@ -218,8 +249,13 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       ...(ctx.accessKeyId ? { senderId: ctx.accessKeyId } : {}),
     };
     // FifoThroughputScope MessageGroup: deduplication per message group (AWS).
-    const dedupKey = t.attributes.FifoThroughputScope === 'MessageGroup' ? `${t.arn}:${m.MessageGroupId}:${dedupId}` : `${t.arn}:${dedupId}`;
-    const ack = await js.publish(fifo ? subjects.snsPublishFifo : subjects.snsPublish, rpcPack(record), dedupId === undefined ? {} : { msgID: dedupKey });
+    const dedupKey =
+      t.attributes.FifoThroughputScope === 'MessageGroup' ? `${t.arn}:${m.MessageGroupId}:${dedupId}` : `${t.arn}:${dedupId}`;
+    const ack = await js.publish(
+      fifo ? subjects.snsPublishFifo : subjects.snsPublish,
+      rpcPack(record),
+      dedupId === undefined ? {} : { msgID: dedupKey },
+    );
     return fifo ? { MessageId: fifoMessageId(t.arn, ack.seq), SequenceNumber: sequenceNumber(ack.seq) } : { MessageId: record.messageId };
   };
 
@@ -270,7 +306,8 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
     async setTopicAttributes(req) {
       const t = await topicOf(req.TopicArn);
       checkTopicAttribute(req.AttributeName, req.AttributeValue ?? '');
-      if (req.AttributeName === 'FifoTopic') throw snsError('InvalidParameter', 'Invalid parameter: AttributeName FifoTopic cannot be changed');
+      if (req.AttributeName === 'FifoTopic')
+        throw snsError('InvalidParameter', 'Invalid parameter: AttributeName FifoTopic cannot be changed');
       if (req.AttributeName === 'DeliveryPolicy') checkTopicDeliveryPolicy(req.AttributeValue ?? '', o.settings);
       await putTopic({ ...t, attributes: { ...t.attributes, [req.AttributeName]: req.AttributeValue ?? '' } });
     },
@@ -283,10 +320,13 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       await checkDeadLetterQueue(req.Attributes.RedrivePolicy, t.arn, req.Protocol, endpoint, ctx);
       const answer = (s: SubscriptionRecord) => {
         // AWS: the same subscription again answers its ARN; with other attributes it is refused.
-        if (!sameAttributes(s.attributes, req.Attributes)) throw snsError('InvalidParameter', 'Invalid parameter: Attributes Reason: Subscription already exists with different attributes');
+        if (!sameAttributes(s.attributes, req.Attributes))
+          throw snsError('InvalidParameter', 'Invalid parameter: Attributes Reason: Subscription already exists with different attributes');
         return { SubscriptionArn: s.confirmed || req.ReturnSubscriptionArn ? s.arn : 'pending confirmation' };
       };
-      const existing = (await subs.all()).find((s) => s.value.topicArn === t.arn && s.value.protocol === req.Protocol && s.value.endpoint === endpoint);
+      const existing = (await subs.all()).find(
+        (s) => s.value.topicArn === t.arn && s.value.protocol === req.Protocol && s.value.endpoint === endpoint,
+      );
       if (existing) return answer(existing.value);
       const id = randomUUID();
       // Concurrent Subscribes of one endpoint (on any controllers): one claim wins, the others answer its subscription.
@@ -307,7 +347,11 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
         confirmationWasAuthenticated: confirmed,
       };
       await putSub(s);
-      if (!confirmed) await enqueueHttp({ kind: 'confirmation', subId: id, messageId: randomUUID(), timestamp: new Date().toISOString() }, `confirm:${id}`);
+      if (!confirmed)
+        await enqueueHttp(
+          { kind: 'confirmation', subId: id, messageId: randomUUID(), timestamp: new Date().toISOString() },
+          `confirm:${id}`,
+        );
       return { SubscriptionArn: confirmed || req.ReturnSubscriptionArn ? s.arn : 'pending confirmation' };
     },
     async confirmSubscription(req, ctx) {
@@ -317,41 +361,56 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       const current = await subs.fresh(found.name);
       if (!current) throw snsError('InvalidParameter', 'Invalid token');
       if (!current.value.confirmed) {
-        await putSub({
-          ...current.value,
-          confirmed: true,
-          authenticateOnUnsubscribe: req.AuthenticateOnUnsubscribe === 'true',
-          confirmationWasAuthenticated: ctx.authenticated,
-        }, current.revision);
+        await putSub(
+          {
+            ...current.value,
+            confirmed: true,
+            authenticateOnUnsubscribe: req.AuthenticateOnUnsubscribe === 'true',
+            confirmationWasAuthenticated: ctx.authenticated,
+          },
+          current.revision,
+        );
       }
       return { SubscriptionArn: current.value.arn };
     },
     async unsubscribe(req, ctx) {
       const { value } = await subOf(req.SubscriptionArn);
-      if (!ctx.authenticated && value.authenticateOnUnsubscribe) throw snsError('AuthorizationError', 'Unsubscribe requires authentication for this subscription');
+      if (!ctx.authenticated && value.authenticateOnUnsubscribe)
+        throw snsError('AuthorizationError', 'Unsubscribe requires authentication for this subscription');
       await kv.delete(`s.${value.id}`);
       subs.forget(value.id);
       await releaseEndpoint(value);
       if (value.confirmed && value.protocol !== 'sqs') {
         // AWS tells the endpoint (UnsubscribeConfirmation); its SubscribeURL restores the subscription.
         await o.store.snsAttempts.put(restoreKey(value.token), JSON.stringify(value));
-        await enqueueHttp({ kind: 'unsubscribed', subId: value.id, sub: value, messageId: randomUUID(), timestamp: new Date().toISOString() }, `unsubscribed:${value.id}`);
+        await enqueueHttp(
+          { kind: 'unsubscribed', subId: value.id, sub: value, messageId: randomUUID(), timestamp: new Date().toISOString() },
+          `unsubscribed:${value.id}`,
+        );
       }
     },
     async listSubscriptions(req) {
-      const p = paged((await subs.all()).map((s) => view(s.value)), req.NextToken);
+      const p = paged(
+        (await subs.all()).map((s) => view(s.value)),
+        req.NextToken,
+      );
       return { Subscriptions: p.items, NextToken: p.NextToken };
     },
     async listSubscriptionsByTopic(req) {
       const t = await topicOf(req.TopicArn);
-      const p = paged((await subs.all()).filter((s) => s.value.topicArn === t.arn).map((s) => view(s.value)), req.NextToken);
+      const p = paged(
+        (await subs.all()).filter((s) => s.value.topicArn === t.arn).map((s) => view(s.value)),
+        req.NextToken,
+      );
       return { Subscriptions: p.items, NextToken: p.NextToken };
     },
     async getSubscriptionAttributes(req) {
       const { value: s } = await subOf(req.SubscriptionArn);
       // AWS shows the effective policy of http(s) subscriptions only; a topic deleted meanwhile counts as no policy.
       const http = s.protocol === 'http' || s.protocol === 'https';
-      const topicPolicy = http ? (await topics.get(s.topicArn.slice(s.topicArn.lastIndexOf(':') + 1)))?.attributes.DeliveryPolicy : undefined;
+      const topicPolicy = http
+        ? (await topics.get(s.topicArn.slice(s.topicArn.lastIndexOf(':') + 1)))?.attributes.DeliveryPolicy
+        : undefined;
       return {
         Attributes: {
           RawMessageDelivery: 'false',
@@ -371,7 +430,8 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
       const { value, revision } = await subOf(req.SubscriptionArn);
       const attributes = { ...value.attributes, [req.AttributeName]: req.AttributeValue ?? '' };
       checkSubscriptionAttribute(req.AttributeName, req.AttributeValue ?? '', attributes);
-      if (req.AttributeName === 'RedrivePolicy') await checkDeadLetterQueue(req.AttributeValue, value.topicArn, value.protocol, value.endpoint, ctx);
+      if (req.AttributeName === 'RedrivePolicy')
+        await checkDeadLetterQueue(req.AttributeValue, value.topicArn, value.protocol, value.endpoint, ctx);
       if (req.AttributeName === 'DeliveryPolicy') {
         const topic = await topics.get(value.topicArn.slice(value.topicArn.lastIndexOf(':') + 1));
         checkSubscriptionDeliveryPolicy(req.AttributeValue ?? '', value.protocol, topic?.attributes.DeliveryPolicy, o.settings);
@@ -416,7 +476,20 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
   }
 
   const delivery = o.workers
-    ? await startSnsDelivery({ js, attempts: o.store.snsAttempts, sqs: o.sqs, topics, subs, identity, settings: o.settings, region, accountId, publicUrl: o.publicUrl, certificatePath, log })
+    ? await startSnsDelivery({
+        js,
+        attempts: o.store.snsAttempts,
+        sqs: o.sqs,
+        topics,
+        subs,
+        identity,
+        settings: o.settings,
+        region,
+        accountId,
+        publicUrl: o.publicUrl,
+        certificatePath,
+        log,
+      })
     : undefined;
   return {
     engine,

@@ -9,7 +9,14 @@ import { messageSize } from '../protocol/validate.js';
 import type * as Sqs from '../sqs-engine.js';
 import { addPermissionToPolicy, removePermissionFromPolicy } from '../queue-policy.js';
 import type { QueueCatalog, QueueRecord } from './catalog.js';
-import { applyAttributes, differingAttribute, isKnownAttribute, isValidQueueName, parseRedriveAllowPolicy, parseRedrivePolicy } from './queue-attributes.js';
+import {
+  applyAttributes,
+  differingAttribute,
+  isKnownAttribute,
+  isValidQueueName,
+  parseRedriveAllowPolicy,
+  parseRedrivePolicy,
+} from './queue-attributes.js';
 import type { QueueLog } from './queue-log.js';
 import { MoveTasks, type MoveTasksDeps } from './move-tasks.js';
 import type { AppendRequest, Outcome } from './queue-owner.js';
@@ -59,13 +66,17 @@ function failed(id: string, err: unknown): Sqs.BatchResultErrorEntry {
 }
 
 function notForQueueType(name: string, value: string): MessagingError {
-  return sqsError('InvalidParameterValue', `Value ${value} for parameter ${name} is invalid. Reason: The request include parameter that is not valid for this queue type.`);
+  return sqsError(
+    'InvalidParameterValue',
+    `Value ${value} for parameter ${name} is invalid. Reason: The request include parameter that is not valid for this queue type.`,
+  );
 }
 
 /** AWS's tag limits: keys 1–128 characters, values up to 256. */
 function checkTags(tags: Readonly<Record<string, string>>): void {
   for (const [k, v] of Object.entries(tags)) {
-    if (k.length < 1 || k.length > 128) throw sqsError('InvalidParameterValue', `Tag keys must be between 1 and 128 characters in length: ${k.slice(0, 40)}…`);
+    if (k.length < 1 || k.length > 128)
+      throw sqsError('InvalidParameterValue', `Tag keys must be between 1 and 128 characters in length: ${k.slice(0, 40)}…`);
     if (v.length > 256) throw sqsError('InvalidParameterValue', `Tag values must be at most 256 characters in length (tag ${k}).`);
   }
 }
@@ -93,7 +104,10 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
     const local = arn.startsWith(`arn:aws:sqs:${ctx.region}:${ctx.accountId}:`);
     const target = local ? await catalog.get(arn.slice(arn.lastIndexOf(':') + 1)) : undefined;
     const allow = target ? parseStoredAllowPolicy(target.attributes.RedriveAllowPolicy) : undefined;
-    const allowed = !allow || allow.redrivePermission === 'allowAll' || (allow.redrivePermission === 'byQueue' && allow.sourceQueueArns.includes(arnOf(ctx, name)));
+    const allowed =
+      !allow ||
+      allow.redrivePermission === 'allowAll' ||
+      (allow.redrivePermission === 'byQueue' && allow.sourceQueueArns.includes(arnOf(ctx, name)));
     const reason = !target
       ? 'Dead letter target does not exist.'
       : target.name.endsWith('.fifo') !== name.endsWith('.fifo')
@@ -101,7 +115,11 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
         : !allowed
           ? `The RedriveAllowPolicy of ${arn} does not allow this queue as a source queue.`
           : undefined;
-    if (reason) throw sqsError('InvalidParameterValue', `Value ${attributes.RedrivePolicy} for parameter RedrivePolicy is invalid. Reason: ${reason}`);
+    if (reason)
+      throw sqsError(
+        'InvalidParameterValue',
+        `Value ${attributes.RedrivePolicy} for parameter RedrivePolicy is invalid. Reason: ${reason}`,
+      );
   }
 
   /** The append request for `m`, or the error AWS gives for it on this queue. */
@@ -109,15 +127,21 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
     const a = record.attributes;
     const fifo = a.FifoQueue === 'true';
     const limit = Number(a.MaximumMessageSize);
-    if (messageSize(m) > limit) throw sqsError('InvalidParameterValue', `One or more parameters are invalid. Reason: Message must be shorter than ${limit} bytes.`);
+    if (messageSize(m) > limit)
+      throw sqsError('InvalidParameterValue', `One or more parameters are invalid. Reason: Message must be shorter than ${limit} bytes.`);
     let dedupId: string | undefined;
     let msgId = idempotencyKey === undefined ? undefined : `${record.id}:i:${idempotencyKey}`;
     if (fifo) {
       if (m.MessageGroupId === undefined) throw sqsError('MissingParameter', 'The request must contain the parameter MessageGroupId.');
       if (m.DelaySeconds !== undefined && m.DelaySeconds !== 0) throw notForQueueType('DelaySeconds', String(m.DelaySeconds));
-      dedupId = m.MessageDeduplicationId ?? (a.ContentBasedDeduplication === 'true' ? createHash('sha256').update(m.MessageBody, 'utf8').digest('hex') : undefined);
+      dedupId =
+        m.MessageDeduplicationId ??
+        (a.ContentBasedDeduplication === 'true' ? createHash('sha256').update(m.MessageBody, 'utf8').digest('hex') : undefined);
       if (dedupId === undefined) {
-        throw sqsError('InvalidParameterValue', 'The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly');
+        throw sqsError(
+          'InvalidParameterValue',
+          'The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly',
+        );
       }
       msgId = `${record.id}:d:${a.DeduplicationScope === 'messageGroup' ? `${m.MessageGroupId}:` : ''}${dedupId}`;
     } else if (m.MessageDeduplicationId !== undefined) {
@@ -136,7 +160,11 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
     };
   }
 
-  async function batchIds<E extends { Id: string }>(entries: readonly E[], run: (ok: E[]) => Promise<Outcome<true>[]>, pre: (e: E) => void): Promise<Sqs.BatchIdsResult> {
+  async function batchIds<E extends { Id: string }>(
+    entries: readonly E[],
+    run: (ok: E[]) => Promise<Outcome<true>[]>,
+    pre: (e: E) => void,
+  ): Promise<Sqs.BatchIdsResult> {
     const Failed: Sqs.BatchResultErrorEntry[] = [];
     const valid: E[] = [];
     for (const e of entries) {
@@ -164,12 +192,14 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
       }
       const attributes = applyAttributes(req.QueueName, req.Attributes);
       checkTags(req.Tags);
-      if (Object.keys(req.Tags).length > MAX_TAGS) throw sqsError('InvalidParameterValue', `Too many tags added for queue ${req.QueueName}.`);
+      if (Object.keys(req.Tags).length > MAX_TAGS)
+        throw sqsError('InvalidParameterValue', `Too many tags added for queue ${req.QueueName}.`);
       await checkRedrive(req.QueueName, attributes, ctx);
       const { record, created } = await catalog.create(req.QueueName, attributes, { ...req.Tags });
       if (!created) {
         const differing = differingAttribute(record.attributes, req.Attributes, req.QueueName);
-        if (differing) throw sqsError('QueueNameExists', `A queue already exists with the same name and a different value for attribute ${differing}`);
+        if (differing)
+          throw sqsError('QueueNameExists', `A queue already exists with the same name and a different value for attribute ${differing}`);
       }
       return { QueueName: record.name };
     },
@@ -188,7 +218,8 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
     },
     async getQueueAttributes(req, ctx) {
       const record = await catalog.require(req.QueueName);
-      for (const n of req.AttributeNames) if (n !== 'All' && !isKnownAttribute(n)) throw sqsError('InvalidAttributeName', `Unknown Attribute ${n}.`);
+      for (const n of req.AttributeNames)
+        if (n !== 'All' && !isKnownAttribute(n)) throw sqsError('InvalidAttributeName', `Unknown Attribute ${n}.`);
       const wanted = req.AttributeNames.includes('All') ? undefined : new Set(req.AttributeNames);
       const all: Record<string, string> = {
         ...record.attributes,
@@ -208,7 +239,11 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
       const current = await catalog.require(req.QueueName);
       const next = applyAttributes(req.QueueName, req.Attributes, current.attributes);
       await checkRedrive(req.QueueName, next, ctx);
-      await catalog.update(req.QueueName, (r) => ({ ...r, attributes: applyAttributes(r.name, req.Attributes, r.attributes), modifiedAt: Math.floor(now() / 1000) }));
+      await catalog.update(req.QueueName, (r) => ({
+        ...r,
+        attributes: applyAttributes(r.name, req.Attributes, r.attributes),
+        modifiedAt: Math.floor(now() / 1000),
+      }));
     },
     async sendMessage(req, ctx) {
       const record = await catalog.require(req.QueueName);
@@ -243,14 +278,31 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
       unwrap((await router.run(req.QueueName, { op: 'delete', handles: [req.ReceiptHandle] }, ctx))[0]);
     },
     deleteMessageBatch: (req, ctx) =>
-      batchIds(req.Entries, (ok) => router.run(req.QueueName, { op: 'delete', handles: ok.map((e) => e.ReceiptHandle) }, ctx), () => undefined),
+      batchIds(
+        req.Entries,
+        (ok) => router.run(req.QueueName, { op: 'delete', handles: ok.map((e) => e.ReceiptHandle) }, ctx),
+        () => undefined,
+      ),
     async changeMessageVisibility(req, ctx) {
-      unwrap((await router.run(req.QueueName, { op: 'visibility', entries: [{ handle: req.ReceiptHandle, seconds: req.VisibilityTimeout }] }, ctx))[0]);
+      unwrap(
+        (
+          await router.run(
+            req.QueueName,
+            { op: 'visibility', entries: [{ handle: req.ReceiptHandle, seconds: req.VisibilityTimeout }] },
+            ctx,
+          )
+        )[0],
+      );
     },
     changeMessageVisibilityBatch: (req, ctx) =>
       batchIds(
         req.Entries,
-        (ok) => router.run(req.QueueName, { op: 'visibility', entries: ok.map((e) => ({ handle: e.ReceiptHandle, seconds: e.VisibilityTimeout ?? 0 })) }, ctx),
+        (ok) =>
+          router.run(
+            req.QueueName,
+            { op: 'visibility', entries: ok.map((e) => ({ handle: e.ReceiptHandle, seconds: e.VisibilityTimeout ?? 0 })) },
+            ctx,
+          ),
         () => undefined,
       ),
     async purgeQueue(req, ctx) {
@@ -265,7 +317,11 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
           return false;
         }
       });
-      return page(sources.map((r) => r.name), req.MaxResults, req.NextToken);
+      return page(
+        sources.map((r) => r.name),
+        req.MaxResults,
+        req.NextToken,
+      );
     },
     async tagQueue(req) {
       checkTags(req.Tags);
@@ -276,7 +332,10 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
       });
     },
     async untagQueue(req) {
-      await catalog.update(req.QueueName, (r) => ({ ...r, tags: Object.fromEntries(Object.entries(r.tags).filter(([k]) => !req.TagKeys.includes(k))) }));
+      await catalog.update(req.QueueName, (r) => ({
+        ...r,
+        tags: Object.fromEntries(Object.entries(r.tags).filter(([k]) => !req.TagKeys.includes(k))),
+      }));
     },
     listQueueTags: async (req) => ({ Tags: { ...(await catalog.require(req.QueueName)).tags } }),
     // Compare-and-set on the record: a concurrent AddPermission/RemovePermission/SetQueueAttributes

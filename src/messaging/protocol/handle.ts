@@ -58,8 +58,7 @@ export async function handleRequest(req: WireRequest, deps: HandlerDeps, signal:
   try {
     const detected = detectRequest(req);
     ({ wire, service } = detected);
-    const unsignedLink =
-      service === 'sns' && req.method === 'GET' && UNSIGNED_SNS_ACTIONS.has(detected.action ?? '') && !hasSignature(req);
+    const unsignedLink = service === 'sns' && req.method === 'GET' && UNSIGNED_SNS_ACTIONS.has(detected.action ?? '') && !hasSignature(req);
     let accessKeyId: string | undefined;
     let authenticated = true;
     if (deps.verifier && !unsignedLink) accessKeyId = deps.verifier.verify(req, service).accessKeyId;

@@ -131,17 +131,27 @@ function message(f: QueryFields): MessageToPublish {
 function publishTarget(f: QueryFields): string {
   const target = f.str('TopicArn') || f.str('TargetArn');
   if (target) return target;
-  if (f.str('PhoneNumber')) throw snsError('InvalidParameter', 'Invalid parameter: PhoneNumber Reason: SMS is not supported by this endpoint');
+  if (f.str('PhoneNumber'))
+    throw snsError('InvalidParameter', 'Invalid parameter: PhoneNumber Reason: SMS is not supported by this endpoint');
   throw snsError('InvalidParameter', 'Invalid parameter: TopicArn or TargetArn Reason: no value for required parameter');
 }
 
 /** The parser of every action. */
 export const snsQueryParsers: { readonly [A in SnsAction]: (f: QueryFields) => SnsRequests[A] } = {
-  CreateTopic: (f) => ({ Name: f.req('Name'), Attributes: entryMap(f, 'Attributes'), Tags: tags(f), DataProtectionPolicy: f.str('DataProtectionPolicy') }),
+  CreateTopic: (f) => ({
+    Name: f.req('Name'),
+    Attributes: entryMap(f, 'Attributes'),
+    Tags: tags(f),
+    DataProtectionPolicy: f.str('DataProtectionPolicy'),
+  }),
   DeleteTopic: (f) => ({ TopicArn: f.req('TopicArn') }),
   ListTopics: (f) => ({ NextToken: f.str('NextToken') }),
   GetTopicAttributes: (f) => ({ TopicArn: f.req('TopicArn') }),
-  SetTopicAttributes: (f) => ({ TopicArn: f.req('TopicArn'), AttributeName: f.req('AttributeName'), AttributeValue: f.str('AttributeValue') }),
+  SetTopicAttributes: (f) => ({
+    TopicArn: f.req('TopicArn'),
+    AttributeName: f.req('AttributeName'),
+    AttributeValue: f.str('AttributeValue'),
+  }),
   Subscribe: (f) => ({
     TopicArn: f.req('TopicArn'),
     Protocol: f.req('Protocol'),
@@ -149,7 +159,11 @@ export const snsQueryParsers: { readonly [A in SnsAction]: (f: QueryFields) => S
     Attributes: entryMap(f, 'Attributes'),
     ReturnSubscriptionArn: f.bool('ReturnSubscriptionArn') ?? false,
   }),
-  ConfirmSubscription: (f) => ({ TopicArn: f.req('TopicArn'), Token: f.req('Token'), AuthenticateOnUnsubscribe: f.str('AuthenticateOnUnsubscribe') }),
+  ConfirmSubscription: (f) => ({
+    TopicArn: f.req('TopicArn'),
+    Token: f.req('Token'),
+    AuthenticateOnUnsubscribe: f.str('AuthenticateOnUnsubscribe'),
+  }),
   Unsubscribe: (f) => ({ SubscriptionArn: f.req('SubscriptionArn') }),
   ListSubscriptions: (f) => ({ NextToken: f.str('NextToken') }),
   ListSubscriptionsByTopic: (f) => ({ TopicArn: f.req('TopicArn'), NextToken: f.str('NextToken') }),

@@ -89,7 +89,7 @@ export const snsRunners: { readonly [A in SnsAction]: Runner<A> } = {
     checkSnsBatch(entries.map((e) => e.Id));
     const total = entries.reduce((sum, e) => sum + snsMessageSize(e.Message, e.MessageAttributes), 0);
     if (total > SNS_MAX_BYTES) throw snsError('BatchRequestTooLong');
-    const valid: typeof entries[number][] = [];
+    const valid: (typeof entries)[number][] = [];
     const failed: BatchResultErrorEntry[] = [];
     for (const entry of entries) {
       try {
@@ -100,7 +100,8 @@ export const snsRunners: { readonly [A in SnsAction]: Runner<A> } = {
         failed.push({ Id: entry.Id, Code: err.code, Message: err.message, SenderFault: err.def.fault === 'Sender' });
       }
     }
-    const out = valid.length > 0 ? await engine.publishBatch({ ...req, PublishBatchRequestEntries: valid }, ctx) : { Successful: [], Failed: [] };
+    const out =
+      valid.length > 0 ? await engine.publishBatch({ ...req, PublishBatchRequestEntries: valid }, ctx) : { Successful: [], Failed: [] };
     return { Successful: out.Successful, Failed: [...failed, ...out.Failed] };
   },
   TagResource: async (engine, req, ctx) => (await engine.tagResource(req, ctx), EMPTY),
@@ -111,24 +112,42 @@ export const snsRunners: { readonly [A in SnsAction]: Runner<A> } = {
 const member = (children: XmlNode[]): XmlNode => el('member', children);
 
 function entries(map: StringMap): XmlNode {
-  return el('Attributes', Object.entries(map).map(([k, v]) => el('entry', [el('key', k), el('value', v)])));
+  return el(
+    'Attributes',
+    Object.entries(map).map(([k, v]) => el('entry', [el('key', k), el('value', v)])),
+  );
 }
 
 function subscriptions(out: ListSubscriptionsResult): XmlNode[] {
   const item = (s: Subscription): XmlNode =>
-    member([el('TopicArn', s.TopicArn), el('Protocol', s.Protocol), el('SubscriptionArn', s.SubscriptionArn), el('Owner', s.Owner), el('Endpoint', s.Endpoint)]);
+    member([
+      el('TopicArn', s.TopicArn),
+      el('Protocol', s.Protocol),
+      el('SubscriptionArn', s.SubscriptionArn),
+      el('Owner', s.Owner),
+      el('Endpoint', s.Endpoint),
+    ]);
   return [el('Subscriptions', out.Subscriptions.map(item)), ...opt('NextToken', out.NextToken)];
 }
 
 function tagList(tags: readonly Tag[]): XmlNode {
-  return el('Tags', tags.map((t) => member([el('Key', t.Key), el('Value', t.Value)])));
+  return el(
+    'Tags',
+    tags.map((t) => member([el('Key', t.Key), el('Value', t.Value)])),
+  );
 }
 
 /** Children of `<XResult>`, or undefined for actions whose response has no result element. */
 const snsXmlResults: { readonly [A in SnsAction]: (o: SnsOutputs[A]) => XmlNode[] | undefined } = {
   CreateTopic: (o) => [el('TopicArn', o.TopicArn)],
   DeleteTopic: () => undefined,
-  ListTopics: (o) => [el('Topics', o.Topics.map((t) => member([el('TopicArn', t.TopicArn)]))), ...opt('NextToken', o.NextToken)],
+  ListTopics: (o) => [
+    el(
+      'Topics',
+      o.Topics.map((t) => member([el('TopicArn', t.TopicArn)])),
+    ),
+    ...opt('NextToken', o.NextToken),
+  ],
   GetTopicAttributes: (o) => [entries(o.Attributes)],
   SetTopicAttributes: () => undefined,
   Subscribe: (o) => [el('SubscriptionArn', o.SubscriptionArn)],
@@ -140,8 +159,16 @@ const snsXmlResults: { readonly [A in SnsAction]: (o: SnsOutputs[A]) => XmlNode[
   SetSubscriptionAttributes: () => undefined,
   Publish: (o) => [el('MessageId', o.MessageId), ...opt('SequenceNumber', o.SequenceNumber)],
   PublishBatch: (o) => [
-    el('Successful', o.Successful.map((s) => member([el('Id', s.Id), el('MessageId', s.MessageId), ...opt('SequenceNumber', s.SequenceNumber)]))),
-    el('Failed', o.Failed.map((f) => member([el('Id', f.Id), el('Code', f.Code), ...opt('Message', f.Message), el('SenderFault', String(f.SenderFault))]))),
+    el(
+      'Successful',
+      o.Successful.map((s) => member([el('Id', s.Id), el('MessageId', s.MessageId), ...opt('SequenceNumber', s.SequenceNumber)])),
+    ),
+    el(
+      'Failed',
+      o.Failed.map((f) =>
+        member([el('Id', f.Id), el('Code', f.Code), ...opt('Message', f.Message), el('SenderFault', String(f.SenderFault))]),
+      ),
+    ),
   ],
   // These two have an (empty) output shape in the model, so AWS sends an empty result element.
   TagResource: () => [],

@@ -93,9 +93,18 @@ export const sqsJsonParsers: { readonly [A in SqsAction]: SqsJsonParser<A> } = {
   TagQueue: (f) => ({ QueueName: queueName(f), Tags: f.stringMap('Tags') }),
   UntagQueue: (f) => ({ QueueName: queueName(f), TagKeys: f.strings('TagKeys') }),
   ListQueueTags: (f) => ({ QueueName: queueName(f) }),
-  AddPermission: (f) => ({ QueueName: queueName(f), Label: f.req('Label'), AWSAccountIds: f.strings('AWSAccountIds'), Actions: f.strings('Actions') }),
+  AddPermission: (f) => ({
+    QueueName: queueName(f),
+    Label: f.req('Label'),
+    AWSAccountIds: f.strings('AWSAccountIds'),
+    Actions: f.strings('Actions'),
+  }),
   RemovePermission: (f) => ({ QueueName: queueName(f), Label: f.req('Label') }),
-  StartMessageMoveTask: (f) => ({ SourceArn: f.req('SourceArn'), DestinationArn: f.str('DestinationArn'), MaxNumberOfMessagesPerSecond: f.int('MaxNumberOfMessagesPerSecond') }),
+  StartMessageMoveTask: (f) => ({
+    SourceArn: f.req('SourceArn'),
+    DestinationArn: f.str('DestinationArn'),
+    MaxNumberOfMessagesPerSecond: f.int('MaxNumberOfMessagesPerSecond'),
+  }),
   ListMessageMoveTasks: (f) => ({ SourceArn: f.req('SourceArn'), MaxResults: f.int('MaxResults') }),
   CancelMessageMoveTask: (f) => ({ TaskHandle: f.req('TaskHandle') }),
 };

@@ -47,7 +47,9 @@ export function queryMessageAttributes(f: QueryFields, prefix: string): MessageA
       ...(v.str('StringValue') !== undefined ? { StringValue: v.str('StringValue') } : {}),
       ...(v.binary('BinaryValue') !== undefined ? { BinaryValue: v.binary('BinaryValue') } : {}),
       ...(stringList.length > 0 ? { StringListValues: stringList } : {}),
-      ...(binaryList.length > 0 ? { BinaryListValues: binaryList.map((_, j) => v.binary(`BinaryListValue.${j + 1}`) ?? new Uint8Array()) } : {}),
+      ...(binaryList.length > 0
+        ? { BinaryListValues: binaryList.map((_, j) => v.binary(`BinaryListValue.${j + 1}`) ?? new Uint8Array()) }
+        : {}),
     };
   });
   return out;
@@ -98,7 +100,10 @@ export const sqsQueryParsers: { readonly [A in SqsAction]: SqsQueryParser<A> } =
   DeleteMessage: (f, q) => ({ QueueName: queueName(f, q), ReceiptHandle: f.req('ReceiptHandle') }),
   DeleteMessageBatch: (f, q) => ({
     QueueName: queueName(f, q),
-    Entries: entries(f, 'DeleteMessageBatchRequestEntry').map((e) => ({ Id: e.str('Id') ?? '', ReceiptHandle: e.str('ReceiptHandle') ?? '' })),
+    Entries: entries(f, 'DeleteMessageBatchRequestEntry').map((e) => ({
+      Id: e.str('Id') ?? '',
+      ReceiptHandle: e.str('ReceiptHandle') ?? '',
+    })),
   }),
   ChangeMessageVisibility: (f, q) => ({
     QueueName: queueName(f, q),
@@ -126,7 +131,11 @@ export const sqsQueryParsers: { readonly [A in SqsAction]: SqsQueryParser<A> } =
     Actions: indexedValues(f.params, 'ActionName'),
   }),
   RemovePermission: (f, q) => ({ QueueName: queueName(f, q), Label: f.req('Label') }),
-  StartMessageMoveTask: (f) => ({ SourceArn: f.req('SourceArn'), DestinationArn: f.str('DestinationArn'), MaxNumberOfMessagesPerSecond: f.int('MaxNumberOfMessagesPerSecond') }),
+  StartMessageMoveTask: (f) => ({
+    SourceArn: f.req('SourceArn'),
+    DestinationArn: f.str('DestinationArn'),
+    MaxNumberOfMessagesPerSecond: f.int('MaxNumberOfMessagesPerSecond'),
+  }),
   ListMessageMoveTasks: (f) => ({ SourceArn: f.req('SourceArn'), MaxResults: f.int('MaxResults') }),
   CancelMessageMoveTask: (f) => ({ TaskHandle: f.req('TaskHandle') }),
 };

@@ -124,7 +124,10 @@ export const sqsRunners: { readonly [A in SqsAction]: Runner<A> } = {
     return sendOutput(req, await engine.sendMessage(req, ctx.request));
   },
   async SendMessageBatch(engine, req, ctx) {
-    checkSqsBatch(req.Entries.map((e) => e.Id), 'SendMessageBatchRequestEntry');
+    checkSqsBatch(
+      req.Entries.map((e) => e.Id),
+      'SendMessageBatchRequestEntry',
+    );
     checkSqsBatchSize(req.Entries);
     const [valid, invalid] = partition(req.Entries, checkMessage);
     const out = valid.length > 0 ? await engine.sendMessageBatch({ ...req, Entries: valid }, ctx.request) : { Successful: [], Failed: [] };
@@ -145,7 +148,10 @@ export const sqsRunners: { readonly [A in SqsAction]: Runner<A> } = {
   },
   DeleteMessage: async (engine, req, ctx) => (await engine.deleteMessage(req, ctx.request), EMPTY),
   async DeleteMessageBatch(engine, req, ctx) {
-    checkSqsBatch(req.Entries.map((e) => e.Id), 'DeleteMessageBatchRequestEntry');
+    checkSqsBatch(
+      req.Entries.map((e) => e.Id),
+      'DeleteMessageBatchRequestEntry',
+    );
     return engine.deleteMessageBatch(req, ctx.request);
   },
   async ChangeMessageVisibility(engine, req, ctx) {
@@ -154,9 +160,17 @@ export const sqsRunners: { readonly [A in SqsAction]: Runner<A> } = {
     return EMPTY;
   },
   async ChangeMessageVisibilityBatch(engine, req, ctx) {
-    checkSqsBatch(req.Entries.map((e) => e.Id), 'ChangeMessageVisibilityBatchRequestEntry');
-    const [valid, invalid] = partition(req.Entries, (e) => checkRange('VisibilityTimeout', e.VisibilityTimeout, 0, 43200, visibilityReason));
-    const out = valid.length > 0 ? await engine.changeMessageVisibilityBatch({ ...req, Entries: valid }, ctx.request) : { Successful: [], Failed: [] };
+    checkSqsBatch(
+      req.Entries.map((e) => e.Id),
+      'ChangeMessageVisibilityBatchRequestEntry',
+    );
+    const [valid, invalid] = partition(req.Entries, (e) =>
+      checkRange('VisibilityTimeout', e.VisibilityTimeout, 0, 43200, visibilityReason),
+    );
+    const out =
+      valid.length > 0
+        ? await engine.changeMessageVisibilityBatch({ ...req, Entries: valid }, ctx.request)
+        : { Successful: [], Failed: [] };
     return { Successful: out.Successful, Failed: [...invalid, ...out.Failed] };
   },
   PurgeQueue: async (engine, req, ctx) => (await engine.purgeQueue(req, ctx.request), EMPTY),

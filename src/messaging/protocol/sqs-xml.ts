@@ -51,7 +51,12 @@ function sendFields(o: SendOutput): XmlNode[] {
 
 function failed(entries: readonly BatchResultErrorEntry[]): XmlNode[] {
   return entries.map((e) =>
-    el('BatchResultErrorEntry', [el('Id', e.Id), el('SenderFault', String(e.SenderFault)), el('Code', e.Code), ...opt('Message', e.Message)]),
+    el('BatchResultErrorEntry', [
+      el('Id', e.Id),
+      el('SenderFault', String(e.SenderFault)),
+      el('Code', e.Code),
+      ...opt('Message', e.Message),
+    ]),
   );
 }
 

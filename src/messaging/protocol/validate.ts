@@ -33,7 +33,10 @@ export function checkMessageBody(body: string): void {
   if (body === '') throw sqsFieldErrors.missing('MessageBody');
   const bad = invalidChar(body);
   if (bad) {
-    throw sqsError('InvalidMessageContents', `Invalid binary character '${bad}' was found in the message body, the set of allowed characters is ${ALLOWED_SET}`);
+    throw sqsError(
+      'InvalidMessageContents',
+      `Invalid binary character '${bad}' was found in the message body, the set of allowed characters is ${ALLOWED_SET}`,
+    );
   }
 }
 
@@ -44,18 +47,31 @@ const SQS_DATA_TYPE = /^(String|Number|Binary)(\.[^\s]{1,250})?$/;
 export function checkMessageAttributes(attributes: MessageAttributes): void {
   const names = Object.keys(attributes);
   if (names.length > MAX_ATTRIBUTES) {
-    throw sqsFieldErrors.invalid('MessageAttributes', String(names.length), `Number of message attributes [${names.length}] exceeds the allowed maximum [${MAX_ATTRIBUTES}].`);
+    throw sqsFieldErrors.invalid(
+      'MessageAttributes',
+      String(names.length),
+      `Number of message attributes [${names.length}] exceeds the allowed maximum [${MAX_ATTRIBUTES}].`,
+    );
   }
   for (const name of names) {
     const value = attributes[name];
     if (!value) continue;
     const lower = name.toLowerCase();
-    if (!ATTRIBUTE_NAME.test(name) || name.startsWith('.') || name.endsWith('.') || name.includes('..') || lower.startsWith('aws.') || lower.startsWith('amazon.')) {
+    if (
+      !ATTRIBUTE_NAME.test(name) ||
+      name.startsWith('.') ||
+      name.endsWith('.') ||
+      name.includes('..') ||
+      lower.startsWith('aws.') ||
+      lower.startsWith('amazon.')
+    ) {
       throw invalidAttribute(`Message (user) attribute name '${name}' is invalid.`);
     }
     const type = SQS_DATA_TYPE.exec(value.DataType);
     if (!type) {
-      throw invalidAttribute(`The type of message (user) attribute '${name}' is invalid. You must use only the following supported type prefixes: Binary, Number, String.`);
+      throw invalidAttribute(
+        `The type of message (user) attribute '${name}' is invalid. You must use only the following supported type prefixes: Binary, Number, String.`,
+      );
     }
     const base = type[1];
     if (base === 'Binary' ? !value.BinaryValue?.length : !value.StringValue) {
@@ -102,7 +118,10 @@ export function checkMessage(message: MessageToSend): void {
   checkMessageAttributes(message.MessageAttributes);
   checkSystemAttributes(message.MessageSystemAttributes);
   if (messageSize(message) > SQS_MAX_BYTES) {
-    throw sqsError('InvalidParameterValue', `One or more parameters are invalid. Reason: Message must be shorter than ${SQS_MAX_BYTES} bytes.`);
+    throw sqsError(
+      'InvalidParameterValue',
+      `One or more parameters are invalid. Reason: Message must be shorter than ${SQS_MAX_BYTES} bytes.`,
+    );
   }
 }
 
@@ -160,10 +179,17 @@ const SNS_DATA_TYPE = /^(String|String\.Array|Number|Binary)$/;
 export function checkSnsMessageAttributes(attributes: SnsMessageAttributes): void {
   for (const [name, value] of Object.entries(attributes)) {
     if (!SNS_DATA_TYPE.test(value.DataType)) {
-      throw snsError('ParameterValueInvalid', `The message attribute '${name}' has an invalid message attribute type, the set of supported type prefixes is Binary, Number, and String.`);
+      throw snsError(
+        'ParameterValueInvalid',
+        `The message attribute '${name}' has an invalid message attribute type, the set of supported type prefixes is Binary, Number, and String.`,
+      );
     }
     const missing = value.DataType === 'Binary' ? value.BinaryValue === undefined : value.StringValue === undefined;
-    if (missing) throw snsError('ParameterValueInvalid', `The message attribute '${name}' must contain non-empty message attribute value for message attribute type '${value.DataType}'.`);
+    if (missing)
+      throw snsError(
+        'ParameterValueInvalid',
+        `The message attribute '${name}' must contain non-empty message attribute value for message attribute type '${value.DataType}'.`,
+      );
   }
 }
 

@@ -26,7 +26,13 @@ function setup(opts: Partial<DispatcherOptions> = {}): { d: Dispatcher; lines: L
   return { d, lines };
 }
 
-const user = (name: string, ltime: number, payload = ''): UserEvent => ({ type: 'user', name, ltime, payload: Buffer.from(payload), coalesce: false });
+const user = (name: string, ltime: number, payload = ''): UserEvent => ({
+  type: 'user',
+  name,
+  ltime,
+  payload: Buffer.from(payload),
+  coalesce: false,
+});
 const join = (...names: string[]): MemberEvent => ({
   type: 'member-join',
   members: names.map((name) => ({ name, addr: '10.0.0.1', port: 7946, tags: {}, status: 'alive' as const })),
@@ -73,16 +79,36 @@ describe('Dispatcher: registration', () => {
   });
 
   it('removes a query handler (a role that leaves the node), and takes a new one for the name', async () => {
-    const d = new Dispatcher({ log: pino({ level: 'silent' }), node: () => 'n1', handlerTimeoutMs: 1000, slowHandlerMs: 1000, queryTimeoutMs: 1000 });
+    const d = new Dispatcher({
+      log: pino({ level: 'silent' }),
+      node: () => 'n1',
+      handlerTimeoutMs: 1000,
+      slowHandlerMs: 1000,
+      queryTimeoutMs: 1000,
+    });
     d.on('query:mammatus.leases', () => 'old');
     d.off('query:mammatus.leases');
     const silent: Buffer[] = [];
-    d.dispatch({ type: 'query', id: 1, ltime: 1, name: 'mammatus.leases', payload: Buffer.alloc(0), respond: async (b: Uint8Array) => void silent.push(Buffer.from(b)) } as never);
+    d.dispatch({
+      type: 'query',
+      id: 1,
+      ltime: 1,
+      name: 'mammatus.leases',
+      payload: Buffer.alloc(0),
+      respond: async (b: Uint8Array) => void silent.push(Buffer.from(b)),
+    } as never);
     await new Promise((r) => setTimeout(r, 20));
     expect(silent).toEqual([]);
     d.on('query:mammatus.leases', () => 'new');
     const answers: string[] = [];
-    d.dispatch({ type: 'query', id: 2, ltime: 2, name: 'mammatus.leases', payload: Buffer.alloc(0), respond: async (b: Uint8Array) => void answers.push(Buffer.from(b).toString()) } as never);
+    d.dispatch({
+      type: 'query',
+      id: 2,
+      ltime: 2,
+      name: 'mammatus.leases',
+      payload: Buffer.alloc(0),
+      respond: async (b: Uint8Array) => void answers.push(Buffer.from(b).toString()),
+    } as never);
     await new Promise((r) => setTimeout(r, 20));
     expect(answers).toEqual(['new']);
   });
@@ -163,7 +189,11 @@ describe('Dispatcher: events', () => {
     expect(ran).toEqual([2]);
     expect(signal?.aborted).toBe(true);
     expect(d.stats).toMatchObject({ timedOut: 1, handled: 1 });
-    expect(lines.find((l) => l.msg === 'handler timed out; moving on')).toMatchObject({ level: ERROR, handler: 'user:deploy', timeout_ms: 50 });
+    expect(lines.find((l) => l.msg === 'handler timed out; moving on')).toMatchObject({
+      level: ERROR,
+      handler: 'user:deploy',
+      timeout_ms: 50,
+    });
   });
 
   it('warns about a slow handler that still finishes', async () => {
@@ -312,7 +342,12 @@ describe('Dispatcher: queries', () => {
     expect(answer).toEqual({ error: `answer too large: ${limit + 1} bytes > ${limit}` });
     await sleep(1);
     expect(d.stats).toMatchObject({ answered: 2, answerErrors: 1 });
-    expect(lines.find((l) => l.msg === 'query answer over Serf response limit; sent an error instead')).toMatchObject({ level: ERROR, query: 'big', bytes: limit + 1, limit });
+    expect(lines.find((l) => l.msg === 'query answer over Serf response limit; sent an error instead')).toMatchObject({
+      level: ERROR,
+      query: 'big',
+      bytes: limit + 1,
+      limit,
+    });
   });
 
   it('counts multi-byte characters and the node name against the limit', async () => {
@@ -372,7 +407,11 @@ describe('Dispatcher: queries', () => {
     await q.answer;
     await sleep(1);
     expect(d.stats).toMatchObject({ answered: 0, answerErrors: 1 });
-    expect(lines.find((l) => l.msg === 'could not answer query')).toMatchObject({ level: WARN, query: 'ping', err: { message: 'No pending queries matching ID' } });
+    expect(lines.find((l) => l.msg === 'could not answer query')).toMatchObject({
+      level: WARN,
+      query: 'ping',
+      err: { message: 'No pending queries matching ID' },
+    });
     const next = query('ping');
     d.dispatch(next.event);
     expect((await next.answer).toString()).toBe('pong');

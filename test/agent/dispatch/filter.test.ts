@@ -1,5 +1,12 @@
 import { describe, it, expect } from 'vitest';
-import { filterMatches, formatFilter, parseFilter, parseFilterList, streamFilterFor, type EventFilter } from '../../../agent/dispatch/filter.js';
+import {
+  filterMatches,
+  formatFilter,
+  parseFilter,
+  parseFilterList,
+  streamFilterFor,
+  type EventFilter,
+} from '../../../agent/dispatch/filter.js';
 
 describe('parseFilter', () => {
   it.each<[string, EventFilter]>([
@@ -95,7 +102,10 @@ describe('streamFilterFor', () => {
     [['query:a', 'query:b', 'query'], 'query'],
     [['user:a', 'query:b', '*'], '*'],
     [['*', '*'], '*'],
-    [['member-update', 'member-join', 'query:mammatus.status', 'user:mammatus.reconcile'], 'member-join,member-update,query:mammatus.status,user:mammatus.reconcile'],
+    [
+      ['member-update', 'member-join', 'query:mammatus.status', 'user:mammatus.reconcile'],
+      'member-join,member-update,query:mammatus.status,user:mammatus.reconcile',
+    ],
   ])('%j → %j', (texts, expected) => {
     expect(of(...texts)).toBe(expected);
   });

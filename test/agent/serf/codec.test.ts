@@ -155,7 +155,13 @@ describe('query Timeout on the wire', () => {
 
   it('is an int64 (0xd3) count of nanoseconds, never a float64 (0xcb)', async () => {
     serf = await startFakeSerf();
-    serf.onCommand('query', (req, _body, c) => c.send([{ Seq: req.Seq, Error: '' }, { Seq: req.Seq, Error: '' }, { Type: 'done', From: '', Payload: null }]));
+    serf.onCommand('query', (req, _body, c) =>
+      c.send([
+        { Seq: req.Seq, Error: '' },
+        { Seq: req.Seq, Error: '' },
+        { Type: 'done', From: '', Payload: null },
+      ]),
+    );
     const client = await SerfClient.connect({ addr: serf.addr, requestTimeoutMs: 1000 });
     try {
       const q = await client.query({ name: 'mammatus.status', payload: Buffer.from('x'), timeoutMs: 5000 });
@@ -175,7 +181,13 @@ describe('query Timeout on the wire', () => {
 
   it('sends Timeout 0 (Serf default) as an integer too', async () => {
     serf = await startFakeSerf();
-    serf.onCommand('query', (req, _b, c) => c.send([{ Seq: req.Seq, Error: '' }, { Seq: req.Seq, Error: '' }, { Type: 'done', From: '', Payload: null }]));
+    serf.onCommand('query', (req, _b, c) =>
+      c.send([
+        { Seq: req.Seq, Error: '' },
+        { Seq: req.Seq, Error: '' },
+        { Type: 'done', From: '', Payload: null },
+      ]),
+    );
     const client = await SerfClient.connect({ addr: serf.addr, requestTimeoutMs: 1000 });
     try {
       for await (const _ of await client.query({ name: 'q' })) expect.unreachable();

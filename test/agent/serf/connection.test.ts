@@ -36,7 +36,9 @@ let clients: SerfClient[] = [];
 let escaped: unknown[] = [];
 const onEscape = (err: unknown) => void escaped.push(err);
 
-async function connect(opts: { authKey?: string; requestTimeoutMs?: number; maxValueBytes?: number; log?: pino.Logger } = {}): Promise<SerfClient> {
+async function connect(
+  opts: { authKey?: string; requestTimeoutMs?: number; maxValueBytes?: number; log?: pino.Logger } = {},
+): Promise<SerfClient> {
   const c = await SerfClient.connect({ addr: serf.addr, requestTimeoutMs: 1000, ...opts });
   clients.push(c);
   return c;
@@ -129,7 +131,9 @@ describe('connection setup', () => {
 
 describe('request framing', () => {
   it('sends members, stats, list-keys and leave without a body', async () => {
-    serf.onCommand('list-keys', (req, _b, c) => c.reply(req.Seq, '', { Messages: {}, Keys: { k1: 2 }, NumNodes: 2, NumErr: 0, NumResp: 2 }));
+    serf.onCommand('list-keys', (req, _b, c) =>
+      c.reply(req.Seq, '', { Messages: {}, Keys: { k1: 2 }, NumNodes: 2, NumErr: 0, NumResp: 2 }),
+    );
     serf.onCommand('stats', (req, _b, c) => c.reply(req.Seq, '', { agent: { name: 'a' } }));
     const client = await connect();
     expect(await client.members()).toEqual([]);
@@ -150,7 +154,9 @@ describe('request framing', () => {
   });
 
   it('consumes the body of a join error, so the next request still works', async () => {
-    serf.onCommand('join', (req, _b, c) => c.reply(req.Seq, '1 error occurred:\n\t* Failed to join 10.9.9.9: dial tcp: i/o timeout\n\n', { Num: 0 }));
+    serf.onCommand('join', (req, _b, c) =>
+      c.reply(req.Seq, '1 error occurred:\n\t* Failed to join 10.9.9.9: dial tcp: i/o timeout\n\n', { Num: 0 }),
+    );
     serf.onCommand('members', (req, _b, c) => c.reply(req.Seq, '', { Members: [member('b')] }));
     const client = await connect();
     const err = await rejection(client.join(['10.9.9.9']));
@@ -252,7 +258,10 @@ describe('connection failures', () => {
   it('closes with ProtocolError when a value outgrows maxValueBytes', async () => {
     const { log, lines } = memoryLog();
     serf.onCommand('members', (req, _b, c) => {
-      const frame = Buffer.concat([encodeValue({ Seq: req.Seq, Error: '' }), encodeValue({ Members: Array.from({ length: 20 }, (_, i) => member(`node-${i}`)) })]);
+      const frame = Buffer.concat([
+        encodeValue({ Seq: req.Seq, Error: '' }),
+        encodeValue({ Members: Array.from({ length: 20 }, (_, i) => member(`node-${i}`)) }),
+      ]);
       c.sendRaw(frame.subarray(0, 300)); // incomplete and already over the limit
     });
     const client = await connect({ log, maxValueBytes: 128 });
@@ -323,7 +332,10 @@ describe('streams', () => {
     const client = await connect();
     const stream = await client.stream('query:mammatus.ping');
     const streamSeq = serf.requestsFor('stream')[0].req.Seq;
-    serf.send([{ Seq: streamSeq, Error: '' }, { Event: 'query', ID: 2 ** 32 + 1, LTime: 9, Name: 'mammatus.ping', Payload: Buffer.from('hi') }]);
+    serf.send([
+      { Seq: streamSeq, Error: '' },
+      { Event: 'query', ID: 2 ** 32 + 1, LTime: 9, Name: 'mammatus.ping', Payload: Buffer.from('hi') },
+    ]);
     const { value } = await stream[Symbol.asyncIterator]().next();
     const q = value as Extract<SerfEvent, { type: 'query' }>;
     expect(q).toMatchObject({ type: 'query', id: 2 ** 32 + 1, ltime: 9, name: 'mammatus.ping', payload: Buffer.from('hi') });
@@ -349,7 +361,10 @@ describe('streams', () => {
     stream.stop();
     await until(() => serf.requestsFor('stop').length === 1);
     expect(serf.requestsFor('stop')[0].body).toEqual({ Stop: streamSeq });
-    serf.send([{ Seq: streamSeq, Error: '' }, { Event: 'user', LTime: 1, Name: 'x', Payload: null, Coalesce: false }]);
+    serf.send([
+      { Seq: streamSeq, Error: '' },
+      { Event: 'user', LTime: 1, Name: 'x', Payload: null, Coalesce: false },
+    ]);
     expect(await client.members()).toEqual([]);
     expect(await stream[Symbol.asyncIterator]().next()).toEqual({ value: undefined, done: true });
   });
@@ -358,19 +373,45 @@ describe('streams', () => {
     serf.onCommand('query', (req, _b, c) => {
       const h = { Seq: req.Seq, Error: '' };
       c.send([h, h, { Type: 'ack', From: 'a', Payload: null }, h, { Type: 'response', From: 'b', Payload: Buffer.from('pong') }]);
-      setTimeout(() => c.send([h, { Type: 'response', From: '', Payload: null }, h, { Type: 'ack', From: '', Payload: null }, h, { Type: 'done', From: '', Payload: null }]), 10);
+      setTimeout(
+        () =>
+          c.send([
+            h,
+            { Type: 'response', From: '', Payload: null },
+            h,
+            { Type: 'ack', From: '', Payload: null },
+            h,
+            { Type: 'done', From: '', Payload: null },
+          ]),
+        10,
+      );
     });
     const client = await connect();
     const records: QueryRecord[] = [];
-    for await (const r of await client.query({ name: 'ping', requestAck: true, filterNodes: ['a', 'b'], filterTags: { role: 'gate.*' }, timeoutMs: 1000 })) records.push(r);
+    for await (const r of await client.query({
+      name: 'ping',
+      requestAck: true,
+      filterNodes: ['a', 'b'],
+      filterTags: { role: 'gate.*' },
+      timeoutMs: 1000,
+    }))
+      records.push(r);
     expect(records).toEqual([
       { type: 'ack', from: 'a' },
       { type: 'response', from: 'b', payload: Buffer.from('pong') },
     ]);
-    expect(serf.requestsFor('query')[0].body).toMatchObject({ FilterNodes: ['a', 'b'], FilterTags: { role: 'gate.*' }, RequestAck: true, Timeout: 1_000_000_000n });
+    expect(serf.requestsFor('query')[0].body).toMatchObject({
+      FilterNodes: ['a', 'b'],
+      FilterTags: { role: 'gate.*' },
+      RequestAck: true,
+      Timeout: 1_000_000_000n,
+    });
     // The query's Seq is gone after done: a late record is dropped and the connection lives on.
     const seq = serf.requestsFor('query')[0].req.Seq;
-    serf.send([{ Seq: seq, Error: '' }, { Type: 'response', From: 'c', Payload: null }]);
+    serf.send([
+      { Seq: seq, Error: '' },
+      { Type: 'response', From: 'c', Payload: null },
+    ]);
     expect(await client.members()).toEqual([]);
   });
 

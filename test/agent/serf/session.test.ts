@@ -15,7 +15,12 @@ let serf: FakeSerf;
 let session: SerfSession | undefined;
 let lines: LogLine[];
 
-function build(opts: Partial<SerfSessionOptions> = {}): { session: SerfSession; events: SerfEvent[]; connected: SerfClient[]; disconnected: Error[] } {
+function build(opts: Partial<SerfSessionOptions> = {}): {
+  session: SerfSession;
+  events: SerfEvent[];
+  connected: SerfClient[];
+  disconnected: Error[];
+} {
   const events: SerfEvent[] = [];
   const connected: SerfClient[] = [];
   const disconnected: Error[] = [];
@@ -62,7 +67,10 @@ describe('SerfSession', () => {
     await connected[0].members();
     expect(serf.requestsFor('members')[0].client).toBe(2);
     // Records reach onEvent.
-    serf.clients[0].send([{ Seq: streams[0].req.Seq, Error: '' }, { Event: 'user', LTime: 1, Name: 'mammatus.reconcile', Payload: null, Coalesce: false }]);
+    serf.clients[0].send([
+      { Seq: streams[0].req.Seq, Error: '' },
+      { Event: 'user', LTime: 1, Name: 'mammatus.reconcile', Payload: null, Coalesce: false },
+    ]);
     await until(() => events.length === 1);
     expect(events[0]).toMatchObject({ type: 'user', name: 'mammatus.reconcile', ltime: 1 });
   });
@@ -82,7 +90,10 @@ describe('SerfSession', () => {
     expect(await s.adminClient()).toBe(connected[1]);
     // Events flow on the new stream.
     const seq = serf.requestsFor('stream')[1].req.Seq;
-    serf.clients[2].send([{ Seq: seq, Error: '' }, { Event: 'member-join', Members: [] }]);
+    serf.clients[2].send([
+      { Seq: seq, Error: '' },
+      { Event: 'member-join', Members: [] },
+    ]);
     await until(() => events.length === 1);
   });
 
@@ -130,10 +141,17 @@ describe('SerfSession', () => {
     await until(() => serf.requestsFor('auth').length >= 3, 1500, 'auth retries');
     expect(connected).toEqual([]);
     expect(s.connected).toBe(false);
-    expect(lines.filter((l) => l.msg === 'serf RPC unavailable; reconnecting').every((l) => (l.err as { type?: string }).type === 'SerfAuthError')).toBe(true);
+    expect(
+      lines
+        .filter((l) => l.msg === 'serf RPC unavailable; reconnecting')
+        .every((l) => (l.err as { type?: string }).type === 'SerfAuthError'),
+    ).toBe(true);
     // Handlers first: stop() rejects both at once but waits for the connect loop, and a rejection
     // left without a handler across that wait is reported as unhandled (seen on a loaded machine).
-    const rejected = Promise.all([expect(started).rejects.toBeInstanceOf(ConnectionClosedError), expect(waiting).rejects.toBeInstanceOf(ConnectionClosedError)]);
+    const rejected = Promise.all([
+      expect(started).rejects.toBeInstanceOf(ConnectionClosedError),
+      expect(waiting).rejects.toBeInstanceOf(ConnectionClosedError),
+    ]);
     await s.stop();
     await rejected;
     await until(() => serf.openConnections === 0, 500, 'sockets to close');
@@ -150,7 +168,9 @@ describe('SerfSession', () => {
     await s.start();
     expect(calls).toBe(2);
     expect(serf.requestsFor('stream')).toHaveLength(2);
-    expect(lines.some((l) => l.msg === 'serf RPC unavailable; reconnecting' && (l.err as { message?: string }).message === 'members failed')).toBe(true);
+    expect(
+      lines.some((l) => l.msg === 'serf RPC unavailable; reconnecting' && (l.err as { message?: string }).message === 'members failed'),
+    ).toBe(true);
   });
 
   it('does not leak the admin connection when subscribing fails', async () => {

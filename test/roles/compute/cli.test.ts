@@ -63,26 +63,64 @@ describe.skipIf(!natsServerAvailable())('instance launch|start|stop|delete again
   it('launch records node, image, MAC, user-data, keys and state running', async () => {
     writeFileSync(path.join(tmp, 'ud'), '#cloud-config\n');
     writeFileSync(path.join(tmp, 'keys'), '# mine\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7 me@host\n');
-    const r = await run('instance', 'launch', 'web', '--image', 'debian-12', '--node', 'cn1', '--user-data', path.join(tmp, 'ud'), '--ssh-key', path.join(tmp, 'keys'), '--nats', nats.url);
+    const r = await run(
+      'instance',
+      'launch',
+      'web',
+      '--image',
+      'debian-12',
+      '--node',
+      'cn1',
+      '--user-data',
+      path.join(tmp, 'ud'),
+      '--ssh-key',
+      path.join(tmp, 'keys'),
+      '--nats',
+      nats.url,
+    );
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/^launching web \(i-[0-9a-f]{17}\) on cn1, MAC 02(:[0-9a-f]{2}){5}$/);
     const rec = await registry.get('web');
-    expect(rec).toMatchObject({ node: 'cn1', state: 'running', tags: { image: 'debian-12' }, ssh_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7 me@host'] });
+    expect(rec).toMatchObject({
+      node: 'cn1',
+      state: 'running',
+      tags: { image: 'debian-12' },
+      ssh_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7 me@host'],
+    });
     expect(Buffer.from(rec.user_data!, 'base64').toString()).toBe('#cloud-config\n');
     const dup = await run('instance', 'launch', 'web', '--image', 'debian-12', '--node', 'cn1', '--nats', nats.url);
     expect(dup).toMatchObject({ code: 1, err: expect.stringContaining('name web is already used') });
   });
 
   it('start, stop and delete set the recorded state; a node-less record is refused', async () => {
-    const r = await run('instance', 'launch', 'db', '--image', 'debian-12', '--node', 'cn1', '--mac', '02-00-00-00-00-99', '--nats', nats.url);
+    const r = await run(
+      'instance',
+      'launch',
+      'db',
+      '--image',
+      'debian-12',
+      '--node',
+      'cn1',
+      '--mac',
+      '02-00-00-00-00-99',
+      '--nats',
+      nats.url,
+    );
     expect(r.code, r.err).toBe(0);
     expect((await registry.get('db')).macs).toEqual(['02:00:00:00:00:99']);
-    for (const [verb, state] of [['stop', 'stopped'], ['start', 'running'], ['delete', 'deleting']] as const) {
+    for (const [verb, state] of [
+      ['stop', 'stopped'],
+      ['start', 'running'],
+      ['delete', 'deleting'],
+    ] as const) {
       expect((await run('instance', verb, 'db', '--nats', nats.url)).code).toBe(0);
       expect((await registry.get('db')).state).toBe(state);
     }
     await registry.register({ name: 'pxe', macs: ['02:00:00:00:00:98'] });
-    expect(await run('instance', 'delete', 'pxe', '--nats', nats.url)).toMatchObject({ code: 1, err: expect.stringContaining('instance rm') });
+    expect(await run('instance', 'delete', 'pxe', '--nats', nats.url)).toMatchObject({
+      code: 1,
+      err: expect.stringContaining('instance rm'),
+    });
     expect((await run('instance', 'stop', 'nope', '--nats', nats.url)).code).toBe(1);
   });
 });
@@ -101,7 +139,10 @@ describe('image import', () => {
       expect((await run('image', 'import', path.join(tmp, 'none.tar.gz'), '--alias', 'x', '--lxd-socket', lxd.socketPath)).code).toBe(2);
       expect((await run('image', 'import', file, '--lxd-socket', lxd.socketPath)).code).toBe(2);
       lxd.on('POST /1.0/images', () => lxdError(400, 'Invalid image file'));
-      expect(await run('image', 'import', file, '--alias', 'x', '--lxd-socket', lxd.socketPath)).toMatchObject({ code: 1, err: expect.stringContaining('Invalid image file') });
+      expect(await run('image', 'import', file, '--alias', 'x', '--lxd-socket', lxd.socketPath)).toMatchObject({
+        code: 1,
+        err: expect.stringContaining('Invalid image file'),
+      });
       expect((await run('image', 'import', file, '--alias', 'x', '--lxd-socket', path.join(tmp, 'no.socket'))).code).toBe(1);
     } finally {
       await lxd.close();

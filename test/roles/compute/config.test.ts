@@ -53,7 +53,10 @@ describe('parseComputeConfig', () => {
     [{ parent: 'eth0', profile: 'default' }, 'roles.compute.profile: must not be "default"'],
     [{ parent: 'eth0', host_macvlan: { enabled: 'yes' } }, 'roles.compute.host_macvlan.enabled: must be true or false'],
     [{ parent: 'eth0', host_macvlan: { interface: 'eth0' } }, 'roles.compute.host_macvlan.interface: must differ from parent'],
-    [{ parent: 'eth0', host_macvlan: { address: '10.88.0.21' } }, 'roles.compute.host_macvlan.address: must be an IPv4 address with a prefix length'],
+    [
+      { parent: 'eth0', host_macvlan: { address: '10.88.0.21' } },
+      'roles.compute.host_macvlan.address: must be an IPv4 address with a prefix length',
+    ],
     [{ parent: 'eth0', registry: { nats: 'nats://x:4222' } }, 'roles.compute.registry.nats: must be a list'],
     [{ parent: 'eth0', registry: { port: 0 } }, 'roles.compute.registry.port: must be a port number'],
     [{ parent: 'eth0', paths: { preseed: 'x.yaml' } }, 'roles.compute.paths.preseed: must be an absolute path'],

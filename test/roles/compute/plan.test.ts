@@ -55,7 +55,14 @@ function lxd(name: string, id: string | undefined, status: 'Running' | 'Stopped'
                 state: 'up',
                 type: 'broadcast',
               },
-              lo: { addresses: [{ family: 'inet', address: '127.0.0.1', netmask: '8', scope: 'local' }], hwaddr: '', host_name: '', mtu: 65536, state: 'up', type: 'loopback' },
+              lo: {
+                addresses: [{ family: 'inet', address: '127.0.0.1', netmask: '8', scope: 'local' }],
+                hwaddr: '',
+                host_name: '',
+                mtu: 65536,
+                state: 'up',
+                type: 'loopback',
+              },
             }
           : null,
     },
@@ -106,7 +113,13 @@ describe('planCompute', () => {
   it('is idempotent: once LXD matches the records, nothing is left to do', () => {
     const r = rec('web', 1, { ips: ['10.88.0.7'] });
     const plan = planCompute(cfg, 'cn1', [r], [lxd('web', r.id, 'Running', ['10.88.0.7'])]);
-    expect(plan).toEqual({ actions: [], ipUpdates: [], observed: [{ id: r.id, name: 'web', status: 'running' }], unmanaged: [], problems: [] });
+    expect(plan).toEqual({
+      actions: [],
+      ipUpdates: [],
+      observed: [{ id: r.id, name: 'web', status: 'running' }],
+      unmanaged: [],
+      problems: [],
+    });
   });
 
   it('the create body fixes the MAC and ties the container to its record', () => {

@@ -85,7 +85,12 @@ function ctx(config: Record<string, unknown>): StartContext {
   const desired: DesiredState = { node: 'cn1', config, members: [] };
   return { run, files, log, desired };
 }
-const config = () => ({ parent: 'lan0', lxd: { socket: sim.socketPath }, registry: { nats: ['nats://10.88.0.10:4222'] }, paths: { preseed: '/etc/mc/preseed.yaml' } });
+const config = () => ({
+  parent: 'lan0',
+  lxd: { socket: sim.socketPath },
+  registry: { nats: ['nats://10.88.0.10:4222'] },
+  paths: { preseed: '/etc/mc/preseed.yaml' },
+});
 
 beforeEach(async () => {
   sim = await startLxdSim();
@@ -114,7 +119,9 @@ describe('LXD setup', () => {
     await role.start!(ctx(config()));
     expect(sim.pools.get('mammatus')?.driver).toBe('dir');
     expect(sim.profiles.get('default')?.value.devices).toEqual({ root: { path: '/', pool: 'mammatus', type: 'disk' } });
-    expect(sim.profiles.get('mammatus')?.value.devices).toEqual({ eth0: { name: 'eth0', nictype: 'macvlan', parent: 'lan0', type: 'nic' } });
+    expect(sim.profiles.get('mammatus')?.value.devices).toEqual({
+      eth0: { name: 'eth0', nictype: 'macvlan', parent: 'lan0', type: 'nic' },
+    });
     const before = sim.calls().filter((c) => !c.startsWith('GET')).length;
     await role.reload!({ ...ctx(config()), changed: ['/etc/mc/preseed.yaml'], prior: () => undefined }).catch(() => undefined); // no file in memory: skipped
     await files.write('/etc/mc/preseed.yaml', 'x');
@@ -122,8 +129,15 @@ describe('LXD setup', () => {
     expect(sim.calls().filter((c) => !c.startsWith('GET')).length).toBe(before);
   });
 
-  it('updates a changed profile with its ETag and keeps the operator\'s extra keys', async () => {
-    sim.profiles.set('mammatus', { value: { name: 'mammatus', config: { 'limits.cpu': '2' }, devices: { eth0: { type: 'nic', nictype: 'macvlan', parent: 'old0', name: 'eth0' } } }, etag: 7 });
+  it("updates a changed profile with its ETag and keeps the operator's extra keys", async () => {
+    sim.profiles.set('mammatus', {
+      value: {
+        name: 'mammatus',
+        config: { 'limits.cpu': '2' },
+        devices: { eth0: { type: 'nic', nictype: 'macvlan', parent: 'old0', name: 'eth0' } },
+      },
+      etag: 7,
+    });
     await role.start!(ctx(config()));
     const put = sim.fake.requests.find((r) => r.method === 'PUT' && r.path === '/1.0/profiles/mammatus')!;
     expect(put.headers['if-match']).toBe('"7"');
@@ -154,8 +168,14 @@ describe('instances', () => {
     await role.start!(ctx(config()));
     await role.reconcileNow();
     const web = sim.instances.get('web')!;
-    expect(web).toMatchObject({ status: 'Running', config: { 'volatile.eth0.hwaddr': '02:00:00:00:00:01', 'user.mammatus.instance-id': 'i-00000000000000001' } });
-    expect(sim.calls().filter((c) => /^(POST|PUT) \/1.0\/instances/.test(c))).toEqual(['POST /1.0/instances', 'PUT /1.0/instances/web/state']);
+    expect(web).toMatchObject({
+      status: 'Running',
+      config: { 'volatile.eth0.hwaddr': '02:00:00:00:00:01', 'user.mammatus.instance-id': 'i-00000000000000001' },
+    });
+    expect(sim.calls().filter((c) => /^(POST|PUT) \/1.0\/instances/.test(c))).toEqual([
+      'POST /1.0/instances',
+      'PUT /1.0/instances/web/state',
+    ]);
     expect(reg.writes).toEqual([]);
     // The pass after the start reads LXD again and records what the instance really does.
     expect(reg.observed).toEqual(['i-00000000000000001 absent', 'i-00000000000000001 running']);
@@ -201,7 +221,10 @@ describe('instances', () => {
     expect(role.report()?.failed).toEqual([expect.stringMatching(/^create bad: .*Image alias not found/)]);
     expect(sim.instances.get('good')?.status).toBe('Running');
     // Why is written to the record, once (the next passes fail the same way and write nothing).
-    expect(reg.records.get('i-00000000000000003')?.observed).toMatchObject({ status: 'error', error: expect.stringMatching(/^create: .*Image alias not found/) });
+    expect(reg.records.get('i-00000000000000003')?.observed).toMatchObject({
+      status: 'error',
+      error: expect.stringMatching(/^create: .*Image alias not found/),
+    });
     expect(reg.records.get('i-00000000000000004')?.observed?.status).toBe('running');
     const writes = reg.observed.length;
     await role.reconcileNow();

@@ -30,7 +30,10 @@ describe('parseControllerConfig', () => {
   });
 
   it('keeps what is set and defaults the rest', () => {
-    const cfg = parseControllerConfig({ nats: { listen: '10.0.0.5:4333', store_dir: '/srv/nats' }, paths: { nats_conf: '/etc/x/nats.conf' } });
+    const cfg = parseControllerConfig({
+      nats: { listen: '10.0.0.5:4333', store_dir: '/srv/nats' },
+      paths: { nats_conf: '/etc/x/nats.conf' },
+    });
     expect(cfg.nats).toEqual({ ...CONTROLLER_DEFAULTS.nats, listen: '10.0.0.5:4333', store_dir: '/srv/nats' });
     expect(cfg.paths).toEqual({ ...CONTROLLER_DEFAULTS.paths, nats_conf: '/etc/x/nats.conf' });
   });
@@ -55,13 +58,20 @@ describe('parseControllerConfig', () => {
   });
 
   it('refuses two listeners on one port, naming the second', () => {
-    expect(errorOf({ nats: { monitor_listen: '127.0.0.1:4222' } })).toBe('roles.controller.nats.monitor_listen: must not use the port of nats.listen (4222)');
-    expect(errorOf({ nats: { cluster_listen: '10.0.0.1:4222', listen: '10.0.0.1:4222' } })).toMatch(/^roles\.controller\.nats\.cluster_listen: /);
+    expect(errorOf({ nats: { monitor_listen: '127.0.0.1:4222' } })).toBe(
+      'roles.controller.nats.monitor_listen: must not use the port of nats.listen (4222)',
+    );
+    expect(errorOf({ nats: { cluster_listen: '10.0.0.1:4222', listen: '10.0.0.1:4222' } })).toMatch(
+      /^roles\.controller\.nats\.cluster_listen: /,
+    );
   });
 
   it('refuses our files inside the NATS store, and one file for both paths', () => {
-    expect(errorOf({ nats: { store_dir: '/srv/nats' }, paths: { members: '/srv/nats/members' } })).toBe('roles.controller.paths.members: must not be inside nats.store_dir');
-    expect(errorOf({ paths: { members: '/etc/m', nats_conf: '/etc/m' } })).toBe('roles.controller.paths.members: must differ from paths.nats_conf');
+    expect(errorOf({ nats: { store_dir: '/srv/nats' }, paths: { members: '/srv/nats/members' } })).toBe(
+      'roles.controller.paths.members: must not be inside nats.store_dir',
+    );
+    expect(errorOf({ paths: { members: '/etc/m', nats_conf: '/etc/m' } })).toBe(
+      'roles.controller.paths.members: must differ from paths.nats_conf',
+    );
   });
 });
-

@@ -31,7 +31,11 @@ const cases = readdirSync(fixturesDir)
   .sort();
 
 function loadFixture(name: string): DesiredState {
-  const raw = parse(readFileSync(join(fixturesDir, `${name}.yaml`), 'utf8')) as { node: string; config?: Record<string, unknown>; members?: Member[] };
+  const raw = parse(readFileSync(join(fixturesDir, `${name}.yaml`), 'utf8')) as {
+    node: string;
+    config?: Record<string, unknown>;
+    members?: Member[];
+  };
   // The agent hands roles members sorted by name; do the same so fixtures can be written in any order.
   const members = [...(raw.members ?? [])].sort((a, b) => (a.name < b.name ? -1 : 1));
   return { node: raw.node, config: raw.config ?? {}, members };
@@ -106,7 +110,12 @@ describe('the rendered nats-server config', () => {
   });
 
   it('ignores members without the controller role, and this node itself', () => {
-    const members = [member('me', '10.0.0.1', 'controller'), member('g', '10.0.0.2', 'gateway'), member('x', '10.0.0.3', ''), member('y', '10.0.0.4', 'controllers,compute')];
+    const members = [
+      member('me', '10.0.0.1', 'controller'),
+      member('g', '10.0.0.2', 'gateway'),
+      member('x', '10.0.0.3', ''),
+      member('y', '10.0.0.4', 'controllers,compute'),
+    ];
     expect(controllerRoutes('me', members, 6222)).toEqual([]);
     expect(confOf({ node: 'me', config: {}, members }).cluster).toBeUndefined();
   });
@@ -118,12 +127,21 @@ describe('the rendered nats-server config', () => {
       member('l', '10.0.0.3', 'controller', 'left'),
       member('g', '10.0.0.4', 'compute,controller', 'leaving'),
     ];
-    expect(controllerRoutes('me', members, 6222)).toEqual(['nats-route://10.0.0.2:6222', 'nats-route://10.0.0.3:6222', 'nats-route://10.0.0.4:6222']);
+    expect(controllerRoutes('me', members, 6222)).toEqual([
+      'nats-route://10.0.0.2:6222',
+      'nats-route://10.0.0.3:6222',
+      'nats-route://10.0.0.4:6222',
+    ]);
     expect(controllerRoutes('me', members.slice(0, 2), 6222)).toEqual(['nats-route://10.0.0.2:6222']);
   });
 
   it('brackets IPv6 addresses, skips addresses that are not IPs and merges duplicates', () => {
-    const members = [member('a', 'fd00::2', 'controller'), member('b', 'not-an-ip', 'controller'), member('c', '10.0.0.9', 'controller'), member('d', '10.0.0.9', 'controller')];
+    const members = [
+      member('a', 'fd00::2', 'controller'),
+      member('b', 'not-an-ip', 'controller'),
+      member('c', '10.0.0.9', 'controller'),
+      member('d', '10.0.0.9', 'controller'),
+    ];
     expect(controllerRoutes('me', members, 6333)).toEqual(['nats-route://10.0.0.9:6333', 'nats-route://[fd00::2]:6333']);
   });
 
@@ -133,7 +151,9 @@ describe('the rendered nats-server config', () => {
 
   it('reports an invalid setting as a SettingsError naming the key', () => {
     expect(() => renderController({ node: 'n', config: { nats: { listen: 'nope' } }, members: [] })).toThrow(SettingsError);
-    expect(() => renderController({ node: 'n', config: { nats: { listen: 'nope' } }, members: [] })).toThrow(/^roles\.controller\.nats\.listen: /);
+    expect(() => renderController({ node: 'n', config: { nats: { listen: 'nope' } }, members: [] })).toThrow(
+      /^roles\.controller\.nats\.listen: /,
+    );
   });
 });
 
@@ -149,7 +169,9 @@ describe('reading the config back', () => {
   it('asks for a restart only when more than the routes changed', () => {
     const more = buildNatsConfig('a', CONTROLLER_DEFAULTS, [member('b', '10.0.0.2', 'controller'), member('c', '10.0.0.3', 'controller')]);
     const alone = buildNatsConfig('a', CONTROLLER_DEFAULTS, []);
-    const moved = buildNatsConfig('a', { ...CONTROLLER_DEFAULTS, nats: { ...CONTROLLER_DEFAULTS.nats, listen: '0.0.0.0:4333' } }, [member('b', '10.0.0.2', 'controller')]);
+    const moved = buildNatsConfig('a', { ...CONTROLLER_DEFAULTS, nats: { ...CONTROLLER_DEFAULTS.nats, listen: '0.0.0.0:4333' } }, [
+      member('b', '10.0.0.2', 'controller'),
+    ]);
     expect(restartKey(more)).toBe(restartKey(three));
     expect(restartKey(alone)).not.toBe(restartKey(three)); // cluster mode on or off
     expect(restartKey(moved)).not.toBe(restartKey(three));

@@ -17,7 +17,13 @@ const log = pino({ level: 'silent' });
 const CONF = '/etc/mammatus/controller/nats-server.conf';
 const MEMBERS = '/var/lib/mammatus/controller/members';
 
-const ctl = (name: string, addr: string, status: Member['status'] = 'alive'): Member => ({ name, addr, port: 7946, tags: { role: 'controller' }, status });
+const ctl = (name: string, addr: string, status: Member['status'] = 'alive'): Member => ({
+  name,
+  addr,
+  port: 7946,
+  tags: { role: 'controller' },
+  status,
+});
 const desired = (members: Member[], config: Record<string, unknown> = {}): DesiredState => ({ node: 'c1', config, members });
 const one = [ctl('c1', '10.0.0.1')];
 const two = [...one, ctl('c2', '10.0.0.2')];
@@ -29,17 +35,28 @@ function scriptedProbe() {
   const probe: ControllerDeps['probe'] = async (url) => {
     state.urls.push(url);
     const ok = url.includes('js-server-only') ? state.running && state.jetstream : state.running;
-    return ok ? { status: 200, body: '{"status":"ok"}' } : { status: 503, body: '{"status":"unavailable","error":"JetStream has not established contact with a meta leader"}' };
+    return ok
+      ? { status: 200, body: '{"status":"ok"}' }
+      : { status: 503, body: '{"status":"unavailable","error":"JetStream has not established contact with a meta leader"}' };
   };
   return { probe, state };
 }
 
 function setup(opts: { services?: HostedService[]; failTest?: boolean } = {}) {
   const spawn = fakeSpawn();
-  const run = recordingRun((argv) => (opts.failTest && argv.includes('-t') ? commandFailed(argv, 1, 'nats-server: x.conf:3:1: unknown field "bogus"') : undefined));
+  const run = recordingRun((argv) =>
+    opts.failTest && argv.includes('-t') ? commandFailed(argv, 1, 'nats-server: x.conf:3:1: unknown field "bogus"') : undefined,
+  );
   const files = memoryFiles();
   const { probe, state } = scriptedProbe();
-  const role: Role = buildControllerRole({ spawn, probe, services: opts.services, healthTimeoutMs: 100, readyTimeoutMs: 100, minRestartMs: 5 });
+  const role: Role = buildControllerRole({
+    spawn,
+    probe,
+    services: opts.services,
+    healthTimeoutMs: 100,
+    readyTimeoutMs: 100,
+    minRestartMs: 5,
+  });
   let owned: string[] = [];
   const apply = async (d: DesiredState) => {
     const report = await applyRole(role, d, { run, files, log, previous: owned });
@@ -83,7 +100,9 @@ describe('the controller role', () => {
   it('a non-controller joining changes only the membership file: no check, no signal', async () => {
     const t = setup();
     await t.apply(desired(one));
-    const report = await t.apply(desired([...one, { name: 'gw', addr: '10.0.0.9', port: 7946, tags: { role: 'gateway' }, status: 'alive' }]));
+    const report = await t.apply(
+      desired([...one, { name: 'gw', addr: '10.0.0.9', port: 7946, tags: { role: 'gateway' }, status: 'alive' }]),
+    );
     expect(report).toMatchObject({ ok: true, changed: [MEMBERS] });
     expect(t.run.calls.length).toBe(1);
     expect(t.spawn.started[0].signals).toEqual([]);
@@ -193,7 +212,9 @@ describe('the controller role hosting services', () => {
     const t = setup({ services: [service('metadata', events)] });
     await t.apply(desired(two));
     t.probe.jetstream = false;
-    await expect(t.start(desired(two))).rejects.toThrow(/^JetStream not ready, hosted services not started \(retried at the next reconcile\): .*meta leader/);
+    await expect(t.start(desired(two))).rejects.toThrow(
+      /^JetStream not ready, hosted services not started \(retried at the next reconcile\): .*meta leader/,
+    );
     expect(events).toEqual([]);
     t.probe.jetstream = true;
     await t.start(desired(two));
@@ -227,7 +248,12 @@ describe('the controller role hosting services', () => {
     const t = setup({ services: [service('metadata', events)] });
     await t.apply(desired(one));
     await t.start(desired(one));
-    const removal = await applyRole({ ...t.role, render: () => [] }, desired([]), { run: t.run, files: t.files, log, previous: [CONF, MEMBERS] });
+    const removal = await applyRole({ ...t.role, render: () => [] }, desired([]), {
+      run: t.run,
+      files: t.files,
+      log,
+      previous: [CONF, MEMBERS],
+    });
     expect(removal.ok).toBe(true);
     expect(events.at(-1)).toBe('stop metadata');
     expect(t.spawn.started[0].signals).toEqual(['SIGTERM']);
@@ -238,7 +264,12 @@ describe('the controller role hosting services', () => {
     const custom = { paths: { nats_conf: '/srv/c/nats.conf', members: '/srv/c/members' } };
     await t.apply(desired(one, custom));
     expect(t.spawn.started[0].args).toEqual(['-c', '/srv/c/nats.conf']);
-    await applyRole({ ...t.role, render: () => [] }, desired([]), { run: t.run, files: t.files, log, previous: ['/srv/c/members', '/srv/c/nats.conf'] });
+    await applyRole({ ...t.role, render: () => [] }, desired([]), {
+      run: t.run,
+      files: t.files,
+      log,
+      previous: ['/srv/c/members', '/srv/c/nats.conf'],
+    });
     expect(t.spawn.started[0].signals).toEqual(['SIGTERM']);
   });
 });

@@ -41,7 +41,14 @@ describe('HostedServices', () => {
     hosted.membersChanged([{ name: 'x', addr: '10.0.0.1', port: 7946, tags: {}, status: 'alive' }]);
     await hosted.start(ctx); // already running: nothing happens
     await hosted.stop();
-    expect(events).toEqual(['start metadata', 'start messaging', 'members metadata 1', 'members messaging 1', 'stop messaging', 'stop metadata']);
+    expect(events).toEqual([
+      'start metadata',
+      'start messaging',
+      'members metadata 1',
+      'members messaging 1',
+      'stop messaging',
+      'stop metadata',
+    ]);
   });
 
   it('reports every failed service in one error, keeps the others running, and retries the failed one later', async () => {
@@ -110,7 +117,9 @@ describe('HostedServices', () => {
 
   it('refuses two services with one name', () => {
     const events: string[] = [];
-    expect(() => new HostedServices([recorder('x', events).service, recorder('x', events).service], log)).toThrow('two hosted services are named "x"');
+    expect(() => new HostedServices([recorder('x', events).service, recorder('x', events).service], log)).toThrow(
+      'two hosted services are named "x"',
+    );
   });
 
   it('after a config reload restarts only the services whose config changed, with the last context and current members', async () => {
@@ -118,7 +127,13 @@ describe('HostedServices', () => {
     const config = { metadata: 'm1', messaging: 'q1' };
     const a = recorder('metadata', events);
     const b = recorder('messaging', events);
-    const hosted = new HostedServices([{ ...a.service, configKey: () => config.metadata }, { ...b.service, configKey: () => config.messaging }], log);
+    const hosted = new HostedServices(
+      [
+        { ...a.service, configKey: () => config.metadata },
+        { ...b.service, configKey: () => config.messaging },
+      ],
+      log,
+    );
     expect(await hosted.restartChanged()).toEqual([]); // nothing started yet
     await hosted.start(ctx);
     expect(await hosted.restartChanged()).toEqual([]);

@@ -64,9 +64,7 @@ describe('parseGatewayConfig defaults', () => {
 
   it('keeps ipxe_script only when given', () => {
     expect(parseGatewayConfig({}).pxe).not.toHaveProperty('ipxe_script');
-    expect(parseGatewayConfig({ pxe: { ipxe_script: 'https://boot.example/x.ipxe' } }).pxe.ipxe_script).toBe(
-      'https://boot.example/x.ipxe',
-    );
+    expect(parseGatewayConfig({ pxe: { ipxe_script: 'https://boot.example/x.ipxe' } }).pxe.ipxe_script).toBe('https://boot.example/x.ipxe');
   });
 
   it('accepts reservations inside and outside the range', () => {
@@ -95,23 +93,75 @@ describe('parseGatewayConfig errors name the bad key', () => {
     ['upstream not IPv4', { upstream_dns: ['dns.google'] }, 'roles.gateway.upstream_dns[0]: must be an IPv4 address'],
     ['duplicate upstream', { upstream_dns: ['1.1.1.1', '1.1.1.1'] }, 'roles.gateway.upstream_dns[1]: duplicate of upstream_dns[0]'],
     ['upstream is the gateway', { upstream_dns: ['10.88.0.1'] }, "roles.gateway.upstream_dns[0]: must not be the gateway's own address"],
-    ['range start outside the LAN', { dhcp: { range: { start: '10.89.0.100' } } }, 'roles.gateway.dhcp.range.start: must be an IPv4 address inside lan.address (10.88.0.0/24)'],
-    ['range end is broadcast', { dhcp: { range: { end: '10.88.0.255' } } }, 'roles.gateway.dhcp.range.end: must not be the network or broadcast address'],
-    ['range reversed', { dhcp: { range: { start: '10.88.0.150', end: '10.88.0.120' } } }, 'roles.gateway.dhcp.range.end: must not be below dhcp.range.start'],
-    ['range holds the gateway', { dhcp: { range: { start: '10.88.0.0', end: '10.88.0.9' } } }, 'roles.gateway.dhcp.range.start: must not be the network'],
-    ['range around the gateway', { lan: { address: '10.88.0.150/24' } }, "roles.gateway.dhcp.range: must not contain the gateway's own address 10.88.0.150"],
-    ['no default range in a /25', { lan: { address: '10.88.0.1/25' } }, 'roles.gateway.dhcp.range.start: has no default in a LAN smaller than /24 (10.88.0.0/25)'],
+    [
+      'range start outside the LAN',
+      { dhcp: { range: { start: '10.89.0.100' } } },
+      'roles.gateway.dhcp.range.start: must be an IPv4 address inside lan.address (10.88.0.0/24)',
+    ],
+    [
+      'range end is broadcast',
+      { dhcp: { range: { end: '10.88.0.255' } } },
+      'roles.gateway.dhcp.range.end: must not be the network or broadcast address',
+    ],
+    [
+      'range reversed',
+      { dhcp: { range: { start: '10.88.0.150', end: '10.88.0.120' } } },
+      'roles.gateway.dhcp.range.end: must not be below dhcp.range.start',
+    ],
+    [
+      'range holds the gateway',
+      { dhcp: { range: { start: '10.88.0.0', end: '10.88.0.9' } } },
+      'roles.gateway.dhcp.range.start: must not be the network',
+    ],
+    [
+      'range around the gateway',
+      { lan: { address: '10.88.0.150/24' } },
+      "roles.gateway.dhcp.range: must not contain the gateway's own address 10.88.0.150",
+    ],
+    [
+      'no default range in a /25',
+      { lan: { address: '10.88.0.1/25' } },
+      'roles.gateway.dhcp.range.start: has no default in a LAN smaller than /24 (10.88.0.0/25)',
+    ],
     ['lease too short', { dhcp: { lease_time: '60s' } }, 'roles.gateway.dhcp.lease_time: must be a lease time of at least 2m'],
     ['lease garbage', { dhcp: { lease_time: '12 hours' } }, 'roles.gateway.dhcp.lease_time: must be a lease time'],
-    ['reservation MAC', { dhcp: { reservations: [r({ mac: '02:00:00:00:00' })] } }, 'roles.gateway.dhcp.reservations[0].mac: must be a MAC address'],
-    ['reservation IP outside', { dhcp: { reservations: [r({ ip: '192.168.1.5' })] } }, 'roles.gateway.dhcp.reservations[0].ip: must be an IPv4 address inside lan.address'],
-    ['reservation is the gateway', { dhcp: { reservations: [r({ ip: '10.88.0.1' })] } }, "roles.gateway.dhcp.reservations[0].ip: must not be the gateway's own address 10.88.0.1"],
-    ['reservation name', { dhcp: { reservations: [r({ name: 'bad_name!' })] } }, 'roles.gateway.dhcp.reservations[0].name: must be a DNS label'],
-    ['reservation named gateway', { dhcp: { reservations: [r({ name: 'Gateway' })] } }, 'roles.gateway.dhcp.reservations[0].name: must not be "gateway"'],
-    ['reservation missing key', { dhcp: { reservations: [{ mac: '02:00:00:00:00:01', ip: '10.88.0.10' }] } }, 'roles.gateway.dhcp.reservations[0].name: is required'],
+    [
+      'reservation MAC',
+      { dhcp: { reservations: [r({ mac: '02:00:00:00:00' })] } },
+      'roles.gateway.dhcp.reservations[0].mac: must be a MAC address',
+    ],
+    [
+      'reservation IP outside',
+      { dhcp: { reservations: [r({ ip: '192.168.1.5' })] } },
+      'roles.gateway.dhcp.reservations[0].ip: must be an IPv4 address inside lan.address',
+    ],
+    [
+      'reservation is the gateway',
+      { dhcp: { reservations: [r({ ip: '10.88.0.1' })] } },
+      "roles.gateway.dhcp.reservations[0].ip: must not be the gateway's own address 10.88.0.1",
+    ],
+    [
+      'reservation name',
+      { dhcp: { reservations: [r({ name: 'bad_name!' })] } },
+      'roles.gateway.dhcp.reservations[0].name: must be a DNS label',
+    ],
+    [
+      'reservation named gateway',
+      { dhcp: { reservations: [r({ name: 'Gateway' })] } },
+      'roles.gateway.dhcp.reservations[0].name: must not be "gateway"',
+    ],
+    [
+      'reservation missing key',
+      { dhcp: { reservations: [{ mac: '02:00:00:00:00:01', ip: '10.88.0.10' }] } },
+      'roles.gateway.dhcp.reservations[0].name: is required',
+    ],
     ['boot file escapes the root', { pxe: { bios: '../etc/shadow' } }, 'roles.gateway.pxe.bios: must be a file name relative to tftp.root'],
     ['absolute boot file', { pxe: { efi64: '/srv/tftp/ipxe.efi' } }, 'roles.gateway.pxe.efi64: must be a file name relative to tftp.root'],
-    ['script URL with a comma', { pxe: { ipxe_script: 'http://a/b,c' } }, 'roles.gateway.pxe.ipxe_script: must be an http://, https:// or tftp:// URL'],
+    [
+      'script URL with a comma',
+      { pxe: { ipxe_script: 'http://a/b,c' } },
+      'roles.gateway.pxe.ipxe_script: must be an http://, https:// or tftp:// URL',
+    ],
     ['script not a URL', { pxe: { ipxe_script: 'boot.ipxe' } }, 'roles.gateway.pxe.ipxe_script: must be an http://'],
     ['pxe without tftp', { tftp: { enabled: false } }, 'roles.gateway.pxe.enabled: needs tftp.enabled'],
     ['enabled not boolean', { tftp: { enabled: 'yes' } }, 'roles.gateway.tftp.enabled: must be true or false'],
@@ -119,16 +169,40 @@ describe('parseGatewayConfig errors name the bad key', () => {
     ['tftp root is /', { tftp: { root: '/' } }, 'roles.gateway.tftp.root: must be an absolute path'],
     ['tftp root with ..', { tftp: { root: '/srv/../etc' } }, 'roles.gateway.tftp.root: must be an absolute path'],
     ['tftp user', { tftp: { user: 'No Body' } }, 'roles.gateway.tftp.user: must be a user name'],
-    ['forward proto', { firewall: { port_forwards: [{ proto: 'icmp', port: 1, to: '10.88.0.10:1' }] } }, 'roles.gateway.firewall.port_forwards[0].proto: must be one of tcp, udp'],
-    ['forward port', { firewall: { port_forwards: [{ proto: 'tcp', port: 70000, to: '10.88.0.10:1' }] } }, 'roles.gateway.firewall.port_forwards[0].port: must be at most 65535'],
-    ['forward to', { firewall: { port_forwards: [{ proto: 'tcp', port: 80, to: '10.88.0.10' }] } }, 'roles.gateway.firewall.port_forwards[0].to: must be IP:PORT'],
-    ['forward outside the LAN', { firewall: { port_forwards: [{ proto: 'tcp', port: 80, to: '8.8.8.8:80' }] } }, 'roles.gateway.firewall.port_forwards[0].to: must be an IPv4 address inside lan.address'],
+    [
+      'forward proto',
+      { firewall: { port_forwards: [{ proto: 'icmp', port: 1, to: '10.88.0.10:1' }] } },
+      'roles.gateway.firewall.port_forwards[0].proto: must be one of tcp, udp',
+    ],
+    [
+      'forward port',
+      { firewall: { port_forwards: [{ proto: 'tcp', port: 70000, to: '10.88.0.10:1' }] } },
+      'roles.gateway.firewall.port_forwards[0].port: must be at most 65535',
+    ],
+    [
+      'forward to',
+      { firewall: { port_forwards: [{ proto: 'tcp', port: 80, to: '10.88.0.10' }] } },
+      'roles.gateway.firewall.port_forwards[0].to: must be IP:PORT',
+    ],
+    [
+      'forward outside the LAN',
+      { firewall: { port_forwards: [{ proto: 'tcp', port: 80, to: '8.8.8.8:80' }] } },
+      'roles.gateway.firewall.port_forwards[0].to: must be an IPv4 address inside lan.address',
+    ],
     ['proxy port not integer', { metadata: { proxy_port: 80.5 } }, 'roles.gateway.metadata.proxy_port: must be an integer'],
     ['proxy port taken', { metadata: { proxy_port: 53 } }, 'roles.gateway.metadata.proxy_port: must not be 22, 53, 67 or 69'],
     ['path relative', { paths: { leases: 'dnsmasq.leases' } }, 'roles.gateway.paths.leases: must be an absolute path'],
     ['path with a space', { paths: { sysctl: '/etc/sysctl.d/60 gw.conf' } }, 'roles.gateway.paths.sysctl: must be an absolute path'],
-    ['two settings, one file', { paths: { iptables: '/etc/mammatus/gateway/dnsmasq.conf' } }, 'roles.gateway.paths.iptables: duplicate of paths.dnsmasq_conf'],
-    ['file inside hosts_dir', { paths: { sysctl: '/var/lib/mammatus/gateway/hosts.d/x' } }, 'roles.gateway.paths.sysctl: must not be inside paths.hosts_dir'],
+    [
+      'two settings, one file',
+      { paths: { iptables: '/etc/mammatus/gateway/dnsmasq.conf' } },
+      'roles.gateway.paths.iptables: duplicate of paths.dnsmasq_conf',
+    ],
+    [
+      'file inside hosts_dir',
+      { paths: { sysctl: '/var/lib/mammatus/gateway/hosts.d/x' } },
+      'roles.gateway.paths.sysctl: must not be inside paths.hosts_dir',
+    ],
   ])('%s', (_title, raw, message) => {
     expect(problem(raw)).toContain(message);
   });

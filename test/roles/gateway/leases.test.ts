@@ -28,7 +28,8 @@ describe('the lease hook', () => {
       const spool = path.join(dir, "lease events's");
       const hook = path.join(dir, 'hook');
       writeFileSync(hook, renderLeaseHook(spool), { mode: 0o755 });
-      const run = (args: string[], env: Record<string, string> = {}) => execFileSync('/bin/sh', [hook, ...args], { env: { ...env, PATH: '/usr/bin:/bin' } });
+      const run = (args: string[], env: Record<string, string> = {}) =>
+        execFileSync('/bin/sh', [hook, ...args], { env: { ...env, PATH: '/usr/bin:/bin' } });
       run(['add', '02:00:00:00:00:0a', '10.88.0.110', 'client1'], { DNSMASQ_TAGS: 'lan known' });
       run(['init']);
       run(['arp-add', '02:00:00:00:00:0a', '10.88.0.110']);

@@ -17,17 +17,21 @@ describe('leases released after an apply', () => {
       { ip: '10.88.0.151', mac: A, name: 'web-1', why: 'the reservation of web-1 is gone' },
     ]);
   });
-  it('releases a renamed or re-addressed reservation\'s lease, keeps an unchanged one', () => {
+  it("releases a renamed or re-addressed reservation's lease, keeps an unchanged one", () => {
     const leases = [lease(A, '10.88.0.151', 'web-1')];
     const before = [{ name: 'web-1', macs: [A] }];
     expect(leasesToRelease({ ...none, leases, before, now: [{ name: 'web-9', macs: [A] }] })[0]?.why).toBe('web-1 is now named web-9');
-    expect(leasesToRelease({ ...none, leases, before, now: [{ name: 'web-1', macs: [A], ip: '10.88.0.60' }] })[0]?.why).toBe('web-1 is now reserved 10.88.0.60');
+    expect(leasesToRelease({ ...none, leases, before, now: [{ name: 'web-1', macs: [A], ip: '10.88.0.60' }] })[0]?.why).toBe(
+      'web-1 is now reserved 10.88.0.60',
+    );
     // The compute node wrote back the address the lease already has: nothing to release.
     expect(leasesToRelease({ ...none, leases, before, now: [{ name: 'web-1', macs: [A], ip: '10.88.0.151' }] })).toEqual([]);
   });
   it('releases a lease on an address now reserved for another MAC', () => {
     const leases = [lease(B, '10.88.0.151', 'old')];
-    expect(leasesToRelease({ ...none, leases, now: [{ name: 'web-2', macs: [A], ip: '10.88.0.151' }] })[0]?.why).toBe('10.88.0.151 is reserved for web-2');
+    expect(leasesToRelease({ ...none, leases, now: [{ name: 'web-2', macs: [A], ip: '10.88.0.151' }] })[0]?.why).toBe(
+      '10.88.0.151 is reserved for web-2',
+    );
   });
   it('releases the leases named after a member that was reaped or left, not one that failed', () => {
     const leases = [lease(A, '10.88.0.120', 'node-1'), lease(B, '10.88.0.121', 'node-2')];
@@ -35,8 +39,17 @@ describe('leases released after an apply', () => {
       { name: 'node-1', addr: '10.88.0.120', status: 'alive' },
       { name: 'node-2', addr: '10.88.0.121', status: 'alive' },
     ];
-    expect(leasesToRelease({ ...none, leases, membersBefore, membersNow: [member('node-2', '10.88.0.121', 'failed')] }).map((r) => r.why)).toEqual(['member node-1 is gone']);
-    expect(leasesToRelease({ ...none, leases, membersBefore, membersNow: [member('node-1', '10.88.0.120', 'left'), member('node-2', '10.88.0.121')] }).map((r) => r.why)).toEqual(['member node-1 left']);
+    expect(
+      leasesToRelease({ ...none, leases, membersBefore, membersNow: [member('node-2', '10.88.0.121', 'failed')] }).map((r) => r.why),
+    ).toEqual(['member node-1 is gone']);
+    expect(
+      leasesToRelease({
+        ...none,
+        leases,
+        membersBefore,
+        membersNow: [member('node-1', '10.88.0.120', 'left'), member('node-2', '10.88.0.121')],
+      }).map((r) => r.why),
+    ).toEqual(['member node-1 left']);
   });
   it('keeps the members file to names a lease can carry', () => {
     const text = renderMembersFile([member('b-2', '10.0.0.2'), member('a 1', '10.0.0.1'), member('c', 'fe80::1', 'failed')]);

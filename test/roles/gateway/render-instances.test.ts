@@ -4,7 +4,14 @@ import type { Member } from '../../../core/contracts.js';
 import { parseGatewayConfig } from '../../../roles/gateway/config.js';
 import { registryServers } from '../../../roles/gateway/index.js';
 import { renderGateway } from '../../../roles/gateway/render.js';
-import { lanAddressOf, parseDhcpHosts, parseNotes, planInstances, renderDhcpHosts, renderNotes } from '../../../roles/gateway/render-instances.js';
+import {
+  lanAddressOf,
+  parseDhcpHosts,
+  parseNotes,
+  planInstances,
+  renderDhcpHosts,
+  renderNotes,
+} from '../../../roles/gateway/render-instances.js';
 
 const cfg = parseGatewayConfig({ dhcp: { reservations: [{ mac: '02:00:00:00:00:21', ip: '10.88.0.21', name: 'storage1' }] } });
 const member = (name: string, addr: string, role = 'compute', status = 'alive'): Member =>
@@ -38,15 +45,15 @@ describe('instances at the gateway', () => {
       { name: 'dup-ip', served: false, reason: 'address 10.88.0.21 is reserved for storage1 in roles.gateway.dhcp.reservations' },
       { name: 'dup-mac', served: false, reason: 'MAC 02:00:00:00:00:21 is reserved for storage1 in roles.gateway.dhcp.reservations' },
       { name: 'far', served: true, reason: 'address 192.168.1.5 is outside the LAN 10.88.0.0/24: it gets a dynamic one' },
-      { name: 'gateway', served: false, reason: 'name gateway is the gateway\'s own name' },
-      { name: 'node-a', served: false, reason: 'name node-a is member node-a\'s name' },
-      { name: 'on-gw', served: false, reason: 'address 10.88.0.1 is the gateway\'s own address' },
-      { name: 'on-member', served: false, reason: 'address 10.88.0.5 is member node-a\'s address' },
+      { name: 'gateway', served: false, reason: "name gateway is the gateway's own name" },
+      { name: 'node-a', served: false, reason: "name node-a is member node-a's name" },
+      { name: 'on-gw', served: false, reason: "address 10.88.0.1 is the gateway's own address" },
+      { name: 'on-member', served: false, reason: "address 10.88.0.5 is member node-a's address" },
       { name: 'storage1', served: false, reason: 'name storage1 is reserved for 02:00:00:00:00:21 in roles.gateway.dhcp.reservations' },
     ]);
     expect(parseNotes(renderNotes(plan.notes))).toEqual(plan.notes);
   });
-  it('frees a member\'s address once it left', () => {
+  it("frees a member's address once it left", () => {
     const one = [{ name: 'on-member', macs: ['02:00:00:00:01:07'], ips: ['10.88.0.5'] }];
     expect(planInstances(cfg, [member('node-a', '10.88.0.5', 'compute', 'failed')], one).served).toHaveLength(0);
     expect(planInstances(cfg, [member('node-a', '10.88.0.5', 'compute', 'left')], one).served).toHaveLength(1);
@@ -60,7 +67,9 @@ describe('instances at the gateway', () => {
   it('renders a dhcp-hostsdir file per instance and a name for those with an address', () => {
     const files = renderGateway({ node: 'gw', config: cfg as never, members: [member('node-a', '10.88.0.5')], instances });
     const byPath = new Map(files.map((f) => [f.path, f.content]));
-    expect(byPath.get('/var/lib/mammatus/gateway/dhcp-hosts.d/web-1')).toContain('02:00:00:00:01:01,10.88.0.50,web-1\n02:00:00:00:01:02,10.88.0.50,web-1\n');
+    expect(byPath.get('/var/lib/mammatus/gateway/dhcp-hosts.d/web-1')).toContain(
+      '02:00:00:00:01:01,10.88.0.50,web-1\n02:00:00:00:01:02,10.88.0.50,web-1\n',
+    );
     expect(byPath.get('/var/lib/mammatus/gateway/dhcp-hosts.d/pxe-1')).toContain('02:00:00:00:01:03,pxe-1\n');
     expect(byPath.get('/var/lib/mammatus/gateway/hosts.d/web-1')).toContain('10.88.0.50 web-1.mammatus web-1');
     expect(byPath.has('/var/lib/mammatus/gateway/hosts.d/pxe-1')).toBe(false); // named by its DHCP lease instead
@@ -69,8 +78,14 @@ describe('instances at the gateway', () => {
     expect(byPath.get('/var/lib/mammatus/gateway/members')).toContain('node-a 10.88.0.5 alive\n');
   });
   it('finds the registry at the alive controllers unless configured', () => {
-    const members = [member('c2', '10.88.0.12', 'controller'), member('c1', '10.88.0.11', 'compute,controller'), member('c3', '10.88.0.13', 'controller', 'failed')];
+    const members = [
+      member('c2', '10.88.0.12', 'controller'),
+      member('c1', '10.88.0.11', 'compute,controller'),
+      member('c3', '10.88.0.13', 'controller', 'failed'),
+    ];
     expect(registryServers(cfg, members)).toEqual(['nats://10.88.0.11:4222', 'nats://10.88.0.12:4222']);
-    expect(registryServers(parseGatewayConfig({ registry: { nats: ['nats://10.0.0.9:4999'] } }), members)).toEqual(['nats://10.0.0.9:4999']);
+    expect(registryServers(parseGatewayConfig({ registry: { nats: ['nats://10.0.0.9:4999'] } }), members)).toEqual([
+      'nats://10.0.0.9:4999',
+    ]);
   });
 });

@@ -5,7 +5,15 @@ import { parseGatewayConfig } from '../../../roles/gateway/config.js';
 import { metadataUpstreams, renderMetadataProxyConf } from '../../../roles/gateway/render-metadata.js';
 
 const member = (name: string, addr: string, role: string, status = 'alive'): Member =>
-  ({ name, addr, port: 7946, tags: { role }, status, protocol: { min: 2, max: 5, cur: 4 }, delegate: { min: 2, max: 5, cur: 4 } }) as unknown as Member;
+  ({
+    name,
+    addr,
+    port: 7946,
+    tags: { role },
+    status,
+    protocol: { min: 2, max: 5, cur: 4 },
+    delegate: { min: 2, max: 5, cur: 4 },
+  }) as unknown as Member;
 const members = [
   member('ctl-b', '10.88.0.12', 'controller'),
   member('ctl-a', '10.88.0.11', 'compute,controller'),
@@ -28,6 +36,8 @@ describe('metadata proxy config', () => {
     expect(renderMetadataProxyConf(parseGatewayConfig({}), members)).toBeUndefined();
   });
   it('refuses upstreams that are not http(s)', () => {
-    expect(() => parseGatewayConfig({ metadata: { upstreams: ['tftp://10.0.0.5/x'] } })).toThrow(/metadata.upstreams\[0\]: must be an http/);
+    expect(() => parseGatewayConfig({ metadata: { upstreams: ['tftp://10.0.0.5/x'] } })).toThrow(
+      /metadata.upstreams\[0\]: must be an http/,
+    );
   });
 });

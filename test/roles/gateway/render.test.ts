@@ -177,10 +177,14 @@ describe('renderHostsFiles', () => {
   });
 
   it('renders instances the same way; a member keeps a name an instance also claims', () => {
-    const files = renderHostsFiles(cfg, [member('web-1', '10.88.0.11')], [
-      { name: 'vm-2', ip: '10.88.0.102' },
-      { name: 'web-1', ip: '10.88.0.150' },
-    ]);
+    const files = renderHostsFiles(
+      cfg,
+      [member('web-1', '10.88.0.11')],
+      [
+        { name: 'vm-2', ip: '10.88.0.102' },
+        { name: 'web-1', ip: '10.88.0.150' },
+      ],
+    );
     expect(files.map((f) => f.content)).toEqual([
       `${HEADER}10.88.0.102 vm-2.mammatus vm-2\n`,
       `${HEADER}10.88.0.11 web-1.mammatus web-1\n`,
@@ -205,7 +209,9 @@ describe('renderIptables', () => {
   });
 
   it('opens TFTP and SSH only when enabled', () => {
-    const off = renderIptables(parseGatewayConfig({ pxe: { enabled: false }, tftp: { enabled: false }, firewall: { ssh_from_lan: false } }));
+    const off = renderIptables(
+      parseGatewayConfig({ pxe: { enabled: false }, tftp: { enabled: false }, firewall: { ssh_from_lan: false } }),
+    );
     expect(off).not.toMatch(/--dport (69|22) /);
     const on = renderIptables(parseGatewayConfig({}));
     expect(on).toContain('-A INPUT -i eth1 -p udp --dport 69 -j ACCEPT\n');

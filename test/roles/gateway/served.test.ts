@@ -28,14 +28,26 @@ describe('gateway: what it serves', () => {
       truncated: false,
     });
     expect(answerReservations(Buffer.from('web-1'), desired)).toEqual({ node: 'gw-1', name: 'web-1', served: true });
-    expect(answerReservations(Buffer.from('nope'), desired)).toMatchObject({ served: false, reason: 'not in the registry as this gateway sees it' });
+    expect(answerReservations(Buffer.from('nope'), desired)).toMatchObject({
+      served: false,
+      reason: 'not in the registry as this gateway sees it',
+    });
     const candidate = { name: 'web-1', macs: ['02:00:00:00:00:09'], ips: ['10.88.0.1'] };
-    expect(answerReservations(Buffer.from(JSON.stringify(candidate)), desired)).toEqual({ node: 'gw-1', name: 'web-1', served: false, reason: "address 10.88.0.1 is the gateway's own address" });
+    expect(answerReservations(Buffer.from(JSON.stringify(candidate)), desired)).toEqual({
+      node: 'gw-1',
+      name: 'web-1',
+      served: false,
+      reason: "address 10.88.0.1 is the gateway's own address",
+    });
     expect(() => answerReservations(Buffer.from('{"name":1}'), desired)).toThrow(/candidate/);
     expect(answerReservations(Buffer.from(''), undefined)).toBeUndefined();
   });
-  it('keeps the answer under Serf\'s limit with many left out', () => {
-    const many = Array.from({ length: 80 }, (_, i) => ({ name: `x-${i}`, macs: [`02:00:00:00:01:${i.toString(16).padStart(2, '0')}`], ips: ['10.88.0.5'] }));
+  it("keeps the answer under Serf's limit with many left out", () => {
+    const many = Array.from({ length: 80 }, (_, i) => ({
+      name: `x-${i}`,
+      macs: [`02:00:00:00:01:${i.toString(16).padStart(2, '0')}`],
+      ips: ['10.88.0.5'],
+    }));
     const answer = answerReservations(Buffer.from(''), { ...desired, instances: many }) as { notes: unknown[]; truncated: boolean };
     expect(Buffer.byteLength(JSON.stringify(answer))).toBeLessThanOrEqual(800);
     expect(answer.truncated).toBe(true);

@@ -40,7 +40,13 @@ async function failure(p: Promise<unknown>): Promise<LxdError> {
   return err as LxdError;
 }
 
-const SERVER = { api_extensions: ['network_type_macvlan', 'cloud_init'], api_status: 'stable', api_version: '1.0', auth: 'trusted', config: {} };
+const SERVER = {
+  api_extensions: ['network_type_macvlan', 'cloud_init'],
+  api_status: 'stable',
+  api_version: '1.0',
+  auth: 'trusted',
+  config: {},
+};
 
 describe('envelopes', () => {
   it('reads a sync answer and caches the server info; feature checks name what is missing', async () => {
@@ -152,7 +158,12 @@ describe('background operations', () => {
   it('rejects with LxdOperationError, carrying the operation, when it fails', async () => {
     lxd.on('PUT /1.0/instances/c1/state', () => asyncOp(operation('op2', 'Running', { description: 'Starting instance' })));
     lxd.on('GET /1.0/operations/op2/wait', () =>
-      sync(operation('op2', 'Failure', { description: 'Starting instance', err: 'Failed to start device "eth0": Parent device "lan0" doesn\'t exist' })),
+      sync(
+        operation('op2', 'Failure', {
+          description: 'Starting instance',
+          err: 'Failed to start device "eth0": Parent device "lan0" doesn\'t exist',
+        }),
+      ),
     );
     const err = await failure(client.startInstance('c1'));
     // "doesn't exist" inside a failed operation is not a missing object of this request.
@@ -220,7 +231,8 @@ describe('ETags', () => {
     let current = '"v1"';
     lxd.on('GET /1.0/profiles/mammatus', () => ({ ...(sync(profile) as object), headers: { ETag: current } }));
     lxd.on('PUT /1.0/profiles/mammatus', (req) => {
-      if (req.headers['if-match'] !== undefined && req.headers['if-match'] !== current) return lxdError(412, `ETag doesn't match: ${current} vs ${req.headers['if-match']}`);
+      if (req.headers['if-match'] !== undefined && req.headers['if-match'] !== current)
+        return lxdError(412, `ETag doesn't match: ${current} vs ${req.headers['if-match']}`);
       current = '"v2"';
       return sync({});
     });

@@ -50,15 +50,32 @@ const attributes = {
 describe('@aws-sdk/client-sqs (current, JSON 1.0)', () => {
   test('create, send with attributes, receive, delete, attributes; wrong secret', async () => {
     const sqs = new SqsJsonSdk.SQSClient(clientConfig());
-    const { QueueUrl } = await sqs.send(new SqsJsonSdk.CreateQueueCommand({ QueueName: 'json-q', Attributes: { VisibilityTimeout: '20' }, tags: { team: 'a' } }));
+    const { QueueUrl } = await sqs.send(
+      new SqsJsonSdk.CreateQueueCommand({ QueueName: 'json-q', Attributes: { VisibilityTimeout: '20' }, tags: { team: 'a' } }),
+    );
     expect(QueueUrl).toBe(`${endpoint}/000000000000/json-q`);
     const body = 'héllo\r\nworld <&> \u{1F600}';
     const sent = await sqs.send(new SqsJsonSdk.SendMessageCommand({ QueueUrl, MessageBody: body, MessageAttributes: attributes }));
     expect(sent.MD5OfMessageAttributes).toBe(md5OfMessageAttributes(attributes));
     expect(sent.$metadata.requestId).toMatch(/^[0-9a-f-]{36}$/);
-    const batch = await sqs.send(new SqsJsonSdk.SendMessageBatchCommand({ QueueUrl, Entries: [{ Id: 'a', MessageBody: 'one' }, { Id: 'b', MessageBody: 'two' }] }));
+    const batch = await sqs.send(
+      new SqsJsonSdk.SendMessageBatchCommand({
+        QueueUrl,
+        Entries: [
+          { Id: 'a', MessageBody: 'one' },
+          { Id: 'b', MessageBody: 'two' },
+        ],
+      }),
+    );
     expect(batch.Successful?.map((s) => s.Id).sort()).toEqual(['a', 'b']);
-    const got = await sqs.send(new SqsJsonSdk.ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, MessageAttributeNames: ['All'], MessageSystemAttributeNames: ['All'] }));
+    const got = await sqs.send(
+      new SqsJsonSdk.ReceiveMessageCommand({
+        QueueUrl,
+        MaxNumberOfMessages: 10,
+        MessageAttributeNames: ['All'],
+        MessageSystemAttributeNames: ['All'],
+      }),
+    );
     expect(got.Messages).toHaveLength(3);
     const first = got.Messages?.find((m) => m.MessageId === sent.MessageId);
     expect(first?.Body).toBe(body);
@@ -66,10 +83,12 @@ describe('@aws-sdk/client-sqs (current, JSON 1.0)', () => {
     expect(first?.MessageAttributes?.count).toEqual({ DataType: 'Number.int', StringValue: '42' });
     expect(first?.Attributes?.ApproximateReceiveCount).toBe('1');
     await sqs.send(new SqsJsonSdk.DeleteMessageCommand({ QueueUrl, ReceiptHandle: first?.ReceiptHandle }));
-    const deleted = await sqs.send(new SqsJsonSdk.DeleteMessageBatchCommand({
-      QueueUrl,
-      Entries: (got.Messages ?? []).filter((m) => m !== first).map((m, i) => ({ Id: `e${i}`, ReceiptHandle: m.ReceiptHandle })),
-    }));
+    const deleted = await sqs.send(
+      new SqsJsonSdk.DeleteMessageBatchCommand({
+        QueueUrl,
+        Entries: (got.Messages ?? []).filter((m) => m !== first).map((m, i) => ({ Id: `e${i}`, ReceiptHandle: m.ReceiptHandle })),
+      }),
+    );
     expect(deleted.Failed ?? []).toEqual([]);
     const attrs = await sqs.send(new SqsJsonSdk.GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['All'] }));
     expect(attrs.Attributes).toMatchObject({ VisibilityTimeout: '20', ApproximateNumberOfMessages: '0' });
@@ -77,7 +96,11 @@ describe('@aws-sdk/client-sqs (current, JSON 1.0)', () => {
 
     const missing = await sqs.send(new SqsJsonSdk.GetQueueUrlCommand({ QueueName: 'nope' })).catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(SqsJsonSdk.QueueDoesNotExist);
-    expect(missing).toMatchObject({ name: 'QueueDoesNotExist', Code: 'AWS.SimpleQueueService.NonExistentQueue', $metadata: { httpStatusCode: 400 } });
+    expect(missing).toMatchObject({
+      name: 'QueueDoesNotExist',
+      Code: 'AWS.SimpleQueueService.NonExistentQueue',
+      $metadata: { httpStatusCode: 400 },
+    });
 
     const bad = new SqsJsonSdk.SQSClient(clientConfig('wrong-secret'));
     const denied = await bad.send(new SqsJsonSdk.ListQueuesCommand({})).catch((e: unknown) => e);
@@ -94,22 +117,30 @@ describe('client-sqs-query (@aws-sdk/client-sqs 3.445.0, Query)', () => {
     const sent = await sqs.send(new SqsQuerySdk.SendMessageCommand({ QueueUrl, MessageBody: body, MessageAttributes: attributes }));
     expect(sent.MD5OfMessageAttributes).toBe(md5OfMessageAttributes(attributes));
     expect(sent.$metadata.requestId).toMatch(/^[0-9a-f-]{36}$/);
-    const got = await sqs.send(new SqsQuerySdk.ReceiveMessageCommand({ QueueUrl, AttributeNames: ['All'], MessageAttributeNames: ['co.*'] }));
+    const got = await sqs.send(
+      new SqsQuerySdk.ReceiveMessageCommand({ QueueUrl, AttributeNames: ['All'], MessageAttributeNames: ['co.*'] }),
+    );
     const message = got.Messages?.[0];
     expect(message?.Body).toBe(body);
     expect(Object.keys(message?.MessageAttributes ?? {}).sort()).toEqual(['colour', 'count']);
     expect(message?.MD5OfMessageAttributes).toBe(md5OfMessageAttributes({ colour: attributes.colour, count: attributes.count }));
-    await sqs.send(new SqsQuerySdk.ChangeMessageVisibilityCommand({ QueueUrl, ReceiptHandle: message?.ReceiptHandle, VisibilityTimeout: 0 }));
+    await sqs.send(
+      new SqsQuerySdk.ChangeMessageVisibilityCommand({ QueueUrl, ReceiptHandle: message?.ReceiptHandle, VisibilityTimeout: 0 }),
+    );
     // 3.445's types predate system attribute names in AttributeNames; `All` is what it allows.
     const again = await sqs.send(new SqsQuerySdk.ReceiveMessageCommand({ QueueUrl, AttributeNames: ['All'] }));
     expect(again.Messages?.[0]?.Attributes).toMatchObject({ ApproximateReceiveCount: '2', SenderId: CREDENTIALS.accessKeyId });
     await sqs.send(new SqsQuerySdk.DeleteMessageCommand({ QueueUrl, ReceiptHandle: again.Messages?.[0]?.ReceiptHandle }));
-    const attrs = await sqs.send(new SqsQuerySdk.GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'QueueArn'] }));
+    const attrs = await sqs.send(
+      new SqsQuerySdk.GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'QueueArn'] }),
+    );
     expect(attrs.Attributes).toEqual({ ApproximateNumberOfMessages: '0', QueueArn: 'arn:aws:sqs:us-east-1:000000000000:query-q' });
     const listed = await sqs.send(new SqsQuerySdk.ListQueuesCommand({ QueueNamePrefix: 'query' }));
     expect(listed.QueueUrls).toEqual([QueueUrl]);
 
-    const stale = await sqs.send(new SqsQuerySdk.DeleteMessageCommand({ QueueUrl, ReceiptHandle: 'not-a-handle' })).catch((e: unknown) => e);
+    const stale = await sqs
+      .send(new SqsQuerySdk.DeleteMessageCommand({ QueueUrl, ReceiptHandle: 'not-a-handle' }))
+      .catch((e: unknown) => e);
     expect(stale).toMatchObject({ name: 'ReceiptHandleIsInvalid' });
     const bad = new SqsQuerySdk.SQSClient(clientConfig('wrong-secret'));
     const denied = await bad.send(new SqsQuerySdk.ListQueuesCommand({})).catch((e: unknown) => e);
@@ -133,23 +164,54 @@ describe.skipIf(!existsSync(AWS_CLI))('awscli 2.9.19 (Query)', () => {
   };
 
   test('create, send with attributes, receive, delete, attributes; wrong secret', { timeout: 90_000 }, async () => {
-    const created = (await aws(['sqs', 'create-queue', '--queue-name', 'cli-q', '--attributes', 'DelaySeconds=0,VisibilityTimeout=45'])) as { QueueUrl: string };
+    const created = (await aws([
+      'sqs',
+      'create-queue',
+      '--queue-name',
+      'cli-q',
+      '--attributes',
+      'DelaySeconds=0,VisibilityTimeout=45',
+    ])) as { QueueUrl: string };
     expect(created.QueueUrl).toBe(`${endpoint}/000000000000/cli-q`);
     const url = created.QueueUrl;
-    const sent = (await aws(['sqs', 'send-message', '--queue-url', url, '--message-body', 'a + b = c & d',
-      '--message-attributes', '{"k":{"DataType":"String","StringValue":"v v"},"b":{"DataType":"Binary","BinaryValue":"AAEC"}}'])) as Record<string, string>;
+    const sent = (await aws([
+      'sqs',
+      'send-message',
+      '--queue-url',
+      url,
+      '--message-body',
+      'a + b = c & d',
+      '--message-attributes',
+      '{"k":{"DataType":"String","StringValue":"v v"},"b":{"DataType":"Binary","BinaryValue":"AAEC"}}',
+    ])) as Record<string, string>;
     expect(sent.MD5OfMessageBody).toBe(md5OfBody('a + b = c & d'));
-    expect(sent.MD5OfMessageAttributes).toBe(md5OfMessageAttributes({
-      k: { DataType: 'String', StringValue: 'v v' },
-      b: { DataType: 'Binary', BinaryValue: new Uint8Array([0, 1, 2]) },
-    }));
-    const got = (await aws(['sqs', 'receive-message', '--queue-url', url, '--attribute-names', 'All', '--message-attribute-names', 'All'])) as {
+    expect(sent.MD5OfMessageAttributes).toBe(
+      md5OfMessageAttributes({
+        k: { DataType: 'String', StringValue: 'v v' },
+        b: { DataType: 'Binary', BinaryValue: new Uint8Array([0, 1, 2]) },
+      }),
+    );
+    const got = (await aws([
+      'sqs',
+      'receive-message',
+      '--queue-url',
+      url,
+      '--attribute-names',
+      'All',
+      '--message-attribute-names',
+      'All',
+    ])) as {
       Messages: { Body: string; ReceiptHandle: string; MessageAttributes: Record<string, unknown>; Attributes: Record<string, string> }[];
     };
     expect(got.Messages[0]?.Body).toBe('a + b = c & d');
-    expect(got.Messages[0]?.MessageAttributes).toEqual({ k: { DataType: 'String', StringValue: 'v v' }, b: { DataType: 'Binary', BinaryValue: 'AAEC' } });
+    expect(got.Messages[0]?.MessageAttributes).toEqual({
+      k: { DataType: 'String', StringValue: 'v v' },
+      b: { DataType: 'Binary', BinaryValue: 'AAEC' },
+    });
     await aws(['sqs', 'delete-message', '--queue-url', url, '--receipt-handle', got.Messages[0]?.ReceiptHandle ?? '']);
-    const attrs = (await aws(['sqs', 'get-queue-attributes', '--queue-url', url, '--attribute-names', 'All'])) as { Attributes: Record<string, string> };
+    const attrs = (await aws(['sqs', 'get-queue-attributes', '--queue-url', url, '--attribute-names', 'All'])) as {
+      Attributes: Record<string, string>;
+    };
     expect(attrs.Attributes).toMatchObject({ VisibilityTimeout: '45', ApproximateNumberOfMessages: '0' });
 
     const failure = await aws(['sqs', 'list-queues'], 'wrong-secret').catch((e: { code: number; stderr: string }) => e);
@@ -163,18 +225,38 @@ describe('@aws-sdk/client-sns (Query)', () => {
     const sns = new SnsSdk.SNSClient(clientConfig());
     const sqs = new SqsJsonSdk.SQSClient(clientConfig());
     const { QueueUrl } = await sqs.send(new SqsJsonSdk.CreateQueueCommand({ QueueName: 'sns-target' }));
-    const { TopicArn } = await sns.send(new SnsSdk.CreateTopicCommand({ Name: 'events', Attributes: { DisplayName: 'Events' }, Tags: [{ Key: 'env', Value: 'test' }] }));
+    const { TopicArn } = await sns.send(
+      new SnsSdk.CreateTopicCommand({ Name: 'events', Attributes: { DisplayName: 'Events' }, Tags: [{ Key: 'env', Value: 'test' }] }),
+    );
     expect(TopicArn).toBe('arn:aws:sns:us-east-1:000000000000:events');
-    const sub = await sns.send(new SnsSdk.SubscribeCommand({
-      TopicArn, Protocol: 'sqs', Endpoint: 'arn:aws:sqs:us-east-1:000000000000:sns-target', Attributes: { RawMessageDelivery: 'true' }, ReturnSubscriptionArn: true,
-    }));
+    const sub = await sns.send(
+      new SnsSdk.SubscribeCommand({
+        TopicArn,
+        Protocol: 'sqs',
+        Endpoint: 'arn:aws:sqs:us-east-1:000000000000:sns-target',
+        Attributes: { RawMessageDelivery: 'true' },
+        ReturnSubscriptionArn: true,
+      }),
+    );
     expect(sub.SubscriptionArn).toMatch(/^arn:aws:sns:us-east-1:000000000000:events:/);
-    const published = await sns.send(new SnsSdk.PublishCommand({
-      TopicArn, Message: 'hello <subscribers>', MessageAttributes: { kind: { DataType: 'String', StringValue: 'greeting' } },
-    }));
+    const published = await sns.send(
+      new SnsSdk.PublishCommand({
+        TopicArn,
+        Message: 'hello <subscribers>',
+        MessageAttributes: { kind: { DataType: 'String', StringValue: 'greeting' } },
+      }),
+    );
     expect(published.MessageId).toBeTruthy();
     expect(published.$metadata.requestId).toMatch(/^[0-9a-f-]{36}$/);
-    const batch = await sns.send(new SnsSdk.PublishBatchCommand({ TopicArn, PublishBatchRequestEntries: [{ Id: '1', Message: 'one' }, { Id: '2', Message: 'two' }] }));
+    const batch = await sns.send(
+      new SnsSdk.PublishBatchCommand({
+        TopicArn,
+        PublishBatchRequestEntries: [
+          { Id: '1', Message: 'one' },
+          { Id: '2', Message: 'two' },
+        ],
+      }),
+    );
     expect(batch.Successful?.map((s) => s.Id)).toEqual(['1', '2']);
     const got = await sqs.send(new SqsJsonSdk.ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, MessageAttributeNames: ['All'] }));
     expect(got.Messages?.map((m) => m.Body)).toEqual(['hello <subscribers>', 'one', 'two']);
@@ -183,7 +265,9 @@ describe('@aws-sdk/client-sns (Query)', () => {
     expect(attrs.Attributes).toMatchObject({ DisplayName: 'Events', TopicArn });
     const subs = await sns.send(new SnsSdk.ListSubscriptionsByTopicCommand({ TopicArn }));
     expect(subs.Subscriptions?.[0]).toMatchObject({ Protocol: 'sqs', TopicArn });
-    expect((await sns.send(new SnsSdk.ListTagsForResourceCommand({ ResourceArn: TopicArn }))).Tags).toEqual([{ Key: 'env', Value: 'test' }]);
+    expect((await sns.send(new SnsSdk.ListTagsForResourceCommand({ ResourceArn: TopicArn }))).Tags).toEqual([
+      { Key: 'env', Value: 'test' },
+    ]);
     expect((await sns.send(new SnsSdk.ListTopicsCommand({}))).Topics).toEqual([{ TopicArn }]);
 
     const missing = await sns.send(new SnsSdk.GetTopicAttributesCommand({ TopicArn: `${TopicArn}-nope` })).catch((e: unknown) => e);

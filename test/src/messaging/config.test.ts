@@ -17,7 +17,9 @@ test('defaults', () => {
 });
 
 test('base_url is normalised', () => {
-  expect(parseMessagingConfig({ credentials: creds, base_url: 'https://sqs.example.org:9324/' }).base_url).toBe('https://sqs.example.org:9324');
+  expect(parseMessagingConfig({ credentials: creds, base_url: 'https://sqs.example.org:9324/' }).base_url).toBe(
+    'https://sqs.example.org:9324',
+  );
   expect(parseMessagingConfig({ credentials: creds, base_url: 'http://gw/api/sqs//' }).base_url).toBe('http://gw/api/sqs');
 });
 
@@ -39,7 +41,9 @@ test.each([
 });
 
 test('secrets never appear in errors', () => {
-  expect(() => parseMessagingConfig({ credentials: [{ access_key_id: 'AKIDONE', secret_access_key: 'short' }] })).toThrow(/^(?!.*short).*$/);
+  expect(() => parseMessagingConfig({ credentials: [{ access_key_id: 'AKIDONE', secret_access_key: 'short' }] })).toThrow(
+    /^(?!.*short).*$/,
+  );
 });
 
 test('keys of other owners are left alone', () => {

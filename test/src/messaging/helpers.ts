@@ -23,7 +23,9 @@ export function testConfig(over: Record<string, unknown> = {}): MessagingConfig 
 }
 
 /** An app over a fresh in-memory engine (the caller closes it). */
-export async function buildTestApp(over: Record<string, unknown> = {}): Promise<{ app: FastifyInstance; engine: ReturnType<typeof createMemoryEngine> }> {
+export async function buildTestApp(
+  over: Record<string, unknown> = {},
+): Promise<{ app: FastifyInstance; engine: ReturnType<typeof createMemoryEngine> }> {
   const engine = createMemoryEngine();
   const app = buildMessagingApp({ config: testConfig(over), sqs: engine.sqs, sns: engine.sns, log: pino({ level: 'silent' }) });
   await app.ready();
@@ -31,7 +33,9 @@ export async function buildTestApp(over: Record<string, unknown> = {}): Promise<
 }
 
 /** An app over a fresh in-memory engine, closed when the test ends. */
-export async function testApp(over: Record<string, unknown> = {}): Promise<{ app: FastifyInstance; engine: ReturnType<typeof createMemoryEngine> }> {
+export async function testApp(
+  over: Record<string, unknown> = {},
+): Promise<{ app: FastifyInstance; engine: ReturnType<typeof createMemoryEngine> }> {
   const built = await buildTestApp(over);
   onTestFinished(() => built.app.close());
   return built;
@@ -52,7 +56,9 @@ export interface TestRequest {
 }
 
 /** Signs `req` like an SDK would (host `localhost`) and returns method, url, headers and body. */
-export async function signRequest(req: TestRequest): Promise<{ method: 'GET' | 'POST'; url: string; headers: Record<string, string>; body: string }> {
+export async function signRequest(
+  req: TestRequest,
+): Promise<{ method: 'GET' | 'POST'; url: string; headers: Record<string, string>; body: string }> {
   const method = req.method ?? 'POST';
   const path = req.path ?? '/';
   const query = req.query ?? {};

@@ -49,11 +49,13 @@ export async function startNats(cleanup: Cleanup, dir: string, name = 'n1'): Pro
 export async function startNatsCluster(cleanup: Cleanup, dir: string): Promise<NatsServer[]> {
   const clusterPorts = [await freePort(), await freePort(), await freePort()];
   const routes = clusterPorts.map((p) => `nats-route://127.0.0.1:${p}`);
-  return Promise.all(clusterPorts.map(async (clusterPort, i) => {
-    const srv = await startNatsServer({ name: `c${i + 1}`, dir: path.join(dir, `c${i + 1}`), clusterPort, routes });
-    cleanup.add(() => srv.stop());
-    return srv;
-  }));
+  return Promise.all(
+    clusterPorts.map(async (clusterPort, i) => {
+      const srv = await startNatsServer({ name: `c${i + 1}`, dir: path.join(dir, `c${i + 1}`), clusterPort, routes });
+      cleanup.add(() => srv.stop());
+      return srv;
+    }),
+  );
 }
 
 /** The raw `messaging:` section tests use: the test credentials, short leases and retries. */
@@ -70,7 +72,10 @@ export function testSection(nats: string, over: Record<string, unknown> = {}): R
 
 /** The service over `nats` (comma-separated URLs), stopped at cleanup unless the test stops it. */
 export async function startService(cleanup: Cleanup, nats: string, over: Record<string, unknown> = {}): Promise<RunningMessagingService> {
-  const service = await startMessagingService({ settings: parseMessagingSettings(testSection(nats, over)), log: pino({ level: process.env.MESSAGING_TEST_LOG ?? 'silent' }) });
+  const service = await startMessagingService({
+    settings: parseMessagingSettings(testSection(nats, over)),
+    log: pino({ level: process.env.MESSAGING_TEST_LOG ?? 'silent' }),
+  });
   cleanup.add(() => service.stop());
   return service;
 }

@@ -8,9 +8,9 @@ test('the two official attribute vectors (reference §2.1)', () => {
       test_attribute_name_2: { DataType: 'String', StringValue: 'test_attribute_value_2' },
     }),
   ).toBe('d53f3b558fe951154770f25cb63dbba9');
-  expect(
-    md5OfMessageAttributes({ test_attribute_name: { DataType: 'Binary', BinaryValue: Buffer.from('test_attribute_value') } }),
-  ).toBe('23f6bd27ea87aab7dfeadcc9aebee495');
+  expect(md5OfMessageAttributes({ test_attribute_name: { DataType: 'Binary', BinaryValue: Buffer.from('test_attribute_value') } })).toBe(
+    '23f6bd27ea87aab7dfeadcc9aebee495',
+  );
 });
 
 test('attribute order does not matter; names are sorted', () => {

@@ -33,8 +33,16 @@ interface Queue {
 const QUEUE_DEFAULTS: Readonly<Record<string, string>> = { VisibilityTimeout: '30', DelaySeconds: '0', MaximumMessageSize: '1048576' };
 const KNOWN_ATTRIBUTES = new Set([
   ...Object.keys(QUEUE_DEFAULTS),
-  'MessageRetentionPeriod', 'ReceiveMessageWaitTimeSeconds', 'RedrivePolicy', 'Policy', 'FifoQueue', 'ContentBasedDeduplication',
-  'QueueArn', 'ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'CreatedTimestamp',
+  'MessageRetentionPeriod',
+  'ReceiveMessageWaitTimeSeconds',
+  'RedrivePolicy',
+  'Policy',
+  'FifoQueue',
+  'ContentBasedDeduplication',
+  'QueueArn',
+  'ApproximateNumberOfMessages',
+  'ApproximateNumberOfMessagesNotVisible',
+  'CreatedTimestamp',
 ]);
 
 /** The in-memory engine; `sqs` and `sns` are the two engine objects. */
@@ -58,7 +66,16 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
     const delay = m.DelaySeconds ?? Number(q.attributes.DelaySeconds ?? 0);
     const system: Record<string, string> = {};
     if (m.MessageSystemAttributes.AWSTraceHeader?.StringValue) system.AWSTraceHeader = m.MessageSystemAttributes.AWSTraceHeader.StringValue;
-    const stored = { sequence: ++sequence, id: randomUUID(), body: m.MessageBody, attributes: m.MessageAttributes, system, sentAt: now(), visibleAt: now() + delay * 1000, receiveCount: 0 };
+    const stored = {
+      sequence: ++sequence,
+      id: randomUUID(),
+      body: m.MessageBody,
+      attributes: m.MessageAttributes,
+      system,
+      sentAt: now(),
+      visibleAt: now() + delay * 1000,
+      receiveCount: 0,
+    };
     q.messages.push(stored);
     return stored;
   };
@@ -90,10 +107,17 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
     async createQueue(req) {
       const existing = queues.get(req.QueueName);
       if (existing) {
-        for (const [k, v] of Object.entries(req.Attributes)) if (existing.attributes[k] !== v) throw sqsError('QueueNameExists', `A queue already exists with the same name and a different value for attribute ${k}`);
+        for (const [k, v] of Object.entries(req.Attributes))
+          if (existing.attributes[k] !== v)
+            throw sqsError('QueueNameExists', `A queue already exists with the same name and a different value for attribute ${k}`);
         return { QueueName: req.QueueName };
       }
-      queues.set(req.QueueName, { name: req.QueueName, attributes: { ...QUEUE_DEFAULTS, ...req.Attributes }, tags: { ...req.Tags }, messages: [] });
+      queues.set(req.QueueName, {
+        name: req.QueueName,
+        attributes: { ...QUEUE_DEFAULTS, ...req.Attributes },
+        tags: { ...req.Tags },
+        messages: [],
+      });
       return { QueueName: req.QueueName };
     },
     getQueueUrl: async (req) => ({ QueueName: queue(req.QueueName).name }),
@@ -101,7 +125,10 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
       const names = [...queues.keys()].filter((n) => n.startsWith(req.QueueNamePrefix ?? '')).sort();
       const start = Number(req.NextToken ?? 0);
       const end = req.MaxResults === undefined ? names.length : start + req.MaxResults;
-      return { QueueNames: names.slice(start, end), NextToken: req.MaxResults !== undefined && end < names.length ? String(end) : undefined };
+      return {
+        QueueNames: names.slice(start, end),
+        NextToken: req.MaxResults !== undefined && end < names.length ? String(end) : undefined,
+      };
     },
     deleteQueue: async (req) => void queues.delete(queue(req.QueueName).name),
     async getQueueAttributes(req, ctx) {
@@ -112,7 +139,8 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
         ApproximateNumberOfMessages: String(q.messages.filter((m) => m.visibleAt <= now()).length),
         ApproximateNumberOfMessagesNotVisible: String(q.messages.filter((m) => m.visibleAt > now()).length),
       };
-      for (const n of req.AttributeNames) if (n !== 'All' && !KNOWN_ATTRIBUTES.has(n)) throw sqsError('InvalidAttributeName', `Unknown Attribute ${n}.`);
+      for (const n of req.AttributeNames)
+        if (n !== 'All' && !KNOWN_ATTRIBUTES.has(n)) throw sqsError('InvalidAttributeName', `Unknown Attribute ${n}.`);
       const wanted = req.AttributeNames.includes('All') ? Object.keys(all) : req.AttributeNames;
       return { Attributes: Object.fromEntries(wanted.filter((n) => all[n] !== undefined).map((n) => [n, all[n] ?? ''])) };
     },
@@ -139,8 +167,20 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
               m.receiveCount += 1;
               m.firstReceiveAt ??= now();
               m.visibleAt = now() + vt * 1000;
-              const ReceiptHandle = createReceiptHandle(key, { queue: q.name, sequence: m.sequence, receiveCount: m.receiveCount, issuedAt: now(), visibleAt: m.visibleAt });
-              const Attributes = { ...m.system, SenderId: ctx.accessKeyId ?? 'anonymous', SentTimestamp: String(m.sentAt), ApproximateReceiveCount: String(m.receiveCount), ApproximateFirstReceiveTimestamp: String(m.firstReceiveAt) };
+              const ReceiptHandle = createReceiptHandle(key, {
+                queue: q.name,
+                sequence: m.sequence,
+                receiveCount: m.receiveCount,
+                issuedAt: now(),
+                visibleAt: m.visibleAt,
+              });
+              const Attributes = {
+                ...m.system,
+                SenderId: ctx.accessKeyId ?? 'anonymous',
+                SentTimestamp: String(m.sentAt),
+                ApproximateReceiveCount: String(m.receiveCount),
+                ApproximateFirstReceiveTimestamp: String(m.firstReceiveAt),
+              };
               return { MessageId: m.id, ReceiptHandle, Body: m.body, Attributes, MessageAttributes: m.attributes };
             }),
           };
@@ -188,10 +228,12 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
       else q.attributes.Policy = policy;
     },
     async startMessageMoveTask(req, ctx) {
-      const byArn = (a: string, member: 'SourceArn' | 'DestinationArn') => queues.get(Moves.queueNameFromArn(a, member, ctx) ?? '') ?? throwError(Moves.resourceNotFound(member));
+      const byArn = (a: string, member: 'SourceArn' | 'DestinationArn') =>
+        queues.get(Moves.queueNameFromArn(a, member, ctx) ?? '') ?? throwError(Moves.resourceNotFound(member));
       const source = byArn(req.SourceArn, 'SourceArn');
       const sourceArn = arn(ctx, source.name);
-      if (![...queues.values()].some((q) => q.attributes.RedrivePolicy?.includes(sourceArn))) throw sqsError('InvalidParameterValue', 'Source queue must be configured as a Dead Letter Queue.');
+      if (![...queues.values()].some((q) => q.attributes.RedrivePolicy?.includes(sourceArn)))
+        throw sqsError('InvalidParameterValue', 'Source queue must be configured as a Dead Letter Queue.');
       const dest = req.DestinationArn ? byArn(req.DestinationArn, 'DestinationArn') : undefined;
       const visible = source.messages.filter((m) => m.visibleAt <= now());
       for (const m of visible) {
@@ -200,8 +242,17 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
       }
       source.messages = source.messages.filter((m) => !visible.includes(m));
       const task: Moves.MoveTaskRecord = {
-        taskId: randomUUID(), sourceArn, destinationArn: dest && arn(ctx, dest.name), maxPerSecond: req.MaxNumberOfMessagesPerSecond, status: 'COMPLETED',
-        moved: visible.length, toMove: visible.length, startedAt: now(), senderId: ctx.accessKeyId ?? 'anonymous', worker: 'memory', beatAt: 0,
+        taskId: randomUUID(),
+        sourceArn,
+        destinationArn: dest && arn(ctx, dest.name),
+        maxPerSecond: req.MaxNumberOfMessagesPerSecond,
+        status: 'COMPLETED',
+        moved: visible.length,
+        toMove: visible.length,
+        startedAt: now(),
+        senderId: ctx.accessKeyId ?? 'anonymous',
+        worker: 'memory',
+        beatAt: 0,
       };
       moveTasks.push(task);
       return { TaskHandle: Moves.encodeTaskHandle(task.taskId, sourceArn) };
@@ -209,7 +260,12 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
     listMessageMoveTasks: async (req, ctx) => {
       const name = Moves.queueNameFromArn(req.SourceArn, 'SourceArn', ctx);
       if (name === undefined || !queues.has(name)) throw Moves.resourceNotFound('SourceArn');
-      return { Results: Moves.newestFirst(moveTasks.filter((t) => t.sourceArn === arn(ctx, name)), req.MaxResults ?? 1).map(Moves.resultEntry) };
+      return {
+        Results: Moves.newestFirst(
+          moveTasks.filter((t) => t.sourceArn === arn(ctx, name)),
+          req.MaxResults ?? 1,
+        ).map(Moves.resultEntry),
+      };
     },
     cancelMessageMoveTask: async (req) => {
       const { taskId } = Moves.decodeTaskHandle(req.TaskHandle);
@@ -239,7 +295,15 @@ function createMemorySns(sqs: Sqs.SqsEngine): { engine: Sns.SnsEngine; pendingTo
   const topic = (arn: string): Topic => topics.get(arn) ?? throwError(snsError('NotFound', 'Topic does not exist'));
   const sub = (arn: string): Sub => subs.get(arn) ?? throwError(snsError('NotFound', 'Subscription does not exist'));
   const list = (filter: (s: Sub) => boolean) => ({
-    Subscriptions: [...subs.values()].filter(filter).map((s) => ({ SubscriptionArn: s.confirmed ? s.SubscriptionArn : 'PendingConfirmation', Owner: s.Owner, Protocol: s.Protocol, Endpoint: s.Endpoint, TopicArn: s.TopicArn })),
+    Subscriptions: [...subs.values()]
+      .filter(filter)
+      .map((s) => ({
+        SubscriptionArn: s.confirmed ? s.SubscriptionArn : 'PendingConfirmation',
+        Owner: s.Owner,
+        Protocol: s.Protocol,
+        Endpoint: s.Endpoint,
+        TopicArn: s.TopicArn,
+      })),
   });
   const deliver = async (t: Topic, m: Sns.MessageToPublish, messageId: string, ctx: Sqs.RequestContext) => {
     for (const s of subs.values()) {
@@ -247,7 +311,10 @@ function createMemorySns(sqs: Sqs.SqsEngine): { engine: Sns.SnsEngine; pendingTo
       const raw = s.attributes.RawMessageDelivery === 'true';
       const body = raw ? m.Message : JSON.stringify({ Type: 'Notification', MessageId: messageId, TopicArn: t.arn, Message: m.Message });
       const name = s.Endpoint.split(':').pop() ?? '';
-      await sqs.sendMessage({ QueueName: name, MessageBody: body, MessageAttributes: raw ? m.MessageAttributes : {}, MessageSystemAttributes: {} }, ctx);
+      await sqs.sendMessage(
+        { QueueName: name, MessageBody: body, MessageAttributes: raw ? m.MessageAttributes : {}, MessageSystemAttributes: {} },
+        ctx,
+      );
     }
   };
   const engine: Sns.SnsEngine = {
@@ -263,19 +330,32 @@ function createMemorySns(sqs: Sqs.SqsEngine): { engine: Sns.SnsEngine; pendingTo
     async subscribe(req, ctx) {
       topic(req.TopicArn);
       const confirmed = req.Protocol === 'sqs';
-      const s: Sub = { SubscriptionArn: `${req.TopicArn}:${randomUUID()}`, Owner: ctx.accountId, Protocol: req.Protocol, Endpoint: req.Endpoint ?? '', TopicArn: req.TopicArn, attributes: { ...req.Attributes }, confirmed, token: randomUUID() };
+      const s: Sub = {
+        SubscriptionArn: `${req.TopicArn}:${randomUUID()}`,
+        Owner: ctx.accountId,
+        Protocol: req.Protocol,
+        Endpoint: req.Endpoint ?? '',
+        TopicArn: req.TopicArn,
+        attributes: { ...req.Attributes },
+        confirmed,
+        token: randomUUID(),
+      };
       subs.set(s.SubscriptionArn, s);
       return { SubscriptionArn: confirmed || req.ReturnSubscriptionArn ? s.SubscriptionArn : 'pending confirmation' };
     },
     async confirmSubscription(req) {
-      const s = [...subs.values()].find((x) => x.TopicArn === req.TopicArn && x.token === req.Token) ?? throwError(snsError('InvalidParameter', 'Invalid token'));
+      const s =
+        [...subs.values()].find((x) => x.TopicArn === req.TopicArn && x.token === req.Token) ??
+        throwError(snsError('InvalidParameter', 'Invalid token'));
       s.confirmed = true;
       return { SubscriptionArn: s.SubscriptionArn };
     },
     unsubscribe: async (req) => void subs.delete(sub(req.SubscriptionArn).SubscriptionArn),
     listSubscriptions: async () => list(() => true),
     listSubscriptionsByTopic: async (req) => (topic(req.TopicArn), list((s) => s.TopicArn === req.TopicArn)),
-    getSubscriptionAttributes: async (req) => ({ Attributes: { ...sub(req.SubscriptionArn).attributes, TopicArn: sub(req.SubscriptionArn).TopicArn } }),
+    getSubscriptionAttributes: async (req) => ({
+      Attributes: { ...sub(req.SubscriptionArn).attributes, TopicArn: sub(req.SubscriptionArn).TopicArn },
+    }),
     setSubscriptionAttributes: async (req) => void (sub(req.SubscriptionArn).attributes[req.AttributeName] = req.AttributeValue ?? ''),
     async publish(req, ctx) {
       const MessageId = randomUUID();

@@ -4,7 +4,13 @@ import { createReceiptHandle, verifyReceiptHandle, type ReceiptFields } from '..
 
 const KEY = Buffer.alloc(32, 1);
 const OLD_KEY = Buffer.alloc(32, 2);
-const FIELDS: ReceiptFields = { queue: 'orders.fifo', sequence: 2 ** 40 + 5, receiveCount: 3, issuedAt: 1_795_000_000_000, visibleAt: 1_795_000_030_000 };
+const FIELDS: ReceiptFields = {
+  queue: 'orders.fifo',
+  sequence: 2 ** 40 + 5,
+  receiveCount: 3,
+  issuedAt: 1_795_000_000_000,
+  visibleAt: 1_795_000_030_000,
+};
 
 function rejects(handle: string, keys: Buffer | Buffer[] = KEY, queue?: string): SqsError {
   try {

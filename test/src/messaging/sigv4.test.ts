@@ -83,7 +83,13 @@ async function sdkSigned(opts: {
   const query = Object.entries(signed.query ?? {})
     .map(([k, v]) => `${uriEncode(k)}=${uriEncode(String(v))}`)
     .join('&');
-  return { method: signed.method, rawPath: signed.path, rawQuery: query, headers: lower(signed.headers), body: Buffer.from(opts.body ?? '') };
+  return {
+    method: signed.method,
+    rawPath: signed.path,
+    rawQuery: query,
+    headers: lower(signed.headers),
+    body: Buffer.from(opts.body ?? ''),
+  };
 }
 
 function lower(headers: Record<string, string>): Record<string, string> {
@@ -147,7 +153,9 @@ describe('tampering', () => {
 
   test('a changed body', async () => {
     const req = await sdkSigned({ body: 'Action=SendMessage&MessageBody=a' });
-    expect(errorOf(() => verifier().verify({ ...req, body: Buffer.from('Action=SendMessage&MessageBody=b') }, 'sqs')).code).toBe('SignatureDoesNotMatch');
+    expect(errorOf(() => verifier().verify({ ...req, body: Buffer.from('Action=SendMessage&MessageBody=b') }, 'sqs')).code).toBe(
+      'SignatureDoesNotMatch',
+    );
   });
 
   test('a changed path or query', async () => {
@@ -163,7 +171,10 @@ describe('tampering', () => {
   });
 
   test('x-amz-content-sha256 must be the hash of the body actually sent', async () => {
-    const req = await sdkSigned({ body: 'abc', headers: { 'x-amz-content-sha256': 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad' } });
+    const req = await sdkSigned({
+      body: 'abc',
+      headers: { 'x-amz-content-sha256': 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad' },
+    });
     expect(verifier().verify(req, 'sqs').service).toBe('sqs');
     const other = { ...req, body: Buffer.from('abd') };
     expect(errorOf(() => verifier().verify(other, 'sqs')).message).toContain('x-amz-content-sha256');
@@ -188,7 +199,9 @@ describe('tampering', () => {
   test('a malformed signature', async () => {
     const req = await sdkSigned({});
     const authorization = (req.headers.authorization as string).replace(/Signature=\w+/, 'Signature=xyz');
-    expect(errorOf(() => verifier().verify({ ...req, headers: { ...req.headers, authorization } }, 'sqs')).code).toBe('SignatureDoesNotMatch');
+    expect(errorOf(() => verifier().verify({ ...req, headers: { ...req.headers, authorization } }, 'sqs')).code).toBe(
+      'SignatureDoesNotMatch',
+    );
   });
 });
 
@@ -202,7 +215,9 @@ describe('clock skew: AWS answers SignatureDoesNotMatch (403) with "Signature ex
       status: 403,
       message: 'Signature expired: 20261125T120000Z is now earlier than 20261125T120001Z (20261125T121501Z - 15 min.)',
     });
-    expect(errorOf(() => verifier(T0 - 16 * 60_000).verify(req, 'sqs')).message).toMatch(/^Signature not yet current: 20261125T120000Z is still later than/);
+    expect(errorOf(() => verifier(T0 - 16 * 60_000).verify(req, 'sqs')).message).toMatch(
+      /^Signature not yet current: 20261125T120000Z is still later than/,
+    );
   });
 });
 
@@ -231,13 +246,17 @@ describe('missing or incomplete authentication', () => {
   test('host must be signed', async () => {
     const req = await sdkSigned({});
     const authorization = (req.headers.authorization as string).replace(/SignedHeaders=[^,]+/, 'SignedHeaders=x-amz-date');
-    expect(errorOf(() => verifier().verify({ ...req, headers: { ...req.headers, authorization } }, 'sqs')).code).toBe('IncompleteSignature');
+    expect(errorOf(() => verifier().verify({ ...req, headers: { ...req.headers, authorization } }, 'sqs')).code).toBe(
+      'IncompleteSignature',
+    );
   });
 
   test('a scope date that differs from X-Amz-Date', async () => {
     const req = await sdkSigned({});
     const authorization = (req.headers.authorization as string).replace('/20261125/', '/20261124/');
-    expect(errorOf(() => verifier().verify({ ...req, headers: { ...req.headers, authorization } }, 'sqs')).message).toContain('Date in Credential scope');
+    expect(errorOf(() => verifier().verify({ ...req, headers: { ...req.headers, authorization } }, 'sqs')).message).toContain(
+      'Date in Credential scope',
+    );
   });
 });
 

@@ -9,13 +9,19 @@ import type { Cleanup } from './js-harness.js';
 
 /** Verifies an SNS JSON document like sns-validator / the AWS SDK validators: fixed key order, cert from SigningCertURL. */
 export async function verifySnsSignature(doc: Record<string, string>): Promise<boolean> {
-  const keys = doc.Type === 'Notification'
-    ? ['Message', 'MessageId', 'Subject', 'Timestamp', 'TopicArn', 'Type']
-    : ['Message', 'MessageId', 'SubscribeURL', 'Timestamp', 'Token', 'TopicArn', 'Type'];
-  const text = keys.filter((k) => doc[k] !== undefined).map((k) => `${k}\n${doc[k]}\n`).join('');
+  const keys =
+    doc.Type === 'Notification'
+      ? ['Message', 'MessageId', 'Subject', 'Timestamp', 'TopicArn', 'Type']
+      : ['Message', 'MessageId', 'SubscribeURL', 'Timestamp', 'Token', 'TopicArn', 'Type'];
+  const text = keys
+    .filter((k) => doc[k] !== undefined)
+    .map((k) => `${k}\n${doc[k]}\n`)
+    .join('');
   const pem = await (await fetch(doc.SigningCertURL ?? '')).text();
   const cert = new X509Certificate(pem);
-  return createVerify(doc.SignatureVersion === '2' ? 'RSA-SHA256' : 'RSA-SHA1').update(text, 'utf8').verify(cert.publicKey, doc.Signature ?? '', 'base64');
+  return createVerify(doc.SignatureVersion === '2' ? 'RSA-SHA256' : 'RSA-SHA1')
+    .update(text, 'utf8')
+    .verify(cert.publicKey, doc.Signature ?? '', 'base64');
 }
 
 /** One POST the endpoint received. */
@@ -28,7 +34,10 @@ export interface Hit {
 }
 
 /** A loopback http endpoint recording POSTs; `status()` decides each answer. Closed by `cleanup`. */
-export async function endpoint(cleanup: Cleanup, status: (hit: Hit, n: number) => number): Promise<{ url: string; hits: Hit[]; server: Server }> {
+export async function endpoint(
+  cleanup: Cleanup,
+  status: (hit: Hit, n: number) => number,
+): Promise<{ url: string; hits: Hit[]; server: Server }> {
   const hits: Hit[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];

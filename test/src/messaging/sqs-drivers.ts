@@ -61,7 +61,10 @@ export interface SqsDriver {
   readonly name: string;
   createQueue(name: string, attributes?: Record<string, string>): Promise<string>;
   send(url: string, body: string, o?: SendOptions): Promise<{ MessageId: string; SequenceNumber?: string }>;
-  sendBatch(url: string, entries: { Id: string; MessageBody: string; MessageGroupId?: string; MessageDeduplicationId?: string }[]): Promise<BatchOut>;
+  sendBatch(
+    url: string,
+    entries: { Id: string; MessageBody: string; MessageGroupId?: string; MessageDeduplicationId?: string }[],
+  ): Promise<BatchOut>;
   receive(url: string, o?: ReceiveOptions): Promise<Msg[]>;
   delete(url: string, handle: string): Promise<void>;
   deleteBatch(url: string, entries: { Id: string; ReceiptHandle: string }[]): Promise<BatchOut>;
@@ -95,8 +98,8 @@ function sdkDriver(name: string, sdk: AnySdk, endpoint: string): SqsDriver {
     MessageId: m.MessageId ?? '',
     Body: m.Body ?? '',
     ReceiptHandle: m.ReceiptHandle ?? '',
-    Attributes: (m.Attributes ?? {}),
-    MessageAttributes: (m.MessageAttributes ?? {}),
+    Attributes: m.Attributes ?? {},
+    MessageAttributes: m.MessageAttributes ?? {},
   });
   const batch = (r: { Successful?: { Id?: string; MessageId?: string }[]; Failed?: { Id?: string; Code?: string }[] }): BatchOut => ({
     Successful: (r.Successful ?? []).map((s) => ({ Id: s.Id ?? '', ...(s.MessageId ? { MessageId: s.MessageId } : {}) })),
@@ -106,27 +109,53 @@ function sdkDriver(name: string, sdk: AnySdk, endpoint: string): SqsDriver {
     name,
     createQueue: async (QueueName, Attributes) => (await c.send(new S.CreateQueueCommand({ QueueName, Attributes }))).QueueUrl ?? '',
     async send(QueueUrl, MessageBody, o = {}) {
-      const r = await c.send(new S.SendMessageCommand({ QueueUrl, MessageBody, MessageGroupId: o.group, MessageDeduplicationId: o.dedup, DelaySeconds: o.delay, MessageAttributes: o.attributes }));
+      const r = await c.send(
+        new S.SendMessageCommand({
+          QueueUrl,
+          MessageBody,
+          MessageGroupId: o.group,
+          MessageDeduplicationId: o.dedup,
+          DelaySeconds: o.delay,
+          MessageAttributes: o.attributes,
+        }),
+      );
       return { MessageId: r.MessageId ?? '', ...(r.SequenceNumber ? { SequenceNumber: r.SequenceNumber } : {}) };
     },
     sendBatch: async (QueueUrl, Entries) => batch(await c.send(new S.SendMessageBatchCommand({ QueueUrl, Entries }))),
     async receive(QueueUrl, o = {}) {
-      const input = { QueueUrl, MaxNumberOfMessages: o.max, WaitTimeSeconds: o.wait, VisibilityTimeout: o.visibility, ReceiveRequestAttemptId: o.attemptId, AttributeNames: ['All'], MessageAttributeNames: ['All'] };
+      const input = {
+        QueueUrl,
+        MaxNumberOfMessages: o.max,
+        WaitTimeSeconds: o.wait,
+        VisibilityTimeout: o.visibility,
+        ReceiveRequestAttemptId: o.attemptId,
+        AttributeNames: ['All'],
+        MessageAttributeNames: ['All'],
+      };
       return ((await c.send(new S.ReceiveMessageCommand(input as SqsJson.ReceiveMessageCommandInput))).Messages ?? []).map(msg);
     },
     delete: async (QueueUrl, ReceiptHandle) => void (await c.send(new S.DeleteMessageCommand({ QueueUrl, ReceiptHandle }))),
     deleteBatch: async (QueueUrl, Entries) => batch(await c.send(new S.DeleteMessageBatchCommand({ QueueUrl, Entries }))),
-    changeVisibility: async (QueueUrl, ReceiptHandle, VisibilityTimeout) => void (await c.send(new S.ChangeMessageVisibilityCommand({ QueueUrl, ReceiptHandle, VisibilityTimeout }))),
+    changeVisibility: async (QueueUrl, ReceiptHandle, VisibilityTimeout) =>
+      void (await c.send(new S.ChangeMessageVisibilityCommand({ QueueUrl, ReceiptHandle, VisibilityTimeout }))),
     purge: async (QueueUrl) => void (await c.send(new S.PurgeQueueCommand({ QueueUrl }))),
-    attributes: async (QueueUrl, names = ['All']) => ((await c.send(new S.GetQueueAttributesCommand({ QueueUrl, AttributeNames: names as SqsJson.QueueAttributeName[] }))).Attributes ?? {}),
+    attributes: async (QueueUrl, names = ['All']) =>
+      (await c.send(new S.GetQueueAttributesCommand({ QueueUrl, AttributeNames: names as SqsJson.QueueAttributeName[] }))).Attributes ?? {},
     setAttributes: async (QueueUrl, Attributes) => void (await c.send(new S.SetQueueAttributesCommand({ QueueUrl, Attributes }))),
     deadLetterSources: async (QueueUrl) => (await c.send(new S.ListDeadLetterSourceQueuesCommand({ QueueUrl }))).queueUrls ?? [],
-    addPermission: async (QueueUrl, Label, AWSAccountIds, Actions) => void (await c.send(new S.AddPermissionCommand({ QueueUrl, Label, AWSAccountIds, Actions }))),
+    addPermission: async (QueueUrl, Label, AWSAccountIds, Actions) =>
+      void (await c.send(new S.AddPermissionCommand({ QueueUrl, Label, AWSAccountIds, Actions }))),
     removePermission: async (QueueUrl, Label) => void (await c.send(new S.RemovePermissionCommand({ QueueUrl, Label }))),
     startMoveTask: async (SourceArn, o = {}) =>
-      (await c.send(new S.StartMessageMoveTaskCommand({ SourceArn, DestinationArn: o.destinationArn, MaxNumberOfMessagesPerSecond: o.rate }))).TaskHandle ?? '',
-    listMoveTasks: async (SourceArn, MaxResults) => ((await c.send(new S.ListMessageMoveTasksCommand({ SourceArn, MaxResults }))).Results ?? []),
-    cancelMoveTask: async (TaskHandle) => (await c.send(new S.CancelMessageMoveTaskCommand({ TaskHandle }))).ApproximateNumberOfMessagesMoved,
+      (
+        await c.send(
+          new S.StartMessageMoveTaskCommand({ SourceArn, DestinationArn: o.destinationArn, MaxNumberOfMessagesPerSecond: o.rate }),
+        )
+      ).TaskHandle ?? '',
+    listMoveTasks: async (SourceArn, MaxResults) =>
+      (await c.send(new S.ListMessageMoveTasksCommand({ SourceArn, MaxResults }))).Results ?? [],
+    cancelMoveTask: async (TaskHandle) =>
+      (await c.send(new S.CancelMessageMoveTaskCommand({ TaskHandle }))).ApproximateNumberOfMessagesMoved,
   };
 }
 
@@ -140,10 +169,16 @@ const DEBIAN_SQS_MODEL = '/usr/lib/python3/dist-packages/awscli/botocore/data/sq
 function addMoveTaskModel(home: string): void {
   if (!existsSync(DEBIAN_SQS_MODEL)) return;
   const model = JSON.parse(readFileSync(DEBIAN_SQS_MODEL, 'utf8')) as { operations: object; shapes: object };
-  const extra = JSON.parse(readFileSync(new URL('./fixtures/sqs-move-task-model.json', import.meta.url), 'utf8')) as { operations: object; shapes: object };
+  const extra = JSON.parse(readFileSync(new URL('./fixtures/sqs-move-task-model.json', import.meta.url), 'utf8')) as {
+    operations: object;
+    shapes: object;
+  };
   const dir = path.join(home, '.aws', 'models', 'sqs', '2012-11-05');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, 'service-2.json'), JSON.stringify({ ...model, operations: { ...model.operations, ...extra.operations }, shapes: { ...model.shapes, ...extra.shapes } }));
+  writeFileSync(
+    path.join(dir, 'service-2.json'),
+    JSON.stringify({ ...model, operations: { ...model.operations, ...extra.operations }, shapes: { ...model.shapes, ...extra.shapes } }),
+  );
 }
 
 const run = promisify(execFile);
@@ -154,7 +189,14 @@ function cliDriver(endpoint: string, home: string): SqsDriver {
   const aws = async (args: string[]): Promise<Record<string, unknown>> => {
     try {
       const { stdout } = await run('/usr/bin/aws', ['--no-cli-pager', '--output', 'json', '--endpoint-url', endpoint, 'sqs', ...args], {
-        env: { PATH: '/usr/bin:/bin', HOME: home, AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey, AWS_DEFAULT_REGION: 'us-east-1', AWS_MAX_ATTEMPTS: '1' },
+        env: {
+          PATH: '/usr/bin:/bin',
+          HOME: home,
+          AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey,
+          AWS_DEFAULT_REGION: 'us-east-1',
+          AWS_MAX_ATTEMPTS: '1',
+        },
         maxBuffer: 64 * 1024 * 1024,
       });
       return stdout.trim() ? (JSON.parse(stdout) as Record<string, unknown>) : {};
@@ -173,12 +215,16 @@ function cliDriver(endpoint: string, home: string): SqsDriver {
   };
   const json = (v: unknown) => JSON.stringify(v);
   const batch = (r: Record<string, unknown>): BatchOut => ({
-    Successful: ((r.Successful ?? []) as { Id: string; MessageId?: string }[]).map((s) => ({ Id: s.Id, ...(s.MessageId ? { MessageId: s.MessageId } : {}) })),
+    Successful: ((r.Successful ?? []) as { Id: string; MessageId?: string }[]).map((s) => ({
+      Id: s.Id,
+      ...(s.MessageId ? { MessageId: s.MessageId } : {}),
+    })),
     Failed: ((r.Failed ?? []) as { Id: string; Code: string }[]).map((f) => ({ Id: f.Id, Code: f.Code })),
   });
   return {
     name: 'awscli 2.9.19 (Query)',
-    createQueue: async (name, attributes) => (await aws(['create-queue', '--queue-name', name, ...(attributes ? ['--attributes', json(attributes)] : [])])).QueueUrl as string,
+    createQueue: async (name, attributes) =>
+      (await aws(['create-queue', '--queue-name', name, ...(attributes ? ['--attributes', json(attributes)] : [])])).QueueUrl as string,
     async send(url, body, o = {}) {
       const args = ['send-message', '--queue-url', url, '--message-body', bodyArg(body)];
       if (o.group) args.push('--message-group-id', o.group);
@@ -199,10 +245,21 @@ function cliDriver(endpoint: string, home: string): SqsDriver {
     },
     delete: async (url, handle) => void (await aws(['delete-message', '--queue-url', url, '--receipt-handle', handle])),
     deleteBatch: async (url, entries) => batch(await aws(['delete-message-batch', '--queue-url', url, '--entries', json(entries)])),
-    changeVisibility: async (url, handle, seconds) => void (await aws(['change-message-visibility', '--queue-url', url, '--receipt-handle', handle, '--visibility-timeout', String(seconds)])),
+    changeVisibility: async (url, handle, seconds) =>
+      void (await aws([
+        'change-message-visibility',
+        '--queue-url',
+        url,
+        '--receipt-handle',
+        handle,
+        '--visibility-timeout',
+        String(seconds),
+      ])),
     purge: async (url) => void (await aws(['purge-queue', '--queue-url', url])),
-    attributes: async (url, names = ['All']) => ((await aws(['get-queue-attributes', '--queue-url', url, '--attribute-names', ...names])).Attributes ?? {}) as Record<string, string>,
-    setAttributes: async (url, attributes) => void (await aws(['set-queue-attributes', '--queue-url', url, '--attributes', json(attributes)])),
+    attributes: async (url, names = ['All']) =>
+      ((await aws(['get-queue-attributes', '--queue-url', url, '--attribute-names', ...names])).Attributes ?? {}) as Record<string, string>,
+    setAttributes: async (url, attributes) =>
+      void (await aws(['set-queue-attributes', '--queue-url', url, '--attributes', json(attributes)])),
     deadLetterSources: async (url) => ((await aws(['list-dead-letter-source-queues', '--queue-url', url])).queueUrls ?? []) as string[],
     addPermission: async (url, label, accounts, actions) =>
       void (await aws(['add-permission', '--queue-url', url, '--label', label, '--aws-account-ids', ...accounts, '--actions', ...actions])),
@@ -214,8 +271,10 @@ function cliDriver(endpoint: string, home: string): SqsDriver {
       return (await aws(args)).TaskHandle as string;
     },
     listMoveTasks: async (sourceArn, max) =>
-      ((await aws(['list-message-move-tasks', '--source-arn', sourceArn, ...(max !== undefined ? ['--max-results', String(max)] : [])])).Results ?? []) as MoveTaskOut[],
-    cancelMoveTask: async (handle) => (await aws(['cancel-message-move-task', '--task-handle', handle])).ApproximateNumberOfMessagesMoved as number | undefined,
+      ((await aws(['list-message-move-tasks', '--source-arn', sourceArn, ...(max !== undefined ? ['--max-results', String(max)] : [])]))
+        .Results ?? []) as MoveTaskOut[],
+    cancelMoveTask: async (handle) =>
+      (await aws(['cancel-message-move-task', '--task-handle', handle])).ApproximateNumberOfMessagesMoved as number | undefined,
   };
 }
 

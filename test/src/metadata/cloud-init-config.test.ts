@@ -19,7 +19,8 @@ const CFG_FILE = join(import.meta.dirname, '..', '..', '..', 'cloud-init', 'clou
 const PYTHON = '/usr/bin/python3';
 const DS_IDENTIFY = '/usr/lib/cloud-init/ds-identify';
 const hasCloudInit =
-  spawnSync(PYTHON, ['-c', 'import cloudinit'], { stdio: 'ignore' }).status === 0 && spawnSync('cloud-init', ['--version'], { stdio: 'ignore' }).status === 0;
+  spawnSync(PYTHON, ['-c', 'import cloudinit'], { stdio: 'ignore' }).status === 0 &&
+  spawnSync('cloud-init', ['--version'], { stdio: 'ignore' }).status === 0;
 const NO_CLOUD_INIT = 'cloud-init is not installed, or /usr/bin/python3 cannot import cloudinit (apt-get install cloud-init)';
 const hasDsIdentify = hasCloudInit && existsSync(DS_IDENTIFY) && existsSync('/etc/cloud/cloud.cfg');
 const run = promisify(execFile);

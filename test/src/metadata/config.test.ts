@@ -6,7 +6,15 @@ import { buildRecord, normalizeMac, validateRecord } from '../../../core/instanc
 describe('metadata settings', () => {
   it('has defaults', () => {
     const s = parseMetadataSettings(undefined);
-    expect(s).toMatchObject({ listen: '0.0.0.0:8775', nats: 'nats://127.0.0.1:4222', tokens: 'optional', trustSourceAddress: true, availabilityZone: 'dc1a', domain: 'mammatus', registryReplicas: 1 });
+    expect(s).toMatchObject({
+      listen: '0.0.0.0:8775',
+      nats: 'nats://127.0.0.1:4222',
+      tokens: 'optional',
+      trustSourceAddress: true,
+      availabilityZone: 'dc1a',
+      domain: 'mammatus',
+      registryReplicas: 1,
+    });
     expect(s.proxy).toEqual({ listen: '0.0.0.0:8776', upstreams: [], leasesFile: '/var/lib/misc/dnsmasq.leases' });
     expect(s.proxySecret).toBeUndefined();
   });
@@ -30,7 +38,8 @@ describe('metadata settings', () => {
 
 describe('instance records', () => {
   it('normalises MACs in the usual spellings', () => {
-    for (const m of ['52:54:00:AB:CD:EF', '52-54-00-ab-cd-ef', '525400abcdef', '5254.00ab.cdef']) expect(normalizeMac(m)).toBe('52:54:00:ab:cd:ef');
+    for (const m of ['52:54:00:AB:CD:EF', '52-54-00-ab-cd-ef', '525400abcdef', '5254.00ab.cdef'])
+      expect(normalizeMac(m)).toBe('52:54:00:ab:cd:ef');
     for (const m of ['52:54:00:ab:cd', '52:54-00:ab:cd:ef', 'gg:54:00:ab:cd:ef']) expect(() => normalizeMac(m)).toThrow(/not a MAC/);
   });
   it('validates what a foreign writer stored', () => {
@@ -44,8 +53,12 @@ describe('instance records', () => {
     expect(() => validateRecord({ ...good, user_data: '***' })).toThrow(/user_data: must be base64/);
     const observed = { status: 'running', at: '2026-01-01T00:00:00.000Z' };
     expect(validateRecord({ ...good, observed })).toEqual({ ...good, observed });
-    expect(validateRecord({ ...good, observed: { ...observed, status: 'error', error: 'create: no image' } }).observed?.error).toBe('create: no image');
-    expect(() => validateRecord({ ...good, observed: { ...observed, status: 'Running!' } })).toThrow(/observed.status: must be a lower-case word/);
+    expect(validateRecord({ ...good, observed: { ...observed, status: 'error', error: 'create: no image' } }).observed?.error).toBe(
+      'create: no image',
+    );
+    expect(() => validateRecord({ ...good, observed: { ...observed, status: 'Running!' } })).toThrow(
+      /observed.status: must be a lower-case word/,
+    );
     expect(() => validateRecord({ ...good, observed: { ...observed, error: 'x'.repeat(301) } })).toThrow(/observed.error/);
     expect(() => validateRecord({ ...good, observed: { ...observed, pid: 1 } })).toThrow(/observed.pid: unknown field/);
     expect(() => validateRecord({ ...good, observed: { status: 'running' } })).toThrow(/observed.at/);

@@ -21,9 +21,18 @@ describe('signed identity', () => {
     ['a changed MAC', () => verifyIdentity({ ...headers, [IDENTITY_HEADERS.mac]: '' }, SECRET, 'GET', '/latest/meta-data/', NOW)],
     ['a stale time', () => verifyIdentity(headers, SECRET, 'GET', '/latest/meta-data/', NOW + 31_000)],
     ['a future time', () => verifyIdentity(headers, SECRET, 'GET', '/latest/meta-data/', NOW - 31_000)],
-    ['a missing signature', () => verifyIdentity({ ...headers, [IDENTITY_HEADERS.signature]: undefined }, SECRET, 'GET', '/latest/meta-data/', NOW)],
-    ['a repeated header', () => verifyIdentity({ ...headers, [IDENTITY_HEADERS.ip]: ['10.0.0.5', '10.0.0.6'] }, SECRET, 'GET', '/latest/meta-data/', NOW)],
-    ['a garbage signature', () => verifyIdentity({ ...headers, [IDENTITY_HEADERS.signature]: 'zz' }, SECRET, 'GET', '/latest/meta-data/', NOW)],
+    [
+      'a missing signature',
+      () => verifyIdentity({ ...headers, [IDENTITY_HEADERS.signature]: undefined }, SECRET, 'GET', '/latest/meta-data/', NOW),
+    ],
+    [
+      'a repeated header',
+      () => verifyIdentity({ ...headers, [IDENTITY_HEADERS.ip]: ['10.0.0.5', '10.0.0.6'] }, SECRET, 'GET', '/latest/meta-data/', NOW),
+    ],
+    [
+      'a garbage signature',
+      () => verifyIdentity({ ...headers, [IDENTITY_HEADERS.signature]: 'zz' }, SECRET, 'GET', '/latest/meta-data/', NOW),
+    ],
     ['no secret configured', () => verifyIdentity(headers, undefined, 'GET', '/latest/meta-data/', NOW)],
   ])('rejects %s', (_what, check) => expect(check().kind).toBe('rejected'));
   it('tells a proxied request', () => {

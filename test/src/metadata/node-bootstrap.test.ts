@@ -15,13 +15,15 @@ const GOLDEN = join(import.meta.dirname, '__golden__', 'node-bootstrap');
 const EXAMPLE_FILE = join(import.meta.dirname, '..', '..', '..', 'cloud-init', 'node', 'user-data.example.yaml');
 const PYTHON = '/usr/bin/python3';
 const hasCloudInit =
-  spawnSync(PYTHON, ['-c', 'import cloudinit'], { stdio: 'ignore' }).status === 0 && spawnSync('cloud-init', ['--version'], { stdio: 'ignore' }).status === 0;
+  spawnSync(PYTHON, ['-c', 'import cloudinit'], { stdio: 'ignore' }).status === 0 &&
+  spawnSync('cloud-init', ['--version'], { stdio: 'ignore' }).status === 0;
 const NO_CLOUD_INIT = 'cloud-init is not installed, or /usr/bin/python3 cannot import cloudinit (apt-get install cloud-init)';
 const hasSerf = spawnSync('serf', ['version'], { stdio: 'ignore' }).status === 0;
 
 // A key whose bytes read "replace-with-serf-keygen-output!": valid, and obviously a placeholder.
 const EXAMPLE_KEY = Buffer.from('replace-with-serf-keygen-output!').toString('base64');
-const ARMORED = '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n(the cluster key: mammatus-archive-keyring.asc from scripts/repo-build.sh)\n-----END PGP PUBLIC KEY BLOCK-----\n';
+const ARMORED =
+  '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n(the cluster key: mammatus-archive-keyring.asc from scripts/repo-build.sh)\n-----END PGP PUBLIC KEY BLOCK-----\n';
 
 /** The input behind cloud-init/node/user-data.example.yaml. */
 const EXAMPLE: NodeBootstrapInput = {
@@ -128,7 +130,11 @@ describe.skipIf(!hasCloudInit)(`cloud-init 22.4${hasCloudInit ? '' : ` (skipped:
   it("cloud-init's YAML loader reads the same document as ours", () => {
     for (const input of [EXAMPLE, KEY_URL]) {
       const text = renderNodeBootstrap(input);
-      const theirs = execFileSync(PYTHON, ['-c', 'import json,sys; from cloudinit import util; print(json.dumps(util.load_yaml(sys.stdin.read())))'], { input: text });
+      const theirs = execFileSync(
+        PYTHON,
+        ['-c', 'import json,sys; from cloudinit import util; print(json.dumps(util.load_yaml(sys.stdin.read())))'],
+        { input: text },
+      );
       expect(JSON.parse(theirs.toString('utf8'))).toEqual(parse(text));
     }
   });
@@ -141,8 +147,13 @@ describe.skipIf(!hasSerf)(`serf${hasSerf ? '' : ' (skipped: serf is not installe
     const config = JSON.parse(doc.write_files.find((f) => f.path === '/etc/serf/mammatus.json')?.content ?? '') as Record<string, unknown>;
     // Only the two paths move into the temporary directory; every key stays as rendered.
     writeFileSync(join(dir, 'tags.json'), '{"role":"compute"}\n');
-    writeFileSync(join(dir, 'serf.json'), JSON.stringify({ ...config, snapshot_path: join(dir, 'snapshot'), tags_file: join(dir, 'tags.json') }));
-    const child = spawn('serf', ['agent', `-config-file=${join(dir, 'serf.json')}`, '-bind=127.0.0.1:0', '-rpc-addr=127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    writeFileSync(
+      join(dir, 'serf.json'),
+      JSON.stringify({ ...config, snapshot_path: join(dir, 'snapshot'), tags_file: join(dir, 'tags.json') }),
+    );
+    const child = spawn('serf', ['agent', `-config-file=${join(dir, 'serf.json')}`, '-bind=127.0.0.1:0', '-rpc-addr=127.0.0.1:0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     onTestFinished(() => {
       child.kill('SIGKILL');
     });

@@ -1,11 +1,28 @@
 /** The metadata trees: format rules cloud-init relies on, and golden documents. */
 import { describe, expect, it } from 'vitest';
 import { buildRecord } from '../../../core/instance-record.js';
-import { ec2Tree, isEc2Version, keyNames, listing, nocloudMetaData, openstackTree, regionOf, walk, type Dir } from '../../../src/metadata/tree.js';
+import {
+  ec2Tree,
+  isEc2Version,
+  keyNames,
+  listing,
+  nocloudMetaData,
+  openstackTree,
+  regionOf,
+  walk,
+  type Dir,
+} from '../../../src/metadata/tree.js';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExampl op@ctl';
 const record = buildRecord(
-  { name: 'web-1', macs: ['00:16:3e:aa:bb:cc'], ips: ['10.0.0.21'], ssh_keys: [KEY, 'ssh-rsa AAAAB3NzaC1yc2E='], user_data: Buffer.from('#cloud-config\n'), tags: { team: 'ops' } },
+  {
+    name: 'web-1',
+    macs: ['00:16:3e:aa:bb:cc'],
+    ips: ['10.0.0.21'],
+    ssh_keys: [KEY, 'ssh-rsa AAAAB3NzaC1yc2E='],
+    user_data: Buffer.from('#cloud-config\n'),
+    tags: { team: 'ops' },
+  },
   new Date('2026-11-25T12:00:00Z'),
   'i-0123456789abcdef0',
 );
@@ -33,7 +50,10 @@ describe('EC2 tree', () => {
     expect(leaf(tree, 'meta-data/public-keys/1/openssh-key')).toBe('ssh-rsa AAAAB3NzaC1yc2E=');
   });
   it('omits user-data and public-keys when there are none', () => {
-    const bare = ec2Tree(buildRecord({ name: 'b', macs: ['02:00:00:00:00:01'] }, new Date(0), 'i-00000000000000001'), { ...ctx, callerIp: '10.0.0.9' });
+    const bare = ec2Tree(buildRecord({ name: 'b', macs: ['02:00:00:00:00:01'] }, new Date(0), 'i-00000000000000001'), {
+      ...ctx,
+      callerIp: '10.0.0.9',
+    });
     expect(leaf(bare, '')).toBe('dynamic/\nmeta-data/');
     expect(leaf(bare, 'meta-data/public-keys')).toBeUndefined();
     expect(leaf(bare, 'meta-data/local-ipv4')).toBe('10.0.0.9');

@@ -52,11 +52,25 @@ const WRAPPED = {
   renewable: false,
   data: null,
   warnings: null,
-  wrap_info: { token: WRAPPING_TOKEN, accessor: 'acc', ttl: 900, creation_time: '2026-11-25T10:00:00Z', creation_path: 'auth/approle/role/instances/secret-id' },
+  wrap_info: {
+    token: WRAPPING_TOKEN,
+    accessor: 'acc',
+    ttl: 900,
+    creation_time: '2026-11-25T10:00:00Z',
+    creation_path: 'auth/approle/role/instances/secret-id',
+  },
 };
 
 function options(address: string, extra: Partial<MintWrappedSecretIdOptions> = {}): MintWrappedSecretIdOptions {
-  return { address, token: CONTROLLER_TOKEN, approlePath: 'auth/approle', roleName: 'instances', wrapTtl: '15m', cidr: '10.0.0.21', ...extra };
+  return {
+    address,
+    token: CONTROLLER_TOKEN,
+    approlePath: 'auth/approle',
+    roleName: 'instances',
+    wrapTtl: '15m',
+    cidr: '10.0.0.21',
+    ...extra,
+  };
 }
 
 /** The error `promise` rejects with. */
@@ -91,7 +105,9 @@ describe('mintWrappedSecretId', () => {
 
   it('passes the secret_id TTL, another mount and an escaped role name', async () => {
     const vault = await fakeVault(json(200, WRAPPED));
-    await mintWrappedSecretId(options(vault.address, { approlePath: '/auth/lab-approle/', roleName: 'web servers', secretIdTtl: '1h', cidr: 'fd00::21' }));
+    await mintWrappedSecretId(
+      options(vault.address, { approlePath: '/auth/lab-approle/', roleName: 'web servers', secretIdTtl: '1h', cidr: 'fd00::21' }),
+    );
     expect(vault.seen[0]?.url).toBe('/v1/auth/lab-approle/role/web%20servers/secret-id');
     expect(vault.seen[0]?.body).toEqual({ cidr_list: ['fd00::21/128'], token_bound_cidrs: ['fd00::21/128'], num_uses: 1, ttl: '1h' });
   });
@@ -106,7 +122,9 @@ describe('mintWrappedSecretId', () => {
   });
 
   it('refuses an answer that is not wrapped, without repeating the bare secret_id', async () => {
-    const vault = await fakeVault(json(200, { ...WRAPPED, wrap_info: null, data: { secret_id: 'bare-secret-id', secret_id_accessor: 'a' } }));
+    const vault = await fakeVault(
+      json(200, { ...WRAPPED, wrap_info: null, data: { secret_id: 'bare-secret-id', secret_id_accessor: 'a' } }),
+    );
     const err = await failure(mintWrappedSecretId(options(vault.address)));
     expect(err.message).toContain("Vault's answer has no wrap_info.token");
     expect(err.message).not.toContain('bare-secret-id');

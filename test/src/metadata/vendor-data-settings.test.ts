@@ -16,7 +16,10 @@ describe('parseVendorDataSettings', () => {
   });
 
   it('turns Vault on when its address is set, and normalises URLs', () => {
-    const s = parseVendorDataSettings({ vault: { ...VAULT, address: 'https://vault.lab:8200/' }, telegraf: { influxdb_url: 'http://10.0.0.1:8086/' } });
+    const s = parseVendorDataSettings({
+      vault: { ...VAULT, address: 'https://vault.lab:8200/' },
+      telegraf: { influxdb_url: 'http://10.0.0.1:8086/' },
+    });
     expect(s.vault).toEqual({ ...VAULT, enabled: true, approle_path: 'auth/approle', wrap_ttl: '15m' });
     expect(s.telegraf.influxdb_url).toBe('http://10.0.0.1:8086');
   });
@@ -44,7 +47,10 @@ describe('parseVendorDataSettings', () => {
     [{ consul: { enabled: 'yes' } }, 'metadata.vendor_data.consul.enabled: must be true or false'],
     [{ consul: { dc: 'x' } }, 'metadata.vendor_data.consul.dc: unknown key'],
     [{ consul: { datacenter: 'dc 1' } }, 'metadata.vendor_data.consul.datacenter: must be 1–64 of A-Z, a-z, 0-9, - and _'],
-    [{ consul: { gossip_key: 'c2VjcmV0' } }, 'metadata.vendor_data.consul.gossip_key: must be base64 of 16, 24 or 32 bytes (consul keygen)'],
+    [
+      { consul: { gossip_key: 'c2VjcmV0' } },
+      'metadata.vendor_data.consul.gossip_key: must be base64 of 16, 24 or 32 bytes (consul keygen)',
+    ],
     [{ consul: { gossip_key: `${GOSSIP_KEY.slice(0, -1)}!` } }, 'metadata.vendor_data.consul.gossip_key: must be base64'],
     [{ consul: { servers: [] } }, 'metadata.vendor_data.consul.servers: must not be empty'],
     [{ consul: { servers: ['10.0.0.1', 'a b'] } }, 'metadata.vendor_data.consul.servers[1]: must be an address without spaces'],
@@ -60,8 +66,14 @@ describe('parseVendorDataSettings', () => {
     [{ vault: { ...VAULT, wrap_ttl: '2h' } }, 'metadata.vendor_data.vault.wrap_ttl: must be at most 1h'],
     [{ vault: { ...VAULT, wrap_ttl: 'soon' } }, 'metadata.vendor_data.vault.wrap_ttl: must be a duration'],
     [{ vault: { ...VAULT, secret_id_ttl: '0' } }, 'metadata.vendor_data.vault.secret_id_ttl: must be at least 1s'],
-    [{ telegraf: { influxdb_url: 'http://admin:pw@10.0.0.1:8086' } }, 'metadata.vendor_data.telegraf.influxdb_url: must not carry credentials'],
-    [{ telegraf: { influxdb_url: 'udp://10.0.0.1:8089' } }, 'metadata.vendor_data.telegraf.influxdb_url: must be an http:// or https:// URL'],
+    [
+      { telegraf: { influxdb_url: 'http://admin:pw@10.0.0.1:8086' } },
+      'metadata.vendor_data.telegraf.influxdb_url: must not carry credentials',
+    ],
+    [
+      { telegraf: { influxdb_url: 'udp://10.0.0.1:8089' } },
+      'metadata.vendor_data.telegraf.influxdb_url: must be an http:// or https:// URL',
+    ],
     [{ telegraf: { database: 'my db' } }, 'metadata.vendor_data.telegraf.database: must be 1–64 of'],
   ])('refuses %j', (raw, message) => {
     let error: unknown;

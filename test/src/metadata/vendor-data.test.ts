@@ -119,24 +119,37 @@ describe('renderVendorDataParts', () => {
   it('tells the service when to mint a secret_id', async () => {
     const on = (await vendorInput()).settings;
     const off = (await vendorInput({}, {})).settings;
-    expect([wantsVaultPart(on), wantsVaultPart(on, { vault: false }), wantsVaultPart(off), wantsVaultPart(off, { vault: true })]).toEqual([true, false, false, false]);
+    expect([wantsVaultPart(on), wantsVaultPart(on, { vault: false }), wantsVaultPart(off), wantsVaultPart(off, { vault: true })]).toEqual([
+      true,
+      false,
+      false,
+      false,
+    ]);
   });
 });
 
 const hasTomllib = spawnSync(PYTHON, ['-c', 'import tomllib'], { stdio: 'ignore' }).status === 0;
 
-describe.skipIf(!hasTomllib)(`config encodings${hasTomllib ? '' : ` (skipped: ${PYTHON} has no tomllib; Python 3.11 or later needed)`}`, () => {
-  it("hostile names survive Telegraf's TOML (read by Python's tomllib)", async () => {
-    const name = `${HOSTILE.join('|')}\u007f\u0001\ud800`;
-    const { settings } = await vendorInput();
-    const toml = renderTelegrafConfig({ id: 'i-0123456789abcdef0', name, ips: [] }, settings, 'http://10.0.0.2:8086');
-    const read = execFileSync(PYTHON, ['-c', 'import json,sys,tomllib; print(json.dumps(tomllib.loads(sys.stdin.read())))'], { input: toml });
-    const config = JSON.parse(read.toString('utf8')) as { global_tags: Record<string, string>; outputs: { influxdb: { urls: string[]; database: string }[] } };
-    // A lone surrogate cannot be in TOML at all: it becomes U+FFFD; everything else is exact.
-    expect(config.global_tags).toEqual({ instance_id: 'i-0123456789abcdef0', instance_name: name.replace('\ud800', '\ufffd') });
-    expect(config.outputs.influxdb).toEqual([{ urls: ['http://10.0.0.2:8086'], database: 'telegraf' }]);
-  });
-});
+describe.skipIf(!hasTomllib)(
+  `config encodings${hasTomllib ? '' : ` (skipped: ${PYTHON} has no tomllib; Python 3.11 or later needed)`}`,
+  () => {
+    it("hostile names survive Telegraf's TOML (read by Python's tomllib)", async () => {
+      const name = `${HOSTILE.join('|')}\u007f\u0001\ud800`;
+      const { settings } = await vendorInput();
+      const toml = renderTelegrafConfig({ id: 'i-0123456789abcdef0', name, ips: [] }, settings, 'http://10.0.0.2:8086');
+      const read = execFileSync(PYTHON, ['-c', 'import json,sys,tomllib; print(json.dumps(tomllib.loads(sys.stdin.read())))'], {
+        input: toml,
+      });
+      const config = JSON.parse(read.toString('utf8')) as {
+        global_tags: Record<string, string>;
+        outputs: { influxdb: { urls: string[]; database: string }[] };
+      };
+      // A lone surrogate cannot be in TOML at all: it becomes U+FFFD; everything else is exact.
+      expect(config.global_tags).toEqual({ instance_id: 'i-0123456789abcdef0', instance_name: name.replace('\ud800', '\ufffd') });
+      expect(config.outputs.influxdb).toEqual([{ urls: ['http://10.0.0.2:8086'], database: 'telegraf' }]);
+    });
+  },
+);
 
 describe('shellQuote', () => {
   it.each(HOSTILE)('keeps %j literal in sh', (value) => {
@@ -176,18 +189,29 @@ describe('loadVendorDataTemplates', () => {
   it('prefers the installed directory when it exists', async () => {
     const system = tempDir();
     cpSync(TEMPLATE_DIR, system, { recursive: true });
-    writeFileSync(join(system, 'telegraf.sh'), readFileSync(join(TEMPLATE_DIR, 'telegraf.sh'), 'utf8').replace('Telegraf sends', 'TELEGRAF SENDS'));
+    writeFileSync(
+      join(system, 'telegraf.sh'),
+      readFileSync(join(TEMPLATE_DIR, 'telegraf.sh'), 'utf8').replace('Telegraf sends', 'TELEGRAF SENDS'),
+    );
     expect((await loadVendorDataTemplates(undefined, { systemDir: system })).telegraf).toContain('TELEGRAF SENDS');
   });
 
   it('names what is missing or wrong', async () => {
     const dir = tempDir();
     await expect(loadVendorDataTemplates(dir)).rejects.toThrow(`vendor-data template ${join(dir, 'lib.sh')} cannot be read`);
-    await expect(findTemplateDir({ systemDir: join(dir, 'none'), from: dir })).rejects.toThrow(/vendor-data templates not found; looked in .*none/);
+    await expect(findTemplateDir({ systemDir: join(dir, 'none'), from: dir })).rejects.toThrow(
+      /vendor-data templates not found; looked in .*none/,
+    );
     cpSync(TEMPLATE_DIR, dir, { recursive: true });
-    writeFileSync(join(dir, 'vault.sh'), readFileSync(join(TEMPLATE_DIR, 'vault.sh'), 'utf8').replace('VAULT_ROLE_ID=@@VAULT_ROLE_ID@@', 'VAULT_ROLE_ID="@@VAULT_ROLE_ID@@"'));
+    writeFileSync(
+      join(dir, 'vault.sh'),
+      readFileSync(join(TEMPLATE_DIR, 'vault.sh'), 'utf8').replace('VAULT_ROLE_ID=@@VAULT_ROLE_ID@@', 'VAULT_ROLE_ID="@@VAULT_ROLE_ID@@"'),
+    );
     await expect(loadVendorDataTemplates(dir)).rejects.toThrow(/vault\.sh:\d+: a placeholder must stand alone/);
-    writeFileSync(join(dir, 'vault.sh'), readFileSync(join(TEMPLATE_DIR, 'vault.sh'), 'utf8').replace('VAULT_ROLE_ID=@@VAULT_ROLE_ID@@\n', ''));
+    writeFileSync(
+      join(dir, 'vault.sh'),
+      readFileSync(join(TEMPLATE_DIR, 'vault.sh'), 'utf8').replace('VAULT_ROLE_ID=@@VAULT_ROLE_ID@@\n', ''),
+    );
     await expect(loadVendorDataTemplates(dir)).rejects.toThrow('has no placeholder for @@VAULT_ROLE_ID@@');
   });
 

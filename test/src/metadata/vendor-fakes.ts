@@ -10,10 +10,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** Real tools a part may run (besides shell builtins). */
-const REAL_TOOLS = ['cat', 'chgrp', 'chmod', 'cmp', 'cut', 'dirname', 'getent', 'head', 'mkdir', 'mktemp', 'mv', 'rm', 'sed', 'sha256sum', 'stat'];
+const REAL_TOOLS = [
+  'cat',
+  'chgrp',
+  'chmod',
+  'cmp',
+  'cut',
+  'dirname',
+  'getent',
+  'head',
+  'mkdir',
+  'mktemp',
+  'mv',
+  'rm',
+  'sed',
+  'sha256sum',
+  'stat',
+];
 
 // Each fake appends "<name> <argv…>" to $FAKE_LOG.
-const RECORD = 'printf \'%s\' "$(basename "$0")" >>"$FAKE_LOG"; for a in "$@"; do printf \' %s\' "$a" >>"$FAKE_LOG"; done; echo >>"$FAKE_LOG"';
+const RECORD =
+  'printf \'%s\' "$(basename "$0")" >>"$FAKE_LOG"; for a in "$@"; do printf \' %s\' "$a" >>"$FAKE_LOG"; done; echo >>"$FAKE_LOG"';
 
 const FAKES: Readonly<Record<string, string>> = {
   // install creates a stub command named after each package (consul, vault, telegraf).
@@ -92,7 +109,16 @@ export function createSandbox(): Sandbox {
           shell,
           [file],
           {
-            env: { PATH: `${bin}:${tools}`, MAMMATUS_ROOT: root, FAKE_LOG: log, FAKE_STDIN: stdin, FAKE_BIN: bin, FAKE_SECRET_ID, LC_ALL: 'C.UTF-8', ...env },
+            env: {
+              PATH: `${bin}:${tools}`,
+              MAMMATUS_ROOT: root,
+              FAKE_LOG: log,
+              FAKE_STDIN: stdin,
+              FAKE_BIN: bin,
+              FAKE_SECRET_ID,
+              LC_ALL: 'C.UTF-8',
+              ...env,
+            },
             timeout: 20_000,
           },
           (err, stdout, stderr) => {

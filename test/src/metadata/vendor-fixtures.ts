@@ -16,7 +16,12 @@ export const GOSSIP_KEY = Buffer.alloc(32, 1).toString('base64');
 /** Cluster settings with all three parts on. */
 export const FULL_SETTINGS = {
   consul: { datacenter: 'lab', gossip_key: GOSSIP_KEY },
-  vault: { address: 'https://10.0.0.1:8200', role_id: '59d6d1ca-47bb-4e7e-a40b-8be3bc5a0ba8', role_name: 'instances', token_file: '/etc/mammatus/vault-token' },
+  vault: {
+    address: 'https://10.0.0.1:8200',
+    role_id: '59d6d1ca-47bb-4e7e-a40b-8be3bc5a0ba8',
+    role_name: 'instances',
+    token_file: '/etc/mammatus/vault-token',
+  },
   telegraf: {},
 };
 

@@ -12,7 +12,9 @@ import { createSandbox, FAKE_SECRET_ID, type Sandbox } from './vendor-fakes.js';
 import { vendorInput } from './vendor-fixtures.js';
 
 // Every POSIX shell at hand, once each (on Debian /bin/sh is dash).
-const SHELLS = [...new Map(['/bin/sh', '/usr/bin/dash', '/bin/bash'].filter((s) => existsSync(s)).map((s) => [realpathSync(s), s])).values()];
+const SHELLS = [
+  ...new Map(['/bin/sh', '/usr/bin/dash', '/bin/bash'].filter((s) => existsSync(s)).map((s) => [realpathSync(s), s])).values(),
+];
 
 /** The script of one part. */
 function script(input: VendorDataInput, name: VendorDataPartName): string {
@@ -99,7 +101,13 @@ describe.each(SHELLS)('with %s', (shell) => {
     const run = await box.run(shell, script(input, 'consul'), { FAKE_APT_KNOWS: 'consul' });
     expect(run.code, run.stderr).toBe(0);
     const config = JSON.parse(readFileSync(join(box.root, 'etc/consul.d/mammatus.json'), 'utf8')) as Record<string, unknown>;
-    expect(config).toMatchObject({ datacenter: 'lab', node_name: 'web-1', bind_addr: '10.0.0.21', retry_join: ['10.0.0.2', '10.0.0.3', '10.0.0.10'], server: false });
+    expect(config).toMatchObject({
+      datacenter: 'lab',
+      node_name: 'web-1',
+      bind_addr: '10.0.0.21',
+      retry_join: ['10.0.0.2', '10.0.0.3', '10.0.0.10'],
+      server: false,
+    });
     expect(box.calls().filter((c) => c.startsWith('systemctl'))).toEqual(['systemctl enable consul.service']);
     expect(run.stderr).toContain('systemd is not running: consul.service enabled, not started');
   });
@@ -130,7 +138,9 @@ describe.each(SHELLS)('with %s', (shell) => {
     expect(box.curlStdin()).toBe(`X-Vault-Token: ${input.vaultWrappedSecretId}\n`);
     expect(readFileSync(join(box.root, 'etc/vault-agent.d/secret-id'), 'utf8')).toBe(`${FAKE_SECRET_ID}\n`);
     expect(readFileSync(join(box.root, 'etc/vault-agent.d/role-id'), 'utf8')).toBe('59d6d1ca-47bb-4e7e-a40b-8be3bc5a0ba8\n');
-    expect(readFileSync(join(box.root, 'etc/systemd/system/mammatus-vault-agent.service'), 'utf8')).toContain(`ExecStart=${box.bin}/vault agent -config=/etc/vault-agent.d/agent.hcl\n`);
+    expect(readFileSync(join(box.root, 'etc/systemd/system/mammatus-vault-agent.service'), 'utf8')).toContain(
+      `ExecStart=${box.bin}/vault agent -config=/etc/vault-agent.d/agent.hcl\n`,
+    );
   });
 
   it('vault: a token that does not unwrap fails the part loudly', async () => {
@@ -148,7 +158,8 @@ describe.each(SHELLS)('with %s', (shell) => {
   });
 
   it('hostile values end up literally in the files and run nothing', async () => {
-    const hostile = "x'; touch \"$MAMMATUS_ROOT/pwned\"; '$(touch \"$MAMMATUS_ROOT/pwned\")`touch \"$MAMMATUS_ROOT/pwned\"`\nline2 ${HOME} \\ café";
+    const hostile =
+      'x\'; touch "$MAMMATUS_ROOT/pwned"; \'$(touch "$MAMMATUS_ROOT/pwned")`touch "$MAMMATUS_ROOT/pwned"`\nline2 ${HOME} \\ café';
     const input = await vendorInput({ instance: { id: 'i-0123456789abcdef0', name: hostile, ips: ['10.0.0.21'] } });
     const run = await box.run(shell, script(input, 'telegraf'), { FAKE_APT_KNOWS: 'telegraf' });
     expect(run.code, run.stderr).toBe(0);

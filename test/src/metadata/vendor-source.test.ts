@@ -29,13 +29,16 @@ describe('vendor-data source', () => {
     let clock = 0;
     const fetchStub = (async () => {
       mints++;
-      return new Response(JSON.stringify({ wrap_info: { token: `hvs.wrapped-${mints}` } }), { status: 200, headers: { 'content-type': 'application/json' } });
+      return new Response(JSON.stringify({ wrap_info: { token: `hvs.wrapped-${mints}` } }), {
+        status: 200,
+        headers: { 'content-type': 'application/json' },
+      });
     }) as typeof fetch;
     const source = await buildVendorDataSource({ settings, controllers: () => ['10.0.0.2'], log, fetch: fetchStub, now: () => clock });
     const first = await source(record, '10.0.0.21');
     expect(first).toContain('mammatus-consul.sh');
     expect(first).toContain('mammatus-vault.sh');
-    expect(first).toContain("hvs.wrapped-1");
+    expect(first).toContain('hvs.wrapped-1');
     expect(first).not.toContain('hvs.controller');
     clock = 30_000;
     expect(await source(record, '10.0.0.21')).toContain('hvs.wrapped-1');
@@ -53,9 +56,18 @@ describe('vendor-data source', () => {
   });
 
   it('honours the instance switches and refuses bad settings at start', async () => {
-    const source = await buildVendorDataSource({ settings, controllers: () => ['10.0.0.2'], log, fetch: (async () => new Response('{}')) });
-    const off = buildRecord({ name: 'quiet', macs: ['02:00:00:00:00:02'], vendor_data: { consul: false, telegraf: false, vault: false } }, new Date(0));
+    const source = await buildVendorDataSource({ settings, controllers: () => ['10.0.0.2'], log, fetch: async () => new Response('{}') });
+    const off = buildRecord(
+      { name: 'quiet', macs: ['02:00:00:00:00:02'], vendor_data: { consul: false, telegraf: false, vault: false } },
+      new Date(0),
+    );
     expect(await source(off, '10.0.0.22')).toBe('');
-    await expect(buildVendorDataSource({ settings: parseMetadataSettings({ vendor_data: { consul: { datacenter: 'bad dc' } } }), controllers: () => [], log })).rejects.toThrow(/metadata.vendor_data.consul.datacenter/);
+    await expect(
+      buildVendorDataSource({
+        settings: parseMetadataSettings({ vendor_data: { consul: { datacenter: 'bad dc' } } }),
+        controllers: () => [],
+        log,
+      }),
+    ).rejects.toThrow(/metadata.vendor_data.consul.datacenter/);
   });
 });

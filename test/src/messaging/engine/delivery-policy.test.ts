@@ -31,11 +31,20 @@ describe('retry schedule', () => {
 
   test('the deployment default doubles from the minimum up to the maximum (the sns.http_* keys)', () => {
     expect(retryDelays(effectiveDeliveryPolicy(settings, undefined, undefined).retry)).toEqual([1, 2, 4]);
-    expect(retryDelays(effectiveDeliveryPolicy({ ...settings, httpRetries: 7 }, undefined, undefined).retry)).toEqual([1, 2, 4, 8, 16, 20, 20]);
+    expect(retryDelays(effectiveDeliveryPolicy({ ...settings, httpRetries: 7 }, undefined, undefined).retry)).toEqual([
+      1, 2, 4, 8, 16, 20, 20,
+    ]);
   });
 
   test('four phases in order: no delay, minimum, backoff, maximum', () => {
-    const p = policy({ minDelayTarget: 1, maxDelayTarget: 9, numRetries: 9, numNoDelayRetries: 2, numMinDelayRetries: 2, numMaxDelayRetries: 2 });
+    const p = policy({
+      minDelayTarget: 1,
+      maxDelayTarget: 9,
+      numRetries: 9,
+      numNoDelayRetries: 2,
+      numMinDelayRetries: 2,
+      numMaxDelayRetries: 2,
+    });
     expect(retryDelays(p)).toEqual([0, 0, 1, 1, 1, 5, 9, 9, 9]);
   });
 
@@ -63,7 +72,13 @@ describe('retry schedule', () => {
 });
 
 describe('effective policy', () => {
-  const topic = JSON.stringify({ http: { defaultHealthyRetryPolicy: { numRetries: 5, minDelayTarget: 2, maxDelayTarget: 30 }, defaultThrottlePolicy: { maxReceivesPerSecond: 4 }, defaultRequestPolicy: { headerContentType: 'application/json' } } });
+  const topic = JSON.stringify({
+    http: {
+      defaultHealthyRetryPolicy: { numRetries: 5, minDelayTarget: 2, maxDelayTarget: 30 },
+      defaultThrottlePolicy: { maxReceivesPerSecond: 4 },
+      defaultRequestPolicy: { headerContentType: 'application/json' },
+    },
+  });
   const sub = JSON.stringify({ healthyRetryPolicy: { numRetries: 1 }, requestPolicy: { headerContentType: 'text/xml' } });
 
   test('deployment default, then the topic, then the subscription, field by field', () => {
@@ -86,7 +101,15 @@ describe('effective policy', () => {
   test("EffectiveDeliveryPolicy attributes in AWS's shapes", () => {
     expect(JSON.parse(topicEffectiveJson(settings, undefined))).toEqual({
       http: {
-        defaultHealthyRetryPolicy: { minDelayTarget: 1, maxDelayTarget: 20, numRetries: 3, numMaxDelayRetries: 0, numNoDelayRetries: 0, numMinDelayRetries: 0, backoffFunction: 'exponential' },
+        defaultHealthyRetryPolicy: {
+          minDelayTarget: 1,
+          maxDelayTarget: 20,
+          numRetries: 3,
+          numMaxDelayRetries: 0,
+          numNoDelayRetries: 0,
+          numMinDelayRetries: 0,
+          backoffFunction: 'exponential',
+        },
         disableSubscriptionOverrides: false,
         defaultRequestPolicy: { headerContentType: 'text/plain; charset=UTF-8' },
       },
@@ -94,7 +117,12 @@ describe('effective policy', () => {
     expect(JSON.parse(topicEffectiveJson(settings, topic)).http.defaultThrottlePolicy).toEqual({ maxReceivesPerSecond: 4 });
     const s = JSON.parse(subscriptionEffectiveJson(settings, topic, sub)) as Record<string, unknown>;
     expect(Object.keys(s)).toEqual(['healthyRetryPolicy', 'sicklyRetryPolicy', 'throttlePolicy', 'requestPolicy', 'guaranteed']);
-    expect(s).toMatchObject({ sicklyRetryPolicy: null, throttlePolicy: { maxReceivesPerSecond: 4 }, requestPolicy: { headerContentType: 'text/xml' }, guaranteed: false });
+    expect(s).toMatchObject({
+      sicklyRetryPolicy: null,
+      throttlePolicy: { maxReceivesPerSecond: 4 },
+      requestPolicy: { headerContentType: 'text/xml' },
+      guaranteed: false,
+    });
     expect(JSON.parse(subscriptionEffectiveJson(settings, undefined, undefined)).throttlePolicy).toBeNull();
   });
 
@@ -119,35 +147,70 @@ describe('checks', () => {
     ['{bad', 'Invalid parameter: DeliveryPolicy: failed to parse JSON'],
     ['[]', 'Invalid parameter: DeliveryPolicy: the policy must be a JSON object'],
     ['{"retry":{}}', 'Invalid parameter: DeliveryPolicy: the policy has an unknown key retry'],
-    ['{"healthyRetryPolicy":{"numRetries":101}}', 'Invalid parameter: DeliveryPolicy: healthyRetryPolicy.numRetries must be an integer from 0 to 100'],
-    ['{"healthyRetryPolicy":{"minDelayTarget":0}}', 'Invalid parameter: DeliveryPolicy: healthyRetryPolicy.minDelayTarget must be an integer from 1 to 3600'],
-    ['{"healthyRetryPolicy":{"minDelayTarget":1.5}}', 'Invalid parameter: DeliveryPolicy: healthyRetryPolicy.minDelayTarget must be an integer from 1 to 3600'],
-    ['{"healthyRetryPolicy":{"minDelayTarget":30,"maxDelayTarget":10}}', 'Invalid parameter: DeliveryPolicy: healthyRetryPolicy.minDelayTarget must not exceed maxDelayTarget'],
-    ['{"healthyRetryPolicy":{"backoffFunction":"cubic"}}', 'Invalid parameter: DeliveryPolicy: healthyRetryPolicy.backoffFunction must be linear, arithmetic, geometric or exponential'],
-    ['{"healthyRetryPolicy":{"numRetries":2,"numNoDelayRetries":3}}', 'Invalid parameter: DeliveryPolicy: numNoDelayRetries + numMinDelayRetries + numMaxDelayRetries must not exceed numRetries'],
-    ['{"healthyRetryPolicy":{"numRetries":100,"minDelayTarget":60,"maxDelayTarget":60}}', 'Invalid parameter: DeliveryPolicy: the retries take 6000 s, more than 3600 s'],
-    ['{"throttlePolicy":{"maxReceivesPerSecond":0}}', 'Invalid parameter: DeliveryPolicy: throttlePolicy.maxReceivesPerSecond must be an integer from 1 to 1000000'],
-    ['{"requestPolicy":{"headerContentType":"image/png"}}', 'Invalid parameter: DeliveryPolicy: requestPolicy.headerContentType must be one of text/plain, text/html, text/xml, application/json, application/xml (optionally with ; charset=UTF-8)'],
+    [
+      '{"healthyRetryPolicy":{"numRetries":101}}',
+      'Invalid parameter: DeliveryPolicy: healthyRetryPolicy.numRetries must be an integer from 0 to 100',
+    ],
+    [
+      '{"healthyRetryPolicy":{"minDelayTarget":0}}',
+      'Invalid parameter: DeliveryPolicy: healthyRetryPolicy.minDelayTarget must be an integer from 1 to 3600',
+    ],
+    [
+      '{"healthyRetryPolicy":{"minDelayTarget":1.5}}',
+      'Invalid parameter: DeliveryPolicy: healthyRetryPolicy.minDelayTarget must be an integer from 1 to 3600',
+    ],
+    [
+      '{"healthyRetryPolicy":{"minDelayTarget":30,"maxDelayTarget":10}}',
+      'Invalid parameter: DeliveryPolicy: healthyRetryPolicy.minDelayTarget must not exceed maxDelayTarget',
+    ],
+    [
+      '{"healthyRetryPolicy":{"backoffFunction":"cubic"}}',
+      'Invalid parameter: DeliveryPolicy: healthyRetryPolicy.backoffFunction must be linear, arithmetic, geometric or exponential',
+    ],
+    [
+      '{"healthyRetryPolicy":{"numRetries":2,"numNoDelayRetries":3}}',
+      'Invalid parameter: DeliveryPolicy: numNoDelayRetries + numMinDelayRetries + numMaxDelayRetries must not exceed numRetries',
+    ],
+    [
+      '{"healthyRetryPolicy":{"numRetries":100,"minDelayTarget":60,"maxDelayTarget":60}}',
+      'Invalid parameter: DeliveryPolicy: the retries take 6000 s, more than 3600 s',
+    ],
+    [
+      '{"throttlePolicy":{"maxReceivesPerSecond":0}}',
+      'Invalid parameter: DeliveryPolicy: throttlePolicy.maxReceivesPerSecond must be an integer from 1 to 1000000',
+    ],
+    [
+      '{"requestPolicy":{"headerContentType":"image/png"}}',
+      'Invalid parameter: DeliveryPolicy: requestPolicy.headerContentType must be one of text/plain, text/html, text/xml, application/json, application/xml (optionally with ; charset=UTF-8)',
+    ],
   ])('refuses %s', (value, message) => {
     expect(refusedSub(value)).toBe(message);
   });
 
   test('accepts numbers as strings, content types with a charset, and an empty value', () => {
-    expect(refusedSub('{"healthyRetryPolicy":{"numRetries":"5"},"requestPolicy":{"headerContentType":"application/json; charset=UTF-8"}}')).toBe('accepted');
+    expect(
+      refusedSub('{"healthyRetryPolicy":{"numRetries":"5"},"requestPolicy":{"headerContentType":"application/json; charset=UTF-8"}}'),
+    ).toBe('accepted');
     expect(refusedSub('')).toBe('accepted');
     expect(refusedSub('', 'sqs')).toBe('accepted');
   });
 
   test('only http(s) subscriptions take a delivery policy', () => {
-    expect(refusedSub('{"healthyRetryPolicy":{"numRetries":1}}', 'sqs')).toBe('Invalid parameter: DeliveryPolicy: Delivery protocol [sqs] does not support delivery policies');
+    expect(refusedSub('{"healthyRetryPolicy":{"numRetries":1}}', 'sqs')).toBe(
+      'Invalid parameter: DeliveryPolicy: Delivery protocol [sqs] does not support delivery policies',
+    );
   });
 
   test('topic policies: the http key, its members, and the same field checks', () => {
     expect(() => checkTopicDeliveryPolicy('', settings)).not.toThrow();
     expect(() => checkTopicDeliveryPolicy('{"http":{"defaultHealthyRetryPolicy":{"numRetries":5}}}', settings)).not.toThrow();
     expect(() => checkTopicDeliveryPolicy('{"sqs":{}}', settings)).toThrow('the policy has an unknown key sqs');
-    expect(() => checkTopicDeliveryPolicy('{"http":{"disableSubscriptionOverrides":"yes"}}', settings)).toThrow('http.disableSubscriptionOverrides must be true or false');
-    expect(() => checkTopicDeliveryPolicy('{"http":{"defaultHealthyRetryPolicy":{"numRetries":-1}}}', settings)).toThrow('http.defaultHealthyRetryPolicy.numRetries must be an integer from 0 to 100');
+    expect(() => checkTopicDeliveryPolicy('{"http":{"disableSubscriptionOverrides":"yes"}}', settings)).toThrow(
+      'http.disableSubscriptionOverrides must be true or false',
+    );
+    expect(() => checkTopicDeliveryPolicy('{"http":{"defaultHealthyRetryPolicy":{"numRetries":-1}}}', settings)).toThrow(
+      'http.defaultHealthyRetryPolicy.numRetries must be an integer from 0 to 100',
+    );
   });
 });
 

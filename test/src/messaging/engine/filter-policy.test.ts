@@ -8,7 +8,8 @@ const attrs = {
   ip: { DataType: 'String', StringValue: '10.1.2.3' },
   blob: { DataType: 'Binary', BinaryValue: new Uint8Array([1]) },
 };
-const m = (policy: unknown, a: Record<string, { DataType: string; StringValue?: string }> = attrs) => matchesFilterPolicy(parseFilterPolicy(JSON.stringify(policy), false), undefined, a, '');
+const m = (policy: unknown, a: Record<string, { DataType: string; StringValue?: string }> = attrs) =>
+  matchesFilterPolicy(parseFilterPolicy(JSON.stringify(policy), false), undefined, a, '');
 
 test('attribute operators', () => {
   expect(m({ kind: ['Order-Placed'] })).toBe(true);
@@ -44,8 +45,19 @@ test('body scope, nested', () => {
 });
 
 test('invalid policies are refused with InvalidParameter', () => {
-  for (const bad of ['{', '[]', '{"a":"x"}', '{"a":[]}', '{"a":[{"bogus":1}]}', '{"a":{"b":["c"]}}', '{"a":[{"numeric":[">"]}]}', '{"a":[{"cidr":"1.2.3/8"}]}']) {
+  for (const bad of [
+    '{',
+    '[]',
+    '{"a":"x"}',
+    '{"a":[]}',
+    '{"a":[{"bogus":1}]}',
+    '{"a":{"b":["c"]}}',
+    '{"a":[{"numeric":[">"]}]}',
+    '{"a":[{"cidr":"1.2.3/8"}]}',
+  ]) {
     expect(() => parseFilterPolicy(bad, false), bad).toThrow(expect.objectContaining({ code: 'InvalidParameter' }));
   }
-  expect(() => parseFilterPolicy(JSON.stringify({ a: ['1', '2', '3', '4', '5', '6'], b: Array.from({ length: 30 }, (_, i) => String(i)) }), false)).toThrow(/complex/);
+  expect(() =>
+    parseFilterPolicy(JSON.stringify({ a: ['1', '2', '3', '4', '5', '6'], b: Array.from({ length: 30 }, (_, i) => String(i)) }), false),
+  ).toThrow(/complex/);
 });

@@ -61,7 +61,9 @@ describe('record transitions', () => {
   test('cancel: only RUNNING', () => {
     expect(T.cancelled(record()).status).toBe('CANCELLING');
     for (const status of ['COMPLETED', 'CANCELLING', 'CANCELLED', 'FAILED'] as const) {
-      expect(failure(() => T.cancelled(record({ status })))).toMatch(/^AWS\.SimpleQueueService\.UnsupportedOperation: Only a task with status RUNNING/);
+      expect(failure(() => T.cancelled(record({ status })))).toMatch(
+        /^AWS\.SimpleQueueService\.UnsupportedOperation: Only a task with status RUNNING/,
+      );
     }
   });
 
@@ -74,7 +76,10 @@ describe('record transitions', () => {
 
   test('finished: completed, failed with a reason, released; a cancel wins', () => {
     expect(T.finished(record(), 'w1', 5, 'COMPLETED')).toMatchObject({ status: 'COMPLETED', moved: 5 });
-    expect(T.finished(record(), 'w1', 2, 'FAILED', 'AWS.SimpleQueueService.NonExistentQueue')).toMatchObject({ status: 'FAILED', failureReason: 'AWS.SimpleQueueService.NonExistentQueue' });
+    expect(T.finished(record(), 'w1', 2, 'FAILED', 'AWS.SimpleQueueService.NonExistentQueue')).toMatchObject({
+      status: 'FAILED',
+      failureReason: 'AWS.SimpleQueueService.NonExistentQueue',
+    });
     expect(T.finished(record(), 'w1', 2, 'RUNNING')).toMatchObject({ status: 'RUNNING', moved: 2, beatAt: 0 });
     expect(T.finished(record({ status: 'CANCELLING' }), 'w1', 4, 'COMPLETED')).toMatchObject({ status: 'CANCELLED', moved: 4 });
     expect(T.finished(record({ worker: 'w2' }), 'w1', 4, 'COMPLETED')).toBeUndefined();
@@ -85,7 +90,10 @@ describe('record transitions', () => {
     expect(T.takenOver(record({ beatAt: 1_000 }), 'w2', 11_000, 10_000)).toMatchObject({ status: 'RUNNING', worker: 'w2', beatAt: 11_000 });
     // A worker that let go (shutdown) is resumed at once.
     expect(T.takenOver(record({ beatAt: 0 }), 'w2', 5_000, 10_000)).toMatchObject({ worker: 'w2' });
-    expect(T.takenOver(record({ status: 'CANCELLING', beatAt: 0 }), 'w2', 5_000, 10_000)).toMatchObject({ status: 'CANCELLED', worker: 'w1' });
+    expect(T.takenOver(record({ status: 'CANCELLING', beatAt: 0 }), 'w2', 5_000, 10_000)).toMatchObject({
+      status: 'CANCELLED',
+      worker: 'w1',
+    });
     expect(T.takenOver(record({ status: 'COMPLETED', beatAt: 0 }), 'w2', 5_000, 10_000)).toBeUndefined();
   });
 
@@ -107,7 +115,11 @@ describe('ListMessageMoveTasks entries', () => {
       ApproximateNumberOfMessagesToMove: 5,
       StartedTimestamp: 1_000,
     });
-    expect(T.resultEntry(record({ status: 'FAILED', failureReason: 'X', destinationArn: 'arn:aws:sqs:us-east-1:000000000000:d', maxPerSecond: 3 }))).toEqual({
+    expect(
+      T.resultEntry(
+        record({ status: 'FAILED', failureReason: 'X', destinationArn: 'arn:aws:sqs:us-east-1:000000000000:d', maxPerSecond: 3 }),
+      ),
+    ).toEqual({
       Status: 'FAILED',
       SourceArn: ARN,
       DestinationArn: 'arn:aws:sqs:us-east-1:000000000000:d',
@@ -146,6 +158,10 @@ describe('what the destination receives', () => {
   });
 
   test('FIFO: the group, and the MessageId as deduplication id (as AWS does for dead-lettered messages)', () => {
-    expect(T.toSend(received({ MessageGroupId: 'g', MessageDeduplicationId: 'orig' }), true)).toMatchObject({ MessageGroupId: 'g', MessageDeduplicationId: 'mid', MessageSystemAttributes: {} });
+    expect(T.toSend(received({ MessageGroupId: 'g', MessageDeduplicationId: 'orig' }), true)).toMatchObject({
+      MessageGroupId: 'g',
+      MessageDeduplicationId: 'mid',
+      MessageSystemAttributes: {},
+    });
   });
 });

@@ -1,5 +1,10 @@
 import { expect, test } from 'vitest';
-import { applyAttributes, differingAttribute, isValidQueueName, parseRedrivePolicy } from '../../../../src/messaging/engine/queue-attributes.js';
+import {
+  applyAttributes,
+  differingAttribute,
+  isValidQueueName,
+  parseRedrivePolicy,
+} from '../../../../src/messaging/engine/queue-attributes.js';
 
 const code = (f: () => unknown) => {
   try {
@@ -18,7 +23,11 @@ test('names', () => {
 });
 
 test('create: defaults, ranges, FIFO rules', () => {
-  expect(applyAttributes('q', {})).toMatchObject({ VisibilityTimeout: '30', MessageRetentionPeriod: '345600', MaximumMessageSize: '1048576' });
+  expect(applyAttributes('q', {})).toMatchObject({
+    VisibilityTimeout: '30',
+    MessageRetentionPeriod: '345600',
+    MaximumMessageSize: '1048576',
+  });
   expect(applyAttributes('q.fifo', { FifoQueue: 'true' })).toMatchObject({ FifoQueue: 'true', ContentBasedDeduplication: 'false' });
   expect(code(() => applyAttributes('q', { VisibilityTimeout: '43201' }))).toBe('InvalidAttributeValue');
   expect(code(() => applyAttributes('q', { Bogus: '1' }))).toBe('InvalidAttributeName');
@@ -31,14 +40,21 @@ test('create: defaults, ranges, FIFO rules', () => {
 test('set: queue type cannot change; an empty RedrivePolicy removes it', () => {
   const fifo = applyAttributes('q.fifo', { FifoQueue: 'true' });
   expect(code(() => applyAttributes('q.fifo', { FifoQueue: 'false' }, fifo))).toBe('InvalidAttributeValue');
-  const withPolicy = applyAttributes('q', { RedrivePolicy: '{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:d","maxReceiveCount":3}' });
+  const withPolicy = applyAttributes('q', {
+    RedrivePolicy: '{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:d","maxReceiveCount":3}',
+  });
   expect(applyAttributes('q', { RedrivePolicy: '' }, withPolicy).RedrivePolicy).toBeUndefined();
 });
 
 test('redrive policy and idempotent create', () => {
-  expect(parseRedrivePolicy('{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:d","maxReceiveCount":"5"}')).toEqual({ deadLetterTargetArn: 'arn:aws:sqs:us-east-1:000000000000:d', maxReceiveCount: 5 });
+  expect(parseRedrivePolicy('{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:d","maxReceiveCount":"5"}')).toEqual({
+    deadLetterTargetArn: 'arn:aws:sqs:us-east-1:000000000000:d',
+    maxReceiveCount: 5,
+  });
   expect(code(() => parseRedrivePolicy('{"deadLetterTargetArn":"x","maxReceiveCount":5}'))).toBe('InvalidAttributeValue');
-  expect(code(() => parseRedrivePolicy('{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:d","maxReceiveCount":0}'))).toBe('InvalidAttributeValue');
+  expect(code(() => parseRedrivePolicy('{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:d","maxReceiveCount":0}'))).toBe(
+    'InvalidAttributeValue',
+  );
   const stored = applyAttributes('q', { VisibilityTimeout: '20' });
   expect(differingAttribute(stored, { VisibilityTimeout: '20' }, 'q')).toBeUndefined();
   expect(differingAttribute(stored, { VisibilityTimeout: '21' }, 'q')).toBe('VisibilityTimeout');
@@ -48,7 +64,19 @@ test('redrive policy and idempotent create', () => {
 test('idempotent create: JSON attributes compare as documents (key order, spacing, maxReceiveCount as string or number)', () => {
   const redrive = '{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:d","maxReceiveCount":"5"}';
   const stored = applyAttributes('q', { RedrivePolicy: redrive });
-  expect(differingAttribute(stored, { RedrivePolicy: '{ "maxReceiveCount": 5, "deadLetterTargetArn": "arn:aws:sqs:us-east-1:000000000000:d" }' }, 'q')).toBeUndefined();
-  expect(differingAttribute(stored, { RedrivePolicy: '{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:d","maxReceiveCount":6}' }, 'q')).toBe('RedrivePolicy');
+  expect(
+    differingAttribute(
+      stored,
+      { RedrivePolicy: '{ "maxReceiveCount": 5, "deadLetterTargetArn": "arn:aws:sqs:us-east-1:000000000000:d" }' },
+      'q',
+    ),
+  ).toBeUndefined();
+  expect(
+    differingAttribute(
+      stored,
+      { RedrivePolicy: '{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:d","maxReceiveCount":6}' },
+      'q',
+    ),
+  ).toBe('RedrivePolicy');
   expect(differingAttribute(stored, { RedrivePolicy: '' }, 'q')).toBe('RedrivePolicy');
 });

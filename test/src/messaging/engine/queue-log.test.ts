@@ -31,7 +31,12 @@ function matches(filter: string, subject: string): boolean {
 function cluster(placements: string[], opts: { infoLeaders?: string[]; leaderNow?: string } = {}) {
   const messages: Stored[] = [];
   for (let seq = 1; seq <= 10; seq += 1) {
-    messages.push({ seq, subject: subjects.message(QUEUE), data: new Uint8Array(), headers: encodeHeaders({ sentAt: 1000, visibleAt: 1000, senderId: 'me' }) });
+    messages.push({
+      seq,
+      subject: subjects.message(QUEUE),
+      data: new Uint8Array(),
+      headers: encodeHeaders({ sentAt: 1000, visibleAt: 1000, senderId: 'me' }),
+    });
   }
   const batch: SeqState[] = messages.map((m) => ({ seq: m.seq, receiveCount: 1, firstReceiveAt: 2000, visibleAt: 9e15 }));
   const record: Stored = { seq: 7, subject: subjects.stateBatch(QUEUE, 'w', 1), data: encodeStates(batch) };

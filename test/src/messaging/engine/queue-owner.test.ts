@@ -58,13 +58,33 @@ class FakeLog {
 }
 
 const attributes = { VisibilityTimeout: '30', ReceiveMessageWaitTimeSeconds: '0', MessageRetentionPeriod: '60', DelaySeconds: '0' };
-const ctx: RequestContext = { requestId: 'r', accountId: '000000000000', region: 'us-east-1', authenticated: true, signal: new AbortController().signal };
-const append = (body: string): AppendRequest => ({ fields: { sentAt: Date.now(), delaySeconds: 0, senderId: 'me' }, payload: { body, attributes: {} } });
+const ctx: RequestContext = {
+  requestId: 'r',
+  accountId: '000000000000',
+  region: 'us-east-1',
+  authenticated: true,
+  signal: new AbortController().signal,
+};
+const append = (body: string): AppendRequest => ({
+  fields: { sentAt: Date.now(), delaySeconds: 0, senderId: 'me' },
+  payload: { body, attributes: {} },
+});
 
-async function owner(over: Record<string, string> = {}, appendTo: OwnerDeps['appendTo'] = async () => [{ ok: { MessageId: 'x' } }], now?: () => number) {
+async function owner(
+  over: Record<string, string> = {},
+  appendTo: OwnerDeps['appendTo'] = async () => [{ ok: { MessageId: 'x' } }],
+  now?: () => number,
+) {
   const log = new FakeLog();
   const record: QueueRecord = { id: 'q1', name: 'q', attributes: { ...attributes, ...over }, tags: {}, createdAt: 0, modifiedAt: 0 };
-  const o = await QueueOwner.start(record, { log: log as unknown as QueueLog, record: async () => record, keys: [Buffer.alloc(32, 1)], appendTo, logger: pino({ level: 'silent' }), ...(now ? { now } : {}) });
+  const o = await QueueOwner.start(record, {
+    log: log as unknown as QueueLog,
+    record: async () => record,
+    keys: [Buffer.alloc(32, 1)],
+    appendTo,
+    logger: pino({ level: 'silent' }),
+    ...(now ? { now } : {}),
+  });
   return { o, log };
 }
 
@@ -179,7 +199,10 @@ test('a failed visibility batch changes nothing and reports every entry', async 
   await o.append([append('a')]);
   const [m] = await o.receive({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [] }, ctx, ctx.signal);
   log.fail.saveState = true;
-  const out = await o.changeVisibility([{ handle: m?.ReceiptHandle ?? '', seconds: 0 }, { handle: 'garbage', seconds: 0 }]);
+  const out = await o.changeVisibility([
+    { handle: m?.ReceiptHandle ?? '', seconds: 0 },
+    { handle: 'garbage', seconds: 0 },
+  ]);
   expect(out.every((r) => 'error' in r)).toBe(true);
   expect(o.counts()).toEqual({ visible: 0, notVisible: 1, delayed: 0 });
   o.stop();
@@ -189,7 +212,14 @@ test('at the in-flight quota a standard queue answers OverLimit, a FIFO queue de
   const start = async (over: Record<string, string>) => {
     const log = new FakeLog();
     const record: QueueRecord = { id: 'q1', name: 'q', attributes: { ...attributes, ...over }, tags: {}, createdAt: 0, modifiedAt: 0 };
-    return QueueOwner.start(record, { log: log as unknown as QueueLog, record: async () => record, keys: [Buffer.alloc(32, 1)], appendTo: async () => [], logger: pino({ level: 'silent' }), maxInFlight: 2 });
+    return QueueOwner.start(record, {
+      log: log as unknown as QueueLog,
+      record: async () => record,
+      keys: [Buffer.alloc(32, 1)],
+      appendTo: async () => [],
+      logger: pino({ level: 'silent' }),
+      maxInFlight: 2,
+    });
   };
   const req = (max: number) => ({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [], MaxNumberOfMessages: max });
   const standard = await start({});
@@ -202,7 +232,11 @@ test('at the in-flight quota a standard queue answers OverLimit, a FIFO queue de
   standard.stop();
 
   const fifo = await start({ FifoQueue: 'true' });
-  const grouped = (body: string, group: string): AppendRequest => ({ ...append(body), fields: { ...append(body).fields, group, dedupId: body }, msgId: body });
+  const grouped = (body: string, group: string): AppendRequest => ({
+    ...append(body),
+    fields: { ...append(body).fields, group, dedupId: body },
+    msgId: body,
+  });
   await fifo.append([grouped('x1', 'x'), grouped('y1', 'y'), grouped('z1', 'z')]);
   expect(await fifo.receive(req(1), ctx, ctx.signal)).toHaveLength(1);
   expect(await fifo.receive(req(1), ctx, ctx.signal)).toHaveLength(1);
@@ -222,7 +256,9 @@ test('a dead-letter move keeps the enqueue time of a standard queue message and 
   for (const fifo of [false, true]) {
     const { o } = await owner(fifo ? { RedrivePolicy: policy, FifoQueue: 'true' } : { RedrivePolicy: policy }, appendTo, () => clock);
     const sentAt = clock;
-    await o.append([{ ...append('poison'), fields: { sentAt, delaySeconds: 0, senderId: 'me', ...(fifo ? { group: 'g', dedupId: 'd' } : {}) } }]);
+    await o.append([
+      { ...append('poison'), fields: { sentAt, delaySeconds: 0, senderId: 'me', ...(fifo ? { group: 'g', dedupId: 'd' } : {}) } },
+    ]);
     expect(await o.receive(req, ctx, ctx.signal)).toHaveLength(1);
     clock += 60_000;
     expect(await o.receive(req, ctx, ctx.signal)).toEqual([]);

@@ -109,8 +109,17 @@ const record: QueueRecord = {
   createdAt: 0,
   modifiedAt: 0,
 };
-const ctx: RequestContext = { requestId: 'r', accountId: '000000000000', region: 'us-east-1', authenticated: true, signal: new AbortController().signal };
-const append = (body: string): AppendRequest => ({ fields: { sentAt: Date.now(), delaySeconds: 0, senderId: 'me' }, payload: { body, attributes: {} } });
+const ctx: RequestContext = {
+  requestId: 'r',
+  accountId: '000000000000',
+  region: 'us-east-1',
+  authenticated: true,
+  signal: new AbortController().signal,
+};
+const append = (body: string): AppendRequest => ({
+  fields: { sentAt: Date.now(), delaySeconds: 0, senderId: 'me' },
+  payload: { body, attributes: {} },
+});
 const receive = { op: 'receive', req: { QueueName: 'q', AttributeNames: [], MessageAttributeNames: [] } } as const;
 
 /** A router over fakes; `forwarded` lists the operations sent to another controller (which answers as a new owner would). */
@@ -137,7 +146,14 @@ function setup(leaseMs: number) {
     leaseMs,
     catalog: catalog as unknown as QueueCatalog,
     logFor: () => log as unknown as QueueLog,
-    startOwner: (r) => QueueOwner.start(r, { log: log as unknown as QueueLog, record: async () => r, keys: [Buffer.alloc(32, 1)], appendTo: async () => [], logger: pino({ level: 'silent' }) }),
+    startOwner: (r) =>
+      QueueOwner.start(r, {
+        log: log as unknown as QueueLog,
+        record: async () => r,
+        keys: [Buffer.alloc(32, 1)],
+        appendTo: async () => [],
+        logger: pino({ level: 'silent' }),
+      }),
     logger: pino({ level: 'silent' }),
     now: () => clock,
   });
@@ -178,7 +194,9 @@ test('an owner past two thirds of its lease answers nothing, even when nobody to
   // the owner answer again; the first receive's message stays in flight, the retry gets nothing.
   const ours = leases.entry;
   expect(ours?.value).toBe(router.nodeId);
-  await (router as unknown as { renew(h: unknown): Promise<void> }).renew((router as unknown as { held: Map<string, unknown> }).held.get('q1'));
+  await (router as unknown as { renew(h: unknown): Promise<void> }).renew(
+    (router as unknown as { held: Map<string, unknown> }).held.get('q1'),
+  );
   expect(await receiving).toEqual([]);
   await router.stop();
 });

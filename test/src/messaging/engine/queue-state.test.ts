@@ -1,7 +1,14 @@
 import { expect, test } from 'vitest';
 import { QueueState, type MessageMeta } from '../../../../src/messaging/engine/queue-state.js';
 
-const meta = (seq: number, over: Partial<MessageMeta> = {}): MessageMeta => ({ seq, sentAt: 0, visibleAt: 0, receiveCount: 0, version: 0, ...over });
+const meta = (seq: number, over: Partial<MessageMeta> = {}): MessageMeta => ({
+  seq,
+  sentAt: 0,
+  visibleAt: 0,
+  receiveCount: 0,
+  version: 0,
+  ...over,
+});
 
 test('standard: earliest visible first, in-flight and delayed ones wait', () => {
   const s = new QueueState(false);

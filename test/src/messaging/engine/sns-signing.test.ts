@@ -16,11 +16,27 @@ test('signatures v1 and v2 over AWS string to sign', () => {
   const doc = { Type: 'Notification', MessageId: 'id', TopicArn: 'arn', Message: 'hi', Timestamp: 't', UnsubscribeURL: 'u' };
   expect(stringToSign(doc)).toBe('Message\nhi\nMessageId\nid\nTimestamp\nt\nTopicArn\narn\nType\nNotification\n');
   const key = new X509Certificate(identity.certPem).publicKey;
-  expect(createVerify('RSA-SHA1').update(stringToSign(doc)).verify(key, signDocument(doc, identity, '1'), 'base64')).toBe(true);
-  expect(createVerify('RSA-SHA256').update(stringToSign(doc)).verify(key, signDocument(doc, identity, '2'), 'base64')).toBe(true);
-  expect(stringToSign({ Type: 'SubscriptionConfirmation', Token: 'k', SubscribeURL: 's', Message: 'm', MessageId: 'i', Timestamp: 't', TopicArn: 'a' })).toBe(
-    'Message\nm\nMessageId\ni\nSubscribeURL\ns\nTimestamp\nt\nToken\nk\nTopicArn\na\nType\nSubscriptionConfirmation\n',
-  );
+  expect(
+    createVerify('RSA-SHA1')
+      .update(stringToSign(doc))
+      .verify(key, signDocument(doc, identity, '1'), 'base64'),
+  ).toBe(true);
+  expect(
+    createVerify('RSA-SHA256')
+      .update(stringToSign(doc))
+      .verify(key, signDocument(doc, identity, '2'), 'base64'),
+  ).toBe(true);
+  expect(
+    stringToSign({
+      Type: 'SubscriptionConfirmation',
+      Token: 'k',
+      SubscribeURL: 's',
+      Message: 'm',
+      MessageId: 'i',
+      Timestamp: 't',
+      TopicArn: 'a',
+    }),
+  ).toBe('Message\nm\nMessageId\ni\nSubscribeURL\ns\nTimestamp\nt\nToken\nk\nTopicArn\na\nType\nSubscriptionConfirmation\n');
 });
 
 test('a key that does not match the certificate is refused', () => {

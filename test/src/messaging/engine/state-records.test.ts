@@ -5,10 +5,13 @@ import { StateRecords } from '../../../../src/messaging/engine/state-records.js'
 function tracker(fail = false) {
   const dropped: number[] = [];
   const errors: unknown[] = [];
-  const r = new StateRecords(async (seqs) => {
-    if (fail) throw new Error('injected');
-    dropped.push(...seqs);
-  }, (err) => errors.push(err));
+  const r = new StateRecords(
+    async (seqs) => {
+      if (fail) throw new Error('injected');
+      dropped.push(...seqs);
+    },
+    (err) => errors.push(err),
+  );
   return { r, dropped, errors };
 }
 const tick = () => new Promise((res) => setTimeout(res, 5));

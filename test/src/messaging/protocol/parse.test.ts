@@ -20,7 +20,9 @@ interface Captured {
   headers: Record<string, string>;
   body: string;
 }
-const { requests } = JSON.parse(readFileSync(new URL('../fixtures/captured-requests.json', import.meta.url), 'utf8')) as { requests: Captured[] };
+const { requests } = JSON.parse(readFileSync(new URL('../fixtures/captured-requests.json', import.meta.url), 'utf8')) as {
+  requests: Captured[];
+};
 
 function signed(c: Captured): SignedRequest {
   return { method: c.method, rawPath: '/', rawQuery: '', headers: c.headers, body: Buffer.from(c.body) };
@@ -60,37 +62,68 @@ describe('awscli 2.9.19 SQS (Query)', () => {
     ['DeleteQueue', Q],
     ['GetQueueAttributes', { ...Q, AttributeNames: ['All', 'VisibilityTimeout'] }],
     ['SetQueueAttributes', { ...Q, Attributes: { VisibilityTimeout: '50' } }],
-    ['SendMessage', {
-      ...Q,
-      MessageBody: 'hello world +&=',
-      DelaySeconds: 3,
-      MessageAttributes: {
-        s: { DataType: 'String', StringValue: 'v' },
-        b: { DataType: 'Binary', BinaryValue: bytes(1, 2, 3) },
-        n: { DataType: 'Number.int', StringValue: '5' },
+    [
+      'SendMessage',
+      {
+        ...Q,
+        MessageBody: 'hello world +&=',
+        DelaySeconds: 3,
+        MessageAttributes: {
+          s: { DataType: 'String', StringValue: 'v' },
+          b: { DataType: 'Binary', BinaryValue: bytes(1, 2, 3) },
+          n: { DataType: 'Number.int', StringValue: '5' },
+        },
+        MessageSystemAttributes: { AWSTraceHeader: { DataType: 'String', StringValue: 'Root=1' } },
+        MessageDeduplicationId: 'd',
+        MessageGroupId: 'g',
       },
-      MessageSystemAttributes: { AWSTraceHeader: { DataType: 'String', StringValue: 'Root=1' } },
-      MessageDeduplicationId: 'd',
-      MessageGroupId: 'g',
-    }],
-    ['SendMessageBatch', {
-      ...Q,
-      Entries: [
-        { Id: 'a', MessageBody: 'x', DelaySeconds: 1, MessageAttributes: { k: { DataType: 'String', StringValue: 'v' } }, MessageSystemAttributes: {} },
-        { Id: 'b', MessageBody: 'y', MessageAttributes: {}, MessageSystemAttributes: {}, MessageGroupId: 'g', MessageDeduplicationId: 'dd' },
-      ],
-    }],
-    ['ReceiveMessage', {
-      ...Q,
-      AttributeNames: ['All'],
-      MessageAttributeNames: ['All', 'foo'],
-      MaxNumberOfMessages: 5,
-      VisibilityTimeout: 10,
-      WaitTimeSeconds: 0,
-      ReceiveRequestAttemptId: 'r',
-    }],
+    ],
+    [
+      'SendMessageBatch',
+      {
+        ...Q,
+        Entries: [
+          {
+            Id: 'a',
+            MessageBody: 'x',
+            DelaySeconds: 1,
+            MessageAttributes: { k: { DataType: 'String', StringValue: 'v' } },
+            MessageSystemAttributes: {},
+          },
+          {
+            Id: 'b',
+            MessageBody: 'y',
+            MessageAttributes: {},
+            MessageSystemAttributes: {},
+            MessageGroupId: 'g',
+            MessageDeduplicationId: 'dd',
+          },
+        ],
+      },
+    ],
+    [
+      'ReceiveMessage',
+      {
+        ...Q,
+        AttributeNames: ['All'],
+        MessageAttributeNames: ['All', 'foo'],
+        MaxNumberOfMessages: 5,
+        VisibilityTimeout: 10,
+        WaitTimeSeconds: 0,
+        ReceiveRequestAttemptId: 'r',
+      },
+    ],
     ['DeleteMessage', { ...Q, ReceiptHandle: 'rh+/=' }],
-    ['DeleteMessageBatch', { ...Q, Entries: [{ Id: 'a', ReceiptHandle: 'r1' }, { Id: 'b', ReceiptHandle: 'r2' }] }],
+    [
+      'DeleteMessageBatch',
+      {
+        ...Q,
+        Entries: [
+          { Id: 'a', ReceiptHandle: 'r1' },
+          { Id: 'b', ReceiptHandle: 'r2' },
+        ],
+      },
+    ],
     ['ChangeMessageVisibility', { ...Q, ReceiptHandle: 'rh', VisibilityTimeout: 7 }],
     ['ChangeMessageVisibilityBatch', { ...Q, Entries: [{ Id: 'a', ReceiptHandle: 'r1', VisibilityTimeout: 3 }] }],
     ['PurgeQueue', Q],
@@ -105,7 +138,11 @@ describe('awscli 2.9.19 SQS (Query)', () => {
 
 describe('client-sqs 3.445.0 (Query, JS ordering and %20 spaces)', () => {
   test('CreateQueue with lower-case tags member sent as Tag.N', () => {
-    expect(parse(captured('client-sqs-3.445', 'CreateQueue'))).toEqual({ QueueName: 'q1', Attributes: { VisibilityTimeout: '40' }, Tags: { a: 'b' } });
+    expect(parse(captured('client-sqs-3.445', 'CreateQueue'))).toEqual({
+      QueueName: 'q1',
+      Attributes: { VisibilityTimeout: '40' },
+      Tags: { a: 'b' },
+    });
   });
   test('SendMessage', () => {
     expect(parse(captured('client-sqs-3.445', 'SendMessage'))).toMatchObject({
@@ -115,7 +152,12 @@ describe('client-sqs 3.445.0 (Query, JS ordering and %20 spaces)', () => {
     });
   });
   test('ReceiveMessage, TagQueue, UntagQueue', () => {
-    expect(parse(captured('client-sqs-3.445', 'ReceiveMessage'))).toMatchObject({ AttributeNames: ['All'], MessageAttributeNames: ['All'], MaxNumberOfMessages: 10, WaitTimeSeconds: 1 });
+    expect(parse(captured('client-sqs-3.445', 'ReceiveMessage'))).toMatchObject({
+      AttributeNames: ['All'],
+      MessageAttributeNames: ['All'],
+      MaxNumberOfMessages: 10,
+      WaitTimeSeconds: 1,
+    });
     expect(parse(captured('client-sqs-3.445', 'TagQueue'))).toEqual({ QueueName: 'q1', Tags: { a: 'b' } });
     expect(parse(captured('client-sqs-3.445', 'UntagQueue'))).toEqual({ QueueName: 'q1', TagKeys: ['a'] });
   });
@@ -123,7 +165,11 @@ describe('client-sqs 3.445.0 (Query, JS ordering and %20 spaces)', () => {
 
 describe('client-sqs 3.1174 (JSON 1.0)', () => {
   test('CreateQueue reads the lower-case `tags` member', () => {
-    expect(parse(captured('client-sqs-3.1174', 'CreateQueue'))).toEqual({ QueueName: 'q1', Attributes: { VisibilityTimeout: '40' }, Tags: { a: 'b' } });
+    expect(parse(captured('client-sqs-3.1174', 'CreateQueue'))).toEqual({
+      QueueName: 'q1',
+      Attributes: { VisibilityTimeout: '40' },
+      Tags: { a: 'b' },
+    });
   });
   test('SendMessage decodes base64 binary values', () => {
     expect(parse(captured('client-sqs-3.1174', 'SendMessage'))).toMatchObject({
@@ -133,7 +179,10 @@ describe('client-sqs 3.1174 (JSON 1.0)', () => {
     });
   });
   test('ReceiveMessage merges AttributeNames and MessageSystemAttributeNames', () => {
-    expect(parse(captured('client-sqs-3.1174', 'ReceiveMessage'))).toMatchObject({ AttributeNames: ['All', 'SenderId'], MaxNumberOfMessages: 10 });
+    expect(parse(captured('client-sqs-3.1174', 'ReceiveMessage'))).toMatchObject({
+      AttributeNames: ['All', 'SenderId'],
+      MaxNumberOfMessages: 10,
+    });
   });
   test('ListQueues with an empty body', () => {
     expect(parse(captured('client-sqs-3.1174', 'ListQueues'))).toEqual({});
@@ -143,11 +192,30 @@ describe('client-sqs 3.1174 (JSON 1.0)', () => {
 describe('SNS (Query)', () => {
   const T = 'arn:aws:sns:us-east-1:000000000000:t1';
   test.each<[string, unknown]>([
-    ['CreateTopic', { Name: 't1', Attributes: { DisplayName: 'x', FifoTopic: 'false' }, Tags: [{ Key: 'a', Value: 'b' }, { Key: 'c', Value: 'd' }] }],
+    [
+      'CreateTopic',
+      {
+        Name: 't1',
+        Attributes: { DisplayName: 'x', FifoTopic: 'false' },
+        Tags: [
+          { Key: 'a', Value: 'b' },
+          { Key: 'c', Value: 'd' },
+        ],
+      },
+    ],
     ['DeleteTopic', { TopicArn: T }],
     ['ListTopics', { NextToken: 'tok' }],
     ['SetTopicAttributes', { TopicArn: T, AttributeName: 'DisplayName', AttributeValue: 'y' }],
-    ['Subscribe', { TopicArn: T, Protocol: 'sqs', Endpoint: 'arn:aws:sqs:us-east-1:000000000000:q1', Attributes: { RawMessageDelivery: 'true' }, ReturnSubscriptionArn: true }],
+    [
+      'Subscribe',
+      {
+        TopicArn: T,
+        Protocol: 'sqs',
+        Endpoint: 'arn:aws:sqs:us-east-1:000000000000:q1',
+        Attributes: { RawMessageDelivery: 'true' },
+        ReturnSubscriptionArn: true,
+      },
+    ],
     ['ConfirmSubscription', { TopicArn: T, Token: 'tok', AuthenticateOnUnsubscribe: 'true' }],
     ['Unsubscribe', { SubscriptionArn: `${T}:abc` }],
     ['ListSubscriptionsByTopic', { TopicArn: T, NextToken: 'tok' }],
@@ -180,13 +248,25 @@ describe('SNS (Query)', () => {
     expect(parse(captured('awscli', 'PublishBatch'))).toEqual({
       TopicArn: T,
       PublishBatchRequestEntries: [
-        { Id: '1', Message: 'm', Subject: 's', MessageStructure: 'string', MessageAttributes: { a: { DataType: 'String', StringValue: 'v' } }, MessageGroupId: 'g', MessageDeduplicationId: 'd' },
+        {
+          Id: '1',
+          Message: 'm',
+          Subject: 's',
+          MessageStructure: 'string',
+          MessageAttributes: { a: { DataType: 'String', StringValue: 'v' } },
+          MessageGroupId: 'g',
+          MessageDeduplicationId: 'd',
+        },
         { Id: '2', Message: 'n', MessageAttributes: {} },
       ],
     });
   });
 
   test('client-sns Publish with a binary attribute', () => {
-    expect(parse(captured('client-sns', 'Publish'))).toMatchObject({ TopicArn: T, Message: 'hi there', MessageAttributes: { a: { DataType: 'Binary', BinaryValue: bytes(1, 2, 3) } } });
+    expect(parse(captured('client-sns', 'Publish'))).toMatchObject({
+      TopicArn: T,
+      Message: 'hi there',
+      MessageAttributes: { a: { DataType: 'Binary', BinaryValue: bytes(1, 2, 3) } },
+    });
   });
 });

@@ -11,6 +11,10 @@ test('astral characters pass; characters XML 1.0 cannot carry become U+FFFD', ()
 });
 
 test('documents: declaration, namespace on the root, empty elements self-closed, optional members', () => {
-  const doc = renderXml({ name: 'R', xmlns: 'urn:x', children: [el('A', 'x&y'), el('B', []), ...opt('C', undefined), ...opt('D', 0), ...opt('E', false)] });
+  const doc = renderXml({
+    name: 'R',
+    xmlns: 'urn:x',
+    children: [el('A', 'x&y'), el('B', []), ...opt('C', undefined), ...opt('D', 0), ...opt('E', false)],
+  });
   expect(doc).toBe('<?xml version="1.0"?><R xmlns="urn:x"><A>x&amp;y</A><B/><D>0</D><E>false</E></R>');
 });
