@@ -246,8 +246,8 @@ export function createAgent(deps: AgentDeps): Agent {
         try {
           next = await deps.reloadConfig();
         } catch (err) {
-          // Only the message: the error's cause could quote a config line holding a secret.
-          log.error({ error: (err as Error).message }, 'config reload failed; keeping the last good config');
+          // A SettingsError names the file and key, never the value, and carries no cause.
+          log.error({ err }, 'config reload failed; keeping the last good config');
           return false;
         }
         const prev = loaded.config;

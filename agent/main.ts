@@ -12,7 +12,7 @@ import { watchConfig, type ConfigWatcher } from './config/watch.js';
 import { createAgent, type Agent } from './daemon.js';
 import { roleCatalog } from './roles.js';
 import { VERSION } from './version.js';
-import { detach } from '../core/errors.js';
+import { detach, errorMessage } from '../core/errors.js';
 
 /** Runs the agent until SIGTERM/SIGINT; resolves with the process exit code. */
 export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) => void): Promise<number> {
@@ -20,7 +20,7 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
   try {
     loaded = await loadConfig(opts);
   } catch (err) {
-    stderr(`mammatus agent: ${(err as Error).message}`);
+    stderr(`mammatus agent: ${errorMessage(err)}`);
     return 1;
   }
   const log = buildLogger(loaded.config.log.level);

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BUNDLE } from '../scripts/lib/mammatus-agent.js';
+import { errorMessage } from '../core/errors.js';
 
 /** The package root (/work/main). */
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -191,7 +192,7 @@ export class Cleanup {
         try {
           await step();
         } catch (err) {
-          console.error(`cleanup step failed: ${(err as Error).message}`);
+          console.error(`cleanup step failed: ${errorMessage(err)}`);
         }
       }
     })();

@@ -26,6 +26,7 @@ import { lxdInstalled, mustRun, startLxdDaemon, stopLeftoverLxd, type LxdDaemon 
 import { printStatus, runDemo, suggestions, type DemoCluster } from './lib/local-demo.js';
 import { BUNDLE, startMammatusAgent, type MammatusAgent } from './lib/mammatus-agent.js';
 import { startSerfAgent, type SerfAgent } from './lib/serf-agent.js';
+import { errorMessage } from '../core/errors.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const ROLES = ['gateway', 'compute', 'storage', 'controller'] as const;
@@ -262,7 +263,7 @@ function printTry(demo: DemoCluster, demoRan: boolean): void {
 
 main()
   .catch((err: unknown) => {
-    console.error(`local cluster failed: ${(err as Error).message}`);
+    console.error(`local cluster failed: ${errorMessage(err)}`);
     process.exitCode = interrupted ? 130 : 1;
   })
   .finally(async () => {

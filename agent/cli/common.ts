@@ -1,6 +1,6 @@
 /** Pieces every CLI command shares: global flags, output sink, the Serf client, flag parsers. */
 import { parseDuration } from '../../core/duration.js';
-import { asError } from '../../core/errors.js';
+import { asError, errorMessage } from '../../core/errors.js';
 import { SerfClient, type QueryParams, type QueryRecord } from '../serf/client.js';
 import type { RecordQueue } from '../serf/queue.js';
 import { detach } from '../../core/errors.js';
@@ -32,7 +32,7 @@ export function parseTimeoutFlag(text: string | undefined): number {
   try {
     return text ? parseDuration(text) : 0;
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(errorMessage(err));
   }
 }
 

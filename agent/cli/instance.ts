@@ -12,6 +12,7 @@ import { connectNats } from '../../core/nats.js';
 import { ROLE_TAG } from '../../core/members.js';
 import { connect, formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { describeNote, notesByInstance, notesForCandidate, notesForInstance, type GatewayNote } from './reservations.js';
+import { errorMessage } from '../../core/errors.js';
 
 /** Flags every instance subcommand takes. */
 export interface InstanceOptions {
@@ -67,7 +68,7 @@ export async function withRegistry(
   try {
     nc = await connectNats(servers, { name: 'mammatus-cli', timeoutMs: 5000 });
   } catch (err) {
-    io.err(`error: cannot reach NATS at ${servers.join(', ')}: ${(err as Error).message}`);
+    io.err(`error: cannot reach NATS at ${servers.join(', ')}: ${errorMessage(err)}`);
     return 1;
   }
   try {
@@ -246,7 +247,7 @@ async function readText(file: string, flag: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (err) {
-    throw new UsageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+    throw new UsageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : errorMessage(err)}`);
   }
 }
 
@@ -254,8 +255,6 @@ async function readBytes(file: string): Promise<Buffer> {
   try {
     return await readFile(file);
   } catch (err) {
-    throw new UsageError(
-      `--user-data ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
-    );
+    throw new UsageError(`--user-data ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : errorMessage(err)}`);
   }
 }

@@ -15,6 +15,7 @@ import type { InstanceRecord } from '../../core/instance-record.js';
 import { parseTimeoutFlag, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { warnUnserved, withRegistry, type InstanceOptions } from './instance.js';
 import { chooseNode, surveyCapacity, unfitReason, type CapacitySurvey } from './placement.js';
+import { errorMessage } from '../../core/errors.js';
 
 /** `launch` flags. */
 export interface LaunchOptions extends InstanceOptions {
@@ -39,7 +40,7 @@ export async function launchCommand(g: GlobalOptions, name: string, opts: Launch
   try {
     mac = opts.mac ? normalizeMac(opts.mac) : randomMac();
   } catch (err) {
-    throw new UsageError(`--mac: ${(err as Error).message}`);
+    throw new UsageError(`--mac: ${errorMessage(err)}`);
   }
   const sshKeys = (await Promise.all((opts.sshKey ?? []).map((f) => readInput(f, '--ssh-key', 'utf8')))).flatMap((text) =>
     text
@@ -59,7 +60,7 @@ export async function launchCommand(g: GlobalOptions, name: string, opts: Launch
     try {
       survey = await surveyCapacity(g);
     } catch (err) {
-      io.err(`error: choosing a compute node needs the local serf agent (${(err as Error).message}); or name one with --node`);
+      io.err(`error: choosing a compute node needs the local serf agent (${errorMessage(err)}); or name one with --node`);
       return 1;
     }
   }
@@ -147,7 +148,7 @@ async function checkNamedNode(g: GlobalOptions, node: string, io: CliIo): Promis
     // A short wait: one node on the LAN answers in milliseconds, and no answer is only a warning.
     survey = await surveyCapacity(g, { node, timeoutMs: NAMED_NODE_TIMEOUT_MS });
   } catch (err) {
-    io.err(`warning: cannot check ${node} with serf (${(err as Error).message}); recording the launch anyway`);
+    io.err(`warning: cannot check ${node} with serf (${errorMessage(err)}); recording the launch anyway`);
     return undefined;
   }
   const why = unfitReason(survey.members[0], survey.answers.get(node));
@@ -187,6 +188,6 @@ async function readInput(file: string, flag: string, encoding?: 'utf8'): Promise
   try {
     return encoding ? await readFile(file, encoding) : await readFile(file);
   } catch (err) {
-    throw new UsageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+    throw new UsageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : errorMessage(err)}`);
   }
 }

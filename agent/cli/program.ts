@@ -14,6 +14,7 @@ import type { ProxyOptions, ServeOptions } from './metadata.js';
 import type { MessagingServeOptions } from './messaging.js';
 import type { QueryOptions } from './query.js';
 import type { StatusOptions } from './status.js';
+import { errorMessage } from '../../core/errors.js';
 
 /** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
 export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -219,7 +220,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
       io.err(`error: ${err.message}`);
       return 2;
     }
-    io.err(`error: ${(err as Error).message}`);
+    io.err(`error: ${errorMessage(err)}`);
     return 1;
   }
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { parseDocument } from 'yaml';
 import { SettingsError } from '../../core/validation.js';
 import { DEFAULT_CONFIG, deepFreeze, findSchemaProblem, type AgentConfig, type DeepPartial } from './schema.js';
+import { errorMessage } from '../../core/errors.js';
 
 /** Where the config lives unless `--config` or `MAMMATUS_CONFIG` says otherwise. */
 export const DEFAULT_CONFIG_PATH = '/etc/mammatus/agent.yaml';
@@ -172,7 +173,7 @@ async function yamlFilesIn(dir: string): Promise<string[]> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return [];
-    throw new SettingsError('', (err as Error).message, dir);
+    throw new SettingsError('', errorMessage(err), dir);
   }
   const files: string[] = [];
   for (const name of names.filter(isConfigFileName).sort()) {
@@ -189,7 +190,7 @@ async function readConfigFile(file: string): Promise<Plain> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new SettingsError('', (err as Error).message, file);
+    throw new SettingsError('', errorMessage(err), file);
   }
   const doc = parseDocument(text, { prettyErrors: true });
   const syntax = doc.errors[0];
@@ -206,7 +207,7 @@ async function readConfigFile(file: string): Promise<Plain> {
     data = doc.toJS();
   } catch (err) {
     // e.g. an alias to an anchor that does not exist
-    throw new SettingsError('', `invalid YAML: ${(err as Error).message.split('\n')[0]}`, file);
+    throw new SettingsError('', `invalid YAML: ${errorMessage(err).split('\n')[0]}`, file);
   }
   if (data === null || data === undefined) return {};
   if (!isPlain(data)) {

@@ -7,6 +7,7 @@ import type { JSONSchemaType } from 'ajv';
 import { parseDuration } from '../../core/duration.js';
 import { ROLE_NAMES, type RoleName } from '../../core/members.js';
 import { COMMON_FORMATS, SettingsError, sectionChecker, type Format } from '../../core/validation.js';
+import { errorMessage } from '../../core/errors.js';
 
 /** pino's level names; `silent` turns logging off (tests, benchmarks). */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -99,7 +100,7 @@ function durationProblem(value: string): string {
   try {
     parseDuration(value);
   } catch (err) {
-    return (err as Error).message;
+    return errorMessage(err);
   }
   return `invalid duration ${JSON.stringify(value)}: must not be negative`;
 }

@@ -5,6 +5,7 @@
  */
 import { Packr, Unpackr } from 'msgpackr';
 import { ProtocolError } from './errors.js';
+import { errorMessage } from '../../core/errors.js';
 
 // Plain maps only: msgpackr's record extension is not msgpack Go understands.
 const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -55,7 +56,7 @@ export class StreamDecoder {
     } catch (err) {
       const partial = err as { incomplete?: boolean; values?: unknown[]; lastPosition?: number };
       if (!partial.incomplete) {
-        throw new ProtocolError(`undecodable msgpack from serf: ${(err as Error).message}`, { cause: err });
+        throw new ProtocolError(`undecodable msgpack from serf: ${errorMessage(err)}`, { cause: err });
       }
       const rest = buf.subarray(partial.lastPosition ?? 0);
       if (rest.length > this.maxValueBytes) {

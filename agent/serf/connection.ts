@@ -8,6 +8,7 @@ import { encodeMessage, StreamDecoder, wireInt } from './codec.js';
 import { ConnectionClosedError, ProtocolError, RequestTimeoutError, fromSerfError } from './errors.js';
 import { Command, HEADER_ONLY_ERRORS, IPC_VERSION, REQUEST_WITHOUT_BODY, RESPONSE_WITH_BODY, type ResponseHeader } from './protocol.js';
 import { splitHostPort } from '../../core/net.js';
+import { errorMessage } from '../../core/errors.js';
 
 /** Options for opening a connection. */
 export interface ConnectionOptions {
@@ -192,7 +193,7 @@ export class SerfConnection {
     try {
       for (const value of this.decoder.push(chunk)) this.route(value);
     } catch (err) {
-      const e = err instanceof ProtocolError ? err : new ProtocolError(`serf RPC: ${(err as Error).message}`, { cause: err });
+      const e = err instanceof ProtocolError ? err : new ProtocolError(`serf RPC: ${errorMessage(err)}`, { cause: err });
       this.opts.log?.error({ err: e, addr: this.opts.addr }, 'serf RPC protocol error; closing connection');
       this.fail(e);
     }

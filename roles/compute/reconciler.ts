@@ -16,6 +16,7 @@ import type { ComputeConfig } from './config.js';
 import { LxdConflictError, LxdNotFoundError, type LxdClient } from '../../src/lxd/client.js';
 import { planCompute, type ComputeAction, type ComputeProblem } from './plan.js';
 import type { ComputeRegistry, ObservedWrite } from '../../core/contracts.js';
+import { errorMessage } from '../../core/errors.js';
 
 /** What the last pass found and did; the role's status detail. */
 export interface ComputeReport {
@@ -87,8 +88,8 @@ export class Reconciler {
         do {
           this.again = false;
           const acted = await this.pass().catch((err: unknown) => {
-            this.deps.log.error({ err: (err as Error).message }, 'compute reconcile failed');
-            this.last = { ...this.last, at: new Date(), failed: [`reconcile: ${(err as Error).message}`] };
+            this.deps.log.error({ err }, 'compute reconcile failed');
+            this.last = { ...this.last, at: new Date(), failed: [`reconcile: ${errorMessage(err)}`] };
             return false;
           });
           // What an action changed (a container now running) is written back by a pass that reads it.
@@ -120,7 +121,7 @@ export class Reconciler {
           done.push(`${action.kind} ${action.name}`);
         } catch (err) {
           // A create that failed leaves nothing to start: one error per instance, not two.
-          const message = (err as Error).message;
+          const message = errorMessage(err);
           failed.push(`${action.kind} ${action.name}: ${message}`);
           errors.set(action.id, `${action.kind}: ${message}`);
           log.error({ instance: action.name, action: action.kind, err: message }, 'compute action failed');
@@ -133,7 +134,7 @@ export class Reconciler {
         await registry.setIps(u.id, u.ips);
         done.push(`address ${u.name} ${u.ips.join(',')}`);
       } catch (err) {
-        failed.push(`address ${u.name}: ${(err as Error).message}`);
+        failed.push(`address ${u.name}: ${errorMessage(err)}`);
       }
     }
     await this.writeObserved(records, plan, errors, failed);
@@ -180,7 +181,7 @@ export class Reconciler {
       try {
         await this.deps.registry.setObserved(o.id, next);
       } catch (err) {
-        failed.push(`status ${o.name}: ${(err as Error).message}`);
+        failed.push(`status ${o.name}: ${errorMessage(err)}`);
       }
     }
   }

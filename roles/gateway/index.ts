@@ -213,7 +213,7 @@ async function releaseStaleLeases(ctx: ApplyContext, cfg: GatewayConfig): Promis
       ctx.log.info({ ip: r.ip, mac: r.mac, name: r.name, why: r.why }, 'DHCP lease released');
     } catch (err) {
       ctx.log.warn(
-        { ip: r.ip, mac: r.mac, why: r.why, err: (err as Error).message },
+        { ip: r.ip, mac: r.mac, why: r.why, err },
         'could not release a DHCP lease (is dnsmasq-utils installed?); it runs out on its own',
       );
     }

@@ -9,6 +9,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { errorMessage } from '../../core/errors.js';
 
 /** What a command run to completion gave; `code` 124 = timed out or could not start. */
 export interface CommandResult {
@@ -116,7 +117,7 @@ export async function startLxdDaemon(spec: LxdDaemonSpec): Promise<LxdDaemon> {
     await mustRun('lxd', ['waitready', '--timeout=60'], env, 70_000);
   } catch (err) {
     await node.stop().catch(() => undefined);
-    throw new Error(`${(err as Error).message} (see ${logFile})`, { cause: err });
+    throw new Error(`${errorMessage(err)} (see ${logFile})`, { cause: err });
   }
   return node;
 }

@@ -29,6 +29,7 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { errorMessage } from '../../core/errors.js';
 
 /** Roles of the namespaces in the bed. */
 export type NsKey = 'sw' | 'gw' | 'cl' | 'ctl' | 'up';
@@ -394,7 +395,7 @@ export async function buildGatewayBed(opts: { prefix?: string } = {}): Promise<G
         await waitForFile(dnsLog, /started, version/);
         await waitForFile(http.logFile, /listening/);
       } catch (err) {
-        throw new Error(`upstream did not start: ${(err as Error).message}\n${readFileSync(dns.logFile, 'utf8')}`, { cause: err });
+        throw new Error(`upstream did not start: ${errorMessage(err)}\n${readFileSync(dns.logFile, 'utf8')}`, { cause: err });
       }
       return { dnsLog: () => readFileSync(dnsLog, 'utf8'), httpLog: () => readFileSync(httpLog, 'utf8') };
     },

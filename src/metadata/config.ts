@@ -6,6 +6,7 @@ import type { JSONSchemaType } from 'ajv';
 import { isDnsName } from '../../core/net.js';
 import { COMMON_FORMATS, invalid, SettingsError, sectionChecker, type Format } from '../../core/validation.js';
 import { parseSecret } from './identity.js';
+import { errorMessage } from '../../core/errors.js';
 
 /** The checked settings with defaults applied. */
 export interface MetadataSettings {
@@ -125,7 +126,7 @@ export function parseMetadataSettings(raw: unknown, readFile: (path: string) => 
     if (secretFile !== undefined) proxySecret = parseSecret(readFile(secretFile), `metadata.proxy_secret_file (${secretFile})`);
   } catch (err) {
     // parseSecret's message starts with the key it was given; it never quotes the secret.
-    throw new SettingsError('', (err as Error).message);
+    throw new SettingsError('', errorMessage(err));
   }
   return {
     listen: m.listen ?? '0.0.0.0:8775',

@@ -14,6 +14,7 @@ import { isDnsLabel, isHostPort, isHostname } from '../../core/net.js';
 import { ROLE_NAMES, type RoleName } from '../../core/members.js';
 import { SettingsError } from '../../core/validation.js';
 import { checkGossipKey } from './vendor-data-settings.js';
+import { errorMessage } from '../../core/errors.js';
 
 /** What one node's bootstrap depends on. */
 export interface NodeBootstrapInput {
@@ -60,7 +61,7 @@ export function renderNodeBootstrap(input: NodeBootstrapInput): string {
   try {
     checkGossipKey(input.gossipKey, 'gossipKey');
   } catch (err) {
-    throw new SettingsError('gossipKey', (err as Error).message.replace(/^gossipKey: /, ''));
+    throw new SettingsError('gossipKey', errorMessage(err).replace(/^gossipKey: /, ''));
   }
   if (input.hostname !== undefined && !isDnsLabel(input.hostname)) throw new SettingsError('hostname', 'must be a DNS label');
   input.join.forEach((j, i) => {

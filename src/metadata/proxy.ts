@@ -50,7 +50,7 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const server = http.createServer((req, res) => {
     void handle(req, res).catch((err: unknown) => {
-      deps.log.error({ err: (err as Error).message }, 'metadata proxy failed');
+      deps.log.error({ err }, 'metadata proxy failed');
       if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
       res.end('Bad Gateway');
     });

@@ -114,7 +114,7 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     try {
       return await deps.vendorData(caller.record, caller.ip);
     } catch (err) {
-      deps.log.error({ instance: caller.record.id, err: (err as Error).message }, 'vendor-data failed; serving none');
+      deps.log.error({ instance: caller.record.id, err }, 'vendor-data failed; serving none');
       return '';
     }
   };
@@ -194,7 +194,7 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     req.resume();
     if (closing) return send(req, res, answerText(503, 'Service Unavailable'));
     const failed = (err: unknown) => {
-      deps.log.error({ err: (err as Error).message }, 'metadata request failed');
+      deps.log.error({ err }, 'metadata request failed');
       send(req, res, answerText(500, 'Internal Server Error'));
     };
     // Most answers come straight from memory: no promise for them (it shows in the throughput).

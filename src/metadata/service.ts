@@ -61,7 +61,7 @@ export async function startMetadataService(opts: StartMetadataOptions): Promise<
       nc = c;
       view = RegistryView.start(c, log.child({ component: 'registry' }), settings.registryReplicas);
     },
-    (err: unknown) => log.error({ err: (err as Error).message }, 'NATS connection failed for good'),
+    (err: unknown) => log.error({ err }, 'NATS connection failed for good'),
   );
   const app = buildMetadataApp({
     lookup,

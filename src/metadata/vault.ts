@@ -11,6 +11,7 @@
  * Neither the controller's token nor the wrapping token ever appears in an error message or log.
  */
 import { isIP } from 'node:net';
+import { errorMessage } from '../../core/errors.js';
 
 /** What `mintWrappedSecretId` needs. */
 export interface MintWrappedSecretIdOptions {
@@ -73,7 +74,7 @@ export async function mintWrappedSecretId(opts: MintWrappedSecretIdOptions): Pro
       signal: AbortSignal.timeout(opts.timeoutMs ?? 5000),
     });
   } catch (err) {
-    throw new VaultError(`${what}: ${(err as Error).message}`, undefined, { cause: err });
+    throw new VaultError(`${what}: ${errorMessage(err)}`, undefined, { cause: err });
   }
   const text = await res.text().catch(() => '');
   let answer: { errors?: unknown; wrap_info?: { token?: unknown } | null } = {};

@@ -15,6 +15,7 @@
 import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { errorMessage } from '../../core/errors.js';
 
 /** The texts of the templates, as loaded (LF line ends). */
 export interface VendorDataTemplates {
@@ -112,7 +113,7 @@ export async function loadVendorDataTemplates(dir?: string, search: TemplateSear
       // CRLF from an editor would leave a CR on every line, which sh reads as part of each word.
       texts[key] = (await readFile(full, 'utf8')).replace(/\r\n/g, '\n');
     } catch (err) {
-      throw new VendorDataTemplateError(`vendor-data template ${full} cannot be read: ${(err as Error).message}`);
+      throw new VendorDataTemplateError(`vendor-data template ${full} cannot be read: ${errorMessage(err)}`);
     }
   }
   const templates = texts as unknown as VendorDataTemplates;

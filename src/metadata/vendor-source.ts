@@ -58,7 +58,7 @@ export async function buildVendorDataSource(opts: VendorSourceOptions): Promise<
       return token;
     } catch (err) {
       // The part then tells the instance why Vault was skipped; the rest of the document still goes.
-      opts.log.error({ instance: record.id, err: (err as Error).message }, 'could not mint a Vault secret-id');
+      opts.log.error({ instance: record.id, err }, 'could not mint a Vault secret-id');
       return undefined;
     }
   };

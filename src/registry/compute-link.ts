@@ -40,7 +40,7 @@ export const openComputeRegistry: ComputeRegistryFactory = (servers, onChange, l
       nc = c;
       view = RegistryView.start(c, log, 1, changed);
     },
-    (err: unknown) => log.error({ err: (err as Error).message }, 'cannot reach the instance registry'),
+    (err: unknown) => log.error({ err }, 'cannot reach the instance registry'),
   );
   const writer = async (): Promise<InstanceRegistry> => {
     await connected;

@@ -32,7 +32,7 @@ export const openInstanceFeed: InstanceFeedFactory = (servers, onChange, log): I
       nc = c;
       view = RegistryView.start(c, log, 1, changed);
     },
-    (err: unknown) => log.error({ err: (err as Error).message }, 'cannot reach the instance registry'),
+    (err: unknown) => log.error({ err }, 'cannot reach the instance registry'),
   );
   return {
     snapshot: () => last,

@@ -11,6 +11,7 @@
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { buildRecord, normalizeMac, validateRecord, type InstanceInput, type InstanceRecord } from '../../core/instance-record.js';
+import { errorMessage } from '../../core/errors.js';
 
 /** The bucket's name (JetStream stream `KV_mammatus-instances`). */
 export const REGISTRY_BUCKET = 'mammatus-instances';
@@ -48,7 +49,7 @@ function claimsOf(r: InstanceRecord): { key: string; what: string }[] {
 }
 
 function isWrongLastSequence(err: unknown): boolean {
-  return (err as { code?: unknown }).code === WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(String((err as Error).message));
+  return (err as { code?: unknown }).code === WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(String(errorMessage(err)));
 }
 
 /** Options of `InstanceRegistry.open`. */

@@ -87,7 +87,7 @@ export class RegistryView implements InstanceLookup {
         await this.syncOnce(nc, replicas);
         return;
       } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'registry not readable yet; retrying');
+        this.log.warn({ err }, 'registry not readable yet; retrying');
         await new Promise((r) => setTimeout(r, 1000));
       }
     }
@@ -101,7 +101,7 @@ export class RegistryView implements InstanceLookup {
     void (async () => {
       for await (const entry of watcher) this.apply(entry.key.slice('instance.'.length), parseEntry(entry), entry.revision);
     })()
-      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'registry watch failed'))
+      .catch((err: unknown) => this.log.warn({ err }, 'registry watch failed'))
       .finally(() => {
         // The bucket's stream went away (deleted, or hidden when this server joined a cluster):
         // unavailable until a fresh read, which re-creates the bucket if it has to.

@@ -52,7 +52,7 @@ async function withRetry<T>(log: Logger, make: () => Promise<T>, attempts = 60):
       return await make();
     } catch (err) {
       if (i >= attempts) throw err;
-      if (i === 1 || i % 10 === 0) log.warn({ err: (err as Error).message, attempt: i }, 'JetStream not ready; retrying');
+      if (i === 1 || i % 10 === 0) log.warn({ err, attempt: i }, 'JetStream not ready; retrying');
       await new Promise((r) => setTimeout(r, 1000));
     }
   }

@@ -61,7 +61,7 @@ export class KvCache<T> {
       try {
         value = this.parse(e);
       } catch (err) {
-        this.log.warn({ err: (err as Error).message, key: e.key }, 'unreadable record ignored');
+        this.log.warn({ err, key: e.key }, 'unreadable record ignored');
       }
     }
     this.slots.set(name, { value, revision: e.revision });

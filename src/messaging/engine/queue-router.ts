@@ -32,7 +32,7 @@ import { subjects } from './layout.js';
 import type { QueueLog } from './queue-log.js';
 import type { AppendRequest, Outcome, QueueOwner } from './queue-owner.js';
 import type { QueueCounts } from './queue-state.js';
-import { detach } from '../../../core/errors.js';
+import { detach, errorMessage } from '../../../core/errors.js';
 
 /** The operations an owner runs, as they travel. */
 export type QueueOp =
@@ -251,10 +251,10 @@ export class QueueRouter {
       reply = rpcUnpack<Reply>(msg.data);
     } catch (err) {
       // No subscriber: the lease holder died or is still starting. Retry until it expires.
-      if (/no responders|503/i.test(String((err as Error).message ?? '')) || (err as { code?: unknown }).code === '503')
+      if (/no responders|503/i.test(String(errorMessage(err) ?? '')) || (err as { code?: unknown }).code === '503')
         throw new NotOwnerError();
       // A receive nobody answered: the owner died or stalled with it (see OwnerSilentError).
-      if (op.op === 'receive' && /timeout/i.test(`${(err as Error).name} ${(err as Error).message}`)) throw new OwnerSilentError();
+      if (op.op === 'receive' && /timeout/i.test(`${(err as Error).name} ${errorMessage(err)}`)) throw new OwnerSilentError();
       throw err;
     } finally {
       if (cancelId) signal.removeEventListener('abort', onAbort);
@@ -373,7 +373,7 @@ export class QueueRouter {
         return;
       }
       if (current || !this.holds(h)) {
-        this.deps.logger.warn({ queue: h.record.name, node: this.nodeId, err: (err as Error).message }, 'queue ownership lost');
+        this.deps.logger.warn({ queue: h.record.name, node: this.nodeId, err }, 'queue ownership lost');
         h.lost = true;
         await this.drop(h, false);
       }

@@ -321,7 +321,7 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
       if (res.status >= 200 && res.status < 300) return DONE;
       d.log.warn({ subscription: s.arn, status: res.status, attempt: m.info.deliveryCount }, 'sns http delivery refused');
     } catch (err) {
-      d.log.warn({ subscription: s.arn, err: (err as Error).message, attempt: m.info.deliveryCount }, 'sns http delivery failed');
+      d.log.warn({ subscription: s.arn, err, attempt: m.info.deliveryCount }, 'sns http delivery failed');
     }
     const failed = (await failures(m)) + 1;
     const delayMs = retryDelayMsFor(policy.retry, failed);
@@ -339,7 +339,7 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
       await fanOut(m);
       m.ack();
     } catch (err) {
-      d.log.warn({ err: (err as Error).message }, 'sns fan-out failed; retrying');
+      d.log.warn({ err }, 'sns fan-out failed; retrying');
       m.nak(retryDelayMs(m.info.deliveryCount, 1000, 20_000));
     }
   };
@@ -355,7 +355,7 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
       async (m) => {
         // NATS trouble (counting a failure, a DLQ write): the task comes back after a while.
         const outcome = await deliverHttp(m).catch((err: unknown): HttpOutcome => {
-          d.log.warn({ err: (err as Error).message }, 'sns http delivery could not be completed; retrying');
+          d.log.warn({ err }, 'sns http delivery could not be completed; retrying');
           return { kind: 'retry', delayMs: retryDelayMs(m.info.deliveryCount, 1000, 20_000) };
         });
         if (outcome.kind === 'done') m.ack();
@@ -385,7 +385,7 @@ function runLoop(d: DeliveryDeps, consumer: string, handle: (m: JsMsg) => Promis
           if (inFlight.size >= concurrency) await Promise.race(inFlight);
         }
       } catch (err) {
-        if (!stopped) d.log.warn({ err: (err as Error).message, consumer }, 'sns worker restarting');
+        if (!stopped) d.log.warn({ err, consumer }, 'sns worker restarting');
       }
       if (!stopped) await new Promise((r) => setTimeout(r, 1000));
     }
