@@ -255,6 +255,8 @@ export type WireProtocol = 'query' | 'json';
 /** An error with a catalogue entry: everything the wire layer needs to answer it. */
 export class MessagingError extends Error {
   override readonly name: string = 'MessagingError';
+  /** Which service's catalogue the error comes from (`common`: the front end, the same for both). */
+  readonly service: 'sqs' | 'sns' | 'common' = 'common';
   /** The message the thrower chose, if any (else the catalogue's, per protocol). */
   private readonly explicit: boolean;
   constructor(
@@ -279,10 +281,30 @@ export class MessagingError extends Error {
 /** An SQS-specific error (engine or wire layer). */
 export class SqsError extends MessagingError {
   override readonly name: string = 'SqsError';
+  override readonly service = 'sqs';
 }
 /** An SNS-specific error (engine or wire layer). */
 export class SnsError extends MessagingError {
   override readonly name: string = 'SnsError';
+  override readonly service = 'sns';
+}
+
+/** A failed entry of a batch action, as both services answer it. */
+export interface BatchResultErrorEntry {
+  readonly Id: string;
+  readonly SenderFault: boolean;
+  readonly Code: string;
+  readonly Message?: string;
+}
+
+/**
+ * A batch entry's failure from an error thrown while handling it: batch actions report entries,
+ * not the request. Anything that is not one of our errors is not the entry's fault: it is rethrown
+ * and fails the whole request.
+ */
+export function toBatchEntry(id: string, err: unknown): BatchResultErrorEntry {
+  if (!(err instanceof MessagingError)) throw err;
+  return { Id: id, SenderFault: err.def.fault === 'Sender', Code: err.code, Message: err.message };
 }
 
 /** Builds an `SqsError` from its catalogue key: `sqsError('QueueDoesNotExist')`. */

@@ -5,7 +5,8 @@
  * Member names follow the AWS API. Errors: throw `SnsError`s (`snsError('NotFound', 'Topic does not
  * exist')`); anything else becomes `InternalError` (500).
  */
-import type { BatchResultErrorEntry, RequestContext, StringMap } from './sqs-engine.js';
+import type { RequestContext, StringMap } from './sqs-engine.js';
+import type { BatchResultErrorEntry } from './errors.js';
 
 // Shared with SQS, re-exported so SNS engines need only this module.
 export type { RequestContext, StringMap } from './sqs-engine.js';

@@ -13,6 +13,7 @@
  * Member names follow the AWS API (as in the SDK types), so AWS documentation reads directly.
  * Errors: throw `SqsError`s (`sqsError('QueueDoesNotExist')`); anything else becomes a 500.
  */
+import type { BatchResultErrorEntry } from './errors.js';
 
 /** Who is asking, and about what; passed to every engine call. */
 export interface RequestContext {
@@ -50,14 +51,6 @@ export interface MessageAttributeValue {
 export type MessageAttributes = Readonly<Record<string, MessageAttributeValue>>;
 /** String-valued attributes or tags by name (queue attributes, system attributes, tags). */
 export type StringMap = Readonly<Record<string, string>>;
-
-/** One failed batch entry; `Code` should come from `SqsErrors` (e.g. `ReceiptHandleIsInvalid`). */
-export interface BatchResultErrorEntry {
-  readonly Id: string;
-  readonly SenderFault: boolean;
-  readonly Code: string;
-  readonly Message?: string;
-}
 
 /** CreateQueue input: attributes and tags as sent (validated by the engine). */
 export interface CreateQueueRequest {
@@ -330,4 +323,15 @@ export interface SqsEngine {
   listMessageMoveTasks(req: ListMessageMoveTasksRequest, ctx: RequestContext): Promise<ListMessageMoveTasksResult>;
   /** Cancels a RUNNING task; messages already moved stay moved. */
   cancelMessageMoveTask(req: CancelMessageMoveTaskRequest, ctx: RequestContext): Promise<CancelMessageMoveTaskResult>;
+}
+
+/** What counts towards SQS's size limit: body, attribute names, types and values, in bytes. */
+export function messageSize(message: MessageToSend): number {
+  let size = Buffer.byteLength(message.MessageBody, 'utf8');
+  for (const [name, value] of Object.entries(message.MessageAttributes)) {
+    size += Buffer.byteLength(name, 'utf8') + Buffer.byteLength(value.DataType, 'utf8');
+    if (value.StringValue !== undefined) size += Buffer.byteLength(value.StringValue, 'utf8');
+    if (value.BinaryValue !== undefined) size += value.BinaryValue.length;
+  }
+  return size;
 }

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import { pack, unpack } from 'msgpackr';
-import { MessagingError, SnsErrors, SqsErrors, snsError, sqsError, type ErrorDef } from '../errors.js';
+import { CommonErrors, commonError, MessagingError, SnsErrors, SqsErrors, snsError, sqsError, type ErrorDef } from '../errors.js';
 import type { MessageAttributes, MessageAttributeValue } from '../sqs-engine.js';
 
 /** Header names on stored messages. */
@@ -131,7 +131,7 @@ export function sequenceNumber(seq: number): string {
 
 /** An error as it travels in an RPC reply. */
 export interface WireError {
-  readonly service: 'sqs' | 'sns' | 'internal';
+  readonly service: 'sqs' | 'sns' | 'common' | 'internal';
   readonly code?: string;
   readonly message?: string;
 }
@@ -144,7 +144,7 @@ function findDef(table: Readonly<Record<string, ErrorDef>>, code: string): strin
 export function toWireError(err: unknown): WireError {
   if (err instanceof MessagingError) {
     const explicit = err.message !== err.def.message && err.message !== err.def.jsonMessage;
-    return { service: findDef(SqsErrors, err.code) ? 'sqs' : 'sns', code: err.code, ...(explicit ? { message: err.message } : {}) };
+    return { service: err.service, code: err.code, ...(explicit ? { message: err.message } : {}) };
   }
   return { service: 'internal', message: (err as Error)?.message };
 }
@@ -158,6 +158,10 @@ export function fromWireError(w: WireError): Error {
   if (w.service === 'sns' && w.code) {
     const key = findDef(SnsErrors, w.code);
     if (key) return snsError(key as keyof typeof SnsErrors, w.message);
+  }
+  if (w.service === 'common' && w.code) {
+    const key = findDef(CommonErrors, w.code);
+    if (key) return commonError(key as keyof typeof CommonErrors, w.message);
   }
   return new Error(`remote queue owner failed: ${w.message ?? 'unknown error'}`);
 }

@@ -4,8 +4,8 @@
  * the queue's attributes (size, FIFO members) run here, before any forwarding.
  */
 import { createHash } from 'node:crypto';
-import { MessagingError, sqsError } from '../errors.js';
-import { messageSize } from '../protocol/validate.js';
+import { MessagingError, sqsError, toBatchEntry, type BatchResultErrorEntry } from '../errors.js';
+import { messageSize } from '../sqs-engine.js';
 import type * as Sqs from '../sqs-engine.js';
 import { addPermissionToPolicy, removePermissionFromPolicy } from '../queue-policy.js';
 import type { QueueCatalog, QueueRecord } from './catalog.js';
@@ -58,11 +58,6 @@ function unwrap<T>(outcome: Outcome<T> | undefined): T {
   if (!outcome) throw new Error('queue owner gave no answer');
   if ('error' in outcome) throw outcome.error;
   return outcome.ok;
-}
-
-function failed(id: string, err: unknown): Sqs.BatchResultErrorEntry {
-  if (!(err instanceof MessagingError)) throw err;
-  return { Id: id, SenderFault: err.def.fault === 'Sender', Code: err.code, Message: err.message };
 }
 
 function notForQueueType(name: string, value: string): MessagingError {
@@ -165,14 +160,14 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
     run: (ok: E[]) => Promise<Outcome<true>[]>,
     pre: (e: E) => void,
   ): Promise<Sqs.BatchIdsResult> {
-    const Failed: Sqs.BatchResultErrorEntry[] = [];
+    const Failed: BatchResultErrorEntry[] = [];
     const valid: E[] = [];
     for (const e of entries) {
       try {
         pre(e);
         valid.push(e);
       } catch (err) {
-        Failed.push(failed(e.Id, err));
+        Failed.push(toBatchEntry(e.Id, err));
       }
     }
     const outcomes = valid.length > 0 ? await run(valid) : [];
@@ -180,7 +175,7 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
     valid.forEach((e, i) => {
       const o = outcomes[i];
       if (o && 'ok' in o) Successful.push({ Id: e.Id });
-      else Failed.push(failed(e.Id, o?.error ?? new Error('no answer')));
+      else Failed.push(toBatchEntry(e.Id, o?.error ?? new Error('no answer')));
     });
     return { Successful, Failed };
   }
@@ -252,13 +247,13 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
     },
     async sendMessageBatch(req, ctx) {
       const record = await catalog.require(req.QueueName);
-      const Failed: Sqs.BatchResultErrorEntry[] = [];
+      const Failed: BatchResultErrorEntry[] = [];
       const valid: { id: string; append: AppendRequest }[] = [];
       for (const e of req.Entries) {
         try {
           valid.push({ id: e.Id, append: toAppend(record, e, ctx) });
         } catch (err) {
-          Failed.push(failed(e.Id, err));
+          Failed.push(toBatchEntry(e.Id, err));
         }
       }
       const outcomes = valid.length > 0 ? await router.run(record.name, { op: 'append', entries: valid.map((v) => v.append) }, ctx) : [];
@@ -266,7 +261,7 @@ export function createJetStreamSqs(deps: JetStreamSqsDeps): JetStreamSqs {
       valid.forEach((v, i) => {
         const o = outcomes[i];
         if (o && 'ok' in o) Successful.push({ Id: v.id, ...o.ok });
-        else Failed.push(failed(v.id, o?.error ?? new Error('no answer')));
+        else Failed.push(toBatchEntry(v.id, o?.error ?? new Error('no answer')));
       });
       return { Successful, Failed };
     },

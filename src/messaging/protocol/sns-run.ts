@@ -4,8 +4,9 @@
  * <ResponseMetadata><RequestId/></ResponseMetadata></XResponse>`. SNS wraps lists in `<member>`
  * and maps in `<entry><key/><value/></entry>`, unlike SQS.
  */
-import { MessagingError, snsError } from '../errors.js';
-import type { BatchResultErrorEntry, RequestContext } from '../sqs-engine.js';
+import { snsError, toBatchEntry } from '../errors.js';
+import type { RequestContext } from '../sqs-engine.js';
+import type { BatchResultErrorEntry } from '../errors.js';
 import type {
   AttributesResult,
   ListSubscriptionsResult,
@@ -96,8 +97,7 @@ export const snsRunners: { readonly [A in SnsAction]: Runner<A> } = {
         checkPublish(entry);
         valid.push(entry);
       } catch (err) {
-        if (!(err instanceof MessagingError)) throw err;
-        failed.push({ Id: entry.Id, Code: err.code, Message: err.message, SenderFault: err.def.fault === 'Sender' });
+        failed.push(toBatchEntry(entry.Id, err));
       }
     }
     const out =

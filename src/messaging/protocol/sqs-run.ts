@@ -2,11 +2,10 @@
  * Runs one SQS action: the stateless checks, the engine call, and the conversion of the engine's
  * result into the wire output (queue URLs from names, MD5s, ReceiveMessage's attribute filters).
  */
-import { MessagingError } from '../errors.js';
+import { toBatchEntry } from '../errors.js';
 import { md5OfBody, md5OfMessageAttributes } from '../md5.js';
 import { checkPermissionGrant } from '../queue-policy.js';
 import type {
-  BatchResultErrorEntry,
   MessageAttributes,
   MessageAttributeValue,
   MessageToSend,
@@ -15,6 +14,7 @@ import type {
   SqsEngine,
   StringMap,
 } from '../sqs-engine.js';
+import type { BatchResultErrorEntry } from '../errors.js';
 import { queueUrl } from './queue-url.js';
 import type { SendOutput, SqsAction, SqsOutputs, SqsRequests, WireMessage } from './sqs-types.js';
 import { checkMessage, checkRange, checkSqsBatch, checkSqsBatchSize } from './validate.js';
@@ -44,12 +44,6 @@ function sendOutput(message: MessageToSend, result: { MessageId: string; Sequenc
   };
 }
 
-/** A per-entry failure from a thrown check: batch actions report entries, not the request. */
-function entryFailure(id: string, err: unknown): BatchResultErrorEntry {
-  if (!(err instanceof MessagingError)) throw err;
-  return { Id: id, SenderFault: err.def.fault === 'Sender', Code: err.code, Message: err.message };
-}
-
 /** Splits batch entries into those passing `check` and failures for the rest. */
 function partition<E extends { readonly Id: string }>(entries: readonly E[], check: (e: E) => void): [E[], BatchResultErrorEntry[]] {
   const ok: E[] = [];
@@ -59,7 +53,7 @@ function partition<E extends { readonly Id: string }>(entries: readonly E[], che
       check(entry);
       ok.push(entry);
     } catch (err) {
-      failed.push(entryFailure(entry.Id, err));
+      failed.push(toBatchEntry(entry.Id, err));
     }
   }
   return [ok, failed];

@@ -5,7 +5,6 @@
 import type {
   AddPermissionRequest,
   BatchIdsResult,
-  BatchResultErrorEntry,
   CancelMessageMoveTaskRequest,
   ChangeMessageVisibilityBatchRequest,
   ChangeMessageVisibilityRequest,
@@ -30,6 +29,7 @@ import type {
   TagQueueRequest,
   UntagQueueRequest,
 } from '../sqs-engine.js';
+import type { BatchResultErrorEntry } from '../errors.js';
 
 /** Action names, as sent in `Action=` and after `AmazonSQS.` in `X-Amz-Target`. */
 export const SqsAction = {

@@ -4,7 +4,8 @@
  * SQS's flattened containers (repeated `<QueueUrl>`, `<Message>`, `<Attribute><Name/><Value/></Attribute>`).
  * Actions without output answer with `ResponseMetadata` only.
  */
-import type { BatchResultErrorEntry, MessageAttributes, StringMap } from '../sqs-engine.js';
+import type { MessageAttributes, StringMap } from '../sqs-engine.js';
+import type { BatchResultErrorEntry } from '../errors.js';
 import { el, opt, type XmlNode } from './xml.js';
 import type { SendOutput, SqsAction, SqsOutputs, WireMessage } from './sqs-types.js';
 

@@ -4,7 +4,7 @@
  * size ceilings. Messages follow AWS's wording where it is known.
  */
 import { snsError, sqsError, type MessagingError } from '../errors.js';
-import type { MessageAttributes, MessageToSend } from '../sqs-engine.js';
+import { messageSize, type MessageAttributes, type MessageToSend } from '../sqs-engine.js';
 import type { SnsMessageAttributes } from '../sns-engine.js';
 import { sqsFieldErrors } from './fields.js';
 
@@ -98,17 +98,6 @@ export function checkSystemAttributes(attributes: MessageAttributes): void {
       throw invalidAttribute(`Message system attribute '${name}' must contain a non-empty value of type 'String'.`);
     }
   }
-}
-
-/** What counts towards SQS's size limit: body, attribute names, types and values, in bytes. */
-export function messageSize(message: MessageToSend): number {
-  let size = Buffer.byteLength(message.MessageBody, 'utf8');
-  for (const [name, value] of Object.entries(message.MessageAttributes)) {
-    size += Buffer.byteLength(name, 'utf8') + Buffer.byteLength(value.DataType, 'utf8');
-    if (value.StringValue !== undefined) size += Buffer.byteLength(value.StringValue, 'utf8');
-    if (value.BinaryValue !== undefined) size += value.BinaryValue.length;
-  }
-  return size;
 }
 
 /** All checks of one message to send (SendMessage or a batch entry). */

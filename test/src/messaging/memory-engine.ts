@@ -10,6 +10,7 @@ import { addPermissionToPolicy, removePermissionFromPolicy } from '../../../src/
 import { createReceiptHandle, verifyReceiptHandle } from '../../../src/messaging/receipt.js';
 import type * as Sns from '../../../src/messaging/sns-engine.js';
 import type * as Sqs from '../../../src/messaging/sqs-engine.js';
+import type { BatchResultErrorEntry } from '../../../src/messaging/errors.js';
 
 interface StoredMessage {
   readonly sequence: number;
@@ -90,7 +91,7 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
   };
   const batch = async <E extends { Id: string }>(entries: readonly E[], run: (e: E) => void): Promise<Sqs.BatchIdsResult> => {
     const Successful: { Id: string }[] = [];
-    const Failed: Sqs.BatchResultErrorEntry[] = [];
+    const Failed: BatchResultErrorEntry[] = [];
     for (const e of entries) {
       try {
         run(e);
@@ -295,15 +296,13 @@ function createMemorySns(sqs: Sqs.SqsEngine): { engine: Sns.SnsEngine; pendingTo
   const topic = (arn: string): Topic => topics.get(arn) ?? throwError(snsError('NotFound', 'Topic does not exist'));
   const sub = (arn: string): Sub => subs.get(arn) ?? throwError(snsError('NotFound', 'Subscription does not exist'));
   const list = (filter: (s: Sub) => boolean) => ({
-    Subscriptions: [...subs.values()]
-      .filter(filter)
-      .map((s) => ({
-        SubscriptionArn: s.confirmed ? s.SubscriptionArn : 'PendingConfirmation',
-        Owner: s.Owner,
-        Protocol: s.Protocol,
-        Endpoint: s.Endpoint,
-        TopicArn: s.TopicArn,
-      })),
+    Subscriptions: [...subs.values()].filter(filter).map((s) => ({
+      SubscriptionArn: s.confirmed ? s.SubscriptionArn : 'PendingConfirmation',
+      Owner: s.Owner,
+      Protocol: s.Protocol,
+      Endpoint: s.Endpoint,
+      TopicArn: s.TopicArn,
+    })),
   });
   const deliver = async (t: Topic, m: Sns.MessageToPublish, messageId: string, ctx: Sqs.RequestContext) => {
     for (const s of subs.values()) {
