@@ -106,10 +106,9 @@ import {
   ROOT,
   round,
   runMain,
-  sleep,
   tempDir,
-  waitUntil,
 } from './lib.js';
+import { sleep, waitFor } from '../scripts/lib/wait.js';
 
 const int = (name: string, fallback: number) => {
   const v = Number(process.env[name] ?? fallback);
@@ -336,7 +335,7 @@ class LxdProxy {
 
   /** Resolves once no exchange has been in flight for `quietMs` (false after `timeoutMs`). */
   quiet(quietMs: number, timeoutMs: number): Promise<boolean> {
-    return waitUntil(() => this.inflight === 0 && epoch() - this.last >= quietMs, timeoutMs, 50);
+    return waitFor(() => this.inflight === 0 && epoch() - this.last >= quietMs, timeoutMs, 50);
   }
 
   close(): Promise<void> {
@@ -391,7 +390,7 @@ class SignalListener {
       const prev = l.hits.get(m[2]) ?? {};
       if (prev[m[1] as 'runcmd' | 'done'] === undefined) l.hits.set(m[2], { ...prev, [m[1]]: t, from });
     });
-    if (!(await waitUntil(() => ready || child.exitCode !== null, 10_000))) throw new Error(`signal listener did not start: ${err}`);
+    if (!(await waitFor(() => ready || child.exitCode !== null, 10_000))) throw new Error(`signal listener did not start: ${err}`);
     if (!ready) throw new Error(`signal listener exited: ${err}`);
     return l;
   }
@@ -767,7 +766,7 @@ async function main(): Promise<number> {
     for (const k of Object.keys(env)) if (k.startsWith('MAMMATUS_')) delete env[k];
     const agent: MammatusAgent = await startMammatusAgent({ dir: p('cn1'), rpcAddr: serf.rpcAddr, configPath: agentConfig, env });
     cleanup.add(() => agent.stop());
-    const profileOk = await waitUntil(
+    const profileOk = await waitFor(
       async () => (await node.lxc(['profile', 'device', 'get', 'mammatus', 'eth0', 'parent'])).stdout.trim() === node.lan,
       30_000,
       200,
@@ -828,7 +827,7 @@ async function main(): Promise<number> {
     };
 
     const waitDone = async (names: readonly string[], label: string) => {
-      const ok = await waitUntil(() => names.every((n) => listener.hits.get(n)?.done !== undefined), RUN_TIMEOUT_MS, 50);
+      const ok = await waitFor(() => names.every((n) => listener.hits.get(n)?.done !== undefined), RUN_TIMEOUT_MS, 50);
       if (ok) return;
       const missing = names.filter((n) => listener.hits.get(n)?.done === undefined);
       const detail: string[] = [];
@@ -901,7 +900,7 @@ async function main(): Promise<number> {
       );
       await waitDone(names, label);
       const c1 = cpuSnap();
-      await waitUntil(() => names.every((n) => addrAt.has(n)), ADDR_GRACE_MS, 100);
+      await waitFor(() => names.every((n) => addrAt.has(n)), ADDR_GRACE_MS, 100);
       const calls = agentProxy.calls.slice(callsFrom);
       const instances = launched.map((b) => analyse(calls, b, listener.hits.get(b.name)!, addrAt.get(b.name)));
       await verify(names);
@@ -966,7 +965,7 @@ async function main(): Promise<number> {
       const rs = await Promise.all(names.map((n) => cli('instance', 'delete', n, '--nats', host.natsUrl)));
       const failed = rs.filter((r) => r.code !== 0);
       if (failed.length) throw new Error(`instance delete: ${failed.map((r) => r.out).join('; ')}`);
-      const gone = await waitUntil(
+      const gone = await waitFor(
         async () => {
           const left = await lxdNames();
           if (names.some((n) => left.has(n))) return false;

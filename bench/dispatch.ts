@@ -24,20 +24,8 @@ import { SerfClient } from '../agent/serf/client.js';
 import { VERSION } from '../agent/version.js';
 import { roleCatalog } from '../agent/roles.js';
 import { serfAvailable, startSerfAgent } from '../scripts/lib/serf-agent.js';
-import {
-  Cleanup,
-  emitJson,
-  fmtSummary,
-  Goals,
-  machine,
-  printMachine,
-  round,
-  sleep,
-  summarize,
-  tempDir,
-  waitUntil,
-  runMain,
-} from './lib.js';
+import { Cleanup, emitJson, fmtSummary, Goals, machine, printMachine, round, summarize, tempDir, runMain } from './lib.js';
+import { sleep, waitFor } from '../scripts/lib/wait.js';
 
 const LAT_EVENTS = Number(process.env.BENCH_LAT_EVENTS ?? 200);
 const LAT_SPACING_MS = 20;
@@ -170,7 +158,7 @@ async function main(): Promise<number> {
     // Warm-up: one event to each handler (first-call costs: JIT, page cache of sh and date).
     await send('bench', 'warm:0:0');
     await send('benchsh', 'warm:0:0');
-    await waitUntil(() => seen.has('warm:0:0') && readScriptLog(shLog).length >= 1, 10_000);
+    await waitFor(() => seen.has('warm:0:0') && readScriptLog(shLog).length >= 1, 10_000);
 
     // Reference: a bare RPC stream subscriber for the same events, without the agent's dispatcher.
     // mammatus − raw = the agent's own overhead; raw = what serf + the RPC stream cost anyway.
@@ -198,7 +186,7 @@ async function main(): Promise<number> {
     }
     const latSend = await Promise.allSettled(pending);
     const latSendErrors = latSend.filter((r) => r.status === 'rejected').length;
-    await waitUntil(
+    await waitFor(
       () =>
         [...seen.keys()].filter((k) => k.startsWith('lat:')).length >= LAT_EVENTS &&
         readScriptLog(shLog).filter((l) => l.payload.startsWith('lat:')).length >= LAT_EVENTS,
@@ -262,7 +250,7 @@ async function main(): Promise<number> {
     const mo = await offer('bench');
     const moSettled = await Promise.race([Promise.allSettled(mo.sends), sleep(60_000).then(() => undefined)]);
     const moAccepted = moSettled ? moSettled.filter((r) => r.status === 'fulfilled').length : NaN;
-    await waitUntil(() => mamSeenTp() >= mo.offered, 60_000);
+    await waitFor(() => mamSeenTp() >= mo.offered, 60_000);
     await sleep(500); // anything late or duplicated
     const mamSeen = mamSeenTp();
     const mamTimes = [...seen.entries()].filter(([k]) => k.startsWith('tp:')).map(([, t]) => t);
@@ -285,7 +273,7 @@ async function main(): Promise<number> {
     // handlers one event at a time, so the backlog delays the RPC stream too.
     const probeSent = new Map<string, number>();
     let probeNo = 0;
-    await waitUntil(
+    await waitFor(
       () => {
         const n = countLines(shLog);
         scriptProgress.push({ t: perfEpoch() - so.start, n });
@@ -306,7 +294,7 @@ async function main(): Promise<number> {
     const first = scriptProgress[0];
     const last = scriptProgress[scriptProgress.length - 1];
     const shRate = ((last.n - first.n) / Math.max(1, last.t - first.t)) * 1000;
-    await waitUntil(() => [...probeSent.keys()].every((k) => seen.has(k)), 10_000);
+    await waitFor(() => [...probeSent.keys()].every((k) => seen.has(k)), 10_000);
     const probeLat = [...probeSent].filter(([k]) => seen.has(k)).map(([k, t]) => seen.get(k)! - t);
     const probeS = summarize(probeLat);
     const serfLog = readFileSync(serf.logFile, 'utf8');

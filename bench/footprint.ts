@@ -27,10 +27,10 @@ import {
   ROOT,
   round,
   rssMB,
-  sleep,
   tempDir,
   runMain,
 } from './lib.js';
+import { sleep } from '../scripts/lib/wait.js';
 
 const RUNS = 5;
 const IDLE_SETTLE_S = 10;

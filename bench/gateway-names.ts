@@ -62,12 +62,11 @@ import {
   printMachine,
   round,
   runMain,
-  sleep,
   summarize,
   tempDir,
-  waitUntil,
   type Summary,
 } from './lib.js';
+import { sleep, waitFor } from '../scripts/lib/wait.js';
 
 const MEMBERS = Number(process.env.BENCH_GW_MEMBERS ?? 50); // phase-1 cluster size, the gateway included
 const SAMPLES = Number(process.env.BENCH_GW_SAMPLES ?? 20); // phase-1 timed joins (the last ones)
@@ -451,14 +450,14 @@ async function main(): Promise<number> {
     cleanup.add(() => agent.stop());
     const tStart = now();
     await agent.start();
-    if (!(await waitUntil(() => agent.view.roleStatus().gateway?.state === 'ok', 30_000, 50))) {
+    if (!(await waitFor(() => agent.view.roleStatus().gateway?.state === 'ok', 30_000, 50))) {
       throw new Error(`gateway role not ok after 30 s: ${JSON.stringify(agent.view.roleStatus())}; see ${agentLog}`);
     }
     const dnsmasqPid = (await pidsIn(bed.ns.gw, 'dnsmasq'))[0];
     console.log(
       `mammatus agent in-process, gateway role ok after ${(now() - tStart).toFixed(0)} ms; dnsmasq pid ${dnsmasqPid} in ${bed.ns.gw}`,
     );
-    if (!(await waitUntil(async () => (await digNames(bed.ns.ctl, ['gw1'])).has('gw1'), 10_000, 100)))
+    if (!(await waitFor(async () => (await digNames(bed.ns.ctl, ['gw1'])).has('gw1'), 10_000, 100)))
       throw new Error('dig: gw1.mammatus does not resolve from ctl');
 
     const poller = await DnsPoller.start(bed.ns.ctl);
@@ -623,7 +622,7 @@ async function main(): Promise<number> {
       const seed = await SerfClient.connect({ addr: storm[0].rpcAddr });
       cleanup.add(() => seed.close());
       const joinedOwn = await seed.join(storm.slice(1).map((a) => a.bindAddr));
-      const formed = await waitUntil(
+      const formed = await waitFor(
         async () => (await seed.members()).filter((x) => x.status === 'alive').length === storm.length,
         60_000,
         200,

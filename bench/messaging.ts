@@ -66,11 +66,11 @@ import {
   ROOT,
   round,
   runMain,
-  sleep,
   summarize,
   tempDir,
   type Summary,
 } from './lib.js';
+import { sleep } from '../scripts/lib/wait.js';
 
 const num = (name: string, dflt: number) => {
   const v = Number(process.env[name] ?? dflt);

@@ -52,10 +52,9 @@ import {
   ROOT,
   round,
   runMain,
-  sleep,
   tempDir,
-  waitUntil,
 } from './lib.js';
+import { sleep, waitFor } from '../scripts/lib/wait.js';
 
 const SECONDS = Number(process.env.BENCH_MD_SECONDS ?? 10);
 const RUNS = Number(process.env.BENCH_MD_RUNS ?? 3);
@@ -288,7 +287,7 @@ ${locations}
   exited.catch(() => undefined);
   await Promise.race([waitForPort(port), exited]);
   const want = workers === 'auto' ? Number(spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()) : Number(workers);
-  await waitUntil(() => (workerPids = childrenOf(master)).length >= want, 5000);
+  await waitFor(() => (workerPids = childrenOf(master)).length >= want, 5000);
   return {
     label: `nginx (${workerPids.length} worker${workerPids.length === 1 ? '' : 's'})`,
     base: `http://127.0.0.1:${port}`,
@@ -560,7 +559,7 @@ async function main(): Promise<number> {
       ...svcCmd.map((a) => (a === SERVICE_BUNDLE ? path.relative(ROOT, a) : a.startsWith(dir) ? `$TMP${a.slice(dir.length)}` : a)),
     ].join(' ');
     console.log(`service (${FROM}): ${shownCmd}\n  pid ${mammatus.pid}, ${mammatus.base}`);
-    const loaded = await waitUntil(
+    const loaded = await waitFor(
       async () => (await rawGet(mammatus.base, PATHS[0]).catch(() => ({ status: 0 }))).status === 200,
       15_000,
       100,
@@ -662,7 +661,7 @@ async function main(): Promise<number> {
         more.push({ label, base: bare.match[1], pid: bare.child.pid!, pids: () => [bare.child.pid!], stop: () => stopChild(bare.child) });
       }
       for (const t of more) {
-        if (!(await waitUntil(async () => (await rawGet(t.base, PATHS[0]).catch(() => ({ status: 0 }))).status === 200, 15_000, 100)))
+        if (!(await waitFor(async () => (await rawGet(t.base, PATHS[0]).catch(() => ({ status: 0 }))).status === 200, 15_000, 100)))
           throw new Error(`${t.label} did not answer ${PATHS[0]} within 15 s`);
         for (const p of PATHS) {
           const a = await rawGet(t.base, p);

@@ -27,11 +27,10 @@ import {
   ROOT,
   round,
   rssMB,
-  sleep,
   tempDir,
-  waitUntil,
   runMain,
 } from './lib.js';
+import { sleep, waitFor } from '../scripts/lib/wait.js';
 
 const NODES = Number(process.env.BENCH_NODES ?? 20);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -130,7 +129,7 @@ async function main(): Promise<number> {
     const first = await SerfClient.connect({ addr: serfs[0].rpcAddr });
     cleanup.add(() => first.close());
     const alive = async () => (await first.members()).filter((x) => x.status === 'alive');
-    if (!(await waitUntil(async () => (await alive()).length === NODES, 30_000, 200)))
+    if (!(await waitFor(async () => (await alive()).length === NODES, 30_000, 200)))
       throw new Error(`only ${(await alive()).length}/${NODES} members alive after 30 s`);
     console.log(`${NODES} serf agents up and joined in ${(performance.now() - t0).toFixed(0)} ms`);
 
@@ -155,7 +154,7 @@ async function main(): Promise<number> {
     const untagged = async () => (await first.members()).filter((x) => !(x.status === 'alive' && x.tags.mammatus)).map((x) => x.name);
     const tagWait = performance.now();
     let reported = false;
-    const allTagged = await waitUntil(
+    const allTagged = await waitFor(
       async () => {
         const missing = await untagged();
         if (missing.length && !reported && performance.now() - tagWait > 5000) {

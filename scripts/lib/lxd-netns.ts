@@ -9,7 +9,7 @@ import { mustRun, runCommand, startLxdDaemon, type CommandResult, type LxdDaemon
 import type { GatewayBed } from './netns-bed.js';
 
 /** The compute node. */
-export interface LxdNode {
+export interface LxdNode extends AsyncDisposable {
   /** Its network namespace. */
   readonly ns: string;
   /** Its LAN interface (the macvlan parent), inside `ns`. */
@@ -54,5 +54,14 @@ export async function startLxdNode(bed: GatewayBed, dir: string): Promise<LxdNod
     throw err;
   }
   const d = daemon;
-  return { ns, lan, lxdDir: d.lxdDir, socket: d.socket, lxc: (args, timeoutMs) => d.lxc(args, timeoutMs), log: () => d.log(), destroy };
+  return {
+    ns,
+    lan,
+    lxdDir: d.lxdDir,
+    socket: d.socket,
+    lxc: (args, timeoutMs) => d.lxc(args, timeoutMs),
+    log: () => d.log(),
+    destroy,
+    [Symbol.asyncDispose]: destroy,
+  };
 }

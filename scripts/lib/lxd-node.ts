@@ -51,7 +51,7 @@ export interface LxdDaemonSpec {
 }
 
 /** A running daemon. */
-export interface LxdDaemon {
+export interface LxdDaemon extends AsyncDisposable {
   readonly ns: string;
   readonly lxdDir: string;
   /** `LXD_DIR/unix.socket`: what the compute role and `mammatus image import` talk to. */
@@ -96,6 +96,10 @@ export async function startLxdDaemon(spec: LxdDaemonSpec): Promise<LxdDaemon> {
   daemon.on('error', () => undefined);
   const running = () => daemon.exitCode === null && daemon.signalCode === null;
   const node: LxdDaemon = {
+    /** Stops it when a test's `await using` scope ends. */
+    [Symbol.asyncDispose](this: LxdDaemon) {
+      return this.stop();
+    },
     ns: spec.ns,
     lxdDir,
     socket: path.join(lxdDir, 'unix.socket'),

@@ -29,7 +29,7 @@ export interface MammatusAgentSpec {
 }
 
 /** A running agent process. */
-export interface MammatusAgent {
+export interface MammatusAgent extends AsyncDisposable {
   readonly process: ChildProcess;
   readonly pid: number;
   readonly logFile: string;
@@ -99,6 +99,10 @@ export async function startMammatusAgent(spec: MammatusAgentSpec): Promise<Mamma
     startToReadyMs = performance.now() - started;
   }
   return {
+    /** Stops it when a test's `await using` scope ends. */
+    async [Symbol.asyncDispose](this: MammatusAgent) {
+      await this.stop();
+    },
     process: child,
     pid: child.pid!,
     logFile,

@@ -18,17 +18,10 @@ import { startSerfAgent, type SerfAgent } from './serf-agent.js';
 import { openInstanceFeed } from '../../src/registry/gateway-feed.js';
 import { gatewayEffects } from './gateway-ns.js';
 import type { GatewayBed } from './netns-bed.js';
-
-async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { until } from './wait.js';
 
 /** The controller host in `ctl`. */
-export interface ControllerHost {
+export interface ControllerHost extends AsyncDisposable {
   /** `nats://127.0.0.1:PORT`: ctl's nats-server, through the bridge, from the root namespace. */
   readonly natsUrl: string;
   /** The cluster secret file the service and the gateway's proxy share. */
@@ -75,6 +68,10 @@ export async function startControllerHost(bed: GatewayBed, dir: string): Promise
   const healthz = ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:8775/healthz'];
   await until('the metadata service', async () => (await bed.exec('ctl', healthz)).stdout === '200', 20_000);
   return {
+    /** Stops it when a test's `await using` scope ends. */
+    [Symbol.asyncDispose](this: ControllerHost) {
+      return this.close();
+    },
     natsUrl: `nats://127.0.0.1:${(bridge.address() as net.AddressInfo).port}`,
     secretFile,
     close: () => new Promise((r) => bridge.close(() => r())),
@@ -82,7 +79,7 @@ export async function startControllerHost(bed: GatewayBed, dir: string): Promise
 }
 
 /** A running in-process gateway agent and its serf agent. */
-export interface BedGateway {
+export interface BedGateway extends AsyncDisposable {
   readonly agent: Agent;
   readonly serf: SerfAgent;
   stop(): Promise<void>;
@@ -124,6 +121,10 @@ export async function startBedGateway(bed: GatewayBed, dir: string, host: Contro
   await agent.start();
   await until('the gateway role', () => agent.view.roleStatus().gateway?.state === 'ok', 30_000).catch(() => undefined);
   return {
+    /** Stops it when a test's `await using` scope ends. */
+    [Symbol.asyncDispose](this: BedGateway) {
+      return this.stop();
+    },
     agent,
     serf,
     async stop() {

@@ -24,7 +24,7 @@ export interface NatsServerSpec {
 }
 
 /** A running nats-server. */
-export interface NatsServer {
+export interface NatsServer extends AsyncDisposable {
   readonly spec: NatsServerSpec;
   readonly port: number;
   readonly clusterPort: number;
@@ -97,6 +97,10 @@ export async function startNatsServer(spec: NatsServerSpec): Promise<NatsServer>
     throw err;
   }
   return {
+    /** Stops it when a test's `await using` scope ends. */
+    [Symbol.asyncDispose](this: NatsServer) {
+      return this.stop();
+    },
     spec,
     port,
     clusterPort,

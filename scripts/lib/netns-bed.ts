@@ -30,6 +30,7 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { errorMessage } from '../../core/errors.js';
+import { sleep } from './wait.js';
 
 /** Roles of the namespaces in the bed. */
 export type NsKey = 'sw' | 'gw' | 'cl' | 'ctl' | 'up';
@@ -139,7 +140,7 @@ export interface CurlResult {
 /** A tracked child process; its stdout and stderr go to `logFile`. */
 export type BedProcess = ChildProcess & { readonly logFile: string };
 
-export interface GatewayBed {
+export interface GatewayBed extends AsyncDisposable {
   /** Unique per bed; every namespace name starts with it. */
   readonly id: string;
   /** Namespace names. */
@@ -237,8 +238,6 @@ async function ip(args: readonly string[]): Promise<void> {
   const r = await run('ip', args);
   if (r.code !== 0) throw new Error(`ip ${args.join(' ')} failed (${r.code}): ${r.stderr.trim()}`);
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `file` until its content matches `re`; throws with the content after `timeoutMs`. */
 export async function waitForFile(file: string, re: RegExp, timeoutMs = 5_000): Promise<string> {
@@ -341,6 +340,10 @@ export async function buildGatewayBed(opts: { prefix?: string } = {}): Promise<G
   process.on('exit', exitCleanup);
 
   const bed: GatewayBed = {
+    /** Stops it when a test's `await using` scope ends. */
+    [Symbol.asyncDispose](this: GatewayBed) {
+      return this.destroy();
+    },
     id,
     ns,
     ifaces: IFACES,

@@ -32,7 +32,7 @@ export interface SerfAgentSpec {
 }
 
 /** A running serf agent. */
-export interface SerfAgent {
+export interface SerfAgent extends AsyncDisposable {
   readonly spec: SerfAgentSpec;
   readonly name: string;
   readonly bindPort: number;
@@ -125,6 +125,10 @@ export async function startSerfAgent(spec: SerfAgentSpec): Promise<SerfAgent> {
     throw err;
   }
   return {
+    /** Stops it when a test's `await using` scope ends. */
+    [Symbol.asyncDispose](this: SerfAgent) {
+      return this.stop();
+    },
     spec,
     name: spec.name,
     bindPort,

@@ -255,12 +255,3 @@ export async function startFakeSerf(opts: FakeSerfOptions = {}): Promise<FakeSer
   });
   return new FakeSerf(server, opts);
 }
-
-/** Polls `check` until it returns true (or throws after `timeoutMs`). */
-export async function until(check: () => boolean, timeoutMs = 1000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}

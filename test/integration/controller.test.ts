@@ -23,6 +23,7 @@ import { BUNDLE, startMammatusAgent, type MammatusAgent } from '../../scripts/li
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
 import { skipReason } from './harness.js';
+import { eventually } from '../../scripts/lib/wait.js';
 
 const exec = promisify(execFile);
 const SECRET = Buffer.alloc(32, 5);
@@ -71,18 +72,6 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
   const monitor = (n: Node, p: string) =>
     fetch(`http://${n.ip}:8222${p}`).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
   const natsUrl = (n: Node) => `nats://${n.ip}:4222`;
-
-  async function eventually<T>(check: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        return await check();
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
-  }
 
   async function withNats<T>(n: Node, fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
     const nc = await connect({ servers: natsUrl(n), timeout: 3000 });

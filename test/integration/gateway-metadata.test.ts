@@ -19,6 +19,7 @@ import { InstanceRegistry } from '../../src/registry/registry.js';
 import { connectNats } from '../../core/nats.js';
 import { serfAvailable } from '../../scripts/lib/serf-agent.js';
 import { startBedGateway, startControllerHost, type BedGateway, type ControllerHost } from '../../scripts/lib/metadata-bed.js';
+import { until } from '../../scripts/lib/wait.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../../scripts/lib/netns-bed.js';
 
 const PY = '/usr/bin/python3';
@@ -34,14 +35,6 @@ const hasCloudInit = existsSync('/usr/lib/python3/dist-packages/cloudinit');
 const CLIENT_MAC = '02:00:00:00:00:44';
 const execFileAsync = promisify(execFile);
 
-/** Polls `check` every 50 ms until it holds; throws after `timeoutMs`. */
-async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 const USER_DATA = '#cloud-config\nhostname: from-user-data\n';
 
 describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
@@ -149,7 +142,10 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
 
       await registry.remove('vm-4');
       const removed = Date.now();
-      await until('vm-4.mammatus gone', async () => (await bed.dig('vm-4.mammatus')).status === 'NXDOMAIN', 5000);
+      await until('vm-4.mammatus gone', async () => (await bed.dig('vm-4.mammatus')).status === 'NXDOMAIN', {
+        timeoutMs: 5000,
+        everyMs: 20,
+      });
       const took = Date.now() - removed;
       console.log(`gateway bed: vm-4.mammatus gone ${took} ms after its record`);
       expect(took, `name gone ${took} ms after the record`).toBeLessThan(1000);

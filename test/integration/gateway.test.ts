@@ -17,6 +17,7 @@ import { SerfClient } from '../../agent/serf/client.js';
 import { buildGatewayRole } from '../../roles/gateway/index.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
 import { gatewayEffects } from '../../scripts/lib/gateway-ns.js';
+import { until } from '../../scripts/lib/wait.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../../scripts/lib/netns-bed.js';
 
 const exec = promisify(execFile);
@@ -155,22 +156,17 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
       // A PXE-booted node leases its address (with its hostname) before its agent joins Serf.
       const lease = await bed.dhcp({ mac: '02:00:00:00:00:77', hostname: 'compute8' });
       expect(lease.ip).toMatch(/^10\.88\.0\.\d+$/);
-      for (let i = 0; i < 30 && (await bed.dig('compute8.mammatus')).answers[0] !== lease.ip; i++)
-        await new Promise((r) => setTimeout(r, 100));
-      expect((await bed.dig('compute8.mammatus')).answers).toEqual([lease.ip]);
-      const other = await startSerfAgent({ name: 'compute8', dir: path.join(tmp, 'serf8') });
+      await until('compute8.mammatus from its lease', async () => (await bed.dig('compute8.mammatus')).answers[0] === lease.ip, 3000);
+      // Stopped (if it still runs) when this test ends, whatever happens.
+      await using other = await startSerfAgent({ name: 'compute8', dir: path.join(tmp, 'serf8') });
       const client = await SerfClient.connect({ addr: serf.rpcAddr });
       try {
         await client.join([other.bindAddr]);
-        for (let i = 0; i < 50 && !readFileSync(path.join(tmp, 'members'), 'utf8').includes('compute8'); i++)
-          await new Promise((r) => setTimeout(r, 100));
+        await until('compute8 in the members file', () => readFileSync(path.join(tmp, 'members'), 'utf8').includes('compute8'), 5000);
         await other.stop(); // graceful leave
-        for (let i = 0; i < 80 && (await bed.dig('compute8.mammatus')).status !== 'NXDOMAIN'; i++)
-          await new Promise((r) => setTimeout(r, 100));
-        expect((await bed.dig('compute8.mammatus')).status).toBe('NXDOMAIN');
+        await until('compute8.mammatus gone', async () => (await bed.dig('compute8.mammatus')).status === 'NXDOMAIN', 8000);
         expect(readFileSync(path.join(tmp, 'leases/dnsmasq.leases'), 'utf8')).not.toContain('02:00:00:00:00:77');
       } finally {
-        await other.kill();
         client.close();
       }
     },

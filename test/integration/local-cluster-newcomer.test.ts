@@ -20,7 +20,7 @@ import { lxdInstalled, runCommand } from '../../scripts/lib/lxd-node.js';
 import { InstanceRegistry } from '../../src/registry/registry.js';
 import { connectNats } from '../../core/nats.js';
 import { missingTools } from '../../scripts/lib/netns-bed.js';
-import { until } from '../../scripts/lib/wait.js';
+import { until, sleep } from '../../scripts/lib/wait.js';
 import { skipReason } from './harness.js';
 
 const repo = path.join(import.meta.dirname, '../..');
@@ -34,7 +34,6 @@ if (skip) console.warn(`local cluster newcomer test skipped: ${skip}`);
 const LXD = { LXD_DIR: path.join(LXD_BASE, 'lxd') };
 const NATS = `nats://${LAN.host}:4232`;
 const USER_DATA = '#cloud-config\nruncmd:\n  - [sh, -c, "echo user-data-applied > /run/mammatus-lc-test"]\n';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The repository as a clone would have it: every tracked or new (not ignored) file that exists. */
 async function freshCopy(to: string): Promise<void> {

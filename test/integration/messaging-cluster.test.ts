@@ -6,7 +6,8 @@
 import * as Sqs from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
-import { Cleanup, eventually, sdkConfig, startNatsCluster, startService, tempDir } from '../src/messaging/js-harness.js';
+import { Cleanup, sdkConfig, startNatsCluster, startService, tempDir } from '../src/messaging/js-harness.js';
+import { until } from '../../scripts/lib/wait.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());
@@ -48,20 +49,21 @@ describe.skipIf(!natsServerAvailable())('3-server cluster, R3', () => {
       const body = `after-kill-${i}`;
       const client = i % 2 === 0 ? sa : sb;
       const target = i % 2 === 0 ? QueueUrl : urlB;
-      await eventually(
+      await until(
+        'the expected state',
         () =>
           client.send(new Sqs.SendMessageCommand({ QueueUrl: target, MessageBody: body })).then(
             () => true,
             () => undefined,
           ),
-        30_000,
-        250,
+        { timeoutMs: 30_000, everyMs: 250 },
       );
       sent.push(body);
     }
     const got: string[] = [];
     const handles: string[] = [];
-    await eventually(
+    await until(
+      'the expected state',
       async () => {
         const r = await sb
           .send(new Sqs.ReceiveMessageCommand({ QueueUrl: urlB, MaxNumberOfMessages: 10, VisibilityTimeout: 600 }))
@@ -72,8 +74,7 @@ describe.skipIf(!natsServerAvailable())('3-server cluster, R3', () => {
         }
         return got.length >= sent.length ? true : undefined;
       },
-      30_000,
-      100,
+      { timeoutMs: 30_000, everyMs: 100 },
     );
     expect(got.sort()).toEqual([...sent].sort());
 

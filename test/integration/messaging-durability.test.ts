@@ -8,7 +8,8 @@ import * as Sqs from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, onTestFinished, test, vi } from 'vitest';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
 import { QueueLog } from '../../src/messaging/engine/queue-log.js';
-import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
+import { Cleanup, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
+import { until } from '../../scripts/lib/wait.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());
@@ -76,14 +77,14 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     }
     await nats.stop();
     nats = await restart(cleanup, nats);
-    await eventually(
+    await until(
+      'the expected state',
       () =>
         sqs.send(new Sqs.SendMessageCommand({ QueueUrl, MessageBody: 'after-graceful' })).then(
           () => true,
           () => undefined,
         ),
-      20_000,
-      200,
+      { timeoutMs: 20_000, everyMs: 200 },
     );
     acked.push('after-graceful');
 
@@ -102,12 +103,12 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
         }
       }
     })();
-    await eventually(async () => (acked.length > 60 ? true : undefined), 20_000, 50);
+    await until('60 messages acknowledged', async () => (acked.length > 60 ? true : undefined), { timeoutMs: 20_000, everyMs: 50 });
     await nats.kill();
     await new Promise((r) => setTimeout(r, 500));
     await restart(cleanup, nats);
     const afterKill = acked.length;
-    await eventually(async () => (acked.length > afterKill + 20 ? true : undefined), 30_000, 100);
+    await until('20 more acknowledged', async () => (acked.length > afterKill + 20 ? true : undefined), 30_000);
     stop = true;
     await load;
     expect(failures).toBeGreaterThan(0);
@@ -186,13 +187,13 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     await new Promise((r) => setTimeout(r, 1200));
     // A graceful stop lets go of the task; the other controller's sweep picks it up within seconds.
     await first.stop();
-    const [task] = await eventually(
+    const [task] = await until(
+      'the expected state',
       async () => {
         const r = (await b.send(new Sqs.ListMessageMoveTasksCommand({ SourceArn: arn('resume-dlq') }))).Results ?? [];
         return r[0]?.Status === 'COMPLETED' ? r : undefined;
       },
-      30_000,
-      250,
+      { timeoutMs: 30_000, everyMs: 250 },
     );
     expect(task).toMatchObject({ ApproximateNumberOfMessagesMoved: 8, ApproximateNumberOfMessagesToMove: 8 });
     expect((await drain(b, dest.replace(first.url, second.url), 8)).sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7']);
@@ -239,13 +240,13 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
       await new Promise((r) => setTimeout(r, 1500));
       // The first controller loses NATS at once: its lease and the task's heartbeat go stale.
       await first.nc.close();
-      const [task] = await eventually(
+      const [task] = await until(
+        'the expected state',
         async () => {
           const r = (await b.send(new Sqs.ListMessageMoveTasksCommand({ SourceArn: arn('crash-dlq') }))).Results ?? [];
           return r[0]?.Status === 'COMPLETED' ? r : undefined;
         },
-        60_000,
-        500,
+        { timeoutMs: 60_000, everyMs: 500 },
       );
       expect(task?.ApproximateNumberOfMessagesToMove).toBe(6);
       expect((await drain(b, dest, 6)).sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5']);

@@ -12,8 +12,9 @@ import * as Sqs from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { fifoMessageId } from '../../src/messaging/engine/sns-records.js';
-import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
+import { Cleanup, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
 import { endpoint, verifySnsSignature } from '../src/messaging/sns-endpoint.js';
+import { until } from '../../scripts/lib/wait.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());
@@ -29,12 +30,12 @@ describe.skipIf(!natsServerAvailable())('SNS rules', () => {
     return (e as Error).message;
   };
   const receiveOne = (QueueUrl: string) =>
-    eventually(
+    until(
+      'the expected state',
       async () =>
         (await sqs.send(new Sqs.ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 1, MessageSystemAttributeNames: ['All'] })))
           .Messages?.[0],
-      15_000,
-      0,
+      { timeoutMs: 15_000, everyMs: 0 },
     );
 
   beforeAll(async () => {
@@ -173,7 +174,7 @@ describe.skipIf(!natsServerAvailable())('SNS rules', () => {
         hook.hits.filter((h) => h.headers['x-amz-sns-message-type'] === type).map((h) => JSON.parse(h.body) as Record<string, string>);
       const { TopicArn } = await sns.send(new Sns.CreateTopicCommand({ Name: 'leaving' }));
       await sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'http', Endpoint: hook.url }));
-      const [confirmation] = await eventually(async () =>
+      const [confirmation] = await until('the expected state', async () =>
         of('SubscriptionConfirmation').length > 0 ? of('SubscriptionConfirmation') : undefined,
       );
       await fetch(confirmation?.SubscribeURL ?? '');
@@ -181,9 +182,11 @@ describe.skipIf(!natsServerAvailable())('SNS rules', () => {
 
       // The endpoint unsubscribes itself with the link every notification carries (no signature needed).
       await sns.send(new Sns.PublishCommand({ TopicArn, Message: 'last one' }));
-      const [note] = await eventually(async () => (of('Notification').length > 0 ? of('Notification') : undefined));
+      const [note] = await until('the expected state', async () => (of('Notification').length > 0 ? of('Notification') : undefined));
       expect((await fetch(note?.UnsubscribeURL ?? '')).status).toBe(200);
-      const [bye] = await eventually(async () => (of('UnsubscribeConfirmation').length > 0 ? of('UnsubscribeConfirmation') : undefined));
+      const [bye] = await until('the expected state', async () =>
+        of('UnsubscribeConfirmation').length > 0 ? of('UnsubscribeConfirmation') : undefined,
+      );
       expect(bye).toMatchObject({
         Type: 'UnsubscribeConfirmation',
         TopicArn,
@@ -198,7 +201,7 @@ describe.skipIf(!natsServerAvailable())('SNS rules', () => {
         SubscriptionArn,
       ]);
       await sns.send(new Sns.PublishCommand({ TopicArn, Message: 'welcome back' }));
-      await eventually(async () => (of('Notification').some((n) => n.Message === 'welcome back') ? true : undefined));
+      await until('the expected state', async () => (of('Notification').some((n) => n.Message === 'welcome back') ? true : undefined));
       // Visiting it again changes nothing (a confirmed subscription); a made-up token is refused.
       expect((await fetch(bye?.SubscribeURL ?? '')).status).toBe(200);
       expect((await sns.send(new Sns.ListSubscriptionsByTopicCommand({ TopicArn }))).Subscriptions).toHaveLength(1);

@@ -9,8 +9,9 @@ import * as Sns from '@aws-sdk/client-sns';
 import * as Sqs from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
-import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
+import { Cleanup, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
 import { endpoint as startEndpoint, verifySnsSignature, type Hit } from '../src/messaging/sns-endpoint.js';
+import { until } from '../../scripts/lib/wait.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());
@@ -19,7 +20,8 @@ const endpoint = (status: (hit: Hit, n: number) => number) => startEndpoint(clea
 
 async function receiveAll(sqs: Sqs.SQSClient, QueueUrl: string, n: number): Promise<Sqs.Message[]> {
   const out: Sqs.Message[] = [];
-  await eventually(
+  await until(
+    'the expected state',
     async () => {
       const r = await sqs.send(
         new Sqs.ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: ['All'] }),
@@ -27,8 +29,7 @@ async function receiveAll(sqs: Sqs.SQSClient, QueueUrl: string, n: number): Prom
       out.push(...(r.Messages ?? []));
       return out.length >= n ? true : undefined;
     },
-    15_000,
-    0,
+    { timeoutMs: 15_000, everyMs: 0 },
   );
   return out;
 }
@@ -132,7 +133,7 @@ describe.skipIf(!natsServerAvailable())('SNS', () => {
     const { TopicArn } = await sns.send(new Sns.CreateTopicCommand({ Name: 'hooks' }));
     const sub = await sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'http', Endpoint: hook.url }));
     expect(sub.SubscriptionArn).toBe('pending confirmation');
-    await eventually(async () => (hook.hits.length > 0 ? true : undefined));
+    await until('the expected state', async () => (hook.hits.length > 0 ? true : undefined));
     const confirmation = JSON.parse(hook.hits[0]?.body ?? '') as Record<string, string>;
     expect(confirmation).toMatchObject({ Type: 'SubscriptionConfirmation', TopicArn, SignatureVersion: '1' });
     expect(hook.hits[0]?.headers['x-amz-sns-message-type']).toBe('SubscriptionConfirmation');
@@ -149,7 +150,7 @@ describe.skipIf(!natsServerAvailable())('SNS', () => {
     await sns.send(new Sns.SetTopicAttributesCommand({ TopicArn, AttributeName: 'SignatureVersion', AttributeValue: '2' }));
     const published = await sns.send(new Sns.PublishCommand({ TopicArn, Message: 'ping', Subject: 'test' }));
     // The first attempt gets a 500; the retry (after ~1 s) succeeds.
-    await eventually(async () => (hook.hits.length >= 3 ? true : undefined), 15_000);
+    await until('the expected state', async () => (hook.hits.length >= 3 ? true : undefined), 15_000);
     const [first, second] = [hook.hits[1], hook.hits[2]];
     expect(first?.body).toBe(second?.body);
     const note = JSON.parse(second?.body ?? '') as Record<string, string>;
@@ -250,7 +251,7 @@ describe.skipIf(!natsServerAvailable())('SNS', () => {
       await sns.send(
         new Sns.SubscribeCommand({ TopicArn, Protocol: 'http', Endpoint: hook.url, Attributes: { RedrivePolicy: policy('dlq') } }),
       );
-      await eventually(async () => (hook.hits.length > 0 ? true : undefined));
+      await until('the expected state', async () => (hook.hits.length > 0 ? true : undefined));
       await fetch((JSON.parse(hook.hits[0]?.body ?? '') as { SubscribeURL: string }).SubscribeURL);
 
       const attrs = { kind: { DataType: 'String', StringValue: 'alert' }, size: { DataType: 'Number', StringValue: '7' } };
@@ -291,7 +292,7 @@ describe.skipIf(!natsServerAvailable())('SNS', () => {
         paced.hits.slice(0, n - 1).some((h) => h.body === hit.body) || hit.headers['x-amz-sns-message-type'] !== 'Notification' ? 200 : 500,
       );
       const confirm = async (hook: { hits: Hit[] }) => {
-        await eventually(async () => (hook.hits.length > 0 ? true : undefined));
+        await until('the expected state', async () => (hook.hits.length > 0 ? true : undefined));
         await fetch((JSON.parse(hook.hits[0]?.body ?? '') as { SubscribeURL: string }).SubscribeURL);
       };
       const refused = async (p: Promise<unknown>) => {
@@ -406,7 +407,7 @@ describe.skipIf(!natsServerAvailable())('SNS', () => {
         }),
       );
       const notes = () => paced.hits.filter((h) => h.headers['x-amz-sns-message-type'] === 'Notification');
-      await eventually(async () => (notes().length >= 12 ? true : undefined), 30_000);
+      await until('the expected state', async () => (notes().length >= 12 ? true : undefined), 30_000);
       await new Promise((r) => setTimeout(r, 1500));
       const messages = notes().map((h) => (JSON.parse(h.body) as { Message: string }).Message);
       expect(messages).toHaveLength(12);
@@ -454,7 +455,8 @@ describe.skipIf(!natsServerAvailable())('SNS', () => {
       }
       for (const QueueUrl of urls) {
         const got: string[] = [];
-        await eventually(
+        await until(
+          'the expected state',
           async () => {
             const r = await sqs.send(new Sqs.ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
             for (const m of r.Messages ?? []) {
@@ -463,8 +465,7 @@ describe.skipIf(!natsServerAvailable())('SNS', () => {
             }
             return got.length >= sent.length ? true : undefined;
           },
-          30_000,
-          0,
+          { timeoutMs: 30_000, everyMs: 0 },
         );
         expect(got).toEqual(sent);
       }
@@ -479,22 +480,22 @@ describe.skipIf(!natsServerAvailable())('SNS', () => {
     const sns = new Sns.SNSClient(sdkConfig(first.url));
     const { TopicArn } = await sns.send(new Sns.CreateTopicCommand({ Name: 'durable' }));
     await sns.send(new Sns.SubscribeCommand({ TopicArn, Protocol: 'http', Endpoint: hook.url }));
-    await eventually(async () => (hook.hits.length > 0 ? true : undefined));
+    await until('the expected state', async () => (hook.hits.length > 0 ? true : undefined));
     await fetch((JSON.parse(hook.hits[0]?.body ?? '') as { SubscribeURL: string }).SubscribeURL);
     const { MessageId } = await sns.send(new Sns.PublishCommand({ TopicArn, Message: 'survive' }));
-    await eventually(async () => (hook.hits.length >= 2 ? true : undefined));
+    await until('the expected state', async () => (hook.hits.length >= 2 ? true : undefined));
     expect(hook.hits[1]?.status).toBe(503);
     await first.stop();
     up = true;
     // A new controller picks the pending delivery up from the stream.
     await startService(cleanup, nats.url);
-    const delivered = await eventually(
+    const delivered = await until(
+      'the expected state',
       async () =>
         hook.hits.find(
           (h) => h.status === 200 && h.headers['x-amz-sns-message-type'] === 'Notification' && h.body.includes(MessageId ?? '?'),
         ),
-      40_000,
-      200,
+      { timeoutMs: 40_000, everyMs: 200 },
     );
     expect(JSON.parse(delivered.body)).toMatchObject({ Message: 'survive', MessageId });
   });

@@ -6,8 +6,9 @@ import * as SqsJson from '@aws-sdk/client-sqs';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
-import { Cleanup, eventually, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
+import { Cleanup, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
 import { errorCode, sqsDrivers, type SqsDriver } from '../src/messaging/sqs-drivers.js';
+import { until, sleep } from '../../scripts/lib/wait.js';
 
 const WITH_CLI = existsSync('/usr/bin/aws');
 const NAMES = ['json', 'query', ...(WITH_CLI ? ['cli'] : [])];
@@ -24,7 +25,6 @@ beforeAll(async () => {
 });
 afterAll(() => cleanup.run());
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const failure = (p: Promise<unknown>) => p.then(() => 'no error', errorCode);
 
 describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const))('%s', (tag, i) => {
@@ -256,13 +256,13 @@ describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const
 
     // Without a destination each message goes back to the queue it came from, as a new message.
     const back = await d().startMoveTask(dlqArn);
-    const [done] = await eventually(
+    const [done] = await until(
+      'the expected state',
       async () => {
         const tasks = await d().listMoveTasks(dlqArn);
         return tasks[0]?.Status === 'COMPLETED' ? tasks : undefined;
       },
-      15_000,
-      250,
+      { timeoutMs: 15_000, everyMs: 250 },
     );
     expect(done).toEqual({
       Status: 'COMPLETED',
@@ -299,13 +299,13 @@ describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const
     });
     const movedAtCancel = await d().cancelMoveTask(slow);
     expect(movedAtCancel).toBeLessThan(8);
-    const [cancelled, completed] = await eventually(
+    const [cancelled, completed] = await until(
+      'the expected state',
       async () => {
         const tasks = await d().listMoveTasks(dlqArn, 10);
         return tasks[0]?.Status === 'CANCELLED' ? tasks : undefined;
       },
-      10_000,
-      250,
+      { timeoutMs: 10_000, everyMs: 250 },
     );
     expect(cancelled).not.toHaveProperty('TaskHandle');
     expect(completed).toMatchObject({ Status: 'COMPLETED', ApproximateNumberOfMessagesMoved: 8 });

@@ -16,9 +16,9 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { freePort, waitForPort } from '../../scripts/lib/ports.js';
 import { baseTarball, Chroot, chrootSkipReason, commandAvailable, removeDir, stopProcess, type RunResult } from './chroot.js';
+import { sleep } from '../../scripts/lib/wait.js';
 
 const exec = promisify(execFile);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;

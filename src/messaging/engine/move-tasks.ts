@@ -12,6 +12,7 @@
  * before a crash but whose delete did not is sent again by the resumed worker with the same
  * idempotency key, and stored once (within JetStream's 5-minute duplicate window).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import type { KV, KvEntry } from '@nats-io/kv';
 import type { Logger } from '../../../core/contracts.js';
@@ -59,7 +60,6 @@ interface Stored {
 const taskKey = (queueId: string, taskId: string) => `mv.${queueId}.${taskId}`;
 const lockKey = (queueId: string) => `mvlock.${queueId}`;
 const arnOf = (ctx: { region: string; accountId: string }, name: string) => `arn:aws:sqs:${ctx.region}:${ctx.accountId}:${name}`;
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 
 /** Start, list and cancel, and the workers of this controller. */
 export class MoveTasks {

@@ -8,6 +8,7 @@
  * message. A record is dead once every message in it was deleted or saved again; the owner tracks
  * that and deletes dead records by sequence (`dropStates`), and a rebuild deletes any it finds.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, type ConsumerInfo, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { MessageMeta } from './queue-state.js';
@@ -60,8 +61,6 @@ export interface Rebuilt {
 
 // How long a rebuild keeps trying to read one stream (JetStream re-elects within seconds).
 const READ_DEADLINE_MS = 60_000;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A read's consumer was placed on a replica that is not the stream leader. */
 class NotOnLeader extends Error {}

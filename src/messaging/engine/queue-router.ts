@@ -20,6 +20,7 @@
  * owner subscribes to. Received messages travel without bodies (the receiving controller reads
  * them from the shared stream), so ten 1 MiB messages never exceed NATS's payload limit.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { KV } from '@nats-io/kv';
@@ -94,8 +95,6 @@ class OwnerSilentError extends Error {}
  */
 const FORWARDED_POLL_S = 5;
 const FORWARD_MARGIN_MS = 5000;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // How long a handover waits for operations under way to finish their writes.
 const DRAIN_MS = 5_000;

@@ -1,4 +1,4 @@
-import { describe, it, expect } from 'vitest';
+import { afterEach, beforeEach, describe, it, expect, vi } from 'vitest';
 import { pino } from 'pino';
 import type { MemberEvent, QueryEvent, UserEvent } from '../../../agent/serf/client.js';
 import { EventDedupe } from '../../../agent/dispatch/dedupe.js';
@@ -58,7 +58,15 @@ function query(name: string, fail?: Error): { event: QueryEvent; answer: Promise
   return { event, answer, sent };
 }
 
+// Handlers' delays, timeouts and slow warnings run on fake timers: the tests pass time, never wait.
+beforeEach(() => void vi.useFakeTimers());
+afterEach(() => void vi.useRealTimers());
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Lets `ms` of fake time pass (every timer due fires, with the promises it settles), then awaits `work`. */
+async function within<T>(work: Promise<T>, ms: number): Promise<T> {
+  await vi.advanceTimersByTimeAsync(ms);
+  return work;
+}
 const ticks = async (n: number) => {
   for (let i = 0; i < n; i++) await Promise.resolve();
 };
@@ -97,7 +105,7 @@ describe('Dispatcher: registration', () => {
       payload: Buffer.alloc(0),
       respond: async (b: Uint8Array) => void silent.push(Buffer.from(b)),
     } as never);
-    await new Promise((r) => setTimeout(r, 20));
+    await vi.advanceTimersByTimeAsync(20);
     expect(silent).toEqual([]);
     d.on('query:mammatus.leases', () => 'new');
     const answers: string[] = [];
@@ -109,7 +117,7 @@ describe('Dispatcher: registration', () => {
       payload: Buffer.alloc(0),
       respond: async (b: Uint8Array) => void answers.push(Buffer.from(b).toString()),
     } as never);
-    await new Promise((r) => setTimeout(r, 20));
+    await vi.advanceTimersByTimeAsync(20);
     expect(answers).toEqual(['new']);
   });
 });
@@ -130,7 +138,7 @@ describe('Dispatcher: events', () => {
     d.dispatch(user('deploy', 1));
     d.dispatch(join('b', 'c'));
     d.dispatch(user('deploy', 2));
-    await d.idle();
+    await within(d.idle(), 50);
     expect(trace).toEqual([
       'deploy start 1',
       'deploy end 1',
@@ -183,7 +191,7 @@ describe('Dispatcher: events', () => {
     const started = Date.now();
     d.dispatch(user('deploy', 1));
     d.dispatch(user('deploy', 2));
-    await d.idle();
+    await within(d.idle(), 100);
     expect(Date.now() - started).toBeGreaterThanOrEqual(45);
     expect(Date.now() - started).toBeLessThan(500);
     expect(ran).toEqual([2]);
@@ -200,7 +208,7 @@ describe('Dispatcher: events', () => {
     const { d, lines } = setup({ slowHandlerMs: 20, handlerTimeoutMs: 500 });
     d.on('member-join', () => sleep(60));
     d.dispatch(join('a'));
-    await d.idle();
+    await within(d.idle(), 60);
     const slow = lines.find((l) => l.msg === 'handler is slow');
     expect(slow).toMatchObject({ level: WARN, handler: 'member-join' });
     expect(slow?.elapsed_ms).toBeGreaterThanOrEqual(15);
@@ -212,7 +220,7 @@ describe('Dispatcher: events', () => {
     d.on('member-join', () => undefined);
     d.dispatch(join('a'));
     await d.idle();
-    await sleep(70);
+    await vi.advanceTimersByTimeAsync(70);
     expect(lines.some((l) => l.msg === 'handler is slow')).toBe(false);
   });
 
@@ -221,7 +229,7 @@ describe('Dispatcher: events', () => {
     d.on('user:x', () => sleep(80));
     d.setTimings({ handlerTimeoutMs: 30, slowHandlerMs: 1000, queryTimeoutMs: 1000 });
     d.dispatch(user('x', 1));
-    await d.idle();
+    await within(d.idle(), 80);
     expect(d.stats.timedOut).toBe(1);
   });
 
@@ -289,7 +297,7 @@ describe('Dispatcher: events', () => {
       await ticks(k);
       d.dispatch(user('e', 2));
       await d.idle();
-      await sleep(1);
+      await vi.advanceTimersByTimeAsync(1);
       expect(seen, `second event dispatched after ${k} microtasks`).toEqual([1, 2]);
     }
   });
@@ -308,7 +316,7 @@ describe('Dispatcher: queries', () => {
     const q = query('mammatus.ping');
     d.dispatch(q.event);
     expect((await q.answer).toString('utf8')).toBe(expected);
-    await sleep(1);
+    await vi.advanceTimersByTimeAsync(1);
     expect(q.sent).toHaveLength(1);
     expect(d.stats).toMatchObject({ answered: 1, answerErrors: 0 });
   });
@@ -340,7 +348,7 @@ describe('Dispatcher: queries', () => {
     d.dispatch(over.event);
     const answer = JSON.parse((await over.answer).toString()) as { error: string };
     expect(answer).toEqual({ error: `answer too large: ${limit + 1} bytes > ${limit}` });
-    await sleep(1);
+    await vi.advanceTimersByTimeAsync(1);
     expect(d.stats).toMatchObject({ answered: 2, answerErrors: 1 });
     expect(lines.find((l) => l.msg === 'query answer over Serf response limit; sent an error instead')).toMatchObject({
       level: ERROR,
@@ -368,11 +376,11 @@ describe('Dispatcher: queries', () => {
     });
     const q = query('slow');
     const started = Date.now();
+    let elapsed = -1;
+    q.answer.then(() => (elapsed = Date.now() - started)).catch(() => undefined);
     d.dispatch(q.event);
-    expect((await q.answer).toString()).toBe('{"error":"timeout"}');
-    const elapsed = Date.now() - started;
-    expect(elapsed).toBeGreaterThanOrEqual(170);
-    expect(elapsed).toBeLessThanOrEqual(300 * 0.6 + 50); // timer slack; still far inside the 300 ms
+    expect((await within(q.answer, 300)).toString()).toBe('{"error":"timeout"}');
+    expect(elapsed).toBe(180); // 60 % of the 300 ms the sender waits
     expect(signal?.aborted).toBe(true);
     expect(d.stats.timedOut).toBe(1);
     expect(lines.some((l) => l.msg === 'handler timed out; moving on' && l.handler === 'query:slow')).toBe(true);
@@ -384,7 +392,7 @@ describe('Dispatcher: queries', () => {
     const q = query('slow');
     const started = Date.now();
     d.dispatch(q.event);
-    expect((await q.answer).toString()).toBe('{"error":"timeout"}');
+    expect((await within(q.answer, 100)).toString()).toBe('{"error":"timeout"}');
     expect(Date.now() - started).toBeLessThan(500);
   });
 
@@ -405,7 +413,7 @@ describe('Dispatcher: queries', () => {
     const q = query('ping', new Error('No pending queries matching ID'));
     d.dispatch(q.event);
     await q.answer;
-    await sleep(1);
+    await vi.advanceTimersByTimeAsync(1);
     expect(d.stats).toMatchObject({ answered: 0, answerErrors: 1 });
     expect(lines.find((l) => l.msg === 'could not answer query')).toMatchObject({
       level: WARN,

@@ -3,7 +3,8 @@ import { Unpackr } from 'msgpackr';
 import { encodeMessage, encodeValue, StreamDecoder, wireInt } from '../../../agent/serf/codec.js';
 import { ProtocolError } from '../../../agent/serf/errors.js';
 import { SerfClient } from '../../../agent/serf/client.js';
-import { startFakeSerf, until, type FakeSerf } from '../../helpers/fake-serf.js';
+import { startFakeSerf, type FakeSerf } from '../../helpers/fake-serf.js';
+import { until } from '../../../scripts/lib/wait.js';
 
 const plain = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
@@ -191,7 +192,7 @@ describe('query Timeout on the wire', () => {
     const client = await SerfClient.connect({ addr: serf.addr, requestTimeoutMs: 1000 });
     try {
       for await (const _ of await client.query({ name: 'q' })) expect.unreachable();
-      await until(() => serf!.requestsFor('query').length === 1);
+      await until('the condition', () => serf!.requestsFor('query').length === 1, { timeoutMs: 1000, everyMs: 5 });
       const sent = serf.requestsFor('query')[0];
       expect(sent.body?.Timeout).toBe(0n);
       expect(sent.rawBody!.includes(0xcb)).toBe(false);

@@ -5,7 +5,8 @@ import { SerfConnection } from '../../../agent/serf/connection.js';
 import { splitHostPort } from '../../../core/net.js';
 import { ConnectionClosedError, ProtocolError, RequestTimeoutError, SerfAuthError, SerfRpcError } from '../../../agent/serf/errors.js';
 import { encodeValue } from '../../../agent/serf/codec.js';
-import { startFakeSerf, until, type FakeSerf } from '../../helpers/fake-serf.js';
+import { startFakeSerf, type FakeSerf } from '../../helpers/fake-serf.js';
+import { until } from '../../../scripts/lib/wait.js';
 
 interface LogLine {
   level: number;
@@ -104,7 +105,7 @@ describe('connection setup', () => {
     const err = await rejection(SerfClient.connect({ addr: serf.addr, authKey: 'wrong', requestTimeoutMs: 1000 }));
     expect(err).toBeInstanceOf(SerfAuthError);
     expect(err.message).toContain('Invalid authentication token');
-    await until(() => serf.openConnections === 0, 1000, 'client to close');
+    await until('client to close', () => serf.openConnections === 0, { timeoutMs: 1000, everyMs: 5 });
   });
 
   it('rejects a refused handshake with SerfRpcError', async () => {
@@ -251,7 +252,7 @@ describe('connection failures', () => {
     await expect(stream[Symbol.asyncIterator]().next()).rejects.toBe(pendingErr);
     expect(lines.filter((l) => l.msg === 'serf RPC protocol error; closing connection')).toHaveLength(1);
     expect(lines.find((l) => l.level === 50)?.err).toMatchObject({ type: 'ProtocolError' });
-    await until(() => serf.openConnections === 0, 1000, 'socket to close');
+    await until('socket to close', () => serf.openConnections === 0, { timeoutMs: 1000, everyMs: 5 });
     expect(await rejection(client.members())).toBe(pendingErr);
   });
 
@@ -269,7 +270,7 @@ describe('connection failures', () => {
     expect(err).toBeInstanceOf(ProtocolError);
     expect(err.message).toContain('larger than 128 bytes');
     expect(lines.some((l) => l.msg === 'serf RPC protocol error; closing connection')).toBe(true);
-    await until(() => serf.openConnections === 0, 1000, 'socket to close');
+    await until('socket to close', () => serf.openConnections === 0, { timeoutMs: 1000, everyMs: 5 });
   });
 
   it('rejects after requestTimeoutMs and drops the late reply', async () => {
@@ -359,7 +360,7 @@ describe('streams', () => {
     const stream = await client.stream('user');
     const streamSeq = serf.requestsFor('stream')[0].req.Seq;
     stream.stop();
-    await until(() => serf.requestsFor('stop').length === 1);
+    await until('the condition', () => serf.requestsFor('stop').length === 1, { timeoutMs: 1000, everyMs: 5 });
     expect(serf.requestsFor('stop')[0].body).toEqual({ Stop: streamSeq });
     serf.send([
       { Seq: streamSeq, Error: '' },

@@ -3,7 +3,8 @@ import { pino } from 'pino';
 import type { SerfClient, SerfEvent } from '../../../agent/serf/client.js';
 import { ConnectionClosedError } from '../../../agent/serf/errors.js';
 import { SerfSession, type SerfSessionOptions } from '../../../agent/serf/session.js';
-import { startFakeSerf, until, type FakeSerf } from '../../helpers/fake-serf.js';
+import { startFakeSerf, type FakeSerf } from '../../helpers/fake-serf.js';
+import { until } from '../../../scripts/lib/wait.js';
 
 interface LogLine {
   level: number;
@@ -71,7 +72,7 @@ describe('SerfSession', () => {
       { Seq: streams[0].req.Seq, Error: '' },
       { Event: 'user', LTime: 1, Name: 'mammatus.reconcile', Payload: null, Coalesce: false },
     ]);
-    await until(() => events.length === 1);
+    await until('the condition', () => events.length === 1, { timeoutMs: 1000, everyMs: 5 });
     expect(events[0]).toMatchObject({ type: 'user', name: 'mammatus.reconcile', ltime: 1 });
   });
 
@@ -79,7 +80,7 @@ describe('SerfSession', () => {
     const { session: s, connected, disconnected, events } = build();
     await s.start();
     serf.closeClients();
-    await until(() => connected.length === 2, 1500, 'reconnect');
+    await until('reconnect', () => connected.length === 2, { timeoutMs: 1500, everyMs: 5 });
     expect(s.connects).toBe(2);
     expect(serf.requestsFor('stream')).toHaveLength(2);
     expect(serf.connectionCount).toBe(4);
@@ -94,16 +95,16 @@ describe('SerfSession', () => {
       { Seq: seq, Error: '' },
       { Event: 'member-join', Members: [] },
     ]);
-    await until(() => events.length === 1);
+    await until('the condition', () => events.length === 1, { timeoutMs: 1000, everyMs: 5 });
   });
 
   it('reconnects when only the admin connection drops', async () => {
     const { session: s, connected } = build();
     await s.start();
     serf.clients[1].close();
-    await until(() => connected.length === 2, 1500, 'reconnect');
+    await until('reconnect', () => connected.length === 2, { timeoutMs: 1500, everyMs: 5 });
     expect(serf.requestsFor('stream')).toHaveLength(2);
-    await until(() => serf.openConnections === 2, 500, 'old events connection to close');
+    await until('old events connection to close', () => serf.openConnections === 2, { timeoutMs: 500, everyMs: 5 });
   });
 
   it('backs off while the agent is down and comes back when it returns', async () => {
@@ -112,13 +113,16 @@ describe('SerfSession', () => {
     const addr = serf.addr;
     const port = Number(addr.split(':')[1]);
     await serf.close();
-    await until(() => lines.filter((l) => l.msg === 'serf RPC unavailable; reconnecting').length >= 3, 1500, 'retries');
+    await until('retries', () => lines.filter((l) => l.msg === 'serf RPC unavailable; reconnecting').length >= 3, {
+      timeoutMs: 1500,
+      everyMs: 5,
+    });
     const delays = lines.filter((l) => l.msg === 'serf RPC unavailable; reconnecting').map((l) => l.retry_ms as number);
     expect(delays.slice(0, 3)).toEqual([10, 20, 40]);
     expect(s.connected).toBe(false);
     // The agent is back on the same port; the session finds it on its own.
     serf = await startFakeSerf({ port });
-    await until(() => connected.length === 2, 1500, 'reconnect');
+    await until('reconnect', () => connected.length === 2, { timeoutMs: 1500, everyMs: 5 });
   });
 
   it('stop() ends the session; adminClient() rejects afterwards; stop is idempotent', async () => {
@@ -126,7 +130,7 @@ describe('SerfSession', () => {
     await s.start();
     await s.stop();
     expect(s.connected).toBe(false);
-    await until(() => serf.openConnections === 0, 500, 'sockets to close');
+    await until('sockets to close', () => serf.openConnections === 0, { timeoutMs: 500, everyMs: 5 });
     await expect(s.adminClient()).rejects.toBeInstanceOf(ConnectionClosedError);
     await s.stop();
     expect(serf.connectionCount).toBe(2);
@@ -138,7 +142,7 @@ describe('SerfSession', () => {
     const { session: s, connected } = build({ authKey: 'wrong' });
     const started = s.start();
     const waiting = s.adminClient();
-    await until(() => serf.requestsFor('auth').length >= 3, 1500, 'auth retries');
+    await until('auth retries', () => serf.requestsFor('auth').length >= 3, { timeoutMs: 1500, everyMs: 5 });
     expect(connected).toEqual([]);
     expect(s.connected).toBe(false);
     expect(
@@ -154,7 +158,7 @@ describe('SerfSession', () => {
     ]);
     await s.stop();
     await rejected;
-    await until(() => serf.openConnections === 0, 500, 'sockets to close');
+    await until('sockets to close', () => serf.openConnections === 0, { timeoutMs: 500, everyMs: 5 });
   });
 
   it('retries when onConnected throws', async () => {
@@ -177,9 +181,9 @@ describe('SerfSession', () => {
     serf.onCommand('stream', (req, _b, c) => c.reply(req.Seq, 'Invalid event filter'));
     const { session: s } = build();
     void s.start().catch(() => undefined);
-    await until(() => serf.requestsFor('stream').length >= 3, 1500, 'retries');
+    await until('retries', () => serf.requestsFor('stream').length >= 3, { timeoutMs: 1500, everyMs: 5 });
     await s.stop();
-    await until(() => serf.openConnections === 0, 500, 'every socket to close');
+    await until('every socket to close', () => serf.openConnections === 0, { timeoutMs: 500, everyMs: 5 });
   });
 
   it.each([
@@ -193,12 +197,12 @@ describe('SerfSession', () => {
     });
     const { session: s, connected } = build();
     const started = s.start().catch((e: unknown) => e);
-    await until(() => release !== undefined, 500, 'the held handshake');
+    await until('the held handshake', () => release !== undefined, { timeoutMs: 500, everyMs: 5 });
     const stopped = s.stop();
     release!();
     await stopped;
     expect(await started).toBeInstanceOf(ConnectionClosedError);
     expect(connected).toEqual([]);
-    await until(() => serf.openConnections === 0, 500, 'every socket to close');
+    await until('every socket to close', () => serf.openConnections === 0, { timeoutMs: 500, everyMs: 5 });
   });
 });

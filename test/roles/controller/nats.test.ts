@@ -1,15 +1,15 @@
 /** The nats-server supervisor with a fake spawner: crash restarts with backoff, SIGHUP vs restart, stop. */
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { NatsSupervisor, type NatsLaunch } from '../../../roles/controller/nats.js';
 import { fakeSpawn } from '../../helpers/fake-spawn.js';
 
 const log = pino({ level: 'silent' });
 const launch = (restartKey = 'k1', confPath = '/etc/c/nats.conf'): NatsLaunch => ({ binary: 'nats-server', confPath, restartKey });
-const until = async (cond: () => boolean) => {
-  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-  expect(cond()).toBe(true);
-};
+
+// Restart backoff runs on fake timers: the tests pass time instead of waiting for it.
+beforeEach(() => void vi.useFakeTimers());
+afterEach(() => void vi.useRealTimers());
 
 describe('NatsSupervisor', () => {
   it('runs nats-server -c CONF and restarts it after a crash, keeping its last lines', async () => {
@@ -20,13 +20,13 @@ describe('NatsSupervisor', () => {
     expect(sup.process.pid).toBe(1001);
     spawn.started[0].say('[FTL] Error listening on port: 0.0.0.0:4222, "address already in use"');
     spawn.started[0].exit(1);
-    await until(() => spawn.started.length === 2 && sup.process.running);
+    await vi.waitFor(() => expect(spawn.started.length === 2 && sup.process.running).toBe(true), { timeout: 1000, interval: 10 });
     expect(sup.process.crashes).toBe(1);
     expect(sup.process.lastLines()).toEqual(['[FTL] Error listening on port: 0.0.0.0:4222, "address already in use"']);
     expect(spawn.started[1].args).toEqual(['-c', '/etc/c/nats.conf']);
     await sup.stop();
     expect(spawn.started[1].signals).toEqual(['SIGTERM']);
-    await new Promise((r) => setTimeout(r, 40));
+    await vi.advanceTimersByTimeAsync(40);
     expect(spawn.started.length).toBe(2);
     expect(sup.process.running).toBe(false);
   });
@@ -38,7 +38,7 @@ describe('NatsSupervisor', () => {
     const times: number[] = [Date.now()];
     for (let i = 0; i < 3; i++) {
       spawn.started[i].exit(1);
-      await until(() => spawn.started.length === i + 2);
+      await vi.waitFor(() => expect(spawn.started.length === i + 2).toBe(true), { timeout: 1000, interval: 10 });
       times.push(Date.now());
     }
     const gaps = times.slice(1).map((t, i) => t - times[i]);
@@ -70,7 +70,7 @@ describe('NatsSupervisor', () => {
     const sup = new NatsSupervisor({ spawn, log, minRestartMs: 10_000 });
     await sup.apply(launch('k1'));
     spawn.started[0].exit(1);
-    await until(() => !sup.process.running);
+    await vi.waitFor(() => expect(!sup.process.running).toBe(true), { timeout: 1000, interval: 10 });
     expect(await sup.apply(launch('k1'))).toBe('started');
     expect(spawn.started.length).toBe(2);
     expect(spawn.started[1].signals).toEqual([]);
@@ -90,7 +90,9 @@ describe('NatsSupervisor', () => {
     const spawn = fakeSpawn({ ignore: ['SIGHUP', 'SIGTERM'] });
     const sup = new NatsSupervisor({ spawn, log, stopTimeoutMs: 20 });
     await sup.apply(launch());
-    await sup.stop();
+    const stopped = sup.stop();
+    await vi.advanceTimersByTimeAsync(20);
+    await stopped;
     expect(spawn.started[0].signals).toEqual(['SIGTERM', 'SIGKILL']);
     expect(sup.process.running).toBe(false);
   });

@@ -4,7 +4,7 @@
  * health, SIGHUP versus restart, rollback, and the hosted services' lifecycle.
  */
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Member } from '../../../core/contracts.js';
 import { applyRole } from '../../../roles/apply.js';
 import { buildControllerRole, type ControllerDeps, type HostedService } from '../../../roles/controller/index.js';
@@ -124,7 +124,7 @@ describe('the controller role', () => {
     t.probe.running = false;
     const applying = t.apply(desired(one, { nats: { listen: '0.0.0.0:4333' } }));
     // The restarted server (the second process) crashes on its port.
-    for (let i = 0; i < 100 && t.spawn.started.length < 2; i++) await new Promise((r) => setTimeout(r, 2));
+    await vi.waitFor(() => expect(t.spawn.started.length).toBe(2), { timeout: 1000, interval: 2 });
     t.spawn.started[1].say('[FTL] Error listening on port: 0.0.0.0:4333, "address already in use"');
     t.spawn.started[1].exit(1);
     const report = await applying;

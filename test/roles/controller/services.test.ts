@@ -1,6 +1,6 @@
 /** Hosted services: start in order, failures reported and retried, membership passed on, stop in reverse. */
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Member } from '../../../core/contracts.js';
 import { HostedServices } from '../../../roles/controller/services.js';
 import { type HostedService, type HostedServiceContext } from '../../../core/contracts.js';
@@ -83,8 +83,7 @@ describe('HostedServices', () => {
     const stopping = hosted.stop();
     finish();
     await stopping;
-    await new Promise((r) => setTimeout(r, 10));
-    expect(events).toEqual(['start slow', 'stop slow']);
+    await vi.waitFor(() => expect(events).toEqual(['start slow', 'stop slow']), { timeout: 1000, interval: 2 });
     expect(hosted.running()).toEqual([]);
   });
 

@@ -1,6 +1,6 @@
 /** The dnsmasq supervisor with a fake spawner: restarts after a crash, not after a stop. */
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DnsmasqSupervisor } from '../../../roles/gateway/dnsmasq.js';
 import type { Daemon, Spawn } from '../../../core/contracts.js';
 
@@ -24,10 +24,9 @@ function fakeSpawn() {
   return { spawn, started };
 }
 
-const until = async (cond: () => boolean) => {
-  for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-  expect(cond()).toBe(true);
-};
+// Restart backoff runs on fake timers: the tests pass time instead of waiting for it.
+beforeEach(() => void vi.useFakeTimers());
+afterEach(() => void vi.useRealTimers());
 
 describe('DnsmasqSupervisor', () => {
   it('runs dnsmasq in the foreground with the config, and restarts it after a crash', async () => {
@@ -36,11 +35,11 @@ describe('DnsmasqSupervisor', () => {
     await sup.restart('/etc/g/dnsmasq.conf');
     expect(started[0].args).toEqual(['--keep-in-foreground', '--log-facility=-', '--conf-file=/etc/g/dnsmasq.conf']);
     started[0].exit(2); // crashed
-    await until(() => started.length === 2 && sup.process.running);
+    await vi.waitFor(() => expect(started.length === 2 && sup.process.running).toBe(true), { timeout: 1000, interval: 10 });
     expect(sup.process.crashes).toBe(1);
     await sup.stop();
     expect(started[1].killed).toEqual(['SIGTERM']);
-    await new Promise((r) => setTimeout(r, 50));
+    await vi.advanceTimersByTimeAsync(50);
     expect(started.length).toBe(2);
     expect(sup.process.running).toBe(false);
   });
@@ -50,7 +49,7 @@ describe('DnsmasqSupervisor', () => {
     const sup = new DnsmasqSupervisor({ spawn, log: pino({ level: 'silent' }), minRestartMs: 10 });
     await sup.restart('/a.conf');
     await sup.restart('/b.conf');
-    await new Promise((r) => setTimeout(r, 50));
+    await vi.advanceTimersByTimeAsync(50);
     expect(started.map((s) => s.args[2])).toEqual(['--conf-file=/a.conf', '--conf-file=/b.conf']);
     expect(sup.process.crashes).toBe(0);
     sup.ensureRunning('/b.conf');

@@ -1,5 +1,5 @@
 /** Every SQS action once through fastify `inject`, in both wire forms, over the in-memory engine. */
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { md5OfBody, md5OfMessageAttributes } from '../../../src/messaging/md5.js';
 import { sqsJson, sqsQuery, testApp, xmlText, xmlTexts } from './helpers.js';
 
@@ -230,11 +230,11 @@ describe('SQS JSON 1.0', () => {
   });
 
   test('a long poll returns when a message arrives', async () => {
-    const { app } = await testApp();
+    const { app, engine } = await testApp();
     const QueueUrl = `${BASE}/lp`;
     await sqsJson(app, 'CreateQueue', { QueueName: 'lp' });
     const poll = sqsJson(app, 'ReceiveMessage', { QueueUrl, WaitTimeSeconds: 5 });
-    await new Promise((r) => setTimeout(r, 100));
+    await vi.waitFor(() => expect(engine.waiting()).toBe(1), { timeout: 2000, interval: 5 });
     await sqsJson(app, 'SendMessage', { QueueUrl, MessageBody: 'late' });
     const res = await poll;
     expect(JSON.parse(res.body)).toMatchObject({ Messages: [{ Body: 'late' }] });

@@ -89,14 +89,3 @@ export function sdkConfig(endpoint: string) {
     maxAttempts: 1,
   };
 }
-
-/** Polls `check` every `everyMs` until it returns a value other than undefined, at most `timeoutMs`. */
-export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 10_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}

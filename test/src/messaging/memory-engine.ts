@@ -52,11 +52,15 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
   sns: Sns.SnsEngine;
   queues: Map<string, Queue>;
   /** Confirmation tokens of unconfirmed subscriptions (a real engine sends them to the endpoint). */
-  pendingTokens(): string[];
+  pendingTokens: () => string[];
+  /** How many long polls wait for a message now. */
+  waiting: () => number;
 } {
   const now = options.now ?? Date.now;
   const key = Buffer.alloc(32, 7);
   const queues = new Map<string, Queue>();
+  /** Long polls waiting for a message right now. */
+  let waiting = 0;
   let sequence = 0;
   // Move tasks run to completion inside StartMessageMoveTask here, so none is ever RUNNING.
   const moveTasks: Moves.MoveTaskRecord[] = [];
@@ -186,7 +190,12 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
             }),
           };
         }
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        waiting += 1;
+        try {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        } finally {
+          waiting -= 1;
+        }
       }
     },
     async deleteMessage(req) {
@@ -276,7 +285,7 @@ export function createMemoryEngine(options: { now?: () => number } = {}): {
   };
 
   const sns = createMemorySns(sqs);
-  return { sqs, sns: sns.engine, queues, pendingTokens: sns.pendingTokens };
+  return { sqs, sns: sns.engine, queues, pendingTokens: sns.pendingTokens, waiting: () => waiting };
 }
 
 interface Topic {

@@ -4,7 +4,7 @@
  * lost that was not deleted).
  */
 import { pino } from 'pino';
-import { expect, test } from 'vitest';
+import { afterEach, expect, test, vi } from 'vitest';
 import type { SeqState, StoredFields, StoredPayload } from '../../../../src/messaging/engine/codec.js';
 import type { QueueLog } from '../../../../src/messaging/engine/queue-log.js';
 import { QueueOwner, type AppendRequest, type OwnerDeps } from '../../../../src/messaging/engine/queue-owner.js';
@@ -124,12 +124,19 @@ test('a failed delete keeps the message in flight; the retry deletes it', async 
 
 test('a failed dead-letter move keeps the message in the source queue', async () => {
   const policy = JSON.stringify({ deadLetterTargetArn: 'arn:aws:sqs:us-east-1:000000000000:dlq', maxReceiveCount: 1 });
-  const { o } = await owner({ RedrivePolicy: policy }, async () => [{ error: new Error('injected: dlq down') }]);
+  let clock = Date.now() + 1000; // after the send times the helper stamps
+  const { o } = await owner(
+    { RedrivePolicy: policy },
+    async () => [{ error: new Error('injected: dlq down') }],
+    () => clock,
+  );
   await o.append([append('poison')]);
   const req = { QueueName: 'q', AttributeNames: [], MessageAttributeNames: [], VisibilityTimeout: 0 };
   expect((await o.receive(req, ctx, ctx.signal)).length).toBe(1);
   expect(await o.receive(req, ctx, ctx.signal)).toEqual([]);
-  await new Promise((r) => setTimeout(r, 1100));
+  // The failed move (in the background) puts the message back, visible a second later.
+  await vi.waitFor(() => expect(o.counts()).toMatchObject({ visible: 0, notVisible: 1 }), { timeout: 1000, interval: 5 });
+  clock += 1100;
   expect(o.counts().visible).toBe(1);
   o.stop();
 });
@@ -165,9 +172,12 @@ test('retention: the sweep deletes messages older than MessageRetentionPeriod, i
   o.stop();
 });
 
-const flushed = () => new Promise((r) => setTimeout(r, 150));
+// Dead state records are deleted 100 ms after they die, on a timer: the tests pass that time.
+afterEach(() => void vi.useRealTimers());
+const flushed = () => vi.advanceTimersByTimeAsync(150);
 
 test('a receive batch is one state record; it is deleted once every message in it is deleted', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
   const { o, log } = await owner();
   await o.append(['a', 'b', 'c'].map(append));
   const got = await o.receive({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [], MaxNumberOfMessages: 10 }, ctx, ctx.signal);
@@ -183,6 +193,7 @@ test('a receive batch is one state record; it is deleted once every message in i
 });
 
 test('a record superseded by a later one for all its messages is deleted; a visibility batch is one record', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
   const { o, log } = await owner();
   await o.append(['a', 'b'].map(append));
   const got = await o.receive({ QueueName: 'q', AttributeNames: [], MessageAttributeNames: [], MaxNumberOfMessages: 10 }, ctx, ctx.signal);

@@ -4,7 +4,7 @@
  * handover waits for the writes under way before it hands the lease back.
  */
 import { pino } from 'pino';
-import { expect, test } from 'vitest';
+import { afterEach, expect, test, vi } from 'vitest';
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { QueueCatalog, QueueRecord } from '../../../../src/messaging/engine/catalog.js';
@@ -123,6 +123,8 @@ const append = (body: string): AppendRequest => ({
 const receive = { op: 'receive', req: { QueueName: 'q', AttributeNames: [], MessageAttributeNames: [] } } as const;
 
 /** A router over fakes; `forwarded` lists the operations sent to another controller (which answers as a new owner would). */
+afterEach(() => void vi.useRealTimers());
+
 function setup(leaseMs: number) {
   const events: string[] = [];
   const log = new FakeLog(events);
@@ -179,6 +181,7 @@ test('an owner paused past two thirds of its lease does not answer a receive it 
 });
 
 test('an owner past two thirds of its lease answers nothing, even when nobody took over yet; a renewal lets it answer again', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
   const { router, log, leases, advance } = setup(60_000);
   await router.run('q', { op: 'append', entries: [append('a')] }, ctx);
   const gate = (log.gates.saveStates = new Gate());
@@ -188,7 +191,7 @@ test('an owner past two thirds of its lease answers nothing, even when nobody to
   gate.release();
   let answered = false;
   receiving.then(() => (answered = true)).catch(() => undefined);
-  await new Promise((r) => setTimeout(r, 200));
+  await vi.advanceTimersByTimeAsync(200);
   expect(answered).toBe(false);
   // The lease is still ours in the bucket: a successful renewal (as the timer would send it) makes
   // the owner answer again; the first receive's message stays in flight, the retry gets nothing.
@@ -202,7 +205,8 @@ test('an owner past two thirds of its lease answers nothing, even when nobody to
 });
 
 test('a renewal that finds the lease taken drops the queue at once; a delete finishing late is not answered by the old owner', async () => {
-  // Renewals every 200 ms (real time); the fake clock stands still, so only the renewal can tell.
+  // Renewals every 200 ms (fake timers); the fake clock stands still, so only the renewal can tell.
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
   const { router, log, leases, forwarded } = setup(600);
   await router.run('q', { op: 'append', entries: [append('a')] }, ctx);
   const [m] = await router.run('q', receive, ctx);
@@ -210,8 +214,7 @@ test('a renewal that finds the lease taken drops the queue at once; a delete fin
   const deleting = router.run('q', { op: 'delete', handles: [m?.ReceiptHandle ?? ''] }, ctx);
   await gate.arrived;
   leases.takenOver();
-  for (let i = 0; i < 50 && router.owned > 0; i += 1) await new Promise((r) => setTimeout(r, 20));
-  expect(router.owned).toBe(0);
+  await vi.waitFor(() => expect(router.owned).toBe(0), { timeout: 1000, interval: 20 });
   gate.release();
   expect(await deleting).toEqual([{ ok: true }]);
   expect(forwarded).toEqual(['delete']);
@@ -219,13 +222,14 @@ test('a renewal that finds the lease taken drops the queue at once; a delete fin
 });
 
 test('a graceful stop waits for an in-flight receive to store its state record before it releases the lease', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
   const { router, log, leases, events } = setup(60_000);
   await router.run('q', { op: 'append', entries: [append('a')] }, ctx);
   const gate = (log.gates.saveStates = new Gate());
   const receiving = router.run('q', receive, ctx);
   await gate.arrived;
   const stopping = router.stop();
-  await new Promise((r) => setTimeout(r, 100));
+  await vi.advanceTimersByTimeAsync(100);
   // Still ours while the receive's record is being written: nobody can take over and miss it.
   expect(leases.entry?.value).toBe(router.nodeId);
   gate.release();

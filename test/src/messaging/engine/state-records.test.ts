@@ -1,5 +1,5 @@
 /** The owner's reference counts on state records: only records nobody depends on are deleted. */
-import { expect, test } from 'vitest';
+import { afterEach, beforeEach, expect, test, vi } from 'vitest';
 import { StateRecords } from '../../../../src/messaging/engine/state-records.js';
 
 function tracker(fail = false) {
@@ -14,7 +14,10 @@ function tracker(fail = false) {
   );
   return { r, dropped, errors };
 }
-const tick = () => new Promise((res) => setTimeout(res, 5));
+// Dead records are deleted on the next tick, a timer: fake timers let the tests pass it.
+beforeEach(() => void vi.useFakeTimers());
+afterEach(() => void vi.useRealTimers());
+const tick = () => vi.advanceTimersByTimeAsync(1);
 
 test('a record dies when its last message is removed or saved again', async () => {
   const { r, dropped } = tracker();

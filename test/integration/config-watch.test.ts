@@ -1,3 +1,7 @@
+/**
+ * The config watcher on a real filesystem (chokidar, inotify): an integration test, because what it
+ * proves is the kernel's events and the debounce around them, so time passes for real here.
+ */
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
