@@ -8,7 +8,7 @@ import { buildFileOps } from '../core/files.js';
 import { buildLogger } from '../core/logger.js';
 import { sdNotify } from '../core/notify.js';
 import { loadConfig, type LoadConfigOptions } from './config/load.js';
-import { watchConfig, type ConfigWatcher } from './config/watch.js';
+import type { ConfigWatcher } from './config/watch.js';
 import { createAgent, type Agent } from './daemon.js';
 import { roleCatalog } from './roles.js';
 import { VERSION } from './version.js';
@@ -35,7 +35,7 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
     run,
     files: buildFileOps(),
     roles: roleCatalog({
-      spawn: buildSpawn(),
+      spawn: buildSpawn,
       // This very program (node + the bundle), for children such as the gateway's metadata proxy.
       mammatus: [process.execPath, [process.argv[1]]],
       section,
@@ -83,6 +83,8 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
   if (loaded.config.watch_config) {
     // The main file is watched even while missing, so creating it later is noticed too.
     const files = loaded.dirs.includes(loaded.path) ? loaded.files : [...new Set([loaded.path, ...loaded.files])];
+    // chokidar is loaded with the watcher, after the agent is up.
+    const { watchConfig } = await import('./config/watch.js');
     watcher = watchConfig(files, loaded.dirs, async () => void (await agent.reload()), log.child({ component: 'config' }));
   }
   // start() waits for serf (retrying with backoff); a stop signal meanwhile ends it quietly.

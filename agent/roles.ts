@@ -10,7 +10,8 @@ import type { Role } from '../roles/types.js';
 
 /** What the roles are built with. */
 export interface RoleWiring {
-  readonly spawn: Spawn;
+  /** Builds the spawner of role daemons (on the first role that runs one). */
+  readonly spawn: () => Promise<Spawn>;
   /** How to run `mammatus` itself (the gateway's metadata proxy runs as its child). */
   readonly mammatus?: Argv;
   /** The current `metadata:` / `messaging:` sections (read at each start of a hosted service). */
@@ -25,7 +26,11 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
     async gateway() {
       const { buildGatewayRole } = await import('../roles/gateway/index.js');
       const feed = w.registry ? (await import('../src/registry/gateway-feed.js')).openInstanceFeed : undefined;
-      return buildGatewayRole({ spawn: w.spawn, ...(w.mammatus ? { mammatus: w.mammatus } : {}), ...(feed ? { instanceFeed: feed } : {}) });
+      return buildGatewayRole({
+        spawn: await w.spawn(),
+        ...(w.mammatus ? { mammatus: w.mammatus } : {}),
+        ...(feed ? { instanceFeed: feed } : {}),
+      });
     },
     async compute() {
       const { buildComputeRole } = await import('../roles/compute/index.js');
@@ -45,7 +50,7 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
         metadataHostedService(() => section('metadata')),
         messagingHostedService(() => section('messaging')),
       ];
-      return buildControllerRole({ spawn: w.spawn, services });
+      return buildControllerRole({ spawn: await w.spawn(), services });
     },
   };
 }

@@ -136,7 +136,7 @@ async function main(): Promise<number> {
       log,
       run: buildRun(),
       files: buildFileOps(),
-      roles: roleCatalog({ spawn: buildSpawn() }),
+      roles: roleCatalog({ spawn: buildSpawn }),
       version: VERSION,
       registerHandlers: (d) =>
         d.on('user:bench', (ev) => {

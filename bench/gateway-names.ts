@@ -425,7 +425,7 @@ async function main(): Promise<number> {
         `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${hostsDir}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, members: ${p('members')}, left_out: ${p('left-out')} }`,
       ].join('\n') + '\n',
     );
-    const { run: inNs, spawn: spawnInNs, probe } = gatewayEffects(bed);
+    const { run: inNs, spawn: spawnInNs, probe } = await gatewayEffects(bed);
     // When the agent's own dispatcher saw each member in a member-join (a handler next to the built-in one).
     const agentSaw = new Map<string, number>();
     const agentJoinRecords: { t: number; n: number }[] = [];

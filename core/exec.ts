@@ -1,10 +1,15 @@
 /**
- * The one place mammatus spawns processes (R11). Everything else receives a `Run` and so can be
- * tested with a recording fake. Commands are argv arrays handed to execa without a shell: the
- * agent only calls known tools, and a shell would turn cluster-supplied strings into code.
+ * The one place mammatus spawns processes. Everything else receives a `Run` or a `Spawn` and so can
+ * be tested with a recording fake. Commands are argv arrays handed to execa without a shell: the
+ * agent only calls known tools, and a shell would turn cluster-supplied strings into code. execa is
+ * loaded on first use (a run, or building the spawner): an agent that runs nothing never loads it.
  */
-import { execa, ExecaError } from 'execa';
+import type { ExecaError } from 'execa';
 import type { Run, RunOptions, RunResult, Spawn } from './contracts.js';
+
+let execaModule: Promise<typeof import('execa')> | undefined;
+/** execa, loaded once. */
+const loadExeca = () => (execaModule ??= import('execa'));
 
 /** Used when neither the factory nor the call sets a timeout; a hung tool must not stall a reconcile. */
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -43,6 +48,7 @@ export function buildRun(opts: BuildRunOptions = {}): Run {
   const defaultTimeoutMs = opts.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS;
   return async (file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> => {
     const cmd = [file, ...args];
+    const { execa, ExecaError } = await loadExeca();
     try {
       const result = await execa(file, [...args], {
         timeout: options.timeoutMs ?? defaultTimeoutMs,
@@ -58,14 +64,14 @@ export function buildRun(opts: BuildRunOptions = {}): Run {
       });
       return { stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode ?? 0 };
     } catch (err) {
-      throw toCommandFailedError(cmd, err);
+      throw toCommandFailedError(cmd, err, ExecaError);
     }
   };
 }
 
 /** Maps whatever execa threw into our one typed error, keeping the original as `cause`. */
-function toCommandFailedError(cmd: string[], err: unknown): CommandFailedError {
-  if (err instanceof ExecaError) {
+function toCommandFailedError(cmd: string[], err: unknown, execaError: typeof ExecaError): CommandFailedError {
+  if (err instanceof execaError) {
     const stderr = typeof err.stderr === 'string' ? err.stderr : '';
     // shortMessage names the reason (exit code, signal, ENOENT, timeout) and the command, but
     // leaves out stdout/stderr, which can be long and belong in the `stderr` field.
@@ -75,8 +81,9 @@ function toCommandFailedError(cmd: string[], err: unknown): CommandFailedError {
   return new CommandFailedError(`${cmd.join(' ')}: ${message}`, { cmd, exitCode: undefined, stderr: '', timedOut: false }, { cause: err });
 }
 
-/** Builds the production `Spawn` for daemons a role supervises (dnsmasq …), backed by execa. */
-export function buildSpawn(): Spawn {
+/** Builds the production `Spawn` for daemons a role supervises (dnsmasq …), backed by execa (loaded here). */
+export async function buildSpawn(): Promise<Spawn> {
+  const { execa } = await loadExeca();
   return (file, args, options = {}) => {
     const child = execa(file, [...args], {
       stdin: 'ignore',

@@ -39,12 +39,18 @@ const put = (rel, content, mode) => {
   chmodSync(file, mode);
 };
 const gz = (text) => gzipSync(Buffer.from(text), { level: 9 }); // node's gzip writes no name and mtime 0
-// Bundled straight into the staging tree with this package's version. The wrapper runs it with
-// /usr/bin/node: as a non-executable module it must not start with a shebang.
+// Bundled straight into the staging tree with this package's version: the entry and its chunks
+// (usr/lib/mammatus-agent/chunks/). The wrapper runs it with /usr/bin/node: as a non-executable
+// module it must not start with a shebang.
 const bundle = path.join(stage, 'usr/lib/mammatus-agent/mammatus.mjs');
 mkdirSync(path.dirname(bundle), { recursive: true });
-execFileSync('node', [path.join(root, 'scripts/build.mjs'), '--out', bundle, '--version', version], { stdio: 'inherit', cwd: root });
-put('usr/lib/mammatus-agent/mammatus.mjs', readFileSync(bundle, 'utf8').replace(/^#!.*\n/, ''), 0o644);
+execFileSync('node', [path.join(root, 'scripts/build.mjs'), '--out', bundle, '--version', version, '--no-shebang'], {
+  stdio: 'inherit',
+  cwd: root,
+});
+for (const name of readdirSync(path.join(stage, 'usr/lib/mammatus-agent/chunks')))
+  chmodSync(path.join(stage, 'usr/lib/mammatus-agent/chunks', name), 0o644);
+chmodSync(bundle, 0o644);
 put('usr/bin/mammatus', { from: path.join(src, 'mammatus') }, 0o755);
 put('usr/lib/systemd/system/mammatus-agent.service', { from: path.join(src, 'mammatus-agent.service') }, 0o644);
 put('usr/share/doc/mammatus-agent/copyright', { from: path.join(src, 'copyright') }, 0o644);

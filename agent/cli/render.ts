@@ -12,7 +12,7 @@ export async function renderCommand(role: string, opts: { config: string; out?: 
     throw new UsageError(`unknown role "${role}"; known roles: ${ROLE_NAMES.join(', ')}`);
   // Rendering never starts anything: a spawner that refuses proves it.
   const catalog = roleCatalog({
-    spawn: () => {
+    spawn: async () => () => {
       throw new Error('render starts no process');
     },
   });

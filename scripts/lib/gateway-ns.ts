@@ -9,9 +9,9 @@ import type { Run, Spawn } from '../../core/contracts.js';
 import type { GatewayBed } from './netns-bed.js';
 
 /** Runner, spawner and DNS probe bound to the bed's gateway namespace. */
-export function gatewayEffects(bed: GatewayBed, probeTries = 50): { run: Run; spawn: Spawn; probe: DnsProbe } {
+export async function gatewayEffects(bed: GatewayBed, probeTries = 50): Promise<{ run: Run; spawn: Spawn; probe: DnsProbe }> {
   const run = buildRun();
-  const spawn = buildSpawn();
+  const spawn = await buildSpawn();
   const inNs = (file: string, args: readonly string[]) => ['netns', 'exec', bed.ns.gw, file, ...args];
   return {
     run: (file, args, o) => run('ip', inNs(file, args), o),

@@ -107,7 +107,7 @@ export async function startBedGateway(bed: GatewayBed, dir: string, host: Contro
       `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, metadata_proxy: ${p('metadata-proxy.yaml')}, dhcp_hosts_dir: ${p('dhcp-hosts.d')}, members: ${p('members')}, left_out: ${p('left-out')} }`,
     ].join('\n') + '\n',
   );
-  const { run, spawn, probe } = gatewayEffects(bed);
+  const { run, spawn, probe } = await gatewayEffects(bed);
   const opts = { path: p('agent.yaml'), env: {} };
   const agent = createAgent({
     loaded: await loadConfig(opts),

@@ -68,7 +68,7 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
       ].join('\n') + '\n',
     );
     // Every command and daemon of the role runs inside the gateway's namespace.
-    const { run: inNs, spawn: spawnInNs, probe } = gatewayEffects(bed);
+    const { run: inNs, spawn: spawnInNs, probe } = await gatewayEffects(bed);
     const opts = { path: configPath, env: {} };
     agent = createAgent({
       loaded: await loadConfig(opts),

@@ -6,7 +6,7 @@ import type { Role } from '../../roles/types.js';
 
 // Rendering never spawns: a spawner that throws proves it.
 const catalog = roleCatalog({
-  spawn: () => {
+  spawn: async () => () => {
     throw new Error('render must not spawn');
   },
 });
