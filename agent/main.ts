@@ -80,14 +80,14 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
   process.on('SIGHUP', () => detach(reload(), (err) => log.error({ err }, 'reload failed')));
 
   log.info({ version: VERSION, config: loaded.files }, 'mammatus agent starting');
+  // start() waits for serf (retrying with backoff); a stop signal meanwhile ends it quietly.
+  agent.start().catch((err: unknown) => log.debug({ err }, 'start abandoned'));
   if (loaded.config.watch_config) {
     // The main file is watched even while missing, so creating it later is noticed too.
     const files = loaded.dirs.includes(loaded.path) ? loaded.files : [...new Set([loaded.path, ...loaded.files])];
-    // chokidar is loaded with the watcher, after the agent is up.
+    // chokidar loads while the agent connects to serf, off the path to ready.
     const { watchConfig } = await import('./config/watch.js');
     watcher = watchConfig(files, loaded.dirs, async () => void (await agent.reload()), log.child({ component: 'config' }));
   }
-  // start() waits for serf (retrying with backoff); a stop signal meanwhile ends it quietly.
-  agent.start().catch((err: unknown) => log.debug({ err }, 'start abandoned'));
   return done;
 }

@@ -207,6 +207,17 @@ export function rssMB(pid: number): number {
   return Number(m[1]) / 1024;
 }
 
+/**
+ * A process's resident memory split as /proc/PID/status splits it: `anon` is its own (heap, stacks,
+ * malloc), `file` is mapped files (for node, mostly the pages of its binary that have run, which
+ * every node process on the host shares with the page cache).
+ */
+export function rssPartsMB(pid: number): { anon: number; file: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { anon: kb('RssAnon') / 1024, file: kb('RssFile') / 1024 };
+}
+
 /** utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat). */
 export function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

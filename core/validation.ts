@@ -6,7 +6,8 @@
  * (`roles.gateway.dhcp.reservations[0].ip`) and what to write instead. The first problem only: one
  * precise message beats a cascade of follow-on errors.
  */
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { compileSection } from './section-compiler.js';
 import { isDnsLabel, isDnsName, isHostPort, isIPv4, parseCidr } from './net.js';
 
 /** A setting that cannot be used. */
@@ -40,6 +41,11 @@ export interface Format {
 
 /** How to check one section. */
 export interface SectionSpec {
+  /**
+   * Unique name of the check (`agent`, `roles.gateway`, `messaging.wire`): the bundle looks up the
+   * code generated for it at build time by this name.
+   */
+  readonly name: string;
   /** Where the section sits (`roles.gateway`, `messaging`; empty for a whole file). */
   readonly at: string;
   /** Its JSON schema (typed by the caller as `JSONSchemaType<…>`). */
@@ -56,23 +62,32 @@ export interface SectionSpec {
   readonly useDefaults?: boolean;
 }
 
+const declared = new Map<string, SectionSpec>();
+
+/** Every section declared so far with {@link sectionChecker}, for the build to generate their code. */
+export function declaredSections(): readonly SectionSpec[] {
+  return [...declared.values()];
+}
+
 /**
  * Builds the checker of a section: it compiles on first use (a command that never reads the
- * section never pays for Ajv's compile), checks a value, and returns it typed, or throws a
- * {@link SettingsError}.
+ * section never pays for it; in the bundle the compiled code is generated at build time), checks
+ * a value, and returns it typed, or throws a {@link SettingsError}.
  */
 export function sectionChecker<T>(spec: SectionSpec): (raw: unknown) => T {
+  if (declared.has(spec.name) && declared.get(spec.name) !== spec) throw new Error(`two settings sections named ${spec.name}`);
+  declared.set(spec.name, spec);
   let validate: ValidateFunction | undefined;
   return (raw) => {
-    if (!validate) {
-      // verbose: a format error then carries the value, so a sentence can quote it.
-      const ajv = new Ajv({ allErrors: false, verbose: true, useDefaults: spec.useDefaults ?? false });
-      for (const [name, f] of Object.entries(spec.formats ?? {})) ajv.addFormat(name, f.check);
-      validate = ajv.compile(spec.schema);
-    }
+    validate ??= compileSection({
+      name: spec.name,
+      schema: spec.schema,
+      formats: Object.fromEntries(Object.entries(spec.formats ?? {}).map(([name, f]) => [name, f.check])),
+      useDefaults: spec.useDefaults ?? false,
+    });
     const value = spec.useDefaults && raw !== null && typeof raw === 'object' ? structuredClone(raw) : raw;
     if (validate(value)) return value as T;
-    throw explain(spec, validate.errors?.[0]);
+    throw explain(spec, validate.errors?.[0], value);
   };
 }
 
@@ -89,7 +104,7 @@ export function invalid(at: string, key: string, reason: string): never {
 }
 
 /** Turns an Ajv error into a SettingsError with the full key path and a sentence. */
-function explain(spec: SectionSpec, error: ErrorObject | undefined): SettingsError {
+function explain(spec: SectionSpec, error: ErrorObject | undefined, value: unknown): SettingsError {
   if (!error) return new SettingsError(spec.at, 'is invalid');
   const parts = error.instancePath
     .split('/')
@@ -116,7 +131,7 @@ function explain(spec: SectionSpec, error: ErrorObject | undefined): SettingsErr
       return new SettingsError(at, hint ?? `must be one of ${(params.allowedValues as unknown[]).join(', ')}`);
     case 'format': {
       const why = spec.formats?.[String(params.format)]?.why;
-      return new SettingsError(at, typeof why === 'function' ? why(String(error.data)) : (why ?? 'is invalid'));
+      return new SettingsError(at, typeof why === 'function' ? why(String(valueAt(value, parts))) : (why ?? 'is invalid'));
     }
     case 'type':
       return new SettingsError(at, hint ?? `must be ${typeWords(String(params.type))}`);
@@ -146,6 +161,11 @@ function explain(spec: SectionSpec, error: ErrorObject | undefined): SettingsErr
     default:
       return new SettingsError(at, hint ?? error.message ?? 'is invalid');
   }
+}
+
+/** The value at `parts` (an error's instance path) inside `value`. */
+function valueAt(value: unknown, parts: readonly string[]): unknown {
+  return parts.reduce<unknown>((v, p) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[p] : undefined), value);
 }
 
 function typeWords(type: string): string {

@@ -7,8 +7,10 @@
 // wrapper runs it with /usr/bin/node), never over dist/, which tests and the local cluster may be
 // running at that moment.
 import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const arg = (name) => {
   const i = process.argv.indexOf(name);
@@ -18,15 +20,28 @@ const out = arg('--out') ?? 'dist/mammatus.mjs';
 const shebang = !process.argv.includes('--no-shebang');
 const version = arg('--version') ?? JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 const outdir = path.dirname(out);
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+// Settings checks compiled now rather than by Ajv in every process (see core/section-compiler.ts).
+const precompiledSections = {
+  name: 'precompiled-sections',
+  setup(b) {
+    const source = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/precompile-sections.ts'], { cwd: root, encoding: 'utf8' });
+    b.onLoad({ filter: /[\\/]core[\\/]section-compiler\.ts$/ }, () => ({ contents: source, loader: 'js', resolveDir: root }));
+  },
+};
+
 // Chunks of an earlier build would pile up (their names carry content hashes).
 rmSync(path.join(outdir, 'chunks'), { recursive: true, force: true });
-await build({
+const result = await build({
+  metafile: true,
   entryPoints: { [path.basename(out, '.mjs')]: 'agent/cli/bin.ts' },
   outdir,
   outExtension: { '.js': '.mjs' },
   chunkNames: 'chunks/[name]-[hash]',
   splitting: true,
   bundle: true,
+  plugins: [precompiledSections],
   platform: 'node',
   target: 'node20',
   format: 'esm',
@@ -36,13 +51,24 @@ await build({
   define: { __MAMMATUS_VERSION__: JSON.stringify(version) },
   // Native accelerators stay out: msgpackr falls back to pure JS, so one bundle fits every arch.
   external: ['msgpackr-extract', 'cpu-features', '*.node'],
-  banner: {
-    js: [
-      'import { createRequire as __cr } from "node:module"; import { fileURLToPath as __fu } from "node:url"; import { dirname as __dn } from "node:path";',
-      'const require = __cr(import.meta.url); const __filename = __fu(import.meta.url); const __dirname = __dn(__filename);',
-    ].join('\n'),
-  },
 });
+// CommonJS dependencies expect `require`, `__filename` and `__dirname`, which ESM lacks. Each file
+// gets the ones it uses and no more: createRequire in every chunk meant dozens of module-path
+// computations at start, enough to make V8 compile node's path code with its optimizing compiler
+// (paging in ~4 MB of node's binary in an idle agent).
+const shims = {
+  require: ['import { createRequire as __cr } from "node:module";', 'const require = __cr(import.meta.url);'],
+  __filename: ['import { fileURLToPath as __fu } from "node:url";', 'const __filename = __fu(import.meta.url);'],
+  __dirname: [
+    'import { dirname as __dn } from "node:path"; import { fileURLToPath as __fu2 } from "node:url";',
+    'const __dirname = __dn(__fu2(import.meta.url));',
+  ],
+};
+for (const file of Object.keys(result.metafile.outputs)) {
+  const code = readFileSync(file, 'utf8');
+  const used = Object.entries(shims).filter(([name]) => new RegExp(`\\b${name}\\b`).test(code));
+  if (used.length) writeFileSync(file, [...used.map(([, [imp]]) => imp), ...used.map(([, [, decl]]) => decl), code].join('\n'));
+}
 if (shebang) {
   writeFileSync(out, `#!/usr/bin/env node\n${readFileSync(out, 'utf8')}`);
   chmodSync(out, 0o755);

@@ -171,6 +171,7 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
 };
 
 const checkConfig = sectionChecker<AgentConfig>({
+  name: 'agent',
   at: '',
   schema: AGENT_CONFIG_SCHEMA,
   formats: CONFIG_FORMATS,

@@ -101,6 +101,7 @@ const SCHEMA: JSONSchemaType<ComputeSettings> = {
 };
 
 const checkSettings = sectionChecker<ComputeSettings>({
+  name: 'roles.compute',
   at: AT,
   schema: SCHEMA,
   formats: FORMATS,

@@ -99,6 +99,7 @@ export const CONTROLLER_SETTINGS_SCHEMA: JSONSchemaType<ControllerSettings> = {
 
 const AT = 'roles.controller';
 const checkSettings = sectionChecker<ControllerSettings>({
+  name: 'roles.controller',
   at: AT,
   schema: CONTROLLER_SETTINGS_SCHEMA,
   formats: FORMATS,

@@ -248,7 +248,7 @@ export const GATEWAY_DEFAULTS = {
 } as const satisfies Omit<GatewayConfig, 'dhcp'> & { dhcp: Omit<GatewayConfig['dhcp'], 'range'> };
 
 const AT = 'roles.gateway';
-const checkSettings = sectionChecker<GatewaySettings>({ at: AT, schema: GATEWAY_SETTINGS_SCHEMA, formats: FORMATS });
+const checkSettings = sectionChecker<GatewaySettings>({ name: 'roles.gateway', at: AT, schema: GATEWAY_SETTINGS_SCHEMA, formats: FORMATS });
 
 /**
  * Checks `roles.gateway` (`raw`; null or undefined mean "all defaults"), applies the defaults and

@@ -100,7 +100,13 @@ const WIRE_SCHEMA: JSONSchemaType<WireSettings> = {
   properties: WIRE_PROPERTIES,
 };
 
-const checkWire = sectionChecker<WireSettings>({ at: AT, schema: WIRE_SCHEMA, formats: WIRE_FORMATS, hints: WIRE_HINTS });
+const checkWire = sectionChecker<WireSettings>({
+  name: 'messaging.wire',
+  at: AT,
+  schema: WIRE_SCHEMA,
+  formats: WIRE_FORMATS,
+  hints: WIRE_HINTS,
+});
 
 /**
  * Checks the `messaging` section's wire keys (null/undefined = all defaults) and resolves them;

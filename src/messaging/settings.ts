@@ -124,6 +124,7 @@ const FORMATS: Readonly<Record<string, Format>> = {
 
 const range = (min: number, max: number) => `must be an integer between ${min} and ${max}`;
 const checkSection = sectionChecker<SectionSettings>({
+  name: 'messaging',
   at: AT,
   schema: SECTION_SCHEMA,
   formats: FORMATS,

@@ -99,6 +99,7 @@ const SCHEMA: JSONSchemaType<Written> = {
 };
 
 const checkSettings = sectionChecker<Written>({
+  name: 'metadata',
   at: AT,
   schema: SCHEMA,
   formats: FORMATS,

@@ -124,6 +124,7 @@ const checkSettings = sectionChecker<{
   vault: Omit<Mutable<VaultSettings>, 'enabled'> & { enabled?: boolean };
   telegraf: Mutable<TelegrafSettings>;
 }>({
+  name: 'metadata.vendor_data',
   at: AT,
   schema: SCHEMA,
   hints: HINTS,
