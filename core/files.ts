@@ -1,5 +1,5 @@
 /**
- * The one module that writes to disk (R11). Writes are atomic: a temp file in the target's own
+ * The one module that writes to disk, so tests swap one funnel for a fake. Writes are atomic: a temp file in the target's own
  * directory (rename is only atomic within one filesystem), fsynced, chmodded, then renamed over the
  * target, so a crash or a reader never sees half a config file.
  */

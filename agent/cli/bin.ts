@@ -6,7 +6,7 @@ const io = {
   err: (line: string) => void process.stderr.write(`${line}\n`),
 };
 
-// A closed stdout (journald gone, `| head`) must end the process, not spin (see packaging.md §5.3).
+// A closed stdout (journald gone, `| head`) must end the process, not spin: EPIPE exits 75 (EX_TEMPFAIL).
 process.stdout.on('error', (err: NodeJS.ErrnoException) => process.exit(err.code === 'EPIPE' ? 75 : 1));
 
 runCli(process.argv.slice(2), io).then(

@@ -30,7 +30,7 @@ export interface RegisterOptions extends InstanceOptions {
   tag?: Record<string, string>;
 }
 
-/** The NATS client port controllers listen on (interface.md); `--nats` covers other setups. */
+/** The NATS client port controllers listen on (docs/controller.md); `--nats` covers other setups. */
 const NATS_PORT = 4222;
 
 /**

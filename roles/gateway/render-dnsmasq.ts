@@ -1,6 +1,6 @@
 /**
- * Renders dnsmasq's one static config file for the gateway, following the configuration verified
- * end to end in reference/roles.md §1.1. Names that change at run time (members, instances) are not
+ * Renders dnsmasq's one static config file for the gateway, following a configuration verified
+ * end to end by test/integration/gateway.test.ts. Names that change at run time (members, instances) are not
  * in here: they go to `hostsdir`, which dnsmasq re-reads by inotify without a restart.
  */
 import { MANAGED_HEADER, type GatewayConfig } from './config.js';
@@ -27,7 +27,7 @@ export function renderDnsmasqConf(cfg: GatewayConfig): string {
     `local=/${d}/`,
     'expand-hosts',
     // host-record, never the address option: that answers AAAA queries for the name with NXDOMAIN,
-    // and resolvers then drop the name (roles.md §1.1).
+    // and resolvers then drop the name.
     '# fixed names are host-records: they answer AAAA with NOERROR/no data, not NXDOMAIN',
     `host-record=gateway.${d},gateway,${gw}`,
     '# one hosts file per member or instance, re-read on change (no restart)',

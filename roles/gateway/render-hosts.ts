@@ -1,6 +1,6 @@
 /**
  * Renders dnsmasq's `hostsdir`: one hosts-format file per name, so a member joining or leaving
- * changes one file and dnsmasq picks it up by inotify without a restart (roles.md §1.1). The files
+ * changes one file and dnsmasq picks it up by inotify without a restart. The files
  * must appear atomically under their final name; the framework's writer renames a dot-temp file,
  * and dnsmasq skips dot-files.
  */

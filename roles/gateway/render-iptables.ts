@@ -1,6 +1,5 @@
 /**
- * Renders the gateway's firewall and NAT as one complete `iptables-restore` file (reference/roles.md
- * §1.3): restoring it without `--noflush` replaces both tables it names, each atomically. Also the
+ * Renders the gateway's firewall and NAT as one complete `iptables-restore` file: restoring it without `--noflush` replaces both tables it names, each atomically. Also the
  * open baseline that rollback restores when nothing was installed before, and the forwarding sysctl.
  */
 import { MANAGED_HEADER, type GatewayConfig } from './config.js';
@@ -70,7 +69,7 @@ export function renderIptables(cfg: GatewayConfig, options: IptablesOptions = {}
     ':OUTPUT ACCEPT [0:0]',
     ':POSTROUTING ACCEPT [0:0]',
     // REDIRECT to the local proxy, not DNAT to a controller on the LAN: that needs hairpin
-    // MASQUERADE, which hides the caller's address from the metadata service (roles.md §1.4).
+    // MASQUERADE, which hides the caller's address from the metadata service.
     `-A PREROUTING -i ${lan} -d ${METADATA_IP}/32 -p tcp --dport 80 -j REDIRECT --to-ports ${cfg.metadata.proxy_port}`,
     ...forwards.map((f) => `-A PREROUTING -i ${wan} -p ${f.proto} --dport ${f.port} -j DNAT --to-destination ${f.to}`),
     `-A POSTROUTING -o ${wan} -s ${subnetOf(cidr)} -j MASQUERADE`,
@@ -82,7 +81,7 @@ export function renderIptables(cfg: GatewayConfig, options: IptablesOptions = {}
 /**
  * The explicit "open" ruleset: both managed tables with ACCEPT policies and no rules. Rollback
  * restores this when `iptables-save` showed nothing before the first install, because restoring an
- * empty save changes nothing and would leave the DROP policies in force (roles.md §1.3).
+ * empty save changes nothing and would leave the DROP policies in force.
  */
 export function renderBaseline(): string {
   const lines = [

@@ -10,6 +10,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../../core/errors.js';
+import { findOnPath } from './daemon.js';
 
 /** What a command run to completion gave; `code` 124 = timed out or could not start. */
 export interface CommandResult {
@@ -66,8 +67,7 @@ export interface LxdDaemon extends AsyncDisposable {
 
 /** Are `lxd`, `lxc` and `unshare` on PATH? */
 export function lxdInstalled(): boolean {
-  const dirs = (process.env.PATH ?? '').split(':');
-  return ['lxd', 'lxc', 'unshare'].every((tool) => dirs.some((d) => existsSync(path.join(d, tool))));
+  return ['lxd', 'lxc', 'unshare'].every((tool) => findOnPath(tool) !== undefined);
 }
 
 /** Starts LXD in `spec.ns` and waits until it answers (60 s). */

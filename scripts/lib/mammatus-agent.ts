@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { trackDaemon, untilReady } from './daemon.js';
 
 /** The bundled CLI; `npm run build` makes it. */
 export const BUNDLE = fileURLToPath(new URL('../../dist/mammatus.mjs', import.meta.url));
@@ -72,7 +73,7 @@ export async function startMammatusAgent(spec: MammatusAgentSpec): Promise<Mamma
     env: { ...(spec.env ?? process.env), JOURNAL_STREAM: '' },
   });
   closeSync(out);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const daemon = trackDaemon(child);
   const logLines = () =>
     readFileSync(logFile, 'utf8')
       .split('\n')
@@ -90,12 +91,12 @@ export async function startMammatusAgent(spec: MammatusAgentSpec): Promise<Mamma
   };
   let startToReadyMs = NaN;
   if (spec.waitReady !== false) {
-    try {
-      await waitForLog((l) => l.msg === 'agent ready');
-    } catch (err) {
-      child.kill('SIGKILL');
-      throw err;
-    }
+    await untilReady(
+      daemon,
+      waitForLog((l) => l.msg === 'agent ready'),
+      'mammatus agent',
+      logFile,
+    );
     startToReadyMs = performance.now() - started;
   }
   return {
@@ -110,13 +111,6 @@ export async function startMammatusAgent(spec: MammatusAgentSpec): Promise<Mamma
     startToReadyMs,
     logLines,
     waitForLog,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
+    stop: () => daemon.stop('SIGTERM', 10_000),
   };
 }

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { findOnPath, trackDaemon, untilReady } from './daemon.js';
 import { freePort, waitForPort } from './ports.js';
 
 /** What to start. */
@@ -38,16 +39,14 @@ export interface NatsServer extends AsyncDisposable {
   kill(): Promise<void>;
 }
 
-/** Is the `nats-server` binary on PATH? */
+/** The `nats-server` binary: on PATH, or in the sbin dir Debian puts it in (not on a user's PATH). */
+function natsServerBinary(): string | undefined {
+  return findOnPath('nats-server', ['/usr/sbin']);
+}
+
+/** Is the `nats-server` binary installed? */
 export function natsServerAvailable(): boolean {
-  return ['/usr/sbin', '/usr/bin', ...(process.env.PATH ?? '').split(':')].some((d) => {
-    try {
-      closeSync(openSync(path.join(d, 'nats-server'), 'r'));
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  return natsServerBinary() !== undefined;
 }
 
 /** Renders the nats-server config for `spec` (NATS's own config syntax; JSON is a subset of it). */
@@ -74,28 +73,11 @@ export async function startNatsServer(spec: NatsServerSpec): Promise<NatsServer>
   writeFileSync(confPath, renderConfig(spec, port, clusterPort));
   const logFile = path.join(spec.dir, 'nats.log');
   const out = openSync(logFile, 'a');
-  const bin = natsServerAvailable() && !process.env.PATH?.includes('/usr/sbin') ? '/usr/sbin/nats-server' : 'nats-server';
+  const bin = natsServerBinary() ?? 'nats-server';
   const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', out, out] });
   closeSync(out);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stopWith = async (signal: NodeJS.Signals) => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill(signal);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  };
-  try {
-    await Promise.race([
-      waitForPort(port),
-      exited.then(() => {
-        throw new Error(`nats-server ${spec.name} exited at start; see ${logFile}`);
-      }),
-    ]);
-  } catch (err) {
-    await stopWith('SIGKILL');
-    throw err;
-  }
+  const daemon = trackDaemon(child);
+  await untilReady(daemon, waitForPort(port), `nats-server ${spec.name}`, logFile);
   return {
     /** Stops it when a test's `await using` scope ends. */
     [Symbol.asyncDispose](this: NatsServer) {
@@ -107,7 +89,7 @@ export async function startNatsServer(spec: NatsServerSpec): Promise<NatsServer>
     url: `nats://127.0.0.1:${port}`,
     process: child,
     logFile,
-    stop: () => stopWith('SIGTERM'),
-    kill: () => stopWith('SIGKILL'),
+    stop: async () => void (await daemon.stop('SIGTERM')),
+    kill: async () => void (await daemon.stop('SIGKILL')),
   };
 }

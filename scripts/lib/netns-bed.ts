@@ -1,5 +1,5 @@
 /**
- * A network-namespace test bed for the gateway role (roles.md §1.5): a client `cl` (gets its address
+ * A network-namespace test bed for the gateway role: a client `cl` (gets its address
  * by DHCP), a second LAN host `ctl` (10.88.0.10), a switch `sw` (bridge br0), the gateway `gw`
  * (gw-lan 10.88.0.1/24 on the bridge, gw-wan 203.0.113.2/24) and an upstream `up` (203.0.113.1/24,
  * a fake DNS server and a tiny HTTP server on demand).
@@ -15,22 +15,12 @@
  */
 import { execFile, execFileSync, spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  accessSync,
-  chmodSync,
-  constants,
-  existsSync,
-  mkdtempSync,
-  openSync,
-  closeSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { errorMessage } from '../../core/errors.js';
 import { sleep } from './wait.js';
+import { findOnPath } from './daemon.js';
 
 /** Roles of the namespaces in the bed. */
 export type NsKey = 'sw' | 'gw' | 'cl' | 'ctl' | 'up';
@@ -169,20 +159,8 @@ export interface GatewayBed extends AsyncDisposable {
   destroy(): Promise<void>;
 }
 
-function findTool(name: string): string | undefined {
-  // PATH only: `ip netns exec` resolves argv[0] through the same PATH.
-  for (const d of (process.env.PATH ?? '').split(':')) {
-    if (!d) continue;
-    const p = path.join(d, name);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  return undefined;
-}
+// PATH only: `ip netns exec` resolves argv[0] through the same PATH.
+const findTool = (name: string): string | undefined => findOnPath(name);
 
 /** A skip reason naming the tools missing from PATH, or undefined. */
 export function missingTools(tools: readonly string[]): string | undefined {

@@ -5,6 +5,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { findOnPath, trackDaemon, untilReady } from './daemon.js';
 import { freePort, waitForPort } from './ports.js';
 
 /** What to start. */
@@ -49,14 +50,7 @@ export interface SerfAgent extends AsyncDisposable {
 
 /** Is the `serf` binary on PATH? */
 export function serfAvailable(): boolean {
-  return (process.env.PATH ?? '').split(':').some((d) => {
-    try {
-      closeSync(openSync(path.join(d, 'serf'), 'r'));
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  return findOnPath('serf') !== undefined;
 }
 
 /** Inside a namespace our own sockets cannot reach its loopback: ask the serf CLI there instead. */
@@ -105,25 +99,13 @@ export async function startSerfAgent(spec: SerfAgentSpec): Promise<SerfAgent> {
   const [file, argv] = spec.netns ? ['ip', ['netns', 'exec', spec.netns, 'serf', ...args]] : ['serf', args];
   const child = spawn(file, argv, { stdio: ['ignore', out, out], env: spec.env ?? process.env });
   closeSync(out);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stopWith = async (signal: NodeJS.Signals) => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill(signal);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  };
-  try {
-    await Promise.race([
-      spec.netns ? waitForRpcInNetns(spec.netns, rpcPort, spec.rpcAuth) : waitForPort(rpcPort),
-      exited.then(() => {
-        throw new Error(`serf agent ${spec.name} exited at start; see ${logFile}`);
-      }),
-    ]);
-  } catch (err) {
-    await stopWith('SIGKILL');
-    throw err;
-  }
+  const daemon = trackDaemon(child);
+  await untilReady(
+    daemon,
+    spec.netns ? waitForRpcInNetns(spec.netns, rpcPort, spec.rpcAuth) : waitForPort(rpcPort),
+    `serf agent ${spec.name}`,
+    logFile,
+  );
   return {
     /** Stops it when a test's `await using` scope ends. */
     [Symbol.asyncDispose](this: SerfAgent) {
@@ -137,7 +119,7 @@ export async function startSerfAgent(spec: SerfAgentSpec): Promise<SerfAgent> {
     bindAddr: `${spec.bindIp ?? '127.0.0.1'}:${bindPort}`,
     process: child,
     logFile,
-    stop: () => stopWith('SIGINT'),
-    kill: () => stopWith('SIGKILL'),
+    stop: async () => void (await daemon.stop('SIGINT')),
+    kill: async () => void (await daemon.stop('SIGKILL')),
   };
 }

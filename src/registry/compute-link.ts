@@ -1,16 +1,13 @@
 /**
- * The compute role's link to the instance registry: a watched copy of every record (over NATS to
- * the controllers, like the gateway's feed, but with the fields a compute node acts on: node,
- * state, tags) and the two writes the role makes (the instance's real addresses; removing a
- * deleted instance's record). While the registry is unreachable the last snapshot stays: a
- * compute node never stops or deletes anything because the controllers went away.
+ * The compute role's link to the instance registry: the watched registry with the fields a compute
+ * node acts on (node, state, tags), and the writes the role makes (the instance's real addresses,
+ * its observed status; removing a deleted instance's record). While the registry is unreachable
+ * the last snapshot stays: a compute node never stops or deletes anything because the controllers
+ * went away.
  */
-import type { NatsConnection } from '@nats-io/transport-node';
-import type { InstanceRecord } from '../../core/instance-record.js';
 import type { ComputeRegistryFactory } from '../../core/contracts.js';
 import { InstanceNotFoundError, InstanceRegistry } from './registry.js';
-import { RegistryView } from './view.js';
-import { connectNats } from '../../core/nats.js';
+import { watchRegistry } from './watched.js';
 
 /**
  * A burst of registry changes (a launch registers the record, then sets it running, milliseconds
@@ -20,30 +17,17 @@ const DEBOUNCE_MS = 50;
 
 /** The factory the composition root gives the compute role. */
 export const openComputeRegistry: ComputeRegistryFactory = (servers, onChange, log) => {
-  let nc: NatsConnection | undefined;
-  let view: RegistryView | undefined;
+  const watched = watchRegistry({
+    servers,
+    clientName: 'mammatus-compute',
+    debounceMs: DEBOUNCE_MS,
+    project: (records) => records.sort((a, b) => a.name.localeCompare(b.name)),
+    onChange,
+    log,
+  });
   let registry: Promise<InstanceRegistry> | undefined;
-  let last: readonly InstanceRecord[] | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let stopped = false;
-  const changed = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      if (stopped || !view?.available) return;
-      last = view.records().sort((a, b) => a.name.localeCompare(b.name));
-      onChange();
-    }, DEBOUNCE_MS);
-  };
-  const connected = connectNats(servers, { name: 'mammatus-compute', persistent: true }).then(
-    (c) => {
-      if (stopped) return void c.close();
-      nc = c;
-      view = RegistryView.start(c, log, 1, changed);
-    },
-    (err: unknown) => log.error({ err }, 'cannot reach the instance registry'),
-  );
   const writer = async (): Promise<InstanceRegistry> => {
-    await connected;
+    const nc = await watched.connected;
     if (!nc) throw new Error('the instance registry is not connected');
     return (registry ??= InstanceRegistry.open(nc));
   };
@@ -51,7 +35,7 @@ export const openComputeRegistry: ComputeRegistryFactory = (servers, onChange, l
     if (!(err instanceof InstanceNotFoundError)) throw err;
   };
   return {
-    snapshot: () => last,
+    snapshot: () => watched.snapshot(),
     async setIps(id, ips) {
       await (await writer()).update(id, (r) => ({ ...r, ips: [...ips] })).catch(ignoreGone);
     },
@@ -62,11 +46,6 @@ export const openComputeRegistry: ComputeRegistryFactory = (servers, onChange, l
     async remove(id) {
       await (await writer()).remove(id).catch(ignoreGone);
     },
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      view?.stop();
-      await nc?.close().catch(() => undefined);
-    },
+    stop: () => watched.stop(),
   };
 };

@@ -1,17 +1,17 @@
 /**
  * A small fake Serf RPC server for the protocol edge cases a real `serf agent` cannot produce on
- * demand (R13): truncated frames, garbage, unknown Seqs, replies delayed or withheld. It listens on
+ * demand: truncated frames, garbage, unknown Seqs, replies delayed or withheld. It listens on
  * 127.0.0.1:0, decodes each client's requests from one continuous msgpack stream, answers
  * handshake and auth like Serf does by default, and lets a test script any other reply.
  *
- * The server keeps its own table of body-less requests (serf-rpc.md §1.5) instead of importing the
+ * The server keeps its own table of body-less requests instead of importing the
  * client's, so a client that sends a body to `members` shows up as a stray value, not as a request.
  */
 import net from 'node:net';
 import { Unpackr } from 'msgpackr';
 import { encodeValue } from '../../agent/serf/codec.js';
 
-// Serf's request loop reads no body for these commands (serf-rpc.md §1.4, §1.5).
+// Serf's request loop reads no body for these commands.
 const NO_REQUEST_BODY = new Set(['members', 'list-keys', 'stats', 'leave']);
 
 /** A decoded request header. */

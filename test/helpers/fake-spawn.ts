@@ -1,5 +1,5 @@
 /**
- * A fake `Spawn` for unit tests (R11): every "process" it starts is recorded with its argv and the
+ * A fake `Spawn` for unit tests: every "process" it starts is recorded with its argv and the
  * signals it was sent, and the test decides when it exits (a crash) or says something (`say`).
  * SIGHUP is recorded without ending the process, as daemons reload on it; any other signal ends it
  * unless the test says the process ignores it.

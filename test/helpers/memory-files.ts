@@ -1,5 +1,5 @@
 /**
- * An in-memory `FileOps` for unit tests (R11): no disk, a log of every effect, and a switch to make
+ * An in-memory `FileOps` for unit tests: no disk, a log of every effect, and a switch to make
  * writes to chosen paths fail, so rollback paths can be exercised deterministically.
  */
 import type { FileOps } from '../../core/contracts.js';

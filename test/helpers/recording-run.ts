@@ -1,5 +1,5 @@
 /**
- * A fake `Run` for unit tests (R11): it records every call as `[file, ...args]` and answers from a
+ * A fake `Run` for unit tests: it records every call as `[file, ...args]` and answers from a
  * script, so tests assert on the exact commands a role issued instead of mocking modules.
  */
 import { CommandFailedError } from '../../core/exec.js';

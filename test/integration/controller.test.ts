@@ -289,7 +289,7 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
       );
     }
     console.log(`writes on both remaining controllers within ${Date.now() - stopped} ms of stopping ctl-3`);
-    // The registry (R3) keeps serving with two of three servers.
+    // The registry keeps serving with two of three servers.
     await eventually(async () => {
       const url = '/latest/meta-data/instance-id';
       const res = await fetch(`http://${nodes[1].ip}:8775${url}`, {

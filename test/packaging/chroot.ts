@@ -20,6 +20,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { findOnPath } from '../../scripts/lib/daemon.js';
 
 const exec = promisify(execFile);
 
@@ -32,8 +33,7 @@ const CHROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 /** Is `name` an executable on PATH (or the sbin dirs a root shell has)? */
 export function commandAvailable(name: string): boolean {
-  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin'];
-  return dirs.some((d) => d !== '' && existsSync(path.join(d, name)));
+  return findOnPath(name, ['/usr/sbin', '/sbin']) !== undefined;
 }
 
 /** Does `url` answer an HTTP HEAD with 200 within `timeoutMs`? */

@@ -33,7 +33,7 @@ function desired(files: Record<string, string>): DesiredState<ExampleConfig> {
   };
 }
 
-/** A pino logger writing JSON lines into an array (R14), so tests can assert on what was logged. */
+/** A pino logger writing JSON lines into an array, so tests can assert on what was logged. */
 function memoryLog() {
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });

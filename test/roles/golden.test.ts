@@ -1,5 +1,5 @@
 /**
- * Golden-file testing for renderers (R12), shown on a tiny role defined here. Each
+ * Golden-file testing for renderers, shown on a tiny role defined here. Each
  * `__fixtures__/<role>/<case>.yaml` is a DesiredState; every file the role renders for it is
  * compared with `__golden__/<role>/<case>/<absolute path>`. Regenerate with
  * `npx vitest run test/roles -u` and review the golden diff like code.

@@ -6,6 +6,7 @@
  */
 import { commonError, snsError, sqsError, type MessagingError } from '../errors.js';
 import type { Params } from './form.js';
+import type { SqsRequests } from './sqs-types.js';
 
 /** How one service reports a missing or malformed member. */
 export interface FieldErrors {
@@ -37,20 +38,24 @@ function clip(text: string): string {
 const INTEGER = /^-?\d{1,15}$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-/** Typed access to Query parameters, failing with one service's errors. */
-export interface QueryFields {
-  readonly params: Params;
+/** The scalar readers both wire formats offer, so a request made of scalars is parsed once for both. */
+export interface ScalarFields {
   readonly errors: FieldErrors;
   /** The member, or undefined when absent. */
   str(name: string): string | undefined;
   /** The member; absent or empty fails with `missing`. */
   req(name: string): string;
-  /** An integer member (decimal digits only). */
+  /** An integer member (Query: decimal digits only; JSON: a whole number). */
   int(name: string): number | undefined;
-  /** A boolean member: `true` or `false` (any case). */
+  /** A boolean member (Query: `true` or `false` in any case; JSON: a boolean). */
   bool(name: string): boolean | undefined;
   /** A base64 member, decoded. */
   binary(name: string): Uint8Array | undefined;
+}
+
+/** Typed access to Query parameters, failing with one service's errors. */
+export interface QueryFields extends ScalarFields {
+  readonly params: Params;
   /** The same readers over a subset of the parameters (a batch entry, a map entry). */
   sub(params: Params): QueryFields;
 }
@@ -112,14 +117,8 @@ function wrongType(name: string, expected: string): MessagingError {
 }
 
 /** Typed access to a JSON 1.0 body; a wrong JSON type is a `SerializationException`. */
-export interface JsonFields {
+export interface JsonFields extends ScalarFields {
   readonly body: JsonObject;
-  readonly errors: FieldErrors;
-  str(name: string): string | undefined;
-  req(name: string): string;
-  int(name: string): number | undefined;
-  bool(name: string): boolean | undefined;
-  binary(name: string): Uint8Array | undefined;
   /** A list of strings; absent is empty. */
   strings(name: string): string[];
   /** A map of strings to strings; absent is empty. */
@@ -202,3 +201,20 @@ function decodeBase64(value: string, name: string, errors: FieldErrors): Uint8Ar
   if (!BASE64.test(compact)) throw errors.invalid(name, value, 'Must be base64-encoded.');
   return Buffer.from(compact, 'base64');
 }
+
+/**
+ * The SQS actions whose requests are scalars only, parsed the same way from either wire format
+ * (the message-move tasks): both parser tables take these.
+ */
+export const sqsScalarParsers = {
+  StartMessageMoveTask: (f: ScalarFields): SqsRequests['StartMessageMoveTask'] => ({
+    SourceArn: f.req('SourceArn'),
+    DestinationArn: f.str('DestinationArn'),
+    MaxNumberOfMessagesPerSecond: f.int('MaxNumberOfMessagesPerSecond'),
+  }),
+  ListMessageMoveTasks: (f: ScalarFields): SqsRequests['ListMessageMoveTasks'] => ({
+    SourceArn: f.req('SourceArn'),
+    MaxResults: f.int('MaxResults'),
+  }),
+  CancelMessageMoveTask: (f: ScalarFields): SqsRequests['CancelMessageMoveTask'] => ({ TaskHandle: f.req('TaskHandle') }),
+};

@@ -6,7 +6,7 @@
  * deprecated `AttributeNames`).
  */
 import type { MessageAttributes, MessageAttributeValue, MessageToSend } from '../sqs-engine.js';
-import type { JsonFields } from './fields.js';
+import { sqsScalarParsers, type JsonFields } from './fields.js';
 import { queueNameFromUrl } from './queue-url.js';
 import type { SqsAction, SqsOutputs, SqsRequests } from './sqs-types.js';
 
@@ -100,13 +100,7 @@ export const sqsJsonParsers: { readonly [A in SqsAction]: SqsJsonParser<A> } = {
     Actions: f.strings('Actions'),
   }),
   RemovePermission: (f) => ({ QueueName: queueName(f), Label: f.req('Label') }),
-  StartMessageMoveTask: (f) => ({
-    SourceArn: f.req('SourceArn'),
-    DestinationArn: f.str('DestinationArn'),
-    MaxNumberOfMessagesPerSecond: f.int('MaxNumberOfMessagesPerSecond'),
-  }),
-  ListMessageMoveTasks: (f) => ({ SourceArn: f.req('SourceArn'), MaxResults: f.int('MaxResults') }),
-  CancelMessageMoveTask: (f) => ({ TaskHandle: f.req('TaskHandle') }),
+  ...sqsScalarParsers,
 };
 
 function missing(f: JsonFields, name: string): never {

@@ -6,7 +6,7 @@
  */
 import type { MessageAttributes, MessageAttributeValue, MessageToSend } from '../sqs-engine.js';
 import { indexedGroups, indexedValues, subParams } from './form.js';
-import type { QueryFields } from './fields.js';
+import { sqsScalarParsers, type QueryFields } from './fields.js';
 import { queueNameFromUrl } from './queue-url.js';
 import type { SqsAction, SqsRequests } from './sqs-types.js';
 
@@ -131,13 +131,7 @@ export const sqsQueryParsers: { readonly [A in SqsAction]: SqsQueryParser<A> } =
     Actions: indexedValues(f.params, 'ActionName'),
   }),
   RemovePermission: (f, q) => ({ QueueName: queueName(f, q), Label: f.req('Label') }),
-  StartMessageMoveTask: (f) => ({
-    SourceArn: f.req('SourceArn'),
-    DestinationArn: f.str('DestinationArn'),
-    MaxNumberOfMessagesPerSecond: f.int('MaxNumberOfMessagesPerSecond'),
-  }),
-  ListMessageMoveTasks: (f) => ({ SourceArn: f.req('SourceArn'), MaxResults: f.int('MaxResults') }),
-  CancelMessageMoveTask: (f) => ({ TaskHandle: f.req('TaskHandle') }),
+  ...sqsScalarParsers,
 };
 
 function missing(f: QueryFields, name: string): never {

@@ -1,5 +1,5 @@
 /**
- * The controller renderers against golden files (R12), and the rules of the routes as assertions.
+ * The controller renderers against golden files, and the rules of the routes as assertions.
  * Each `__fixtures__/controller/<case>.yaml` is a DesiredState; every rendered file is compared with
  * `__golden__/controller/<case>/<absolute path>`. Regenerate with
  * `npx vitest run test/roles/controller -u` and review the golden diff like code.

@@ -1,5 +1,5 @@
 /**
- * The controller role through the apply framework, with fakes for every effect (R11): a recording
+ * The controller role through the apply framework, with fakes for every effect: a recording
  * runner, in-memory files, a fake spawner and a scripted monitor probe. Covers validate → reload →
  * health, SIGHUP versus restart, rollback, and the hosted services' lifecycle.
  */

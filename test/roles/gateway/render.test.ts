@@ -1,6 +1,6 @@
 /**
- * The gateway renderers against golden files (R12) plus the traps of reference/roles.md §1.1–1.4 as
- * assertions. Each `__fixtures__/gateway/<case>.yaml` is a DesiredState; every rendered file is
+ * The gateway renderers against golden files plus, as assertions, the traps
+ * that broke dnsmasq and iptables in real runs. Each `__fixtures__/gateway/<case>.yaml` is a DesiredState; every rendered file is
  * compared with `__golden__/gateway/<case>/<absolute path>`. Regenerate with
  * `npx vitest run test/roles/gateway -u` and review the golden diff like code.
  */

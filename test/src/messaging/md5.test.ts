@@ -1,7 +1,7 @@
 import { expect, test } from 'vitest';
 import { md5OfBody, md5OfMessageAttributes } from '../../../src/messaging/md5.js';
 
-test('the two official attribute vectors (reference §2.1)', () => {
+test('the two official attribute vectors (from the AWS SQS documentation)', () => {
   expect(
     md5OfMessageAttributes({
       test_attribute_name_1: { DataType: 'String', StringValue: 'test_attribute_value_1' },

@@ -1,0 +1,65 @@
+/**
+ * What every launcher in this harness does with the daemon it spawns: find the program on PATH,
+ * wait until the daemon is ready or has died (whichever comes first), and stop it by its PID with
+ * a signal, escalating to SIGKILL when it does not exit in time.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import path from 'node:path';
+
+/** The executable `name` from PATH, then `extraDirs` (the sbin dirs a root shell has); undefined if none. */
+export function findOnPath(name: string, extraDirs: readonly string[] = []): string | undefined {
+  for (const dir of [...(process.env.PATH ?? '').split(':'), ...extraDirs]) {
+    if (!dir) continue;
+    const file = path.join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
+}
+
+/** A spawned daemon, stoppable by its PID. */
+export interface Daemon {
+  /** Resolves with the exit code (null when a signal ended it). */
+  readonly exited: Promise<number | null>;
+  /** Sends `signal` (nothing when it already exited) and waits for the exit; SIGKILL after `killAfterMs`. */
+  stop(signal: NodeJS.Signals, killAfterMs?: number): Promise<number | null>;
+}
+
+/** Tracks `child` from its spawn on (call it right after spawn, so no exit is missed). */
+export function trackDaemon(child: ChildProcess): Daemon {
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    exited,
+    async stop(signal, killAfterMs = 5000) {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+/**
+ * Waits for `ready`; when the daemon exits first (or `ready` fails) it is killed and the error
+ * names `what` and its log file.
+ */
+export async function untilReady(daemon: Daemon, ready: Promise<unknown>, what: string, logFile: string): Promise<void> {
+  try {
+    await Promise.race([
+      ready,
+      daemon.exited.then((code) => {
+        throw new Error(`${what} exited (${code}) at start; see ${logFile}`);
+      }),
+    ]);
+  } catch (err) {
+    await daemon.stop('SIGKILL');
+    throw err;
+  }
+}
