@@ -44,6 +44,11 @@ const zones = [
   { target: './src/registry', from: './src', except: ['./registry'], message: 'the registry knows core/ only.' },
   { target: './src/messaging', from: './src', except: ['./messaging'], message: 'messaging knows core/ only.' },
   {
+    target: './src/messaging/engine',
+    from: ['./src/messaging/protocol', './src/messaging/http.ts', './src/messaging/service.ts', './src/messaging/hosted.ts'],
+    message: 'the engine knows its contracts (sqs-engine.ts, sns-engine.ts), never the wire layer above it.',
+  },
+  {
     target: './src/metadata',
     from: './src',
     except: ['./metadata', './registry'],

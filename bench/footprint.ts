@@ -11,6 +11,9 @@
  * and CPU (utime+stime from /proc/PID/stat) over the next 30 s (serf's as baseline). Goals: start
  * < 150 ms, version < 100 ms, RSS ≤ 48 MB, CPU < 0.5 % of a core. Prints a readable summary,
  * PASS/MISS per goal, one JSON line.
+ *
+ * BENCH_BUNDLE=FILE measures another build instead (an older checkout's dist/mammatus.mjs), so a
+ * before/after pair can be taken back to back on the same machine.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -37,6 +40,8 @@ import {
 import { sleep } from '../scripts/lib/wait.js';
 
 const RUNS = 5;
+/** The bundle measured: this checkout's, or the one BENCH_BUNDLE names. */
+const UNDER_TEST = process.env.BENCH_BUNDLE ? path.resolve(process.env.BENCH_BUNDLE) : BUNDLE;
 const IDLE_SETTLE_S = 10;
 const CPU_WINDOW_S = Number(process.env.BENCH_CPU_WINDOW_S ?? 30);
 const READY_TIMEOUT_MS = 20_000;
@@ -67,7 +72,7 @@ function writeConfig(dir: string, rpcAddr: string): string {
 function spawnAgent(cfg: string): Promise<PipedAgent> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(process.execPath, [BUNDLE, 'agent', '--config', cfg], {
+    const child = spawn(process.execPath, [UNDER_TEST, 'agent', '--config', cfg], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, JOURNAL_STREAM: '' },
@@ -119,7 +124,7 @@ async function main(): Promise<number> {
     console.error('serf is not on PATH');
     return 2;
   }
-  ensureBundle();
+  if (UNDER_TEST === BUNDLE) ensureBundle();
   const m = machine();
   const goals = new Goals();
   const cleanup = new Cleanup();
@@ -127,6 +132,7 @@ async function main(): Promise<number> {
   try {
     console.log('== footprint: bundled agent start-to-ready, idle RSS, idle CPU (serf agent as baseline) ==');
     printMachine(m);
+    console.log(`bundle: ${path.relative(ROOT, UNDER_TEST) || UNDER_TEST}`);
     const dir = tempDir('footprint', cleanup);
     // No role tag: the agent every node runs before (or without) a role.
     const serf = await startSerfAgent({ name: 'fp', dir: path.join(dir, 'serf'), tags: {} });
@@ -141,7 +147,7 @@ async function main(): Promise<number> {
     const base: number[] = [];
     for (let r = 0; r < RUNS; r++) {
       base.push(await nodeRun(['-e', '0']));
-      version.push(await nodeRun([BUNDLE, 'version']));
+      version.push(await nodeRun([UNDER_TEST, 'version']));
       const a = await spawnAgent(writeConfig(path.join(dir, `run${r}`), serf.rpcAddr));
       ready.push(a.readyMs);
       await a.stop();
@@ -207,6 +213,7 @@ async function main(): Promise<number> {
     emitJson({
       bench: 'footprint',
       machine: m,
+      bundle: UNDER_TEST,
       start_to_ready_ms: ready.map((x) => round(x, 1)),
       start_to_ready_median_ms: round(readyMed, 1),
       version_ms: version.map((x) => round(x, 1)),

@@ -137,10 +137,10 @@ function newestSource(): number {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);
       if (e.isDirectory()) walk(p);
-      else if (/\.(ts|json)$/.test(e.name)) newest = Math.max(newest, statSync(p).mtimeMs);
+      else if (/\.(ts|mjs|json)$/.test(e.name)) newest = Math.max(newest, statSync(p).mtimeMs);
     }
   };
-  for (const d of ['agent', 'roles', 'handlers', 'src']) walk(path.join(ROOT, d));
+  for (const d of ['core', 'agent', 'roles', 'handlers', 'src', 'scripts']) walk(path.join(ROOT, d));
   return newest;
 }
 

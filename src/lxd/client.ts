@@ -3,7 +3,7 @@
  * info and `api_extensions` checks, storage pools, profiles, images (upload with an alias) and
  * instances (create, state changes, delete, state with addresses). Requests that LXD runs in the
  * background (`type: async`) are waited for here, with a timeout, so every method resolves when
- * the change is done or rejects with a typed error (`lxd-errors.ts`). GET of one object returns
+ * the change is done or rejects with a typed error (`errors.ts`). GET of one object returns
  * it with its ETag ({@link Versioned}); updates take the ETag back and send it as `If-Match`, so a
  * concurrent change surfaces as {@link LxdPreconditionFailedError} instead of being overwritten.
  */

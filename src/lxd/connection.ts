@@ -1,7 +1,7 @@
 /**
  * The connection half of the LXD client: one daemon's socket, the request/answer exchange with
  * project and ETag handling, waiting for background operations, and `api_extensions` checks.
- * `LxdClient` (lxd-client.ts) adds the resource methods on top.
+ * `LxdClient` (client.ts) adds the resource methods on top.
  */
 import http from 'node:http';
 import { LxdMissingExtensionError, LxdProtocolError, LxdTimeoutError, fromOperationFailure } from './errors.js';

@@ -45,6 +45,11 @@ describe('import boundaries', () => {
       'messaging knows core/ only',
     ],
     [
+      'src/messaging/engine/back-edge.lint-fixture.ts',
+      "import { isSqsAction } from '../protocol/sqs-types.js';\nexport const x = isSqsAction;\n",
+      'never the wire layer',
+    ],
+    [
       'agent/dispatch/back-edge.lint-fixture.ts',
       "import { buildGatewayRole } from '../../roles/gateway/index.js';\nexport const x = buildGatewayRole;\n",
       'only the composition roots',

@@ -5,9 +5,9 @@
  * ("query reply ID mismatch" in serf's log). The nodes that stay silent must be asked again.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { queryUntilAnswered } from '../../agent/cli/common.js';
-import { SerfClient } from '../../agent/serf/client.js';
-import { startFakeSerf, type FakeClient, type FakeRequest, type FakeSerf } from '../helpers/fake-serf.js';
+import { queryUntilAnswered } from '../../../agent/cli/common.js';
+import { SerfClient } from '../../../agent/serf/client.js';
+import { startFakeSerf, type FakeClient, type FakeRequest, type FakeSerf } from '../../helpers/fake-serf.js';
 
 /** What the fake's nodes do with the n-th query (0-based): per node, ack/answer delays or silence. */
 type Plan = Record<string, { ackMs?: number; answerMs?: number } | 'lost'>;

@@ -1,10 +1,10 @@
 /** Choosing a compute node for a launch (pure), the capacity answer, and the live status column. */
 import { describe, expect, it } from 'vitest';
-import { liveStatus } from '../../agent/cli/instance.js';
-import { chooseNode, parseCapacityAnswer, unfitReason, type CapacitySurvey } from '../../agent/cli/placement.js';
-import type { Member } from '../../core/contracts.js';
-import { buildCapacity, type CapacityAnswer } from '../../roles/compute/capacity.js';
-import type { InstanceRecord } from '../../core/instance-record.js';
+import { liveStatus } from '../../../agent/cli/instance.js';
+import { chooseNode, parseCapacityAnswer, unfitReason, type CapacitySurvey } from '../../../agent/cli/placement.js';
+import type { Member } from '../../../core/contracts.js';
+import { buildCapacity, type CapacityAnswer } from '../../../roles/compute/capacity.js';
+import type { InstanceRecord } from '../../../core/instance-record.js';
 
 const member = (
   name: string,

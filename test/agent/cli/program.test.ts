@@ -1,7 +1,7 @@
 /** The CLI's exit codes and usage handling, without a serf agent. */
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../../agent/cli/program.js';
-import { VERSION } from '../../agent/version.js';
+import { runCli } from '../../../agent/cli/program.js';
+import { VERSION } from '../../../agent/version.js';
 
 const run = async (...argv: string[]) => {
   const out: string[] = [];

@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadConfig, mergeConfig, validateConfig, type LoadConfigOptions } from '../../agent/config/load.js';
-import { DEFAULT_CONFIG } from '../../agent/config/schema.js';
-import { isHostPort } from '../../core/net.js';
-import { SettingsError } from '../../core/validation.js';
+import { loadConfig, mergeConfig, validateConfig, type LoadConfigOptions } from '../../../agent/config/load.js';
+import { DEFAULT_CONFIG } from '../../../agent/config/schema.js';
+import { isHostPort } from '../../../core/net.js';
+import { SettingsError } from '../../../core/validation.js';
 
 let dir: string;
 

@@ -1,6 +1,6 @@
 /** How `mammatus status` reads one agent's answer. */
 import { describe, expect, it } from 'vitest';
-import { parseStatusAnswer } from '../../agent/cli/status.js';
+import { parseStatusAnswer } from '../../../agent/cli/status.js';
 
 describe('parseStatusAnswer', () => {
   it('accepts a status object', () => {
