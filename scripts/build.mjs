@@ -22,12 +22,35 @@ const version = arg('--version') ?? JSON.parse(readFileSync(new URL('../package.
 const outdir = path.dirname(out);
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-// Settings checks compiled now rather than by Ajv in every process (see core/section-compiler.ts).
+// Settings checks compiled now rather than by Ajv in every process (see core/section-compiler.ts):
+// the compiler module becomes a registry, and each module that declares a section imports the
+// generated check of its own section, so a process loads only the checks of what it runs.
+const compiler = path.join(root, 'core', 'section-compiler.ts');
 const precompiledSections = {
   name: 'precompiled-sections',
   setup(b) {
-    const source = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/precompile-sections.ts'], { cwd: root, encoding: 'utf8' });
-    b.onLoad({ filter: /[\\/]core[\\/]section-compiler\.ts$/ }, () => ({ contents: source, loader: 'js', resolveDir: root }));
+    const { registry, sections } = JSON.parse(
+      execFileSync(process.execPath, ['--import', 'tsx', 'scripts/precompile-sections.ts', compiler], { cwd: root, encoding: 'utf8' }),
+    );
+    const byModule = new Map();
+    for (const s of sections) byModule.set(path.join(root, s.module), [...(byModule.get(path.join(root, s.module)) ?? []), s]);
+    const byName = new Map(sections.map((s) => [s.name, s]));
+    b.onLoad({ filter: /[\\/]core[\\/]section-compiler\.ts$/ }, () => ({ contents: registry, loader: 'js', resolveDir: root }));
+    b.onLoad({ filter: /\.ts$/ }, (args) => {
+      const own = byModule.get(args.path);
+      if (!own) return undefined;
+      const imports = own.map((s) => `import ${JSON.stringify(`generated-section:${s.name}`)};`).join('\n');
+      return { contents: `${readFileSync(args.path, 'utf8')}\n${imports}\n`, loader: 'ts' };
+    });
+    b.onResolve({ filter: /^generated-section:/ }, (args) => ({
+      path: args.path.slice('generated-section:'.length),
+      namespace: 'generated-section',
+    }));
+    b.onLoad({ filter: /.*/, namespace: 'generated-section' }, (args) => ({
+      contents: byName.get(args.path).source,
+      loader: 'js',
+      resolveDir: root,
+    }));
   },
 };
 

@@ -11,13 +11,13 @@ import type { ValidateFunction } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileSection, type CompileInput } from '../../core/section-compiler.js';
 import { declaredSections, type SectionSpec } from '../../core/validation.js';
-import { precompiledSectionsModule, SECTION_MODULES } from '../../scripts/precompile-sections.js';
+import { generateSections, REGISTRY_SOURCE, SECTION_MODULES } from '../../scripts/precompile-sections.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
 type Generated = (input: CompileInput) => ValidateFunction;
 let generated: Generated;
-let generatedFile: string;
+let generatedDir: string;
 
 function inputOf(spec: SectionSpec): CompileInput {
   return {
@@ -75,14 +75,22 @@ function inputsFor(schema: Schema): unknown[] {
 }
 
 beforeAll(async () => {
-  // Inside the repository, so the generated imports of Ajv's runtime helpers resolve.
-  const dir = path.join(ROOT, 'node_modules', '.cache', 'mammatus-test');
-  mkdirSync(dir, { recursive: true });
-  generatedFile = path.join(dir, `sections-${process.pid}.mjs`);
-  writeFileSync(generatedFile, await precompiledSectionsModule(pathToFileURL(`${ROOT}/`)));
-  ({ compileSection: generated } = (await import(pathToFileURL(generatedFile).href)) as { compileSection: Generated });
+  // Inside the repository, so the generated imports of Ajv's runtime helpers resolve. The sections
+  // import the registry as the bundle's do, by the specifier they were generated with.
+  generatedDir = path.join(ROOT, 'node_modules', '.cache', `mammatus-test-${process.pid}`);
+  mkdirSync(generatedDir, { recursive: true });
+  writeFileSync(path.join(generatedDir, 'registry.mjs'), REGISTRY_SOURCE);
+  const sections = await generateSections(pathToFileURL(`${ROOT}/`), './registry.mjs');
+  for (const s of sections) {
+    const file = path.join(generatedDir, `${s.name}.mjs`);
+    writeFileSync(file, s.source);
+    await import(pathToFileURL(file).href);
+  }
+  ({ compileSection: generated } = (await import(pathToFileURL(path.join(generatedDir, 'registry.mjs')).href)) as {
+    compileSection: Generated;
+  });
 });
-afterAll(() => rmSync(generatedFile, { force: true }));
+afterAll(() => rmSync(generatedDir, { recursive: true, force: true }));
 
 describe('precompiled settings sections', () => {
   it('lists every module that declares a section', () => {
