@@ -53,8 +53,8 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
     await agent.reload();
     await sdNotify(run, '--ready');
   };
+  let stopping = false;
   const done = new Promise<number>((resolve) => {
-    let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
@@ -85,9 +85,15 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
   if (loaded.config.watch_config) {
     // The main file is watched even while missing, so creating it later is noticed too.
     const files = loaded.dirs.includes(loaded.path) ? loaded.files : [...new Set([loaded.path, ...loaded.files])];
-    // chokidar loads while the agent connects to serf, off the path to ready.
-    const { watchConfig } = await import('./config/watch.js');
-    watcher = watchConfig(files, loaded.dirs, async () => void (await agent.reload()), log.child({ component: 'config' }));
+    // chokidar loads while the agent connects to serf, off the path to ready. Without a watcher
+    // the agent still runs: SIGHUP reloads.
+    try {
+      const { watchConfig } = await import('./config/watch.js');
+      // A stop signal that came while chokidar loaded finds no watcher to close: start none.
+      if (!stopping) watcher = watchConfig(files, loaded.dirs, async () => void (await agent.reload()), log.child({ component: 'config' }));
+    } catch (err) {
+      log.error({ err }, 'config files are not watched; send SIGHUP after a change');
+    }
   }
   return done;
 }

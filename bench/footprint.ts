@@ -109,13 +109,16 @@ function spawnAgent(cfg: string): Promise<PipedAgent> {
   });
 }
 
-/** Spawn → exit of `node ARGS` (`-e 0`, or the bundle and a command). */
+/** Spawn → exit of `node ARGS` (`-e 0`, or the bundle and a command); a failed run is an error, not a fast one. */
 function nodeRun(args: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const child = spawn(process.execPath, args, { cwd: ROOT, stdio: 'ignore' });
     child.once('error', reject);
-    child.once('exit', () => resolve(performance.now() - started));
+    child.once('exit', (code) => {
+      if (code === 0) resolve(performance.now() - started);
+      else reject(new Error(`node ${args.join(' ')} exited with ${code}`));
+    });
   });
 }
 

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BUNDLE } from '../scripts/lib/mammatus-agent.js';
 import { errorMessage } from '../core/errors.js';
+import type { SerfClient } from '../agent/serf/client.js';
 
 /** The package root (/work/main). */
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -241,4 +242,42 @@ export function runMain(name: string, main: () => Promise<number>): void {
       process.exit(1);
     },
   );
+}
+
+/** When a query reached every node and when the last answer came, per run (ms after the send). */
+export interface QuerySpread {
+  /** Runs in which all nodes acked and answered within the timeout. */
+  readonly complete: number;
+  readonly lastAckMs: number[];
+  readonly lastAnswerMs: number[];
+}
+
+/**
+ * Sends query `name` `runs` times over one RPC connection with acks requested and times, per run,
+ * the last of `nodes` acks (the query reached every node) and the last answer. A run in which a
+ * node never acks or answers within `timeoutMs` is left out of the times and counted as incomplete.
+ */
+export async function querySpread(client: SerfClient, name: string, nodes: number, runs: number, timeoutMs = 5000): Promise<QuerySpread> {
+  const lastAckMs: number[] = [];
+  const lastAnswerMs: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const started = performance.now();
+    const records = await client.query({ name, requestAck: true, timeoutMs });
+    const acks = new Set<string>();
+    const answers = new Set<string>();
+    let ackAt: number | undefined;
+    let answerAt: number | undefined;
+    for await (const rec of records) {
+      (rec.type === 'ack' ? acks : answers).add(rec.from);
+      if (rec.type === 'ack' && acks.size === nodes) ackAt = performance.now() - started;
+      if (rec.type === 'response' && answers.size === nodes) answerAt = performance.now() - started;
+      if (ackAt !== undefined && answerAt !== undefined) break;
+    }
+    records.stop();
+    if (ackAt !== undefined && answerAt !== undefined) {
+      lastAckMs.push(ackAt);
+      lastAnswerMs.push(answerAt);
+    }
+  }
+  return { complete: lastAckMs.length, lastAckMs, lastAnswerMs };
 }

@@ -26,6 +26,7 @@ import {
   Goals,
   machine,
   median,
+  querySpread,
   printMachine,
   ROOT,
   round,
@@ -212,26 +213,11 @@ async function main(): Promise<number> {
       if (missing.length) console.log(`         serf query: no response from ${missing.join(', ')}`);
     }
     // Where the round goes: the query's spread (last ack) and the last answer, seen from one RPC connection.
-    const spread: { lastAck: number; lastAnswer: number }[] = [];
-    for (let r = 0; r < RUNS; r++) {
-      const started = performance.now();
-      const records = await first.query({ name: 'mammatus.status', requestAck: true, timeoutMs: 5000 });
-      const acks = new Set<string>();
-      const answers = new Set<string>();
-      const at = { lastAck: NaN, lastAnswer: NaN };
-      for await (const rec of records) {
-        (rec.type === 'ack' ? acks : answers).add(rec.from);
-        if (rec.type === 'ack' && acks.size === NODES) at.lastAck = performance.now() - started;
-        if (rec.type === 'response' && answers.size === NODES) at.lastAnswer = performance.now() - started;
-        if (acks.size === NODES && answers.size === NODES) break;
-      }
-      records.stop();
-      spread.push(at);
-    }
-    const lastAckMed = median(spread.map((x) => x.lastAck));
-    const lastAnswerMed = median(spread.map((x) => x.lastAnswer));
+    const spread = await querySpread(first, 'mammatus.status', NODES, RUNS);
+    const lastAckMed = median(spread.lastAckMs);
+    const lastAnswerMed = median(spread.lastAnswerMs);
     console.log(
-      `raw query over RPC, median of ${RUNS}: reached all ${NODES} nodes (last ack) after ${lastAckMed.toFixed(0)} ms, last answer after ${lastAnswerMed.toFixed(0)} ms`,
+      `raw query over RPC, median of ${spread.complete}/${RUNS} complete runs: reached all ${NODES} nodes (last ack) after ${lastAckMed.toFixed(0)} ms, last answer after ${lastAnswerMed.toFixed(0)} ms`,
     );
 
     // Reference: the same CLI doing no RPC at all (node start + bundle load + exit).
@@ -287,8 +273,8 @@ async function main(): Promise<number> {
       mammatus_status_ms: mam.map((x) => round(x.ms, 1)),
       serf_query_ms: srf.map((x) => round(x.ms, 1)),
       mammatus_median_ms: round(mamMed, 1),
-      raw_query_last_ack_ms: spread.map((x) => round(x.lastAck, 1)),
-      raw_query_last_answer_ms: spread.map((x) => round(x.lastAnswer, 1)),
+      raw_query_last_ack_ms: spread.lastAckMs.map((x) => round(x, 1)),
+      raw_query_last_answer_ms: spread.lastAnswerMs.map((x) => round(x, 1)),
       serf_median_ms: round(srfMed, 1),
       ratio: round(ratio, 4),
       cli_version_only_median_ms: round(bareMed, 1),

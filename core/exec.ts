@@ -8,8 +8,12 @@ import type { ExecaError } from 'execa';
 import type { Run, RunOptions, RunResult, Spawn } from './contracts.js';
 
 let execaModule: Promise<typeof import('execa')> | undefined;
-/** execa, loaded once. */
-const loadExeca = () => (execaModule ??= import('execa'));
+/** execa, loaded once; a failed load is tried again on the next call, not remembered. */
+const loadExeca = () =>
+  (execaModule ??= import('execa').catch((err: unknown) => {
+    execaModule = undefined;
+    throw err;
+  }));
 
 /** Used when neither the factory nor the call sets a timeout; a hung tool must not stall a reconcile. */
 export const DEFAULT_TIMEOUT_MS = 30_000;

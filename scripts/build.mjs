@@ -1,14 +1,16 @@
 // Bundles the CLI (and daemon) into ESM that runs on Node 20 with no node_modules: an entry file
 // and the chunks it loads when a command, a role or a hosted service is first used (a node loads
-// only what it runs; `mammatus version` loads the entry alone).
+// only what it runs).
 //   node scripts/build.mjs [--out FILE] [--version V] [--no-shebang]
 // The entry is FILE (default dist/mammatus.mjs), the chunks are in `chunks/` beside it. The package
 // build bundles into its staging tree with the package's version and without the shebang (the
-// wrapper runs it with /usr/bin/node), never over dist/, which tests and the local cluster may be
-// running at that moment.
+// wrapper runs it with /usr/bin/node). Tests and the local cluster may be running from dist/ while
+// it is rebuilt: chunks carry content hashes in their names, new ones are written beside the old,
+// the entry is renamed into place last, and a chunk no build uses any more is removed only after a
+// day, so a running agent can still load a role it takes later.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -26,15 +28,21 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 // the compiler module becomes a registry, and each module that declares a section imports the
 // generated check of its own section, so a process loads only the checks of what it runs.
 const compiler = path.join(root, 'core', 'section-compiler.ts');
+const generatedSections = [];
 const precompiledSections = {
   name: 'precompiled-sections',
   setup(b) {
     const { registry, sections } = JSON.parse(
-      execFileSync(process.execPath, ['--import', 'tsx', 'scripts/precompile-sections.ts', compiler], { cwd: root, encoding: 'utf8' }),
+      execFileSync(process.execPath, ['--import', 'tsx', 'scripts/precompile-sections.ts', compiler], {
+        cwd: root,
+        encoding: 'utf8',
+        maxBuffer: 64 * 1024 * 1024,
+      }),
     );
     const byModule = new Map();
     for (const s of sections) byModule.set(path.join(root, s.module), [...(byModule.get(path.join(root, s.module)) ?? []), s]);
     const byName = new Map(sections.map((s) => [s.name, s]));
+    generatedSections.push(...sections.map((s) => s.name));
     b.onLoad({ filter: /[\\/]core[\\/]section-compiler\.ts$/ }, () => ({ contents: registry, loader: 'js', resolveDir: root }));
     b.onLoad({ filter: /\.ts$/ }, (args) => {
       const own = byModule.get(args.path);
@@ -54,10 +62,9 @@ const precompiledSections = {
   },
 };
 
-// Chunks of an earlier build would pile up (their names carry content hashes).
-rmSync(path.join(outdir, 'chunks'), { recursive: true, force: true });
 const result = await build({
   metafile: true,
+  write: false,
   entryPoints: { [path.basename(out, '.mjs')]: 'agent/cli/bin.ts' },
   outdir,
   outExtension: { '.js': '.mjs' },
@@ -75,6 +82,9 @@ const result = await build({
   // Native accelerators stay out: msgpackr falls back to pure JS, so one bundle fits every arch.
   external: ['msgpackr-extract', 'cpu-features', '*.node'],
 });
+// Every section's check must be in the bundle: one left out would fail only when a node first reads it.
+const notBundled = generatedSections.filter((name) => !(`generated-section:${name}` in result.metafile.inputs));
+if (notBundled.length) throw new Error(`settings checks not bundled (their modules were not matched): ${notBundled.join(', ')}`);
 // CommonJS dependencies expect `require`, `__filename` and `__dirname`, which ESM lacks. Each file
 // gets the ones it uses and no more: createRequire in every chunk meant dozens of module-path
 // computations at start, enough to make V8 compile node's path code with its optimizing compiler
@@ -87,12 +97,32 @@ const shims = {
     'const __dirname = __dn(__fu2(import.meta.url));',
   ],
 };
-for (const file of Object.keys(result.metafile.outputs)) {
-  const code = readFileSync(file, 'utf8');
-  const used = Object.entries(shims).filter(([name]) => new RegExp(`\\b${name}\\b`).test(code));
-  if (used.length) writeFileSync(file, [...used.map(([, [imp]]) => imp), ...used.map(([, [, decl]]) => decl), code].join('\n'));
+// A use of the free identifier: not a member (`x.require`) and not the start of a string.
+const uses = (code, name) => new RegExp(`(?<![\\w$.'"\`])${name}(?![\\w$])`).test(code);
+const entry = path.resolve(out);
+const written = new Set();
+for (const file of result.outputFiles) {
+  const code = file.text;
+  const used = Object.entries(shims).filter(([name]) => uses(code, name));
+  const text = [
+    ...(shebang && file.path === entry ? ['#!/usr/bin/env node'] : []),
+    ...used.map(([, [imp]]) => imp),
+    ...used.map(([, [, decl]]) => decl),
+    code,
+  ].join('\n');
+  mkdirSync(path.dirname(file.path), { recursive: true });
+  // Temp file + rename: a process loading the file meanwhile sees the old one or the new one whole.
+  const temp = `${file.path}.${process.pid}.tmp`;
+  writeFileSync(temp, text, { mode: file.path === entry && shebang ? 0o755 : 0o644 });
+  if (file.path === entry) continue; // renamed last, once every chunk it imports is in place
+  renameSync(temp, file.path);
+  written.add(file.path);
 }
-if (shebang) {
-  writeFileSync(out, `#!/usr/bin/env node\n${readFileSync(out, 'utf8')}`);
-  chmodSync(out, 0o755);
+renameSync(`${entry}.${process.pid}.tmp`, entry);
+if (shebang) chmodSync(entry, 0o755);
+const chunksDir = path.join(path.dirname(entry), 'chunks');
+const DAY_MS = 24 * 60 * 60 * 1000;
+for (const name of readdirSync(chunksDir)) {
+  const file = path.join(chunksDir, name);
+  if (!written.has(file) && Date.now() - statSync(file).mtimeMs > DAY_MS) rmSync(file, { force: true });
 }

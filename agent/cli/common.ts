@@ -1,7 +1,7 @@
 /** Pieces every CLI command shares: global flags, output sink, the Serf client, flag parsers. */
 import { parseDuration } from '../../core/duration.js';
 import { asError, errorMessage } from '../../core/errors.js';
-import { SerfClient, type QueryParams, type QueryRecord } from '../serf/client.js';
+import type { SerfClient, QueryParams, QueryRecord } from '../serf/client.js';
 import type { RecordQueue } from '../serf/queue.js';
 import { detach } from '../../core/errors.js';
 
@@ -22,8 +22,9 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-/** Connects to the local serf agent named by the global flags. */
-export function connect(g: GlobalOptions): Promise<SerfClient> {
+/** Connects to the local serf agent named by the global flags (the client loads here: commands without RPC never load it). */
+export async function connect(g: GlobalOptions): Promise<SerfClient> {
+  const { SerfClient } = await import('../serf/client.js');
   return SerfClient.connect({ addr: g.rpcAddr, authKey: g.rpcAuth || undefined, connectTimeoutMs: 3000, requestTimeoutMs: 15_000 });
 }
 

@@ -24,18 +24,30 @@ export function findOnPath(name: string, extraDirs: readonly string[] = []): str
 
 /** A spawned daemon, stoppable by its PID. */
 export interface Daemon {
-  /** Resolves with the exit code (null when a signal ended it). */
+  /** Resolves with the exit code (null when a signal ended it, or when it could not be started). */
   readonly exited: Promise<number | null>;
+  /** Why the program could not be started (ENOENT, EACCES), once `exited` resolved; else undefined. */
+  spawnError(): Error | undefined;
   /** Sends `signal` (nothing when it already exited) and waits for the exit; SIGKILL after `killAfterMs`. */
   stop(signal: NodeJS.Signals, killAfterMs?: number): Promise<number | null>;
 }
 
 /** Tracks `child` from its spawn on (call it right after spawn, so no exit is missed). */
 export function trackDaemon(child: ChildProcess): Daemon {
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let failed: Error | undefined;
+  // A program that cannot be started emits 'error' and never 'exit'.
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code) => resolve(code));
+    child.once('error', (err) => {
+      failed = err;
+      resolve(null);
+    });
+  });
   return {
     exited,
+    spawnError: () => failed,
     async stop(signal, killAfterMs = 5000) {
+      if (failed) return null;
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);
       const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
@@ -55,7 +67,8 @@ export async function untilReady(daemon: Daemon, ready: Promise<unknown>, what: 
     await Promise.race([
       ready,
       daemon.exited.then((code) => {
-        throw new Error(`${what} exited (${code}) at start; see ${logFile}`);
+        const failed = daemon.spawnError();
+        throw new Error(failed ? `${what} could not be started: ${failed.message}` : `${what} exited (${code}) at start; see ${logFile}`);
       }),
     ]);
   } catch (err) {

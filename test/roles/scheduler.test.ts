@@ -50,6 +50,35 @@ describe('RoleScheduler', () => {
     expect(sup.answer('gateway', 'mammatus.hosts', Buffer.from('x'))).toBeUndefined();
   });
 
+  it('reports a role whose module cannot be loaded (files replaced by an upgrade) and runs the others', async () => {
+    let attempts = 0;
+    const sup = new RoleScheduler({
+      roles: {
+        gateway: async () => {
+          attempts++;
+          throw Object.assign(new Error("Cannot find module '/usr/lib/mammatus-agent/chunks/gateway-X.mjs'"), {
+            code: 'ERR_MODULE_NOT_FOUND',
+          });
+        },
+        compute: { name: 'compute', render: () => [{ path: '/etc/compute.conf', content: 'x\n' }] },
+      },
+      run: recordingRun(),
+      files: memoryFiles(),
+      log: pino({ level: 'silent' }),
+      stateDir: () => '/var/lib/mammatus',
+      node: () => 'a',
+      members: () => [member('a')],
+      roleConfig: () => ({}),
+    });
+    await sup.setRoles(['gateway', 'compute']);
+    expect(sup.statuses()).toMatchObject({
+      gateway: { state: 'error', error: expect.stringMatching(/^load: Cannot find module .*gateway-X\.mjs/) as unknown },
+      compute: { state: 'ok' },
+    });
+    expect(sup.roles()).toEqual(['gateway', 'compute']);
+    expect(attempts).toBe(1);
+  });
+
   it('applies and starts added roles, reports unknown names as errors', async () => {
     const { sup, files, events } = setup();
     await sup.setRoles(['gateway'], ['bogus']);

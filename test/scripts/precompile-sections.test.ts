@@ -2,7 +2,10 @@
 // instead of compiling at run time (core/section-compiler.ts). Both must say the same thing about
 // every input: here each declared section meets inputs derived from its own schema (a wrong type and
 // a bad string at every key, an unknown key, nothing at all) through both, and the answers, errors
-// and filled defaults are compared.
+// and filled defaults are compared, with the generated code loaded both as node loads it and as
+// bundled by esbuild (the two expose Ajv's CommonJS helpers differently). A fixture section needs
+// the helpers no real section uses yet (deep equality for uniqueItems and enum of objects).
+import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,13 +14,32 @@ import type { ValidateFunction } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileSection, type CompileInput } from '../../core/section-compiler.js';
 import { declaredSections, type SectionSpec } from '../../core/validation.js';
-import { generateSections, REGISTRY_SOURCE, SECTION_MODULES } from '../../scripts/precompile-sections.js';
+import { generateSections, REGISTRY_SOURCE, SECTION_MODULES, sectionSource } from '../../scripts/precompile-sections.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
 type Generated = (input: CompileInput) => ValidateFunction;
-let generated: Generated;
+/** The generated checks as node loads them, and as bundled by esbuild. */
+const loaded: { node?: Generated; esbuild?: Generated } = {};
 let generatedDir: string;
+/** Which module each generated section was attributed to. */
+let attributed: { module: string; name: string }[] = [];
+
+/** Needs Ajv's deep-equality helper and a custom format; declared here only, never in the product. */
+const FIXTURE: SectionSpec = {
+  name: 'test.fixture',
+  at: 'fixture',
+  schema: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      hosts: { type: 'array', uniqueItems: true, items: { type: 'object', properties: { name: { type: 'string', minLength: 2 } } } },
+      mode: { enum: [{ a: 1 }, 'plain'] },
+      id: { type: 'string', format: 'even-length' },
+    },
+  },
+  formats: { 'even-length': { check: (v: string) => v.length % 2 === 0, why: 'must have an even length' } },
+};
 
 function inputOf(spec: SectionSpec): CompileInput {
   return {
@@ -55,13 +77,13 @@ function placed(at: (string | number)[], value: unknown): unknown {
 /** Inputs that exercise every key of the schema: wrong types, bad strings, unknown keys. */
 function inputsFor(schema: Schema): unknown[] {
   const wrongFor: Record<string, unknown[]> = {
-    string: [42, '', 'not a valid value!', 'x'.repeat(300)],
+    string: [42, '', 'odd', 'not a valid value!', 'x'.repeat(300)],
     integer: ['1', 1.5, -1, 1e12],
     number: ['1', -1, 1e12],
     boolean: ['yes'],
     object: ['x', [], { unknown_key: 1 }],
-    array: ['x', [], [null]],
-    any: [null, 'x', 42],
+    array: ['x', [], [null], [{ a: 1 }, { a: 1 }], [{ name: 'ab' }, { name: 'ab' }]],
+    any: [null, 'x', 42, { a: 1 }, { a: 2 }],
   };
   return [
     undefined,
@@ -79,22 +101,27 @@ beforeAll(async () => {
   // import the registry as the bundle's do, by the specifier they were generated with.
   generatedDir = path.join(ROOT, 'node_modules', '.cache', `mammatus-test-${process.pid}`);
   mkdirSync(generatedDir, { recursive: true });
+  const real = await generateSections(pathToFileURL(`${ROOT}/`), './registry.mjs');
+  attributed = real.map(({ module, name }) => ({ module, name }));
+  const sections = [...real, { name: FIXTURE.name, source: sectionSource(FIXTURE, './registry.mjs') }];
   writeFileSync(path.join(generatedDir, 'registry.mjs'), REGISTRY_SOURCE);
-  const sections = await generateSections(pathToFileURL(`${ROOT}/`), './registry.mjs');
-  for (const s of sections) {
-    const file = path.join(generatedDir, `${s.name}.mjs`);
-    writeFileSync(file, s.source);
-    await import(pathToFileURL(file).href);
-  }
-  ({ compileSection: generated } = (await import(pathToFileURL(path.join(generatedDir, 'registry.mjs')).href)) as {
-    compileSection: Generated;
-  });
+  for (const s of sections) writeFileSync(path.join(generatedDir, `${s.name}.mjs`), s.source);
+  const entry = path.join(generatedDir, 'entry.mjs');
+  writeFileSync(
+    entry,
+    [...sections.map((s) => `import './${s.name}.mjs';`), "export { compileSection } from './registry.mjs';"].join('\n'),
+  );
+  const bundled = path.join(generatedDir, 'bundled.mjs');
+  await build({ entryPoints: [entry], outfile: bundled, bundle: true, format: 'esm', platform: 'node', logLevel: 'silent' });
+  type Loaded = { compileSection: Generated };
+  loaded.node = ((await import(pathToFileURL(entry).href)) as Loaded).compileSection;
+  loaded.esbuild = ((await import(pathToFileURL(bundled).href)) as Loaded).compileSection;
 });
 afterAll(() => rmSync(generatedDir, { recursive: true, force: true }));
 
 describe('precompiled settings sections', () => {
   it('lists every module that declares a section', () => {
-    const declaring = execFileSync('git', ['grep', '-l', 'sectionChecker<', '--', 'agent', 'core', 'roles', 'src', 'handlers'], {
+    const declaring = execFileSync('git', ['grep', '-lE', 'sectionChecker(<|\\()', '--', 'agent', 'core', 'roles', 'src', 'handlers'], {
       cwd: ROOT,
       encoding: 'utf8',
     })
@@ -102,14 +129,20 @@ describe('precompiled settings sections', () => {
       .split('\n')
       .filter((f) => f !== 'core/validation.ts');
     expect([...SECTION_MODULES].sort()).toEqual(declaring.sort());
-    expect(declaredSections().map((s) => s.name)).toHaveLength(SECTION_MODULES.length);
+    // Each module's own section is bundled beside it: every module is credited with a section.
+    expect(new Set(attributed.map((a) => a.module))).toEqual(new Set(SECTION_MODULES));
+    expect(attributed.map((a) => a.name).sort()).toEqual(
+      declaredSections()
+        .map((s) => s.name)
+        .sort(),
+    );
   });
 
-  it('judges every input as Ajv compiling at run time does: same answer, same first error, same defaults', () => {
+  it.each(['node', 'esbuild'] as const)('judges every input as Ajv compiling at run time does, loaded by %s', (by) => {
     let compared = 0;
-    for (const spec of declaredSections()) {
+    for (const spec of [...declaredSections(), FIXTURE]) {
       const atRunTime = compileSection(inputOf(spec));
-      const atBuildTime = generated(inputOf(spec));
+      const atBuildTime = loaded[by]!(inputOf(spec));
       for (const input of inputsFor(spec.schema)) {
         const a = structuredClone(input);
         const b = structuredClone(input);
@@ -128,6 +161,6 @@ describe('precompiled settings sections', () => {
   });
 
   it('refuses a section it has no code for, naming it', () => {
-    expect(() => generated({ name: 'nowhere', schema: {}, formats: {}, useDefaults: false })).toThrow(/settings section nowhere/);
+    expect(() => loaded.esbuild!({ name: 'nowhere', schema: {}, formats: {}, useDefaults: false })).toThrow(/settings section nowhere/);
   });
 });

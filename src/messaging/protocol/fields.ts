@@ -6,7 +6,6 @@
  */
 import { commonError, snsError, sqsError, type MessagingError } from '../errors.js';
 import type { Params } from './form.js';
-import type { SqsRequests } from './sqs-types.js';
 
 /** How one service reports a missing or malformed member. */
 export interface FieldErrors {
@@ -201,20 +200,3 @@ function decodeBase64(value: string, name: string, errors: FieldErrors): Uint8Ar
   if (!BASE64.test(compact)) throw errors.invalid(name, value, 'Must be base64-encoded.');
   return Buffer.from(compact, 'base64');
 }
-
-/**
- * The SQS actions whose requests are scalars only, parsed the same way from either wire format
- * (the message-move tasks): both parser tables take these.
- */
-export const sqsScalarParsers = {
-  StartMessageMoveTask: (f: ScalarFields): SqsRequests['StartMessageMoveTask'] => ({
-    SourceArn: f.req('SourceArn'),
-    DestinationArn: f.str('DestinationArn'),
-    MaxNumberOfMessagesPerSecond: f.int('MaxNumberOfMessagesPerSecond'),
-  }),
-  ListMessageMoveTasks: (f: ScalarFields): SqsRequests['ListMessageMoveTasks'] => ({
-    SourceArn: f.req('SourceArn'),
-    MaxResults: f.int('MaxResults'),
-  }),
-  CancelMessageMoveTask: (f: ScalarFields): SqsRequests['CancelMessageMoveTask'] => ({ TaskHandle: f.req('TaskHandle') }),
-};

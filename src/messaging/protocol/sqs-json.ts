@@ -6,9 +6,9 @@
  * deprecated `AttributeNames`).
  */
 import type { MessageAttributes, MessageAttributeValue, MessageToSend } from '../sqs-engine.js';
-import { sqsScalarParsers, type JsonFields } from './fields.js';
+import type { JsonFields } from './fields.js';
 import { queueNameFromUrl } from './queue-url.js';
-import type { SqsAction, SqsOutputs, SqsRequests } from './sqs-types.js';
+import { sqsScalarParsers, type SqsAction, type SqsOutputs, type SqsRequests } from './sqs-types.js';
 
 /** Parses one action's JSON body. */
 export type SqsJsonParser<A extends SqsAction> = (f: JsonFields) => SqsRequests[A];

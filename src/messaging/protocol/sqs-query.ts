@@ -6,9 +6,9 @@
  */
 import type { MessageAttributes, MessageAttributeValue, MessageToSend } from '../sqs-engine.js';
 import { indexedGroups, indexedValues, subParams } from './form.js';
-import { sqsScalarParsers, type QueryFields } from './fields.js';
+import type { QueryFields } from './fields.js';
 import { queueNameFromUrl } from './queue-url.js';
-import type { SqsAction, SqsRequests } from './sqs-types.js';
+import { sqsScalarParsers, type SqsAction, type SqsRequests } from './sqs-types.js';
 
 /** Parses one action's parameters; `pathQueue` is the queue named by the request path, if any. */
 export type SqsQueryParser<A extends SqsAction> = (f: QueryFields, pathQueue?: string) => SqsRequests[A];

@@ -30,6 +30,7 @@ import type {
   UntagQueueRequest,
 } from '../sqs-engine.js';
 import type { BatchResultErrorEntry } from '../errors.js';
+import type { ScalarFields } from './fields.js';
 
 /** Action names, as sent in `Action=` and after `AmazonSQS.` in `X-Amz-Target`. */
 export const SqsAction = {
@@ -144,3 +145,20 @@ export interface SqsOutputs {
   ListMessageMoveTasks: { readonly Results: readonly MessageMoveTaskEntry[] };
   CancelMessageMoveTask: { readonly ApproximateNumberOfMessagesMoved: number };
 }
+
+/**
+ * The SQS actions whose requests are scalars only, parsed the same way from either wire format
+ * (the message-move tasks): both parser tables take these.
+ */
+export const sqsScalarParsers = {
+  StartMessageMoveTask: (f: ScalarFields): SqsRequests['StartMessageMoveTask'] => ({
+    SourceArn: f.req('SourceArn'),
+    DestinationArn: f.str('DestinationArn'),
+    MaxNumberOfMessagesPerSecond: f.int('MaxNumberOfMessagesPerSecond'),
+  }),
+  ListMessageMoveTasks: (f: ScalarFields): SqsRequests['ListMessageMoveTasks'] => ({
+    SourceArn: f.req('SourceArn'),
+    MaxResults: f.int('MaxResults'),
+  }),
+  CancelMessageMoveTask: (f: ScalarFields): SqsRequests['CancelMessageMoveTask'] => ({ TaskHandle: f.req('TaskHandle') }),
+};
