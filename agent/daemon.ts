@@ -20,8 +20,9 @@ import { registerBuiltinHandlers } from '../handlers/index.js';
 import { parseRoleTag } from '../core/members.js';
 import type { RoleSource } from '../roles/types.js';
 import type { FileOps, Run } from '../core/contracts.js';
-import { AGENT_TAG, ROLE_TAG } from '../core/members.js';
+import { AGENT_TAG, ROLE_TAG, ROLE_NAMES } from '../core/members.js';
 import { detach } from '../core/errors.js';
+import { TRUST_TAG, annotateTrust, type NodeCredentials } from '../core/trust.js';
 
 /** Everything the agent needs from outside; tests pass their own. */
 export interface AgentDeps {
@@ -38,6 +39,10 @@ export interface AgentDeps {
   readonly registerHandlers?: (dispatcher: Dispatcher, view: AgentView) => void;
   /** Called once the agent is ready (roles applied, `mammatus` tag set). */
   readonly onReady?: () => void;
+  /** This node's credentials as read at start (core/trust.ts); absent: not admitted. */
+  readonly credentials?: NodeCredentials;
+  /** Reads the credentials again (at each config reload); a failure keeps the last ones. */
+  readonly loadCredentials?: (stateDir: string) => Promise<NodeCredentials | undefined>;
 }
 
 /** A running (or runnable) agent. */
@@ -69,6 +74,12 @@ export function createAgent(deps: AgentDeps): Agent {
   let reloading: Promise<boolean> = Promise.resolve(true);
   let pollTimer: NodeJS.Timeout | undefined;
   let polling = false;
+  let credentials = deps.credentials;
+  /** Serf's own answer: is gossip encrypted? (undefined until connected) */
+  let gossipEncrypted: boolean | undefined;
+  const trustCache = new Map<string, readonly string[]>();
+  /** Members with their trust checked against the authority (core/trust.ts). */
+  const trustedMembers = () => annotateTrust([...members.values()], credentials?.authority, trustCache);
 
   const timings = (c: AgentConfig) => ({
     handlerTimeoutMs: parseDuration(c.dispatch.handler_timeout),
@@ -88,9 +99,32 @@ export function createAgent(deps: AgentDeps): Agent {
     log,
     stateDir: () => loaded.config.state_dir,
     node: () => nodeName,
-    members: () => [...members.values()],
+    members: trustedMembers,
     roleConfig: (r) => roleConfig(r),
+    credentials: () => credentials,
   });
+
+  /** Why Serf is not safe enough for a controller (empty when it is, or the lab switch is on). */
+  function serfWeaknesses(c: AgentConfig): string[] {
+    const out: string[] = [];
+    if (gossipEncrypted === false) out.push('Serf gossip is not encrypted (serf agent -encrypt / keyring)');
+    if (!c.serf.rpc_auth) out.push('Serf RPC has no auth key (serf.rpc_auth)');
+    return out;
+  }
+
+  /** The roles this node may take, and why it may not take the others. */
+  function allowedRoles(c: AgentConfig): { allowed: readonly string[]; why: string } {
+    if (c.trust.allowed_roles.length) return { allowed: c.trust.allowed_roles, why: 'not in trust.allowed_roles' };
+    if (credentials)
+      return { allowed: credentials.roles, why: `not admitted (its credentials admit ${credentials.roles.join(',') || 'no role'})` };
+    return { allowed: ROLE_NAMES, why: '' };
+  }
+
+  function trustStatus(): { admitted?: readonly string[]; errors: string[] } {
+    const errors = serfWeaknesses(loaded.config);
+    if (!credentials) errors.push('not admitted: no credentials (mammatus node admit)');
+    return { ...(credentials ? { admitted: credentials.roles } : {}), errors };
+  }
 
   function roleConfig(role: string): Record<string, unknown> {
     return { ...((loaded.config.roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) };
@@ -103,6 +137,7 @@ export function createAgent(deps: AgentDeps): Agent {
     roles: () => scheduler.roles(),
     roleStatus: () => scheduler.statuses(),
     reconcile: (role) => scheduler.reconcile(role ? [role] : undefined, 'mammatus.reconcile'),
+    trust: trustStatus,
   };
 
   registerBuiltinHandlers(dispatcher, view);
@@ -113,11 +148,21 @@ export function createAgent(deps: AgentDeps): Agent {
   function syncSelfRoles(): Promise<void> {
     const self = members.get(nodeName);
     const tag = self?.tags[ROLE_TAG] ?? '';
-    if (tag === selfTag) return Promise.resolve();
-    selfTag = tag;
+    const { allowed, why } = allowedRoles(loaded.config);
+    const weak = loaded.config.trust.allow_plain_serf ? [] : serfWeaknesses(loaded.config);
+    const key = JSON.stringify([tag, allowed, weak]);
+    if (key === selfTag) return Promise.resolve();
+    selfTag = key;
     const parsed = parseRoleTag(tag);
-    log.info({ roles: parsed.roles, unknown: parsed.unknown }, 'roles from the role tag');
-    return scheduler.setRoles(parsed.roles, parsed.unknown);
+    const refused: Record<string, string> = {};
+    for (const r of parsed.roles) if (!allowed.includes(r)) refused[r] = why;
+    // A controller holds every secret of the cluster: not on a Serf that strangers can join or drive.
+    if (parsed.roles.includes('controller') && !refused.controller && weak.length) {
+      refused.controller = `refused: ${weak.join('; ')} (trust.allow_plain_serf for a lab)`;
+    }
+    const roles = parsed.roles.filter((r) => !refused[r]);
+    log.info({ roles, unknown: parsed.unknown, refused }, 'roles from the role tag');
+    return scheduler.setRoles(roles, parsed.unknown, refused);
   }
 
   /** Work nobody waits for: its failure is logged, never an unhandled rejection. */
@@ -137,11 +182,16 @@ export function createAgent(deps: AgentDeps): Agent {
   async function onConnected(admin: SerfClient): Promise<void> {
     const stats = await admin.stats();
     nodeName = stats.agent?.name ?? nodeName;
+    const encrypted = (stats as { serf?: { encrypted?: string } }).serf?.encrypted;
+    gossipEncrypted = encrypted === undefined ? undefined : encrypted === 'true';
     members.clear();
     for (const m of await admin.members()) members.set(m.name, m);
     selfTag = undefined; // re-read: the tag may have changed while we were away
     log.info({ node: nodeName, members: members.size }, 'connected to serf');
     const reconnected = ready;
+    // The proof of admission goes out before any role applies: a second controller's JetStream
+    // waits for the first to route to it, which the first does only for a member that proves it.
+    await syncTrustTag(admin);
     // Roles apply in the background so the event stream starts flowing at once.
     background(
       syncSelfRoles()
@@ -186,6 +236,7 @@ export function createAgent(deps: AgentDeps): Agent {
   }
 
   async function markReady(admin: SerfClient): Promise<void> {
+    await syncTrustTag(admin);
     if (members.get(nodeName)?.tags[AGENT_TAG] !== deps.version) {
       await admin.tags({ [AGENT_TAG]: deps.version }).catch((err: unknown) => log.warn({ err }, 'could not set the mammatus tag'));
     }
@@ -194,6 +245,16 @@ export function createAgent(deps: AgentDeps): Agent {
       log.info({ node: nodeName, roles: scheduler.roles(), version: deps.version }, 'agent ready');
       deps.onReady?.();
     }
+  }
+
+  /** Publishes this node's proof of admission (the `trust` tag) when it differs from the credentials'. */
+  async function syncTrustTag(admin: SerfClient): Promise<void> {
+    if (!credentials || members.get(nodeName)?.tags[TRUST_TAG] === credentials.tag) return;
+    if (credentials.node !== nodeName) {
+      log.error({ node: nodeName, admitted_as: credentials.node }, 'the credentials were made for another node; not publishing them');
+      return;
+    }
+    await admin.tags({ [TRUST_TAG]: credentials.tag }).catch((err: unknown) => log.warn({ err }, 'could not set the trust tag'));
   }
 
   function buildSession(c: AgentConfig): SerfSession {
@@ -252,6 +313,15 @@ export function createAgent(deps: AgentDeps): Agent {
         }
         const prev = loaded.config;
         loaded = next;
+        if (deps.loadCredentials) {
+          try {
+            credentials = await deps.loadCredentials(next.config.state_dir);
+          } catch (err) {
+            log.error({ err }, 'credentials unreadable; keeping the last ones');
+          }
+          if (session?.connected) await syncTrustTag(await session.adminClient());
+        }
+        await syncSelfRoles();
         setLogLevel(log, next.config.log.level);
         dispatcher.setTimings(timings(next.config));
         startMembersPoll(next.config);

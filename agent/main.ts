@@ -13,12 +13,20 @@ import { createAgent, type Agent } from './daemon.js';
 import { roleCatalog } from './roles.js';
 import { VERSION } from './version.js';
 import { detach, errorMessage } from '../core/errors.js';
+import path from 'node:path';
+import { CREDENTIALS_FILE, readCredentials, type NodeCredentials } from '../core/trust.js';
+
+/** Reads `<state_dir>/credentials.json` (undefined when absent; throws when others can read it). */
+const loadCredentials = (stateDir: string): Promise<NodeCredentials | undefined> => readCredentials(path.join(stateDir, CREDENTIALS_FILE));
 
 /** Runs the agent until SIGTERM/SIGINT; resolves with the process exit code. */
 export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) => void): Promise<number> {
   let loaded;
+  let credentials: NodeCredentials | undefined;
   try {
     loaded = await loadConfig(opts);
+    // As ssh does with a private key: secrets others can read are no longer secrets; refuse them.
+    credentials = await loadCredentials(loaded.config.state_dir);
   } catch (err) {
     stderr(`mammatus agent: ${errorMessage(err)}`);
     return 1;
@@ -28,6 +36,7 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
   // Hosted services read their config section at each start: the agent's current config, after reloads.
   const built: { agent?: Agent } = {};
   const section = (name: 'metadata' | 'messaging') => (built.agent?.config() ?? loaded.config)[name];
+  let currentCredentials = credentials;
   const agent = createAgent({
     loaded,
     reloadConfig: () => loadConfig(opts),
@@ -40,7 +49,11 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
       mammatus: [process.execPath, [process.argv[1]]],
       section,
       registry: true,
+      node: () => built.agent?.view.node() ?? '',
+      credentials: () => currentCredentials,
     }),
+    credentials,
+    loadCredentials: async (dir) => (currentCredentials = await loadCredentials(dir)),
     version: VERSION,
     // sdNotify never rejects: systemd's answer is best effort.
     onReady: () => detach(sdNotify(run, '--ready', `--status=ready, version ${VERSION}`), () => undefined),

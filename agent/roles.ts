@@ -6,6 +6,7 @@
  */
 import type { Argv, HostedService, Spawn } from '../core/contracts.js';
 import type { RoleName } from '../core/members.js';
+import type { NodeCredentials } from '../core/trust.js';
 import type { Role } from '../roles/types.js';
 
 /** What the roles are built with. */
@@ -18,6 +19,9 @@ export interface RoleWiring {
   readonly section?: (name: 'metadata' | 'messaging') => unknown;
   /** Follow the instance registry (gateways, compute nodes); off for `render`, which only renders. */
   readonly registry?: boolean;
+  /** This node's name and credentials, read when a role connects to NATS. */
+  readonly node?: () => string;
+  readonly credentials?: () => NodeCredentials | undefined;
 }
 
 /** The loaders of the four roles, by the name the `role` tag uses. */
@@ -29,28 +33,43 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
       return buildGatewayRole({
         spawn: await w.spawn(),
         ...(w.mammatus ? { mammatus: w.mammatus } : {}),
-        ...(feed ? { instanceFeed: feed } : {}),
+        ...(feed ? { instanceFeed: (servers, onChange, log) => feed(servers, onChange, log, w.credentials?.()) } : {}),
       });
     },
     async compute() {
       const { buildComputeRole } = await import('../roles/compute/index.js');
       const link = w.registry ? (await import('../src/registry/compute-link.js')).openComputeRegistry : undefined;
-      return buildComputeRole(link ? { instanceFeed: link } : {});
+      const identity = () => ({ node: w.node?.() ?? '', credentials: w.credentials?.() });
+      return buildComputeRole(link ? { instanceFeed: (servers, onChange, log) => link(servers, onChange, log, identity()) } : {});
     },
     // Its own issue: a node tagged storage owns no files yet and reports ok.
     storage: () => Promise.resolve({ name: 'storage', render: () => [] }),
     async controller() {
-      const [{ buildControllerRole }, { metadataHostedService }, { messagingHostedService }] = await Promise.all([
+      const [
+        { buildControllerRole },
+        { metadataHostedService },
+        { messagingHostedService },
+        { rosterHostedService },
+        { watchRoster },
+        { registryWritesHostedService },
+      ] = await Promise.all([
         import('../roles/controller/index.js'),
         import('../src/metadata/hosted.js'),
         import('../src/messaging/hosted.js'),
+        import('../src/trust/hosted.js'),
+        import('../src/trust/roster.js'),
+        import('../src/registry/hosted.js'),
       ]);
       const section = w.section ?? (() => undefined);
+      // The roster and the registry take the replicas the metadata section gives the registry.
+      const replicas = () => ((section('metadata') ?? {}) as { registry_replicas?: number }).registry_replicas ?? 1;
       const services: HostedService[] = [
+        rosterHostedService(() => w.credentials?.(), replicas),
+        registryWritesHostedService(replicas),
         metadataHostedService(() => section('metadata')),
         messagingHostedService(() => section('messaging')),
       ];
-      return buildControllerRole({ spawn: await w.spawn(), services });
+      return buildControllerRole({ spawn: await w.spawn(), services, ...(w.registry ? { roster: watchRoster } : {}) });
     },
   };
 }

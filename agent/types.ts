@@ -13,4 +13,14 @@ export interface AgentView {
   roleStatus(): Record<string, RoleStatus>;
   /** Re-applies one role, or every active role when `role` is absent. */
   reconcile(role?: string): Promise<void>;
+  /** What trust looks like from here (the `trust` section of the status answer). */
+  trust?(): TrustStatus;
+}
+
+/** The `trust` section of a status answer. */
+export interface TrustStatus {
+  /** The roles this node's credentials admit it with; absent when it holds none. */
+  readonly admitted?: readonly string[];
+  /** What weakens the node's trust (Serf gossip not encrypted, no RPC auth key, no credentials). */
+  readonly errors: readonly string[];
 }

@@ -140,7 +140,20 @@ async function startApi(dir: string, nats: NatsServer, cleanup: Cleanup): Promis
     ].join('\n'),
   );
   const listen = `127.0.0.1:${await freePort()}`;
-  const args = [...NODE_ARGS, API_BUNDLE, 'messaging', 'serve', '--nats', nats.url, '--listen', listen, '--config', cfg];
+  const args = [
+    ...NODE_ARGS,
+    API_BUNDLE,
+    '--credentials',
+    nats.credentialsFile,
+    'messaging',
+    'serve',
+    '--nats',
+    nats.url,
+    '--listen',
+    listen,
+    '--config',
+    cfg,
+  ];
   const env: NodeJS.ProcessEnv = { ...process.env, JOURNAL_STREAM: '' };
   delete env.MAMMATUS_LOG_LEVEL;
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
@@ -443,7 +456,7 @@ async function main(): Promise<number> {
       const api = await startApi(path.join(dir, 'api'), nats, cleanup);
       console.log(`${natsVersion}: ${nats.url} (pid ${nats.process.pid}, file store, max_payload 2 MiB)`);
       console.log(`API: ${api.command}\n  pid ${api.pid}, ${api.url}`);
-      const nc: NatsConnection = await connectNats(nats.url, { name: 'bench-raw' });
+      const nc: NatsConnection = await connectNats(nats.url, { name: 'bench-raw', credentials: nats.credentials });
       cleanup.add(() => nc.close());
       const js = jetstream(nc);
       const jsm = await jetstreamManager(nc);
@@ -601,7 +614,7 @@ async function main(): Promise<number> {
       );
       await sleep(5000);
       const filled = { api: memOf(api.pid), nats: memOf(nats.process.pid!) };
-      const nc = await connectNats(nats.url, { name: 'bench-mem' });
+      const nc = await connectNats(nats.url, { name: 'bench-mem', credentials: nats.credentials });
       cleanup.add(() => nc.close());
       const jsm = await jetstreamManager(nc);
       const streams: Record<string, { messages: number; bytes: number }> = {};

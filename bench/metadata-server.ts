@@ -23,12 +23,16 @@ import Fastify from 'fastify';
 import pino from 'pino';
 import { parseMetadataSettings } from '../src/metadata/config.js';
 import { startMetadataService } from '../src/metadata/service.js';
+import { readCredentials } from '../core/trust.js';
 import { splitHostPort } from '../core/net.js';
 import { untilSignal } from '../core/signals.js';
 
 async function service(nats: string, listen: string): Promise<void> {
   const settings = parseMetadataSettings({ nats, listen });
-  const svc = await startMetadataService({ settings, vendorData: async () => '', log: pino({ level: 'silent' }) });
+  // The credentials the bench gives its server (MAMMATUS_CREDENTIALS), as the CLI reads them.
+  const file = process.env.MAMMATUS_CREDENTIALS;
+  const credentials = file ? await readCredentials(file) : undefined;
+  const svc = await startMetadataService({ settings, vendorData: async () => '', log: pino({ level: 'silent' }), credentials });
   console.log(`listening ${svc.url}`);
   await untilSignal();
   await svc.stop();

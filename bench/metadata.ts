@@ -515,9 +515,11 @@ async function main(): Promise<number> {
 
     // Registry: nats-server, one instance at 127.0.0.1 with 2 KiB of user-data.
     const nats = await startNatsServer({ name: 'md-bench', dir: path.join(dir, 'nats') });
+    // Every server this bench starts connects as the test cluster's admin (auth is on, as on a controller).
+    process.env.MAMMATUS_CREDENTIALS = nats.credentialsFile;
     cleanup.add(() => nats.stop());
     const userData = cloudConfig(2048);
-    const nc: NatsConnection = await connectNats(nats.url, { name: 'bench' });
+    const nc: NatsConnection = await connectNats(nats.url, { name: 'bench', credentials: nats.credentials });
     const record = await (
       await InstanceRegistry.open(nc)
     ).register({ name: 'bench-1', macs: ['02:00:00:be:00:01'], ips: ['127.0.0.1'], ssh_keys: [KEY], user_data: userData });

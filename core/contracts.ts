@@ -21,6 +21,12 @@ export interface Member {
   readonly port: number;
   readonly tags: Readonly<Record<string, string>>;
   readonly status: MemberStatus;
+  /**
+   * The roles the member's `trust` tag proves it was admitted with, as checked by this node against
+   * the cluster authority; absent when this node holds no credentials to check with (then the tags
+   * decide, as before admission existed). See core/trust.ts.
+   */
+  readonly trusted?: readonly string[];
 }
 
 /** Serf's member event types, which are also the dispatcher's filter names for them. */
@@ -130,6 +136,8 @@ export interface HostedServiceContext {
   readonly natsUrl: string;
   /** Every member Serf knows, sorted by name, as of the start. */
   readonly members: readonly Member[];
+  /** The node's NATS credentials (the seed of its nkey; core/trust.ts): connect with them. */
+  readonly credentials?: { readonly seed: string };
   /** A child logger with `service: <name>`. */
   readonly log: Logger;
 }

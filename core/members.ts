@@ -39,12 +39,21 @@ export function parseRoleTag(tag: string | undefined): ParsedRoles {
   return { roles: ROLE_NAMES.filter((r) => known.has(r)), unknown };
 }
 
-/** True when the member's `role` tag names `role`. */
+/** True when the member's `role` tag names `role` (what it asks to be, not what it may be: `actsAs`). */
 export function hasRole(member: Member, role: RoleName): boolean {
   return member.tags[ROLE_TAG] !== undefined && parseRoleTag(member.tags[ROLE_TAG]).roles.includes(role);
 }
 
-/** The alive members that carry `role`, sorted by name. */
+/**
+ * True when the member is to be treated as a `role` node: its tag names the role and, when trust
+ * was checked (`Member.trusted`), its admission includes it. A member tagged controller without
+ * controller credentials gets no route, no registry traffic, no metadata requests.
+ */
+export function actsAs(member: Member, role: RoleName): boolean {
+  return hasRole(member, role) && (member.trusted === undefined || member.trusted.includes(role));
+}
+
+/** The alive members that act as `role` (`actsAs`), sorted by name. */
 export function aliveWithRole(members: readonly Member[], role: RoleName): Member[] {
-  return members.filter((m) => m.status === 'alive' && hasRole(m, role)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return members.filter((m) => m.status === 'alive' && actsAs(m, role)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

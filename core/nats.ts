@@ -2,7 +2,8 @@
  * How the controller services and the CLI connect to NATS: one place for the client options, so the
  * metadata service, the messaging API and `mammatus instance` behave the same when a server is down.
  */
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import { inboxPrefix, userKey, type NodeCredentials } from './trust.js';
 
 /** Options of `connectNats`. */
 export interface ConnectNatsOptions {
@@ -14,6 +15,12 @@ export interface ConnectNatsOptions {
    */
   readonly persistent?: boolean;
   readonly timeoutMs?: number;
+  /**
+   * Who connects: the node's credentials (its nkey signs the server's nonce, and replies come on
+   * its own inbox prefix, the only one its permissions let it read). Absent: anonymous, which the
+   * controllers refuse; only tools pointed at a lab server use it.
+   */
+  readonly credentials?: Pick<NodeCredentials, 'seed'>;
 }
 
 /** Connects to one or more NATS servers (`nats://host:port`, comma-separated or a list). */
@@ -26,6 +33,16 @@ export async function connectNats(servers: string | readonly string[], opts: Con
     // nats.js builds an Error with a stack for every request by default, to give failures the
     // caller's async stack: a quarter of the messaging API's CPU per message (docs/benchmarks.md §6).
     noAsyncTraces: true,
-    ...(opts.persistent ? { waitOnFirstConnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 500 } : { maxReconnectAttempts: 0 }),
+    ...(opts.credentials
+      ? {
+          authenticator: nkeyAuthenticator(new TextEncoder().encode(opts.credentials.seed)),
+          inboxPrefix: inboxPrefix(userKey(opts.credentials)),
+        }
+      : {}),
+    // A service keeps trying through authorization errors too: a node admitted (or re-admitted)
+    // after it started gets in at the next attempt, once the controllers list its key.
+    ...(opts.persistent
+      ? { waitOnFirstConnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 500, ignoreAuthErrorAbort: true }
+      : { maxReconnectAttempts: 0 }),
   });
 }

@@ -28,6 +28,8 @@ export interface StatusAnswer {
   version: string;
   uptime_s: number;
   role_status: Record<string, RoleStatusJson>;
+  /** Credentials and Serf security, as this node sees its own (absent from agents before trust). */
+  trust?: { admitted: string[] | null; errors: string[] };
 }
 
 /** Builds the answer, shortening errors (then dropping them) until it fits `maxBytes`. Pure. */
@@ -48,6 +50,12 @@ export function buildStatus(view: AgentView, maxBytes = STATUS_MAX_BYTES): Statu
       uptime_s: view.uptimeSeconds(),
       role_status,
     };
+    const trust = view.trust?.();
+    if (trust)
+      answer.trust = {
+        admitted: trust.admitted ? [...trust.admitted] : null,
+        errors: trust.errors.map((e) => shorten(e, Math.max(limit, 40))),
+      };
     if (Buffer.byteLength(JSON.stringify(answer)) <= maxBytes || limit === 0) return answer;
   }
   throw new Error('unreachable');

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { detach, errorMessage } from '../core/errors.js';
 import { applyRole } from './apply.js';
 import type { FileOps, Logger, Member, MemberEventType, Run } from '../core/contracts.js';
+import type { NodeCredentials } from '../core/trust.js';
 import type { DesiredState, Role, RoleFacts, RoleSource, RoleStatus } from './types.js';
 
 /** Where a role's queries are registered while it runs (the agent's dispatcher). */
@@ -31,6 +32,8 @@ export interface SchedulerDeps {
   readonly node: () => string;
   readonly members: () => readonly Member[];
   readonly roleConfig: (role: string) => Record<string, unknown>;
+  /** This node's credentials, when it was admitted. */
+  readonly credentials?: () => NodeCredentials | undefined;
   readonly now?: () => Date;
 }
 
@@ -40,6 +43,8 @@ export class RoleScheduler {
   private readonly loaded = new Map<string, Role>();
   private active: string[] = [];
   private unknown: string[] = [];
+  /** Roles the tag asks for that this node may not take, each with why. */
+  private refused: Record<string, string> = {};
   private readonly status = new Map<string, RoleStatus>();
   /** The desired state of each role's last apply, for its facts and queries. */
   private readonly lastDesired = new Map<string, DesiredState>();
@@ -88,6 +93,7 @@ export class RoleScheduler {
       out[r] = typeof detail === 'string' && detail ? { ...status, detail } : status;
     }
     for (const u of this.unknown) out[u] = { state: 'error', error: 'unknown role' };
+    for (const [r, why] of Object.entries(this.refused)) out[r] = { state: 'error', error: why };
     return out;
   }
 
@@ -110,11 +116,17 @@ export class RoleScheduler {
     return this.role(name)?.queries?.[query]?.(payload, this.lastDesired.get(name));
   }
 
-  /** Switches to a new role set: stops roles no longer named, loads, applies and starts new ones. */
-  setRoles(next: readonly string[], unknown: readonly string[] = []): Promise<void> {
+  /**
+   * Switches to a new role set: stops roles no longer named, loads, applies and starts new ones.
+   * `refused` are roles the tag asks for that the node may not take (reported with why, not run).
+   */
+  setRoles(next: readonly string[], unknown: readonly string[] = [], refused: Readonly<Record<string, string>> = {}): Promise<void> {
     return this.enqueue(async () => {
       this.unknown = [...unknown];
+      this.refused = { ...refused };
       if (unknown.length) this.deps.log.error({ unknown }, 'role tag names unknown roles; running the others');
+      if (Object.keys(refused).length)
+        this.deps.log.error({ refused }, 'role tag asks for roles this node may not take; running the others');
       const wanted = next.filter((r) => this.deps.roles[r]);
       const removed = this.active.filter((r) => !wanted.includes(r));
       const added = wanted.filter((r) => !this.active.includes(r));
@@ -239,11 +251,15 @@ export class RoleScheduler {
     const role = this.role(name)!;
     await this.loadOwned();
     const instances = role.instances?.();
+    const admitted = role.admitted?.();
+    const credentials = this.deps.credentials?.();
     const desired: DesiredState = {
       node: this.deps.node(),
       config: this.deps.roleConfig(name),
       members: [...this.deps.members()].sort((a, b) => a.name.localeCompare(b.name)),
       ...(instances ? { instances } : {}),
+      ...(credentials ? { credentials } : {}),
+      ...(admitted ? { admitted } : {}),
     };
     const report = await applyRole(role, desired, {
       run: this.deps.run,

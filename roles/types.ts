@@ -5,6 +5,7 @@
  */
 import type { Logger, Member, MemberEventType } from '../core/contracts.js';
 import type { FileOps, InstanceSummary, Run } from '../core/contracts.js';
+import type { AdmittedNode, NodeCredentials } from '../core/trust.js';
 
 /** A role's state on this node, as `mammatus.status` reports it. */
 export interface RoleStatus {
@@ -30,6 +31,10 @@ export interface DesiredState<C = Record<string, unknown>> {
    * absent when the role does not, or has no snapshot yet.
    */
   readonly instances?: readonly InstanceSummary[];
+  /** This node's credentials (core/trust.ts), when it was admitted. */
+  readonly credentials?: NodeCredentials;
+  /** The admitted nodes, for roles that follow the roster (`Role.admitted`), once read. */
+  readonly admitted?: readonly AdmittedNode[];
 }
 
 /** One file a role owns. Paths are absolute; `mode` defaults to 0o644. */
@@ -80,6 +85,8 @@ export interface Role<C = Record<string, unknown>> {
   start?(ctx: StartContext<C>): Promise<void>;
   /** The instances this role renders from (its feed's snapshot); the framework puts them in `desired`. */
   instances?(): readonly InstanceSummary[] | undefined;
+  /** The admitted nodes this role renders from (its roster feed's snapshot); put in `desired` likewise. */
+  admitted?(): readonly AdmittedNode[] | undefined;
   /**
    * The agent's config was reloaded (after the reconcile that followed). For what a role reads
    * beyond its own section, which no render sees: the controller restarts hosted services whose

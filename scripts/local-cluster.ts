@@ -15,13 +15,26 @@
  * instance image (a cached one is still imported); `--no-demo` launches no container.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { SerfClient } from '../agent/serf/client.js';
 import { CN_LAN, LAN, NETNS, buildLocalLan, removeLocalLan } from './lib/local-lan.js';
-import { LXD_BASE, RUN_DIR, imageAlias, instanceImage, nodeConfig, rootDropIns, writeMetadataSecret } from './lib/local-root.js';
+import {
+  CONTROLLER_PORTS,
+  LXD_BASE,
+  RUN_DIR,
+  imageAlias,
+  instanceImage,
+  nodeConfig,
+  rootDropIns,
+  writeMetadataSecret,
+} from './lib/local-root.js';
+import { CREDENTIALS_FILE } from '../core/trust.js';
+import { removeFirewall } from '../roles/controller/firewall.js';
+import { buildRun } from '../core/exec.js';
 import { lxdInstalled, mustRun, startLxdDaemon, stopLeftoverLxd, type LxdDaemon } from './lib/lxd-node.js';
 import { printStatus, runDemo, suggestions, type DemoCluster } from './lib/local-demo.js';
 import { BUNDLE, startMammatusAgent, type MammatusAgent } from './lib/mammatus-agent.js';
@@ -111,6 +124,9 @@ async function stopRecordedLeftovers(): Promise<void> {
 /** Everything root-only a previous run may have left (it crashed, or was killed): ours by name. */
 async function removeRootLeftovers(): Promise<void> {
   await stopLeftoverLxd(LXD_BASE);
+  // The controller's firewall chain: an agent leaves it when it stops (so a controller stays
+  // protected while its agent restarts); the cluster is gone, so is the chain.
+  await removeFirewall(buildRun()).catch(() => undefined);
   removeLocalLan();
   rmSync(RUN_DIR, { recursive: true, force: true });
   // LXD's idmapped files need root to remove: this runs as root.
@@ -161,12 +177,27 @@ async function setUpRoot(): Promise<Record<string, object>> {
   return rootDropIns({ secretFile, lxdSocket: lxd?.socket });
 }
 
+/** Where a node's agent keeps its credentials (its `state_dir`, examples/cluster/<role>.yaml). */
+function credentialsOf(node: string): string {
+  return path.join(work, node, 'state', CREDENTIALS_FILE);
+}
+
+/** Runs the CLI (the bundle) as the controller; throws with its output when it fails. */
+async function mammatus(args: string[]): Promise<void> {
+  await mustRun(process.execPath, [BUNDLE, ...args], {}, 30_000);
+}
+
 async function main(): Promise<void> {
   await stopRecordedLeftovers();
   rmSync(work, { recursive: true, force: true });
   // The controller's NATS store (examples/cluster/controller.yaml): each run starts a fresh cluster.
   rmSync(CONTROLLER_DIR, { recursive: true, force: true });
   const key = execFileSync('serf', ['keygen'], { encoding: 'utf8' }).trim();
+  // Serf RPC with an auth key, as a controller requires: the agents, the demo and the commands to
+  // try (serf and mammatus both read SERF_RPC_AUTH) use it; so do the controller's credentials.
+  const rpcAuth = randomBytes(16).toString('hex');
+  process.env.SERF_RPC_AUTH = rpcAuth;
+  process.env.MAMMATUS_CREDENTIALS = credentialsOf('controller-1');
   const dropIns = asRoot ? await setUpRoot() : {};
   if (!asRoot) {
     console.log('Not root, so this cluster cannot:');
@@ -176,7 +207,7 @@ async function main(): Promise<void> {
     console.log('  - give compute-1 an LXD: containers need root, so `instance launch` has nowhere to run.');
     console.log('The other nodes run on 127.0.0.1. For all of it: sudo bash scripts/cluster.sh');
   }
-  console.log(`Starting ${nodes.length} serf agents (gossip encrypted) and mammatus agents in ${work} ...`);
+  console.log(`Starting ${nodes.length} serf agents (gossip encrypted, RPC with a key) and mammatus agents in ${work} ...`);
   for (const [i, n] of nodes.entries()) {
     step();
     const isGateway = n.role === 'gateway';
@@ -190,6 +221,7 @@ async function main(): Promise<void> {
       tagsFile: true,
       snapshot: true,
       encryptKey: key,
+      rpcAuth,
       rpcPort: n.rpcPort,
       // Gossip ports next to the RPC ports: 7946 + 1 + i, out of the way of a system serf on 7946.
       bindPort: 7947 + i,
@@ -202,21 +234,31 @@ async function main(): Promise<void> {
   }
   // The compute node is the entry point: its RPC is on the host's loopback in every mode.
   const entry = nodes.find((n) => n.role === 'compute')!;
-  const first = await SerfClient.connect({ addr: entry.serf!.rpcAddr });
+  const first = await SerfClient.connect({ addr: entry.serf!.rpcAddr, authKey: rpcAuth });
   await first.join(nodes.filter((n) => n !== entry).map((n) => n.serf!.bindAddr));
-  await Promise.all(
-    nodes.map(async (n) => {
-      const configPath = nodeConfig(path.join(work, n.name), n.example, dropIns[n.role]);
-      n.agent = await startMammatusAgent({
-        dir: path.join(work, n.name, 'agent'),
-        rpcAddr: n.serf!.rpcAddr,
-        configPath,
-        env: agentEnv,
-        netns: n.netns,
-      });
-      recordPid(n.agent.pid);
-    }),
-  );
+  const startAgent = async (n: Node) => {
+    const configPath = nodeConfig(path.join(work, n.name), n.example, dropIns[n.role]);
+    n.agent = await startMammatusAgent({
+      dir: path.join(work, n.name, 'agent'),
+      rpcAddr: n.serf!.rpcAddr,
+      configPath,
+      env: { ...agentEnv, SERF_RPC_AUTH: rpcAuth },
+      netns: n.netns,
+    });
+    recordPid(n.agent.pid);
+  };
+  // Trust: the controller admits itself (a new cluster authority), starts, then admits the others
+  // with the very commands an operator runs (docs/security.md); each agent starts with its credentials.
+  const controller = nodes.find((n) => n.role === 'controller')!;
+  console.log('Admitting the nodes: the controller first (a new cluster authority), then the others ...');
+  await mammatus(['node', 'admit', controller.name, '--role', 'controller']);
+  await startAgent(controller);
+  step();
+  const nats = `nats://${asRoot ? LAN.host : '127.0.0.1'}:${CONTROLLER_PORTS.nats}`;
+  for (const n of nodes.filter((x) => x !== controller)) {
+    await mammatus(['node', 'admit', n.name, '--role', n.role, '--out', credentialsOf(n.name), '--nats', nats]);
+  }
+  await Promise.all(nodes.filter((n) => n !== controller).map(startAgent));
   // Ready once every member carries the `mammatus` tag its agent sets.
   for (let i = 0; i < 100; i++) {
     const members = await first.members();
@@ -249,6 +291,10 @@ async function main(): Promise<void> {
 function printTry(demo: DemoCluster, demoRan: boolean): void {
   const rpcList = nodes.map((n) => `${n.name} ${n.serf!.rpcAddr}${n.netns ? ` (in netns ${n.netns})` : ''}`).join(', ');
   console.log(`\nTry, in another terminal (each node's serf RPC: ${rpcList}):`);
+  // The serf RPC key and the controller's credentials, for serf and mammatus alike.
+  console.log(
+    `  export SERF_RPC_AUTH=${process.env.SERF_RPC_AUTH} MAMMATUS_CREDENTIALS=${path.relative(process.cwd(), credentialsOf('controller-1'))}`,
+  );
   for (const l of suggestions(demo, demoRan)) console.log(`  ${l}`);
   console.log(`Logs: ${work}/<node>/agent/agent.log and ${work}/<node>/serf/serf.log${lxd ? `; LXD: ${lxd.logFile}` : ''}.`);
   if (asRoot && lxd && !image)

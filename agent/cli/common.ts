@@ -15,6 +15,8 @@ export interface CliIo {
 export interface GlobalOptions {
   rpcAddr: string;
   rpcAuth?: string;
+  /** This node's credentials file (NATS commands connect with it). */
+  credentials?: string;
 }
 
 /** A failure the user caused (bad flag value): exit code 2. */

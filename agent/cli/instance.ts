@@ -5,12 +5,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { parseRoleTag } from '../../core/members.js';
 import { InvalidInstanceError, type InstanceRecord } from '../../core/instance-record.js';
 import { InstanceNotFoundError, InstanceRegistry, RegistryConflictError } from '../../src/registry/registry.js';
 import { connectNats } from '../../core/nats.js';
-import { ROLE_TAG } from '../../core/members.js';
+import { aliveWithRole } from '../../core/members.js';
 import { connect, formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
+import { cliCredentials, withTrust } from './credentials.js';
 import { describeNote, notesByInstance, notesForCandidate, notesForInstance, type GatewayNote } from './reservations.js';
 import { errorMessage } from '../../core/errors.js';
 
@@ -43,9 +43,7 @@ export async function resolveNatsServers(g: GlobalOptions, flag: string | undefi
     const client = await connect(g);
     try {
       const members = await client.members();
-      const controllers = members.filter(
-        (m) => m.status === 'alive' && m.tags[ROLE_TAG] !== undefined && parseRoleTag(m.tags[ROLE_TAG]).roles.includes('controller'),
-      );
+      const controllers = aliveWithRole(await withTrust(g, members), 'controller');
       if (controllers.length) return controllers.map((m) => `nats://${m.addr.includes(':') ? `[${m.addr}]` : m.addr}:${NATS_PORT}`);
     } finally {
       client.close();
@@ -66,7 +64,7 @@ export async function withRegistry(
   const servers = await resolveNatsServers(g, opts.nats);
   let nc: NatsConnection;
   try {
-    nc = await connectNats(servers, { name: 'mammatus-cli', timeoutMs: 5000 });
+    nc = await connectNats(servers, { name: 'mammatus-cli', timeoutMs: 5000, credentials: await cliCredentials(g) });
   } catch (err) {
     io.err(`error: cannot reach NATS at ${servers.join(', ')}: ${errorMessage(err)}`);
     return 1;

@@ -7,7 +7,8 @@ import { loadConfig } from '../config/load.js';
 import { buildLogger } from '../../core/logger.js';
 import { startMessagingService } from '../../src/messaging/service.js';
 import { parseMessagingSettings } from '../../src/messaging/settings.js';
-import { UsageError, type CliIo } from './common.js';
+import { UsageError, type CliIo, type GlobalOptions } from './common.js';
+import { cliCredentials } from './credentials.js';
 import { untilSignal } from '../../core/signals.js';
 
 /** Flags of `messaging serve`. */
@@ -18,7 +19,12 @@ export interface MessagingServeOptions {
 }
 
 /** `messaging serve`: runs the API until a stop signal. */
-export async function messagingServeCommand(opts: MessagingServeOptions, io: CliIo, env: NodeJS.ProcessEnv): Promise<number> {
+export async function messagingServeCommand(
+  g: GlobalOptions,
+  opts: MessagingServeOptions,
+  io: CliIo,
+  env: NodeJS.ProcessEnv,
+): Promise<number> {
   // Port 0 (any free port) is fine for a development server.
   if (opts.listen !== undefined && !isHostPort(opts.listen.replace(/:0$/, ':1')))
     throw new UsageError(`--listen must be host:port, got "${opts.listen}"`);
@@ -33,6 +39,7 @@ export async function messagingServeCommand(opts: MessagingServeOptions, io: Cli
     ...(opts.nats ? { nats: opts.nats } : {}),
     ...(opts.listen ? { listen: opts.listen } : {}),
     log,
+    credentials: await cliCredentials(g),
   });
   io.err(`messaging API (SQS/SNS) on ${service.url}`);
   const signal = await untilSignal();

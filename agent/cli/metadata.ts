@@ -11,7 +11,8 @@ import { parseMetadataSettings, type MetadataSettings } from '../../src/metadata
 import { startMetadataProxy, startMetadataService } from '../../src/metadata/service.js';
 import { leaseFileLookup } from '../../roles/gateway/leases.js';
 import { buildVendorDataSource } from '../../src/metadata/vendor-source.js';
-import { UsageError, type CliIo } from './common.js';
+import { UsageError, type CliIo, type GlobalOptions } from './common.js';
+import { cliCredentials } from './credentials.js';
 import { untilSignal } from '../../core/signals.js';
 
 /** Flags of `metadata serve`. */
@@ -42,7 +43,7 @@ function checkListen(listen: string | undefined): void {
 }
 
 /** `metadata serve`: runs the service until a stop signal. */
-export async function serveCommand(opts: ServeOptions, io: CliIo, env: NodeJS.ProcessEnv): Promise<number> {
+export async function serveCommand(g: GlobalOptions, opts: ServeOptions, io: CliIo, env: NodeJS.ProcessEnv): Promise<number> {
   checkListen(opts.listen);
   const { settings, level } = await settingsFrom(opts.config, env);
   const log = buildLogger(level as 'info').child({ component: 'metadata' });
@@ -53,6 +54,7 @@ export async function serveCommand(opts: ServeOptions, io: CliIo, env: NodeJS.Pr
     ...(opts.listen ? { listen: opts.listen } : {}),
     vendorData,
     log,
+    credentials: await cliCredentials(g),
   });
   io.err(`metadata service on ${service.url}`);
   const signal = await untilSignal();

@@ -12,6 +12,7 @@ import type { ImageImportOptions } from './image.js';
 import type { LaunchOptions } from './launch.js';
 import type { ProxyOptions, ServeOptions } from './metadata.js';
 import type { MessagingServeOptions } from './messaging.js';
+import type { AdmitOptions, NodeOptions } from './node.js';
 import type { QueryOptions } from './query.js';
 import type { StatusOptions } from './status.js';
 import { errorMessage } from '../../core/errors.js';
@@ -24,6 +25,11 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .version(VERSION, '-v, --version', 'print the version')
     .addOption(new Option('--rpc-addr <host:port>', 'RPC address of the local serf agent').env('SERF_RPC_ADDR').default('127.0.0.1:7373'))
     .addOption(new Option('--rpc-auth <key>', 'RPC auth key of the local serf agent').env('SERF_RPC_AUTH'))
+    .addOption(
+      new Option('--credentials <file>', 'node credentials for NATS commands (default: /var/lib/mammatus/credentials.json)').env(
+        'MAMMATUS_CREDENTIALS',
+      ),
+    )
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
@@ -184,7 +190,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option(natsFlag, 'NATS servers of the registry (default: metadata.nats, nats://127.0.0.1:4222)')
     .option('--listen <host:port>', 'listen address (default: metadata.listen, 0.0.0.0:8775)')
     .option('-c, --config <path>', 'agent config to read metadata: from (default /etc/mammatus/agent.yaml)')
-    .action((o: ServeOptions) => set(import('./metadata.js').then((m) => m.serveCommand(o, io, env))));
+    .action((o: ServeOptions, cmd: Command) => set(import('./metadata.js').then((m) => m.serveCommand(g(cmd), o, io, env))));
   metadata
     .command('proxy')
     .description("forward instances' metadata requests to the service, with their signed IP and MAC")
@@ -202,7 +208,33 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option(natsFlag, 'NATS servers with JetStream (default: messaging.nats, nats://127.0.0.1:4222)')
     .option('--listen <host:port>', 'listen address (default: messaging.listen, 0.0.0.0:9324)')
     .option('-c, --config <path>', 'agent config to read messaging: from (default /etc/mammatus/agent.yaml)')
-    .action((o: MessagingServeOptions) => set(import('./messaging.js').then((m) => m.messagingServeCommand(o, io, env))));
+    .action((o: MessagingServeOptions, cmd: Command) =>
+      set(import('./messaging.js').then((m) => m.messagingServeCommand(g(cmd), o, io, env))),
+    );
+
+  const node = program.command('node').description('who belongs to the cluster: admission, revocation, the roster (docs/security.md)');
+  node
+    .command('admit')
+    .description("mint a node's credentials (on a controller); the first controller of a new cluster admits itself")
+    .argument('<name>', "the node's Serf name")
+    .requiredOption('--role <roles>', 'roles it may take, comma-separated or repeated', collectList)
+    .option('--out <file>', "where to write its credentials, mode 0600 ('-': stdout; default: this node's file when NAME is this node)")
+    .option(natsFlag, natsHelp)
+    .option('--json', 'print the roster entry as JSON')
+    .action((name: string, o: AdmitOptions, cmd: Command) => set(import('./node.js').then((m) => m.admitCommand(g(cmd), name, o, io))));
+  node
+    .command('revoke')
+    .description("revoke a node's credentials: every controller refuses it within seconds")
+    .argument('<name>', "the node's name")
+    .option(natsFlag, natsHelp)
+    .option('--json', 'print JSON')
+    .action((name: string, o: NodeOptions, cmd: Command) => set(import('./node.js').then((m) => m.revokeCommand(g(cmd), name, o, io))));
+  node
+    .command('list')
+    .description('list the admitted nodes (the roster)')
+    .option(natsFlag, natsHelp)
+    .option('--json', 'print JSON')
+    .action((o: NodeOptions, cmd: Command) => set(import('./node.js').then((m) => m.listNodesCommand(g(cmd), o, io))));
 
   program
     .command('version')

@@ -4,6 +4,7 @@ import { loadConfig } from '../config/load.js';
 import { buildFileOps } from '../../core/files.js';
 import { ROLE_NAMES, type RoleName } from '../../core/members.js';
 import { roleCatalog } from '../roles.js';
+import { createAuthority, mintCredentials } from '../../core/trust.js';
 import { UsageError, type CliIo } from './common.js';
 
 /** Runs the command for one of the built-in roles. */
@@ -18,11 +19,17 @@ export async function renderCommand(role: string, opts: { config: string; out?: 
   });
   const plugin = await catalog[role as RoleName]();
   const { config } = await loadConfig({ path: opts.config });
+  const node = os.hostname();
+  // A preview never shows this node's secrets: what depends on credentials (the controller's users
+  // and route secret) is rendered from throwaway ones, admitted for the role being shown.
+  const credentials = mintCredentials(createAuthority(), node, [role as RoleName], new Date());
   const files = plugin.render({
-    node: os.hostname(),
+    node,
     config: { ...((config.roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) },
     members: [],
+    credentials,
   });
+  if (role === 'controller') io.out('# (users and route secret below come from throwaway credentials; the agent renders its own)');
   if (files.length === 0) io.out(`# role ${role} renders no files`);
   if (opts.out) {
     const writer = buildFileOps({ root: opts.out });

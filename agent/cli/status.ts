@@ -8,6 +8,8 @@ import { parseRoleTag } from '../../core/members.js';
 import { AGENT_TAG, ROLE_TAG } from '../../core/members.js';
 import type { Member } from '../../core/contracts.js';
 import { connect, formatTable, queryUntilAnswered, tagsMatch, parseTimeoutFlag, type CliIo, type GlobalOptions } from './common.js';
+import { withTrust } from './credentials.js';
+import { TRUST_TAG } from '../../core/trust.js';
 
 /** Flags of the status command. */
 export interface StatusOptions {
@@ -27,6 +29,21 @@ export interface MemberStatusRow {
   answer: StatusAnswer | null;
   /** Why there is no answer: `no agent` (no `mammatus` tag), `not alive`, `no answer`, `bad answer`, `error: …`. */
   missing?: string;
+  /**
+   * What its trust tag proves, checked here with the cluster authority's key: `admitted` (every
+   * role its tag names), `untrusted` (a role it asks for, or no admission at all, without proof),
+   * `unknown` (this host knows no authority to check with).
+   */
+  trust: 'admitted' | 'untrusted' | 'unknown';
+}
+
+/** The trust verdict of one member (see `MemberStatusRow.trust`). */
+export function trustVerdict(m: Member): MemberStatusRow['trust'] {
+  if (m.trusted === undefined) return 'unknown';
+  const asked = parseRoleTag(m.tags[ROLE_TAG]).roles;
+  if (!asked.every((r) => m.trusted!.includes(r))) return 'untrusted';
+  // No role asked for: admitted when it carries a trust tag at all (a forged one buys nothing).
+  return asked.length > 0 || m.tags[TRUST_TAG] !== undefined ? 'admitted' : 'untrusted';
 }
 
 /** Asks the cluster and collects one row per member. */
@@ -34,7 +51,7 @@ export async function collectStatus(g: GlobalOptions, opts: StatusOptions): Prom
   const timeoutMs = parseTimeoutFlag(opts.timeout);
   const client = await connect(g);
   try {
-    const members = (await client.members()).filter((m) => tagsMatch(m.tags, opts.tag ?? {}));
+    const members = (await withTrust(g, await client.members())).filter((m) => tagsMatch(m.tags, opts.tag ?? {}));
     const waiting = new Set(members.filter((m) => m.status === 'alive' && m.tags[AGENT_TAG]).map((m) => m.name));
     const texts = await queryUntilAnswered(client, { name: STATUS_QUERY, filterTags: opts.tag, timeoutMs }, waiting);
     const answers = new Map([...texts].map(([node, text]) => [node, parseStatusAnswer(text)]));
@@ -50,6 +67,7 @@ export async function collectStatus(g: GlobalOptions, opts: StatusOptions): Prom
           status: m.status,
           roles: answer ? answer.roles : [...tagged.roles, ...tagged.unknown],
           answer,
+          trust: trustVerdict(m),
         };
         if (typeof a === 'string') row.missing = a;
         else if (!a) row.missing = m.status !== 'alive' ? 'not alive' : m.tags[AGENT_TAG] ? 'no answer' : 'no agent';
@@ -100,7 +118,7 @@ export async function statusCommand(g: GlobalOptions, opts: StatusOptions, io: C
     io.out(JSON.stringify(rows, null, 2));
     return bad ? 1 : 0;
   }
-  const table = [['NODE', 'ADDRESS', 'SERF', 'ROLES', 'VERSION', 'UPTIME', 'STATE']];
+  const table = [['NODE', 'ADDRESS', 'SERF', 'ROLES', 'TRUST', 'VERSION', 'UPTIME', 'STATE']];
   const errors: string[] = [];
   const details: string[] = [];
   for (const r of rows) {
@@ -110,6 +128,7 @@ export async function statusCommand(g: GlobalOptions, opts: StatusOptions, io: C
       r.addr,
       r.status,
       r.roles.join(',') || '-',
+      r.trust === 'unknown' ? '?' : r.trust,
       a?.version ?? '-',
       a ? `${a.uptime_s}s` : '-',
       a ? stateCell(a) : `(${r.missing})`,
@@ -118,6 +137,9 @@ export async function statusCommand(g: GlobalOptions, opts: StatusOptions, io: C
       if (s.error) errors.push(`${r.node} ${role}: ${s.error}`);
       if (s.detail) details.push(`${r.node} ${role}: ${s.detail}`);
     }
+    for (const e of a?.trust?.errors ?? []) errors.push(`${r.node} trust: ${e}`);
+    if (r.trust === 'untrusted')
+      errors.push(`${r.node} trust: no proof of admission for ${r.roles.join(',') || 'membership'}: treated as a stranger`);
   }
   for (const line of formatTable(table)) io.out(line);
   for (const d of details) io.out(`  ${d}`);

@@ -55,6 +55,16 @@ export interface DispatchConfig {
  */
 export type ServiceSettings = Readonly<Record<string, unknown>>;
 
+/** `trust:` — what this node may be, whom it trusts (docs/security.md). */
+export interface TrustConfig {
+  /** Roles this node may take; empty: the roles its credentials admit. A tag asking for more is reported, not obeyed. */
+  readonly allowed_roles: readonly RoleName[];
+  /** OpenSSH public keys of the operators (used by `mammatus node add`, docs/security.md). */
+  readonly operators: readonly string[];
+  /** Lab only: run the controller role although Serf gossip is not encrypted or its RPC has no auth key. */
+  readonly allow_plain_serf: boolean;
+}
+
 /** The merged, validated agent config (see docs: /etc/mammatus/agent.yaml). */
 export interface AgentConfig {
   /** The agent's own state directory. */
@@ -69,6 +79,7 @@ export interface AgentConfig {
   readonly metadata: ServiceSettings;
   /** The SQS/SNS API (`docs/messaging.md`); also read by `mammatus messaging serve`. */
   readonly messaging: ServiceSettings;
+  readonly trust: TrustConfig;
 }
 
 /** Every property optional, all the way down: the shape of one config file or of CLI overrides. */
@@ -129,7 +140,7 @@ const serviceSettingsSchema = { type: 'object', required: [], additionalProperti
 export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
   type: 'object',
   additionalProperties: false,
-  required: ['state_dir', 'serf', 'log', 'roles', 'dispatch', 'watch_config', 'metadata', 'messaging'],
+  required: ['state_dir', 'serf', 'log', 'roles', 'dispatch', 'watch_config', 'metadata', 'messaging', 'trust'],
   properties: {
     state_dir: { type: 'string', minLength: 1 },
     serf: {
@@ -167,6 +178,16 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
     watch_config: { type: 'boolean' },
     metadata: serviceSettingsSchema,
     messaging: serviceSettingsSchema,
+    trust: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['allowed_roles', 'operators', 'allow_plain_serf'],
+      properties: {
+        allowed_roles: { type: 'array', items: { type: 'string', enum: ROLE_NAMES }, uniqueItems: true },
+        operators: { type: 'array', items: { type: 'string', pattern: '^(ssh-|ecdsa-|sk-)[^\\n]+$' } },
+        allow_plain_serf: { type: 'boolean' },
+      },
+    },
   },
 };
 
@@ -212,4 +233,5 @@ export const DEFAULT_CONFIG: AgentConfig = deepFreeze({
   watch_config: true,
   metadata: {},
   messaging: {},
+  trust: { allowed_roles: [], operators: [], allow_plain_serf: false },
 });

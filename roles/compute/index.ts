@@ -14,7 +14,7 @@
  */
 import path from 'node:path';
 import type { Logger, Member } from '../../core/contracts.js';
-import { parseRoleTag } from '../../core/members.js';
+import { actsAs } from '../../core/members.js';
 import { detach } from '../../core/errors.js';
 import type { StartContext, RenderedFile, Role, RoleFacts } from '../types.js';
 import { parseComputeConfig, type ComputeConfig } from './config.js';
@@ -68,7 +68,7 @@ const ADDRESS_WATCH_MS = 120_000;
 export function computeRegistryServers(cfg: ComputeConfig, members: readonly Member[]): string[] {
   if (cfg.registry.nats.length) return [...cfg.registry.nats];
   return members
-    .filter((m) => m.status === 'alive' && m.tags.role !== undefined && parseRoleTag(m.tags.role).roles.includes('controller'))
+    .filter((m) => m.status === 'alive' && actsAs(m, 'controller'))
     .map((m) => `nats://${m.addr.includes(':') ? `[${m.addr}]` : m.addr}:${cfg.registry.port}`)
     .sort();
 }

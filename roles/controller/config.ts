@@ -26,8 +26,19 @@ export interface ControllerConfig {
     /** The nats-server executable: a name looked up on PATH, or an absolute path. */
     readonly binary: string;
   };
+  /** The controller's own INPUT rules (firewall.ts). */
+  readonly firewall: {
+    /** Render and install them (needs root and iptables); off for controllers sharing a host's firewall in a lab. */
+    readonly enabled: boolean;
+    /** The metadata service's port (the `metadata.listen` port), open to gateways only. */
+    readonly metadata_port: number;
+    /** Further sources (IPv4 address or CIDR) allowed to the metadata service: direct callers. */
+    readonly metadata_from: readonly string[];
+  };
   readonly paths: {
     readonly nats_conf: string;
+    /** The iptables-restore file of the controller's chain. */
+    readonly firewall: string;
     /** The membership snapshot the hosted services were last told about. */
     readonly members: string;
   };
@@ -54,8 +65,10 @@ export const CONTROLLER_DEFAULTS: ControllerConfig = {
     max_payload: 2 * MIB,
     binary: 'nats-server',
   },
+  firewall: { enabled: true, metadata_port: 8775, metadata_from: [] },
   paths: {
     nats_conf: '/etc/mammatus/controller/nats-server.conf',
+    firewall: '/etc/mammatus/controller/firewall.rules',
     members: '/var/lib/mammatus/controller/members',
   },
 };
@@ -66,6 +79,15 @@ const FORMATS: Readonly<Record<string, Format>> = {
   path: COMMON_FORMATS.path,
   // nats-server refuses spaces in a cluster name; keep to what reads well in logs and /varz.
   'cluster-name': { check: (v) => /^[A-Za-z0-9_-]{1,64}$/.test(v), why: 'must be 1-64 of A-Z a-z 0-9 _ -' },
+  'ipv4-source': {
+    check: (v) =>
+      /^(\d{1,3})(\.\d{1,3}){3}(\/(\d|[12]\d|3[0-2]))?$/.test(v) &&
+      v
+        .split('/')[0]
+        .split('.')
+        .every((o) => Number(o) <= 255),
+    why: 'must be an IPv4 address or CIDR (10.0.0.5, 10.0.0.0/24)',
+  },
   binary: {
     check: (v) => isSafeAbsolutePath(v) || /^[A-Za-z0-9._+-]+$/.test(v),
     why: 'must be a program name on PATH (nats-server) or an absolute path',
@@ -93,7 +115,15 @@ export const CONTROLLER_SETTINGS_SCHEMA: JSONSchemaType<ControllerSettings> = {
         binary: s('binary'),
       },
     },
-    paths: { ...obj, properties: { nats_conf: s('path'), members: s('path') } },
+    firewall: {
+      ...obj,
+      properties: {
+        enabled: { type: 'boolean', ...opt },
+        metadata_port: { type: 'integer', minimum: 1, maximum: 65535, ...opt },
+        metadata_from: { type: 'array', items: { type: 'string', format: 'ipv4-source' }, ...opt },
+      },
+    },
+    paths: { ...obj, properties: { nats_conf: s('path'), firewall: s('path'), members: s('path') } },
   },
 };
 
@@ -128,8 +158,8 @@ function checkConfig(cfg: ControllerConfig): void {
     if (first) invalid(AT, `nats.${key}`, `must not use the port of nats.${first} (${port})`);
     seen.set(port, key);
   }
-  if (cfg.paths.nats_conf === cfg.paths.members) {
-    invalid(AT, 'paths.members', 'must differ from paths.nats_conf');
+  if (new Set(Object.values(cfg.paths)).size !== Object.values(cfg.paths).length) {
+    invalid(AT, 'paths', 'nats_conf, firewall and members must be three different files');
   }
   for (const [key, file] of Object.entries(cfg.paths)) {
     // nats-server owns everything below its store; a file of ours there could be removed by it.

@@ -13,7 +13,18 @@ import { HEALTHZ, fetchProbe, waitHealthy, type MonitorProbe } from './health.js
 import { NatsSupervisor, type NatsLaunch } from './nats.js';
 import { localUrl, parseNatsConf, renderController, restartKey } from './render.js';
 import { HostedServices } from './services.js';
-import { type HostedService } from '../../core/contracts.js';
+import { installFirewall, removeFirewall, validateFirewall } from './firewall.js';
+import { type HostedService, type Logger as Log } from '../../core/contracts.js';
+import type { AdmittedNode, NodeCredentials } from '../../core/trust.js';
+
+/** A watched copy of the roster (src/trust/roster.ts, injected by the agent). */
+export interface RosterFeed {
+  snapshot(): readonly AdmittedNode[] | undefined;
+  stop(): Promise<void>;
+}
+
+/** Opens a roster feed on the local server with this node's credentials. */
+export type RosterFeedFactory = (servers: readonly string[], credentials: NodeCredentials, onChange: () => void, log: Log) => RosterFeed;
 
 export type { HostedService, HostedServiceContext } from '../../core/contracts.js';
 export type { MonitorProbe } from './health.js';
@@ -34,6 +45,8 @@ export interface ControllerDeps {
   /** Backoff after nats-server crashes (default 0.5 s doubling to 30 s). */
   readonly minRestartMs?: number;
   readonly maxRestartMs?: number;
+  /** Follows the roster, whose nodes become the server's users; without it only this node is one. */
+  readonly roster?: RosterFeedFactory;
 }
 
 /** Builds the controller role. One instance per agent: it owns the nats-server process. */
@@ -42,6 +55,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
   const healthTimeoutMs = deps.healthTimeoutMs ?? 30_000;
   let nats: NatsSupervisor | undefined;
   let hosted: HostedServices | undefined;
+  let roster: RosterFeed | undefined;
   const supervisor = (log: Logger) =>
     (nats ??= new NatsSupervisor({
       spawn: deps.spawn,
@@ -84,8 +98,15 @@ export function buildControllerRole(deps: ControllerDeps): Role {
 
     render: renderController,
 
+    admitted: () => roster?.snapshot(),
+
     async validate(ctx) {
       const cfg = config(ctx);
+      if (ctx.changed.includes(cfg.paths.firewall) && (await ctx.files.read(cfg.paths.firewall)) !== undefined) {
+        await validateFirewall(ctx.run, cfg.paths.firewall).catch((err: Error & { stderr?: string }) => {
+          throw new Error(`iptables-restore rejected ${cfg.paths.firewall}: ${err.stderr?.trim() || err.message}`);
+        });
+      }
       if (!ctx.changed.includes(cfg.paths.nats_conf) || (await ctx.files.read(cfg.paths.nats_conf)) === undefined) return;
       // Parses the file as the server will (unknown keys, bad values); ports and the store are the health check's job.
       await ctx.run(cfg.nats.binary, ['-c', cfg.paths.nats_conf, '-t']).catch((err: Error & { stderr?: string }) => {
@@ -95,6 +116,12 @@ export function buildControllerRole(deps: ControllerDeps): Role {
 
     async reload(ctx) {
       const cfg = config(ctx);
+      // Our chain follows its file: installed when written, taken away when removed (role gone,
+      // first apply rolled back, firewall switched off).
+      if (ctx.changed.includes(cfg.paths.firewall)) {
+        if ((await ctx.files.read(cfg.paths.firewall)) !== undefined) await installFirewall(ctx.run, cfg.paths.firewall);
+        else await removeFirewall(ctx.run);
+      }
       // The configured file, then those the server ran before: a role leaving the node is applied
       // with empty settings (default paths), and a rollback of a moved path restores the old one.
       const candidates = [...new Set([cfg.paths.nats_conf, nats?.confPath, nats?.previousConfPath])];
@@ -129,7 +156,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
       const natsUrl = localUrl('nats', cfg.nats.listen);
       if (hosted && (await hosted.stopIfUrlChanged(natsUrl)).length > 0) {
         await waitFor(cfg, HEALTHZ.jetstream, deps.readyTimeoutMs ?? 30_000);
-        await hosted.start({ node: ctx.desired.node, natsUrl, members: ctx.desired.members });
+        await hosted.start({ node: ctx.desired.node, natsUrl, members: ctx.desired.members, credentials: ctx.desired.credentials });
       }
     },
 
@@ -137,21 +164,43 @@ export function buildControllerRole(deps: ControllerDeps): Role {
       const cfg = config(ctx);
       const launch = await launchFor(ctx, cfg);
       if (!launch) return;
+      // After a reboot the file is unchanged but the kernel's rules are gone: install it again.
+      if (cfg.firewall.enabled && (await ctx.files.read(cfg.paths.firewall)) !== undefined)
+        await installFirewall(ctx.run, cfg.paths.firewall);
       const sup = supervisor(ctx.log);
       // After an agent restart the files are unchanged, so no reload started nats-server: start it here.
       if (!sup.process.running) {
         sup.ensureRunning(launch);
         await waitFor(cfg, HEALTHZ.running, healthTimeoutMs);
       }
+      // Admissions and revocations reach this server through the roster: each change re-renders the
+      // users and the server reloads them (SIGHUP).
+      const creds = ctx.desired.credentials;
+      if (!roster && deps.roster && creds && ctx.reconcile) {
+        const reconcile = ctx.reconcile;
+        roster = deps.roster(
+          [localUrl('nats', cfg.nats.listen)],
+          creds,
+          () => reconcile('roster changed'),
+          ctx.log.child({ component: 'roster' }),
+        );
+      }
       const svc = services(ctx.log);
       if (svc.size === 0) return;
       await waitFor(cfg, HEALTHZ.jetstream, deps.readyTimeoutMs ?? 30_000).catch((err: Error) => {
         throw new Error(`JetStream not ready, hosted services not started (retried at the next reconcile): ${err.message}`);
       });
-      await svc.start({ node: ctx.desired.node, natsUrl: localUrl('nats', cfg.nats.listen), members: ctx.desired.members });
+      await svc.start({
+        node: ctx.desired.node,
+        natsUrl: localUrl('nats', cfg.nats.listen),
+        members: ctx.desired.members,
+        credentials: ctx.desired.credentials,
+      });
     },
 
     async stop() {
+      await roster?.stop();
+      roster = undefined;
       await hosted?.stop();
       await nats?.stop();
     },

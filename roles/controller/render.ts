@@ -6,10 +6,16 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Member } from '../../core/contracts.js';
-import { parseRoleTag } from '../../core/members.js';
+import { actsAs } from '../../core/members.js';
+import { admittedNode, routePassword, type AdmittedNode, type NodeCredentials } from '../../core/trust.js';
 import type { DesiredState, RenderedFile } from '../types.js';
 import { MANAGED_HEADER, parseControllerConfig, type ControllerConfig } from './config.js';
+import { natsUsers, type NatsUser } from './permissions.js';
+import { renderFirewall } from './firewall.js';
 import { splitHostPort, urlHost } from '../../core/net.js';
+
+/** The user name of route connections between controllers (its password: `routePassword`). */
+export const ROUTE_USER = 'mammatus-route';
 
 /** The nats-server config the role renders, as nats-server reads it. */
 export interface NatsServerConfig {
@@ -20,41 +26,75 @@ export interface NatsServerConfig {
   /** pino stamps each line already. */
   readonly logtime: false;
   readonly jetstream: { readonly store_dir: string };
+  /** Every admitted node's nkey and permissions: anonymous clients are refused. */
+  readonly authorization: { readonly users: readonly NatsUser[] };
   /** Only with at least one other controller: nats-server 2.9 refuses a JetStream cluster without routes. */
-  readonly cluster?: { readonly name: string; readonly listen: string; readonly routes: readonly string[] };
+  readonly cluster?: {
+    readonly name: string;
+    readonly listen: string;
+    /** Routes in and out authenticate with the route secret only controllers can derive. */
+    readonly authorization: { readonly user: string; readonly password: string };
+    readonly routes: readonly string[];
+  };
 }
 
 /**
- * The route URLs of the other controllers: every member other than `node` whose `role` tag names
- * controller, at its Serf address and `clusterPort`, deduplicated and sorted. Failed and departed
+ * The route URLs of the other controllers: every member other than `node` that is a controller (its
+ * `role` tag names it and, once this node is admitted, its trust tag proves it), at its Serf
+ * address and `clusterPort`, deduplicated and sorted. Failed and departed
  * controllers keep their route until Serf reaps them (24 h by default): nats-server keeps dialling
  * them, which costs nothing, whereas dropping the last peer would restart this server out of
  * cluster mode and take every replicated stream offline (nats-server 2.9 cannot load an R3 stream
  * standalone). Members whose address is not an IP are skipped.
  */
-export function controllerRoutes(node: string, members: readonly Member[], clusterPort: number): string[] {
+export function controllerRoutes(node: string, members: readonly Member[], clusterPort: number, credentials?: string): string[] {
   const routes = new Set<string>();
   // Another controller at our own address would get a route to our own cluster port (the port is
   // the same everywhere): a route to ourselves, which keeps JetStream from ever electing a leader.
   // Two controllers on one address cannot cluster; each runs alone.
   const self = members.find((m) => m.name === node)?.addr;
   for (const m of members) {
-    if (m.name === node || m.addr === self || !parseRoleTag(m.tags.role).roles.includes('controller')) continue;
-    if (isIPv4(m.addr)) routes.add(`nats-route://${m.addr}:${clusterPort}`);
-    else if (isIPv6(m.addr)) routes.add(`nats-route://[${m.addr}]:${clusterPort}`);
+    if (m.name === node || m.addr === self || !actsAs(m, 'controller')) continue;
+    const auth = credentials ? `${credentials}@` : '';
+    if (isIPv4(m.addr)) routes.add(`nats-route://${auth}${m.addr}:${clusterPort}`);
+    else if (isIPv6(m.addr)) routes.add(`nats-route://${auth}[${m.addr}]:${clusterPort}`);
   }
   // Code-unit order, not localeCompare: the output must not depend on the host's locale.
   return [...routes].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-/** nats-server's config for this node; throws when the node name cannot be a server name. */
-export function buildNatsConfig(node: string, cfg: ControllerConfig, members: readonly Member[]): NatsServerConfig {
+/** What the server's `authorization` is built from. */
+export interface ControllerTrust {
+  /** This node's credentials: they must admit it as a controller. */
+  readonly credentials?: NodeCredentials;
+  /** The roster: every admitted node. */
+  readonly admitted?: readonly AdmittedNode[];
+}
+
+/**
+ * nats-server's config for this node. Throws when the node name cannot be a server name, and when
+ * the node was not admitted as a controller: a `role` tag alone never starts a server.
+ */
+export function buildNatsConfig(
+  node: string,
+  cfg: ControllerConfig,
+  members: readonly Member[],
+  trust: ControllerTrust = {},
+): NatsServerConfig {
   // server_name identifies a JetStream peer for good; nats-server refuses spaces in it.
   if (!/^[A-Za-z0-9._-]{1,128}$/.test(node)) {
     throw new Error(`node name ${JSON.stringify(node)} cannot be a NATS server name (A-Z a-z 0-9 . _ -)`);
   }
+  const creds = trust.credentials;
+  if (!creds?.authority_seed || !creds.roles.includes('controller') || creds.node !== node) {
+    throw new Error(
+      `this node holds no controller credentials${creds ? ` (its credentials admit ${creds.node} as ${creds.roles.join(',') || 'no role'})` : ''}: ` +
+        `run \`mammatus node admit ${node} --role controller\` on a controller (the first controller of a new cluster runs it on itself)`,
+    );
+  }
   const clusterPort = splitHostPort(cfg.nats.cluster_listen).port;
-  const routes = controllerRoutes(node, members, clusterPort);
+  const password = routePassword(creds.authority_seed);
+  const routes = controllerRoutes(node, members, clusterPort, `${ROUTE_USER}:${password}`);
   return {
     server_name: node,
     listen: cfg.nats.listen,
@@ -62,7 +102,17 @@ export function buildNatsConfig(node: string, cfg: ControllerConfig, members: re
     max_payload: cfg.nats.max_payload,
     logtime: false,
     jetstream: { store_dir: cfg.nats.store_dir },
-    ...(routes.length > 0 ? { cluster: { name: cfg.nats.cluster_name, listen: cfg.nats.cluster_listen, routes } } : {}),
+    authorization: { users: natsUsers(admittedNode(creds), trust.admitted ?? []) },
+    ...(routes.length > 0
+      ? {
+          cluster: {
+            name: cfg.nats.cluster_name,
+            listen: cfg.nats.cluster_listen,
+            authorization: { user: ROUTE_USER, password },
+            routes,
+          },
+        }
+      : {}),
   };
 }
 
@@ -86,12 +136,13 @@ export function parseNatsConf(text: string): NatsServerConfig | undefined {
 }
 
 /**
- * What a running nats-server cannot take on with a reload: everything but the routes (2.9 reloads
- * `cluster.routes` on SIGHUP; ports, the store and cluster mode itself need a restart).
+ * What a running nats-server cannot take on with a reload: everything but the routes and the users
+ * (2.9 reloads `cluster.routes` and `authorization` on SIGHUP, and drops the clients of a removed
+ * user; ports, the store and cluster mode itself need a restart).
  */
 export function restartKey(conf: NatsServerConfig): string {
-  const { cluster, ...rest } = conf;
-  return JSON.stringify({ ...rest, cluster: cluster ? { name: cluster.name, listen: cluster.listen } : null });
+  const { cluster, authorization: _users, ...rest } = conf;
+  return JSON.stringify({ ...rest, cluster: cluster ? { name: cluster.name, listen: cluster.listen, auth: cluster.authorization } : null });
 }
 
 /** The URL a client on this node uses: the listen address, with a wildcard host made loopback. */
@@ -118,9 +169,23 @@ export function renderMembers(members: readonly Member[]): string {
 /** Every file of the role, sorted by path. Throws a `ControllerConfigError` for invalid settings. */
 export function renderController(desired: DesiredState): RenderedFile[] {
   const cfg = parseControllerConfig(desired.config);
+  const trust = { credentials: desired.credentials, admitted: desired.admitted };
   const files: RenderedFile[] = [
-    { path: cfg.paths.nats_conf, content: renderNatsConf(buildNatsConfig(desired.node, cfg, desired.members)), mode: 0o644 },
+    // 0600: it holds the route secret.
+    { path: cfg.paths.nats_conf, content: renderNatsConf(buildNatsConfig(desired.node, cfg, desired.members, trust)), mode: 0o600 },
     { path: cfg.paths.members, content: renderMembers(desired.members), mode: 0o644 },
   ];
+  if (cfg.firewall.enabled) {
+    const content = renderFirewall({
+      natsPorts: [splitHostPort(cfg.nats.listen).port, splitHostPort(cfg.nats.cluster_listen).port],
+      metadataPort: cfg.firewall.metadata_port,
+      metadataFrom: cfg.firewall.metadata_from,
+      // buildNatsConfig above refused a node without controller credentials.
+      authority: desired.credentials!.authority,
+      ...(desired.admitted ? { admitted: desired.admitted } : {}),
+      members: desired.members,
+    });
+    files.push({ path: cfg.paths.firewall, content, mode: 0o644 });
+  }
   return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

@@ -10,7 +10,7 @@ import { promises as dns } from 'node:dns';
 import type { Logger } from '../../core/contracts.js';
 import type { ApplyContext, StartContext, RenderedFile, Role } from '../types.js';
 import type { InstanceFeed, InstanceFeedFactory, InstanceSummary, Run, Spawn } from '../../core/contracts.js';
-import { parseRoleTag } from '../../core/members.js';
+import { actsAs } from '../../core/members.js';
 import type { Member } from '../../core/contracts.js';
 import { parseGatewayConfig, type GatewayConfig } from './config.js';
 import { DnsmasqSupervisor } from './dnsmasq.js';
@@ -49,7 +49,7 @@ export interface GatewayDeps {
 export function registryServers(cfg: GatewayConfig, members: readonly Member[]): string[] {
   if (cfg.registry.nats.length) return [...cfg.registry.nats];
   return members
-    .filter((m) => m.status === 'alive' && m.tags.role !== undefined && parseRoleTag(m.tags.role).roles.includes('controller'))
+    .filter((m) => m.status === 'alive' && actsAs(m, 'controller'))
     .map((m) => `nats://${m.addr.includes(':') ? `[${m.addr}]` : m.addr}:${cfg.registry.port}`)
     .sort();
 }

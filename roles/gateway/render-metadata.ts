@@ -5,13 +5,13 @@
  */
 import { stringify } from 'yaml';
 import type { Member } from '../../core/contracts.js';
-import { parseRoleTag } from '../../core/members.js';
+import { actsAs } from '../../core/members.js';
 import { MANAGED_HEADER, type GatewayConfig } from './config.js';
 
 /** The metadata service URLs: configured ones, else every controller Serf knows (alive first). */
 export function metadataUpstreams(cfg: GatewayConfig, members: readonly Member[]): string[] {
   if (cfg.metadata.upstreams.length) return [...cfg.metadata.upstreams];
-  const controllers = members.filter((m) => m.tags.role !== undefined && parseRoleTag(m.tags.role).roles.includes('controller'));
+  const controllers = members.filter((m) => actsAs(m, 'controller'));
   // Alive ones first: the proxy tries them in order and fails over to the next.
   const rank = (m: Member) => (m.status === 'alive' ? 0 : 1);
   return controllers

@@ -95,7 +95,14 @@ export function rootDropIns(s: RootSettings): Record<string, object> {
   return {
     // The gateway lives in its own namespace: the controller's loopback is out of its reach.
     controller: {
-      roles: { controller: { nats: { listen: `${LAN.host}:${CONTROLLER_PORTS.nats}` } } },
+      // As root the controller's own firewall is on (NATS from admitted members, the metadata
+      // service from the gateway); scripts/local-cluster.ts takes its chain away at the end.
+      roles: {
+        controller: {
+          nats: { listen: `${LAN.host}:${CONTROLLER_PORTS.nats}` },
+          firewall: { enabled: true, metadata_port: CONTROLLER_PORTS.metadata },
+        },
+      },
       metadata: { listen: `${LAN.host}:${CONTROLLER_PORTS.metadata}`, proxy_secret_file: s.secretFile },
     },
     gateway: {

@@ -8,6 +8,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { trackDaemon, untilReady } from './daemon.js';
+import { CREDENTIALS_FILE, type NodeCredentials } from '../../core/trust.js';
 
 /** The bundled CLI; `npm run build` makes it. */
 export const BUNDLE = fileURLToPath(new URL('../../dist/mammatus.mjs', import.meta.url));
@@ -27,6 +28,8 @@ export interface MammatusAgentSpec {
   readonly waitReady?: boolean;
   /** Run inside this network namespace (`ip netns exec`, which keeps the PID the agent's own). */
   readonly netns?: string;
+  /** The node's credentials, written to `<dir>/state/credentials.json` (0600) before the start. */
+  readonly credentials?: NodeCredentials;
 }
 
 /** A running agent process. */
@@ -62,6 +65,10 @@ export async function startMammatusAgent(spec: MammatusAgentSpec): Promise<Mamma
       spec.extraYaml ?? '',
     ].join('\n');
     writeFileSync(configPath, yaml + '\n');
+  }
+  if (spec.credentials) {
+    mkdirSync(path.join(spec.dir, 'state'), { recursive: true });
+    writeFileSync(path.join(spec.dir, 'state', CREDENTIALS_FILE), JSON.stringify(spec.credentials), { mode: 0o600 });
   }
   const logFile = path.join(spec.dir, 'agent.log');
   const out = openSync(logFile, 'a');

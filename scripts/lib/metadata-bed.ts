@@ -6,6 +6,7 @@
  * the metadata proxy pointed at `ctl` and the registry feed on the bridge.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { pino } from 'pino';
 import net from 'node:net';
 import path from 'node:path';
 import { loadConfig } from '../../agent/config/load.js';
@@ -19,6 +20,11 @@ import { openInstanceFeed } from '../../src/registry/gateway-feed.js';
 import { gatewayEffects } from './gateway-ns.js';
 import type { GatewayBed } from './netns-bed.js';
 import { until } from './wait.js';
+import { TestTrust } from './nats-server.js';
+import type { NodeCredentials } from '../../core/trust.js';
+import { connectNats } from '../../core/nats.js';
+import { serveNodeWrites } from '../../src/registry/node-writes.js';
+import { InstanceRegistry } from '../../src/registry/registry.js';
 
 /** The controller host in `ctl`. */
 export interface ControllerHost extends AsyncDisposable {
@@ -26,6 +32,12 @@ export interface ControllerHost extends AsyncDisposable {
   readonly natsUrl: string;
   /** The cluster secret file the service and the gateway's proxy share. */
   readonly secretFile: string;
+  /** The authority; its `admin` is what tests connect with. Admitted up front: gw1 (gateway), cn1 (compute). */
+  readonly trust: TestTrust;
+  readonly credentials: NodeCredentials;
+  readonly credentialsFile: string;
+  /** The credentials of a node admitted up front. */
+  node(name: 'gw1' | 'cn1'): NodeCredentials;
   close(): Promise<void>;
 }
 
@@ -35,9 +47,18 @@ export async function startControllerHost(bed: GatewayBed, dir: string): Promise
   const secretFile = path.join(dir, 'secret');
   writeFileSync(secretFile, `${'ab'.repeat(32)}\n`, { mode: 0o600 });
   mkdirSync(path.join(dir, 'nats'), { recursive: true });
+  const trust = new TestTrust();
+  const admitted = { gw1: trust.mint('gw1', ['gateway']), cn1: trust.mint('cn1', ['compute']) };
+  const credentialsFile = await trust.writeCredentials(trust.admin, path.join(dir, 'admin.creds.json'));
   writeFileSync(
     path.join(dir, 'nats.conf'),
-    JSON.stringify({ host: '127.0.0.1', port: 4222, jetstream: { store_dir: path.join(dir, 'nats/js') } }),
+    JSON.stringify({
+      host: '127.0.0.1',
+      port: 4222,
+      jetstream: { store_dir: path.join(dir, 'nats/js') },
+      authorization: trust.authorization(),
+    }),
+    { mode: 0o600 },
   );
   bed.spawn('ctl', ['nats-server', '-c', path.join(dir, 'nats.conf')]);
   const sock = path.join(dir, 'nats.sock');
@@ -56,6 +77,8 @@ export async function startControllerHost(bed: GatewayBed, dir: string): Promise
   bed.spawn('ctl', [
     process.execPath,
     BUNDLE,
+    '--credentials',
+    credentialsFile,
     'metadata',
     'serve',
     '--nats',
@@ -67,14 +90,25 @@ export async function startControllerHost(bed: GatewayBed, dir: string): Promise
   ]);
   const healthz = ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:8775/healthz'];
   await until('the metadata service', async () => (await bed.exec('ctl', healthz)).stdout === '200', 20_000);
+  const natsUrl = `nats://127.0.0.1:${(bridge.address() as net.AddressInfo).port}`;
+  // The controllers' write API for compute nodes, as a controller hosts it.
+  const nc = await connectNats(natsUrl, { name: 'bed-registry-writes', persistent: true, credentials: trust.admin });
+  serveNodeWrites(nc, () => InstanceRegistry.open(nc), pino({ level: 'silent' }));
   return {
     /** Stops it when a test's `await using` scope ends. */
     [Symbol.asyncDispose](this: ControllerHost) {
       return this.close();
     },
-    natsUrl: `nats://127.0.0.1:${(bridge.address() as net.AddressInfo).port}`,
+    natsUrl,
     secretFile,
-    close: () => new Promise((r) => bridge.close(() => r())),
+    trust,
+    credentials: trust.admin,
+    credentialsFile,
+    node: (name) => admitted[name],
+    close: async () => {
+      await nc.close().catch(() => undefined);
+      await new Promise<void>((r) => bridge.close(() => r()));
+    },
   };
 }
 
@@ -115,7 +149,14 @@ export async function startBedGateway(bed: GatewayBed, dir: string, host: Contro
     log,
     run,
     files: buildFileOps(),
-    roles: { gateway: buildGatewayRole({ spawn, probe, mammatus: [process.execPath, [BUNDLE]], instanceFeed: openInstanceFeed }) },
+    roles: {
+      gateway: buildGatewayRole({
+        spawn,
+        probe,
+        mammatus: [process.execPath, [BUNDLE]],
+        instanceFeed: (servers, onChange, l) => openInstanceFeed(servers, onChange, l, host.node('gw1')),
+      }),
+    },
     version: '0.0.0-test',
   });
   await agent.start();

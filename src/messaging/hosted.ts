@@ -39,7 +39,7 @@ export function messagingHostedService(section: () => unknown): HostedService {
       const settings = parseMessagingSettings(raw);
       stopped = false;
       const tryStart = (): void => {
-        attempt = startMessagingService({ settings, nats: ctx.natsUrl, log: ctx.log }).then(
+        attempt = startMessagingService({ settings, nats: ctx.natsUrl, log: ctx.log, credentials: ctx.credentials }).then(
           async (service) => {
             if (stopped) return void (await service.stop());
             running = service;

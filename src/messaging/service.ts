@@ -6,7 +6,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../core/contracts.js';
-import { connectNats } from '../../core/nats.js';
+import { connectNats, type ConnectNatsOptions } from '../../core/nats.js';
 import { startJetStreamEngines, type JetStreamEngines } from './engine/index.js';
 import { buildMessagingApp } from './http.js';
 import type { MessagingSettings } from './settings.js';
@@ -19,6 +19,8 @@ export interface StartMessagingOptions {
   readonly nats?: string;
   readonly listen?: string;
   readonly log: Logger;
+  /** The node's NATS credentials (core/trust.ts); the controllers refuse anonymous clients. */
+  readonly credentials?: ConnectNatsOptions['credentials'];
 }
 
 /** A started messaging service. */
@@ -41,7 +43,9 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
   // The connection waits for NATS as long as it takes (a controller's nats-server may still be
   // starting); say so when that takes a while, or a server that is not there looks like a hang.
   const waiting = setTimeout(() => log.warn({ nats: servers }, 'waiting for NATS to accept a connection'), 3000);
-  const nc = await connectNats(servers, { name: 'mammatus-messaging', persistent: true }).finally(() => clearTimeout(waiting));
+  const nc = await connectNats(servers, { name: 'mammatus-messaging', persistent: true, credentials: opts.credentials }).finally(() =>
+    clearTimeout(waiting),
+  );
   const maxPayload = nc.info?.max_payload ?? 0;
   if (maxPayload < MIN_PAYLOAD)
     log.warn({ maxPayload }, 'nats-server max_payload is below 1.125 MiB: large SQS messages will fail (set max_payload: 2MB)');

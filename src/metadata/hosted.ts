@@ -34,7 +34,7 @@ export function metadataHostedService(section: () => unknown): HostedService {
       const settings = parseMetadataSettings(section(), (p) => readFileSync(p, 'utf8'));
       controllers = controllerAddresses(ctx.members);
       const vendorData = await buildVendorDataSource({ settings, controllers: () => controllers, log: ctx.log });
-      running = await startMetadataService({ settings, nats: ctx.natsUrl, vendorData, log: ctx.log });
+      running = await startMetadataService({ settings, nats: ctx.natsUrl, vendorData, log: ctx.log, credentials: ctx.credentials });
     },
     membersChanged(members) {
       controllers = controllerAddresses(members);

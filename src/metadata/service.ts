@@ -6,7 +6,7 @@
 import type { Server } from 'node:http';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../core/contracts.js';
-import { connectNats } from '../../core/nats.js';
+import { connectNats, type ConnectNatsOptions } from '../../core/nats.js';
 import type { MetadataSettings } from './config.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 import { buildMetadataProxy, type MacLookup } from './proxy.js';
@@ -34,6 +34,8 @@ export interface StartMetadataOptions {
   readonly listen?: string;
   readonly vendorData: VendorDataSource;
   readonly log: Logger;
+  /** The node's NATS credentials (core/trust.ts); the controllers refuse anonymous clients. */
+  readonly credentials?: ConnectNatsOptions['credentials'];
 }
 
 /**
@@ -55,7 +57,7 @@ export async function startMetadataService(opts: StartMetadataOptions): Promise<
     byIp: (ip: string) => view?.byIp(ip),
     byId: (id: string) => view?.byId(id),
   };
-  const connecting = connectNats(servers, { name: 'mammatus-metadata', persistent: true }).then(
+  const connecting = connectNats(servers, { name: 'mammatus-metadata', persistent: true, credentials: opts.credentials }).then(
     (c) => {
       if (closed) return void c.close();
       nc = c;

@@ -3,16 +3,23 @@
  * While the registry is unreachable the last snapshot stays, so an outage of the controllers
  * never takes reservations away from the LAN.
  */
-import type { InstanceFeed, InstanceFeedFactory } from '../../core/contracts.js';
+import type { InstanceFeed, Logger } from '../../core/contracts.js';
+import type { ConnectNatsOptions } from '../../core/nats.js';
 import { watchRegistry } from './watched.js';
 
 /** How long changes are gathered before one reconcile (a burst of registrations costs one apply). */
 const DEBOUNCE_MS = 200;
 
-/** The feed factory the composition root gives the gateway role. */
-export const openInstanceFeed: InstanceFeedFactory = (servers, onChange, log): InstanceFeed => {
+/** Opens the feed (the composition root binds `credentials` and gives the role the rest). */
+export function openInstanceFeed(
+  servers: readonly string[],
+  onChange: () => void,
+  log: Logger,
+  credentials?: ConnectNatsOptions['credentials'],
+): InstanceFeed {
   const watched = watchRegistry({
     servers,
+    credentials,
     clientName: 'mammatus-gateway',
     debounceMs: DEBOUNCE_MS,
     project: (records) => records.map((r) => ({ name: r.name, macs: r.macs, ips: r.ips })),
@@ -20,4 +27,4 @@ export const openInstanceFeed: InstanceFeedFactory = (servers, onChange, log): I
     log,
   });
   return { snapshot: () => watched.snapshot(), stop: () => watched.stop() };
-};
+}

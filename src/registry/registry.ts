@@ -56,6 +56,8 @@ function isWrongLastSequence(err: unknown): boolean {
 export interface RegistryOptions {
   /** JetStream replicas of the bucket (1 per controller up to 3); only used when the bucket is created. */
   readonly replicas?: number;
+  /** Only bind to the bucket, never create it: what a node that may only read can do. */
+  readonly bind?: boolean;
   /** The clock (tests). */
   readonly now?: () => Date;
 }
@@ -70,7 +72,10 @@ export class InstanceRegistry {
 
   /** Opens the bucket, creating it on first use. */
   static async open(nc: NatsConnection, opts: RegistryOptions = {}): Promise<InstanceRegistry> {
-    const kv = await new Kvm(nc).create(REGISTRY_BUCKET, { history: 5, replicas: opts.replicas ?? 1 });
+    const kvm = new Kvm(nc);
+    const kv = opts.bind
+      ? await kvm.open(REGISTRY_BUCKET)
+      : await kvm.create(REGISTRY_BUCKET, { history: 5, replicas: opts.replicas ?? 1 });
     return new InstanceRegistry(kv, opts.now ?? (() => new Date()));
   }
 

@@ -3,8 +3,12 @@
  * KV watch. Every request is answered from memory (a metadata request must not wait for a JetStream
  * round trip), and `available` turns false while NATS is unreachable, so callers then answer 503
  * rather than serve an instance that may have been removed meanwhile.
+ *
+ * A record is served only while its claims (`name.`, `mac.`, `ip.` keys) point at it: a record
+ * written beside the registry's own code (forged, or left by a writer that died half way) that
+ * claims a victim's MAC or address is never served, and one that loses a claim stops being served.
  */
-import { KvWatchInclude } from '@nats-io/kv';
+import { KvWatchInclude, type KvEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../core/contracts.js';
 import { detach } from '../../core/errors.js';
@@ -24,8 +28,8 @@ export interface InstanceLookup {
 export class RegistryView implements InstanceLookup {
   // A removed instance stays as a tombstone (no record) so an older value read late cannot resurrect it.
   private readonly entries = new Map<string, { record?: InstanceRecord; revision: number }>();
-  private readonly macs = new Map<string, string>();
-  private readonly ips = new Map<string, string>();
+  /** Claim key → the id it points at. */
+  private readonly claims = new Map<string, string>();
   private synced = false;
   private connected = true;
   private stopped = false;
@@ -38,9 +42,10 @@ export class RegistryView implements InstanceLookup {
 
   /**
    * Starts following the registry over `nc` (which should reconnect forever); resolves at once, the
-   * first read completes in the background (`available` tells when).
+   * first read completes in the background (`available` tells when). With `replicas` the bucket is
+   * created when missing (controllers); `undefined` only binds to it (readers wait for a controller).
    */
-  static start(nc: NatsConnection, log: Logger, replicas = 1, onChange?: () => void): RegistryView {
+  static start(nc: NatsConnection, log: Logger, replicas: number | undefined, onChange?: () => void): RegistryView {
     const view = new RegistryView(log, onChange);
     detach(view.watchStatus(nc), (err) => log.warn({ err }, 'NATS status watch ended'));
     detach(view.follow(nc, replicas), (err) => log.warn({ err }, 'following the registry failed'));
@@ -52,27 +57,46 @@ export class RegistryView implements InstanceLookup {
   }
 
   byId(id: string): InstanceRecord | undefined {
-    return this.entries.get(id)?.record;
+    const record = this.entries.get(id)?.record;
+    return record && this.claimed(record) ? record : undefined;
   }
 
+  /** True when the record's name, every MAC and every IP are claimed by it. */
+  private claimed(r: InstanceRecord): boolean {
+    const mine = (key: string) => this.claims.get(key) === r.id;
+    return (
+      mine(registryKeys.name(r.name)) && r.macs.every((m) => mine(registryKeys.mac(m))) && r.ips.every((ip) => mine(registryKeys.ip(ip)))
+    );
+  }
+
+  // The claims are the index: a MAC or IP leads to the record its claim names, and that record is
+  // served only when all its claims name it (a forged record cannot take a victim's MAC from it).
   byMac(mac: string): InstanceRecord | undefined {
-    const id = this.macs.get(mac.toLowerCase());
+    const id = this.claimOf(() => registryKeys.mac(mac));
     return id ? this.byId(id) : undefined;
   }
 
   byIp(ip: string): InstanceRecord | undefined {
-    const id = this.ips.get(ip.toLowerCase());
+    const id = this.claimOf(() => registryKeys.ip(ip));
     return id ? this.byId(id) : undefined;
   }
 
-  /** Every instance the view holds. */
-  records(): InstanceRecord[] {
-    return [...this.entries.values()].flatMap((e) => (e.record ? [e.record] : []));
+  private claimOf(key: () => string): string | undefined {
+    try {
+      return this.claims.get(key());
+    } catch {
+      return undefined; // not a MAC at all
+    }
   }
 
-  /** How many instances the view holds. */
+  /** Every instance the view serves (its claims point at it). */
+  records(): InstanceRecord[] {
+    return [...this.entries.values()].flatMap((e) => (e.record && this.claimed(e.record) ? [e.record] : []));
+  }
+
+  /** How many instances the view serves. */
   get size(): number {
-    return [...this.entries.values()].filter((e) => e.record).length;
+    return this.records().length;
   }
 
   /** Stops watching (the connection stays the caller's). */
@@ -81,7 +105,7 @@ export class RegistryView implements InstanceLookup {
     this.stopWatch?.();
   }
 
-  private async follow(nc: NatsConnection, replicas: number): Promise<void> {
+  private async follow(nc: NatsConnection, replicas: number | undefined): Promise<void> {
     while (!this.stopped && !nc.isClosed()) {
       try {
         await this.syncOnce(nc, replicas);
@@ -94,12 +118,12 @@ export class RegistryView implements InstanceLookup {
   }
 
   /** Watches for changes first, then reads everything, so no change between the two is missed. */
-  private async syncOnce(nc: NatsConnection, replicas: number): Promise<void> {
-    const registry = await InstanceRegistry.open(nc, { replicas });
-    const watcher = await registry.kv.watch({ key: 'instance.>', include: KvWatchInclude.UpdatesOnly });
+  private async syncOnce(nc: NatsConnection, replicas: number | undefined): Promise<void> {
+    const registry = await InstanceRegistry.open(nc, replicas === undefined ? { bind: true } : { replicas });
+    const watcher = await registry.kv.watch({ include: KvWatchInclude.UpdatesOnly });
     this.stopWatch = () => watcher.stop();
     void (async () => {
-      for await (const entry of watcher) this.apply(entry.key.slice('instance.'.length), parseEntry(entry), entry.revision);
+      for await (const entry of watcher) this.take(entry);
     })()
       .catch((err: unknown) => this.log.warn({ err }, 'registry watch failed'))
       .finally(() => {
@@ -111,10 +135,10 @@ export class RegistryView implements InstanceLookup {
         setTimeout(() => detach(this.follow(nc, replicas), (err) => this.log.warn({ err }, 'following the registry failed')), 1000).unref();
       });
     const keys: string[] = [];
-    for await (const key of await registry.kv.keys('instance.>')) keys.push(key);
+    for await (const key of await registry.kv.keys()) keys.push(key);
     for (const key of keys) {
       const entry = await registry.kv.get(key);
-      if (entry) this.apply(key.slice('instance.'.length), parseEntry(entry), entry.revision);
+      if (entry) this.take(entry);
     }
     this.synced = true;
     this.log.info({ instances: this.size }, 'registry loaded');
@@ -133,14 +157,19 @@ export class RegistryView implements InstanceLookup {
     }
   }
 
+  /** Applies one bucket entry: a record, or a claim. */
+  private take(entry: KvEntry): void {
+    if (entry.key.startsWith('instance.')) return this.apply(entry.key.slice('instance.'.length), parseEntry(entry), entry.revision);
+    if (!/^(name|mac|ip)\./.test(entry.key)) return;
+    if (entry.operation === 'PUT') this.claims.set(entry.key, entry.string());
+    else this.claims.delete(entry.key);
+    if (this.synced) this.onChange?.();
+  }
+
   /** Applies one record (or its removal, `undefined`) unless the view already has a newer one. */
   private apply(id: string, record: InstanceRecord | undefined, revision: number): void {
     const old = this.entries.get(id);
     if (old && old.revision >= revision) return;
-    if (old?.record) {
-      for (const mac of old.record.macs) if (this.macs.get(mac) === id) this.macs.delete(mac);
-      for (const ip of old.record.ips) if (this.ips.get(ip.toLowerCase()) === id) this.ips.delete(ip.toLowerCase());
-    }
     if (!record || record.id !== id) {
       this.entries.set(id, { revision });
       if (record) this.log.warn({ key: registryKeys.record(id) }, 'registry record does not match its key; ignored');
@@ -148,8 +177,6 @@ export class RegistryView implements InstanceLookup {
       return;
     }
     this.entries.set(id, { record, revision });
-    for (const mac of record.macs) this.macs.set(mac, id);
-    for (const ip of record.ips) this.ips.set(ip.toLowerCase(), id);
     if (this.synced) this.onChange?.();
   }
 }

@@ -8,12 +8,14 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../core/contracts.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
-import { connectNats } from '../../core/nats.js';
+import { connectNats, type ConnectNatsOptions } from '../../core/nats.js';
 import { RegistryView } from './view.js';
 
 /** What to watch and what to keep of it. */
 export interface WatchedRegistrySpec<T> {
   readonly servers: readonly string[];
+  /** The node's NATS credentials. */
+  readonly credentials?: ConnectNatsOptions['credentials'];
   /** The NATS client name, as the controllers' connection list shows it. */
   readonly clientName: string;
   /** Quiet period after a change before the snapshot is taken and `onChange` runs. */
@@ -48,14 +50,14 @@ export function watchRegistry<T>(spec: WatchedRegistrySpec<T>): WatchedRegistry<
       spec.onChange();
     }, spec.debounceMs);
   };
-  const connected = connectNats(spec.servers, { name: spec.clientName, persistent: true }).then(
+  const connected = connectNats(spec.servers, { name: spec.clientName, persistent: true, credentials: spec.credentials }).then(
     (c) => {
       if (stopped) {
         void c.close().catch(() => undefined);
         return undefined;
       }
       nc = c;
-      view = RegistryView.start(c, spec.log, 1, changed);
+      view = RegistryView.start(c, spec.log, undefined, changed);
       return c;
     },
     (err: unknown) => {

@@ -1,4 +1,5 @@
 /** Contract test over the role catalog: names match keys, render is pure and deterministic. */
+import { fixedCredentials } from '../helpers/trust.js';
 import { describe, expect, it } from 'vitest';
 import { roleCatalog } from '../../agent/roles.js';
 import { ROLE_NAMES } from '../../core/members.js';
@@ -23,6 +24,7 @@ describe('the role catalog', () => {
       node: 'n1',
       config: {},
       members: [{ name: 'n1', addr: '127.0.0.1', port: 7946, tags: { role: name }, status: 'alive' as const }],
+      credentials: fixedCredentials('n1', [name]),
     };
     const first = role.render(desired);
     expect(role.render(desired)).toEqual(first);

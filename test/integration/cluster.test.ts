@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/lib/ports.js';
 import { skipReason, startCluster, type TestCluster } from './harness.js';
+import { TestTrust } from '../../scripts/lib/nats-server.js';
 
 const skip = skipReason();
 if (skip) console.warn(`integration tests skipped: ${skip}`);
@@ -25,13 +26,18 @@ async function controllerYaml(dir: string, nats: string): Promise<string> {
     '  controller:',
     `    nats: { listen: "127.0.0.1:${client}", cluster_listen: "127.0.0.1:${cluster}", monitor_listen: "127.0.0.1:${monitor}", store_dir: ${at('nats')}, binary: ${JSON.stringify(nats)} }`,
     `    paths: { nats_conf: ${at('nats-server.conf')}, members: ${at('members')} }`,
+    // The host's firewall stays untouched; this Serf has no RPC key (test/integration/trust.test.ts covers both).
+    '    firewall: { enabled: false }',
     `metadata: { listen: "127.0.0.1:${metadata}" }`,
+    'trust: { allow_plain_serf: true }',
   ].join('\n');
 }
 
 describe.skipIf(Boolean(skip))('a loopback cluster', () => {
   let c: TestCluster;
   let controllers = '';
+  // The cluster's authority: the two controllers are admitted with it.
+  const trust = new TestTrust();
   beforeAll(async () => {
     controllers = mkdtempSync(path.join(os.tmpdir(), 'mammatus-it-ctl-'));
     // Debian puts nats-server in /usr/sbin, which a non-root PATH often lacks.
@@ -43,10 +49,16 @@ describe.skipIf(Boolean(skip))('a loopback cluster', () => {
         name: 'gw',
         tags: { role: 'compute,controller' },
         extraYaml: await controllerYaml(path.join(controllers, 'gw'), nats ?? 'nats-server'),
+        credentials: trust.mint('gw', ['compute', 'controller']),
       },
       { name: 'cp', tags: { role: 'compute' } },
       { name: 'st', tags: { role: 'storage,bogus' }, rpcAuth: 'st-secret' },
-      { name: 'ct', tags: { role: 'controller' }, extraYaml: await controllerYaml(path.join(controllers, 'ct'), nats ?? 'nats-server') },
+      {
+        name: 'ct',
+        tags: { role: 'controller' },
+        extraYaml: await controllerYaml(path.join(controllers, 'ct'), nats ?? 'nats-server'),
+        credentials: trust.mint('ct', ['controller']),
+      },
       { name: 'bare', agent: false },
     ]);
     // Every agent has set its `mammatus` tag once ready; wait until gossip shows all of them.
@@ -75,7 +87,8 @@ describe.skipIf(Boolean(skip))('a loopback cluster', () => {
     const elapsed = Date.now() - started;
     // st reports the unknown role "bogus" as an error, so the exit code says "something is wrong".
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/^gw\s.*alive\s+compute,controller\s+0\.1\.0\s+\d+s\s+ok$/m);
+    // TRUST is `?`: this CLI has no credentials to check trust tags with.
+    expect(r.stdout).toMatch(/^gw\s.*alive\s+compute,controller\s+\?\s+0\.1\.0\s+\d+s\s+ok$/m);
     expect(r.stdout).toMatch(/^cp\s.*compute.*ok$/m);
     expect(r.stdout).toMatch(/^st\s.*storage.*storage:ok bogus:error$/m);
     expect(r.stdout).toMatch(/^ct\s.*controller.*ok$/m);

@@ -20,6 +20,7 @@ import { buildFileOps } from '../../core/files.js';
 import { SerfClient } from '../../agent/serf/client.js';
 import { buildComputeRole } from '../../roles/compute/index.js';
 import { openComputeRegistry } from '../../src/registry/compute-link.js';
+import { serveNodeWrites } from '../../src/registry/node-writes.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
 import { InstanceRegistry } from '../../src/registry/registry.js';
@@ -51,11 +52,16 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
   const cli = async (...argv: string[]) => {
     const out: string[] = [];
     const err: string[] = [];
-    const code = await runCli(['--rpc-addr', entry.rpcAddr, ...argv], { out: (l) => void out.push(l), err: (l) => void err.push(l) }, {});
+    const code = await runCli(
+      ['--rpc-addr', entry.rpcAddr, '--credentials', nats.credentialsFile, ...argv],
+      { out: (l) => void out.push(l), err: (l) => void err.push(l) },
+      {},
+    );
     return { code, out: out.join('\n'), err: err.join('\n') };
   };
   async function startAgent(n: ComputeNode): Promise<void> {
     const opts = { path: n.configPath, env: {} };
+    const identity = { node: n.name, credentials: await nats.admit(n.name, ['compute']) };
     n.agent = createAgent({
       loaded: await loadConfig(opts),
       reloadConfig: () => loadConfig(opts),
@@ -64,7 +70,7 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
       files: buildFileOps(),
       roles: {
         compute: buildComputeRole({
-          instanceFeed: openComputeRegistry,
+          instanceFeed: (servers, onChange, l) => openComputeRegistry(servers, onChange, l, identity),
           pollMs: 300,
           lxd: { requestTimeoutMs: 2000, operationTimeoutMs: 2000 },
         }),
@@ -108,8 +114,10 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
 
   beforeAll(async () => {
     nats = await startNatsServer({ name: 'n1', dir: path.join(tmp, 'nats') });
-    nc = await connectNats(nats.url, { name: 'test' });
+    nc = await connectNats(nats.url, { name: 'test', credentials: nats.credentials });
     registry = await InstanceRegistry.open(nc);
+    // The controllers' write API for compute nodes (what a controller hosts).
+    serveNodeWrites(nc, async () => registry, log);
     entry = await startSerfAgent({ name: 'ops', dir: path.join(tmp, 'ops'), tags: { role: '' } });
     for (const name of ['cn1', 'cn2']) await join((await startNode(name)).serf);
     // Ready: both agents tagged, and both compute roles following the registry.
@@ -284,7 +292,21 @@ describe.skipIf(Boolean(skip))('compute: choosing a node, live status, faults (s
     expect(err.join('\n')).toMatch(/^error: choosing a compute node needs the local serf agent .*; or name one with --node$/);
     expect(
       await runCli(
-        ['--rpc-addr', '127.0.0.1:1', 'instance', 'launch', 'y1', '--image', 'debian-12', '--node', 'cn1', '--nats', nats.url],
+        [
+          '--rpc-addr',
+          '127.0.0.1:1',
+          '--credentials',
+          nats.credentialsFile,
+          'instance',
+          'launch',
+          'y1',
+          '--image',
+          'debian-12',
+          '--node',
+          'cn1',
+          '--nats',
+          nats.url,
+        ],
         io,
         {},
       ),

@@ -64,7 +64,11 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
   const cli = async (...argv: string[]) => {
     const out: string[] = [];
     const err: string[] = [];
-    const code = await runCli(['--rpc-addr', '127.0.0.1:1', ...argv], { out: (l) => void out.push(l), err: (l) => void err.push(l) }, {});
+    const code = await runCli(
+      ['--rpc-addr', '127.0.0.1:1', '--credentials', host.credentialsFile, ...argv],
+      { out: (l) => void out.push(l), err: (l) => void err.push(l) },
+      {},
+    );
     return { code, out: out.join('\n'), err: err.join('\n') };
   };
 
@@ -76,7 +80,11 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
     // The controller host in `ctl` (reached through a bridge) and the gateway following its registry.
     host = await startControllerHost(bed, p('ctl'));
     natsUrl = host.natsUrl;
-    nc = await until('NATS through the bridge', () => connectNats(natsUrl, { name: 'test', timeoutMs: 2000 }), 20_000);
+    nc = await until(
+      'NATS through the bridge',
+      () => connectNats(natsUrl, { name: 'test', timeoutMs: 2000, credentials: host.credentials }),
+      20_000,
+    );
     registry = await InstanceRegistry.open(nc);
     gw = await startBedGateway(bed, p('gw'), host, log.child({ node: 'gw1' }));
     expect(gw.agent.view.roleStatus().gateway?.state).toBe('ok');
@@ -96,7 +104,11 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
   async function startCompute(): Promise<ComputeRole> {
     const inner = buildRun();
     const run2: Run = (file, args, o) => inner('ip', ['netns', 'exec', node.ns, file, ...args], o);
-    const role = buildComputeRole({ instanceFeed: openComputeRegistry, pollMs: 1000 });
+    const identity = { node: 'cn1', credentials: host.node('cn1') };
+    const role = buildComputeRole({
+      instanceFeed: (servers, onChange, l) => openComputeRegistry(servers, onChange, l, identity),
+      pollMs: 1000,
+    });
     const desired: DesiredState = {
       node: 'cn1',
       members: [],

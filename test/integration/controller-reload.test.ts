@@ -10,7 +10,7 @@ import path from 'node:path';
 import { ListQueuesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startMammatusAgent, type MammatusAgent } from '../../scripts/lib/mammatus-agent.js';
-import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
+import { TestTrust, natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { freePort } from '../../scripts/lib/ports.js';
 import { startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
 import { eventually } from '../../scripts/lib/wait.js';
@@ -49,12 +49,16 @@ describe.skipIf(Boolean(skip))('controller: config reload', () => {
     agent = await startMammatusAgent({
       dir: path.join(root, 'agent'),
       rpcAddr: serf.rpcAddr,
+      credentials: new TestTrust().mint('ctl-reload', ['controller']),
       extraYaml: [
         'watch_config: false',
+        // No RPC key on this Serf, and the host's firewall stays untouched (covered elsewhere).
+        'trust: { allow_plain_serf: true }',
         'roles:',
         '  controller:',
         `    nats: { listen: "127.0.0.1:${nats}", cluster_listen: "127.0.0.1:${cluster}", monitor_listen: "127.0.0.1:${monitor}", store_dir: ${JSON.stringify(path.join(files, 'nats'))} }`,
         `    paths: { nats_conf: ${JSON.stringify(path.join(files, 'nats-server.conf'))}, members: ${JSON.stringify(path.join(files, 'members'))} }`,
+        '    firewall: { enabled: false }',
         `metadata: { listen: "127.0.0.1:${metadataPort}", proxy_secret: "${'05'.repeat(32)}" }`,
         'messaging:',
         `  listen: "127.0.0.1:${sqsPort}"`,

@@ -14,15 +14,16 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SerfClient } from '../../agent/serf/client.js';
 import { signIdentity } from '../../src/metadata/identity.js';
 import { CreateQueueCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { BUNDLE, startMammatusAgent, type MammatusAgent } from '../../scripts/lib/mammatus-agent.js';
-import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
+import { TestTrust, natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
 import { skipReason } from './harness.js';
+import type { NodeCredentials } from '../../core/trust.js';
 import { eventually } from '../../scripts/lib/wait.js';
 
 const exec = promisify(execFile);
@@ -72,9 +73,18 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
   const monitor = (n: Node, p: string) =>
     fetch(`http://${n.ip}:8222${p}`).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
   const natsUrl = (n: Node) => `nats://${n.ip}:4222`;
+  // One authority for the cluster; each controller is admitted with it, tests connect as `admin`.
+  const trust = new TestTrust();
+  const creds = new Map<string, NodeCredentials>();
+  /** A controller's credentials file (what its agent runs with). */
+  const credsFile = (n: Node) => path.join(n.dir, 'agent', 'state', 'credentials.json');
 
   async function withNats<T>(n: Node, fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
-    const nc = await connect({ servers: natsUrl(n), timeout: 3000 });
+    const nc = await connect({
+      servers: natsUrl(n),
+      timeout: 3000,
+      authenticator: nkeyAuthenticator(new TextEncoder().encode(creds.get(n.name)!.seed)),
+    });
     try {
       return await fn(nc);
     } finally {
@@ -109,12 +119,17 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
     const agent = await startMammatusAgent({
       dir: path.join(dir, 'agent'),
       rpcAddr: serf.rpcAddr,
+      credentials: creds.get(name) ?? creds.set(name, trust.mint(name, ['controller'])).get(name),
       extraYaml: [
         'watch_config: false',
+        // Serf here runs without encryption and RPC auth (test-auth.test.ts covers the refusal).
+        'trust: { allow_plain_serf: true }',
+        // The host's own firewall stays untouched (the firewall has a test in a network namespace).
         'roles:',
         '  controller:',
         `    nats: { listen: "${ip}:4222", cluster_listen: "${ip}:6222", monitor_listen: "${ip}:8222", store_dir: ${JSON.stringify(path.join(files, 'nats'))}, binary: ${JSON.stringify(NATS_BIN)} }`,
         `    paths: { nats_conf: ${JSON.stringify(path.join(files, 'nats-server.conf'))}, members: ${JSON.stringify(path.join(files, 'members'))} }`,
+        '    firewall: { enabled: false }',
         // The hosted metadata service; its registry wants three replicas, so it is readable once
         // three controllers form the cluster (and 503 before).
         `metadata: { listen: "${ip}:8775", proxy_secret: "${SECRET.toString('hex')}", registry_replicas: 3 }`,
@@ -197,7 +212,10 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
         const text = readFileSync(path.join(n.dir, 'controller', 'nats-server.conf'), 'utf8');
         const conf = JSON.parse(text.replace(/^#.*\n/, '')) as { cluster: { name: string; routes: string[] } };
         expect(conf.cluster.name).toBe('mammatus');
-        expect(conf.cluster.routes).toEqual(nodes.filter((o) => o !== n).map((o) => `nats-route://${o.ip}:6222`));
+        // Each route carries the route secret (user:password@), the same on every controller.
+        expect(conf.cluster.routes.map((r) => r.replace(/\/\/mammatus-route:[^@]+@/, '//'))).toEqual(
+          nodes.filter((o) => o !== n).map((o) => `nats-route://${o.ip}:6222`),
+        );
       });
     }
     for (const n of nodes) await eventually(async () => expect((await monitor(n, '/healthz?js-server-only=true')).status).toBe(200));
@@ -217,7 +235,20 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
     for (const n of nodes) await eventually(async () => expect((await fetch(`http://${n.ip}:8775/healthz`)).status).toBe(200), 45_000);
     await exec(
       process.execPath,
-      [BUNDLE, 'instance', 'register', 'web-1', '--mac', '02:00:00:00:00:21', '--ip', '10.20.0.21', '--nats', natsUrl(nodes[0])],
+      [
+        BUNDLE,
+        '--credentials',
+        credsFile(nodes[0]),
+        'instance',
+        'register',
+        'web-1',
+        '--mac',
+        '02:00:00:00:00:21',
+        '--ip',
+        '10.20.0.21',
+        '--nats',
+        natsUrl(nodes[0]),
+      ],
       { timeout: 30_000 },
     );
     await eventually(async () => {

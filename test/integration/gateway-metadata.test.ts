@@ -53,7 +53,7 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
     chmodSync(tmp, 0o755); // dnsmasq drops to nobody
     bed = await buildGatewayBed({ prefix: 'gmd' });
     host = await startControllerHost(bed, p('ctl'));
-    nc = await connectNats(host.natsUrl, { name: 'test' });
+    nc = await connectNats(host.natsUrl, { name: 'test', credentials: host.credentials });
     registry = await InstanceRegistry.open(nc);
     await registry.register({ name: 'vm-1', macs: [CLIENT_MAC], user_data: Buffer.from(USER_DATA) });
     gw = await startBedGateway(
@@ -164,9 +164,11 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
 
   it("says why an instance is left out: at register, in instance list and show, and in the gateway's status", async () => {
     const cli = async (...args: string[]) => {
-      const r = await execFileAsync(process.execPath, [BUNDLE, '--rpc-addr', gw.serf.rpcAddr, ...args], { timeout: 30_000 }).catch(
-        (e: { code: number; stdout: string; stderr: string }) => e,
-      );
+      const r = await execFileAsync(
+        process.execPath,
+        [BUNDLE, '--rpc-addr', gw.serf.rpcAddr, '--credentials', host.credentialsFile, ...args],
+        { timeout: 30_000 },
+      ).catch((e: { code: number; stdout: string; stderr: string }) => e);
       return { code: 'code' in r && typeof r.code === 'number' ? r.code : 0, stdout: r.stdout, stderr: r.stderr };
     };
     const reg = await cli('instance', 'register', 'on-gw', '--mac', '02:00:00:00:00:51', '--ip', '10.88.0.1', '--nats', host.natsUrl);

@@ -2,6 +2,7 @@
  * A loopback cluster for integration tests: real serf agents, each with a real mammatus agent
  * process (the bundle), in a temp directory. Everything is stopped by PID in `stop()`.
  */
+import type { NodeCredentials } from '../../core/trust.js';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -35,6 +36,8 @@ export interface NodeDef {
   readonly agent?: boolean;
   readonly rpcAuth?: string;
   readonly extraYaml?: string;
+  /** The node's credentials (core/trust.ts), written to its state directory before its agent starts. */
+  readonly credentials?: NodeCredentials;
 }
 
 /** A running test cluster. */
@@ -117,6 +120,7 @@ export async function startCluster(defs: readonly NodeDef[]): Promise<TestCluste
           rpcAddr: n.serf.rpcAddr,
           rpcAuth: d.rpcAuth,
           extraYaml: d.extraYaml,
+          credentials: d.credentials,
         });
       }),
     );

@@ -19,6 +19,7 @@ import { LXD_BASE } from '../../scripts/lib/local-root.js';
 import { lxdInstalled, runCommand } from '../../scripts/lib/lxd-node.js';
 import { InstanceRegistry } from '../../src/registry/registry.js';
 import { connectNats } from '../../core/nats.js';
+import { readCredentials } from '../../core/trust.js';
 import { missingTools } from '../../scripts/lib/netns-bed.js';
 import { until, sleep } from '../../scripts/lib/wait.js';
 import { skipReason } from './harness.js';
@@ -78,8 +79,10 @@ describe.skipIf(Boolean(skip))("the README's first command on a fresh copy, as r
     cluster.kill('SIGINT');
     await Promise.race([gone, sleep(120_000)]);
   };
+  /** What the cluster prints to export for its commands: the serf RPC key, the controller's credentials. */
+  let access: Record<string, string> = {};
   const mammatus = (args: string[], timeoutMs = 60_000) =>
-    runCommand(process.execPath, [path.join(clone, 'dist/mammatus.mjs'), '--rpc-addr', '127.0.0.1:7375', ...args], {}, timeoutMs);
+    runCommand(process.execPath, [path.join(clone, 'dist/mammatus.mjs'), '--rpc-addr', '127.0.0.1:7375', ...args], access, timeoutMs);
 
   afterAll(async () => {
     await stopCluster();
@@ -120,13 +123,18 @@ describe.skipIf(Boolean(skip))("the README's first command on a fresh copy, as r
       .map((l) => l.trim())
       .filter(Boolean);
     expect(lines.length).toBeGreaterThan(10);
-    for (const line of lines) {
-      const r = await runCommand('bash', ['-c', `cd ${JSON.stringify(clone)} && ${line}`], {}, 300_000);
+    // The first line exports what the others need (as in one terminal, where they are pasted).
+    const exported = /^export SERF_RPC_AUTH=(\S+) MAMMATUS_CREDENTIALS=(\S+)$/.exec(lines[0]);
+    expect(exported, lines[0]).not.toBeNull();
+    access = { SERF_RPC_AUTH: exported![1], MAMMATUS_CREDENTIALS: path.join(clone, exported![2]) };
+    for (const line of lines.slice(1)) {
+      const r = await runCommand('bash', ['-c', `cd ${JSON.stringify(clone)} && ${lines[0]} && ${line}`], {}, 300_000);
       expect(r.code, `${line}\n${r.stdout}\n${r.stderr}`).toBe(0);
     }
 
     // A deleted instance's name goes within 1 s of its record, and its lease with it.
-    const nc = await connectNats(NATS, { name: 'newcomer-test' });
+    const credentials = await readCredentials(access.MAMMATUS_CREDENTIALS);
+    const nc = await connectNats(NATS, { name: 'newcomer-test', credentials });
     try {
       const registry = await InstanceRegistry.open(nc);
       const web1 = await registry.get('web-1');

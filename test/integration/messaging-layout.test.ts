@@ -15,7 +15,7 @@ afterAll(() => cleanup.run());
 describe.skipIf(!natsServerAvailable())('messaging store layout', () => {
   test('an SNS stream of an earlier version gains the FIFO subject and consumer; messages it held stay', { timeout: 30_000 }, async () => {
     const server = await startNats(cleanup, tempDir(cleanup));
-    const nc = await connectNats(server.url, { name: 'layout-test' });
+    const nc = await connectNats(server.url, { name: 'layout-test', credentials: server.credentials });
     cleanup.add(() => nc.close());
     const jsm = await jetstreamManager(nc);
     // What the version before FIFO fan-out created.

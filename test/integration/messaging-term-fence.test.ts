@@ -21,7 +21,7 @@ const payload = (body: string) => ({ body, attributes: {} });
 describe.skipIf(!natsServerAvailable())('owner terms', () => {
   test('a stale owner purges nothing; the current owner purges what was stored before its purge only', { timeout: 60_000 }, async () => {
     const server = await startNats(cleanup, tempDir(cleanup));
-    const nc = await connectNats(server.url, { name: 'term-test' });
+    const nc = await connectNats(server.url, { name: 'term-test', credentials: server.credentials });
     cleanup.add(() => nc.close());
     const jsm = await jetstreamManager(nc);
     await openMessagingStore(nc, jsm, { replicas: 1, leaseMs: 10_000, snsAckWaitMs: 30_000 });

@@ -15,7 +15,8 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IDENTITY_HEADERS, signIdentity } from '../../src/metadata/identity.js';
 import { buildMetadataProxy } from '../../src/metadata/proxy.js';
-import { InstanceRegistry } from '../../src/registry/registry.js';
+import { InstanceRegistry, registryKeys } from '../../src/registry/registry.js';
+import { eventually } from '../../scripts/lib/wait.js';
 import { RegistryView } from '../../src/registry/view.js';
 import { buildMetadataApp } from '../../src/metadata/server.js';
 import { TokenAuthority } from '../../src/metadata/tokens.js';
@@ -59,7 +60,7 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
 
   beforeAll(async () => {
     nats = await startNatsServer({ name: 'md', dir: path.join(tmp, 'nats') });
-    nc = await connectNats(nats.url, { name: 'test' });
+    nc = await connectNats(nats.url, { name: 'test', credentials: nats.credentials });
     registry = await InstanceRegistry.open(nc);
     // The caller of every loopback request is 127.0.0.1: register it as web-1's address.
     await registry.register({
@@ -71,8 +72,8 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
       tags: { team: 'ops' },
     });
     await registry.register({ name: 'db-1', macs: ['00:16:3e:00:00:02'], ips: ['10.9.0.2'] });
-    svcNc = await connectNats(nats.url, { name: 'svc', persistent: true });
-    view = RegistryView.start(svcNc, log);
+    svcNc = await connectNats(nats.url, { name: 'svc', persistent: true, credentials: nats.credentials });
+    view = RegistryView.start(svcNc, log, 1);
     for (let i = 0; i < 100 && !view.available; i++) await new Promise((r) => setTimeout(r, 50));
     app = buildMetadataApp({
       lookup: view,
@@ -101,6 +102,27 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
     await nc?.close();
     await nats?.stop();
     rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("never serves a record its claims do not point at: a forged record with a victim's MAC and IP, a record that lost a claim", async () => {
+    const db = await registry.get('db-1');
+    // Written straight into the bucket beside the registry's code: a new id claiming db-1's MAC and IP.
+    const forged = { ...db, id: 'i-0000000000000f00d', name: 'evil', user_data: Buffer.from('#!/bin/sh\nid\n').toString('base64') };
+    await registry.kv.put(registryKeys.record(forged.id), JSON.stringify(forged));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(view.byId(forged.id)).toBeUndefined();
+    expect(view.byMac(db.macs[0])?.id).toBe(db.id);
+    expect(view.byIp('10.9.0.2')?.id).toBe(db.id);
+    expect(view.records().map((r) => r.name)).not.toContain('evil');
+    // A record whose IP claim goes away is no longer served, by any of its keys.
+    const claim = await registry.kv.get(registryKeys.ip('10.9.0.2'));
+    await registry.kv.delete(registryKeys.ip('10.9.0.2'));
+    await eventually(() => expect(view.byMac(db.macs[0])).toBeUndefined(), 5000);
+    expect(view.records().map((r) => r.name)).not.toContain('db-1');
+    // Claimed again, served again.
+    await registry.kv.put(registryKeys.ip('10.9.0.2'), claim!.string());
+    await eventually(() => expect(view.byMac(db.macs[0])?.id).toBe(db.id), 5000);
+    await registry.kv.delete(registryKeys.record(forged.id));
   });
 
   it('serves the EC2 tree in the format cloud-init parses', async () => {

@@ -24,7 +24,7 @@ describe.skipIf(Boolean(skip))('instance registry on JetStream KV', () => {
 
   beforeAll(async () => {
     nats = await startNatsServer({ name: 'reg', dir: path.join(tmp, 'nats') });
-    nc = await connectNats(nats.url, { name: 'test' });
+    nc = await connectNats(nats.url, { name: 'test', credentials: nats.credentials });
     registry = await InstanceRegistry.open(nc);
   });
   afterAll(async () => {
@@ -106,7 +106,7 @@ describe.skipIf(Boolean(skip))('instance registry on JetStream KV', () => {
     const cli = (...args: string[]) => {
       out.length = 0;
       err.length = 0;
-      return runCli([...args, '--nats', nats.url], io, {});
+      return runCli(['--credentials', nats.credentialsFile, ...args, '--nats', nats.url], io, {});
     };
 
     it('register, list, show, rm', async () => {

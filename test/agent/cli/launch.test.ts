@@ -14,11 +14,17 @@ import { connectNats } from '../../../core/nats.js';
 import { asyncOp, lxdError, operation, startFakeLxd, sync } from '../../helpers/fake-lxd.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'mammatus-compute-cli-'));
+/** The test server's admin credentials, once it runs. */
+let credentials: string[] = [];
 const run = async (...argv: string[]) => {
   const out: string[] = [];
   const err: string[] = [];
   // --rpc-addr on a closed port: no serf here, so --nats (or the local default) is used.
-  const code = await runCli(['--rpc-addr', '127.0.0.1:1', ...argv], { out: (l) => void out.push(l), err: (l) => void err.push(l) }, {});
+  const code = await runCli(
+    ['--rpc-addr', '127.0.0.1:1', ...credentials, ...argv],
+    { out: (l) => void out.push(l), err: (l) => void err.push(l) },
+    {},
+  );
   return { code, out: out.join('\n'), err: err.join('\n') };
 };
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -51,7 +57,8 @@ describe.skipIf(!natsServerAvailable())('instance launch|start|stop|delete again
   let close: () => Promise<void>;
   beforeAll(async () => {
     nats = await startNatsServer({ name: 'cli', dir: path.join(tmp, 'nats') });
-    const nc = await connectNats(nats.url, { name: 'test' });
+    const nc = await connectNats(nats.url, { name: 'test', credentials: nats.credentials });
+    credentials = ['--credentials', nats.credentialsFile];
     registry = await InstanceRegistry.open(nc);
     close = () => nc.close();
   }, 30_000);

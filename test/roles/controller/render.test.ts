@@ -22,6 +22,9 @@ import {
   restartKey,
 } from '../../../roles/controller/render.js';
 import type { DesiredState } from '../../../roles/types.js';
+import { admittedNode, annotateTrust } from '../../../core/trust.js';
+import { parseRoleTag } from '../../../core/members.js';
+import { fixedCredentials } from '../../helpers/trust.js';
 
 const fixturesDir = join(import.meta.dirname, '..', '__fixtures__', 'controller');
 const goldenRoot = join(import.meta.dirname, '..', '__golden__', 'controller');
@@ -34,12 +37,26 @@ function loadFixture(name: string): DesiredState {
   const raw = parse(readFileSync(join(fixturesDir, `${name}.yaml`), 'utf8')) as {
     node: string;
     config?: Record<string, unknown>;
-    members?: Member[];
+    members?: (Member & { untrusted?: boolean })[];
   };
-  // The agent hands roles members sorted by name; do the same so fixtures can be written in any order.
-  const members = [...(raw.members ?? [])].sort((a, b) => (a.name < b.name ? -1 : 1));
-  return { node: raw.node, config: raw.config ?? {}, members };
+  // Every member is admitted with the roles its tag names (the fixed test authority), unless the
+  // fixture says `untrusted`; the roster holds them all, and two nodes that are not members.
+  const admitted = [...ROSTER];
+  const tagged = (raw.members ?? []).map(({ untrusted, ...m }, i) => {
+    if (untrusted) return m;
+    const creds = fixedCredentials(m.name, parseRoleTag(m.tags.role).roles, i % 4);
+    admitted.push(admittedNode(creds));
+    return { ...m, tags: { ...m.tags, trust: creds.tag } };
+  });
+  // The agent hands roles members sorted by name, trust checked; do the same.
+  const members = annotateTrust(tagged, fixedCredentials(raw.node, ['controller']).authority).sort((a, b) => (a.name < b.name ? -1 : 1));
+  const credentials = fixedCredentials(raw.node, ['controller'], tagged.findIndex((m) => m.name === raw.node) % 4);
+  return { node: raw.node, config: raw.config ?? {}, members, credentials, admitted };
 }
+
+/** The roster every fixture renders with: the users and their permissions are part of the golden files. */
+const ROSTER = [admittedNode(fixedCredentials('gw1', ['gateway'], 1)), admittedNode(fixedCredentials('cn1', ['compute'], 2))];
+const trustOf = (node: string) => ({ credentials: fixedCredentials(node, ['controller']) });
 
 async function listFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
@@ -89,7 +106,7 @@ describe('controller role goldens', () => {
 
 describe('the rendered nats-server config', () => {
   it('runs one controller standalone: no cluster block, JetStream in the default store, 2 MiB payloads', () => {
-    const conf = confOf(loadFixture('single'));
+    const { authorization, ...conf } = confOf(loadFixture('single'));
     expect(conf).toEqual({
       server_name: 'ctl-1',
       listen: '0.0.0.0:4222',
@@ -98,14 +115,17 @@ describe('the rendered nats-server config', () => {
       logtime: false,
       jetstream: { store_dir: '/var/lib/mammatus/nats' },
     });
+    expect(authorization.users).toHaveLength(3);
   });
 
   it('clusters three controllers: routes to the two others, sorted, at the cluster port', () => {
     const conf = confOf(loadFixture('three'));
+    const secret = conf.cluster!.authorization.password;
     expect(conf.cluster).toEqual({
       name: 'mammatus',
       listen: '0.0.0.0:6222',
-      routes: ['nats-route://10.88.0.10:6222', 'nats-route://10.88.0.12:6222'],
+      authorization: { user: 'mammatus-route', password: secret },
+      routes: [`nats-route://mammatus-route:${secret}@10.88.0.10:6222`, `nats-route://mammatus-route:${secret}@10.88.0.12:6222`],
     });
   });
 
@@ -117,7 +137,7 @@ describe('the rendered nats-server config', () => {
       member('y', '10.0.0.4', 'controllers,compute'),
     ];
     expect(controllerRoutes('me', members, 6222)).toEqual([]);
-    expect(confOf({ node: 'me', config: {}, members }).cluster).toBeUndefined();
+    expect(confOf({ node: 'me', config: {}, members, credentials: fixedCredentials('me', ['controller']) }).cluster).toBeUndefined();
   });
 
   it('keeps failed, leaving and left controllers as routes; a reaped one (absent) is gone', () => {
@@ -146,19 +166,91 @@ describe('the rendered nats-server config', () => {
   });
 
   it('refuses a node name nats-server cannot take as server_name', () => {
-    expect(() => buildNatsConfig('has space', CONTROLLER_DEFAULTS, [])).toThrow(/cannot be a NATS server name/);
+    expect(() => buildNatsConfig('has space', CONTROLLER_DEFAULTS, [], trustOf('has space'))).toThrow(
+      /cannot be (a NATS server name|admitted)/,
+    );
   });
 
   it('reports an invalid setting as a SettingsError naming the key', () => {
-    expect(() => renderController({ node: 'n', config: { nats: { listen: 'nope' } }, members: [] })).toThrow(SettingsError);
-    expect(() => renderController({ node: 'n', config: { nats: { listen: 'nope' } }, members: [] })).toThrow(
-      /^roles\.controller\.nats\.listen: /,
+    expect(() =>
+      renderController({
+        node: 'n',
+        config: { nats: { listen: 'nope' } },
+        members: [],
+        credentials: fixedCredentials('n', ['controller']),
+      }),
+    ).toThrow(SettingsError);
+    expect(() =>
+      renderController({
+        node: 'n',
+        config: { nats: { listen: 'nope' } },
+        members: [],
+        credentials: fixedCredentials('n', ['controller']),
+      }),
+    ).toThrow(/^roles\.controller\.nats\.listen: /);
+  });
+});
+
+describe('trust: who may connect, and who is a controller', () => {
+  it('renders nothing for a node that holds no controller credentials: a role tag alone starts no server', () => {
+    expect(() => buildNatsConfig('a', CONTROLLER_DEFAULTS, [])).toThrow(
+      /no controller credentials.*mammatus node admit a --role controller/,
     );
+    const gateway = { credentials: fixedCredentials('a', ['gateway']) };
+    expect(() => buildNatsConfig('a', CONTROLLER_DEFAULTS, [], gateway)).toThrow(/admit a as gateway/);
+    // Credentials made for another node do not make this one a controller.
+    expect(() => buildNatsConfig('a', CONTROLLER_DEFAULTS, [], trustOf('b'))).toThrow(/admit b as controller/);
+  });
+
+  it('lists this node and the roster as nkey users, controllers unrestricted, the others least privilege', () => {
+    const conf = buildNatsConfig('a', CONTROLLER_DEFAULTS, [], { ...trustOf('a'), admitted: ROSTER });
+    const users = conf.authorization.users;
+    expect(users).toHaveLength(3);
+    const self = users.find((u) => u.nkey === admittedNode(fixedCredentials('a', ['controller'])).nkey)!;
+    expect(self.permissions).toBeUndefined();
+    const gw = users.find((u) => u.nkey === ROSTER[0].nkey)!;
+    const cn = users.find((u) => u.nkey === ROSTER[1].nkey)!;
+    // Nobody but a controller may write a bucket: no `$KV.` subject is allowed to them.
+    for (const u of [gw, cn]) {
+      expect(u.permissions!.publish.allow.some((s) => s.startsWith('$KV.'))).toBe(false);
+      expect(u.permissions!.subscribe.allow).toEqual([`_INBOX.${u.nkey}.>`]);
+    }
+    expect(cn.permissions!.publish.allow).toContain('mammatus.registry.node.cn1');
+    expect(gw.permissions!.publish.allow).not.toContain('mammatus.registry.node.gw1');
+  });
+
+  it('routes only to members whose trust tag proves controller, with the route secret', () => {
+    const real = fixedCredentials('b', ['controller'], 1);
+    const members = [
+      { ...member('b', '10.0.0.2', 'controller'), trusted: ['controller'] },
+      // Tagged controller, admitted as compute only: no route.
+      { ...member('c', '10.0.0.3', 'controller'), trusted: ['compute'] },
+      // Tagged controller with no proof at all: no route.
+      { ...member('evil', '10.0.0.66', 'controller'), trusted: [] },
+    ];
+    const conf = buildNatsConfig('a', CONTROLLER_DEFAULTS, members, trustOf('a'));
+    expect(conf.cluster!.routes).toHaveLength(1);
+    expect(conf.cluster!.routes[0]).toMatch(/^nats-route:\/\/mammatus-route:[A-Za-z0-9_-]{43}@10\.0\.0\.2:6222$/);
+    // The same secret on every controller of the authority: it derives from the authority's seed.
+    expect(conf.cluster!.authorization.password).toBe(
+      buildNatsConfig('b', CONTROLLER_DEFAULTS, [member('a', '10.0.0.1', 'controller')], { credentials: real }).cluster!.authorization
+        .password,
+    );
+  });
+
+  it('writes the config readable by root only (it holds the route secret)', () => {
+    const file = renderController(loadFixture('single')).find((f) => f.path === CONTROLLER_DEFAULTS.paths.nats_conf)!;
+    expect(file.mode).toBe(0o600);
   });
 });
 
 describe('reading the config back', () => {
-  const three = buildNatsConfig('a', CONTROLLER_DEFAULTS, [member('a', '10.0.0.1', 'controller'), member('b', '10.0.0.2', 'controller')]);
+  const three = buildNatsConfig(
+    'a',
+    CONTROLLER_DEFAULTS,
+    [member('a', '10.0.0.1', 'controller'), member('b', '10.0.0.2', 'controller')],
+    trustOf('a'),
+  );
 
   it('parses what it rendered, and nothing else', () => {
     expect(parseNatsConf(renderNatsConf(three))).toEqual(three);
@@ -167,11 +259,30 @@ describe('reading the config back', () => {
   });
 
   it('asks for a restart only when more than the routes changed', () => {
-    const more = buildNatsConfig('a', CONTROLLER_DEFAULTS, [member('b', '10.0.0.2', 'controller'), member('c', '10.0.0.3', 'controller')]);
-    const alone = buildNatsConfig('a', CONTROLLER_DEFAULTS, []);
-    const moved = buildNatsConfig('a', { ...CONTROLLER_DEFAULTS, nats: { ...CONTROLLER_DEFAULTS.nats, listen: '0.0.0.0:4333' } }, [
-      member('b', '10.0.0.2', 'controller'),
-    ]);
+    const more = buildNatsConfig(
+      'a',
+      CONTROLLER_DEFAULTS,
+      [member('b', '10.0.0.2', 'controller'), member('c', '10.0.0.3', 'controller')],
+      trustOf('a'),
+    );
+    const alone = buildNatsConfig('a', CONTROLLER_DEFAULTS, [], trustOf('a'));
+    const moved = buildNatsConfig(
+      'a',
+      { ...CONTROLLER_DEFAULTS, nats: { ...CONTROLLER_DEFAULTS.nats, listen: '0.0.0.0:4333' } },
+      [member('b', '10.0.0.2', 'controller')],
+      trustOf('a'),
+    );
+    // Users come and go with a reload (admission, revocation): no restart.
+    const moreUsers = buildNatsConfig(
+      'a',
+      CONTROLLER_DEFAULTS,
+      [member('a', '10.0.0.1', 'controller'), member('b', '10.0.0.2', 'controller')],
+      {
+        ...trustOf('a'),
+        admitted: ROSTER,
+      },
+    );
+    expect(restartKey(moreUsers)).toBe(restartKey(three));
     expect(restartKey(more)).toBe(restartKey(three));
     expect(restartKey(alone)).not.toBe(restartKey(three)); // cluster mode on or off
     expect(restartKey(moved)).not.toBe(restartKey(three));

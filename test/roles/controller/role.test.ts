@@ -9,6 +9,7 @@ import type { Member } from '../../../core/contracts.js';
 import { applyRole } from '../../../roles/apply.js';
 import { buildControllerRole, type ControllerDeps, type HostedService } from '../../../roles/controller/index.js';
 import type { DesiredState, Role } from '../../../roles/types.js';
+import { fixedCredentials } from '../../helpers/trust.js';
 import { fakeSpawn } from '../../helpers/fake-spawn.js';
 import { memoryFiles } from '../../helpers/memory-files.js';
 import { commandFailed, recordingRun } from '../../helpers/recording-run.js';
@@ -24,7 +25,13 @@ const ctl = (name: string, addr: string, status: Member['status'] = 'alive'): Me
   tags: { role: 'controller' },
   status,
 });
-const desired = (members: Member[], config: Record<string, unknown> = {}): DesiredState => ({ node: 'c1', config, members });
+const desired = (members: Member[], config: Record<string, unknown> = {}): DesiredState => ({
+  node: 'c1',
+  // The firewall has a test of its own below; elsewhere it would only add commands to every apply.
+  config: { firewall: { enabled: false }, ...config },
+  members,
+  credentials: fixedCredentials('c1', ['controller']),
+});
 const one = [ctl('c1', '10.0.0.1')];
 const two = [...one, ctl('c2', '10.0.0.2')];
 const three = [...two, ctl('c3', '10.0.0.3')];
@@ -87,7 +94,7 @@ describe('the controller role', () => {
     expect((await t.apply(desired(three))).ok).toBe(true);
     expect(t.spawn.started.length).toBe(1);
     expect(t.spawn.started[0].signals).toEqual(['SIGHUP']);
-    expect(await t.files.read(CONF)).toContain('"nats-route://10.0.0.3:6222"');
+    expect(await t.files.read(CONF)).toMatch(/"nats-route:\/\/mammatus-route:[^@"]+@10\.0\.0\.3:6222"/);
     // Both peers reaped: standalone again, which needs a restart.
     await t.apply(desired(one));
     expect(t.spawn.started.length).toBe(2);
@@ -271,5 +278,49 @@ describe('the controller role hosting services', () => {
       previous: ['/srv/c/members', '/srv/c/nats.conf'],
     });
     expect(t.spawn.started[0].signals).toEqual(['SIGTERM']);
+  });
+});
+
+describe('the controller host firewall', () => {
+  const FW = '/etc/mammatus/controller/firewall.rules';
+  const on = { firewall: { enabled: true } };
+  const iptables = (calls: string[][]) => calls.filter((c) => c.some((a) => a.startsWith('iptables')));
+
+  it('validates the chain in a scratch namespace, installs it with --noflush and jumps to it once', async () => {
+    const t = setup();
+    const report = await t.apply(desired(one, on));
+    expect(report).toMatchObject({ ok: true, changed: [FW, CONF, MEMBERS] });
+    expect(iptables(t.run.calls)).toEqual([
+      ['unshare', '--net', '--', 'iptables-restore', '--noflush', FW],
+      ['iptables-restore', '--noflush', FW],
+      ['iptables', '-t', 'mangle', '-C', 'INPUT', '-j', 'MAMMATUS-CTL'],
+    ]);
+    expect(await t.files.read(FW)).toMatch(/^-A MAMMATUS-CTL -p tcp -m multiport --dports 4222,6222 -j DROP$/m);
+  });
+
+  it('rolls back a chain iptables rejects before anything changes, and takes the chain away when the role leaves', async () => {
+    const spawn = fakeSpawn();
+    const run = recordingRun((argv) => (argv[0] === 'unshare' ? commandFailed(argv, 2, 'iptables-restore: line 5 failed') : undefined));
+    const files = memoryFiles();
+    const role = buildControllerRole({ spawn, probe: scriptedProbe().probe, healthTimeoutMs: 100 });
+    const bad = await applyRole(role, desired(one, on), { run, files, log, previous: [] });
+    expect(bad).toMatchObject({ ok: false, error: expect.stringMatching(/iptables-restore rejected .*line 5 failed/) });
+    expect(run.calls.some((c) => c[0] === 'iptables-restore')).toBe(false);
+    expect(await files.read(FW)).toBeUndefined();
+
+    const t = setup();
+    const first = await t.apply(desired(one, on));
+    const removal = await applyRole({ ...t.role, render: () => [] }, desired([], on), {
+      run: t.run,
+      files: t.files,
+      log,
+      previous: first.owned,
+    });
+    expect(removal.ok).toBe(true);
+    expect(t.run.calls.slice(-3)).toEqual([
+      ['iptables', '-t', 'mangle', '-D', 'INPUT', '-j', 'MAMMATUS-CTL'],
+      ['iptables', '-t', 'mangle', '-F', 'MAMMATUS-CTL'],
+      ['iptables', '-t', 'mangle', '-X', 'MAMMATUS-CTL'],
+    ]);
   });
 });

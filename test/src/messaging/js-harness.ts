@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { freePort } from '../../../scripts/lib/ports.js';
-import { startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
+import { sharedTrust, startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
 import { startMessagingService, type RunningMessagingService } from '../../../src/messaging/service.js';
 import { parseMessagingSettings } from '../../../src/messaging/settings.js';
 import { CREDENTIALS } from './helpers.js';
@@ -75,6 +75,7 @@ export async function startService(cleanup: Cleanup, nats: string, over: Record<
   const service = await startMessagingService({
     settings: parseMessagingSettings(testSection(nats, over)),
     log: pino({ level: process.env.MESSAGING_TEST_LOG ?? 'silent' }),
+    credentials: sharedTrust().admin,
   });
   cleanup.add(() => service.stop());
   return service;

@@ -1,0 +1,79 @@
+/**
+ * Who may do what on the controllers' NATS: one nats-server user per admitted node, identified by
+ * its nkey, with the permissions of its roles (least privilege). Pure.
+ *
+ * - controller: everything (it runs JetStream, the registry, the messaging buckets and their keys).
+ * - gateway: reads the instance registry (get, list, watch).
+ * - compute: reads the registry, and asks the controllers to change records placed on it by
+ *   publishing to `mammatus.registry.node.<its name>` (the registry's write API checks the record's
+ *   `node`); it can write no bucket itself.
+ * - storage, or no role: nothing yet.
+ *
+ * Every user's replies arrive on its own inbox prefix (`_INBOX.<its nkey>`), so no node can
+ * subscribe to another's replies.
+ */
+import { REGISTRY_NODE_SUBJECT, inboxPrefix, type AdmittedNode } from '../../core/trust.js';
+
+/** The instance registry's KV stream (bucket `mammatus-instances`). */
+const REGISTRY_STREAM = 'KV_mammatus-instances';
+
+/** What a user may publish and subscribe to; undefined lists mean "no restriction". */
+export interface NatsPermissions {
+  readonly publish: { readonly allow: readonly string[] };
+  readonly subscribe: { readonly allow: readonly string[] };
+}
+
+/** One entry of nats-server's `authorization.users`. */
+export interface NatsUser {
+  readonly nkey: string;
+  /** Absent: every subject (controllers). */
+  readonly permissions?: NatsPermissions;
+}
+
+/**
+ * What reading the registry takes, as nats-server 2.9 and nats.js 3.3 use it (traced): stream info,
+ * stored and direct gets (the key travels in the body, so reads cannot be narrowed per key), an
+ * ordered consumer for watch and keys, and that consumer's flow-control replies (without them a
+ * large watch stalls). Nothing here writes: `$KV.mammatus-instances.*` is not allowed.
+ */
+const REGISTRY_READ = [
+  `$JS.API.STREAM.INFO.${REGISTRY_STREAM}`,
+  `$JS.API.STREAM.MSG.GET.${REGISTRY_STREAM}`,
+  `$JS.API.DIRECT.GET.${REGISTRY_STREAM}.>`,
+  `$JS.API.CONSUMER.CREATE.${REGISTRY_STREAM}.>`,
+  `$JS.API.CONSUMER.INFO.${REGISTRY_STREAM}.>`,
+  `$JS.FC.${REGISTRY_STREAM}.>`,
+];
+
+/** The publish subjects a non-controller with these roles may use. */
+function publishAllow(node: AdmittedNode): string[] {
+  const allow = new Set<string>();
+  const reads = node.roles.includes('gateway') || node.roles.includes('compute');
+  if (reads) for (const s of REGISTRY_READ) allow.add(s);
+  if (node.roles.includes('compute')) allow.add(`${REGISTRY_NODE_SUBJECT}.${node.node}`);
+  return [...allow];
+}
+
+/** The nats-server user of one admitted node. */
+export function natsUser(node: AdmittedNode): NatsUser {
+  if (node.roles.includes('controller')) return { nkey: node.nkey };
+  const publish = publishAllow(node);
+  return {
+    nkey: node.nkey,
+    permissions: {
+      // An empty allow list would mean "allowed"; a node with nothing to do gets a subject nobody uses.
+      publish: { allow: publish.length > 0 ? publish : ['mammatus.nothing'] },
+      subscribe: { allow: [`${inboxPrefix(node.nkey)}.>`] },
+    },
+  };
+}
+
+/**
+ * Every user of the server: the admitted nodes (this node's own entry first wins over a stale
+ * roster copy), one per nkey, sorted by nkey so the rendered file does not depend on roster order.
+ */
+export function natsUsers(self: AdmittedNode, roster: readonly AdmittedNode[]): NatsUser[] {
+  const byKey = new Map<string, NatsUser>();
+  for (const n of [self, ...roster.filter((r) => r.node !== self.node)]) if (!byKey.has(n.nkey)) byKey.set(n.nkey, natsUser(n));
+  return [...byKey.values()].sort((a, b) => (a.nkey < b.nkey ? -1 : a.nkey > b.nkey ? 1 : 0));
+}

@@ -1,0 +1,104 @@
+/**
+ * Node identities (core/trust.ts): what admission mints, how a trust tag is checked, and the
+ * credentials file refused when others can read it or when it is not what it claims.
+ */
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Member } from '../../core/contracts.js';
+import { actsAs } from '../../core/members.js';
+import {
+  TRUST_TAG,
+  annotateTrust,
+  authorityKey,
+  createAuthority,
+  mintCredentials,
+  parseCredentials,
+  readCredentials,
+  routePassword,
+  userKey,
+  verifyTrustTag,
+} from '../../core/trust.js';
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'mammatus-trust-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const seed = createAuthority();
+const authority = authorityKey(seed);
+const now = new Date('2026-12-06T00:00:00Z');
+
+describe('admission and trust tags', () => {
+  it('mints credentials whose tag proves the name and roles; only controllers get the authority seed', () => {
+    const ctl = mintCredentials(seed, 'ctl-1', ['controller', 'gateway'], now);
+    expect(ctl.roles).toEqual(['gateway', 'controller']); // canonical order
+    expect(ctl.authority_seed).toBe(seed);
+    expect(verifyTrustTag(authority, 'ctl-1', ctl.tag)).toEqual({ roles: ['gateway', 'controller'], nkey: userKey(ctl) });
+    const gw = mintCredentials(seed, 'gw-1', ['gateway'], now);
+    expect(gw.authority_seed).toBeUndefined();
+    expect(Buffer.byteLength(`${TRUST_TAG}${ctl.tag}`)).toBeLessThan(200); // Serf's tags share 512 bytes
+  });
+
+  it('refuses a tag copied to another name, edited roles, another authority, or garbage', () => {
+    const gw = mintCredentials(seed, 'gw-1', ['gateway'], now);
+    expect(verifyTrustTag(authority, 'gw-2', gw.tag)).toBeUndefined();
+    expect(verifyTrustTag(authority, 'gw-1', gw.tag.replace(/^gateway/, 'controller'))).toBeUndefined();
+    const other = mintCredentials(createAuthority(), 'gw-1', ['gateway'], now);
+    expect(verifyTrustTag(authority, 'gw-1', other.tag)).toBeUndefined();
+    for (const bad of [undefined, '', 'controller', 'a.b.c', 'controller.UABC.!!!', `x.${'A'.repeat(300)}.y`]) {
+      expect(verifyTrustTag(authority, 'gw-1', bad)).toBeUndefined();
+    }
+  });
+
+  it('marks members with what their tags prove; a controller tag without proof does not act as one', () => {
+    const ctl = mintCredentials(seed, 'ctl-1', ['controller'], now);
+    const m = (name: string, tags: Record<string, string>): Member => ({ name, addr: '10.0.0.1', port: 7946, status: 'alive', tags });
+    const members = [
+      m('ctl-1', { role: 'controller', trust: ctl.tag }),
+      m('evil', { role: 'controller' }),
+      m('copycat', { role: 'controller', trust: ctl.tag }),
+    ];
+    const [real, evil, copycat] = annotateTrust(members, authority, new Map());
+    expect(actsAs(real, 'controller')).toBe(true);
+    expect(actsAs(evil, 'controller')).toBe(false);
+    expect(actsAs(copycat, 'controller')).toBe(false);
+    // A node that was never admitted has nothing to check with: tags decide, as before.
+    expect(annotateTrust(members, undefined).every((x) => actsAs(x, 'controller'))).toBe(true);
+  });
+
+  it('derives one route secret per authority', () => {
+    expect(routePassword(seed)).toBe(routePassword(seed));
+    expect(routePassword(seed)).not.toBe(routePassword(createAuthority()));
+  });
+});
+
+describe('the credentials file', () => {
+  const write = (name: string, content: string, mode: number) => {
+    const file = path.join(tmp, name);
+    writeFileSync(file, content, { mode });
+    chmodSync(file, mode);
+    return file;
+  };
+  const creds = mintCredentials(seed, 'cn-1', ['compute'], now);
+
+  it('reads credentials kept 0600; absent is undefined', async () => {
+    expect(await readCredentials(write('ok.json', JSON.stringify(creds), 0o600))).toEqual(creds);
+    expect(await readCredentials(path.join(tmp, 'missing.json'))).toBeUndefined();
+  });
+
+  it('refuses a file that group or others can read, as ssh refuses a private key', async () => {
+    for (const mode of [0o644, 0o640, 0o604]) {
+      await expect(readCredentials(write(`open-${mode}.json`, JSON.stringify(creds), mode))).rejects.toThrow(
+        /readable by others.*chmod 600/,
+      );
+    }
+  });
+
+  it('refuses what is not credentials: bad JSON, missing keys, a tag not signed by its authority, a wrong authority seed', async () => {
+    await expect(readCredentials(write('bad.json', '{', 0o600))).rejects.toThrow(/not mammatus node credentials/);
+    expect(() => parseCredentials({ ...creds, seed: undefined }, 'x')).toThrow(/\(seed\)/);
+    expect(() => parseCredentials({ ...creds, node: 'cn-2' }, 'x')).toThrow(/not signed/);
+    expect(() => parseCredentials({ ...creds, roles: ['compute', 'root'] }, 'x')).toThrow(/\(roles\)/);
+    expect(() => parseCredentials({ ...creds, authority_seed: createAuthority() }, 'x')).toThrow(/authority_seed/);
+    expect(() => parseCredentials({ ...creds, seed: 'SUnot-a-seed' }, 'x')).toThrow(/\(keys\)/);
+  });
+});
