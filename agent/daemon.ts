@@ -20,7 +20,8 @@ import { registerBuiltinHandlers } from '../handlers/index.js';
 import { parseRoleTag } from '../core/members.js';
 import type { RoleSource } from '../roles/types.js';
 import type { FileOps, Run } from '../core/contracts.js';
-import { AGENT_TAG, ROLE_TAG, ROLE_NAMES } from '../core/members.js';
+import { AGENT_TAG, ROLE_TAG } from '../core/members.js';
+import { decideRoles, trustStatus } from './trust-policy.js';
 import { detach } from '../core/errors.js';
 import { TRUST_TAG, annotateTrust, type NodeCredentials } from '../core/trust.js';
 
@@ -104,28 +105,6 @@ export function createAgent(deps: AgentDeps): Agent {
     credentials: () => credentials,
   });
 
-  /** Why Serf is not safe enough for a controller (empty when it is, or the lab switch is on). */
-  function serfWeaknesses(c: AgentConfig): string[] {
-    const out: string[] = [];
-    if (gossipEncrypted === false) out.push('Serf gossip is not encrypted (serf agent -encrypt / keyring)');
-    if (!c.serf.rpc_auth) out.push('Serf RPC has no auth key (serf.rpc_auth)');
-    return out;
-  }
-
-  /** The roles this node may take, and why it may not take the others. */
-  function allowedRoles(c: AgentConfig): { allowed: readonly string[]; why: string } {
-    if (c.trust.allowed_roles.length) return { allowed: c.trust.allowed_roles, why: 'not in trust.allowed_roles' };
-    if (credentials)
-      return { allowed: credentials.roles, why: `not admitted (its credentials admit ${credentials.roles.join(',') || 'no role'})` };
-    return { allowed: ROLE_NAMES, why: '' };
-  }
-
-  function trustStatus(): { admitted?: readonly string[]; errors: string[] } {
-    const errors = serfWeaknesses(loaded.config);
-    if (!credentials) errors.push('not admitted: no credentials (mammatus node admit)');
-    return { ...(credentials ? { admitted: credentials.roles } : {}), errors };
-  }
-
   function roleConfig(role: string): Record<string, unknown> {
     return { ...((loaded.config.roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) };
   }
@@ -137,7 +116,7 @@ export function createAgent(deps: AgentDeps): Agent {
     roles: () => scheduler.roles(),
     roleStatus: () => scheduler.statuses(),
     reconcile: (role) => scheduler.reconcile(role ? [role] : undefined, 'mammatus.reconcile'),
-    trust: trustStatus,
+    trust: () => trustStatus(loaded.config, credentials, gossipEncrypted),
   };
 
   registerBuiltinHandlers(dispatcher, view);
@@ -148,19 +127,11 @@ export function createAgent(deps: AgentDeps): Agent {
   function syncSelfRoles(): Promise<void> {
     const self = members.get(nodeName);
     const tag = self?.tags[ROLE_TAG] ?? '';
-    const { allowed, why } = allowedRoles(loaded.config);
-    const weak = loaded.config.trust.allow_plain_serf ? [] : serfWeaknesses(loaded.config);
-    const key = JSON.stringify([tag, allowed, weak]);
+    const parsed = parseRoleTag(tag);
+    const { roles, refused } = decideRoles(parsed, loaded.config, credentials, gossipEncrypted);
+    const key = JSON.stringify([tag, roles, refused]);
     if (key === selfTag) return Promise.resolve();
     selfTag = key;
-    const parsed = parseRoleTag(tag);
-    const refused: Record<string, string> = {};
-    for (const r of parsed.roles) if (!allowed.includes(r)) refused[r] = why;
-    // A controller holds every secret of the cluster: not on a Serf that strangers can join or drive.
-    if (parsed.roles.includes('controller') && !refused.controller && weak.length) {
-      refused.controller = `refused: ${weak.join('; ')} (trust.allow_plain_serf for a lab)`;
-    }
-    const roles = parsed.roles.filter((r) => !refused[r]);
     log.info({ roles, unknown: parsed.unknown, refused }, 'roles from the role tag');
     return scheduler.setRoles(roles, parsed.unknown, refused);
   }

@@ -4,7 +4,7 @@
  * readiness. Nothing else in the code base creates these.
  */
 import { buildRun, buildSpawn } from '../core/exec.js';
-import { buildFileOps } from '../core/files.js';
+import { buildFileOps, writeFileAtomic } from '../core/files.js';
 import { buildLogger } from '../core/logger.js';
 import { sdNotify } from '../core/notify.js';
 import { loadConfig, type LoadConfigOptions } from './config/load.js';
@@ -13,8 +13,15 @@ import { createAgent, type Agent } from './daemon.js';
 import { roleCatalog } from './roles.js';
 import { VERSION } from './version.js';
 import { detach, errorMessage } from '../core/errors.js';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { CREDENTIALS_FILE, readCredentials, type NodeCredentials } from '../core/trust.js';
+import { AUTHORITY_FILE, CREDENTIALS_FILE, readCredentials, type NodeCredentials } from '../core/trust.js';
+
+/** Writes the authority's public key beside the credentials (0644), so `mammatus status` run by anyone checks trust tags. */
+async function publishAuthority(stateDir: string, creds: NodeCredentials): Promise<void> {
+  const file = path.join(stateDir, AUTHORITY_FILE);
+  if ((await readFile(file, 'utf8').catch(() => '')).trim() !== creds.authority) await writeFileAtomic(file, `${creds.authority}\n`, 0o644);
+}
 
 /** Reads `<state_dir>/credentials.json` (undefined when absent; throws when others can read it). */
 const loadCredentials = (stateDir: string): Promise<NodeCredentials | undefined> => readCredentials(path.join(stateDir, CREDENTIALS_FILE));
@@ -27,6 +34,7 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
     loaded = await loadConfig(opts);
     // As ssh does with a private key: secrets others can read are no longer secrets; refuse them.
     credentials = await loadCredentials(loaded.config.state_dir);
+    if (credentials) await publishAuthority(loaded.config.state_dir, credentials);
   } catch (err) {
     stderr(`mammatus agent: ${errorMessage(err)}`);
     return 1;

@@ -86,6 +86,8 @@ const LAT_SAMPLES = num('BENCH_MSG_LAT_SAMPLES', 200);
 const QUEUES = num('BENCH_MSG_QUEUES', 1000);
 const STORED = num('BENCH_MSG_STORED', 100_000);
 const PHASES = new Set((process.env.BENCH_MSG_PHASES ?? 'throughput,latency,memory').split(',').map((s) => s.trim()));
+/** NATS authorization as on a controller (nkey users); `BENCH_NATS_AUTH=off` measures without, for its cost. */
+const AUTH = process.env.BENCH_NATS_AUTH !== 'off';
 const API_BUNDLE = process.env.BENCH_MSG_BUNDLE ? path.resolve(process.env.BENCH_MSG_BUNDLE) : BUNDLE;
 const NODE_ARGS = (process.env.BENCH_MSG_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 const BATCH = 10;
@@ -143,8 +145,7 @@ async function startApi(dir: string, nats: NatsServer, cleanup: Cleanup): Promis
   const args = [
     ...NODE_ARGS,
     API_BUNDLE,
-    '--credentials',
-    nats.credentialsFile,
+    ...(AUTH ? ['--credentials', nats.credentialsFile] : []),
     'messaging',
     'serve',
     '--nats',
@@ -451,12 +452,12 @@ async function main(): Promise<number> {
     const natsVersion = spawnSync('nats-server', ['--version'], { encoding: 'utf8' }).stdout.trim();
 
     if (PHASES.has('throughput') || PHASES.has('latency')) {
-      const nats = await startNatsServer({ name: 'msg-bench', dir: path.join(dir, 'nats') });
+      const nats = await startNatsServer({ name: 'msg-bench', dir: path.join(dir, 'nats'), auth: AUTH });
       cleanup.add(() => nats.stop());
       const api = await startApi(path.join(dir, 'api'), nats, cleanup);
       console.log(`${natsVersion}: ${nats.url} (pid ${nats.process.pid}, file store, max_payload 2 MiB)`);
       console.log(`API: ${api.command}\n  pid ${api.pid}, ${api.url}`);
-      const nc: NatsConnection = await connectNats(nats.url, { name: 'bench-raw', credentials: nats.credentials });
+      const nc: NatsConnection = await connectNats(nats.url, { name: 'bench-raw', credentials: AUTH ? nats.credentials : undefined });
       cleanup.add(() => nc.close());
       const js = jetstream(nc);
       const jsm = await jetstreamManager(nc);
@@ -577,7 +578,7 @@ async function main(): Promise<number> {
 
     if (PHASES.has('memory')) {
       console.log(`\n-- memory: ${QUEUES} queues, ${STORED} messages (${SIZE} B) stored, fresh nats-server and API --`);
-      const nats = await startNatsServer({ name: 'msg-mem', dir: path.join(dir, 'nats-mem') });
+      const nats = await startNatsServer({ name: 'msg-mem', dir: path.join(dir, 'nats-mem'), auth: AUTH });
       cleanup.add(() => nats.stop());
       const api = await startApi(path.join(dir, 'api-mem'), nats, cleanup);
       console.log(`  API pid ${api.pid}, nats-server pid ${nats.process.pid}`);
@@ -614,7 +615,7 @@ async function main(): Promise<number> {
       );
       await sleep(5000);
       const filled = { api: memOf(api.pid), nats: memOf(nats.process.pid!) };
-      const nc = await connectNats(nats.url, { name: 'bench-mem', credentials: nats.credentials });
+      const nc = await connectNats(nats.url, { name: 'bench-mem', credentials: AUTH ? nats.credentials : undefined });
       cleanup.add(() => nc.close());
       const jsm = await jetstreamManager(nc);
       const streams: Record<string, { messages: number; bytes: number }> = {};
@@ -677,6 +678,7 @@ async function main(): Promise<number> {
       machine: mach,
       settings: {
         seconds: SECONDS,
+        nats_auth: AUTH,
         runs: RUNS,
         warmup_s: WARMUP_S,
         workers: WORKERS,

@@ -57,6 +57,8 @@ import {
 import { sleep, waitFor } from '../scripts/lib/wait.js';
 
 const SECONDS = Number(process.env.BENCH_MD_SECONDS ?? 10);
+/** NATS authorization as on a controller (nkey users); `BENCH_NATS_AUTH=off` measures without, for its cost. */
+const AUTH = process.env.BENCH_NATS_AUTH !== 'off';
 const RUNS = Number(process.env.BENCH_MD_RUNS ?? 3);
 const WARMUP_S = Number(process.env.BENCH_MD_WARMUP ?? 2);
 const EXTRAS = process.env.BENCH_MD_EXTRAS !== '0';
@@ -514,12 +516,12 @@ async function main(): Promise<number> {
     chmodSync(dir, 0o755); // nginx's workers run as nobody and read www/ below it
 
     // Registry: nats-server, one instance at 127.0.0.1 with 2 KiB of user-data.
-    const nats = await startNatsServer({ name: 'md-bench', dir: path.join(dir, 'nats') });
-    // Every server this bench starts connects as the test cluster's admin (auth is on, as on a controller).
-    process.env.MAMMATUS_CREDENTIALS = nats.credentialsFile;
+    const nats = await startNatsServer({ name: 'md-bench', dir: path.join(dir, 'nats'), auth: AUTH });
+    // Every server this bench starts connects as the test cluster's admin (auth on, as on a controller).
+    if (AUTH) process.env.MAMMATUS_CREDENTIALS = nats.credentialsFile;
     cleanup.add(() => nats.stop());
     const userData = cloudConfig(2048);
-    const nc: NatsConnection = await connectNats(nats.url, { name: 'bench', credentials: nats.credentials });
+    const nc: NatsConnection = await connectNats(nats.url, { name: 'bench', credentials: AUTH ? nats.credentials : undefined });
     const record = await (
       await InstanceRegistry.open(nc)
     ).register({ name: 'bench-1', macs: ['02:00:00:be:00:01'], ips: ['127.0.0.1'], ssh_keys: [KEY], user_data: userData });
@@ -802,6 +804,7 @@ async function main(): Promise<number> {
       machine: m,
       settings: {
         seconds: SECONDS,
+        nats_auth: AUTH,
         runs: RUNS,
         warmup_s: WARMUP_S,
         wrk: `wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s --latency`,

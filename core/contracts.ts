@@ -1,11 +1,12 @@
 /**
  * The contracts every layer shares, and nothing else: the logger, what a Serf member is, the effect
  * funnels (commands, files, long-running processes), what a controller hosts, and how roles see the
- * instance registry. The ground floor of the import direction (docs/architecture.md): this module
- * imports nothing of ours but the instance record's types.
+ * instance registry and the roster. The ground floor of the import direction (docs/architecture.md):
+ * this module imports nothing of ours but the instance record's and the roster's types.
  */
 import type { Logger as PinoLogger } from 'pino';
 import type { InstanceObserved, InstanceRecord } from './instance-record.js';
+import type { AdmittedNode } from './trust.js';
 
 /** The logger every component receives; a pino child logger in production and tests. */
 export type Logger = PinoLogger;
@@ -124,6 +125,21 @@ export interface ComputeRegistry {
 
 /** Opens the link on these NATS servers; `onChange` is called (debounced) after each change. */
 export type ComputeRegistryFactory = (servers: readonly string[], onChange: () => void, log: Logger) => ComputeRegistry;
+
+/** A watched copy of the roster (the admitted nodes) that the controller role renders its NATS users from. */
+export interface RosterFeed {
+  /** The admitted nodes, or undefined before the first full read. */
+  snapshot(): readonly AdmittedNode[] | undefined;
+  stop(): Promise<void>;
+}
+
+/** Opens a roster feed at these servers with the node's credentials; `onChange` runs after the first read and every change. */
+export type RosterFeedFactory = (
+  servers: readonly string[],
+  credentials: { readonly seed: string },
+  onChange: () => void,
+  log: Logger,
+) => RosterFeed;
 
 /** What a hosted service is started with. */
 export interface HostedServiceContext {

@@ -31,8 +31,12 @@ export const ROSTER_BUCKET = 'mammatus-nodes';
 /** Subject of the registry's write API for the compute node `<node>` (its only writes). */
 export const REGISTRY_NODE_SUBJECT = 'mammatus.registry.node';
 
-/** The inbox prefix of a NATS user: its replies come only there, where no other user may listen. */
-export const inboxPrefix = (nkey: string): string => `_INBOX.${nkey}`;
+/**
+ * The inbox prefix of a NATS user: its replies come only there, where no other user may listen.
+ * 16 characters of its key (80 random bits) rather than all 56: every reply subject carries it, and
+ * a shorter subject is less for the server to match on each request of the messaging API.
+ */
+export const inboxPrefix = (nkey: string): string => `_INBOX.${nkey.slice(1, 17)}`;
 
 /** What admission gives a node; kept in `<state_dir>/credentials.json`. */
 export interface NodeCredentials {
@@ -155,7 +159,7 @@ export function annotateTrust(members: readonly Member[], authority: string | un
   if (!authority) return [...members];
   return members.map((m) => {
     const tag = m.tags[TRUST_TAG];
-    const key = `${m.name}\n${tag ?? ''}`;
+    const key = `${authority}\n${m.name}\n${tag ?? ''}`;
     let trusted = cache?.get(key);
     if (!trusted) {
       trusted = verifyTrustTag(authority, m.name, tag)?.roles ?? [];

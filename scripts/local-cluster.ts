@@ -256,7 +256,9 @@ async function main(): Promise<void> {
   step();
   const nats = `nats://${asRoot ? LAN.host : '127.0.0.1'}:${CONTROLLER_PORTS.nats}`;
   for (const n of nodes.filter((x) => x !== controller)) {
-    await mammatus(['node', 'admit', n.name, '--role', n.role, '--out', credentialsOf(n.name), '--nats', nats]);
+    // compute-1 may also take storage: the commands to try add it at run time with a tag.
+    const roles = n.role === 'compute' ? 'compute,storage' : n.role;
+    await mammatus(['node', 'admit', n.name, '--role', roles, '--out', credentialsOf(n.name), '--nats', nats]);
   }
   await Promise.all(nodes.filter((n) => n !== controller).map(startAgent));
   // Ready once every member carries the `mammatus` tag its agent sets.

@@ -14,17 +14,7 @@ import { NatsSupervisor, type NatsLaunch } from './nats.js';
 import { localUrl, parseNatsConf, renderController, restartKey } from './render.js';
 import { HostedServices } from './services.js';
 import { installFirewall, removeFirewall, validateFirewall } from './firewall.js';
-import { type HostedService, type Logger as Log } from '../../core/contracts.js';
-import type { AdmittedNode, NodeCredentials } from '../../core/trust.js';
-
-/** A watched copy of the roster (src/trust/roster.ts, injected by the agent). */
-export interface RosterFeed {
-  snapshot(): readonly AdmittedNode[] | undefined;
-  stop(): Promise<void>;
-}
-
-/** Opens a roster feed on the local server with this node's credentials. */
-export type RosterFeedFactory = (servers: readonly string[], credentials: NodeCredentials, onChange: () => void, log: Log) => RosterFeed;
+import { type HostedService, type RosterFeed, type RosterFeedFactory } from '../../core/contracts.js';
 
 export type { HostedService, HostedServiceContext } from '../../core/contracts.js';
 export type { MonitorProbe } from './health.js';
@@ -55,7 +45,22 @@ export function buildControllerRole(deps: ControllerDeps): Role {
   const healthTimeoutMs = deps.healthTimeoutMs ?? 30_000;
   let nats: NatsSupervisor | undefined;
   let hosted: HostedServices | undefined;
-  let roster: RosterFeed | undefined;
+  let roster: { feed: RosterFeed; url: string } | undefined;
+  /** A reconcile of this role, from the last start (the roster feed asks for one at each change). */
+  let askReconcile: ((reason: string) => void) | undefined;
+
+  /**
+   * Follows the roster on this server's client port (again, when the port moved). Admissions and
+   * revocations reach the server through it: each change re-renders the users, which a SIGHUP loads.
+   */
+  async function followRoster(ctx: { desired: DesiredState; log: Logger }, cfg: ControllerConfig): Promise<void> {
+    const url = localUrl('nats', cfg.nats.listen);
+    const creds = ctx.desired.credentials;
+    if (roster?.url === url || !deps.roster || !creds || !askReconcile) return;
+    await roster?.feed.stop();
+    const reconcile = askReconcile;
+    roster = { url, feed: deps.roster([url], creds, () => reconcile('roster changed'), ctx.log.child({ component: 'roster' })) };
+  }
   const supervisor = (log: Logger) =>
     (nats ??= new NatsSupervisor({
       spawn: deps.spawn,
@@ -98,7 +103,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
 
     render: renderController,
 
-    admitted: () => roster?.snapshot(),
+    admitted: () => roster?.feed.snapshot(),
 
     async validate(ctx) {
       const cfg = config(ctx);
@@ -134,6 +139,8 @@ export function buildControllerRole(deps: ControllerDeps): Role {
           ctx.log.info({ how, nats_pid: nats?.process.pid, conf: launch.confPath }, 'nats-server config applied');
         } else {
           // The role left this node (or its first apply is rolled back): services go before NATS.
+          await roster?.feed.stop();
+          roster = undefined;
           await hosted?.stop();
           await nats?.stop();
         }
@@ -154,6 +161,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
       // A new client port: the services started against the old one move over. A failure rolls
       // the port change back and leaves them stopped until the role starts again (agent restart).
       const natsUrl = localUrl('nats', cfg.nats.listen);
+      await followRoster(ctx, cfg);
       if (hosted && (await hosted.stopIfUrlChanged(natsUrl)).length > 0) {
         await waitFor(cfg, HEALTHZ.jetstream, deps.readyTimeoutMs ?? 30_000);
         await hosted.start({ node: ctx.desired.node, natsUrl, members: ctx.desired.members, credentials: ctx.desired.credentials });
@@ -173,18 +181,8 @@ export function buildControllerRole(deps: ControllerDeps): Role {
         sup.ensureRunning(launch);
         await waitFor(cfg, HEALTHZ.running, healthTimeoutMs);
       }
-      // Admissions and revocations reach this server through the roster: each change re-renders the
-      // users and the server reloads them (SIGHUP).
-      const creds = ctx.desired.credentials;
-      if (!roster && deps.roster && creds && ctx.reconcile) {
-        const reconcile = ctx.reconcile;
-        roster = deps.roster(
-          [localUrl('nats', cfg.nats.listen)],
-          creds,
-          () => reconcile('roster changed'),
-          ctx.log.child({ component: 'roster' }),
-        );
-      }
+      askReconcile = ctx.reconcile ?? askReconcile;
+      await followRoster(ctx, cfg);
       const svc = services(ctx.log);
       if (svc.size === 0) return;
       await waitFor(cfg, HEALTHZ.jetstream, deps.readyTimeoutMs ?? 30_000).catch((err: Error) => {
@@ -199,7 +197,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
     },
 
     async stop() {
-      await roster?.stop();
+      await roster?.feed.stop();
       roster = undefined;
       await hosted?.stop();
       await nats?.stop();

@@ -6,10 +6,10 @@
  */
 import { KvWatchInclude, Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from '../../core/contracts.js';
+import type { RosterFeedFactory } from '../../core/contracts.js';
 import { detach } from '../../core/errors.js';
 import { ROLE_NAMES, type RoleName } from '../../core/members.js';
-import { connectNats, type ConnectNatsOptions } from '../../core/nats.js';
+import { connectNats } from '../../core/nats.js';
 import { ROSTER_BUCKET, checkNodeName, type AdmittedNode } from '../../core/trust.js';
 
 const key = (node: string) => `node.${node}`;
@@ -77,21 +77,6 @@ export function parseAdmitted(entry: KvEntry): AdmittedNode | undefined {
     return undefined;
   }
 }
-
-/** A watched copy of the roster. */
-export interface RosterFeed {
-  /** The admitted nodes, or undefined before the first full read. */
-  snapshot(): readonly AdmittedNode[] | undefined;
-  stop(): Promise<void>;
-}
-
-/** Opens the feed at these servers; `onChange` runs after the first read and after every change. */
-export type RosterFeedFactory = (
-  servers: readonly string[],
-  credentials: ConnectNatsOptions['credentials'],
-  onChange: () => void,
-  log: Logger,
-) => RosterFeed;
 
 /** Follows the roster over its own connection (reconnecting forever); re-reads after a lost watch. */
 export const watchRoster: RosterFeedFactory = (servers, credentials, onChange, log) => {

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { parseRoleTag } from '../../core/members.js';
+import type { Member } from '../../core/contracts.js';
+import { actsAs, aliveWithRole, parseRoleTag } from '../../core/members.js';
 
 describe('parseRoleTag', () => {
   it.each<[string, string | undefined, string[], string[]]>([
@@ -21,5 +22,23 @@ describe('parseRoleTag', () => {
 
   it('never throws on odd input', () => {
     for (const tag of ['\u0000', ',', 'a'.repeat(10_000), '🙂,gateway']) expect(() => parseRoleTag(tag)).not.toThrow();
+  });
+});
+
+describe('who acts as a role', () => {
+  const m = (name: string, role: string, trusted?: string[]): Member => ({
+    name,
+    addr: '10.0.0.1',
+    port: 7946,
+    status: 'alive',
+    tags: { role },
+    ...(trusted ? { trusted } : {}),
+  });
+
+  it('is the tag alone before trust is checked, and tag and proof after (vendor-data, routes, upstreams use it)', () => {
+    expect(aliveWithRole([m('a', 'controller')], 'controller').map((x) => x.name)).toEqual(['a']);
+    const checked = [m('0evil', 'controller', []), m('b', 'controller', ['controller']), m('c', 'controller', ['compute'])];
+    expect(aliveWithRole(checked, 'controller').map((x) => x.name)).toEqual(['b']);
+    expect(actsAs(m('d', 'gateway', ['gateway', 'controller']), 'controller')).toBe(false); // proven but not asked for
   });
 });

@@ -18,6 +18,18 @@ const bytes = (v: unknown) => Buffer.byteLength(JSON.stringify(v));
 const at = new Date('2026-01-02T03:04:05.000Z');
 
 describe('buildStatus', () => {
+  it('carries the trust section, and still fits 900 bytes with long role errors beside it', () => {
+    const errors = ['Serf gossip is not encrypted (serf agent -encrypt / keyring)', 'Serf RPC has no auth key (serf.rpc_auth)'];
+    const roles = Object.fromEntries(
+      ['gateway', 'compute', 'storage', 'controller'].map((r) => [r, { state: 'error' as const, error: 'x'.repeat(400) }]),
+    );
+    const answer = buildStatus({ ...view(roles), trust: () => ({ admitted: ['compute'], errors }) });
+    expect(answer.trust).toMatchObject({ admitted: ['compute'] });
+    expect(answer.trust!.errors).toHaveLength(2);
+    expect(bytes(answer)).toBeLessThanOrEqual(STATUS_MAX_BYTES);
+    expect(buildStatus({ ...view({}), trust: () => ({ errors: [] }) }).trust).toEqual({ admitted: null, errors: [] });
+  });
+
   it("carries a role's one-line detail, shortened to 80 characters", () => {
     const answer = buildStatus(
       view({

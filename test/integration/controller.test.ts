@@ -23,7 +23,8 @@ import { BUNDLE, startMammatusAgent, type MammatusAgent } from '../../scripts/li
 import { TestTrust, natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
 import { skipReason } from './harness.js';
-import type { NodeCredentials } from '../../core/trust.js';
+import { readCredentials, type NodeCredentials } from '../../core/trust.js';
+import { connectNats } from '../../core/nats.js';
 import { eventually } from '../../scripts/lib/wait.js';
 
 const exec = promisify(execFile);
@@ -278,6 +279,56 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
     await withNats(nodes[1], async (nc) =>
       expect((await jetstreamManager(nc)).streams.info('KV_solo')).rejects.toThrow(/stream not found/),
     );
+  });
+
+  it('admits a node through one controller and every controller lets it in; revoked, every controller drops it within 5 s', async () => {
+    const file = path.join(root, 'gw-x.json');
+    await exec(
+      process.execPath,
+      [
+        BUNDLE,
+        '--credentials',
+        credsFile(nodes[0]),
+        'node',
+        'admit',
+        'gw-x',
+        '--role',
+        'gateway',
+        '--out',
+        file,
+        '--nats',
+        natsUrl(nodes[0]),
+      ],
+      { timeout: 30_000 },
+    );
+    const gw = (await readCredentials(file))!;
+    // The roster is replicated; each controller renders the new user from its own copy.
+    const conns = await Promise.all(
+      nodes.map((n) => eventually(() => connectNats(natsUrl(n), { name: 'gw-x', timeoutMs: 2000, credentials: gw }), 15_000)),
+    );
+    const closed = conns.map((nc) => nc.closed().then(() => performance.now()));
+    const dropped = conns.map(
+      (nc) =>
+        new Promise<number>((resolve) => {
+          void (async () => {
+            for await (const s of nc.status()) if (s.type === 'disconnect') return resolve(performance.now());
+          })().catch(() => undefined);
+        }),
+    );
+    const t0 = performance.now();
+    await exec(process.execPath, [BUNDLE, '--credentials', credsFile(nodes[2]), 'node', 'revoke', 'gw-x', '--nats', natsUrl(nodes[2])], {
+      timeout: 30_000,
+    });
+    const times = await Promise.all(dropped.map((p, i) => Promise.race([p, closed[i]])));
+    const worst = Math.max(...times) - t0;
+    console.log(`revoked gw-x: dropped by all ${nodes.length} controllers within ${Math.round(worst)} ms of \`node revoke\``);
+    expect(worst).toBeLessThan(5000);
+    for (const n of nodes) {
+      await expect(connectNats(natsUrl(n), { name: 'gw-x-again', timeoutMs: 2000, credentials: gw })).rejects.toThrow(
+        /Authorization Violation/,
+      );
+    }
+    await Promise.all(conns.map((nc) => nc.close().catch(() => undefined)));
   });
 
   it('restarts a nats-server that was SIGKILLed; writes go on through the others meanwhile', async () => {

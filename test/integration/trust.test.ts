@@ -7,7 +7,7 @@
  * run on a Serf without an RPC key, and a revoked node is refused within 5 s.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -126,6 +126,23 @@ describe.skipIf(Boolean(skip))('trust: NATS auth, least privilege, pinned contro
     await Promise.allSettled(agents.map((a) => a.stop()));
     await Promise.allSettled(serfs.map((s) => s.stop()));
     rmSync(root, { recursive: true, force: true });
+  });
+
+  it('will not start with credentials others can read, as ssh will not use such a key', async () => {
+    const dir = path.join(root, 'loose');
+    mkdirSync(path.join(dir, 'state'), { recursive: true });
+    writeFileSync(path.join(dir, 'state', CREDENTIALS_FILE), JSON.stringify(creds.cn2), { mode: 0o644 });
+    chmodSync(path.join(dir, 'state', CREDENTIALS_FILE), 0o644);
+    writeFileSync(path.join(dir, 'agent.yaml'), `state_dir: ${JSON.stringify(path.join(dir, 'state'))}\n`);
+    const r = await exec(process.execPath, [BUNDLE, 'agent', '--config', path.join(dir, 'agent.yaml')], { timeout: 10_000 }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(r).toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/credentials\.json is readable by others \(mode 0644\); run chmod 600/),
+    });
+    // The controller's agent published the authority's public key for everyone's `mammatus status`.
+    expect(statSync(path.join(root, 'ctl-1', 'agent', 'state', 'authority.pub')).mode & 0o777).toBe(0o644);
   });
 
   it('refuses anonymous clients and keys it never admitted', async () => {

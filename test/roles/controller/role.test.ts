@@ -324,3 +324,33 @@ describe('the controller host firewall', () => {
     ]);
   });
 });
+
+describe('the roster', () => {
+  it('is followed on the client port once started: a change asks for a reconcile, its nodes become users, stop ends it', async () => {
+    const opened: { servers: readonly string[]; onChange: () => void; stopped: boolean }[] = [];
+    const nodes = [
+      { node: 'gw', roles: ['gateway' as const], nkey: fixedCredentials('gw', ['gateway'], 1).tag.split('.')[1], admitted_at: '' },
+    ];
+    const role = buildControllerRole({
+      spawn: fakeSpawn(),
+      probe: scriptedProbe().probe,
+      healthTimeoutMs: 100,
+      roster: (servers, _creds, onChange) => {
+        const feed = { servers, onChange, stopped: false };
+        opened.push(feed);
+        return { snapshot: () => nodes, stop: async () => void (feed.stopped = true) };
+      },
+    });
+    const run = recordingRun();
+    const files = memoryFiles();
+    await applyRole(role, desired(one), { run, files, log, previous: [] });
+    const asked: string[] = [];
+    await role.start!({ run, files, log, desired: desired(one), reconcile: (why) => asked.push(why) });
+    expect(opened.map((o) => o.servers)).toEqual([['nats://127.0.0.1:4222']]);
+    opened[0].onChange();
+    expect(asked).toEqual(['roster changed']);
+    expect(role.admitted!()).toEqual(nodes);
+    await role.stop!();
+    expect(opened[0].stopped).toBe(true);
+  });
+});

@@ -87,5 +87,11 @@ describe('instances at the gateway', () => {
     expect(registryServers(parseGatewayConfig({ registry: { nats: ['nats://10.0.0.9:4999'] } }), members)).toEqual([
       'nats://10.0.0.9:4999',
     ]);
+    // Once trust is checked, a tag alone makes no registry server.
+    const checked = [
+      { ...members[0], trusted: ['controller'] },
+      { ...members[1], trusted: [] },
+    ];
+    expect(registryServers(cfg, checked)).toEqual(['nats://10.88.0.12:4222']);
   });
 });

@@ -28,6 +28,15 @@ describe('metadata proxy config', () => {
     expect(metadataUpstreams(cfg, members)).toEqual(['http://10.88.0.11:8775', 'http://10.88.0.12:8775', 'http://10.88.0.9:8775']);
     expect(renderMetadataProxyConf(cfg, members)).toMatchSnapshot();
   });
+  it('never forwards to a member tagged controller whose trust tag does not prove it (0evil sorts first)', () => {
+    const cfg = parseGatewayConfig({ metadata: { secret_file: '/s' } });
+    const checked = [
+      { ...member('0evil', '10.88.0.66', 'controller'), trusted: [] },
+      { ...member('ctl-a', '10.88.0.11', 'controller'), trusted: ['controller'] },
+      { ...member('cmp', '10.88.0.20', 'compute,controller'), trusted: ['compute'] },
+    ];
+    expect(metadataUpstreams(cfg, checked)).toEqual(['http://10.88.0.11:8775']);
+  });
   it('uses configured upstreams as they are', () => {
     const cfg = parseGatewayConfig({ metadata: { secret_file: '/s', upstreams: ['http://10.0.0.5:9000'] } });
     expect(metadataUpstreams(cfg, members)).toEqual(['http://10.0.0.5:9000']);
