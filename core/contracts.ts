@@ -139,6 +139,8 @@ export type RosterFeedFactory = (
   credentials: { readonly seed: string },
   onChange: () => void,
   log: Logger,
+  /** Where to keep the last copy read, served at the next start until NATS answers. */
+  cacheFile?: string,
 ) => RosterFeed;
 
 /** What a hosted service is started with. */

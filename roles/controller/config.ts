@@ -41,6 +41,8 @@ export interface ControllerConfig {
     readonly firewall: string;
     /** The membership snapshot the hosted services were last told about. */
     readonly members: string;
+    /** The last copy of the roster, served at the next start until NATS answers. */
+    readonly roster: string;
   };
 }
 
@@ -70,6 +72,7 @@ export const CONTROLLER_DEFAULTS: ControllerConfig = {
     nats_conf: '/etc/mammatus/controller/nats-server.conf',
     firewall: '/etc/mammatus/controller/firewall.rules',
     members: '/var/lib/mammatus/controller/members',
+    roster: '/var/lib/mammatus/controller/roster.json',
   },
 };
 
@@ -123,7 +126,7 @@ export const CONTROLLER_SETTINGS_SCHEMA: JSONSchemaType<ControllerSettings> = {
         metadata_from: { type: 'array', items: { type: 'string', format: 'ipv4-source' }, ...opt },
       },
     },
-    paths: { ...obj, properties: { nats_conf: s('path'), firewall: s('path'), members: s('path') } },
+    paths: { ...obj, properties: { nats_conf: s('path'), firewall: s('path'), members: s('path'), roster: s('path') } },
   },
 };
 
@@ -159,7 +162,7 @@ function checkConfig(cfg: ControllerConfig): void {
     seen.set(port, key);
   }
   if (new Set(Object.values(cfg.paths)).size !== Object.values(cfg.paths).length) {
-    invalid(AT, 'paths', 'nats_conf, firewall and members must be three different files');
+    invalid(AT, 'paths', 'nats_conf, firewall, members and roster must be four different files');
   }
   for (const [key, file] of Object.entries(cfg.paths)) {
     // nats-server owns everything below its store; a file of ours there could be removed by it.

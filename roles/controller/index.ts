@@ -59,7 +59,8 @@ export function buildControllerRole(deps: ControllerDeps): Role {
     if (roster?.url === url || !deps.roster || !creds || !askReconcile) return;
     await roster?.feed.stop();
     const reconcile = askReconcile;
-    roster = { url, feed: deps.roster([url], creds, () => reconcile('roster changed'), ctx.log.child({ component: 'roster' })) };
+    const log = ctx.log.child({ component: 'roster' });
+    roster = { url, feed: deps.roster([url], creds, () => reconcile('roster changed'), log, cfg.paths.roster) };
   }
   const supervisor = (log: Logger) =>
     (nats ??= new NatsSupervisor({

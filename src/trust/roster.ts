@@ -4,9 +4,11 @@
  * write it. Each controller watches it and renders one nats-server user per entry, so an admission
  * or a revocation reaches every controller's server within a watch round trip and a SIGHUP.
  */
+import { readFileSync } from 'node:fs';
 import { KvWatchInclude, Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { RosterFeedFactory } from '../../core/contracts.js';
+import type { Logger, RosterFeedFactory } from '../../core/contracts.js';
+import { writeFileAtomic } from '../../core/files.js';
 import { detach } from '../../core/errors.js';
 import { ROLE_NAMES, type RoleName } from '../../core/members.js';
 import { connectNats } from '../../core/nats.js';
@@ -78,33 +80,60 @@ export function parseAdmitted(entry: KvEntry): AdmittedNode | undefined {
   }
 }
 
-/** Follows the roster over its own connection (reconnecting forever); re-reads after a lost watch. */
-export const watchRoster: RosterFeedFactory = (servers, credentials, onChange, log) => {
-  const nodes = new Map<string, AdmittedNode>();
+/**
+ * Follows the roster over its own connection (reconnecting forever); re-reads after a lost watch.
+ * With `cacheFile`, the last copy read is kept there and served at once on the next start, before
+ * NATS answers: a controller restarted while the cluster has no quorum keeps its users.
+ */
+export const watchRoster: RosterFeedFactory = (servers, credentials, onChange, log, cacheFile) => {
+  let nodes = new Map<string, AdmittedNode>();
   let synced = false;
   let stopped = false;
+  let nc: NatsConnection | undefined;
   let stopWatch: (() => void) | undefined;
-  const connecting = connectNats(servers, { name: 'mammatus-roster', persistent: true, credentials });
-  const follow = async (nc: NatsConnection): Promise<void> => {
-    while (!stopped && !nc.isClosed()) {
+  const cached = cacheFile ? readCache(cacheFile, log) : undefined;
+  if (cached) {
+    nodes = new Map(cached.map((n) => [n.node, n]));
+    synced = true;
+  }
+  const changed = () => {
+    if (cacheFile)
+      detach(writeFileAtomic(cacheFile, `${JSON.stringify([...nodes.values()])}\n`, 0o600), (err) =>
+        log.warn({ err }, 'roster cache not written'),
+      );
+    onChange();
+  };
+  const follow = async (conn: NatsConnection): Promise<void> => {
+    while (!stopped && !conn.isClosed()) {
       try {
-        const roster = await Roster.bind(nc);
+        const roster = await Roster.bind(conn);
         // Changes first, then everything, so no change between the two is missed.
         const watcher = await roster.kv.watch({ key: 'node.>', include: KvWatchInclude.UpdatesOnly });
         stopWatch = () => watcher.stop();
+        let live = false;
+        const pending: KvEntry[] = [];
+        const apply = (e: KvEntry) => {
+          const n = parseAdmitted(e);
+          const name = e.key.slice('node.'.length);
+          if (n) nodes.set(name, n);
+          else nodes.delete(name);
+        };
         const changes = (async () => {
           for await (const e of watcher) {
-            const n = parseAdmitted(e);
-            const name = e.key.slice('node.'.length);
-            if (n) nodes.set(name, n);
-            else nodes.delete(name);
-            if (synced) onChange();
+            if (!live) pending.push(e);
+            else {
+              apply(e);
+              changed();
+            }
           }
         })();
-        nodes.clear();
-        for (const n of await roster.list()) nodes.set(n.node, n);
+        // A fresh copy, swapped in whole: a render never sees half a roster.
+        const fresh = new Map((await roster.list()).map((n) => [n.node, n]));
+        nodes = fresh;
+        for (const e of pending) apply(e);
+        live = true;
         synced = true;
-        onChange();
+        changed();
         // Until the watch ends (the stream went away, or stop); then everything is read again,
         // the last copy serving meanwhile: dropping every user would lock the cluster out.
         await changes;
@@ -116,7 +145,11 @@ export const watchRoster: RosterFeedFactory = (servers, credentials, onChange, l
     }
   };
   detach(
-    connecting.then((nc) => follow(nc)),
+    connectNats(servers, { name: 'mammatus-roster', persistent: true, credentials }).then((conn) => {
+      if (stopped) return void conn.close().catch(() => undefined);
+      nc = conn;
+      return follow(conn);
+    }),
     (err) => log.error({ err }, 'following the roster failed'),
   );
   return {
@@ -124,7 +157,21 @@ export const watchRoster: RosterFeedFactory = (servers, credentials, onChange, l
     async stop() {
       stopped = true;
       stopWatch?.();
-      await (await connecting.catch(() => undefined))?.close().catch(() => undefined);
+      await nc?.close().catch(() => undefined);
     },
   };
 };
+
+/** The roster as last cached, or undefined (absent, unreadable: logged, then read from NATS). */
+function readCache(file: string, log: Logger): AdmittedNode[] | undefined {
+  try {
+    const list = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+    if (!Array.isArray(list)) throw new Error('not a list');
+    return list.filter(
+      (n: Partial<AdmittedNode>) => typeof n?.node === 'string' && typeof n.nkey === 'string' && Array.isArray(n.roles),
+    ) as AdmittedNode[];
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ err, file }, 'roster cache unreadable; waiting for NATS');
+    return undefined;
+  }
+}

@@ -25,7 +25,7 @@ async function controllerYaml(dir: string, nats: string): Promise<string> {
     'roles:',
     '  controller:',
     `    nats: { listen: "127.0.0.1:${client}", cluster_listen: "127.0.0.1:${cluster}", monitor_listen: "127.0.0.1:${monitor}", store_dir: ${at('nats')}, binary: ${JSON.stringify(nats)} }`,
-    `    paths: { nats_conf: ${at('nats-server.conf')}, members: ${at('members')} }`,
+    `    paths: { nats_conf: ${at('nats-server.conf')}, members: ${at('members')}, roster: ${at('roster.json')}, firewall: ${at('firewall.rules')} }`,
     // The host's firewall stays untouched; this Serf has no RPC key (test/integration/trust.test.ts covers both).
     '    firewall: { enabled: false }',
     `metadata: { listen: "127.0.0.1:${metadata}" }`,

@@ -57,7 +57,7 @@ describe.skipIf(Boolean(skip))('controller: config reload', () => {
         'roles:',
         '  controller:',
         `    nats: { listen: "127.0.0.1:${nats}", cluster_listen: "127.0.0.1:${cluster}", monitor_listen: "127.0.0.1:${monitor}", store_dir: ${JSON.stringify(path.join(files, 'nats'))} }`,
-        `    paths: { nats_conf: ${JSON.stringify(path.join(files, 'nats-server.conf'))}, members: ${JSON.stringify(path.join(files, 'members'))} }`,
+        `    paths: { nats_conf: ${JSON.stringify(path.join(files, 'nats-server.conf'))}, members: ${JSON.stringify(path.join(files, 'members'))}, roster: ${JSON.stringify(path.join(files, 'roster.json'))}, firewall: ${JSON.stringify(path.join(files, 'firewall.rules'))} }`,
         '    firewall: { enabled: false }',
         `metadata: { listen: "127.0.0.1:${metadataPort}", proxy_secret: "${'05'.repeat(32)}" }`,
         'messaging:',

@@ -129,7 +129,7 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
         'roles:',
         '  controller:',
         `    nats: { listen: "${ip}:4222", cluster_listen: "${ip}:6222", monitor_listen: "${ip}:8222", store_dir: ${JSON.stringify(path.join(files, 'nats'))}, binary: ${JSON.stringify(NATS_BIN)} }`,
-        `    paths: { nats_conf: ${JSON.stringify(path.join(files, 'nats-server.conf'))}, members: ${JSON.stringify(path.join(files, 'members'))} }`,
+        `    paths: { nats_conf: ${JSON.stringify(path.join(files, 'nats-server.conf'))}, members: ${JSON.stringify(path.join(files, 'members'))}, roster: ${JSON.stringify(path.join(files, 'roster.json'))}, firewall: ${JSON.stringify(path.join(files, 'firewall.rules'))} }`,
         '    firewall: { enabled: false }',
         // The hosted metadata service; its registry wants three replicas, so it is readable once
         // three controllers form the cluster (and 503 before).

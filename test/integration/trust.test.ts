@@ -76,7 +76,7 @@ describe.skipIf(Boolean(skip))('trust: NATS auth, least privilege, pinned contro
         'roles:',
         '  controller:',
         `    nats: { listen: "127.0.0.1:${client}", cluster_listen: "127.0.0.1:${cluster}", monitor_listen: "127.0.0.1:${monitor}", store_dir: ${JSON.stringify(path.join(dir, 'nats'))}, binary: nats-server }`,
-        `    paths: { nats_conf: ${JSON.stringify(path.join(dir, 'nats.conf'))}, members: ${JSON.stringify(path.join(dir, 'members'))} }`,
+        `    paths: { nats_conf: ${JSON.stringify(path.join(dir, 'nats.conf'))}, members: ${JSON.stringify(path.join(dir, 'members'))}, roster: ${JSON.stringify(path.join(dir, 'roster.json'))}, firewall: ${JSON.stringify(path.join(dir, 'firewall.rules'))} }`,
         // The host's own firewall stays untouched (controller-firewall.test.ts runs it in a namespace).
         '    firewall: { enabled: false }',
         `metadata: { listen: "127.0.0.1:${md}", proxy_secret: "${'cd'.repeat(32)}" }`,

@@ -71,7 +71,7 @@ describe('parseControllerConfig', () => {
       'roles.controller.paths.members: must not be inside nats.store_dir',
     );
     expect(errorOf({ paths: { members: '/etc/m', nats_conf: '/etc/m' } })).toBe(
-      'roles.controller.paths: nats_conf, firewall and members must be three different files',
+      'roles.controller.paths: nats_conf, firewall, members and roster must be four different files',
     );
   });
 });
