@@ -7,6 +7,7 @@
  * The first controller of a new cluster admits itself: with no credentials on this node yet,
  * `node admit <this node> --role controller` creates the authority.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../../core/files.js';
 import { ROLE_NAMES, type RoleName } from '../../core/members.js';
@@ -99,6 +100,10 @@ export async function admitCommand(g: GlobalOptions, name: string, o: AdmitOptio
   const roles = parseRoles(o.role);
   const ownFile = credentialsPath(g);
   const own = await cliCredentials(g);
+  if (!own && existsSync(ownFile)) {
+    io.err(`error: cannot read ${ownFile} (mode 0600, root's): run node commands as root`);
+    return 1;
+  }
   if (!own) {
     // A new cluster: its first controller admits itself and creates the authority.
     if (!roles.includes('controller')) {

@@ -146,10 +146,10 @@ describe.skipIf(Boolean(skip))('trust: NATS auth, least privilege, pinned contro
   });
 
   it('refuses anonymous clients and keys it never admitted', async () => {
-    await expect(connect({ servers: natsUrl, timeout: 2000, maxReconnectAttempts: 0 })).rejects.toThrow(/Authorization Violation/);
+    await expect(connect({ servers: natsUrl, timeout: 10_000, maxReconnectAttempts: 0 })).rejects.toThrow(/Authorization Violation/);
     const stranger = createUser();
     await expect(
-      connect({ servers: natsUrl, timeout: 2000, maxReconnectAttempts: 0, authenticator: nkeyAuthenticator(stranger.getSeed()) }),
+      connect({ servers: natsUrl, timeout: 10_000, maxReconnectAttempts: 0, authenticator: nkeyAuthenticator(stranger.getSeed()) }),
     ).rejects.toThrow(/Authorization Violation/);
   });
 
@@ -191,7 +191,7 @@ describe.skipIf(Boolean(skip))('trust: NATS auth, least privilege, pinned contro
     expect(after.state).not.toBe('deleting');
     // Bad requests get an error and change nothing.
     await expect(requestNodeWrite(cn2, 'cn2', { op: 'ips', id: web.id, ips: ['not an ip'] })).rejects.toThrow(/refused/);
-    const raw = await cn2.request('mammatus.registry.node.cn2', 'x'.repeat(20_000), { timeout: 2000 });
+    const raw = await cn2.request('mammatus.registry.node.cn2', 'x'.repeat(20_000), { timeout: 10_000 });
     expect(raw.string()).toMatch(/larger than/);
   });
 
@@ -257,7 +257,7 @@ describe.skipIf(Boolean(skip))('trust: NATS auth, least privilege, pinned contro
     expect(r, r.err).toMatchObject({ code: 0 });
     await eventually(() => expect(dropped).toBeGreaterThan(0), 5000, 20);
     expect(dropped - t0).toBeLessThan(5000);
-    await expect(connectNats(natsUrl, { name: 'again', timeoutMs: 2000, credentials: creds.gw1 })).rejects.toThrow(
+    await expect(connectNats(natsUrl, { name: 'again', timeoutMs: 10_000, credentials: creds.gw1 })).rejects.toThrow(
       /Authorization Violation/,
     );
     const list = await cli('node', 'list', '--json', '--nats', natsUrl);
