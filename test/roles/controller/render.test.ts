@@ -172,22 +172,15 @@ describe('the rendered nats-server config', () => {
   });
 
   it('reports an invalid setting as a SettingsError naming the key', () => {
-    expect(() =>
+    const bad = () =>
       renderController({
         node: 'n',
         config: { nats: { listen: 'nope' } },
         members: [],
         credentials: fixedCredentials('n', ['controller']),
-      }),
-    ).toThrow(SettingsError);
-    expect(() =>
-      renderController({
-        node: 'n',
-        config: { nats: { listen: 'nope' } },
-        members: [],
-        credentials: fixedCredentials('n', ['controller']),
-      }),
-    ).toThrow(/^roles\.controller\.nats\.listen: /);
+      });
+    expect(bad).toThrow(SettingsError);
+    expect(bad).toThrow(/^roles\.controller\.nats\.listen: /);
   });
 });
 
