@@ -58,6 +58,14 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
   server.on('close', () => agent.destroy());
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Only origin-form targets: an absolute URL, `//host` or `/\\host` would make a URL parser (or
+    // an upstream) go to another host, turning the proxy into an open one for tenants. Leading
+    // slashes collapse to one (the service counts repeated slashes as one anyway).
+    const url = (req.url ?? '/').replace(/^\/+/, '/');
+    if (!isOriginForm(url)) {
+      res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end('Bad Request');
+      return;
+    }
     const body = await readBody(req);
     if (body === undefined) {
       res.writeHead(413, { 'content-type': 'text/plain' }).end('Payload Too Large');
@@ -66,7 +74,6 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
     const remote = req.socket.remoteAddress ?? '';
     const ip = remote.startsWith('::ffff:') ? remote.slice(7) : remote;
     const mac = await deps.macOf(ip);
-    const url = req.url ?? '/';
     const headers: Record<string, string | string[]> = {};
     const dropped = new Set((req.headers.connection ?? '').split(',').map((h) => h.trim().toLowerCase()));
     for (const [name, value] of Object.entries(req.headers)) {
@@ -93,10 +100,19 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
     res: ServerResponse,
   ): Promise<boolean> {
     return new Promise((resolve) => {
-      const target = new URL(url, base);
+      // The host and port are the upstream's, always; the caller's target is only ever a path.
+      const origin = new URL(base);
       const up = http.request(
-        target,
-        { method, headers: { ...headers, host: target.host }, agent, timeout: deps.timeoutMs ?? 3000 },
+        {
+          protocol: origin.protocol,
+          hostname: origin.hostname.replace(/^\[|\]$/g, ''),
+          port: origin.port,
+          path: origin.pathname.replace(/\/$/, '') + url,
+          method,
+          headers: { ...headers, host: origin.host },
+          agent,
+          timeout: deps.timeoutMs ?? 3000,
+        },
         (upRes) => {
           const out: Record<string, string | string[]> = {};
           for (const [name, value] of Object.entries(upRes.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
@@ -120,6 +136,17 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
     });
   }
   return server;
+}
+
+/** A path (and query) that starts with one `/` and holds no backslash, control character or space. */
+export function isOriginForm(target: string): boolean {
+  if (!target.startsWith('/') || target.startsWith('//') || target.includes('\\')) return false;
+  // Control characters and spaces never reach here from node's parser; refuse them all the same.
+  for (let i = 0; i < target.length; i++) {
+    const c = target.charCodeAt(i);
+    if (c <= 0x20 || c === 0x7f) return false;
+  }
+  return true;
 }
 
 /** The request body, or `undefined` when it is larger than `MAX_BODY`. */

@@ -5,7 +5,8 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -230,6 +231,39 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
       ).text();
       expect((await fetch(`${proxyBase}/latest/meta-data/mac`, { headers: { 'x-aws-ec2-metadata-token': token } })).status).toBe(200);
     });
+    it('is no open proxy: absolute-form and backslash targets are 400, `//host` stays on the upstream, nothing else is reached', async () => {
+      // Another HTTP service the gateway could reach (its loopback, the NATS monitor, Vault…).
+      let reached = 0;
+      const other = http.createServer((_q, r) => void (reached++, r.end('secret')));
+      await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+      const port = (other.address() as AddressInfo).port;
+      const proxyPort = Number(new URL(proxyBase).port);
+      /** Sends one raw request line (fetch would normalize it) and returns the status code. */
+      const raw = (target: string) =>
+        new Promise<number>((resolve, reject) => {
+          const s = net.connect(proxyPort, '127.0.0.1', () =>
+            s.write(`GET ${target} HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n`),
+          );
+          let text = '';
+          s.on('data', (d: Buffer) => (text += d.toString()));
+          s.on('end', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
+          s.on('error', reject);
+        });
+      try {
+        for (const target of [`http://127.0.0.1:${port}/x`, `/\\127.0.0.1:${port}/x`, `/\\/127.0.0.1:${port}/x`, '*']) {
+          expect([target, await raw(target)]).toEqual([target, 400]);
+        }
+        // `//host/x` is a path on the metadata service's own host (leading slashes count as one).
+        expect(await raw(`//127.0.0.1:${port}/x`)).toBe(404);
+        expect(await raw('//latest/meta-data/local-hostname')).toBe(200);
+        // An origin-form target still works, at the upstream's own host.
+        expect(await raw('/latest/meta-data/local-hostname')).toBe(200);
+        expect(reached).toBe(0);
+      } finally {
+        await new Promise((r) => other.close(r));
+      }
+    });
+
     it('a signed identity names the instance; a forged one is 403; a stale one is 403', async () => {
       const url = '/latest/meta-data/local-hostname';
       const ok = signIdentity(SECRET, 'GET', url, { ip: '10.9.0.2', mac: '00:16:3e:00:00:02' }, Date.now());
