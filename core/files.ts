@@ -4,6 +4,7 @@
  * target, so a crash or a reader never sees half a config file.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, posix } from 'node:path';
 import type { FileOps } from './contracts.js';
@@ -73,6 +74,22 @@ async function syncDir(dir: string): Promise<void> {
   } catch {
     // Durability of the directory entry is a bonus; the content is already synced.
   }
+}
+
+/** Why a secret file with these permission bits is refused, or undefined when only its owner can read it. */
+export function privateModeProblem(path: string, mode: number): string | undefined {
+  if ((mode & 0o077) === 0) return undefined;
+  return `${path} is readable by others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); run chmod 600 ${path}`;
+}
+
+/**
+ * Reads a file that holds a secret (the metadata proxy secret, say), refusing one that group or
+ * others can read, as ssh refuses such a private key: its secret is no longer the node's alone.
+ */
+export function readSecretFileSync(path: string): string {
+  const problem = privateModeProblem(path, statSync(path).mode);
+  if (problem) throw new Error(problem);
+  return readFileSync(path, 'utf8');
 }
 
 async function readIfExists(path: string): Promise<string | undefined> {

@@ -12,6 +12,7 @@
  */
 import { createHmac } from 'node:crypto';
 import { stat, readFile } from 'node:fs/promises';
+import { privateModeProblem } from './files.js';
 import { createOperator, createUser, fromPublic, fromSeed } from '@nats-io/nkeys';
 import type { Member } from './contracts.js';
 import { ROLE_NAMES, type RoleName } from './members.js';
@@ -214,9 +215,8 @@ export async function readCredentials(path: string): Promise<NodeCredentials | u
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  if ((mode & 0o077) !== 0) {
-    throw new Error(`${path} is readable by others (mode ${mode.toString(8).padStart(4, '0')}); run chmod 600 ${path}`);
-  }
+  const problem = privateModeProblem(path, mode);
+  if (problem) throw new Error(problem);
   let json: unknown;
   try {
     json = JSON.parse(await readFile(path, 'utf8'));

@@ -3,7 +3,7 @@
  * (development, tests, or a host outside the agent). Both read the `metadata:` section of the agent
  * config and run until SIGTERM/SIGINT.
  */
-import { readFileSync } from 'node:fs';
+import { readSecretFileSync } from '../../core/files.js';
 import { isHostPort } from '../../core/net.js';
 import { loadConfig } from '../config/load.js';
 import { buildLogger } from '../../core/logger.js';
@@ -35,7 +35,7 @@ async function settingsFrom(
   env: NodeJS.ProcessEnv,
 ): Promise<{ settings: MetadataSettings; level: string }> {
   const loaded = await loadConfig({ path: configPath, env });
-  return { settings: parseMetadataSettings(loaded.config.metadata, (p) => readFileSync(p, 'utf8')), level: loaded.config.log.level };
+  return { settings: parseMetadataSettings(loaded.config.metadata, readSecretFileSync), level: loaded.config.log.level };
 }
 
 function checkListen(listen: string | undefined): void {

@@ -3,7 +3,7 @@
  * nats-server is ready and tells it about membership, from which vendor-data takes the controller
  * addresses (Consul's join list, InfluxDB's host). The service's modules are loaded at its start.
  */
-import { readFileSync } from 'node:fs';
+import { readSecretFileSync } from '../../core/files.js';
 import type { HostedService, Member } from '../../core/contracts.js';
 import { aliveWithRole } from '../../core/members.js';
 import type { RunningMetadataService } from './service.js';
@@ -31,7 +31,7 @@ export function metadataHostedService(section: () => unknown): HostedService {
         import('./service.js'),
         import('./vendor-source.js'),
       ]);
-      const settings = parseMetadataSettings(section(), (p) => readFileSync(p, 'utf8'));
+      const settings = parseMetadataSettings(section(), readSecretFileSync);
       controllers = controllerAddresses(ctx.members);
       const vendorData = await buildVendorDataSource({ settings, controllers: () => controllers, log: ctx.log });
       running = await startMetadataService({ settings, nats: ctx.natsUrl, vendorData, log: ctx.log, credentials: ctx.credentials });

@@ -1,8 +1,9 @@
 import { describe, it, expect, onTestFinished } from 'vitest';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildFileOps, writeFileAtomic } from '../../core/files.js';
+import { buildFileOps, readSecretFileSync, writeFileAtomic } from '../../core/files.js';
+import { parseMetadataSettings } from '../../src/metadata/config.js';
 
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'mammatus-files-'));
@@ -97,5 +98,21 @@ describe('buildFileOps', () => {
     const files = buildFileOps();
     await files.write(join(dir, 'x'), 'x');
     expect(await readFile(join(dir, 'x'), 'utf8')).toBe('x');
+  });
+});
+
+describe('secret files', () => {
+  it('are read only when no one but their owner can read them', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mammatus-secret-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'metadata.secret');
+    await writeFile(file, 'ab'.repeat(32), { mode: 0o600 });
+    expect(readSecretFileSync(file)).toBe('ab'.repeat(32));
+    for (const mode of [0o640, 0o604, 0o644]) {
+      await chmod(file, mode);
+      expect(() => readSecretFileSync(file)).toThrow(/metadata\.secret is readable by others \(mode 06\d\d\); run chmod 600/);
+    }
+    // The metadata service's settings refuse such a file, naming it and never its content.
+    expect(() => parseMetadataSettings({ proxy_secret_file: file }, readSecretFileSync)).toThrow(/readable by others/);
   });
 });
