@@ -322,6 +322,11 @@ describe.skipIf(chrootSkip !== undefined)(
       expect(c().exists(`${DSH_STATE}/${UNIT}.dsh-also`)).toBe(true);
       expect(c().exists(`${DSH_STATE}/multi-user.target.wants/${UNIT}`)).toBe(true);
       expect(statSync(c().path('/var/lib/mammatus')).isDirectory()).toBe(true);
+      // The system user the agent's tenant-facing services run as: no home, no login.
+      const user = (await ok('getent', ['passwd', 'mammatus'])).stdout.trim().split(':');
+      expect([user[5], user[6]]).toEqual(['/nonexistent', '/usr/sbin/nologin']);
+      expect(Number(user[2])).toBeLessThan(1000);
+      expect((await ok('getent', ['group', 'mammatus'])).stdout).toMatch(/^mammatus:/);
     });
 
     step('d. the installed agent starts against a real serf, sets its tag, and stops cleanly on SIGTERM', async () => {
