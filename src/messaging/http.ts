@@ -6,6 +6,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../core/contracts.js';
+import { enforceConnectionLimits, serverOptions, type HttpLimits } from '../../core/http-limits.js';
 import type { MessagingConfig } from './config.js';
 import { commonError, snsError, sqsError, type MessagingError, type Service } from './errors.js';
 import { isJsonRequest } from './protocol/detect.js';
@@ -25,7 +26,22 @@ export interface MessagingPluginOptions {
    * `path`, as receivers fetch it without credentials.
    */
   readonly signingCertificate?: { readonly path: string; readonly pem: string };
+  /** Overrides `MESSAGING_HTTP_LIMITS` (tests). */
+  readonly limits?: HttpLimits;
 }
+
+/**
+ * The API's HTTP limits. The idle timeout leaves room for a 20 s long poll; the request timeout
+ * bounds how long a body may trickle in; SDKs hold up to 50 keep-alive sockets per client.
+ */
+export const MESSAGING_HTTP_LIMITS: HttpLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5000,
+  idleTimeoutMs: 60_000,
+  maxConnections: 2048,
+  maxConnectionsPerAddress: 256,
+};
 
 /**
  * Registers the API on `app` (encapsulated: its content-type parsers and error handler stay inside).
@@ -77,7 +93,17 @@ export async function messagingPlugin(app: FastifyInstance, opts: MessagingPlugi
  * Request logging is off: request URLs can carry presigned signatures.
  */
 export function buildMessagingApp(opts: MessagingPluginOptions): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: opts.config.max_request_bytes, return503OnClosing: true });
+  const limits = opts.limits ?? MESSAGING_HTTP_LIMITS;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: opts.config.max_request_bytes,
+    return503OnClosing: true,
+    http: serverOptions(limits),
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+  });
+  enforceConnectionLimits(app.server, limits);
   void app.register(messagingPlugin, opts);
   return app;
 }
