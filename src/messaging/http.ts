@@ -6,6 +6,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../core/contracts.js';
+import { createAccessControl } from './access.js';
 import type { MessagingConfig } from './config.js';
 import { commonError, snsError, sqsError, type MessagingError, type Service } from './errors.js';
 import { isJsonRequest } from './protocol/detect.js';
@@ -39,6 +40,7 @@ export async function messagingPlugin(app: FastifyInstance, opts: MessagingPlugi
     sqs: opts.sqs,
     sns: opts.sns,
     verifier: config.verify_signatures ? createSigV4Verifier({ credentials: config.credentials }) : undefined,
+    access: createAccessControl(config.credentials, { accountId: config.account_id, region: config.region }),
     accountId: config.account_id,
     region: config.region,
     baseUrl: config.base_url,
