@@ -7,11 +7,13 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../core/contracts.js';
 import { enforceConnectionLimits, serverOptions, type HttpLimits } from '../../core/http-limits.js';
+import { createAccessControl } from './access.js';
 import type { MessagingConfig } from './config.js';
 import { commonError, snsError, sqsError, type MessagingError, type Service } from './errors.js';
 import { isJsonRequest } from './protocol/detect.js';
 import { handleRequest, renderError, type HandlerDeps, type WireRequest, type WireResponse } from './protocol/handle.js';
-import { createSigV4Verifier, readCredentialScope } from './sigv4.js';
+import { refuseBeforeBody } from './protocol/preauth.js';
+import { createSigV4Verifier, readCredentialScope, type RequestHead } from './sigv4.js';
 import type { SnsEngine } from './sns-engine.js';
 import type { SqsEngine } from './sqs-engine.js';
 
@@ -54,6 +56,7 @@ export async function messagingPlugin(app: FastifyInstance, opts: MessagingPlugi
     sqs: opts.sqs,
     sns: opts.sns,
     verifier: config.verify_signatures ? createSigV4Verifier({ credentials: config.credentials }) : undefined,
+    access: createAccessControl(config.credentials, { accountId: config.account_id, region: config.region }),
     accountId: config.account_id,
     region: config.region,
     baseUrl: config.base_url,
@@ -63,6 +66,16 @@ export async function messagingPlugin(app: FastifyInstance, opts: MessagingPlugi
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.max_request_bytes }, (_req, body, done) => done(null, body));
   app.setErrorHandler((err: FastifyError, request, reply) => send(reply, frontEndError(err, request, config.max_request_bytes)));
+
+  // Authentication that needs no body runs as soon as the headers are in: the body of a refused
+  // request is never read, and the connection is closed after the answer instead of being drained.
+  const verifier = deps.verifier;
+  if (verifier) {
+    app.addHook('onRequest', async (request, reply) => {
+      const refused = refuseBeforeBody(requestHead(request), verifier);
+      if (refused) return send(reply.header('connection', 'close'), refused);
+    });
+  }
 
   const cert = opts.signingCertificate;
   if (cert) {
@@ -114,18 +127,20 @@ function pathOf(url: string | undefined): string {
   return q < 0 ? raw : raw.slice(0, q);
 }
 
-function toWireRequest(request: FastifyRequest): WireRequest {
+function requestHead(request: FastifyRequest): RequestHead {
   const url = request.raw.url ?? '/';
   const q = url.indexOf('?');
-  const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
   return {
     method: request.method,
     rawPath: q < 0 ? url : url.slice(0, q),
     rawQuery: q < 0 ? '' : url.slice(q + 1),
     headers: request.headers,
-    body,
-    origin: `${request.protocol}://${request.headers.host ?? 'localhost'}`,
   };
+}
+
+function toWireRequest(request: FastifyRequest): WireRequest {
+  const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+  return { ...requestHead(request), body, origin: `${request.protocol}://${request.headers.host ?? 'localhost'}` };
 }
 
 // A Buffer payload is sent as is: for strings fastify would append `; charset=utf-8` to the type.
@@ -141,7 +156,6 @@ function frontEndError(err: FastifyError, request: FastifyRequest, limit: number
     rawPath: '/',
     rawQuery: '',
     headers: request.headers,
-    body: new Uint8Array(),
   })?.service;
   const service: Service = !json && signedFor === 'sns' ? 'sns' : 'sqs';
   let error: MessagingError;
