@@ -18,7 +18,7 @@ import { buildMetadataApp, METADATA_HTTP_LIMITS } from '../../src/metadata/serve
 import { TokenAuthority } from '../../src/metadata/tokens.js';
 import { buildMessagingApp, MESSAGING_HTTP_LIMITS } from '../../src/messaging/http.js';
 import { createMemoryEngine } from '../src/messaging/memory-engine.js';
-import { testConfig } from '../src/messaging/helpers.js';
+import { CREDENTIALS, testConfig } from '../src/messaging/helpers.js';
 
 const SLOW = 1000;
 const ADDRESSES = 50; // 127.0.0.2 … 127.0.0.51, 20 slow connections each
@@ -37,6 +37,8 @@ interface Target {
   readonly good: { readonly path: string; readonly status: number };
   /** The Content-Length a slow-body connection announces: the most the server would read. */
   readonly bodyLength: number;
+  /** Extra headers of a slow-body request (e.g. credentials that pass the checks made before the body). */
+  readonly bodyHeaders?: () => string;
   /** Starts the server; returns its port and how to stop it. */
   start(limits: HttpLimits): Promise<{ port: number; stop: () => Promise<void> }>;
 }
@@ -107,6 +109,13 @@ const TARGETS: Target[] = [
     limits: MESSAGING_HTTP_LIMITS,
     good: { path: '/?Action=ListQueues', status: 403 }, // unsigned: refused, but answered
     bodyLength: 4_000_000,
+    // A key holder's request: a known key and a valid scope pass the checks made before the body
+    // (the signature itself needs the body), so its body is read — slowly, until the request timeout.
+    bodyHeaders: () => {
+      const date = new Date().toISOString().replace(/[-:]|\.\d{3}/g, '');
+      const scope = `${CREDENTIALS.accessKeyId}/${date.slice(0, 8)}/us-east-1/sqs/aws4_request`;
+      return `X-Amz-Date: ${date}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=${scope}, SignedHeaders=host;x-amz-date, Signature=${'0'.repeat(64)}\r\n`;
+    },
     async start(limits) {
       const engine = createMemoryEngine();
       const app = buildMessagingApp({ config: testConfig(), sqs: engine.sqs, sns: engine.sns, log, limits });
@@ -117,13 +126,13 @@ const TARGETS: Target[] = [
 ];
 
 /** Opens one slow connection from `localAddress`: partial headers, or a large body announced and trickled. */
-function slowConnection(port: number, localAddress: string, kind: 'headers' | 'body', bodyLength = 0): Promise<net.Socket> {
+function slowConnection(port: number, localAddress: string, kind: 'headers' | 'body', bodyLength = 0, extra = ''): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ port, host: '127.0.0.1', localAddress }, () => {
       if (kind === 'headers') s.write('GET /latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\nX-Slow: ');
       else
         s.write(
-          `POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${bodyLength}\r\n\r\nAction=`,
+          `POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${bodyLength}\r\n${extra}\r\nAction=`,
         );
       resolve(s);
     });
@@ -158,10 +167,19 @@ describe.each(TARGETS)('$name under a flood', (target) => {
     const sockets: net.Socket[] = [];
     let closedByServer = 0;
     for (let i = 0; i < SLOW; i++) {
-      const s = await slowConnection(port, `127.0.0.${2 + (i % ADDRESSES)}`, i % 2 ? 'body' : 'headers', target.bodyLength);
+      const s = await slowConnection(
+        port,
+        `127.0.0.${2 + (i % ADDRESSES)}`,
+        i % 2 ? 'body' : 'headers',
+        target.bodyLength,
+        target.bodyHeaders?.(),
+      );
       s.once('close', () => closedByServer++);
       sockets.push(s);
     }
+    // Every slow connection is held: none is refused before its timeout.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(closedByServer, 'slow connections closed before their timeout').toBe(0);
     // Trickle one byte a second on each, as a slowloris does, while the good client asks.
     const trickle = setInterval(() => {
       for (const s of sockets) if (!s.destroyed) s.write('a');
