@@ -87,3 +87,31 @@ export async function readBodyUpTo(req: IncomingMessage, max: number): Promise<B
   }
   return Buffer.concat(chunks);
 }
+
+/**
+ * Bytes of request bodies a server holds in memory at once, across all connections. A body that
+ * would take the total past `maxBytes` is cut off; its bytes are given back when its request ends.
+ * Bounds memory against many clients that each send a large body and then stall one byte short.
+ */
+export class BodyBudget {
+  private used = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Bytes held now. */
+  get inUse(): number {
+    return this.used;
+  }
+
+  /** Takes `n` bytes; false (and nothing taken) when that would pass the budget. */
+  take(n: number): boolean {
+    if (this.used + n > this.maxBytes) return false;
+    this.used += n;
+    return true;
+  }
+
+  /** Gives `n` bytes back. */
+  give(n: number): void {
+    this.used = Math.max(0, this.used - n);
+  }
+}

@@ -10,6 +10,8 @@
  */
 import http, { type Server } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { HttpLimits } from '../../core/http-limits.js';
@@ -25,10 +27,13 @@ const ADDRESSES = 50; // 127.0.0.2 … 127.0.0.51, 20 slow connections each
 /** Growth of this process's RSS (servers and attackers together) allowed while the flood is held. */
 const RSS_BOUND_MB = 150;
 const log = pino({ level: 'silent' });
+// A full collection before measuring live memory (the test's own garbage is not the server's).
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 const SECRET = Buffer.alloc(32, 5);
 
 /** Production limits with the header and request timeouts shortened to keep the test short. */
-const quick = (l: HttpLimits): HttpLimits => ({ ...l, headersTimeoutMs: 2000, requestTimeoutMs: 3000, checkIntervalMs: 250 });
+const quick = <T extends HttpLimits>(l: T): T => ({ ...l, headersTimeoutMs: 2000, requestTimeoutMs: 3000, checkIntervalMs: 250 });
 
 interface Target {
   readonly name: string;
@@ -111,19 +116,31 @@ const TARGETS: Target[] = [
     bodyLength: 4_000_000,
     // A key holder's request: a known key and a valid scope pass the checks made before the body
     // (the signature itself needs the body), so its body is read — slowly, until the request timeout.
-    bodyHeaders: () => {
-      const date = new Date().toISOString().replace(/[-:]|\.\d{3}/g, '');
-      const scope = `${CREDENTIALS.accessKeyId}/${date.slice(0, 8)}/us-east-1/sqs/aws4_request`;
-      return `X-Amz-Date: ${date}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=${scope}, SignedHeaders=host;x-amz-date, Signature=${'0'.repeat(64)}\r\n`;
-    },
+    bodyHeaders: () => keyHolderHeaders(),
     async start(limits) {
       const engine = createMemoryEngine();
-      const app = buildMessagingApp({ config: testConfig(), sqs: engine.sqs, sns: engine.sns, log, limits });
+      const app = buildMessagingApp({
+        config: testConfig(),
+        sqs: engine.sqs,
+        sns: engine.sns,
+        log,
+        limits: { ...MESSAGING_HTTP_LIMITS, ...limits },
+      });
       await app.listen({ host: '127.0.0.1', port: 0 });
       return { port: (app.server.address() as AddressInfo).port, stop: () => (app.server.closeAllConnections(), app.close()) };
     },
   },
 ];
+
+/**
+ * Headers of a key holder's request: a known key and a valid scope pass the checks made before the
+ * body (the signature itself needs the body), so its body is read.
+ */
+function keyHolderHeaders(): string {
+  const date = new Date().toISOString().replace(/[-:]|\.\d{3}/g, '');
+  const scope = `${CREDENTIALS.accessKeyId}/${date.slice(0, 8)}/us-east-1/sqs/aws4_request`;
+  return `X-Amz-Date: ${date}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=${scope}, SignedHeaders=host;x-amz-date, Signature=${'0'.repeat(64)}\r\n`;
+}
 
 /** Opens one slow connection from `localAddress`: partial headers, or a large body announced and trickled. */
 function slowConnection(port: number, localAddress: string, kind: 'headers' | 'body', bodyLength = 0, extra = ''): Promise<net.Socket> {
@@ -227,6 +244,42 @@ describe.each(TARGETS)('$name under a flood', (target) => {
       expect((await goodRequest(port, target.good.path)).status).toBe(target.good.status);
     } finally {
       for (const s of held) s.destroy();
+    }
+  }, 30_000);
+});
+
+describe('SQS/SNS API: bodies that stop one byte short', () => {
+  it('holds at most its body budget in memory: 80 key holders each sending 4 MB less one byte (320 MB without the budget)', async () => {
+    const engine = createMemoryEngine();
+    const app = buildMessagingApp({ config: testConfig(), sqs: engine.sqs, sns: engine.sns, log, limits: quick(MESSAGING_HTTP_LIMITS) });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const port = (app.server.address() as AddressInfo).port;
+    gc();
+    const buffersBefore = process.memoryUsage().arrayBuffers;
+    const sockets: net.Socket[] = [];
+    const statuses: string[] = [];
+    try {
+      const chunk = Buffer.alloc(4_000_000 - 1 - 'Action='.length, 0x61);
+      for (let i = 0; i < 80; i++) {
+        const s = await slowConnection(port, `127.0.0.${2 + (i % ADDRESSES)}`, 'body', 4_000_000, keyHolderHeaders());
+        s.on('data', (d: Buffer) => statuses.push(d.toString('latin1').split('\r\n')[0] ?? ''));
+        s.write(chunk);
+        sockets.push(s);
+      }
+      await new Promise((r) => setTimeout(r, 1500));
+      gc();
+      const liveMb = (process.memoryUsage().arrayBuffers - buffersBefore) / 2 ** 20;
+      const refused = [...new Set(statuses)].join(', ');
+      console.log(`80 bodies one byte short: ${statuses.length} refused (${refused}); live buffers +${liveMb.toFixed(1)} MB`);
+      // 64 MiB holds 16 of them; the others are refused 503 at once; what stays in memory is the budget.
+      expect(statuses.length).toBeGreaterThanOrEqual(60);
+      expect(new Set(statuses)).toEqual(new Set(['HTTP/1.1 503 Service Unavailable']));
+      expect(liveMb).toBeLessThan(MESSAGING_HTTP_LIMITS.maxBufferedBodyBytes / 2 ** 20 + 16);
+      expect((await goodRequest(port, '/?Action=ListQueues')).status).toBe(403);
+    } finally {
+      for (const s of sockets) s.destroy();
+      app.server.closeAllConnections();
+      await app.close();
     }
   }, 30_000);
 });
