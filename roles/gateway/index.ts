@@ -20,13 +20,16 @@ import { answerLeases, LEASES_QUERY } from './leases-query.js';
 import { leasesToRelease, parseMembersFile } from './release.js';
 import { lanAddressOf, parseDhcpHosts, parseNotes, planInstances, type DhcpHost } from './render-instances.js';
 import { answerReservations, RESERVATIONS_QUERY, servedFacts } from './served.js';
-import { renderBaseline } from './render-iptables.js';
+import { HOP_LIMIT_CHAIN, renderBaseline } from './render-iptables.js';
+import { installOwnChain, removeOwnChain, validateOwnChain, type OwnChain } from '../../core/iptables-chain.js';
 import { renderGateway } from './render.js';
 import { DaemonSupervisor } from '../../core/process-supervisor.js';
 import { type Argv } from '../../core/contracts.js';
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 const IPXE_DIR = '/usr/lib/ipxe';
+/** The mangle chain that sets the TTL of the metadata proxy's answers (hop limit). */
+const HOP_CHAIN: OwnChain = { table: 'mangle', hook: 'OUTPUT', chain: HOP_LIMIT_CHAIN };
 
 /** Checks that dnsmasq at `server` answers `name` (throws otherwise). */
 export type DnsProbe = (server: string, name: string) => Promise<void>;
@@ -107,7 +110,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
 
     async validate(ctx) {
       const cfg = config(ctx);
-      const network = [cfg.paths.dnsmasq_conf, cfg.paths.iptables, cfg.paths.sysctl];
+      const network = [cfg.paths.dnsmasq_conf, cfg.paths.iptables, cfg.paths.sysctl, cfg.paths.hop_limit];
       // Only names changed (a join, a leave): nothing of the network is touched, nothing to check.
       if (!ctx.changed.some((p) => network.includes(p))) return;
       // A node tagged gateway by mistake (no such ports) must fail here, before its firewall changes.
@@ -123,6 +126,9 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       if (ctx.changed.includes(cfg.paths.iptables) && (await ctx.files.read(cfg.paths.iptables)) !== undefined) {
         await validateRuleset(ctx.run, cfg.paths.iptables);
       }
+      if (ctx.changed.includes(cfg.paths.hop_limit) && (await ctx.files.read(cfg.paths.hop_limit)) !== undefined) {
+        await validateOwnChain(ctx.run, cfg.paths.hop_limit);
+      }
     },
 
     async reload(ctx) {
@@ -131,6 +137,10 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       const exists = async (p: string) => (await ctx.files.read(p)) !== undefined;
       if (changed(cfg.paths.sysctl)) await applyForwarding(ctx.run, cfg.paths.sysctl, await exists(cfg.paths.sysctl));
       if (changed(cfg.paths.iptables)) await firewall.apply(ctx.run, cfg.paths.iptables, await exists(cfg.paths.iptables));
+      if (changed(cfg.paths.hop_limit)) {
+        if (await exists(cfg.paths.hop_limit)) await installOwnChain(ctx.run, HOP_CHAIN, cfg.paths.hop_limit);
+        else await removeOwnChain(ctx.run, HOP_CHAIN);
+      }
       if (changed(cfg.paths.dnsmasq_conf)) {
         if (await exists(cfg.paths.dnsmasq_conf)) {
           await prepareDirs(ctx.run, cfg);
@@ -170,6 +180,8 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       const cfg = parseGatewayConfig(ctx.desired.config);
       askReconcile = ctx.reconcile;
       ensureFeed(cfg, ctx.desired.members, ctx.log);
+      // Rules do not outlive a reboot; the file (unchanged, so no reload) does.
+      if ((await ctx.files.read(cfg.paths.hop_limit)) !== undefined) await installOwnChain(ctx.run, HOP_CHAIN, cfg.paths.hop_limit);
       await applyProxy(ctx, cfg, false);
       if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
       if (!dnsmasq?.process.running) await prepareDirs(ctx.run, cfg);

@@ -89,6 +89,42 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
     expect((await bed.curl('cl', 'http://169.254.169.254/latest/user-data')).body).toBe(USER_DATA);
   });
 
+  it("the proxy's answers reach the instance with TTL 1 (the hop limit): one router further they would die", async () => {
+    // Counting rules in the instance's namespace (no target: they only count what arrives).
+    const rule = (op: string, ttl: string[]) => [
+      'iptables',
+      op,
+      'INPUT',
+      '-s',
+      '169.254.169.254',
+      '-p',
+      'tcp',
+      '--sport',
+      '80',
+      '-m',
+      'ttl',
+      ...ttl,
+    ];
+    const eq1 = ['--ttl-eq', '1'];
+    const gt1 = ['--ttl-gt', '1'];
+    for (const ttl of [eq1, gt1]) expect((await bed.exec('cl', rule('-I', ttl))).code).toBe(0);
+    try {
+      expect((await bed.curl('cl', 'http://169.254.169.254/latest/meta-data/local-hostname')).body).toBe('vm-1');
+      const listed = (await bed.exec('cl', ['iptables', '-L', 'INPUT', '-v', '-x', '-n'])).stdout.split('\n');
+      const packets = (match: string) =>
+        Number(
+          listed
+            .find((l) => l.includes(match))
+            ?.trim()
+            .split(/\s+/)[0] ?? -1,
+        );
+      expect(packets('TTL match TTL == 1')).toBeGreaterThan(0);
+      expect(packets('TTL match TTL > 1')).toBe(0);
+    } finally {
+      for (const ttl of [eq1, gt1]) await bed.exec('cl', rule('-D', ttl));
+    }
+  });
+
   it('identity headers sent by the instance itself are dropped by the proxy', async () => {
     const got = await bed.curl('cl', 'http://169.254.169.254/latest/meta-data/local-hostname', {
       args: ['-H', 'X-Mammatus-Client-MAC: 02:00:00:00:00:99', '-H', 'X-Mammatus-Signature: 00'],
