@@ -33,6 +33,9 @@ export interface SnsSettings {
   readonly httpTimeoutMs: number;
   readonly signingKeyFile?: string;
   readonly signingCertFile?: string;
+  /** The PEMs themselves, read by the agent (root) from the files above and handed to the API's process. */
+  readonly signingKeyPem?: string;
+  readonly signingCertPem?: string;
 }
 
 /** The engine's and listener's settings. */
