@@ -6,7 +6,7 @@
  */
 import type { ChildInit, ChildReport } from '../../core/child-service.js';
 import type { Logger } from '../../core/contracts.js';
-import { errorMessage } from '../../core/errors.js';
+import { errorCode, errorMessage } from '../../core/errors.js';
 import { buildLogger } from '../../core/logger.js';
 import { untilSignal } from '../../core/signals.js';
 import { UsageError } from './common.js';
@@ -97,6 +97,13 @@ const STARTERS: Record<(typeof CHILD_SERVICES)[number], (a: StartArgs) => Promis
   },
 };
 
+/** The error's message, with what to do when it is the unprivileged user's lack of a low port. */
+function explain(err: unknown): string {
+  const message = errorMessage(err);
+  if (errorCode(err) !== 'EACCES' || !/listen/.test(message)) return message;
+  return `${message}: the service runs as an unprivileged user (services.user) and cannot listen on a port below 1024; use a higher port (docs/security.md)`;
+}
+
 /** The first message on the IPC channel, or a rejection after `ms`. */
 function firstMessage(ms: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -130,7 +137,7 @@ export async function serviceRunCommand(name: string): Promise<number> {
   try {
     started = await STARTERS[name as (typeof CHILD_SERVICES)[number]]({ init, log, report, controllers: () => controllers });
   } catch (err) {
-    await report({ type: 'error', message: errorMessage(err) });
+    await report({ type: 'error', message: explain(err) });
     log.error({ err: errorMessage(err) }, `${name} failed to start`);
     process.disconnect?.();
     return 1;

@@ -5,12 +5,15 @@
  * command line or in their environment; they answer as before, and a killed one is restarted and
  * answers again. Needs root (it switches users and creates the user when missing).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ListQueuesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startMammatusAgent, type MammatusAgent } from '../../scripts/lib/mammatus-agent.js';
+import { pino } from 'pino';
+import { ChildService, serviceArgv, type ChildInit } from '../../core/child-service.js';
+import { buildSpawn } from '../../core/exec.js';
+import { BUNDLE, startMammatusAgent, type MammatusAgent } from '../../scripts/lib/mammatus-agent.js';
 import { TestTrust, natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { freePort } from '../../scripts/lib/ports.js';
 import { alive, ensureSystemUser, procArgsAndEnv, procIdentity } from '../../scripts/lib/proc.js';
@@ -122,7 +125,7 @@ describe.skipIf(Boolean(skip))('privilege separation of the tenant-facing servic
         expect(environ).not.toContain(secret);
       }
     }
-    console.log(`service children RSS: metadata ${rss.metadata} KiB, messaging ${rss.messaging} KiB`);
+    console.log(`RSS: agent ${procIdentity(a.pid).rssKb} KiB, children: metadata ${rss.metadata} KiB, messaging ${rss.messaging} KiB`);
 
     // Killed: the supervisor starts it again (backoff 0.5 s), as the same user, and it answers.
     for (const [service, answers] of [
@@ -146,5 +149,35 @@ describe.skipIf(Boolean(skip))('privilege separation of the tenant-facing servic
     await a.stop();
     for (const pid of childPids) await eventually(() => expect(alive(pid)).toBe(false), 15_000);
     expect(a.logLines().some((l) => JSON.stringify(l).includes(SQS_SECRET) || JSON.stringify(l).includes(PROXY_SECRET))).toBe(false);
+  });
+
+  it('a missing user means nobody, and a port below 1024 is refused with what to do', { timeout: 60_000 }, async () => {
+    const errors: string[] = [];
+    const log = pino({ level: 'error' }, { write: (s: string) => void errors.push(s) });
+    const child = new ChildService({
+      spawn: await buildSpawn({ log }),
+      log,
+      name: 'metadata',
+      argv: serviceArgv([process.execPath, [BUNDLE]], 'metadata'),
+      user: 'mammatus-no-such-user',
+    });
+    const init = (listen: string) => (): ChildInit => ({
+      type: 'init',
+      service: 'metadata',
+      level: 'info',
+      section: { listen, proxy_secret: PROXY_SECRET },
+      natsUrl: 'nats://127.0.0.1:1',
+    });
+    const port = await freePort();
+    expect(await child.start(init(`127.0.0.1:${port}`))).toBe(`http://127.0.0.1:${port}`);
+    childPids.add(child.pid!);
+    expect(procIdentity(child.pid!).uids).toEqual([65534, 65534, 65534, 65534]);
+    expect(errors.join()).toContain('system user mammatus-no-such-user does not exist');
+    await child.stop();
+    // Only where the kernel keeps low ports for root (the default).
+    if (Number(readFileSync('/proc/sys/net/ipv4/ip_unprivileged_port_start', 'utf8')) > 81) {
+      await expect(child.start(init('127.0.0.1:81'))).rejects.toThrow(/cannot listen on a port below 1024/);
+      expect(child.running).toBe(false);
+    }
   });
 });
