@@ -98,7 +98,7 @@ export class ChildService {
       onLine: (line) => relogChildLine(log, line),
       onStart: (pid) => this.sendInit(pid),
       onMessage: (message) => this.onReport(message),
-      onExit: (code) => this.settle(new Error(this.lastError ?? `exited with code ${code} before it was ready: ${this.lastLines()}`)),
+      onExit: (code) => this.settle(new Error(this.lastError ?? this.exitReason(code))),
     });
   }
 
@@ -186,6 +186,16 @@ export class ChildService {
     } else if (report?.type === 'listening') {
       this.opts.log.info({ pid: this.pid, url: report.url }, `${this.opts.name} listening`);
     }
+  }
+
+  /** Why a child died before it said anything: its error line, and what to do when it could not load. */
+  private exitReason(code: number | null): string {
+    const lines = this.supervisor.lastLines(50);
+    const error = lines.find((l) => /^\w*Error\b/.test(l.trim()));
+    const why = `exited with code ${code} before it was ready: ${error?.trim() ?? this.lastLines()}`;
+    // A checkout in a private home directory: the service user cannot load the program.
+    if (!/Cannot find module|EACCES/.test(why)) return why;
+    return `${why} (the service user must be able to read ${this.opts.argv[1][0] ?? this.opts.argv[0]}: install the package, or make the path readable; docs/security.md)`;
   }
 
   /** Rejects a pending start with `err`, if one is pending. */

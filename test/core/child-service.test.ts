@@ -48,6 +48,15 @@ describe('ChildService', () => {
     expect(child.running).toBe(false);
   });
 
+  it('names the error of a child that cannot load its program, and what to do', async () => {
+    const { log } = logSink();
+    const argv = [process.execPath, ['/nonexistent/mammatus.mjs']] as const;
+    const child = new ChildService({ spawn: await buildSpawn(), log, name: 'demo', argv });
+    await expect(child.start(init())).rejects.toThrow(
+      /Error: Cannot find module '\/nonexistent\/mammatus.mjs'.*must be able to read \/nonexistent\/mammatus.mjs/,
+    );
+  });
+
   it('rejects when the settings cannot be built (a secret file gone), without running half-configured', async () => {
     const { log } = logSink();
     const child = new ChildService({
