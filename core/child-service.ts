@@ -170,21 +170,21 @@ export class ChildService {
       this.supervisor.signal('SIGTERM');
       return;
     }
-    if (!this.supervisor.send(message)) this.opts.log.error({ pid }, `${this.opts.name}: its IPC channel is closed`);
+    if (!this.supervisor.send(message)) this.opts.log.error({ child_pid: pid }, `${this.opts.name}: its IPC channel is closed`);
   }
 
   private onReport(message: unknown): void {
     const report = message as Partial<ChildReport> | null;
     if (report?.type === 'ready') {
-      this.opts.log.info({ pid: this.pid, url: report.url }, `${this.opts.name} ready`);
+      this.opts.log.info({ child_pid: this.pid, url: report.url }, `${this.opts.name} ready`);
       const w = this.waiter;
       this.waiter = undefined;
       w?.resolve(report.url);
     } else if (report?.type === 'error') {
       this.lastError = String(report.message);
-      this.opts.log.error({ pid: this.pid, err: this.lastError }, `${this.opts.name} failed`);
+      this.opts.log.error({ child_pid: this.pid, err: this.lastError }, `${this.opts.name} failed`);
     } else if (report?.type === 'listening') {
-      this.opts.log.info({ pid: this.pid, url: report.url }, `${this.opts.name} listening`);
+      this.opts.log.info({ child_pid: this.pid, url: report.url }, `${this.opts.name} listening`);
     }
   }
 

@@ -11,6 +11,9 @@ import { buildLogger } from '../../core/logger.js';
 import { untilSignal } from '../../core/signals.js';
 import { UsageError } from './common.js';
 
+/** How long a stop may take before the process exits anyway (below the agent's 10 s SIGKILL). */
+const STOP_TIMEOUT_MS = 8000;
+
 /** The services this command runs. */
 export const CHILD_SERVICES = ['metadata', 'messaging', 'metadata-proxy'] as const;
 
@@ -145,7 +148,12 @@ export async function serviceRunCommand(name: string): Promise<number> {
   await report({ type: 'ready', ...(started.url ? { url: started.url } : {}) });
   const why = await Promise.race([stopSignal, orphaned]);
   log.info({ why }, 'stopping');
-  await started.stop();
+  // Bounded: a stop can wait on NATS that never answered (the agent would SIGKILL after 10 s; an
+  // orphan has no one to do that).
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_TIMEOUT_MS)));
+  await Promise.race([started.stop().catch((err: unknown) => log.error({ err: errorMessage(err) }, 'stop failed')), late]);
+  clearTimeout(timer);
   if (process.connected) process.disconnect();
   return 0;
 }

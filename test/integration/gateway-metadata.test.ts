@@ -99,7 +99,8 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
 
   it('the proxy runs as the mammatus user without capabilities or the secret in /proc, and comes back when killed', async () => {
     const uid = ensureSystemUser('mammatus');
-    const pids = () => logs.filter((l) => l.msg === 'metadata-proxy ready' && typeof l.pid === 'number').map((l) => l.pid as number);
+    const pids = () =>
+      logs.filter((l) => l.msg === 'metadata-proxy ready' && typeof l.child_pid === 'number').map((l) => l.child_pid as number);
     const [first] = pids();
     expect(first, 'the proxy said ready').toBeTypeOf('number');
     const id = procIdentity(first);

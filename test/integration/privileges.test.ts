@@ -83,8 +83,8 @@ describe.skipIf(Boolean(skip))('privilege separation of the tenant-facing servic
     const readyPids = (service: string) =>
       a
         .logLines()
-        .filter((l) => l.msg === `${service} ready` && typeof l.pid === 'number')
-        .map((l) => l.pid as number);
+        .filter((l) => l.msg === `${service} ready` && typeof l.child_pid === 'number')
+        .map((l) => l.child_pid as number);
     const sqs = () =>
       new SQSClient({
         endpoint: `http://127.0.0.1:${sqsPort}`,
