@@ -109,7 +109,7 @@ function childIdentity(user: string | undefined, opts: BuildSpawnOptions, warned
     warned.add(user);
     opts.log?.error(
       { user, fallback: FALLBACK_SERVICE_USER },
-      `system user ${user} does not exist: tenant-facing services run as ${FALLBACK_SERVICE_USER} instead; ` +
+      `system user ${user} does not exist: what should run as ${user} runs as ${FALLBACK_SERVICE_USER} instead; ` +
         `create it (useradd --system --no-create-home --shell /usr/sbin/nologin ${user}) and restart the agent`,
     );
   }

@@ -42,6 +42,9 @@ export interface SnsSettings {
   readonly endpointAllow: readonly string[];
   /** CIDRs or addresses refused besides the default ranges. */
   readonly endpointDeny: readonly string[];
+  /** The PEMs themselves, read by the agent (root) from the files above and handed to the API's process. */
+  readonly signingKeyPem?: string;
+  readonly signingCertPem?: string;
 }
 
 /** The engine's and listener's settings. */

@@ -20,6 +20,7 @@ import { connectNats } from '../../core/nats.js';
 import { serfAvailable } from '../../scripts/lib/serf-agent.js';
 import { startBedGateway, startControllerHost, type BedGateway, type ControllerHost } from '../../scripts/lib/metadata-bed.js';
 import { until } from '../../scripts/lib/wait.js';
+import { ensureSystemUser, procArgsAndEnv, procIdentity } from '../../scripts/lib/proc.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../../scripts/lib/netns-bed.js';
 
 const PY = '/usr/bin/python3';
@@ -130,6 +131,32 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
       args: ['-H', 'X-Mammatus-Client-MAC: 02:00:00:00:00:99', '-H', 'X-Mammatus-Signature: 00'],
     });
     expect(got.body).toBe('vm-1');
+  });
+
+  it('the proxy runs as the mammatus user without capabilities or the secret in /proc, and comes back when killed', async () => {
+    const uid = ensureSystemUser('mammatus');
+    const pids = () =>
+      logs.filter((l) => l.msg === 'metadata-proxy ready' && typeof l.child_pid === 'number').map((l) => l.child_pid as number);
+    const [first] = pids();
+    expect(first, 'the proxy said ready').toBeTypeOf('number');
+    const id = procIdentity(first);
+    expect(id.uids).toEqual([uid, uid, uid, uid]);
+    expect(id.groups).toEqual([]);
+    expect([id.capEff, id.capPrm]).toEqual(['0000000000000000', '0000000000000000']);
+    console.log(`gateway bed: metadata proxy RSS ${id.rssKb} KiB`);
+    const { cmdline, environ } = procArgsAndEnv(first);
+    expect(cmdline).toContain('service run metadata-proxy');
+    const secret = readFileSync(host.secretFile, 'utf8').trim();
+    expect(cmdline + environ).not.toContain(secret);
+
+    process.kill(first, 'SIGKILL');
+    await until('the proxy restarted', () => pids().length > 1, { timeoutMs: 15_000 });
+    const second = pids().at(-1)!;
+    expect(second).not.toBe(first);
+    expect(procIdentity(second).uids[1]).toBe(uid);
+    await until('metadata through the restarted proxy', async () => {
+      return (await bed.curl('cl', 'http://169.254.169.254/latest/meta-data/local-hostname')).body === 'vm-1';
+    });
   });
 
   it.skipIf(!hasCloudInit)("cloud-init's NoCloud datasource in the instance reads its seed through the gateway", async () => {

@@ -77,6 +77,7 @@ function paged<T>(items: readonly T[], token: string | undefined): { items: T[];
 }
 
 async function loadIdentity(o: SnsOptions): Promise<SigningIdentity> {
+  if (o.settings.signingKeyPem && o.settings.signingCertPem) return identityFrom(o.settings.signingKeyPem, o.settings.signingCertPem);
   if (o.settings.signingKeyFile && o.settings.signingCertFile) {
     return identityFrom(await readFile(o.settings.signingKeyFile, 'utf8'), await readFile(o.settings.signingCertFile, 'utf8'));
   }

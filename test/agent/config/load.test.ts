@@ -164,6 +164,15 @@ describe('loadConfig', () => {
     expect(err.key).toBe('roles.database');
   });
 
+  it('runs the tenant-facing services as mammatus by default, as another system user when told, never as root', async () => {
+    expect((await load({ path: await put('agent.yaml', 'log: { level: info }\n') })).config.services.user).toBe('mammatus');
+    expect((await load({ path: await put('agent.yaml', 'services: { user: svc-meta }\n') })).config.services.user).toBe('svc-meta');
+    for (const user of ['root', 'Bad User']) {
+      const err = await failure(load({ path: await put('agent.yaml', `services: { user: "${user}" }\n`) }));
+      expect(err.message).toContain('services.user: must be a system user name other than root, like mammatus');
+    }
+  });
+
   it('refuses a duration that does not parse, quoting it', async () => {
     const main = await put('agent.yaml', 'dispatch: { handler_timeout: 30 }\n');
     expect((await failure(load({ path: main }))).message).toBe(`${main}: dispatch.handler_timeout: must be a string`);
