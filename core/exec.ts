@@ -8,6 +8,7 @@ import type { ExecaError } from 'execa';
 import { readFileSync } from 'node:fs';
 import type { Daemon, Logger, Run, RunOptions, RunResult, Spawn } from './contracts.js';
 import { FALLBACK_SERVICE_USER, findPasswdUser, type SystemUser } from './users.js';
+import { runnableProgram } from './program-stage.js';
 
 let execaModule: Promise<typeof import('execa')> | undefined;
 /** execa, loaded once; a failed load is tried again on the next call, not remembered. */
@@ -144,7 +145,9 @@ export async function buildSpawn(opts: BuildSpawnOptions = {}): Promise<Spawn> {
   return (file, args, options = {}) => {
     const who = childIdentity(options.user, opts, warned);
     if (who.error) return notStarted(who.error, options.onLine);
-    const child = execa(file, [...args], {
+    // A program the user cannot read (a checkout or a Node in root's home) runs from a staged copy.
+    const program = who.ids ? runnableProgram(file, args, who.ids) : { file, args };
+    const child = execa(program.file, [...program.args], {
       stdin: 'ignore',
       all: true,
       buffer: false,
