@@ -49,8 +49,8 @@ describe('a program a service user cannot read', () => {
     expect(first.file).not.toBe(path.join(closed, 'node'));
     expect(first.args.slice(1)).toEqual(['service', 'run', 'metadata']);
     expect(accessibleBy(first.file, STRANGER, 5)).toBe(true);
-    expect(accessibleBy(first.args[0]!, STRANGER, 4)).toBe(true);
-    expect(accessibleBy(path.join(path.dirname(first.args[0]!), 'chunks', 'a.mjs'), STRANGER, 4)).toBe(true);
+    expect(accessibleBy(first.args[0], STRANGER, 4)).toBe(true);
+    expect(accessibleBy(path.join(path.dirname(first.args[0]), 'chunks', 'a.mjs'), STRANGER, 4)).toBe(true);
     expect(runnableProgram(path.join(closed, 'node'), args, STRANGER)).toEqual(first);
   });
 });
