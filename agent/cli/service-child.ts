@@ -10,6 +10,7 @@ import { errorCode, errorMessage } from '../../core/errors.js';
 import { buildLogger } from '../../core/logger.js';
 import { untilSignal } from '../../core/signals.js';
 import { UsageError } from './common.js';
+import type { VendorDataTemplates } from '../../src/metadata/vendor-data-templates.js';
 
 /** How long a stop may take before the process exits anyway (below the agent's 10 s SIGKILL). */
 const STOP_TIMEOUT_MS = 8000;
@@ -44,7 +45,8 @@ const STARTERS: Record<(typeof CHILD_SERVICES)[number], (a: StartArgs) => Promis
     // The agent put the secret itself in the section: no file is read here.
     const settings = parseMetadataSettings(init.section);
     const vaultToken = typeof init.vaultToken === 'string' ? { vaultToken: init.vaultToken } : {};
-    const vendorData = await buildVendorDataSource({ settings, controllers, log, ...vaultToken });
+    const templates = init.templates ? { templates: init.templates as VendorDataTemplates } : {};
+    const vendorData = await buildVendorDataSource({ settings, controllers, log, ...vaultToken, ...templates });
     return startMetadataService({ settings, ...natsOf(init), vendorData, log, credentials: credentialsOf(init) });
   },
 

@@ -63,10 +63,16 @@ export async function metadataChildInit(
   ctx: Omit<HostedServiceContext, 'log' | 'members'>,
   level: string,
 ): Promise<ChildInit> {
-  const [{ parseMetadataSettings }, { parseVendorDataSettings }] = await Promise.all([import('./config.js'), import('./vendor-data.js')]);
+  const [{ parseMetadataSettings }, { parseVendorDataSettings, loadVendorDataTemplates }] = await Promise.all([
+    import('./config.js'),
+    import('./vendor-data.js'),
+  ]);
   const settings = parseMetadataSettings(raw, readSecretFileSync);
   const { vault } = parseVendorDataSettings(settings.vendorData);
   const vaultToken = vault.enabled && vault.token_file ? readFileSync(vault.token_file, 'utf8').trim() : undefined;
+  // Found and read here, beside the agent's program: the child may run a staged copy of the program
+  // (core/program-stage.ts) with no templates beside it, or lack access to the repository's copy.
+  const templates = await loadVendorDataTemplates();
   const { proxy_secret_file: _file, ...rest } = (raw ?? {}) as Record<string, unknown>;
   void _file;
   return {
@@ -77,6 +83,7 @@ export async function metadataChildInit(
     natsUrl: ctx.natsUrl,
     ...(ctx.credentials ? { seed: ctx.credentials.seed } : {}),
     ...(vaultToken === undefined ? {} : { vaultToken }),
+    templates,
   };
 }
 

@@ -12,6 +12,7 @@ import type { InstanceRecord } from '../../core/instance-record.js';
 import type { VendorDataSource } from './service.js';
 import { mintWrappedSecretId } from './vault.js';
 import { buildVendorData, loadVendorDataTemplates, parseVendorDataSettings, wantsVaultPart } from './vendor-data.js';
+import type { VendorDataTemplates } from './vendor-data-templates.js';
 
 /** Options of `buildVendorDataSource`. */
 export interface VendorSourceOptions {
@@ -21,6 +22,8 @@ export interface VendorSourceOptions {
   readonly log: Logger;
   /** Where the templates are (default: the installed or repository copy). */
   readonly templateDir?: string;
+  /** The templates themselves, loaded by the agent (the service's own user may not reach the copy it found). */
+  readonly templates?: VendorDataTemplates;
   readonly fetch?: typeof fetch;
   readonly now?: () => number;
   /** The Vault token itself, read by the agent (root) from `vault.token_file`; without it the file is read here. */
@@ -32,7 +35,7 @@ const MINT_REUSE_MS = 60_000;
 /** Builds the source; throws on invalid `metadata.vendor_data` or missing templates (at start, not per request). */
 export async function buildVendorDataSource(opts: VendorSourceOptions): Promise<VendorDataSource> {
   const settings = parseVendorDataSettings(opts.settings.vendorData);
-  const templates = await loadVendorDataTemplates(opts.templateDir);
+  const templates = opts.templates ?? (await loadVendorDataTemplates(opts.templateDir));
   const vault = settings.vault;
   // Read once at start: the controller's Vault token never travels further than this closure.
   const vaultToken = vault.enabled && vault.token_file ? (opts.vaultToken ?? readFileSync(vault.token_file, 'utf8').trim()) : undefined;
