@@ -58,6 +58,10 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
   server.on('close', () => agent.destroy());
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // The caller's address, read before any await: when node closes the connection under a request
+    // (bytes after it that it cannot parse), the socket forgets its peer, and a request signed for
+    // '' would go on naming no one. Such a request is not forwarded at all.
+    const remote = req.socket.remoteAddress;
     // Only origin-form targets: an absolute URL, `//host` or `/\\host` would make a URL parser (or
     // an upstream) go to another host, turning the proxy into an open one for tenants. Leading
     // slashes collapse to one (the service counts repeated slashes as one anyway).
@@ -68,10 +72,14 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
     }
     const body = await readBody(req);
     if (body === undefined) {
-      res.writeHead(413, { 'content-type': 'text/plain' }).end('Payload Too Large');
+      // The rest of the body is never read: close with the answer rather than idle paused.
+      res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' }).end('Payload Too Large');
       return;
     }
-    const remote = req.socket.remoteAddress ?? '';
+    if (!remote || req.socket.destroyed) {
+      res.destroy();
+      return;
+    }
     const ip = remote.startsWith('::ffff:') ? remote.slice(7) : remote;
     const mac = await deps.macOf(ip);
     const headers: Record<string, string | string[]> = {};

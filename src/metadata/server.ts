@@ -189,8 +189,11 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
 
   let closing = false;
   const server = http.createServer({ keepAliveTimeout: 5000 }, (req, res) => {
-    // Metadata requests carry no body: a large one is refused, a small one read and dropped.
-    if (Number(req.headers['content-length'] ?? 0) > 1024) return send(req, res, answerText(413, 'Payload Too Large'));
+    // Metadata requests carry no body: a large one is refused, a small one read and dropped. The
+    // refused body is never read, so the connection closes with the answer instead of idling paused.
+    if (Number(req.headers['content-length'] ?? 0) > 1024) {
+      return send(req, res, answerText(413, 'Payload Too Large', { connection: 'close' }));
+    }
     req.resume();
     if (closing) return send(req, res, answerText(503, 'Service Unavailable'));
     const failed = (err: unknown) => {
