@@ -102,3 +102,35 @@ export function sendRaw(port: number, bytes: Buffer, opts: { stallMs?: number; t
     });
   });
 }
+
+/** One response read from raw text. */
+export interface RawResponse {
+  readonly statusCode: number;
+  /** Header names lower case; a repeated header keeps its last value. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+/** The first final (non-1xx) response in `text`, its body decoded as UTF-8; undefined when none. */
+export function firstResponse(text: string): RawResponse | undefined {
+  let at = 0;
+  for (;;) {
+    const end = text.indexOf('\r\n\r\n', at);
+    if (end < 0) return undefined;
+    const [statusLine = '', ...lines] = text.slice(at, end).split('\r\n');
+    const statusCode = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0);
+    if (statusCode >= 100 && statusCode < 200) {
+      at = end + 4;
+      continue;
+    }
+    const headers: Record<string, string> = {};
+    for (const line of lines) {
+      const colon = line.indexOf(':');
+      if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+    }
+    const length = Number(headers['content-length'] ?? NaN);
+    const rest = text.slice(end + 4);
+    const body = Number.isFinite(length) ? rest.slice(0, length) : rest;
+    return { statusCode, headers, body: Buffer.from(body, 'latin1').toString('utf8') };
+  }
+}
