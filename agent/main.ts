@@ -4,6 +4,7 @@
  * readiness. Nothing else in the code base creates these.
  */
 import { buildRun, buildSpawn } from '../core/exec.js';
+import type { Spawn } from '../core/contracts.js';
 import { buildFileOps, writeFileAtomic } from '../core/files.js';
 import { buildLogger } from '../core/logger.js';
 import { sdNotify } from '../core/notify.js';
@@ -43,7 +44,9 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
   const run = buildRun();
   // Hosted services read their config section at each start: the agent's current config, after reloads.
   const built: { agent?: Agent } = {};
-  const section = (name: 'metadata' | 'messaging') => (built.agent?.config() ?? loaded.config)[name];
+  const current = () => built.agent?.config() ?? loaded.config;
+  const section = (name: 'metadata' | 'messaging') => current()[name];
+  let spawner: Promise<Spawn> | undefined;
   let currentCredentials = credentials;
   const agent = createAgent({
     loaded,
@@ -52,9 +55,12 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
     run,
     files: buildFileOps(),
     roles: roleCatalog({
-      spawn: buildSpawn,
-      // This very program (node + the bundle), for children such as the gateway's metadata proxy.
+      // One spawner for every role: its "user missing" error is logged once per agent.
+      spawn: () => (spawner ??= buildSpawn({ log })),
+      // This very program (node + the bundle), for the tenant-facing services' child processes.
       mammatus: [process.execPath, [process.argv[1]]],
+      serviceUser: () => current().services.user,
+      logLevel: () => current().log.level,
       section,
       registry: true,
       node: () => built.agent?.view.node() ?? '',

@@ -5,6 +5,7 @@
  * which role, used by the daemon's composition root (main.ts) and by `mammatus render`.
  */
 import type { Argv, HostedService, Spawn } from '../core/contracts.js';
+import type { ChildWiring } from '../core/child-service.js';
 import type { RoleName } from '../core/members.js';
 import type { NodeCredentials } from '../core/trust.js';
 import type { Role } from '../roles/types.js';
@@ -22,6 +23,13 @@ export interface RoleWiring {
   /** This node's name and credentials, read when a role connects to NATS. */
   readonly node?: () => string;
   readonly credentials?: () => NodeCredentials | undefined;
+  /**
+   * `services.user` and `log.level` of the agent config (read at each start). With `mammatus`, the
+   * tenant-facing services (metadata service, SQS/SNS API, metadata proxy) run as child processes
+   * under this user; without it the controller's run in-process (tests, `render`).
+   */
+  readonly serviceUser?: () => string;
+  readonly logLevel?: () => string;
 }
 
 /** The loaders of the four roles, by the name the `role` tag uses. */
@@ -33,6 +41,8 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
       return buildGatewayRole({
         spawn: await w.spawn(),
         ...(w.mammatus ? { mammatus: w.mammatus } : {}),
+        ...(w.serviceUser ? { serviceUser: w.serviceUser } : {}),
+        ...(w.logLevel ? { logLevel: w.logLevel } : {}),
         ...(feed ? { instanceFeed: (servers, onChange, log) => feed(servers, onChange, log, w.credentials?.()) } : {}),
       });
     },
@@ -61,13 +71,17 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
         import('../src/registry/hosted.js'),
       ]);
       const section = w.section ?? (() => undefined);
+      const child: ChildWiring | undefined =
+        w.mammatus && w.serviceUser
+          ? { spawn: w.spawn, mammatus: w.mammatus, user: w.serviceUser, level: w.logLevel ?? (() => 'info') }
+          : undefined;
       // The roster and the registry take the replicas the metadata section gives the registry.
       const replicas = () => ((section('metadata') ?? {}) as { registry_replicas?: number }).registry_replicas ?? 1;
       const services: HostedService[] = [
         rosterHostedService(() => w.credentials?.(), replicas),
         registryWritesHostedService(replicas),
-        metadataHostedService(() => section('metadata')),
-        messagingHostedService(() => section('messaging')),
+        metadataHostedService(() => section('metadata'), child),
+        messagingHostedService(() => section('messaging'), child),
       ];
       return buildControllerRole({ spawn: await w.spawn(), services, ...(w.registry ? { roster: watchRoster } : {}) });
     },

@@ -140,6 +140,8 @@ async function startApi(dir: string, nats: NatsServer, cleanup: Cleanup): Promis
       `  credentials: [{ access_key_id: ${CREDS.accessKeyId}, secret_access_key: ${CREDS.secretAccessKey} }]`,
       '',
     ].join('\n'),
+    // The service refuses a config file with a secret that others can read.
+    { mode: 0o600 },
   );
   const listen = `127.0.0.1:${await freePort()}`;
   const args = [

@@ -77,10 +77,29 @@ export interface Daemon {
   /** Resolves with the exit code (or null after a signal) once the process has ended. */
   readonly exited: Promise<number | null>;
   kill(signal?: NodeJS.Signals): void;
+  /**
+   * Sends one JSON message over the IPC channel (only when spawned with `onMessage`); false when the
+   * channel is closed. The way secrets reach a child: never argv, environment or a file it reads.
+   */
+  send?(message: unknown): boolean;
+}
+
+/** How a daemon is spawned. */
+export interface SpawnOptions {
+  /** Each line of its stdout and stderr. */
+  readonly onLine?: (line: string) => void;
+  /**
+   * The system user to run it as. When the agent runs as root the child gets that user's uid and
+   * gid, no supplementary groups and so no capabilities (a uid change from root clears them); an
+   * unknown user falls back to `nobody`, said in the log once. Ignored when the agent is not root.
+   */
+  readonly user?: string;
+  /** Opens a Node IPC channel (JSON): the child's messages arrive here, `Daemon.send` writes to it. */
+  readonly onMessage?: (message: unknown) => void;
 }
 
 /** The single funnel for long-running processes: argv array; each output line goes to `onLine`. */
-export type Spawn = (file: string, args: readonly string[], options?: { onLine?: (line: string) => void }) => Daemon;
+export type Spawn = (file: string, args: readonly string[], options?: SpawnOptions) => Daemon;
 
 /** The program and its arguments. */
 export type Argv = readonly [file: string, args: readonly string[]];

@@ -5,7 +5,10 @@
  * loaded on first use (a run, or building the spawner): an agent that runs nothing never loads it.
  */
 import type { ExecaError } from 'execa';
-import type { Run, RunOptions, RunResult, Spawn } from './contracts.js';
+import { readFileSync } from 'node:fs';
+import type { Daemon, Logger, Run, RunOptions, RunResult, Spawn } from './contracts.js';
+import { FALLBACK_SERVICE_USER, findPasswdUser, type SystemUser } from './users.js';
+import { runnableProgram } from './program-stage.js';
 
 let execaModule: Promise<typeof import('execa')> | undefined;
 /** execa, loaded once; a failed load is tried again on the next call, not remembered. */
@@ -85,11 +88,66 @@ function toCommandFailedError(cmd: string[], err: unknown, execaError: typeof Ex
   return new CommandFailedError(`${cmd.join(' ')}: ${message}`, { cmd, exitCode: undefined, stderr: '', timedOut: false }, { cause: err });
 }
 
-/** Builds the production `Spawn` for daemons a role supervises (dnsmasq …), backed by execa (loaded here). */
-export async function buildSpawn(): Promise<Spawn> {
+/** Options of {@link buildSpawn}; the defaults read the real process and machine. */
+export interface BuildSpawnOptions {
+  /** Where "user not found, falling back" goes (once per user name). */
+  readonly log?: Pick<Logger, 'error'>;
+  /** The agent's effective uid (`process.geteuid`); users are switched only from 0. */
+  readonly euid?: () => number;
+  /** passwd-format text to resolve user names in (default: /etc/passwd, read at each spawn). */
+  readonly passwd?: () => string;
+}
+
+/** What a child is run as: the ids to switch to, or undefined to keep the agent's own. */
+function childIdentity(user: string | undefined, opts: BuildSpawnOptions, warned: Set<string>): { ids?: SystemUser; error?: string } {
+  const euid = opts.euid ?? (() => process.geteuid?.() ?? -1);
+  // Not root: the agent cannot change users and need not (tests, development machines).
+  if (user === undefined || euid() !== 0) return {};
+  const passwd = (opts.passwd ?? (() => readFileSync('/etc/passwd', 'utf8')))();
+  const found = findPasswdUser(passwd, user);
+  if (found) return { ids: found };
+  if (!warned.has(user)) {
+    warned.add(user);
+    opts.log?.error(
+      { user, fallback: FALLBACK_SERVICE_USER },
+      `system user ${user} does not exist: what should run as ${user} runs as ${FALLBACK_SERVICE_USER} instead; ` +
+        `create it (useradd --system --no-create-home --shell /usr/sbin/nologin ${user}) and restart the agent`,
+    );
+  }
+  const fallback = findPasswdUser(passwd, FALLBACK_SERVICE_USER);
+  if (fallback) return { ids: fallback };
+  // Never run a tenant-facing service as root because a user is missing.
+  return { error: `neither ${user} nor ${FALLBACK_SERVICE_USER} exists in /etc/passwd: not started` };
+}
+
+/** The whole environment of a service child: a PATH and the locale, nothing the agent was given. */
+function serviceEnv(): Record<string, string> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+  for (const key of ['LANG', 'LC_ALL', 'TZ']) if (process.env[key]) env[key] = process.env[key]!;
+  return env;
+}
+
+/** A daemon that never ran: its reason goes to `onLine`, and it has exited. */
+function notStarted(reason: string, onLine?: (line: string) => void): Daemon {
+  onLine?.(reason);
+  return { pid: undefined, exited: Promise.resolve(null), kill: () => undefined };
+}
+
+/**
+ * Builds the production `Spawn` for daemons a role supervises (dnsmasq, nats-server, the
+ * tenant-facing services), backed by execa (loaded here). With `user`, a root agent's child runs
+ * as that user (libuv sets the gid, clears the supplementary groups, then sets the uid, so the
+ * child keeps no capability) in `/` (the agent's working directory may be closed to that user).
+ */
+export async function buildSpawn(opts: BuildSpawnOptions = {}): Promise<Spawn> {
   const { execa } = await loadExeca();
+  const warned = new Set<string>();
   return (file, args, options = {}) => {
-    const child = execa(file, [...args], {
+    const who = childIdentity(options.user, opts, warned);
+    if (who.error) return notStarted(who.error, options.onLine);
+    // A program the user cannot read (a checkout or a Node in root's home) runs from a staged copy.
+    const program = who.ids ? runnableProgram(file, args, who.ids) : { file, args };
+    const child = execa(program.file, [...program.args], {
       stdin: 'ignore',
       all: true,
       buffer: false,
@@ -97,6 +155,10 @@ export async function buildSpawn(): Promise<Spawn> {
       shell: false,
       // Killed with the agent, so a crashed agent leaves no orphan daemon holding the ports.
       cleanup: true,
+      ...(who.ids ? { uid: who.ids.uid, gid: who.ids.gid, cwd: '/' } : {}),
+      // A service run as another user inherits nothing of the agent's environment (SERF_RPC_AUTH …).
+      ...(options.user === undefined ? {} : { extendEnv: false, env: serviceEnv() }),
+      ...(options.onMessage ? { ipc: true, serialization: 'json' as const } : {}),
     });
     if (options.onLine && child.all) {
       let rest = '';
@@ -107,6 +169,7 @@ export async function buildSpawn(): Promise<Spawn> {
         for (const line of lines) if (line) options.onLine!(line);
       });
     }
+    if (options.onMessage) child.on('message', (message: unknown) => options.onMessage!(message));
     return {
       pid: child.pid,
       exited: child.then(
@@ -114,6 +177,16 @@ export async function buildSpawn(): Promise<Spawn> {
         () => null,
       ),
       kill: (signal = 'SIGTERM') => void child.kill(signal),
+      ...(options.onMessage
+        ? {
+            send: (message: unknown) => {
+              if (!child.connected) return false;
+              // A child that died meanwhile closes the channel: the error is its exit's to report.
+              child.send(message as object, (err) => void err);
+              return true;
+            },
+          }
+        : {}),
     };
   };
 }

@@ -1,16 +1,15 @@
 /**
  * The root logger: pino JSON lines on stdout. Under systemd (JOURNAL_STREAM set) each line gets a
  * `<N>` syslog priority prefix that journald strips and records, so `journalctl -p warning` works
- * without native bindings; the journal records time, pid and host itself.
+ * without native bindings; the journal records time, pid and host itself. Every value under a secret's
+ * key (core/secrets.ts) is written as `[redacted]`, however deep it sits in the logged object.
  */
 import pino, { type DestinationStream } from 'pino';
 import type { Logger } from './contracts.js';
+import { redactSecrets } from './secrets.js';
 
 // pino level → syslog priority: trace/debug → debug(7), info(6), warn(4), error(3), fatal → crit(2).
 const PRIORITY: Record<number, number> = { 10: 7, 20: 7, 30: 6, 40: 4, 50: 3, 60: 2 };
-
-/** Keys whose values never reach a log line. */
-export const REDACTED_PATHS = ['rpc_auth', 'authKey', 'AuthKey', '*.rpc_auth', '*.authKey', 'serf.rpc_auth', 'config.serf.rpc_auth'];
 
 // pino children copy their parent's level when created, so a reloaded `log.level` would not reach
 // the component loggers made at start. Instead every logger of a tree shares one threshold, checked
@@ -47,11 +46,20 @@ export function buildLogger(level: string, opts: { dest?: DestinationStream; jou
           if (levelNumber >= threshold.value) method.apply(this, args);
         },
       },
-      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      // Secrets never reach a log line, at any depth (pino's own `redact` matches fixed paths with
+      // one-level wildcards only). The logMethod hook above has already dropped lines below the
+      // level, so a debug line on a hot path costs nothing here unless it is written.
+      formatters: { log: redactSecrets },
       ...(journal ? { base: undefined, timestamp: false } : {}),
     },
     dest,
   );
+  // Child bindings skip `formatters.log` (and pino gives children no bindings formatter), so they
+  // are redacted as the child is made; children inherit this `child` from the root by prototype.
+  const pinoChild = Reflect.get(log, 'child') as (this: unknown, bindings: object, options?: object) => unknown;
+  Reflect.set(log, 'child', function (this: unknown, bindings: object, options?: object) {
+    return pinoChild.call(this, redactSecrets(bindings), options);
+  });
   thresholds.set(log, threshold);
   return log;
 }

@@ -19,8 +19,16 @@ export interface SupervisorDeps {
   readonly maxRestartMs?: number;
   /** How long a stopped process may take to exit before SIGKILL (default 5 s). */
   readonly stopTimeoutMs?: number;
-  /** Called with the PID after every start, restarts after a crash included (for logs). */
+  /** Called with the PID after every start, restarts after a crash included (for logs; a child service sends its settings here). */
   readonly onStart?: (pid: number | undefined) => void;
+  /** Run the process as this system user (see `SpawnOptions.user`). */
+  readonly user?: string;
+  /** Opens an IPC channel to every process started; messages of the current one come here. */
+  readonly onMessage?: (message: unknown) => void;
+  /** Each output line; without it lines are logged at debug level. */
+  readonly onLine?: (line: string) => void;
+  /** Called when the process ended on its own (before the restart is scheduled). */
+  readonly onExit?: (code: number | null) => void;
 }
 
 /** Supervises one process. */
@@ -76,6 +84,11 @@ export class DaemonSupervisor {
     return true;
   }
 
+  /** Sends a message over the running process's IPC channel; false when none runs or it has no channel. */
+  send(message: unknown): boolean {
+    return this.daemon?.send?.(message) ?? false;
+  }
+
   /** Stops the process for good (role removed, agent stopping). */
   async stop(): Promise<void> {
     this.stopping = true;
@@ -86,12 +99,17 @@ export class DaemonSupervisor {
   private launch(): void {
     const [file, args] = this.argv!;
     const started = Date.now();
-    const daemon = this.deps.spawn(file, args, {
+    const { onMessage, user } = this.deps;
+    const daemon: Daemon = this.deps.spawn(file, args, {
       onLine: (line) => {
         this.recent.push(line);
         if (this.recent.length > 50) this.recent.shift();
-        this.deps.log.debug({ [this.deps.name]: line }, this.deps.name);
+        if (this.deps.onLine) this.deps.onLine(line);
+        else this.deps.log.debug({ [this.deps.name]: line }, this.deps.name);
       },
+      ...(user === undefined ? {} : { user }),
+      // Only the current process speaks: a message a replaced one sent late is dropped.
+      ...(onMessage ? { onMessage: (message: unknown) => void (this.daemon === daemon && onMessage(message)) } : {}),
     });
     this.daemon = daemon;
     this.deps.onStart?.(daemon.pid);
@@ -102,6 +120,8 @@ export class DaemonSupervisor {
         this.daemon = undefined;
         if (this.stopping) return;
         this.crashes++;
+        this.deps.onExit?.(code);
+        if (this.stopping) return; // onExit may stop it
         // A run that lasted a minute was healthy: start the backoff over.
         if (Date.now() - started > 60_000) this.delay = this.deps.minRestartMs ?? 500;
         this.deps.log.error({ code, last: this.lastLines(), retry_ms: this.delay }, `${this.deps.name} exited; restarting it`);

@@ -212,6 +212,14 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
       set(import('./messaging.js').then((m) => m.messagingServeCommand(g(cmd), o, io, env))),
     );
 
+  // Hidden: the agent runs its tenant-facing services this way, as an unprivileged user (docs/security.md).
+  program
+    .command('service', { hidden: true })
+    .description('internal: services the agent runs as child processes')
+    .command('run <name>')
+    .description('run one service; its settings arrive over the IPC channel from the agent')
+    .action((name: string) => set(import('./service-child.js').then((m) => m.serviceRunCommand(name))));
+
   const node = program.command('node').description('who belongs to the cluster: admission, revocation, the roster (docs/security.md)');
   node
     .command('admit')

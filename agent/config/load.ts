@@ -4,12 +4,14 @@
  * then CLI flags. Every error names the file (or variable, or flag) and the key that caused it, because
  * the operator who reads it has to know which of several files to fix.
  */
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
 import { SettingsError } from '../../core/validation.js';
 import { DEFAULT_CONFIG, deepFreeze, findSchemaProblem, type AgentConfig, type DeepPartial } from './schema.js';
 import { errorMessage } from '../../core/errors.js';
+import { privateModeProblem } from '../../core/files.js';
+import { findSecret } from '../../core/secrets.js';
 
 /** Where the config lives unless `--config` or `MAMMATUS_CONFIG` says otherwise. */
 export const DEFAULT_CONFIG_PATH = '/etc/mammatus/agent.yaml';
@@ -184,11 +186,28 @@ async function yamlFilesIn(dir: string): Promise<string[]> {
   return files;
 }
 
-/** Reads one YAML file into a plain object; empty means `{}`. */
+/** Reads a file's text and its permission bits, from one open file (not a path that may change between the two). */
+async function readWithMode(file: string): Promise<{ text: string; mode: number }> {
+  const handle = await open(file, 'r');
+  try {
+    const { mode } = await handle.stat();
+    return { text: await handle.readFile('utf8'), mode };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Reads one YAML file into a plain object; empty means `{}`. A file holding a secret (`serf.rpc_auth`,
+ * `messaging.credentials[].secret_access_key`, … see core/secrets.ts) that group or others can read
+ * is refused, as ssh refuses such a private key: the secret is no longer the node's alone. A file
+ * without secrets may stay 0644.
+ */
 async function readConfigFile(file: string): Promise<Plain> {
   let text: string;
+  let mode: number;
   try {
-    text = await readFile(file, 'utf8');
+    ({ text, mode } = await readWithMode(file));
   } catch (err) {
     throw new SettingsError('', errorMessage(err), file);
   }
@@ -220,5 +239,9 @@ async function readConfigFile(file: string): Promise<Plain> {
     for (const [name, value] of Object.entries(data.roles)) if (value === null) define(data.roles, name, {});
   }
   for (const section of ['metadata', 'messaging']) if (data[section] === null) define(data, section, {});
+  const secret = findSecret(data);
+  const problem = secret === undefined ? undefined : privateModeProblem(file, mode);
+  // Names the key, never its value.
+  if (secret !== undefined && problem) throw new SettingsError(secret, `is a secret, but ${problem}`, file);
   return data;
 }

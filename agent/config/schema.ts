@@ -3,6 +3,7 @@
  * defaults kept in code. The schema is typed as `JSONSchemaType<AgentConfig>`, so the compiler refuses
  * a schema that drifts from the interface.
  */
+import { DEFAULT_SERVICE_USER } from '../../core/users.js';
 import type { JSONSchemaType } from 'ajv';
 import { parseDuration } from '../../core/duration.js';
 import { ROLE_NAMES, type RoleName } from '../../core/members.js';
@@ -80,6 +81,16 @@ export interface AgentConfig {
   /** The SQS/SNS API (`docs/messaging.md`); also read by `mammatus messaging serve`. */
   readonly messaging: ServiceSettings;
   readonly trust: TrustConfig;
+  readonly services: ServicesConfig;
+}
+
+/** `services:` — how the tenant-facing services run (docs/security.md, "Privilege separation"). */
+export interface ServicesConfig {
+  /**
+   * The system user the metadata service, the SQS/SNS API and the metadata proxy run as, in child
+   * processes of a root agent; when it does not exist they run as `nobody` and the log says so.
+   */
+  readonly user: string;
 }
 
 /** Every property optional, all the way down: the shape of one config file or of CLI overrides. */
@@ -140,7 +151,7 @@ const serviceSettingsSchema = { type: 'object', required: [], additionalProperti
 export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
   type: 'object',
   additionalProperties: false,
-  required: ['state_dir', 'serf', 'log', 'roles', 'dispatch', 'watch_config', 'metadata', 'messaging', 'trust'],
+  required: ['state_dir', 'serf', 'log', 'roles', 'dispatch', 'watch_config', 'metadata', 'messaging', 'trust', 'services'],
   properties: {
     state_dir: { type: 'string', minLength: 1 },
     serf: {
@@ -188,6 +199,13 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
         allow_plain_serf: { type: 'boolean' },
       },
     },
+    services: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['user'],
+      // A system user name as useradd takes it; never root's (checked in code: root is no drop).
+      properties: { user: { type: 'string', pattern: '^[a-z_][a-z0-9_-]{0,31}$', not: { const: 'root' } } },
+    },
   },
 };
 
@@ -196,7 +214,10 @@ const checkConfig = sectionChecker<AgentConfig>({
   at: '',
   schema: AGENT_CONFIG_SCHEMA,
   formats: CONFIG_FORMATS,
-  hints: { 'roles.*': `unknown role name (known: ${ROLE_NAMES.join(', ')})` },
+  hints: {
+    'roles.*': `unknown role name (known: ${ROLE_NAMES.join(', ')})`,
+    'services.user': 'must be a system user name other than root, like mammatus',
+  },
 });
 
 /**
@@ -234,4 +255,5 @@ export const DEFAULT_CONFIG: AgentConfig = deepFreeze({
   metadata: {},
   messaging: {},
   trust: { allowed_roles: [], operators: [], allow_plain_serf: false },
+  services: { user: DEFAULT_SERVICE_USER },
 });

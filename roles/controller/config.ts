@@ -25,6 +25,11 @@ export interface ControllerConfig {
     readonly max_payload: number;
     /** The nats-server executable: a name looked up on PATH, or an absolute path. */
     readonly binary: string;
+    /**
+     * The system user a root agent runs nats-server as (default `nats`, which Debian's package
+     * creates); `""` = the agent's own user. See nats-user.ts for when it falls back.
+     */
+    readonly user: string;
   };
   /** The controller's own INPUT rules (firewall.ts). */
   readonly firewall: {
@@ -66,6 +71,7 @@ export const CONTROLLER_DEFAULTS: ControllerConfig = {
     store_dir: '/var/lib/mammatus/nats',
     max_payload: 2 * MIB,
     binary: 'nats-server',
+    user: 'nats',
   },
   firewall: { enabled: true, metadata_port: 8775, metadata_from: [] },
   paths: {
@@ -90,6 +96,10 @@ const FORMATS: Readonly<Record<string, Format>> = {
         .split('.')
         .every((o) => Number(o) <= 255),
     why: 'must be an IPv4 address or CIDR (10.0.0.5, 10.0.0.0/24)',
+  },
+  'system-user': {
+    check: (v) => /^(?:[a-z_][a-z0-9_-]{0,31})?$/.test(v),
+    why: 'must be a system user name (a-z 0-9 _ -, up to 32) or "" for the agent\'s own user',
   },
   binary: {
     check: (v) => isSafeAbsolutePath(v) || /^[A-Za-z0-9._+-]+$/.test(v),
@@ -116,6 +126,7 @@ export const CONTROLLER_SETTINGS_SCHEMA: JSONSchemaType<ControllerSettings> = {
         // nats-server's own ceiling is 64 MiB; below 1 MiB an SQS message no longer fits.
         max_payload: { type: 'integer', minimum: MIB, maximum: 64 * MIB, ...opt },
         binary: s('binary'),
+        user: s('system-user'),
       },
     },
     firewall: {

@@ -14,6 +14,7 @@ import type { Member, Run } from '../../core/contracts.js';
 import { ROLE_TAG, parseRoleTag } from '../../core/members.js';
 import { TRUST_TAG, verifyTrustTag, type AdmittedNode } from '../../core/trust.js';
 import { MANAGED_HEADER } from './config.js';
+import { installOwnChain, removeOwnChain, validateOwnChain, type OwnChain } from '../../core/iptables-chain.js';
 
 /** Our chain. */
 export const FIREWALL_CHAIN = 'MAMMATUS-CTL';
@@ -70,24 +71,13 @@ export function renderFirewall(input: FirewallInput): string {
   return `${lines.join('\n')}\n`;
 }
 
+const OWN: OwnChain = { table: TABLE, hook: 'INPUT', chain: FIREWALL_CHAIN };
+
 /** Restores `file` into a throw-away network namespace (`unshare -n`); throws with iptables' message. */
-export async function validateFirewall(run: Run, file: string): Promise<void> {
-  await run('unshare', ['--net', '--', 'iptables-restore', '--noflush', file]);
-}
+export const validateFirewall = (run: Run, file: string): Promise<void> => validateOwnChain(run, file);
 
 /** Installs the chain from `file` and makes sure mangle INPUT jumps to it, once. */
-export async function installFirewall(run: Run, file: string): Promise<void> {
-  await run('iptables-restore', ['--noflush', file]);
-  await run('iptables', ['-t', TABLE, '-C', 'INPUT', '-j', FIREWALL_CHAIN]).catch(() =>
-    run('iptables', ['-t', TABLE, '-I', 'INPUT', '1', '-j', FIREWALL_CHAIN]),
-  );
-}
+export const installFirewall = (run: Run, file: string): Promise<void> => installOwnChain(run, OWN, file);
 
 /** Takes the chain away (rollback of a first apply, the role leaving the node); absent is fine. */
-export async function removeFirewall(run: Run): Promise<void> {
-  const quiet = (args: string[]) => run('iptables', ['-t', TABLE, ...args]).catch(() => undefined);
-  // Every jump to it (one, unless someone added more), then the chain.
-  for (let i = 0; i < 8; i++) if ((await quiet(['-D', 'INPUT', '-j', FIREWALL_CHAIN])) === undefined) break;
-  await quiet(['-F', FIREWALL_CHAIN]);
-  await quiet(['-X', FIREWALL_CHAIN]);
-}
+export const removeFirewall = (run: Run): Promise<void> => removeOwnChain(run, OWN);

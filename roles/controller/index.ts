@@ -11,6 +11,7 @@ import type { Spawn } from '../../core/contracts.js';
 import { parseControllerConfig, type ControllerConfig } from './config.js';
 import { HEALTHZ, fetchProbe, waitHealthy, type MonitorProbe } from './health.js';
 import { NatsSupervisor, type NatsLaunch } from './nats.js';
+import { prepareNatsUser, type NatsUserDeps } from './nats-user.js';
 import { localUrl, parseNatsConf, renderController, restartKey } from './render.js';
 import { HostedServices } from './services.js';
 import { installFirewall, removeFirewall, validateFirewall } from './firewall.js';
@@ -37,6 +38,8 @@ export interface ControllerDeps {
   readonly maxRestartMs?: number;
   /** Follows the roster, whose nodes become the server's users; without it only this node is one. */
   readonly roster?: RosterFeedFactory;
+  /** Overrides of how nats-server's user is chosen (tests); default: the apply's runner, the real machine. */
+  readonly natsUser?: Partial<NatsUserDeps>;
 }
 
 /** Builds the controller role. One instance per agent: it owns the nats-server process. */
@@ -75,15 +78,18 @@ export function buildControllerRole(deps: ControllerDeps): Role {
 
   /** How to run the server for the config file at `confPath` as it is on disk; undefined when absent. */
   async function launchFor(
-    ctx: Pick<ApplyContext, 'files'>,
+    ctx: Pick<ApplyContext, 'files' | 'run' | 'log'>,
     cfg: ControllerConfig,
     confPath = cfg.paths.nats_conf,
   ): Promise<NatsLaunch | undefined> {
     const text = await ctx.files.read(confPath);
     if (text === undefined) return undefined;
     const conf = parseNatsConf(text);
+    // The store and this file handed to the server's user (the file again after every write).
+    const natsUser = { run: ctx.run, log: ctx.log, ...deps.natsUser };
+    const user = await prepareNatsUser(natsUser, cfg.nats.user, cfg.nats.store_dir, confPath);
     // Not ours (edited by hand?): its whole text is the key, so any change restarts.
-    return { binary: cfg.nats.binary, confPath, restartKey: conf ? restartKey(conf) : text };
+    return { binary: cfg.nats.binary, confPath, restartKey: conf ? restartKey(conf) : text, ...(user ? { user } : {}) };
   }
 
   /** Waits for the monitor's `check`; stops early with nats-server's last words when it died. */

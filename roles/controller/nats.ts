@@ -25,6 +25,8 @@ export interface NatsLaunch {
   readonly confPath: string;
   /** Equal keys mean a SIGHUP is enough (see `restartKey`). */
   readonly restartKey: string;
+  /** The system user to run it as (see nats-user.ts); undefined = the agent's own. A change restarts. */
+  readonly user?: string;
 }
 
 /** How `apply` brought the server in line with its config. */
@@ -37,12 +39,19 @@ export class NatsSupervisor {
   private launchSpec: NatsLaunch | undefined;
 
   constructor(private readonly deps: NatsSupervisorDeps) {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getter below reads the current launch
+    const self = this;
     this.process = new DaemonSupervisor({
       ...deps,
       name: 'nats-server',
+      // Read at every start, restarts after a crash included: the user of the current launch.
+      get user() {
+        return self.launchSpec?.user;
+      },
       // SIGTERM, not lame-duck (SIGUSR2): clients of a restart reconnect at once to the same port.
       stopTimeoutMs: deps.stopTimeoutMs ?? 10_000,
-      onStart: (pid) => deps.log.info({ nats_pid: pid, conf: this.launchSpec?.confPath }, 'nats-server started'),
+      onStart: (pid) =>
+        deps.log.info({ nats_pid: pid, conf: this.launchSpec?.confPath, user: this.launchSpec?.user ?? null }, 'nats-server started'),
     });
   }
 
@@ -85,5 +94,5 @@ export class NatsSupervisor {
 const argv = (launch: NatsLaunch): Argv => [launch.binary, ['-c', launch.confPath]];
 
 function sameLaunch(a: NatsLaunch, b: NatsLaunch): boolean {
-  return a.binary === b.binary && a.confPath === b.confPath && a.restartKey === b.restartKey;
+  return a.binary === b.binary && a.confPath === b.confPath && a.restartKey === b.restartKey && a.user === b.user;
 }

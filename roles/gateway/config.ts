@@ -52,6 +52,11 @@ export interface GatewayConfig {
     /** Metadata service URLs; empty = every controller Serf knows, at `upstream_port`. */
     readonly upstreams: readonly string[];
     readonly upstream_port: number;
+    /**
+     * The IP TTL of the proxy's answers (AWS's "hop limit"): 1 = only the instance itself gets
+     * them; a container or VM that an instance NATs or routes for is one hop further and gets none.
+     */
+    readonly hop_limit: number;
   };
   /** The instance registry, for DHCP reservations and DNS names of instances. */
   readonly registry: {
@@ -66,6 +71,8 @@ export interface GatewayConfig {
     readonly hosts_dir: string;
     readonly leases: string;
     readonly iptables: string;
+    /** Our mangle chain that sets the proxy answers' TTL (`metadata.hop_limit`), restored with `--noflush`. */
+    readonly hop_limit: string;
     readonly sysctl: string;
     readonly lease_hook: string;
     /** The metadata proxy's own config (secret file, upstreams, leases), rendered from the above. */
@@ -193,6 +200,7 @@ export const GATEWAY_SETTINGS_SCHEMA: JSONSchemaType<GatewaySettings> = {
         secret_file: s('path'),
         upstreams: { type: 'array', items: { type: 'string', format: 'url' }, ...opt },
         upstream_port: { ...port, ...opt },
+        hop_limit: { type: 'integer', minimum: 1, maximum: 64, ...opt },
       },
     },
     registry: {
@@ -210,6 +218,7 @@ export const GATEWAY_SETTINGS_SCHEMA: JSONSchemaType<GatewaySettings> = {
         hosts_dir: s('path'),
         leases: s('path'),
         iptables: s('path'),
+        hop_limit: s('path'),
         sysctl: s('path'),
         lease_hook: s('path'),
         metadata_proxy: s('path'),
@@ -231,13 +240,14 @@ export const GATEWAY_DEFAULTS = {
   pxe: { enabled: true, bios: 'undionly.kpxe', efi64: 'ipxe.efi', arm64: 'ipxe-arm64.efi' },
   tftp: { enabled: true, root: '/srv/tftp', user: 'nobody' },
   firewall: { ssh_from_lan: true, port_forwards: [] },
-  metadata: { proxy_port: 8776, upstreams: [], upstream_port: 8775 },
+  metadata: { proxy_port: 8776, upstreams: [], upstream_port: 8775, hop_limit: 1 },
   registry: { enabled: true, nats: [], port: 4222 },
   paths: {
     dnsmasq_conf: '/etc/mammatus/gateway/dnsmasq.conf',
     hosts_dir: '/var/lib/mammatus/gateway/hosts.d',
     leases: '/var/lib/mammatus/gateway/dnsmasq.leases',
     iptables: '/etc/mammatus/gateway/iptables.rules',
+    hop_limit: '/etc/mammatus/gateway/hop-limit.rules',
     sysctl: '/etc/sysctl.d/60-mammatus-gateway.conf',
     lease_hook: '/usr/lib/mammatus/lease-hook',
     metadata_proxy: '/etc/mammatus/gateway/metadata-proxy.yaml',

@@ -20,13 +20,20 @@ import { answerLeases, LEASES_QUERY } from './leases-query.js';
 import { leasesToRelease, parseMembersFile } from './release.js';
 import { lanAddressOf, parseDhcpHosts, parseNotes, planInstances, type DhcpHost } from './render-instances.js';
 import { answerReservations, RESERVATIONS_QUERY, servedFacts } from './served.js';
-import { renderBaseline } from './render-iptables.js';
+import { HOP_LIMIT_CHAIN, renderBaseline } from './render-iptables.js';
+import { installOwnChain, removeOwnChain, validateOwnChain, type OwnChain } from '../../core/iptables-chain.js';
 import { renderGateway } from './render.js';
-import { DaemonSupervisor } from '../../core/process-supervisor.js';
+import { ChildService, serviceArgv, type ChildInit } from '../../core/child-service.js';
 import { type Argv } from '../../core/contracts.js';
+import { errorMessage } from '../../core/errors.js';
+import { readSecretFileSync } from '../../core/files.js';
+import { DEFAULT_SERVICE_USER } from '../../core/users.js';
+import { parse as parseYaml } from 'yaml';
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 const IPXE_DIR = '/usr/lib/ipxe';
+/** The mangle chain that sets the TTL of the metadata proxy's answers (hop limit). */
+const HOP_CHAIN: OwnChain = { table: 'mangle', hook: 'OUTPUT', chain: HOP_LIMIT_CHAIN };
 
 /** Checks that dnsmasq at `server` answers `name` (throws otherwise). */
 export type DnsProbe = (server: string, name: string) => Promise<void>;
@@ -43,6 +50,10 @@ export interface GatewayDeps {
   readonly mammatus?: Argv;
   /** Opens a feed on the instance registry (NATS); without it instances get no reservations or names. */
   readonly instanceFeed?: InstanceFeedFactory;
+  /** The system user the proxy runs as when the agent is root (`services.user`, default mammatus). */
+  readonly serviceUser?: () => string;
+  /** The agent's log level, for the proxy's own log (default: the proxy config's). */
+  readonly logLevel?: () => string;
 }
 
 /** The registry's NATS servers: configured ones, else every alive controller at `registry.port`. */
@@ -57,7 +68,7 @@ export function registryServers(cfg: GatewayConfig, members: readonly Member[]):
 /** Builds the gateway role. One instance per agent: it owns the dnsmasq process. */
 export function buildGatewayRole(deps: GatewayDeps): Role {
   let dnsmasq: DnsmasqSupervisor | undefined;
-  let proxy: DaemonSupervisor | undefined;
+  let proxy: ChildService | undefined;
   let feed: InstanceFeed | undefined;
   let askReconcile: ((reason: string) => void) | undefined;
   /** Opens the registry feed once the registry's servers are known (the first controller may join later). */
@@ -68,17 +79,28 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     const reconcile = askReconcile;
     feed = deps.instanceFeed(servers, () => reconcile('instance registry changed'), log.child({ component: 'registry' }));
   }
-  const proxySupervisor = (log: Logger) =>
-    (proxy ??= new DaemonSupervisor({ spawn: deps.spawn, log: log.child({ component: 'metadata-proxy' }), name: 'metadata-proxy' }));
-  const proxyArgv = (confPath: string): Argv | undefined =>
-    deps.mammatus ? [deps.mammatus[0], [...deps.mammatus[1], 'metadata', 'proxy', '--config', confPath]] : undefined;
-  /** Starts, restarts or stops the proxy to match its config file. */
+  const proxyChild = (log: Logger, mammatus: Argv) =>
+    (proxy ??= new ChildService({
+      spawn: deps.spawn,
+      log: log.child({ component: 'metadata-proxy' }),
+      name: 'metadata-proxy',
+      argv: serviceArgv(mammatus, 'metadata-proxy'),
+      user: deps.serviceUser?.() ?? DEFAULT_SERVICE_USER,
+      readyTimeoutMs: 10_000,
+    }));
+  /**
+   * Starts, restarts or stops the proxy to match its config file. It runs as the service user,
+   * which cannot read the 0600 secret: the agent reads it at each launch and sends it over IPC.
+   * Rejects when a (re)started proxy does not come up; it is retried with backoff meanwhile.
+   */
   async function applyProxy(ctx: StartContext, cfg: GatewayConfig, restart: boolean): Promise<void> {
-    const argv = proxyArgv(cfg.paths.metadata_proxy);
-    if ((await ctx.files.read(cfg.paths.metadata_proxy)) === undefined) return void (await proxy?.stop());
-    if (!argv) return ctx.log.warn('the metadata proxy is configured but this agent cannot run mammatus; instances get no metadata');
-    if (restart) await proxySupervisor(ctx.log).restart(argv);
-    else proxySupervisor(ctx.log).ensureRunning(argv);
+    const text = await ctx.files.read(cfg.paths.metadata_proxy);
+    if (text === undefined) return void (await proxy?.stop());
+    if (!deps.mammatus)
+      return ctx.log.warn('the metadata proxy is configured but this agent cannot run mammatus; instances get no metadata');
+    if (!restart && proxy?.running) return;
+    const init = proxyInit(text, deps.logLevel?.());
+    await proxyChild(ctx.log, deps.mammatus).start(init, { keepTrying: true });
   }
   let forwardingBefore: string | undefined;
   const firewall = new Firewall(renderBaseline());
@@ -107,7 +129,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
 
     async validate(ctx) {
       const cfg = config(ctx);
-      const network = [cfg.paths.dnsmasq_conf, cfg.paths.iptables, cfg.paths.sysctl];
+      const network = [cfg.paths.dnsmasq_conf, cfg.paths.iptables, cfg.paths.sysctl, cfg.paths.hop_limit];
       // Only names changed (a join, a leave): nothing of the network is touched, nothing to check.
       if (!ctx.changed.some((p) => network.includes(p))) return;
       // A node tagged gateway by mistake (no such ports) must fail here, before its firewall changes.
@@ -123,6 +145,9 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       if (ctx.changed.includes(cfg.paths.iptables) && (await ctx.files.read(cfg.paths.iptables)) !== undefined) {
         await validateRuleset(ctx.run, cfg.paths.iptables);
       }
+      if (ctx.changed.includes(cfg.paths.hop_limit) && (await ctx.files.read(cfg.paths.hop_limit)) !== undefined) {
+        await validateOwnChain(ctx.run, cfg.paths.hop_limit);
+      }
     },
 
     async reload(ctx) {
@@ -131,6 +156,10 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       const exists = async (p: string) => (await ctx.files.read(p)) !== undefined;
       if (changed(cfg.paths.sysctl)) await applyForwarding(ctx.run, cfg.paths.sysctl, await exists(cfg.paths.sysctl));
       if (changed(cfg.paths.iptables)) await firewall.apply(ctx.run, cfg.paths.iptables, await exists(cfg.paths.iptables));
+      if (changed(cfg.paths.hop_limit)) {
+        if (await exists(cfg.paths.hop_limit)) await installOwnChain(ctx.run, HOP_CHAIN, cfg.paths.hop_limit);
+        else await removeOwnChain(ctx.run, HOP_CHAIN);
+      }
       if (changed(cfg.paths.dnsmasq_conf)) {
         if (await exists(cfg.paths.dnsmasq_conf)) {
           await prepareDirs(ctx.run, cfg);
@@ -155,9 +184,8 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
         deps.mammatus &&
         (await ctx.files.read(cfg.paths.metadata_proxy)) !== undefined
       ) {
-        // A proxy that cannot start (unreadable secret, port taken) exits at once.
-        await new Promise((r) => setTimeout(r, 300));
-        if (!proxy?.running) throw new Error(`the metadata proxy is not running: ${proxy?.lastLines(3).join(' | ') || 'no output'}`);
+        // reload waited for it to be ready; it must still be running.
+        if (!proxy?.running) throw new Error(`the metadata proxy is not running: ${proxy?.lastLines(3) ?? 'no output'}`);
       }
       if (!ctx.changed.includes(cfg.paths.dnsmasq_conf) && !ctx.changed.includes(cfg.paths.iptables)) return;
       if (!(await ctx.files.read(cfg.paths.dnsmasq_conf))) return;
@@ -170,7 +198,12 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       const cfg = parseGatewayConfig(ctx.desired.config);
       askReconcile = ctx.reconcile;
       ensureFeed(cfg, ctx.desired.members, ctx.log);
-      await applyProxy(ctx, cfg, false);
+      // Rules do not outlive a reboot; the file (unchanged, so no reload) does.
+      if ((await ctx.files.read(cfg.paths.hop_limit)) !== undefined) await installOwnChain(ctx.run, HOP_CHAIN, cfg.paths.hop_limit);
+      // Not fatal at start: the supervisor keeps trying (a secret fixed later is read at the next try).
+      await applyProxy(ctx, cfg, false).catch((err: unknown) =>
+        ctx.log.error({ err: errorMessage(err) }, 'the metadata proxy did not start; retrying with backoff'),
+      );
       if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
       if (!dnsmasq?.process.running) await prepareDirs(ctx.run, cfg);
       supervisor(ctx.log).ensureRunning(cfg.paths.dnsmasq_conf);
@@ -270,4 +303,20 @@ async function probeDns(server: string, name: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
   }
   throw new Error(`DNS probe: ${name} not answered by ${server}: ${(last as Error)?.message ?? 'no address'}`);
+}
+
+/**
+ * The proxy's first message, built from its rendered config (render-metadata.ts) at every launch:
+ * the `metadata:` section with the secret file's content in place of its path (read as root, with
+ * the same mode check as everywhere: a secret others can read is refused).
+ */
+export function proxyInit(confText: string, level?: string): () => ChildInit {
+  const doc = (parseYaml(confText) ?? {}) as { log?: { level?: string }; metadata?: Record<string, unknown> };
+  const { proxy_secret_file: file, ...section } = doc.metadata ?? {};
+  return () => ({
+    type: 'init',
+    service: 'metadata-proxy',
+    level: level ?? doc.log?.level ?? 'info',
+    section: { ...section, ...(typeof file === 'string' ? { proxy_secret: readSecretFileSync(file).trim() } : {}) },
+  });
 }

@@ -100,6 +100,27 @@ export function renderBaseline(): string {
   return `${MANAGED_HEADER}${lines.join('\n')}\n`;
 }
 
+/** Our mangle chain for the metadata proxy's answers, jumped to from mangle OUTPUT. */
+export const HOP_LIMIT_CHAIN = 'MAMMATUS-GW-HOPS';
+
+/**
+ * The `iptables-restore --noflush` file of our mangle chain that sets the TTL of every packet the
+ * metadata proxy sends to instances to `metadata.hop_limit` — AWS's hop limit, on every answer and
+ * the TCP handshake too, not only token answers: a container or VM behind an instance's NAT or
+ * routing is one hop further, so its connection never completes. Its own chain in mangle, so the
+ * whole-table restores of `filter` and `nat` (and a controller's mangle chain) never touch it.
+ */
+export function renderHopLimit(cfg: GatewayConfig): string {
+  const lines = [
+    `${MANAGED_HEADER}# TTL of the metadata proxy's answers: metadata.hop_limit`,
+    '*mangle',
+    `:${HOP_LIMIT_CHAIN} - [0:0]`,
+    `-A ${HOP_LIMIT_CHAIN} -o ${cfg.lan.interface} -p tcp --sport ${cfg.metadata.proxy_port} -j TTL --ttl-set ${cfg.metadata.hop_limit}`,
+    'COMMIT',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
 /** `/etc/sysctl.d/` content that turns on IPv4 forwarding (the agent also applies it at once). */
 export function renderSysctl(): string {
   return `${MANAGED_HEADER}net.ipv4.ip_forward=1\n`;

@@ -7,7 +7,7 @@ import type { DesiredState, RenderedFile } from '../types.js';
 import { parseGatewayConfig } from './config.js';
 import { renderDnsmasqConf } from './render-dnsmasq.js';
 import { renderHostsFiles } from './render-hosts.js';
-import { renderIptables, renderSysctl } from './render-iptables.js';
+import { renderHopLimit, renderIptables, renderSysctl } from './render-iptables.js';
 import { renderMetadataProxyConf } from './render-metadata.js';
 import { instanceNames, planInstances, renderDhcpHosts, renderNotes } from './render-instances.js';
 import { renderMembersFile } from './release.js';
@@ -35,7 +35,10 @@ export function renderGateway(desired: DesiredState<Record<string, unknown>>): R
     { path: cfg.paths.left_out, content: renderNotes(plan.notes), mode: 0o644 },
   ];
   const proxy = renderMetadataProxyConf(cfg, desired.members);
-  if (proxy) files.push({ path: cfg.paths.metadata_proxy, content: proxy, mode: 0o644 });
+  if (proxy) {
+    files.push({ path: cfg.paths.metadata_proxy, content: proxy, mode: 0o644 });
+    files.push({ path: cfg.paths.hop_limit, content: renderHopLimit(cfg), mode: 0o600 });
+  }
   // Code-unit order, not localeCompare: the output must not depend on the host's locale.
   return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

@@ -64,7 +64,9 @@ export async function startMammatusAgent(spec: MammatusAgentSpec): Promise<Mamma
       'log: { level: debug }',
       spec.extraYaml ?? '',
     ].join('\n');
-    writeFileSync(configPath, yaml + '\n');
+    // 0600: it may hold secrets (serf.rpc_auth, a controller's proxy_secret and messaging keys), and
+    // the agent refuses a config file with a secret that others can read.
+    writeFileSync(configPath, yaml + '\n', { mode: 0o600 });
   }
   if (spec.credentials) {
     mkdirSync(path.join(spec.dir, 'state'), { recursive: true });

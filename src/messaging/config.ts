@@ -6,6 +6,8 @@
  * messaging:
  *   credentials:                       # key pairs accepted in SigV4 signatures; several allowed
  *     - { access_key_id: AKIA…, secret_access_key: … }
+ *       allow:                         # optional scopes (access.ts); absent = every action on everything
+ *         - { actions: ["sqs:SendMessage"], resources: ["orders-*"] }
  *   region: us-east-1                  # used in ARNs; any region is accepted in signatures
  *   verify_signatures: true            # false: accept unsigned requests (development only)
  *   base_url: https://sqs.example:9324 # origin put in queue URLs; default: each request's Host
@@ -15,11 +17,17 @@
  */
 import type { JSONSchemaType } from 'ajv';
 import { invalid, sectionChecker, type Format } from '../../core/validation.js';
+import { isActionPattern, isResourcePattern, type AccessRule } from './access.js';
 import type { Credential } from './sigv4.js';
+
+/** A key pair and its scopes (`allow` undefined = full access). */
+export interface MessagingCredential extends Credential {
+  readonly allow?: readonly AccessRule[];
+}
 
 /** The resolved settings, every default applied. */
 export interface MessagingConfig {
-  readonly credentials: readonly Credential[];
+  readonly credentials: readonly MessagingCredential[];
   readonly region: string;
   readonly verify_signatures: boolean;
   /** Without trailing slash; undefined = derive from each request's scheme and Host header. */
@@ -42,7 +50,13 @@ export const MESSAGING_DEFAULTS = {
 
 /** `messaging` as written (the wire layer's keys; other owners' keys pass through). */
 export interface WireSettings {
-  readonly credentials?: readonly { readonly access_key_id: string; readonly secret_access_key: string }[] | null;
+  readonly credentials?:
+    | readonly {
+        readonly access_key_id: string;
+        readonly secret_access_key: string;
+        readonly allow?: readonly { readonly actions: readonly string[]; readonly resources?: readonly string[] | null }[] | null;
+      }[]
+    | null;
   readonly region?: string | null;
   readonly verify_signatures?: boolean | null;
   readonly base_url?: string | null;
@@ -59,6 +73,15 @@ export const WIRE_FORMATS: Readonly<Record<string, Format>> = {
   region: { check: (v) => /^[a-z]{2}(?:-[a-z0-9]+)+-\d+$|^[a-z0-9-]{1,32}$/.test(v), why: 'must be a region name like us-east-1' },
   'access-key-id': { check: (v) => /^[A-Za-z0-9]{4,128}$/.test(v), why: 'must be 4-128 letters or digits' },
   'account-id': { check: (v) => /^\d{12}$/.test(v), why: 'must be a string of 12 digits (quote it in YAML)' },
+  'messaging-action': {
+    check: isActionPattern,
+    why: (v) =>
+      `must be an SQS or SNS action like sqs:SendMessage, sns:Publish, sqs:* or * (batch actions are covered by their single forms), not ${JSON.stringify(v)}`,
+  },
+  'messaging-resource': {
+    check: isResourcePattern,
+    why: 'must be a queue or topic name, * matching any characters (letters, digits, - _ . *)',
+  },
 };
 
 /** The wire keys' schemas, shared with the whole section's (settings.ts). */
@@ -74,6 +97,19 @@ export const WIRE_PROPERTIES = {
         access_key_id: { type: 'string', format: 'access-key-id' },
         // Never quoted in an error (the kit words it without the value): config errors end up in logs.
         secret_access_key: { type: 'string', minLength: 8 },
+        allow: {
+          type: 'array',
+          nullable: true,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['actions'],
+            properties: {
+              actions: { type: 'array', minItems: 1, items: { type: 'string', format: 'messaging-action' } },
+              resources: { type: 'array', nullable: true, minItems: 1, items: { type: 'string', format: 'messaging-resource' } },
+            },
+          },
+        },
       },
     },
   },
@@ -88,6 +124,8 @@ export const WIRE_PROPERTIES = {
 export const WIRE_HINTS: Readonly<Record<string, string>> = {
   'credentials#type': 'must be a list of { access_key_id, secret_access_key }',
   'credentials[]#type': 'must be a mapping with access_key_id and secret_access_key',
+  'credentials[].allow#type': 'must be a list of { actions: [...], resources: [...] }',
+  'credentials[].allow[]#type': 'must be a mapping with actions (and resources)',
   'credentials[].secret_access_key': 'must be a string of at least 8 characters',
   'account_id#type': 'must be a string of 12 digits (quote it in YAML)',
   max_request_bytes: `must be an integer between ${MIN_BODY} (1 MiB + 64 KiB) and ${MAX_BODY}`,
@@ -119,7 +157,8 @@ export function parseMessagingConfig(raw: unknown): MessagingConfig {
   const credentials = (s.credentials ?? []).map((c, i) => {
     if (seen.has(c.access_key_id)) invalid(AT, `credentials[${i}].access_key_id`, `duplicate of an earlier entry (${c.access_key_id})`);
     seen.add(c.access_key_id);
-    return { accessKeyId: c.access_key_id, secretAccessKey: c.secret_access_key };
+    const allow = c.allow?.map((rule) => ({ actions: [...rule.actions], resources: [...(rule.resources ?? ['*'])] }));
+    return { accessKeyId: c.access_key_id, secretAccessKey: c.secret_access_key, ...(allow ? { allow } : {}) };
   });
   const verify = s.verify_signatures ?? MESSAGING_DEFAULTS.verify_signatures;
   if (verify && credentials.length === 0) {

@@ -5,8 +5,14 @@
  *
  * It starts in the background and retries until JetStream can hold its streams: a controller that
  * joins as the second of three must not hold up its agent while replicated streams cannot exist yet.
+ *
+ * In the agent it runs as a child process under the unprivileged service user
+ * (core/child-service.ts): the section (with the access keys), the node's seed and the SNS signing
+ * key's PEMs (read here, as root) reach it over the IPC channel.
  */
+import { readFile } from 'node:fs/promises';
 import type { HostedService } from '../../core/contracts.js';
+import { ChildService, serviceArgv, type ChildWiring } from '../../core/child-service.js';
 import { errorMessage } from '../../core/errors.js';
 import type { RunningMessagingService } from './service.js';
 
@@ -19,7 +25,8 @@ export function messagingWanted(section: unknown): boolean {
 const RETRY_MS = 5000;
 
 /** The hosted messaging service; `section` returns the agent config's current `messaging:` section. */
-export function messagingHostedService(section: () => unknown): HostedService {
+export function messagingHostedService(section: () => unknown, child?: ChildWiring): HostedService {
+  if (child) return messagingChild(section, child);
   let running: RunningMessagingService | undefined;
   let stopped = true;
   let timer: NodeJS.Timeout | undefined;
@@ -59,6 +66,45 @@ export function messagingHostedService(section: () => unknown): HostedService {
       await attempt;
       await running?.stop();
       running = undefined;
+    },
+  };
+}
+
+/** The hosted SQS/SNS API as a supervised child process; ready once its settings are accepted. */
+function messagingChild(section: () => unknown, w: ChildWiring): HostedService {
+  let child: ChildService | undefined;
+  return {
+    name: 'messaging',
+    configKey: () => JSON.stringify(section() ?? null),
+    async start(ctx) {
+      const raw = section();
+      if (!messagingWanted(raw)) {
+        ctx.log.info('SQS/SNS API off: no messaging.credentials configured (docs/messaging.md)');
+        return;
+      }
+      const { parseMessagingSettings } = await import('./settings.js');
+      // Checked here, so a bad config fails the start before anything is spawned.
+      const { sns } = parseMessagingSettings(raw).engine;
+      const signing =
+        sns.signingKeyFile && sns.signingCertFile
+          ? { key: await readFile(sns.signingKeyFile, 'utf8'), cert: await readFile(sns.signingCertFile, 'utf8') }
+          : undefined;
+      const init = {
+        type: 'init' as const,
+        service: 'messaging',
+        level: w.level(),
+        section: raw,
+        natsUrl: ctx.natsUrl,
+        ...(ctx.credentials ? { seed: ctx.credentials.seed } : {}),
+        ...(signing ? { signing } : {}),
+      };
+      const spawn = await w.spawn();
+      child = new ChildService({ spawn, log: ctx.log, name: 'messaging', argv: serviceArgv(w.mammatus, 'messaging'), user: w.user() });
+      await child.start(() => init);
+    },
+    async stop() {
+      await child?.stop();
+      child = undefined;
     },
   };
 }

@@ -6,11 +6,15 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../core/contracts.js';
+import { Transform } from 'node:stream';
+import { BodyBudget, enforceConnectionLimits, serverOptions, type HttpLimits } from '../../core/http-limits.js';
+import { createAccessControl } from './access.js';
 import type { MessagingConfig } from './config.js';
 import { commonError, snsError, sqsError, type MessagingError, type Service } from './errors.js';
 import { isJsonRequest } from './protocol/detect.js';
 import { handleRequest, renderError, type HandlerDeps, type WireRequest, type WireResponse } from './protocol/handle.js';
-import { createSigV4Verifier, readCredentialScope } from './sigv4.js';
+import { refuseBeforeBody } from './protocol/preauth.js';
+import { createSigV4Verifier, readCredentialScope, type RequestHead } from './sigv4.js';
 import type { SnsEngine } from './sns-engine.js';
 import type { SqsEngine } from './sqs-engine.js';
 
@@ -25,6 +29,34 @@ export interface MessagingPluginOptions {
    * `path`, as receivers fetch it without credentials.
    */
   readonly signingCertificate?: { readonly path: string; readonly pem: string };
+  /** Overrides `MESSAGING_HTTP_LIMITS` (tests). */
+  readonly limits?: MessagingHttpLimits;
+}
+
+/** The API's limits: the common ones and how many body bytes it buffers at once. */
+export interface MessagingHttpLimits extends HttpLimits {
+  /** Request bodies held in memory at once, all connections together; past it a request is 503. */
+  readonly maxBufferedBodyBytes: number;
+}
+
+/**
+ * The API's HTTP limits. The idle timeout leaves room for a 20 s long poll; the request timeout
+ * bounds how long a body may trickle in; SDKs hold up to 50 keep-alive sockets per client.
+ */
+export const MESSAGING_HTTP_LIMITS: MessagingHttpLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5000,
+  idleTimeoutMs: 60_000,
+  maxConnections: 2048,
+  maxConnectionsPerAddress: 256,
+  maxBufferedBodyBytes: 64 * 2 ** 20,
+};
+
+/** The error a body past the budget fails with; the error handler answers it 503 ServiceUnavailable. */
+class BudgetExceeded extends Error {
+  readonly statusCode = 503;
+  readonly code = 'MAMMATUS_BODY_BUDGET';
 }
 
 /**
@@ -38,6 +70,7 @@ export async function messagingPlugin(app: FastifyInstance, opts: MessagingPlugi
     sqs: opts.sqs,
     sns: opts.sns,
     verifier: config.verify_signatures ? createSigV4Verifier({ credentials: config.credentials }) : undefined,
+    access: createAccessControl(config.credentials, { accountId: config.account_id, region: config.region }),
     accountId: config.account_id,
     region: config.region,
     baseUrl: config.base_url,
@@ -46,7 +79,41 @@ export async function messagingPlugin(app: FastifyInstance, opts: MessagingPlugi
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.max_request_bytes }, (_req, body, done) => done(null, body));
-  app.setErrorHandler((err: FastifyError, request, reply) => send(reply, frontEndError(err, request, config.max_request_bytes)));
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    // A body cut off unread must not be drained on a kept-alive connection.
+    if (err.code === 'MAMMATUS_BODY_BUDGET') reply.header('connection', 'close');
+    return send(reply, frontEndError(err, request, config.max_request_bytes));
+  });
+
+  // Every body byte read counts against one budget until its request ends: many clients that each
+  // send most of a large body and stall cannot hold more than the budget in memory.
+  const budget = new BodyBudget((opts.limits ?? MESSAGING_HTTP_LIMITS).maxBufferedBodyBytes);
+  app.addHook('preParsing', async (_request, reply, payload) => {
+    let held = 0;
+    reply.raw.once('close', () => budget.give(held));
+    return payload.pipe(
+      new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          if (!budget.take(chunk.length)) {
+            log.warn({ inUse: budget.inUse }, 'request bodies in memory at the limit; refusing a body');
+            return done(new BudgetExceeded('request bodies in memory at the limit'));
+          }
+          held += chunk.length;
+          done(null, chunk);
+        },
+      }),
+    );
+  });
+
+  // Authentication that needs no body runs as soon as the headers are in: the body of a refused
+  // request is never read, and the connection is closed after the answer instead of being drained.
+  const verifier = deps.verifier;
+  if (verifier) {
+    app.addHook('onRequest', async (request, reply) => {
+      const refused = refuseBeforeBody(requestHead(request), verifier);
+      if (refused) return send(reply.header('connection', 'close'), refused);
+    });
+  }
 
   const cert = opts.signingCertificate;
   if (cert) {
@@ -77,7 +144,17 @@ export async function messagingPlugin(app: FastifyInstance, opts: MessagingPlugi
  * Request logging is off: request URLs can carry presigned signatures.
  */
 export function buildMessagingApp(opts: MessagingPluginOptions): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: opts.config.max_request_bytes, return503OnClosing: true });
+  const limits = opts.limits ?? MESSAGING_HTTP_LIMITS;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: opts.config.max_request_bytes,
+    return503OnClosing: true,
+    http: serverOptions(limits),
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+  });
+  enforceConnectionLimits(app.server, limits);
   void app.register(messagingPlugin, opts);
   return app;
 }
@@ -88,18 +165,20 @@ function pathOf(url: string | undefined): string {
   return q < 0 ? raw : raw.slice(0, q);
 }
 
-function toWireRequest(request: FastifyRequest): WireRequest {
+function requestHead(request: FastifyRequest): RequestHead {
   const url = request.raw.url ?? '/';
   const q = url.indexOf('?');
-  const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
   return {
     method: request.method,
     rawPath: q < 0 ? url : url.slice(0, q),
     rawQuery: q < 0 ? '' : url.slice(q + 1),
     headers: request.headers,
-    body,
-    origin: `${request.protocol}://${request.headers.host ?? 'localhost'}`,
   };
+}
+
+function toWireRequest(request: FastifyRequest): WireRequest {
+  const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+  return { ...requestHead(request), body, origin: `${request.protocol}://${request.headers.host ?? 'localhost'}` };
 }
 
 // A Buffer payload is sent as is: for strings fastify would append `; charset=utf-8` to the type.
@@ -115,7 +194,6 @@ function frontEndError(err: FastifyError, request: FastifyRequest, limit: number
     rawPath: '/',
     rawQuery: '',
     headers: request.headers,
-    body: new Uint8Array(),
   })?.service;
   const service: Service = !json && signedFor === 'sns' ? 'sns' : 'sqs';
   let error: MessagingError;
@@ -124,6 +202,8 @@ function frontEndError(err: FastifyError, request: FastifyRequest, limit: number
     if (service === 'sns') error = snsError('InvalidParameter', `Invalid parameter: ${tooLong}`);
     else if (json && String(request.headers['x-amz-target']).endsWith('.SendMessageBatch')) error = sqsError('BatchRequestTooLong');
     else error = sqsError('InvalidParameterValue', `One or more parameters are invalid. Reason: ${tooLong}`);
+  } else if (err.code === 'MAMMATUS_BODY_BUDGET') {
+    error = commonError('ServiceUnavailable');
   } else if ((err.statusCode ?? 500) < 500) {
     error = json
       ? commonError('SerializationException', 'The request could not be read.')

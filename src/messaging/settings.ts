@@ -18,11 +18,16 @@
  *     http_timeout_seconds: 15         # per attempt
  *     signing_key_file: /etc/…/sns.key # PEM RSA key + certificate; default: generated, kept in KV
  *     signing_cert_file: /etc/…/sns.crt
+ *     # http(s) endpoints on loopback, link-local, private/LAN ranges and this machine are refused
+ *     # (engine/endpoint-guard.ts); these lists adjust that.
+ *     endpoint_allow: [203.0.113.0/24, hooks.internal.example] # CIDRs or host names let through anyway
+ *     endpoint_deny: [198.51.100.0/24]  # further CIDRs refused (a LAN on public addresses)
  * ```
  */
 import type { JSONSchemaType } from 'ajv';
 import { parseHostPort } from '../../core/net.js';
 import { invalid, sectionChecker, type Format } from '../../core/validation.js';
+import { isEndpointAllowEntry, parseNetwork } from './engine/endpoint-guard.js';
 import { parseMessagingConfig, WIRE_FORMATS, WIRE_HINTS, WIRE_PROPERTIES, type MessagingConfig, type WireSettings } from './config.js';
 
 /** SNS delivery settings (`messaging.sns`). */
@@ -33,6 +38,13 @@ export interface SnsSettings {
   readonly httpTimeoutMs: number;
   readonly signingKeyFile?: string;
   readonly signingCertFile?: string;
+  /** CIDRs, addresses or host names http(s) deliveries may reach even in refused ranges. */
+  readonly endpointAllow: readonly string[];
+  /** CIDRs or addresses refused besides the default ranges. */
+  readonly endpointDeny: readonly string[];
+  /** The PEMs themselves, read by the agent (root) from the files above and handed to the API's process. */
+  readonly signingKeyPem?: string;
+  readonly signingCertPem?: string;
 }
 
 /** The engine's and listener's settings. */
@@ -77,6 +89,8 @@ interface SectionSettings extends WireSettings {
     readonly http_timeout_seconds?: number | null;
     readonly signing_key_file?: string | null;
     readonly signing_cert_file?: string | null;
+    readonly endpoint_allow?: readonly string[] | null;
+    readonly endpoint_deny?: readonly string[] | null;
   } | null;
 }
 
@@ -106,6 +120,8 @@ const SECTION_SCHEMA: JSONSchemaType<SectionSettings> = {
         http_timeout_seconds: int(1, 60),
         signing_key_file: absolute,
         signing_cert_file: absolute,
+        endpoint_allow: { type: 'array', nullable: true, items: { type: 'string', format: 'endpoint-allow' } },
+        endpoint_deny: { type: 'array', nullable: true, items: { type: 'string', format: 'network' } },
       },
     },
   },
@@ -120,6 +136,11 @@ const FORMATS: Readonly<Record<string, Format>> = {
   // Port 0 (any free port) is allowed: tests and ad-hoc runs use it.
   listen: { check: (v) => parseHostPort(v, { allowPortZero: true }) !== undefined, why: 'must be host:port' },
   'absolute-path': { check: (v) => v.startsWith('/'), why: 'must be an absolute path' },
+  'endpoint-allow': {
+    check: isEndpointAllowEntry,
+    why: 'must be an IPv4 or IPv6 address or network (10.0.0.0/8, fd00::/8) or a host name',
+  },
+  network: { check: (v) => parseNetwork(v) !== undefined, why: 'must be an IPv4 or IPv6 address or network (10.0.0.0/8, fd00::/8)' },
 };
 
 const range = (min: number, max: number) => `must be an integer between ${min} and ${max}`;
@@ -178,6 +199,8 @@ export function parseMessagingSettings(raw: unknown): MessagingSettings {
         httpTimeoutMs: (sns.http_timeout_seconds ?? d.http_timeout_seconds) * 1000,
         ...(keyFile ? { signingKeyFile: keyFile } : {}),
         ...(certFile ? { signingCertFile: certFile } : {}),
+        endpointAllow: sns.endpoint_allow ?? [],
+        endpointDeny: sns.endpoint_deny ?? [],
       },
     },
   };

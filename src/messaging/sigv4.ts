@@ -65,6 +65,9 @@ export interface SigV4VerifierOptions {
   readonly now?: () => number;
 }
 
+/** What arrives before the body: enough to refuse a request without reading it. */
+export type RequestHead = Omit<SignedRequest, 'body'>;
+
 /** Verifies requests against one set of credentials, caching derived signing keys. */
 export interface SigV4Verifier {
   /**
@@ -72,6 +75,13 @@ export interface SigV4Verifier {
    * @throws MessagingError with one of the codes above.
    */
   verify(req: SignedRequest, service: string): SigV4Identity;
+  /**
+   * Every check that needs no body (form of the signature data, known access key, credential
+   * scope, clock, `host` signed), so that a request that will be refused is refused before its body
+   * is read. `verify` repeats them. Returns the claimed scope.
+   * @throws MessagingError with the code `verify` would throw.
+   */
+  precheck(req: RequestHead, service: string): CredentialScope;
 }
 
 const ALGORITHM = 'AWS4-HMAC-SHA256';
@@ -82,12 +92,12 @@ const KEY_CACHE_LIMIT = 256;
 export { uriEncode } from './sigv4-canonical.js';
 
 /** True when the request carries SigV4 data in either form (valid or not). */
-export function hasSignature(req: SignedRequest): boolean {
+export function hasSignature(req: RequestHead): boolean {
   return header(req, 'authorization') !== undefined || /(?:^|&)X-Amz-(?:Algorithm|Signature|Credential)=/i.test(req.rawQuery);
 }
 
 /** The credential scope as claimed by the request (not verified), or undefined if unreadable. */
-export function readCredentialScope(req: SignedRequest): CredentialScope | undefined {
+export function readCredentialScope(req: RequestHead): CredentialScope | undefined {
   try {
     return parseAuth(req).scope;
   } catch {
@@ -115,17 +125,23 @@ export function createSigV4Verifier(options: SigV4VerifierOptions): SigV4Verifie
     return key;
   }
 
+  function checkHead(req: RequestHead, service: string): { auth: ParsedAuth; secret: string } {
+    const auth = parseAuth(req);
+    const secret = secrets.get(auth.scope.accessKeyId);
+    if (secret === undefined) throw commonError('InvalidClientTokenId');
+    checkScope(auth.scope, auth.amzDate, service, options.regions);
+    checkTime(auth, now(), skewMs);
+    if (!auth.signedHeaders.includes('host')) {
+      throw commonError('IncompleteSignature', "'Host' must be a 'SignedHeader' in the AWS Authorization.");
+    }
+    return { auth, secret };
+  }
+
   return {
+    precheck: (req, service) => checkHead(req, service).auth.scope,
     verify(req, service) {
-      const auth = parseAuth(req);
+      const { auth, secret } = checkHead(req, service);
       const { scope } = auth;
-      const secret = secrets.get(scope.accessKeyId);
-      if (secret === undefined) throw commonError('InvalidClientTokenId');
-      checkScope(scope, auth.amzDate, service, options.regions);
-      checkTime(auth, now(), skewMs);
-      if (!auth.signedHeaders.includes('host')) {
-        throw commonError('IncompleteSignature', "'Host' must be a 'SignedHeader' in the AWS Authorization.");
-      }
       const payloadHash = sha256Hex(req.body);
       const claimed = header(req, 'x-amz-content-sha256');
       if (claimed !== undefined && claimed.toLowerCase() !== payloadHash) {
@@ -155,7 +171,7 @@ interface ParsedAuth {
   readonly expires?: number;
 }
 
-function parseAuth(req: SignedRequest): ParsedAuth {
+function parseAuth(req: RequestHead): ParsedAuth {
   const authorization = header(req, 'authorization');
   const query = decodeQuery(req.rawQuery);
   const presignedAlgorithm = query.find(([k]) => k === 'X-Amz-Algorithm')?.[1];
@@ -169,7 +185,7 @@ function parseAuth(req: SignedRequest): ParsedAuth {
   throw commonError('MissingAuthenticationToken');
 }
 
-function parseHeaderAuth(authorization: string, req: SignedRequest): ParsedAuth {
+function parseHeaderAuth(authorization: string, req: RequestHead): ParsedAuth {
   const space = authorization.indexOf(' ');
   const algorithm = space < 0 ? authorization : authorization.slice(0, space);
   if (algorithm !== ALGORITHM) throw commonError('IncompleteSignature', `Unsupported AWS 'algorithm': '${clip(algorithm)}'.`);
@@ -273,7 +289,7 @@ function checkTime(auth: ParsedAuth, nowMs: number, skewMs: number): void {
   }
 }
 
-function header(req: SignedRequest, name: string): string | undefined {
+function header(req: RequestHead, name: string): string | undefined {
   const value = req.headers[name];
   return value === undefined ? undefined : typeof value === 'string' ? value : value.join(',');
 }

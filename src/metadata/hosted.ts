@@ -2,9 +2,15 @@
  * The metadata service as a controller-hosted service: the controller role starts it once its
  * nats-server is ready and tells it about membership, from which vendor-data takes the controller
  * addresses (Consul's join list, InfluxDB's host). The service's modules are loaded at its start.
+ *
+ * In the agent it runs as a child process under the unprivileged service user
+ * (core/child-service.ts): the agent reads the secret file and Vault's token here, as root, and
+ * sends them with the section; the child reads no file that holds a secret.
  */
+import { readFileSync } from 'node:fs';
 import { readSecretFileSync } from '../../core/files.js';
-import type { HostedService, Member } from '../../core/contracts.js';
+import type { HostedService, HostedServiceContext, Member } from '../../core/contracts.js';
+import { ChildService, serviceArgv, type ChildInit, type ChildWiring } from '../../core/child-service.js';
 import { aliveWithRole } from '../../core/members.js';
 import type { RunningMetadataService } from './service.js';
 
@@ -19,7 +25,8 @@ export function controllerAddresses(members: readonly Member[]): string[] {
  * The hosted metadata service. `section` returns the agent config's current `metadata:` section,
  * read at each start; after a config reload that changed it, the role restarts the service.
  */
-export function metadataHostedService(section: () => unknown): HostedService {
+export function metadataHostedService(section: () => unknown, child?: ChildWiring): HostedService {
+  if (child) return metadataChild(section, child);
   let running: RunningMetadataService | undefined;
   let controllers: string[] = [];
   return {
@@ -42,6 +49,59 @@ export function metadataHostedService(section: () => unknown): HostedService {
     async stop() {
       await running?.stop();
       running = undefined;
+    },
+  };
+}
+
+/**
+ * The child's first message: the section with the secret itself in place of `proxy_secret_file`,
+ * Vault's token, the NATS URL and seed. Reads those files (as root) and checks the section, so a
+ * bad config fails the start here, before any process is spawned.
+ */
+export async function metadataChildInit(
+  raw: unknown,
+  ctx: Omit<HostedServiceContext, 'log' | 'members'>,
+  level: string,
+): Promise<ChildInit> {
+  const [{ parseMetadataSettings }, { parseVendorDataSettings }] = await Promise.all([import('./config.js'), import('./vendor-data.js')]);
+  const settings = parseMetadataSettings(raw, readSecretFileSync);
+  const { vault } = parseVendorDataSettings(settings.vendorData);
+  const vaultToken = vault.enabled && vault.token_file ? readFileSync(vault.token_file, 'utf8').trim() : undefined;
+  const { proxy_secret_file: _file, ...rest } = (raw ?? {}) as Record<string, unknown>;
+  void _file;
+  return {
+    type: 'init',
+    service: 'metadata',
+    level,
+    section: { ...rest, ...(settings.proxySecret ? { proxy_secret: settings.proxySecret.toString('hex') } : {}) },
+    natsUrl: ctx.natsUrl,
+    ...(ctx.credentials ? { seed: ctx.credentials.seed } : {}),
+    ...(vaultToken === undefined ? {} : { vaultToken }),
+  };
+}
+
+/** The hosted metadata service as a supervised child process. */
+function metadataChild(section: () => unknown, w: ChildWiring): HostedService {
+  let child: ChildService | undefined;
+  let controllers: string[] = [];
+  return {
+    name: 'metadata',
+    configKey: () => JSON.stringify(section() ?? null),
+    async start(ctx) {
+      const init = await metadataChildInit(section(), ctx, w.level());
+      controllers = controllerAddresses(ctx.members);
+      const spawn = await w.spawn();
+      child = new ChildService({ spawn, log: ctx.log, name: 'metadata', argv: serviceArgv(w.mammatus, 'metadata'), user: w.user() });
+      // A restart after a crash gets the controllers of that moment.
+      await child.start(() => ({ ...init, controllers }));
+    },
+    membersChanged(members) {
+      controllers = controllerAddresses(members);
+      child?.send({ type: 'members', controllers });
+    },
+    async stop() {
+      await child?.stop();
+      child = undefined;
     },
   };
 }

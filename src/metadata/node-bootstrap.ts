@@ -9,12 +9,13 @@
  * library, never by pasting strings, so no value can break the YAML. Pure.
  */
 import { isIP } from 'node:net';
-import { Document, isMap, isSeq, type Node } from 'yaml';
+import { Document, isMap, isScalar, isSeq, type Node } from 'yaml';
 import { isDnsLabel, isHostPort, isHostname } from '../../core/net.js';
 import { ROLE_NAMES, type RoleName } from '../../core/members.js';
 import { SettingsError } from '../../core/validation.js';
 import { checkGossipKey } from './vendor-data-settings.js';
 import { errorMessage } from '../../core/errors.js';
+import { FETCH_KEY_SCRIPT, KEY_FINGERPRINT_CHECK, normalizeFingerprint } from './apt-key-fetch.js';
 
 /** What one node's bootstrap depends on. */
 export interface NodeBootstrapInput {
@@ -30,8 +31,17 @@ export interface NodeBootstrapInput {
   readonly aptRepoUrl: string;
   /** The repository's public key, ASCII-armoured; preferred: the key then travels in the user-data. */
   readonly aptKeyArmored?: string;
-  /** Else a URL the host downloads the key from at first boot (needs curl or wget on the image). */
+  /**
+   * Else a URL the host downloads the key from at first boot (needs curl or wget on the image).
+   * `https://`, or plain `http://` only together with {@link aptKeyFingerprint}.
+   */
   readonly aptKeyUrl?: string;
+  /**
+   * The key's OpenPGP fingerprint (40 hex digits, as `repo-build.sh` and `gpg` print it; spaces
+   * allowed). With it the host refuses a downloaded key that is not exactly this one key.
+   * Required for an `http://` {@link aptKeyUrl}; only used with {@link aptKeyUrl}.
+   */
+  readonly aptKeyFingerprint?: string;
   /** Serf's snapshot file. Default `/var/lib/serf/snapshot`. */
   readonly snapshotPath?: string;
   /** Serf's `rpc_auth`; also written for the agent in /etc/mammatus/agent.d. Absent = none. */
@@ -75,6 +85,7 @@ export function renderNodeBootstrap(input: NodeBootstrapInput): string {
     throw new SettingsError('aptKeyArmored', 'must be an ASCII-armoured PGP public key block');
   }
   const keyUrl = input.aptKeyUrl === undefined ? undefined : checkUrl(input.aptKeyUrl, 'aptKeyUrl');
+  const pin = checkKeyPin(keyUrl, input.aptKeyFingerprint);
   const snapshot = input.snapshotPath ?? '/var/lib/serf/snapshot';
   if (!snapshot.startsWith('/') || /\p{Cc}/u.test(snapshot)) throw new SettingsError('snapshotPath', 'must be an absolute path');
   if (input.rpcAuth !== undefined && !/^[\x21-\x7e]+$/.test(input.rpcAuth))
@@ -107,7 +118,25 @@ export function renderNodeBootstrap(input: NodeBootstrapInput): string {
     ...(input.hostname ? { hostname: input.hostname } : {}),
     // Only for a key given by URL: bootcmd runs in the init stage, before apt needs the key; the URL
     // and path are arguments of the fixed script, never part of it.
-    ...(keyUrl ? { bootcmd: [['cloud-init-per', 'instance', 'mammatus-apt-key', 'sh', '-c', FETCH_KEY, 'sh', keyUrl, keyPath]] } : {}),
+    // A pinned key travels with its check program as two more arguments.
+    ...(keyUrl
+      ? {
+          bootcmd: [
+            [
+              'cloud-init-per',
+              'instance',
+              'mammatus-apt-key',
+              'sh',
+              '-c',
+              FETCH_KEY_SCRIPT,
+              'sh',
+              keyUrl,
+              keyPath,
+              ...(pin ? [pin, KEY_FINGERPRINT_CHECK] : []),
+            ],
+          ],
+        }
+      : {}),
     write_files: files,
     package_update: true,
     packages: ['serf', 'mammatus-agent'],
@@ -126,8 +155,19 @@ export function renderNodeBootstrap(input: NodeBootstrapInput): string {
   return `#cloud-config\n${doc.toString({ lineWidth: 0 })}`;
 }
 
-// Fetches $1 (the key URL) to $2 (the keyring path) with whichever tool the image has.
-const FETCH_KEY = 'mkdir -p /etc/apt/keyrings && { curl -fsSL -o "$2" "$1" || wget -q -O "$2" "$1"; }';
+/**
+ * The fingerprint a fetched key must have, or undefined for an https URL without one. A plain
+ * http:// key URL needs one: anyone on the path could otherwise hand the host their own key.
+ */
+function checkKeyPin(keyUrl: string | undefined, fingerprint: string | undefined): string | undefined {
+  if (fingerprint === undefined) {
+    if (keyUrl?.startsWith('http:'))
+      throw new SettingsError('aptKeyUrl', 'a plain http:// key URL needs aptKeyFingerprint (or use https://, or aptKeyArmored)');
+    return undefined;
+  }
+  if (keyUrl === undefined) throw new SettingsError('aptKeyFingerprint', 'only goes with aptKeyUrl');
+  return normalizeFingerprint(fingerprint);
+}
 
 function file(path: string, permissions: string, content: string): Record<string, unknown> {
   return { path, owner: 'root:root', permissions, content };
@@ -137,11 +177,13 @@ function withNewline(text: string): string {
   return text.endsWith('\n') ? text : `${text}\n`;
 }
 
-/** Lists of plain strings (packages, command argv) read best in flow style: `[systemctl, enable, …]`. */
+/** Lists of plain one-line strings (packages, command argv) read best in flow style: `[systemctl, enable, …]`. */
 function flowLeaves(node: Node | null): void {
   if (isMap(node)) for (const pair of node.items) flowLeaves(pair.value as Node | null);
   if (isSeq(node)) {
-    if (node.items.every((item) => !isMap(item) && !isSeq(item))) node.flow = true;
+    // Multi-line strings (the key fetch's programs) stay in block style, where they read as written.
+    const short = (item: unknown) => !isMap(item) && !isSeq(item) && !(isScalar(item) && String(item.value).includes('\n'));
+    if (node.items.every(short)) node.flow = true;
     else for (const item of node.items) flowLeaves(item as Node | null);
   }
 }

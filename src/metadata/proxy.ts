@@ -11,7 +11,8 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from '../../core/contracts.js';
-import { IDENTITY_HEADERS, signIdentity } from './identity.js';
+import { enforceConnectionLimits, readBodyUpTo, serverOptions, type HttpLimits } from '../../core/http-limits.js';
+import { bodySha256, IDENTITY_HEADERS, signIdentity, type CallerIdentity } from './identity.js';
 
 /** Finds the MAC of an IP address ('' when unknown). */
 export type MacLookup = (ip: string) => Promise<string>;
@@ -26,7 +27,22 @@ export interface ProxyDeps {
   readonly now?: () => number;
   /** Per upstream attempt. */
   readonly timeoutMs?: number;
+  /** Overrides `PROXY_HTTP_LIMITS` (tests). */
+  readonly limits?: HttpLimits;
 }
+
+/**
+ * The proxy's HTTP limits: every tenant connects here, each from its own address, and a metadata
+ * request is a few hundred bytes that a client sends at once.
+ */
+export const PROXY_HTTP_LIMITS: HttpLimits = {
+  headersTimeoutMs: 5000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5000,
+  idleTimeoutMs: 30_000,
+  maxConnections: 2048,
+  maxConnectionsPerAddress: 32,
+};
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) are the proxy's own business, never forwarded.
 const HOP_BY_HOP = new Set([
@@ -48,7 +64,8 @@ const MAX_BODY = 4096;
 export function buildMetadataProxy(deps: ProxyDeps): http.Server {
   const now = deps.now ?? Date.now;
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-  const server = http.createServer((req, res) => {
+  const limits = deps.limits ?? PROXY_HTTP_LIMITS;
+  const server = http.createServer(serverOptions(limits), (req, res) => {
     void handle(req, res).catch((err: unknown) => {
       deps.log.error({ err }, 'metadata proxy failed');
       if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
@@ -56,6 +73,7 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
     });
   });
   server.on('close', () => agent.destroy());
+  enforceConnectionLimits(server, limits);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // The caller's address, read before any await: when node closes the connection under a request
@@ -70,7 +88,7 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
       res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end('Bad Request');
       return;
     }
-    const body = await readBody(req);
+    const body = await readBodyUpTo(req, MAX_BODY);
     if (body === undefined) {
       // The rest of the body is never read: close with the answer rather than idle paused.
       res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' }).end('Payload Too Large');
@@ -88,10 +106,14 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
       if (value === undefined || HOP_BY_HOP.has(name) || dropped.has(name) || IDENTITY.has(name)) continue;
       headers[name] = value;
     }
-    Object.assign(headers, signIdentity(deps.secret, req.method ?? 'GET', url, { ip, mac }, now()));
     headers['content-length'] = String(body.length);
+    const caller: CallerIdentity = { ip, mac };
+    const hash = bodySha256(body);
     for (const upstream of deps.upstreams) {
-      const answered = await forward(upstream, req.method ?? 'GET', url, headers, body, res);
+      // Signed per attempt: the signature covers the Host of the upstream it goes to.
+      const host = new URL(upstream).host;
+      const signed = signIdentity(deps.secret, { method: req.method ?? 'GET', url, host, bodySha256: hash }, caller, now());
+      const answered = await forward(upstream, req.method ?? 'GET', url, { ...headers, ...signed }, body, res);
       if (answered) return;
     }
     deps.log.warn({ upstreams: deps.upstreams }, 'no metadata service answered');
@@ -155,16 +177,4 @@ export function isOriginForm(target: string): boolean {
     if (c <= 0x20 || c === 0x7f) return false;
   }
   return true;
-}
-
-/** The request body, or `undefined` when it is larger than `MAX_BODY`. */
-async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) return undefined;
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
 }

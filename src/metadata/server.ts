@@ -12,7 +12,9 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from '../../core/contracts.js';
-import { passedProxy, verifyIdentity } from './identity.js';
+import { bodySha256, passedProxy } from './identity.js';
+import { callerResolver, type Request } from './caller.js';
+import { enforceConnectionLimits, readBodyUpTo, serverOptions, type HttpLimits } from '../../core/http-limits.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 import type { InstanceLookup } from '../registry/view.js';
 import { parseTokenTtl, type TokenAuthority } from './tokens.js';
@@ -44,10 +46,27 @@ export interface MetadataAppDeps {
   vendorData(record: InstanceRecord, callerIp: string): Promise<string>;
   readonly log: Logger;
   readonly now?: () => number;
+  /** Overrides `METADATA_HTTP_LIMITS` (tests). */
+  readonly limits?: HttpLimits;
+  /** How many proxy signatures the replay cache holds at most (default 1,000,000). */
+  readonly replayCacheEntries?: number;
 }
 
-/** How a request's caller was resolved. */
-type Caller = { readonly record: InstanceRecord; readonly ip: string } | { readonly status: 403 | 404 | 503; readonly why: string };
+/**
+ * The service's HTTP limits. Its callers are gateways' proxies, each of which funnels every
+ * instance behind it through at most 64 keep-alive connections, and instances on trusted networks.
+ */
+export const METADATA_HTTP_LIMITS: HttpLimits = {
+  headersTimeoutMs: 5000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5000,
+  idleTimeoutMs: 30_000,
+  maxConnections: 4096,
+  maxConnectionsPerAddress: 256,
+};
+
+// Metadata requests carry no body: a larger one is refused.
+const MAX_BODY = 1024;
 
 const TEXT = 'text/plain; charset=utf-8';
 
@@ -83,29 +102,7 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
   const ec2Cache: TreeCache = new WeakMap();
   const seedCache: Record<'nocloud' | 'openstack', TreeCache> = { nocloud: new WeakMap(), openstack: new WeakMap() };
 
-  const resolve = (req: IncomingMessage): Caller => {
-    const checked = verifyIdentity(req.headers, deps.secret, req.method ?? 'GET', req.url ?? '/', now());
-    if (checked.kind === 'rejected') {
-      deps.log.warn({ remote: req.socket.remoteAddress, why: checked.reason }, 'metadata request with bad identity headers refused');
-      return { status: 403, why: checked.reason };
-    }
-    if (!deps.lookup.available) return { status: 503, why: 'instance registry unavailable' };
-    if (checked.kind === 'signed') {
-      const { ip, mac } = checked.identity;
-      const byMac = mac ? deps.lookup.byMac(mac) : undefined;
-      const byIp = deps.lookup.byIp(ip);
-      // A MAC and an IP that name two different instances: someone took another's address.
-      if (byMac && byIp && byMac !== byIp) return { status: 403, why: `IP ${ip} belongs to another instance than MAC ${mac}` };
-      if (!byMac && byIp && mac && byIp.macs.length) return { status: 403, why: `IP ${ip} is registered for another MAC than ${mac}` };
-      const record = byMac ?? byIp;
-      return record ? { record, ip } : { status: 404, why: `no instance has MAC ${mac || '?'} or IP ${ip}` };
-    }
-    if (passedProxy(req.headers)) return { status: 404, why: 'request passed an unsigned proxy; caller unknown' };
-    const ip = sourceAddress(req);
-    if (!deps.trustSourceAddress) return { status: 404, why: 'source addresses are not trusted' };
-    const record = deps.lookup.byIp(ip);
-    return record ? { record, ip } : { status: 404, why: `no instance has IP ${ip}` };
-  };
+  const resolve = callerResolver(deps, now);
 
   const ctx = (ip: string): TreeContext => ({ domain: deps.domain, availabilityZone: deps.availabilityZone, callerIp: ip });
 
@@ -138,6 +135,24 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     return answerText(200, deps.tokens.mint(caller.record.id, ttl, now()), { 'x-aws-ec2-metadata-token-ttl-seconds': String(ttl) });
   };
 
+  const validToken = (req: IncomingMessage, instanceId: string): boolean => {
+    const token = req.headers['x-aws-ec2-metadata-token'];
+    return typeof token === 'string' && deps.tokens.check(token, instanceId, now());
+  };
+
+  /**
+   * With `tokens: required`, a NoCloud or OpenStack read needs an IMDSv2 token or must come from
+   * cloud-init's own reader, which cannot send one: it is told by its `Cloud-Init/…` User-Agent, a
+   * header that a plain SSRF (a URL a tenant makes some program fetch) cannot set — the model of
+   * GCP's `Metadata-Flavor`. A request that passed an HTTP proxy on the instance never qualifies.
+   */
+  const seedReaderProven = (req: IncomingMessage, instanceId: string): boolean => {
+    if (validToken(req, instanceId)) return true;
+    if (passedProxy(req.headers)) return false;
+    const agent = req.headers['user-agent'];
+    return typeof agent === 'string' && CLOUD_INIT_AGENT.test(agent);
+  };
+
   /** GET (and HEAD) of every tree. */
   const get = (req: IncomingMessage, segments: readonly string[]): Answer | Promise<Answer> => {
     const first = segments[1] ?? '';
@@ -148,6 +163,7 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     if (first === 'nocloud' || first === 'openstack') {
       const caller = resolve(req);
       if ('status' in caller) return refuse(caller);
+      if (deps.tokenMode === 'required' && !seedReaderProven(req, caller.record.id)) return answerText(401, 'Unauthorized');
       if (first === 'openstack' && segments.filter(Boolean).length === 1) return answerText(200, OPENSTACK_VERSIONS.join('\n'));
       if (first === 'openstack' && !(OPENSTACK_VERSIONS as readonly string[]).includes(segments[2] ?? '')) return NOT_FOUND;
       const rest = segments.slice(first === 'nocloud' ? 2 : 3);
@@ -167,9 +183,8 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     const caller = resolve(req);
     if ('status' in caller) return refuse(caller);
     const token = req.headers['x-aws-ec2-metadata-token'];
-    if (token !== undefined || deps.tokenMode === 'required') {
-      if (typeof token !== 'string' || !deps.tokens.check(token, caller.record.id, now())) return answerText(401, 'Unauthorized');
-    }
+    if ((token !== undefined || deps.tokenMode === 'required') && !validToken(req, caller.record.id))
+      return answerText(401, 'Unauthorized');
     return answer(
       cached(ec2Cache, caller, () => ec2Tree(caller.record, ctx(caller.ip))),
       segments.slice(2),
@@ -188,13 +203,8 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
   };
 
   let closing = false;
-  const server = http.createServer({ keepAliveTimeout: 5000 }, (req, res) => {
-    // Metadata requests carry no body: a large one is refused, a small one read and dropped. The
-    // refused body is never read, so the connection closes with the answer instead of idling paused.
-    if (Number(req.headers['content-length'] ?? 0) > 1024) {
-      return send(req, res, answerText(413, 'Payload Too Large', { connection: 'close' }));
-    }
-    req.resume();
+  const limits = deps.limits ?? METADATA_HTTP_LIMITS;
+  const respond = (req: Request, res: ServerResponse): void => {
     if (closing) return send(req, res, answerText(503, 'Service Unavailable'));
     const failed = (err: unknown) => {
       deps.log.error({ err }, 'metadata request failed');
@@ -208,7 +218,26 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     } catch (err) {
       failed(err);
     }
+  };
+  const server = http.createServer(serverOptions(limits), (req: Request, res) => {
+    // Metadata requests carry no body: a large one is refused, a small one read and hashed (the
+    // proxy's signature covers it). Most requests have none and are answered without waiting.
+    const length = req.headers['content-length'];
+    if (Number(length ?? 0) > MAX_BODY) return send(req, res, answerText(413, 'Payload Too Large'), true);
+    if ((length === undefined || length === '0') && req.headers['transfer-encoding'] === undefined) {
+      req.resume();
+      return respond(req, res);
+    }
+    readBodyUpTo(req, MAX_BODY).then(
+      (body) => {
+        if (body === undefined) return send(req, res, answerText(413, 'Payload Too Large'), true);
+        req.bodySha256 = bodySha256(body);
+        respond(req, res);
+      },
+      () => res.destroy(),
+    );
   });
+  enforceConnectionLimits(server, limits);
   return {
     server,
     listen: ({ host, port }) =>
@@ -228,10 +257,17 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
   };
 }
 
-/** Writes an answer (headers only for HEAD); raw header arrays skip node's header-object walk. */
-function send(req: IncomingMessage, res: ServerResponse, a: Answer): void {
+/** cloud-init's reader's User-Agent (`Cloud-Init/22.4.2`). */
+const CLOUD_INIT_AGENT = /^Cloud-Init\/\d/;
+
+/**
+ * Writes an answer (headers only for HEAD); raw header arrays skip node's header-object walk.
+ * `close` ends the connection after it (a body that was not read is never drained).
+ */
+function send(req: IncomingMessage, res: ServerResponse, a: Answer, close = false): void {
   const body = typeof a.body === 'string' ? Buffer.from(a.body) : a.body;
   const headers = ['content-type', a.type, 'content-length', String(body.length)];
+  if (close) headers.push('connection', 'close');
   if (a.headers) for (const [k, v] of Object.entries(a.headers)) headers.push(k, v);
   res.writeHead(a.status, headers);
   res.end(req.method === 'HEAD' ? undefined : body);
@@ -246,12 +282,6 @@ function cached(cache: TreeCache, caller: { record: InstanceRecord; ip: string }
   const tree = build();
   cache.set(caller.record, { ip: caller.ip, tree });
   return tree;
-}
-
-/** The TCP peer address, without the IPv4-mapped IPv6 prefix. */
-function sourceAddress(req: IncomingMessage): string {
-  const a = req.socket.remoteAddress ?? '';
-  return a.startsWith('::ffff:') ? a.slice(7) : a;
 }
 
 // Encoded bodies per tree node: the trees are cached per record, so each leaf is encoded once.

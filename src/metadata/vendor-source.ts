@@ -23,6 +23,8 @@ export interface VendorSourceOptions {
   readonly templateDir?: string;
   readonly fetch?: typeof fetch;
   readonly now?: () => number;
+  /** The Vault token itself, read by the agent (root) from `vault.token_file`; without it the file is read here. */
+  readonly vaultToken?: string;
 }
 
 const MINT_REUSE_MS = 60_000;
@@ -33,7 +35,7 @@ export async function buildVendorDataSource(opts: VendorSourceOptions): Promise<
   const templates = await loadVendorDataTemplates(opts.templateDir);
   const vault = settings.vault;
   // Read once at start: the controller's Vault token never travels further than this closure.
-  const vaultToken = vault.enabled && vault.token_file ? readFileSync(vault.token_file, 'utf8').trim() : undefined;
+  const vaultToken = vault.enabled && vault.token_file ? (opts.vaultToken ?? readFileSync(vault.token_file, 'utf8').trim()) : undefined;
   const now = opts.now ?? Date.now;
   const minted = new Map<string, { token: string; at: number }>();
 

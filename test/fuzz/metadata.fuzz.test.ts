@@ -2,12 +2,13 @@
  * Fuzzing the metadata service's request handling (issue #16): method, path (EC2, NoCloud,
  * OpenStack trees), query and headers (IMDSv2 token and TTL, identity headers) mutated, sent as raw
  * bytes over loopback sockets so node's HTTP parser and the service's own path handling both see
- * them; some requests pass a real metadata proxy first (so signed identities reach the lookups),
- * some find the registry unavailable. Oracle: every answer is one the service documents (200, 400,
- * 401, 403, 404, 405, 413; node's own 100/400/417/431 for what its parser refuses or expects; 503 only while the
- * registry is unavailable) or the connection closes, and no connection outlives the client's
- * half-close by 3 s; nothing is logged as failed; the service still
- * answers a good request afterwards, and the heap comes back within HEAP_TOLERANCE_BYTES.
+ * them; a fifth pass a real metadata proxy first (so signed identities reach the lookups), a fifth
+ * go to a service requiring IMDSv2 tokens on every tree, a tenth find the registry unavailable.
+ * Oracle: every answer is one the service documents (200, 400, 401, 403, 404, 405, 413; node's own
+ * 100/400/417/431 for what its parser refuses or expects; 503 only while the registry is
+ * unavailable) or the connection closes, and no connection outlives the client's half-close by
+ * 3 s; nothing is logged as failed; the service still answers a good request afterwards, and the
+ * heap comes back within HEAP_TOLERANCE_BYTES.
  */
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
@@ -60,25 +61,34 @@ describe('fuzz: metadata service', () => {
   const log = pino({ level: 'error' }, { write: (line: string) => void errors.push(line) });
   const lookup = fakeLookup();
   const tokens = new TokenAuthority(SECRET);
+  // Two services: tokens optional (behind the proxy too) and tokens required (IMDSv2 on every tree).
   let app: MetadataApp;
+  let strict: MetadataApp;
   let proxy: Server;
   let appPort: number;
+  let strictPort: number;
   let proxyPort: number;
 
   beforeAll(async () => {
-    app = buildMetadataApp({
-      lookup,
-      secret: SECRET,
-      tokens,
-      tokenMode: 'optional',
-      trustSourceAddress: true,
-      domain: 'mammatus',
-      availabilityZone: 'dc1a',
-      vendorData: async () => '#cloud-config\n',
-      log,
-    });
-    await app.listen({ host: '127.0.0.1', port: 0 });
+    const build = async (tokenMode: 'optional' | 'required') => {
+      const built = buildMetadataApp({
+        lookup,
+        secret: SECRET,
+        tokens,
+        tokenMode,
+        trustSourceAddress: true,
+        domain: 'mammatus',
+        availabilityZone: 'dc1a',
+        vendorData: async () => '#cloud-config\n',
+        log,
+      });
+      await built.listen({ host: '127.0.0.1', port: 0 });
+      return built;
+    };
+    app = await build('optional');
+    strict = await build('required');
     appPort = (app.server.address() as AddressInfo).port;
+    strictPort = (strict.server.address() as AddressInfo).port;
     proxy = buildMetadataProxy({ upstreams: [`http://127.0.0.1:${appPort}`], secret: SECRET, macOf: async () => MAC, log });
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
     proxyPort = (proxy.address() as AddressInfo).port;
@@ -87,6 +97,7 @@ describe('fuzz: metadata service', () => {
   afterAll(async () => {
     if (proxy) await new Promise((r) => proxy.close(r));
     await app?.close();
+    await strict?.close();
   });
 
   it(
@@ -119,9 +130,10 @@ describe('fuzz: metadata service', () => {
             for (let r = rng.between(1, 3); r > 0; r--) bytes = mutateBytes(rng, bytes, METADATA_DICT);
             note.request = { ...sent, wire: bytes };
           }
-          const viaProxy = rng.chance(0.2);
+          const via = rng.next();
+          const viaProxy = via < 0.2;
           lookup.available = !rng.chance(0.1);
-          const answer = await sendRaw(viaProxy ? proxyPort : appPort, bytes);
+          const answer = await sendRaw(viaProxy ? proxyPort : via < 0.4 ? strictPort : appPort, bytes);
           const unavailable = !lookup.available;
           lookup.available = true;
           // Every request ends within the deadline: answered and closed once the client half-closes.

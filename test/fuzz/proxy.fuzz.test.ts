@@ -13,7 +13,7 @@ import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyIdentity } from '../../src/metadata/identity.js';
+import { bodySha256, verifyIdentity } from '../../src/metadata/identity.js';
 import { buildMetadataProxy } from '../../src/metadata/proxy.js';
 import { clientWentAway, MAC, METADATA_DICT, METADATA_METHODS } from './lib/metadata-dict.js';
 import { mutateBytes, mutateRequest, type Dictionary } from './lib/mutate.js';
@@ -31,14 +31,19 @@ interface Seen {
   readonly url: string;
   readonly headers: IncomingMessage['headers'];
   readonly rawHeaders: string[];
+  readonly body: Buffer;
 }
 
 /** A server that answers 200 `ok` to everything and records what it got. */
 async function recordingServer(seen: Seen[], connections: { n: number }): Promise<http.Server> {
   const server = http.createServer((req, res) => {
-    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders });
-    req.resume();
-    req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain' }).end('ok'));
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body });
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+    });
   });
   server.on('connection', () => connections.n++);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -53,7 +58,8 @@ function upstreamProblem(seen: Seen, upstreamHost: string): string | undefined {
   const names = seen.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
   const mammatus = names.filter((n) => n.startsWith('x-mammatus-'));
   if (new Set(mammatus).size !== mammatus.length) return `identity headers repeated: ${mammatus.join(', ')}`;
-  const checked = verifyIdentity(seen.headers, SECRET, seen.method, seen.url, Date.now());
+  const signed = { method: seen.method, url: seen.url, host: upstreamHost, bodySha256: bodySha256(seen.body) };
+  const checked = verifyIdentity(seen.headers, SECRET, signed, Date.now());
   if (checked.kind !== 'signed') return `identity not the proxy's own: ${checked.kind === 'rejected' ? checked.reason : 'none'}`;
   if (checked.identity.ip !== '127.0.0.1' || checked.identity.mac !== MAC) return `identity ${JSON.stringify(checked.identity)}`;
   return undefined;

@@ -10,6 +10,8 @@ import type { Daemon, Spawn } from '../../core/contracts.js';
 export interface FakeProcess {
   readonly file: string;
   readonly args: readonly string[];
+  /** The `user` option it was started with. */
+  readonly user?: string;
   readonly pid: number;
   /** Signals sent to it, in order. */
   readonly signals: NodeJS.Signals[];
@@ -41,6 +43,7 @@ export function fakeSpawn(opts: FakeSpawnOptions = {}): FakeSpawn {
     const proc: FakeProcess = {
       file,
       args: [...args],
+      ...(options.user === undefined ? {} : { user: options.user }),
       pid: 1001 + started.length,
       signals: [],
       get exitedYet() {

@@ -4,7 +4,7 @@
  * event deduplication across an agent restart with a serf replay.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -147,6 +147,29 @@ describe.skipIf(Boolean(skip))('the agent in-process with real serf', () => {
     writeFileSync(configPath, good.replace(', note: fail-health', ''));
     expect(await agent.reload()).toBe(true);
     expect(agent.view.roleStatus().gateway?.state).toBe('ok');
+  });
+
+  it('refuses a drop-in holding a secret that others can read, keeping the last good config, until it is chmod 600', async () => {
+    const dropIn = path.join(tmp, 'agent.d', '50-secret.yaml');
+    mkdirSync(path.dirname(dropIn), { recursive: true });
+    writeFileSync(dropIn, `metadata: { proxy_secret: "${'5e'.repeat(32)}" }\nlog: { level: warn }\n`);
+    chmodSync(dropIn, 0o644);
+    const before = logs.length;
+    expect(await agent.reload()).toBe(false);
+    expect(agent.config().metadata).toEqual({});
+    expect(agent.config().log.level).toBe('info');
+    const failed = logs.slice(before).find((l) => l.msg === 'config reload failed; keeping the last good config');
+    expect((failed?.err as { message?: string } | undefined)?.message).toBe(
+      `${dropIn}: metadata.proxy_secret: is a secret, but ${dropIn} is readable by others (mode 0644); run chmod 600 ${dropIn}`,
+    );
+    expect(JSON.stringify(logs.slice(before))).not.toContain('5e'.repeat(32));
+    // The agent goes on: it still answers, and its role is fine.
+    expect(agent.view.roleStatus().gateway?.state).toBe('ok');
+    chmodSync(dropIn, 0o600);
+    expect(await agent.reload()).toBe(true);
+    expect(agent.config().metadata).toEqual({ proxy_secret: '5e'.repeat(32) });
+    rmSync(dropIn);
+    expect(await agent.reload()).toBe(true);
   });
 
   it('skips user events replayed by serf after the agent restarted', async () => {

@@ -17,7 +17,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SerfClient } from '../../agent/serf/client.js';
-import { signIdentity } from '../../src/metadata/identity.js';
+import { signFor } from '../helpers/metadata-sign.js';
 import { CreateQueueCommand, ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { BUNDLE, startMammatusAgent, type MammatusAgent } from '../../scripts/lib/mammatus-agent.js';
 import { TestTrust, natsServerAvailable } from '../../scripts/lib/nats-server.js';
@@ -255,7 +255,7 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
     await eventually(async () => {
       const url = '/latest/meta-data/local-hostname';
       const res = await fetch(`http://${nodes[2].ip}:8775${url}`, {
-        headers: signIdentity(SECRET, 'GET', url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()),
+        headers: signFor(SECRET, `http://${nodes[2].ip}:8775`, url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()),
       });
       expect(await res.text()).toBe('web-1');
     });
@@ -375,7 +375,7 @@ describe.skipIf(Boolean(skip))('the controller role: NATS JetStream clustered fr
     await eventually(async () => {
       const url = '/latest/meta-data/instance-id';
       const res = await fetch(`http://${nodes[1].ip}:8775${url}`, {
-        headers: signIdentity(SECRET, 'GET', url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()),
+        headers: signFor(SECRET, `http://${nodes[1].ip}:8775`, url, { ip: '10.20.0.21', mac: '02:00:00:00:00:21' }, Date.now()),
       });
       expect(res.status).toBe(200);
     });

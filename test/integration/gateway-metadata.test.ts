@@ -20,6 +20,7 @@ import { connectNats } from '../../core/nats.js';
 import { serfAvailable } from '../../scripts/lib/serf-agent.js';
 import { startBedGateway, startControllerHost, type BedGateway, type ControllerHost } from '../../scripts/lib/metadata-bed.js';
 import { until } from '../../scripts/lib/wait.js';
+import { ensureSystemUser, procArgsAndEnv, procIdentity } from '../../scripts/lib/proc.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../../scripts/lib/netns-bed.js';
 
 const PY = '/usr/bin/python3';
@@ -89,11 +90,73 @@ describe.skipIf(Boolean(skip))('instance metadata through the gateway', () => {
     expect((await bed.curl('cl', 'http://169.254.169.254/latest/user-data')).body).toBe(USER_DATA);
   });
 
+  it("the proxy's answers reach the instance with TTL 1 (the hop limit): one router further they would die", async () => {
+    // Counting rules in the instance's namespace (no target: they only count what arrives).
+    const rule = (op: string, ttl: string[]) => [
+      'iptables',
+      op,
+      'INPUT',
+      '-s',
+      '169.254.169.254',
+      '-p',
+      'tcp',
+      '--sport',
+      '80',
+      '-m',
+      'ttl',
+      ...ttl,
+    ];
+    const eq1 = ['--ttl-eq', '1'];
+    const gt1 = ['--ttl-gt', '1'];
+    for (const ttl of [eq1, gt1]) expect((await bed.exec('cl', rule('-I', ttl))).code).toBe(0);
+    try {
+      expect((await bed.curl('cl', 'http://169.254.169.254/latest/meta-data/local-hostname')).body).toBe('vm-1');
+      const listed = (await bed.exec('cl', ['iptables', '-L', 'INPUT', '-v', '-x', '-n'])).stdout.split('\n');
+      const packets = (match: string) =>
+        Number(
+          listed
+            .find((l) => l.includes(match))
+            ?.trim()
+            .split(/\s+/)[0] ?? -1,
+        );
+      expect(packets('TTL match TTL == 1')).toBeGreaterThan(0);
+      expect(packets('TTL match TTL > 1')).toBe(0);
+    } finally {
+      for (const ttl of [eq1, gt1]) await bed.exec('cl', rule('-D', ttl));
+    }
+  });
+
   it('identity headers sent by the instance itself are dropped by the proxy', async () => {
     const got = await bed.curl('cl', 'http://169.254.169.254/latest/meta-data/local-hostname', {
       args: ['-H', 'X-Mammatus-Client-MAC: 02:00:00:00:00:99', '-H', 'X-Mammatus-Signature: 00'],
     });
     expect(got.body).toBe('vm-1');
+  });
+
+  it('the proxy runs as the mammatus user without capabilities or the secret in /proc, and comes back when killed', async () => {
+    const uid = ensureSystemUser('mammatus');
+    const pids = () =>
+      logs.filter((l) => l.msg === 'metadata-proxy ready' && typeof l.child_pid === 'number').map((l) => l.child_pid as number);
+    const [first] = pids();
+    expect(first, 'the proxy said ready').toBeTypeOf('number');
+    const id = procIdentity(first);
+    expect(id.uids).toEqual([uid, uid, uid, uid]);
+    expect(id.groups).toEqual([]);
+    expect([id.capEff, id.capPrm]).toEqual(['0000000000000000', '0000000000000000']);
+    console.log(`gateway bed: metadata proxy RSS ${id.rssKb} KiB`);
+    const { cmdline, environ } = procArgsAndEnv(first);
+    expect(cmdline).toContain('service run metadata-proxy');
+    const secret = readFileSync(host.secretFile, 'utf8').trim();
+    expect(cmdline + environ).not.toContain(secret);
+
+    process.kill(first, 'SIGKILL');
+    await until('the proxy restarted', () => pids().length > 1, { timeoutMs: 15_000 });
+    const second = pids().at(-1)!;
+    expect(second).not.toBe(first);
+    expect(procIdentity(second).uids[1]).toBe(uid);
+    await until('metadata through the restarted proxy', async () => {
+      return (await bed.curl('cl', 'http://169.254.169.254/latest/meta-data/local-hostname')).body === 'vm-1';
+    });
   });
 
   it.skipIf(!hasCloudInit)("cloud-init's NoCloud datasource in the instance reads its seed through the gateway", async () => {

@@ -14,7 +14,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { MetadataApp } from '../../src/metadata/server.js';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IDENTITY_HEADERS, signIdentity } from '../../src/metadata/identity.js';
+import { IDENTITY_HEADERS } from '../../src/metadata/identity.js';
+import { signFor } from '../helpers/metadata-sign.js';
 import { buildMetadataProxy } from '../../src/metadata/proxy.js';
 import { InstanceRegistry, registryKeys } from '../../src/registry/registry.js';
 import { eventually } from '../../scripts/lib/wait.js';
@@ -178,12 +179,12 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
   it('NoCloud user-data answers 200 with an empty body for an instance without user-data', async () => {
     const r = await registry.register({ name: 'bare', macs: ['02:00:00:00:00:99'], ips: ['10.9.0.99'] });
     for (let i = 0; i < 50 && !view.byId(r.id); i++) await new Promise((res) => setTimeout(res, 20));
-    const headers = signIdentity(SECRET, 'GET', '/nocloud/user-data', { ip: '10.9.0.99', mac: '02:00:00:00:00:99' }, Date.now());
+    const headers = signFor(SECRET, base, '/nocloud/user-data', { ip: '10.9.0.99', mac: '02:00:00:00:00:99' }, Date.now());
     const res = await fetch(`${base}/nocloud/user-data`, { headers });
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('');
     const ud = await fetch(`${base}/latest/user-data`, {
-      headers: signIdentity(SECRET, 'GET', '/latest/user-data', { ip: '10.9.0.99', mac: '' }, Date.now()),
+      headers: signFor(SECRET, base, '/latest/user-data', { ip: '10.9.0.99', mac: '' }, Date.now()),
     });
     expect(ud.status).toBe(404);
   });
@@ -266,23 +267,23 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
 
     it('a signed identity names the instance; a forged one is 403; a stale one is 403', async () => {
       const url = '/latest/meta-data/local-hostname';
-      const ok = signIdentity(SECRET, 'GET', url, { ip: '10.9.0.2', mac: '00:16:3e:00:00:02' }, Date.now());
+      const ok = signFor(SECRET, base, url, { ip: '10.9.0.2', mac: '00:16:3e:00:00:02' }, Date.now());
       expect(await (await fetch(`${base}${url}`, { headers: ok })).text()).toBe('db-1');
-      const forged = signIdentity(Buffer.alloc(32, 1), 'GET', url, { ip: '10.9.0.2', mac: '00:16:3e:00:00:02' }, Date.now());
+      const forged = signFor(Buffer.alloc(32, 1), base, url, { ip: '10.9.0.2', mac: '00:16:3e:00:00:02' }, Date.now());
       expect((await fetch(`${base}${url}`, { headers: forged })).status).toBe(403);
-      const stale = signIdentity(SECRET, 'GET', url, { ip: '10.9.0.2', mac: '00:16:3e:00:00:02' }, Date.now() - 120_000);
+      const stale = signFor(SECRET, base, url, { ip: '10.9.0.2', mac: '00:16:3e:00:00:02' }, Date.now() - 120_000);
       expect((await fetch(`${base}${url}`, { headers: stale })).status).toBe(403);
       // Valid for another path only: replaying it here fails.
-      const other = signIdentity(SECRET, 'GET', '/latest/meta-data/instance-id', { ip: '10.9.0.2', mac: '00:16:3e:00:00:02' }, Date.now());
+      const other = signFor(SECRET, base, '/latest/meta-data/instance-id', { ip: '10.9.0.2', mac: '00:16:3e:00:00:02' }, Date.now());
       expect((await fetch(`${base}${url}`, { headers: other })).status).toBe(403);
       const partial = { [IDENTITY_HEADERS.ip]: '10.9.0.2' };
       expect((await fetch(`${base}${url}`, { headers: partial })).status).toBe(403);
     });
     it("an IP claimed with another instance's MAC is 403; an unknown caller is 404", async () => {
       const url = '/latest/meta-data/instance-id';
-      const spoof = signIdentity(SECRET, 'GET', url, { ip: '10.9.0.2', mac: '00:16:3e:aa:bb:cc' }, Date.now());
+      const spoof = signFor(SECRET, base, url, { ip: '10.9.0.2', mac: '00:16:3e:aa:bb:cc' }, Date.now());
       expect((await fetch(`${base}${url}`, { headers: spoof })).status).toBe(403);
-      const unknown = signIdentity(SECRET, 'GET', url, { ip: '10.9.0.200', mac: '02:00:00:00:12:34' }, Date.now());
+      const unknown = signFor(SECRET, base, url, { ip: '10.9.0.200', mac: '02:00:00:00:12:34' }, Date.now());
       expect((await fetch(`${base}${url}`, { headers: unknown })).status).toBe(404);
       expect((await fetch(`${base}${url}`, { headers: { 'x-forwarded-for': '127.0.0.1' } })).status).toBe(404);
     });
@@ -296,7 +297,7 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
     const r = await registry.register({ name: 'big', macs: ['02:00:00:00:00:78'], ips: ['10.9.0.78'], user_data: big });
     for (let i = 0; i < 50 && !view.byId(r.id); i++) await new Promise((res) => setTimeout(res, 20));
     const res = await fetch(`${base}/nocloud/user-data`, {
-      headers: signIdentity(SECRET, 'GET', '/nocloud/user-data', { ip: '10.9.0.78', mac: '' }, Date.now()),
+      headers: signFor(SECRET, base, '/nocloud/user-data', { ip: '10.9.0.78', mac: '' }, Date.now()),
     });
     expect(Buffer.from(await res.arrayBuffer()).equals(big)).toBe(true);
   });
@@ -332,6 +333,51 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
     } finally {
       await strict.close();
     }
+  });
+
+  it("with tokens required, every tree needs proof: a token, or (NoCloud, OpenStack) cloud-init's own reader", async () => {
+    const strict = buildMetadataApp({
+      lookup: view,
+      secret: SECRET,
+      tokens: new TokenAuthority(SECRET),
+      tokenMode: 'required',
+      trustSourceAddress: true,
+      domain: 'mammatus',
+      availabilityZone: 'dc1a',
+      vendorData: async () => VENDOR,
+      log,
+    });
+    await strict.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const endpoint = `http://127.0.0.1:${(strict.server.address() as AddressInfo).port}`;
+      // What a plain SSRF gets: a URL fetched by some program, no token, its own User-Agent.
+      for (const p of ['/nocloud/user-data', '/nocloud/vendor-data', '/openstack/latest/user_data', '/openstack/latest/vendor_data.json'])
+        expect([p, (await fetch(`${endpoint}${p}`, { headers: { 'user-agent': 'python-requests/2.28' } })).status]).toEqual([p, 401]);
+      const token = await (
+        await fetch(`${endpoint}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } })
+      ).text();
+      expect((await fetch(`${endpoint}/nocloud/user-data`, { headers: { 'x-aws-ec2-metadata-token': token } })).status).toBe(200);
+      expect((await fetch(`${endpoint}/nocloud/user-data`, { headers: { 'user-agent': 'Cloud-Init/22.4.2' } })).status).toBe(200);
+      if (hasCloudInit) {
+        // cloud-init's NoCloud reader, unchanged, still reads everything.
+        const out = (await py(
+          'import json,sys,tempfile; from cloudinit import helpers,distros; from cloudinit.sources import DataSourceNoCloud as N; t=tempfile.mkdtemp(); p=helpers.Paths({"cloud_dir":t,"run_dir":t}); d=N.DataSourceNoCloudNet({"datasource":{"NoCloud":{"seedfrom":sys.argv[1],"fs_label":None}}}, distros.fetch("debian")("debian",{},p), p); ok=d.get_data(); print(json.dumps({"ok":ok,"ud":d.get_userdata_raw().decode(),"vd":d.get_vendordata_raw().decode()}))',
+          `${endpoint}/nocloud/`,
+        )) as Record<string, unknown>;
+        expect(out).toMatchObject({ ok: true, ud: USER_DATA, vd: VENDOR });
+      }
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('a signed request replayed to the service is 403; the proxy signs each request afresh', async () => {
+    const url = '/latest/meta-data/local-hostname';
+    const captured = signFor(SECRET, base, url, { ip: '10.9.0.2', mac: '00:16:3e:00:00:02' });
+    expect((await fetch(`${base}${url}`, { headers: captured })).status).toBe(200);
+    expect((await fetch(`${base}${url}`, { headers: captured })).status).toBe(403);
+    // Through the proxy the same request twice is two signatures: both answered.
+    for (let i = 0; i < 2; i++) expect((await fetch(`${proxyBase}${url}`)).status).toBe(200);
   });
 
   it('answers 503 while the registry is unreachable, stays up, and recovers', async () => {

@@ -7,7 +7,6 @@
  */
 import { execFile, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, mkdtempSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -15,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { freePort, waitForPort } from '../../scripts/lib/ports.js';
+import { serveRepo, type RepoServer } from './repo-server.js';
 import { baseTarball, Chroot, chrootSkipReason, commandAvailable, removeDir, stopProcess, type RunResult } from './chroot.js';
 import { sleep } from '../../scripts/lib/wait.js';
 
@@ -136,50 +136,6 @@ describe('mammatus-agent .deb', () => {
 
 const chrootSkip = await chrootSkipReason(SUITE);
 if (chrootSkip) console.warn(`[packaging] ${SUITE} chroot install test skipped: ${chrootSkip}`);
-
-/** A static file server on 127.0.0.1 for the flat repository; `aliases` serve the same tree under a prefix. */
-interface RepoServer {
-  readonly port: number;
-  readonly requests: string[];
-  close(): Promise<void>;
-}
-
-function serveRepo(dir: string, aliases: readonly string[]): Promise<RepoServer> {
-  const requests: string[] = [];
-  const server = http.createServer((req, res) => {
-    let url = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
-    requests.push(url);
-    for (const a of aliases) if (url.startsWith(a)) url = '/' + url.slice(a.length);
-    const file = path.join(dir, path.normalize(url));
-    let size = -1;
-    try {
-      if (file.startsWith(dir + path.sep) && statSync(file).isFile()) size = statSync(file).size;
-    } catch {
-      size = -1;
-    }
-    if (size < 0 || (req.method !== 'GET' && req.method !== 'HEAD')) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
-    res.end(req.method === 'HEAD' ? undefined : readFileSync(file));
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as import('node:net').AddressInfo;
-      resolve({
-        port,
-        requests,
-        close: () =>
-          new Promise<void>((r) => {
-            server.closeAllConnections();
-            server.close(() => r());
-          }),
-      });
-    });
-  });
-}
 
 /** Waits (bounded) for a JSON log line with `msg` on the child's stdout; resolves with the line. */
 function waitForLogLine(child: ChildProcess, msg: string, timeoutMs: number, seen: string[]): Promise<Record<string, unknown>> {
@@ -366,6 +322,11 @@ describe.skipIf(chrootSkip !== undefined)(
       expect(c().exists(`${DSH_STATE}/${UNIT}.dsh-also`)).toBe(true);
       expect(c().exists(`${DSH_STATE}/multi-user.target.wants/${UNIT}`)).toBe(true);
       expect(statSync(c().path('/var/lib/mammatus')).isDirectory()).toBe(true);
+      // The system user the agent's tenant-facing services run as: no home, no login.
+      const user = (await ok('getent', ['passwd', 'mammatus'])).stdout.trim().split(':');
+      expect([user[5], user[6]]).toEqual(['/nonexistent', '/usr/sbin/nologin']);
+      expect(Number(user[2])).toBeLessThan(1000);
+      expect((await ok('getent', ['group', 'mammatus'])).stdout).toMatch(/^mammatus:/);
     });
 
     step('d. the installed agent starts against a real serf, sets its tag, and stops cleanly on SIGTERM', async () => {

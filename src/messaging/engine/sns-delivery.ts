@@ -28,6 +28,7 @@ import type { MessageAttributes } from '../sqs-engine.js';
 import { rpcPack, rpcUnpack } from './codec.js';
 import { effectiveDeliveryPolicy, retryDelayMsFor } from './delivery-policy.js';
 import { DeliveryThrottle } from './delivery-throttle.js';
+import { EndpointRefused, postPinned, type EndpointGuard } from './endpoint-guard.js';
 import { matchesFilterPolicy, parseFilterPolicy } from './filter-policy.js';
 import type { KvCache } from './kv-cache.js';
 import { SNS_FANOUT_CONSUMER, SNS_FANOUT_FIFO_CONSUMER, SNS_HTTP_CONSUMER, SNS_STREAM, subjects } from './layout.js';
@@ -58,7 +59,10 @@ export interface DeliveryDeps {
   readonly publicUrl: () => string;
   readonly certificatePath: string;
   readonly log: Logger;
-  readonly fetch?: typeof fetch;
+  /** Where http(s) deliveries may go (endpoint-guard.ts); every delivery is checked and pinned. */
+  readonly guard: EndpointGuard;
+  /** Sends one delivery to the pinned address; tests replace it. */
+  readonly post?: typeof postPinned;
 }
 
 const CONCURRENCY = 16;
@@ -146,7 +150,7 @@ function passes(sub: SubscriptionRecord, r: PublishedRecord): boolean {
 
 /** Starts both workers; `stop()` ends them after their current messages. */
 export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promise<void> }> {
-  const doFetch = d.fetch ?? fetch;
+  const post = d.post ?? postPinned;
   const throttle = new DeliveryThrottle();
   const ctx = () => ({
     requestId: randomUUID(),
@@ -310,18 +314,19 @@ export async function startSnsDelivery(d: DeliveryDeps): Promise<{ stop(): Promi
       if (raw) headers['x-amz-sns-rawdelivery'] = 'true';
     }
     try {
-      const res = await doFetch(s.endpoint, {
-        method: 'POST',
-        headers,
-        body,
-        signal: AbortSignal.timeout(d.settings.httpTimeoutMs),
-        redirect: 'manual',
-      });
-      await res.arrayBuffer().catch(() => undefined);
-      if (res.status >= 200 && res.status < 300) return DONE;
-      d.log.warn({ subscription: s.arn, status: res.status, attempt: m.info.deliveryCount }, 'sns http delivery refused');
+      // Resolved and checked for every attempt, and sent to the checked address (DNS rebinding).
+      const url = new URL(s.endpoint);
+      const status = await post(url, await d.guard.pin(url), { headers, body, timeoutMs: d.settings.httpTimeoutMs });
+      if (status >= 200 && status < 300) return DONE;
+      d.log.warn({ subscription: s.arn, status, attempt: m.info.deliveryCount }, 'sns http delivery refused');
     } catch (err) {
-      d.log.warn({ subscription: s.arn, err, attempt: m.info.deliveryCount }, 'sns http delivery failed');
+      // A refused endpoint fails like an unreachable one (retries, then the DLQ). The URL is not
+      // logged: its path or query may carry the subscriber's secret.
+      if (err instanceof EndpointRefused) {
+        d.log.warn({ subscription: s.arn, reason: err.message, attempt: m.info.deliveryCount }, 'sns http delivery to a refused address');
+      } else {
+        d.log.warn({ subscription: s.arn, err, attempt: m.info.deliveryCount }, 'sns http delivery failed');
+      }
     }
     const failed = (await failures(m)) + 1;
     const delayMs = retryDelayMsFor(policy.retry, failed);

@@ -2,6 +2,7 @@
  * SNS topics and subscriptions as stored in the `mammatus_sns` bucket (`t.<name>`, `s.<uuid>`),
  * the attribute rules that need no I/O, and the published-message record of the SNS stream.
  */
+import type { EndpointGuard } from './endpoint-guard.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { snsError } from '../errors.js';
 import type { SnsMessageAttributes, Tag } from '../sns-engine.js';
@@ -229,7 +230,7 @@ export function redrivePolicyOf(sub: SubscriptionRecord): RedrivePolicy | undefi
 }
 
 /** Checks protocol and endpoint of a Subscribe. */
-export function checkEndpoint(protocol: string, endpoint: string | undefined): string {
+export function checkEndpoint(protocol: string, endpoint: string | undefined, guard?: EndpointGuard): string {
   if (!PROTOCOLS.has(protocol)) throw invalid('Amazon SNS does not support this protocol string');
   if (!endpoint) throw invalid('Endpoint');
   if (protocol === 'sqs' && !/^arn:aws:sqs:[^:]+:\d{12}:[A-Za-z0-9_.-]+$/.test(endpoint)) throw invalid('SQS endpoint ARN');
@@ -241,6 +242,9 @@ export function checkEndpoint(protocol: string, endpoint: string | undefined): s
       throw invalid('Endpoint must be a URL');
     }
     if (url.protocol !== `${protocol}:`) throw invalid(`Endpoint must match the specified protocol`);
+    // Host names are checked at each delivery (they resolve then); an address can be refused now.
+    const refused = guard?.literalRefusal(url);
+    if (refused) throw invalid(`Endpoint Reason: ${refused}, which this service does not deliver to`);
   }
   return endpoint;
 }

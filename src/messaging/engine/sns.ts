@@ -42,6 +42,7 @@ import {
 import { generateSigningIdentity, identityFrom, type SigningIdentity } from './sns-signing.js';
 import type { JetStreamSqs } from './sqs.js';
 import { readFile } from 'node:fs/promises';
+import { createEndpointGuard, type EndpointGuard } from './endpoint-guard.js';
 
 /** Options of `createJetStreamSns`. */
 export interface SnsOptions {
@@ -54,6 +55,8 @@ export interface SnsOptions {
   readonly publicUrl: () => string;
   readonly log: Logger;
   readonly workers: boolean;
+  /** Where http(s) subscriptions may point; default: from `settings` (endpoint_allow/deny). */
+  readonly guard?: EndpointGuard;
 }
 
 /** The SNS engine with what the HTTP layer and the service need besides it. */
@@ -74,6 +77,7 @@ function paged<T>(items: readonly T[], token: string | undefined): { items: T[];
 }
 
 async function loadIdentity(o: SnsOptions): Promise<SigningIdentity> {
+  if (o.settings.signingKeyPem && o.settings.signingCertPem) return identityFrom(o.settings.signingKeyPem, o.settings.signingCertPem);
   if (o.settings.signingKeyFile && o.settings.signingCertFile) {
     return identityFrom(await readFile(o.settings.signingKeyFile, 'utf8'), await readFile(o.settings.signingCertFile, 'utf8'));
   }
@@ -88,6 +92,7 @@ async function loadIdentity(o: SnsOptions): Promise<SigningIdentity> {
 /** Builds the SNS engine and (unless `workers` is false) starts this controller's delivery workers. */
 export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
   const { js, log, region, accountId } = o;
+  const guard = o.guard ?? createEndpointGuard({ allow: o.settings.endpointAllow, deny: o.settings.endpointDeny });
   const kv = o.store.sns;
   const topics = new KvCache<TopicRecord>(kv, 't.', (e: KvEntry) => e.json<TopicRecord>(), log);
   const subs = new KvCache<SubscriptionRecord>(kv, 's.', (e: KvEntry) => e.json<SubscriptionRecord>(), log);
@@ -313,7 +318,7 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
     },
     async subscribe(req, ctx) {
       const t = await topicOf(req.TopicArn);
-      const endpoint = checkEndpoint(req.Protocol, req.Endpoint);
+      const endpoint = checkEndpoint(req.Protocol, req.Endpoint, guard);
       checkTopicSubscription(t, req.Protocol, endpoint);
       for (const [k, v] of Object.entries(req.Attributes)) checkSubscriptionAttribute(k, v, req.Attributes);
       checkSubscriptionDeliveryPolicy(req.Attributes.DeliveryPolicy ?? '', req.Protocol, t.attributes.DeliveryPolicy, o.settings);
@@ -489,6 +494,7 @@ export async function createJetStreamSns(o: SnsOptions): Promise<SnsRuntime> {
         publicUrl: o.publicUrl,
         certificatePath,
         log,
+        guard,
       })
     : undefined;
   return {

@@ -10,7 +10,7 @@
  *   `Version` (2012-11-05 / 2010-03-31), else the action name.
  */
 import type { MessagingError, Service, WireProtocol } from '../errors.js';
-import { readCredentialScope, type SignedRequest } from '../sigv4.js';
+import { readCredentialScope, type RequestHead, type SignedRequest } from '../sigv4.js';
 import { mergeParams, parseForm, type Params } from './form.js';
 import { isSnsAction } from './sns-query.js';
 import { isSqsAction } from './sqs-types.js';
@@ -61,7 +61,23 @@ export function detectRequest(req: SignedRequest): Detected {
   return { wire: 'query', service: serviceOf(req, params, action), action, params, parseError };
 }
 
-function serviceOf(req: SignedRequest, params: Params, action: string | undefined): Service {
+/**
+ * Wire form and service from what arrives before the body (headers and query string), for
+ * answering a request that is refused before its body is read. A Query POST whose only hint is
+ * `Version` in the body is taken for SQS; the error code is the same, only the XML namespace differs.
+ */
+export function detectFromHead(head: RequestHead): { readonly wire: WireProtocol; readonly service: Service } {
+  if (isJsonRequest(head.headers)) return { wire: 'json', service: 'sqs' };
+  let params: Params = new Map();
+  try {
+    params = parseForm(head.rawQuery);
+  } catch {
+    // An unreadable query string is the pipeline's error to report; the service falls back to SQS.
+  }
+  return { wire: 'query', service: serviceOf(head, params, params.get('Action') || undefined) };
+}
+
+function serviceOf(req: RequestHead, params: Params, action: string | undefined): Service {
   const signedFor = readCredentialScope(req)?.service;
   if (signedFor === 'sns' || signedFor === 'sqs') return signedFor;
   const version = params.get('Version');

@@ -4,6 +4,7 @@
  * the fastify shell around `handleRequest`.
  */
 import { randomUUID } from 'node:crypto';
+import type { AccessControl } from '../access.js';
 import { commonError, toAwsError, type MessagingError, type Service, type WireProtocol } from '../errors.js';
 import type { SnsEngine } from '../sns-engine.js';
 import { hasSignature, readCredentialScope, type SigV4Verifier, type SignedRequest } from '../sigv4.js';
@@ -39,6 +40,8 @@ export interface HandlerDeps {
   readonly sns: SnsEngine;
   /** Undefined when `messaging.verify_signatures` is false. */
   readonly verifier?: SigV4Verifier;
+  /** The credentials' `allow:` scopes; applied to verified callers only. */
+  readonly access?: AccessControl;
   readonly accountId: string;
   readonly region: string;
   /** `messaging.base_url`; else each request's origin is used. */
@@ -69,20 +72,29 @@ export async function handleRequest(req: WireRequest, deps: HandlerDeps, signal:
     const ctx: RequestContext = { requestId, accountId: deps.accountId, region: deps.region, accessKeyId, authenticated, signal };
     const action = detected.action;
     if (action === undefined) throw commonError('MissingAction', 'The request must contain the parameter Action.');
+    // Scopes bind only a signature that was verified; the queues and topics a request names are
+    // known once it is parsed, so the check runs between parsing and the engine.
+    const verifiedKey = deps.verifier && authenticated ? accessKeyId : undefined;
+    const authorize: Authorize = (parsed) => {
+      if (deps.access && verifiedKey !== undefined) deps.access.check(verifiedKey, service, action, parsed);
+    };
     if (service === 'sns') {
       if (!isSnsAction(action)) throw invalidAction(action);
-      return await runSns(action, detected.params, deps.sns, ctx);
+      return await runSns(action, detected.params, deps.sns, ctx, authorize);
     }
     if (!isSqsAction(action)) throw invalidAction(action);
     const baseUrl = deps.baseUrl ?? req.origin;
-    if (wire === 'json') return await runSqsJson(action, req.body, deps.sqs, ctx, baseUrl);
-    return await runSqsQuery(action, detected.params, queueNameFromPath(req.rawPath), deps.sqs, ctx, baseUrl);
+    if (wire === 'json') return await runSqsJson(action, req.body, deps.sqs, ctx, baseUrl, authorize);
+    return await runSqsQuery(action, detected.params, queueNameFromPath(req.rawPath), deps.sqs, ctx, baseUrl, authorize);
   } catch (err) {
     const error = toAwsError(err, service);
     if (error.def.status >= 500) deps.onInternalError?.(error, requestId);
     return renderError(error, wire, service, requestId);
   }
 }
+
+/** Throws when the caller may not run the action on what the parsed request names. */
+type Authorize = (parsed: object) => void;
 
 function invalidAction(action: string): MessagingError {
   return commonError('InvalidAction', `The action ${action} is not valid for this endpoint.`);
@@ -95,8 +107,10 @@ async function runSqsQuery<A extends SqsAction>(
   engine: SqsEngine,
   request: RequestContext,
   baseUrl: string,
+  authorize: Authorize,
 ): Promise<WireResponse> {
   const parsed = sqsQueryParsers[action](queryFields(params, sqsFieldErrors), pathQueue);
+  authorize(parsed);
   const output = await sqsRunners[action](engine, parsed, { request, baseUrl });
   return xmlResponse(renderXml(sqsXmlResponse(action, output, request.requestId)), request.requestId);
 }
@@ -107,8 +121,10 @@ async function runSqsJson<A extends SqsAction>(
   engine: SqsEngine,
   request: RequestContext,
   baseUrl: string,
+  authorize: Authorize,
 ): Promise<WireResponse> {
   const parsed = sqsJsonParsers[action](jsonFields(parseJsonBody(Buffer.from(body).toString('utf8')), sqsFieldErrors));
+  authorize(parsed);
   const output = await sqsRunners[action](engine, parsed, { request, baseUrl });
   return { status: 200, headers: jsonHeaders(request.requestId), body: toSqsJson(action, output) };
 }
@@ -118,8 +134,10 @@ async function runSns<A extends SnsAction>(
   params: ReadonlyMap<string, string>,
   engine: SnsEngine,
   ctx: RequestContext,
+  authorize: Authorize,
 ): Promise<WireResponse> {
   const parsed = snsQueryParsers[action](queryFields(params, snsFieldErrors));
+  authorize(parsed);
   const output = await snsRunners[action](engine, parsed, ctx);
   return xmlResponse(renderXml(snsXmlResponse(action, output, ctx.requestId)), ctx.requestId);
 }

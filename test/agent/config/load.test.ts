@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -17,11 +17,16 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Writes `content` to `dir/rel`, creating parent directories; returns the absolute path. */
-async function put(rel: string, content: string): Promise<string> {
+/**
+ * Writes `content` to `dir/rel` (mode 0600 unless given: some hold secrets), creating parent
+ * directories; returns the absolute path.
+ */
+async function put(rel: string, content: string, mode = 0o600): Promise<string> {
   const file = path.join(dir, rel);
   await mkdir(path.dirname(file), { recursive: true });
   await writeFile(file, content);
+  // chmod, not writeFile's mode: that one is filtered by the umask and ignored for an existing file.
+  await chmod(file, mode);
   return file;
 }
 
@@ -159,6 +164,15 @@ describe('loadConfig', () => {
     expect(err.key).toBe('roles.database');
   });
 
+  it('runs the tenant-facing services as mammatus by default, as another system user when told, never as root', async () => {
+    expect((await load({ path: await put('agent.yaml', 'log: { level: info }\n') })).config.services.user).toBe('mammatus');
+    expect((await load({ path: await put('agent.yaml', 'services: { user: svc-meta }\n') })).config.services.user).toBe('svc-meta');
+    for (const user of ['root', 'Bad User']) {
+      const err = await failure(load({ path: await put('agent.yaml', `services: { user: "${user}" }\n`) }));
+      expect(err.message).toContain('services.user: must be a system user name other than root, like mammatus');
+    }
+  });
+
   it('refuses a duration that does not parse, quoting it', async () => {
     const main = await put('agent.yaml', 'dispatch: { handler_timeout: 30 }\n');
     expect((await failure(load({ path: main }))).message).toBe(`${main}: dispatch.handler_timeout: must be a string`);
@@ -252,5 +266,49 @@ describe('isHostPort', () => {
     ['bad host:1', false],
   ])('%s → %s', (text, ok) => {
     expect(isHostPort(text)).toBe(ok);
+  });
+});
+
+describe('config files holding secrets', () => {
+  const secrets: Array<[yaml: string, key: string]> = [
+    ['serf: { rpc_auth: "rpc-topsecret" }\n', 'serf.rpc_auth'],
+    ['metadata: { proxy_secret: "proxy-topsecret" }\n', 'metadata.proxy_secret'],
+    ['metadata: { vendor_data: { consul: { gossip_key: "gossip-topsecret" } } }\n', 'metadata.vendor_data.consul.gossip_key'],
+    [
+      'messaging:\n  credentials:\n    - { access_key_id: AKIDONE, secret_access_key: "messaging-topsecret" }\n',
+      'messaging.credentials[0].secret_access_key',
+    ],
+    ['messaging: { receipt_key: "receipt-topsecret" }\n', 'messaging.receipt_key'],
+  ];
+
+  it.each(secrets)('refuses %s when group or others can read it, naming the file, the key and the fix', async (yaml, key) => {
+    const main = await put('agent.yaml', 'log: { level: warn }\n', 0o644);
+    for (const mode of [0o644, 0o640, 0o604]) {
+      const dropIn = await put('agent.d/10-secret.yaml', yaml, mode);
+      const err = await failure(load({ path: main }));
+      expect(err).toMatchObject({ file: dropIn, key });
+      const octal = mode.toString(8).padStart(4, '0');
+      expect(err.message).toBe(
+        `${dropIn}: ${key}: is a secret, but ${dropIn} is readable by others (mode ${octal}); run chmod 600 ${dropIn}`,
+      );
+      expect(err.message).not.toContain('topsecret');
+    }
+    await chmod(path.join(dir, 'agent.d/10-secret.yaml'), 0o600);
+    await expect(load({ path: main })).resolves.toMatchObject({ files: [main, path.join(dir, 'agent.d/10-secret.yaml')] });
+  });
+
+  it('lets a file without secrets stay 0644, an empty rpc_auth and secret file paths included', async () => {
+    const main = await put(
+      'agent.yaml',
+      'serf: { rpc_auth: "" }\nmetadata: { proxy_secret_file: /etc/mammatus/metadata.secret }\nroles: { gateway: { metadata: { secret_file: /etc/s } } }\n',
+      0o644,
+    );
+    await expect(load({ path: main })).resolves.toMatchObject({ files: [main] });
+  });
+
+  it('refuses the main file too, and a whole config directory file by file', async () => {
+    const main = await put('agent.yaml', 'serf: { rpc_auth: "k" }\n', 0o644);
+    expect(await failure(load({ path: main }))).toMatchObject({ file: main, key: 'serf.rpc_auth' });
+    expect(await failure(load({ path: dir }))).toMatchObject({ file: main, key: 'serf.rpc_auth' });
   });
 });

@@ -46,6 +46,7 @@ describe('parseControllerConfig', () => {
     [{ nats: { cluster_name: 'my cluster' } }, 'roles.controller.nats.cluster_name: must be 1-64 of'],
     [{ nats: { store_dir: 'relative/dir' } }, 'roles.controller.nats.store_dir: must be an absolute path'],
     [{ nats: { store_dir: '/var/../etc' } }, 'roles.controller.nats.store_dir: must be an absolute path'],
+    [{ nats: { user: 'Nats Server' } }, 'roles.controller.nats.user: must be a system user name'],
     [{ nats: { max_payload: 1000 } }, 'roles.controller.nats.max_payload: must be an integer from 1048576 (1 MiB)'],
     [{ nats: { max_payload: 1572864.5 } }, 'roles.controller.nats.max_payload: must be an integer'],
     [{ nats: { binary: 'nats server' } }, 'roles.controller.nats.binary: must be a program name'],

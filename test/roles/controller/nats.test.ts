@@ -31,6 +31,19 @@ describe('NatsSupervisor', () => {
     expect(sup.process.running).toBe(false);
   });
 
+  it("starts it as the launch's user, again after a crash, and restarts it when the user changes", async () => {
+    const spawn = fakeSpawn();
+    const sup = new NatsSupervisor({ spawn, log, minRestartMs: 10 });
+    await sup.apply({ ...launch(), user: 'nats' });
+    spawn.started[0].exit(1);
+    await vi.waitFor(() => expect(spawn.started.length === 2 && sup.process.running).toBe(true), { timeout: 1000, interval: 10 });
+    expect(spawn.started.map((p) => p.user)).toEqual(['nats', 'nats']);
+    // Same file and key, other user: a SIGHUP cannot change the user, so it restarts.
+    expect(await sup.apply(launch())).toBe('restarted');
+    expect(spawn.started[2].user).toBeUndefined();
+    await sup.stop();
+  });
+
   it('backs off between crash restarts, doubling up to the maximum', async () => {
     const spawn = fakeSpawn();
     const sup = new NatsSupervisor({ spawn, log, minRestartMs: 20, maxRestartMs: 40 });

@@ -8,6 +8,7 @@ import { describe, expect, it, vi } from 'vitest';
 import type { Member } from '../../../core/contracts.js';
 import { applyRole } from '../../../roles/apply.js';
 import { buildControllerRole, type ControllerDeps, type HostedService } from '../../../roles/controller/index.js';
+import type { NatsUserDeps } from '../../../roles/controller/nats-user.js';
 import type { DesiredState, Role } from '../../../roles/types.js';
 import { fixedCredentials } from '../../helpers/trust.js';
 import { fakeSpawn } from '../../helpers/fake-spawn.js';
@@ -49,7 +50,10 @@ function scriptedProbe() {
   return { probe, state };
 }
 
-function setup(opts: { services?: HostedService[]; failTest?: boolean } = {}) {
+/** The role as a non-root agent runs it, whoever runs the tests: nats-server keeps the agent's user. */
+const NOT_ROOT: Partial<NatsUserDeps> = { euid: () => 1000 };
+
+function setup(opts: { services?: HostedService[]; failTest?: boolean; natsUser?: Partial<NatsUserDeps> } = {}) {
   const spawn = fakeSpawn();
   const run = recordingRun((argv) =>
     opts.failTest && argv.includes('-t') ? commandFailed(argv, 1, 'nats-server: x.conf:3:1: unknown field "bogus"') : undefined,
@@ -63,6 +67,7 @@ function setup(opts: { services?: HostedService[]; failTest?: boolean } = {}) {
     healthTimeoutMs: 100,
     readyTimeoutMs: 100,
     minRestartMs: 5,
+    natsUser: opts.natsUser ?? NOT_ROOT,
   });
   let owned: string[] = [];
   const apply = async (d: DesiredState) => {
@@ -86,6 +91,53 @@ describe('the controller role', () => {
     expect(t.spawn.started.length).toBe(1);
     await t.role.stop!();
     expect(t.spawn.started[0].signals).toEqual(['SIGTERM']);
+  });
+
+  it('as root: runs nats-server as nats, hands it the store and the config file (after every write)', async () => {
+    const dirs: Record<string, { uid: number; gid: number; mode: number }> = {};
+    const t = setup({
+      natsUser: {
+        euid: () => 0,
+        passwd: async () => 'root:x:0:0:root:/root:/bin/bash\nnats:x:104:107:NATS:/nonexistent:/usr/sbin/nologin\n',
+        // Every directory on the way searchable; the store root-owned, as a server run by root left it.
+        stat: async (p) => dirs[p] ?? { uid: 0, gid: 0, mode: p === '/var/lib/mammatus/nats' ? 0o700 : 0o755 },
+      },
+    });
+    expect((await t.apply(desired(one))).ok).toBe(true);
+    expect(t.spawn.started.map((p) => p.user)).toEqual(['nats']);
+    expect(t.run.calls).toEqual([
+      ['nats-server', '-c', CONF, '-t'],
+      ['mkdir', '-p', '/var/lib/mammatus/nats'],
+      ['chown', '-R', '104:107', '/var/lib/mammatus/nats'],
+      ['chown', '104:107', CONF],
+    ]);
+    // The store is the user's now: a route change rewrites the file, which is handed over again before the SIGHUP.
+    dirs['/var/lib/mammatus/nats'] = { uid: 104, gid: 107, mode: 0o700 };
+    t.run.calls.length = 0;
+    expect((await t.apply(desired(two))).ok).toBe(true);
+    expect(t.run.calls.filter((c) => c[0] === 'chown')).toEqual([['chown', '104:107', CONF]]);
+    expect(t.spawn.started.length).toBe(2); // standalone -> clustered restarts
+    expect(t.spawn.started[1].user).toBe('nats');
+    await t.role.stop!();
+  });
+
+  it("as root: keeps the agent's user when nats cannot enter the store's directory, and says why", async () => {
+    const warnings: string[] = [];
+    const spyLog = pino({ level: 'warn' }, { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) });
+    const role = buildControllerRole({
+      spawn: fakeSpawn(),
+      probe: scriptedProbe().probe,
+      healthTimeoutMs: 100,
+      natsUser: {
+        euid: () => 0,
+        passwd: async () => 'nats:x:104:107:NATS:/nonexistent:/usr/sbin/nologin\n',
+        stat: async (p) => ({ uid: 0, gid: 0, mode: p === '/var/lib/mammatus' ? 0o700 : 0o755 }),
+      },
+    });
+    const report = await applyRole(role, desired(one), { run: recordingRun(), files: memoryFiles(), log: spyLog, previous: [] });
+    expect(report.ok).toBe(true);
+    expect(warnings).toContain("nats-server runs as the agent's user, not nats: nats may not enter /var/lib/mammatus (mode 0700)");
+    await role.stop!();
   });
 
   it('reloads routes with SIGHUP (same process) and restarts when cluster mode or a port changes', async () => {
@@ -302,7 +354,7 @@ describe('the controller host firewall', () => {
     const spawn = fakeSpawn();
     const run = recordingRun((argv) => (argv[0] === 'unshare' ? commandFailed(argv, 2, 'iptables-restore: line 5 failed') : undefined));
     const files = memoryFiles();
-    const role = buildControllerRole({ spawn, probe: scriptedProbe().probe, healthTimeoutMs: 100 });
+    const role = buildControllerRole({ spawn, probe: scriptedProbe().probe, healthTimeoutMs: 100, natsUser: NOT_ROOT });
     const bad = await applyRole(role, desired(one, on), { run, files, log, previous: [] });
     expect(bad).toMatchObject({ ok: false, error: expect.stringMatching(/iptables-restore rejected .*line 5 failed/) });
     expect(run.calls.some((c) => c[0] === 'iptables-restore')).toBe(false);
@@ -335,6 +387,7 @@ describe('the roster', () => {
       spawn: fakeSpawn(),
       probe: scriptedProbe().probe,
       healthTimeoutMs: 100,
+      natsUser: NOT_ROOT,
       roster: (servers, _creds, onChange) => {
         const feed = { servers, onChange, stopped: false };
         opened.push(feed);

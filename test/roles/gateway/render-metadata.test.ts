@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import type { Member } from '../../../core/contracts.js';
 import { parseGatewayConfig } from '../../../roles/gateway/config.js';
 import { metadataUpstreams, renderMetadataProxyConf } from '../../../roles/gateway/render-metadata.js';
+import { renderHopLimit } from '../../../roles/gateway/render-iptables.js';
+import { renderGateway } from '../../../roles/gateway/render.js';
 
 const member = (name: string, addr: string, role: string, status = 'alive'): Member =>
   ({
@@ -48,5 +50,30 @@ describe('metadata proxy config', () => {
     expect(() => parseGatewayConfig({ metadata: { upstreams: ['tftp://10.0.0.5/x'] } })).toThrow(
       /metadata.upstreams\[0\]: must be an http/,
     );
+  });
+});
+
+describe('metadata hop limit', () => {
+  it("sets the TTL of the proxy's answers on the LAN in a mangle chain of its own", () => {
+    const cfg = parseGatewayConfig({ lan: { interface: 'lan0' }, metadata: { secret_file: '/s', hop_limit: 2 } });
+    expect(renderHopLimit(cfg)).toBe(
+      [
+        '# managed by mammatus role=gateway',
+        "# TTL of the metadata proxy's answers: metadata.hop_limit",
+        '*mangle',
+        ':MAMMATUS-GW-HOPS - [0:0]',
+        '-A MAMMATUS-GW-HOPS -o lan0 -p tcp --sport 8776 -j TTL --ttl-set 2',
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
+    expect(parseGatewayConfig({}).metadata.hop_limit).toBe(1);
+    expect(() => parseGatewayConfig({ metadata: { hop_limit: 0 } })).toThrow(/roles.gateway.metadata.hop_limit/);
+  });
+  it('is rendered with the proxy only', () => {
+    const desired = (metadata: Record<string, unknown>) => ({ node: 'gw', config: { metadata }, members: [], instances: [] });
+    const paths = (metadata: Record<string, unknown>) => renderGateway(desired(metadata) as never).map((f) => f.path);
+    expect(paths({ secret_file: '/s' })).toContain('/etc/mammatus/gateway/hop-limit.rules');
+    expect(paths({})).not.toContain('/etc/mammatus/gateway/hop-limit.rules');
   });
 });

@@ -58,15 +58,32 @@ export async function startNatsCluster(cleanup: Cleanup, dir: string): Promise<N
   );
 }
 
-/** The raw `messaging:` section tests use: the test credentials, short leases and retries. */
+/**
+ * Loopback, allow-listed for the tests' SNS http endpoints (servers on 127.0.0.1): loopback is
+ * refused by default (engine/endpoint-guard.ts), and the tests allow it rather than weaken that.
+ */
+export const LOOPBACK_ENDPOINTS = ['127.0.0.0/8', '::1'] as const;
+
+/**
+ * The raw `messaging:` section tests use: the test credentials, short leases and retries, loopback
+ * endpoints allowed; `over.sns` is merged into those SNS keys, other keys of `over` replace.
+ */
 export function testSection(nats: string, over: Record<string, unknown> = {}): Record<string, unknown> {
+  const sns = typeof over.sns === 'object' && over.sns !== null ? over.sns : {};
   return {
     credentials: [{ access_key_id: CREDENTIALS.accessKeyId, secret_access_key: CREDENTIALS.secretAccessKey }],
     nats,
     listen: '127.0.0.1:0',
     owner_lease_seconds: 3,
-    sns: { http_retries: 3, http_min_delay_seconds: 1, http_max_delay_seconds: 2, http_timeout_seconds: 5 },
     ...over,
+    sns: {
+      http_retries: 3,
+      http_min_delay_seconds: 1,
+      http_max_delay_seconds: 2,
+      http_timeout_seconds: 5,
+      endpoint_allow: [...LOOPBACK_ENDPOINTS],
+      ...sns,
+    },
   };
 }
 

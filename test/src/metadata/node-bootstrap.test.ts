@@ -3,10 +3,12 @@
  * it — cloud-init 22.4's schema and YAML loader, and serf's own config decoder.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { basename, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { parse } from 'yaml';
 import { SettingsError } from '../../../core/validation.js';
 import { renderNodeBootstrap, type NodeBootstrapInput } from '../../../src/metadata/node-bootstrap.js';
@@ -18,6 +20,11 @@ const hasCloudInit =
   spawnSync(PYTHON, ['-c', 'import cloudinit'], { stdio: 'ignore' }).status === 0 &&
   spawnSync('cloud-init', ['--version'], { stdio: 'ignore' }).status === 0;
 const NO_CLOUD_INIT = 'cloud-init is not installed, or /usr/bin/python3 cannot import cloudinit (apt-get install cloud-init)';
+const hasKeyTools =
+  spawnSync('gpg', ['--version'], { stdio: 'ignore' }).status === 0 &&
+  spawnSync('python3', ['--version'], { stdio: 'ignore' }).status === 0 &&
+  (spawnSync('curl', ['--version'], { stdio: 'ignore' }).status === 0 ||
+    spawnSync('wget', ['--version'], { stdio: 'ignore' }).status === 0);
 const hasSerf = spawnSync('serf', ['version'], { stdio: 'ignore' }).status === 0;
 
 // A key whose bytes read "replace-with-serf-keygen-output!": valid, and obviously a placeholder.
@@ -41,6 +48,7 @@ const KEY_URL: NodeBootstrapInput = {
   join: [],
   aptRepoUrl: 'http://10.0.0.1/apt/',
   aptKeyUrl: 'http://10.0.0.1/apt/mammatus-archive-keyring.gpg',
+  aptKeyFingerprint: '0123 4567 89AB CDEF 0123  4567 89ab cdef 0123 4567',
   snapshotPath: '/var/lib/serf/cluster.snapshot',
   rpcAuth: 'rpc-secret-of-the-cluster',
 };
@@ -108,6 +116,15 @@ describe('renderNodeBootstrap', () => {
     [{ aptKeyUrl: 'http://10.0.0.1/k.asc' }, 'aptKeyArmored: give aptKeyArmored or aptKeyUrl (one of them)'],
     [{ aptKeyArmored: undefined }, 'aptKeyArmored: give aptKeyArmored or aptKeyUrl (one of them)'],
     [{ aptKeyArmored: 'ssh-ed25519 AAAA' }, 'aptKeyArmored: must be an ASCII-armoured PGP public key block'],
+    [{ aptKeyFingerprint: 'ABCD' }, 'aptKeyFingerprint: only goes with aptKeyUrl'],
+    [
+      { aptKeyArmored: undefined, aptKeyUrl: 'http://10.0.0.1/apt/k.gpg' },
+      'aptKeyUrl: a plain http:// key URL needs aptKeyFingerprint (or use https://, or aptKeyArmored)',
+    ],
+    [
+      { aptKeyArmored: undefined, aptKeyUrl: 'http://10.0.0.1/apt/k.gpg', aptKeyFingerprint: 'ABCD' },
+      'aptKeyFingerprint: must be the key fingerprint: 40 (or 64) hex digits, as gpg prints it',
+    ],
     [{ snapshotPath: 'serf.snapshot' }, 'snapshotPath: must be an absolute path'],
     [{ rpcAuth: 'two words' }, 'rpcAuth: must be printable ASCII without spaces'],
   ] as [Partial<NodeBootstrapInput>, string][])('refuses %j', (patch, message) => {
@@ -115,6 +132,120 @@ describe('renderNodeBootstrap', () => {
     expect(() => renderNodeBootstrap({ ...EXAMPLE, ...patch })).toThrow(message);
   });
 });
+
+describe('the key fetched at first boot', () => {
+  const bootcmd = (input: NodeBootstrapInput): string[] => (parse(renderNodeBootstrap(input)) as { bootcmd: string[][] }).bootcmd[0];
+
+  it('takes an https:// key URL without a fingerprint (no check arguments), and refuses redirects to http', () => {
+    const argv = bootcmd({ ...KEY_URL, aptKeyUrl: 'https://10.0.0.1/apt/k.asc', aptKeyFingerprint: undefined });
+    expect(argv.slice(0, 5)).toEqual(['cloud-init-per', 'instance', 'mammatus-apt-key', 'sh', '-c']);
+    expect(argv.slice(6)).toEqual(['sh', 'https://10.0.0.1/apt/k.asc', '/etc/apt/keyrings/mammatus.asc']);
+    expect(argv[5]).toContain('--proto =https --proto-redir =https');
+  });
+
+  it('pins an http:// key to its fingerprint, written without spaces in upper case', () => {
+    const argv = bootcmd(KEY_URL);
+    expect(argv.slice(6, 10)).toEqual([
+      'sh',
+      'http://10.0.0.1/apt/mammatus-archive-keyring.gpg',
+      '/etc/apt/keyrings/mammatus.gpg',
+      '0123456789ABCDEF0123456789ABCDEF01234567',
+    ]);
+    expect(argv[10]).toContain('hashlib');
+  });
+});
+
+describe.skipIf(!hasKeyTools)(
+  `the rendered bootcmd against a real key on loopback${hasKeyTools ? '' : ' (skipped: needs gpg, python3 and curl or wget)'}`,
+  () => {
+    let home = '';
+    let served = '';
+    let server: Server | undefined;
+    const keys: Record<string, { fpr: string }> = {};
+
+    beforeAll(async () => {
+      home = mkdtempSync(join(tmpdir(), 'mammatus-nb-gpg-'));
+      served = join(home, 'www');
+      mkdirSync(served);
+      const gpg = (...args: string[]) => execFileSync('gpg', ['--homedir', home, '--batch', ...args], { stdio: 'pipe' });
+      for (const name of ['cluster', 'intruder']) {
+        gpg('--passphrase', '', '--quick-gen-key', `Mammatus ${name}`, 'ed25519', 'sign', '2y');
+        const colons = gpg('--with-colons', '--list-keys', `Mammatus ${name}`).toString('utf8');
+        keys[name] = { fpr: /^fpr:+([0-9A-F]{40}):/m.exec(colons)![1] };
+        writeFileSync(join(served, `${name}.gpg`), gpg('--export', keys[name].fpr));
+        writeFileSync(join(served, `${name}.asc`), gpg('--armor', '--export', keys[name].fpr));
+      }
+      writeFileSync(join(served, 'both.gpg'), gpg('--export', keys.cluster.fpr, keys.intruder.fpr));
+      server = createServer((req, res) => {
+        try {
+          res.end(readFileSync(join(served, basename(req.url ?? '/'))));
+        } catch {
+          res.writeHead(404).end();
+        }
+      });
+      await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    }, 30_000);
+
+    afterAll(async () => {
+      server?.closeAllConnections();
+      await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+      if (home) {
+        // gpg started an agent for this home: stop that one (gpgconf addresses it by its socket).
+        spawnSync('gpgconf', ['--homedir', home, '--kill', 'gpg-agent'], { stdio: 'ignore' });
+        rmSync(home, { recursive: true, force: true });
+      }
+    });
+
+    /** Runs the host's part of the rendered bootcmd (after cloud-init-per), fetching `file` into a temp keyring. */
+    const fetchKey = (file: string, fingerprint: string | undefined, keyring: string) => {
+      const port = (server!.address() as AddressInfo).port;
+      const argv = (
+        parse(renderNodeBootstrap({ ...KEY_URL, aptKeyUrl: `http://127.0.0.1:${port}/${file}`, aptKeyFingerprint: fingerprint })) as {
+          bootcmd: string[][];
+        }
+      ).bootcmd[0].slice(3);
+      argv[argv.indexOf('/etc/apt/keyrings/mammatus.' + (file.endsWith('.asc') ? 'asc' : 'gpg'))] = keyring;
+      // Asynchronously: the key server runs in this process's event loop.
+      return new Promise<{ status: number | null; stderr: string }>((resolve) => {
+        const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20_000 });
+        let stderr = '';
+        child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+        child.on('close', (status) => resolve({ status, stderr }));
+      });
+    };
+
+    it.each(['cluster.gpg', 'cluster.asc'])('installs %s when its fingerprint is the pinned one', async (file) => {
+      const keyring = join(tempDir(), 'keyrings', 'mammatus.key');
+      const r = await fetchKey(file, keys.cluster.fpr.replace(/(.{4})/g, '$1 '), keyring);
+      expect(r.status, r.stderr).toBe(0);
+      expect(readFileSync(keyring).equals(readFileSync(join(served, file)))).toBe(true);
+      expect(existsSync(`${keyring}.part`)).toBe(false);
+    });
+
+    it.each([
+      ['another key', 'intruder.gpg', 'is not the pinned'],
+      ['another armoured key', 'intruder.asc', 'is not the pinned'],
+      ['the pinned key with another beside it', 'both.gpg', 'holds 2 primary keys, expected exactly one'],
+    ])('refuses %s and leaves no keyring behind', async (_what, file, why) => {
+      const keyring = join(tempDir(), 'mammatus.gpg');
+      const r = await fetchKey(file, keys.cluster.fpr, keyring);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain(`mammatus: apt key refused: `);
+      expect(r.stderr).toContain(why);
+      expect(existsSync(keyring)).toBe(false);
+      expect(existsSync(`${keyring}.part`)).toBe(false);
+    });
+
+    it('refuses a file that is no key at all', async () => {
+      writeFileSync(join(served, 'page.html'), '<html>captive portal</html>\n');
+      const keyring = join(tempDir(), 'mammatus.gpg');
+      const r = await fetchKey('page.html', keys.cluster.fpr, keyring);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain('mammatus: apt key refused: not an OpenPGP key');
+      expect(existsSync(keyring)).toBe(false);
+    });
+  },
+);
 
 describe.skipIf(!hasCloudInit)(`cloud-init 22.4${hasCloudInit ? '' : ` (skipped: ${NO_CLOUD_INIT})`}`, () => {
   it.each([

@@ -12,7 +12,14 @@ import {
 import { DeliveryThrottle } from '../../../../src/messaging/engine/delivery-throttle.js';
 import type { SnsSettings } from '../../../../src/messaging/settings.js';
 
-const settings: SnsSettings = { httpRetries: 3, httpMinDelayMs: 1000, httpMaxDelayMs: 20_000, httpTimeoutMs: 15_000 };
+const settings: SnsSettings = {
+  httpRetries: 3,
+  httpMinDelayMs: 1000,
+  httpMaxDelayMs: 20_000,
+  httpTimeoutMs: 15_000,
+  endpointAllow: [],
+  endpointDeny: [],
+};
 const policy = (p: Partial<RetryPolicy>): RetryPolicy => ({
   minDelayTarget: 20,
   maxDelayTarget: 20,

@@ -11,7 +11,7 @@ test('defaults', () => {
     replicas: 1,
     receiptKey: undefined,
     ownerLeaseMs: 10_000,
-    sns: { httpRetries: 3, httpMinDelayMs: 1000, httpMaxDelayMs: 20_000, httpTimeoutMs: 15_000 },
+    sns: { httpRetries: 3, httpMinDelayMs: 1000, httpMaxDelayMs: 20_000, httpTimeoutMs: 15_000, endpointAllow: [], endpointDeny: [] },
   });
   expect(s.wire.region).toBe('us-east-1');
 });
@@ -28,6 +28,18 @@ test('keys are checked', () => {
     [{ sns: { http_min_delay_seconds: 5, http_max_delay_seconds: 2 } }, /http_max_delay_seconds/],
     [{ sns: { signing_key_file: '/k' } }, /signing_cert_file/],
     [{ sns: { wat: 1 } }, /sns\.wat/],
+    [{ sns: { endpoint_allow: ['10.0.0.0/33'] } }, /sns\.endpoint_allow\[0\]: must be an IPv4 or IPv6 address or network/],
+    [{ sns: { endpoint_allow: ['http://x'] } }, /sns\.endpoint_allow\[0\]/],
+    [{ sns: { endpoint_deny: ['example.org'] } }, /sns\.endpoint_deny\[0\]: must be an IPv4 or IPv6 address or network/],
   ];
   for (const [over, msg] of bad) expect(() => parseMessagingSettings({ credentials: creds, ...over })).toThrow(msg);
+});
+
+test('SNS endpoint allow and deny lists', () => {
+  const s = parseMessagingSettings({
+    credentials: creds,
+    sns: { endpoint_allow: ['127.0.0.0/8', '::1', 'hooks.example'], endpoint_deny: ['198.51.100.0/24'] },
+  });
+  expect(s.engine.sns.endpointAllow).toEqual(['127.0.0.0/8', '::1', 'hooks.example']);
+  expect(s.engine.sns.endpointDeny).toEqual(['198.51.100.0/24']);
 });

@@ -1,0 +1,159 @@
+/**
+ * `mammatus service run <name>` (hidden): the child side of core/child-service.ts. The agent starts
+ * it as an unprivileged user with an IPC channel, and sends its settings and secrets as the first
+ * message; it starts the service, answers `ready` (or `error`, then exits 1), applies later messages
+ * (membership) and stops on SIGTERM/SIGINT or when the agent goes away (the channel closes).
+ */
+import type { ChildInit, ChildReport } from '../../core/child-service.js';
+import type { Logger } from '../../core/contracts.js';
+import { errorCode, errorMessage } from '../../core/errors.js';
+import { buildLogger } from '../../core/logger.js';
+import { untilSignal } from '../../core/signals.js';
+import { UsageError } from './common.js';
+
+/** How long a stop may take before the process exits anyway (below the agent's 10 s SIGKILL). */
+const STOP_TIMEOUT_MS = 8000;
+
+/** The services this command runs. */
+export const CHILD_SERVICES = ['metadata', 'messaging', 'metadata-proxy'] as const;
+
+/** A started service, as the command holds it. */
+interface Started {
+  readonly url?: string;
+  stop(): Promise<void>;
+}
+
+/** What a starter gets: the init message, a logger, a way to report, and the latest controllers. */
+interface StartArgs {
+  readonly init: ChildInit;
+  readonly log: Logger;
+  readonly report: (r: ChildReport) => Promise<void>;
+  readonly controllers: () => readonly string[];
+}
+
+const credentialsOf = (init: ChildInit) => (typeof init.seed === 'string' ? { seed: init.seed } : undefined);
+const natsOf = (init: ChildInit) => (typeof init.natsUrl === 'string' ? { nats: init.natsUrl } : {});
+
+const STARTERS: Record<(typeof CHILD_SERVICES)[number], (a: StartArgs) => Promise<Started>> = {
+  async metadata({ init, log, controllers }) {
+    const [{ parseMetadataSettings }, { startMetadataService }, { buildVendorDataSource }] = await Promise.all([
+      import('../../src/metadata/config.js'),
+      import('../../src/metadata/service.js'),
+      import('../../src/metadata/vendor-source.js'),
+    ]);
+    // The agent put the secret itself in the section: no file is read here.
+    const settings = parseMetadataSettings(init.section);
+    const vaultToken = typeof init.vaultToken === 'string' ? { vaultToken: init.vaultToken } : {};
+    const vendorData = await buildVendorDataSource({ settings, controllers, log, ...vaultToken });
+    return startMetadataService({ settings, ...natsOf(init), vendorData, log, credentials: credentialsOf(init) });
+  },
+
+  async messaging({ init, log, report }) {
+    const [{ parseMessagingSettings }, { startMessagingService }] = await Promise.all([
+      import('../../src/messaging/settings.js'),
+      import('../../src/messaging/service.js'),
+    ]);
+    const parsed = parseMessagingSettings(init.section);
+    const signing = init.signing as { key: string; cert: string } | undefined;
+    const settings = signing
+      ? { ...parsed, engine: { ...parsed.engine, sns: { ...parsed.engine.sns, signingKeyPem: signing.key, signingCertPem: signing.cert } } }
+      : parsed;
+    // As in-process before: ready at once, listening when JetStream can hold the streams (a second
+    // controller of three must not hold up its agent), retried every 5 s until then.
+    let running: Started | undefined;
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    let attempt: Promise<void> | undefined;
+    const tryStart = (): void => {
+      attempt = startMessagingService({ settings, ...natsOf(init), log, credentials: credentialsOf(init) }).then(
+        async (service) => {
+          if (stopped) return void (await service.stop());
+          running = service;
+          await report({ type: 'listening', url: service.url });
+        },
+        (err: unknown) => {
+          if (stopped) return;
+          log.warn({ err: errorMessage(err), retry_ms: 5000 }, 'SQS/SNS API not started yet; retrying');
+          timer = setTimeout(tryStart, 5000);
+        },
+      );
+    };
+    tryStart();
+    return {
+      async stop() {
+        stopped = true;
+        clearTimeout(timer);
+        await attempt;
+        await running?.stop();
+      },
+    };
+  },
+
+  async ['metadata-proxy']({ init, log }) {
+    const [{ parseMetadataSettings }, { startMetadataProxy }, { leaseFileLookup }] = await Promise.all([
+      import('../../src/metadata/config.js'),
+      import('../../src/metadata/service.js'),
+      import('../../roles/gateway/leases.js'),
+    ]);
+    const settings = parseMetadataSettings(init.section);
+    return startMetadataProxy({ settings, macOf: leaseFileLookup(settings.proxy.leasesFile), log });
+  },
+};
+
+/** The error's message, with what to do when it is the unprivileged user's lack of a low port. */
+function explain(err: unknown): string {
+  const message = errorMessage(err);
+  if (errorCode(err) !== 'EACCES' || !/listen/.test(message)) return message;
+  return `${message}: the service runs as an unprivileged user (services.user) and cannot listen on a port below 1024; use a higher port (docs/security.md)`;
+}
+
+/** The first message on the IPC channel, or a rejection after `ms`. */
+function firstMessage(ms: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no settings from the agent within ${ms / 1000}s`)), ms);
+    process.once('message', (m: unknown) => {
+      clearTimeout(timer);
+      resolve(m);
+    });
+  });
+}
+
+/** Runs the service `name` until a stop signal or the agent's channel closes; resolves with the exit code. */
+export async function serviceRunCommand(name: string): Promise<number> {
+  const send = process.send?.bind(process);
+  if (!send) throw new UsageError('mammatus service run is started by the agent, which sends its settings over an IPC channel');
+  if (!(CHILD_SERVICES as readonly string[]).includes(name))
+    throw new UsageError(`unknown service ${JSON.stringify(name)} (known: ${CHILD_SERVICES.join(', ')})`);
+  // Resolves once the message is written: the process may exit right after.
+  const report = (r: ChildReport) => new Promise<void>((resolve) => void send(r, undefined, undefined, () => resolve()));
+  const init = (await firstMessage(30_000)) as ChildInit;
+  if (init?.type !== 'init' || init.service !== name) throw new Error(`expected the settings of ${name} first`);
+  const log = buildLogger(init.level).child({ component: name });
+  let controllers: readonly string[] = Array.isArray(init.controllers) ? (init.controllers as string[]) : [];
+  process.on('message', (m: { type?: string; controllers?: unknown }) => {
+    if (m?.type === 'members' && Array.isArray(m.controllers)) controllers = m.controllers as string[];
+  });
+  // The agent gone (crashed, killed) closes the channel: a child must not outlive it.
+  const orphaned = new Promise<string>((resolve) => process.once('disconnect', () => resolve('agent gone')));
+  const stopSignal = untilSignal();
+  let started: Started;
+  try {
+    started = await STARTERS[name as (typeof CHILD_SERVICES)[number]]({ init, log, report, controllers: () => controllers });
+  } catch (err) {
+    await report({ type: 'error', message: explain(err) });
+    log.error({ err: errorMessage(err) }, `${name} failed to start`);
+    process.disconnect?.();
+    return 1;
+  }
+  await report({ type: 'ready', ...(started.url ? { url: started.url } : {}) });
+  const why = await Promise.race([stopSignal, orphaned]);
+  log.info({ why }, 'stopping');
+  // Bounded: a stop can wait on NATS that never answered (the agent would SIGKILL after 10 s; an
+  // orphan has no one to do that).
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_TIMEOUT_MS)));
+  await Promise.race([started.stop().catch((err: unknown) => log.error({ err: errorMessage(err) }, 'stop failed')), late]);
+  clearTimeout(timer);
+  if (process.connected) process.disconnect();
+  return 0;
+}

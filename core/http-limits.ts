@@ -1,0 +1,117 @@
+/**
+ * Limits every HTTP server a tenant or a stranger can reach gets (metadata service, metadata proxy,
+ * SQS/SNS API), so that slow or many connections cannot exhaust the process: how long headers, a
+ * whole request and an idle connection may take, how many connections the server holds, and how
+ * many of them one address may hold. Node enforces the time limits itself (checked every
+ * `checkIntervalMs`); the connection caps are counted here, on `connection`, before any byte is read.
+ */
+import type { IncomingMessage, Server, ServerOptions } from 'node:http';
+import type { Socket } from 'node:net';
+
+/** The limits of one server. */
+export interface HttpLimits {
+  /** Time from connecting until the request's headers are complete. */
+  readonly headersTimeoutMs: number;
+  /** Time from connecting until the whole request (headers and body) has arrived. */
+  readonly requestTimeoutMs: number;
+  /** How long a keep-alive connection may wait for its next request. */
+  readonly keepAliveTimeoutMs: number;
+  /** A socket with no traffic either way for this long is closed (0 = never; long polls need it off or long). */
+  readonly idleTimeoutMs: number;
+  /** Connections the server holds at once; more are closed on arrival. */
+  readonly maxConnections: number;
+  /** Connections one remote address holds at once; more are closed on arrival. */
+  readonly maxConnectionsPerAddress: number;
+  /** How often node checks the header and request timeouts. */
+  readonly checkIntervalMs?: number;
+}
+
+/** The options `http.createServer` takes for `limits` (the timeouts node checks itself). */
+export function serverOptions(limits: HttpLimits): ServerOptions {
+  return {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionsCheckingInterval: limits.checkIntervalMs ?? 1000,
+  };
+}
+
+/** What `enforceConnectionLimits` counts; for tests and logs. */
+export interface ConnectionCounts {
+  /** Connections refused so far because a cap was reached. */
+  refused: number;
+  /** Open connections per address now. */
+  readonly perAddress: ReadonlyMap<string, number>;
+}
+
+/**
+ * Applies `limits` to a server created with `serverOptions(limits)` (or whose timeouts are set
+ * otherwise): the idle timeout, the total cap (node refuses connections past `maxConnections`) and
+ * the per-address cap. Returns live counts.
+ */
+export function enforceConnectionLimits(server: Server, limits: HttpLimits): ConnectionCounts {
+  server.headersTimeout = limits.headersTimeoutMs;
+  server.requestTimeout = limits.requestTimeoutMs;
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  server.maxConnections = limits.maxConnections;
+  if (limits.idleTimeoutMs > 0) server.setTimeout(limits.idleTimeoutMs, (socket: Socket) => socket.destroy());
+  const perAddress = new Map<string, number>();
+  const counts: ConnectionCounts = { refused: 0, perAddress };
+  server.on('drop', () => counts.refused++);
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    const open = perAddress.get(address) ?? 0;
+    if (open >= limits.maxConnectionsPerAddress) {
+      counts.refused++;
+      socket.destroy();
+      return;
+    }
+    perAddress.set(address, open + 1);
+    socket.once('close', () => {
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left > 0) perAddress.set(address, left);
+      else perAddress.delete(address);
+    });
+  });
+  return counts;
+}
+
+/** The request's body, or `undefined` once it passes `max` bytes (the rest is never read). */
+export async function readBodyUpTo(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > max) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Bytes of request bodies a server holds in memory at once, across all connections. A body that
+ * would take the total past `maxBytes` is cut off; its bytes are given back when its request ends.
+ * Bounds memory against many clients that each send a large body and then stall one byte short.
+ */
+export class BodyBudget {
+  private used = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Bytes held now. */
+  get inUse(): number {
+    return this.used;
+  }
+
+  /** Takes `n` bytes; false (and nothing taken) when that would pass the budget. */
+  take(n: number): boolean {
+    if (this.used + n > this.maxBytes) return false;
+    this.used += n;
+    return true;
+  }
+
+  /** Gives `n` bytes back. */
+  give(n: number): void {
+    this.used = Math.max(0, this.used - n);
+  }
+}
