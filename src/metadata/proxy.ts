@@ -67,6 +67,12 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
   const limits = deps.limits ?? PROXY_HTTP_LIMITS;
   const server = http.createServer(serverOptions(limits), (req, res) => {
     void handle(req, res).catch((err: unknown) => {
+      // A caller that hangs up mid-body is its own doing: not an error line any tenant could write.
+      if (req.destroyed && !req.complete) {
+        deps.log.debug({ err }, 'metadata caller went away');
+        res.destroy();
+        return;
+      }
       deps.log.error({ err }, 'metadata proxy failed');
       if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
       res.end('Bad Gateway');

@@ -1,4 +1,4 @@
-/** What the metadata service and proxy fuzzers share: their dictionary, methods and one tolerated log line. */
+/** What the metadata service and proxy fuzzers share: their dictionary and methods. */
 import { EC2_VERSIONS, OPENSTACK_VERSIONS } from '../../../src/metadata/tree.js';
 import { loadDictionary, type Dictionary } from './mutate.js';
 
@@ -29,14 +29,3 @@ export const METADATA_METHODS = [
   'get',
   'PRI',
 ];
-
-/**
- * Finding of this fuzzer (issue #16): a caller that closes its connection in the middle of a body
- * makes the proxy log `metadata proxy failed` at error level (the read rejects with `aborted`).
- * Nothing breaks, but a tenant can write error lines into the gateway's log at will; tolerated here
- * (and only that) until the proxy logs it as the caller's doing.
- */
-export function clientWentAway(line: string): boolean {
-  const entry = JSON.parse(line) as { msg?: string; err?: { message?: string; code?: string } };
-  return entry.msg === 'metadata proxy failed' && entry.err?.message === 'aborted' && entry.err.code === 'ECONNRESET';
-}

@@ -6,7 +6,9 @@
  *   request signed for the address '' (since the connection limits read the peer address on
  *   connect, node keeps it cached and this no longer reproduces; the proxy no longer relies on it);
  * - a body too large is answered 413 and the connection closed: the answer said keep-alive and the
- *   rest of the body stayed unread, so the connection stayed open, paused, until node's timeout.
+ *   rest of the body stayed unread, so the connection stayed open, paused, until node's timeout;
+ * - a caller that hangs up in the middle of its body is the caller's doing, not a proxy failure: it
+ *   was logged at error level, so any tenant could write error lines into the gateway's log.
  */
 import http, { type IncomingMessage } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
@@ -36,6 +38,7 @@ function exchange(port: number, bytes: Buffer): Promise<{ text: string; closed: 
 
 describe('metadata proxy edges', () => {
   const seen: IncomingMessage[] = [];
+  const logged: { level: number; msg: string }[] = [];
   let upstream: http.Server;
   let proxy: http.Server;
   let proxyPort: number;
@@ -47,7 +50,12 @@ describe('metadata proxy edges', () => {
     });
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
     const base = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
-    proxy = buildMetadataProxy({ upstreams: [base], secret: SECRET, macOf: async () => '', log: pino({ level: 'silent' }) });
+    proxy = buildMetadataProxy({
+      upstreams: [base],
+      secret: SECRET,
+      macOf: async () => '',
+      log: pino({ level: 'debug' }, { write: (l: string) => void logged.push(JSON.parse(l) as { level: number; msg: string }) }),
+    });
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
     proxyPort = (proxy.address() as AddressInfo).port;
   });
@@ -87,5 +95,19 @@ describe('metadata proxy edges', () => {
     expect(text).toMatch(/^HTTP\/1\.1 413 /);
     expect(text.toLowerCase()).toContain('connection: close');
     expect(closed).toBe(true);
+  });
+
+  it('logs a caller hanging up in the middle of its body below warning level, and forwards nothing', async () => {
+    seen.length = 0;
+    logged.length = 0;
+    const head = 'PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nshort';
+    await new Promise<void>((resolve) => {
+      const socket = net.connect(proxyPort, '127.0.0.1', () => socket.write(head, () => setTimeout(() => socket.destroy(), 50)));
+      socket.on('close', () => resolve());
+      socket.on('error', () => undefined);
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(seen).toEqual([]);
+    expect(logged.filter((l) => l.level >= 40)).toEqual([]);
   });
 });
