@@ -67,6 +67,12 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
   const limits = deps.limits ?? PROXY_HTTP_LIMITS;
   const server = http.createServer(serverOptions(limits), (req, res) => {
     void handle(req, res).catch((err: unknown) => {
+      // A caller that hangs up mid-body is its own doing: not an error line any tenant could write.
+      if (req.destroyed && !req.complete) {
+        deps.log.debug({ err }, 'metadata caller went away');
+        res.destroy();
+        return;
+      }
       deps.log.error({ err }, 'metadata proxy failed');
       if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
       res.end('Bad Gateway');
@@ -76,6 +82,10 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
   enforceConnectionLimits(server, limits);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // The caller's address, read before any await: when node closes the connection under a request
+    // (bytes after it that it cannot parse), the socket forgets its peer, and a request signed for
+    // '' would go on naming no one. Such a request is not forwarded at all.
+    const remote = req.socket.remoteAddress;
     // Only origin-form targets: an absolute URL, `//host` or `/\\host` would make a URL parser (or
     // an upstream) go to another host, turning the proxy into an open one for tenants. Leading
     // slashes collapse to one (the service counts repeated slashes as one anyway).
@@ -86,10 +96,14 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
     }
     const body = await readBodyUpTo(req, MAX_BODY);
     if (body === undefined) {
-      res.writeHead(413, { 'content-type': 'text/plain' }).end('Payload Too Large');
+      // The rest of the body is never read: close with the answer rather than idle paused.
+      res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' }).end('Payload Too Large');
       return;
     }
-    const remote = req.socket.remoteAddress ?? '';
+    if (!remote || req.socket.destroyed) {
+      res.destroy();
+      return;
+    }
     const ip = remote.startsWith('::ffff:') ? remote.slice(7) : remote;
     const mac = await deps.macOf(ip);
     const headers: Record<string, string | string[]> = {};
