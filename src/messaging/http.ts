@@ -122,8 +122,16 @@ export async function messagingPlugin(app: FastifyInstance, opts: MessagingPlugi
     );
   }
 
+  // Every method fastify routes reaches the handler (which refuses all but GET and POST in the
+  // protocol's shape); methods it does not route, and URLs it cannot decode, get the same shape below.
+  app.setNotFoundHandler((request, reply) =>
+    send(
+      reply,
+      inClientShape(request, commonError('InvalidAction', `The HTTP method ${request.method} is not supported; use POST or GET.`)),
+    ),
+  );
   app.route({
-    method: ['GET', 'POST'],
+    method: ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'],
     url: '/*',
     bodyLimit: config.max_request_bytes,
     handler: async (request, reply) => {
@@ -153,6 +161,8 @@ export function buildMessagingApp(opts: MessagingPluginOptions): FastifyInstance
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     connectionTimeout: limits.idleTimeoutMs,
+    // A URL fastify cannot decode (`/%e9/`) is answered in the protocol's shape, not fastify's.
+    frameworkErrors: (err, request, reply) => void send(reply, frontEndError(err, request, opts.config.max_request_bytes)),
   });
   enforceConnectionLimits(app.server, limits);
   void app.register(messagingPlugin, opts);
@@ -186,20 +196,23 @@ function send(reply: FastifyReply, response: WireResponse): FastifyReply {
   return reply.code(response.status).headers(response.headers).send(Buffer.from(response.body, 'utf8'));
 }
 
-/** Errors raised by fastify before the route runs (body too large, broken framing), in the client's shape. */
+/** `error` rendered in the protocol and service the request's headers point to. */
+function inClientShape(request: FastifyRequest, error: MessagingError): WireResponse {
+  const json = isJsonRequest(request.headers);
+  const signedFor = readCredentialScope({ method: request.method, rawPath: '/', rawQuery: '', headers: request.headers })?.service;
+  const service: Service = !json && signedFor === 'sns' ? 'sns' : 'sqs';
+  return renderError(error, json ? 'json' : 'query', service, randomUUID());
+}
+
+/** Errors raised by fastify before the route runs (body too large, broken framing, an undecodable URL), in the client's shape. */
 function frontEndError(err: FastifyError, request: FastifyRequest, limit: number): WireResponse {
   const json = isJsonRequest(request.headers);
-  const signedFor = readCredentialScope({
-    method: request.method,
-    rawPath: '/',
-    rawQuery: '',
-    headers: request.headers,
-  })?.service;
-  const service: Service = !json && signedFor === 'sns' ? 'sns' : 'sqs';
+  const sns =
+    !json && readCredentialScope({ method: request.method, rawPath: '/', rawQuery: '', headers: request.headers })?.service === 'sns';
   let error: MessagingError;
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
     const tooLong = `Request body must be shorter than ${limit} bytes.`;
-    if (service === 'sns') error = snsError('InvalidParameter', `Invalid parameter: ${tooLong}`);
+    if (sns) error = snsError('InvalidParameter', `Invalid parameter: ${tooLong}`);
     else if (json && String(request.headers['x-amz-target']).endsWith('.SendMessageBatch')) error = sqsError('BatchRequestTooLong');
     else error = sqsError('InvalidParameterValue', `One or more parameters are invalid. Reason: ${tooLong}`);
   } else if (err.code === 'MAMMATUS_BODY_BUDGET') {
@@ -211,5 +224,5 @@ function frontEndError(err: FastifyError, request: FastifyRequest, limit: number
   } else {
     error = commonError('InternalFailure');
   }
-  return renderError(error, json ? 'json' : 'query', service, randomUUID());
+  return inClientShape(request, error);
 }

@@ -50,6 +50,8 @@ export interface HandlerDeps {
   readonly onInternalError?: (err: MessagingError, requestId: string) => void;
 }
 
+const ALLOWED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST']);
+
 // SNS confirmation and unsubscribe links are plain GETs that the subscriber (or a browser) follows.
 const UNSIGNED_SNS_ACTIONS: ReadonlySet<string> = new Set(['ConfirmSubscription', 'Unsubscribe']);
 
@@ -61,6 +63,9 @@ export async function handleRequest(req: WireRequest, deps: HandlerDeps, signal:
   try {
     const detected = detectRequest(req);
     ({ wire, service } = detected);
+    // Both protocols are GET or POST (HEAD is a GET); any other method is answered in the client's shape.
+    if (!ALLOWED_METHODS.has(req.method))
+      throw commonError('InvalidAction', `The HTTP method ${req.method} is not supported; use POST or GET.`);
     const unsignedLink = service === 'sns' && req.method === 'GET' && UNSIGNED_SNS_ACTIONS.has(detected.action ?? '') && !hasSignature(req);
     let accessKeyId: string | undefined;
     let authenticated = true;

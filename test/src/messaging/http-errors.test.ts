@@ -68,6 +68,21 @@ describe('front-end errors', () => {
     expect(queryError(await snsQuery(app, { Action: 'CreateQueue', QueueName: 'x' }))).toMatchObject({ code: 'InvalidAction' });
   });
 
+  test("methods other than GET and POST, and undecodable URLs, get the protocol's error, not the framework's", async () => {
+    const { app } = await testApp({ verify_signatures: false });
+    const json = { 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': 'AmazonSQS.ListQueues' };
+    for (const method of ['PUT', 'DELETE', 'PATCH', 'OPTIONS', 'PROPFIND'] as const) {
+      const res = await app.inject({ method: method as 'PUT', url: '/', headers: json, payload: '{}' });
+      expect([method, jsonError(res)]).toMatchObject([method, { status: 400, queryError: 'InvalidAction;Sender' }]);
+      const query = await app.inject({ method: method as 'PUT', url: '/?Action=ListQueues' });
+      expect([method, queryError(query)]).toMatchObject([method, { status: 400, code: 'InvalidAction' }]);
+    }
+    expect(queryError(await app.inject({ method: 'GET', url: '/%e9/?Action=ListQueues' }))).toMatchObject({
+      status: 404,
+      code: 'MalformedQueryString',
+    });
+  });
+
   test('malformed input', async () => {
     const { app } = await testApp();
     const form = { 'content-type': 'application/x-www-form-urlencoded' };
