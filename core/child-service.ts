@@ -132,13 +132,16 @@ export class ChildService {
     this.settle(new Error('replaced by a new start'));
     this.lastError = undefined;
     const ready = new Promise<string | undefined>((resolve, reject) => (this.waiter = { resolve, reject }));
+    // Handled even when the spawn below throws and nobody awaits it (a later settle rejects it).
+    ready.catch(() => undefined);
     const timeoutMs = this.opts.readyTimeoutMs ?? 30_000;
     const timer = setTimeout(
       () => this.settle(new Error(`not ready within ${Math.round(timeoutMs / 1000)}s: ${this.lastLines()}`)),
       timeoutMs,
     );
-    await this.supervisor.restart(this.opts.argv);
     try {
+      // Inside the try: a spawn that throws must not leave the timer to fail the next start.
+      await this.supervisor.restart(this.opts.argv);
       return await ready;
     } catch (err) {
       if (!this.keepTrying) await this.supervisor.stop();

@@ -115,3 +115,42 @@ export class BodyBudget {
     this.used = Math.max(0, this.used - n);
   }
 }
+
+/**
+ * Requests per second one address may make: a token bucket per address (`ratePerS` refilled each
+ * second, up to `burst`). Buckets of addresses idle long enough to be full again are dropped, so the
+ * map holds only recent callers.
+ */
+export class PerAddressRate {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private sinceSweep = 0;
+
+  constructor(
+    private readonly ratePerS: number,
+    private readonly burst: number,
+  ) {}
+
+  /** Takes one request's token for `address` at `nowMs`; false when it has none left. */
+  take(address: string, nowMs: number): boolean {
+    if (++this.sinceSweep >= 10_000) this.sweep(nowMs);
+    const b = this.buckets.get(address);
+    const tokens = b ? Math.min(this.burst, b.tokens + ((nowMs - b.at) / 1000) * this.ratePerS) : this.burst;
+    if (tokens < 1) {
+      if (b) Object.assign(b, { tokens, at: nowMs });
+      return false;
+    }
+    this.buckets.set(address, { tokens: tokens - 1, at: nowMs });
+    return true;
+  }
+
+  /** Addresses tracked now (for tests). */
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  private sweep(nowMs: number): void {
+    this.sinceSweep = 0;
+    const refillMs = (this.burst / this.ratePerS) * 1000;
+    for (const [address, b] of this.buckets) if (nowMs - b.at >= refillMs) this.buckets.delete(address);
+  }
+}

@@ -79,8 +79,28 @@ export async function prepareNatsUser(deps: NatsUserDeps, name: string, storeDir
   }
   const ids = `${user.uid}:${user.gid}`;
   const store = await statOf(storeDir);
-  // Once, after a server that ran as root: everything it wrote becomes the user's.
-  if (store && (store.uid !== user.uid || store.gid !== user.gid)) await deps.run('chown', ['-R', ids, storeDir]);
+  // After a server that ran as root (even once, inside a store that was already the user's):
+  // everything it wrote becomes the user's. `find -quit` stops at the first foreign file.
+  const foreign =
+    store && (store.uid !== user.uid || store.gid !== user.gid)
+      ? true
+      : (
+          await deps.run('find', [
+            storeDir,
+            '(',
+            '!',
+            '-user',
+            String(user.uid),
+            '-o',
+            '!',
+            '-group',
+            String(user.gid),
+            ')',
+            '-print',
+            '-quit',
+          ])
+        ).stdout.trim() !== '';
+  if (foreign) await deps.run('chown', ['-R', ids, storeDir]);
   // Stays 0600: readable by the server's user alone.
   if (await statOf(confPath)) await deps.run('chown', [ids, confPath]);
   return user.name;

@@ -23,8 +23,10 @@ export function normalizeFingerprint(value: string): string {
 }
 
 /**
- * Python 3 program: `python3 -c PROGRAM FILE FINGERPRINT` exits 0 only when FILE (an armoured or
- * binary OpenPGP public key) holds exactly one primary key and its fingerprint is FINGERPRINT. One
+ * Python 3 program: `python3 -c PROGRAM FILE FINGERPRINT OUT` exits 0 only when FILE (an armoured or
+ * binary OpenPGP public key) holds exactly one primary key and its fingerprint is FINGERPRINT, and then
+ * writes the bytes it checked, in binary form, to OUT: what apt gets is exactly what was checked (an
+ * armoured file is one block and nothing else; a binary file is parsed whole, packet by packet). One
  * key only: a second primary key beside the pinned one would be trusted by apt too. Subkeys are fine
  * (apt's verifier checks their binding signatures). Fingerprints: v4 = SHA-1 over 0x99, a 2-byte
  * length and the key packet; v6 = SHA-256 over 0x9B, a 4-byte length and the packet (RFC 9580 §5.5.4).
@@ -33,14 +35,20 @@ export const KEY_FINGERPRINT_CHECK = `import sys, hashlib, base64
 def fail(why):
     sys.stderr.write("mammatus: apt key refused: " + why + "\\n"); sys.exit(1)
 data = open(sys.argv[1], "rb").read()
-if b"-----BEGIN PGP PUBLIC KEY BLOCK-----" in data:
-    text = data.decode("ascii", "replace").split("-----BEGIN PGP PUBLIC KEY BLOCK-----", 1)[1]
-    text = text.split("-----END PGP PUBLIC KEY BLOCK-----", 1)[0]
-    body = [l.strip() for l in text.splitlines() if l.strip() and ":" not in l and not l.strip().startswith("=")]
+BEGIN, END = b"-----BEGIN PGP PUBLIC KEY BLOCK-----", b"-----END PGP PUBLIC KEY BLOCK-----"
+if data.lstrip().startswith(BEGIN):
+    rest = data.lstrip()[len(BEGIN):]
+    if BEGIN in rest or rest.count(END) != 1: fail("the armour must hold exactly one key block")
+    inner, after = rest.split(END, 1)
+    if after.strip(): fail("bytes after the armoured key block")
+    # Armour headers ("Comment: …") hold a colon, the CRC line starts with "="; base64 has neither.
+    body = [l.strip() for l in inner.decode("ascii", "replace").splitlines() if l.strip() and ":" not in l and not l.strip().startswith("=")]
     try:
         data = base64.b64decode("".join(body), validate=True)
     except Exception:
         fail("bad armour")
+elif BEGIN in data:
+    fail("an armoured key must be the whole file")
 keys, i = [], 0
 while i < len(data):
     h = data[i]; i += 1
@@ -62,18 +70,21 @@ while i < len(data):
         else: fail("unsupported key version")
 if len(keys) != 1: fail("the file holds %d primary keys, expected exactly one" % len(keys))
 if keys[0] != sys.argv[2]: fail("fingerprint %s is not the pinned %s" % (keys[0], sys.argv[2]))
+open(sys.argv[3], "wb").write(data)
 `;
 
 /**
  * POSIX sh program: `sh -c SCRIPT sh URL KEYRING [FINGERPRINT CHECK]`. Downloads URL beside KEYRING
- * with curl (else wget); with a FINGERPRINT, runs CHECK on it first; only a key that passed is moved
- * into place, so a refused key never reaches apt. Without a fingerprint the URL is https (the
- * renderer insists) and a redirect to plain http is refused too (`--proto-redir`; wget: none followed).
+ * with curl (else wget); with a FINGERPRINT, runs CHECK on it, which writes the checked key (binary;
+ * KEYRING is then a `.gpg`) — only that reaches apt, never the download itself. Without a fingerprint
+ * the URL is https (the renderer insists) and a redirect to plain http is refused too
+ * (`--proto-redir`; wget: none followed).
  */
 export const FETCH_KEY_SCRIPT = [
   'set -e; k="$2"; t="$2.part"; mkdir -p "${k%/*}"',
   'if [ -n "$3" ]; then c=""; w=""; else c="--proto =https --proto-redir =https"; w="--max-redirect=0"; fi',
   '{ curl -fsSL $c -o "$t" "$1" || wget -q $w -O "$t" "$1"; } || { rm -f "$t"; exit 1; }',
-  'if [ -n "$3" ] && ! python3 -c "$4" "$t" "$3"; then rm -f "$t"; exit 1; fi',
-  'mv -f "$t" "$k"',
+  'if [ -z "$3" ]; then mv -f "$t" "$k"; exit 0; fi',
+  'python3 -c "$4" "$t" "$3" "$t.checked" || { rm -f "$t" "$t.checked"; exit 1; }',
+  'rm -f "$t"; mv -f "$t.checked" "$k"',
 ].join('\n');

@@ -5,6 +5,7 @@
  * its MAC and IP, which must not name two different instances.
  */
 import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
 import type { Logger } from '../../core/contracts.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 import type { InstanceLookup } from '../registry/view.js';
@@ -44,6 +45,12 @@ export function callerResolver(deps: CallerDeps, now: () => number): (req: Reque
     }
     if (!deps.lookup.available) return { status: 503, why: 'instance registry unavailable' };
     if (checked.kind === 'signed') {
+      // The signature binds the Host the proxy sent to; when that names an address, it must be the
+      // one this request arrived at, so a capture cannot be replayed at another controller.
+      if (!hostIsHere(signed.host, req)) {
+        deps.log.warn({ remote: req.socket.remoteAddress, host: signed.host }, 'metadata request signed for another host refused');
+        return { status: 403, why: `signed for host ${signed.host}, which is not this service's address` };
+      }
       const verdict = replays.admit(checked.signature, checked.time, now());
       if (verdict === 'replayed') {
         deps.log.warn({ remote: req.socket.remoteAddress }, 'metadata request with a replayed signature refused');
@@ -65,6 +72,19 @@ export function callerResolver(deps: CallerDeps, now: () => number): (req: Reque
     const record = deps.lookup.byIp(ip);
     return record ? { record, ip } : { status: 404, why: `no instance has IP ${ip}` };
   };
+}
+
+/**
+ * True when `host` (`addr:port`, `[v6]:port`, port 80 when absent) is the local address and port `req` arrived at, or
+ * names a host rather than an address (a configured upstream by name: nothing to compare with).
+ */
+export function hostIsHere(host: string, req: IncomingMessage): boolean {
+  if (!host) return false; // the proxy always sends one
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+))(?::(\d+))?$/.exec(host);
+  if (!m) return !isIP(host.replace(/:\d+$/, '').replace(/^\[|\]$/g, ''));
+  const addr = (m[1] ?? m[2] ?? '').toLowerCase();
+  const local = (req.socket.localAddress ?? '').toLowerCase().replace(/^::ffff:(?=\d+\.)/, '');
+  return addr === local && Number(m[3] ?? 80) === req.socket.localPort;
 }
 
 /** The TCP peer address, without the IPv4-mapped IPv6 prefix. */

@@ -91,8 +91,10 @@ export function renderNodeBootstrap(input: NodeBootstrapInput): string {
   if (input.rpcAuth !== undefined && !/^[\x21-\x7e]+$/.test(input.rpcAuth))
     throw new SettingsError('rpcAuth', 'must be printable ASCII without spaces');
 
-  // apt tells the key's format by the file's extension: .asc armoured, .gpg binary.
-  const keyPath = `/etc/apt/keyrings/mammatus.${keyUrl && new URL(keyUrl).pathname.endsWith('.gpg') ? 'gpg' : 'asc'}`;
+  // apt tells the key's format by the file's extension: .asc armoured, .gpg binary. A pinned key is
+  // installed as the binary bytes its check parsed (apt-key-fetch.ts), whatever the download was.
+  const binary = pin !== undefined || (keyUrl !== undefined && new URL(keyUrl).pathname.endsWith('.gpg'));
+  const keyPath = `/etc/apt/keyrings/mammatus.${binary ? 'gpg' : 'asc'}`;
   const serf: Record<string, unknown> = {
     encrypt_key: input.gossipKey,
     ...(input.hostname ? { node_name: input.hostname } : {}),

@@ -11,7 +11,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from '../../core/contracts.js';
-import { enforceConnectionLimits, readBodyUpTo, serverOptions, type HttpLimits } from '../../core/http-limits.js';
+import { enforceConnectionLimits, PerAddressRate, readBodyUpTo, serverOptions, type HttpLimits } from '../../core/http-limits.js';
 import { bodySha256, IDENTITY_HEADERS, signIdentity, type CallerIdentity } from './identity.js';
 
 /** Finds the MAC of an IP address ('' when unknown). */
@@ -29,6 +29,8 @@ export interface ProxyDeps {
   readonly timeoutMs?: number;
   /** Overrides `PROXY_HTTP_LIMITS` (tests). */
   readonly limits?: HttpLimits;
+  /** Requests per second one instance may make, and its burst (default 100 and 200). */
+  readonly rate?: { readonly perSecond: number; readonly burst: number };
 }
 
 /**
@@ -65,6 +67,9 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
   const now = deps.now ?? Date.now;
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const limits = deps.limits ?? PROXY_HTTP_LIMITS;
+  // Every forwarded request costs each controller a replay-cache entry for a minute: one instance
+  // must not be able to fill it for all (cloud-init makes a few dozen requests per boot).
+  const rate = new PerAddressRate(deps.rate?.perSecond ?? 100, deps.rate?.burst ?? 200);
   const server = http.createServer(serverOptions(limits), (req, res) => {
     void handle(req, res).catch((err: unknown) => {
       // A caller that hangs up mid-body is its own doing: not an error line any tenant could write.
@@ -105,6 +110,10 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
       return;
     }
     const ip = remote.startsWith('::ffff:') ? remote.slice(7) : remote;
+    if (!rate.take(ip, now())) {
+      res.writeHead(429, { 'content-type': 'text/plain', 'retry-after': '1' }).end('Too Many Requests');
+      return;
+    }
     const mac = await deps.macOf(ip);
     const headers: Record<string, string | string[]> = {};
     const dropped = new Set((req.headers.connection ?? '').split(',').map((h) => h.trim().toLowerCase()));
@@ -116,10 +125,16 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
     const caller: CallerIdentity = { ip, mac };
     const hash = bodySha256(body);
     for (const upstream of deps.upstreams) {
-      // Signed per attempt: the signature covers the Host of the upstream it goes to.
-      const host = new URL(upstream).host;
-      const signed = signIdentity(deps.secret, { method: req.method ?? 'GET', url, host, bodySha256: hash }, caller, now());
-      const answered = await forward(upstream, req.method ?? 'GET', url, { ...headers, ...signed }, body, res);
+      // Signed per attempt, for exactly what that upstream receives: its Host, and the path under its base.
+      const origin = new URL(upstream);
+      const path = origin.pathname.replace(/\/$/, '') + url;
+      const signed = signIdentity(
+        deps.secret,
+        { method: req.method ?? 'GET', url: path, host: origin.host, bodySha256: hash },
+        caller,
+        now(),
+      );
+      const answered = await forward(origin, req.method ?? 'GET', path, { ...headers, ...signed }, body, res);
       if (answered) return;
     }
     deps.log.warn({ upstreams: deps.upstreams }, 'no metadata service answered');
@@ -128,22 +143,21 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
 
   /** Sends one attempt; resolves false when the upstream could not be reached (try the next). */
   function forward(
-    base: string,
+    origin: URL,
     method: string,
-    url: string,
+    path: string,
     headers: Record<string, string | string[]>,
     body: Buffer,
     res: ServerResponse,
   ): Promise<boolean> {
     return new Promise((resolve) => {
       // The host and port are the upstream's, always; the caller's target is only ever a path.
-      const origin = new URL(base);
       const up = http.request(
         {
           protocol: origin.protocol,
           hostname: origin.hostname.replace(/^\[|\]$/g, ''),
           port: origin.port,
-          path: origin.pathname.replace(/\/$/, '') + url,
+          path,
           method,
           headers: { ...headers, host: origin.host },
           agent,
@@ -165,7 +179,7 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
           resolve(true);
           return;
         }
-        deps.log.warn({ upstream: base, err: err.message }, 'metadata upstream failed; trying the next');
+        deps.log.warn({ upstream: origin.origin, err: err.message }, 'metadata upstream failed; trying the next');
         resolve(false);
       });
       up.end(body);

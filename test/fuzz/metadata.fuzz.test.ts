@@ -26,6 +26,8 @@ import { loadCorpus, requestBytes, type FuzzRequest } from './lib/request.js';
 import { fuzzSettings } from './lib/rng.js';
 
 const { seed, count } = fuzzSettings();
+// The fuzzer is one caller sending thousands of requests a second: not what the throttle is for.
+const UNTHROTTLED = { perSecond: 1e9, burst: 1e9 };
 const SECRET = Buffer.alloc(32, 9);
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExampl operator';
 
@@ -89,7 +91,13 @@ describe('fuzz: metadata service', () => {
     strict = await build('required');
     appPort = (app.server.address() as AddressInfo).port;
     strictPort = (strict.server.address() as AddressInfo).port;
-    proxy = buildMetadataProxy({ upstreams: [`http://127.0.0.1:${appPort}`], secret: SECRET, macOf: async () => MAC, log });
+    proxy = buildMetadataProxy({
+      upstreams: [`http://127.0.0.1:${appPort}`],
+      secret: SECRET,
+      macOf: async () => MAC,
+      log,
+      rate: UNTHROTTLED,
+    });
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
     proxyPort = (proxy.address() as AddressInfo).port;
   });

@@ -23,6 +23,8 @@ import { loadCorpus, requestBytes } from './lib/request.js';
 import { fuzzSettings } from './lib/rng.js';
 
 const { seed, count } = fuzzSettings();
+// The fuzzer is one caller sending thousands of requests a second: not what the throttle is for.
+const UNTHROTTLED = { perSecond: 1e9, burst: 1e9 };
 const SECRET = Buffer.alloc(32, 5);
 
 /** What the upstream saw of one request. */
@@ -87,7 +89,7 @@ describe('fuzz: metadata proxy', () => {
     canary = await recordingServer(canarySeen, canaryConnections);
     upstreamHost = `127.0.0.1:${(upstream.address() as AddressInfo).port}`;
     canaryHost = `127.0.0.1:${(canary.address() as AddressInfo).port}`;
-    proxy = buildMetadataProxy({ upstreams: [`http://${upstreamHost}`], secret: SECRET, macOf: async () => MAC, log });
+    proxy = buildMetadataProxy({ upstreams: [`http://${upstreamHost}`], secret: SECRET, macOf: async () => MAC, log, rate: UNTHROTTLED });
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
     proxyPort = (proxy.address() as AddressInfo).port;
   });

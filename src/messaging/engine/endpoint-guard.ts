@@ -76,6 +76,10 @@ const DEFAULT_DENY: readonly (readonly [string, number, 'ipv4' | 'ipv6', string]
   ['fec0::', 10, 'ipv6', 'private'],
   ['fc00::', 7, 'ipv6', 'private'],
   ['ff00::', 8, 'ipv6', 'multicast'],
+  // IPv4 inside IPv6: NAT64 and 6to4 reach the IPv4 address they embed, whatever it is.
+  ['64:ff9b::', 96, 'ipv6', 'NAT64 (embedded IPv4)'],
+  ['64:ff9b:1::', 48, 'ipv6', 'NAT64 (embedded IPv4)'],
+  ['2002::', 16, 'ipv6', '6to4 (embedded IPv4)'],
 ];
 
 const familyOf = (address: string): 'ipv4' | 'ipv6' => (isIP(address) === 6 ? 'ipv6' : 'ipv4');
@@ -138,7 +142,9 @@ export function createEndpointGuard(opts: EndpointGuardOptions = {}): EndpointGu
     const hit = named.find((n) => n.list.check(address, type));
     if (hit) return `${address} is a ${hit.word} address`;
     if (extra.check(address, type)) return `${address} is in a network refused by the configuration`;
-    if (locals().includes(address)) return `${address} is an address of this machine`;
+    // `::ffff:a.b.c.d` connects to a.b.c.d: compare the IPv4 form with this machine's addresses.
+    const plain = unmapped(address);
+    if (locals().some((l) => l.toLowerCase() === plain)) return `${address} is an address of this machine`;
     return undefined;
   }
 
@@ -213,4 +219,14 @@ export function postPinned(url: URL, pinned: readonly PinnedAddress[], init: Pos
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** The IPv4 address inside an IPv4-mapped IPv6 one (`::ffff:1.2.3.4`, `::ffff:102:304`), else `address` lower-cased. */
+function unmapped(address: string): string {
+  const a = address.toLowerCase();
+  if (/^::ffff:\d+\.\d+\.\d+\.\d+$/.test(a)) return a.slice(7);
+  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(a);
+  if (!hex) return a;
+  const [hi, lo] = [parseInt(hex[1], 16), parseInt(hex[2], 16)];
+  return [hi >> 8, hi & 255, lo >> 8, lo & 255].join('.');
 }

@@ -61,4 +61,17 @@ describe('prepareNatsUser', () => {
     expect(user).toBeUndefined();
     expect(run.calls.filter((c) => c[0] === 'chown')).toEqual([]);
   });
+
+  it("hands the store over again when a root-run server left files in a store that is already the user's", async () => {
+    const owned = async (p: string) => (p === '/var/lib/n' ? { uid: 104, gid: 107, mode: 0o750 } : { uid: 0, gid: 0, mode: 0o755 });
+    const withForeign = recordingRun((argv) =>
+      argv[0] === 'find' ? { stdout: '/var/lib/n/jetstream/$G/streams/S/msgs/1.blk\n', stderr: '', exitCode: 0 } : undefined,
+    );
+    const deps = { log, euid: () => 0, passwd: async () => PASSWD, stat: owned };
+    expect(await prepareNatsUser({ ...deps, run: withForeign }, 'nats', '/var/lib/n', '/etc/n.conf')).toBe('nats');
+    expect(withForeign.calls).toContainEqual(['chown', '-R', '104:107', '/var/lib/n']);
+    const clean = recordingRun((argv) => (argv[0] === 'find' ? { stdout: '', stderr: '', exitCode: 0 } : undefined));
+    await prepareNatsUser({ ...deps, run: clean }, 'nats', '/var/lib/n', '/etc/n.conf');
+    expect(clean.calls.filter((c) => c[0] === 'chown' && c[1] === '-R')).toEqual([]);
+  });
 });

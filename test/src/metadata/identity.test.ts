@@ -11,6 +11,8 @@ import {
   type SignedRequest,
 } from '../../../src/metadata/identity.js';
 import { ReplayCache } from '../../../src/metadata/replay-cache.js';
+import { hostIsHere } from '../../../src/metadata/caller.js';
+import type { IncomingMessage } from 'node:http';
 import { parseTokenTtl, TokenAuthority } from '../../../src/metadata/tokens.js';
 
 const SECRET = Buffer.alloc(32, 3);
@@ -110,5 +112,21 @@ describe('replay cache', () => {
     expect(cache.admit('b', NOW / 1000, NOW)).toBe('fresh');
     expect(cache.admit('c', NOW / 1000, NOW)).toBe('full');
     expect(cache.admit('a', NOW / 1000, NOW)).toBe('replayed');
+  });
+});
+
+describe('the signed host is where the request arrived', () => {
+  const at = (localAddress: string, localPort: number) => ({ socket: { localAddress, localPort } }) as unknown as IncomingMessage;
+  it('accepts the address and port the request came in on (IPv4-mapped too), or a host name', () => {
+    expect(hostIsHere('10.0.0.2:8775', at('10.0.0.2', 8775))).toBe(true);
+    expect(hostIsHere('10.0.0.2:8775', at('::ffff:10.0.0.2', 8775))).toBe(true);
+    expect(hostIsHere('[fd00::2]:8775', at('fd00::2', 8775))).toBe(true);
+    expect(hostIsHere('10.0.0.2', at('10.0.0.2', 80))).toBe(true);
+    expect(hostIsHere('ctl-1.mammatus:8775', at('10.0.0.2', 8775))).toBe(true);
+  });
+  it("refuses another controller's address or port: a capture replayed elsewhere", () => {
+    expect(hostIsHere('10.0.0.3:8775', at('10.0.0.2', 8775))).toBe(false);
+    expect(hostIsHere('10.0.0.2:8776', at('10.0.0.2', 8775))).toBe(false);
+    expect(hostIsHere('', at('10.0.0.2', 8775))).toBe(false);
   });
 });

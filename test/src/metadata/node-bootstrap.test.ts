@@ -204,7 +204,8 @@ describe.skipIf(!hasKeyTools)(
           bootcmd: string[][];
         }
       ).bootcmd[0].slice(3);
-      argv[argv.indexOf('/etc/apt/keyrings/mammatus.' + (file.endsWith('.asc') ? 'asc' : 'gpg'))] = keyring;
+      // A pinned key is always installed in binary form, as mammatus.gpg.
+      argv[argv.indexOf(fingerprint ? '/etc/apt/keyrings/mammatus.gpg' : '/etc/apt/keyrings/mammatus.asc')] = keyring;
       // Asynchronously: the key server runs in this process's event loop.
       return new Promise<{ status: number | null; stderr: string }>((resolve) => {
         const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20_000 });
@@ -218,7 +219,8 @@ describe.skipIf(!hasKeyTools)(
       const keyring = join(tempDir(), 'keyrings', 'mammatus.key');
       const r = await fetchKey(file, keys.cluster.fpr.replace(/(.{4})/g, '$1 '), keyring);
       expect(r.status, r.stderr).toBe(0);
-      expect(readFileSync(keyring).equals(readFileSync(join(served, file)))).toBe(true);
+      // What apt gets is the binary key the check parsed, whichever form was downloaded.
+      expect(readFileSync(keyring).equals(readFileSync(join(served, 'cluster.gpg')))).toBe(true);
       expect(existsSync(`${keyring}.part`)).toBe(false);
     });
 
@@ -234,6 +236,36 @@ describe.skipIf(!hasKeyTools)(
       expect(r.stderr).toContain(why);
       expect(existsSync(keyring)).toBe(false);
       expect(existsSync(`${keyring}.part`)).toBe(false);
+    });
+
+    it.each([
+      [
+        "an attacker's binary key carrying the pinned key's armour inside a packet",
+        () => {
+          const armour = readFileSync(join(served, 'cluster.asc'));
+          // A user-id packet (tag 13, new format, 2-byte length) holding the armour text, after the intruder's key.
+          const packet = Buffer.concat([Buffer.from([0xcd, 192 + ((armour.length - 192) >> 8), (armour.length - 192) & 0xff]), armour]);
+          return Buffer.concat([readFileSync(join(served, 'intruder.gpg')), packet]);
+        },
+        'an armoured key must be the whole file',
+      ],
+      [
+        'the pinned armoured block followed by another',
+        () => Buffer.concat([readFileSync(join(served, 'cluster.asc')), readFileSync(join(served, 'intruder.asc'))]),
+        'exactly one key block',
+      ],
+      [
+        'bytes after the armoured block',
+        () => Buffer.concat([readFileSync(join(served, 'cluster.asc')), Buffer.from('trailing')]),
+        'bytes after the armoured key block',
+      ],
+    ])('refuses %s', async (_what, make, why) => {
+      writeFileSync(join(served, 'crafted.gpg'), make());
+      const keyring = join(tempDir(), 'mammatus.gpg');
+      const r = await fetchKey('crafted.gpg', keys.cluster.fpr, keyring);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain(why);
+      expect(existsSync(keyring)).toBe(false);
     });
 
     it('refuses a file that is no key at all', async () => {

@@ -110,4 +110,51 @@ describe('metadata proxy edges', () => {
     expect(seen).toEqual([]);
     expect(logged.filter((l) => l.level >= 40)).toEqual([]);
   });
+
+  it("throttles one instance past its rate with 429 (one caller cannot fill the controllers' replay caches)", async () => {
+    const limited = buildMetadataProxy({
+      upstreams: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
+      secret: SECRET,
+      macOf: async () => '',
+      log: pino({ level: 'silent' }),
+      rate: { perSecond: 5, burst: 10 },
+    });
+    await new Promise<void>((r) => limited.listen(0, '127.0.0.1', r));
+    try {
+      const port = (limited.address() as AddressInfo).port;
+      const statuses: number[] = [];
+      for (let i = 0; i < 15; i++) statuses.push((await fetch(`http://127.0.0.1:${port}/latest/meta-data/`)).status);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(10);
+      expect(statuses.slice(10)).toEqual([429, 429, 429, 429, 429]);
+    } finally {
+      limited.closeAllConnections();
+      await new Promise((r) => limited.close(r));
+    }
+  });
+
+  it('signs the path the upstream receives when the upstream URL has a base path', async () => {
+    seen.length = 0;
+    const based = buildMetadataProxy({
+      upstreams: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}/md/`],
+      secret: SECRET,
+      macOf: async () => '',
+      log: pino({ level: 'silent' }),
+    });
+    await new Promise<void>((r) => based.listen(0, '127.0.0.1', r));
+    try {
+      await (await fetch(`http://127.0.0.1:${(based.address() as AddressInfo).port}/latest/meta-data/`)).text();
+      const [req] = seen;
+      expect(req?.url).toBe('/md/latest/meta-data/');
+      const id = verifyIdentity(
+        req.headers,
+        SECRET,
+        { method: 'GET', url: req.url ?? '', host: req.headers.host ?? '', bodySha256: EMPTY_BODY_SHA256 },
+        Date.now(),
+      );
+      expect(id.kind).toBe('signed');
+    } finally {
+      based.closeAllConnections();
+      await new Promise((r) => based.close(r));
+    }
+  });
 });

@@ -57,6 +57,10 @@ describe('IP literals (checked at Subscribe and at delivery)', () => {
     expect(g.literalRefusal(new URL('http://10.8.1.1/'))).toMatch(/private/);
     expect(g.literalRefusal(new URL('http://198.51.100.7/'))).toMatch(/refused by the configuration/);
     expect(g.literalRefusal(new URL('http://203.0.113.9/'))).toMatch(/address of this machine/);
+    // The same address written as IPv4-mapped IPv6, and IPv4 reached through NAT64 or 6to4.
+    expect(g.literalRefusal(new URL('http://[::ffff:203.0.113.9]:8222/'))).toMatch(/address of this machine/);
+    expect(g.literalRefusal(new URL('http://[64:ff9b::7f00:1]/'))).toMatch(/NAT64/);
+    expect(g.literalRefusal(new URL('http://[2002:7f00:1::]/'))).toMatch(/6to4/);
   });
 });
 
