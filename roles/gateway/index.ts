@@ -23,12 +23,9 @@ import { answerReservations, RESERVATIONS_QUERY, servedFacts } from './served.js
 import { HOP_LIMIT_CHAIN, renderBaseline } from './render-iptables.js';
 import { installOwnChain, removeOwnChain, validateOwnChain, type OwnChain } from '../../core/iptables-chain.js';
 import { renderGateway } from './render.js';
-import { ChildService, serviceArgv, type ChildInit } from '../../core/child-service.js';
 import { type Argv } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
-import { readSecretFileSync } from '../../core/files.js';
-import { DEFAULT_SERVICE_USER } from '../../core/users.js';
-import { parse as parseYaml } from 'yaml';
+import { MetadataProxyChild } from './metadata-proxy.js';
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 const IPXE_DIR = '/usr/lib/ipxe';
@@ -68,7 +65,6 @@ export function registryServers(cfg: GatewayConfig, members: readonly Member[]):
 /** Builds the gateway role. One instance per agent: it owns the dnsmasq process. */
 export function buildGatewayRole(deps: GatewayDeps): Role {
   let dnsmasq: DnsmasqSupervisor | undefined;
-  let proxy: ChildService | undefined;
   let feed: InstanceFeed | undefined;
   let askReconcile: ((reason: string) => void) | undefined;
   /** Opens the registry feed once the registry's servers are known (the first controller may join later). */
@@ -79,29 +75,10 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     const reconcile = askReconcile;
     feed = deps.instanceFeed(servers, () => reconcile('instance registry changed'), log.child({ component: 'registry' }));
   }
-  const proxyChild = (log: Logger, mammatus: Argv) =>
-    (proxy ??= new ChildService({
-      spawn: deps.spawn,
-      log: log.child({ component: 'metadata-proxy' }),
-      name: 'metadata-proxy',
-      argv: serviceArgv(mammatus, 'metadata-proxy'),
-      user: deps.serviceUser?.() ?? DEFAULT_SERVICE_USER,
-      readyTimeoutMs: 10_000,
-    }));
-  /**
-   * Starts, restarts or stops the proxy to match its config file. It runs as the service user,
-   * which cannot read the 0600 secret: the agent reads it at each launch and sends it over IPC.
-   * Rejects when a (re)started proxy does not come up; it is retried with backoff meanwhile.
-   */
-  async function applyProxy(ctx: StartContext, cfg: GatewayConfig, restart: boolean): Promise<void> {
-    const text = await ctx.files.read(cfg.paths.metadata_proxy);
-    if (text === undefined) return void (await proxy?.stop());
-    if (!deps.mammatus)
-      return ctx.log.warn('the metadata proxy is configured but this agent cannot run mammatus; instances get no metadata');
-    if (!restart && proxy?.running) return;
-    const init = proxyInit(text, deps.logLevel?.());
-    await proxyChild(ctx.log, deps.mammatus).start(init, { keepTrying: true });
-  }
+  const proxy = new MetadataProxyChild(deps);
+  /** Starts, restarts or stops the proxy to match its config file. */
+  const applyProxy = async (ctx: StartContext, cfg: GatewayConfig, restart: boolean): Promise<void> =>
+    proxy.apply(await ctx.files.read(cfg.paths.metadata_proxy), ctx, restart);
   let forwardingBefore: string | undefined;
   const firewall = new Firewall(renderBaseline());
   const supervisor = (log: Logger) => (dnsmasq ??= new DnsmasqSupervisor({ spawn: deps.spawn, log: log.child({ component: 'dnsmasq' }) }));
@@ -185,7 +162,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
         (await ctx.files.read(cfg.paths.metadata_proxy)) !== undefined
       ) {
         // reload waited for it to be ready; it must still be running.
-        if (!proxy?.running) throw new Error(`the metadata proxy is not running: ${proxy?.lastLines(3) ?? 'no output'}`);
+        if (!proxy.running) throw new Error(`the metadata proxy is not running: ${proxy.lastLines(3)}`);
       }
       if (!ctx.changed.includes(cfg.paths.dnsmasq_conf) && !ctx.changed.includes(cfg.paths.iptables)) return;
       if (!(await ctx.files.read(cfg.paths.dnsmasq_conf))) return;
@@ -220,7 +197,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     async stop() {
       const f = feed;
       feed = undefined;
-      await Promise.all([dnsmasq?.stop(), proxy?.stop(), f?.stop()]);
+      await Promise.all([dnsmasq?.stop(), proxy.stop(), f?.stop()]);
     },
   };
 }
@@ -303,20 +280,4 @@ async function probeDns(server: string, name: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
   }
   throw new Error(`DNS probe: ${name} not answered by ${server}: ${(last as Error)?.message ?? 'no address'}`);
-}
-
-/**
- * The proxy's first message, built from its rendered config (render-metadata.ts) at every launch:
- * the `metadata:` section with the secret file's content in place of its path (read as root, with
- * the same mode check as everywhere: a secret others can read is refused).
- */
-export function proxyInit(confText: string, level?: string): () => ChildInit {
-  const doc = (parseYaml(confText) ?? {}) as { log?: { level?: string }; metadata?: Record<string, unknown> };
-  const { proxy_secret_file: file, ...section } = doc.metadata ?? {};
-  return () => ({
-    type: 'init',
-    service: 'metadata-proxy',
-    level: level ?? doc.log?.level ?? 'info',
-    section: { ...section, ...(typeof file === 'string' ? { proxy_secret: readSecretFileSync(file).trim() } : {}) },
-  });
 }

@@ -9,8 +9,28 @@ import { isIP } from 'node:net';
 import type { Logger } from '../../core/contracts.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 import type { InstanceLookup } from '../registry/view.js';
-import { EMPTY_BODY_SHA256, passedProxy, SIGNATURE_WINDOW_S, verifyIdentity } from './identity.js';
+import {
+  EMPTY_BODY_SHA256,
+  hasIdentityHeaders,
+  passedProxy,
+  SIGNATURE_WINDOW_S,
+  verifyIdentity,
+  type IdentityCheck,
+  type SignedRequest,
+} from './identity.js';
 import { ReplayCache } from './replay-cache.js';
+
+const NONE: IdentityCheck = { kind: 'none' };
+
+/** What a proxy signature must cover: the request as it arrived here. */
+function signedRequest(req: Request): SignedRequest {
+  return {
+    method: req.method ?? 'GET',
+    url: req.url ?? '/',
+    host: req.headers.host ?? '',
+    bodySha256: req.bodySha256 ?? EMPTY_BODY_SHA256,
+  };
+}
 
 /** How a request's caller was resolved. */
 export type Caller = { readonly record: InstanceRecord; readonly ip: string } | { readonly status: 403 | 404 | 503; readonly why: string };
@@ -32,13 +52,8 @@ export interface CallerDeps {
 export function callerResolver(deps: CallerDeps, now: () => number): (req: Request) => Caller {
   const replays = new ReplayCache(SIGNATURE_WINDOW_S, deps.replayCacheEntries);
   return (req: Request): Caller => {
-    const signed = {
-      method: req.method ?? 'GET',
-      url: req.url ?? '/',
-      host: req.headers.host ?? '',
-      bodySha256: req.bodySha256 ?? EMPTY_BODY_SHA256,
-    };
-    const checked = verifyIdentity(req.headers, deps.secret, signed, now());
+    // Most callers carry no identity headers: nothing to build or check for them.
+    const checked = hasIdentityHeaders(req.headers) ? verifyIdentity(req.headers, deps.secret, signedRequest(req), now()) : NONE;
     if (checked.kind === 'rejected') {
       deps.log.warn({ remote: req.socket.remoteAddress, why: checked.reason }, 'metadata request with bad identity headers refused');
       return { status: 403, why: checked.reason };
@@ -47,9 +62,10 @@ export function callerResolver(deps: CallerDeps, now: () => number): (req: Reque
     if (checked.kind === 'signed') {
       // The signature binds the Host the proxy sent to; when that names an address, it must be the
       // one this request arrived at, so a capture cannot be replayed at another controller.
-      if (!hostIsHere(signed.host, req)) {
-        deps.log.warn({ remote: req.socket.remoteAddress, host: signed.host }, 'metadata request signed for another host refused');
-        return { status: 403, why: `signed for host ${signed.host}, which is not this service's address` };
+      const host = req.headers.host ?? '';
+      if (!hostIsHere(host, req)) {
+        deps.log.warn({ remote: req.socket.remoteAddress, host }, 'metadata request signed for another host refused');
+        return { status: 403, why: `signed for host ${host}, which is not this service's address` };
       }
       const verdict = replays.admit(checked.signature, checked.time, now());
       if (verdict === 'replayed') {

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { metadataChildInit } from '../../../src/metadata/hosted.js';
-import { proxyInit } from '../../../roles/gateway/index.js';
+import { proxyInit } from '../../../roles/gateway/metadata-proxy.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mammatus-child-init-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
