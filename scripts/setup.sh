@@ -12,8 +12,9 @@ PACKAGES=(serf nats-server dnsmasq-base dnsmasq-utils iptables iproute2 procps)
 # dig and curl for the commands it prints. Without root there is no demo to set up.
 DEMO=(lxd debootstrap dnsutils curl)
 # --tests adds what only the tests use: the package tests build, lint, sign and install the .deb;
-# busybox is their DHCP client, cloud-init's own readers and the AWS CLI their real clients.
-TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli)
+# busybox is their DHCP client, cloud-init's own readers and the AWS CLI their real clients;
+# openssh-client's ssh-keygen checks operator signatures both ways.
+TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli openssh-client)
 if [ "${1:-}" = "--tests" ]; then
   PACKAGES+=("${DEMO[@]}" "${TESTS[@]}")
 elif [ "$(id -u)" = 0 ]; then

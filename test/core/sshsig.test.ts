@@ -1,0 +1,99 @@
+/**
+ * SSHSIG both ways with the real `ssh-keygen`: signatures it makes verify here, ours verify with
+ * `ssh-keygen -Y verify`; tampered, foreign, wrong-namespace and non-operator signatures are refused.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { OperatorKeyError, parseOperators, verifyOperatorSig } from '../../core/operators.js';
+import { parseSshKey, signSshSig, SshSigError, verifySshSig } from '../../core/sshsig.js';
+
+const hasKeygen = spawnSync('ssh-keygen', ['-?'], { stdio: 'ignore' }).error === undefined;
+if (!hasKeygen) console.warn('SSHSIG interop tests skipped: ssh-keygen (openssh-client) is missing');
+const NS = 'mammatus';
+const MESSAGE = Buffer.from('mammatus.volume.create\n{"name":"data"}\n1800000000\nnonce-1');
+
+describe.skipIf(!hasKeygen)('SSHSIG with the real ssh-keygen', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mammatus-sshsig-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const keygen = (name: string, type: string, comment: string) => {
+    const file = path.join(dir, name);
+    execFileSync('ssh-keygen', ['-q', '-t', type, ...(type === 'rsa' ? ['-b', '2048'] : []), '-N', '', '-C', comment, '-f', file]);
+    return { file, pub: readFileSync(`${file}.pub`, 'utf8').trim() };
+  };
+  const alice = keygen('alice', 'ed25519', 'alice@laptop');
+  const bob = keygen('bob', 'rsa', 'bob@desk');
+  const mallory = keygen('mallory', 'ed25519', 'mallory@elsewhere');
+  const msgFile = path.join(dir, 'message');
+  writeFileSync(msgFile, MESSAGE);
+  const operators = parseOperators([`# the cluster's operators`, alice.pub, '', bob.pub]);
+
+  /** `ssh-keygen -Y sign` of the message by `key`: its armoured signature. */
+  const keygenSign = (key: string, ns = NS) => {
+    execFileSync('ssh-keygen', ['-q', '-Y', 'sign', '-f', key, '-n', ns, msgFile], { stdio: 'pipe' });
+    const sig = readFileSync(`${msgFile}.sig`, 'utf8');
+    rmSync(`${msgFile}.sig`);
+    return sig;
+  };
+  /** `ssh-keygen -Y verify` of `sig` as `principal` against the operators as allowed signers. */
+  const keygenVerify = (sig: string, principal: string) => {
+    const allowed = path.join(dir, 'allowed_signers');
+    writeFileSync(
+      allowed,
+      [alice, bob].map((k) => `${k.pub.split(' ').pop()} ${k.pub.split(' ').slice(0, 2).join(' ')}`).join('\n') + '\n',
+    );
+    const sigFile = path.join(dir, 'check.sig');
+    writeFileSync(sigFile, sig);
+    return spawnSync('ssh-keygen', ['-Y', 'verify', '-f', allowed, '-I', principal, '-n', NS, '-s', sigFile], { input: MESSAGE });
+  };
+
+  it('reads the operators with their comments as names', () => {
+    expect(operators.map((o) => [o.name, o.type])).toEqual([
+      ['alice@laptop', 'ssh-ed25519'],
+      ['bob@desk', 'ssh-rsa'],
+    ]);
+    expect(() => parseOperators(['ssh-ed25519 AAAAnotbase64'])).toThrow(OperatorKeyError);
+    expect(() => parseOperators([alice.pub, 'garbage'])).toThrow(/trust.operators line 2/);
+  });
+
+  it.each([
+    ['ed25519', () => alice],
+    ['RSA', () => bob],
+  ])('accepts what ssh-keygen -Y sign made with an %s key, naming the operator', (_type, who) => {
+    const sig = keygenSign(who().file);
+    expect(verifyOperatorSig(operators, sig, NS, MESSAGE).name).toBe(who() === alice ? 'alice@laptop' : 'bob@desk');
+  });
+
+  it.each([
+    ['ed25519', () => alice, 'alice@laptop'],
+    ['RSA', () => bob, 'bob@desk'],
+  ])('signs with an %s key so that ssh-keygen -Y verify accepts it', (_type, who, principal) => {
+    const sig = signSshSig(parseSshKey(readFileSync(who().file)), NS, MESSAGE);
+    const r = keygenVerify(sig, principal);
+    expect(r.status, r.stderr.toString()).toBe(0);
+    expect(verifyOperatorSig(operators, sig, NS, MESSAGE).name).toBe(principal);
+  });
+
+  it('refuses a tampered message, another namespace, a key that is no operator, and garbage', () => {
+    const sig = keygenSign(alice.file);
+    const refused = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        expect(err).toBeInstanceOf(SshSigError);
+        return (err as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(refused(() => verifyOperatorSig(operators, sig, NS, Buffer.from('something else')))).toBe('bad signature');
+    expect(refused(() => verifyOperatorSig(operators, keygenSign(alice.file, 'git'), NS, MESSAGE))).toMatch(/namespace "git"/);
+    expect(refused(() => verifyOperatorSig(operators, keygenSign(mallory.file), NS, MESSAGE))).toMatch(/not an operator key/);
+    expect(refused(() => verifySshSig('garbage', NS, MESSAGE))).toMatch(/not an armoured/);
+    // A flipped byte inside the armour.
+    const lines = sig.split('\n');
+    lines[3] = (lines[3][0] === 'A' ? 'B' : 'A') + lines[3].slice(1);
+    expect(refused(() => verifySshSig(lines.join('\n'), NS, MESSAGE))).not.toBe('accepted');
+  });
+});
