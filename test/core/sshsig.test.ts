@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { OperatorKeyError, parseOperators, verifyOperatorSig } from '../../core/operators.js';
 import { parseSshKey, signSshSig, SshSigError, verifySshSig } from '../../core/sshsig.js';
+import { ENVELOPE_OVERHEAD, openEvent, sealEvent, SeenNonces, SIG_NAMESPACE, signedMessage } from '../../core/signed-event.js';
 
 const hasKeygen = spawnSync('ssh-keygen', ['-?'], { stdio: 'ignore' }).error === undefined;
 if (!hasKeygen) console.warn('SSHSIG interop tests skipped: ssh-keygen (openssh-client) is missing');
@@ -95,5 +96,61 @@ describe.skipIf(!hasKeygen)('SSHSIG with the real ssh-keygen', () => {
     const lines = sig.split('\n');
     lines[3] = (lines[3][0] === 'A' ? 'B' : 'A') + lines[3].slice(1);
     expect(refused(() => verifySshSig(lines.join('\n'), NS, MESSAGE))).not.toBe('accepted');
+  });
+});
+
+describe.skipIf(!hasKeygen)('operator-signed Serf events', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mammatus-sigev-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const keygen = (name: string, type: string) => {
+    const file = path.join(dir, name);
+    execFileSync('ssh-keygen', ['-q', '-t', type, ...(type === 'rsa' ? ['-b', '2048'] : []), '-N', '', '-C', `${name}@test`, '-f', file]);
+    return { key: parseSshKey(readFileSync(file)), pub: readFileSync(`${file}.pub`, 'utf8').trim() };
+  };
+  const alice = keygen('alice', 'ed25519');
+  const rsa = keygen('bob', 'rsa');
+  const operators = parseOperators([alice.pub]);
+  const NOW = 1_800_000_000_000;
+  const payload = Buffer.from('{"volume":"data","size":"10G"}');
+
+  it("fits Serf's 512 bytes with an ed25519 key, and says so for RSA", () => {
+    const env = sealEvent(alice.key, 'mammatus.volume.create', payload, NOW);
+    expect(env.length - payload.length).toBe(ENVELOPE_OVERHEAD);
+    expect(() => sealEvent(rsa.key, 'mammatus.volume.create', payload, NOW)).toThrow(/RSA signatures do not fit/);
+    expect(() => sealEvent(alice.key, 'mammatus.volume.create', Buffer.alloc(300), NOW)).toThrow(/over Serf's 512/);
+  });
+
+  it('opens its own envelope once; refuses unsigned, tampered, stale and replayed ones', () => {
+    const env = sealEvent(alice.key, 'mammatus.volume.create', payload, NOW);
+    const seen = new SeenNonces();
+    const opened = openEvent(operators, 'mammatus.volume.create', env, NOW + 1000, seen);
+    expect([opened.operator.name, opened.payload.toString()]).toEqual(['alice@test', payload.toString()]);
+    const why = (f: () => unknown) => {
+      try {
+        f();
+        return 'accepted';
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    expect(why(() => openEvent(operators, 'mammatus.volume.create', env, NOW + 2000, seen))).toBe('replayed signature');
+    expect(why(() => openEvent(operators, 'mammatus.volume.create', payload, NOW, new SeenNonces()))).toMatch(/unsigned/);
+    expect(why(() => openEvent(operators, 'mammatus.volume.delete', env, NOW, new SeenNonces()))).toBe('bad signature');
+    const tampered = Buffer.concat([env.subarray(0, env.length - 2), Buffer.from('0}')]);
+    expect(why(() => openEvent(operators, 'mammatus.volume.create', tampered, NOW, new SeenNonces()))).toBe('bad signature');
+    expect(why(() => openEvent(operators, 'mammatus.volume.create', env, NOW + 301_000, new SeenNonces()))).toMatch(/stale/);
+  });
+
+  it('is an SSHSIG that ssh-keygen -Y verify accepts over the signed message', () => {
+    const env = sealEvent(alice.key, 'mammatus.volume.create', payload, NOW);
+    const [, time, nonce, blob] = env.subarray(0, env.indexOf(0x0a)).toString().split(' ');
+    const sigFile = path.join(dir, 'event.sig');
+    writeFileSync(sigFile, `-----BEGIN SSH SIGNATURE-----\n${blob.match(/.{1,70}/g)!.join('\n')}\n-----END SSH SIGNATURE-----\n`);
+    const allowed = path.join(dir, 'allowed');
+    writeFileSync(allowed, `alice@test ${alice.pub.split(' ').slice(0, 2).join(' ')}\n`);
+    const r = spawnSync('ssh-keygen', ['-Y', 'verify', '-f', allowed, '-I', 'alice@test', '-n', SIG_NAMESPACE, '-s', sigFile], {
+      input: signedMessage('mammatus.volume.create', Number(time), nonce, payload),
+    });
+    expect(r.status, r.stderr.toString()).toBe(0);
   });
 });

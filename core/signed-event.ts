@@ -1,0 +1,114 @@
+/**
+ * Operator-signed Serf user events and query asks: the envelope that carries an SSHSIG (sshsig.ts)
+ * over the event's name, payload, a timestamp and a nonce, and its check on the receiving agent:
+ * signed by an operator key, within five minutes of the receiver's clock, never seen before.
+ *
+ * The envelope must fit Serf's 512-byte limit on a user event's name and payload together, so the
+ * signature travels as the bare SSHSIG blob in base64 (no armour): for an ed25519 key that is 240
+ * characters, and the whole envelope 285 bytes plus the payload (`ENVELOPE_OVERHEAD`), which leaves
+ * 227 bytes for the event's name and payload. An RSA
+ * signature does not fit; `sealEvent` refuses it with that reason.
+ *
+ * Wire form (ASCII header line, then the payload's bytes):
+ *   `mammatus-sig-v1 <unix seconds> <nonce, 16 base64url chars> <SSHSIG blob, base64>\n<payload>`
+ * Signed message: `mammatus-event-v1\n<event name>\n<unix seconds>\n<nonce>\n<payload>`, namespace
+ * `mammatus`, so `ssh-keygen -Y verify -n mammatus` checks it given that message.
+ */
+import { randomBytes } from 'node:crypto';
+import type { ParsedKey } from 'ssh2';
+import { verifyOperatorSig, type OperatorKey } from './operators.js';
+import { signSshSig, SshSigError } from './sshsig.js';
+
+/** The SSHSIG namespace of everything an operator signs for the cluster. */
+export const SIG_NAMESPACE = 'mammatus';
+/** How far a signed timestamp may be from the receiver's clock, either way. */
+export const SIGNED_EVENT_WINDOW_S = 300;
+/** Serf's limit on a user event's name and payload together. */
+export const SERF_EVENT_LIMIT = 512;
+
+const HEADER = 'mammatus-sig-v1';
+/** Bytes an ed25519-signed envelope adds to the payload (measured by test/core/sshsig.test.ts). */
+export const ENVELOPE_OVERHEAD = 285;
+const BEGIN = '-----BEGIN SSH SIGNATURE-----';
+const END = '-----END SSH SIGNATURE-----';
+
+/** The message an envelope's signature covers. */
+export function signedMessage(name: string, time: number, nonce: string, payload: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.from(`mammatus-event-v1\n${name}\n${time}\n${nonce}\n`), payload]);
+}
+
+/**
+ * The signed envelope of event `name` with `payload`, by `key` (an operator's private key).
+ * @throws SshSigError when name and envelope together pass Serf's 512 bytes.
+ */
+export function sealEvent(
+  key: ParsedKey,
+  name: string,
+  payload: Uint8Array,
+  nowMs: number,
+  nonce = randomBytes(12).toString('base64url'),
+): Buffer {
+  const time = Math.floor(nowMs / 1000);
+  const armoured = signSshSig(key, SIG_NAMESPACE, signedMessage(name, time, nonce, payload));
+  const blob = armoured.replace(BEGIN, '').replace(END, '').replace(/\s+/g, '');
+  const envelope = Buffer.concat([Buffer.from(`${HEADER} ${time} ${nonce} ${blob}\n`), payload]);
+  const size = Buffer.byteLength(name) + envelope.length;
+  if (size > SERF_EVENT_LIMIT) {
+    throw new SshSigError(
+      `the signed event is ${size} bytes, over Serf's ${SERF_EVENT_LIMIT} (${key.type === 'ssh-rsa' ? 'RSA signatures do not fit: sign with an ed25519 key' : 'shorten the payload'})`,
+    );
+  }
+  return envelope;
+}
+
+/** Signatures an agent has accepted, remembered for twice the window (a replay is refused). */
+export class SeenNonces {
+  private readonly seen = new Map<string, number>();
+  constructor(private readonly max = 100_000) {}
+
+  /** Records `key` at `nowMs`: `fresh`, `replayed` (seen within the window), or `full`. */
+  admit(key: string, nowMs: number): 'fresh' | 'replayed' | 'full' {
+    for (const [k, at] of this.seen) {
+      if (nowMs - at <= 2 * SIGNED_EVENT_WINDOW_S * 1000) break; // insertion order: the rest are newer
+      this.seen.delete(k);
+    }
+    if (this.seen.has(key)) return 'replayed';
+    // Full: refuse rather than forget a signature that could then be replayed.
+    if (this.seen.size >= this.max) return 'full';
+    this.seen.set(key, nowMs);
+    return 'fresh';
+  }
+}
+
+/** An accepted envelope: who signed, and the payload. */
+export interface OpenedEvent {
+  readonly operator: OperatorKey;
+  readonly payload: Buffer;
+}
+
+/**
+ * Checks the envelope of event `name`: well formed, signed by one of `operators`, fresh, not
+ * replayed. @throws SshSigError with the reason (for the log line that refuses it).
+ */
+export function openEvent(
+  operators: readonly OperatorKey[],
+  name: string,
+  envelope: Uint8Array,
+  nowMs: number,
+  seen: SeenNonces,
+): OpenedEvent {
+  const buf = Buffer.from(envelope);
+  const nl = buf.indexOf(0x0a);
+  const header = (nl < 0 ? buf : buf.subarray(0, nl)).toString('latin1');
+  const m = /^mammatus-sig-v1 (\d{1,12}) ([A-Za-z0-9_-]{16}) ([A-Za-z0-9+/]+={0,2})$/.exec(header);
+  if (nl < 0 || !m) throw new SshSigError('unsigned or malformed envelope (mammatus-sig-v1 expected)');
+  const [, timeText, nonce, blob] = m as unknown as [string, string, string, string];
+  const time = Number(timeText);
+  if (Math.abs(nowMs / 1000 - time) > SIGNED_EVENT_WINDOW_S) throw new SshSigError('stale or future signature (over 5 minutes off)');
+  const payload = buf.subarray(nl + 1);
+  const armoured = `${BEGIN}\n${blob}\n${END}\n`;
+  const operator = verifyOperatorSig(operators, armoured, SIG_NAMESPACE, signedMessage(name, time, nonce, payload));
+  const verdict = seen.admit(`${time} ${nonce}`, nowMs);
+  if (verdict !== 'fresh') throw new SshSigError(verdict === 'replayed' ? 'replayed signature' : 'too many signed events in 10 minutes');
+  return { operator, payload };
+}
