@@ -15,9 +15,8 @@
  * `mammatus`, so `ssh-keygen -Y verify -n mammatus` checks it given that message.
  */
 import { randomBytes } from 'node:crypto';
-import type { ParsedKey } from 'ssh2';
 import { verifyOperatorSig, type OperatorKey } from './operators.js';
-import { signSshSig, SshSigError } from './sshsig.js';
+import { signSshSig, SshSigError, type SshSigner } from './sshsig.js';
 
 /** The SSHSIG namespace of everything an operator signs for the cluster. */
 export const SIG_NAMESPACE = 'mammatus';
@@ -41,15 +40,15 @@ export function signedMessage(name: string, time: number, nonce: string, payload
  * The signed envelope of event `name` with `payload`, by `key` (an operator's private key).
  * @throws SshSigError when name and envelope together pass Serf's 512 bytes.
  */
-export function sealEvent(
-  key: ParsedKey,
+export async function sealEvent(
+  key: SshSigner,
   name: string,
   payload: Uint8Array,
   nowMs: number,
   nonce = randomBytes(12).toString('base64url'),
-): Buffer {
+): Promise<Buffer> {
   const time = Math.floor(nowMs / 1000);
-  const armoured = signSshSig(key, SIG_NAMESPACE, signedMessage(name, time, nonce, payload));
+  const armoured = await signSshSig(key, SIG_NAMESPACE, signedMessage(name, time, nonce, payload));
   const blob = armoured.replace(BEGIN, '').replace(END, '').replace(/\s+/g, '');
   const envelope = Buffer.concat([Buffer.from(`${HEADER} ${time} ${nonce} ${blob}\n`), payload]);
   const size = Buffer.byteLength(name) + envelope.length;

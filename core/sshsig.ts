@@ -7,7 +7,7 @@
  * Supported keys: ssh-ed25519 and ssh-rsa (signing with rsa-sha2-512, as SSHSIG requires).
  */
 import { createHash } from 'node:crypto';
-import { utils, type ParsedKey } from 'ssh2';
+import { OpenSSHAgent, utils, type ParsedKey } from 'ssh2';
 
 const MAGIC = Buffer.from('SSHSIG');
 const VERSION = 1;
@@ -64,16 +64,68 @@ export function parseSshKey(text: string | Buffer, passphrase?: string): ParsedK
   return key;
 }
 
-/** The armoured SSHSIG of `message` in `namespace` by `key` (a private key), as `ssh-keygen -Y sign` makes it. */
-export function signSshSig(key: ParsedKey, namespace: string, message: Uint8Array): string {
+/** Something that signs with an operator's key: the key file itself, or an ssh-agent holding it. */
+export interface SshSigner {
+  readonly type: string;
+  /** The public key in SSH wire form. */
+  readonly publicKey: Buffer;
+  readonly comment: string;
+  /** The raw signature of `data` (rsa-sha2-512 for RSA keys). */
+  sign(data: Buffer): Promise<Buffer>;
+}
+
+/** A signer over a private key read from a file (`parseSshKey`). */
+export function keySigner(key: ParsedKey): SshSigner {
+  return {
+    type: key.type,
+    publicKey: key.getPublicSSH(),
+    comment: key.comment,
+    sign: (data) => {
+      const raw = key.type === 'ssh-rsa' ? key.sign(data, 'sha512') : key.sign(data);
+      return raw instanceof Error
+        ? Promise.reject(new SshSigError(`signing failed: ${raw.message}`, { cause: raw }))
+        : Promise.resolve(raw);
+    },
+  };
+}
+
+/** The ed25519 and RSA keys an ssh-agent (at `socket`, e.g. `SSH_AUTH_SOCK`) offers, as signers. */
+export function agentSigners(socket: string): Promise<SshSigner[]> {
+  const agent = new OpenSSHAgent(socket);
+  return new Promise((resolve, reject) =>
+    agent.getIdentities((err, keys) => {
+      if (err) return reject(new SshSigError(`ssh-agent at ${socket}: ${err.message}`, { cause: err }));
+      // OpenSSH's agent answers parsed keys; the typings allow other shapes for other agents.
+      const parsed = (keys ?? []).filter((k): k is ParsedKey => typeof k === 'object' && 'getPublicSSH' in k);
+      const usable = parsed.filter((k) => k.type === 'ssh-ed25519' || k.type === 'ssh-rsa');
+      resolve(
+        usable.map((k) => ({
+          type: k.type,
+          publicKey: k.getPublicSSH(),
+          comment: k.comment,
+          sign: (data: Buffer) =>
+            new Promise<Buffer>((ok, fail) => {
+              const done = (e?: Error | null, sig?: Buffer) =>
+                e || !sig ? fail(new SshSigError(`ssh-agent refused to sign: ${e?.message ?? 'no signature'}`, { cause: e })) : ok(sig);
+              if (k.type === 'ssh-rsa') agent.sign(k, data, { hash: 'sha512' }, done);
+              else agent.sign(k, data, done);
+            }),
+        })),
+      );
+    }),
+  );
+}
+
+/** The armoured SSHSIG of `message` in `namespace` by `signer`, as `ssh-keygen -Y sign` makes it. */
+export async function signSshSig(signer: SshSigner, namespace: string, message: Uint8Array): Promise<string> {
   if (!namespace) throw new SshSigError('a namespace is required');
   const data = signedData(namespace, 'sha512', message);
-  const [algo, raw] = key.type === 'ssh-rsa' ? ['rsa-sha2-512', key.sign(data, 'sha512')] : [key.type, key.sign(data)];
-  if (raw instanceof Error) throw new SshSigError(`signing failed: ${raw.message}`);
+  const algo = signer.type === 'ssh-rsa' ? 'rsa-sha2-512' : signer.type;
+  const raw = await signer.sign(data);
   const blob = Buffer.concat([
     MAGIC,
     Buffer.from([0, 0, 0, VERSION]),
-    str(key.getPublicSSH()),
+    str(signer.publicKey),
     str(namespace),
     str(''),
     str('sha512'),

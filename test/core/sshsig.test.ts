@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { OperatorKeyError, parseOperators, verifyOperatorSig } from '../../core/operators.js';
-import { parseSshKey, signSshSig, SshSigError, verifySshSig } from '../../core/sshsig.js';
+import { agentSigners, keySigner, parseSshKey, signSshSig, SshSigError, verifySshSig } from '../../core/sshsig.js';
 import { ENVELOPE_OVERHEAD, openEvent, sealEvent, SeenNonces, SIG_NAMESPACE, signedMessage } from '../../core/signed-event.js';
 
 const hasKeygen = spawnSync('ssh-keygen', ['-?'], { stdio: 'ignore' }).error === undefined;
@@ -70,8 +70,8 @@ describe.skipIf(!hasKeygen)('SSHSIG with the real ssh-keygen', () => {
   it.each([
     ['ed25519', () => alice, 'alice@laptop'],
     ['RSA', () => bob, 'bob@desk'],
-  ])('signs with an %s key so that ssh-keygen -Y verify accepts it', (_type, who, principal) => {
-    const sig = signSshSig(parseSshKey(readFileSync(who().file)), NS, MESSAGE);
+  ])('signs with an %s key so that ssh-keygen -Y verify accepts it', async (_type, who, principal) => {
+    const sig = await signSshSig(keySigner(parseSshKey(readFileSync(who().file))), NS, MESSAGE);
     const r = keygenVerify(sig, principal);
     expect(r.status, r.stderr.toString()).toBe(0);
     expect(verifyOperatorSig(operators, sig, NS, MESSAGE).name).toBe(principal);
@@ -105,7 +105,7 @@ describe.skipIf(!hasKeygen)('operator-signed Serf events', () => {
   const keygen = (name: string, type: string) => {
     const file = path.join(dir, name);
     execFileSync('ssh-keygen', ['-q', '-t', type, ...(type === 'rsa' ? ['-b', '2048'] : []), '-N', '', '-C', `${name}@test`, '-f', file]);
-    return { key: parseSshKey(readFileSync(file)), pub: readFileSync(`${file}.pub`, 'utf8').trim() };
+    return { key: keySigner(parseSshKey(readFileSync(file))), file, pub: readFileSync(`${file}.pub`, 'utf8').trim() };
   };
   const alice = keygen('alice', 'ed25519');
   const rsa = keygen('bob', 'rsa');
@@ -113,15 +113,15 @@ describe.skipIf(!hasKeygen)('operator-signed Serf events', () => {
   const NOW = 1_800_000_000_000;
   const payload = Buffer.from('{"volume":"data","size":"10G"}');
 
-  it("fits Serf's 512 bytes with an ed25519 key, and says so for RSA", () => {
-    const env = sealEvent(alice.key, 'mammatus.volume.create', payload, NOW);
+  it("fits Serf's 512 bytes with an ed25519 key, and says so for RSA", async () => {
+    const env = await sealEvent(alice.key, 'mammatus.volume.create', payload, NOW);
     expect(env.length - payload.length).toBe(ENVELOPE_OVERHEAD);
-    expect(() => sealEvent(rsa.key, 'mammatus.volume.create', payload, NOW)).toThrow(/RSA signatures do not fit/);
-    expect(() => sealEvent(alice.key, 'mammatus.volume.create', Buffer.alloc(300), NOW)).toThrow(/over Serf's 512/);
+    await expect(sealEvent(rsa.key, 'mammatus.volume.create', payload, NOW)).rejects.toThrow(/RSA signatures do not fit/);
+    await expect(sealEvent(alice.key, 'mammatus.volume.create', Buffer.alloc(300), NOW)).rejects.toThrow(/over Serf's 512/);
   });
 
-  it('opens its own envelope once; refuses unsigned, tampered, stale and replayed ones', () => {
-    const env = sealEvent(alice.key, 'mammatus.volume.create', payload, NOW);
+  it('opens its own envelope once; refuses unsigned, tampered, stale and replayed ones', async () => {
+    const env = await sealEvent(alice.key, 'mammatus.volume.create', payload, NOW);
     const seen = new SeenNonces();
     const opened = openEvent(operators, 'mammatus.volume.create', env, NOW + 1000, seen);
     expect([opened.operator.name, opened.payload.toString()]).toEqual(['alice@test', payload.toString()]);
@@ -141,8 +141,8 @@ describe.skipIf(!hasKeygen)('operator-signed Serf events', () => {
     expect(why(() => openEvent(operators, 'mammatus.volume.create', env, NOW + 301_000, new SeenNonces()))).toMatch(/stale/);
   });
 
-  it('is an SSHSIG that ssh-keygen -Y verify accepts over the signed message', () => {
-    const env = sealEvent(alice.key, 'mammatus.volume.create', payload, NOW);
+  it('is an SSHSIG that ssh-keygen -Y verify accepts over the signed message', async () => {
+    const env = await sealEvent(alice.key, 'mammatus.volume.create', payload, NOW);
     const [, time, nonce, blob] = env.subarray(0, env.indexOf(0x0a)).toString().split(' ');
     const sigFile = path.join(dir, 'event.sig');
     writeFileSync(sigFile, `-----BEGIN SSH SIGNATURE-----\n${blob.match(/.{1,70}/g)!.join('\n')}\n-----END SSH SIGNATURE-----\n`);
@@ -152,5 +152,34 @@ describe.skipIf(!hasKeygen)('operator-signed Serf events', () => {
       input: signedMessage('mammatus.volume.create', Number(time), nonce, payload),
     });
     expect(r.status, r.stderr.toString()).toBe(0);
+  });
+});
+
+describe.skipIf(!hasKeygen)('signing through a real ssh-agent', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mammatus-agent-'));
+  const socket = path.join(dir, 'agent.sock');
+  let pid = 0;
+  afterAll(() => {
+    if (pid) process.kill(pid, 'SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('signs with the key the agent holds (ed25519 and RSA), verifiable by ssh-keygen', async () => {
+    const out = execFileSync('ssh-agent', ['-s', '-a', socket], { encoding: 'utf8' });
+    pid = Number(/SSH_AGENT_PID=(\d+)/.exec(out)?.[1] ?? 0);
+    const keys = ['ed25519', 'rsa'].map((type) => {
+      const file = path.join(dir, type);
+      execFileSync('ssh-keygen', ['-q', '-t', type, '-N', '', '-C', `${type}@agent`, '-f', file]);
+      execFileSync('ssh-add', ['-q', file], { env: { ...process.env, SSH_AUTH_SOCK: socket }, stdio: 'pipe' });
+      return readFileSync(`${file}.pub`, 'utf8').trim();
+    });
+    const signers = await agentSigners(socket);
+    expect(signers.map((s) => s.comment).sort()).toEqual(['ed25519@agent', 'rsa@agent']);
+    const operators = parseOperators(keys);
+    for (const signer of signers) {
+      const sig = await signSshSig(signer, NS, MESSAGE);
+      expect(verifyOperatorSig(operators, sig, NS, MESSAGE).name).toBe(signer.comment);
+    }
+    await expect(agentSigners(path.join(dir, 'no-such.sock'))).rejects.toThrow(/ssh-agent at/);
   });
 });
