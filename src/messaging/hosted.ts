@@ -11,7 +11,7 @@
  * key's PEMs (read here, as root) reach it over the IPC channel.
  */
 import { readFile } from 'node:fs/promises';
-import type { HostedService } from '../../core/contracts.js';
+import type { HostedService, Logger } from '../../core/contracts.js';
 import { ChildService, serviceArgv, type ChildWiring } from '../../core/child-service.js';
 import { errorMessage } from '../../core/errors.js';
 import type { RunningMessagingService } from './service.js';
@@ -20,6 +20,13 @@ import type { RunningMessagingService } from './service.js';
 export function messagingWanted(section: unknown): boolean {
   const s = (section ?? {}) as { credentials?: unknown; verify_signatures?: unknown };
   return (Array.isArray(s.credentials) && s.credentials.length > 0) || s.verify_signatures === false;
+}
+
+/** Whether the API should run; when not, says why in the log. */
+function wantedOrSaySo(raw: unknown, log: Logger): boolean {
+  if (messagingWanted(raw)) return true;
+  log.info('SQS/SNS API off: no messaging.credentials configured (docs/messaging.md)');
+  return false;
 }
 
 const RETRY_MS = 5000;
@@ -36,10 +43,7 @@ export function messagingHostedService(section: () => unknown, child?: ChildWiri
     configKey: () => JSON.stringify(section() ?? null),
     async start(ctx) {
       const raw = section();
-      if (!messagingWanted(raw)) {
-        ctx.log.info('SQS/SNS API off: no messaging.credentials configured (docs/messaging.md)');
-        return;
-      }
+      if (!wantedOrSaySo(raw, ctx.log)) return;
       // Loaded here, not at import: a controller without the API never loads the engine.
       const [{ parseMessagingSettings }, { startMessagingService }] = await Promise.all([import('./settings.js'), import('./service.js')]);
       // A bad config is the operator's to fix: fail the start (the role reports it) rather than retry.
@@ -78,10 +82,7 @@ function messagingChild(section: () => unknown, w: ChildWiring): HostedService {
     configKey: () => JSON.stringify(section() ?? null),
     async start(ctx) {
       const raw = section();
-      if (!messagingWanted(raw)) {
-        ctx.log.info('SQS/SNS API off: no messaging.credentials configured (docs/messaging.md)');
-        return;
-      }
+      if (!wantedOrSaySo(raw, ctx.log)) return;
       const { parseMessagingSettings } = await import('./settings.js');
       // Checked here, so a bad config fails the start before anything is spawned.
       const { sns } = parseMessagingSettings(raw).engine;

@@ -18,6 +18,7 @@ afterAll(() => cleanup.run());
 // No allow list: the defaults (the harness allows loopback for the other tests).
 const STRICT = { sns: { endpoint_allow: [], http_retries: 1, http_min_delay_seconds: 0, http_max_delay_seconds: 1 } };
 
+if (!natsServerAvailable()) console.warn('SNS endpoint tests skipped: nats-server is missing');
 describe.skipIf(!natsServerAvailable())('SNS http endpoints', () => {
   test(
     'IP literals in refused ranges are refused at Subscribe; a name resolving to loopback at delivery',

@@ -60,6 +60,20 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
   let proxyBase: string;
   const leases = path.join(tmp, 'dnsmasq.leases');
 
+  /** The service over the test's registry view, with IMDSv2 tokens `optional` or `required`. */
+  const appWith = (tokenMode: 'optional' | 'required') =>
+    buildMetadataApp({
+      lookup: view,
+      secret: SECRET,
+      tokens: new TokenAuthority(SECRET),
+      tokenMode: tokenMode,
+      trustSourceAddress: true,
+      domain: 'mammatus',
+      availabilityZone: 'dc1a',
+      vendorData: async () => VENDOR,
+      log,
+    });
+
   beforeAll(async () => {
     nats = await startNatsServer({ name: 'md', dir: path.join(tmp, 'nats') });
     nc = await connectNats(nats.url, { name: 'test', credentials: nats.credentials });
@@ -77,17 +91,7 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
     svcNc = await connectNats(nats.url, { name: 'svc', persistent: true, credentials: nats.credentials });
     view = RegistryView.start(svcNc, log, 1);
     for (let i = 0; i < 100 && !view.available; i++) await new Promise((r) => setTimeout(r, 50));
-    app = buildMetadataApp({
-      lookup: view,
-      secret: SECRET,
-      tokens: new TokenAuthority(SECRET),
-      tokenMode: 'optional',
-      trustSourceAddress: true,
-      domain: 'mammatus',
-      availabilityZone: 'dc1a',
-      vendorData: async () => VENDOR,
-      log,
-    });
+    app = appWith('optional');
     await app.listen({ host: '127.0.0.1', port: 0 });
     base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
     writeFileSync(leases, `0 00:16:3e:aa:bb:cc 127.0.0.1 web-1 *\n`);
@@ -303,17 +307,7 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
   });
 
   it("the AWS SDK's MetadataService works as its README shows, with IMDSv2 required; repeated slashes count as one on every tree", async () => {
-    const strict = buildMetadataApp({
-      lookup: view,
-      secret: SECRET,
-      tokens: new TokenAuthority(SECRET),
-      tokenMode: 'required',
-      trustSourceAddress: true,
-      domain: 'mammatus',
-      availabilityZone: 'dc1a',
-      vendorData: async () => VENDOR,
-      log,
-    });
+    const strict = appWith('required');
     await strict.listen({ host: '127.0.0.1', port: 0 });
     try {
       const endpoint = `http://127.0.0.1:${(strict.server.address() as AddressInfo).port}`;
@@ -336,17 +330,7 @@ describe.skipIf(Boolean(skip))('metadata service with a real registry', () => {
   });
 
   it("with tokens required, every tree needs proof: a token, or (NoCloud, OpenStack) cloud-init's own reader", async () => {
-    const strict = buildMetadataApp({
-      lookup: view,
-      secret: SECRET,
-      tokens: new TokenAuthority(SECRET),
-      tokenMode: 'required',
-      trustSourceAddress: true,
-      domain: 'mammatus',
-      availabilityZone: 'dc1a',
-      vendorData: async () => VENDOR,
-      log,
-    });
+    const strict = appWith('required');
     await strict.listen({ host: '127.0.0.1', port: 0 });
     try {
       const endpoint = `http://127.0.0.1:${(strict.server.address() as AddressInfo).port}`;

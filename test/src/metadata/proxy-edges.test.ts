@@ -16,25 +16,9 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_BODY_SHA256, verifyIdentity } from '../../../src/metadata/identity.js';
 import { buildMetadataProxy } from '../../../src/metadata/proxy.js';
+import { exchange } from '../../helpers/raw-exchange.js';
 
 const SECRET = Buffer.alloc(32, 3);
-
-/** Writes `bytes`, then reads until the proxy closes or 2 s pass. */
-function exchange(port: number, bytes: Buffer): Promise<{ text: string; closed: boolean }> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const socket = net.connect(port, '127.0.0.1', () => socket.write(bytes));
-    const done = (closed: boolean) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve({ text: Buffer.concat(chunks).toString('latin1'), closed });
-    };
-    const timer = setTimeout(() => done(false), 2000);
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('close', () => done(true));
-    socket.on('error', () => done(true));
-  });
-}
 
 describe('metadata proxy edges', () => {
   const seen: IncomingMessage[] = [];

@@ -4,11 +4,12 @@
  * left in the socket, so the connection stayed open, paused, until node's request timeout — a
  * tenant could hold sockets on the service at no cost.
  */
-import net, { type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildMetadataApp, type MetadataApp } from '../../../src/metadata/server.js';
 import { TokenAuthority } from '../../../src/metadata/tokens.js';
+import { exchange } from '../../helpers/raw-exchange.js';
 
 describe('metadata service: a body too large', () => {
   let app: MetadataApp;
@@ -34,24 +35,8 @@ describe('metadata service: a body too large', () => {
   it('is answered 413 and the connection closed, without reading the body', async () => {
     const body = Buffer.alloc(256 * 1024, 0x61);
     const started = Date.now();
-    const { text, closed } = await new Promise<{ text: string; closed: boolean }>((resolve) => {
-      const chunks: Buffer[] = [];
-      const socket = net.connect(port, '127.0.0.1', () => {
-        socket.write(
-          `PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: ${body.length}\r\n\r\n`,
-        );
-        socket.write(body);
-      });
-      const done = (closed: boolean) => {
-        clearTimeout(timer);
-        socket.destroy();
-        resolve({ text: Buffer.concat(chunks).toString('latin1'), closed });
-      };
-      const timer = setTimeout(() => done(false), 2000);
-      socket.on('data', (c: Buffer) => chunks.push(c));
-      socket.on('close', () => done(true));
-      socket.on('error', () => done(true));
-    });
+    const head = `PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const { text, closed } = await exchange(port, Buffer.concat([Buffer.from(head), body]));
     expect(text).toMatch(/^HTTP\/1\.1 413 /);
     expect(text.toLowerCase()).toContain('connection: close');
     expect(closed).toBe(true);
