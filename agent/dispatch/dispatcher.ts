@@ -143,11 +143,14 @@ export class Dispatcher {
   /**
    * The Serf stream filter that covers every registration. Every query is streamed, named or not:
    * roles register their queries while they run, long after the stream started, and a query no
-   * handler takes is dropped here without an answer.
+   * handler takes is dropped here without an answer. With signatures checked, every user event is
+   * streamed too: each agent checks a signed event (and logs a forged one) even where no handler
+   * takes it, so the sender hears a verdict from every agent (`mammatus.verdict`).
    */
   streamFilter(): string {
     const filters = this.registrations.map((r) => r.filter);
-    return streamFilterFor([...filters.filter((f) => f.type !== 'query'), { type: 'query' }]);
+    const wide: EventFilter[] = [{ type: 'query' }, ...(this.opts.signatures ? [{ type: 'user' } as const] : [])];
+    return streamFilterFor([...filters.filter((f) => f.type !== 'query'), ...wide]);
   }
 
   /** Takes one record from the Serf stream; returns at once. */
@@ -173,12 +176,18 @@ export class Dispatcher {
     let queued: UserEvent | MemberEvent = event;
     if (event.type === 'user' && eventNeedsSignature(event.name)) {
       const checked = this.checkSignature('event', event.name, event.payload);
-      if (!checked.ok) {
-        this.opts.dedupe?.markHandled(event.name, event.ltime);
-        return;
-      }
+      // Refused: nothing to run and nothing to remember (a replay is refused again).
+      if (!checked.ok) return;
       queued = { ...event, payload: checked.payload };
       signer = checked.operator;
+    }
+    // Every user event is streamed (see streamFilter); one no handler takes leaves no trace, so
+    // a flood of made-up names costs no memory and no watermark.
+    if (
+      event.type === 'user' &&
+      !this.registrations.some((r) => r.filter.type !== 'query' && filterMatches(r.filter, 'user', event.name))
+    ) {
+      return;
     }
     this.queue.push({ event: queued, signer });
     if (!this.drainRunning) this.draining = this.drainQueue();

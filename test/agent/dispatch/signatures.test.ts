@@ -122,6 +122,27 @@ describe('signed user events at the dispatcher', () => {
     }
   });
 
+  it('streams every user event, so a signed one is checked (and a forged one logged) where no handler takes it', async () => {
+    const base = { log: pino({ level: 'silent' }), node: () => 'n', handlerTimeoutMs: 1, slowHandlerMs: 1, queryTimeoutMs: 1 };
+    expect(new Dispatcher({ ...base, signatures: new SignatureGate(() => OPERATORS) }).streamFilter()).toBe('query,user');
+    expect(new Dispatcher(base).streamFilter()).toBe('query');
+    const { d, lines } = setup();
+    d.dispatch(event('mammatus.nobody.handles', Buffer.from('forged')));
+    await d.idle();
+    expect(refusals(lines)).toHaveLength(1);
+  });
+
+  it('keeps no watermark for events no handler takes: made-up names cost nothing', async () => {
+    const dedupe = new EventDedupe();
+    const base = { log: pino({ level: 'silent' }), node: () => 'n', handlerTimeoutMs: 100, slowHandlerMs: 100, queryTimeoutMs: 100 };
+    const d = new Dispatcher({ ...base, dedupe, signatures: new SignatureGate(() => OPERATORS) });
+    d.on('user:deploy', () => undefined);
+    for (let i = 0; i < 100; i++) d.dispatch(event(`made-up-${i}`, Buffer.from('x')));
+    d.dispatch(event('deploy', Buffer.from('v1')));
+    await d.idle();
+    expect(Object.keys(dedupe.snapshot())).toEqual(['deploy']);
+  });
+
   it('lets mammatus.reconcile and events outside mammatus.* through unsigned', async () => {
     const { d, seen } = setup([]);
     d.dispatch(event('mammatus.reconcile', Buffer.from('gateway')));
