@@ -90,6 +90,7 @@ export async function nodeAddCommand(g: GlobalOptions, hostArg: string, o: NodeA
       const { target } = h();
       return {
         changed: false,
+        unchangedText: 'connected',
         what: `${target.user}@${target.host}:${target.port} (${os}, host key ${h().hostKeyFingerprint}, ${h().auth}) is node ${st.node}`,
       };
     });
