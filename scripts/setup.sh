@@ -13,8 +13,9 @@ PACKAGES=(serf nats-server dnsmasq-base dnsmasq-utils iptables iproute2 procps)
 DEMO=(lxd debootstrap dnsutils curl)
 # --tests adds what only the tests use: the package tests build, lint, sign and install the .deb;
 # busybox is their DHCP client, cloud-init's own readers and the AWS CLI their real clients;
-# openssh-client's ssh-keygen checks operator signatures both ways.
-TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli openssh-client)
+# openssh-client's ssh-keygen checks operator signatures both ways; openssh-server's sshd is the real
+# host `mammatus node add`'s SSH layer is tested against (on a loopback port, its own config).
+TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli openssh-client openssh-server)
 if [ "${1:-}" = "--tests" ]; then
   PACKAGES+=("${DEMO[@]}" "${TESTS[@]}")
 elif [ "$(id -u)" = 0 ]; then
