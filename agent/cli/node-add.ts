@@ -124,7 +124,10 @@ export async function nodeAddCommand(g: GlobalOptions, hostArg: string, o: NodeA
       const written = await syncFiles(h(), files);
       for (const s of restartsOf(written)) st.restart.add(s);
       const names = written.map((f) => f.path).join(', ');
-      return { changed: written.length > 0, what: `serf (join ${join.length} members) and the agent${names ? `: wrote ${names}` : ''}` };
+      return {
+        changed: written.length > 0,
+        what: `serf (joining ${join.length} member${join.length === 1 ? '' : 's'}) and the agent${names ? `: wrote ${names}` : ''}`,
+      };
     });
 
     await steps.run('install', async (): Promise<StepOutcome> => {
@@ -140,8 +143,8 @@ export async function nodeAddCommand(g: GlobalOptions, hostArg: string, o: NodeA
 
     await steps.run('wait', async (): Promise<StepOutcome> => {
       const r = await waitForNode(g, st.node, roles, timeoutMs);
-      steps.note(r.line);
-      return { changed: steps.anyChanged(), what: `${st.node} answers with every role ok`, phases: { joined_ms: r.joinedMs } };
+      const phases = Number.isNaN(r.joinedMs) ? undefined : { joined_ms: Math.round(r.joinedMs) };
+      return { changed: steps.anyChanged(), what: `${st.node} answers with every role ok`, note: r.line, phases };
     });
   } catch (err) {
     steps.fail(err);

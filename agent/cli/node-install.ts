@@ -10,6 +10,7 @@ import {
   DPKG_QUERY_FORMAT,
   NODE_PACKAGES,
   NODE_PATHS,
+  aptUpdateFailed,
   aptUpdateOwnSourceArgv,
   packagesToInstall,
   parsePackages,
@@ -47,7 +48,7 @@ export async function installPackages(
     const files = planAptSource(src.aptRepo, key);
     await syncFiles(host, files);
     const update = await host.exec([...APT, ...aptUpdateOwnSourceArgv().slice(1)], { timeoutMs: APT_MS });
-    if (update.code === 0) {
+    if (!aptUpdateFailed(update.code, `${update.stdout}\n${update.stderr}`)) {
       await aptInstall(host, [`mammatus-agent=${src.version}`, 'serf']);
       return { installed: missing, what: `${list} from the cluster repository` };
     }

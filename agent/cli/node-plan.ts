@@ -190,7 +190,15 @@ export function aptUpdateOwnSourceArgv(): string[] {
     'Dir::Etc::sourceparts=-',
     '-o',
     'APT::Get::List-Cleanup=0',
+    // A source that cannot be fetched is only a warning (exit 0) unless this says otherwise (apt >= 2.1.16).
+    '-o',
+    'APT::Update::Error-Mode=any',
   ];
+}
+
+/** Did that update fail? Older apt exits 0 on a fetch failure, so its output is read too. */
+export function aptUpdateFailed(code: number, output: string): boolean {
+  return code !== 0 || /^(Err:\d|W: Failed to fetch|W: Some index files failed|E: )/m.test(output);
 }
 
 /** Installed state of a package as `dpkg-query -W -f '${Package} ${db:Status-Abbrev} ${Version}\n'` lists it. */

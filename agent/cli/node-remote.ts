@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { errorMessage } from '../../core/errors.js';
-import { openSsh, parseSshTarget, SshRefused, type RemoteHost, type RemoteResult, type SshTarget } from '../../core/ssh-remote.js';
+import { openSsh, parseSshTarget, type RemoteHost, type RemoteResult, type SshTarget } from '../../core/ssh-remote.js';
 import { UsageError } from './common.js';
 import {
   NODE_PATHS,
@@ -139,36 +139,13 @@ export async function connectHost(text: string, o: SshFlags, env: NodeJS.Process
   } catch (err) {
     throw new UsageError(errorMessage(err));
   }
-  try {
-    return await openSsh(target, {
-      identity: o.identity,
-      agentSocket: env.SSH_AUTH_SOCK || undefined,
-      ...(env.HOME ? { home: env.HOME } : {}),
-      knownHosts: o.knownHosts,
-      acceptNew: Boolean(o.acceptNew),
-      connectTimeoutMs: 15_000,
-    });
-  } catch (err) {
-    if (err instanceof SshRefused) throw new Error(refusalText(err, target), { cause: err });
-    throw err;
-  }
-}
-
-/** What an SSH refusal means for the operator, and what to do. */
-export function refusalText(err: SshRefused, t: SshTarget): string {
-  const host = t.port === 22 ? t.host : `[${t.host}]:${t.port}`;
-  switch (err.reason) {
-    case 'host-key-unknown':
-      return `${host} is not in known_hosts; its host key is ${err.fingerprint ?? '(unknown)'}. Check it on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then run again with --accept-new`;
-    case 'host-key-mismatch':
-      return `REFUSED: the host key of ${host} (${err.fingerprint ?? '?'}) does not match known_hosts, which may mean someone in between; nothing was sent to it. If the host was reinstalled, remove its old key with ssh-keygen -R '${host}'`;
-    case 'auth':
-      return `${t.user}@${host} accepted none of the operator's keys (node add never sends a password): ${err.message}`;
-    case 'no-key':
-      return `no SSH key to log in with: start ssh-agent with the operator's key (SSH_AUTH_SOCK), or give --identity FILE`;
-    case 'connect':
-      return `cannot connect to ${host}: ${err.message}`;
-    default:
-      return err.message;
-  }
+  // A refusal's message already says what to do (the fingerprint, the known_hosts line, the keys offered).
+  return openSsh(target, {
+    identity: o.identity,
+    agentSocket: env.SSH_AUTH_SOCK ?? '',
+    ...(env.HOME ? { home: env.HOME } : {}),
+    knownHosts: o.knownHosts,
+    acceptNew: Boolean(o.acceptNew),
+    connectTimeoutMs: 15_000,
+  });
 }

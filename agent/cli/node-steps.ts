@@ -14,6 +14,8 @@ export interface StepOutcome {
   readonly what: string;
   /** Said instead of `unchanged` when nothing changed, e.g. `already installed`. */
   readonly unchangedText?: string;
+  /** An indented line printed under the step's line (the node's status line). */
+  readonly note?: string;
   /** Sub-timings (milliseconds) for `--json`, e.g. `{ joined_ms }`. */
   readonly phases?: Readonly<Record<string, number>>;
 }
@@ -56,11 +58,7 @@ export class StepRunner {
     this.steps.push({ name, ms: Math.round(ms), changed: r.changed, ...(r.phases ? { phases: r.phases } : {}) });
     const tail = r.changed ? `done in ${secs(ms)}` : `${r.unchangedText ? `${r.unchangedText}, ` : ''}unchanged (${secs(ms)})`;
     this.line(`[${this.index}/${this.total}] ${name}: ${r.what} … ${tail}`);
-  }
-
-  /** An extra indented line under the last step (the node's status line). */
-  note(text: string): void {
-    this.line(`  ${text}`);
+    if (r.note) this.line(`  ${r.note}`);
   }
 
   /** Did any step change something? */

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { admittedNode, createAuthority, mintCredentials } from '../../../core/trust.js';
 import {
   NODE_PATHS,
+  aptUpdateFailed,
   checkAddrPort,
   checkOsRelease,
   chooseRpcAuth,
@@ -129,6 +130,14 @@ describe('node add plan', () => {
     expect(packagesToInstall(listed, '0.1.1')).toEqual(['mammatus-agent']);
     expect(packagesToInstall(parsePackages('serf un \nmammatus-agent rc  0.1.0\n'), '0.1.0')).toEqual(['serf', 'mammatus-agent']);
     expect(packagesToInstall(parsePackages(''), '0.1.0')).toEqual(['serf', 'mammatus-agent']);
+  });
+
+  it('tells a failed apt-get update of the cluster source, also when apt exits 0', () => {
+    expect(aptUpdateFailed(0, 'Get:1 http://10.0.0.1 ./ InRelease [1,234 B]\nReading package lists...\n')).toBe(false);
+    expect(aptUpdateFailed(100, '')).toBe(true);
+    const refused =
+      'Ign:1 http://127.0.0.1:9 ./ InRelease\nErr:2 http://127.0.0.1:9 ./ Release\n  Could not connect to 127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused)\nReading package lists...\nW: Failed to fetch http://127.0.0.1:9/./Release\n';
+    expect(aptUpdateFailed(0, refused)).toBe(true);
   });
 
   it('reads os-release, sha256sum and stat output', () => {
