@@ -71,7 +71,8 @@ export async function nodeRemoveCommand(
       const client = await connect(g);
       try {
         const member = (await client.members()).find((m) => m.name === name);
-        if (!member || member.status === 'left') return { changed: false, what: `${name} is not a member` };
+        if (!member || member.status === 'left')
+          return { changed: false, what: member ? `${name} has left Serf` : `${name} is not a member` };
         await client.forceLeave(name).catch((err: unknown) => {
           throw new Error(`serf force-leave ${name}: ${errorMessage(err)}`);
         });

@@ -225,6 +225,41 @@ describe.skipIf(skip !== undefined)('mammatus node add over SSH to a Debian 13 c
     expect((await statusOf('store-2'))?.answer?.role_status.storage?.state).toBe('ok');
   });
 
+  step('f. node remove --purge stops the node over SSH, purges the package and its secrets, and revokes it', async () => {
+    const pids = [host.daemonPid('serf'), host.daemonPid('agent')];
+    const r = await bed.cli([
+      'node',
+      'remove',
+      'store-1',
+      'root@127.0.0.1',
+      '--port',
+      String(sshd.port),
+      '--identity',
+      bed.sshKey,
+      '--known-hosts',
+      knownHosts,
+      '--purge',
+      '--nats',
+      bed.natsUrl,
+    ]);
+    console.log(`[node-add] node remove --purge (exit ${r.code}):\n${r.stdout.trim()}\n${r.stderr.trim()}`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/\[1\/3\] purge: stopped agent, stopped serf, purged mammatus-agent/);
+    expect(r.stdout).toMatch(/\[2\/3\] revoke: store-1 removed from the roster/);
+    for (const pid of pids) expect(() => process.kill(pid!, 0)).toThrow();
+    for (const f of [
+      '/usr/bin/mammatus',
+      '/var/lib/mammatus/credentials.json',
+      '/etc/serf/mammatus.json',
+      '/etc/mammatus/agent.d/10-bootstrap.yaml',
+    ])
+      expect(host.chroot.exists(f), f).toBe(false);
+    const roster = JSON.parse((await bed.cli(['node', 'list', '--json', '--nats', bed.natsUrl])).stdout) as Array<{ node: string }>;
+    expect(roster.map((n) => n.node)).not.toContain('store-1');
+    const members = JSON.parse((await bed.cli(['members', '--json'])).stdout) as Array<{ name: string; status: string }>;
+    expect(members.find((m) => m.name === 'store-1')?.status ?? 'left').toMatch(/left|leaving/);
+  });
+
   /** The --bind/--rpc a node already has (a re-run must not change them). */
   async function reuseFlags(): Promise<string[]> {
     const conf = JSON.parse(host.chroot.read('/etc/serf/mammatus.json')) as { bind: string; rpc_addr: string };
