@@ -14,7 +14,7 @@
  *    until the node is an alive member) and first apply (the rest of the wait, until it answers
  *    `ok`). The remote agent's own part is its first log line → "agent ready" (which comes after its
  *    first apply), read from its log in the chroot.
- * 2. by hand (chroot B), the baseline: `scp` the same .deb, then `ssh root@… apt-get install -y
+ * 2. by hand (chroot B), the baseline: `scp -O` (no sftp-server in a minimal root) the same .deb, then `ssh root@… apt-get install -y
  *    ./mammatus-agent_….deb` (the same packages from the same mirror), with OpenSSH's client.
  *
  * node add runs first, so any cache warmed upstream of the mirror helps the baseline, not us.
@@ -144,7 +144,7 @@ async function main(): Promise<number> {
     ];
     const deb = path.basename(bed.deb);
     const h0 = performance.now();
-    const scp = await run('scp', [...ssh, '-P', String(sshdB.port), bed.deb, `root@127.0.0.1:/root/${deb}`], env);
+    const scp = await run('scp', ['-O', ...ssh, '-P', String(sshdB.port), bed.deb, `root@127.0.0.1:/root/${deb}`], env);
     const h1 = performance.now();
     const inst = await run(
       'ssh',
