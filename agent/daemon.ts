@@ -10,6 +10,7 @@ import type { AgentConfig } from './config/schema.js';
 import { parseDuration } from '../core/duration.js';
 import { setLogLevel } from '../core/logger.js';
 import { EventDedupe, type Watermarks } from './dispatch/dedupe.js';
+import { SignatureGate } from './dispatch/signatures.js';
 import { Dispatcher, type QueryAnswer } from './dispatch/dispatcher.js';
 import { RoleScheduler } from '../roles/scheduler.js';
 import { SerfSession } from './serf/session.js';
@@ -87,7 +88,15 @@ export function createAgent(deps: AgentDeps): Agent {
     slowHandlerMs: parseDuration(c.dispatch.slow_handler),
     queryTimeoutMs: parseDuration(c.dispatch.query_timeout),
   });
-  const dispatcher = new Dispatcher({ log: log.child({ component: 'dispatch' }), node: () => nodeName, dedupe, ...timings(loaded.config) });
+  // Operator signatures are checked against the current config's keys (a reload changes them).
+  const signatures = new SignatureGate(() => loaded.operators);
+  const dispatcher = new Dispatcher({
+    log: log.child({ component: 'dispatch' }),
+    node: () => nodeName,
+    dedupe,
+    signatures,
+    ...timings(loaded.config),
+  });
   const scheduler = new RoleScheduler({
     roles: deps.roles,
     // A role's queries are answered while the role runs here (the dispatcher streams every query).
@@ -117,6 +126,7 @@ export function createAgent(deps: AgentDeps): Agent {
     roleStatus: () => scheduler.statuses(),
     reconcile: (role) => scheduler.reconcile(role ? [role] : undefined, 'mammatus.reconcile'),
     trust: () => trustStatus(loaded.config, credentials, gossipEncrypted),
+    verdict: (name, id) => signatures.verdict(name, id),
   };
 
   registerBuiltinHandlers(dispatcher, view);

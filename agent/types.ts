@@ -1,5 +1,6 @@
 /** What the agent shows of itself to its handlers (`handlers/`). */
 import type { RoleStatus } from '../roles/types.js';
+import type { Verdict } from './dispatch/signatures.js';
 
 /** What built-in handlers may see and do on the local agent. */
 export interface AgentView {
@@ -15,6 +16,8 @@ export interface AgentView {
   reconcile(role?: string): Promise<void>;
   /** What trust looks like from here (the `trust` section of the status answer). */
   trust?(): TrustStatus;
+  /** What this node made of signed envelope `id` of event `name` (`mammatus.verdict`). */
+  verdict?(name: string, id: string): Verdict | undefined;
 }
 
 /** The `trust` section of a status answer. */

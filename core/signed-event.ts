@@ -26,6 +26,36 @@ export const SIGNED_EVENT_WINDOW_S = 300;
 export const SERF_EVENT_LIMIT = 512;
 
 const HEADER = 'mammatus-sig-v1';
+const HEADER_RE = /^mammatus-sig-v1 (\d{1,12}) ([A-Za-z0-9_-]{16}) ([A-Za-z0-9+/]+={0,2})$/;
+
+/**
+ * User events that stay open (unsigned): they only ask agents to do again what they already do.
+ * Every other `mammatus.*` user event changes desired state and must be signed by an operator.
+ */
+export const OPEN_EVENTS: ReadonlySet<string> = new Set(['mammatus.reconcile']);
+/** Queries whose answers reveal addresses: agents answer only signed asks. */
+export const SIGNED_QUERIES: ReadonlySet<string> = new Set(['mammatus.leases']);
+
+/** Must a user event of this name carry an operator's signature? */
+export function eventNeedsSignature(name: string): boolean {
+  return name.startsWith('mammatus.') && !OPEN_EVENTS.has(name);
+}
+
+/** Must the payload of a query of this name carry an operator's signature? */
+export function queryNeedsSignature(name: string): boolean {
+  return SIGNED_QUERIES.has(name);
+}
+
+/**
+ * The id of a signed envelope (`<seconds> <nonce>`), by which a sender asks agents what they made
+ * of it (`mammatus.verdict`); undefined when the payload has no envelope header.
+ */
+export function envelopeId(envelope: Uint8Array): string | undefined {
+  const buf = Buffer.from(envelope.buffer, envelope.byteOffset, envelope.byteLength);
+  const nl = buf.indexOf(0x0a);
+  const m = nl < 0 ? null : HEADER_RE.exec(buf.subarray(0, nl).toString('latin1'));
+  return m ? `${m[1]} ${m[2]}` : undefined;
+}
 /** Bytes an ed25519-signed envelope adds to the payload (measured by test/core/sshsig.test.ts). */
 export const ENVELOPE_OVERHEAD = 285;
 const BEGIN = '-----BEGIN SSH SIGNATURE-----';
@@ -99,7 +129,7 @@ export function openEvent(
   const buf = Buffer.from(envelope);
   const nl = buf.indexOf(0x0a);
   const header = (nl < 0 ? buf : buf.subarray(0, nl)).toString('latin1');
-  const m = /^mammatus-sig-v1 (\d{1,12}) ([A-Za-z0-9_-]{16}) ([A-Za-z0-9+/]+={0,2})$/.exec(header);
+  const m = HEADER_RE.exec(header);
   if (nl < 0 || !m) throw new SshSigError('unsigned or malformed envelope (mammatus-sig-v1 expected)');
   const [, timeText, nonce, blob] = m as unknown as [string, string, string, string];
   const time = Number(timeText);

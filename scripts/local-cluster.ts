@@ -16,7 +16,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
@@ -47,6 +47,8 @@ const once = process.argv.includes('--once');
 const noImage = process.argv.includes('--no-image');
 const noDemo = process.argv.includes('--no-demo');
 const work = path.join(repo, '.cluster');
+/** The operator key of the run: signs events and `mammatus.leases` asks in the commands to try. */
+const operatorKey = path.join(work, 'operator_ed25519');
 // The gateway role changes a machine's firewall and runs DHCP, LXD needs root too: both only run
 // as root, and then in network namespaces of their own, so the host's own network is never touched.
 const asRoot = process.getuid?.() === 0;
@@ -199,6 +201,9 @@ async function main(): Promise<void> {
   process.env.SERF_RPC_AUTH = rpcAuth;
   process.env.MAMMATUS_CREDENTIALS = credentialsOf('controller-1');
   const dropIns = asRoot ? await setUpRoot() : {};
+  // The cluster's operator for this run (docs/security.md): a key made here, without a passphrase.
+  mkdirSync(work, { recursive: true });
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'operator@local-cluster', '-f', operatorKey]);
   if (!asRoot) {
     console.log('Not root, so this cluster cannot:');
     console.log(
@@ -237,7 +242,9 @@ async function main(): Promise<void> {
   const first = await SerfClient.connect({ addr: entry.serf!.rpcAddr, authKey: rpcAuth });
   await first.join(nodes.filter((n) => n !== entry).map((n) => n.serf!.bindAddr));
   const startAgent = async (n: Node) => {
-    const configPath = nodeConfig(path.join(work, n.name), n.example, dropIns[n.role]);
+    // Every node trusts the run's operator key: signed events and `mammatus.leases` asks.
+    const trust = { trust: { operators_file: `${operatorKey}.pub` } };
+    const configPath = nodeConfig(path.join(work, n.name), n.example, { ...dropIns[n.role], ...trust });
     n.agent = await startMammatusAgent({
       dir: path.join(work, n.name, 'agent'),
       rpcAddr: n.serf!.rpcAddr,
@@ -273,6 +280,7 @@ async function main(): Promise<void> {
     rpc: entry.serf!.rpcAddr,
     otherRpc: nodes.find((n) => n.role === 'storage')!.serf!.rpcAddr,
     asRoot,
+    operatorKey,
     ...(lxd ? { lxd: { lxdDir: lxd.lxdDir, ...(image ? { alias: image.alias } : {}) } } : {}),
   };
   printStatus(demo);

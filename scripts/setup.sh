@@ -6,16 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # serf and nats-server run the cluster; dnsmasq-base (with dhcp_release from dnsmasq-utils),
-# iptables and iproute2 are the gateway's tools.
-PACKAGES=(serf nats-server dnsmasq-base dnsmasq-utils iptables iproute2 procps)
+# iptables and iproute2 are the gateway's tools; openssh-client's ssh-keygen makes the local
+# cluster's operator key (it signs events and `mammatus.leases` asks).
+PACKAGES=(serf nats-server dnsmasq-base dnsmasq-utils iptables iproute2 procps openssh-client)
 # The local cluster's demo as root: LXD for the compute node, debootstrap for its instance image,
 # dig and curl for the commands it prints. Without root there is no demo to set up.
 DEMO=(lxd debootstrap dnsutils curl)
 # --tests adds what only the tests use: the package tests build, lint, sign and install the .deb;
 # busybox is their DHCP client, cloud-init's own readers and the AWS CLI their real clients;
-# openssh-client's ssh-keygen checks operator signatures both ways; openssh-server's sshd is the real
+# ssh-keygen (openssh-client, above) checks operator signatures both ways; openssh-server's sshd is the real
 # host `mammatus node add`'s SSH layer is tested against (on a loopback port, its own config).
-TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli openssh-client openssh-server)
+TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli openssh-server)
 if [ "${1:-}" = "--tests" ]; then
   PACKAGES+=("${DEMO[@]}" "${TESTS[@]}")
 elif [ "$(id -u)" = 0 ]; then

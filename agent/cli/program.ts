@@ -20,6 +20,11 @@ import type { StatusOptions } from './status.js';
 import { errorMessage } from '../../core/errors.js';
 
 /** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
+/** Where the operator's ssh-agent and home are, from the environment the CLI runs in. */
+function sshEnv(env: NodeJS.ProcessEnv): { agentSocket?: string; home?: string } {
+  return { ...(env.SSH_AUTH_SOCK ? { agentSocket: env.SSH_AUTH_SOCK } : {}), ...(env.HOME ? { home: env.HOME } : {}) };
+}
+
 export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let code = 0;
   const program = new Command('mammatus')
@@ -74,10 +79,11 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .command('event')
     .description('send a user event to the cluster (like serf event)')
     .argument('<name>', 'event name, e.g. mammatus.reconcile')
-    .argument('[payload]', 'payload (name + payload at most ~450 bytes)')
+    .argument('[payload]', 'payload (name + payload at most ~450 bytes; ~227 when signed)')
     .option('--coalesce', 'let serf coalesce events of the same name (drops earlier ones)')
-    .action((name: string, payload: string | undefined, o: { coalesce?: boolean }, cmd: Command) =>
-      set(import('./event.js').then((m) => m.eventCommand(g(cmd), name, payload, o, io))),
+    .option('--identity <file>', 'operator key that signs mammatus.* events (default: ssh-agent, then ~/.ssh/id_ed25519)')
+    .action((name: string, payload: string | undefined, o: { coalesce?: boolean; identity?: string }, cmd: Command) =>
+      set(import('./event.js').then((m) => m.eventCommand(g(cmd), name, payload, { ...o, ...sshEnv(env) }, io))),
     );
 
   program
@@ -90,8 +96,9 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('--timeout <duration>', "query timeout, e.g. 5s (default: serf's)")
     .option('--no-ack', 'do not request acks')
     .option('--json', 'print JSON')
+    .option('--identity <file>', 'operator key that signs the ask of mammatus.leases (default: ssh-agent, then ~/.ssh/id_ed25519)')
     .action((name: string, payload: string | undefined, o: QueryOptions, cmd: Command) =>
-      set(import('./query.js').then((m) => m.queryCommand(g(cmd), name, payload, o, io))),
+      set(import('./query.js').then((m) => m.queryCommand(g(cmd), name, payload, { ...o, ...sshEnv(env) }, io))),
     );
 
   program

@@ -1,5 +1,11 @@
-/** `mammatus query NAME [PAYLOAD] [--tag K=V]... [--node NAME]... [--timeout D] [--json]`, like `serf query`. */
+/**
+ * `mammatus query NAME [PAYLOAD] [--tag K=V]... [--node NAME]... [--timeout D] [--identity FILE]
+ * [--json]`, like `serf query`. The ask of a query that reveals addresses (`mammatus.leases`) is
+ * signed with the operator's key (core/signed-event.ts); agents answer nothing else to it.
+ */
+import { queryNeedsSignature } from '../../core/signed-event.js';
 import { connect, parseTimeoutFlag, type CliIo, type GlobalOptions } from './common.js';
+import { sealAsOperator } from './operator-key.js';
 
 /** Flags of the query command. */
 export interface QueryOptions {
@@ -8,6 +14,10 @@ export interface QueryOptions {
   timeout?: string;
   ack?: boolean;
   json?: boolean;
+  identity?: string;
+  /** The operator's ssh-agent socket and home (from the environment). */
+  agentSocket?: string;
+  home?: string;
 }
 
 /** Runs the command: prints acks and responses as they arrive, then totals. */
@@ -19,11 +29,17 @@ export async function queryCommand(
   io: CliIo,
 ): Promise<number> {
   const timeoutMs = parseTimeoutFlag(opts.timeout);
+  let ask: Buffer = Buffer.from(payload ?? '');
+  if (queryNeedsSignature(name)) {
+    const sealed = await sealAsOperator(name, ask, { ...opts, why: 'answers only asks signed by an operator' }, io);
+    if (typeof sealed === 'number') return sealed;
+    ask = sealed;
+  }
   const client = await connect(g);
   try {
     const records = await client.query({
       name,
-      payload: Buffer.from(payload ?? ''),
+      payload: ask,
       filterTags: opts.tag,
       filterNodes: opts.node,
       requestAck: opts.ack !== false,

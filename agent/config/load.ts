@@ -12,6 +12,8 @@ import { DEFAULT_CONFIG, deepFreeze, findSchemaProblem, type AgentConfig, type D
 import { errorMessage } from '../../core/errors.js';
 import { privateModeProblem } from '../../core/files.js';
 import { findSecret } from '../../core/secrets.js';
+import type { OperatorKey } from '../../core/operators.js';
+import { loadOperators } from './operators.js';
 
 /** Where the config lives unless `--config` or `MAMMATUS_CONFIG` says otherwise. */
 export const DEFAULT_CONFIG_PATH = '/etc/mammatus/agent.yaml';
@@ -47,6 +49,8 @@ export interface LoadedConfig {
   path: string;
   /** The directories whose YAML files make up the config: what `watchConfig` should watch. */
   dirs: string[];
+  /** The operator keys of `trust.operators` and `trust.operators_file`. */
+  operators: readonly OperatorKey[];
 }
 
 /** For each dotted key path, the label of the layer that set it last. */
@@ -79,7 +83,9 @@ export async function loadConfig(opts: LoadConfigOptions = {}): Promise<LoadedCo
   const sources = new Map<string, string>();
   let merged: unknown = DEFAULT_CONFIG;
   for (const layer of layers) merged = merge(merged, layer.data, '', layer.source, sources);
-  return { config: validateConfig(merged, sources), files, path: configPath, dirs };
+  const config = validateConfig(merged, sources);
+  const operators = await loadOperators(config.trust, (key) => sourceOf(sources, key));
+  return { config, files, path: configPath, dirs, operators };
 }
 
 /**

@@ -60,8 +60,13 @@ export type ServiceSettings = Readonly<Record<string, unknown>>;
 export interface TrustConfig {
   /** Roles this node may take; empty: the roles its credentials admit. A tag asking for more is reported, not obeyed. */
   readonly allowed_roles: readonly RoleName[];
-  /** OpenSSH public keys of the operators (used by `mammatus node add`, docs/security.md). */
+  /**
+   * The operators: OpenSSH public keys in `authorized_keys` format, the comment naming the operator.
+   * Their signatures admit nodes and authorize signed events and queries (docs/security.md).
+   */
   readonly operators: readonly string[];
+  /** An `authorized_keys`-format file of more operator keys ('' = none); read at each (re)load. */
+  readonly operators_file: string;
   /** Lab only: run the controller role although Serf gossip is not encrypted or its RPC has no auth key. */
   readonly allow_plain_serf: boolean;
 }
@@ -192,10 +197,11 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
     trust: {
       type: 'object',
       additionalProperties: false,
-      required: ['allowed_roles', 'operators', 'allow_plain_serf'],
+      required: ['allowed_roles', 'operators', 'operators_file', 'allow_plain_serf'],
       properties: {
         allowed_roles: { type: 'array', items: { type: 'string', enum: ROLE_NAMES }, uniqueItems: true },
         operators: { type: 'array', items: { type: 'string', pattern: '^(ssh-|ecdsa-|sk-)[^\\n]+$' } },
+        operators_file: { type: 'string', pattern: '^(/[^\\n]*)?$' },
         allow_plain_serf: { type: 'boolean' },
       },
     },
@@ -254,6 +260,6 @@ export const DEFAULT_CONFIG: AgentConfig = deepFreeze({
   watch_config: true,
   metadata: {},
   messaging: {},
-  trust: { allowed_roles: [], operators: [], allow_plain_serf: false },
+  trust: { allowed_roles: [], operators: [], operators_file: '', allow_plain_serf: false },
   services: { user: DEFAULT_SERVICE_USER },
 });

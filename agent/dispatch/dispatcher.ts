@@ -12,12 +12,16 @@ import { SerfLimits } from '../serf/protocol.js';
 import type { EventDedupe } from './dedupe.js';
 import { filterMatches, parseFilter, streamFilterFor, type EventFilter } from './filter.js';
 import { detach } from '../../core/errors.js';
+import { eventNeedsSignature, queryNeedsSignature } from '../../core/signed-event.js';
+import type { SignatureCheck, SignatureGate } from './signatures.js';
 
 /** What every handler receives besides the event. */
 export interface HandlerContext {
   readonly log: Logger;
   /** Aborted when the handler's time is up; long work should stop then. */
   readonly signal: AbortSignal;
+  /** The operator who signed the event or query ask (its key's comment), for signed ones. */
+  readonly signer?: string;
 }
 
 /** A query answer: bytes, a string, or a value sent as compact JSON; `undefined` = do not answer. */
@@ -44,6 +48,11 @@ export interface DispatcherOptions extends DispatchTimings {
   readonly dedupe?: EventDedupe;
   /** Most queued events before new ones are dropped (and counted). */
   readonly queueLimit?: number;
+  /**
+   * Checks operator signatures: `mammatus.*` user events other than the open ones, and the asks of
+   * signed queries (core/signed-event.ts). Without it, those are refused, never let through.
+   */
+  readonly signatures?: SignatureGate;
 }
 
 /** Counters exposed for status and tests. */
@@ -55,6 +64,8 @@ export interface DispatchStats {
   dropped: number;
   answered: number;
   answerErrors: number;
+  /** Signed events and query asks refused (unsigned, bad signature, stale, replayed). */
+  refused: number;
 }
 
 interface Registration {
@@ -72,12 +83,21 @@ class HandlerTimeout extends Error {
 /** Routes Serf events to registered handlers. Never throws from `dispatch`. */
 export class Dispatcher {
   private readonly registrations: Registration[] = [];
-  private readonly queue: (UserEvent | MemberEvent)[] = [];
+  private readonly queue: { event: UserEvent | MemberEvent; signer?: string }[] = [];
   private draining: Promise<void> | undefined;
   // Set and cleared inside `drainQueue` itself: a promise callback would clear it a few
   // microtasks late, and an event dispatched in that gap would wait for the next one.
   private drainRunning = false;
-  readonly stats: DispatchStats = { handled: 0, failed: 0, timedOut: 0, duplicates: 0, dropped: 0, answered: 0, answerErrors: 0 };
+  readonly stats: DispatchStats = {
+    handled: 0,
+    failed: 0,
+    timedOut: 0,
+    duplicates: 0,
+    dropped: 0,
+    answered: 0,
+    answerErrors: 0,
+    refused: 0,
+  };
 
   private timings: DispatchTimings;
 
@@ -133,8 +153,9 @@ export class Dispatcher {
   /** Takes one record from the Serf stream; returns at once. */
   dispatch(event: SerfEvent): void {
     if (event.type === 'query') {
+      const query = event;
       // answer() reports its own failures; nothing is left to reject.
-      detach(this.answer(event), (err) => this.opts.log.error({ err, query: event.name }, 'answering a query failed'));
+      detach(this.answer(query), (err) => this.opts.log.error({ err, query: query.name }, 'answering a query failed'));
       return;
     }
     // Full queue first: a dropped event must stay unseen, so a later replay of it is handled.
@@ -148,7 +169,18 @@ export class Dispatcher {
       this.opts.log.debug({ event: event.name, ltime: event.ltime }, 'duplicate user event skipped');
       return;
     }
-    this.queue.push(event);
+    let signer: string | undefined;
+    let queued: UserEvent | MemberEvent = event;
+    if (event.type === 'user' && eventNeedsSignature(event.name)) {
+      const checked = this.checkSignature('event', event.name, event.payload);
+      if (!checked.ok) {
+        this.opts.dedupe?.markHandled(event.name, event.ltime);
+        return;
+      }
+      queued = { ...event, payload: checked.payload };
+      signer = checked.operator;
+    }
+    this.queue.push({ event: queued, signer });
     if (!this.drainRunning) this.draining = this.drainQueue();
   }
 
@@ -160,11 +192,14 @@ export class Dispatcher {
   private async drainQueue(): Promise<void> {
     this.drainRunning = true;
     try {
-      for (let event = this.queue.shift(); event; event = this.queue.shift()) {
+      for (let item = this.queue.shift(); item; item = this.queue.shift()) {
+        const { event, signer } = item;
         const name = event.type === 'user' ? event.name : undefined;
         for (const r of this.registrations) {
           if (r.filter.type === 'query' || !filterMatches(r.filter, event.type, name)) continue;
-          await this.runHandler(r, this.timings.handlerTimeoutMs, (ctx) => (r.handler as EventHandler)(event, ctx)).catch(() => undefined);
+          await this.runHandler(r, this.timings.handlerTimeoutMs, (ctx) => (r.handler as EventHandler)(event, ctx), signer).catch(
+            () => undefined,
+          );
         }
         if (event.type === 'user') this.opts.dedupe?.markHandled(event.name, event.ltime);
       }
@@ -176,11 +211,25 @@ export class Dispatcher {
   private async answer(query: QueryEvent): Promise<void> {
     const r = this.registrations.find((x) => x.filter.type === 'query' && filterMatches(x.filter, 'query', query.name));
     if (!r) return;
+    let signer: string | undefined;
+    if (queryNeedsSignature(query.name)) {
+      const checked = this.checkSignature('query', query.name, query.payload);
+      if (!checked.ok) {
+        await this.respond(query, Buffer.from(JSON.stringify({ error: `refused: ${checked.reason}` })));
+        return;
+      }
+      const asked = query;
+      query = { ...asked, payload: checked.payload, respond: (p) => asked.respond(p) };
+      signer = checked.operator;
+    }
     const budget = Math.max(100, Math.floor(this.timings.queryTimeoutMs * 0.6));
     let bytes: Buffer;
     try {
-      const result = await this.runHandler(r, Math.min(budget, this.timings.handlerTimeoutMs), (ctx) =>
-        (r.handler as QueryHandler)(query, ctx),
+      const result = await this.runHandler(
+        r,
+        Math.min(budget, this.timings.handlerTimeoutMs),
+        (ctx) => (r.handler as QueryHandler)(query, ctx),
+        signer,
       );
       // A node the query does not concern (e.g. mammatus.leases on a non-gateway) stays silent.
       if (result === undefined) return;
@@ -197,6 +246,10 @@ export class Dispatcher {
       );
       bytes = Buffer.from(JSON.stringify({ error: `answer too large: ${bytes.length} bytes > ${limit}` }));
     }
+    await this.respond(query, bytes);
+  }
+
+  private async respond(query: QueryEvent, bytes: Buffer): Promise<void> {
     try {
       await query.respond(bytes);
       this.stats.answered++;
@@ -206,8 +259,26 @@ export class Dispatcher {
     }
   }
 
+  /** Checks an operator's signature; a refusal is counted and logged with its reason. */
+  private checkSignature(kind: 'event' | 'query', name: string, payload: Buffer): SignatureCheck {
+    const checked: SignatureCheck = this.opts.signatures?.check(name, payload) ?? {
+      ok: false,
+      reason: 'this agent checks no signatures',
+    };
+    if (!checked.ok) {
+      this.stats.refused++;
+      this.opts.log.warn({ [kind]: name, reason: checked.reason }, `signed ${kind} refused`);
+    } else this.opts.log.info({ [kind]: name, operator: checked.operator }, `signed ${kind} accepted`);
+    return checked;
+  }
+
   /** Runs one handler with the timeout and slow-warning policy; logs and rethrows its failure. */
-  private async runHandler<T>(r: Registration, timeoutMs: number, call: (ctx: HandlerContext) => Promise<T> | T): Promise<T> {
+  private async runHandler<T>(
+    r: Registration,
+    timeoutMs: number,
+    call: (ctx: HandlerContext) => Promise<T> | T,
+    signer?: string,
+  ): Promise<T> {
     const log = r.log;
     const abort = new AbortController();
     const started = Date.now();
@@ -220,7 +291,10 @@ export class Dispatcher {
       }, timeoutMs);
     });
     try {
-      const result = await Promise.race([Promise.resolve().then(() => call({ log, signal: abort.signal })), timeout]);
+      const result = await Promise.race([
+        Promise.resolve().then(() => call({ log, signal: abort.signal, ...(signer ? { signer } : {}) })),
+        timeout,
+      ]);
       this.stats.handled++;
       return result;
     } catch (err) {

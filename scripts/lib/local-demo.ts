@@ -19,6 +19,8 @@ export interface DemoCluster {
   readonly rpc: string;
   readonly otherRpc: string;
   readonly asRoot: boolean;
+  /** The run's operator key (private): it signs events and `mammatus.leases` asks. */
+  readonly operatorKey: string;
   /** The compute node's LXD, when it runs, and the image alias imported into it. */
   readonly lxd?: { readonly lxdDir: string; readonly alias?: string };
 }
@@ -124,6 +126,7 @@ export function suggestions(c: DemoCluster, demoRan: boolean): string[] {
     `serf tags -rpc-addr=${a} -set role=compute,storage      # the compute node takes on storage too`,
     `${cli} --rpc-addr ${a} status --json`,
     `${cli} --rpc-addr ${c.otherRpc} query mammatus.ping --tag role=storage`,
+    `${cli} --rpc-addr ${a} event mammatus.hello --identity ${path.relative(process.cwd(), c.operatorKey) || c.operatorKey}   # signed: every agent checks the operator key (then ignores it)`,
   ];
   if (demoRan && c.lxd) {
     const lxc = `LXD_DIR=${c.lxd.lxdDir} lxc`;
@@ -149,7 +152,7 @@ export function suggestions(c: DemoCluster, demoRan: boolean): string[] {
   if (c.asRoot) {
     lines.push(
       `dig @${LAN.gateway} compute-1.mammatus +short                # the gateway's DNS knows every member`,
-      `serf query -rpc-addr=${a} -tag role=gateway mammatus.leases`,
+      `${cli} --rpc-addr ${a} query mammatus.leases --tag role=gateway --identity ${path.relative(process.cwd(), c.operatorKey) || c.operatorKey}   # addresses: signed asks only`,
     );
   }
   return lines;

@@ -141,7 +141,7 @@ export function nodeConfig(dir: string, example: string, dropIn: object | undefi
   mkdirSync(path.join(dir, 'agent.d'), { recursive: true });
   const main = path.join(dir, 'agent.yaml');
   symlinkSync(example, main);
-  const header = '# Written by scripts/local-cluster.ts for this run (as root), over agent.yaml (examples/cluster).\n';
+  const header = '# Written by scripts/local-cluster.ts for this run, over agent.yaml (examples/cluster).\n';
   // 0600 as a drop-in with a secret must be (the agent refuses it otherwise); this one names only files today.
   writeFileSync(path.join(dir, 'agent.d', '90-local-cluster.yaml'), header + stringify(dropIn), { mode: 0o600 });
   return main;

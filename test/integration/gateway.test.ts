@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../agent/config/load.js';
+import { runCli } from '../../agent/cli/program.js';
 import { createAgent, type Agent } from '../../agent/daemon.js';
 import { buildFileOps } from '../../core/files.js';
 import { SerfClient } from '../../agent/serf/client.js';
@@ -37,6 +38,8 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
   let upstream: Awaited<ReturnType<GatewayBed['startUpstream']>>;
   const logs: Record<string, unknown>[] = [];
   const configPath = path.join(tmp, 'agent.yaml');
+  // The operator whose signed asks mammatus.leases answers (its key made by the real ssh-keygen).
+  const operatorKey = path.join(tmp, 'operator');
 
   beforeAll(async () => {
     // dnsmasq drops to `nobody`: it must be able to read the hosts dir and TFTP files below tmp.
@@ -48,6 +51,7 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
     writeFileSync(path.join(tftp, 'undionly.kpxe'), 'fake bios loader\n');
     chownSync(path.join(tftp, 'undionly.kpxe'), 65534, 65534);
     serf = await startSerfAgent({ name: 'gw1', dir: path.join(tmp, 'serf'), tags: { role: 'gateway' } });
+    await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'ops@test', '-f', operatorKey]);
     const p = (name: string) => path.join(tmp, name);
     writeFileSync(
       configPath,
@@ -55,6 +59,7 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
         `state_dir: ${p('state')}`,
         `serf: { rpc_addr: "${serf.rpcAddr}" }`,
         'watch_config: false',
+        `trust: { operators: ["${readFileSync(`${operatorKey}.pub`, 'utf8').trim()}"] }`,
         'roles:',
         '  gateway:',
         `    lan: { interface: ${bed.ifaces.gwLan}, address: 10.88.0.1/24 }`,
@@ -187,8 +192,26 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
   it('records lease events and answers mammatus.leases', async () => {
     const spool = readFileSync(path.join(tmp, 'leases', 'lease-events'), 'utf8');
     expect(spool).toMatch(/^add\t[0-9a-f:]{17}\t10\.88\.0\.\d+\tclient1\t/m);
+    // Addresses go only to an operator: an unsigned ask gets the refusal, a signed one the lease.
     const { stdout } = await exec('serf', ['query', `-rpc-addr=${serf.rpcAddr}`, '-format=json', 'mammatus.leases', '10.88.0.21']);
-    const answer = JSON.parse((JSON.parse(stdout) as { Responses: Record<string, string> }).Responses.gw1) as { leases: string[][] };
+    expect((JSON.parse(stdout) as { Responses: Record<string, string> }).Responses.gw1).toMatch(/^\{"error":"refused: unsigned/);
+    const out: string[] = [];
+    const args = [
+      '--rpc-addr',
+      serf.rpcAddr,
+      'query',
+      'mammatus.leases',
+      '10.88.0.21',
+      '--identity',
+      operatorKey,
+      '--json',
+      '--timeout',
+      '1s',
+    ];
+    expect(await runCli(args, { out: (l) => out.push(l), err: (l) => out.push(l) }, {})).toBe(0);
+    const answer = JSON.parse((JSON.parse(out.join('\n')) as { responses: Record<string, string> }).responses.gw1) as {
+      leases: string[][];
+    };
     expect(answer.leases[0]).toEqual([RESERVED_MAC, '10.88.0.21', expect.any(String), expect.any(Number)]);
   });
 

@@ -312,3 +312,27 @@ describe('config files holding secrets', () => {
     expect(await failure(load({ path: dir }))).toMatchObject({ file: main, key: 'serf.rpc_auth' });
   });
 });
+
+describe('trust.operators and trust.operators_file', () => {
+  const alice = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMNk8FTnRMJMhPZtIhxqhuZc6j+R6zvyn3z5JnplChbm alice@laptop';
+  const bob = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBXhLRg1WZ2jKDFeBIy2tP5sLeqvNnWQ+Q6hSH5sLsgc bob@desk';
+
+  it('reads the operators of the list and of the authorized_keys file, names from the comments, one entry per key', async () => {
+    const file = await put('operators', `# operators\n${bob}\n\n${alice} (again)\n`, 0o644);
+    const main = await put('agent.yaml', `trust:\n  operators: ["${alice}"]\n  operators_file: ${file}\n`);
+    const loaded = await load({ path: main });
+    expect(loaded.operators.map((o) => o.name)).toEqual(['alice@laptop', 'bob@desk']);
+  });
+
+  it('refuses a bad key naming the file and line, a missing operators file, and a relative path', async () => {
+    const file = await put('operators', `${alice}\nssh-ed25519 AAAA-not-base64 eve\n`, 0o644);
+    const main = await put('agent.yaml', `trust:\n  operators_file: ${file}\n`);
+    expect((await failure(load({ path: main }))).message).toMatch(new RegExp(`${file}: trust.operators_file: line 2: not an SSH key`));
+    const listed = await put('agent.yaml', `trust:\n  operators: ["ssh-ed25519 AAAA-not-base64 eve"]\n`);
+    expect((await failure(load({ path: listed }))).message).toMatch(/agent\.yaml: trust\.operators: line 1: not an SSH key/);
+    const missing = await put('agent.yaml', `trust:\n  operators_file: ${path.join(dir, 'nope')}\n`);
+    expect((await failure(load({ path: missing }))).message).toMatch(/trust\.operators_file: cannot read .*nope/);
+    const relative = await put('agent.yaml', 'trust:\n  operators_file: operators\n');
+    expect((await failure(load({ path: relative }))).key).toBe('trust.operators_file');
+  });
+});

@@ -94,26 +94,26 @@ describe('Dispatcher: registration', () => {
       slowHandlerMs: 1000,
       queryTimeoutMs: 1000,
     });
-    d.on('query:mammatus.leases', () => 'old');
-    d.off('query:mammatus.leases');
+    d.on('query:mammatus.reservations', () => 'old');
+    d.off('query:mammatus.reservations');
     const silent: Buffer[] = [];
     d.dispatch({
       type: 'query',
       id: 1,
       ltime: 1,
-      name: 'mammatus.leases',
+      name: 'mammatus.reservations',
       payload: Buffer.alloc(0),
       respond: async (b: Uint8Array) => void silent.push(Buffer.from(b)),
     } as never);
     await vi.advanceTimersByTimeAsync(20);
     expect(silent).toEqual([]);
-    d.on('query:mammatus.leases', () => 'new');
+    d.on('query:mammatus.reservations', () => 'new');
     const answers: string[] = [];
     d.dispatch({
       type: 'query',
       id: 2,
       ltime: 2,
-      name: 'mammatus.leases',
+      name: 'mammatus.reservations',
       payload: Buffer.alloc(0),
       respond: async (b: Uint8Array) => void answers.push(Buffer.from(b).toString()),
     } as never);

@@ -1,0 +1,47 @@
+/**
+ * The operator keys of a loaded config: `trust.operators` (a list) and `trust.operators_file` (an
+ * `authorized_keys`-format file), parsed with core/operators.ts. A bad line fails the load like
+ * any bad key, naming the file and line, so a reload keeps the last good operators.
+ */
+import { readFile } from 'node:fs/promises';
+import { OperatorKeyError, parseOperators, type OperatorKey } from '../../core/operators.js';
+import { errorMessage } from '../../core/errors.js';
+import { SettingsError } from '../../core/validation.js';
+import type { TrustConfig } from './schema.js';
+
+/** Most bytes read from the operators file: a few hundred keys, never a runaway file. */
+const MAX_FILE_BYTES = 256 * 1024;
+
+/**
+ * The operators `trust` names. @throws SettingsError naming the key and the layer that set it
+ * (`sourceOf`), or the operators file and its line.
+ */
+export async function loadOperators(
+  trust: TrustConfig,
+  sourceOf: (key: string) => string | undefined = () => undefined,
+): Promise<OperatorKey[]> {
+  const listed = parseOr(() => parseOperators(trust.operators), 'trust.operators', sourceOf('trust.operators'));
+  const source = sourceOf('trust.operators_file');
+  if (!trust.operators_file) return listed;
+  let text: string;
+  try {
+    text = await readFile(trust.operators_file, 'utf8');
+  } catch (err) {
+    throw new SettingsError('trust.operators_file', `cannot read ${trust.operators_file}: ${errorMessage(err)}`, source);
+  }
+  if (Buffer.byteLength(text) > MAX_FILE_BYTES) {
+    throw new SettingsError('trust.operators_file', `${trust.operators_file} is over ${MAX_FILE_BYTES} bytes`, source);
+  }
+  const fromFile = parseOr(() => parseOperators(text.split('\n')), 'trust.operators_file', trust.operators_file);
+  // The same key listed twice is one operator (its first name wins).
+  return [...listed, ...fromFile.filter((k) => !listed.some((l) => l.blob.equals(k.blob)))];
+}
+
+function parseOr(parse: () => OperatorKey[], key: string, file: string | undefined): OperatorKey[] {
+  try {
+    return parse();
+  } catch (err) {
+    if (!(err instanceof OperatorKeyError)) throw err;
+    throw new SettingsError(key, err.message.replace(/^trust\.operators /, ''), file);
+  }
+}
