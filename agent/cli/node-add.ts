@@ -22,7 +22,6 @@ import { admitInRoster, controllerCredentials, parseRoles, withRoster } from './
 import {
   NODE_PATHS,
   checkAddrPort,
-  checkOsRelease,
   chooseRpcAuth,
   decideCredentials,
   planConfig,
@@ -32,6 +31,7 @@ import {
   type NodeService,
   type PlannedFile,
 } from './node-plan.js';
+import { checkOsRelease } from './node-host.js';
 import { connectHost, ensureServices, must, readRemote, syncFiles, type SshFlags } from './node-remote.js';
 import { installPackages } from './node-install.js';
 import { waitForNode } from './node-wait.js';

@@ -6,16 +6,8 @@
  * Debian mirror either way. Nothing is installed when both are there at this version.
  */
 import type { RemoteHost } from '../../core/ssh-remote.js';
-import {
-  DPKG_QUERY_FORMAT,
-  NODE_PACKAGES,
-  NODE_PATHS,
-  aptUpdateFailed,
-  aptUpdateOwnSourceArgv,
-  packagesToInstall,
-  parsePackages,
-  planAptSource,
-} from './node-plan.js';
+import { NODE_PACKAGES, NODE_PATHS, planAptSource } from './node-plan.js';
+import { DPKG_QUERY_FORMAT, aptUpdateFailed, aptUpdateOwnSourceArgv, packagesToInstall, parsePackages } from './node-host.js';
 import { lastLines, must, syncFiles } from './node-remote.js';
 
 /** Where to install from. */

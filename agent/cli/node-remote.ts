@@ -8,18 +8,8 @@ import path from 'node:path';
 import { errorMessage } from '../../core/errors.js';
 import { openSsh, parseSshTarget, type RemoteHost, type RemoteResult, type SshTarget } from '../../core/ssh-remote.js';
 import { UsageError } from './common.js';
-import {
-  NODE_PATHS,
-  UNITS,
-  daemonStartArgv,
-  daemonStatusArgv,
-  daemonStopArgv,
-  parseModes,
-  parseSha256,
-  sha256,
-  type NodeService,
-  type PlannedFile,
-} from './node-plan.js';
+import { NODE_PATHS, UNITS, sha256, type NodeService, type PlannedFile } from './node-plan.js';
+import { daemonStartArgv, daemonStatusArgv, daemonStopArgv, parseModes, parseSha256 } from './node-host.js';
 
 /** Runs `argv` on the host; throws with its output unless it exits 0. */
 export async function must(host: RemoteHost, argv: readonly string[], timeoutMs = 120_000): Promise<RemoteResult> {

@@ -8,7 +8,8 @@
 import { errorMessage } from '../../core/errors.js';
 import { connect, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { controllerCredentials, revokeNode } from './node.js';
-import { NODE_PATHS, daemonFiles } from './node-plan.js';
+import { NODE_PATHS } from './node-plan.js';
+import { daemonFiles } from './node-host.js';
 import { connectHost, must, stopServices, type SshFlags } from './node-remote.js';
 import { StepRunner } from './node-steps.js';
 

@@ -7,18 +7,10 @@ import { describe, expect, it } from 'vitest';
 import { admittedNode, createAuthority, mintCredentials } from '../../../core/trust.js';
 import {
   NODE_PATHS,
-  aptUpdateFailed,
   checkAddrPort,
-  checkOsRelease,
   chooseRpcAuth,
-  daemonStartArgv,
-  daemonStopArgv,
   decideCredentials,
   describeFiles,
-  packagesToInstall,
-  parseModes,
-  parsePackages,
-  parseSha256,
   planAptSource,
   planConfig,
   planCredentials,
@@ -27,6 +19,16 @@ import {
   sha256,
   type ConfigInput,
 } from '../../../agent/cli/node-plan.js';
+import {
+  aptUpdateFailed,
+  checkOsRelease,
+  daemonStartArgv,
+  daemonStopArgv,
+  packagesToInstall,
+  parseModes,
+  parsePackages,
+  parseSha256,
+} from '../../../agent/cli/node-host.js';
 import { fixedCredentials } from '../../helpers/trust.js';
 
 const GOLDEN = join(import.meta.dirname, '__golden__', 'node-plan');
