@@ -61,7 +61,7 @@ async function deliver(creds: NodeCredentials, file: string, io: CliIo): Promise
 }
 
 /** Runs `body` with the roster at the controllers, as this node (which must be a controller). */
-async function withRoster<T>(
+export async function withRoster<T>(
   g: GlobalOptions,
   nats: string | undefined,
   creds: NodeCredentials,
@@ -88,6 +88,23 @@ async function bindRoster(nc: Parameters<typeof Roster.bind>[0]): Promise<Roster
       await new Promise((r) => setTimeout(r, 500));
     }
   }
+}
+
+/**
+ * Mints `name`'s credentials with the authority of the controller `own` and enters the node in the
+ * roster. `seed` keeps an existing user key (re-admission with other roles); default a new one.
+ */
+export async function admitInRoster(
+  r: Roster,
+  own: NodeCredentials,
+  name: string,
+  roles: readonly RoleName[],
+  seed?: string,
+): Promise<NodeCredentials> {
+  if (!own.authority_seed) throw new Error(`${own.node} is not a controller: only a controller can admit`);
+  const creds = mintCredentials(own.authority_seed, name, roles, new Date(), seed);
+  await r.put(admittedNode(creds));
+  return creds;
 }
 
 /** `mammatus node admit NAME --role R…` */
@@ -122,11 +139,10 @@ export async function admitCommand(g: GlobalOptions, name: string, o: AdmitOptio
     return 1;
   }
   const self = name === own.node;
-  // Re-admitting a node keeps its key only when it is this one (its seed is here).
-  const creds = mintCredentials(own.authority_seed, name, roles, new Date(), self ? own.seed : undefined);
   const out = o.out ?? (self ? ownFile : undefined);
   if (!out) throw new UsageError(`--out FILE is needed to write ${name}'s credentials (or --out - for stdout)`);
-  await withRoster(g, o.nats, own, (r) => r.put(admittedNode(creds)));
+  // Re-admitting a node keeps its key only when it is this one (its seed is here).
+  const creds = await withRoster(g, o.nats, own, (r) => admitInRoster(r, own, name, roles, self ? own.seed : undefined));
   await deliver(creds, out, io);
   if (out !== '-')
     io.out(
@@ -137,14 +153,27 @@ export async function admitCommand(g: GlobalOptions, name: string, o: AdmitOptio
   return 0;
 }
 
+/**
+ * This node's credentials when it is a controller (it holds the authority's seed); else prints why
+ * `what` needs one and returns undefined.
+ */
+export async function controllerCredentials(g: GlobalOptions, what: string, io: CliIo): Promise<NodeCredentials | undefined> {
+  const own = await cliCredentials(g);
+  if (own?.authority_seed) return own;
+  io.err(`error: only a controller can ${what}: this node holds no controller credentials (${credentialsPath(g)}; run as root)`);
+  return undefined;
+}
+
+/** Removes `name` from the roster as the controller `own`; false when it was not admitted. */
+export function revokeNode(g: GlobalOptions, nats: string | undefined, own: NodeCredentials, name: string): Promise<boolean> {
+  return withRoster(g, nats, own, (r) => r.revoke(name));
+}
+
 /** `mammatus node revoke NAME` */
 export async function revokeCommand(g: GlobalOptions, name: string, o: NodeOptions, io: CliIo): Promise<number> {
-  const own = await cliCredentials(g);
-  if (!own?.authority_seed) {
-    io.err('error: only a controller can revoke: this node holds no controller credentials');
-    return 1;
-  }
-  const had = await withRoster(g, o.nats, own, (r) => r.revoke(name));
+  const own = await controllerCredentials(g, 'revoke', io);
+  if (!own) return 1;
+  const had = await revokeNode(g, o.nats, own, name);
   if (!had) {
     io.err(`error: ${name} is not admitted`);
     return 1;
@@ -155,11 +184,8 @@ export async function revokeCommand(g: GlobalOptions, name: string, o: NodeOptio
 
 /** `mammatus node list` */
 export async function listNodesCommand(g: GlobalOptions, o: NodeOptions, io: CliIo): Promise<number> {
-  const own = await cliCredentials(g);
-  if (!own?.authority_seed) {
-    io.err('error: only a controller can read the roster: this node holds no controller credentials');
-    return 1;
-  }
+  const own = await controllerCredentials(g, 'read the roster', io);
+  if (!own) return 1;
   const nodes: AdmittedNode[] = await withRoster(g, o.nats, own, (r) => r.list());
   if (o.json) {
     io.out(JSON.stringify(nodes));

@@ -95,19 +95,11 @@ export function renderNodeBootstrap(input: NodeBootstrapInput): string {
   // installed as the binary bytes its check parsed (apt-key-fetch.ts), whatever the download was.
   const binary = pin !== undefined || (keyUrl !== undefined && new URL(keyUrl).pathname.endsWith('.gpg'));
   const keyPath = `/etc/apt/keyrings/mammatus.${binary ? 'gpg' : 'asc'}`;
-  const serf: Record<string, unknown> = {
-    encrypt_key: input.gossipKey,
-    ...(input.hostname ? { node_name: input.hostname } : {}),
-    // retry_join, not start_join: with start_join serf exits when no one answers yet.
-    ...(input.join.length ? { retry_join: [...input.join] } : {}),
-    ...(input.rpcAuth ? { rpc_auth: input.rpcAuth } : {}),
-    snapshot_path: snapshot,
-    tags_file: NODE_BOOTSTRAP_PATHS.serfTags,
-  };
+  const serf = serfNodeConfig({ ...input, snapshotPath: snapshot });
   const files: Record<string, unknown>[] = [];
   if (input.aptKeyArmored !== undefined) files.push(file(keyPath, '0644', withNewline(input.aptKeyArmored)));
   files.push(
-    file(NODE_BOOTSTRAP_PATHS.sources, '0644', `Types: deb\nURIs: ${repo}\nSuites: ./\nSigned-By: ${keyPath}\n`),
+    file(NODE_BOOTSTRAP_PATHS.sources, '0644', aptSourceText(repo, keyPath)),
     // 0600: the gossip key and the RPC secret.
     file(NODE_BOOTSTRAP_PATHS.serfConfig, '0600', `${JSON.stringify(serf, null, 2)}\n`),
     file(NODE_BOOTSTRAP_PATHS.serfTags, '0644', `${JSON.stringify(roles.length ? { role: roles.join(',') } : {})}\n`),
@@ -155,6 +147,44 @@ export function renderNodeBootstrap(input: NodeBootstrapInput): string {
     ' mammatus node bootstrap (src/metadata/node-bootstrap.ts): the cluster apt repository,\n serf with its gossip key, join list and role tag, and mammatus-agent.';
   flowLeaves(doc.contents);
   return `#cloud-config\n${doc.toString({ lineWidth: 0 })}`;
+}
+
+/** What Serf's config file of a node holds (see {@link serfNodeConfig}). */
+export interface SerfNodeConfigInput {
+  readonly gossipKey: string;
+  /** The Serf node name; absent = the host's name. */
+  readonly hostname?: string;
+  readonly join: readonly string[];
+  readonly rpcAuth?: string;
+  /** Gossip address `ip[:port]`; absent = Serf's default (all interfaces, 7946). */
+  readonly bind?: string;
+  /** RPC address `ip:port`; absent = Serf's default, 127.0.0.1:7373. */
+  readonly rpcAddr?: string;
+  readonly snapshotPath?: string;
+}
+
+/**
+ * The JSON object of a node's Serf config file (NODE_BOOTSTRAP_PATHS.serfConfig, mode 0600: it
+ * holds the gossip key and the RPC secret); the role tag lives in the tags file. Shared by the
+ * cloud-init bootstrap and `mammatus node add`. Pure; the caller checks the values.
+ */
+export function serfNodeConfig(input: SerfNodeConfigInput): Record<string, unknown> {
+  return {
+    encrypt_key: input.gossipKey,
+    ...(input.hostname ? { node_name: input.hostname } : {}),
+    ...(input.bind ? { bind: input.bind } : {}),
+    ...(input.rpcAddr ? { rpc_addr: input.rpcAddr } : {}),
+    // retry_join, not start_join: with start_join serf exits when no one answers yet.
+    ...(input.join.length ? { retry_join: [...input.join] } : {}),
+    ...(input.rpcAuth ? { rpc_auth: input.rpcAuth } : {}),
+    snapshot_path: input.snapshotPath ?? '/var/lib/serf/snapshot',
+    tags_file: NODE_BOOTSTRAP_PATHS.serfTags,
+  };
+}
+
+/** The deb822 apt source of the cluster's flat repository at `repoUrl`, signed by the key at `keyPath`. */
+export function aptSourceText(repoUrl: string, keyPath: string): string {
+  return `Types: deb\nURIs: ${repoUrl}\nSuites: ./\nSigned-By: ${keyPath}\n`;
 }
 
 /**
