@@ -170,9 +170,11 @@ export function createAgent(deps: AgentDeps): Agent {
     selfTag = undefined; // re-read: the tag may have changed while we were away
     log.info({ node: nodeName, members: members.size }, 'connected to serf');
     const reconnected = ready;
-    // The proof of admission goes out before any role applies: a second controller's JetStream
-    // waits for the first to route to it, which the first does only for a member that proves it.
-    await syncTrustTag(admin);
+    // A controller's proof of admission goes out before any role applies: a second controller's
+    // JetStream waits for the first to route to it, which the first does only for a member that
+    // proves it. Other nodes publish it with the `mammatus` tag once ready: one Serf broadcast
+    // (each `serf tags` returns only after its broadcast, ~0.6 s) instead of two in a row.
+    if (credentials?.roles.includes('controller')) await publishTags(admin, trustTagWanted());
     // Roles apply in the background so the event stream starts flowing at once.
     background(
       syncSelfRoles()
@@ -217,10 +219,8 @@ export function createAgent(deps: AgentDeps): Agent {
   }
 
   async function markReady(admin: SerfClient): Promise<void> {
-    await syncTrustTag(admin);
-    if (members.get(nodeName)?.tags[AGENT_TAG] !== deps.version) {
-      await admin.tags({ [AGENT_TAG]: deps.version }).catch((err: unknown) => log.warn({ err }, 'could not set the mammatus tag'));
-    }
+    const agentTag: Record<string, string> = members.get(nodeName)?.tags[AGENT_TAG] !== deps.version ? { [AGENT_TAG]: deps.version } : {};
+    await publishTags(admin, { ...trustTagWanted(), ...agentTag });
     if (!ready) {
       ready = true;
       log.info({ node: nodeName, roles: scheduler.roles(), version: deps.version }, 'agent ready');
@@ -228,14 +228,20 @@ export function createAgent(deps: AgentDeps): Agent {
     }
   }
 
-  /** Publishes this node's proof of admission (the `trust` tag) when it differs from the credentials'. */
-  async function syncTrustTag(admin: SerfClient): Promise<void> {
-    if (!credentials || members.get(nodeName)?.tags[TRUST_TAG] === credentials.tag) return;
+  /** The `trust` tag to publish (this node's proof of admission), when Serf has another value. */
+  function trustTagWanted(): Record<string, string> {
+    if (!credentials || members.get(nodeName)?.tags[TRUST_TAG] === credentials.tag) return {};
     if (credentials.node !== nodeName) {
       log.error({ node: nodeName, admitted_as: credentials.node }, 'the credentials were made for another node; not publishing them');
-      return;
+      return {};
     }
-    await admin.tags({ [TRUST_TAG]: credentials.tag }).catch((err: unknown) => log.warn({ err }, 'could not set the trust tag'));
+    return { [TRUST_TAG]: credentials.tag };
+  }
+
+  /** Sets `tags` on this node's Serf in one call (none when empty); a failure is logged. */
+  async function publishTags(admin: SerfClient, tags: Record<string, string>): Promise<void> {
+    if (Object.keys(tags).length === 0) return;
+    await admin.tags(tags).catch((err: unknown) => log.warn({ err, tags: Object.keys(tags) }, 'could not set tags'));
   }
 
   function buildSession(c: AgentConfig): SerfSession {
@@ -300,7 +306,7 @@ export function createAgent(deps: AgentDeps): Agent {
           } catch (err) {
             log.error({ err }, 'credentials unreadable; keeping the last ones');
           }
-          if (session?.connected) await syncTrustTag(await session.adminClient());
+          if (session?.connected) await publishTags(await session.adminClient(), trustTagWanted());
         }
         await syncSelfRoles();
         setLogLevel(log, next.config.log.level);

@@ -1,7 +1,7 @@
 /**
  * The last step of `node add`: wait until the new node is an alive Serf member running an agent
  * and answers `mammatus.status` (asked of that node alone) with every role it was added with `ok`.
- * Polls twice a second up to the deadline; the error says what was last seen.
+ * Polls five times a second up to the deadline; the error says what was last seen.
  */
 import { AGENT_TAG } from '../../core/members.js';
 import type { RoleName } from '../../core/members.js';
@@ -55,7 +55,7 @@ export async function waitForNode(g: GlobalOptions, node: string, roles: readonl
         }
       } else if (member) last = member.status === 'alive' ? 'a member, its agent not ready yet' : `a member, ${member.status}`;
       if (performance.now() > deadline) throw new Error(`${node} was not ok after ${Math.round(timeoutMs / 1000)} s: ${last}`);
-      await new Promise((r) => setTimeout(r, 500));
+      await new Promise((r) => setTimeout(r, 200));
     }
   } finally {
     client.close();
