@@ -71,6 +71,7 @@ export function createAgent(deps: AgentDeps): Agent {
   const members = new Map<string, Member>();
   const dedupe = new EventDedupe();
   const eventsFile = () => path.join(loaded.config.state_dir, 'events.json');
+  const signaturesFile = () => path.join(loaded.config.state_dir, 'signatures.json');
   let session: SerfSession | undefined;
   let saveTimer: NodeJS.Timeout | undefined;
   let reloading: Promise<boolean> = Promise.resolve(true);
@@ -89,7 +90,11 @@ export function createAgent(deps: AgentDeps): Agent {
     queryTimeoutMs: parseDuration(c.dispatch.query_timeout),
   });
   // Operator signatures are checked against the current config's keys (a reload changes them).
-  const signatures = new SignatureGate(() => loaded.operators);
+  const signatures = new SignatureGate(
+    () => loaded.operators,
+    Date.now,
+    () => background(saveSignatures(), 'saving accepted signatures failed'),
+  );
   const dispatcher = new Dispatcher({
     log: log.child({ component: 'dispatch' }),
     node: () => nodeName,
@@ -262,12 +267,33 @@ export function createAgent(deps: AgentDeps): Agent {
       .catch((err: unknown) => log.warn({ err }, 'could not save event watermarks'));
   }
 
+  /**
+   * Saves the nonces of accepted signatures at once (`state_dir/signatures.json`): a signed event
+   * replayed after a restart must still be refused. One write at a time; a later accept re-saves.
+   */
+  let savingSignatures: Promise<void> = Promise.resolve();
+  function saveSignatures(): Promise<void> {
+    savingSignatures = savingSignatures.then(async () => {
+      if (!signatures.dirty) return;
+      await deps.files
+        .write(signaturesFile(), JSON.stringify(signatures.snapshot()) + '\n', 0o600)
+        .catch((err: unknown) => log.warn({ err }, 'could not save accepted signatures'));
+    });
+    return savingSignatures;
+  }
+
   async function restoreWatermarks(): Promise<void> {
     try {
       const text = await deps.files.read(eventsFile());
       if (text) dedupe.restore(JSON.parse(text) as Watermarks);
     } catch (err) {
       log.warn({ err, file: eventsFile() }, 'unreadable event watermarks; starting without them');
+    }
+    try {
+      const text = await deps.files.read(signaturesFile());
+      if (text) signatures.restore(JSON.parse(text));
+    } catch (err) {
+      log.warn({ err, file: signaturesFile() }, 'unreadable accepted signatures; starting without them');
     }
   }
 
@@ -340,6 +366,7 @@ export function createAgent(deps: AgentDeps): Agent {
         await Promise.race([dispatcher.idle(), new Promise((r) => setTimeout(r, 5000))]);
         await scheduler.stopAll();
         await saveWatermarks();
+        await saveSignatures();
         log.info('agent stopped');
       })();
       return stopping;

@@ -8,7 +8,7 @@ import type { Spawn } from '../core/contracts.js';
 import { buildFileOps, writeFileAtomic } from '../core/files.js';
 import { buildLogger } from '../core/logger.js';
 import { sdNotify } from '../core/notify.js';
-import { loadConfig, type LoadConfigOptions } from './config/load.js';
+import { loadConfig, watchedFiles, type LoadConfigOptions } from './config/load.js';
 import type { ConfigWatcher } from './config/watch.js';
 import { createAgent, type Agent } from './daemon.js';
 import { roleCatalog } from './roles.js';
@@ -111,7 +111,7 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
   agent.start().catch((err: unknown) => log.debug({ err }, 'start abandoned'));
   if (loaded.config.watch_config) {
     // The main file is watched even while missing, so creating it later is noticed too.
-    const files = loaded.dirs.includes(loaded.path) ? loaded.files : [...new Set([loaded.path, ...loaded.files])];
+    const files = watchedFiles(loaded);
     // chokidar loads while the agent connects to serf, off the path to ready. Without a watcher
     // the agent still runs: SIGHUP reloads.
     try {

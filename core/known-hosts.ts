@@ -6,16 +6,17 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Run } from './contracts.js';
 import { CommandFailedError } from './exec.js';
-import { writeFileAtomic } from './files.js';
 
 /** One known_hosts line that names the host, as `ssh-keygen -F` printed it. */
 export interface KnownHostEntry {
   /** Line number in the file (1-based). */
   readonly line: number;
+  /** The file the line is in (set by {@link lookupKnownHost}). */
+  readonly file?: string;
   /** `@revoked` and `@cert-authority` lines; plain host keys have none. */
   readonly marker?: 'revoked' | 'cert-authority';
   readonly keyType: string;
@@ -67,8 +68,9 @@ export function parseKeygenFind(output: string): KnownHostEntry[] {
 export async function lookupKnownHost(run: Run, file: string, host: string, port: number): Promise<KnownHostEntry[]> {
   if (!existsSync(file)) return [];
   try {
-    const { stdout } = await run('ssh-keygen', ['-F', knownHostName(host, port), '-f', file]);
-    return parseKeygenFind(stdout);
+    // OpenSSH looks hosts up in lower case (and hashes them so): `Host` must find `host`.
+    const { stdout } = await run('ssh-keygen', ['-F', knownHostName(host.toLowerCase(), port), '-f', file]);
+    return parseKeygenFind(stdout).map((e) => ({ ...e, file }));
   } catch (err) {
     // ssh-keygen -F exits 1 when the host is not in the file.
     if (err instanceof CommandFailedError && err.exitCode === 1) return [];
@@ -91,13 +93,19 @@ export function checkHostKey(entries: readonly KnownHostEntry[], key: Buffer): H
 
 /**
  * Adds `HOST keytype base64` for `key` to `file`, creating its directory (0700) and the file (0600)
- * when absent and keeping an existing file's mode; the file is replaced atomically.
+ * when absent. Appended (O_APPEND), as OpenSSH does: a symlinked file stays a link, an existing
+ * file keeps its mode, and two runs at once cannot lose each other's line.
  */
 export async function appendKnownHost(file: string, host: string, port: number, key: Buffer): Promise<void> {
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  const old = existsSync(file) ? await readFile(file, 'utf8') : '';
-  const mode = old || existsSync(file) ? (await stat(file)).mode & 0o7777 : 0o600;
-  const sep = old === '' || old.endsWith('\n') ? '' : '\n';
-  const entry = `${knownHostName(host, port)} ${keyTypeOf(key)} ${key.toString('base64')}\n`;
-  await writeFileAtomic(file, old + sep + entry, mode);
+  const handle = await open(file, 'a+', 0o600);
+  try {
+    const { size } = await handle.stat();
+    const last = Buffer.alloc(1);
+    if (size > 0) await handle.read(last, 0, 1, size - 1);
+    const sep = size === 0 || last[0] === 0x0a ? '' : '\n';
+    await handle.appendFile(`${sep}${knownHostName(host.toLowerCase(), port)} ${keyTypeOf(key)} ${key.toString('base64')}\n`);
+  } finally {
+    await handle.close();
+  }
 }

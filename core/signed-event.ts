@@ -95,6 +95,20 @@ export class SeenNonces {
   private readonly seen = new Map<string, number>();
   constructor(private readonly max = 100_000) {}
 
+  /** The signatures still within twice the window at `nowMs`, for saving across restarts. */
+  snapshot(nowMs: number): Record<string, number> {
+    return Object.fromEntries([...this.seen].filter(([, at]) => nowMs - at <= 2 * SIGNED_EVENT_WINDOW_S * 1000));
+  }
+
+  /** Takes back a {@link snapshot} (entries of the wrong shape or too old are skipped), oldest first. */
+  restore(saved: unknown, nowMs: number): void {
+    if (typeof saved !== 'object' || saved === null) return;
+    const entries = Object.entries(saved as Record<string, unknown>)
+      .filter((e): e is [string, number] => typeof e[1] === 'number' && nowMs - e[1] <= 2 * SIGNED_EVENT_WINDOW_S * 1000)
+      .sort((a, b) => a[1] - b[1]);
+    for (const [key, at] of entries.slice(-this.max)) if (!this.seen.has(key)) this.seen.set(key, at);
+  }
+
   /** Records `key` at `nowMs`: `fresh`, `replayed` (seen within the window), or `full`. */
   admit(key: string, nowMs: number): 'fresh' | 'replayed' | 'full' {
     for (const [k, at] of this.seen) {

@@ -41,17 +41,17 @@ export function hostKeyRefusal(verdict: Exclude<HostKeyVerdict, 'known'>, c: Hos
   const type = keyTypeOf(c.key);
   const file = c.knownHosts;
   if (verdict === 'revoked') {
-    const lines = c.entries.filter((e) => e.marker === 'revoked' && e.key.equals(c.key)).map((e) => e.line);
+    const lines = c.entries.filter((e) => e.marker === 'revoked' && e.key.equals(c.key)).map((e) => `${e.file ?? file}:${e.line}`);
     return new SshRefused(
       'host-key-mismatch',
-      `${c.where} offered the ${type} host key ${c.fingerprint}, which ${file} marks @revoked (line ${lines.join(', ')}): refused, nothing was sent to the host.`,
+      `${c.where} offered the ${type} host key ${c.fingerprint}, which known_hosts marks @revoked (${lines.join(', ')}): refused, nothing was sent to the host.`,
       c.fingerprint,
     );
   }
   if (verdict === 'changed') {
     const known = c.entries
       .filter((e) => e.marker === undefined)
-      .map((e) => `${file}:${e.line} (${e.keyType} ${sshFingerprint(e.key)})`)
+      .map((e) => `${e.file ?? file}:${e.line} (${e.keyType} ${sshFingerprint(e.key)})`)
       .join(', ');
     return new SshRefused(
       'host-key-mismatch',

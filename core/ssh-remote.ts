@@ -36,6 +36,8 @@ export interface SshTarget {
   readonly port: number;
 }
 
+/** Where OpenSSH keeps the machine's known host keys. */
+const GLOBAL_KNOWN_HOSTS = '/etc/ssh/ssh_known_hosts';
 const USER = /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/;
 const HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/;
 const IPV6 = /^[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?$/;
@@ -50,7 +52,8 @@ export function parseSshTarget(text: string, port = 22): SshTarget {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw bad(`port ${port} is not 1-65535`);
   const at = text.lastIndexOf('@');
   const user = at >= 0 ? text.slice(0, at) : os.userInfo().username;
-  let host = at >= 0 ? text.slice(at + 1) : text;
+  // Host names are compared in lower case, as OpenSSH does (known_hosts, hashed or not).
+  let host = (at >= 0 ? text.slice(at + 1) : text).toLowerCase();
   if (!USER.test(user)) throw bad('bad user name');
   if (host.startsWith('[') && host.endsWith(']')) {
     host = host.slice(1, -1);
@@ -69,6 +72,8 @@ export interface SshOptions {
   readonly home?: string;
   /** The known_hosts file; default `<home>/.ssh/known_hosts`. */
   readonly knownHosts?: string;
+  /** The system-wide known_hosts, consulted after the operator's (never written); default /etc/ssh/ssh_known_hosts. */
+  readonly globalKnownHosts?: string;
   /** OpenSSH's `StrictHostKeyChecking=accept-new`: an unknown host's key is recorded and accepted. */
   readonly acceptNew?: boolean;
   /** Connect, handshake and authentication together; default 15000. */
@@ -135,7 +140,11 @@ export async function openSsh(target: SshTarget, opts: SshOptions = {}): Promise
       `no SSH key to offer to ${where}: ${choice.skipped.join('; ')}. Pass --identity FILE, or start ssh-agent and ssh-add your key.`,
     );
   }
-  const entries = await lookupKnownHost(run, knownHosts, target.host, target.port);
+  // The operator's file, then the system-wide one (read only), as OpenSSH consults both.
+  const entries = [
+    ...(await lookupKnownHost(run, knownHosts, target.host, target.port)),
+    ...(await lookupKnownHost(run, opts.globalKnownHosts ?? GLOBAL_KNOWN_HOSTS, target.host, target.port)),
+  ];
 
   let refusal: SshRefused | undefined;
   let fingerprint = '';
@@ -233,7 +242,11 @@ export async function openSsh(target: SshTarget, opts: SshOptions = {}): Promise
     copyFile: async (localPath, path, mode) => {
       // Opened first, so a missing file is an error here, not a stream error mid-transfer.
       const file = await open(localPath, 'r');
-      await put(path, file.createReadStream(), mode, COPY_TIMEOUT_MS);
+      try {
+        await put(path, file.createReadStream({ autoClose: false }), mode, COPY_TIMEOUT_MS);
+      } finally {
+        await file.close();
+      }
     },
     close: () => {
       ssh.dispose();

@@ -89,6 +89,16 @@ export async function loadConfig(opts: LoadConfigOptions = {}): Promise<LoadedCo
 }
 
 /**
+ * The files a config watcher follows: the main file (watched even while missing, so creating it is
+ * noticed), the files read, and the operators file (removing a key must not wait for a SIGHUP).
+ */
+export function watchedFiles(loaded: Pick<LoadedConfig, 'dirs' | 'path' | 'files' | 'config'>): string[] {
+  const main = loaded.dirs.includes(loaded.path) ? [] : [loaded.path];
+  const operators = loaded.config.trust.operators_file ? [loaded.config.trust.operators_file] : [];
+  return [...new Set([...main, ...loaded.files, ...operators])];
+}
+
+/**
  * Deep-merges `layers` over `base` without touching either: plain objects merge key by key, arrays
  * and scalars replace, `undefined` leaves the value below in place. Pure.
  */

@@ -1,9 +1,11 @@
 /**
  * The operator keys of a loaded config: `trust.operators` (a list) and `trust.operators_file` (an
  * `authorized_keys`-format file), parsed with core/operators.ts. A bad line fails the load like
- * any bad key, naming the file and line, so a reload keeps the last good operators.
+ * any bad key, naming the file and line, so a reload keeps the last good operators. The file must
+ * be writable only by its owner, root or the agent's user (OpenSSH's StrictModes), and the agent
+ * watches it with its config files.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { OperatorKeyError, parseOperators, type OperatorKey } from '../../core/operators.js';
 import { errorMessage } from '../../core/errors.js';
 import { SettingsError } from '../../core/validation.js';
@@ -25,8 +27,26 @@ export async function loadOperators(
   if (!trust.operators_file) return listed;
   let text: string;
   try {
+    // As OpenSSH's StrictModes for authorized_keys: whoever may write the file may make themselves an operator.
+    const st = await stat(trust.operators_file);
+    const uid = process.getuid?.() ?? 0;
+    if (st.uid !== 0 && st.uid !== uid) {
+      throw new SettingsError(
+        'trust.operators_file',
+        `${trust.operators_file} must be owned by root or the agent's user (it is uid ${st.uid})`,
+        source,
+      );
+    }
+    if (st.mode & 0o022) {
+      throw new SettingsError(
+        'trust.operators_file',
+        `${trust.operators_file} must not be writable by group or others (chmod go-w)`,
+        source,
+      );
+    }
     text = await readFile(trust.operators_file, 'utf8');
   } catch (err) {
+    if (err instanceof SettingsError) throw err;
     throw new SettingsError('trust.operators_file', `cannot read ${trust.operators_file}: ${errorMessage(err)}`, source);
   }
   if (Buffer.byteLength(text) > MAX_FILE_BYTES) {

@@ -23,10 +23,26 @@ export class SignatureGate {
   private readonly seen = new SeenNonces();
   private readonly verdicts = new Map<string, { verdict: Verdict; at: number }>();
 
+  /** Set when a signature was accepted since the last {@link snapshot}. */
+  dirty = false;
+
   constructor(
     private readonly operators: () => readonly OperatorKey[],
     private readonly now: () => number = Date.now,
+    /** Called when a signature is accepted: its nonce must be saved before a restart could forget it. */
+    private readonly onAccept: () => void = () => undefined,
   ) {}
+
+  /** The accepted signatures to save (`state_dir/signatures.json`); clears `dirty`. */
+  snapshot(): Record<string, number> {
+    this.dirty = false;
+    return this.seen.snapshot(this.now());
+  }
+
+  /** Takes back a saved snapshot: a replay across an agent restart is still refused. */
+  restore(saved: unknown): void {
+    this.seen.restore(saved, this.now());
+  }
 
   /** Checks the envelope of event or query `name`; records the verdict under the envelope's id. */
   check(name: string, envelope: Buffer): SignatureCheck {
@@ -39,13 +55,16 @@ export class SignatureGate {
       try {
         const opened = openEvent(operators, name, envelope, nowMs, this.seen);
         result = { ok: true, payload: opened.payload, operator: opened.operator.name };
+        this.dirty = true;
+        this.onAccept();
       } catch (err) {
         result = { ok: false, reason: errorMessage(err) };
       }
     }
     const id = envelopeId(envelope);
-    // A replay must not overwrite the verdict of the original: its sender asks about that one.
-    if (id && !(result.ok === false && result.reason === 'replayed signature')) this.remember(`${name} ${id}`, result, nowMs);
+    // A refusal never replaces a verdict: a replay, or a forged copy under the same header (which
+    // anyone who saw the event can make), must not turn the sender's "accepted" into "refused".
+    if (id && (result.ok || !this.verdicts.has(`${name} ${id}`))) this.remember(`${name} ${id}`, result, nowMs);
     return result;
   }
 

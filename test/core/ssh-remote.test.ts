@@ -10,12 +10,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   existsSync,
   linkSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
   copyFileSync,
 } from 'node:fs';
@@ -160,11 +162,17 @@ describe.skipIf(missing !== '')('openSsh against a real sshd', () => {
 
   /** A fresh home (no keys, no known_hosts) and options that use it and no agent. */
   let homes = 0;
-  const freshHome = (keys: string[] = []): SshOptions & { home: string; knownHosts: string } => {
+  const freshHome = (keys: string[] = []): SshOptions & { home: string; knownHosts: string; globalKnownHosts: string } => {
     const home = path.join(dir, `home${++homes}`);
     mkdirSync(path.join(home, '.ssh'), { recursive: true });
     for (const k of keys) copyFileSync(k, path.join(home, '.ssh', k === rsa ? 'id_rsa' : 'id_ed25519'));
-    return { home, knownHosts: path.join(home, '.ssh', 'known_hosts'), agentSocket: '' };
+    // A system-wide known_hosts of the test's own: the machine's /etc/ssh one must not count.
+    return {
+      home,
+      knownHosts: path.join(home, '.ssh', 'known_hosts'),
+      globalKnownHosts: path.join(home, 'ssh_known_hosts'),
+      agentSocket: '',
+    };
   };
   const refusal = async (target: SshTarget, opts: SshOptions): Promise<SshRefused> => {
     const err: unknown = await openSsh(target, opts).then(
@@ -174,8 +182,10 @@ describe.skipIf(missing !== '')('openSsh against a real sshd', () => {
     expect(err).toBeInstanceOf(SshRefused);
     return err as SshRefused;
   };
+  /** sshd's log since `from`, once it logged the connection's end (it writes its last lines as it closes). */
   const logSince = async (d: Sshd, from: number) => {
-    await new Promise((r) => setTimeout(r, 300)); // sshd writes its last lines as the connection closes
+    const ended = /Connection closed|Disconnected from|Connection reset|Received disconnect|Close session/;
+    for (let i = 0; i < 60 && !ended.test(readFileSync(d.log, 'utf8').slice(from)); i++) await new Promise((r) => setTimeout(r, 50));
     return readFileSync(d.log, 'utf8').slice(from);
   };
 
@@ -294,13 +304,49 @@ describe.skipIf(missing !== '')('openSsh against a real sshd', () => {
     expect(log).not.toMatch(/userauth-request|Accepted publickey|session_new/);
   });
 
+  it('looks the host up in lower case, as OpenSSH does: LOCALHOST does not slip past a hashed localhost entry', async () => {
+    const opts = freshHome([ed]);
+    const other = readFileSync(`${stranger}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
+    writeFileSync(opts.knownHosts, `[localhost]:${main.port} ${other}\n`);
+    execFileSync('ssh-keygen', ['-H', '-f', opts.knownHosts], { stdio: 'ignore' });
+    const upper = parseSshTarget('root@LOCALHOST', main.port);
+    expect(upper.host).toBe('localhost');
+    expect((await refusal(upper, { ...opts, acceptNew: true })).reason).toBe('host-key-mismatch');
+    expect(readFileSync(opts.knownHosts, 'utf8').trim().split('\n')).toHaveLength(1); // nothing appended
+  });
+
+  it("trusts a key in the system-wide known_hosts without writing the operator's file", async () => {
+    const opts = freshHome([ed]);
+    writeFileSync(opts.globalKnownHosts, readFileSync(known.knownHosts));
+    const h = await openSsh(target, opts);
+    await h.close();
+    expect(existsSync(opts.knownHosts)).toBe(false);
+    const other = readFileSync(`${stranger}.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
+    writeFileSync(opts.globalKnownHosts, `[127.0.0.1]:${main.port} ${other}\n`);
+    const err = await refusal(target, { ...opts, acceptNew: true });
+    expect(err.reason).toBe('host-key-mismatch');
+    expect(err.message).toContain(`${opts.globalKnownHosts}:1`);
+  });
+
+  it('appends to a symlinked known_hosts through the link, keeping it a link', async () => {
+    const opts = freshHome([ed]);
+    const real = path.join(opts.home, 'real_known_hosts');
+    writeFileSync(real, '# kept\n', { mode: 0o640 });
+    symlinkSync(real, opts.knownHosts);
+    const h = await openSsh(target, { ...opts, acceptNew: true });
+    await h.close();
+    expect(lstatSync(opts.knownHosts).isSymbolicLink()).toBe(true);
+    expect(readFileSync(real, 'utf8')).toMatch(new RegExp(`^# kept\\n\\[127\\.0\\.0\\.1\\]:${main.port} ssh-ed25519 `));
+    expect(statSync(real).mode & 0o777).toBe(0o640);
+  });
+
   it('refuses a host key marked @revoked', async () => {
     const opts = freshHome([ed]);
     const key = readFileSync(main.hostPub, 'utf8').split(' ').slice(0, 2).join(' ');
     writeFileSync(opts.knownHosts, `[127.0.0.1]:${main.port} ${key}\n@revoked * ${key}\n`);
     const err = await refusal(target, opts);
     expect(err.reason).toBe('host-key-mismatch');
-    expect(err.message).toMatch(/@revoked \(line 2\)/);
+    expect(err.message).toMatch(/@revoked \(.*known_hosts:2\)/);
   });
 
   it('refuses a server that takes only passwords, without ever sending one', async () => {

@@ -59,35 +59,38 @@ describe.skipIf(Boolean(skip))('signed events and queries with real serf agents'
     return { code, out: out.join('\n'), err: err.join('\n') };
   };
 
+  /** Builds and starts the agent of serf `i` (its state dir survives a restart). */
+  const startAgent = async (i: number): Promise<Agent> => {
+    const configPath = path.join(tmp, `agent-${i}.yaml`);
+    writeFileSync(
+      configPath,
+      `state_dir: ${path.join(tmp, `state-${i}`)}\nserf: { rpc_addr: "${serfs[i].rpcAddr}" }\nwatch_config: false\ntrust: { operators: ["${alice.pub}"] }\n`,
+    );
+    const opts = { path: configPath, env: {} };
+    const agent = createAgent({
+      loaded: await loadConfig(opts),
+      reloadConfig: () => loadConfig(opts),
+      log: pino({ level: 'debug' }, { write: (s: string) => void logs[i].push(JSON.parse(s) as Log) }),
+      run: buildRun(),
+      files: buildFileOps(),
+      roles: {},
+      version: '0.0.0-test',
+      registerHandlers: (d) => {
+        d.on('user:mammatus.test.change', (ev, ctx) => void handled.push(`${i}:${ev.payload.toString()}:${ctx.signer}`));
+        if (i === 0) d.on('query:mammatus.leases', (q, ctx) => ({ leases: [], asked: q.payload.toString(), by: ctx.signer }));
+      },
+    });
+    await agent.start();
+    return agent;
+  };
+
   beforeAll(async () => {
     mkdirSync(home);
     for (const name of ['a', 'b']) serfs.push(await startSerfAgent({ name, dir: path.join(tmp, name) }));
     const client = await SerfClient.connect({ addr: serfs[0].rpcAddr });
     await client.join([serfs[1].bindAddr]);
     client.close();
-    for (const [i, serf] of serfs.entries()) {
-      const configPath = path.join(tmp, `agent-${i}.yaml`);
-      writeFileSync(
-        configPath,
-        `state_dir: ${path.join(tmp, `state-${i}`)}\nserf: { rpc_addr: "${serf.rpcAddr}" }\nwatch_config: false\ntrust: { operators: ["${alice.pub}"] }\n`,
-      );
-      const opts = { path: configPath, env: {} };
-      const agent = createAgent({
-        loaded: await loadConfig(opts),
-        reloadConfig: () => loadConfig(opts),
-        log: pino({ level: 'debug' }, { write: (s: string) => void logs[i].push(JSON.parse(s) as Log) }),
-        run: buildRun(),
-        files: buildFileOps(),
-        roles: {},
-        version: '0.0.0-test',
-        registerHandlers: (d) => {
-          d.on('user:mammatus.test.change', (ev, ctx) => void handled.push(`${i}:${ev.payload.toString()}:${ctx.signer}`));
-          if (i === 0) d.on('query:mammatus.leases', (q, ctx) => ({ leases: [], asked: q.payload.toString(), by: ctx.signer }));
-        },
-      });
-      agents.push(agent);
-      await agent.start();
-    }
+    for (const i of [0, 1]) agents.push(await startAgent(i));
     await eventually(async () => expect((await cli(['query', 'mammatus.ping', '--json'])).out).toMatch(/"b": "pong"/), 10_000, 100);
   }, 60_000);
 
@@ -151,6 +154,14 @@ describe.skipIf(Boolean(skip))('signed events and queries with real serf agents'
     }
     expect(handled.filter((h) => h.includes(':once:'))).toHaveLength(2); // once per agent
     expect(handled.some((h) => h.includes('unsigned'))).toBe(false);
+    // A restart forgets nothing: the signature's nonce was saved (state_dir/signatures.json).
+    await agents[1].stop();
+    agents[1] = await startAgent(1);
+    const again = await SerfClient.connect({ addr: serfs[0].rpcAddr });
+    await again.event('mammatus.test.change', sealed);
+    again.close();
+    await eventually(() => expect(refusals(1).filter((r) => r === 'replayed signature')).toHaveLength(2));
+    expect(handled.filter((h) => h.includes(':once:'))).toHaveLength(2);
     const open = await cli(['event', 'mammatus.reconcile']);
     expect(open.code).toBe(0);
     expect(open.out).not.toMatch(/Accepted by/);

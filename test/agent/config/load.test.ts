@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadConfig, mergeConfig, validateConfig, type LoadConfigOptions } from '../../../agent/config/load.js';
+import { loadConfig, mergeConfig, validateConfig, watchedFiles, type LoadConfigOptions } from '../../../agent/config/load.js';
 import { DEFAULT_CONFIG } from '../../../agent/config/schema.js';
 import { isHostPort } from '../../../core/net.js';
 import { SettingsError } from '../../../core/validation.js';
@@ -322,6 +322,15 @@ describe('trust.operators and trust.operators_file', () => {
     const main = await put('agent.yaml', `trust:\n  operators: ["${alice}"]\n  operators_file: ${file}\n`);
     const loaded = await load({ path: main });
     expect(loaded.operators.map((o) => o.name)).toEqual(['alice@laptop', 'bob@desk']);
+  });
+
+  it('refuses an operators file others may write (as OpenSSH StrictModes), and watches it with the config', async () => {
+    const file = await put('operators', `${alice}\n`, 0o664);
+    const main = await put('agent.yaml', `trust:\n  operators_file: ${file}\n`);
+    expect((await failure(load({ path: main }))).message).toMatch(/must not be writable by group or others/);
+    await chmod(file, 0o644);
+    const loaded = await load({ path: main });
+    expect(watchedFiles(loaded)).toEqual([main, file]);
   });
 
   it('refuses a bad key naming the file and line, a missing operators file, and a relative path', async () => {

@@ -113,6 +113,16 @@ describe('signed user events at the dispatcher', () => {
     expect(signatures.verdict('mammatus.lb.create', envelopeId(sealed)!)).toEqual({ accepted: true, operator: 'alice@laptop' });
   });
 
+  it('keeps the accepted verdict when a forged copy under the same header follows', async () => {
+    const { d, seen, signatures } = setup();
+    const sealed = await sealEvent(aliceSigner, 'mammatus.lb.create', Buffer.from('web'), Date.now());
+    d.dispatch(event('mammatus.lb.create', sealed));
+    d.dispatch(event('mammatus.lb.create', Buffer.concat([sealed.subarray(0, sealed.length - 3), Buffer.from('evil')])));
+    await d.idle();
+    expect(seen.map((s) => s.payload)).toEqual(['web']);
+    expect(signatures.verdict('mammatus.lb.create', envelopeId(sealed)!)).toEqual({ accepted: true, operator: 'alice@laptop' });
+  });
+
   it('refuses every signed event when no operator is configured, or when no gate checks them', async () => {
     for (const s of [setup([]), setup(OPERATORS, undefined, false)]) {
       s.d.dispatch(event('mammatus.x', await sealEvent(aliceSigner, 'mammatus.x', Buffer.from(''), Date.now())));
