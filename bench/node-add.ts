@@ -128,7 +128,11 @@ async function main(): Promise<number> {
       first_apply: ms('wait') - joined,
     };
     const cliCpu = childCpuMs(added.stderr);
-    const agentReady = agentStartToReady(readFileSync(a.chroot.path('/var/log/mammatus/agent.log'), 'utf8'));
+    // The cluster can see the node's `mammatus` tag a moment before its agent logs "agent ready"
+    // (its `serf tags` call returns after the broadcast): give the line up to 5 s to appear.
+    const agentLog = () => readFileSync(a.chroot.path('/var/log/mammatus/agent.log'), 'utf8');
+    for (let i = 0; i < 50 && Number.isNaN(agentStartToReady(agentLog())); i++) await new Promise((r) => setTimeout(r, 100));
+    const agentReady = agentStartToReady(agentLog());
     const ownShare = ((cliCpu + agentReady) / out.total_ms) * 100;
 
     // 2. by hand: scp + ssh apt-get install ./deb, with OpenSSH's client.
