@@ -15,8 +15,10 @@ DEMO=(lxd debootstrap dnsutils curl)
 # --tests adds what only the tests use: the package tests build, lint, sign and install the .deb;
 # busybox is their DHCP client, cloud-init's own readers and the AWS CLI their real clients;
 # ssh-keygen (openssh-client, above) checks operator signatures both ways; openssh-server's sshd is the real
-# host `mammatus node add`'s SSH layer is tested against (on a loopback port, its own config).
-TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli openssh-server)
+# host `mammatus node add`'s SSH layer is tested against (on a loopback port, its own config); tgt is the
+# storage role's iSCSI target that its tests run for real (their own tgtd in a network namespace) and
+# libiscsi-bin the userspace initiator they log in with (iscsi-ls, iscsi-inq, iscsi-test-cu, iscsi-perf).
+TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli openssh-server tgt libiscsi-bin)
 if [ "${1:-}" = "--tests" ]; then
   PACKAGES+=("${DEMO[@]}" "${TESTS[@]}")
 elif [ "$(id -u)" = 0 ]; then
@@ -30,7 +32,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "Installing with apt: ${missing[*]}"
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    # tgt's package would start a tgtd on the host's port 3260: install it with service starts denied
+    # (policy-rc.d exit 101), in a call of its own so the other packages' services start as usual.
+    quiet=() others=()
+    for p in "${missing[@]}"; do if [ "$p" = tgt ]; then quiet+=("$p"); else others+=("$p"); fi; done
+    if [ ${#others[@]} -gt 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${others[@]}"; fi
+    if [ ${#quiet[@]} -gt 0 ]; then
+      if [ -e /usr/sbin/policy-rc.d ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${quiet[@]}"
+      else
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${quiet[@]}" || { rm -f /usr/sbin/policy-rc.d; exit 1; }
+        rm -f /usr/sbin/policy-rc.d
+      fi
+    fi
   else
     echo "Missing Debian packages: ${missing[*]}. Install them with:" >&2
     echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
