@@ -55,11 +55,16 @@ export function isIqn(text: string): boolean {
   return text.length <= 223 && IQN.test(text);
 }
 
-/** The target IQN of a volume: `iqn.<year>-<month of creation>.mammatus:<name>` (stable for its life). */
+/**
+ * The target IQN of a volume: `iqn.<year>-<month of creation>.mammatus:volume.<name>` (stable for
+ * its life). The `volume.` is not decoration: rtslib-fb (targetcli, targetctl; Debian 12 ships
+ * 2.1.75) accepts an iqn. name only when a dot follows the date's dot, so it refuses
+ * `iqn.2026-12.mammatus:data` ("WWN not valid as: iqn, naa, eui") and LIO could serve no volume.
+ */
 export function volumeIqn(v: Pick<VolumeRecord, 'name' | 'created_at'>): string {
   const d = new Date(v.created_at);
   if (Number.isNaN(d.getTime())) throw new VolumeRecordError(`created_at: not a time: ${v.created_at}`);
-  return `iqn.${d.getUTCFullYear()}-${String(d.getUTCMonth() + 1).padStart(2, '0')}.mammatus:${v.name}`;
+  return `iqn.${d.getUTCFullYear()}-${String(d.getUTCMonth() + 1).padStart(2, '0')}.mammatus:volume.${v.name}`;
 }
 
 /** Checks a record; @throws VolumeRecordError naming the first field at fault. */

@@ -47,7 +47,7 @@ describe.skipIf(skip !== undefined)('storage role, tgt backend, against a real t
   let calls: string[][];
   let data: VolumeRecord;
   let spare: VolumeRecord;
-  const iqn = (v: VolumeRecord) => `iqn.2026-12.mammatus:${v.name}`;
+  const iqn = (v: VolumeRecord) => `iqn.2026-12.mammatus:volume.${v.name}`;
   const url = (v: VolumeRecord, secret = v.chap.secret) => `iscsi://${v.chap.user}%${secret}@${TGT_BED_ADDRS.portal}/${iqn(v)}/1`;
   const apply = (volumes: VolumeRecord[]): Promise<TgtApplyResult> =>
     applyTgt(renderTgt('storage-1', volumes, settings), {
@@ -215,7 +215,7 @@ describe.skipIf(skip !== undefined)('storage role, tgt backend, against a real t
   it('deletes removed targets; a deleting volume loses its file, a merely absent one keeps it', async () => {
     const result = await apply([{ ...spare, state: 'deleting' }]);
     expect(result.errors).toEqual([]);
-    expect([...result.deleted].sort()).toEqual([iqn(data), 'iqn.2026-12.mammatus:lv', iqn(spare)]);
+    expect([...result.deleted].sort()).toEqual([iqn(data), 'iqn.2026-12.mammatus:volume.lv', iqn(spare)]);
     expect(result.removedFiles).toEqual([(spare.backing as { path: string }).path]);
     expect(await show()).toEqual([]);
     expect(statSync((data.backing as { path: string }).path).size).toBe(32 * MiB);

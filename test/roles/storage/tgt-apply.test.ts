@@ -50,7 +50,7 @@ function showTarget(
   );
 }
 const dbLive = (extra: { session?: string; bytes?: number } = {}) =>
-  showTarget(1, 'iqn.2026-12.mammatus:db', {
+  showTarget(1, 'iqn.2026-12.mammatus:volume.db', {
     lun: { path: '/var/lib/mammatus/volumes/db.img', bytes: extra.bytes ?? 16 * MiB },
     account: 'db-chap',
     acl: ['255.255.255.255', CP],
@@ -76,7 +76,7 @@ describe('parseTgtShow', () => {
     const [t] = parseTgtShow(dbLive({ session: CP }));
     expect(t).toEqual({
       tid: 1,
-      iqn: 'iqn.2026-12.mammatus:db',
+      iqn: 'iqn.2026-12.mammatus:volume.db',
       state: 'ready',
       sessions: [{ sid: 7, initiator: CP, connections: [{ cid: 0, address: '10.87.0.2' }] }],
       luns: [
@@ -98,7 +98,7 @@ describe('parseTgtShow', () => {
     const [want] = renderTgt('s1', [db], SETTINGS).targets;
     expect(tgtMismatches(want, undefined)).toEqual(['target missing']);
     expect(tgtMismatches(want, parseTgtShow(dbLive())[0])).toEqual([]);
-    const bare = parseTgtShow(showTarget(1, 'iqn.2026-12.mammatus:db', { account: 'x', acl: ['ALL', CP] }))[0];
+    const bare = parseTgtShow(showTarget(1, 'iqn.2026-12.mammatus:volume.db', { account: 'x', acl: ['ALL', CP] }))[0];
     expect(tgtMismatches(want, bare)).toEqual([
       'no LUN 1 (is the backing store /var/lib/mammatus/volumes/db.img missing or in use?)',
       'CHAP accounts [x], not [db-chap]',
@@ -113,7 +113,7 @@ describe('applyTgt', () => {
     const files = memoryFiles();
     const r = await applyTgt(renderTgt('s1', [db], SETTINGS), { run, files, portal: '10.0.0.5:3260' });
     expect(r).toEqual({
-      updated: ['iqn.2026-12.mammatus:db'],
+      updated: ['iqn.2026-12.mammatus:volume.db'],
       deleted: [],
       grown: ['/var/lib/mammatus/volumes/db.img'],
       removedFiles: [],
@@ -126,7 +126,7 @@ describe('applyTgt', () => {
       `truncate -s >${16 * MiB} -- /var/lib/mammatus/volumes/db.img`,
       'chmod 600 -- /var/lib/mammatus/volumes/db.img',
       'tgtadm --lld iscsi --mode account --op show',
-      'tgt-admin -c /etc/tgt/targets.conf --update iqn.2026-12.mammatus:db',
+      'tgt-admin -c /etc/tgt/targets.conf --update iqn.2026-12.mammatus:volume.db',
       'tgtadm --lld iscsi --mode portal --op show',
       'tgtadm --lld iscsi --mode portal --op new --param portal=10.0.0.5:3260',
     ]);
@@ -146,13 +146,13 @@ describe('applyTgt', () => {
     const render = renderTgt('s1', [db], SETTINGS);
     const run = tgt(['', dbLive()], { '/var/lib/mammatus/volumes/db.img': 16 * MiB });
     const r = await applyTgt(render, { run, files: memoryFiles({ [CONF]: { content: render.content, mode: 0o600 } }) });
-    expect(r.updated).toEqual(['iqn.2026-12.mammatus:db']);
+    expect(r.updated).toEqual(['iqn.2026-12.mammatus:volume.db']);
   });
 
   it('reports a target tgt-admin left without its LUN (exit 0) as that volume error', async () => {
-    const bare = showTarget(1, 'iqn.2026-12.mammatus:db', { account: 'db-chap', acl: ['255.255.255.255', CP] });
+    const bare = showTarget(1, 'iqn.2026-12.mammatus:volume.db', { account: 'db-chap', acl: ['255.255.255.255', CP] });
     const r = await applyTgt(renderTgt('s1', [db], SETTINGS), { run: tgt(['', bare]), files: memoryFiles() });
-    expect(r.errors).toEqual([{ volume: 'db', iqn: 'iqn.2026-12.mammatus:db', error: expect.stringMatching(/^no LUN 1/) }]);
+    expect(r.errors).toEqual([{ volume: 'db', iqn: 'iqn.2026-12.mammatus:volume.db', error: expect.stringMatching(/^no LUN 1/) }]);
     expect(r.luns).toEqual({});
   });
 
@@ -162,7 +162,7 @@ describe('applyTgt', () => {
     expect(r.errors).toEqual([
       {
         volume: 'db',
-        iqn: 'iqn.2026-12.mammatus:db',
+        iqn: 'iqn.2026-12.mammatus:volume.db',
         error: expect.stringMatching(/^busy: .*compute-1 from 10\.87\.0\.2.*waits for a detach/),
       },
     ]);
@@ -171,7 +171,7 @@ describe('applyTgt', () => {
 
   it('detaches a logged-in initiator: unbinds its name, ends its connection, then re-creates the target', async () => {
     const { attached: _a, ...detached } = db;
-    const gone = showTarget(1, 'iqn.2026-12.mammatus:db', {
+    const gone = showTarget(1, 'iqn.2026-12.mammatus:volume.db', {
       lun: { path: '/var/lib/mammatus/volumes/db.img', bytes: 16 * MiB },
       account: 'db-chap',
       acl: ['255.255.255.255'],
@@ -182,27 +182,27 @@ describe('applyTgt', () => {
     expect(cmds(run.calls)).toEqual([
       `tgtadm -C 4711 --lld iscsi --mode target --op unbind --tid 1 --initiator-name ${CP}`,
       'tgtadm -C 4711 --lld iscsi --mode conn --op delete --tid 1 --sid 7 --cid 0',
-      'tgt-admin -C 4711 --delete iqn.2026-12.mammatus:db',
+      'tgt-admin -C 4711 --delete iqn.2026-12.mammatus:volume.db',
       'tgtadm -C 4711 --lld iscsi --mode account --op delete --user db-chap',
-      'tgt-admin -C 4711 -c /etc/tgt/targets.conf --update iqn.2026-12.mammatus:db',
+      'tgt-admin -C 4711 -c /etc/tgt/targets.conf --update iqn.2026-12.mammatus:volume.db',
     ]);
   });
 
   it('deletes only its own removed targets, refuses a busy one, and removes a deleting volume file after its target', async () => {
     const other = showTarget(2, 'iqn.2001-04.com.example:operator', { account: 'op', acl: ['ALL'] });
-    const old = showTarget(3, 'iqn.2026-12.mammatus:old', { account: 'old-chap', acl: ['255.255.255.255'] });
-    const busy = showTarget(4, 'iqn.2026-12.mammatus:busy', { account: 'busy-chap', acl: ['255.255.255.255', CP], session: CP });
+    const old = showTarget(3, 'iqn.2026-12.mammatus:volume.old', { account: 'old-chap', acl: ['255.255.255.255'] });
+    const busy = showTarget(4, 'iqn.2026-12.mammatus:volume.busy', { account: 'busy-chap', acl: ['255.255.255.255', CP], session: CP });
     const run = tgt([other + old + busy, other + busy]);
     const render = renderTgt('s1', [volume('old', { state: 'deleting' })], SETTINGS);
     const files = memoryFiles({ '/var/lib/mammatus/volumes/old.img': 'data' });
     const r = await applyTgt(render, { run, files });
-    expect(r.deleted).toEqual(['iqn.2026-12.mammatus:old']);
+    expect(r.deleted).toEqual(['iqn.2026-12.mammatus:volume.old']);
     expect(r.removedFiles).toEqual(['/var/lib/mammatus/volumes/old.img']);
     expect(r.errors).toEqual([
-      { iqn: 'iqn.2026-12.mammatus:busy', error: expect.stringMatching(/^busy: .*not deleted \(detach the volume first\)/) },
+      { iqn: 'iqn.2026-12.mammatus:volume.busy', error: expect.stringMatching(/^busy: .*not deleted \(detach the volume first\)/) },
     ]);
     expect(cmds(run.calls)).toEqual([
-      'tgt-admin --delete iqn.2026-12.mammatus:old',
+      'tgt-admin --delete iqn.2026-12.mammatus:volume.old',
       'tgtadm --lld iscsi --mode account --op delete --user old-chap',
     ]);
     expect(files.entries.has('/var/lib/mammatus/volumes/old.img')).toBe(false);
@@ -217,7 +217,7 @@ describe('applyTgt', () => {
     expect(r.errors).toEqual([
       {
         volume: 'db',
-        iqn: 'iqn.2026-12.mammatus:db',
+        iqn: 'iqn.2026-12.mammatus:volume.db',
         error: expect.stringMatching(/is 33554432 bytes, more than the record's 16777216: volumes never shrink/),
       },
     ]);
@@ -230,7 +230,7 @@ describe('applyTgt', () => {
     const files = memoryFiles({ [CONF]: { content: good.content, mode: 0o600 } });
     const run = tgt([dbLive()], { '/var/lib/mammatus/volumes/db.img': 16 * MiB });
     const r = await applyTgt(bad, { run, files });
-    expect(r.errors).toEqual([{ volume: 'db', iqn: 'iqn.2026-12.mammatus:db', error: expect.stringMatching(/through a shell/) }]);
+    expect(r.errors).toEqual([{ volume: 'db', iqn: 'iqn.2026-12.mammatus:volume.db', error: expect.stringMatching(/through a shell/) }]);
     expect(r.deleted).toEqual([]);
     expect(files.entries.get(CONF)?.content).toContain(good.targets[0].block);
     expect(cmds(run.calls)).toEqual([]);

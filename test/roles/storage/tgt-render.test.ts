@@ -62,7 +62,7 @@ describe('renderTgt', () => {
     expect(TGT_LUN).toBe(1);
     expect(t).toMatchObject({
       volume: 'db',
-      iqn: 'iqn.2026-11.mammatus:db',
+      iqn: 'iqn.2026-11.mammatus:volume.db',
       lun: 1,
       backing: '/var/lib/mammatus/volumes/db.img',
       kind: 'file',
@@ -87,15 +87,17 @@ describe('renderTgt', () => {
   it('skips, with a reason, what tgt-admin would run through a shell, files outside the volume path, shared CHAP users and foreign VGs', () => {
     const r = renderTgt('storage-1', CASES.mixed, SETTINGS);
     expect(r.targets.map((t) => t.volume)).toEqual(['db']);
-    expect(r.deleting).toEqual([{ volume: 'gone', iqn: 'iqn.2026-11.mammatus:gone', backing: '/var/lib/mammatus/volumes/gone.img' }]);
+    expect(r.deleting).toEqual([
+      { volume: 'gone', iqn: 'iqn.2026-11.mammatus:volume.gone', backing: '/var/lib/mammatus/volumes/gone.img' },
+    ]);
     expect(r.skipped).toEqual([
-      { volume: 'dup', iqn: 'iqn.2026-11.mammatus:dup', error: expect.stringMatching(/chap\.user db-chap is also volume db's/) },
+      { volume: 'dup', iqn: 'iqn.2026-11.mammatus:volume.dup', error: expect.stringMatching(/chap\.user db-chap is also volume db's/) },
       {
         volume: 'escape',
-        iqn: 'iqn.2026-11.mammatus:escape',
+        iqn: 'iqn.2026-11.mammatus:volume.escape',
         error: expect.stringMatching(/backing\.path: \/etc\/shadow must be a plain path under \/var\/lib\/mammatus\/volumes\//),
       },
-      { volume: 'shell', iqn: 'iqn.2026-11.mammatus:shell', error: expect.stringMatching(/through a shell/) },
+      { volume: 'shell', iqn: 'iqn.2026-11.mammatus:volume.shell', error: expect.stringMatching(/through a shell/) },
     ]);
     const lvm = renderTgt('storage-1', CASES.lvm, { path: '/srv' });
     expect(lvm.skipped[0].error).toMatch(/vg0 is not a volume group this node exports/);
@@ -116,7 +118,7 @@ describe('renderTgt', () => {
   it('splits its own conf back into blocks by IQN', () => {
     const r = renderTgt('storage-1', CASES['attached-and-unattached'], SETTINGS);
     const blocks = tgtBlocks(r.content);
-    expect([...blocks.keys()]).toEqual(['iqn.2026-11.mammatus:db', 'iqn.2026-11.mammatus:spare']);
+    expect([...blocks.keys()]).toEqual(['iqn.2026-11.mammatus:volume.db', 'iqn.2026-11.mammatus:volume.spare']);
     for (const t of r.targets) expect(blocks.get(t.iqn)).toBe(t.block);
     expect(tgtBlocks(undefined).size).toBe(0);
   });
