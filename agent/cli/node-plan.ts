@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { Document } from 'yaml';
 import { isHostPort } from '../../core/net.js';
-import type { RoleName } from '../../core/members.js';
+import type { Member } from '../../core/contracts.js';
+import { AGENT_TAG, ROLE_TAG, type RoleName } from '../../core/members.js';
 import { AUTHORITY_FILE, CREDENTIALS_FILE, parseCredentials, userKey, type AdmittedNode, type NodeCredentials } from '../../core/trust.js';
 import { NODE_BOOTSTRAP_PATHS, aptSourceText, serfNodeConfig } from '../../src/metadata/node-bootstrap.js';
 
@@ -56,8 +57,10 @@ export interface ConfigInput {
   readonly gossipKey: string;
   /** The node's own Serf RPC secret (kept across runs, see {@link chooseRpcAuth}). */
   readonly rpcAuth: string;
-  /** Serf addresses (`ip:port`) of the alive members. */
+  /** Serf addresses (`ip:port`) of the alive members (see {@link joinAddresses}). */
   readonly join: readonly string[];
+  /** The host's current Serf config, whose `retry_join` is kept while one of its entries is alive. */
+  readonly existingSerfConfig?: string;
   /** `--bind ADDR:PORT`: the node's gossip address. */
   readonly bind?: string;
   /** `--rpc ADDR:PORT`: the node's Serf RPC address (the agent is pointed at it). */
@@ -82,7 +85,7 @@ export function planConfig(input: ConfigInput): PlannedFile[] {
   const serf = serfNodeConfig({
     gossipKey: input.gossipKey,
     hostname: input.node,
-    join: [...input.join].sort(),
+    join: chooseJoin(input.existingSerfConfig, input.join),
     rpcAuth: input.rpcAuth,
     bind: input.bind,
     rpcAddr: input.rpcAddr,
@@ -93,6 +96,29 @@ export function planConfig(input: ConfigInput): PlannedFile[] {
     { path: NODE_PATHS.serfConfig, content: `${JSON.stringify(serf, null, 2)}\n`, mode: 0o600, restarts: ['serf', 'agent'] },
     { path: NODE_PATHS.agentConfig, content: agent.toString(), mode: 0o600, restarts: ['agent'] },
   ];
+}
+
+/** The Serf addresses (`ip:port`) of the alive members running an agent or holding a role, but `node`. */
+export function joinAddresses(members: readonly Member[], node: string): string[] {
+  return members
+    .filter((m) => m.status === 'alive' && m.name !== node && (m.tags[AGENT_TAG] !== undefined || m.tags[ROLE_TAG] !== undefined))
+    .map((m) => `${m.addr}:${m.port}`);
+}
+
+/**
+ * The join list to write, sorted: the host's current `retry_join` while at least one of its entries
+ * is still an alive member (Serf needs only one to join, and rewriting the file restarts serf and
+ * the agent: a re-run after another node joined must change nothing), else `alive`.
+ */
+export function chooseJoin(existingSerfConfig: string | undefined, alive: readonly string[]): string[] {
+  let current: unknown;
+  try {
+    current = (JSON.parse(existingSerfConfig ?? '') as { retry_join?: unknown }).retry_join;
+  } catch {
+    current = undefined; // no config yet, or a broken one
+  }
+  const kept = Array.isArray(current) && current.every((j) => typeof j === 'string') ? current : [];
+  return [...(kept.some((j) => alive.includes(j)) ? kept : alive)].sort();
 }
 
 /**

@@ -71,11 +71,13 @@ export async function ensureServices(host: RemoteHost, restart: ReadonlySet<Node
   const systemd = await hasSystemd(host);
   const done: string[] = [];
   if (systemd) {
-    const units = Object.values(UNITS);
-    const enabled = await host.exec(['systemctl', 'is-enabled', '--quiet', ...units]);
-    if (enabled.code !== 0) {
-      await must(host, ['systemctl', 'enable', ...units]);
-      done.push('enabled');
+    // One unit at a time: `systemctl is-enabled a b` exits 0 when either is enabled.
+    const disabled: string[] = [];
+    for (const unit of Object.values(UNITS))
+      if ((await host.exec(['systemctl', 'is-enabled', '--quiet', unit])).code !== 0) disabled.push(unit);
+    if (disabled.length > 0) {
+      await must(host, ['systemctl', 'enable', ...disabled]);
+      done.push(`enabled ${disabled.join(', ')}`);
     }
   } else {
     await must(host, ['mkdir', '-p', NODE_PATHS.runDir, NODE_PATHS.logDir]);
@@ -114,23 +116,26 @@ export interface SshFlags {
   knownHosts?: string;
 }
 
+/** Parses `[USER@]HOST` and `--port` into a target; a bad one is a usage error (exit 2), before any step runs. */
+export function sshTarget(text: string, o: Pick<SshFlags, 'port'>): SshTarget {
+  const port = o.port === undefined ? undefined : Number(o.port);
+  if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536))
+    throw new UsageError(`--port must be 1-65535, got ${o.port}`);
+  try {
+    return parseSshTarget(text, port);
+  } catch (err) {
+    throw new UsageError(errorMessage(err));
+  }
+}
+
 /**
  * Opens SSH to `[USER@]HOST` with the operator's key (ssh-agent, `--identity`, ~/.ssh), the host
  * key checked against known_hosts before any authentication; refusals become errors saying what
  * to do. Keys only: no password is ever sent.
  */
 export async function connectHost(text: string, o: SshFlags, env: NodeJS.ProcessEnv): Promise<RemoteHost> {
-  const port = o.port === undefined ? undefined : Number(o.port);
-  if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536))
-    throw new UsageError(`--port must be 1-65535, got ${o.port}`);
-  let target: SshTarget;
-  try {
-    target = parseSshTarget(text, port);
-  } catch (err) {
-    throw new UsageError(errorMessage(err));
-  }
   // A refusal's message already says what to do (the fingerprint, the known_hosts line, the keys offered).
-  return openSsh(target, {
+  return openSsh(sshTarget(text, o), {
     identity: o.identity,
     agentSocket: env.SSH_AUTH_SOCK ?? '',
     ...(env.HOME ? { home: env.HOME } : {}),

@@ -44,7 +44,7 @@ export async function waitForNode(g: GlobalOptions, node: string, roles: readonl
               `${member.addr}:${member.port}`,
               member.status,
               a.roles.join(',') || '-',
-              trustVerdict((await withTrust(g, [member]))[0]!),
+              trustVerdict((await withTrust(g, [member]))[0]),
               a.version,
               'ok',
             ];

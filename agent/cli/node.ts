@@ -60,6 +60,9 @@ async function deliver(creds: NodeCredentials, file: string, io: CliIo): Promise
   await writeFileAtomic(path.join(path.dirname(file), AUTHORITY_FILE), `${creds.authority}\n`, 0o644);
 }
 
+/** What `node add` needs of the roster (tests pass a fake). */
+export type RosterAccess = Pick<Roster, 'get' | 'put'>;
+
 /** Runs `body` with the roster at the controllers, as this node (which must be a controller). */
 export async function withRoster<T>(
   g: GlobalOptions,
@@ -95,7 +98,7 @@ async function bindRoster(nc: Parameters<typeof Roster.bind>[0]): Promise<Roster
  * roster. `seed` keeps an existing user key (re-admission with other roles); default a new one.
  */
 export async function admitInRoster(
-  r: Roster,
+  r: Pick<Roster, 'put'>,
   own: NodeCredentials,
   name: string,
   roles: readonly RoleName[],

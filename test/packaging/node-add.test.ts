@@ -5,7 +5,10 @@
  * status`, through the signed repository; (b) a second run changes nothing (no reinstall, no
  * restart); (c) a wrong host key is refused before any login; (d) a password-only sshd is refused
  * without a password ever being sent; (e) a second root whose repository is unreachable gets the
- * copied .deb and reaches `ok`. Root, debootstrap and the Debian mirror (or a cached tree) needed.
+ * copied .deb and reaches `ok`; (e2) a re-run of the first node after the second joined still changes
+ * nothing, and the second host is refused the first node's name; (f) `node remove` revokes first,
+ * leaves a host that is another node alone, and purges the right one. Root, debootstrap and the
+ * Debian mirror (or a cached tree) needed.
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -47,6 +50,7 @@ describe.skipIf(skip !== undefined)('mammatus node add over SSH to a Debian 13 c
   const roots: SshRoot[] = [];
   let host: SshRoot;
   let sshd: Sshd;
+  let s2: Sshd;
   let failed: string | undefined;
   const knownHosts = path.join(work, 'operator', 'known_hosts');
 
@@ -203,7 +207,7 @@ describe.skipIf(skip !== undefined)('mammatus node add over SSH to a Debian 13 c
   step('e. a host that cannot reach the repository gets the copied .deb and reaches ok', async () => {
     const second = await sshRoot(tarball, bed.sshPub, path.join(work, 'logs-e'));
     roots.push(second);
-    const s2 = await second.startSshd();
+    s2 = await second.startSshd();
     const closed = `http://127.0.0.1:${await freePort()}/`;
     const r = await add(s2.port, 'store-2', [
       '--accept-new',
@@ -225,27 +229,62 @@ describe.skipIf(skip !== undefined)('mammatus node add over SSH to a Debian 13 c
     expect((await statusOf('store-2'))?.answer?.role_status.storage?.state).toBe('ok');
   });
 
-  step('f. node remove --purge stops the node over SSH, purges the package and its secrets, and revokes it', async () => {
+  const roster = async () =>
+    JSON.parse((await bed.cli(['node', 'list', '--json', '--nats', bed.natsUrl])).stdout) as Array<{ node: string; nkey: string }>;
+
+  step("e2. a re-run after another node joined changes nothing; a host is refused another node's name", async () => {
     const pids = [host.daemonPid('serf'), host.daemonPid('agent')];
-    const r = await bed.cli([
-      'node',
-      'remove',
-      'store-1',
-      'root@127.0.0.1',
-      '--port',
-      String(sshd.port),
-      '--identity',
-      bed.sshKey,
-      '--known-hosts',
-      knownHosts,
-      '--purge',
-      '--nats',
-      bed.natsUrl,
-    ]);
+    const conf = host.chroot.read('/etc/serf/mammatus.json');
+    const r = await add(sshd.port, 'store-1', ['--apt-repo', bed.repoUrl, '--apt-key', bed.repoKey, ...(await reuseFlags())]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n').at(-1)).toMatch(/^store-1: nothing to change in /);
+    expect([host.daemonPid('serf'), host.daemonPid('agent')]).toEqual(pids);
+    expect(host.chroot.read('/etc/serf/mammatus.json')).toBe(conf);
+
+    const before = (await roster()).find((n) => n.node === 'store-1');
+    const taken = await add(s2.port, 'store-1', ['--deb', bed.deb, ...(await nodeFlags())]);
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toMatch(
+      /\[2\/6\] credentials failed: the roster already lists store-1 with another key .*Give this host its own name with --name NAME, or take the name over with --replace/,
+    );
+    expect((await roster()).find((n) => n.node === 'store-1')).toEqual(before);
+  });
+
+  step("f. node remove revokes first, leaves another node's host alone, then purges the right host", async () => {
+    const pids = [host.daemonPid('serf'), host.daemonPid('agent')];
+    const remove = (port: number) =>
+      bed.cli([
+        'node',
+        'remove',
+        'store-1',
+        'root@127.0.0.1',
+        '--port',
+        String(port),
+        '--identity',
+        bed.sshKey,
+        '--known-hosts',
+        knownHosts,
+        '--purge',
+        '--nats',
+        bed.natsUrl,
+      ]);
+    // store-2's host given by mistake: store-1 is revoked, store-2 is not touched.
+    const wrong = await remove(s2.port);
+    console.log(`[node-add] node remove at the wrong host (exit ${wrong.code}):\n${wrong.stdout.trim()}\n${wrong.stderr.trim()}`);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stdout).toMatch(/\[1\/3\] revoke: store-1 removed from the roster/);
+    expect(wrong.stderr).toMatch(
+      /\[3\/3\] purge failed: root@127\.0\.0\.1 is node store-2, not store-1: nothing stopped or purged there\. store-1 IS revoked/,
+    );
+    expect((await roster()).map((n) => n.node)).toEqual(expect.arrayContaining(['store-2']));
+    expect(roots[1].chroot.exists('/var/lib/mammatus/credentials.json')).toBe(true);
+    expect(roots[1].daemonPid('agent')).toBeGreaterThan(0);
+
+    const r = await remove(sshd.port);
     console.log(`[node-add] node remove --purge (exit ${r.code}):\n${r.stdout.trim()}\n${r.stderr.trim()}`);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/\[1\/3\] purge: stopped agent, stopped serf, purged mammatus-agent/);
-    expect(r.stdout).toMatch(/\[2\/3\] revoke: store-1 removed from the roster/);
+    expect(r.stdout).toMatch(/\[1\/3\] revoke: store-1 is not in the roster/);
+    expect(r.stdout).toMatch(/\[3\/3\] purge: stopped agent, stopped serf, purged mammatus-agent/);
     for (const pid of pids) expect(() => process.kill(pid!, 0)).toThrow();
     for (const f of [
       '/usr/bin/mammatus',
@@ -254,8 +293,7 @@ describe.skipIf(skip !== undefined)('mammatus node add over SSH to a Debian 13 c
       '/etc/mammatus/agent.d/10-bootstrap.yaml',
     ])
       expect(host.chroot.exists(f), f).toBe(false);
-    const roster = JSON.parse((await bed.cli(['node', 'list', '--json', '--nats', bed.natsUrl])).stdout) as Array<{ node: string }>;
-    expect(roster.map((n) => n.node)).not.toContain('store-1');
+    expect((await roster()).map((n) => n.node)).not.toContain('store-1');
     const members = JSON.parse((await bed.cli(['members', '--json'])).stdout) as Array<{ name: string; status: string }>;
     expect(members.find((m) => m.name === 'store-1')?.status ?? 'left').toMatch(/left|leaving/);
   });

@@ -8,9 +8,11 @@ import { admittedNode, createAuthority, mintCredentials } from '../../../core/tr
 import {
   NODE_PATHS,
   checkAddrPort,
+  chooseJoin,
   chooseRpcAuth,
   decideCredentials,
   describeFiles,
+  joinAddresses,
   planAptSource,
   planConfig,
   planCredentials,
@@ -29,6 +31,8 @@ import {
   parsePackages,
   parseSha256,
 } from '../../../agent/cli/node-host.js';
+import { hostAddresses, hostNodeName, nameTaken, type NameCheck } from '../../../agent/cli/node-names.js';
+import type { Member } from '../../../core/contracts.js';
 import { fixedCredentials } from '../../helpers/trust.js';
 
 const GOLDEN = join(import.meta.dirname, '__golden__', 'node-plan');
@@ -43,6 +47,13 @@ const INPUT: ConfigInput = {
   bind: '10.0.0.7:7946',
   rpcAddr: '127.0.0.1:7373',
 };
+const member = (name: string, addr: string, status: Member['status'] = 'alive'): Member => ({
+  name,
+  addr,
+  port: 7946,
+  status,
+  tags: { mammatus: '0.1.0', role: 'storage' },
+});
 const ARMORED = Buffer.from('-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ\n-----END PGP PUBLIC KEY BLOCK-----\n');
 
 describe('node add plan', () => {
@@ -183,5 +194,72 @@ describe('node add plan', () => {
     expect(() => checkAddrPort('node1:7946', '--bind')).toThrow(/--bind must be IP:PORT/);
     expect(() => checkAddrPort('127.0.0.1', '--rpc')).toThrow(/--rpc/);
     expect(() => checkAddrPort('127.0.0.1:99999', '--rpc')).toThrow(/--rpc/);
+  });
+
+  it('keeps the join list while one of its members is alive: a re-run after another node joined changes nothing', () => {
+    const first = planConfig(INPUT);
+    const existing = first[0].content as string;
+    // B joined, and one of the first members is gone: the file stays byte for byte (no restart).
+    const later = planConfig({ ...INPUT, existingSerfConfig: existing, join: ['10.0.0.1:7946', '10.0.0.9:7946'] });
+    expect(later.map((f) => sha256(f.content))).toEqual(first.map((f) => sha256(f.content)));
+    expect(chooseJoin(existing, ['10.0.0.2:7946', '10.0.0.3:7946'])).toEqual(['10.0.0.1:7946', '10.0.0.2:7946']);
+    // None of them alive any more: the alive members are written.
+    expect(chooseJoin(existing, ['10.0.0.9:7946', '10.0.0.3:7946'])).toEqual(['10.0.0.3:7946', '10.0.0.9:7946']);
+    expect(chooseJoin(undefined, ['10.0.0.9:7946'])).toEqual(['10.0.0.9:7946']);
+    expect(chooseJoin('{broken', ['10.0.0.9:7946'])).toEqual(['10.0.0.9:7946']);
+    expect(chooseJoin('{"retry_join":[1]}', ['10.0.0.9:7946'])).toEqual(['10.0.0.9:7946']);
+    // The join list: alive members with an agent or a role, never the node itself.
+    const members = [
+      member('a', '10.0.0.1'),
+      member('store-1', '10.0.0.7'),
+      member('gone', '10.0.0.5', 'failed'),
+      { ...member('plain', '10.0.0.6'), tags: {} },
+    ];
+    expect(joinAddresses(members, 'store-1')).toEqual(['10.0.0.1:7946']);
+  });
+
+  it('refuses a name another node holds: another key in the roster, or an alive member elsewhere', () => {
+    const creds = fixedCredentials('debian', ['storage'], 1);
+    const other = admittedNode(fixedCredentials('debian', ['compute'], 2));
+    const base: NameCheck = {
+      node: 'debian',
+      remoteCredentials: undefined,
+      authority: creds.authority,
+      roster: undefined,
+      members: [],
+      hostAddrs: ['10.0.0.7'],
+    };
+    expect(nameTaken(base)).toBeUndefined();
+    expect(nameTaken({ ...base, roster: other })).toMatch(/^the roster already lists debian with another key \(U[A-Z2-7]{55}, roles compute, admitted /);
+    // The host holding the name's credentials, with the key the roster lists, is that node.
+    const own = { ...base, remoteCredentials: JSON.stringify(creds), roster: admittedNode(creds) };
+    expect(nameTaken(own)).toBeUndefined();
+    expect(nameTaken({ ...own, members: [member('debian', '10.0.0.8')] })).toBeUndefined();
+    expect(nameTaken({ ...own, roster: other })).toMatch(/another key/);
+    // Credentials for another name prove nothing.
+    expect(nameTaken({ ...base, remoteCredentials: JSON.stringify(fixedCredentials('web1', ['storage'], 1)), roster: other })).toMatch(
+      /another key/,
+    );
+    expect(nameTaken({ ...base, members: [member('debian', '10.0.0.8')] })).toBe(
+      'debian is an alive Serf member at 10.0.0.8:7946, which is not this host',
+    );
+    expect(nameTaken({ ...base, members: [member('debian', '10.0.0.7')] })).toBeUndefined();
+    expect(nameTaken({ ...base, members: [member('debian', '10.0.0.8', 'failed')] })).toBeUndefined();
+    expect(hostAddresses('10.0.0.7 fd00::7 \n', ['host.lan', '127.0.0.2:7946', '[fd00::9]:7946', '10.0.0.3', undefined])).toEqual([
+      '10.0.0.7',
+      'fd00::7',
+      'host.lan',
+      '127.0.0.2',
+      'fd00::9',
+      '10.0.0.3',
+    ]);
+  });
+
+  it('tells which node a host is: its credentials, else its Serf config', () => {
+    const creds = JSON.stringify(fixedCredentials('web2', ['storage']));
+    expect(hostNodeName(creds, '{"node_name":"other"}')).toBe('web2');
+    expect(hostNodeName(undefined, '{"node_name":"web1"}')).toBe('web1');
+    expect(hostNodeName('{broken', undefined)).toBeUndefined();
+    expect(hostNodeName(undefined, undefined)).toBeUndefined();
   });
 });

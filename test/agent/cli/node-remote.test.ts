@@ -3,56 +3,18 @@
  * Debian's sshd in test/packaging/node-add.test.ts): only differing files are written, services
  * are (re)started only when needed, and the progress lines and JSON summary read as documented.
  */
-import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { RemoteHost, RemoteResult } from '../../../core/ssh-remote.js';
 import { ensureServices, syncFiles } from '../../../agent/cli/node-remote.js';
 import { StepRunner } from '../../../agent/cli/node-steps.js';
 import type { PlannedFile } from '../../../agent/cli/node-plan.js';
+import { fakeHost as fake } from '../../helpers/fake-remote.js';
 
-/** A host whose files live in a map; `running` answers the status commands. */
-function fakeHost(files: Map<string, { content: string; mode: number }>, running: Set<string>, systemd = false) {
-  const calls: string[][] = [];
-  const ok = (stdout = '', code = 0): RemoteResult => ({ code, stdout, stderr: '', ms: 1 });
-  const host: RemoteHost = {
-    target: { user: 'root', host: 'h', port: 22 },
-    hostKeyFingerprint: 'SHA256:x',
-    auth: 'agent',
-    async exec(argv) {
-      calls.push([...argv]);
-      const [cmd, ...args] = argv;
-      const paths = args.filter((a) => a.startsWith('/'));
-      if (cmd === 'sha256sum')
-        return ok(
-          paths
-            .filter((p) => files.has(p))
-            .map((p) => `${createHash('sha256').update(files.get(p)!.content).digest('hex')}  ${p}\n`)
-            .join(''),
-          1,
-        );
-      if (cmd === 'stat')
-        return ok(
-          paths
-            .filter((p) => files.has(p))
-            .map((p) => `${files.get(p)!.mode.toString(8)} ${p}\n`)
-            .join(''),
-        );
-      if (cmd === 'chmod') files.get(args[2])!.mode = parseInt(args[0], 8);
-      if (cmd === 'test') return ok('', systemd ? 0 : 1);
-      if (cmd === 'start-stop-daemon' && args[0] === '--status') return ok('', running.has(args[2]) ? 0 : 3);
-      if (cmd === 'systemctl' && args[0] === 'is-active') return ok('', running.has(args[2]) ? 0 : 3);
-      if (cmd === 'systemctl' && args[0] === 'is-enabled') return ok('', 0);
-      return ok();
-    },
-    async writeFile(path, content, mode) {
-      calls.push(['write', path]);
-      files.set(path, { content: content.toString(), mode });
-    },
-    copyFile: () => Promise.resolve(),
-    close: () => Promise.resolve(),
-  };
-  return { host, calls };
-}
+const fakeHost = (
+  files: Map<string, { content: string; mode: number }>,
+  running: Set<string>,
+  systemd = false,
+  enabled = new Set(['serf.service', 'mammatus-agent.service']),
+) => fake({ files, running, systemd, enabled });
 
 const planned = (path: string, content: string, mode = 0o600): PlannedFile => ({ path, content, mode, restarts: ['serf'] });
 
@@ -93,6 +55,15 @@ describe('node add over a host', () => {
       'serf.service',
       'mammatus-agent.service',
     ]);
+  });
+
+  it('checks each unit on its own and enables only the disabled ones (is-enabled a b is 0 if either is)', async () => {
+    const { host, calls } = fakeHost(new Map(), new Set(['serf.service', 'mammatus-agent.service']), true, new Set(['serf.service']));
+    expect(await ensureServices(host, new Set())).toEqual(['enabled mammatus-agent.service']);
+    expect(calls.filter((c) => c[0] === 'systemctl' && c[1] === 'enable')).toEqual([['systemctl', 'enable', 'mammatus-agent.service']]);
+    calls.length = 0;
+    expect(await ensureServices(host, new Set())).toEqual([]);
+    expect(calls.some((c) => c[1] === 'enable')).toBe(false);
   });
 
   it('prints one line per step, names the failed one, and sums up (JSON on stdout with --json)', async () => {
