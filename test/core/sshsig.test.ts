@@ -141,6 +141,19 @@ describe.skipIf(!hasKeygen)('operator-signed Serf events', () => {
     expect(why(() => openEvent(operators, 'mammatus.volume.create', env, NOW + 301_000, new SeenNonces()))).toMatch(/stale/);
   });
 
+  it('accepts an envelope an operator made by hand with ssh-keygen -Y sign', () => {
+    const [time, nonce] = [NOW / 1000, 'handmade-nonce-1'];
+    const msgFile = path.join(dir, 'by-hand');
+    writeFileSync(msgFile, signedMessage('mammatus.volume.create', time, nonce, payload));
+    execFileSync('ssh-keygen', ['-q', '-Y', 'sign', '-f', alice.file, '-n', SIG_NAMESPACE, msgFile], { stdio: 'pipe' });
+    const blob = readFileSync(`${msgFile}.sig`, 'utf8')
+      .replace(/-----[A-Z ]+-----/g, '')
+      .replace(/\s+/g, '');
+    const env = Buffer.concat([Buffer.from(`mammatus-sig-v1 ${time} ${nonce} ${blob}\n`), payload]);
+    const opened = openEvent(operators, 'mammatus.volume.create', env, NOW, new SeenNonces());
+    expect([opened.operator.name, opened.payload.toString()]).toEqual(['alice@test', payload.toString()]);
+  });
+
   it('is an SSHSIG that ssh-keygen -Y verify accepts over the signed message', async () => {
     const env = await sealEvent(alice.key, 'mammatus.volume.create', payload, NOW);
     const [, time, nonce, blob] = env.subarray(0, env.indexOf(0x0a)).toString().split(' ');

@@ -230,7 +230,9 @@ describe('node add plan', () => {
       hostAddrs: ['10.0.0.7'],
     };
     expect(nameTaken(base)).toBeUndefined();
-    expect(nameTaken({ ...base, roster: other })).toMatch(/^the roster already lists debian with another key \(U[A-Z2-7]{55}, roles compute, admitted /);
+    expect(nameTaken({ ...base, roster: other })).toMatch(
+      /^the roster already lists debian with another key \(U[A-Z2-7]{55}, roles compute, admitted /,
+    );
     // The host holding the name's credentials, with the key the roster lists, is that node.
     const own = { ...base, remoteCredentials: JSON.stringify(creds), roster: admittedNode(creds) };
     expect(nameTaken(own)).toBeUndefined();
