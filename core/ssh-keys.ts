@@ -6,8 +6,11 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OpenSSHAgent, utils, type AgentAuthMethod, type ParsedKey, type PublicKeyAuthMethod } from 'ssh2';
+// ssh2 is CommonJS whose exports Node's ESM loader cannot list: take them from its default export.
+import ssh2, { type AgentAuthMethod, type ParsedKey, type PublicKeyAuthMethod } from 'ssh2';
 import { sshFingerprint } from './known-hosts.js';
+
+const { OpenSSHAgent, utils } = ssh2;
 
 /** One way in that will be offered, with how it is named to the user. */
 export interface KeyCandidate {

@@ -7,7 +7,10 @@
  * Supported keys: ssh-ed25519 and ssh-rsa (signing with rsa-sha2-512, as SSHSIG requires).
  */
 import { createHash } from 'node:crypto';
-import { OpenSSHAgent, utils, type ParsedKey } from 'ssh2';
+// ssh2 is CommonJS whose exports Node's ESM loader cannot list: take them from its default export.
+import ssh2, { type ParsedKey } from 'ssh2';
+
+const { OpenSSHAgent, utils } = ssh2;
 
 const MAGIC = Buffer.from('SSHSIG');
 const VERSION = 1;
