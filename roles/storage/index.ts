@@ -53,6 +53,11 @@ export interface StorageDeps extends BackendOptions {
   readonly space?: FsSpace;
   /** The clock of `observed.at` (tests). */
   readonly now?: () => Date;
+  /**
+   * How often a pass runs between registry changes (ms; default 30 000): it re-creates a target
+   * tgtd or the kernel lost (a restart) and retries a feed that could not be opened.
+   */
+  readonly pollMs?: number;
 }
 
 /** What the role says about its node: `summary` for `mammatus status`, the rest for the capacity query. */
@@ -143,6 +148,9 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
   const reported = new Map<string, string>();
   let passing: Promise<void> | undefined;
   let again = false;
+  let poll: NodeJS.Timeout | undefined;
+  /** Bumped when a link closes: a late change from the old feed is ignored. */
+  let generation = 0;
 
   async function configure(ctx: StartContext): Promise<void> {
     const cfg = parseStorageConfig(ctx.desired.config);
@@ -161,13 +169,29 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
       return;
     }
     const key = JSON.stringify([[...cfg.registry.nats].sort(), node]);
+    poll ??= setInterval(tick, deps.pollMs ?? 30_000);
+    poll.unref();
     if (link && key === linkKey) return request();
     await closeLink();
     await openLink(key, cfg, node, ctx.log);
   }
 
+  /** The poll: a pass, or another try at opening the feed. */
+  function tick(): void {
+    const e = env;
+    if (!e || !storageConfigured(e.cfg) || opening) return;
+    if (link) return request();
+    detach(openLink(JSON.stringify([[...e.cfg.registry.nats].sort(), e.node]), e.cfg, e.node, e.log), () => undefined);
+  }
+
   async function openLink(key: string, cfg: StorageConfig, node: string, log: Logger): Promise<void> {
     const feed = deps.volumeFeed!;
+    const mine = generation;
+    const onChange = (records: readonly VolumeRecord[]) => {
+      if (mine !== generation) return;
+      volumes = records;
+      request();
+    };
     opening = (async () => {
       try {
         link = await feed(cfg.registry.nats, node, onChange, log.child({ component: 'volume-registry' }));
@@ -185,17 +209,13 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
 
   async function closeLink(): Promise<void> {
     await opening;
+    generation++;
     const l = link;
     link = undefined;
     linkKey = '';
     volumes = undefined;
     reported.clear();
     await l?.close().catch(() => undefined);
-  }
-
-  function onChange(records: readonly VolumeRecord[]): void {
-    volumes = records;
-    request();
   }
 
   /** Asks for a pass; passes never overlap, and changes during one make one more. */
@@ -311,6 +331,8 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
     serveNow,
 
     async stop() {
+      clearInterval(poll);
+      poll = undefined;
       await passing?.catch(() => undefined);
       await closeLink();
       env = undefined;

@@ -289,6 +289,31 @@ describe('the storage role', () => {
     ]);
   });
 
+  it('retries a feed that could not be opened, and the poll re-creates a target tgtd lost', async () => {
+    const f = fakeFeed();
+    let tries = 0;
+    const flaky: VolumeFeed = async (...args) => {
+      if (tries++ === 0) throw new Error('connect ECONNREFUSED 10.0.0.10:4222');
+      const l = await f.feed(...args);
+      args[2]([data]);
+      return l;
+    };
+    const tgt = fakeTgt(() => [data]);
+    const role = buildStorageRole({ volumeFeed: flaky, space: SPACE, now: NOW, pollMs: 10 });
+    await role.start!(ctx({ ...REGISTRY, backend: 'tgt' }, tgt.run, memoryFiles()));
+    expect(role.facts().reason).toBe('cannot open the volume registry: connect ECONNREFUSED 10.0.0.10:4222');
+    const until = async (done: () => boolean) => {
+      for (let i = 0; i < 200 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
+    };
+    await until(() => f.reports.length === 1);
+    expect(f.reports.map(([n, o]) => [n, o.state])).toEqual([['data', 'serving']]);
+    // tgtd restarted empty: the next poll re-creates the target (and reports nothing: it serves as before).
+    tgt.live.clear();
+    await until(() => tgt.live.size === 1);
+    expect(tgt.live.has('iqn.2026-12.mammatus:volume.data')).toBe(true);
+    await role.stop!();
+  });
+
   it(`answers ${STORAGE_CAPACITY_QUERY} with its room and volumes`, async () => {
     const f = fakeFeed();
     const tgt = fakeTgt(() => [data]);
