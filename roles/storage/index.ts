@@ -101,7 +101,7 @@ export function storagePortal(cfg: StorageConfig, node: string, members: readonl
   return addr && /^\d+\.\d+\.\d+\.\d+$/.test(addr) ? addr : undefined;
 }
 
-const NO_REGISTRY = 'no registry: roles.storage.registry.nats is not set, this node serves no volumes';
+const NO_REGISTRY = 'no registry: roles.storage.registry.nats is not set';
 
 /** Renders the resolved settings (no secret in them). Pure. */
 export function renderStorageSettings(cfg: StorageConfig, node: string, members: readonly Member[]): string {
@@ -162,7 +162,7 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
     if (!storageConfigured(cfg)) {
       await closeLink();
       notReady = NO_REGISTRY;
-      return ctx.log.warn(`storage role: ${NO_REGISTRY}`);
+      return ctx.log.warn(`storage role: ${NO_REGISTRY}; this node serves no volume`);
     }
     if (!deps.volumeFeed) {
       notReady = 'this agent follows no registry: no volume is served';
@@ -313,7 +313,9 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
       const parts = [`${mine.length} volumes, ${gib(allocated)} of ${gib(fs.total)} GiB, ${attached} attached`];
       if (failing) parts.push(`${failing} failing`);
       if (reason) parts.push(`not ready: ${reason}`);
-      const summary = parts.join(', ') + (backend && !reason ? ` (${backend})` : '');
+      // `mammatus status` shows 80 characters: without a registry, that is all there is to say.
+      const summary =
+        reason === NO_REGISTRY ? `serves nothing: ${NO_REGISTRY}` : parts.join(', ') + (backend && !reason ? ` (${backend})` : '');
       return {
         summary,
         ready: !reason,
