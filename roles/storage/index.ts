@@ -258,9 +258,9 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
     try {
       backend ??= await chooseBackend(e.cfg.backend, e.run);
       const served = await serveVolumes({ ...e, config: e.cfg, portal: e.portal, backend, volumes: mine, options: deps });
-      notReady = '';
+      notReady = served.problem ?? '';
       observed.clear();
-      for (const [name, s] of served) observed.set(name, s);
+      for (const [name, s] of served.volumes) observed.set(name, s);
     } catch (err) {
       // Unexpected (the backends report their own failures): keep the last observed state, say why.
       notReady = `the last pass failed: ${errorMessage(err)}`;

@@ -71,6 +71,13 @@ export async function otherBackendProblem(backend: StorageBackend, run: Run, por
   return undefined;
 }
 
+/** What a pass did: each volume's state, and what is wrong with the node as a whole (nothing can be served). */
+export interface ServeResult {
+  readonly volumes: Map<string, ServedState>;
+  /** The other backend holds the port, the daemon does not answer, LIO's config cannot be read. */
+  readonly problem?: string;
+}
+
 /** What one pass needs. */
 export interface ServeInput {
   readonly backend: StorageBackend;
@@ -86,11 +93,16 @@ export interface ServeInput {
 }
 
 /** Serves `volumes` with the chosen backend; returns what each of this node's volumes now is. */
-export async function serveVolumes(input: ServeInput): Promise<Map<string, ServedState>> {
+export async function serveVolumes(input: ServeInput): Promise<ServeResult> {
   const mine = input.volumes.filter((v) => v.node === input.node);
   const refused = await otherBackendProblem(input.backend, input.run);
-  if (refused) return new Map(mine.map((v) => [v.name, { state: 'error', error: refused }]));
+  if (refused) return everyVolume(mine, refused);
   return input.backend === 'tgt' ? serveTgt(input, mine) : serveLio(input, mine);
+}
+
+/** Nothing could be served: every volume says why. */
+function everyVolume(mine: readonly VolumeRecord[], problem: string): ServeResult {
+  return { volumes: new Map(mine.map((v) => [v.name, { state: 'error', error: problem }])), problem };
 }
 
 /** The IQN of a record, or undefined when its date is bad (the render reports it as skipped). */
@@ -102,7 +114,7 @@ function iqnOf(v: VolumeRecord): string | undefined {
   }
 }
 
-async function serveTgt(input: ServeInput, mine: readonly VolumeRecord[]): Promise<Map<string, ServedState>> {
+async function serveTgt(input: ServeInput, mine: readonly VolumeRecord[]): Promise<ServeResult> {
   const { config } = input;
   const render = renderTgt(input.node, mine, { path: config.path, volumeGroups: config.lvm.volume_groups });
   const result = await applyTgt(render, {
@@ -121,10 +133,10 @@ async function serveTgt(input: ServeInput, mine: readonly VolumeRecord[]): Promi
     else if (lun !== undefined && own.length === 0) out.set(v.name, { state: 'serving', lun });
     else out.set(v.name, { state: 'error', error: [...own, ...general].join('; ') || 'not served' });
   }
-  return out;
+  return { volumes: out, ...(general.length ? { problem: general.join('; ') } : {}) };
 }
 
-async function serveLio(input: ServeInput, mine: readonly VolumeRecord[]): Promise<Map<string, ServedState>> {
+async function serveLio(input: ServeInput, mine: readonly VolumeRecord[]): Promise<ServeResult> {
   const { config, files } = input;
   const render = renderLio(mine, {
     node: input.node,
@@ -138,7 +150,7 @@ async function serveLio(input: ServeInput, mine: readonly VolumeRecord[]): Promi
   } catch (err) {
     // Nothing was changed: every volume keeps what it had, and says why nothing moved.
     if (!(err instanceof LioApplyError)) throw err;
-    return new Map(mine.map((v) => [v.name, { state: 'error', error: err.message }]));
+    return everyVolume(mine, err.message);
   }
   const served = new Set([...result.restored, ...result.unchanged].map((i) => i.toLowerCase()));
   const skipped = new Map(render.skipped.map((s) => [s.volume, s.reason]));
@@ -156,7 +168,7 @@ async function serveLio(input: ServeInput, mine: readonly VolumeRecord[]): Promi
       out.set(v.name, { state: 'serving', lun: render.targets.find((t) => t.volume === v.name)?.lun ?? 0 });
     else out.set(v.name, { state: 'error', error: own.join('; ') || 'not served' });
   }
-  return out;
+  return { volumes: out };
 }
 
 /**

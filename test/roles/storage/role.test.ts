@@ -269,7 +269,10 @@ describe('the storage role', () => {
     ]);
     expect(f.reports.at(-1)?.[1].error).toMatch(/cannot read LIO's live config/);
     expect(sim.live.targets).toHaveLength(2);
-    expect(role.facts().summary).toBe('2 volumes, 3 of 100 GiB, 1 attached, 2 failing (lio)');
+    expect(role.facts()).toMatchObject({
+      ready: false,
+      summary: expect.stringMatching(/^2 volumes, 3 of 100 GiB, 1 attached, 2 failing, not ready: cannot read LIO's live config/),
+    });
   });
 
   it('refuses to serve with LIO while tgtd holds port 3260, and touches neither', async () => {
@@ -285,6 +288,21 @@ describe('the storage role', () => {
     expect(f.reports).toEqual([
       ['data', expect.objectContaining({ state: 'error', error: expect.stringMatching(/^tgtd listens on port 3260/) })],
     ]);
+    // Not ready, so the volume CLI places nothing here.
+    expect(role.facts().reason).toMatch(/^tgtd listens on port 3260/);
+  });
+
+  it('is not ready while tgtd does not answer, even with no volume to serve', async () => {
+    const run = recordingRun((a) =>
+      a[0] === 'tgtadm' ? commandFailed(a, 22, 'tgtadm: failed to send request hdr to tgt daemon') : undefined,
+    );
+    const f = fakeFeed();
+    const role = buildStorageRole({ volumeFeed: f.feed, space: SPACE });
+    await role.start!(ctx({ ...REGISTRY, backend: 'tgt' }, run, memoryFiles()));
+    f.set([]);
+    await role.serveNow();
+    expect(role.facts()).toMatchObject({ ready: false, reason: expect.stringMatching(/^tgtd does not answer \(is it running\?\)/) });
+    expect(buildStorageCapacity('st1', role.facts())).toMatchObject({ ready: false });
   });
 
   it('retries a feed that could not be opened, and the poll re-creates a target tgtd lost', async () => {
