@@ -11,6 +11,9 @@
  * handler per query name (the dispatcher refuses a second).
  */
 
+import { statfs } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
 /** Query name, as documented in docs/serf.md. */
 export const STORAGE_CAPACITY_QUERY = 'mammatus.storage-capacity';
 
@@ -67,3 +70,18 @@ export function parseStorageCapacity(text: string): StorageCapacityAnswer | stri
     return 'bad answer';
   }
 }
+
+/** Free and total bytes of a filesystem. */
+export type FsSpace = (path: string) => Promise<{ readonly free: number; readonly total: number }>;
+
+/** statfs of `p`, or of its nearest existing parent (the volume directory is made by the first volume). */
+export const fsSpace: FsSpace = async (p) => {
+  for (let dir = p; ; dir = dirname(dir)) {
+    try {
+      const s = await statfs(dir);
+      return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
+    } catch (err) {
+      if (dir === '/') throw err;
+    }
+  }
+};

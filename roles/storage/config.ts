@@ -16,6 +16,7 @@
  * ```
  */
 import type { JSONSchemaType } from 'ajv';
+import type { Member } from '../../core/contracts.js';
 import { COMMON_FORMATS, sectionChecker, withDefaults, type Format } from '../../core/validation.js';
 
 /** The two backends, and `auto` (LIO when the kernel has it, else tgt). */
@@ -97,4 +98,35 @@ const checkSettings = sectionChecker<StorageSettings>({
 /** Checks `roles.storage` as written and returns it with every default applied. */
 export function parseStorageConfig(raw: unknown): StorageConfig {
   return withDefaults<StorageConfig>(DEFAULTS, checkSettings(raw ?? {}));
+}
+
+/** Where the resolved settings are rendered. */
+export const STORAGE_SETTINGS_PATH = '/etc/mammatus/storage/settings';
+
+/** True when `roles.storage.registry.nats` lists a server: without one the role serves nothing. */
+export function storageConfigured(cfg: StorageConfig): boolean {
+  return cfg.registry.nats.length > 0;
+}
+
+/** The portal: `roles.storage.portal`, else this node's Serf address when it is IPv4. */
+export function storagePortal(cfg: StorageConfig, node: string, members: readonly Member[]): string | undefined {
+  if (cfg.portal) return cfg.portal;
+  const addr = members.find((m) => m.name === node)?.addr;
+  return addr && /^\d+\.\d+\.\d+\.\d+$/.test(addr) ? addr : undefined;
+}
+
+/** Why a storage node without a registry serves nothing (its status line says it). */
+export const NO_REGISTRY = 'no registry: roles.storage.registry.nats is not set';
+
+/** Renders the resolved settings (no secret in them). Pure. */
+export function renderStorageSettings(cfg: StorageConfig, node: string, members: readonly Member[]): string {
+  return [
+    '# managed by mammatus role=storage: the settings the storage role serves volumes with',
+    `backend ${cfg.backend}`,
+    `path ${cfg.path}`,
+    `portal ${storagePortal(cfg, node, members) ?? 'unknown'}`,
+    ...cfg.lvm.volume_groups.map((vg) => `volume_group ${vg}`),
+    ...[...cfg.registry.nats].sort().map((s) => `registry ${s}`),
+    '',
+  ].join('\n');
 }

@@ -10,40 +10,22 @@
  * re-opens the feed and serves again. Without `roles.storage.registry.nats` it renders nothing and
  * serves nothing, and says so in `mammatus status` (the local cluster's storage node runs so).
  */
-import { statfs } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import type { FileOps, Logger, Member, Run } from '../../core/contracts.js';
+import type { FileOps, Logger, Run } from '../../core/contracts.js';
 import { detach, errorMessage } from '../../core/errors.js';
 import type { VolumeRecord } from '../../core/volume-record.js';
 import type { DesiredState, RenderedFile, Role, RoleFacts, StartContext } from '../types.js';
-import { parseStorageConfig, type StorageConfig } from './config.js';
-import { buildStorageCapacity, STORAGE_CAPACITY_QUERY } from './capacity.js';
+import {
+  NO_REGISTRY,
+  parseStorageConfig,
+  renderStorageSettings,
+  STORAGE_SETTINGS_PATH,
+  storageConfigured,
+  storagePortal,
+  type StorageConfig,
+} from './config.js';
+import { buildStorageCapacity, fsSpace, STORAGE_CAPACITY_QUERY, type FsSpace } from './capacity.js';
+import type { VolumeFeed, VolumeFeedLink } from './feed.js';
 import { chooseBackend, serveVolumes, type BackendOptions, type ServedState, type StorageBackend } from './serve.js';
-
-/** What a storage node reports for one of its volumes (the record's `observed`). */
-export interface VolumeObserved extends ServedState {
-  readonly at: string;
-}
-
-/** The open link to the volume registry. */
-export interface VolumeFeedLink {
-  close(): Promise<void>;
-  report(name: string, observed: VolumeObserved): Promise<void>;
-}
-
-/**
- * Opens the volume registry (src/registry/volume-feed.ts implements it): calls `onChange` with
- * every record whenever one changes, and writes what this node observes.
- */
-export type VolumeFeed = (
-  servers: readonly string[],
-  node: string,
-  onChange: (volumes: readonly VolumeRecord[]) => void,
-  log: Logger,
-) => Promise<VolumeFeedLink>;
-
-/** Free and total bytes of a filesystem. */
-export type FsSpace = (path: string) => Promise<{ readonly free: number; readonly total: number }>;
 
 /** What the storage role needs from the agent. */
 export interface StorageDeps extends BackendOptions {
@@ -86,55 +68,13 @@ export interface StorageRole extends Role {
   serveNow(): Promise<void>;
 }
 
-/** Where the resolved settings are rendered. */
-export const STORAGE_SETTINGS_PATH = '/etc/mammatus/storage/settings';
-
-/** True when `roles.storage.registry.nats` lists a server: without one the role serves nothing. */
-export function storageConfigured(cfg: StorageConfig): boolean {
-  return cfg.registry.nats.length > 0;
-}
-
-/** The portal: `roles.storage.portal`, else this node's Serf address when it is IPv4. */
-export function storagePortal(cfg: StorageConfig, node: string, members: readonly Member[]): string | undefined {
-  if (cfg.portal) return cfg.portal;
-  const addr = members.find((m) => m.name === node)?.addr;
-  return addr && /^\d+\.\d+\.\d+\.\d+$/.test(addr) ? addr : undefined;
-}
-
-const NO_REGISTRY = 'no registry: roles.storage.registry.nats is not set';
-
-/** Renders the resolved settings (no secret in them). Pure. */
-export function renderStorageSettings(cfg: StorageConfig, node: string, members: readonly Member[]): string {
-  return [
-    '# managed by mammatus role=storage: the settings the storage role serves volumes with',
-    `backend ${cfg.backend}`,
-    `path ${cfg.path}`,
-    `portal ${storagePortal(cfg, node, members) ?? 'unknown'}`,
-    ...cfg.lvm.volume_groups.map((vg) => `volume_group ${vg}`),
-    ...[...cfg.registry.nats].sort().map((s) => `registry ${s}`),
-    '',
-  ].join('\n');
-}
-
-/** statfs of `p`, or of its nearest existing parent (the volume directory is made by the first volume). */
-const defaultSpace: FsSpace = async (p) => {
-  for (let dir = p; ; dir = dirname(dir)) {
-    try {
-      const s = await statfs(dir);
-      return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
-    } catch (err) {
-      if (dir === '/') throw err;
-    }
-  }
-};
-
 const GiB = 1024 ** 3;
 const gib = (b: number) => String(Math.round((b / GiB) * 10) / 10);
 
 /** Builds the storage role. One per agent: it owns the registry link. */
 export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
   const now = deps.now ?? (() => new Date());
-  const space = deps.space ?? defaultSpace;
+  const space = deps.space ?? fsSpace;
   /** What the passes run with (from the last start or reload). */
   let env: { cfg: StorageConfig; node: string; portal?: string; run: Run; files: FileOps; log: Logger } | undefined;
   let link: VolumeFeedLink | undefined;
@@ -345,5 +285,14 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
   return role;
 }
 
-export { STORAGE_CAPACITY_QUERY, type StorageCapacityAnswer } from './capacity.js';
+export { STORAGE_CAPACITY_QUERY, type FsSpace, type StorageCapacityAnswer } from './capacity.js';
+export {
+  parseStorageConfig,
+  renderStorageSettings,
+  STORAGE_SETTINGS_PATH,
+  storageConfigured,
+  storagePortal,
+  type StorageConfig,
+} from './config.js';
+export type { VolumeFeed, VolumeFeedLink, VolumeObserved } from './feed.js';
 export type { ServedState, StorageBackend } from './serve.js';
