@@ -52,8 +52,12 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
       const identity = () => ({ node: w.node?.() ?? '', credentials: w.credentials?.() });
       return buildComputeRole(link ? { instanceFeed: (servers, onChange, log) => link(servers, onChange, log, identity()) } : {});
     },
-    // Its own issue: a node tagged storage owns no files yet and reports ok.
-    storage: () => Promise.resolve({ name: 'storage', render: () => [] }),
+    async storage() {
+      const { buildStorageRole } = await import('../roles/storage/index.js');
+      // TODO(integrator): wire openVolumeFeed from src/registry/volume-feed.ts (only when w.registry).
+      const volumeFeed = undefined;
+      return buildStorageRole(w.registry && volumeFeed ? { volumeFeed } : {});
+    },
     async controller() {
       const [
         { buildControllerRole },

@@ -22,6 +22,7 @@ export const SECTION_MODULES = [
   'agent/config/schema.ts',
   'roles/gateway/config.ts',
   'roles/compute/config.ts',
+  'roles/storage/config.ts',
   'roles/controller/config.ts',
   'src/metadata/config.ts',
   'src/metadata/vendor-data-settings.ts',

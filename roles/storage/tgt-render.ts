@@ -117,7 +117,7 @@ export function renderTgt(node: string, volumes: readonly VolumeRecord[], settin
 function backingOf(v: VolumeRecord, settings: TgtSettings): string {
   if (v.backing.kind === 'lvm') {
     if (!(settings.volumeGroups ?? []).includes(v.backing.vg)) {
-      throw new Error(`backing.vg: ${v.backing.vg} is not a volume group this node exports (roles.storage.volume_groups)`);
+      throw new Error(`backing.vg: ${v.backing.vg} is not a volume group this node exports (roles.storage.lvm.volume_groups)`);
     }
     return `/dev/${v.backing.vg}/${v.backing.lv}`;
   }
