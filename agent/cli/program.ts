@@ -13,6 +13,7 @@ import type { LaunchOptions } from './launch.js';
 import type { ProxyOptions, ServeOptions } from './metadata.js';
 import type { MessagingServeOptions } from './messaging.js';
 import { registerNodeCommands } from './node-commands.js';
+import { registerVolumeCommands } from './volume-commands.js';
 import type { QueryOptions } from './query.js';
 import type { StatusOptions } from './status.js';
 import { errorMessage } from '../../core/errors.js';
@@ -228,6 +229,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .action((name: string) => set(import('./service-child.js').then((m) => m.serviceRunCommand(name))));
 
   registerNodeCommands(program, { g, set, io, env, natsFlag, natsHelp });
+  registerVolumeCommands(program, { g, set, io, natsFlag, natsHelp });
 
   program
     .command('version')
