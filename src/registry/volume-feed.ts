@@ -35,14 +35,51 @@ export interface VolumeFeed {
  * first read and after every change. Resolves once connected (retrying while the controllers are
  * away happens in the background: NATS reconnects forever).
  */
-export async function openVolumeFeed(
+export function openVolumeFeed(
   servers: readonly string[],
   node: string,
   onChange: (volumes: readonly VolumeRecord[]) => void,
   log: Logger,
   credentials?: NodeCredentials,
 ): Promise<VolumeFeed> {
-  const nc: NatsConnection = await connectNats(servers, { name: 'mammatus-storage', persistent: true, credentials });
+  return followVolumes({ servers, node, clientName: 'mammatus-storage', select: (v) => v.node === node, onChange, log, credentials });
+}
+
+/**
+ * The same for a compute node: the volumes attached to instances on `node` (`attached.node`), for
+ * it to log in to. Its `report` is refused (only a volume's storage node reports).
+ */
+export function openAttachedVolumeFeed(
+  servers: readonly string[],
+  node: string,
+  onChange: (volumes: readonly VolumeRecord[]) => void,
+  log: Logger,
+  credentials?: NodeCredentials,
+): Promise<VolumeFeed> {
+  return followVolumes({
+    servers,
+    node,
+    clientName: 'mammatus-compute-volumes',
+    select: (v) => v.attached?.node === node,
+    onChange,
+    log,
+    credentials,
+  });
+}
+
+interface FollowSpec {
+  readonly servers: readonly string[];
+  readonly node: string;
+  readonly clientName: string;
+  readonly select: (v: VolumeRecord) => boolean;
+  readonly onChange: (volumes: readonly VolumeRecord[]) => void;
+  readonly log: Logger;
+  readonly credentials?: NodeCredentials;
+}
+
+async function followVolumes(spec: FollowSpec): Promise<VolumeFeed> {
+  const { node, onChange, log } = spec;
+  const nc: NatsConnection = await connectNats(spec.servers, { name: spec.clientName, persistent: true, credentials: spec.credentials });
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
   let last: string | undefined;
@@ -52,7 +89,7 @@ export async function openVolumeFeed(
   const read = async (): Promise<void> => {
     try {
       const answer = await requestVolumes(nc, node, { op: 'list' });
-      const mine = (answer.volumes ?? []).filter((v) => v.node === node).sort((a, b) => a.name.localeCompare(b.name));
+      const mine = (answer.volumes ?? []).filter(spec.select).sort((a, b) => a.name.localeCompare(b.name));
       const text = JSON.stringify(mine);
       if (closed || text === last) return;
       last = text;

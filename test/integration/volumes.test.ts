@@ -13,7 +13,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectNats } from '../../core/nats.js';
 import type { VolumeRecord } from '../../core/volume-record.js';
-import { openVolumeFeed } from '../../src/registry/volume-feed.js';
+import { openAttachedVolumeFeed, openVolumeFeed } from '../../src/registry/volume-feed.js';
 import { requestVolumes, serveVolumeRequests } from '../../src/registry/volume-writes.js';
 import { VOLUME_BUCKET, VolumeConflictError, VolumeRegistry, volumeKey } from '../../src/registry/volumes.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
@@ -136,6 +136,17 @@ describe.skipIf(Boolean(skip))('volume registry on JetStream KV', () => {
     await expect(requestVolumes(cn7, 'cn7', { op: 'observed', name: 'st2vol', observed: { state: 'serving' } })).rejects.toThrow(
       /not served by cn7/,
     );
+    // Its feed follows them: a detach takes the volume out of its list.
+    const seen: (readonly VolumeRecord[])[] = [];
+    const feed = await openAttachedVolumeFeed([nats.url], 'cn7', (v) => seen.push(v), log, await nats.admit('cn7', ['compute']));
+    try {
+      await eventually(() => expect(seen.at(-1)?.map((v) => v.name)).toEqual(['st2vol']), 5000, 20);
+      await registry.detach('st2vol');
+      await eventually(() => expect(seen.at(-1)).toEqual([]), 5000, 20);
+      await expect(feed.report('st2vol', { state: 'serving' })).rejects.toThrow(/not served by cn7/);
+    } finally {
+      await feed.close();
+    }
     const { nc: gw } = await as('gw9', ['gateway']);
     await expect(requestVolumes(gw, 'gw9', { op: 'list' }, 2000)).rejects.toThrow(/Permissions Violation|timeout/i);
   });
