@@ -1,12 +1,12 @@
 /**
  * Where `mammatus volume create` puts a volume. Without `--node` it asks the storage nodes
- * (`mammatus.capacity`, a Serf query filtered to the `storage` role) and picks the ready one with
- * the most free space that fits the volume. A storage node's answer (documented in
- * docs/storage.md) is one JSON object, either flat or, on a node that also answers for another
- * role, under `storage`:
+ * (`mammatus.storage-capacity`, a Serf query filtered to the `storage` role) and picks the ready
+ * one with the most free space that fits the volume. A storage node's answer (docs/serf.md,
+ * docs/storage.md) is one JSON object (also accepted under `storage`, should a node answer for
+ * several roles at once); `path`, where its backing files go, is optional:
  *
  * ```json
- * {"node":"st1","ready":true,"free_bytes":107374182400,"total_bytes":214748364800,"volumes":3,"path":"/var/lib/mammatus/volumes"}
+ * {"kind":"storage","node":"st1","ready":true,"free_bytes":107374182400,"total_bytes":214748364800,"volumes":3,"attached":1}
  * ```
  *
  * Choosing is pure ({@link chooseStorageNode}); asking is one Serf query that ends as soon as every
@@ -16,8 +16,8 @@ import type { Member } from '../../core/contracts.js';
 import { AGENT_TAG, hasRole, ROLE_TAG } from '../../core/members.js';
 import { connect, queryUntilAnswered, type GlobalOptions } from './common.js';
 
-/** The capacity query every role answers in its own way (roles/compute/capacity.ts). */
-export const CAPACITY_QUERY = 'mammatus.capacity';
+/** The storage nodes' capacity query (compute nodes answer `mammatus.capacity`). */
+export const STORAGE_CAPACITY_QUERY = 'mammatus.storage-capacity';
 /** Serf's tag filters are unanchored regular expressions; the `role` tag is a comma-separated list. */
 export const STORAGE_TAG_FILTER = { [ROLE_TAG]: '(^|,)storage(,|$)' };
 
@@ -65,7 +65,7 @@ export async function surveyStorage(g: GlobalOptions, opts: { node?: string; tim
     const members = all.filter((m) => (opts.node ? m.name === opts.node : hasRole(m, 'storage')));
     const waiting = new Set(members.filter((m) => m.status === 'alive' && hasRole(m, 'storage') && m.tags[AGENT_TAG]).map((m) => m.name));
     const params = {
-      name: CAPACITY_QUERY,
+      name: STORAGE_CAPACITY_QUERY,
       filterTags: STORAGE_TAG_FILTER,
       ...(opts.node ? { filterNodes: [opts.node] } : {}),
       timeoutMs: opts.timeoutMs ?? 0,
@@ -108,7 +108,7 @@ export function chooseStorageNode(
   const answered = [...survey.answers.values()].some((a) => typeof a !== 'string');
   if (!answered)
     return {
-      error: `no storage node answers ${CAPACITY_QUERY} yet${survey.members.length ? ` (${survey.members.map((m) => m.name).join(', ')})` : ''}; name one with --node`,
+      error: `no storage node answers ${STORAGE_CAPACITY_QUERY} yet${survey.members.length ? ` (${survey.members.map((m) => m.name).join(', ')})` : ''}; name one with --node`,
     };
   const fit: StorageCapacity[] = [];
   const unfit: string[] = [];

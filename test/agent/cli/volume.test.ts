@@ -80,7 +80,9 @@ describe('volume sizes and placement', () => {
     const none = chooseStorageNode(survey, 200 * G);
     expect(none).toEqual({ error: expect.stringMatching(/st1: only .* bytes free; .*st3: not ready: tgtd down; st4: not alive/) });
     const silent = chooseStorageNode({ members: [member('st1')], answers: new Map([['st1', 'no storage capacity in its answer']]) }, G);
-    expect(silent).toEqual({ error: expect.stringMatching(/no storage node answers mammatus.capacity yet \(st1\); name one with --node/) });
+    expect(silent).toEqual({
+      error: expect.stringMatching(/no storage node answers mammatus.storage-capacity yet \(st1\); name one with --node/),
+    });
   });
 
   it('shows a node that Serf says is gone or down instead of its stale report', () => {
