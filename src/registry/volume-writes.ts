@@ -120,7 +120,8 @@ export function serveVolumeRequests(nc: NatsConnection, open: () => Promise<Volu
         for await (const entry of watcher) {
           const next = parseVolumeEntry(entry);
           const nodes = new Set([...nodesOf(known.get(entry.key)), ...nodesOf(next)]);
-          known.set(entry.key, next);
+          if (next) known.set(entry.key, next);
+          else known.delete(entry.key);
           for (const n of nodes) if (/^[A-Za-z0-9_.-]+$/.test(n)) nc.publish(`${VOLUME_CHANGED_SUBJECT}.${n}`);
         }
       } catch (err) {

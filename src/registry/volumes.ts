@@ -230,15 +230,19 @@ export class VolumeRegistry {
    * The first `serving` makes a `creating` volume `available`; `absent` of a `deleting` one removes
    * the record. Returns `gone` when the record no longer exists.
    */
-  async report(name: string, node: string, observed: VolumeObserved): Promise<'ok' | 'gone'> {
+  async report(name: string, node: string, observed: VolumeObserved, attempt = 0): Promise<'ok' | 'gone'> {
     const found = await this.findEntry(name);
     if (!found) return 'gone';
     if (found.record.node !== node) throw new VolumeConflictError(`volume ${name} is not served by ${node}`);
     if (observed.state === 'absent' && found.record.state === 'deleting') {
-      await this.kv.delete(volumeKey(name), { previousSeq: found.revision }).catch((err: unknown) => {
-        if (!isWrongLastSequence(err)) throw err;
-      });
-      return 'ok';
+      try {
+        await this.kv.delete(volumeKey(name), { previousSeq: found.revision });
+        return 'ok';
+      } catch (err) {
+        // Changed between the read and the delete: decide again on what it is now.
+        if (isWrongLastSequence(err) && attempt < 5) return this.report(name, node, observed, attempt + 1);
+        throw err;
+      }
     }
     const stored: VolumeObserved = {
       state: observed.state,

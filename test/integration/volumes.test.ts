@@ -9,11 +9,14 @@ import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
+import { jetstream } from '@nats-io/jetstream';
+import { InstanceRegistry } from '../../src/registry/registry.js';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectNats } from '../../core/nats.js';
 import type { VolumeRecord } from '../../core/volume-record.js';
 import { openAttachedVolumeFeed, openVolumeFeed } from '../../src/registry/volume-feed.js';
+import { registryWritesHostedService } from '../../src/registry/hosted.js';
 import { requestVolumes, serveVolumeRequests } from '../../src/registry/volume-writes.js';
 import { VOLUME_BUCKET, VolumeConflictError, VolumeRegistry, volumeKey } from '../../src/registry/volumes.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
@@ -103,8 +106,16 @@ describe.skipIf(Boolean(skip))('volume registry on JetStream KV', () => {
     for (const role of ['storage', 'compute'] as const) {
       const { nc: c } = await as(`${role}-probe`, [role]);
       const kv = new Kvm(c).open(VOLUME_BUCKET);
-      await expect(kv.then((k) => k.get(volumeKey('data2')))).rejects.toThrow(/Permissions Violation|not found|timeout/i);
+      await expect(kv.then((k) => k.get(volumeKey('data2')))).rejects.toThrow(/Permissions Violation/);
+      // Nor write past the KV client: a publish straight to the key's subject is refused too.
+      await expect(jetstream(c).publish(`$KV.${VOLUME_BUCKET}.${volumeKey('data2')}`, '{}', { timeout: 2000 })).rejects.toThrow(
+        /Permissions Violation|timeout|no responders/i,
+      );
+      // The instance registry is readable to compute (as before), never to a storage-only node.
+      if (role === 'storage')
+        await expect(InstanceRegistry.open(c, { bind: true }).then((r) => r.list())).rejects.toThrow(/Permissions Violation/);
     }
+    expect((await registry.get('data2')).size_bytes).toBe(2 * GiB);
   });
 
   it('gives a storage node only its volumes and takes reports only for them; absent ends a deleting volume', async () => {
@@ -170,6 +181,26 @@ describe.skipIf(Boolean(skip))('volume registry on JetStream KV', () => {
       await eventually(() => expect(seen.at(-1)).toEqual([]), 5000, 20);
     } finally {
       await feed.close();
+    }
+  });
+
+  it("is served by the controllers' registry-writes service, which creates the bucket", async () => {
+    const dir = path.join(tmp, 'nats2');
+    const fresh = await startNatsServer({ name: 'vol2', dir });
+    const service = registryWritesHostedService(() => 1);
+    try {
+      await service.start({ node: 'ctl', natsUrl: fresh.url, members: [], credentials: fresh.credentials, log });
+      const admin = await connectNats(fresh.url, { name: 'admin', credentials: fresh.credentials });
+      opened.push(admin);
+      const vols = await eventually(() => VolumeRegistry.open(admin, { bind: true }).then(async (r) => (await r.list(), r)));
+      await vols.create({ name: 'hosted', size_bytes: GiB, node: 'st9' });
+      const st9 = await connectNats(fresh.url, { name: 'st9', credentials: await fresh.admit('st9', ['storage']) });
+      opened.push(st9);
+      const answer = await requestVolumes(st9, 'st9', { op: 'list' });
+      expect(answer.volumes!.map((v) => v.name)).toEqual(['hosted']);
+    } finally {
+      await service.stop();
+      await fresh.stop();
     }
   });
 });
