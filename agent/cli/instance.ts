@@ -59,7 +59,7 @@ export async function withRegistry(
   g: GlobalOptions,
   opts: InstanceOptions,
   io: CliIo,
-  body: (r: InstanceRegistry) => Promise<number>,
+  body: (r: InstanceRegistry, nc: NatsConnection) => Promise<number>,
 ): Promise<number> {
   const servers = await resolveNatsServers(g, opts.nats);
   let nc: NatsConnection;
@@ -70,7 +70,7 @@ export async function withRegistry(
     return 1;
   }
   try {
-    return await body(await InstanceRegistry.open(nc));
+    return await body(await InstanceRegistry.open(nc), nc);
   } catch (err) {
     if (err instanceof InvalidInstanceError) throw new UsageError(err.message);
     if (err instanceof RegistryConflictError || err instanceof InstanceNotFoundError) {

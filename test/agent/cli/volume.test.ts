@@ -172,6 +172,49 @@ describe.skipIf(!natsServerAvailable())('volume commands against a registry', ()
     expect((await volumes.get('d1')).attached).toBeUndefined();
   });
 
+  it('instance launch --volume attaches at creation; a volume attached elsewhere stops the launch before it is recorded', async () => {
+    await volumes.create({ name: 'lv1', size_bytes: G, node: 'st1' });
+    await volumes.create({ name: 'lv2', size_bytes: G, node: 'st1' });
+    expect((await run('instance', 'launch', 'db', '--image', 'd', '--node', 'cn2', '--volume', 'lv1:rel', ...nats_())).code).toBe(2);
+    const noIqn = await run('instance', 'launch', 'db', '--image', 'd', '--node', 'cn2', '--volume', 'lv1', ...nats_());
+    expect(noIqn).toMatchObject({ code: 1, err: expect.stringContaining('pass --initiator') });
+    const r = await run(
+      'instance',
+      'launch',
+      'db',
+      '--image',
+      'd',
+      '--node',
+      'cn2',
+      '--volume',
+      'lv1:/srv',
+      '--volume',
+      'lv2',
+      '--initiator',
+      IQN,
+      ...nats_(),
+    );
+    expect(r, r.err).toMatchObject({ code: 0, err: expect.stringContaining('attaching lv1:/srv, lv2 to db') });
+    expect((await volumes.get('lv1')).attached).toEqual({ instance: 'db', node: 'cn2', initiator: IQN, path: '/srv' });
+    expect((await volumes.get('lv2')).attached).toEqual({ instance: 'db', node: 'cn2', initiator: IQN });
+    const taken = await run(
+      'instance',
+      'launch',
+      'db2',
+      '--image',
+      'd',
+      '--node',
+      'cn2',
+      '--volume',
+      'lv1',
+      '--initiator',
+      IQN,
+      ...nats_(),
+    );
+    expect(taken).toMatchObject({ code: 1, err: expect.stringContaining('attached to db; detach it first') });
+    expect((await run('instance', 'show', 'db2', ...nats_())).code).toBe(1); // never recorded
+  });
+
   it('grows only', async () => {
     expect(await run('volume', 'resize', 'd1', '--size', '20G', ...nats_())).toMatchObject({ code: 0, out: 'd1 is now 20G' });
     expect(await run('volume', 'resize', 'd1', '--size', '5G', ...nats_())).toMatchObject({
