@@ -54,9 +54,10 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
     },
     async storage() {
       const { buildStorageRole } = await import('../roles/storage/index.js');
-      // TODO(integrator): wire openVolumeFeed from src/registry/volume-feed.ts (only when w.registry).
-      const volumeFeed = undefined;
-      return buildStorageRole(w.registry && volumeFeed ? { volumeFeed } : {});
+      const feed = w.registry ? (await import('../src/registry/volume-feed.js')).openVolumeFeed : undefined;
+      return buildStorageRole(
+        feed ? { volumeFeed: (servers, node, onChange, log) => feed(servers, node, onChange, log, w.credentials?.()) } : {},
+      );
     },
     async controller() {
       const [

@@ -33,6 +33,15 @@ export const ROSTER_BUCKET = 'mammatus-nodes';
 export const REGISTRY_NODE_SUBJECT = 'mammatus.registry.node';
 
 /**
+ * The volume API of a storage or compute node (`<prefix>.<node name>`, request/reply, answered by
+ * the controllers; src/registry/volume-writes.ts): list its volumes, report what it serves.
+ */
+export const VOLUME_NODE_SUBJECT = 'mammatus.volumes.node';
+
+/** Where the controllers tell a node (`<prefix>.<node name>`) that one of its volumes changed. */
+export const VOLUME_CHANGED_SUBJECT = 'mammatus.volumes.changed';
+
+/**
  * The inbox prefix of a NATS user: its replies come only there, where no other user may listen.
  * 16 characters of its key (80 random bits) rather than all 56: every reply subject carries it, and
  * a shorter subject is less for the server to match on each request of the messaging API.

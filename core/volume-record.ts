@@ -23,6 +23,21 @@ export interface VolumeAttachment {
   readonly path?: string;
 }
 
+/**
+ * What the storage node last reported about a volume (it writes only this block, through the
+ * controllers' volume write API): `serving` = its target is up; `error` = it could not serve it
+ * (`error` says why); `absent` = it has no target for it (after a delete this ends the record).
+ */
+export interface VolumeObserved {
+  readonly state: 'serving' | 'error' | 'absent';
+  /** Why, when `error` (at most 300 characters are stored). */
+  readonly error?: string;
+  /** The LUN it serves the volume as (copied to the record's `lun`). */
+  readonly lun?: number;
+  /** When the registry stored the report; set by the write API (what a node sends is ignored). */
+  readonly at?: string;
+}
+
 /** One volume. Times are ISO 8601 (UTC). */
 export interface VolumeRecord {
   /** A DNS label; part of the IQN. Unique. */
@@ -37,6 +52,8 @@ export interface VolumeRecord {
   readonly chap: { readonly user: string; readonly secret: string };
   /** The LUN the target serves it as: 0 with LIO, 1 with tgt (tgt's LUN 0 is its controller). */
   readonly lun?: number;
+  /** The storage node's last report; absent until it made one. */
+  readonly observed?: VolumeObserved;
   readonly created_at: string;
   readonly updated_at: string;
 }
@@ -82,7 +99,11 @@ export function checkVolumeRecord(v: VolumeRecord): VolumeRecord {
   if (!/^[\x21-\x7e]{12,16}$/.test(v.chap.secret)) fail('chap.secret', 'must be 12–16 printable characters without spaces');
   if (v.attached && !isIqn(v.attached.initiator)) fail('attached.initiator', 'must be an iqn. name');
   if (v.attached && !DNS_LABEL.test(v.attached.instance)) fail('attached.instance', 'must be an instance name');
+  if (v.attached && !v.attached.node) fail('attached.node', 'is required');
+  if (v.attached?.path !== undefined && !/^\/[^\0\n]*$/.test(v.attached.path)) fail('attached.path', 'must be an absolute path');
   if (v.lun !== undefined && (!Number.isInteger(v.lun) || v.lun < 0 || v.lun > 255)) fail('lun', 'must be 0–255');
+  if (v.observed && !['serving', 'error', 'absent'].includes(v.observed.state)) fail('observed.state', 'must be serving, error or absent');
+  if (!['creating', 'available', 'deleting'].includes(v.state)) fail('state', 'must be creating, available or deleting');
   volumeIqn(v);
   return v;
 }

@@ -54,14 +54,14 @@ export async function resolveNatsServers(g: GlobalOptions, flag: string | undefi
   return [`nats://127.0.0.1:${NATS_PORT}`];
 }
 
-/** Opens the registry, runs `body`, closes; maps registry errors to exit codes and messages. */
-export async function withRegistry(
+/** Connects to the cluster's NATS (`--nats`, else the controllers Serf knows), runs `body`, closes; 1 when unreachable. */
+export async function withNats(
   g: GlobalOptions,
-  opts: InstanceOptions,
+  nats: string | undefined,
   io: CliIo,
-  body: (r: InstanceRegistry) => Promise<number>,
+  body: (nc: NatsConnection) => Promise<number>,
 ): Promise<number> {
-  const servers = await resolveNatsServers(g, opts.nats);
+  const servers = await resolveNatsServers(g, nats);
   let nc: NatsConnection;
   try {
     nc = await connectNats(servers, { name: 'mammatus-cli', timeoutMs: 5000, credentials: await cliCredentials(g) });
@@ -70,17 +70,31 @@ export async function withRegistry(
     return 1;
   }
   try {
-    return await body(await InstanceRegistry.open(nc));
-  } catch (err) {
-    if (err instanceof InvalidInstanceError) throw new UsageError(err.message);
-    if (err instanceof RegistryConflictError || err instanceof InstanceNotFoundError) {
-      io.err(`error: ${err.message}`);
-      return 1;
-    }
-    throw err;
+    return await body(nc);
   } finally {
     await nc.close();
   }
+}
+
+/** Opens the registry, runs `body`, closes; maps registry errors to exit codes and messages. */
+export function withRegistry(
+  g: GlobalOptions,
+  opts: InstanceOptions,
+  io: CliIo,
+  body: (r: InstanceRegistry, nc: NatsConnection) => Promise<number>,
+): Promise<number> {
+  return withNats(g, opts.nats, io, async (nc) => {
+    try {
+      return await body(await InstanceRegistry.open(nc), nc);
+    } catch (err) {
+      if (err instanceof InvalidInstanceError) throw new UsageError(err.message);
+      if (err instanceof RegistryConflictError || err instanceof InstanceNotFoundError) {
+        io.err(`error: ${err.message}`);
+        return 1;
+      }
+      throw err;
+    }
+  });
 }
 
 /** `instance register NAME --mac MAC …` */
@@ -137,7 +151,7 @@ export function liveStatus(r: InstanceRecord, members: ReadonlyMap<string, strin
 }
 
 /** Serf's view of each member's status, or undefined without a reachable serf agent. */
-async function memberStatuses(g: GlobalOptions): Promise<Map<string, string> | undefined> {
+export async function memberStatuses(g: GlobalOptions): Promise<Map<string, string> | undefined> {
   try {
     const client = await connect(g);
     try {

@@ -14,6 +14,7 @@ import type { InstanceRegistry } from '../../src/registry/registry.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 import { parseTimeoutFlag, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { warnUnserved, withRegistry, type InstanceOptions } from './instance.js';
+import { parseVolumeFlags, prepareVolumes } from './launch-volumes.js';
 import { chooseNode, surveyCapacity, unfitReason, type CapacitySurvey } from './placement.js';
 import { errorMessage } from '../../core/errors.js';
 
@@ -26,6 +27,10 @@ export interface LaunchOptions extends InstanceOptions {
   sshKey?: string[];
   /** Wait until the node reports the instance running with an IPv4 address (Go duration, or true = 2m). */
   wait?: string | boolean;
+  /** Volumes to attach, `NAME[:PATH]` (launch-volumes.ts). */
+  volume?: string[];
+  /** The compute node's initiator IQN for them (default: its Serf tag `iscsi`). */
+  initiator?: string;
 }
 
 /** A random locally administered unicast MAC (`02:…`): never a vendor's, never multicast. */
@@ -49,6 +54,7 @@ export async function launchCommand(g: GlobalOptions, name: string, opts: Launch
       .filter((l) => l && !l.startsWith('#')),
   );
   const userData = opts.userData ? Buffer.from(await readInput(opts.userData, '--user-data')) : undefined;
+  const volumeSpecs = parseVolumeFlags(opts.volume, opts.initiator);
   let survey: CapacitySurvey | undefined;
   if (opts.node) {
     const why = await checkNamedNode(g, opts.node, io);
@@ -64,7 +70,7 @@ export async function launchCommand(g: GlobalOptions, name: string, opts: Launch
       return 1;
     }
   }
-  return withRegistry(g, opts, io, async (registry) => {
+  return withRegistry(g, opts, io, async (registry, nc) => {
     let node = opts.node;
     if (survey) {
       const placed = new Map<string, number>();
@@ -76,6 +82,11 @@ export async function launchCommand(g: GlobalOptions, name: string, opts: Launch
       }
       node = chosen.node;
     }
+    const volumes = await prepareVolumes(g, nc, name, node ?? '', volumeSpecs, opts.initiator);
+    if ('error' in volumes) {
+      io.err(`error: ${volumes.error}`);
+      return 1;
+    }
     const registered = await registry.register({
       name,
       node,
@@ -86,6 +97,13 @@ export async function launchCommand(g: GlobalOptions, name: string, opts: Launch
     });
     // Registered first, running second: a record is only ever created as `registered`.
     const record = await registry.update(registered.id, (r) => ({ ...r, state: 'running' }));
+    try {
+      const attached = await volumes.attach();
+      if (attached.length) io.err(`attaching ${attached.join(', ')} to ${record.name}`);
+    } catch (err) {
+      io.err(`error: ${record.name} is recorded, but attaching its volumes failed: ${errorMessage(err)} (mammatus volume attach)`);
+      return 1;
+    }
     await warnUnserved(g, record, io);
     if (!opts.wait) {
       io.out(opts.json ? JSON.stringify(record, null, 2) : `launching ${record.name} (${record.id}) on ${node}, MAC ${record.macs[0]}`);

@@ -13,6 +13,7 @@ import type { LaunchOptions } from './launch.js';
 import type { ProxyOptions, ServeOptions } from './metadata.js';
 import type { MessagingServeOptions } from './messaging.js';
 import { registerNodeCommands } from './node-commands.js';
+import { registerVolumeCommands } from './volume-commands.js';
 import type { QueryOptions } from './query.js';
 import type { StatusOptions } from './status.js';
 import { errorMessage } from '../../core/errors.js';
@@ -159,6 +160,8 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('--user-data <file>', 'user-data (cloud-config, script, MIME or gzip), at most 256 KiB')
     .option('--ssh-key <file>', 'file of OpenSSH public keys, repeatable', collectList)
     .option('--wait [duration]', 'wait until it runs with an address (default 2m); exit 1 on an error or timeout')
+    .option('--volume <name[:path]>', 'attach this volume (mounted at PATH, else a raw block device), repeatable', collectList)
+    .option('--initiator <iqn>', "the compute node's iSCSI initiator IQN for --volume (default: its Serf tag iscsi)")
     .option(natsFlag, natsHelp)
     .option('--json', 'print the record as JSON')
     .action((name: string, o: LaunchOptions, cmd: Command) => set(import('./launch.js').then((m) => m.launchCommand(g(cmd), name, o, io))));
@@ -228,6 +231,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .action((name: string) => set(import('./service-child.js').then((m) => m.serviceRunCommand(name))));
 
   registerNodeCommands(program, { g, set, io, env, natsFlag, natsHelp });
+  registerVolumeCommands(program, { g, set, io, natsFlag, natsHelp });
 
   program
     .command('version')

@@ -7,12 +7,17 @@
  * - compute: reads the registry, and asks the controllers to change records placed on it by
  *   publishing to `mammatus.registry.node.<its name>` (the registry's write API checks the record's
  *   `node`); it can write no bucket itself.
- * - storage, or no role: nothing yet.
+ * - storage and compute: the volume API, by publishing to `mammatus.volumes.node.<its name>` (the
+ *   controllers answer with only the volumes it serves or that are attached to its instances, and
+ *   accept reports only for volumes it serves), and the change announcements on
+ *   `mammatus.volumes.changed.<its name>`; no volume bucket access at all (the records hold CHAP
+ *   secrets, and JetStream reads cannot be narrowed per key).
+ * - no role: nothing.
  *
  * Every user's replies arrive on its own inbox prefix (`_INBOX.<its nkey>`), so no node can
  * subscribe to another's replies.
  */
-import { REGISTRY_NODE_SUBJECT, inboxPrefix, type AdmittedNode } from '../../core/trust.js';
+import { REGISTRY_NODE_SUBJECT, VOLUME_CHANGED_SUBJECT, VOLUME_NODE_SUBJECT, inboxPrefix, type AdmittedNode } from '../../core/trust.js';
 
 /** The instance registry's KV stream (bucket `mammatus-instances`). */
 const REGISTRY_STREAM = 'KV_mammatus-instances';
@@ -51,7 +56,13 @@ function publishAllow(node: AdmittedNode): string[] {
   const reads = node.roles.includes('gateway') || node.roles.includes('compute');
   if (reads) for (const s of REGISTRY_READ) allow.add(s);
   if (node.roles.includes('compute')) allow.add(`${REGISTRY_NODE_SUBJECT}.${node.node}`);
+  if (usesVolumes(node)) allow.add(`${VOLUME_NODE_SUBJECT}.${node.node}`);
   return [...allow];
+}
+
+/** Storage nodes serve volumes, compute nodes attach them: both use the volume API. */
+function usesVolumes(node: AdmittedNode): boolean {
+  return node.roles.includes('storage') || node.roles.includes('compute');
 }
 
 /** The nats-server user of one admitted node. */
@@ -63,7 +74,9 @@ export function natsUser(node: AdmittedNode): NatsUser {
     permissions: {
       // An empty allow list would mean "allowed"; a node with nothing to do gets a subject nobody uses.
       publish: { allow: publish.length > 0 ? publish : ['mammatus.nothing'] },
-      subscribe: { allow: [`${inboxPrefix(node.nkey)}.>`] },
+      subscribe: {
+        allow: [`${inboxPrefix(node.nkey)}.>`, ...(usesVolumes(node) ? [`${VOLUME_CHANGED_SUBJECT}.${node.node}`] : [])],
+      },
     },
   };
 }

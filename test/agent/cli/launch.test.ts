@@ -2,12 +2,12 @@
  * `mammatus instance launch|start|stop|delete` and `mammatus image import`: parsing, exit codes,
  * and what they write (a real nats-server for the registry; the fake LXD socket for images).
  */
+import { cliRunner } from '../../helpers/run-cli.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomMac } from '../../../agent/cli/launch.js';
-import { runCli } from '../../../agent/cli/program.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
 import { InstanceRegistry } from '../../../src/registry/registry.js';
 import { connectNats } from '../../../core/nats.js';
@@ -16,17 +16,7 @@ import { asyncOp, lxdError, operation, startFakeLxd, sync } from '../../helpers/
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'mammatus-compute-cli-'));
 /** The test server's admin credentials, once it runs. */
 let credentials: string[] = [];
-const run = async (...argv: string[]) => {
-  const out: string[] = [];
-  const err: string[] = [];
-  // --rpc-addr on a closed port: no serf here, so --nats (or the local default) is used.
-  const code = await runCli(
-    ['--rpc-addr', '127.0.0.1:1', ...credentials, ...argv],
-    { out: (l) => void out.push(l), err: (l) => void err.push(l) },
-    {},
-  );
-  return { code, out: out.join('\n'), err: err.join('\n') };
-};
+const run = cliRunner(() => credentials);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('instance launch|start|stop|delete: usage', () => {

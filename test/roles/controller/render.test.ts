@@ -25,6 +25,7 @@ import type { DesiredState } from '../../../roles/types.js';
 import { admittedNode, annotateTrust } from '../../../core/trust.js';
 import { parseRoleTag } from '../../../core/members.js';
 import { fixedCredentials } from '../../helpers/trust.js';
+import { natsUser } from '../../../roles/controller/permissions.js';
 
 const fixturesDir = join(import.meta.dirname, '..', '__fixtures__', 'controller');
 const goldenRoot = join(import.meta.dirname, '..', '__golden__', 'controller');
@@ -204,12 +205,22 @@ describe('trust: who may connect, and who is a controller', () => {
     const gw = users.find((u) => u.nkey === ROSTER[0].nkey)!;
     const cn = users.find((u) => u.nkey === ROSTER[1].nkey)!;
     // Nobody but a controller may write a bucket: no `$KV.` subject is allowed to them.
-    for (const u of [gw, cn]) {
-      expect(u.permissions!.publish.allow.some((s) => s.startsWith('$KV.'))).toBe(false);
-      expect(u.permissions!.subscribe.allow).toEqual([`_INBOX.${u.nkey.slice(1, 17)}.>`]);
-    }
+    for (const u of [gw, cn]) expect(u.permissions!.publish.allow.some((s) => s.startsWith('$KV.'))).toBe(false);
+    expect(gw.permissions!.subscribe.allow).toEqual([`_INBOX.${gw.nkey.slice(1, 17)}.>`]);
+    // A compute node hears about changes to the volumes attached to it, on its own subject only.
+    expect(cn.permissions!.subscribe.allow).toEqual([`_INBOX.${cn.nkey.slice(1, 17)}.>`, 'mammatus.volumes.changed.cn1']);
     expect(cn.permissions!.publish.allow).toContain('mammatus.registry.node.cn1');
+    expect(cn.permissions!.publish.allow).toContain('mammatus.volumes.node.cn1');
     expect(gw.permissions!.publish.allow).not.toContain('mammatus.registry.node.gw1');
+    expect(gw.permissions!.publish.allow.some((s) => s.startsWith('mammatus.volumes.'))).toBe(false);
+  });
+
+  it('gives a storage node the volume API on its own subjects and no bucket, no instance registry', () => {
+    const st = natsUser(admittedNode(fixedCredentials('st1', ['storage'], 3)));
+    expect(st.permissions).toEqual({
+      publish: { allow: ['mammatus.volumes.node.st1'] },
+      subscribe: { allow: [`_INBOX.${st.nkey.slice(1, 17)}.>`, 'mammatus.volumes.changed.st1'] },
+    });
   });
 
   it('routes only to members whose trust tag proves controller, with the route secret', () => {
