@@ -118,7 +118,7 @@ async function runStep(step: IscsiStep, deps: IscsiDeps): Promise<boolean> {
     }
     case 'login':
       try {
-        await deps.run('iscsiadm', [...target, '--login'], { timeoutMs: 120_000 });
+        await deps.run('iscsiadm', [...target, '--login'], { timeoutMs: 60_000 });
         return true;
       } catch (err) {
         if (exitOf(err) === ISCSI_ERR_SESS_EXISTS) return false;

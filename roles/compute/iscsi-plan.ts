@@ -108,7 +108,9 @@ export function nodeRecordPath(iqn: string, ip: string, dir = ISCSI_NODES_DIR): 
 
 /**
  * The node record open-iscsi reads for a login: target, portal, CHAP and automatic startup.
- * Keys not set here take iscsid.conf's defaults (iscsiadm fills those in before reading the file).
+ * Keys not set here take open-iscsi's built-in defaults (its record reader sets them before it reads
+ * the file; iscsid.conf applies only to records iscsiadm itself creates). Logins are tried twice,
+ * not 8 times, so one unreachable portal holds a pass for about 30 s, not two minutes.
  * Holds the CHAP secret: written 0600, never logged.
  */
 export function renderNodeRecord(iqn: string, ip: string, chap: VolumeRecord['chap']): string {
@@ -118,6 +120,7 @@ export function renderNodeRecord(iqn: string, ip: string, chap: VolumeRecord['ch
     `node.tpgt = ${TPGT}`,
     'node.startup = automatic',
     'node.discovery_type = static',
+    'node.session.initial_login_retry_max = 2',
     'iface.iscsi_ifacename = default',
     'iface.transport_name = tcp',
     'node.session.auth.authmethod = CHAP',
