@@ -5,6 +5,7 @@
  * is skipped with the reason otherwise. Prints the figures docs/install.md quotes: .deb size,
  * install time, and the agent's process-start-to-ready time.
  */
+import { cycleSteps } from '../helpers/steps.js';
 import { execFile, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, mkdtempSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import os from 'node:os';
@@ -172,7 +173,6 @@ describe.skipIf(chrootSkip !== undefined)(
     let deb = '';
     let server: RepoServer | undefined;
     let chroot: Chroot | undefined;
-    let failed: string | undefined;
     const metrics: Record<string, string> = {};
 
     const c = () => chroot!;
@@ -214,16 +214,7 @@ describe.skipIf(chrootSkip !== undefined)(
     };
 
     /** A step of the cycle; once one fails, the later ones are skipped (they build on it). */
-    const step = (name: string, fn: () => Promise<void>) =>
-      it(name, async (ctx: TestContext) => {
-        if (failed) ctx.skip(`an earlier step failed: ${failed}`);
-        try {
-          await fn();
-        } catch (err) {
-          failed = name;
-          throw err;
-        }
-      });
+    const step = cycleSteps();
 
     let cleaned = false;
     const cleanup = async () => {

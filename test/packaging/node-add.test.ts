@@ -10,10 +10,11 @@
  * leaves a host that is another node alone, and purges the right one. Root, debootstrap and the
  * Debian mirror (or a cached tree) needed.
  */
+import { cycleSteps } from '../helpers/steps.js';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { freePort } from '../../scripts/lib/ports.js';
 import {
   PACKAGE_VERSION,
@@ -51,7 +52,6 @@ describe.skipIf(skip !== undefined)('mammatus node add over SSH to a Debian 13 c
   let host: SshRoot;
   let sshd: Sshd;
   let s2: Sshd;
-  let failed: string | undefined;
   const knownHosts = path.join(work, 'operator', 'known_hosts');
 
   /** `node add` as the operator on the controller, with the operator key and its own known_hosts. */
@@ -86,16 +86,7 @@ describe.skipIf(skip !== undefined)('mammatus node add over SSH to a Debian 13 c
     }>;
     return rows.find((row) => row.node === name);
   };
-  const step = (name: string, fn: () => Promise<void>) =>
-    it(name, async (ctx: TestContext) => {
-      if (failed) ctx.skip(`an earlier step failed: ${failed}`);
-      try {
-        await fn();
-      } catch (err) {
-        failed = name;
-        throw err;
-      }
-    });
+  const step = cycleSteps();
 
   beforeAll(async () => {
     tarball = await baseTarball(SUITE, { onBuild: (m) => console.log(`[node-add] ${m}`) });
