@@ -23,8 +23,9 @@ import type { RoleSource } from '../roles/types.js';
 import type { FileOps, Run } from '../core/contracts.js';
 import { AGENT_TAG, ROLE_TAG } from '../core/members.js';
 import { decideRoles, trustStatus } from './trust-policy.js';
+import { roleTagsWanted, trustTagWanted } from './self-tags.js';
 import { detach } from '../core/errors.js';
-import { TRUST_TAG, annotateTrust, type NodeCredentials } from '../core/trust.js';
+import { annotateTrust, type NodeCredentials } from '../core/trust.js';
 
 /** Everything the agent needs from outside; tests pass their own. */
 export interface AgentDeps {
@@ -148,7 +149,11 @@ export function createAgent(deps: AgentDeps): Agent {
     if (key === selfTag) return Promise.resolve();
     selfTag = key;
     log.info({ roles, unknown: parsed.unknown, refused }, 'roles from the role tag');
-    return scheduler.setRoles(roles, parsed.unknown, refused);
+    // Once ready, tags a role wants (the compute node's initiator) go out after its apply; before
+    // that, markReady publishes them with the agent's own.
+    return scheduler.setRoles(roles, parsed.unknown, refused).then(async () => {
+      if (ready && session?.connected) await publishTags(await session.adminClient(), roleTags());
+    });
   }
 
   /** Work nobody waits for: its failure is logged, never an unhandled rejection. */
@@ -179,7 +184,7 @@ export function createAgent(deps: AgentDeps): Agent {
     // JetStream waits for the first to route to it, which the first does only for a member that
     // proves it. Other nodes publish it with the `mammatus` tag once ready: one Serf broadcast
     // (each `serf tags` returns only after its broadcast, ~0.6 s) instead of two in a row.
-    if (credentials?.roles.includes('controller')) await publishTags(admin, trustTagWanted());
+    if (credentials?.roles.includes('controller')) await publishTags(admin, trustTag());
     // Roles apply in the background so the event stream starts flowing at once.
     background(
       syncSelfRoles()
@@ -225,7 +230,7 @@ export function createAgent(deps: AgentDeps): Agent {
 
   async function markReady(admin: SerfClient): Promise<void> {
     const agentTag: Record<string, string> = members.get(nodeName)?.tags[AGENT_TAG] !== deps.version ? { [AGENT_TAG]: deps.version } : {};
-    await publishTags(admin, { ...trustTagWanted(), ...agentTag });
+    await publishTags(admin, { ...roleTags(), ...trustTag(), ...agentTag });
     if (!ready) {
       ready = true;
       log.info({ node: nodeName, roles: scheduler.roles(), version: deps.version }, 'agent ready');
@@ -233,15 +238,9 @@ export function createAgent(deps: AgentDeps): Agent {
     }
   }
 
-  /** The `trust` tag to publish (this node's proof of admission), when Serf has another value. */
-  function trustTagWanted(): Record<string, string> {
-    if (!credentials || members.get(nodeName)?.tags[TRUST_TAG] === credentials.tag) return {};
-    if (credentials.node !== nodeName) {
-      log.error({ node: nodeName, admitted_as: credentials.node }, 'the credentials were made for another node; not publishing them');
-      return {};
-    }
-    return { [TRUST_TAG]: credentials.tag };
-  }
+  const selfTags = () => members.get(nodeName)?.tags ?? {};
+  const trustTag = () => trustTagWanted(selfTags(), nodeName, credentials, log);
+  const roleTags = () => roleTagsWanted(selfTags(), scheduler.tags());
 
   /** Sets `tags` on this node's Serf in one call (none when empty); a failure is logged. */
   async function publishTags(admin: SerfClient, tags: Record<string, string>): Promise<void> {
@@ -332,7 +331,7 @@ export function createAgent(deps: AgentDeps): Agent {
           } catch (err) {
             log.error({ err }, 'credentials unreadable; keeping the last ones');
           }
-          if (session?.connected) await publishTags(await session.adminClient(), trustTagWanted());
+          if (session?.connected) await publishTags(await session.adminClient(), trustTag());
         }
         await syncSelfRoles();
         setLogLevel(log, next.config.log.level);

@@ -48,9 +48,16 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
     },
     async compute() {
       const { buildComputeRole } = await import('../roles/compute/index.js');
-      const link = w.registry ? (await import('../src/registry/compute-link.js')).openComputeRegistry : undefined;
+      if (!w.registry) return buildComputeRole({});
+      const [{ openComputeRegistry: link }, { openAttachedVolumeFeed: volumes }] = await Promise.all([
+        import('../src/registry/compute-link.js'),
+        import('../src/registry/volume-feed.js'),
+      ]);
       const identity = () => ({ node: w.node?.() ?? '', credentials: w.credentials?.() });
-      return buildComputeRole(link ? { instanceFeed: (servers, onChange, log) => link(servers, onChange, log, identity()) } : {});
+      return buildComputeRole({
+        instanceFeed: (servers, onChange, log) => link(servers, onChange, log, identity()),
+        volumeFeed: (servers, node, onChange, log) => volumes(servers, node, onChange, log, w.credentials?.()),
+      });
     },
     async storage() {
       const { buildStorageRole } = await import('../roles/storage/index.js');

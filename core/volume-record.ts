@@ -3,6 +3,7 @@
  * serves over iSCSI to the compute node of the instance it is attached to. Its shape and the checks
  * every write passes, so the storage role's renderers (LIO, tgt) never see a malformed one. Pure.
  */
+import { isIPv4 } from 'node:net';
 
 /** What a volume is doing, as asked for (the storage node reports what is in `observed`). */
 export type VolumeState = 'creating' | 'available' | 'deleting';
@@ -34,6 +35,11 @@ export interface VolumeObserved {
   readonly error?: string;
   /** The LUN it serves the volume as (copied to the record's `lun`). */
   readonly lun?: number;
+  /**
+   * The IPv4 address its target listens on (`roles.storage.portal`, by default the storage node's
+   * Serf address): where compute nodes log in. Reported with `serving`.
+   */
+  readonly portal?: string;
   /** When the registry stored the report; set by the write API (what a node sends is ignored). */
   readonly at?: string;
 }
@@ -103,6 +109,7 @@ export function checkVolumeRecord(v: VolumeRecord): VolumeRecord {
   if (v.attached?.path !== undefined && !/^\/[^\0\n]*$/.test(v.attached.path)) fail('attached.path', 'must be an absolute path');
   if (v.lun !== undefined && (!Number.isInteger(v.lun) || v.lun < 0 || v.lun > 255)) fail('lun', 'must be 0–255');
   if (v.observed && !['serving', 'error', 'absent'].includes(v.observed.state)) fail('observed.state', 'must be serving, error or absent');
+  if (v.observed?.portal !== undefined && !isIPv4(v.observed.portal)) fail('observed.portal', 'must be an IPv4 address');
   if (!['creating', 'available', 'deleting'].includes(v.state)) fail('state', 'must be creating, available or deleting');
   volumeIqn(v);
   return v;

@@ -107,6 +107,13 @@ export class RoleScheduler {
     }
   }
 
+  /** The Serf tags the active roles want on this node (their `facts().tags`, merged by role name). */
+  tags(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const r of [...this.active].sort()) Object.assign(out, this.facts(r)?.tags ?? {});
+    return out;
+  }
+
   /**
    * Answers a query the role declares, if the role runs here (undefined, silence, otherwise). A
    * handler that throws is the dispatcher's to report.

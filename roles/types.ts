@@ -122,5 +122,10 @@ export type RoleQuery<C = Record<string, unknown>> = (payload: Buffer, last: Des
  */
 export interface RoleFacts {
   readonly summary?: string;
+  /**
+   * Serf tags the role wants on its node (the compute role's `iscsi`, its initiator IQN); the agent
+   * publishes those whose value differs. Never `role`, `trust` or `mammatus`: the agent's own.
+   */
+  readonly tags?: Readonly<Record<string, string>>;
   readonly [key: string]: unknown;
 }

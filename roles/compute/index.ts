@@ -23,7 +23,10 @@ import { ensureHostMacvlan, ensureLxdSetup } from './setup.js';
 import { renderPreseedYaml } from './preseed.js';
 import { Reconciler, type ComputeReport } from './reconciler.js';
 import { buildCapacity, CAPACITY_QUERY, hostFacts } from './capacity.js';
-import type { ComputeRegistry, ComputeRegistryFactory } from '../../core/contracts.js';
+import type { ComputeRegistry, ComputeRegistryFactory, FileOps, Run } from '../../core/contracts.js';
+import { ComputeVolumes, type AttachedVolumeFeed } from './volumes.js';
+import { readInitiatorName } from './iscsi-apply.js';
+import type { VolumePassReport } from './volume-attach.js';
 
 /** What the compute role needs from the agent. */
 export interface ComputeDeps {
@@ -33,6 +36,14 @@ export interface ComputeDeps {
   readonly pollMs?: number;
   /** LXD client options besides the socket (timeouts; tests). */
   readonly lxd?: Omit<LxdClientOptions, 'socketPath'>;
+  /** Opens the volumes attached to this node's instances; without it no volume is attached here. */
+  readonly volumeFeed?: AttachedVolumeFeed;
+  /** Whether a block device exists (default: the file system; tests). */
+  readonly deviceExists?: (path: string) => Promise<boolean>;
+  /** How long a pass waits for a logged-in volume's device (ms; default 10 000). */
+  readonly deviceWaitMs?: number;
+  /** Where the initiator name is read (default `/etc/iscsi/initiatorname.iscsi`; tests). */
+  readonly initiatorNameFile?: string;
 }
 
 /**
@@ -51,11 +62,15 @@ export interface ComputeFacts extends RoleFacts {
   readonly unmanaged: number;
   /** Instances whose last action failed. */
   readonly failing: number;
+  /** This node's iSCSI initiator (published as the Serf tag `iscsi`, which `volume attach` reads). */
+  readonly tags: Readonly<Record<string, string>>;
 }
 
 /** The role, plus what its last reconcile pass found (unknown containers, failures). */
 export interface ComputeRole extends Role {
   report(): ComputeReport | undefined;
+  /** What the last volume pass did (undefined before one ran). */
+  volumeReport(): VolumePassReport | undefined;
   facts(): ComputeFacts;
   /** Runs a reconcile pass now (resolves when done); a no-op before the registry link is open. */
   reconcileNow(): Promise<void>;
@@ -105,6 +120,10 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
   let poll: NodeJS.Timeout | undefined;
   /** Undefined until the role started or was applied; then why the node cannot take instances, or ''. */
   let notReady: string | undefined;
+  let volumes: ComputeVolumes | undefined;
+  let effects: { run: Run; files: FileOps; members: readonly Member[] } | undefined;
+  /** The initiator IQN of this node, once read. */
+  let initiator: string | undefined;
   const client = (c: ComputeConfig) => {
     if (lxd && cfg?.lxd.socket !== c.lxd.socket) lxd.close();
     if (!lxd || cfg?.lxd.socket !== c.lxd.socket) lxd = new LxdClient({ ...deps.lxd, socketPath: c.lxd.socket });
@@ -114,6 +133,9 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
   async function setUp(ctx: StartContext): Promise<void> {
     const c = parseComputeConfig(ctx.desired.config);
     node = ctx.desired.node;
+    effects = { run: ctx.run, files: ctx.files, members: ctx.desired.members };
+    const name = await readInitiatorName(ctx.files, deps.initiatorNameFile);
+    initiator = 'iqn' in name ? name.iqn : undefined;
     notReady = 'LXD is not set up';
     await ensureLxdSetup(client(c), c, ctx.log);
     await ensureHostMacvlan(ctx.run, c);
@@ -121,15 +143,34 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
   }
   /** Opens the registry link once its servers are known (the first controller may join later). */
   function ensureLink(members: readonly Member[], log: Logger): void {
-    if (link || !deps.instanceFeed || !cfg || !lxd) return;
+    if (!cfg || !lxd) return;
     const servers = computeRegistryServers(cfg, members);
     if (!servers.length) return;
+    ensureVolumes(servers, log);
+    if (link || !deps.instanceFeed) return;
     const l = deps.instanceFeed(servers, pass, log.child({ component: 'registry' }));
     link = l;
     const current = () => cfg!;
     reconciler = new Reconciler({ lxd, registry: l, config: current, node: () => node, log });
     poll = setInterval(pass, deps.pollMs ?? 10_000);
     poll.unref();
+  }
+
+  /** Starts the volume work once (its feed opens in the background). */
+  function ensureVolumes(servers: readonly string[], log: Logger): void {
+    if (!deps.volumeFeed || !lxd || !effects) return;
+    volumes ??= new ComputeVolumes({
+      feed: deps.volumeFeed,
+      lxd: () => lxd,
+      run: effects.run,
+      files: effects.files,
+      node,
+      members: () => effects?.members ?? [],
+      log,
+      ...(deps.deviceExists ? { deviceExists: deps.deviceExists } : {}),
+      ...(deps.deviceWaitMs !== undefined ? { deviceWaitMs: deps.deviceWaitMs } : {}),
+    });
+    volumes.follow(servers);
   }
 
   /**
@@ -143,8 +184,10 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
   const pass = () => detach(requestPass(), () => undefined);
   async function requestPass(): Promise<void> {
     const r = reconciler;
-    if (!r) return;
+    if (!r) return volumes?.request();
     await r.request();
+    // After the instances: one just created can take its volume now.
+    volumes?.request();
     if (r !== reconciler || r.report().awaitingAddress === 0) {
       awaitingSince = undefined;
       return;
@@ -195,6 +238,7 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
     },
 
     report: () => reconciler?.report(),
+    volumeReport: () => volumes?.report(),
     queries: {
       [CAPACITY_QUERY]: (_payload, last) => buildCapacity(last?.node ?? '', role.facts(), hostFacts()),
     },
@@ -213,8 +257,11 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
       const parts = [`${counts.instances} instances (${counts.running} running)`];
       if (counts.unmanaged) parts.push(`${counts.unmanaged} unmanaged`);
       if (counts.failing) parts.push(`${counts.failing} failing`);
+      const vol = volumes?.summary();
+      if (vol) parts.push(vol);
       if (reason) parts.push(`not ready: ${reason}`);
-      return { summary: parts.join(', '), ready: !reason, ...(reason ? { reason } : {}), ...counts };
+      const tags: Record<string, string> = initiator ? { iscsi: initiator } : {};
+      return { summary: parts.join(', '), ready: !reason, ...(reason ? { reason } : {}), ...counts, tags };
     },
     reconcileNow: () => requestPass(),
 
@@ -227,7 +274,10 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
       link = undefined;
       reconciler = undefined;
       notReady = undefined;
-      await l?.stop();
+      const v = volumes;
+      volumes = undefined;
+      effects = undefined;
+      await Promise.all([l?.stop(), v?.close()]);
       lxd?.close();
       lxd = undefined;
     },

@@ -175,7 +175,10 @@ export interface IscsiPlanInput {
   readonly node: string;
   /** The feed's volumes (those attached to instances here; others are ignored). */
   readonly volumes: readonly VolumeRecord[];
-  /** Storage node → its portal IPv4 (its `roles.storage.portal`, by default its Serf address). */
+  /**
+   * Storage node → its Serf address (IPv4), for records whose `observed` names no portal (reported
+   * by an agent older than the portal field).
+   */
   readonly portals: ReadonlyMap<string, string>;
   readonly state: IscsiState;
   /** Where node records live; default {@link ISCSI_NODES_DIR}. */
@@ -195,7 +198,8 @@ export function planIscsi(input: IscsiPlanInput): IscsiPlan {
     const iqn = volumeIqn(v);
     keep.set(iqn, '');
     const lun = v.lun ?? v.observed?.lun;
-    const ip = input.portals.get(v.node);
+    // The portal the storage node reported serving it on; older records name none: its Serf address.
+    const ip = v.observed?.portal ?? input.portals.get(v.node);
     const why =
       v.observed?.state !== 'serving'
         ? `storage node ${v.node} does not serve it yet (${v.observed?.state ?? 'no report'})`

@@ -208,7 +208,9 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
       return;
     }
     await refreshSpace();
-    for (const [name, s] of observed) {
+    for (const [name, served] of observed) {
+      // A served volume says where: compute nodes log in to the portal the record names.
+      const s = served.state === 'serving' ? { ...served, portal: e.portal } : served;
       const key = JSON.stringify(s);
       if (reported.get(name) === key) continue;
       try {

@@ -13,6 +13,7 @@
  * `mammatus.volumes.changed.<node>` to each node a changed volume concerns (before and after the
  * change), the only subject besides its inbox a node may subscribe to for volumes.
  */
+import { isIPv4 } from 'node:net';
 import { KvWatchInclude } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../../core/contracts.js';
@@ -54,10 +55,13 @@ export function parseVolumeRequest(data: Uint8Array): VolumeNodeRequest {
     if (o.error !== undefined && typeof o.error !== 'string') throw new RefusedRequest('observed.error must be a string');
     if (o.lun !== undefined && !(Number.isInteger(o.lun) && (o.lun as number) >= 0 && (o.lun as number) <= 255))
       throw new RefusedRequest('observed.lun must be 0–255');
+    if (o.portal !== undefined && !(typeof o.portal === 'string' && isIPv4(o.portal)))
+      throw new RefusedRequest('observed.portal must be an IPv4 address');
     const observed: VolumeObserved = {
       state: o.state,
       ...(o.error !== undefined ? { error: o.error } : {}),
       ...(o.lun !== undefined ? { lun: o.lun as number } : {}),
+      ...(o.portal !== undefined ? { portal: o.portal } : {}),
     };
     return { op: 'observed', name: w.name, observed };
   }

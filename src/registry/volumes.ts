@@ -248,6 +248,7 @@ export class VolumeRegistry {
       state: observed.state,
       ...(observed.error !== undefined ? { error: String(observed.error).slice(0, MAX_ERROR) } : {}),
       ...(observed.lun !== undefined ? { lun: observed.lun } : {}),
+      ...(observed.portal !== undefined ? { portal: observed.portal } : {}),
       at: this.now().toISOString(),
     };
     try {

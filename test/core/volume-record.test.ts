@@ -26,6 +26,7 @@ describe('checkVolumeRecord', () => {
   it('names the field at fault', () => {
     const bad = (v: object) => () => checkVolumeRecord({ ...base, ...v });
     expect(bad({ observed: { state: 'fine' } })).toThrow(/observed.state/);
+    expect(bad({ observed: { state: 'serving', portal: '10.0.0.300' } })).toThrow(/observed.portal: must be an IPv4/);
     expect(bad({ state: 'gone' })).toThrow(/state: must be/);
     expect(bad({ attached: { instance: 'web', node: '', initiator: 'iqn.1993-08.org.debian:01:cn1' } })).toThrow(/attached.node/);
     expect(bad({ attached: { instance: 'web', node: 'cn1', initiator: 'iqn.1993-08.org.debian:01:cn1', path: 'mnt' } })).toThrow(

@@ -43,6 +43,8 @@ const hostsRole: Role<{ dir?: string; fail_health?: boolean; note?: string }> = 
     const text = readFileSync(ctx.changed[0], 'utf8');
     if (text.includes('fail-health')) throw new Error('probe failed');
   },
+  // Tags a role wants on its node (as the compute role's `iscsi`); `role` is the agent's own.
+  facts: () => ({ tags: { probe: 'from-the-role', role: 'controller' } }),
 };
 
 describe.skipIf(Boolean(skip))('the agent in-process with real serf', () => {
@@ -105,6 +107,18 @@ describe.skipIf(Boolean(skip))('the agent in-process with real serf', () => {
     client.close();
     await eventually(() => expect(hosts()).toContain('127.0.0.1 b.mammatus'));
     expect(agent.view.roleStatus().gateway?.state).toBe('ok');
+  });
+
+  it("publishes the tags a role wants on its node, never the agent's own", async () => {
+    const client = await SerfClient.connect({ addr: a.rpcAddr });
+    try {
+      await eventually(async () => {
+        const self = (await client.members()).find((m) => m.name === 'a');
+        expect(self?.tags).toMatchObject({ probe: 'from-the-role', role: 'gateway' });
+      });
+    } finally {
+      client.close();
+    }
   });
 
   it('isolates a throwing and a hanging handler: later events are still handled', async () => {

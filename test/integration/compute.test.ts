@@ -12,7 +12,7 @@
  * `mammatus instance delete` → the container and the record are gone.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -36,6 +36,9 @@ import { startBedGateway, startControllerHost, type BedGateway, type ControllerH
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../../scripts/lib/netns-bed.js';
 import { startLxdNode, type LxdNode } from '../../scripts/lib/lxd-netns.js';
 import { until } from '../../scripts/lib/wait.js';
+import { volumeIqn, type VolumeRecord } from '../../core/volume-record.js';
+import type { AttachedVolumeFeed } from '../../roles/compute/volumes.js';
+import { iscsiStandIn, type IscsiStandIn } from '../helpers/iscsi-standin.js';
 
 const IMAGE_SCRIPT = path.join(import.meta.dirname, '../../scripts/build-image.sh');
 const skip =
@@ -59,6 +62,17 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
   let gw: BedGateway;
   let compute: ComputeRole;
   let natsUrl = '';
+  // The volume side: the attached-volume feed as the test sets it (the registry's side is
+  // volumes.test.ts), open-iscsi stood in (no iscsi_tcp here), loop devices as the volumes' disks.
+  let attached: readonly VolumeRecord[] = [];
+  let pushVolumes: (v: readonly VolumeRecord[]) => void = () => undefined;
+  const volumeFeed: AttachedVolumeFeed = async (_servers, _node, onChange) => {
+    pushVolumes = onChange;
+    onChange(attached);
+    return { close: async () => void (pushVolumes = () => undefined) };
+  };
+  const loopDevices = new Map<string, string>();
+  let iscsi: IscsiStandIn | undefined;
   let registry: InstanceRegistry;
   let nc: Awaited<ReturnType<typeof connectNats>>;
   const cli = async (...argv: string[]) => {
@@ -103,10 +117,13 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
   /** The compute node's agent, as far as this test needs it: the role applied, then started. */
   async function startCompute(): Promise<ComputeRole> {
     const inner = buildRun();
-    const run2: Run = (file, args, o) => inner('ip', ['netns', 'exec', node.ns, file, ...args], o);
+    iscsi ??= iscsiStandIn((file, args, o) => inner('ip', ['netns', 'exec', node.ns, file, ...args], o), loopDevices);
+    const run2: Run = iscsi.run;
     const identity = { node: 'cn1', credentials: host.node('cn1') };
     const role = buildComputeRole({
       instanceFeed: (servers, onChange, l) => openComputeRegistry(servers, onChange, l, identity),
+      volumeFeed,
+      deviceWaitMs: 2000,
       pollMs: 1000,
     });
     const desired: DesiredState = {
@@ -128,6 +145,8 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
 
   afterAll(async () => {
     await compute?.stop?.();
+    iscsi?.cleanup();
+    for (const loop of loopDevices.values()) execFileSync('losetup', ['-d', loop]);
     await gw?.stop();
     await nc?.close().catch(() => undefined);
     await host?.close();
@@ -224,6 +243,71 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
       60_000,
     );
   }, 150_000);
+
+  it('attached volumes reach the running container (mounted at a path, or a raw block device), survive an agent restart, and go on detach', async () => {
+    // Two disks: an ext4 image holding a file, and raw bytes; each on a loop device.
+    mkdirSync(p('vol-root'));
+    writeFileSync(p('vol-root/marker'), 'hello from a volume\n');
+    execFileSync('mkfs.ext4', ['-q', '-F', '-d', p('vol-root'), p('data.img'), '16M']);
+    writeFileSync(p('raw.img'), Buffer.concat([Buffer.from('RAWVOLUME'), Buffer.alloc(1 << 20)]));
+    const T = '2026-12-01T00:00:00.000Z';
+    const record = (name: string, mountAt?: string): VolumeRecord => ({
+      name,
+      size_bytes: 16 << 20,
+      node: 'st9',
+      backing: { kind: 'file', path: `/var/lib/mammatus/volumes/${name}.img` },
+      state: 'available',
+      attached: { instance: 'c1', node: 'cn1', initiator: 'iqn.1993-08.org.debian:01:c0ffee', ...(mountAt ? { path: mountAt } : {}) },
+      chap: { user: `mammatus-${name}`, secret: 'Zq8Rr2Lm5Tt1Kp9W' },
+      lun: 1,
+      observed: { state: 'serving', lun: 1, portal: '10.88.0.250' },
+      created_at: T,
+      updated_at: T,
+    });
+    const data = record('e2e-data', '/mnt/data');
+    const raw = record('e2e-raw');
+    for (const [v, img] of [
+      [data, 'data.img'],
+      [raw, 'raw.img'],
+    ] as const)
+      loopDevices.set(volumeIqn(v), execFileSync('losetup', ['--find', '--show', p(img)], { encoding: 'utf8' }).trim());
+
+    attached = [data, raw];
+    pushVolumes(attached);
+    const marker = () => node.lxc(['exec', 'c1', '--', 'cat', '/mnt/data/marker']);
+    await until(
+      'the volume mounted in c1',
+      async () => ((await marker()).stdout.trim() === 'hello from a volume' ? true : undefined),
+      60_000,
+    );
+    expect((await node.lxc(['exec', 'c1', '--', 'head', '-c', '9', '/dev/mammatus/e2e-raw'])).stdout).toBe('RAWVOLUME');
+    expect((await node.lxc(['config', 'device', 'get', 'c1', 'mammatus-vol-e2e-data', 'type'])).stdout.trim()).toBe('disk');
+    expect((await node.lxc(['config', 'device', 'get', 'c1', 'mammatus-vol-e2e-raw', 'type'])).stdout.trim()).toBe('unix-block');
+    expect(compute.facts().summary).toMatch(/2 volumes attached/);
+    expect(iscsi!.calls).toEqual([`login ${volumeIqn(data)}`, `login ${volumeIqn(raw)}`]);
+
+    // An agent restart finds sessions and devices in place: nothing is logged in again.
+    await compute.stop!();
+    compute = await startCompute();
+    await until('the pass after the restart', async () => (compute.volumeReport()?.attached.length === 2 ? true : undefined), 30_000);
+    expect(compute.volumeReport()?.done).toEqual([]);
+    expect(iscsi!.calls).toHaveLength(2);
+    expect((await marker()).stdout.trim()).toBe('hello from a volume');
+
+    // Detach: the devices leave the container first, then the sessions end and the records go.
+    attached = [];
+    pushVolumes([]);
+    await until(
+      'the devices removed from c1',
+      async () => ((await node.lxc(['config', 'device', 'list', 'c1'])).stdout.includes('mammatus-vol') ? undefined : true),
+      30_000,
+    );
+    await until('the logouts', async () => (iscsi!.calls.length === 6 ? true : undefined), 30_000);
+    expect(iscsi!.calls.slice(2).sort()).toEqual(
+      [`delete ${volumeIqn(data)}`, `delete ${volumeIqn(raw)}`, `logout ${volumeIqn(data)}`, `logout ${volumeIqn(raw)}`].sort(),
+    );
+    expect((await marker()).code).not.toBe(0);
+  }, 240_000);
 
   it('a container the registry does not know is reported and left alone', async () => {
     const lxd = new LxdClient({ socketPath: node.socket });

@@ -128,9 +128,13 @@ describe.skipIf(Boolean(skip))('volume registry on JetStream KV', () => {
     );
     // Posing as st2 on the wire: the server refuses the subject.
     await expect(requestVolumes(st1, 'st2', { op: 'list' }, 2000)).rejects.toThrow(/Permissions Violation|timeout/i);
-    await requestVolumes(st1, 'st1', { op: 'observed', name: 'data2', observed: { state: 'serving', lun: 1, at: 'forged' } });
+    await requestVolumes(st1, 'st1', {
+      op: 'observed',
+      name: 'data2',
+      observed: { state: 'serving', lun: 1, portal: '10.88.0.31', at: 'forged' },
+    });
     const d2 = await registry.get('data2');
-    expect(d2).toMatchObject({ state: 'available', lun: 1, observed: { state: 'serving', lun: 1 } });
+    expect(d2).toMatchObject({ state: 'available', lun: 1, observed: { state: 'serving', lun: 1, portal: '10.88.0.31' } });
     expect(d2.observed!.at).not.toBe('forged');
     await requestVolumes(st1, 'st1', { op: 'observed', name: 'data2', observed: { state: 'absent' } });
     expect(await registry.find('data2')).toBeDefined(); // absent of a volume not being deleted is a report
@@ -138,6 +142,10 @@ describe.skipIf(Boolean(skip))('volume registry on JetStream KV', () => {
     expect(await registry.find('data1')).toBeUndefined(); // deleting + absent: gone
     const raw = await st1.request('mammatus.volumes.node.st1', JSON.stringify({ op: 'observed', name: 'data2', observed: { state: 'x' } }));
     expect(raw.string()).toMatch(/serving, error or absent/);
+    // A portal that is not an IPv4 address (a host name, a shell word) is refused, not stored.
+    await expect(
+      requestVolumes(st1, 'st1', { op: 'observed', name: 'data2', observed: { state: 'serving', portal: 'evil.example;rm' } }),
+    ).rejects.toThrow(/observed.portal must be an IPv4 address/);
   });
 
   it('gives a compute node only the volumes attached to its instances', async () => {

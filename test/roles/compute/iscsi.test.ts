@@ -17,28 +17,13 @@ import { applyIscsiPlan, readInitiatorName, readIscsiState, syncIscsi } from '..
 import { CommandFailedError } from '../../../core/exec.js';
 import { commandFailed, recordingRun } from '../../helpers/recording-run.js';
 import { memoryFiles } from '../../helpers/memory-files.js';
+import { vol as volumeAt } from '../../helpers/iscsi-fakes.js';
 
 const fixture = (name: string) => readFileSync(path.join(import.meta.dirname, 'fixtures', name), 'utf8');
-const T = '2026-12-01T00:00:00.000Z';
 const IQN = 'iqn.2026-12.mammatus:volume.data';
 const SECRET = 'Zq8Rr2Lm5Tt1Kp9W';
 
-function vol(name: string, extra: Partial<VolumeRecord> = {}): VolumeRecord {
-  return {
-    name,
-    size_bytes: 1 << 30,
-    node: 'st1',
-    backing: { kind: 'file', path: `/var/lib/mammatus/volumes/${name}.img` },
-    state: 'available',
-    attached: { instance: 'web1', node: 'cn1', initiator: 'iqn.1993-08.org.debian:01:5a1b2c3d4e5f' },
-    chap: { user: `mammatus-${name}`, secret: SECRET },
-    lun: 1,
-    observed: { state: 'serving', lun: 1 },
-    created_at: T,
-    updated_at: T,
-    ...extra,
-  };
-}
+const vol = (name: string, extra: Partial<VolumeRecord> = {}) => volumeAt(name, 'web1', undefined, extra);
 
 const portals = new Map([['st1', '10.88.0.31']]);
 const EMPTY: IscsiState = { sessions: [], nodes: [] };

@@ -242,3 +242,36 @@ describe('instances', () => {
     expect(role.report()).toMatchObject({ unmanaged: [], done: [] });
   });
 });
+
+describe('volumes and the initiator', () => {
+  it('publishes the initiator as the tag iscsi and follows the attached volumes of this node', async () => {
+    await role.stop?.();
+    const opened: string[] = [];
+    role = buildComputeRole({
+      instanceFeed: reg.factory,
+      volumeFeed: async (servers, node, onChange) => {
+        opened.push(`${node} ${servers.join(',')}`);
+        onChange([]);
+        return { close: async () => undefined };
+      },
+      initiatorNameFile: '/etc/iscsi/initiatorname.iscsi',
+      pollMs: 60_000,
+      lxd: { requestTimeoutMs: 2000, operationTimeoutMs: 2000 },
+    });
+    await files.write('/etc/iscsi/initiatorname.iscsi', '## generated\nInitiatorName=iqn.1993-08.org.debian:01:cafe\n');
+    await role.start!(ctx(config()));
+    await role.reconcileNow();
+    expect(opened).toEqual(['cn1 nats://10.88.0.10:4222']);
+    expect(role.facts().tags).toEqual({ iscsi: 'iqn.1993-08.org.debian:01:cafe' });
+    // No volume here: the first pass only read open-iscsi's state (to log out what was detached meanwhile).
+    await new Promise((r) => setTimeout(r, 20));
+    expect(run.calls.filter((c) => c[0] === 'iscsiadm').map((c) => c.join(' '))).toEqual(['iscsiadm -m session', 'iscsiadm -m node']);
+    expect(role.facts().summary).toBe('0 instances (0 running)');
+  });
+
+  it('without an initiator name no tag is wanted', async () => {
+    await files.remove('/etc/iscsi/initiatorname.iscsi');
+    await role.start!(ctx(config()));
+    expect(role.facts().tags).toEqual({});
+  });
+});

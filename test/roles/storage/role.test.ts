@@ -212,8 +212,8 @@ describe('the storage role', () => {
     ]);
     expect(files.entries.get('/etc/tgt/conf.d/mammatus.conf')?.mode).toBe(0o600);
     expect(f.reports).toEqual([
-      ['data', { state: 'serving', lun: 1, at: '2026-12-06T12:00:00.000Z' }],
-      ['spare', { state: 'serving', lun: 1, at: '2026-12-06T12:00:00.000Z' }],
+      ['data', { state: 'serving', lun: 1, portal: '10.0.0.5', at: '2026-12-06T12:00:00.000Z' }],
+      ['spare', { state: 'serving', lun: 1, portal: '10.0.0.5', at: '2026-12-06T12:00:00.000Z' }],
     ]);
     expect(role.facts()).toMatchObject({ summary: '2 volumes, 2 of 100 GiB, 1 attached (tgt)', ready: true, free_bytes: 88 * GiB });
 
