@@ -22,9 +22,10 @@ import type { VolumeRecord } from '../../core/volume-record.js';
 import type { LxdClient } from '../../src/lxd/client.js';
 import type { LxdInstance } from '../../src/lxd/types.js';
 import { applyIscsiPlan, readIscsiState, type IscsiFailure } from './iscsi-apply.js';
-import { planIscsi, type IscsiPlan } from './iscsi-plan.js';
-import { instanceVolumeDevices, volumeDevicesPut } from './lxd-volume.js';
+import { planIscsi, type IscsiAttachment, type IscsiPlan } from './iscsi-plan.js';
+import { instanceVolumeDevices, volumeDeviceName, volumeDevicesPut } from './lxd-volume.js';
 import { ID_KEY } from './plan.js';
+import { ensureFilesystem, type FormatDeps } from './volume-format.js';
 
 /** What a pass needs. */
 export interface VolumePassDeps {
@@ -38,6 +39,8 @@ export interface VolumePassDeps {
   readonly deviceExists?: (path: string) => Promise<boolean>;
   readonly deviceWaitMs?: number;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** The first bytes of a device, for the blank check before formatting (tests). */
+  readonly readHead?: FormatDeps['readHead'];
 }
 
 /** What a pass did; the role's status detail for volumes. */
@@ -107,13 +110,25 @@ export async function volumePass(volumes: readonly VolumeRecord[], deps: VolumeP
   const waiting = [...plan.waiting];
   const byName = new Map(instances.map((i) => [i.name, i]));
   for (const name of [...new Set(iscsi.ready.map((a) => a.instance))].sort()) {
-    const ready = iscsi.ready.filter((a) => a.instance === name);
     const found = byName.get(name);
     if (!found || !found.config[ID_KEY]) {
       const reason = found ? `${name} was not created by mammatus: not touched` : `instance ${name} does not exist on this node yet`;
-      waiting.push(...ready.map((a) => ({ volume: a.volume, reason })));
+      waiting.push(...iscsi.ready.filter((a) => a.instance === name).map((a) => ({ volume: a.volume, reason })));
       continue;
     }
+    const ready: IscsiAttachment[] = [];
+    for (const a of iscsi.ready.filter((x) => x.instance === name)) {
+      // A mount point needs a filesystem; checked before the device first goes into the instance.
+      const mounted = found.devices[volumeDeviceName(a.volume)]?.source === a.device;
+      try {
+        if (a.path !== undefined && !mounted && (await ensureFilesystem(a.device, a.volume, deps)) === 'made')
+          done.push(`mkfs ${a.volume}`);
+        ready.push(a);
+      } catch (err) {
+        failed.push({ volume: a.volume, error: `cannot mount it at ${a.path}: ${errorMessage(err)}` });
+      }
+    }
+    if (!ready.length) continue;
     const keep = new Set([...wantedOn(name)].filter((v) => !ready.some((a) => a.volume === v)));
     try {
       if (await putDevices(deps, name, (fresh) => volumeDevicesPut(fresh, ready, keep))) done.push(`lxd ${name}`);

@@ -12,7 +12,7 @@
  * `mammatus instance delete` → the container and the record are gone.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -245,11 +245,14 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
   }, 150_000);
 
   it('attached volumes reach the running container (mounted at a path, or a raw block device), survive an agent restart, and go on detach', async () => {
-    // Two disks: an ext4 image holding a file, and raw bytes; each on a loop device.
+    // Four disks, each on a loop device: an ext4 image holding a file, raw bytes (no mount point),
+    // a blank one to mount (formatted first) and one holding data but no filesystem (never formatted).
     mkdirSync(p('vol-root'));
     writeFileSync(p('vol-root/marker'), 'hello from a volume\n');
     execFileSync('mkfs.ext4', ['-q', '-F', '-d', p('vol-root'), p('data.img'), '16M']);
     writeFileSync(p('raw.img'), Buffer.concat([Buffer.from('RAWVOLUME'), Buffer.alloc(1 << 20)]));
+    writeFileSync(p('blank.img'), Buffer.alloc(16 << 20));
+    writeFileSync(p('junk.img'), Buffer.concat([Buffer.alloc(4096), Buffer.from('precious, no filesystem'), Buffer.alloc(1 << 20)]));
     const T = '2026-12-01T00:00:00.000Z';
     const record = (name: string, mountAt?: string): VolumeRecord => ({
       name,
@@ -266,13 +269,17 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
     });
     const data = record('e2e-data', '/mnt/data');
     const raw = record('e2e-raw');
+    const blank = record('e2e-blank', '/mnt/blank');
+    const junk = record('e2e-junk', '/mnt/junk');
     for (const [v, img] of [
       [data, 'data.img'],
       [raw, 'raw.img'],
+      [blank, 'blank.img'],
+      [junk, 'junk.img'],
     ] as const)
       loopDevices.set(volumeIqn(v), execFileSync('losetup', ['--find', '--show', p(img)], { encoding: 'utf8' }).trim());
 
-    attached = [data, raw];
+    attached = [blank, data, junk, raw];
     pushVolumes(attached);
     const marker = () => node.lxc(['exec', 'c1', '--', 'cat', '/mnt/data/marker']);
     await until(
@@ -283,15 +290,20 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
     expect((await node.lxc(['exec', 'c1', '--', 'head', '-c', '9', '/dev/mammatus/e2e-raw'])).stdout).toBe('RAWVOLUME');
     expect((await node.lxc(['config', 'device', 'get', 'c1', 'mammatus-vol-e2e-data', 'type'])).stdout.trim()).toBe('disk');
     expect((await node.lxc(['config', 'device', 'get', 'c1', 'mammatus-vol-e2e-raw', 'type'])).stdout.trim()).toBe('unix-block');
-    expect(compute.facts().summary).toMatch(/2 volumes attached/);
-    expect(iscsi!.calls).toEqual([`login ${volumeIqn(data)}`, `login ${volumeIqn(raw)}`]);
+    expect((await node.lxc(['exec', 'c1', '--', 'test', '-d', '/mnt/blank/lost+found'])).code).toBe(0); // a fresh ext4
+    expect(compute.facts().summary).toMatch(/3 volumes attached, 1 failing/);
+    expect(compute.volumeReport()?.failed).toEqual([
+      { volume: 'e2e-junk', error: expect.stringMatching(/^cannot mount it at \/mnt\/junk: it holds data but no filesystem/) },
+    ]);
+    expect(readFileSync(p('junk.img')).includes('precious, no filesystem')).toBe(true);
+    expect(iscsi!.calls).toEqual([blank, data, junk, raw].map((v) => `login ${volumeIqn(v)}`));
 
     // An agent restart finds sessions and devices in place: nothing is logged in again.
     await compute.stop!();
     compute = await startCompute();
-    await until('the pass after the restart', async () => (compute.volumeReport()?.attached.length === 2 ? true : undefined), 30_000);
+    await until('the pass after the restart', async () => (compute.volumeReport()?.attached.length === 3 ? true : undefined), 30_000);
     expect(compute.volumeReport()?.done).toEqual([]);
-    expect(iscsi!.calls).toHaveLength(2);
+    expect(iscsi!.calls).toHaveLength(4);
     expect((await marker()).stdout.trim()).toBe('hello from a volume');
 
     // Detach: the devices leave the container first, then the sessions end and the records go.
@@ -302,9 +314,9 @@ describe.skipIf(Boolean(skip))('compute: launch a container on a compute node, e
       async () => ((await node.lxc(['config', 'device', 'list', 'c1'])).stdout.includes('mammatus-vol') ? undefined : true),
       30_000,
     );
-    await until('the logouts', async () => (iscsi!.calls.length === 6 ? true : undefined), 30_000);
-    expect(iscsi!.calls.slice(2).sort()).toEqual(
-      [`delete ${volumeIqn(data)}`, `delete ${volumeIqn(raw)}`, `logout ${volumeIqn(data)}`, `logout ${volumeIqn(raw)}`].sort(),
+    await until('the logouts', async () => (iscsi!.calls.length === 12 ? true : undefined), 30_000);
+    expect(iscsi!.calls.slice(4).sort()).toEqual(
+      [blank, data, junk, raw].flatMap((v) => [`delete ${volumeIqn(v)}`, `logout ${volumeIqn(v)}`]).sort(),
     );
     expect((await marker()).code).not.toBe(0);
   }, 240_000);
