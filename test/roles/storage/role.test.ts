@@ -349,6 +349,7 @@ describe('the storage role', () => {
       allocated_bytes: GiB,
       volumes: 1,
       attached: 1,
+      path: '/var/lib/mammatus/volumes',
     });
     expect(parseStorageCapacity(JSON.stringify(answer))).toEqual(answer);
     expect(parseStorageCapacity('{"node":"x"}')).toBe('bad answer');
