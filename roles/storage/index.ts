@@ -59,7 +59,7 @@ export interface StorageFacts extends RoleFacts {
   readonly failing: number;
   readonly free_bytes: number;
   readonly total_bytes: number;
-  /** Where new volumes go: `roles.storage.path`, or the thin pool (`VG/POOL`) when one is configured. */
+  /** `roles.storage.path`, and `lvm.thin_pool` (`VG/POOL`) when set: where new volumes go. */
   readonly path?: string;
   readonly thin_pool?: string;
 }

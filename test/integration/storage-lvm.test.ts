@@ -17,24 +17,26 @@ import { missingTools } from '../../scripts/lib/netns-bed.js';
 
 const MiB = 2 ** 20;
 
+/** Every reason real LVM cannot be tested here (none: it can). */
 function whyNot(): string | undefined {
   if (process.getuid?.() !== 0) return 'LVM needs root';
+  const reasons: string[] = [];
   const missing = missingTools(['lvcreate', 'lvs', 'vgcreate', 'pvcreate', 'losetup', 'dmsetup']);
-  if (missing) return `${missing} (apt-get install lvm2)`;
+  if (missing) reasons.push(`${missing} (apt-get install lvm2)`);
+  let targets = '';
   try {
-    execFileSync('dmsetup', ['targets'], { stdio: 'pipe', timeout: 10_000 });
+    targets = execFileSync('dmsetup', ['targets'], { encoding: 'utf8', stdio: 'pipe', timeout: 10_000 });
   } catch {
-    return 'the kernel has no device-mapper here (dmsetup targets fails: no /dev/mapper/control)';
+    reasons.push('the kernel has no device-mapper here (dmsetup targets fails: no /dev/mapper/control)');
   }
-  const targets = execFileSync('dmsetup', ['targets'], { encoding: 'utf8' });
-  if (!/^thin-pool\b/m.test(targets)) {
+  if (targets && !/^thin-pool\b/m.test(targets)) {
     try {
       execFileSync('modprobe', ['dm-thin-pool'], { stdio: 'pipe', timeout: 10_000 });
     } catch {
-      return 'the kernel has no dm-thin-pool target (modprobe dm-thin-pool fails)';
+      reasons.push('the kernel has no dm-thin-pool target (modprobe dm-thin-pool fails)');
     }
   }
-  return undefined;
+  return reasons.length ? reasons.join('; ') : undefined;
 }
 
 const skip = whyNot();
