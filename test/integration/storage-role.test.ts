@@ -14,7 +14,7 @@ import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Run } from '../../core/contracts.js';
+import type { FileOps, Run } from '../../core/contracts.js';
 import { buildRun } from '../../core/exec.js';
 import { buildFileOps } from '../../core/files.js';
 import type { VolumeRecord } from '../../core/volume-record.js';
@@ -150,7 +150,7 @@ describe.skipIf(skipCrash !== undefined)('the storage role stopped mid-create, w
     );
 
   /** A storage agent on the bed's tgtd and files: its runner, what it reported, and its role. */
-  async function agent(run: Run) {
+  async function agent(run: Run, files: FileOps = buildFileOps()) {
     const reports: [string, VolumeObserved][] = [];
     let push: (v: readonly VolumeRecord[]) => void = () => undefined;
     const conf = path.join(bed.dir, 'conf.d', 'mammatus.conf');
@@ -164,7 +164,7 @@ describe.skipIf(skipCrash !== undefined)('the storage role stopped mid-create, w
     roles.push(role);
     await role.start!({
       run,
-      files: buildFileOps(),
+      files,
       log: pino({ level: 'silent' }),
       desired: {
         node: 'storage-1',
@@ -218,12 +218,22 @@ describe.skipIf(skipCrash !== undefined)('the storage role stopped mid-create, w
       ran.push([cmd, ...args]);
       return real(cmd, args, o);
     };
-    const first = await agent(dying);
+    // Its file writer dies with it: the conf is written only if the process got that far.
+    const realFiles = buildFileOps();
+    const dyingFiles: FileOps = {
+      read: (p) => realFiles.read(p),
+      write: (p, c, m) => (dead ? Promise.reject(new Error('the agent was killed')) : realFiles.write(p, c, m)),
+      remove: (p) => (dead ? Promise.reject(new Error('the agent was killed')) : realFiles.remove(p)),
+      mode: (p) => realFiles.mode!(p),
+    };
+    const first = await agent(dying, dyingFiles);
     await first.role.stop!();
     expect(dead).toBe(true);
     expect(ran.some((c) => c[0] === 'truncate')).toBe(true);
     expect(statSync(file()).size).toBe(16 * MiB);
-    if (at === 'tgt-admin') expect(readFileSync(path.join(bed.dir, 'conf.d', 'mammatus.conf'), 'utf8')).toContain(`<target ${iqn}>`);
+    const conf = path.join(bed.dir, 'conf.d', 'mammatus.conf');
+    if (at === 'tgt-admin') expect(readFileSync(conf, 'utf8')).toContain(`<target ${iqn}>`);
+    else expect(existsSync(conf)).toBe(false);
     expect((await bed.exec('cp', ['iscsi-inq', '-i', CP, url()], 20_000)).stderr).toMatch(/Target not found|failed/i);
 
     const second = await agent(buildRun());
