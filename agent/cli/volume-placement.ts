@@ -3,7 +3,8 @@
  * (`mammatus.storage-capacity`, a Serf query filtered to the `storage` role) and picks the ready
  * one with the most free space that fits the volume. A storage node's answer (docs/serf.md,
  * docs/storage.md) is one JSON object (also accepted under `storage`, should a node answer for
- * several roles at once); `path`, where its backing files go, is optional:
+ * several roles at once); `path`, where its backing files go, and `thin_pool` (`VG/POOL`, when it
+ * makes volumes as thin LVs) are optional and decide the new record's backing ({@link backingFor}):
  *
  * ```json
  * {"kind":"storage","node":"st1","ready":true,"free_bytes":107374182400,"total_bytes":214748364800,"volumes":3,"attached":1}
@@ -14,6 +15,7 @@
  */
 import type { Member } from '../../core/contracts.js';
 import { AGENT_TAG, hasRole, ROLE_TAG } from '../../core/members.js';
+import type { VolumeBacking } from '../../core/volume-record.js';
 import { connect, queryUntilAnswered, type GlobalOptions } from './common.js';
 
 /** The storage nodes' capacity query (compute nodes answer `mammatus.capacity`). */
@@ -33,6 +35,8 @@ export interface StorageCapacity {
   readonly volumes?: number;
   /** Its `roles.storage.path`: where new backing files go. */
   readonly path?: string;
+  /** `VG/POOL` when it makes new volumes as thin LVs (`roles.storage.lvm.thin_pool`): the record gets an lvm backing. */
+  readonly thin_pool?: string;
 }
 
 /** The storage members, and each one's answer (or why there is none). */
@@ -104,7 +108,7 @@ export function chooseStorageNode(
   survey: StorageSurvey,
   size: number,
   placed: ReadonlyMap<string, number> = new Map(),
-): { node: string; path?: string } | { error: string } {
+): { node: string; path?: string; thin_pool?: string } | { error: string } {
   const answered = [...survey.answers.values()].some((a) => typeof a !== 'string');
   if (!answered)
     return {
@@ -121,5 +125,23 @@ export function chooseStorageNode(
   if (!fit.length) return { error: `no storage node can take the volume (${unfit.join('; ')})` };
   const room = (a: StorageCapacity) => a.free_bytes - (placed.get(a.node) ?? 0);
   fit.sort((a, b) => room(b) - room(a) || a.node.localeCompare(b.node));
-  return { node: fit[0].node, ...(fit[0].path ? { path: fit[0].path } : {}) };
+  const best = fit[0];
+  return { node: best.node, ...(best.path ? { path: best.path } : {}), ...(best.thin_pool ? { thin_pool: best.thin_pool } : {}) };
+}
+
+/** The LV name of a volume in a thin pool (`mammatus-` keeps the agent's LVs apart in `lvs`). */
+export function volumeLvName(volume: string): string {
+  return `mammatus-${volume}`;
+}
+
+/**
+ * The backing a new volume gets from its storage node's answer: a thin LV `mammatus-<name>` when
+ * the node serves from a thin pool, else a file `<path>/<name>.img`; undefined (the registry's
+ * default file) when the answer says neither. Pure.
+ */
+export function backingFor(name: string, answer: Pick<StorageCapacity, 'path' | 'thin_pool'> | undefined): VolumeBacking | undefined {
+  const [vg, pool, ...rest] = answer?.thin_pool?.split('/') ?? [];
+  if (vg && pool && rest.length === 0) return { kind: 'lvm', vg, pool, lv: volumeLvName(name) };
+  if (answer?.path) return { kind: 'file', path: `${answer.path.replace(/\/+$/, '')}/${name}.img` };
+  return undefined;
 }

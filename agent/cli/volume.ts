@@ -8,12 +8,19 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { errorMessage } from '../../core/errors.js';
-import { VolumeRecordError, type VolumeRecord } from '../../core/volume-record.js';
+import { VolumeRecordError, type VolumeBacking, type VolumeRecord } from '../../core/volume-record.js';
 import { VolumeConflictError, VolumeNotFoundError, VolumeRegistry } from '../../src/registry/volumes.js';
 import { formatTable, parseTimeoutFlag, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { memberStatuses, withNats } from './instance.js';
 import { formatSize, parseSize, waitVolume } from './volume-wait.js';
-import { chooseStorageNode, storageUnfitReason, surveyStorage, type StorageSurvey } from './volume-placement.js';
+import {
+  backingFor,
+  chooseStorageNode,
+  storageUnfitReason,
+  surveyStorage,
+  type StorageCapacity,
+  type StorageSurvey,
+} from './volume-placement.js';
 
 /** Flags every volume subcommand takes. */
 export interface VolumeOptions {
@@ -79,12 +86,14 @@ export async function createCommand(g: GlobalOptions, name: string, opts: Volume
   const size = parseSize(opts.size);
   const waitMs = parseWait(opts.wait);
   let survey: StorageSurvey | undefined;
+  let backing: VolumeBacking | undefined;
   if (opts.node) {
-    const why = await checkNamedNode(g, opts.node, size, io);
-    if (why) {
-      io.err(`error: cannot create on ${opts.node}: ${why}`);
+    const checked = await checkNamedNode(g, opts.node, size, io);
+    if (checked.why) {
+      io.err(`error: cannot create on ${opts.node}: ${checked.why}`);
       return 1;
     }
+    backing = backingFor(name, checked.answer);
   } else {
     try {
       survey = await surveyStorage(g);
@@ -95,7 +104,6 @@ export async function createCommand(g: GlobalOptions, name: string, opts: Volume
   }
   return withVolumes(g, opts, io, async (registry) => {
     let node = opts.node ?? '';
-    let dir: string | undefined;
     if (survey) {
       const placed = new Map<string, number>();
       for (const v of await registry.list()) if (v.state === 'creating') placed.set(v.node, (placed.get(v.node) ?? 0) + v.size_bytes);
@@ -105,14 +113,9 @@ export async function createCommand(g: GlobalOptions, name: string, opts: Volume
         return 1;
       }
       node = chosen.node;
-      dir = chosen.path;
+      backing = backingFor(name, chosen);
     }
-    const record = await registry.create({
-      name,
-      size_bytes: size,
-      node,
-      ...(dir ? { backing: { kind: 'file', path: `${dir.replace(/\/+$/, '')}/${name}.img` } } : {}),
-    });
+    const record = await registry.create({ name, size_bytes: size, node, ...(backing ? { backing } : {}) });
     if (waitMs === undefined) {
       io.out(opts.json ? JSON.stringify(redact(record), null, 2) : `creating ${name} (${formatSize(size)}) on ${node}`);
       return 0;
@@ -135,20 +138,26 @@ const NAMED_NODE_TIMEOUT_MS = 2000;
  * Why the named node cannot take the volume, or undefined. Without a local serf agent, or when the
  * node does not answer (its agent may not answer capacity yet), the volume is recorded anyway.
  */
-async function checkNamedNode(g: GlobalOptions, node: string, size: number, io: CliIo): Promise<string | undefined> {
+async function checkNamedNode(
+  g: GlobalOptions,
+  node: string,
+  size: number,
+  io: CliIo,
+): Promise<{ why?: string; answer?: StorageCapacity }> {
   let survey: StorageSurvey;
   try {
     survey = await surveyStorage(g, { node, timeoutMs: NAMED_NODE_TIMEOUT_MS });
   } catch (err) {
     io.err(`warning: cannot check ${node} with serf (${errorMessage(err)}); recording the volume anyway`);
-    return undefined;
+    return {};
   }
-  const why = storageUnfitReason(survey.members[0], survey.answers.get(node), size);
+  const answer = survey.answers.get(node);
+  const why = storageUnfitReason(survey.members[0], answer, size);
   if (why === 'did not answer' || why === 'no storage capacity in its answer') {
     io.err(`warning: ${node} did not answer its capacity; it serves the volume once its agent follows the registry`);
-    return undefined;
+    return {};
   }
-  return why;
+  return why ? { why } : typeof answer === 'object' ? { answer } : {};
 }
 
 /** The OBSERVED column: the storage node's last word, unless Serf says that node is gone or down. */

@@ -4,7 +4,15 @@
  * `mammatus.capacity` answer (`node`, `ready`, `reason`) with `kind: "storage"`:
  *
  * ```json
- * {"kind":"storage","node":"st1","ready":true,"backend":"tgt","free_bytes":85899345920,"total_bytes":107374182400,"allocated_bytes":12884901888,"volumes":3,"attached":1}
+ * {"kind":"storage","node":"st1","ready":true,"backend":"tgt","free_bytes":85899345920,"total_bytes":107374182400,"allocated_bytes":12884901888,"volumes":3,"attached":1,"path":"/var/lib/mammatus/volumes"}
+ * ```
+ *
+ * With `roles.storage.lvm.thin_pool` set, `free_bytes`/`total_bytes` are the pool's (its size and
+ * what `data_percent` leaves) and `"thin_pool":"vg0/pool0"` tells the volume CLI to record new
+ * volumes there:
+ *
+ * ```json
+ * {"kind":"storage","node":"st1","ready":true,"backend":"lio","free_bytes":…,"total_bytes":…,"allocated_bytes":0,"volumes":0,"attached":0,"path":"/var/lib/mammatus/volumes","thin_pool":"vg0/pool0"}
  * ```
  *
  * Its own query name, not `mammatus.capacity`: a node may run both roles, and the agent takes one
@@ -26,13 +34,17 @@ export interface StorageCapacityAnswer {
   /** Why not ready (shortened). */
   readonly reason?: string;
   readonly backend?: 'lio' | 'tgt';
-  /** Free bytes of the filesystem of `roles.storage.path` (what an unprivileged writer could get). */
+  /** Free bytes of the filesystem of `roles.storage.path` (what an unprivileged writer could get), or of the thin pool. */
   readonly free_bytes: number;
   readonly total_bytes: number;
   /** The sizes of the volumes recorded for this node (sparse files: more than they use now). */
   readonly allocated_bytes: number;
   readonly volumes: number;
   readonly attached: number;
+  /** `roles.storage.path`: where a new volume's backing file goes. */
+  readonly path?: string;
+  /** `VG/POOL` when the node makes new volumes as thin LVs there (`roles.storage.lvm.thin_pool`). */
+  readonly thin_pool?: string;
 }
 
 /** Builds the answer from the storage role's facts (undefined: the role reports nothing yet). Pure. */
@@ -52,6 +64,8 @@ export function buildStorageCapacity(node: string, facts: Readonly<Record<string
     allocated_bytes: num('allocated_bytes'),
     volumes: num('volumes'),
     attached: num('attached'),
+    ...(typeof facts?.path === 'string' ? { path: facts.path } : {}),
+    ...(typeof facts?.thin_pool === 'string' ? { thin_pool: facts.thin_pool } : {}),
   };
 }
 

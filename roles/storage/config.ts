@@ -9,7 +9,8 @@
  *     backend: auto                  # auto: LIO when the kernel has it, else tgt; or lio, tgt
  *     path: /var/lib/mammatus/volumes  # where file-backed volumes live (a record's file elsewhere is refused)
  *     lvm:
- *       volume_groups: []            # the VGs LVM-backed volumes may live in; none by default
+ *       thin_pool: vg0/pool0         # VG/POOL: new volumes are thin LVs the agent makes there; none by default
+ *       volume_groups: []            # VGs whose existing LVs a record may name (made by hand); none by default
  *     portal: 10.88.0.31             # the LAN IPv4 the targets listen on; default: this node's Serf address
  *     registry:
  *       nats: []                     # the volume registry's NATS servers; empty: serve nothing
@@ -32,7 +33,12 @@ export interface StorageConfig {
   readonly backend: StorageBackendSetting;
   /** The directory file-backed volumes must lie in; its filesystem's free space is the node's capacity. */
   readonly path: string;
-  readonly lvm: { readonly volume_groups: readonly string[] };
+  /**
+   * `thin_pool` (`VG/POOL`): volumes recorded with that VG and pool are thin LVs the agent creates,
+   * grows and removes, and the pool's free space is the node's capacity. `volume_groups`: VGs whose
+   * LVs a record may name, exported only (never created or removed by the agent).
+   */
+  readonly lvm: { readonly thin_pool?: string; readonly volume_groups: readonly string[] };
   /** The portal's IPv4; absent: the node's Serf address. */
   readonly portal?: string;
   /** The volume registry's NATS servers; empty: the role follows no registry and serves nothing. */
@@ -43,7 +49,7 @@ export interface StorageConfig {
 interface StorageSettings {
   readonly backend?: StorageBackendSetting;
   readonly path?: string;
-  readonly lvm?: { readonly volume_groups?: readonly string[] };
+  readonly lvm?: { readonly thin_pool?: string; readonly volume_groups?: readonly string[] };
   readonly portal?: string;
   readonly registry?: { readonly nats?: readonly string[] };
 }
@@ -57,14 +63,20 @@ const DEFAULTS: StorageConfig = {
   registry: { nats: [] },
 };
 
+/** What LVM allows in a VG or LV name (and what core/volume-record.ts allows in a record's `vg`, `pool`, `lv`). */
+const LVM_NAME = /^(?!\.{1,2}$)[A-Za-z0-9+_.-]{1,127}$/;
+
 const FORMATS: Readonly<Record<string, Format>> = {
   ipv4: COMMON_FORMATS.ipv4,
   path: { check: COMMON_FORMATS.path.check, why: 'must be an absolute path without spaces, "." or ".." parts' },
   'nats-url': COMMON_FORMATS['nats-url'],
-  // What LVM allows in a VG name (and what core/volume-record.ts allows in a record's `vg`).
   vg: {
-    check: (v) => /^[A-Za-z0-9+_.-]{1,127}$/.test(v) && v !== '.' && v !== '..',
+    check: (v) => LVM_NAME.test(v),
     why: 'must be an LVM volume group name (A-Z a-z 0-9 + _ . -)',
+  },
+  'thin-pool': {
+    check: (v) => v.split('/').length === 2 && v.split('/').every((part) => LVM_NAME.test(part)),
+    why: 'must be VG/POOL, an LVM volume group and its thin pool (A-Z a-z 0-9 + _ . -)',
   },
 };
 
@@ -78,7 +90,13 @@ const SCHEMA: JSONSchemaType<StorageSettings> = {
   properties: {
     backend: { type: 'string', enum: STORAGE_BACKENDS, ...opt },
     path: { type: 'string', format: 'path', ...opt },
-    lvm: { ...obj, properties: { volume_groups: { type: 'array', items: { type: 'string', format: 'vg' }, ...opt } } },
+    lvm: {
+      ...obj,
+      properties: {
+        thin_pool: { type: 'string', format: 'thin-pool', ...opt },
+        volume_groups: { type: 'array', items: { type: 'string', format: 'vg' }, ...opt },
+      },
+    },
     portal: { type: 'string', format: 'ipv4', ...opt },
     registry: { ...obj, properties: { nats: { type: 'array', items: { type: 'string', format: 'nats-url' }, ...opt } } },
   },
@@ -92,12 +110,19 @@ const checkSettings = sectionChecker<StorageSettings>({
   hints: {
     'registry.nats': 'must be a list of nats:// URLs',
     'lvm.volume_groups': 'must be a list of LVM volume group names',
+    'lvm.thin_pool': 'must be VG/POOL, an LVM volume group and its thin pool',
   },
 });
 
 /** Checks `roles.storage` as written and returns it with every default applied. */
 export function parseStorageConfig(raw: unknown): StorageConfig {
   return withDefaults<StorageConfig>(DEFAULTS, checkSettings(raw ?? {}));
+}
+
+/** The configured thin pool as VG and pool names, or undefined. */
+export function thinPoolOf(cfg: StorageConfig): { readonly vg: string; readonly pool: string } | undefined {
+  const [vg, pool] = cfg.lvm.thin_pool?.split('/') ?? [];
+  return vg && pool ? { vg, pool } : undefined;
 }
 
 /** Where the resolved settings are rendered. */
@@ -125,6 +150,7 @@ export function renderStorageSettings(cfg: StorageConfig, node: string, members:
     `backend ${cfg.backend}`,
     `path ${cfg.path}`,
     `portal ${storagePortal(cfg, node, members) ?? 'unknown'}`,
+    ...(cfg.lvm.thin_pool ? [`thin_pool ${cfg.lvm.thin_pool}`] : []),
     ...cfg.lvm.volume_groups.map((vg) => `volume_group ${vg}`),
     ...[...cfg.registry.nats].sort().map((s) => `registry ${s}`),
     '',

@@ -21,8 +21,10 @@ import {
   STORAGE_SETTINGS_PATH,
   storageConfigured,
   storagePortal,
+  thinPoolOf,
   type StorageConfig,
 } from './config.js';
+import { thinPoolSpaceOf } from './lvm-apply.js';
 import { buildStorageCapacity, fsSpace, STORAGE_CAPACITY_QUERY, type FsSpace } from './capacity.js';
 import type { VolumeFeed, VolumeFeedLink } from './feed.js';
 import { chooseBackend, serveVolumes, type BackendOptions, type ServedState, type StorageBackend } from './serve.js';
@@ -57,6 +59,9 @@ export interface StorageFacts extends RoleFacts {
   readonly failing: number;
   readonly free_bytes: number;
   readonly total_bytes: number;
+  /** `roles.storage.path`, and `lvm.thin_pool` (`VG/POOL`) when set: where new volumes go. */
+  readonly path?: string;
+  readonly thin_pool?: string;
 }
 
 /** The role, plus a way to run a pass now (tests, the reconcile event). */
@@ -183,7 +188,8 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
 
   async function refreshSpace(): Promise<void> {
     if (!env) return;
-    fs = await space(env.cfg.path).catch(() => fs);
+    const pool = thinPoolOf(env.cfg);
+    fs = await (pool ? thinPoolSpaceOf(env.run, pool) : space(env.cfg.path)).catch(() => fs);
   }
 
   async function pass(): Promise<void> {
@@ -269,6 +275,8 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
         failing,
         free_bytes: fs.free,
         total_bytes: fs.total,
+        ...(env ? { path: env.cfg.path } : {}),
+        ...(env?.cfg.lvm.thin_pool ? { thin_pool: env.cfg.lvm.thin_pool } : {}),
       };
     },
     observed: () => observed,

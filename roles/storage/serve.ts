@@ -9,9 +9,11 @@ import path from 'node:path';
 import type { FileOps, Logger, Run } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
 import { volumeIqn, type VolumeRecord } from '../../core/volume-record.js';
-import type { StorageConfig } from './config.js';
+import { thinPoolOf, type StorageConfig } from './config.js';
 import { applyLio, LioApplyError, type LioApplyOptions } from './lio-apply.js';
 import { LIO_PORT, renderLio } from './lio-render.js';
+import { inThinPool } from './lvm.js';
+import { prepareThinVolumes, removeThinVolumes } from './lvm-apply.js';
 import { applyTgt, type TgtApplyOptions } from './tgt-apply.js';
 import { renderTgt } from './tgt-render.js';
 
@@ -92,11 +94,38 @@ export interface ServeInput {
   readonly options?: BackendOptions;
 }
 
-/** Serves `volumes` with the chosen backend; returns what each of this node's volumes now is. */
+/**
+ * Serves `volumes` with the chosen backend; returns what each of this node's volumes now is. With a
+ * thin pool configured, its LVs are made or grown first and removed after their targets are gone.
+ */
 export async function serveVolumes(input: ServeInput): Promise<ServeResult> {
   const mine = input.volumes.filter((v) => v.node === input.node);
   const refused = await otherBackendProblem(input.backend, input.run);
   if (refused) return everyVolume(mine, refused);
+  const pool = thinPoolOf(input.config);
+  if (!pool) return serveWith(input, mine);
+
+  const { lvm } = input.config;
+  const prepared = await prepareThinVolumes(mine, pool, lvm.volume_groups, input.run);
+  // The pool's VG is exportable for the backends' own check; lvm.ts already refused other LVs of it.
+  const config = { ...input.config, lvm: { ...lvm, volume_groups: [...new Set([...lvm.volume_groups, pool.vg])] } };
+  const served = await serveWith({ ...input, config }, prepared.volumes);
+  const gone = mine.filter((v) => v.state === 'deleting' && inThinPool(v, pool) && served.volumes.get(v.name)?.state === 'absent');
+  const errors = new Map(prepared.errors);
+  if (prepared.lvs) for (const [name, e] of await removeThinVolumes(gone, pool, prepared.lvs, input.run)) errors.set(name, e);
+  // Without an LVM read the LV may still be there: `absent` would end the record and leave it behind.
+  else for (const v of gone) errors.set(v.name, 'target removed, but LVM cannot be read to remove its LV (lvs failed)');
+  const volumes = new Map(served.volumes);
+  for (const v of mine) {
+    const own = errors.get(v.name);
+    if (!own) continue;
+    const also = volumes.get(v.name)?.error;
+    volumes.set(v.name, { state: 'error', error: also && also !== 'not served' ? `${own}; ${also}` : own });
+  }
+  return { ...served, volumes };
+}
+
+function serveWith(input: ServeInput, mine: readonly VolumeRecord[]): Promise<ServeResult> {
   return input.backend === 'tgt' ? serveTgt(input, mine) : serveLio(input, mine);
 }
 

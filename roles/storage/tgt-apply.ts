@@ -212,20 +212,23 @@ async function ensureBackingFiles(run: Run, targets: readonly TgtTarget[], fail:
   for (const t of targets) {
     if (t.kind !== 'file') continue;
     await step(t, fail, async () => {
-      const size = await run('stat', ['-c', '%s', '--', t.backing]).then(
-        (r) => Number(r.stdout.trim()),
+      const st = await run('stat', ['-c', '%s %a', '--', t.backing]).then(
+        (r) => r.stdout.trim().split(/\s+/),
         () => undefined,
       );
+      const size = st ? Number(st[0]) : undefined;
       if (size !== undefined && size > t.sizeBytes) {
         throw new Error(`${t.backing} is ${size} bytes, more than the record's ${t.sizeBytes}: volumes never shrink`);
       }
-      if (size === t.sizeBytes) return;
-      await run('mkdir', ['-p', '--', dirname(t.backing)]);
-      // '>N' grows to at least N and never shrinks; truncate leaves the new blocks unallocated.
-      await run('truncate', ['-s', `>${t.sizeBytes}`, '--', t.backing]);
-      // Tenant data: only root (tgtd) reads it.
-      if (size === undefined) await run('chmod', ['600', '--', t.backing]);
-      grown.push(t.backing);
+      if (size !== t.sizeBytes) {
+        await run('mkdir', ['-p', '--', dirname(t.backing)]);
+        // '>N' grows to at least N and never shrinks; truncate leaves the new blocks unallocated.
+        await run('truncate', ['-s', `>${t.sizeBytes}`, '--', t.backing]);
+        grown.push(t.backing);
+      }
+      // Tenant data: only root (tgtd) reads it. Checked on every pass, not only after creating the
+      // file: an agent that died between truncate and chmod left it as the umask made it (0644).
+      if (st?.[1] !== '600') await run('chmod', ['600', '--', t.backing]);
     });
   }
   return grown;

@@ -85,7 +85,7 @@ function fakeTgt(volumes: () => readonly VolumeRecord[], ss = '') {
   const run = recordingRun((argv) => {
     const [cmd, ...args] = argv;
     if (cmd === 'ss') return ok(ss);
-    if (cmd === 'stat') return sizes.has(argv.at(-1)!) ? ok(`${sizes.get(argv.at(-1)!)}\n`) : commandFailed(argv);
+    if (cmd === 'stat') return sizes.has(argv.at(-1)!) ? ok(`${sizes.get(argv.at(-1)!)} 600\n`) : commandFailed(argv);
     if (cmd === 'truncate') sizes.set(argv.at(-1)!, Number(args[1].slice(1)));
     if (cmd === 'tgtadm' && args.includes('target') && args.includes('show')) return ok(show());
     if (cmd === 'tgtadm' && args.includes('portal') && args.includes('show')) return ok('Portal: 10.0.0.5:3260,1\n');
@@ -349,6 +349,7 @@ describe('the storage role', () => {
       allocated_bytes: GiB,
       volumes: 1,
       attached: 1,
+      path: '/var/lib/mammatus/volumes',
     });
     expect(parseStorageCapacity(JSON.stringify(answer))).toEqual(answer);
     expect(parseStorageCapacity('{"node":"x"}')).toBe('bad answer');

@@ -62,7 +62,7 @@ function tgt(shows: string[], sizes: Record<string, number> = {}) {
   let n = 0;
   return recordingRun((argv) => {
     if (argv[0] === 'stat')
-      return sizes[argv.at(-1)!] === undefined ? commandFailed(argv) : { stdout: `${sizes[argv.at(-1)!]}\n`, stderr: '', exitCode: 0 };
+      return sizes[argv.at(-1)!] === undefined ? commandFailed(argv) : { stdout: `${sizes[argv.at(-1)!]} 600\n`, stderr: '', exitCode: 0 };
     if (argv.includes('target') && argv.includes('show'))
       return { stdout: shows[Math.min(n++, shows.length - 1)], stderr: '', exitCode: 0 };
     return undefined;
@@ -140,6 +140,20 @@ describe('applyTgt', () => {
     expect(r).toMatchObject({ updated: [], deleted: [], grown: [], errors: [], luns: { db: 1 } });
     expect(cmds(run.calls)).toEqual([]);
     expect(files.ops).toEqual([]);
+  });
+
+  it('makes a backing file of the right size private again (an agent died between truncate and chmod)', async () => {
+    const render = renderTgt('s1', [db], SETTINGS);
+    const run = recordingRun((argv) =>
+      argv[0] === 'stat'
+        ? { stdout: `${16 * MiB} 644\n`, stderr: '', exitCode: 0 }
+        : argv.includes('target') && argv.includes('show')
+          ? { stdout: dbLive(), stderr: '', exitCode: 0 }
+          : undefined,
+    );
+    const r = await applyTgt(render, { run, files: memoryFiles({ [CONF]: { content: render.content, mode: 0o600 } }) });
+    expect(r).toMatchObject({ updated: [], grown: [], errors: [] });
+    expect(cmds(run.calls)).toEqual(['chmod 600 -- /var/lib/mammatus/volumes/db.img']);
   });
 
   it('re-creates a target tgtd lost (restart) even though the conf did not change', async () => {
