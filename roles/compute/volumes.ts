@@ -115,7 +115,7 @@ export class ComputeVolumes {
   async close(): Promise<void> {
     this.closed = true;
     await this.opening;
-    await this.passNow().catch(() => undefined);
+    await this.passNow.settled();
     const l = this.link;
     this.link = undefined;
     await l?.close().catch(() => undefined);

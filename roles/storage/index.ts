@@ -11,6 +11,7 @@
  * serves nothing, and says so in `mammatus status` (the local cluster's storage node runs so).
  */
 import type { FileOps, Logger, Run } from '../../core/contracts.js';
+import { coalesce } from '../../core/coalesce.js';
 import { detach, errorMessage } from '../../core/errors.js';
 import type { VolumeRecord } from '../../core/volume-record.js';
 import type { DesiredState, RenderedFile, Role, RoleFacts, StartContext } from '../types.js';
@@ -91,8 +92,6 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
   let fs = { free: 0, total: 0 };
   const observed = new Map<string, ServedState>();
   const reported = new Map<string, string>();
-  let passing: Promise<void> | undefined;
-  let again = false;
   let poll: NodeJS.Timeout | undefined;
   /** Bumped when a link closes: a late change from the old feed is ignored. */
   let generation = 0;
@@ -168,23 +167,7 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
     detach(serveNow(), () => undefined);
   }
 
-  function serveNow(): Promise<void> {
-    if (passing) {
-      again = true;
-      return passing;
-    }
-    passing = (async () => {
-      try {
-        do {
-          again = false;
-          await pass();
-        } while (again);
-      } finally {
-        passing = undefined;
-      }
-    })();
-    return passing;
-  }
+  const serveNow = coalesce(pass);
 
   async function refreshSpace(): Promise<void> {
     if (!env) return;
@@ -285,7 +268,7 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
     async stop() {
       clearInterval(poll);
       poll = undefined;
-      await passing?.catch(() => undefined);
+      await serveNow.settled();
       await closeLink();
       env = undefined;
       notReady = 'not started';

@@ -35,4 +35,18 @@ describe('coalesce', () => {
     await go();
     expect(runs).toBe(2);
   });
+
+  it('settled waits for the loop in flight and asks for no run', async () => {
+    let runs = 0;
+    const go = coalesce(async () => {
+      runs++;
+      await new Promise((r) => setTimeout(r, 5));
+    });
+    await go.settled();
+    expect(runs).toBe(0);
+    const started = go();
+    await go.settled();
+    expect(runs).toBe(1);
+    await started;
+  });
 });

@@ -174,7 +174,7 @@ describe('the storage role with a thin pool', () => {
       LVS,
     ]);
     expect(tgt.live.get(IQN)).toMatchObject({ path: '/dev/vg0/mammatus-data', size: 12 * MiB });
-    expect(reports).toEqual([['data', { state: 'serving', lun: 1, at: '2026-12-06T12:00:00.000Z' }]]);
+    expect(reports).toEqual([['data', { state: 'serving', lun: 1, portal: '10.0.0.5', at: '2026-12-06T12:00:00.000Z' }]]);
     expect(sim.lvs.get('vg0/mammatus-data')?.tags).toEqual(['mammatus']);
     expect(await pass([data])).toEqual([LVS, LVS, LVS, LVS]);
     expect(reports).toHaveLength(1);
@@ -197,7 +197,7 @@ describe('the storage role with a thin pool', () => {
     expect(calls).toContainEqual(['lvextend', '-L', `${30 * MiB}B`, 'vg0/mammatus-data']);
     expect(calls.findIndex((c) => c[0] === 'lvextend')).toBeLessThan(calls.findIndex((c) => c.includes('--update')));
     expect(tgt.live.get(IQN)?.size).toBe(32 * MiB);
-    expect(reports.at(-1)).toEqual(['data', { state: 'serving', lun: 1, at: '2026-12-06T12:00:00.000Z' }]);
+    expect(reports.at(-1)).toEqual(['data', { state: 'serving', lun: 1, portal: '10.0.0.5', at: '2026-12-06T12:00:00.000Z' }]);
     // A smaller record (or the same) never shrinks it.
     expect((await pass([{ ...grown, size_bytes: 20 * MiB }])).some((c) => c[0] === 'lvextend' || c[0] === 'lvreduce')).toBe(false);
 
