@@ -39,8 +39,8 @@ export interface VolumePassDeps {
   readonly deviceExists?: (path: string) => Promise<boolean>;
   readonly deviceWaitMs?: number;
   readonly sleep?: (ms: number) => Promise<void>;
-  /** The first bytes of a device, for the blank check before formatting (tests). */
-  readonly readHead?: FormatDeps['readHead'];
+  /** Bytes of a device, for the blank check before formatting (tests). */
+  readonly readRange?: FormatDeps['readRange'];
 }
 
 /** What a pass did; the role's status detail for volumes. */
@@ -83,13 +83,19 @@ export async function volumePass(volumes: readonly VolumeRecord[], deps: VolumeP
   }
   const wantedOn = (instance: string) => new Set(mine.filter((v) => v.attached!.instance === instance).map((v) => v.name));
 
-  // 1. Devices of volumes no longer attached to that instance go first.
+  // 1. Devices go first when their volume is no longer attached to that instance, or when it is
+  // about to come from another device (its storage node's portal moved): the session under a
+  // mounted device must not end before LXD let go of it.
+  const planned = new Map(plan.attach.map((a) => [`${a.instance} ${a.volume}`, a.device]));
   const inUse = new Set<string>();
   for (const i of instances) {
-    const stale = Object.keys(instanceVolumeDevices(i)).filter((v) => !wantedOn(i.name).has(v));
+    const stale = Object.entries(instanceVolumeDevices(i))
+      .filter(([v, d]) => !wantedOn(i.name).has(v) || (planned.get(`${i.name} ${v}`) ?? d.source) !== d.source)
+      .map(([v]) => v);
     if (!stale.length) continue;
+    const keep = new Set([...wantedOn(i.name)].filter((v) => !stale.includes(v)));
     try {
-      await putDevices(deps, i.name, (fresh) => volumeDevicesPut(fresh, [], wantedOn(i.name)));
+      await putDevices(deps, i.name, (fresh) => volumeDevicesPut(fresh, [], keep));
       done.push(`lxd ${i.name}`);
     } catch (err) {
       for (const v of stale) {

@@ -102,6 +102,7 @@ export class ComputeVolumes {
   /** The volume part of the role's status line: `2 volumes attached, 1 waiting, 1 failing`. */
   summary(): string | undefined {
     if (this.openError) return this.openError;
+    if (!this.link && this.opening) return 'connecting to the volume registry';
     const r = this.last;
     if (!r || !(r.attached.length || r.waiting.length || r.failed.length)) return undefined;
     const parts = [`${r.attached.length} volume${r.attached.length === 1 ? '' : 's'} attached`];
@@ -114,7 +115,8 @@ export class ComputeVolumes {
   /** Stops following the registry; a pass in flight finishes first. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.opening;
+    // Not waiting for an open in flight: NATS may keep trying for ever (the node not admitted
+    // yet); a link that opens after this is closed by follow's handler.
     await this.passNow.settled();
     const l = this.link;
     this.link = undefined;

@@ -93,6 +93,8 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
   const observed = new Map<string, ServedState>();
   const reported = new Map<string, string>();
   let poll: NodeJS.Timeout | undefined;
+  /** How long an apply waits for the volume registry before it goes on (the feed keeps connecting). */
+  const OPEN_WAIT_MS = 2000;
   /** Bumped when a link closes: a late change from the old feed is ignored. */
   let generation = 0;
 
@@ -128,7 +130,12 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
     detach(openLink(JSON.stringify([[...e.cfg.registry.nats].sort(), e.node]), e.cfg, e.node, e.log), () => undefined);
   }
 
-  async function openLink(key: string, cfg: StorageConfig, node: string, log: Logger): Promise<void> {
+  /**
+   * Opens the feed in the background: NATS keeps trying while no controller accepts this node
+   * (not admitted yet, behind the controller's firewall), and an apply must not wait for that.
+   * The caller may wait a moment for it (`OPEN_WAIT_MS`) so a reachable registry serves at once.
+   */
+  function openLink(key: string, cfg: StorageConfig, node: string, log: Logger): Promise<void> {
     const feed = deps.volumeFeed!;
     const mine = generation;
     const onChange = (records: readonly VolumeRecord[]) => {
@@ -136,24 +143,30 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
       volumes = records;
       request();
     };
-    opening = (async () => {
-      try {
-        link = await feed(cfg.registry.nats, node, onChange, log.child({ component: 'volume-registry' }));
+    notReady = 'connecting to the volume registry';
+    const p: Promise<void> = feed(cfg.registry.nats, node, onChange, log.child({ component: 'volume-registry' })).then(
+      (l) => {
+        // Closed (or re-keyed) while it connected: this link is nobody's.
+        if (mine !== generation) return void detach(l.close(), () => undefined);
+        link = l;
         linkKey = key;
         if (volumes === undefined) notReady = 'waiting for the volume registry';
-      } catch (err) {
+        request();
+      },
+      (err: unknown) => {
+        if (mine !== generation) return;
         notReady = `cannot open the volume registry: ${errorMessage(err)}`;
         log.error({ err }, 'storage role: cannot open the volume registry');
-      }
-    })();
-    await opening;
-    opening = undefined;
-    request();
+      },
+    );
+    opening = p;
+    detach(p.then(() => void (opening === p && (opening = undefined))), () => undefined);
+    return Promise.race([p, new Promise<void>((r) => setTimeout(r, OPEN_WAIT_MS).unref())]);
   }
 
   async function closeLink(): Promise<void> {
-    await opening;
     generation++;
+    opening = undefined;
     const l = link;
     link = undefined;
     linkKey = '';

@@ -119,3 +119,31 @@ describe('volumePass', () => {
     expect([...p]).toEqual([['st1', '10.88.0.31']]);
   });
 });
+
+describe('volumePass when the portal moves', () => {
+  it('takes the device out of the instance before the old session ends, then gives it the new one', async () => {
+    const l = memoryLxd({ web1: { 'mammatus-vol-data': { type: 'disk', source: dev('data'), path: '/mnt/data' } } });
+    const run = iscsi([`${iqn('data')} 10.88.0.31`], [`${iqn('data')} 10.88.0.31`]);
+    const order: string[] = [];
+    const update = l.lxd.updateInstance;
+    const lxd = {
+      ...l.lxd,
+      updateInstance: async (...a: Parameters<typeof update>) => (
+        order.push(`put ${Object.keys(a[1].devices).join(',') || '-'}`),
+        update(...a)
+      ),
+    };
+    const logged = Object.assign(
+      async (f: string, a: readonly string[], o?: Parameters<typeof run>[2]) => {
+        if (a.includes('--login') || a.includes('--logout')) order.push(`${a.at(-1)} ${a[a.indexOf('-p') + 1]}`);
+        return run(f, a, o);
+      },
+      { calls: run.calls },
+    );
+    const moved = { ...vol('data', 'web1', '/mnt/data'), observed: { state: 'serving' as const, lun: 1, portal: '10.99.0.5' } };
+    const r = await volumePass([moved], { ...base(lxd, logged), portals: new Map([['st1', '10.88.0.31']]) });
+    expect(r.failed).toEqual([]);
+    expect(order).toEqual(['put -', '--login 10.99.0.5:3260', '--logout 10.88.0.31:3260', 'put mammatus-vol-data']);
+    expect(l.instances.get('web1')!.devices['mammatus-vol-data']?.source).toBe(dev('data').replace('10.88.0.31', '10.99.0.5'));
+  });
+});

@@ -103,7 +103,8 @@ describe('ComputeVolumes', () => {
     f.fail(1);
     const { work } = build(f);
     work.follow(['nats://10.88.0.10:4222']);
-    await settle(() => work.summary() !== undefined);
+    expect(work.summary()).toBe('connecting to the volume registry');
+    await settle(() => work.summary()?.startsWith('cannot') === true);
     expect(work.summary()).toBe('cannot open the volume registry: no controller answers');
     work.request();
     await settle(() => f.opened.length === 1);
@@ -130,6 +131,21 @@ describe('ComputeVolumes', () => {
     f.push([{ ...vol('data'), observed: { state: 'serving', lun: 1, portal: '10.99.0.5' } }]);
     await settle(() => work.report()?.attached.length === 1);
     expect(l.instances.get('web1')!.devices['mammatus-vol-data']?.source).toBe(dev('data').replace('10.88.0.31', '10.99.0.5'));
+  });
+
+  it('a registry that never answers shows as connecting, and close does not wait for it', async () => {
+    work = new ComputeVolumes({
+      feed: () => new Promise(() => undefined),
+      lxd: () => memoryLxd({}).lxd,
+      run: iscsi(),
+      files: memoryFiles(),
+      node: 'cn1',
+      members: () => [],
+      log,
+    });
+    work.follow(['nats://10.88.0.10:4222']);
+    expect(work.summary()).toBe('connecting to the volume registry');
+    await work.close();
   });
 
   it('close ends the feed; a late open is closed at once', async () => {

@@ -330,6 +330,16 @@ describe('the storage role', () => {
     await role.stop!();
   });
 
+  it('a registry that never answers (node not admitted yet) holds neither the apply nor the stop', async () => {
+    const never: VolumeFeed = () => new Promise(() => undefined);
+    const role = buildStorageRole({ volumeFeed: never, space: SPACE });
+    const t0 = Date.now();
+    await role.start!(ctx({ ...REGISTRY, backend: 'tgt' }, recordingRun(), memoryFiles()));
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(role.facts().reason).toBe('connecting to the volume registry');
+    await role.stop!();
+  }, 10_000);
+
   it(`answers ${STORAGE_CAPACITY_QUERY} with its room and volumes`, async () => {
     const f = fakeFeed();
     const tgt = fakeTgt(() => [data]);
