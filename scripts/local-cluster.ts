@@ -205,7 +205,12 @@ async function setUpRoot(): Promise<Record<string, object>> {
 async function startStorage(): Promise<void> {
   const dir = path.join(work, 'storage-1');
   mkdirSync(path.join(dir, 'volumes'), { recursive: true });
-  setUpStorageNs(path.join(dir, 'volumes'));
+  try {
+    setUpStorageNs(path.join(dir, 'volumes'));
+  } catch (err) {
+    storage.why = `its mount namespace could not be made: ${errorMessage(err)}`;
+    return;
+  }
   storage.ns = true;
   console.log(`Starting tgtd for storage-1 in netns ${NETNS.st} (iSCSI on ${STORAGE_PORTAL}) ...`);
   storage.tgtd = await startStorageTgtd(path.join(dir, 'tgtd.log')).catch((err: Error) => {
