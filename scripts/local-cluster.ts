@@ -236,7 +236,17 @@ function credentialsOf(node: string): string {
 
 /** Runs the CLI (the bundle) as the controller; throws with its output when it fails. */
 async function mammatus(args: string[]): Promise<void> {
-  await mustRun(process.execPath, [BUNDLE, ...args], {}, 30_000);
+  // One more try when NATS did not answer in the CLI's 5 s: on a loaded machine (2 cores shared), an
+  // admit has timed out right after the controller's nats-server reloaded (SIGHUP) for a change.
+  for (let i = 0; ; i++) {
+    try {
+      return void (await mustRun(process.execPath, [BUNDLE, ...args], {}, 30_000));
+    } catch (err) {
+      if (i > 0 || !/cannot reach NATS/.test(errorMessage(err))) throw err;
+      console.log(`(${args.slice(0, 3).join(' ')}: NATS did not answer in time; trying once more)`);
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
 }
 
 async function main(): Promise<void> {

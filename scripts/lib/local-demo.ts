@@ -174,15 +174,16 @@ export function suggestions(c: DemoCluster, demoRan: boolean): string[] {
  */
 function volumeLines(cli: string, a: string, nats: string, s: NonNullable<DemoCluster['storage']>): string[] {
   const vol = `${cli} --rpc-addr ${a} volume`;
-  // The target's URL: CHAP user%secret, the portal, the IQN (year-month of creation), the LUN.
-  const url = `"iscsi://\\(.chap.user)%\\(.chap.secret)@${s.portal}/iqn.\\(.created_at[0:7]).mammatus:volume.\\(.name)/\\(.lun)"`;
+  // CHAP user and secret into libiscsi's environment (never on a command line, where ps shows them),
+  // with the target (the IQN: year-month of creation) and the LUN, in a subshell that then ends.
+  const chap = `'@sh "export LIBISCSI_CHAP_USERNAME=\\(.chap.user) LIBISCSI_CHAP_PASSWORD=\\(.chap.secret) TARGET=iqn.\\(.created_at[0:7]).mammatus:volume.\\(.name)/\\(.lun)"'`;
   return [
     `${vol} create data --size 1G --wait ${nats}   # storage-1 serves it (its own tgtd, netns ${NETNS.st})`,
     `${s.prefix} tgtadm --lld iscsi --mode target --op show   # storage-1's tgtd: the target, LUN 1, its CHAP user, an ACL of nobody`,
     `${vol} attach data --instance web-1 --initiator ${TRY_INITIATOR} ${nats}   # recorded; compute-1 logs in to nothing here`,
     `${vol} list ${nats}   # attached; storage-1 now admits that initiator (with the CHAP)`,
     `iscsi-ls -i ${TRY_INITIATOR} iscsi://${s.portal}   # what discovery shows that initiator`,
-    `iscsi-inq -i ${TRY_INITIATOR} "$(${vol} show data --json --show-secret ${nats} | jq -r '${url}')"   # a login with the volume's CHAP`,
+    `(eval "$(${vol} show data --json --show-secret ${nats} | jq -r ${chap})" && iscsi-inq -i ${TRY_INITIATOR} "iscsi://${s.portal}/$TARGET")   # a login with the volume's CHAP`,
     `${vol} detach data ${nats} && ${vol} rm data --wait ${nats}   # target and backing file go, then the record`,
   ];
 }
