@@ -4,12 +4,13 @@
  * storage-1 and answers an iSCSI login with its CHAP, from this host, as the attached initiator.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LAN, localLanLeftovers } from '../../scripts/lib/local-lan.js';
 import { RUN_DIR } from '../../scripts/lib/local-root.js';
-import { STORAGE_PORTAL } from '../../scripts/lib/local-storage.js';
+import { STORAGE_DIR, STORAGE_PORTAL } from '../../scripts/lib/local-storage.js';
 import { runCommand } from '../../scripts/lib/lxd-node.js';
 import { missingTools } from '../../scripts/lib/netns-bed.js';
 import { sleep, until } from '../../scripts/lib/wait.js';
@@ -63,14 +64,9 @@ describe.skipIf(Boolean(storageSkip))("the local cluster's storage node, as root
     });
     cluster.stdout!.on('data', (b: Buffer) => (out += b.toString()));
     cluster.stderr!.on('data', (b: Buffer) => (out += b.toString()));
-    await until(
-      '"Press Ctrl-C"',
-      () => {
-        if (exited()) throw new Error(`the local cluster exited:\n${out}`);
-        return out.includes('Press Ctrl-C') || undefined;
-      },
-      150_000,
-    );
+    // Up, or gone (until() takes a throw for "not yet": an exit must end the wait by a value).
+    const state = await until('"Press Ctrl-C"', () => (exited() ? 'exited' : out.includes('Press Ctrl-C') && 'up'), 150_000);
+    expect(state, out).toBe('up');
     const exported = /export SERF_RPC_AUTH=(\S+) MAMMATUS_CREDENTIALS=(\S+)/.exec(out);
     expect(exported, out).not.toBeNull();
     const env = { SERF_RPC_AUTH: exported![1], MAMMATUS_CREDENTIALS: exported![2] };
@@ -88,6 +84,10 @@ describe.skipIf(Boolean(storageSkip))("the local cluster's storage node, as root
     const iqn = `iqn.${v.created_at.slice(0, 7)}.mammatus:volume.lcvol`;
     // Its backing file is storage-1's: under .cluster/storage-1/volumes, bound at the default path.
     expect(statSync('.cluster/storage-1/volumes/lcvol.img').size).toBe(64 << 20);
+    // Its tgt config (CHAP secrets) is storage-1's own, never the host's /etc/tgt.
+    expect(readFileSync(path.join(STORAGE_DIR, 'etc-tgt/conf.d/mammatus.conf'), 'utf8')).toContain(iqn);
+    const hostConf = '/etc/tgt/conf.d/mammatus.conf';
+    if (existsSync(hostConf)) expect(readFileSync(hostConf, 'utf8')).not.toContain(v.chap.secret);
 
     // Not attached: served to nobody, so discovery shows this initiator nothing.
     const hidden = await runCommand('iscsi-ls', ['-i', initiator, `iscsi://${STORAGE_PORTAL}`]);
