@@ -6,15 +6,17 @@
  * As root the nodes share a LAN (scripts/lib/local-lan.ts): the gateway runs in a network namespace
  * of its own and really serves DHCP, DNS and the metadata proxy there, and, when `lxd` is installed,
  * the compute node gets an LXD daemon of its own in another namespace with an instance image
- * imported, so `mammatus instance launch` runs a container end to end. Per-node drop-ins
+ * imported, so `mammatus instance launch` runs a container end to end; when tgt is installed, the
+ * storage node runs in a network and mount namespace of its own with a tgtd of its own
+ * (scripts/lib/local-storage.ts) and serves the volumes `mammatus volume create` records. Per-node drop-ins
  * (scripts/lib/local-root.ts) put the controller's NATS and metadata service on the LAN and share
- * a fresh metadata secret. Without root the gateway node runs without its role and the compute role
- * stays unconfigured.
+ * a fresh metadata secret. Without root the gateway node runs without its role, the compute role
+ * stays unconfigured and the storage node serves no volume.
  *
  * Flags: `--once` tears down right after printing (the tests use it); `--no-image` never builds the
  * instance image (a cached one is still imported); `--no-demo` launches no container.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -30,6 +32,8 @@ import {
   instanceImage,
   nodeConfig,
   rootDropIns,
+  storageRegistry,
+  writeDropIn,
   writeMetadataSecret,
 } from './lib/local-root.js';
 import { CREDENTIALS_FILE } from '../core/trust.js';
@@ -39,6 +43,16 @@ import { lxdInstalled, mustRun, startLxdDaemon, stopLeftoverLxd, type LxdDaemon 
 import { printStatus, runDemo, suggestions, type DemoCluster } from './lib/local-demo.js';
 import { BUNDLE, startMammatusAgent, type MammatusAgent } from './lib/mammatus-agent.js';
 import { startSerfAgent, type SerfAgent } from './lib/serf-agent.js';
+import {
+  STORAGE_PORTAL,
+  removeStorageNs,
+  setUpStorageNs,
+  startStorageTgtd,
+  storageMissing,
+  storagePrefix,
+  storageReady,
+  storagePrefixLine,
+} from './lib/local-storage.js';
 import { errorMessage } from '../core/errors.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
@@ -60,6 +74,8 @@ interface Node {
   example: string;
   rpcPort: number;
   netns?: string;
+  /** Its drop-in (as root), trust included. */
+  dropIn?: object;
   serf?: SerfAgent;
   agent?: MammatusAgent;
 }
@@ -76,6 +92,8 @@ const agentEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => 
 
 let lxd: LxdDaemon | undefined;
 let image: { file: string; alias: string } | undefined;
+/** As root with tgt: storage-1's namespaces exist (`ns`) and its tgtd runs (`tgtd`); else why not. */
+const storage: { ns: boolean; tgtd?: ChildProcess; why?: string } = { ns: false };
 let stopping = false;
 // Ctrl-C while starting (an image build takes minutes) stops at the next step, then tears down.
 let interrupted = false;
@@ -130,6 +148,7 @@ async function removeRootLeftovers(): Promise<void> {
   // protected while its agent restarts); the cluster is gone, so is the chain.
   await removeFirewall(buildRun()).catch(() => undefined);
   removeLocalLan();
+  removeStorageNs();
   rmSync(RUN_DIR, { recursive: true, force: true });
   // LXD's idmapped files need root to remove: this runs as root.
   rmSync(LXD_BASE, { recursive: true, force: true });
@@ -139,6 +158,7 @@ async function teardown(): Promise<void> {
   stopping = true;
   await Promise.allSettled(nodes.flatMap((n) => (n.agent ? [n.agent.stop()] : [])));
   await Promise.allSettled(nodes.flatMap((n) => (n.serf ? [n.serf.stop()] : [])));
+  await stopTgtd();
   rmSync(PIDS, { force: true });
   // The controller's store: otherwise a run as root would leave it unwritable for one without.
   rmSync(path.dirname(CONTROLLER_DIR), { recursive: true, force: true });
@@ -154,8 +174,10 @@ async function setUpRoot(): Promise<Record<string, object>> {
   if (!withLxd) console.log('lxd is not installed (apt-get install lxd debootstrap): the compute node runs without LXD.');
   const tarball = withLxd ? await instanceImage(noImage) : undefined;
   step();
-  buildLocalLan({ compute: withLxd });
+  storage.why = storageMissing();
+  buildLocalLan({ compute: withLxd, storage: !storage.why });
   const secretFile = writeMetadataSecret();
+  if (!storage.why) await startStorage();
   if (withLxd) {
     console.log(`Starting LXD for compute-1 in netns ${NETNS.cn} (LXD_DIR=${LXD_BASE}/lxd) ...`);
     // An LXD that cannot run here (no usable cgroups, say) should not keep the other roles from running.
@@ -176,7 +198,35 @@ async function setUpRoot(): Promise<Record<string, object>> {
       );
     }
   }
-  return rootDropIns({ secretFile, lxdSocket: lxd?.socket });
+  return rootDropIns({ secretFile, lxdSocket: lxd?.socket, storage: Boolean(storage.tgtd) });
+}
+
+/** Storage-1's mount namespace and tgtd; a tgtd that does not start leaves the node serving nothing. */
+async function startStorage(): Promise<void> {
+  const dir = path.join(work, 'storage-1');
+  mkdirSync(path.join(dir, 'volumes'), { recursive: true });
+  try {
+    setUpStorageNs(path.join(dir, 'volumes'));
+  } catch (err) {
+    storage.why = `its mount namespace could not be made: ${errorMessage(err)}`;
+    return;
+  }
+  storage.ns = true;
+  console.log(`Starting tgtd for storage-1 in netns ${NETNS.st} (iSCSI on ${STORAGE_PORTAL}) ...`);
+  storage.tgtd = await startStorageTgtd(path.join(dir, 'tgtd.log')).catch((err: Error) => {
+    storage.why = `its tgtd did not start: ${err.message}`;
+    return undefined;
+  });
+  recordPid(storage.tgtd?.pid);
+}
+
+/** SIGKILL: tgtd ignores SIGTERM while it has targets (docs/storage.md); its data is in the files. */
+async function stopTgtd(): Promise<void> {
+  const t = storage.tgtd;
+  if (!t || t.exitCode !== null || t.signalCode !== null) return;
+  const gone = new Promise((resolve) => t.once('exit', resolve));
+  t.kill('SIGKILL');
+  await gone;
 }
 
 /** Where a node's agent keeps its credentials (its `state_dir`, examples/cluster/<role>.yaml). */
@@ -186,7 +236,17 @@ function credentialsOf(node: string): string {
 
 /** Runs the CLI (the bundle) as the controller; throws with its output when it fails. */
 async function mammatus(args: string[]): Promise<void> {
-  await mustRun(process.execPath, [BUNDLE, ...args], {}, 30_000);
+  // One more try when NATS did not answer in the CLI's 5 s: on a loaded machine (2 cores shared), an
+  // admit has timed out right after the controller's nats-server reloaded (SIGHUP) for a change.
+  for (let i = 0; ; i++) {
+    try {
+      return void (await mustRun(process.execPath, [BUNDLE, ...args], {}, 30_000));
+    } catch (err) {
+      if (i > 0 || !/cannot reach NATS/.test(errorMessage(err))) throw err;
+      console.log(`(${args.slice(0, 3).join(' ')}: NATS did not answer in time; trying once more)`);
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
 }
 
 async function main(): Promise<void> {
@@ -209,20 +269,23 @@ async function main(): Promise<void> {
     console.log(
       '  - run the gateway role: DHCP, DNS, TFTP, its firewall and the metadata proxy need root (they get a network namespace of their own);',
     );
-    console.log('  - give compute-1 an LXD: containers need root, so `instance launch` has nowhere to run.');
+    console.log('  - give compute-1 an LXD: containers need root, so `instance launch` has nowhere to run;');
+    console.log('  - serve volumes on storage-1: its tgtd and the iSCSI port need root (and a network namespace of their own).');
     console.log('The other nodes run on 127.0.0.1. For all of it: sudo bash scripts/cluster.sh');
   }
+  if (asRoot && storage.why) console.log(`storage-1 serves no volume: ${storage.why}.`);
   console.log(`Starting ${nodes.length} serf agents (gossip encrypted, RPC with a key) and mammatus agents in ${work} ...`);
   for (const [i, n] of nodes.entries()) {
     step();
     const isGateway = n.role === 'gateway';
-    n.netns = asRoot && isGateway ? NETNS.gw : undefined;
+    const isStorage = n.role === 'storage' && storage.ns;
+    n.netns = asRoot && isGateway ? NETNS.gw : isStorage ? NETNS.st : undefined;
     n.serf = await startSerfAgent({
       name: n.name,
       dir: path.join(work, n.name, 'serf'),
       tags: { role: isGateway && !asRoot ? '' : n.role },
       netns: n.netns,
-      bindIp: asRoot ? (isGateway ? LAN.gateway : LAN.host) : '127.0.0.1',
+      bindIp: asRoot ? (isGateway ? LAN.gateway : isStorage ? LAN.storage : LAN.host) : '127.0.0.1',
       tagsFile: true,
       snapshot: true,
       encryptKey: key,
@@ -244,13 +307,16 @@ async function main(): Promise<void> {
   const startAgent = async (n: Node) => {
     // Every node trusts the run's operator key: signed events and `mammatus.leases` asks.
     const trust = { trust: { operators_file: `${operatorKey}.pub` } };
-    const configPath = nodeConfig(path.join(work, n.name), n.example, { ...dropIns[n.role], ...trust });
+    n.dropIn = { ...dropIns[n.role], ...trust };
+    const configPath = nodeConfig(path.join(work, n.name), n.example, n.dropIn);
     n.agent = await startMammatusAgent({
       dir: path.join(work, n.name, 'agent'),
       rpcAddr: n.serf!.rpcAddr,
       configPath,
       env: { ...agentEnv, SERF_RPC_AUTH: rpcAuth },
       netns: n.netns,
+      // Storage-1's agent also shares its tgtd's mount namespace (the control socket, /etc/tgt).
+      ...(n.netns === NETNS.st ? { prefix: storagePrefix() } : {}),
     });
     recordPid(n.agent.pid);
   };
@@ -276,11 +342,19 @@ async function main(): Promise<void> {
   }
   first.close();
   step();
+  const st = nodes.find((n) => n.role === 'storage')!;
+  // Storage-1's registry now that its trust tag is out (why: storageRegistry); its agent reloads.
+  if (storage.tgtd) writeDropIn(path.join(work, st.name), { ...st.dropIn, ...storageRegistry() });
+  const notReady = storage.tgtd && (await storageReady(entry.serf!.rpcAddr));
+  if (notReady) console.log(`storage-1 is not ready to serve volumes yet: ${notReady}`);
+  // Another node's RPC on the host's loopback: storage-1's, or the controller's when storage-1 has its netns.
+  const other = nodes.find((n) => n.role === 'storage' && !n.netns) ?? controller;
   const demo: DemoCluster = {
     rpc: entry.serf!.rpcAddr,
-    otherRpc: nodes.find((n) => n.role === 'storage')!.serf!.rpcAddr,
+    otherRpc: other.serf!.rpcAddr,
     asRoot,
     operatorKey,
+    ...(storage.tgtd ? { storage: { portal: STORAGE_PORTAL, prefix: storagePrefixLine() } } : {}),
     ...(lxd ? { lxd: { lxdDir: lxd.lxdDir, ...(image ? { alias: image.alias } : {}) } } : {}),
   };
   printStatus(demo);
@@ -313,7 +387,7 @@ function printTry(demo: DemoCluster, demoRan: boolean): void {
     );
   if (asRoot)
     console.log(
-      `The LAN: ${LAN.host} (this host, mmc-lan), ${LAN.gateway} (gateway, netns ${NETNS.gw})${lxd ? `, compute-1's containers on ${CN_LAN} (netns ${NETNS.cn})` : ''}.`,
+      `The LAN: ${LAN.host} (this host, mmc-lan), ${LAN.gateway} (gateway, netns ${NETNS.gw})${storage.ns ? `, ${LAN.storage} (storage-1, netns ${NETNS.st})` : ''}${lxd ? `, compute-1's containers on ${CN_LAN} (netns ${NETNS.cn})` : ''}.`,
     );
 }
 

@@ -8,14 +8,14 @@
  */
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { LAN } from './local-lan.js';
+import { LAN, NETNS } from './local-lan.js';
 import { CONTROLLER_PORTS } from './local-root.js';
 import { runCommand } from './lxd-node.js';
 import { BUNDLE } from './mammatus-agent.js';
 
 /** The cluster as the demo and the suggestions need it. */
 export interface DemoCluster {
-  /** Serf RPC of the node the CLI talks to (compute-1's) and of another one (storage-1's). */
+  /** Serf RPC of the node the CLI talks to (compute-1's) and of another one on the host (storage-1's or the controller's). */
   readonly rpc: string;
   readonly otherRpc: string;
   readonly asRoot: boolean;
@@ -23,7 +23,15 @@ export interface DemoCluster {
   readonly operatorKey: string;
   /** The compute node's LXD, when it runs, and the image alias imported into it. */
   readonly lxd?: { readonly lxdDir: string; readonly alias?: string };
+  /** Storage-1 serves volumes: its portal (`IP:3260`) and the `nsenter …` prefix of its namespaces. */
+  readonly storage?: { readonly portal: string; readonly prefix: string };
 }
+
+/**
+ * The initiator name `volume attach` admits in the commands to try: compute-1 publishes none
+ * (without open-iscsi it has no `/etc/iscsi/initiatorname.iscsi`), and the reader logs in with it.
+ */
+export const TRY_INITIATOR = 'iqn.2026-12.local.mammatus:compute-1';
 
 /** The CLI as the reader types it from the repository: `node dist/mammatus.mjs`. */
 function cliWord(): string {
@@ -140,7 +148,7 @@ export function suggestions(c: DemoCluster, demoRan: boolean): string[] {
     );
   } else if (c.asRoot) {
     lines.push(
-      `${cli} --rpc-addr ${a} instance register web-1 --mac 02:00:00:00:00:21 --ip 10.213.0.21 ${nats}`,
+      `${cli} --rpc-addr ${a} instance register web-1 --mac 02:00:00:00:00:21 --ip 10.213.0.21 --node compute-1 ${nats}`,
       `dig @${LAN.gateway} web-1.mammatus +short                  # the gateway reserves its address and name`,
     );
   } else {
@@ -149,6 +157,7 @@ export function suggestions(c: DemoCluster, demoRan: boolean): string[] {
       `curl http://${ctl}:${CONTROLLER_PORTS.metadata}/latest/meta-data/local-hostname   # the controller's metadata service`,
     );
   }
+  if (c.storage) lines.push(...volumeLines(cli, a, nats, c.storage));
   if (c.asRoot) {
     lines.push(
       `dig @${LAN.gateway} compute-1.mammatus +short                # the gateway's DNS knows every member`,
@@ -156,4 +165,25 @@ export function suggestions(c: DemoCluster, demoRan: boolean): string[] {
     );
   }
   return lines;
+}
+
+/**
+ * A volume on storage-1, attached to web-1, seen on the wire: its target in storage-1's tgtd, a
+ * discovery and a login with the volume's CHAP (from `volume show`) as the attached initiator, from
+ * this host; then detached and removed. compute-1 itself logs in to nothing here (README).
+ */
+function volumeLines(cli: string, a: string, nats: string, s: NonNullable<DemoCluster['storage']>): string[] {
+  const vol = `${cli} --rpc-addr ${a} volume`;
+  // CHAP user and secret into libiscsi's environment (never on a command line, where ps shows them),
+  // with the target (the IQN: year-month of creation) and the LUN, in a subshell that then ends.
+  const chap = `'@sh "export LIBISCSI_CHAP_USERNAME=\\(.chap.user) LIBISCSI_CHAP_PASSWORD=\\(.chap.secret) TARGET=iqn.\\(.created_at[0:7]).mammatus:volume.\\(.name)/\\(.lun)"'`;
+  return [
+    `${vol} create data --size 1G --wait ${nats}   # storage-1 serves it (its own tgtd, netns ${NETNS.st})`,
+    `${s.prefix} tgtadm --lld iscsi --mode target --op show   # storage-1's tgtd: the target, LUN 1, its CHAP user, an ACL of nobody`,
+    `${vol} attach data --instance web-1 --initiator ${TRY_INITIATOR} ${nats}   # recorded; compute-1 logs in to nothing here`,
+    `${vol} list ${nats}   # attached; storage-1 now admits that initiator (with the CHAP)`,
+    `iscsi-ls -i ${TRY_INITIATOR} iscsi://${s.portal}   # what discovery shows that initiator`,
+    `(eval "$(${vol} show data --json --show-secret ${nats} | jq -r ${chap})" && iscsi-inq -i ${TRY_INITIATOR} "iscsi://${s.portal}/$TARGET")   # a login with the volume's CHAP`,
+    `${vol} detach data ${nats} && ${vol} rm data --wait ${nats}   # target and backing file go, then the record`,
+  ];
 }

@@ -1,9 +1,11 @@
 /**
  * The local cluster's LAN when it runs as root: 10.213.0.0/24 on a bridge in a switch namespace of
- * its own, with three ports — the host (`mmc-lan`, 10.213.0.2, where the compute, storage and
+ * its own, with up to four ports — the host (`mmc-lan`, 10.213.0.2, where the compute and
  * controller nodes gossip and the controller serves), the gateway's namespace (`gw-lan`,
- * 10.213.0.1) and, when LXD runs, the compute node's namespace (`cn-lan`, no address: the macvlan
- * parent of its containers, whose frames thus reach the gateway's DHCP, DNS and metadata proxy).
+ * 10.213.0.1), when LXD runs the compute node's namespace (`cn-lan`, no address: the macvlan
+ * parent of its containers, whose frames thus reach the gateway's DHCP, DNS and metadata proxy)
+ * and, when tgt is installed, the storage node's namespace (`st-lan`, 10.213.0.3: its Serf
+ * address and iSCSI portal, scripts/lib/local-storage.ts).
  *
  * Why a namespace for the bridge and not a host bridge: with br_netfilter loaded, bridged frames go
  * through the iptables FORWARD chain of the bridge's namespace, which on a host with Docker drops
@@ -13,9 +15,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 
 /** Addresses on the LAN. */
-export const LAN = { host: '10.213.0.2', gateway: '10.213.0.1', prefix: 24 } as const;
+export const LAN = { host: '10.213.0.2', gateway: '10.213.0.1', storage: '10.213.0.3', prefix: 24 } as const;
 /** The namespaces this module creates (and alone deletes). */
-export const NETNS = { sw: 'mammatus-lc-sw', gw: 'mammatus-lc-gw', cn: 'mammatus-lc-cn' } as const;
+export const NETNS = { sw: 'mammatus-lc-sw', gw: 'mammatus-lc-gw', cn: 'mammatus-lc-cn', st: 'mammatus-lc-st' } as const;
 /** The compute node's LAN interface inside {@link NETNS}.cn: `roles.compute.parent`. */
 export const CN_LAN = 'cn-lan';
 const HOST_END = 'mmc-lan';
@@ -30,8 +32,11 @@ function plug(port: string, peer: string, ns?: string): void {
   ip('-n', NETNS.sw, 'link', 'set', port, 'up');
 }
 
-/** Builds the switch, the host's port and the gateway's namespace; the compute node's with `compute`. */
-export function buildLocalLan(opts: { compute: boolean }): void {
+/**
+ * Builds the switch, the host's port and the gateway's namespace; the compute node's with
+ * `compute`, the storage node's with `storage`.
+ */
+export function buildLocalLan(opts: { compute: boolean; storage: boolean }): void {
   ip('netns', 'add', NETNS.sw);
   // A bridge without STP forwards as soon as a port is up: no 15 s listening/learning delay.
   ip('-n', NETNS.sw, 'link', 'add', BRIDGE, 'type', 'bridge', 'stp_state', '0');
@@ -51,11 +56,19 @@ export function buildLocalLan(opts: { compute: boolean }): void {
   ip('-n', NETNS.gw, 'link', 'set', 'wan-end', 'up');
   ip('-n', NETNS.gw, 'link', 'set', 'gw-wan', 'up');
 
-  if (!opts.compute) return;
-  ip('netns', 'add', NETNS.cn);
-  ip('-n', NETNS.cn, 'link', 'set', 'lo', 'up');
-  plug('p-cn', CN_LAN, NETNS.cn);
-  ip('-n', NETNS.cn, 'link', 'set', CN_LAN, 'up');
+  if (opts.compute) {
+    ip('netns', 'add', NETNS.cn);
+    ip('-n', NETNS.cn, 'link', 'set', 'lo', 'up');
+    plug('p-cn', CN_LAN, NETNS.cn);
+    ip('-n', NETNS.cn, 'link', 'set', CN_LAN, 'up');
+  }
+  if (opts.storage) {
+    ip('netns', 'add', NETNS.st);
+    ip('-n', NETNS.st, 'link', 'set', 'lo', 'up');
+    plug('p-st', 'st-lan', NETNS.st);
+    ip('-n', NETNS.st, 'addr', 'add', `${LAN.storage}/${LAN.prefix}`, 'dev', 'st-lan');
+    ip('-n', NETNS.st, 'link', 'set', 'st-lan', 'up');
+  }
 }
 
 /**
@@ -64,7 +77,7 @@ export function buildLocalLan(opts: { compute: boolean }): void {
  * Deleting a namespace deletes its veths, and with them their peers (`mmc-lan` on the host).
  */
 export function removeLocalLan(): void {
-  for (const ns of [NETNS.cn, NETNS.gw, NETNS.sw]) {
+  for (const ns of [NETNS.st, NETNS.cn, NETNS.gw, NETNS.sw]) {
     const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '';
     for (const pid of pids.split(/\s+/).filter(Boolean)) {
       try {

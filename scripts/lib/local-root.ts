@@ -2,12 +2,12 @@
  * What the local cluster adds when it runs as root (scripts/local-cluster.ts): the instance image
  * for the compute node's LXD, the cluster's metadata secret, and per-node config drop-ins that move
  * the controller's NATS and metadata service onto the LAN and point the gateway's metadata proxy,
- * its registry feed and the compute role at them. The drop-ins live under `.cluster/<node>/` next to
+ * its registry feed, the compute role and the storage role at them. The drop-ins live under `.cluster/<node>/` next to
  * a link to `examples/cluster/<role>.yaml`, so those files stay what a run without root uses.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
@@ -87,6 +87,25 @@ export interface RootSettings {
   readonly secretFile: string;
   /** The compute node's LXD socket; without it the compute role stays unconfigured. */
   readonly lxdSocket?: string;
+  /** Storage-1 runs its own tgtd (scripts/lib/local-storage.ts); without it the storage role serves nothing. */
+  readonly storage?: boolean;
+}
+
+/**
+ * Storage-1's settings: tgt, not auto (LIO is the kernel's, shared with the host; tgtd is storage-1's
+ * own process). The portal is its Serf address (st-lan); `path` is the default, which its mount
+ * namespace binds to .cluster/storage-1/volumes (scripts/lib/local-storage.ts).
+ */
+const STORAGE_SETTINGS = { backend: 'tgt' } as const;
+
+/**
+ * Storage-1's drop-in with its registry, written once its agent is up: a storage agent starts its
+ * role before it publishes its trust tag, the role waits for its first NATS connection, and the
+ * controller's firewall lets a member's address in only once its trust tag verifies. Given the
+ * registry at start, storage-1's agent would wait for a NATS that waits for it.
+ */
+export function storageRegistry(): object {
+  return { roles: { storage: { ...STORAGE_SETTINGS, registry: { nats: [`nats://${LAN.host}:${CONTROLLER_PORTS.nats}`] } } } };
 }
 
 /** Each role's drop-in (agent config keys) for a run as root. */
@@ -113,6 +132,8 @@ export function rootDropIns(s: RootSettings): Record<string, object> {
         },
       },
     },
+    // The registry comes later (storageRegistry): see there.
+    ...(s.storage ? { storage: { roles: { storage: STORAGE_SETTINGS } } } : {}),
     ...(s.lxdSocket
       ? {
           // The agent runs in the root namespace (LXD's socket is a unix socket); the parent is only
@@ -141,8 +162,16 @@ export function nodeConfig(dir: string, example: string, dropIn: object | undefi
   mkdirSync(path.join(dir, 'agent.d'), { recursive: true });
   const main = path.join(dir, 'agent.yaml');
   symlinkSync(example, main);
+  writeDropIn(dir, dropIn);
+  return main;
+}
+
+/** (Re)writes the drop-in of the node in `dir`; a running agent reloads (`watch_config`). */
+export function writeDropIn(dir: string, dropIn: object): void {
   const header = '# Written by scripts/local-cluster.ts for this run, over agent.yaml (examples/cluster).\n';
   // 0600 as a drop-in with a secret must be (the agent refuses it otherwise); this one names only files today.
-  writeFileSync(path.join(dir, 'agent.d', '90-local-cluster.yaml'), header + stringify(dropIn), { mode: 0o600 });
-  return main;
+  // Through a temp file and a rename: the agent reloading mid-write must not read half of it.
+  const file = path.join(dir, 'agent.d', '90-local-cluster.yaml');
+  writeFileSync(`${file}.tmp`, header + stringify(dropIn), { mode: 0o600 });
+  renameSync(`${file}.tmp`, file);
 }

@@ -28,6 +28,8 @@ export interface MammatusAgentSpec {
   readonly waitReady?: boolean;
   /** Run inside this network namespace (`ip netns exec`, which keeps the PID the agent's own). */
   readonly netns?: string;
+  /** Run under this command instead (`nsenter …`); it must exec the agent, so the PID stays the agent's own. */
+  readonly prefix?: readonly string[];
   /** The node's credentials, written to `<dir>/state/credentials.json` (0600) before the start. */
   readonly credentials?: NodeCredentials;
 }
@@ -76,7 +78,11 @@ export async function startMammatusAgent(spec: MammatusAgentSpec): Promise<Mamma
   const out = openSync(logFile, 'a');
   const started = performance.now();
   const argv = [BUNDLE, 'agent', '--config', configPath];
-  const [file, args] = spec.netns ? ['ip', ['netns', 'exec', spec.netns, process.execPath, ...argv]] : [process.execPath, argv];
+  const [file, args] = spec.prefix?.length
+    ? [spec.prefix[0], [...spec.prefix.slice(1), process.execPath, ...argv]]
+    : spec.netns
+      ? ['ip', ['netns', 'exec', spec.netns, process.execPath, ...argv]]
+      : [process.execPath, argv];
   const child = spawn(file, args, {
     stdio: ['ignore', out, out],
     env: { ...(spec.env ?? process.env), JOURNAL_STREAM: '' },
