@@ -108,7 +108,8 @@ export class ComputeVolumes {
     const parts = [`${r.attached.length} volume${r.attached.length === 1 ? '' : 's'} attached`];
     if (r.waiting.length) parts.push(`${r.waiting.length} waiting`);
     const failing = new Set(r.failed.map((f) => f.volume)).size;
-    if (failing) parts.push(`${failing} failing`);
+    // The first failure says why (the rest are in `volume list` and the log), kept short for the status answer.
+    if (failing) parts.push(`${failing} failing (${`${r.failed[0].volume}: ${r.failed[0].error}`.slice(0, 100)})`);
     return parts.join(', ');
   }
 

@@ -119,7 +119,9 @@ describe('ComputeVolumes', () => {
     const creating: VolumeRecord = { ...vol('new', 'db'), observed: { state: 'error', error: 'tgtd down' } };
     f.push([vol('data'), vol('bad', 'db'), creating]);
     await settle(() => work.report() !== undefined);
-    expect(work.summary()).toBe('1 volume attached, 1 waiting, 1 failing');
+    expect(work.summary()).toBe(
+      '1 volume attached, 1 waiting, 1 failing (bad: login: login refused: CHAP authentication failed (exit 24))',
+    );
     expect(work.report()?.failed).toEqual([{ volume: 'bad', error: 'login: login refused: CHAP authentication failed (exit 24)' }]);
   });
 
