@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
+import { hostPlanProblem, type HostPlan } from './host-record.js';
 
 /** What the registry keeps per instance. Times are ISO 8601 (UTC); user-data is base64. */
 export interface InstanceRecord {
@@ -29,6 +30,8 @@ export interface InstanceRecord {
   readonly state: InstanceState;
   /** What the instance's compute node last saw it do (written by that node; absent for PXE hosts). */
   readonly observed?: InstanceObserved;
+  /** A planned bare-metal host (`mammatus host register`): what it becomes and how far it got. */
+  readonly host?: HostPlan;
   readonly created_at: string;
   readonly updated_at: string;
 }
@@ -118,6 +121,7 @@ export interface InstanceInput {
   readonly node?: string;
   readonly tags?: Readonly<Record<string, string>>;
   readonly vendor_data?: Readonly<Partial<Record<VendorPart, boolean>>>;
+  readonly host?: HostPlan;
 }
 
 /** Builds a valid record from input (normalising MACs); throws `InvalidInstanceError`. */
@@ -136,6 +140,7 @@ export function buildRecord(input: InstanceInput, now: Date, id: string = newIns
     ...(input.user_data && input.user_data.byteLength > 0 ? { user_data: Buffer.from(input.user_data).toString('base64') } : {}),
     vendor_data: { ...(input.vendor_data ?? {}) },
     tags: { ...(input.tags ?? {}) },
+    ...(input.host ? { host: input.host } : {}),
     state: 'registered',
     created_at: at,
     updated_at: at,
@@ -159,6 +164,7 @@ export function validateRecord(value: unknown): InstanceRecord {
     'tags',
     'state',
     'observed',
+    'host',
     'created_at',
     'updated_at',
   ]);
@@ -202,6 +208,11 @@ export function validateRecord(value: unknown): InstanceRecord {
   );
   check((INSTANCE_STATES as readonly unknown[]).includes(r.state), 'state', `must be one of ${INSTANCE_STATES.join(', ')}`);
   if (r.observed !== undefined) checkObserved(r.observed);
+  if (r.host !== undefined) {
+    const problem = hostPlanProblem(r.host);
+    if (problem) throw new InvalidInstanceError(problem.slice(0, problem.indexOf(':')), problem.slice(problem.indexOf(':') + 2));
+    check(r.node === undefined, 'node', 'a planned host runs on no node: it becomes one');
+  }
   for (const f of ['created_at', 'updated_at'] as const)
     check(typeof r[f] === 'string' && !Number.isNaN(Date.parse(r[f])), f, 'must be an ISO 8601 time');
   return r as unknown as InstanceRecord;

@@ -167,7 +167,8 @@ export async function memberStatuses(g: GlobalOptions): Promise<Map<string, stri
 /** `instance list`: the registry's records, with each one's live status and its node's errors. */
 export function listCommand(g: GlobalOptions, opts: InstanceOptions, io: CliIo): Promise<number> {
   return withRegistry(g, opts, io, async (registry) => {
-    const records = await registry.list();
+    // Planned bare-metal hosts have their own list (`host list`).
+    const records = (await registry.list()).filter((r) => !r.host);
     const [members, notes] = await Promise.all([memberStatuses(g), notesByInstance(g)]);
     if (opts.json) {
       io.out(
