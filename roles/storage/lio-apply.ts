@@ -99,7 +99,8 @@ export async function applyLio(desired: LioRender, opts: LioApplyOptions): Promi
   };
   const clash = checkLioConfig(whole);
   if (clash.length) throw new LioApplyError(`the rendered LIO config is refused as a whole, nothing applied: ${say(clash)}`);
-  const wanted = new Set(desired.targets.map((p) => p.iqn.toLowerCase()));
+  // Held targets are neither restored nor deleted: they stay exactly as they are.
+  const wanted = new Set([...desired.targets.map((p) => p.iqn), ...(desired.held ?? [])].map((i) => i.toLowerCase()));
   const wantedObjects = new Set(plans.flatMap((p) => p.config.storage_objects.map(storageObjectPath)));
 
   // The whole desired config, for operators (docs/storage.md, recovery); it also makes the directory.

@@ -106,6 +106,11 @@ export interface LioSettings {
   readonly backingDir: string;
   /** The LVM volume groups volumes may live in; none by default. */
   readonly volumeGroups?: readonly string[];
+  /**
+   * Volumes left out with this reason whose live target is kept exactly as it is (in `held`):
+   * the thin-pool step holds attached volumes while LVM cannot be read.
+   */
+  readonly hold?: ReadonlyMap<string, string>;
 }
 
 /** One volume's target, ready for a one-target restore. */
@@ -129,6 +134,8 @@ export interface LioRender {
   readonly targets: readonly LioTargetPlan[];
   /** Volumes of this node left out because their record is malformed, with the reason. */
   readonly skipped: readonly { readonly volume: string; readonly reason: string }[];
+  /** IQNs of the volumes in `settings.hold`: their live targets are neither changed nor deleted. */
+  readonly held?: readonly string[];
 }
 
 /** The storage object name of a volume. */
@@ -222,12 +229,19 @@ const byKey =
 export function renderLio(volumes: readonly VolumeRecord[], settings: LioSettings): LioRender {
   const skipped: { volume: string; reason: string }[] = [];
   const targets: LioTargetPlan[] = [];
+  const held: string[] = [];
   for (const v of volumes) {
     if (v.node !== settings.node || v.state === 'deleting') continue;
     try {
       checkVolumeRecord(v);
     } catch (err) {
       skipped.push({ volume: String(v.name), reason: (err as Error).message });
+      continue;
+    }
+    const hold = settings.hold?.get(v.name);
+    if (hold) {
+      skipped.push({ volume: v.name, reason: hold });
+      held.push(volumeIqn(v));
       continue;
     }
     const refused = backingRefusal(v, settings);
@@ -255,7 +269,7 @@ export function renderLio(volumes: readonly VolumeRecord[], settings: LioSetting
     storage_objects: targets.flatMap((t) => t.config.storage_objects).sort(byKey((so) => `${so.plugin}/${so.name}`)),
     targets: targets.flatMap((t) => t.config.targets),
   };
-  return { config, targets, skipped: skipped.sort(byKey((s) => s.volume)) };
+  return { config, targets, skipped: skipped.sort(byKey((s) => s.volume)), ...(held.length ? { held: held.sort() } : {}) };
 }
 
 /**

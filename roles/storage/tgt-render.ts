@@ -34,6 +34,11 @@ export interface TgtSettings {
   readonly path: string;
   /** LVM volume groups this node may export logical volumes from (none by default). */
   readonly volumeGroups?: readonly string[];
+  /**
+   * Volumes to skip with this reason: their last good block stays in the conf and their live
+   * target as it is (none is made). The thin-pool step holds attached volumes while LVM cannot be read.
+   */
+  readonly hold?: ReadonlyMap<string, string>;
 }
 
 /** One rendered target. */
@@ -98,6 +103,8 @@ export function renderTgt(node: string, volumes: readonly VolumeRecord[], settin
         deleting.push({ volume: v.name, iqn, ...(v.backing.kind === 'file' ? { backing } : {}) });
         continue;
       }
+      const held = settings.hold?.get(v.name);
+      if (held) throw new Error(held);
       if (!SAFE.test(v.chap.user) || !SAFE.test(v.chap.secret)) {
         throw new Error('chap: tgt-admin passes CHAP through a shell: use only A-Z a-z 0-9 . _ : @ + = -');
       }
