@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { checkVolumeRecord, volumeIqn, type VolumeRecord } from '../../core/volume-record.js';
+import { backingIdentity, type BackingIdentity } from './backing-id.js';
 
 /** The iSCSI port LIO listens on unless told otherwise. */
 export const LIO_PORT = 3260;
@@ -120,8 +121,8 @@ export interface LioTargetPlan {
   /** The LUN the volume is served as ({@link LIO_LUN}), for the record. */
   readonly lun: number;
   readonly storageObject: { readonly plugin: 'fileio' | 'block'; readonly name: string };
-  /** The backing file to create (sparse, grown only) before the restore; absent for LVM. */
-  readonly backingFile?: { readonly path: string; readonly size: number };
+  /** The backing file to create (sparse, grown only) before the restore, and its record (backing-id.ts); absent for LVM. */
+  readonly backingFile?: { readonly path: string; readonly size: number; readonly identity: BackingIdentity };
   /** The file `targetcli restoreconfig … target=IQN storage_object=NAME` reads: this target and its object. */
   readonly config: LioConfig;
 }
@@ -257,7 +258,7 @@ export function renderLio(volumes: readonly VolumeRecord[], settings: LioSetting
       iqn,
       lun: LIO_LUN,
       storageObject: { plugin: so.plugin as 'fileio' | 'block', name: so.name },
-      ...(v.backing.kind === 'file' ? { backingFile: { path: v.backing.path, size: v.size_bytes } } : {}),
+      ...(v.backing.kind === 'file' ? { backingFile: { path: v.backing.path, size: v.size_bytes, identity: backingIdentity(v) } } : {}),
       config: { fabric_modules: [], storage_objects: [so], targets: [target] },
     });
   }

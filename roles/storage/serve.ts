@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { FileOps, Logger, Run } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
 import { volumeIqn, type VolumeRecord } from '../../core/volume-record.js';
+import { backingIdPath } from './backing-id.js';
 import { thinPoolOf, type StorageConfig } from './config.js';
 import { applyLio, LioApplyError, type LioApplyOptions } from './lio-apply.js';
 import { LIO_PORT, renderLio } from './lio-render.js';
@@ -213,6 +214,8 @@ async function removeBacking(v: VolumeRecord, dir: string, files: FileOps): Prom
     return { state: 'error', error: `backing.path ${v.backing.path} is not under ${dir}: not removed` };
   try {
     await files.remove(file);
+    // Then its identity: a sidecar without its file is never taken for a leftover.
+    await files.remove(backingIdPath(file));
     return { state: 'absent' };
   } catch (err) {
     return { state: 'error', error: `target removed, but not its backing file: ${errorMessage(err)}` };

@@ -18,6 +18,7 @@
  */
 import { checkVolumeRecord, volumeIqn, type VolumeRecord } from '../../core/volume-record.js';
 import { errorMessage } from '../../core/errors.js';
+import { backingIdentity, type BackingIdentity } from './backing-id.js';
 
 /** The LUN tgt serves a volume as (LUN 0 is the target's controller). */
 export const TGT_LUN = 1;
@@ -50,6 +51,8 @@ export interface TgtTarget {
   readonly backing: string;
   /** Whether the agent creates and grows the backing store (a file) or only expects it (an LV). */
   readonly kind: 'file' | 'lvm';
+  /** A file's record, checked against its `.id` sidecar before it is served (backing-id.ts). */
+  readonly identity?: BackingIdentity;
   readonly sizeBytes: number;
   readonly chapUser: string;
   /** The only initiator admitted, or undefined: nobody. */
@@ -158,6 +161,7 @@ function targetOf(v: VolumeRecord, iqn: string, backing: string): TgtTarget {
     lun: TGT_LUN,
     backing,
     kind: v.backing.kind,
+    ...(v.backing.kind === 'file' ? { identity: backingIdentity(v) } : {}),
     sizeBytes: v.size_bytes,
     chapUser: v.chap.user,
     ...(initiator ? { initiator } : {}),

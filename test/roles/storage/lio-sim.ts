@@ -90,6 +90,8 @@ function execute(
     return undefined;
   }
   if (cmd === 'mkdir' || cmd === 'chmod') return undefined;
+  if (cmd === 'stat')
+    return sizes.has(argv.at(-1)!) ? undefined : commandFailed(argv, 1, `stat: cannot statx '${argv.at(-1)}': No such file`);
   if (cmd === 'truncate') {
     const size = Number(/^--size=>(\d+)$/.exec(args[0] ?? '')?.[1]);
     sizes.set(args[1], Math.max(size, sizes.get(args[1]) ?? 0));

@@ -477,6 +477,20 @@ describe('the storage role with a thin pool and LIO', () => {
       ['lvremove', '-y', 'vg0/mammatus-data'],
     ]);
     expect(reports.at(-1)).toEqual(['data', expect.objectContaining({ state: 'absent' })]);
+
+    // A file volume beside the pool: its identity is written with it and removed after it.
+    const notes = volume('notes', { backing: { kind: 'file', path: '/var/lib/mammatus/volumes/notes.img' } });
+    push([notes]);
+    await role.serveNow();
+    expect(reports.at(-1)).toEqual(['notes', expect.objectContaining({ state: 'serving' })]);
+    expect(lio.files.entries.get('/var/lib/mammatus/volumes/notes.img.id')).toEqual({ content: `${notes.created_at}\n`, mode: 0o600 });
+    push([{ ...notes, state: 'deleting' }]);
+    await role.serveNow();
+    expect(reports.at(-1)).toEqual(['notes', expect.objectContaining({ state: 'absent' })]);
+    expect([...new Set(lio.files.ops.filter((o) => o.startsWith('remove /var/lib')))]).toEqual([
+      'remove /var/lib/mammatus/volumes/notes.img',
+      'remove /var/lib/mammatus/volumes/notes.img.id',
+    ]);
   });
 });
 
