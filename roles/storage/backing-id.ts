@@ -41,12 +41,31 @@ export async function claimBackingFile(files: FileOps, file: string, exists: boo
   const want = `${who.id}\n`;
   const have = await files.read(sidecar);
   if (have === want) return;
-  if (exists && (have !== undefined || !who.adopt)) {
-    const why = have === undefined ? `no ${sidecar}` : `its .id says ${JSON.stringify(have.trim().slice(0, 40))}, not ${who.id}`;
-    throw new Error(
-      `${file} is a leftover of an earlier volume named ${who.volume} (${why}): not served. ` +
-        `Check its data is not needed, then rm ${file} ${sidecar} (docs/storage.md, "Leftovers")`,
-    );
-  }
+  if (exists && (have !== undefined || !who.adopt)) throw leftover(file, who, have, 'not served');
   await files.write(sidecar, want, 0o600);
+}
+
+/**
+ * Removes a deleted record's backing file, then its sidecar, when the sidecar says the file is the
+ * record's; `exists`: whether the file exists. Returns whether the file was removed. @throws when
+ * the file exists and is another record's or unknown: a leftover is left alone, as it is not served.
+ */
+export async function releaseBackingFile(files: FileOps, file: string, exists: boolean, who: BackingIdentity): Promise<boolean> {
+  const have = await files.read(backingIdPath(file));
+  if (have !== `${who.id}\n`) {
+    if (exists) throw leftover(file, who, have, 'left alone');
+    return false;
+  }
+  if (exists) await files.remove(file);
+  await files.remove(backingIdPath(file));
+  return exists;
+}
+
+/** The error for a backing file that is not the record's (short: `observed.error` keeps 300 characters). */
+function leftover(file: string, who: BackingIdentity, have: string | undefined, what: string): Error {
+  const why = have === undefined ? `no ${backingIdPath(file)}` : `its .id says ${JSON.stringify(have.trim().slice(0, 40))}, not ${who.id}`;
+  return new Error(
+    `${file} is a leftover of an earlier volume named ${who.volume} (${why}): ${what}. ` +
+      `Check its data is not needed, then rm ${file} ${backingIdPath(file)} (docs/storage.md, "Leftovers")`,
+  );
 }

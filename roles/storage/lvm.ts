@@ -193,9 +193,10 @@ function identityOf(lv: LvInfo, v: VolumeRecord): 'own' | 'other' | 'none' {
 
 /** The error for an LV named like the volume that is not this record's. */
 function leftover(vg: string, lv: string, v: VolumeRecord, tag: string): string {
+  // Short: `observed.error` keeps 300 characters. Adopting it instead (lvchange --addtag) is in the docs.
   return (
-    `${vg}/${lv} is a leftover of an earlier volume named ${v.name} (it lacks this volume's tag ${tag}): not served or removed. ` +
-    `If its data is not needed: lvremove ${vg}/${lv}; if it is this volume's: lvchange --addtag ${tag} ${vg}/${lv}`
+    `${vg}/${lv} is a leftover of an earlier volume named ${v.name} (no tag ${tag}): left alone. ` +
+    `Check its data is not needed, then lvremove ${vg}/${lv} (docs/storage.md, "Leftovers")`
   );
 }
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { FileOps, Logger, Run } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
 import { volumeIqn, type VolumeRecord } from '../../core/volume-record.js';
-import { backingIdPath } from './backing-id.js';
+import { backingIdentity, releaseBackingFile } from './backing-id.js';
 import { thinPoolOf, type StorageConfig } from './config.js';
 import { applyLio, LioApplyError, type LioApplyOptions } from './lio-apply.js';
 import { LIO_PORT, renderLio } from './lio-render.js';
@@ -213,9 +213,9 @@ async function removeBacking(v: VolumeRecord, dir: string, files: FileOps): Prom
   if (!file.startsWith(`${path.resolve(dir)}/`))
     return { state: 'error', error: `backing.path ${v.backing.path} is not under ${dir}: not removed` };
   try {
-    await files.remove(file);
-    // Then its identity: a sidecar without its file is never taken for a leftover.
-    await files.remove(backingIdPath(file));
+    // Only the record's own file: a leftover of an earlier volume of that name stays the operator's.
+    const exists = !files.mode || (await files.mode(file)) !== undefined;
+    await releaseBackingFile(files, file, exists, backingIdentity(v));
     return { state: 'absent' };
   } catch (err) {
     return { state: 'error', error: `target removed, but not its backing file: ${errorMessage(err)}` };

@@ -13,7 +13,7 @@
 import { dirname } from 'node:path';
 import type { FileOps, Run } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
-import { backingIdPath, claimBackingFile } from './backing-id.js';
+import { claimBackingFile, releaseBackingFile } from './backing-id.js';
 import { TGT_CONF_PATH, TGT_NOBODY_ADDRESS, tgtBlocks, type TgtRender, type TgtTarget } from './tgt-render.js';
 import { parseTgtPortals, parseTgtShow, tgtMismatches, type TgtLiveTarget } from './tgt-show.js';
 
@@ -153,13 +153,10 @@ export async function applyTgt(render: TgtRender, opts: TgtApplyOptions): Promis
     for (const d of render.deleting) {
       if (live.has(d.iqn) || !d.backing) continue;
       await step(d, fail, async () => {
-        // Only once: the record stays `deleting` until the role reports the volume gone.
-        if (!files.mode || (await files.mode(d.backing!)) !== undefined) {
-          await files.remove(d.backing!);
-          removedFiles.push(d.backing!);
-        }
-        // Then its identity: a sidecar without its file is never taken for a leftover.
-        await files.remove(backingIdPath(d.backing!));
+        // Only once: the record stays `deleting` until the role reports the volume gone. Only the
+        // record's own file: a leftover of an earlier volume of that name stays the operator's.
+        const exists = !files.mode || (await files.mode(d.backing!)) !== undefined;
+        if (await releaseBackingFile(files, d.backing!, exists, d.identity!)) removedFiles.push(d.backing!);
       });
     }
   } catch (err) {

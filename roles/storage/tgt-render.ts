@@ -75,7 +75,13 @@ export interface TgtRender {
   /** Sorted by volume name. */
   readonly targets: readonly TgtTarget[];
   /** Volumes of this node in state `deleting`: their targets (and files) go. */
-  readonly deleting: readonly { readonly volume: string; readonly iqn: string; readonly backing?: string }[];
+  readonly deleting: readonly {
+    readonly volume: string;
+    readonly iqn: string;
+    /** A file's path and record (backing-id.ts); absent for an LV. */
+    readonly backing?: string;
+    readonly identity?: BackingIdentity;
+  }[];
   readonly skipped: readonly TgtSkipped[];
 }
 
@@ -93,7 +99,7 @@ export const HEADER =
 export function renderTgt(node: string, volumes: readonly VolumeRecord[], settings: TgtSettings): TgtRender {
   const mine = volumes.filter((v) => v.node === node).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const targets: TgtTarget[] = [];
-  const deleting: { volume: string; iqn: string; backing?: string }[] = [];
+  const deleting: TgtRender['deleting'][number][] = [];
   const skipped: TgtSkipped[] = [];
   const chapUsers = new Map<string, string>();
   for (const v of mine) {
@@ -103,7 +109,7 @@ export function renderTgt(node: string, volumes: readonly VolumeRecord[], settin
       iqn = volumeIqn(v);
       const backing = backingOf(v, settings);
       if (v.state === 'deleting') {
-        deleting.push({ volume: v.name, iqn, ...(v.backing.kind === 'file' ? { backing } : {}) });
+        deleting.push({ volume: v.name, iqn, ...(v.backing.kind === 'file' ? { backing, identity: backingIdentity(v) } : {}) });
         continue;
       }
       const held = settings.hold?.get(v.name);

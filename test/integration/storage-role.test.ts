@@ -125,6 +125,13 @@ describe.skipIf(skip !== undefined)('the storage role with a real tgtd', { timeo
     ]);
     const ls = await bed.exec('cp', ['iscsi-ls', '-i', CP, `iscsi://${TGT_BED_ADDRS.portal}`]);
     expect(ls.stdout).not.toContain(iqn(old));
+    // Deleting the refused record leaves the old file alone too.
+    push([{ ...fresh, state: 'deleting' }]);
+    await role.serveNow();
+    expect(reports.at(-1)).toEqual(['data', expect.objectContaining({ state: 'error', error: expect.stringMatching(/: left alone\./) })]);
+    expect(readFileSync(file(old), 'utf8').startsWith('the old tenant')).toBe(true);
+    push([fresh]);
+    await role.serveNow();
     // The operator checks the data is not needed and removes both: the new volume gets an empty file.
     rmSync(file(old));
     rmSync(`${file(old)}.id`);

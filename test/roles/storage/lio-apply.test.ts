@@ -89,6 +89,7 @@ describe('applyLio', () => {
     expect([...sim.files.entries.keys()].sort()).toEqual([
       '/etc/rtslib-fb-target/saveconfig.json',
       `${WORK}/desired.json`,
+      '/var/lib/mammatus/volumes/logs.img',
       '/var/lib/mammatus/volumes/logs.img.id',
     ]);
     // The file's identity (backing-id.ts): the record's creation time, root's only.

@@ -95,6 +95,8 @@ function execute(
   if (cmd === 'truncate') {
     const size = Number(/^--size=>(\d+)$/.exec(args[0] ?? '')?.[1]);
     sizes.set(args[1], Math.max(size, sizes.get(args[1]) ?? 0));
+    // The file exists for the file writer too (the role removes a deleted volume's file with it).
+    if (!files.entries.has(args[1])) files.entries.set(args[1], { content: '', mode: 0o600 });
     return undefined;
   }
   if (cmd !== 'targetcli') return commandFailed(argv, 127, `${cmd}: not simulated`);

@@ -133,9 +133,8 @@ describe('lvs and the plan (pure)', () => {
       const plan = planThinVolumes([volume('data', { state })], POOL, lv([LVM_TAG, identityTag(old)]), []);
       expect(plan.create.length + plan.extend.length + plan.activate.length + plan.tag.length).toBe(0);
       expect(plan.refused.get('data')).toBe(
-        "vg0/mammatus-data is a leftover of an earlier volume named data (it lacks this volume's tag mammatus-created-20261201T000000Z): " +
-          'not served or removed. If its data is not needed: lvremove vg0/mammatus-data; ' +
-          "if it is this volume's: lvchange --addtag mammatus-created-20261201T000000Z vg0/mammatus-data",
+        'vg0/mammatus-data is a leftover of an earlier volume named data (no tag mammatus-created-20261201T000000Z): left alone. ' +
+          'Check its data is not needed, then lvremove vg0/mammatus-data (docs/storage.md, "Leftovers")',
       );
     }
     // An LV made before identity tags: adopted by a record that was served, refused for a new one.
@@ -491,6 +490,25 @@ describe('the storage role with a thin pool and LIO', () => {
       'remove /var/lib/mammatus/volumes/notes.img',
       'remove /var/lib/mammatus/volumes/notes.img.id',
     ]);
+    // A leftover of an earlier `notes` (rm --force): the new one is neither served nor allowed to remove it.
+    lio.files.entries.set('/var/lib/mammatus/volumes/notes.img', { content: 'old tenant', mode: 0o600 });
+    lio.files.entries.set('/var/lib/mammatus/volumes/notes.img.id', { content: '2026-01-01T00:00:00Z\n', mode: 0o600 });
+    lio.sizes.set('/var/lib/mammatus/volumes/notes.img', 10 * MiB);
+    const again = { ...notes, state: 'creating' as const, created_at: '2026-12-06T12:00:00.000Z' };
+    push([again]);
+    await role.serveNow();
+    expect(reports.at(-1)).toEqual([
+      'notes',
+      expect.objectContaining({ state: 'error', error: expect.stringMatching(/is a leftover .*: not served/) }),
+    ]);
+    expect(lio.live.targets).toEqual([]);
+    push([{ ...again, state: 'deleting' }]);
+    await role.serveNow();
+    expect(reports.at(-1)).toEqual([
+      'notes',
+      expect.objectContaining({ state: 'error', error: expect.stringMatching(/is a leftover .*: left alone/) }),
+    ]);
+    expect(lio.files.entries.get('/var/lib/mammatus/volumes/notes.img')?.content).toBe('old tenant');
   });
 });
 

@@ -212,7 +212,10 @@ describe('applyTgt', () => {
     const busy = showTarget(4, 'iqn.2026-12.mammatus:volume.busy', { account: 'busy-chap', acl: ['255.255.255.255', CP], session: CP });
     const run = tgt([other + old + busy, other + busy]);
     const render = renderTgt('s1', [volume('old', { state: 'deleting' })], SETTINGS);
-    const files = memoryFiles({ '/var/lib/mammatus/volumes/old.img': 'data', '/var/lib/mammatus/volumes/old.img.id': 'x\n' });
+    const files = memoryFiles({
+      '/var/lib/mammatus/volumes/old.img': 'data',
+      '/var/lib/mammatus/volumes/old.img.id': '2026-12-01T00:00:00Z\n',
+    });
     const r = await applyTgt(render, { run, files });
     expect(r.deleted).toEqual(['iqn.2026-12.mammatus:volume.old']);
     expect(r.removedFiles).toEqual(['/var/lib/mammatus/volumes/old.img']);
@@ -265,6 +268,20 @@ describe('applyTgt', () => {
     r = await applyTgt(renderTgt('s1', [db], SETTINGS), { run: tgt([dbLive()], { [DB]: 16 * MiB }), files });
     expect(r.errors).toEqual([]);
     expect(files.entries.get(`${DB}.id`)).toEqual({ content: `${db.created_at}\n`, mode: 0o600 });
+
+    // Deleting the refused record leaves the leftover alone (its target, if any, goes).
+    files = leftover();
+    files.entries.set(DB, { content: 'old tenant', mode: 0o600 });
+    r = await applyTgt(renderTgt('s1', [{ ...fresh, state: 'deleting' }], SETTINGS), { run: tgt(['']), files });
+    expect(r.removedFiles).toEqual([]);
+    expect(r.errors).toEqual([
+      {
+        volume: 'db',
+        iqn: 'iqn.2026-12.mammatus:volume.db',
+        error: expect.stringMatching(/is a leftover of an earlier volume named db .*: left alone\./),
+      },
+    ]);
+    expect(files.entries.has(DB) && files.entries.has(`${DB}.id`)).toBe(true);
 
     // A sidecar whose file is gone means nothing: the new volume gets a new file.
     files = leftover();
