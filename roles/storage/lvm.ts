@@ -26,8 +26,9 @@ export function thinLvName(name: string): string {
 /**
  * The LVM tag that ties an LV to one volume record: `mammatus-created-` and the record's
  * `created_at` cut to [0-9A-Za-z] (`2026-12-06T12:00:00.000Z` → `mammatus-created-20261206T120000000Z`;
- * LVM tags allow A-Z a-z 0-9 _ + . - / = ! : # &, and a record's name and creation time together
- * are unique: the registry refuses a second record of a name that exists).
+ * LVM tags allow A-Z a-z 0-9 _ + . - / = ! : # &, up to 1024, not starting with `-`). A record's
+ * name and creation time together are unique: the registry refuses a second record of a name that
+ * exists, and a later one has a later time.
  */
 export function identityTag(v: Pick<VolumeRecord, 'created_at'>): string {
   return `${IDENTITY_PREFIX}${v.created_at.replace(/[^0-9A-Za-z]/g, '')}`;
