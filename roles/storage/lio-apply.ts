@@ -276,8 +276,8 @@ interface RestoreOutcome {
 
 /**
  * The restore step of one target: its backing file (claimed for its record, made private, sparse,
- * grown to size, never shrunk), its one-target file, the restore, and the file's removal (it holds the CHAP secret).
- * Rejects when the preparation failed (the restore did not run).
+ * grown to size, never shrunk), its one-target file, the restore, and the file's removal (it
+ * holds the CHAP secret). Rejects when the preparation failed (the restore did not run).
  */
 async function restoreTarget(plan: LioTargetPlan, run: Run, files: FileOps, work: string): Promise<RestoreOutcome> {
   if (plan.backingFile) {

@@ -1,9 +1,9 @@
 /**
  * Thin LVs for volumes, the effects: read `lvs`, create (`lvcreate -V BYTESB -T VG/POOL -n LV
  * --addtag mammatus --addtag mammatus-created-…`), adopt an LV made before identity tags
- * (`lvchange --addtag mammatus-created-… VG/LV`), grow (`lvextend -L BYTESB VG/LV`), activate (`lvchange -ay VG/LV`) and,
- * once a deleted volume's target is gone, remove (`lvremove -y VG/LV`), all through the injected
- * runner. Every failure is that volume's error; none stops the others or the pass.
+ * (`lvchange --addtag mammatus-created-… VG/LV`), grow (`lvextend -L BYTESB VG/LV`), activate
+ * (`lvchange -ay VG/LV`) and, once a deleted volume's target is gone, remove (`lvremove -y VG/LV`),
+ * all through the injected runner. Every failure is that volume's error; none stops the others or the pass.
  */
 import type { Run } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
