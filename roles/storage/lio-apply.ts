@@ -10,6 +10,7 @@
  */
 import { dirname } from 'node:path';
 import type { FileOps, Logger, Run } from '../../core/contracts.js';
+import { claimBackingFile } from './backing-id.js';
 import { checkLioConfig, lioPolicyProblems, type LioProblem } from './lio-check.js';
 import { lioConfigText, storageObjectPath, type LioConfig, type LioRender, type LioTargetPlan } from './lio-render.js';
 import {
@@ -99,7 +100,8 @@ export async function applyLio(desired: LioRender, opts: LioApplyOptions): Promi
   };
   const clash = checkLioConfig(whole);
   if (clash.length) throw new LioApplyError(`the rendered LIO config is refused as a whole, nothing applied: ${say(clash)}`);
-  const wanted = new Set(desired.targets.map((p) => p.iqn.toLowerCase()));
+  // Held targets are neither restored nor deleted: they stay exactly as they are.
+  const wanted = new Set([...desired.targets.map((p) => p.iqn), ...(desired.held ?? [])].map((i) => i.toLowerCase()));
   const wantedObjects = new Set(plans.flatMap((p) => p.config.storage_objects.map(storageObjectPath)));
 
   // The whole desired config, for operators (docs/storage.md, recovery); it also makes the directory.
@@ -273,13 +275,18 @@ interface RestoreOutcome {
 }
 
 /**
- * The restore step of one target: its backing file (made private, sparse, grown to size, never
- * shrunk), its one-target file, the restore, and the file's removal (it holds the CHAP secret).
- * Rejects when the preparation failed (the restore did not run).
+ * The restore step of one target: its backing file (claimed for its record, made private, sparse,
+ * grown to size, never shrunk), its one-target file, the restore, and the file's removal (it
+ * holds the CHAP secret). Rejects when the preparation failed (the restore did not run).
  */
 async function restoreTarget(plan: LioTargetPlan, run: Run, files: FileOps, work: string): Promise<RestoreOutcome> {
   if (plan.backingFile) {
-    const { path, size } = plan.backingFile;
+    const { path, size, identity } = plan.backingFile;
+    const exists = await run('stat', ['-c', '%s', '--', path]).then(
+      () => true,
+      () => false,
+    );
+    await claimBackingFile(files, path, exists, identity);
     await run('mkdir', ['-p', dirname(path)]);
     // '>' is GNU truncate's "at least": it creates a missing file and only ever grows one.
     await run('truncate', [`--size=>${size}`, path]);

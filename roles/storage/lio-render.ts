@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { checkVolumeRecord, volumeIqn, type VolumeRecord } from '../../core/volume-record.js';
+import { backingIdentity, type BackingIdentity } from './backing-id.js';
 
 /** The iSCSI port LIO listens on unless told otherwise. */
 export const LIO_PORT = 3260;
@@ -106,6 +107,11 @@ export interface LioSettings {
   readonly backingDir: string;
   /** The LVM volume groups volumes may live in; none by default. */
   readonly volumeGroups?: readonly string[];
+  /**
+   * Volumes left out with this reason whose live target is kept exactly as it is (in `held`):
+   * the thin-pool step holds attached volumes while LVM cannot be read.
+   */
+  readonly hold?: ReadonlyMap<string, string>;
 }
 
 /** One volume's target, ready for a one-target restore. */
@@ -115,8 +121,8 @@ export interface LioTargetPlan {
   /** The LUN the volume is served as ({@link LIO_LUN}), for the record. */
   readonly lun: number;
   readonly storageObject: { readonly plugin: 'fileio' | 'block'; readonly name: string };
-  /** The backing file to create (sparse, grown only) before the restore; absent for LVM. */
-  readonly backingFile?: { readonly path: string; readonly size: number };
+  /** The backing file to create (sparse, grown only) before the restore, and its record (backing-id.ts); absent for LVM. */
+  readonly backingFile?: { readonly path: string; readonly size: number; readonly identity: BackingIdentity };
   /** The file `targetcli restoreconfig … target=IQN storage_object=NAME` reads: this target and its object. */
   readonly config: LioConfig;
 }
@@ -129,6 +135,8 @@ export interface LioRender {
   readonly targets: readonly LioTargetPlan[];
   /** Volumes of this node left out because their record is malformed, with the reason. */
   readonly skipped: readonly { readonly volume: string; readonly reason: string }[];
+  /** IQNs of the volumes in `settings.hold`: their live targets are neither changed nor deleted. */
+  readonly held?: readonly string[];
 }
 
 /** The storage object name of a volume. */
@@ -222,12 +230,19 @@ const byKey =
 export function renderLio(volumes: readonly VolumeRecord[], settings: LioSettings): LioRender {
   const skipped: { volume: string; reason: string }[] = [];
   const targets: LioTargetPlan[] = [];
+  const held: string[] = [];
   for (const v of volumes) {
     if (v.node !== settings.node || v.state === 'deleting') continue;
     try {
       checkVolumeRecord(v);
     } catch (err) {
       skipped.push({ volume: String(v.name), reason: (err as Error).message });
+      continue;
+    }
+    const hold = settings.hold?.get(v.name);
+    if (hold) {
+      skipped.push({ volume: v.name, reason: hold });
+      held.push(volumeIqn(v));
       continue;
     }
     const refused = backingRefusal(v, settings);
@@ -243,7 +258,7 @@ export function renderLio(volumes: readonly VolumeRecord[], settings: LioSetting
       iqn,
       lun: LIO_LUN,
       storageObject: { plugin: so.plugin as 'fileio' | 'block', name: so.name },
-      ...(v.backing.kind === 'file' ? { backingFile: { path: v.backing.path, size: v.size_bytes } } : {}),
+      ...(v.backing.kind === 'file' ? { backingFile: { path: v.backing.path, size: v.size_bytes, identity: backingIdentity(v) } } : {}),
       config: { fabric_modules: [], storage_objects: [so], targets: [target] },
     });
   }
@@ -255,7 +270,7 @@ export function renderLio(volumes: readonly VolumeRecord[], settings: LioSetting
     storage_objects: targets.flatMap((t) => t.config.storage_objects).sort(byKey((so) => `${so.plugin}/${so.name}`)),
     targets: targets.flatMap((t) => t.config.targets),
   };
-  return { config, targets, skipped: skipped.sort(byKey((s) => s.volume)) };
+  return { config, targets, skipped: skipped.sort(byKey((s) => s.volume)), ...(held.length ? { held: held.sort() } : {}) };
 }
 
 /**

@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { FileOps, Logger, Run } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
 import { volumeIqn, type VolumeRecord } from '../../core/volume-record.js';
+import { backingIdentity, releaseBackingFile } from './backing-id.js';
 import { thinPoolOf, type StorageConfig } from './config.js';
 import { applyLio, LioApplyError, type LioApplyOptions } from './lio-apply.js';
 import { LIO_PORT, renderLio } from './lio-render.js';
@@ -109,7 +110,7 @@ export async function serveVolumes(input: ServeInput): Promise<ServeResult> {
   const prepared = await prepareThinVolumes(mine, pool, lvm.volume_groups, input.run);
   // The pool's VG is exportable for the backends' own check; lvm.ts already refused other LVs of it.
   const config = { ...input.config, lvm: { ...lvm, volume_groups: [...new Set([...lvm.volume_groups, pool.vg])] } };
-  const served = await serveWith({ ...input, config }, prepared.volumes);
+  const served = await serveWith({ ...input, config }, prepared.volumes, prepared.hold);
   const gone = mine.filter((v) => v.state === 'deleting' && inThinPool(v, pool) && served.volumes.get(v.name)?.state === 'absent');
   const errors = new Map(prepared.errors);
   if (prepared.lvs) for (const [name, e] of await removeThinVolumes(gone, pool, prepared.lvs, input.run)) errors.set(name, e);
@@ -125,8 +126,9 @@ export async function serveVolumes(input: ServeInput): Promise<ServeResult> {
   return { ...served, volumes };
 }
 
-function serveWith(input: ServeInput, mine: readonly VolumeRecord[]): Promise<ServeResult> {
-  return input.backend === 'tgt' ? serveTgt(input, mine) : serveLio(input, mine);
+/** `hold`: volumes whose live target is left exactly as it is (none is made), and why. */
+function serveWith(input: ServeInput, mine: readonly VolumeRecord[], hold?: ReadonlyMap<string, string>): Promise<ServeResult> {
+  return input.backend === 'tgt' ? serveTgt(input, mine, hold) : serveLio(input, mine, hold);
 }
 
 /** Nothing could be served: every volume says why. */
@@ -143,9 +145,9 @@ function iqnOf(v: VolumeRecord): string | undefined {
   }
 }
 
-async function serveTgt(input: ServeInput, mine: readonly VolumeRecord[]): Promise<ServeResult> {
+async function serveTgt(input: ServeInput, mine: readonly VolumeRecord[], hold?: ReadonlyMap<string, string>): Promise<ServeResult> {
   const { config } = input;
-  const render = renderTgt(input.node, mine, { path: config.path, volumeGroups: config.lvm.volume_groups });
+  const render = renderTgt(input.node, mine, { path: config.path, volumeGroups: config.lvm.volume_groups, ...(hold ? { hold } : {}) });
   const result = await applyTgt(render, {
     ...input.options?.tgt,
     run: input.run,
@@ -165,13 +167,14 @@ async function serveTgt(input: ServeInput, mine: readonly VolumeRecord[]): Promi
   return { volumes: out, ...(general.length ? { problem: general.join('; ') } : {}) };
 }
 
-async function serveLio(input: ServeInput, mine: readonly VolumeRecord[]): Promise<ServeResult> {
+async function serveLio(input: ServeInput, mine: readonly VolumeRecord[], hold?: ReadonlyMap<string, string>): Promise<ServeResult> {
   const { config, files } = input;
   const render = renderLio(mine, {
     node: input.node,
     portal: input.portal,
     backingDir: config.path,
     volumeGroups: config.lvm.volume_groups,
+    ...(hold ? { hold } : {}),
   });
   let result;
   try {
@@ -210,7 +213,9 @@ async function removeBacking(v: VolumeRecord, dir: string, files: FileOps): Prom
   if (!file.startsWith(`${path.resolve(dir)}/`))
     return { state: 'error', error: `backing.path ${v.backing.path} is not under ${dir}: not removed` };
   try {
-    await files.remove(file);
+    // Only the record's own file: a leftover of an earlier volume of that name stays the operator's.
+    const exists = !files.mode || (await files.mode(file)) !== undefined;
+    await releaseBackingFile(files, file, exists, backingIdentity(v));
     return { state: 'absent' };
   } catch (err) {
     return { state: 'error', error: `target removed, but not its backing file: ${errorMessage(err)}` };

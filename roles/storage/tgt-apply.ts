@@ -13,6 +13,7 @@
 import { dirname } from 'node:path';
 import type { FileOps, Run } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
+import { claimBackingFile, releaseBackingFile } from './backing-id.js';
 import { TGT_CONF_PATH, TGT_NOBODY_ADDRESS, tgtBlocks, type TgtRender, type TgtTarget } from './tgt-render.js';
 import { parseTgtPortals, parseTgtShow, tgtMismatches, type TgtLiveTarget } from './tgt-show.js';
 
@@ -75,7 +76,7 @@ export async function applyTgt(render: TgtRender, opts: TgtApplyOptions): Promis
   };
   for (const s of render.skipped) fail(s, s.error);
 
-  const grown = await ensureBackingFiles(run, render.targets, fail);
+  const grown = await ensureBackingFiles(run, files, render.targets, fail);
 
   const confPath = opts.confPath ?? TGT_CONF_PATH;
   const old = await files.read(confPath);
@@ -152,10 +153,10 @@ export async function applyTgt(render: TgtRender, opts: TgtApplyOptions): Promis
     for (const d of render.deleting) {
       if (live.has(d.iqn) || !d.backing) continue;
       await step(d, fail, async () => {
-        // Only once: the record stays `deleting` until the role reports the volume gone.
-        if (files.mode && (await files.mode(d.backing!)) === undefined) return;
-        await files.remove(d.backing!);
-        removedFiles.push(d.backing!);
+        // Only once: the record stays `deleting` until the role reports the volume gone. Only the
+        // record's own file: a leftover of an earlier volume of that name stays the operator's.
+        const exists = !files.mode || (await files.mode(d.backing!)) !== undefined;
+        if (await releaseBackingFile(files, d.backing!, exists, d.identity!)) removedFiles.push(d.backing!);
       });
     }
   } catch (err) {
@@ -206,8 +207,11 @@ async function accountsNamed(tgtadm: (a: string[]) => Promise<{ stdout: string }
   return stdout.split('\n').some((l) => l.trim() === user) ? [user] : [];
 }
 
-/** Sparse backing files of at least the record's size (grow only: shrinking would cut data off). */
-async function ensureBackingFiles(run: Run, targets: readonly TgtTarget[], fail: Fail): Promise<string[]> {
+/**
+ * Sparse backing files of at least the record's size (grow only: shrinking would cut data off),
+ * each claimed for its record first: a leftover of an earlier volume of that name is refused.
+ */
+async function ensureBackingFiles(run: Run, files: FileOps, targets: readonly TgtTarget[], fail: Fail): Promise<string[]> {
   const grown: string[] = [];
   for (const t of targets) {
     if (t.kind !== 'file') continue;
@@ -217,6 +221,7 @@ async function ensureBackingFiles(run: Run, targets: readonly TgtTarget[], fail:
         () => undefined,
       );
       const size = st ? Number(st[0]) : undefined;
+      if (t.identity) await claimBackingFile(files, t.backing, st !== undefined, t.identity);
       if (size !== undefined && size > t.sizeBytes) {
         throw new Error(`${t.backing} is ${size} bytes, more than the record's ${t.sizeBytes}: volumes never shrink`);
       }

@@ -18,6 +18,7 @@
  */
 import { checkVolumeRecord, volumeIqn, type VolumeRecord } from '../../core/volume-record.js';
 import { errorMessage } from '../../core/errors.js';
+import { backingIdentity, type BackingIdentity } from './backing-id.js';
 
 /** The LUN tgt serves a volume as (LUN 0 is the target's controller). */
 export const TGT_LUN = 1;
@@ -34,6 +35,11 @@ export interface TgtSettings {
   readonly path: string;
   /** LVM volume groups this node may export logical volumes from (none by default). */
   readonly volumeGroups?: readonly string[];
+  /**
+   * Volumes to skip with this reason: their last good block stays in the conf and their live
+   * target as it is (none is made). The thin-pool step holds attached volumes while LVM cannot be read.
+   */
+  readonly hold?: ReadonlyMap<string, string>;
 }
 
 /** One rendered target. */
@@ -45,6 +51,8 @@ export interface TgtTarget {
   readonly backing: string;
   /** Whether the agent creates and grows the backing store (a file) or only expects it (an LV). */
   readonly kind: 'file' | 'lvm';
+  /** A file's record, checked against its `.id` sidecar before it is served (backing-id.ts). */
+  readonly identity?: BackingIdentity;
   readonly sizeBytes: number;
   readonly chapUser: string;
   /** The only initiator admitted, or undefined: nobody. */
@@ -67,7 +75,13 @@ export interface TgtRender {
   /** Sorted by volume name. */
   readonly targets: readonly TgtTarget[];
   /** Volumes of this node in state `deleting`: their targets (and files) go. */
-  readonly deleting: readonly { readonly volume: string; readonly iqn: string; readonly backing?: string }[];
+  readonly deleting: readonly {
+    readonly volume: string;
+    readonly iqn: string;
+    /** A file's path and record (backing-id.ts); absent for an LV. */
+    readonly backing?: string;
+    readonly identity?: BackingIdentity;
+  }[];
   readonly skipped: readonly TgtSkipped[];
 }
 
@@ -85,7 +99,7 @@ export const HEADER =
 export function renderTgt(node: string, volumes: readonly VolumeRecord[], settings: TgtSettings): TgtRender {
   const mine = volumes.filter((v) => v.node === node).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const targets: TgtTarget[] = [];
-  const deleting: { volume: string; iqn: string; backing?: string }[] = [];
+  const deleting: TgtRender['deleting'][number][] = [];
   const skipped: TgtSkipped[] = [];
   const chapUsers = new Map<string, string>();
   for (const v of mine) {
@@ -95,9 +109,11 @@ export function renderTgt(node: string, volumes: readonly VolumeRecord[], settin
       iqn = volumeIqn(v);
       const backing = backingOf(v, settings);
       if (v.state === 'deleting') {
-        deleting.push({ volume: v.name, iqn, ...(v.backing.kind === 'file' ? { backing } : {}) });
+        deleting.push({ volume: v.name, iqn, ...(v.backing.kind === 'file' ? { backing, identity: backingIdentity(v) } : {}) });
         continue;
       }
+      const held = settings.hold?.get(v.name);
+      if (held) throw new Error(held);
       if (!SAFE.test(v.chap.user) || !SAFE.test(v.chap.secret)) {
         throw new Error('chap: tgt-admin passes CHAP through a shell: use only A-Z a-z 0-9 . _ : @ + = -');
       }
@@ -151,6 +167,7 @@ function targetOf(v: VolumeRecord, iqn: string, backing: string): TgtTarget {
     lun: TGT_LUN,
     backing,
     kind: v.backing.kind,
+    ...(v.backing.kind === 'file' ? { identity: backingIdentity(v) } : {}),
     sizeBytes: v.size_bytes,
     chapUser: v.chap.user,
     ...(initiator ? { initiator } : {}),

@@ -1,8 +1,9 @@
 /**
  * Thin LVs for volumes with real LVM: a VG on a loop device (a 256 MiB sparse file), a thin pool
  * in it, and the storage role's LVM step (lvm-apply.ts) through the real runner: it creates a
- * volume's LV tagged `mammatus`, reads the pool's space, grows the LV, leaves an LV it did not make
- * alone, and removes its own. Needs root, lvm2 and a kernel with device-mapper (dm-thin-pool);
+ * volume's LV tagged `mammatus` and with its record's identity tag, reads the pool's space, grows
+ * the LV, leaves an LV it did not make and an earlier volume's leftover alone, and removes its own.
+ * (Not run where this change was written: no device-mapper there.) Needs root, lvm2 and a kernel with device-mapper (dm-thin-pool);
  * skipped with the reason otherwise (containers often have no /dev/mapper/control).
  */
 import { execFileSync } from 'node:child_process';
@@ -82,7 +83,8 @@ describe.skipIf(skip !== undefined)('thin LVs for volumes with real LVM', { time
     const first = await prepareThinVolumes([volume('data', 10 * MiB)], pool, [], run);
     expect([...first.errors]).toEqual([]);
     const lv = (await readLvs(run, pool)).find((l) => l.lv === 'mammatus-data');
-    expect(lv).toMatchObject({ pool: 'pool0', tags: ['mammatus'] });
+    expect(lv).toMatchObject({ pool: 'pool0' });
+    expect([...lv!.tags].sort()).toEqual(['mammatus', 'mammatus-created-20261201T000000Z']);
     expect(lv!.sizeBytes).toBeGreaterThanOrEqual(10 * MiB);
     expect(first.volumes[0].size_bytes).toBe(lv!.sizeBytes);
     expect(await thinPoolSpaceOf(run, pool)).toMatchObject({ total: 128 * MiB });
@@ -91,18 +93,27 @@ describe.skipIf(skip !== undefined)('thin LVs for volumes with real LVM', { time
     expect([...grown.errors]).toEqual([]);
     expect((await readLvs(run, pool)).find((l) => l.lv === 'mammatus-data')!.sizeBytes).toBeGreaterThanOrEqual(40 * MiB);
 
-    await run('lvcreate', ['-q', '-V', '8M', '-T', `${vg}/pool0`, '-n', 'precious']);
-    const theirs = await prepareThinVolumes([volume('theirs', 8 * MiB, 'precious')], pool, [], run);
+    await run('lvcreate', ['-q', '-V', '8M', '-T', `${vg}/pool0`, '-n', 'mammatus-theirs']);
+    const theirs = await prepareThinVolumes([volume('theirs', 8 * MiB)], pool, [], run);
     expect(theirs.errors.get('theirs')).toMatch(/exists but is not a thin volume/);
+    // A leftover of an earlier volume `old` (another record's identity tag): refused, kept.
+    const tags = ['--addtag', 'mammatus', '--addtag', 'mammatus-created-20261102T080000000Z'];
+    await run('lvcreate', ['-q', '-V', '8M', '-T', `${vg}/pool0`, '-n', 'mammatus-old', ...tags]);
+    const old = await prepareThinVolumes([volume('old', 8 * MiB, undefined, 'creating')], pool, [], run);
+    expect(old.errors.get('old')).toMatch(/is a leftover of an earlier volume named old/);
 
     const lvs = await readLvs(run, pool);
     const removed = await removeThinVolumes(
-      [volume('data', 40 * MiB, undefined, 'deleting'), volume('theirs', 8 * MiB, 'precious', 'deleting')],
+      [
+        volume('data', 40 * MiB, undefined, 'deleting'),
+        volume('theirs', 8 * MiB, undefined, 'deleting'),
+        volume('old', 8 * MiB, undefined, 'deleting'),
+      ],
       pool,
       lvs,
       run,
     );
-    expect([...removed]).toEqual([]);
-    expect((await readLvs(run, pool)).map((l) => l.lv).sort()).toEqual(['pool0', 'precious']);
+    expect([...removed.keys()]).toEqual(['old']);
+    expect((await readLvs(run, pool)).map((l) => l.lv).sort()).toEqual(['mammatus-old', 'mammatus-theirs', 'pool0']);
   });
 });

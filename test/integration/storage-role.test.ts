@@ -10,7 +10,7 @@
  * tgtd need it.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -105,6 +105,40 @@ describe.skipIf(skip !== undefined)('the storage role with a real tgtd', { timeo
     const ls = await bed.exec('cp', ['iscsi-ls', '-i', CP, `iscsi://${TGT_BED_ADDRS.portal}`]);
     expect(ls.stdout).toContain(iqn(records[0]));
     expect(ls.stdout).not.toContain(iqn(records[1]));
+  });
+
+  it('after `volume rm --force`, a new volume of the same name is refused the old file until it is removed', async () => {
+    const old = records[0];
+    expect(readFileSync(`${file(old)}.id`, 'utf8')).toBe(`${old.created_at}\n`);
+    expect(statSync(`${file(old)}.id`).mode & 0o777).toBe(0o600);
+    writeFileSync(file(old), 'the old tenant', { flag: 'r+' });
+    // rm --force: the record is gone, the node drops the target and leaves file and .id behind.
+    push([]);
+    await role.serveNow();
+    expect(existsSync(file(old))).toBe(true);
+    const fresh: VolumeRecord = { ...old, state: 'creating', created_at: '2026-12-06T12:00:00.000Z' };
+    const from = reports.length;
+    push([fresh]);
+    await role.serveNow();
+    expect(reports.slice(from).map(([n, o]) => [n, o.state, o.error])).toEqual([
+      ['data', 'error', expect.stringMatching(/is a leftover of an earlier volume named data .*: not served/)],
+    ]);
+    const ls = await bed.exec('cp', ['iscsi-ls', '-i', CP, `iscsi://${TGT_BED_ADDRS.portal}`]);
+    expect(ls.stdout).not.toContain(iqn(old));
+    // Deleting the refused record leaves the old file alone too.
+    push([{ ...fresh, state: 'deleting' }]);
+    await role.serveNow();
+    expect(reports.at(-1)).toEqual(['data', expect.objectContaining({ state: 'error', error: expect.stringMatching(/: left alone\./) })]);
+    expect(readFileSync(file(old), 'utf8').startsWith('the old tenant')).toBe(true);
+    push([fresh]);
+    await role.serveNow();
+    // The operator checks the data is not needed and removes both: the new volume gets an empty file.
+    rmSync(file(old));
+    rmSync(`${file(old)}.id`);
+    await role.serveNow();
+    expect(reports.at(-1)).toEqual(['data', expect.objectContaining({ state: 'serving' })]);
+    expect(readFileSync(file(old), 'utf8').includes('the old tenant')).toBe(false);
+    expect(readFileSync(`${file(old)}.id`, 'utf8')).toBe('2026-12-06T12:00:00.000Z\n');
   });
 });
 

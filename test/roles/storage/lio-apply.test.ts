@@ -74,6 +74,7 @@ describe('applyLio', () => {
       save,
       restore('db', 'iqn.2026-11.mammatus:volume.db'),
       save,
+      ['stat', '-c', '%s', '--', '/var/lib/mammatus/volumes/logs.img'],
       ['mkdir', '-p', '/var/lib/mammatus/volumes'],
       ['truncate', '--size=>5368709120', '/var/lib/mammatus/volumes/logs.img'],
       ['chmod', '0600', '/var/lib/mammatus/volumes/logs.img'],
@@ -85,9 +86,43 @@ describe('applyLio', () => {
     ]);
     for (const t of render.targets) expect(targetDifference(t, liveConfig(sim))).toBeUndefined();
     // Scratch files held CHAP secrets: none is left; the desired config stays, private.
-    expect([...sim.files.entries.keys()].sort()).toEqual(['/etc/rtslib-fb-target/saveconfig.json', `${WORK}/desired.json`]);
+    expect([...sim.files.entries.keys()].sort()).toEqual([
+      '/etc/rtslib-fb-target/saveconfig.json',
+      `${WORK}/desired.json`,
+      '/var/lib/mammatus/volumes/logs.img',
+      '/var/lib/mammatus/volumes/logs.img.id',
+    ]);
+    // The file's identity (backing-id.ts): the record's creation time, root's only.
+    expect(sim.files.entries.get('/var/lib/mammatus/volumes/logs.img.id')).toEqual({
+      content: `${CASES['mixed-file-lvm'].find((v) => v.name === 'logs')!.created_at}\n`,
+      mode: 0o600,
+    });
     expect(sim.files.entries.get(`${WORK}/desired.json`)!.mode).toBe(0o600);
     expect(sim.files.ops.filter((o) => o.startsWith('write'))).toContain(`write ${WORK}/target-logs.json`);
+  });
+
+  it('never restores a target on a leftover backing file of an earlier volume of that name', async () => {
+    const logs = CASES['mixed-file-lvm'].find((v) => v.name === 'logs')!;
+    const fresh = { ...logs, state: 'creating' as const };
+    const path = '/var/lib/mammatus/volumes/logs.img';
+    for (const [sidecar, why] of [
+      ['2026-01-01T00:00:00.000Z\n', 'its .id says "2026-01-01T00:00:00.000Z"'],
+      [undefined, `no ${path}.id`],
+    ] as const) {
+      const sim = lioSim();
+      sim.sizes.set(path, 5 * 2 ** 30);
+      if (sidecar) sim.files.entries.set(`${path}.id`, { content: sidecar, mode: 0o600 });
+      const r = await applyLio(renderLio([fresh], SETTINGS), opts(sim));
+      expect(r.restored).toEqual([]);
+      expect(r.errors).toEqual([
+        {
+          target: 'iqn.2026-12.mammatus:volume.logs',
+          message: expect.stringContaining(`could not prepare its restore (${path} is a leftover of an earlier volume named logs (${why}`),
+        },
+      ]);
+      expect(sim.run.calls.filter((c) => c[0] !== 'targetctl' && c[0] !== 'stat')).toEqual([]);
+      expect(sim.files.entries.get(`${path}.id`)?.content).toBe(sidecar);
+    }
   });
 
   it('runs nothing but the read-back when nothing changed', async () => {

@@ -38,7 +38,11 @@ describe('renderLio goldens', () => {
         node_wwn: ATTACHED.initiator,
       },
     ]);
-    expect(out.targets[0].backingFile).toEqual({ path: '/var/lib/mammatus/volumes/data.img', size: 1024 ** 3 });
+    expect(out.targets[0].backingFile).toEqual({
+      path: '/var/lib/mammatus/volumes/data.img',
+      size: 1024 ** 3,
+      identity: { volume: 'data', id: '2026-12-01T10:00:00Z', adopt: true },
+    });
   });
 
   it('gives an unattached volume a target nobody can log in to', () => {

@@ -90,9 +90,13 @@ function execute(
     return undefined;
   }
   if (cmd === 'mkdir' || cmd === 'chmod') return undefined;
+  if (cmd === 'stat')
+    return sizes.has(argv.at(-1)!) ? undefined : commandFailed(argv, 1, `stat: cannot statx '${argv.at(-1)}': No such file`);
   if (cmd === 'truncate') {
     const size = Number(/^--size=>(\d+)$/.exec(args[0] ?? '')?.[1]);
     sizes.set(args[1], Math.max(size, sizes.get(args[1]) ?? 0));
+    // The file exists for the file writer too (the role removes a deleted volume's file with it).
+    if (!files.entries.has(args[1])) files.entries.set(args[1], { content: '', mode: 0o600 });
     return undefined;
   }
   if (cmd !== 'targetcli') return commandFailed(argv, 127, `${cmd}: not simulated`);

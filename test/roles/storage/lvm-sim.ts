@@ -1,5 +1,5 @@
 /**
- * A simulated LVM (lvs, lvcreate, lvextend, lvchange, lvremove as the storage role calls them:
+ * A simulated LVM (lvs, lvcreate, lvextend, lvchange -ay / --addtag, lvremove as the storage role calls them:
  * argv arrays, `lvs` in lvm2 2.03's `json` report format with every value a string, sizes rounded
  * up to 4 MiB extents as LVM does) and a tgtd that serves what the conf file says, sizing each LUN
  * by its backing store, so an LV that is missing or smaller than recorded shows in the read-back.
@@ -67,7 +67,7 @@ export function lvmSim(opts: { poolBytes?: number; data?: number; poolAttr?: str
       const [vg, pool] = args[args.indexOf('-T') + 1].split('/');
       const lv = args[args.indexOf('-n') + 1];
       if (lvs.has(`${vg}/${lv}`)) return commandFailed(argv, 5, `  Logical Volume "${lv}" already exists in volume group "${vg}"`);
-      const tags = args.includes('--addtag') ? [args[args.indexOf('--addtag') + 1]] : [];
+      const tags = args.flatMap((a, i) => (a === '--addtag' ? [args[i + 1]] : []));
       lvs.set(`${vg}/${lv}`, { vg, lv, size: round(bytes(args[args.indexOf('-V') + 1])), attr: 'Vwi-a-tz--', pool, tags, data: 0 });
       return ok(`  Logical volume "${lv}" created.\n`);
     }
@@ -78,7 +78,8 @@ export function lvmSim(opts: { poolBytes?: number; data?: number; poolAttr?: str
       if (size < l.size) return commandFailed(argv, 5, '  New size given is smaller than the current size');
       l.size = size;
     }
-    if (cmd === 'lvchange') l.attr = `${l.attr.slice(0, 4)}a${l.attr.slice(5)}`;
+    if (cmd === 'lvchange' && args[0] === '--addtag') l.tags.push(args[1]);
+    else if (cmd === 'lvchange') l.attr = `${l.attr.slice(0, 4)}a${l.attr.slice(5)}`;
     if (cmd === 'lvremove') lvs.delete(args.at(-1)!);
     return ok();
   };

@@ -11,7 +11,7 @@ import type { VolumeRecord } from '../../../core/volume-record.js';
 import { backingFor, chooseStorageNode } from '../../../agent/cli/volume-placement.js';
 import { parseStorageConfig, thinPoolOf } from '../../../roles/storage/config.js';
 import { buildStorageRole, STORAGE_CAPACITY_QUERY, type VolumeFeed, type VolumeObserved } from '../../../roles/storage/index.js';
-import { parseLvs, planThinVolumes, thinPoolSpace, type LvInfo } from '../../../roles/storage/lvm.js';
+import { identityTag, LVM_TAG, parseLvs, planThinVolumes, thinPoolSpace, thinRemovals, type LvInfo } from '../../../roles/storage/lvm.js';
 import { memoryFiles } from '../../helpers/memory-files.js';
 import { commandFailed } from '../../helpers/recording-run.js';
 import { lioSim } from './lio-sim.js';
@@ -76,18 +76,22 @@ describe('lvs and the plan (pure)', () => {
   });
 
   it('plans creates, grows (never shrinks, LVM rounds up), activations, and refuses LVs that are not the agent’s', () => {
+    const own = (name: string, tags = [LVM_TAG, identityTag(volume(name))]) => tags;
     const lvs: LvInfo[] = [
-      ...parseLvs(LVS_JSON),
-      { vg: 'vg0', lv: 'mammatus-idle', sizeBytes: 12 * MiB, attr: 'Vwi---tz-k', pool: 'pool0', tags: ['mammatus'] },
+      ...parseLvs(LVS_JSON).map((l) => (l.lv === 'mammatus-data' ? { ...l, tags: own('data') } : l)),
+      { vg: 'vg0', lv: 'mammatus-big', sizeBytes: 12 * MiB, attr: 'Vwi-a-tz--', pool: 'pool0', tags: own('big') },
+      { vg: 'vg0', lv: 'mammatus-idle', sizeBytes: 12 * MiB, attr: 'Vwi---tz-k', pool: 'pool0', tags: own('idle') },
+      { vg: 'vg0', lv: 'mammatus-stolen', sizeBytes: 12 * MiB, attr: 'Vwi-a-tz--', pool: 'pool0', tags: [] },
       { vg: 'vg0', lv: 'mine', sizeBytes: 12 * MiB, attr: 'Vwi-a-tz--', pool: 'pool0', tags: [] },
     ];
     const plan = planThinVolumes(
       [
         volume('data'), // 10 MiB recorded, 12 MiB LV (rounded): nothing
-        volume('big', { size_bytes: 20 * MiB, backing: { kind: 'lvm', vg: 'vg0', pool: 'pool0', lv: 'mammatus-data' } }),
+        volume('big', { size_bytes: 20 * MiB }),
         volume('new'),
         volume('idle'),
-        volume('stolen', { backing: { kind: 'lvm', vg: 'vg0', pool: 'pool0', lv: 'mine' } }),
+        volume('stolen'),
+        volume('mine', { backing: { kind: 'lvm', vg: 'vg0', pool: 'pool0', lv: 'mine' } }),
         volume('root', { backing: { kind: 'lvm', vg: 'vg0', pool: 'other', lv: 'root' } }),
         volume('elsewhere', { backing: { kind: 'lvm', vg: 'vg1', pool: 'p', lv: 'x' } }),
         volume('gone', { state: 'deleting' }),
@@ -99,15 +103,66 @@ describe('lvs and the plan (pure)', () => {
     );
     const steps = (l: readonly { volume: string; lv: string; sizeBytes: number }[]) => l.map((s) => [s.volume, s.lv, s.sizeBytes / MiB]);
     expect(steps(plan.create)).toEqual([['new', 'mammatus-new', 10]]);
-    expect(steps(plan.extend)).toEqual([['big', 'mammatus-data', 20]]);
+    expect(plan.create[0].tag).toBe('mammatus-created-20261201T000000Z');
+    expect(steps(plan.extend)).toEqual([['big', 'mammatus-big', 20]]);
     expect(steps(plan.activate)).toEqual([['idle', 'mammatus-idle', 10]]);
-    expect([...plan.refused.keys()]).toEqual(['stolen', 'root']);
-    expect(plan.refused.get('stolen')).toMatch(/vg0\/mine exists but is not a thin volume of vg0\/pool0 tagged mammatus/);
+    expect(plan.tag).toEqual([]);
+    expect([...plan.refused.keys()]).toEqual(['stolen', 'mine', 'root']);
+    expect(plan.refused.get('stolen')).toMatch(
+      /vg0\/mammatus-stolen exists but is not a thin volume of vg0\/pool0 tagged mammatus .*lvchange --addtag mammatus --addtag mammatus-created-20261201T000000Z vg0\/mammatus-stolen/,
+    );
+    expect(plan.refused.get('mine')).toBe(
+      'backing.lv: mine is not mammatus-mine: a volume in the thin pool vg0/pool0 is served only from its own LV',
+    );
     expect(plan.refused.get('root')).toMatch(/not in the thin pool vg0\/pool0 and vg0 is not in roles\.storage\.lvm\.volume_groups/);
     // Listing the VG makes its other LVs exportable again, as before the thin pool.
     expect(
       planThinVolumes([volume('root', { backing: { kind: 'lvm', vg: 'vg0', pool: 'x', lv: 'root' } })], POOL, lvs, ['vg0']).refused.size,
     ).toBe(0);
+  });
+
+  it('serves an LV only to the record it was made for: name and identity tag', () => {
+    const old = volume('data', { created_at: '2026-11-02T08:00:00.000Z' });
+    const lv = (tags: string[]): LvInfo[] => [
+      ...parseLvs(LVS_JSON).filter((l) => l.lv !== 'mammatus-data'),
+      { vg: 'vg0', lv: 'mammatus-data', sizeBytes: 12 * MiB, attr: 'Vwi-a-tz--', pool: 'pool0', tags },
+    ];
+    expect(identityTag(old)).toBe('mammatus-created-20261102T080000000Z');
+    // `volume rm --force` left the LV; a new volume of that name is refused, whatever its state.
+    for (const state of ['creating', 'available'] as const) {
+      const plan = planThinVolumes([volume('data', { state })], POOL, lv([LVM_TAG, identityTag(old)]), []);
+      expect(plan.create.length + plan.extend.length + plan.activate.length + plan.tag.length).toBe(0);
+      expect(plan.refused.get('data')).toBe(
+        'vg0/mammatus-data is a leftover of an earlier volume named data (no tag mammatus-created-20261201T000000Z): left alone. ' +
+          'Check its data is not needed, then lvremove vg0/mammatus-data (docs/storage.md, "Leftovers")',
+      );
+    }
+    // An LV made before identity tags: adopted by a record that was served, refused for a new one.
+    const before = lv([LVM_TAG]);
+    expect(planThinVolumes([volume('data')], POOL, before, []).tag).toMatchObject([{ volume: 'data', tag: identityTag(volume('data')) }]);
+    expect(planThinVolumes([volume('data', { state: 'creating' })], POOL, before, []).refused.get('data')).toMatch(/is a leftover/);
+    // Record a naming b's LV, in the pool or (with the VG listed) beside it: refused, and never removed.
+    const a = volume('a', { backing: { kind: 'lvm', vg: 'vg0', pool: 'pool0', lv: 'mammatus-data' } });
+    const beside = volume('a', { backing: { kind: 'lvm', vg: 'vg0', pool: 'other', lv: 'mammatus-data' } });
+    const theirs = lv([LVM_TAG, identityTag(old)]);
+    expect(planThinVolumes([a], POOL, theirs, ['vg0']).refused.get('a')).toMatch(/^backing\.lv: mammatus-data is not mammatus-a/);
+    expect(planThinVolumes([beside], POOL, theirs, ['vg0']).refused.get('a')).toBe(
+      "backing: vg0/mammatus-data is named like the agent's thin LVs but the record is not in the thin pool vg0/pool0",
+    );
+    expect(
+      thinRemovals(
+        [
+          { ...a, state: 'deleting' },
+          { ...volume('data'), state: 'deleting' },
+        ],
+        POOL,
+        theirs,
+      ),
+    ).toEqual({
+      remove: [],
+      refused: new Map([['data', expect.stringMatching(/^target removed; vg0\/mammatus-data is a leftover of an earlier volume/)]]),
+    });
+    expect(thinRemovals([{ ...old, state: 'deleting' }], POOL, theirs).remove).toMatchObject([{ volume: 'data', lv: 'mammatus-data' }]);
   });
 
   it('creates nothing in a pool that does not zero new blocks, or that is missing', () => {
@@ -153,7 +208,7 @@ async function started(sim = lvmSim()) {
     await role.serveNow();
     return tgt.run.calls.slice(from).filter((c) => c[0].startsWith('lv') || c[0] === 'tgt-admin');
   };
-  return { sim, tgt, role, reports, pass, desired };
+  return { sim, tgt, role, reports, pass, desired, files };
 }
 
 describe('the storage role with a thin pool', () => {
@@ -166,7 +221,19 @@ describe('the storage role with a thin pool', () => {
     // The registry change runs a pass and serveNow one more (the second finds nothing to do).
     expect(await pass([data])).toEqual([
       LVS,
-      ['lvcreate', '-V', `${10 * MiB}B`, '-T', 'vg0/pool0', '-n', 'mammatus-data', '--addtag', 'mammatus'],
+      [
+        'lvcreate',
+        '-V',
+        `${10 * MiB}B`,
+        '-T',
+        'vg0/pool0',
+        '-n',
+        'mammatus-data',
+        '--addtag',
+        'mammatus',
+        '--addtag',
+        'mammatus-created-20261201T000000Z',
+      ],
       LVS,
       ['tgt-admin', '-c', '/etc/tgt/targets.conf', '--update', IQN],
       LVS, // the node's space, after the pass
@@ -175,7 +242,7 @@ describe('the storage role with a thin pool', () => {
     ]);
     expect(tgt.live.get(IQN)).toMatchObject({ path: '/dev/vg0/mammatus-data', size: 12 * MiB });
     expect(reports).toEqual([['data', { state: 'serving', lun: 1, portal: '10.0.0.5', at: '2026-12-06T12:00:00.000Z' }]]);
-    expect(sim.lvs.get('vg0/mammatus-data')?.tags).toEqual(['mammatus']);
+    expect(sim.lvs.get('vg0/mammatus-data')?.tags).toEqual(['mammatus', 'mammatus-created-20261201T000000Z']);
     expect(await pass([data])).toEqual([LVS, LVS, LVS, LVS]);
     expect(reports).toHaveLength(1);
     // The pool is the node's capacity, and the answer says new volumes go there.
@@ -212,7 +279,7 @@ describe('the storage role with a thin pool', () => {
 
   it('an LVM failure is that volume’s error; the others are served and a served one keeps its target', async () => {
     const sim = lvmSim();
-    const { tgt, reports, pass } = await started(sim);
+    const { tgt, reports, pass, files } = await started(sim);
     const logs = volume('logs');
     await pass([data]);
     // The pool is full: the new volume cannot be made, the grow of the served one fails.
@@ -237,12 +304,18 @@ describe('the storage role with a thin pool', () => {
     sim.faults.fail = (argv) =>
       argv[0] === 'lvs' ? commandFailed(argv, 5, '  /dev/mapper/control: open failed: No such device') : undefined;
     const calls = await pass([data, { ...logs, state: 'deleting' }]);
-    expect(calls.filter((c) => c[0] !== 'lvs' && c[0] !== 'tgt-admin')).toEqual([]);
+    // data (10 MiB recorded, a 12 MiB LV) is held: rendered at its record, tgt would re-create it.
+    expect(calls.filter((c) => c[0] !== 'lvs')).toEqual([]);
     expect(reports.slice(3).map(([n, o]) => [n, o.state, o.error])).toEqual([
-      ['data', 'error', expect.stringMatching(/^cannot read LVM \(lvs\): .*No such device/)],
+      [
+        'data',
+        'error',
+        expect.stringMatching(/^cannot read LVM \(lvs\): .*No such device.*; its target is left as it was until LVM can be read$/),
+      ],
       ['logs', 'error', 'target removed, but LVM cannot be read to remove its LV (lvs failed)'],
     ]);
-    expect(tgt.live.has(IQN)).toBe(true);
+    expect(tgt.live.get(IQN)).toMatchObject({ size: 12 * MiB, initiator: CP });
+    expect(files.entries.get('/etc/tgt/conf.d/mammatus.conf')?.content).toContain(`# volume data, ${12 * MiB} bytes`);
 
     // LVM back: all is served again.
     sim.faults.fail = undefined;
@@ -257,12 +330,77 @@ describe('the storage role with a thin pool', () => {
   it('never removes or serves an LV it did not make, even when a record names it', async () => {
     const sim = lvmSim();
     sim.lvs.set('vg0/precious', { vg: 'vg0', lv: 'precious', size: EXTENT, attr: 'Vwi-a-tz--', pool: 'pool0', tags: [] });
+    sim.lvs.set('vg0/mammatus-theirs', { vg: 'vg0', lv: 'mammatus-theirs', size: EXTENT, attr: 'Vwi-a-tz--', pool: 'pool0', tags: [] });
     const { reports, pass } = await started(sim);
-    const theirs = volume('theirs', { backing: { kind: 'lvm', vg: 'vg0', pool: 'pool0', lv: 'precious' } });
-    expect((await pass([theirs])).filter((c) => c[0] !== 'lvs')).toEqual([]);
-    expect(reports[0][1]).toMatchObject({ state: 'error', error: expect.stringMatching(/vg0\/precious exists but is not a thin volume/) });
-    await pass([{ ...theirs, state: 'deleting' }]);
+    const named = volume('named', { backing: { kind: 'lvm', vg: 'vg0', pool: 'pool0', lv: 'precious' } });
+    const theirs = volume('theirs');
+    expect((await pass([named, theirs])).filter((c) => c[0] !== 'lvs')).toEqual([]);
+    expect(reports.map(([n, o]) => [n, o.state, o.error])).toEqual([
+      ['named', 'error', expect.stringMatching(/^backing\.lv: precious is not mammatus-named/)],
+      ['theirs', 'error', expect.stringMatching(/vg0\/mammatus-theirs exists but is not a thin volume/)],
+    ]);
+    await pass([
+      { ...named, state: 'deleting' },
+      { ...theirs, state: 'deleting' },
+    ]);
     expect(sim.lvs.has('vg0/precious')).toBe(true);
+    expect(sim.lvs.has('vg0/mammatus-theirs')).toBe(true);
+  });
+
+  it('after `volume rm --force`, a new volume of that name never gets the old LV (nor another record’s)', async () => {
+    const sim = lvmSim();
+    const { tgt, reports, pass } = await started(sim);
+    const old = volume('data', { created_at: '2026-11-02T08:00:00.000Z' });
+    await pass([old]);
+    expect(sim.lvs.get('vg0/mammatus-data')?.tags).toEqual(['mammatus', 'mammatus-created-20261102T080000000Z']);
+    // rm --force: the record is gone at once, the node removes the target but not the LV.
+    await pass([]);
+    expect(tgt.live.size).toBe(0);
+    const fresh = volume('data', { state: 'creating', attached: { instance: 'web-2', node: 'cn1', initiator: CP } });
+    const other = volume('other', { backing: { kind: 'lvm', vg: 'vg0', pool: 'pool0', lv: 'mammatus-data' } });
+    expect((await pass([fresh, other])).filter((c) => c[0] !== 'lvs')).toEqual([]);
+    expect(tgt.live.size).toBe(0);
+    expect(reports.slice(-2).map(([n, o]) => [n, o.state, o.error])).toEqual([
+      [
+        'data',
+        'error',
+        expect.stringMatching(/^vg0\/mammatus-data is a leftover of an earlier volume named data .*lvremove vg0\/mammatus-data/),
+      ],
+      ['other', 'error', expect.stringMatching(/^backing\.lv: mammatus-data is not mammatus-other/)],
+    ]);
+    // Deleting the new record leaves the old LV alone, and says so.
+    await pass([{ ...fresh, state: 'deleting' }]);
+    expect(sim.lvs.has('vg0/mammatus-data')).toBe(true);
+    expect(reports.at(-1)![1]).toMatchObject({
+      state: 'error',
+      error: expect.stringMatching(/^target removed; vg0\/mammatus-data is a leftover/),
+    });
+    // The operator removes it (its data not needed): the new volume gets a new, empty LV.
+    sim.lvs.delete('vg0/mammatus-data');
+    expect((await pass([fresh])).filter((c) => c[0] === 'lvcreate')).toHaveLength(1);
+    expect(sim.lvs.get('vg0/mammatus-data')?.tags).toEqual(['mammatus', 'mammatus-created-20261201T000000Z']);
+    expect(reports.at(-1)![1]).toMatchObject({ state: 'serving' });
+  });
+
+  it('adopts an LV made before identity tags for a volume that was served, not for a new one', async () => {
+    const sim = lvmSim();
+    sim.lvs.set('vg0/mammatus-data', {
+      vg: 'vg0',
+      lv: 'mammatus-data',
+      size: 12 * MiB,
+      attr: 'Vwi-a-tz--',
+      pool: 'pool0',
+      tags: ['mammatus'],
+    });
+    const { reports, pass } = await started(sim);
+    expect((await pass([volume('data', { state: 'creating' })])).filter((c) => c[0] !== 'lvs')).toEqual([]);
+    expect(reports.at(-1)![1]).toMatchObject({ state: 'error', error: expect.stringMatching(/is a leftover of an earlier volume/) });
+    const calls = await pass([volume('data')]);
+    expect(calls.filter((c) => c[0] !== 'lvs')).toEqual([
+      ['lvchange', '--addtag', 'mammatus-created-20261201T000000Z', 'vg0/mammatus-data'],
+      ['tgt-admin', '-c', '/etc/tgt/targets.conf', '--update', 'iqn.2026-12.mammatus:volume.data'],
+    ]);
+    expect(reports.at(-1)![1]).toMatchObject({ state: 'serving' });
   });
 });
 
@@ -297,11 +435,39 @@ describe('the storage role with a thin pool and LIO', () => {
     ]);
     expect(reports).toEqual([['data', expect.objectContaining({ state: 'serving', lun: 0 })]]);
 
+    // LVM cannot be read: the attached volume's target stays as it is, the unattached one goes.
+    const attached = volume('data', { attached: { instance: 'web-1', node: 'cn1', initiator: CP } });
+    push([attached, volume('spare')]);
+    await role.serveNow();
+    expect(lio.live.targets.map((t) => String(t.wwn))).toEqual(['iqn.2026-12.mammatus:volume.data', 'iqn.2026-12.mammatus:volume.spare']);
+    const before = lio.changes().length;
+    sim.faults.fail = (argv) => (argv[0] === 'lvs' ? commandFailed(argv, 5, '  Volume group "vg0" not found') : undefined);
+    push([attached, volume('spare')]);
+    await role.serveNow();
+    expect(lio.live.targets.map((t) => String(t.wwn))).toEqual(['iqn.2026-12.mammatus:volume.data']);
+    expect(
+      lio
+        .changes()
+        .slice(before)
+        .filter((c) => c[0] !== 'lvs')
+        .map((c) => c.slice(0, 3)),
+    ).toEqual([
+      ['targetcli', '/iscsi', 'delete'],
+      ['targetcli', '/backstores/block', 'delete'],
+      ['targetctl', 'save', '/etc/rtslib-fb-target/saveconfig.json'],
+    ]);
+    expect(reports.at(-2)).toEqual([
+      'data',
+      expect.objectContaining({ state: 'error', error: expect.stringMatching(/^cannot read LVM .*; its target is left as it was/) }),
+    ]);
+    sim.faults.fail = undefined;
+    const order2 = lio.changes().length;
+
     push([volume('data', { state: 'deleting' })]);
     await role.serveNow();
     const tail = lio
       .changes()
-      .slice(order.length)
+      .slice(order2)
       .filter((c) => c[0] !== 'lvs');
     expect(tail.map((c) => c.slice(0, 3))).toEqual([
       ['targetcli', '/iscsi', 'delete'],
@@ -310,6 +476,39 @@ describe('the storage role with a thin pool and LIO', () => {
       ['lvremove', '-y', 'vg0/mammatus-data'],
     ]);
     expect(reports.at(-1)).toEqual(['data', expect.objectContaining({ state: 'absent' })]);
+
+    // A file volume beside the pool: its identity is written with it and removed after it.
+    const notes = volume('notes', { backing: { kind: 'file', path: '/var/lib/mammatus/volumes/notes.img' } });
+    push([notes]);
+    await role.serveNow();
+    expect(reports.at(-1)).toEqual(['notes', expect.objectContaining({ state: 'serving' })]);
+    expect(lio.files.entries.get('/var/lib/mammatus/volumes/notes.img.id')).toEqual({ content: `${notes.created_at}\n`, mode: 0o600 });
+    push([{ ...notes, state: 'deleting' }]);
+    await role.serveNow();
+    expect(reports.at(-1)).toEqual(['notes', expect.objectContaining({ state: 'absent' })]);
+    expect([...new Set(lio.files.ops.filter((o) => o.startsWith('remove /var/lib')))]).toEqual([
+      'remove /var/lib/mammatus/volumes/notes.img',
+      'remove /var/lib/mammatus/volumes/notes.img.id',
+    ]);
+    // A leftover of an earlier `notes` (rm --force): the new one is neither served nor allowed to remove it.
+    lio.files.entries.set('/var/lib/mammatus/volumes/notes.img', { content: 'old tenant', mode: 0o600 });
+    lio.files.entries.set('/var/lib/mammatus/volumes/notes.img.id', { content: '2026-01-01T00:00:00Z\n', mode: 0o600 });
+    lio.sizes.set('/var/lib/mammatus/volumes/notes.img', 10 * MiB);
+    const again = { ...notes, state: 'creating' as const, created_at: '2026-12-06T12:00:00.000Z' };
+    push([again]);
+    await role.serveNow();
+    expect(reports.at(-1)).toEqual([
+      'notes',
+      expect.objectContaining({ state: 'error', error: expect.stringMatching(/is a leftover .*: not served/) }),
+    ]);
+    expect(lio.live.targets).toEqual([]);
+    push([{ ...again, state: 'deleting' }]);
+    await role.serveNow();
+    expect(reports.at(-1)).toEqual([
+      'notes',
+      expect.objectContaining({ state: 'error', error: expect.stringMatching(/is a leftover .*: left alone/) }),
+    ]);
+    expect(lio.files.entries.get('/var/lib/mammatus/volumes/notes.img')?.content).toBe('old tenant');
   });
 });
 

@@ -30,6 +30,7 @@ function volume(name: string, over: Partial<VolumeRecord> = {}): VolumeRecord {
   };
 }
 const db = volume('db', { attached: { instance: 'web-1', node: 'compute-1', initiator: CP } });
+const DB = '/var/lib/mammatus/volumes/db.img';
 
 /** tgtd's `--mode target --op show` for one target, as 1.0.85 prints it. */
 function showTarget(
@@ -135,7 +136,10 @@ describe('applyTgt', () => {
   it('runs nothing when the conf and tgtd already match, and never --update ALL', async () => {
     const render = renderTgt('s1', [db], SETTINGS);
     const run = tgt([dbLive()], { '/var/lib/mammatus/volumes/db.img': 16 * MiB });
-    const files = memoryFiles({ [CONF]: { content: render.content, mode: 0o600 } });
+    const files = memoryFiles({
+      [CONF]: { content: render.content, mode: 0o600 },
+      [`${DB}.id`]: { content: `${db.created_at}\n`, mode: 0o600 },
+    });
     const r = await applyTgt(render, { run, files });
     expect(r).toMatchObject({ updated: [], deleted: [], grown: [], errors: [], luns: { db: 1 } });
     expect(cmds(run.calls)).toEqual([]);
@@ -208,7 +212,10 @@ describe('applyTgt', () => {
     const busy = showTarget(4, 'iqn.2026-12.mammatus:volume.busy', { account: 'busy-chap', acl: ['255.255.255.255', CP], session: CP });
     const run = tgt([other + old + busy, other + busy]);
     const render = renderTgt('s1', [volume('old', { state: 'deleting' })], SETTINGS);
-    const files = memoryFiles({ '/var/lib/mammatus/volumes/old.img': 'data' });
+    const files = memoryFiles({
+      '/var/lib/mammatus/volumes/old.img': 'data',
+      '/var/lib/mammatus/volumes/old.img.id': '2026-12-01T00:00:00Z\n',
+    });
     const r = await applyTgt(render, { run, files });
     expect(r.deleted).toEqual(['iqn.2026-12.mammatus:volume.old']);
     expect(r.removedFiles).toEqual(['/var/lib/mammatus/volumes/old.img']);
@@ -220,9 +227,67 @@ describe('applyTgt', () => {
       'tgtadm --lld iscsi --mode account --op delete --user old-chap',
     ]);
     expect(files.entries.has('/var/lib/mammatus/volumes/old.img')).toBe(false);
+    expect(files.entries.has('/var/lib/mammatus/volumes/old.img.id')).toBe(false);
     // The record stays `deleting` until reported gone: the next apply finds nothing left to remove.
     const again = await applyTgt(render, { run: tgt([other]), files });
     expect(again).toMatchObject({ deleted: [], removedFiles: [], errors: [] });
+  });
+
+  it('serves a backing file only to the record that made it (its .id sidecar), adopting older files of served records', async () => {
+    const fresh = { ...db, state: 'creating' as const, created_at: '2026-12-06T12:00:00.000Z' };
+    // A new file: its identity (0600) first, then the file.
+    let files = memoryFiles();
+    let r = await applyTgt(renderTgt('s1', [fresh], SETTINGS), { run: tgt([''], {}), files });
+    expect(files.entries.get(`${DB}.id`)).toEqual({ content: '2026-12-06T12:00:00.000Z\n', mode: 0o600 });
+    expect(r.grown).toEqual([DB]);
+
+    // `volume rm --force` left the old volume's file and sidecar: the new record is refused, nothing runs.
+    const leftover = () => memoryFiles({ [`${DB}.id`]: { content: `${db.created_at}\n`, mode: 0o600 } });
+    for (const v of [fresh, { ...fresh, state: 'available' as const }]) {
+      const run = tgt([''], { [DB]: 16 * MiB });
+      files = leftover();
+      r = await applyTgt(renderTgt('s1', [v], SETTINGS), { run, files });
+      expect(r.errors).toEqual([
+        {
+          volume: 'db',
+          iqn: 'iqn.2026-12.mammatus:volume.db',
+          error:
+            `${DB} is a leftover of an earlier volume named db (its .id says "2026-12-01T00:00:00Z", not 2026-12-06T12:00:00.000Z): ` +
+            `not served. Check its data is not needed, then rm ${DB} ${DB}.id (docs/storage.md, "Leftovers")`,
+        },
+      ]);
+      expect(cmds(run.calls).filter((c) => !c.includes('portal'))).toEqual([]);
+      expect(files.entries.get(`${DB}.id`)?.content).toBe(`${db.created_at}\n`);
+    }
+
+    // A file without a sidecar (made before sidecars): a served record adopts it, a new one does not.
+    files = memoryFiles();
+    r = await applyTgt(renderTgt('s1', [fresh], SETTINGS), { run: tgt([''], { [DB]: 16 * MiB }), files });
+    expect(r.errors[0].error).toMatch(new RegExp(`^${DB} is a leftover of an earlier volume named db \\(no ${DB}\\.id\\)`));
+    expect(files.entries.has(`${DB}.id`)).toBe(false);
+    r = await applyTgt(renderTgt('s1', [db], SETTINGS), { run: tgt([dbLive()], { [DB]: 16 * MiB }), files });
+    expect(r.errors).toEqual([]);
+    expect(files.entries.get(`${DB}.id`)).toEqual({ content: `${db.created_at}\n`, mode: 0o600 });
+
+    // Deleting the refused record leaves the leftover alone (its target, if any, goes).
+    files = leftover();
+    files.entries.set(DB, { content: 'old tenant', mode: 0o600 });
+    r = await applyTgt(renderTgt('s1', [{ ...fresh, state: 'deleting' }], SETTINGS), { run: tgt(['']), files });
+    expect(r.removedFiles).toEqual([]);
+    expect(r.errors).toEqual([
+      {
+        volume: 'db',
+        iqn: 'iqn.2026-12.mammatus:volume.db',
+        error: expect.stringMatching(/is a leftover of an earlier volume named db .*: left alone\./),
+      },
+    ]);
+    expect(files.entries.has(DB) && files.entries.has(`${DB}.id`)).toBe(true);
+
+    // A sidecar whose file is gone means nothing: the new volume gets a new file.
+    files = leftover();
+    r = await applyTgt(renderTgt('s1', [fresh], SETTINGS), { run: tgt([''], {}), files });
+    expect(r.grown).toEqual([DB]);
+    expect(files.entries.get(`${DB}.id`)?.content).toBe('2026-12-06T12:00:00.000Z\n');
   });
 
   it('grows a file but never shrinks one, and then does not re-create its target', async () => {

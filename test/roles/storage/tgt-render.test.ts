@@ -88,7 +88,12 @@ describe('renderTgt', () => {
     const r = renderTgt('storage-1', CASES.mixed, SETTINGS);
     expect(r.targets.map((t) => t.volume)).toEqual(['db']);
     expect(r.deleting).toEqual([
-      { volume: 'gone', iqn: 'iqn.2026-11.mammatus:volume.gone', backing: '/var/lib/mammatus/volumes/gone.img' },
+      {
+        volume: 'gone',
+        iqn: 'iqn.2026-11.mammatus:volume.gone',
+        backing: '/var/lib/mammatus/volumes/gone.img',
+        identity: { volume: 'gone', id: '2026-11-30T23:59:59Z', adopt: true },
+      },
     ]);
     expect(r.skipped).toEqual([
       { volume: 'dup', iqn: 'iqn.2026-11.mammatus:volume.dup', error: expect.stringMatching(/chap\.user db-chap is also volume db's/) },
