@@ -160,7 +160,10 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
       },
     );
     opening = p;
-    detach(p.then(() => void (opening === p && (opening = undefined))), () => undefined);
+    detach(
+      p.then(() => void (opening === p && (opening = undefined))),
+      () => undefined,
+    );
     return Promise.race([p, new Promise<void>((r) => setTimeout(r, OPEN_WAIT_MS).unref())]);
   }
 
