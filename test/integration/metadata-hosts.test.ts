@@ -5,7 +5,10 @@
  * admission service (built elsewhere), which record what they get, write the steps through the
  * real Hosts API and take the secret with the real JoinSecrets.consume.
  */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import http from 'node:http';
+import { promisify } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -32,6 +35,10 @@ import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scr
 
 const skip = natsServerAvailable() ? undefined : 'nats-server is missing';
 if (skip) console.warn(`metadata host tests skipped: ${skip}`);
+const PY = '/usr/bin/python3';
+const hasCloudInit = existsSync(PY) && existsSync('/usr/lib/python3/dist-packages/cloudinit');
+if (!hasCloudInit)
+  console.warn("the cloud-init reader test is skipped: Debian's cloud-init (/usr/lib/python3/dist-packages/cloudinit) is missing");
 
 const SECRET = Buffer.alloc(32, 9);
 const HOST_MAC = '52:54:00:19:00:01';
@@ -136,6 +143,7 @@ describe.skipIf(Boolean(skip))('planned hosts at the metadata service', () => {
       },
     });
     answerJoins();
+    await nc.flush();
     svcNc = await connectNats(nats.url, { name: 'svc', persistent: true, credentials: nats.credentials });
     view = RegistryView.start(svcNc, log, 1);
     await eventually(() => expect(view.available && view.byId(hostId)).toBeTruthy(), 5000);
@@ -196,6 +204,31 @@ describe.skipIf(Boolean(skip))('planned hosts at the metadata service', () => {
     await eventually(() => expect(record().host?.progress.seeded).toBeTruthy(), 5000);
   });
 
+  it.skipIf(!hasCloudInit)("cloud-init's NoCloudNet reader, through the gateway's proxy, gets the host's name and seed", async () => {
+    // A second proxy whose leases give 127.0.0.1 (where cloud-init's reader calls from) the host's MAC.
+    const leases = path.join(tmp, 'leases-local');
+    writeFileSync(leases, `0 ${HOST_MAC} 127.0.0.1 metal-1 *\n`);
+    const local = buildMetadataProxy({ upstreams: [base], secret: SECRET, macOf: leaseFileLookup(leases), log });
+    await new Promise<void>((r) => local.listen(0, '127.0.0.1', r));
+    try {
+      const script =
+        'import json,sys,tempfile; from cloudinit import helpers,distros; from cloudinit.sources import DataSourceNoCloud as N; t=tempfile.mkdtemp(); p=helpers.Paths({"cloud_dir":t,"run_dir":t}); d=N.DataSourceNoCloudNet({"datasource":{"NoCloud":{"seedfrom":sys.argv[1],"fs_label":None}}}, distros.fetch("debian")("debian",{},p), p); ok=d.get_data(); print(json.dumps({"ok":ok,"id":d.get_instance_id(),"host":d.get_hostname().hostname,"ud":d.get_userdata_raw().decode()}))';
+      const { stdout } = await promisify(execFile)(
+        PY,
+        ['-c', script, `http://127.0.0.1:${(local.address() as AddressInfo).port}/nocloud/`],
+        {
+          timeout: 60_000,
+        },
+      );
+      const out = JSON.parse(stdout.trim().split('\n').pop()!) as { ok: boolean; id: string; host: string; ud: string };
+      expect(out).toMatchObject({ ok: true, id: hostId, host: 'metal-1' });
+      expect(out.ud).toContain(`- path: /run/mammatus-join-secret`);
+      expect(out.ud).toContain((await joins.get(hostId))!.secret);
+    } finally {
+      await new Promise((r) => local.close(r));
+    }
+  });
+
   it('answers 404 to an unregistered MAC, to an instance, and to a host not vouched for by its MAC', async () => {
     const stranger = { ip: '10.88.0.99', mac: '52:54:00:99:99:99' };
     for (const url of ['/mammatus/ipxe', '/nocloud/user-data', '/nocloud/meta-data']) expect((await get(url, stranger)).status).toBe(404);
@@ -228,6 +261,7 @@ describe.skipIf(Boolean(skip))('planned hosts at the metadata service', () => {
     expect(await res.json()).toMatchObject({ ok: false });
     expect((await joins.get(hostId))?.secret).toBe(secret);
     answerJoins();
+    await nc.flush(); // the server has the subscription before the next test asks
   });
 
   it('forwards a join through the gateway proxy (POST body passed on) and returns the answer; then the seed has no secret', async () => {
