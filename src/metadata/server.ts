@@ -21,7 +21,7 @@ import { enforceConnectionLimits, readBodyUpTo, serverOptions, type HttpLimits }
 import type { InstanceRecord } from '../../core/instance-record.js';
 import type { InstanceLookup } from '../registry/view.js';
 import { parseTokenTtl, type TokenAuthority } from './tokens.js';
-import { answerText, NOT_FOUND, TEXT, type Answer } from './answer.js';
+import { answerText, NOT_FOUND, send, TEXT, type Answer } from './answer.js';
 import type { HostApi } from './host-api.js';
 import { hostPostPath, hostRoutes } from './host-routes.js';
 import {
@@ -272,19 +272,6 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
 
 /** cloud-init's reader's User-Agent (`Cloud-Init/22.4.2`). */
 const CLOUD_INIT_AGENT = /^Cloud-Init\/\d/;
-
-/**
- * Writes an answer (headers only for HEAD); raw header arrays skip node's header-object walk.
- * `close` ends the connection after it (a body that was not read is never drained).
- */
-function send(req: IncomingMessage, res: ServerResponse, a: Answer, close = false): void {
-  const body = typeof a.body === 'string' ? Buffer.from(a.body) : a.body;
-  const headers = ['content-type', a.type, 'content-length', String(body.length)];
-  if (close) headers.push('connection', 'close');
-  if (a.headers) for (const [k, v] of Object.entries(a.headers)) headers.push(k, v);
-  res.writeHead(a.status, headers);
-  res.end(req.method === 'HEAD' ? undefined : body);
-}
 
 type TreeCache = WeakMap<InstanceRecord, { ip: string; tree: Dir }>;
 
