@@ -32,11 +32,19 @@ function signedRequest(req: Request): SignedRequest {
   };
 }
 
-/** How a request's caller was resolved. */
-export type Caller = { readonly record: InstanceRecord; readonly ip: string } | { readonly status: 403 | 404 | 503; readonly why: string };
+/**
+ * How a request's caller was resolved. `mac` is the MAC a gateway's proxy signed for it (absent
+ * when it was found by its source address): planned hosts are served only to their own MAC.
+ */
+export type Caller =
+  | { readonly record: InstanceRecord; readonly ip: string; readonly mac?: string }
+  | { readonly status: 403 | 404 | 503; readonly why: string };
 
-/** A request with the SHA-256 of its body (read before handling when it has one: the proxy signs it). */
-export type Request = IncomingMessage & { bodySha256?: string };
+/**
+ * A request with its body and the body's SHA-256 (read before handling when it has one: the proxy
+ * signs it, and the host routes parse it).
+ */
+export type Request = IncomingMessage & { bodySha256?: string; body?: Buffer };
 
 /** What resolving needs (a subset of the service's deps). */
 export interface CallerDeps {
@@ -80,7 +88,7 @@ export function callerResolver(deps: CallerDeps, now: () => number): (req: Reque
       if (byMac && byIp && byMac !== byIp) return { status: 403, why: `IP ${ip} belongs to another instance than MAC ${mac}` };
       if (!byMac && byIp && mac && byIp.macs.length) return { status: 403, why: `IP ${ip} is registered for another MAC than ${mac}` };
       const record = byMac ?? byIp;
-      return record ? { record, ip } : { status: 404, why: `no instance has MAC ${mac || '?'} or IP ${ip}` };
+      return record ? { record, ip, ...(mac ? { mac } : {}) } : { status: 404, why: `no instance has MAC ${mac || '?'} or IP ${ip}` };
     }
     if (passedProxy(req.headers)) return { status: 404, why: 'request passed an unsigned proxy; caller unknown' };
     const ip = sourceAddress(req);

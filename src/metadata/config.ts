@@ -7,6 +7,8 @@ import { isDnsName } from '../../core/net.js';
 import { COMMON_FORMATS, invalid, SettingsError, sectionChecker, type Format } from '../../core/validation.js';
 import { parseSecret } from './identity.js';
 import { errorMessage } from '../../core/errors.js';
+import type { HostSeedSettings } from './host-seed.js';
+import { normalizeFingerprint } from './apt-key-fetch.js';
 
 /** The checked settings with defaults applied. */
 export interface MetadataSettings {
@@ -27,6 +29,8 @@ export interface MetadataSettings {
   /** `metadata.vendor_data`, checked by the vendor-data module. */
   readonly vendorData: unknown;
   readonly proxy: ProxySettings;
+  /** `metadata.hosts`: the seeds of planned hosts; absent = their user-data answers 503. */
+  readonly hosts?: HostSeedSettings;
 }
 
 /** `metadata.proxy`: the proxy a gateway runs in front of the service. */
@@ -51,6 +55,7 @@ interface Written {
   readonly registry_replicas?: 1 | 3 | 5;
   readonly vendor_data?: Record<string, unknown>;
   readonly proxy?: { readonly listen?: string; readonly upstreams?: readonly string[]; readonly leases_file?: string };
+  readonly hosts?: { readonly apt_url?: string; readonly apt_key_url?: string; readonly apt_key_fingerprint?: string };
 }
 
 const AT = 'metadata';
@@ -64,6 +69,8 @@ const FORMATS: Readonly<Record<string, Format>> = {
   zone: { check: (v) => /^[a-z0-9-]{2,32}$/.test(v), why: 'must be 2–32 of a-z, 0-9, - (the region is the zone minus its last character)' },
   domain: { check: (v) => isDnsName(v) && v === v.toLowerCase(), why: 'must be a DNS domain' },
   'http-url': { check: (v) => /^https?:\/\/[^\s]+$/.test(v), why: 'must be a list of http:// URLs' },
+  'apt-url': { check: (v) => /^https?:\/\/[^\s/]+\/\S*\/$/.test(v), why: 'must be an http:// or https:// URL ending in /' },
+  url: { check: (v) => /^https?:\/\/[^\s/]+\/\S*$/.test(v), why: 'must be an http:// or https:// URL' },
 };
 
 const text = (format?: string) => ({ type: 'string', minLength: 1, ...(format ? { format } : {}), nullable: true }) as const;
@@ -94,6 +101,13 @@ const SCHEMA: JSONSchemaType<Written> = {
         upstreams: { type: 'array', items: { type: 'string', format: 'http-url' }, nullable: true },
         leases_file: text(),
       },
+    },
+    hosts: {
+      type: 'object',
+      additionalProperties: false,
+      required: [],
+      nullable: true,
+      properties: { apt_url: text('apt-url'), apt_key_url: text('url'), apt_key_fingerprint: text() },
     },
   },
 };
@@ -144,7 +158,31 @@ export function parseMetadataSettings(raw: unknown, readFile: (path: string) => 
       upstreams: [...(proxy.upstreams ?? [])],
       leasesFile: proxy.leases_file ?? '/var/lib/misc/dnsmasq.leases',
     },
+    ...hostSettings(m.hosts ?? undefined),
   };
+}
+
+/** The repository key's file name in what `scripts/repo-build.sh` writes. */
+const REPO_KEY_FILE = 'mammatus-archive-keyring.gpg';
+
+/** `metadata.hosts` checked: a plain http:// key URL needs the fingerprint the host pins it to. */
+function hostSettings(h: Written['hosts'] | undefined): { hosts?: HostSeedSettings } {
+  if (!h?.apt_url) {
+    if (h?.apt_key_url || h?.apt_key_fingerprint) invalid(AT, 'hosts.apt_url', 'is required with apt_key_url or apt_key_fingerprint');
+    return {};
+  }
+  const aptKeyUrl = h.apt_key_url ?? `${h.apt_url}${REPO_KEY_FILE}`;
+  let fingerprint: string | undefined;
+  if (h.apt_key_fingerprint) {
+    try {
+      fingerprint = normalizeFingerprint(h.apt_key_fingerprint);
+    } catch {
+      invalid(AT, 'hosts.apt_key_fingerprint', 'must be the key fingerprint: 40 (or 64) hex digits, as gpg prints it');
+    }
+  } else if (aptKeyUrl.startsWith('http:')) {
+    invalid(AT, 'hosts.apt_key_fingerprint', 'is required when the key is fetched over plain http:// (the host pins the key to it)');
+  }
+  return { hosts: { aptUrl: h.apt_url, aptKeyUrl, ...(fingerprint ? { aptKeyFingerprint: fingerprint } : {}) } };
 }
 
 function noFile(path: string): string {

@@ -1,7 +1,10 @@
 /**
  * The user-data that turns a fresh Debian host (PXE-booted, or any image with cloud-init) into a
  * mammatus node: it adds the cluster's signed apt repository, writes Serf's config (gossip key, the
- * nodes to join, the `role` tag) and installs and starts `serf` and `mammatus-agent`.
+ * nodes to join, the `role` tag) and installs and starts `serf` and `mammatus-agent`. In join mode
+ * (a planned host, issue 19) it carries no gossip key and no Serf config: it writes the host's
+ * one-time join secret, and `mammatus node join` exchanges it at a controller for the credentials,
+ * the gossip key and the join list.
  *
  * Order matters and cloud-init provides it: write_files (init stage) runs before the package install
  * (final stage), so Debian's serf package starts serf with our config already in /etc/serf, and no
@@ -11,6 +14,7 @@
 import { isIP } from 'node:net';
 import { Document, isMap, isScalar, isSeq, type Node } from 'yaml';
 import { isDnsLabel, isHostPort, isHostname } from '../../core/net.js';
+import { isInstallDisk, JOIN_SECRET } from '../../core/host-record.js';
 import { ROLE_NAMES, type RoleName } from '../../core/members.js';
 import { SettingsError } from '../../core/validation.js';
 import { checkGossipKey } from './vendor-data-settings.js';
@@ -23,10 +27,10 @@ export interface NodeBootstrapInput {
   readonly hostname?: string;
   /** Its roles: the Serf tag `role`. May be empty (roles can be set later with `serf tags`). */
   readonly roles: readonly string[];
-  /** Serf's gossip key (`serf keygen`): base64 of 16, 24 or 32 bytes. */
-  readonly gossipKey: string;
-  /** Nodes to join (`host` or `host:port`); may be empty for the first node. */
-  readonly join: readonly string[];
+  /** Serf's gossip key (`serf keygen`): base64 of 16, 24 or 32 bytes. Required except in join mode. */
+  readonly gossipKey?: string;
+  /** Nodes to join (`host` or `host:port`); may be empty for the first node. Not in join mode. */
+  readonly join?: readonly string[];
   /** The cluster's flat apt repository, e.g. `http://10.0.0.1/apt/`. */
   readonly aptRepoUrl: string;
   /** The repository's public key, ASCII-armoured; preferred: the key then travels in the user-data. */
@@ -46,6 +50,22 @@ export interface NodeBootstrapInput {
   readonly snapshotPath?: string;
   /** Serf's `rpc_auth`; also written for the agent in /etc/mammatus/agent.d. Absent = none. */
   readonly rpcAuth?: string;
+  /**
+   * Join mode: the host gets its credentials, gossip key and join list from `mammatus node join`
+   * (gossipKey, join, rpcAuth and snapshotPath must then be absent: the join writes Serf's config).
+   */
+  readonly hostJoin?: HostJoinBootstrap;
+}
+
+/** What a planned host's bootstrap adds in join mode. */
+export interface HostJoinBootstrap {
+  /**
+   * Its one-time join secret. Absent = none waits for it (joined already, or expired): the seed
+   * then only installs and starts the packages, and joins nothing.
+   */
+  readonly secret?: string;
+  /** After joining, install the running system to this whole disk (`mammatus-install-to-disk`). */
+  readonly installDisk?: string;
 }
 
 /** Files the bootstrap writes on the host. */
@@ -57,6 +77,9 @@ export const NODE_BOOTSTRAP_PATHS = {
   // (serf refuses both at once).
   serfTags: '/var/lib/serf/tags.json',
   agentConfig: '/etc/mammatus/agent.d/10-bootstrap.yaml',
+  // Under /run (a tmpfs: the spent secret is gone at the next boot) but not in /run/mammatus, the
+  // agent unit's RuntimeDirectory, which systemd empties whenever the agent stops.
+  joinSecret: '/run/mammatus-join-secret',
 } as const;
 
 const KEY_BLOCK = /-----BEGIN PGP PUBLIC KEY BLOCK-----[\s\S]+-----END PGP PUBLIC KEY BLOCK-----/;
@@ -68,13 +91,12 @@ const KEY_BLOCK = /-----BEGIN PGP PUBLIC KEY BLOCK-----[\s\S]+-----END PGP PUBLI
  */
 export function renderNodeBootstrap(input: NodeBootstrapInput): string {
   const roles = checkRoles(input.roles);
-  try {
-    checkGossipKey(input.gossipKey, 'gossipKey');
-  } catch (err) {
-    throw new SettingsError('gossipKey', errorMessage(err).replace(/^gossipKey: /, ''));
-  }
+  const joining = input.hostJoin !== undefined;
+  if (joining) checkHostJoin(input);
+  else checkGossip(input.gossipKey);
   if (input.hostname !== undefined && !isDnsLabel(input.hostname)) throw new SettingsError('hostname', 'must be a DNS label');
-  input.join.forEach((j, i) => {
+  const join = input.join ?? [];
+  join.forEach((j, i) => {
     if (!(isIP(j) !== 0 || isHostname(j) || isHostPort(j))) throw new SettingsError(`join.${i}`, 'must be host or host:port');
   });
   const repo = checkUrl(input.aptRepoUrl, 'aptRepoUrl');
@@ -95,15 +117,17 @@ export function renderNodeBootstrap(input: NodeBootstrapInput): string {
   // installed as the binary bytes its check parsed (apt-key-fetch.ts), whatever the download was.
   const binary = pin !== undefined || (keyUrl !== undefined && new URL(keyUrl).pathname.endsWith('.gpg'));
   const keyPath = `/etc/apt/keyrings/mammatus.${binary ? 'gpg' : 'asc'}`;
-  const serf = serfNodeConfig({ ...input, snapshotPath: snapshot });
   const files: Record<string, unknown>[] = [];
   if (input.aptKeyArmored !== undefined) files.push(file(keyPath, '0644', withNewline(input.aptKeyArmored)));
-  files.push(
-    file(NODE_BOOTSTRAP_PATHS.sources, '0644', aptSourceText(repo, keyPath)),
+  files.push(file(NODE_BOOTSTRAP_PATHS.sources, '0644', aptSourceText(repo, keyPath)));
+  if (!joining) {
+    const serf = serfNodeConfig({ ...input, gossipKey: input.gossipKey ?? '', join, snapshotPath: snapshot });
     // 0600: the gossip key and the RPC secret.
-    file(NODE_BOOTSTRAP_PATHS.serfConfig, '0600', `${JSON.stringify(serf, null, 2)}\n`),
-    file(NODE_BOOTSTRAP_PATHS.serfTags, '0644', `${JSON.stringify(roles.length ? { role: roles.join(',') } : {})}\n`),
-  );
+    files.push(file(NODE_BOOTSTRAP_PATHS.serfConfig, '0600', `${JSON.stringify(serf, null, 2)}\n`));
+  }
+  files.push(file(NODE_BOOTSTRAP_PATHS.serfTags, '0644', `${JSON.stringify(roles.length ? { role: roles.join(',') } : {})}\n`));
+  // 0600, root's: the secret is the host's whole claim to membership until it is spent.
+  if (input.hostJoin?.secret) files.push(file(NODE_BOOTSTRAP_PATHS.joinSecret, '0600', `${input.hostJoin.secret}\n`));
   if (input.rpcAuth !== undefined) {
     files.push(file(NODE_BOOTSTRAP_PATHS.agentConfig, '0600', new Document({ serf: { rpc_auth: input.rpcAuth } }).toString()));
   }
@@ -137,16 +161,52 @@ export function renderNodeBootstrap(input: NodeBootstrapInput): string {
     // Both packages start their service on install; this also covers an image where serf was already
     // running with an older config, or a policy-rc.d that blocked the start. --no-block: runcmd runs
     // inside cloud-final.service, and waiting there for units could hang the boot.
-    runcmd: [
-      ['systemctl', 'enable', 'serf.service', 'mammatus-agent.service'],
-      ['systemctl', '--no-block', 'restart', 'serf.service', 'mammatus-agent.service'],
-    ],
+    runcmd: runcmd(input.hostJoin),
   };
   const doc = new Document(config);
-  doc.commentBefore =
-    ' mammatus node bootstrap (src/metadata/node-bootstrap.ts): the cluster apt repository,\n serf with its gossip key, join list and role tag, and mammatus-agent.';
+  doc.commentBefore = joining
+    ? ` mammatus host bootstrap, join mode (src/metadata/node-bootstrap.ts): the cluster apt repository,\n serf's role tag, mammatus-agent, ${input.hostJoin?.secret ? 'and the one-time join secret' : 'and no join secret (joined already, or expired: mammatus host rejoin)'}.`
+    : ' mammatus node bootstrap (src/metadata/node-bootstrap.ts): the cluster apt repository,\n serf with its gossip key, join list and role tag, and mammatus-agent.';
   flowLeaves(doc.contents);
   return `#cloud-config\n${doc.toString({ lineWidth: 0 })}`;
+}
+
+/**
+ * The commands of the final stage. cloud-init runs them as one shell script: a failed join ends it
+ * (`|| exit 1`, a fixed line), so a host that did not join neither restarts into half a node nor
+ * installs itself to disk.
+ */
+function runcmd(hostJoin: HostJoinBootstrap | undefined): unknown[] {
+  const start = [
+    ['systemctl', 'enable', 'serf.service', 'mammatus-agent.service'],
+    ['systemctl', '--no-block', 'restart', 'serf.service', 'mammatus-agent.service'],
+  ];
+  if (!hostJoin?.secret) return start;
+  return [
+    `mammatus node join --secret-file ${NODE_BOOTSTRAP_PATHS.joinSecret} || exit 1`,
+    ...start,
+    ...(hostJoin.installDisk ? [['mammatus-install-to-disk', hostJoin.installDisk]] : []),
+  ];
+}
+
+function checkGossip(key: string | undefined): void {
+  if (key === undefined) throw new SettingsError('gossipKey', 'is required (or hostJoin, the join mode of a planned host)');
+  try {
+    checkGossipKey(key, 'gossipKey');
+  } catch (err) {
+    throw new SettingsError('gossipKey', errorMessage(err).replace(/^gossipKey: /, ''));
+  }
+}
+
+/** Join mode writes no Serf config: what would go into it must not be given. */
+function checkHostJoin(input: NodeBootstrapInput): void {
+  for (const field of ['gossipKey', 'join', 'rpcAuth', 'snapshotPath'] as const)
+    if (input[field] !== undefined) throw new SettingsError(field, "not in join mode: mammatus node join writes Serf's config");
+  const { secret, installDisk } = input.hostJoin ?? {};
+  if (secret !== undefined && !JOIN_SECRET.test(secret))
+    throw new SettingsError('hostJoin.secret', 'must be a join secret (43 base64url characters)');
+  if (installDisk !== undefined && !isInstallDisk(installDisk))
+    throw new SettingsError('hostJoin.installDisk', 'must be a whole disk such as /dev/sda');
 }
 
 /** What Serf's config file of a node holds (see {@link serfNodeConfig}). */

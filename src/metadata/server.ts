@@ -6,6 +6,9 @@
  * source address is looked up. A caller the registry does not know gets 404; while the registry is
  * unreachable every instance path answers 503, and the service stays up.
  *
+ * Planned bare-metal hosts have their own paths (host-routes.ts): `GET /mammatus/ipxe`, their
+ * NoCloud seed, `POST /mammatus/join` and `POST /mammatus/installed`.
+ *
  * Plain `node:http`, not fastify: the service is a handful of read-only paths looked up in memory,
  * and fastify's own per-request work cost more than the whole budget of the throughput goal
  * (docs/benchmarks.md §5: bare fastify reached 0.45–0.48 of one nginx worker, bare node:http 0.6–0.7).
@@ -18,6 +21,9 @@ import { enforceConnectionLimits, readBodyUpTo, serverOptions, type HttpLimits }
 import type { InstanceRecord } from '../../core/instance-record.js';
 import type { InstanceLookup } from '../registry/view.js';
 import { parseTokenTtl, type TokenAuthority } from './tokens.js';
+import { answerText, NOT_FOUND, send, TEXT, type Answer } from './answer.js';
+import type { HostApi } from './host-api.js';
+import { hostPostPath, hostRoutes } from './host-routes.js';
 import {
   EC2_VERSIONS,
   ec2Tree,
@@ -50,6 +56,8 @@ export interface MetadataAppDeps {
   readonly limits?: HttpLimits;
   /** How many proxy signatures the replay cache holds at most (default 1,000,000). */
   readonly replayCacheEntries?: number;
+  /** The controllers' side of planned hosts; absent = hosts get their scripts, but no seed and no join. */
+  readonly hosts?: HostApi;
 }
 
 /**
@@ -68,10 +76,8 @@ export const METADATA_HTTP_LIMITS: HttpLimits = {
   maxConnectionsPerAddress: 256,
 };
 
-// Metadata requests carry no body: a larger one is refused.
+// Metadata requests carry no body, a host's join a few hundred bytes: a larger one is refused.
 const MAX_BODY = 1024;
-
-const TEXT = 'text/plain; charset=utf-8';
 
 /** The service's HTTP server. */
 export interface MetadataApp {
@@ -80,22 +86,6 @@ export interface MetadataApp {
   /** Stops accepting, ends idle keep-alive connections, resolves when the server is closed. */
   close(): Promise<void>;
 }
-
-/** What a handler answers. */
-interface Answer {
-  readonly status: number;
-  readonly body: string | Buffer;
-  readonly type: string;
-  readonly headers?: Readonly<Record<string, string>>;
-}
-
-const answerText = (status: number, body: string, headers?: Record<string, string>): Answer => ({
-  status,
-  body,
-  type: TEXT,
-  ...(headers ? { headers } : {}),
-});
-const NOT_FOUND = answerText(404, 'Not Found');
 
 /** Builds the service (not listening yet). */
 export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
@@ -143,6 +133,8 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     return typeof token === 'string' && deps.tokens.check(token, instanceId, now());
   };
 
+  const hosts = hostRoutes({ ...(deps.hosts ? { api: deps.hosts } : {}), log: deps.log, now, validToken });
+
   /**
    * With `tokens: required`, a NoCloud or OpenStack read needs an IMDSv2 token or must come from
    * cloud-init's own reader, which cannot send one: it is told by its `Cloud-Init/…` User-Agent, a
@@ -163,10 +155,22 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     if (first === 'healthz' && segments.length === 2) {
       return deps.lookup.available ? answerText(200, 'ok') : answerText(503, 'registry unavailable');
     }
+    if (first === 'mammatus' && segments.filter(Boolean).join('/') === 'mammatus/ipxe') {
+      const caller = resolve(req);
+      if ('status' in caller) return refuse(caller);
+      const host = hosts.hostOf(caller);
+      // No token: iPXE cannot ask for one, and the script holds nothing secret.
+      return host ? hosts.ipxe(req, host) : NOT_FOUND;
+    }
     if (first === 'nocloud' || first === 'openstack') {
       const caller = resolve(req);
       if ('status' in caller) return refuse(caller);
       if (deps.tokenMode === 'required' && !seedReaderProven(req, caller.record.id)) return answerText(401, 'Unauthorized');
+      if (first === 'nocloud' && caller.record.host) {
+        // A planned host's seed holds its join secret: only for its own MAC, vouched for by a gateway.
+        const host = hosts.hostOf(caller);
+        return host ? hosts.nocloud(req, host, ctx(caller.ip), segments.slice(2)) : NOT_FOUND;
+      }
       if (first === 'openstack' && segments.filter(Boolean).length === 1) return answerText(200, OPENSTACK_VERSIONS.join('\n'));
       if (first === 'openstack' && !(OPENSTACK_VERSIONS as readonly string[]).includes(segments[2] ?? '')) return NOT_FOUND;
       const rest = segments.slice(first === 'nocloud' ? 2 : 3);
@@ -202,6 +206,11 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     const segments = (q < 0 ? url : url.slice(0, q)).replace(/\/{2,}/g, '/').split('/');
     if (req.method === 'GET' || req.method === 'HEAD') return get(req, segments);
     if (req.method === 'PUT') return putToken(req, segments);
+    const hostPath = req.method === 'POST' ? hostPostPath(segments) : undefined;
+    if (hostPath) {
+      const caller = resolve(req);
+      return 'status' in caller ? refuse(caller) : hosts.post(req, hostPath, caller);
+    }
     return answerText(405, 'Method Not Allowed');
   };
 
@@ -235,6 +244,7 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
       (body) => {
         if (body === undefined) return send(req, res, answerText(413, 'Payload Too Large'), true);
         req.bodySha256 = bodySha256(body);
+        req.body = body;
         respond(req, res);
       },
       () => res.destroy(),
@@ -262,19 +272,6 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
 
 /** cloud-init's reader's User-Agent (`Cloud-Init/22.4.2`). */
 const CLOUD_INIT_AGENT = /^Cloud-Init\/\d/;
-
-/**
- * Writes an answer (headers only for HEAD); raw header arrays skip node's header-object walk.
- * `close` ends the connection after it (a body that was not read is never drained).
- */
-function send(req: IncomingMessage, res: ServerResponse, a: Answer, close = false): void {
-  const body = typeof a.body === 'string' ? Buffer.from(a.body) : a.body;
-  const headers = ['content-type', a.type, 'content-length', String(body.length)];
-  if (close) headers.push('connection', 'close');
-  if (a.headers) for (const [k, v] of Object.entries(a.headers)) headers.push(k, v);
-  res.writeHead(a.status, headers);
-  res.end(req.method === 'HEAD' ? undefined : body);
-}
 
 type TreeCache = WeakMap<InstanceRecord, { ip: string; tree: Dir }>;
 

@@ -14,6 +14,7 @@ import { RegistryView } from '../registry/view.js';
 import { buildMetadataApp } from './server.js';
 import { TokenAuthority } from './tokens.js';
 import { splitHostPort } from '../../core/net.js';
+import { natsHostApi } from './host-api.js';
 
 /** Produces an instance's vendor-data (see vendor-data.ts); may be slow (it can mint credentials). */
 export type VendorDataSource = (record: InstanceRecord, callerIp: string) => Promise<string>;
@@ -74,6 +75,8 @@ export async function startMetadataService(opts: StartMetadataOptions): Promise<
     domain: settings.domain,
     availabilityZone: settings.availabilityZone,
     vendorData: opts.vendorData,
+    // Planned hosts: their secrets and their join go over the same connection as the registry.
+    hosts: natsHostApi(() => nc, settings.hosts),
     log,
   });
   const { host, port } = splitHostPort(opts.listen ?? settings.listen, { allowPortZero: true });

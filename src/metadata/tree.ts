@@ -196,12 +196,15 @@ export function nocloudMetaData(r: InstanceRecord, ctx: TreeContext): string {
   ); // no folding: one key, one line, as people expect to read it
 }
 
-/** The `/nocloud/` tree; vendor-data is produced per request and passed in. */
-export function nocloudTree(r: InstanceRecord, ctx: TreeContext, vendorData: string): Dir {
+/**
+ * The `/nocloud/` tree; vendor-data is produced per request and passed in, and so is the user-data
+ * of a planned host (host-seed.ts: it holds the host's join secret, read per request).
+ */
+export function nocloudTree(r: InstanceRecord, ctx: TreeContext, vendorData: string, userData: string | Buffer = userDataOf(r)): Dir {
   // user-data answers 200 even when empty: a 404 makes cloud-init's NoCloud datasource fail.
   return dir([
     ['meta-data', text(nocloudMetaData(r, ctx))],
-    ['user-data', { kind: 'leaf', body: userDataOf(r), type: BYTES }],
+    ['user-data', { kind: 'leaf', body: userData, type: BYTES }],
     ['vendor-data', { kind: 'leaf', body: vendorData, type: TEXT }],
   ]);
 }

@@ -33,7 +33,31 @@ describe('metadata settings', () => {
     [{ proxy_secret: 'ab'.repeat(32), proxy_secret_file: '/x' }, /not both/],
     [{ registry_replicas: 2 }, /metadata.registry_replicas/],
     [{ availability_zone: 'DC 1' }, /metadata.availability_zone/],
+    [{ hosts: { apt_url: 'http://10.88.0.1:8777/apt' } }, /metadata.hosts.apt_url: must be an http:\/\/ or https:\/\/ URL ending in \//],
+    [
+      { hosts: { apt_url: 'http://10.88.0.1:8777/apt/' } },
+      /metadata.hosts.apt_key_fingerprint: is required when the key is fetched over plain http/,
+    ],
+    [
+      { hosts: { apt_url: 'http://10.88.0.1:8777/apt/', apt_key_fingerprint: 'ABCD' } },
+      /metadata.hosts.apt_key_fingerprint: must be the key fingerprint/,
+    ],
+    [{ hosts: { apt_key_fingerprint: 'A'.repeat(40) } }, /metadata.hosts.apt_url: is required/],
+    [{ hosts: { apt_url: 'http://x/apt/', other: 1 } }, /metadata.hosts.other: unknown key/],
   ])('refuses %j', (raw, message) => expect(() => parseMetadataSettings(raw)).toThrow(message));
+
+  it('reads metadata.hosts: the key defaults to the one repo-build.sh writes beside the repository, its fingerprint normalised', () => {
+    expect(parseMetadataSettings(undefined).hosts).toBeUndefined();
+    const s = parseMetadataSettings({
+      hosts: { apt_url: 'http://10.88.0.1:8777/apt/', apt_key_fingerprint: '0123 4567 89ab cdef 0123  4567 89AB CDEF 0123 4567' },
+    });
+    expect(s.hosts).toEqual({
+      aptUrl: 'http://10.88.0.1:8777/apt/',
+      aptKeyUrl: 'http://10.88.0.1:8777/apt/mammatus-archive-keyring.gpg',
+      aptKeyFingerprint: '0123456789ABCDEF0123456789ABCDEF01234567',
+    });
+    expect(parseMetadataSettings({ hosts: { apt_url: 'https://repo.example/apt/' } }).hosts?.aptKeyFingerprint).toBeUndefined();
+  });
 });
 
 describe('instance records', () => {

@@ -53,6 +53,16 @@ const KEY_URL: NodeBootstrapInput = {
   rpcAuth: 'rpc-secret-of-the-cluster',
 };
 
+/** Join mode: a planned host with its one-time secret, installing itself to disk. */
+const JOINING: NodeBootstrapInput = {
+  hostname: 'metal-1',
+  roles: ['compute'],
+  aptRepoUrl: 'http://10.88.0.1:8777/apt/',
+  aptKeyUrl: 'http://10.88.0.1:8777/apt/mammatus-archive-keyring.gpg',
+  aptKeyFingerprint: '0123456789ABCDEF0123456789ABCDEF01234567',
+  hostJoin: { secret: 'A'.repeat(43), installDisk: '/dev/vda' },
+};
+
 function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'mammatus-nb-'));
   onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
@@ -126,10 +136,43 @@ describe('renderNodeBootstrap', () => {
       'aptKeyFingerprint: must be the key fingerprint: 40 (or 64) hex digits, as gpg prints it',
     ],
     [{ snapshotPath: 'serf.snapshot' }, 'snapshotPath: must be an absolute path'],
+    [{ gossipKey: undefined }, 'gossipKey: is required (or hostJoin, the join mode of a planned host)'],
+    [{ hostJoin: {} }, "gossipKey: not in join mode: mammatus node join writes Serf's config"],
     [{ rpcAuth: 'two words' }, 'rpcAuth: must be printable ASCII without spaces'],
   ] as [Partial<NodeBootstrapInput>, string][])('refuses %j', (patch, message) => {
     expect(() => renderNodeBootstrap({ ...EXAMPLE, ...patch })).toThrow(SettingsError);
     expect(() => renderNodeBootstrap({ ...EXAMPLE, ...patch })).toThrow(message);
+  });
+
+  it.each([
+    [{ hostJoin: { secret: 'short' } }, 'hostJoin.secret: must be a join secret (43 base64url characters)'],
+    [{ hostJoin: { installDisk: '/dev/sda1; reboot' } }, 'hostJoin.installDisk: must be a whole disk such as /dev/sda'],
+    [{ join: ['10.0.0.2'] }, "join: not in join mode: mammatus node join writes Serf's config"],
+    [{ rpcAuth: 'x' }, "rpcAuth: not in join mode: mammatus node join writes Serf's config"],
+  ] as [Partial<NodeBootstrapInput>, string][])('join mode refuses %j', (patch, message) => {
+    expect(() => renderNodeBootstrap({ ...JOINING, ...patch })).toThrow(message);
+  });
+
+  it('join mode: no gossip key and no Serf config; the secret 0600 under /run; join, restart, install in that order', () => {
+    const doc = parse(renderNodeBootstrap(JOINING)) as { write_files: WriteFile[]; runcmd: unknown[]; packages: string[] };
+    const paths = doc.write_files.map((f) => f.path);
+    expect(paths).not.toContain('/etc/serf/mammatus.json');
+    expect(doc.write_files.find((f) => f.path === '/run/mammatus-join-secret')).toMatchObject({
+      permissions: '0600',
+      content: `${'A'.repeat(43)}\n`,
+    });
+    expect(doc.write_files.find((f) => f.path === '/var/lib/serf/tags.json')?.content).toBe('{"role":"compute"}\n');
+    expect(doc.packages).toEqual(['serf', 'mammatus-agent']);
+    expect(doc.runcmd).toEqual([
+      'mammatus node join --secret-file /run/mammatus-join-secret || exit 1',
+      ['systemctl', 'enable', 'serf.service', 'mammatus-agent.service'],
+      ['systemctl', '--no-block', 'restart', 'serf.service', 'mammatus-agent.service'],
+      ['mammatus-install-to-disk', '/dev/vda'],
+    ]);
+    // Without a secret: nothing to join with, so no join and no install either.
+    const none = parse(renderNodeBootstrap({ ...JOINING, hostJoin: { installDisk: '/dev/vda' } })) as typeof doc;
+    expect(none.write_files.map((f) => f.path)).not.toContain('/run/mammatus-join-secret');
+    expect(JSON.stringify(none.runcmd)).not.toMatch(/join|install/);
   });
 });
 
@@ -283,6 +326,7 @@ describe.skipIf(!hasCloudInit)(`cloud-init 22.4${hasCloudInit ? '' : ` (skipped:
   it.each([
     ['the example', EXAMPLE],
     ['a key by URL', KEY_URL],
+    ['join mode', JOINING],
   ])('`cloud-init schema -c` accepts %s', (_what, input) => {
     const file = join(tempDir(), 'user-data');
     writeFileSync(file, renderNodeBootstrap(input));
@@ -291,7 +335,7 @@ describe.skipIf(!hasCloudInit)(`cloud-init 22.4${hasCloudInit ? '' : ` (skipped:
   });
 
   it("cloud-init's YAML loader reads the same document as ours", () => {
-    for (const input of [EXAMPLE, KEY_URL]) {
+    for (const input of [EXAMPLE, KEY_URL, JOINING]) {
       const text = renderNodeBootstrap(input);
       const theirs = execFileSync(
         PYTHON,

@@ -1,0 +1,70 @@
+/**
+ * The iPXE script of a planned host (issue 19), served at `GET /mammatus/ipxe`: the gateway's stub
+ * script (`/boot.ipxe` on its boot server) sets `boot-url` and chains here through the metadata
+ * proxy, which vouches for the caller's MAC. A host not yet installed boots the live system from the
+ * gateway's boot server, with the NoCloud seed on its kernel command line; an installed one boots its
+ * own disk, so a reboot never reinstalls it. Pure.
+ */
+import type { HostArch } from '../../core/host-record.js';
+import { parseIPv4Port } from '../../core/net.js';
+
+/** What a host's script depends on. */
+export interface IpxeScriptInput {
+  /** The host's name (a DNS label), for the comment only. */
+  readonly name: string;
+  readonly arch: HostArch;
+  /** True once the host reported `installed`: boot the local disk. */
+  readonly installed: boolean;
+  /**
+   * The boot server's base URL (`http://<IPv4>:<port>`), or undefined to leave iPXE's own
+   * `${boot-url}` variable in the script (the stub set it before chaining, and iPXE keeps settings
+   * across `chain`).
+   */
+  readonly bootUrl?: string;
+}
+
+/** The NoCloud seed on the kernel command line; `nocloud-net` (cloud-init 22.4 ignores an http seed with `nocloud`). */
+export const HOST_SEED_ARG = 'ds=nocloud-net;s=http://169.254.169.254/nocloud/';
+
+/** The live system's directory per firmware: x86 BIOS and UEFI share the amd64 build; arm64 is on paper. */
+const LIVE_ARCH: Readonly<Record<HostArch, string>> = { bios: 'amd64', efi64: 'amd64', arm64: 'arm64' };
+
+/**
+ * True for a `boot_url` the service may write into a script: `http://<IPv4>:<port>`, nothing else
+ * (no path, no credentials, no name to resolve), so no value can add an iPXE command or argument.
+ */
+export function isBootUrl(value: string): boolean {
+  return value.startsWith('http://') && parseIPv4Port(value.slice('http://'.length)) !== undefined;
+}
+
+/**
+ * Renders the script.
+ *
+ * @throws Error for a boot URL {@link isBootUrl} refuses (the caller checks it first and answers 400).
+ */
+export function renderIpxeScript(input: IpxeScriptInput): string {
+  if (input.bootUrl !== undefined && !isBootUrl(input.bootUrl)) throw new Error('boot URL must be http://<IPv4>:<port>');
+  const head = ['#!ipxe', `# mammatus planned host ${input.name} (${input.arch})`];
+  if (input.installed) {
+    // Installed: the firmware's next boot entry is the disk. UEFI gets there by leaving iPXE;
+    // BIOS iPXE hands over to the first hard disk's boot sector itself.
+    const local = input.arch === 'bios' ? 'sanboot --no-describe --drive 0x80' : 'exit';
+    return [...head, '# installed: boot the local disk', local, ''].join('\n');
+  }
+  const base = `${input.bootUrl ?? '${boot-url}'}/live/${LIVE_ARCH[input.arch]}`;
+  // `initrd=initrd.img` names the initrd for the kernel's EFI stub (older iPXE on UEFI needs it).
+  const kernel = [
+    'kernel',
+    `${base}/vmlinuz`,
+    'initrd=initrd.img',
+    'boot=live',
+    `fetch=${base}/filesystem.squashfs`,
+    'ip=dhcp',
+    'console=ttyS0',
+    'console=tty0',
+    HOST_SEED_ARG,
+  ].join(' ');
+  return [...head, '# live system from the gateway, seeded by the metadata service', kernel, `initrd ${base}/initrd.img`, 'boot', ''].join(
+    '\n',
+  );
+}
