@@ -22,7 +22,8 @@ export function openInstanceFeed(
     credentials,
     clientName: 'mammatus-gateway',
     debounceMs: DEBOUNCE_MS,
-    project: (records) => records.map((r) => ({ name: r.name, macs: r.macs, ips: r.ips })),
+    // `host`: a planned machine keeps its reservation when it joins Serf under its own name.
+    project: (records) => records.map((r) => ({ name: r.name, macs: r.macs, ips: r.ips, ...(r.host ? { host: true as const } : {}) })),
     onChange,
     log,
   });
