@@ -5,13 +5,20 @@
  * file streamed with the right length, HEAD, one byte range.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseRange, routeOf, safeSegments, startStaticServer, type StaticServer } from '../../../src/boot/static-server.js';
+import {
+  buildStaticServer,
+  parseRange,
+  routeOf,
+  safeSegments,
+  startStaticServer,
+  type StaticServer,
+} from '../../../src/boot/static-server.js';
 import { exchange } from '../../helpers/raw-exchange.js';
 
 const BIG = 24 * 1024 * 1024 + 123;
@@ -162,6 +169,47 @@ describe('the boot static server', () => {
   it('closes an idle connection that sent nothing', async () => {
     const { closed } = await raw('', 6000);
     expect(closed).toBe(true);
+  });
+
+  it('drops a download the client stopped reading, after the idle timeout, and closes the file', async () => {
+    // Its own server, to count its connections: a client that asks for the squashfs and never reads.
+    const lone = buildStaticServer({ files: {}, dirs: { '/live/amd64/': image } }, pino({ level: 'silent' }), {
+      headersTimeoutMs: 1000,
+      requestTimeoutMs: 1500,
+      keepAliveTimeoutMs: 1000,
+      idleTimeoutMs: 1500,
+      maxConnections: 8,
+      maxConnectionsPerAddress: 8,
+      checkIntervalMs: 250,
+    });
+    await new Promise<void>((r) => lone.listen(0, '127.0.0.1', r));
+    const port = (lone.address() as net.AddressInfo).port;
+    const count = () => new Promise<number>((r) => lone.getConnections((_e, n) => r(n)));
+    const squashFds = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).endsWith('filesystem.squashfs');
+        } catch {
+          return false;
+        }
+      }).length;
+    const client = net.connect(port, '127.0.0.1', () => client.write('GET /live/amd64/filesystem.squashfs HTTP/1.1\r\nHost: x\r\n\r\n'));
+    client.pause();
+    client.on('error', () => undefined);
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await count()).toBe(1);
+      expect(squashFds()).toBe(1);
+      const began = Date.now();
+      while ((await count()) > 0 && Date.now() - began < 6000) await new Promise((r) => setTimeout(r, 100));
+      expect(await count()).toBe(0);
+      expect(Date.now() - began).toBeLessThan(5000);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(squashFds()).toBe(0);
+    } finally {
+      client.destroy();
+      await new Promise((r) => lone.close(r));
+    }
   });
 
   it('still serves after all that', async () => {
