@@ -45,14 +45,16 @@ export interface StaticServer {
 /**
  * The limits: a boot client sends a small GET at once, then reads for as long as the squashfs
  * takes (bounded only by the idle timeout: a reader that stops reading for 30 s is cut off). A
- * rack of machines booting at once is a few dozen connections; one address needs a handful.
+ * rack of machines booting at once is a few dozen connections and one address needs a handful; the
+ * total cap is far above that so that strangers holding connections to the cap (16 each) need 64
+ * addresses to crowd the machines out, each for at most the header timeout.
  */
 export const BOOT_HTTP_LIMITS: HttpLimits = {
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 15_000,
   keepAliveTimeoutMs: 5000,
   idleTimeoutMs: 30_000,
-  maxConnections: 256,
+  maxConnections: 1024,
   maxConnectionsPerAddress: 16,
 };
 
