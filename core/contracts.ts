@@ -111,6 +111,11 @@ export interface InstanceSummary {
   readonly macs: readonly string[];
   /** IP addresses; the first IPv4 is the one reserved. */
   readonly ips: readonly string[];
+  /**
+   * A planned bare-metal host (its record has a `host` block, core/host-record.ts): once it joins,
+   * it is also the Serf member of the same name and address, and keeps its reservation and name.
+   */
+  readonly host?: true;
 }
 
 /** A live copy of the instance registry that a role keeps while it runs. */

@@ -16,7 +16,7 @@ import type { VendorDataTemplates } from '../../src/metadata/vendor-data-templat
 const STOP_TIMEOUT_MS = 8000;
 
 /** The services this command runs. */
-export const CHILD_SERVICES = ['metadata', 'messaging', 'metadata-proxy'] as const;
+export const CHILD_SERVICES = ['metadata', 'messaging', 'metadata-proxy', 'boot-http'] as const;
 
 /** A started service, as the command holds it. */
 interface Started {
@@ -99,6 +99,15 @@ const STARTERS: Record<(typeof CHILD_SERVICES)[number], (a: StartArgs) => Promis
     ]);
     const settings = parseMetadataSettings(init.section);
     return startMetadataProxy({ settings, macOf: leaseFileLookup(settings.proxy.leasesFile), log });
+  },
+
+  async ['boot-http']({ init, log }) {
+    const [{ parseBootSection }, { startStaticServer }] = await Promise.all([
+      import('../../roles/gateway/boot-server.js'),
+      import('../../src/boot/static-server.js'),
+    ]);
+    const { host, port, files, dirs } = parseBootSection(init.section);
+    return startStaticServer({ host, port, routes: { files, dirs }, log });
   },
 };
 

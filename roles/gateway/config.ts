@@ -43,6 +43,25 @@ export interface GatewayConfig {
     readonly ipxe_script?: string;
   };
   readonly tftp: { readonly enabled: boolean; readonly root: string; readonly user: string };
+  /**
+   * The boot HTTP server (a child run as `services.user`, on the LAN address): the iPXE stub
+   * `/boot.ipxe`, the live image under `/live/amd64/`, the cluster apt repository under `/apt/`.
+   */
+  readonly boot: {
+    /** Default: `pxe.enabled`. */
+    readonly enabled: boolean;
+    readonly port: number;
+    /** Holds vmlinuz, initrd.img and filesystem.squashfs (scripts/build-boot-image.sh's output). */
+    readonly image_dir: string;
+    /** The signed flat repository scripts/repo-build.sh writes. */
+    readonly apt_dir: string;
+    /**
+     * What iPXE does when the metadata service has no script for the machine (an unregistered MAC,
+     * the service unreachable): `local` exits to the firmware's next boot device; `none` boots
+     * nothing and asks again every 30 s, so a machine registered later boots without a reset.
+     */
+    readonly unknown: 'local' | 'none';
+  };
   readonly firewall: { readonly ssh_from_lan: boolean; readonly port_forwards: readonly PortForward[] };
   readonly metadata: {
     /** Where instances' 169.254.169.254:80 is redirected: the local metadata proxy. */
@@ -83,6 +102,10 @@ export interface GatewayConfig {
     readonly members: string;
     /** The registered instances the gateway does not serve as registered, with the reason. */
     readonly left_out: string;
+    /** The boot server's own config (listen address, what it serves), rendered from `boot`. */
+    readonly boot_server: string;
+    /** The iPXE stub served as `/boot.ipxe` (readable by the service user: 0644). */
+    readonly boot_stub: string;
   };
 }
 
@@ -173,6 +196,17 @@ export const GATEWAY_SETTINGS_SCHEMA: JSONSchemaType<GatewaySettings> = {
       },
     },
     tftp: { ...obj, properties: { enabled: bool, root: s('path'), user: s('user') } },
+    boot: {
+      ...obj,
+      properties: {
+        enabled: bool,
+        // The server runs unprivileged (services.user): no port below 1024.
+        port: { type: 'integer', minimum: 1024, maximum: 65535, ...opt },
+        image_dir: s('path'),
+        apt_dir: s('path'),
+        unknown: { type: 'string', enum: ['local', 'none'], ...opt },
+      },
+    },
     firewall: {
       ...obj,
       properties: {
@@ -225,12 +259,17 @@ export const GATEWAY_SETTINGS_SCHEMA: JSONSchemaType<GatewaySettings> = {
         dhcp_hosts_dir: s('path'),
         members: s('path'),
         left_out: s('path'),
+        boot_server: s('path'),
+        boot_stub: s('path'),
       },
     },
   },
 };
 
-/** Every default except the DHCP range, which is derived from `lan.address` (.100–.199). */
+/**
+ * Every default except the DHCP range, which is derived from `lan.address` (.100–.199), and
+ * `boot.enabled`, which follows `pxe.enabled`.
+ */
 export const GATEWAY_DEFAULTS = {
   lan: { interface: 'eth1', address: '10.88.0.1/24' },
   wan: { interface: 'eth0' },
@@ -239,6 +278,7 @@ export const GATEWAY_DEFAULTS = {
   dhcp: { lease_time: '12h', reservations: [] },
   pxe: { enabled: true, bios: 'undionly.kpxe', efi64: 'ipxe.efi', arm64: 'ipxe-arm64.efi' },
   tftp: { enabled: true, root: '/srv/tftp', user: 'nobody' },
+  boot: { port: 8777, image_dir: '/var/lib/mammatus/boot/amd64', apt_dir: '/var/lib/mammatus/apt', unknown: 'local' },
   firewall: { ssh_from_lan: true, port_forwards: [] },
   metadata: { proxy_port: 8776, upstreams: [], upstream_port: 8775, hop_limit: 1 },
   registry: { enabled: true, nats: [], port: 4222 },
@@ -254,8 +294,13 @@ export const GATEWAY_DEFAULTS = {
     dhcp_hosts_dir: '/var/lib/mammatus/gateway/dhcp-hosts.d',
     members: '/var/lib/mammatus/gateway/members',
     left_out: '/var/lib/mammatus/gateway/left-out',
+    boot_server: '/etc/mammatus/gateway/boot-server.yaml',
+    boot_stub: '/etc/mammatus/gateway/boot.ipxe',
   },
-} as const satisfies Omit<GatewayConfig, 'dhcp'> & { dhcp: Omit<GatewayConfig['dhcp'], 'range'> };
+} as const satisfies Omit<GatewayConfig, 'dhcp' | 'boot'> & {
+  dhcp: Omit<GatewayConfig['dhcp'], 'range'>;
+  boot: Omit<GatewayConfig['boot'], 'enabled'>;
+};
 
 const AT = 'roles.gateway';
 const checkSettings = sectionChecker<GatewaySettings>({ name: 'roles.gateway', at: AT, schema: GATEWAY_SETTINGS_SCHEMA, formats: FORMATS });
@@ -276,7 +321,8 @@ function withDefaults(s: GatewaySettings): GatewayConfig {
   // Format-checked already, so this parses; checkConfig then sees whether .100-.199 fits the LAN.
   const net = network(parseCidr(s.lan?.address ?? GATEWAY_DEFAULTS.lan.address) ?? { address: 0, prefix: 32 });
   const range = { start: formatIPv4(net + 100), end: formatIPv4(net + 199) };
-  const defaults = { ...GATEWAY_DEFAULTS, dhcp: { ...GATEWAY_DEFAULTS.dhcp, range } };
+  const boot = { ...GATEWAY_DEFAULTS.boot, enabled: s.pxe?.enabled ?? GATEWAY_DEFAULTS.pxe.enabled };
+  const defaults = { ...GATEWAY_DEFAULTS, dhcp: { ...GATEWAY_DEFAULTS.dhcp, range }, boot };
   // Sound: the schema admitted only known keys of the right types, over a complete default.
   const cfg = applyDefaults(defaults, s) as GatewayConfig;
   // DNS names and MACs are case-insensitive; one spelling keeps duplicate checks honest.
@@ -358,6 +404,13 @@ function checkConfig(cfg: GatewayConfig, defaulted: { readonly start: boolean; r
   });
   if ([22, 53, 67, 69].includes(cfg.metadata.proxy_port)) {
     fail('metadata.proxy_port', 'must not be 22, 53, 67 or 69 (ssh, DNS, DHCP, TFTP)');
+  }
+
+  if (cfg.boot.enabled && [cfg.metadata.proxy_port, cfg.metadata.upstream_port].includes(cfg.boot.port)) {
+    fail(
+      'boot.port',
+      `must differ from the metadata proxy's port ${cfg.metadata.proxy_port} and upstream_port ${cfg.metadata.upstream_port}`,
+    );
   }
 
   const forwards = new Map<string, string>();

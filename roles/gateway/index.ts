@@ -26,6 +26,7 @@ import { renderGateway } from './render.js';
 import { type Argv } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
 import { MetadataProxyChild } from './metadata-proxy.js';
+import { BootServerChild } from './boot-server.js';
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 const IPXE_DIR = '/usr/lib/ipxe';
@@ -41,13 +42,13 @@ export interface GatewayDeps {
   /** The post-apply DNS check; by default Node's resolver asks the LAN address directly. */
   readonly probe?: DnsProbe;
   /**
-   * How to run `mammatus` itself (node and the bundle), for the metadata proxy child; without it
-   * the proxy's config is written but no proxy runs.
+   * How to run `mammatus` itself (node and the bundle), for the metadata proxy and boot server
+   * children; without it their configs are written but neither runs.
    */
   readonly mammatus?: Argv;
   /** Opens a feed on the instance registry (NATS); without it instances get no reservations or names. */
   readonly instanceFeed?: InstanceFeedFactory;
-  /** The system user the proxy runs as when the agent is root (`services.user`, default mammatus). */
+  /** The system user the proxy and boot server run as when the agent is root (`services.user`, default mammatus). */
   readonly serviceUser?: () => string;
   /** The agent's log level, for the proxy's own log (default: the proxy config's). */
   readonly logLevel?: () => string;
@@ -79,6 +80,10 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
   /** Starts, restarts or stops the proxy to match its config file. */
   const applyProxy = async (ctx: StartContext, cfg: GatewayConfig, restart: boolean): Promise<void> =>
     proxy.apply(await ctx.files.read(cfg.paths.metadata_proxy), ctx, restart);
+  const boot = new BootServerChild(deps);
+  /** Starts, restarts or stops the boot server to match its config file. */
+  const applyBoot = async (ctx: StartContext, cfg: GatewayConfig, restart: boolean): Promise<void> =>
+    boot.apply(await ctx.files.read(cfg.paths.boot_server), ctx, restart);
   let forwardingBefore: string | undefined;
   const firewall = new Firewall(renderBaseline());
   const supervisor = (log: Logger) => (dnsmasq ??= new DnsmasqSupervisor({ spawn: deps.spawn, log: log.child({ component: 'dnsmasq' }) }));
@@ -145,6 +150,8 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       }
       // New upstreams (a controller joined or left) take a proxy restart: it reads its config once.
       if (changed(cfg.paths.metadata_proxy)) await applyProxy(ctx, cfg, true);
+      // The stub is read per request; only the server's own config (address, port, roots) restarts it.
+      if (changed(cfg.paths.boot_server)) await applyBoot(ctx, cfg, true);
       const reservations = ctx.changed.some((p) => p.startsWith(`${cfg.paths.dhcp_hosts_dir}/`));
       // Leases go before dnsmasq drops the reservation: it writes its lease file on every release.
       if (reservations || changed(cfg.paths.members)) await releaseStaleLeases(ctx, cfg);
@@ -164,6 +171,9 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
         // reload waited for it to be ready; it must still be running.
         if (!proxy.running) throw new Error(`the metadata proxy is not running: ${proxy.lastLines(3)}`);
       }
+      if (ctx.changed.includes(cfg.paths.boot_server) && deps.mammatus && (await ctx.files.read(cfg.paths.boot_server)) !== undefined) {
+        if (!boot.running) throw new Error(`the boot server is not running: ${boot.lastLines(3)}`);
+      }
       if (!ctx.changed.includes(cfg.paths.dnsmasq_conf) && !ctx.changed.includes(cfg.paths.iptables)) return;
       if (!(await ctx.files.read(cfg.paths.dnsmasq_conf))) return;
       if (!dnsmasq?.process.running) throw new Error('dnsmasq is not running');
@@ -181,6 +191,9 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       await applyProxy(ctx, cfg, false).catch((err: unknown) =>
         ctx.log.error({ err: errorMessage(err) }, 'the metadata proxy did not start; retrying with backoff'),
       );
+      await applyBoot(ctx, cfg, false).catch((err: unknown) =>
+        ctx.log.error({ err: errorMessage(err) }, 'the boot server did not start; retrying with backoff'),
+      );
       if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
       if (!dnsmasq?.process.running) await prepareDirs(ctx.run, cfg);
       supervisor(ctx.log).ensureRunning(cfg.paths.dnsmasq_conf);
@@ -197,7 +210,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     async stop() {
       const f = feed;
       feed = undefined;
-      await Promise.all([dnsmasq?.stop(), proxy.stop(), f?.stop()]);
+      await Promise.all([dnsmasq?.stop(), proxy.stop(), boot.stop(), f?.stop()]);
     },
   };
 }

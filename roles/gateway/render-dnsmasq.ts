@@ -5,6 +5,7 @@
  */
 import { MANAGED_HEADER, type GatewayConfig } from './config.js';
 import { formatIPv4, netmask, parseCidr, parseIPv4 } from '../../core/net.js';
+import { stubUrl } from './render-boot.js';
 
 /** Renders `dnsmasq.conf` from resolved settings. Pure; reservations are sorted by IP. */
 export function renderDnsmasqConf(cfg: GatewayConfig): string {
@@ -50,6 +51,7 @@ export function renderDnsmasqConf(cfg: GatewayConfig): string {
     `dhcp-script=${cfg.paths.lease_hook}`,
     'log-dhcp',
     ...(cfg.pxe.enabled ? renderPxe(cfg) : []),
+    ...(cfg.pxe.enabled && cfg.boot.enabled ? renderRa(cfg) : []),
     ...(cfg.tftp.enabled ? renderTftp(cfg) : []),
   ];
   // No pid-file: the agent runs dnsmasq in the foreground and supervises it.
@@ -58,6 +60,8 @@ export function renderDnsmasqConf(cfg: GatewayConfig): string {
 
 /** PXE by RFC 4578 client architecture (DHCP option 93), and iPXE recognised by its user class. */
 function renderPxe(cfg: GatewayConfig): string[] {
+  // An operator's own script wins; else the boot server's stub, when it runs.
+  const script = cfg.pxe.ipxe_script ?? (cfg.boot.enabled ? stubUrl(cfg) : undefined);
   return [
     '# --- PXE: tag by client architecture (option 93) and by iPXE (user class, option 77) ---',
     'dhcp-match=set:bios,option:client-arch,0',
@@ -70,7 +74,24 @@ function renderPxe(cfg: GatewayConfig): string[] {
     `dhcp-boot=tag:efi64,tag:!ipxe,${cfg.pxe.efi64}`,
     `dhcp-boot=tag:efiarm64,tag:!ipxe,${cfg.pxe.arm64}`,
     // Without a script URL iPXE gets no boot file and falls through to its next boot device.
-    ...(cfg.pxe.ipxe_script ? ['# iPXE already running: hand it the boot script', `dhcp-boot=tag:ipxe,${cfg.pxe.ipxe_script}`] : []),
+    ...(script ? ['# iPXE already running: hand it the boot script', `dhcp-boot=tag:ipxe,${script}`] : []),
+  ];
+}
+
+/**
+ * Router advertisements on the LAN, so that iPXE's IPv6 autoconfiguration ends at once instead of
+ * timing out (about 13 s per boot). Verified with dnsmasq 2.90: with only a link-local address on
+ * the LAN the constructor finds no network and no RA is sent at all (the lines are then harmless);
+ * with a ULA or global address on the LAN, an RA goes out with M and O clear (no DHCPv6) and the
+ * prefix with L and A set (clients also take a SLAAC address). Router lifetime 0 (`ra-param`):
+ * the gateway does not route IPv6, so it must not be anyone's default router.
+ */
+function renderRa(cfg: GatewayConfig): string[] {
+  return [
+    "# --- IPv6 RA only (no DHCPv6, not a default router): ends iPXE's IPv6 wait; needs a non-link-local LAN address ---",
+    'enable-ra',
+    `dhcp-range=::,constructor:${cfg.lan.interface},ra-only`,
+    `ra-param=${cfg.lan.interface},0,0`,
   ];
 }
 

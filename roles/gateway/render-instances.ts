@@ -43,6 +43,8 @@ const byName = (a: { readonly name: string }, b: { readonly name: string }) => (
  * instance's; when one of its MACs is reserved; or when its address is the gateway's, a member's
  * or reserved. An instance whose addresses all lie outside the LAN is served (its MACs get a
  * dynamic address and its name) and noted, since it will not get the address it was registered with.
+ * A planned bare-metal host (`host`) is not left out for the member of its own name (and that
+ * member's address): after it joins Serf it is that member, and keeps its reservation and name.
  */
 export function planInstances(cfg: GatewayConfig, members: readonly Member[], instances: readonly InstanceSummary[]): InstancePlan {
   const lan = parseCidr(cfg.lan.address)!;
@@ -50,12 +52,21 @@ export function planInstances(cfg: GatewayConfig, members: readonly Member[], in
   const names = new Map<string, string>([['gateway', "the gateway's own name"]]);
   const ips = new Map<string, string>([[gatewayIp, "the gateway's own address"]]);
   const macs = new Map<string, string>();
+  // Who holds a name or address as a member: a planned host is that member once it has joined.
+  const memberNames = new Set<string>();
+  const memberIps = new Map<string, string>();
   for (const m of members) {
     names.set(m.name.toLowerCase(), `member ${m.name}'s name`);
+    memberNames.add(m.name.toLowerCase());
     // A member that left may come back; one that is gone keeps no address.
-    if (m.status !== 'left') ips.set(m.addr, `member ${m.name}'s address`);
+    if (m.status !== 'left') {
+      ips.set(m.addr, `member ${m.name}'s address`);
+      memberIps.set(m.addr, m.name.toLowerCase());
+    }
   }
   for (const r of cfg.dhcp.reservations) {
+    memberNames.delete(r.name.toLowerCase());
+    memberIps.delete(r.ip);
     names.set(r.name.toLowerCase(), `reserved for ${r.mac} in roles.gateway.dhcp.reservations`);
     macs.set(r.mac.toLowerCase(), `reserved for ${r.name} in roles.gateway.dhcp.reservations`);
     ips.set(r.ip, `reserved for ${r.name} in roles.gateway.dhcp.reservations`);
@@ -64,16 +75,20 @@ export function planInstances(cfg: GatewayConfig, members: readonly Member[], in
   const notes: InstanceNote[] = [];
   for (const i of [...instances].sort(byName)) {
     const ip = lanAddressOf(cfg, i);
+    // A planned host's own member (same name; its address, if any) is no clash: it is the host.
+    const self = i.host === true && memberNames.has(i.name);
+    const taken = self ? new Map([...ips].filter(([a]) => memberIps.get(a) !== i.name)) : ips;
     const reason = !isDnsLabel(i.name)
       ? `name ${i.name} is not a DNS label`
-      : names.has(i.name)
+      : names.has(i.name) && !self
         ? `name ${i.name} is ${names.get(i.name)}`
-        : (clash(i.macs, macs, 'MAC') ?? clash(i.ips.filter(isIPv4), ips, 'address'));
+        : (clash(i.macs, macs, 'MAC') ?? clash(i.ips.filter(isIPv4), taken, 'address'));
     if (reason) {
       notes.push({ name: i.name, served: false, reason });
       continue;
     }
     names.set(i.name, `instance ${i.name}'s name`);
+    memberNames.delete(i.name);
     for (const m of i.macs) macs.set(m, `instance ${i.name}'s`);
     if (ip) ips.set(ip, `instance ${i.name}'s address`);
     served.push(i);

@@ -47,6 +47,8 @@ export function renderIptables(cfg: GatewayConfig, options: IptablesOptions = {}
     ...(cfg.firewall.ssh_from_lan ? [accept('tcp', 22)] : []),
     // Reached through the REDIRECT below: after it the packet is addressed to the gateway itself.
     accept('tcp', cfg.metadata.proxy_port),
+    // The boot server (iPXE stub, live image, apt repository): LAN only, never the WAN.
+    ...(cfg.boot.enabled ? [accept('tcp', cfg.boot.port)] : []),
     // Serf gossip: without it LAN members' probes are dropped and the gateway looks failed.
     accept('tcp', serf),
     accept('udp', serf),

@@ -1,6 +1,7 @@
 /**
  * The gateway role's pure render: settings and membership in, every file the role owns out
- * (dnsmasq config, iptables ruleset, sysctl, one hosts file per name, the metadata proxy's config),
+ * (dnsmasq config, iptables ruleset, sysctl, one hosts file per name, the metadata proxy's config,
+ * the boot server's config and iPXE stub),
  * sorted by path.
  */
 import type { DesiredState, RenderedFile } from '../types.js';
@@ -9,6 +10,7 @@ import { renderDnsmasqConf } from './render-dnsmasq.js';
 import { renderHostsFiles } from './render-hosts.js';
 import { renderHopLimit, renderIptables, renderSysctl } from './render-iptables.js';
 import { renderMetadataProxyConf } from './render-metadata.js';
+import { renderBootServerConf, renderBootStub } from './render-boot.js';
 import { instanceNames, planInstances, renderDhcpHosts, renderNotes } from './render-instances.js';
 import { renderMembersFile } from './release.js';
 
@@ -38,6 +40,11 @@ export function renderGateway(desired: DesiredState<Record<string, unknown>>): R
   if (proxy) {
     files.push({ path: cfg.paths.metadata_proxy, content: proxy, mode: 0o644 });
     files.push({ path: cfg.paths.hop_limit, content: renderHopLimit(cfg), mode: 0o600 });
+  }
+  if (cfg.boot.enabled) {
+    // 0644: the boot server runs as the service user and reads both.
+    files.push({ path: cfg.paths.boot_server, content: renderBootServerConf(cfg), mode: 0o644 });
+    files.push({ path: cfg.paths.boot_stub, content: renderBootStub(cfg), mode: 0o644 });
   }
   // Code-unit order, not localeCompare: the output must not depend on the host's locale.
   return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));

@@ -3,12 +3,21 @@
  * While the registry is unreachable the last snapshot stays, so an outage of the controllers
  * never takes reservations away from the LAN.
  */
-import type { InstanceFeed, Logger } from '../../core/contracts.js';
+import type { InstanceFeed, InstanceSummary, Logger } from '../../core/contracts.js';
+import type { InstanceRecord } from '../../core/instance-record.js';
 import type { ConnectNatsOptions } from '../../core/nats.js';
 import { watchRegistry } from './watched.js';
 
 /** How long changes are gathered before one reconcile (a burst of registrations costs one apply). */
 const DEBOUNCE_MS = 200;
+
+/**
+ * What the gateway keeps of a record: name, MACs, IPs, and whether it is a planned host (`host`:
+ * such a machine keeps its reservation when it joins Serf under its own name).
+ */
+export function gatewaySummary(r: InstanceRecord): InstanceSummary {
+  return { name: r.name, macs: r.macs, ips: r.ips, ...(r.host ? { host: true as const } : {}) };
+}
 
 /** Opens the feed (the composition root binds `credentials` and gives the role the rest). */
 export function openInstanceFeed(
@@ -22,7 +31,7 @@ export function openInstanceFeed(
     credentials,
     clientName: 'mammatus-gateway',
     debounceMs: DEBOUNCE_MS,
-    project: (records) => records.map((r) => ({ name: r.name, macs: r.macs, ips: r.ips })),
+    project: (records) => records.map(gatewaySummary),
     onChange,
     log,
   });

@@ -22,6 +22,7 @@ describe('parseGatewayConfig defaults', () => {
     dhcp: { range: { start: '10.88.0.100', end: '10.88.0.199' }, lease_time: '12h', reservations: [] },
     pxe: { enabled: true, bios: 'undionly.kpxe', efi64: 'ipxe.efi', arm64: 'ipxe-arm64.efi' },
     tftp: { enabled: true, root: '/srv/tftp', user: 'nobody' },
+    boot: { enabled: true, port: 8777, image_dir: '/var/lib/mammatus/boot/amd64', apt_dir: '/var/lib/mammatus/apt', unknown: 'local' },
     firewall: { ssh_from_lan: true, port_forwards: [] },
     metadata: { proxy_port: 8776, upstreams: [], upstream_port: 8775, hop_limit: 1 },
     registry: { enabled: true, nats: [], port: 4222 },
@@ -37,6 +38,8 @@ describe('parseGatewayConfig defaults', () => {
       dhcp_hosts_dir: '/var/lib/mammatus/gateway/dhcp-hosts.d',
       members: '/var/lib/mammatus/gateway/members',
       left_out: '/var/lib/mammatus/gateway/left-out',
+      boot_server: '/etc/mammatus/gateway/boot-server.yaml',
+      boot_stub: '/etc/mammatus/gateway/boot.ipxe',
     },
   };
 
@@ -46,6 +49,17 @@ describe('parseGatewayConfig defaults', () => {
 
   it('treats null sections (a bare `dhcp:` line in YAML) as absent', () => {
     expect(parseGatewayConfig({ dhcp: null, pxe: null, paths: { leases: null } })).toEqual(expected);
+  });
+
+  it('turns the boot server on with PXE unless told otherwise, and checks its keys', () => {
+    expect(parseGatewayConfig({ pxe: { enabled: false }, tftp: { enabled: false } }).boot.enabled).toBe(false);
+    expect(parseGatewayConfig({ pxe: { enabled: false }, boot: { enabled: true } }).boot.enabled).toBe(true);
+    expect(parseGatewayConfig({ boot: { enabled: false } }).boot.enabled).toBe(false);
+    expect(() => parseGatewayConfig({ boot: { port: 80 } })).toThrow(/^roles\.gateway\.boot\.port: /);
+    expect(() => parseGatewayConfig({ boot: { port: 8776 } })).toThrow(/^roles\.gateway\.boot\.port: must differ/);
+    expect(() => parseGatewayConfig({ boot: { unknown: 'shell' } })).toThrow(/^roles\.gateway\.boot\.unknown: /);
+    expect(() => parseGatewayConfig({ boot: { image_dir: 'relative/dir' } })).toThrow(/^roles\.gateway\.boot\.image_dir: /);
+    expect(() => parseGatewayConfig({ boot: { apt_dir: '/var/lib/../etc' } })).toThrow(/^roles\.gateway\.boot\.apt_dir: /);
   });
 
   it('derives the DHCP range from the LAN and keeps each given key', () => {

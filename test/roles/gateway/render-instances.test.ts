@@ -58,6 +58,31 @@ describe('instances at the gateway', () => {
     expect(planInstances(cfg, [member('node-a', '10.88.0.5', 'compute', 'failed')], one).served).toHaveLength(0);
     expect(planInstances(cfg, [member('node-a', '10.88.0.5', 'compute', 'left')], one).served).toHaveLength(1);
   });
+  it('keeps a planned host served after it joins Serf under its own name and address', () => {
+    const host = { name: 'metal-1', macs: ['02:00:00:00:02:01'], ips: ['10.88.0.60'], host: true as const };
+    const joined = [member('metal-1', '10.88.0.60')];
+    expect(planInstances(cfg, joined, [host])).toEqual({ served: [host], notes: [] });
+    // Joined with the address DHCP gave it before the reservation: still the same machine.
+    expect(planInstances(cfg, [member('metal-1', '10.88.0.130')], [host]).served).toEqual([host]);
+    const files = renderGateway({ node: 'gw', config: cfg as never, members: joined, instances: [host] });
+    const byPath = new Map(files.map((f) => [f.path, f.content]));
+    expect(byPath.get('/var/lib/mammatus/gateway/dhcp-hosts.d/metal-1')).toContain('02:00:00:00:02:01,10.88.0.60,metal-1\n');
+    expect(byPath.get('/var/lib/mammatus/gateway/hosts.d/metal-1')).toContain('10.88.0.60 metal-1.mammatus metal-1');
+  });
+  it('exempts a planned host only from its own member: not from another member, a reservation or the gateway', () => {
+    const host = (name: string, ips: string[]) => ({ name, macs: ['02:00:00:00:02:02'], ips, host: true as const });
+    // Another member's address.
+    expect(
+      planInstances(cfg, [member('metal-2', '10.88.0.61'), member('node-b', '10.88.0.62')], [host('metal-2', ['10.88.0.62'])]).notes,
+    ).toEqual([{ name: 'metal-2', served: false, reason: "address 10.88.0.62 is member node-b's address" }]);
+    // A reserved name stays the reservation's, member or not.
+    expect(planInstances(cfg, [member('storage1', '10.88.0.21')], [host('storage1', [])]).served).toEqual([]);
+    expect(planInstances(cfg, [], [host('gateway', [])]).served).toEqual([]);
+    // Without the flag (an instance, not a host) the member's name still wins.
+    expect(
+      planInstances(cfg, [member('metal-3', '10.88.0.63')], [{ name: 'metal-3', macs: ['02:00:00:00:02:03'], ips: [] }]).served,
+    ).toEqual([]);
+  });
   it('reads its dhcp-hostsdir files back', () => {
     const [withIp, without] = renderDhcpHosts(cfg, [instances[0], instances[1]]);
     expect(parseDhcpHosts(withIp.content)).toEqual({ name: 'web-1', macs: ['02:00:00:00:01:01', '02:00:00:00:01:02'], ip: '10.88.0.50' });

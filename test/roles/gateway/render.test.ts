@@ -81,7 +81,8 @@ describe('renderGateway', () => {
     const paths = files.map((f) => f.path);
     expect(paths).toEqual([...paths].sort());
     expect(new Set(paths).size).toBe(paths.length);
-    for (const file of files) expect(file.content.startsWith(HEADER)).toBe(true);
+    // An iPXE script's first line must be #!ipxe: the header comes second there.
+    for (const file of files) expect(file.content.replace(/^#!ipxe\n/, '').startsWith(HEADER), file.path).toBe(true);
   });
 
   it('gives the ruleset mode 0600 and the other files 0644', () => {
@@ -93,6 +94,8 @@ describe('renderGateway', () => {
 
   it('renders the default paths for a {} config', () => {
     expect(renderGateway(loadFixture('minimal')).map((f) => f.path)).toEqual([
+      '/etc/mammatus/gateway/boot-server.yaml',
+      '/etc/mammatus/gateway/boot.ipxe',
       '/etc/mammatus/gateway/dnsmasq.conf',
       '/etc/mammatus/gateway/iptables.rules',
       '/etc/sysctl.d/60-mammatus-gateway.conf',
@@ -130,13 +133,35 @@ describe('renderDnsmasqConf', () => {
       .split('\n')
       .filter((l) => l.startsWith('dhcp-boot='));
     for (const line of boots.filter((l) => !l.startsWith('dhcp-boot=tag:ipxe,'))) expect(line).toContain(',tag:!ipxe,');
-    expect(boots.length).toBe(cfg.pxe.enabled ? 3 + (cfg.pxe.ipxe_script ? 1 : 0) : 0);
+    expect(boots.length).toBe(cfg.pxe.enabled ? 3 + (cfg.pxe.ipxe_script || cfg.boot.enabled ? 1 : 0) : 0);
   });
 
-  it('hands iPXE its script only when ipxe_script is set', () => {
-    expect(renderDnsmasqConf(parseGatewayConfig({}))).not.toContain('tag:ipxe,');
+  it("hands iPXE the boot server's stub, pxe.ipxe_script instead when set, and nothing without either", () => {
+    expect(renderDnsmasqConf(parseGatewayConfig({}))).toContain('\ndhcp-boot=tag:ipxe,http://10.88.0.1:8777/boot.ipxe\n');
+    expect(renderDnsmasqConf(parseGatewayConfig({ boot: { port: 8800 } }))).toContain(
+      '\ndhcp-boot=tag:ipxe,http://10.88.0.1:8800/boot.ipxe\n',
+    );
     const cfg = parseGatewayConfig({ pxe: { ipxe_script: 'http://10.88.0.10/boot.ipxe' } });
     expect(renderDnsmasqConf(cfg)).toContain('\ndhcp-boot=tag:ipxe,http://10.88.0.10/boot.ipxe\n');
+    expect(renderDnsmasqConf(cfg).match(/tag:ipxe,/g)).toHaveLength(1);
+    expect(renderDnsmasqConf(parseGatewayConfig({ boot: { enabled: false } }))).not.toContain('tag:ipxe,');
+  });
+
+  it('sends RAs only (no DHCPv6, router lifetime 0) on the LAN with the boot server, none without', () => {
+    const conf = renderDnsmasqConf(parseGatewayConfig({}));
+    expect(conf).toMatch(/\nenable-ra\ndhcp-range=::,constructor:eth1,ra-only\nra-param=eth1,0,0\n/);
+    expect(renderDnsmasqConf(parseGatewayConfig({ boot: { enabled: false } }))).not.toMatch(/enable-ra|ra-only|ra-param/);
+  });
+
+  it('opens the boot port on the LAN interface only, and not when the server is off', () => {
+    const on = fileAt(renderGateway({ node: 'n', config: {}, members: [] }), '/etc/mammatus/gateway/iptables.rules').content;
+    expect(on.match(/--dport 8777 /g)).toEqual(['--dport 8777 ']);
+    expect(on).toContain('-A INPUT -i eth1 -p tcp --dport 8777 -j ACCEPT');
+    const off = fileAt(
+      renderGateway({ node: 'n', config: { boot: { enabled: false } }, members: [] }),
+      '/etc/mammatus/gateway/iptables.rules',
+    );
+    expect(off.content).not.toContain('8777');
   });
 
   it('names the TFTP user explicitly with tftp-secure, and drops TFTP entirely when disabled', () => {
