@@ -98,6 +98,7 @@ async function plannedHost(deps: AdmissionDeps, hostId: string) {
 /** Answers one join request (already parsed). Never throws: a failure is `{ok: false, error}`. */
 export async function admitHost(deps: AdmissionDeps, req: HostJoinRequest): Promise<HostJoinAnswer> {
   const log = deps.log.child({ host_id: req.host_id, mac: req.mac });
+  let taken: string | undefined;
   try {
     const record = await plannedHost(deps, req.host_id);
     const node = record.name;
@@ -117,6 +118,7 @@ export async function admitHost(deps: AdmissionDeps, req: HostJoinRequest): Prom
     if (retryJoin.length === 0) throw new Error('no alive controller to join (Serf lists none)');
     const now = deps.now();
     await deps.consume(record.id, req.secret, req.mac, now);
+    taken = node;
     const minted = mintForKey(authoritySeed, node, record.host.roles, now, req.nkey);
     await deps.roster.put({ node, roles: minted.roles, nkey: minted.nkey, admitted_at: minted.admitted_at });
     await deps.progress(record.id, 'joined');
@@ -133,7 +135,8 @@ export async function admitHost(deps: AdmissionDeps, req: HostJoinRequest): Prom
     return { ok: true, sealed: seal(req.box, grant) };
   } catch (err) {
     const refused = err instanceof Refused || err instanceof JoinRefused;
-    const error = refused ? errorMessage(err) : `the controllers could not admit the host: ${errorMessage(err)}`;
+    const spent = taken ? ` (its secret is spent: mammatus host rejoin ${taken})` : '';
+    const error = refused ? errorMessage(err) : `the controllers could not admit the host: ${errorMessage(err)}${spent}`;
     if (refused) log.warn({ error }, 'host join refused');
     else log.error({ error }, 'host join failed');
     return { ok: false, error };

@@ -83,6 +83,13 @@ describe('admission', () => {
     }
   });
 
+  it('says the secret is spent when admission fails after taking it', async () => {
+    const { d, consumed } = deps({ roster: { get: () => Promise.resolve(undefined), put: () => Promise.reject(new Error('no quorum')) } });
+    const a = await answerJoin(d, request().data);
+    expect(a.error).toBe('the controllers could not admit the host: no quorum (its secret is spent: mammatus host rejoin metal-1)');
+    expect(consumed).toEqual(['h1']);
+  });
+
   it('checks progress reports: known steps only, installed only after the join with a disk', async () => {
     const { d } = deps();
     const report = (body: unknown) => answerProgress(d, Buffer.from(JSON.stringify(body)));
