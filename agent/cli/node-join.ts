@@ -173,6 +173,13 @@ export function planJoinFiles(creds: NodeCredentials, grant: HostJoinGrant, exis
   return [...planCredentials(creds), ...config, ...(tags ? [tags] : [])];
 }
 
+/** A file's text; Serf's config names the tags file where this join writes it (`--serf-tags`). */
+function contentFor(f: PlannedFile, to: Record<string, string>): string {
+  const text = f.content.toString();
+  if (f.path !== NODE_PATHS.serfConfig || to[NODE_PATHS.serfTags] === NODE_PATHS.serfTags) return text;
+  return `${JSON.stringify({ ...(JSON.parse(text) as object), tags_file: to[NODE_PATHS.serfTags] }, null, 2)}\n`;
+}
+
 const readIfThere = (file: string) => readFile(file, 'utf8').catch(() => undefined);
 
 /** What a join wrote. */
@@ -211,7 +218,7 @@ export async function joinHost(o: NodeJoinOptions, pauseMs = 2000): Promise<Join
   const files = planJoinFiles(creds, grant, await readIfThere(to[NODE_PATHS.serfConfig]), await readIfThere(to[NODE_PATHS.serfTags]));
   // Credentials last: their presence means the join is complete (a re-run asks nothing).
   const ordered = [...files.filter((f) => f.path !== NODE_PATHS.credentials), ...files.filter((f) => f.path === NODE_PATHS.credentials)];
-  for (const f of ordered) await writeFileAtomic(to[f.path] ?? f.path, f.content.toString(), f.mode);
+  for (const f of ordered) await writeFileAtomic(to[f.path] ?? f.path, contentFor(f, to), f.mode);
   return { node: creds.node, roles: creds.roles, files: ordered.map((f) => to[f.path] ?? f.path) };
 }
 

@@ -168,7 +168,7 @@ describe.skipIf(Boolean(skip))('mammatus node join', () => {
     expect(mode(path.join(o.stateDir!, 'authority.pub'))).toBe(0o644);
     expect(mode(o.serfConfig!)).toBe(0o600);
     const serf = JSON.parse(readFileSync(o.serfConfig!, 'utf8')) as Record<string, unknown>;
-    expect(serf).toMatchObject({ encrypt_key: GOSSIP_KEY, node_name: 'metal-1', retry_join: ['127.0.0.1:7946'] });
+    expect(serf).toMatchObject({ encrypt_key: GOSSIP_KEY, node_name: 'metal-1', retry_join: ['127.0.0.1:7946'], tags_file: o.serfTags });
     expect(serf.rpc_auth).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(readFileSync(o.agentConfig!, 'utf8')).toContain(`rpc_auth: ${String(serf.rpc_auth)}`);
     expect(mode(o.agentConfig!)).toBe(0o600);
