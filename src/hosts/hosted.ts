@@ -33,11 +33,15 @@ export interface HostsServiceWiring {
   readonly now?: () => Date;
 }
 
-/** Serf addresses (`ip:port`) of the alive controllers, sorted: a joining host's `retry_join`. */
-export function controllerSerfAddresses(members: readonly Member[]): string[] {
-  return aliveWithRole(members, 'controller')
-    .map((m) => (m.addr.includes(':') ? `[${m.addr}]:${m.port}` : `${m.addr}:${m.port}`))
-    .sort();
+/**
+ * Serf addresses (`ip:port`) of the alive controllers, sorted: a joining host's `retry_join`. This
+ * node (`self`) counts whatever its member shows: it is a controller, and just after its start its
+ * own trust tag may not have come back from Serf yet.
+ */
+export function controllerSerfAddresses(members: readonly Member[], self?: string): string[] {
+  const own = members.filter((m) => m.name === self && m.status === 'alive');
+  const all = new Set([...aliveWithRole(members, 'controller'), ...own]);
+  return [...all].map((m) => (m.addr.includes(':') ? `[${m.addr}]:${m.port}` : `${m.addr}:${m.port}`)).sort();
 }
 
 /** The buckets admission uses, opened together. */
@@ -53,7 +57,14 @@ interface Buckets {
  * other (a join takes a few KV round trips): a burst waits its turn instead of piling up work, and
  * only the metadata service, on a controller, may publish here.
  */
-export function serveHosts(nc: NatsConnection, w: HostsServiceWiring, members: () => readonly Member[], log: Logger): { close(): void } {
+export function serveHosts(
+  nc: NatsConnection,
+  w: HostsServiceWiring,
+  members: () => readonly Member[],
+  log: Logger,
+  /** This controller's Serf name (see {@link controllerSerfAddresses}). */
+  self?: string,
+): { close(): void } {
   let buckets: Promise<Buckets> | undefined;
   const open = async (): Promise<Buckets> => {
     const replicas = w.replicas();
@@ -72,7 +83,7 @@ export function serveHosts(nc: NatsConnection, w: HostsServiceWiring, members: (
     roster: b.roster,
     authoritySeed: () => w.credentials()?.authority_seed,
     gossipKey: w.gossipKey,
-    retryJoin: () => controllerSerfAddresses(members()),
+    retryJoin: () => controllerSerfAddresses(members(), self),
     now,
     log,
   });
@@ -122,7 +133,7 @@ export function hostsHostedService(w: HostsServiceWiring): HostedService {
       members = ctx.members;
       const creds = w.credentials();
       const nc = await connectNats(ctx.natsUrl, { name: 'mammatus-hosts', persistent: true, credentials: creds ?? ctx.credentials });
-      const api = serveHosts(nc, w, () => members, ctx.log);
+      const api = serveHosts(nc, w, () => members, ctx.log, ctx.node);
       close = () => {
         api.close();
         return nc.drain();

@@ -11,7 +11,9 @@ import type { HostJoinGrant } from '../../../core/host-record.js';
 import type { InstanceRecord } from '../../../core/instance-record.js';
 import { createAuthority, type AdmittedNode } from '../../../core/trust.js';
 import { answerJoin, answerProgress, type AdmissionDeps } from '../../../src/hosts/admission.js';
+import { controllerSerfAddresses } from '../../../src/hosts/hosted.js';
 import { newBoxKeyPair, openSealed } from '../../../src/hosts/sealed.js';
+import type { Member } from '../../../core/contracts.js';
 
 const SECRET = 'A'.repeat(43);
 const SEED = createAuthority();
@@ -98,5 +100,26 @@ describe('admission', () => {
     expect((await report({ host_id: 'h1', step: 'installed' })).error).toBe('host metal-1 has no install disk');
     expect((await report({ host_id: 'h2', step: 'booted' })).error).toBe('no planned host h2');
     expect((await report({ host_id: 'h1', step: 'booted', more: 1 })).error).toBe('request: unknown field more');
+  });
+
+  it('gives the alive controllers as retry_join, this controller even before its trust tag is back', () => {
+    const m = (name: string, addr: string, over: Partial<Member> = {}): Member => ({
+      name,
+      addr,
+      port: 7946,
+      status: 'alive',
+      tags: { role: 'controller' },
+      ...over,
+    });
+    const members = [
+      m('ctl-2', '10.0.0.12'),
+      m('ctl-1', '10.0.0.11', { trusted: [] }),
+      m('ctl-3', '10.0.0.13', { status: 'failed' }),
+      m('cn-1', '10.0.0.21', { tags: { role: 'compute' } }),
+      m('forged', '10.0.0.66', { trusted: [] }),
+      m('ctl-6', 'fd00::6'),
+    ];
+    expect(controllerSerfAddresses(members, 'ctl-1')).toEqual(['10.0.0.11:7946', '10.0.0.12:7946', '[fd00::6]:7946']);
+    expect(controllerSerfAddresses(members)).toEqual(['10.0.0.12:7946', '[fd00::6]:7946']);
   });
 });
