@@ -30,6 +30,8 @@ export interface RoleWiring {
    */
   readonly serviceUser?: () => string;
   readonly logLevel?: () => string;
+  /** Serf's gossip key (undefined: not encrypted), for the hosts that join (agent/gossip-key.ts). */
+  readonly gossipKey?: () => Promise<string | undefined>;
 }
 
 /** The loaders of the four roles, by the name the `role` tag uses. */
@@ -74,6 +76,7 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
         { rosterHostedService },
         { watchRoster },
         { registryWritesHostedService },
+        { hostsHostedService },
       ] = await Promise.all([
         import('../roles/controller/index.js'),
         import('../src/metadata/hosted.js'),
@@ -81,6 +84,7 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
         import('../src/trust/hosted.js'),
         import('../src/trust/roster.js'),
         import('../src/registry/hosted.js'),
+        import('../src/hosts/hosted.js'),
       ]);
       const section = w.section ?? (() => undefined);
       const child: ChildWiring | undefined =
@@ -92,6 +96,12 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
       const services: HostedService[] = [
         rosterHostedService(() => w.credentials?.(), replicas),
         registryWritesHostedService(replicas),
+        // Hosts' joins: in the agent, as admission signs with the authority's seed.
+        hostsHostedService({
+          credentials: () => w.credentials?.(),
+          gossipKey: w.gossipKey ?? (() => Promise.resolve(undefined)),
+          replicas,
+        }),
         metadataHostedService(() => section('metadata'), child),
         messagingHostedService(() => section('messaging'), child),
       ];

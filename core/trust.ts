@@ -95,6 +95,14 @@ export function authorityKey(authoritySeed: string): string {
 
 const signedText = (node: string, roles: readonly RoleName[], nkey: string) => `mammatus-trust/1\n${node}\n${roles.join(',')}\n${nkey}`;
 
+/** What the authority signs for a node: its sorted roles, its key, the trust tag. */
+function signNode(authority: ReturnType<typeof fromSeed>, node: string, roles: readonly RoleName[], nkey: string) {
+  checkNodeName(node);
+  const sorted = ROLE_NAMES.filter((r) => roles.includes(r));
+  const signature = Buffer.from(authority.sign(Buffer.from(signedText(node, sorted, nkey)))).toString('base64url');
+  return { roles: sorted, tag: `${sorted.join('+') || '-'}.${nkey}.${signature}` };
+}
+
 /**
  * Mints a node's credentials, signed by the authority. A controller also gets the authority's seed.
  * `nkeySeed` keeps a node's existing user key (re-admission with other roles); by default a new one.
@@ -107,19 +115,55 @@ export function mintCredentials(
   nkeySeed?: string,
 ): NodeCredentials {
   checkNodeName(node);
-  const sorted = ROLE_NAMES.filter((r) => roles.includes(r));
   const authority = fromSeed(bytes(authoritySeed));
   const user = nkeySeed ? fromSeed(bytes(nkeySeed)) : createUser();
-  const nkey = user.getPublicKey();
-  const signature = Buffer.from(authority.sign(Buffer.from(signedText(node, sorted, nkey)))).toString('base64url');
+  const signed = signNode(authority, node, roles, user.getPublicKey());
   return {
     version: 1,
     node,
-    roles: sorted,
+    roles: signed.roles,
     seed: text(user.getSeed()),
     authority: authority.getPublicKey(),
-    tag: `${sorted.join('+') || '-'}.${nkey}.${signature}`,
-    ...(sorted.includes('controller') ? { authority_seed: authoritySeed } : {}),
+    tag: signed.tag,
+    ...(signed.roles.includes('controller') ? { authority_seed: authoritySeed } : {}),
+    admitted_at: now.toISOString(),
+  };
+}
+
+/** True when `nkey` is a NATS user public key (`U…`, checksum included). */
+export function isUserKey(nkey: string): boolean {
+  if (!/^U[A-Z2-7]{55}$/.test(nkey)) return false;
+  try {
+    fromPublic(nkey);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Admits a node whose user key was made elsewhere (a host joining over the network keeps its seed):
+ * its credentials without the seed, which the node adds itself. Never carries the authority's seed,
+ * so not for controllers. @throws when `nkey` is not a user public key or `roles` has `controller`.
+ */
+export function mintForKey(
+  authoritySeed: string,
+  node: string,
+  roles: readonly RoleName[],
+  now: Date,
+  nkey: string,
+): Omit<NodeCredentials, 'seed' | 'authority_seed'> & { readonly nkey: string } {
+  if (!isUserKey(nkey)) throw new Error('not a NATS user public key (U…)');
+  if (roles.includes('controller')) throw new Error("a controller's credentials carry the authority's seed: admit it with node add");
+  const authority = fromSeed(bytes(authoritySeed));
+  const signed = signNode(authority, node, roles, nkey);
+  return {
+    version: 1,
+    node,
+    roles: signed.roles,
+    authority: authority.getPublicKey(),
+    tag: signed.tag,
+    nkey,
     admitted_at: now.toISOString(),
   };
 }

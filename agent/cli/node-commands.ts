@@ -1,12 +1,14 @@
 /**
- * The wiring of `mammatus node add|remove|admit|revoke|list` (commander): flags, help texts, and the
- * lazily loaded command each runs (node.ts, node-add.ts, node-remove.ts). Split from program.ts.
+ * The wiring of `mammatus node add|remove|admit|revoke|list|join` (commander): flags, help texts, and
+ * the lazily loaded command each runs (node.ts, node-add.ts, node-remove.ts, node-join.ts). Split
+ * from program.ts.
  */
 import type { Command } from 'commander';
 import { collectList, type CliIo, type GlobalOptions } from './common.js';
 import type { AdmitOptions, NodeOptions } from './node.js';
 import type { NodeAddOptions } from './node-add.js';
 import type { NodeRemoveOptions } from './node-remove.js';
+import type { NodeJoinOptions } from './node-join.js';
 
 /** What program.ts hands the node subcommands. */
 export interface NodeWiring {
@@ -84,6 +86,19 @@ export function registerNodeCommands(program: Command, w: NodeWiring): void {
     .action((name: string, host: string | undefined, o: NodeRemoveOptions, cmd: Command) =>
       set(import('./node-remove.js').then((m) => m.nodeRemoveCommand(g(cmd), name, host, o, io, env))),
     );
+  node
+    .command('join')
+    .description(
+      'on a planned bare-metal host: exchange its one-time join secret for credentials and write them with the Serf config (docs/baremetal.md); then restart serf and the agent',
+    )
+    .requiredOption('--secret-file <file>', 'the file holding the join secret (its content is never printed)')
+    .option('--metadata-url <url>', 'the metadata service, through the gateway (default http://169.254.169.254)')
+    .option('--state-dir <dir>', "the agent's state_dir: credentials.json and authority.pub (default /var/lib/mammatus)")
+    .option('--serf-config <file>', "Serf's config file to write (default /etc/serf/mammatus.json)")
+    .option('--serf-tags <file>', "Serf's tags file, for the role tag (default /var/lib/serf/tags.json)")
+    .option('--agent-config <file>', "the agent's drop-in pointing it at Serf (default /etc/mammatus/agent.d/10-bootstrap.yaml)")
+    .option('--json', 'print {node, roles, files} as JSON')
+    .action((o: NodeJoinOptions) => set(import('./node-join.js').then((m) => m.nodeJoinCommand(o, io))));
   node
     .command('list')
     .description('list the admitted nodes (the roster)')

@@ -50,7 +50,8 @@ export class HostedServices {
     this.lastCtx = ctx;
     const failures: string[] = [];
     for (const service of this.services) {
-      const error = await this.startOne(service, ctx);
+      // Membership may change while an earlier service starts: each starts with the latest.
+      const error = await this.startOne(service, this.lastCtx ?? ctx);
       if (error !== undefined) failures.push(`${service.name}: ${error}`);
     }
     if (failures.length > 0) throw new Error(`hosted service failed to start: ${failures.join('; ')}`);
@@ -137,6 +138,15 @@ export class HostedServices {
       }
       this.states.set(service.name, { kind: 'running', natsUrl: ctx.natsUrl, configKey });
       log.info({ nats: ctx.natsUrl }, 'hosted service started');
+      // A change while it started was not told to it (only running services are): tell it now.
+      const latest = this.lastCtx?.members;
+      if (latest && latest !== ctx.members && service.membersChanged) {
+        try {
+          service.membersChanged(latest);
+        } catch (err) {
+          log.error({ err }, 'hosted service failed on a membership change');
+        }
+      }
       // Stopped while it was starting (role removed, agent stopping): it must not keep running.
       if (this.abandoned.delete(service.name)) await this.stopOne(service);
       return true;

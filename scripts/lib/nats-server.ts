@@ -62,6 +62,11 @@ export class TestTrust {
     return creds;
   }
 
+  /** Lists credentials minted elsewhere (a host that joined keeps its own seed) as a user at the next render. */
+  enter(creds: NodeCredentials): void {
+    this.nodes.set(creds.node, creds);
+  }
+
   /** Forgets `name` (its server user goes at the next render). */
   forget(name: string): void {
     this.nodes.delete(name);

@@ -8,12 +8,15 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Member } from '../../core/contracts.js';
 import { actsAs } from '../../core/members.js';
+import { createUser } from '@nats-io/nkeys';
 import {
   TRUST_TAG,
   annotateTrust,
   authorityKey,
   createAuthority,
+  isUserKey,
   mintCredentials,
+  mintForKey,
   parseCredentials,
   readCredentials,
   routePassword,
@@ -63,6 +66,32 @@ describe('admission and trust tags', () => {
     expect(actsAs(copycat, 'controller')).toBe(false);
     // A node that was never admitted has nothing to check with: tags decide, as before.
     expect(annotateTrust(members, undefined).every((x) => actsAs(x, 'controller'))).toBe(true);
+  });
+
+  it('mints for a key the node keeps: the same tag as with its seed, no seed, no controllers', () => {
+    const user = createUser();
+    const nkey = user.getPublicKey();
+    const nodeSeed = Buffer.from(user.getSeed()).toString('ascii');
+    const grant = mintForKey(seed, 'metal-1', ['storage', 'compute'], now, nkey);
+    expect(grant).toEqual({
+      version: 1,
+      node: 'metal-1',
+      roles: ['compute', 'storage'],
+      authority,
+      tag: mintCredentials(seed, 'metal-1', ['compute', 'storage'], now, nodeSeed).tag,
+      nkey,
+      admitted_at: now.toISOString(),
+    });
+    expect(verifyTrustTag(authority, 'metal-1', grant.tag)).toEqual({ roles: ['compute', 'storage'], nkey });
+    // With the node's seed added, they are credentials like any other.
+    const { nkey: _k, ...rest } = grant;
+    void _k;
+    expect(parseCredentials({ ...rest, seed: nodeSeed }, 'x').node).toBe('metal-1');
+    expect(() => mintForKey(seed, 'metal-1', ['controller'], now, nkey)).toThrow(/authority's seed/);
+    for (const bad of ['', 'U', nkey.slice(0, -1), `${nkey.slice(0, -1)}${nkey.endsWith('A') ? 'B' : 'A'}`, authority, `N${nkey.slice(1)}`])
+      expect(() => mintForKey(seed, 'metal-1', ['compute'], now, bad)).toThrow(/user public key/);
+    expect(() => mintForKey(seed, 'bad name', ['compute'], now, nkey)).toThrow(/cannot be admitted/);
+    expect(isUserKey(nkey)).toBe(true);
   });
 
   it('derives one route secret per authority', () => {

@@ -51,6 +51,24 @@ describe('HostedServices', () => {
     ]);
   });
 
+  it('tells a service about membership that changed while it or an earlier one was starting', async () => {
+    const events: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const slow = recorder('roster', events);
+    const b = recorder('hosts', events);
+    const hosted = new HostedServices([{ ...slow.service, start: (c) => slow.service.start(c).then(() => gate) }, b.service], log);
+    const started = hosted.start(ctx);
+    await new Promise((r) => setTimeout(r, 10));
+    const members: Member[] = [{ name: 'c1', addr: '10.0.0.1', port: 7946, tags: { role: 'controller' }, status: 'alive' }];
+    hosted.membersChanged(members); // roster is starting: not told yet
+    release();
+    await started;
+    expect(b.seen[0].members).toBe(members);
+    expect(events).toEqual(['start roster', 'members roster 1', 'start hosts']);
+    await hosted.stop();
+  });
+
   it('reports every failed service in one error, keeps the others running, and retries the failed one later', async () => {
     const events: string[] = [];
     const a = recorder('metadata', events, { fail: 1 });

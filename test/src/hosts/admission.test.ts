@@ -1,0 +1,125 @@
+/**
+ * Admission's order of checks (src/hosts/admission.ts), with the buckets replaced by records in
+ * memory: whatever fails before the secret is taken (the gossip key, no controller to join, a
+ * controller's name, no authority) leaves the secret for the next try; the answer is sealed to the
+ * host's key; progress reports are checked. The real buckets: test/integration/host-join.test.ts.
+ */
+import { createUser } from '@nats-io/nkeys';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { HostJoinGrant } from '../../../core/host-record.js';
+import type { InstanceRecord } from '../../../core/instance-record.js';
+import { createAuthority, type AdmittedNode } from '../../../core/trust.js';
+import { answerJoin, answerProgress, type AdmissionDeps } from '../../../src/hosts/admission.js';
+import { controllerSerfAddresses } from '../../../src/hosts/hosted.js';
+import { newBoxKeyPair, openSealed } from '../../../src/hosts/sealed.js';
+import type { Member } from '../../../core/contracts.js';
+
+const SECRET = 'A'.repeat(43);
+const SEED = createAuthority();
+const MAC = '52:54:00:00:03:01';
+const record = {
+  id: 'h1',
+  name: 'metal-1',
+  macs: [MAC],
+  host: { roles: ['compute'], arch: 'bios', join_expires_at: '2099-01-01T00:00:00Z', progress: { registered: '2026-12-06T00:00:00Z' } },
+} as unknown as InstanceRecord;
+
+function deps(over: Partial<AdmissionDeps> = {}) {
+  const consumed: string[] = [];
+  const roster = new Map<string, AdmittedNode>();
+  const d: AdmissionDeps = {
+    find: (id) => Promise.resolve(id === 'h1' ? record : undefined),
+    consume: (id) => Promise.resolve(void consumed.push(id)),
+    progress: () => Promise.resolve(),
+    roster: { get: (n) => Promise.resolve(roster.get(n)), put: (n) => Promise.resolve(void roster.set(n.node, n)) },
+    authoritySeed: () => SEED,
+    gossipKey: () => Promise.resolve('k'.repeat(44)),
+    retryJoin: () => ['10.0.0.1:7946'],
+    now: () => new Date('2026-12-06T01:00:00Z'),
+    log: pino({ level: 'silent' }),
+    ...over,
+  };
+  return { d, consumed, roster };
+}
+const request = (box = newBoxKeyPair()) => ({
+  box,
+  data: Buffer.from(JSON.stringify({ host_id: 'h1', mac: MAC, secret: SECRET, nkey: createUser().getPublicKey(), box: box.publicKey })),
+});
+
+describe('admission', () => {
+  it('answers with a grant sealed to the host and takes the secret once', async () => {
+    const { d, consumed, roster } = deps();
+    const r = request();
+    const a = await answerJoin(d, r.data);
+    expect(a.ok).toBe(true);
+    const grant = openSealed(r.box, a.sealed!) as HostJoinGrant;
+    expect(grant).toMatchObject({ node: 'metal-1', roles: ['compute'], retry_join: ['10.0.0.1:7946'], gossip_key: 'k'.repeat(44) });
+    expect(consumed).toEqual(['h1']);
+    expect(roster.get('metal-1')?.roles).toEqual(['compute']);
+  });
+
+  it('leaves the secret when something fails before it is taken', async () => {
+    const cases: [Partial<AdmissionDeps>, RegExp][] = [
+      [{ gossipKey: () => Promise.reject(new Error('serf is away')) }, /could not admit the host: serf is away/],
+      [{ retryJoin: () => [] }, /no alive controller/],
+      [{ authoritySeed: () => undefined }, /holds no authority seed/],
+      [
+        {
+          roster: {
+            get: () => Promise.resolve({ node: 'metal-1', roles: ['controller'], nkey: 'U', admitted_at: '' }),
+            put: () => Promise.resolve(),
+          },
+        },
+        /is an admitted controller/,
+      ],
+      [{ find: () => Promise.resolve({ ...record, host: { ...record.host!, roles: ['controller'] } }) }, /planned as a controller/],
+      [{ find: () => Promise.resolve({ ...record, host: undefined }) }, /no planned host h1/],
+    ];
+    for (const [over, error] of cases) {
+      const { d, consumed } = deps(over);
+      const a = await answerJoin(d, request().data);
+      expect(a.ok).toBe(false);
+      expect(a.error).toMatch(error);
+      expect(consumed).toEqual([]);
+    }
+  });
+
+  it('says the secret is spent when admission fails after taking it', async () => {
+    const { d, consumed } = deps({ roster: { get: () => Promise.resolve(undefined), put: () => Promise.reject(new Error('no quorum')) } });
+    const a = await answerJoin(d, request().data);
+    expect(a.error).toBe('the controllers could not admit the host: no quorum (its secret is spent: mammatus host rejoin metal-1)');
+    expect(consumed).toEqual(['h1']);
+  });
+
+  it('checks progress reports: known steps only, installed only after the join with a disk', async () => {
+    const { d } = deps();
+    const report = (body: unknown) => answerProgress(d, Buffer.from(JSON.stringify(body)));
+    expect(await report({ host_id: 'h1', step: 'seeded' })).toEqual({ ok: true });
+    expect((await report({ host_id: 'h1', step: 'registered' })).error).toMatch(/one of booted, seeded, installed/);
+    expect((await report({ host_id: 'h1', step: 'installed' })).error).toBe('host metal-1 has no install disk');
+    expect((await report({ host_id: 'h2', step: 'booted' })).error).toBe('no planned host h2');
+    expect((await report({ host_id: 'h1', step: 'booted', more: 1 })).error).toBe('request: unknown field more');
+  });
+
+  it('gives the alive controllers as retry_join, this controller even before its trust tag is back', () => {
+    const m = (name: string, addr: string, over: Partial<Member> = {}): Member => ({
+      name,
+      addr,
+      port: 7946,
+      status: 'alive',
+      tags: { role: 'controller' },
+      ...over,
+    });
+    const members = [
+      m('ctl-2', '10.0.0.12'),
+      m('ctl-1', '10.0.0.11', { trusted: [] }),
+      m('ctl-3', '10.0.0.13', { status: 'failed' }),
+      m('cn-1', '10.0.0.21', { tags: { role: 'compute' } }),
+      m('forged', '10.0.0.66', { trusted: [] }),
+      m('ctl-6', 'fd00::6'),
+    ];
+    expect(controllerSerfAddresses(members, 'ctl-1')).toEqual(['10.0.0.11:7946', '10.0.0.12:7946', '[fd00::6]:7946']);
+    expect(controllerSerfAddresses(members)).toEqual(['10.0.0.12:7946', '[fd00::6]:7946']);
+  });
+});
