@@ -41,3 +41,35 @@ export function gossipKeyReader(rpc: () => SerfRpc): () => Promise<string | unde
     }
   };
 }
+
+/**
+ * `read`, remembered for `freshMs`: Serf's list-keys asks every member, which takes seconds when one
+ * has failed, and a join must answer within the metadata service's wait (2.5 s) or its host's retry
+ * finds the secret spent. A key seen less than `freshMs` ago is used as it is; an older one is read
+ * again, and kept (up to `staleMs`) when that read fails. A rotated key reaches hosts within `freshMs`.
+ */
+export function cachedGossipKey(
+  read: () => Promise<string | undefined>,
+  freshMs = 60_000,
+  staleMs = 600_000,
+  now: () => number = Date.now,
+): () => Promise<string | undefined> {
+  let last: { key: string | undefined; at: number } | undefined;
+  let reading: Promise<string | undefined> | undefined;
+  const refresh = () =>
+    (reading ??= read()
+      .then((key) => {
+        last = { key, at: now() };
+        return key;
+      })
+      .finally(() => (reading = undefined)));
+  return async () => {
+    if (last && now() - last.at < freshMs) return last.key;
+    try {
+      return await refresh();
+    } catch (err) {
+      if (last && now() - last.at < staleMs) return last.key;
+      throw err;
+    }
+  };
+}

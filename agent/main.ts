@@ -11,7 +11,7 @@ import { sdNotify } from '../core/notify.js';
 import { loadConfig, watchedFiles, type LoadConfigOptions } from './config/load.js';
 import type { ConfigWatcher } from './config/watch.js';
 import { createAgent, type Agent } from './daemon.js';
-import { gossipKeyReader } from './gossip-key.js';
+import { cachedGossipKey, gossipKeyReader } from './gossip-key.js';
 import { roleCatalog } from './roles.js';
 import { VERSION } from './version.js';
 import { detach, errorMessage } from '../core/errors.js';
@@ -66,7 +66,7 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
       registry: true,
       node: () => built.agent?.view.node() ?? '',
       credentials: () => currentCredentials,
-      gossipKey: gossipKeyReader(() => current().serf),
+      gossipKey: cachedGossipKey(gossipKeyReader(() => current().serf)),
     }),
     credentials,
     loadCredentials: async (dir) => (currentCredentials = await loadCredentials(dir)),
