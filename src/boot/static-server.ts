@@ -79,7 +79,9 @@ function contentType(file: string): string {
 
 /**
  * The URL path's segments, decoded, or undefined when any is unsafe: empty (`//`, trailing `/`),
- * `.` or `..` or a dot file, or holding `/`, `\` or NUL once decoded, or badly encoded.
+ * `..` or a dot file, or holding `/`, `\` or NUL once decoded, or badly encoded. A lone `.` (this
+ * directory) is dropped: apt asks for `/apt/./InRelease` and `/apt/./pool/…` from a flat
+ * repository (`Suites: ./`, `Filename: ./…`), and it names nothing outside.
  */
 export function safeSegments(rawPath: string): string[] | undefined {
   if (!rawPath.startsWith('/') || rawPath.length > MAX_URL) return undefined;
@@ -91,6 +93,7 @@ export function safeSegments(rawPath: string): string[] | undefined {
     } catch {
       return undefined;
     }
+    if (seg === '.') continue;
     if (seg === '' || seg.startsWith('.') || /[/\\\0]/.test(seg)) return undefined;
     out.push(seg);
   }

@@ -80,6 +80,12 @@ describe('the boot static server', () => {
     expect((await get('/apt/Release-link')).status).toBe(200);
   });
 
+  it("serves apt's flat-repository paths: /apt/./Release (a lone . is this directory)", async () => {
+    const { text } = await raw('GET /apt/./Release HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(text).toContain('Origin: mammatus');
+  });
+
   it('streams a large file whole, with its exact Content-Length', async () => {
     const res = await get('/live/amd64/filesystem.squashfs');
     expect(res.headers.get('content-length')).toBe(String(BIG));
@@ -113,7 +119,8 @@ describe('the boot static server', () => {
     '/apt/Release%00',
     '/apt/%zz',
     '/apt//Release',
-    '/apt/./Release',
+    '/apt/%2e',
+    '/apt/./.hidden',
     '/apt/.hidden',
     '/apt/leak',
     '/apt/up/secret',
