@@ -108,7 +108,7 @@ bounded() {
       log "$what: no end after $limit s, stopped"
       return 1
     fi
-    log "$what: $((SECONDS - started)) s, rootfs $(du -sm "$r" 2>/dev/null | cut -f1 || echo 0) MB"
+    log "$what: $((SECONDS - started)) s, rootfs $({ du -sm "$r" 2>/dev/null || true; } | cut -f1) MB"
   done
   if ! wait "$pid"; then
     tail -n 30 "$work/$what.log" >&2
@@ -145,6 +145,10 @@ node_major=$(in_chroot node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || { log "nodejs $node_major is older than 20"; exit 1; }
 # A seed in the image would win over the one named on the kernel command line.
 rm -rf "$r/var/lib/cloud/seed" "$r/var/lib/cloud/instances" "$r/var/lib/cloud/instance"
+# The live root is an overlay in RAM: nothing to grow (cloud-init would warn about /dev/overlay). The
+# install-to-disk step removes this file from the installed copy.
+printf '# mammatus boot image: the live root is an overlay in RAM, no partition to grow.\ngrowpart: {mode: "off"}\nresize_rootfs: false\n' \
+  >"$r/etc/cloud/cloud.cfg.d/05-mammatus-live.cfg"
 # Fallback when cloud-init renders no network config: DHCP on the first wired NIC, keyed by MAC so
 # the gateway's reservation and the lease agree.
 cat >"$r/etc/systemd/network/90-mammatus-wired.network" <<'EOF'
@@ -180,11 +184,11 @@ for m in dev/pts dev sys proc; do umount "$r/$m"; done
 
 log "packing"
 mkdir -p "$work/out"
-# The kernel and initrd live in /boot; the squashfs needs neither (live-boot mounts it as /).
 cp "$(readlink -f "$r/vmlinuz")" "$work/out/vmlinuz"
 cp "$(readlink -f "$r/initrd.img")" "$work/out/initrd.img"
-bounded 1200 mksquashfs mksquashfs "$r" "$work/out/filesystem.squashfs" -comp zstd -noappend -e boot -wildcards \
-  -e 'vmlinuz*' -e 'initrd.img*'
+# /boot stays in the squashfs (≈30 MB): the install-to-disk step copies the system with its kernel.
+# zstd: unpacks faster than xz under TCG, for a few MB more.
+bounded 1200 mksquashfs mksquashfs "$r" "$work/out/filesystem.squashfs" -comp zstd -noappend
 (cd "$work/out" && sha256sum vmlinuz initrd.img filesystem.squashfs >SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS)
 rm -rf "$out"
 mv "$work/out" "$out"

@@ -50,8 +50,11 @@ export interface VmOptions {
   readonly disk?: string;
   /** Default 1024. */
   readonly memoryMb?: number;
-  /** Default virtio-net-pci. */
+  /** Default virtio-net-pci; e1000 needs a boot image with the generic kernel (the cloud one lacks it). */
   readonly nic?: 'virtio-net-pci' | 'e1000';
+  /** Let a reboot inside the guest restart the machine (install-to-disk); by default qemu exits instead,
+   * so a kernel panic ends the test at once rather than booting in a loop. */
+  readonly reboot?: boolean;
 }
 
 /** A running VM. */
@@ -80,7 +83,8 @@ export async function createDisk(file: string, sizeGb: number): Promise<void> {
 /** The qemu argv (without the program) for `opts` on tap `tap`; pure, for the tests. */
 export function qemuArgs(opts: VmOptions, tap: string, serialLog: string, varsFile?: string): string[] {
   const args = ['-name', opts.name, '-accel', 'tcg', '-nodefaults', '-machine', 'q35', '-m', String(opts.memoryMb ?? 1024)];
-  args.push('-smp', '1', '-display', 'none', '-serial', `file:${serialLog}`, '-no-reboot');
+  args.push('-smp', '1', '-display', 'none', '-serial', `file:${serialLog}`);
+  if (!opts.reboot) args.push('-no-reboot');
   if (opts.firmware === 'efi64') {
     if (!varsFile) throw new Error('UEFI needs a copy of the OVMF variables');
     args.push('-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`);
