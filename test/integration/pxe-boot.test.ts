@@ -12,6 +12,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chrootSkipReason } from '../../scripts/lib/chroot.js';
 import { buildGatewayBed, canUseNetns, missingTools, waitForFile, type GatewayBed } from '../../scripts/lib/netns-bed.js';
 import { IPXE_DIR, qemuSkipReason, startVm, type Firmware, type Vm } from '../../scripts/lib/qemu-bed.js';
 import { sleep } from '../../scripts/lib/wait.js';
@@ -33,8 +34,10 @@ const MACHINES = {
 const skip =
   canUseNetns() ??
   qemuSkipReason('bios') ??
-  missingTools(['dnsmasq', 'iptables', 'debootstrap', 'mksquashfs']) ??
-  (existsSync(path.join(IPXE_DIR, 'ipxe.efi')) ? undefined : 'ipxe is missing (apt-get install ipxe)');
+  missingTools(['dnsmasq', 'iptables', 'mksquashfs']) ??
+  (existsSync(path.join(IPXE_DIR, 'ipxe.efi')) ? undefined : 'ipxe is missing (apt-get install ipxe)') ??
+  // The image build needs debootstrap's trixie script and the mirror (the same check as the package tests').
+  (await chrootSkipReason('trixie', process.env.MAMMATUS_IMAGE_MIRROR || undefined));
 if (skip) console.warn(`PXE boot test skipped: ${skip}`);
 const efiSkip = qemuSkipReason('efi64');
 
