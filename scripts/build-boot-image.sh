@@ -81,7 +81,13 @@ fi
 
 work=$(mktemp -d "$cache/.build-boot-XXXXXX")
 r="$work/rootfs"
+step_pid=
 cleanup() {
+  # A step still running (the script was stopped) goes first: its process group is timeout's.
+  if [ -n "$step_pid" ] && kill -0 "$step_pid" 2>/dev/null; then
+    kill -TERM -- "-$step_pid" 2>/dev/null || true
+    wait "$step_pid" 2>/dev/null || true
+  fi
   # apt in the chroot runs with /proc, /sys and /dev mounted; a failure anywhere must not leave
   # them mounted (rm would then walk into the host's /dev).
   for m in dev/pts dev sys proc; do
@@ -90,29 +96,28 @@ cleanup() {
   rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
+# Stopped by a signal, still clean up (the EXIT trap runs on exit).
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
-# Runs "$@" in the background with a progress line every 15 s (minutes without output look like a
-# hang) and a hard limit of $1 seconds; its output goes to $work/$2.log, the tail of it on failure.
+# Runs "$@" (a program, not a function) with a hard limit of $1 seconds and a progress line every
+# 15 s (minutes without output look like a hang); its output goes to $work/$2.log, the tail of it
+# on failure. timeout runs it in a process group of its own and stops all of it (apt's dpkg too).
 bounded() {
-  local limit=$1 what=$2 started=$SECONDS pid
+  local limit=$1 what=$2 started=$SECONDS rc=0
   shift 2
-  "$@" >"$work/$what.log" 2>&1 &
-  pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    for _ in $(seq 15); do kill -0 "$pid" 2>/dev/null && sleep 1; done
-    kill -0 "$pid" 2>/dev/null || break
-    if [ $((SECONDS - started)) -gt "$limit" ]; then
-      kill "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-      tail -n 30 "$work/$what.log" >&2
-      log "$what: no end after $limit s, stopped"
-      return 1
-    fi
+  timeout -k 10 "$limit" "$@" >"$work/$what.log" 2>&1 &
+  step_pid=$!
+  while kill -0 "$step_pid" 2>/dev/null; do
+    for _ in $(seq 15); do kill -0 "$step_pid" 2>/dev/null && sleep 1; done
+    kill -0 "$step_pid" 2>/dev/null || break
     log "$what: $((SECONDS - started)) s, rootfs $({ du -sm "$r" 2>/dev/null || true; } | cut -f1) MB"
   done
-  if ! wait "$pid"; then
+  wait "$step_pid" || rc=$?
+  step_pid=
+  if [ "$rc" != 0 ]; then
     tail -n 30 "$work/$what.log" >&2
-    log "$what failed (last 30 lines above)"
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then log "$what: no end after $limit s, stopped"; else log "$what failed ($rc; last 30 lines above)"; fi
     return 1
   fi
   log "$what done in $((SECONDS - started)) s"
@@ -135,9 +140,10 @@ chmod 755 "$r/usr/sbin/policy-rc.d"
 # and disk driver the kernel has (the initrd must fetch the root over whatever NIC the host has).
 mkdir -p "$r/etc/initramfs-tools/conf.d"
 printf 'MODULES=most\nCOMPRESS=zstd\n' >"$r/etc/initramfs-tools/conf.d/mammatus.conf"
-in_chroot() { chroot "$r" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"; }
-bounded 300 apt-update in_chroot apt-get update
-bounded 1800 apt-install in_chroot apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+chroot_cmd=(chroot "$r" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive)
+in_chroot() { "${chroot_cmd[@]}" "$@"; }
+bounded 300 apt-update "${chroot_cmd[@]}" apt-get update
+bounded 1800 apt-install "${chroot_cmd[@]}" apt-get install -y --no-install-recommends "${PACKAGES[@]}"
 in_chroot dpkg --audit >&2 || { log "packages left unconfigured"; exit 1; }
 
 log "configuring the rootfs"
