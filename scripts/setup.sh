@@ -20,7 +20,11 @@ DEMO=(lxd debootstrap dnsutils curl tgt libiscsi-bin jq)
 # host `mammatus node add`'s SSH layer is tested against (on a loopback port, its own config); tgt is the
 # storage role's iSCSI target that its tests run for real (their own tgtd in a network namespace) and
 # libiscsi-bin the userspace initiator they log in with (iscsi-ls, iscsi-inq, iscsi-test-cu, iscsi-perf).
-TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli openssh-server tgt libiscsi-bin)
+# The PXE tests boot QEMU machines (qemu-system-x86 with its iPXE NIC ROMs, qemu-utils for disks,
+# ovmf for UEFI, ipxe for the ipxe.efi that OVMF fetches by TFTP) from the boot image that
+# scripts/build-boot-image.sh packs with mksquashfs (squashfs-tools).
+TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli openssh-server tgt libiscsi-bin
+  qemu-system-x86 qemu-utils ovmf ipxe squashfs-tools)
 if [ "${1:-}" = "--tests" ]; then
   PACKAGES+=("${DEMO[@]}" "${TESTS[@]}")
 elif [ "$(id -u)" = 0 ]; then
