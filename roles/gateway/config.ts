@@ -41,6 +41,8 @@ export interface GatewayConfig {
     readonly arm64: string;
     /** URL handed to clients already running iPXE; without it they get no boot file (no loop). */
     readonly ipxe_script?: string;
+    /** Where the boot files are copied from into `tftp.root` (Debian's `ipxe` package puts them here). */
+    readonly ipxe_dir: string;
   };
   readonly tftp: { readonly enabled: boolean; readonly root: string; readonly user: string };
   /**
@@ -193,6 +195,7 @@ export const GATEWAY_SETTINGS_SCHEMA: JSONSchemaType<GatewaySettings> = {
         efi64: s('boot-file'),
         arm64: s('boot-file'),
         ipxe_script: s('url'),
+        ipxe_dir: s('path'),
       },
     },
     tftp: { ...obj, properties: { enabled: bool, root: s('path'), user: s('user') } },
@@ -276,7 +279,7 @@ export const GATEWAY_DEFAULTS = {
   domain: 'mammatus',
   upstream_dns: ['1.1.1.1'],
   dhcp: { lease_time: '12h', reservations: [] },
-  pxe: { enabled: true, bios: 'undionly.kpxe', efi64: 'ipxe.efi', arm64: 'ipxe-arm64.efi' },
+  pxe: { enabled: true, bios: 'undionly.kpxe', efi64: 'ipxe.efi', arm64: 'ipxe-arm64.efi', ipxe_dir: '/usr/lib/ipxe' },
   tftp: { enabled: true, root: '/srv/tftp', user: 'nobody' },
   boot: { port: 8777, image_dir: '/var/lib/mammatus/boot/amd64', apt_dir: '/var/lib/mammatus/apt', unknown: 'local' },
   firewall: { ssh_from_lan: true, port_forwards: [] },

@@ -29,7 +29,6 @@ import { MetadataProxyChild } from './metadata-proxy.js';
 import { BootServerChild } from './boot-server.js';
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
-const IPXE_DIR = '/usr/lib/ipxe';
 /** The mangle chain that sets the TTL of the metadata proxy's answers (hop limit). */
 const HOP_CHAIN: OwnChain = { table: 'mangle', hook: 'OUTPUT', chain: HOP_LIMIT_CHAIN };
 
@@ -273,7 +272,7 @@ async function prepareDirs(run: Run, cfg: GatewayConfig): Promise<void> {
   await run('install', ['-d', '-m', '0755', cfg.tftp.root]);
   // tftp-secure serves only files owned by dnsmasq's user: install them with that owner.
   for (const file of [cfg.pxe.bios, cfg.pxe.efi64, cfg.pxe.arm64]) {
-    const src = path.join(IPXE_DIR, file);
+    const src = path.join(cfg.pxe.ipxe_dir, file);
     await run('install', ['-o', cfg.tftp.user, '-m', '0644', src, path.join(cfg.tftp.root, file)]).catch(() => undefined);
   }
 }

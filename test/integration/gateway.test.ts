@@ -46,9 +46,11 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
     chmodSync(tmp, 0o755);
     bed = await buildGatewayBed({ prefix: 'gwr' });
     upstream = await bed.startUpstream();
+    // The role copies the boot loaders from pxe.ipxe_dir into the TFTP root (not the host's /usr/lib/ipxe).
     const tftp = path.join(tmp, 'tftp');
-    mkdirSync(tftp);
-    writeFileSync(path.join(tftp, 'undionly.kpxe'), 'fake bios loader\n');
+    const loaders = path.join(tmp, 'ipxe');
+    mkdirSync(loaders);
+    writeFileSync(path.join(loaders, 'undionly.kpxe'), 'fake bios loader\n');
     chownSync(path.join(tftp, 'undionly.kpxe'), 65534, 65534);
     serf = await startSerfAgent({ name: 'gw1', dir: path.join(tmp, 'serf'), tags: { role: 'gateway' } });
     await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'ops@test', '-f', operatorKey]);
@@ -66,7 +68,7 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
         `    wan: { interface: ${bed.ifaces.gwWan} }`,
         '    upstream_dns: [203.0.113.1]',
         `    dhcp: { reservations: [{ mac: "${RESERVED_MAC}", ip: 10.88.0.21, name: storage1 }] }`,
-        '    pxe: { ipxe_script: "http://10.88.0.10:8080/boot.ipxe" }',
+        `    pxe: { ipxe_script: "http://10.88.0.10:8080/boot.ipxe", ipxe_dir: ${loaders} }`,
         `    tftp: { root: ${tftp} }`,
         '    firewall: { port_forwards: [{ proto: tcp, port: 8080, to: "10.88.0.10:80" }] }',
         `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, dhcp_hosts_dir: ${p('dhcp-hosts.d')}, members: ${p('members')}, left_out: ${p('left-out')} }`,
