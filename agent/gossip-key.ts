@@ -43,15 +43,16 @@ export function gossipKeyReader(rpc: () => SerfRpc): () => Promise<string | unde
 }
 
 /**
- * `read`, remembered for `freshMs`: Serf's list-keys asks every member, which takes seconds when one
- * has failed, and a join must answer within the metadata service's wait (2.5 s) or its host's retry
- * finds the secret spent. A key seen less than `freshMs` ago is used as it is; an older one is read
- * again, and kept (up to `staleMs`) when that read fails. A rotated key reaches hosts within `freshMs`.
+ * `read`, remembered: Serf's list-keys asks every member, which takes seconds when one has failed,
+ * and a join must answer within the metadata service's wait (2.5 s). So once a key was read it is
+ * returned at once, and read again in the background when it is older than `freshMs` (a rotated
+ * key reaches hosts within about `freshMs`; a failed background read keeps the last key and is
+ * tried again at the next call). Only the very first call waits for a read (the hosts service makes
+ * it when it starts), and concurrent calls share one read.
  */
 export function cachedGossipKey(
   read: () => Promise<string | undefined>,
   freshMs = 60_000,
-  staleMs = 600_000,
   now: () => number = Date.now,
 ): () => Promise<string | undefined> {
   let last: { key: string | undefined; at: number } | undefined;
@@ -63,13 +64,9 @@ export function cachedGossipKey(
         return key;
       })
       .finally(() => (reading = undefined)));
-  return async () => {
-    if (last && now() - last.at < freshMs) return last.key;
-    try {
-      return await refresh();
-    } catch (err) {
-      if (last && now() - last.at < staleMs) return last.key;
-      throw err;
-    }
+  return () => {
+    if (!last) return refresh();
+    if (now() - last.at >= freshMs) refresh().catch(() => undefined);
+    return Promise.resolve(last.key);
   };
 }

@@ -73,6 +73,11 @@ export interface AdmittedNode {
   /** Its NATS user public key (`U…`). */
   readonly nkey: string;
   readonly admitted_at: string;
+  /**
+   * Set when the node was admitted by a planned host's join (issue 19): that host's instance id.
+   * Only the same host's later join may replace the entry (a `node add` writes it without).
+   */
+  readonly host_id?: string;
 }
 
 /** A node name that can be a KV key, a NATS server name and a Serf name. */

@@ -11,7 +11,10 @@ import { normalizeMac, type InstanceRecord } from '../../core/instance-record.js
 import { parseRoleTag, type RoleName } from '../../core/members.js';
 import { parseDuration } from '../../core/duration.js';
 import { errorMessage } from '../../core/errors.js';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { checkNodeName } from '../../core/trust.js';
 import { Hosts, isHost } from '../../src/hosts/hosts.js';
+import { Roster } from '../../src/trust/roster.js';
 import { JoinSecrets } from '../../src/hosts/joins.js';
 import { formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { memberStatuses, withRegistry, type InstanceOptions } from './instance.js';
@@ -70,15 +73,52 @@ async function readKeys(files: readonly string[]): Promise<string[]> {
   );
 }
 
-function withHosts(g: GlobalOptions, o: InstanceOptions, io: CliIo, body: (hosts: Hosts) => Promise<number>): Promise<number> {
-  return withRegistry(g, o, io, async (registry, nc) => body(new Hosts(registry, await JoinSecrets.open(nc))));
+function withHosts(
+  g: GlobalOptions,
+  o: InstanceOptions,
+  io: CliIo,
+  body: (hosts: Hosts, nc: NatsConnection) => Promise<number>,
+): Promise<number> {
+  return withRegistry(g, o, io, async (registry, nc) => body(new Hosts(registry, await JoinSecrets.open(nc)), nc));
+}
+
+/**
+ * Why `name` cannot be planned, or undefined when it is free: a node admitted under it (a host's
+ * join never replaces another node's roster entry, so the host could never join) or an alive Serf
+ * member of that name (`members`: undefined when Serf could not be asked). A roster not created yet
+ * holds nobody.
+ */
+export async function nameInUse(
+  nc: NatsConnection,
+  name: string,
+  members: ReadonlyMap<string, string> | undefined,
+): Promise<string | undefined> {
+  try {
+    checkNodeName(name);
+  } catch {
+    return undefined; // the registry refuses the name with its own words
+  }
+  let admitted = false;
+  try {
+    admitted = (await (await Roster.bind(nc)).get(name)) !== undefined;
+  } catch (err) {
+    if (errorMessage(err) !== 'stream not found') throw new Error(`cannot read the roster: ${errorMessage(err)}`, { cause: err });
+  }
+  if (admitted) return `a node named ${name} is already admitted: choose another name or mammatus node remove ${name}`;
+  if (members?.get(name) === 'alive') return `${name} is an alive Serf member: choose another name`;
+  return undefined;
 }
 
 /** `host register NAME --mac MAC --role R[,R] …` */
 export async function registerCommand(g: GlobalOptions, name: string, o: HostRegisterOptions, io: CliIo): Promise<number> {
   const flags = parseHostFlags(o);
   const sshKeys = await readKeys(o.sshKey ?? []);
-  return withHosts(g, o, io, async (hosts) => {
+  return withHosts(g, o, io, async (hosts, nc) => {
+    const taken = await nameInUse(nc, name, await memberStatuses(g));
+    if (taken) {
+      io.err(`error: ${taken}`);
+      return 1;
+    }
     const r = await hosts.register({
       name,
       mac: flags.mac,

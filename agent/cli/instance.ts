@@ -217,7 +217,13 @@ export function showCommand(g: GlobalOptions, name: string, opts: InstanceOption
 /** `instance rm NAME` (or id) */
 export function rmCommand(g: GlobalOptions, name: string, opts: InstanceOptions, io: CliIo): Promise<number> {
   return withRegistry(g, opts, io, async (registry) => {
-    const r = await registry.remove(name);
+    // A planned host's join secret lives in another bucket: `host rm` removes both.
+    const found = await registry.get(name);
+    if (found.host) {
+      io.err(`error: ${found.name} is a planned host: mammatus host rm ${found.name}`);
+      return 1;
+    }
+    const r = await registry.remove(found.id);
     io.out(opts.json ? JSON.stringify(r, null, 2) : `removed ${r.name} (${r.id})`);
     return 0;
   });

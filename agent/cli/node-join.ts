@@ -87,7 +87,9 @@ async function exchange(url: string, init: RequestInit): Promise<{ status: numbe
 
 /**
  * Asks the metadata service for the join; the answer as it came. Retries only while nothing was
- * answered or the proxy said the service is away: a join the controllers saw spends the secret.
+ * answered or the proxy said the service is away, always with the same body: a join the
+ * controllers saw spends the secret, and only the same nkey and box key may repeat it (for a few
+ * minutes, when its answer was lost).
  */
 async function askToJoin(base: string, body: string, pauseMs: number): Promise<HostJoinAnswer> {
   for (let attempt = 1; ; attempt++) {

@@ -13,6 +13,8 @@ import { HEALTHZ, fetchProbe, waitHealthy, type MonitorProbe } from './health.js
 import { NatsSupervisor, type NatsLaunch } from './nats.js';
 import { prepareNatsUser, type NatsUserDeps } from './nats-user.js';
 import { localUrl, parseNatsConf, renderController, restartKey } from './render.js';
+import { duplicateNkeys } from './permissions.js';
+import { admittedNode } from '../../core/trust.js';
 import { HostedServices } from './services.js';
 import { installFirewall, removeFirewall, validateFirewall } from './firewall.js';
 import { type HostedService, type RosterFeed, type RosterFeedFactory } from '../../core/contracts.js';
@@ -63,7 +65,16 @@ export function buildControllerRole(deps: ControllerDeps): Role {
     await roster?.feed.stop();
     const reconcile = askReconcile;
     const log = ctx.log.child({ component: 'roster' });
-    roster = { url, feed: deps.roster([url], creds, () => reconcile('roster changed'), log, cfg.paths.roster) };
+    const changed = () => {
+      // A key admitted twice is an error the roster should never hold: said at each change, and the later entry left out.
+      for (const d of duplicateNkeys(admittedNode(creds), roster?.feed.snapshot() ?? []))
+        log.error(
+          { node: d.node, kept_by: d.kept, nkey: d.nkey },
+          'roster entry shares its nkey with an earlier node: it gets no NATS user',
+        );
+      reconcile('roster changed');
+    };
+    roster = { url, feed: deps.roster([url], creds, changed, log, cfg.paths.roster) };
   }
   const supervisor = (log: Logger) =>
     (nats ??= new NatsSupervisor({

@@ -81,12 +81,51 @@ export function natsUser(node: AdmittedNode): NatsUser {
   };
 }
 
+/** An entry left out of the server's users because another node holds its nkey. */
+export interface DuplicateNkey {
+  /** The entry left out. */
+  readonly node: string;
+  /** The node that keeps the key. */
+  readonly kept: string;
+  readonly nkey: string;
+}
+
 /**
- * Every user of the server: the admitted nodes (this node's own entry first wins over a stale
- * roster copy), one per nkey, sorted by nkey so the rendered file does not depend on roster order.
+ * The entries in user order: this node's own first (over a stale roster copy of it), then the
+ * roster by admission time (ties: roster order). Of entries sharing an nkey the first keeps it: the earlier
+ * admission, which a later one copying its public key (it is public in the Serf trust tags) must
+ * never displace or share.
+ */
+function ordered(self: AdmittedNode, roster: readonly AdmittedNode[]): AdmittedNode[] {
+  // A stable sort: entries admitted at the same time keep the roster's order.
+  const rest = roster
+    .filter((r) => r.node !== self.node)
+    .sort((a, b) => (a.admitted_at < b.admitted_at ? -1 : a.admitted_at > b.admitted_at ? 1 : 0));
+  return [self, ...rest];
+}
+
+/**
+ * The roster entries that share another entry's nkey and are left out of the users (an error:
+ * admission refuses such a key, so one here was written around it). The caller logs them.
+ */
+export function duplicateNkeys(self: AdmittedNode, roster: readonly AdmittedNode[]): DuplicateNkey[] {
+  const owner = new Map<string, string>();
+  const dups: DuplicateNkey[] = [];
+  for (const n of ordered(self, roster)) {
+    const kept = owner.get(n.nkey);
+    if (kept === undefined) owner.set(n.nkey, n.node);
+    else dups.push({ node: n.node, kept, nkey: n.nkey });
+  }
+  return dups;
+}
+
+/**
+ * Every user of the server: the admitted nodes, one per nkey (see {@link ordered}: a later entry
+ * with an nkey already used is left out, {@link duplicateNkeys} says which), sorted by nkey so the
+ * rendered file does not depend on roster order.
  */
 export function natsUsers(self: AdmittedNode, roster: readonly AdmittedNode[]): NatsUser[] {
   const byKey = new Map<string, NatsUser>();
-  for (const n of [self, ...roster.filter((r) => r.node !== self.node)]) if (!byKey.has(n.nkey)) byKey.set(n.nkey, natsUser(n));
+  for (const n of ordered(self, roster)) if (!byKey.has(n.nkey)) byKey.set(n.nkey, natsUser(n));
   return [...byKey.values()].sort((a, b) => (a.nkey < b.nkey ? -1 : a.nkey > b.nkey ? 1 : 0));
 }

@@ -3,8 +3,9 @@
  * gateway sends its one-time join secret, a NATS user key it made itself and an X25519 key, through
  * the gateway's metadata proxy (which vouches for its MAC) and the metadata service (which resolves
  * it to its host record), as a `mammatus.hosts.join` request. Admission checks the record (a
- * planned host, this MAC, not joined yet), takes the secret (once, bound to the MAC, before its
- * expiry; joins.ts), signs the host's key for its name and roles, enters it in the roster, records
+ * planned host, this MAC, its name free or its own, its key not another node's), takes the secret
+ * (once, bound to the MAC, before its expiry; joins.ts; a repeat of the same join within a few
+ * minutes is answered again, sealed to the same key, since its first answer may have been lost), signs the host's key for its name and roles, enters it in the roster, records
  * `joined`, and answers with the credentials (without a seed: the host has its own) plus Serf's
  * gossip key and the controllers' addresses, sealed to the host's X25519 key (sealed.ts).
  *
@@ -23,7 +24,7 @@ import type { Logger } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
 import { checkNodeName, isUserKey, mintForKey, type AdmittedNode } from '../../core/trust.js';
 import { isHost } from './hosts.js';
-import { JoinRefused } from './joins.js';
+import { JoinRefused, type JoinAttempt, type JoinUse } from './joins.js';
 import { isBoxPublicKey, seal } from './sealed.js';
 
 /** A join or progress request larger than this is refused unread (a join is about 300 bytes). */
@@ -33,11 +34,15 @@ export const MAX_HOST_REQUEST_BYTES = 2048;
 export interface AdmissionDeps {
   /** The host record by instance id (undefined: none). */
   readonly find: (hostId: string) => Promise<InstanceRecord | undefined>;
-  /** Takes the host's secret; throws JoinRefused (joins.ts JoinSecrets.consume). */
-  readonly consume: (hostId: string, secret: string, mac: string, now: Date) => Promise<void>;
+  /** Takes the host's secret, or lets a repeat of its join through; throws JoinRefused (joins.ts JoinSecrets.consume). */
+  readonly consume: (hostId: string, attempt: JoinAttempt, now: Date, repeatOnly: boolean) => Promise<JoinUse>;
   /** Records a step of the host's progress (hosts.ts Hosts.progress). */
   readonly progress: (hostId: string, step: 'booted' | 'seeded' | 'joined' | 'installed') => Promise<unknown>;
-  readonly roster: { get(node: string): Promise<AdmittedNode | undefined>; put(node: AdmittedNode): Promise<void> };
+  readonly roster: {
+    get(node: string): Promise<AdmittedNode | undefined>;
+    put(node: AdmittedNode): Promise<void>;
+    list(): Promise<readonly AdmittedNode[]>;
+  };
   /** The authority's seed (this controller's credentials), or undefined when it holds none. */
   readonly authoritySeed: () => string | undefined;
   /** Serf's gossip key; undefined when gossip is not encrypted; throws when it cannot be read now. */
@@ -103,24 +108,36 @@ export async function admitHost(deps: AdmissionDeps, req: HostJoinRequest): Prom
     const record = await plannedHost(deps, req.host_id);
     const node = record.name;
     if (!record.macs.includes(req.mac)) throw new Refused(`host ${node} does not have MAC ${req.mac}`);
-    if (record.host.progress.joined)
-      throw new Refused(`host ${node} joined already at ${record.host.progress.joined} (mammatus host rejoin ${node} for a new secret)`);
+    const joined = record.host.progress.joined;
     if (record.host.roles.includes('controller'))
       throw new Refused(`host ${node} is planned as a controller: a controller is added with mammatus node add, not by joining`);
     checkNodeName(node);
     const authoritySeed = deps.authoritySeed();
     if (!authoritySeed) throw new Error('this controller holds no authority seed');
+    // The name and the key must be this host's own: an entry of another node (or of a host of the
+    // same name registered before) is never replaced by a join, and a key admitted under another
+    // name is never signed for this one (the roster must map one key to one node).
     const known = await deps.roster.get(node);
-    if (known?.roles.includes('controller')) throw new Refused(`${node} is an admitted controller: a host cannot take its name`);
+    if (known && known.host_id !== record.id)
+      throw new Refused(`a node named ${node} is already admitted: choose another name or mammatus node remove ${node}`);
+    const holder = (await deps.roster.list()).find((n) => n.nkey === req.nkey && n.node !== node);
+    if (holder) throw new Refused(`this nkey is already admitted as node ${holder.node}: a joining host makes a key of its own`);
     // Read before the secret is taken: a failure here leaves the secret for the next try.
     const gossipKey = await deps.gossipKey();
     const retryJoin = [...deps.retryJoin()];
     if (retryJoin.length === 0) throw new Error('no alive controller to join (Serf lists none)');
     const now = deps.now();
-    await deps.consume(record.id, req.secret, req.mac, now);
+    let use: JoinUse;
+    try {
+      use = await deps.consume(record.id, { secret: req.secret, mac: req.mac, nkey: req.nkey, box: req.box }, now, Boolean(joined));
+    } catch (err) {
+      if (joined && err instanceof JoinRefused)
+        throw new Refused(`host ${node} joined already at ${joined} (mammatus host rejoin ${node} for a new secret)`);
+      throw err;
+    }
     taken = node;
     const minted = mintForKey(authoritySeed, node, record.host.roles, now, req.nkey);
-    await deps.roster.put({ node, roles: minted.roles, nkey: minted.nkey, admitted_at: minted.admitted_at });
+    await deps.roster.put({ node, roles: minted.roles, nkey: minted.nkey, admitted_at: minted.admitted_at, host_id: record.id });
     await deps.progress(record.id, 'joined');
     const grant: HostJoinGrant = {
       node,
@@ -131,7 +148,16 @@ export async function admitHost(deps: AdmissionDeps, req: HostJoinRequest): Prom
       ...(gossipKey ? { gossip_key: gossipKey } : {}),
       retry_join: retryJoin,
     };
-    log.info({ node, roles: minted.roles, nkey: minted.nkey, replaced: known ? known.nkey : undefined }, 'host joined');
+    log.info(
+      {
+        node,
+        roles: minted.roles,
+        nkey: minted.nkey,
+        repeat: use === 'repeat',
+        replaced: known && known.nkey !== minted.nkey ? known.nkey : undefined,
+      },
+      use === 'repeat' ? 'host join answered again (its first answer was lost)' : 'host joined',
+    );
     return { ok: true, sealed: seal(req.box, grant) };
   } catch (err) {
     const refused = err instanceof Refused || err instanceof JoinRefused;

@@ -78,7 +78,7 @@ export function serveHosts(
   const now = w.now ?? (() => new Date());
   const deps = (b: Buckets): AdmissionDeps => ({
     find: (id) => b.registry.find(id),
-    consume: (id, secret, mac, at) => b.joins.consume(id, secret, mac, at),
+    consume: (id, attempt, at, repeatOnly) => b.joins.consume(id, attempt, at, repeatOnly),
     progress: (id, step) => b.hosts.progress(id, step),
     roster: b.roster,
     authoritySeed: () => w.credentials()?.authority_seed,
@@ -131,6 +131,8 @@ export function hostsHostedService(w: HostsServiceWiring): HostedService {
     name: 'hosts',
     async start(ctx) {
       members = ctx.members;
+      // Read the gossip key now, so the first join finds it cached (reading it asks every member).
+      detach(w.gossipKey(), (err) => ctx.log.warn({ err: errorMessage(err) }, 'host API: gossip key not readable yet'));
       const creds = w.credentials();
       const nc = await connectNats(ctx.natsUrl, { name: 'mammatus-hosts', persistent: true, credentials: creds ?? ctx.credentials });
       const api = serveHosts(nc, w, () => members, ctx.log, ctx.node);

@@ -30,6 +30,8 @@ export interface HostApi {
   readonly seed?: HostSeedSettings;
   /** The stored join secret of a host, if one waits. */
   joinSecret(hostId: string): Promise<JoinEntry | undefined>;
+  /** True while a joined host's spent secret still lets it repeat its join (its answer was lost). */
+  joinRepeatable(hostId: string): Promise<boolean>;
   /** Reports a step. @throws NoControllerAnswer */
   progress(request: HostProgressRequest): Promise<ProgressAnswer>;
   /** Forwards a join. @throws NoControllerAnswer */
@@ -51,6 +53,17 @@ export function natsHostApi(nc: () => NatsConnection | undefined, seed: HostSeed
     if (!c || c.isClosed()) throw new NoControllerAnswer('NATS is not connected');
     return c;
   };
+  const secrets = async <T>(read: (j: JoinSecrets) => Promise<T>): Promise<T> => {
+    const c = connection();
+    let open = buckets.get(c);
+    if (!open) buckets.set(c, (open = JoinSecrets.open(c)));
+    try {
+      return await read(await open);
+    } catch (err) {
+      buckets.delete(c); // opened again next time (the bucket may not have existed yet)
+      throw err;
+    }
+  };
   const request = async (subject: string, body: unknown, timeout: number): Promise<unknown> => {
     const c = connection();
     try {
@@ -62,17 +75,8 @@ export function natsHostApi(nc: () => NatsConnection | undefined, seed: HostSeed
   };
   return {
     ...(seed ? { seed } : {}),
-    async joinSecret(hostId) {
-      const c = connection();
-      let open = buckets.get(c);
-      if (!open) buckets.set(c, (open = JoinSecrets.open(c)));
-      try {
-        return await (await open).get(hostId);
-      } catch (err) {
-        buckets.delete(c); // opened again next time (the bucket may not have existed yet)
-        throw err;
-      }
-    },
+    joinSecret: (hostId) => secrets((j) => j.get(hostId)),
+    joinRepeatable: (hostId) => secrets((j) => j.repeatable(hostId, new Date())),
     async progress(req) {
       const a = (await request(HOST_PROGRESS_SUBJECT, req, PROGRESS_TIMEOUT_MS)) as Partial<{ ok: unknown; error: unknown }>;
       return a?.ok === true ? { ok: true } : { ok: false, error: typeof a?.error === 'string' ? a.error : 'refused' };

@@ -5,7 +5,8 @@
  *   records `booted`.
  * - `GET /nocloud/…` of a host: its seed (host-seed.ts); serving `user-data` records `seeded`.
  * - `POST /mammatus/join` {secret, nkey, box}: forwarded to the controllers as a HostJoinRequest,
- *   their HostJoinAnswer returned.
+ *   their HostJoinAnswer returned; for a host recorded as joined only while its spent secret still
+ *   allows a repeat (its first answer may have been lost when this service gave up waiting).
  * - `POST /mammatus/installed`: reports `installed`.
  *
  * Every one answers only a caller that a gateway's proxy vouched for by a MAC of a planned host's
@@ -128,7 +129,9 @@ export function hostRoutes(deps: HostRouteDeps): HostRoutes {
   const join = async (req: Request, host: HostRecord, mac: string): Promise<Answer> => {
     const body = parseJoinBody(req.body);
     if (typeof body === 'string') return answerText(400, body);
-    if (host.host.progress.joined)
+    // A joined host may be repeating a join whose answer it never got (this service gave up
+    // waiting): the controllers answer that again. Refused here only when no repeat can pass.
+    if (host.host.progress.joined && !(await repeatable(host)))
       return answerJson(200, { ok: false, error: 'this host has joined already (mammatus host rejoin NAME for a new secret)' });
     const request: HostJoinRequest = { host_id: host.id, mac: mac.toLowerCase(), ...body };
     try {
@@ -141,6 +144,13 @@ export function hostRoutes(deps: HostRouteDeps): HostRoutes {
       return { ...answerJson(503, { ok: false, error: 'no controller answered; try again' }), headers: UNAVAILABLE };
     }
   };
+
+  /** Whether a joined host's secret may still be repeated; when unreadable, the controllers decide. */
+  const repeatable = (host: HostRecord): Promise<boolean> =>
+    deps.api!.joinRepeatable(host.id).catch((err: unknown) => {
+      log.warn({ host: host.id, why: errorMessage(err) }, 'join secret unreadable; join forwarded');
+      return true;
+    });
 
   const installed = async (host: HostRecord): Promise<Answer> => {
     try {

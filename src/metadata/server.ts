@@ -165,6 +165,8 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     if (first === 'nocloud' || first === 'openstack') {
       const caller = resolve(req);
       if ('status' in caller) return refuse(caller);
+      // A planned host is seeded from /nocloud/ alone: no OpenStack tree (its vendor-data may mint a Vault credential).
+      if (first === 'openstack' && caller.record.host) return NOT_FOUND;
       if (deps.tokenMode === 'required' && !seedReaderProven(req, caller.record.id)) return answerText(401, 'Unauthorized');
       if (first === 'nocloud' && caller.record.host) {
         // A planned host's seed holds its join secret: only for its own MAC, vouched for by a gateway.
@@ -189,6 +191,8 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
     if (!isEc2Version(first)) return NOT_FOUND;
     const caller = resolve(req);
     if ('status' in caller) return refuse(caller);
+    // Nor the EC2 tree: a planned host reads its seed from /nocloud/ (its token PUT stays: the joins need one).
+    if (caller.record.host) return NOT_FOUND;
     const token = req.headers['x-aws-ec2-metadata-token'];
     if ((token !== undefined || deps.tokenMode === 'required') && !validToken(req, caller.record.id))
       return answerText(401, 'Unauthorized');

@@ -136,6 +136,16 @@ describe.skipIf(Boolean(skip))('host join at the controllers', () => {
     const again = await join({ host_id: h.id, mac: '52:54:00:00:00:01', secret, nkey: hostKeys().nkey, box: hostKeys().box.publicKey });
     expect(again).toEqual({ ok: false, error: expect.stringMatching(/joined already/) as unknown });
     expect((await roster.get('metal-1'))?.nkey).toBe(keys.nkey);
+    // The very same join again (its answer was lost: the metadata service gave up waiting): answered
+    // again, sealed to the same key; the roster keeps the same key.
+    const repeat = await join({ host_id: h.id, mac: '52:54:00:00:00:01', secret, nkey: keys.nkey, box: keys.box.publicKey });
+    expect(repeat.ok).toBe(true);
+    expect(openSealed(keys.box, repeat.sealed!)).toMatchObject({ node: 'metal-1', roles: ['compute'] });
+    expect(await roster.get('metal-1')).toMatchObject({ nkey: keys.nkey, host_id: h.id });
+    // Same secret and nkey but another box key (someone who saw the request on the LAN): refused.
+    const other = hostKeys();
+    const replay = await join({ host_id: h.id, mac: '52:54:00:00:00:01', secret, nkey: keys.nkey, box: other.box.publicKey });
+    expect(replay).toEqual({ ok: false, error: expect.stringMatching(/joined already/) as unknown });
 
     // After a rejoin the old secret is spent; the new one works (a rebooted diskless host).
     await hosts.rejoin('metal-1');
@@ -198,6 +208,31 @@ describe.skipIf(Boolean(skip))('host join at the controllers', () => {
     const text = logs.join('');
     expect(text).toContain('host join refused');
     for (const s of [secret, wrong, GOSSIP_KEY]) expect(text).not.toContain(s);
+  });
+
+  it("never takes over another node's name or key; the secret stays", async () => {
+    // A node admitted by node add (no host marker) named like the planned host.
+    const existing = hostKeys();
+    await roster.put({ node: 'metal-6', roles: ['storage'], nkey: existing.nkey, admitted_at: new Date().toISOString() });
+    const h = await hosts.register({ name: 'metal-6', mac: '52:54:00:00:00:09', roles: ['compute'], arch: 'bios' });
+    const secret = await secretOf(h.id);
+    const k = hostKeys();
+    const base = { host_id: h.id, mac: '52:54:00:00:00:09', secret, nkey: k.nkey, box: k.box.publicKey };
+    expect(await join(base)).toEqual({
+      ok: false,
+      error: 'a node named metal-6 is already admitted: choose another name or mammatus node remove metal-6',
+    });
+    expect((await roster.get('metal-6'))?.nkey).toBe(existing.nkey);
+    expect(await joins.get(h.id)).toBeDefined();
+    // A host sending another node's public key (public in its Serf trust tag): refused.
+    await roster.revoke('metal-6');
+    expect(await join({ ...base, nkey: (await roster.get('metal-1'))!.nkey })).toEqual({
+      ok: false,
+      error: 'this nkey is already admitted as node metal-1: a joining host makes a key of its own',
+    });
+    expect(await joins.get(h.id)).toBeDefined();
+    expect((await join(base)).ok).toBe(true);
+    expect(await roster.get('metal-6')).toMatchObject({ nkey: k.nkey, host_id: h.id });
   });
 
   it('records booted, seeded and (for a joined host with an install disk) installed', async () => {

@@ -77,6 +77,7 @@ describe.skipIf(Boolean(skip))('planned hosts at the metadata service', () => {
   let joinSub: Subscription | undefined;
   const progress: HostProgressRequest[] = [];
   const joinRequests: HostJoinRequest[] = [];
+  let vendorCalls = 0;
 
   /** Headers of the gateway's proxy vouching for `id` on `METHOD url` with `body`. */
   const signed = (url: string, id: CallerIdentity, method = 'GET', body = Buffer.alloc(0)) =>
@@ -112,7 +113,7 @@ describe.skipIf(Boolean(skip))('planned hosts at the metadata service', () => {
       callback: (_err, msg) => {
         const req = msg.json<HostJoinRequest>();
         joinRequests.push(req);
-        joins.consume(req.host_id, req.secret, req.mac, new Date()).then(
+        joins.consume(req.host_id, req, new Date()).then(
           async () => {
             await hosts.progress(req.host_id, 'joined');
             msg.respond(JSON.stringify({ ok: true, sealed: 'sealed-grant' }));
@@ -155,7 +156,7 @@ describe.skipIf(Boolean(skip))('planned hosts at the metadata service', () => {
       trustSourceAddress: true,
       domain: 'mammatus',
       availabilityZone: 'dc1a',
-      vendorData: async () => 'vendor-for-instances',
+      vendorData: async () => (vendorCalls++, 'vendor-for-instances'),
       hosts: natsHostApi(() => svcNc, SEED),
       log,
     });
@@ -242,6 +243,30 @@ describe.skipIf(Boolean(skip))('planned hosts at the metadata service', () => {
     expect((await get('/nocloud/user-data', { ip: '10.88.0.50', mac: '' })).status).toBe(404);
   });
 
+  it('serves a host neither the EC2 nor the OpenStack tree (no vendor-data built for it), but gives it a token', async () => {
+    const token = await tokenFor(asHost);
+    const calls = vendorCalls;
+    for (const id of [asHost, { ip: '10.88.0.50', mac: '' }])
+      for (const url of [
+        '/latest/meta-data/',
+        '/latest/meta-data/instance-id',
+        '/2009-04-04/user-data',
+        '/openstack',
+        '/openstack/latest/meta_data.json',
+        '/openstack/latest/vendor_data.json',
+        '/openstack/latest/vendor_data2.json',
+      ]) {
+        const res = await fetch(`${base}${url}`, { headers: { ...signed(url, id), 'x-aws-ec2-metadata-token': token } });
+        expect([url, res.status]).toEqual([url, 404]);
+      }
+    expect(vendorCalls).toBe(calls);
+    // An instance still gets both.
+    const web = { ip: '10.88.0.60', mac: '00:16:3e:19:00:02' };
+    expect((await get('/latest/meta-data/instance-id', web)).status).toBe(200);
+    expect(await (await get('/openstack/latest/vendor_data.json', web)).text()).toContain('vendor-for-instances');
+    expect(vendorCalls).toBe(calls + 1);
+  });
+
   it('refuses a join without a token (401), with a bad body (400), and one too large (413)', async () => {
     const secret = (await joins.get(hostId))!.secret;
     expect((await post('/mammatus/join', joinBody(secret))).status).toBe(401);
@@ -290,12 +315,27 @@ describe.skipIf(Boolean(skip))('planned hosts at the metadata service', () => {
     expect(JSON.parse(res.text)).toEqual({ ok: true, sealed: 'sealed-grant' });
     expect(joinRequests).toEqual([{ host_id: hostId, mac: HOST_MAC, secret, nkey: NKEY, box: BOX }]);
     await eventually(() => expect(record().host?.progress.joined).toBeTruthy(), 5000);
-    // Joined: the seed carries no secret, and a second join is refused.
+    // Joined: the seed carries no secret.
     const ud = await (await get('/nocloud/user-data')).text();
     expect(ud).not.toContain(secret);
     expect(ud).not.toContain('mammatus-join-secret');
+    // The host repeating its join (its answer was lost) is forwarded and answered again; another
+    // box key is refused by the controllers.
     const again = await post('/mammatus/join', joinBody(secret), asHost, await tokenFor(asHost));
-    expect(await again.json()).toMatchObject({ ok: false });
+    expect(await again.json()).toEqual({ ok: true, sealed: 'sealed-grant' });
+    const other = await post(
+      '/mammatus/join',
+      { ...joinBody(secret), box: Buffer.alloc(32, 2).toString('base64') },
+      asHost,
+      await tokenFor(asHost),
+    );
+    expect(await other.json()).toMatchObject({ ok: false, error: expect.stringMatching(/used already/) as unknown });
+    expect(joinRequests).toHaveLength(3);
+    // Once no repeat can pass (the spent secret gone), the service refuses by itself.
+    await joins.remove(hostId);
+    const late = await post('/mammatus/join', joinBody(secret), asHost, await tokenFor(asHost));
+    expect(await late.json()).toEqual({ ok: false, error: 'this host has joined already (mammatus host rejoin NAME for a new secret)' });
+    expect(joinRequests).toHaveLength(3);
   });
 
   it('records installed (token required), after which the script boots the local disk', async () => {

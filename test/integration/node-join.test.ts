@@ -48,7 +48,7 @@ describe.skipIf(Boolean(skip))('mammatus node join', () => {
   let callerMac = MAC;
   let secretFile = '';
   /** How the stand-in behaves: forward (as the metadata service), unknown caller, or a changed answer. */
-  let behaviour: 'forward' | 'unknown' | 'tamper' | 'forge' = 'forward';
+  let behaviour: 'forward' | 'unknown' | 'tamper' | 'forge' | 'lose' = 'forward';
   const bodies: string[] = [];
 
   const opts = (name: string): NodeJoinOptions => ({
@@ -79,6 +79,11 @@ describe.skipIf(Boolean(skip))('mammatus node join', () => {
       timeout: 10_000,
     });
     const a = JSON.parse(msg.string()) as HostJoinAnswer;
+    if (behaviour === 'lose') {
+      // As the metadata service that gave up waiting: the controllers took the secret, the host hears 503.
+      behaviour = 'forward';
+      return [503, JSON.stringify({ ok: false, error: 'no controller answered; try again' })];
+    }
     if (behaviour === 'tamper' && a.sealed)
       return [
         200,
@@ -187,6 +192,24 @@ describe.skipIf(Boolean(skip))('mammatus node join', () => {
     expect(await joinHost(o, 10)).toMatchObject({ node: 'metal-1', already: true });
     await expect(joinHost(opts('thief'), 10)).rejects.toThrow(/refused the join: host metal-1 joined already/);
     expect(existsSync(opts('thief').stateDir!)).toBe(false);
+  });
+
+  it('joins although the first answer was lost (the metadata service gave up): the retry is answered again', async () => {
+    const h = await hosts.register({ name: 'metal-7', mac: '52:54:00:00:01:07', roles: ['compute'], arch: 'bios' });
+    const saved = [hostId, secretFile, callerMac] as const;
+    [hostId, callerMac, secretFile] = [h.id, '52:54:00:00:01:07', path.join(tmp, 'lost-secret')];
+    writeFileSync(secretFile, (await joins.get(h.id))!.secret, { mode: 0o600 });
+    try {
+      behaviour = 'lose';
+      const before = bodies.length;
+      expect(await joinHost(opts('metal-7'), 10)).toMatchObject({ node: 'metal-7', roles: ['compute'] });
+      expect(bodies.length - before).toBe(2);
+      const creds = (await readCredentials(path.join(opts('metal-7').stateDir!, 'credentials.json')))!;
+      expect((await roster.get('metal-7'))?.nkey).toBe(userKey(creds));
+    } finally {
+      behaviour = 'forward';
+      [hostId, secretFile, callerMac] = saved;
+    }
   });
 
   it('reads the secret only from its file and says so without quoting it', async () => {

@@ -8,13 +8,15 @@ import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseHostFlags } from '../../../agent/cli/host.js';
+import { nameInUse, parseHostFlags } from '../../../agent/cli/host.js';
+import { Roster } from '../../../src/trust/roster.js';
 import { hostPlanProblem } from '../../../core/host-record.js';
 import { validateRecord } from '../../../core/instance-record.js';
 import { connectNats } from '../../../core/nats.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
 import { Hosts } from '../../../src/hosts/hosts.js';
-import { JoinRefused, JoinSecrets } from '../../../src/hosts/joins.js';
+import { JoinRefused, JoinSecrets, REPEAT_WINDOW_MS, type JoinAttempt } from '../../../src/hosts/joins.js';
+import { createUser } from '@nats-io/nkeys';
 import { InstanceRegistry } from '../../../src/registry/registry.js';
 import { cliRunner } from '../../helpers/run-cli.js';
 
@@ -119,18 +121,34 @@ describe.skipIf(!natsServerAvailable())('host commands and join secrets on JetSt
     expect((await run('host', 'register', 'metal2', '--mac', MAC, '--role', 'compute')).code).toBe(1);
   });
 
-  it('a secret is taken once, only with its MAC and before it expires', async () => {
+  it('a secret is taken once, only with its MAC and before it expires; the same join may repeat for a few minutes', async () => {
     const rec = await registry.get('metal1');
     const { secret } = (await joins.get(rec.id))!;
     const now = new Date();
-    await expect(joins.consume(rec.id, 'A'.repeat(43), MAC, now)).rejects.toThrow(/wrong join secret/);
-    await expect(joins.consume(rec.id, secret, '52:54:00:00:00:01', now)).rejects.toThrow(/bound to 52:54:00:12:34:56/);
-    await expect(joins.consume(rec.id, secret, MAC, new Date(Date.parse(rec.host!.join_expires_at) + 1))).rejects.toThrow(/expired/);
+    const nkey = createUser().getPublicKey();
+    const box = Buffer.alloc(32, 7).toString('base64');
+    const join = (over: Partial<JoinAttempt> = {}, at = now, repeatOnly = false) =>
+      joins.consume(rec.id, { secret, mac: MAC, nkey, box, ...over }, at, repeatOnly);
+    await expect(join({ secret: 'A'.repeat(43) })).rejects.toThrow(/wrong join secret/);
+    await expect(join({ mac: '52:54:00:00:00:01' })).rejects.toThrow(/bound to 52:54:00:12:34:56/);
+    await expect(join({}, new Date(Date.parse(rec.host!.join_expires_at) + 1))).rejects.toThrow(/expired/);
+    await expect(join({}, now, true)).rejects.toThrow(/joined already/);
+    expect(await joins.repeatable(rec.id, now)).toBe(false);
     // Two joins racing with the right secret: exactly one wins.
-    const results = await Promise.allSettled([joins.consume(rec.id, secret, MAC, now), joins.consume(rec.id, secret, MAC, now)]);
-    expect(results.filter((x) => x.status === 'fulfilled')).toHaveLength(1);
+    const results = await Promise.allSettled([join(), join()]);
+    expect(results.filter((x) => x.status === 'fulfilled').map((x) => (x as PromiseFulfilledResult<string>).value)).toEqual(['first']);
     expect((results.find((x) => x.status === 'rejected') as PromiseRejectedResult).reason).toBeInstanceOf(JoinRefused);
-    await expect(joins.consume(rec.id, secret, MAC, now)).rejects.toThrow(/no join secret is waiting/);
+    // The spent secret is no longer served as a seed; the same join (same nkey, same box) repeats
+    // within the window, anything else is refused.
+    expect(await joins.get(rec.id)).toBeUndefined();
+    expect(await joins.repeatable(rec.id, now)).toBe(true);
+    expect(await join()).toBe('repeat');
+    expect(await join({}, now, true)).toBe('repeat');
+    await expect(join({ box: Buffer.alloc(32, 8).toString('base64') })).rejects.toThrow(/used already/);
+    await expect(join({ nkey: createUser().getPublicKey(), box: Buffer.alloc(32, 9).toString('base64') })).rejects.toThrow(/used already/);
+    const later = new Date(now.getTime() + REPEAT_WINDOW_MS + 1000);
+    await expect(join({}, later)).rejects.toThrow(/used already/);
+    expect(await joins.repeatable(rec.id, later)).toBe(false);
   });
 
   it('progress is recorded once per step; rejoin gives a new secret and starts over; rm removes record and secret', async () => {
@@ -144,11 +162,29 @@ describe.skipIf(!natsServerAvailable())('host commands and join secrets on JetSt
     const fresh = await registry.get('metal1');
     expect(Object.keys(fresh.host!.progress)).toEqual(['registered']);
     expect(await joins.get(fresh.id)).toBeDefined();
+    // `instance rm` would leave the host's join secret behind: it refuses planned hosts.
+    const viaInstance = await run('instance', 'rm', 'metal1');
+    expect([viaInstance.code, viaInstance.err]).toEqual([1, expect.stringContaining('metal1 is a planned host: mammatus host rm metal1')]);
+    expect(await registry.find('metal1')).toBeDefined();
     expect((await run('host', 'rm', 'metal1')).code).toBe(0);
     expect(await registry.find('metal1')).toBeUndefined();
     expect(await joins.get(fresh.id)).toBeUndefined();
     // An instance is not a host.
     await registry.register({ name: 'web', node: 'cn1', macs: ['02:00:00:00:00:09'] });
     expect((await run('host', 'show', 'web')).err).toMatch(/not a planned host/);
+  });
+
+  it("refuses to plan a host under an admitted node's name or an alive member's", async () => {
+    const roster = await Roster.open(nc);
+    await roster.put({ node: 'cn-7', roles: ['compute'], nkey: createUser().getPublicKey(), admitted_at: new Date().toISOString() });
+    const r = await run('host', 'register', 'cn-7', '--mac', '52:54:00:12:34:77', '--role', 'compute');
+    expect([r.code, r.err]).toEqual([
+      1,
+      expect.stringContaining('a node named cn-7 is already admitted: choose another name or mammatus node remove cn-7'),
+    ]);
+    expect(await registry.find('cn-7')).toBeUndefined();
+    expect(await nameInUse(nc, 'ghost', new Map([['ghost', 'alive']]))).toBe('ghost is an alive Serf member: choose another name');
+    expect(await nameInUse(nc, 'ghost', new Map([['ghost', 'left']]))).toBeUndefined();
+    expect(await nameInUse(nc, 'ghost', undefined)).toBeUndefined();
   });
 });

@@ -25,7 +25,7 @@ import type { DesiredState } from '../../../roles/types.js';
 import { admittedNode, annotateTrust } from '../../../core/trust.js';
 import { parseRoleTag } from '../../../core/members.js';
 import { fixedCredentials } from '../../helpers/trust.js';
-import { natsUser } from '../../../roles/controller/permissions.js';
+import { duplicateNkeys, natsUser, natsUsers } from '../../../roles/controller/permissions.js';
 
 const fixturesDir = join(import.meta.dirname, '..', '__fixtures__', 'controller');
 const goldenRoot = join(import.meta.dirname, '..', '__golden__', 'controller');
@@ -213,6 +213,22 @@ describe('trust: who may connect, and who is a controller', () => {
     expect(cn.permissions!.publish.allow).toContain('mammatus.volumes.node.cn1');
     expect(gw.permissions!.publish.allow).not.toContain('mammatus.registry.node.gw1');
     expect(gw.permissions!.publish.allow.some((s) => s.startsWith('mammatus.volumes.'))).toBe(false);
+  });
+
+  it("leaves out (and names) a later roster entry that copies an earlier node's nkey; this controller's own entry always wins", () => {
+    const self = admittedNode(fixedCredentials('a', ['controller']));
+    const cn = { ...admittedNode(fixedCredentials('cn1', ['compute'], 2)), admitted_at: '2026-12-01T00:00:00.000Z' };
+    // A later admission with cn1's key (public in its trust tag), under a name sorting first.
+    const thief = { node: 'aaa', roles: ['controller' as const], nkey: cn.nkey, admitted_at: '2026-12-02T00:00:00.000Z' };
+    const users = natsUsers(self, [thief, cn]);
+    expect(users).toHaveLength(2);
+    expect(users.find((u) => u.nkey === cn.nkey)!.permissions!.publish.allow).toContain('mammatus.registry.node.cn1');
+    expect(duplicateNkeys(self, [thief, cn])).toEqual([{ node: 'aaa', kept: 'cn1', nkey: cn.nkey }]);
+    // A roster entry copying this controller's key never displaces it.
+    const copy = { node: 'zz', roles: ['gateway' as const], nkey: self.nkey, admitted_at: '2026-11-01T00:00:00.000Z' };
+    expect(natsUsers(self, [copy]).find((u) => u.nkey === self.nkey)!.permissions).toBeUndefined();
+    expect(duplicateNkeys(self, [copy])).toEqual([{ node: 'zz', kept: 'a', nkey: self.nkey }]);
+    expect(duplicateNkeys(self, ROSTER)).toEqual([]);
   });
 
   it('gives a storage node the volume API on its own subjects and no bucket, no instance registry', () => {

@@ -13,6 +13,7 @@ import { createAuthority, type AdmittedNode } from '../../../core/trust.js';
 import { answerJoin, answerProgress, type AdmissionDeps } from '../../../src/hosts/admission.js';
 import { controllerSerfAddresses } from '../../../src/hosts/hosted.js';
 import { newBoxKeyPair, openSealed } from '../../../src/hosts/sealed.js';
+import { JoinRefused } from '../../../src/hosts/joins.js';
 import type { Member } from '../../../core/contracts.js';
 
 const SECRET = 'A'.repeat(43);
@@ -30,9 +31,13 @@ function deps(over: Partial<AdmissionDeps> = {}) {
   const roster = new Map<string, AdmittedNode>();
   const d: AdmissionDeps = {
     find: (id) => Promise.resolve(id === 'h1' ? record : undefined),
-    consume: (id) => Promise.resolve(void consumed.push(id)),
+    consume: (id) => (consumed.push(id), Promise.resolve('first' as const)),
     progress: () => Promise.resolve(),
-    roster: { get: (n) => Promise.resolve(roster.get(n)), put: (n) => Promise.resolve(void roster.set(n.node, n)) },
+    roster: {
+      get: (n) => Promise.resolve(roster.get(n)),
+      put: (n) => Promise.resolve(void roster.set(n.node, n)),
+      list: () => Promise.resolve([...roster.values()]),
+    },
     authoritySeed: () => SEED,
     gossipKey: () => Promise.resolve('k'.repeat(44)),
     retryJoin: () => ['10.0.0.1:7946'],
@@ -42,9 +47,10 @@ function deps(over: Partial<AdmissionDeps> = {}) {
   };
   return { d, consumed, roster };
 }
-const request = (box = newBoxKeyPair()) => ({
+const NKEY = createUser().getPublicKey();
+const request = (box = newBoxKeyPair(), nkey = NKEY) => ({
   box,
-  data: Buffer.from(JSON.stringify({ host_id: 'h1', mac: MAC, secret: SECRET, nkey: createUser().getPublicKey(), box: box.publicKey })),
+  data: Buffer.from(JSON.stringify({ host_id: 'h1', mac: MAC, secret: SECRET, nkey, box: box.publicKey })),
 });
 
 describe('admission', () => {
@@ -69,9 +75,32 @@ describe('admission', () => {
           roster: {
             get: () => Promise.resolve({ node: 'metal-1', roles: ['controller'], nkey: 'U', admitted_at: '' }),
             put: () => Promise.resolve(),
+            list: () => Promise.resolve([]),
           },
         },
-        /is an admitted controller/,
+        /a node named metal-1 is already admitted: choose another name or mammatus node remove metal-1/,
+      ],
+      [
+        // A node of that name from node add, or from an earlier host of the same name: not this host's.
+        {
+          roster: {
+            get: () => Promise.resolve({ node: 'metal-1', roles: ['compute'], nkey: 'U', admitted_at: '', host_id: 'h0' }),
+            put: () => Promise.resolve(),
+            list: () => Promise.resolve([]),
+          },
+        },
+        /a node named metal-1 is already admitted/,
+      ],
+      [
+        // Another node's public key (it is in that node's Serf trust tag).
+        {
+          roster: {
+            get: () => Promise.resolve(undefined),
+            put: () => Promise.resolve(),
+            list: () => Promise.resolve([{ node: 'cn-1', roles: ['compute'], nkey: NKEY, admitted_at: '' }]),
+          },
+        },
+        /this nkey is already admitted as node cn-1/,
       ],
       [{ find: () => Promise.resolve({ ...record, host: { ...record.host!, roles: ['controller'] } }) }, /planned as a controller/],
       [{ find: () => Promise.resolve({ ...record, host: undefined }) }, /no planned host h1/],
@@ -85,8 +114,36 @@ describe('admission', () => {
     }
   });
 
+  it("replaces only this host's own roster entry (a rejoin), and lets a joined host repeat its join only as a repeat", async () => {
+    const { d, roster } = deps();
+    roster.set('metal-1', { node: 'metal-1', roles: ['compute'], nkey: createUser().getPublicKey(), admitted_at: '', host_id: 'h1' });
+    expect((await answerJoin(d, request().data)).ok).toBe(true);
+    expect(roster.get('metal-1')).toMatchObject({ nkey: NKEY, host_id: 'h1' });
+    // Recorded as joined: the secret must be taken as a repeat (repeatOnly), else "joined already".
+    const joined = { ...record, host: { ...record.host!, progress: { ...record.host!.progress, joined: '2026-12-06T00:30:00Z' } } };
+    const seen: boolean[] = [];
+    const repeat = deps({
+      find: () => Promise.resolve(joined),
+      consume: (_id, _a, _now, repeatOnly) => (seen.push(repeatOnly), Promise.resolve('repeat' as const)),
+    });
+    const r = request();
+    const a = await answerJoin(repeat.d, r.data);
+    expect(a.ok).toBe(true);
+    expect(openSealed(r.box, a.sealed!)).toMatchObject({ node: 'metal-1' });
+    expect(seen).toEqual([true]);
+    const refused = deps({
+      find: () => Promise.resolve(joined),
+      consume: () => Promise.reject(new JoinRefused('the join secret was used already')),
+    });
+    expect((await answerJoin(refused.d, request().data)).error).toBe(
+      'host metal-1 joined already at 2026-12-06T00:30:00Z (mammatus host rejoin metal-1 for a new secret)',
+    );
+  });
+
   it('says the secret is spent when admission fails after taking it', async () => {
-    const { d, consumed } = deps({ roster: { get: () => Promise.resolve(undefined), put: () => Promise.reject(new Error('no quorum')) } });
+    const { d, consumed } = deps({
+      roster: { get: () => Promise.resolve(undefined), put: () => Promise.reject(new Error('no quorum')), list: () => Promise.resolve([]) },
+    });
     const a = await answerJoin(d, request().data);
     expect(a.error).toBe('the controllers could not admit the host: no quorum (its secret is spent: mammatus host rejoin metal-1)');
     expect(consumed).toEqual(['h1']);
