@@ -113,6 +113,9 @@ export function hostRoutes(deps: HostRouteDeps): HostRoutes {
       if (req.method === 'GET' && !host.host.progress.seeded) report(host, 'seeded');
     }
     // Vendor-data (tenant services' agents) is for instances, not for nodes: a host gets none.
+    // network-config answers 200 and empty (DHCP as the kernel line has it): a 404 costs a host ten
+    // one-second retries of cloud-init's NoCloud reader (25.1).
+    if (leaf.length === 1 && leaf[0] === 'network-config') return { status: 200, body: '', type: 'text/plain; charset=utf-8' };
     const node = walk(nocloudTree(host, ctx, '', userData), rest);
     if (!node) return NOT_FOUND;
     return node.kind === 'dir' ? answerText(200, listing(node)) : { status: 200, body: node.body, type: node.type };

@@ -23,8 +23,8 @@ export interface IpxeScriptInput {
   readonly bootUrl?: string;
 }
 
-/** The NoCloud seed on the kernel command line; `nocloud-net` (cloud-init 22.4 ignores an http seed with `nocloud`). */
-export const HOST_SEED_ARG = 'ds=nocloud-net;s=http://169.254.169.254/nocloud/';
+/** The NoCloud seed on the kernel command line: `ds=nocloud;s=http…` (the boot image's cloud-init 25.1 takes it; `nocloud-net` is deprecated there, docs/baremetal.md). */
+export const HOST_SEED_ARG = 'ds=nocloud;s=http://169.254.169.254/nocloud/';
 
 /** The live system's directory per firmware: x86 BIOS and UEFI share the amd64 build; arm64 is on paper. */
 const LIVE_ARCH: Readonly<Record<HostArch, string>> = { bios: 'amd64', efi64: 'amd64', arm64: 'arm64' };
@@ -60,8 +60,9 @@ export function renderIpxeScript(input: IpxeScriptInput): string {
     'boot=live',
     `fetch=${base}/filesystem.squashfs`,
     'ip=dhcp',
-    'console=ttyS0',
+    // The last console is /dev/console: systemd's and cloud-init's output go to the serial line.
     'console=tty0',
+    'console=ttyS0',
     HOST_SEED_ARG,
   ].join(' ');
   return [...head, '# live system from the gateway, seeded by the metadata service', kernel, `initrd ${base}/initrd.img`, 'boot', ''].join(

@@ -20,7 +20,7 @@ describe('renderIpxeScript', () => {
     const script = renderIpxeScript({ name: 'm', arch: 'efi64', installed: false });
     expect(script.split('\n')).toEqual(
       expect.arrayContaining([
-        'kernel ${boot-url}/live/amd64/vmlinuz initrd=initrd.img boot=live fetch=${boot-url}/live/amd64/filesystem.squashfs ip=dhcp console=ttyS0 console=tty0 ds=nocloud-net;s=http://169.254.169.254/nocloud/',
+        'kernel ${boot-url}/live/amd64/vmlinuz initrd=initrd.img boot=live fetch=${boot-url}/live/amd64/filesystem.squashfs ip=dhcp console=tty0 console=ttyS0 ds=nocloud;s=http://169.254.169.254/nocloud/',
         'initrd ${boot-url}/live/amd64/initrd.img',
         'boot',
       ]),
