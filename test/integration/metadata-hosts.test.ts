@@ -185,7 +185,7 @@ describe.skipIf(Boolean(skip))('planned hosts at the metadata service', () => {
     const script = await res.text();
     expect(script).toMatch(/^#!ipxe\n/);
     expect(script).toContain('kernel http://10.88.0.1:8777/live/amd64/vmlinuz initrd=initrd.img boot=live');
-    expect(script).toContain('ds=nocloud-net;s=http://169.254.169.254/nocloud/');
+    expect(script).toContain('ds=nocloud;s=http://169.254.169.254/nocloud/');
     expect(await (await get('/mammatus/ipxe')).text()).toContain('kernel ${boot-url}/live/amd64/vmlinuz');
     expect((await get('/mammatus/ipxe?boot_url=http://10.88.0.1:8777%20initrd=x')).status).toBe(400);
     await eventually(() => expect(record().host?.progress.booted).toBeTruthy(), 5000);
@@ -202,6 +202,9 @@ describe.skipIf(Boolean(skip))('planned hosts at the metadata service', () => {
     expect(doc.write_files.find((f) => f.path === '/run/mammatus-join-secret')?.content).toBe(`${secret}\n`);
     expect(doc.runcmd.at(-1)).toEqual(['mammatus-install-to-disk', '/dev/vda']);
     expect(await (await get('/nocloud/vendor-data')).text()).toBe('');
+    // network-config: 200 and empty, so cloud-init does not retry a 404 ten times.
+    const net = await get('/nocloud/network-config');
+    expect([net.status, await net.text()]).toEqual([200, '']);
     await eventually(() => expect(record().host?.progress.seeded).toBeTruthy(), 5000);
   });
 
