@@ -67,6 +67,8 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('--json', 'print JSON')
     .option('--tag <key=value>', 'only members whose tag matches (regular expression), repeatable', collectKeyValue)
     .option('--timeout <duration>', "query timeout (default: serf's, 3.2 s for small clusters)")
+    .option('--hosts', 'also list planned bare-metal hosts and how far each got (reads the registry over NATS)')
+    .option('--nats <url>', 'NATS servers for --hosts (default: the controllers Serf knows)')
     .action((o: StatusOptions, cmd: Command) => set(import('./status.js').then((m) => m.statusCommand(g(cmd), o, io))));
 
   program

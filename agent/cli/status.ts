@@ -16,6 +16,9 @@ export interface StatusOptions {
   json?: boolean;
   tag?: Record<string, string>;
   timeout?: string;
+  /** Also list planned bare-metal hosts with their progress (reads the registry). */
+  hosts?: boolean;
+  nats?: string;
 }
 
 /** One row of the result. */
@@ -111,11 +114,15 @@ function stateCell(a: StatusAnswer): string {
 /** Runs the command; exit code 1 when a member with an agent did not answer or a role failed. */
 export async function statusCommand(g: GlobalOptions, opts: StatusOptions, io: CliIo): Promise<number> {
   const rows = await collectStatus(g, opts);
+  const alive = new Map(rows.map((r) => [r.node, r.status]));
+  const hosts = opts.hosts ? await import('./status-hosts.js') : undefined;
   const bad = rows.some(
     (r) => (r.missing && r.missing !== 'no agent' && r.missing !== 'not alive') || (r.answer && stateCell(r.answer) !== 'ok'),
   );
   if (opts.json) {
-    io.out(JSON.stringify(rows, null, 2));
+    // With --hosts the answer is an object (members and hosts); without, the array it always was.
+    const out = hosts ? { members: rows, hosts: await hosts.plannedHosts(g, opts.nats, alive) } : rows;
+    io.out(JSON.stringify(out, null, 2));
     return bad ? 1 : 0;
   }
   const table = [['NODE', 'ADDRESS', 'SERF', 'ROLES', 'TRUST', 'VERSION', 'UPTIME', 'STATE']];
@@ -144,5 +151,6 @@ export async function statusCommand(g: GlobalOptions, opts: StatusOptions, io: C
   for (const line of formatTable(table)) io.out(line);
   for (const d of details) io.out(`  ${d}`);
   for (const e of errors) io.out(`  ! ${e}`);
+  if (hosts) for (const line of await hosts.plannedHostLines(g, opts.nats, alive)) io.out(line);
   return bad ? 1 : 0;
 }

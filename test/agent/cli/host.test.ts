@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nameInUse, parseHostFlags } from '../../../agent/cli/host.js';
+import { plannedHostLines } from '../../../agent/cli/status-hosts.js';
 import { Roster } from '../../../src/trust/roster.js';
 import { hostPlanProblem } from '../../../core/host-record.js';
 import { validateRecord } from '../../../core/instance-record.js';
@@ -117,6 +118,19 @@ describe.skipIf(!natsServerAvailable())('host commands and join secrets on JetSt
     expect((await run('host', 'list')).out).toMatch(/^metal1\s+52:54:00:12:34:56\s+compute\s+efi64\s+-\s+registered\s/m);
     expect((await run('host', 'show', 'metal1')).out).toMatch(/registered/);
     expect((await run('instance', 'list')).out).not.toMatch(/metal1/);
+    // `status --hosts` lists it below the members, with its progress (the members table needs serf).
+    const g = { rpcAddr: '127.0.0.1:1', credentials: nats.credentialsFile };
+    expect(await plannedHostLines(g, nats.url, new Map())).toEqual([
+      'planned hosts:',
+      expect.stringMatching(/^ {2}metal1 \(52:54:00:12:34:56, compute\): registered since 20\d\d-/),
+    ]);
+    expect(await plannedHostLines(g, nats.url, new Map([['metal1', 'alive']]))).toEqual([
+      'planned hosts:',
+      '  metal1 (52:54:00:12:34:56, compute): registered since ' + rec.host!.progress.registered,
+    ]);
+    expect(await plannedHostLines(g, 'nats://127.0.0.1:1', new Map())).toEqual([
+      expect.stringMatching(/^ {2}! planned hosts: cannot read the registry: /),
+    ]);
     // The same MAC cannot be planned twice (the registry's claims).
     expect((await run('host', 'register', 'metal2', '--mac', MAC, '--role', 'compute')).code).toBe(1);
   });
