@@ -116,6 +116,11 @@ export interface InstanceSummary {
    * it is also the Serf member of the same name and address, and keeps its reservation and name.
    */
   readonly host?: true;
+  /**
+   * A planned host that is a Raspberry Pi (`host.arch` rpi): the gateway tags its MACs so that only
+   * they get the Pi bootloader's DHCP answer (option 43 "Raspberry Pi Boot", TFTP server).
+   */
+  readonly rpi?: true;
 }
 
 /** A live copy of the instance registry that a role keeps while it runs. */

@@ -10,8 +10,13 @@
  */
 import { ROLE_NAMES, type RoleName } from './members.js';
 
-/** The firmware a host boots with: it decides the boot file dnsmasq hands out (DHCP option 93). */
-export const HOST_ARCHES = ['bios', 'efi64', 'arm64'] as const;
+/**
+ * The firmware a host boots with: it decides the boot file dnsmasq hands out (DHCP option 93).
+ * `rpi` is a Raspberry Pi 4 or 5 booting from the network with the bootloader in its EEPROM: it
+ * claims option 93 = 0 like a BIOS PC but runs no iPXE; the gateway answers it by MAC with the
+ * option 43 "Raspberry Pi Boot" and TFTP (docs/baremetal.md, "Raspberry Pi and ARM boards").
+ */
+export const HOST_ARCHES = ['bios', 'efi64', 'arm64', 'rpi'] as const;
 /** One firmware kind. */
 export type HostArch = (typeof HOST_ARCHES)[number];
 

@@ -19,7 +19,7 @@ export function registerHostCommands(program: Command, w: Omit<NodeWiring, 'env'
     .argument('<name>', 'host name: a DNS label; its node name and <name>.mammatus')
     .requiredOption('--mac <mac>', 'MAC address of the NIC it boots from')
     .requiredOption('--role <roles>', 'roles it joins with, comma-separated (gateway, compute, storage, controller)')
-    .option('--arch <arch>', 'firmware: bios, efi64 or arm64 (default bios)')
+    .option('--arch <arch>', 'firmware: bios, efi64, arm64 or rpi (Raspberry Pi 4/5 EEPROM network boot; default bios)')
     .option('--ssh-key <file>', 'file of OpenSSH public keys for its admin user, repeatable', collectList)
     .option('--install-disk <dev>', 'install to this whole disk (e.g. /dev/sda) and boot from it after; default: diskless')
     .option('--expires <duration>', 'how long the join secret is accepted (default 24h)')

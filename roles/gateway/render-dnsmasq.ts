@@ -6,9 +6,22 @@
 import { MANAGED_HEADER, type GatewayConfig } from './config.js';
 import { formatIPv4, netmask, parseCidr, parseIPv4 } from '../../core/net.js';
 import { stubUrl } from './render-boot.js';
+import { RPI_TAG } from './render-instances.js';
+
+/** What of the registry the static config depends on. */
+export interface DnsmasqConfInput {
+  /**
+   * True when a served planned host is a Raspberry Pi (`rpi`): only then do the Pi's lines go in,
+   * because a `pxe-service` line makes dnsmasq answer every PXE client with option 43 (for the
+   * others only "boot the file given", verified with dnsmasq 2.90), and without a Pi nothing should
+   * change for them. Registering the first Pi (or removing the last) therefore restarts dnsmasq.
+   */
+  readonly rpi?: boolean;
+}
 
 /** Renders `dnsmasq.conf` from resolved settings. Pure; reservations are sorted by IP. */
-export function renderDnsmasqConf(cfg: GatewayConfig): string {
+export function renderDnsmasqConf(cfg: GatewayConfig, input: DnsmasqConfInput = {}): string {
+  const rpi = cfg.pxe.enabled && input.rpi === true;
   const lan = parseCidr(cfg.lan.address);
   if (!lan) throw new Error(`roles.gateway.lan.address: invalid CIDR ${cfg.lan.address}`);
   const gw = formatIPv4(lan.address);
@@ -50,7 +63,8 @@ export function renderDnsmasqConf(cfg: GatewayConfig): string {
     '# lease and TFTP events go to the agent through this hook',
     `dhcp-script=${cfg.paths.lease_hook}`,
     'log-dhcp',
-    ...(cfg.pxe.enabled ? renderPxe(cfg) : []),
+    ...(cfg.pxe.enabled ? renderPxe(cfg, rpi) : []),
+    ...(rpi ? renderRpi(gw) : []),
     ...(cfg.pxe.enabled && cfg.boot.enabled ? renderRa(cfg) : []),
     ...(cfg.tftp.enabled ? renderTftp(cfg) : []),
   ];
@@ -59,7 +73,7 @@ export function renderDnsmasqConf(cfg: GatewayConfig): string {
 }
 
 /** PXE by RFC 4578 client architecture (DHCP option 93), and iPXE recognised by its user class. */
-function renderPxe(cfg: GatewayConfig): string[] {
+function renderPxe(cfg: GatewayConfig, rpi: boolean): string[] {
   // An operator's own script wins; else the boot server's stub, when it runs.
   const script = cfg.pxe.ipxe_script ?? (cfg.boot.enabled ? stubUrl(cfg) : undefined);
   return [
@@ -70,11 +84,31 @@ function renderPxe(cfg: GatewayConfig): string[] {
     'dhcp-match=set:efiarm64,option:client-arch,11',
     'dhcp-userclass=set:ipxe,iPXE',
     '# firmware PXE chainloads iPXE; tag:!ipxe keeps iPXE from being handed iPXE again (boot loop)',
-    `dhcp-boot=tag:bios,tag:!ipxe,${cfg.pxe.bios}`,
+    // A Raspberry Pi also claims arch 0 (BIOS) but runs no iPXE: no boot file for it (renderRpi).
+    `dhcp-boot=tag:bios,tag:!ipxe,${rpi ? `tag:!${RPI_TAG},` : ''}${cfg.pxe.bios}`,
     `dhcp-boot=tag:efi64,tag:!ipxe,${cfg.pxe.efi64}`,
     `dhcp-boot=tag:efiarm64,tag:!ipxe,${cfg.pxe.arm64}`,
     // Without a script URL iPXE gets no boot file and falls through to its next boot device.
     ...(script ? ['# iPXE already running: hand it the boot script', `dhcp-boot=tag:ipxe,${script}`] : []),
+  ];
+}
+
+/**
+ * Raspberry Pi 4/5 network boot (planned hosts with arch `rpi`, whose MACs the dhcp-hostsdir
+ * files tag). Their EEPROM bootloader sends option 93 = 0 and vendor class
+ * `PXEClient:Arch:00000:UNDI:002001`, and boots from the network only when the reply's option 43
+ * holds "Raspberry Pi Boot": dnsmasq writes that as the PXE boot menu (43.9) of a `pxe-service`
+ * of CSA 0 without a boot file (the Pi asks for its own files). Verified against dnsmasq 2.90
+ * with a DHCPDISCOVER shaped like the Pi's: option 43 comes out byte for byte as in the Raspberry
+ * Pi documentation's capture, and an untagged client gets no menu. The Pi then reads
+ * `<serial>/start4.elf` by TFTP from the reply's server (siaddr, and option 66 which it asks for;
+ * both are the gateway) and, when that is missing, the TFTP root.
+ */
+function renderRpi(gw: string): string[] {
+  return [
+    `# --- Raspberry Pi 4/5 (tag:${RPI_TAG} set by MAC in dhcp-hostsdir): option 43 "Raspberry Pi Boot", TFTP here; no iPXE ---`,
+    `pxe-service=tag:${RPI_TAG},0,"Raspberry Pi Boot"`,
+    `dhcp-option=tag:${RPI_TAG},option:tftp-server,${gw}`,
   ];
 }
 

@@ -105,11 +105,18 @@ function clash(values: readonly string[], taken: ReadonlyMap<string, string>, wh
   return hit === undefined ? undefined : `${what} ${hit} is ${taken.get(hit)!}`;
 }
 
-/** One `dhcp-hostsdir` file per instance: `mac,[ip,]name` per MAC. Mode 0644; sorted by path. */
+/** The dnsmasq tag a Raspberry Pi host's MACs get: dnsmasq.conf answers it with the Pi's boot options. */
+export const RPI_TAG = 'rpi';
+
+/**
+ * One `dhcp-hostsdir` file per instance: `mac,[set:rpi,][ip,]name` per MAC (a Raspberry Pi host's
+ * lines set the tag its bootloader is answered by, render-dnsmasq.ts). Mode 0644; sorted by path.
+ */
 export function renderDhcpHosts(cfg: GatewayConfig, instances: readonly InstanceSummary[]): RenderedFile[] {
   return instances.map((i) => {
     const ip = lanAddressOf(cfg, i);
-    const lines = i.macs.map((mac) => [mac, ...(ip ? [ip] : []), i.name].join(','));
+    const tag = i.rpi ? [`set:${RPI_TAG}`] : [];
+    const lines = i.macs.map((mac) => [mac, ...tag, ...(ip ? [ip] : []), i.name].join(','));
     return { path: `${cfg.paths.dhcp_hosts_dir}/${i.name}`, content: `${MANAGED_HEADER}${lines.join('\n')}\n`, mode: 0o644 };
   });
 }
@@ -127,7 +134,11 @@ export function parseDhcpHosts(content: string): DhcpHost | undefined {
   let name: string | undefined;
   let ip: string | undefined;
   for (const line of content.split('\n')) {
-    const parts = line.trim().split(',');
+    // Tags (`set:rpi`) say how to answer the MAC, not who holds it.
+    const parts = line
+      .trim()
+      .split(',')
+      .filter((p) => !p.startsWith('set:'));
     if (parts.length < 2 || parts.length > 3 || !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(parts[0])) continue;
     macs.push(parts[0]);
     name = parts[parts.length - 1];

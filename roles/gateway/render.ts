@@ -28,7 +28,8 @@ export function renderGateway(desired: DesiredState<Record<string, unknown>>): R
   const plan = planInstances(cfg, desired.members, desired.instances ?? []);
   const instances = plan.served;
   const files: RenderedFile[] = [
-    { path: cfg.paths.dnsmasq_conf, content: renderDnsmasqConf(cfg), mode: 0o644 },
+    // A Raspberry Pi among the served hosts adds its boot lines (render-dnsmasq.ts says why only then).
+    { path: cfg.paths.dnsmasq_conf, content: renderDnsmasqConf(cfg, { rpi: instances.some((i) => i.rpi) }), mode: 0o644 },
     { path: cfg.paths.iptables, content: renderIptables(cfg, { serfPort }), mode: 0o600 },
     { path: cfg.paths.sysctl, content: renderSysctl(), mode: 0o644 },
     ...renderHostsFiles(cfg, desired.members, instanceNames(cfg, instances)),

@@ -26,8 +26,13 @@ export interface IpxeScriptInput {
 /** The NoCloud seed on the kernel command line: `ds=nocloud;s=http…` (the boot image's cloud-init 25.1 takes it; `nocloud-net` is deprecated there, docs/baremetal.md). */
 export const HOST_SEED_ARG = 'ds=nocloud;s=http://169.254.169.254/nocloud/';
 
-/** The live system's directory per firmware: x86 BIOS and UEFI share the amd64 build; arm64 is on paper. */
-const LIVE_ARCH: Readonly<Record<HostArch, string>> = { bios: 'amd64', efi64: 'amd64', arm64: 'arm64' };
+/**
+ * The live system's directory per firmware: x86 BIOS and UEFI share the amd64 build; arm64 is on
+ * paper. A Raspberry Pi (`rpi`) runs no iPXE — its EEPROM bootloader loads firmware and kernel by
+ * TFTP — so it never asks for this script; only a Pi given a UEFI firmware in its TFTP directory
+ * goes on like an ARM64 UEFI machine (iPXE, then here), hence the arm64 build for it too.
+ */
+const LIVE_ARCH: Readonly<Record<HostArch, string>> = { bios: 'amd64', efi64: 'amd64', arm64: 'arm64', rpi: 'arm64' };
 
 /**
  * True for a `boot_url` the service may write into a script: `http://<IPv4>:<port>`, nothing else

@@ -12,11 +12,18 @@ import { watchRegistry } from './watched.js';
 const DEBOUNCE_MS = 200;
 
 /**
- * What the gateway keeps of a record: name, MACs, IPs, and whether it is a planned host (`host`:
- * such a machine keeps its reservation when it joins Serf under its own name).
+ * What the gateway keeps of a record: name, MACs, IPs, whether it is a planned host (`host`:
+ * such a machine keeps its reservation when it joins Serf under its own name), and whether that
+ * host is a Raspberry Pi (`rpi`: its MACs get the Pi bootloader's DHCP answer).
  */
 export function gatewaySummary(r: InstanceRecord): InstanceSummary {
-  return { name: r.name, macs: r.macs, ips: r.ips, ...(r.host ? { host: true as const } : {}) };
+  return {
+    name: r.name,
+    macs: r.macs,
+    ips: r.ips,
+    ...(r.host ? { host: true as const } : {}),
+    ...(r.host?.arch === 'rpi' ? { rpi: true as const } : {}),
+  };
 }
 
 /** Opens the feed (the composition root binds `credentials` and gives the role the rest). */

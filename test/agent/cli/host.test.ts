@@ -41,6 +41,8 @@ describe('host flags and records', () => {
     expect(() => parseHostFlags({ mac: MAC, role: 'compute,db' })).toThrow(/unknown role db/);
     expect(() => parseHostFlags({ mac: MAC, role: '' })).toThrow(/--role/);
     expect(() => parseHostFlags({ mac: MAC, role: 'compute', arch: 'sparc' })).toThrow(/--arch/);
+    // A Raspberry Pi 4/5 booting from its EEPROM (docs/baremetal.md, "Raspberry Pi and ARM boards").
+    expect(parseHostFlags({ mac: 'DC:A6:32:01:36:C2', role: 'compute', arch: 'rpi' })).toMatchObject({ arch: 'rpi' });
     expect(() => parseHostFlags({ mac: MAC, role: 'compute', installDisk: '/dev/sda1' })).toThrow(/--install-disk/);
     expect(() => parseHostFlags({ mac: MAC, role: 'compute', installDisk: '/dev/../etc/passwd' })).toThrow(/--install-disk/);
     expect(parseHostFlags({ mac: MAC, role: 'compute', installDisk: '/dev/nvme0n1', expires: '2h' }).ttlMs).toBe(7_200_000);
@@ -70,6 +72,7 @@ describe('host flags and records', () => {
     expect(validateRecord(record).host).toEqual(ok);
     expect(() => validateRecord({ ...record, node: 'cn1' })).toThrow(/node: a planned host runs on no node/);
     expect(() => validateRecord({ ...record, host: { ...ok, arch: 'x' } })).toThrow(/host.arch/);
+    expect(validateRecord({ ...record, host: { ...ok, arch: 'rpi' } }).host?.arch).toBe('rpi');
   });
 });
 

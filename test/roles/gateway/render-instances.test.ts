@@ -89,6 +89,15 @@ describe('instances at the gateway', () => {
     expect(parseDhcpHosts(without.content)).toEqual({ name: 'pxe-1', macs: ['02:00:00:00:01:03'] });
     expect(parseDhcpHosts('# nothing\n')).toBeUndefined();
   });
+  it("tags a Raspberry Pi host's MACs with set:rpi, and reads that file back", () => {
+    const pi = { name: 'pi-1', macs: ['dc:a6:32:01:36:c2'], ips: ['10.88.0.52'], host: true as const, rpi: true as const };
+    const [withIp, without] = renderDhcpHosts(cfg, [pi, { ...pi, ips: [] }]);
+    expect(withIp.content).toContain('\ndc:a6:32:01:36:c2,set:rpi,10.88.0.52,pi-1\n');
+    expect(without.content).toContain('\ndc:a6:32:01:36:c2,set:rpi,pi-1\n');
+    // The tag is not part of the reservation: lease release still finds the MAC and address.
+    expect(parseDhcpHosts(withIp.content)).toEqual({ name: 'pi-1', macs: ['dc:a6:32:01:36:c2'], ip: '10.88.0.52' });
+    expect(parseDhcpHosts(without.content)).toEqual({ name: 'pi-1', macs: ['dc:a6:32:01:36:c2'] });
+  });
   it('renders a dhcp-hostsdir file per instance and a name for those with an address', () => {
     const files = renderGateway({ node: 'gw', config: cfg as never, members: [member('node-a', '10.88.0.5')], instances });
     const byPath = new Map(files.map((f) => [f.path, f.content]));

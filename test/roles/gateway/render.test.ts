@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { parse } from 'yaml';
-import type { Member } from '../../../core/contracts.js';
+import type { InstanceSummary, Member } from '../../../core/contracts.js';
 import type { DesiredState, RenderedFile } from '../../../roles/types.js';
 import { parseGatewayConfig } from '../../../roles/gateway/config.js';
 import { renderDnsmasqConf } from '../../../roles/gateway/render-dnsmasq.js';
@@ -30,10 +30,11 @@ function loadFixture(name: string): DesiredState {
     node: string;
     config?: Record<string, unknown>;
     members?: Member[];
+    instances?: InstanceSummary[];
   };
   // The agent hands roles members sorted by name; do the same so fixtures can be written in any order.
   const members = [...(raw.members ?? [])].sort((a, b) => (a.name < b.name ? -1 : 1));
-  return { node: raw.node, config: raw.config ?? {}, members };
+  return { node: raw.node, config: raw.config ?? {}, members, ...(raw.instances ? { instances: raw.instances } : {}) };
 }
 
 function member(name: string, addr: string, status: Member['status'] = 'alive', port = 7946): Member {
@@ -53,7 +54,7 @@ function fileAt(files: RenderedFile[], path: string): RenderedFile {
 
 describe('gateway role goldens', () => {
   it('has the three fixture cases', () => {
-    expect(cases).toEqual(expect.arrayContaining(['full', 'minimal', 'no-tftp-pxe']));
+    expect(cases).toEqual(expect.arrayContaining(['full', 'minimal', 'no-tftp-pxe', 'rpi']));
   });
 
   it.each(cases)('%s renders the golden files', async (name) => {
@@ -118,6 +119,37 @@ describe('renderGateway', () => {
     expect(() => renderGateway({ node: 'n', config: { lan: { address: 'nope' } }, members: [] })).toThrow(
       /^roles\.gateway\.lan\.address: /,
     );
+  });
+});
+
+describe('renderDnsmasqConf for a Raspberry Pi', () => {
+  const cfg = parseGatewayConfig({});
+  const conf = renderDnsmasqConf(cfg, { rpi: true });
+
+  it('answers tag:rpi with option 43 "Raspberry Pi Boot" (a CSA 0 pxe-service, no boot file) and the TFTP server', () => {
+    expect(conf).toContain('\npxe-service=tag:rpi,0,"Raspberry Pi Boot"\n');
+    expect(conf).toContain('\ndhcp-option=tag:rpi,option:tftp-server,10.88.0.1\n');
+    // The Pi claims arch 0 like a BIOS PC: it must not be handed undionly.kpxe.
+    expect(conf).toContain('\ndhcp-boot=tag:bios,tag:!ipxe,tag:!rpi,undionly.kpxe\n');
+  });
+
+  it('adds nothing without a Pi: a pxe-service line would give every PXE client option 43', () => {
+    const plain = renderDnsmasqConf(cfg);
+    expect(plain).not.toMatch(/pxe-service|tag:!?rpi/);
+    expect(renderDnsmasqConf(cfg, { rpi: false })).toBe(plain);
+    // PXE off: no Pi lines either (the Pi is answered like any DHCP client).
+    expect(renderDnsmasqConf(parseGatewayConfig({ pxe: { enabled: false } }), { rpi: true })).not.toContain('rpi');
+  });
+
+  it('renderGateway adds them only while a served host is a Pi', () => {
+    const desired = loadFixture('rpi');
+    const dnsmasq = (d: DesiredState) => fileAt(renderGateway(d), '/etc/mammatus/gateway/dnsmasq.conf').content;
+    expect(dnsmasq(desired)).toContain('pxe-service=tag:rpi');
+    const noPi = { ...desired, instances: desired.instances!.filter((i) => !i.rpi) };
+    expect(dnsmasq(noPi)).not.toContain('pxe-service');
+    // A Pi left out (its name is the gateway's) is not served: no Pi lines for it.
+    const leftOut = { ...desired, instances: [{ ...desired.instances![0], name: 'gateway' }] };
+    expect(dnsmasq(leftOut)).not.toContain('pxe-service');
   });
 });
 

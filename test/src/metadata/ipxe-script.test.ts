@@ -28,6 +28,10 @@ describe('renderIpxeScript', () => {
     expect(script.startsWith('#!ipxe\n')).toBe(true);
   });
 
+  it('names the arm64 live build for a Raspberry Pi (it runs no iPXE, so this is never asked in practice)', () => {
+    expect(renderIpxeScript({ name: 'pi-1', arch: 'rpi', installed: false })).toContain('${boot-url}/live/arm64/vmlinuz');
+  });
+
   it('refuses a boot URL that is not http://<IPv4>:<port>', () => {
     expect(() => renderIpxeScript({ name: 'm', arch: 'bios', installed: false, bootUrl: 'http://x y' })).toThrow(/boot URL/);
   });

@@ -26,4 +26,15 @@ describe('gatewaySummary', () => {
       host: true,
     });
   });
+
+  it('flags a Raspberry Pi host, so the gateway tags its MACs for the Pi bootloader', () => {
+    const pi = { ...base, host: { roles: ['compute'], arch: 'rpi', join_expires_at: '2026-12-07T00:00:00Z', progress: {} } };
+    expect(gatewaySummary(pi as unknown as InstanceRecord)).toEqual({
+      name: 'metal-1',
+      macs: ['02:00:00:00:02:01'],
+      ips: ['10.88.0.60'],
+      host: true,
+      rpi: true,
+    });
+  });
 });
