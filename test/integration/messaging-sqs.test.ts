@@ -115,17 +115,20 @@ describe.skipIf(!natsServerAvailable()).each(NAMES.map((n, i) => [n, i] as const
 
   test('DelaySeconds per message and per queue', { timeout: 60_000 }, async () => {
     const url = await d().createQueue(`delay-${tag}`);
-    await d().send(url, 'later', { delay: 2 });
+    // The AWS CLI takes a second or more per call on a busy machine: its delays are longer, so the
+    // "not yet" reads still happen inside them.
+    const [messageDelay, queueDelay] = tag === 'cli' ? [10, 6] : [2, 1];
+    await d().send(url, 'later', { delay: messageDelay });
     expect(await d().receive(url)).toEqual([]);
     expect(await d().attributes(url, ['ApproximateNumberOfMessagesDelayed'])).toEqual({ ApproximateNumberOfMessagesDelayed: '1' });
     const t0 = Date.now();
-    const got = await d().receive(url, { wait: 5 });
+    const got = await d().receive(url, { wait: messageDelay + 3 });
     expect(got.map((m) => m.Body)).toEqual(['later']);
     expect(Date.now() - t0).toBeGreaterThan(tag === 'cli' ? 0 : 1000);
-    await d().setAttributes(url, { DelaySeconds: '1' });
+    await d().setAttributes(url, { DelaySeconds: String(queueDelay) });
     await d().send(url, 'queue delay');
     expect(await d().receive(url)).toEqual([]);
-    expect((await d().receive(url, { wait: 3 })).map((m) => m.Body)).toEqual(['queue delay']);
+    expect((await d().receive(url, { wait: queueDelay + 2 })).map((m) => m.Body)).toEqual(['queue delay']);
   });
 
   test('purge, and a second purge within 60 s', { timeout: 60_000 }, async () => {
