@@ -40,9 +40,12 @@ describe('trackDaemon and untilReady', () => {
   });
 
   it('escalates to SIGKILL when the daemon ignores its stop signal', async () => {
-    const child = node("process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)");
+    // Ready once it says so: its handler is in place (on a busy machine node starts slower than any fixed wait).
+    const child = spawn(process.execPath, ['-e', "process.on('SIGTERM', () => {}); console.log('ready'); setInterval(() => {}, 1000)"], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     const daemon = trackDaemon(child);
-    await untilReady(daemon, new Promise((r) => setTimeout(r, 300)), 'thing', '/tmp/x');
+    await untilReady(daemon, new Promise((r) => child.stdout.once('data', r)), 'thing', '/tmp/x');
     const started = Date.now();
     await daemon.stop('SIGTERM', 200);
     expect(child.signalCode).toBe('SIGKILL');
