@@ -16,8 +16,10 @@ import { checkNodeName } from '../../core/trust.js';
 import { Hosts, isHost } from '../../src/hosts/hosts.js';
 import { Roster } from '../../src/trust/roster.js';
 import { JoinSecrets } from '../../src/hosts/joins.js';
-import { formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
+import { connect, formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
+import { withTrust } from './credentials.js';
 import { memberStatuses, withRegistry, type InstanceOptions } from './instance.js';
+import { trustVerdict } from './status.js';
 
 /** `host register` flags. */
 export interface HostRegisterOptions extends InstanceOptions {
@@ -138,7 +140,29 @@ export async function registerCommand(g: GlobalOptions, name: string, o: HostReg
   });
 }
 
-/** Where a host is now: its last recorded step, or `ok` once it is an alive member. */
+/**
+ * Each member's Serf status for {@link hostProgress}, with an alive member whose trust tag does not
+ * verify (yet) reported as `alive, untrusted`: a joined host's Serf is alive a little before its
+ * agent has started and set the tag, and a member named like the host is not proof that it joined.
+ * Undefined when Serf cannot be asked.
+ */
+export async function hostMembers(g: GlobalOptions): Promise<Map<string, string> | undefined> {
+  try {
+    const client = await connect(g);
+    try {
+      const members = await withTrust(g, await client.members());
+      // `unknown`: this CLI knows no authority to check with; Serf's word is all there is then.
+      const trusted = (m: (typeof members)[number]) => trustVerdict(m) !== 'untrusted';
+      return new Map(members.map((m) => [m.name, m.status === 'alive' && !trusted(m) ? 'alive, untrusted' : m.status]));
+    } finally {
+      client.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where a host is now: its last recorded step, or `ok` once it is an alive member whose trust tag verifies. */
 export function hostProgress(r: InstanceRecord & { host: HostPlan }, members: ReadonlyMap<string, string> | undefined): string {
   const last = lastStep(r.host);
   if (last?.step !== 'registered' && members?.get(r.name) === 'alive') return 'ok';
@@ -151,7 +175,7 @@ export function hostProgress(r: InstanceRecord & { host: HostPlan }, members: Re
 export function listCommand(g: GlobalOptions, o: InstanceOptions, io: CliIo): Promise<number> {
   return withHosts(g, o, io, async (hosts) => {
     const list = await hosts.list();
-    const members = await memberStatuses(g);
+    const members = await hostMembers(g);
     if (o.json) {
       io.out(
         JSON.stringify(
@@ -188,7 +212,7 @@ export function showCommand(g: GlobalOptions, name: string, o: InstanceOptions, 
       io.err(`error: ${r.name} is an instance, not a planned host (mammatus instance show)`);
       return 1;
     }
-    const members = await memberStatuses(g);
+    const members = await hostMembers(g);
     if (o.json) {
       io.out(JSON.stringify({ ...r, progress: hostProgress(r, members) }, null, 2));
       return 0;

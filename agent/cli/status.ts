@@ -114,7 +114,8 @@ function stateCell(a: StatusAnswer): string {
 /** Runs the command; exit code 1 when a member with an agent did not answer or a role failed. */
 export async function statusCommand(g: GlobalOptions, opts: StatusOptions, io: CliIo): Promise<number> {
   const rows = await collectStatus(g, opts);
-  const alive = new Map(rows.map((r) => [r.node, r.status]));
+  // A host is `ok` only as an alive member whose trust tag verifies (as `host list` says it).
+  const alive = new Map(rows.map((r) => [r.node, r.status === 'alive' && r.trust === 'untrusted' ? 'alive, untrusted' : r.status]));
   const hosts = opts.hosts ? await import('./status-hosts.js') : undefined;
   const bad = rows.some(
     (r) => (r.missing && r.missing !== 'no agent' && r.missing !== 'not alive') || (r.answer && stateCell(r.answer) !== 'ok'),

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nameInUse, parseHostFlags } from '../../../agent/cli/host.js';
+import { hostProgress, nameInUse, parseHostFlags } from '../../../agent/cli/host.js';
 import { plannedHostLines } from '../../../agent/cli/status-hosts.js';
 import { Roster } from '../../../src/trust/roster.js';
 import { hostPlanProblem } from '../../../core/host-record.js';
@@ -203,5 +203,23 @@ describe.skipIf(!natsServerAvailable())('host commands and join secrets on JetSt
     expect(await nameInUse(nc, 'ghost', new Map([['ghost', 'alive']]))).toBe('ghost is an alive Serf member: choose another name');
     expect(await nameInUse(nc, 'ghost', new Map([['ghost', 'left']]))).toBeUndefined();
     expect(await nameInUse(nc, 'ghost', undefined)).toBeUndefined();
+  });
+
+  it('says ok only for an alive member whose trust tag verifies (hostMembers), else the last step', () => {
+    const at = new Date().toISOString();
+    const record = {
+      name: 'h1',
+      host: {
+        roles: ['compute' as const],
+        arch: 'bios' as const,
+        join_expires_at: new Date(Date.now() + 60_000).toISOString(),
+        progress: { registered: at, booted: at, seeded: at, joined: at },
+      },
+    } as unknown as Parameters<typeof hostProgress>[0];
+    expect(hostProgress(record, new Map([['h1', 'alive']]))).toBe('ok');
+    // Serf restarted by the join is alive before the agent has set its trust tag.
+    expect(hostProgress(record, new Map([['h1', 'alive, untrusted']]))).toBe('joined');
+    expect(hostProgress(record, new Map([['h1', 'failed']]))).toBe('joined');
+    expect(hostProgress(record, undefined)).toBe('joined');
   });
 });
