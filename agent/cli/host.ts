@@ -6,8 +6,8 @@
  * the registry and whether it is a live member from Serf.
  */
 import { readFile } from 'node:fs/promises';
-import { HOST_ARCHES, isInstallDisk, lastStep, type HostArch, type HostPlan } from '../../core/host-record.js';
-import { normalizeMac, type InstanceRecord } from '../../core/instance-record.js';
+import { HOST_ARCHES, isInstallDisk, lastStep, type HostArch } from '../../core/host-record.js';
+import { normalizeMac } from '../../core/instance-record.js';
 import { parseRoleTag, type RoleName } from '../../core/members.js';
 import { parseDuration } from '../../core/duration.js';
 import { errorMessage } from '../../core/errors.js';
@@ -18,6 +18,7 @@ import { Roster } from '../../src/trust/roster.js';
 import { JoinSecrets } from '../../src/hosts/joins.js';
 import { connect, formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { withTrust } from './credentials.js';
+import { hostProgress } from './host-progress.js';
 import { memberStatuses, withRegistry, type InstanceOptions } from './instance.js';
 import { trustVerdict } from './status.js';
 
@@ -160,15 +161,6 @@ export async function hostMembers(g: GlobalOptions): Promise<Map<string, string>
   } catch {
     return undefined;
   }
-}
-
-/** Where a host is now: its last recorded step, or `ok` once it is an alive member whose trust tag verifies. */
-export function hostProgress(r: InstanceRecord & { host: HostPlan }, members: ReadonlyMap<string, string> | undefined): string {
-  const last = lastStep(r.host);
-  if (last?.step !== 'registered' && members?.get(r.name) === 'alive') return 'ok';
-  if (!last) return '-';
-  const expired = last.step === 'registered' && Date.parse(r.host.join_expires_at) < Date.now();
-  return expired ? 'registered (join secret expired: host rejoin)' : last.step;
 }
 
 /** `host list` */

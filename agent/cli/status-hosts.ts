@@ -10,7 +10,7 @@ import { isHost } from '../../src/hosts/hosts.js';
 import { InstanceRegistry } from '../../src/registry/registry.js';
 import type { GlobalOptions } from './common.js';
 import { cliCredentials } from './credentials.js';
-import { hostProgress } from './host.js';
+import { hostProgress } from './host-progress.js';
 import { resolveNatsServers } from './instance.js';
 
 /** One planned host as status shows it. */
