@@ -182,9 +182,12 @@ function runcmd(hostJoin: HostJoinBootstrap | undefined): unknown[] {
     ['systemctl', '--no-block', 'restart', 'serf.service', 'mammatus-agent.service'],
   ];
   if (!hostJoin?.secret) return start;
+  // A host restarts first: its packages enabled both units already, and a plain `enable` reloads
+  // systemd, 18–25 s of an emulated guest before the node comes up (docs/benchmarks.md §14).
   return [
     `mammatus node join --secret-file ${NODE_BOOTSTRAP_PATHS.joinSecret} || exit 1`,
-    ...start,
+    start[1],
+    ['systemctl', 'enable', '--no-reload', 'serf.service', 'mammatus-agent.service'],
     ...(hostJoin.installDisk ? [['mammatus-install-to-disk', hostJoin.installDisk]] : []),
   ];
 }

@@ -165,8 +165,8 @@ describe('renderNodeBootstrap', () => {
     expect(doc.packages).toEqual(['serf', 'mammatus-agent']);
     expect(doc.runcmd).toEqual([
       'mammatus node join --secret-file /run/mammatus-join-secret || exit 1',
-      ['systemctl', 'enable', 'serf.service', 'mammatus-agent.service'],
       ['systemctl', '--no-block', 'restart', 'serf.service', 'mammatus-agent.service'],
+      ['systemctl', 'enable', '--no-reload', 'serf.service', 'mammatus-agent.service'],
       ['mammatus-install-to-disk', '/dev/vda'],
     ]);
     // Without a secret: nothing to join with, so no join and no install either.
