@@ -10,7 +10,7 @@
  * reboots once more and comes up from disk again: no second install, no second report, no live-boot
  * fetch, no cloud-init. Root only; skipped with the reason otherwise.
  */
-import { execFile } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -174,6 +174,8 @@ describe.skipIf(Boolean(skip))(
     let image: string;
     let httpLog: string;
     let dhcpLog: string;
+    // The stand-ins: a test that loses one says so instead of waiting on a machine that cannot boot.
+    const helpers: { name: string; process: ChildProcess }[] = [];
 
     beforeAll(async () => {
       const built = await exec('bash', [path.join(ROOT, 'scripts/build-boot-image.sh')], { timeout: 1_800_000, maxBuffer: 16 << 20 });
@@ -204,7 +206,7 @@ describe.skipIf(Boolean(skip))(
         ...redirect,
       ]);
       await exec('ip', ['-n', bed.ns.gw, 'addr', 'add', 'fd00:88::1/64', 'dev', bed.ifaces.gwLan, 'nodad']);
-      bed.spawn('gw', [
+      const dnsmasq = bed.spawn('gw', [
         'dnsmasq',
         '--no-daemon',
         '--conf-file=/dev/null',
@@ -228,6 +230,7 @@ describe.skipIf(Boolean(skip))(
         `--log-facility=${dhcpLog}`,
       ]);
       await waitForFile(dhcpLog, /started, version/, 10_000);
+      helpers.push({ name: 'dnsmasq', process: dnsmasq });
       const cfg = {
         port: PORT,
         host: '0.0.0.0',
@@ -243,6 +246,7 @@ describe.skipIf(Boolean(skip))(
       };
       const server = bed.spawn('gw', [process.execPath, '-e', SERVER, JSON.stringify(cfg)]);
       await waitForFile(server.logFile, /listening/, 10_000);
+      helpers.push({ name: 'the boot and metadata server', process: server });
     }, 1_900_000);
 
     afterAll(async () => {
@@ -265,13 +269,19 @@ describe.skipIf(Boolean(skip))(
             if (l.ev === 'installed') mark('installed reported', l.t);
           }
           const serial = vm.serial();
-          if (/mammatus-install-to-disk: .* copy the running system \.\.\./.test(serial)) mark('install: copy started');
+          if (/mammatus-install-to-disk: .* copy the running system to \S+ \.\.\./.test(serial)) mark('install: copy started');
           if (/mammatus-install-to-disk: .* installed to \/dev\/vda/.test(serial)) mark('install: done');
           if (/mammatus-disk-boot 1 /.test(serial)) mark('first boot from disk');
           if (/mammatus-disk-boot 2 /.test(serial)) mark('second boot from disk');
           if (stages.has('second boot from disk')) break;
           if (/mammatus-install-to-disk: .*(FAILED|REFUSED)/.test(serial)) throw new Error(`install failed:\n${serial.slice(-4000)}`);
-          if (vm.process.exitCode !== null) throw new Error(`qemu exited (${vm.process.exitCode}):\n${serial.slice(-3000)}`);
+          const gone = helpers.find((h) => h.process.exitCode !== null || h.process.signalCode !== null);
+          if (gone)
+            throw new Error(
+              `${gone.name} exited (${gone.process.exitCode ?? gone.process.signalCode}) during the test; stages ${JSON.stringify([...stages])}`,
+            );
+          if (vm.process.exitCode !== null || vm.process.signalCode !== null)
+            throw new Error(`qemu exited (${vm.process.exitCode ?? vm.process.signalCode}):\n${serial.slice(-3000)}`);
           if (Date.now() > deadline)
             throw new Error(`not done within ${LIMIT_MS} ms; stages ${JSON.stringify([...stages])}\n${serial.slice(-4000)}`);
           await sleep(500);
