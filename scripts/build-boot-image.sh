@@ -50,12 +50,16 @@ esac
 # live-boot + busybox: the initrd fetches the squashfs over HTTP (fetch=) with busybox's wget.
 # systemd-resolved, udev, dbus: as in the instance image (networkd DHCP, hostnamectl for cloud-init).
 # nodejs, serf, procps, adduser: what mammatus-agent depends on, so the cluster repository only has
-# to carry mammatus-agent. grub-*-bin: the install-to-disk step writes a boot loader for BIOS or EFI.
+# to carry mammatus-agent. grub-*-bin + grub2-common (grub-install), gdisk, dosfstools, e2fsprogs:
+# mammatus-install-to-disk partitions a disk and writes a boot loader for BIOS and EFI.
 # openssh-server: `host register --ssh-key` logs in with a key (passwords are off, below).
 PACKAGES=("$kpkg" live-boot busybox initramfs-tools zstd systemd-sysv udev dbus systemd-resolved iproute2
   netbase procps adduser cloud-init locales ca-certificates curl nodejs serf openssh-server
-  grub-pc-bin grub-efi-amd64-bin dosfstools e2fsprogs)
-key=$(cat "$0" <(echo "$suite $arch $kernel ${PACKAGES[*]}") | sha256sum | cut -c1-12)
+  grub-pc-bin grub-efi-amd64-bin grub2-common gdisk dosfstools e2fsprogs)
+# The install-to-disk command the seed runs (scripts/boot-image/); it is part of the key.
+install_cmd="$(dirname "$0")/boot-image/mammatus-install-to-disk"
+[ -r "$install_cmd" ] || { echo "build-boot-image: $install_cmd is missing" >&2; exit 1; }
+key=$(cat "$0" "$install_cmd" <(echo "$suite $arch $kernel ${PACKAGES[*]}") | sha256sum | cut -c1-12)
 name="mammatus-boot-$suite-$arch-$kernel-$key"
 out="$cache/$name"
 done_file="$out/SHA256SUMS"
@@ -168,6 +172,7 @@ DHCP=ipv4
 [DHCPv4]
 ClientIdentifier=mac
 EOF
+install -m 0755 "$install_cmd" "$r/usr/local/sbin/mammatus-install-to-disk"
 in_chroot systemctl enable systemd-networkd.service systemd-resolved.service >&2
 # No passwords: root is locked, sshd takes keys only.
 in_chroot usermod -p '*' root
