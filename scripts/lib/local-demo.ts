@@ -182,7 +182,7 @@ function volumeLines(cli: string, a: string, nats: string, s: NonNullable<DemoCl
     `${s.prefix} tgtadm --lld iscsi --mode target --op show   # storage-1's tgtd: the target, LUN 1, its CHAP user, an ACL of nobody`,
     `${vol} attach data --instance web-1 --initiator ${TRY_INITIATOR} ${nats}   # recorded; compute-1 logs in to nothing here`,
     `${vol} list ${nats}   # attached; storage-1 now admits that initiator (with the CHAP)`,
-    `iscsi-ls -i ${TRY_INITIATOR} iscsi://${s.portal}   # what discovery shows that initiator`,
+    `timeout 10 sh -c 'until iscsi-ls -i ${TRY_INITIATOR} iscsi://${s.portal}; do sleep 1; done'   # what discovery shows that initiator, once storage-1 applied the attach`,
     `(eval "$(${vol} show data --json --show-secret ${nats} | jq -r ${chap})" && iscsi-inq -i ${TRY_INITIATOR} "iscsi://${s.portal}/$TARGET")   # a login with the volume's CHAP`,
     `${vol} detach data ${nats} && ${vol} rm data --wait ${nats}   # target and backing file go, then the record`,
   ];
