@@ -5,70 +5,22 @@
  * sent as the child's first message; a change of that file restarts it.
  */
 import { parse as parseYaml } from 'yaml';
-import { ChildService, serviceArgv, type ChildInit } from '../../core/child-service.js';
-import type { Argv, Logger, Spawn } from '../../core/contracts.js';
-import { DEFAULT_SERVICE_USER } from '../../core/users.js';
+import type { ChildInit } from '../../core/child-service.js';
+import type { GatewayChildSpec } from './service-child.js';
 import type { BootServerSection } from './render-boot.js';
 
 /** The child's service name (`mammatus service run boot-http`). */
 export const BOOT_SERVICE = 'boot-http';
 
-/** What running the server takes from the role's deps. */
-export interface BootChildDeps {
-  readonly spawn: Spawn;
-  /** How to run `mammatus` itself; without it the config is written but no server runs. */
-  readonly mammatus?: Argv;
-  readonly serviceUser?: () => string;
-  readonly logLevel?: () => string;
-}
-
-/** The one boot server child of a gateway role. */
-export class BootServerChild {
-  private child: ChildService | undefined;
-
-  constructor(private readonly deps: BootChildDeps) {}
-
-  /** True while the child runs. */
-  get running(): boolean {
-    return this.child?.running ?? false;
-  }
-
-  /** Its last output lines, for status and errors. */
-  lastLines(n: number): string {
-    return this.child?.lastLines(n) ?? 'no output';
-  }
-
-  /**
-   * Starts, restarts or stops the server to match its config file (`text`, undefined = none).
-   * Rejects when a (re)started server does not come up (the LAN address missing, the port taken);
-   * it is retried with backoff meanwhile.
-   */
-  async apply(text: string | undefined, ctx: { readonly log: Logger }, restart: boolean): Promise<void> {
-    if (text === undefined) return void (await this.child?.stop());
-    const mammatus = this.deps.mammatus;
-    if (!mammatus) return ctx.log.warn('the boot server is configured but this agent cannot run mammatus; PXE clients get no boot files');
-    if (!restart && this.child?.running) return;
+/** The boot server's child: its settings are the rendered file's `boot:` section, checked again. */
+export const BOOT_CHILD: GatewayChildSpec = {
+  service: BOOT_SERVICE,
+  withoutMammatus: 'the boot server is configured but this agent cannot run mammatus; PXE clients get no boot files',
+  init(text, level) {
     const section = parseBootSection((parseYaml(text) as { boot?: unknown } | null)?.boot);
-    const level = this.deps.logLevel?.() ?? 'info';
-    const init = (): ChildInit => ({ type: 'init', service: BOOT_SERVICE, level, section: { ...section } });
-    await this.childFor(ctx.log, mammatus).start(init, { keepTrying: true });
-  }
-
-  async stop(): Promise<void> {
-    await this.child?.stop();
-  }
-
-  private childFor(log: Logger, mammatus: Argv): ChildService {
-    return (this.child ??= new ChildService({
-      spawn: this.deps.spawn,
-      log: log.child({ component: BOOT_SERVICE }),
-      name: BOOT_SERVICE,
-      argv: serviceArgv(mammatus, BOOT_SERVICE),
-      user: this.deps.serviceUser?.() ?? DEFAULT_SERVICE_USER,
-      readyTimeoutMs: 10_000,
-    }));
-  }
-}
+    return (): ChildInit => ({ type: 'init', service: BOOT_SERVICE, level: level ?? 'info', section: { ...section } });
+  },
+};
 
 const isAbsolute = (v: unknown): v is string => typeof v === 'string' && v.startsWith('/') && !v.split('/').includes('..');
 

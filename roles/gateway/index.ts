@@ -25,8 +25,9 @@ import { installOwnChain, removeOwnChain, validateOwnChain, type OwnChain } from
 import { renderGateway } from './render.js';
 import { type Argv } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
-import { MetadataProxyChild } from './metadata-proxy.js';
-import { BootServerChild } from './boot-server.js';
+import { PROXY_CHILD } from './metadata-proxy.js';
+import { BOOT_CHILD } from './boot-server.js';
+import { GatewayServiceChild } from './service-child.js';
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 /** The mangle chain that sets the TTL of the metadata proxy's answers (hop limit). */
@@ -75,11 +76,11 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     const reconcile = askReconcile;
     feed = deps.instanceFeed(servers, () => reconcile('instance registry changed'), log.child({ component: 'registry' }));
   }
-  const proxy = new MetadataProxyChild(deps);
+  const proxy = new GatewayServiceChild(deps, PROXY_CHILD);
   /** Starts, restarts or stops the proxy to match its config file. */
   const applyProxy = async (ctx: StartContext, cfg: GatewayConfig, restart: boolean): Promise<void> =>
     proxy.apply(await ctx.files.read(cfg.paths.metadata_proxy), ctx, restart);
-  const boot = new BootServerChild(deps);
+  const boot = new GatewayServiceChild(deps, BOOT_CHILD);
   /** Starts, restarts or stops the boot server to match its config file. */
   const applyBoot = async (ctx: StartContext, cfg: GatewayConfig, restart: boolean): Promise<void> =>
     boot.apply(await ctx.files.read(cfg.paths.boot_server), ctx, restart);
