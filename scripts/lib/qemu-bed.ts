@@ -26,6 +26,37 @@ export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 export const IPXE_DIR = '/usr/lib/ipxe';
 
+/**
+ * The argv of a dnsmasq that stands in for the gateway in the PXE spike tests (pxe-boot, pxe-install):
+ * DHCP on `iface` with `gw` as router, firmware PXE → TFTP `ipxe.efi` (UEFI), iPXE → `bootUrl`,
+ * router adverts (with an IPv6 prefix on the LAN they spare iPXE its IPv6 wait), logs to `log`.
+ */
+export function standInDnsmasqArgs(o: { iface: string; gw: string; bootUrl: string; tftp: string; leases: string; log: string }): string[] {
+  return [
+    'dnsmasq',
+    '--no-daemon',
+    '--conf-file=/dev/null',
+    '--port=0',
+    '--user=root',
+    `--interface=${o.iface}`,
+    '--bind-interfaces',
+    '--dhcp-range=10.88.0.100,10.88.0.150,255.255.255.0,1h',
+    `--dhcp-option=option:router,${o.gw}`,
+    `--dhcp-leasefile=${o.leases}`,
+    '--dhcp-userclass=set:ipxe,iPXE',
+    '--dhcp-match=set:efi64,option:client-arch,7',
+    '--dhcp-match=set:efi64,option:client-arch,9',
+    '--dhcp-boot=tag:efi64,tag:!ipxe,ipxe.efi',
+    `--dhcp-boot=tag:ipxe,${o.bootUrl}`,
+    '--enable-tftp',
+    `--tftp-root=${o.tftp}`,
+    '--enable-ra',
+    `--dhcp-range=::,constructor:${o.iface},ra-only`,
+    '--log-dhcp',
+    `--log-facility=${o.log}`,
+  ];
+}
+
 /** Why VMs with `firmware` cannot run here (not root, no qemu, no OVMF or iPXE), or undefined. */
 export function qemuSkipReason(firmware: Firmware = 'bios'): string | undefined {
   if (process.platform !== 'linux') return 'QEMU beds need Linux';

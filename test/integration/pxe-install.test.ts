@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chrootSkipReason } from '../../scripts/lib/chroot.js';
 import { buildGatewayBed, canUseNetns, missingTools, waitForFile, type GatewayBed } from '../../scripts/lib/netns-bed.js';
-import { createDisk, IPXE_DIR, qemuSkipReason, startVm, type Firmware } from '../../scripts/lib/qemu-bed.js';
+import { createDisk, IPXE_DIR, qemuSkipReason, standInDnsmasqArgs, startVm, type Firmware } from '../../scripts/lib/qemu-bed.js';
 import { sleep } from '../../scripts/lib/wait.js';
 
 const exec = promisify(execFile);
@@ -214,29 +214,10 @@ describe.skipIf(Boolean(skip))(
         ...redirect,
       ]);
       await exec('ip', ['-n', bed.ns.gw, 'addr', 'add', 'fd00:88::1/64', 'dev', bed.ifaces.gwLan, 'nodad']);
-      const dnsmasq = bed.spawn('gw', [
-        'dnsmasq',
-        '--no-daemon',
-        '--conf-file=/dev/null',
-        '--port=0',
-        '--user=root',
-        `--interface=${bed.ifaces.gwLan}`,
-        '--bind-interfaces',
-        '--dhcp-range=10.88.0.100,10.88.0.150,255.255.255.0,1h',
-        `--dhcp-option=option:router,${GW}`,
-        `--dhcp-leasefile=${leases}`,
-        '--dhcp-userclass=set:ipxe,iPXE',
-        '--dhcp-match=set:efi64,option:client-arch,7',
-        '--dhcp-match=set:efi64,option:client-arch,9',
-        '--dhcp-boot=tag:efi64,tag:!ipxe,ipxe.efi',
-        `--dhcp-boot=tag:ipxe,http://${GW}:${PORT}/boot.ipxe`,
-        '--enable-tftp',
-        `--tftp-root=${tftp}`,
-        '--enable-ra',
-        `--dhcp-range=::,constructor:${bed.ifaces.gwLan},ra-only`,
-        '--log-dhcp',
-        `--log-facility=${dhcpLog}`,
-      ]);
+      const dnsmasq = bed.spawn(
+        'gw',
+        standInDnsmasqArgs({ iface: bed.ifaces.gwLan, gw: GW, bootUrl: `http://${GW}:${PORT}/boot.ipxe`, tftp, leases, log: dhcpLog }),
+      );
       await waitForFile(dhcpLog, /started, version/, 10_000);
       helpers.push({ name: 'dnsmasq', process: dnsmasq });
       const cfg = {
