@@ -5,7 +5,8 @@
 #
 #   scripts/build-boot-image.sh [--cache-dir DIR] [--suite SUITE] [--mirror URL] [--kernel cloud|generic] [--force]
 #
-# Output: DIR/mammatus-boot-SUITE-ARCH-KERNEL-KEY/ holding vmlinuz, initrd.img, filesystem.squashfs
+# Output: DIR/mammatus-boot-SUITE-ARCH-KERNEL-KEY/ holding vmlinuz, initrd.img, filesystem.squashfs,
+# local-disk.efi (the loader an installed UEFI host is chained to)
 # and SHA256SUMS (KEY hashes this script and its inputs, so changing any builds a new one). The
 # directory is the only line on stdout; progress goes to stderr. Boot it with the kernel arguments
 #   boot=live fetch=http://SERVER/filesystem.squashfs ds=nocloud-net;s=http://169.254.169.254/nocloud/
@@ -59,7 +60,10 @@ PACKAGES=("$kpkg" live-boot busybox initramfs-tools zstd systemd-sysv udev dbus 
 # The install-to-disk command the seed runs (scripts/boot-image/); it is part of the key.
 install_cmd="$(dirname "$0")/boot-image/mammatus-install-to-disk"
 [ -r "$install_cmd" ] || { echo "build-boot-image: $install_cmd is missing" >&2; exit 1; }
-key=$(cat "$0" "$install_cmd" <(echo "$suite $arch $kernel ${PACKAGES[*]}") | sha256sum | cut -c1-12)
+# The embedded config of local-disk.efi, the loader an installed UEFI host is chained to; part of the key.
+local_cfg="$(dirname "$0")/boot-image/local-disk.cfg"
+[ -r "$local_cfg" ] || { echo "build-boot-image: $local_cfg is missing" >&2; exit 1; }
+key=$(cat "$0" "$install_cmd" "$local_cfg" <(echo "$suite $arch $kernel ${PACKAGES[*]}") | sha256sum | cut -c1-12)
 name="mammatus-boot-$suite-$arch-$kernel-$key"
 out="$cache/$name"
 done_file="$out/SHA256SUMS"
@@ -191,6 +195,16 @@ in_chroot apt-get clean
 rm -f "$r/usr/sbin/policy-rc.d"
 rm -rf "$r"/var/lib/apt/lists/* "$r"/var/log/*.log "$r"/var/cache/debconf/*-old
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$r/etc/resolv.conf"
+# local-disk.efi: GRUB with the config above built in (docs/baremetal.md, "Install to disk"), made
+# with the chroot's grub-efi-amd64-bin so the build host needs no GRUB of its own.
+mkdir -p "$r/tmp/local-disk"
+cp "$local_cfg" "$r/tmp/local-disk/grub.cfg"
+in_chroot grub-mkstandalone -O x86_64-efi -o /tmp/local-disk/local-disk.efi \
+  --modules="part_gpt part_msdos fat ext2 search search_fs_file search_label chain configfile echo sleep test" \
+  "boot/grub/grub.cfg=/tmp/local-disk/grub.cfg" >&2
+mkdir -p "$work/out"
+mv "$r/tmp/local-disk/local-disk.efi" "$work/out/local-disk.efi"
+rm -rf "$r/tmp/local-disk"
 for m in dev/pts dev sys proc; do umount "$r/$m"; done
 
 log "packing"
@@ -200,7 +214,7 @@ cp "$(readlink -f "$r/initrd.img")" "$work/out/initrd.img"
 # /boot stays in the squashfs (≈30 MB): the install-to-disk step copies the system with its kernel.
 # zstd: unpacks faster than xz under TCG, for a few MB more.
 bounded 1200 mksquashfs mksquashfs "$r" "$work/out/filesystem.squashfs" -comp zstd -noappend
-(cd "$work/out" && sha256sum vmlinuz initrd.img filesystem.squashfs >SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS)
+(cd "$work/out" && sha256sum vmlinuz initrd.img filesystem.squashfs local-disk.efi >SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS)
 rm -rf "$out"
 mv "$work/out" "$out"
 chmod 755 "$out"

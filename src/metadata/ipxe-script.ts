@@ -43,6 +43,19 @@ export function isBootUrl(value: string): boolean {
 }
 
 /**
+ * The commands that boot an installed host's own disk. BIOS iPXE hands over to the first hard disk's
+ * boot sector itself. x86 UEFI chains the boot image's `local-disk.efi`, a GRUB that starts the
+ * disk's loader: iPXE's `exit` is meant to return to the firmware's next boot entry, but Debian's
+ * ipxe.efi under OVMF spins instead (docs/baremetal.md); `exit` stays the fallback when the loader
+ * cannot be fetched, and the only way for ARM64, which has no built image yet.
+ */
+function localBoot(arch: HostArch, base: string): string[] {
+  if (arch === 'bios') return ['sanboot --no-describe --drive 0x80'];
+  if (LIVE_ARCH[arch] === 'amd64') return [`chain ${base}/local-disk.efi || exit`];
+  return ['exit'];
+}
+
+/**
  * Renders the script.
  *
  * @throws Error for a boot URL {@link isBootUrl} refuses (the caller checks it first and answers 400).
@@ -50,13 +63,8 @@ export function isBootUrl(value: string): boolean {
 export function renderIpxeScript(input: IpxeScriptInput): string {
   if (input.bootUrl !== undefined && !isBootUrl(input.bootUrl)) throw new Error('boot URL must be http://<IPv4>:<port>');
   const head = ['#!ipxe', `# mammatus planned host ${input.name} (${input.arch})`];
-  if (input.installed) {
-    // Installed: the firmware's next boot entry is the disk. UEFI gets there by leaving iPXE;
-    // BIOS iPXE hands over to the first hard disk's boot sector itself.
-    const local = input.arch === 'bios' ? 'sanboot --no-describe --drive 0x80' : 'exit';
-    return [...head, '# installed: boot the local disk', local, ''].join('\n');
-  }
   const base = `${input.bootUrl ?? '${boot-url}'}/live/${LIVE_ARCH[input.arch]}`;
+  if (input.installed) return [...head, '# installed: boot the local disk', ...localBoot(input.arch, base), ''].join('\n');
   // `initrd=initrd.img` names the initrd for the kernel's EFI stub (older iPXE on UEFI needs it).
   const kernel = [
     'kernel',

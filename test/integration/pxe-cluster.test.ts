@@ -23,7 +23,8 @@ import { chrootSkipReason } from '../../scripts/lib/chroot.js';
 import { bundleBuilt } from '../../scripts/lib/mammatus-agent.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../../scripts/lib/netns-bed.js';
 import { startPxeCluster, fileLines, type PxeCluster } from '../../scripts/lib/pxe-cluster-bed.js';
-import { qemuSkipReason, startVm, type Firmware, type Vm } from '../../scripts/lib/qemu-bed.js';
+import { gatewayStages, serialStages, servedFiles } from '../../scripts/lib/pxe-stages.js';
+import { createDisk, qemuSkipReason, startVm, type Firmware, type Vm } from '../../scripts/lib/qemu-bed.js';
 import { sleep } from '../../scripts/lib/wait.js';
 import { JoinSecrets } from '../../src/hosts/joins.js';
 
@@ -36,6 +37,10 @@ const HOSTS = {
   bios: { name: 'h-bios', mac: '52:54:00:88:01:11' },
   efi64: { name: 'h-efi', mac: '52:54:00:88:01:12' },
 } as const;
+/** Registered with `--install-disk /dev/vda` and given a blank disk. */
+const DISK_HOST = { name: 'h-disk', mac: '52:54:00:88:01:13' } as const;
+// After ok: the install (copy ≈1 GB under TCG, 95–200 s), the reboot, and the disk's system back.
+const INSTALL_LIMIT_MS = 420_000;
 
 const skip =
   canUseNetns() ??
@@ -45,36 +50,13 @@ const skip =
   (await chrootSkipReason('trixie', process.env.MAMMATUS_IMAGE_MIRROR || undefined));
 if (skip) console.warn(`PXE cluster test skipped: ${skip}`);
 
-/**
- * Stages the gateway agent logged for the machine with `mac` (its dnsmasq's DHCP and TFTP lines, its
- * boot server's `boot file served` lines for the machine's address): name → epoch ms. A served
- * file's line is logged at its end; its start is that minus its `ms`.
- */
-function gatewayStages(lines: Record<string, unknown>[], mac: string): Array<[string, number]> {
-  const out: Array<[string, number]> = [];
-  let ip: string | undefined;
-  let acks = 0;
-  for (const l of lines) {
-    const t = Number(l.time);
-    const text = typeof l.dnsmasq === 'string' ? l.dnsmasq : '';
-    const ack = /DHCPACK\(\S+\) (\S+) (\S+)/.exec(text);
-    if (ack && ack[2] === mac) {
-      ip = ack[1];
-      out.push([`DHCPACK #${++acks} (dnsmasq)`, t]);
-    }
-    if (ip && new RegExp(`sent \\S+ipxe\\.efi to ${ip.replace(/\./g, '\\.')}$`).test(text)) out.push(['TFTP ipxe.efi sent (dnsmasq)', t]);
-    if (!ip || l.msg !== 'boot file served' || l.remote !== ip) continue;
-    const file = String(l.path).replace(/^.*\//, '');
-    const ms = Number(l.ms);
-    if (file === 'boot.ipxe') out.push(['iPXE stub served (boot-http)', t]);
-    else if (/^(vmlinuz|initrd\.img|filesystem\.squashfs)$/.test(file)) {
-      out.push([`${file} requested (boot-http)`, t - ms]);
-      out.push([`${file} done, ${(Number(l.bytes) / 2 ** 20).toFixed(0)} MiB in ${ms} ms (boot-http)`, t]);
-    } else if (file === 'mammatus-archive-keyring.gpg') out.push(['apt key fetched by bootcmd (boot-http)', t]);
-    else if (file === 'InRelease') out.push(['apt update: InRelease (boot-http)', t]);
-    else if (file.endsWith('.deb')) out.push(['mammatus-agent .deb fetched (boot-http)', t]);
-  }
-  return out;
+/** One row of `mammatus status --json`. */
+interface StatusRow {
+  node: string;
+  status: string;
+  trust: string;
+  answer: { role_status?: unknown } | null;
+  roles: string[];
 }
 
 interface HostRow {
@@ -84,14 +66,13 @@ interface HostRow {
   host: { progress: Record<string, string> };
 }
 
-describe.skipIf(Boolean(skip))('bare metal to a node, hands off', { timeout: JOIN_LIMIT_MS + 120_000 }, () => {
+describe.skipIf(Boolean(skip))('bare metal to a node, hands off', { timeout: JOIN_LIMIT_MS + INSTALL_LIMIT_MS + 120_000 }, () => {
   const work = mkdtempSync(path.join(os.tmpdir(), 'mammatus-pxec-'));
   let bed: GatewayBed;
   let cluster: PxeCluster;
   let nc: NatsConnection;
   const secrets = new Map<string, string>();
   const hostIds = new Map<string, string>();
-  const stages = new Map<Firmware, Map<string, number>>();
 
   const hosts = async (): Promise<HostRow[]> => {
     const r = await cluster.cli(['host', 'list', '--json']);
@@ -134,55 +115,77 @@ describe.skipIf(Boolean(skip))('bare metal to a node, hands off', { timeout: JOI
     rmSync(work, { recursive: true, force: true });
   });
 
-  /** Boots one machine until `host list` says ok; records the stages (ms since qemu started). */
-  async function bootToOk(fw: Firmware): Promise<Vm> {
-    const h = HOSTS[fw];
-    const seen = new Map<string, number>();
-    stages.set(fw, seen);
-    const vm = await startVm(bed, { name: h.name, mac: h.mac, firmware: fw });
-    const mark = (name: string, t = Date.now()) => seen.has(name) || seen.set(name, t - vm.startedAt);
+  /** A machine under watch: its VM and the stages seen so far (ms since qemu started). */
+  interface Machine {
+    readonly name: string;
+    readonly mac: string;
+    readonly vm: Vm;
+    readonly seen: Map<string, number>;
+  }
+
+  /**
+   * Polls a machine's logs, Serf and `host list` until `done` says so for its host row; records the
+   * stages. Stops the VM when it fails or runs out of time.
+   */
+  async function watch(m: Machine, limitMs: number, done: (row: HostRow) => boolean): Promise<void> {
+    const mark = (name: string, t = Date.now()) => m.seen.has(name) || m.seen.set(name, t - m.vm.startedAt);
     try {
-      const deadline = vm.startedAt + JOIN_LIMIT_MS;
+      const deadline = Date.now() + limitMs;
       for (let i = 0; ; i++) {
-        if (fileLines(cluster.leases).some((l) => l.includes(h.mac))) mark('DHCP lease (dnsmasq)');
-        const serial = vm.serial();
-        if (/iPXE initialising|iPXE \d/.test(serial)) mark('iPXE on the console');
-        if (/Linux version/.test(serial)) mark('kernel started (serial)');
-        if (/Welcome to .*Debian|systemd\[1\]/.test(serial)) mark('systemd started (serial)');
-        if (/Cloud-init v\. \S+ running 'init-local'/.test(serial)) mark('cloud-init init-local (serial)');
-        if (/Cloud-init v\. \S+ running 'init'/.test(serial)) mark('cloud-init init (serial)');
-        if (/Cloud-init v\. \S+ running 'modules:final'/.test(serial)) mark('cloud-init final: apt, join (serial)');
-        const started = (unit: string) => serial.match(new RegExp(`Started \\S*${unit}\\.service`, 'g'))?.length ?? 0;
-        if (started('mammatus-agent') >= 1) mark('mammatus-agent installed, started (serial)');
-        if (started('serf') >= 2) mark('serf restarted by the join (serial)');
-        if (started('mammatus-agent') >= 2) mark('mammatus-agent restarted by the join (serial)');
-        for (const [name, t] of gatewayStages(cluster.gateway.logLines(), h.mac)) mark(name, t);
+        if (fileLines(cluster.leases).some((l) => l.includes(m.mac))) mark('DHCP lease (dnsmasq)');
+        for (const name of serialStages(m.vm.serial())) mark(name);
+        for (const [name, t] of gatewayStages(cluster.gateway.logLines(), m.mac)) mark(name, t);
         if (i % 2 === 0) {
-          const m = (await cluster.members()).find((x) => x.name === h.name);
-          if (m?.status === 'alive') mark('Serf member alive (serf members)');
-          if (m?.tags.trust) mark('trust tag set by its agent (serf members)');
+          const member = (await cluster.members()).find((x) => x.name === m.name);
+          if (member?.status === 'alive') mark('Serf member alive (serf members)');
+          if (member?.tags.trust) mark('trust tag set by its agent (serf members)');
         }
         if (i % 8 === 0) {
-          const row = (await hosts().catch(() => [])).find((r) => r.name === h.name);
+          const row = (await hosts().catch(() => [])).find((r) => r.name === m.name);
           for (const [step, at] of Object.entries(row?.host.progress ?? {})) if (step !== 'registered') mark(step, Date.parse(at));
-          if (row?.progress === 'ok') {
-            mark('ok: alive member, trust tag verifies (host list)');
-            break;
-          }
+          if (row?.progress === 'ok') mark('ok: alive member, trust tag verifies (host list)');
+          if (row && done(row)) return;
         }
-        if (vm.process.exitCode !== null) throw new Error(`qemu exited (${vm.process.exitCode}):\n${vm.serial().slice(-3000)}`);
+        if (m.vm.process.exitCode !== null) throw new Error(`qemu exited (${m.vm.process.exitCode}):\n${m.vm.serial().slice(-3000)}`);
         if (Date.now() > deadline) {
-          throw new Error(`${h.name} not ok within ${JOIN_LIMIT_MS} ms; stages ${JSON.stringify([...seen])}\n${vm.serial().slice(-4000)}`);
+          throw new Error(`${m.name} not done within ${limitMs} ms; stages ${JSON.stringify([...m.seen])}\n${m.vm.serial().slice(-4000)}`);
         }
         await sleep(500);
       }
     } catch (err) {
-      await vm.stop();
+      await m.vm.stop();
       throw err;
     }
-    const table = [...seen].sort((a, b) => a[1] - b[1]).map(([k, v]) => `  ${(v / 1000).toFixed(1).padStart(6)} s  ${k}`);
-    console.log(`${h.name} (${fw}) stages since qemu start:\n${table.join('\n')}`);
-    return vm;
+  }
+
+  /** Prints a machine's stages, earliest first. */
+  function printStages(m: Machine, title: string): void {
+    const table = [...m.seen].sort((a, b) => a[1] - b[1]).map(([k, v]) => `  ${(v / 1000).toFixed(1).padStart(6)} s  ${k}`);
+    console.log(`${m.name} (${title}) stages since qemu start:\n${table.join('\n')}`);
+  }
+
+  /** Boots one diskless machine until `host list` says ok. */
+  async function bootToOk(fw: Firmware): Promise<Vm> {
+    const h = HOSTS[fw];
+    const m: Machine = { ...h, vm: await startVm(bed, { name: h.name, mac: h.mac, firmware: fw }), seen: new Map() };
+    await watch(m, JOIN_LIMIT_MS, (row) => row.progress === 'ok');
+    printStages(m, fw);
+    return m.vm;
+  }
+
+  /** Polls `mammatus status` until each named node's agent answers (at most 30 s); its rows. */
+  async function statusRows(names: readonly string[]): Promise<StatusRow[]> {
+    let rows: StatusRow[] = [];
+    for (let i = 0; i < 6; i++) {
+      const status = await cluster.cli(['status', '--json', '--timeout', '10s']);
+      rows = JSON.parse(status.stdout || '[]') as StatusRow[];
+      if (names.every((n) => rows.find((r) => r.node === n)?.answer)) break;
+      await sleep(5_000);
+    }
+    console.log(
+      `mammatus status:\n${rows.map((r) => `  ${r.node} ${r.status} ${r.trust} ${JSON.stringify(r.answer?.role_status ?? null)}`).join('\n')}`,
+    );
+    return rows;
   }
 
   it('BIOS and UEFI hosts boot, join and become trusted, alive members', async () => {
@@ -195,17 +198,7 @@ describe.skipIf(Boolean(skip))('bare metal to a node, hands off', { timeout: JOI
         expect([...times].sort((a, b) => a - b)).toEqual(times);
       }
       // `ok` needs the trust tag the host's agent sets; its status answer follows within seconds.
-      type Row = { node: string; status: string; trust: string; answer: { role_status?: unknown } | null; roles: string[] };
-      let rows: Row[] = [];
-      for (let i = 0; i < 6; i++) {
-        const status = await cluster.cli(['status', '--json', '--timeout', '10s']);
-        rows = JSON.parse(status.stdout || '[]') as Row[];
-        if (Object.values(HOSTS).every((h) => rows.find((r) => r.node === h.name)?.answer)) break;
-        await sleep(5_000);
-      }
-      console.log(
-        `mammatus status:\n${rows.map((r) => `  ${r.node} ${r.status} ${r.trust} ${JSON.stringify(r.answer?.role_status ?? null)}`).join('\n')}`,
-      );
+      const rows = await statusRows(Object.values(HOSTS).map((h) => h.name));
       for (const h of Object.values(HOSTS)) {
         const row = rows.find((r) => r.node === h.name);
         expect(row, h.name).toMatchObject({ status: 'alive', trust: 'admitted' });
@@ -213,6 +206,49 @@ describe.skipIf(Boolean(skip))('bare metal to a node, hands off', { timeout: JOI
       }
     } finally {
       await Promise.all(vms.map((v) => v.stop()));
+    }
+  });
+
+  it('a host registered with --install-disk installs, boots from its disk, is ok again, not reinstalled', async () => {
+    const h = DISK_HOST;
+    const r = await cluster.cli(['host', 'register', h.name, '--mac', h.mac, '--role', 'compute', '--install-disk', '/dev/vda', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const disk = path.join(bed.dir, `${h.name}.qcow2`);
+    await createDisk(disk, 4);
+    const m: Machine = {
+      ...h,
+      vm: await startVm(bed, { name: h.name, mac: h.mac, firmware: 'bios', disk, reboot: true }),
+      seen: new Map(),
+    };
+    try {
+      // The live system joins, installs, reports and reboots; the disk's system starts serf and the
+      // agent (a third start of each on the console) and answers as the same trusted member.
+      await watch(
+        m,
+        JOIN_LIMIT_MS + INSTALL_LIMIT_MS,
+        (row) => Boolean(row.host.progress.installed) && m.seen.has('mammatus-agent started from disk (serial)') && row.progress === 'ok',
+      );
+      const rows = await statusRows([h.name]);
+      printStages(m, 'bios, --install-disk');
+      expect(rows.find((x) => x.node === h.name)).toMatchObject({ status: 'alive', trust: 'admitted', answer: expect.anything() });
+      // Let a wrongly live-booted machine show itself (it would fetch the squashfs within seconds).
+      await sleep(10_000);
+      const row = (await hosts()).find((x) => x.name === h.name)!;
+      expect(Object.keys(row.host.progress)).toEqual(['registered', 'booted', 'seeded', 'joined', 'installed']);
+      const served = servedFiles(cluster.gateway.logLines(), h.mac);
+      expect(served.get('filesystem.squashfs')).toBe(1);
+      expect(served.get('vmlinuz')).toBe(1);
+      const serial = m.vm.serial();
+      const installedAt = /mammatus-install-to-disk: \S+ installed to \/dev\/vda/.exec(serial)?.index ?? -1;
+      expect(installedAt).toBeGreaterThan(0);
+      const fromDisk = serial.slice(installedAt);
+      // The second kernel is the disk's (root by UUID, no live-boot), and cloud-init stays off there.
+      expect(fromDisk).toMatch(/Command line: \S*vmlinuz\S* root=UUID=\S+/);
+      expect(fromDisk).not.toMatch(/Command line: .*boot=live/);
+      expect(fromDisk).not.toMatch(/Cloud-init v\. \S+ running/);
+      expect(serial.match(/mammatus-install-to-disk: \S+ installed to/g)).toHaveLength(1);
+    } finally {
+      await m.vm.stop();
     }
   });
 
@@ -239,7 +275,7 @@ describe.skipIf(Boolean(skip))('bare metal to a node, hands off', { timeout: JOI
       args: ['-X', 'POST', '-H', 'content-type: application/json', '-H', `x-aws-ec2-metadata-token: ${token.body.trim()}`, '-d', '{}'],
     });
     expect(join.status).toBe(404);
-    expect((await hosts()).map((r) => r.name).sort()).toEqual(['h-bios', 'h-efi']);
+    expect((await hosts()).map((r) => r.name).sort()).toEqual(['h-bios', 'h-disk', 'h-efi']);
     const ipxe = await bed.curl('cl', 'http://169.254.169.254/mammatus/ipxe');
     console.log(`unregistered MAC: token ${token.status}, seed ${seed.status}, join ${join.status}, ipxe ${ipxe.status}`);
   });

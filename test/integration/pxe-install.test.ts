@@ -94,7 +94,7 @@ http.createServer((req, res) => {
     if (req.url === '/nocloud/meta-data') return send(200, cfg.metaData);
     if (req.url === '/nocloud/user-data') return send(200, cfg.userData);
     if (req.url === '/nocloud/vendor-data' || req.url === '/nocloud/network-config') return send(200, '');
-    const file = { '/vmlinuz': 'vmlinuz', '/initrd.img': 'initrd.img', '/filesystem.squashfs': 'filesystem.squashfs' }[req.url];
+    const file = { '/vmlinuz': 'vmlinuz', '/initrd.img': 'initrd.img', '/filesystem.squashfs': 'filesystem.squashfs', '/local-disk.efi': 'local-disk.efi' }[req.url];
     if (!file) return send(404, '');
     const p = cfg.image + '/' + file;
     res.writeHead(200, { 'content-length': fs.statSync(p).size, 'content-type': 'application/octet-stream' });
@@ -112,7 +112,8 @@ function liveScript(): string {
 
 /** The local-boot script for an installed host, as src/metadata/ipxe-script.ts renders it. */
 function localScript(firmware: Firmware): string {
-  return ['#!ipxe', firmware === 'efi64' ? 'exit' : 'sanboot --no-describe --drive 0x80', ''].join('\n');
+  const local = firmware === 'efi64' ? `chain http://${GW}:${PORT}/local-disk.efi || exit` : 'sanboot --no-describe --drive 0x80';
+  return ['#!ipxe', local, ''].join('\n');
 }
 
 // Runs on every boot of the installed system (not the live one): prints the marker and whether
