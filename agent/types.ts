@@ -27,6 +27,8 @@ export interface TlsStatus {
   readonly not_after: string | null;
   readonly renew_at: string | null;
   readonly last_error: string | null;
+  /** Certificates this agent obtained since it started (first issue and renewals). */
+  readonly issued?: number;
 }
 
 /** The `trust` section of a status answer. */

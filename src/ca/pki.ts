@@ -9,7 +9,7 @@
  */
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { createHash, randomBytes, webcrypto } from 'node:crypto';
+import { X509Certificate as NodeX509, createHash, createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { isDnsLabel } from '../../core/net.js';
 
@@ -159,19 +159,67 @@ export function normalizeIp(text: string): string | undefined {
   return undefined;
 }
 
-/** A new P-256 key and a CSR for `node` with its DNS names and `ips` (the agent's side; the key stays local). */
-export async function makeNodeKeyAndCsr(node: string, ips: readonly string[] = []): Promise<{ keyPem: string; csrPem: string }> {
+/** A new P-256 private key (PKCS#8 PEM): a node makes its own and keeps it. */
+export async function makeNodeKey(): Promise<string> {
+  return keyToPem((await newKeyPair()).privateKey);
+}
+
+/** A CSR for `node` (its DNS names and `ips`) signed with `keyPem` (PKCS#8 P-256, as {@link makeNodeKey} makes). */
+export async function makeNodeCsr(node: string, keyPem: string, ips: readonly string[] = []): Promise<string> {
   if (!isDnsLabel(node)) throw new PkiError(`"${node}" is not a valid node name`);
-  const keys = await newKeyPair();
+  const privateKey = await importKey(keyPem);
+  // WebCrypto cannot derive the public half: node:crypto does, from the same PEM.
+  const spki = createPublicKey(createPrivateKey(keyPem)).export({ type: 'spki', format: 'der' });
+  const publicKey = await webcrypto.subtle.importKey('spki', spki, EC, true, ['verify']);
   const names: x509.JsonGeneralNames = nodeDnsNames(node).map((value) => ({ type: 'dns', value }));
   for (const ip of ips) names.push({ type: 'ip', value: ip });
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: `CN=${node}.${NODE_DOMAIN}`,
-    keys,
+    keys: { privateKey, publicKey },
     signingAlgorithm: SIGN,
     extensions: [new x509.SubjectAlternativeNameExtension(names)],
   });
-  return { keyPem: await keyToPem(keys.privateKey), csrPem: csr.toString('pem') };
+  return csr.toString('pem');
+}
+
+/** A new P-256 key and a CSR for `node` with its DNS names and `ips` (the agent's side; the key stays local). */
+export async function makeNodeKeyAndCsr(node: string, ips: readonly string[] = []): Promise<{ keyPem: string; csrPem: string }> {
+  if (!isDnsLabel(node)) throw new PkiError(`"${node}" is not a valid node name`);
+  const keyPem = await makeNodeKey();
+  return { keyPem, csrPem: await makeNodeCsr(node, keyPem, ips) };
+}
+
+/**
+ * Checks a node's chain (leaf then intermediate, PEM) before it is used: the leaf is for
+ * `<node>.mammatus`, matches `keyPem`, is issued by the intermediate, which is issued by `rootPem`,
+ * and is valid now. Returns the leaf's validity; @throws PkiError saying what is wrong.
+ */
+export function verifyNodeChain(
+  chainPem: string,
+  rootPem: string,
+  keyPem: string,
+  node: string,
+  now = new Date(),
+): { notBefore: Date; notAfter: Date } {
+  const [leafPem, interPem] = splitPemCerts(chainPem);
+  if (!leafPem || !interPem) throw new PkiError('the chain must hold the certificate and the intermediate');
+  let leaf: NodeX509;
+  let inter: NodeX509;
+  let root: NodeX509;
+  try {
+    [leaf, inter, root] = [new NodeX509(leafPem), new NodeX509(interPem), new NodeX509(rootPem)];
+  } catch {
+    throw new PkiError('the chain or the root is not PEM certificates');
+  }
+  if (!(leaf.checkIssued(inter) && leaf.verify(inter.publicKey))) throw new PkiError('the certificate is not signed by the intermediate');
+  if (!(inter.ca && inter.checkIssued(root) && inter.verify(root.publicKey)))
+    throw new PkiError('the intermediate is not signed by the root');
+  if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) throw new PkiError("the certificate is not for this node's key");
+  if (leaf.checkHost(nodeDnsNames(node)[0]) === undefined) throw new PkiError(`the certificate is not for ${nodeDnsNames(node)[0]}`);
+  const notBefore = new Date(leaf.validFrom);
+  const notAfter = new Date(leaf.validTo);
+  if (now.getTime() >= notAfter.getTime()) throw new PkiError(`the certificate expired at ${notAfter.toISOString()}`);
+  return { notBefore, notAfter };
 }
 
 /** What a node asked for: its CN (if any), DNS and IP SANs. */

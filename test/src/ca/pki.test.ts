@@ -6,8 +6,11 @@ import {
   certFingerprint,
   inspectCert,
   makeIntermediate,
+  makeNodeCsr,
+  makeNodeKey,
   makeNodeKeyAndCsr,
   makeRoot,
+  verifyNodeChain,
   signNodeCsr,
   splitPemCerts,
   type CertAndKey,
@@ -151,5 +154,20 @@ describe('the PKI', () => {
     const leaf = new X509Certificate(signed.certPem);
     expect(leaf.checkIssued(new X509Certificate(intermediate.certPem))).toBe(false);
     expect(new X509Certificate(otherInter.certPem).verify(new X509Certificate(root.certPem).publicKey)).toBe(false);
+  });
+
+  it('makes CSRs from a kept key, and checks a chain before it is used', async () => {
+    const key = await makeNodeKey();
+    const csrPem = await makeNodeCsr('node-a', key, ['10.0.0.1']);
+    const signed = await signNodeCsr({ csrPem, node: 'node-a', allowedIps: ['10.0.0.1'], intermediate, lifetimeMs: 60_000 });
+    const ok = verifyNodeChain(signed.chainPem, root.certPem, key, 'node-a');
+    expect(ok.notAfter.getTime()).toBe(signed.notAfter.getTime());
+    expect(() => verifyNodeChain(signed.certPem, root.certPem, key, 'node-a')).toThrow(/the certificate and the intermediate/);
+    expect(() => verifyNodeChain(signed.chainPem, root.certPem, key, 'node-b')).toThrow(/not for node-b.mammatus/);
+    const other = await makeRoot();
+    expect(() => verifyNodeChain(signed.chainPem, other.certPem, key, 'node-a')).toThrow(/not signed by the root/);
+    const stranger = await makeNodeKey();
+    expect(() => verifyNodeChain(signed.chainPem, root.certPem, stranger, 'node-a')).toThrow(/not for this node's key/);
+    expect(() => verifyNodeChain(signed.chainPem, root.certPem, key, 'node-a', new Date(Date.now() + 120_000))).toThrow(/expired/);
   });
 });
