@@ -135,3 +135,13 @@ export class CaStore {
     return { root, intermediate: intermediate.certPem, fingerprint };
   }
 }
+
+/**
+ * The fingerprint a new admission pins: the admitting controller's own pin when it has one (what it
+ * trusts, whatever the bucket says now), else the bucket's (controllers alone write it); undefined
+ * when the cluster has no CA or the bucket cannot be read (the node is admitted without a pin).
+ */
+export async function fingerprintToPin(own: { readonly ca_fingerprint?: string }, nc?: NatsConnection): Promise<string | undefined> {
+  if (own.ca_fingerprint) return own.ca_fingerprint;
+  return nc ? fetchCaFingerprint(nc).catch(() => undefined) : undefined;
+}

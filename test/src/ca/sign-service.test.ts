@@ -17,6 +17,7 @@ import { natsServerAvailable, startNatsServer, type NatsServer } from '../../../
 import { certFingerprint, makeNodeKeyAndCsr, splitPemCerts } from '../../../src/ca/pki.js';
 import { serveCaSign } from '../../../src/ca/sign-service.js';
 import { CaStore, fetchCaPublic } from '../../../src/ca/store.js';
+import { Roster } from '../../../src/trust/roster.js';
 import { cliRunner } from '../../helpers/run-cli.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'mammatus-ca-'));
@@ -110,6 +111,16 @@ describe.skipIf(!natsServerAvailable())('the CA on JetStream', () => {
     const after = (await fetchCaPublic(admin))!;
     expect(after.fingerprint).not.toBe(before);
     expect((await (await CaStore.bind(admin))!.keyParts())?.rootKey).toMatch(/BEGIN PRIVATE KEY/);
+  });
+
+  it('node admit pins the root in the credentials it mints', async () => {
+    await Roster.open(admin);
+    const out = path.join(tmp, 'cn-7.json');
+    const r = await run('node', 'admit', 'cn-7', '--role', 'compute', '--out', out);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const creds = await readCredentials(out);
+    expect(creds?.ca_fingerprint).toBe((await fetchCaPublic(admin))!.fingerprint);
   });
 
   it('lets any admitted node read mammatus-ca, and no non-controller mammatus-ca-keys', async () => {
