@@ -64,6 +64,8 @@ export class NodeCertificates {
   private stopped = false;
   private current: Current | undefined;
   private loaded = false;
+  /** A CA was found in the bucket at least once (from then on, failing to reach it is an error). */
+  private sawCa = false;
   private lastError: string | null = null;
   private failures = 0;
   /** Certificates obtained since the agent started. */
@@ -192,10 +194,19 @@ export class NodeCertificates {
     const servers = this.d.servers();
     if (servers.length === 0) throw new NotYet('no controller known to ask for a certificate');
     const connect = this.d.connect ?? ((s, c) => connectNats(s, { name: 'mammatus-certs', timeoutMs: 5000, credentials: c }));
-    const nc = await connect(servers, creds);
+    let nc: NatsConnection;
+    try {
+      nc = await connect(servers, creds);
+    } catch (err) {
+      // Unreachable NATS is a TLS failure only where TLS is expected: a pinned root, or a CA seen
+      // before. A lab that never ran `ca init` is not told about it here (its roles say it).
+      if (!creds.ca_fingerprint && !this.current && !this.sawCa) throw new NotYet(errorMessage(err));
+      throw err;
+    }
     try {
       const pub = await fetchCaPublic(nc);
       if (!pub) throw new NotYet('the cluster has no CA yet (mammatus ca init)');
+      this.sawCa = true;
       const fingerprint = certFingerprint(pub.root);
       const pin = creds.ca_fingerprint ?? (creds.roles.includes('controller') ? pub.fingerprint : undefined);
       if (!pin) throw new Error('no CA fingerprint was pinned at admission: admit this node again (node add / node admit) after ca init');

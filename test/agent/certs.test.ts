@@ -183,6 +183,21 @@ describe.skipIf(!natsServerAvailable())('the node certificate keeper', () => {
     expect((await until(() => k.status())).last_error).toMatch(/the controllers refused: the CSR asks for IP 10.1.2.3/);
   });
 
+  it('reports unreachable controllers only where TLS is expected (a pinned root)', async () => {
+    const closed = () => ['nats://127.0.0.1:1'];
+    const pinned = { ...nats.trust.mint('gw-4', ['gateway']), ca_fingerprint: fingerprint };
+    const k = keeper('gw-4', pinned, path.join(tmp, 'gw-4'), { servers: closed });
+    k.start();
+    expect((await until(() => k.status())).last_error).toMatch(/refused|ECONNREFUSED/i);
+    k.stop();
+    const unpinned = nats.trust.mint('gw-5', ['gateway']);
+    const quiet = keeper('gw-5', unpinned, path.join(tmp, 'gw-5'), { servers: closed });
+    quiet.start();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(quiet.status()).toBeUndefined();
+    quiet.stop();
+  });
+
   it('stays silent while the cluster has no CA', async () => {
     const other = await startNatsServer({ name: 'noca', dir: path.join(tmp, 'noca'), trust: nats.trust });
     try {
