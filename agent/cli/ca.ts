@@ -7,15 +7,16 @@
  * written there (0600) for offline keeping and never reaches the cluster. Run with a controller's
  * credentials (only controllers may write the buckets).
  *
- * `ca status` shows the issuer and expiry of the root and the intermediate, and, from the agents'
- * status answers, each node's certificate: when it expires, when it renews, its last error.
+ * `ca status` shows the issuer and expiry of the root and the intermediate (any admitted node may
+ * run it), and, from the agents' status answers, each node's certificate: when it expires, when it
+ * renews, its last error.
  */
 import { existsSync } from 'node:fs';
 import { errorMessage } from '../../core/errors.js';
 import { writeFileAtomic } from '../../core/files.js';
 import { readCredentials } from '../../core/trust.js';
 import { inspectCert, makeIntermediate, makeRoot } from '../../src/ca/pki.js';
-import { CaStore, type CaPublic } from '../../src/ca/store.js';
+import { CaStore, fetchCaPublic, type CaPublic } from '../../src/ca/store.js';
 import { formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { credentialsPath } from './credentials.js';
 import { withNats } from './instance.js';
@@ -146,12 +147,14 @@ async function nodeCerts(g: GlobalOptions, timeout: string | undefined): Promise
 /** `mammatus ca status [--json]` */
 export async function statusCommand(g: GlobalOptions, o: CaStatusOptions, io: CliIo): Promise<number> {
   return withNats(g, o.nats, io, async (nc) => {
-    const store = await CaStore.bind(nc).catch((err: unknown) => {
-      io.err(`error: cannot read the CA buckets (controllers' credentials needed): ${errorMessage(err)}`);
-      return null;
-    });
-    if (store === null) return 1;
-    const pub = await store?.publicParts();
+    // The public bucket only: any admitted node's credentials will do.
+    let pub: CaPublic | undefined;
+    try {
+      pub = await fetchCaPublic(nc);
+    } catch (err) {
+      io.err(`error: cannot read the CA bucket mammatus-ca: ${errorMessage(err)}`);
+      return 1;
+    }
     if (!pub) {
       io.err('error: the cluster has no CA yet: mammatus ca init');
       return 1;

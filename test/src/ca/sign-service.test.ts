@@ -131,6 +131,11 @@ describe.skipIf(!natsServerAvailable())('the CA on JetStream', () => {
       // Binding is lazy: the first read of the keys bucket is what the server refuses.
       await expect((await CaStore.bind(b))!.keyParts()).rejects.toThrow(/permission|timeout|TIMEOUT/i);
       await expect((await CaStore.bind(b))!.intermediate()).rejects.toThrow(/permission|timeout|TIMEOUT/i);
+      // ca status reads only the public bucket: a gateway's credentials will do.
+      const file = await nats.trust.writeCredentials(credsB, path.join(tmp, 'node-b.json'));
+      const st = await cliRunner(() => ['--credentials', file])('ca', 'status', '--json', '--nats', natsUrl);
+      expect(st, st.err).toMatchObject({ code: 0 });
+      expect((JSON.parse(st.out) as { fingerprint: string }).fingerprint).toBe(pub?.fingerprint);
     } finally {
       await b.close();
     }
