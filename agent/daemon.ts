@@ -26,6 +26,8 @@ import { decideRoles, trustStatus } from './trust-policy.js';
 import { roleTagsWanted, trustTagWanted } from './self-tags.js';
 import { detach } from '../core/errors.js';
 import { annotateTrust, type NodeCredentials } from '../core/trust.js';
+import { NodeCertificates } from './certs.js';
+import { certServers } from './certs-plan.js';
 
 /** Everything the agent needs from outside; tests pass their own. */
 export interface AgentDeps {
@@ -58,6 +60,8 @@ export interface Agent {
   stop(): Promise<void>;
   /** Reloads the config; false (and the old config kept) when the new one is invalid. */
   reload(): Promise<boolean>;
+  /** This node's TLS certificate keeper (issue 20): consumers of the files listen with `onChange`. */
+  readonly certs: NodeCertificates;
 }
 
 /** Builds an agent; nothing runs until `start()`. */
@@ -120,6 +124,16 @@ export function createAgent(deps: AgentDeps): Agent {
     credentials: () => credentials,
   });
 
+  const certs = new NodeCertificates({
+    files: deps.files,
+    stateDir: () => loaded.config.state_dir,
+    node: () => nodeName,
+    credentials: () => credentials,
+    members: trustedMembers,
+    servers: () => certServers(loaded.config.roles, credentials, trustedMembers()),
+    log: log.child({ component: 'certs' }),
+  });
+
   function roleConfig(role: string): Record<string, unknown> {
     return { ...((loaded.config.roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) };
   }
@@ -133,6 +147,7 @@ export function createAgent(deps: AgentDeps): Agent {
     reconcile: (role) => scheduler.reconcile(role ? [role] : undefined, 'mammatus.reconcile'),
     trust: () => trustStatus(loaded.config, credentials, gossipEncrypted),
     verdict: (name, id) => signatures.verdict(name, id),
+    tls: () => certs.status(),
   };
 
   registerBuiltinHandlers(dispatcher, view);
@@ -301,6 +316,7 @@ export function createAgent(deps: AgentDeps): Agent {
     dispatcher,
     config: () => loaded.config,
     members: () => [...members.values()],
+    certs,
     async start() {
       await restoreWatermarks();
       // Watermarks advance as handlers finish; persist them at most once a second.
@@ -309,6 +325,8 @@ export function createAgent(deps: AgentDeps): Agent {
       session = buildSession(loaded.config);
       startMembersPoll(loaded.config);
       log.info({ rpc_addr: loaded.config.serf.rpc_addr, filter: dispatcher.streamFilter() }, 'connecting to serf');
+      // It waits for the node's name (set once Serf answers) and credentials by itself.
+      certs.start();
       await session.start();
     },
     reload() {
@@ -346,6 +364,7 @@ export function createAgent(deps: AgentDeps): Agent {
         }
         await scheduler.reconcile(undefined, 'config change');
         await scheduler.configReloaded();
+        certs.kick();
         return true;
       });
       return reloading;
@@ -355,6 +374,7 @@ export function createAgent(deps: AgentDeps): Agent {
         log.info('agent stopping');
         clearInterval(saveTimer);
         clearInterval(pollTimer);
+        certs.stop();
         await reloading;
         if (session?.connected) {
           // Nobody should read the tag as "agent running" once we are gone.

@@ -77,6 +77,7 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
         { watchRoster },
         { registryWritesHostedService },
         { hostsHostedService },
+        { caSignHostedService },
       ] = await Promise.all([
         import('../roles/controller/index.js'),
         import('../src/metadata/hosted.js'),
@@ -85,6 +86,7 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
         import('../src/trust/roster.js'),
         import('../src/registry/hosted.js'),
         import('../src/hosts/hosted.js'),
+        import('../src/ca/sign-service.js'),
       ]);
       const section = w.section ?? (() => undefined);
       const child: ChildWiring | undefined =
@@ -102,6 +104,8 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
           gossipKey: w.gossipKey ?? (() => Promise.resolve(undefined)),
           replicas,
         }),
+        // Node certificates (issue 20): in the agent, as it reads the intermediate's key.
+        caSignHostedService({ credentials: () => w.credentials?.() }),
         metadataHostedService(() => section('metadata'), child),
         messagingHostedService(() => section('messaging'), child),
       ];

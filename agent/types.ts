@@ -16,8 +16,19 @@ export interface AgentView {
   reconcile(role?: string): Promise<void>;
   /** What trust looks like from here (the `trust` section of the status answer). */
   trust?(): TrustStatus;
+  /** This node's certificate (issue 20; the `tls` section of the status answer), absent before any attempt. */
+  tls?(): TlsStatus | undefined;
   /** What this node made of signed envelope `id` of event `name` (`mammatus.verdict`). */
   verdict?(name: string, id: string): Verdict | undefined;
+}
+
+/** The `tls` section of a status answer: the node certificate's expiry, next renewal and last failure. */
+export interface TlsStatus {
+  readonly not_after: string | null;
+  readonly renew_at: string | null;
+  readonly last_error: string | null;
+  /** Certificates this agent obtained since it started (first issue and renewals). */
+  readonly issued?: number;
 }
 
 /** The `trust` section of a status answer. */

@@ -127,6 +127,8 @@ export interface HostJoinGrant {
   readonly gossip_key?: string;
   /** Serf addresses of the controllers, for `retry_join`. */
   readonly retry_join: readonly string[];
+  /** SHA-256 of the cluster CA's root (issue 20), when the cluster has a CA: pinned in the host's credentials. */
+  readonly ca_fingerprint?: string;
 }
 
 /** A step report for {@link HOST_PROGRESS_SUBJECT}. */

@@ -64,6 +64,12 @@ export interface NodeCredentials {
   /** The authority's seed (`SO…`), controllers only. Secret. */
   readonly authority_seed?: string;
   readonly admitted_at: string;
+  /**
+   * SHA-256 (hex lowercase) of the cluster CA's root, pinned at admission when a CA exists
+   * (issue 20): the node accepts the root it fetches only when it matches. Not covered by the
+   * trust tag; it travels with the credentials, over the same private channel.
+   */
+  readonly ca_fingerprint?: string;
 }
 
 /** An admitted node as the controllers list it (the roster; nothing secret). */
@@ -249,6 +255,7 @@ export function parseCredentials(json: unknown, where: string): NodeCredentials 
   if (!Array.isArray(roles) || !roles.every((r: unknown) => typeof r === 'string' && (ROLE_NAMES as readonly string[]).includes(r)))
     fail('roles');
   if (!c!.seed!.startsWith('SU') || !c!.authority!.startsWith('O')) fail('keys');
+  if (c!.ca_fingerprint !== undefined && !/^[0-9a-f]{64}$/.test(String(c!.ca_fingerprint))) fail('ca_fingerprint');
   let derived: string | undefined;
   try {
     userKey({ seed: c!.seed! });

@@ -3,7 +3,7 @@
  * listed by one Serf query. Long errors are shortened until the answer fits.
  */
 import type { Dispatcher } from '../agent/dispatch/dispatcher.js';
-import type { AgentView } from '../agent/types.js';
+import type { AgentView, TlsStatus } from '../agent/types.js';
 import type { RoleStatus } from '../roles/types.js';
 
 /** Query name, as documented in docs/serf.md. */
@@ -30,6 +30,8 @@ export interface StatusAnswer {
   role_status: Record<string, RoleStatusJson>;
   /** Credentials and Serf security, as this node sees its own (absent from agents before trust). */
   trust?: { admitted: string[] | null; errors: string[] };
+  /** The node certificate (issue 20): expiry, next renewal, last failure; absent before any attempt. */
+  tls?: TlsStatus;
 }
 
 /** Builds the answer, shortening errors (then dropping them) until it fits `maxBytes`. Pure. */
@@ -56,6 +58,8 @@ export function buildStatus(view: AgentView, maxBytes = STATUS_MAX_BYTES): Statu
         admitted: trust.admitted ? [...trust.admitted] : null,
         errors: trust.errors.map((e) => shorten(e, Math.max(limit, 40))),
       };
+    const tls = view.tls?.();
+    if (tls) answer.tls = { ...tls, last_error: tls.last_error === null ? null : shorten(tls.last_error, Math.max(limit, 40)) };
     if (Buffer.byteLength(JSON.stringify(answer)) <= maxBytes || limit === 0) return answer;
   }
   throw new Error('unreachable');

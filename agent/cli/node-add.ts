@@ -20,6 +20,8 @@ import { parseDuration } from '../../core/duration.js';
 import type { RemoteHost } from '../../core/ssh-remote.js';
 import { VERSION } from '../version.js';
 import { connect, UsageError, type CliIo, type GlobalOptions } from './common.js';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { fingerprintToPin } from '../../src/ca/store.js';
 import { admitInRoster, controllerCredentials, parseRoles, withRoster, type RosterAccess } from './node.js';
 import {
   NODE_PATHS,
@@ -67,7 +69,8 @@ export interface ClusterFacts {
 /** The effects of `node add` beyond the host's SSH session (tests pass fakes). */
 export interface AddDeps {
   connect(hostArg: string, o: SshFlags, env: NodeJS.ProcessEnv): Promise<RemoteHost>;
-  roster<T>(body: (r: RosterAccess) => Promise<T>): Promise<T>;
+  /** Runs `body` with the roster (and the NATS connection, to read the CA's fingerprint; tests may pass none). */
+  roster<T>(body: (r: RosterAccess, nc?: NatsConnection) => Promise<T>): Promise<T>;
   cluster(): Promise<ClusterFacts>;
   install(host: RemoteHost): Promise<{ installed: string[]; what: string }>;
   wait(node: string, roles: readonly RoleName[], timeoutMs: number): Promise<NodeReady>;
@@ -143,8 +146,9 @@ export async function nodeAddCommand(
       const hostnameI = (await h().exec(['hostname', '-I'])).stdout;
       const hostAddrs = hostAddresses(hostnameI, [h().target.host, bind, serfConfigField(serfConfig, 'bind')]);
       let why = '';
-      await d.roster(async (r) => {
+      await d.roster(async (r, nc) => {
         const entry = await r.get(st.node);
+        const pin = await fingerprintToPin(own, nc);
         const taken = nameTaken({
           node: st.node,
           remoteCredentials: remote,
@@ -157,11 +161,11 @@ export async function nodeAddCommand(
           throw new Error(
             `${taken}: admitting this host as ${st.node} would revoke that node. Give this host its own name with --name NAME, or take the name over with --replace`,
           );
-        const decision = decideCredentials(remote, entry, own.authority, st.node, roles);
+        const decision = decideCredentials(remote, entry, own.authority, st.node, roles, pin);
         if (decision.action === 'keep') st.creds = decision.creds;
         else {
           why = taken ? `${decision.why}; --replace: the name is taken over` : decision.why;
-          st.creds = await admitInRoster(r, own, st.node, roles, decision.seed);
+          st.creds = await admitInRoster(r, own, st.node, roles, decision.seed, pin);
           st.admitted = 'roster';
         }
       });

@@ -149,7 +149,17 @@ export function credentialsFromGrant(grant: unknown, seed: string, nkey: string)
   let creds: NodeCredentials;
   try {
     creds = parseCredentials(
-      { version: 1, node: g.node, roles: g.roles, seed, authority: g.authority, tag: g.tag, admitted_at: g.admitted_at },
+      {
+        version: 1,
+        node: g.node,
+        roles: g.roles,
+        seed,
+        authority: g.authority,
+        tag: g.tag,
+        admitted_at: g.admitted_at,
+        // The CA root to pin (issue 20); parseCredentials checks its form.
+        ...(g.ca_fingerprint !== undefined ? { ca_fingerprint: g.ca_fingerprint } : {}),
+      },
       'the join answer',
     );
   } catch (err) {

@@ -161,7 +161,8 @@ export type CredentialsDecision =
 
 /**
  * Keeps the host's credentials when they are for `node` with exactly `roles`, signed by
- * `authority`, and the roster lists the node with their user key; else mints new ones.
+ * `authority`, the roster lists the node with their user key, and they pin `caFingerprint` (when
+ * the cluster has a CA); else mints new ones.
  */
 export function decideCredentials(
   remoteText: string | undefined,
@@ -169,6 +170,7 @@ export function decideCredentials(
   authority: string,
   node: string,
   roles: readonly RoleName[],
+  caFingerprint?: string,
 ): CredentialsDecision {
   if (remoteText === undefined) return { action: 'mint', why: 'the host has none' };
   let creds: NodeCredentials;
@@ -184,6 +186,8 @@ export function decideCredentials(
     return { action: 'mint', seed, why: `the roles change from ${creds.roles.join(',') || '-'}` };
   if (roster?.nkey !== userKey(creds))
     return { action: 'mint', seed, why: roster ? 'the roster lists another key' : 'the roster does not list it' };
+  if (caFingerprint && creds.ca_fingerprint !== caFingerprint)
+    return { action: 'mint', seed, why: "the cluster CA's root is to be pinned" };
   return { action: 'keep', creds };
 }
 

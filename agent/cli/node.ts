@@ -23,6 +23,8 @@ import {
 } from '../../core/trust.js';
 import { errorMessage } from '../../core/errors.js';
 import { Roster } from '../../src/trust/roster.js';
+import { fingerprintToPin } from '../../src/ca/store.js';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { cliCredentials, credentialsPath } from './credentials.js';
 import { resolveNatsServers } from './instance.js';
@@ -68,14 +70,14 @@ export async function withRoster<T>(
   g: GlobalOptions,
   nats: string | undefined,
   creds: NodeCredentials,
-  body: (r: Roster) => Promise<T>,
+  body: (r: Roster, nc: NatsConnection) => Promise<T>,
 ): Promise<T> {
   const servers = await resolveNatsServers(g, nats);
   const nc = await connectNats(servers, { name: 'mammatus-cli', timeoutMs: 5000, credentials: creds }).catch((err: unknown) => {
     throw new Error(`cannot reach NATS at ${servers.join(', ')}: ${errorMessage(err)}`);
   });
   try {
-    return await body(await bindRoster(nc));
+    return await body(await bindRoster(nc), nc);
   } finally {
     await nc.close();
   }
@@ -96,6 +98,7 @@ async function bindRoster(nc: Parameters<typeof Roster.bind>[0]): Promise<Roster
 /**
  * Mints `name`'s credentials with the authority of the controller `own` and enters the node in the
  * roster. `seed` keeps an existing user key (re-admission with other roles); default a new one.
+ * `caFingerprint` (the cluster CA's root, when there is one) is pinned in the credentials.
  */
 export async function admitInRoster(
   r: Pick<Roster, 'put'>,
@@ -103,9 +106,11 @@ export async function admitInRoster(
   name: string,
   roles: readonly RoleName[],
   seed?: string,
+  caFingerprint?: string,
 ): Promise<NodeCredentials> {
   if (!own.authority_seed) throw new Error(`${own.node} is not a controller: only a controller can admit`);
-  const creds = mintCredentials(own.authority_seed, name, roles, new Date(), seed);
+  const minted = mintCredentials(own.authority_seed, name, roles, new Date(), seed);
+  const creds = caFingerprint ? { ...minted, ca_fingerprint: caFingerprint } : minted;
   await r.put(admittedNode(creds));
   return creds;
 }
@@ -145,7 +150,9 @@ export async function admitCommand(g: GlobalOptions, name: string, o: AdmitOptio
   const out = o.out ?? (self ? ownFile : undefined);
   if (!out) throw new UsageError(`--out FILE is needed to write ${name}'s credentials (or --out - for stdout)`);
   // Re-admitting a node keeps its key only when it is this one (its seed is here).
-  const creds = await withRoster(g, o.nats, own, (r) => admitInRoster(r, own, name, roles, self ? own.seed : undefined));
+  const creds = await withRoster(g, o.nats, own, async (r, nc) =>
+    admitInRoster(r, own, name, roles, self ? own.seed : undefined, await fingerprintToPin(own, nc)),
+  );
   await deliver(creds, out, io);
   if (out !== '-')
     io.out(

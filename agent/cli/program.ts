@@ -15,6 +15,7 @@ import type { MessagingServeOptions } from './messaging.js';
 import { registerNodeCommands } from './node-commands.js';
 import { registerVolumeCommands } from './volume-commands.js';
 import { registerHostCommands } from './host-commands.js';
+import { registerCaCommands } from './ca-commands.js';
 import type { QueryOptions } from './query.js';
 import type { StatusOptions } from './status.js';
 import { errorMessage } from '../../core/errors.js';
@@ -236,6 +237,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
   registerNodeCommands(program, { g, set, io, env, natsFlag, natsHelp });
   registerVolumeCommands(program, { g, set, io, natsFlag, natsHelp });
   registerHostCommands(program, { g, set, io, natsFlag, natsHelp });
+  registerCaCommands(program, { g, set, io, natsFlag, natsHelp });
 
   program
     .command('version')

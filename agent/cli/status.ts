@@ -146,6 +146,11 @@ export async function statusCommand(g: GlobalOptions, opts: StatusOptions, io: C
       if (s.detail) details.push(`${r.node} ${role}: ${s.detail}`);
     }
     for (const e of a?.trust?.errors ?? []) errors.push(`${r.node} trust: ${e}`);
+    // A failing renewal shows long before the certificate expires (issue 20).
+    if (a?.tls?.last_error)
+      errors.push(
+        `${r.node} tls: ${a.tls.last_error} (${a.tls.not_after ? `certificate valid until ${a.tls.not_after}` : 'no certificate yet'})`,
+      );
     if (r.trust === 'untrusted')
       errors.push(`${r.node} trust: no proof of admission for ${r.roles.join(',') || 'membership'}: treated as a stranger`);
   }

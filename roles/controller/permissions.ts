@@ -12,11 +12,16 @@
  *   accept reports only for volumes it serves), and the change announcements on
  *   `mammatus.volumes.changed.<its name>`; no volume bucket access at all (the records hold CHAP
  *   secrets, and JetStream reads cannot be narrowed per key).
- * - no role: nothing.
+ * - every admitted node, whatever its roles (issue 20): reads the CA's public bucket `mammatus-ca`
+ *   (root, intermediate, fingerprint; get only) and asks for its own certificate by publishing to
+ *   `mammatus.ca.sign.<its name>` (the signing service checks the CSR's names against that name).
+ *   Nothing of `mammatus-ca-keys`.
+ * - no role: only that.
  *
  * Every user's replies arrive on its own inbox prefix (`_INBOX.<its nkey>`), so no node can
  * subscribe to another's replies.
  */
+import { CA_BUCKET, CA_SIGN_SUBJECT } from '../../core/ca.js';
 import { REGISTRY_NODE_SUBJECT, VOLUME_CHANGED_SUBJECT, VOLUME_NODE_SUBJECT, inboxPrefix, type AdmittedNode } from '../../core/trust.js';
 
 /** The instance registry's KV stream (bucket `mammatus-instances`). */
@@ -50,9 +55,19 @@ const REGISTRY_READ = [
   `$JS.FC.${REGISTRY_STREAM}.>`,
 ];
 
+/** The CA's public bucket's KV stream. */
+const CA_STREAM = `KV_${CA_BUCKET}`;
+
+/**
+ * What reading the CA's public bucket takes: stream info (binding) and single-message gets, stored
+ * and direct. No consumer (nothing watches it) and no `$KV.` subject (no writes).
+ */
+const CA_READ = [`$JS.API.STREAM.INFO.${CA_STREAM}`, `$JS.API.STREAM.MSG.GET.${CA_STREAM}`, `$JS.API.DIRECT.GET.${CA_STREAM}.>`];
+
 /** The publish subjects a non-controller with these roles may use. */
 function publishAllow(node: AdmittedNode): string[] {
-  const allow = new Set<string>();
+  // Every admitted node gets its certificate: it reads the root and asks for its own name only.
+  const allow = new Set<string>([...CA_READ, `${CA_SIGN_SUBJECT}.${node.node}`]);
   const reads = node.roles.includes('gateway') || node.roles.includes('compute');
   if (reads) for (const s of REGISTRY_READ) allow.add(s);
   if (node.roles.includes('compute')) allow.add(`${REGISTRY_NODE_SUBJECT}.${node.node}`);
@@ -72,8 +87,8 @@ export function natsUser(node: AdmittedNode): NatsUser {
   return {
     nkey: node.nkey,
     permissions: {
-      // An empty allow list would mean "allowed"; a node with nothing to do gets a subject nobody uses.
-      publish: { allow: publish.length > 0 ? publish : ['mammatus.nothing'] },
+      // Never empty (that would mean "allowed"): every node has at least the CA's subjects.
+      publish: { allow: publish },
       subscribe: {
         allow: [`${inboxPrefix(node.nkey)}.>`, ...(usesVolumes(node) ? [`${VOLUME_CHANGED_SUBJECT}.${node.node}`] : [])],
       },

@@ -49,6 +49,8 @@ export interface AdmissionDeps {
   readonly gossipKey: () => Promise<string | undefined>;
   /** Serf addresses (`ip:port`) of the alive controllers. */
   readonly retryJoin: () => readonly string[];
+  /** The CA root's fingerprint to pin (issue 20), undefined without a CA; absent: none pinned. */
+  readonly caFingerprint?: () => Promise<string | undefined>;
   readonly now: () => Date;
   readonly log: Logger;
 }
@@ -125,6 +127,7 @@ export async function admitHost(deps: AdmissionDeps, req: HostJoinRequest): Prom
     // Read before the secret is taken: a failure here leaves the secret for the next try.
     const gossipKey = await deps.gossipKey();
     const retryJoin = [...deps.retryJoin()];
+    const caFingerprint = await deps.caFingerprint?.();
     if (retryJoin.length === 0) throw new Error('no alive controller to join (Serf lists none)');
     const now = deps.now();
     let use: JoinUse;
@@ -147,6 +150,7 @@ export async function admitHost(deps: AdmissionDeps, req: HostJoinRequest): Prom
       admitted_at: minted.admitted_at,
       ...(gossipKey ? { gossip_key: gossipKey } : {}),
       retry_join: retryJoin,
+      ...(caFingerprint ? { ca_fingerprint: caFingerprint } : {}),
     };
     log.info(
       {

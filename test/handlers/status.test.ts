@@ -30,6 +30,20 @@ describe('buildStatus', () => {
     expect(buildStatus({ ...view({}), trust: () => ({ errors: [] }) }).trust).toEqual({ admitted: null, errors: [] });
   });
 
+  it('carries the tls section, its error shortened, and still fits 900 bytes', () => {
+    const roles = Object.fromEntries(
+      ['gateway', 'compute', 'storage', 'controller'].map((r) => [r, { state: 'error' as const, error: 'x'.repeat(400) }]),
+    );
+    const tls = { not_after: '2026-12-07T00:00:00.000Z', renew_at: '2026-12-06T16:00:00.000Z', last_error: 'e'.repeat(2000), issued: 4 };
+    const answer = buildStatus({ ...view(roles), tls: () => tls });
+    expect(answer.tls).toMatchObject({ not_after: tls.not_after, renew_at: tls.renew_at, issued: 4 });
+    expect(answer.tls!.last_error!.length).toBeLessThanOrEqual(160);
+    expect(bytes(answer)).toBeLessThanOrEqual(STATUS_MAX_BYTES);
+    expect(buildStatus({ ...view({}), tls: () => ({ ...tls, last_error: null }) }).tls?.last_error).toBeNull();
+    // Nothing tried yet: no section.
+    expect(buildStatus({ ...view({}), tls: () => undefined }).tls).toBeUndefined();
+  });
+
   it("carries a role's one-line detail, shortened to 80 characters", () => {
     const answer = buildStatus(
       view({

@@ -131,6 +131,15 @@ describe('node add plan', () => {
       why: /another key/,
     });
     expect(decideCredentials(text, entry, creds.authority, 'store-2', ['storage'])).toMatchObject({ action: 'mint', why: /for store-1/ });
+    // The cluster got a CA: the credentials are minted again (same key) to pin its root.
+    const fp = 'cd'.repeat(32);
+    expect(decideCredentials(text, entry, creds.authority, 'store-1', ['storage'], fp)).toEqual({
+      action: 'mint',
+      seed: creds.seed,
+      why: "the cluster CA's root is to be pinned",
+    });
+    const pinned = JSON.stringify({ ...creds, ca_fingerprint: fp });
+    expect(decideCredentials(pinned, entry, creds.authority, 'store-1', ['storage'], fp)).toMatchObject({ action: 'keep' });
     // Another cluster's credentials: a new key too.
     const foreign = mintCredentials(createAuthority(), 'store-1', ['storage'], new Date());
     const d = decideCredentials(JSON.stringify(foreign), entry, creds.authority, 'store-1', ['storage']);

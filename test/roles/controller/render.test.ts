@@ -234,7 +234,15 @@ describe('trust: who may connect, and who is a controller', () => {
   it('gives a storage node the volume API on its own subjects and no bucket, no instance registry', () => {
     const st = natsUser(admittedNode(fixedCredentials('st1', ['storage'], 3)));
     expect(st.permissions).toEqual({
-      publish: { allow: ['mammatus.volumes.node.st1'] },
+      publish: {
+        allow: [
+          '$JS.API.STREAM.INFO.KV_mammatus-ca',
+          '$JS.API.STREAM.MSG.GET.KV_mammatus-ca',
+          '$JS.API.DIRECT.GET.KV_mammatus-ca.>',
+          'mammatus.ca.sign.st1',
+          'mammatus.volumes.node.st1',
+        ],
+      },
       subscribe: { allow: [`_INBOX.${st.nkey.slice(1, 17)}.>`, 'mammatus.volumes.changed.st1'] },
     });
   });

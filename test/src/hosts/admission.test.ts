@@ -12,6 +12,7 @@ import type { InstanceRecord } from '../../../core/instance-record.js';
 import { createAuthority, type AdmittedNode } from '../../../core/trust.js';
 import { answerJoin, answerProgress, type AdmissionDeps } from '../../../src/hosts/admission.js';
 import { controllerSerfAddresses } from '../../../src/hosts/hosted.js';
+import { credentialsFromGrant } from '../../../agent/cli/node-join.js';
 import { newBoxKeyPair, openSealed } from '../../../src/hosts/sealed.js';
 import { JoinRefused } from '../../../src/hosts/joins.js';
 import type { Member } from '../../../core/contracts.js';
@@ -63,6 +64,25 @@ describe('admission', () => {
     expect(grant).toMatchObject({ node: 'metal-1', roles: ['compute'], retry_join: ['10.0.0.1:7946'], gossip_key: 'k'.repeat(44) });
     expect(consumed).toEqual(['h1']);
     expect(roster.get('metal-1')?.roles).toEqual(['compute']);
+  });
+
+  it("pins the CA root's fingerprint in the grant when the cluster has a CA, and the host takes it into its credentials", async () => {
+    const fp = 'ab'.repeat(32);
+    const r = request();
+    const a = await answerJoin(deps({ caFingerprint: () => Promise.resolve(fp) }).d, r.data);
+    const grant = openSealed(r.box, a.sealed!) as HostJoinGrant;
+    expect(grant.ca_fingerprint).toBe(fp);
+    const nkey = createUser();
+    const r2 = request(newBoxKeyPair(), nkey.getPublicKey());
+    const g2 = openSealed(r2.box, (await answerJoin(deps({ caFingerprint: () => Promise.resolve(fp) }).d, r2.data)).sealed!);
+    const seed = Buffer.from(nkey.getSeed()).toString('ascii');
+    expect(credentialsFromGrant(g2, seed, nkey.getPublicKey()).creds.ca_fingerprint).toBe(fp);
+    // A malformed fingerprint makes the grant unusable rather than pinning garbage.
+    expect(() => credentialsFromGrant({ ...(g2 as object), ca_fingerprint: 'nope' }, seed, nkey.getPublicKey())).toThrow(/ca_fingerprint/);
+    // Without a CA: no pin.
+    const r3 = request();
+    const g3 = openSealed(r3.box, (await answerJoin(deps({ caFingerprint: () => Promise.resolve(undefined) }).d, r3.data)).sealed!);
+    expect((g3 as HostJoinGrant).ca_fingerprint).toBeUndefined();
   });
 
   it('leaves the secret when something fails before it is taken', async () => {
