@@ -1,0 +1,349 @@
+/**
+ * The CA backend on a controller (docs/ca.md): caddy or step-ca, run as a supervised child of the
+ * agent (restarted with backoff when it dies), as its package's system user when the agent is root.
+ * The role renders its config (ca-render.ts); this module decides which backend runs, validates a
+ * config before it goes live, starts and restarts the process, and proves it works by fetching the
+ * ACME directory over TLS with the cluster's root as the only trust.
+ *
+ * The backend needs the CA files (root, intermediate, its key), which `mammatus ca init` and the
+ * agents write, not the role: until they exist the backend waits, and while the role runs a poll
+ * notices when they appear or change (an intermediate rotated), validates the backend with them
+ * and restarts it. A bad file never replaces a backend that works: it keeps running with what it
+ * loaded, and the error shows in the role's status.
+ */
+import { createHash } from 'node:crypto';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import path from 'node:path';
+import type { Argv, FileOps, Logger, Run, Spawn } from '../../core/contracts.js';
+import { errorMessage } from '../../core/errors.js';
+import { DaemonSupervisor } from '../../core/process-supervisor.js';
+import { findPasswdUser } from '../../core/users.js';
+import { splitHostPort, urlHost } from '../../core/net.js';
+import type { CaConfig } from './config.js';
+import { CA_NAME, caConfigPaths, directoryPath } from './ca-render.js';
+
+/** The backend that runs. */
+export type CaBackendKind = 'caddy' | 'step-ca';
+
+/** Fetches the ACME directory at `url`, trusting only `rootPem` and checking the certificate's name is `servername`. */
+export type DirectoryProbe = (url: string, rootPem: string, servername: string) => Promise<{ status: number; body: string }>;
+
+/** What the backend needs from the agent; the defaults read the real machine. */
+export interface CaBackendDeps {
+  readonly spawn: Spawn;
+  readonly run: Run;
+  readonly files: FileOps;
+  readonly log: Logger;
+  readonly probe?: DirectoryProbe;
+  /** The path of an executable found on PATH (or the absolute path itself), undefined when absent. */
+  readonly which?: (program: string) => string | undefined;
+  readonly euid?: () => number;
+  readonly passwd?: () => string;
+  /** How long a (re)started backend may take to answer the directory (default 30 s). */
+  readonly healthTimeoutMs?: number;
+  /** How often the CA files are checked while the role runs (default 15 s). */
+  readonly pollMs?: number;
+  readonly minRestartMs?: number;
+  readonly maxRestartMs?: number;
+}
+
+/** What the role's status shows about the CA. */
+export interface CaState {
+  readonly state: 'off' | 'waiting' | 'running' | 'error';
+  readonly backend?: CaBackendKind;
+  readonly error?: string;
+}
+
+/** The first executable called `program` on PATH (or `program` itself when absolute). */
+export function findProgram(program: string): string | undefined {
+  const candidates = path.isAbsolute(program)
+    ? [program]
+    : (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').map((d) => path.join(d, program));
+  return candidates.find((file) => {
+    try {
+      accessSync(file, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Pure: the backend `ca.backend` asks for, given which binaries exist (auto: step-ca when installed). */
+export function chooseBackend(ca: CaConfig, which: (program: string) => string | undefined): CaBackendKind {
+  if (ca.backend !== 'auto') return ca.backend;
+  return which(ca.step_ca_binary) ? 'step-ca' : 'caddy';
+}
+
+/** Pure: how the backend is started (caddy's data directory comes through the environment, which a spawn cannot set). */
+export function backendArgv(kind: CaBackendKind, ca: CaConfig): Argv {
+  const paths = caConfigPaths(ca);
+  if (kind === 'step-ca') return [ca.step_ca_binary, [paths.stepCa, '--password-file', paths.password]];
+  const data = path.join(ca.paths.data_dir, 'caddy');
+  // acme_server keeps its database under XDG_DATA_HOME/caddy; HOME keeps anything else off the user's home.
+  return ['env', [`XDG_DATA_HOME=${ca.paths.data_dir}`, `HOME=${data}`, ca.caddy_binary, 'run', '--config', paths.caddy]];
+}
+
+/** Pure: the directory URL on this node (a wildcard listen address becomes loopback). */
+export function localDirectoryUrl(ca: CaConfig): string {
+  const { host, port } = ca.listen.startsWith(':') ? { host: '', port: Number(ca.listen.slice(1)) } : splitHostPort(ca.listen);
+  const local = host === '' || host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  return `https://${urlHost(local)}:${port}${directoryPath(ca)}`;
+}
+
+/** The default probe: node:https with the root as the only CA and the name checked against `ca.mammatus`. */
+export const httpsProbe: DirectoryProbe = (url, rootPem, servername) =>
+  new Promise((resolve, reject) => {
+    const req = request(url, { ca: rootPem, servername, timeout: 3000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk.slice(0, 4096)));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+
+/** Runs one CA backend for the controller role. */
+export class CaBackend {
+  private supervisor: DaemonSupervisor | undefined;
+  private running: { kind: CaBackendKind; key: string; user: string | undefined } | undefined;
+  private cfg: CaConfig | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private polling: Promise<void> | undefined;
+  private current: CaState = { state: 'off' };
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(private readonly deps: CaBackendDeps) {}
+
+  /** What the status shows. */
+  get state(): CaState {
+    return this.current;
+  }
+
+  /** The running backend's process, for tests and logs. */
+  get pid(): number | undefined {
+    return this.supervisor?.pid;
+  }
+
+  /** Which backend `ca` runs here. */
+  kind(ca: CaConfig): CaBackendKind {
+    return chooseBackend(ca, this.deps.which ?? findProgram);
+  }
+
+  /** The CA files' contents, or undefined while any is missing (before `mammatus ca init`). */
+  async caFiles(ca: CaConfig): Promise<{ root: string; key: string } | undefined> {
+    const [root, inter, key] = await Promise.all(
+      [ca.paths.root_cert, ca.paths.intermediate_cert, ca.paths.intermediate_key].map((p) => this.deps.files.read(p)),
+    );
+    if (!root || !inter || !key) return undefined;
+    // The key's hash, not the key, goes into the restart key.
+    return { root, key: createHash('sha256').update(`${root}\0${inter}\0${key}`).digest('hex') };
+  }
+
+  /**
+   * Checks the backend's rendered config with the CA files as they are: `caddy validate` (which
+   * loads the certificates and key), or for step-ca that the binary runs and the JSON parses.
+   * Resolves without checking while the CA files are missing (nothing will run yet).
+   */
+  async validate(ca: CaConfig): Promise<void> {
+    if (!ca.enabled || !(await this.caFiles(ca))) return;
+    const kind = this.kind(ca);
+    const paths = caConfigPaths(ca);
+    // A missing binary is the status's to say (apply), not a reason to roll the role's files back.
+    if (!(this.deps.which ?? findProgram)(kind === 'caddy' ? ca.caddy_binary : ca.step_ca_binary)) return;
+    if (kind === 'step-ca') {
+      JSON.parse((await this.deps.files.read(paths.stepCa)) ?? '');
+      await this.deps.run(ca.step_ca_binary, ['version']);
+      return;
+    }
+    // A scratch data directory: validating provisions acme_server, which must not touch the running one's database.
+    const scratch = path.join(ca.paths.data_dir, 'validate');
+    await this.deps.run('mkdir', ['-p', scratch]);
+    await this.deps
+      .run(ca.caddy_binary, ['validate', '--config', paths.caddy], { env: { XDG_DATA_HOME: scratch, HOME: scratch } })
+      .catch((err: Error & { stderr?: string }) => {
+        const why = (err.stderr ?? '').split('\n').find((l) => l.startsWith('Error:')) ?? err.stderr?.trim() ?? err.message;
+        throw new Error(`caddy validate rejected ${paths.caddy}: ${why || err.message}`);
+      });
+  }
+
+  /**
+   * Brings the backend in line with `ca` and the files on disk: stopped when disabled, waiting
+   * while the CA files are missing, (re)started when its config, the CA files or the user changed
+   * (or `force`), and then health-checked. Rejects when the started backend does not answer.
+   */
+  apply(ca: CaConfig, opts: { force?: boolean } = {}): Promise<void> {
+    this.cfg = ca;
+    // One at a time: the role's reload, its start and the poll may ask at once.
+    const next = this.queue.then(() => this.applyNow(ca, opts));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async applyNow(ca: CaConfig, opts: { force?: boolean }): Promise<void> {
+    if (!ca.enabled) {
+      await this.stopProcess();
+      this.current = { state: 'off' };
+      return;
+    }
+    const pki = await this.caFiles(ca);
+    const kind = this.kind(ca);
+    const paths = caConfigPaths(ca);
+    if ((await this.deps.files.read(kind === 'caddy' ? paths.caddy : paths.stepCa)) === undefined) {
+      // The role left this node, or its first apply was rolled back.
+      await this.stopProcess();
+      this.current = { state: 'off' };
+      return;
+    }
+    const binary = kind === 'caddy' ? ca.caddy_binary : ca.step_ca_binary;
+    if (!(this.deps.which ?? findProgram)(binary)) {
+      // Not a reason to roll NATS back: the status says what to install.
+      await this.stopProcess();
+      this.current = { state: 'error', backend: kind, error: `${binary} is not installed (apt-get install caddy, or step-ca)` };
+      return;
+    }
+    if (!pki) {
+      await this.stopProcess();
+      this.current = { state: 'waiting', backend: kind, error: 'no CA files yet: run `mammatus ca init`' };
+      return;
+    }
+    const user = await this.prepareUser(kind, ca);
+    const key = await this.launchKey(ca, kind, pki.key);
+    const sup = await this.supervisorFor(kind, user);
+    if (opts.force || !sup.running || this.running?.key !== key || this.running.user !== user) {
+      this.running = { kind, key, user };
+      await sup.restart(backendArgv(kind, ca));
+    }
+    try {
+      await this.waitHealthy(ca, pki.root);
+      this.current = { state: 'running', backend: kind };
+    } catch (err) {
+      this.current = { state: 'error', backend: kind, error: errorMessage(err) };
+      throw err;
+    }
+  }
+
+  /** Starts the poll that follows the CA files (appearing, rotated); idempotent. */
+  follow(ca: CaConfig): void {
+    this.cfg = ca;
+    if (this.timer) return;
+    const tick = () => {
+      this.polling = this.poll().finally(() => {
+        if (this.timer) this.timer = setTimeout(tick, this.deps.pollMs ?? 15_000);
+      });
+    };
+    this.timer = setTimeout(tick, this.deps.pollMs ?? 15_000);
+  }
+
+  /** Stops the poll and the backend for good (role stopped or removed). */
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.polling;
+    await this.stopProcess();
+    this.current = { state: 'off' };
+  }
+
+  /** One check of the CA files: a change is validated first, and only then restarts the backend. */
+  private async poll(): Promise<void> {
+    const ca = this.cfg;
+    if (!ca?.enabled) return;
+    try {
+      const pki = await this.caFiles(ca);
+      if (!pki && this.current.state === 'waiting') return;
+      if (pki && this.current.state === 'running' && this.supervisor?.running) {
+        if ((await this.launchKey(ca, this.kind(ca), pki.key)) === this.running?.key) return;
+      }
+      await this.validate(ca);
+      await this.apply(ca);
+      this.deps.log.info({ backend: this.current.backend, state: this.current.state }, 'CA backend follows the CA files');
+    } catch (err) {
+      // The running backend keeps what it loaded; the status says why nothing changed.
+      this.current = { ...this.current, state: 'error', error: errorMessage(err) };
+      this.deps.log.error({ err: errorMessage(err) }, 'CA backend: the changed CA files were not taken up');
+    }
+  }
+
+  /** What a running backend was started from: equal keys, nothing to restart. */
+  private async launchKey(ca: CaConfig, kind: CaBackendKind, pkiKey: string): Promise<string> {
+    const paths = caConfigPaths(ca);
+    const file = kind === 'caddy' ? paths.caddy : paths.stepCa;
+    const conf = await this.deps.files.read(file);
+    if (conf === undefined) throw new Error(`${kind}'s config is missing (${file})`);
+    return createHash('sha256')
+      .update(`${kind}\0${JSON.stringify(backendArgv(kind, ca))}\0${conf}\0${pkiKey}`)
+      .digest('hex');
+  }
+
+  /** Polls the directory until it answers 200; stops early when the backend died. */
+  private async waitHealthy(ca: CaConfig, rootPem: string): Promise<void> {
+    const probe = this.deps.probe ?? httpsProbe;
+    const url = localDirectoryUrl(ca);
+    const timeoutMs = this.deps.healthTimeoutMs ?? 30_000;
+    const deadline = Date.now() + timeoutMs;
+    const crashes = this.supervisor?.crashes ?? 0;
+    let last: string;
+    for (;;) {
+      try {
+        const res = await probe(url, rootPem, CA_NAME);
+        if (res.status === 200 && res.body.includes('newOrder')) return;
+        last = `HTTP ${res.status} ${res.body.trim().slice(0, 200)}`;
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        last = e.code ?? e.message ?? String(err);
+      }
+      const sup = this.supervisor;
+      if (!sup?.running || sup.crashes !== crashes) throw new Error(`CA backend exited: ${sup?.lastLines(3).join(' | ') || 'no output'}`);
+      if (Date.now() >= deadline) throw new Error(`${url} not healthy after ${Math.round(timeoutMs / 1000)}s: ${last}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /**
+   * The user the backend runs as: a root agent hands the data directory, the intermediate key and
+   * step-ca's password file to the package's user (`caddy`, `step`) when it exists; otherwise the
+   * agent's own user runs it (said in the log).
+   */
+  private async prepareUser(kind: CaBackendKind, ca: CaConfig): Promise<string | undefined> {
+    await this.deps.run('mkdir', ['-p', ca.paths.data_dir]);
+    const euid = (this.deps.euid ?? (() => process.geteuid?.() ?? -1))();
+    const name = ca.user === 'auto' ? (kind === 'caddy' ? 'caddy' : 'step') : ca.user;
+    if (name === '' || euid !== 0) return undefined;
+    const passwd = (this.deps.passwd ?? (() => readFileSync('/etc/passwd', 'utf8')))();
+    const user = findPasswdUser(passwd, name);
+    if (!user) {
+      this.deps.log.warn({ user: name }, `the CA backend runs as the agent's user: no system user ${name}`);
+      return undefined;
+    }
+    const ids = `${user.uid}:${user.gid}`;
+    await this.deps.run('chown', ['-R', ids, ca.paths.data_dir]);
+    const own = [ca.paths.intermediate_key, ...(kind === 'step-ca' ? [caConfigPaths(ca).password] : [])];
+    for (const file of own) await this.deps.run('chown', [ids, file]);
+    return user.name;
+  }
+
+  private async supervisorFor(kind: CaBackendKind, user: string | undefined): Promise<DaemonSupervisor> {
+    if (this.supervisor && this.running?.kind === kind && this.running.user === user) return this.supervisor;
+    // Another backend or user: the old process goes first (it holds the port).
+    await this.supervisor?.stop();
+    const log = this.deps.log;
+    this.supervisor = new DaemonSupervisor({
+      spawn: this.deps.spawn,
+      log,
+      name: kind,
+      ...(user ? { user } : {}),
+      minRestartMs: this.deps.minRestartMs,
+      maxRestartMs: this.deps.maxRestartMs,
+      onStart: (pid) => log.info({ ca_pid: pid, backend: kind, user: user ?? null }, 'CA backend started'),
+    });
+    return this.supervisor;
+  }
+
+  private async stopProcess(): Promise<void> {
+    await this.supervisor?.stop();
+    this.running = undefined;
+  }
+}
