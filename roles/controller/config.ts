@@ -8,6 +8,7 @@
 import type { JSONSchemaType } from 'ajv';
 import { splitHostPort } from '../../core/net.js';
 import { parseDuration } from '../../core/duration.js';
+import { posix } from 'node:path';
 import { COMMON_FORMATS, invalid, isSafeAbsolutePath, sectionChecker, withDefaults, type Format } from '../../core/validation.js';
 
 /** The resolved controller settings: every default applied, every value checked. */
@@ -83,7 +84,10 @@ export interface CaConfig {
     readonly intermediate_cert: string;
     /** PKCS#8 PEM, unencrypted (caddy reads no encrypted keys), 0600. */
     readonly intermediate_key: string;
-    /** The directory of the rendered backend config: caddy.json, step-ca's ca.json and password file. */
+    /**
+     * The directory of the rendered backend config: caddy.json, step-ca's ca.json and password
+     * file. Default: `ca/` beside `paths.nats_conf` (/etc/mammatus/controller/ca).
+     */
     readonly config: string;
     /** The backend's own state: caddy's storage and ACME database, step-ca's bbolt database. */
     readonly data_dir: string;
@@ -128,7 +132,7 @@ export const CONTROLLER_DEFAULTS: ControllerConfig = {
       root_cert: '/var/lib/mammatus/ca/root.crt',
       intermediate_cert: '/var/lib/mammatus/ca/intermediate.crt',
       intermediate_key: '/var/lib/mammatus/ca/intermediate.key',
-      config: '/etc/mammatus/ca',
+      config: '/etc/mammatus/controller/ca',
       data_dir: '/var/lib/mammatus/ca/data',
     },
   },
@@ -252,7 +256,14 @@ const checkSettings = sectionChecker<ControllerSettings>({
  * `roles.controller.nats.listen: must be HOST:PORT ...`.
  */
 export function parseControllerConfig(raw: unknown): ControllerConfig {
-  const cfg = withDefaults(CONTROLLER_DEFAULTS, checkSettings(raw ?? {}));
+  const settings = checkSettings(raw ?? {});
+  let cfg = withDefaults(CONTROLLER_DEFAULTS, settings);
+  // Unset, the CA backend's config sits beside nats-server's (so an agent whose files were moved
+  // to a test or lab directory keeps this one there too).
+  if (!settings.ca?.paths?.config) {
+    const config = posix.join(posix.dirname(cfg.paths.nats_conf), 'ca');
+    cfg = { ...cfg, ca: { ...cfg.ca, paths: { ...cfg.ca.paths, config } } };
+  }
   checkConfig(cfg);
   return cfg;
 }
