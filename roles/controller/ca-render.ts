@@ -148,7 +148,13 @@ export function renderStepCaConfig(node: string, ca: CaConfig, authoritySeed: st
     authority: {
       claims: { minTLSCertDuration: '5m', maxTLSCertDuration: '168h', defaultTLSCertDuration: '24h' },
       provisioners: [
-        { type: 'ACME', name: ca.provisioner, claims: { defaultTLSCertDuration: ca.cert_lifetime } },
+        {
+          type: 'ACME',
+          name: ca.provisioner,
+          claims: { defaultTLSCertDuration: ca.cert_lifetime },
+          // Only cluster names: http-01 alone would also issue a public name to whoever answers for it.
+          policy: { x509: { allow: { dns: [`*.${CA_DOMAIN}`] } } },
+        },
         {
           type: 'JWK',
           name: JWK_PROVISIONER,

@@ -27,7 +27,7 @@ import { buildGatewayBed, canUseNetns, missingTools, waitForFile, type GatewayBe
 import { describeCert, makeTestPki, verifyChain, type TestPki } from '../../scripts/lib/test-pki.js';
 import { until } from '../../scripts/lib/wait.js';
 
-const skip = canUseNetns() ?? missingTools(['busybox', 'dig', 'curl', 'dnsmasq', 'caddy', 'lego', 'openssl', 'setpriv']);
+const skip = canUseNetns() ?? missingTools(['busybox', 'dig', 'curl', 'dnsmasq', 'caddy', 'lego', 'certbot', 'openssl', 'setpriv']);
 if (skip) console.warn(`CA ACME end-to-end tests skipped: ${skip}`);
 const stepCaSkip = findOnPath('step-ca') ? undefined : 'step-ca is not installed (Smallstep apt repository; not packaged in Debian)';
 if (!skip && stepCaSkip) console.warn(`step-ca end-to-end test skipped: ${stepCaSkip}`);
@@ -206,6 +206,20 @@ describe.skipIf(skip)('ACME end to end through the gateway DNS', () => {
     const untrusting = await bed.exec('cl', ['curl', '-sS', '-m', '5', '--capath', '/nonexistent', '--cacert', '/dev/null', DIRECTORY]);
     expect(untrusting.code).not.toBe(0);
   });
+
+  it('certbot (standalone) gets one too, trusting the root through REQUESTS_CA_BUNDLE', async () => {
+    const dir = path.join(tmp, 'certbot');
+    const argv = ['certbot', 'certonly', '--standalone', '--non-interactive', '--agree-tos', '-m', 'ops@web-1.mammatus'];
+    const where = ['--config-dir', `${dir}/config`, '--work-dir', `${dir}/work`, '--logs-dir', `${dir}/logs`];
+    const r = await bed.exec('cl', [...argv, ...where, '--server', DIRECTORY, '-d', 'web-1.mammatus'], {
+      timeoutMs: 90_000,
+      env: { REQUESTS_CA_BUNDLE: pki.rootCert },
+    });
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const chain = readFileSync(path.join(dir, 'config', 'live', 'web-1.mammatus', 'fullchain.pem'), 'utf8');
+    expect(verifyChain(pki.rootCert, chain, tmp)).toMatch(/OK/);
+    expect(describeCert(chain, tmp).sans).toEqual(['web-1.mammatus']);
+  }, 100_000);
 
   it('a name that does not resolve to the client gets no certificate', async () => {
     // ctl-1.mammatus resolves, but to the controller, where nothing answers on port 80: the CA's
