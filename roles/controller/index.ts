@@ -182,7 +182,12 @@ export function buildControllerRole(deps: ControllerDeps): Role {
       }
       if (ctx.changed.includes(cfg.paths.members)) hosted?.membersChanged(ctx.desired.members);
       // (Re)starts the backend with its new config and waits for its ACME directory.
-      if (caChanged(ctx, cfg) || (ca && !cfg.ca.enabled)) await caBackend(ctx).apply(cfg.ca);
+      if (caChanged(ctx, cfg) || (ca && !cfg.ca.enabled)) {
+        const backend = caBackend(ctx);
+        await backend.apply(cfg.ca);
+        // Enabled after the role started (a config reload): the CA files are followed from now on.
+        if (cfg.ca.enabled && askReconcile) backend.follow(cfg.ca);
+      }
     },
 
     async configReloaded() {
