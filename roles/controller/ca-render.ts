@@ -147,14 +147,11 @@ export function renderStepCaConfig(node: string, ca: CaConfig, authoritySeed: st
     db: { type: 'bbolt', dataSource: posix.join(ca.paths.data_dir, 'step-ca.db') },
     authority: {
       claims: { minTLSCertDuration: '5m', maxTLSCertDuration: '168h', defaultTLSCertDuration: '24h' },
+      // Only cluster names, whatever the provisioner: http-01 alone would also issue a public name
+      // to whoever answers for it. (ca.json takes a policy here; a provisioner's own is admin-API only.)
+      policy: { x509: { allow: { dns: [`*.${CA_DOMAIN}`] } } },
       provisioners: [
-        {
-          type: 'ACME',
-          name: ca.provisioner,
-          claims: { defaultTLSCertDuration: ca.cert_lifetime },
-          // Only cluster names: http-01 alone would also issue a public name to whoever answers for it.
-          policy: { x509: { allow: { dns: [`*.${CA_DOMAIN}`] } } },
-        },
+        { type: 'ACME', name: ca.provisioner, claims: { defaultTLSCertDuration: ca.cert_lifetime } },
         {
           type: 'JWK',
           name: JWK_PROVISIONER,

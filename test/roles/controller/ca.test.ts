@@ -59,20 +59,20 @@ describe('the CA renderers', () => {
     });
   });
 
-  it('step-ca: ACME (cluster names only) and JWK provisioners, bbolt, short claims; the ACME default lifetime is cert_lifetime', () => {
+  it('step-ca: cluster names only; ACME and JWK provisioners, bbolt, short claims; the ACME default lifetime is cert_lifetime', () => {
     const conf = JSON.parse(renderStepCaConfig('c1', ca({ cert_lifetime: '2h', node_cert_lifetime: '30m' }), SEED)) as {
       db: unknown;
-      authority: { claims: unknown; provisioners: { type: string; name: string; claims: unknown; key?: { kid: string } }[] };
+      authority: {
+        claims: unknown;
+        policy: unknown;
+        provisioners: { type: string; name: string; claims: unknown; key?: { kid: string } }[];
+      };
     };
     expect(conf.db).toEqual({ type: 'bbolt', dataSource: '/var/lib/mammatus/ca/data/step-ca.db' });
     expect(conf.authority.claims).toEqual({ minTLSCertDuration: '5m', maxTLSCertDuration: '168h', defaultTLSCertDuration: '24h' });
     const [acme, jwk] = conf.authority.provisioners;
-    expect(acme).toEqual({
-      type: 'ACME',
-      name: 'acme',
-      claims: { defaultTLSCertDuration: '2h' },
-      policy: { x509: { allow: { dns: ['*.mammatus'] } } },
-    });
+    expect(acme).toEqual({ type: 'ACME', name: 'acme', claims: { defaultTLSCertDuration: '2h' } });
+    expect(conf.authority.policy).toEqual({ x509: { allow: { dns: ['*.mammatus'] } } });
     expect(jwk).toMatchObject({ type: 'JWK', name: 'mammatus', claims: { defaultTLSCertDuration: '30m' } });
     expect(jwk.key!.kid).toBe(provisionerKey(SEED).publicJwk.kid);
   });
