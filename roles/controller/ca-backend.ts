@@ -12,18 +12,18 @@
  * loaded, and the error shows in the role's status.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FileOps, Logger, Run, Spawn } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
 import { DaemonSupervisor } from '../../core/process-supervisor.js';
-import { findPasswdUser } from '../../core/users.js';
+import type { DirStat } from './nats-user.js';
 import type { CaConfig } from './config.js';
 import { CA_NAME, caConfigPaths } from './ca-render.js';
 import {
   backendArgv,
   chooseBackend,
   findProgram,
+  prepareCaUser,
   httpsProbe,
   localDirectoryUrl,
   type CaBackendKind,
@@ -51,6 +51,8 @@ export interface CaBackendDeps {
   readonly which?: (program: string) => string | undefined;
   readonly euid?: () => number;
   readonly passwd?: () => string;
+  /** A directory's owner and mode, undefined when absent (default: fs.stat). */
+  readonly stat?: (path: string) => Promise<DirStat | undefined>;
   /** How long a (re)started backend may take to answer the directory (default 30 s). */
   readonly healthTimeoutMs?: number;
   /** How often the CA files are checked while the role runs (default 15 s). */
@@ -170,7 +172,7 @@ export class CaBackend {
       this.current = { state: 'waiting', backend: kind, error: 'no CA files yet: run `mammatus ca init`' };
       return;
     }
-    const user = await this.prepareUser(kind, ca);
+    const user = await prepareCaUser(this.deps, kind, ca);
     const key = await this.launchKey(ca, kind, pki.key);
     const sup = await this.supervisorFor(kind, user);
     if (opts.force || !sup.running || this.running?.key !== key || this.running.user !== user) {
@@ -260,29 +262,6 @@ export class CaBackend {
       if (Date.now() >= deadline) throw new Error(`${url} not healthy after ${Math.round(timeoutMs / 1000)}s: ${last}`);
       await new Promise((r) => setTimeout(r, 250));
     }
-  }
-
-  /**
-   * The user the backend runs as: a root agent hands the data directory, the intermediate key and
-   * step-ca's password file to the package's user (`caddy`, `step`) when it exists; otherwise the
-   * agent's own user runs it (said in the log).
-   */
-  private async prepareUser(kind: CaBackendKind, ca: CaConfig): Promise<string | undefined> {
-    await this.deps.run('mkdir', ['-p', ca.paths.data_dir]);
-    const euid = (this.deps.euid ?? (() => process.geteuid?.() ?? -1))();
-    const name = ca.user === 'auto' ? (kind === 'caddy' ? 'caddy' : 'step') : ca.user;
-    if (name === '' || euid !== 0) return undefined;
-    const passwd = (this.deps.passwd ?? (() => readFileSync('/etc/passwd', 'utf8')))();
-    const user = findPasswdUser(passwd, name);
-    if (!user) {
-      this.deps.log.warn({ user: name }, `the CA backend runs as the agent's user: no system user ${name}`);
-      return undefined;
-    }
-    const ids = `${user.uid}:${user.gid}`;
-    await this.deps.run('chown', ['-R', ids, ca.paths.data_dir]);
-    const own = [ca.paths.intermediate_key, ...(kind === 'step-ca' ? [caConfigPaths(ca).password] : [])];
-    for (const file of own) await this.deps.run('chown', [ids, file]);
-    return user.name;
   }
 
   private async supervisorFor(kind: CaBackendKind, user: string | undefined): Promise<DaemonSupervisor> {

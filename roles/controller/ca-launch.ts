@@ -2,10 +2,13 @@
  * How a CA backend is found, started and probed (pure where it can be): which backend `auto`
  * means on this machine, its argv, the local directory URL, and the default HTTPS probe.
  */
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { request } from 'node:https';
 import path from 'node:path';
-import type { Argv } from '../../core/contracts.js';
+import type { Argv, Logger, Run } from '../../core/contracts.js';
+import { findPasswdUser } from '../../core/users.js';
+import { ancestors, maySearch, type DirStat } from './nats-user.js';
 import { splitHostPort, urlHost } from '../../core/net.js';
 import type { CaConfig } from './config.js';
 import { caConfigPaths, directoryPath } from './ca-render.js';
@@ -66,3 +69,54 @@ export const httpsProbe: DirectoryProbe = (url, rootPem, servername) =>
     req.on('error', reject);
     req.end();
   });
+
+const fsStat = async (p: string): Promise<DirStat | undefined> =>
+  stat(p).then(
+    (st) => ({ uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 }),
+    () => undefined,
+  );
+
+/** What choosing the backend's user touches; the defaults read the real machine. */
+export interface CaUserDeps {
+  readonly run: Run;
+  readonly log: Logger;
+  readonly euid?: () => number;
+  readonly passwd?: () => string;
+  /** A directory's owner and mode, undefined when absent (default: fs.stat). */
+  readonly stat?: (path: string) => Promise<DirStat | undefined>;
+}
+
+/**
+ * The user the backend runs as: a root agent hands the data directory, the intermediate key and
+ * step-ca's password file to the package's user (`caddy`, `step`) when it exists; otherwise the
+ * agent's own user runs it (said in the log).
+ */
+export async function prepareCaUser(deps: CaUserDeps, kind: CaBackendKind, ca: CaConfig): Promise<string | undefined> {
+  await deps.run('mkdir', ['-p', ca.paths.data_dir]);
+  const euid = (deps.euid ?? (() => process.geteuid?.() ?? -1))();
+  const name = ca.user === 'auto' ? (kind === 'caddy' ? 'caddy' : 'step') : ca.user;
+  if (name === '' || euid !== 0) return undefined;
+  const passwd = (deps.passwd ?? (() => readFileSync('/etc/passwd', 'utf8')))();
+  const user = findPasswdUser(passwd, name);
+  if (!user) {
+    deps.log.warn({ user: name }, `the CA backend runs as the agent's user: no system user ${name}`);
+    return undefined;
+  }
+  // Every directory on the way to its files must let the user through (a 0700 one would not).
+  const paths = caConfigPaths(ca);
+  const files = [ca.paths.root_cert, ca.paths.intermediate_cert, ca.paths.intermediate_key, paths.caddy, paths.stepCa, ca.paths.data_dir];
+  const statOf = deps.stat ?? fsStat;
+  for (const dir of [...new Set(files.flatMap((f) => ancestors(f)))]) {
+    const st = await statOf(dir);
+    if (st && !maySearch(user, st)) {
+      const mode = st.mode.toString(8).padStart(4, '0');
+      deps.log.warn({ user: name, dir, mode }, `the CA backend runs as the agent's user: ${name} may not enter ${dir}`);
+      return undefined;
+    }
+  }
+  const ids = `${user.uid}:${user.gid}`;
+  await deps.run('chown', ['-R', ids, ca.paths.data_dir]);
+  const own = [ca.paths.intermediate_key, ...(kind === 'step-ca' ? [caConfigPaths(ca).password] : [])];
+  for (const file of own) await deps.run('chown', [ids, file]);
+  return user.name;
+}

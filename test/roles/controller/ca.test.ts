@@ -130,7 +130,10 @@ describe('choosing and running the backend', () => {
     expect(localDirectoryUrl(ca({ listen: '10.0.0.5:9443', provisioner: 'svc' }))).toBe('https://10.0.0.5:9443/acme/svc/directory');
   });
 
-  function backendWith(files: ReturnType<typeof memoryFiles>, opts: { root?: boolean; probe?: DirectoryProbe; which?: string[] } = {}) {
+  function backendWith(
+    files: ReturnType<typeof memoryFiles>,
+    opts: { root?: boolean; probe?: DirectoryProbe; which?: string[]; closed?: string } = {},
+  ) {
     const spawn = fakeSpawn();
     const run = recordingRun();
     const which = opts.which ?? ['caddy'];
@@ -143,6 +146,8 @@ describe('choosing and running the backend', () => {
       which: (p) => (which.includes(p) ? `/usr/bin/${p}` : undefined),
       euid: () => (opts.root ? 0 : 1000),
       passwd: () => 'caddy:x:994:994::/var/lib/caddy:/usr/sbin/nologin\n',
+      // Every directory open (0755, root's), except `closed` (0700).
+      stat: async (dir) => ({ uid: 0, gid: 0, mode: dir === opts.closed ? 0o700 : 0o755 }),
       healthTimeoutMs: 300,
     });
     return { backend, spawn, run };
@@ -169,6 +174,16 @@ describe('choosing and running the backend', () => {
     expect(t.spawn.started[0].signals).toEqual(['SIGTERM']);
     await t.backend.stop();
     expect(t.backend.state).toEqual({ state: 'off' });
+  });
+
+  it("a directory the caddy user may not enter on the way to its files: the agent's user runs it", async () => {
+    const files = memoryFiles({ ...PKI, '/etc/mammatus/controller/ca/caddy.json': renderCaddyConfig('c1', ca()) });
+    const t = backendWith(files, { root: true, closed: '/var/lib/mammatus/ca' });
+    await t.backend.apply(ca());
+    expect(t.backend.state).toEqual({ state: 'running', backend: 'caddy' });
+    expect(t.spawn.started[0].user).toBeUndefined();
+    expect(t.run.calls.filter((c) => c[0] === 'chown')).toEqual([]);
+    await t.backend.stop();
   });
 
   it('a backend that never answers is an error (rejected), a missing binary only a status', async () => {
