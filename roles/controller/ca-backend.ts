@@ -95,14 +95,14 @@ export class CaBackend {
     return chooseBackend(ca, this.deps.which ?? findProgram);
   }
 
-  /** The CA files' contents, or undefined while any is missing (before `mammatus ca init`). */
-  async caFiles(ca: CaConfig): Promise<{ root: string; key: string } | undefined> {
+  /** The root (PEM) and a digest of the three CA files, or undefined while any is missing (before `mammatus ca init`). */
+  async caFiles(ca: CaConfig): Promise<{ root: string; digest: string } | undefined> {
     const [root, inter, key] = await Promise.all(
       [ca.paths.root_cert, ca.paths.intermediate_cert, ca.paths.intermediate_key].map((p) => this.deps.files.read(p)),
     );
     if (!root || !inter || !key) return undefined;
-    // The key's hash, not the key, goes into the restart key.
-    return { root, key: createHash('sha256').update(`${root}\0${inter}\0${key}`).digest('hex') };
+    // A digest, so the key itself is kept nowhere else.
+    return { root, digest: createHash('sha256').update(`${root}\0${inter}\0${key}`).digest('hex') };
   }
 
   /**
@@ -173,7 +173,7 @@ export class CaBackend {
       return;
     }
     const user = await prepareCaUser(this.deps, kind, ca);
-    const key = await this.launchKey(ca, kind, pki.key);
+    const key = await this.launchKey(ca, kind, pki.digest);
     const sup = await this.supervisorFor(kind, user);
     if (opts.force || !sup.running || this.running?.key !== key || this.running.user !== user) {
       this.running = { kind, key, user };
@@ -217,7 +217,7 @@ export class CaBackend {
       const pki = await this.caFiles(ca);
       if (!pki && this.current.state === 'waiting') return;
       if (pki && this.current.state === 'running' && this.supervisor?.running) {
-        if ((await this.launchKey(ca, this.kind(ca), pki.key)) === this.running?.key) return;
+        if ((await this.launchKey(ca, this.kind(ca), pki.digest)) === this.running?.key) return;
       }
       await this.validate(ca);
       await this.apply(ca);
@@ -230,13 +230,13 @@ export class CaBackend {
   }
 
   /** What a running backend was started from: equal keys, nothing to restart. */
-  private async launchKey(ca: CaConfig, kind: CaBackendKind, pkiKey: string): Promise<string> {
+  private async launchKey(ca: CaConfig, kind: CaBackendKind, pkiDigest: string): Promise<string> {
     const paths = caConfigPaths(ca);
     const file = kind === 'caddy' ? paths.caddy : paths.stepCa;
     const conf = await this.deps.files.read(file);
     if (conf === undefined) throw new Error(`${kind}'s config is missing (${file})`);
     return createHash('sha256')
-      .update(`${kind}\0${JSON.stringify(backendArgv(kind, ca))}\0${conf}\0${pkiKey}`)
+      .update(`${kind}\0${JSON.stringify(backendArgv(kind, ca))}\0${conf}\0${pkiDigest}`)
       .digest('hex');
   }
 
