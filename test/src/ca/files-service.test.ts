@@ -18,6 +18,7 @@ import { natsServerAvailable, startNatsServer, type NatsServer } from '../../../
 import { eventually } from '../../../scripts/lib/wait.js';
 import { caFileWrites, checkCaFileSet, type CaFilePaths } from '../../../src/ca/files.js';
 import { caFilesHostedService, syncCaFiles } from '../../../src/ca/files-service.js';
+import { caRootCache, natsCaFetch } from '../../../src/metadata/vendor-data-root.js';
 import { certFingerprint, makeIntermediate, makeRoot, type CertAndKey } from '../../../src/ca/pki.js';
 import { CaStore, type CaPublic } from '../../../src/ca/store.js';
 
@@ -136,6 +137,11 @@ describe.skipIf(!natsServerAvailable())('the CA files service on JetStream', () 
     expect(read(paths.intermediate_key)?.trim()).toBe(second.keyPem.trim());
   });
 
+  it('the metadata service reads the root for vendor-data from mammatus-ca (natsCaFetch + caRootCache)', async () => {
+    const root = await caRootCache({ fetch: natsCaFetch(nats.url, nats.credentials), log })();
+    expect(root?.trim()).toBe(read(paths.root_cert)?.trim());
+  });
+
   it('keeps good files when the bucket holds a bad PEM, and when the buckets are deleted', async () => {
     const before = read(paths.intermediate_cert);
     const kv = await new Kvm(admin).open(CA_BUCKET);
@@ -148,5 +154,36 @@ describe.skipIf(!natsServerAvailable())('the CA files service on JetStream', () 
     expect(read(paths.intermediate_cert)).toBe(before);
     expect(read(paths.root_cert)).toBeDefined();
     expect(read(paths.intermediate_key)).toBeDefined();
+  });
+});
+
+describe('caRootCache', () => {
+  it('serves the checked root, refreshes after its TTL, keeps the last good one through errors and bad values', async () => {
+    const root = await makeRoot();
+    const pub = { root: root.certPem, intermediate: '', fingerprint: certFingerprint(root.certPem) };
+    let answer: () => Promise<CaPublic | undefined> = async () => undefined;
+    let calls = 0;
+    let clock = 0;
+    const get = caRootCache({ fetch: () => (calls++, answer()), ttlMs: 1000, now: () => clock, log });
+    expect(await get()).toBeUndefined();
+    answer = async () => pub;
+    expect(await get()).toBeUndefined(); // still fresh: no second read
+    expect(calls).toBe(1);
+    clock = 1500;
+    await get(); // stale: served as is while it refreshes
+    await new Promise((r) => setTimeout(r, 10));
+    expect(await get()).toBe(root.certPem);
+    clock = 3000;
+    answer = async () => {
+      throw new Error('nats down');
+    };
+    await get();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(await get()).toBe(root.certPem);
+    clock = 4500;
+    answer = async () => ({ ...pub, fingerprint: 'ab'.repeat(32) });
+    await get();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(await get()).toBe(root.certPem);
   });
 });
