@@ -113,9 +113,18 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
         if (!parsed || parsed.raw !== raw || raw === undefined) parsed = { raw, ca: parseControllerConfig(raw).ca };
         return parsed.ca;
       };
+      // Where a config that does not parse (the role reports it) must not stop a running service.
+      const caIfValid = () => {
+        try {
+          return ca();
+        } catch {
+          return undefined;
+        }
+      };
       // The backend's system user (as ca-launch.ts picks it): the intermediate key's owner.
       const caUser = () => {
-        const c = ca();
+        const c = caIfValid();
+        if (!c) return undefined;
         return c.user !== 'auto' ? c.user || undefined : chooseBackend(c, findProgram) === 'caddy' ? 'caddy' : 'step';
       };
       // The roster and the registry take the replicas the metadata section gives the registry.
@@ -130,7 +139,10 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
           replicas,
         }),
         // Node certificates (issue 20): in the agent, as it reads the intermediate's key.
-        caSignHostedService({ credentials: () => w.credentials?.(), lifetimeMs: () => nodeCertLifetime(ca().node_cert_lifetime) }),
+        caSignHostedService({
+          credentials: () => w.credentials?.(),
+          lifetimeMs: () => nodeCertLifetime(caIfValid()?.node_cert_lifetime),
+        }),
         // The CA files the backend reads, kept in step with the buckets.
         caFilesHostedService({
           credentials: () => w.credentials?.(),

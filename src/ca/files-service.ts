@@ -176,12 +176,21 @@ class Waker {
 /** The CA files as a hosted service of the controller role (next to the signing service). */
 export function caFilesHostedService(w: CaFilesWiring): HostedService {
   let close: (() => Promise<void>) | undefined;
+  let key = 'null';
   return {
     name: 'ca-files',
     // A reload that moves the files (or turns the CA off) restarts the service.
-    configKey: () => JSON.stringify(w.paths() ?? null),
+    configKey: () => {
+      try {
+        return JSON.stringify(w.paths() ?? null);
+      } catch {
+        // A config that does not parse is the role's to report; keep running with the old paths.
+        return key;
+      }
+    },
     async start(ctx) {
       const paths = w.paths();
+      key = JSON.stringify(paths ?? null);
       if (!paths) {
         ctx.log.info('no CA backend on this controller (roles.controller.ca.enabled is false): CA files not kept');
         return;
