@@ -4,7 +4,8 @@
  * CA files (the key 0600, owned by `caddy`), the controller role notices them and starts Debian's
  * caddy as the CA backend, and the ACME directory answers over TLS to a client trusting only the
  * root and checking the name `ca.mammatus`. The controller's own node certificate has the lifetime
- * `roles.controller.ca.node_cert_lifetime` sets. ACME http-01 issuance with this PKI is proven in
+ * `roles.controller.ca.node_cert_lifetime` sets, and the controller's metadata service (its child
+ * process) puts the root into an instance's vendor-data (cloud-init `ca_certs`). ACME http-01 issuance with this PKI is proven in
  * network namespaces by ca-acme.test.ts (its PKI is `ca init`'s).
  */
 import { execFile } from 'node:child_process';
@@ -15,7 +16,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CREDENTIALS_FILE } from '../../core/trust.js';
+import { connectNats } from '../../core/nats.js';
+import { CREDENTIALS_FILE, readCredentials } from '../../core/trust.js';
 import { findPasswdUser } from '../../core/users.js';
 import type { StatusAnswer } from '../../handlers/status.js';
 import { findOnPath } from '../../scripts/lib/daemon.js';
@@ -24,6 +26,8 @@ import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { freePort } from '../../scripts/lib/ports.js';
 import { startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
 import { eventually } from '../../scripts/lib/wait.js';
+import { InstanceRegistry } from '../../src/registry/registry.js';
+import { signFor } from '../helpers/metadata-sign.js';
 import { skipReason } from './harness.js';
 
 const exec = promisify(execFile);
@@ -69,6 +73,8 @@ describe.skipIf(Boolean(skip))('the CA on a controller: ca init → files → ca
   let natsUrl = '';
   let caPort = 0;
   let fingerprint = '';
+  let mdBase = '';
+  const proxySecret = 'ef'.repeat(32);
 
   const cli = async (...args: string[]) =>
     exec(process.execPath, [BUNDLE, '--rpc-addr', ctlSerf.rpcAddr, '--credentials', ctlCreds, ...args], { timeout: 30_000 }).then(
@@ -86,6 +92,7 @@ describe.skipIf(Boolean(skip))('the CA on a controller: ca init → files → ca
     expect((await cli('node', 'admit', 'ctl-1', '--role', 'controller')).err).toMatch(/created a new cluster authority/);
     const [client, cluster, monitor, md] = [await freePort(), await freePort(), await freePort(), await freePort()];
     caPort = await freePort();
+    mdBase = `http://127.0.0.1:${md}`;
     natsUrl = `nats://127.0.0.1:${client}`;
     const q = JSON.stringify;
     const yaml = [
@@ -97,7 +104,7 @@ describe.skipIf(Boolean(skip))('the CA on a controller: ca init → files → ca
       `    paths: { nats_conf: ${q(path.join(dir, 'nats.conf'))}, members: ${q(path.join(dir, 'members'))}, roster: ${q(path.join(dir, 'roster.json'))}, firewall: ${q(path.join(dir, 'firewall.rules'))} }`,
       '    firewall: { enabled: false }',
       `    ca: { backend: caddy, listen: "127.0.0.1:${caPort}", node_cert_lifetime: 30m, paths: ${q(paths)} }`,
-      `metadata: { listen: "127.0.0.1:${md}", proxy_secret: "${'ef'.repeat(32)}" }`,
+      `metadata: { listen: "127.0.0.1:${md}", proxy_secret: "${proxySecret}" }`,
     ].join('\n');
     // No MAMMATUS_CA_NODE_CERT_LIFETIME: the lifetime comes from the config.
     const { MAMMATUS_CA_NODE_CERT_LIFETIME: _unused, ...env } = process.env;
@@ -163,4 +170,29 @@ describe.skipIf(Boolean(skip))('the CA on a controller: ca init → files → ca
     expect(Date.parse(tls.not_after!)).toBe(Date.parse(leaf.validTo));
     expect(leaf.subjectAltName).not.toMatch(/DNS:ctl-1(,|$)/);
   }, 40_000);
+
+  it("puts the root into an instance's vendor-data: cloud-init ca_certs and the ACME directory", async () => {
+    const creds = (await readCredentials(ctlCreds))!;
+    const nc = await connectNats(natsUrl, { name: 'test', credentials: creds });
+    try {
+      const registry = await InstanceRegistry.open(nc);
+      await registry.register({ name: 'web-1', macs: ['02:00:00:00:00:51'], ips: ['10.9.0.51'] });
+    } finally {
+      await nc.close();
+    }
+    const rootPem = readFileSync(paths.root_cert, 'utf8').trim();
+    const doc = await eventually(async () => {
+      const url = '/nocloud/vendor-data';
+      const headers = signFor(Buffer.from(proxySecret, 'hex'), mdBase, url, { ip: '10.9.0.51', mac: '02:00:00:00:00:51' });
+      const res = await fetch(`${mdBase}${url}`, { headers });
+      const text = await res.text();
+      if (res.status !== 200 || !text.includes('mammatus-ca.cfg')) throw new Error(`${res.status}: no CA part yet`);
+      return text;
+    }, 90_000);
+    expect(doc).toContain('ca_certs:');
+    // The root as cloud-config indents it, and verbatim in the script.
+    expect(doc).toContain(rootPem.split('\n')[1]);
+    expect(doc).toContain(`${rootPem}\nMAMMATUS_CA_PEM`);
+    expect(doc).toContain("'https://ca.mammatus:9000/acme/acme/directory'");
+  }, 100_000);
 });
