@@ -18,7 +18,7 @@ import { detach, errorMessage } from '../core/errors.js';
 import { connectNats } from '../core/nats.js';
 import type { NodeCredentials } from '../core/trust.js';
 import type { TlsStatus } from './types.js';
-import { certFingerprint, makeNodeCsr, makeNodeKey, verifyNodeChain } from '../src/ca/pki.js';
+import { certFingerprint, makeNodeCsr, makeNodeKey, splitPemCerts, verifyNodeChain } from '../src/ca/pki.js';
 import { fetchCaPublic } from '../src/ca/store.js';
 import { backoffMs, renewAt, tlsPaths } from './certs-plan.js';
 
@@ -55,6 +55,16 @@ interface Current {
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly renewAt: Date;
+}
+
+/**
+ * The one certificate of a root PEM, alone (what `ca.crt` holds). A bundle is refused: only its first
+ * certificate's fingerprint would be checked against the pin, and every one in it would be trusted.
+ */
+function onlyCertificate(pem: string): string {
+  const certs = splitPemCerts(pem);
+  if (certs.length !== 1) throw new Error(`the CA root holds ${certs.length} certificates, not one: refused`);
+  return `${certs[0]}\n`;
 }
 
 /** Keeps this node's certificate current. */
@@ -134,9 +144,16 @@ export class NodeCertificates {
       if (this.current && now < this.current.renewAt.getTime()) return this.schedule(this.current.renewAt.getTime() - now);
       try {
         await this.obtain(node, creds);
+        const due = this.current!.renewAt.getTime() - this.now().getTime();
+        // A certificate due as soon as it arrives (this clock ahead of the controllers', or an
+        // intermediate about to expire) is not asked for again at once: that would loop flat out.
+        if (due <= 0)
+          throw new Error(
+            `the new certificate is due for renewal already (valid until ${this.current!.notAfter.toISOString()}): is this node's clock ahead, or the intermediate expiring?`,
+          );
         this.failures = 0;
         this.lastError = null;
-        this.schedule(this.current!.renewAt.getTime() - this.now().getTime());
+        this.schedule(due);
       } catch (err) {
         if (err instanceof NotYet) {
           this.d.log.debug({ why: err.message }, 'node certificate: not yet');
@@ -167,7 +184,7 @@ export class NodeCertificates {
     try {
       const [key, chain, root] = await Promise.all([this.d.files.read(p.key), this.d.files.read(p.cert), this.d.files.read(p.ca)]);
       if (!key || !chain || !root) return;
-      if (creds.ca_fingerprint && certFingerprint(root) !== creds.ca_fingerprint) return;
+      if (creds.ca_fingerprint && certFingerprint(onlyCertificate(root)) !== creds.ca_fingerprint) return;
       this.use(verifyNodeChain(chain, root, key, node, this.now()));
       this.d.log.info({ not_after: this.current!.notAfter, renew_at: this.current!.renewAt }, 'node certificate: using the one on disk');
     } catch (err) {
@@ -207,7 +224,8 @@ export class NodeCertificates {
       const pub = await fetchCaPublic(nc);
       if (!pub) throw new NotYet('the cluster has no CA yet (mammatus ca init)');
       this.sawCa = true;
-      const fingerprint = certFingerprint(pub.root);
+      const root = onlyCertificate(pub.root);
+      const fingerprint = certFingerprint(root);
       const pin = creds.ca_fingerprint ?? (creds.roles.includes('controller') ? pub.fingerprint : undefined);
       if (!pin) throw new Error('no CA fingerprint was pinned at admission: admit this node again (node add / node admit) after ca init');
       if (fingerprint !== pin)
@@ -220,9 +238,9 @@ export class NodeCertificates {
       const msg = await nc.request(`${CA_SIGN_SUBJECT}.${node}`, JSON.stringify({ csr }), { timeout: this.d.requestTimeoutMs ?? 10_000 });
       const answer = msg.json<CaSignAnswer>();
       if (!answer.ok) throw new Error(`the controllers refused: ${answer.error}`);
-      const validity = verifyNodeChain(answer.chain, pub.root, key, node, this.now());
+      const validity = verifyNodeChain(answer.chain, root, key, node, this.now());
       // The root first: a reader that sees the new chain finds the root that checks it.
-      await this.d.files.write(p.ca, pub.root, 0o644);
+      await this.d.files.write(p.ca, root, 0o644);
       await this.d.files.write(p.cert, answer.chain, 0o644);
       this.use(validity);
       this.issued++;

@@ -198,6 +198,58 @@ describe.skipIf(!natsServerAvailable())('the node certificate keeper', () => {
     quiet.stop();
   });
 
+  it('refuses a bucket root that holds more than the pinned certificate (a second root would be trusted too)', async () => {
+    const other = await startNatsServer({ name: 'bundle', dir: path.join(tmp, 'bundle'), trust: nats.trust });
+    try {
+      const otherAdmin = await connectNats(other.url, { name: 'admin', credentials: other.credentials });
+      const root = await makeRoot();
+      const extra = await makeRoot({ commonName: 'someone else' });
+      // The first certificate is the pinned one: its fingerprint matches, the second rides along.
+      const pin = (await (await CaStore.open(otherAdmin)).write(`${root.certPem}\n${extra.certPem}`, await makeIntermediate(root)))
+        .fingerprint;
+      const svc = serveCaSign(otherAdmin, { addresses: () => ['127.0.0.1'], lifetimeMs: () => 600_000, log });
+      try {
+        const creds = { ...nats.trust.mint('gw-6', ['gateway']), ca_fingerprint: pin };
+        await other.reload();
+        const dir = path.join(tmp, 'gw-6');
+        const k = keeper('gw-6', creds, dir, { servers: () => [other.url] });
+        k.start();
+        // The first tries may come before the reload lets the new user in: wait for a verdict on the root.
+        const s = await until(() => {
+          const st = k.status();
+          return st && (st.not_after || /root holds/.test(st.last_error ?? '')) ? st : undefined;
+        });
+        k.stop();
+        expect(s.last_error).toMatch(/root holds 2 certificates/);
+        expect(await buildFileOps().read(tlsPaths(dir).ca)).toBeUndefined();
+      } finally {
+        svc.close();
+        await otherAdmin.close();
+      }
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('does not renew in a tight loop when a new certificate is already due (clock ahead, intermediate expiring)', async () => {
+    lifetime = 60_000;
+    try {
+      const creds = { ...(await nats.admit('gw-7', ['gateway'])), ca_fingerprint: fingerprint };
+      // This node's clock runs 50 s ahead of the controller's: a 60 s certificate is due for renewal at once.
+      const k = keeper('gw-7', creds, path.join(tmp, 'gw-7'), { now: () => new Date(Date.now() + 50_000) });
+      k.start();
+      await until(() => k.status()?.not_after ?? undefined);
+      await new Promise((r) => setTimeout(r, 1500));
+      const s = k.status()!;
+      k.stop();
+      // One issue, then a retry a second at most: never hundreds.
+      expect(s.issued).toBeLessThanOrEqual(3);
+      expect(s.last_error).toMatch(/due for renewal already/);
+    } finally {
+      lifetime = 3000;
+    }
+  });
+
   it('stays silent while the cluster has no CA', async () => {
     const other = await startNatsServer({ name: 'noca', dir: path.join(tmp, 'noca'), trust: nats.trust });
     try {
