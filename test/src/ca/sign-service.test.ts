@@ -141,6 +141,34 @@ describe.skipIf(!natsServerAvailable())('the CA on JetStream', () => {
     }
   });
 
+  it('gives a non-controller no raw JetStream way to the keys, and no way to change the public bucket', async () => {
+    const b = await connectNats(nats.url, { name: 'node-b', credentials: credsB });
+    try {
+      const before = (await fetchCaPublic(admin))!;
+      const keyBody = JSON.stringify({ last_by_subj: '$KV.mammatus-ca-keys.intermediate-key' });
+      const attempts: [string, string][] = [
+        ['$JS.API.DIRECT.GET.KV_mammatus-ca-keys.$KV.mammatus-ca-keys.intermediate-key', ''],
+        ['$JS.API.DIRECT.GET.KV_mammatus-ca-keys', keyBody],
+        ['$JS.API.STREAM.MSG.GET.KV_mammatus-ca-keys', keyBody],
+        ['$JS.API.STREAM.INFO.KV_mammatus-ca-keys', ''],
+        ['$JS.API.CONSUMER.CREATE.KV_mammatus-ca-keys', JSON.stringify({ stream_name: 'KV_mammatus-ca-keys', config: {} })],
+        ['$JS.API.STREAM.NAMES', ''],
+        ['$JS.API.STREAM.PURGE.KV_mammatus-ca', ''],
+        ['$JS.API.STREAM.UPDATE.KV_mammatus-ca', JSON.stringify({ name: 'KV_mammatus-ca', subjects: ['$KV.mammatus-ca.>'] })],
+        ['$KV.mammatus-ca.root', 'not the root'],
+      ];
+      for (const [subject, body] of attempts) {
+        await expect(b.request(subject, body, { timeout: 500 }), subject).rejects.toThrow(/permission|timeout|TIMEOUT|no responders/i);
+      }
+      // The public stream's own get cannot reach the keys either: they are not in that stream.
+      const viaPublic = await b.request('$JS.API.STREAM.MSG.GET.KV_mammatus-ca', keyBody, { timeout: 2000 });
+      expect(viaPublic.string()).not.toContain('PRIVATE KEY');
+      expect((await fetchCaPublic(admin))!).toEqual(before);
+    } finally {
+      await b.close();
+    }
+  });
+
   it("signs node A's own CSR; the chain verifies up to the root", async () => {
     const pub = (await fetchCaPublic(admin))!;
     const { csrPem } = await makeNodeKeyAndCsr('node-a', ['127.0.0.1']);
