@@ -20,6 +20,7 @@ import type { NodeCredentials } from '../core/trust.js';
 import type { TlsStatus } from './types.js';
 import { certFingerprint, makeNodeCsr, makeNodeKey, splitPemCerts, verifyNodeChain } from '../src/ca/pki.js';
 import { fetchCaPublic } from '../src/ca/store.js';
+import { memberAddresses } from '../src/ca/sign-service.js';
 import { backoffMs, renewAt, tlsPaths } from './certs-plan.js';
 
 /** What the keeper works with (the agent's; tests pass their own). */
@@ -232,8 +233,8 @@ export class NodeCertificates {
         throw new Error(`the CA root ${fingerprint.slice(0, 16)}… is not the one pinned at admission (${pin.slice(0, 16)}…)`);
       const p = tlsPaths(this.d.stateDir());
       const key = await this.key(p.key);
-      const self = this.d.members().find((m) => m.name === node);
-      const ips = self && isIP(self.addr) ? [self.addr] : [];
+      // Its Serf address, unless another member claims it too: the controllers would refuse it then.
+      const ips = memberAddresses(this.d.members(), node).filter((addr) => isIP(addr));
       const csr = await makeNodeCsr(node, key, ips);
       const msg = await nc.request(`${CA_SIGN_SUBJECT}.${node}`, JSON.stringify({ csr }), { timeout: this.d.requestTimeoutMs ?? 10_000 });
       const answer = msg.json<CaSignAnswer>();

@@ -175,6 +175,22 @@ describe.skipIf(!natsServerAvailable())('the node certificate keeper', () => {
     expect(await until(() => ctl.status()?.not_after ?? undefined)).toBeTruthy();
   });
 
+  it('does not ask for an address another member claims (the controllers would refuse it)', async () => {
+    lifetime = 600_000;
+    try {
+      const creds = { ...(await nats.admit('gw-8', ['gateway'])), ca_fingerprint: fingerprint };
+      const dir = path.join(tmp, 'gw-8');
+      const k = keeper('gw-8', creds, dir, { members: () => [member('gw-8', '127.0.0.1'), member('ctl', '127.0.0.1')] });
+      k.start();
+      await until(() => k.status()?.not_after ?? undefined);
+      k.stop();
+      const leaf = inspectCert((await buildFileOps().read(tlsPaths(dir).cert))!);
+      expect(leaf.ips).toEqual([]);
+    } finally {
+      lifetime = 3000;
+    }
+  });
+
   it('keeps a refusal as last_error (a name the controllers do not sign)', async () => {
     const creds = { ...(await nats.admit('gw-2', ['gateway'])), ca_fingerprint: fingerprint };
     // The member list says another address: the CSR's IP is not one of the node's.
