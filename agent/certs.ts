@@ -74,6 +74,8 @@ export class NodeCertificates {
   private running = false;
   private stopped = false;
   private current: Current | undefined;
+  /** SHA-256 of the root the current certificate chains to (`ca.crt`). */
+  private currentRoot: string | undefined;
   private loaded = false;
   /** A CA was found in the bucket at least once (from then on, failing to reach it is an error). */
   private sawCa = false;
@@ -102,7 +104,17 @@ export class NodeCertificates {
 
   /** Looks again now (a config reload: `ca init` may just have run, the credentials may be new). */
   kick(): void {
-    if (!this.current || this.lastError !== null) this.schedule(0);
+    if (!this.current || this.lastError !== null || this.pinMoved()) this.schedule(0);
+  }
+
+  /**
+   * The credentials pin another root than the certificate in use chains to (admitted again after
+   * `ca init --force`): the certificate is replaced at once, not at its renewal hours later, as
+   * the rest of the cluster no longer accepts it.
+   */
+  private pinMoved(): boolean {
+    const pin = this.d.credentials()?.ca_fingerprint;
+    return Boolean(pin && this.currentRoot && pin !== this.currentRoot);
   }
 
   /** Calls `listener` after each new certificate is written. */
@@ -142,7 +154,8 @@ export class NodeCertificates {
         await this.loadExisting(node, creds);
       }
       const now = this.now().getTime();
-      if (this.current && now < this.current.renewAt.getTime()) return this.schedule(this.current.renewAt.getTime() - now);
+      if (this.current && now < this.current.renewAt.getTime() && !this.pinMoved())
+        return this.schedule(this.current.renewAt.getTime() - now);
       try {
         await this.obtain(node, creds);
         const due = this.current!.renewAt.getTime() - this.now().getTime();
@@ -185,8 +198,10 @@ export class NodeCertificates {
     try {
       const [key, chain, root] = await Promise.all([this.d.files.read(p.key), this.d.files.read(p.cert), this.d.files.read(p.ca)]);
       if (!key || !chain || !root) return;
-      if (creds.ca_fingerprint && certFingerprint(onlyCertificate(root)) !== creds.ca_fingerprint) return;
+      const rootFp = certFingerprint(onlyCertificate(root));
+      if (creds.ca_fingerprint && rootFp !== creds.ca_fingerprint) return;
       this.use(verifyNodeChain(chain, root, key, node, this.now()));
+      this.currentRoot = rootFp;
       this.d.log.info({ not_after: this.current!.notAfter, renew_at: this.current!.renewAt }, 'node certificate: using the one on disk');
     } catch (err) {
       this.d.log.info({ err: errorMessage(err) }, 'node certificate: the files on disk are not usable; asking for a new one');
@@ -244,6 +259,7 @@ export class NodeCertificates {
       await this.d.files.write(p.ca, root, 0o644);
       await this.d.files.write(p.cert, answer.chain, 0o644);
       this.use(validity);
+      this.currentRoot = fingerprint;
       this.issued++;
       this.d.log.info(
         { not_after: validity.notAfter, renew_at: this.current!.renewAt, issued: this.issued },

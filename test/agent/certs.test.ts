@@ -266,6 +266,39 @@ describe.skipIf(!natsServerAvailable())('the node certificate keeper', () => {
     }
   });
 
+  it('asks again at once when it is admitted again with a new root pinned (ca init --force), not at the next renewal', async () => {
+    const other = await startNatsServer({ name: 'newca', dir: path.join(tmp, 'newca'), trust: nats.trust });
+    try {
+      const otherAdmin = await connectNats(other.url, { name: 'admin', credentials: other.credentials });
+      const root = await makeRoot();
+      const newPin = (await (await CaStore.open(otherAdmin)).write(root.certPem, await makeIntermediate(root))).fingerprint;
+      const svc = serveCaSign(otherAdmin, { addresses: () => ['127.0.0.1'], lifetimeMs: () => 600_000, log });
+      lifetime = 600_000;
+      try {
+        let creds = { ...(await nats.admit('gw-10', ['gateway'])), ca_fingerprint: fingerprint };
+        let url = nats.url;
+        await other.reload();
+        const dir = path.join(tmp, 'gw-10');
+        const k = keeper('gw-10', creds, dir, { credentials: () => creds, servers: () => [url] });
+        k.start();
+        await until(() => k.status()?.not_after ?? undefined);
+        // The cluster's CA was replaced and this node admitted again: its credentials pin the new root.
+        creds = { ...creds, ca_fingerprint: newPin };
+        url = other.url;
+        k.kick();
+        await until(() => ((k.status()?.issued ?? 0) >= 2 ? true : undefined), 5000);
+        k.stop();
+        expect(inspectCert((await buildFileOps().read(tlsPaths(dir).ca))!).fingerprint).toBe(newPin);
+      } finally {
+        lifetime = 3000;
+        svc.close();
+        await otherAdmin.close();
+      }
+    } finally {
+      await other.stop();
+    }
+  });
+
   it('stays silent while the cluster has no CA', async () => {
     const other = await startNatsServer({ name: 'noca', dir: path.join(tmp, 'noca'), trust: nats.trust });
     try {
