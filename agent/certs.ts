@@ -213,10 +213,14 @@ export class NodeCertificates {
     this.current = { ...validity, renewAt: renewAt(validity.notBefore, validity.notAfter, random) };
   }
 
-  /** The node's key: the one on disk, else a new one written first (0600). */
+  /** The node's key: the one on disk (made 0600 if it was not), else a new one written first (0600). */
   private async key(path: string): Promise<string> {
     const existing = await this.d.files.read(path);
-    if (existing?.includes('PRIVATE KEY')) return existing;
+    if (existing?.includes('PRIVATE KEY')) {
+      // A key restored or copied with a wider mode is readable by others: it is this node's identity.
+      if (((await this.d.files.mode?.(path)) ?? 0o600) !== 0o600) await this.d.files.write(path, existing, 0o600);
+      return existing;
+    }
     const key = await makeNodeKey();
     await this.d.files.write(path, key, 0o600);
     return key;
@@ -224,6 +228,11 @@ export class NodeCertificates {
 
   /** Fetches and checks the root, asks for a certificate, checks it, writes the files. */
   private async obtain(node: string, creds: NodeCredentials): Promise<void> {
+    // The controllers would refuse it with a puzzling reason: say the real one.
+    if (node !== node.toLowerCase())
+      throw new Error(
+        `${node} has capitals: DNS names ignore case, so it would share ${node.toLowerCase()}.mammatus with another node; no certificate`,
+      );
     const servers = this.d.servers();
     if (servers.length === 0) throw new NotYet('no controller known to ask for a certificate');
     const connect = this.d.connect ?? ((s, c) => connectNats(s, { name: 'mammatus-certs', timeoutMs: 5000, credentials: c }));
