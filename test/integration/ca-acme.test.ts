@@ -5,7 +5,9 @@
  * role renders: `ca.mammatus` → the controllers, `web-1.mammatus` → the instance's reserved
  * address) and an instance-like client (`cl`) that gets its address by DHCP as instance web-1 and
  * then a certificate for web-1.mammatus from Debian's lego over http-01 — a client we did not
- * write, trusting only the cluster's root (LEGO_CA_CERTIFICATES). The PKI is made by `openssl`.
+ * write, trusting only the cluster's root (LEGO_CA_CERTIFICATES). The PKI is `mammatus ca init`'s
+ * (src/ca/pki.ts: its intermediate carries the name constraints, which caddy, lego and certbot
+ * accept); ca-backend.test.ts runs caddy with one made by `openssl`.
  * The namespaces resolve through the gateway: `ip netns exec` mounts /etc/netns/<ns>/resolv.conf.
  * step-ca's end to end runs only where `step-ca` is installed (it is not packaged in Debian).
  */
@@ -24,7 +26,9 @@ import { caConfigPaths, renderCaddyConfig, renderStepCaConfig, stepCaPassword } 
 import { CaBackend, type DirectoryProbe } from '../../roles/controller/ca-backend.js';
 import { findOnPath } from '../../scripts/lib/daemon.js';
 import { buildGatewayBed, canUseNetns, missingTools, waitForFile, type GatewayBed, type NsKey } from '../../scripts/lib/netns-bed.js';
-import { describeCert, makeTestPki, verifyChain, type TestPki } from '../../scripts/lib/test-pki.js';
+import { describeCert, verifyChain, type TestPki } from '../../scripts/lib/test-pki.js';
+import { permittedNames } from '../../src/ca/constraints.js';
+import { makeIntermediate, makeRoot } from '../../src/ca/pki.js';
 import { until } from '../../scripts/lib/wait.js';
 
 const skip = canUseNetns() ?? missingTools(['busybox', 'dig', 'curl', 'dnsmasq', 'caddy', 'lego', 'certbot', 'openssl', 'setpriv']);
@@ -74,6 +78,25 @@ function probeIn(bed: GatewayBed, rootFile: string): DirectoryProbe {
   };
 }
 
+/** The PKI `mammatus ca init` makes, laid out as the CA files (keys 0600). */
+async function caInitPki(dir: string): Promise<TestPki> {
+  mkdirSync(dir, { recursive: true });
+  const root = await makeRoot();
+  const inter = await makeIntermediate(root);
+  const at = (f: string) => path.join(dir, f);
+  writeFileSync(at('root.crt'), root.certPem);
+  writeFileSync(at('root.key'), root.keyPem, { mode: 0o600 });
+  writeFileSync(at('intermediate.crt'), inter.certPem);
+  writeFileSync(at('intermediate.key'), inter.keyPem, { mode: 0o600 });
+  return {
+    dir,
+    rootCert: at('root.crt'),
+    rootKey: at('root.key'),
+    intermediateCert: at('intermediate.crt'),
+    intermediateKey: at('intermediate.key'),
+  };
+}
+
 const member = (name: string, addr: string, role: string): Member => ({ name, addr, port: 7946, status: 'alive', tags: { role } });
 
 describe.skipIf(skip)('ACME end to end through the gateway DNS', () => {
@@ -100,7 +123,7 @@ describe.skipIf(skip)('ACME end to end through the gateway DNS', () => {
     // dnsmasq drops to nobody and caddy runs as caddy: both must reach their files below tmp.
     chmodSync(tmp, 0o755);
     bed = await buildGatewayBed({ prefix: 'ca' });
-    pki = makeTestPki(path.join(tmp, 'pki'));
+    pki = await caInitPki(path.join(tmp, 'pki'));
     chmodSync(pki.dir, 0o711);
 
     // The gateway's DNS and DHCP: the files the gateway role renders, served by dnsmasq in gw.
@@ -195,6 +218,8 @@ describe.skipIf(skip)('ACME end to end through the gateway DNS', () => {
     // The CA's http-01 request reached lego's port 80 on web-1, found by the gateway's DNS.
     expect(`${r.stdout}${r.stderr}`).toContain('[web-1.mammatus] Served key authentication');
     const chain = readFileSync(r.crt, 'utf8');
+    // Through an intermediate constrained to `mammatus` names and private addresses.
+    expect(permittedNames(readFileSync(pki.intermediateCert, 'utf8'))?.dns).toEqual(['mammatus']);
     expect(verifyChain(pki.rootCert, chain, tmp)).toMatch(/OK/);
     const leaf = describeCert(chain, tmp);
     expect(leaf.sans).toEqual(['web-1.mammatus']);
