@@ -8,9 +8,9 @@
  * request may only ask for a subset of them, and anything else in it is refused.
  */
 import 'reflect-metadata';
-import { PkiError, parseCert, requestedNames, splitPemCerts } from './read.js';
+import { PkiError, parseCert, requestedNames } from './read.js';
 import * as x509 from '@peculiar/x509';
-import { X509Certificate as NodeX509, createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { isDnsLabel } from '../../core/net.js';
 import { NODE_DOMAIN, clusterNameConstraints, ipPermitted, permittedNames } from './constraints.js';
@@ -178,39 +178,6 @@ export async function makeNodeKeyAndCsr(node: string, ips: readonly string[] = [
   return { keyPem, csrPem: await makeNodeCsr(node, keyPem, ips) };
 }
 
-/**
- * Checks a node's chain (leaf then intermediate, PEM) before it is used: the leaf is for
- * `<node>.mammatus`, matches `keyPem`, is issued by the intermediate, which is issued by `rootPem`,
- * and is valid now. Returns the leaf's validity; @throws PkiError saying what is wrong.
- */
-export function verifyNodeChain(
-  chainPem: string,
-  rootPem: string,
-  keyPem: string,
-  node: string,
-  now = new Date(),
-): { notBefore: Date; notAfter: Date } {
-  const [leafPem, interPem] = splitPemCerts(chainPem);
-  if (!leafPem || !interPem) throw new PkiError('the chain must hold the certificate and the intermediate');
-  let leaf: NodeX509;
-  let inter: NodeX509;
-  let root: NodeX509;
-  try {
-    [leaf, inter, root] = [new NodeX509(leafPem), new NodeX509(interPem), new NodeX509(rootPem)];
-  } catch {
-    throw new PkiError('the chain or the root is not PEM certificates');
-  }
-  if (!(leaf.checkIssued(inter) && leaf.verify(inter.publicKey))) throw new PkiError('the certificate is not signed by the intermediate');
-  if (!(inter.ca && inter.checkIssued(root) && inter.verify(root.publicKey)))
-    throw new PkiError('the intermediate is not signed by the root');
-  if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) throw new PkiError("the certificate is not for this node's key");
-  if (leaf.checkHost(nodeDnsNames(node)[0]) === undefined) throw new PkiError(`the certificate is not for ${nodeDnsNames(node)[0]}`);
-  const notBefore = new Date(leaf.validFrom);
-  const notAfter = new Date(leaf.validTo);
-  if (now.getTime() >= notAfter.getTime()) throw new PkiError(`the certificate expired at ${notAfter.toISOString()}`);
-  return { notBefore, notAfter };
-}
-
 /** What {@link signNodeCsr} needs. */
 export interface SignNodeRequest {
   /** The CSR (PEM) the node sent. */
@@ -310,4 +277,4 @@ export async function signNodeCsr(req: SignNodeRequest): Promise<SignedNodeCert>
 }
 
 // Reading certificates lives in read.ts; importers of this module keep finding it here.
-export { PkiError, certFingerprint, inspectCert, splitPemCerts, type CertInfo } from './read.js';
+export { PkiError, certFingerprint, inspectCert, splitPemCerts, verifyNodeChain, type CertInfo } from './read.js';

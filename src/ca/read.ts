@@ -1,11 +1,13 @@
 /**
  * Reading the cluster's certificates and requests (issue 20), split from pki.ts: parsing, the
  * SHA-256 fingerprint a node pins, what a certificate says, the certificates of a PEM bundle, and
- * the names a CSR asks for. Pure; pki.ts re-exports what callers use.
+ * the names a CSR asks for, and the check of a node's chain before it is used. Pure; pki.ts
+ * re-exports what callers use.
  */
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { createHash } from 'node:crypto';
+import { X509Certificate as NodeX509, createHash, createPrivateKey } from 'node:crypto';
+import { NODE_DOMAIN } from './constraints.js';
 
 /** subjectAltName. */
 const SAN_OID = '2.5.29.17';
@@ -97,4 +99,38 @@ export function requestedNames(csr: x509.Pkcs10CertificateRequest): RequestedNam
     }
   }
   return { commonNames, dns, ips };
+}
+
+/**
+ * Checks a node's chain (leaf then intermediate, PEM) before it is used: the leaf is for
+ * `<node>.mammatus`, matches `keyPem`, is issued by the intermediate, which is issued by `rootPem`,
+ * and is valid now. Returns the leaf's validity; @throws PkiError saying what is wrong.
+ */
+export function verifyNodeChain(
+  chainPem: string,
+  rootPem: string,
+  keyPem: string,
+  node: string,
+  now = new Date(),
+): { notBefore: Date; notAfter: Date } {
+  const [leafPem, interPem] = splitPemCerts(chainPem);
+  if (!leafPem || !interPem) throw new PkiError('the chain must hold the certificate and the intermediate');
+  let leaf: NodeX509;
+  let inter: NodeX509;
+  let root: NodeX509;
+  try {
+    [leaf, inter, root] = [new NodeX509(leafPem), new NodeX509(interPem), new NodeX509(rootPem)];
+  } catch {
+    throw new PkiError('the chain or the root is not PEM certificates');
+  }
+  if (!(leaf.checkIssued(inter) && leaf.verify(inter.publicKey))) throw new PkiError('the certificate is not signed by the intermediate');
+  if (!(inter.ca && inter.checkIssued(root) && inter.verify(root.publicKey)))
+    throw new PkiError('the intermediate is not signed by the root');
+  if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) throw new PkiError("the certificate is not for this node's key");
+  const name = `${node}.${NODE_DOMAIN}`;
+  if (leaf.checkHost(name) === undefined) throw new PkiError(`the certificate is not for ${name}`);
+  const notBefore = new Date(leaf.validFrom);
+  const notAfter = new Date(leaf.validTo);
+  if (now.getTime() >= notAfter.getTime()) throw new PkiError(`the certificate expired at ${notAfter.toISOString()}`);
+  return { notBefore, notAfter };
 }
