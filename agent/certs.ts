@@ -18,8 +18,9 @@ import { detach, errorMessage } from '../core/errors.js';
 import { connectNats } from '../core/nats.js';
 import type { NodeCredentials } from '../core/trust.js';
 import type { TlsStatus } from './types.js';
-import { certFingerprint, makeNodeCsr, makeNodeKey, verifyNodeChain } from '../src/ca/pki.js';
+import { certFingerprint, makeNodeCsr, makeNodeKey, splitPemCerts, verifyNodeChain } from '../src/ca/pki.js';
 import { fetchCaPublic } from '../src/ca/store.js';
+import { memberAddresses } from '../src/ca/sign-service.js';
 import { backoffMs, renewAt, tlsPaths } from './certs-plan.js';
 
 /** What the keeper works with (the agent's; tests pass their own). */
@@ -57,12 +58,24 @@ interface Current {
   readonly renewAt: Date;
 }
 
+/**
+ * The one certificate of a root PEM, alone (what `ca.crt` holds). A bundle is refused: only its first
+ * certificate's fingerprint would be checked against the pin, and every one in it would be trusted.
+ */
+function onlyCertificate(pem: string): string {
+  const certs = splitPemCerts(pem);
+  if (certs.length !== 1) throw new Error(`the CA root holds ${certs.length} certificates, not one: refused`);
+  return `${certs[0]}\n`;
+}
+
 /** Keeps this node's certificate current. */
 export class NodeCertificates {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private stopped = false;
   private current: Current | undefined;
+  /** SHA-256 of the root the current certificate chains to (`ca.crt`). */
+  private currentRoot: string | undefined;
   private loaded = false;
   /** A CA was found in the bucket at least once (from then on, failing to reach it is an error). */
   private sawCa = false;
@@ -91,7 +104,17 @@ export class NodeCertificates {
 
   /** Looks again now (a config reload: `ca init` may just have run, the credentials may be new). */
   kick(): void {
-    if (!this.current || this.lastError !== null) this.schedule(0);
+    if (!this.current || this.lastError !== null || this.pinMoved()) this.schedule(0);
+  }
+
+  /**
+   * The credentials pin another root than the certificate in use chains to (admitted again after
+   * `ca init --force`): the certificate is replaced at once, not at its renewal hours later, as
+   * the rest of the cluster no longer accepts it.
+   */
+  private pinMoved(): boolean {
+    const pin = this.d.credentials()?.ca_fingerprint;
+    return Boolean(pin && this.currentRoot && pin !== this.currentRoot);
   }
 
   /** Calls `listener` after each new certificate is written. */
@@ -131,12 +154,20 @@ export class NodeCertificates {
         await this.loadExisting(node, creds);
       }
       const now = this.now().getTime();
-      if (this.current && now < this.current.renewAt.getTime()) return this.schedule(this.current.renewAt.getTime() - now);
+      if (this.current && now < this.current.renewAt.getTime() && !this.pinMoved())
+        return this.schedule(this.current.renewAt.getTime() - now);
       try {
         await this.obtain(node, creds);
+        const due = this.current!.renewAt.getTime() - this.now().getTime();
+        // A certificate due as soon as it arrives (this clock ahead of the controllers', or an
+        // intermediate about to expire) is not asked for again at once: that would loop flat out.
+        if (due <= 0)
+          throw new Error(
+            `the new certificate is due for renewal already (valid until ${this.current!.notAfter.toISOString()}): is this node's clock ahead, or the intermediate expiring?`,
+          );
         this.failures = 0;
         this.lastError = null;
-        this.schedule(this.current!.renewAt.getTime() - this.now().getTime());
+        this.schedule(due);
       } catch (err) {
         if (err instanceof NotYet) {
           this.d.log.debug({ why: err.message }, 'node certificate: not yet');
@@ -167,8 +198,10 @@ export class NodeCertificates {
     try {
       const [key, chain, root] = await Promise.all([this.d.files.read(p.key), this.d.files.read(p.cert), this.d.files.read(p.ca)]);
       if (!key || !chain || !root) return;
-      if (creds.ca_fingerprint && certFingerprint(root) !== creds.ca_fingerprint) return;
+      const rootFp = certFingerprint(onlyCertificate(root));
+      if (creds.ca_fingerprint && rootFp !== creds.ca_fingerprint) return;
       this.use(verifyNodeChain(chain, root, key, node, this.now()));
+      this.currentRoot = rootFp;
       this.d.log.info({ not_after: this.current!.notAfter, renew_at: this.current!.renewAt }, 'node certificate: using the one on disk');
     } catch (err) {
       this.d.log.info({ err: errorMessage(err) }, 'node certificate: the files on disk are not usable; asking for a new one');
@@ -180,10 +213,14 @@ export class NodeCertificates {
     this.current = { ...validity, renewAt: renewAt(validity.notBefore, validity.notAfter, random) };
   }
 
-  /** The node's key: the one on disk, else a new one written first (0600). */
+  /** The node's key: the one on disk (made 0600 if it was not), else a new one written first (0600). */
   private async key(path: string): Promise<string> {
     const existing = await this.d.files.read(path);
-    if (existing?.includes('PRIVATE KEY')) return existing;
+    if (existing?.includes('PRIVATE KEY')) {
+      // A key restored or copied with a wider mode is readable by others: it is this node's identity.
+      if (((await this.d.files.mode?.(path)) ?? 0o600) !== 0o600) await this.d.files.write(path, existing, 0o600);
+      return existing;
+    }
     const key = await makeNodeKey();
     await this.d.files.write(path, key, 0o600);
     return key;
@@ -191,6 +228,11 @@ export class NodeCertificates {
 
   /** Fetches and checks the root, asks for a certificate, checks it, writes the files. */
   private async obtain(node: string, creds: NodeCredentials): Promise<void> {
+    // The controllers would refuse it with a puzzling reason: say the real one.
+    if (node !== node.toLowerCase())
+      throw new Error(
+        `${node} has capitals: DNS names ignore case, so it would share ${node.toLowerCase()}.mammatus with another node; no certificate`,
+      );
     const servers = this.d.servers();
     if (servers.length === 0) throw new NotYet('no controller known to ask for a certificate');
     const connect = this.d.connect ?? ((s, c) => connectNats(s, { name: 'mammatus-certs', timeoutMs: 5000, credentials: c }));
@@ -207,24 +249,26 @@ export class NodeCertificates {
       const pub = await fetchCaPublic(nc);
       if (!pub) throw new NotYet('the cluster has no CA yet (mammatus ca init)');
       this.sawCa = true;
-      const fingerprint = certFingerprint(pub.root);
+      const root = onlyCertificate(pub.root);
+      const fingerprint = certFingerprint(root);
       const pin = creds.ca_fingerprint ?? (creds.roles.includes('controller') ? pub.fingerprint : undefined);
       if (!pin) throw new Error('no CA fingerprint was pinned at admission: admit this node again (node add / node admit) after ca init');
       if (fingerprint !== pin)
         throw new Error(`the CA root ${fingerprint.slice(0, 16)}… is not the one pinned at admission (${pin.slice(0, 16)}…)`);
       const p = tlsPaths(this.d.stateDir());
       const key = await this.key(p.key);
-      const self = this.d.members().find((m) => m.name === node);
-      const ips = self && isIP(self.addr) ? [self.addr] : [];
+      // Its Serf address, unless another member claims it too: the controllers would refuse it then.
+      const ips = memberAddresses(this.d.members(), node).filter((addr) => isIP(addr));
       const csr = await makeNodeCsr(node, key, ips);
       const msg = await nc.request(`${CA_SIGN_SUBJECT}.${node}`, JSON.stringify({ csr }), { timeout: this.d.requestTimeoutMs ?? 10_000 });
       const answer = msg.json<CaSignAnswer>();
       if (!answer.ok) throw new Error(`the controllers refused: ${answer.error}`);
-      const validity = verifyNodeChain(answer.chain, pub.root, key, node, this.now());
+      const validity = verifyNodeChain(answer.chain, root, key, node, this.now());
       // The root first: a reader that sees the new chain finds the root that checks it.
-      await this.d.files.write(p.ca, pub.root, 0o644);
+      await this.d.files.write(p.ca, root, 0o644);
       await this.d.files.write(p.cert, answer.chain, 0o644);
       this.use(validity);
+      this.currentRoot = fingerprint;
       this.issued++;
       this.d.log.info(
         { not_after: validity.notAfter, renew_at: this.current!.renewAt, issued: this.issued },

@@ -12,7 +12,6 @@
  * loaded, and the error shows in the role's status.
  */
 import { createHash } from 'node:crypto';
-import path from 'node:path';
 import type { FileOps, Logger, Run, Spawn } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
 import { DaemonSupervisor } from '../../core/process-supervisor.js';
@@ -121,8 +120,10 @@ export class CaBackend {
       await this.deps.run(ca.step_ca_binary, ['version']);
       return;
     }
-    // A scratch data directory: validating provisions acme_server, which must not touch the running one's database.
-    const scratch = path.join(ca.paths.data_dir, 'validate');
+    // A scratch data directory: validating provisions acme_server, which must not touch the running
+    // one's database. Beside data_dir, not in it: data_dir is handed to the backend's user, who could
+    // plant symlinks there for this (root) caddy to create its database through.
+    const scratch = `${ca.paths.data_dir.replace(/\/+$/, '')}.validate`;
     await this.deps.run('mkdir', ['-p', scratch]);
     await this.deps
       .run(ca.caddy_binary, ['validate', '--config', paths.caddy], { env: { XDG_DATA_HOME: scratch, HOME: scratch } })

@@ -112,8 +112,9 @@ export const CA_SETTINGS_SCHEMA = {
 
 /**
  * Cross-field checks of the resolved CA settings (`at` = `roles.controller`): its port is not one of
- * NATS's (`natsListen`, by key) or the metadata port, lifetimes lie in 5m-168h, and its paths differ
- * and stay out of the NATS store. The first problem throws a `SettingsError`.
+ * NATS's (`natsListen`, by key) or the metadata port, lifetimes lie in 5m-168h, and its paths differ,
+ * stay out of the NATS store and out of the backend's data directory. The first problem throws a
+ * `SettingsError`.
  */
 export function checkCaConfig(
   at: string,
@@ -136,6 +137,11 @@ export function checkCaConfig(
   if (new Set(files).size !== files.length)
     invalid(at, 'ca.paths', 'root_cert, intermediate_cert, intermediate_key, config and data_dir must all differ');
   if (ca.paths.data_dir.startsWith(`${storeDir}/`)) invalid(at, 'ca.paths.data_dir', 'must not be inside nats.store_dir');
+  // The backend's user owns data_dir (chown -R at each start): a file of ours inside it could be
+  // swapped by that user for a symlink, which the root agent's chown of the key would then follow.
+  for (const key of ['root_cert', 'intermediate_cert', 'intermediate_key', 'config'] as const) {
+    if (ca.paths[key].startsWith(`${ca.paths.data_dir}/`)) invalid(at, `ca.paths.${key}`, 'must not be inside ca.paths.data_dir');
+  }
 }
 
 /** A Go duration in milliseconds, or undefined when it is not one. */

@@ -8,8 +8,9 @@
  * request may only ask for a subset of them, and anything else in it is refused.
  */
 import 'reflect-metadata';
+import { PkiError, parseCert, requestedNames } from './read.js';
 import * as x509 from '@peculiar/x509';
-import { X509Certificate as NodeX509, createHash, createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { isDnsLabel } from '../../core/net.js';
 import { NODE_DOMAIN, clusterNameConstraints, ipPermitted, permittedNames } from './constraints.js';
@@ -19,39 +20,20 @@ x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoPro
 export { NODE_DOMAIN } from './constraints.js';
 /** Default lifetimes. */
 export const ROOT_LIFETIME_MS = 10 * 365 * 24 * 3600_000;
+/** Default lifetime of an intermediate (clamped to its root's). */
 export const INTERMEDIATE_LIFETIME_MS = 365 * 24 * 3600_000;
+/** Default lifetime of a node certificate (clamped to the intermediate's). */
 export const NODE_CERT_LIFETIME_MS = 24 * 3600_000;
 /** The largest CSR (PEM characters) {@link signNodeCsr} parses: a P-256 CSR is under 1 KiB. */
 export const MAX_CSR_CHARS = 8 * 1024;
 
 const EC: webcrypto.EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' };
 const SIGN: webcrypto.EcdsaParams = { name: 'ECDSA', hash: 'SHA-256' };
-/** subjectAltName. */
-const SAN_OID = '2.5.29.17';
-
-/** A certificate problem a caller can show as it is (bad CSR, wrong names, missing CA). */
-export class PkiError extends Error {
-  override readonly name = 'PkiError';
-}
 
 /** A certificate with its private key, both PEM. */
 export interface CertAndKey {
   readonly certPem: string;
   readonly keyPem: string;
-}
-
-/** What {@link inspectCert} reads from a certificate. */
-export interface CertInfo {
-  readonly subject: string;
-  readonly issuer: string;
-  readonly serial: string;
-  readonly notBefore: Date;
-  readonly notAfter: Date;
-  readonly dnsNames: readonly string[];
-  readonly ips: readonly string[];
-  readonly isCa: boolean;
-  /** SHA-256 of the DER, hex lowercase. */
-  readonly fingerprint: string;
 }
 
 /** A random positive 128-bit serial (hex): the top bit cleared keeps the DER INTEGER positive. */
@@ -77,14 +59,6 @@ async function importKey(pem: string): Promise<webcrypto.CryptoKey> {
     return await webcrypto.subtle.importKey('pkcs8', der, EC, false, ['sign']);
   } catch {
     throw new PkiError('the private key is not a PKCS#8 PEM ECDSA P-256 key');
-  }
-}
-
-function parseCert(pem: string, what: string): x509.X509Certificate {
-  try {
-    return new x509.X509Certificate(pem);
-  } catch {
-    throw new PkiError(`the ${what} is not a PEM certificate`);
   }
 }
 
@@ -204,65 +178,6 @@ export async function makeNodeKeyAndCsr(node: string, ips: readonly string[] = [
   return { keyPem, csrPem: await makeNodeCsr(node, keyPem, ips) };
 }
 
-/**
- * Checks a node's chain (leaf then intermediate, PEM) before it is used: the leaf is for
- * `<node>.mammatus`, matches `keyPem`, is issued by the intermediate, which is issued by `rootPem`,
- * and is valid now. Returns the leaf's validity; @throws PkiError saying what is wrong.
- */
-export function verifyNodeChain(
-  chainPem: string,
-  rootPem: string,
-  keyPem: string,
-  node: string,
-  now = new Date(),
-): { notBefore: Date; notAfter: Date } {
-  const [leafPem, interPem] = splitPemCerts(chainPem);
-  if (!leafPem || !interPem) throw new PkiError('the chain must hold the certificate and the intermediate');
-  let leaf: NodeX509;
-  let inter: NodeX509;
-  let root: NodeX509;
-  try {
-    [leaf, inter, root] = [new NodeX509(leafPem), new NodeX509(interPem), new NodeX509(rootPem)];
-  } catch {
-    throw new PkiError('the chain or the root is not PEM certificates');
-  }
-  if (!(leaf.checkIssued(inter) && leaf.verify(inter.publicKey))) throw new PkiError('the certificate is not signed by the intermediate');
-  if (!(inter.ca && inter.checkIssued(root) && inter.verify(root.publicKey)))
-    throw new PkiError('the intermediate is not signed by the root');
-  if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) throw new PkiError("the certificate is not for this node's key");
-  if (leaf.checkHost(nodeDnsNames(node)[0]) === undefined) throw new PkiError(`the certificate is not for ${nodeDnsNames(node)[0]}`);
-  const notBefore = new Date(leaf.validFrom);
-  const notAfter = new Date(leaf.validTo);
-  if (now.getTime() >= notAfter.getTime()) throw new PkiError(`the certificate expired at ${notAfter.toISOString()}`);
-  return { notBefore, notAfter };
-}
-
-/** What a node asked for: its CN (if any), DNS and IP SANs. */
-interface RequestedNames {
-  readonly commonNames: readonly string[];
-  readonly dns: readonly string[];
-  readonly ips: readonly string[];
-}
-
-function requestedNames(csr: x509.Pkcs10CertificateRequest): RequestedNames {
-  const commonNames = csr.subjectName.getField('CN');
-  const otherFields = csr.subjectName
-    .toJSON()
-    .flatMap((rdn) => Object.keys(rdn))
-    .filter((k) => k !== 'CN');
-  if (otherFields.length > 0) throw new PkiError(`the CSR subject may only hold CN, not ${otherFields.join(', ')}`);
-  const dns: string[] = [];
-  const ips: string[] = [];
-  for (const ext of csr.getExtensions(SAN_OID)) {
-    for (const name of new x509.SubjectAlternativeNameExtension(ext.rawData).names.items) {
-      if (name.type === 'dns') dns.push(name.value.toLowerCase());
-      else if (name.type === 'ip') ips.push(name.value);
-      else throw new PkiError(`the CSR asks for a ${name.type} name; only DNS and IP names are signed`);
-    }
-  }
-  return { commonNames, dns, ips };
-}
-
 /** What {@link signNodeCsr} needs. */
 export interface SignNodeRequest {
   /** The CSR (PEM) the node sent. */
@@ -361,36 +276,5 @@ export async function signNodeCsr(req: SignNodeRequest): Promise<SignedNodeCert>
   return { certPem, chainPem: `${certPem}\n${issuer.toString('pem')}\n`, notBefore: cert.notBefore, notAfter: cert.notAfter };
 }
 
-/** SHA-256 over a certificate's DER, hex lowercase (the pinned form of the root). */
-export function certFingerprint(pem: string): string {
-  const cert = parseCert(pem, 'certificate');
-  return createHash('sha256').update(Buffer.from(cert.rawData)).digest('hex');
-}
-
-/** The subject, issuer, validity, SANs and fingerprint of the first certificate in `pem`. */
-export function inspectCert(pem: string): CertInfo {
-  const cert = parseCert(pem, 'certificate');
-  const dnsNames: string[] = [];
-  const ips: string[] = [];
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-  for (const name of san?.names.items ?? []) {
-    if (name.type === 'dns') dnsNames.push(name.value);
-    else if (name.type === 'ip') ips.push(name.value);
-  }
-  return {
-    subject: cert.subject,
-    issuer: cert.issuer,
-    serial: cert.serialNumber,
-    notBefore: cert.notBefore,
-    notAfter: cert.notAfter,
-    dnsNames,
-    ips,
-    isCa: cert.getExtension(x509.BasicConstraintsExtension)?.ca ?? false,
-    fingerprint: createHash('sha256').update(Buffer.from(cert.rawData)).digest('hex'),
-  };
-}
-
-/** Every certificate in a PEM bundle, in order (a chain file holds leaf then intermediate). */
-export function splitPemCerts(pem: string): string[] {
-  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
-}
+// Reading certificates lives in read.ts; importers of this module keep finding it here.
+export { PkiError, certFingerprint, inspectCert, splitPemCerts, verifyNodeChain, type CertInfo } from './read.js';

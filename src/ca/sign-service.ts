@@ -15,7 +15,7 @@ import { detach, errorMessage } from '../../core/errors.js';
 import { parseDuration } from '../../core/duration.js';
 import { connectNats } from '../../core/nats.js';
 import type { NodeCredentials } from '../../core/trust.js';
-import { NODE_CERT_LIFETIME_MS, PkiError, signNodeCsr, type CertAndKey } from './pki.js';
+import { NODE_CERT_LIFETIME_MS, PkiError, normalizeIp, signNodeCsr, type CertAndKey } from './pki.js';
 import { CaStore } from './store.js';
 
 /** The queue group every controller answers in. */
@@ -75,9 +75,16 @@ export async function answerSign(deps: SignDeps, node: string, data: Uint8Array)
   }
 }
 
-/** The Serf addresses of member `node` (every status: a node just failing still renews). */
+/**
+ * The Serf addresses of member `node` (every status: a node just failing still renews) that no
+ * other member claims. Serf addresses are self-asserted: a node advertising a controller's address
+ * must not get a certificate for it, so an address two members hold goes in neither's certificate
+ * (a member that left gave its address up). The agent asks for the same (agent/certs.ts).
+ */
 export function memberAddresses(members: readonly Member[], node: string): string[] {
-  return members.filter((m) => m.name === node).map((m) => m.addr);
+  const key = (addr: string) => normalizeIp(addr) ?? addr;
+  const claimed = new Set(members.filter((m) => m.name !== node && m.status !== 'left').map((m) => key(m.addr)));
+  return members.filter((m) => m.name === node && !claimed.has(key(m.addr))).map((m) => m.addr);
 }
 
 /**

@@ -157,9 +157,16 @@ export class CaStore {
 /**
  * The fingerprint a new admission pins: the admitting controller's own pin when it has one (what it
  * trusts, whatever the bucket says now), else the bucket's (controllers alone write it); undefined
- * when the cluster has no CA or the bucket cannot be read (the node is admitted without a pin).
+ * when the cluster has no CA. @throws when the bucket cannot be read: admitting without a pin then
+ * would leave the node without certificates until it is admitted again, so the admission fails
+ * (and is tried again) instead.
  */
 export async function fingerprintToPin(own: { readonly ca_fingerprint?: string }, nc?: NatsConnection): Promise<string | undefined> {
   if (own.ca_fingerprint) return own.ca_fingerprint;
-  return nc ? fetchCaFingerprint(nc).catch(() => undefined) : undefined;
+  if (!nc) return undefined;
+  try {
+    return await fetchCaFingerprint(nc);
+  } catch (err) {
+    throw new Error(`cannot read the CA bucket ${CA_BUCKET} for the root to pin: ${errorMessage(err)}`, { cause: err });
+  }
 }

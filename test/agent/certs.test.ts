@@ -16,7 +16,7 @@ import { buildFileOps } from '../../core/files.js';
 import { connectNats } from '../../core/nats.js';
 import type { NodeCredentials } from '../../core/trust.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
-import { inspectCert, makeIntermediate, makeRoot } from '../../src/ca/pki.js';
+import { inspectCert, makeIntermediate, makeNodeKey, makeRoot } from '../../src/ca/pki.js';
 import { serveCaSign } from '../../src/ca/sign-service.js';
 import { CaStore } from '../../src/ca/store.js';
 
@@ -97,6 +97,15 @@ describe.skipIf(!natsServerAvailable())('the node certificate keeper', () => {
     return k;
   }
 
+  /**
+   * The keeper's status once it means something: nats-server may apply the reload that lets a just
+   * admitted node in after its first try (then the first status is an authorization failure).
+   */
+  function settled(k: NodeCertificates) {
+    const s = k.status();
+    return s && !/Authorization Violation/.test(s.last_error ?? '') ? s : undefined;
+  }
+
   async function until<T>(check: () => T | undefined, ms = 15_000): Promise<T> {
     const end = Date.now() + ms;
     for (;;) {
@@ -146,7 +155,7 @@ describe.skipIf(!natsServerAvailable())('the node certificate keeper', () => {
       k.stop();
       const again = keeper('gw-9', creds, dir);
       again.start();
-      const s = await until(() => again.status());
+      const s = await until(() => settled(again));
       expect(s).toMatchObject({ not_after: first, issued: 0, last_error: null });
       again.stop();
     } finally {
@@ -159,7 +168,7 @@ describe.skipIf(!natsServerAvailable())('the node certificate keeper', () => {
     const dir = path.join(tmp, 'cn-1');
     const k = keeper('cn-1', creds, dir);
     k.start();
-    const s = await until(() => k.status());
+    const s = await until(() => settled(k));
     expect(s).toMatchObject({ not_after: null, renew_at: null });
     expect(s.last_error).toMatch(/is not the one pinned at admission \(aaaaaaaaaaaaaaaa…\)/);
     expect(await buildFileOps().read(tlsPaths(dir).cert)).toBeUndefined();
@@ -169,10 +178,48 @@ describe.skipIf(!natsServerAvailable())('the node certificate keeper', () => {
     const creds = await nats.admit('st-1', ['storage']);
     const k = keeper('st-1', creds, path.join(tmp, 'st-1'));
     k.start();
-    expect((await until(() => k.status())).last_error).toMatch(/no CA fingerprint was pinned at admission/);
+    expect((await until(() => settled(k))).last_error).toMatch(/no CA fingerprint was pinned at admission/);
     const ctl = keeper('admin', nats.credentials, path.join(tmp, 'admin'));
     ctl.start();
     expect(await until(() => ctl.status()?.not_after ?? undefined)).toBeTruthy();
+  });
+
+  it('does not ask for an address another member claims (the controllers would refuse it)', async () => {
+    lifetime = 600_000;
+    try {
+      const creds = { ...(await nats.admit('gw-8', ['gateway'])), ca_fingerprint: fingerprint };
+      const dir = path.join(tmp, 'gw-8');
+      const k = keeper('gw-8', creds, dir, { members: () => [member('gw-8', '127.0.0.1'), member('ctl', '127.0.0.1')] });
+      k.start();
+      await until(() => k.status()?.not_after ?? undefined);
+      k.stop();
+      const leaf = inspectCert((await buildFileOps().read(tlsPaths(dir).cert))!);
+      expect(leaf.ips).toEqual([]);
+    } finally {
+      lifetime = 3000;
+    }
+  });
+
+  it('says why a node name with capitals gets no certificate', async () => {
+    const creds = { ...(await nats.admit('GW-11', ['gateway'])), ca_fingerprint: fingerprint };
+    const k = keeper('GW-11', creds, path.join(tmp, 'GW-11'));
+    k.start();
+    const s = await until(() => settled(k));
+    k.stop();
+    expect(s.last_error).toMatch(/GW-11 has capitals: DNS names ignore case/);
+  });
+
+  it('tightens a node key left readable by others to 0600', async () => {
+    const creds = { ...(await nats.admit('gw-12', ['gateway'])), ca_fingerprint: fingerprint };
+    const dir = path.join(tmp, 'gw-12');
+    const key = await makeNodeKey();
+    await buildFileOps().write(tlsPaths(dir).key, key, 0o644);
+    const k = keeper('gw-12', creds, dir);
+    k.start();
+    await until(() => k.status()?.not_after ?? undefined);
+    k.stop();
+    expect(statSync(tlsPaths(dir).key).mode & 0o777).toBe(0o600);
+    expect(await buildFileOps().read(tlsPaths(dir).key)).toBe(key);
   });
 
   it('keeps a refusal as last_error (a name the controllers do not sign)', async () => {
@@ -180,7 +227,7 @@ describe.skipIf(!natsServerAvailable())('the node certificate keeper', () => {
     // The member list says another address: the CSR's IP is not one of the node's.
     const k = keeper('gw-2', creds, path.join(tmp, 'gw-2'), { members: () => [member('gw-2', '10.1.2.3')] });
     k.start();
-    expect((await until(() => k.status())).last_error).toMatch(/the controllers refused: the CSR asks for IP 10.1.2.3/);
+    expect((await until(() => settled(k))).last_error).toMatch(/the controllers refused: the CSR asks for IP 10.1.2.3/);
   });
 
   it('reports unreachable controllers only where TLS is expected (a pinned root)', async () => {
@@ -188,7 +235,7 @@ describe.skipIf(!natsServerAvailable())('the node certificate keeper', () => {
     const pinned = { ...nats.trust.mint('gw-4', ['gateway']), ca_fingerprint: fingerprint };
     const k = keeper('gw-4', pinned, path.join(tmp, 'gw-4'), { servers: closed });
     k.start();
-    expect((await until(() => k.status())).last_error).toMatch(/refused|ECONNREFUSED/i);
+    expect((await until(() => settled(k))).last_error).toMatch(/refused|ECONNREFUSED/i);
     k.stop();
     const unpinned = nats.trust.mint('gw-5', ['gateway']);
     const quiet = keeper('gw-5', unpinned, path.join(tmp, 'gw-5'), { servers: closed });
@@ -196,6 +243,91 @@ describe.skipIf(!natsServerAvailable())('the node certificate keeper', () => {
     await new Promise((r) => setTimeout(r, 1000));
     expect(quiet.status()).toBeUndefined();
     quiet.stop();
+  });
+
+  it('refuses a bucket root that holds more than the pinned certificate (a second root would be trusted too)', async () => {
+    const other = await startNatsServer({ name: 'bundle', dir: path.join(tmp, 'bundle'), trust: nats.trust });
+    try {
+      const otherAdmin = await connectNats(other.url, { name: 'admin', credentials: other.credentials });
+      const root = await makeRoot();
+      const extra = await makeRoot({ commonName: 'someone else' });
+      // The first certificate is the pinned one: its fingerprint matches, the second rides along.
+      const pin = (await (await CaStore.open(otherAdmin)).write(`${root.certPem}\n${extra.certPem}`, await makeIntermediate(root)))
+        .fingerprint;
+      const svc = serveCaSign(otherAdmin, { addresses: () => ['127.0.0.1'], lifetimeMs: () => 600_000, log });
+      try {
+        const creds = { ...nats.trust.mint('gw-6', ['gateway']), ca_fingerprint: pin };
+        await other.reload();
+        const dir = path.join(tmp, 'gw-6');
+        const k = keeper('gw-6', creds, dir, { servers: () => [other.url] });
+        k.start();
+        // The first tries may come before the reload lets the new user in: wait for a verdict on the root.
+        const s = await until(() => {
+          const st = k.status();
+          return st && (st.not_after || /root holds/.test(st.last_error ?? '')) ? st : undefined;
+        });
+        k.stop();
+        expect(s.last_error).toMatch(/root holds 2 certificates/);
+        expect(await buildFileOps().read(tlsPaths(dir).ca)).toBeUndefined();
+      } finally {
+        svc.close();
+        await otherAdmin.close();
+      }
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('does not renew in a tight loop when a new certificate is already due (clock ahead, intermediate expiring)', async () => {
+    lifetime = 60_000;
+    try {
+      const creds = { ...(await nats.admit('gw-7', ['gateway'])), ca_fingerprint: fingerprint };
+      // This node's clock runs 50 s ahead of the controller's: a 60 s certificate is due for renewal at once.
+      const k = keeper('gw-7', creds, path.join(tmp, 'gw-7'), { now: () => new Date(Date.now() + 50_000) });
+      k.start();
+      await until(() => k.status()?.not_after ?? undefined);
+      await new Promise((r) => setTimeout(r, 1500));
+      const s = k.status()!;
+      k.stop();
+      // One issue, then a retry a second at most: never hundreds.
+      expect(s.issued).toBeLessThanOrEqual(3);
+      expect(s.last_error).toMatch(/due for renewal already/);
+    } finally {
+      lifetime = 3000;
+    }
+  });
+
+  it('asks again at once when it is admitted again with a new root pinned (ca init --force), not at the next renewal', async () => {
+    const other = await startNatsServer({ name: 'newca', dir: path.join(tmp, 'newca'), trust: nats.trust });
+    try {
+      const otherAdmin = await connectNats(other.url, { name: 'admin', credentials: other.credentials });
+      const root = await makeRoot();
+      const newPin = (await (await CaStore.open(otherAdmin)).write(root.certPem, await makeIntermediate(root))).fingerprint;
+      const svc = serveCaSign(otherAdmin, { addresses: () => ['127.0.0.1'], lifetimeMs: () => 600_000, log });
+      lifetime = 600_000;
+      try {
+        let creds = { ...(await nats.admit('gw-10', ['gateway'])), ca_fingerprint: fingerprint };
+        let url = nats.url;
+        await other.reload();
+        const dir = path.join(tmp, 'gw-10');
+        const k = keeper('gw-10', creds, dir, { credentials: () => creds, servers: () => [url] });
+        k.start();
+        await until(() => k.status()?.not_after ?? undefined);
+        // The cluster's CA was replaced and this node admitted again: its credentials pin the new root.
+        creds = { ...creds, ca_fingerprint: newPin };
+        url = other.url;
+        k.kick();
+        await until(() => ((k.status()?.issued ?? 0) >= 2 ? true : undefined), 5000);
+        k.stop();
+        expect(inspectCert((await buildFileOps().read(tlsPaths(dir).ca))!).fingerprint).toBe(newPin);
+      } finally {
+        lifetime = 3000;
+        svc.close();
+        await otherAdmin.close();
+      }
+    } finally {
+      await other.stop();
+    }
   });
 
   it('stays silent while the cluster has no CA', async () => {

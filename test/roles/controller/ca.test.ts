@@ -176,6 +176,36 @@ describe('choosing and running the backend', () => {
     expect(t.backend.state).toEqual({ state: 'off' });
   });
 
+  it("validates (as root) with a scratch directory of its own, outside the data directory caddy's user owns", async () => {
+    const files = memoryFiles({ ...PKI, '/etc/mammatus/controller/ca/caddy.json': renderCaddyConfig('c1', ca()) });
+    let env: Record<string, string | undefined> | undefined;
+    const run = recordingRun((argv, options) => {
+      if (argv[0] === 'caddy' && argv[1] === 'validate') env = options?.env;
+      return undefined;
+    });
+    const backend = new CaBackend({
+      spawn: fakeSpawn(),
+      run,
+      files,
+      log,
+      probe: directoryOk,
+      which: (p) => (p === 'caddy' ? '/usr/bin/caddy' : undefined),
+      euid: () => 0,
+      passwd: () => 'caddy:x:994:994::/var/lib/caddy:/usr/sbin/nologin\n',
+      stat: async () => ({ uid: 0, gid: 0, mode: 0o755 }),
+      healthTimeoutMs: 300,
+    });
+    await backend.apply(ca());
+    await backend.validate(ca());
+    // caddy validate opens acme_server's database under XDG_DATA_HOME: in a directory caddy's user
+    // owns (chown -R data_dir), that user could plant symlinks for root to create files through.
+    const data = ca().paths.data_dir;
+    expect(env?.XDG_DATA_HOME).toBeDefined();
+    expect(`${env!.XDG_DATA_HOME}/`.startsWith(`${data}/`)).toBe(false);
+    expect(run.calls.filter((c) => c[0] === 'chown' && c.includes(env!.XDG_DATA_HOME!))).toEqual([]);
+    await backend.stop();
+  });
+
   it("a directory the caddy user may not enter on the way to its files: the agent's user runs it", async () => {
     const files = memoryFiles({ ...PKI, '/etc/mammatus/controller/ca/caddy.json': renderCaddyConfig('c1', ca()) });
     const t = backendWith(files, { root: true, closed: '/var/lib/mammatus/ca' });

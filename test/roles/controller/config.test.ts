@@ -129,6 +129,19 @@ describe('parseControllerConfig', () => {
         { ca: { paths: { data_dir: '/var/lib/mammatus/nats/ca' } } },
         'roles.controller.ca.paths.data_dir: must not be inside nats.store_dir',
       ],
+      // The backend's user owns data_dir (chown -R): a CA file or the config in it could be swapped for a symlink that root then chowns.
+      [
+        { ca: { paths: { intermediate_key: '/var/lib/mammatus/ca/data/intermediate.key' } } },
+        'roles.controller.ca.paths.intermediate_key: must not be inside ca.paths.data_dir',
+      ],
+      [
+        { ca: { paths: { data_dir: '/var/lib/mammatus/ca' } } },
+        'roles.controller.ca.paths.root_cert: must not be inside ca.paths.data_dir',
+      ],
+      [
+        { ca: { paths: { config: '/var/lib/mammatus/ca/data/etc' } } },
+        'roles.controller.ca.paths.config: must not be inside ca.paths.data_dir',
+      ],
       [{ ca: { lifetime: '24h' } }, 'roles.controller.ca.lifetime: unknown key'],
     ])('%j → %s', (raw, message) => {
       expect(errorOf(raw)).toContain(message);

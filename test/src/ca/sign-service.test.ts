@@ -11,11 +11,12 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CA_SIGN_SUBJECT, type CaSignAnswer } from '../../../core/ca.js';
+import type { Member } from '../../../core/contracts.js';
 import { connectNats } from '../../../core/nats.js';
 import { readCredentials } from '../../../core/trust.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
 import { certFingerprint, makeNodeKeyAndCsr, splitPemCerts } from '../../../src/ca/pki.js';
-import { nodeCertLifetime, serveCaSign } from '../../../src/ca/sign-service.js';
+import { memberAddresses, nodeCertLifetime, serveCaSign } from '../../../src/ca/sign-service.js';
 import { CaStore, fetchCaPublic } from '../../../src/ca/store.js';
 import { Roster } from '../../../src/trust/roster.js';
 import { cliRunner } from '../../helpers/run-cli.js';
@@ -33,6 +34,24 @@ async function ask(nc: NatsConnection, node: string, body: unknown): Promise<CaS
   const msg = await nc.request(`${CA_SIGN_SUBJECT}.${node}`, data, { timeout: 3000 });
   return msg.json<CaSignAnswer>();
 }
+
+describe('the addresses a node may have in its certificate', () => {
+  const m = (name: string, addr: string, status: Member['status'] = 'alive'): Member => ({ name, addr, port: 7946, tags: {}, status });
+
+  it('are its Serf addresses, in every status', () => {
+    expect(memberAddresses([m('a', '10.0.0.1', 'failed'), m('b', '10.0.0.2')], 'a')).toEqual(['10.0.0.1']);
+  });
+
+  it('leave out an address another member claims (Serf addresses are self-asserted)', () => {
+    // b advertises the controller's address: neither gets it in a certificate.
+    const members = [m('ctl', '10.0.0.1'), m('b', '10.0.0.1'), m('c', 'fd00::1')];
+    expect(memberAddresses(members, 'b')).toEqual([]);
+    expect(memberAddresses(members, 'ctl')).toEqual([]);
+    expect(memberAddresses([...members, m('d', 'fd00:0::1', 'failed')], 'c')).toEqual([]);
+    // A member that left gave its address up.
+    expect(memberAddresses([m('old', '10.0.0.1', 'left'), m('b', '10.0.0.1')], 'b')).toEqual(['10.0.0.1']);
+  });
+});
 
 describe.skipIf(!natsServerAvailable())('the CA on JetStream', () => {
   let nats: NatsServer;
@@ -136,6 +155,34 @@ describe.skipIf(!natsServerAvailable())('the CA on JetStream', () => {
       const st = await cliRunner(() => ['--credentials', file])('ca', 'status', '--json', '--nats', natsUrl);
       expect(st, st.err).toMatchObject({ code: 0 });
       expect((JSON.parse(st.out) as { fingerprint: string }).fingerprint).toBe(pub?.fingerprint);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('gives a non-controller no raw JetStream way to the keys, and no way to change the public bucket', async () => {
+    const b = await connectNats(nats.url, { name: 'node-b', credentials: credsB });
+    try {
+      const before = (await fetchCaPublic(admin))!;
+      const keyBody = JSON.stringify({ last_by_subj: '$KV.mammatus-ca-keys.intermediate-key' });
+      const attempts: [string, string][] = [
+        ['$JS.API.DIRECT.GET.KV_mammatus-ca-keys.$KV.mammatus-ca-keys.intermediate-key', ''],
+        ['$JS.API.DIRECT.GET.KV_mammatus-ca-keys', keyBody],
+        ['$JS.API.STREAM.MSG.GET.KV_mammatus-ca-keys', keyBody],
+        ['$JS.API.STREAM.INFO.KV_mammatus-ca-keys', ''],
+        ['$JS.API.CONSUMER.CREATE.KV_mammatus-ca-keys', JSON.stringify({ stream_name: 'KV_mammatus-ca-keys', config: {} })],
+        ['$JS.API.STREAM.NAMES', ''],
+        ['$JS.API.STREAM.PURGE.KV_mammatus-ca', ''],
+        ['$JS.API.STREAM.UPDATE.KV_mammatus-ca', JSON.stringify({ name: 'KV_mammatus-ca', subjects: ['$KV.mammatus-ca.>'] })],
+        ['$KV.mammatus-ca.root', 'not the root'],
+      ];
+      for (const [subject, body] of attempts) {
+        await expect(b.request(subject, body, { timeout: 500 }), subject).rejects.toThrow(/permission|timeout|TIMEOUT|no responders/i);
+      }
+      // The public stream's own get cannot reach the keys either: they are not in that stream.
+      const viaPublic = await b.request('$JS.API.STREAM.MSG.GET.KV_mammatus-ca', keyBody, { timeout: 2000 });
+      expect(viaPublic.string()).not.toContain('PRIVATE KEY');
+      expect((await fetchCaPublic(admin))!).toEqual(before);
     } finally {
       await b.close();
     }
