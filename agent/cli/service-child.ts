@@ -4,6 +4,7 @@
  * message; it starts the service, answers `ready` (or `error`, then exits 1), applies later messages
  * (membership) and stops on SIGTERM/SIGINT or when the agent goes away (the channel closes).
  */
+import { useNatsRoot } from '../../core/nats.js';
 import type { ChildInit, ChildReport } from '../../core/child-service.js';
 import type { Logger } from '../../core/contracts.js';
 import { errorCode, errorMessage } from '../../core/errors.js';
@@ -140,6 +141,8 @@ export async function serviceRunCommand(name: string): Promise<number> {
   const init = (await firstMessage(30_000)) as ChildInit;
   if (init?.type !== 'init' || init.service !== name) throw new Error(`expected the settings of ${name} first`);
   const log = buildLogger(init.level).child({ component: name });
+  // The cluster root, read by the agent (the child may not read <state_dir>): NATS over verified TLS.
+  useNatsRoot(typeof init.nats_ca === 'string' ? init.nats_ca : undefined);
   let controllers: readonly string[] = Array.isArray(init.controllers) ? (init.controllers as string[]) : [];
   process.on('message', (m: { type?: string; controllers?: unknown }) => {
     if (m?.type === 'members' && Array.isArray(m.controllers)) controllers = m.controllers as string[];

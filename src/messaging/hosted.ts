@@ -14,6 +14,7 @@ import { readFile } from 'node:fs/promises';
 import type { HostedService, Logger } from '../../core/contracts.js';
 import { ChildService, serviceArgv, type ChildWiring } from '../../core/child-service.js';
 import { errorMessage } from '../../core/errors.js';
+import { natsCaField } from '../../core/nats.js';
 import type { RunningMessagingService } from './service.js';
 
 /** True when `messaging:` asks for the API: credentials given, or signature checks switched off. */
@@ -101,7 +102,8 @@ function messagingChild(section: () => unknown, w: ChildWiring): HostedService {
       };
       const spawn = await w.spawn();
       child = new ChildService({ spawn, log: ctx.log, name: 'messaging', argv: serviceArgv(w.mammatus, 'messaging'), user: w.user() });
-      await child.start(() => init);
+      // The NATS root read at each (re)start: a child started before the first certificate gets it at its next start.
+      await child.start(() => ({ ...init, ...natsCaField() }));
     },
     async stop() {
       await child?.stop();

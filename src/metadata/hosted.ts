@@ -12,6 +12,7 @@ import { readSecretFileSync } from '../../core/files.js';
 import type { HostedService, HostedServiceContext, Member } from '../../core/contracts.js';
 import { ChildService, serviceArgv, type ChildInit, type ChildWiring } from '../../core/child-service.js';
 import { aliveWithRole } from '../../core/members.js';
+import { natsCaField } from '../../core/nats.js';
 import type { RunningMetadataService } from './service.js';
 
 /** Addresses of the alive members carrying the controller role, sorted. */
@@ -100,7 +101,8 @@ function metadataChild(section: () => unknown, w: ChildWiring): HostedService {
       const spawn = await w.spawn();
       child = new ChildService({ spawn, log: ctx.log, name: 'metadata', argv: serviceArgv(w.mammatus, 'metadata'), user: w.user() });
       // A restart after a crash gets the controllers of that moment.
-      await child.start(() => ({ ...init, controllers }));
+      // The NATS root read at each (re)start: a child started before the first certificate gets it at its next start.
+      await child.start(() => ({ ...init, controllers, ...natsCaField() }));
     },
     membersChanged(members) {
       controllers = controllerAddresses(members);
