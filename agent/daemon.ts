@@ -28,7 +28,7 @@ import { detach } from '../core/errors.js';
 import { annotateTrust, type NodeCredentials } from '../core/trust.js';
 import { NodeCertificates } from './certs.js';
 import { certServers, tlsPaths } from './certs-plan.js';
-import { connectNats, natsRootPem, useNatsRootFile } from '../core/nats.js';
+import { connectNats, natsRootChanged, natsRootPem, useNatsRootFile } from '../core/nats.js';
 import { errorMessage } from '../core/errors.js';
 
 /** Everything the agent needs from outside; tests pass their own. */
@@ -159,7 +159,11 @@ export function createAgent(deps: AgentDeps): Agent {
   // Every NATS client of this process verifies its server against the node's root once it has one
   // (core/nats.ts); after new files, the controller's nats-server takes them up (roles/controller/tls.ts).
   useNatsRootFile(tlsPaths(loaded.config.state_dir).ca);
-  certs.onChange(() => background(scheduler.reconcile(['controller'], 'node certificate renewed'), 'reloading NATS TLS failed'));
+  certs.onChange(() => {
+    // The service children first: they must hold the root before their server turns TLS on.
+    natsRootChanged();
+    background(scheduler.reconcile(['controller'], 'node certificate renewed'), 'reloading NATS TLS failed');
+  });
 
   function roleConfig(role: string): Record<string, unknown> {
     return { ...((loaded.config.roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) };

@@ -46,6 +46,28 @@ export interface ConnectNatsOptions {
 /** Where the process's root is: a file read at each connect, or the PEM itself. */
 let rootSource: { readonly file: string } | { readonly pem: string } | undefined;
 
+/** Who wants to hear that the root may have changed (service children's parents). */
+const rootListeners = new Set<() => void>();
+
+/** Calls `listener` whenever `natsRootChanged` is called; returns how to stop. */
+export function watchNatsRoot(listener: () => void): () => void {
+  rootListeners.add(listener);
+  return () => rootListeners.delete(listener);
+}
+
+/** Says the root file may have changed (the agent, after the certificate keeper wrote new files). */
+export function natsRootChanged(): void {
+  for (const listener of rootListeners) listener();
+}
+
+/** The message a service child takes a new root from (agent/cli/service-child.ts). */
+export const NATS_CA_MESSAGE = 'nats_ca';
+
+/** Sends the root to a service child each time it may have changed; returns how to stop. */
+export function forwardNatsRoot(send: (message: Record<string, unknown>) => void): () => void {
+  return watchNatsRoot(() => send({ type: NATS_CA_MESSAGE, ...natsCaField() }));
+}
+
 /** Uses the root in `file` (`<state_dir>/tls/ca.crt`) for every later connection; absent file = plain. */
 export function useNatsRootFile(file: string | undefined): void {
   rootSource = file ? { file } : undefined;
@@ -119,7 +141,7 @@ export async function connectNats(servers: string | readonly string[], opts: Con
       ? { waitOnFirstConnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 500, ignoreAuthErrorAbort: true }
       : { maxReconnectAttempts: 0 }),
   });
-  if (opts.persistent && opts.tls === undefined && rootSource) followRoot(nc);
+  if (opts.persistent && opts.tls === undefined) followRoot(nc);
   return nc;
 }
 

@@ -4,7 +4,7 @@
  * message; it starts the service, answers `ready` (or `error`, then exits 1), applies later messages
  * (membership) and stops on SIGTERM/SIGINT or when the agent goes away (the channel closes).
  */
-import { useNatsRoot } from '../../core/nats.js';
+import { NATS_CA_MESSAGE, useNatsRoot } from '../../core/nats.js';
 import type { ChildInit, ChildReport } from '../../core/child-service.js';
 import type { Logger } from '../../core/contracts.js';
 import { errorCode, errorMessage } from '../../core/errors.js';
@@ -144,8 +144,10 @@ export async function serviceRunCommand(name: string): Promise<number> {
   // The cluster root, read by the agent (the child may not read <state_dir>): NATS over verified TLS.
   useNatsRoot(typeof init.nats_ca === 'string' ? init.nats_ca : undefined);
   let controllers: readonly string[] = Array.isArray(init.controllers) ? (init.controllers as string[]) : [];
-  process.on('message', (m: { type?: string; controllers?: unknown }) => {
+  process.on('message', (m: { type?: string; controllers?: unknown; nats_ca?: unknown }) => {
     if (m?.type === 'members' && Array.isArray(m.controllers)) controllers = m.controllers as string[];
+    // Used from the connection's next reconnect on (core/nats.ts followRoot).
+    if (m?.type === NATS_CA_MESSAGE) useNatsRoot(typeof m.nats_ca === 'string' ? m.nats_ca : undefined);
   });
   // The agent gone (crashed, killed) closes the channel: a child must not outlive it.
   const orphaned = new Promise<string>((resolve) => process.once('disconnect', () => resolve('agent gone')));

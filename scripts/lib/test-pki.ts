@@ -5,6 +5,8 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import path from 'node:path';
 import { makeIntermediate, makeNodeKeyAndCsr, makeRoot, signNodeCsr, type CertAndKey } from '../../src/ca/pki.js';
 import type { ControllerTlsConfig } from '../../roles/controller/tls.js';
@@ -45,4 +47,37 @@ export async function writeNodeCert(
   write(files.ca, ca.root.certPem, 0o644);
   write(files.cert, signed.chainPem, 0o644);
   return { ...files, serial: new X509Certificate(signed.certPem).serialNumber };
+}
+
+/**
+ * The serial of the certificate a NATS server on `port` serves, read the way a client sees it: the
+ * plain INFO line, then the TLS handshake, verified against `ca` (the name is not checked).
+ */
+export async function natsServedSerial(port: number, ca: string, host = '127.0.0.1'): Promise<string> {
+  const socket = netConnect(port, host);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let seen = '';
+      socket.once('error', reject);
+      const onData = (b: Buffer) => {
+        seen += b.toString('latin1');
+        if (!seen.includes('\r\n')) return;
+        socket.off('data', onData);
+        resolve();
+      };
+      socket.on('data', onData);
+    });
+    const tls = tlsConnect({ socket, ca, checkServerIdentity: () => undefined });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tls.once('secureConnect', resolve);
+        tls.once('error', reject);
+      });
+      return tls.getPeerCertificate().serialNumber;
+    } finally {
+      tls.destroy();
+    }
+  } finally {
+    socket.destroy();
+  }
 }

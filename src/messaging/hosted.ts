@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import type { HostedService, Logger } from '../../core/contracts.js';
 import { ChildService, serviceArgv, type ChildWiring } from '../../core/child-service.js';
 import { errorMessage } from '../../core/errors.js';
-import { natsCaField } from '../../core/nats.js';
+import { forwardNatsRoot, natsCaField } from '../../core/nats.js';
 import type { RunningMessagingService } from './service.js';
 
 /** True when `messaging:` asks for the API: credentials given, or signature checks switched off. */
@@ -78,6 +78,7 @@ export function messagingHostedService(section: () => unknown, child?: ChildWiri
 /** The hosted SQS/SNS API as a supervised child process; ready once its settings are accepted. */
 function messagingChild(section: () => unknown, w: ChildWiring): HostedService {
   let child: ChildService | undefined;
+  let unforward: (() => void) | undefined;
   return {
     name: 'messaging',
     configKey: () => JSON.stringify(section() ?? null),
@@ -104,8 +105,13 @@ function messagingChild(section: () => unknown, w: ChildWiring): HostedService {
       child = new ChildService({ spawn, log: ctx.log, name: 'messaging', argv: serviceArgv(w.mammatus, 'messaging'), user: w.user() });
       // The NATS root read at each (re)start: a child started before the first certificate gets it at its next start.
       await child.start(() => ({ ...init, ...natsCaField() }));
+      // A renewal may bring a new root (the first certificate, a root rotation): the child takes it at once.
+      unforward?.();
+      unforward = forwardNatsRoot((m) => void child?.send(m));
     },
     async stop() {
+      unforward?.();
+      unforward = undefined;
       await child?.stop();
       child = undefined;
     },

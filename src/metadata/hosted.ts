@@ -12,7 +12,7 @@ import { readSecretFileSync } from '../../core/files.js';
 import type { HostedService, HostedServiceContext, Member } from '../../core/contracts.js';
 import { ChildService, serviceArgv, type ChildInit, type ChildWiring } from '../../core/child-service.js';
 import { aliveWithRole } from '../../core/members.js';
-import { natsCaField } from '../../core/nats.js';
+import { forwardNatsRoot, natsCaField } from '../../core/nats.js';
 import type { RunningMetadataService } from './service.js';
 
 /** Addresses of the alive members carrying the controller role, sorted. */
@@ -91,6 +91,7 @@ export async function metadataChildInit(
 /** The hosted metadata service as a supervised child process. */
 function metadataChild(section: () => unknown, w: ChildWiring): HostedService {
   let child: ChildService | undefined;
+  let unforward: (() => void) | undefined;
   let controllers: string[] = [];
   return {
     name: 'metadata',
@@ -103,12 +104,17 @@ function metadataChild(section: () => unknown, w: ChildWiring): HostedService {
       // A restart after a crash gets the controllers of that moment.
       // The NATS root read at each (re)start: a child started before the first certificate gets it at its next start.
       await child.start(() => ({ ...init, controllers, ...natsCaField() }));
+      // A renewal may bring a new root (the first certificate, a root rotation): the child takes it at once.
+      unforward?.();
+      unforward = forwardNatsRoot((m) => void child?.send(m));
     },
     membersChanged(members) {
       controllers = controllerAddresses(members);
       child?.send({ type: 'members', controllers });
     },
     async stop() {
+      unforward?.();
+      unforward = undefined;
       await child?.stop();
       child = undefined;
     },

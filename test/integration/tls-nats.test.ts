@@ -8,8 +8,6 @@
  * - two renewals (new certificate, SIGHUP) are served to new connections while an existing
  *   subscription stays connected (no disconnect event) and keeps receiving.
  */
-import { connect as netConnect } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,37 +16,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectNats } from '../../core/nats.js';
 import { TestTrust, natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
 import { freePort } from '../../scripts/lib/ports.js';
-import { makeTestCa, writeNodeCert, type TestCa } from '../../scripts/lib/test-pki.js';
+import { makeTestCa, natsServedSerial, writeNodeCert, type TestCa } from '../../scripts/lib/test-pki.js';
 import { eventually, sleep } from '../../scripts/lib/wait.js';
 
 const skip = natsServerAvailable() ? undefined : 'nats-server is missing (apt-get install nats-server)';
 if (skip) console.warn(`NATS TLS test skipped: ${skip}`);
-
-/** The certificate a TLS server on `port` presents after NATS's plain INFO line (its serial). */
-async function servedSerial(port: number, ca: string): Promise<string> {
-  const socket = netConnect(port, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => {
-    let seen = '';
-    socket.on('error', reject);
-    const onData = (b: Buffer) => {
-      seen += b.toString('latin1');
-      if (!seen.includes('\r\n')) return;
-      socket.off('data', onData);
-      resolve();
-    };
-    socket.on('data', onData);
-  });
-  const tls = tlsConnect({ socket, ca, servername: 'ctl-1.mammatus' });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      tls.once('secureConnect', resolve);
-      tls.once('error', reject);
-    });
-    return tls.getPeerCertificate().serialNumber;
-  } finally {
-    tls.destroy();
-  }
-}
 
 describe.skipIf(Boolean(skip))('NATS over TLS: routes verified against the root, clients verify the server', () => {
   const root = mkdtempSync(path.join(os.tmpdir(), 'mammatus-tls-nats-'));
@@ -143,11 +115,11 @@ describe.skipIf(Boolean(skip))('NATS over TLS: routes verified against the root,
     sub.subscribe('tls.renew', { callback: (_e, m) => void got.push(m.string()) });
     await sub.flush();
     const pub = await client(s2, withRoot(caA));
-    const serials = [await servedSerial(s1.port, caA.root.certPem)];
+    const serials = [await natsServedSerial(s1.port, caA.root.certPem)];
     for (let round = 1; round <= 2; round++) {
       const renewed = await writeNodeCert(caA, 'ctl-1', path.join(root, 'ctl-1', 'tls'), { lifetimeMs: 3 * 60_000 });
       s1.process.kill('SIGHUP');
-      await eventually(async () => expect(await servedSerial(s1.port, caA.root.certPem)).toBe(renewed.serial), 10_000);
+      await eventually(async () => expect(await natsServedSerial(s1.port, caA.root.certPem)).toBe(renewed.serial), 10_000);
       serials.push(renewed.serial);
       pub.publish('tls.renew', `after renewal ${round}`);
       await pub.flush();
