@@ -30,6 +30,7 @@ import { NodeCertificates } from './certs.js';
 import { certServers, tlsPaths } from './certs-plan.js';
 import { connectNats, natsRootChanged, natsRootPem, useNatsRootFile } from '../core/nats.js';
 import { errorMessage } from '../core/errors.js';
+import { nodeTlsChanged, useNodeTlsFiles } from '../core/node-tls.js';
 
 /** Everything the agent needs from outside; tests pass their own. */
 export interface AgentDeps {
@@ -159,9 +160,12 @@ export function createAgent(deps: AgentDeps): Agent {
   // Every NATS client of this process verifies its server against the node's root once it has one
   // (core/nats.ts); after new files, the controller's nats-server takes them up (roles/controller/tls.ts).
   useNatsRootFile(tlsPaths(loaded.config.state_dir).ca);
+  // And the HTTPS listeners of this process (and its service children) serve the node certificate.
+  useNodeTlsFiles(tlsPaths(loaded.config.state_dir));
   certs.onChange(() => {
     // The service children first: they must hold the root before their server turns TLS on.
     natsRootChanged();
+    nodeTlsChanged();
     background(scheduler.reconcile(['controller'], 'node certificate renewed'), 'reloading NATS TLS failed');
   });
 

@@ -15,6 +15,7 @@ import type { HostedService, Logger } from '../../core/contracts.js';
 import { ChildService, serviceArgv, type ChildWiring } from '../../core/child-service.js';
 import { errorMessage } from '../../core/errors.js';
 import { forwardNatsRoot, natsCaField } from '../../core/nats.js';
+import { forwardNodeTls, nodeTlsField } from '../../core/node-tls.js';
 import type { RunningMessagingService } from './service.js';
 
 /** True when `messaging:` asks for the API: credentials given, or signature checks switched off. */
@@ -104,10 +105,15 @@ function messagingChild(section: () => unknown, w: ChildWiring): HostedService {
       const spawn = await w.spawn();
       child = new ChildService({ spawn, log: ctx.log, name: 'messaging', argv: serviceArgv(w.mammatus, 'messaging'), user: w.user() });
       // The NATS root read at each (re)start: a child started before the first certificate gets it at its next start.
-      await child.start(() => ({ ...init, ...natsCaField() }));
+      await child.start(() => ({ ...init, ...natsCaField(), ...nodeTlsField() }));
       // A renewal may bring a new root (the first certificate, a root rotation): the child takes it at once.
       unforward?.();
-      unforward = forwardNatsRoot((m) => void child?.send(m));
+      const stopRoot = forwardNatsRoot((m) => void child?.send(m));
+      const stopCert = forwardNodeTls((m) => void child?.send(m));
+      unforward = () => {
+        stopRoot();
+        stopCert();
+      };
     },
     async stop() {
       unforward?.();

@@ -5,12 +5,14 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { FastifyInstance } from 'fastify';
+import type { Server as TlsServer } from 'node:tls';
 import type { Logger } from '../../core/contracts.js';
 import { connectNats, type ConnectNatsOptions } from '../../core/nats.js';
 import { startJetStreamEngines, type JetStreamEngines } from './engine/index.js';
 import { buildMessagingApp } from './http.js';
 import type { MessagingSettings } from './settings.js';
 import { splitHostPort } from '../../core/net.js';
+import { nodeTls, watchNodeTls } from '../../core/node-tls.js';
 
 /** Options of `startMessagingService`. */
 export interface StartMessagingOptions {
@@ -21,12 +23,21 @@ export interface StartMessagingOptions {
   readonly log: Logger;
   /** The node's NATS credentials (core/trust.ts); the controllers refuse anonymous clients. */
   readonly credentials?: ConnectNatsOptions['credentials'];
+  /**
+   * `listen` serves HTTPS with this certificate; default: the node certificate (core/node-tls.ts),
+   * followed through renewals; plain HTTP while there is none.
+   */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 /** A started messaging service. */
 export interface RunningMessagingService {
-  /** `http://host:port` it listens on. */
+  /** `https://host:port` (or `http://` without a certificate) it listens on. */
   readonly url: string;
+  /** `http://host:port` of the plain listener (`messaging.http_listen`), when there is one. */
+  readonly httpUrl?: string;
+  /** Swaps the certificate of the HTTPS listener (a renewal): new connections get it, open ones carry on. */
+  setTls(tls: { readonly cert: string; readonly key: string }): void;
   readonly engines: JetStreamEngines;
   readonly nc: NatsConnection;
   readonly app: FastifyInstance;
@@ -65,34 +76,81 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
     await nc.close().catch(() => undefined);
     throw err;
   }
-  const app = buildMessagingApp({
+  const appOptions = {
     config: settings.wire,
     sqs: engines.sqs,
     sns: engines.sns,
     log,
     signingCertificate: { path: engines.snsRuntime.certificatePath, pem: engines.snsRuntime.identity.certPem },
-  });
-  const { host, port } = splitHostPort(opts.listen ?? settings.engine.listen, { allowPortZero: true });
+  };
+  let tls = opts.tls ?? nodeTls();
+  let app = buildMessagingApp({ ...appOptions, ...(tls ? { https: tls } : {}) });
+  // The plain listener (`messaging.http_listen`) is a second app on the same engines.
+  const plain = settings.engine.httpListen ? buildMessagingApp(appOptions) : undefined;
+  const listen = opts.listen ?? settings.engine.listen;
   try {
-    await app.listen({ host, port });
+    url = await listenOn(app, listen, tls ? 'https' : 'http');
+    if (plain) await listenOn(plain, settings.engine.httpListen!, 'http');
   } catch (err) {
+    await app.close();
+    await plain?.close();
     await engines.stop();
     await nc.close().catch(() => undefined);
     throw err;
   }
-  const addr = app.server.address();
-  const shownHost =
-    typeof addr === 'object' && addr ? (addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address) : host;
-  url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${typeof addr === 'object' && addr ? addr.port : port}`;
-  log.info({ url, nats: servers, verifySignatures: settings.wire.verify_signatures }, 'messaging API listening');
+  const httpUrl = plain ? urlOf(plain, 'http') : undefined;
+  log.info({ url, http_url: httpUrl, nats: servers, verifySignatures: settings.wire.verify_signatures }, 'messaging API listening');
   let stopping: Promise<void> | undefined;
+  /**
+   * A renewal swaps the HTTPS listener's context (open connections carry on). The node's first
+   * certificate (the API started before `ca init`) moves the listener from HTTP to HTTPS on the
+   * same port: its clients see a second's refusal, then TLS.
+   */
+  let upgrading: Promise<void> = Promise.resolve();
+  const setTls = (next: { readonly cert: string; readonly key: string }) => {
+    if (tls) return (app.server as unknown as TlsServer).setSecureContext({ cert: next.cert, key: next.key });
+    upgrading = upgrading.then(async () => {
+      if (stopping || tls) return;
+      const secure = buildMessagingApp({ ...appOptions, https: next });
+      const port = (app.server.address() as { port?: number } | null)?.port;
+      await app.close();
+      const at = port && listen.endsWith(':0') ? listen.replace(/:0$/, `:${port}`) : listen;
+      url = await listenOn(secure, at, 'https').catch(async (err: unknown) => {
+        log.error({ err }, 'messaging API: moving to HTTPS failed; back on HTTP');
+        const again = buildMessagingApp(appOptions);
+        await listenOn(again, at, 'http');
+        app = again;
+        throw err;
+      });
+      app = secure;
+      tls = next;
+      log.info({ url }, 'messaging API: now HTTPS (the node certificate arrived)');
+    });
+    upgrading = upgrading.catch(() => undefined);
+  };
+  // The node certificate's renewals, when it is the one served.
+  const unwatch = opts.tls
+    ? undefined
+    : watchNodeTls(() => {
+        const next = nodeTls();
+        if (next) setTls(next);
+      });
   return {
-    url,
+    get url() {
+      return url;
+    },
+    ...(httpUrl ? { httpUrl } : {}),
     engines,
     nc,
-    app,
+    get app() {
+      return app;
+    },
+    setTls,
     stop() {
       stopping ??= (async () => {
+        unwatch?.();
+        await upgrading;
+        await plain?.close();
         await app.close();
         await engines.stop();
         await nc.drain().catch(() => nc.close());
@@ -100,4 +158,19 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
       return stopping;
     },
   };
+}
+
+/** Listens on `listen` (`host:port`, port 0 = any) and returns the URL clients reach it at. */
+async function listenOn(app: FastifyInstance, listen: string, scheme: 'http' | 'https'): Promise<string> {
+  const { host, port } = splitHostPort(listen, { allowPortZero: true });
+  await app.listen({ host, port });
+  return urlOf(app, scheme);
+}
+
+/** The URL of a listening app, a wildcard address shown as loopback. */
+function urlOf(app: FastifyInstance, scheme: 'http' | 'https'): string {
+  const addr = app.server.address();
+  if (typeof addr !== 'object' || !addr) throw new Error('the messaging API is not listening');
+  const host = addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address;
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
 }

@@ -13,6 +13,7 @@ import type { HostedService, HostedServiceContext, Member } from '../../core/con
 import { ChildService, serviceArgv, type ChildInit, type ChildWiring } from '../../core/child-service.js';
 import { aliveWithRole } from '../../core/members.js';
 import { forwardNatsRoot, natsCaField } from '../../core/nats.js';
+import { forwardNodeTls, nodeTlsField } from '../../core/node-tls.js';
 import type { RunningMetadataService } from './service.js';
 
 /** Addresses of the alive members carrying the controller role, sorted. */
@@ -103,10 +104,15 @@ function metadataChild(section: () => unknown, w: ChildWiring): HostedService {
       child = new ChildService({ spawn, log: ctx.log, name: 'metadata', argv: serviceArgv(w.mammatus, 'metadata'), user: w.user() });
       // A restart after a crash gets the controllers of that moment.
       // The NATS root read at each (re)start: a child started before the first certificate gets it at its next start.
-      await child.start(() => ({ ...init, controllers, ...natsCaField() }));
+      await child.start(() => ({ ...init, controllers, ...natsCaField(), ...nodeTlsField() }));
       // A renewal may bring a new root (the first certificate, a root rotation): the child takes it at once.
       unforward?.();
-      unforward = forwardNatsRoot((m) => void child?.send(m));
+      const stopRoot = forwardNatsRoot((m) => void child?.send(m));
+      const stopCert = forwardNodeTls((m) => void child?.send(m));
+      unforward = () => {
+        stopRoot();
+        stopCert();
+      };
     },
     membersChanged(members) {
       controllers = controllerAddresses(members);
