@@ -5,14 +5,12 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { FastifyInstance } from 'fastify';
-import type { Server as TlsServer } from 'node:tls';
 import type { Logger } from '../../core/contracts.js';
 import { connectNats, type ConnectNatsOptions } from '../../core/nats.js';
 import { startJetStreamEngines, type JetStreamEngines } from './engine/index.js';
 import { buildMessagingApp } from './http.js';
 import type { MessagingSettings } from './settings.js';
-import { splitHostPort } from '../../core/net.js';
-import { nodeTls, watchNodeTls } from '../../core/node-tls.js';
+import { listenOn, listenWithNodeTls, urlOf, type NodeTlsListener } from '../../core/tls-listener.js';
 
 /** Options of `startMessagingService`. */
 export interface StartMessagingOptions {
@@ -61,7 +59,8 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
   if (maxPayload < MIN_PAYLOAD)
     log.warn({ maxPayload }, 'nats-server max_payload is below 1.125 MiB: large SQS messages will fail (set max_payload: 2MB)');
   let url = '';
-  const publicUrl = () => settings.wire.base_url ?? url;
+  let main: NodeTlsListener<FastifyInstance> | undefined;
+  const publicUrl = () => settings.wire.base_url ?? main?.url ?? url;
   let engines: JetStreamEngines;
   try {
     engines = await startJetStreamEngines({
@@ -83,16 +82,20 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
     log,
     signingCertificate: { path: engines.snsRuntime.certificatePath, pem: engines.snsRuntime.identity.certPem },
   };
-  let tls = opts.tls ?? nodeTls();
-  let app = buildMessagingApp({ ...appOptions, ...(tls ? { https: tls } : {}) });
   // The plain listener (`messaging.http_listen`) is a second app on the same engines.
   const plain = settings.engine.httpListen ? buildMessagingApp(appOptions) : undefined;
-  const listen = opts.listen ?? settings.engine.listen;
   try {
-    url = await listenOn(app, listen, tls ? 'https' : 'http');
+    main = await listenWithNodeTls({
+      build: (https) => buildMessagingApp({ ...appOptions, ...(https ? { https } : {}) }),
+      listen: opts.listen ?? settings.engine.listen,
+      log,
+      name: 'messaging API',
+      ...(opts.tls ? { tls: opts.tls } : {}),
+    });
+    url = main.url;
     if (plain) await listenOn(plain, settings.engine.httpListen!, 'http');
   } catch (err) {
-    await app.close();
+    await main?.close();
     await plain?.close();
     await engines.stop();
     await nc.close().catch(() => undefined);
@@ -101,76 +104,26 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
   const httpUrl = plain ? urlOf(plain, 'http') : undefined;
   log.info({ url, http_url: httpUrl, nats: servers, verifySignatures: settings.wire.verify_signatures }, 'messaging API listening');
   let stopping: Promise<void> | undefined;
-  /**
-   * A renewal swaps the HTTPS listener's context (open connections carry on). The node's first
-   * certificate (the API started before `ca init`) moves the listener from HTTP to HTTPS on the
-   * same port: its clients see a second's refusal, then TLS.
-   */
-  let upgrading: Promise<void> = Promise.resolve();
-  const setTls = (next: { readonly cert: string; readonly key: string }) => {
-    if (tls) return (app.server as unknown as TlsServer).setSecureContext({ cert: next.cert, key: next.key });
-    upgrading = upgrading.then(async () => {
-      if (stopping || tls) return;
-      const secure = buildMessagingApp({ ...appOptions, https: next });
-      const port = (app.server.address() as { port?: number } | null)?.port;
-      await app.close();
-      const at = port && listen.endsWith(':0') ? listen.replace(/:0$/, `:${port}`) : listen;
-      url = await listenOn(secure, at, 'https').catch(async (err: unknown) => {
-        log.error({ err }, 'messaging API: moving to HTTPS failed; back on HTTP');
-        const again = buildMessagingApp(appOptions);
-        await listenOn(again, at, 'http');
-        app = again;
-        throw err;
-      });
-      app = secure;
-      tls = next;
-      log.info({ url }, 'messaging API: now HTTPS (the node certificate arrived)');
-    });
-    upgrading = upgrading.catch(() => undefined);
-  };
-  // The node certificate's renewals, when it is the one served.
-  const unwatch = opts.tls
-    ? undefined
-    : watchNodeTls(() => {
-        const next = nodeTls();
-        if (next) setTls(next);
-      });
+  const listener = main;
   return {
     get url() {
-      return url;
+      return listener.url;
     },
     ...(httpUrl ? { httpUrl } : {}),
     engines,
     nc,
     get app() {
-      return app;
+      return listener.app;
     },
-    setTls,
+    setTls: (cert) => listener.setTls(cert),
     stop() {
       stopping ??= (async () => {
-        unwatch?.();
-        await upgrading;
         await plain?.close();
-        await app.close();
+        await listener.close();
         await engines.stop();
         await nc.drain().catch(() => nc.close());
       })();
       return stopping;
     },
   };
-}
-
-/** Listens on `listen` (`host:port`, port 0 = any) and returns the URL clients reach it at. */
-async function listenOn(app: FastifyInstance, listen: string, scheme: 'http' | 'https'): Promise<string> {
-  const { host, port } = splitHostPort(listen, { allowPortZero: true });
-  await app.listen({ host, port });
-  return urlOf(app, scheme);
-}
-
-/** The URL of a listening app, a wildcard address shown as loopback. */
-function urlOf(app: FastifyInstance, scheme: 'http' | 'https'): string {
-  const addr = app.server.address();
-  if (typeof addr !== 'object' || !addr) throw new Error('the messaging API is not listening');
-  const host = addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address;
-  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
 }
