@@ -142,7 +142,7 @@ export const CONTROLLER_SETTINGS_SCHEMA: JSONSchemaType<ControllerSettings> = {
       },
     },
     paths: { ...obj, properties: { nats_conf: s('path'), firewall: s('path'), members: s('path'), roster: s('path') } },
-    tls: { ...obj, properties: { cert: s('path'), key: s('path'), ca: s('path') } },
+    tls: { ...obj, properties: { cert: s('path'), key: s('path'), ca: s('path'), allow_plain: { type: 'boolean', ...opt } } },
   },
 };
 

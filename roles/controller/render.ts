@@ -31,6 +31,8 @@ export interface NatsServerConfig {
   readonly authorization: { readonly users: readonly NatsUser[] };
   /** The client port's TLS, once the node holds its certificate (tls.ts). */
   readonly tls?: NatsTlsBlock;
+  /** Plain clients too (`roles.controller.tls.allow_plain`, a migration aid). */
+  readonly allow_non_tls?: boolean;
   /** Only with at least one other controller: nats-server 2.9 refuses a JetStream cluster without routes. */
   readonly cluster?: {
     readonly name: string;

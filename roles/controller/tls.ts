@@ -22,6 +22,11 @@ export interface ControllerTlsConfig {
   readonly cert: string;
   readonly key: string;
   readonly ca: string;
+  /**
+   * Also accept plain clients on the client port (nats-server `allow_non_tls`): only while nodes
+   * admitted before `ca init` are admitted again (they hold no root and cannot verify). Off by default.
+   */
+  readonly allow_plain?: boolean;
 }
 
 /** The defaults: the agent's files under its default `state_dir` (/var/lib/mammatus). */
@@ -29,6 +34,7 @@ export const CONTROLLER_TLS_DEFAULTS: ControllerTlsConfig = {
   cert: '/var/lib/mammatus/tls/node.crt',
   key: '/var/lib/mammatus/tls/node.key',
   ca: '/var/lib/mammatus/tls/ca.crt',
+  allow_plain: false,
 };
 
 /** The TLS files as found on disk when rendering: their paths and the certificate's SHA-256. */
@@ -81,11 +87,12 @@ export function natsTlsBlock(files: ControllerTlsConfig, verify: boolean): NatsT
 export function withNatsTls<C extends { readonly cluster?: object }>(
   conf: C,
   files: ControllerTlsConfig | undefined,
-): C & { tls?: NatsTlsBlock } {
+): C & { tls?: NatsTlsBlock; allow_non_tls?: boolean } {
   if (!files) return conf;
   return {
     ...conf,
     tls: natsTlsBlock(files, false),
+    ...(files.allow_plain ? { allow_non_tls: true } : {}),
     ...(conf.cluster ? { cluster: { ...conf.cluster, tls: natsTlsBlock(files, true) } } : {}),
   };
 }

@@ -105,6 +105,16 @@ describe.skipIf(Boolean(skip))('NATS over TLS: routes verified against the root,
     await expect(client(plain, withRoot(caA))).rejects.toThrow(/tls/i);
   }, 30_000);
 
+  it('with allow_plain (the migration aid) a plain client gets in, and ours still verify over TLS', async () => {
+    const files = await writeNodeCert(caA, 'ctl-p', path.join(root, 'ctl-p', 'tls'));
+    const mixed = await startNatsServer({ name: 'ctl-p', dir: path.join(root, 'ctl-p'), trust, tls: { ...files, allow_plain: true } });
+    servers.push(mixed);
+    const plain = await client(mixed, 'plain');
+    expect(plain.isClosed()).toBe(false);
+    await client(mixed, withRoot(caA));
+    await expect(client(mixed, withRoot(caB))).rejects.toThrow(/certificate|unable to verify|self.signed/i);
+  }, 30_000);
+
   it('serves two renewals to new connections while a subscription stays connected', async () => {
     const sub = await client(s1, withRoot(caA));
     const events: string[] = [];

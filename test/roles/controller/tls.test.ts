@@ -89,9 +89,16 @@ describe('controller nats-server config with TLS', () => {
 
   it('takes its paths from roles.controller.tls', () => {
     const cfg = parseControllerConfig({ tls: { cert: '/etc/x/c.pem', key: '/etc/x/k.pem', ca: '/etc/x/ca.pem' } });
-    expect(cfg.tls).toEqual({ cert: '/etc/x/c.pem', key: '/etc/x/k.pem', ca: '/etc/x/ca.pem' });
+    expect(cfg.tls).toEqual({ cert: '/etc/x/c.pem', key: '/etc/x/k.pem', ca: '/etc/x/ca.pem', allow_plain: false });
     expect(parseControllerConfig({}).tls).toEqual(CONTROLLER_TLS_DEFAULTS);
     expect(() => parseControllerConfig({ tls: { cert: 'relative.pem' } })).toThrow(/roles\.controller\.tls\.cert/);
+  });
+
+  it('allow_plain (migration aid) lets plain clients in beside TLS; off by default', () => {
+    expect(parseNatsConf(natsConf(desired(2), FILES))!.allow_non_tls).toBeUndefined();
+    const conf = parseNatsConf(natsConf(desired(2, { tls: { allow_plain: true } }), { ...FILES, allow_plain: true }))!;
+    expect(conf.allow_non_tls).toBe(true);
+    expect(conf.cluster?.tls?.verify).toBe(true);
   });
 
   it('withNatsTls leaves a config alone without files', () => {
