@@ -170,7 +170,13 @@ export function createAgent(deps: AgentDeps): Agent {
   });
 
   function roleConfig(role: string): Record<string, unknown> {
-    return { ...((loaded.config.roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) };
+    const raw = { ...((loaded.config.roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) };
+    if (role !== 'controller') return raw;
+    // nats-server serves this agent's own certificate: its paths follow state_dir unless set (a role
+    // does not see state_dir, and a controller left plain would lock out every node holding the root).
+    const { key, cert, ca } = tlsPaths(loaded.config.state_dir);
+    const tls = typeof raw.tls === 'object' && raw.tls !== null ? (raw.tls as Record<string, unknown>) : {};
+    return { ...raw, tls: { key, cert, ca, ...tls } };
   }
 
   const view: AgentView = {

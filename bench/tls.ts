@@ -42,12 +42,15 @@ interface Wrk {
   p50: number;
   p99: number;
   non2xx: number;
+  /** CPU of this process (the servers: user + system) per request, µs: steadier than req/s on a shared machine. */
+  cpuUs: number;
 }
 
 const toMs = (v: string, unit: string) => Number(v) * ({ us: 0.001, ms: 1, s: 1000 }[unit] ?? NaN);
 
 /** Runs wrk (1 thread, keep-alive) against `url`, with `script` when given; parses its report. */
 function wrk(url: string, script?: string): Promise<Wrk> {
+  const cpu0 = process.cpuUsage();
   return new Promise((resolve, reject) => {
     const args = ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', ...(script ? ['-s', script] : []), url];
     const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -63,7 +66,9 @@ function wrk(url: string, script?: string): Promise<Wrk> {
       };
       if (code !== 0 || !rps) return reject(new Error(`wrk exited ${code}:\n${out}`));
       const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-      resolve({ rps: Number(rps[1]), p50: lat('50'), p99: lat('99'), non2xx });
+      const cpu = process.cpuUsage(cpu0);
+      const requests = Number(/^\s*(\d+) requests in/m.exec(out)?.[1] ?? NaN);
+      resolve({ rps: Number(rps[1]), p50: lat('50'), p99: lat('99'), non2xx, cpuUs: (cpu.user + cpu.system) / requests });
     });
   });
 }
@@ -77,7 +82,7 @@ async function interleaved(targets: Record<'plain' | 'tls', () => Promise<Wrk>>)
       const r = await targets[k]();
       all[k].push(r);
       console.log(
-        `  ${k.padEnd(5)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(3)}  p99 ${r.p99.toFixed(3)} ms${r.non2xx ? `  NON-2XX ${r.non2xx}` : ''}`,
+        `  ${k.padEnd(5)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(3)}  p99 ${r.p99.toFixed(3)} ms  server CPU ${r.cpuUs.toFixed(1)} µs/req${r.non2xx ? `  NON-2XX ${r.non2xx}` : ''}`,
       );
     }
   }
@@ -86,6 +91,7 @@ async function interleaved(targets: Record<'plain' | 'tls', () => Promise<Wrk>>)
     p50: median(xs.map((x) => x.p50)),
     p99: median(xs.map((x) => x.p99)),
     non2xx: xs.reduce((a, x) => a + x.non2xx, 0),
+    cpuUs: median(xs.map((x) => x.cpuUs)),
   });
   return { plain: med(all.plain), tls: med(all.tls) };
 }
@@ -216,6 +222,9 @@ async function main(): Promise<number> {
     goals.check('SQS SendMessage req/s over TLS ÷ plain', sqsRatio >= 0.75, sqsRatio, '≥ 0.75 (TLS costs < 25 %)');
     goals.check('metadata req/s over TLS ÷ plain', mdRatio >= 0.75, mdRatio, '≥ 0.75 (TLS costs < 25 %)');
     console.log(
+      `  server CPU per request TLS ÷ plain: SQS ${(sqsR.tls.cpuUs / sqsR.plain.cpuUs).toFixed(2)}, metadata ${(mdR.tls.cpuUs / mdR.plain.cpuUs).toFixed(2)}`,
+    );
+    console.log(
       `  NATS request p50 TLS ÷ plain: ${(natsTlsLat.median / natsPlain.median).toFixed(2)}, p99: ${(natsTlsLat.p99 / natsPlain.p99).toFixed(2)}`,
     );
     emitJson({
@@ -224,8 +233,8 @@ async function main(): Promise<number> {
       seconds: SECONDS,
       runs: RUNS,
       connections: CONNECTIONS,
-      sqs: { plain: sqsR.plain, tls: sqsR.tls, ratio: round(sqsRatio) },
-      metadata: { plain: mdR.plain, tls: mdR.tls, ratio: round(mdRatio) },
+      sqs: { plain: sqsR.plain, tls: sqsR.tls, ratio: round(sqsRatio), cpu_ratio: round(sqsR.tls.cpuUs / sqsR.plain.cpuUs) },
+      metadata: { plain: mdR.plain, tls: mdR.tls, ratio: round(mdRatio), cpu_ratio: round(mdR.tls.cpuUs / mdR.plain.cpuUs) },
       nats_request_ms: { plain: natsPlain, tls: natsTlsLat },
       goals: goals.results,
     });
