@@ -23,7 +23,7 @@ import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { connectNats } from '../core/nats.js';
 import { natsServerAvailable, sharedTrust, startNatsServer, type NatsServer } from '../scripts/lib/nats-server.js';
-import { makeTestCa, writeNodeCert } from '../scripts/lib/test-pki.js';
+import { makeTestCa, writeNodeCert } from '../scripts/lib/tls-test-pki.js';
 import { InstanceRegistry } from '../src/registry/registry.js';
 import { startMessagingService } from '../src/messaging/service.js';
 import { parseMessagingSettings } from '../src/messaging/settings.js';

@@ -19,7 +19,7 @@ import { BUNDLE, startMammatusAgent, type MammatusAgent } from '../../scripts/li
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { freePort } from '../../scripts/lib/ports.js';
 import { startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
-import { natsServedSerial } from '../../scripts/lib/test-pki.js';
+import { natsServedSerial } from '../../scripts/lib/tls-test-pki.js';
 import { eventually } from '../../scripts/lib/wait.js';
 import { skipReason } from './harness.js';
 

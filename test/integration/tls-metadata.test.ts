@@ -14,7 +14,7 @@ import type { Server } from 'node:http';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { natsServerAvailable, sharedTrust, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
-import { makeTestCa, writeNodeCert, type TestCa } from '../../scripts/lib/test-pki.js';
+import { makeTestCa, writeNodeCert, type TestCa } from '../../scripts/lib/tls-test-pki.js';
 import { eventually } from '../../scripts/lib/wait.js';
 import { parseMetadataSettings } from '../../src/metadata/config.js';
 import { buildMetadataProxy } from '../../src/metadata/proxy.js';

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectNats } from '../../core/nats.js';
 import { TestTrust, natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
 import { freePort } from '../../scripts/lib/ports.js';
-import { makeTestCa, natsServedSerial, writeNodeCert, type TestCa } from '../../scripts/lib/test-pki.js';
+import { makeTestCa, natsServedSerial, writeNodeCert, type TestCa } from '../../scripts/lib/tls-test-pki.js';
 import { eventually, sleep } from '../../scripts/lib/wait.js';
 
 const skip = natsServerAvailable() ? undefined : 'nats-server is missing (apt-get install nats-server)';

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useNatsRoot } from '../../core/nats.js';
 import { nodeTlsChanged, useNodeTls } from '../../core/node-tls.js';
 import { natsServerAvailable, sharedTrust, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
-import { makeTestCa, writeNodeCert, type TestCa } from '../../scripts/lib/test-pki.js';
+import { makeTestCa, writeNodeCert, type TestCa } from '../../scripts/lib/tls-test-pki.js';
 import { eventually } from '../../scripts/lib/wait.js';
 import { startMessagingService, type RunningMessagingService } from '../../src/messaging/service.js';
 import { parseMessagingSettings } from '../../src/messaging/settings.js';
