@@ -46,7 +46,7 @@ export async function runAgent(opts: LoadConfigOptions, stderr: (line: string) =
   // Hosted services read their config section at each start: the agent's current config, after reloads.
   const built: { agent?: Agent } = {};
   const current = () => built.agent?.config() ?? loaded.config;
-  const section = (name: 'metadata' | 'messaging') => current()[name];
+  const section = (name: 'metadata' | 'messaging' | 'roles') => current()[name];
   let spawner: Promise<Spawn> | undefined;
   let currentCredentials = credentials;
   const agent = createAgent({

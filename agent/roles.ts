@@ -10,14 +10,20 @@ import type { RoleName } from '../core/members.js';
 import type { NodeCredentials } from '../core/trust.js';
 import type { Role } from '../roles/types.js';
 
+/** The top-level config sections hosted services read. */
+export type AgentSection = 'metadata' | 'messaging' | 'roles';
+
 /** What the roles are built with. */
 export interface RoleWiring {
   /** Builds the spawner of role daemons (on the first role that runs one). */
   readonly spawn: () => Promise<Spawn>;
   /** How to run `mammatus` itself (the gateway's metadata proxy runs as its child). */
   readonly mammatus?: Argv;
-  /** The current `metadata:` / `messaging:` sections (read at each start of a hosted service). */
-  readonly section?: (name: 'metadata' | 'messaging') => unknown;
+  /**
+   * The current `metadata:` / `messaging:` sections and `roles:` (read at each start of a hosted
+   * service; the CA's hosted services read `roles.controller.ca`).
+   */
+  readonly section?: (name: AgentSection) => unknown;
   /** Follow the instance registry (gateways, compute nodes); off for `render`, which only renders. */
   readonly registry?: boolean;
   /** This node's name and credentials, read when a role connects to NATS. */
@@ -77,7 +83,10 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
         { watchRoster },
         { registryWritesHostedService },
         { hostsHostedService },
-        { caSignHostedService },
+        { caSignHostedService, nodeCertLifetime },
+        { caFilesHostedService },
+        { parseControllerConfig },
+        { chooseBackend, findProgram },
       ] = await Promise.all([
         import('../roles/controller/index.js'),
         import('../src/metadata/hosted.js'),
@@ -87,12 +96,37 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
         import('../src/registry/hosted.js'),
         import('../src/hosts/hosted.js'),
         import('../src/ca/sign-service.js'),
+        import('../src/ca/files-service.js'),
+        import('../roles/controller/config.js'),
+        import('../roles/controller/ca-launch.js'),
       ]);
       const section = w.section ?? (() => undefined);
       const child: ChildWiring | undefined =
         w.mammatus && w.serviceUser
           ? { spawn: w.spawn, mammatus: w.mammatus, user: w.serviceUser, level: w.logLevel ?? (() => 'info') }
           : undefined;
+      // `roles.controller.ca` as the role resolves it (a bad one fails the role's own apply first),
+      // parsed again only when the config was reloaded (the signing service asks at each request).
+      let parsed: { raw: unknown; ca: ReturnType<typeof parseControllerConfig>['ca'] } | undefined;
+      const ca = () => {
+        const raw = ((section('roles') ?? {}) as { controller?: unknown }).controller;
+        if (!parsed || parsed.raw !== raw || raw === undefined) parsed = { raw, ca: parseControllerConfig(raw).ca };
+        return parsed.ca;
+      };
+      // Where a config that does not parse (the role reports it) must not stop a running service.
+      const caIfValid = () => {
+        try {
+          return ca();
+        } catch {
+          return undefined;
+        }
+      };
+      // The backend's system user (as ca-launch.ts picks it): the intermediate key's owner.
+      const caUser = () => {
+        const c = caIfValid();
+        if (!c) return undefined;
+        return c.user !== 'auto' ? c.user || undefined : chooseBackend(c, findProgram) === 'caddy' ? 'caddy' : 'step';
+      };
       // The roster and the registry take the replicas the metadata section gives the registry.
       const replicas = () => ((section('metadata') ?? {}) as { registry_replicas?: number }).registry_replicas ?? 1;
       const services: HostedService[] = [
@@ -105,7 +139,16 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
           replicas,
         }),
         // Node certificates (issue 20): in the agent, as it reads the intermediate's key.
-        caSignHostedService({ credentials: () => w.credentials?.() }),
+        caSignHostedService({
+          credentials: () => w.credentials?.(),
+          lifetimeMs: () => nodeCertLifetime(caIfValid()?.node_cert_lifetime),
+        }),
+        // The CA files the backend reads, kept in step with the buckets.
+        caFilesHostedService({
+          credentials: () => w.credentials?.(),
+          paths: () => (ca().enabled ? ca().paths : undefined),
+          owner: caUser,
+        }),
         metadataHostedService(() => section('metadata'), child),
         messagingHostedService(() => section('messaging'), child),
       ];

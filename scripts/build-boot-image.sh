@@ -206,6 +206,8 @@ mkdir -p "$work/out"
 mv "$r/tmp/local-disk/local-disk.efi" "$work/out/local-disk.efi"
 rm -rf "$r/tmp/local-disk"
 for m in dev/pts dev sys proc; do umount "$r/$m"; done
+# Nothing may stay mounted in the rootfs: mksquashfs would read /proc or /dev for ever.
+if findmnt -rn -o TARGET | grep -q "^$r/"; then log "still mounted in the rootfs: $(findmnt -rn -o TARGET | grep "^$r/" | tr '\n' ' ')"; exit 1; fi
 
 log "packing"
 mkdir -p "$work/out"

@@ -39,16 +39,21 @@ const natsOf = (init: ChildInit) => (typeof init.natsUrl === 'string' ? { nats: 
 
 const STARTERS: Record<(typeof CHILD_SERVICES)[number], (a: StartArgs) => Promise<Started>> = {
   async metadata({ init, log, controllers }) {
-    const [{ parseMetadataSettings }, { startMetadataService }, { buildVendorDataSource }] = await Promise.all([
-      import('../../src/metadata/config.js'),
-      import('../../src/metadata/service.js'),
-      import('../../src/metadata/vendor-source.js'),
-    ]);
+    const [{ parseMetadataSettings }, { startMetadataService }, { buildVendorDataSource }, { caRootCache, natsCaFetch }] =
+      await Promise.all([
+        import('../../src/metadata/config.js'),
+        import('../../src/metadata/service.js'),
+        import('../../src/metadata/vendor-source.js'),
+        import('../../src/metadata/vendor-data-root.js'),
+      ]);
     // The agent put the secret itself in the section: no file is read here.
     const settings = parseMetadataSettings(init.section);
     const vaultToken = typeof init.vaultToken === 'string' ? { vaultToken: init.vaultToken } : {};
     const templates = init.templates ? { templates: init.templates as VendorDataTemplates } : {};
-    const vendorData = await buildVendorDataSource({ settings, controllers, log, ...vaultToken, ...templates });
+    // The cluster CA's root for vendor-data (issue 20), read from mammatus-ca with the node's seed.
+    const caRoot =
+      typeof init.natsUrl === 'string' ? { caRoot: caRootCache({ fetch: natsCaFetch(init.natsUrl, credentialsOf(init)), log }) } : {};
+    const vendorData = await buildVendorDataSource({ settings, controllers, log, ...vaultToken, ...templates, ...caRoot });
     return startMetadataService({ settings, ...natsOf(init), vendorData, log, credentials: credentialsOf(init) });
   },
 

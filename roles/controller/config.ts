@@ -7,6 +7,8 @@
  */
 import type { JSONSchemaType } from 'ajv';
 import { splitHostPort } from '../../core/net.js';
+import { CA_DEFAULTS, CA_FORMATS, CA_SETTINGS_SCHEMA, checkCaConfig, type CaConfig } from './ca-config.js';
+import { posix } from 'node:path';
 import { COMMON_FORMATS, invalid, isSafeAbsolutePath, sectionChecker, withDefaults, type Format } from '../../core/validation.js';
 import { CONTROLLER_TLS_DEFAULTS, type ControllerTlsConfig } from './tls.js';
 
@@ -41,6 +43,8 @@ export interface ControllerConfig {
     /** Further sources (IPv4 address or CIDR) allowed to the metadata service: direct callers. */
     readonly metadata_from: readonly string[];
   };
+  /** The cluster CA's backend on this controller (docs/ca.md): ACME for services and instances. */
+  readonly ca: CaConfig;
   readonly paths: {
     readonly nats_conf: string;
     /** The iptables-restore file of the controller's chain. */
@@ -55,8 +59,11 @@ export interface ControllerConfig {
 }
 
 /** Every key optional, all the way down: what an operator writes. */
-export type ControllerSettings = {
-  readonly [K in keyof ControllerConfig]?: { readonly [P in keyof ControllerConfig[K]]?: ControllerConfig[K][P] };
+export type { CaBackendName, CaConfig } from './ca-config.js';
+
+export type ControllerSettings = Settings<ControllerConfig>;
+type Settings<T> = {
+  readonly [K in keyof T]?: T[K] extends readonly unknown[] ? T[K] : T[K] extends object ? Settings<T[K]> : T[K];
 };
 
 /** The first line of every file the controller role renders. */
@@ -77,6 +84,7 @@ export const CONTROLLER_DEFAULTS: ControllerConfig = {
     user: 'nats',
   },
   firewall: { enabled: true, metadata_port: 8775, metadata_from: [] },
+  ca: CA_DEFAULTS,
   paths: {
     nats_conf: '/etc/mammatus/controller/nats-server.conf',
     firewall: '/etc/mammatus/controller/firewall.rules',
@@ -105,6 +113,7 @@ const FORMATS: Readonly<Record<string, Format>> = {
     check: (v) => /^(?:[a-z_][a-z0-9_-]{0,31})?$/.test(v),
     why: 'must be a system user name (a-z 0-9 _ -, up to 32) or "" for the agent\'s own user',
   },
+  ...CA_FORMATS,
   binary: {
     check: (v) => isSafeAbsolutePath(v) || /^[A-Za-z0-9._+-]+$/.test(v),
     why: 'must be a program name on PATH (nats-server) or an absolute path',
@@ -141,6 +150,7 @@ export const CONTROLLER_SETTINGS_SCHEMA: JSONSchemaType<ControllerSettings> = {
         metadata_from: { type: 'array', items: { type: 'string', format: 'ipv4-source' }, ...opt },
       },
     },
+    ca: CA_SETTINGS_SCHEMA,
     paths: { ...obj, properties: { nats_conf: s('path'), firewall: s('path'), members: s('path'), roster: s('path') } },
     tls: { ...obj, properties: { cert: s('path'), key: s('path'), ca: s('path'), allow_plain: { type: 'boolean', ...opt } } },
   },
@@ -152,7 +162,10 @@ const checkSettings = sectionChecker<ControllerSettings>({
   at: AT,
   schema: CONTROLLER_SETTINGS_SCHEMA,
   formats: FORMATS,
-  hints: { 'nats.max_payload': `must be an integer from ${MIB} (1 MiB) to ${64 * MIB} (64 MiB)` },
+  hints: {
+    'nats.max_payload': `must be an integer from ${MIB} (1 MiB) to ${64 * MIB} (64 MiB)`,
+    'ca.backend': 'must be auto, step-ca or caddy',
+  },
 });
 
 /**
@@ -161,7 +174,14 @@ const checkSettings = sectionChecker<ControllerSettings>({
  * `roles.controller.nats.listen: must be HOST:PORT ...`.
  */
 export function parseControllerConfig(raw: unknown): ControllerConfig {
-  const cfg = withDefaults(CONTROLLER_DEFAULTS, checkSettings(raw ?? {}));
+  const settings = checkSettings(raw ?? {});
+  let cfg = withDefaults(CONTROLLER_DEFAULTS, settings);
+  // Unset, the CA backend's config sits beside nats-server's (so an agent whose files were moved
+  // to a test or lab directory keeps this one there too).
+  if (!settings.ca?.paths?.config) {
+    const config = posix.join(posix.dirname(cfg.paths.nats_conf), 'ca');
+    cfg = { ...cfg, ca: { ...cfg.ca, paths: { ...cfg.ca.paths, config } } };
+  }
   checkConfig(cfg);
   return cfg;
 }
@@ -184,4 +204,6 @@ function checkConfig(cfg: ControllerConfig): void {
     // nats-server owns everything below its store; a file of ours there could be removed by it.
     if (file.startsWith(`${cfg.nats.store_dir}/`)) invalid(AT, `paths.${key}`, 'must not be inside nats.store_dir');
   }
+  const { listen, cluster_listen, monitor_listen } = cfg.nats;
+  checkCaConfig(AT, cfg.ca, { listen, cluster_listen, monitor_listen }, cfg.firewall.metadata_port, cfg.nats.store_dir);
 }

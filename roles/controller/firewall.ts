@@ -1,6 +1,6 @@
 /**
  * The controller's own INPUT rules: NATS (client and route ports) only from admitted members, the
- * metadata service only from gateways and configured callers, everything else (the SQS/SNS API,
+ * metadata service only from gateways and configured callers, everything else (the SQS/SNS API, the CA,
  * SSH) untouched. Rendered pure, as an iptables-restore file for one chain of ours, `MAMMATUS-CTL`.
  *
  * The chain lives in the `mangle` table, jumped to from mangle INPUT: a gateway on the same node

@@ -19,6 +19,8 @@ import { HostedServices } from './services.js';
 import { installFirewall, removeFirewall, validateFirewall } from './firewall.js';
 import { findNatsTls, shareKeyWithNats } from './tls.js';
 import { type HostedService, type RosterFeed, type RosterFeedFactory } from '../../core/contracts.js';
+import { CaBackend, type CaBackendDeps } from './ca-backend.js';
+import { caConfigPaths } from './ca-render.js';
 
 export type { HostedService, HostedServiceContext } from '../../core/contracts.js';
 export type { MonitorProbe } from './health.js';
@@ -43,6 +45,8 @@ export interface ControllerDeps {
   readonly roster?: RosterFeedFactory;
   /** Overrides of how nats-server's user is chosen (tests); default: the apply's runner, the real machine. */
   readonly natsUser?: Partial<NatsUserDeps>;
+  /** Overrides of how the CA backend is found, probed and run as its user (tests). */
+  readonly ca?: Partial<Omit<CaBackendDeps, 'spawn' | 'run' | 'files' | 'log'>>;
 }
 
 /** Builds the controller role. One instance per agent: it owns the nats-server process. */
@@ -87,6 +91,11 @@ export function buildControllerRole(deps: ControllerDeps): Role {
   const services = (log: Logger) =>
     (hosted ??= new HostedServices(deps.services ?? [], log.child({ component: 'hosted' }), deps.serviceTimeoutMs));
   const config = (ctx: { desired: DesiredState }) => parseControllerConfig(ctx.desired.config);
+  let ca: CaBackend | undefined;
+  const caBackend = (ctx: Pick<ApplyContext, 'run' | 'files' | 'log'>) =>
+    (ca ??= new CaBackend({ ...deps.ca, spawn: deps.spawn, run: ctx.run, files: ctx.files, log: ctx.log.child({ component: 'ca' }) }));
+  const caChanged = (ctx: { changed: readonly string[] }, cfg: ControllerConfig) =>
+    Object.values(caConfigPaths(cfg.ca)).some((p) => ctx.changed.includes(p));
 
   /** How to run the server for the config file at `confPath` as it is on disk; undefined when absent. */
   async function launchFor(
@@ -126,8 +135,16 @@ export function buildControllerRole(deps: ControllerDeps): Role {
 
     admitted: () => roster?.feed.snapshot(),
 
+    facts: () => {
+      const s = ca?.state;
+      if (!s || s.state === 'off') return undefined;
+      return { summary: `ca ${s.backend ?? ''} ${s.state}${s.error ? `: ${s.error.slice(0, 160)}` : ''}`, ca: s };
+    },
+
     async validate(ctx) {
       const cfg = config(ctx);
+      // A config caddy refuses is rolled back: the backend keeps running with the last good one.
+      if (caChanged(ctx, cfg)) await caBackend(ctx).validate(cfg.ca);
       if (ctx.changed.includes(cfg.paths.firewall) && (await ctx.files.read(cfg.paths.firewall)) !== undefined) {
         await validateFirewall(ctx.run, cfg.paths.firewall).catch((err: Error & { stderr?: string }) => {
           throw new Error(`iptables-restore rejected ${cfg.paths.firewall}: ${err.stderr?.trim() || err.message}`);
@@ -167,6 +184,13 @@ export function buildControllerRole(deps: ControllerDeps): Role {
         }
       }
       if (ctx.changed.includes(cfg.paths.members)) hosted?.membersChanged(ctx.desired.members);
+      // (Re)starts the backend with its new config and waits for its ACME directory.
+      if (caChanged(ctx, cfg) || (ca && !cfg.ca.enabled)) {
+        const backend = caBackend(ctx);
+        await backend.apply(cfg.ca);
+        // Enabled after the role started (a config reload): the CA files are followed from now on.
+        if (cfg.ca.enabled && askReconcile) backend.follow(cfg.ca);
+      }
     },
 
     async configReloaded() {
@@ -204,6 +228,14 @@ export function buildControllerRole(deps: ControllerDeps): Role {
       }
       askReconcile = ctx.reconcile ?? askReconcile;
       await followRoster(ctx, cfg);
+      // The CA backend after an agent restart, and then whenever the CA files appear or change.
+      // Not awaited: the hosted services below must not wait for the CA's health check.
+      const backend = caBackend(ctx);
+      if (backend.state.state !== 'running')
+        void backend
+          .apply(cfg.ca)
+          .catch((err: Error) => ctx.log.error({ err: err.message }, 'CA backend not started; retried by its poll'));
+      if (cfg.ca.enabled) backend.follow(cfg.ca);
       const svc = services(ctx.log);
       if (svc.size === 0) return;
       await waitFor(cfg, HEALTHZ.jetstream, deps.readyTimeoutMs ?? 30_000).catch((err: Error) => {
@@ -218,6 +250,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
     },
 
     async stop() {
+      await ca?.stop();
       await roster?.feed.stop();
       roster = undefined;
       await hosted?.stop();

@@ -12,6 +12,7 @@ import type { DesiredState, RenderedFile } from '../types.js';
 import { MANAGED_HEADER, parseControllerConfig, type ControllerConfig } from './config.js';
 import { natsUsers, type NatsUser } from './permissions.js';
 import { renderFirewall } from './firewall.js';
+import { renderCaFiles } from './ca-render.js';
 import { splitHostPort, urlHost } from '../../core/net.js';
 import { tlsStampLine, withNatsTls, type NatsTlsBlock, type NatsTlsFiles } from './tls.js';
 
@@ -188,6 +189,8 @@ export function renderController(desired: DesiredState, tls?: NatsTlsFiles): Ren
     // 0600: it holds the route secret. The TLS stamp goes right after the managed header.
     { path: cfg.paths.nats_conf, content: nats.replace(MANAGED_HEADER, MANAGED_HEADER + tlsStampLine(tls)), mode: 0o600 },
     { path: cfg.paths.members, content: renderMembers(desired.members), mode: 0o644 },
+    // The CA backend's config (docs/ca.md); it runs once the CA files exist.
+    ...renderCaFiles(desired.node, cfg.ca, desired.credentials?.authority_seed),
   ];
   if (cfg.firewall.enabled) {
     const content = renderFirewall({

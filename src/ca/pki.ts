@@ -12,11 +12,11 @@ import * as x509 from '@peculiar/x509';
 import { X509Certificate as NodeX509, createHash, createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import { isDnsLabel } from '../../core/net.js';
+import { NODE_DOMAIN, clusterNameConstraints, ipPermitted, permittedNames } from './constraints.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
-/** The DNS domain node names live under. */
-export const NODE_DOMAIN = 'mammatus';
+export { NODE_DOMAIN } from './constraints.js';
 /** Default lifetimes. */
 export const ROOT_LIFETIME_MS = 10 * 365 * 24 * 3600_000;
 export const INTERMEDIATE_LIFETIME_MS = 365 * 24 * 3600_000;
@@ -119,8 +119,18 @@ export async function makeRoot(opts: MakeOptions & { readonly commonName?: strin
   return { certPem: cert.toString('pem'), keyPem: await keyToPem(keys.privateKey) };
 }
 
-/** A new intermediate signed by the root: ECDSA P-256, 1 year, path length 0 (signs leaves only). */
-export async function makeIntermediate(root: CertAndKey, opts: MakeOptions & { readonly commonName?: string } = {}): Promise<CertAndKey> {
+/** Options of {@link makeIntermediate}. */
+export interface IntermediateOptions extends MakeOptions {
+  readonly commonName?: string;
+  /** The IP ranges its name constraints permit (default: private and local ranges, constraints.ts). */
+  readonly ipRanges?: readonly string[];
+}
+
+/**
+ * A new intermediate signed by the root: ECDSA P-256, 1 year, path length 0 (signs leaves only),
+ * with critical name constraints: DNS under `mammatus`, IPs in private ranges (constraints.ts).
+ */
+export async function makeIntermediate(root: CertAndKey, opts: IntermediateOptions = {}): Promise<CertAndKey> {
   const now = opts.now ?? new Date();
   const rootCert = parseCert(root.certPem, 'root certificate');
   const rootKey = await importKey(root.keyPem);
@@ -141,12 +151,17 @@ export async function makeIntermediate(root: CertAndKey, opts: MakeOptions & { r
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(rootCert.publicKey),
+      clusterNameConstraints(opts.ipRanges),
     ],
   });
   return { certPem: cert.toString('pem'), keyPem: await keyToPem(keys.privateKey) };
 }
 
-/** The DNS names a node's certificate carries: `<node>.mammatus` first (the subject), then `<node>`. */
+/**
+ * The DNS names a CSR may ask for: `<node>.mammatus` first (the subject and the only name the
+ * certificate carries), then the bare `<node>`, accepted from agents that still ask for it but
+ * never signed: the intermediate's name constraints permit names under `mammatus` only.
+ */
 export function nodeDnsNames(node: string): [string, string] {
   return [`${node}.${NODE_DOMAIN}`, node];
 }
@@ -171,7 +186,7 @@ export async function makeNodeCsr(node: string, keyPem: string, ips: readonly st
   // WebCrypto cannot derive the public half: node:crypto does, from the same PEM.
   const spki = createPublicKey(createPrivateKey(keyPem)).export({ type: 'spki', format: 'der' });
   const publicKey = await webcrypto.subtle.importKey('spki', spki, EC, true, ['verify']);
-  const names: x509.JsonGeneralNames = nodeDnsNames(node).map((value) => ({ type: 'dns', value }));
+  const names: x509.JsonGeneralNames = [{ type: 'dns', value: nodeDnsNames(node)[0] }];
   for (const ip of ips) names.push({ type: 'ip', value: ip });
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: `CN=${node}.${NODE_DOMAIN}`,
@@ -273,7 +288,8 @@ export interface SignedNodeCert {
 /**
  * Signs a node's CSR with the intermediate, after checking its signature, its key (P-256) and that
  * every name it asks for belongs to `node`: `<node>.mammatus`, `<node>`, or one of `allowedIps`.
- * The certificate carries both DNS names and the IPs the CSR asked for; EKU serverAuth + clientAuth.
+ * The certificate carries `<node>.mammatus` and the IPs the CSR asked for (each within the intermediate's name
+ * constraints); EKU serverAuth + clientAuth.
  */
 export async function signNodeCsr(req: SignNodeRequest): Promise<SignedNodeCert> {
   if (!isDnsLabel(req.node)) throw new PkiError(`"${req.node}" is not a valid node name`);
@@ -306,6 +322,12 @@ export async function signNodeCsr(req: SignNodeRequest): Promise<SignedNodeCert>
   }
 
   const issuer = parseCert(req.intermediate.certPem, 'intermediate certificate');
+  // A name outside the intermediate's constraints would make the whole chain fail to verify.
+  const permitted = permittedNames(req.intermediate.certPem);
+  for (const ip of ips) {
+    if (!ipPermitted(permitted, ip))
+      throw new PkiError(`IP ${ip} is outside the ranges the intermediate permits (private addresses; docs/security.md)`);
+  }
   const signingKey = await importKey(req.intermediate.keyPem);
   const now = req.now ?? new Date();
   const lifetimeMs = req.lifetimeMs ?? NODE_CERT_LIFETIME_MS;
@@ -314,7 +336,7 @@ export async function signNodeCsr(req: SignNodeRequest): Promise<SignedNodeCert>
   const notBefore = backdate(now, lifetimeMs);
   const notAfter = new Date(Math.min(now.getTime() + lifetimeMs, issuer.notAfter.getTime()));
   const sans: x509.JsonGeneralNames = [
-    ...dnsAllowed.map((value) => ({ type: 'dns' as const, value })),
+    { type: 'dns' as const, value: dnsAllowed[0] },
     ...ips.map((value) => ({ type: 'ip' as const, value })),
   ];
   const cert = await x509.X509CertificateGenerator.create({

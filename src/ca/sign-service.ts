@@ -120,17 +120,25 @@ export interface CaSignWiring {
 }
 
 /**
- * The node certificate lifetime from `MAMMATUS_CA_NODE_CERT_LIFETIME` (a Go duration, at least 10 s;
- * labs and tests), else 24 h. A stand-in until `roles.controller.ca.node_cert_lifetime` is wired.
+ * The node certificate lifetime: `MAMMATUS_CA_NODE_CERT_LIFETIME` in the agent's environment when
+ * set (a Go duration, at least 10 s: tests and labs that need seconds, below the config's 5 min
+ * minimum), else `configured` (`roles.controller.ca.node_cert_lifetime`, checked by the role's
+ * config), else 24 h.
  */
-export function nodeCertLifetimeFromEnv(env: NodeJS.ProcessEnv = process.env): number {
-  const text = env.MAMMATUS_CA_NODE_CERT_LIFETIME;
-  if (!text) return NODE_CERT_LIFETIME_MS;
-  try {
-    return Math.max(10_000, parseDuration(text));
-  } catch {
-    return NODE_CERT_LIFETIME_MS;
+export function nodeCertLifetime(configured?: string, env: NodeJS.ProcessEnv = process.env): number {
+  const override = env.MAMMATUS_CA_NODE_CERT_LIFETIME;
+  for (const [text, min] of [
+    [override, 10_000],
+    [configured, 1000],
+  ] as const) {
+    if (!text) continue;
+    try {
+      return Math.max(min, parseDuration(text));
+    } catch {
+      // An unreadable override falls through to the config; the config was checked at load.
+    }
   }
+  return NODE_CERT_LIFETIME_MS;
 }
 
 /** The signing service as a hosted service of the controller role. */
@@ -144,7 +152,7 @@ export function caSignHostedService(w: CaSignWiring): HostedService {
       const nc = await connectNats(ctx.natsUrl, { name: 'mammatus-ca', persistent: true, credentials: w.credentials() ?? ctx.credentials });
       const api = serveCaSign(nc, {
         addresses: (node) => memberAddresses(members, node),
-        lifetimeMs: w.lifetimeMs ?? (() => nodeCertLifetimeFromEnv()),
+        lifetimeMs: w.lifetimeMs ?? (() => nodeCertLifetime()),
         log: ctx.log,
       });
       close = () => {

@@ -103,6 +103,24 @@ export class CaStore {
     }
   }
 
+  /**
+   * Calls `onChange` for each value either bucket holds now and for every later change. `done`
+   * settles when a watch ends (the connection closed, a bucket was deleted); `stop` ends both.
+   */
+  async watch(onChange: () => void): Promise<{ readonly done: Promise<void>; stop(): void }> {
+    const watches = await Promise.all([this.pub.watch(), this.keys.watch()]);
+    const drain = async (it: AsyncIterable<unknown>) => {
+      for await (const _entry of it) onChange();
+    };
+    return {
+      done: Promise.race(watches.map((w) => drain(w))).then(
+        () => undefined,
+        () => undefined,
+      ),
+      stop: () => watches.forEach((w) => w.stop()),
+    };
+  }
+
   /** The public half, or undefined when there is no CA. */
   publicParts(): Promise<CaPublic | undefined> {
     return readPublic(this.pub);

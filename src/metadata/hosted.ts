@@ -35,14 +35,13 @@ export function metadataHostedService(section: () => unknown, child?: ChildWirin
     name: 'metadata',
     configKey: () => JSON.stringify(section() ?? null),
     async start(ctx) {
-      const [{ parseMetadataSettings }, { startMetadataService }, { buildVendorDataSource }] = await Promise.all([
-        import('./config.js'),
-        import('./service.js'),
-        import('./vendor-source.js'),
-      ]);
+      const [{ parseMetadataSettings }, { startMetadataService }, { buildVendorDataSource }, { caRootCache, natsCaFetch }] =
+        await Promise.all([import('./config.js'), import('./service.js'), import('./vendor-source.js'), import('./vendor-data-root.js')]);
       const settings = parseMetadataSettings(section(), readSecretFileSync);
       controllers = controllerAddresses(ctx.members);
-      const vendorData = await buildVendorDataSource({ settings, controllers: () => controllers, log: ctx.log });
+      // The cluster CA's root for vendor-data (issue 20), read from mammatus-ca.
+      const caRoot = caRootCache({ fetch: natsCaFetch(ctx.natsUrl, ctx.credentials), log: ctx.log });
+      const vendorData = await buildVendorDataSource({ settings, controllers: () => controllers, log: ctx.log, caRoot });
       running = await startMetadataService({ settings, nats: ctx.natsUrl, vendorData, log: ctx.log, credentials: ctx.credentials });
     },
     membersChanged(members) {

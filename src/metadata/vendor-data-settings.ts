@@ -49,12 +49,28 @@ export interface TelegrafSettings {
   readonly database: string;
 }
 
+/** `metadata.vendor_data.ca`: the cluster CA's root and ACME directory on every instance (once `ca init` ran). */
+export interface CaPartSettings {
+  /** Default true (nothing goes out while the cluster has no CA). */
+  readonly enabled: boolean;
+  /**
+   * The ACME directory instances are told. Default `https://ca.mammatus:9000/acme/acme/directory`,
+   * matching `roles.controller.ca.listen` and `provisioner`'s defaults: change it with them.
+   */
+  readonly acme_directory: string;
+}
+
 /** The checked `metadata.vendor_data` section, defaults applied. */
 export interface VendorDataSettings {
   readonly consul: ConsulSettings;
   readonly vault: VaultSettings;
   readonly telegraf: TelegrafSettings;
+  /** Absent in hand-made settings of older tests: treated as the defaults. */
+  readonly ca?: CaPartSettings;
 }
+
+/** The ACME directory of a controller with the default `roles.controller.ca` (listen :9000, provisioner acme). */
+export const DEFAULT_ACME_DIRECTORY = 'https://ca.mammatus:9000/acme/acme/directory';
 
 const AT = 'metadata.vendor_data';
 
@@ -104,6 +120,19 @@ const SCHEMA = {
         database: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$', default: 'telegraf' },
       },
     },
+    ca: {
+      type: 'object',
+      default: {},
+      additionalProperties: false,
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        acme_directory: {
+          type: 'string',
+          pattern: '^https://[a-z0-9.-]+(:[0-9]{1,5})?/acme/[a-z0-9_-]+/directory$',
+          default: DEFAULT_ACME_DIRECTORY,
+        },
+      },
+    },
   },
 } as const;
 
@@ -116,6 +145,7 @@ const HINTS: Readonly<Record<string, string>> = {
   'vault.role_name': 'must be 1–4095 of A-Z, a-z, 0-9, space, ., - and _',
   'vault.token_file': 'must be an absolute path',
   'telegraf.database': 'must be 1–64 of A-Z, a-z, 0-9, ., - and _',
+  'ca.acme_directory': 'must be https://HOST[:PORT]/acme/<provisioner>/directory',
 };
 
 // ajv fills the defaults (on a copy: never on the caller's frozen config).
@@ -123,6 +153,7 @@ const checkSettings = sectionChecker<{
   consul: ConsulSettings;
   vault: Omit<Mutable<VaultSettings>, 'enabled'> & { enabled?: boolean };
   telegraf: Mutable<TelegrafSettings>;
+  ca: CaPartSettings;
 }>({
   name: 'metadata.vendor_data',
   at: AT,
@@ -159,7 +190,7 @@ export function parseVendorDataSettings(raw: unknown): VendorDataSettings {
   const telegraf = { ...s.telegraf };
   if (telegraf.influxdb_url !== undefined) telegraf.influxdb_url = checkUrl(telegraf.influxdb_url, `${AT}.telegraf.influxdb_url`, true);
 
-  return { consul: s.consul, vault: { ...vault, enabled: vaultEnabled }, telegraf };
+  return { consul: s.consul, vault: { ...vault, enabled: vaultEnabled }, telegraf, ca: s.ca };
 }
 
 /**

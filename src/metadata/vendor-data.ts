@@ -1,7 +1,8 @@
 /**
  * The vendor-data document the metadata service serves every instance (`/nocloud/vendor-data`, and
  * the `cloud-init` key of OpenStack's `vendor_data.json`): one `#!/bin/sh` part per bootstrap agent
- * (Consul, Telegraf, Vault), in a `multipart/mixed` MIME document.
+ * (Consul, Telegraf, Vault), in a `multipart/mixed` MIME document; once the cluster has a CA, its
+ * root and ACME directory first (vendor-data-ca.ts: a cloud-config part with `ca_certs` and a script).
  *
  * Why shell parts and not cloud-config: a user's cloud-config beats vendor cloud-config key by key,
  * so a user `runcmd` or `write_files` would silently drop ours, while vendor scripts have their own
@@ -20,11 +21,13 @@ import {
   renderVaultAgentConfig,
   type VendorDataInstance,
 } from './vendor-data-configs.js';
-import { encodeMultipart } from './vendor-data-mime.js';
+import { renderCaParts, type VendorDataCa } from './vendor-data-ca.js';
+import { encodeMultipart, type MimePart } from './vendor-data-mime.js';
 import type { VendorDataSettings } from './vendor-data-settings.js';
 import { fillTemplate, type VendorDataTemplates } from './vendor-data-templates.js';
 
 export { CONSUL_BIND_TEMPLATE, type VendorDataInstance } from './vendor-data-configs.js';
+export { acmeDirectoryUrl, renderCaParts, type VendorDataCa } from './vendor-data-ca.js';
 export {
   checkGossipKey,
   parseVendorDataSettings,
@@ -60,6 +63,8 @@ export interface VendorDataInput {
   /** Response-wrapping token of a fresh secret_id (`mintWrappedSecretId`); absent = none could be minted. */
   readonly vaultWrappedSecretId?: string;
   readonly templates: VendorDataTemplates;
+  /** The cluster CA (root, ACME directory); absent while the cluster has none (no `ca init`). */
+  readonly ca?: VendorDataCa;
 }
 
 /** One rendered part. */
@@ -137,14 +142,28 @@ export function renderVendorDataParts(input: VendorDataInput): VendorDataPlan {
   return { parts, skipped };
 }
 
+/** The CA parts for `ca`, none when there is no CA or it cannot be rendered (the source logs why). */
+function caParts(ca: VendorDataCa | undefined): MimePart[] {
+  if (!ca) return [];
+  try {
+    return renderCaParts(ca);
+  } catch {
+    return [];
+  }
+}
+
 /**
- * The vendor-data document for one instance: a `multipart/mixed` MIME document with one
- * `text/x-shellscript` part per part that is on, or an empty string when none is (cloud-init
- * treats empty vendor-data as none; the service still answers 200). Pure and deterministic.
+ * The vendor-data document for one instance: a `multipart/mixed` MIME document with the CA's two
+ * parts when there is a CA, then one `text/x-shellscript` part per part that is on; an empty
+ * string when there is nothing (cloud-init treats empty vendor-data as none; the service still
+ * answers 200). Pure and deterministic.
  */
 export function buildVendorData(input: VendorDataInput): string {
   const { parts } = renderVendorDataParts(input);
-  return encodeMultipart(parts.map((p) => ({ contentType: 'text/x-shellscript', filename: p.filename, content: p.content })));
+  return encodeMultipart([
+    ...caParts(input.ca),
+    ...parts.map((p) => ({ contentType: 'text/x-shellscript', filename: p.filename, content: p.content })),
+  ]);
 }
 
 /**

@@ -3,7 +3,8 @@
  * once at start, then per request renders the instance's document, minting a Vault wrapped
  * secret-id first when the Vault part is on. One mint per instance per minute: cloud-init fetches
  * vendor-data once per boot, so repeats within a minute are retries of that boot and get the same
- * token, while a flood of requests cannot mint without bound.
+ * token, while a flood of requests cannot mint without bound. Once the cluster has a CA, its root
+ * (read through `caRoot`, cached) and the ACME directory go first.
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../../core/contracts.js';
@@ -13,6 +14,7 @@ import type { VendorDataSource } from './service.js';
 import { mintWrappedSecretId } from './vault.js';
 import { buildVendorData, loadVendorDataTemplates, parseVendorDataSettings, wantsVaultPart } from './vendor-data.js';
 import type { VendorDataTemplates } from './vendor-data-templates.js';
+import { DEFAULT_ACME_DIRECTORY } from './vendor-data-settings.js';
 
 /** Options of `buildVendorDataSource`. */
 export interface VendorSourceOptions {
@@ -28,6 +30,8 @@ export interface VendorSourceOptions {
   readonly now?: () => number;
   /** The Vault token itself, read by the agent (root) from `vault.token_file`; without it the file is read here. */
   readonly vaultToken?: string;
+  /** The cluster's root (bucket `mammatus-ca`, src/ca/root-cache.ts); absent or undefined: no CA parts. */
+  readonly caRoot?: () => Promise<string | undefined>;
 }
 
 const MINT_REUSE_MS = 60_000;
@@ -68,9 +72,15 @@ export async function buildVendorDataSource(opts: VendorSourceOptions): Promise<
     }
   };
 
+  const ca = async () => {
+    const rootPem = settings.ca?.enabled === false ? undefined : await opts.caRoot?.();
+    return rootPem ? { ca: { rootPem, acmeDirectory: settings.ca?.acme_directory ?? DEFAULT_ACME_DIRECTORY } } : {};
+  };
+
   return async (record, callerIp) => {
     const token = await wrappedSecretId(record, callerIp);
     return buildVendorData({
+      ...(await ca()),
       instance: { id: record.id, name: record.name, ips: record.ips.length ? record.ips : [callerIp] },
       controllers: opts.controllers(),
       settings,

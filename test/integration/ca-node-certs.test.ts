@@ -68,6 +68,8 @@ describe.skipIf(Boolean(skip))('node certificates: issued by the controllers, re
       `    nats: { listen: "127.0.0.1:${client}", cluster_listen: "127.0.0.1:${cluster}", monitor_listen: "127.0.0.1:${monitor}", store_dir: ${JSON.stringify(path.join(dir, 'nats'))}, binary: nats-server }`,
       `    paths: { nats_conf: ${JSON.stringify(path.join(dir, 'nats.conf'))}, members: ${JSON.stringify(path.join(dir, 'members'))}, roster: ${JSON.stringify(path.join(dir, 'roster.json'))}, firewall: ${JSON.stringify(path.join(dir, 'firewall.rules'))} }`,
       '    firewall: { enabled: false }',
+      // No CA backend here (ca-controller.test.ts runs one): its files would go to /var/lib/mammatus/ca.
+      '    ca: { enabled: false }',
       `metadata: { listen: "127.0.0.1:${md}", proxy_secret: "${'cd'.repeat(32)}" }`,
     ].join('\n');
     agents.push(

@@ -173,10 +173,10 @@ describe.skipIf(Boolean(skip))('bare metal to a node, hands off', { timeout: JOI
     return m.vm;
   }
 
-  /** Polls `mammatus status` until each named node's agent answers (at most 30 s); its rows. */
-  async function statusRows(names: readonly string[]): Promise<StatusRow[]> {
+  /** Polls `mammatus status` until each named node's agent answers (`tries` × (≤10 s + 5 s)); its rows. */
+  async function statusRows(names: readonly string[], tries = 6): Promise<StatusRow[]> {
     let rows: StatusRow[] = [];
-    for (let i = 0; i < 6; i++) {
+    for (let i = 0; i < tries; i++) {
       const status = await cluster.cli(['status', '--json', '--timeout', '10s']);
       rows = JSON.parse(status.stdout || '[]') as StatusRow[];
       if (names.every((n) => rows.find((r) => r.node === n)?.answer)) break;
@@ -221,14 +221,15 @@ describe.skipIf(Boolean(skip))('bare metal to a node, hands off', { timeout: JOI
       seen: new Map(),
     };
     try {
-      // The live system joins, installs, reports and reboots; the disk's system starts serf and the
-      // agent (a third start of each on the console) and answers as the same trusted member.
+      // The live system joins, installs, reports and reboots; the disk's system starts serf (a third
+      // start on the console) and the agent, which answers `mammatus status` as the same trusted
+      // member (only a running agent answers: the live system's is gone with its kernel).
       await watch(
         m,
         JOIN_LIMIT_MS + INSTALL_LIMIT_MS,
-        (row) => Boolean(row.host.progress.installed) && m.seen.has('mammatus-agent started from disk (serial)') && row.progress === 'ok',
+        (row) => Boolean(row.host.progress.installed) && m.seen.has('serf started from disk (serial)') && row.progress === 'ok',
       );
-      const rows = await statusRows([h.name]);
+      const rows = await statusRows([h.name], 24);
       printStages(m, 'bios, --install-disk');
       expect(rows.find((x) => x.node === h.name)).toMatchObject({ status: 'alive', trust: 'admitted', answer: expect.anything() });
       // Let a wrongly live-booted machine show itself (it would fetch the squashfs within seconds).

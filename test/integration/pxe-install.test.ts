@@ -1,14 +1,16 @@
 /**
- * Install to disk, proven with QEMU (TCG) on a netns bed's LAN: a machine with a blank virtio disk
- * network-boots the live image (scripts/build-boot-image.sh) as in pxe-boot.test.ts, and its seed
+ * Install to disk on UEFI, proven with QEMU (TCG, OVMF) on a netns bed's LAN: a machine with a blank
+ * virtio disk network-boots the live image (scripts/build-boot-image.sh) as in pxe-boot.test.ts, and its seed
  * stands in for the join (a marker file in /var/lib/mammatus) and runs `mammatus-install-to-disk
  * /dev/vda`. The test's HTTP server in the gateway namespace stands in for the gateway's boot server
  * and the metadata service: it hands out IMDSv2 tokens, records `POST /mammatus/installed` (token
  * required) and from then answers that MAC's iPXE request with "boot the local disk", as
- * src/metadata/ipxe-script.ts does. The machine reboots into the installed system, which prints the
+ * src/metadata/ipxe-script.ts does (chain the boot image's local-disk.efi, a GRUB that reads the
+ * installed system's grub.cfg). The machine reboots into the installed system, which prints the
  * marker on the serial console from a unit the seed enabled (it runs only off the live system),
  * reboots once more and comes up from disk again: no second install, no second report, no live-boot
- * fetch, no cloud-init. Root only; skipped with the reason otherwise.
+ * fetch, no cloud-init. BIOS installs in the real chain, in pxe-cluster.test.ts. Root only; skipped
+ * with the reason otherwise.
  */
 import { execFile, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -33,20 +35,11 @@ const MARKER = 'joined-state-7f3a';
 
 const skip =
   canUseNetns() ??
-  qemuSkipReason('bios') ??
+  qemuSkipReason('efi64') ??
   missingTools(['dnsmasq', 'iptables', 'mksquashfs', 'qemu-img']) ??
   (existsSync(path.join(IPXE_DIR, 'ipxe.efi')) ? undefined : 'ipxe is missing (apt-get install ipxe)') ??
   (await chrootSkipReason('trixie', process.env.MAMMATUS_IMAGE_MIRROR || undefined));
 if (skip) console.warn(`PXE install test skipped: ${skip}`);
-// UEFI installs and its disk boots (GRUB from the removable path), but the gateway's local-boot
-// answer for UEFI, iPXE `exit`, stalls with Debian 12's ipxe.efi (2019) under OVMF: after "No more
-// network devices" the machine spins and never reaches the disk (docs/baremetal.md). Opt in to see it.
-const efiSkip =
-  qemuSkipReason('efi64') ??
-  (process.env.MAMMATUS_PXE_INSTALL_UEFI === '1'
-    ? undefined
-    : 'UEFI local boot via iPXE `exit` stalls here; set MAMMATUS_PXE_INSTALL_UEFI=1');
-if (!skip && efiSkip) console.warn(`PXE install test, UEFI machine skipped: ${efiSkip}`);
 
 // Boot server + metadata stand-in. Per MAC (found by the caller's IP in dnsmasq's lease file, as the
 // gateway's proxy does): the live script until an installed report arrives, then the local-boot one.
@@ -313,11 +306,8 @@ describe.skipIf(Boolean(skip))(
       expect(afterInstall).not.toMatch(/mammatus-install-to-disk: .*installing/);
     }
 
-    it('BIOS: installs, reports, and boots twice from the disk via sanboot', async () => {
-      await installAndBoot('bios');
-    });
-
-    it.skipIf(Boolean(efiSkip))('UEFI: installs, reports, and boots twice from the disk after iPXE exits', async () => {
+    // BIOS installs in the real chain (pxe-cluster.test.ts); `installAndBoot('bios')` runs the same here.
+    it('UEFI: installs, reports, and boots twice from the disk through local-disk.efi', async () => {
       await installAndBoot('efi64');
     });
   },

@@ -75,4 +75,63 @@ describe('parseControllerConfig', () => {
       'roles.controller.paths: nats_conf, firewall, members and roster must be four different files',
     );
   });
+
+  describe('ca', () => {
+    it('defaults: enabled, auto backend, :9000, provisioner acme, 24h lifetimes, files under /var/lib/mammatus/ca', () => {
+      expect(parseControllerConfig({}).ca).toEqual({
+        enabled: true,
+        backend: 'auto',
+        listen: ':9000',
+        provisioner: 'acme',
+        node_cert_lifetime: '24h',
+        cert_lifetime: '24h',
+        user: 'auto',
+        caddy_binary: 'caddy',
+        step_ca_binary: 'step-ca',
+        paths: {
+          root_cert: '/var/lib/mammatus/ca/root.crt',
+          intermediate_cert: '/var/lib/mammatus/ca/intermediate.crt',
+          intermediate_key: '/var/lib/mammatus/ca/intermediate.key',
+          config: '/etc/mammatus/controller/ca',
+          data_dir: '/var/lib/mammatus/ca/data',
+        },
+      });
+      const cfg = parseControllerConfig({ ca: { backend: 'caddy', listen: '10.0.0.5:9443', paths: { config: '/srv/ca' } } }).ca;
+      expect(cfg).toMatchObject({
+        backend: 'caddy',
+        listen: '10.0.0.5:9443',
+        paths: { config: '/srv/ca', root_cert: '/var/lib/mammatus/ca/root.crt' },
+      });
+      expect(parseControllerConfig({ ca: { user: '', node_cert_lifetime: '5m', cert_lifetime: '168h' } }).ca).toMatchObject({ user: '' });
+      // Unset, the backend's config moves with nats-server's.
+      expect(parseControllerConfig({ paths: { nats_conf: '/srv/lab/nats.conf' } }).ca.paths.config).toBe('/srv/lab/ca');
+    });
+
+    it.each([
+      [{ ca: { enabled: 'yes' } }, 'roles.controller.ca.enabled: must be true or false'],
+      [{ ca: { backend: 'vault' } }, 'roles.controller.ca.backend: must be auto, step-ca or caddy'],
+      [{ ca: { listen: '9000' } }, 'roles.controller.ca.listen: must be [HOST]:PORT'],
+      [{ ca: { listen: ':0' } }, 'roles.controller.ca.listen: must be [HOST]:PORT'],
+      [{ ca: { listen: ':70000' } }, 'roles.controller.ca.listen: must be [HOST]:PORT'],
+      [{ ca: { listen: ':4222' } }, 'roles.controller.ca.listen: must not use the port of nats.listen (4222)'],
+      [{ ca: { listen: ':8775' } }, 'roles.controller.ca.listen: must not use the metadata port (8775)'],
+      [{ ca: { provisioner: 'ACME' } }, 'roles.controller.ca.provisioner: must be 1-63 of a-z 0-9 _ -'],
+      [{ ca: { provisioner: 'a/b' } }, 'roles.controller.ca.provisioner: must be 1-63'],
+      [{ ca: { node_cert_lifetime: '1d' } }, 'roles.controller.ca.node_cert_lifetime: must be a positive duration'],
+      [{ ca: { node_cert_lifetime: '-1h' } }, 'roles.controller.ca.node_cert_lifetime: must be a positive duration'],
+      [{ ca: { node_cert_lifetime: '4m' } }, 'roles.controller.ca.node_cert_lifetime: must be from 5m to 168h'],
+      [{ ca: { cert_lifetime: '169h' } }, 'roles.controller.ca.cert_lifetime: must be from 5m to 168h'],
+      [{ ca: { user: 'Caddy User' } }, 'roles.controller.ca.user: must be auto, a system user name'],
+      [{ ca: { caddy_binary: 'caddy --foo' } }, 'roles.controller.ca.caddy_binary: must be a program name'],
+      [{ ca: { paths: { root_cert: 'root.crt' } } }, 'roles.controller.ca.paths.root_cert: must be an absolute path'],
+      [{ ca: { paths: { root_cert: '/x', intermediate_cert: '/x' } } }, 'roles.controller.ca.paths: root_cert, intermediate_cert'],
+      [
+        { ca: { paths: { data_dir: '/var/lib/mammatus/nats/ca' } } },
+        'roles.controller.ca.paths.data_dir: must not be inside nats.store_dir',
+      ],
+      [{ ca: { lifetime: '24h' } }, 'roles.controller.ca.lifetime: unknown key'],
+    ])('%j → %s', (raw, message) => {
+      expect(errorOf(raw)).toContain(message);
+    });
+  });
 });

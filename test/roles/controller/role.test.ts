@@ -28,8 +28,8 @@ const ctl = (name: string, addr: string, status: Member['status'] = 'alive'): Me
 });
 const desired = (members: Member[], config: Record<string, unknown> = {}): DesiredState => ({
   node: 'c1',
-  // The firewall has a test of its own below; elsewhere it would only add commands to every apply.
-  config: { firewall: { enabled: false }, ...config },
+  // The firewall and the CA have tests of their own; elsewhere they would only add files and commands to every apply.
+  config: { firewall: { enabled: false }, ca: { enabled: false }, ...config },
   members,
   credentials: fixedCredentials('c1', ['controller']),
 });

@@ -15,7 +15,7 @@ import { connectNats } from '../../../core/nats.js';
 import { readCredentials } from '../../../core/trust.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
 import { certFingerprint, makeNodeKeyAndCsr, splitPemCerts } from '../../../src/ca/pki.js';
-import { serveCaSign } from '../../../src/ca/sign-service.js';
+import { nodeCertLifetime, serveCaSign } from '../../../src/ca/sign-service.js';
 import { CaStore, fetchCaPublic } from '../../../src/ca/store.js';
 import { Roster } from '../../../src/trust/roster.js';
 import { cliRunner } from '../../helpers/run-cli.js';
@@ -180,5 +180,15 @@ describe.skipIf(!natsServerAvailable())('the CA on JetStream', () => {
     // The service still answers after all that.
     const { csrPem } = await makeNodeKeyAndCsr('node-a');
     expect((await ask(nodeA, 'node-a', { csr: csrPem })).ok).toBe(true);
+  });
+});
+
+describe('the node certificate lifetime', () => {
+  it('comes from roles.controller.ca.node_cert_lifetime, the environment overriding it (tests), else 24 h', () => {
+    expect(nodeCertLifetime(undefined, {})).toBe(24 * 3600_000);
+    expect(nodeCertLifetime('30m', {})).toBe(30 * 60_000);
+    expect(nodeCertLifetime('30m', { MAMMATUS_CA_NODE_CERT_LIFETIME: '12s' })).toBe(12_000);
+    expect(nodeCertLifetime('30m', { MAMMATUS_CA_NODE_CERT_LIFETIME: '1s' })).toBe(10_000);
+    expect(nodeCertLifetime('30m', { MAMMATUS_CA_NODE_CERT_LIFETIME: 'soon' })).toBe(30 * 60_000);
   });
 });

@@ -12,7 +12,20 @@ describe('parseVendorDataSettings', () => {
       consul: { enabled: true, datacenter: 'dc1' },
       vault: { enabled: false, approle_path: 'auth/approle', wrap_ttl: '15m' },
       telegraf: { enabled: true, database: 'telegraf' },
+      ca: { enabled: true, acme_directory: 'https://ca.mammatus:9000/acme/acme/directory' },
     });
+  });
+
+  it('takes the CA part switch and ACME directory, and refuses a URL that is not a directory', () => {
+    expect(parseVendorDataSettings({ ca: { enabled: false, acme_directory: 'https://ca.mammatus:9443/acme/hosts/directory' } }).ca).toEqual(
+      {
+        enabled: false,
+        acme_directory: 'https://ca.mammatus:9443/acme/hosts/directory',
+      },
+    );
+    expect(() => parseVendorDataSettings({ ca: { acme_directory: 'http://ca.mammatus/acme/acme/directory' } })).toThrow(
+      /metadata.vendor_data.ca.acme_directory: must be https:\/\/HOST\[:PORT\]\/acme\/<provisioner>\/directory/,
+    );
   });
 
   it('turns Vault on when its address is set, and normalises URLs', () => {

@@ -7,6 +7,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { parse } from 'yaml';
 import {
   buildVendorData,
   CONSUL_BIND_TEMPLATE,
@@ -19,7 +20,8 @@ import {
   wantsVaultPart,
 } from '../../../src/metadata/vendor-data.js';
 import { renderTelegrafConfig } from '../../../src/metadata/vendor-data-configs.js';
-import { TEMPLATE_DIR, vendorInput } from './vendor-fixtures.js';
+import { acmeDirectoryUrl, renderCaParts } from '../../../src/metadata/vendor-data-ca.js';
+import { CA, TEMPLATE_DIR, vendorInput } from './vendor-fixtures.js';
 
 const GOLDEN = join(import.meta.dirname, '__golden__', 'vendor-data');
 const PYTHON = '/usr/bin/python3';
@@ -70,6 +72,41 @@ describe('buildVendorData', () => {
   it('is empty when every part is off', async () => {
     const input = await vendorInput({}, { consul: { enabled: false }, telegraf: { enabled: false } });
     expect(buildVendorData(input)).toBe('');
+  });
+});
+
+describe('the CA parts', () => {
+  it('come first when the cluster has a CA: ca_certs and the ACME directory (golden)', async () => {
+    const doc = buildVendorData(await vendorInput({ ca: CA }));
+    await expect(doc).toMatchFileSnapshot(join(GOLDEN, 'with-ca.mime'));
+    expect(doc.indexOf('filename="mammatus-ca.cfg"')).toBeLessThan(doc.indexOf('filename="mammatus-consul.sh"'));
+    // Without a CA the document is what it was.
+    expect(buildVendorData(await vendorInput())).not.toContain('mammatus-ca');
+  });
+
+  it('go out alone when every other part is off', async () => {
+    const input = await vendorInput({ ca: CA }, { consul: { enabled: false }, telegraf: { enabled: false } });
+    expect(buildVendorData(input)).toMatch(/filename="mammatus-ca.cfg"[\s\S]*filename="mammatus-ca.sh"/);
+  });
+
+  it('are refused for a root that is not one PEM certificate or a URL that is not a directory, and left out', async () => {
+    expect(() => renderCaParts({ ...CA, rootPem: `${CA.rootPem}${CA.rootPem}` })).toThrow(/not one PEM certificate/);
+    expect(() => renderCaParts({ ...CA, rootPem: "-----BEGIN CERTIFICATE-----\n'; rm -rf /\n-----END CERTIFICATE-----" })).toThrow(
+      /not one PEM/,
+    );
+    expect(() => renderCaParts({ ...CA, acmeDirectory: "https://ca.mammatus:9000/acme/x'y/directory" })).toThrow(/not an ACME directory/);
+    expect(() => renderCaParts({ ...CA, acmeDirectory: 'http://ca.mammatus/acme/acme/directory' })).toThrow(/not an ACME directory/);
+    expect(buildVendorData(await vendorInput({ ca: { ...CA, rootPem: 'junk' } }))).toBe(buildVendorData(await vendorInput()));
+    expect(acmeDirectoryUrl(9443, 'hosts')).toBe('https://ca.mammatus:9443/acme/hosts/directory');
+  });
+
+  it('the script writes the root and the URL (run against a scratch directory)', () => {
+    const script = renderCaParts(CA)[1].content;
+    const dir = tempDir();
+    const moved = script.replaceAll('/etc/mammatus', join(dir, 'etc'));
+    execFileSync('sh', ['-c', moved]);
+    expect(readFileSync(join(dir, 'etc', 'ca.crt'), 'utf8')).toBe(CA.rootPem);
+    expect(readFileSync(join(dir, 'etc', 'acme-directory'), 'utf8')).toBe(`${CA.acmeDirectory}\n`);
   });
 });
 
@@ -247,6 +284,21 @@ describe.skipIf(!hasCloudInit)(`cloud-init's own parser${hasCloudInit ? '' : ` (
     expect(doc).toContain('Content-Transfer-Encoding: base64');
     const found = cloudInitParts(doc);
     expect(found.map((p) => p.payload)).toEqual(renderVendorDataParts(input).parts.map((p) => p.content));
+  });
+
+  it('reads the CA parts: a cloud-config with ca_certs that passes `cloud-init schema`, then the script', async () => {
+    const input = await vendorInput({ ca: CA });
+    const found = cloudInitParts(buildVendorData(input));
+    expect(found.map((p) => [p.type, p.filename])).toEqual([
+      ['text/cloud-config', 'mammatus-ca.cfg'],
+      ['text/x-shellscript', 'mammatus-ca.sh'],
+      ...renderVendorDataParts(input).parts.map((p) => ['text/x-shellscript', p.filename]),
+    ]);
+    const cfg = join(tempDir(), 'ca.cfg');
+    writeFileSync(cfg, found[0].payload);
+    expect(execFileSync('cloud-init', ['schema', '-c', cfg], { encoding: 'utf8' })).toContain('Valid cloud-config');
+    const parsed = parse(found[0].payload) as { ca_certs: { trusted: string[] } };
+    expect(parsed.ca_certs.trusted).toEqual([CA.rootPem]);
   });
 
   it('finds nothing to run in an empty document', () => {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import {
   loadVendorDataTemplates,
   parseVendorDataSettings,
+  type VendorDataCa,
   type VendorDataInput,
   type VendorDataTemplates,
 } from '../../../src/metadata/vendor-data.js';
@@ -23,6 +24,22 @@ export const FULL_SETTINGS = {
     token_file: '/etc/mammatus/vault-token',
   },
   telegraf: {},
+};
+
+/** A root certificate (`makeRoot`, made once for these tests) and the default ACME directory. */
+export const CA: VendorDataCa = {
+  rootPem: `-----BEGIN CERTIFICATE-----
+MIIBdTCCARygAwIBAgIQaW5s9U5I3VBieYymtCSU4DAKBggqhkjOPQQDAjAbMRkw
+FwYDVQQDExBtYW1tYXR1cyByb290IENBMB4XDTI1MTIzMTIzNTkwMFoXDTM1MTIz
+MDAwMDAwMFowGzEZMBcGA1UEAxMQbWFtbWF0dXMgcm9vdCBDQTBZMBMGByqGSM49
+AgEGCCqGSM49AwEHA0IABAvezPpm8605n9XBcPdQ3LGq0XmfRyybz6M10ZdWweT3
+S0BbfjS/iHNdfZakZa9aYdjtcvvJ2AAlPWaGVCiyPnejQjBAMA8GA1UdEwEB/wQF
+MAMBAf8wDgYDVR0PAQH/BAQDAgEGMB0GA1UdDgQWBBQITTic4CzUnq+tzyiqdNjB
+HHMDHTAKBggqhkjOPQQDAgNHADBEAiB7al88GJR1NtEeJJWS23ZYX/knAYSwKUj8
+9kZifGm9cwIgeXj0T7lPDSEZOZNdNvR8ILeMdaWkROxyZztJUVQxHTo=
+-----END CERTIFICATE-----
+`,
+  acmeDirectory: 'https://ca.mammatus:9000/acme/acme/directory',
 };
 
 let cached: VendorDataTemplates | undefined;

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { parseMetadataSettings } from '../../../src/metadata/config.js';
 import { buildRecord } from '../../../core/instance-record.js';
 import { buildVendorDataSource } from '../../../src/metadata/vendor-source.js';
+import { CA } from './vendor-fixtures.js';
 
 const tokenFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'mammatus-vs-')), 'vault.token');
 writeFileSync(tokenFile, 'hvs.controller\n');
@@ -69,5 +70,30 @@ describe('vendor-data source', () => {
         log,
       }),
     ).rejects.toThrow(/metadata.vendor_data.consul.datacenter/);
+  });
+
+  it('puts the CA parts first once there is a root, with the configured directory; none when switched off', async () => {
+    const rootPem = CA.rootPem;
+    const box: { root?: string } = {};
+    const caRoot = async () => box.root;
+    const source = await buildVendorDataSource({
+      settings,
+      controllers: () => ['10.0.0.2'],
+      log,
+      fetch: async () => new Response('{}'),
+      caRoot,
+    });
+    expect(await source(record, '10.0.0.21')).not.toContain('mammatus-ca');
+    box.root = rootPem;
+    const doc = await source(record, '10.0.0.21');
+    expect(doc).toContain('filename="mammatus-ca.cfg"');
+    expect(doc).toContain("'https://ca.mammatus:9000/acme/acme/directory'");
+    const moved = parseMetadataSettings({ vendor_data: { ca: { acme_directory: 'https://ca.mammatus:9443/acme/hosts/directory' } } });
+    const other = await buildVendorDataSource({ settings: moved, controllers: () => [], log, caRoot });
+    expect(await other(record, '10.0.0.21')).toContain("'https://ca.mammatus:9443/acme/hosts/directory'");
+    const off = parseMetadataSettings({ vendor_data: { ca: { enabled: false } } });
+    expect(await (await buildVendorDataSource({ settings: off, controllers: () => [], log, caRoot }))(record, '10.0.0.21')).not.toContain(
+      'mammatus-ca',
+    );
   });
 });
