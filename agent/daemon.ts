@@ -27,7 +27,10 @@ import { roleTagsWanted, trustTagWanted } from './self-tags.js';
 import { detach } from '../core/errors.js';
 import { annotateTrust, type NodeCredentials } from '../core/trust.js';
 import { NodeCertificates } from './certs.js';
-import { certServers } from './certs-plan.js';
+import { certServers, tlsPaths } from './certs-plan.js';
+import { connectNats, natsRootChanged, natsRootPem, useNatsRootFile } from '../core/nats.js';
+import { errorMessage } from '../core/errors.js';
+import { nodeTlsChanged, useNodeTlsFiles } from '../core/node-tls.js';
 
 /** Everything the agent needs from outside; tests pass their own. */
 export interface AgentDeps {
@@ -62,6 +65,26 @@ export interface Agent {
   reload(): Promise<boolean>;
   /** This node's TLS certificate keeper (issue 20): consumers of the files listen with `onChange`. */
   readonly certs: NodeCertificates;
+}
+
+/**
+ * The certificate keeper's connection. With the root on disk it is verified like every other. A node
+ * without a root yet (its first certificate) whose servers already require TLS cannot verify them:
+ * it then connects once without verification, as the keeper only reads the public root there and
+ * takes it only when it matches the fingerprint pinned at admission, and a forged server cannot
+ * produce a chain to that root (docs/ca.md, "TLS on internal links").
+ */
+async function certsConnect(servers: readonly string[], creds: NodeCredentials, log: Logger) {
+  const opts = { name: 'mammatus-certs', timeoutMs: 5000, credentials: creds } as const;
+  if (natsRootPem()) return connectNats(servers, opts);
+  try {
+    return await connectNats(servers, opts);
+  } catch (err) {
+    const pinned = creds.ca_fingerprint !== undefined || creds.roles.includes('controller');
+    if (!pinned) throw err;
+    log.info({ err: errorMessage(err) }, 'node certificate: no root yet; fetching it over TLS checked against the pinned fingerprint');
+    return connectNats(servers, { ...opts, tls: 'bootstrap' });
+  }
 }
 
 /** Builds an agent; nothing runs until `start()`. */
@@ -132,10 +155,28 @@ export function createAgent(deps: AgentDeps): Agent {
     members: trustedMembers,
     servers: () => certServers(loaded.config.roles, credentials, trustedMembers()),
     log: log.child({ component: 'certs' }),
+    connect: (servers, creds) => certsConnect(servers, creds, log),
+  });
+  // Every NATS client of this process verifies its server against the node's root once it has one
+  // (core/nats.ts); after new files, the controller's nats-server takes them up (roles/controller/tls.ts).
+  useNatsRootFile(tlsPaths(loaded.config.state_dir).ca);
+  // And the HTTPS listeners of this process (and its service children) serve the node certificate.
+  useNodeTlsFiles(tlsPaths(loaded.config.state_dir));
+  certs.onChange(() => {
+    // The service children first: they must hold the root before their server turns TLS on.
+    natsRootChanged();
+    nodeTlsChanged();
+    background(scheduler.reconcile(['controller'], 'node certificate renewed'), 'reloading NATS TLS failed');
   });
 
   function roleConfig(role: string): Record<string, unknown> {
-    return { ...((loaded.config.roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) };
+    const raw = { ...((loaded.config.roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) };
+    if (role !== 'controller') return raw;
+    // nats-server serves this agent's own certificate: its paths follow state_dir unless set (a role
+    // does not see state_dir, and a controller left plain would lock out every node holding the root).
+    const { key, cert, ca } = tlsPaths(loaded.config.state_dir);
+    const tls = typeof raw.tls === 'object' && raw.tls !== null ? (raw.tls as Record<string, unknown>) : {};
+    return { ...raw, tls: { key, cert, ca, ...tls } };
   }
 
   const view: AgentView = {

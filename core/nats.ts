@@ -1,9 +1,27 @@
 /**
  * How the controller services and the CLI connect to NATS: one place for the client options, so the
  * metadata service, the messaging API and `mammatus instance` behave the same when a server is down.
+ *
+ * TLS (issue 20, docs/ca.md "TLS on internal links"): once the cluster has a CA, every client of ours
+ * verifies the server's chain against the cluster root, `<state_dir>/tls/ca.crt`. The process says
+ * once where that file is (`useNatsRootFile`: the agent, the CLI) or hands the root itself
+ * (`useNatsRoot`: a service child, told by the agent); `connectNats` reads it at every connect, so a
+ * root that appears later (after `ca init`) is used from the next connection on. Without a root the
+ * connection is plain (labs without `ca init`); a server that requires TLS then refuses it.
  */
+import { readFileSync } from 'node:fs';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { isIP } from 'node:net';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { inboxPrefix, userKey, type NodeCredentials } from './trust.js';
+
+/**
+ * How a connection treats TLS: `{ ca }` verifies the server against that root (PEM); `'bootstrap'`
+ * takes any server certificate (TLS without verification: only the node certificate keeper's first
+ * connection, which reads nothing but the public root and checks it against the pinned fingerprint,
+ * docs/ca.md); `'plain'` never upgrades.
+ */
+export type NatsTls = { readonly ca: string } | 'bootstrap' | 'plain';
 
 /** Options of `connectNats`. */
 export interface ConnectNatsOptions {
@@ -21,18 +39,96 @@ export interface ConnectNatsOptions {
    * controllers refuse; only tools pointed at a lab server use it.
    */
   readonly credentials?: Pick<NodeCredentials, 'seed'>;
+  /** TLS for this connection; default: the process's root (`useNatsRootFile` / `useNatsRoot`) when there is one. */
+  readonly tls?: NatsTls;
+}
+
+/** Where the process's root is: a file read at each connect, or the PEM itself. */
+let rootSource: { readonly file: string } | { readonly pem: string } | undefined;
+
+/** Who wants to hear that the root may have changed (service children's parents). */
+const rootListeners = new Set<() => void>();
+
+/** Calls `listener` whenever `natsRootChanged` is called; returns how to stop. */
+export function watchNatsRoot(listener: () => void): () => void {
+  rootListeners.add(listener);
+  return () => rootListeners.delete(listener);
+}
+
+/** Says the root file may have changed (the agent, after the certificate keeper wrote new files). */
+export function natsRootChanged(): void {
+  for (const listener of rootListeners) listener();
+}
+
+/** The message a service child takes a new root from (agent/cli/service-child.ts). */
+export const NATS_CA_MESSAGE = 'nats_ca';
+
+/** Sends the root to a service child each time it may have changed; returns how to stop. */
+export function forwardNatsRoot(send: (message: Record<string, unknown>) => void): () => void {
+  return watchNatsRoot(() => send({ type: NATS_CA_MESSAGE, ...natsCaField() }));
+}
+
+/** Uses the root in `file` (`<state_dir>/tls/ca.crt`) for every later connection; absent file = plain. */
+export function useNatsRootFile(file: string | undefined): void {
+  rootSource = file ? { file } : undefined;
+}
+
+/** Uses `pem` as the root for every later connection (undefined: plain). */
+export function useNatsRoot(pem: string | undefined): void {
+  rootSource = pem ? { pem } : undefined;
+}
+
+/** The process's root as PEM, when it has one (read now: it may have appeared since the last call). */
+export function natsRootPem(): string | undefined {
+  if (!rootSource) return undefined;
+  if ('pem' in rootSource) return rootSource.pem;
+  try {
+    const text = readFileSync(rootSource.file, 'utf8');
+    return text.includes('BEGIN CERTIFICATE') ? text : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The field a service child's init message carries the root in (`nats_ca`; absent: plain). */
+export function natsCaField(): { nats_ca?: string } {
+  const pem = natsRootPem();
+  return pem ? { nats_ca: pem } : {};
+}
+
+/**
+ * The name check of a verified connection. The chain is always checked against the root (only
+ * admitted nodes hold a certificate from it); the name too, except for a server on loopback: a
+ * node's own server is reached as 127.0.0.1, which its certificate does not name, and whoever
+ * listens on this node's loopback is on this node already.
+ */
+export function natsServerIdentity(host: string, cert: PeerCertificate): Error | undefined {
+  const bare = host.replace(/^\[(.*)\]$/, '$1');
+  if (bare === 'localhost' || (isIP(bare) === 4 && bare.startsWith('127.')) || bare === '::1') return undefined;
+  return checkServerIdentity(bare, cert);
+}
+
+/** The nats.js `tls` option for `tls` (default: the process's root). */
+export function natsTlsOption(tls: NatsTls | undefined): Record<string, unknown> | null | undefined {
+  if (tls === 'plain') return null;
+  // nats.js hands every key of this object on to node:tls connect.
+  if (tls === 'bootstrap') return { rejectUnauthorized: false };
+  const ca = tls?.ca ?? natsRootPem();
+  return ca ? { ca, checkServerIdentity: natsServerIdentity } : undefined;
 }
 
 /** Connects to one or more NATS servers (`nats://host:port`, comma-separated or a list). */
 export async function connectNats(servers: string | readonly string[], opts: ConnectNatsOptions): Promise<NatsConnection> {
   const list = (typeof servers === 'string' ? servers.split(',') : [...servers]).map((s) => s.trim()).filter(Boolean);
-  return connect({
+  const tls = natsTlsOption(opts.tls);
+  const nc = await connect({
     servers: list,
     name: opts.name,
     timeout: opts.timeoutMs ?? 5000,
     // nats.js builds an Error with a stack for every request by default, to give failures the
     // caller's async stack: a quarter of the messaging API's CPU per message (docs/benchmarks.md §6).
     noAsyncTraces: true,
+    ...(tls !== undefined ? { tls } : {}),
     ...(opts.credentials
       ? {
           authenticator: nkeyAuthenticator(new TextEncoder().encode(opts.credentials.seed)),
@@ -45,4 +141,25 @@ export async function connectNats(servers: string | readonly string[], opts: Con
       ? { waitOnFirstConnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 500, ignoreAuthErrorAbort: true }
       : { maxReconnectAttempts: 0 }),
   });
+  if (opts.persistent && opts.tls === undefined) followRoot(nc);
+  return nc;
+}
+
+/**
+ * Keeps a long-lived connection's TLS in step with the root: the first certificate of a controller
+ * restarts its nats-server with TLS, and the services connected to it in plain text must verify it
+ * from their next reconnect on. nats.js dials every reconnect with the connection's own options
+ * object, so the option is set there before each attempt.
+ */
+function followRoot(nc: NatsConnection): void {
+  const options = (nc as unknown as { options?: { tls?: unknown } }).options;
+  if (!options) return;
+  const status = nc.status();
+  void (async () => {
+    for await (const s of status) {
+      if (s.type !== 'disconnect' && s.type !== 'reconnecting') continue;
+      const tls = natsTlsOption(undefined);
+      if (tls) options.tls = tls;
+    }
+  })().catch(() => undefined);
 }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Member } from '../../core/contracts.js';
 import { AUTHORITY_FILE, CREDENTIALS_FILE, annotateTrust, readCredentials, type NodeCredentials } from '../../core/trust.js';
 import type { GlobalOptions } from './common.js';
+import { useNatsRootFile } from '../../core/nats.js';
 
 /** The agent's default state directory (agent config `state_dir`). */
 const DEFAULT_STATE_DIR = '/var/lib/mammatus';
@@ -19,6 +20,8 @@ export function credentialsPath(g: Pick<GlobalOptions, 'credentials'>): string {
 
 /** The credentials, or undefined when there are none (or they are not readable by this user). */
 export async function cliCredentials(g: Pick<GlobalOptions, 'credentials'>): Promise<NodeCredentials | undefined> {
+  // The root beside them (<state_dir>/tls/ca.crt): NATS over TLS verified against it, once it exists.
+  useNatsRootFile(path.join(path.dirname(credentialsPath(g)), 'tls', 'ca.crt'));
   try {
     return await readCredentials(credentialsPath(g));
   } catch (err) {

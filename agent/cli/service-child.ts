@@ -4,6 +4,8 @@
  * message; it starts the service, answers `ready` (or `error`, then exits 1), applies later messages
  * (membership) and stops on SIGTERM/SIGINT or when the agent goes away (the channel closes).
  */
+import { NATS_CA_MESSAGE, useNatsRoot } from '../../core/nats.js';
+import { NODE_TLS_MESSAGE, isNodeTlsPem, nodeTlsChanged, useNodeTls } from '../../core/node-tls.js';
 import type { ChildInit, ChildReport } from '../../core/child-service.js';
 import type { Logger } from '../../core/contracts.js';
 import { errorCode, errorMessage } from '../../core/errors.js';
@@ -145,9 +147,19 @@ export async function serviceRunCommand(name: string): Promise<number> {
   const init = (await firstMessage(30_000)) as ChildInit;
   if (init?.type !== 'init' || init.service !== name) throw new Error(`expected the settings of ${name} first`);
   const log = buildLogger(init.level).child({ component: name });
+  // The cluster root, read by the agent (the child may not read <state_dir>): NATS over verified TLS.
+  useNatsRoot(typeof init.nats_ca === 'string' ? init.nats_ca : undefined);
+  // The node certificate for its HTTPS listener (the key is root's: the agent read it).
+  useNodeTls(isNodeTlsPem(init.node_tls) ? init.node_tls : undefined);
   let controllers: readonly string[] = Array.isArray(init.controllers) ? (init.controllers as string[]) : [];
-  process.on('message', (m: { type?: string; controllers?: unknown }) => {
+  process.on('message', (m: { type?: string; controllers?: unknown; nats_ca?: unknown; node_tls?: unknown }) => {
+    if (m?.type === NODE_TLS_MESSAGE && isNodeTlsPem(m.node_tls)) {
+      useNodeTls(m.node_tls);
+      nodeTlsChanged();
+    }
     if (m?.type === 'members' && Array.isArray(m.controllers)) controllers = m.controllers as string[];
+    // Used from the connection's next reconnect on (core/nats.ts followRoot).
+    if (m?.type === NATS_CA_MESSAGE) useNatsRoot(typeof m.nats_ca === 'string' ? m.nats_ca : undefined);
   });
   // The agent gone (crashed, killed) closes the channel: a child must not outlive it.
   const orphaned = new Promise<string>((resolve) => process.once('disconnect', () => resolve('agent gone')));

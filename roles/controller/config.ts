@@ -10,6 +10,7 @@ import { splitHostPort } from '../../core/net.js';
 import { CA_DEFAULTS, CA_FORMATS, CA_SETTINGS_SCHEMA, checkCaConfig, type CaConfig } from './ca-config.js';
 import { posix } from 'node:path';
 import { COMMON_FORMATS, invalid, isSafeAbsolutePath, sectionChecker, withDefaults, type Format } from '../../core/validation.js';
+import { CONTROLLER_TLS_DEFAULTS, type ControllerTlsConfig } from './tls.js';
 
 /** The resolved controller settings: every default applied, every value checked. */
 export interface ControllerConfig {
@@ -53,6 +54,8 @@ export interface ControllerConfig {
     /** The last copy of the roster, served at the next start until NATS answers. */
     readonly roster: string;
   };
+  /** The node certificate NATS serves once the agent holds one (tls.ts; issue 20). */
+  readonly tls: ControllerTlsConfig;
 }
 
 /** Every key optional, all the way down: what an operator writes. */
@@ -88,6 +91,7 @@ export const CONTROLLER_DEFAULTS: ControllerConfig = {
     members: '/var/lib/mammatus/controller/members',
     roster: '/var/lib/mammatus/controller/roster.json',
   },
+  tls: CONTROLLER_TLS_DEFAULTS,
 };
 
 /** The formats of `roles.controller`: the common ones and the controller's own. */
@@ -148,6 +152,7 @@ export const CONTROLLER_SETTINGS_SCHEMA: JSONSchemaType<ControllerSettings> = {
     },
     ca: CA_SETTINGS_SCHEMA,
     paths: { ...obj, properties: { nats_conf: s('path'), firewall: s('path'), members: s('path'), roster: s('path') } },
+    tls: { ...obj, properties: { cert: s('path'), key: s('path'), ca: s('path'), allow_plain: { type: 'boolean', ...opt } } },
   },
 };
 

@@ -17,6 +17,7 @@ import { duplicateNkeys } from './permissions.js';
 import { admittedNode } from '../../core/trust.js';
 import { HostedServices } from './services.js';
 import { installFirewall, removeFirewall, validateFirewall } from './firewall.js';
+import { findNatsTls, shareKeyWithNats } from './tls.js';
 import { type HostedService, type RosterFeed, type RosterFeedFactory } from '../../core/contracts.js';
 import { CaBackend, type CaBackendDeps } from './ca-backend.js';
 import { caConfigPaths } from './ca-render.js';
@@ -108,6 +109,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
     // The store and this file handed to the server's user (the file again after every write).
     const natsUser = { run: ctx.run, log: ctx.log, ...deps.natsUser };
     const user = await prepareNatsUser(natsUser, cfg.nats.user, cfg.nats.store_dir, confPath);
+    if (conf?.tls) await shareKeyWithNats(ctx.run, user, cfg.tls);
     // Not ours (edited by hand?): its whole text is the key, so any change restarts.
     return { binary: cfg.nats.binary, confPath, restartKey: conf ? restartKey(conf) : text, ...(user ? { user } : {}) };
   }
@@ -128,7 +130,8 @@ export function buildControllerRole(deps: ControllerDeps): Role {
     name: 'controller',
     watches: ['member-join', 'member-leave', 'member-failed', 'member-update', 'member-reap'],
 
-    render: renderController,
+    // The node certificate's files, when there, turn TLS on (tls.ts): looked up at each render.
+    render: (desired) => renderController(desired, findNatsTls(parseControllerConfig(desired.config).tls)),
 
     admitted: () => roster?.feed.snapshot(),
 

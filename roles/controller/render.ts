@@ -14,6 +14,7 @@ import { natsUsers, type NatsUser } from './permissions.js';
 import { renderFirewall } from './firewall.js';
 import { renderCaFiles } from './ca-render.js';
 import { splitHostPort, urlHost } from '../../core/net.js';
+import { tlsStampLine, withNatsTls, type NatsTlsBlock, type NatsTlsFiles } from './tls.js';
 
 /** The user name of route connections between controllers (its password: `routePassword`). */
 export const ROUTE_USER = 'mammatus-route';
@@ -29,6 +30,10 @@ export interface NatsServerConfig {
   readonly jetstream: { readonly store_dir: string };
   /** Every admitted node's nkey and permissions: anonymous clients are refused. */
   readonly authorization: { readonly users: readonly NatsUser[] };
+  /** The client port's TLS, once the node holds its certificate (tls.ts). */
+  readonly tls?: NatsTlsBlock;
+  /** Plain clients too (`roles.controller.tls.allow_plain`, a migration aid). */
+  readonly allow_non_tls?: boolean;
   /** Only with at least one other controller: nats-server 2.9 refuses a JetStream cluster without routes. */
   readonly cluster?: {
     readonly name: string;
@@ -36,6 +41,8 @@ export interface NatsServerConfig {
     /** Routes in and out authenticate with the route secret only controllers can derive. */
     readonly authorization: { readonly user: string; readonly password: string };
     readonly routes: readonly string[];
+    /** The routes' TLS, verified both ways against the root (tls.ts). */
+    readonly tls?: NatsTlsBlock;
   };
 }
 
@@ -143,7 +150,10 @@ export function parseNatsConf(text: string): NatsServerConfig | undefined {
  */
 export function restartKey(conf: NatsServerConfig): string {
   const { cluster, authorization: _users, ...rest } = conf;
-  return JSON.stringify({ ...rest, cluster: cluster ? { name: cluster.name, listen: cluster.listen, auth: cluster.authorization } : null });
+  return JSON.stringify({
+    ...rest,
+    cluster: cluster ? { name: cluster.name, listen: cluster.listen, auth: cluster.authorization, tls: Boolean(cluster.tls) } : null,
+  });
 }
 
 /** The URL a client on this node uses: the listen address, with a wildcard host made loopback. */
@@ -167,13 +177,17 @@ export function renderMembers(members: readonly Member[]): string {
   return MANAGED_HEADER + lines.map((l) => `${l}\n`).join('');
 }
 
-/** Every file of the role, sorted by path. Throws a `ControllerConfigError` for invalid settings. */
-export function renderController(desired: DesiredState): RenderedFile[] {
+/**
+ * Every file of the role, sorted by path. Throws a `ControllerConfigError` for invalid settings.
+ * `tls`: the node certificate's files when the agent holds them (tls.ts `findNatsTls`).
+ */
+export function renderController(desired: DesiredState, tls?: NatsTlsFiles): RenderedFile[] {
   const cfg = parseControllerConfig(desired.config);
   const trust = { credentials: desired.credentials, admitted: desired.admitted };
+  const nats = renderNatsConf(withNatsTls(buildNatsConfig(desired.node, cfg, desired.members, trust), tls));
   const files: RenderedFile[] = [
-    // 0600: it holds the route secret.
-    { path: cfg.paths.nats_conf, content: renderNatsConf(buildNatsConfig(desired.node, cfg, desired.members, trust)), mode: 0o600 },
+    // 0600: it holds the route secret. The TLS stamp goes right after the managed header.
+    { path: cfg.paths.nats_conf, content: nats.replace(MANAGED_HEADER, MANAGED_HEADER + tlsStampLine(tls)), mode: 0o600 },
     { path: cfg.paths.members, content: renderMembers(desired.members), mode: 0o644 },
     // The CA backend's config (docs/ca.md); it runs once the CA files exist.
     ...renderCaFiles(desired.node, cfg.ca, desired.credentials?.authority_seed),

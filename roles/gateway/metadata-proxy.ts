@@ -6,6 +6,7 @@
 import { parse as parseYaml } from 'yaml';
 import type { ChildInit } from '../../core/child-service.js';
 import { readSecretFileSync } from '../../core/files.js';
+import { natsCaField } from '../../core/nats.js';
 import type { GatewayChildSpec } from './service-child.js';
 
 /** The metadata proxy's child: its first message carries the secret the service user cannot read. */
@@ -28,5 +29,7 @@ export function proxyInit(confText: string, level?: string): () => ChildInit {
     service: 'metadata-proxy',
     level: level ?? doc.log?.level ?? 'info',
     section: { ...section, ...(typeof file === 'string' ? { proxy_secret: readSecretFileSync(file).trim() } : {}) },
+    // The cluster root (read by the agent): the proxy reaches the controllers over verified HTTPS.
+    ...natsCaField(),
   });
 }

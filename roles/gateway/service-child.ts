@@ -7,6 +7,7 @@
 import { ChildService, serviceArgv, type ChildInit } from '../../core/child-service.js';
 import type { Argv, Logger, Spawn } from '../../core/contracts.js';
 import { DEFAULT_SERVICE_USER } from '../../core/users.js';
+import { forwardNatsRoot } from '../../core/nats.js';
 
 /** What running a child takes from the role's deps. */
 export interface GatewayChildDeps {
@@ -64,6 +65,8 @@ export class GatewayServiceChild {
 
   private childFor(log: Logger, mammatus: Argv): ChildService {
     const name = this.spec.service;
+    // The cluster root, whenever it may have changed (the metadata proxy verifies its upstreams with it).
+    if (!this.child) forwardNatsRoot((m) => void this.child?.send(m));
     return (this.child ??= new ChildService({
       spawn: this.deps.spawn,
       log: log.child({ component: name }),

@@ -16,6 +16,7 @@ import { natsUsers } from '../../roles/controller/permissions.js';
 import { writeFileAtomic } from '../../core/files.js';
 import { findOnPath, trackDaemon, untilReady } from './daemon.js';
 import { freePort, waitForPort } from './ports.js';
+import { withNatsTls, type ControllerTlsConfig } from '../../roles/controller/tls.js';
 
 /** What to start. */
 export interface NatsServerSpec {
@@ -35,6 +36,8 @@ export interface NatsServerSpec {
   readonly auth?: boolean;
   /** The cluster authority whose admitted nodes are the users (shared by a cluster's servers); `sharedTrust()` by default. */
   readonly trust?: TestTrust;
+  /** TLS on the client port and the routes, as a controller renders it (roles/controller/tls.ts). */
+  readonly tls?: ControllerTlsConfig;
 }
 
 let shared: TestTrust | undefined;
@@ -140,7 +143,7 @@ function renderConfig(spec: NatsServerSpec, trust: TestTrust, port: number, clus
     const routes = spec.routes.map((r) => r.replace('://', `://${auth.user}:${auth.password}@`));
     conf.cluster = { name: spec.clusterName ?? 'mammatus', host: '127.0.0.1', port: clusterPort, authorization: auth, routes };
   }
-  return JSON.stringify(conf, null, 2);
+  return JSON.stringify(withNatsTls(conf, spec.tls), null, 2);
 }
 
 /** Starts one server and waits until its client port accepts connections. */

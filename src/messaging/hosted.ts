@@ -14,6 +14,8 @@ import { readFile } from 'node:fs/promises';
 import type { HostedService, Logger } from '../../core/contracts.js';
 import { ChildService, serviceArgv, type ChildWiring } from '../../core/child-service.js';
 import { errorMessage } from '../../core/errors.js';
+import { forwardNatsRoot, natsCaField } from '../../core/nats.js';
+import { forwardNodeTls, nodeTlsField } from '../../core/node-tls.js';
 import type { RunningMessagingService } from './service.js';
 
 /** True when `messaging:` asks for the API: credentials given, or signature checks switched off. */
@@ -77,6 +79,7 @@ export function messagingHostedService(section: () => unknown, child?: ChildWiri
 /** The hosted SQS/SNS API as a supervised child process; ready once its settings are accepted. */
 function messagingChild(section: () => unknown, w: ChildWiring): HostedService {
   let child: ChildService | undefined;
+  let unforward: (() => void) | undefined;
   return {
     name: 'messaging',
     configKey: () => JSON.stringify(section() ?? null),
@@ -101,9 +104,20 @@ function messagingChild(section: () => unknown, w: ChildWiring): HostedService {
       };
       const spawn = await w.spawn();
       child = new ChildService({ spawn, log: ctx.log, name: 'messaging', argv: serviceArgv(w.mammatus, 'messaging'), user: w.user() });
-      await child.start(() => init);
+      // The NATS root read at each (re)start: a child started before the first certificate gets it at its next start.
+      await child.start(() => ({ ...init, ...natsCaField(), ...nodeTlsField() }));
+      // A renewal may bring a new root (the first certificate, a root rotation): the child takes it at once.
+      unforward?.();
+      const stopRoot = forwardNatsRoot((m) => void child?.send(m));
+      const stopCert = forwardNodeTls((m) => void child?.send(m));
+      unforward = () => {
+        stopRoot();
+        stopCert();
+      };
     },
     async stop() {
+      unforward?.();
+      unforward = undefined;
       await child?.stop();
       child = undefined;
     },

@@ -31,6 +31,8 @@ export interface MessagingPluginOptions {
   readonly signingCertificate?: { readonly path: string; readonly pem: string };
   /** Overrides `MESSAGING_HTTP_LIMITS` (tests). */
   readonly limits?: MessagingHttpLimits;
+  /** Serve HTTPS with this certificate chain and key (the node certificate, issue 20); absent: plain HTTP. */
+  readonly https?: { readonly cert: string; readonly key: string };
 }
 
 /** The API's limits: the common ones and how many body bytes it buffers at once. */
@@ -157,7 +159,8 @@ export function buildMessagingApp(opts: MessagingPluginOptions): FastifyInstance
     logger: false,
     bodyLimit: opts.config.max_request_bytes,
     return503OnClosing: true,
-    http: serverOptions(limits),
+    // With TLS the same server limits go to https.createServer, beside the certificate.
+    ...(opts.https ? { https: { ...serverOptions(limits), cert: opts.https.cert, key: opts.https.key } } : { http: serverOptions(limits) }),
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     connectionTimeout: limits.idleTimeoutMs,

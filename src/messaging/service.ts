@@ -10,7 +10,7 @@ import { connectNats, type ConnectNatsOptions } from '../../core/nats.js';
 import { startJetStreamEngines, type JetStreamEngines } from './engine/index.js';
 import { buildMessagingApp } from './http.js';
 import type { MessagingSettings } from './settings.js';
-import { splitHostPort } from '../../core/net.js';
+import { listenOn, listenWithNodeTls, urlOf, type NodeTlsListener } from '../../core/tls-listener.js';
 
 /** Options of `startMessagingService`. */
 export interface StartMessagingOptions {
@@ -21,12 +21,21 @@ export interface StartMessagingOptions {
   readonly log: Logger;
   /** The node's NATS credentials (core/trust.ts); the controllers refuse anonymous clients. */
   readonly credentials?: ConnectNatsOptions['credentials'];
+  /**
+   * `listen` serves HTTPS with this certificate; default: the node certificate (core/node-tls.ts),
+   * followed through renewals; plain HTTP while there is none.
+   */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 /** A started messaging service. */
 export interface RunningMessagingService {
-  /** `http://host:port` it listens on. */
+  /** `https://host:port` (or `http://` without a certificate) it listens on. */
   readonly url: string;
+  /** `http://host:port` of the plain listener (`messaging.http_listen`), when there is one. */
+  readonly httpUrl?: string;
+  /** Swaps the certificate of the HTTPS listener (a renewal): new connections get it, open ones carry on. */
+  setTls(tls: { readonly cert: string; readonly key: string }): void;
   readonly engines: JetStreamEngines;
   readonly nc: NatsConnection;
   readonly app: FastifyInstance;
@@ -50,7 +59,8 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
   if (maxPayload < MIN_PAYLOAD)
     log.warn({ maxPayload }, 'nats-server max_payload is below 1.125 MiB: large SQS messages will fail (set max_payload: 2MB)');
   let url = '';
-  const publicUrl = () => settings.wire.base_url ?? url;
+  let main: NodeTlsListener<FastifyInstance> | undefined;
+  const publicUrl = () => settings.wire.base_url ?? main?.url ?? url;
   let engines: JetStreamEngines;
   try {
     engines = await startJetStreamEngines({
@@ -65,35 +75,51 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
     await nc.close().catch(() => undefined);
     throw err;
   }
-  const app = buildMessagingApp({
+  const appOptions = {
     config: settings.wire,
     sqs: engines.sqs,
     sns: engines.sns,
     log,
     signingCertificate: { path: engines.snsRuntime.certificatePath, pem: engines.snsRuntime.identity.certPem },
-  });
-  const { host, port } = splitHostPort(opts.listen ?? settings.engine.listen, { allowPortZero: true });
+  };
+  // The plain listener (`messaging.http_listen`) is a second app on the same engines.
+  const plain = settings.engine.httpListen ? buildMessagingApp(appOptions) : undefined;
   try {
-    await app.listen({ host, port });
+    main = await listenWithNodeTls({
+      build: (https) => buildMessagingApp({ ...appOptions, ...(https ? { https } : {}) }),
+      listen: opts.listen ?? settings.engine.listen,
+      log,
+      name: 'messaging API',
+      ...(opts.tls ? { tls: opts.tls } : {}),
+    });
+    url = main.url;
+    if (plain) await listenOn(plain, settings.engine.httpListen!, 'http');
   } catch (err) {
+    await main?.close();
+    await plain?.close();
     await engines.stop();
     await nc.close().catch(() => undefined);
     throw err;
   }
-  const addr = app.server.address();
-  const shownHost =
-    typeof addr === 'object' && addr ? (addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address) : host;
-  url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${typeof addr === 'object' && addr ? addr.port : port}`;
-  log.info({ url, nats: servers, verifySignatures: settings.wire.verify_signatures }, 'messaging API listening');
+  const httpUrl = plain ? urlOf(plain, 'http') : undefined;
+  log.info({ url, http_url: httpUrl, nats: servers, verifySignatures: settings.wire.verify_signatures }, 'messaging API listening');
   let stopping: Promise<void> | undefined;
+  const listener = main;
   return {
-    url,
+    get url() {
+      return listener.url;
+    },
+    ...(httpUrl ? { httpUrl } : {}),
     engines,
     nc,
-    app,
+    get app() {
+      return listener.app;
+    },
+    setTls: (cert) => listener.setTls(cert),
     stop() {
       stopping ??= (async () => {
-        await app.close();
+        await plain?.close();
+        await listener.close();
         await engines.stop();
         await nc.drain().catch(() => nc.close());
       })();

@@ -5,7 +5,8 @@
  * ```yaml
  * messaging:
  *   nats: nats://127.0.0.1:4222        # JetStream servers, comma-separated (--nats overrides)
- *   listen: 0.0.0.0:9324               # HTTP listener (--listen overrides)
+ *   listen: 0.0.0.0:9324               # HTTPS once the node has its certificate, else HTTP (--listen overrides)
+ *   http_listen: 127.0.0.1:9325        # optional second, plain HTTP listener (none by default)
  *   replicas: 1                        # JetStream replicas of the streams and buckets (1, 3 or 5)
  *   receipt_key: <hex or base64>       # ≥ 16 bytes; default: generated once, kept in JetStream KV
  *   owner_lease_seconds: 10            # queue ownership lease (failover time of a dead controller)
@@ -50,7 +51,10 @@ export interface SnsSettings {
 /** The engine's and listener's settings. */
 export interface EngineSettings {
   readonly nats: string;
+  /** HTTPS once the node holds its certificate (issue 20), plain HTTP before. */
   readonly listen: string;
+  /** A second, plain HTTP listener; absent: none (docs/messaging.md "HTTPS"). */
+  readonly httpListen?: string;
   readonly replicas: 1 | 3 | 5;
   /** Decoded `receipt_key`; undefined = the key kept in JetStream KV (generated on first start). */
   readonly receiptKey?: Buffer;
@@ -79,6 +83,7 @@ const AT = 'messaging';
 interface SectionSettings extends WireSettings {
   readonly nats?: string | null;
   readonly listen?: string | null;
+  readonly http_listen?: string | null;
   readonly replicas?: 1 | 3 | 5 | null;
   readonly receipt_key?: string | null;
   readonly owner_lease_seconds?: number | null;
@@ -105,6 +110,7 @@ const SECTION_SCHEMA: JSONSchemaType<SectionSettings> = {
     ...(WIRE_PROPERTIES as JSONSchemaType<WireSettings>['properties']),
     nats: { type: 'string', format: 'nats-urls', nullable: true },
     listen: { type: 'string', format: 'listen', nullable: true },
+    http_listen: { type: 'string', format: 'listen', nullable: true },
     replicas: { type: 'integer', enum: [1, 3, 5], nullable: true },
     receipt_key: { type: 'string', nullable: true },
     owner_lease_seconds: int(2, 300),
@@ -189,6 +195,7 @@ export function parseMessagingSettings(raw: unknown): MessagingSettings {
     engine: {
       nats: s.nats ?? ENGINE_DEFAULTS.nats,
       listen: s.listen ?? ENGINE_DEFAULTS.listen,
+      ...(s.http_listen ? { httpListen: s.http_listen } : {}),
       replicas: s.replicas ?? ENGINE_DEFAULTS.replicas,
       receiptKey: parseKey(s.receipt_key),
       ownerLeaseMs: (s.owner_lease_seconds ?? ENGINE_DEFAULTS.owner_lease_seconds) * 1000,

@@ -12,6 +12,8 @@ import { readSecretFileSync } from '../../core/files.js';
 import type { HostedService, HostedServiceContext, Member } from '../../core/contracts.js';
 import { ChildService, serviceArgv, type ChildInit, type ChildWiring } from '../../core/child-service.js';
 import { aliveWithRole } from '../../core/members.js';
+import { forwardNatsRoot, natsCaField } from '../../core/nats.js';
+import { forwardNodeTls, nodeTlsField } from '../../core/node-tls.js';
 import type { RunningMetadataService } from './service.js';
 
 /** Addresses of the alive members carrying the controller role, sorted. */
@@ -89,6 +91,7 @@ export async function metadataChildInit(
 /** The hosted metadata service as a supervised child process. */
 function metadataChild(section: () => unknown, w: ChildWiring): HostedService {
   let child: ChildService | undefined;
+  let unforward: (() => void) | undefined;
   let controllers: string[] = [];
   return {
     name: 'metadata',
@@ -99,13 +102,24 @@ function metadataChild(section: () => unknown, w: ChildWiring): HostedService {
       const spawn = await w.spawn();
       child = new ChildService({ spawn, log: ctx.log, name: 'metadata', argv: serviceArgv(w.mammatus, 'metadata'), user: w.user() });
       // A restart after a crash gets the controllers of that moment.
-      await child.start(() => ({ ...init, controllers }));
+      // The NATS root read at each (re)start: a child started before the first certificate gets it at its next start.
+      await child.start(() => ({ ...init, controllers, ...natsCaField(), ...nodeTlsField() }));
+      // A renewal may bring a new root (the first certificate, a root rotation): the child takes it at once.
+      unforward?.();
+      const stopRoot = forwardNatsRoot((m) => void child?.send(m));
+      const stopCert = forwardNodeTls((m) => void child?.send(m));
+      unforward = () => {
+        stopRoot();
+        stopCert();
+      };
     },
     membersChanged(members) {
       controllers = controllerAddresses(members);
       child?.send({ type: 'members', controllers });
     },
     async stop() {
+      unforward?.();
+      unforward = undefined;
       await child?.stop();
       child = undefined;
     },

@@ -6,10 +6,16 @@
  * requests that carry one, as AWS does, and a caller's own copy is passed on so that rule still
  * bites), and tries the next upstream when one does not answer.
  *
+ * Once the node holds the cluster root (`ca`, issue 20), every upstream is reached over HTTPS on its
+ * own port, verified against that root and its name (the controllers' certificates name their
+ * Serf addresses): no falling back to plain HTTP, which an attacker could force. Instances still
+ * reach the proxy itself in plain HTTP (cloud-init's 169.254.169.254 has no TLS).
+ *
  * Plain `node:http` streaming: the proxy's whole job is a few header rules, which a generic proxy
  * library would need as many lines of hooks to express.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { Logger } from '../../core/contracts.js';
 import { enforceConnectionLimits, PerAddressRate, readBodyUpTo, serverOptions, type HttpLimits } from '../../core/http-limits.js';
 import { bodySha256, IDENTITY_HEADERS, signIdentity, type CallerIdentity } from './identity.js';
@@ -31,6 +37,8 @@ export interface ProxyDeps {
   readonly limits?: HttpLimits;
   /** Requests per second one instance may make, and its burst (default 100 and 200). */
   readonly rate?: { readonly perSecond: number; readonly burst: number };
+  /** The cluster root (PEM) now, read per request; with one, upstreams are HTTPS. */
+  readonly ca?: () => string | undefined;
 }
 
 /**
@@ -66,6 +74,14 @@ const MAX_BODY = 4096;
 export function buildMetadataProxy(deps: ProxyDeps): http.Server {
   const now = deps.now ?? Date.now;
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  // One keep-alive pool per root (a new root, rare, starts a new pool).
+  let secure: { ca: string; agent: https.Agent } | undefined;
+  const secureAgent = (ca: string): https.Agent => {
+    if (secure?.ca === ca) return secure.agent;
+    secure?.agent.destroy();
+    secure = { ca, agent: new https.Agent({ keepAlive: true, maxSockets: 64, ca }) };
+    return secure.agent;
+  };
   const limits = deps.limits ?? PROXY_HTTP_LIMITS;
   // Every forwarded request costs each controller a replay-cache entry for a minute: one instance
   // must not be able to fill it for all (cloud-init makes a few dozen requests per boot).
@@ -83,7 +99,10 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
       res.end('Bad Gateway');
     });
   });
-  server.on('close', () => agent.destroy());
+  server.on('close', () => {
+    agent.destroy();
+    secure?.agent.destroy();
+  });
   enforceConnectionLimits(server, limits);
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -124,9 +143,11 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
     headers['content-length'] = String(body.length);
     const caller: CallerIdentity = { ip, mac };
     const hash = bodySha256(body);
+    const root = deps.ca?.();
     for (const upstream of deps.upstreams) {
       // Signed per attempt, for exactly what that upstream receives: its Host, and the path under its base.
       const origin = new URL(upstream);
+      if (root && origin.protocol === 'http:') origin.protocol = 'https:';
       const path = origin.pathname.replace(/\/$/, '') + url;
       const signed = signIdentity(
         deps.secret,
@@ -134,7 +155,7 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
         caller,
         now(),
       );
-      const answered = await forward(origin, req.method ?? 'GET', path, { ...headers, ...signed }, body, res);
+      const answered = await forward(origin, req.method ?? 'GET', path, { ...headers, ...signed }, body, res, root);
       if (answered) return;
     }
     deps.log.warn({ upstreams: deps.upstreams }, 'no metadata service answered');
@@ -149,10 +170,12 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
     headers: Record<string, string | string[]>,
     body: Buffer,
     res: ServerResponse,
+    root: string | undefined,
   ): Promise<boolean> {
+    const tls = origin.protocol === 'https:';
     return new Promise((resolve) => {
       // The host and port are the upstream's, always; the caller's target is only ever a path.
-      const up = http.request(
+      const up = (tls ? https : http).request(
         {
           protocol: origin.protocol,
           hostname: origin.hostname.replace(/^\[|\]$/g, ''),
@@ -160,7 +183,7 @@ export function buildMetadataProxy(deps: ProxyDeps): http.Server {
           path,
           method,
           headers: { ...headers, host: origin.host },
-          agent,
+          agent: tls ? (root ? secureAgent(root) : https.globalAgent) : agent,
           timeout: deps.timeoutMs ?? 3000,
         },
         (upRes) => {

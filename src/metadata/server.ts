@@ -14,6 +14,7 @@
  * (docs/benchmarks.md §5: bare fastify reached 0.45–0.48 of one nginx worker, bare node:http 0.6–0.7).
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { Logger } from '../../core/contracts.js';
 import { bodySha256, passedProxy } from './identity.js';
 import { callerResolver, type Request } from './caller.js';
@@ -58,6 +59,8 @@ export interface MetadataAppDeps {
   readonly replayCacheEntries?: number;
   /** The controllers' side of planned hosts; absent = hosts get their scripts, but no seed and no join. */
   readonly hosts?: HostApi;
+  /** Serve HTTPS with this chain and key (the node certificate, issue 20); absent: plain HTTP. */
+  readonly https?: { readonly cert: string; readonly key: string };
 }
 
 /**
@@ -235,7 +238,7 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
       failed(err);
     }
   };
-  const server = http.createServer(serverOptions(limits), (req: Request, res) => {
+  const handler = (req: Request, res: ServerResponse) => {
     // Metadata requests carry no body: a large one is refused, a small one read and hashed (the
     // proxy's signature covers it). Most requests have none and are answered without waiting.
     const length = req.headers['content-length'];
@@ -253,7 +256,11 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
       },
       () => res.destroy(),
     );
-  });
+  };
+  // An https.Server is an http.Server to everything below (same events and limits).
+  const server: http.Server = deps.https
+    ? https.createServer({ ...serverOptions(limits), cert: deps.https.cert, key: deps.https.key }, handler)
+    : http.createServer(serverOptions(limits), handler);
   enforceConnectionLimits(server, limits);
   return {
     server,

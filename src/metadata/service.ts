@@ -15,15 +15,19 @@ import { buildMetadataApp } from './server.js';
 import { TokenAuthority } from './tokens.js';
 import { splitHostPort } from '../../core/net.js';
 import { natsHostApi } from './host-api.js';
+import { natsRootPem } from '../../core/nats.js';
+import { listenWithNodeTls, type ServedCert } from '../../core/tls-listener.js';
 
 /** Produces an instance's vendor-data (see vendor-data.ts); may be slow (it can mint credentials). */
 export type VendorDataSource = (record: InstanceRecord, callerIp: string) => Promise<string>;
 
 /** A started metadata service. */
 export interface RunningMetadataService {
-  /** `http://host:port` it listens on. */
+  /** `https://host:port` (or `http://` before the node has its certificate) it listens on. */
   readonly url: string;
   readonly view: RegistryView;
+  /** Serves `cert` from now on (a renewal; tests). */
+  setTls(cert: ServedCert): void;
   stop(): Promise<void>;
 }
 
@@ -37,6 +41,8 @@ export interface StartMetadataOptions {
   readonly log: Logger;
   /** The node's NATS credentials (core/trust.ts); the controllers refuse anonymous clients. */
   readonly credentials?: ConnectNatsOptions['credentials'];
+  /** Serve HTTPS with this certificate; default: the node certificate, followed (core/tls-listener.ts). */
+  readonly tls?: ServedCert;
 }
 
 /**
@@ -66,7 +72,7 @@ export async function startMetadataService(opts: StartMetadataOptions): Promise<
     },
     (err: unknown) => log.error({ err }, 'NATS connection failed for good'),
   );
-  const app = buildMetadataApp({
+  const appDeps = {
     lookup,
     ...(settings.proxySecret ? { secret: settings.proxySecret } : {}),
     tokens: new TokenAuthority(settings.proxySecret),
@@ -78,23 +84,27 @@ export async function startMetadataService(opts: StartMetadataOptions): Promise<
     // Planned hosts: their secrets and their join go over the same connection as the registry.
     hosts: natsHostApi(() => nc, settings.hosts),
     log,
+  };
+  // HTTPS with the node certificate once there is one (issue 20): gateways' proxies verify it.
+  const listener = await listenWithNodeTls({
+    build: (https) => buildMetadataApp({ ...appDeps, ...(https ? { https } : {}) }),
+    listen: opts.listen ?? settings.listen,
+    log,
+    name: 'metadata service',
+    ...(opts.tls ? { tls: opts.tls } : {}),
   });
-  const { host, port } = splitHostPort(opts.listen ?? settings.listen, { allowPortZero: true });
-  await app.listen({ host, port });
-  const addr = app.server.address();
-  const url =
-    typeof addr === 'object' && addr
-      ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`
-      : `http://${host}:${port}`;
-  log.info({ url, nats: servers, signedProxy: Boolean(settings.proxySecret) }, 'metadata service listening');
+  log.info({ url: listener.url, nats: servers, signedProxy: Boolean(settings.proxySecret) }, 'metadata service listening');
   return {
-    url,
+    get url() {
+      return listener.url;
+    },
+    setTls: (cert) => listener.setTls(cert),
     get view() {
       return view as RegistryView;
     },
     async stop() {
       closed = true;
-      await app.close();
+      await listener.close();
       view?.stop();
       await nc?.close().catch(() => undefined);
       // A connection made after the stop is closed by its own handler (above).
@@ -123,7 +133,8 @@ export async function startMetadataProxy(opts: {
     throw new Error('metadata.proxy_secret (or proxy_secret_file) is required: the proxy signs who called with it');
   const upstreams = opts.upstreams?.length ? opts.upstreams : settings.proxy.upstreams;
   if (!upstreams.length) throw new Error('no upstream: pass --upstream URL or set metadata.proxy.upstreams');
-  const server = buildMetadataProxy({ upstreams, secret: settings.proxySecret, macOf: opts.macOf, log });
+  // The cluster root, when this node has one: the upstreams are then reached over verified HTTPS.
+  const server = buildMetadataProxy({ upstreams, secret: settings.proxySecret, macOf: opts.macOf, log, ca: natsRootPem });
   const { host, port } = splitHostPort(opts.listen ?? settings.proxy.listen, { allowPortZero: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

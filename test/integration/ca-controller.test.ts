@@ -39,9 +39,14 @@ const skip =
 if (skip) console.warn(`CA controller end-to-end test skipped: ${skip}`);
 
 /** GET `url` over TLS trusting only `ca`, checking the certificate's name against `servername`. */
-function get(url: string, ca: string, servername: string): Promise<{ status: number; body: string; peer: string }> {
+function get(
+  url: string,
+  ca: string,
+  servername: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string; peer: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { ca, servername, timeout: 3000 }, (res) => {
+    const req = request(url, { ca, servername, timeout: 3000, headers }, (res) => {
       let body = '';
       const peer = (res.socket as import('node:tls').TLSSocket).getPeerCertificate(false)?.subjectaltname ?? '';
       res.setEncoding('utf8');
@@ -92,7 +97,8 @@ describe.skipIf(Boolean(skip))('the CA on a controller: ca init → files → ca
     expect((await cli('node', 'admit', 'ctl-1', '--role', 'controller')).err).toMatch(/created a new cluster authority/);
     const [client, cluster, monitor, md] = [await freePort(), await freePort(), await freePort(), await freePort()];
     caPort = await freePort();
-    mdBase = `http://127.0.0.1:${md}`;
+    // HTTPS once the controller holds its node certificate (TLS on internal links).
+    mdBase = `https://127.0.0.1:${md}`;
     natsUrl = `nats://127.0.0.1:${client}`;
     const q = JSON.stringify;
     const yaml = [
@@ -173,19 +179,20 @@ describe.skipIf(Boolean(skip))('the CA on a controller: ca init → files → ca
 
   it("puts the root into an instance's vendor-data: cloud-init ca_certs and the ACME directory", async () => {
     const creds = (await readCredentials(ctlCreds))!;
-    const nc = await connectNats(natsUrl, { name: 'test', credentials: creds });
+    const rootPem = readFileSync(paths.root_cert, 'utf8').trim();
+    // The controller's NATS serves its node certificate (TLS on internal links): trust the root.
+    const nc = await eventually(() => connectNats(natsUrl, { name: 'test', credentials: creds, tls: { ca: rootPem } }), 30_000);
     try {
       const registry = await InstanceRegistry.open(nc);
       await registry.register({ name: 'web-1', macs: ['02:00:00:00:00:51'], ips: ['10.9.0.51'] });
     } finally {
       await nc.close();
     }
-    const rootPem = readFileSync(paths.root_cert, 'utf8').trim();
     const doc = await eventually(async () => {
       const url = '/nocloud/vendor-data';
       const headers = signFor(Buffer.from(proxySecret, 'hex'), mdBase, url, { ip: '10.9.0.51', mac: '02:00:00:00:00:51' });
-      const res = await fetch(`${mdBase}${url}`, { headers });
-      const text = await res.text();
+      const res = await get(`${mdBase}${url}`, rootPem, 'ctl-1.mammatus', headers);
+      const text = res.body;
       if (res.status !== 200 || !text.includes('mammatus-ca.cfg')) throw new Error(`${res.status}: no CA part yet`);
       return text;
     }, 90_000);

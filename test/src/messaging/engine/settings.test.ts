@@ -43,3 +43,9 @@ test('SNS endpoint allow and deny lists', () => {
   expect(s.engine.sns.endpointAllow).toEqual(['127.0.0.0/8', '::1', 'hooks.example']);
   expect(s.engine.sns.endpointDeny).toEqual(['198.51.100.0/24']);
 });
+
+test('http_listen: a second, plain listener only when configured', () => {
+  expect(parseMessagingSettings({ credentials: creds }).engine.httpListen).toBeUndefined();
+  expect(parseMessagingSettings({ credentials: creds, http_listen: '127.0.0.1:9325' }).engine.httpListen).toBe('127.0.0.1:9325');
+  expect(() => parseMessagingSettings({ credentials: creds, http_listen: 'nope' })).toThrow(/messaging\.http_listen/);
+});
