@@ -5,8 +5,13 @@
  *   certificate) and plain HTTP on `http_listen`: the same engines behind both;
  * - metadata service: `/latest/meta-data/instance-id` of a registered instance (127.0.0.1), wrk the
  *   same way, against two services on one nats-server, one with the node certificate, one plain;
+ * - baseline for the metadata figures: a bare `node:http` server and a bare `node:https` one (same
+ *   certificate, Node's defaults) answering the same bytes as the metadata service, measured
+ *   interleaved with it: what Node's TLS costs by itself on an answer this small;
  * - NATS request latency: sequential request/reply through a nats-server with TLS (client and
  *   responder verify it with the root) and through a plain one, BENCH_TLS_REQUESTS each.
+ * wrk runs on the same 2 cores as the servers, and its own TLS work is CPU the servers then lack:
+ * it is measured too (`/usr/bin/time` around wrk, when present) and reported as client CPU.
  * Targets are measured interleaved (plain, TLS, TLS, plain, …) BENCH_TLS_RUNS times; the medians
  * decide. Goal: TLS costs under 25 % of throughput with keep-alive (TLS req/s ≥ 0.75 × plain).
  * The services run in this process (wrk is its own), the certificates come from src/ca/pki.ts.
@@ -17,7 +22,9 @@
  * BENCH_TLS_REQUESTS (2000) NATS requests per target.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
@@ -44,16 +51,23 @@ interface Wrk {
   non2xx: number;
   /** CPU of this process (the servers: user + system) per request, µs: steadier than req/s on a shared machine. */
   cpuUs: number;
+  /** CPU of wrk itself (user + system) per request, µs; NaN without /usr/bin/time. */
+  clientUs: number;
 }
+
+const TIME = '/usr/bin/time';
 
 const toMs = (v: string, unit: string) => Number(v) * ({ us: 0.001, ms: 1, s: 1000 }[unit] ?? NaN);
 
 /** Runs wrk (1 thread, keep-alive) against `url`, with `script` when given; parses its report. */
-function wrk(url: string, script?: string): Promise<Wrk> {
+function wrk(url: string, script?: string, seconds = SECONDS): Promise<Wrk> {
   const cpu0 = process.cpuUsage();
   return new Promise((resolve, reject) => {
-    const args = ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', ...(script ? ['-s', script] : []), url];
-    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...(script ? ['-s', script] : []), url];
+    const timed = existsSync(TIME);
+    const child = timed
+      ? spawn(TIME, ['-f', 'wrk-cpu %U %S', 'wrk', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     child.stderr.on('data', (b: Buffer) => (out += b.toString()));
@@ -68,21 +82,27 @@ function wrk(url: string, script?: string): Promise<Wrk> {
       const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
       const cpu = process.cpuUsage(cpu0);
       const requests = Number(/^\s*(\d+) requests in/m.exec(out)?.[1] ?? NaN);
-      resolve({ rps: Number(rps[1]), p50: lat('50'), p99: lat('99'), non2xx, cpuUs: (cpu.user + cpu.system) / requests });
+      const client = /^wrk-cpu ([\d.]+) ([\d.]+)$/m.exec(out);
+      const clientUs = client ? ((Number(client[1]) + Number(client[2])) * 1e6) / requests : NaN;
+      resolve({ rps: Number(rps[1]), p50: lat('50'), p99: lat('99'), non2xx, cpuUs: (cpu.user + cpu.system) / requests, clientUs });
     });
   });
 }
 
-/** Measures each target RUNS times, interleaved (a b b a a b …); returns the medians. */
-async function interleaved(targets: Record<'plain' | 'tls', () => Promise<Wrk>>): Promise<Record<'plain' | 'tls', Wrk>> {
-  const all: Record<'plain' | 'tls', Wrk[]> = { plain: [], tls: [] };
+/**
+ * Measures each target RUNS times, interleaved (a b c c b a a b c …), after one second of warm-up
+ * each (not counted: a cold JIT would cost whichever target came first); returns the medians.
+ */
+async function interleaved<K extends string>(targets: Record<K, (seconds?: number) => Promise<Wrk>>): Promise<Record<K, Wrk>> {
+  const keys = Object.keys(targets) as K[];
+  for (const k of keys) await targets[k](1);
+  const all = Object.fromEntries(keys.map((k) => [k, [] as Wrk[]])) as Record<K, Wrk[]>;
   for (let i = 0; i < RUNS; i++) {
-    const order: ('plain' | 'tls')[] = i % 2 === 0 ? ['plain', 'tls'] : ['tls', 'plain'];
-    for (const k of order) {
+    for (const k of i % 2 === 0 ? keys : [...keys].reverse()) {
       const r = await targets[k]();
       all[k].push(r);
       console.log(
-        `  ${k.padEnd(5)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(3)}  p99 ${r.p99.toFixed(3)} ms  server CPU ${r.cpuUs.toFixed(1)} µs/req${r.non2xx ? `  NON-2XX ${r.non2xx}` : ''}`,
+        `  ${k.padEnd(10)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(3)}  p99 ${r.p99.toFixed(3)} ms  server CPU ${r.cpuUs.toFixed(1)} µs/req  wrk CPU ${r.clientUs.toFixed(1)} µs/req${r.non2xx ? `  NON-2XX ${r.non2xx}` : ''}`,
       );
     }
   }
@@ -92,8 +112,9 @@ async function interleaved(targets: Record<'plain' | 'tls', () => Promise<Wrk>>)
     p99: median(xs.map((x) => x.p99)),
     non2xx: xs.reduce((a, x) => a + x.non2xx, 0),
     cpuUs: median(xs.map((x) => x.cpuUs)),
+    clientUs: median(xs.map((x) => x.clientUs)),
   });
-  return { plain: med(all.plain), tls: med(all.tls) };
+  return Object.fromEntries(keys.map((k) => [k, med(all[k])])) as Record<K, Wrk>;
 }
 
 /** Sequential request/reply latencies (ms) through `server`, `ca` the root when it has TLS. */
@@ -166,7 +187,7 @@ async function main(): Promise<number> {
       ].join('\n'),
     );
     console.log(`\n== SQS SendMessage (256 B), wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, keep-alive: ${sqs.httpUrl} vs ${sqs.url} ==`);
-    const sqsR = await interleaved({ plain: () => wrk(`${sqs.httpUrl}/`, script), tls: () => wrk(`${sqs.url}/`, script) });
+    const sqsR = await interleaved({ plain: (t) => wrk(`${sqs.httpUrl}/`, script, t), tls: (t) => wrk(`${sqs.url}/`, script, t) });
 
     // Metadata: one registered instance at 127.0.0.1; two services, TLS and plain.
     const nc = await connectNats(nats.url, { name: 'bench', credentials: creds });
@@ -201,8 +222,20 @@ async function main(): Promise<number> {
         await new Promise((res) => setTimeout(res, 100));
       }
     }
-    console.log(`\n== metadata ${mdPath}, wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, keep-alive: ${mdPlain.url} vs ${mdTls.url} ==`);
-    const mdR = await interleaved({ plain: () => wrk(mdPlain.url + mdPath), tls: () => wrk(mdTls.url + mdPath) });
+    // The baseline: bare node:http and node:https answering the same bytes (same headers, same body).
+    const bare = await startBare(record.id, cert);
+    cleanup.add(() => bare.stop());
+    console.log(
+      `\n== metadata ${mdPath}, wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, keep-alive: ${mdPlain.url} vs ${mdTls.url}; bare node ${bare.http} vs ${bare.https} ==`,
+    );
+    const both = await interleaved({
+      plain: (t) => wrk(mdPlain.url + mdPath, undefined, t),
+      tls: (t) => wrk(mdTls.url + mdPath, undefined, t),
+      bare_plain: (t) => wrk(bare.http + mdPath, undefined, t),
+      bare_tls: (t) => wrk(bare.https + mdPath, undefined, t),
+    });
+    const mdR = { plain: both.plain, tls: both.tls };
+    const bareR = { plain: both.bare_plain, tls: both.bare_tls };
 
     // NATS request latency.
     console.log(`\n== NATS request/reply latency, ${REQUESTS} sequential 256 B requests (after 200 warm-up) ==`);
@@ -219,10 +252,16 @@ async function main(): Promise<number> {
     console.log('\nratios (TLS / plain, medians)');
     const sqsRatio = sqsR.tls.rps / sqsR.plain.rps;
     const mdRatio = mdR.tls.rps / mdR.plain.rps;
+    const bareRatio = bareR.tls.rps / bareR.plain.rps;
     goals.check('SQS SendMessage req/s over TLS ÷ plain', sqsRatio >= 0.75, sqsRatio, '≥ 0.75 (TLS costs < 25 %)');
     goals.check('metadata req/s over TLS ÷ plain', mdRatio >= 0.75, mdRatio, '≥ 0.75 (TLS costs < 25 %)');
+    console.log(`  bare node:https ÷ node:http req/s (same bytes, the baseline): ${bareRatio.toFixed(3)}`);
     console.log(
-      `  server CPU per request TLS ÷ plain: SQS ${(sqsR.tls.cpuUs / sqsR.plain.cpuUs).toFixed(2)}, metadata ${(mdR.tls.cpuUs / mdR.plain.cpuUs).toFixed(2)}`,
+      `  server CPU per request TLS ÷ plain: SQS ${(sqsR.tls.cpuUs / sqsR.plain.cpuUs).toFixed(2)}, metadata ${(mdR.tls.cpuUs / mdR.plain.cpuUs).toFixed(2)}, bare node ${(bareR.tls.cpuUs / bareR.plain.cpuUs).toFixed(2)}`,
+    );
+    const addedUs = (r: { plain: Wrk; tls: Wrk }, k: 'cpuUs' | 'clientUs') => (r.tls[k] - r.plain[k]).toFixed(1);
+    console.log(
+      `  CPU TLS adds per request, server / wrk: metadata ${addedUs(mdR, 'cpuUs')} / ${addedUs(mdR, 'clientUs')} µs, bare node ${addedUs(bareR, 'cpuUs')} / ${addedUs(bareR, 'clientUs')} µs`,
     );
     console.log(
       `  NATS request p50 TLS ÷ plain: ${(natsTlsLat.median / natsPlain.median).toFixed(2)}, p99: ${(natsTlsLat.p99 / natsPlain.p99).toFixed(2)}`,
@@ -235,6 +274,7 @@ async function main(): Promise<number> {
       connections: CONNECTIONS,
       sqs: { plain: sqsR.plain, tls: sqsR.tls, ratio: round(sqsRatio), cpu_ratio: round(sqsR.tls.cpuUs / sqsR.plain.cpuUs) },
       metadata: { plain: mdR.plain, tls: mdR.tls, ratio: round(mdRatio), cpu_ratio: round(mdR.tls.cpuUs / mdR.plain.cpuUs) },
+      bare_node: { plain: bareR.plain, tls: bareR.tls, ratio: round(bareRatio), cpu_ratio: round(bareR.tls.cpuUs / bareR.plain.cpuUs) },
       nats_request_ms: { plain: natsPlain, tls: natsTlsLat },
       goals: goals.results,
     });
@@ -244,10 +284,33 @@ async function main(): Promise<number> {
   }
 }
 
+/**
+ * A bare node:http server and a bare node:https one (Node's default TLS settings) that answer every
+ * request with `id` and the metadata service's headers: the floor Node itself sets.
+ */
+async function startBare(id: string, cert: { cert: string; key: string }): Promise<{ http: string; https: string; stop(): Promise<void> }> {
+  const body = Buffer.from(id);
+  const handler = (_req: http.IncomingMessage, res: http.ServerResponse) => {
+    res.writeHead(200, ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length)]);
+    res.end(body);
+  };
+  const servers = [http.createServer(handler), https.createServer(cert, handler)];
+  const urls: string[] = [];
+  for (const [i, s] of servers.entries()) {
+    await new Promise<void>((res) => s.listen(0, '127.0.0.1', res));
+    urls.push(`${i ? 'https' : 'http'}://127.0.0.1:${(s.address() as { port: number }).port}`);
+  }
+  const stop = async () => {
+    for (const s of servers) {
+      s.closeAllConnections();
+      await new Promise((res) => s.close(res));
+    }
+  };
+  return { http: urls[0], https: urls[1], stop };
+}
+
 /** One GET (HTTPS trusting `ca`, or plain), the body as text. */
 async function wrkOnce(url: string, ca: string): Promise<string> {
-  const https = await import('node:https');
-  const http = await import('node:http');
   return new Promise((resolve, reject) => {
     const get = url.startsWith('https:') ? https.get(url, { ca }) : http.get(url);
     get.on('response', (res) => {
