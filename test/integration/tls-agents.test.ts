@@ -137,6 +137,8 @@ describe.skipIf(Boolean(skip))('NATS over TLS between the agents: turned on by t
   }, 60_000);
 
   it('the node agent gets its certificate through the TLS server, and every connection is TLS', async () => {
+    // Its admission carried the root: ca.crt is there before its first connection, which verifies.
+    expect((await readCredentials(path.join(root, 'node-1.json')))?.ca_root).toBe(rootPem());
     await eventually(() => tlsOf('node-1'), 45_000);
     // The CLI itself (root beside its credentials) talks TLS too.
     const st = await cli('ca', 'status', '--json', '--nats', natsUrl);
