@@ -1,8 +1,9 @@
 /**
- * The decisions of the node certificate keeper (agent/certs.ts), pure: where the files are, when
- * to renew, how long to wait after a failure, which NATS servers to ask.
+ * The decisions of the node certificate keeper (agent/certs.ts), pure: where the files are, which
+ * root to trust, when to renew, how long to wait after a failure, which NATS servers to ask.
  */
 import path from 'node:path';
+import { checkPinnedRoot } from '../core/ca.js';
 import type { Member } from '../core/contracts.js';
 import { aliveWithRole } from '../core/members.js';
 import type { NodeCredentials } from '../core/trust.js';
@@ -63,4 +64,24 @@ export function certServers(
     if (list.length > 0) return list;
   }
   return aliveWithRole(members, 'controller').map((m) => url(m.addr, 4222));
+}
+
+/**
+ * The root this node trusts before it connects to ask for a certificate: the one its credentials
+ * carry (checked against the pin once more); for credentials older than `ca_root`, the `ca.crt` on
+ * disk (`onDisk`, written by an earlier run) when it is the pinned one. Undefined without a pin
+ * (no CA at admission: nothing to verify yet) and for a controller that holds no root (it asks its
+ * own server, and takes the bucket's root only when it matches its pin). @throws for a node with a
+ * pin and no root: it cannot verify its servers, and never connects without verifying.
+ */
+export function trustedRoot(creds: NodeCredentials, onDisk: string | undefined): string | undefined {
+  if (creds.ca_root !== undefined) return checkPinnedRoot(creds.ca_root, creds.ca_fingerprint);
+  if (creds.ca_fingerprint === undefined || creds.roles.includes('controller')) return undefined;
+  try {
+    return checkPinnedRoot(onDisk, creds.ca_fingerprint);
+  } catch {
+    throw new Error(
+      `the credentials pin the CA root ${creds.ca_fingerprint.slice(0, 16)}… but do not carry it, and ca.crt does not hold it: re-admit the node (mammatus node add, or node admit) so that it can verify its servers`,
+    );
+  }
 }

@@ -3,9 +3,10 @@
  * 0600, never sent anywhere), `node.crt` (its certificate then the intermediate) and `ca.crt` (the
  * cluster root), and renews the certificate at two thirds of its lifetime (±10 %).
  *
- * The root comes from the CA bucket but is used only when its SHA-256 matches the fingerprint
- * pinned in the node's credentials at admission; a controller without a pin accepts the bucket's
- * (only controllers can write it). A failure is kept as `last_error` in the status answer and
+ * The root comes with the node's admission (`ca_root`, checked against the pinned fingerprint) and
+ * is written to `ca.crt` before any NATS connection (`installRoot`), so every connection, the first
+ * certificate request included, verifies its server. A controller asks its own server, and without
+ * a root of its own takes the bucket's when it matches its pin (only controllers write it). A failure is kept as `last_error` in the status answer and
  * retried with backoff, so `mammatus status` shows a failing renewal long before the expiry. After
  * new files are written, the listeners (`onChange`) are told: nats-server reloads, HTTPS servers
  * swap their context. Never throws into the agent.
@@ -15,13 +16,15 @@ import { isIP } from 'node:net';
 import { CA_SIGN_SUBJECT, type CaSignAnswer } from '../core/ca.js';
 import type { FileOps, Logger, Member } from '../core/contracts.js';
 import { detach, errorMessage } from '../core/errors.js';
-import { connectNats } from '../core/nats.js';
+import { checkPinnedRoot } from '../core/ca.js';
+import { connectNats, type NatsTls } from '../core/nats.js';
 import type { NodeCredentials } from '../core/trust.js';
 import type { TlsStatus } from './types.js';
-import { certFingerprint, makeNodeCsr, makeNodeKey, splitPemCerts, verifyNodeChain } from '../src/ca/pki.js';
+import { certFingerprint, makeNodeCsr, verifyNodeChain } from '../src/ca/pki.js';
+import { nodeKey, writeCredentialsRoot } from './certs-files.js';
 import { fetchCaPublic } from '../src/ca/store.js';
 import { memberAddresses } from '../src/ca/sign-service.js';
-import { backoffMs, renewAt, tlsPaths } from './certs-plan.js';
+import { backoffMs, renewAt, tlsPaths, trustedRoot } from './certs-plan.js';
 
 /** What the keeper works with (the agent's; tests pass their own). */
 export interface NodeCertDeps {
@@ -34,7 +37,8 @@ export interface NodeCertDeps {
   /** The NATS servers to ask (agent/certs-plan.ts certServers). */
   readonly servers: () => readonly string[];
   readonly log: Logger;
-  readonly connect?: (servers: readonly string[], creds: NodeCredentials) => Promise<NatsConnection>;
+  /** `tls`: verify against this root; undefined: the process's default (core/nats.ts). */
+  readonly connect?: (servers: readonly string[], creds: NodeCredentials, tls: NatsTls | undefined) => Promise<NatsConnection>;
   readonly now?: () => Date;
   readonly random?: () => number;
   readonly requestTimeoutMs?: number;
@@ -56,16 +60,6 @@ interface Current {
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly renewAt: Date;
-}
-
-/**
- * The one certificate of a root PEM, alone (what `ca.crt` holds). A bundle is refused: only its first
- * certificate's fingerprint would be checked against the pin, and every one in it would be trusted.
- */
-function onlyCertificate(pem: string): string {
-  const certs = splitPemCerts(pem);
-  if (certs.length !== 1) throw new Error(`the CA root holds ${certs.length} certificates, not one: refused`);
-  return `${certs[0]}\n`;
 }
 
 /** Keeps this node's certificate current. */
@@ -115,6 +109,23 @@ export class NodeCertificates {
   private pinMoved(): boolean {
     const pin = this.d.credentials()?.ca_fingerprint;
     return Boolean(pin && this.currentRoot && pin !== this.currentRoot);
+  }
+
+  /**
+   * Writes `ca.crt` from the root the credentials carry (agent/certs-files.ts): the agent calls it
+   * before its first NATS connection and after each reload of the credentials. True when the file
+   * changed; never throws (a problem is the status's `last_error`).
+   */
+  async installRoot(): Promise<boolean> {
+    try {
+      const wrote = await writeCredentialsRoot(this.d.files, tlsPaths(this.d.stateDir()).ca, this.d.credentials());
+      if (wrote) this.d.log.info('node certificate: wrote the CA root from the credentials');
+      return wrote;
+    } catch (err) {
+      this.lastError = errorMessage(err);
+      this.d.log.error({ err: this.lastError }, 'node certificate: cannot write the CA root from the credentials');
+      return false;
+    }
   }
 
   /** Calls `listener` after each new certificate is written. */
@@ -198,8 +209,9 @@ export class NodeCertificates {
     try {
       const [key, chain, root] = await Promise.all([this.d.files.read(p.key), this.d.files.read(p.cert), this.d.files.read(p.ca)]);
       if (!key || !chain || !root) return;
-      const rootFp = certFingerprint(onlyCertificate(root));
-      if (creds.ca_fingerprint && rootFp !== creds.ca_fingerprint) return;
+      const rootFp = certFingerprint(root);
+      // One CA certificate, the pinned one (a bundle would trust every certificate in it).
+      checkPinnedRoot(root, creds.ca_fingerprint ?? rootFp);
       this.use(verifyNodeChain(chain, root, key, node, this.now()));
       this.currentRoot = rootFp;
       this.d.log.info({ not_after: this.current!.notAfter, renew_at: this.current!.renewAt }, 'node certificate: using the one on disk');
@@ -213,19 +225,6 @@ export class NodeCertificates {
     this.current = { ...validity, renewAt: renewAt(validity.notBefore, validity.notAfter, random) };
   }
 
-  /** The node's key: the one on disk (made 0600 if it was not), else a new one written first (0600). */
-  private async key(path: string): Promise<string> {
-    const existing = await this.d.files.read(path);
-    if (existing?.includes('PRIVATE KEY')) {
-      // A key restored or copied with a wider mode is readable by others: it is this node's identity.
-      if (((await this.d.files.mode?.(path)) ?? 0o600) !== 0o600) await this.d.files.write(path, existing, 0o600);
-      return existing;
-    }
-    const key = await makeNodeKey();
-    await this.d.files.write(path, key, 0o600);
-    return key;
-  }
-
   /** Fetches and checks the root, asks for a certificate, checks it, writes the files. */
   private async obtain(node: string, creds: NodeCredentials): Promise<void> {
     // The controllers would refuse it with a puzzling reason: say the real one.
@@ -235,10 +234,18 @@ export class NodeCertificates {
       );
     const servers = this.d.servers();
     if (servers.length === 0) throw new NotYet('no controller known to ask for a certificate');
-    const connect = this.d.connect ?? ((s, c) => connectNats(s, { name: 'mammatus-certs', timeoutMs: 5000, credentials: c }));
+    const p = tlsPaths(this.d.stateDir());
+    // The root is known before connecting (never learnt over an unverified connection); a node
+    // with a pin but no root stops here (trustedRoot says: re-admit it).
+    const trusted = trustedRoot(creds, creds.ca_root ? undefined : await this.d.files.read(p.ca));
+    if (trusted) await this.installRoot();
+    const controller = creds.roles.includes('controller');
+    const connect =
+      this.d.connect ??
+      ((s, c, tls) => connectNats(s, { name: 'mammatus-certs', timeoutMs: 5000, credentials: c, ...(tls ? { tls } : {}) }));
     let nc: NatsConnection;
     try {
-      nc = await connect(servers, creds);
+      nc = await connect(servers, creds, trusted && !controller ? { ca: trusted } : undefined);
     } catch (err) {
       // Unreachable NATS is a TLS failure only where TLS is expected: a pinned root, or a CA seen
       // before. A lab that never ran `ca init` is not told about it here (its roles say it).
@@ -249,14 +256,13 @@ export class NodeCertificates {
       const pub = await fetchCaPublic(nc);
       if (!pub) throw new NotYet('the cluster has no CA yet (mammatus ca init)');
       this.sawCa = true;
-      const root = onlyCertificate(pub.root);
-      const fingerprint = certFingerprint(root);
-      const pin = creds.ca_fingerprint ?? (creds.roles.includes('controller') ? pub.fingerprint : undefined);
+      const pin = creds.ca_fingerprint ?? (controller ? pub.fingerprint : undefined);
       if (!pin) throw new Error('no CA fingerprint was pinned at admission: admit this node again (node add / node admit) after ca init');
-      if (fingerprint !== pin)
-        throw new Error(`the CA root ${fingerprint.slice(0, 16)}… is not the one pinned at admission (${pin.slice(0, 16)}…)`);
-      const p = tlsPaths(this.d.stateDir());
-      const key = await this.key(p.key);
+      const root = trusted ?? checkPinnedRoot(pub.root, pin);
+      const fingerprint = certFingerprint(root);
+      if (pub.fingerprint !== pin)
+        throw new Error(`the CA root ${pub.fingerprint.slice(0, 16)}… is not the one pinned at admission (${pin.slice(0, 16)}…)`);
+      const key = await nodeKey(this.d.files, p.key);
       // Its Serf address, unless another member claims it too: the controllers would refuse it then.
       const ips = memberAddresses(this.d.members(), node).filter((addr) => isIP(addr));
       const csr = await makeNodeCsr(node, key, ips);

@@ -28,8 +28,7 @@ import { detach } from '../core/errors.js';
 import { annotateTrust, type NodeCredentials } from '../core/trust.js';
 import { NodeCertificates } from './certs.js';
 import { certServers, tlsPaths } from './certs-plan.js';
-import { connectNats, natsRootChanged, natsRootPem, useNatsRootFile } from '../core/nats.js';
-import { errorMessage } from '../core/errors.js';
+import { natsRootChanged, useNatsRootFile } from '../core/nats.js';
 import { nodeTlsChanged, useNodeTlsFiles } from '../core/node-tls.js';
 
 /** Everything the agent needs from outside; tests pass their own. */
@@ -65,26 +64,6 @@ export interface Agent {
   reload(): Promise<boolean>;
   /** This node's TLS certificate keeper (issue 20): consumers of the files listen with `onChange`. */
   readonly certs: NodeCertificates;
-}
-
-/**
- * The certificate keeper's connection. With the root on disk it is verified like every other. A node
- * without a root yet (its first certificate) whose servers already require TLS cannot verify them:
- * it then connects once without verification, as the keeper only reads the public root there and
- * takes it only when it matches the fingerprint pinned at admission, and a forged server cannot
- * produce a chain to that root (docs/ca.md, "TLS on internal links").
- */
-async function certsConnect(servers: readonly string[], creds: NodeCredentials, log: Logger) {
-  const opts = { name: 'mammatus-certs', timeoutMs: 5000, credentials: creds } as const;
-  if (natsRootPem()) return connectNats(servers, opts);
-  try {
-    return await connectNats(servers, opts);
-  } catch (err) {
-    const pinned = creds.ca_fingerprint !== undefined || creds.roles.includes('controller');
-    if (!pinned) throw err;
-    log.info({ err: errorMessage(err) }, 'node certificate: no root yet; fetching it over TLS checked against the pinned fingerprint');
-    return connectNats(servers, { ...opts, tls: 'bootstrap' });
-  }
 }
 
 /** Builds an agent; nothing runs until `start()`. */
@@ -155,7 +134,6 @@ export function createAgent(deps: AgentDeps): Agent {
     members: trustedMembers,
     servers: () => certServers(loaded.config.roles, credentials, trustedMembers()),
     log: log.child({ component: 'certs' }),
-    connect: (servers, creds) => certsConnect(servers, creds, log),
   });
   // Every NATS client of this process verifies its server against the node's root once it has one
   // (core/nats.ts); after new files, the controller's nats-server takes them up (roles/controller/tls.ts).
@@ -366,6 +344,9 @@ export function createAgent(deps: AgentDeps): Agent {
       session = buildSession(loaded.config);
       startMembersPoll(loaded.config);
       log.info({ rpc_addr: loaded.config.serf.rpc_addr, filter: dispatcher.streamFilter() }, 'connecting to serf');
+      // The root the credentials carry is on disk before any NATS connection (roles start once
+      // Serf answers): every connection of this node verifies its server, the first one too.
+      await certs.installRoot();
       // It waits for the node's name (set once Serf answers) and credentials by itself.
       certs.start();
       await session.start();
@@ -391,6 +372,8 @@ export function createAgent(deps: AgentDeps): Agent {
             log.error({ err }, 'credentials unreadable; keeping the last ones');
           }
           if (session?.connected) await publishTags(await session.adminClient(), trustTag());
+          // Admitted again (a new root, or one the old credentials lacked): services take it up.
+          if (await certs.installRoot()) natsRootChanged();
         }
         await syncSelfRoles();
         setLogLevel(log, next.config.log.level);

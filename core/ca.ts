@@ -1,7 +1,9 @@
 /**
  * The names of the cluster's certificate authority every layer shares (issue 20): its buckets, the
- * subject nodes ask for their certificates on, and the request/answer shapes. Nothing else.
+ * subject nodes ask for their certificates on, the request/answer shapes, and the check of a root
+ * carried by an admission.
  */
+import { X509Certificate, createHash } from 'node:crypto';
 
 /** Public parts (root, intermediate, root fingerprint): readable by every admitted node, written by controllers. */
 export const CA_BUCKET = 'mammatus-ca';
@@ -28,4 +30,39 @@ export type CaSignAnswer =
 /** True for a SHA-256 fingerprint as the CA pins them: 64 lowercase hex digits. */
 export function isCaFingerprint(text: unknown): text is string {
   return typeof text === 'string' && /^[0-9a-f]{64}$/.test(text);
+}
+
+/**
+ * Checks a root carried by an admission (`ca_root` of the credentials, of a host's join grant)
+ * against the fingerprint pinned with it, and returns it alone (one PEM block, newline-ended: what
+ * `ca.crt` holds). @throws naming the problem: not exactly one certificate (a bundle would make
+ * every certificate in it trusted while only the first is pinned), unreadable, not a CA, or
+ * another SHA-256 than the pin.
+ */
+export function checkPinnedRoot(pem: unknown, fingerprint: string | undefined): string {
+  if (typeof pem !== 'string') throw new Error('the CA root is not PEM text');
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length !== 1) throw new Error(`the CA root holds ${blocks.length} certificates, not one`);
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(blocks[0]);
+  } catch {
+    throw new Error('the CA root is not a readable certificate');
+  }
+  if (!cert.ca) throw new Error('the CA root is not a CA certificate');
+  const actual = createHash('sha256').update(cert.raw).digest('hex');
+  if (!isCaFingerprint(fingerprint)) throw new Error('the CA root comes without its fingerprint');
+  if (actual !== fingerprint)
+    throw new Error(`the CA root ${actual.slice(0, 16)}… does not match the pinned fingerprint ${fingerprint.slice(0, 16)}…`);
+  return `${blocks[0]}\n`;
+}
+
+/** The problem {@link checkPinnedRoot} finds with `pem`, or undefined when there is none. */
+export function pinnedRootProblem(pem: unknown, fingerprint: string | undefined): string | undefined {
+  try {
+    checkPinnedRoot(pem, fingerprint);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }

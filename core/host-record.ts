@@ -129,6 +129,8 @@ export interface HostJoinGrant {
   readonly retry_join: readonly string[];
   /** SHA-256 of the cluster CA's root (issue 20), when the cluster has a CA: pinned in the host's credentials. */
   readonly ca_fingerprint?: string;
+  /** The root itself (PEM), with `ca_fingerprint`: the host checks it against the fingerprint and writes its `ca.crt` from it. */
+  readonly ca_root?: string;
 }
 
 /** A step report for {@link HOST_PROGRESS_SUBJECT}. */

@@ -16,12 +16,10 @@ import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transp
 import { inboxPrefix, userKey, type NodeCredentials } from './trust.js';
 
 /**
- * How a connection treats TLS: `{ ca }` verifies the server against that root (PEM); `'bootstrap'`
- * takes any server certificate (TLS without verification: only the node certificate keeper's first
- * connection, which reads nothing but the public root and checks it against the pinned fingerprint,
- * docs/ca.md); `'plain'` never upgrades.
+ * How a connection treats TLS: `{ ca }` verifies the server against that root (PEM); `'plain'` never
+ * upgrades. There is no unverified TLS: a node's admission carries the root (docs/ca.md).
  */
-export type NatsTls = { readonly ca: string } | 'bootstrap' | 'plain';
+export type NatsTls = { readonly ca: string } | 'plain';
 
 /** Options of `connectNats`. */
 export interface ConnectNatsOptions {
@@ -112,7 +110,6 @@ export function natsServerIdentity(host: string, cert: PeerCertificate): Error |
 export function natsTlsOption(tls: NatsTls | undefined): Record<string, unknown> | null | undefined {
   if (tls === 'plain') return null;
   // nats.js hands every key of this object on to node:tls connect.
-  if (tls === 'bootstrap') return { rejectUnauthorized: false };
   const ca = tls?.ca ?? natsRootPem();
   return ca ? { ca, checkServerIdentity: natsServerIdentity } : undefined;
 }

@@ -1,6 +1,5 @@
 /**
- * Node identities: what admission gives a node and how anyone checks it. Pure apart from the two
- * file helpers at the end.
+ * Node identities: what admission gives a node and how anyone checks it. Pure but for the file helpers.
  *
  * A cluster has one *authority*, an ed25519 key pair (an nkeys operator key) created with the first
  * controller. Admitting a node mints its *credentials*: a NATS user nkey of its own (the controllers
@@ -13,6 +12,7 @@
 import { createHmac } from 'node:crypto';
 import { stat, readFile } from 'node:fs/promises';
 import { privateModeProblem } from './files.js';
+import { isCaFingerprint, pinnedRootProblem } from './ca.js';
 import { createOperator, createUser, fromPublic, fromSeed } from '@nats-io/nkeys';
 import type { Member } from './contracts.js';
 import { ROLE_NAMES, type RoleName } from './members.js';
@@ -43,8 +43,7 @@ export const VOLUME_CHANGED_SUBJECT = 'mammatus.volumes.changed';
 
 /**
  * The inbox prefix of a NATS user: its replies come only there, where no other user may listen.
- * 16 characters of its key (80 random bits) rather than all 56: every reply subject carries it, and
- * a shorter subject is less for the server to match on each request of the messaging API.
+ * 16 characters of its key (80 random bits): a shorter subject is less for the server to match.
  */
 export const inboxPrefix = (nkey: string): string => `_INBOX.${nkey.slice(1, 17)}`;
 
@@ -64,12 +63,13 @@ export interface NodeCredentials {
   /** The authority's seed (`SO…`), controllers only. Secret. */
   readonly authority_seed?: string;
   readonly admitted_at: string;
-  /**
-   * SHA-256 (hex lowercase) of the cluster CA's root, pinned at admission when a CA exists
-   * (issue 20): the node accepts the root it fetches only when it matches. Not covered by the
-   * trust tag; it travels with the credentials, over the same private channel.
-   */
+  /** SHA-256 (hex lowercase) of the cluster CA's root, pinned at admission when a CA exists (issue 20). */
   readonly ca_fingerprint?: string;
+  /**
+   * The root itself (one PEM certificate) matching `ca_fingerprint`; the agent writes it to `ca.crt`
+   * before any NATS connection. Neither is covered by the trust tag: both travel with the credentials.
+   */
+  readonly ca_root?: string;
 }
 
 /** An admitted node as the controllers list it (the roster; nothing secret). */
@@ -255,7 +255,9 @@ export function parseCredentials(json: unknown, where: string): NodeCredentials 
   if (!Array.isArray(roles) || !roles.every((r: unknown) => typeof r === 'string' && (ROLE_NAMES as readonly string[]).includes(r)))
     fail('roles');
   if (!c!.seed!.startsWith('SU') || !c!.authority!.startsWith('O')) fail('keys');
-  if (c!.ca_fingerprint !== undefined && !/^[0-9a-f]{64}$/.test(String(c!.ca_fingerprint))) fail('ca_fingerprint');
+  if (c!.ca_fingerprint !== undefined && !isCaFingerprint(c!.ca_fingerprint)) fail('ca_fingerprint');
+  const rootProblem = c!.ca_root === undefined ? undefined : pinnedRootProblem(c!.ca_root, c!.ca_fingerprint);
+  if (rootProblem) fail(`ca_root: ${rootProblem}`);
   let derived: string | undefined;
   try {
     userKey({ seed: c!.seed! });

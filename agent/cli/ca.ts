@@ -12,6 +12,7 @@
  * renews, its last error.
  */
 import { existsSync } from 'node:fs';
+import { checkPinnedRoot } from '../../core/ca.js';
 import { errorMessage } from '../../core/errors.js';
 import { writeFileAtomic } from '../../core/files.js';
 import { readCredentials } from '../../core/trust.js';
@@ -48,12 +49,16 @@ export interface CaInitResult {
   pinned?: string;
 }
 
-/** Pins `fingerprint` in this node's credentials when they are a controller's (the file is rewritten, 0600). */
-async function pinLocally(g: GlobalOptions, fingerprint: string): Promise<string | undefined> {
+/** Pins `fingerprint` and `root` in this node's credentials when they are a controller's (the file is rewritten, 0600). */
+async function pinLocally(g: GlobalOptions, fingerprint: string, root: string): Promise<string | undefined> {
   const file = credentialsPath(g);
   const creds = await readCredentials(file).catch(() => undefined);
   if (!creds?.authority_seed) return undefined;
-  await writeFileAtomic(file, `${JSON.stringify({ ...creds, ca_fingerprint: fingerprint }, null, 2)}\n`, 0o600);
+  await writeFileAtomic(
+    file,
+    `${JSON.stringify({ ...creds, ca_fingerprint: fingerprint, ca_root: checkPinnedRoot(root, fingerprint) }, null, 2)}\n`,
+    0o600,
+  );
   return file;
 }
 
@@ -83,7 +88,7 @@ export async function initCommand(g: GlobalOptions, o: CaInitOptions, io: CliIo)
     // The key file first: if it cannot be written, nothing was stored.
     if (o.rootKeyOut) await writeFileAtomic(o.rootKeyOut, root.keyPem, 0o600);
     const stored = await store.write(root.certPem, intermediate, o.rootKeyOut ? undefined : root.keyPem);
-    const pinned = await pinLocally(g, stored.fingerprint).catch((err: unknown) => {
+    const pinned = await pinLocally(g, stored.fingerprint, stored.root).catch((err: unknown) => {
       io.err(`warning: could not pin the new root in ${credentialsPath(g)}: ${errorMessage(err)}`);
       return undefined;
     });

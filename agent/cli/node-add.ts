@@ -21,7 +21,7 @@ import type { RemoteHost } from '../../core/ssh-remote.js';
 import { VERSION } from '../version.js';
 import { connect, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { fingerprintToPin } from '../../src/ca/store.js';
+import { rootToPin } from '../../src/ca/store.js';
 import { admitInRoster, controllerCredentials, parseRoles, withRoster, type RosterAccess } from './node.js';
 import {
   NODE_PATHS,
@@ -148,7 +148,7 @@ export async function nodeAddCommand(
       let why = '';
       await d.roster(async (r, nc) => {
         const entry = await r.get(st.node);
-        const pin = await fingerprintToPin(own, nc);
+        const pin = await rootToPin(own, nc);
         const taken = nameTaken({
           node: st.node,
           remoteCredentials: remote,

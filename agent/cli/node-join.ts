@@ -157,8 +157,9 @@ export function credentialsFromGrant(grant: unknown, seed: string, nkey: string)
         authority: g.authority,
         tag: g.tag,
         admitted_at: g.admitted_at,
-        // The CA root to pin (issue 20); parseCredentials checks its form.
+        // The CA root to pin and the root itself (issue 20); parseCredentials checks one against the other.
         ...(g.ca_fingerprint !== undefined ? { ca_fingerprint: g.ca_fingerprint } : {}),
+        ...(g.ca_root !== undefined ? { ca_root: g.ca_root } : {}),
       },
       'the join answer',
     );

@@ -161,8 +161,8 @@ export type CredentialsDecision =
 
 /**
  * Keeps the host's credentials when they are for `node` with exactly `roles`, signed by
- * `authority`, the roster lists the node with their user key, and they pin `caFingerprint` (when
- * the cluster has a CA); else mints new ones.
+ * `authority`, the roster lists the node with their user key, and they carry `caPin`'s root and
+ * fingerprint (when the cluster has a CA); else mints new ones.
  */
 export function decideCredentials(
   remoteText: string | undefined,
@@ -170,7 +170,7 @@ export function decideCredentials(
   authority: string,
   node: string,
   roles: readonly RoleName[],
-  caFingerprint?: string,
+  caPin?: { readonly ca_fingerprint: string; readonly ca_root: string },
 ): CredentialsDecision {
   if (remoteText === undefined) return { action: 'mint', why: 'the host has none' };
   let creds: NodeCredentials;
@@ -186,8 +186,9 @@ export function decideCredentials(
     return { action: 'mint', seed, why: `the roles change from ${creds.roles.join(',') || '-'}` };
   if (roster?.nkey !== userKey(creds))
     return { action: 'mint', seed, why: roster ? 'the roster lists another key' : 'the roster does not list it' };
-  if (caFingerprint && creds.ca_fingerprint !== caFingerprint)
-    return { action: 'mint', seed, why: "the cluster CA's root is to be pinned" };
+  if (caPin && creds.ca_fingerprint !== caPin.ca_fingerprint) return { action: 'mint', seed, why: "the cluster CA's root is to be pinned" };
+  // Credentials from before `ca_root` existed: the node could not verify its first connection.
+  if (caPin && creds.ca_root !== caPin.ca_root) return { action: 'mint', seed, why: "the cluster CA's root is to be carried" };
   return { action: 'keep', creds };
 }
 

@@ -23,7 +23,7 @@ import {
 } from '../../core/trust.js';
 import { errorMessage } from '../../core/errors.js';
 import { Roster } from '../../src/trust/roster.js';
-import { fingerprintToPin } from '../../src/ca/store.js';
+import { rootToPin, type CaPin } from '../../src/ca/store.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { cliCredentials, credentialsPath } from './credentials.js';
@@ -98,7 +98,7 @@ async function bindRoster(nc: Parameters<typeof Roster.bind>[0]): Promise<Roster
 /**
  * Mints `name`'s credentials with the authority of the controller `own` and enters the node in the
  * roster. `seed` keeps an existing user key (re-admission with other roles); default a new one.
- * `caFingerprint` (the cluster CA's root, when there is one) is pinned in the credentials.
+ * `caPin` (the cluster CA's root and its fingerprint, when there is one) goes into the credentials.
  */
 export async function admitInRoster(
   r: Pick<Roster, 'put'>,
@@ -106,11 +106,11 @@ export async function admitInRoster(
   name: string,
   roles: readonly RoleName[],
   seed?: string,
-  caFingerprint?: string,
+  caPin?: CaPin,
 ): Promise<NodeCredentials> {
   if (!own.authority_seed) throw new Error(`${own.node} is not a controller: only a controller can admit`);
   const minted = mintCredentials(own.authority_seed, name, roles, new Date(), seed);
-  const creds = caFingerprint ? { ...minted, ca_fingerprint: caFingerprint } : minted;
+  const creds = caPin ? { ...minted, ca_fingerprint: caPin.ca_fingerprint, ca_root: caPin.ca_root } : minted;
   await r.put(admittedNode(creds));
   return creds;
 }
@@ -151,7 +151,7 @@ export async function admitCommand(g: GlobalOptions, name: string, o: AdmitOptio
   if (!out) throw new UsageError(`--out FILE is needed to write ${name}'s credentials (or --out - for stdout)`);
   // Re-admitting a node keeps its key only when it is this one (its seed is here).
   const creds = await withRoster(g, o.nats, own, async (r, nc) =>
-    admitInRoster(r, own, name, roles, self ? own.seed : undefined, await fingerprintToPin(own, nc)),
+    admitInRoster(r, own, name, roles, self ? own.seed : undefined, await rootToPin(own, nc)),
   );
   await deliver(creds, out, io);
   if (out !== '-')

@@ -6,12 +6,12 @@
  * - `mammatus-ca-keys`: `intermediate-key` (PKCS#8 PEM) and, unless `ca init --root-key-out` took
  *   the root key off the cluster, `root-key`. Controllers only, like `mammatus-joins`.
  *
- * A node never trusts what it reads here on its own: it compares the root with the fingerprint
- * pinned at its admission (agent/certs.ts).
+ * A node never trusts what it reads here: its admission carries the root, checked against the
+ * fingerprint pinned with it (`rootToPin`, core/trust.ts `ca_root`).
  */
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { CA_BUCKET, CA_KEYS_BUCKET, isCaFingerprint } from '../../core/ca.js';
+import { CA_BUCKET, CA_KEYS_BUCKET, checkPinnedRoot, isCaFingerprint } from '../../core/ca.js';
 import { errorMessage } from '../../core/errors.js';
 import { certFingerprint, type CertAndKey } from './pki.js';
 
@@ -154,19 +154,42 @@ export class CaStore {
   }
 }
 
+/** What an admission pins: the root's fingerprint and the root itself (core/trust.ts `ca_root`). */
+export interface CaPin {
+  readonly ca_fingerprint: string;
+  readonly ca_root: string;
+}
+
 /**
- * The fingerprint a new admission pins: the admitting controller's own pin when it has one (what it
- * trusts, whatever the bucket says now), else the bucket's (controllers alone write it); undefined
- * when the cluster has no CA. @throws when the bucket cannot be read: admitting without a pin then
- * would leave the node without certificates until it is admitted again, so the admission fails
- * (and is tried again) instead.
+ * What a new admission pins: the admitting controller's own pin when it has one (what it trusts,
+ * whatever the bucket says now), with its own root or, from credentials older than `ca_root`, the
+ * bucket's root when that matches the pin; else the bucket's root (controllers alone write it);
+ * undefined when the cluster has no CA. The root is checked against the fingerprint here and again
+ * by the node. @throws when the bucket cannot be read, or holds no root for the controller's pin:
+ * admitting without the root would leave the node without certificates until it is admitted
+ * again, so the admission fails (and is tried again) instead.
  */
-export async function fingerprintToPin(own: { readonly ca_fingerprint?: string }, nc?: NatsConnection): Promise<string | undefined> {
-  if (own.ca_fingerprint) return own.ca_fingerprint;
-  if (!nc) return undefined;
+export async function rootToPin(
+  own: { readonly ca_fingerprint?: string; readonly ca_root?: string },
+  nc?: NatsConnection,
+): Promise<CaPin | undefined> {
+  if (own.ca_fingerprint && own.ca_root)
+    return { ca_fingerprint: own.ca_fingerprint, ca_root: checkPinnedRoot(own.ca_root, own.ca_fingerprint) };
+  if (!nc) {
+    if (own.ca_fingerprint) throw new Error('this controller pins a CA root it does not hold, and there is no NATS to read it from');
+    return undefined;
+  }
+  let pub: CaPublic | undefined;
   try {
-    return await fetchCaFingerprint(nc);
+    pub = await fetchCaPublic(nc);
   } catch (err) {
     throw new Error(`cannot read the CA bucket ${CA_BUCKET} for the root to pin: ${errorMessage(err)}`, { cause: err });
   }
+  if (!pub && !own.ca_fingerprint) return undefined;
+  const fingerprint = own.ca_fingerprint ?? pub!.fingerprint;
+  if (!pub || pub.fingerprint !== fingerprint)
+    throw new Error(
+      `this controller pins the CA root ${fingerprint.slice(0, 16)}… but ${CA_BUCKET} holds ${pub ? `${pub.fingerprint.slice(0, 16)}…` : 'none'}: run ca init on a controller, or admit this controller again`,
+    );
+  return { ca_fingerprint: fingerprint, ca_root: checkPinnedRoot(pub.root, fingerprint) };
 }

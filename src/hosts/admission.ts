@@ -23,6 +23,7 @@ import { normalizeMac, type InstanceRecord } from '../../core/instance-record.js
 import type { Logger } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
 import { checkNodeName, isUserKey, mintForKey, type AdmittedNode } from '../../core/trust.js';
+import type { CaPin } from '../ca/store.js';
 import { isHost } from './hosts.js';
 import { JoinRefused, type JoinAttempt, type JoinUse } from './joins.js';
 import { isBoxPublicKey, seal } from './sealed.js';
@@ -49,8 +50,8 @@ export interface AdmissionDeps {
   readonly gossipKey: () => Promise<string | undefined>;
   /** Serf addresses (`ip:port`) of the alive controllers. */
   readonly retryJoin: () => readonly string[];
-  /** The CA root's fingerprint to pin (issue 20), undefined without a CA; absent: none pinned. */
-  readonly caFingerprint?: () => Promise<string | undefined>;
+  /** The CA root and its fingerprint to pin (issue 20), undefined without a CA; absent: none pinned. */
+  readonly caPin?: () => Promise<CaPin | undefined>;
   readonly now: () => Date;
   readonly log: Logger;
 }
@@ -127,7 +128,7 @@ export async function admitHost(deps: AdmissionDeps, req: HostJoinRequest): Prom
     // Read before the secret is taken: a failure here leaves the secret for the next try.
     const gossipKey = await deps.gossipKey();
     const retryJoin = [...deps.retryJoin()];
-    const caFingerprint = await deps.caFingerprint?.();
+    const caPin = await deps.caPin?.();
     if (retryJoin.length === 0) throw new Error('no alive controller to join (Serf lists none)');
     const now = deps.now();
     let use: JoinUse;
@@ -150,7 +151,7 @@ export async function admitHost(deps: AdmissionDeps, req: HostJoinRequest): Prom
       admitted_at: minted.admitted_at,
       ...(gossipKey ? { gossip_key: gossipKey } : {}),
       retry_join: retryJoin,
-      ...(caFingerprint ? { ca_fingerprint: caFingerprint } : {}),
+      ...(caPin ? { ca_fingerprint: caPin.ca_fingerprint, ca_root: caPin.ca_root } : {}),
     };
     log.info(
       {

@@ -13,7 +13,7 @@ import { aliveWithRole } from '../../core/members.js';
 import { connectNats } from '../../core/nats.js';
 import { detach, errorMessage } from '../../core/errors.js';
 import type { NodeCredentials } from '../../core/trust.js';
-import { fingerprintToPin } from '../ca/store.js';
+import { rootToPin } from '../ca/store.js';
 import { InstanceRegistry } from '../registry/registry.js';
 import { Roster } from '../trust/roster.js';
 import { answerJoin, answerProgress, MAX_HOST_REQUEST_BYTES, type AdmissionDeps } from './admission.js';
@@ -85,7 +85,7 @@ export function serveHosts(
     authoritySeed: () => w.credentials()?.authority_seed,
     gossipKey: w.gossipKey,
     retryJoin: () => controllerSerfAddresses(members(), self),
-    caFingerprint: () => fingerprintToPin(w.credentials() ?? {}, nc),
+    caPin: () => rootToPin(w.credentials() ?? {}, nc),
     now,
     log,
   });

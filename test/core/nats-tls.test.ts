@@ -35,10 +35,9 @@ const cert = (names: string): PeerCertificate =>
   ({ subject: { CN: 'ctl-1.mammatus' }, subjectaltname: names }) as unknown as PeerCertificate;
 
 describe('natsTlsOption', () => {
-  it('plain without a root, verified with one, unverified only for the bootstrap, never for plain', () => {
+  it('plain without a root, verified with one, never unverified', () => {
     expect(natsTlsOption(undefined)).toBeUndefined();
     expect(natsTlsOption('plain')).toBeNull();
-    expect(natsTlsOption('bootstrap')).toEqual({ rejectUnauthorized: false });
     const opt = natsTlsOption({ ca: PEM })!;
     expect(opt.ca).toBe(PEM);
     expect(opt.rejectUnauthorized).toBeUndefined();

@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Member } from '../../core/contracts.js';
 import { actsAs } from '../../core/members.js';
 import { createUser } from '@nats-io/nkeys';
+import { certFingerprint, makeIntermediate, makeNodeKeyAndCsr, makeRoot, signNodeCsr } from '../../src/ca/pki.js';
 import {
   TRUST_TAG,
   annotateTrust,
@@ -129,5 +130,33 @@ describe('the credentials file', () => {
     expect(() => parseCredentials({ ...creds, roles: ['compute', 'root'] }, 'x')).toThrow(/\(roles\)/);
     expect(() => parseCredentials({ ...creds, authority_seed: createAuthority() }, 'x')).toThrow(/authority_seed/);
     expect(() => parseCredentials({ ...creds, seed: 'SUnot-a-seed' }, 'x')).toThrow(/\(keys\)/);
+  });
+
+  it('takes the CA root only as one CA certificate matching the pinned fingerprint (ca_root)', async () => {
+    const root = await makeRoot();
+    const other = await makeRoot({ commonName: 'someone else' });
+    const pin = { ca_fingerprint: certFingerprint(root.certPem), ca_root: root.certPem };
+    expect(parseCredentials({ ...creds, ...pin }, 'x')).toMatchObject(pin);
+    // Credentials from before ca_root still read (the agent then says: re-admit).
+    expect(parseCredentials({ ...creds, ca_fingerprint: pin.ca_fingerprint }, 'x').ca_root).toBeUndefined();
+    expect(() => parseCredentials({ ...creds, ...pin, ca_root: other.certPem }, 'x')).toThrow(
+      /ca_root: the CA root [0-9a-f]{16}… does not match the pinned fingerprint/,
+    );
+    // A bundle whose first certificate is the pinned one: the second would be trusted too.
+    expect(() => parseCredentials({ ...creds, ...pin, ca_root: `${root.certPem}\n${other.certPem}` }, 'x')).toThrow(
+      /ca_root: the CA root holds 2 certificates, not one/,
+    );
+    expect(() => parseCredentials({ ...creds, ca_root: root.certPem }, 'x')).toThrow(/ca_root: the CA root comes without its fingerprint/);
+    expect(() => parseCredentials({ ...creds, ...pin, ca_root: 'not pem' }, 'x')).toThrow(/ca_root: the CA root holds 0 certificates/);
+    expect(() => parseCredentials({ ...creds, ...pin, ca_root: 42 }, 'x')).toThrow(/ca_root: the CA root is not PEM text/);
+    // A certificate that is no CA (a node's leaf) is no root, whatever its fingerprint.
+    const leaf = await signNodeCsr({
+      csrPem: (await makeNodeKeyAndCsr('cn-1')).csrPem,
+      node: 'cn-1',
+      intermediate: await makeIntermediate(root),
+    });
+    expect(() => parseCredentials({ ...creds, ca_fingerprint: certFingerprint(leaf.certPem), ca_root: leaf.certPem }, 'x')).toThrow(
+      /ca_root: the CA root is not a CA certificate/,
+    );
   });
 });

@@ -20,6 +20,7 @@ import { freePort } from '../../scripts/lib/ports.js';
 import { startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
 import { eventually } from '../../scripts/lib/wait.js';
 import { skipReason } from './harness.js';
+import { certFingerprint } from '../../src/ca/pki.js';
 
 const exec = promisify(execFile);
 const skip = skipReason() ?? (natsServerAvailable() ? undefined : 'nats-server is missing');
@@ -115,6 +116,10 @@ describe.skipIf(Boolean(skip))('node certificates: issued by the controllers, re
   it('admission pinned the root, and the controller pinned it too', async () => {
     expect(node.ca_fingerprint).toBe(fingerprint);
     expect((await readCredentials(ctlCreds))?.ca_fingerprint).toBe(fingerprint);
+    // Both carry the root itself (checked against the pin when read): the node never has to learn
+    // it over a connection it cannot verify yet.
+    expect(certFingerprint(node.ca_root!)).toBe(fingerprint);
+    expect((await readCredentials(ctlCreds))?.ca_root).toBe(node.ca_root);
   });
 
   it('the node gets its certificate, renews it twice, and its files check out', async () => {

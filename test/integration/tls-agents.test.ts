@@ -82,6 +82,10 @@ describe.skipIf(Boolean(skip))('NATS over TLS between the agents: turned on by t
       // The agent's own files (its state_dir is not the default /var/lib/mammatus here).
       `    tls: { cert: ${q(path.join(ctlTls, 'node.crt'))}, key: ${q(path.join(ctlTls, 'node.key'))}, ca: ${q(path.join(ctlTls, 'ca.crt'))} }`,
       '    firewall: { enabled: false }',
+      // Not the ACME backend: its default data directory (/var/lib/mammatus/ca/data) is shared with
+      // whatever else runs caddy on this machine, whose bbolt lock would make it (and the role) fail.
+      // Node certificates come from the agents' signing service, which runs without it.
+      '    ca: { enabled: false }',
       `metadata: { listen: "127.0.0.1:${md}", proxy_secret: "${'cd'.repeat(32)}" }`,
     ].join('\n');
     agents.push(
@@ -137,6 +141,8 @@ describe.skipIf(Boolean(skip))('NATS over TLS between the agents: turned on by t
   }, 60_000);
 
   it('the node agent gets its certificate through the TLS server, and every connection is TLS', async () => {
+    // Its admission carried the root: ca.crt is there before its first connection, which verifies.
+    expect((await readCredentials(path.join(root, 'node-1.json')))?.ca_root).toBe(rootPem());
     await eventually(() => tlsOf('node-1'), 45_000);
     // The CLI itself (root beside its credentials) talks TLS too.
     const st = await cli('ca', 'status', '--json', '--nats', natsUrl);

@@ -34,6 +34,7 @@ import {
 import { hostAddresses, hostNodeName, nameTaken, type NameCheck } from '../../../agent/cli/node-names.js';
 import type { Member } from '../../../core/contracts.js';
 import { fixedCredentials } from '../../helpers/trust.js';
+import { certFingerprint, makeRoot } from '../../../src/ca/pki.js';
 
 const GOLDEN = join(import.meta.dirname, '__golden__', 'node-plan');
 const GOSSIP = 'kZyLZ9tVMWxNqRb4oPq5aA==';
@@ -105,7 +106,7 @@ describe('node add plan', () => {
     expect(chooseRpcAuth('{broken', 'fresh-secret-aaaaaaaaaaaa')).toBe('fresh-secret-aaaaaaaaaaaa');
   });
 
-  it('keeps credentials of the same node, roles and authority that the roster lists; mints otherwise', () => {
+  it('keeps credentials of the same node, roles and authority that the roster lists; mints otherwise', async () => {
     const creds = fixedCredentials('store-1', ['storage'], 2);
     const text = JSON.stringify(creds);
     const entry = admittedNode(creds);
@@ -131,15 +132,23 @@ describe('node add plan', () => {
       why: /another key/,
     });
     expect(decideCredentials(text, entry, creds.authority, 'store-2', ['storage'])).toMatchObject({ action: 'mint', why: /for store-1/ });
-    // The cluster got a CA: the credentials are minted again (same key) to pin its root.
-    const fp = 'cd'.repeat(32);
-    expect(decideCredentials(text, entry, creds.authority, 'store-1', ['storage'], fp)).toEqual({
+    // The cluster got a CA: the credentials are minted again (same key) to pin its root, and to
+    // carry the root itself when they pin it only (credentials older than ca_root).
+    const rootPem = (await makeRoot()).certPem;
+    const pin = { ca_fingerprint: certFingerprint(rootPem), ca_root: `${rootPem.trim()}\n` };
+    expect(decideCredentials(text, entry, creds.authority, 'store-1', ['storage'], pin)).toEqual({
       action: 'mint',
       seed: creds.seed,
       why: "the cluster CA's root is to be pinned",
     });
-    const pinned = JSON.stringify({ ...creds, ca_fingerprint: fp });
-    expect(decideCredentials(pinned, entry, creds.authority, 'store-1', ['storage'], fp)).toMatchObject({ action: 'keep' });
+    const pinnedOnly = JSON.stringify({ ...creds, ca_fingerprint: pin.ca_fingerprint });
+    expect(decideCredentials(pinnedOnly, entry, creds.authority, 'store-1', ['storage'], pin)).toEqual({
+      action: 'mint',
+      seed: creds.seed,
+      why: "the cluster CA's root is to be carried",
+    });
+    const pinned = JSON.stringify({ ...creds, ...pin });
+    expect(decideCredentials(pinned, entry, creds.authority, 'store-1', ['storage'], pin)).toMatchObject({ action: 'keep' });
     // Another cluster's credentials: a new key too.
     const foreign = mintCredentials(createAuthority(), 'store-1', ['storage'], new Date());
     const d = decideCredentials(JSON.stringify(foreign), entry, creds.authority, 'store-1', ['storage']);

@@ -16,6 +16,7 @@ import { credentialsFromGrant } from '../../../agent/cli/node-join.js';
 import { newBoxKeyPair, openSealed } from '../../../src/hosts/sealed.js';
 import { JoinRefused } from '../../../src/hosts/joins.js';
 import type { Member } from '../../../core/contracts.js';
+import { certFingerprint, makeRoot } from '../../../src/ca/pki.js';
 
 const SECRET = 'A'.repeat(43);
 const SEED = createAuthority();
@@ -66,23 +67,33 @@ describe('admission', () => {
     expect(roster.get('metal-1')?.roles).toEqual(['compute']);
   });
 
-  it("pins the CA root's fingerprint in the grant when the cluster has a CA, and the host takes it into its credentials", async () => {
-    const fp = 'ab'.repeat(32);
+  it('carries the CA root and its fingerprint in the grant when the cluster has a CA, and the host takes both into its credentials', async () => {
+    const root = (await makeRoot()).certPem;
+    const other = (await makeRoot()).certPem;
+    const pin = { ca_fingerprint: certFingerprint(root), ca_root: `${root.trim()}\n` };
     const r = request();
-    const a = await answerJoin(deps({ caFingerprint: () => Promise.resolve(fp) }).d, r.data);
+    const a = await answerJoin(deps({ caPin: () => Promise.resolve(pin) }).d, r.data);
     const grant = openSealed(r.box, a.sealed!) as HostJoinGrant;
-    expect(grant.ca_fingerprint).toBe(fp);
+    expect(grant).toMatchObject(pin);
     const nkey = createUser();
     const r2 = request(newBoxKeyPair(), nkey.getPublicKey());
-    const g2 = openSealed(r2.box, (await answerJoin(deps({ caFingerprint: () => Promise.resolve(fp) }).d, r2.data)).sealed!);
+    const g2 = openSealed(r2.box, (await answerJoin(deps({ caPin: () => Promise.resolve(pin) }).d, r2.data)).sealed!);
     const seed = Buffer.from(nkey.getSeed()).toString('ascii');
-    expect(credentialsFromGrant(g2, seed, nkey.getPublicKey()).creds.ca_fingerprint).toBe(fp);
+    expect(credentialsFromGrant(g2, seed, nkey.getPublicKey()).creds).toMatchObject(pin);
     // A malformed fingerprint makes the grant unusable rather than pinning garbage.
     expect(() => credentialsFromGrant({ ...(g2 as object), ca_fingerprint: 'nope' }, seed, nkey.getPublicKey())).toThrow(/ca_fingerprint/);
+    // A root that is not the pinned one, or comes with a second certificate, is refused too.
+    expect(() => credentialsFromGrant({ ...(g2 as object), ca_root: other }, seed, nkey.getPublicKey())).toThrow(
+      /ca_root: .*does not match the pinned fingerprint/,
+    );
+    expect(() => credentialsFromGrant({ ...(g2 as object), ca_root: `${root}${other}` }, seed, nkey.getPublicKey())).toThrow(
+      /ca_root: the CA root holds 2 certificates/,
+    );
     // Without a CA: no pin.
     const r3 = request();
-    const g3 = openSealed(r3.box, (await answerJoin(deps({ caFingerprint: () => Promise.resolve(undefined) }).d, r3.data)).sealed!);
+    const g3 = openSealed(r3.box, (await answerJoin(deps({ caPin: () => Promise.resolve(undefined) }).d, r3.data)).sealed!);
     expect((g3 as HostJoinGrant).ca_fingerprint).toBeUndefined();
+    expect((g3 as HostJoinGrant).ca_root).toBeUndefined();
   });
 
   it('leaves the secret when something fails before it is taken', async () => {
