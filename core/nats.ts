@@ -96,16 +96,36 @@ export function natsCaField(): { nats_ca?: string } {
   return pem ? { nats_ca: pem } : {};
 }
 
+/** What node:tls calls a `checkServerIdentity` on: the connect options, with the socket underneath. */
+interface TlsCheckContext {
+  readonly servername?: string;
+  readonly host?: string;
+  readonly socket?: { readonly remoteAddress?: string };
+}
+
+/** Whether `address` (a socket's peer) is this machine's loopback: 127.0.0.0/8 or ::1. */
+export function isLoopbackAddress(address: string): boolean {
+  const bare = address.replace(/^\[(.*)\]$/, '$1').replace(/^::ffff:(?=\d+\.)/i, '');
+  return (isIP(bare) === 4 && bare.startsWith('127.')) || (isIP(bare) === 6 && bare.replace(/^(0{0,4}:)*:?/, '') === '1');
+}
+
 /**
  * The name check of a verified connection. The chain is always checked against the root (only
- * admitted nodes hold a certificate from it); the name too, except for a server on loopback: a
- * node's own server is reached as 127.0.0.1, which its certificate does not name, and whoever
- * listens on this node's loopback is on this node already.
+ * admitted nodes hold a certificate from it); the name too, except when the connection's peer is
+ * loopback: a node's own server is reached as 127.0.0.1, which its certificate does not name, and
+ * whoever listens on this node's loopback is on this node already.
+ *
+ * The exception is decided by the socket's real peer address, never by `host`: node:tls passes
+ * `'localhost'` as `host` when the server was dialled by IP without a servername, which is how
+ * nats.js upgrades every `nats://<ip>:4222` connection. The name checked is the servername when there
+ * is one, else the peer's address. Called without node:tls's context (no socket), nothing is spared.
  */
-export function natsServerIdentity(host: string, cert: PeerCertificate): Error | undefined {
-  const bare = host.replace(/^\[(.*)\]$/, '$1');
-  if (bare === 'localhost' || (isIP(bare) === 4 && bare.startsWith('127.')) || bare === '::1') return undefined;
-  return checkServerIdentity(bare, cert);
+export function natsServerIdentity(this: TlsCheckContext | void, host: string, cert: PeerCertificate): Error | undefined {
+  const ctx = this ?? undefined;
+  const peer = ctx?.socket?.remoteAddress;
+  if (peer !== undefined && isLoopbackAddress(peer)) return undefined;
+  const name = ctx?.servername || ctx?.host || peer || host;
+  return checkServerIdentity(name.replace(/^\[(.*)\]$/, '$1'), cert);
 }
 
 /** The nats.js `tls` option for `tls` (default: the process's root). */
