@@ -45,6 +45,8 @@ export interface ConnectNatsOptions {
 
 /** Where the process's root is: a file read at each connect, or the PEM itself. */
 let rootSource: { readonly file: string } | { readonly pem: string } | undefined;
+/** The last root read from the file: kept when a later read fails, as losing it would mean plain NATS. */
+let lastFileRoot: string | undefined;
 
 /** Who wants to hear that the root may have changed (service children's parents). */
 const rootListeners = new Set<() => void>();
@@ -71,6 +73,7 @@ export function forwardNatsRoot(send: (message: Record<string, unknown>) => void
 /** Uses the root in `file` (`<state_dir>/tls/ca.crt`) for every later connection; absent file = plain. */
 export function useNatsRootFile(file: string | undefined): void {
   rootSource = file ? { file } : undefined;
+  lastFileRoot = undefined;
 }
 
 /** Uses `pem` as the root for every later connection (undefined: plain). */
@@ -78,16 +81,29 @@ export function useNatsRoot(pem: string | undefined): void {
   rootSource = pem ? { pem } : undefined;
 }
 
-/** The process's root as PEM, when it has one (read now: it may have appeared since the last call). */
+/**
+ * The process's root as PEM, when it has one (read now: it may have appeared since the last call).
+ * Once read, a root is never dropped: a read that fails later (a transient error, a half-written
+ * replacement) returns the last good one, since no root means plain connections and plain HTTP.
+ */
 export function natsRootPem(): string | undefined {
   if (!rootSource) return undefined;
   if ('pem' in rootSource) return rootSource.pem;
   try {
     const text = readFileSync(rootSource.file, 'utf8');
-    return text.includes('BEGIN CERTIFICATE') ? text : undefined;
+    if (text.includes('BEGIN CERTIFICATE')) lastFileRoot = text;
   } catch {
-    return undefined;
+    // Keep the last good root (undefined before the first).
   }
+  return lastFileRoot;
+}
+
+/**
+ * Takes the root from a service child's `nats_ca` message: a new root replaces the old, but a
+ * message without one (the agent could not read its file just then) never turns TLS off.
+ */
+export function takeNatsRootMessage(value: unknown): void {
+  if (typeof value === 'string' && value.includes('BEGIN CERTIFICATE')) useNatsRoot(value);
 }
 
 /** The field a service child's init message carries the root in (`nats_ca`; absent: plain). */

@@ -17,6 +17,7 @@ import {
   natsRootPem,
   natsServerIdentity,
   natsTlsOption,
+  takeNatsRootMessage,
   useNatsRoot,
   useNatsRootFile,
 } from '../../core/nats.js';
@@ -117,6 +118,30 @@ describe('natsTlsOption', () => {
     } finally {
       server.close();
     }
+  });
+
+  it('never drops a root once read: an unreadable or broken file later keeps the last good one', () => {
+    const file = path.join(dir, 'kept.crt');
+    writeFileSync(file, PEM);
+    useNatsRootFile(file);
+    expect(natsRootPem()).toBe(PEM);
+    rmSync(file);
+    expect(natsRootPem()).toBe(PEM);
+    writeFileSync(file, '');
+    expect(natsTlsOption(undefined)?.ca).toBe(PEM);
+    const next = PEM.replace('MIIB', 'MIIC');
+    writeFileSync(file, next);
+    expect(natsRootPem()).toBe(next);
+    useNatsRootFile(path.join(dir, 'absent.crt'));
+    expect(natsRootPem()).toBeUndefined();
+  });
+
+  it("a child's nats_ca message without a root keeps the one it holds", () => {
+    takeNatsRootMessage(PEM);
+    expect(natsRootPem()).toBe(PEM);
+    takeNatsRootMessage(undefined);
+    takeNatsRootMessage('garbage');
+    expect(natsRootPem()).toBe(PEM);
   });
 
   it('forwards the root to a child each time it may have changed, until stopped', () => {
