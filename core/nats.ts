@@ -153,12 +153,32 @@ export function natsTlsOption(tls: NatsTls | undefined): Record<string, unknown>
   return ca ? { ca, checkServerIdentity: natsServerIdentity } : undefined;
 }
 
+/** Pause between first attempts of a persistent connection begun before the process held a root. */
+const FIRST_RETRY_MS = 500;
+
 /** Connects to one or more NATS servers (`nats://host:port`, comma-separated or a list). */
 export async function connectNats(servers: string | readonly string[], opts: ConnectNatsOptions): Promise<NatsConnection> {
   const list = (typeof servers === 'string' ? servers.split(',') : [...servers]).map((s) => s.trim()).filter(Boolean);
+  if (opts.persistent && opts.tls === undefined && natsRootPem() === undefined) {
+    // nats.js waits for a first connection with one options object, fixed at the call: a root that
+    // arrives meanwhile (the node's first certificate, a child's nats_ca message) would never be used
+    // and a TLS-only server would refuse every attempt. Each first attempt is built afresh instead.
+    for (;;) {
+      try {
+        return await dial(list, opts, false);
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, FIRST_RETRY_MS));
+      }
+    }
+  }
+  return dial(list, opts, true);
+}
+
+/** One `connect` with the TLS option as it is now; `waitFirst`: a persistent one waits for its first connection. */
+async function dial(list: readonly string[], opts: ConnectNatsOptions, waitFirst: boolean): Promise<NatsConnection> {
   const tls = natsTlsOption(opts.tls);
   const nc = await connect({
-    servers: list,
+    servers: [...list],
     name: opts.name,
     timeout: opts.timeoutMs ?? 5000,
     // nats.js builds an Error with a stack for every request by default, to give failures the
@@ -174,7 +194,7 @@ export async function connectNats(servers: string | readonly string[], opts: Con
     // A service keeps trying through authorization errors too: a node admitted (or re-admitted)
     // after it started gets in at the next attempt, once the controllers list its key.
     ...(opts.persistent
-      ? { waitOnFirstConnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 500, ignoreAuthErrorAbort: true }
+      ? { waitOnFirstConnect: waitFirst, maxReconnectAttempts: -1, reconnectTimeWait: 500, ignoreAuthErrorAbort: true }
       : { maxReconnectAttempts: 0 }),
   });
   if (opts.persistent && opts.tls === undefined) followRoot(nc);

@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectNats } from '../../core/nats.js';
+import { connectNats, useNatsRoot } from '../../core/nats.js';
 import { TestTrust, natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
 import { freePort } from '../../scripts/lib/ports.js';
 import { makeTestCa, natsServedSerial, writeNodeCert, type TestCa } from '../../scripts/lib/tls-test-pki.js';
@@ -75,6 +75,22 @@ describe.skipIf(Boolean(skip))('NATS over TLS: routes verified against the root,
     const answer = await eventually(async () => (await a.request('tls.echo', 'hi', { timeout: 500 })).string(), 20_000);
     expect(answer).toBe('echo hi');
   }, 30_000);
+
+  it('connects a persistent client begun before the process held the root, once it holds it', async () => {
+    // Without a root a client cannot verify the TLS-only server (nats.js falls back to the system's CAs).
+    useNatsRoot(undefined);
+    try {
+      const pending = connectNats(s1.url, { name: 'late-root', credentials: trust.admin, persistent: true });
+      await sleep(1500);
+      useNatsRoot(caA.root.certPem);
+      const nc = await Promise.race([pending, sleep(10_000).then(() => undefined)]);
+      expect(nc, 'still not connected 10 s after the root arrived').toBeDefined();
+      conns.push(nc!);
+      await nc!.flush();
+    } finally {
+      useNatsRoot(undefined);
+    }
+  }, 20_000);
 
   it('refuses the route of a controller whose certificate comes from another root, in both directions', async () => {
     const c = await client(s3, withRoot(caB));
