@@ -144,13 +144,18 @@ export function natsServerIdentity(this: TlsCheckContext | void, host: string, c
   return checkServerIdentity(name.replace(/^\[(.*)\]$/, '$1'), cert);
 }
 
-/** The nats.js `tls` option for `tls` (default: the process's root). */
-export function natsTlsOption(tls: NatsTls | undefined): Record<string, unknown> | null | undefined {
+/**
+ * The nats.js `tls` option for `tls` (default: the process's root). Without a root it is `null`
+ * (plain): nats.js would otherwise upgrade whenever the server offers TLS (`allow_plain`) and fail
+ * to verify it with the system's CAs, locking out exactly the rootless nodes `allow_plain` is for.
+ * A server that requires TLS still refuses such a client.
+ */
+export function natsTlsOption(tls: NatsTls | undefined): Record<string, unknown> | null {
   if (tls === 'plain') return null;
   // nats.js hands every key of this object on to node:tls connect.
   if (tls === 'bootstrap') return { rejectUnauthorized: false };
   const ca = tls?.ca ?? natsRootPem();
-  return ca ? { ca, checkServerIdentity: natsServerIdentity } : undefined;
+  return ca ? { ca, checkServerIdentity: natsServerIdentity } : null;
 }
 
 /** Pause between first attempts of a persistent connection begun before the process held a root. */
@@ -184,7 +189,7 @@ async function dial(list: readonly string[], opts: ConnectNatsOptions, waitFirst
     // nats.js builds an Error with a stack for every request by default, to give failures the
     // caller's async stack: a quarter of the messaging API's CPU per message (docs/benchmarks.md §6).
     noAsyncTraces: true,
-    ...(tls !== undefined ? { tls } : {}),
+    tls,
     ...(opts.credentials
       ? {
           authenticator: nkeyAuthenticator(new TextEncoder().encode(opts.credentials.seed)),
@@ -196,9 +201,21 @@ async function dial(list: readonly string[], opts: ConnectNatsOptions, waitFirst
     ...(opts.persistent
       ? { waitOnFirstConnect: waitFirst, maxReconnectAttempts: -1, reconnectTimeWait: 500, ignoreAuthErrorAbort: true }
       : { maxReconnectAttempts: 0 }),
+  }).catch((err: unknown) => {
+    throw tls === null && opts.tls !== 'plain' ? explainRootless(err) : err;
   });
   if (opts.persistent && opts.tls === undefined) followRoot(nc);
   return nc;
+}
+
+/** nats.js's error for a TLS-only server met without a root (`tls: null`), said plainly. */
+function explainRootless(err: unknown): unknown {
+  const message = err instanceof Error ? err.message : String(err);
+  // nats.js fails on the null option while upgrading (its wording varies: certFile, null to object).
+  if (!/certFile|null to object/.test(message)) return err;
+  return new Error('the NATS server requires TLS and this node holds no cluster root to verify it (<state_dir>/tls/ca.crt)', {
+    cause: err,
+  });
 }
 
 /**

@@ -39,7 +39,7 @@ const cert = (names: string): PeerCertificate =>
 
 describe('natsTlsOption', () => {
   it('plain without a root, verified with one, unverified only for the bootstrap, never for plain', () => {
-    expect(natsTlsOption(undefined)).toBeUndefined();
+    expect(natsTlsOption(undefined)).toBeNull();
     expect(natsTlsOption('plain')).toBeNull();
     expect(natsTlsOption('bootstrap')).toEqual({ rejectUnauthorized: false });
     const opt = natsTlsOption({ ca: PEM })!;
