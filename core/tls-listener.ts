@@ -62,8 +62,16 @@ export async function listenWithNodeTls<A extends Listenable>(opts: NodeTlsListe
     if (closing || tls) return;
     const port = (app.server.address() as { port?: number } | null)?.port;
     const at = port && /:0$/.test(opts.listen) ? opts.listen.replace(/:0$/, `:${port}`) : opts.listen;
+    // Built before the plain app closes: a certificate that cannot be served (a key that does not
+    // match it) throws here and leaves the plain listener answering instead of closed for good.
+    let secure: A;
+    try {
+      secure = opts.build(cert);
+    } catch (err) {
+      opts.log.error({ err }, `${opts.name}: the node certificate cannot be served; staying on HTTP`);
+      return;
+    }
     await app.close();
-    const secure = opts.build(cert);
     try {
       url = await listenOn(secure, at, 'https');
     } catch (err) {

@@ -4,7 +4,7 @@
  * message; it starts the service, answers `ready` (or `error`, then exits 1), applies later messages
  * (membership) and stops on SIGTERM/SIGINT or when the agent goes away (the channel closes).
  */
-import { NATS_CA_MESSAGE, useNatsRoot } from '../../core/nats.js';
+import { NATS_CA_MESSAGE, takeNatsRootMessage, useNatsRoot } from '../../core/nats.js';
 import { NODE_TLS_MESSAGE, isNodeTlsPem, nodeTlsChanged, useNodeTls } from '../../core/node-tls.js';
 import type { ChildInit, ChildReport } from '../../core/child-service.js';
 import type { Logger } from '../../core/contracts.js';
@@ -159,7 +159,7 @@ export async function serviceRunCommand(name: string): Promise<number> {
     }
     if (m?.type === 'members' && Array.isArray(m.controllers)) controllers = m.controllers as string[];
     // Used from the connection's next reconnect on (core/nats.ts followRoot).
-    if (m?.type === NATS_CA_MESSAGE) useNatsRoot(typeof m.nats_ca === 'string' ? m.nats_ca : undefined);
+    if (m?.type === NATS_CA_MESSAGE) takeNatsRootMessage(m.nats_ca);
   });
   // The agent gone (crashed, killed) closes the channel: a child must not outlive it.
   const orphaned = new Promise<string>((resolve) => process.once('disconnect', () => resolve('agent gone')));

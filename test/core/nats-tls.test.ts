@@ -4,10 +4,11 @@
  * certificate come from (a file read at each call, or PEMs handed to a child), with their change
  * notifications.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { PeerCertificate } from 'node:tls';
+import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type PeerCertificate } from 'node:tls';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   forwardNatsRoot,
@@ -16,9 +17,11 @@ import {
   natsRootPem,
   natsServerIdentity,
   natsTlsOption,
+  takeNatsRootMessage,
   useNatsRoot,
   useNatsRootFile,
 } from '../../core/nats.js';
+import { makeTestCa, writeNodeCert } from '../../scripts/lib/tls-test-pki.js';
 import { forwardNodeTls, isNodeTlsPem, nodeTls, nodeTlsChanged, nodeTlsField, useNodeTls, useNodeTlsFiles } from '../../core/node-tls.js';
 
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
@@ -36,7 +39,7 @@ const cert = (names: string): PeerCertificate =>
 
 describe('natsTlsOption', () => {
   it('plain without a root, verified with one, never unverified', () => {
-    expect(natsTlsOption(undefined)).toBeUndefined();
+    expect(natsTlsOption(undefined)).toBeNull();
     expect(natsTlsOption('plain')).toBeNull();
     const opt = natsTlsOption({ ca: PEM })!;
     expect(opt.ca).toBe(PEM);
@@ -59,13 +62,85 @@ describe('natsTlsOption', () => {
 
   it('checks the server name except on loopback', () => {
     const ip = cert('DNS:ctl-1.mammatus, DNS:ctl-1, IP Address:10.0.0.5');
-    expect(natsServerIdentity('127.0.0.1', cert('DNS:other.mammatus'))).toBeUndefined();
-    expect(natsServerIdentity('localhost', cert('DNS:other.mammatus'))).toBeUndefined();
-    expect(natsServerIdentity('[::1]', cert('DNS:other.mammatus'))).toBeUndefined();
-    expect(natsServerIdentity('10.0.0.5', ip)).toBeUndefined();
-    expect(natsServerIdentity('ctl-1.mammatus', ip)).toBeUndefined();
-    expect(natsServerIdentity('10.0.0.6', ip)).toBeInstanceOf(Error);
-    expect(natsServerIdentity('ctl-2.mammatus', ip)).toBeInstanceOf(Error);
+    // As node:tls calls it: on its connect options, with the socket underneath.
+    const on = (peer: string, servername = '') => ({ servername, socket: { remoteAddress: peer } });
+    expect(natsServerIdentity.call(on('127.0.0.1'), 'localhost', cert('DNS:other.mammatus'))).toBeUndefined();
+    expect(natsServerIdentity.call(on('127.3.4.5'), 'localhost', cert('DNS:other.mammatus'))).toBeUndefined();
+    expect(natsServerIdentity.call(on('::1'), 'localhost', cert('DNS:other.mammatus'))).toBeUndefined();
+    expect(natsServerIdentity.call(on('::ffff:127.0.0.1'), 'localhost', cert('DNS:other.mammatus'))).toBeUndefined();
+    expect(natsServerIdentity.call(on('10.0.0.5'), 'localhost', ip)).toBeUndefined();
+    expect(natsServerIdentity.call(on('10.0.0.9', 'ctl-1.mammatus'), 'ctl-1.mammatus', ip)).toBeUndefined();
+    expect(natsServerIdentity.call(on('10.0.0.9', 'ctl-2.mammatus'), 'ctl-2.mammatus', ip)).toBeInstanceOf(Error);
+  });
+
+  it('never spares a remote server because node:tls named it localhost (a server dialled by IP)', () => {
+    const other = cert('DNS:worker-7.mammatus, IP Address:10.0.0.7');
+    // nats.js upgrades nats://10.0.0.6:4222 with servername '': node:tls then passes 'localhost'.
+    expect(natsServerIdentity.call({ servername: '', socket: { remoteAddress: '10.0.0.6' } }, 'localhost', other)).toBeInstanceOf(Error);
+    // A gossiped server inherits the servername 'localhost' of a first URL nats://localhost:4222.
+    expect(natsServerIdentity.call({ servername: 'localhost', socket: { remoteAddress: '10.0.0.6' } }, 'localhost', other)).toBeInstanceOf(
+      Error,
+    );
+    // Not a loopback address, whatever it starts with.
+    expect(natsServerIdentity.call({ socket: { remoteAddress: '::ffff:10.0.0.6' } }, 'localhost', other)).toBeInstanceOf(Error);
+    // Without node:tls's context nothing is spared, not even a loopback name.
+    expect(natsServerIdentity('localhost', other)).toBeInstanceOf(Error);
+    expect(natsServerIdentity('127.0.0.1', other)).toBeInstanceOf(Error);
+  });
+
+  it('is called by node:tls with the peer: a server dialled by IP on loopback passes, with host "localhost"', async () => {
+    const pki = await makeTestCa();
+    const files = await writeNodeCert(pki, 'ctl-1', path.join(dir, 'real'), { ips: ['10.0.0.5'] });
+    const server = createTlsServer({ cert: readFileSync(files.cert), key: readFileSync(files.key) }, (s) => s.end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const hosts: string[] = [];
+      const opt = natsTlsOption({ ca: pki.root.certPem })!;
+      const check = opt.checkServerIdentity as typeof natsServerIdentity;
+      const socket = netConnect((server.address() as AddressInfo).port, '127.0.0.1');
+      await new Promise<void>((resolve, reject) => {
+        // The way nats.js upgrades a plain socket (transport-node startTLS).
+        const t = tlsConnect({
+          socket,
+          servername: '',
+          rejectUnauthorized: true,
+          ...opt,
+          checkServerIdentity(this: unknown, host: string, c: PeerCertificate) {
+            hosts.push(host);
+            return check.call(this as never, host, c);
+          },
+        } as ConnectionOptions);
+        t.once('secureConnect', () => (t.destroy(), resolve()));
+        t.once('error', reject);
+      });
+      expect(hosts).toEqual(['localhost']);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('never drops a root once read: an unreadable or broken file later keeps the last good one', () => {
+    const file = path.join(dir, 'kept.crt');
+    writeFileSync(file, PEM);
+    useNatsRootFile(file);
+    expect(natsRootPem()).toBe(PEM);
+    rmSync(file);
+    expect(natsRootPem()).toBe(PEM);
+    writeFileSync(file, '');
+    expect(natsTlsOption(undefined)?.ca).toBe(PEM);
+    const next = PEM.replace('MIIB', 'MIIC');
+    writeFileSync(file, next);
+    expect(natsRootPem()).toBe(next);
+    useNatsRootFile(path.join(dir, 'absent.crt'));
+    expect(natsRootPem()).toBeUndefined();
+  });
+
+  it("a child's nats_ca message without a root keeps the one it holds", () => {
+    takeNatsRootMessage(PEM);
+    expect(natsRootPem()).toBe(PEM);
+    takeNatsRootMessage(undefined);
+    takeNatsRootMessage('garbage');
+    expect(natsRootPem()).toBe(PEM);
   });
 
   it('forwards the root to a child each time it may have changed, until stopped', () => {

@@ -4,7 +4,7 @@
  * - two controllers of one root route to each other over verified TLS; a third whose certificate
  *   comes from another root is refused in the route handshake (its error in both logs);
  * - a client of ours (core/nats.ts) connects with the root; a plain client, a client trusting another
- *   root and one trusting only the system's CAs are refused;
+ *   root and one of ours holding no root are refused (with allow_plain the last gets in, plain);
  * - two renewals (new certificate, SIGHUP) are served to new connections while an existing
  *   subscription stays connected (no disconnect event) and keeps receiving.
  */
@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectNats } from '../../core/nats.js';
+import { connectNats, useNatsRoot } from '../../core/nats.js';
 import { TestTrust, natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
 import { freePort } from '../../scripts/lib/ports.js';
 import { makeTestCa, natsServedSerial, writeNodeCert, type TestCa } from '../../scripts/lib/tls-test-pki.js';
@@ -76,6 +76,22 @@ describe.skipIf(Boolean(skip))('NATS over TLS: routes verified against the root,
     expect(answer).toBe('echo hi');
   }, 30_000);
 
+  it('connects a persistent client begun before the process held the root, once it holds it', async () => {
+    // Without a root a client cannot verify the TLS-only server (nats.js falls back to the system's CAs).
+    useNatsRoot(undefined);
+    try {
+      const pending = connectNats(s1.url, { name: 'late-root', credentials: trust.admin, persistent: true });
+      await sleep(1500);
+      useNatsRoot(caA.root.certPem);
+      const nc = await Promise.race([pending, sleep(10_000).then(() => undefined)]);
+      expect(nc, 'still not connected 10 s after the root arrived').toBeDefined();
+      conns.push(nc!);
+      await nc!.flush();
+    } finally {
+      useNatsRoot(undefined);
+    }
+  }, 20_000);
+
   it('refuses the route of a controller whose certificate comes from another root, in both directions', async () => {
     const c = await client(s3, withRoot(caB));
     const heard: string[] = [];
@@ -94,11 +110,12 @@ describe.skipIf(Boolean(skip))('NATS over TLS: routes verified against the root,
     }, 15_000);
   }, 30_000);
 
-  it('refuses a plain client, a client trusting another root, and one trusting only the system CAs', async () => {
+  it('refuses a plain client, a client trusting another root, and one of ours without a root', async () => {
     await expect(client(s1, 'plain')).rejects.toThrow();
+    // A client of ours without a root is told why.
+    useNatsRoot(undefined);
+    await expect(client(s1, undefined)).rejects.toThrow(/requires TLS and this node holds no cluster root/);
     await expect(client(s1, withRoot(caB))).rejects.toThrow(/certificate|unable to verify|self.signed/i);
-    // No root at all (the process has none): nats.js upgrades as the server asks and checks the system CAs.
-    await expect(client(s1, undefined)).rejects.toThrow(/certificate|unable to verify|self.signed/i);
     // And a client of ours with the root refuses a plain server (no downgrade): ctl-x has no TLS.
     const plain = await startNatsServer({ name: 'ctl-x', dir: path.join(root, 'ctl-x'), trust });
     servers.push(plain);
@@ -111,6 +128,13 @@ describe.skipIf(Boolean(skip))('NATS over TLS: routes verified against the root,
     servers.push(mixed);
     const plain = await client(mixed, 'plain');
     expect(plain.isClosed()).toBe(false);
+    // What allow_plain is for: a node of ours that holds no root (admitted before ca init) connects
+    // with the default option, and must get in too (nats.js would upgrade when the server offers TLS
+    // and fail to verify it with the system's CAs).
+    useNatsRoot(undefined);
+    const rootless = await client(mixed, undefined);
+    expect(rootless.isClosed()).toBe(false);
+    await rootless.flush();
     await client(mixed, withRoot(caA));
     await expect(client(mixed, withRoot(caB))).rejects.toThrow(/certificate|unable to verify|self.signed/i);
   }, 30_000);
