@@ -184,10 +184,14 @@ export function buildControllerRole(deps: ControllerDeps): Role {
         }
       }
       if (ctx.changed.includes(cfg.paths.members)) hosted?.membersChanged(ctx.desired.members);
-      // (Re)starts the backend with its new config and waits for its ACME directory.
+      // (Re)starts the backend with its new config and waits for its ACME directory. A backend that
+      // will not start or answer (its port taken, its data directory locked) is the status's to
+      // report and the poll's to retry: it must never roll NATS back with it.
       if (caChanged(ctx, cfg) || (ca && !cfg.ca.enabled)) {
         const backend = caBackend(ctx);
-        await backend.apply(cfg.ca);
+        await backend
+          .apply(cfg.ca)
+          .catch((err: Error) => ctx.log.error({ err: err.message }, 'CA backend not started; retried by its poll'));
         // Enabled after the role started (a config reload): the CA files are followed from now on.
         if (cfg.ca.enabled && askReconcile) backend.follow(cfg.ca);
       }

@@ -140,6 +140,8 @@ export async function startPxeCluster(bed: GatewayBed, work: string, image: stri
         `    nats: { listen: "${CTL_IP}:4222", cluster_listen: "${CTL_IP}:6222", monitor_listen: "127.0.0.1:8222", store_dir: ${q('ctl', 'nats')}, binary: nats-server }`,
         `    paths: { nats_conf: ${q('ctl', 'nats.conf')}, members: ${q('ctl', 'members')}, roster: ${q('ctl', 'roster.json')}, firewall: ${q('ctl', 'firewall.rules')} }`,
         '    firewall: { enabled: false }',
+        // The CA's files under the bed, never the host's /var/lib/mammatus/ca (no `ca init` here).
+        `    ca: { paths: { root_cert: ${q('ctl', 'ca', 'root.crt')}, intermediate_cert: ${q('ctl', 'ca', 'intermediate.crt')}, intermediate_key: ${q('ctl', 'ca', 'intermediate.key')}, data_dir: ${q('ctl', 'ca', 'data')} } }`,
         `metadata: { listen: "${CTL_IP}:8775", proxy_secret: "${PROXY_SECRET}", hosts: { apt_url: "${BOOT_URL}/apt/", apt_key_fingerprint: "${fingerprint}" } }`,
       ].join('\n'),
     });

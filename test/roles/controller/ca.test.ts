@@ -269,6 +269,25 @@ describe('the CA through the controller role', () => {
     expect(caddy.exitedYet).toBe(true);
   });
 
+  it('a backend that does not come up is an error of the CA alone: NATS stays, nothing is rolled back', async () => {
+    const files = memoryFiles(PKI);
+    const spawn = fakeSpawn();
+    const down: DirectoryProbe = async () => ({ status: 503, body: 'data directory locked' });
+    const role = buildControllerRole({
+      spawn,
+      probe: async () => ({ status: 200, body: '{"status":"ok"}' }),
+      healthTimeoutMs: 100,
+      natsUser: { euid: () => 1000 },
+      ca: { probe: down, which: (p) => (p === 'caddy' ? '/usr/bin/caddy' : undefined), euid: () => 1000, healthTimeoutMs: 200 },
+    });
+    const report = await applyRole(role, desired({ backend: 'caddy' }), { run: recordingRun(), files, log });
+    expect(report).toMatchObject({ ok: true });
+    const nats = spawn.started.find((p) => p.file === 'nats-server')!;
+    expect(nats.exitedYet).toBe(false);
+    expect(role.facts?.(undefined)?.summary).toMatch(/^ca caddy error: .*not healthy/);
+    await role.stop!();
+  });
+
   it('disabled: no files and no backend', async () => {
     const files = memoryFiles(PKI);
     const spawn = fakeSpawn();
