@@ -44,8 +44,8 @@ export function isBootUrl(value: string): boolean {
 
 /**
  * The commands that boot an installed host's own disk. BIOS iPXE hands over to the first hard disk's
- * boot sector itself. x86 UEFI chains the boot image's `local-disk.efi`, a GRUB that starts the
- * disk's loader: iPXE's `exit` is meant to return to the firmware's next boot entry, but Debian's
+ * boot sector itself. x86 UEFI chains the boot image's `local-disk.efi`, a GRUB that finds the
+ * installed root (label `mammatus-root`) and reads its grub.cfg: iPXE's `exit` is meant to return to the firmware's next boot entry, but Debian's
  * ipxe.efi under OVMF spins instead (docs/baremetal.md); `exit` stays the fallback when the loader
  * cannot be fetched, and the only way for ARM64, which has no built image yet.
  */
