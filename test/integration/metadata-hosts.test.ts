@@ -346,7 +346,10 @@ describe.skipIf(Boolean(skip))('planned hosts at the metadata service', () => {
     const res = await post('/mammatus/installed', '', asHost, await tokenFor(asHost));
     expect([res.status, await res.json()]).toEqual([200, { ok: true }]);
     await eventually(() => expect(record().host?.progress.installed).toBeTruthy(), 5000);
-    expect((await (await get('/mammatus/ipxe')).text()).split('\n')).toContain('exit');
+    // This host is UEFI: the boot image's local-disk.efi, with `exit` when it cannot be fetched.
+    expect((await (await get('/mammatus/ipxe')).text()).split('\n')).toContainEqual(
+      expect.stringMatching(/^chain \S+\/local-disk\.efi \|\| exit$/),
+    );
   });
 
   it('logged no join secret', async () => {
