@@ -8,9 +8,13 @@ import type { Member } from '../core/contracts.js';
 import { aliveWithRole } from '../core/members.js';
 import type { NodeCredentials } from '../core/trust.js';
 
-/** The files under `<state_dir>/tls/`: the key (0600, never leaves the node), the chain, the root. */
+/**
+ * The files under `<state_dir>/tls/`: the key (0600, never leaves the node), the chain, the root.
+ * Absolute even for a relative `state_dir` (the local cluster's `.cluster/<node>/state`): they go
+ * into the controller's settings and nats-server's config, which take absolute paths only.
+ */
 export function tlsPaths(stateDir: string): { dir: string; key: string; cert: string; ca: string } {
-  const dir = path.join(stateDir, 'tls');
+  const dir = path.resolve(stateDir, 'tls');
   return { dir, key: path.join(dir, 'node.key'), cert: path.join(dir, 'node.crt'), ca: path.join(dir, 'ca.crt') };
 }
 
