@@ -13,7 +13,7 @@ import { CA_SIGN_SUBJECT, MAX_CA_SIGN_REQUEST_BYTES, type CaSignAnswer } from '.
 import type { HostedService, Logger, Member } from '../../core/contracts.js';
 import { detach, errorMessage } from '../../core/errors.js';
 import { parseDuration } from '../../core/duration.js';
-import { connectNats } from '../../core/nats.js';
+import { natsApiService } from '../../core/nats-hosted.js';
 import type { NodeCredentials } from '../../core/trust.js';
 import { NODE_CERT_LIFETIME_MS, PkiError, normalizeIp, signNodeCsr, type CertAndKey } from './pki.js';
 import { CaStore } from './store.js';
@@ -150,29 +150,15 @@ export function nodeCertLifetime(configured?: string, env: NodeJS.ProcessEnv = p
 
 /** The signing service as a hosted service of the controller role. */
 export function caSignHostedService(w: CaSignWiring): HostedService {
-  let close: (() => Promise<void>) | undefined;
-  let members: readonly Member[] = [];
-  return {
+  return natsApiService({
     name: 'ca-sign',
-    async start(ctx) {
-      members = ctx.members;
-      const nc = await connectNats(ctx.natsUrl, { name: 'mammatus-ca', persistent: true, credentials: w.credentials() ?? ctx.credentials });
-      const api = serveCaSign(nc, {
-        addresses: (node) => memberAddresses(members, node),
+    connectionName: 'mammatus-ca',
+    credentials: w.credentials,
+    serve: (nc, ctx, members) =>
+      serveCaSign(nc, {
+        addresses: (node) => memberAddresses(members(), node),
         lifetimeMs: w.lifetimeMs ?? (() => nodeCertLifetime()),
         log: ctx.log,
-      });
-      close = () => {
-        api.close();
-        return nc.drain();
-      };
-    },
-    membersChanged(next) {
-      members = next;
-    },
-    async stop() {
-      await close?.().catch(() => undefined);
-      close = undefined;
-    },
-  };
+      }),
+  });
 }

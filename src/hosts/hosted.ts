@@ -10,7 +10,7 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { HostedService, Logger, Member } from '../../core/contracts.js';
 import { HOST_JOIN_SUBJECT, HOST_PROGRESS_SUBJECT } from '../../core/host-record.js';
 import { aliveWithRole } from '../../core/members.js';
-import { connectNats } from '../../core/nats.js';
+import { natsApiService } from '../../core/nats-hosted.js';
 import { detach, errorMessage } from '../../core/errors.js';
 import type { NodeCredentials } from '../../core/trust.js';
 import { rootToPin } from '../ca/store.js';
@@ -127,28 +127,14 @@ function respond(msg: Msg, reply: unknown): void {
 
 /** The host API as a hosted service of the controller role. */
 export function hostsHostedService(w: HostsServiceWiring): HostedService {
-  let close: (() => Promise<void>) | undefined;
-  let members: readonly Member[] = [];
-  return {
+  return natsApiService({
     name: 'hosts',
-    async start(ctx) {
-      members = ctx.members;
+    connectionName: 'mammatus-hosts',
+    credentials: w.credentials,
+    serve(nc, ctx, members) {
       // Read the gossip key now, so the first join finds it cached (reading it asks every member).
       detach(w.gossipKey(), (err) => ctx.log.warn({ err: errorMessage(err) }, 'host API: gossip key not readable yet'));
-      const creds = w.credentials();
-      const nc = await connectNats(ctx.natsUrl, { name: 'mammatus-hosts', persistent: true, credentials: creds ?? ctx.credentials });
-      const api = serveHosts(nc, w, () => members, ctx.log, ctx.node);
-      close = () => {
-        api.close();
-        return nc.drain();
-      };
+      return serveHosts(nc, w, members, ctx.log, ctx.node);
     },
-    membersChanged(next) {
-      members = next;
-    },
-    async stop() {
-      await close?.().catch(() => undefined);
-      close = undefined;
-    },
-  };
+  });
 }
