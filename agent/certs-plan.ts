@@ -89,3 +89,16 @@ export function trustedRoot(creds: NodeCredentials, onDisk: string | undefined):
     );
   }
 }
+
+/**
+ * A role's settings as the role sees them. The controller's nats-server serves this agent's own
+ * certificate: its `tls` paths follow `state_dir` unless set (a role does not see `state_dir`, and a
+ * controller left plain would lock out every node holding the root).
+ */
+export function roleSettings(roles: object, role: string, stateDir: string): Record<string, unknown> {
+  const raw = { ...((roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) };
+  if (role !== 'controller') return raw;
+  const { key, cert, ca } = tlsPaths(stateDir);
+  const tls = typeof raw.tls === 'object' && raw.tls !== null ? (raw.tls as Record<string, unknown>) : {};
+  return { ...raw, tls: { key, cert, ca, ...tls } };
+}

@@ -4,12 +4,12 @@
  * `createAgent` has no side effects; `start()` opens the Serf session last, so no event arrives
  * before its handler exists. `stop()` is idempotent.
  */
-import path from 'node:path';
 import type { LoadedConfig } from './config/load.js';
 import type { AgentConfig } from './config/schema.js';
 import { parseDuration } from '../core/duration.js';
 import { setLogLevel } from '../core/logger.js';
-import { EventDedupe, type Watermarks } from './dispatch/dedupe.js';
+import { EventDedupe } from './dispatch/dedupe.js';
+import { DispatchSavedState } from './dispatch/saved-state.js';
 import { SignatureGate } from './dispatch/signatures.js';
 import { Dispatcher, type QueryAnswer } from './dispatch/dispatcher.js';
 import { RoleScheduler } from '../roles/scheduler.js';
@@ -27,9 +27,10 @@ import { roleTagsWanted, trustTagWanted } from './self-tags.js';
 import { detach } from '../core/errors.js';
 import { annotateTrust, type NodeCredentials } from '../core/trust.js';
 import { NodeCertificates } from './certs.js';
-import { certServers, tlsPaths } from './certs-plan.js';
+import { certServers, roleSettings, tlsPaths } from './certs-plan.js';
 import { natsRootChanged, useNatsRootFile } from '../core/nats.js';
 import { nodeTlsChanged, useNodeTlsFiles } from '../core/node-tls.js';
+import { MembersPoll } from './members-poll.js';
 
 /** Everything the agent needs from outside; tests pass their own. */
 export interface AgentDeps {
@@ -77,13 +78,9 @@ export function createAgent(deps: AgentDeps): Agent {
   let stopping: Promise<void> | undefined;
   const members = new Map<string, Member>();
   const dedupe = new EventDedupe();
-  const eventsFile = () => path.join(loaded.config.state_dir, 'events.json');
-  const signaturesFile = () => path.join(loaded.config.state_dir, 'signatures.json');
   let session: SerfSession | undefined;
   let saveTimer: NodeJS.Timeout | undefined;
   let reloading: Promise<boolean> = Promise.resolve(true);
-  let pollTimer: NodeJS.Timeout | undefined;
-  let polling = false;
   let credentials = deps.credentials;
   /** Serf's own answer: is gossip encrypted? (undefined until connected) */
   let gossipEncrypted: boolean | undefined;
@@ -100,8 +97,9 @@ export function createAgent(deps: AgentDeps): Agent {
   const signatures = new SignatureGate(
     () => loaded.operators,
     Date.now,
-    () => background(saveSignatures(), 'saving accepted signatures failed'),
+    () => background(saved.saveSignatures(), 'saving accepted signatures failed'),
   );
+  const saved = new DispatchSavedState({ files: deps.files, stateDir: () => loaded.config.state_dir, dedupe, signatures, log });
   const dispatcher = new Dispatcher({
     log: log.child({ component: 'dispatch' }),
     node: () => nodeName,
@@ -122,7 +120,7 @@ export function createAgent(deps: AgentDeps): Agent {
     stateDir: () => loaded.config.state_dir,
     node: () => nodeName,
     members: trustedMembers,
-    roleConfig: (r) => roleConfig(r),
+    roleConfig: (r) => roleSettings(loaded.config.roles, r, loaded.config.state_dir),
     credentials: () => credentials,
   });
 
@@ -146,16 +144,6 @@ export function createAgent(deps: AgentDeps): Agent {
     nodeTlsChanged();
     background(scheduler.reconcile(['controller'], 'node certificate renewed'), 'reloading NATS TLS failed');
   });
-
-  function roleConfig(role: string): Record<string, unknown> {
-    const raw = { ...((loaded.config.roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) };
-    if (role !== 'controller') return raw;
-    // nats-server serves this agent's own certificate: its paths follow state_dir unless set (a role
-    // does not see state_dir, and a controller left plain would lock out every node holding the root).
-    const { key, cert, ca } = tlsPaths(loaded.config.state_dir);
-    const tls = typeof raw.tls === 'object' && raw.tls !== null ? (raw.tls as Record<string, unknown>) : {};
-    return { ...raw, tls: { key, cert, ca, ...tls } };
-  }
 
   const view: AgentView = {
     version: deps.version,
@@ -228,39 +216,21 @@ export function createAgent(deps: AgentDeps): Agent {
     );
   }
 
-  /**
-   * Serf delivers member events only after a second without another (hard-coded coalescing); roles
-   * that render from membership (the gateway's DNS names) re-read `members` on a short timer and
-   * reconcile as soon as it differs. Nodes without such roles make no calls.
-   */
-  async function pollMembers(): Promise<void> {
-    if (polling || stopping || !session?.connected || !scheduler.hasMembershipWatchers()) return;
-    polling = true;
-    try {
-      const fresh = await (await session.adminClient()).members();
-      // Sorted tags: Go encodes maps in random order, so the raw order differs from poll to poll.
-      const tags = (m: Member) => JSON.stringify(Object.entries(m.tags).sort(([a], [b]) => a.localeCompare(b)));
-      const key = (m: Member) => `${m.name}|${m.status}|${m.addr}|${m.port}|${tags(m)}`;
-      const before = new Set([...members.values()].map(key));
-      if (fresh.length === before.size && fresh.every((m) => before.has(key(m)))) return;
+  const membersPoll = new MembersPoll({
+    wanted: () => !stopping && Boolean(session?.connected) && scheduler.hasMembershipWatchers(),
+    fetch: async () => {
+      if (!session) throw new Error('no serf session');
+      return (await session.adminClient()).members();
+    },
+    current: () => members.values(),
+    changed: (fresh) => {
       members.clear();
       for (const m of fresh) members.set(m.name, m);
       background(syncSelfRoles(), 'applying the role tag failed');
       background(scheduler.onMembershipResync('members poll'), 'reconciling after a membership change failed');
-    } catch (err) {
-      log.debug({ err }, 'members poll failed'); // the session reconnects by itself
-    } finally {
-      polling = false;
-    }
-  }
-
-  function startMembersPoll(c: AgentConfig): void {
-    clearInterval(pollTimer);
-    const every = parseDuration(c.serf.members_poll);
-    if (every <= 0) return;
-    pollTimer = setInterval(() => background(pollMembers(), 'members poll failed'), every);
-    pollTimer.unref();
-  }
+    },
+    log,
+  });
 
   async function markReady(admin: SerfClient): Promise<void> {
     const agentTag: Record<string, string> = members.get(nodeName)?.tags[AGENT_TAG] !== deps.version ? { [AGENT_TAG]: deps.version } : {};
@@ -293,43 +263,6 @@ export function createAgent(deps: AgentDeps): Agent {
     });
   }
 
-  async function saveWatermarks(): Promise<void> {
-    if (!dedupe.dirty) return;
-    await deps.files
-      .write(eventsFile(), JSON.stringify(dedupe.snapshot()) + '\n', 0o600)
-      .catch((err: unknown) => log.warn({ err }, 'could not save event watermarks'));
-  }
-
-  /**
-   * Saves the nonces of accepted signatures at once (`state_dir/signatures.json`): a signed event
-   * replayed after a restart must still be refused. One write at a time; a later accept re-saves.
-   */
-  let savingSignatures: Promise<void> = Promise.resolve();
-  function saveSignatures(): Promise<void> {
-    savingSignatures = savingSignatures.then(async () => {
-      if (!signatures.dirty) return;
-      await deps.files
-        .write(signaturesFile(), JSON.stringify(signatures.snapshot()) + '\n', 0o600)
-        .catch((err: unknown) => log.warn({ err }, 'could not save accepted signatures'));
-    });
-    return savingSignatures;
-  }
-
-  async function restoreWatermarks(): Promise<void> {
-    try {
-      const text = await deps.files.read(eventsFile());
-      if (text) dedupe.restore(JSON.parse(text) as Watermarks);
-    } catch (err) {
-      log.warn({ err, file: eventsFile() }, 'unreadable event watermarks; starting without them');
-    }
-    try {
-      const text = await deps.files.read(signaturesFile());
-      if (text) signatures.restore(JSON.parse(text));
-    } catch (err) {
-      log.warn({ err, file: signaturesFile() }, 'unreadable accepted signatures; starting without them');
-    }
-  }
-
   return {
     view,
     dispatcher,
@@ -337,12 +270,12 @@ export function createAgent(deps: AgentDeps): Agent {
     members: () => [...members.values()],
     certs,
     async start() {
-      await restoreWatermarks();
+      await saved.restore();
       // Watermarks advance as handlers finish; persist them at most once a second.
-      saveTimer = setInterval(() => background(saveWatermarks(), 'saving event watermarks failed'), 1000);
+      saveTimer = setInterval(() => background(saved.saveWatermarks(), 'saving event watermarks failed'), 1000);
       saveTimer.unref();
       session = buildSession(loaded.config);
-      startMembersPoll(loaded.config);
+      membersPoll.start(parseDuration(loaded.config.serf.members_poll));
       log.info({ rpc_addr: loaded.config.serf.rpc_addr, filter: dispatcher.streamFilter() }, 'connecting to serf');
       // The root the credentials carry is on disk before any NATS connection (roles start once
       // Serf answers): every connection of this node verifies its server, the first one too.
@@ -378,7 +311,7 @@ export function createAgent(deps: AgentDeps): Agent {
         await syncSelfRoles();
         setLogLevel(log, next.config.log.level);
         dispatcher.setTimings(timings(next.config));
-        startMembersPoll(next.config);
+        membersPoll.start(parseDuration(next.config.serf.members_poll));
         log.info({ files: next.files }, 'config reloaded');
         if (prev.serf.rpc_addr !== next.config.serf.rpc_addr || prev.serf.rpc_auth !== next.config.serf.rpc_auth) {
           await session?.stop();
@@ -397,7 +330,7 @@ export function createAgent(deps: AgentDeps): Agent {
       stopping ??= (async () => {
         log.info('agent stopping');
         clearInterval(saveTimer);
-        clearInterval(pollTimer);
+        membersPoll.stop();
         certs.stop();
         await reloading;
         if (session?.connected) {
@@ -408,8 +341,8 @@ export function createAgent(deps: AgentDeps): Agent {
         await session?.stop();
         await Promise.race([dispatcher.idle(), new Promise((r) => setTimeout(r, 5000))]);
         await scheduler.stopAll();
-        await saveWatermarks();
-        await saveSignatures();
+        await saved.saveWatermarks();
+        await saved.saveSignatures();
         log.info('agent stopped');
       })();
       return stopping;
