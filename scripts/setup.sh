@@ -21,12 +21,13 @@ DEMO=(lxd debootstrap dnsutils curl tgt libiscsi-bin jq)
 # storage role's iSCSI target that its tests run for real (their own tgtd in a network namespace) and
 # libiscsi-bin the userspace initiator they log in with (iscsi-ls, iscsi-inq, iscsi-test-cu, iscsi-perf).
 # The PXE tests boot QEMU machines (qemu-system-x86 with its iPXE NIC ROMs, qemu-utils for disks,
-# ovmf for UEFI, ipxe for the ipxe.efi that OVMF fetches by TFTP) from the boot image that
+# ovmf for UEFI, ipxe for the snponly.efi that OVMF fetches by TFTP) from the boot image that
 # scripts/build-boot-image.sh packs with mksquashfs (squashfs-tools). caddy is the controller's CA
 # backend the CA tests run for real (their own caddy; installed with service starts denied, below),
-# lego and certbot the ACME clients they get certificates with.
+# lego and certbot the ACME clients they get certificates with. haproxy is the gateway's load
+# balancer its tests run for real (their own haproxy; installed with service starts denied, below).
 TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli openssh-server tgt libiscsi-bin
-  qemu-system-x86 qemu-utils ovmf ipxe squashfs-tools caddy lego certbot)
+  qemu-system-x86 qemu-utils ovmf ipxe squashfs-tools caddy lego certbot haproxy)
 if [ "${1:-}" = "--tests" ]; then
   PACKAGES+=("${DEMO[@]}" "${TESTS[@]}")
 elif [ "$(id -u)" = 0 ]; then
@@ -40,11 +41,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "Installing with apt: ${missing[*]}"
     apt-get update
-    # tgt's and caddy's packages would start a tgtd on the host's port 3260 and a caddy on port 80:
+    # tgt's, caddy's and haproxy's packages would start a tgtd on the host's port 3260 and a caddy or
+    # haproxy on port 80:
     # install them with service starts denied
     # (policy-rc.d exit 101), in a call of its own so the other packages' services start as usual.
     quiet=() others=()
-    for p in "${missing[@]}"; do if [ "$p" = tgt ] || [ "$p" = caddy ]; then quiet+=("$p"); else others+=("$p"); fi; done
+    for p in "${missing[@]}"; do if [ "$p" = tgt ] || [ "$p" = caddy ] || [ "$p" = haproxy ]; then quiet+=("$p"); else others+=("$p"); fi; done
     if [ ${#others[@]} -gt 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${others[@]}"; fi
     if [ ${#quiet[@]} -gt 0 ]; then
       if [ -e /usr/sbin/policy-rc.d ]; then

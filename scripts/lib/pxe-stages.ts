@@ -28,7 +28,8 @@ export function gatewayStages(lines: readonly LogLine[], mac: string): Stage[] {
       ip = ack[1];
       out.push([`DHCPACK #${++acks} (dnsmasq)`, t]);
     }
-    if (ip && new RegExp(`sent \\S+ipxe\\.efi to ${ip.replace(/\./g, '\\.')}$`).test(text)) out.push(['TFTP ipxe.efi sent (dnsmasq)', t]);
+    const efi = ip && new RegExp(`sent \\S+/((?:snponly|ipxe)\\.efi) to ${ip.replace(/\./g, '\\.')}$`).exec(text);
+    if (efi) out.push([`TFTP ${efi[1]} sent (dnsmasq)`, t]);
     if (!ip || l.msg !== 'boot file served' || l.remote !== ip) continue;
     const file = String(l.path).replace(/^.*\//, '');
     const ms = Number(l.ms);

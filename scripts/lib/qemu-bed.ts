@@ -4,7 +4,7 @@
  *
  * Facts this follows (docs/baremetal.md): the nested /dev/kvm of the CI machines cannot run Debian's
  * kernel, so the VMs use TCG; every QEMU NIC ROM is iPXE, so a BIOS machine runs iPXE straight away;
- * a UEFI machine gets OVMF and an empty `romfile=`, so OVMF's own PXE fetches ipxe.efi by TFTP, as
+ * a UEFI machine gets OVMF and an empty `romfile=`, so OVMF's own PXE fetches iPXE (snponly.efi) by TFTP, as
  * real firmware would. The serial console goes to a file the test reads; the VM is stopped by its
  * PID and its tap deleted. Root only.
  */
@@ -25,10 +25,16 @@ export type Firmware = 'bios' | 'efi64';
 export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 export const IPXE_DIR = '/usr/lib/ipxe';
+/**
+ * The iPXE a UEFI machine's firmware PXE loads: `snponly.efi` drives the NIC through the firmware's own
+ * network protocol instead of disconnecting it and binding iPXE's driver, as the gateway role's
+ * default does (docs/baremetal.md: `ipxe.efi` hung at "initialising devices" after a warm reboot).
+ */
+export const UEFI_LOADER = 'snponly.efi';
 
 /**
  * The argv of a dnsmasq that stands in for the gateway in the PXE spike tests (pxe-boot, pxe-install):
- * DHCP on `iface` with `gw` as router, firmware PXE → TFTP `ipxe.efi` (UEFI), iPXE → `bootUrl`,
+ * DHCP on `iface` with `gw` as router, firmware PXE → TFTP {@link UEFI_LOADER} (UEFI), iPXE → `bootUrl`,
  * router adverts (with an IPv6 prefix on the LAN they spare iPXE its IPv6 wait), logs to `log`.
  */
 export function standInDnsmasqArgs(o: { iface: string; gw: string; bootUrl: string; tftp: string; leases: string; log: string }): string[] {
@@ -46,7 +52,7 @@ export function standInDnsmasqArgs(o: { iface: string; gw: string; bootUrl: stri
     '--dhcp-userclass=set:ipxe,iPXE',
     '--dhcp-match=set:efi64,option:client-arch,7',
     '--dhcp-match=set:efi64,option:client-arch,9',
-    '--dhcp-boot=tag:efi64,tag:!ipxe,ipxe.efi',
+    `--dhcp-boot=tag:efi64,tag:!ipxe,${UEFI_LOADER}`,
     `--dhcp-boot=tag:ipxe,${o.bootUrl}`,
     '--enable-tftp',
     `--tftp-root=${o.tftp}`,
@@ -65,7 +71,7 @@ export function qemuSkipReason(firmware: Firmware = 'bios'): string | undefined 
   if (!existsSync('/dev/net/tun')) return '/dev/net/tun is missing';
   if (firmware === 'efi64') {
     if (!existsSync(OVMF_CODE) || !existsSync(OVMF_VARS)) return `OVMF is missing (${OVMF_CODE}; apt-get install ovmf)`;
-    if (!existsSync(path.join(IPXE_DIR, 'ipxe.efi'))) return `${IPXE_DIR}/ipxe.efi is missing (apt-get install ipxe)`;
+    if (!existsSync(path.join(IPXE_DIR, UEFI_LOADER))) return `${IPXE_DIR}/${UEFI_LOADER} is missing (apt-get install ipxe)`;
   }
   return undefined;
 }

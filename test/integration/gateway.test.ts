@@ -113,7 +113,7 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
 
   it('hands out boot files per client architecture and an HTTP script to iPXE (no loop)', async () => {
     expect((await bed.dhcp({ options: ['-x', '0x5d:0000'] })).bootFile).toBe('undionly.kpxe');
-    expect((await bed.dhcp({ options: ['-x', '0x5d:0007'] })).bootFile).toBe('ipxe.efi');
+    expect((await bed.dhcp({ options: ['-x', '0x5d:0007'] })).bootFile).toBe('snponly.efi');
     expect((await bed.dhcp({ options: ['-x', '0x5d:000b'] })).bootFile).toBe('ipxe-arm64.efi');
     expect((await bed.dhcp({ options: ['-x', '0x5d:0007', '-x', '0x4d:69505845'] })).bootFile).toBe('http://10.88.0.10:8080/boot.ipxe');
   });

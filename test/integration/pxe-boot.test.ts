@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chrootSkipReason } from '../../scripts/lib/chroot.js';
 import { buildGatewayBed, canUseNetns, missingTools, waitForFile, type GatewayBed } from '../../scripts/lib/netns-bed.js';
-import { IPXE_DIR, qemuSkipReason, standInDnsmasqArgs, startVm, type Firmware, type Vm } from '../../scripts/lib/qemu-bed.js';
+import { IPXE_DIR, UEFI_LOADER, qemuSkipReason, standInDnsmasqArgs, startVm, type Firmware, type Vm } from '../../scripts/lib/qemu-bed.js';
 import { sleep } from '../../scripts/lib/wait.js';
 
 const exec = promisify(execFile);
@@ -35,7 +35,7 @@ const skip =
   canUseNetns() ??
   qemuSkipReason('bios') ??
   missingTools(['dnsmasq', 'iptables', 'mksquashfs']) ??
-  (existsSync(path.join(IPXE_DIR, 'ipxe.efi')) ? undefined : 'ipxe is missing (apt-get install ipxe)') ??
+  (existsSync(path.join(IPXE_DIR, UEFI_LOADER)) ? undefined : 'ipxe is missing (apt-get install ipxe)') ??
   // The image build needs debootstrap's trixie script and the mirror (the same check as the package tests').
   (await chrootSkipReason('trixie', process.env.MAMMATUS_IMAGE_MIRROR || undefined));
 if (skip) console.warn(`PXE boot test skipped: ${skip}`);
@@ -121,7 +121,7 @@ describe.skipIf(Boolean(skip))('a QEMU machine network-boots the live image', { 
     dhcpLog = path.join(bed.dir, 'dnsmasq.log');
     const tftp = path.join(bed.dir, 'tftp');
     mkdirSync(tftp);
-    copyFileSync(path.join(IPXE_DIR, 'ipxe.efi'), path.join(tftp, 'ipxe.efi'));
+    copyFileSync(path.join(IPXE_DIR, UEFI_LOADER), path.join(tftp, UEFI_LOADER));
     writeFileSync(dhcpLog, '');
     // Like the gateway role: metadata traffic to 169.254.169.254:80 is redirected to a local port.
     await exec(
@@ -186,7 +186,7 @@ describe.skipIf(Boolean(skip))('a QEMU machine network-boots the live image', { 
       for (;;) {
         const dhcp = readFileSync(dhcpLog, 'utf8').slice(dhcpFirst);
         if (/DHCPACK\(\S+\) \S+ 52:54/.test(dhcp) && !/user class: iPXE/.test(dhcp)) mark('firmware DHCP');
-        if (/sent \S+ipxe\.efi/.test(dhcp)) mark('TFTP ipxe.efi');
+        if (/sent \S+snponly\.efi/.test(dhcp)) mark('TFTP snponly.efi');
         if (/user class: iPXE[\s\S]*DHCPACK/.test(dhcp)) mark('iPXE DHCP');
         for (const l of httpLines(httpLog).slice(httpFirst)) {
           const what = `${l.method} ${l.url}`;
@@ -242,9 +242,9 @@ describe.skipIf(Boolean(skip))('a QEMU machine network-boots the live image', { 
     expect(asked('/nocloud/vendor-data')).toBe(1);
   });
 
-  it.skipIf(Boolean(efiSkip))('UEFI: OVMF PXE loads ipxe.efi by TFTP, which follows the same chain', async () => {
+  it.skipIf(Boolean(efiSkip))('UEFI: OVMF PXE loads snponly.efi by TFTP, which follows the same chain', async () => {
     const { stages } = await bootAndReport('efi64');
-    expect(stages.has('TFTP ipxe.efi')).toBe(true);
+    expect(stages.has('TFTP snponly.efi')).toBe(true);
     expect(stages.has('iPXE script via 169.254.169.254')).toBe(true);
     expect(stages.has('user-data runcmd reported')).toBe(true);
   });

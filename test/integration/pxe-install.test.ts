@@ -19,7 +19,15 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chrootSkipReason } from '../../scripts/lib/chroot.js';
 import { buildGatewayBed, canUseNetns, missingTools, waitForFile, type GatewayBed } from '../../scripts/lib/netns-bed.js';
-import { createDisk, IPXE_DIR, qemuSkipReason, standInDnsmasqArgs, startVm, type Firmware } from '../../scripts/lib/qemu-bed.js';
+import {
+  createDisk,
+  IPXE_DIR,
+  UEFI_LOADER,
+  qemuSkipReason,
+  standInDnsmasqArgs,
+  startVm,
+  type Firmware,
+} from '../../scripts/lib/qemu-bed.js';
 import { sleep } from '../../scripts/lib/wait.js';
 
 const exec = promisify(execFile);
@@ -37,7 +45,7 @@ const skip =
   canUseNetns() ??
   qemuSkipReason('efi64') ??
   missingTools(['dnsmasq', 'iptables', 'mksquashfs', 'qemu-img']) ??
-  (existsSync(path.join(IPXE_DIR, 'ipxe.efi')) ? undefined : 'ipxe is missing (apt-get install ipxe)') ??
+  (existsSync(path.join(IPXE_DIR, UEFI_LOADER)) ? undefined : 'ipxe is missing (apt-get install ipxe)') ??
   (await chrootSkipReason('trixie', process.env.MAMMATUS_IMAGE_MIRROR || undefined));
 if (skip) console.warn(`PXE install test skipped: ${skip}`);
 
@@ -188,7 +196,7 @@ describe.skipIf(Boolean(skip))(
       const leases = path.join(bed.dir, 'leases');
       const tftp = path.join(bed.dir, 'tftp');
       mkdirSync(tftp);
-      copyFileSync(path.join(IPXE_DIR, 'ipxe.efi'), path.join(tftp, 'ipxe.efi'));
+      copyFileSync(path.join(IPXE_DIR, UEFI_LOADER), path.join(tftp, UEFI_LOADER));
       writeFileSync(dhcpLog, '');
       writeFileSync(leases, '');
       const redirect = ['-p', 'tcp', '--dport', '80', '-j', 'REDIRECT', '--to-ports', String(PORT)];

@@ -20,7 +20,7 @@ describe('parseGatewayConfig defaults', () => {
     domain: 'mammatus',
     upstream_dns: ['1.1.1.1'],
     dhcp: { range: { start: '10.88.0.100', end: '10.88.0.199' }, lease_time: '12h', reservations: [] },
-    pxe: { enabled: true, bios: 'undionly.kpxe', efi64: 'ipxe.efi', arm64: 'ipxe-arm64.efi', ipxe_dir: '/usr/lib/ipxe' },
+    pxe: { enabled: true, bios: 'undionly.kpxe', efi64: 'snponly.efi', arm64: 'ipxe-arm64.efi', ipxe_dir: '/usr/lib/ipxe' },
     tftp: { enabled: true, root: '/srv/tftp', user: 'nobody' },
     boot: { enabled: true, port: 8777, image_dir: '/var/lib/mammatus/boot/amd64', apt_dir: '/var/lib/mammatus/apt', unknown: 'local' },
     firewall: { ssh_from_lan: true, port_forwards: [] },
