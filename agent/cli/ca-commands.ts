@@ -1,9 +1,9 @@
 /**
- * The wiring of `mammatus ca init|status` (commander): flags, help texts, and the lazily loaded
+ * The wiring of `mammatus ca init|rotate|status` (commander): flags, help texts, and the lazily loaded
  * command each runs (ca.ts). Split from program.ts.
  */
 import type { Command } from 'commander';
-import type { CaInitOptions, CaStatusOptions } from './ca.js';
+import type { CaInitOptions, CaRotateOptions, CaStatusOptions } from './ca.js';
 import type { NodeWiring } from './node-commands.js';
 
 /** Adds `ca` and its subcommands to `program`. */
@@ -19,6 +19,12 @@ export function registerCaCommands(program: Command, w: Omit<NodeWiring, 'env'>)
     .option(natsFlag, natsHelp)
     .option('--json', 'print JSON')
     .action((o: CaInitOptions, cmd: Command) => set(load().then((m) => m.initCommand(g(cmd), o, io))));
+  ca.command('rotate')
+    .description('make a new intermediate under the same root (on a controller); nodes and instances keep trusting the root')
+    .option('--root-key <file>', 'the root key, when ca init --root-key-out kept it off the cluster')
+    .option(natsFlag, natsHelp)
+    .option('--json', 'print JSON')
+    .action((o: CaRotateOptions, cmd: Command) => set(load().then((m) => m.rotateCommand(g(cmd), o, io))));
   ca.command('status')
     .description("issuer and expiry of the root and the intermediate, and each node's certificate: expiry, next renewal, last error")
     .option('--timeout <duration>', 'how long to wait for the agents (Serf query timeout)')

@@ -7,11 +7,17 @@
  * written there (0600) for offline keeping and never reaches the cluster. Run with a controller's
  * credentials (only controllers may write the buckets).
  *
+ * `ca rotate` makes a new intermediate under the same root (the root key from the controllers'
+ * bucket, or `--root-key FILE` when it is kept offline) and stores it: the controllers' CA files
+ * and backends take it up within seconds, nodes and instances keep trusting the same root.
+ *
  * `ca status` shows the issuer and expiry of the root and the intermediate (any admitted node may
  * run it), and, from the agents' status answers, each node's certificate: when it expires, when it
  * renews, its last error.
  */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { checkPinnedRoot } from '../../core/ca.js';
 import { errorMessage } from '../../core/errors.js';
 import { writeFileAtomic } from '../../core/files.js';
@@ -29,6 +35,20 @@ export interface CaInitOptions {
   replicas?: string;
   nats?: string;
   json?: boolean;
+}
+
+/** `ca rotate` flags. */
+export interface CaRotateOptions {
+  rootKey?: string;
+  nats?: string;
+  json?: boolean;
+}
+
+/** What `ca rotate --json` prints. */
+export interface CaRotateResult {
+  fingerprint: string;
+  old_intermediate: { serial: string; not_after: string };
+  intermediate: { serial: string; not_after: string };
 }
 
 /** `ca status` flags. */
@@ -110,6 +130,56 @@ export async function initCommand(g: GlobalOptions, o: CaInitOptions, io: CliIo)
       );
       if (existing)
         io.out(`replaced the CA with root ${existing.fingerprint}: admit every node again (node add / node admit) to pin the new root`);
+    }
+    return 0;
+  });
+}
+
+/** The root key for a rotation: from `file`, else the controllers' bucket; checked against `rootPem`. */
+async function rotationRootKey(store: CaStore, rootPem: string, file: string | undefined): Promise<string> {
+  const keyPem = file ? await readFile(file, 'utf8') : (await store.keyParts())?.rootKey;
+  if (!keyPem)
+    throw new UsageError('the root key is not on the controllers (ca init --root-key-out kept it offline): give it with --root-key FILE');
+  let matches = false;
+  try {
+    matches = new X509Certificate(rootPem).checkPrivateKey(createPrivateKey(keyPem));
+  } catch {
+    // An unreadable key matches nothing.
+  }
+  if (!matches) throw new UsageError(`${file ?? 'the stored root key'} is not the key of the cluster's root`);
+  return keyPem;
+}
+
+/** `mammatus ca rotate [--root-key FILE] [--json]` */
+export async function rotateCommand(g: GlobalOptions, o: CaRotateOptions, io: CliIo): Promise<number> {
+  return withNats(g, o.nats, io, async (nc) => {
+    let store: CaStore;
+    let pub: CaPublic | undefined;
+    try {
+      store = await CaStore.open(nc);
+      pub = await store.publicParts();
+    } catch (err) {
+      io.err(`error: cannot open the CA buckets (run ca rotate with a controller's credentials): ${errorMessage(err)}`);
+      return 1;
+    }
+    if (!pub) {
+      io.err('error: the cluster has no CA yet: mammatus ca init');
+      return 1;
+    }
+    const rootKey = await rotationRootKey(store, pub.root, o.rootKey);
+    const intermediate = await makeIntermediate({ certPem: pub.root, keyPem: rootKey });
+    await store.replaceIntermediate(intermediate);
+    const was = inspectCert(pub.intermediate);
+    const now = inspectCert(intermediate.certPem);
+    const result: CaRotateResult = {
+      fingerprint: pub.fingerprint,
+      old_intermediate: { serial: was.serial, not_after: was.notAfter.toISOString() },
+      intermediate: { serial: now.serial, not_after: now.notAfter.toISOString() },
+    };
+    if (o.json) io.out(JSON.stringify(result, null, 2));
+    else {
+      io.out(`new intermediate ${now.serial}, valid until ${result.intermediate.not_after}, under root ${pub.fingerprint}`);
+      io.out(`replaced intermediate ${was.serial}; certificates it issued stay valid until they expire`);
     }
     return 0;
   });

@@ -139,6 +139,19 @@ export class CaStore {
   }
 
   /**
+   * Replaces the intermediate (rotation; the root and its fingerprint stay). The key first, the
+   * certificate last: the CA files writer (files.ts) skips the moment between, when key and
+   * certificate do not match, and takes the pair at the certificate's change.
+   */
+  async replaceIntermediate(intermediate: CertAndKey): Promise<CaPublic> {
+    const before = await this.publicParts();
+    if (!before) throw new Error('the cluster has no CA yet');
+    await this.keys.put('intermediate-key', intermediate.keyPem);
+    await this.pub.put('intermediate', intermediate.certPem);
+    return { ...before, intermediate: intermediate.certPem };
+  }
+
+  /**
    * Stores a new CA. Keys first, the public root last: a reader that sees the new root also finds
    * the intermediate and its key. A root key not given is removed (it was taken off the cluster).
    */

@@ -9,8 +9,8 @@
  * network namespaces by ca-acme.test.ts (its PKI is `ca init`'s).
  */
 import { execFile } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,7 +25,8 @@ import { BUNDLE, startMammatusAgent, type MammatusAgent } from '../../scripts/li
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { freePort } from '../../scripts/lib/ports.js';
 import { startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
-import { eventually } from '../../scripts/lib/wait.js';
+import { eventually, sleep } from '../../scripts/lib/wait.js';
+import { makeRoot } from '../../src/ca/pki.js';
 import { InstanceRegistry } from '../../src/registry/registry.js';
 import { signFor } from '../helpers/metadata-sign.js';
 import { skipReason } from './harness.js';
@@ -202,4 +203,38 @@ describe.skipIf(Boolean(skip))('the CA on a controller: ca init → files → ca
     expect(doc).toContain(`${rootPem}\nMAMMATUS_CA_PEM`);
     expect(doc).toContain("'https://ca.mammatus:9000/acme/acme/directory'");
   }, 100_000);
+
+  it('ca rotate: a new intermediate under the same root reaches the CA files and caddy; a wrong root key is refused', async () => {
+    const wrongKey = path.join(root, 'wrong-root.key');
+    writeFileSync(wrongKey, (await makeRoot()).keyPem, { mode: 0o600 });
+    const refused = await cli('ca', 'rotate', '--root-key', wrongKey, '--nats', natsUrl);
+    expect(refused.code).toBe(2);
+    expect(refused.err).toContain("is not the key of the cluster's root");
+    const before = new X509Certificate(readFileSync(paths.intermediate_cert));
+
+    const r = await cli('ca', 'rotate', '--json', '--nats', natsUrl);
+    expect(r.err).toBe('');
+    const out = JSON.parse(r.out) as { fingerprint: string; old_intermediate: { serial: string }; intermediate: { serial: string } };
+    expect(out.fingerprint).toBe(fingerprint);
+    expect(out.old_intermediate.serial.toLowerCase()).toBe(before.serialNumber.toLowerCase());
+    expect(out.intermediate.serial).not.toBe(out.old_intermediate.serial);
+    // The agent's ca-files service writes the new pair; the root file stays the pinned root.
+    const after = await eventually(async () => {
+      const c = new X509Certificate(readFileSync(paths.intermediate_cert));
+      if (c.serialNumber.toLowerCase() !== out.intermediate.serial.toLowerCase()) throw new Error('old intermediate still on disk');
+      return c;
+    }, 20_000);
+    const rootCert = new X509Certificate(readFileSync(paths.root_cert));
+    expect(rootCert.fingerprint256.replaceAll(':', '').toLowerCase()).toBe(fingerprint);
+    expect(after.verify(rootCert.publicKey)).toBe(true);
+    expect(after.checkPrivateKey(createPrivateKey(readFileSync(paths.intermediate_key)))).toBe(true);
+    // The role restarts caddy with the new files (its poll runs every 15 s); clients trusting the root see no change.
+    await sleep(16_000);
+    const res = await eventually(async () => {
+      const x = await get(`https://127.0.0.1:${caPort}/acme/acme/directory`, rootCert.toString(), 'ca.mammatus');
+      if (x.status !== 200) throw new Error(`status ${x.status}`);
+      return x;
+    }, 40_000);
+    expect(JSON.parse(res.body)).toHaveProperty('newOrder');
+  }, 90_000);
 });
