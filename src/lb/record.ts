@@ -77,9 +77,15 @@ function parsePort(text: string, field: string): number {
   return port;
 }
 
-/** An IP address in the one form records keep (IPv6 compressed, lower case), so equal addresses compare equal. */
-function canonicalAddr(addr: string): string {
-  return isIPv4(addr) ? addr : new URL(`http://[${addr}]/`).hostname.slice(1, -1);
+/**
+ * An IP address in the one form records keep (IPv6 compressed, lower case), so equal addresses
+ * compare equal; undefined for anything else, a scoped IPv6 address (`fe80::1%eth0`) included:
+ * a WAN listener has no use for a link-local scope.
+ */
+function canonicalAddr(addr: string): string | undefined {
+  if (isIPv4(addr)) return addr;
+  if (isIP(addr) !== 6 || addr.includes('%')) return undefined;
+  return new URL(`http://[${addr}]/`).hostname.slice(1, -1);
 }
 
 /** `--listen [ADDR:]PORT`: `80`, `192.0.2.10:80`, `[2001:db8::10]:443`. */
@@ -88,10 +94,14 @@ export function parseListen(text: string): LoadBalancerRecord['listen'] {
   const at = text.lastIndexOf(':');
   const [addr, port] = v6 ? [v6[1], v6[2]] : at < 0 ? [undefined, text] : [text.slice(0, at), text.slice(at + 1)];
   if (addr !== undefined) {
-    check(v6 ? isIP(addr) === 6 : isIPv4(addr), 'listen', `not [ADDR:]PORT (IPv4, or IPv6 in brackets): ${JSON.stringify(text)}`);
+    check(
+      v6 ? isIP(addr) === 6 && canonicalAddr(addr) !== undefined : isIPv4(addr),
+      'listen',
+      `not [ADDR:]PORT (IPv4, or IPv6 in brackets): ${JSON.stringify(text)}`,
+    );
     check(!/^0\.0\.0\.0$|^[0:]+$/.test(addr), 'listen', 'leave the address out to listen on every address of the gateway');
   }
-  const listen = { ...(addr !== undefined ? { addr: canonicalAddr(addr) } : {}), port: parsePort(port, 'listen') };
+  const listen = { ...(addr !== undefined ? { addr: canonicalAddr(addr)! } : {}), port: parsePort(port, 'listen') };
   checkListen(listen);
   return listen;
 }
@@ -235,8 +245,7 @@ function checkListen(l: Record<string, unknown>): void {
   check(Number.isInteger(l.port) && (l.port as number) >= 1 && (l.port as number) <= 65535, 'listen', 'port must be 1–65535');
   const held = RESERVED_PORTS[l.port as number];
   check(held === undefined, 'listen', `port ${String(l.port)} belongs to ${held}`);
-  if (l.addr !== undefined)
-    check(typeof l.addr === 'string' && isIP(l.addr) !== 0 && canonicalAddr(l.addr) === l.addr, 'listen', 'addr must be an IP address');
+  if (l.addr !== undefined) check(typeof l.addr === 'string' && canonicalAddr(l.addr) === l.addr, 'listen', 'addr must be an IP address');
 }
 
 function checkHosts(value: unknown): void {

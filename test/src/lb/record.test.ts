@@ -70,6 +70,8 @@ describe('lb flag parsers', () => {
     ['300.1.1.1:80', /not \[ADDR:\]PORT/],
     ['0.0.0.0:80', /leave the address out/],
     ['[::]:80', /leave the address out/],
+    ['[fe80::1%eth0]:80', /IPv6 in brackets/],
+    ['[192.0.2.1]:80', /IPv6 in brackets/],
     ['22', /belongs to sshd/],
     ['10.0.0.1:7946', /Serf gossip/],
   ])('refuses listen %j', (text, why) => {
@@ -146,6 +148,12 @@ describe('lb record check', () => {
     );
     expect(() => checkLoadBalancerRecord({ ...r, created_at: 'yesterday' })).toThrow(/^created_at: must be an ISO 8601 time/);
     expect(() => checkLoadBalancerRecord({ ...r, listen: { port: 80, host: 'x' } })).toThrow(/^listen\.host: unknown field/);
+    expect(() => checkLoadBalancerRecord({ ...r, listen: { addr: '2001:DB8::1', port: 80 } })).toThrow(
+      /^listen: addr must be an IP address/,
+    );
+    expect(() => checkLoadBalancerRecord({ ...r, listen: { addr: 'fe80::1%eth0', port: 80 } })).toThrow(
+      /^listen: addr must be an IP address/,
+    );
     expect(() => checkLoadBalancerRecord(null)).toThrow(/^record: must be an object/);
   });
 });
