@@ -16,6 +16,7 @@ import { registerNodeCommands } from './node-commands.js';
 import { registerVolumeCommands } from './volume-commands.js';
 import { registerHostCommands } from './host-commands.js';
 import { registerCaCommands } from './ca-commands.js';
+import { registerLbCommands } from './lb-commands.js';
 import type { QueryOptions } from './query.js';
 import type { StatusOptions } from './status.js';
 import { errorMessage } from '../../core/errors.js';
@@ -238,6 +239,7 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
   registerVolumeCommands(program, { g, set, io, natsFlag, natsHelp });
   registerHostCommands(program, { g, set, io, natsFlag, natsHelp });
   registerCaCommands(program, { g, set, io, natsFlag, natsHelp });
+  registerLbCommands(program, { g, set, io, natsFlag, natsHelp });
 
   program
     .command('version')

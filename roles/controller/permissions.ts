@@ -3,7 +3,9 @@
  * its nkey, with the permissions of its roles (least privilege). Pure.
  *
  * - controller: everything (it runs JetStream, the registry, the messaging buckets and their keys).
- * - gateway: reads the instance registry (get, list, watch).
+ * - gateway: reads the instance registry (get, list, watch) and the load balancer registry
+ *   `mammatus-lb` (get, list, watch: it renders HAProxy from it); it writes neither. Balancers are
+ *   written by operators from controller nodes, with those nodes' credentials.
  * - compute: reads the registry, and asks the controllers to change records placed on it by
  *   publishing to `mammatus.registry.node.<its name>` (the registry's write API checks the record's
  *   `node`); it can write no bucket itself.
@@ -55,6 +57,12 @@ const REGISTRY_READ = [
   `$JS.FC.${REGISTRY_STREAM}.>`,
 ];
 
+/** The load balancer registry's KV stream (bucket `mammatus-lb`, src/lb/registry.ts). */
+const LB_STREAM = 'KV_mammatus-lb';
+
+/** Reading the balancers: the same calls as {@link REGISTRY_READ}, on their stream; no `$KV.` subject (no writes). */
+const LB_READ = REGISTRY_READ.map((s) => s.replace(REGISTRY_STREAM, LB_STREAM));
+
 /** The CA's public bucket's KV stream. */
 const CA_STREAM = `KV_${CA_BUCKET}`;
 
@@ -70,6 +78,7 @@ function publishAllow(node: AdmittedNode): string[] {
   const allow = new Set<string>([...CA_READ, `${CA_SIGN_SUBJECT}.${node.node}`]);
   const reads = node.roles.includes('gateway') || node.roles.includes('compute');
   if (reads) for (const s of REGISTRY_READ) allow.add(s);
+  if (node.roles.includes('gateway')) for (const s of LB_READ) allow.add(s);
   if (node.roles.includes('compute')) allow.add(`${REGISTRY_NODE_SUBJECT}.${node.node}`);
   if (usesVolumes(node)) allow.add(`${VOLUME_NODE_SUBJECT}.${node.node}`);
   return [...allow];

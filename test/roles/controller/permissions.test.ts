@@ -1,6 +1,7 @@
 /**
  * The CA's part of the NATS permissions (issue 20): every admitted node reads the public CA bucket
- * and asks for its own certificate only; nobody but a controller touches the keys bucket.
+ * and asks for its own certificate only; nobody but a controller touches the keys bucket. And the
+ * load balancer bucket (issue 21): gateways read it, nobody else but a controller sees it.
  */
 import { describe, expect, it } from 'vitest';
 import { natsUser } from '../../../roles/controller/permissions.js';
@@ -42,6 +43,35 @@ describe('CA permissions', () => {
   });
 
   it('leaves a controller unrestricted (it runs the signing service and writes the buckets)', () => {
+    expect(user('ctl', ['controller']).permissions).toBeUndefined();
+  });
+});
+
+describe('load balancer permissions', () => {
+  const LB = 'KV_mammatus-lb';
+
+  it('lets a gateway get, list and watch mammatus-lb, as it reads the instance registry', () => {
+    const allow = user('gw1', ['gateway']).permissions!.publish.allow;
+    expect(allow.filter((s) => s.includes(LB)).sort()).toEqual(
+      [
+        `$JS.API.STREAM.INFO.${LB}`,
+        `$JS.API.STREAM.MSG.GET.${LB}`,
+        `$JS.API.DIRECT.GET.${LB}.>`,
+        `$JS.API.CONSUMER.CREATE.${LB}.>`,
+        `$JS.API.CONSUMER.INFO.${LB}.>`,
+        `$JS.FC.${LB}.>`,
+      ].sort(),
+    );
+    // Reads only: no write subject of the bucket, no stream or consumer management beyond the ordered consumer.
+    expect(allow.some((s) => s.startsWith('$KV.mammatus-lb'))).toBe(false);
+    expect(allow.some((s) => s.includes(LB) && /DELETE|UPDATE|PURGE/.test(s))).toBe(false);
+  });
+
+  it('gives compute, storage and role-less nodes nothing of mammatus-lb; a controller everything', () => {
+    for (const u of [user('cn1', ['compute'], 2), user('st1', ['storage'], 3), user('bare', [], 0)]) {
+      const all = [...u.permissions!.publish.allow, ...u.permissions!.subscribe.allow];
+      expect(all.some((s) => s.includes('mammatus-lb'))).toBe(false);
+    }
     expect(user('ctl', ['controller']).permissions).toBeUndefined();
   });
 });

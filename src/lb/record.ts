@@ -1,0 +1,298 @@
+/**
+ * The checks a load balancer record (core/lb-record.ts) passes before the registry stores it, and
+ * the pure parsers that turn `mammatus lb create` flags into one. Checked at write time, so the
+ * gateway's renderer never sees a malformed record (it skips, with a warning, any a foreign writer
+ * put in the bucket: the same check runs on every value read).
+ *
+ * Decisions the rules encode (docs/loadbalancer.md says the same for operators):
+ * - Host names are exact, lower-case DNS names; wildcards (`*.example.com`) are refused. ACME's
+ *   HTTP and TLS-ALPN challenges cannot issue wildcard certificates, and exact names keep the
+ *   engine's Host/SNI map a plain lookup and the conflict rule below exact. A balancer without
+ *   hosts (HTTP only) is the catch-all of its port and serves every other name.
+ * - The health check defaults to a TCP connect: it works for every backend, where an HTTP GET of a
+ *   path the application does not serve would mark every server down.
+ * - A few ports belong to every node (sshd, DNS on the gateway, Serf) and are refused outright;
+ *   ports the gateway's own configuration uses are the renderer's to refuse.
+ */
+import { isIP, isIPv4 } from 'node:net';
+import type { LbBalance, LbHealth, LbMode, LbSelector, LbTarget, LbTls, LoadBalancerRecord } from '../../core/lb-record.js';
+
+/** A record or a flag that breaks a rule; `field` names the offending field. */
+export class LbRecordError extends Error {
+  override readonly name = 'LbRecordError';
+  constructor(
+    readonly field: string,
+    reason: string,
+  ) {
+    super(`${field}: ${reason}`);
+  }
+}
+
+/** Most host names and most targets per balancer: enough for real sites, small for one KV value. */
+export const MAX_HOSTS = 32;
+/** See {@link MAX_HOSTS}. */
+export const MAX_TARGETS = 32;
+/** Longest path prefix or health path. */
+const MAX_PATH = 256;
+
+/** Ports no balancer may take, with who holds them on a gateway. */
+export const RESERVED_PORTS: Readonly<Record<number, string>> = {
+  22: 'sshd',
+  53: "the gateway's DNS (dnsmasq)",
+  7373: 'Serf RPC',
+  7946: 'Serf gossip',
+};
+
+/** The values of `mode`, `tls` and `balance` (the CLI offers them as choices). */
+export const LB_MODES: readonly LbMode[] = ['http', 'tcp'];
+/** See {@link LB_MODES}. */
+export const LB_TLS: readonly LbTls[] = ['none', 'acme', 'passthrough'];
+/** See {@link LB_MODES}. */
+export const LB_BALANCE: readonly LbBalance[] = ['roundrobin', 'leastconn'];
+
+const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+// Instance tag keys as core/instance-record.ts allows them, less `=`: the first `=` of K=V ends the key.
+const TAG_KEY = /^[A-Za-z0-9_.:+@-]{1,128}$/;
+// Serf node names as admission allows them (core/trust.ts).
+const MEMBER = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+// A path: printable ASCII without space (the engine's map files split on it), `?` or `#`.
+const PATH = /^\/[\x21-\x22\x24-\x3e\x40-\x7e]*$/;
+
+/** Code-point order: the same on every gateway, whatever its locale (names are ASCII). */
+export const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+function check(ok: boolean, field: string, reason: string): asserts ok {
+  if (!ok) throw new LbRecordError(field, reason);
+}
+
+/** Is `text` a lower-case DNS name (labels of a-z 0-9 -, at most 253 characters, no trailing dot)? */
+export function isHostName(text: string): boolean {
+  return text.length <= 253 && text.split('.').every((l) => LABEL.test(l));
+}
+
+function parsePort(text: string, field: string): number {
+  check(/^\d{1,5}$/.test(text), field, `not a port: ${JSON.stringify(text)}`);
+  const port = Number(text);
+  check(port >= 1 && port <= 65535, field, `port ${port} is outside 1–65535`);
+  return port;
+}
+
+/**
+ * An IP address in the one form records keep (IPv6 compressed, lower case), so equal addresses
+ * compare equal; undefined for anything else, a scoped IPv6 address (`fe80::1%eth0`) included:
+ * a WAN listener has no use for a link-local scope.
+ */
+function canonicalAddr(addr: string): string | undefined {
+  if (isIPv4(addr)) return addr;
+  if (isIP(addr) !== 6 || addr.includes('%')) return undefined;
+  return new URL(`http://[${addr}]/`).hostname.slice(1, -1);
+}
+
+/** `--listen [ADDR:]PORT`: `80`, `192.0.2.10:80`, `[2001:db8::10]:443`. */
+export function parseListen(text: string): LoadBalancerRecord['listen'] {
+  const v6 = /^\[([^\]]+)\]:([^:]*)$/.exec(text);
+  const at = text.lastIndexOf(':');
+  const [addr, port] = v6 ? [v6[1], v6[2]] : at < 0 ? [undefined, text] : [text.slice(0, at), text.slice(at + 1)];
+  if (addr !== undefined) {
+    check(
+      v6 ? isIP(addr) === 6 && canonicalAddr(addr) !== undefined : isIPv4(addr),
+      'listen',
+      `not [ADDR:]PORT (IPv4, or IPv6 in brackets): ${JSON.stringify(text)}`,
+    );
+    check(!/^0\.0\.0\.0$|^[0:]+$/.test(addr), 'listen', 'leave the address out to listen on every address of the gateway');
+  }
+  const listen = { ...(addr !== undefined ? { addr: canonicalAddr(addr)! } : {}), port: parsePort(port, 'listen') };
+  checkListen(listen);
+  return listen;
+}
+
+/** A listen address as the CLI prints it: `*:80`, `192.0.2.10:80`, `[2001:db8::10]:443`. */
+export function formatListen(l: LoadBalancerRecord['listen']): string {
+  return `${l.addr === undefined ? '*' : l.addr.includes(':') ? `[${l.addr}]` : l.addr}:${l.port}`;
+}
+
+/** `instance:NAME`, `tag:KEY=VALUE` or `member:NAME` (without the port). */
+export function parseSelector(text: string): LbSelector {
+  const colon = text.indexOf(':');
+  const kind = colon < 0 ? text : text.slice(0, colon);
+  const rest = colon < 0 ? '' : text.slice(colon + 1);
+  const selector: LbSelector | undefined =
+    kind === 'instance'
+      ? { kind, name: rest }
+      : kind === 'member'
+        ? { kind, name: rest }
+        : kind === 'tag' && rest.includes('=')
+          ? { kind, key: rest.slice(0, rest.indexOf('=')), value: rest.slice(rest.indexOf('=') + 1) }
+          : undefined;
+  check(selector !== undefined, 'target', `not instance:NAME, tag:KEY=VALUE or member:NAME: ${JSON.stringify(text)}`);
+  checkSelector(selector, 'target');
+  return selector;
+}
+
+/** `--target SELECTOR:PORT`, e.g. `tag:app=web:8080`; the port is what follows the last `:`. */
+export function parseTargetSpec(text: string): LbTarget {
+  const at = text.lastIndexOf(':');
+  check(at > 0, 'target', `not SELECTOR:PORT: ${JSON.stringify(text)}`);
+  const port = parsePort(text.slice(at + 1), 'target');
+  return { selector: parseSelector(text.slice(0, at)), port };
+}
+
+/** A selector as written on the command line. */
+export function formatSelector(s: LbSelector): string {
+  return s.kind === 'tag' ? `tag:${s.key}=${s.value}` : `${s.kind}:${s.name}`;
+}
+
+/** A target as written on the command line. */
+export function formatTarget(t: LbTarget): string {
+  return `${formatSelector(t.selector)}:${t.port}`;
+}
+
+/** `--health PATH|tcp`. */
+export function parseHealth(text: string): LbHealth {
+  if (text === 'tcp') return { kind: 'tcp' };
+  check(text.startsWith('/'), 'health', `not a path (/healthz) or tcp: ${JSON.stringify(text)}`);
+  checkPath(text, 'health');
+  return { kind: 'http', path: text };
+}
+
+/** What `makeLoadBalancerRecord` takes: the flags, parsed. */
+export interface LoadBalancerInput {
+  readonly name: string;
+  readonly listen: LoadBalancerRecord['listen'];
+  readonly mode: LbMode;
+  /** Lower-cased here (Host and SNI compare without case). */
+  readonly hosts?: readonly string[];
+  readonly path?: string;
+  readonly targets: readonly LbTarget[];
+  /** Default: a TCP connect. */
+  readonly health?: LbHealth;
+  /** Default `none`. */
+  readonly tls?: LbTls;
+  /** Default `roundrobin`. */
+  readonly balance?: LbBalance;
+}
+
+/** Builds a checked record; @throws LbRecordError naming the field at fault. */
+export function makeLoadBalancerRecord(input: LoadBalancerInput, now: Date): LoadBalancerRecord {
+  const at = now.toISOString();
+  return checkLoadBalancerRecord({
+    name: input.name,
+    listen: { ...input.listen },
+    mode: input.mode,
+    hosts: (input.hosts ?? []).map((h) => h.toLowerCase()),
+    ...(input.path !== undefined ? { path: input.path } : {}),
+    targets: input.targets.map((t) => ({ selector: { ...t.selector }, port: t.port })),
+    health: input.health ?? { kind: 'tcp' },
+    tls: input.tls ?? 'none',
+    balance: input.balance ?? 'roundrobin',
+    created_at: at,
+    updated_at: at,
+  });
+}
+
+const FIELDS = ['name', 'listen', 'mode', 'hosts', 'path', 'targets', 'health', 'tls', 'balance', 'created_at', 'updated_at'];
+
+/** Checks a record from any source (a write, or a value read from the bucket); returns it typed. */
+export function checkLoadBalancerRecord(value: unknown): LoadBalancerRecord {
+  check(isObject(value), 'record', 'must be an object');
+  const r = value;
+  for (const key of Object.keys(r)) check(FIELDS.includes(key), key, 'unknown field');
+  check(
+    typeof r.name === 'string' && LABEL.test(r.name),
+    'name',
+    'must be a DNS label: a-z, 0-9 and -, at most 63, not starting or ending with -',
+  );
+  check(isObject(r.listen), 'listen', 'must be { addr?, port }');
+  checkListen(r.listen);
+  check(LB_MODES.includes(r.mode as LbMode), 'mode', `must be ${LB_MODES.join(' or ')}`);
+  check(LB_TLS.includes(r.tls as LbTls), 'tls', `must be ${LB_TLS.join(', ')}`);
+  check(LB_BALANCE.includes(r.balance as LbBalance), 'balance', `must be ${LB_BALANCE.join(' or ')}`);
+  const mode = r.mode as LbMode;
+  const tls = r.tls as LbTls;
+  checkHosts(r.hosts);
+  const hosts = r.hosts as readonly string[];
+  if (r.path !== undefined) {
+    check(mode === 'http', 'path', 'a path prefix needs mode http (TCP carries no path)');
+    checkPath(r.path, 'path');
+  }
+  check(Array.isArray(r.targets) && r.targets.length > 0, 'targets', 'at least one target is required');
+  check(r.targets.length <= MAX_TARGETS, 'targets', `at most ${MAX_TARGETS}`);
+  r.targets.forEach((t: unknown, i: number) => checkTarget(t, `targets[${i}]`));
+  const spelled = r.targets.map((t) => formatTarget(t as LbTarget));
+  check(new Set(spelled).size === spelled.length, 'targets', 'entries must be unique');
+  checkHealth(r.health, mode);
+  if (tls === 'passthrough') {
+    check(mode === 'tcp', 'tls', 'passthrough needs mode tcp (the gateway does not look inside the TLS stream)');
+    check(hosts.length > 0, 'hosts', 'passthrough routes by SNI: name at least one host');
+  }
+  if (tls === 'acme') {
+    check(mode === 'http', 'tls', 'acme needs mode http (the gateway terminates TLS and routes by Host)');
+    check(hosts.length > 0, 'hosts', 'acme needs the names to get certificates for: name at least one host');
+  }
+  if (mode === 'tcp' && tls === 'none')
+    check(hosts.length === 0, 'hosts', 'plain TCP carries no host name: use --tls passthrough to route by SNI');
+  for (const f of ['created_at', 'updated_at'] as const)
+    check(typeof r[f] === 'string' && !Number.isNaN(Date.parse(r[f])), f, 'must be an ISO 8601 time');
+  return r as unknown as LoadBalancerRecord;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function checkListen(l: Record<string, unknown>): void {
+  for (const key of Object.keys(l)) check(key === 'addr' || key === 'port', `listen.${key}`, 'unknown field');
+  check(Number.isInteger(l.port) && (l.port as number) >= 1 && (l.port as number) <= 65535, 'listen', 'port must be 1–65535');
+  const held = RESERVED_PORTS[l.port as number];
+  check(held === undefined, 'listen', `port ${String(l.port)} belongs to ${held}`);
+  if (l.addr !== undefined) check(typeof l.addr === 'string' && canonicalAddr(l.addr) === l.addr, 'listen', 'addr must be an IP address');
+}
+
+function checkHosts(value: unknown): void {
+  check(Array.isArray(value), 'hosts', 'must be a list');
+  check(value.length <= MAX_HOSTS, 'hosts', `at most ${MAX_HOSTS}`);
+  for (const h of value) {
+    check(typeof h === 'string', 'hosts', 'must be strings');
+    check(!h.includes('*'), 'hosts', `${h}: wildcards are not supported (name each host, or leave hosts out for a catch-all)`);
+    check(isHostName(h), 'hosts', `${JSON.stringify(h)} is not a lower-case DNS name`);
+  }
+  check(new Set(value).size === value.length, 'hosts', 'entries must be unique');
+}
+
+function checkPath(value: unknown, field: string): void {
+  check(typeof value === 'string' && value.length <= MAX_PATH, field, `must be a path of at most ${MAX_PATH} characters`);
+  check(PATH.test(value), field, `${JSON.stringify(value)} must start with / and hold no spaces, ? or #`);
+}
+
+function checkSelector(s: LbSelector, field: string): void {
+  if (s.kind === 'instance') check(LABEL.test(s.name), field, `instance:${s.name}: an instance name is a DNS label`);
+  if (s.kind === 'member') check(MEMBER.test(s.name), field, `member:${s.name}: not a Serf node name`);
+  if (s.kind === 'tag') {
+    check(TAG_KEY.test(s.key), field, `tag:${s.key}: a tag key is 1–128 of letters, digits and _.:+@-`);
+    check(
+      s.value.length > 0 && s.value.length <= 256 && ![...s.value].some((c) => c < ' ' || c === '\x7f'),
+      field,
+      `tag:${s.key}=: the value must be 1–256 printable characters`,
+    );
+  }
+}
+
+function checkTarget(t: unknown, field: string): void {
+  check(isObject(t) && isObject(t.selector), field, 'must be { selector, port }');
+  const s = t.selector;
+  const ok =
+    (s.kind === 'tag' && typeof s.key === 'string' && typeof s.value === 'string' && Object.keys(s).length === 3) ||
+    ((s.kind === 'instance' || s.kind === 'member') && typeof s.name === 'string' && Object.keys(s).length === 2);
+  check(ok, field, 'selector must be { kind: instance|member, name } or { kind: tag, key, value }');
+  checkSelector(s as LbSelector, field);
+  check(Number.isInteger(t.port) && (t.port as number) >= 1 && (t.port as number) <= 65535, field, 'port must be 1–65535');
+}
+
+function checkHealth(h: unknown, mode: LbMode): void {
+  check(isObject(h) && (h.kind === 'tcp' || h.kind === 'http'), 'health', 'must be { kind: tcp } or { kind: http, path }');
+  if (h.kind === 'tcp') check(Object.keys(h).length === 1, 'health', 'a tcp check has no other field');
+  else {
+    check(mode === 'http', 'health', 'an HTTP health check needs mode http; use tcp');
+    checkPath(h.path, 'health');
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * `mammatus lb …`: usage errors (exit 2) before anything is written, and create/list/show/rm
+ * against a real nats-server (exit 1 on a taken name, a conflict, a missing balancer).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectNats } from '../../../core/nats.js';
+import { natsServerAvailable, startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
+import { LbRegistry } from '../../../src/lb/registry.js';
+import { cliRunner } from '../../helpers/run-cli.js';
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'mammatus-lb-cli-'));
+let credentials: string[] = [];
+const run = cliRunner(() => credentials);
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('lb commands: usage', () => {
+  it('has --help on every subcommand', async () => {
+    for (const sub of ['create', 'list', 'show', 'rm']) {
+      const r = await run('lb', sub, '--help');
+      expect(r, sub).toMatchObject({ code: 0, out: expect.stringContaining(`Usage: mammatus lb ${sub}`) });
+    }
+  });
+
+  it.each([
+    [['--listen', '80', '--mode', 'http'], /--target is required/],
+    [['--listen', '80', '--target', 'instance:a:80'], /--mode/],
+    [['--listen', '80', '--mode', 'udp', '--target', 'instance:a:80'], /Allowed choices are http, tcp/],
+    [['--listen', '80', '--mode', 'http', '--target', 'web:80'], /--target: not instance:NAME, tag:KEY=VALUE or member:NAME: "web"/],
+    [['--listen', '80', '--mode', 'http', '--target', 'instance:a'], /--target: not a port/],
+    [['--listen', 'gw:80', '--mode', 'http', '--target', 'instance:a:80'], /--listen: not \[ADDR:\]PORT/],
+    [['--listen', '22', '--mode', 'tcp', '--target', 'instance:a:22'], /--listen: port 22 belongs to sshd/],
+    [['--listen', '80', '--mode', 'http', '--target', 'instance:a:80', '--health', 'up'], /--health: not a path/],
+    [['--listen', '80', '--mode', 'http', '--target', 'instance:a:80', '--tls', 'tls'], /Allowed choices are none, acme, passthrough/],
+  ])('exits 2 on %j, before reaching NATS', async (flags, why) => {
+    const r = await run('lb', 'create', 'web', ...flags, '--nats', 'nats://127.0.0.1:1');
+    expect(r.code, r.err).toBe(2);
+    expect(r.err).toMatch(why);
+  });
+});
+
+describe.skipIf(!natsServerAvailable())('lb commands against a registry', () => {
+  let nats: NatsServer;
+  let registry: LbRegistry;
+  let close: () => Promise<void>;
+  beforeAll(async () => {
+    nats = await startNatsServer({ name: 'lbcli', dir: path.join(tmp, 'nats') });
+    const nc = await connectNats(nats.url, { name: 'test', credentials: nats.credentials });
+    credentials = ['--credentials', nats.credentialsFile];
+    registry = await LbRegistry.open(nc);
+    close = () => nc.close();
+  }, 30_000);
+  afterAll(async () => {
+    await close?.();
+    await nats?.stop();
+  });
+  const nats_ = () => ['--nats', nats.url];
+  const create = (name: string, ...flags: string[]) => run('lb', 'create', name, ...flags, ...nats_());
+
+  it('creates balancers and prints what it stored', async () => {
+    const r = await create(
+      'web',
+      '--listen',
+      '80',
+      '--mode',
+      'http',
+      '--host',
+      'WWW.example.com',
+      '--host',
+      'example.com',
+      '--target',
+      'tag:app=web:8080',
+      '--health',
+      '/healthz',
+    );
+    expect(r, r.err).toMatchObject({ code: 0, out: 'created web: http on *:80 for www.example.com,example.com, 1 target' });
+    expect(await registry.get('web')).toMatchObject({
+      hosts: ['www.example.com', 'example.com'],
+      health: { kind: 'http', path: '/healthz' },
+      balance: 'roundrobin',
+    });
+    const db = await create(
+      'db',
+      '--listen',
+      '192.0.2.1:5432',
+      '--mode',
+      'tcp',
+      '--target',
+      'instance:pg1:5432',
+      '--target',
+      'instance:pg2:5432',
+      '--balance',
+      'leastconn',
+      '--json',
+    );
+    expect(db.code, db.err).toBe(0);
+    expect(JSON.parse(db.out)).toMatchObject({
+      name: 'db',
+      listen: { addr: '192.0.2.1', port: 5432 },
+      mode: 'tcp',
+      balance: 'leastconn',
+      targets: [{}, {}],
+    });
+    const tls = await create(
+      'mq',
+      '--listen',
+      '443',
+      '--mode',
+      'tcp',
+      '--tls',
+      'passthrough',
+      '--host',
+      'mq.example.com',
+      '--target',
+      'member:st1:5671',
+    );
+    expect(tls, tls.err).toMatchObject({ code: 0, out: 'created mq: tcp+tls passthrough on *:443 for mq.example.com, 1 target' });
+  });
+
+  it('exits 2 on a record the check refuses, 1 on a taken name or a conflict', async () => {
+    const badTls = await create(
+      'x',
+      '--listen',
+      '8443',
+      '--mode',
+      'http',
+      '--tls',
+      'passthrough',
+      '--host',
+      'x.example',
+      '--target',
+      'instance:a:80',
+    );
+    expect(badTls).toMatchObject({
+      code: 2,
+      err: 'error: tls: passthrough needs mode tcp (the gateway does not look inside the TLS stream)',
+    });
+    expect((await create('Bad_Name', '--listen', '8080', '--mode', 'http', '--target', 'instance:a:80')).code).toBe(2);
+    expect(await create('web', '--listen', '8080', '--mode', 'http', '--target', 'instance:a:80')).toMatchObject({
+      code: 1,
+      err: 'error: lb web already exists',
+    });
+    const clash = await create('www', '--listen', '80', '--mode', 'http', '--host', 'example.com', '--target', 'instance:a:80');
+    expect(clash).toMatchObject({ code: 1, err: expect.stringContaining('lb web listens on *:80 for example.com already') });
+    expect(await registry.findEntry('www')).toBeUndefined();
+  });
+
+  it('lists as a table and as JSON, shows one', async () => {
+    const list = await run('lb', 'list', ...nats_());
+    expect(list.code).toBe(0);
+    expect(list.out.split('\n')).toEqual([
+      expect.stringMatching(/^NAME\s+LISTEN\s+MODE\s+TLS\s+HOSTS\s+PATH\s+TARGETS$/),
+      expect.stringMatching(/^db\s+192\.0\.2\.1:5432\s+tcp\s+none\s+\*\s+-\s+2$/),
+      expect.stringMatching(/^mq\s+\*:443\s+tcp\s+passthrough\s+mq\.example\.com\s+-\s+1$/),
+      expect.stringMatching(/^web\s+\*:80\s+http\s+none\s+www\.example\.com,example\.com\s+-\s+1$/),
+    ]);
+    expect(JSON.parse((await run('lb', 'list', '--json', ...nats_())).out).map((r: { name: string }) => r.name)).toEqual([
+      'db',
+      'mq',
+      'web',
+    ]);
+    const show = await run('lb', 'show', 'db', ...nats_());
+    expect(show.out).toMatch(/^targets: {3}instance:pg1:5432\n {11}instance:pg2:5432$/m);
+    expect(show.out).toMatch(/^health: {4}tcp connect$/m);
+    expect(JSON.parse((await run('lb', 'show', 'web', '--json', ...nats_())).out).health).toEqual({ kind: 'http', path: '/healthz' });
+    expect(await run('lb', 'show', 'nope', ...nats_())).toMatchObject({ code: 1, err: 'error: no lb nope' });
+  });
+
+  it('removes, then the name is free again', async () => {
+    expect(await run('lb', 'rm', 'db', ...nats_())).toMatchObject({ code: 0, out: 'removed db' });
+    expect(await run('lb', 'rm', 'db', ...nats_())).toMatchObject({ code: 1, err: 'error: no lb db' });
+    expect((await create('db', '--listen', '5432', '--mode', 'tcp', '--target', 'instance:pg1:5432')).code).toBe(0);
+  });
+
+  it('exits 1 when NATS cannot be reached', async () => {
+    expect(await run('lb', 'list', '--nats', 'nats://127.0.0.1:1')).toMatchObject({
+      code: 1,
+      err: expect.stringContaining('cannot reach NATS'),
+    });
+  });
+});
