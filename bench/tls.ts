@@ -25,6 +25,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
@@ -89,11 +90,14 @@ function wrk(url: string, script?: string, seconds = SECONDS): Promise<Wrk> {
   });
 }
 
+/** The medians of each target's measurements, and every measurement in run order. */
+type Measured<K extends string> = Record<K, Wrk> & { readonly runs: Record<K, Wrk[]> };
+
 /**
  * Measures each target RUNS times, interleaved (a b c c b a a b c …), after one second of warm-up
  * each (not counted: a cold JIT would cost whichever target came first); returns the medians.
  */
-async function interleaved<K extends string>(targets: Record<K, (seconds?: number) => Promise<Wrk>>): Promise<Record<K, Wrk>> {
+async function interleaved<K extends string>(targets: Record<K, (seconds?: number) => Promise<Wrk>>): Promise<Measured<K>> {
   const keys = Object.keys(targets) as K[];
   for (const k of keys) await targets[k](1);
   const all = Object.fromEntries(keys.map((k) => [k, [] as Wrk[]])) as Record<K, Wrk[]>;
@@ -114,7 +118,15 @@ async function interleaved<K extends string>(targets: Record<K, (seconds?: numbe
     cpuUs: median(xs.map((x) => x.cpuUs)),
     clientUs: median(xs.map((x) => x.clientUs)),
   });
-  return Object.fromEntries(keys.map((k) => [k, med(all[k])])) as Record<K, Wrk>;
+  return { ...(Object.fromEntries(keys.map((k) => [k, med(all[k])])) as Record<K, Wrk>), runs: all };
+}
+
+/**
+ * The median over the runs of each run's TLS ÷ plain req/s: the two are measured back to back in
+ * every run, so a load that changes between runs (a shared machine) moves both alike.
+ */
+function pairedRatio(plain: readonly Wrk[], tls: readonly Wrk[]): number {
+  return median(plain.map((p, i) => tls[i].rps / p.rps));
 }
 
 /** Sequential request/reply latencies (ms) through `server`, `ca` the root when it has TLS. */
@@ -253,9 +265,14 @@ async function main(): Promise<number> {
     const sqsRatio = sqsR.tls.rps / sqsR.plain.rps;
     const mdRatio = mdR.tls.rps / mdR.plain.rps;
     const bareRatio = bareR.tls.rps / bareR.plain.rps;
+    const mdPaired = pairedRatio(both.runs.plain, both.runs.tls);
+    const barePaired = pairedRatio(both.runs.bare_plain, both.runs.bare_tls);
     goals.check('SQS SendMessage req/s over TLS ÷ plain', sqsRatio >= 0.75, sqsRatio, '≥ 0.75 (TLS costs < 25 %)');
     goals.check('metadata req/s over TLS ÷ plain', mdRatio >= 0.75, mdRatio, '≥ 0.75 (TLS costs < 25 %)');
     console.log(`  bare node:https ÷ node:http req/s (same bytes, the baseline): ${bareRatio.toFixed(3)}`);
+    console.log(
+      `  median of each run's TLS ÷ plain req/s (measured back to back): metadata ${mdPaired.toFixed(3)}, bare node ${barePaired.toFixed(3)}`,
+    );
     console.log(
       `  server CPU per request TLS ÷ plain: SQS ${(sqsR.tls.cpuUs / sqsR.plain.cpuUs).toFixed(2)}, metadata ${(mdR.tls.cpuUs / mdR.plain.cpuUs).toFixed(2)}, bare node ${(bareR.tls.cpuUs / bareR.plain.cpuUs).toFixed(2)}`,
     );
@@ -273,11 +290,30 @@ async function main(): Promise<number> {
       runs: RUNS,
       connections: CONNECTIONS,
       sqs: { plain: sqsR.plain, tls: sqsR.tls, ratio: round(sqsRatio), cpu_ratio: round(sqsR.tls.cpuUs / sqsR.plain.cpuUs) },
-      metadata: { plain: mdR.plain, tls: mdR.tls, ratio: round(mdRatio), cpu_ratio: round(mdR.tls.cpuUs / mdR.plain.cpuUs) },
-      bare_node: { plain: bareR.plain, tls: bareR.tls, ratio: round(bareRatio), cpu_ratio: round(bareR.tls.cpuUs / bareR.plain.cpuUs) },
+      metadata: {
+        plain: mdR.plain,
+        tls: mdR.tls,
+        ratio: round(mdRatio),
+        paired_ratio: round(mdPaired),
+        cpu_ratio: round(mdR.tls.cpuUs / mdR.plain.cpuUs),
+      },
+      bare_node: {
+        plain: bareR.plain,
+        tls: bareR.tls,
+        ratio: round(bareRatio),
+        paired_ratio: round(barePaired),
+        cpu_ratio: round(bareR.tls.cpuUs / bareR.plain.cpuUs),
+      },
+      load_end: round(os.loadavg()[0] ?? NaN, 2),
       nats_request_ms: { plain: natsPlain, tls: natsTlsLat },
       goals: goals.results,
     });
+    console.log(
+      `load average at the end: ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
     return goals.results.every((g) => g.result === 'PASS') ? 0 : 2;
   } finally {
     await cleanup.run();

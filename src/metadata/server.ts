@@ -22,7 +22,7 @@ import { enforceConnectionLimits, readBodyUpTo, serverOptions, type HttpLimits }
 import type { InstanceRecord } from '../../core/instance-record.js';
 import type { InstanceLookup } from '../registry/view.js';
 import { parseTokenTtl, type TokenAuthority } from './tokens.js';
-import { answerText, NOT_FOUND, send, TEXT, type Answer } from './answer.js';
+import { answerText, NOT_FOUND, send, TEXT, wireBody, type Answer, type WireBody } from './answer.js';
 import type { HostApi } from './host-api.js';
 import { hostPostPath, hostRoutes } from './host-routes.js';
 import {
@@ -296,13 +296,13 @@ function cached(cache: TreeCache, caller: { record: InstanceRecord; ip: string }
 }
 
 // Encoded bodies per tree node: the trees are cached per record, so each leaf is encoded once.
-const encoded = new WeakMap<Node, Buffer>();
+const encoded = new WeakMap<Node, WireBody>();
 
 /** The node at `segments` as an answer: a listing, a leaf, or 404. */
 function answer(tree: Dir, segments: readonly string[]): Answer {
   const node = walk(tree, segments);
   if (!node) return NOT_FOUND;
   let body = encoded.get(node);
-  if (!body) encoded.set(node, (body = Buffer.from(node.kind === 'dir' ? listing(node) : node.body)));
+  if (!body) encoded.set(node, (body = wireBody(node.kind === 'dir' ? listing(node) : node.body)));
   return { status: 200, body, type: node.kind === 'dir' ? TEXT : node.type };
 }
