@@ -130,14 +130,22 @@ export class HaproxyRuntime {
   /**
    * Adds a server, then turns its health check and itself on (a server added at run time starts in
    * maintenance). `options` must be the file's own (`serverOptions`): no `default-server` applies.
+   * A server of that name still there (left in maintenance by `removeServer`) is moved to the
+   * address and made ready instead.
    */
   async addServer(backend: string, server: string, address: string, options: string): Promise<void> {
-    await this.expect(`add server ${backend}/${server} ${address} ${options}`, /^New server registered\./);
+    const cmd = `add server ${backend}/${server} ${address} ${options}`;
+    const answer = (await this.command(cmd)).trim();
+    if (/^Already exists/.test(answer)) {
+      const m = /^\[?(.*?)\]?:(\d+)$/.exec(address);
+      if (!m) throw new HaproxyCliError(cmd, answer);
+      await this.setAddress(backend, server, m[1], Number(m[2]));
+    } else if (!/^New server registered\./.test(answer)) throw new HaproxyCliError(cmd, answer);
     if (/\bcheck\b/.test(options)) await this.expectEmpty(`enable health ${backend}/${server}`);
-    await this.expectEmpty(`enable server ${backend}/${server}`);
+    await this.setReady(backend, server);
   }
 
-  /** Puts a server in maintenance: no new connection goes to it, running ones finish. */
+  /** Puts a server in maintenance. */
   setMaint(backend: string, server: string): Promise<void> {
     return this.expectEmpty(`set server ${backend}/${server} state maint`);
   }
@@ -154,23 +162,22 @@ export class HaproxyRuntime {
   }
 
   /**
-   * Removes a server: maintenance first, then `del server`, which HAProxy refuses while the server
-   * still has connections (idle ones to reuse included); retried until `drainMs` has passed.
+   * Removes a server: maintenance first (no new connection goes to it, running ones finish), then
+   * `del server`, which HAProxy refuses while the server still has connections, idle ones kept for
+   * reuse included (they close after the server's keep-alive timeout or HAProxy's purge delay,
+   * seconds). Retried for `drainMs`; after that the server stays in maintenance, which takes it out
+   * of the balance just as well, and the next reload drops it (the files no longer name it).
    */
-  async removeServer(backend: string, server: string, drainMs = 10_000): Promise<void> {
+  async removeServer(backend: string, server: string, drainMs = 2000): Promise<'deleted' | 'maint'> {
     await this.setMaint(backend, server);
     const deadline = Date.now() + drainMs;
     for (let wait = 50; ; wait = Math.min(wait * 2, 500)) {
       const answer = await this.command(`del server ${backend}/${server}`);
-      if (/^Server deleted\./.test(answer)) return;
-      if (!/connections|queue/i.test(answer) || Date.now() > deadline) throw new HaproxyCliError(`del server ${backend}/${server}`, answer);
+      if (/^Server deleted\./.test(answer)) return 'deleted';
+      if (!/connections|queue/i.test(answer)) throw new HaproxyCliError(`del server ${backend}/${server}`, answer);
+      if (Date.now() + wait > deadline) return 'maint';
       await new Promise((r) => setTimeout(r, wait));
     }
-  }
-
-  private async expect(cmd: string, ok: RegExp): Promise<void> {
-    const answer = await this.command(cmd);
-    if (!ok.test(answer.trim())) throw new HaproxyCliError(cmd, answer);
   }
 
   private async expectEmpty(cmd: string): Promise<void> {

@@ -16,13 +16,14 @@ import path from 'node:path';
 import type { Argv, FileOps, Logger, Run, Spawn } from '../../../core/contracts.js';
 import { DaemonSupervisor } from '../../../core/process-supervisor.js';
 import { errorMessage } from '../../../core/errors.js';
+import { CommandFailedError } from '../../../core/exec.js';
 import { HaproxyMaster, HaproxyRuntime } from './haproxy-runtime.js';
 import type { RuntimeChange } from './plan-runtime.js';
 import { configPath, serverOptions, type HaproxySettings } from './render-haproxy.js';
 
 /**
  * openssl writing a self-signed P-256 certificate and its key (one PEM, as HAProxy reads it) for
- * `placeholder.invalid` to `out`: a name no client asks for, so it is only served to a client
+ * `placeholder.invalid` to `out` (`-`: stdout): a name no client asks for, so it is only served to a client
  * without SNI, or to one asking for a name whose certificate is not there yet.
  */
 export function placeholderCertArgv(out: string): Argv {
@@ -82,14 +83,20 @@ export class HaproxySupervisor {
     const dirs = [s.configDir, s.certDir, path.dirname(s.adminSocket), path.dirname(this.deps.masterSocket)];
     await this.deps.run('install', ['-d', '-m', '0755', ...new Set(dirs)]);
     if ((await this.deps.files.read(s.placeholderCert)) !== undefined) return;
-    const [file, args] = placeholderCertArgv('/dev/stdout');
+    const [file, args] = placeholderCertArgv('-');
     const out = await this.deps.run(file, args);
     await this.deps.files.write(s.placeholderCert, out.stdout, 0o600);
   }
 
   /** `haproxy -c`: rejects with HAProxy's own message when the written files are not valid. */
   async validate(): Promise<void> {
-    await this.deps.run('haproxy', ['-c', '-q', '-f', configPath(this.deps.settings)], { timeoutMs: 30_000 });
+    // Not -q: it silences the alerts too, and they are the message.
+    await this.deps.run('haproxy', ['-c', '-f', configPath(this.deps.settings)], { timeoutMs: 30_000 }).catch((err: unknown) => {
+      const stderr = err instanceof CommandFailedError ? err.stderr : '';
+      const alerts = stderr.split('\n').filter((l) => l.includes('[ALERT]') && !/Fatal errors found/.test(l));
+      const why = alerts.map((l) => l.replace(/^\[ALERT\]\s+\(\d+\) : /, '').trim()).join('; ');
+      throw new Error(`haproxy -c refused the config: ${why || errorMessage(err)}`, { cause: err });
+    });
   }
 
   /** Starts HAProxy unless it runs (after an agent restart); waits for its admin socket. */
@@ -132,7 +139,10 @@ export class HaproxySupervisor {
       try {
         if (c.op === 'add') await this.runtime.addServer(c.backend, c.server, c.address, opts);
         else if (c.op === 'readdress') await this.runtime.setAddress(c.backend, c.server, c.addr, c.port);
-        else await this.runtime.removeServer(c.backend, c.server, drainMs);
+        else if ((await this.runtime.removeServer(c.backend, c.server, drainMs)) === 'maint') {
+          this.deps.log.info({ ...c }, 'haproxy server still has connections: left in maintenance until the next reload');
+          continue;
+        }
         this.deps.log.info({ ...c }, 'haproxy server changed at run time');
       } catch (err) {
         errors.push(`${c.op} ${c.backend}/${c.server}: ${errorMessage(err)}`);
