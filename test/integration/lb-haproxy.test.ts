@@ -6,9 +6,12 @@
  * and no request lost while servers are added and removed and the config is reloaded.
  * Applies go through the roles' own transaction (roles/apply.ts) with a test-sized role.
  */
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import tls from 'node:tls';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -18,7 +21,7 @@ import { buildRun, buildSpawn } from '../../core/exec.js';
 import { buildFileOps } from '../../core/files.js';
 import { applyRole } from '../../roles/apply.js';
 import type { Role } from '../../roles/types.js';
-import { HaproxySupervisor } from '../../roles/gateway/lb/haproxy-supervisor.js';
+import { HaproxySupervisor, selfSignedCertArgv } from '../../roles/gateway/lb/haproxy-supervisor.js';
 import { planRuntimeChanges } from '../../roles/gateway/lb/plan-runtime.js';
 import { configPath, HAPROXY_DEFAULTS, renderHaproxy, type HaproxySettings } from '../../roles/gateway/lb/render-haproxy.js';
 import { findOnPath } from '../../scripts/lib/daemon.js';
@@ -29,7 +32,9 @@ if (skip) console.warn(`lb-haproxy tests skipped: ${skip}`);
 
 const log = pino({ level: process.env.TEST_LOG ?? 'silent' });
 const T = '2026-12-01T00:00:00Z';
-const rec = (r: Omit<LoadBalancerRecord, 'created_at' | 'updated_at' | 'targets' | 'tls' | 'balance'>): LoadBalancerRecord => ({
+type RecordInput = Omit<LoadBalancerRecord, 'created_at' | 'updated_at' | 'targets' | 'tls' | 'balance'> &
+  Partial<Pick<LoadBalancerRecord, 'tls'>>;
+const rec = (r: RecordInput): LoadBalancerRecord => ({
   targets: [],
   tls: 'none',
   balance: 'roundrobin',
@@ -85,6 +90,50 @@ function tcpHello(port: number): Promise<string> {
   });
 }
 
+/** A self-signed certificate and key for `name`, as one PEM file. */
+function certFor(file: string, name: string): string {
+  const [openssl, args] = selfSignedCertArgv(file, name);
+  execFileSync(openssl, [...args], { stdio: 'pipe' });
+  return readFileSync(file, 'utf8');
+}
+
+/** A TLS server saying its name once the handshake is done (what passthrough must reach untouched). */
+async function tlsApp(name: string, pem: string): Promise<{ server: tls.Server; port: number }> {
+  const server = tls.createServer({ cert: pem, key: pem }, (c) => c.end(`${name}\n`));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as net.AddressInfo).port };
+}
+
+/** Connects with TLS asking for `servername`: what the far end said, or the error. */
+function tlsHello(port: number, servername: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = tls.connect({ port, host: '127.0.0.1', servername, rejectUnauthorized: false });
+    let data = '';
+    c.setTimeout(3000, () => c.destroy(new Error('timeout')));
+    c.on('data', (d) => (data += d.toString()));
+    c.on('end', () => resolve(data.trim()));
+    c.on('error', reject);
+  });
+}
+
+/** An HTTPS GET by name (SNI and Host): the body and the certificate's subject name. */
+function httpsGet(port: number, host: string): Promise<{ body: string; cn: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      { host: '127.0.0.1', port, servername: host, headers: { host }, agent: false, rejectUnauthorized: false },
+      (res) => {
+        const cn = String((res.socket as tls.TLSSocket).getPeerCertificate().subject.CN);
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ body, cn }));
+      },
+    );
+    req.setTimeout(3000, () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 const srv = (app: { name: string; port: number }): LbServer => ({ name: `${app.name}-${app.port}`, addr: '127.0.0.1', port: app.port });
 
 describe.skipIf(skip !== undefined)('gateway load balancer on HAProxy', () => {
@@ -107,6 +156,7 @@ describe.skipIf(skip !== undefined)('gateway load balancer on HAProxy', () => {
   let tcpPort: number;
   const apps: Record<string, Awaited<ReturnType<typeof httpApp>>> = {};
   const tcpServers: net.Server[] = [];
+  const tlsServers: tls.Server[] = [];
 
   /** A test-sized gateway role: render, haproxy -c, runtime changes or a reload, health. */
   const role: Role<{ balancers: ResolvedBalancer[] }> = {
@@ -169,7 +219,7 @@ describe.skipIf(skip !== undefined)('gateway load balancer on HAProxy', () => {
   afterAll(async () => {
     await sup?.stop();
     await Promise.all(Object.values(apps).map((a) => a.kill()));
-    for (const s of tcpServers) s.close();
+    for (const s of [...tcpServers, ...tlsServers]) s.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -283,5 +333,35 @@ describe.skipIf(skip !== undefined)('gateway load balancer on HAProxy', () => {
     expect(changesDone).toBeLessThan(lastSent);
     expect(bodies.get('w4')).toBeGreaterThan(0);
     expect(await get(webPort, 'api2.test')).toEqual({ status: 200, body: 'a1' });
+  });
+
+  it('TLS: passthrough routed by SNI untouched, acme terminated with the placeholder until a certificate arrives', async () => {
+    const [sniPort, httpsPort] = [await freePort(), await freePort()];
+    const pem = certFor(join(dir, 'backend.pem'), 'backend.test');
+    const one = await tlsApp('one', pem);
+    const two = await tlsApp('two', pem);
+    tlsServers.push(one.server, two.server);
+    const base = balancers([srv(apps.w2), srv(apps.w3), srv(apps.w4)], [srv(apps.a1)]);
+    const pass = (name: string, host: string, port: number): ResolvedBalancer => ({
+      record: rec({ name, listen: { port: sniPort }, mode: 'tcp', hosts: [host], tls: 'passthrough', health: { kind: 'tcp' } }),
+      servers: [{ name: `${name}-${port}`, addr: '127.0.0.1', port }],
+    });
+    const secure: ResolvedBalancer = {
+      record: rec({ name: 'secure', listen: { port: httpsPort }, mode: 'http', hosts: ['web.test'], tls: 'acme', health: { kind: 'tcp' } }),
+      servers: [srv(apps.w2)],
+    };
+    const report = await apply([...base, pass('one', 'one.test', one.port), pass('two', 'two.test', two.port), secure]);
+    expect(report, report.error).toMatchObject({ ok: true });
+    expect(await tlsHello(sniPort, 'one.test')).toBe('one');
+    expect(await tlsHello(sniPort, 'TWO.test')).toBe('two');
+    // An unknown name is refused: the connection ends before any server spoke.
+    expect(await tlsHello(sniPort, 'nobody.test').catch(() => '')).toBe('');
+    expect(await httpsGet(httpsPort, 'web.test')).toEqual({ body: 'w2', cn: 'placeholder.invalid' });
+    // The certificate owner drops a certificate in; a reload (hitless) serves it by SNI.
+    certFor(join(dir, 'web.pem'), 'web.test');
+    copyFileSync(join(dir, 'web.pem'), join(settings.certDir, 'web.test.pem'));
+    await sup.validate();
+    await sup.reload();
+    expect(await httpsGet(httpsPort, 'web.test')).toEqual({ body: 'w2', cn: 'web.test' });
   });
 });

@@ -23,11 +23,12 @@ import { configPath, serverOptions, type HaproxySettings } from './render-haprox
 
 /**
  * openssl writing a self-signed P-256 certificate and its key (one PEM, as HAProxy reads it) for
- * `placeholder.invalid` to `out` (`-`: stdout): a name no client asks for, so it is only served to a client
- * without SNI, or to one asking for a name whose certificate is not there yet.
+ * `name` (subject and DNS name) to `out` (`-`: stdout). The placeholder's name is
+ * `placeholder.invalid`, which no client asks for: it is only served to a client without SNI, or
+ * to one asking for a name whose certificate is not there yet.
  */
-export function placeholderCertArgv(out: string): Argv {
-  const subject = ['-subj', '/CN=placeholder.invalid', '-days', '36500'];
+export function selfSignedCertArgv(out: string, name = 'placeholder.invalid'): Argv {
+  const subject = ['-subj', `/CN=${name}`, '-addext', `subjectAltName=DNS:${name}`, '-days', '36500'];
   return [
     'openssl',
     ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', ...subject, '-keyout', out, '-out', out],
@@ -83,7 +84,7 @@ export class HaproxySupervisor {
     const dirs = [s.configDir, s.certDir, path.dirname(s.adminSocket), path.dirname(this.deps.masterSocket)];
     await this.deps.run('install', ['-d', '-m', '0755', ...new Set(dirs)]);
     if ((await this.deps.files.read(s.placeholderCert)) !== undefined) return;
-    const [file, args] = placeholderCertArgv('-');
+    const [file, args] = selfSignedCertArgv('-');
     const out = await this.deps.run(file, args);
     await this.deps.files.write(s.placeholderCert, out.stdout, 0o600);
   }

@@ -10,7 +10,7 @@ import { join, relative } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findOnPath } from '../../../scripts/lib/daemon.js';
 import { configPath, HaproxyRenderError, renderHaproxy } from '../../../roles/gateway/lb/render-haproxy.js';
-import { placeholderCertArgv } from '../../../roles/gateway/lb/haproxy-supervisor.js';
+import { selfSignedCertArgv } from '../../../roles/gateway/lb/haproxy-supervisor.js';
 import { sanitizeName } from '../../../roles/gateway/lb/names.js';
 import { fixtureCases, fixtureSettings, loadLbFixture, record } from './fixtures.js';
 
@@ -50,7 +50,7 @@ describe.skipIf(noHaproxy !== undefined)('every golden config passes haproxy -c'
   afterAll(() => rmSync(root, { recursive: true, force: true }));
   // One placeholder for all cases; the supervisor makes the real one the same way.
   const cert = join(root, 'placeholder.pem');
-  const [openssl, args] = placeholderCertArgv(cert);
+  const [openssl, args] = selfSignedCertArgv(cert);
   execFileSync(openssl, [...args], { stdio: 'pipe' });
 
   it.each(fixtureCases)('%s', (name) => {
