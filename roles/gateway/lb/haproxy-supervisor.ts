@@ -89,8 +89,10 @@ export class HaproxySupervisor {
     await this.deps.files.write(s.placeholderCert, out.stdout, 0o600);
   }
 
-  /** `haproxy -c`: rejects with HAProxy's own message when the written files are not valid. */
+  /** `haproxy -c` (after `prepare`): rejects with HAProxy's alerts when the written files are not valid. */
   async validate(): Promise<void> {
+    // -c reads the placeholder certificate a `tls acme` bind names: make it before the first check.
+    await this.prepare();
     // Not -q: it silences the alerts too, and they are the message.
     await this.deps.run('haproxy', ['-c', '-f', configPath(this.deps.settings)], { timeoutMs: 30_000 }).catch((err: unknown) => {
       const stderr = err instanceof CommandFailedError ? err.stderr : '';

@@ -79,7 +79,8 @@ export function serverOptions(s: Pick<HaproxySettings, 'timeouts'>): string {
 
 // What may reach the config from a record. The registry validates too; this is the last guard,
 // since a space or `#` would change the config's meaning rather than fail.
-const HOST_RE = /^[a-z0-9*]([a-z0-9.-]*[a-z0-9])?$/;
+// No wildcard names: a `*.example.org` key would silently never match in the map.
+const HOST_RE = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
 const PATH_RE = /^\/[A-Za-z0-9._~%/:@!$&'()*+,;=-]*$/;
 
 /** Renders every file, sorted by path; throws `HaproxyRenderError` on a set it cannot serve. */
@@ -181,7 +182,7 @@ function renderBackend(b: ResolvedBalancer, s: HaproxySettings): string {
     checkPath(health.path, r.name);
     lines.push('  option httpchk');
     // HTTP/1.1 with the balancer's first name, for servers that route by Host themselves.
-    const host = r.hosts.find((h) => !h.includes('*'));
+    const host = r.hosts[0];
     lines.push(`  http-check send meth GET uri ${health.path}${host ? ` ver HTTP/1.1 hdr host ${host}` : ''}`);
     lines.push('  http-check expect status 200-399');
   }

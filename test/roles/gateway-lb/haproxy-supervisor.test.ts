@@ -37,11 +37,13 @@ describe('HaproxySupervisor', () => {
       "[ALERT]    (1217) : config : [/etc/mammatus/haproxy/haproxy.cfg:53] : 'server lb_web/bad' : could not resolve address '999.1.1.1'.",
       '[ALERT]    (1217) : config : Fatal errors found in configuration.',
     ].join('\n');
-    const run = recordingRun((argv) => (argv[0] === 'haproxy' ? commandFailed(argv, 1, stderr) : undefined));
+    const run = recordingRun((argv) =>
+      argv[0] === 'haproxy' ? commandFailed(argv, 1, stderr) : argv[0] === 'openssl' ? { stdout: PEM, stderr: '', exitCode: 0 } : undefined,
+    );
     await expect(build(run).validate()).rejects.toThrow(
       "haproxy -c refused the config: config : [/etc/mammatus/haproxy/haproxy.cfg:53] : 'server lb_web/bad' : could not resolve address '999.1.1.1'.",
     );
-    expect(run.calls).toEqual([['haproxy', '-c', '-f', '/etc/mammatus/haproxy/haproxy.cfg']]);
+    expect(run.calls.at(-1)).toEqual(['haproxy', '-c', '-f', '/etc/mammatus/haproxy/haproxy.cfg']);
   });
 
   it('runs haproxy in master-worker mode with a private master socket', async () => {

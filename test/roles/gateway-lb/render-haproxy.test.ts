@@ -98,6 +98,7 @@ describe('renderHaproxy refuses what one config cannot serve', () => {
   });
   it('hosts and paths that would change the config', () => {
     expect(bad({ ...base, name: 'a', hosts: ['a b'] })).toThrow(/not a lower-case DNS name/);
+    expect(bad({ ...base, name: 'a', hosts: ['*.example.org'] })).toThrow(/not a lower-case DNS name/);
     expect(bad({ ...base, name: 'a', path: '/x #y' })).toThrow(/must start with \//);
     expect(bad({ ...base, name: 'a', health: { kind: 'http', path: '/"' } })).toThrow(/must start with \//);
   });
