@@ -1,11 +1,13 @@
 /**
  * The contracts every layer shares, and nothing else: the logger, what a Serf member is, the effect
  * funnels (commands, files, long-running processes), what a controller hosts, and how roles see the
- * instance registry and the roster. The ground floor of the import direction (docs/architecture.md):
- * this module imports nothing of ours but the instance record's and the roster's types.
+ * instance registry, the load balancers and the roster. The ground floor of the import direction
+ * (docs/architecture.md): this module imports nothing of ours but the instance record's, the
+ * balancer record's and the roster's types.
  */
 import type { Logger as PinoLogger } from 'pino';
 import type { InstanceObserved, InstanceRecord } from './instance-record.js';
+import type { LoadBalancerRecord } from './lb-record.js';
 import type { AdmittedNode } from './trust.js';
 
 /** The logger every component receives; a pino child logger in production and tests. */
@@ -135,6 +137,39 @@ export interface InstanceFeed {
  * first read and after every change.
  */
 export type InstanceFeedFactory = (servers: readonly string[], onChange: () => void, log: Logger) => InstanceFeed;
+
+/**
+ * What resolving a balancer's targets needs of an instance record (`LbInstance` in src/lb/targets.ts):
+ * its name and tags (the selectors), and its IPs, `state` and `observed` (whether and where it serves).
+ */
+export type LbInstanceView = Pick<InstanceRecord, 'name' | 'ips' | 'tags' | 'state' | 'observed'>;
+
+/**
+ * The balancers a gateway serves and the instances their targets select from, as last read. The
+ * targets are not resolved here: the role resolves them (`resolveBalancers` in src/lb/targets.ts)
+ * with the Serf members of the state it renders, so `member:NAME` targets follow the same members
+ * as everything else in that render, and a member event needs nothing of the feed.
+ */
+export interface LbSnapshot {
+  /** The records that can be served together (conflicts dropped, the older record kept), sorted by name. */
+  readonly balancers: readonly LoadBalancerRecord[];
+  /** Every registered instance, reduced to what resolving needs. */
+  readonly instances: readonly LbInstanceView[];
+}
+
+/** A live copy of the load balancer registry and the instances it selects, kept while a gateway runs. */
+export interface LbFeed {
+  /** The latest balancers and instances (kept while the controllers are unreachable), or undefined before both were first read. */
+  snapshot(): LbSnapshot | undefined;
+  stop(): Promise<void>;
+}
+
+/**
+ * Opens a balancer feed at these NATS servers; `onChange` is called (debounced) after the first
+ * read and after every change that can alter the resolved servers (a record created, changed or
+ * removed; an instance starting or stopping to serve, moving, or entering or leaving a tag selector).
+ */
+export type LbFeedFactory = (servers: readonly string[], onChange: () => void, log: Logger) => LbFeed;
 
 /** A live status to record; the link adds the time. */
 export type ObservedWrite = Omit<InstanceObserved, 'at'>;
