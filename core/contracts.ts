@@ -7,7 +7,7 @@
  */
 import type { Logger as PinoLogger } from 'pino';
 import type { InstanceObserved, InstanceRecord } from './instance-record.js';
-import type { LoadBalancerRecord } from './lb-record.js';
+import type { ResolvedBalancer } from './lb-record.js';
 import type { AdmittedNode } from './trust.js';
 
 /** The logger every component receives; a pino child logger in production and tests. */
@@ -138,29 +138,16 @@ export interface InstanceFeed {
  */
 export type InstanceFeedFactory = (servers: readonly string[], onChange: () => void, log: Logger) => InstanceFeed;
 
-/**
- * What resolving a balancer's targets needs of an instance record (`LbInstance` in src/lb/targets.ts):
- * its name and tags (the selectors), and its IPs, `state` and `observed` (whether and where it serves).
- */
-export type LbInstanceView = Pick<InstanceRecord, 'name' | 'ips' | 'tags' | 'state' | 'observed'>;
-
-/**
- * The balancers a gateway serves and the instances their targets select from, as last read. The
- * targets are not resolved here: the role resolves them (`resolveBalancers` in src/lb/targets.ts)
- * with the Serf members of the state it renders, so `member:NAME` targets follow the same members
- * as everything else in that render, and a member event needs nothing of the feed.
- */
-export interface LbSnapshot {
-  /** The records that can be served together (conflicts dropped, the older record kept), sorted by name. */
-  readonly balancers: readonly LoadBalancerRecord[];
-  /** Every registered instance, reduced to what resolving needs. */
-  readonly instances: readonly LbInstanceView[];
-}
-
-/** A live copy of the load balancer registry and the instances it selects, kept while a gateway runs. */
+/** A live copy of the load balancer registry and the instances its selectors look at, kept while a gateway runs. */
 export interface LbFeed {
-  /** The latest balancers and instances (kept while the controllers are unreachable), or undefined before both were first read. */
-  snapshot(): LbSnapshot | undefined;
+  /**
+   * The balancers that can be served together (of conflicting records the older one), sorted by
+   * name, with their targets resolved against the latest instances and `members`: the members of
+   * the state the role renders, so `member:NAME` targets follow the same members as the rest of that
+   * render, and a member event needs nothing of the feed. Kept while the controllers are
+   * unreachable; undefined before the balancers and the instances were first read.
+   */
+  snapshot(members: readonly Pick<Member, 'name' | 'addr' | 'status'>[]): readonly ResolvedBalancer[] | undefined;
   stop(): Promise<void>;
 }
 

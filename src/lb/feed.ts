@@ -2,8 +2,9 @@
  * The balancer feed a gateway keeps (issue 21): the load balancer records and the instances their
  * selectors look at, both watched over one NATS connection to the controllers.
  *
- * The feed does not resolve targets to servers; the gateway does, with the Serf members of the state
- * it renders (see `LbSnapshot` in core/contracts.ts). It still calls `onChange` only when what it
+ * The feed resolves targets when the gateway asks, with the Serf members the gateway passes (those of
+ * the state it renders; see `LbFeed` in core/contracts.ts): the role may not import the resolution
+ * itself, and a member event then needs nothing of the feed. It calls `onChange` only when what it
  * holds can change that result: a record created, changed or removed, or an instance starting or
  * stopping to serve, moving, or entering or leaving a tag selector. A report that changes nothing
  * a balancer reads (a compute node rewriting `observed.at`, a tag no selector names) costs no
@@ -15,21 +16,22 @@
  * period (as the instance feed does), and while the controllers are unreachable the last snapshot
  * stays: an outage never takes balancers or their servers away.
  */
-import type { LbFeed, LbInstanceView, LbSnapshot, Logger } from '../../core/contracts.js';
+import type { LbFeed, Logger } from '../../core/contracts.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
+import type { LoadBalancerRecord } from '../../core/lb-record.js';
 import { detach } from '../../core/errors.js';
 import type { ConnectNatsOptions } from '../../core/nats.js';
 import { watchRegistry } from '../registry/watched.js';
 import { withoutConflicts } from './conflicts.js';
 import { followLbBucket, type LbBucketCopy } from './feed-bucket.js';
 import { byText } from './record.js';
-import { resolveBalancers } from './targets.js';
+import { resolveBalancers, type LbInstance } from './targets.js';
 
 /** How long changes are gathered before one snapshot (a burst of launches costs one apply). */
 const DEBOUNCE_MS = 200;
 
 /** What the feed keeps of an instance record: what resolving reads, nothing else. */
-export function lbInstance(r: InstanceRecord): LbInstanceView {
+export function lbInstance(r: InstanceRecord): LbInstance {
   return { name: r.name, ips: r.ips, tags: r.tags, state: r.state, ...(r.observed ? { observed: r.observed } : {}) };
 }
 
@@ -46,7 +48,7 @@ export interface LbFeedOptions {
 /** Opens the feed (the composition root binds the options and gives the role the rest: `LbFeedFactory`). */
 export function openLbFeed(servers: readonly string[], onChange: () => void, log: Logger, options: LbFeedOptions = {}): LbFeed {
   const debounceMs = options.debounceMs ?? DEBOUNCE_MS;
-  let last: LbSnapshot | undefined;
+  let last: { readonly balancers: LoadBalancerRecord[]; readonly instances: LbInstance[] } | undefined;
   let lastResult: string | undefined;
   let lastDropped = '';
   let bucket: LbBucketCopy | undefined;
@@ -92,7 +94,7 @@ export function openLbFeed(servers: readonly string[], onChange: () => void, log
   );
 
   return {
-    snapshot: () => last,
+    snapshot: (members) => last && resolveBalancers(last.balancers, last.instances, members),
     async stop() {
       stopped = true;
       clearTimeout(timer);

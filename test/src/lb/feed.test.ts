@@ -12,13 +12,13 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LbFeed, LbSnapshot } from '../../../core/contracts.js';
+import type { LbFeed } from '../../../core/contracts.js';
+import type { ResolvedBalancer } from '../../../core/lb-record.js';
 import type { InstanceRecord } from '../../../core/instance-record.js';
 import { connectNats } from '../../../core/nats.js';
 import { lbInstance, openLbFeed } from '../../../src/lb/feed.js';
 import type { LoadBalancerInput } from '../../../src/lb/record.js';
 import { LbRegistry, lbKey } from '../../../src/lb/registry.js';
-import { resolveBalancers } from '../../../src/lb/targets.js';
 import { InstanceRegistry } from '../../../src/registry/registry.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
 
@@ -37,12 +37,9 @@ const lb = (name: string, over: Partial<LoadBalancerInput> = {}): LoadBalancerIn
   ...over,
 });
 
-/** The snapshot as `balancer: server@addr …` lines, resolved without members (as the feed judges changes). */
-function served(s: LbSnapshot | undefined): string[] | undefined {
-  return (
-    s &&
-    resolveBalancers(s.balancers, s.instances, []).map((b) => `${b.record.name}:${b.servers.map((v) => ` ${v.name}@${v.addr}`).join('')}`)
-  );
+/** Resolved balancers as `balancer: server@addr …` lines. */
+function served(s: readonly ResolvedBalancer[] | undefined): string[] | undefined {
+  return s?.map((b) => `${b.record.name}:${b.servers.map((v) => ` ${v.name}@${v.addr}`).join('')}`);
 }
 
 /** Polls `check` until it holds; returns how long that took, or fails after `ms`. */
@@ -78,7 +75,7 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
   async function change(what: string, act: () => Promise<unknown>, expected: string[]): Promise<void> {
     const before = changes;
     await act();
-    latencies[what] = await until(what, () => JSON.stringify(served(feed.snapshot())) === JSON.stringify(expected));
+    latencies[what] = await until(what, () => JSON.stringify(served(feed.snapshot([]))) === JSON.stringify(expected));
     await until(`${what}: onChange`, () => changes > before);
   }
 
@@ -102,8 +99,9 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
   });
 
   it('reads as empty before any balancer was created, and calls onChange once', async () => {
-    await until('first snapshot', () => feed.snapshot() !== undefined);
-    expect(feed.snapshot()).toEqual({ balancers: [], instances: [lbInstance(web1)] });
+    await until('first snapshot', () => feed.snapshot([]) !== undefined);
+    expect(feed.snapshot([])).toEqual([]);
+    expect(lbInstance(web1)).toEqual({ name: 'web1', ips: ['10.0.0.11'], tags: { app: 'web' }, state: 'registered' });
     await until('onChange', () => changes === 1);
     expect(logged.some((l) => /no balancer bucket yet/.test(l.msg))).toBe(true);
   });
@@ -119,8 +117,11 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
     );
     await change('observed running', () => instances.update('web1', running), ['web: web1-8080@10.0.0.11']);
     await change('ips', () => instances.update('web1', (r) => ({ ...r, ips: ['10.0.0.12'] })), ['web: web1-8080@10.0.0.12']);
-    // Registered, not running yet: no server, no onChange (checked below).
+    // Registered, not running yet: no server, no onChange.
+    const before = changes;
     await instances.register({ name: 'web2', macs: ['02:00:00:00:00:02'], ips: ['10.0.0.21'], tags: { app: 'web' } });
+    await sleep(300);
+    expect(changes).toBe(before);
     await change('tag added', () => instances.update('web2', running), ['web: web1-8080@10.0.0.12 web2-8080@10.0.0.21']);
     await change('tag changed', () => instances.update('web1', (r) => ({ ...r, tags: { app: 'blog' } })), ['web: web2-8080@10.0.0.21']);
     await change('state stopped', () => instances.update('web2', (r) => ({ ...r, state: 'stopped' })), ['web:']);
@@ -132,15 +133,34 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
     await instances.update('web1', (r) => ({ ...r, tags: { app: 'blog', team: 'x' } }));
     await sleep(500);
     expect(changes).toBe(before);
-    // The snapshot still holds the newest instances (a member event renders from them).
-    expect(feed.snapshot()?.instances.find((i) => i.name === 'web1')?.tags).toEqual({ app: 'blog', team: 'x' });
   });
 
   it('follows an rm', async () => {
     const registry = await LbRegistry.open(admin);
     await registry.create(lb('blog', { targets: [{ selector: { kind: 'instance', name: 'web1' }, port: 80 }] }));
-    await until('blog', () => served(feed.snapshot())?.join() === 'blog: web1-80@10.0.0.12,web:');
+    await until('blog', () => served(feed.snapshot([]))?.join() === 'blog: web1-80@10.0.0.12,web:');
     await change('rm', () => registry.remove('web'), ['blog: web1-80@10.0.0.12']);
+  });
+
+  it('resolves member targets with the members it is asked with, an instance before a member of its name', async () => {
+    const registry = await LbRegistry.open(admin);
+    const targets = [
+      { selector: { kind: 'member', name: 'st1' }, port: 5671 },
+      { selector: { kind: 'member', name: 'web1' }, port: 5671 },
+      { selector: { kind: 'instance', name: 'web1' }, port: 5671 },
+    ] as const;
+    await change('member lb', () => registry.create(lb('mq', { listen: { port: 8443 }, targets })), [
+      'blog: web1-80@10.0.0.12',
+      'mq: web1-5671@10.0.0.12',
+    ]);
+    const members = [
+      { name: 'st1', addr: '10.0.0.99', status: 'alive' as const },
+      { name: 'web1', addr: '10.0.0.50', status: 'alive' as const },
+      { name: 'gone', addr: '10.0.0.98', status: 'failed' as const },
+    ];
+    expect(served(feed.snapshot(members))).toEqual(['blog: web1-80@10.0.0.12', 'mq: st1-5671@10.0.0.99 web1-5671@10.0.0.12']);
+    expect(served(feed.snapshot([{ ...members[0], status: 'failed' }]))).toEqual(['blog: web1-80@10.0.0.12', 'mq: web1-5671@10.0.0.12']);
+    await change('member lb rm', () => registry.remove('mq'), ['blog: web1-80@10.0.0.12']);
   });
 
   it('skips a malformed, a foreign and a conflicting entry with a warning, and keeps serving the rest', async () => {
@@ -156,7 +176,7 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
     await until('warnings', () => ['junk', 'notjson', 'alias'].every((k) => logged.some((l) => l.key === lbKey(k) && l.level === 40)));
     await until('conflict warning', () => logged.some((l) => l.lb === 'thief' && /conflicts/.test(l.msg)));
     await sleep(300);
-    expect(served(feed.snapshot())).toEqual(['blog: web1-80@10.0.0.12']);
+    expect(served(feed.snapshot([]))).toEqual(['blog: web1-80@10.0.0.12']);
     expect(changes).toBe(before);
     for (const k of ['junk', 'notjson', 'alias']) expect(logged.filter((l) => l.key === lbKey(k))).toHaveLength(1);
     expect(logged.filter((l) => l.lb === 'thief')).toHaveLength(1);
@@ -169,7 +189,7 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
     const denied = openLbFeed([nats.url], () => called++, pino({ level: 'silent' }), { credentials: cn, debounceMs: 50 });
     try {
       await sleep(1500);
-      expect(denied.snapshot()).toBeUndefined();
+      expect(denied.snapshot([])).toBeUndefined();
       expect(called).toBe(0);
     } finally {
       await denied.stop();
@@ -177,10 +197,10 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
   });
 
   it('keeps the last snapshot while the controllers are down, and follows changes again after they are back', async () => {
-    const kept = served(feed.snapshot());
+    const kept = served(feed.snapshot([]));
     await nats.stop();
     await sleep(1500);
-    expect(served(feed.snapshot())).toEqual(kept);
+    expect(served(feed.snapshot([]))).toEqual(kept);
     nats = await startNatsServer({ ...nats.spec, port: nats.port });
     await admin.close();
     admin = await connectNats(nats.url, { name: 'test', credentials: nats.credentials });
@@ -189,8 +209,8 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
     const bound = 10_000; // the client's reconnect wait, and the server's JetStream recovery
     const start = performance.now();
     await registry.create(lb('shop', { targets: [{ selector: { kind: 'tag', key: 'app', value: 'blog' }, port: 9000 }] }));
-    await until('lb after restart', () => served(feed.snapshot())?.some((l) => l.startsWith('shop:')) ?? false, bound);
-    expect(served(feed.snapshot())).toEqual(['blog: web1-80@10.0.0.12', 'shop: web1-9000@10.0.0.12']);
+    await until('lb after restart', () => served(feed.snapshot([]))?.some((l) => l.startsWith('shop:')) ?? false, bound);
+    expect(served(feed.snapshot([]))).toEqual(['blog: web1-80@10.0.0.12', 'shop: web1-9000@10.0.0.12']);
     latencies['lb after restart'] = performance.now() - start;
     await change('instance after restart', () => instances.update('web1', (r) => ({ ...r, ips: ['10.0.0.13'] })), [
       'blog: web1-80@10.0.0.13',
@@ -199,12 +219,12 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
   }, 30_000);
 
   it('keeps the last snapshot when the bucket it has seen disappears, and follows it once it is back', async () => {
-    const kept = served(feed.snapshot());
+    const kept = served(feed.snapshot([]));
     const before = changes;
     const jsm = await jetstreamManager(admin);
     await jsm.streams.delete('KV_mammatus-lb');
     await sleep(2500); // stream checks that find no bucket
-    expect(served(feed.snapshot())).toEqual(kept);
+    expect(served(feed.snapshot([]))).toEqual(kept);
     expect(changes).toBe(before);
     const registry = await LbRegistry.open(admin);
     await change('bucket back', () => registry.create(lb('again')), ['again:']);
