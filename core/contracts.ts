@@ -1,11 +1,13 @@
 /**
  * The contracts every layer shares, and nothing else: the logger, what a Serf member is, the effect
  * funnels (commands, files, long-running processes), what a controller hosts, and how roles see the
- * instance registry and the roster. The ground floor of the import direction (docs/architecture.md):
- * this module imports nothing of ours but the instance record's and the roster's types.
+ * instance registry, the load balancers and the roster. The ground floor of the import direction
+ * (docs/architecture.md): this module imports nothing of ours but the instance record's, the
+ * balancer record's and the roster's types.
  */
 import type { Logger as PinoLogger } from 'pino';
 import type { InstanceObserved, InstanceRecord } from './instance-record.js';
+import type { ResolvedBalancer } from './lb-record.js';
 import type { AdmittedNode } from './trust.js';
 
 /** The logger every component receives; a pino child logger in production and tests. */
@@ -135,6 +137,26 @@ export interface InstanceFeed {
  * first read and after every change.
  */
 export type InstanceFeedFactory = (servers: readonly string[], onChange: () => void, log: Logger) => InstanceFeed;
+
+/** A live copy of the load balancer registry and the instances its selectors look at, kept while a gateway runs. */
+export interface LbFeed {
+  /**
+   * The balancers that can be served together (of conflicting records the older one), sorted by
+   * name, with their targets resolved against the latest instances and `members`: the members of
+   * the state the role renders, so `member:NAME` targets follow the same members as the rest of that
+   * render, and a member event needs nothing of the feed. Kept while the controllers are
+   * unreachable; undefined before the balancers and the instances were first read.
+   */
+  snapshot(members: readonly Pick<Member, 'name' | 'addr' | 'status'>[]): readonly ResolvedBalancer[] | undefined;
+  stop(): Promise<void>;
+}
+
+/**
+ * Opens a balancer feed at these NATS servers; `onChange` is called (debounced) after the first
+ * read and after every change that can alter the resolved servers (a record created, changed or
+ * removed; an instance starting or stopping to serve, moving, or entering or leaving a tag selector).
+ */
+export type LbFeedFactory = (servers: readonly string[], onChange: () => void, log: Logger) => LbFeed;
 
 /** A live status to record; the link adds the time. */
 export type ObservedWrite = Omit<InstanceObserved, 'at'>;
