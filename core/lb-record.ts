@@ -34,7 +34,7 @@ export interface LbTarget {
 /** The health check of a balancer's servers: an HTTP GET of `path` (2xx/3xx is up) or a TCP connect. */
 export type LbHealth = { readonly kind: 'http'; readonly path: string } | { readonly kind: 'tcp' };
 
-/** One load balancer. Times are ISO 8601 (UTC). */
+/** One load balancer. Times are ISO 8601 (UTC) as `Date#toISOString` writes them. */
 export interface LoadBalancerRecord {
   /** A DNS label. Unique. */
   readonly name: string;
@@ -52,6 +52,7 @@ export interface LoadBalancerRecord {
   readonly health: LbHealth;
   readonly tls: LbTls;
   readonly balance: LbBalance;
+  /** Also decides which of two conflicting balancers is served: the older (then the lower name). */
   readonly created_at: string;
   readonly updated_at: string;
 }
@@ -59,8 +60,10 @@ export interface LoadBalancerRecord {
 /** One server a balancer sends to, as its targets resolved. */
 export interface LbServer {
   /**
-   * Stable across resolutions while the machine and port stay (`<instance or member name>-<port>`),
-   * so a renderer and the engine's runtime API can add and remove single servers by name.
+   * Stable across resolutions while the machine and port stay, so a renderer and the engine's
+   * runtime API can add and remove single servers by name: `i-<instance name>-<port>` or
+   * `m-<member name>-<port>`. The kind is part of the name, so an instance and a Serf member that
+   * share a name are two servers, never one whose address moves between two machines.
    */
   readonly name: string;
   /** An IPv4 or IPv6 address. */

@@ -3,12 +3,21 @@
  * CLI only writes records; gateways watch the bucket and render their engine from it, resolving
  * targets to the instances and members they select at that moment. Writing takes a controller's
  * credentials (operators run these on a controller node); a gateway can only read. Exit codes as
- * the instance commands: 0, 1 failure or refusal (a taken name, a conflict), 2 usage error.
+ * the instance commands: 0, 1 failure or refusal (a taken name, a conflict), 2 usage error. A
+ * record is built and checked before NATS is dialled, so bad input is exit 2 whatever the network.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { LbBalance, LbMode, LbTls, LoadBalancerRecord } from '../../core/lb-record.js';
-import { LbConflictError, LbNotFoundError, LbRegistry } from '../../src/lb/registry.js';
-import { formatListen, formatTarget, LbRecordError, parseHealth, parseListen, parseTargetSpec } from '../../src/lb/record.js';
+import { LbConflictError, LbNotFoundError, LbRegistry, LbWithdrawError } from '../../src/lb/registry.js';
+import {
+  formatListen,
+  formatTarget,
+  LbRecordError,
+  makeLoadBalancerRecord,
+  parseHealth,
+  parseListen,
+  parseTargetSpec,
+} from '../../src/lb/record.js';
 import { formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { withNats } from './instance.js';
 
@@ -42,7 +51,7 @@ export function withBalancers(
       return await body(await LbRegistry.open(nc), nc);
     } catch (err) {
       if (err instanceof LbRecordError) throw new UsageError(err.message);
-      if (err instanceof LbConflictError || err instanceof LbNotFoundError) {
+      if (err instanceof LbConflictError || err instanceof LbNotFoundError || err instanceof LbWithdrawError) {
         io.err(`error: ${err.message}`);
         return 1;
       }
@@ -67,18 +76,27 @@ export function createCommand(g: GlobalOptions, name: string, opts: LbCreateOpti
   const listen = flag('listen', () => parseListen(opts.listen));
   const targets = opts.target.map((t) => flag('target', () => parseTargetSpec(t)));
   const health = opts.health === undefined ? undefined : flag('health', () => parseHealth(opts.health!));
+  let built: LoadBalancerRecord;
+  try {
+    built = makeLoadBalancerRecord(
+      {
+        name,
+        listen,
+        mode: opts.mode,
+        hosts: opts.host ?? [],
+        ...(opts.path !== undefined ? { path: opts.path } : {}),
+        targets,
+        ...(health ? { health } : {}),
+        ...(opts.tls ? { tls: opts.tls } : {}),
+        ...(opts.balance ? { balance: opts.balance } : {}),
+      },
+      new Date(),
+    );
+  } catch (err) {
+    throw err instanceof LbRecordError ? new UsageError(err.message) : err;
+  }
   return withBalancers(g, opts, io, async (registry) => {
-    const record = await registry.create({
-      name,
-      listen,
-      mode: opts.mode,
-      hosts: opts.host ?? [],
-      ...(opts.path !== undefined ? { path: opts.path } : {}),
-      targets,
-      ...(health ? { health } : {}),
-      ...(opts.tls ? { tls: opts.tls } : {}),
-      ...(opts.balance ? { balance: opts.balance } : {}),
-    });
+    const record = await registry.add(built);
     io.out(opts.json ? JSON.stringify(record, null, 2) : `created ${name}: ${summary(record)}`);
     return 0;
   });
@@ -136,11 +154,12 @@ function describe(r: LoadBalancerRecord): string[] {
   ];
 }
 
-/** `lb rm NAME` */
+/** `lb rm NAME`; a malformed value under the name's key is removed too, with a warning. */
 export function rmCommand(g: GlobalOptions, name: string, opts: LbOptions, io: CliIo): Promise<number> {
   return withBalancers(g, opts, io, async (registry) => {
-    const r = await registry.remove(name);
-    io.out(opts.json ? JSON.stringify(r, null, 2) : `removed ${name}`);
+    const removed = await registry.remove(name);
+    if (removed.malformed) io.err(`warning: lb ${name} held a malformed value (${removed.malformed}); deleted it`);
+    io.out(opts.json ? JSON.stringify(removed.record ?? null, null, 2) : `removed ${name}`);
     return 0;
   });
 }

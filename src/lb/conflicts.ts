@@ -9,10 +9,20 @@
  *   the same host with the same path (absent = every path), or both the catch-all with the same
  *   path. One host under different path prefixes is allowed (`/api` and the rest); the engine
  *   tries the longest prefix first.
+ * Of two records that conflict anyway (two creates racing, or a foreign writer), the older wins:
+ * the earlier `created_at` (parsed, so one instant is one order), then the lower name. The
+ * registry's withdrawal after a racing write (registry.ts) and every reader (`withoutConflicts`)
+ * use this one rule, {@link olderFirst}.
  * Pure; the registry refuses a create that conflicts, and a reader can drop what slipped past a race.
  */
 import type { LoadBalancerRecord } from '../../core/lb-record.js';
-import { byText, formatListen } from './record.js';
+import { formatListen } from './listen.js';
+import { byText } from '../../core/lb-syntax.js';
+
+/** Orders records oldest first: by parsed `created_at`, then by name (which record wins a conflict). */
+export function olderFirst(a: LoadBalancerRecord, b: LoadBalancerRecord): number {
+  return Date.parse(a.created_at) - Date.parse(b.created_at) || byText(a.name, b.name);
+}
 
 /** Do `a` and `b` listen on the same socket (same port, overlapping addresses)? */
 export function sharesListener(a: LoadBalancerRecord, b: LoadBalancerRecord): boolean {
@@ -52,13 +62,13 @@ export function conflicts(records: readonly LoadBalancerRecord[], candidate: Loa
 /**
  * The records that can be served together: oldest first (then by name), each kept unless it
  * conflicts with one kept before. What a reader does with two records that raced past the
- * registry's check: the earlier one wins, as it does in the registry. Sorted by name.
+ * registry's check: the older one wins ({@link olderFirst}), as it does in the registry. Sorted by name.
  */
 export function withoutConflicts(records: readonly LoadBalancerRecord[]): {
   kept: LoadBalancerRecord[];
   dropped: { record: LoadBalancerRecord; why: string }[];
 } {
-  const byAge = [...records].sort((a, b) => byText(a.created_at, b.created_at) || byText(a.name, b.name));
+  const byAge = [...records].sort(olderFirst);
   const kept: LoadBalancerRecord[] = [];
   const dropped: { record: LoadBalancerRecord; why: string }[] = [];
   for (const r of byAge) {

@@ -14,34 +14,17 @@
  * - A few ports belong to every node (sshd, DNS on the gateway, Serf) and are refused outright;
  *   ports the gateway's own configuration uses are the renderer's to refuse.
  */
-import { isIP, isIPv4 } from 'node:net';
 import type { LbBalance, LbHealth, LbMode, LbSelector, LbTarget, LbTls, LoadBalancerRecord } from '../../core/lb-record.js';
+import { checkListen, parsePort } from './listen.js';
+import { check, isAcmeHostName, isHostName, isSafePath, LABEL, MAX_PATH } from '../../core/lb-syntax.js';
 
-/** A record or a flag that breaks a rule; `field` names the offending field. */
-export class LbRecordError extends Error {
-  override readonly name = 'LbRecordError';
-  constructor(
-    readonly field: string,
-    reason: string,
-  ) {
-    super(`${field}: ${reason}`);
-  }
-}
+export { formatListen, parseListen, RESERVED_PORTS } from './listen.js';
+export { byText, isHostName, LB_SAFE_PATH, LbRecordError } from '../../core/lb-syntax.js';
 
 /** Most host names and most targets per balancer: enough for real sites, small for one KV value. */
 export const MAX_HOSTS = 32;
 /** See {@link MAX_HOSTS}. */
 export const MAX_TARGETS = 32;
-/** Longest path prefix or health path. */
-const MAX_PATH = 256;
-
-/** Ports no balancer may take, with who holds them on a gateway. */
-export const RESERVED_PORTS: Readonly<Record<number, string>> = {
-  22: 'sshd',
-  53: "the gateway's DNS (dnsmasq)",
-  7373: 'Serf RPC',
-  7946: 'Serf gossip',
-};
 
 /** The values of `mode`, `tls` and `balance` (the CLI offers them as choices). */
 export const LB_MODES: readonly LbMode[] = ['http', 'tcp'];
@@ -50,66 +33,10 @@ export const LB_TLS: readonly LbTls[] = ['none', 'acme', 'passthrough'];
 /** See {@link LB_MODES}. */
 export const LB_BALANCE: readonly LbBalance[] = ['roundrobin', 'leastconn'];
 
-const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 // Instance tag keys as core/instance-record.ts allows them, less `=`: the first `=` of K=V ends the key.
 const TAG_KEY = /^[A-Za-z0-9_.:+@-]{1,128}$/;
 // Serf node names as admission allows them (core/trust.ts).
 const MEMBER = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
-// A path: printable ASCII without space (the engine's map files split on it), `?` or `#`.
-const PATH = /^\/[\x21-\x22\x24-\x3e\x40-\x7e]*$/;
-
-/** Code-point order: the same on every gateway, whatever its locale (names are ASCII). */
-export const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-
-function check(ok: boolean, field: string, reason: string): asserts ok {
-  if (!ok) throw new LbRecordError(field, reason);
-}
-
-/** Is `text` a lower-case DNS name (labels of a-z 0-9 -, at most 253 characters, no trailing dot)? */
-export function isHostName(text: string): boolean {
-  return text.length <= 253 && text.split('.').every((l) => LABEL.test(l));
-}
-
-function parsePort(text: string, field: string): number {
-  check(/^\d{1,5}$/.test(text), field, `not a port: ${JSON.stringify(text)}`);
-  const port = Number(text);
-  check(port >= 1 && port <= 65535, field, `port ${port} is outside 1–65535`);
-  return port;
-}
-
-/**
- * An IP address in the one form records keep (IPv6 compressed, lower case), so equal addresses
- * compare equal; undefined for anything else, a scoped IPv6 address (`fe80::1%eth0`) included:
- * a WAN listener has no use for a link-local scope.
- */
-function canonicalAddr(addr: string): string | undefined {
-  if (isIPv4(addr)) return addr;
-  if (isIP(addr) !== 6 || addr.includes('%')) return undefined;
-  return new URL(`http://[${addr}]/`).hostname.slice(1, -1);
-}
-
-/** `--listen [ADDR:]PORT`: `80`, `192.0.2.10:80`, `[2001:db8::10]:443`. */
-export function parseListen(text: string): LoadBalancerRecord['listen'] {
-  const v6 = /^\[([^\]]+)\]:([^:]*)$/.exec(text);
-  const at = text.lastIndexOf(':');
-  const [addr, port] = v6 ? [v6[1], v6[2]] : at < 0 ? [undefined, text] : [text.slice(0, at), text.slice(at + 1)];
-  if (addr !== undefined) {
-    check(
-      v6 ? isIP(addr) === 6 && canonicalAddr(addr) !== undefined : isIPv4(addr),
-      'listen',
-      `not [ADDR:]PORT (IPv4, or IPv6 in brackets): ${JSON.stringify(text)}`,
-    );
-    check(!/^0\.0\.0\.0$|^[0:]+$/.test(addr), 'listen', 'leave the address out to listen on every address of the gateway');
-  }
-  const listen = { ...(addr !== undefined ? { addr: canonicalAddr(addr)! } : {}), port: parsePort(port, 'listen') };
-  checkListen(listen);
-  return listen;
-}
-
-/** A listen address as the CLI prints it: `*:80`, `192.0.2.10:80`, `[2001:db8::10]:443`. */
-export function formatListen(l: LoadBalancerRecord['listen']): string {
-  return `${l.addr === undefined ? '*' : l.addr.includes(':') ? `[${l.addr}]` : l.addr}:${l.port}`;
-}
 
 /** `instance:NAME`, `tag:KEY=VALUE` or `member:NAME` (without the port). */
 export function parseSelector(text: string): LbSelector {
@@ -228,24 +155,24 @@ export function checkLoadBalancerRecord(value: unknown): LoadBalancerRecord {
   if (tls === 'acme') {
     check(mode === 'http', 'tls', 'acme needs mode http (the gateway terminates TLS and routes by Host)');
     check(hosts.length > 0, 'hosts', 'acme needs the names to get certificates for: name at least one host');
+    for (const h of hosts)
+      check(isAcmeHostName(h), 'hosts', `${h}: acme cannot get a certificate for it (it needs two labels or more, not all digits)`);
   }
   if (mode === 'tcp' && tls === 'none')
     check(hosts.length === 0, 'hosts', 'plain TCP carries no host name: use --tls passthrough to route by SNI');
+  // One spelling of a time (Date#toISOString), so every reader orders records alike (conflicts.ts).
   for (const f of ['created_at', 'updated_at'] as const)
-    check(typeof r[f] === 'string' && !Number.isNaN(Date.parse(r[f])), f, 'must be an ISO 8601 time');
+    check(typeof r[f] === 'string' && isIsoTime(r[f]), f, 'must be an ISO 8601 UTC time as 2026-12-07T00:00:00.000Z');
   return r as unknown as LoadBalancerRecord;
+}
+
+function isIsoTime(text: string): boolean {
+  const t = Date.parse(text);
+  return !Number.isNaN(t) && new Date(t).toISOString() === text;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function checkListen(l: Record<string, unknown>): void {
-  for (const key of Object.keys(l)) check(key === 'addr' || key === 'port', `listen.${key}`, 'unknown field');
-  check(Number.isInteger(l.port) && (l.port as number) >= 1 && (l.port as number) <= 65535, 'listen', 'port must be 1–65535');
-  const held = RESERVED_PORTS[l.port as number];
-  check(held === undefined, 'listen', `port ${String(l.port)} belongs to ${held}`);
-  if (l.addr !== undefined) check(typeof l.addr === 'string' && canonicalAddr(l.addr) === l.addr, 'listen', 'addr must be an IP address');
 }
 
 function checkHosts(value: unknown): void {
@@ -261,7 +188,12 @@ function checkHosts(value: unknown): void {
 
 function checkPath(value: unknown, field: string): void {
   check(typeof value === 'string' && value.length <= MAX_PATH, field, `must be a path of at most ${MAX_PATH} characters`);
-  check(PATH.test(value), field, `${JSON.stringify(value)} must start with / and hold no spaces, ? or #`);
+  check(
+    isSafePath(value),
+    field,
+    `${JSON.stringify(value)} must start with / and hold only letters, digits, %XX and -._~!&()*+,=:@/ ` +
+      '(no spaces, quotes, \\, $, ;, ? or #: HAProxy would read them)',
+  );
 }
 
 function checkSelector(s: LbSelector, field: string): void {
@@ -293,6 +225,7 @@ function checkHealth(h: unknown, mode: LbMode): void {
   if (h.kind === 'tcp') check(Object.keys(h).length === 1, 'health', 'a tcp check has no other field');
   else {
     check(mode === 'http', 'health', 'an HTTP health check needs mode http; use tcp');
+    check(Object.keys(h).length === 2, 'health', 'an http check has kind and path, no other field');
     checkPath(h.path, 'health');
   }
 }

@@ -9,10 +9,16 @@
  * compute node observes (planned PXE hosts, hand-registered machines) therefore never count: a
  * machine that joins Serf is reached with `member:NAME` instead. A Serf member counts while it is
  * `alive`, at its Serf address.
+ *
+ * A server's name says what kind of machine it is: `i-<instance>-<port>` or `m-<member>-<port>`.
+ * An instance and a Serf member may share a name and be different machines; one name for both
+ * would let the engine's runtime API readdress that server from one machine to the other as they
+ * come and go, where two names make it a removal and an addition anyone can see.
  */
+import { isIPv4 } from 'node:net';
 import type { Member } from '../../core/contracts.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
-import { byText } from './record.js';
+import { byText } from '../../core/lb-syntax.js';
 import type { LbServer, LbTarget, LoadBalancerRecord, ResolvedBalancer } from '../../core/lb-record.js';
 
 /** What resolving needs of an instance record (a feed may keep just this). */
@@ -24,10 +30,10 @@ export type LbMember = Pick<Member, 'name' | 'addr' | 'status'>;
 /** The address an instance serves on, or undefined when it is not a server now (see the header). */
 export function instanceAddress(r: LbInstance): string | undefined {
   if (r.state !== 'running' || r.observed?.status !== 'running') return undefined;
-  return r.ips.find((ip) => /^\d{1,3}(\.\d{1,3}){3}$/.test(ip));
+  return r.ips.find((ip) => isIPv4(ip));
 }
 
-/** A server before de-duplication; instances outrank members when two share a name. */
+/** A server before de-duplication; instances outrank members when two reach one address and port. */
 interface Candidate extends LbServer {
   readonly rank: 0 | 1;
 }
@@ -36,34 +42,32 @@ function candidates(t: LbTarget, instances: readonly LbInstance[], members: Read
   const s = t.selector;
   if (s.kind === 'member') {
     const m = members.get(s.name);
-    return m && m.status === 'alive' ? [{ name: `${m.name}-${t.port}`, addr: m.addr, port: t.port, rank: 1 }] : [];
+    return m && m.status === 'alive' ? [{ name: `m-${m.name}-${t.port}`, addr: m.addr, port: t.port, rank: 1 }] : [];
   }
   const chosen = s.kind === 'instance' ? instances.filter((r) => r.name === s.name) : instances.filter((r) => r.tags[s.key] === s.value);
   const out: Candidate[] = [];
   for (const r of chosen) {
     const addr = instanceAddress(r);
-    if (addr) out.push({ name: `${r.name}-${t.port}`, addr, port: t.port, rank: 0 });
+    if (addr) out.push({ name: `i-${r.name}-${t.port}`, addr, port: t.port, rank: 0 });
   }
   return out;
 }
 
 /**
- * One balancer's servers: every target's matches, one server per name (an instance and a member
- * of one name: the instance's) and one per address and port (two selectors reaching the same
- * machine: the first name), sorted by name.
+ * One balancer's servers: every target's matches, one server per address and port (two selectors
+ * reaching the same machine and port: an instance's name before a member's, then the first by
+ * name), sorted by name.
  */
 export function resolveServers(record: LoadBalancerRecord, instances: readonly LbInstance[], members: readonly LbMember[]): LbServer[] {
   const byName = new Map(members.map((m) => [m.name, m]));
   const all = record.targets
     .flatMap((t) => candidates(t, instances, byName))
     .sort((a, b) => a.rank - b.rank || byText(a.name, b.name) || byText(a.addr, b.addr));
-  const names = new Set<string>();
   const endpoints = new Set<string>();
   const servers: LbServer[] = [];
   for (const c of all) {
     const endpoint = `${c.addr}|${c.port}`;
-    if (names.has(c.name) || endpoints.has(endpoint)) continue;
-    names.add(c.name);
+    if (endpoints.has(endpoint)) continue;
     endpoints.add(endpoint);
     servers.push({ name: c.name, addr: c.addr, port: c.port });
   }

@@ -271,12 +271,16 @@ describe.skipIf(skip !== undefined)('gateway load balancer on HAProxy', () => {
       { record: rec({ name: 'x', listen: { port: webPort }, mode: 'tcp', hosts: [], health: { kind: 'tcp' } }), servers: [] },
     ]);
     expect(clash).toMatchObject({ ok: false, error: expect.stringMatching(/^render: balancer x: port \d+ is http\/none/) });
-    // What only haproxy -c catches: an address HAProxy cannot parse.
-    const bad = await apply([...good.slice(1), { ...good[0], servers: [{ name: 'bad', addr: '999.1.1.1', port: 80 }] }]);
+    // An address that is no IP address is the renderer's to refuse: it never reaches a file.
+    const badAddr = await apply([...good.slice(1), { ...good[0], servers: [{ name: 'bad', addr: '999.1.1.1', port: 80 }] }]);
+    expect(badAddr).toMatchObject({ ok: false, error: expect.stringMatching(/^render: .*"999\.1\.1\.1" is not an IP address/) });
+    // What only haproxy -c catches: two servers of one name in a backend.
+    const dup = [1, 2].map((port) => ({ name: 'dup', addr: '127.0.0.1', port }));
+    const bad = await apply([...good.slice(1), { ...good[0], servers: dup }]);
     expect(bad).toMatchObject({
       ok: false,
       rolledBack: true,
-      error: expect.stringMatching(/^validate: haproxy -c refused the config: .*999\.1\.1\.1/),
+      error: expect.stringMatching(/^validate: haproxy -c refused the config: .*another server named 'dup'/),
     });
     expect(readFileSync(configPath(settings), 'utf8')).toBe(before);
     expect(await masterReloads()).toBe(reloads);

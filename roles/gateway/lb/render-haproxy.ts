@@ -22,8 +22,10 @@
  *   through the runtime API (`add server`) does not inherit `default-server`, so the file and the
  *   runtime use the same `serverOptions` and a server looks the same whichever way it came in.
  */
+import { isIP } from 'node:net';
 import path from 'node:path';
 import type { LoadBalancerRecord, ResolvedBalancer } from '../../../core/lb-record.js';
+import { isHostName, isSafePath } from '../../../core/lb-syntax.js';
 import type { RenderedFile } from '../../types.js';
 import { backendName, serverAddress, serverName, UNKNOWN_HOST_BACKEND } from './names.js';
 
@@ -77,12 +79,6 @@ export function serverOptions(s: Pick<HaproxySettings, 'timeouts'>): string {
   return `check inter ${s.timeouts.checkInterval}ms fall 2 rise 2`;
 }
 
-// What may reach the config from a record. The registry validates too; this is the last guard,
-// since a space or `#` would change the config's meaning rather than fail.
-// No wildcard names: a `*.example.org` key would silently never match in the map.
-const HOST_RE = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
-const PATH_RE = /^\/[A-Za-z0-9._~%/:@!$&'()*+,;=-]*$/;
-
 /** Renders every file, sorted by path; throws `HaproxyRenderError` on a set it cannot serve. */
 export function renderHaproxy(balancers: readonly ResolvedBalancer[], s: HaproxySettings): RenderedFile[] {
   const sorted = [...balancers].sort((a, b) => cmp(a.record.name, b.record.name));
@@ -104,7 +100,8 @@ export function renderHaproxy(balancers: readonly ResolvedBalancer[], s: Haproxy
     }
   }
   const backends = sorted.map((b) => renderBackend(b, s));
-  const needs503 = [...ports.values()].some((g) => g[0].record.mode === 'http' && !g.some((b) => isCatchAll(b.record)));
+  // A port whose catch-alls all have a path still sends other paths of unknown hosts to the 503.
+  const needs503 = [...ports.values()].some((g) => g[0].record.mode === 'http' && !g.some((b) => isCatchAll(b.record) && !b.record.path));
   if (needs503) backends.push(render503());
   const cfg = [renderGlobal(s), ...frontends, ...backends].join('\n\n');
   const files = [{ path: configPath(s), content: `${LB_HEADER}${cfg}\n`, mode: 0o644 }, ...maps];
@@ -183,11 +180,13 @@ function renderBackend(b: ResolvedBalancer, s: HaproxySettings): string {
     lines.push('  option httpchk');
     // HTTP/1.1 with the balancer's first name, for servers that route by Host themselves.
     const host = r.hosts[0];
+    if (host) checkHost(host, r.name);
     lines.push(`  http-check send meth GET uri ${health.path}${host ? ` ver HTTP/1.1 hdr host ${host}` : ''}`);
     lines.push('  http-check expect status 200-399');
   }
   const opts = serverOptions(s);
   for (const srv of [...b.servers].sort((x, y) => cmp(serverName(x), serverName(y)))) {
+    checkAddr(srv.addr, r.name);
     lines.push(`  server ${serverName(srv)} ${serverAddress(srv)} ${opts}`);
   }
   return lines.join('\n');
@@ -229,13 +228,8 @@ function renderSniMap(group: readonly ResolvedBalancer[]): string {
       entries.set(host, backendName(r));
     }
   }
-  return (
-    LB_HEADER +
-    [...entries.keys()]
-      .sort(cmp)
-      .map((k) => `${k} ${entries.get(k)}\n`)
-      .join('')
-  );
+  const keys = [...entries.keys()].sort(cmp);
+  return LB_HEADER + keys.map((k) => `${k} ${entries.get(k)}\n`).join('');
 }
 
 /** Balancers by listen port, each group checked to fit one frontend. */
@@ -272,20 +266,32 @@ function groupByPort(balancers: readonly ResolvedBalancer[]): Map<number, Resolv
 /** Bind lines: every named address, and the wildcard ones when a balancer names none. */
 function binds(group: readonly ResolvedBalancer[], s: HaproxySettings, suffix: string): string[] {
   const addrs = new Set<string>();
-  for (const { record: r } of group) for (const a of r.listen.addr === undefined ? s.wildcardAddrs : [r.listen.addr]) addrs.add(a);
+  for (const { record: r } of group)
+    for (const a of r.listen.addr === undefined ? s.wildcardAddrs : [r.listen.addr]) {
+      checkAddr(a, r.name);
+      addrs.add(a);
+    }
   const port = group[0].record.listen.port;
   return [...addrs].sort(cmp).map((a) => `  bind ${a.includes(':') ? `[${a}]` : a}:${port}${suffix}`);
 }
 
 const isCatchAll = (r: LoadBalancerRecord): boolean => r.hosts.length === 0;
 
+// What may reach the config from a record: the registry's own patterns (core/lb-syntax.ts), tested
+// again here as the last guard, since a quote, `\`, `$` or space changes the config's meaning (an
+// environment variable expanded, a header added to the health check) rather than fail. No
+// wildcard names: a `*.example.org` key would silently never match in the map.
 function checkHost(host: string, name: string): void {
-  if (!HOST_RE.test(host)) throw new HaproxyRenderError(`balancer ${name}: host ${JSON.stringify(host)} is not a lower-case DNS name`);
+  if (!isHostName(host)) throw new HaproxyRenderError(`balancer ${name}: host ${JSON.stringify(host)} is not a lower-case DNS name`);
 }
 
 function checkPath(p: string, name: string): void {
-  if (!PATH_RE.test(p))
-    throw new HaproxyRenderError(`balancer ${name}: path ${JSON.stringify(p)} must start with / and hold no spaces, quotes, # or \\`);
+  if (!isSafePath(p))
+    throw new HaproxyRenderError(`balancer ${name}: path ${JSON.stringify(p)} must start with / and hold no spaces, quotes, \\, $, ; or #`);
+}
+
+function checkAddr(addr: string, name: string): void {
+  if (isIP(addr) === 0) throw new HaproxyRenderError(`balancer ${name}: ${JSON.stringify(addr)} is not an IP address`);
 }
 
 // Code-unit order: the output must not depend on the host's locale.

@@ -34,6 +34,22 @@ describe('lb commands: usage', () => {
     [['--listen', '22', '--mode', 'tcp', '--target', 'instance:a:22'], /--listen: port 22 belongs to sshd/],
     [['--listen', '80', '--mode', 'http', '--target', 'instance:a:80', '--health', 'up'], /--health: not a path/],
     [['--listen', '80', '--mode', 'http', '--target', 'instance:a:80', '--tls', 'tls'], /Allowed choices are none, acme, passthrough/],
+    [['--listen', '127.0.0.1:80', '--mode', 'http', '--target', 'instance:a:80'], /--listen: 127.0.0.1 is loopback/],
+    [['--listen', '[::ffff:10.0.0.1]:80', '--mode', 'http', '--target', 'instance:a:80'], /--listen: .* IPv4-mapped/],
+    [
+      ['--listen', '80', '--mode', 'http', '--target', 'instance:a:80', '--health', '/"${SECRET}"'],
+      /--health: .* must start with \/ and hold only/,
+    ],
+    [['--listen', '80', '--mode', 'http', '--target', 'instance:a:80', '--health', '/x\\r\\nX: 1'], /--health: /],
+    // The record rules, checked before NATS is dialled.
+    [['--listen', '80', '--mode', 'http', '--target', 'instance:a:80', '--path', "/a'b"], /^error: path: "\/a'b" must start with \//],
+    [['--listen', '80', '--mode', 'http', '--target', 'instance:a:80', '--path', '/${HOME}'], /^error: path: /],
+    [['--listen', '80', '--mode', 'tcp', '--target', 'instance:a:80', '--path', '/api'], /^error: path: a path prefix needs mode http/],
+    [['--listen', '8443', '--mode', 'http', '--tls', 'passthrough', '--host', 'x.example', '--target', 'instance:a:80'], /^error: tls: /],
+    [
+      ['--listen', '443', '--mode', 'http', '--tls', 'acme', '--host', 'intranet', '--target', 'instance:a:80'],
+      /acme cannot get a certificate/,
+    ],
   ])('exits 2 on %j, before reaching NATS', async (flags, why) => {
     const r = await run('lb', 'create', 'web', ...flags, '--nats', 'nats://127.0.0.1:1');
     expect(r.code, r.err).toBe(2);
@@ -166,6 +182,17 @@ describe.skipIf(!natsServerAvailable())('lb commands against a registry', () => 
     expect(show.out).toMatch(/^health: {4}tcp connect$/m);
     expect(JSON.parse((await run('lb', 'show', 'web', '--json', ...nats_())).out).health).toEqual({ kind: 'http', path: '/healthz' });
     expect(await run('lb', 'show', 'nope', ...nats_())).toMatchObject({ code: 1, err: 'error: no lb nope' });
+  });
+
+  it('rm deletes a malformed value under a name, with a warning, so the name is not blocked', async () => {
+    await registry.kv.put('lb.junk', '{"name":"junk","listen":{"port":"80"}}');
+    expect(await run('lb', 'rm', 'junk', ...nats_())).toMatchObject({
+      code: 0,
+      out: 'removed junk',
+      err: expect.stringMatching(/^warning: lb junk held a malformed value \(.*\); deleted it$/),
+    });
+    expect((await create('junk', '--listen', '8088', '--mode', 'http', '--target', 'instance:a:80')).code).toBe(0);
+    expect((await run('lb', 'rm', 'junk', ...nats_())).code).toBe(0);
   });
 
   it('removes, then the name is free again', async () => {

@@ -29,7 +29,7 @@ export function fixtureSettings(dir = '/etc/mammatus/haproxy', run = '/run/mamma
 
 /** A record with timestamps filled in. */
 export function record(r: Omit<LoadBalancerRecord, 'created_at' | 'updated_at'>): LoadBalancerRecord {
-  return { created_at: '2026-12-01T00:00:00Z', updated_at: '2026-12-01T00:00:00Z', ...r };
+  return { created_at: '2026-12-01T00:00:00.000Z', updated_at: '2026-12-01T00:00:00.000Z', ...r };
 }
 
 /** One fixture: its balancers and its settings (`base` overridden by the fixture's `settings`). */

@@ -99,8 +99,31 @@ describe('renderHaproxy refuses what one config cannot serve', () => {
   it('hosts and paths that would change the config', () => {
     expect(bad({ ...base, name: 'a', hosts: ['a b'] })).toThrow(/not a lower-case DNS name/);
     expect(bad({ ...base, name: 'a', hosts: ['*.example.org'] })).toThrow(/not a lower-case DNS name/);
+    expect(bad({ ...base, name: 'a', hosts: ['a..b'] })).toThrow(/not a lower-case DNS name/);
     expect(bad({ ...base, name: 'a', path: '/x #y' })).toThrow(/must start with \//);
     expect(bad({ ...base, name: 'a', health: { kind: 'http', path: '/"' } })).toThrow(/must start with \//);
+  });
+
+  // What a foreign writer could put in the bucket if the record check were bypassed: an environment
+  // variable expanded into the config, headers added to the health check by escapes, a quote that
+  // breaks `haproxy -c` for every balancer, an ACL or a second command smuggled in.
+  const hostile = ['/"${SECRET}"', '/${HOME}', '/x\\r\\nX-Injected: 1', "/'", '/`id`', '/a|b', '/a;b', '/{ x }', '/%zz', '/a\tb'];
+  it.each(hostile)('refuses the path %j as prefix and as health check, rendering nothing', (p) => {
+    expect(bad({ ...base, name: 'a', path: p })).toThrow(HaproxyRenderError);
+    expect(bad({ ...base, name: 'a', hosts: [], path: p })).toThrow(HaproxyRenderError);
+    expect(bad({ ...base, name: 'a', health: { kind: 'http', path: p } })).toThrow(/must start with \/ and hold no spaces, quotes/);
+  });
+  it('refuses hostile hosts and addresses in every place they reach the config', () => {
+    const sni = { ...base, mode: 'tcp', tls: 'passthrough', listen: { port: 443 } } as const;
+    for (const h of ['a"b.example', 'a$b.example', 'x.example ssl crt /etc/shadow'])
+      for (const r of [
+        { ...base, name: 'a', hosts: [h] },
+        { ...sni, name: 'a', hosts: [h] },
+      ])
+        expect(bad(r)).toThrow(HaproxyRenderError);
+    expect(bad({ ...base, name: 'a', listen: { addr: '10.0.0.1:80 ssl crt /x', port: 80 } })).toThrow(/not an IP address/);
+    const server = { name: 'i-a-80', addr: '10.0.0.1:1 backup', port: 80 };
+    expect(() => renderHaproxy([{ record: record({ ...base, name: 'a' }), servers: [server] }], s)).toThrow(/not an IP address/);
   });
 });
 

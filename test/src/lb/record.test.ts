@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { LoadBalancerRecord } from '../../../core/lb-record.js';
-import { conflicts, withoutConflicts } from '../../../src/lb/conflicts.js';
+import { conflicts, olderFirst, withoutConflicts } from '../../../src/lb/conflicts.js';
 import {
   checkLoadBalancerRecord,
   formatListen,
@@ -72,6 +72,11 @@ describe('lb flag parsers', () => {
     ['[::]:80', /leave the address out/],
     ['[fe80::1%eth0]:80', /IPv6 in brackets/],
     ['[192.0.2.1]:80', /IPv6 in brackets/],
+    ['127.0.0.1:80', /127.0.0.1 is loopback/],
+    ['127.1.2.3:80', /is loopback/],
+    ['[::1]:80', /::1 is loopback/],
+    ['[::ffff:192.0.2.1]:80', /::ffff:c000:201 is an IPv4-mapped IPv6 address: write the IPv4 address/],
+    ['[0:0:0:0:0:ffff:0:0]:80', /IPv4-mapped/],
     ['22', /belongs to sshd/],
     ['10.0.0.1:7946', /Serf gossip/],
   ])('refuses listen %j', (text, why) => {
@@ -83,6 +88,18 @@ describe('lb flag parsers', () => {
     expect(parseHealth('/healthz')).toEqual({ kind: 'http', path: '/healthz' });
     expect(() => parseHealth('healthz')).toThrow(/not a path/);
     expect(() => parseHealth('/a b')).toThrow(/no spaces/);
+    expect(parseHealth('/up/AZaz09-._~!&()*+,=:@%2F')).toEqual({ kind: 'http', path: '/up/AZaz09-._~!&()*+,=:@%2F' });
+  });
+
+  // What HAProxy's config parser acts on: `"${SECRET}"` expands an environment variable, `\r\n`
+  // escapes add headers to the health check, a quote breaks `haproxy -c` for every balancer.
+  const hostile = ['/"${SECRET}"', '/${HOME}', '/x\\r\\nX-Injected: 1', "/'", '/`id`', '/a|b', '/a;b', '/{x}', '/a<b', '/%zz', '/%'];
+  it.each(hostile)('refuses the path %j, on parse and on read', (p) => {
+    expect(() => parseHealth(p)).toThrow(/^health: .* must start with \/ and hold only/);
+    expect(() => make({ path: p })).toThrow(/^path: /);
+    const r = make() as unknown as Record<string, unknown>;
+    expect(() => checkLoadBalancerRecord({ ...r, path: p })).toThrow(/^path: /);
+    expect(() => checkLoadBalancerRecord({ ...r, health: { kind: 'http', path: p } })).toThrow(/^health: /);
   });
 });
 
@@ -112,13 +129,15 @@ describe('lb record check', () => {
     ['a host twice', { hosts: ['a.example', 'A.example'] }, /^hosts: entries must be unique/],
     ['33 hosts', { hosts: Array.from({ length: 33 }, (_, i) => `h${i}.example`) }, /^hosts: at most 32/],
     ['a path without /', { path: 'api' }, /^path: "api" must start with \//],
-    ['a path with a space', { path: '/a b' }, /^path: .* no spaces/],
+    ['a path with a space', { path: '/a b' }, /^path: .*no spaces/],
     ['a path with ?', { path: '/a?b' }, /^path: /],
     ['a path in tcp mode', { mode: 'tcp', hosts: [], path: '/api' }, /^path: a path prefix needs mode http/],
     ['passthrough in http mode', { tls: 'passthrough' }, /^tls: passthrough needs mode tcp/],
     ['passthrough without hosts', { mode: 'tcp', hosts: [], tls: 'passthrough' }, /^hosts: passthrough routes by SNI/],
     ['acme in tcp mode', { mode: 'tcp', tls: 'acme' }, /^tls: acme needs mode http/],
     ['acme without hosts', { hosts: [], tls: 'acme' }, /^hosts: acme needs the names/],
+    ['acme for a one-label name', { hosts: ['intranet'], tls: 'acme' }, /^hosts: intranet: acme cannot get a certificate/],
+    ['acme for an all-numeric name', { hosts: ['10.0.0.1'], tls: 'acme' }, /^hosts: 10.0.0.1: acme cannot get a certificate/],
     ['hosts on plain tcp', { mode: 'tcp' }, /^hosts: plain TCP carries no host name/],
     [
       'an HTTP health check in tcp mode',
@@ -135,6 +154,10 @@ describe('lb record check', () => {
     ['an unknown balance', { balance: 'random' }, /^balance: must be roundrobin or leastconn/],
     ['a reserved port', { listen: { port: 53 } }, /^listen: port 53 belongs to the gateway's DNS/],
     ['a listen addr that is no IP', { listen: { addr: 'gw', port: 80 } }, /^listen: addr must be an IP address/],
+    ['a listen addr 0.0.0.0', { listen: { addr: '0.0.0.0', port: 80 } }, /^listen: leave the address out/],
+    ['a listen addr ::', { listen: { addr: '::', port: 80 } }, /^listen: leave the address out/],
+    ['a loopback listen addr', { listen: { addr: '127.0.0.1', port: 80 } }, /^listen: 127.0.0.1 is loopback/],
+    ['an IPv4-mapped listen addr', { listen: { addr: '::ffff:c000:201', port: 80 } }, /^listen: .* IPv4-mapped/],
   ])('refuses %s', (_, over, why) => {
     expect(() => make(over as Partial<LoadBalancerInput>)).toThrow(LbRecordError);
     expect(() => make(over as Partial<LoadBalancerInput>)).toThrow(why);
@@ -146,7 +169,14 @@ describe('lb record check', () => {
     expect(() => checkLoadBalancerRecord({ ...r, targets: [{ selector: { kind: 'dns', name: 'x' }, port: 80 }] })).toThrow(
       /^targets\[0\]: selector must be/,
     );
-    expect(() => checkLoadBalancerRecord({ ...r, created_at: 'yesterday' })).toThrow(/^created_at: must be an ISO 8601 time/);
+    expect(() => checkLoadBalancerRecord({ ...r, created_at: 'yesterday' })).toThrow(/^created_at: must be an ISO 8601 UTC time/);
+    // One spelling per instant, so every reader orders records alike.
+    for (const t of ['2026-12-07T00:00:00Z', '2026-12-07T01:00:00+01:00', '2026-12-07', 'Mon, 07 Dec 2026 00:00:00 GMT'])
+      expect(() => checkLoadBalancerRecord({ ...r, created_at: t }), t).toThrow(/^created_at: /);
+    expect(() => checkLoadBalancerRecord({ ...r, updated_at: '2026-12-07T00:00:00Z' })).toThrow(/^updated_at: /);
+    expect(() => checkLoadBalancerRecord({ ...r, health: { kind: 'http', path: '/up', timeout: 5 } })).toThrow(
+      /^health: an http check has kind and path, no other field/,
+    );
     expect(() => checkLoadBalancerRecord({ ...r, listen: { port: 80, host: 'x' } })).toThrow(/^listen\.host: unknown field/);
     expect(() => checkLoadBalancerRecord({ ...r, listen: { addr: '2001:DB8::1', port: 80 } })).toThrow(
       /^listen: addr must be an IP address/,
@@ -211,6 +241,16 @@ describe('lb conflicts', () => {
     const found = conflicts(stored, candidate);
     expect(found).toHaveLength(1);
     expect(found[0]).toMatch(why);
+  });
+
+  it('orders by the parsed time, not its text, then by name', () => {
+    // toISOString writes years past 9999 as +010000-…, which sorts before 2026-… as text.
+    const far = checkLoadBalancerRecord({ ...make({ name: 'a' }), created_at: new Date('+010000-01-01T00:00:00Z').toISOString() });
+    const now = make({ name: 'z' });
+    expect(far.created_at < now.created_at).toBe(true);
+    expect([far, now].sort(olderFirst).map((r) => r.name)).toEqual(['z', 'a']);
+    expect(withoutConflicts([far, now]).kept.map((r) => r.name)).toEqual(['z']);
+    expect(withoutConflicts([make({ name: 'b' }), make({ name: 'a' })]).kept.map((r) => r.name)).toEqual(['a']);
   });
 
   it('keeps the earlier of two records that raced past the check', () => {

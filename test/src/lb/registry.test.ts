@@ -10,7 +10,18 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectNats } from '../../../core/nats.js';
 import type { LoadBalancerInput } from '../../../src/lb/record.js';
-import { LB_BUCKET, LbConflictError, LbNotFoundError, LbRegistry, lbKey, parseLbEntry } from '../../../src/lb/registry.js';
+import { withoutConflicts } from '../../../src/lb/conflicts.js';
+import { makeLoadBalancerRecord } from '../../../src/lb/record.js';
+import {
+  LB_BUCKET,
+  LbConflictError,
+  LbNotFoundError,
+  LbRegistry,
+  LbWithdrawError,
+  lbKey,
+  parseLbEntry,
+  withdraw,
+} from '../../../src/lb/registry.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
 
 const skip = natsServerAvailable() ? undefined : 'nats-server is missing';
@@ -72,8 +83,55 @@ describe.skipIf(Boolean(skip))('lb registry on JetStream KV', () => {
     expect((await registry.list()).filter((r) => r.listen.port === 9000)).toHaveLength(1);
   });
 
+  it("races by the readers' rule: the older record stays, whatever the write order and clocks", async () => {
+    // Each racer's clock a second apart, the latest clock first: write order and age disagree.
+    const racers = [4, 3, 2, 1].map((i) => ({ i, input: input(`s${i}`, { listen: { port: 9001 }, mode: 'tcp', hosts: [] }) }));
+    const results = await Promise.allSettled(
+      racers.map(async ({ i, input: x }) => {
+        const r = await LbRegistry.open(nc, { now: () => new Date(Date.UTC(2026, 11, 7, 0, 0, i)), settleMs: 1000 });
+        return r.create(x);
+      }),
+    );
+    const won = results.filter((r) => r.status === 'fulfilled');
+    expect(won.length).toBeLessThanOrEqual(1);
+    for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(LbConflictError);
+    const stored = (await registry.list()).filter((r) => r.listen.port === 9001);
+    // What the bucket keeps is exactly what readers serve, and what the CLI said was created.
+    expect(stored).toHaveLength(won.length);
+    expect(withoutConflicts(stored).dropped).toEqual([]);
+    if (won[0]?.status === 'fulfilled') expect(stored[0].name).toBe(won[0].value.name);
+    for (const r of stored) await registry.remove(r.name);
+  });
+
+  it('withdraws only the revision it wrote, and reports a withdrawal that keeps failing', async () => {
+    const kv = registry.kv;
+    const rev = await kv.put(
+      lbKey('stuck'),
+      JSON.stringify(makeLoadBalancerRecord(input('stuck', { listen: { port: 9002 } }), new Date())),
+    );
+    await kv.put(lbKey('stuck'), JSON.stringify(makeLoadBalancerRecord(input('stuck', { listen: { port: 9003 } }), new Date())));
+    const err = await withdraw(kv, 'stuck', rev, 'lb x listens on *:9002 already').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LbWithdrawError);
+    expect(String(err)).toMatch(/lb stuck: lb x listens on \*:9002 already .*; written but could not withdraw; run `lb rm stuck`/);
+    expect(await registry.findEntry('stuck')).toBeDefined();
+    await withdraw(kv, 'stuck', (await kv.get(lbKey('stuck')))!.revision, 'test');
+    expect(await registry.findEntry('stuck')).toBeUndefined();
+  });
+
+  it('removes a malformed value under a name, saying why it was not a record', async () => {
+    await registry.kv.put(lbKey('broken'), '{"name":"broken"}');
+    await registry.kv.put(lbKey('notjson'), 'x{');
+    await registry.kv.put(lbKey('alias'), JSON.stringify(await registry.get('web')));
+    expect(await registry.remove('broken')).toEqual({ malformed: expect.stringMatching(/^record|^listen|^[a-z_]+: /) });
+    expect(await registry.remove('notjson')).toEqual({ malformed: expect.stringMatching(/^not JSON/) });
+    expect(await registry.remove('alias')).toEqual({ malformed: "it holds lb web's record" });
+    for (const k of ['broken', 'notjson', 'alias']) expect((await registry.kv.get(lbKey(k)))?.operation).not.toBe('PUT');
+    await expect(registry.remove('broken')).rejects.toThrow(LbNotFoundError);
+    expect(await registry.findEntry('web')).toBeDefined();
+  });
+
   it('removes, reports a missing name, and a removed name can be taken again', async () => {
-    expect((await registry.remove('api')).name).toBe('api');
+    expect((await registry.remove('api')).record?.name).toBe('api');
     await expect(registry.get('api')).rejects.toThrow(LbNotFoundError);
     await expect(registry.remove('api')).rejects.toThrow('no lb api');
     expect((await registry.create(input('api', { hosts: ['api.example'] }))).name).toBe('api');

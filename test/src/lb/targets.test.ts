@@ -1,6 +1,6 @@
 /**
- * Resolving balancers' targets: which instances and members count, stable server names, one
- * server per name and per address, sorted output.
+ * Resolving balancers' targets: which instances and members count, stable server names that say
+ * the machine's kind, one server per address and port, sorted output.
  */
 import { describe, expect, it } from 'vitest';
 import { makeLoadBalancerRecord, parseTargetSpec } from '../../../src/lb/record.js';
@@ -33,6 +33,8 @@ describe('which instances serve', () => {
     expect(instanceAddress(inst('a', '10.0.0.5', {}, { state: 'registered', observed: undefined }))).toBeUndefined();
     expect(instanceAddress(inst('a', ['2001:db8::1']))).toBeUndefined();
     expect(instanceAddress(inst('a', []))).toBeUndefined();
+    // Not an address, whatever it looks like.
+    expect(instanceAddress(inst('a', ['999.1.1.1', '10.0.0.05', '10.0.0.7 backup', '10.0.0.8']))).toBe('10.0.0.8');
   });
 });
 
@@ -48,13 +50,13 @@ describe('resolveBalancers', () => {
 
   it('resolves instance:, tag: and member: selectors to named servers, sorted by name', () => {
     expect(resolveServers(lb('a', 'tag:app=web:8080'), instances, members)).toEqual([
-      { name: 'web1-8080', addr: '10.0.0.11', port: 8080 },
-      { name: 'web2-8080', addr: '10.0.0.12', port: 8080 },
+      { name: 'i-web1-8080', addr: '10.0.0.11', port: 8080 },
+      { name: 'i-web2-8080', addr: '10.0.0.12', port: 8080 },
     ]);
     expect(resolveServers(lb('a', 'instance:db:5432', 'member:st1:80', 'member:v6:80'), instances, members)).toEqual([
-      { name: 'db-5432', addr: '10.0.0.20', port: 5432 },
-      { name: 'st1-80', addr: '192.168.1.5', port: 80 },
-      { name: 'v6-80', addr: '2001:db8::7', port: 80 },
+      { name: 'i-db-5432', addr: '10.0.0.20', port: 5432 },
+      { name: 'm-st1-80', addr: '192.168.1.5', port: 80 },
+      { name: 'm-v6-80', addr: '2001:db8::7', port: 80 },
     ]);
   });
 
@@ -68,14 +70,25 @@ describe('resolveBalancers', () => {
     ).toEqual([]);
   });
 
-  it('keeps one server per machine and port, and one per name (the instance over a member of its name)', () => {
+  it('keeps one server per machine and port: an instance name before a member name', () => {
     const servers = resolveServers(lb('a', 'tag:app=web:80', 'instance:web1:80', 'tag:tier=a:80', 'tag:app=web:81'), instances, members);
-    expect(servers.map((s) => s.name)).toEqual(['web1-80', 'web1-81', 'web2-80', 'web2-81']);
-    const clash = resolveServers(lb('b', 'member:db:5432', 'instance:db:5432'), instances, [member('db', '192.168.1.9')]);
-    expect(clash).toEqual([{ name: 'db-5432', addr: '10.0.0.20', port: 5432 }]);
-    // A member at an instance's address and port is the same server: the first name keeps it.
+    expect(servers.map((s) => s.name)).toEqual(['i-web1-80', 'i-web1-81', 'i-web2-80', 'i-web2-81']);
+    // A member at an instance's address and port is the same server: the instance's name keeps it.
     const same = resolveServers(lb('c', 'member:alias:80', 'instance:web1:80'), instances, [member('alias', '10.0.0.11')]);
-    expect(same).toEqual([{ name: 'web1-80', addr: '10.0.0.11', port: 80 }]);
+    expect(same).toEqual([{ name: 'i-web1-80', addr: '10.0.0.11', port: 80 }]);
+  });
+
+  it('keeps an instance and a member of one name apart: two machines, two names', () => {
+    const record = lb('b', 'member:db:5432', 'instance:db:5432');
+    const dbMember = member('db', '192.168.1.9');
+    expect(resolveServers(record, instances, [dbMember])).toEqual([
+      { name: 'i-db-5432', addr: '10.0.0.20', port: 5432 },
+      { name: 'm-db-5432', addr: '192.168.1.9', port: 5432 },
+    ]);
+    // The instance stops: its server goes, the member's stays under its own name. One name for both
+    // would have been the same server silently readdressed to another machine.
+    const stopped = instances.map((r) => (r.name === 'db' ? { ...r, state: 'stopped' as const } : r));
+    expect(resolveServers(record, stopped, [dbMember])).toEqual([{ name: 'm-db-5432', addr: '192.168.1.9', port: 5432 }]);
   });
 
   it('gives every balancer, sorted by name, the same answer whatever the input order', () => {
@@ -91,13 +104,13 @@ describe('resolveBalancers', () => {
   it('follows instances: one launched with the tag joins, one stopped leaves, an address change moves it', () => {
     const record = lb('a', 'tag:app=web:80');
     const names = (list: LbInstance[]) => resolveServers(record, list, []).map((s) => `${s.name}@${s.addr}`);
-    expect(names(instances)).toEqual(['web1-80@10.0.0.11', 'web2-80@10.0.0.12']);
+    expect(names(instances)).toEqual(['i-web1-80@10.0.0.11', 'i-web2-80@10.0.0.12']);
     expect(names([...instances, inst('web4', '10.0.0.14', { app: 'web' })])).toEqual([
-      'web1-80@10.0.0.11',
-      'web2-80@10.0.0.12',
-      'web4-80@10.0.0.14',
+      'i-web1-80@10.0.0.11',
+      'i-web2-80@10.0.0.12',
+      'i-web4-80@10.0.0.14',
     ]);
-    expect(names([instances[0], inst('web1', '10.0.0.99', { app: 'web' })])).toEqual(['web1-80@10.0.0.99', 'web2-80@10.0.0.12']);
+    expect(names([instances[0], inst('web1', '10.0.0.99', { app: 'web' })])).toEqual(['i-web1-80@10.0.0.99', 'i-web2-80@10.0.0.12']);
     expect(names([{ ...instances[0], state: 'stopped' }])).toEqual([]);
   });
 });
