@@ -109,21 +109,21 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
   it('follows a create, and instances starting, stopping, moving and changing tags', async () => {
     const registry = await LbRegistry.open(admin);
     await change('create', () => registry.create(lb('web')), ['web:']);
-    await change('instance running', () => instances.update('web1', running), ['web: web1-8080@10.0.0.11']);
+    await change('instance running', () => instances.update('web1', running), ['web: i-web1-8080@10.0.0.11']);
     await change(
       'observed stopped',
       () => instances.update('web1', (r) => ({ ...r, observed: { status: 'stopped', at: '2026-12-07T00:00:00Z' } })),
       ['web:'],
     );
-    await change('observed running', () => instances.update('web1', running), ['web: web1-8080@10.0.0.11']);
-    await change('ips', () => instances.update('web1', (r) => ({ ...r, ips: ['10.0.0.12'] })), ['web: web1-8080@10.0.0.12']);
+    await change('observed running', () => instances.update('web1', running), ['web: i-web1-8080@10.0.0.11']);
+    await change('ips', () => instances.update('web1', (r) => ({ ...r, ips: ['10.0.0.12'] })), ['web: i-web1-8080@10.0.0.12']);
     // Registered, not running yet: no server, no onChange.
     const before = changes;
     await instances.register({ name: 'web2', macs: ['02:00:00:00:00:02'], ips: ['10.0.0.21'], tags: { app: 'web' } });
     await sleep(300);
     expect(changes).toBe(before);
-    await change('tag added', () => instances.update('web2', running), ['web: web1-8080@10.0.0.12 web2-8080@10.0.0.21']);
-    await change('tag changed', () => instances.update('web1', (r) => ({ ...r, tags: { app: 'blog' } })), ['web: web2-8080@10.0.0.21']);
+    await change('tag added', () => instances.update('web2', running), ['web: i-web1-8080@10.0.0.12 i-web2-8080@10.0.0.21']);
+    await change('tag changed', () => instances.update('web1', (r) => ({ ...r, tags: { app: 'blog' } })), ['web: i-web2-8080@10.0.0.21']);
     await change('state stopped', () => instances.update('web2', (r) => ({ ...r, state: 'stopped' })), ['web:']);
   });
 
@@ -138,11 +138,11 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
   it('follows an rm', async () => {
     const registry = await LbRegistry.open(admin);
     await registry.create(lb('blog', { targets: [{ selector: { kind: 'instance', name: 'web1' }, port: 80 }] }));
-    await until('blog', () => served(feed.snapshot([]))?.join() === 'blog: web1-80@10.0.0.12,web:');
-    await change('rm', () => registry.remove('web'), ['blog: web1-80@10.0.0.12']);
+    await until('blog', () => served(feed.snapshot([]))?.join() === 'blog: i-web1-80@10.0.0.12,web:');
+    await change('rm', () => registry.remove('web'), ['blog: i-web1-80@10.0.0.12']);
   });
 
-  it('resolves member targets with the members it is asked with, an instance before a member of its name', async () => {
+  it('resolves member targets with the members it is asked with, an instance and a member of one name as two servers', async () => {
     const registry = await LbRegistry.open(admin);
     const targets = [
       { selector: { kind: 'member', name: 'st1' }, port: 5671 },
@@ -150,17 +150,23 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
       { selector: { kind: 'instance', name: 'web1' }, port: 5671 },
     ] as const;
     await change('member lb', () => registry.create(lb('mq', { listen: { port: 8443 }, targets })), [
-      'blog: web1-80@10.0.0.12',
-      'mq: web1-5671@10.0.0.12',
+      'blog: i-web1-80@10.0.0.12',
+      'mq: i-web1-5671@10.0.0.12',
     ]);
     const members = [
       { name: 'st1', addr: '10.0.0.99', status: 'alive' as const },
       { name: 'web1', addr: '10.0.0.50', status: 'alive' as const },
       { name: 'gone', addr: '10.0.0.98', status: 'failed' as const },
     ];
-    expect(served(feed.snapshot(members))).toEqual(['blog: web1-80@10.0.0.12', 'mq: st1-5671@10.0.0.99 web1-5671@10.0.0.12']);
-    expect(served(feed.snapshot([{ ...members[0], status: 'failed' }]))).toEqual(['blog: web1-80@10.0.0.12', 'mq: web1-5671@10.0.0.12']);
-    await change('member lb rm', () => registry.remove('mq'), ['blog: web1-80@10.0.0.12']);
+    expect(served(feed.snapshot(members))).toEqual([
+      'blog: i-web1-80@10.0.0.12',
+      'mq: i-web1-5671@10.0.0.12 m-st1-5671@10.0.0.99 m-web1-5671@10.0.0.50',
+    ]);
+    expect(served(feed.snapshot([{ ...members[0], status: 'failed' }]))).toEqual([
+      'blog: i-web1-80@10.0.0.12',
+      'mq: i-web1-5671@10.0.0.12',
+    ]);
+    await change('member lb rm', () => registry.remove('mq'), ['blog: i-web1-80@10.0.0.12']);
   });
 
   it('skips a malformed, a foreign and a conflicting entry with a warning, and keeps serving the rest', async () => {
@@ -176,7 +182,7 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
     await until('warnings', () => ['junk', 'notjson', 'alias'].every((k) => logged.some((l) => l.key === lbKey(k) && l.level === 40)));
     await until('conflict warning', () => logged.some((l) => l.lb === 'thief' && /conflicts/.test(l.msg)));
     await sleep(300);
-    expect(served(feed.snapshot([]))).toEqual(['blog: web1-80@10.0.0.12']);
+    expect(served(feed.snapshot([]))).toEqual(['blog: i-web1-80@10.0.0.12']);
     expect(changes).toBe(before);
     for (const k of ['junk', 'notjson', 'alias']) expect(logged.filter((l) => l.key === lbKey(k))).toHaveLength(1);
     expect(logged.filter((l) => l.lb === 'thief')).toHaveLength(1);
@@ -210,11 +216,11 @@ describe.skipIf(Boolean(skip))('the gateway balancer feed', () => {
     const start = performance.now();
     await registry.create(lb('shop', { targets: [{ selector: { kind: 'tag', key: 'app', value: 'blog' }, port: 9000 }] }));
     await until('lb after restart', () => served(feed.snapshot([]))?.some((l) => l.startsWith('shop:')) ?? false, bound);
-    expect(served(feed.snapshot([]))).toEqual(['blog: web1-80@10.0.0.12', 'shop: web1-9000@10.0.0.12']);
+    expect(served(feed.snapshot([]))).toEqual(['blog: i-web1-80@10.0.0.12', 'shop: i-web1-9000@10.0.0.12']);
     latencies['lb after restart'] = performance.now() - start;
     await change('instance after restart', () => instances.update('web1', (r) => ({ ...r, ips: ['10.0.0.13'] })), [
-      'blog: web1-80@10.0.0.13',
-      'shop: web1-9000@10.0.0.13',
+      'blog: i-web1-80@10.0.0.13',
+      'shop: i-web1-9000@10.0.0.13',
     ]);
   }, 30_000);
 
