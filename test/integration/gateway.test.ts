@@ -217,7 +217,12 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
   });
 
   it('restarts dnsmasq when it is killed', async () => {
-    await bed.exec('gw', ['pkill', '-x', 'dnsmasq']);
+    // Only the gateway namespace's dnsmasq: network namespaces share the PID space, and a `pkill -x
+    // dnsmasq` would take down every other test's dnsmasq on the machine too.
+    const pids = (await exec('ip', ['netns', 'pids', bed.ns.gw])).stdout.split('\n').filter(Boolean);
+    const ours = pids.filter((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'dnsmasq');
+    expect(ours.length).toBeGreaterThan(0);
+    for (const pid of ours) process.kill(Number(pid), 'SIGTERM');
     await new Promise((r) => setTimeout(r, 1500));
     expect((await bed.dig('gateway.mammatus')).answers).toEqual(['10.88.0.1']);
     expect(logs.some((l) => l.msg === 'dnsmasq exited; restarting it')).toBe(true);
