@@ -260,11 +260,14 @@ export class RoleScheduler {
     const instances = role.instances?.();
     const admitted = role.admitted?.();
     const credentials = this.deps.credentials?.();
+    const members = [...this.deps.members()].sort((a, b) => a.name.localeCompare(b.name));
+    const balancers = role.balancers?.(members);
     const desired: DesiredState = {
       node: this.deps.node(),
       config: this.deps.roleConfig(name),
-      members: [...this.deps.members()].sort((a, b) => a.name.localeCompare(b.name)),
+      members,
       ...(instances ? { instances } : {}),
+      ...(balancers ? { balancers } : {}),
       ...(credentials ? { credentials } : {}),
       ...(admitted ? { admitted } : {}),
     };
