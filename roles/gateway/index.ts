@@ -230,7 +230,8 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       const served = servedFacts(last);
       const lb = haproxy.summary(last?.balancers);
       if (!lb) return served;
-      return { ...served, summary: served?.summary ? `${served.summary}; ${lb}` : lb };
+      // Balancers first: the status answer cuts a detail at 80 characters, and instances' notes run long.
+      return { ...served, summary: served?.summary ? `${lb}; ${served.summary}` : lb };
     },
 
     queries: { [LEASES_QUERY]: answerLeases, [RESERVATIONS_QUERY]: answerReservations },
