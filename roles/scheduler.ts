@@ -261,10 +261,11 @@ export class RoleScheduler {
     const admitted = role.admitted?.();
     const credentials = this.deps.credentials?.();
     const members = [...this.deps.members()].sort((a, b) => a.name.localeCompare(b.name));
-    const balancers = role.balancers?.(members);
+    const config = this.deps.roleConfig(name);
+    const balancers = await role.balancers?.(members, { config, files: this.deps.files });
     const desired: DesiredState = {
       node: this.deps.node(),
-      config: this.deps.roleConfig(name),
+      config,
       members,
       ...(instances ? { instances } : {}),
       ...(balancers ? { balancers } : {}),

@@ -93,9 +93,13 @@ export interface Role<C = Record<string, unknown>> {
   instances?(): readonly InstanceSummary[] | undefined;
   /**
    * The balancers this role renders from (its feed's snapshot), resolved against `members`, the
-   * members of the same desired state; put in `desired` likewise.
+   * members of the same desired state; put in `desired` likewise. `config` and `files` let a role
+   * that has no snapshot yet (an agent just started) read back a copy it rendered earlier.
    */
-  balancers?(members: readonly Member[]): readonly ResolvedBalancer[] | undefined;
+  balancers?(
+    members: readonly Member[],
+    from: { readonly config: C; readonly files: FileOps },
+  ): readonly ResolvedBalancer[] | undefined | Promise<readonly ResolvedBalancer[] | undefined>;
   /** The admitted nodes this role renders from (its roster feed's snapshot); put in `desired` likewise. */
   admitted?(): readonly AdmittedNode[] | undefined;
   /**

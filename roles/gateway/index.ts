@@ -30,6 +30,7 @@ import { PROXY_CHILD } from './metadata-proxy.js';
 import { BOOT_CHILD } from './boot-server.js';
 import { GatewayServiceChild } from './service-child.js';
 import { GatewayHaproxy } from './lb/gateway-haproxy.js';
+import { balancersCachePath, parseBalancersCache } from './lb/render-lb.js';
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 /** The mangle chain that sets the TTL of the metadata proxy's answers (hop limit). */
@@ -72,8 +73,9 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
   let dnsmasq: DnsmasqSupervisor | undefined;
   let feed: InstanceFeed | undefined;
   let lbFeed: LbFeed | undefined;
-  /** The balancers of the last snapshot: kept while the feed has none (never read, reopened). */
+  /** The balancers of the last snapshot, or of the copy rendered before a restart, until the feed has one. */
   let lastBalancers: readonly ResolvedBalancer[] | undefined;
+  let restored = false;
   let askReconcile: ((reason: string) => void) | undefined;
   /** Opens the registry feeds once the registry's servers are known (the first controller may join later). */
   function ensureFeed(cfg: GatewayConfig, members: readonly Member[], log: Logger): void {
@@ -221,8 +223,17 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       return feed?.snapshot();
     },
 
-    balancers(members): readonly ResolvedBalancer[] | undefined {
+    async balancers(members, from): Promise<readonly ResolvedBalancer[] | undefined> {
       lastBalancers = lbFeed?.snapshot(members) ?? lastBalancers;
+      if (lastBalancers || restored) return lastBalancers;
+      // An agent just started: until the feed reads, the copy beside HAProxy's files (render-lb.ts).
+      restored = true;
+      try {
+        const cfg = parseGatewayConfig(from.config);
+        if (cfg.lb.enabled) lastBalancers = parseBalancersCache(await from.files.read(balancersCachePath(cfg.lb)));
+      } catch {
+        // A bad config fails the render, which says why; an unreadable copy is no copy.
+      }
       return lastBalancers;
     },
 

@@ -48,6 +48,8 @@ describe.skipIf(Boolean(skip))('the gateway serving load balancers from the regi
   let agent: Agent;
   let registry: InstanceRegistry;
   let closeNats: () => Promise<void> = () => Promise.resolve();
+  let startAgent: () => Promise<void>;
+  let natsDown = false;
   const logs: Record<string, unknown>[] = [];
   const master = new HaproxyMaster(p('run/master.sock'));
   const errors = () => JSON.stringify(logs.filter((l) => Number(l.level) >= 40).slice(-8));
@@ -120,32 +122,35 @@ describe.skipIf(Boolean(skip))('the gateway serving load balancers from the regi
     );
     const { run, spawn, probe } = await gatewayEffects(bed);
     const opts = { path: configPath, env: {} };
-    agent = createAgent({
-      loaded: await loadConfig(opts),
-      reloadConfig: () => loadConfig(opts),
-      log: pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s) as Record<string, unknown>) }),
-      run,
-      files: buildFileOps(),
-      roles: {
-        gateway: buildGatewayRole({
-          spawn,
-          probe,
-          // With the gateway's own credentials: the bucket must be readable by a gateway.
-          lbFeed: (servers, onChange, log) => openLbFeed(servers, onChange, log, { credentials: gatewayCredentials, debounceMs: 50 }),
-        }),
-      },
-      version: '0.0.0-test',
-    });
-    await agent.start();
-    await until('the gateway applied', () => agent.view.roleStatus().gateway?.state === 'ok', 20_000);
+    startAgent = async () => {
+      agent = createAgent({
+        loaded: await loadConfig(opts),
+        reloadConfig: () => loadConfig(opts),
+        log: pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s) as Record<string, unknown>) }),
+        run,
+        files: buildFileOps(),
+        roles: {
+          gateway: buildGatewayRole({
+            spawn,
+            probe,
+            // With the gateway's own credentials: the bucket must be readable by a gateway.
+            lbFeed: (servers, onChange, log) => openLbFeed(servers, onChange, log, { credentials: gatewayCredentials, debounceMs: 50 }),
+          }),
+        },
+        version: '0.0.0-test',
+      });
+      await agent.start();
+      await until('the gateway applied', () => agent.view.roleStatus().gateway?.state === 'ok', 20_000);
+    };
+    await startAgent();
   }, 90_000);
 
   afterAll(async () => {
     await agent?.stop();
     await serf?.stop();
     await bed?.destroy();
-    await closeNats();
-    await nats?.stop();
+    if (!natsDown) await closeNats();
+    if (!natsDown) await nats?.stop();
     rmSync(tmp, { recursive: true, force: true });
   });
 
@@ -215,4 +220,20 @@ describe.skipIf(Boolean(skip))('the gateway serving load balancers from the regi
     expect((await bed.exec('gw', ['pgrep', '-x', 'haproxy'])).code).not.toBe(0);
     expect(agent.view.roleStatus().gateway).toMatchObject({ state: 'ok' });
   }, 40_000);
+
+  it('an agent restarted while the controllers are down serves the balancers it had', async () => {
+    expect(
+      await cli('lb', 'create', 'web', '--listen', '80', '--mode', 'http', '--host', 'web.test', '--target', 'tag:app=a:8080'),
+    ).toMatchObject({ code: 0 });
+    await until('web.test served again', async () => (await get('web.test')) === '200 a1', 15_000);
+    await agent.stop();
+    expect(await get('web.test')).toMatch(/^0 /);
+    natsDown = true;
+    await closeNats();
+    await nats.stop();
+    await startAgent();
+    // From the copy beside HAProxy's files: no feed has read anything, the controllers are gone.
+    await until('web.test served after the restart', async () => (await get('web.test')) === '200 a1', 15_000);
+    expect((await bed.exec('gw', ['iptables', '-S', 'INPUT'])).stdout).toContain('--dport 80');
+  }, 60_000);
 });

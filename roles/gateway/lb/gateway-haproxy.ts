@@ -18,6 +18,7 @@ import { haproxySettings, masterSocket } from './config.js';
 import { HaproxyRuntime } from './haproxy-runtime.js';
 import { HaproxySupervisor } from './haproxy-supervisor.js';
 import { planRuntimeChanges } from './plan-runtime.js';
+import { balancersCachePath } from './render-lb.js';
 import { configPath, renderHaproxy } from './render-haproxy.js';
 
 /** How often the status line may ask HAProxy (a status query more often gets the last answer). */
@@ -41,7 +42,12 @@ export class GatewayHaproxy {
 
   /** Whether this apply changed (wrote or removed) one of HAProxy's files. */
   touched(ctx: Pick<ApplyContext, 'changed'>, cfg: GatewayConfig): boolean {
-    return ctx.changed.some((p) => p.startsWith(`${cfg.lb.dir}/`));
+    return ctx.changed.some((p) => this.ours(p, cfg));
+  }
+
+  /** One of HAProxy's files (the balancers' copy beside them is the role's, not HAProxy's). */
+  private ours(p: string, cfg: GatewayConfig): boolean {
+    return p.startsWith(`${cfg.lb.dir}/`) && p !== balancersCachePath(cfg.lb);
   }
 
   /** `haproxy -c` on the written files. */
@@ -156,14 +162,14 @@ export class GatewayHaproxy {
     for (const [p, content] of want) if ((await ctx.files.read(p)) !== content) return false;
     // A changed file of ours that the desired set does not render must be gone.
     for (const p of ctx.changed) {
-      if (p.startsWith(`${cfg.lb.dir}/`) && !want.has(p) && (await ctx.files.read(p)) !== undefined) return false;
+      if (this.ours(p, cfg) && !want.has(p) && (await ctx.files.read(p)) !== undefined) return false;
     }
     return true;
   }
 
   /** Every HAProxy file before this apply held what the live worker was started or changed with. */
   private async priorWasLive(ctx: ApplyContext, cfg: GatewayConfig, live: Live): Promise<boolean> {
-    const paths = new Set([...live.files.keys(), ...ctx.changed.filter((p) => p.startsWith(`${cfg.lb.dir}/`))]);
+    const paths = new Set([...live.files.keys(), ...ctx.changed.filter((p) => this.ours(p, cfg))]);
     for (const p of paths) {
       const before = ctx.changed.includes(p) ? ctx.prior(p) : await ctx.files.read(p);
       if (before !== live.files.get(p)) return false;

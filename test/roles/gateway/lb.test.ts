@@ -11,6 +11,7 @@ import { applyRole } from '../../../roles/apply.js';
 import { parseGatewayConfig } from '../../../roles/gateway/config.js';
 import { buildGatewayRole } from '../../../roles/gateway/index.js';
 import { renderGateway } from '../../../roles/gateway/render.js';
+import { parseBalancersCache } from '../../../roles/gateway/lb/render-lb.js';
 import { memoryFiles } from '../../helpers/memory-files.js';
 import { recordingRun } from '../../helpers/recording-run.js';
 
@@ -83,6 +84,7 @@ describe('gateway render with balancers', () => {
       '-A INPUT -i eth0 -p tcp --dport 8443 -j ACCEPT',
     ]);
     expect(files.map((f) => f.path).filter((p) => p.startsWith('/etc/mammatus/haproxy/'))).toEqual([
+      '/etc/mammatus/haproxy/balancers.json',
       '/etc/mammatus/haproxy/haproxy.cfg',
       '/etc/mammatus/haproxy/hosts-80.map',
       '/etc/mammatus/haproxy/hosts-8443.map',
@@ -106,6 +108,23 @@ describe('gateway render with balancers', () => {
     expect(() => render([lb('web', 8777)], { pxe: { enabled: false } })).not.toThrow();
     expect(() => render([lb('web', 7946)], {}, [{ ...self, port: 7950 }])).not.toThrow();
     expect(() => render([lb('web', 7950)], {}, [{ ...self, port: 7950 }])).toThrow(/Serf gossip/);
+  });
+
+  it('an agent that starts again renders from the copy of the balancers until its feed reads', async () => {
+    const balancers = [lb('web', 80)];
+    const copy = render(balancers).find((f) => f.path === '/etc/mammatus/haproxy/balancers.json')!;
+    expect(parseBalancersCache(copy.content)).toEqual(balancers);
+    const files = memoryFiles({ [copy.path]: copy.content });
+    const spawn = () => {
+      throw new Error('no spawn in this test');
+    };
+    const from = { config: {}, files };
+    expect(await buildGatewayRole({ spawn }).balancers!([self], from)).toEqual(balancers);
+    // Disabled, or no copy (a first start): nothing to render from.
+    expect(await buildGatewayRole({ spawn }).balancers!([self], { config: { lb: { enabled: false } }, files })).toBeUndefined();
+    expect(await buildGatewayRole({ spawn }).balancers!([self], { config: {}, files: memoryFiles() })).toBeUndefined();
+    expect(parseBalancersCache('{"not": "ours"}')).toBeUndefined();
+    expect(parseBalancersCache(`${copy.content.split('\n')[0]}\n[{"record": 1}]`)).toBeUndefined();
   });
 
   it('a refused balancer fails the apply at render: nothing written, nothing run, the error in the report', async () => {
