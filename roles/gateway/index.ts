@@ -230,7 +230,9 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       restored = true;
       try {
         const cfg = parseGatewayConfig(from.config);
-        if (cfg.lb.enabled) lastBalancers = parseBalancersCache(await from.files.read(balancersCachePath(cfg.lb)));
+        // Only while a feed will replace it: without the registry the copy would be served for good.
+        const follows = cfg.lb.enabled && cfg.registry.enabled && deps.lbFeed !== undefined;
+        if (follows) lastBalancers = parseBalancersCache(await from.files.read(balancersCachePath(cfg.lb)));
       } catch {
         // A bad config fails the render, which says why; an unreadable copy is no copy.
       }

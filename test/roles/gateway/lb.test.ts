@@ -119,10 +119,16 @@ describe('gateway render with balancers', () => {
       throw new Error('no spawn in this test');
     };
     const from = { config: {}, files };
-    expect(await buildGatewayRole({ spawn }).balancers!([self], from)).toEqual(balancers);
+    const lbFeed = () => ({ snapshot: () => undefined, stop: () => Promise.resolve() });
+    expect(await buildGatewayRole({ spawn, lbFeed }).balancers!([self], from)).toEqual(balancers);
+    // Without a feed to replace it (no registry: mammatus render, registry.enabled false), never.
+    expect(await buildGatewayRole({ spawn }).balancers!([self], from)).toBeUndefined();
+    expect(
+      await buildGatewayRole({ spawn, lbFeed }).balancers!([self], { config: { registry: { enabled: false } }, files }),
+    ).toBeUndefined();
     // Disabled, or no copy (a first start): nothing to render from.
-    expect(await buildGatewayRole({ spawn }).balancers!([self], { config: { lb: { enabled: false } }, files })).toBeUndefined();
-    expect(await buildGatewayRole({ spawn }).balancers!([self], { config: {}, files: memoryFiles() })).toBeUndefined();
+    expect(await buildGatewayRole({ spawn, lbFeed }).balancers!([self], { config: { lb: { enabled: false } }, files })).toBeUndefined();
+    expect(await buildGatewayRole({ spawn, lbFeed }).balancers!([self], { config: {}, files: memoryFiles() })).toBeUndefined();
     expect(parseBalancersCache('{"not": "ours"}')).toBeUndefined();
     expect(parseBalancersCache(`${copy.content.split('\n')[0]}\n[{"record": 1}]`)).toBeUndefined();
   });
