@@ -57,6 +57,8 @@ describe('lb commands: usage', () => {
   });
 });
 
+if (!natsServerAvailable()) console.warn('lb CLI tests against a registry skipped: nats-server is missing (apt-get install nats-server)');
+
 describe.skipIf(!natsServerAvailable())('lb commands against a registry', () => {
   let nats: NatsServer;
   let registry: LbRegistry;

@@ -17,7 +17,7 @@ import type { ResolvedBalancer } from '../../../core/lb-record.js';
 import type { InstanceRecord } from '../../../core/instance-record.js';
 import { connectNats } from '../../../core/nats.js';
 import { lbInstance, openLbFeed } from '../../../src/lb/feed.js';
-import type { LoadBalancerInput } from '../../../src/lb/record.js';
+import { lbInput } from '../../helpers/lb.js';
 import { LbRegistry, lbKey } from '../../../src/lb/registry.js';
 import { InstanceRegistry } from '../../../src/registry/registry.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
@@ -28,14 +28,7 @@ if (skip) console.warn(`lb feed tests skipped: ${skip}`);
 /** The bound every change must reach the snapshot in (the debounce is 50 ms here). */
 const BOUND_MS = 3000;
 
-const lb = (name: string, over: Partial<LoadBalancerInput> = {}): LoadBalancerInput => ({
-  name,
-  listen: { port: 80 },
-  mode: 'http',
-  hosts: [`${name}.example`],
-  targets: [{ selector: { kind: 'tag', key: 'app', value: name }, port: 8080 }],
-  ...over,
-});
+const lb = lbInput;
 
 /** Resolved balancers as `balancer: server@addr …` lines. */
 function served(s: readonly ResolvedBalancer[] | undefined): string[] | undefined {

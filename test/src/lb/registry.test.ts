@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectNats } from '../../../core/nats.js';
-import type { LoadBalancerInput } from '../../../src/lb/record.js';
+import { lbInput } from '../../helpers/lb.js';
 import { withoutConflicts } from '../../../src/lb/conflicts.js';
 import { makeLoadBalancerRecord } from '../../../src/lb/record.js';
 import {
@@ -27,14 +27,7 @@ import { natsServerAvailable, startNatsServer, type NatsServer } from '../../../
 const skip = natsServerAvailable() ? undefined : 'nats-server is missing';
 if (skip) console.warn(`lb registry tests skipped: ${skip}`);
 
-const input = (name: string, over: Partial<LoadBalancerInput> = {}): LoadBalancerInput => ({
-  name,
-  listen: { port: 80 },
-  mode: 'http',
-  hosts: [`${name}.example`],
-  targets: [{ selector: { kind: 'tag', key: 'app', value: name }, port: 8080 }],
-  ...over,
-});
+const input = lbInput;
 
 describe.skipIf(Boolean(skip))('lb registry on JetStream KV', () => {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'mammatus-lb-'));
