@@ -27,7 +27,7 @@ DEMO=(lxd debootstrap dnsutils curl tgt libiscsi-bin jq)
 # lego and certbot the ACME clients they get certificates with. haproxy is the gateway's load
 # balancer its tests run for real (their own haproxy; installed with service starts denied, below).
 TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli openssh-server tgt libiscsi-bin
-  qemu-system-x86 qemu-utils ovmf ipxe squashfs-tools caddy lego certbot haproxy)
+  qemu-system-x86 qemu-utils ovmf ipxe squashfs-tools caddy lego certbot haproxy openssl)
 if [ "${1:-}" = "--tests" ]; then
   PACKAGES+=("${DEMO[@]}" "${TESTS[@]}")
 elif [ "$(id -u)" = 0 ]; then
