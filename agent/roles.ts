@@ -46,12 +46,14 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
     async gateway() {
       const { buildGatewayRole } = await import('../roles/gateway/index.js');
       const feed = w.registry ? (await import('../src/registry/gateway-feed.js')).openInstanceFeed : undefined;
+      const lb = w.registry ? (await import('../src/lb/feed.js')).openLbFeed : undefined;
       return buildGatewayRole({
         spawn: await w.spawn(),
         ...(w.mammatus ? { mammatus: w.mammatus } : {}),
         ...(w.serviceUser ? { serviceUser: w.serviceUser } : {}),
         ...(w.logLevel ? { logLevel: w.logLevel } : {}),
         ...(feed ? { instanceFeed: (servers, onChange, log) => feed(servers, onChange, log, w.credentials?.()) } : {}),
+        ...(lb ? { lbFeed: (servers, onChange, log) => lb(servers, onChange, log, { credentials: w.credentials?.() }) } : {}),
       });
     },
     async compute() {

@@ -260,11 +260,15 @@ export class RoleScheduler {
     const instances = role.instances?.();
     const admitted = role.admitted?.();
     const credentials = this.deps.credentials?.();
+    const members = [...this.deps.members()].sort((a, b) => a.name.localeCompare(b.name));
+    const config = this.deps.roleConfig(name);
+    const balancers = await role.balancers?.(members, { config, files: this.deps.files });
     const desired: DesiredState = {
       node: this.deps.node(),
-      config: this.deps.roleConfig(name),
-      members: [...this.deps.members()].sort((a, b) => a.name.localeCompare(b.name)),
+      config,
+      members,
       ...(instances ? { instances } : {}),
+      ...(balancers ? { balancers } : {}),
       ...(credentials ? { credentials } : {}),
       ...(admitted ? { admitted } : {}),
     };

@@ -6,6 +6,7 @@
 import type { Logger, Member, MemberEventType } from '../core/contracts.js';
 import type { FileOps, InstanceSummary, Run } from '../core/contracts.js';
 import type { AdmittedNode, NodeCredentials } from '../core/trust.js';
+import type { ResolvedBalancer } from '../core/lb-record.js';
 
 /** A role's state on this node, as `mammatus.status` reports it. */
 export interface RoleStatus {
@@ -31,6 +32,11 @@ export interface DesiredState<C = Record<string, unknown>> {
    * absent when the role does not, or has no snapshot yet.
    */
   readonly instances?: readonly InstanceSummary[];
+  /**
+   * The registry's load balancers with their targets resolved against `members`, for roles that
+   * serve them (`Role.balancers`); absent when the role does not, or has not read them yet.
+   */
+  readonly balancers?: readonly ResolvedBalancer[];
   /** This node's credentials (core/trust.ts), when it was admitted. */
   readonly credentials?: NodeCredentials;
   /** The admitted nodes, for roles that follow the roster (`Role.admitted`), once read. */
@@ -85,6 +91,15 @@ export interface Role<C = Record<string, unknown>> {
   start?(ctx: StartContext<C>): Promise<void>;
   /** The instances this role renders from (its feed's snapshot); the framework puts them in `desired`. */
   instances?(): readonly InstanceSummary[] | undefined;
+  /**
+   * The balancers this role renders from (its feed's snapshot), resolved against `members`, the
+   * members of the same desired state; put in `desired` likewise. `config` and `files` let a role
+   * that has no snapshot yet (an agent just started) read back a copy it rendered earlier.
+   */
+  balancers?(
+    members: readonly Member[],
+    from: { readonly config: C; readonly files: FileOps },
+  ): readonly ResolvedBalancer[] | undefined | Promise<readonly ResolvedBalancer[] | undefined>;
   /** The admitted nodes this role renders from (its roster feed's snapshot); put in `desired` likewise. */
   admitted?(): readonly AdmittedNode[] | undefined;
   /**

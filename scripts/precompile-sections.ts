@@ -20,6 +20,8 @@ const standalone = standaloneModule.default;
 /** The modules that declare settings sections (test/scripts/precompile-sections.test.ts keeps this list whole). */
 export const SECTION_MODULES = [
   'agent/config/schema.ts',
+  // Imported by roles/gateway/config.ts: listed first, so its section is credited to it.
+  'roles/gateway/lb/config.ts',
   'roles/gateway/config.ts',
   'roles/compute/config.ts',
   'roles/storage/config.ts',

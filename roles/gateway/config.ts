@@ -8,6 +8,7 @@
 import type { JSONSchemaType } from 'ajv';
 import { broadcast, contains, formatIPv4, isHostOf, network, parseCidr, parseIPv4, parseIPv4Port, subnetOf } from '../../core/net.js';
 import { COMMON_FORMATS, invalid, sectionChecker, withDefaults as applyDefaults, type Format } from '../../core/validation.js';
+import { parseLbConfig, splitLbSettings, type GatewayLbConfig } from './lb/config.js';
 
 /** A fixed DHCP lease: this MAC always gets this IP and name. */
 export interface DhcpReservation {
@@ -109,6 +110,8 @@ export interface GatewayConfig {
     /** The iPXE stub served as `/boot.ipxe` (readable by the service user: 0644). */
     readonly boot_stub: string;
   };
+  /** HAProxy for the registry's load balancers: its own section and schema (lb/config.ts). */
+  readonly lb: GatewayLbConfig;
 }
 
 /** Every key optional, all the way down (list items stay complete): what an operator writes. */
@@ -116,7 +119,7 @@ export type Settings<T> = {
   readonly [K in keyof T]?: T[K] extends readonly unknown[] ? T[K] : T[K] extends object ? Settings<T[K]> : T[K];
 };
 /** The shape `roles.gateway` may take before defaults are applied. */
-export type GatewaySettings = Settings<GatewayConfig>;
+export type GatewaySettings = Settings<Omit<GatewayConfig, 'lb'>>;
 
 /** The first line of every file the gateway role renders. */
 export const MANAGED_HEADER = '# managed by mammatus role=gateway\n';
@@ -300,7 +303,7 @@ export const GATEWAY_DEFAULTS = {
     boot_server: '/etc/mammatus/gateway/boot-server.yaml',
     boot_stub: '/etc/mammatus/gateway/boot.ipxe',
   },
-} as const satisfies Omit<GatewayConfig, 'dhcp' | 'boot'> & {
+} as const satisfies Omit<GatewayConfig, 'dhcp' | 'boot' | 'lb'> & {
   dhcp: Omit<GatewayConfig['dhcp'], 'range'>;
   boot: Omit<GatewayConfig['boot'], 'enabled'>;
 };
@@ -314,20 +317,21 @@ const checkSettings = sectionChecker<GatewaySettings>({ name: 'roles.gateway', a
  * `roles.gateway.dhcp.range.start: must be an IPv4 address inside lan.address (10.88.0.0/24)`.
  */
 export function parseGatewayConfig(raw: unknown): GatewayConfig {
-  const settings = checkSettings(raw ?? {});
-  const cfg = withDefaults(settings);
+  const { rest, lb } = splitLbSettings(raw);
+  const settings = checkSettings(rest ?? {});
+  const cfg = { ...withDefaults(settings), lb: parseLbConfig(lb) };
   checkConfig(cfg, { start: !settings.dhcp?.range?.start, end: !settings.dhcp?.range?.end });
   return cfg;
 }
 
-function withDefaults(s: GatewaySettings): GatewayConfig {
+function withDefaults(s: GatewaySettings): Omit<GatewayConfig, 'lb'> {
   // Format-checked already, so this parses; checkConfig then sees whether .100-.199 fits the LAN.
   const net = network(parseCidr(s.lan?.address ?? GATEWAY_DEFAULTS.lan.address) ?? { address: 0, prefix: 32 });
   const range = { start: formatIPv4(net + 100), end: formatIPv4(net + 199) };
   const boot = { ...GATEWAY_DEFAULTS.boot, enabled: s.pxe?.enabled ?? GATEWAY_DEFAULTS.pxe.enabled };
   const defaults = { ...GATEWAY_DEFAULTS, dhcp: { ...GATEWAY_DEFAULTS.dhcp, range }, boot };
   // Sound: the schema admitted only known keys of the right types, over a complete default.
-  const cfg = applyDefaults(defaults, s) as GatewayConfig;
+  const cfg = applyDefaults(defaults, s) as Omit<GatewayConfig, 'lb'>;
   // DNS names and MACs are case-insensitive; one spelling keeps duplicate checks honest.
   const reservations = cfg.dhcp.reservations.map((r) => ({
     ...r,

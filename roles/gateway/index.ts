@@ -9,7 +9,8 @@ import path from 'node:path';
 import { promises as dns } from 'node:dns';
 import type { Logger } from '../../core/contracts.js';
 import type { ApplyContext, StartContext, RenderedFile, Role } from '../types.js';
-import type { InstanceFeed, InstanceFeedFactory, InstanceSummary, Run, Spawn } from '../../core/contracts.js';
+import type { InstanceFeed, InstanceFeedFactory, InstanceSummary, LbFeed, LbFeedFactory, Run, Spawn } from '../../core/contracts.js';
+import type { ResolvedBalancer } from '../../core/lb-record.js';
 import { actsAs } from '../../core/members.js';
 import type { Member } from '../../core/contracts.js';
 import { parseGatewayConfig, type GatewayConfig } from './config.js';
@@ -28,6 +29,8 @@ import { errorMessage } from '../../core/errors.js';
 import { PROXY_CHILD } from './metadata-proxy.js';
 import { BOOT_CHILD } from './boot-server.js';
 import { GatewayServiceChild } from './service-child.js';
+import { GatewayHaproxy } from './lb/gateway-haproxy.js';
+import { balancersCachePath, parseBalancersCache } from './lb/render-lb.js';
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 /** The mangle chain that sets the TTL of the metadata proxy's answers (hop limit). */
@@ -48,6 +51,8 @@ export interface GatewayDeps {
   readonly mammatus?: Argv;
   /** Opens a feed on the instance registry (NATS); without it instances get no reservations or names. */
   readonly instanceFeed?: InstanceFeedFactory;
+  /** Opens a feed on the load balancer registry (NATS); without it the gateway serves no balancers. */
+  readonly lbFeed?: LbFeedFactory;
   /** The system user the proxy and boot server run as when the agent is root (`services.user`, default mammatus). */
   readonly serviceUser?: () => string;
   /** The agent's log level, for the proxy's own log (default: the proxy config's). */
@@ -67,15 +72,25 @@ export function registryServers(cfg: GatewayConfig, members: readonly Member[]):
 export function buildGatewayRole(deps: GatewayDeps): Role {
   let dnsmasq: DnsmasqSupervisor | undefined;
   let feed: InstanceFeed | undefined;
+  let lbFeed: LbFeed | undefined;
+  /** The balancers of the last snapshot, or of the copy rendered before a restart, until the feed has one. */
+  let lastBalancers: readonly ResolvedBalancer[] | undefined;
+  let restored = false;
   let askReconcile: ((reason: string) => void) | undefined;
-  /** Opens the registry feed once the registry's servers are known (the first controller may join later). */
+  /** Opens the registry feeds once the registry's servers are known (the first controller may join later). */
   function ensureFeed(cfg: GatewayConfig, members: readonly Member[], log: Logger): void {
-    if (feed || !deps.instanceFeed || !cfg.registry.enabled || !askReconcile) return;
+    if (!cfg.registry.enabled || !askReconcile) return;
     const servers = registryServers(cfg, members);
     if (!servers.length) return;
     const reconcile = askReconcile;
-    feed = deps.instanceFeed(servers, () => reconcile('instance registry changed'), log.child({ component: 'registry' }));
+    if (!feed && deps.instanceFeed) {
+      feed = deps.instanceFeed(servers, () => reconcile('instance registry changed'), log.child({ component: 'registry' }));
+    }
+    if (!lbFeed && deps.lbFeed && cfg.lb.enabled) {
+      lbFeed = deps.lbFeed(servers, () => reconcile('load balancers changed'), log.child({ component: 'lb-feed' }));
+    }
   }
+  const haproxy = new GatewayHaproxy(deps.spawn);
   const proxy = new GatewayServiceChild(deps, PROXY_CHILD);
   /** Starts, restarts or stops the proxy to match its config file. */
   const applyProxy = async (ctx: StartContext, cfg: GatewayConfig, restart: boolean): Promise<void> =>
@@ -111,6 +126,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
 
     async validate(ctx) {
       const cfg = config(ctx);
+      await haproxy.validate(ctx, cfg);
       const network = [cfg.paths.dnsmasq_conf, cfg.paths.iptables, cfg.paths.sysctl, cfg.paths.hop_limit];
       // Only names changed (a join, a leave): nothing of the network is touched, nothing to check.
       if (!ctx.changed.some((p) => network.includes(p))) return;
@@ -158,11 +174,14 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       // A reservation removed or changed stays in dnsmasq until SIGHUP (new ones it reads itself).
       if (!changed(cfg.paths.dnsmasq_conf) && reservations) dnsmasq?.rereadHosts();
       if (changed(cfg.paths.left_out)) logNotes(ctx, cfg);
+      // After the firewall: a new listen port is open by the time HAProxy binds it.
+      await haproxy.reload(ctx, cfg);
       ensureFeed(cfg, ctx.desired.members, ctx.log);
     },
 
     async health(ctx) {
       const cfg = config(ctx);
+      await haproxy.health(ctx, cfg);
       if (
         ctx.changed.includes(cfg.paths.metadata_proxy) &&
         deps.mammatus &&
@@ -194,6 +213,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       await applyBoot(ctx, cfg, false).catch((err: unknown) =>
         ctx.log.error({ err: errorMessage(err) }, 'the boot server did not start; retrying with backoff'),
       );
+      await haproxy.start(ctx, cfg);
       if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
       if (!dnsmasq?.process.running) await prepareDirs(ctx.run, cfg);
       supervisor(ctx.log).ensureRunning(cfg.paths.dnsmasq_conf);
@@ -203,14 +223,37 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       return feed?.snapshot();
     },
 
-    facts: servedFacts,
+    async balancers(members, from): Promise<readonly ResolvedBalancer[] | undefined> {
+      lastBalancers = lbFeed?.snapshot(members) ?? lastBalancers;
+      if (lastBalancers || restored) return lastBalancers;
+      // An agent just started: until the feed reads, the copy beside HAProxy's files (render-lb.ts).
+      restored = true;
+      try {
+        const cfg = parseGatewayConfig(from.config);
+        // Only while a feed will replace it: without the registry the copy would be served for good.
+        const follows = cfg.lb.enabled && cfg.registry.enabled && deps.lbFeed !== undefined;
+        if (follows) lastBalancers = parseBalancersCache(await from.files.read(balancersCachePath(cfg.lb)));
+      } catch {
+        // A bad config fails the render, which says why; an unreadable copy is no copy.
+      }
+      return lastBalancers;
+    },
+
+    facts(last) {
+      const served = servedFacts(last);
+      const lb = haproxy.summary(last?.balancers);
+      if (!lb) return served;
+      // Balancers first: the status answer cuts a detail at 80 characters, and instances' notes run long.
+      return { ...served, summary: served?.summary ? `${lb}; ${served.summary}` : lb };
+    },
 
     queries: { [LEASES_QUERY]: answerLeases, [RESERVATIONS_QUERY]: answerReservations },
 
     async stop() {
-      const f = feed;
+      const [f, l] = [feed, lbFeed];
       feed = undefined;
-      await Promise.all([dnsmasq?.stop(), proxy.stop(), boot.stop(), f?.stop()]);
+      lbFeed = undefined;
+      await Promise.all([dnsmasq?.stop(), proxy.stop(), boot.stop(), haproxy.stop(), f?.stop(), l?.stop()]);
     },
   };
 }

@@ -15,6 +15,8 @@ export const METADATA_IP = '169.254.169.254';
 export interface IptablesOptions {
   /** This node's Serf gossip port (tcp and udp), opened on the LAN; default 7946. */
   readonly serfPort?: number;
+  /** The load balancers' listen ports (tcp), opened on the WAN interface. */
+  readonly lbPorts?: readonly number[];
 }
 
 /**
@@ -52,6 +54,8 @@ export function renderIptables(cfg: GatewayConfig, options: IptablesOptions = {}
     // Serf gossip: without it LAN members' probes are dropped and the gateway looks failed.
     accept('tcp', serf),
     accept('udp', serf),
+    // The load balancers HAProxy serves: exactly their listen ports, from the WAN side only.
+    ...[...(options.lbPorts ?? [])].sort((a, b) => a - b).map((p) => `-A INPUT -i ${wan} -p tcp --dport ${p} -j ACCEPT`),
     '-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT',
     '-A FORWARD -m conntrack --ctstate INVALID -j DROP',
     `-A FORWARD -i ${lan} -o ${wan} -j ACCEPT`,

@@ -1,18 +1,19 @@
 /**
  * The gateway role's pure render: settings and membership in, every file the role owns out
  * (dnsmasq config, iptables ruleset, sysctl, one hosts file per name, the metadata proxy's config,
- * the boot server's config and iPXE stub),
+ * the boot server's config and iPXE stub, HAProxy's files for the registry's load balancers),
  * sorted by path.
  */
 import type { DesiredState, RenderedFile } from '../types.js';
 import { parseGatewayConfig } from './config.js';
 import { renderDnsmasqConf } from './render-dnsmasq.js';
 import { renderHostsFiles } from './render-hosts.js';
-import { renderHopLimit, renderIptables, renderSysctl } from './render-iptables.js';
+import { renderHopLimit, renderIptables, renderSysctl, SERF_DEFAULT_PORT } from './render-iptables.js';
 import { renderMetadataProxyConf } from './render-metadata.js';
 import { renderBootServerConf, renderBootStub } from './render-boot.js';
 import { instanceNames, planInstances, renderDhcpHosts, renderNotes } from './render-instances.js';
 import { renderMembersFile } from './release.js';
+import { renderGatewayLb } from './lb/render-lb.js';
 
 /**
  * Renders the gateway's files from `desired`. Throws a `GatewayConfigError` when
@@ -27,15 +28,17 @@ export function renderGateway(desired: DesiredState<Record<string, unknown>>): R
   const serfPort = valid ? self.port : undefined;
   const plan = planInstances(cfg, desired.members, desired.instances ?? []);
   const instances = plan.served;
+  const lb = renderGatewayLb(cfg, desired.balancers, serfPort ?? SERF_DEFAULT_PORT);
   const files: RenderedFile[] = [
     // A Raspberry Pi among the served hosts adds its boot lines (render-dnsmasq.ts says why only then).
     { path: cfg.paths.dnsmasq_conf, content: renderDnsmasqConf(cfg, { rpi: instances.some((i) => i.rpi) }), mode: 0o644 },
-    { path: cfg.paths.iptables, content: renderIptables(cfg, { serfPort }), mode: 0o600 },
+    { path: cfg.paths.iptables, content: renderIptables(cfg, { serfPort, lbPorts: lb.ports }), mode: 0o600 },
     { path: cfg.paths.sysctl, content: renderSysctl(), mode: 0o644 },
     ...renderHostsFiles(cfg, desired.members, instanceNames(cfg, instances)),
     ...renderDhcpHosts(cfg, instances),
     { path: cfg.paths.members, content: renderMembersFile(desired.members), mode: 0o644 },
     { path: cfg.paths.left_out, content: renderNotes(plan.notes), mode: 0o644 },
+    ...lb.files,
   ];
   const proxy = renderMetadataProxyConf(cfg, desired.members);
   if (proxy) {

@@ -39,6 +39,33 @@ function setup() {
 }
 
 describe('RoleScheduler', () => {
+  it("puts a role's balancers, resolved against the members of the same desired state, in desired", async () => {
+    const seen: unknown[] = [];
+    const role: Role = {
+      name: 'gateway',
+      balancers: (members) => (members.length > 1 ? [] : undefined),
+      render: (d) => {
+        seen.push(d.balancers);
+        return [];
+      },
+    };
+    let members = [member('a')];
+    const sup = new RoleScheduler({
+      roles: { gateway: role },
+      run: recordingRun(),
+      files: memoryFiles(),
+      log: pino({ level: 'silent' }),
+      stateDir: () => '/var/lib/mammatus',
+      node: () => 'a',
+      members: () => members,
+      roleConfig: () => ({}),
+    });
+    await sup.setRoles(['gateway']);
+    members = [member('a'), member('b')];
+    await sup.reconcile(['gateway'], 'test');
+    expect(seen).toEqual([undefined, []]);
+  });
+
   it("answers a role's queries and facts from its last apply, only while the role runs", async () => {
     const { sup, setMembers } = setup();
     expect(sup.answer('gateway', 'mammatus.hosts', Buffer.from('x'))).toBeUndefined();

@@ -42,6 +42,8 @@ export interface HaproxyDeps {
   readonly files: FileOps;
   readonly log: Logger;
   readonly settings: HaproxySettings;
+  /** The HAProxy program (default `haproxy`, looked up on PATH). */
+  readonly binary?: string;
   /** The master CLI socket (`-S`), mode 600. */
   readonly masterSocket: string;
   /** How long a start or reload may take to show a new worker answering (default 10 s). */
@@ -72,7 +74,7 @@ export class HaproxySupervisor {
   }
 
   private get argv(): Argv {
-    return ['haproxy', ['-W', '-S', `${this.deps.masterSocket},mode,600`, '-f', configPath(this.deps.settings)]];
+    return [this.deps.binary ?? 'haproxy', ['-W', '-S', `${this.deps.masterSocket},mode,600`, '-f', configPath(this.deps.settings)]];
   }
 
   /**
@@ -94,12 +96,14 @@ export class HaproxySupervisor {
     // -c reads the placeholder certificate a `tls acme` bind names: make it before the first check.
     await this.prepare();
     // Not -q: it silences the alerts too, and they are the message.
-    await this.deps.run('haproxy', ['-c', '-f', configPath(this.deps.settings)], { timeoutMs: 30_000 }).catch((err: unknown) => {
-      const stderr = err instanceof CommandFailedError ? err.stderr : '';
-      const alerts = stderr.split('\n').filter((l) => l.includes('[ALERT]') && !/Fatal errors found/.test(l));
-      const why = alerts.map((l) => l.replace(/^\[ALERT\]\s+\(\d+\) : /, '').trim()).join('; ');
-      throw new Error(`haproxy -c refused the config: ${why || errorMessage(err)}`, { cause: err });
-    });
+    await this.deps
+      .run(this.deps.binary ?? 'haproxy', ['-c', '-f', configPath(this.deps.settings)], { timeoutMs: 30_000 })
+      .catch((err: unknown) => {
+        const stderr = err instanceof CommandFailedError ? err.stderr : '';
+        const alerts = stderr.split('\n').filter((l) => l.includes('[ALERT]') && !/Fatal errors found/.test(l));
+        const why = alerts.map((l) => l.replace(/^\[ALERT\]\s+\(\d+\) : /, '').trim()).join('; ');
+        throw new Error(`haproxy -c refused the config: ${why || errorMessage(err)}`, { cause: err });
+      });
   }
 
   /** Starts HAProxy unless it runs (after an agent restart); waits for its admin socket. */

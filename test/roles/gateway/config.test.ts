@@ -41,6 +41,7 @@ describe('parseGatewayConfig defaults', () => {
       boot_server: '/etc/mammatus/gateway/boot-server.yaml',
       boot_stub: '/etc/mammatus/gateway/boot.ipxe',
     },
+    lb: { enabled: true, binary: 'haproxy', dir: '/etc/mammatus/haproxy', run_dir: '/run/mammatus/haproxy', bind: ['0.0.0.0'] },
   };
 
   it.each([{}, null, undefined])('fills every default for %j', (raw) => {

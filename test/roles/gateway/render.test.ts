@@ -10,6 +10,7 @@ import { readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { parse } from 'yaml';
 import type { InstanceSummary, Member } from '../../../core/contracts.js';
+import type { ResolvedBalancer } from '../../../core/lb-record.js';
 import type { DesiredState, RenderedFile } from '../../../roles/types.js';
 import { parseGatewayConfig } from '../../../roles/gateway/config.js';
 import { renderDnsmasqConf } from '../../../roles/gateway/render-dnsmasq.js';
@@ -31,10 +32,12 @@ function loadFixture(name: string): DesiredState {
     config?: Record<string, unknown>;
     members?: Member[];
     instances?: InstanceSummary[];
+    balancers?: ResolvedBalancer[];
   };
   // The agent hands roles members sorted by name; do the same so fixtures can be written in any order.
   const members = [...(raw.members ?? [])].sort((a, b) => (a.name < b.name ? -1 : 1));
-  return { node: raw.node, config: raw.config ?? {}, members, ...(raw.instances ? { instances: raw.instances } : {}) };
+  const extra = { ...(raw.instances ? { instances: raw.instances } : {}), ...(raw.balancers ? { balancers: raw.balancers } : {}) };
+  return { node: raw.node, config: raw.config ?? {}, members, ...extra };
 }
 
 function member(name: string, addr: string, status: Member['status'] = 'alive', port = 7946): Member {

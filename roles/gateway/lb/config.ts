@@ -1,0 +1,121 @@
+/**
+ * `roles.gateway.lb`: where the gateway runs HAProxy for the registry's load balancers (issue 21),
+ * and the ports a balancer may not take. Parsed with the rest of `roles.gateway` (config.ts hands
+ * this section over before checking its own keys), checked by its own schema.
+ *
+ * Wildcard binds: a balancer without `listen.addr` binds `bind` (default `0.0.0.0`), not the WAN
+ * interface's addresses. The render is pure, and a WAN address may come from DHCP and change; the
+ * firewall (render-iptables.ts) opens the listen ports on the WAN interface only, so the LAN side
+ * of a `0.0.0.0` bind stays closed. Set `bind` to the WAN address(es) to bind nothing else.
+ */
+import type { JSONSchemaType } from 'ajv';
+import path from 'node:path';
+import { isIPv4 } from '../../../core/net.js';
+import type { ResolvedBalancer } from '../../../core/lb-record.js';
+import { COMMON_FORMATS, invalid, isSafeAbsolutePath, sectionChecker, withDefaults, type Format } from '../../../core/validation.js';
+import { HAPROXY_DEFAULTS, HaproxyRenderError, type HaproxySettings } from './render-haproxy.js';
+
+/** The resolved `roles.gateway.lb`. */
+export interface GatewayLbConfig {
+  /** Serve the registry's balancers at all (off: no HAProxy files, HAProxy stopped). */
+  readonly enabled: boolean;
+  /** The HAProxy program: a name looked up on PATH, or an absolute path. */
+  readonly binary: string;
+  /** HAProxy's config, maps, placeholder certificate and `certs/` (the certificates `tls acme` serves). */
+  readonly dir: string;
+  /** The admin and master sockets. */
+  readonly run_dir: string;
+  /** Addresses a balancer without `listen.addr` binds. */
+  readonly bind: readonly string[];
+}
+
+/** What an operator may write (every key optional). */
+export type GatewayLbSettings = { readonly [K in keyof GatewayLbConfig]?: GatewayLbConfig[K] };
+
+export const GATEWAY_LB_DEFAULTS: GatewayLbConfig = {
+  enabled: true,
+  binary: 'haproxy',
+  dir: '/etc/mammatus/haproxy',
+  run_dir: '/run/mammatus/haproxy',
+  bind: ['0.0.0.0'],
+};
+
+const AT = 'roles.gateway.lb';
+const opt = { nullable: true } as const;
+// IPv6 without brackets (render-haproxy.ts adds them); hex digits, colons and dots only.
+const isBindAddr = (v: string): boolean => isIPv4(v) || (/^[0-9a-fA-F:.]+$/.test(v) && v.includes(':'));
+const FORMATS: Readonly<Record<string, Format>> = {
+  path: COMMON_FORMATS.path,
+  program: {
+    check: (v) => /^[A-Za-z0-9._+-]+$/.test(v) || isSafeAbsolutePath(v),
+    why: 'must be a program name like haproxy or an absolute path',
+  },
+  'bind-addr': { check: isBindAddr, why: 'must be an IPv4 or IPv6 address like 0.0.0.0 or 203.0.113.5' },
+};
+
+const SCHEMA: JSONSchemaType<GatewayLbSettings> = {
+  type: 'object',
+  additionalProperties: false,
+  required: [],
+  nullable: true,
+  properties: {
+    enabled: { type: 'boolean', ...opt },
+    binary: { type: 'string', format: 'program', ...opt },
+    dir: { type: 'string', format: 'path', ...opt },
+    run_dir: { type: 'string', format: 'path', ...opt },
+    bind: { type: 'array', items: { type: 'string', format: 'bind-addr' }, minItems: 1, maxItems: 16, ...opt },
+  },
+};
+
+const check = sectionChecker<GatewayLbSettings>({ name: 'roles.gateway.lb', at: AT, schema: SCHEMA, formats: FORMATS });
+
+/**
+ * `roles.gateway` without its `lb` key, and that key: the gateway's schema checks the first, this
+ * module the second.
+ */
+export function splitLbSettings(raw: unknown): { readonly rest: unknown; readonly lb: unknown } {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || !('lb' in raw)) return { rest: raw, lb: undefined };
+  const { lb, ...rest } = raw as Record<string, unknown>;
+  return { rest, lb };
+}
+
+/** Checks `roles.gateway.lb` and applies the defaults; throws a `SettingsError` naming the bad key. */
+export function parseLbConfig(raw: unknown): GatewayLbConfig {
+  const cfg = withDefaults(GATEWAY_LB_DEFAULTS, check(raw ?? {}));
+  if (cfg.dir === cfg.run_dir) invalid(AT, 'run_dir', 'must differ from dir');
+  return cfg;
+}
+
+/** HAProxy's settings from the resolved section. */
+export function haproxySettings(lb: GatewayLbConfig): HaproxySettings {
+  return {
+    ...HAPROXY_DEFAULTS,
+    configDir: lb.dir,
+    adminSocket: path.join(lb.run_dir, 'admin.sock'),
+    certDir: path.join(lb.dir, 'certs'),
+    placeholderCert: path.join(lb.dir, 'placeholder.pem'),
+    wildcardAddrs: lb.bind,
+  };
+}
+
+/** The master CLI socket HAProxy is started with. */
+export const masterSocket = (lb: GatewayLbConfig): string => path.join(lb.run_dir, 'master.sock');
+
+/** A port the gateway itself listens on, with what listens there. */
+export interface ReservedPort {
+  readonly port: number;
+  readonly what: string;
+}
+
+/**
+ * Refuses a balancer listening on a port the gateway uses itself: HAProxy would either fail to
+ * bind (the whole reload fails) or, on a `0.0.0.0` bind beside a LAN-address daemon, take the port
+ * from it. Throws `HaproxyRenderError`, a render failure: nothing is written, the running HAProxy
+ * keeps its last good config, and the role's status names the balancer.
+ */
+export function refuseReservedPorts(balancers: readonly ResolvedBalancer[], reserved: readonly ReservedPort[]): void {
+  for (const { record: r } of balancers) {
+    const taken = reserved.find((p) => p.port === r.listen.port);
+    if (taken) throw new HaproxyRenderError(`balancer ${r.name}: port ${r.listen.port} is the gateway's ${taken.what}`);
+  }
+}
