@@ -6,7 +6,7 @@
 import * as Sqs from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
-import { Cleanup, sdkConfig, startNatsCluster, startService, tempDir } from '../src/messaging/js-harness.js';
+import { Cleanup, FAILOVER_LEASE, sdkConfig, startNatsCluster, startService, tempDir } from '../src/messaging/js-harness.js';
 import { until } from '../../scripts/lib/wait.js';
 
 const cleanup = new Cleanup();
@@ -17,8 +17,8 @@ describe.skipIf(!natsServerAvailable())('3-server cluster, R3', () => {
     const dir = tempDir(cleanup);
     const servers = await startNatsCluster(cleanup, dir);
     const urls = servers.map((s) => s.url);
-    const a = await startService(cleanup, urls.join(','), { replicas: 3 });
-    const b = await startService(cleanup, [urls[1], urls[2], urls[0]].join(','), { replicas: 3 });
+    const a = await startService(cleanup, urls.join(','), { replicas: 3, ...FAILOVER_LEASE });
+    const b = await startService(cleanup, [urls[1], urls[2], urls[0]].join(','), { replicas: 3, ...FAILOVER_LEASE });
     const sa = new Sqs.SQSClient(sdkConfig(a.url));
     const sb = new Sqs.SQSClient(sdkConfig(b.url));
     const QueueUrl =

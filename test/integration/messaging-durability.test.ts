@@ -8,7 +8,7 @@ import * as Sqs from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, onTestFinished, test, vi } from 'vitest';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../scripts/lib/nats-server.js';
 import { QueueLog } from '../../src/messaging/engine/queue-log.js';
-import { Cleanup, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
+import { Cleanup, FAILOVER_LEASE, sdkConfig, startNats, startService, tempDir } from '../src/messaging/js-harness.js';
 import { until } from '../../scripts/lib/wait.js';
 
 const cleanup = new Cleanup();
@@ -41,7 +41,7 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
   test('service restart: messages, in-flight state and receipt handles survive', { timeout: 60_000 }, async () => {
     const dir = tempDir(cleanup);
     const nats = await startNats(cleanup, dir);
-    const first = await startService(cleanup, nats.url);
+    const first = await startService(cleanup, nats.url, FAILOVER_LEASE);
     let sqs = new Sqs.SQSClient(sdkConfig(first.url));
     const url1 = (await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'keep' }))).QueueUrl ?? '';
     for (let i = 0; i < 5; i += 1) await sqs.send(new Sqs.SendMessageCommand({ QueueUrl: url1, MessageBody: `m${i}` }));
@@ -49,7 +49,7 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     expect(inFlight?.Body).toBe('m0');
     await first.stop();
 
-    const second = await startService(cleanup, nats.url);
+    const second = await startService(cleanup, nats.url, FAILOVER_LEASE);
     sqs = new Sqs.SQSClient(sdkConfig(second.url));
     const QueueUrl = url1.replace(first.url, second.url);
     const attrs = await sqs.send(
@@ -67,7 +67,7 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
   test('nats-server restart (graceful, then kill -9 under send load): nothing acknowledged is lost', { timeout: 120_000 }, async () => {
     const dir = tempDir(cleanup);
     let nats = await startNats(cleanup, dir);
-    const service = await startService(cleanup, nats.url);
+    const service = await startService(cleanup, nats.url, FAILOVER_LEASE);
     const sqs = new Sqs.SQSClient(sdkConfig(service.url));
     const QueueUrl = (await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'survivor' }))).QueueUrl ?? '';
     const acked: string[] = [];
@@ -124,8 +124,8 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     async () => {
       const dir = tempDir(cleanup);
       const nats = await startNats(cleanup, dir);
-      const a = await startService(cleanup, nats.url);
-      const b = await startService(cleanup, nats.url);
+      const a = await startService(cleanup, nats.url, FAILOVER_LEASE);
+      const b = await startService(cleanup, nats.url, FAILOVER_LEASE);
       const sa = new Sqs.SQSClient(sdkConfig(a.url));
       const sb = new Sqs.SQSClient(sdkConfig(b.url));
       const QueueUrl = (await sa.send(new Sqs.CreateQueueCommand({ QueueName: 'handover' }))).QueueUrl ?? '';
@@ -166,8 +166,8 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
   test('a message move task outlives its controller: another one resumes it, nothing is moved twice', { timeout: 60_000 }, async () => {
     const dir = tempDir(cleanup);
     const nats = await startNats(cleanup, dir);
-    const first = await startService(cleanup, nats.url);
-    const second = await startService(cleanup, nats.url);
+    const first = await startService(cleanup, nats.url, FAILOVER_LEASE);
+    const second = await startService(cleanup, nats.url, FAILOVER_LEASE);
     const a = new Sqs.SQSClient(sdkConfig(first.url));
     const b = new Sqs.SQSClient(sdkConfig(second.url));
     const create = async (QueueName: string, Attributes?: Record<string, string>) =>
@@ -217,9 +217,8 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     { timeout: 90_000 },
     async () => {
       const nats = await startNats(cleanup, tempDir(cleanup));
-      const lease = { owner_lease_seconds: 3 };
-      const first = await startService(cleanup, nats.url, lease);
-      const second = await startService(cleanup, nats.url, lease);
+      const first = await startService(cleanup, nats.url, FAILOVER_LEASE);
+      const second = await startService(cleanup, nats.url, FAILOVER_LEASE);
       const a = new Sqs.SQSClient(sdkConfig(first.url));
       const b = new Sqs.SQSClient(sdkConfig(second.url));
       const arn = (name: string) => `arn:aws:sqs:us-east-1:000000000000:${name}`;
@@ -261,7 +260,7 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
   // the stream's first message, and purging older markers below it once deleted the marker itself.
   test('purging the first queue of a fresh deployment succeeds and stays purged after a restart', { timeout: 60_000 }, async () => {
     const nats = await startNats(cleanup, tempDir(cleanup));
-    const first = await startService(cleanup, nats.url);
+    const first = await startService(cleanup, nats.url, FAILOVER_LEASE);
     const sqs = new Sqs.SQSClient(sdkConfig(first.url));
     const QueueUrl = (await sqs.send(new Sqs.CreateQueueCommand({ QueueName: 'first-queue' }))).QueueUrl ?? '';
     for (const body of ['a', 'b', 'c']) await sqs.send(new Sqs.SendMessageCommand({ QueueUrl, MessageBody: body }));
@@ -272,7 +271,7 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     await first.stop();
 
     // The next controller takes the queue over from JetStream.
-    const second = await startService(cleanup, nats.url);
+    const second = await startService(cleanup, nats.url, FAILOVER_LEASE);
     const sqs2 = new Sqs.SQSClient(sdkConfig(second.url));
     const after =
       (
@@ -287,8 +286,8 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
   // holding one is noticed, and the poll goes on with the next owner for the time left.
   test('long poll forwarded to an owner that dies wakes with a message sent after the takeover', { timeout: 90_000 }, async () => {
     const nats = await startNats(cleanup, tempDir(cleanup));
-    const a = await startService(cleanup, nats.url);
-    const b = await startService(cleanup, nats.url);
+    const a = await startService(cleanup, nats.url, FAILOVER_LEASE);
+    const b = await startService(cleanup, nats.url, FAILOVER_LEASE);
     const sa = new Sqs.SQSClient(sdkConfig(a.url));
     const sb = new Sqs.SQSClient(sdkConfig(b.url));
     const QueueUrl = (await sa.send(new Sqs.CreateQueueCommand({ QueueName: 'lp' }))).QueueUrl ?? '';

@@ -413,9 +413,12 @@ describe.skipIf(!natsServerAvailable())('SNS', () => {
       expect(messages).toHaveLength(12);
       for (let n = 1; n <= 6; n++) expect(messages.filter((m) => m === `paced ${n}`)).toHaveLength(2);
       expect(notes().every((h) => h.headers['content-type'] === 'text/plain')).toBe(true);
-      // 2 per second: every POST at least ~0.5 s after the one before (a little slack for timers).
+      // 2 per second, paced where they are sent: the arrivals span at least 11 slots of 0.5 s, and
+      // no two come closer than the jitter of a busy machine (sender and endpoint share this
+      // process, so a stall delays one POST and brings it nearer the next) allows.
       const at = notes().map((h) => h.at);
-      for (let i = 1; i < at.length; i++) expect((at[i] ?? 0) - (at[i - 1] ?? 0)).toBeGreaterThanOrEqual(450);
+      expect((at.at(-1) ?? 0) - (at[0] ?? 0)).toBeGreaterThanOrEqual((at.length - 1) * 500 - 250);
+      for (let i = 1; i < at.length; i++) expect((at[i] ?? 0) - (at[i - 1] ?? 0)).toBeGreaterThanOrEqual(200);
     },
   );
 

@@ -65,16 +65,21 @@ export async function startNatsCluster(cleanup: Cleanup, dir: string): Promise<N
 export const LOOPBACK_ENDPOINTS = ['127.0.0.0/8', '::1'] as const;
 
 /**
- * The raw `messaging:` section tests use: the test credentials, short leases and retries, loopback
- * endpoints allowed; `over.sns` is merged into those SNS keys, other keys of `over` replace.
+ * The raw `messaging:` section tests use: the test credentials, the default queue lease, short
+ * retries, loopback endpoints allowed; `over.sns` is merged into those SNS keys, other keys of
+ * `over` replace. The lease stays at its default (10 s) unless a test is about failover
+ * (FAILOVER_LEASE): with 3 s a busy machine's 2 s stall fences a lone owner off its own queue, and
+ * a receive it ran then hides its messages for their visibility timeout.
  */
+/** Short queue leases, for the tests where a controller dies and another takes its queues over. */
+export const FAILOVER_LEASE = { owner_lease_seconds: 3 } as const;
+
 export function testSection(nats: string, over: Record<string, unknown> = {}): Record<string, unknown> {
   const sns = typeof over.sns === 'object' && over.sns !== null ? over.sns : {};
   return {
     credentials: [{ access_key_id: CREDENTIALS.accessKeyId, secret_access_key: CREDENTIALS.secretAccessKey }],
     nats,
     listen: '127.0.0.1:0',
-    owner_lease_seconds: 3,
     ...over,
     sns: {
       http_retries: 3,
