@@ -23,11 +23,11 @@ import { renderGatewayLb } from '../../roles/gateway/lb/render-lb.js';
 import type { Role } from '../../roles/types.js';
 import { findOnPath } from '../../scripts/lib/daemon.js';
 import { freePort } from '../../scripts/lib/ports.js';
+import { resolvedBalancer } from '../helpers/lb-resolved.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root' : findOnPath('haproxy') ? undefined : 'haproxy is not installed';
 if (skip) console.warn(`lb-gateway-rollback tests skipped: ${skip}`);
 
-const T = '2026-12-01T00:00:00Z';
 const log = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
 describe.skipIf(skip !== undefined)("the gateway's HAProxy hooks in the roles' transaction", () => {
@@ -57,21 +57,11 @@ describe.skipIf(skip !== undefined)("the gateway's HAProxy hooks in the roles' t
     },
   };
   const web = (n: number): ResolvedBalancer[] => [
-    {
-      record: {
-        name: 'web',
-        listen: { port: listen },
-        mode: 'http',
-        hosts: ['web.test'],
-        targets: [],
-        health: { kind: 'tcp' },
-        tls: 'none',
-        balance: 'roundrobin',
-        created_at: T,
-        updated_at: T,
-      },
-      servers: ports.slice(0, n).map((port, i) => ({ name: `i-s${i}-${port}`, addr: '127.0.0.1', port })),
-    },
+    resolvedBalancer(
+      'web',
+      listen,
+      ports.slice(0, n).map((port, i) => ({ name: `i-s${i}-${port}`, addr: '127.0.0.1', port })),
+    ),
   ];
   const apply = async (balancers: ResolvedBalancer[]) => {
     const report = await applyRole(role, { node: 'gw', config, members: [], balancers }, { run, files, log, previous: owned });
