@@ -134,4 +134,31 @@ describe('HaproxySupervisor', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('a master that keeps crashing is restarted with a growing delay, never in a tight loop', async () => {
+    const spawn = fakeSpawn();
+    const files = memoryFiles({ '/etc/mammatus/haproxy/placeholder.pem': PEM });
+    const sup = new HaproxySupervisor({
+      spawn,
+      run: recordingRun(),
+      files,
+      log,
+      settings,
+      masterSocket: '/nonexistent/m.sock',
+      readyTimeoutMs: 100,
+      minRestartMs: 50,
+    });
+    // Every master dies at once (a bind refused, a bad binary).
+    const crash = setInterval(() => spawn.started.filter((p) => !p.exitedYet).forEach((p) => p.exit(1)), 5);
+    try {
+      await expect(sup.ensureRunning()).rejects.toThrow(/did not come up/);
+      await new Promise((r) => setTimeout(r, 700));
+      // Restarts after 50, 100, 200, 400 ms: at most 5 starts in this time, not hundreds.
+      expect(spawn.started.length).toBeGreaterThanOrEqual(3);
+      expect(spawn.started.length).toBeLessThanOrEqual(5);
+    } finally {
+      clearInterval(crash);
+      await sup.stop();
+    }
+  });
 });
