@@ -12,7 +12,8 @@
  * Other settings (another dir, run dir or binary) take effect in reload only: validate checks the
  * new files with a supervisor for the new settings that runs nothing yet, so a refused config
  * leaves the old HAProxy serving; reload stops the old master (freeing its ports) and starts the
- * new one.
+ * new one. When that fails, the rollback removes the new files and restores the old ones; reload
+ * then starts the old settings' HAProxy again.
  */
 import type { Spawn } from '../../../core/contracts.js';
 import type { ResolvedBalancer } from '../../../core/lb-record.js';
@@ -40,6 +41,8 @@ interface Live {
 interface Sup {
   readonly key: string;
   readonly sup: HaproxySupervisor;
+  /** Its `haproxy.cfg`. */
+  readonly configFile: string;
   /** Its admin socket with the status line's bounds. */
   readonly status: HaproxyRuntime;
 }
@@ -58,6 +61,8 @@ export class GatewayHaproxy {
   private current: Sup | undefined;
   /** One for settings validate saw but reload did not make current yet. */
   private next: Sup | undefined;
+  /** The one the last settings switch stopped, for the rollback of that switch. */
+  private previous: Sup | undefined;
   private live: Live | undefined;
   private status: Status = { at: 0 };
 
@@ -95,6 +100,7 @@ export class GatewayHaproxy {
     if (!(await this.configExists(ctx, cfg))) {
       this.live = undefined;
       await sup.stop();
+      await this.switchBack(ctx);
       return;
     }
     const balancers = ctx.desired.balancers ?? [];
@@ -120,6 +126,20 @@ export class GatewayHaproxy {
     if (onDisk) this.live = { balancers, files: want };
   }
 
+  /**
+   * The rollback of a failed settings switch: the new settings' files are gone and this apply put
+   * the old settings' config back, so their HAProxy (stopped by the switch) starts again.
+   */
+  private async switchBack(ctx: ApplyContext): Promise<void> {
+    const prev = this.previous;
+    this.previous = undefined;
+    if (!prev || !ctx.changed.includes(prev.configFile) || (await ctx.files.read(prev.configFile)) === undefined) return;
+    ctx.log.warn({ config: prev.configFile }, 'haproxy: back to the settings before the failed switch');
+    this.current = prev;
+    this.status = { at: 0 };
+    await prev.sup.ensureRunning();
+  }
+
   /** HAProxy answers, and its current worker is the master's (new settings not reloaded: not running). */
   async health(ctx: ApplyContext, cfg: GatewayConfig): Promise<void> {
     if (!this.touched(ctx, cfg) || !(await this.configExists(ctx, cfg))) return;
@@ -137,6 +157,7 @@ export class GatewayHaproxy {
   async stop(): Promise<void> {
     this.live = undefined;
     this.next = undefined;
+    this.previous = undefined;
     await this.current?.sup.stop();
   }
 
@@ -194,7 +215,12 @@ export class GatewayHaproxy {
       binary: cfg.lb.binary,
       masterSocket: masterSocket(cfg.lb),
     });
-    this.next = { key, sup, status: new HaproxyRuntime(settings.adminSocket, { timeoutMs: 1000, maxBytes: 1 << 20 }) };
+    this.next = {
+      key,
+      sup,
+      configFile: configPath(settings),
+      status: new HaproxyRuntime(settings.adminSocket, { timeoutMs: 1000, maxBytes: 1 << 20 }),
+    };
     return this.next;
   }
 
@@ -207,6 +233,7 @@ export class GatewayHaproxy {
     this.status = { at: 0 };
     this.current = want;
     this.next = undefined;
+    this.previous = old;
     await old?.sup.stop();
     return want.sup;
   }
