@@ -2,7 +2,8 @@
  * The gateway's HAProxy hooks (roles/gateway/lb/gateway-haproxy.ts) through the roles' own
  * transaction (roles/apply.ts) with the real HAProxy on loopback: which way a change goes (runtime
  * API or master reload), and the rollback after a health failure that follows a runtime change,
- * where `ctx.desired` still holds the failed set and the restored files must be reloaded whole.
+ * where `ctx.desired` still holds the failed set and the restored files must be reloaded whole;
+ * and a settings switch (another dir) whose new HAProxy cannot bind, rolled back to the old one.
  */
 import http from 'node:http';
 import type net from 'node:net';
@@ -23,11 +24,11 @@ import { renderGatewayLb } from '../../roles/gateway/lb/render-lb.js';
 import type { Role } from '../../roles/types.js';
 import { findOnPath } from '../../scripts/lib/daemon.js';
 import { freePort } from '../../scripts/lib/ports.js';
+import { resolvedBalancer } from '../helpers/lb-resolved.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root' : findOnPath('haproxy') ? undefined : 'haproxy is not installed';
 if (skip) console.warn(`lb-gateway-rollback tests skipped: ${skip}`);
 
-const T = '2026-12-01T00:00:00Z';
 const log = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
 describe.skipIf(skip !== undefined)("the gateway's HAProxy hooks in the roles' transaction", () => {
@@ -57,21 +58,11 @@ describe.skipIf(skip !== undefined)("the gateway's HAProxy hooks in the roles' t
     },
   };
   const web = (n: number): ResolvedBalancer[] => [
-    {
-      record: {
-        name: 'web',
-        listen: { port: listen },
-        mode: 'http',
-        hosts: ['web.test'],
-        targets: [],
-        health: { kind: 'tcp' },
-        tls: 'none',
-        balance: 'roundrobin',
-        created_at: T,
-        updated_at: T,
-      },
-      servers: ports.slice(0, n).map((port, i) => ({ name: `i-s${i}-${port}`, addr: '127.0.0.1', port })),
-    },
+    resolvedBalancer(
+      'web',
+      listen,
+      ports.slice(0, n).map((port, i) => ({ name: `i-s${i}-${port}`, addr: '127.0.0.1', port })),
+    ),
   ];
   const apply = async (balancers: ResolvedBalancer[]) => {
     const report = await applyRole(role, { node: 'gw', config, members: [], balancers }, { run, files, log, previous: owned });
@@ -131,5 +122,69 @@ describe.skipIf(skip !== undefined)("the gateway's HAProxy hooks in the roles' t
     expect(report.ok).toBe(true);
     expect([...report.removed].sort()).toEqual(removed);
     await expect(master.processes()).rejects.toThrow();
+  });
+});
+
+describe.skipIf(skip !== undefined)('a settings switch whose new HAProxy fails rolls back to the old one', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lb-gw-switch-'));
+  const settings = (name: string) => ({ lb: { dir: join(dir, name), run_dir: join(dir, `${name}-run`), bind: ['127.0.0.1'] } });
+  const files = buildFileOps();
+  const run = buildRun();
+  let haproxy: GatewayHaproxy;
+  let app: http.Server;
+  let owned: string[] = [];
+  const cfgOf = (config: Record<string, unknown>) => parseGatewayConfig(config);
+  /** The gateway's HAProxy part with its settings from the desired state, as the role reads them. */
+  const role: Role = {
+    name: 'gateway',
+    render: (d) => renderGatewayLb(cfgOf(d.config), d.balancers, 7946).files,
+    validate: (ctx) => haproxy.validate(ctx, cfgOf(ctx.desired.config)),
+    reload: (ctx) => haproxy.reload(ctx, cfgOf(ctx.desired.config)),
+    health: (ctx) => haproxy.health(ctx, cfgOf(ctx.desired.config)),
+  };
+  const apply = async (config: Record<string, unknown>, balancers: ResolvedBalancer[]) => {
+    const report = await applyRole(role, { node: 'gw', config, members: [], balancers }, { run, files, log, previous: owned });
+    owned = report.owned;
+    return report;
+  };
+  const get = (port: number) =>
+    new Promise<string>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, headers: { host: 'web.test' }, agent: false, timeout: 3000 }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve(body));
+        })
+        .on('error', reject);
+    });
+
+  beforeAll(async () => {
+    app = http.createServer((_req, res) => res.end('app'));
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    haproxy = new GatewayHaproxy(await buildSpawn());
+  });
+  afterAll(async () => {
+    await haproxy?.stop();
+    app?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the new master cannot bind: the old settings, files and HAProxy are back', async () => {
+    const server = [{ name: 'app', addr: '127.0.0.1', port: (app.address() as net.AddressInfo).port }];
+    const [port, busyPort] = [await freePort(), await freePort()];
+    const a = settings('a');
+    expect(await apply(a, [resolvedBalancer('web', port, server, { hosts: ['web.test'] })])).toMatchObject({ ok: true });
+    expect(await get(port)).toBe('app');
+    // The fault: the new settings' balancer port is another program's.
+    const busy = http.createServer();
+    await new Promise<void>((r) => busy.listen(busyPort, '127.0.0.1', r));
+    try {
+      const report = await apply(settings('b'), [resolvedBalancer('web', busyPort, server, { hosts: ['web.test'] })]);
+      expect(report).toMatchObject({ ok: false, rolledBack: true, error: expect.stringMatching(/^reload: haproxy did not come up/) });
+    } finally {
+      busy.close();
+    }
+    expect(readFileSync(join(a.lb.dir, 'haproxy.cfg'), 'utf8')).toContain(`:${port}`);
+    expect(await get(port)).toBe('app');
   });
 });

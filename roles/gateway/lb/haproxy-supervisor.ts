@@ -11,6 +11,12 @@
  * finish its connections, so no connection is refused or cut. HAProxy 2.6 answers `reload` with
  * nothing, so success is read from `show proc`: a new current worker, and no failed reload more.
  * Server changes that need no reload go through the admin socket (`applyChanges`).
+ *
+ * The workers run as the `haproxy` user when the host has one (render-haproxy-global.ts), and a
+ * master left running by an agent that was killed (SIGKILL: no cleanup ran) is ended before ours
+ * starts, or ours could never bind its ports. Bounds: `stop` takes at most STOP_MS plus the
+ * SIGKILL; a start or reload `readyTimeoutMs`; the removals of one `applyChanges` share one drain
+ * deadline.
  */
 import path from 'node:path';
 import type { Argv, FileOps, Logger, Run, Spawn } from '../../../core/contracts.js';
@@ -19,7 +25,12 @@ import { errorMessage } from '../../../core/errors.js';
 import { CommandFailedError } from '../../../core/exec.js';
 import { HaproxyMaster, HaproxyRuntime } from './haproxy-runtime.js';
 import type { RuntimeChange } from './plan-runtime.js';
+import { findPasswdUser } from '../../../core/users.js';
 import { configPath, serverOptions, type HaproxySettings } from './render-haproxy.js';
+import { HAPROXY_USER, renderHaproxyUser, userConfigPath } from './render-haproxy-global.js';
+
+/** How long a stopped master (ours, or one left from before) may take to exit before SIGKILL. */
+const STOP_MS = 5000;
 
 /**
  * openssl writing a self-signed P-256 certificate and its key (one PEM, as HAProxy reads it) for
@@ -49,6 +60,8 @@ export interface HaproxyDeps {
   /** How long a start or reload may take to show a new worker answering (default 10 s). */
   readonly readyTimeoutMs?: number;
   readonly minRestartMs?: number;
+  /** passwd-format file the workers' user is looked up in (default /etc/passwd). */
+  readonly passwd?: string;
 }
 
 /** Supervises one HAProxy master and talks to its sockets. */
@@ -65,6 +78,7 @@ export class HaproxySupervisor {
       spawn: deps.spawn,
       log: deps.log,
       name: 'haproxy',
+      stopTimeoutMs: STOP_MS,
       ...(deps.minRestartMs === undefined ? {} : { minRestartMs: deps.minRestartMs }),
       // Its log lines (server up/down, reload) are worth info, unlike most daemons' chatter.
       onLine: (line) => deps.log.info({ haproxy: line }, 'haproxy'),
@@ -74,17 +88,29 @@ export class HaproxySupervisor {
   }
 
   private get argv(): Argv {
-    return [this.deps.binary ?? 'haproxy', ['-W', '-S', `${this.deps.masterSocket},mode,600`, '-f', configPath(this.deps.settings)]];
+    return [this.deps.binary ?? 'haproxy', ['-W', '-S', `${this.deps.masterSocket},mode,600`, ...this.configArgs]];
+  }
+
+  /** The workers' user include, then the balancers' config (one `global` is both files'). */
+  private get configArgs(): string[] {
+    return ['-f', userConfigPath(this.deps.settings), '-f', configPath(this.deps.settings)];
   }
 
   /**
-   * Directories, and the placeholder certificate `tls acme` binds until real ones exist (see
-   * render-haproxy.ts): self-signed for `placeholder.invalid`, made once by openssl.
+   * Directories, the workers' user include (the `haproxy` user as /etc/passwd has it now), and the
+   * placeholder certificate `tls acme` binds until real ones exist (see render-haproxy.ts):
+   * self-signed for `placeholder.invalid`, made once by openssl.
    */
   async prepare(): Promise<void> {
     const s = this.deps.settings;
     const dirs = [s.configDir, s.certDir, path.dirname(s.adminSocket), path.dirname(this.deps.masterSocket)];
     await this.deps.run('install', ['-d', '-m', '0755', ...new Set(dirs)]);
+    const user = findPasswdUser((await this.deps.files.read(this.deps.passwd ?? '/etc/passwd')) ?? '', HAPROXY_USER);
+    const include = renderHaproxyUser(user);
+    if ((await this.deps.files.read(userConfigPath(s))) !== include) {
+      if (!user) this.deps.log.warn(`no ${HAPROXY_USER} user: HAProxy's workers run as root (apt-get install haproxy creates it)`);
+      await this.deps.files.write(userConfigPath(s), include, 0o644);
+    }
     if ((await this.deps.files.read(s.placeholderCert)) !== undefined) return;
     const [file, args] = selfSignedCertArgv('-');
     const out = await this.deps.run(file, args);
@@ -96,20 +122,20 @@ export class HaproxySupervisor {
     // -c reads the placeholder certificate a `tls acme` bind names: make it before the first check.
     await this.prepare();
     // Not -q: it silences the alerts too, and they are the message.
-    await this.deps
-      .run(this.deps.binary ?? 'haproxy', ['-c', '-f', configPath(this.deps.settings)], { timeoutMs: 30_000 })
-      .catch((err: unknown) => {
-        const stderr = err instanceof CommandFailedError ? err.stderr : '';
-        const alerts = stderr.split('\n').filter((l) => l.includes('[ALERT]') && !/Fatal errors found/.test(l));
-        const why = alerts.map((l) => l.replace(/^\[ALERT\]\s+\(\d+\) : /, '').trim()).join('; ');
-        throw new Error(`haproxy -c refused the config: ${why || errorMessage(err)}`, { cause: err });
-      });
+    await this.deps.run(this.deps.binary ?? 'haproxy', ['-c', ...this.configArgs], { timeoutMs: 30_000 }).catch((err: unknown) => {
+      const stderr = err instanceof CommandFailedError ? err.stderr : '';
+      const alerts = stderr.split('\n').filter((l) => l.includes('[ALERT]') && !/Fatal errors found/.test(l));
+      const why = alerts.map((l) => l.replace(/^\[ALERT\]\s+\(\d+\) : /, '').trim()).join('; ');
+      throw new Error(`haproxy -c refused the config: ${why || errorMessage(err)}`, { cause: err });
+    });
   }
 
   /** Starts HAProxy unless it runs (after an agent restart); waits for its admin socket. */
   async ensureRunning(): Promise<void> {
     if (this.process.running) return;
     await this.prepare();
+    // Ours may have been restarted (after a crash) meanwhile: then it is no orphan to end.
+    if (!this.process.running) await this.endOrphan();
     this.process.ensureRunning(this.argv);
     await this.waitReady(undefined);
   }
@@ -137,16 +163,18 @@ export class HaproxySupervisor {
 
   /**
    * Applies server changes through the runtime API, in order. Returns the ones that failed (with
-   * why); the caller then reloads, which the written files make right.
+   * why); the caller then reloads, which the written files make right. Removals wait for their
+   * server's connections within one shared `drainMs` (default 2 s), not `drainMs` each.
    */
-  async applyChanges(changes: readonly RuntimeChange[], drainMs?: number): Promise<string[]> {
+  async applyChanges(changes: readonly RuntimeChange[], drainMs = 2000): Promise<string[]> {
     const errors: string[] = [];
     const opts = serverOptions(this.deps.settings);
+    const deadline = Date.now() + drainMs;
     for (const c of changes) {
       try {
         if (c.op === 'add') await this.runtime.addServer(c.backend, c.server, c.address, opts);
         else if (c.op === 'readdress') await this.runtime.setAddress(c.backend, c.server, c.addr, c.port);
-        else if ((await this.runtime.removeServer(c.backend, c.server, drainMs)) === 'maint') {
+        else if ((await this.runtime.removeServer(c.backend, c.server, Math.max(0, deadline - Date.now()))) === 'maint') {
           this.deps.log.info({ ...c }, 'haproxy server still has connections: left in maintenance until the next reload');
           continue;
         }
@@ -158,9 +186,46 @@ export class HaproxySupervisor {
     return errors;
   }
 
-  /** Stops HAProxy for good (no balancer left, role removed, agent stopping). */
+  /**
+   * Stops HAProxy for good (no balancer left, role removed, agent stopping): SIGTERM to the master,
+   * which ends its workers (old ones still draining included) at once; SIGKILL after STOP_MS, and
+   * the workers then exit on their own when their pipe to the master closes.
+   */
   stop(): Promise<void> {
     return this.process.stop();
+  }
+
+  /**
+   * Ends a master that answers on our master socket but is not our child: one an agent killed
+   * with SIGKILL left behind, still holding the ports. Its PIDs come from its own `show proc`, on
+   * a socket only root can reach (mode 600 in our run dir).
+   */
+  private async endOrphan(): Promise<void> {
+    const procs = await new HaproxyMaster(this.deps.masterSocket, { timeoutMs: 1000 }).processes().catch(() => []);
+    const pids = procs.filter((p) => p.type === 'master' || p.type === 'worker').map((p) => String(p.pid));
+    if (!pids.length) return;
+    this.deps.log.warn({ pids }, 'an haproxy master from before the agent restarted still runs: stopping it');
+    for (const [signal, ms] of [
+      ['-TERM', STOP_MS],
+      ['-KILL', 1000],
+    ] as const) {
+      // Some may be gone already (kill then fails for them, and signals the rest).
+      await this.deps.run('kill', [signal, ...pids]).catch(() => undefined);
+      if (await this.allGone(pids, ms)) return;
+    }
+    throw new Error(`haproxy processes ${pids.join(', ')} from before the agent restarted did not exit`);
+  }
+
+  /** Polls /proc until none of `pids` runs (gone, or a zombie nobody reaped) or `ms` pass. */
+  private async allGone(pids: readonly string[], ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const stats = await Promise.all(pids.map((pid) => this.deps.files.read(`/proc/${pid}/stat`).catch(() => undefined)));
+      // `pid (comm) S ...`: the state follows the last parenthesis (comm may hold some).
+      if (stats.every((st) => st === undefined || st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3) === 'Z')) return true;
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   /** Polls until a worker other than `old` is current and answers; a failed reload ends it early. */

@@ -18,6 +18,8 @@
  *   directory holds no certificate, and certificates arrive later, from someone else. The
  *   placeholder (a self-signed certificate the supervisor generates once) keeps `haproxy -c` and
  *   the listener working meanwhile; it is also what a client without SNI gets.
+ * - An explicit IPv4 bind is `transparent`, so a listen address routed to the gateway but not held
+ *   by it binds (see `transparent` below). The global section is render-haproxy-global.ts's.
  * - Servers are explicit lines with every option on the line and no `default-server`: a server added
  *   through the runtime API (`add server`) does not inherit `default-server`, so the file and the
  *   runtime use the same `serverOptions` and a server looks the same whichever way it came in.
@@ -28,6 +30,7 @@ import type { LoadBalancerRecord, ResolvedBalancer } from '../../../core/lb-reco
 import { isHostName, isSafePath } from '../../../core/lb-syntax.js';
 import type { RenderedFile } from '../../types.js';
 import { backendName, serverAddress, serverName, UNKNOWN_HOST_BACKEND } from './names.js';
+import { renderGlobal } from './render-haproxy-global.js';
 
 /** Header of every rendered file (the role's). */
 export const LB_HEADER = '# managed by mammatus role=gateway\n';
@@ -106,33 +109,6 @@ export function renderHaproxy(balancers: readonly ResolvedBalancer[], s: Haproxy
   const cfg = [renderGlobal(s), ...frontends, ...backends].join('\n\n');
   const files = [{ path: configPath(s), content: `${LB_HEADER}${cfg}\n`, mode: 0o644 }, ...maps];
   return files.sort((a, b) => cmp(a.path, b.path));
-}
-
-function renderGlobal(s: HaproxySettings): string {
-  const t = s.timeouts;
-  return [
-    'global',
-    `  maxconn ${s.maxconn}`,
-    // expose-fd listeners: a reloaded worker takes the listening sockets over from the old one,
-    // so no connection is refused while both swap.
-    `  stats socket ${s.adminSocket} mode 600 level admin expose-fd listeners`,
-    '  stats timeout 30s',
-    '  log stderr format raw local0 notice',
-    // An old worker still serving long connections after a reload ends within this time.
-    '  hard-stop-after 30s',
-    '',
-    'defaults',
-    '  log global',
-    '  option dontlognull',
-    `  timeout connect ${t.connect}ms`,
-    `  timeout client ${t.client}ms`,
-    `  timeout server ${t.server}ms`,
-    `  timeout http-request ${t.httpRequest}ms`,
-    `  timeout check ${t.check}ms`,
-    // A connection refused by a server just removed or killed is retried on another one.
-    '  retries 3',
-    '  option redispatch 1',
-  ].join('\n');
 }
 
 function renderHttpFrontend(port: number, group: readonly ResolvedBalancer[], map: string, s: HaproxySettings): string {
@@ -272,7 +248,17 @@ function binds(group: readonly ResolvedBalancer[], s: HaproxySettings, suffix: s
       addrs.add(a);
     }
   const port = group[0].record.listen.port;
-  return [...addrs].sort(cmp).map((a) => `  bind ${a.includes(':') ? `[${a}]` : a}:${port}${suffix}`);
+  return [...addrs].sort(cmp).map((a) => `  bind ${a.includes(':') ? `[${a}]` : a}:${port}${transparent(a)}${suffix}`);
+}
+
+/**
+ * `transparent` (IP_TRANSPARENT) on an explicit IPv4 bind: HAProxy may then bind an address the
+ * gateway does not hold (one routed to it, a WAN address DHCP has not given back yet) instead of
+ * refusing to start every balancer. Whether an address is local is the host's state, which a pure
+ * render cannot know; on a local address the option changes nothing. The wildcard needs none.
+ */
+function transparent(addr: string): string {
+  return isIP(addr) === 4 && addr !== '0.0.0.0' ? ' transparent' : '';
 }
 
 const isCatchAll = (r: LoadBalancerRecord): boolean => r.hosts.length === 0;

@@ -14,26 +14,12 @@ import { renderGateway } from '../../../roles/gateway/render.js';
 import { parseBalancersCache } from '../../../roles/gateway/lb/render-lb.js';
 import { memoryFiles } from '../../helpers/memory-files.js';
 import { recordingRun } from '../../helpers/recording-run.js';
+import { resolvedBalancer } from '../../helpers/lb-resolved.js';
 
-const T = '2026-12-01T00:00:00Z';
 const self: Member = { name: 'gw', addr: '10.88.0.1', port: 7946, tags: { role: 'gateway' }, status: 'alive' };
 
 function lb(name: string, port: number, hosts: string[] = [`${name}.test`]): ResolvedBalancer {
-  return {
-    record: {
-      name,
-      listen: { port },
-      mode: 'http',
-      hosts,
-      targets: [],
-      health: { kind: 'tcp' },
-      tls: 'none',
-      balance: 'roundrobin',
-      created_at: T,
-      updated_at: T,
-    },
-    servers: [{ name: `i-${name}-1-80`, addr: '10.88.0.20', port: 80 }],
-  };
+  return resolvedBalancer(name, port, [{ name: `i-${name}-1-80`, addr: '10.88.0.20', port: 80 }], { hosts });
 }
 
 const render = (balancers: ResolvedBalancer[] | undefined, config: Record<string, unknown> = {}, members = [self]) =>
