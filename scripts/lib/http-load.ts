@@ -56,8 +56,8 @@ export interface LoadResult {
 
 const now = () => performance.timeOrigin + performance.now();
 
-/** One GET; resolves with the status and body, rejects on an error or the timeout. */
-function get(url: URL, host: string, agent: http.Agent | false, timeoutMs: number): Promise<{ status: number; body: string }> {
+/** One GET (`agent` false: `Connection: close`); the status and body, or a rejection on an error or the timeout. */
+export function httpGet(url: URL, host: string, agent: http.Agent | false, timeoutMs: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const headers = { host, ...(agent ? {} : { connection: 'close' }) };
     const req = http.request(url, { headers, agent, timeout: timeoutMs }, (res) => {
@@ -97,7 +97,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
       sent++;
       const t0 = now();
       try {
-        const r = await get(url, host, agent, timeoutMs);
+        const r = await httpGet(url, host, agent, timeoutMs);
         const t = now();
         if (r.status < 200 || r.status > 299) failures.push({ t, keepAlive, why: `HTTP ${r.status}: ${r.body.trim().slice(0, 80)}` });
         else {

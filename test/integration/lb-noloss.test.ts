@@ -28,6 +28,10 @@ describe.skipIf(Boolean(skip))('the balancer under load while its targets and co
     return `${r.status} ${r.body.trim()}`;
   };
 
+  /** An HTTP balancer on port 80 for `host` over the instances tagged app=web. */
+  const createLb = (name: string, host: string) =>
+    gw.cli(...`lb create ${name} --listen 80 --mode http --host ${host} --target tag:app=web:8080`.split(' '));
+
   beforeAll(async () => {
     // w3 is registered without the tag (its backend already answers), so adding it is a tag change.
     gw = await startLbGateway({
@@ -35,19 +39,7 @@ describe.skipIf(Boolean(skip))('the balancer under load while its targets and co
       backends: { w1: '10.88.0.21', w2: '10.88.0.22', w3: '10.88.0.23' },
       tags: { w1: { app: 'web' }, w2: { app: 'web' } },
     });
-    const created = await gw.cli(
-      'lb',
-      'create',
-      'web',
-      '--listen',
-      '80',
-      '--mode',
-      'http',
-      '--host',
-      'web.test',
-      '--target',
-      'tag:app=web:8080',
-    );
+    const created = await createLb('web', 'web.test');
     expect(created, created.out).toMatchObject({ code: 0 });
     const seen = new Set<string>();
     await until(
@@ -75,12 +67,9 @@ describe.skipIf(Boolean(skip))('the balancer under load while its targets and co
       await step('add', () => gw.running('w3', { app: 'web' }));
       await step('remove', () => gw.running('w1', { app: 'retired' }));
       await step('kill', () => gw.bed.kill(gw.backends.get('w2')!));
-      const cli = async (...args: string[]) => expect(await gw.cli(...args)).toMatchObject({ code: 0 });
-      await step('reload', () =>
-        cli('lb', 'create', 'api', '--listen', '80', '--mode', 'http', '--host', 'api.test', '--target', 'tag:app=web:8080'),
-      );
+      await step('reload', async () => expect(await createLb('api', 'api.test')).toMatchObject({ code: 0 }));
       await until('api.test served', async () => (await get('api.test')).startsWith('200 '), 10_000);
-      await step('reloadBack', () => cli('lb', 'rm', 'api'));
+      await step('reloadBack', async () => expect(await gw.cli('lb', 'rm', 'api')).toMatchObject({ code: 0 }));
       await until('api.test gone', async () => (await get('api.test')).startsWith('503 '), 10_000);
     };
     const [load] = await Promise.all([
