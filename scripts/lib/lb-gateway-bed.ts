@@ -46,6 +46,8 @@ export interface LbGatewayOptions {
   readonly debounceMs?: number;
   /** Addresses HAProxy binds (default: the gateway's WAN address). */
   readonly bind?: readonly string[];
+  /** Called each time the agent's balancer feed reports a change (the benchmark times it). */
+  readonly onFeedChange?: () => void;
   /** Agent log level (default debug: the tests print the warnings on failure). */
   readonly logLevel?: string;
 }
@@ -158,7 +160,10 @@ export async function startLbGateway(opts: LbGatewayOptions): Promise<LbGateway>
     const startAgent = async () => {
       agent = await startBedGatewayAgent(gwBed, configPath, log, {
         // With the gateway's own credentials: the bucket must be readable by a gateway.
-        lbFeed: (servers, onChange, l) => openLbFeed(servers, onChange, l, feedOptions),
+        lbFeed: (servers, onChange, l) => {
+          const changed = opts.onFeedChange ? () => (opts.onFeedChange?.(), onChange()) : onChange;
+          return openLbFeed(servers, changed, l, feedOptions);
+        },
       });
       await until('the gateway applied', () => agent?.view.roleStatus().gateway?.state === 'ok', 20_000);
     };
