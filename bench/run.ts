@@ -16,9 +16,9 @@ import { ensureBundle, ROOT, type GoalResult } from './lib.js';
 const ALL = ['dispatch', 'status', 'footprint', 'gateway-names', 'metadata', 'messaging'] as const;
 /**
  * Run only when named: `boot` reads the boot image of scripts/build-boot-image.sh, which builds it
- * (root, debootstrap, minutes) when it is not cached.
+ * (root, debootstrap, minutes) when it is not cached; `lb` needs root, HAProxy and wrk (issue 21).
  */
-const OPTIONAL = ['boot'] as const;
+const OPTIONAL = ['boot', 'lb'] as const;
 const KNOWN: readonly string[] = [...ALL, ...OPTIONAL];
 
 interface Outcome {

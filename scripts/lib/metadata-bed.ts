@@ -9,15 +9,12 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import net from 'node:net';
 import path from 'node:path';
-import { loadConfig } from '../../agent/config/load.js';
-import { createAgent, type Agent } from '../../agent/daemon.js';
-import { buildFileOps } from '../../core/files.js';
+import type { Agent } from '../../agent/daemon.js';
 import type { Logger } from '../../core/contracts.js';
-import { buildGatewayRole } from '../../roles/gateway/index.js';
 import { BUNDLE } from './mammatus-agent.js';
 import { startSerfAgent, type SerfAgent } from './serf-agent.js';
 import { openInstanceFeed } from '../../src/registry/gateway-feed.js';
-import { gatewayEffects } from './gateway-ns.js';
+import { bedGatewayYaml, startBedGatewayAgent } from './gateway-ns.js';
 import type { GatewayBed } from './netns-bed.js';
 import { until } from './wait.js';
 import { TestTrust } from './nats-server.js';
@@ -125,41 +122,23 @@ export async function startBedGateway(bed: GatewayBed, dir: string, host: Contro
   const serf = await startSerfAgent({ name: 'gw1', dir: p('serf'), tags: { role: 'gateway' } });
   writeFileSync(
     p('agent.yaml'),
-    [
-      `state_dir: ${p('state')}`,
-      `serf: { rpc_addr: "${serf.rpcAddr}" }`,
-      'watch_config: false',
-      'roles:',
-      '  gateway:',
-      `    lan: { interface: ${bed.ifaces.gwLan}, address: 10.88.0.1/24 }`,
-      `    wan: { interface: ${bed.ifaces.gwWan} }`,
-      '    upstream_dns: [203.0.113.1]',
-      '    tftp: { enabled: false }',
-      '    pxe: { enabled: false }',
-      `    metadata: { secret_file: ${JSON.stringify(host.secretFile)}, upstreams: ["http://10.88.0.10:8775"] }`,
-      `    registry: { nats: ["${host.natsUrl}"] }`,
-      `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, metadata_proxy: ${p('metadata-proxy.yaml')}, dhcp_hosts_dir: ${p('dhcp-hosts.d')}, members: ${p('members')}, left_out: ${p('left-out')} }`,
-    ].join('\n') + '\n',
+    bedGatewayYaml(
+      bed,
+      dir,
+      serf.rpcAddr,
+      [
+        '    tftp: { enabled: false }',
+        '    pxe: { enabled: false }',
+        `    metadata: { secret_file: ${JSON.stringify(host.secretFile)}, upstreams: ["http://10.88.0.10:8775"] }`,
+        `    registry: { nats: ["${host.natsUrl}"] }`,
+      ],
+      { metadata_proxy: p('metadata-proxy.yaml') },
+    ),
   );
-  const { run, spawn, probe } = await gatewayEffects(bed);
-  const opts = { path: p('agent.yaml'), env: {} };
-  const agent = createAgent({
-    loaded: await loadConfig(opts),
-    reloadConfig: () => loadConfig(opts),
-    log,
-    run,
-    files: buildFileOps(),
-    roles: {
-      gateway: buildGatewayRole({
-        spawn,
-        probe,
-        mammatus: [process.execPath, [BUNDLE]],
-        instanceFeed: (servers, onChange, l) => openInstanceFeed(servers, onChange, l, host.node('gw1')),
-      }),
-    },
-    version: '0.0.0-test',
+  const agent = await startBedGatewayAgent(bed, p('agent.yaml'), log, {
+    mammatus: [process.execPath, [BUNDLE]],
+    instanceFeed: (servers, onChange, l) => openInstanceFeed(servers, onChange, l, host.node('gw1')),
   });
-  await agent.start();
   await until('the gateway role', () => agent.view.roleStatus().gateway?.state === 'ok', 30_000).catch(() => undefined);
   return {
     /** Stops it when a test's `await using` scope ends. */

@@ -13,7 +13,7 @@ import { loadConfig } from '../../agent/config/load.js';
 import { createAgent, type Agent } from '../../agent/daemon.js';
 import { buildFileOps } from '../../core/files.js';
 import { buildGatewayRole } from '../../roles/gateway/index.js';
-import { gatewayEffects } from '../../scripts/lib/gateway-ns.js';
+import { bedGatewayYaml, gatewayEffects } from '../../scripts/lib/gateway-ns.js';
 import { BUNDLE } from '../../scripts/lib/mammatus-agent.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../../scripts/lib/netns-bed.js';
 import { ensureSystemUser, procIdentity } from '../../scripts/lib/proc.js';
@@ -53,19 +53,13 @@ describe.skipIf(Boolean(skip))('the gateway serves the boot', () => {
     serf = await startSerfAgent({ name: 'gw1', dir: p('serf'), tags: { role: 'gateway' } });
     writeFileSync(
       p('agent.yaml'),
-      [
-        `state_dir: ${p('state')}`,
-        `serf: { rpc_addr: "${serf.rpcAddr}" }`,
-        'watch_config: false',
-        'roles:',
-        '  gateway:',
-        `    lan: { interface: ${bed.ifaces.gwLan}, address: 10.88.0.1/24 }`,
-        `    wan: { interface: ${bed.ifaces.gwWan} }`,
-        '    upstream_dns: [203.0.113.1]',
-        `    tftp: { root: ${p('tftp')} }`,
-        `    boot: { image_dir: ${p('image')}, apt_dir: ${p('apt')} }`,
-        `    paths: { dnsmasq_conf: ${p('dnsmasq.conf')}, hosts_dir: ${p('hosts.d')}, leases: ${p('leases/dnsmasq.leases')}, iptables: ${p('iptables.rules')}, sysctl: ${p('sysctl.conf')}, lease_hook: ${p('lease-hook')}, dhcp_hosts_dir: ${p('dhcp-hosts.d')}, members: ${p('members')}, left_out: ${p('left-out')}, boot_server: ${p('boot-server.yaml')}, boot_stub: ${p('boot.ipxe')} }`,
-      ].join('\n') + '\n',
+      bedGatewayYaml(
+        bed,
+        tmp,
+        serf.rpcAddr,
+        [`    tftp: { root: ${p('tftp')} }`, `    boot: { image_dir: ${p('image')}, apt_dir: ${p('apt')} }`],
+        { boot_server: p('boot-server.yaml'), boot_stub: p('boot.ipxe') },
+      ),
     );
     const { run, spawn, probe } = await gatewayEffects(bed);
     const opts = { path: p('agent.yaml'), env: {} };

@@ -25,6 +25,7 @@ import { HaproxySupervisor, selfSignedCertArgv } from '../../roles/gateway/lb/ha
 import { planRuntimeChanges } from '../../roles/gateway/lb/plan-runtime.js';
 import { configPath, HAPROXY_DEFAULTS, renderHaproxy, type HaproxySettings } from '../../roles/gateway/lb/render-haproxy.js';
 import { findOnPath } from '../../scripts/lib/daemon.js';
+import { httpGet } from '../../scripts/lib/http-load.js';
 import { freePort } from '../../scripts/lib/ports.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root' : findOnPath('haproxy') ? undefined : 'haproxy is not installed';
@@ -60,23 +61,7 @@ async function httpApp(name: string, port = 0): Promise<{ name: string; port: nu
 }
 
 /** One GET through the balancer without keep-alive: status and body, or the error. */
-function get(port: number, host: string, path = '/'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, path, headers: { host, connection: 'close' }, agent: false, timeout: 5000 },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+const get = (port: number, host: string, path = '/') => httpGet(new URL(`http://127.0.0.1:${port}${path}`), host, false, 5000);
 
 /** What the TCP balancer's server said on connect. */
 function tcpHello(port: number): Promise<string> {
