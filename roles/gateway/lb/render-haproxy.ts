@@ -121,6 +121,9 @@ function renderHttpFrontend(port: number, group: readonly ResolvedBalancer[], ma
     '  mode http',
     ...binds(group, s, tls),
     '  option forwardfor',
+    // An old worker after a reload closes an idle keep-alive connection only after answering a
+    // request on it (with `connection: close`), never under a client that is just sending one.
+    '  option idle-close-on-response',
     '  http-request set-var(txn.lb_host) req.hdr(host),field(1,:),lower',
     '  http-request set-var(txn.lb_path) path',
     '  http-request set-var(txn.lb_key) var(txn.lb_host),concat(,txn.lb_path,)',
@@ -151,6 +154,12 @@ function renderBackend(b: ResolvedBalancer, s: HaproxySettings): string {
   const r = b.record;
   const health = r.health;
   const lines = [`backend ${backendName(r)}`, `  mode ${r.mode}`, `  balance ${r.balance}`];
+  if (r.mode === 'http') {
+    // A request sent to a server that dies before answering goes to another one, but only an
+    // idempotent one (RFC 9110 9.2.2): a POST may have taken effect.
+    lines.push('  retry-on conn-failure empty-response');
+    lines.push('  http-request disable-l7-retry unless { method GET HEAD OPTIONS PUT DELETE }');
+  }
   if (health.kind === 'http') {
     checkPath(health.path, r.name);
     lines.push('  option httpchk');
