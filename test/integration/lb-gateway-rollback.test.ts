@@ -48,7 +48,7 @@ describe.skipIf(skip !== undefined)("the gateway's HAProxy hooks in the roles' t
   /** The gateway's render of HAProxy's part and its hooks, and a health check the test can fail. */
   const role: Role = {
     name: 'gateway',
-    render: (d) => renderGatewayLb(cfg, d.balancers, 7946).files,
+    render: (d) => renderGatewayLb(cfg, d).files,
     validate: (ctx) => haproxy.validate(ctx, cfg),
     reload: (ctx) => haproxy.reload(ctx, cfg),
     async health(ctx) {

@@ -190,22 +190,39 @@ describe.skipIf(Boolean(skip))('the gateway serving load balancers from the regi
     expect(Buffer.byteLength(JSON.stringify(buildStatus(agent.view)))).toBeLessThanOrEqual(STATUS_MAX_BYTES);
   }, 40_000);
 
-  it('refuses a balancer on a port the gateway uses, keeping the last good HAProxy config running', async () => {
+  it('leaves out a balancer on a port the gateway uses, serving the others; lb create refuses IPv6 and the fixed ports', async () => {
     const cfg = readFileSync(p('haproxy/haproxy.cfg'), 'utf8');
-    // The CLI refuses the well-known ones (ssh, DNS...); the metadata proxy's port is the gateway's setting.
+    // The CLI refuses the ports every gateway uses (ssh, DNS...) and IPv6 listens before it connects...
+    expect(await cli('lb', 'create', 'dns', '--listen', '53', '--mode', 'tcp', '--target', 'tag:app=a:8080')).toMatchObject({
+      code: 2,
+      out: expect.stringContaining("port 53 belongs to the gateway's DNS (dnsmasq) on every gateway") as string,
+    });
+    const v6 = await cli('lb', 'create', 'v6', '--listen', '[2001:db8::1]:80', '--mode', 'http', '--target', 'tag:app=a:8080');
+    expect(v6).toMatchObject({ code: 2, out: expect.stringContaining('IPv6 listen addresses are not supported') as string });
+    // ...the metadata proxy's port is the gateway's setting: the gateway leaves that one out.
     const created = await cli('lb', 'create', 'mdp', '--listen', '8776', '--mode', 'tcp', '--target', 'tag:app=a:8080');
     expect(created, created.out).toMatchObject({ code: 0 });
-    const status = await until('the refusal in the status', () => {
+    const why = "port 8776 is the gateway's metadata proxy (metadata.proxy_port)";
+    await until(
+      'mdp in lb-left-out',
+      () => existsSync(p('lb-left-out')) && readFileSync(p('lb-left-out'), 'utf8').includes(`mdp: left out: ${why}`),
+      15_000,
+    );
+    const status = await until('the left-out balancer in the status', () => {
       const s = agent.view.roleStatus().gateway;
-      return s?.state === 'error' ? s : undefined;
+      return s?.detail?.includes('1 balancer left out (mdp)') ? s : undefined;
     });
-    expect(status.error).toBe("render: balancer mdp: port 8776 is the gateway's metadata proxy (metadata.proxy_port)");
+    expect(status.state).toBe('ok');
+    expect(logs.some((l) => l.balancer === 'mdp' && l.reason === why && Number(l.level) === 40)).toBe(true);
     expect(readFileSync(p('haproxy/haproxy.cfg'), 'utf8')).toBe(cfg);
     expect(await get('web.test')).toBe('200 a1');
-    // dnsmasq goes on: the refusal stopped the gateway's apply at render, nothing else.
+    const wan = (await bed.exec('gw', ['iptables', '-S', 'INPUT'])).stdout.match(new RegExp(`^-A INPUT -i ${bed.ifaces.gwWan} .*$`, 'gm'));
+    expect(wan).toEqual([`-A INPUT -i ${bed.ifaces.gwWan} -p tcp -m tcp --dport 80 -j ACCEPT`]);
+    // dnsmasq goes on: the balancer left out took nothing else with it.
     expect((await bed.dig('gateway.mammatus', 'A', bed.addrs.gwLan, 'ctl')).answers).toEqual([bed.addrs.gwLan]);
     expect(await cli('lb', 'rm', 'mdp')).toMatchObject({ code: 0 });
-    await until('ok again', () => agent.view.roleStatus().gateway?.state === 'ok', 15_000);
+    await until('the report gone', () => !existsSync(p('lb-left-out')), 15_000);
+    expect(agent.view.roleStatus().gateway?.detail).not.toContain('left out');
   }, 40_000);
 
   it('lb rm stops routing; the last one stops HAProxy, removes its files and closes the port', async () => {
