@@ -173,6 +173,7 @@ describe.skipIf(Boolean(skip))('the gateway serving load balancers from the regi
     // Not reachable from the LAN side: the firewall opens the port on the WAN interface only.
     const fromLan = await bed.curl('ctl', `http://${bed.addrs.gwWan}/`, { timeoutS: 2, args: ['-H', 'Host: web.test'] });
     expect(fromLan.status).toBe(0);
+    expect((await bed.exec('gw', ['pgrep', '-A', '-f', '--', `-f ${p('haproxy/haproxy.cfg')}`])).code).toBe(0);
   }, 60_000);
 
   it('an instance that gets the selected tag takes traffic without a reload; status counts it', async () => {
@@ -234,7 +235,8 @@ describe.skipIf(Boolean(skip))('the gateway serving load balancers from the regi
     // The files go before the reload hook stops HAProxy (the same apply).
     await until('port 80 closed', async () => (await get('web.test')).startsWith('0 '), 10_000);
     expect((await bed.exec('gw', ['iptables', '-S', 'INPUT'])).stdout).not.toContain('--dport 80');
-    expect((await bed.exec('gw', ['pgrep', '-x', 'haproxy'])).code).not.toBe(0);
+    // By its config path: network namespaces share the PID space, so other tests' haproxy shows too.
+    expect((await bed.exec('gw', ['pgrep', '-A', '-f', '--', `-f ${p('haproxy/haproxy.cfg')}`])).code).toBe(1);
     expect(agent.view.roleStatus().gateway).toMatchObject({ state: 'ok' });
   }, 40_000);
 
