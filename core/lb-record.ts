@@ -77,3 +77,9 @@ export interface ResolvedBalancer {
   /** Sorted by name; empty when no target resolves (the engine answers 503 / refuses connections). */
   readonly servers: readonly LbServer[];
 }
+
+/** A balancer the gateway does not serve, and why (a reserved port, a conflict, a listen it cannot take). */
+export interface LbLeftOut {
+  readonly name: string;
+  readonly reason: string;
+}

@@ -6,9 +6,10 @@
  * time the node takes the role (a node loads only what it runs), and the Serf queries it declares
  * are answered while it runs.
  */
-import path from 'node:path';
 import { detach, errorMessage } from '../core/errors.js';
 import { applyRole } from './apply.js';
+import { DesiredInputs } from './desired-inputs.js';
+import { OwnedFiles } from './owned-files.js';
 import type { FileOps, Logger, Member, MemberEventType, Run } from '../core/contracts.js';
 import type { NodeCredentials } from '../core/trust.js';
 import type { DesiredState, Role, RoleFacts, RoleSource, RoleStatus } from './types.js';
@@ -48,14 +49,18 @@ export class RoleScheduler {
   private readonly status = new Map<string, RoleStatus>();
   /** The desired state of each role's last apply, for its facts and queries. */
   private readonly lastDesired = new Map<string, DesiredState>();
-  private owned: Record<string, string[]> = {};
   private readonly waiting = new Set<string>();
   /** Roles whose `start` ran (and whose `stop` is therefore due). */
   private readonly started = new Set<string>();
   private chain: Promise<void> = Promise.resolve();
-  private ownedRead = false;
+  private readonly inputs: DesiredInputs;
+  /** The files each role's last apply owned (roles-owned.json). */
+  private readonly owned: OwnedFiles;
 
-  constructor(private readonly deps: SchedulerDeps) {}
+  constructor(private readonly deps: SchedulerDeps) {
+    this.inputs = new DesiredInputs(deps);
+    this.owned = new OwnedFiles(deps);
+  }
 
   /** The role `name`, if it has been loaded. */
   private role(name: string): Role | undefined {
@@ -141,9 +146,10 @@ export class RoleScheduler {
         this.deps.log.info({ role: r }, 'role removed from this node; stopping it');
         this.answerQueries(r, false);
         await this.stopRole(r);
-        await this.removeFiles(r);
+        await this.owned.remove(r, this.role(r));
         this.status.delete(r);
         this.lastDesired.delete(r);
+        this.inputs.forget(r);
       }
       this.active = wanted;
       for (const r of added) {
@@ -233,19 +239,22 @@ export class RoleScheduler {
     const role = this.role(name);
     if (!role?.start || this.started.has(name) || this.status.get(name)?.state !== 'ok') return;
     try {
-      // reconcile() never rejects: the queue logs what fails.
-      const reconcile = (reason: string) => detach(this.reconcile([name], reason), () => undefined);
       await role.start({
         run: this.deps.run,
         files: this.deps.files,
         log: this.deps.log.child({ component: `role.${name}` }),
         desired,
-        reconcile,
+        reconcile: this.reconcileLater(name),
       });
       this.started.add(name);
     } catch (err) {
       this.status.set(name, { ...this.status.get(name)!, state: 'error', error: `start: ${errorMessage(err)}` });
     }
+  }
+
+  /** Asks for another apply of `name` without waiting (reconcile() never rejects: the queue logs what fails). */
+  private reconcileLater(name: string): (reason: string) => void {
+    return (reason) => detach(this.reconcile([name], reason), () => undefined);
   }
 
   private enqueue(job: () => Promise<void>): Promise<void> {
@@ -256,28 +265,9 @@ export class RoleScheduler {
 
   private async applyNow(name: string): Promise<void> {
     const role = this.role(name)!;
-    await this.loadOwned();
-    const instances = role.instances?.();
-    const admitted = role.admitted?.();
-    const credentials = this.deps.credentials?.();
-    const members = [...this.deps.members()].sort((a, b) => a.name.localeCompare(b.name));
-    const config = this.deps.roleConfig(name);
-    const balancers = await role.balancers?.(members, { config, files: this.deps.files });
-    const desired: DesiredState = {
-      node: this.deps.node(),
-      config,
-      members,
-      ...(instances ? { instances } : {}),
-      ...(balancers ? { balancers } : {}),
-      ...(credentials ? { credentials } : {}),
-      ...(admitted ? { admitted } : {}),
-    };
-    const report = await applyRole(role, desired, {
-      run: this.deps.run,
-      files: this.deps.files,
-      log: this.deps.log,
-      previous: this.owned[name] ?? [],
-    });
+    const previous = await this.owned.of(name);
+    const desired = await this.inputs.desired(name, role, this.reconcileLater(name));
+    const report = await applyRole(role, desired, { run: this.deps.run, files: this.deps.files, log: this.deps.log, previous });
     this.lastDesired.set(name, desired);
     const at = (this.deps.now ?? (() => new Date()))();
     this.status.set(
@@ -287,52 +277,7 @@ export class RoleScheduler {
     if (report.ok && report.changed.length + report.removed.length > 0) {
       this.deps.log.info({ role: name, changed: report.changed, removed: report.removed }, 'role applied');
     }
-    if (JSON.stringify(report.owned) !== JSON.stringify(this.owned[name] ?? [])) {
-      this.owned[name] = report.owned;
-      await this.saveOwned();
-    }
+    await this.owned.set(name, report.owned);
     await this.startRole(name, desired);
-  }
-
-  /** A node that loses a role must stop serving its config: apply an empty render. */
-  private async removeFiles(name: string): Promise<void> {
-    const role = this.role(name);
-    await this.loadOwned();
-    if (!role || !this.owned[name]?.length) return;
-    const report = await applyRole(
-      { ...role, render: () => [] },
-      { node: this.deps.node(), config: {}, members: [] },
-      {
-        run: this.deps.run,
-        files: this.deps.files,
-        log: this.deps.log,
-        previous: this.owned[name],
-      },
-    );
-    if (!report.ok) this.deps.log.error({ role: name, error: report.error }, 'could not remove the files of a removed role');
-    this.owned[name] = report.owned;
-    if (report.owned.length === 0) delete this.owned[name];
-    await this.saveOwned();
-  }
-
-  private get ownedFile(): string {
-    return path.join(this.deps.stateDir(), 'roles-owned.json');
-  }
-
-  private async loadOwned(): Promise<void> {
-    if (this.ownedRead) return;
-    this.ownedRead = true;
-    try {
-      const text = await this.deps.files.read(this.ownedFile);
-      if (text) this.owned = JSON.parse(text) as Record<string, string[]>;
-    } catch (err) {
-      this.deps.log.warn({ err, file: this.ownedFile }, 'unreadable role state; starting without it');
-    }
-  }
-
-  private async saveOwned(): Promise<void> {
-    await this.deps.files.write(this.ownedFile, JSON.stringify(this.owned, null, 2) + '\n', 0o600).catch((err: unknown) => {
-      this.deps.log.warn({ err }, 'could not save role state');
-    });
   }
 }

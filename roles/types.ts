@@ -6,7 +6,7 @@
 import type { Logger, Member, MemberEventType } from '../core/contracts.js';
 import type { FileOps, InstanceSummary, Run } from '../core/contracts.js';
 import type { AdmittedNode, NodeCredentials } from '../core/trust.js';
-import type { ResolvedBalancer } from '../core/lb-record.js';
+import type { LbLeftOut, ResolvedBalancer } from '../core/lb-record.js';
 
 /** A role's state on this node, as `mammatus.status` reports it. */
 export interface RoleStatus {
@@ -37,6 +37,8 @@ export interface DesiredState<C = Record<string, unknown>> {
    * serve them (`Role.balancers`); absent when the role does not, or has not read them yet.
    */
   readonly balancers?: readonly ResolvedBalancer[];
+  /** Balancers the role's `balancers` hook left out (not in `balancers`), with why, for its report. */
+  readonly balancersLeftOut?: readonly LbLeftOut[];
   /** This node's credentials (core/trust.ts), when it was admitted. */
   readonly credentials?: NodeCredentials;
   /** The admitted nodes, for roles that follow the roster (`Role.admitted`), once read. */
@@ -93,13 +95,13 @@ export interface Role<C = Record<string, unknown>> {
   instances?(): readonly InstanceSummary[] | undefined;
   /**
    * The balancers this role renders from (its feed's snapshot), resolved against `members`, the
-   * members of the same desired state; put in `desired` likewise. `config` and `files` let a role
-   * that has no snapshot yet (an agent just started) read back a copy it rendered earlier.
+   * members of the same desired state; put in `desired` likewise (`leftOut` as `balancersLeftOut`).
+   * `from` lets a role that has no snapshot yet (an agent just started) read back a copy it
+   * rendered earlier, and open its feed before its first good apply (`reconcile` asks for another
+   * apply when the feed changes). A hook that throws keeps the role's last good balancers
+   * (roles/balancer-input.ts).
    */
-  balancers?(
-    members: readonly Member[],
-    from: { readonly config: C; readonly files: FileOps },
-  ): readonly ResolvedBalancer[] | undefined | Promise<readonly ResolvedBalancer[] | undefined>;
+  balancers?(members: readonly Member[], from: BalancerContext<C>): Promise<BalancerSet | undefined> | BalancerSet | undefined;
   /** The admitted nodes this role renders from (its roster feed's snapshot); put in `desired` likewise. */
   admitted?(): readonly AdmittedNode[] | undefined;
   /**
@@ -143,4 +145,19 @@ export interface RoleFacts {
    */
   readonly tags?: Readonly<Record<string, string>>;
   readonly [key: string]: unknown;
+}
+
+/** What `Role.balancers` reads besides the members. */
+export interface BalancerContext<C = Record<string, unknown>> {
+  readonly node: string;
+  readonly config: C;
+  readonly files: FileOps;
+  readonly log: Logger;
+  readonly reconcile: (reason: string) => void;
+}
+
+/** What `Role.balancers` returns: the balancers to render, and those it leaves out with why. */
+export interface BalancerSet {
+  readonly balancers: readonly ResolvedBalancer[];
+  readonly leftOut?: readonly LbLeftOut[];
 }

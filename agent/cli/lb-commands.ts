@@ -16,7 +16,10 @@ export function registerLbCommands(program: Command, w: Omit<NodeWiring, 'env'>)
   lb.command('create')
     .description('record a load balancer; gateways render it and follow its targets')
     .argument('<name>', 'balancer name: a DNS label')
-    .requiredOption('--listen <[addr:]port>', 'where the gateway listens: a port, or IPv4:port, or [IPv6]:port')
+    .requiredOption(
+      '--listen <[addr:]port>',
+      'where the gateway listens: a port, or IPv4:port (IPv6 is refused: the firewall is IPv4 only)',
+    )
     .addOption(new Option('--mode <mode>', 'http (routes by Host and path) or tcp').choices(LB_MODES).makeOptionMandatory())
     .option('--host <name>', 'a host name it answers for (Host, or SNI with --tls passthrough), repeatable; none = every name', collectList)
     .option('--path <prefix>', 'http only: a path prefix (default: every path)')

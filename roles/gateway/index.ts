@@ -5,21 +5,17 @@
  * restore before anything goes live, a restart of dnsmasq only when its static config changed (names
  * travel through `hostsdir`), a DNS probe after, and the framework's rollback when any step fails.
  */
-import path from 'node:path';
-import { promises as dns } from 'node:dns';
 import type { Logger } from '../../core/contracts.js';
-import type { ApplyContext, StartContext, RenderedFile, Role } from '../types.js';
-import type { InstanceFeed, InstanceFeedFactory, InstanceSummary, LbFeed, LbFeedFactory, Run, Spawn } from '../../core/contracts.js';
+import type { ApplyContext, BalancerSet, StartContext, RenderedFile, Role } from '../types.js';
+import type { InstanceFeed, InstanceFeedFactory, InstanceSummary, LbFeed, LbFeedFactory, Spawn } from '../../core/contracts.js';
 import type { ResolvedBalancer } from '../../core/lb-record.js';
 import { actsAs } from '../../core/members.js';
 import type { Member } from '../../core/contracts.js';
 import { parseGatewayConfig, type GatewayConfig } from './config.js';
 import { DnsmasqSupervisor } from './dnsmasq.js';
 import { Firewall, validateRuleset } from './firewall.js';
-import { leaseSpoolPath, parseLeases, renderLeaseHook } from './leases.js';
+import { leaseSpoolPath, renderLeaseHook } from './leases.js';
 import { answerLeases, LEASES_QUERY } from './leases-query.js';
-import { leasesToRelease, parseMembersFile } from './release.js';
-import { lanAddressOf, parseDhcpHosts, parseNotes, planInstances, type DhcpHost } from './render-instances.js';
 import { answerReservations, RESERVATIONS_QUERY, servedFacts } from './served.js';
 import { HOP_LIMIT_CHAIN, renderBaseline } from './render-iptables.js';
 import { installOwnChain, removeOwnChain, validateOwnChain, type OwnChain } from '../../core/iptables-chain.js';
@@ -30,14 +26,14 @@ import { PROXY_CHILD } from './metadata-proxy.js';
 import { BOOT_CHILD } from './boot-server.js';
 import { GatewayServiceChild } from './service-child.js';
 import { GatewayHaproxy } from './lb/gateway-haproxy.js';
-import { balancersCachePath, parseBalancersCache } from './lb/render-lb.js';
+import { balancersCachePath, lbLeftOutPath, parseBalancersCache, planGatewayLb } from './lb/render-lb.js';
+import { Forwarding, lanAddress, logLbLeftOut, logNotes, prepareDirs, probeDns, releaseStaleLeases, type DnsProbe } from './apply-steps.js';
+
+export type { DnsProbe } from './apply-steps.js';
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 /** The mangle chain that sets the TTL of the metadata proxy's answers (hop limit). */
 const HOP_CHAIN: OwnChain = { table: 'mangle', hook: 'OUTPUT', chain: HOP_LIMIT_CHAIN };
-
-/** Checks that dnsmasq at `server` answers `name` (throws otherwise). */
-export type DnsProbe = (server: string, name: string) => Promise<void>;
 
 /** What the gateway role needs from the agent. */
 export interface GatewayDeps {
@@ -99,20 +95,10 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
   /** Starts, restarts or stops the boot server to match its config file. */
   const applyBoot = async (ctx: StartContext, cfg: GatewayConfig, restart: boolean): Promise<void> =>
     boot.apply(await ctx.files.read(cfg.paths.boot_server), ctx, restart);
-  let forwardingBefore: string | undefined;
+  const forwarding = new Forwarding();
   const firewall = new Firewall(renderBaseline());
   const supervisor = (log: Logger) => (dnsmasq ??= new DnsmasqSupervisor({ spawn: deps.spawn, log: log.child({ component: 'dnsmasq' }) }));
   const config = (ctx: ApplyContext) => parseGatewayConfig(ctx.desired.config);
-
-  /** Applies the sysctl file; without it (rollback, role removed) puts the old value back. */
-  async function applyForwarding(run: Run, file: string, exists: boolean): Promise<void> {
-    if (exists) {
-      forwardingBefore ??= (await run('sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim();
-      await run('sysctl', ['-q', '-p', file]);
-    } else if (forwardingBefore !== undefined) {
-      await run('sysctl', ['-q', '-w', `net.ipv4.ip_forward=${forwardingBefore}`]);
-    }
-  }
 
   return {
     name: 'gateway',
@@ -152,7 +138,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       const cfg = config(ctx);
       const changed = (p: string) => ctx.changed.includes(p);
       const exists = async (p: string) => (await ctx.files.read(p)) !== undefined;
-      if (changed(cfg.paths.sysctl)) await applyForwarding(ctx.run, cfg.paths.sysctl, await exists(cfg.paths.sysctl));
+      if (changed(cfg.paths.sysctl)) await forwarding.apply(ctx.run, cfg.paths.sysctl, await exists(cfg.paths.sysctl));
       if (changed(cfg.paths.iptables)) await firewall.apply(ctx.run, cfg.paths.iptables, await exists(cfg.paths.iptables));
       if (changed(cfg.paths.hop_limit)) {
         if (await exists(cfg.paths.hop_limit)) await installOwnChain(ctx.run, HOP_CHAIN, cfg.paths.hop_limit);
@@ -174,6 +160,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       // A reservation removed or changed stays in dnsmasq until SIGHUP (new ones it reads itself).
       if (!changed(cfg.paths.dnsmasq_conf) && reservations) dnsmasq?.rereadHosts();
       if (changed(cfg.paths.left_out)) logNotes(ctx, cfg);
+      if (changed(lbLeftOutPath(cfg))) await logLbLeftOut(ctx, cfg);
       // After the firewall: a new listen port is open by the time HAProxy binds it.
       await haproxy.reload(ctx, cfg);
       ensureFeed(cfg, ctx.desired.members, ctx.log);
@@ -223,25 +210,39 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       return feed?.snapshot();
     },
 
-    async balancers(members, from): Promise<readonly ResolvedBalancer[] | undefined> {
-      lastBalancers = lbFeed?.snapshot(members) ?? lastBalancers;
-      if (lastBalancers || restored) return lastBalancers;
-      // An agent just started: until the feed reads, the copy beside HAProxy's files (render-lb.ts).
-      restored = true;
+    async balancers(members, from): Promise<BalancerSet | undefined> {
+      let cfg: GatewayConfig;
       try {
-        const cfg = parseGatewayConfig(from.config);
-        // Only while a feed will replace it: without the registry the copy would be served for good.
-        const follows = cfg.lb.enabled && cfg.registry.enabled && deps.lbFeed !== undefined;
-        if (follows) lastBalancers = parseBalancersCache(await from.files.read(balancersCachePath(cfg.lb)));
+        cfg = parseGatewayConfig(from.config);
       } catch {
-        // A bad config fails the render, which says why; an unreadable copy is no copy.
+        return undefined; // the render fails on the same config, and says why
       }
-      return lastBalancers;
+      if (!cfg.lb.enabled) return undefined;
+      // Before the first good apply (start comes after it): the feed replaces a restored copy as soon
+      // as the registry answers, even while the applies of that copy fail.
+      askReconcile ??= from.reconcile;
+      ensureFeed(cfg, members, from.log);
+      lastBalancers = lbFeed?.snapshot(members) ?? lastBalancers;
+      if (!lastBalancers && !restored) {
+        // An agent just started: until the feed reads, the copy beside HAProxy's files (render-lb.ts),
+        // only while a feed will replace it: without the registry the copy would be served for good.
+        restored = true;
+        if (cfg.registry.enabled && deps.lbFeed !== undefined)
+          lastBalancers = parseBalancersCache(await from.files.read(balancersCachePath(cfg.lb)).catch(() => undefined));
+      }
+      if (!lastBalancers) return undefined;
+      // What this gateway cannot serve is left out here, so HAProxy's hooks see only what it serves.
+      const plan = planGatewayLb(cfg, lastBalancers, { node: from.node, members });
+      return { balancers: plan.served, leftOut: plan.leftOut };
     },
 
     facts(last) {
       const served = servedFacts(last);
-      const lb = haproxy.summary(last?.balancers);
+      const out = last?.balancersLeftOut ?? [];
+      const leftOut = out.length
+        ? `${out.length} balancer${out.length === 1 ? '' : 's'} left out (${out.map((l) => l.name).join(', ')})`
+        : '';
+      const lb = [haproxy.summary(last?.balancers), leftOut].filter(Boolean).join(', ');
       if (!lb) return served;
       // Balancers first: the status answer cuts a detail at 80 characters, and instances' notes run long.
       return { ...served, summary: served?.summary ? `${lb}; ${served.summary}` : lb };
@@ -256,84 +257,4 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       await Promise.all([dnsmasq?.stop(), proxy.stop(), boot.stop(), haproxy.stop(), f?.stop(), l?.stop()]);
     },
   };
-}
-
-/**
- * Gives dnsmasq back the leases this apply left stale (release.ts): a removed, renamed or
- * re-addressed instance's, and those named after members that are gone. A release that fails is
- * logged, never fatal: the new config is right either way, and the lease runs out on its own.
- */
-async function releaseStaleLeases(ctx: ApplyContext, cfg: GatewayConfig): Promise<void> {
-  const before = ctx.changed
-    .filter((p) => p.startsWith(`${cfg.paths.dhcp_hosts_dir}/`))
-    .flatMap((p) => parseDhcpHosts(ctx.prior(p) ?? '') ?? []);
-  const now: DhcpHost[] = planInstances(cfg, ctx.desired.members, ctx.desired.instances ?? []).served.map((i) => {
-    const ip = lanAddressOf(cfg, i);
-    return { name: i.name, macs: i.macs, ...(ip ? { ip } : {}) };
-  });
-  const membersBefore = ctx.changed.includes(cfg.paths.members) ? parseMembersFile(ctx.prior(cfg.paths.members)) : [];
-  const leases = parseLeases((await ctx.files.read(cfg.paths.leases).catch(() => undefined)) ?? '');
-  for (const r of leasesToRelease({ leases, before, now, membersBefore, membersNow: ctx.desired.members })) {
-    try {
-      await ctx.run('dhcp_release', [cfg.lan.interface, r.ip, r.mac], { timeoutMs: 5000 });
-      ctx.log.info({ ip: r.ip, mac: r.mac, name: r.name, why: r.why }, 'DHCP lease released');
-    } catch (err) {
-      ctx.log.warn(
-        { ip: r.ip, mac: r.mac, why: r.why, err },
-        'could not release a DHCP lease (is dnsmasq-utils installed?); it runs out on its own',
-      );
-    }
-  }
-}
-
-/** Logs what changed in the instances the gateway leaves out (the left-out file's diff). */
-function logNotes(ctx: ApplyContext, cfg: GatewayConfig): void {
-  const key = (n: { name: string; served: boolean; reason: string }) => `${n.name}|${n.served}|${n.reason}`;
-  const before = new Map(parseNotes(ctx.prior(cfg.paths.left_out)).map((n) => [n.name, n]));
-  const now = planInstances(cfg, ctx.desired.members, ctx.desired.instances ?? []).notes;
-  for (const n of now) {
-    const old = before.get(n.name);
-    if (old && key(old) === key(n)) continue;
-    ctx.log.warn(
-      { instance: n.name, reason: n.reason },
-      n.served ? 'registered instance served without its address' : 'registered instance left out',
-    );
-  }
-  for (const name of before.keys()) {
-    if (!now.some((n) => n.name === name)) ctx.log.info({ instance: name }, 'registered instance served as registered again (or gone)');
-  }
-}
-
-/** The gateway's LAN address without its prefix length. */
-function lanAddress(cfg: GatewayConfig): string {
-  return cfg.lan.address.split('/')[0];
-}
-
-/** Directories dnsmasq needs before it starts, and the iPXE boot files owned by the TFTP user. */
-async function prepareDirs(run: Run, cfg: GatewayConfig): Promise<void> {
-  await run('install', ['-d', '-m', '0755', cfg.paths.hosts_dir, cfg.paths.dhcp_hosts_dir, path.dirname(cfg.paths.leases)]);
-  if (!cfg.tftp.enabled) return;
-  await run('install', ['-d', '-m', '0755', cfg.tftp.root]);
-  // tftp-secure serves only files owned by dnsmasq's user: install them with that owner.
-  for (const file of [cfg.pxe.bios, cfg.pxe.efi64, cfg.pxe.arm64]) {
-    const src = path.join(cfg.pxe.ipxe_dir, file);
-    await run('install', ['-o', cfg.tftp.user, '-m', '0644', src, path.join(cfg.tftp.root, file)]).catch(() => undefined);
-  }
-}
-
-/** Asks dnsmasq on `server` for `name`; retries while a restarted dnsmasq comes up. */
-async function probeDns(server: string, name: string): Promise<void> {
-  const resolver = new dns.Resolver({ timeout: 1000, tries: 1 });
-  resolver.setServers([server]);
-  let last: unknown;
-  for (let attempt = 0; attempt < 5; attempt++) {
-    try {
-      const answers = await resolver.resolve4(name);
-      if (answers.length > 0) return;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
-  }
-  throw new Error(`DNS probe: ${name} not answered by ${server}: ${(last as Error)?.message ?? 'no address'}`);
 }

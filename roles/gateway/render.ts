@@ -8,12 +8,12 @@ import type { DesiredState, RenderedFile } from '../types.js';
 import { parseGatewayConfig } from './config.js';
 import { renderDnsmasqConf } from './render-dnsmasq.js';
 import { renderHostsFiles } from './render-hosts.js';
-import { renderHopLimit, renderIptables, renderSysctl, SERF_DEFAULT_PORT } from './render-iptables.js';
+import { renderHopLimit, renderIptables, renderSysctl } from './render-iptables.js';
 import { renderMetadataProxyConf } from './render-metadata.js';
 import { renderBootServerConf, renderBootStub } from './render-boot.js';
 import { instanceNames, planInstances, renderDhcpHosts, renderNotes } from './render-instances.js';
 import { renderMembersFile } from './release.js';
-import { renderGatewayLb } from './lb/render-lb.js';
+import { ownSerfPort, renderGatewayLb } from './lb/render-lb.js';
 
 /**
  * Renders the gateway's files from `desired`. Throws a `GatewayConfigError` when
@@ -23,12 +23,10 @@ import { renderGatewayLb } from './lb/render-lb.js';
 export function renderGateway(desired: DesiredState<Record<string, unknown>>): RenderedFile[] {
   const cfg = parseGatewayConfig(desired.config);
   // The gossip port this node's Serf advertises; the firewall must let LAN members reach it.
-  const self = desired.members.find((m) => m.name === desired.node);
-  const valid = self !== undefined && Number.isInteger(self.port) && self.port > 0 && self.port < 65536;
-  const serfPort = valid ? self.port : undefined;
+  const serfPort = ownSerfPort(desired);
   const plan = planInstances(cfg, desired.members, desired.instances ?? []);
   const instances = plan.served;
-  const lb = renderGatewayLb(cfg, desired.balancers, serfPort ?? SERF_DEFAULT_PORT);
+  const lb = renderGatewayLb(cfg, desired);
   const files: RenderedFile[] = [
     // A Raspberry Pi among the served hosts adds its boot lines (render-dnsmasq.ts says why only then).
     { path: cfg.paths.dnsmasq_conf, content: renderDnsmasqConf(cfg, { rpi: instances.some((i) => i.rpi) }), mode: 0o644 },

@@ -22,7 +22,7 @@ import type { LoadBalancerRecord } from '../../core/lb-record.js';
 import { detach } from '../../core/errors.js';
 import type { ConnectNatsOptions } from '../../core/nats.js';
 import { watchRegistry } from '../registry/watched.js';
-import { withoutConflicts } from './conflicts.js';
+import { withoutConflicts } from '../../core/lb-conflicts.js';
 import { followLbBucket, type LbBucketCopy } from './feed-bucket.js';
 import { byText } from './record.js';
 import { resolveBalancers, type LbInstance } from './targets.js';

@@ -4,7 +4,7 @@
  * the whole claim of a name. Operators write it from controller nodes with their credentials (as
  * `instance register` does); gateways only read and watch it (roles/controller/permissions.ts).
  *
- * A create is also checked against the balancers already stored (src/lb/conflicts.ts). Two
+ * A create is also checked against the balancers already stored (core/lb-conflicts.ts, the rule the gateway applies too). Two
  * creates racing for one listener could both pass that check, so each one looks again after its
  * write, by the rule every reader applies (`olderFirst`: the earlier `created_at`, then the lower
  * name): a record that conflicts with an older one withdraws itself. That alone is not enough when
@@ -18,7 +18,7 @@ import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { errorMessage } from '../../core/errors.js';
 import type { LoadBalancerRecord } from '../../core/lb-record.js';
-import { conflicts, olderFirst } from './conflicts.js';
+import { conflicts, olderFirst } from '../../core/lb-conflicts.js';
 import { byText, checkLoadBalancerRecord, makeLoadBalancerRecord, type LoadBalancerInput } from './record.js';
 import { LbRecordError } from '../../core/lb-syntax.js';
 

@@ -49,7 +49,7 @@ describe.skipIf(skip !== undefined)("the gateway's HAProxy hooks in the roles' t
   /** The gateway's render of HAProxy's part and its hooks, and a health check the test can fail. */
   const role: Role = {
     name: 'gateway',
-    render: (d) => renderGatewayLb(cfg, d.balancers, 7946).files,
+    render: (d) => renderGatewayLb(cfg, d).files,
     validate: (ctx) => haproxy.validate(ctx, cfg),
     reload: (ctx) => haproxy.reload(ctx, cfg),
     async health(ctx) {
@@ -137,7 +137,7 @@ describe.skipIf(skip !== undefined)('a settings switch whose new HAProxy fails r
   /** The gateway's HAProxy part with its settings from the desired state, as the role reads them. */
   const role: Role = {
     name: 'gateway',
-    render: (d) => renderGatewayLb(cfgOf(d.config), d.balancers, 7946).files,
+    render: (d) => renderGatewayLb(cfgOf(d.config), d).files,
     validate: (ctx) => haproxy.validate(ctx, cfgOf(ctx.desired.config)),
     reload: (ctx) => haproxy.reload(ctx, cfgOf(ctx.desired.config)),
     health: (ctx) => haproxy.health(ctx, cfgOf(ctx.desired.config)),

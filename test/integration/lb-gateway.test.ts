@@ -66,6 +66,7 @@ describe.skipIf(Boolean(skip))('the gateway serving load balancers from the regi
     // Not reachable from the LAN side: the firewall opens the port on the WAN interface only.
     const fromLan = await gw.bed.curl('ctl', `http://${gw.bed.addrs.gwWan}/`, { timeoutS: 2, args: ['-H', 'Host: web.test'] });
     expect(fromLan.status).toBe(0);
+    expect((await gw.bed.exec('gw', ['pgrep', '-A', '-f', '--', `-f ${p('haproxy/haproxy.cfg')}`])).code).toBe(0);
   }, 60_000);
 
   it('an instance that gets the selected tag takes traffic without a reload; status counts it', async () => {
@@ -83,22 +84,41 @@ describe.skipIf(Boolean(skip))('the gateway serving load balancers from the regi
     expect(Buffer.byteLength(JSON.stringify(buildStatus(gw.agent.view)))).toBeLessThanOrEqual(STATUS_MAX_BYTES);
   }, 40_000);
 
-  it('refuses a balancer on a port the gateway uses, keeping the last good HAProxy config running', async () => {
+  it('leaves out a balancer on a port the gateway uses, serving the others; lb create refuses IPv6 and the fixed ports', async () => {
     const cfg = readFileSync(p('haproxy/haproxy.cfg'), 'utf8');
-    // The CLI refuses the well-known ones (ssh, DNS...); the metadata proxy's port is the gateway's setting.
+    // The CLI refuses the ports every gateway uses (ssh, DNS...) and IPv6 listens before it connects...
+    expect(await cli('lb', 'create', 'dns', '--listen', '53', '--mode', 'tcp', '--target', 'tag:app=a:8080')).toMatchObject({
+      code: 2,
+      out: expect.stringContaining("port 53 belongs to the gateway's DNS (dnsmasq) on every gateway") as string,
+    });
+    const v6 = await cli('lb', 'create', 'v6', '--listen', '[2001:db8::1]:80', '--mode', 'http', '--target', 'tag:app=a:8080');
+    expect(v6).toMatchObject({ code: 2, out: expect.stringContaining('IPv6 listen addresses are not supported') as string });
+    // ...the metadata proxy's port is the gateway's setting: the gateway leaves that one out.
     const created = await cli('lb', 'create', 'mdp', '--listen', '8776', '--mode', 'tcp', '--target', 'tag:app=a:8080');
     expect(created, created.out).toMatchObject({ code: 0 });
-    const status = await until('the refusal in the status', () => {
+    const why = "port 8776 is the gateway's metadata proxy (metadata.proxy_port)";
+    await until(
+      'mdp in lb-left-out',
+      () => existsSync(p('lb-left-out')) && readFileSync(p('lb-left-out'), 'utf8').includes(`mdp: left out: ${why}`),
+      15_000,
+    );
+    const status = await until('the left-out balancer in the status', () => {
       const s = gw.agent.view.roleStatus().gateway;
-      return s?.state === 'error' ? s : undefined;
+      return s?.detail?.includes('1 balancer left out (mdp)') ? s : undefined;
     });
-    expect(status.error).toBe("render: balancer mdp: port 8776 is the gateway's metadata proxy (metadata.proxy_port)");
+    expect(status.state).toBe('ok');
+    expect(gw.logs.some((l) => l.balancer === 'mdp' && l.reason === why && Number(l.level) === 40)).toBe(true);
     expect(readFileSync(p('haproxy/haproxy.cfg'), 'utf8')).toBe(cfg);
     expect(await get('web.test')).toBe('200 a1');
-    // dnsmasq goes on: the refusal stopped the gateway's apply at render, nothing else.
+    const wan = (await gw.bed.exec('gw', ['iptables', '-S', 'INPUT'])).stdout.match(
+      new RegExp(`^-A INPUT -i ${gw.bed.ifaces.gwWan} .*$`, 'gm'),
+    );
+    expect(wan).toEqual([`-A INPUT -i ${gw.bed.ifaces.gwWan} -p tcp -m tcp --dport 80 -j ACCEPT`]);
+    // dnsmasq goes on: the balancer left out took nothing else with it.
     expect((await gw.bed.dig('gateway.mammatus', 'A', gw.bed.addrs.gwLan, 'ctl')).answers).toEqual([gw.bed.addrs.gwLan]);
     expect(await cli('lb', 'rm', 'mdp')).toMatchObject({ code: 0 });
-    await until('ok again', () => gw.agent.view.roleStatus().gateway?.state === 'ok', 15_000);
+    await until('the report gone', () => !existsSync(p('lb-left-out')), 15_000);
+    expect(gw.agent.view.roleStatus().gateway?.detail).not.toContain('left out');
   }, 40_000);
 
   it('lb rm stops routing; the last one stops HAProxy, removes its files and closes the port', async () => {
@@ -110,7 +130,8 @@ describe.skipIf(Boolean(skip))('the gateway serving load balancers from the regi
     // The files go before the reload hook stops HAProxy (the same apply).
     await until('port 80 closed', async () => (await get('web.test')).startsWith('0 '), 10_000);
     expect((await gw.bed.exec('gw', ['iptables', '-S', 'INPUT'])).stdout).not.toContain('--dport 80');
-    expect((await gw.bed.exec('gw', ['pgrep', '-x', 'haproxy'])).code).not.toBe(0);
+    // By its config path: network namespaces share the PID space, so other tests' haproxy shows too.
+    expect((await gw.bed.exec('gw', ['pgrep', '-A', '-f', '--', `-f ${p('haproxy/haproxy.cfg')}`])).code).toBe(1);
     expect(gw.agent.view.roleStatus().gateway).toMatchObject({ state: 'ok' });
   }, 40_000);
 

@@ -1,9 +1,10 @@
 /** The role supervisor: role set changes, watched membership changes, files of removed roles. */
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { RoleScheduler } from '../../roles/scheduler.js';
+import { BALANCERS_TIMEOUT_MS } from '../../roles/desired-inputs.js';
 import type { Member } from '../../core/contracts.js';
-import type { Role } from '../../roles/types.js';
+import type { BalancerSet, Role } from '../../roles/types.js';
 import { memoryFiles } from '../helpers/memory-files.js';
 import { recordingRun } from '../helpers/recording-run.js';
 
@@ -43,7 +44,7 @@ describe('RoleScheduler', () => {
     const seen: unknown[] = [];
     const role: Role = {
       name: 'gateway',
-      balancers: (members) => (members.length > 1 ? [] : undefined),
+      balancers: (members) => (members.length > 1 ? { balancers: [] } : undefined),
       render: (d) => {
         seen.push(d.balancers);
         return [];
@@ -64,6 +65,60 @@ describe('RoleScheduler', () => {
     members = [member('a'), member('b')];
     await sup.reconcile(['gateway'], 'test');
     expect(seen).toEqual([undefined, []]);
+  });
+
+  it("a role's balancers that fail to read keep its last good ones, and fail no apply, nor the other roles'", async () => {
+    const seen: unknown[] = [];
+    const other: unknown[] = [];
+    const good = { balancers: [{ record: { name: 'web' }, servers: [] }] } as unknown as BalancerSet;
+    let fail: 'throw' | 'reject' | 'hang' | undefined;
+    const role: Role = {
+      name: 'gateway',
+      balancers: () => {
+        if (fail === 'throw') throw new Error('bad copy');
+        if (fail === 'reject') return Promise.reject(new Error('feed broke'));
+        if (fail === 'hang') return new Promise(() => undefined);
+        return good;
+      },
+      render: (d) => {
+        seen.push(d.balancers);
+        return [];
+      },
+    };
+    const compute: Role = { name: 'compute', render: (d) => (other.push(d.node), []) };
+    const lines: string[] = [];
+    const log = pino({ level: 'error' }, { write: (l: string) => void lines.push(l) });
+    const sup = new RoleScheduler({
+      roles: { gateway: role, compute },
+      run: recordingRun(),
+      files: memoryFiles(),
+      log,
+      stateDir: () => '/var/lib/mammatus',
+      node: () => 'a',
+      members: () => [member('a')],
+      roleConfig: () => ({}),
+    });
+    await sup.setRoles(['gateway', 'compute']);
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      for (const f of ['throw', 'reject', 'hang'] as const) {
+        fail = f;
+        const done = sup.reconcile(undefined, f);
+        await vi.advanceTimersByTimeAsync(BALANCERS_TIMEOUT_MS + 1);
+        await done;
+      }
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(seen).toEqual([good.balancers, good.balancers, good.balancers, good.balancers]);
+    expect(other).toHaveLength(4);
+    expect(sup.statuses()).toMatchObject({ gateway: { state: 'ok' }, compute: { state: 'ok' } });
+    expect(lines.map((l) => (JSON.parse(l) as { err: string }).err)).toEqual([
+      'bad copy',
+      'feed broke',
+      `no answer in ${BALANCERS_TIMEOUT_MS} ms`,
+    ]);
+    expect(lines[0]).toContain('keeping the last 1 read');
   });
 
   it("answers a role's queries and facts from its last apply, only while the role runs", async () => {

@@ -11,9 +11,8 @@
 import type { JSONSchemaType } from 'ajv';
 import path from 'node:path';
 import { isIPv4 } from '../../../core/net.js';
-import type { ResolvedBalancer } from '../../../core/lb-record.js';
 import { COMMON_FORMATS, invalid, isSafeAbsolutePath, sectionChecker, withDefaults, type Format } from '../../../core/validation.js';
-import { HAPROXY_DEFAULTS, HaproxyRenderError, type HaproxySettings } from './render-haproxy.js';
+import { HAPROXY_DEFAULTS, type HaproxySettings } from './render-haproxy.js';
 
 /** The resolved `roles.gateway.lb`. */
 export interface GatewayLbConfig {
@@ -105,17 +104,4 @@ export const masterSocket = (lb: GatewayLbConfig): string => path.join(lb.run_di
 export interface ReservedPort {
   readonly port: number;
   readonly what: string;
-}
-
-/**
- * Refuses a balancer listening on a port the gateway uses itself: HAProxy would either fail to
- * bind (the whole reload fails) or, on a `0.0.0.0` bind beside a LAN-address daemon, take the port
- * from it. Throws `HaproxyRenderError`, a render failure: nothing is written, the running HAProxy
- * keeps its last good config, and the role's status names the balancer.
- */
-export function refuseReservedPorts(balancers: readonly ResolvedBalancer[], reserved: readonly ReservedPort[]): void {
-  for (const { record: r } of balancers) {
-    const taken = reserved.find((p) => p.port === r.listen.port);
-    if (taken) throw new HaproxyRenderError(`balancer ${r.name}: port ${r.listen.port} is the gateway's ${taken.what}`);
-  }
 }

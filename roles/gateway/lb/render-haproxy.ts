@@ -226,10 +226,10 @@ function groupByPort(balancers: readonly ResolvedBalancer[]): Map<number, Resolv
     const group = ports.get(port) ?? [];
     const other = group[0]?.record;
     const r = b.record;
-    if (other && (other.mode !== r.mode || other.tls !== r.tls)) {
-      throw new HaproxyRenderError(
-        `balancer ${r.name}: port ${port} is ${other.mode}/${other.tls} (balancer ${other.name}), not ${r.mode}/${r.tls}`,
-      );
+    // One frontend per port: one protocol, and one address set it binds (core/lb-conflicts.ts).
+    const how = (x: LoadBalancerRecord) => `${x.mode}/${x.tls} on ${x.listen.addr ?? '*'}`;
+    if (other && how(other) !== how(r)) {
+      throw new HaproxyRenderError(`balancer ${r.name}: port ${port} is ${how(other)} (balancer ${other.name}), not ${how(r)}`);
     }
     if (other && r.mode === 'tcp' && r.tls !== 'passthrough') {
       throw new HaproxyRenderError(

@@ -30,12 +30,15 @@ describe('lb commands: usage', () => {
     [['--listen', '80', '--mode', 'udp', '--target', 'instance:a:80'], /Allowed choices are http, tcp/],
     [['--listen', '80', '--mode', 'http', '--target', 'web:80'], /--target: not instance:NAME, tag:KEY=VALUE or member:NAME: "web"/],
     [['--listen', '80', '--mode', 'http', '--target', 'instance:a'], /--target: not a port/],
-    [['--listen', 'gw:80', '--mode', 'http', '--target', 'instance:a:80'], /--listen: not \[ADDR:\]PORT/],
-    [['--listen', '22', '--mode', 'tcp', '--target', 'instance:a:22'], /--listen: port 22 belongs to sshd/],
+    [['--listen', 'gw:80', '--mode', 'http', '--target', 'instance:a:80'], /--listen: "gw" is not an IPv4 address/],
+    [['--listen', '22', '--mode', 'tcp', '--target', 'instance:a:22'], /--listen: port 22 belongs to ssh on every gateway/],
     [['--listen', '80', '--mode', 'http', '--target', 'instance:a:80', '--health', 'up'], /--health: not a path/],
     [['--listen', '80', '--mode', 'http', '--target', 'instance:a:80', '--tls', 'tls'], /Allowed choices are none, acme, passthrough/],
     [['--listen', '127.0.0.1:80', '--mode', 'http', '--target', 'instance:a:80'], /--listen: 127.0.0.1 is loopback/],
-    [['--listen', '[::ffff:10.0.0.1]:80', '--mode', 'http', '--target', 'instance:a:80'], /--listen: .* IPv4-mapped/],
+    [
+      ['--listen', '[::ffff:10.0.0.1]:80', '--mode', 'http', '--target', 'instance:a:80'],
+      /--listen: .*IPv6 listen addresses are not supported/,
+    ],
     [
       ['--listen', '80', '--mode', 'http', '--target', 'instance:a:80', '--health', '/"${SECRET}"'],
       /--health: .* must start with \/ and hold only/,

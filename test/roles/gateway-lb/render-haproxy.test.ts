@@ -94,7 +94,16 @@ describe('renderHaproxy refuses what one config cannot serve', () => {
   });
   it('two plain TCP balancers on one port', () => {
     const tcp = { ...base, mode: 'tcp', hosts: [] } as const;
-    expect(bad({ ...tcp, name: 'a' }, { ...tcp, name: 'b', listen: { port: 80, addr: '10.0.0.1' } })).toThrow(/cannot be shared/);
+    expect(bad({ ...tcp, name: 'a' }, { ...tcp, name: 'b' })).toThrow(/cannot be shared/);
+  });
+  it('two addresses on one port (one frontend binds them all)', () => {
+    const on = (addr?: string) => ({ port: 80, ...(addr ? { addr } : {}) });
+    expect(bad({ ...base, name: 'a' }, { ...base, name: 'b', hosts: ['b.example.org'], listen: on('10.0.0.1') })).toThrow(
+      /port 80 is http\/none on \* \(balancer a\), not http\/none on 10.0.0.1/,
+    );
+    expect(
+      bad({ ...base, name: 'a', listen: on('10.0.0.1') }, { ...base, name: 'b', hosts: ['b.example.org'], listen: on('10.0.0.2') }),
+    ).toThrow(/on 10.0.0.1/);
   });
   it('hosts and paths that would change the config', () => {
     expect(bad({ ...base, name: 'a', hosts: ['a b'] })).toThrow(/not a lower-case DNS name/);

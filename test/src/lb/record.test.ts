@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { LoadBalancerRecord } from '../../../core/lb-record.js';
-import { conflicts, olderFirst, withoutConflicts } from '../../../src/lb/conflicts.js';
+import { conflicts, olderFirst, withoutConflicts } from '../../../core/lb-conflicts.js';
 import {
   checkLoadBalancerRecord,
   formatListen,
@@ -53,31 +53,34 @@ describe('lb flag parsers', () => {
     expect(() => parseTargetSpec(text)).toThrow(why);
   });
 
-  it('reads listen addresses: a port, IPv4:port, [IPv6]:port (kept compressed)', () => {
+  it('reads listen addresses: a port, IPv4:port', () => {
     expect(parseListen('80')).toEqual({ port: 80 });
     expect(parseListen('192.0.2.10:443')).toEqual({ addr: '192.0.2.10', port: 443 });
-    expect(parseListen('[2001:DB8:0::10]:443')).toEqual({ addr: '2001:db8::10', port: 443 });
     expect(formatListen({ port: 80 })).toBe('*:80');
-    expect(formatListen({ addr: '2001:db8::10', port: 443 })).toBe('[2001:db8::10]:443');
+    expect(formatListen({ addr: '192.0.2.10', port: 443 })).toBe('192.0.2.10:443');
   });
 
   it.each([
     ['', /not a port/],
     ['0', /outside/],
     ['70000', /outside/],
-    ['2001:db8::1:80', /IPv6 in brackets/],
-    ['example.com:80', /not \[ADDR:\]PORT/],
-    ['300.1.1.1:80', /not \[ADDR:\]PORT/],
+    ['2001:db8::1:80', /IPv6 listen addresses are not supported \(the gateway's firewall is IPv4 only\)/],
+    ['example.com:80', /"example.com" is not an IPv4 address/],
+    ['300.1.1.1:80', /"300.1.1.1" is not an IPv4 address/],
     ['0.0.0.0:80', /leave the address out/],
-    ['[::]:80', /leave the address out/],
-    ['[fe80::1%eth0]:80', /IPv6 in brackets/],
-    ['[192.0.2.1]:80', /IPv6 in brackets/],
+    ['[::]:80', /IPv6 listen addresses are not supported \(the gateway's firewall is IPv4 only\)/],
+    ['[2001:db8::10]:443', /IPv6 listen addresses are not supported \(the gateway's firewall is IPv4 only\)/],
+    ['[fe80::1%eth0]:80', /IPv6 listen addresses are not supported \(the gateway's firewall is IPv4 only\)/],
+    ['[192.0.2.1]:80', /IPv6 listen addresses are not supported \(the gateway's firewall is IPv4 only\)/],
     ['127.0.0.1:80', /127.0.0.1 is loopback/],
     ['127.1.2.3:80', /is loopback/],
-    ['[::1]:80', /::1 is loopback/],
-    ['[::ffff:192.0.2.1]:80', /::ffff:c000:201 is an IPv4-mapped IPv6 address: write the IPv4 address/],
-    ['[0:0:0:0:0:ffff:0:0]:80', /IPv4-mapped/],
-    ['22', /belongs to sshd/],
+    ['[::1]:80', /IPv6 listen addresses are not supported \(the gateway's firewall is IPv4 only\)/],
+    ['[::ffff:192.0.2.1]:80', /IPv6 listen addresses are not supported \(the gateway's firewall is IPv4 only\)/],
+    ['22', /port 22 belongs to ssh on every gateway/],
+    ['53', /belongs to the gateway's DNS/],
+    ['67', /belongs to the gateway's DHCP/],
+    ['69', /belongs to the gateway's TFTP/],
+    ['7373', /belongs to Serf RPC/],
     ['10.0.0.1:7946', /Serf gossip/],
   ])('refuses listen %j', (text, why) => {
     expect(() => parseListen(text)).toThrow(why);
@@ -153,11 +156,15 @@ describe('lb record check', () => {
     ['an unknown tls', { tls: 'yes' }, /^tls: must be none, acme, passthrough/],
     ['an unknown balance', { balance: 'random' }, /^balance: must be roundrobin or leastconn/],
     ['a reserved port', { listen: { port: 53 } }, /^listen: port 53 belongs to the gateway's DNS/],
-    ['a listen addr that is no IP', { listen: { addr: 'gw', port: 80 } }, /^listen: addr must be an IP address/],
+    ['a listen addr that is no IP', { listen: { addr: 'gw', port: 80 } }, /^listen: "gw" is not an IPv4 address/],
     ['a listen addr 0.0.0.0', { listen: { addr: '0.0.0.0', port: 80 } }, /^listen: leave the address out/],
-    ['a listen addr ::', { listen: { addr: '::', port: 80 } }, /^listen: leave the address out/],
+    ['a listen addr ::', { listen: { addr: '::', port: 80 } }, /^listen: :: ?: IPv6 listen addresses are not supported/],
     ['a loopback listen addr', { listen: { addr: '127.0.0.1', port: 80 } }, /^listen: 127.0.0.1 is loopback/],
-    ['an IPv4-mapped listen addr', { listen: { addr: '::ffff:c000:201', port: 80 } }, /^listen: .* IPv4-mapped/],
+    [
+      'an IPv6 listen addr',
+      { listen: { addr: '2001:db8::10', port: 80 } },
+      /^listen: 2001:db8::10: IPv6 listen addresses are not supported/,
+    ],
   ])('refuses %s', (_, over, why) => {
     expect(() => make(over as Partial<LoadBalancerInput>)).toThrow(LbRecordError);
     expect(() => make(over as Partial<LoadBalancerInput>)).toThrow(why);
@@ -178,12 +185,8 @@ describe('lb record check', () => {
       /^health: an http check has kind and path, no other field/,
     );
     expect(() => checkLoadBalancerRecord({ ...r, listen: { port: 80, host: 'x' } })).toThrow(/^listen\.host: unknown field/);
-    expect(() => checkLoadBalancerRecord({ ...r, listen: { addr: '2001:DB8::1', port: 80 } })).toThrow(
-      /^listen: addr must be an IP address/,
-    );
-    expect(() => checkLoadBalancerRecord({ ...r, listen: { addr: 'fe80::1%eth0', port: 80 } })).toThrow(
-      /^listen: addr must be an IP address/,
-    );
+    expect(() => checkLoadBalancerRecord({ ...r, listen: { addr: 7, port: 80 } })).toThrow(/^listen: addr must be an IPv4 address/);
+    expect(() => checkLoadBalancerRecord({ ...r, listen: { addr: 'fe80::1%eth0', port: 80 } })).toThrow(/^listen: .*IPv6 listen addresses/);
     expect(() => checkLoadBalancerRecord(null)).toThrow(/^record: must be an object/);
   });
 });
@@ -201,9 +204,6 @@ describe('lb conflicts', () => {
     expect(conflicts(stored, http('other-port', { listen: { port: 8080 } }))).toEqual([]);
     expect(conflicts(stored, sni('s2', ['mq.example']))).toEqual([]);
     expect(conflicts([tcp('pg')], tcp('pg2', { listen: { addr: '192.0.2.2', port: 5433 } }))).toEqual([]);
-    expect(
-      conflicts([tcp('pg', { listen: { addr: '192.0.2.1', port: 5432 } })], tcp('pg2', { listen: { addr: '192.0.2.2', port: 5432 } })),
-    ).toEqual([]);
     // Its own name is the record it replaces, not a rival.
     expect(conflicts([http('a')], http('a'))).toEqual([]);
   });
@@ -216,13 +216,8 @@ describe('lb conflicts', () => {
       /lb a listens on \*:80 for www.example.com already/,
     ],
     ['the same host and path', [http('a', { path: '/api' })], http('b', { path: '/api' }), /for www.example.com under \/api already/],
-    ['two catch-alls', [http('a', { hosts: [] })], http('b', { hosts: [] }), /as the catch-all: there can be one per listener/],
-    [
-      'another mode on the port',
-      [http('a')],
-      tcp('b', { listen: { port: 80 } }),
-      /in mode http: balancers sharing a listener share its mode/,
-    ],
+    ['two catch-alls', [http('a', { hosts: [] })], http('b', { hosts: [] }), /as the catch-all: there can be one per port/],
+    ['another mode on the port', [http('a')], tcp('b', { listen: { port: 80 } }), /in mode http: balancers sharing a port share its mode/],
     [
       'another TLS kind on the port',
       [http('a', { listen: { port: 443 }, tls: 'acme' })],
@@ -234,7 +229,13 @@ describe('lb conflicts', () => {
       'plain TCP on an address inside a wildcard',
       [tcp('pg')],
       tcp('pg2', { listen: { addr: '192.0.2.1', port: 5432 } }),
-      /lb pg listens on \*:5432 as plain TCP/,
+      /lb pg listens on \*:5432: balancers on one port share its frontend/,
+    ],
+    [
+      'two explicit addresses on one port',
+      [tcp('pg', { listen: { addr: '192.0.2.1', port: 5432 } })],
+      tcp('pg2', { listen: { addr: '192.0.2.2', port: 5432 } }),
+      /lb pg listens on 192.0.2.1:5432: balancers on one port share its frontend/,
     ],
     ['the same SNI name', [sni('s1', ['db.example'])], sni('s2', ['db.example']), /for db.example already/],
   ])('refuses %s', (_, stored, candidate, why) => {

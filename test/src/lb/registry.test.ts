@@ -10,7 +10,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectNats } from '../../../core/nats.js';
 import { lbInput } from '../../helpers/lb.js';
-import { withoutConflicts } from '../../../src/lb/conflicts.js';
+import { withoutConflicts } from '../../../core/lb-conflicts.js';
 import { makeLoadBalancerRecord } from '../../../src/lb/record.js';
 import {
   LB_BUCKET,
