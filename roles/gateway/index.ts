@@ -31,6 +31,7 @@ import { BOOT_CHILD } from './boot-server.js';
 import { GatewayServiceChild } from './service-child.js';
 import { GatewayHaproxy } from './lb/gateway-haproxy.js';
 import { balancersCachePath, parseBalancersCache } from './lb/render-lb.js';
+import { GatewayAcme } from './lb/acme.js';
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 /** The mangle chain that sets the TTL of the metadata proxy's answers (hop limit). */
@@ -91,6 +92,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     }
   }
   const haproxy = new GatewayHaproxy(deps.spawn);
+  const acme = new GatewayAcme(() => haproxy.reloadCertificates());
   const proxy = new GatewayServiceChild(deps, PROXY_CHILD);
   /** Starts, restarts or stops the proxy to match its config file. */
   const applyProxy = async (ctx: StartContext, cfg: GatewayConfig, restart: boolean): Promise<void> =>
@@ -176,6 +178,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       if (changed(cfg.paths.left_out)) logNotes(ctx, cfg);
       // After the firewall: a new listen port is open by the time HAProxy binds it.
       await haproxy.reload(ctx, cfg);
+      acme.update(ctx, cfg);
       ensureFeed(cfg, ctx.desired.members, ctx.log);
     },
 
@@ -214,6 +217,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
         ctx.log.error({ err: errorMessage(err) }, 'the boot server did not start; retrying with backoff'),
       );
       await haproxy.start(ctx, cfg);
+      acme.update(ctx, cfg);
       if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
       if (!dnsmasq?.process.running) await prepareDirs(ctx.run, cfg);
       supervisor(ctx.log).ensureRunning(cfg.paths.dnsmasq_conf);
@@ -253,6 +257,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       const [f, l] = [feed, lbFeed];
       feed = undefined;
       lbFeed = undefined;
+      acme.stop();
       await Promise.all([dnsmasq?.stop(), proxy.stop(), boot.stop(), haproxy.stop(), f?.stop(), l?.stop()]);
     },
   };

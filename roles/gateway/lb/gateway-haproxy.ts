@@ -101,6 +101,16 @@ export class GatewayHaproxy {
     await sup.ensureRunning().catch((err: unknown) => ctx.log.error({ err: errorMessage(err) }, 'haproxy did not start'));
   }
 
+  /**
+   * A reload for new certificates in the certificate directory (acme.ts): the files HAProxy
+   * renders are unchanged, so `live` stays. Nothing when HAProxy does not run: it reads them at start.
+   */
+  async reloadCertificates(): Promise<void> {
+    if (!this.sup?.process.running) return;
+    await this.sup.reload();
+    this.status.at = 0;
+  }
+
   async stop(): Promise<void> {
     this.live = undefined;
     await this.sup?.stop();

@@ -15,6 +15,7 @@ import type { RenderedFile } from '../../types.js';
 import type { GatewayConfig } from '../config.js';
 import { haproxySettings, refuseReservedPorts, type GatewayLbConfig, type ReservedPort } from './config.js';
 import { LB_HEADER, renderHaproxy } from './render-haproxy.js';
+import { acmeFirewallPorts } from './render-acme.js';
 
 /** The copy of the balancers HAProxy's files were rendered from (see the header). */
 export const balancersCachePath = (lb: Pick<GatewayLbConfig, 'dir'>): string => path.join(lb.dir, 'balancers.json');
@@ -48,8 +49,10 @@ export function reservedPorts(cfg: GatewayConfig, serfPort: number): ReservedPor
 /** What the render adds for the balancers. */
 export interface LbRender {
   readonly files: RenderedFile[];
-  /** The balancers' listen ports, sorted, each once (TCP, opened on the WAN interface). */
+  /** The balancers' listen ports, sorted, each once (TCP, opened on the WAN interface); 80 for ACME's http-01 too. */
   readonly ports: number[];
+  /** Ports opened on the LAN interface too: 80 while a `tls acme` balancer exists (the cluster CA's http-01 checks). */
+  readonly lanPorts: number[];
 }
 
 /**
@@ -57,10 +60,11 @@ export interface LbRender {
  * Throws `HaproxyRenderError` on a set HAProxy cannot serve or a reserved port.
  */
 export function renderGatewayLb(cfg: GatewayConfig, balancers: readonly ResolvedBalancer[] | undefined, serfPort: number): LbRender {
-  if (!cfg.lb.enabled || !balancers?.length) return { files: [], ports: [] };
+  if (!cfg.lb.enabled || !balancers?.length) return { files: [], ports: [], lanPorts: [] };
   refuseReservedPorts(balancers, reservedPorts(cfg, serfPort));
   const cache = { path: balancersCachePath(cfg.lb), content: `${LB_HEADER}${JSON.stringify(balancers)}\n`, mode: 0o644 };
   const files = [...renderHaproxy(balancers, haproxySettings(cfg.lb)), cache];
-  const ports = [...new Set(balancers.map((b) => b.record.listen.port))].sort((a, b) => a - b);
-  return { files, ports };
+  const lanPorts = acmeFirewallPorts(balancers);
+  const ports = [...new Set([...balancers.map((b) => b.record.listen.port), ...lanPorts])].sort((a, b) => a - b);
+  return { files, ports, lanPorts };
 }
