@@ -92,7 +92,7 @@ describe.skipIf(skip)('tls acme balancers get certificates from the cluster CA',
     const gwDir = path.join(tmp, 'gw');
     const p = (f: string) => path.join(gwDir, f);
     const config = gatewayBedConfig(bed, gwDir, {
-      lb: { dir: p('haproxy'), run_dir: p('run'), acme: { ca_file: pki.rootCert, email: 'ops@shop.mammatus', state_dir: p('lego') } },
+      lb: { dir: p('haproxy'), run_dir: p('run'), acme: { ca_file: pki.rootCert, state_dir: p('lego') } },
     });
     cfg = parseGatewayConfig(config);
     const balancers = [acmeBalancer('shop', 'shop.mammatus'), acmeBalancer('other', 'other.mammatus')];

@@ -39,7 +39,7 @@ export interface AcmeDeps {
 
 /** The lego argv (after `lego`) for `host`: `run` for a first certificate, `renew` for a due one. */
 export function legoArgs(acme: GatewayLbAcmeConfig, host: string, op: 'run' | 'renew'): string[] {
-  const args = ['--server', acme.directory, '--accept-tos', ...(acme.email ? ['--email', acme.email] : [])];
+  const args = ['--server', acme.directory, '--accept-tos', '--email', acme.email];
   args.push('--path', acme.state_dir, '--http', '--http.port', `127.0.0.1:${acme.http_port}`, '-d', host, op);
   // The planner decided it is due; lego's --days counts whole days (see plan-acme.ts), so any
   // certificate counts as due here. No random sleep: the timing is ours.

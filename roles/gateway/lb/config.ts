@@ -38,7 +38,10 @@ export interface GatewayLbAcmeConfig {
   readonly directory: string;
   /** The root lego trusts for the directory (LEGO_CA_CERTIFICATES); empty: the system's trust. */
   readonly ca_file: string;
-  /** The account's contact address; empty: none. */
+  /**
+   * The account's contact address. lego will not register without one; the cluster CA takes any
+   * address, a public CA wants a real one (and may refuse the default).
+   */
   readonly email: string;
   /** lego's `--path` (account key, certificates), mode 0700. */
   readonly state_dir: string;
@@ -65,7 +68,7 @@ export const GATEWAY_LB_DEFAULTS: GatewayLbConfig = {
   acme: {
     directory: 'https://ca.mammatus:9000/acme/acme/directory',
     ca_file: '/var/lib/mammatus/tls/ca.crt',
-    email: '',
+    email: 'gateway@mammatus',
     state_dir: '/var/lib/mammatus/lego',
     http_port: 8402,
     check_interval: 3600,
@@ -89,8 +92,8 @@ const FORMATS: Readonly<Record<string, Format>> = {
   },
   'path-or-empty': { check: (v) => v === '' || isSafeAbsolutePath(v), why: 'must be an absolute path, or empty for the system trust' },
   email: {
-    check: (v) => v === '' || /^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$/.test(v),
-    why: 'must be an address like ops@example.org, or empty',
+    check: (v) => /^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$/.test(v),
+    why: 'must be an address like ops@example.org',
   },
 };
 

@@ -55,7 +55,7 @@ describe('roles.gateway.lb', () => {
       ['ca_file', '/var/lib/mammatus/tls/ca.crt'],
       ['check_interval', 3600],
       ['directory', 'https://ca.mammatus:9000/acme/acme/directory'],
-      ['email', ''],
+      ['email', 'gateway@mammatus'],
       ['http_port', 8402],
       ['state_dir', '/var/lib/mammatus/lego'],
     ]);
