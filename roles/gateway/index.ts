@@ -178,7 +178,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       if (changed(cfg.paths.left_out)) logNotes(ctx, cfg);
       // After the firewall: a new listen port is open by the time HAProxy binds it.
       await haproxy.reload(ctx, cfg);
-      acme.update(ctx, cfg);
+      await acme.update(ctx, cfg);
       ensureFeed(cfg, ctx.desired.members, ctx.log);
     },
 
@@ -217,7 +217,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
         ctx.log.error({ err: errorMessage(err) }, 'the boot server did not start; retrying with backoff'),
       );
       await haproxy.start(ctx, cfg);
-      acme.update(ctx, cfg);
+      await acme.update(ctx, cfg);
       if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
       if (!dnsmasq?.process.running) await prepareDirs(ctx.run, cfg);
       supervisor(ctx.log).ensureRunning(cfg.paths.dnsmasq_conf);

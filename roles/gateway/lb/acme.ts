@@ -23,6 +23,7 @@ import { isHostName } from '../../../core/lb-syntax.js';
 import type { StartContext } from '../../types.js';
 import type { GatewayConfig } from '../config.js';
 import { haproxySettings, type GatewayLbAcmeConfig } from './config.js';
+import { balancersCachePath, parseBalancersCache } from './render-lb.js';
 import { acmeHosts, planAcme, renewalAt, retryDelay, type IssuedCert } from './plan-acme.js';
 
 /** What the owner needs. */
@@ -219,10 +220,17 @@ export class GatewayAcme {
 
   constructor(private readonly reload: () => Promise<void>) {}
 
-  /** Hands over the `tls acme` names of `ctx.desired`; nothing before the balancers are known (none read yet). */
-  update(ctx: Pick<StartContext, 'run' | 'files' | 'log' | 'desired'>, cfg: GatewayConfig): void {
-    if (ctx.desired.balancers === undefined) return;
-    const hosts = cfg.lb.enabled ? acmeHosts(ctx.desired.balancers) : [];
+  /**
+   * Hands over the `tls acme` names of the balancers HAProxy's files on disk were rendered from
+   * (`balancers.json`; none: no balancer). Not `ctx.desired`: when an apply fails, the role's
+   * reload runs again for the restored files with `desired` still the failed set, and HAProxy
+   * serves what is on disk. An unreadable copy changes nothing.
+   */
+  async update(ctx: Pick<StartContext, 'run' | 'files' | 'log'>, cfg: GatewayConfig): Promise<void> {
+    const text = await ctx.files.read(balancersCachePath(cfg.lb));
+    const balancers = text === undefined ? [] : parseBalancersCache(text);
+    if (!balancers) return;
+    const hosts = cfg.lb.enabled ? acmeHosts(balancers) : [];
     this.owner ??= new AcmeCertificates({ run: ctx.run, files: ctx.files, log: ctx.log.child({ component: 'acme' }), reload: this.reload });
     this.owner.update(cfg.lb.acme, haproxySettings(cfg.lb).certDir, hosts);
   }

@@ -14,7 +14,7 @@ import type { Member } from '../../../core/contracts.js';
 import type { ResolvedBalancer } from '../../../core/lb-record.js';
 import { parseGatewayConfig } from '../../../roles/gateway/config.js';
 import { renderGateway } from '../../../roles/gateway/render.js';
-import { AcmeCertificates, legoArgs } from '../../../roles/gateway/lb/acme.js';
+import { AcmeCertificates, GatewayAcme, legoArgs } from '../../../roles/gateway/lb/acme.js';
 import { memoryFiles } from '../../helpers/memory-files.js';
 import { commandFailed, recordingRun } from '../../helpers/recording-run.js';
 import { record } from './fixtures.js';
@@ -156,5 +156,28 @@ describe('AcmeCertificates', () => {
     });
     expect([...t.files.entries.keys()].filter((p) => p.startsWith(certDir))).toEqual([]);
     expect(t.reloads()).toBe(0);
+  });
+});
+
+describe('GatewayAcme', () => {
+  it('follows the balancers HAProxy’s files on disk were rendered from, not the desired set', async () => {
+    const files = memoryFiles();
+    const run = recordingRun((argv) => (argv[0] === 'lego' ? commandFailed(argv, 1, 'no directory') : undefined));
+    const log = pino({ level: 'silent' });
+    const acme = new GatewayAcme(async () => undefined);
+    const cfg = parseGatewayConfig({});
+    // No copy on disk (no balancer): nothing to get.
+    await acme.update({ run, files, log }, cfg);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(run.calls.filter((c) => c[0] === 'lego')).toEqual([]);
+    // The copy a render wrote: its tls acme hosts.
+    const copy = render([lb('shop', 443, ['shop.mammatus']), lb('web', 80, ['web.mammatus'], 'none')]).find((f) =>
+      f.path.endsWith('balancers.json'),
+    )!;
+    await files.write(copy.path, copy.content);
+    await acme.update({ run, files, log }, cfg);
+    await new Promise((r) => setTimeout(r, 50));
+    acme.stop();
+    expect(run.calls.filter((c) => c[0] === 'lego').map((c) => c.at(-2))).toEqual(['shop.mammatus']);
   });
 });
