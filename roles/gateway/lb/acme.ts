@@ -69,6 +69,7 @@ export class AcmeCertificates {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
+  private reloadPending = false;
   private stopped = false;
 
   constructor(private readonly deps: AcmeDeps) {}
@@ -168,14 +169,20 @@ export class AcmeCertificates {
     for (const host of install) await files.write(this.pemPath(host), pems.get(host)!, 0o600);
     for (const host of plan.remove) await files.remove(this.pemPath(host));
     for (const host of this.failures.keys()) if (!hosts.includes(host)) this.failures.delete(host);
-    if (install.length || plan.remove.length) {
+    // A reload that failed is tried again at the next check: the files are already in place.
+    if (install.length || plan.remove.length || this.reloadPending) {
+      this.reloadPending = true;
       await this.deps.reload().then(
-        () => log.info({ installed: install, removed: plan.remove }, 'acme: certificates changed; haproxy reloaded'),
+        () => {
+          this.reloadPending = false;
+          log.info({ installed: install, removed: plan.remove }, 'acme: certificates changed; haproxy reloaded');
+        },
         (err: unknown) => log.error({ err: errorMessage(err) }, 'acme: certificates changed but haproxy did not reload'),
       );
     }
     // Next: the interval, a due renewal or a retry, whichever comes first.
-    const due = [...issued.values()].map(renewalAt);
+    // Renewals already due wait for their retry time, not for the due time past.
+    const due = [...issued.values()].map(renewalAt).filter((t) => t > this.now());
     const retries = [...this.failures.values()].map((f) => f.retryAt);
     const next = Math.min(this.now() + acme.check_interval * 1000, ...due, ...retries);
     this.schedule(Math.max(1000, next - this.now()));

@@ -91,13 +91,16 @@ describe('AcmeCertificates', () => {
     return { crt: readFileSync(out, 'utf8'), key: readFileSync(`${out}.key`, 'utf8') };
   }
 
-  function owner(script: Parameters<typeof recordingRun>[0]) {
+  function owner(script: Parameters<typeof recordingRun>[0], failReloads = 0) {
     const files = memoryFiles();
     const run = recordingRun(script);
     const lines: { host?: string; reason?: string; msg: string }[] = [];
     const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) });
     let reloads = 0;
-    const o = new AcmeCertificates({ run, files, log, reload: async () => void reloads++ });
+    const reload = async () => {
+      if (reloads++ < failReloads) throw new Error('haproxy did not come up');
+    };
+    const o = new AcmeCertificates({ run, files, log, reload });
     return { o, files, run, lines, reloads: () => reloads };
   }
 
@@ -136,6 +139,24 @@ describe('AcmeCertificates', () => {
     expect(t.files.ops).toContain(`remove ${certDir}/old.mammatus.pem`);
     expect(t.files.ops).not.toContain(`remove ${certDir}/.tmp-x.pem`);
     expect(t.reloads()).toBe(1);
+  });
+
+  it('a reload that fails is tried again at the next check, without another lego', async () => {
+    const cert = legoCert('api.mammatus');
+    const t = owner((argv) => {
+      if (argv[0] !== 'lego') return undefined;
+      t.files.entries.set('/lego/certificates/api.mammatus.crt', { content: cert.crt, mode: 0o644 });
+      t.files.entries.set('/lego/certificates/api.mammatus.key', { content: cert.key, mode: 0o600 });
+      return undefined;
+    }, 1);
+    t.o.update(acme, certDir, ['api.mammatus']);
+    await t.o.check();
+    expect(t.lines.some((l) => l.msg === 'acme: certificates changed but haproxy did not reload')).toBe(true);
+    await t.o.check();
+    t.o.stop();
+    expect(t.reloads()).toBe(2);
+    expect(t.lines.some((l) => l.msg === 'acme: certificates changed; haproxy reloaded')).toBe(true);
+    expect(t.run.calls.filter((c) => c[0] === 'lego')).toHaveLength(1);
   });
 
   it('a failing lego is logged with the host and reason, writes nothing, and is retried later', async () => {
