@@ -30,6 +30,7 @@ import { balancersCachePath, lbLeftOutPath, parseBalancersCache, planGatewayLb }
 import { Forwarding, lanAddress, logLbLeftOut, logNotes, prepareDirs, probeDns, releaseStaleLeases, type DnsProbe } from './apply-steps.js';
 
 export type { DnsProbe } from './apply-steps.js';
+import { GatewayAcme } from './lb/acme.js';
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 /** The mangle chain that sets the TTL of the metadata proxy's answers (hop limit). */
@@ -87,6 +88,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     }
   }
   const haproxy = new GatewayHaproxy(deps.spawn);
+  const acme = new GatewayAcme(() => haproxy.reloadCertificates());
   const proxy = new GatewayServiceChild(deps, PROXY_CHILD);
   /** Starts, restarts or stops the proxy to match its config file. */
   const applyProxy = async (ctx: StartContext, cfg: GatewayConfig, restart: boolean): Promise<void> =>
@@ -163,6 +165,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       if (changed(lbLeftOutPath(cfg))) await logLbLeftOut(ctx, cfg);
       // After the firewall: a new listen port is open by the time HAProxy binds it.
       await haproxy.reload(ctx, cfg);
+      await acme.update(ctx, cfg);
       ensureFeed(cfg, ctx.desired.members, ctx.log);
     },
 
@@ -201,6 +204,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
         ctx.log.error({ err: errorMessage(err) }, 'the boot server did not start; retrying with backoff'),
       );
       await haproxy.start(ctx, cfg);
+      await acme.update(ctx, cfg);
       if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
       if (!dnsmasq?.process.running) await prepareDirs(ctx.run, cfg);
       supervisor(ctx.log).ensureRunning(cfg.paths.dnsmasq_conf);
@@ -254,6 +258,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       const [f, l] = [feed, lbFeed];
       feed = undefined;
       lbFeed = undefined;
+      acme.stop();
       await Promise.all([dnsmasq?.stop(), proxy.stop(), boot.stop(), haproxy.stop(), f?.stop(), l?.stop()]);
     },
   };

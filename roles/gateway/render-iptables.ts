@@ -17,6 +17,8 @@ export interface IptablesOptions {
   readonly serfPort?: number;
   /** The load balancers' listen ports (tcp), opened on the WAN interface. */
   readonly lbPorts?: readonly number[];
+  /** Load balancer ports (tcp) opened on the LAN interface too: ACME's http-01 port (lb/render-acme.ts). */
+  readonly lbLanPorts?: readonly number[];
 }
 
 /**
@@ -54,8 +56,10 @@ export function renderIptables(cfg: GatewayConfig, options: IptablesOptions = {}
     // Serf gossip: without it LAN members' probes are dropped and the gateway looks failed.
     accept('tcp', serf),
     accept('udp', serf),
-    // The load balancers HAProxy serves: exactly their listen ports, from the WAN side only.
+    // The load balancers HAProxy serves: exactly their listen ports, from the WAN side; ACME's
+    // http-01 port from the LAN side too, where the cluster CA checks from (lb/render-acme.ts).
     ...[...(options.lbPorts ?? [])].sort((a, b) => a - b).map((p) => `-A INPUT -i ${wan} -p tcp --dport ${p} -j ACCEPT`),
+    ...[...(options.lbLanPorts ?? [])].sort((a, b) => a - b).map((p) => accept('tcp', p)),
     '-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT',
     '-A FORWARD -m conntrack --ctstate INVALID -j DROP',
     `-A FORWARD -i ${lan} -o ${wan} -j ACCEPT`,

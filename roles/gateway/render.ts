@@ -4,6 +4,7 @@
  * the boot server's config and iPXE stub, HAProxy's files for the registry's load balancers),
  * sorted by path.
  */
+import path from 'node:path';
 import type { DesiredState, RenderedFile } from '../types.js';
 import { parseGatewayConfig } from './config.js';
 import { renderDnsmasqConf } from './render-dnsmasq.js';
@@ -14,6 +15,7 @@ import { renderBootServerConf, renderBootStub } from './render-boot.js';
 import { instanceNames, planInstances, renderDhcpHosts, renderNotes } from './render-instances.js';
 import { renderMembersFile } from './release.js';
 import { ownSerfPort, renderGatewayLb } from './lb/render-lb.js';
+import { renderBalancerHosts } from './lb/render-acme-hosts.js';
 
 /**
  * Renders the gateway's files from `desired`. Throws a `GatewayConfigError` when
@@ -27,12 +29,14 @@ export function renderGateway(desired: DesiredState<Record<string, unknown>>): R
   const plan = planInstances(cfg, desired.members, desired.instances ?? []);
   const instances = plan.served;
   const lb = renderGatewayLb(cfg, desired);
+  const hosts = renderHostsFiles(cfg, desired.members, instanceNames(cfg, instances));
   const files: RenderedFile[] = [
     // A Raspberry Pi among the served hosts adds its boot lines (render-dnsmasq.ts says why only then).
     { path: cfg.paths.dnsmasq_conf, content: renderDnsmasqConf(cfg, { rpi: instances.some((i) => i.rpi) }), mode: 0o644 },
-    { path: cfg.paths.iptables, content: renderIptables(cfg, { serfPort, lbPorts: lb.ports }), mode: 0o600 },
+    { path: cfg.paths.iptables, content: renderIptables(cfg, { serfPort, lbPorts: lb.ports, lbLanPorts: lb.lanPorts }), mode: 0o600 },
     { path: cfg.paths.sysctl, content: renderSysctl(), mode: 0o644 },
-    ...renderHostsFiles(cfg, desired.members, instanceNames(cfg, instances)),
+    ...hosts,
+    ...renderBalancerHosts(cfg, desired.balancers, new Set(['gateway', ...hosts.map((f) => path.basename(f.path))])),
     ...renderDhcpHosts(cfg, instances),
     { path: cfg.paths.members, content: renderMembersFile(desired.members), mode: 0o644 },
     { path: cfg.paths.left_out, content: renderNotes(plan.notes), mode: 0o644 },

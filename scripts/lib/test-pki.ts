@@ -91,6 +91,12 @@ export function makeTestPki(dir: string, name = 'Test'): TestPki {
     ],
     dir,
   );
+  return pkiFiles(dir);
+}
+
+/** The files of a test PKI in `dir` (the layout `makeTestPki` writes). */
+export function pkiFiles(dir: string): TestPki {
+  const at = (f: string) => path.join(dir, f);
   return {
     dir,
     rootCert: at('root.crt'),

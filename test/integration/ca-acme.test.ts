@@ -11,25 +11,31 @@
  * The namespaces resolve through the gateway: `ip netns exec` mounts /etc/netns/<ns>/resolv.conf.
  * step-ca's end to end runs only where `step-ca` is installed (it is not packaged in Debian).
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Member, Spawn } from '../../core/contracts.js';
-import { buildRun, buildSpawn } from '../../core/exec.js';
+import { buildRun } from '../../core/exec.js';
 import { buildFileOps } from '../../core/files.js';
-import { findPasswdUser } from '../../core/users.js';
 import { renderGateway } from '../../roles/gateway/render.js';
-import { parseControllerConfig, type CaConfig } from '../../roles/controller/config.js';
-import { caConfigPaths, renderCaddyConfig, renderStepCaConfig, stepCaPassword } from '../../roles/controller/ca-render.js';
-import { CaBackend, type DirectoryProbe } from '../../roles/controller/ca-backend.js';
+import type { CaConfig } from '../../roles/controller/config.js';
+import { caConfigPaths, renderStepCaConfig, stepCaPassword } from '../../roles/controller/ca-render.js';
+import { CaBackend } from '../../roles/controller/ca-backend.js';
 import { findOnPath } from '../../scripts/lib/daemon.js';
-import { buildGatewayBed, canUseNetns, missingTools, waitForFile, type GatewayBed, type NsKey } from '../../scripts/lib/netns-bed.js';
+import { canUseNetns, missingTools, type GatewayBed } from '../../scripts/lib/netns-bed.js';
 import { describeCert, verifyChain, type TestPki } from '../../scripts/lib/test-pki.js';
 import { permittedNames } from '../../src/ca/constraints.js';
-import { makeIntermediate, makeRoot } from '../../src/ca/pki.js';
 import { until } from '../../scripts/lib/wait.js';
+import {
+  caBed,
+  gatewayBedConfig,
+  member,
+  probeIn,
+  resolveThroughGateway,
+  spawnIn,
+  startClusterCa,
+  startGatewayDns,
+} from '../helpers/ca-bed.js';
 
 const skip = canUseNetns() ?? missingTools(['busybox', 'dig', 'curl', 'dnsmasq', 'caddy', 'lego', 'certbot', 'openssl', 'setpriv']);
 if (skip) console.warn(`CA ACME end-to-end tests skipped: ${skip}`);
@@ -40,64 +46,6 @@ const log = pino({ level: process.env.TEST_LOG ?? 'silent' });
 const WEB1_MAC = '02:00:00:00:00:51';
 const WEB1_IP = '10.88.0.51';
 const DIRECTORY = 'https://ca.mammatus:9000/acme/acme/directory';
-
-/** The spawner of the CA backend inside `ns` (root switches the user after `ip netns exec`, with setpriv). */
-async function spawnIn(bed: GatewayBed, ns: NsKey): Promise<Spawn> {
-  const spawn = await buildSpawn();
-  const inNs = (file: string, args: readonly string[]) => ['netns', 'exec', bed.ns[ns], file, ...args];
-  return (file, args, o) => {
-    if (o?.user === undefined) return spawn('ip', inNs(file, args), o);
-    const { user, ...rest } = o;
-    const ids = findPasswdUser(readFileSync('/etc/passwd', 'utf8'), user);
-    if (!ids) throw new Error(`no user ${user}`);
-    const drop = [`--reuid=${ids.uid}`, `--regid=${ids.gid}`, '--clear-groups', '--inh-caps=-all', '--', file, ...args];
-    return spawn('ip', inNs('setpriv', drop), rest);
-  };
-}
-
-/** The directory fetched from inside `ctl` with curl, trusting only the root file, by the CA's name. */
-function probeIn(bed: GatewayBed, rootFile: string): DirectoryProbe {
-  return async (url, _rootPem, servername) => {
-    const u = new URL(url);
-    const r = await bed.exec('ctl', [
-      'curl',
-      '-sS',
-      '-m',
-      '3',
-      '--cacert',
-      rootFile,
-      '--resolve',
-      `${servername}:${u.port}:${u.hostname}`,
-      '-w',
-      '\n%{http_code}',
-      `https://${servername}:${u.port}${u.pathname}`,
-    ]);
-    if (r.code !== 0) throw new Error(`curl ${r.code}: ${r.stderr.trim()}`);
-    const nl = r.stdout.lastIndexOf('\n');
-    return { status: Number(r.stdout.slice(nl + 1)), body: r.stdout.slice(0, nl) };
-  };
-}
-
-/** The PKI `mammatus ca init` makes, laid out as the CA files (keys 0600). */
-async function caInitPki(dir: string): Promise<TestPki> {
-  mkdirSync(dir, { recursive: true });
-  const root = await makeRoot();
-  const inter = await makeIntermediate(root);
-  const at = (f: string) => path.join(dir, f);
-  writeFileSync(at('root.crt'), root.certPem);
-  writeFileSync(at('root.key'), root.keyPem, { mode: 0o600 });
-  writeFileSync(at('intermediate.crt'), inter.certPem);
-  writeFileSync(at('intermediate.key'), inter.keyPem, { mode: 0o600 });
-  return {
-    dir,
-    rootCert: at('root.crt'),
-    rootKey: at('root.key'),
-    intermediateCert: at('intermediate.crt'),
-    intermediateKey: at('intermediate.key'),
-  };
-}
-
-const member = (name: string, addr: string, role: string): Member => ({ name, addr, port: 7946, status: 'alive', tags: { role } });
 
 describe.skipIf(skip)('ACME end to end through the gateway DNS', () => {
   let bed: GatewayBed;
@@ -119,79 +67,21 @@ describe.skipIf(skip)('ACME end to end through the gateway DNS', () => {
   }
 
   beforeAll(async () => {
-    tmp = mkdtempSync(path.join(os.tmpdir(), 'ca-acme-'));
-    // dnsmasq drops to nobody and caddy runs as caddy: both must reach their files below tmp.
-    chmodSync(tmp, 0o755);
-    bed = await buildGatewayBed({ prefix: 'ca' });
-    pki = await caInitPki(path.join(tmp, 'pki'));
-    chmodSync(pki.dir, 0o711);
+    ({ tmp, bed, pki } = await caBed('ca-acme'));
 
     // The gateway's DNS and DHCP: the files the gateway role renders, served by dnsmasq in gw.
-    const p = (f: string) => path.join(tmp, 'gw', f);
+    const gwDir = path.join(tmp, 'gw');
     const gateway = renderGateway({
       node: 'gw-1',
-      config: {
-        lan: { interface: bed.ifaces.gwLan, address: '10.88.0.1/24' },
-        wan: { interface: bed.ifaces.gwWan },
-        upstream_dns: ['203.0.113.1'],
-        pxe: { enabled: false },
-        tftp: { enabled: false },
-        boot: { enabled: false },
-        paths: {
-          dnsmasq_conf: p('dnsmasq.conf'),
-          hosts_dir: p('hosts.d'),
-          leases: p('leases/dnsmasq.leases'),
-          iptables: p('iptables.rules'),
-          hop_limit: p('hop-limit.rules'),
-          sysctl: p('sysctl.conf'),
-          lease_hook: p('lease-hook'),
-          dhcp_hosts_dir: p('dhcp-hosts.d'),
-          members: p('members'),
-          left_out: p('left-out'),
-        },
-      },
+      config: gatewayBedConfig(bed, gwDir),
       members: [member('ctl-1', '10.88.0.10', 'controller'), member('gw-1', '10.88.0.1', 'gateway')],
       instances: [{ name: 'web-1', macs: [WEB1_MAC], ips: [WEB1_IP] }],
     });
-    for (const f of gateway) await files.write(f.path, f.content, f.mode);
-    for (const d of ['', 'hosts.d', 'dhcp-hosts.d', 'leases']) mkdirSync(p(d), { recursive: true, mode: 0o755 });
-    chmodSync(p('leases'), 0o777);
-    writeFileSync(p('lease-hook'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
-    const dnsmasq = bed.spawn('gw', ['dnsmasq', '--keep-in-foreground', '--log-facility=-', `--conf-file=${p('dnsmasq.conf')}`]);
-    await waitForFile(dnsmasq.logFile, /started, version/, 10_000);
-
+    await startGatewayDns(bed, files, gateway, gwDir);
     // Both namespaces resolve through the gateway, as instances and controllers do.
-    for (const ns of [bed.ns.ctl, bed.ns.cl]) {
-      const etc = path.join('/etc/netns', ns);
-      mkdirSync(etc, { recursive: true });
-      netnsEtc.push(etc);
-      writeFileSync(path.join(etc, 'resolv.conf'), 'nameserver 10.88.0.1\n');
-    }
-
+    netnsEtc.push(...resolveThroughGateway(bed, ['ctl', 'cl']));
     // The controller's CA: our renderer's config, our supervisor, Debian's caddy.
-    ca = parseControllerConfig({
-      ca: {
-        backend: 'caddy',
-        paths: {
-          root_cert: pki.rootCert,
-          intermediate_cert: pki.intermediateCert,
-          intermediate_key: pki.intermediateKey,
-          config: path.join(tmp, 'ca-etc'),
-          data_dir: path.join(tmp, 'ca-data'),
-        },
-      },
-    }).ca;
-    await files.write(caConfigPaths(ca).caddy, renderCaddyConfig('ctl-1', ca), 0o644);
-    chmodSync(ca.paths.config, 0o755);
-    backend = new CaBackend({
-      spawn: await spawnIn(bed, 'ctl'),
-      run: buildRun(),
-      files,
-      log,
-      probe: probeIn(bed, pki.rootCert),
-      healthTimeoutMs: 30_000,
-    });
-    await backend.apply(ca);
+    ({ ca, backend } = await startClusterCa(bed, tmp, pki, files, log));
   }, 120_000);
 
   afterAll(async () => {

@@ -12,7 +12,8 @@ import type { JSONSchemaType } from 'ajv';
 import path from 'node:path';
 import { isIPv4 } from '../../../core/net.js';
 import { COMMON_FORMATS, invalid, isSafeAbsolutePath, sectionChecker, withDefaults, type Format } from '../../../core/validation.js';
-import { HAPROXY_DEFAULTS, type HaproxySettings } from './render-haproxy.js';
+import type { AcmeHaproxySettings } from './render-acme.js';
+import { HAPROXY_DEFAULTS } from './render-haproxy.js';
 
 /** The resolved `roles.gateway.lb`. */
 export interface GatewayLbConfig {
@@ -26,10 +27,36 @@ export interface GatewayLbConfig {
   readonly run_dir: string;
   /** Addresses a balancer without `listen.addr` binds. */
   readonly bind: readonly string[];
+  /** Where `tls acme` certificates come from (acme.ts). */
+  readonly acme: GatewayLbAcmeConfig;
 }
 
+/** `roles.gateway.lb.acme`: the ACME directory the gateway's lego asks, and lego's own files. */
+export interface GatewayLbAcmeConfig {
+  /** The ACME directory URL (default: the cluster CA's, docs/ca.md). */
+  readonly directory: string;
+  /** The root lego trusts for the directory (LEGO_CA_CERTIFICATES); empty: the system's trust. */
+  readonly ca_file: string;
+  /**
+   * The account's contact address. lego will not register without one; the cluster CA takes any
+   * address, a public CA wants a real one (and may refuse the default).
+   */
+  readonly email: string;
+  /** lego's `--path` (account key, certificates), mode 0700. */
+  readonly state_dir: string;
+  /** The loopback port lego answers http-01 challenges on; HAProxy routes `/.well-known/acme-challenge/` there. */
+  readonly http_port: number;
+  /** Seconds between certificate checks (renewals); a failure is retried sooner, with backoff. */
+  readonly check_interval: number;
+}
+
+/** What an operator may write under `acme`. */
+type GatewayLbAcmeSettings = { readonly [K in keyof GatewayLbAcmeConfig]?: GatewayLbAcmeConfig[K] };
+
 /** What an operator may write (every key optional). */
-export type GatewayLbSettings = { readonly [K in keyof GatewayLbConfig]?: GatewayLbConfig[K] };
+export type GatewayLbSettings = { readonly [K in Exclude<keyof GatewayLbConfig, 'acme'>]?: GatewayLbConfig[K] } & {
+  readonly acme?: GatewayLbAcmeSettings;
+};
 
 export const GATEWAY_LB_DEFAULTS: GatewayLbConfig = {
   enabled: true,
@@ -37,6 +64,14 @@ export const GATEWAY_LB_DEFAULTS: GatewayLbConfig = {
   dir: '/etc/mammatus/haproxy',
   run_dir: '/run/mammatus/haproxy',
   bind: ['0.0.0.0'],
+  acme: {
+    directory: 'https://ca.mammatus:9000/acme/acme/directory',
+    ca_file: '/var/lib/mammatus/tls/ca.crt',
+    email: 'gateway@mammatus',
+    state_dir: '/var/lib/mammatus/lego',
+    http_port: 8402,
+    check_interval: 3600,
+  },
 };
 
 const AT = 'roles.gateway.lb';
@@ -50,6 +85,15 @@ const FORMATS: Readonly<Record<string, Format>> = {
     why: 'must be a program name like haproxy or an absolute path',
   },
   'bind-addr': { check: isBindAddr, why: 'must be an IPv4 or IPv6 address like 0.0.0.0 or 203.0.113.5' },
+  'acme-url': {
+    check: (v) => /^https:\/\/[A-Za-z0-9.:[\]-]+(\/[A-Za-z0-9._~%/-]*)?$/.test(v),
+    why: 'must be an https URL like https://ca.mammatus:9000/acme/acme/directory',
+  },
+  'path-or-empty': { check: (v) => v === '' || isSafeAbsolutePath(v), why: 'must be an absolute path, or empty for the system trust' },
+  email: {
+    check: (v) => /^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$/.test(v),
+    why: 'must be an address like ops@example.org',
+  },
 };
 
 const SCHEMA: JSONSchemaType<GatewayLbSettings> = {
@@ -63,6 +107,20 @@ const SCHEMA: JSONSchemaType<GatewayLbSettings> = {
     dir: { type: 'string', format: 'path', ...opt },
     run_dir: { type: 'string', format: 'path', ...opt },
     bind: { type: 'array', items: { type: 'string', format: 'bind-addr' }, minItems: 1, maxItems: 16, ...opt },
+    acme: {
+      type: 'object',
+      additionalProperties: false,
+      required: [],
+      nullable: true,
+      properties: {
+        directory: { type: 'string', format: 'acme-url', ...opt },
+        ca_file: { type: 'string', format: 'path-or-empty', ...opt },
+        email: { type: 'string', format: 'email', ...opt },
+        state_dir: { type: 'string', format: 'path', ...opt },
+        http_port: { type: 'integer', minimum: 1, maximum: 65535, ...opt },
+        check_interval: { type: 'integer', minimum: 60, maximum: 86_400, ...opt },
+      },
+    },
   },
 };
 
@@ -86,7 +144,7 @@ export function parseLbConfig(raw: unknown): GatewayLbConfig {
 }
 
 /** HAProxy's settings from the resolved section. */
-export function haproxySettings(lb: GatewayLbConfig): HaproxySettings {
+export function haproxySettings(lb: GatewayLbConfig): AcmeHaproxySettings {
   return {
     ...HAPROXY_DEFAULTS,
     configDir: lb.dir,
@@ -94,6 +152,7 @@ export function haproxySettings(lb: GatewayLbConfig): HaproxySettings {
     certDir: path.join(lb.dir, 'certs'),
     placeholderCert: path.join(lb.dir, 'placeholder.pem'),
     wildcardAddrs: lb.bind,
+    acmeChallengePort: lb.acme.http_port,
   };
 }
 

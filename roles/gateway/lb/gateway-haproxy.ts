@@ -154,6 +154,17 @@ export class GatewayHaproxy {
     await sup.ensureRunning().catch((err: unknown) => ctx.log.error({ err: errorMessage(err) }, 'haproxy did not start'));
   }
 
+  /**
+   * A reload for new certificates in the certificate directory (acme.ts): the files HAProxy
+   * renders are unchanged, so `live` stays. Nothing when HAProxy does not run: it reads them at start.
+   */
+  async reloadCertificates(): Promise<void> {
+    const sup = this.current?.sup;
+    if (!sup?.process.running) return;
+    await sup.reload();
+    this.status = { ...this.status, at: 0 };
+  }
+
   async stop(): Promise<void> {
     this.live = undefined;
     this.next = undefined;

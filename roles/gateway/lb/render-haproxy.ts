@@ -29,6 +29,7 @@ import path from 'node:path';
 import type { LoadBalancerRecord, ResolvedBalancer } from '../../../core/lb-record.js';
 import { isHostName, isSafePath } from '../../../core/lb-syntax.js';
 import type { RenderedFile } from '../../types.js';
+import { acmeChallengeRule, renderAcmeSections } from './render-acme.js';
 import { backendName, serverAddress, serverName, UNKNOWN_HOST_BACKEND } from './names.js';
 import { renderGlobal } from './render-haproxy-global.js';
 
@@ -93,7 +94,7 @@ export function renderHaproxy(balancers: readonly ResolvedBalancer[], s: Haproxy
     if (first.mode === 'http') {
       const file = path.join(s.configDir, `hosts-${port}.map`);
       maps.push({ path: file, content: renderHostMap(group), mode: 0o644 });
-      frontends.push(renderHttpFrontend(port, group, file, s));
+      frontends.push(renderHttpFrontend(port, group, file, s, acmeChallengeRule(sorted, first, s)));
     } else if (first.tls === 'passthrough') {
       const file = path.join(s.configDir, `sni-${port}.map`);
       maps.push({ path: file, content: renderSniMap(group), mode: 0o644 });
@@ -106,12 +107,12 @@ export function renderHaproxy(balancers: readonly ResolvedBalancer[], s: Haproxy
   // A port whose catch-alls all have a path still sends other paths of unknown hosts to the 503.
   const needs503 = [...ports.values()].some((g) => g[0].record.mode === 'http' && !g.some((b) => isCatchAll(b.record) && !b.record.path));
   if (needs503) backends.push(render503());
-  const cfg = [renderGlobal(s), ...frontends, ...backends].join('\n\n');
+  const cfg = [renderGlobal(s), ...frontends, ...backends, ...renderAcmeSections(sorted, s)].join('\n\n');
   const files = [{ path: configPath(s), content: `${LB_HEADER}${cfg}\n`, mode: 0o644 }, ...maps];
   return files.sort((a, b) => cmp(a.path, b.path));
 }
 
-function renderHttpFrontend(port: number, group: readonly ResolvedBalancer[], map: string, s: HaproxySettings): string {
+function renderHttpFrontend(port: number, group: readonly ResolvedBalancer[], map: string, s: HaproxySettings, acme: string[]): string {
   const tls = group[0].record.tls === 'acme' ? ` ssl crt ${s.placeholderCert} crt ${s.certDir}` : '';
   const catchAll = group.filter((b) => isCatchAll(b.record)).map((b) => b.record);
   const byPath = catchAll.filter((r) => r.path !== undefined);
@@ -128,6 +129,7 @@ function renderHttpFrontend(port: number, group: readonly ResolvedBalancer[], ma
     '  http-request set-var(txn.lb_path) path',
     '  http-request set-var(txn.lb_key) var(txn.lb_host),concat(,txn.lb_path,)',
     `  http-request set-var(txn.lb_be) var(txn.lb_key),map_beg(${map})`,
+    ...acme,
     '  use_backend %[var(txn.lb_be)] if { var(txn.lb_be) -m found }',
     ...byPath.map((r) => `  use_backend ${backendName(r)} if { path_beg ${r.path} }`),
     `  default_backend ${whole ? backendName(whole) : UNKNOWN_HOST_BACKEND}`,

@@ -30,6 +30,7 @@ import type { GatewayConfig } from '../config.js';
 import { SERF_DEFAULT_PORT } from '../render-iptables.js';
 import { haproxySettings, type GatewayLbConfig, type ReservedPort } from './config.js';
 import { LB_HEADER, renderHaproxy } from './render-haproxy.js';
+import { acmeFirewallPorts } from './render-acme.js';
 
 /** The copy of the balancers HAProxy's files were rendered from (see the header). */
 export const balancersCachePath = (lb: Pick<GatewayLbConfig, 'dir'>): string => path.join(lb.dir, 'balancers.json');
@@ -152,8 +153,10 @@ export function parseLbLeftOut(text: string | undefined): LbLeftOut[] {
 /** What the render adds for the balancers. */
 export interface LbRender {
   readonly files: RenderedFile[];
-  /** The served balancers' listen ports, sorted, each once (TCP, opened on the WAN interface). */
+  /** The served balancers' listen ports, sorted, each once (TCP, opened on the WAN interface); 80 for ACME's http-01 too. */
   readonly ports: number[];
+  /** Ports opened on the LAN interface too: 80 while a served `tls acme` balancer exists (the cluster CA's http-01 checks). */
+  readonly lanPorts: number[];
   readonly leftOut: LbLeftOut[];
 }
 
@@ -166,14 +169,16 @@ export function renderGatewayLb(
   cfg: GatewayConfig,
   desired: Pick<DesiredState, 'node' | 'members' | 'balancers' | 'balancersLeftOut'>,
 ): LbRender {
-  if (!cfg.lb.enabled || (!desired.balancers?.length && !desired.balancersLeftOut?.length)) return { files: [], ports: [], leftOut: [] };
+  const none = { ports: [], lanPorts: [] };
+  if (!cfg.lb.enabled || (!desired.balancers?.length && !desired.balancersLeftOut?.length)) return { files: [], ...none, leftOut: [] };
   const plan = planGatewayLb(cfg, desired.balancers ?? [], desired);
   const leftOut = [...(desired.balancersLeftOut ?? []), ...plan.leftOut].sort((a, b) => byText(a.name, b.name));
   const files: RenderedFile[] = [];
   if (leftOut.length) files.push({ path: lbLeftOutPath(cfg), content: renderLbLeftOut(leftOut), mode: 0o644 });
-  if (!plan.served.length) return { files, ports: [], leftOut };
+  if (!plan.served.length) return { files, ...none, leftOut };
   const cache = { path: balancersCachePath(cfg.lb), content: `${LB_HEADER}${JSON.stringify(plan.served)}\n`, mode: 0o644 };
   files.push(...renderHaproxy(plan.served, haproxySettings(cfg.lb)), cache);
-  const ports = [...new Set(plan.served.map((b) => b.record.listen.port))].sort((a, b) => a - b);
-  return { files, ports, leftOut };
+  const lanPorts = acmeFirewallPorts(plan.served);
+  const ports = [...new Set([...plan.served.map((b) => b.record.listen.port), ...lanPorts])].sort((a, b) => a - b);
+  return { files, ports, lanPorts, leftOut };
 }

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { parseGatewayConfig } from '../../../roles/gateway/config.js';
+import { GATEWAY_LB_DEFAULTS } from '../../../roles/gateway/lb/config.js';
 import { SettingsError } from '../../../core/validation.js';
 
 /** The message `parseGatewayConfig(raw)` throws, or '' when it accepts `raw`. */
@@ -41,7 +42,8 @@ describe('parseGatewayConfig defaults', () => {
       boot_server: '/etc/mammatus/gateway/boot-server.yaml',
       boot_stub: '/etc/mammatus/gateway/boot.ipxe',
     },
-    lb: { enabled: true, binary: 'haproxy', dir: '/etc/mammatus/haproxy', run_dir: '/run/mammatus/haproxy', bind: ['0.0.0.0'] },
+    // Spelled out in lb.test.ts.
+    lb: GATEWAY_LB_DEFAULTS,
   };
 
   it.each([{}, null, undefined])('fills every default for %j', (raw) => {

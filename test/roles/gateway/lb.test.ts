@@ -53,7 +53,17 @@ describe('roles.gateway.lb', () => {
       dir: '/etc/mammatus/haproxy',
       run_dir: '/run/mammatus/haproxy',
       bind: ['0.0.0.0'],
+      acme: expect.any(Object),
     });
+    // The cluster CA (docs/ca.md), trusting the node's copy of the root; hourly checks.
+    expect(Object.entries(parseGatewayConfig({}).lb.acme).sort()).toEqual([
+      ['ca_file', '/var/lib/mammatus/tls/ca.crt'],
+      ['check_interval', 3600],
+      ['directory', 'https://ca.mammatus:9000/acme/acme/directory'],
+      ['email', 'gateway@mammatus'],
+      ['http_port', 8402],
+      ['state_dir', '/var/lib/mammatus/lego'],
+    ]);
   });
 
   it.each([
@@ -62,8 +72,25 @@ describe('roles.gateway.lb', () => {
     [{ lb: { binary: 'haproxy -d' } }, /^roles\.gateway\.lb\.binary: must be a program name/],
     [{ lb: { dir: '/x', run_dir: '/x' } }, /^roles\.gateway\.lb\.run_dir: must differ from dir/],
     [{ lb: { port: 80 } }, /^roles\.gateway\.lb/],
+    [{ lb: { acme: { directory: 'http://ca.mammatus/dir' } } }, /^roles\.gateway\.lb\.acme\.directory: must be an https URL/],
+    [{ lb: { acme: { directory: 'https://ca.mammatus/a b' } } }, /^roles\.gateway\.lb\.acme\.directory: must be an https URL/],
+    [{ lb: { acme: { ca_file: 'ca.crt' } } }, /^roles\.gateway\.lb\.acme\.ca_file: must be an absolute path/],
+    [{ lb: { acme: { email: 'ops at example' } } }, /^roles\.gateway\.lb\.acme\.email: must be an address/],
+    [{ lb: { acme: { http_port: 0 } } }, /^roles\.gateway\.lb\.acme\.http_port/],
+    [{ lb: { acme: { check_interval: 5 } } }, /^roles\.gateway\.lb\.acme\.check_interval/],
+    [{ lb: { acme: { days: 5 } } }, /^roles\.gateway\.lb\.acme/],
   ])('refuses %j', (raw, why) => {
     expect(() => parseGatewayConfig(raw)).toThrow(why);
+  });
+
+  it('takes the acme settings over the defaults, key by key', () => {
+    const acme = { directory: 'https://acme.example.org/directory', ca_file: '', email: 'ops@example.org' };
+    expect(parseGatewayConfig({ lb: { acme } }).lb.acme).toEqual({
+      ...acme,
+      state_dir: '/var/lib/mammatus/lego',
+      http_port: 8402,
+      check_interval: 3600,
+    });
   });
 
   it('takes IPv6 bind addresses and an absolute binary', () => {
