@@ -51,7 +51,7 @@ export function wanTaken(): string | undefined {
     ...out(['route', 'show', 'root', WAN.net]),
     ...out(['route', 'show', 'match', WAN.net]),
   ]
-    .map((l) => l.trim().replace(/\s+/g, ' '))
+    .map((l) => l.replace(/\\.*/, '').trim().replace(/\s+/g, ' ')) // `addr -o` continues after a backslash
     .filter((l) => l && !l.startsWith('default '));
   return taken.length ? `this host already has ${WAN.net} (${taken[0]})` : undefined;
 }
