@@ -12,8 +12,9 @@ PACKAGES=(serf nats-server dnsmasq-base dnsmasq-utils iptables iproute2 procps o
 # The local cluster's demo as root: LXD for the compute node, debootstrap for its instance image,
 # dig and curl for the commands it prints; tgt for the storage node's own tgtd (in a namespace of
 # its own, installed with service starts denied, below), libiscsi-bin and jq for the iSCSI login
-# it prints. Without root there is no demo to set up.
-DEMO=(lxd debootstrap dnsutils curl tgt libiscsi-bin jq)
+# it prints; haproxy for the gateway's load balancer the demo reaches from this host (installed with
+# service starts denied, below). Without root there is no demo to set up.
+DEMO=(lxd debootstrap dnsutils curl tgt libiscsi-bin jq haproxy)
 # --tests adds what only the tests use: the package tests build, lint, sign and install the .deb;
 # busybox is their DHCP client, cloud-init's own readers and the AWS CLI their real clients;
 # ssh-keygen (openssh-client, above) checks operator signatures both ways; openssh-server's sshd is the real

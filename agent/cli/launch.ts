@@ -31,6 +31,8 @@ export interface LaunchOptions extends InstanceOptions {
   volume?: string[];
   /** The compute node's initiator IQN for them (default: its Serf tag `iscsi`). */
   initiator?: string;
+  /** The record's tags besides `image` (which `--image` sets). */
+  tag?: Record<string, string>;
 }
 
 /** A random locally administered unicast MAC (`02:…`): never a vendor's, never multicast. */
@@ -41,6 +43,8 @@ export function randomMac(bytes: Uint8Array = randomBytes(5)): string {
 /** `instance launch NAME --image ALIAS [--node NODE] …`: records the instance, state `running`. */
 export async function launchCommand(g: GlobalOptions, name: string, opts: LaunchOptions, io: CliIo): Promise<number> {
   if (!opts.image) throw new UsageError('--image is required (an image alias on the compute node)');
+  // The compute role reads the image from this tag: a second value would launch another image than --image says.
+  if (opts.tag && IMAGE_TAG in opts.tag) throw new UsageError(`--tag ${IMAGE_TAG}: set by --image`);
   let mac: string;
   try {
     mac = opts.mac ? normalizeMac(opts.mac) : randomMac();
@@ -93,7 +97,7 @@ export async function launchCommand(g: GlobalOptions, name: string, opts: Launch
       macs: [mac],
       ssh_keys: sshKeys,
       ...(userData ? { user_data: userData } : {}),
-      tags: { [IMAGE_TAG]: opts.image },
+      tags: { ...opts.tag, [IMAGE_TAG]: opts.image },
     });
     // Registered first, running second: a record is only ever created as `registered`.
     const record = await registry.update(registered.id, (r) => ({ ...r, state: 'running' }));

@@ -167,6 +167,11 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .option('--wait [duration]', 'wait until it runs with an address (default 2m); exit 1 on an error or timeout')
     .option('--volume <name[:path]>', 'attach this volume (mounted at PATH, else a raw block device), repeatable', collectList)
     .option('--initiator <iqn>', "the compute node's iSCSI initiator IQN for --volume (default: its Serf tag iscsi)")
+    .option(
+      '--tag <key=value>',
+      'tag, repeatable (load balancers select instances by tag: lb create --target tag:K=V:PORT)',
+      collectKeyValue,
+    )
     .option(natsFlag, natsHelp)
     .option('--json', 'print the record as JSON')
     .action((name: string, o: LaunchOptions, cmd: Command) => set(import('./launch.js').then((m) => m.launchCommand(g(cmd), name, o, io))));

@@ -1,14 +1,16 @@
 /**
  * What the local cluster shows and suggests once it is up (scripts/local-cluster.ts): the demo — as
  * root with LXD and an instance image, a container launched on compute-1 that takes its address
- * from the gateway's DHCP, resolves at the gateway's DNS and reads its metadata through the
- * gateway's proxy — and the commands to try next. Each demo step is printed as a shell line and
+ * from the gateway's DHCP, resolves at the gateway's DNS, reads its metadata through the gateway's
+ * proxy and serves a web page, which this host (the gateway's WAN side) gets through the gateway's
+ * load balancer by name (scripts/lib/local-lb-demo.ts) — and the commands to try next. Each demo step is printed as a shell line and
  * run with the same argv, so what the reader sees is what ran; the test of the README's first
  * command (test/integration/local-cluster-newcomer.test.ts) runs every suggested line as printed.
  */
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { LAN, NETNS } from './local-lan.js';
+import { LAN, NETNS, hostOnWan } from './local-lan.js';
+import { balancerLines, lbCreateArgs, webCurlArgs, webUserDataFile, writeWebUserData, WEB_TAG } from './local-lb-demo.js';
 import { CONTROLLER_PORTS } from './local-root.js';
 import { runCommand } from './lxd-node.js';
 import { BUNDLE } from './mammatus-agent.js';
@@ -77,16 +79,20 @@ async function step(
 }
 
 /**
- * The demo: launches `web-1` on compute-1 and waits until it runs, asks the gateway's DNS for its
- * name, and reads its instance id from 169.254.169.254 inside it. True when every step worked.
+ * The demo: launches `web-1` on compute-1 (a web server on 8080, tagged `app=web`) and waits until
+ * it runs, asks the gateway's DNS for its name, reads its instance id from 169.254.169.254 inside
+ * it, then, when this host is on the gateway's WAN, creates the balancer `web` and gets web-1's
+ * page through it. True when every step worked.
  */
 export async function runDemo(c: DemoCluster): Promise<boolean> {
   if (!c.lxd?.alias) return false;
   const nats = `nats://${controllerIp(c)}:${CONTROLLER_PORTS.nats}`;
   const lxdEnv = { LXD_DIR: c.lxd.lxdDir };
+  const wan = hostOnWan();
   console.log(
-    "\nThe demo: a container on compute-1, with its address from the gateway's DHCP, its name in the gateway's DNS and its metadata through the gateway:",
+    `\nThe demo: a container on compute-1, with its address from the gateway's DHCP, its name in the gateway's DNS and its metadata through the gateway${wan ? ", serving a web page this host gets through the gateway's load balancer" : ''}:`,
   );
+  const userData = writeWebUserData(c.operatorKey);
   const launchArgs = [
     '--rpc-addr',
     c.rpc,
@@ -97,6 +103,10 @@ export async function runDemo(c: DemoCluster): Promise<boolean> {
     c.lxd.alias,
     '--node',
     'compute-1',
+    '--user-data',
+    userData,
+    '--tag',
+    WEB_TAG,
     '--nats',
     nats,
     '--wait',
@@ -117,7 +127,15 @@ export async function runDemo(c: DemoCluster): Promise<boolean> {
     (out) => /^i-[0-9a-f]{17}$/.test(out),
     15,
   );
-  return Boolean(named && id);
+  if (!named || !id) return false;
+  if (!wan) return true;
+  const lbArgs = ['--rpc-addr', c.rpc, ...lbCreateArgs(), '--nats', nats];
+  if (!(await step(`${cliWord()} ${lbArgs.join(' ')}`, process.execPath, [BUNDLE, ...lbArgs], {}, (out) => out.startsWith('created web:'))))
+    return false;
+  // web-1's cloud-init starts its web server after boot, then the balancer's health check (2 s)
+  // sees it: tens of seconds, bounded by the tries.
+  const page = await step(`curl ${webCurlArgs().join(' ')}`, 'curl', webCurlArgs(), {}, (out) => out === 'hello from web-1', 60);
+  return Boolean(page);
 }
 
 /** The commands to try next, each a line to paste into a shell as it is. */
@@ -142,9 +160,10 @@ export function suggestions(c: DemoCluster, demoRan: boolean): string[] {
       `${cli} --rpc-addr ${a} instance list ${nats}          # web-1, with its address and live status`,
       `${lxc} exec web-1 -- cloud-init status --wait --long   # done, NoCloud from 169.254.169.254 via the gateway`,
       `${lxc} exec web-1 -- curl -s http://169.254.169.254/latest/meta-data/local-hostname`,
-      `${cli} --rpc-addr ${a} instance launch web-2 --image ${c.lxd.alias} --wait ${nats}   # the least loaded compute node`,
+      `${cli} --rpc-addr ${a} instance launch web-2 --image ${c.lxd.alias} --user-data ${webUserDataFile(c.operatorKey)} --tag ${WEB_TAG} --wait ${nats}   # the least loaded compute node`,
       `dig @${LAN.gateway} web-2.mammatus +short`,
-      `${cli} --rpc-addr ${a} instance delete web-2 ${nats}   # its DHCP lease and name go with it`,
+      ...(hostOnWan() ? balancerLines(`${cli} --rpc-addr ${a}`, nats) : []),
+      `${cli} --rpc-addr ${a} instance delete web-2 ${nats}   # its DHCP lease and name go with it${hostOnWan() ? ', and balancer web drops it' : ''}`,
     );
   } else if (c.asRoot) {
     lines.push(

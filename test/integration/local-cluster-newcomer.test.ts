@@ -2,8 +2,9 @@
  * The README's first command, as a newcomer runs it: on a fresh copy of the repository (what a
  * clone holds: tracked and new files, no node_modules, no dist, an empty npm cache — only the
  * instance image cache is shared), as root, `bash scripts/cluster.sh` sets everything up and ends
- * its demo with a container launched, reachable by name and reading its metadata. Then every
- * command it prints is run as printed, in a shell, and must work. On that cluster, the findings of
+ * its demo with a container launched, reachable by name, reading its metadata and serving a page
+ * this host gets through the gateway's load balancer. Then every command it prints is run as
+ * printed, in a shell, and must work. On that cluster, the findings of
  * issue 13 as end-to-end checks: a deleted instance's name is gone within 1 s of its record, and
  * the next instance on its address is the only name there; a registration the gateway will not
  * serve is explained by the CLI. Ctrl-C then removes everything. (The second README command is
@@ -17,6 +18,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { LAN, localLanLeftovers } from '../../scripts/lib/local-lan.js';
 import { LXD_BASE } from '../../scripts/lib/local-root.js';
 import { lxdInstalled, runCommand } from '../../scripts/lib/lxd-node.js';
+import { WEB_HOST, webCurlArgs } from '../../scripts/lib/local-lb-demo.js';
 import { InstanceRegistry } from '../../src/registry/registry.js';
 import { connectNats } from '../../core/nats.js';
 import { readCredentials } from '../../core/trust.js';
@@ -114,6 +116,9 @@ describe.skipIf(Boolean(skip))("the README's first command on a fresh copy, as r
     expect(ip, out).toBeDefined();
     expect(out).toContain(`$ dig @${LAN.gateway} web-1.mammatus +short\n${ip}\n`);
     expect(out).toMatch(/lxc exec web-1 -- curl -s -m 5 http:\/\/169\.254\.169\.254\/latest\/meta-data\/instance-id\ni-[0-9a-f]{17}\n/);
+    // ... serving its page, which this host (the gateway's WAN side) gets through the gateway's balancer by name.
+    expect(out).toContain(`created web: http on *:80 for ${WEB_HOST}, 1 target\n`);
+    expect(out).toContain(`$ curl ${webCurlArgs().join(' ')}\nhello from web-1\n`);
 
     // Every suggested command, pasted into a shell as printed.
     const tryBlock = out.slice(out.indexOf('Try, in another terminal'), out.indexOf('\nLogs: '));
@@ -127,10 +132,22 @@ describe.skipIf(Boolean(skip))("the README's first command on a fresh copy, as r
     const exported = /^export SERF_RPC_AUTH=(\S+) MAMMATUS_CREDENTIALS=(\S+)$/.exec(lines[0]);
     expect(exported, lines[0]).not.toBeNull();
     access = { SERF_RPC_AUTH: exported![1], MAMMATUS_CREDENTIALS: path.join(clone, exported![2]) };
+    const said: Record<string, string> = {};
     for (const line of lines.slice(1)) {
       const r = await runCommand('bash', ['-c', `cd ${JSON.stringify(clone)} && ${lines[0]} && ${line}`], {}, 300_000);
       expect(r.code, `${line}\n${r.stdout}\n${r.stderr}`).toBe(0);
+      said[line] = r.stdout;
     }
+    // The balancer sends requests to both tagged instances in turn, once web-2 serves.
+    const rounds = Object.entries(said).find(([line]) => line.startsWith('for i in 1 2 3 4; do curl '));
+    expect(rounds?.[1].split('\n').filter(Boolean).sort(), JSON.stringify(said)).toEqual([
+      'hello from web-1',
+      'hello from web-1',
+      'hello from web-2',
+      'hello from web-2',
+    ]);
+    const shown = Object.entries(said).find(([line]) => / lb show web /.test(line));
+    expect(shown?.[1]).toMatch(/^targets: +tag:app=web:8080$/m);
 
     // A deleted instance's name goes within 1 s of its record, and its lease with it.
     const credentials = await readCredentials(access.MAMMATUS_CREDENTIALS);
@@ -211,7 +228,7 @@ describe.skipIf(Boolean(skip))("the README's first command on a fresh copy, as r
     expect(exited(), out).toBe(true);
     expect(out).toContain('Stopped.');
     expect(localLanLeftovers()).toEqual([]);
-    expect((await runCommand('ip', ['link', 'show', 'mmc-lan'])).code).not.toBe(0);
+    for (const link of ['mmc-lan', 'mmc-wan']) expect((await runCommand('ip', ['link', 'show', link])).code, link).not.toBe(0);
     expect(existsSync(LXD_BASE)).toBe(false);
     expect(lxdProcesses()).toEqual([]);
   }, 1_800_000);

@@ -1,14 +1,15 @@
 /**
  * Keeps the README's first command honest: the local cluster starts, reports all four roles ok,
  * stops; and, as root, its storage node really serves: a volume made with the CLI is `serving` on
- * storage-1 and answers an iSCSI login with its CHAP, from this host, as the attached initiator.
+ * storage-1 and answers an iSCSI login with its CHAP, from this host, as the attached initiator;
+ * and this host, the gateway's WAN side, reaches a balancer made with the CLI.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LAN, localLanLeftovers } from '../../scripts/lib/local-lan.js';
+import { LAN, WAN, localLanLeftovers } from '../../scripts/lib/local-lan.js';
 import { RUN_DIR } from '../../scripts/lib/local-root.js';
 import { STORAGE_DIR, STORAGE_PORTAL } from '../../scripts/lib/local-storage.js';
 import { runCommand } from '../../scripts/lib/lxd-node.js';
@@ -37,16 +38,17 @@ describe.skipIf(Boolean(skip))('the local cluster (scripts/local-cluster.ts)', (
     else expect(stdout).toMatch(/serve volumes on storage-1|storage-1 serves no volume: /);
     expect(stdout).toContain('Stopped.');
     if (asRoot) expect(localLanLeftovers()).toEqual([]);
+    if (asRoot) expect((await runCommand('ip', ['link', 'show', 'mmc-wan'])).code).not.toBe(0);
   }, 120_000);
 });
 
 const storageSkip =
   skip ??
   (asRoot ? undefined : "needs root (storage-1's tgtd runs in network and mount namespaces of its own)") ??
-  missingTools(['tgtd', 'tgtadm', 'tgt-admin', 'nsenter', 'iscsi-ls', 'iscsi-inq', 'nats-server']);
+  missingTools(['tgtd', 'tgtadm', 'tgt-admin', 'nsenter', 'iscsi-ls', 'iscsi-inq', 'nats-server', 'haproxy', 'curl']);
 if (storageSkip) console.warn(`local cluster storage test skipped: ${storageSkip}`);
 
-describe.skipIf(Boolean(storageSkip))("the local cluster's storage node, as root", () => {
+describe.skipIf(Boolean(storageSkip))("the local cluster's storage node and gateway balancer, as root", () => {
   let cluster: ChildProcess | undefined;
   let out = '';
   const exited = () => cluster!.exitCode !== null || cluster!.signalCode !== null;
@@ -58,7 +60,7 @@ describe.skipIf(Boolean(storageSkip))("the local cluster's storage node, as root
   };
   afterAll(stop, 90_000);
 
-  it('serves a volume made with the CLI: serving on storage-1, an iSCSI login with its CHAP; Ctrl-C removes it all', async () => {
+  it('serves a volume made with the CLI: serving on storage-1, an iSCSI login with its CHAP; a balancer answers on the gateway WAN; Ctrl-C removes it all', async () => {
     cluster = spawn(process.execPath, ['--import', 'tsx', 'scripts/local-cluster.ts', '--no-image', '--no-demo'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -119,9 +121,41 @@ describe.skipIf(Boolean(storageSkip))("the local cluster's storage node, as root
     expect((await inq(`${v.chap.secret}x`)).code).not.toBe(0);
     expect((await inq()).code).not.toBe(0);
 
+    // The gateway's WAN leads to this host: a balancer made with the CLI answers here, from HAProxy
+    // in the gateway's namespace. TCP to the controller's metadata service (its firewall lets the
+    // gateway in), so any HTTP status is that service's, never HAProxy's.
+    const lb = await mammatus(['lb', 'create', 'lcmeta', '--listen', '8080', '--mode', 'tcp', '--target', 'member:controller-1:8775']);
+    expect(lb.code, lb.stderr).toBe(0);
+    const url = `http://${WAN.gateway}:8080/latest/meta-data/`;
+    const answered = await until(
+      'the balancer on the WAN',
+      async () => {
+        const r = await runCommand('curl', ['-s', '-m', '2', '-o', '/dev/null', '-w', '%{http_code}', url]);
+        return /^[1-5]\d\d$/.test(r.stdout) ? r.stdout : undefined;
+      },
+      20_000,
+    );
+    expect(answered).toMatch(/^[1-5]\d\d$/);
+    // The gateway's status line counts it (HAProxy's state as of the previous ask: asked again until it shows).
+    const status = await until(
+      'the balancer in the status',
+      async () => {
+        const r = await runCommand(
+          process.execPath,
+          ['dist/mammatus.mjs', '--rpc-addr', '127.0.0.1:7375', 'status', '--tag', 'role=gateway'],
+          env,
+        );
+        return /^ {2}gateway-1 gateway: 1 balancer, 1\/1 targets up/m.test(r.stdout) ? r.stdout : undefined;
+      },
+      15_000,
+    );
+    expect(status).toContain('1 balancer, 1/1 targets up');
+
     await stop();
     expect(out).toContain('Stopped.');
     expect(localLanLeftovers()).toEqual([]);
+    expect((await runCommand('ip', ['link', 'show', 'mmc-wan'])).code).not.toBe(0);
+    expect((await runCommand('pgrep', ['-f', '/run/mammatus-local-cluster/gateway/haproxy'])).stdout.trim()).toBe('');
     // Storage-1's mount namespace and private directories are gone, and its tgtd with them.
     expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(RUN_DIR);
     expect((await runCommand('pgrep', ['-f', `portal=${STORAGE_PORTAL}`])).stdout.trim()).toBe('');

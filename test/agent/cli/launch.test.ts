@@ -20,13 +20,16 @@ const run = cliRunner(() => credentials);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('instance launch|start|stop|delete: usage', () => {
-  it('exits 2 without --image, with a bad MAC or a missing file; 1 without --node and no serf to choose one', async () => {
+  it('exits 2 without --image, with a bad MAC, a missing file or --tag image; 1 without --node and no serf to choose one', async () => {
     expect((await run('instance', 'launch', 'web', '--node', 'cn1')).code).toBe(2);
     const unchosen = await run('instance', 'launch', 'web', '--image', 'debian-12');
     expect(unchosen).toMatchObject({ code: 1, err: expect.stringContaining('choosing a compute node needs the local serf agent') });
     const mac = await run('instance', 'launch', 'web', '--image', 'd', '--node', 'cn1', '--mac', '01:00:5e:00:00:01');
     expect(mac).toMatchObject({ code: 2, err: expect.stringContaining('multicast') });
     expect((await run('instance', 'launch', 'web', '--image', 'd', '--node', 'cn1', '--user-data', '/nonexistent')).code).toBe(2);
+    // The image tag is --image's: another value would have the compute node launch another image.
+    const image = await run('instance', 'launch', 'web', '--image', 'd', '--node', 'cn1', '--tag', 'image=e');
+    expect(image).toMatchObject({ code: 2, err: expect.stringContaining('--tag image: set by --image') });
     expect((await run('instance', 'stop')).code).toBe(2);
   });
 
@@ -72,6 +75,8 @@ describe.skipIf(!natsServerAvailable())('instance launch|start|stop|delete again
       path.join(tmp, 'ud'),
       '--ssh-key',
       path.join(tmp, 'keys'),
+      '--tag',
+      'app=web',
       '--nats',
       nats.url,
     );
@@ -81,7 +86,7 @@ describe.skipIf(!natsServerAvailable())('instance launch|start|stop|delete again
     expect(rec).toMatchObject({
       node: 'cn1',
       state: 'running',
-      tags: { image: 'debian-12' },
+      tags: { image: 'debian-12', app: 'web' },
       ssh_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7 me@host'],
     });
     expect(Buffer.from(rec.user_data!, 'base64').toString()).toBe('#cloud-config\n');
