@@ -5,7 +5,8 @@
  * loaded on first use (a run, or building the spawner): an agent that runs nothing never loads it.
  */
 import type { ExecaError } from 'execa';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Daemon, Logger, Run, RunOptions, RunResult, Spawn } from './contracts.js';
 import { FALLBACK_SERVICE_USER, findPasswdUser, type SystemUser } from './users.js';
 import { runnableProgram } from './program-stage.js';
@@ -189,4 +190,19 @@ export async function buildSpawn(opts: BuildSpawnOptions = {}): Promise<Spawn> {
         : {}),
     };
   };
+}
+
+/** The executable `name` from PATH, then `extraDirs` (the sbin dirs a root shell has); undefined if none. */
+export function findOnPath(name: string, extraDirs: readonly string[] = []): string | undefined {
+  for (const dir of [...(process.env.PATH ?? '').split(':'), ...extraDirs]) {
+    if (!dir) continue;
+    const file = path.join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      /* next */
+    }
+  }
+  return undefined;
 }

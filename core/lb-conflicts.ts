@@ -40,8 +40,9 @@ export function lbConflict(a: LbRouteFields, b: LbRouteFields): string | undefin
   if (a.mode !== b.mode) return `${where} in mode ${a.mode}: balancers sharing a port share its mode`;
   if (a.tls !== b.tls) return `${where} with tls ${a.tls}: balancers sharing a port share its TLS kind`;
   if (a.mode === 'tcp' && a.tls === 'none') return `${where} as plain TCP, which cannot be shared (no host name to route by)`;
-  if ((a.path ?? '') !== (b.path ?? '')) return undefined;
-  const on = a.path === undefined ? '' : ` under ${a.path}`;
+  // No path is every path: the same routes as `/` (the renderer's map key is `<host>/` for both).
+  if ((a.path ?? '/') !== (b.path ?? '/')) return undefined;
+  const on = (a.path ?? '/') === '/' ? '' : ` under ${a.path}`;
   if (a.hosts.length === 0 && b.hosts.length === 0) return `${where} as the catch-all${on}: there can be one per port`;
   const taken = b.hosts.filter((h) => a.hosts.includes(h));
   if (taken.length > 0) return `${where} for ${taken.join(', ')}${on} already`;

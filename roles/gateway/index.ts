@@ -25,7 +25,7 @@ import { errorMessage } from '../../core/errors.js';
 import { PROXY_CHILD } from './metadata-proxy.js';
 import { BOOT_CHILD } from './boot-server.js';
 import { GatewayServiceChild } from './service-child.js';
-import { GatewayHaproxy } from './lb/gateway-haproxy.js';
+import { GatewayHaproxy, HAPROXY_MISSING, haproxyInstalled } from './lb/gateway-haproxy.js';
 import { balancersCachePath, lbLeftOutPath, parseBalancersCache, planGatewayLb } from './lb/render-lb.js';
 import { Forwarding, lanAddress, logLbLeftOut, logNotes, prepareDirs, probeDns, releaseStaleLeases, type DnsProbe } from './apply-steps.js';
 
@@ -235,6 +235,10 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
           lastBalancers = parseBalancersCache(await from.files.read(balancersCachePath(cfg.lb)).catch(() => undefined));
       }
       if (!lastBalancers) return undefined;
+      // Without the program every balancer is left out (and says why) rather than fail the role's
+      // apply, DHCP and DNS with it, at `haproxy -c`.
+      if (lastBalancers.length && !haproxyInstalled(cfg.lb.binary))
+        return { balancers: [], leftOut: lastBalancers.map((b) => ({ name: b.record.name, reason: HAPROXY_MISSING })) };
       // What this gateway cannot serve is left out here, so HAProxy's hooks see only what it serves.
       const plan = planGatewayLb(cfg, lastBalancers, { node: from.node, members });
       return { balancers: plan.served, leftOut: plan.leftOut };

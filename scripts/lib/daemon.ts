@@ -4,23 +4,8 @@
  * a signal, escalating to SIGKILL when it does not exit in time.
  */
 import type { ChildProcess } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import path from 'node:path';
 
-/** The executable `name` from PATH, then `extraDirs` (the sbin dirs a root shell has); undefined if none. */
-export function findOnPath(name: string, extraDirs: readonly string[] = []): string | undefined {
-  for (const dir of [...(process.env.PATH ?? '').split(':'), ...extraDirs]) {
-    if (!dir) continue;
-    const file = path.join(dir, name);
-    try {
-      accessSync(file, constants.X_OK);
-      return file;
-    } catch {
-      /* next */
-    }
-  }
-  return undefined;
-}
+export { findOnPath } from '../../core/exec.js';
 
 /** A spawned daemon, stoppable by its PID. */
 export interface Daemon {

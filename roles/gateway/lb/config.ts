@@ -76,15 +76,15 @@ export const GATEWAY_LB_DEFAULTS: GatewayLbConfig = {
 
 const AT = 'roles.gateway.lb';
 const opt = { nullable: true } as const;
-// IPv6 without brackets (render-haproxy.ts adds them); hex digits, colons and dots only.
-const isBindAddr = (v: string): boolean => isIPv4(v) || (/^[0-9a-fA-F:.]+$/.test(v) && v.includes(':'));
+// IPv4 only: the gateway's firewall is iptables (IPv4), so an IPv6 bind would stand unfiltered.
+const isBindAddr = (v: string): boolean => isIPv4(v);
 const FORMATS: Readonly<Record<string, Format>> = {
   path: COMMON_FORMATS.path,
   program: {
     check: (v) => /^[A-Za-z0-9._+-]+$/.test(v) || isSafeAbsolutePath(v),
     why: 'must be a program name like haproxy or an absolute path',
   },
-  'bind-addr': { check: isBindAddr, why: 'must be an IPv4 or IPv6 address like 0.0.0.0 or 203.0.113.5' },
+  'bind-addr': { check: isBindAddr, why: 'must be an IPv4 address like 0.0.0.0 or 203.0.113.5 (IPv6 is not filtered by the firewall)' },
   'acme-url': {
     check: (v) => /^https:\/\/[A-Za-z0-9.:[\]-]+(\/[A-Za-z0-9._~%/-]*)?$/.test(v),
     why: 'must be an https URL like https://ca.mammatus:9000/acme/acme/directory',

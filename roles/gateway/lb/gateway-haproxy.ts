@@ -15,7 +15,10 @@
  * new one. When that fails, the rollback removes the new files and restores the old ones; reload
  * then starts the old settings' HAProxy again.
  */
+import { accessSync, constants } from 'node:fs';
+import path from 'node:path';
 import type { Spawn } from '../../../core/contracts.js';
+import { findOnPath } from '../../../core/exec.js';
 import type { ResolvedBalancer } from '../../../core/lb-record.js';
 import { errorMessage } from '../../../core/errors.js';
 import type { ApplyContext, StartContext } from '../../types.js';
@@ -45,6 +48,8 @@ interface Sup {
   readonly configFile: string;
   /** Its admin socket with the status line's bounds. */
   readonly status: HaproxyRuntime;
+  /** The role's file reader (certificate reloads compare the disk with what is live). */
+  readonly files: ApplyContext['files'];
 }
 
 /** What `show servers state` said last: server `backend/server` → up. */
@@ -53,6 +58,20 @@ interface Status {
   readonly servers?: ReadonlyMap<string, boolean>;
   readonly error?: string;
   readonly pending?: boolean;
+}
+
+/** Why every balancer is left out on a gateway without HAProxy. */
+export const HAPROXY_MISSING = 'haproxy is not installed on this gateway (apt-get install haproxy)';
+
+/** Whether `binary` (roles.gateway.lb.binary: a name on PATH, or an absolute path) can be run. */
+export function haproxyInstalled(binary: string): boolean {
+  if (!path.isAbsolute(binary)) return findOnPath(binary, ['/usr/sbin', '/sbin']) !== undefined;
+  try {
+    accessSync(binary, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** HAProxy as the gateway role runs it (one per role). */
@@ -159,9 +178,14 @@ export class GatewayHaproxy {
    * renders are unchanged, so `live` stays. Nothing when HAProxy does not run: it reads them at start.
    */
   async reloadCertificates(): Promise<void> {
-    const sup = this.current?.sup;
-    if (!sup?.process.running) return;
-    await sup.reload();
+    const cur = this.current;
+    if (!cur?.sup.process.running) return;
+    // An apply between writing HAProxy's files and making them live (or rolling them back) must
+    // not have them loaded unvalidated: then this waits for the next check, and that apply's own
+    // reload reads the certificates anyway. (Unknown live files, after a restart: reloaded.)
+    const live = this.live;
+    if (live) for (const [p, content] of live.files) if ((await cur.files.read(p)) !== content) throw new Error('an apply is under way');
+    await cur.sup.reload();
     this.status = { ...this.status, at: 0 };
   }
 
@@ -231,6 +255,7 @@ export class GatewayHaproxy {
       sup,
       configFile: configPath(settings),
       status: new HaproxyRuntime(settings.adminSocket, { timeoutMs: 1000, maxBytes: 1 << 20 }),
+      files: ctx.files,
     };
     return this.next;
   }

@@ -39,8 +39,10 @@ export function renderGlobal(s: HaproxySettings): string {
     `  stats socket ${s.adminSocket} mode 600 level admin expose-fd listeners`,
     '  stats timeout 30s',
     '  log stderr format raw local0 notice',
-    // An old worker still serving long connections after a reload ends within this time.
-    '  hard-stop-after 30s',
+    // An old worker still serving long connections (WebSockets, database sessions) after a
+    // reload ends within this time: every lb create or rm and certificate renewal reloads, so
+    // long enough for most sessions to end on their own, short enough that old workers do not pile up.
+    '  hard-stop-after 5m',
     '',
     'defaults',
     '  log global',
@@ -50,6 +52,9 @@ export function renderGlobal(s: HaproxySettings): string {
     `  timeout server ${t.server}ms`,
     `  timeout http-request ${t.httpRequest}ms`,
     `  timeout check ${t.check}ms`,
+    // Once a connection is a tunnel (TCP mode, an upgraded WebSocket) it may idle this long; the
+    // client and server timeouts above would cut an idle session after 30 s.
+    '  timeout tunnel 1h',
     // A connection refused by a server just removed or killed is retried on another one.
     '  retries 3',
     '  option redispatch 1',

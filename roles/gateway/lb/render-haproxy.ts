@@ -115,7 +115,10 @@ export function renderHaproxy(balancers: readonly ResolvedBalancer[], s: Haproxy
 function renderHttpFrontend(port: number, group: readonly ResolvedBalancer[], map: string, s: HaproxySettings, acme: string[]): string {
   const tls = group[0].record.tls === 'acme' ? ` ssl crt ${s.placeholderCert} crt ${s.certDir}` : '';
   const catchAll = group.filter((b) => isCatchAll(b.record)).map((b) => b.record);
-  const byPath = catchAll.filter((r) => r.path !== undefined);
+  // Longest prefix first, as in the host map: `/api/v2` is tried before `/api`.
+  const byPath = catchAll
+    .filter((r) => r.path !== undefined)
+    .sort((a, b) => (b.path ?? '').length - (a.path ?? '').length || cmp(a.name, b.name));
   const whole = catchAll.find((r) => r.path === undefined);
   return [
     `frontend ft_${port}`,

@@ -19,7 +19,7 @@
 import path from 'node:path';
 import type { Member } from '../../../core/contracts.js';
 import { checkResolvedBalancer } from '../../../core/lb-check.js';
-import { withoutConflicts } from '../../../core/lb-conflicts.js';
+import { olderFirst, withoutConflicts } from '../../../core/lb-conflicts.js';
 import { ALWAYS_RESERVED_PORTS, checkListen } from '../../../core/lb-listen.js';
 import type { LbLeftOut, ResolvedBalancer } from '../../../core/lb-record.js';
 import { byText } from '../../../core/lb-syntax.js';
@@ -120,14 +120,23 @@ export function planGatewayLb(
   const { kept, dropped } = withoutConflicts(fit.map((b) => b.record));
   for (const { record, why } of dropped) leftOut.push({ name: record.name, reason: why });
   const served = fit.filter((b) => kept.includes(b.record)).sort((a, b) => byText(a.record.name, b.record.name));
+  // The last guard: a set the renderer still refuses together loses its youngest member until it
+  // renders, so no pair of records can throw out of the role's render (DHCP and DNS with it).
+  for (;;) {
+    const why = whyNot(undefined, [], () => renderHaproxy(served, settings));
+    if (!why || !served.length) break;
+    const youngest = [...served].sort((x, y) => olderFirst(x.record, y.record)).at(-1)!;
+    served.splice(served.indexOf(youngest), 1);
+    leftOut.push({ name: youngest.record.name, reason: `cannot be served beside the others: ${why}` });
+  }
   return { served, leftOut: leftOut.sort((a, b) => byText(a.name, b.name)) };
 }
 
 /** Why the gateway cannot serve `b` alone, or undefined. */
-function whyNot(b: ResolvedBalancer, reserved: readonly ReservedPort[], render: () => unknown): string | undefined {
+function whyNot(b: ResolvedBalancer | undefined, reserved: readonly ReservedPort[], render: () => unknown): string | undefined {
   try {
-    checkListen(b.record.listen);
-    const taken = reserved.find((p) => p.port === b.record.listen.port);
+    if (b) checkListen(b.record.listen);
+    const taken = b && reserved.find((p) => p.port === b.record.listen.port);
     if (taken) return `port ${taken.port} is the gateway's ${taken.what}`;
     render();
     return undefined;

@@ -65,6 +65,30 @@ describe.skipIf(noHaproxy !== undefined)('every golden config passes haproxy -c'
   });
 });
 
+describe('renderHaproxy path catch-alls', () => {
+  it('tries the longest prefix first, whatever the names', () => {
+    const r = (name: string, path: string) => ({
+      record: record({
+        name,
+        listen: { port: 80 },
+        mode: 'http',
+        hosts: [],
+        path,
+        targets: [],
+        health: { kind: 'tcp' },
+        tls: 'none',
+        balance: 'roundrobin',
+      }),
+      servers: [],
+    });
+    const cfg = renderHaproxy([r('a', '/api'), r('b', '/api/v2')], fixtureSettings()).find((f) => f.path.endsWith('haproxy.cfg'))!.content;
+    expect(cfg.match(/use_backend lb_\w+ if \{ path_beg .* \}/g)).toEqual([
+      'use_backend lb_b if { path_beg /api/v2 }',
+      'use_backend lb_a if { path_beg /api }',
+    ]);
+  });
+});
+
 describe('renderHaproxy refuses what one config cannot serve', () => {
   const s = fixtureSettings();
   const base = {

@@ -12,6 +12,7 @@ import type { Member } from '../../../core/contracts.js';
 import type { ResolvedBalancer } from '../../../core/lb-record.js';
 import { parseGatewayConfig } from '../../../roles/gateway/config.js';
 import { buildGatewayRole } from '../../../roles/gateway/index.js';
+import { HAPROXY_MISSING } from '../../../roles/gateway/lb/gateway-haproxy.js';
 import { renderGateway } from '../../../roles/gateway/render.js';
 import { parseBalancersCache, parseLbLeftOut } from '../../../roles/gateway/lb/render-lb.js';
 import { memoryFiles } from '../../helpers/memory-files.js';
@@ -67,7 +68,9 @@ describe('roles.gateway.lb', () => {
   });
 
   it.each([
-    [{ lb: { bind: ['eth0'] } }, /^roles\.gateway\.lb\.bind\[0\]: must be an IPv4 or IPv6 address/],
+    [{ lb: { bind: ['eth0'] } }, /^roles\.gateway\.lb\.bind\[0\]: must be an IPv4 address/],
+    // IPv6 would bind every balancer where no firewall rule (iptables is IPv4) stands in front.
+    [{ lb: { bind: ['::'] } }, /^roles\.gateway\.lb\.bind\[0\]: must be an IPv4 address .*IPv6 is not filtered/],
     [{ lb: { dir: 'etc/haproxy' } }, /^roles\.gateway\.lb\.dir: must be an absolute path/],
     [{ lb: { binary: 'haproxy -d' } }, /^roles\.gateway\.lb\.binary: must be a program name/],
     [{ lb: { dir: '/x', run_dir: '/x' } }, /^roles\.gateway\.lb\.run_dir: must differ from dir/],
@@ -93,9 +96,9 @@ describe('roles.gateway.lb', () => {
     });
   });
 
-  it('takes IPv6 bind addresses and an absolute binary', () => {
-    expect(parseGatewayConfig({ lb: { bind: ['::', '203.0.113.5'], binary: '/usr/sbin/haproxy' } }).lb).toMatchObject({
-      bind: ['::', '203.0.113.5'],
+  it('takes IPv4 bind addresses and an absolute binary', () => {
+    expect(parseGatewayConfig({ lb: { bind: ['198.51.100.7', '203.0.113.5'], binary: '/usr/sbin/haproxy' } }).lb).toMatchObject({
+      bind: ['198.51.100.7', '203.0.113.5'],
       binary: '/usr/sbin/haproxy',
     });
   });
@@ -211,6 +214,13 @@ describe('gateway render with balancers', () => {
     expect(set?.leftOut).toEqual([{ name: 'dns', reason: "listen: port 53 belongs to the gateway's DNS (dnsmasq) on every gateway" }]);
     const desired = { node: 'gw', config: {}, members: [self], balancers: set!.balancers, balancersLeftOut: set!.leftOut! };
     expect(role.facts!(desired)?.summary).toContain('1 balancer left out (dns)');
+  });
+  it('leaves every balancer out, saying why, on a gateway without HAProxy (the rest of the role applies)', async () => {
+    const lbFeed = () => ({ snapshot: () => [lb('web', 80)], stop: () => Promise.resolve() });
+    const role = buildGatewayRole({ spawn: noSpawn, lbFeed });
+    const controller: Member = { name: 'c-1', addr: '10.88.0.5', port: 7946, tags: { role: 'controller' }, status: 'alive' };
+    const set = await role.balancers!([self, controller], ctx({ lb: { binary: '/nonexistent/haproxy' } }, memoryFiles()));
+    expect(set).toEqual({ balancers: [], leftOut: [{ name: 'web', reason: HAPROXY_MISSING }] });
   });
   it('an agent that starts again renders from the copy of the balancers until its feed reads', async () => {
     const balancers = [lb('web', 80)];

@@ -208,6 +208,13 @@ describe('lb conflicts', () => {
     expect(conflicts([http('a')], http('a'))).toEqual([]);
   });
 
+  it('takes no path and the path / for the same routes (both are every path)', () => {
+    expect(conflicts([http('a')], http('b', { path: '/' }))).toEqual([expect.stringMatching(/for www.example.com already$/)]);
+    expect(conflicts([http('a', { hosts: [] })], http('b', { hosts: [], path: '/' }))).toEqual([
+      expect.stringMatching(/as the catch-all: there can be one per port$/),
+    ]);
+  });
+
   it.each<[string, LoadBalancerRecord[], LoadBalancerRecord, RegExp]>([
     [
       'the same host',
