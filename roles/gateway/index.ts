@@ -31,6 +31,9 @@ import { BOOT_CHILD } from './boot-server.js';
 import { GatewayServiceChild } from './service-child.js';
 import { GatewayHaproxy } from './lb/gateway-haproxy.js';
 import { balancersCachePath, parseBalancersCache } from './lb/render-lb.js';
+import { LbHealthReporter } from './lb/health-report.js';
+import { haproxySettings } from './lb/config.js';
+import type { LbHealthSinkFactory } from '../../core/lb-health.js';
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 /** The mangle chain that sets the TTL of the metadata proxy's answers (hop limit). */
@@ -53,6 +56,8 @@ export interface GatewayDeps {
   readonly instanceFeed?: InstanceFeedFactory;
   /** Opens a feed on the load balancer registry (NATS); without it the gateway serves no balancers. */
   readonly lbFeed?: LbFeedFactory;
+  /** Where target health reports go (NATS, core/lb-health.ts); without it the gateway reports none. */
+  readonly lbHealth?: LbHealthSinkFactory;
   /** The system user the proxy and boot server run as when the agent is root (`services.user`, default mammatus). */
   readonly serviceUser?: () => string;
   /** The agent's log level, for the proxy's own log (default: the proxy config's). */
@@ -73,6 +78,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
   let dnsmasq: DnsmasqSupervisor | undefined;
   let feed: InstanceFeed | undefined;
   let lbFeed: LbFeed | undefined;
+  let health: LbHealthReporter | undefined;
   /** The balancers of the last snapshot, or of the copy rendered before a restart, until the feed has one. */
   let lastBalancers: readonly ResolvedBalancer[] | undefined;
   let restored = false;
@@ -89,6 +95,14 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     if (!lbFeed && deps.lbFeed && cfg.lb.enabled) {
       lbFeed = deps.lbFeed(servers, () => reconcile('load balancers changed'), log.child({ component: 'lb-feed' }));
     }
+    if (!health && deps.lbHealth && cfg.lb.enabled) {
+      const hlog = log.child({ component: 'lb-health' });
+      health = new LbHealthReporter(deps.lbHealth(servers, hlog), hlog);
+    }
+  }
+  /** Tells the health reporter what HAProxy runs now (after an apply or a start). */
+  function reportHealth(cfg: GatewayConfig, balancers: readonly ResolvedBalancer[] | undefined): void {
+    if (cfg.lb.enabled) health?.update(haproxySettings(cfg.lb).adminSocket, balancers ?? []);
   }
   const haproxy = new GatewayHaproxy(deps.spawn);
   const proxy = new GatewayServiceChild(deps, PROXY_CHILD);
@@ -177,6 +191,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       // After the firewall: a new listen port is open by the time HAProxy binds it.
       await haproxy.reload(ctx, cfg);
       ensureFeed(cfg, ctx.desired.members, ctx.log);
+      reportHealth(cfg, ctx.desired.balancers);
     },
 
     async health(ctx) {
@@ -214,6 +229,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
         ctx.log.error({ err: errorMessage(err) }, 'the boot server did not start; retrying with backoff'),
       );
       await haproxy.start(ctx, cfg);
+      reportHealth(cfg, ctx.desired.balancers);
       if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
       if (!dnsmasq?.process.running) await prepareDirs(ctx.run, cfg);
       supervisor(ctx.log).ensureRunning(cfg.paths.dnsmasq_conf);
@@ -250,10 +266,11 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     queries: { [LEASES_QUERY]: answerLeases, [RESERVATIONS_QUERY]: answerReservations },
 
     async stop() {
-      const [f, l] = [feed, lbFeed];
+      const [f, l, h] = [feed, lbFeed, health];
       feed = undefined;
       lbFeed = undefined;
-      await Promise.all([dnsmasq?.stop(), proxy.stop(), boot.stop(), haproxy.stop(), f?.stop(), l?.stop()]);
+      health = undefined;
+      await Promise.all([dnsmasq?.stop(), proxy.stop(), boot.stop(), haproxy.stop(), f?.stop(), l?.stop(), h?.stop()]);
     },
   };
 }
