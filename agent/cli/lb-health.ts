@@ -51,7 +51,7 @@ export function healthSummary(reports: readonly ShownReport[]): string {
 
 /** `lb show`'s health section: per gateway, each target's servers with their state and last check. */
 export function healthLines(record: LoadBalancerRecord, reports: readonly ShownReport[]): string[] {
-  if (!reports.length) return [`health:    ${NO_REPORTS}`];
+  if (!reports.length) return [`target health: ${NO_REPORTS}`];
   const lines = ['target health:'];
   for (const r of reports) {
     lines.push(`  gateway ${r.gateway}: ${upOf(r)}, reported ${r.age_s}s ago${r.stale ? ' (STALE: the gateway stopped reporting)' : ''}`);
