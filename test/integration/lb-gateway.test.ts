@@ -18,6 +18,7 @@ import { buildFileOps } from '../../core/files.js';
 import { connectNats } from '../../core/nats.js';
 import { buildStatus, STATUS_MAX_BYTES } from '../../handlers/status.js';
 import { buildGatewayRole } from '../../roles/gateway/index.js';
+import { openLbHealthSink } from '../../src/lb/health.js';
 import { HaproxyMaster } from '../../roles/gateway/lb/haproxy-runtime.js';
 import { openLbFeed } from '../../src/lb/feed.js';
 import { InstanceRegistry } from '../../src/registry/registry.js';
@@ -135,6 +136,8 @@ describe.skipIf(Boolean(skip))('the gateway serving load balancers from the regi
             probe,
             // With the gateway's own credentials: the bucket must be readable by a gateway.
             lbFeed: (servers, onChange, log) => openLbFeed(servers, onChange, log, { credentials: gatewayCredentials, debounceMs: 50 }),
+            // Target health, written with the gateway's credentials under its own name.
+            lbHealth: (servers, log) => openLbHealthSink(servers, log, { node: 'gw1', credentials: gatewayCredentials }),
           }),
         },
         version: '0.0.0-test',
@@ -188,6 +191,10 @@ describe.skipIf(Boolean(skip))('the gateway serving load balancers from the regi
     });
     expect(detail).toBe('2 balancers, 3/3 targets up');
     expect(Buffer.byteLength(JSON.stringify(buildStatus(agent.view)))).toBeLessThanOrEqual(STATUS_MAX_BYTES);
+    // The same from the controller side: the gateway's reports in `lb list` and `lb show`.
+    await until('lb list shows health', async () => /^api\s.*\s2\/2 up$/m.test((await cli('lb', 'list')).out), 15_000);
+    expect((await cli('lb', 'list')).out).toMatch(/^web\s.*\s1\/1 up$/m);
+    expect((await cli('lb', 'show', 'api')).out).toMatch(/^ {2}gateway gw1: 2\/2 up, reported \d+s ago$/m);
   }, 40_000);
 
   it('refuses a balancer on a port the gateway uses, keeping the last good HAProxy config running', async () => {
