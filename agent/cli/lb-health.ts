@@ -6,7 +6,7 @@
  */
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { LB_HEALTH_STALE_MS, type LbHealthReport } from '../../core/lb-health.js';
+import { LB_HEALTH_STALE_MS, type LbHealthReport, type LbServerHealth } from '../../core/lb-health.js';
 import type { LoadBalancerRecord } from '../../core/lb-record.js';
 import { errorMessage } from '../../core/errors.js';
 import { formatTarget } from '../../src/lb/record.js';
@@ -49,6 +49,9 @@ export function healthSummary(reports: readonly ShownReport[]): string {
   return stale ? `${text} (+${stale} stale)` : text;
 }
 
+/** How long a server has been in its state now (the report's count plus the report's age). */
+const since = (s: LbServerHealth, r: ShownReport): string => (s.since_s === undefined ? '-' : `${s.since_s + r.age_s}s`);
+
 /** `lb show`'s health section: per gateway, each target's servers with their state and last check. */
 export function healthLines(record: LoadBalancerRecord, reports: readonly ShownReport[]): string[] {
   if (!reports.length) return [`target health: ${NO_REPORTS}`];
@@ -60,12 +63,11 @@ export function healthLines(record: LoadBalancerRecord, reports: readonly ShownR
       const spelled = formatTarget(t);
       const mine = r.servers.filter((s) => s.target.split('|').includes(spelled));
       if (!mine.length) rows.push([spelled, '-', '-', 'no server', '-', 'selects no running machine']);
-      for (const s of mine)
-        rows.push([spelled, s.machine, `${s.addr}:${s.port}`, s.status, s.since_s === undefined ? '-' : `${s.since_s}s`, s.check ?? '-']);
+      for (const s of mine) rows.push([spelled, s.machine, `${s.addr}:${s.port}`, s.status, since(s, r), s.check ?? '-']);
     }
     // Servers the gateway attributes to no target of this record (it runs an older version of it).
     for (const s of r.servers.filter((x) => !record.targets.some((t) => x.target.split('|').includes(formatTarget(t)))))
-      rows.push([s.target, s.machine, `${s.addr}:${s.port}`, s.status, s.since_s === undefined ? '-' : `${s.since_s}s`, s.check ?? '-']);
+      rows.push([s.target, s.machine, `${s.addr}:${s.port}`, s.status, since(s, r), s.check ?? '-']);
     lines.push(...formatTable(rows).map((l) => `    ${l}`));
   }
   return lines;

@@ -102,7 +102,8 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
   }
   /** Tells the health reporter what HAProxy runs now (after an apply or a start). */
   function reportHealth(cfg: GatewayConfig, balancers: readonly ResolvedBalancer[] | undefined): void {
-    if (cfg.lb.enabled) health?.update(haproxySettings(cfg.lb).adminSocket, balancers ?? []);
+    // Balancers turned off: none, so the reports of those it served are deleted.
+    health?.update(haproxySettings(cfg.lb).adminSocket, cfg.lb.enabled ? (balancers ?? []) : []);
   }
   const haproxy = new GatewayHaproxy(deps.spawn);
   const proxy = new GatewayServiceChild(deps, PROXY_CHILD);
