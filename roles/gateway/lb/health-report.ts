@@ -160,7 +160,8 @@ export class LbHealthReporter {
   /** Balancer → what was last published and when. */
   private readonly published = new Map<string, { readonly content: string; readonly at: number }>();
   private timer: NodeJS.Timeout | undefined;
-  private busy = false;
+  /** The round in flight. */
+  private round: Promise<void> | undefined;
   private failing = false;
 
   constructor(
@@ -186,10 +187,17 @@ export class LbHealthReporter {
     detach(this.poll(), () => undefined);
   }
 
-  /** One round: ask HAProxy, publish what changed or is due, delete reports of balancers gone. */
-  async poll(): Promise<void> {
-    if (this.busy || !this.runtime) return;
-    this.busy = true;
+  /**
+   * One round: ask HAProxy, publish what changed or is due, delete reports of balancers gone. While
+   * one runs, a call waits for it rather than start another (one question to HAProxy at a time).
+   */
+  poll(): Promise<void> {
+    this.round ??= this.pollOnce().finally(() => (this.round = undefined));
+    return this.round;
+  }
+
+  private async pollOnce(): Promise<void> {
+    if (!this.runtime) return;
     try {
       const names = new Set(this.balancers.map((b) => b.record.name));
       for (const name of [...this.published.keys()].filter((n) => !names.has(n))) {
@@ -221,8 +229,6 @@ export class LbHealthReporter {
     } catch (err) {
       if (!this.failing) this.log.warn({ err: errorMessage(err) }, 'cannot publish target health; retrying');
       this.failing = true;
-    } finally {
-      this.busy = false;
     }
   }
 

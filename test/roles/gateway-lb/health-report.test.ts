@@ -3,8 +3,14 @@
  * stat` as HAProxy 2.6 answers it (captured from the real one: two servers refused, one in
  * maintenance), HAProxy's status words, which target selected a server, and the reports built.
  */
-import { describe, expect, it } from 'vitest';
-import { buildReports, parseServerStats, serverStatus, targetOf } from '../../../roles/gateway/lb/health-report.js';
+import net from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { LbHealthReport, LbHealthSink } from '../../../core/lb-health.js';
+import { buildReports, LbHealthReporter, parseServerStats, serverStatus, targetOf } from '../../../roles/gateway/lb/health-report.js';
 import { resolvedBalancer } from '../../helpers/lb-resolved.js';
 
 const HEADER =
@@ -85,5 +91,50 @@ describe('reports', () => {
       ['i-web-2-80', 'tag:app=web:80', 'down', 'not in haproxy', undefined],
       ['i-gone-80', 'tag:app=web:80', 'down', 'not in haproxy', undefined],
     ]);
+  });
+});
+
+describe('the reporter (a fake admin socket, a sink that fails for a while)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lb-health-report-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('publishes on change and when due, retries a failing sink, deletes the reports of balancers gone', async () => {
+    let answer = STAT;
+    const socket = join(dir, 'admin.sock');
+    const server = net.createServer({ allowHalfOpen: true }, (c) => c.on('data', () => c.end(answer)));
+    await new Promise<void>((r) => server.listen(socket, r));
+    const puts: Omit<LbHealthReport, 'gateway'>[] = [];
+    const removed: string[] = [];
+    let failing = true;
+    const sink: LbHealthSink = {
+      publish: (r) => (failing ? Promise.reject(new Error('no bucket')) : (puts.push(r), Promise.resolve())),
+      remove: (b) => (removed.push(b), Promise.resolve()),
+      stop: () => Promise.resolve(),
+    };
+    const warnings: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (l: string) => void warnings.push((JSON.parse(l) as { msg: string }).msg) });
+    // A long poll and refresh period: the test drives the rounds.
+    const reporter = new LbHealthReporter(sink, log, 60_000, 60_000);
+    const b = resolvedBalancer('web', 8080, [{ name: 'm-node-80', addr: '127.0.0.1', port: 39998 }]);
+    try {
+      reporter.update(socket, [b]);
+      await reporter.poll();
+      await reporter.poll();
+      expect(warnings).toEqual(['cannot publish target health; retrying']);
+      failing = false;
+      await reporter.poll();
+      expect(puts.map((r) => r.servers.map((s) => s.status))).toEqual([['up']]);
+      await reporter.poll(); // unchanged, not due
+      expect(puts).toHaveLength(1);
+      answer = STAT.replace(',m-node-80,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,', ',m-node-80,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,');
+      await reporter.poll();
+      expect(puts.map((r) => r.servers[0].status)).toEqual(['up', 'down']);
+      reporter.update(socket, []);
+      await reporter.poll();
+      expect(removed).toEqual(['web']);
+    } finally {
+      await reporter.stop();
+      server.close();
+    }
   });
 });
