@@ -117,7 +117,14 @@ export function targetOf(b: ResolvedBalancer, name: string): { target: string; m
   const named = atPort.find((t) => t.selector.kind === kind && t.selector.kind !== 'tag' && t.selector.name === machine);
   if (named) return { target: `${formatSelector(named.selector)}:${port}`, machine };
   const tags = kind === 'instance' ? atPort.filter((t) => t.selector.kind === 'tag') : [];
-  return { target: tags.length ? tags.map((t) => `${formatSelector(t.selector)}:${port}`).join('|') : '?', machine };
+  // Readers take at most 300 characters of it: many tag targets on one port are cut (rare; still readable).
+  const target = tags.length
+    ? tags
+        .map((t) => `${formatSelector(t.selector)}:${port}`)
+        .join('|')
+        .slice(0, 300)
+    : '?';
+  return { target, machine };
 }
 
 /**
@@ -217,7 +224,8 @@ export class LbHealthReporter {
         const last = this.published.get(report.balancer);
         const c = content(report);
         if (last && last.content === c && now - last.at < this.refreshMs) continue;
-        if (Buffer.byteLength(JSON.stringify(report)) > LB_HEALTH_MAX_BYTES) {
+        // Room for the gateway's name, which the sink adds.
+        if (Buffer.byteLength(JSON.stringify(report)) > LB_HEALTH_MAX_BYTES - 256) {
           this.log.warn({ lb: report.balancer }, 'health report too large; not published');
           continue;
         }
