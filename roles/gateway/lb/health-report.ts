@@ -86,7 +86,8 @@ export function parseServerStats(text: string): ServerStat[] {
       server,
       status: at(f, 'status'),
       ...(at(f, 'lastchg') !== '' && Number.isFinite(lastchg) ? { lastchg } : {}),
-      ...(at(f, 'check_status') ? { checkStatus: at(f, 'check_status') } : {}),
+      // `* ` marks a check in progress: the same result, which must not read as a change.
+      ...(at(f, 'check_status') ? { checkStatus: at(f, 'check_status').replace(/^\* /, '') } : {}),
       ...(at(f, 'last_chk') ? { lastCheck: at(f, 'last_chk') } : {}),
     });
   }

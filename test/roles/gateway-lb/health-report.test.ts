@@ -16,14 +16,14 @@ import { resolvedBalancer } from '../../helpers/lb-resolved.js';
 const HEADER =
   '# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,cli_abrt,srv_abrt,comp_in,comp_out,comp_byp,comp_rsp,lastsess,last_chk,last_agt,qtime,ctime,rtime,ttime,agent_status,agent_code,agent_duration,check_desc,agent_desc,check_rise,check_fall,check_health,agent_rise,agent_fall,agent_health,addr,cookie,mode,algo';
 const STAT = `${HEADER}
-lb_web,i-web1-80,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1,1,0,1,1,2,2,,1,2,1,,0,,2,0,,0,L4CON,,0,,,,,,,,,,,0,0,,,,,-1,Connection refused,,0,0,0,0,,,,Layer4 connection problem,,2,3,0,,,,127.0.0.1:39999,,tcp,
+lb_web,i-web1-80,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1,1,0,1,1,2,2,,1,2,1,,0,,2,0,,0,* L4CON,,0,,,,,,,,,,,0,0,,,,,-1,Connection refused,,0,0,0,0,,,,Layer4 connection problem,,2,3,0,,,,127.0.0.1:39999,,tcp,
 lb_web,m-node-80,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1,1,0,1,1,75,2,,1,2,2,,0,,2,0,,0,L7OK,200,1,,,,,,,,,,,0,0,,,,,-1,"HTTP status check returned code <200>, ok",,0,0,0,0,,,,Layer7 check passed,,2,3,4,,,,127.0.0.1:39998,,tcp,
 lb_web,x,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT,1,1,0,,,0,,,1,2,3,,0,,2,0,,0,,,,,,,,,,,,,,0,0,,,,,-1,,,0,0,0,0,,,,,,,,,,,,127.0.0.1:39997,,tcp,
 lb_web,BACKEND,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1,1,0,1,1,2,2,,1,2,0,,0,,1,0,,0,,,,,,,,,,,,,,0,0,,,,,-1,,,0,0,0,0,,,,,,,,,,,,,,tcp,
 `;
 
 describe('show stat', () => {
-  it('parses servers (quoted fields with commas), skips the backend line', () => {
+  it('parses servers (quoted fields with commas, a check in progress), skips the backend line', () => {
     expect(parseServerStats(STAT)).toEqual([
       { backend: 'lb_web', server: 'i-web1-80', status: 'DOWN', lastchg: 2, checkStatus: 'L4CON', lastCheck: 'Connection refused' },
       {
