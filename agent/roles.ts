@@ -47,6 +47,7 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
       const { buildGatewayRole } = await import('../roles/gateway/index.js');
       const feed = w.registry ? (await import('../src/registry/gateway-feed.js')).openInstanceFeed : undefined;
       const lb = w.registry ? (await import('../src/lb/feed.js')).openLbFeed : undefined;
+      const health = w.registry ? (await import('../src/lb/health.js')).openLbHealthSink : undefined;
       return buildGatewayRole({
         spawn: await w.spawn(),
         ...(w.mammatus ? { mammatus: w.mammatus } : {}),
@@ -54,6 +55,7 @@ export function roleCatalog(w: RoleWiring): Readonly<Record<RoleName, () => Prom
         ...(w.logLevel ? { logLevel: w.logLevel } : {}),
         ...(feed ? { instanceFeed: (servers, onChange, log) => feed(servers, onChange, log, w.credentials?.()) } : {}),
         ...(lb ? { lbFeed: (servers, onChange, log) => lb(servers, onChange, log, { credentials: w.credentials?.() }) } : {}),
+        ...(health ? { lbHealth: (servers, log) => health(servers, log, { node: w.node?.() ?? '', credentials: w.credentials?.() }) } : {}),
       });
     },
     async compute() {

@@ -18,6 +18,9 @@ import {
   parseListen,
   parseTargetSpec,
 } from '../../src/lb/record.js';
+import { errorMessage } from '../../core/errors.js';
+import { openLbHealthBucket } from '../../src/lb/health.js';
+import { healthJson, healthLines, healthSummary, loadHealth, reportsOf } from './lb-health.js';
 import { formatTable, UsageError, type CliIo, type GlobalOptions } from './common.js';
 import { withNats } from './instance.js';
 
@@ -48,7 +51,12 @@ export function withBalancers(
 ): Promise<number> {
   return withNats(g, opts.nats, io, async (nc) => {
     try {
-      return await body(await LbRegistry.open(nc), nc);
+      const registry = await LbRegistry.open(nc);
+      // The gateways write target health there but may not create it: made beside the balancers.
+      await openLbHealthBucket(nc, { create: true }).catch((err: unknown) =>
+        io.err(`warning: cannot create the target health bucket: ${errorMessage(err)}`),
+      );
+      return await body(registry, nc);
     } catch (err) {
       if (err instanceof LbRecordError) throw new UsageError(err.message);
       if (err instanceof LbConflictError || err instanceof LbNotFoundError || err instanceof LbWithdrawError) {
@@ -114,15 +122,26 @@ function hostsOf(r: LoadBalancerRecord): string {
 
 /** `lb list` */
 export function listCommand(g: GlobalOptions, opts: LbOptions, io: CliIo): Promise<number> {
-  return withBalancers(g, opts, io, async (registry) => {
+  return withBalancers(g, opts, io, async (registry, nc) => {
     const records = await registry.list();
+    const health = await loadHealth(nc);
+    if (health.error) io.err(`warning: ${health.error}`);
+    const now = new Date();
     if (opts.json) {
-      io.out(JSON.stringify(records, null, 2));
+      io.out(
+        JSON.stringify(
+          records.map((r) => ({ ...r, target_health: healthJson(reportsOf(r.name, health.reports, now)) })),
+          null,
+          2,
+        ),
+      );
       return 0;
     }
-    const rows = [['NAME', 'LISTEN', 'MODE', 'TLS', 'HOSTS', 'PATH', 'TARGETS']];
-    for (const r of records)
-      rows.push([r.name, formatListen(r.listen), r.mode, r.tls, hostsOf(r), r.path ?? '-', String(r.targets.length)]);
+    const rows = [['NAME', 'LISTEN', 'MODE', 'TLS', 'HOSTS', 'PATH', 'TARGETS', 'HEALTH']];
+    for (const r of records) {
+      const up = healthSummary(reportsOf(r.name, health.reports, now));
+      rows.push([r.name, formatListen(r.listen), r.mode, r.tls, hostsOf(r), r.path ?? '-', String(r.targets.length), up]);
+    }
     for (const line of formatTable(rows)) io.out(line);
     return 0;
   });
@@ -130,10 +149,13 @@ export function listCommand(g: GlobalOptions, opts: LbOptions, io: CliIo): Promi
 
 /** `lb show NAME` */
 export function showCommand(g: GlobalOptions, name: string, opts: LbOptions, io: CliIo): Promise<number> {
-  return withBalancers(g, opts, io, async (registry) => {
+  return withBalancers(g, opts, io, async (registry, nc) => {
     const r = await registry.get(name);
-    if (opts.json) io.out(JSON.stringify(r, null, 2));
-    else for (const line of describe(r)) io.out(line);
+    const health = await loadHealth(nc);
+    if (health.error) io.err(`warning: ${health.error}`);
+    const reports = reportsOf(name, health.reports, new Date());
+    if (opts.json) io.out(JSON.stringify({ ...r, target_health: healthJson(reports) }, null, 2));
+    else for (const line of [...describe(r), ...healthLines(r, reports)]) io.out(line);
     return 0;
   });
 }

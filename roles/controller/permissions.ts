@@ -5,7 +5,9 @@
  * - controller: everything (it runs JetStream, the registry, the messaging buckets and their keys).
  * - gateway: reads the instance registry (get, list, watch) and the load balancer registry
  *   `mammatus-lb` (get, list, watch: it renders HAProxy from it); it writes neither. Balancers are
- *   written by operators from controller nodes, with those nodes' credentials.
+ *   written by operators from controller nodes, with those nodes' credentials. It writes its own
+ *   target health reports into `mammatus-lb-health` (core/lb-health.ts), keys `<its name>.<balancer>`
+ *   only ({@link lbHealthWrite}), and reads nothing of that bucket.
  * - compute: reads the registry, and asks the controllers to change records placed on it by
  *   publishing to `mammatus.registry.node.<its name>` (the registry's write API checks the record's
  *   `node`); it can write no bucket itself.
@@ -24,6 +26,7 @@
  * subscribe to another's replies.
  */
 import { CA_BUCKET, CA_SIGN_SUBJECT } from '../../core/ca.js';
+import { LB_HEALTH_BUCKET } from '../../core/lb-health.js';
 import { REGISTRY_NODE_SUBJECT, VOLUME_CHANGED_SUBJECT, VOLUME_NODE_SUBJECT, inboxPrefix, type AdmittedNode } from '../../core/trust.js';
 
 /** The instance registry's KV stream (bucket `mammatus-instances`). */
@@ -63,6 +66,16 @@ const LB_STREAM = 'KV_mammatus-lb';
 /** Reading the balancers: the same calls as {@link REGISTRY_READ}, on their stream; no `$KV.` subject (no writes). */
 const LB_READ = REGISTRY_READ.map((s) => s.replace(REGISTRY_STREAM, LB_STREAM));
 
+/**
+ * What a gateway's health reports take: binding the bucket (stream info) and writing (put, delete:
+ * both publish to `$KV.<bucket>.<key>`) keys of exactly one token after its own name. `*`, not `>`:
+ * node names may hold dots, and `>` would let gateway `a` write `a.b.web`, which readers take for
+ * gateway `a.b`'s report. No get, no consumer: it reads nothing there.
+ */
+export function lbHealthWrite(node: string): string[] {
+  return [`$JS.API.STREAM.INFO.KV_${LB_HEALTH_BUCKET}`, `$KV.${LB_HEALTH_BUCKET}.${node}.*`];
+}
+
 /** The CA's public bucket's KV stream. */
 const CA_STREAM = `KV_${CA_BUCKET}`;
 
@@ -78,7 +91,7 @@ function publishAllow(node: AdmittedNode): string[] {
   const allow = new Set<string>([...CA_READ, `${CA_SIGN_SUBJECT}.${node.node}`]);
   const reads = node.roles.includes('gateway') || node.roles.includes('compute');
   if (reads) for (const s of REGISTRY_READ) allow.add(s);
-  if (node.roles.includes('gateway')) for (const s of LB_READ) allow.add(s);
+  if (node.roles.includes('gateway')) for (const s of [...LB_READ, ...lbHealthWrite(node.node)]) allow.add(s);
   if (node.roles.includes('compute')) allow.add(`${REGISTRY_NODE_SUBJECT}.${node.node}`);
   if (usesVolumes(node)) allow.add(`${VOLUME_NODE_SUBJECT}.${node.node}`);
   return [...allow];

@@ -28,9 +28,12 @@ import { GatewayServiceChild } from './service-child.js';
 import { GatewayHaproxy, HAPROXY_MISSING, haproxyInstalled } from './lb/gateway-haproxy.js';
 import { balancersCachePath, lbLeftOutPath, parseBalancersCache, planGatewayLb } from './lb/render-lb.js';
 import { Forwarding, lanAddress, logLbLeftOut, logNotes, prepareDirs, probeDns, releaseStaleLeases, type DnsProbe } from './apply-steps.js';
+import { GatewayAcme } from './lb/acme.js';
+import { LbHealthReporter } from './lb/health-report.js';
+import { haproxySettings } from './lb/config.js';
+import type { LbHealthSinkFactory } from '../../core/lb-health.js';
 
 export type { DnsProbe } from './apply-steps.js';
-import { GatewayAcme } from './lb/acme.js';
 
 /** The boot loaders the Debian `ipxe` package ships, copied into the TFTP root when present. */
 /** The mangle chain that sets the TTL of the metadata proxy's answers (hop limit). */
@@ -50,6 +53,8 @@ export interface GatewayDeps {
   readonly instanceFeed?: InstanceFeedFactory;
   /** Opens a feed on the load balancer registry (NATS); without it the gateway serves no balancers. */
   readonly lbFeed?: LbFeedFactory;
+  /** Where target health reports go (NATS, core/lb-health.ts); without it the gateway reports none. */
+  readonly lbHealth?: LbHealthSinkFactory;
   /** The system user the proxy and boot server run as when the agent is root (`services.user`, default mammatus). */
   readonly serviceUser?: () => string;
   /** The agent's log level, for the proxy's own log (default: the proxy config's). */
@@ -70,6 +75,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
   let dnsmasq: DnsmasqSupervisor | undefined;
   let feed: InstanceFeed | undefined;
   let lbFeed: LbFeed | undefined;
+  let health: LbHealthReporter | undefined;
   /** The balancers of the last snapshot, or of the copy rendered before a restart, until the feed has one. */
   let lastBalancers: readonly ResolvedBalancer[] | undefined;
   let restored = false;
@@ -86,6 +92,15 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     if (!lbFeed && deps.lbFeed && cfg.lb.enabled) {
       lbFeed = deps.lbFeed(servers, () => reconcile('load balancers changed'), log.child({ component: 'lb-feed' }));
     }
+    if (!health && deps.lbHealth && cfg.lb.enabled) {
+      const hlog = log.child({ component: 'lb-health' });
+      health = new LbHealthReporter(deps.lbHealth(servers, hlog), hlog);
+    }
+  }
+  /** Tells the health reporter what HAProxy runs now (after an apply or a start). */
+  function reportHealth(cfg: GatewayConfig, balancers: readonly ResolvedBalancer[] | undefined): void {
+    // Balancers turned off: none, so the reports of those it served are deleted.
+    health?.update(haproxySettings(cfg.lb).adminSocket, cfg.lb.enabled ? (balancers ?? []) : []);
   }
   const haproxy = new GatewayHaproxy(deps.spawn);
   const acme = new GatewayAcme(() => haproxy.reloadCertificates());
@@ -167,6 +182,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       await haproxy.reload(ctx, cfg);
       await acme.update(ctx, cfg);
       ensureFeed(cfg, ctx.desired.members, ctx.log);
+      reportHealth(cfg, ctx.desired.balancers);
     },
 
     async health(ctx) {
@@ -205,6 +221,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       );
       await haproxy.start(ctx, cfg);
       await acme.update(ctx, cfg);
+      reportHealth(cfg, ctx.desired.balancers);
       if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
       if (!dnsmasq?.process.running) await prepareDirs(ctx.run, cfg);
       supervisor(ctx.log).ensureRunning(cfg.paths.dnsmasq_conf);
@@ -259,11 +276,12 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
     queries: { [LEASES_QUERY]: answerLeases, [RESERVATIONS_QUERY]: answerReservations },
 
     async stop() {
-      const [f, l] = [feed, lbFeed];
+      const [f, l, h] = [feed, lbFeed, health];
       feed = undefined;
       lbFeed = undefined;
+      health = undefined;
       acme.stop();
-      await Promise.all([dnsmasq?.stop(), proxy.stop(), boot.stop(), haproxy.stop(), f?.stop(), l?.stop()]);
+      await Promise.all([dnsmasq?.stop(), proxy.stop(), boot.stop(), haproxy.stop(), f?.stop(), l?.stop(), h?.stop()]);
     },
   };
 }

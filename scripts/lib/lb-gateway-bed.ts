@@ -15,6 +15,7 @@ import type { Agent } from '../../agent/daemon.js';
 import { connectNats } from '../../core/nats.js';
 import { HaproxyMaster } from '../../roles/gateway/lb/haproxy-runtime.js';
 import { openLbFeed } from '../../src/lb/feed.js';
+import { openLbHealthSink } from '../../src/lb/health.js';
 import { InstanceRegistry } from '../../src/registry/registry.js';
 import { findOnPath } from './daemon.js';
 import { bedGatewayYaml, startBedGatewayAgent } from './gateway-ns.js';
@@ -164,6 +165,7 @@ export async function startLbGateway(opts: LbGatewayOptions): Promise<LbGateway>
           const changed = opts.onFeedChange ? () => (opts.onFeedChange?.(), onChange()) : onChange;
           return openLbFeed(servers, changed, l, feedOptions);
         },
+        lbHealth: (servers, l) => openLbHealthSink(servers, l, { node: 'gw1', credentials: gatewayCredentials }),
       });
       await until('the gateway applied', () => agent?.view.roleStatus().gateway?.state === 'ok', 20_000);
     };

@@ -82,6 +82,10 @@ describe.skipIf(Boolean(skip))('the gateway serving load balancers from the regi
     });
     expect(detail).toBe('2 balancers, 3/3 targets up');
     expect(Buffer.byteLength(JSON.stringify(buildStatus(gw.agent.view)))).toBeLessThanOrEqual(STATUS_MAX_BYTES);
+    // The same from the controller side: the gateway's reports in `lb list` and `lb show`.
+    await until('lb list shows health', async () => /^api\s.*\s2\/2 up$/m.test((await cli('lb', 'list')).out), 15_000);
+    expect((await cli('lb', 'list')).out).toMatch(/^web\s.*\s1\/1 up$/m);
+    expect((await cli('lb', 'show', 'api')).out).toMatch(/^ {2}gateway gw1: 2\/2 up, reported \d+s ago$/m);
   }, 40_000);
 
   it('leaves out a balancer on a port the gateway uses, serving the others; lb create refuses IPv6 and the fixed ports', async () => {

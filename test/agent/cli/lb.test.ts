@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectNats } from '../../../core/nats.js';
 import { natsServerAvailable, startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
 import { LbRegistry } from '../../../src/lb/registry.js';
+import { openLbHealthBucket } from '../../../src/lb/health.js';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { cliRunner } from '../../helpers/run-cli.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'mammatus-lb-cli-'));
@@ -66,11 +68,13 @@ describe.skipIf(!natsServerAvailable())('lb commands against a registry', () => 
   let nats: NatsServer;
   let registry: LbRegistry;
   let close: () => Promise<void>;
+  let admin: NatsConnection;
   beforeAll(async () => {
     nats = await startNatsServer({ name: 'lbcli', dir: path.join(tmp, 'nats') });
     const nc = await connectNats(nats.url, { name: 'test', credentials: nats.credentials });
     credentials = ['--credentials', nats.credentialsFile];
     registry = await LbRegistry.open(nc);
+    admin = nc;
     close = () => nc.close();
   }, 30_000);
   afterAll(async () => {
@@ -168,23 +172,55 @@ describe.skipIf(!natsServerAvailable())('lb commands against a registry', () => 
     expect(await registry.findEntry('www')).toBeUndefined();
   });
 
-  it('lists as a table and as JSON, shows one', async () => {
+  it("lists as a table and as JSON, shows one, with the gateways' target health", async () => {
+    // What gateways published (src/lb/health.ts): gw1 fresh about db, gw2 long silent about mq.
+    const kv = await openLbHealthBucket(admin, { create: true });
+    const srv = (n: string, status: string, check?: string) => ({
+      server: `i-${n}-5432`,
+      target: `instance:${n}:5432`,
+      machine: n,
+      addr: '10.0.0.5',
+      port: 5432,
+      status,
+      ...(check ? { check } : {}),
+    });
+    const at = (agoMs: number) => new Date(Date.now() - agoMs).toISOString();
+    await kv.put(
+      'gw1.db',
+      JSON.stringify({
+        gateway: 'gw1',
+        balancer: 'db',
+        at: at(1000),
+        servers: [srv('pg1', 'up', 'L4OK'), srv('pg2', 'down', 'L4CON Connection refused')],
+      }),
+    );
+    await kv.put('gw2.mq', JSON.stringify({ gateway: 'gw2', balancer: 'mq', at: at(45_000), servers: [] }));
     const list = await run('lb', 'list', ...nats_());
     expect(list.code).toBe(0);
     expect(list.out.split('\n')).toEqual([
-      expect.stringMatching(/^NAME\s+LISTEN\s+MODE\s+TLS\s+HOSTS\s+PATH\s+TARGETS$/),
-      expect.stringMatching(/^db\s+192\.0\.2\.1:5432\s+tcp\s+none\s+\*\s+-\s+2$/),
-      expect.stringMatching(/^mq\s+\*:443\s+tcp\s+passthrough\s+mq\.example\.com\s+-\s+1$/),
-      expect.stringMatching(/^web\s+\*:80\s+http\s+none\s+www\.example\.com,example\.com\s+-\s+1$/),
+      expect.stringMatching(/^NAME\s+LISTEN\s+MODE\s+TLS\s+HOSTS\s+PATH\s+TARGETS\s+HEALTH$/),
+      expect.stringMatching(/^db\s+192\.0\.2\.1:5432\s+tcp\s+none\s+\*\s+-\s+2\s+1\/2 up$/),
+      expect.stringMatching(/^mq\s+\*:443\s+tcp\s+passthrough\s+mq\.example\.com\s+-\s+1\s+stale: 0\/0 up \(4[5-9]s\)$/),
+      expect.stringMatching(/^web\s+\*:80\s+http\s+none\s+www\.example\.com,example\.com\s+-\s+1\s+no gateway reports$/),
     ]);
-    expect(JSON.parse((await run('lb', 'list', '--json', ...nats_())).out).map((r: { name: string }) => r.name)).toEqual([
-      'db',
-      'mq',
-      'web',
+    const json = JSON.parse((await run('lb', 'list', '--json', ...nats_())).out) as { name: string; target_health: { summary: string } }[];
+    expect(json.map((r) => [r.name, r.target_health.summary.replace(/\(\d+s\)/, '(Ns)')])).toEqual([
+      ['db', '1/2 up'],
+      ['mq', 'stale: 0/0 up (Ns)'],
+      ['web', 'no gateway reports'],
     ]);
     const show = await run('lb', 'show', 'db', ...nats_());
     expect(show.out).toMatch(/^targets: {3}instance:pg1:5432\n {11}instance:pg2:5432$/m);
     expect(show.out).toMatch(/^health: {4}tcp connect$/m);
+    expect(show.out).toMatch(/^ {2}gateway gw1: 1\/2 up, reported [12]s ago$/m);
+    expect(show.out).toMatch(/^ {4}instance:pg1:5432\s+pg1\s+10\.0\.0\.5:5432\s+up\s+-\s+L4OK$/m);
+    expect(show.out).toMatch(/^ {4}instance:pg2:5432\s+pg2\s+10\.0\.0\.5:5432\s+down\s+-\s+L4CON Connection refused$/m);
+    expect((await run('lb', 'show', 'mq', ...nats_())).out).toMatch(/^ {2}gateway gw2: 0\/0 up, reported 4\ds ago \(STALE/m);
+    expect((await run('lb', 'show', 'web', ...nats_())).out).toMatch(/^target health: no gateway reports$/m);
+    const shown = JSON.parse((await run('lb', 'show', 'db', '--json', ...nats_())).out) as {
+      target_health: { reports: { gateway: string; stale: boolean }[] };
+    };
+    expect(shown.target_health.reports.map((r) => [r.gateway, r.stale])).toEqual([['gw1', false]]);
     expect(JSON.parse((await run('lb', 'show', 'web', '--json', ...nats_())).out).health).toEqual({ kind: 'http', path: '/healthz' });
     expect(await run('lb', 'show', 'nope', ...nats_())).toMatchObject({ code: 1, err: 'error: no lb nope' });
   });

@@ -33,7 +33,7 @@ describe('CA permissions', () => {
     for (const u of nodes) {
       const all = [...u.permissions!.publish.allow, ...u.permissions!.subscribe.allow];
       expect(all.some((s) => s.includes('mammatus-ca-keys'))).toBe(false);
-      expect(all.some((s) => s.startsWith('$KV.'))).toBe(false);
+      expect(all.some((s) => s.startsWith('$KV.') && !s.startsWith('$KV.mammatus-lb-health.'))).toBe(false);
       expect(all.some((s) => s.startsWith('mammatus.ca.') && /[*>]/.test(s))).toBe(false);
       // Reading the bucket needs no consumer: nothing can be watched or created on it.
       expect(all.some((s) => s.includes('CONSUMER') && s.includes('mammatus-ca'))).toBe(false);
@@ -49,10 +49,22 @@ describe('CA permissions', () => {
 
 describe('load balancer permissions', () => {
   const LB = 'KV_mammatus-lb';
+  const HEALTH = 'mammatus-lb-health';
+
+  it('lets a gateway bind mammatus-lb-health and write only keys of one token after its own name; read nothing there', () => {
+    for (const node of ['gw1', 'gw.lab']) {
+      const allow = user(node, ['gateway']).permissions!.publish.allow;
+      expect(allow.filter((s) => s.includes(HEALTH)).sort()).toEqual(
+        [`$JS.API.STREAM.INFO.KV_${HEALTH}`, `$KV.${HEALTH}.${node}.*`].sort(),
+      );
+    }
+    const sub = user('gw1', ['gateway']).permissions!.subscribe.allow;
+    expect(sub.some((s) => s.includes(HEALTH))).toBe(false);
+  });
 
   it('lets a gateway get, list and watch mammatus-lb, as it reads the instance registry', () => {
     const allow = user('gw1', ['gateway']).permissions!.publish.allow;
-    expect(allow.filter((s) => s.includes(LB)).sort()).toEqual(
+    expect(allow.filter((s) => s.includes(LB) && !s.includes(HEALTH)).sort()).toEqual(
       [
         `$JS.API.STREAM.INFO.${LB}`,
         `$JS.API.STREAM.MSG.GET.${LB}`,
@@ -63,7 +75,7 @@ describe('load balancer permissions', () => {
       ].sort(),
     );
     // Reads only: no write subject of the bucket, no stream or consumer management beyond the ordered consumer.
-    expect(allow.some((s) => s.startsWith('$KV.mammatus-lb'))).toBe(false);
+    expect(allow.some((s) => s.startsWith('$KV.mammatus-lb.'))).toBe(false);
     expect(allow.some((s) => s.includes(LB) && /DELETE|UPDATE|PURGE/.test(s))).toBe(false);
   });
 

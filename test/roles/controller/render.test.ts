@@ -208,8 +208,10 @@ describe('trust: who may connect, and who is a controller', () => {
     expect(self.permissions).toBeUndefined();
     const gw = users.find((u) => u.nkey === ROSTER[0].nkey)!;
     const cn = users.find((u) => u.nkey === ROSTER[1].nkey)!;
-    // Nobody but a controller may write a bucket: no `$KV.` subject is allowed to them.
-    for (const u of [gw, cn]) expect(u.permissions!.publish.allow.some((s) => s.startsWith('$KV.'))).toBe(false);
+    // Nobody but a controller may write a bucket: no `$KV.` subject is allowed to them, but a
+    // gateway's own target health reports (one token after its name).
+    for (const u of [gw, cn])
+      expect(u.permissions!.publish.allow.filter((s) => s.startsWith('$KV.'))).toEqual(u === gw ? ['$KV.mammatus-lb-health.gw1.*'] : []);
     expect(gw.permissions!.subscribe.allow).toEqual([`_INBOX.${gw.nkey.slice(1, 17)}.>`]);
     // A compute node hears about changes to the volumes attached to it, on its own subject only.
     expect(cn.permissions!.subscribe.allow).toEqual([`_INBOX.${cn.nkey.slice(1, 17)}.>`, 'mammatus.volumes.changed.cn1']);
