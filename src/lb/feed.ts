@@ -11,8 +11,9 @@
  * reconcile. The test is the resolution without members: members only fill names and addresses
  * the instances left free, so when the instances' servers stay the same, so does every result.
  *
- * Conflicting records (written beside the CLI, or racing it) are reduced with `withoutConflicts`:
- * the older one is served and the other is named in the log. Bursts are gathered for a quiet
+ * Conflicting records (written beside the CLI, or racing it) pass through as they are: the
+ * gateway's plan serves the older one and reports the other as left out (roles/gateway/lb/render-lb.ts).
+ * Bursts are gathered for a quiet
  * period (as the instance feed does), and while the controllers are unreachable the last snapshot
  * stays: an outage never takes balancers or their servers away.
  */
@@ -22,7 +23,6 @@ import type { LoadBalancerRecord } from '../../core/lb-record.js';
 import { detach } from '../../core/errors.js';
 import type { ConnectNatsOptions } from '../../core/nats.js';
 import { watchRegistry } from '../registry/watched.js';
-import { withoutConflicts } from '../../core/lb-conflicts.js';
 import { followLbBucket, type LbBucketCopy } from './feed-bucket.js';
 import { byText } from './record.js';
 import { resolveBalancers, type LbInstance } from './targets.js';
@@ -50,7 +50,6 @@ export function openLbFeed(servers: readonly string[], onChange: () => void, log
   const debounceMs = options.debounceMs ?? DEBOUNCE_MS;
   let last: { readonly balancers: LoadBalancerRecord[]; readonly instances: LbInstance[] } | undefined;
   let lastResult: string | undefined;
-  let lastDropped = '';
   let bucket: LbBucketCopy | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
@@ -59,14 +58,10 @@ export function openLbFeed(servers: readonly string[], onChange: () => void, log
     const instances = watched.snapshot();
     const records = bucket?.records();
     if (stopped || !instances || !records) return;
-    const { kept, dropped } = withoutConflicts(records);
-    const droppedNow = JSON.stringify(dropped.map((d) => [d.record.name, d.record.updated_at, d.why]));
-    if (droppedNow !== lastDropped) {
-      lastDropped = droppedNow;
-      for (const d of dropped) log.warn({ lb: d.record.name, why: d.why }, 'balancer conflicts with an older one; not served');
-    }
-    last = { balancers: kept, instances };
-    const result = JSON.stringify(resolveBalancers(kept, instances, []));
+    // Conflicting records pass through: the gateway's plan leaves the younger out and reports it
+    // (lb-left-out, the status, its log), which a record dropped here would never reach.
+    last = { balancers: records, instances };
+    const result = JSON.stringify(resolveBalancers(records, instances, []));
     if (result === lastResult) return;
     lastResult = result;
     onChange();
