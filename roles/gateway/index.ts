@@ -97,10 +97,15 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       health = new LbHealthReporter(deps.lbHealth(servers, hlog), hlog);
     }
   }
-  /** Tells the health reporter what HAProxy runs now (after an apply or a start). */
-  function reportHealth(cfg: GatewayConfig, balancers: readonly ResolvedBalancer[] | undefined): void {
+  /**
+   * Tells the health reporter what HAProxy runs now (after an apply or a start): the balancers'
+   * copy its files were rendered from, not the desired set, which a rolled-back apply still holds.
+   */
+  async function reportHealth(ctx: Pick<ApplyContext, 'files'>, cfg: GatewayConfig): Promise<void> {
+    if (!health) return;
     // Balancers turned off: none, so the reports of those it served are deleted.
-    health?.update(haproxySettings(cfg.lb).adminSocket, cfg.lb.enabled ? (balancers ?? []) : []);
+    const live = cfg.lb.enabled ? parseBalancersCache(await ctx.files.read(balancersCachePath(cfg.lb)).catch(() => undefined)) : [];
+    health.update(haproxySettings(cfg.lb).adminSocket, live ?? []);
   }
   const haproxy = new GatewayHaproxy(deps.spawn);
   const acme = new GatewayAcme(() => haproxy.reloadCertificates());
@@ -182,7 +187,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       await haproxy.reload(ctx, cfg);
       await acme.update(ctx, cfg);
       ensureFeed(cfg, ctx.desired.members, ctx.log);
-      reportHealth(cfg, ctx.desired.balancers);
+      await reportHealth(ctx, cfg);
     },
 
     async health(ctx) {
@@ -221,7 +226,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       );
       await haproxy.start(ctx, cfg);
       await acme.update(ctx, cfg);
-      reportHealth(cfg, ctx.desired.balancers);
+      await reportHealth(ctx, cfg);
       if ((await ctx.files.read(cfg.paths.dnsmasq_conf)) === undefined) return;
       if (!dnsmasq?.process.running) await prepareDirs(ctx.run, cfg);
       supervisor(ctx.log).ensureRunning(cfg.paths.dnsmasq_conf);

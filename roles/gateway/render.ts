@@ -36,7 +36,19 @@ export function renderGateway(desired: DesiredState<Record<string, unknown>>): R
     { path: cfg.paths.iptables, content: renderIptables(cfg, { serfPort, lbPorts: lb.ports, lbLanPorts: lb.lanPorts }), mode: 0o600 },
     { path: cfg.paths.sysctl, content: renderSysctl(), mode: 0o644 },
     ...hosts,
-    ...renderBalancerHosts(cfg, desired.balancers, new Set(['gateway', ...hosts.map((f) => path.basename(f.path))])),
+    // Never a name the cluster gives out itself, even while its machine is down: the CA's (`ca`,
+    // answered only while a controller lives), the gateway's, a member's or an instance's.
+    ...renderBalancerHosts(
+      cfg,
+      desired.balancers,
+      new Set([
+        'gateway',
+        'ca',
+        ...desired.members.map((m) => m.name),
+        ...(desired.instances ?? []).map((i) => i.name),
+        ...hosts.map((f) => path.basename(f.path)),
+      ]),
+    ),
     ...renderDhcpHosts(cfg, instances),
     { path: cfg.paths.members, content: renderMembersFile(desired.members), mode: 0o644 },
     { path: cfg.paths.left_out, content: renderNotes(plan.notes), mode: 0o644 },

@@ -26,6 +26,9 @@ import { haproxySettings, type GatewayLbAcmeConfig } from './config.js';
 import { balancersCachePath, parseBalancersCache } from './render-lb.js';
 import { acmeHosts, planAcme, renewalAt, retryDelay, type IssuedCert } from './plan-acme.js';
 
+/** How soon a certificate reload that could not run (an apply under way) is tried again. */
+const RELOAD_RETRY_MS = 10_000;
+
 /** What the owner needs. */
 export interface AcmeDeps {
   readonly run: Run;
@@ -184,7 +187,9 @@ export class AcmeCertificates {
     // Renewals already due wait for their retry time, not for the due time past.
     const due = [...issued.values()].map(renewalAt).filter((t) => t > this.now());
     const retries = [...this.failures.values()].map((f) => f.retryAt);
-    const next = Math.min(this.now() + acme.check_interval * 1000, ...due, ...retries);
+    // A reload still owed (an apply was under way) is tried again soon, not at the next interval.
+    const reload = this.reloadPending ? [this.now() + RELOAD_RETRY_MS] : [];
+    const next = Math.min(this.now() + acme.check_interval * 1000, ...due, ...retries, ...reload);
     this.schedule(Math.max(1000, next - this.now()));
   }
 

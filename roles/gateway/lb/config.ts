@@ -69,7 +69,7 @@ export const GATEWAY_LB_DEFAULTS: GatewayLbConfig = {
     ca_file: '/var/lib/mammatus/tls/ca.crt',
     email: 'gateway@mammatus',
     state_dir: '/var/lib/mammatus/lego',
-    http_port: 8402,
+    http_port: 402,
     check_interval: 3600,
   },
 };
@@ -117,7 +117,7 @@ const SCHEMA: JSONSchemaType<GatewayLbSettings> = {
         ca_file: { type: 'string', format: 'path-or-empty', ...opt },
         email: { type: 'string', format: 'email', ...opt },
         state_dir: { type: 'string', format: 'path', ...opt },
-        http_port: { type: 'integer', minimum: 1, maximum: 65535, ...opt },
+        http_port: { type: 'integer', minimum: 1, maximum: 1023, ...opt },
         check_interval: { type: 'integer', minimum: 60, maximum: 86_400, ...opt },
       },
     },

@@ -2,10 +2,14 @@
  * What the `tls acme` balancers add to the gateway's render (pure), so that an ACME CA can check
  * the gateway's http-01 answers (acme.ts runs lego on a loopback port):
  *
- * - HAProxy: every plain HTTP frontend sends `/.well-known/acme-challenge/` to lego's port, before
- *   any Host routing (the CA asks for the balancer's own name, which the Host map would send to the
- *   balancer's servers). When no HTTP balancer listens on port 80, a frontend on port 80 serves the
- *   challenges alone, since http-01 always asks port 80. Only while a `tls acme` balancer exists.
+ * - HAProxy: the plain HTTP frontend on port 80 sends `/.well-known/acme-challenge/` to lego's
+ *   port, before any Host routing (the CA asks for the balancer's own name, which the Host map
+ *   would send to the balancer's servers), but only for the `tls acme` balancers' own hosts: other
+ *   hosts' challenges still reach their servers (a backend running its own ACME client). When no
+ *   balancer listens on port 80, a frontend on port 80 serves the challenges alone, since http-01
+ *   always asks port 80. Only while a `tls acme` balancer exists; port 80 held by anything but
+ *   plain HTTP leaves the `tls acme` balancers out (render-lb.ts), so no TCP backend answers the
+ *   CA for names that are not its own.
  * - DNS: the CA resolves the name through the gateway's DNS (render-acme-hosts.ts).
  * - Firewall: port 80 from the WAN side (a public CA) and from the LAN side (the cluster CA on the
  *   controllers), while a `tls acme` balancer exists.
@@ -41,8 +45,13 @@ const active = (balancers: readonly ResolvedBalancer[], s: HaproxySettings): boo
  * Host routing), or nothing: a TLS frontend never sees http-01.
  */
 export function acmeChallengeRule(balancers: readonly ResolvedBalancer[], first: LoadBalancerRecord, s: HaproxySettings): string[] {
-  if (first.tls === 'acme' || !active(balancers, s)) return [];
-  return [`  use_backend ${ACME_BACKEND} if { path_beg ${ACME_CHALLENGE_PATH} }`];
+  if (first.tls !== 'none' || first.listen.port !== ACME_HTTP_PORT || !active(balancers, s)) return [];
+  return [`  use_backend ${ACME_BACKEND} if { path_beg ${ACME_CHALLENGE_PATH} } { var(txn.lb_host) -m str ${acmeHosts(balancers)} }`];
+}
+
+/** The `tls acme` balancers' hosts, sorted, space-separated (checked DNS names: nothing HAProxy parses). */
+function acmeHosts(balancers: readonly ResolvedBalancer[]): string {
+  return [...new Set(balancers.filter((b) => b.record.tls === 'acme').flatMap((b) => b.record.hosts))].sort().join(' ');
 }
 
 /**
@@ -60,7 +69,7 @@ export function renderAcmeSections(balancers: readonly ResolvedBalancer[], s: Ha
           '  mode http',
           ...[...s.wildcardAddrs].sort().map((a) => `  bind ${a.includes(':') ? `[${a}]` : a}:${ACME_HTTP_PORT}`),
           // http-request rules run before any backend is chosen: the 404 must spare the challenges.
-          `  http-request return status 404 content-type text/plain string "not found" unless { path_beg ${ACME_CHALLENGE_PATH} }`,
+          `  http-request return status 404 content-type text/plain string "not found" unless { path_beg ${ACME_CHALLENGE_PATH} } { req.hdr(host),field(1,:),lower -m str ${acmeHosts(balancers)} }`,
           `  default_backend ${ACME_BACKEND}`,
         ].join('\n'),
       ];

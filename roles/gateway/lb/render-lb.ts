@@ -30,7 +30,7 @@ import type { GatewayConfig } from '../config.js';
 import { SERF_DEFAULT_PORT } from '../render-iptables.js';
 import { haproxySettings, type GatewayLbConfig, type ReservedPort } from './config.js';
 import { LB_HEADER, renderHaproxy } from './render-haproxy.js';
-import { acmeFirewallPorts } from './render-acme.js';
+import { ACME_HTTP_PORT, acmeFirewallPorts, hasAcme } from './render-acme.js';
 
 /** The copy of the balancers HAProxy's files were rendered from (see the header). */
 export const balancersCachePath = (lb: Pick<GatewayLbConfig, 'dir'>): string => path.join(lb.dir, 'balancers.json');
@@ -119,7 +119,20 @@ export function planGatewayLb(
   });
   const { kept, dropped } = withoutConflicts(fit.map((b) => b.record));
   for (const { record, why } of dropped) leftOut.push({ name: record.name, reason: why });
-  const served = fit.filter((b) => kept.includes(b.record)).sort((a, b) => byText(a.record.name, b.record.name));
+  let served = fit.filter((b) => kept.includes(b.record)).sort((a, b) => byText(a.record.name, b.record.name));
+  // http-01 asks port 80 in plain HTTP: held by TCP or TLS, the CA's challenges would reach that
+  // balancer's servers, which could answer them for names that are not theirs.
+  const on80 = (b: ResolvedBalancer) => b.record.listen.port === ACME_HTTP_PORT;
+  for (const b of served.filter((x) => on80(x) && x.record.tls === 'acme'))
+    leftOut.push({ name: b.record.name, reason: "tls acme cannot listen on port 80: the CA's http-01 challenges need plain HTTP there" });
+  served = served.filter((b) => !(on80(b) && b.record.tls === 'acme'));
+  const port80 = served.find((b) => on80(b) && !(b.record.mode === 'http' && b.record.tls === 'none'));
+  if (port80 && hasAcme(served)) {
+    const r = port80.record;
+    const why = `tls acme needs plain HTTP on port 80 for the CA's http-01 challenges; port 80 is ${r.mode}/${r.tls} (balancer ${r.name})`;
+    for (const b of served) if (b.record.tls === 'acme') leftOut.push({ name: b.record.name, reason: why });
+    served = served.filter((b) => b.record.tls !== 'acme');
+  }
   // The last guard: a set the renderer still refuses together loses its youngest member until it
   // renders, so no pair of records can throw out of the role's render (DHCP and DNS with it).
   for (;;) {

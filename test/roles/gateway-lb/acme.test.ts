@@ -60,9 +60,44 @@ describe('gateway render with tls acme balancers', () => {
     ]);
     const haproxy = files.find((f) => f.path === '/etc/mammatus/haproxy/haproxy.cfg')!.content;
     expect(haproxy).toContain('frontend ft_acme_80');
-    expect(haproxy).toContain('server lego 127.0.0.1:8402');
+    expect(haproxy).toContain('server lego 127.0.0.1:402');
     const plain = render([lb('web', 80, ['web.mammatus'], 'none')]);
     expect(rules(plain)).not.toMatch(new RegExp(`-i ${cfg.lan.interface} -p tcp --dport 80 `));
+  });
+
+  it('routes only the acme hosts’ challenges to lego, and only on port 80: other hosts’ reach their servers', () => {
+    const files = render([
+      lb('shop', 443, ['shop.mammatus']),
+      lb('blog', 80, ['blog.example.org'], 'none'),
+      lb('api', 8080, ['api.example.org'], 'none'),
+    ]);
+    const haproxy = files.find((f) => f.path === '/etc/mammatus/haproxy/haproxy.cfg')!.content;
+    expect(haproxy.match(/^ {2}use_backend mammatus_acme .*$/gm)).toEqual([
+      '  use_backend mammatus_acme if { path_beg /.well-known/acme-challenge/ } { var(txn.lb_host) -m str shop.mammatus }',
+    ]);
+    expect(haproxy.indexOf('use_backend mammatus_acme')).toBeGreaterThan(haproxy.indexOf('frontend ft_80'));
+    expect(haproxy.indexOf('use_backend mammatus_acme')).toBeLessThan(haproxy.indexOf('frontend ft_8080'));
+  });
+
+  it('leaves tls acme out while port 80 is not plain HTTP (a TCP backend there would answer the CA), and tls acme on port 80', () => {
+    const tcp80: ResolvedBalancer = {
+      record: { ...lb('raw', 80, []).record, mode: 'tcp', tls: 'none' },
+      servers: [],
+    };
+    const files = render([lb('shop', 443, ['shop.mammatus']), tcp80]);
+    const leftOut = files.find((f) => f.path.endsWith('/lb-left-out'))!.content;
+    expect(leftOut).toContain(
+      "shop: left out: tls acme needs plain HTTP on port 80 for the CA's http-01 challenges; port 80 is tcp/none (balancer raw)",
+    );
+    expect(files.find((f) => f.path === '/etc/mammatus/haproxy/haproxy.cfg')!.content).not.toContain('mammatus_acme');
+    const on80 = render([lb('shop', 80, ['shop.mammatus'])]);
+    expect(on80.find((f) => f.path.endsWith('/lb-left-out'))!.content).toContain('shop: left out: tls acme cannot listen on port 80');
+  });
+
+  it('never answers a name the cluster gives out itself (ca, a member down, an instance) with the gateway', () => {
+    const files = render([lb('shop', 443, ['shop.mammatus', 'ca.mammatus', 'gateway.mammatus', 'gw.mammatus'])]);
+    const hosts = files.find((f) => f.path === `${cfg.paths.hosts_dir}/balancers.hosts`)!;
+    expect(hosts.content.split('\n').slice(1)).toEqual(['10.88.0.1 shop.mammatus', '']);
   });
 });
 
@@ -137,7 +172,7 @@ describe('AcmeCertificates', () => {
       '/lego',
       '--http',
       '--http.port',
-      '127.0.0.1:8402',
+      '127.0.0.1:402',
       '-d',
       'shop.mammatus',
       'run',

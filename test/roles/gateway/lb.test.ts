@@ -62,7 +62,7 @@ describe('roles.gateway.lb', () => {
       ['check_interval', 3600],
       ['directory', 'https://ca.mammatus:9000/acme/acme/directory'],
       ['email', 'gateway@mammatus'],
-      ['http_port', 8402],
+      ['http_port', 402],
       ['state_dir', '/var/lib/mammatus/lego'],
     ]);
   });
@@ -91,7 +91,7 @@ describe('roles.gateway.lb', () => {
     expect(parseGatewayConfig({ lb: { acme } }).lb.acme).toEqual({
       ...acme,
       state_dir: '/var/lib/mammatus/lego',
-      http_port: 8402,
+      http_port: 402,
       check_interval: 3600,
     });
   });
