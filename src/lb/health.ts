@@ -93,10 +93,17 @@ export async function openLbHealthBucket(nc: NatsConnection, opts: { create?: bo
   });
 }
 
-/** Every valid report (by key order), and how many values were skipped as malformed. */
+/** The most reports `readLbHealth` reads. */
+const MAX_REPORTS_READ = 10_000;
+
+/** Every valid report (by key order, at most MAX_REPORTS_READ keys), and how many values were skipped as malformed. */
 export async function readLbHealth(kv: KV): Promise<{ reports: LbHealthReport[]; skipped: number }> {
   const keys: string[] = [];
-  for await (const key of await kv.keys()) keys.push(key);
+  for await (const key of await kv.keys()) {
+    // Bounded: a flood of keys (gateways times balancers is far below it) cannot hang `lb list`.
+    if (keys.length >= MAX_REPORTS_READ) break;
+    keys.push(key);
+  }
   const reports: LbHealthReport[] = [];
   let skipped = 0;
   for (const key of keys.sort()) {
