@@ -83,6 +83,12 @@ export function checkLoadBalancerRecord(value: unknown): LoadBalancerRecord {
     check(hosts.length > 0, 'hosts', 'acme needs the names to get certificates for: name at least one host');
     for (const h of hosts)
       check(isAcmeHostName(h), 'hosts', `${h}: acme cannot get a certificate for it (it needs two labels or more, not all digits)`);
+    // http-01 asks port 80 in plain HTTP (RFC 8555 8.3): a TLS listener there answers no challenge.
+    check(
+      (r.listen as { port?: unknown }).port !== 80,
+      'listen',
+      "acme cannot listen on port 80: the CA's http-01 challenges need plain HTTP there (use 443)",
+    );
   }
   if (mode === 'tcp' && tls === 'none')
     check(hosts.length === 0, 'hosts', 'plain TCP carries no host name: use --tls passthrough to route by SNI');

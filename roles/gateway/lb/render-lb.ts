@@ -123,9 +123,6 @@ export function planGatewayLb(
   // http-01 asks port 80 in plain HTTP: held by TCP or TLS, the CA's challenges would reach that
   // balancer's servers, which could answer them for names that are not theirs.
   const on80 = (b: ResolvedBalancer) => b.record.listen.port === ACME_HTTP_PORT;
-  for (const b of served.filter((x) => on80(x) && x.record.tls === 'acme'))
-    leftOut.push({ name: b.record.name, reason: "tls acme cannot listen on port 80: the CA's http-01 challenges need plain HTTP there" });
-  served = served.filter((b) => !(on80(b) && b.record.tls === 'acme'));
   const port80 = served.find((b) => on80(b) && !(b.record.mode === 'http' && b.record.tls === 'none'));
   if (port80 && hasAcme(served)) {
     const r = port80.record;

@@ -57,7 +57,12 @@ const CASES: Case[] = [
   ['two catch-alls', [web('a', { hosts: [] })], web('b', { hosts: [] }), false],
   ['two catch-alls on different paths', [web('a', { hosts: [] })], web('b', { hosts: [], path: '/x' }), true],
   ['another mode on the port', [web('a')], tcp('b', { listen: { port: 80 } }), false],
-  ['acme beside plain http', [web('a')], web('b', { tls: 'acme', hosts: ['b.example.org'] }), false],
+  [
+    'acme beside plain http',
+    [web('a', { listen: { port: 443 } })],
+    web('b', { tls: 'acme', hosts: ['b.example.org'], listen: { port: 443 } }),
+    false,
+  ],
   ['two plain TCP on one port', [tcp('a')], tcp('b'), false],
   ['plain TCP on other ports', [tcp('a')], tcp('b', { listen: { port: 5433 } }), true],
   ['a wildcard and an explicit address on one port', [web('a')], web('b', { listen: { addr: '192.0.2.10', port: 80 } }), false],

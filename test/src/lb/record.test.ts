@@ -140,6 +140,7 @@ describe('lb record check', () => {
     ['acme in tcp mode', { mode: 'tcp', tls: 'acme' }, /^tls: acme needs mode http/],
     ['acme without hosts', { hosts: [], tls: 'acme' }, /^hosts: acme needs the names/],
     ['acme for a one-label name', { hosts: ['intranet'], tls: 'acme' }, /^hosts: intranet: acme cannot get a certificate/],
+    ['acme on port 80 (http-01 needs plain HTTP there)', { tls: 'acme', listen: { port: 80 } }, /^listen: acme cannot listen on port 80/],
     ['acme for an all-numeric name', { hosts: ['10.0.0.1'], tls: 'acme' }, /^hosts: 10.0.0.1: acme cannot get a certificate/],
     ['hosts on plain tcp', { mode: 'tcp' }, /^hosts: plain TCP carries no host name/],
     [
