@@ -13,8 +13,10 @@ PACKAGES=(serf nats-server dnsmasq-base dnsmasq-utils iptables iproute2 procps o
 # dig and curl for the commands it prints; tgt for the storage node's own tgtd (in a namespace of
 # its own, installed with service starts denied, below), libiscsi-bin and jq for the iSCSI login
 # it prints; haproxy for the gateway's load balancer the demo reaches from this host (installed with
-# service starts denied, below). Without root there is no demo to set up.
-DEMO=(lxd debootstrap dnsutils curl tgt libiscsi-bin jq haproxy)
+# service starts denied, below); prometheus, prometheus-alertmanager and influxdb for the controller's
+# monitoring store the README queries (their own daemons; the packages' services are not started).
+# Without root there is no demo to set up.
+DEMO=(lxd debootstrap dnsutils curl tgt libiscsi-bin jq haproxy prometheus prometheus-alertmanager influxdb)
 # --tests adds what only the tests use: the package tests build, lint, sign and install the .deb;
 # busybox is their DHCP client, cloud-init's own readers and the AWS CLI their real clients;
 # ssh-keygen (openssh-client, above) checks operator signatures both ways; openssh-server's sshd is the real
@@ -26,9 +28,11 @@ DEMO=(lxd debootstrap dnsutils curl tgt libiscsi-bin jq haproxy)
 # scripts/build-boot-image.sh packs with mksquashfs (squashfs-tools). caddy is the controller's CA
 # backend the CA tests run for real (their own caddy; installed with service starts denied, below),
 # lego and certbot the ACME clients they get certificates with. haproxy is the gateway's load
-# balancer its tests run for real (their own haproxy; installed with service starts denied, below).
+# balancer its tests run for real (their own haproxy; installed with service starts denied, below);
+# prometheus (with promtool), prometheus-alertmanager (with amtool) and influxdb the monitoring stack.
 TESTS=(lintian apt-utils gnupg dpkg-dev busybox cloud-init awscli openssh-server tgt libiscsi-bin
-  qemu-system-x86 qemu-utils ovmf ipxe squashfs-tools caddy lego certbot haproxy openssl)
+  qemu-system-x86 qemu-utils ovmf ipxe squashfs-tools caddy lego certbot haproxy openssl
+  prometheus prometheus-alertmanager influxdb)
 if [ "${1:-}" = "--tests" ]; then
   PACKAGES+=("${DEMO[@]}" "${TESTS[@]}")
 elif [ "$(id -u)" = 0 ]; then
@@ -42,12 +46,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "Installing with apt: ${missing[*]}"
     apt-get update
-    # tgt's, caddy's and haproxy's packages would start a tgtd on the host's port 3260 and a caddy or
-    # haproxy on port 80:
+    # tgt's, caddy's, haproxy's and the monitoring packages would start a tgtd on the host's port 3260,
+    # a caddy or haproxy on port 80, a prometheus, alertmanager or influxd on their default ports:
     # install them with service starts denied
     # (policy-rc.d exit 101), in a call of its own so the other packages' services start as usual.
     quiet=() others=()
-    for p in "${missing[@]}"; do if [ "$p" = tgt ] || [ "$p" = caddy ] || [ "$p" = haproxy ]; then quiet+=("$p"); else others+=("$p"); fi; done
+    for p in "${missing[@]}"; do case "$p" in tgt | caddy | haproxy | prometheus | prometheus-alertmanager | influxdb) quiet+=("$p") ;; *) others+=("$p") ;; esac; done
     if [ ${#others[@]} -gt 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${others[@]}"; fi
     if [ ${#quiet[@]} -gt 0 ]; then
       if [ -e /usr/sbin/policy-rc.d ]; then

@@ -1,0 +1,150 @@
+/**
+ * The process's metrics (issue 22), in Prometheus' text format through prom-client. One registry
+ * per process: the agent's own metrics, its roles', and in a service child the service's. Code that
+ * counts something defines its metric once with {@link counter}, {@link gauge} or {@link histogram}
+ * (the same name twice returns the first one, so a module loaded by two roles or tests shares it)
+ * and updates it where the thing happens. Values read from elsewhere (a daemon's counters, a
+ * bucket's size) are set by a collector ({@link onCollect}) just before each exposition.
+ *
+ * prom-client is loaded part by part: its index also loads the default collectors, the summary's
+ * t-digest and OpenTelemetry (about 5 MB resident). The process collectors this agent exports are
+ * added only when metrics are on ({@link processMetrics}).
+ */
+import type { Counter as CounterT, Gauge as GaugeT, Histogram as HistogramT, Registry as RegistryT } from 'prom-client';
+import Registry from 'prom-client/lib/registry.js';
+import Counter from 'prom-client/lib/counter.js';
+import Gauge from 'prom-client/lib/gauge.js';
+import Histogram from 'prom-client/lib/histogram.js';
+import processCpuTotal from 'prom-client/lib/metrics/processCpuTotal.js';
+import processStartTime from 'prom-client/lib/metrics/processStartTime.js';
+import osMemoryHeap from 'prom-client/lib/metrics/osMemoryHeap.js';
+import heapSizeAndUsed from 'prom-client/lib/metrics/heapSizeAndUsed.js';
+import processOpenFileDescriptors from 'prom-client/lib/metrics/processOpenFileDescriptors.js';
+import processMaxFileDescriptors from 'prom-client/lib/metrics/processMaxFileDescriptors.js';
+import nodeVersion from 'prom-client/lib/metrics/version.js';
+
+export type { CounterT as Counter, GaugeT as Gauge, HistogramT as Histogram };
+
+/** The content type of the text format (version 0.0.4), for the HTTP answer. */
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+/** Latency buckets, in seconds, for requests that should take milliseconds (API calls, handlers). */
+export const REQUEST_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Duration buckets, in seconds, for work that takes seconds to minutes (role applies, launches). */
+export const WORK_SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+
+/** The process's registry. */
+export const metricsRegistry: RegistryT = new Registry();
+
+interface Definition<L extends string> {
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames?: readonly L[];
+}
+
+function existing<T>(name: string): T | undefined {
+  return metricsRegistry.getSingleMetric(name) as T | undefined;
+}
+
+/** A counter (`…_total`); the same name again returns the first definition. */
+export function counter<L extends string = string>(def: Definition<L>): CounterT<L> {
+  return existing<CounterT<L>>(def.name) ?? new Counter<L>({ ...def, labelNames: def.labelNames ?? [], registers: [metricsRegistry] });
+}
+
+/** A gauge; the same name again returns the first definition. */
+export function gauge<L extends string = string>(def: Definition<L>): GaugeT<L> {
+  return existing<GaugeT<L>>(def.name) ?? new Gauge<L>({ ...def, labelNames: def.labelNames ?? [], registers: [metricsRegistry] });
+}
+
+/** A histogram with these buckets (seconds: {@link REQUEST_SECONDS}, {@link WORK_SECONDS}). */
+export function histogram<L extends string = string>(def: Definition<L> & { readonly buckets: readonly number[] }): HistogramT<L> {
+  return (
+    existing<HistogramT<L>>(def.name) ??
+    new Histogram<L>({ ...def, buckets: [...def.buckets], labelNames: def.labelNames ?? [], registers: [metricsRegistry] })
+  );
+}
+
+let processAdded = false;
+
+/**
+ * Adds the process's own metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+ * start time, heap, open and maximum file descriptors, `nodejs_version_info`), once.
+ */
+export function processMetrics(): void {
+  if (processAdded) return;
+  processAdded = true;
+  for (const add of [
+    processCpuTotal,
+    processStartTime,
+    osMemoryHeap,
+    heapSizeAndUsed,
+    processOpenFileDescriptors,
+    processMaxFileDescriptors,
+    nodeVersion,
+  ])
+    add(metricsRegistry);
+}
+
+type Collector = () => void | Promise<void>;
+const collectors = new Map<string, Collector>();
+const texts = new Map<string, () => Promise<string>>();
+
+const collectorErrors = counter<'collector'>({
+  name: 'mammatus_metrics_collector_errors_total',
+  help: 'Collectors that failed or ran out of time while metrics were read, by collector.',
+  labelNames: ['collector'],
+});
+
+/**
+ * Runs `collect` before each exposition (it sets gauges from state read elsewhere). A collector
+ * that throws or takes longer than the exposition allows leaves its gauges as they were and is
+ * counted in `mammatus_metrics_collector_errors_total`. Returns how to remove it; the same name
+ * again replaces it.
+ */
+export function onCollect(name: string, collect: Collector): () => void {
+  collectors.set(name, collect);
+  return () => {
+    if (collectors.get(name) === collect) collectors.delete(name);
+  };
+}
+
+/**
+ * Adds `source`'s text (another process's exposition: a service child's) after this registry's.
+ * Its metric names must differ from this process's. Returns how to remove it.
+ */
+export function addTextSource(name: string, source: () => Promise<string>): () => void {
+  texts.set(name, source);
+  return () => {
+    if (texts.get(name) === source) texts.delete(name);
+  };
+}
+
+/** `work`, or a rejection after `ms`. */
+function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)));
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The exposition: collectors run (at most `timeoutMs` each, all at once), then this registry's
+ * text and each text source's (a failing source is left out and counted).
+ */
+export async function exposition(timeoutMs = 3000): Promise<string> {
+  await Promise.all(
+    [...collectors].map(([name, collect]) =>
+      bounded(Promise.resolve().then(collect), timeoutMs, name).catch(() => collectorErrors.inc({ collector: name })),
+    ),
+  );
+  const others = await Promise.all(
+    [...texts].map(([name, source]) =>
+      bounded(source(), timeoutMs, name).catch(() => {
+        collectorErrors.inc({ collector: name });
+        return '';
+      }),
+    ),
+  );
+  const own = await metricsRegistry.metrics();
+  return [own, ...others.filter((t) => t.length > 0)].map((t) => (t.endsWith('\n') ? t : `${t}\n`)).join('');
+}
