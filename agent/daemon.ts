@@ -31,6 +31,7 @@ import { certServers, roleSettings, tlsPaths } from './certs-plan.js';
 import { natsRootChanged, useNatsRootFile } from '../core/nats.js';
 import { nodeTlsChanged, useNodeTlsFiles } from '../core/node-tls.js';
 import { MembersPoll } from './members-poll.js';
+import { MetricsRuntime } from './metrics-runtime.js';
 
 /** Everything the agent needs from outside; tests pass their own. */
 export interface AgentDeps {
@@ -157,6 +158,17 @@ export function createAgent(deps: AgentDeps): Agent {
     tls: () => certs.status(),
   };
 
+  // Metrics (docs/monitoring.md): the local listener, and this node's answers to the controllers.
+  const metrics = new MetricsRuntime({
+    config: () => loaded.config.metrics,
+    view,
+    members: () => [...members.values()],
+    stateDir: () => loaded.config.state_dir,
+    credentials: () => credentials,
+    servers: () => certServers(loaded.config.roles, credentials, trustedMembers()),
+    log: log.child({ component: 'metrics' }),
+  });
+
   registerBuiltinHandlers(dispatcher, view);
   for (const type of MEMBER_EVENT_TYPES) dispatcher.on(type, (ev) => onMemberEvent(ev as MemberEvent));
   deps.registerHandlers?.(dispatcher, view);
@@ -282,6 +294,7 @@ export function createAgent(deps: AgentDeps): Agent {
       await certs.installRoot();
       // It waits for the node's name (set once Serf answers) and credentials by itself.
       certs.start();
+      metrics.start();
       await session.start();
     },
     reload() {
@@ -322,6 +335,7 @@ export function createAgent(deps: AgentDeps): Agent {
         await scheduler.reconcile(undefined, 'config change');
         await scheduler.configReloaded();
         certs.kick();
+        metrics.check();
         return true;
       });
       return reloading;
@@ -333,6 +347,7 @@ export function createAgent(deps: AgentDeps): Agent {
         membersPoll.stop();
         certs.stop();
         await reloading;
+        await metrics.stop();
         if (session?.connected) {
           // Nobody should read the tag as "agent running" once we are gone.
           const admin = await session.adminClient();

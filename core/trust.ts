@@ -42,6 +42,12 @@ export const VOLUME_NODE_SUBJECT = 'mammatus.volumes.node';
 export const VOLUME_CHANGED_SUBJECT = 'mammatus.volumes.changed';
 
 /**
+ * Where each agent answers the controllers' metrics requests (`<prefix>.<node name>`, request/reply;
+ * issue 22): a node may subscribe to its own subject only, and only controllers may publish.
+ */
+export const METRICS_SUBJECT = 'mammatus.metrics';
+
+/**
  * The inbox prefix of a NATS user: its replies come only there, where no other user may listen.
  * 16 characters of its key (80 random bits): a shorter subject is less for the server to match.
  */

@@ -7,6 +7,7 @@
  * are answered while it runs.
  */
 import { detach, errorMessage } from '../core/errors.js';
+import { observeApply } from './apply-metrics.js';
 import { applyRole } from './apply.js';
 import { DesiredInputs } from './desired-inputs.js';
 import { OwnedFiles } from './owned-files.js';
@@ -267,7 +268,9 @@ export class RoleScheduler {
     const role = this.role(name)!;
     const previous = await this.owned.of(name);
     const desired = await this.inputs.desired(name, role, this.reconcileLater(name));
+    const started = Date.now();
     const report = await applyRole(role, desired, { run: this.deps.run, files: this.deps.files, log: this.deps.log, previous });
+    observeApply(report, started);
     this.lastDesired.set(name, desired);
     const at = (this.deps.now ?? (() => new Date()))();
     this.status.set(

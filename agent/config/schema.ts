@@ -87,7 +87,22 @@ export interface AgentConfig {
   readonly messaging: ServiceSettings;
   readonly trust: TrustConfig;
   readonly services: ServicesConfig;
+  readonly metrics: MetricsConfig;
 }
+
+/** `metrics:` — the agent's metrics in Prometheus' text format (docs/monitoring.md). */
+export interface MetricsConfig {
+  /** Off: no listener, no answers to the controllers, no process collectors. */
+  readonly enabled: boolean;
+  /**
+   * `host:port` of the local HTTP listener (`GET /metrics`; on a controller also
+   * `/members/<name>/metrics`); '' for none (the controllers still gather them over NATS).
+   */
+  readonly listen: string;
+}
+
+/** The agent's metrics port (docs/monitoring.md); loopback only unless configured otherwise. */
+export const DEFAULT_METRICS_LISTEN = '127.0.0.1:9475';
 
 /** `services:` — how the tenant-facing services run (docs/security.md, "Privilege separation"). */
 export interface ServicesConfig {
@@ -156,7 +171,7 @@ const serviceSettingsSchema = { type: 'object', required: [], additionalProperti
 export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
   type: 'object',
   additionalProperties: false,
-  required: ['state_dir', 'serf', 'log', 'roles', 'dispatch', 'watch_config', 'metadata', 'messaging', 'trust', 'services'],
+  required: ['state_dir', 'serf', 'log', 'roles', 'dispatch', 'watch_config', 'metadata', 'messaging', 'trust', 'services', 'metrics'],
   properties: {
     state_dir: { type: 'string', minLength: 1 },
     serf: {
@@ -212,6 +227,15 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
       // A system user name as useradd takes it; never root's (checked in code: root is no drop).
       properties: { user: { type: 'string', pattern: '^[a-z_][a-z0-9_-]{0,31}$', not: { const: 'root' } } },
     },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['enabled', 'listen'],
+      properties: {
+        enabled: { type: 'boolean' },
+        listen: { type: 'string', anyOf: [{ const: '' }, { format: HOST_PORT_FORMAT }] },
+      },
+    },
   },
 };
 
@@ -262,4 +286,5 @@ export const DEFAULT_CONFIG: AgentConfig = deepFreeze({
   messaging: {},
   trust: { allowed_roles: [], operators: [], operators_file: '', allow_plain_serf: false },
   services: { user: DEFAULT_SERVICE_USER },
+  metrics: { enabled: true, listen: DEFAULT_METRICS_LISTEN },
 });

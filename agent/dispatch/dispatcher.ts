@@ -11,6 +11,7 @@ import type { MemberEvent, QueryEvent, SerfEvent, UserEvent } from '../serf/clie
 import { SerfLimits } from '../serf/protocol.js';
 import type { EventDedupe } from './dedupe.js';
 import { filterMatches, parseFilter, streamFilterFor, type EventFilter } from './filter.js';
+import { countDispatch, observeHandler } from './metrics.js';
 import { detach } from '../../core/errors.js';
 import { eventNeedsSignature, queryNeedsSignature } from '../../core/signed-event.js';
 import type { SignatureCheck, SignatureGate } from './signatures.js';
@@ -164,11 +165,13 @@ export class Dispatcher {
     // Full queue first: a dropped event must stay unseen, so a later replay of it is handled.
     if (this.queue.length >= (this.opts.queueLimit ?? 10_000)) {
       this.stats.dropped++;
+      countDispatch('event', this.handlerName(event), 'dropped');
       this.opts.log.warn({ event: event.type === 'user' ? event.name : event.type }, 'event queue full; event dropped');
       return;
     }
     if (event.type === 'user' && this.opts.dedupe?.isDuplicate(event.name, event.ltime, event.payload)) {
       this.stats.duplicates++;
+      countDispatch('event', this.handlerName(event), 'duplicate');
       this.opts.log.debug({ event: event.name, ltime: event.ltime }, 'duplicate user event skipped');
       return;
     }
@@ -268,6 +271,12 @@ export class Dispatcher {
     }
   }
 
+  /** The filter text of the first handler taking `event`, or `other`: a metrics label senders cannot choose. */
+  private handlerName(event: { type: string; name?: string }): string {
+    const type = event.type as SerfEvent['type'];
+    return this.registrations.find((r) => filterMatches(r.filter, type, event.name))?.text ?? 'other';
+  }
+
   /** Checks an operator's signature; a refusal is counted and logged with its reason. */
   private checkSignature(kind: 'event' | 'query', name: string, payload: Buffer): SignatureCheck {
     const checked: SignatureCheck = this.opts.signatures?.check(name, payload) ?? {
@@ -276,6 +285,7 @@ export class Dispatcher {
     };
     if (!checked.ok) {
       this.stats.refused++;
+      countDispatch(kind, this.handlerName({ type: kind === 'event' ? 'user' : 'query', name }), 'refused');
       this.opts.log.warn({ [kind]: name, reason: checked.reason }, `signed ${kind} refused`);
     } else this.opts.log.info({ [kind]: name, operator: checked.operator }, `signed ${kind} accepted`);
     return checked;
@@ -289,6 +299,7 @@ export class Dispatcher {
     signer?: string,
   ): Promise<T> {
     const log = r.log;
+    const kind = r.filter.type === 'query' ? 'query' : 'event';
     const abort = new AbortController();
     const started = Date.now();
     const slow = setTimeout(() => log.warn({ elapsed_ms: Date.now() - started }, 'handler is slow'), this.timings.slowHandlerMs);
@@ -305,17 +316,21 @@ export class Dispatcher {
         timeout,
       ]);
       this.stats.handled++;
+      countDispatch(kind, r.text, 'ok');
       return result;
     } catch (err) {
       if (err instanceof HandlerTimeout) {
         this.stats.timedOut++;
+        countDispatch(kind, r.text, 'timeout');
         log.error({ timeout_ms: timeoutMs }, 'handler timed out; moving on');
       } else {
         this.stats.failed++;
+        countDispatch(kind, r.text, 'failed');
         log.error({ err }, 'handler failed');
       }
       throw err;
     } finally {
+      observeHandler(kind, started);
       clearTimeout(slow);
       clearTimeout(timer);
     }

@@ -20,6 +20,9 @@
  *   (root, intermediate, fingerprint; get only) and asks for its own certificate by publishing to
  *   `mammatus.ca.sign.<its name>` (the signing service checks the CSR's names against that name).
  *   Nothing of `mammatus-ca-keys`.
+ * - every admitted node (issue 22): answers the controllers' metrics requests on its own subject
+ *   `mammatus.metrics.<its name>` (subscribe to exactly that; `allow_responses` lets it publish
+ *   the answer to the asker's inbox and nowhere else). Asking is the controllers' alone.
  * - no role: only that.
  *
  * Every user's replies arrive on its own inbox prefix (`_INBOX.<its nkey>`), so no node can
@@ -27,7 +30,14 @@
  */
 import { CA_BUCKET, CA_SIGN_SUBJECT } from '../../core/ca.js';
 import { LB_HEALTH_BUCKET } from '../../core/lb-health.js';
-import { REGISTRY_NODE_SUBJECT, VOLUME_CHANGED_SUBJECT, VOLUME_NODE_SUBJECT, inboxPrefix, type AdmittedNode } from '../../core/trust.js';
+import {
+  METRICS_SUBJECT,
+  REGISTRY_NODE_SUBJECT,
+  VOLUME_CHANGED_SUBJECT,
+  VOLUME_NODE_SUBJECT,
+  inboxPrefix,
+  type AdmittedNode,
+} from '../../core/trust.js';
 
 /** The instance registry's KV stream (bucket `mammatus-instances`). */
 const REGISTRY_STREAM = 'KV_mammatus-instances';
@@ -36,6 +46,8 @@ const REGISTRY_STREAM = 'KV_mammatus-instances';
 export interface NatsPermissions {
   readonly publish: { readonly allow: readonly string[] };
   readonly subscribe: { readonly allow: readonly string[] };
+  /** May publish to the reply subject of a request it received (once, within the server's default expiry). */
+  readonly allow_responses?: boolean;
 }
 
 /** One entry of nats-server's `authorization.users`. */
@@ -112,8 +124,13 @@ export function natsUser(node: AdmittedNode): NatsUser {
       // Never empty (that would mean "allowed"): every node has at least the CA's subjects.
       publish: { allow: publish },
       subscribe: {
-        allow: [`${inboxPrefix(node.nkey)}.>`, ...(usesVolumes(node) ? [`${VOLUME_CHANGED_SUBJECT}.${node.node}`] : [])],
+        allow: [
+          `${inboxPrefix(node.nkey)}.>`,
+          `${METRICS_SUBJECT}.${node.node}`,
+          ...(usesVolumes(node) ? [`${VOLUME_CHANGED_SUBJECT}.${node.node}`] : []),
+        ],
       },
+      allow_responses: true,
     },
   };
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { trackDaemon, untilReady } from './daemon.js';
 import { CREDENTIALS_FILE, type NodeCredentials } from '../../core/trust.js';
+import { freePort } from './ports.js';
 
 /** The bundled CLI; `npm run build` makes it. */
 export const BUNDLE = fileURLToPath(new URL('../../dist/mammatus.mjs', import.meta.url));
@@ -40,6 +41,11 @@ export interface MammatusAgent extends AsyncDisposable {
   readonly pid: number;
   readonly logFile: string;
   readonly configPath: string;
+  /**
+   * `http://host:port` of its metrics listener: a free loopback port of its own (agents of one test
+   * share the host) unless the config says otherwise; undefined then.
+   */
+  readonly metricsUrl?: string;
   /** Milliseconds from spawn to the "agent ready" line (NaN if not waited for). */
   readonly startToReadyMs: number;
   /** The log so far, one parsed JSON object per line. */
@@ -59,11 +65,15 @@ export function bundleBuilt(): boolean {
 export async function startMammatusAgent(spec: MammatusAgentSpec): Promise<MammatusAgent> {
   mkdirSync(spec.dir, { recursive: true });
   const configPath = spec.configPath ?? path.join(spec.dir, 'agent.yaml');
+  let metricsUrl: string | undefined;
   if (!spec.configPath) {
+    // Agents of one test share the host's loopback (unless in a namespace): each its own port.
+    if (!/^metrics:/m.test(spec.extraYaml ?? '')) metricsUrl = `http://127.0.0.1:${await freePort()}`;
     const yaml = [
       `state_dir: ${JSON.stringify(path.join(spec.dir, 'state'))}`,
       `serf: { rpc_addr: ${JSON.stringify(spec.rpcAddr)}, rpc_auth: ${JSON.stringify(spec.rpcAuth ?? '')} }`,
       'log: { level: debug }',
+      metricsUrl ? `metrics: { listen: ${JSON.stringify(metricsUrl.slice('http://'.length))} }` : '',
       spec.extraYaml ?? '',
     ].join('\n');
     // 0600: it may hold secrets (serf.rpc_auth, a controller's proxy_secret and messaging keys), and
@@ -123,6 +133,7 @@ export async function startMammatusAgent(spec: MammatusAgentSpec): Promise<Mamma
     pid: child.pid!,
     logFile,
     configPath,
+    ...(metricsUrl ? { metricsUrl } : {}),
     startToReadyMs,
     logLines,
     waitForLog,

@@ -130,3 +130,25 @@ export async function startCluster(defs: readonly NodeDef[]): Promise<TestCluste
   }
   return cluster;
 }
+
+/**
+ * The `roles.controller` lines of an agent config for a test controller: its nats-server on free
+ * loopback ports, its files under `dir`, the host's firewall untouched. Returns the lines and the
+ * NATS client URL.
+ */
+export async function testControllerYaml(dir: string): Promise<{ lines: string[]; natsUrl: string; monitorUrl: string }> {
+  const { freePort } = await import('../../scripts/lib/ports.js');
+  const [client, cluster, monitor] = [await freePort(), await freePort(), await freePort()];
+  const at = (name: string) => JSON.stringify(path.join(dir, name));
+  return {
+    natsUrl: `nats://127.0.0.1:${client}`,
+    monitorUrl: `http://127.0.0.1:${monitor}`,
+    lines: [
+      'roles:',
+      '  controller:',
+      `    nats: { listen: "127.0.0.1:${client}", cluster_listen: "127.0.0.1:${cluster}", monitor_listen: "127.0.0.1:${monitor}", store_dir: ${at('nats')} }`,
+      `    paths: { nats_conf: ${at('nats.conf')}, members: ${at('members')}, roster: ${at('roster.json')}, firewall: ${at('firewall.rules')} }`,
+      '    firewall: { enabled: false }',
+    ],
+  };
+}

@@ -212,9 +212,15 @@ describe('trust: who may connect, and who is a controller', () => {
     // gateway's own target health reports (one token after its name).
     for (const u of [gw, cn])
       expect(u.permissions!.publish.allow.filter((s) => s.startsWith('$KV.'))).toEqual(u === gw ? ['$KV.mammatus-lb-health.gw1.*'] : []);
-    expect(gw.permissions!.subscribe.allow).toEqual([`_INBOX.${gw.nkey.slice(1, 17)}.>`]);
+    // Each answers the controllers' metrics requests on its own subject only, and replies only to the asker.
+    expect(gw.permissions!.subscribe.allow).toEqual([`_INBOX.${gw.nkey.slice(1, 17)}.>`, 'mammatus.metrics.gw1']);
+    expect(gw.permissions!.allow_responses).toBe(true);
     // A compute node hears about changes to the volumes attached to it, on its own subject only.
-    expect(cn.permissions!.subscribe.allow).toEqual([`_INBOX.${cn.nkey.slice(1, 17)}.>`, 'mammatus.volumes.changed.cn1']);
+    expect(cn.permissions!.subscribe.allow).toEqual([
+      `_INBOX.${cn.nkey.slice(1, 17)}.>`,
+      'mammatus.metrics.cn1',
+      'mammatus.volumes.changed.cn1',
+    ]);
     expect(cn.permissions!.publish.allow).toContain('mammatus.registry.node.cn1');
     expect(cn.permissions!.publish.allow).toContain('mammatus.volumes.node.cn1');
     expect(gw.permissions!.publish.allow).not.toContain('mammatus.registry.node.gw1');
@@ -249,7 +255,8 @@ describe('trust: who may connect, and who is a controller', () => {
           'mammatus.volumes.node.st1',
         ],
       },
-      subscribe: { allow: [`_INBOX.${st.nkey.slice(1, 17)}.>`, 'mammatus.volumes.changed.st1'] },
+      subscribe: { allow: [`_INBOX.${st.nkey.slice(1, 17)}.>`, 'mammatus.metrics.st1', 'mammatus.volumes.changed.st1'] },
+      allow_responses: true,
     });
   });
 
