@@ -2,7 +2,7 @@
  * `mammatus top` against the real Prometheus (Debian's /usr/bin/prometheus) on a free loopback
  * port: it scrapes a tiny HTTP server of this test that serves a fixed exposition (the names of
  * docs/monitoring.md; the CPU counter grows half a second per second) every second, with the
- * `node` label set as the controllers' file discovery sets it, and evaluates one alert rule.
+ * `node` label Prometheus adds to every agent series, and evaluates one alert rule.
  * Then `top --once --json` must give those numbers and `top --once` must show the node.
  */
 import { spawn } from 'node:child_process';
