@@ -167,6 +167,8 @@ function buildNodes(answers: TopAnswers): TopSection<TopNode> {
   for (const s of samplesOf(answers.cpu)) row(nodeOf(s)).cpu_percent = Math.round(num(s) * 1000) / 10;
   for (const s of samplesOf(answers.rss)) row(nodeOf(s)).rss_bytes = num(s);
   for (const r of byNode.values()) {
+    // A rate over the last minute outlives the scrapes: a node that is down has no CPU now.
+    if (r.up === false) r.cpu_percent = null;
     // A role that has a state but is missing from the info (an older agent) still shows.
     for (const role of Object.keys(r.states)) if (!r.roles.includes(role)) r.roles.push(role);
     r.roles.sort();

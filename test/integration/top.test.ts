@@ -21,6 +21,8 @@ const prometheusBin = findOnPath('prometheus', ['/usr/bin']);
 if (!prometheusBin) console.warn('top.test.ts: skipped: prometheus is not installed (apt-get install prometheus)');
 
 const started = Date.now();
+/** False: the fake agent answers 503, as a node whose agent is gone (its scrape fails). */
+let serving = true;
 /** What the fake agent exposes; only the CPU counter moves. */
 const exposition = () =>
   [
@@ -52,7 +54,9 @@ describe.skipIf(!prometheusBin)('mammatus top with a real Prometheus', () => {
   let url = '';
 
   beforeAll(async () => {
-    server = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(exposition()));
+    server = http.createServer((_req, res) =>
+      serving ? res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(exposition()) : res.writeHead(503).end(),
+    );
     const target = await freePort();
     await new Promise<void>((resolve) => server.listen(target, '127.0.0.1', resolve));
     const port = await freePort();
@@ -125,7 +129,10 @@ describe.skipIf(!prometheusBin)('mammatus top with a real Prometheus', () => {
     // samples it reads low (it reaches 50 % once Prometheus has a minute of them).
     expect(model.nodes.rows[0].cpu_percent).toBeGreaterThan(0);
     expect(model.nodes.rows[0].cpu_percent).toBeLessThanOrEqual(55);
-    expect(model.role_errors.rows).toEqual([{ node: 'node-a', role: 'compute', state: 'error', failed_applies: 0, rolled_back: 0 }]);
+    expect(model.role_errors).toEqual({
+      rows: [{ node: 'node-a', role: 'compute', state: 'error', failed_applies: 0, rolled_back: 0 }],
+      errors: [],
+    });
     expect(model.instances).toEqual({
       rows: [
         { status: 'running', count: 3 },
@@ -152,5 +159,24 @@ describe.skipIf(!prometheusBin)('mammatus top with a real Prometheus', () => {
     expect(text.code).toBe(0);
     expect(text.out).toMatch(/^ {2}node-a +up +compute,controller +compute:error controller:ok +\d+\.\d% +50\.0 MiB$/m);
     expect(text.out).toMatch(/^ {2}jobs +15 +12 +3 +0$/m);
+  });
+
+  it('shows a node whose scrape fails as down, with the roles it last reported', async () => {
+    serving = false;
+    const model = await until(
+      'node-a down',
+      async () => {
+        const m = JSON.parse((await run('top', '--prometheus', url, '--json')).out) as TopModel;
+        return m.nodes.rows[0]?.up === false && m;
+      },
+      { timeoutMs: 15_000, everyMs: 500 },
+    );
+    expect(model.nodes).toEqual({
+      rows: [{ node: 'node-a', up: false, roles: ['compute', 'controller'], states: {}, cpu_percent: null, rss_bytes: null }],
+      errors: [],
+    });
+    const text = await run('top', '--prometheus', url, '--once');
+    expect(text.out).toMatch(/^NODES \(1, 1 down\)$/m);
+    expect(text.out).toMatch(/^ {2}node-a +DOWN +compute,controller +- +- +-$/m);
   });
 });

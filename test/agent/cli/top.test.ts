@@ -40,7 +40,7 @@ function cannedAnswers(): TopAnswers {
       [{ ...job, node: 'ctl-1', role: 'compute', state: 'error' }, 1],
       [{ ...job, node: 'gw-1', role: 'gateway', state: 'ok' }, 1],
     ),
-    cpu: vec([{ ...job, node: 'ctl-1' }, 0.0234], [{ ...job, node: 'gw-1' }, 0.001]),
+    cpu: vec([{ ...job, node: 'ctl-1' }, 0.0234], [{ ...job, node: 'gw-1' }, 0.001], [{ ...job, node: 'cmp-1' }, 0.5]),
     rss: vec([{ ...job, node: 'ctl-1' }, 44_144_640], [{ ...job, node: 'gw-1' }, 38_000_000]),
     failedApplies: vec(
       [{ node: 'ctl-1', role: 'compute', outcome: 'error' }, 2.9999],
