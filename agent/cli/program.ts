@@ -19,6 +19,7 @@ import { registerCaCommands } from './ca-commands.js';
 import { registerLbCommands } from './lb-commands.js';
 import type { QueryOptions } from './query.js';
 import type { StatusOptions } from './status.js';
+import type { TopOptions } from './top.js';
 import { errorMessage } from '../../core/errors.js';
 
 /** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
@@ -78,6 +79,15 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
     .description('list cluster members with their roles and agent versions')
     .option('--json', 'print JSON')
     .action((o: { json?: boolean }, cmd: Command) => set(import('./members.js').then((m) => m.membersCommand(g(cmd), o, io))));
+
+  program
+    .command('top')
+    .description("a live view of nodes, roles, instances, queues and alerts from the controllers' Prometheus")
+    .option('--prometheus <url>', "Prometheus to ask (default: this controller's, on 127.0.0.1:9090)")
+    .option('--interval <duration>', 'refresh every DURATION (default 2s)')
+    .option('--once', 'print one frame and exit')
+    .option('--json', 'print the gathered data as JSON once')
+    .action((o: TopOptions) => set(import('./top.js').then((m) => m.topCommand(o, io))));
 
   program
     .command('event')
