@@ -7,6 +7,7 @@ import { checkPinnedRoot } from '../core/ca.js';
 import type { Member } from '../core/contracts.js';
 import { aliveWithRole } from '../core/members.js';
 import type { NodeCredentials } from '../core/trust.js';
+import type { AgentConfig } from './config/schema.js';
 
 /**
  * The files under `<state_dir>/tls/`: the key (0600, never leaves the node), the chain, the root.
@@ -93,12 +94,18 @@ export function trustedRoot(creds: NodeCredentials, onDisk: string | undefined):
 /**
  * A role's settings as the role sees them. The controller's nats-server serves this agent's own
  * certificate: its `tls` paths follow `state_dir` unless set (a role does not see `state_dir`, and a
- * controller left plain would lock out every node holding the root).
+ * controller left plain would lock out every node holding the root). Its monitoring stack, when
+ * configured, is told where this agent's metrics listener is (`monitoring.agent_metrics`).
  */
-export function roleSettings(roles: object, role: string, stateDir: string): Record<string, unknown> {
-  const raw = { ...((roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) };
+export function roleSettings(config: Pick<AgentConfig, 'roles' | 'state_dir' | 'metrics'>, role: string): Record<string, unknown> {
+  const raw = { ...((config.roles as Record<string, Record<string, unknown> | undefined>)[role] ?? {}) };
   if (role !== 'controller') return raw;
-  const { key, cert, ca } = tlsPaths(stateDir);
+  const { key, cert, ca } = tlsPaths(config.state_dir);
   const tls = typeof raw.tls === 'object' && raw.tls !== null ? (raw.tls as Record<string, unknown>) : {};
-  return { ...raw, tls: { key, cert, ca, ...tls } };
+  const out: Record<string, unknown> = { ...raw, tls: { key, cert, ca, ...tls } };
+  // The monitoring stack scrapes every member through this agent's metrics listener (docs/monitoring.md).
+  const monitoring = raw.monitoring;
+  if (typeof monitoring === 'object' && monitoring !== null && config.metrics.enabled && config.metrics.listen)
+    out.monitoring = { agent_metrics: config.metrics.listen, ...monitoring };
+  return out;
 }

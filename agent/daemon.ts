@@ -121,7 +121,7 @@ export function createAgent(deps: AgentDeps): Agent {
     stateDir: () => loaded.config.state_dir,
     node: () => nodeName,
     members: trustedMembers,
-    roleConfig: (r) => roleSettings(loaded.config.roles, r, loaded.config.state_dir),
+    roleConfig: (r) => roleSettings(loaded.config, r),
     credentials: () => credentials,
   });
 
