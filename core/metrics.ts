@@ -65,6 +65,33 @@ export function histogram<L extends string = string>(def: Definition<L> & { read
   );
 }
 
+/** A counter that follows a total kept elsewhere (a daemon's own counter): see {@link counterFrom}. */
+export interface CounterFrom<L extends string> {
+  /** The source's current `total` for `labels`: the counter grows by what the total grew since the last call. */
+  set(labels: Partial<Record<L, string | number>>, total: number): void;
+}
+
+/**
+ * A counter (`…_total`) fed from a total read elsewhere at each collection (nats-server's
+ * `in_msgs`, dnsmasq's counters). The first reading of a label set counts in full; later ones add
+ * the growth since the previous reading; a smaller reading (the source restarted and counts from
+ * zero again) adds the new total, so `rate()` sees a reset the way Prometheus expects.
+ */
+export function counterFrom<L extends string = string>(def: Definition<L>): CounterFrom<L> {
+  const c = counter(def);
+  const last = new Map<string, number>();
+  return {
+    set(labels, total) {
+      if (!Number.isFinite(total) || total < 0) return;
+      const key = JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
+      const before = last.get(key);
+      last.set(key, total);
+      const delta = before === undefined || total < before ? total : total - before;
+      c.inc(labels, delta);
+    },
+  };
+}
+
 let processAdded = false;
 
 /**
