@@ -4,11 +4,15 @@
  * same server after its two peers were stopped (no leader); each has one stream (FIXTURE, 5
  * messages, 230 bytes) and one consumer.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exposition } from '../../../core/metrics.js';
 import { NatsMetrics, parseJsz, parseVarz, readNatsMetrics } from '../../../roles/controller/nats-metrics.js';
-import type { MonitorProbe } from '../../../roles/controller/health.js';
+import { fetchProbe, type MonitorProbe } from '../../../roles/controller/health.js';
+import { natsServerAvailable, startNatsServer } from '../../../scripts/lib/nats-server.js';
+import { freePort } from '../../../scripts/lib/ports.js';
 
 const fixture = (name: string) => readFileSync(new URL(`fixtures/${name}`, import.meta.url), 'utf8');
 
@@ -94,7 +98,10 @@ describe('NatsMetrics', () => {
   });
 
   it('a monitor that does not answer: leader_known goes to 0 and the failure is counted', async () => {
-    await readNatsMetrics(probeOf({ '/varz': fixture('nats-varz-standalone.json'), '/jsz': fixture('nats-jsz-standalone.json') }), 'http://x');
+    await readNatsMetrics(
+      probeOf({ '/varz': fixture('nats-varz-standalone.json'), '/jsz': fixture('nats-jsz-standalone.json') }),
+      'http://x',
+    );
     expect(value(await exposition(), 'mammatus_jetstream_meta_leader_known')).toBe(1);
     const metrics = new NatsMetrics(probeOf({ '/varz': new Error('ECONNREFUSED'), '/jsz': new Error('ECONNREFUSED') }));
     metrics.follow('http://127.0.0.1:8222');
@@ -106,5 +113,25 @@ describe('NatsMetrics', () => {
       metrics.stop();
     }
     expect(await exposition()).toMatch(/mammatus_jetstream_meta_leader_known 0/);
+  });
+});
+
+describe.skipIf(!natsServerAvailable())('NatsMetrics on a real nats-server -js', () => {
+  it('reads its monitor: a standalone server is its own leader (a failed read would say 0)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mammatus-nats-metrics-'));
+    const monitorPort = await freePort();
+    const server = await startNatsServer({ name: 'm1', dir, monitorPort });
+    const metrics = new NatsMetrics(fetchProbe);
+    try {
+      metrics.follow(`http://127.0.0.1:${monitorPort}`);
+      const text = await exposition();
+      expect(value(text, 'mammatus_jetstream_meta_leader_known')).toBe(1);
+      expect(value(text, 'mammatus_jetstream_meta_cluster_size')).toBe(1);
+      expect(value(text, 'mammatus_nats_mem_bytes')).toBeGreaterThan(1_000_000);
+    } finally {
+      metrics.stop();
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
