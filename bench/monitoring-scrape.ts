@@ -22,6 +22,7 @@
  * Knobs: BENCH_SCRAPE_N (50), BENCH_SCRAPE_BASE (10), BENCH_SCRAPE_QUEUES (1000).
  */
 import { CreateQueueCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { pino } from 'pino';
 import { buildSpawn } from '../core/exec.js';
@@ -80,6 +81,14 @@ async function measure(queues: number, childPid: number, tck: number): Promise<R
     bytes: bytes / N,
     series: text.split('\n').filter((l) => l && !l.startsWith('#')).length,
   };
+}
+
+/** Checks the exposition with `promtool check metrics` when it is installed, and says what it found. */
+function lint(text: string): void {
+  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  if (r.error) return void console.log('promtool not installed: exposition not checked');
+  const said = `${r.stdout}${r.stderr}`.trim();
+  console.log(`promtool check metrics: ${r.status === 0 ? 'ok' : `exit ${r.status}`}${said ? `\n${said}` : ''}`);
 }
 
 /** Queues `from`..`to-1`, each with one message; 16 at a time. */
@@ -148,6 +157,7 @@ async function main(): Promise<number> {
     await fill(sqs, BASE, QUEUES);
     console.log(`${QUEUES - BASE} more queues created and filled in ${round((Date.now() - t0) / 1000, 1)} s`);
     const big = await measure(QUEUES, child.pid!, tck);
+    lint(await exposition());
     console.log('\n| queues | wall ms/scrape | agent CPU ms/scrape | child CPU ms/scrape | bytes | series |');
     console.log('| ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const r of [base, big])

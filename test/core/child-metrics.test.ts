@@ -28,7 +28,13 @@ setInterval(() => {}, 1000);
 const log = pino({ level: 'silent' });
 
 async function started(mode: string): Promise<ChildService> {
-  const child = new ChildService({ spawn: await buildSpawn(), log, name: 'demo', argv: [process.execPath, ['-e', CHILD]], minRestartMs: 60_000 });
+  const child = new ChildService({
+    spawn: await buildSpawn(),
+    log,
+    name: 'demo',
+    argv: [process.execPath, ['-e', CHILD]],
+    minRestartMs: 60_000,
+  });
   onTestFinished(() => child.stop());
   await child.start((): ChildInit => ({ type: 'init', service: 'demo', level: 'info', mode }));
   return child;
@@ -66,7 +72,7 @@ describe('ChildService.metrics', () => {
 });
 
 describe('mammatus service run: metrics over IPC', () => {
-  it("answers with the child's registry, without the process metrics (they are the agent's)", async () => {
+  it("answers with the child's registry, without the process metrics (they are the agent's); a shared family appears once", async () => {
     const spawn = await buildSpawn();
     const child = new ChildService({
       spawn,
@@ -77,9 +83,18 @@ describe('mammatus service run: metrics over IPC', () => {
     });
     onTestFinished(() => child.stop());
     const port = await freePort();
-    await child.start(() => ({ type: 'init', service: 'boot-http', level: 'warn', section: { host: '127.0.0.1', port, files: {}, dirs: {} } }));
+    await child.start(() => ({
+      type: 'init',
+      service: 'boot-http',
+      level: 'warn',
+      section: { host: '127.0.0.1', port, files: {}, dirs: {} },
+    }));
     const text = await child.metrics(5000);
     expect(text).toContain('# TYPE mammatus_metrics_collector_errors_total counter');
     expect(text).not.toMatch(/^process_|^nodejs_/m);
+    // The family both registries have appears once in the agent's exposition.
+    const unexport = exportChildMetrics('boot-http', child);
+    onTestFinished(unexport);
+    expect((await exposition()).match(/^# TYPE mammatus_metrics_collector_errors_total /gm)).toHaveLength(1);
   }, 90_000);
 });
