@@ -2,16 +2,18 @@
 import { describe, expect, it } from 'vitest';
 import { mergeExpositions } from '../../core/metrics.js';
 
-const AGENT = `# HELP errors_total Collector errors.
-# TYPE errors_total counter
-errors_total{collector="nats"} 2
-# HELP up_seconds Latency.
+const HISTOGRAM = `# HELP up_seconds Latency.
 # TYPE up_seconds histogram
 up_seconds_bucket{le="1"} 1
 up_seconds_bucket{le="+Inf"} 1
 up_seconds_sum 0.5
 up_seconds_count 1
 `;
+
+const AGENT = `# HELP errors_total Collector errors.
+# TYPE errors_total counter
+errors_total{collector="nats"} 2
+${HISTOGRAM}`;
 
 const CHILD = `# HELP errors_total Collector errors.
 # TYPE errors_total counter
@@ -28,13 +30,7 @@ describe('mergeExpositions', () => {
 # TYPE errors_total counter
 errors_total{collector="nats"} 2
 errors_total{collector="sqs-queue-depths"} 1
-# HELP up_seconds Latency.
-# TYPE up_seconds histogram
-up_seconds_bucket{le="1"} 1
-up_seconds_bucket{le="+Inf"} 1
-up_seconds_sum 0.5
-up_seconds_count 1
-# HELP depth Queue depth.
+${HISTOGRAM}# HELP depth Queue depth.
 # TYPE depth gauge
 depth{queue="a"} 3
 `);
