@@ -157,10 +157,9 @@ export async function serviceRunCommand(name: string): Promise<number> {
     // The agent's scrape: this process's registry (the service's metrics; no process_* ones, which are the agent's).
     if (m?.type === 'metrics' && typeof m.id === 'number') {
       const id = m.id;
-      void exposition().then(
-        (text) => report({ type: 'metrics', id, text }),
-        (err: unknown) => log.warn({ err: errorMessage(err) }, 'metrics not read'),
-      );
+      void exposition()
+        .then((text) => report({ type: 'metrics', id, text }))
+        .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'metrics not read or not sent'));
     }
     if (m?.type === NODE_TLS_MESSAGE && isNodeTlsPem(m.node_tls)) {
       useNodeTls(m.node_tls);
