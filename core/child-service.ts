@@ -9,6 +9,7 @@
  */
 import type { Argv, Logger, Spawn } from './contracts.js';
 import { errorMessage } from './errors.js';
+import { addTextSource } from './metrics.js';
 import { DaemonSupervisor } from './process-supervisor.js';
 
 /** The first message to a child: which service, and everything it starts from. */
@@ -25,7 +26,9 @@ export interface ChildInit {
 export type ChildReport =
   | { readonly type: 'ready'; readonly url?: string }
   | { readonly type: 'error'; readonly message: string }
-  | { readonly type: 'listening'; readonly url: string };
+  | { readonly type: 'listening'; readonly url: string }
+  /** The answer to the agent's `{type: 'metrics', id}`: the child's exposition (core/metrics.ts). */
+  | { readonly type: 'metrics'; readonly id: number; readonly text: string };
 
 /** Options of a {@link ChildService}. */
 export interface ChildServiceOptions {
@@ -84,6 +87,9 @@ export class ChildService {
   private lastError?: string;
   /** Keep restarting after a failed start (a gateway's proxy) instead of stopping (a hosted service). */
   private keepTrying = false;
+  /** Metrics requests waiting for their answer, by id. */
+  private readonly asked = new Map<number, { resolve: (text: string) => void; reject: (err: Error) => void }>();
+  private nextId = 1;
 
   constructor(private readonly opts: ChildServiceOptions) {
     const log = opts.log;
@@ -98,7 +104,10 @@ export class ChildService {
       onLine: (line) => relogChildLine(log, line),
       onStart: (pid) => this.sendInit(pid),
       onMessage: (message) => this.onReport(message),
-      onExit: (code) => this.settle(new Error(this.lastError ?? this.exitReason(code))),
+      onExit: (code) => {
+        this.failAsked(new Error(`${opts.name} exited`));
+        this.settle(new Error(this.lastError ?? this.exitReason(code)));
+      },
     });
   }
 
@@ -156,9 +165,31 @@ export class ChildService {
     return this.supervisor.send(message);
   }
 
+  /**
+   * The child's metrics in the text format: asks over the IPC channel and waits up to `timeoutMs`.
+   * Rejects when no child runs, its channel is closed, it dies or it does not answer in time.
+   */
+  metrics(timeoutMs: number): Promise<string> {
+    const id = this.nextId++;
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.asked.delete(id);
+        reject(new Error(`${this.opts.name}: no metrics within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const done = <T>(f: (v: T) => void) => (v: T) => {
+        clearTimeout(timer);
+        this.asked.delete(id);
+        f(v);
+      };
+      this.asked.set(id, { resolve: done(resolve), reject: done(reject) });
+      if (!this.supervisor.send({ type: 'metrics', id })) this.asked.get(id)?.reject(new Error(`${this.opts.name} is not running`));
+    });
+  }
+
   /** Stops the child for good: SIGTERM, then SIGKILL after the stop timeout. */
   async stop(): Promise<void> {
     this.settle(new Error('stopped'));
+    this.failAsked(new Error(`${this.opts.name} stopped`));
     await this.supervisor.stop();
   }
 
@@ -188,7 +219,14 @@ export class ChildService {
       this.opts.log.error({ child_pid: this.pid, err: this.lastError }, `${this.opts.name} failed`);
     } else if (report?.type === 'listening') {
       this.opts.log.info({ child_pid: this.pid, url: report.url }, `${this.opts.name} listening`);
+    } else if (report?.type === 'metrics' && typeof report.id === 'number' && typeof report.text === 'string') {
+      this.asked.get(report.id)?.resolve(report.text);
     }
+  }
+
+  /** Rejects every metrics request still waiting (the child died or was stopped: no answer will come). */
+  private failAsked(err: Error): void {
+    for (const waiter of [...this.asked.values()]) waiter.reject(err);
   }
 
   /** Why a child died before it said anything: its error line, and what to do when it could not load. */
@@ -218,6 +256,15 @@ export interface ChildWiring {
   readonly user: () => string;
   /** `log.level` of the agent config. */
   readonly level: () => string;
+}
+
+/**
+ * Adds `child`'s metrics to this process's exposition under `name` (core/metrics.ts text
+ * sources) while it runs; returns how to remove them. A child that does not answer within
+ * `timeoutMs` is left out of that scrape (and counted as a failed collector).
+ */
+export function exportChildMetrics(name: string, child: ChildService, timeoutMs = 2500): () => void {
+  return addTextSource(name, () => child.metrics(timeoutMs));
 }
 
 /** `mammatus service run <name>`. */

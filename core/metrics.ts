@@ -65,6 +65,33 @@ export function histogram<L extends string = string>(def: Definition<L> & { read
   );
 }
 
+/** A counter that follows a total kept elsewhere (a daemon's own counter): see {@link counterFrom}. */
+export interface CounterFrom<L extends string> {
+  /** The source's current `total` for `labels`: the counter grows by what the total grew since the last call. */
+  set(labels: Partial<Record<L, string | number>>, total: number): void;
+}
+
+/**
+ * A counter (`…_total`) fed from a total read elsewhere at each collection (nats-server's
+ * `in_msgs`, dnsmasq's counters). The first reading of a label set counts in full; later ones add
+ * the growth since the previous reading; a smaller reading (the source restarted and counts from
+ * zero again) adds the new total, so `rate()` sees a reset the way Prometheus expects.
+ */
+export function counterFrom<L extends string = string>(def: Definition<L>): CounterFrom<L> {
+  const c = counter(def);
+  const last = new Map<string, number>();
+  return {
+    set(labels, total) {
+      if (!Number.isFinite(total) || total < 0) return;
+      const key = JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
+      const before = last.get(key);
+      last.set(key, total);
+      const delta = before === undefined || total < before ? total : total - before;
+      c.inc(labels, delta);
+    },
+  };
+}
+
 let processAdded = false;
 
 /**
@@ -146,5 +173,35 @@ export async function exposition(timeoutMs = 3000): Promise<string> {
     ),
   );
   const own = await metricsRegistry.metrics();
-  return [own, ...others.filter((t) => t.length > 0)].map((t) => (t.endsWith('\n') ? t : `${t}\n`)).join('');
+  const more = others.filter((t) => t.length > 0);
+  return more.length === 0 ? own : mergeExpositions([own, ...more]);
+}
+
+/**
+ * Texts in the exposition format joined so that each family (its HELP, TYPE and samples) appears
+ * once: a service child's registry has families the agent's has too (this module's
+ * `mammatus_metrics_collector_errors_total`), and a second HELP or TYPE of a name fails the scrape.
+ * A later text's samples of a family seen before join that family, without its HELP and TYPE.
+ */
+export function mergeExpositions(texts: readonly string[]): string {
+  const families = new Map<string, string[]>();
+  for (const text of texts) {
+    const opened = new Set<string>();
+    let current: string[] | undefined;
+    for (const line of text.split('\n')) {
+      if (line.length === 0) continue;
+      const meta = /^# (?:HELP|TYPE) (\S+)/.exec(line);
+      const name = meta ? meta[1] : line.startsWith('#') ? undefined : /^[^{\s]+/.exec(line)?.[0];
+      if (name === undefined) continue;
+      if (meta || !current) {
+        const had = families.get(name);
+        current = had ?? [];
+        if (!had) families.set(name, current);
+        else if (meta && !opened.has(name)) continue;
+        opened.add(name);
+      }
+      current.push(line);
+    }
+  }
+  return `${[...families.values()].map((lines) => lines.join('\n')).join('\n')}\n`;
 }

@@ -10,6 +10,7 @@ import type { ChildInit, ChildReport } from '../../core/child-service.js';
 import type { Logger } from '../../core/contracts.js';
 import { errorCode, errorMessage } from '../../core/errors.js';
 import { buildLogger } from '../../core/logger.js';
+import { exposition } from '../../core/metrics.js';
 import { untilSignal } from '../../core/signals.js';
 import { UsageError } from './common.js';
 import type { VendorDataTemplates } from '../../src/metadata/vendor-data-templates.js';
@@ -152,7 +153,14 @@ export async function serviceRunCommand(name: string): Promise<number> {
   // The node certificate for its HTTPS listener (the key is root's: the agent read it).
   useNodeTls(isNodeTlsPem(init.node_tls) ? init.node_tls : undefined);
   let controllers: readonly string[] = Array.isArray(init.controllers) ? (init.controllers as string[]) : [];
-  process.on('message', (m: { type?: string; controllers?: unknown; nats_ca?: unknown; node_tls?: unknown }) => {
+  process.on('message', (m: { type?: string; id?: unknown; controllers?: unknown; nats_ca?: unknown; node_tls?: unknown }) => {
+    // The agent's scrape: this process's registry (the service's metrics; no process_* ones, which are the agent's).
+    if (m?.type === 'metrics' && typeof m.id === 'number') {
+      const id = m.id;
+      void exposition()
+        .then((text) => report({ type: 'metrics', id, text }))
+        .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'metrics not read or not sent'));
+    }
     if (m?.type === NODE_TLS_MESSAGE && isNodeTlsPem(m.node_tls)) {
       useNodeTls(m.node_tls);
       nodeTlsChanged();

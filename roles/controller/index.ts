@@ -11,6 +11,7 @@ import type { Spawn } from '../../core/contracts.js';
 import { parseControllerConfig, type ControllerConfig } from './config.js';
 import { HEALTHZ, fetchProbe, waitHealthy, type MonitorProbe } from './health.js';
 import { NatsSupervisor, type NatsLaunch } from './nats.js';
+import { NatsMetrics } from './nats-metrics.js';
 import { prepareNatsUser, type NatsUserDeps } from './nats-user.js';
 import { localUrl, parseNatsConf, renderController, restartKey } from './render.js';
 import { duplicateNkeys } from './permissions.js';
@@ -53,6 +54,7 @@ export interface ControllerDeps {
 export function buildControllerRole(deps: ControllerDeps): Role {
   const probe = deps.probe ?? fetchProbe;
   const healthTimeoutMs = deps.healthTimeoutMs ?? 30_000;
+  const natsMetrics = new NatsMetrics(probe);
   let nats: NatsSupervisor | undefined;
   let hosted: HostedServices | undefined;
   let roster: { feed: RosterFeed; url: string } | undefined;
@@ -210,6 +212,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
       // A new client port: the services started against the old one move over. A failure rolls
       // the port change back and leaves them stopped until the role starts again (agent restart).
       const natsUrl = localUrl('nats', cfg.nats.listen);
+      natsMetrics.follow(localUrl('http', cfg.nats.monitor_listen));
       await followRoster(ctx, cfg);
       if (hosted && (await hosted.stopIfUrlChanged(natsUrl)).length > 0) {
         await waitFor(cfg, HEALTHZ.jetstream, deps.readyTimeoutMs ?? 30_000);
@@ -231,6 +234,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
         await waitFor(cfg, HEALTHZ.running, healthTimeoutMs);
       }
       askReconcile = ctx.reconcile ?? askReconcile;
+      natsMetrics.follow(localUrl('http', cfg.nats.monitor_listen));
       await followRoster(ctx, cfg);
       // The CA backend after an agent restart, and then whenever the CA files appear or change.
       // Not awaited: the hosted services below must not wait for the CA's health check.
@@ -254,6 +258,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
     },
 
     async stop() {
+      natsMetrics.stop();
       await ca?.stop();
       await roster?.feed.stop();
       roster = undefined;

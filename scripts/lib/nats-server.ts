@@ -32,6 +32,8 @@ export interface NatsServerSpec {
   readonly clusterName?: string;
   /** Largest message the server accepts; 2 MiB by default (SQS messages reach 1 MiB). */
   readonly maxPayload?: number;
+  /** The HTTP monitor (`/varz`, `/jsz`, `/healthz`) on 127.0.0.1 at this port; none by default. */
+  readonly monitorPort?: number;
   /** Authorization on (default): anonymous clients are refused. Off only for benchmarks that measure its cost. */
   readonly auth?: boolean;
   /** The cluster authority whose admitted nodes are the users (shared by a cluster's servers); `sharedTrust()` by default. */
@@ -137,6 +139,7 @@ function renderConfig(spec: NatsServerSpec, trust: TestTrust, port: number, clus
     max_payload: spec.maxPayload ?? 2 * 1024 * 1024,
     jetstream: { store_dir: path.join(spec.dir, 'jetstream'), max_memory_store: 256 * 1024 * 1024, max_file_store: 1024 * 1024 * 1024 },
     ...(spec.auth === false ? {} : { authorization: trust.authorization() }),
+    ...(spec.monitorPort ? { http: `127.0.0.1:${spec.monitorPort}` } : {}),
   };
   if (spec.routes) {
     const auth = trust.routeAuth();

@@ -12,7 +12,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { HostedService, Logger } from '../../core/contracts.js';
-import { ChildService, serviceArgv, type ChildWiring } from '../../core/child-service.js';
+import { ChildService, exportChildMetrics, serviceArgv, type ChildWiring } from '../../core/child-service.js';
 import { errorMessage } from '../../core/errors.js';
 import { forwardNatsRoot, natsCaField } from '../../core/nats.js';
 import { forwardNodeTls, nodeTlsField } from '../../core/node-tls.js';
@@ -80,6 +80,7 @@ export function messagingHostedService(section: () => unknown, child?: ChildWiri
 function messagingChild(section: () => unknown, w: ChildWiring): HostedService {
   let child: ChildService | undefined;
   let unforward: (() => void) | undefined;
+  let unexport: (() => void) | undefined;
   return {
     name: 'messaging',
     configKey: () => JSON.stringify(section() ?? null),
@@ -114,8 +115,13 @@ function messagingChild(section: () => unknown, w: ChildWiring): HostedService {
         stopRoot();
         stopCert();
       };
+      // The child's own registry joins the agent's scrape (in-process, its metrics are in the agent's already).
+      unexport?.();
+      unexport = exportChildMetrics('messaging', child);
     },
     async stop() {
+      unexport?.();
+      unexport = undefined;
       unforward?.();
       unforward = undefined;
       await child?.stop();

@@ -11,6 +11,7 @@ import { BodyBudget, enforceConnectionLimits, serverOptions, type HttpLimits } f
 import { createAccessControl } from './access.js';
 import type { MessagingConfig } from './config.js';
 import { commonError, snsError, sqsError, type MessagingError, type Service } from './errors.js';
+import { countRequest } from './metrics.js';
 import { isJsonRequest } from './protocol/detect.js';
 import { handleRequest, renderError, type HandlerDeps, type WireRequest, type WireResponse } from './protocol/handle.js';
 import { refuseBeforeBody } from './protocol/preauth.js';
@@ -204,6 +205,8 @@ function inClientShape(request: FastifyRequest, error: MessagingError): WireResp
   const json = isJsonRequest(request.headers);
   const signedFor = readCredentialScope({ method: request.method, rawPath: '/', rawQuery: '', headers: request.headers })?.service;
   const service: Service = !json && signedFor === 'sns' ? 'sns' : 'sqs';
+  // Refused before the pipeline (a method not routed, a body too large or unreadable): counted here.
+  countRequest({ service, action: undefined, outcome: error.code });
   return renderError(error, json ? 'json' : 'query', service, randomUUID());
 }
 

@@ -9,6 +9,7 @@ import type { Logger } from '../../core/contracts.js';
 import { connectNats, type ConnectNatsOptions } from '../../core/nats.js';
 import { startJetStreamEngines, type JetStreamEngines } from './engine/index.js';
 import { buildMessagingApp } from './http.js';
+import { exportQueueDepths } from './metrics.js';
 import type { MessagingSettings } from './settings.js';
 import { listenOn, listenWithNodeTls, urlOf, type NodeTlsListener } from '../../core/tls-listener.js';
 
@@ -105,6 +106,7 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
   log.info({ url, http_url: httpUrl, nats: servers, verifySignatures: settings.wire.verify_signatures }, 'messaging API listening');
   let stopping: Promise<void> | undefined;
   const listener = main;
+  const unexport = exportQueueDepths(() => engines.router.depths());
   return {
     get url() {
       return listener.url;
@@ -118,6 +120,7 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
     setTls: (cert) => listener.setTls(cert),
     stop() {
       stopping ??= (async () => {
+        unexport();
         await plain?.close();
         await listener.close();
         await engines.stop();

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { readSecretFileSync } from '../../core/files.js';
 import type { HostedService, HostedServiceContext, Member } from '../../core/contracts.js';
-import { ChildService, serviceArgv, type ChildInit, type ChildWiring } from '../../core/child-service.js';
+import { ChildService, exportChildMetrics, serviceArgv, type ChildInit, type ChildWiring } from '../../core/child-service.js';
 import { aliveWithRole } from '../../core/members.js';
 import { forwardNatsRoot, natsCaField } from '../../core/nats.js';
 import { forwardNodeTls, nodeTlsField } from '../../core/node-tls.js';
@@ -92,6 +92,7 @@ export async function metadataChildInit(
 function metadataChild(section: () => unknown, w: ChildWiring): HostedService {
   let child: ChildService | undefined;
   let unforward: (() => void) | undefined;
+  let unexport: (() => void) | undefined;
   let controllers: string[] = [];
   return {
     name: 'metadata',
@@ -112,12 +113,17 @@ function metadataChild(section: () => unknown, w: ChildWiring): HostedService {
         stopRoot();
         stopCert();
       };
+      // The child's own registry joins the agent's scrape (in-process, its metrics are in the agent's already).
+      unexport?.();
+      unexport = exportChildMetrics('metadata', child);
     },
     membersChanged(members) {
       controllers = controllerAddresses(members);
       child?.send({ type: 'members', controllers });
     },
     async stop() {
+      unexport?.();
+      unexport = undefined;
       unforward?.();
       unforward = undefined;
       await child?.stop();

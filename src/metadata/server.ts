@@ -24,6 +24,7 @@ import type { InstanceLookup } from '../registry/view.js';
 import { parseTokenTtl, type TokenAuthority } from './tokens.js';
 import { answerText, NOT_FOUND, send, TEXT, wireBody, type Answer, type WireBody } from './answer.js';
 import type { HostApi } from './host-api.js';
+import { countMetadataRequest } from './metrics.js';
 import { hostPostPath, hostRoutes } from './host-routes.js';
 import {
   EC2_VERSIONS,
@@ -223,36 +224,42 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
 
   let closing = false;
   const limits = deps.limits ?? METADATA_HTTP_LIMITS;
-  const respond = (req: Request, res: ServerResponse): void => {
-    if (closing) return send(req, res, answerText(503, 'Service Unavailable'));
+  // Every answer goes out here, and is counted (metrics.ts) with the time since `startedAt`.
+  const reply = (req: Request, res: ServerResponse, a: Answer, startedAt: number, close = false): void => {
+    send(req, res, a, close);
+    countMetadataRequest(req.method, req.url, a.status, startedAt);
+  };
+  const respond = (req: Request, res: ServerResponse, startedAt: number): void => {
+    if (closing) return reply(req, res, answerText(503, 'Service Unavailable'), startedAt);
     const failed = (err: unknown) => {
       deps.log.error({ err }, 'metadata request failed');
-      send(req, res, answerText(500, 'Internal Server Error'));
+      reply(req, res, answerText(500, 'Internal Server Error'), startedAt);
     };
     // Most answers come straight from memory: no promise for them (it shows in the throughput).
     try {
       const a = handle(req);
-      if (a instanceof Promise) a.then((x) => send(req, res, x), failed);
-      else send(req, res, a);
+      if (a instanceof Promise) a.then((x) => reply(req, res, x, startedAt), failed);
+      else reply(req, res, a, startedAt);
     } catch (err) {
       failed(err);
     }
   };
   const handler = (req: Request, res: ServerResponse) => {
+    const startedAt = performance.now();
     // Metadata requests carry no body: a large one is refused, a small one read and hashed (the
     // proxy's signature covers it). Most requests have none and are answered without waiting.
     const length = req.headers['content-length'];
-    if (Number(length ?? 0) > MAX_BODY) return send(req, res, answerText(413, 'Payload Too Large'), true);
+    if (Number(length ?? 0) > MAX_BODY) return reply(req, res, answerText(413, 'Payload Too Large'), startedAt, true);
     if ((length === undefined || length === '0') && req.headers['transfer-encoding'] === undefined) {
       req.resume();
-      return respond(req, res);
+      return respond(req, res, startedAt);
     }
     readBodyUpTo(req, MAX_BODY).then(
       (body) => {
-        if (body === undefined) return send(req, res, answerText(413, 'Payload Too Large'), true);
+        if (body === undefined) return reply(req, res, answerText(413, 'Payload Too Large'), startedAt, true);
         req.bodySha256 = bodySha256(body);
         req.body = body;
-        respond(req, res);
+        respond(req, res, startedAt);
       },
       () => res.destroy(),
     );

@@ -11,6 +11,7 @@ import type { MetadataSettings } from './config.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 import { buildMetadataProxy, type MacLookup } from './proxy.js';
 import { RegistryView } from '../registry/view.js';
+import { exportRegistrySize } from './metrics.js';
 import { buildMetadataApp } from './server.js';
 import { TokenAuthority } from './tokens.js';
 import { splitHostPort } from '../../core/net.js';
@@ -94,6 +95,7 @@ export async function startMetadataService(opts: StartMetadataOptions): Promise<
     ...(opts.tls ? { tls: opts.tls } : {}),
   });
   log.info({ url: listener.url, nats: servers, signedProxy: Boolean(settings.proxySecret) }, 'metadata service listening');
+  const unexport = exportRegistrySize(() => (view?.available ? view.size : undefined));
   return {
     get url() {
       return listener.url;
@@ -104,6 +106,7 @@ export async function startMetadataService(opts: StartMetadataOptions): Promise<
     },
     async stop() {
       closed = true;
+      unexport();
       await listener.close();
       view?.stop();
       await nc?.close().catch(() => undefined);

@@ -174,6 +174,11 @@ describe.skipIf(Boolean(skip))('privilege separation of the tenant-facing servic
     childPids.add(child.pid!);
     expect(procIdentity(child.pid!).uids).toEqual([65534, 65534, 65534, 65534]);
     expect(errors.join()).toContain('system user mammatus-no-such-user does not exist');
+    // Its metrics reach the agent over the IPC channel (issue 22): a request it answered is counted.
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(503);
+    const metrics = await child.metrics(5000);
+    expect(metrics).toContain('mammatus_metadata_requests_total{kind="other",outcome="503"} 1');
+    expect(metrics).not.toMatch(/^process_/m);
     await child.stop();
     // Only where the kernel keeps low ports for root (the default).
     if (Number(readFileSync('/proc/sys/net/ipv4/ip_unprivileged_port_start', 'utf8')) > 81) {

@@ -27,6 +27,7 @@ import type { KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../../../core/contracts.js';
 import type { ReceivedMessage, ReceiveMessageRequest, RequestContext } from '../sqs-engine.js';
+import type { QueueDepth } from '../metrics.js';
 import type { QueueCatalog, QueueRecord } from './catalog.js';
 import { fromWireError, rpcPack, rpcUnpack, toWireError, type WireError } from './codec.js';
 import { subjects } from './layout.js';
@@ -70,6 +71,8 @@ export interface RouterDeps {
 interface Held {
   readonly record: QueueRecord;
   readonly owner: Promise<QueueOwner>;
+  /** The owner once it has loaded (metrics read its counts without waiting). */
+  loaded?: QueueOwner;
   revision: number;
   renewedAt: number;
   timer?: NodeJS.Timeout;
@@ -124,6 +127,20 @@ export class QueueRouter {
   /** How many queues this controller owns (for tests and metrics). */
   get owned(): number {
     return this.held.size;
+  }
+
+  /**
+   * The depths of the queues this controller owns and has loaded, from the owners' memory (no
+   * JetStream request): each queue is counted by its one owner, so the controllers' sum is the total.
+   */
+  depths(): QueueDepth[] {
+    const rows: QueueDepth[] = [];
+    for (const h of this.held.values()) {
+      if (!h.loaded || !this.valid(h)) continue;
+      const c = h.loaded.counts();
+      rows.push({ queue: h.record.name, visible: c.visible, inflight: c.notVisible, delayed: c.delayed });
+    }
+    return rows;
   }
 
   // Still ours by our own reckoning: not lost, renewed less than two thirds of the TTL ago.
@@ -331,6 +348,10 @@ export class QueueRouter {
       lost: false,
     };
     this.held.set(record.id, h);
+    h.owner.then(
+      (o) => (h.loaded = o),
+      () => undefined,
+    );
     h.owner.catch((err: unknown) => {
       this.deps.logger.error({ err, queue: record.name }, 'queue takeover failed');
       this.dropSoon(h);

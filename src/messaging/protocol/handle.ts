@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { AccessControl } from '../access.js';
+import { countRequest, type RequestSeen } from '../metrics.js';
 import { commonError, toAwsError, type MessagingError, type Service, type WireProtocol } from '../errors.js';
 import type { SnsEngine } from '../sns-engine.js';
 import { hasSignature, readCredentialScope, type SigV4Verifier, type SignedRequest } from '../sigv4.js';
@@ -55,14 +56,25 @@ const ALLOWED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST']);
 // SNS confirmation and unsubscribe links are plain GETs that the subscriber (or a browser) follows.
 const UNSIGNED_SNS_ACTIONS: ReadonlySet<string> = new Set(['ConfirmSubscription', 'Unsubscribe']);
 
-/** Runs one request to completion; never throws. */
+/** Runs one request to completion and counts it (src/messaging/metrics.ts); never throws. */
 export async function handleRequest(req: WireRequest, deps: HandlerDeps, signal: AbortSignal): Promise<WireResponse> {
+  const startedAt = performance.now();
+  const seen: RequestSeen = { service: 'sqs', action: undefined, outcome: 'ok' };
+  const response = await pipeline(req, deps, signal, seen);
+  countRequest(seen, startedAt);
+  return response;
+}
+
+/** The pipeline; fills in `seen` as it learns the service, the action and the outcome. */
+async function pipeline(req: WireRequest, deps: HandlerDeps, signal: AbortSignal, seen: RequestSeen): Promise<WireResponse> {
   const requestId = randomUUID();
   let wire: WireProtocol = 'query';
   let service: Service = 'sqs';
   try {
     const detected = detectRequest(req);
     ({ wire, service } = detected);
+    seen.service = service;
+    seen.action = detected.action;
     // Both protocols are GET or POST (HEAD is a GET); any other method is answered in the client's shape.
     if (!ALLOWED_METHODS.has(req.method))
       throw commonError('InvalidAction', `The HTTP method ${req.method} is not supported; use POST or GET.`);
@@ -93,6 +105,7 @@ export async function handleRequest(req: WireRequest, deps: HandlerDeps, signal:
     return await runSqsQuery(action, detected.params, queueNameFromPath(req.rawPath), deps.sqs, ctx, baseUrl, authorize);
   } catch (err) {
     const error = toAwsError(err, service);
+    seen.outcome = error.code;
     if (error.def.status >= 500) deps.onInternalError?.(error, requestId);
     return renderError(error, wire, service, requestId);
   }

@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { toAwsError } from '../errors.js';
+import { countRequest } from '../metrics.js';
 import { hasSignature, type RequestHead, type SigV4Verifier } from '../sigv4.js';
 import { detectFromHead } from './detect.js';
 import { renderError, type WireResponse } from './handle.js';
@@ -23,6 +24,9 @@ export function refuseBeforeBody(head: RequestHead, verifier: SigV4Verifier): Wi
     verifier.precheck(head, service);
     return undefined;
   } catch (err) {
-    return renderError(toAwsError(err, service), wire, service, randomUUID());
+    const error = toAwsError(err, service);
+    // The body is not read: its action is not known.
+    countRequest({ service, action: undefined, outcome: error.code });
+    return renderError(error, wire, service, randomUUID());
   }
 }

@@ -4,11 +4,9 @@
  * left in the socket, so the connection stayed open, paused, until node's request timeout — a
  * tenant could hold sockets on the service at no cost.
  */
-import type { AddressInfo } from 'node:net';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildMetadataApp, type MetadataApp } from '../../../src/metadata/server.js';
-import { TokenAuthority } from '../../../src/metadata/tokens.js';
+import type { MetadataApp } from '../../../src/metadata/server.js';
+import { startEmptyMetadataApp } from './empty-app.js';
 import { exchange } from '../../helpers/raw-exchange.js';
 
 describe('metadata service: a body too large', () => {
@@ -16,18 +14,7 @@ describe('metadata service: a body too large', () => {
   let port: number;
 
   beforeAll(async () => {
-    app = buildMetadataApp({
-      lookup: { available: true, byMac: () => undefined, byIp: () => undefined, byId: () => undefined },
-      tokens: new TokenAuthority(),
-      tokenMode: 'optional',
-      trustSourceAddress: true,
-      domain: 'mammatus',
-      availabilityZone: 'dc1a',
-      vendorData: async () => '',
-      log: pino({ level: 'silent' }),
-    });
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    port = (app.server.address() as AddressInfo).port;
+    ({ app, port } = await startEmptyMetadataApp());
   });
 
   afterAll(() => app?.close());
