@@ -171,7 +171,8 @@ export function startGatewayMetrics(src: GatewayMetricsSources): () => void {
   ];
   return () => {
     for (const remove of removers) remove();
-    for (const g of [leaseGauge, poolGauge, cacheSize]) g.reset();
+    // Removed, not reset: a reset gauge without labels reads 0, which is not "no gateway here".
+    for (const g of [leaseGauge, poolGauge, cacheSize]) g.remove();
     for (const c of [...Object.values(dns), upstreamQueries, upstreamFailures, interfaceBytes, forwardBytes, forwardPackets]) c.retain([]);
   };
 }

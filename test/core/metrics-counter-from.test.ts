@@ -1,11 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { counterFrom, exposition } from '../../core/metrics.js';
+import { counterFrom } from '../../core/metrics.js';
+import { seriesValues } from '../helpers/metrics.js';
 
-/** The value of `name` with exactly `labels` in the exposition, or undefined when absent. */
-async function value(name: string, labels = ''): Promise<number | undefined> {
-  const line = (await exposition()).split('\n').find((l) => l.startsWith(`${name}${labels} `));
-  return line === undefined ? undefined : Number(line.split(' ')[1]);
-}
+/** The value of `name` with exactly `labels`, or undefined when absent. */
+const value = async (name: string, labels = '') => (await seriesValues(`${name}${labels}`))[0];
 
 describe('counterFrom', () => {
   it('grows by what the source grew, and by the new value after the source restarted', async () => {

@@ -13,6 +13,7 @@ import { memoryFiles } from '../../helpers/memory-files.js';
 import { commandFailed, recordingRun } from '../../helpers/recording-run.js';
 import { startLxdSim, type LxdSim } from '../../helpers/lxd-sim.js';
 import { exposition } from '../../../core/metrics.js';
+import { seriesValues } from '../../helpers/metrics.js';
 
 const T = '2025-01-01T00:00:00.000Z';
 const log = pino({ level: 'silent' });
@@ -278,11 +279,8 @@ describe('volumes and the initiator', () => {
 });
 
 describe('metrics', () => {
-  /** The values of these series in a fresh exposition (0 when absent). */
-  async function values(...series: string[]): Promise<number[]> {
-    const lines = (await exposition()).split('\n');
-    return series.map((name) => Number(lines.find((l) => l.startsWith(`${name} `))?.slice(name.length + 1) ?? 0));
-  }
+  /** The values of these series (0 when absent: a histogram that observed nothing yet). */
+  const values = async (...series: string[]) => (await seriesValues(...series)).map((v) => v ?? 0);
   const launches = ['mammatus_compute_launch_seconds_count', 'mammatus_compute_launch_seconds_sum'];
 
   it('exports instances by status and times each launch once; nothing after stop', async () => {

@@ -10,6 +10,7 @@ import { buildGatewayRole } from '../../../roles/gateway/index.js';
 import { startGatewayMetrics } from '../../../roles/gateway/metrics.js';
 import { memoryFiles } from '../../helpers/memory-files.js';
 import { recordingRun } from '../../helpers/recording-run.js';
+import { seriesValues } from '../../helpers/metrics.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'mammatus-gw-metrics-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -38,14 +39,7 @@ const save = (forwarded: number) =>
     '',
   ].join('\n');
 
-/** The value of `name{labels}` in a fresh exposition, or undefined when absent. */
-async function values(...series: string[]): Promise<(number | undefined)[]> {
-  const lines = (await exposition()).split('\n');
-  return series.map((s) => {
-    const line = lines.find((l) => l.startsWith(`${s} `));
-    return line === undefined ? undefined : Number(line.slice(s.length + 1));
-  });
-}
+const values = seriesValues;
 const errors = (collector: string) => `mammatus_metrics_collector_errors_total{collector="${collector}"}`;
 
 let stop: (() => void) | undefined;
@@ -163,6 +157,7 @@ describe('the gateway role exports its metrics while it runs', () => {
     const text = await exposition();
     expect(text).not.toMatch(/^mammatus_gateway_forward_bytes_total\{/m);
     expect(text).not.toMatch(/^mammatus_gateway_interface_bytes_total\{/m);
+    expect(text).not.toMatch(/^mammatus_gateway_dhcp_leases /m);
     expect(saves()).toHaveLength(scraped);
   });
 });
