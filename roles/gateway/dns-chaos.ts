@@ -112,7 +112,8 @@ export interface DnsmasqStats {
   readonly misses?: number;
   readonly hits?: number;
   readonly auth?: number;
-  readonly servers: readonly UpstreamStats[];
+  /** Undefined when `servers.bind` was not answered (not: no upstream). */
+  readonly servers?: readonly UpstreamStats[];
 }
 
 /** Parses `servers.bind`'s strings: `address#port queries failed` each; others are skipped. */
@@ -140,5 +141,6 @@ export function parseDnsmasqStats(answers: ReadonlyMap<DnsmasqStatName, readonly
     auth: num('auth.bind'),
   };
   const defined = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined));
-  return { ...defined, servers: parseServers(answers.get('servers.bind') ?? []) };
+  const servers = answers.get('servers.bind');
+  return { ...defined, ...(servers ? { servers: parseServers(servers) } : {}) };
 }

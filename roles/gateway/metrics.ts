@@ -124,11 +124,12 @@ export function startGatewayMetrics(src: GatewayMetricsSources): () => void {
       const value = stats[key];
       if (value !== undefined) dns[key].set({}, value);
     }
+    if (!stats.servers) return;
     for (const s of stats.servers) {
       upstreamQueries.set({ server: s.server }, s.queries);
       upstreamFailures.set({ server: s.server }, s.failures);
     }
-    // An upstream taken out of the config (or a controller gone) stops being exported.
+    // An upstream taken out of the config stops being exported.
     const servers = stats.servers.map((s) => ({ server: s.server }));
     upstreamQueries.retain(servers);
     upstreamFailures.retain(servers);

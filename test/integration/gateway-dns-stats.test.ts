@@ -49,7 +49,7 @@ describe.skipIf(Boolean(skip))('dnsmasq counters over CHAOS TXT', () => {
     const stats = await readDnsmasqStats('127.0.0.1', port);
     expect(stats.cacheSize).toBe(77);
     for (const key of ['hits', 'misses', 'insertions', 'evictions', 'auth'] as const) expect(stats[key]).toBeGreaterThanOrEqual(0);
-    expect(stats.servers.map((s) => s.server).sort()).toEqual([...upstreams].sort());
+    expect(stats.servers?.map((s) => s.server).sort()).toEqual([...upstreams].sort());
   });
 
   it('counts a forwarded query as a miss and an upstream query', async () => {
@@ -59,7 +59,7 @@ describe.skipIf(Boolean(skip))('dnsmasq counters over CHAOS TXT', () => {
     await resolver.resolve4('forwarded.example').catch(() => undefined);
     const after = await readDnsmasqStats('127.0.0.1', port);
     expect(after.misses).toBeGreaterThan(before.misses ?? 0);
-    const sent = (s: typeof before) => s.servers.reduce((n, u) => n + u.queries, 0);
+    const sent = (s: typeof before) => (s.servers ?? []).reduce((n, u) => n + u.queries, 0);
     expect(sent(after)).toBeGreaterThan(sent(before));
   });
 

@@ -76,7 +76,9 @@ describe('CHAOS TXT queries and answers', () => {
         { server: '[2001:db8::1]#53', queries: 4, failures: 0 },
       ],
     });
-    expect(parseDnsmasqStats(new Map())).toEqual({ servers: [] });
+    // Not answered is not "no upstream": the last upstream counts stay.
+    expect(parseDnsmasqStats(new Map())).toEqual({});
+    expect(parseDnsmasqStats(new Map([['servers.bind', []]]))).toEqual({ servers: [] });
     expect(parseServers(['1.1.1.1#53 1 0 extra'])).toEqual([{ server: '1.1.1.1#53', queries: 1, failures: 0 }]);
   });
 });

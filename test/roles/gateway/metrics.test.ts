@@ -89,6 +89,9 @@ describe('the gateway metrics', () => {
     // dnsmasq restarted (counts from zero) with another upstream.
     stats = { cacheSize: 150, hits: 5, misses: 2, servers: [{ server: '9.9.9.9#53', queries: 3, failures: 0 }] };
     expect(await values(...series)).toEqual([150, 45, 12, 8, 0, undefined, undefined, 3]);
+    // servers.bind not answered this time: the upstream counts stay as they were.
+    stats = { cacheSize: 150, hits: 6, misses: 2 };
+    expect(await values(...series)).toEqual([150, 46, 12, 8, 0, undefined, undefined, 3]);
   });
 
   it('does not ask dnsmasq while it does not run', async () => {
