@@ -65,29 +65,52 @@ export function histogram<L extends string = string>(def: Definition<L> & { read
   );
 }
 
-/** A counter that follows a total kept elsewhere (a daemon's own counter): see {@link counterFrom}. */
+/**
+ * A counter that follows a count kept elsewhere (a daemon's statistics, the kernel's byte
+ * counters, iptables' rule counters): {@link CounterFrom.set} gives the source's current value and
+ * the counter grows by what it grew since the last read. A value below the last one means the
+ * source restarted from zero (dnsmasq restarted, rules reloaded): the counter grows by the new
+ * value, as Prometheus' `rate()` would assume. prom-client counters cannot be set, and a gauge
+ * named `…_total` would be typed wrongly for Prometheus.
+ */
 export interface CounterFrom<L extends string> {
-  /** The source's current `total` for `labels`: the counter grows by what the total grew since the last call. */
-  set(labels: Partial<Record<L, string | number>>, total: number): void;
+  readonly counter: CounterT<L>;
+  /** The source's current value for these labels. */
+  set(labels: Partial<Record<L, string | number>>, value: number): void;
+  /** Drops every label set not among `keep` (a rule or server that is gone). */
+  retain(keep: readonly Partial<Record<L, string | number>>[]): void;
 }
 
-/**
- * A counter (`…_total`) fed from a total read elsewhere at each collection (nats-server's
- * `in_msgs`, dnsmasq's counters). The first reading of a label set counts in full; later ones add
- * the growth since the previous reading; a smaller reading (the source restarted and counts from
- * zero again) adds the new total, so `rate()` sees a reset the way Prometheus expects.
- */
+/** The last read per counter and label set, shared like the counters themselves. */
+const lastReads = new Map<string, Map<string, number>>();
+
+/** The identity of a label set: its pairs sorted by name. */
+const labelKey = (labels: Readonly<Record<string, string | number | undefined>>): string =>
+  JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+
+/** A {@link counter} set from a source's running count; the same name again shares the last reads. */
 export function counterFrom<L extends string = string>(def: Definition<L>): CounterFrom<L> {
   const c = counter(def);
-  const last = new Map<string, number>();
+  const reads = lastReads.get(def.name) ?? new Map<string, number>();
+  lastReads.set(def.name, reads);
   return {
-    set(labels, total) {
-      if (!Number.isFinite(total) || total < 0) return;
-      const key = JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
-      const before = last.get(key);
-      last.set(key, total);
-      const delta = before === undefined || total < before ? total : total - before;
-      c.inc(labels, delta);
+    counter: c,
+    set(labels, value) {
+      if (!Number.isFinite(value) || value < 0) return;
+      const key = labelKey(labels);
+      const before = reads.get(key);
+      reads.set(key, value);
+      const delta = before === undefined || value < before ? value : value - before;
+      // inc(0) still creates the series, so a quiet source shows 0 rather than nothing.
+      c.inc(labels as Partial<Record<L, string | number>>, delta);
+    },
+    retain(keep) {
+      const wanted = new Set(keep.map(labelKey));
+      for (const key of [...reads.keys()]) {
+        if (wanted.has(key)) continue;
+        reads.delete(key);
+        c.remove(Object.fromEntries(JSON.parse(key) as [string, string][]) as Partial<Record<L, string | number>>);
+      }
     },
   };
 }

@@ -27,6 +27,7 @@ import type { ComputeRegistry, ComputeRegistryFactory, FileOps, Run } from '../.
 import { ComputeVolumes, type AttachedVolumeFeed } from './volumes.js';
 import { readInitiatorName } from './iscsi-apply.js';
 import type { VolumePassReport } from './volume-attach.js';
+import { ComputeMetrics } from './metrics.js';
 
 /** What the compute role needs from the agent. */
 export interface ComputeDeps {
@@ -124,6 +125,7 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
   let effects: { run: Run; files: FileOps; members: readonly Member[] } | undefined;
   /** The initiator IQN of this node, once read. */
   let initiator: string | undefined;
+  const metrics = new ComputeMetrics();
   const client = (c: ComputeConfig) => {
     if (lxd && cfg?.lxd.socket !== c.lxd.socket) lxd.close();
     if (!lxd || cfg?.lxd.socket !== c.lxd.socket) lxd = new LxdClient({ ...deps.lxd, socketPath: c.lxd.socket });
@@ -151,7 +153,7 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
     const l = deps.instanceFeed(servers, pass, log.child({ component: 'registry' }));
     link = l;
     const current = () => cfg!;
-    reconciler = new Reconciler({ lxd, registry: l, config: current, node: () => node, log });
+    reconciler = new Reconciler({ lxd, registry: l, config: current, node: () => node, log, observed: (rows) => metrics.passed(rows) });
     poll = setInterval(pass, deps.pollMs ?? 10_000);
     poll.unref();
   }
@@ -227,6 +229,7 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
     },
 
     async start(ctx) {
+      metrics.start();
       if (!computeConfigured(ctx.desired.config)) {
         notReady = 'roles.compute.parent is not set';
         return ctx.log.warn('roles.compute.parent is not set: this node manages no instances');
@@ -266,6 +269,7 @@ export function buildComputeRole(deps: ComputeDeps = {}): ComputeRole {
     reconcileNow: () => requestPass(),
 
     async stop() {
+      metrics.stop();
       clearInterval(poll);
       poll = undefined;
       clearTimeout(soon);

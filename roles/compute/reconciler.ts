@@ -17,6 +17,7 @@ import { LxdConflictError, LxdNotFoundError, type LxdClient } from '../../src/lx
 import { planCompute, type ComputeAction, type ComputeProblem } from './plan.js';
 import type { ComputeRegistry, ObservedWrite } from '../../core/contracts.js';
 import { errorMessage } from '../../core/errors.js';
+import type { ObservedRow } from './metrics.js';
 
 /** What the last pass found and did; the role's status detail. */
 export interface ComputeReport {
@@ -47,6 +48,8 @@ export interface ReconcilerDeps {
   readonly stopTimeoutS?: number;
   /** How many instances are worked on at once (default 4). */
   readonly concurrency?: number;
+  /** Told each pass's statuses as written (the role's metrics); must not throw. */
+  readonly observed?: (rows: readonly ObservedRow[]) => void;
 }
 
 const EMPTY: ComputeReport = {
@@ -173,10 +176,12 @@ export class Reconciler {
   ): Promise<void> {
     const byId = new Map(records.map((r) => [r.id, r]));
     const problems = new Map(plan.problems.map((p) => [p.name, p.reason]));
+    const rows: ObservedRow[] = [];
     for (const o of plan.observed) {
       const reason = errors.get(o.id) ?? problems.get(o.name);
       const next: ObservedWrite = reason ? { status: 'error', error: reason.slice(0, MAX_OBSERVED_ERROR) } : { status: o.status };
       const now = byId.get(o.id)?.observed;
+      rows.push({ id: o.id, status: next.status, before: now?.status, createdAt: byId.get(o.id)?.created_at });
       if (now && now.status === next.status && now.error === next.error) continue;
       try {
         await this.deps.registry.setObserved(o.id, next);
@@ -184,6 +189,7 @@ export class Reconciler {
         failed.push(`status ${o.name}: ${errorMessage(err)}`);
       }
     }
+    this.deps.observed?.(rows);
   }
 
   private async act(a: ComputeAction): Promise<void> {

@@ -32,6 +32,7 @@ import { GatewayAcme } from './lb/acme.js';
 import { LbHealthReporter } from './lb/health-report.js';
 import { haproxySettings } from './lb/config.js';
 import type { LbHealthSinkFactory } from '../../core/lb-health.js';
+import { GatewayMetrics, type GatewayMetricsSources } from './metrics.js';
 
 export type { DnsProbe } from './apply-steps.js';
 
@@ -59,6 +60,8 @@ export interface GatewayDeps {
   readonly serviceUser?: () => string;
   /** The agent's log level, for the proxy's own log (default: the proxy config's). */
   readonly logLevel?: () => string;
+  /** Where the metrics read dnsmasq's counters and the ports' statistics (default: UDP, /sys; tests). */
+  readonly metrics?: Pick<GatewayMetricsSources, 'dnsStats' | 'sysClassNet'>;
 }
 
 /** The registry's NATS servers: configured ones, else every alive controller at `registry.port`. */
@@ -118,6 +121,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
   const applyBoot = async (ctx: StartContext, cfg: GatewayConfig, restart: boolean): Promise<void> =>
     boot.apply(await ctx.files.read(cfg.paths.boot_server), ctx, restart);
   const forwarding = new Forwarding();
+  const metrics = new GatewayMetrics(deps.metrics);
   const firewall = new Firewall(renderBaseline());
   const supervisor = (log: Logger) => (dnsmasq ??= new DnsmasqSupervisor({ spawn: deps.spawn, log: log.child({ component: 'dnsmasq' }) }));
   const config = (ctx: ApplyContext) => parseGatewayConfig(ctx.desired.config);
@@ -158,6 +162,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
 
     async reload(ctx) {
       const cfg = config(ctx);
+      metrics.configure(cfg);
       const changed = (p: string) => ctx.changed.includes(p);
       const exists = async (p: string) => (await ctx.files.read(p)) !== undefined;
       if (changed(cfg.paths.sysctl)) await forwarding.apply(ctx.run, cfg.paths.sysctl, await exists(cfg.paths.sysctl));
@@ -214,6 +219,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       // After an agent restart the files are unchanged, so no reload started dnsmasq: start it here.
       const cfg = parseGatewayConfig(ctx.desired.config);
       askReconcile = ctx.reconcile;
+      metrics.start(cfg, ctx.run, () => dnsmasq?.process.running === true);
       ensureFeed(cfg, ctx.desired.members, ctx.log);
       // Rules do not outlive a reboot; the file (unchanged, so no reload) does.
       if ((await ctx.files.read(cfg.paths.hop_limit)) !== undefined) await installOwnChain(ctx.run, HOP_CHAIN, cfg.paths.hop_limit);
@@ -285,6 +291,7 @@ export function buildGatewayRole(deps: GatewayDeps): Role {
       feed = undefined;
       lbFeed = undefined;
       health = undefined;
+      metrics.stop();
       acme.stop();
       await Promise.all([dnsmasq?.stop(), proxy.stop(), boot.stop(), haproxy.stop(), f?.stop(), l?.stop(), h?.stop()]);
     },

@@ -29,6 +29,7 @@ import { thinPoolSpaceOf } from './lvm-apply.js';
 import { buildStorageCapacity, fsSpace, STORAGE_CAPACITY_QUERY, type FsSpace } from './capacity.js';
 import type { VolumeFeed, VolumeFeedLink } from './feed.js';
 import { chooseBackend, serveVolumes, type BackendOptions, type ServedState, type StorageBackend } from './serve.js';
+import { StorageMetrics } from './metrics.js';
 
 /** What the storage role needs from the agent. */
 export interface StorageDeps extends BackendOptions {
@@ -91,6 +92,7 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
   let notReady: string | undefined = 'not started';
   let fs = { free: 0, total: 0 };
   const observed = new Map<string, ServedState>();
+  const metrics = new StorageMetrics();
   const reported = new Map<string, string>();
   let poll: NodeJS.Timeout | undefined;
   /** How long an apply waits for the volume registry before it goes on (the feed keeps connecting). */
@@ -244,6 +246,7 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
     },
 
     async start(ctx) {
+      metrics.start(role);
       await configure(ctx);
     },
 
@@ -282,6 +285,7 @@ export function buildStorageRole(deps: StorageDeps = {}): StorageRole {
     serveNow,
 
     async stop() {
+      metrics.stop();
       clearInterval(poll);
       poll = undefined;
       await serveNow.settled();

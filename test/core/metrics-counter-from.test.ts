@@ -1,37 +1,54 @@
-/** counterFrom (core/metrics.ts): a counter that follows a total kept elsewhere. */
 import { describe, expect, it } from 'vitest';
-import { counterFrom, metricsRegistry } from '../../core/metrics.js';
+import { counterFrom } from '../../core/metrics.js';
+import { seriesValues } from '../helpers/metrics.js';
 
-async function values(name: string): Promise<Record<string, number>> {
-  const metric = metricsRegistry.getSingleMetric(name);
-  const got = await metric!.get();
-  return Object.fromEntries(got.values.map((v) => [JSON.stringify(v.labels), v.value]));
-}
+/** The value of `name` with exactly `labels`, or undefined when absent. */
+const value = async (name: string, labels = '') => (await seriesValues(`${name}${labels}`))[0];
 
 describe('counterFrom', () => {
-  it('counts the first total in full, then the growth, per label set', async () => {
-    const c = counterFrom<'dir'>({ name: 'test_follow_a_total', help: 'test', labelNames: ['dir'] });
-    c.set({ dir: 'in' }, 100);
-    c.set({ dir: 'out' }, 7);
-    c.set({ dir: 'in' }, 130);
-    c.set({ dir: 'in' }, 130);
-    expect(await values('test_follow_a_total')).toEqual({ '{"dir":"in"}': 130, '{"dir":"out"}': 7 });
+  it('grows by what the source grew, and by the new value after the source restarted', async () => {
+    const c = counterFrom({ name: 'test_counter_from_plain_total', help: 'test' });
+    c.set({}, 10);
+    expect(await value('test_counter_from_plain_total')).toBe(10);
+    c.set({}, 15);
+    expect(await value('test_counter_from_plain_total')).toBe(15);
+    c.set({}, 15);
+    expect(await value('test_counter_from_plain_total')).toBe(15);
+    // The source restarted from zero and counted 4 since.
+    c.set({}, 4);
+    expect(await value('test_counter_from_plain_total')).toBe(19);
+    c.set({}, 6);
+    expect(await value('test_counter_from_plain_total')).toBe(21);
+    // Nonsense from the source changes nothing.
+    c.set({}, Number.NaN);
+    c.set({}, -1);
+    expect(await value('test_counter_from_plain_total')).toBe(21);
   });
 
-  it('takes a smaller total for a restart of the source: it adds the new total', async () => {
-    const c = counterFrom({ name: 'test_follow_b_total', help: 'test' });
-    c.set({}, 50);
-    c.set({}, 20);
-    c.set({}, 25);
-    expect(await values('test_follow_b_total')).toEqual({ '{}': 75 });
+  it('keeps the last read per label set, shared by a second definition of the same name, and drops label sets not retained', async () => {
+    const a = counterFrom<'rule'>({ name: 'test_counter_from_rules_total', help: 'test', labelNames: ['rule'] });
+    const b = counterFrom<'rule'>({ name: 'test_counter_from_rules_total', help: 'test', labelNames: ['rule'] });
+    expect(b.counter).toBe(a.counter);
+    a.set({ rule: 'x' }, 100);
+    a.set({ rule: 'y' }, 0);
+    b.set({ rule: 'x' }, 130);
+    expect(await value('test_counter_from_rules_total', '{rule="x"}')).toBe(130);
+    expect(await value('test_counter_from_rules_total', '{rule="y"}')).toBe(0);
+    a.retain([{ rule: 'x' }]);
+    expect(await value('test_counter_from_rules_total', '{rule="y"}')).toBeUndefined();
+    // A label set dropped and seen again starts from its source's value.
+    a.set({ rule: 'y' }, 7);
+    expect(await value('test_counter_from_rules_total', '{rule="y"}')).toBe(7);
+    a.retain([]);
+    expect(await value('test_counter_from_rules_total', '{rule="x"}')).toBeUndefined();
   });
 
   it('ignores readings that are not totals (negative, NaN)', async () => {
-    const c = counterFrom({ name: 'test_follow_c_total', help: 'test' });
+    const c = counterFrom({ name: 'test_counter_from_bad_total', help: 'test' });
     c.set({}, 10);
     c.set({}, -1);
     c.set({}, Number.NaN);
     c.set({}, 12);
-    expect(await values('test_follow_c_total')).toEqual({ '{}': 12 });
+    expect(await value('test_counter_from_bad_total')).toBe(12);
   });
 });

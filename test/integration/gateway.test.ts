@@ -19,6 +19,7 @@ import { buildGatewayRole } from '../../roles/gateway/index.js';
 import { serfAvailable, startSerfAgent, type SerfAgent } from '../../scripts/lib/serf-agent.js';
 import { gatewayEffects } from '../../scripts/lib/gateway-ns.js';
 import { until } from '../../scripts/lib/wait.js';
+import { seriesValues } from '../helpers/metrics.js';
 import { buildGatewayBed, canUseNetns, missingTools, type GatewayBed } from '../../scripts/lib/netns-bed.js';
 
 const exec = promisify(execFile);
@@ -188,6 +189,24 @@ describe.skipIf(Boolean(skip))('the gateway role in a network namespace', () => 
     await bed.addUpstreamRouteToLan();
     expect((await bed.curl('up', 'http://10.88.0.10/', { timeoutS: 2 })).code).toBe(28);
     expect((await bed.curl('up', 'http://203.0.113.2:8080/')).body).toBe('ctl ok\n');
+  });
+
+  it('exports its leases, its pool and the counters of the forwarding rules in force (iptables-save -c in the namespace)', async () => {
+    const rule = (name: string) => `mammatus_gateway_forward_packets_total{rule="${name}"}`;
+    const [leases, pool, lanToWan, portForward, refused] = await seriesValues(
+      'mammatus_gateway_dhcp_leases',
+      'mammatus_gateway_dhcp_pool_size',
+      rule('forward:lan>wan:accept'),
+      rule('prerouting:wan:tcp/8080:dnat'),
+      rule('forward:policy:drop'),
+    );
+    expect(leases).toBeGreaterThanOrEqual(2); // client1 and the reservation
+    expect(pool).toBe(100);
+    // The NAT test's traffic: out through the masquerade, in through the port forward, and the
+    // WAN host's try at the LAN refused.
+    expect(lanToWan).toBeGreaterThan(0);
+    expect(portForward).toBeGreaterThan(0);
+    expect(refused).toBeGreaterThan(0);
   });
 
   it('records lease events and answers mammatus.leases', async () => {

@@ -12,6 +12,8 @@ import type { InstanceRecord } from '../../../core/instance-record.js';
 import { memoryFiles } from '../../helpers/memory-files.js';
 import { commandFailed, recordingRun } from '../../helpers/recording-run.js';
 import { startLxdSim, type LxdSim } from '../../helpers/lxd-sim.js';
+import { exposition } from '../../../core/metrics.js';
+import { seriesValues } from '../../helpers/metrics.js';
 
 const T = '2025-01-01T00:00:00.000Z';
 const log = pino({ level: 'silent' });
@@ -273,5 +275,36 @@ describe('volumes and the initiator', () => {
     await files.remove('/etc/iscsi/initiatorname.iscsi');
     await role.start!(ctx(config()));
     expect(role.facts().tags).toEqual({});
+  });
+});
+
+describe('metrics', () => {
+  /** The values of these series (0 when absent: a histogram that observed nothing yet). */
+  const values = async (...series: string[]) => (await seriesValues(...series)).map((v) => v ?? 0);
+  const launches = ['mammatus_compute_launch_seconds_count', 'mammatus_compute_launch_seconds_sum'];
+
+  it('exports instances by status and times each launch once; nothing after stop', async () => {
+    const created = new Date(Date.now() - 5000).toISOString();
+    reg.records.set('i-00000000000000003', rec('bad', 3, { tags: { image: 'missing' }, created_at: created }));
+    reg.records.set('i-00000000000000004', rec('good', 4, { created_at: created }));
+    reg.records.set('i-00000000000000005', rec('idle', 5, { state: 'stopped', created_at: created }));
+    const [count, sum] = await values(...launches);
+    await role.start!(ctx(config()));
+    await role.reconcileNow();
+    const byStatus = ['running', 'error', 'stopped'].map((s) => `mammatus_compute_instances{status="${s}"}`);
+    expect(await values(...byStatus)).toEqual([1, 1, 1]);
+    const [count1, sum1] = await values(...launches);
+    expect(count1 - count).toBe(1);
+    expect(sum1 - sum).toBeGreaterThanOrEqual(5);
+    expect(sum1 - sum).toBeLessThan(60);
+    // Stopped and started again: no second launch.
+    reg.set({ ...reg.records.get('i-00000000000000004')!, state: 'stopped' });
+    await role.reconcileNow();
+    reg.set({ ...reg.records.get('i-00000000000000004')!, state: 'running' });
+    await role.reconcileNow();
+    expect((await values(...launches))[0]).toBe(count1);
+    expect(await values(...byStatus)).toEqual([1, 1, 1]);
+    await role.stop!();
+    expect(await exposition()).not.toMatch(/^mammatus_compute_instances\{/m);
   });
 });

@@ -17,6 +17,8 @@ import type { StartContext } from '../../../roles/types.js';
 import { memoryFiles } from '../../helpers/memory-files.js';
 import { commandFailed, recordingRun } from '../../helpers/recording-run.js';
 import { lioSim } from './lio-sim.js';
+import { seriesValues } from '../../helpers/metrics.js';
+import { volumesByState } from '../../../roles/storage/metrics.js';
 
 const log = pino({ level: 'silent' });
 const GiB = 2 ** 30;
@@ -364,5 +366,38 @@ describe('the storage role', () => {
     expect(parseStorageCapacity(JSON.stringify(answer))).toEqual(answer);
     expect(parseStorageCapacity('{"node":"x"}')).toBe('bad answer');
     expect(buildStorageCapacity('st9', undefined)).toMatchObject({ ready: false, reason: 'the storage role reports nothing yet' });
+  });
+});
+
+describe('metrics', () => {
+  const values = seriesValues;
+  const states = ['serving', 'error', 'absent'].map((state) => `mammatus_storage_volumes{state="${state}"}`);
+  const series = [...states, 'mammatus_storage_allocated_bytes', 'mammatus_storage_capacity_bytes'];
+
+  it('exports volumes by state, the bytes given to them and the store size while the role runs', async () => {
+    const f = fakeFeed();
+    let current: readonly VolumeRecord[] = [data, spare, other];
+    const tgt = fakeTgt(() => current);
+    const role = buildStorageRole({ volumeFeed: f.feed, space: SPACE, now: NOW });
+    await role.start!(ctx({ ...REGISTRY, backend: 'tgt' }, tgt.run, memoryFiles()));
+    f.set(current);
+    await role.serveNow();
+    expect(await values(...series)).toEqual([2, 0, 0, 2 * GiB, 100 * GiB]);
+    current = [data, { ...spare, state: 'deleting' }];
+    f.set(current);
+    await role.serveNow();
+    expect(await values(...series)).toEqual([1, 0, 1, GiB, 100 * GiB]);
+    await role.stop!();
+    expect(await values(...series)).toEqual([undefined, undefined, undefined, undefined, undefined]);
+  });
+
+  it('counts every state, 0 when none', () => {
+    expect(Object.fromEntries(volumesByState(new Map()))).toEqual({ serving: 0, error: 0, absent: 0 });
+    const observed = new Map([
+      ['a', { state: 'error' as const, error: 'x' }],
+      ['b', { state: 'error' as const }],
+      ['c', { state: 'serving' as const, lun: 1 }],
+    ]);
+    expect(Object.fromEntries(volumesByState(observed))).toEqual({ serving: 1, error: 2, absent: 0 });
   });
 });
