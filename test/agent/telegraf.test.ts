@@ -1,7 +1,11 @@
 /** applyTelegraf: writes the drop-in only where Telegraf is installed, reloads a running Telegraf, never throws. */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { applyTelegraf } from '../../agent/telegraf.js';
+import { buildFileOps } from '../../core/files.js';
 import { renderTelegraf, TELEGRAF_CONF } from '../../core/telegraf.js';
 import { memoryFiles } from '../helpers/memory-files.js';
 import { commandFailed, recordingRun } from '../helpers/recording-run.js';
@@ -20,6 +24,19 @@ describe('applyTelegraf', () => {
     expect(await applyTelegraf(files, run, rendered, log)).toBe('not-installed');
     expect(files.ops).toEqual([]);
     expect(run.calls).toEqual([]);
+  });
+
+  it('tells an installed Telegraf by its directory on a real file system', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'telegraf-apply-'));
+    try {
+      const files = buildFileOps({ root });
+      expect(await applyTelegraf(files, recordingRun(), rendered, log)).toBe('not-installed');
+      mkdirSync(join(root, 'etc/telegraf'), { recursive: true });
+      expect(await applyTelegraf(files, recordingRun(), rendered, log)).toBe('reloaded');
+      expect(readFileSync(join(root, TELEGRAF_CONF), 'utf8')).toBe(rendered.content);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('writes the drop-in and reloads a running Telegraf', async () => {
