@@ -4,7 +4,7 @@
  * zeros, no shorthand — so a value that passes here means the same thing to dnsmasq and iptables
  * as it does to us), `host:port`, host names, DNS labels and names, and an address as a URL host.
  */
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 
 /** An IPv4 address with a prefix length, e.g. `10.88.0.1/24` → `{ address: 0x0a580001, prefix: 24 }`. */
 export interface Cidr {
@@ -146,4 +146,16 @@ export function isHostPort(text: string): boolean {
 /** An address as the host part of a URL or `host:port`: IPv6 in brackets. */
 export function urlHost(addr: string): string {
   return addr.includes(':') && !addr.startsWith('[') ? `[${addr}]` : addr;
+}
+
+/** Addresses sorted (IPv4 numerically, then the rest as text) without duplicates: stable output. */
+export function sortAddresses(addrs: readonly string[]): string[] {
+  const key = (a: string): string =>
+    isIP(a) === 4
+      ? `0${a
+          .split('.')
+          .map((o) => o.padStart(3, '0'))
+          .join('.')}`
+      : `1${a}`;
+  return [...new Set(addrs)].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }

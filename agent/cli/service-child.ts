@@ -33,13 +33,15 @@ interface StartArgs {
   readonly log: Logger;
   readonly report: (r: ChildReport) => Promise<void>;
   readonly controllers: () => readonly string[];
+  /** The controllers whose metrics store is InfluxDB (core/telegraf.ts). */
+  readonly influxdb: () => readonly string[];
 }
 
 const credentialsOf = (init: ChildInit) => (typeof init.seed === 'string' ? { seed: init.seed } : undefined);
 const natsOf = (init: ChildInit) => (typeof init.natsUrl === 'string' ? { nats: init.natsUrl } : {});
 
 const STARTERS: Record<(typeof CHILD_SERVICES)[number], (a: StartArgs) => Promise<Started>> = {
-  async metadata({ init, log, controllers }) {
+  async metadata({ init, log, controllers, influxdb }) {
     const [{ parseMetadataSettings }, { startMetadataService }, { buildVendorDataSource }, { caRootCache, natsCaFetch }] =
       await Promise.all([
         import('../../src/metadata/config.js'),
@@ -54,7 +56,7 @@ const STARTERS: Record<(typeof CHILD_SERVICES)[number], (a: StartArgs) => Promis
     // The cluster CA's root for vendor-data (issue 20), read from mammatus-ca with the node's seed.
     const caRoot =
       typeof init.natsUrl === 'string' ? { caRoot: caRootCache({ fetch: natsCaFetch(init.natsUrl, credentialsOf(init)), log }) } : {};
-    const vendorData = await buildVendorDataSource({ settings, controllers, log, ...vaultToken, ...templates, ...caRoot });
+    const vendorData = await buildVendorDataSource({ settings, controllers, influxdb, log, ...vaultToken, ...templates, ...caRoot });
     return startMetadataService({ settings, ...natsOf(init), vendorData, log, credentials: credentialsOf(init) });
   },
 
@@ -153,28 +155,39 @@ export async function serviceRunCommand(name: string): Promise<number> {
   // The node certificate for its HTTPS listener (the key is root's: the agent read it).
   useNodeTls(isNodeTlsPem(init.node_tls) ? init.node_tls : undefined);
   let controllers: readonly string[] = Array.isArray(init.controllers) ? (init.controllers as string[]) : [];
-  process.on('message', (m: { type?: string; id?: unknown; controllers?: unknown; nats_ca?: unknown; node_tls?: unknown }) => {
-    // The agent's scrape: this process's registry (the service's metrics; no process_* ones, which are the agent's).
-    if (m?.type === 'metrics' && typeof m.id === 'number') {
-      const id = m.id;
-      void exposition()
-        .then((text) => report({ type: 'metrics', id, text }))
-        .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'metrics not read or not sent'));
-    }
-    if (m?.type === NODE_TLS_MESSAGE && isNodeTlsPem(m.node_tls)) {
-      useNodeTls(m.node_tls);
-      nodeTlsChanged();
-    }
-    if (m?.type === 'members' && Array.isArray(m.controllers)) controllers = m.controllers as string[];
-    // Used from the connection's next reconnect on (core/nats.ts followRoot).
-    if (m?.type === NATS_CA_MESSAGE) takeNatsRootMessage(m.nats_ca);
-  });
+  let influxdb: readonly string[] = Array.isArray(init.influxdb) ? (init.influxdb as string[]) : [];
+  process.on(
+    'message',
+    (m: { type?: string; id?: unknown; controllers?: unknown; influxdb?: unknown; nats_ca?: unknown; node_tls?: unknown }) => {
+      // The agent's scrape: this process's registry (the service's metrics; no process_* ones, which are the agent's).
+      if (m?.type === 'metrics' && typeof m.id === 'number') {
+        const id = m.id;
+        void exposition()
+          .then((text) => report({ type: 'metrics', id, text }))
+          .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'metrics not read or not sent'));
+      }
+      if (m?.type === NODE_TLS_MESSAGE && isNodeTlsPem(m.node_tls)) {
+        useNodeTls(m.node_tls);
+        nodeTlsChanged();
+      }
+      if (m?.type === 'members' && Array.isArray(m.controllers)) controllers = m.controllers as string[];
+      if (m?.type === 'members' && Array.isArray(m.influxdb)) influxdb = m.influxdb as string[];
+      // Used from the connection's next reconnect on (core/nats.ts followRoot).
+      if (m?.type === NATS_CA_MESSAGE) takeNatsRootMessage(m.nats_ca);
+    },
+  );
   // The agent gone (crashed, killed) closes the channel: a child must not outlive it.
   const orphaned = new Promise<string>((resolve) => process.once('disconnect', () => resolve('agent gone')));
   const stopSignal = untilSignal();
   let started: Started;
   try {
-    started = await STARTERS[name as (typeof CHILD_SERVICES)[number]]({ init, log, report, controllers: () => controllers });
+    started = await STARTERS[name as (typeof CHILD_SERVICES)[number]]({
+      init,
+      log,
+      report,
+      controllers: () => controllers,
+      influxdb: () => influxdb,
+    });
   } catch (err) {
     await report({ type: 'error', message: explain(err) });
     log.error({ err: errorMessage(err) }, `${name} failed to start`);

@@ -1,5 +1,5 @@
 #!/bin/sh
-# mammatus vendor-data part: Telegraf sends this instance's basic metrics to the cluster's InfluxDB.
+# mammatus vendor-data part: Telegraf sends this instance's basic metrics to the controllers' InfluxDB.
 #
 # cloud-init runs this once per instance as a vendor script (module scripts_vendor, after the
 # user's packages): a user's own runcmd or write_files cannot replace it. It is idempotent: it
@@ -7,8 +7,8 @@
 # differs, and restarts telegraf only when one of those changed something.
 #
 # The metadata service renders the config (TOML: global tags with the instance's id and name, one
-# [[outputs.influxdb]], a few inputs) and fills every @@NAME@@ with a single-quoted shell word (see
-# src/metadata/vendor-data.ts).
+# [[outputs.influxdb]] per controller whose metrics store is InfluxDB, a few inputs) and fills every
+# @@NAME@@ with a single-quoted shell word (see src/metadata/vendor-data.ts, docs/monitoring.md).
 set -u
 PART=telegraf
 . ./lib.sh

@@ -1,7 +1,8 @@
 /**
  * The metadata service as a controller-hosted service: the controller role starts it once its
  * nats-server is ready and tells it about membership, from which vendor-data takes the controller
- * addresses (Consul's join list, InfluxDB's host). The service's modules are loaded at its start.
+ * addresses (Consul's join list) and those of the controllers whose metrics store is InfluxDB
+ * (Telegraf's outputs). The service's modules are loaded at its start.
  *
  * In the agent it runs as a child process under the unprivileged service user
  * (core/child-service.ts): the agent reads the secret file and Vault's token here, as root, and
@@ -12,6 +13,7 @@ import { readSecretFileSync } from '../../core/files.js';
 import type { HostedService, HostedServiceContext, Member } from '../../core/contracts.js';
 import { ChildService, exportChildMetrics, serviceArgv, type ChildInit, type ChildWiring } from '../../core/child-service.js';
 import { aliveWithRole } from '../../core/members.js';
+import { influxdbControllers } from '../../core/telegraf.js';
 import { forwardNatsRoot, natsCaField } from '../../core/nats.js';
 import { forwardNodeTls, nodeTlsField } from '../../core/node-tls.js';
 import type { RunningMetadataService } from './service.js';
@@ -31,6 +33,7 @@ export function metadataHostedService(section: () => unknown, child?: ChildWirin
   if (child) return metadataChild(section, child);
   let running: RunningMetadataService | undefined;
   let controllers: string[] = [];
+  let influxdb: string[] = [];
   return {
     name: 'metadata',
     configKey: () => JSON.stringify(section() ?? null),
@@ -39,13 +42,21 @@ export function metadataHostedService(section: () => unknown, child?: ChildWirin
         await Promise.all([import('./config.js'), import('./service.js'), import('./vendor-source.js'), import('./vendor-data-root.js')]);
       const settings = parseMetadataSettings(section(), readSecretFileSync);
       controllers = controllerAddresses(ctx.members);
+      influxdb = influxdbControllers(ctx.members);
       // The cluster CA's root for vendor-data (issue 20), read from mammatus-ca.
       const caRoot = caRootCache({ fetch: natsCaFetch(ctx.natsUrl, ctx.credentials), log: ctx.log });
-      const vendorData = await buildVendorDataSource({ settings, controllers: () => controllers, log: ctx.log, caRoot });
+      const vendorData = await buildVendorDataSource({
+        settings,
+        controllers: () => controllers,
+        influxdb: () => influxdb,
+        log: ctx.log,
+        caRoot,
+      });
       running = await startMetadataService({ settings, nats: ctx.natsUrl, vendorData, log: ctx.log, credentials: ctx.credentials });
     },
     membersChanged(members) {
       controllers = controllerAddresses(members);
+      influxdb = influxdbControllers(members);
     },
     async stop() {
       await running?.stop();
@@ -94,17 +105,19 @@ function metadataChild(section: () => unknown, w: ChildWiring): HostedService {
   let unforward: (() => void) | undefined;
   let unexport: (() => void) | undefined;
   let controllers: string[] = [];
+  let influxdb: string[] = [];
   return {
     name: 'metadata',
     configKey: () => JSON.stringify(section() ?? null),
     async start(ctx) {
       const init = await metadataChildInit(section(), ctx, w.level());
       controllers = controllerAddresses(ctx.members);
+      influxdb = influxdbControllers(ctx.members);
       const spawn = await w.spawn();
       child = new ChildService({ spawn, log: ctx.log, name: 'metadata', argv: serviceArgv(w.mammatus, 'metadata'), user: w.user() });
       // A restart after a crash gets the controllers of that moment.
       // The NATS root read at each (re)start: a child started before the first certificate gets it at its next start.
-      await child.start(() => ({ ...init, controllers, ...natsCaField(), ...nodeTlsField() }));
+      await child.start(() => ({ ...init, controllers, influxdb, ...natsCaField(), ...nodeTlsField() }));
       // A renewal may bring a new root (the first certificate, a root rotation): the child takes it at once.
       unforward?.();
       const stopRoot = forwardNatsRoot((m) => void child?.send(m));
@@ -119,7 +132,8 @@ function metadataChild(section: () => unknown, w: ChildWiring): HostedService {
     },
     membersChanged(members) {
       controllers = controllerAddresses(members);
-      child?.send({ type: 'members', controllers });
+      influxdb = influxdbControllers(members);
+      child?.send({ type: 'members', controllers, influxdb });
     },
     async stop() {
       unexport?.();

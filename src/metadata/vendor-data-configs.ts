@@ -5,6 +5,9 @@
  * on the first quote. Pure; keys and lists come out in a fixed order, so output is stable.
  */
 import { isIP } from 'node:net';
+import { sortAddresses } from '../../core/net.js';
+import { BASIC_INPUTS, influxdbOutputs, influxdbUrls } from '../../core/telegraf.js';
+import { hclString, tomlString } from '../../core/toml.js';
 import type { VendorDataSettings } from './vendor-data-settings.js';
 
 /** The instance a document is for, as the registry knows it. */
@@ -20,29 +23,17 @@ export interface VendorDataInstance {
 /** Consul's `bind_addr` when the instance's address is unknown: go-sockaddr picks the private IP. */
 export const CONSUL_BIND_TEMPLATE = '{{ GetPrivateIP }}';
 
-/** Addresses sorted (IPv4 numerically, then the rest as text) without duplicates: stable output. */
-export function sortAddresses(addrs: readonly string[]): string[] {
-  const key = (a: string): string =>
-    isIP(a) === 4
-      ? `0${a
-          .split('.')
-          .map((o) => o.padStart(3, '0'))
-          .join('.')}`
-      : `1${a}`;
-  return [...new Set(addrs)].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
-}
-
 /** What Consul agents join: the configured servers as written, else the controllers. */
 export function consulJoin(settings: VendorDataSettings, controllers: readonly string[]): string[] {
   return settings.consul.servers ? [...settings.consul.servers] : sortAddresses(controllers);
 }
 
-/** The InfluxDB URL: the configured one, else port 8086 on the first controller; absent when neither. */
-export function influxdbUrl(settings: VendorDataSettings, controllers: readonly string[]): string | undefined {
-  if (settings.telegraf.influxdb_url) return settings.telegraf.influxdb_url;
-  const first = sortAddresses(controllers)[0];
-  if (first === undefined) return undefined;
-  return `http://${isIP(first) === 6 ? `[${first}]` : first}:8086`;
+/**
+ * Where instances' Telegraf writes: the configured InfluxDB, else every controller whose metrics
+ * store is InfluxDB (`http://<address>:8086`, core/telegraf.ts); empty when neither.
+ */
+export function influxdbTargets(settings: VendorDataSettings, influxdb: readonly string[]): string[] {
+  return settings.telegraf.influxdb_url ? [settings.telegraf.influxdb_url] : influxdbUrls(influxdb);
 }
 
 /** `/etc/consul.d/mammatus.json`: a client agent of the cluster's datacenter. */
@@ -104,58 +95,18 @@ export function renderVaultAgentConfig(settings: VendorDataSettings): string {
   ].join('\n');
 }
 
-/** `/etc/telegraf/telegraf.d/mammatus.conf`: tags naming the instance, one InfluxDB output, basic inputs. */
-export function renderTelegrafConfig(instance: VendorDataInstance, settings: VendorDataSettings, url: string): string {
+/**
+ * `/etc/telegraf/telegraf.d/mammatus.conf`: tags naming the instance, the basic inputs, one InfluxDB
+ * output per URL (`influxdbTargets`): the same inputs and outputs as the nodes' drop-in.
+ */
+export function renderTelegrafConfig(instance: VendorDataInstance, settings: VendorDataSettings, urls: readonly string[]): string {
   return [
     '# managed by mammatus: vendor-data part "telegraf"',
     '[global_tags]',
     `  instance_id = ${tomlString(instance.id)}`,
     `  instance_name = ${tomlString(instance.name)}`,
+    ...influxdbOutputs(urls, settings.telegraf.database, settings.telegraf.influxdb_url !== undefined),
     '',
-    '[[outputs.influxdb]]',
-    `  urls = [${tomlString(url)}]`,
-    `  database = ${tomlString(settings.telegraf.database)}`,
-    '',
-    '[[inputs.cpu]]',
-    '  percpu = false',
-    '  totalcpu = true',
-    '',
-    '[[inputs.disk]]',
-    '  ignore_fs = ["tmpfs", "devtmpfs", "devfs", "iso9660", "overlay", "aufs", "squashfs"]',
-    '',
-    '[[inputs.mem]]',
-    '',
-    '[[inputs.net]]',
-    '',
-    '[[inputs.system]]',
+    ...BASIC_INPUTS,
   ].join('\n');
-}
-
-/**
- * A double-quoted string both TOML and HCL read back as `value`: `"`, `\`, tab, newline and return
- * escaped by name, every other control character as \uXXXX, lone surrogates (which neither format
- * allows) replaced by U+FFFD.
- */
-function quoted(value: string): string {
-  let out = '"';
-  for (const ch of value.replace(/\p{Cs}/gu, '\uFFFD')) {
-    const code = ch.codePointAt(0) ?? 0;
-    if (ch === '"' || ch === '\\') out += `\\${ch}`;
-    else if (ch in NAMED_ESCAPES) out += NAMED_ESCAPES[ch];
-    else if (code < 0x20 || code === 0x7f) out += `\\u${code.toString(16).padStart(4, '0')}`;
-    else out += ch;
-  }
-  return `${out}"`;
-}
-
-const NAMED_ESCAPES: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
-
-/** A TOML basic string. */
-function tomlString(value: string): string {
-  return quoted(value);
-}
-
-/** An HCL native-syntax string: also `${` and `%{`, which would start a template, doubled. */
-function hclString(value: string): string {
-  return quoted(value).replace(/[$%]\{/g, (m) => `${m[0]}${m}`);
 }

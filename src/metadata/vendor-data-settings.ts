@@ -5,6 +5,7 @@
  * key's decoded length, URLs, keys that depend on each other). Every error names its key.
  */
 import { parseDuration } from '../../core/duration.js';
+import { INFLUXDB_DATABASE } from '../../core/telegraf.js';
 import { SettingsError, sectionChecker } from '../../core/validation.js';
 
 /** `metadata.vendor_data.consul`: a Consul client agent on every instance. */
@@ -39,13 +40,13 @@ export interface VaultSettings {
   readonly token_file?: string;
 }
 
-/** `metadata.vendor_data.telegraf`: Telegraf sending metrics to the cluster's InfluxDB. */
+/** `metadata.vendor_data.telegraf`: Telegraf sending metrics to the controllers' InfluxDB store. */
 export interface TelegrafSettings {
-  /** Default true. */
+  /** Default true (nothing goes out while no controller's store is InfluxDB and no URL is set). */
   readonly enabled: boolean;
-  /** InfluxDB (1.x API) URL; absent = `http://<first controller>:8086`. */
+  /** InfluxDB (1.x API) URL; absent = `http://<controller>:8086` of every controller whose store is InfluxDB. */
   readonly influxdb_url?: string;
-  /** Default `telegraf`. */
+  /** Default `mammatus`, the database of the controllers' store. */
   readonly database: string;
 }
 
@@ -117,7 +118,7 @@ const SCHEMA = {
       properties: {
         enabled: { type: 'boolean', default: true },
         influxdb_url: { type: 'string' },
-        database: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$', default: 'telegraf' },
+        database: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$', default: INFLUXDB_DATABASE },
       },
     },
     ca: {

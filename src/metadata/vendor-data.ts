@@ -15,7 +15,7 @@
  */
 import {
   consulJoin,
-  influxdbUrl,
+  influxdbTargets,
   renderConsulConfig,
   renderTelegrafConfig,
   renderVaultAgentConfig,
@@ -55,8 +55,13 @@ export type VendorDataPartName = (typeof VENDOR_DATA_PARTS)[number];
 /** Everything one instance's document depends on. */
 export interface VendorDataInput {
   readonly instance: VendorDataInstance;
-  /** Addresses of the controller nodes (from Serf): Consul's join list, InfluxDB's default host. */
+  /** Addresses of the controller nodes (from Serf): Consul's join list. */
   readonly controllers: readonly string[];
+  /**
+   * Addresses of the controllers whose metrics store is InfluxDB (Serf tag `metrics=influxdb`,
+   * core/telegraf.ts `influxdbControllers`): where Telegraf writes. Absent = none.
+   */
+  readonly influxdb?: readonly string[];
   readonly settings: VendorDataSettings;
   /** The instance's own switches (the registry's `vendor_data`); absent = the cluster's setting. */
   readonly parts?: Readonly<Partial<Record<VendorDataPartName, boolean>>>;
@@ -120,10 +125,14 @@ export function renderVendorDataParts(input: VendorDataInput): VendorDataPlan {
       if (join.length === 0) skipped.push({ name, reason: 'no controller is known and metadata.vendor_data.consul.servers is not set' });
       else part(name, { CONSUL_CONFIG: renderConsulConfig(instance, settings, join) });
     } else if (name === 'telegraf') {
-      const url = influxdbUrl(settings, input.controllers);
-      if (url === undefined)
-        skipped.push({ name, reason: 'no controller is known and metadata.vendor_data.telegraf.influxdb_url is not set' });
-      else part(name, { TELEGRAF_CONFIG: renderTelegrafConfig(instance, settings, url) });
+      const urls = influxdbTargets(settings, input.influxdb ?? []);
+      if (urls.length === 0)
+        skipped.push({
+          name,
+          reason:
+            'no controller runs InfluxDB (roles.controller.monitoring.store) and metadata.vendor_data.telegraf.influxdb_url is not set',
+        });
+      else part(name, { TELEGRAF_CONFIG: renderTelegrafConfig(instance, settings, urls) });
     } else {
       const { address, role_id: roleId } = settings.vault;
       if (address === undefined || roleId === undefined) {

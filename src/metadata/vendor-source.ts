@@ -19,8 +19,10 @@ import { DEFAULT_ACME_DIRECTORY } from './vendor-data-settings.js';
 /** Options of `buildVendorDataSource`. */
 export interface VendorSourceOptions {
   readonly settings: MetadataSettings;
-  /** Addresses of the controller nodes as Serf knows them (Consul servers, InfluxDB). */
+  /** Addresses of the controller nodes as Serf knows them (Consul servers). */
   readonly controllers: () => readonly string[];
+  /** Addresses of the controllers whose metrics store is InfluxDB (Telegraf's outputs); absent = none. */
+  readonly influxdb?: () => readonly string[];
   readonly log: Logger;
   /** Where the templates are (default: the installed or repository copy). */
   readonly templateDir?: string;
@@ -83,6 +85,7 @@ export async function buildVendorDataSource(opts: VendorSourceOptions): Promise<
       ...(await ca()),
       instance: { id: record.id, name: record.name, ips: record.ips.length ? record.ips : [callerIp] },
       controllers: opts.controllers(),
+      influxdb: opts.influxdb?.() ?? [],
       settings,
       parts: record.vendor_data,
       ...(token ? { vaultWrappedSecretId: token } : {}),

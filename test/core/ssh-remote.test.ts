@@ -25,6 +25,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../helpers/free-port.js';
 import { openSsh, parseSshTarget, remoteCommand, shellQuote, SshRefused, type SshOptions, type SshTarget } from '../../core/ssh-remote.js';
 
 const SSHD = '/usr/sbin/sshd';
@@ -93,18 +94,6 @@ describe('parseSshTarget and quoting', () => {
     expect(() => remoteCommand([], 'root')).toThrow(/no command/);
   });
 });
-
-/** A free loopback port (released before sshd binds it). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Waits (bounded) until something listens on the port. */
 async function waitListening(port: number): Promise<void> {

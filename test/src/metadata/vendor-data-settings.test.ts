@@ -11,7 +11,7 @@ describe('parseVendorDataSettings', () => {
     expect(parseVendorDataSettings(raw)).toEqual({
       consul: { enabled: true, datacenter: 'dc1' },
       vault: { enabled: false, approle_path: 'auth/approle', wrap_ttl: '15m' },
-      telegraf: { enabled: true, database: 'telegraf' },
+      telegraf: { enabled: true, database: 'mammatus' },
       ca: { enabled: true, acme_directory: 'https://ca.mammatus:9000/acme/acme/directory' },
     });
   });

@@ -21,7 +21,8 @@ import {
 } from '../../../src/metadata/vendor-data.js';
 import { renderTelegrafConfig } from '../../../src/metadata/vendor-data-configs.js';
 import { acmeDirectoryUrl, renderCaParts } from '../../../src/metadata/vendor-data-ca.js';
-import { CA, TEMPLATE_DIR, vendorInput } from './vendor-fixtures.js';
+import { CA, FULL_SETTINGS, TEMPLATE_DIR, vendorInput } from './vendor-fixtures.js';
+import { NO_TOMLLIB, readToml } from '../../helpers/toml.js';
 
 const GOLDEN = join(import.meta.dirname, '__golden__', 'vendor-data');
 const PYTHON = '/usr/bin/python3';
@@ -119,13 +120,19 @@ describe('renderVendorDataParts', () => {
   });
 
   it('says why it leaves parts out', async () => {
-    const noControllers = renderVendorDataParts(await vendorInput({ controllers: [] }, { vault: { enabled: false } }));
+    const noControllers = renderVendorDataParts(await vendorInput({ controllers: [], influxdb: [] }, { vault: { enabled: false } }));
     expect(noControllers.parts).toEqual([]);
+    const noStore =
+      'no controller runs InfluxDB (roles.controller.monitoring.store) and metadata.vendor_data.telegraf.influxdb_url is not set';
     expect(noControllers.skipped).toEqual([
       { name: 'consul', reason: 'no controller is known and metadata.vendor_data.consul.servers is not set' },
-      { name: 'telegraf', reason: 'no controller is known and metadata.vendor_data.telegraf.influxdb_url is not set' },
+      { name: 'telegraf', reason: noStore },
       { name: 'vault', reason: 'metadata.vendor_data.vault.enabled is false' },
     ]);
+    // Controllers whose store is Prometheus: Consul joins them, Telegraf has nowhere to write.
+    const prometheusOnly = renderVendorDataParts(await vendorInput({ influxdb: undefined }, { vault: { enabled: false } }));
+    expect(prometheusOnly.parts.map((p) => p.name)).toEqual(['consul']);
+    expect(prometheusOnly.skipped[0]).toEqual({ name: 'telegraf', reason: noStore });
     const switched = renderVendorDataParts(await vendorInput({ parts: { telegraf: false, vault: true } }, {}));
     expect(switched.parts.map((p) => p.name)).toEqual(['consul']);
     expect(switched.skipped).toEqual([
@@ -145,7 +152,16 @@ describe('renderVendorDataParts', () => {
     expect(consul).toContain('"retry_join": [\n    "10.0.0.2",\n    "10.0.0.3",\n    "10.0.0.10"\n  ]');
     expect(consul).toContain(`"bind_addr": "${CONSUL_BIND_TEMPLATE}"`);
     const telegraf = parts.find((p) => p.name === 'telegraf')?.content ?? '';
-    expect(telegraf).toContain('urls = ["http://10.0.0.2:8086"]');
+    // One output per InfluxDB store, in address order: each store gets every point.
+    expect(telegraf.match(/urls = \[.*\]/g)).toEqual(['urls = ["http://10.0.0.2:8086"]', 'urls = ["http://10.0.0.10:8086"]']);
+  });
+
+  it("writes to an operator's InfluxDB instead when telegraf.influxdb_url is set, and lets Telegraf create its database", async () => {
+    const input = await vendorInput({}, { ...FULL_SETTINGS, telegraf: { influxdb_url: 'https://metrics.lab:8086', database: 'lab' } });
+    const telegraf = renderVendorDataParts(input).parts.find((p) => p.name === 'telegraf')?.content ?? '';
+    expect(telegraf.match(/urls = \[.*\]/g)).toEqual(['urls = ["https://metrics.lab:8086"]']);
+    expect(telegraf).toContain('database = "lab"');
+    expect(telegraf).not.toContain('skip_database_creation');
   });
 
   it('puts an empty token into the Vault part when none was minted, and the part says so', async () => {
@@ -165,28 +181,20 @@ describe('renderVendorDataParts', () => {
   });
 });
 
-const hasTomllib = spawnSync(PYTHON, ['-c', 'import tomllib'], { stdio: 'ignore' }).status === 0;
-
-describe.skipIf(!hasTomllib)(
-  `config encodings${hasTomllib ? '' : ` (skipped: ${PYTHON} has no tomllib; Python 3.11 or later needed)`}`,
-  () => {
-    it("hostile names survive Telegraf's TOML (read by Python's tomllib)", async () => {
-      const name = `${HOSTILE.join('|')}\u007f\u0001\ud800`;
-      const { settings } = await vendorInput();
-      const toml = renderTelegrafConfig({ id: 'i-0123456789abcdef0', name, ips: [] }, settings, 'http://10.0.0.2:8086');
-      const read = execFileSync(PYTHON, ['-c', 'import json,sys,tomllib; print(json.dumps(tomllib.loads(sys.stdin.read())))'], {
-        input: toml,
-      });
-      const config = JSON.parse(read.toString('utf8')) as {
-        global_tags: Record<string, string>;
-        outputs: { influxdb: { urls: string[]; database: string }[] };
-      };
-      // A lone surrogate cannot be in TOML at all: it becomes U+FFFD; everything else is exact.
-      expect(config.global_tags).toEqual({ instance_id: 'i-0123456789abcdef0', instance_name: name.replace('\ud800', '\ufffd') });
-      expect(config.outputs.influxdb).toEqual([{ urls: ['http://10.0.0.2:8086'], database: 'telegraf' }]);
-    });
-  },
-);
+describe.skipIf(NO_TOMLLIB !== undefined)(`config encodings${NO_TOMLLIB === undefined ? '' : ` (skipped: ${NO_TOMLLIB})`}`, () => {
+  it("hostile names survive Telegraf's TOML (read by Python's tomllib)", async () => {
+    const name = `${HOSTILE.join('|')}\u007f\u0001\ud800`;
+    const { settings } = await vendorInput();
+    const toml = renderTelegrafConfig({ id: 'i-0123456789abcdef0', name, ips: [] }, settings, ['http://10.0.0.2:8086']);
+    const config = readToml(toml) as {
+      global_tags: Record<string, string>;
+      outputs: { influxdb: { urls: string[]; database: string }[] };
+    };
+    // A lone surrogate cannot be in TOML at all: it becomes U+FFFD; everything else is exact.
+    expect(config.global_tags).toEqual({ instance_id: 'i-0123456789abcdef0', instance_name: name.replace('\ud800', '\ufffd') });
+    expect(config.outputs.influxdb).toEqual([{ urls: ['http://10.0.0.2:8086'], database: 'mammatus', skip_database_creation: true }]);
+  });
+});
 
 describe('shellQuote', () => {
   it.each(HOSTILE)('keeps %j literal in sh', (value) => {

@@ -55,6 +55,8 @@ export async function vendorInput(patch: Partial<VendorDataInput> = {}, settings
   return {
     instance: { id: 'i-0123456789abcdef0', name: 'web-1', ips: ['10.0.0.21'] },
     controllers: ['10.0.0.3', '10.0.0.10', '10.0.0.2'],
+    // Two of the three controllers keep their metrics in InfluxDB (Serf tag metrics=influxdb).
+    influxdb: ['10.0.0.10', '10.0.0.2'],
     settings: parseVendorDataSettings(settings),
     vaultWrappedSecretId: 'hvs.CAESIWrappedTokenForTests',
     templates: await templates(),

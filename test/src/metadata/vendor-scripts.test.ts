@@ -117,7 +117,7 @@ describe.each(SHELLS)('with %s', (shell) => {
     const env = { FAKE_APT_KNOWS: 'telegraf' };
     expect((await box.run(shell, script(await vendorInput(), 'telegraf'), env)).code).toBe(0);
     box.clearCalls();
-    const moved = await vendorInput({ controllers: ['10.0.0.7'] });
+    const moved = await vendorInput({ influxdb: ['10.0.0.7'] });
     expect((await box.run(shell, script(moved, 'telegraf'), env)).code).toBe(0);
     expect(box.calls()).toEqual(['systemctl enable telegraf.service', 'systemctl --no-block restart telegraf.service']);
     expect(readFileSync(join(box.root, 'etc/telegraf/telegraf.d/mammatus.conf'), 'utf8')).toContain('urls = ["http://10.0.0.7:8086"]');

@@ -12,6 +12,8 @@ import { parseMetadataSettings } from '../../../src/metadata/config.js';
 import { buildRecord } from '../../../core/instance-record.js';
 import { buildVendorDataSource } from '../../../src/metadata/vendor-source.js';
 import { CA } from './vendor-fixtures.js';
+import type { Member } from '../../../core/contracts.js';
+import { influxdbControllers, METRICS_STORE_TAG } from '../../../core/telegraf.js';
 
 const tokenFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'mammatus-vs-')), 'vault.token');
 writeFileSync(tokenFile, 'hvs.controller\n');
@@ -46,6 +48,29 @@ describe('vendor-data source', () => {
     clock = 61_000;
     expect(await source(record, '10.0.0.21')).toContain('hvs.wrapped-2');
     expect(mints).toBe(2);
+  });
+
+  it('sends Telegraf to the controllers tagged metrics=influxdb, as membership says at each request', async () => {
+    const ctl = (addr: string, store: string): Member => ({
+      name: `ctl-${addr}`,
+      addr,
+      port: 7946,
+      tags: { role: 'controller', [METRICS_STORE_TAG]: store },
+      status: 'alive',
+    });
+    let members: Member[] = [ctl('10.0.0.2', 'prometheus')];
+    const source = await buildVendorDataSource({
+      settings,
+      controllers: () => ['10.0.0.2'],
+      influxdb: () => influxdbControllers(members),
+      log,
+      fetch: async () => new Response('{}'),
+    });
+    expect(await source(record, '10.0.0.21')).not.toContain('mammatus-telegraf.sh');
+    members = [ctl('10.0.0.2', 'influxdb'), ctl('10.0.0.3', 'prometheus')];
+    const doc = await source(record, '10.0.0.21');
+    expect(doc).toContain('mammatus-telegraf.sh');
+    expect(doc.match(/urls = \[.*\]/g)).toEqual(['urls = ["http://10.0.0.2:8086"]']);
   });
 
   it('serves the other parts when Vault cannot mint', async () => {
