@@ -162,11 +162,13 @@ export function createAgent(deps: AgentDeps): Agent {
   const metrics = new MetricsRuntime({
     config: () => loaded.config.metrics,
     view,
-    members: () => [...members.values()],
+    members: trustedMembers,
     stateDir: () => loaded.config.state_dir,
     credentials: () => credentials,
     servers: () => certServers(loaded.config.roles, credentials, trustedMembers()),
     log: log.child({ component: 'metrics' }),
+    files: deps.files,
+    run: deps.run,
   });
 
   registerBuiltinHandlers(dispatcher, view);

@@ -6,7 +6,9 @@
  */
 import type { Server } from 'node:http';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { Logger, Member } from '../core/contracts.js';
+import type { FileOps, Logger, Member, Run } from '../core/contracts.js';
+import { influxdbControllers, renderTelegraf } from '../core/telegraf.js';
+import { applyTelegraf } from './telegraf.js';
 import { detach, errorMessage } from '../core/errors.js';
 import { processMetrics } from '../core/metrics.js';
 import { connectNats } from '../core/nats.js';
@@ -29,6 +31,9 @@ export interface MetricsRuntimeDeps {
   /** The NATS servers this node reaches (agent/certs-plan.ts certServers). */
   servers(): readonly string[];
   readonly log: Logger;
+  /** For the Telegraf drop-in (written only where Telegraf is installed). */
+  readonly files: FileOps;
+  readonly run: Run;
 }
 
 /** The agent's metrics: `start` once, `check` after a config reload, `stop` at the end. */
@@ -39,6 +44,8 @@ export class MetricsRuntime {
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private listening: Promise<void> = Promise.resolve();
+  /** The Telegraf drop-in last handed to `applyTelegraf` (undefined: none yet, or it failed). */
+  private telegraf?: string;
   /** The listen address that last failed, so a taken port is logged once, not every check. */
   private failedListen?: string;
 
@@ -69,6 +76,28 @@ export class MetricsRuntime {
       .catch((err: unknown) => this.deps.log.warn({ err: errorMessage(err) }, 'metrics listener'));
     const key = this.natsKey(cfg);
     if (this.nats?.key !== key) this.reconnect(key);
+    this.followTelegraf(listen);
+  }
+
+  /** Keeps the Telegraf drop-in in line with the controllers that run InfluxDB (docs/monitoring.md, "Telegraf"). */
+  private followTelegraf(listen: string): void {
+    const node = this.deps.view.node();
+    if (!node) return;
+    const local = listen.replace(/^(0\.0\.0\.0|\[::\]):/, '127.0.0.1:');
+    const rendered = renderTelegraf({
+      node,
+      influxdb: influxdbControllers(this.deps.members()),
+      ...(local ? { agentMetricsUrl: `http://${local}/metrics` } : {}),
+    });
+    if (rendered.content === this.telegraf) return;
+    this.telegraf = rendered.content;
+    detach(
+      applyTelegraf(this.deps.files, this.deps.run, rendered, this.deps.log).then((outcome) => {
+        // Tried again at the next check.
+        if (outcome === 'failed' && this.telegraf === rendered.content) this.telegraf = undefined;
+      }),
+      () => undefined,
+    );
   }
 
   /** What the NATS side should be: empty when none (metrics off, no credentials, no server to reach). */
