@@ -4,7 +4,7 @@
  * files, the validation commands, and InfluxDB's database and retention policy.
  */
 import { readFile, stat } from 'node:fs/promises';
-import type { Argv, Logger, Run } from '../../../core/contracts.js';
+import type { Argv } from '../../../core/contracts.js';
 import { findPasswdUser, type SystemUser } from '../../../core/users.js';
 import { ancestors, maySearch, type DirStat, type NatsUserDeps } from '../nats-user.js';
 import type { MonitoringConfig } from './config.js';
