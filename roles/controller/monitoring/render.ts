@@ -77,6 +77,8 @@ export function renderInfluxdbConf(mon: MonitoringConfig): string {
   const dir = (d: string) => toml(posix.join(i.data_dir, d));
   return (
     daemonHeader('influxdb', mon) +
+    // Made through the HTTP API after each start; here so that changing them changes this file.
+    `# database ${i.database}, retention ${i.retention}\n` +
     [
       // Upstream's key, and Debian's (its build reports only when asked).
       'reporting-disabled = true',
