@@ -202,7 +202,7 @@ export function parseControllerConfig(raw: unknown): ControllerConfig {
     cfg = { ...cfg, ca: { ...cfg.ca, paths: { ...cfg.ca.paths, config } } };
   }
   // Unset, its files and data directories move with NATS's too.
-  cfg = { ...cfg, monitoring: resolveMonitoring(settings.monitoring, cfg.nats.store_dir, cfg.paths.nats_conf) };
+  cfg = { ...cfg, monitoring: resolveMonitoring(settings.monitoring, cfg.nats.store_dir, cfg.paths.nats_conf, cfg.tls.ca) };
   checkConfig(cfg);
   return cfg;
 }

@@ -193,7 +193,7 @@ export function renderController(desired: DesiredState, tls?: NatsTlsFiles): Ren
     // The CA backend's config (docs/ca.md); it runs once the CA files exist.
     ...renderCaFiles(desired.node, cfg.ca, desired.credentials?.authority_seed),
     // The monitoring stack's files (docs/monitoring.md), with a store only.
-    ...renderMonitoringFiles(cfg.monitoring, desired.members),
+    ...renderMonitoringFiles(cfg.monitoring, desired.members, desired.node),
   ];
   if (cfg.firewall.enabled) {
     const content = renderFirewall({

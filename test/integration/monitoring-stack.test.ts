@@ -77,7 +77,7 @@ describe.skipIf(skip)('the monitoring stack (prometheus, alertmanager, influxd)'
   /** Writes what the renderers make, as the framework would; returns the paths whose content changed. */
   async function write(next: MonitoringConfig): Promise<string[]> {
     const changed: string[] = [];
-    for (const f of renderMonitoringFiles(next, members)) {
+    for (const f of renderMonitoringFiles(next, members, 'ctl-1')) {
       if ((await files.read(f.path)) === f.content) continue;
       await files.write(f.path, f.content, f.mode ?? 0o644);
       changed.push(f.path);

@@ -81,6 +81,13 @@ export interface MonitoringSns {
   readonly account_id: string;
   /** The SNS API (the controllers' messaging service). */
   readonly endpoint: string;
+  /**
+   * With an https endpoint: the root Alertmanager trusts (default `roles.controller.tls.ca`, the
+   * cluster's root: the messaging service serves the node certificate once the node holds one).
+   */
+  readonly ca_file?: string;
+  /** With an https endpoint: the name checked in its certificate (default `<node>.mammatus`). */
+  readonly server_name?: string;
 }
 
 /** The defaults; the data directories and `config_dir` move with the NATS paths when unset (resolveMonitoring). */
@@ -141,10 +148,11 @@ type Written = { readonly [key: string]: unknown } | null | undefined;
 /**
  * The resolved monitoring settings: `written` over the defaults, the data directories beside the
  * NATS store (`natsStoreDir`'s parent) and `config_dir` beside nats-server's config (`natsConf`)
- * when unset, so an agent whose files were moved to a lab directory keeps these there too; and
- * Prometheus' retention short when InfluxDB keeps the history.
+ * when unset, so an agent whose files were moved to a lab directory keeps these there too;
+ * Prometheus' retention short when InfluxDB keeps the history; an https SNS endpoint trusting the
+ * cluster's root (`tlsCa`) unless told otherwise.
  */
-export function resolveMonitoring(written: Written, natsStoreDir: string, natsConf: string): MonitoringConfig {
+export function resolveMonitoring(written: Written, natsStoreDir: string, natsConf: string, tlsCa: string): MonitoringConfig {
   const w = (written ?? {}) as {
     store?: MonitoringStore | null;
     config_dir?: string | null;
@@ -155,9 +163,10 @@ export function resolveMonitoring(written: Written, natsStoreDir: string, natsCo
   };
   const state = posix.dirname(natsStoreDir);
   const merged = withDefaults(MONITORING_DEFAULTS, written);
-  const sns = w.alerts?.sns
+  let sns = w.alerts?.sns
     ? withDefaults<MonitoringSns>({ ...SNS_DEFAULTS, access_key_id: '', secret_access_key: '' }, w.alerts.sns)
     : undefined;
+  if (sns?.endpoint.startsWith('https:') && !sns.ca_file) sns = { ...sns, ca_file: tlsCa };
   return {
     ...merged,
     ...(w.store ? { store: w.store } : { store: undefined }),

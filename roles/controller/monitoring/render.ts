@@ -7,6 +7,7 @@ import { posix } from 'node:path';
 import type { Member } from '../../../core/contracts.js';
 import type { RenderedFile } from '../../types.js';
 import { MANAGED_HEADER } from '../config.js';
+import { CA_DOMAIN } from '../ca-render.js';
 import type { MonitoringConfig, MonitoringSns } from './config.js';
 import { renderMembersJson, renderPrometheusYml, renderRulesYml, yamlText } from './render-prometheus.js';
 
@@ -32,7 +33,7 @@ export const snsTopicArn = (sns: MonitoringSns): string => `arn:aws:sns:${sns.re
  * alertmanager.yml: one route to one receiver holding every configured way out (webhooks, our SNS
  * topic); none configured, the alerts stay in Alertmanager's API and UI. Holds the SNS secret.
  */
-export function renderAlertmanagerYml(mon: MonitoringConfig): string {
+export function renderAlertmanagerYml(mon: MonitoringConfig, node: string): string {
   const a = mon.alerts;
   const receiver = {
     name: 'mammatus',
@@ -47,6 +48,14 @@ export function renderAlertmanagerYml(mon: MonitoringConfig): string {
               // SNS subjects are short ASCII lines; the default template can be long.
               subject: '[{{ .Status | toUpper }}] {{ .GroupLabels.alertname }}{{ if .GroupLabels.node }} {{ .GroupLabels.node }}{{ end }}',
               send_resolved: true,
+              // Our SNS API serves HTTPS with the node certificate once the node holds one.
+              ...(a.sns.endpoint.startsWith('https:')
+                ? {
+                    http_config: {
+                      tls_config: { ca_file: a.sns.ca_file, server_name: a.sns.server_name ?? `${node.toLowerCase()}.${CA_DOMAIN}` },
+                    },
+                  }
+                : {}),
             },
           ],
         }
@@ -115,7 +124,7 @@ export function renderInfluxdbConf(mon: MonitoringConfig): string {
  * enabled, InfluxDB's with store influxdb. alertmanager.yml is 0640: the stack hands it to its
  * user's group (it holds the SNS secret).
  */
-export function renderMonitoringFiles(mon: MonitoringConfig, members: readonly Member[]): RenderedFile[] {
+export function renderMonitoringFiles(mon: MonitoringConfig, members: readonly Member[], node: string): RenderedFile[] {
   if (!mon.store) return [];
   const paths = monitoringPaths(mon);
   const files: RenderedFile[] = [
@@ -123,7 +132,7 @@ export function renderMonitoringFiles(mon: MonitoringConfig, members: readonly M
     { path: paths.rules, content: renderRulesYml(mon), mode: 0o644 },
     { path: paths.members, content: renderMembersJson(members, mon.agent_metrics), mode: 0o644 },
   ];
-  if (mon.alertmanager.enabled) files.push({ path: paths.alertmanager, content: renderAlertmanagerYml(mon), mode: 0o640 });
+  if (mon.alertmanager.enabled) files.push({ path: paths.alertmanager, content: renderAlertmanagerYml(mon, node), mode: 0o640 });
   if (mon.store === 'influxdb') files.push({ path: paths.influxdb, content: renderInfluxdbConf(mon), mode: 0o644 });
   return files;
 }

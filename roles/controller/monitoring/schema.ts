@@ -4,6 +4,7 @@
  * word. The resolved settings and their defaults are in config.ts.
  */
 import type { Format } from '../../../core/validation.js';
+import { isDnsName } from '../../../core/net.js';
 
 const PROM_DURATION = /^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$/;
 
@@ -35,6 +36,7 @@ export const MONITORING_FORMATS: Readonly<Record<string, Format>> = {
   'aws-region': { check: (v) => /^[a-z0-9-]{1,32}$/.test(v), why: 'must be a region name like us-east-1' },
   'sns-access-key-id': { check: (v) => /^[A-Za-z0-9]{4,128}$/.test(v), why: 'must be 4-128 letters or digits' },
   'sns-secret': { check: (v) => /^[\x21-\x7e]{1,256}$/.test(v), why: 'must be 1-256 printable characters without spaces' },
+  'sns-server-name': { check: isDnsName, why: 'must be a DNS name like ctl-1.mammatus' },
   'account-id': { check: (v) => /^\d{12}$/.test(v), why: 'must be a string of 12 digits (quote it in YAML)' },
   'http-endpoint': {
     check: (v) => /^https?:\/\/[A-Za-z0-9.:[\]-]+\/?$/.test(v) && URL.canParse(v),
@@ -110,6 +112,8 @@ export const MONITORING_SETTINGS_SCHEMA = {
             region: s('aws-region'),
             account_id: s('account-id'),
             endpoint: s('http-endpoint'),
+            ca_file: s('path'),
+            server_name: s('sns-server-name'),
           },
         },
       },

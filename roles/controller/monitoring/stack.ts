@@ -151,13 +151,15 @@ export class MonitoringStack {
       this.current = { state: 'not installed', store: mon.store, error: `${missing.join(', ')} not installed` };
       return;
     }
-    try {
-      for (const kind of wanted) await this.applyDaemon(kind, mon, changed);
+    // Each daemon on its own: Alertmanager not answering must not keep Prometheus from scraping.
+    const errors: string[] = [];
+    for (const kind of wanted) await this.applyDaemon(kind, mon, changed).catch((err) => errors.push(errorMessage(err)));
+    if (errors.length === 0) {
       this.current = { state: 'ok', store: mon.store };
-    } catch (err) {
-      this.current = { state: 'error', store: mon.store, error: this.redact(mon, errorMessage(err)) };
-      throw err;
+      return;
     }
+    this.current = { state: 'error', store: mon.store, error: this.redact(mon, errors.join('; ')) };
+    throw new Error(this.current.error);
   }
 
   private async applyDaemon(kind: MonitoringDaemon, mon: MonitoringConfig, changed: readonly string[]): Promise<void> {

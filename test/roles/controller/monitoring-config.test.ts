@@ -47,6 +47,16 @@ describe('roles.controller.monitoring', () => {
     });
   });
 
+  it('trusts the cluster root (roles.controller.tls.ca) for an https SNS endpoint', () => {
+    const sns = (endpoint: string) =>
+      parseControllerConfig({
+        tls: { ca: '/srv/state/tls/ca.crt' },
+        monitoring: { store: 'prometheus', alerts: { sns: { access_key_id: 'AKIA1', secret_access_key: 'x', endpoint } } },
+      }).monitoring.alerts.sns!;
+    expect(sns('https://127.0.0.1:9324').ca_file).toBe('/srv/state/tls/ca.crt');
+    expect(sns('http://127.0.0.1:9324').ca_file).toBeUndefined();
+  });
+
   it('reads Prometheus durations', () => {
     expect(promDurationSeconds('72h')).toBe(259200);
     expect(promDurationSeconds('1h30m')).toBe(5400);

@@ -40,7 +40,7 @@ function loadFixture(name: string): { node: string; config: Record<string, unkno
 const renderCase = (name: string) => {
   const f = loadFixture(name);
   const mon = parseControllerConfig(f.config).monitoring;
-  return { mon, files: renderMonitoringFiles(mon, f.members) };
+  return { mon, files: renderMonitoringFiles(mon, f.members, f.node) };
 };
 
 async function listFiles(dir: string): Promise<string[]> {
@@ -129,8 +129,8 @@ describe('the goldens as the real tools read them', () => {
 
 describe('what the files say', () => {
   it('renders nothing without a store', () => {
-    expect(renderMonitoringFiles(parseControllerConfig({}).monitoring, loadFixture('prometheus').members)).toEqual([]);
-    expect(renderMonitoringFiles(parseControllerConfig({ monitoring: { alerts: { for: '5m' } } }).monitoring, [])).toEqual([]);
+    expect(renderMonitoringFiles(parseControllerConfig({}).monitoring, loadFixture('prometheus').members, 'ctl-1')).toEqual([]);
+    expect(renderMonitoringFiles(parseControllerConfig({ monitoring: { alerts: { for: '5m' } } }).monitoring, [], 'ctl-1')).toEqual([]);
   });
 
   it('scrapes alive, failed and leaving members through the local agent, by name', () => {
