@@ -113,6 +113,12 @@ export class MonitoringStack {
         });
       }
     }
+    // amtool does not open it, but Alertmanager refuses to start without it.
+    const ca = mon.alerts.sns?.endpoint.startsWith('https:') ? mon.alerts.sns.ca_file : undefined;
+    if (mon.store && mon.alertmanager.enabled && ca && (await this.deps.files.read(ca)) === undefined)
+      throw new Error(
+        `alerts.sns.ca_file ${ca} does not exist: Alertmanager would not start (the node has no certificate yet? use http until it has)`,
+      );
   }
 
   /** Never the SNS secret in a message (amtool may quote the file). */

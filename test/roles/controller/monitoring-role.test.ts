@@ -116,6 +116,15 @@ describe('the monitoring stack in the controller role', () => {
     expect(t.started('prometheus')).toEqual([]);
   });
 
+  it('refuses an https SNS endpoint whose root is missing (Alertmanager would not start)', async () => {
+    const t = setup();
+    const sns = { access_key_id: 'AKIA1', secret_access_key: 'x', endpoint: 'https://127.0.0.1:9324', ca_file: '/srv/root.crt' };
+    const report = await t.apply(desired([member('c1')], { store: 'prometheus', alerts: { sns } }));
+    expect(report.error).toMatch(/alerts\.sns\.ca_file \/srv\/root\.crt does not exist/);
+    await t.files.write('/srv/root.crt', '-----BEGIN CERTIFICATE-----\n', 0o644);
+    expect((await t.apply(desired([member('c1')], { store: 'prometheus', alerts: { sns } }))).ok).toBe(true);
+  });
+
   it('a stack that never answers is the status error, never a NATS rollback; stop ends it', async () => {
     const t = setup({ ready: false });
     const report = await t.apply(desired([member('c1')], { store: 'prometheus' }));
