@@ -11,6 +11,15 @@ import { CA_DEFAULTS, CA_FORMATS, CA_SETTINGS_SCHEMA, checkCaConfig, type CaConf
 import { posix } from 'node:path';
 import { COMMON_FORMATS, invalid, isSafeAbsolutePath, sectionChecker, withDefaults, type Format } from '../../core/validation.js';
 import { CONTROLLER_TLS_DEFAULTS, type ControllerTlsConfig } from './tls.js';
+import {
+  MONITORING_DEFAULTS,
+  MONITORING_FORMATS,
+  MONITORING_HINTS,
+  MONITORING_SETTINGS_SCHEMA,
+  checkMonitoringConfig,
+  resolveMonitoring,
+  type MonitoringConfig,
+} from './monitoring/config.js';
 
 /** The resolved controller settings: every default applied, every value checked. */
 export interface ControllerConfig {
@@ -45,6 +54,8 @@ export interface ControllerConfig {
   };
   /** The cluster CA's backend on this controller (docs/ca.md): ACME for services and instances. */
   readonly ca: CaConfig;
+  /** The monitoring stack (docs/monitoring.md): off unless `store` is set. */
+  readonly monitoring: MonitoringConfig;
   readonly paths: {
     readonly nats_conf: string;
     /** The iptables-restore file of the controller's chain. */
@@ -63,7 +74,11 @@ export type { CaBackendName, CaConfig } from './ca-config.js';
 
 export type ControllerSettings = Settings<ControllerConfig>;
 type Settings<T> = {
-  readonly [K in keyof T]?: T[K] extends readonly unknown[] ? T[K] : T[K] extends object ? Settings<T[K]> : T[K];
+  readonly [K in keyof T]?: NonNullable<T[K]> extends readonly unknown[]
+    ? T[K]
+    : NonNullable<T[K]> extends object
+      ? Settings<NonNullable<T[K]>>
+      : T[K];
 };
 
 /** The first line of every file the controller role renders. */
@@ -85,6 +100,7 @@ export const CONTROLLER_DEFAULTS: ControllerConfig = {
   },
   firewall: { enabled: true, metadata_port: 8775, metadata_from: [] },
   ca: CA_DEFAULTS,
+  monitoring: MONITORING_DEFAULTS,
   paths: {
     nats_conf: '/etc/mammatus/controller/nats-server.conf',
     firewall: '/etc/mammatus/controller/firewall.rules',
@@ -114,6 +130,7 @@ const FORMATS: Readonly<Record<string, Format>> = {
     why: 'must be a system user name (a-z 0-9 _ -, up to 32) or "" for the agent\'s own user',
   },
   ...CA_FORMATS,
+  ...MONITORING_FORMATS,
   binary: {
     check: (v) => isSafeAbsolutePath(v) || /^[A-Za-z0-9._+-]+$/.test(v),
     why: 'must be a program name on PATH (nats-server) or an absolute path',
@@ -151,6 +168,7 @@ export const CONTROLLER_SETTINGS_SCHEMA: JSONSchemaType<ControllerSettings> = {
       },
     },
     ca: CA_SETTINGS_SCHEMA,
+    monitoring: MONITORING_SETTINGS_SCHEMA,
     paths: { ...obj, properties: { nats_conf: s('path'), firewall: s('path'), members: s('path'), roster: s('path') } },
     tls: { ...obj, properties: { cert: s('path'), key: s('path'), ca: s('path'), allow_plain: { type: 'boolean', ...opt } } },
   },
@@ -165,6 +183,7 @@ const checkSettings = sectionChecker<ControllerSettings>({
   hints: {
     'nats.max_payload': `must be an integer from ${MIB} (1 MiB) to ${64 * MIB} (64 MiB)`,
     'ca.backend': 'must be auto, step-ca or caddy',
+    ...MONITORING_HINTS,
   },
 });
 
@@ -182,6 +201,8 @@ export function parseControllerConfig(raw: unknown): ControllerConfig {
     const config = posix.join(posix.dirname(cfg.paths.nats_conf), 'ca');
     cfg = { ...cfg, ca: { ...cfg.ca, paths: { ...cfg.ca.paths, config } } };
   }
+  // Unset, its files and data directories move with NATS's too.
+  cfg = { ...cfg, monitoring: resolveMonitoring(settings.monitoring, cfg.nats.store_dir, cfg.paths.nats_conf, cfg.tls.ca) };
   checkConfig(cfg);
   return cfg;
 }
@@ -206,4 +227,6 @@ function checkConfig(cfg: ControllerConfig): void {
   }
   const { listen, cluster_listen, monitor_listen } = cfg.nats;
   checkCaConfig(AT, cfg.ca, { listen, cluster_listen, monitor_listen }, cfg.firewall.metadata_port, cfg.nats.store_dir);
+  const taken = { 'nats.listen': listen, 'nats.cluster_listen': cluster_listen, 'nats.monitor_listen': monitor_listen };
+  checkMonitoringConfig(AT, cfg.monitoring, taken, cfg.nats.store_dir);
 }

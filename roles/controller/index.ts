@@ -22,6 +22,8 @@ import { findNatsTls, shareKeyWithNats } from './tls.js';
 import { type HostedService, type RosterFeed, type RosterFeedFactory } from '../../core/contracts.js';
 import { CaBackend, type CaBackendDeps } from './ca-backend.js';
 import { caConfigPaths } from './ca-render.js';
+import { MonitoringPart } from './monitoring/role.js';
+import type { MonitoringDeps } from './monitoring/stack.js';
 
 export type { HostedService, HostedServiceContext } from '../../core/contracts.js';
 export type { MonitorProbe } from './health.js';
@@ -48,6 +50,8 @@ export interface ControllerDeps {
   readonly natsUser?: Partial<NatsUserDeps>;
   /** Overrides of how the CA backend is found, probed and run as its user (tests). */
   readonly ca?: Partial<Omit<CaBackendDeps, 'spawn' | 'run' | 'files' | 'log'>>;
+  /** Overrides of how the monitoring stack is found, probed and run as its users (tests). */
+  readonly monitoring?: Partial<Omit<MonitoringDeps, 'spawn' | 'run' | 'files' | 'log'>>;
 }
 
 /** Builds the controller role. One instance per agent: it owns the nats-server process. */
@@ -96,6 +100,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
   let ca: CaBackend | undefined;
   const caBackend = (ctx: Pick<ApplyContext, 'run' | 'files' | 'log'>) =>
     (ca ??= new CaBackend({ ...deps.ca, spawn: deps.spawn, run: ctx.run, files: ctx.files, log: ctx.log.child({ component: 'ca' }) }));
+  const monitoring = new MonitoringPart({ ...deps.monitoring, spawn: deps.spawn });
   const caChanged = (ctx: { changed: readonly string[] }, cfg: ControllerConfig) =>
     Object.values(caConfigPaths(cfg.ca)).some((p) => ctx.changed.includes(p));
 
@@ -139,14 +144,21 @@ export function buildControllerRole(deps: ControllerDeps): Role {
 
     facts: () => {
       const s = ca?.state;
-      if (!s || s.state === 'off') return undefined;
-      return { summary: `ca ${s.backend ?? ''} ${s.state}${s.error ? `: ${s.error.slice(0, 160)}` : ''}`, ca: s };
+      const caLine = s && s.state !== 'off' ? `ca ${s.backend ?? ''} ${s.state}${s.error ? `: ${s.error.slice(0, 160)}` : ''}` : undefined;
+      const m = monitoring.facts;
+      if (!caLine && !m) return undefined;
+      return {
+        summary: [caLine, m?.summary].filter(Boolean).join('; '),
+        ...(caLine ? { ca: s } : {}),
+        ...(m ? { monitoring: m.state } : {}),
+      };
     },
 
     async validate(ctx) {
       const cfg = config(ctx);
       // A config caddy refuses is rolled back: the backend keeps running with the last good one.
       if (caChanged(ctx, cfg)) await caBackend(ctx).validate(cfg.ca);
+      await monitoring.validate(ctx, cfg.monitoring);
       if (ctx.changed.includes(cfg.paths.firewall) && (await ctx.files.read(cfg.paths.firewall)) !== undefined) {
         await validateFirewall(ctx.run, cfg.paths.firewall).catch((err: Error & { stderr?: string }) => {
           throw new Error(`iptables-restore rejected ${cfg.paths.firewall}: ${err.stderr?.trim() || err.message}`);
@@ -197,6 +209,8 @@ export function buildControllerRole(deps: ControllerDeps): Role {
         // Enabled after the role started (a config reload): the CA files are followed from now on.
         if (cfg.ca.enabled && askReconcile) backend.follow(cfg.ca);
       }
+      // The monitoring stack likewise (monitoring/role.ts).
+      await monitoring.reload(ctx, cfg.monitoring, askReconcile !== undefined);
     },
 
     async configReloaded() {
@@ -244,6 +258,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
           .apply(cfg.ca)
           .catch((err: Error) => ctx.log.error({ err: err.message }, 'CA backend not started; retried by its poll'));
       if (cfg.ca.enabled) backend.follow(cfg.ca);
+      monitoring.start(ctx, cfg.monitoring);
       const svc = services(ctx.log);
       if (svc.size === 0) return;
       await waitFor(cfg, HEALTHZ.jetstream, deps.readyTimeoutMs ?? 30_000).catch((err: Error) => {
@@ -259,6 +274,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
 
     async stop() {
       natsMetrics.stop();
+      await monitoring.stop();
       await ca?.stop();
       await roster?.feed.stop();
       roster = undefined;

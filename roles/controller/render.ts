@@ -13,6 +13,7 @@ import { MANAGED_HEADER, parseControllerConfig, type ControllerConfig } from './
 import { natsUsers, type NatsUser } from './permissions.js';
 import { renderFirewall } from './firewall.js';
 import { renderCaFiles } from './ca-render.js';
+import { renderMonitoringFiles } from './monitoring/render.js';
 import { splitHostPort, urlHost } from '../../core/net.js';
 import { tlsStampLine, withNatsTls, type NatsTlsBlock, type NatsTlsFiles } from './tls.js';
 
@@ -191,6 +192,8 @@ export function renderController(desired: DesiredState, tls?: NatsTlsFiles): Ren
     { path: cfg.paths.members, content: renderMembers(desired.members), mode: 0o644 },
     // The CA backend's config (docs/ca.md); it runs once the CA files exist.
     ...renderCaFiles(desired.node, cfg.ca, desired.credentials?.authority_seed),
+    // The monitoring stack's files (docs/monitoring.md), with a store only.
+    ...renderMonitoringFiles(cfg.monitoring, desired.members, desired.node),
   ];
   if (cfg.firewall.enabled) {
     const content = renderFirewall({
