@@ -23,6 +23,9 @@ import { type HostedService, type RosterFeed, type RosterFeedFactory } from '../
 import { CaBackend, type CaBackendDeps } from './ca-backend.js';
 import { caConfigPaths } from './ca-render.js';
 import { MonitoringPart } from './monitoring/role.js';
+import { GRAFANA_DIR, restartGrafanaOnNewDatasources } from './grafana/apply.js';
+import { METRICS_STORE_TAG } from '../../core/telegraf.js';
+import { existsSync } from 'node:fs';
 import type { MonitoringDeps } from './monitoring/stack.js';
 
 export type { HostedService, HostedServiceContext } from '../../core/contracts.js';
@@ -52,6 +55,15 @@ export interface ControllerDeps {
   readonly ca?: Partial<Omit<CaBackendDeps, 'spawn' | 'run' | 'files' | 'log'>>;
   /** Overrides of how the monitoring stack is found, probed and run as its users (tests). */
   readonly monitoring?: Partial<Omit<MonitoringDeps, 'spawn' | 'run' | 'files' | 'log'>>;
+}
+
+/** This controller's store for the `metrics` tag (`none` without one, or before its first apply). */
+function metricsStore(last: DesiredState | undefined): string {
+  try {
+    return (last && parseControllerConfig(last.config).monitoring.store) || 'none';
+  } catch {
+    return 'none';
+  }
 }
 
 /** Builds the controller role. One instance per agent: it owns the nats-server process. */
@@ -138,17 +150,21 @@ export function buildControllerRole(deps: ControllerDeps): Role {
     watches: ['member-join', 'member-leave', 'member-failed', 'member-update', 'member-reap'],
 
     // The node certificate's files, when there, turn TLS on (tls.ts): looked up at each render.
-    render: (desired) => renderController(desired, findNatsTls(parseControllerConfig(desired.config).tls)),
+    // And Grafana's provisioning when Grafana is installed (docs/monitoring.md, "Dashboards").
+    render: (desired) => renderController(desired, findNatsTls(parseControllerConfig(desired.config).tls), existsSync(GRAFANA_DIR)),
 
     admitted: () => roster?.feed.snapshot(),
 
-    facts: () => {
+    facts: (last) => {
       const s = ca?.state;
       const caLine = s && s.state !== 'off' ? `ca ${s.backend ?? ''} ${s.state}${s.error ? `: ${s.error.slice(0, 160)}` : ''}` : undefined;
       const m = monitoring.facts;
-      if (!caLine && !m) return undefined;
+      // Every node's Telegraf writes to the controllers whose store is InfluxDB (core/telegraf.ts).
+      const tags = { [METRICS_STORE_TAG]: metricsStore(last) };
+      if (!caLine && !m) return { tags };
       return {
         summary: [caLine, m?.summary].filter(Boolean).join('; '),
+        tags,
         ...(caLine ? { ca: s } : {}),
         ...(m ? { monitoring: m.state } : {}),
       };
@@ -211,6 +227,7 @@ export function buildControllerRole(deps: ControllerDeps): Role {
       }
       // The monitoring stack likewise (monitoring/role.ts).
       await monitoring.reload(ctx, cfg.monitoring, askReconcile !== undefined);
+      await restartGrafanaOnNewDatasources(ctx, cfg.monitoring);
     },
 
     async configReloaded() {

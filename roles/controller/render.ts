@@ -180,9 +180,10 @@ export function renderMembers(members: readonly Member[]): string {
 
 /**
  * Every file of the role, sorted by path. Throws a `ControllerConfigError` for invalid settings.
- * `tls`: the node certificate's files when the agent holds them (tls.ts `findNatsTls`).
+ * `tls`: the node certificate's files when the agent holds them (tls.ts `findNatsTls`);
+ * `grafanaInstalled`: Grafana's provisioning is rendered with `monitoring.grafana.provision: auto`.
  */
-export function renderController(desired: DesiredState, tls?: NatsTlsFiles): RenderedFile[] {
+export function renderController(desired: DesiredState, tls?: NatsTlsFiles, grafanaInstalled = false): RenderedFile[] {
   const cfg = parseControllerConfig(desired.config);
   const trust = { credentials: desired.credentials, admitted: desired.admitted };
   const nats = renderNatsConf(withNatsTls(buildNatsConfig(desired.node, cfg, desired.members, trust), tls));
@@ -193,7 +194,7 @@ export function renderController(desired: DesiredState, tls?: NatsTlsFiles): Ren
     // The CA backend's config (docs/ca.md); it runs once the CA files exist.
     ...renderCaFiles(desired.node, cfg.ca, desired.credentials?.authority_seed),
     // The monitoring stack's files (docs/monitoring.md), with a store only.
-    ...renderMonitoringFiles(cfg.monitoring, desired.members, desired.node),
+    ...renderMonitoringFiles(cfg.monitoring, desired.members, desired.node, grafanaInstalled),
   ];
   if (cfg.firewall.enabled) {
     const content = renderFirewall({

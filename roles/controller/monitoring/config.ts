@@ -54,6 +54,13 @@ export interface MonitoringConfig {
     readonly data_dir: string;
     readonly user: string;
   };
+  /** Grafana's provisioning (docs/monitoring.md, "Dashboards"), rendered only where Grafana is installed. */
+  readonly grafana: {
+    /** `auto`: when /etc/grafana exists (Grafana is installed); `always`; `never`. */
+    readonly provision: 'auto' | 'always' | 'never';
+    readonly provisioning_dir: string;
+    readonly dashboards_dir: string;
+  };
   readonly alerts: {
     readonly for: string;
     /** MammatusDiskNearlyFull below this fraction free. */
@@ -121,6 +128,11 @@ export const MONITORING_DEFAULTS: MonitoringConfig = {
     data_dir: '/var/lib/mammatus/alertmanager',
     user: 'prometheus',
   },
+  grafana: {
+    provision: 'auto',
+    provisioning_dir: '/etc/grafana/provisioning',
+    dashboards_dir: '/var/lib/mammatus/grafana/dashboards',
+  },
   alerts: {
     for: '2m',
     disk_free: 0.1,
@@ -159,6 +171,7 @@ export function resolveMonitoring(written: Written, natsStoreDir: string, natsCo
     prometheus?: { data_dir?: string | null; retention?: string | null } | null;
     influxdb?: { data_dir?: string | null } | null;
     alertmanager?: { data_dir?: string | null } | null;
+    grafana?: { dashboards_dir?: string | null } | null;
     alerts?: { sns?: object | null } | null;
   };
   const state = posix.dirname(natsStoreDir);
@@ -178,6 +191,7 @@ export function resolveMonitoring(written: Written, natsStoreDir: string, natsCo
     },
     influxdb: { ...merged.influxdb, data_dir: w.influxdb?.data_dir ?? posix.join(state, 'influxdb') },
     alertmanager: { ...merged.alertmanager, data_dir: w.alertmanager?.data_dir ?? posix.join(state, 'alertmanager') },
+    grafana: { ...merged.grafana, dashboards_dir: w.grafana?.dashboards_dir ?? posix.join(state, 'grafana', 'dashboards') },
     alerts: { ...merged.alerts, sns },
   };
 }

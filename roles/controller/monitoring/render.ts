@@ -3,6 +3,7 @@
  * Prometheus' (render-prometheus.ts), `alertmanager.yml` and `influxdb.conf`, all in
  * `monitoring.config_dir`. Nothing without `store`.
  */
+import { renderGrafana } from '../grafana/render.js';
 import { posix } from 'node:path';
 import type { Member } from '../../../core/contracts.js';
 import type { RenderedFile } from '../../types.js';
@@ -124,7 +125,12 @@ export function renderInfluxdbConf(mon: MonitoringConfig): string {
  * enabled, InfluxDB's with store influxdb. alertmanager.yml is 0640: the stack hands it to its
  * user's group (it holds the SNS secret).
  */
-export function renderMonitoringFiles(mon: MonitoringConfig, members: readonly Member[], node: string): RenderedFile[] {
+export function renderMonitoringFiles(
+  mon: MonitoringConfig,
+  members: readonly Member[],
+  node: string,
+  grafanaInstalled = false,
+): RenderedFile[] {
   if (!mon.store) return [];
   const paths = monitoringPaths(mon);
   const files: RenderedFile[] = [
@@ -134,5 +140,21 @@ export function renderMonitoringFiles(mon: MonitoringConfig, members: readonly M
   ];
   if (mon.alertmanager.enabled) files.push({ path: paths.alertmanager, content: renderAlertmanagerYml(mon, node), mode: 0o640 });
   if (mon.store === 'influxdb') files.push({ path: paths.influxdb, content: renderInfluxdbConf(mon), mode: 0o644 });
+  const grafana = mon.grafana.provision === 'always' || (mon.grafana.provision === 'auto' && grafanaInstalled);
+  if (grafana) files.push(...renderGrafanaFor(mon));
   return files;
+}
+
+/** A loopback URL for a listen address (a wildcard is reached on 127.0.0.1). */
+const localUrl = (listen: string) => `http://${listen.replace(/^(0\.0\.0\.0|\[::\]|):/, '127.0.0.1:')}`;
+
+/** Grafana's provisioning for this stack: its Prometheus, and its InfluxDB when that is the store. */
+export function renderGrafanaFor(mon: MonitoringConfig): RenderedFile[] {
+  return renderGrafana({
+    prometheusUrl: localUrl(mon.prometheus.listen),
+    ...(mon.store === 'influxdb' ? { influxdb: { url: localUrl(mon.influxdb.listen), database: mon.influxdb.database } } : {}),
+    provisioningDir: mon.grafana.provisioning_dir,
+    dashboardsDir: mon.grafana.dashboards_dir,
+    scrapeInterval: mon.prometheus.scrape_interval,
+  });
 }

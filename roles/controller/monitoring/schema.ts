@@ -92,6 +92,14 @@ export const MONITORING_SETTINGS_SCHEMA = {
         user: s('system-user'),
       },
     },
+    grafana: {
+      ...obj,
+      properties: {
+        provision: { type: 'string', enum: ['auto', 'always', 'never'], ...opt },
+        provisioning_dir: s('path'),
+        dashboards_dir: s('path'),
+      },
+    },
     alerts: {
       ...obj,
       properties: {
@@ -124,6 +132,7 @@ export const MONITORING_SETTINGS_SCHEMA = {
 /** Sentences for what Ajv cannot word (below `roles.controller`). */
 export const MONITORING_HINTS: Readonly<Record<string, string>> = {
   'monitoring.store': 'must be prometheus or influxdb (absent: no monitoring stack on this controller)',
+  'monitoring.grafana.provision': 'must be auto (when /etc/grafana exists), always or never',
   'monitoring.alerts.disk_free': 'must be a fraction between 0 and 1 (0.10 = alert below 10 % free)',
   'monitoring.alerts.lease_pool': 'must be a fraction between 0 and 1 (0.90 = alert above 90 % leased)',
 };

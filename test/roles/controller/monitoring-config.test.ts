@@ -125,7 +125,11 @@ describe('roles.controller.monitoring', () => {
       on({ config_dir: '/var/lib/mammatus/prometheus/etc' }),
       'roles.controller.monitoring.config_dir: must not be inside monitoring.prometheus.data_dir',
     ],
-    [on({ grafana: {} }), 'roles.controller.monitoring.grafana: unknown key'],
+    [
+      on({ grafana: { provision: 'yes' } }),
+      'roles.controller.monitoring.grafana.provision: must be auto (when /etc/grafana exists), always or never',
+    ],
+    [on({ graphite: {} }), 'roles.controller.monitoring.graphite: unknown key'],
   ])('%j → %s', (raw, message) => {
     const wanted = expect.objectContaining({ name: 'SettingsError', message: expect.stringContaining(message) as string });
     expect(() => parseControllerConfig(raw)).toThrow(wanted);

@@ -63,7 +63,8 @@ describe('the monitoring stack in the controller role', () => {
     expect((await t.apply(desired([member('c1')], undefined))).ok).toBe(true);
     expect(t.spawn.started.map((p) => p.file)).toEqual(['nats-server']);
     expect(await t.files.read(`${DIR}/prometheus.yml`)).toBeUndefined();
-    expect(t.role.facts?.(undefined)).toBeUndefined();
+    // No status line; the node says it keeps no store (Telegraf writes to none of it).
+    expect(t.role.facts?.(undefined)).toEqual({ tags: { metrics: 'none' } });
   });
 
   it('says what is not installed and leaves the role ok', async () => {
@@ -105,7 +106,7 @@ describe('the monitoring stack in the controller role', () => {
     await t.apply(desired([member('c1')], undefined));
     expect([prom.exitedYet, am.exitedYet]).toEqual([true, true]);
     expect(t.started('nats-server')[0].exitedYet).toBe(false);
-    expect(t.role.facts?.(undefined)).toBeUndefined();
+    expect(t.role.facts?.(undefined)).toEqual({ tags: { metrics: 'none' } });
   });
 
   it('rolls back a file promtool refuses before anything runs, with its message', async () => {
@@ -133,5 +134,26 @@ describe('the monitoring stack in the controller role', () => {
     expect(t.started('nats-server')[0].exitedYet).toBe(false);
     await t.role.stop!();
     expect(t.spawn.started.every((p) => p.exitedYet)).toBe(true);
+  });
+
+  it("tags the node with its store, so every node's Telegraf knows where InfluxDB runs", () => {
+    const role = buildControllerRole({ spawn: fakeSpawn() });
+    expect(role.facts?.(desired([member('c1')], { store: 'influxdb' }))?.tags).toEqual({ metrics: 'influxdb' });
+    expect(role.facts?.(desired([member('c1')], { store: 'prometheus' }))?.tags).toEqual({ metrics: 'prometheus' });
+    // A config that does not parse says nothing about a store.
+    expect(role.facts?.(desired([member('c1')], { store: 'graphite' }))?.tags).toEqual({ metrics: 'none' });
+  });
+
+  it("renders Grafana's provisioning for this stack when asked (or, with auto, when Grafana is installed)", () => {
+    const role = buildControllerRole({ spawn: fakeSpawn() });
+    const mon = { store: 'influxdb', grafana: { provision: 'always', provisioning_dir: '/etc/g', dashboards_dir: '/srv/d' } };
+    const files = role.render(desired([member('c1')], mon)).filter((f) => f.path.startsWith('/etc/g/') || f.path.startsWith('/srv/d/'));
+    expect(files.map((f) => f.path)).toContain('/etc/g/datasources/mammatus.yaml');
+    const ds = files.find((f) => f.path === '/etc/g/datasources/mammatus.yaml')!.content;
+    expect(ds).toContain('url: http://127.0.0.1:9090');
+    expect(ds).toContain('url: http://127.0.0.1:8086');
+    expect(files.filter((f) => f.path.endsWith('.json')).length).toBe(5);
+    const never = { ...mon, grafana: { ...mon.grafana, provision: 'never' } };
+    expect(role.render(desired([member('c1')], never)).some((f) => f.path.startsWith('/etc/g/'))).toBe(false);
   });
 });
