@@ -12,6 +12,7 @@ import path from 'node:path';
 import { LAN, NETNS, hostOnWan } from './local-lan.js';
 import { balancerLines, lbCreateArgs, webCurlArgs, webUserDataFile, writeWebUserData, WEB_TAG } from './local-lb-demo.js';
 import { CONTROLLER_PORTS } from './local-root.js';
+import { findOnPath } from '../../core/exec.js';
 import { runCommand } from './lxd-node.js';
 import { BUNDLE } from './mammatus-agent.js';
 
@@ -177,6 +178,14 @@ export function suggestions(c: DemoCluster, demoRan: boolean): string[] {
     );
   }
   if (c.storage) lines.push(...volumeLines(cli, a, nats, c.storage));
+  // The controller's monitoring store (examples/cluster/controller.yaml), where Prometheus is installed.
+  if (findOnPath('prometheus')) {
+    const prom = `http://127.0.0.1:${CONTROLLER_PORTS.prometheus}`;
+    lines.push(
+      `${cli} top --once --prometheus ${prom}   # every node, its roles and their state, from the controller's Prometheus`,
+      `curl -s ${prom}/api/v1/query --data-urlencode 'query=sum by (node) (mammatus_role_state{state="ok"})'   # roles ok per node`,
+    );
+  }
   if (c.asRoot) {
     lines.push(
       `dig @${LAN.gateway} compute-1.mammatus +short                # the gateway's DNS knows every member`,

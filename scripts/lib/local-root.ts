@@ -21,7 +21,7 @@ export const RUN_DIR = '/run/mammatus-local-cluster';
  */
 export const LXD_BASE = '/var/lib/mammatus-local-cluster';
 /** The controller's ports, as examples/cluster/controller.yaml has them. */
-export const CONTROLLER_PORTS = { nats: 4232, metadata: 8775 } as const;
+export const CONTROLLER_PORTS = { nats: 4232, metadata: 8775, prometheus: 9190 } as const;
 
 const BUILD_IMAGE = fileURLToPath(new URL('../build-image.sh', import.meta.url));
 

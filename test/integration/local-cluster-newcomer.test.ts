@@ -148,6 +148,10 @@ describe.skipIf(Boolean(skip))("the README's first command on a fresh copy, as r
     ]);
     const shown = Object.entries(said).find(([line]) => / lb show web /.test(line));
     expect(shown?.[1]).toMatch(/^targets: +tag:app=web:8080$/m);
+    // The controller's Prometheus scrapes every member (through its agent, over NATS): `top` shows them up.
+    const top = Object.entries(said).find(([line]) => / top --once /.test(line));
+    for (const node of ['compute-1', 'controller-1', 'gateway-1', 'storage-1'])
+      expect(top?.[1], top?.[1]).toMatch(new RegExp(`^ +${node} +up `, 'm'));
 
     // A deleted instance's name goes within 1 s of its record, and its lease with it.
     const credentials = await readCredentials(access.MAMMATUS_CREDENTIALS);
