@@ -83,7 +83,8 @@ export async function runCli(argv: readonly string[], io: CliIo, env: NodeJS.Pro
   program
     .command('top')
     .description("a live view of nodes, roles, instances, queues and alerts from the controllers' Prometheus")
-    .option('--prometheus <url>', "Prometheus to ask (default: this controller's, on 127.0.0.1:9090)")
+    .option('--prometheus <url>', "Prometheus to ask (default: this controller's, from the agent config, else 127.0.0.1:9090)")
+    .option('-c, --config <path>', "agent config naming this controller's Prometheus (default /etc/mammatus/agent.yaml)")
     .option('--interval <duration>', 'refresh every DURATION (default 2s)')
     .option('--once', 'print one frame and exit')
     .option('--json', 'print the gathered data as JSON once')

@@ -12,11 +12,30 @@ import { buildTopModel, parsePromAnswer, TOP_QUERIES, type PromAnswer, type TopM
 import { fitLine, renderTop } from './top-render.js';
 
 /**
- * Where `top` finds Prometheus unless told: the local one, as on a controller that runs the store.
- * The one place the default lives (the config's `roles.controller.monitoring.prometheus.listen`
- * may feed it later).
+ * Where `top` finds Prometheus unless told: this controller's, from the agent config's
+ * `roles.controller.monitoring.prometheus.listen` ({@link configuredPrometheus}), else this.
  */
 export const DEFAULT_PROMETHEUS_URL = 'http://127.0.0.1:9090';
+
+/**
+ * The Prometheus of this node's monitoring stack, when its agent config (`path`, default
+ * /etc/mammatus/agent.yaml) sets `roles.controller.monitoring.store`; undefined otherwise (no
+ * store, no config, or one this user cannot read: the default is tried then).
+ */
+export async function configuredPrometheus(path: string | undefined): Promise<string | undefined> {
+  try {
+    const { loadConfig } = await import('../config/load.js');
+    const controller = (await loadConfig({ ...(path ? { path } : {}) })).config.roles.controller as {
+      monitoring?: { store?: unknown; prometheus?: { listen?: unknown } };
+    };
+    if (!controller?.monitoring?.store) return undefined;
+    const listen = controller.monitoring.prometheus?.listen;
+    const addr = typeof listen === 'string' ? listen : '127.0.0.1:9090';
+    return `http://${addr.replace(/^(0\.0\.0\.0|\[::\]|):/, '127.0.0.1:')}`;
+  } catch {
+    return undefined;
+  }
+}
 
 /** How long one query may take before its section shows a timeout. */
 export const TOP_QUERY_TIMEOUT_MS = 2000;
@@ -30,6 +49,8 @@ const MIN_INTERVAL_MS = 250;
 /** Flags of the top command. */
 export interface TopOptions {
   prometheus?: string;
+  /** The agent config whose monitoring stack to ask when `prometheus` is not given. */
+  config?: string;
   interval?: string;
   once?: boolean;
   json?: boolean;
@@ -141,7 +162,7 @@ const CLEAR_HOME = '\x1b[H\x1b[2J';
 
 /** Runs the command: one frame (`--once`), the JSON (`--json`), or the live view until a signal. */
 export async function topCommand(opts: TopOptions, io: CliIo, deps: TopDeps = defaultDeps()): Promise<number> {
-  const base = prometheusUrl(opts.prometheus);
+  const base = prometheusUrl(opts.prometheus ?? (await configuredPrometheus(opts.config)));
   const every = intervalMs(opts.interval);
   const first = await gatherTop(base, deps);
   if ('unreachable' in first) {

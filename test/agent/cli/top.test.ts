@@ -3,6 +3,8 @@
  * (golden text, cut to the width), and the command with a fake fetch and terminal: a query error
  * stays in its section, no Prometheus is exit 1, the live view restores the terminal on a signal.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -14,7 +16,7 @@ import {
   type TopQuery,
 } from '../../../agent/cli/top-model.js';
 import { fitLine, formatBytes, renderTop } from '../../../agent/cli/top-render.js';
-import { topCommand, type TopDeps, type TopTerminal } from '../../../agent/cli/top.js';
+import { configuredPrometheus, topCommand, type TopDeps, type TopTerminal } from '../../../agent/cli/top.js';
 import { cliRunner } from '../../helpers/run-cli.js';
 import { freePort } from '../../../scripts/lib/ports.js';
 
@@ -259,5 +261,25 @@ describe('top through the CLI', () => {
     expect((await run('top', '--interval', 'soon')).code).toBe(2);
     expect((await run('top', '--interval', '10ms')).err).toMatch(/--interval: at least 250ms/);
     expect((await run('top', '--prometheus', 'ftp://x')).code).toBe(2);
+  });
+});
+
+describe("top's Prometheus from the agent config", () => {
+  const config = (yaml: string) => {
+    const dir = mkdtempSync(join(tmpdir(), 'top-config-'));
+    writeFileSync(join(dir, 'agent.yaml'), yaml);
+    return join(dir, 'agent.yaml');
+  };
+
+  it("asks this controller's store where the config runs one, else the default", async () => {
+    const listen = 'roles: { controller: { monitoring: { store: prometheus, prometheus: { listen: "0.0.0.0:9190" } } } }\n';
+    expect(await configuredPrometheus(config(listen))).toBe('http://127.0.0.1:9190');
+    expect(await configuredPrometheus(config('roles: { controller: { monitoring: { store: influxdb } } }\n'))).toBe(
+      'http://127.0.0.1:9090',
+    );
+    // No store, no file, a config that does not load: the caller's default.
+    expect(await configuredPrometheus(config('roles: { controller: {} }\n'))).toBeUndefined();
+    expect(await configuredPrometheus(join(tmpdir(), 'no-such-dir', 'agent.yaml'))).toBeUndefined();
+    expect(await configuredPrometheus(config('nonsense: [\n'))).toBeUndefined();
   });
 });
