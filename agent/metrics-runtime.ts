@@ -21,6 +21,9 @@ import type { AgentView } from './types.js';
 /** How often the runtime looks again at its listener and NATS servers (a membership change, a taken port). */
 const CHECK_MS = 5000;
 
+/** How long after a failed Telegraf drop-in write the runtime tries again. */
+const TELEGRAF_RETRY_MS = 5 * 60_000;
+
 /** What the runtime reads; all of it may change while it runs. */
 export interface MetricsRuntimeDeps {
   config(): MetricsConfig;
@@ -46,6 +49,8 @@ export class MetricsRuntime {
   private listening: Promise<void> = Promise.resolve();
   /** The Telegraf drop-in last handed to `applyTelegraf` (undefined: none yet, or it failed). */
   private telegraf?: string;
+  /** After a failed write, when to try again (a read-only /etc must not be retried every check). */
+  private telegrafRetryAt = 0;
   /** The listen address that last failed, so a taken port is logged once, not every check. */
   private failedListen?: string;
 
@@ -89,12 +94,14 @@ export class MetricsRuntime {
       influxdb: influxdbControllers(this.deps.members()),
       ...(local ? { agentMetricsUrl: `http://${local}/metrics` } : {}),
     });
-    if (rendered.content === this.telegraf) return;
+    if (rendered.content === this.telegraf || Date.now() < this.telegrafRetryAt) return;
     this.telegraf = rendered.content;
     detach(
       applyTelegraf(this.deps.files, this.deps.run, rendered, this.deps.log).then((outcome) => {
-        // Tried again at the next check.
-        if (outcome === 'failed' && this.telegraf === rendered.content) this.telegraf = undefined;
+        if (outcome !== 'failed' || this.telegraf !== rendered.content) return;
+        // Tried again in 5 minutes.
+        this.telegraf = undefined;
+        this.telegrafRetryAt = Date.now() + TELEGRAF_RETRY_MS;
       }),
       () => undefined,
     );
@@ -149,7 +156,8 @@ export class MetricsRuntime {
         // Replaced or stopped while connecting: this connection is nobody's.
         if (this.nats !== current || this.stopped) return nc.close();
         current.nc = nc;
-        current.sub = answerMetrics(nc, node, this.deps.log);
+        // A refused subscription closes this connection: the next check connects (and subscribes) again.
+        current.sub = answerMetrics(nc, node, this.deps.log, () => detach(nc.close(), () => undefined));
         detach(nc.closed().then(forget), () => undefined);
         this.deps.log.info({ subject: current.sub.getSubject() }, 'answering metrics requests');
       }),

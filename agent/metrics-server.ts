@@ -71,7 +71,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: MetricsHt
  */
 export async function startMetricsHttp(listen: string, deps: MetricsHttpDeps): Promise<Server> {
   const { host, port } = splitHostPort(listen, { allowPortZero: true });
-  const server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000, maxHeaderSize: 8192 }, (req, res) => {
+  // connectionsCheckingInterval: Node checks the header timeout only that often (30 s by default).
+  const opts = { requestTimeout: 10_000, headersTimeout: 5_000, maxHeaderSize: 8192, connectionsCheckingInterval: 1000 };
+  const server = createServer(opts, (req, res) => {
     handle(req, res, deps).catch((err: unknown) => {
       deps.log.warn({ err: errorMessage(err) }, 'metrics request failed');
       if (!res.headersSent) res.writeHead(500);
@@ -79,6 +81,8 @@ export async function startMetricsHttp(listen: string, deps: MetricsHttpDeps): P
     });
   });
   server.keepAliveTimeout = 30_000;
+  // A local client cannot hold more: metrics are read by one Prometheus (or a person with curl).
+  server.maxConnections = 64;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -86,6 +90,8 @@ export async function startMetricsHttp(listen: string, deps: MetricsHttpDeps): P
       resolve();
     });
   });
+  // Accept errors (EMFILE) come as 'error' events: without a listener they would end the agent.
+  server.on('error', (err) => deps.log.warn({ err: errorMessage(err) }, 'metrics listener error'));
   return server;
 }
 
@@ -100,11 +106,16 @@ export function stopMetricsHttp(server: Server): Promise<void> {
 /**
  * Answers the controllers' requests on `mammatus.metrics.<node>` with this node's exposition. An
  * answer the server would refuse (over its payload limit) becomes a short error the asker reports.
+ * `failed`: the subscription was refused or ended.
  */
-export function answerMetrics(nc: NatsConnection, node: string, log: Logger): Subscription {
+export function answerMetrics(nc: NatsConnection, node: string, log: Logger, failed: () => void): Subscription {
   return nc.subscribe(`${METRICS_SUBJECT}.${node}`, {
     callback: (err, msg) => {
-      if (err) return log.warn({ err: errorMessage(err) }, 'metrics subscription failed');
+      if (err) {
+        // Refused (controllers not yet granting the subject): the caller connects again later.
+        log.warn({ err: errorMessage(err) }, 'metrics subscription failed; retrying');
+        return failed();
+      }
       exposition()
         .then((text) => {
           const fits = Buffer.byteLength(text) <= (nc.info?.max_payload ?? 1024 * 1024) - 1024;

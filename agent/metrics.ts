@@ -7,7 +7,7 @@
 import { statfs } from 'node:fs/promises';
 import type { Member } from '../core/contracts.js';
 import { gauge, onCollect } from '../core/metrics.js';
-import { ROLE_TAG } from '../core/members.js';
+import { provenRoles } from '../core/members.js';
 import type { AgentView } from './types.js';
 
 const info = gauge<'version' | 'roles'>({
@@ -22,7 +22,7 @@ const roleState = gauge<'role' | 'state'>({
 });
 const member = gauge<'member' | 'status' | 'roles'>({
   name: 'mammatus_serf_member',
-  help: "The members this node's Serf knows, by status and role tag (1).",
+  help: "The members this node's Serf knows, by status and the roles they prove (1).",
   labelNames: ['member', 'status', 'roles'],
 });
 const fsAvail = gauge<'path'>({
@@ -61,10 +61,12 @@ export function collectAgentState(source: AgentMetricsSource): void {
   for (const [role, status] of Object.entries(statuses))
     for (const state of STATES) roleState.set({ role, state }, status.state === state ? 1 : 0);
   member.reset();
-  for (const m of source.members()) member.set({ member: m.name, status: m.status, roles: m.tags[ROLE_TAG] ?? '' }, 1);
-  certNotAfter.reset();
-  const notAfter = source.view.tls?.()?.not_after;
-  if (notAfter) certNotAfter.set(Math.floor(Date.parse(notAfter) / 1000));
+  // The roles each member proves (its trust tag), not the ones its tag merely asks for.
+  for (const m of source.members()) member.set({ member: m.name, status: m.status, roles: provenRoles(m) }, 1);
+  // Absent without a certificate (0 would read as "expired in 1970" and fire the expiry alert).
+  const notAfter = Date.parse(source.view.tls?.()?.not_after ?? '');
+  if (Number.isFinite(notAfter)) certNotAfter.set(Math.floor(notAfter / 1000));
+  else certNotAfter.remove();
 }
 
 /** Sets the filesystem gauges of `/` and the state directory (one statfs each). */

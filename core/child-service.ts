@@ -176,11 +176,13 @@ export class ChildService {
         this.asked.delete(id);
         reject(new Error(`${this.opts.name}: no metrics within ${timeoutMs} ms`));
       }, timeoutMs);
-      const done = <T>(f: (v: T) => void) => (v: T) => {
-        clearTimeout(timer);
-        this.asked.delete(id);
-        f(v);
-      };
+      const done =
+        <T>(f: (v: T) => void) =>
+        (v: T) => {
+          clearTimeout(timer);
+          this.asked.delete(id);
+          f(v);
+        };
       this.asked.set(id, { resolve: done(resolve), reject: done(reject) });
       if (!this.supervisor.send({ type: 'metrics', id })) this.asked.get(id)?.reject(new Error(`${this.opts.name} is not running`));
     });

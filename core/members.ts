@@ -53,6 +53,14 @@ export function actsAs(member: Member, role: RoleName): boolean {
   return hasRole(member, role) && (member.trusted === undefined || member.trusted.includes(role));
 }
 
+/** The roles `member` asks for in its tag and proves (`actsAs`), sorted and comma-separated. */
+export function provenRoles(member: Member): string {
+  return parseRoleTag(member.tags[ROLE_TAG])
+    .roles.filter((r) => actsAs(member, r))
+    .sort()
+    .join(',');
+}
+
 /** The alive members that act as `role` (`actsAs`), sorted by name. */
 export function aliveWithRole(members: readonly Member[], role: RoleName): Member[] {
   return members.filter((m) => m.status === 'alive' && actsAs(m, role)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

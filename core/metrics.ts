@@ -52,9 +52,17 @@ export function counter<L extends string = string>(def: Definition<L>): CounterT
   return existing<CounterT<L>>(def.name) ?? new Counter<L>({ ...def, labelNames: def.labelNames ?? [], registers: [metricsRegistry] });
 }
 
-/** A gauge; the same name again returns the first definition. */
+/**
+ * A gauge; the same name again returns the first definition. One without labels is absent until
+ * first set (prom-client would export 0: a false reading, e.g. "no JetStream leader" or "the
+ * certificate expired in 1970", before anything was read); `remove()` makes it absent again.
+ */
 export function gauge<L extends string = string>(def: Definition<L>): GaugeT<L> {
-  return existing<GaugeT<L>>(def.name) ?? new Gauge<L>({ ...def, labelNames: def.labelNames ?? [], registers: [metricsRegistry] });
+  const found = existing<GaugeT<L>>(def.name);
+  if (found) return found;
+  const made = new Gauge<L>({ ...def, labelNames: def.labelNames ?? [], registers: [metricsRegistry] });
+  if (!def.labelNames?.length) made.remove();
+  return made;
 }
 
 /** A histogram with these buckets (seconds: {@link REQUEST_SECONDS}, {@link WORK_SECONDS}). */
@@ -102,7 +110,7 @@ export function counterFrom<L extends string = string>(def: Definition<L>): Coun
       reads.set(key, value);
       const delta = before === undefined || value < before ? value : value - before;
       // inc(0) still creates the series, so a quiet source shows 0 rather than nothing.
-      c.inc(labels as Partial<Record<L, string | number>>, delta);
+      c.inc(labels, delta);
     },
     retain(keep) {
       const wanted = new Set(keep.map(labelKey));
@@ -178,11 +186,13 @@ function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /**
- * The exposition: collectors run (at most `timeoutMs` each, all at once), then this registry's
- * text and each text source's (a failing source is left out and counted).
+ * The exposition: collectors and text sources all at once, each bounded by `timeoutMs` (so the
+ * whole stays within it: a controller gathering over NATS waits 5 s), then this registry's text
+ * and each source's (a failing collector keeps its last values, a failing source is left out; both
+ * are counted).
  */
 export async function exposition(timeoutMs = 3000): Promise<string> {
-  await Promise.all(
+  const collecting = Promise.all(
     [...collectors].map(([name, collect]) =>
       bounded(Promise.resolve().then(collect), timeoutMs, name).catch(() => collectorErrors.inc({ collector: name })),
     ),
@@ -195,6 +205,7 @@ export async function exposition(timeoutMs = 3000): Promise<string> {
       }),
     ),
   );
+  await collecting;
   const own = await metricsRegistry.metrics();
   const more = others.filter((t) => t.length > 0);
   return more.length === 0 ? own : mergeExpositions([own, ...more]);

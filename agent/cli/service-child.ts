@@ -162,7 +162,8 @@ export async function serviceRunCommand(name: string): Promise<number> {
       // The agent's scrape: this process's registry (the service's metrics; no process_* ones, which are the agent's).
       if (m?.type === 'metrics' && typeof m.id === 'number') {
         const id = m.id;
-        void exposition()
+        // Within the agent's wait for it (2.5 s, core/child-service.ts), so a slow reader costs its values, not the whole text.
+        void exposition(2000)
           .then((text) => report({ type: 'metrics', id, text }))
           .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'metrics not read or not sent'));
       }

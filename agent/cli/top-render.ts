@@ -95,7 +95,10 @@ export function renderTop(model: TopModel, screen: TopScreen): string[] {
         .join(' '),
     ]),
   ];
-  const fitted = lines.map((l) => fitLine(l, screen.width));
+  // Label values come from the scraped metrics (member names, role tags, queue names): control
+  // characters in them must not reach the terminal as escape sequences.
+  // eslint-disable-next-line no-control-regex -- matching them is the point
+  const fitted = lines.map((l) => fitLine(l.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?'), screen.width));
   if (screen.height === undefined || fitted.length <= screen.height) return fitted;
   const keep = Math.max(screen.height - 1, 0);
   return [...fitted.slice(0, keep), fitLine(`… ${fitted.length - keep} more lines (a taller terminal shows them)`, screen.width)];

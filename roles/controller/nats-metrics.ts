@@ -132,8 +132,11 @@ export class NatsMetrics {
     this.remove ??= onCollect('nats', () => readNatsMetrics(this.probe, this.url ?? monitorUrl));
   }
 
+  /** Stops collecting; the series go too (a node that no longer runs the role reports none). */
   stop(): void {
     this.remove?.();
     this.remove = undefined;
+    for (const g of Object.values(gauges)) g.remove();
+    for (const t of Object.values(totals)) t.retain([]);
   }
 }

@@ -45,7 +45,8 @@ export function readDnsmasqStats(server: string, port = 53, timeoutMs = DNS_STAT
     const timer = setTimeout(() => finish(), timeoutMs);
     socket.on('error', (err) => finish(err));
     socket.on('message', (msg, from) => {
-      if (from.port !== port) return;
+      // Only dnsmasq itself: another LAN host could otherwise answer with counters of its own making.
+      if (from.port !== port || from.address !== server) return;
       const id = messageId(msg);
       const name = id === undefined ? undefined : pending.get(id);
       if (id === undefined || !name) return;

@@ -83,7 +83,9 @@ describe('mammatus-agent.service', () => {
 
   it('leaves every /etc and /usr path a role writes by default writable', () => {
     const rw = one('ReadWritePaths')!.split(/\s+/);
-    expect(rw).toEqual(expect.arrayContaining(['/etc/mammatus', '-/etc/sysctl.d', '-/usr/lib/mammatus']));
+    expect(rw).toEqual(
+      expect.arrayContaining(['/etc/mammatus', '-/etc/sysctl.d', '-/usr/lib/mammatus', '-/etc/grafana', '-/etc/telegraf']),
+    );
     expect(one('ConfigurationDirectory')).toBe('mammatus');
   });
 

@@ -152,6 +152,22 @@ export const SNS_DEFAULTS = {
   endpoint: 'http://127.0.0.1:9324',
 } as const;
 
+/** Directories never handed to a daemon's user. */
+const SYSTEM_DIRS: ReadonlySet<string> = new Set([
+  '/',
+  '/etc',
+  '/var',
+  '/var/lib',
+  '/usr',
+  '/home',
+  '/root',
+  '/srv',
+  '/opt',
+  '/tmp',
+  '/run',
+  '/boot',
+]);
+
 /** Local retention of Prometheus when InfluxDB keeps the history. */
 export const SHORT_RETENTION = '2d';
 
@@ -223,8 +239,14 @@ export function checkMonitoringConfig(at: string, mon: MonitoringConfig, taken: 
     ['alertmanager.data_dir', mon.alertmanager.data_dir],
     ['influxdb.data_dir', mon.influxdb.data_dir],
   ];
+  const state = posix.dirname(storeDir);
+  const contains = (dir: string, path: string) => path === dir || path.startsWith(`${dir}/`);
   for (const [key, dir] of dirs) {
     if (dir === storeDir || dir.startsWith(`${storeDir}/`)) invalid(at, `monitoring.${key}`, 'must not be inside nats.store_dir');
+    // Each daemon's user is given its data directory (chown -R): never one holding the node's
+    // credentials, keys or the NATS store, nor a system directory.
+    if (SYSTEM_DIRS.has(posix.normalize(dir)) || contains(dir, state))
+      invalid(at, `monitoring.${key}`, `must be a directory of its own (it is handed to the daemon's user), not ${dir}`);
     // Each daemon's user owns its data directory (chown -R): our files and the others' stay out of it.
     if (mon.config_dir === dir || mon.config_dir.startsWith(`${dir}/`))
       invalid(at, 'monitoring.config_dir', `must not be inside monitoring.${key}`);

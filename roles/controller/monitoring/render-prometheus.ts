@@ -7,7 +7,7 @@
  */
 import { stringify } from 'yaml';
 import type { Member } from '../../../core/contracts.js';
-import { actsAs, parseRoleTag } from '../../../core/members.js';
+import { provenRoles } from '../../../core/members.js';
 import { MANAGED_HEADER } from '../config.js';
 import { promDurationSeconds, type MonitoringConfig } from './config.js';
 import { localAddress } from './paths.js';
@@ -21,13 +21,12 @@ const SCRAPED: ReadonlySet<Member['status']> = new Set(['alive', 'failed', 'leav
 /** YAML as the golden files show it: no folded lines. */
 export const yamlText = (value: unknown): string => stringify(value, { lineWidth: 0 });
 
-/** The roles a member acts as, sorted and comma-separated (the `roles` label, as `mammatus_agent_info` has it). */
-export function memberRoles(m: Member): string {
-  return parseRoleTag(m.tags.role)
-    .roles.filter((r) => actsAs(m, r))
-    .sort()
-    .join(',');
-}
+/**
+ * The target label `node_roles`: the roles a member proves (core/members.ts `provenRoles`). Not
+ * `roles`: the agents' own series have a `roles` label (of the member they describe), which a
+ * target label of that name would overwrite.
+ */
+export const memberRoles = provenRoles;
 
 /** One file SD target group. */
 export interface TargetGroup {
@@ -37,13 +36,16 @@ export interface TargetGroup {
 
 /** The target groups of `members.json`, sorted by member name. */
 export function memberTargets(members: readonly Member[], agentMetrics: string): TargetGroup[] {
-  return members
-    .filter((m) => SCRAPED.has(m.status))
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    .map((m) => ({
-      targets: [localAddress(agentMetrics)],
-      labels: { node: m.name, roles: memberRoles(m), __metrics_path__: `/members/${encodeURIComponent(m.name)}/metrics` },
-    }));
+  return (
+    members
+      // Admitted members only (where trust is checked): a stranger's Serf agent is nobody to scrape.
+      .filter((m) => SCRAPED.has(m.status) && (m.trusted === undefined || m.trusted.length > 0))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map((m) => ({
+        targets: [localAddress(agentMetrics)],
+        labels: { node: m.name, node_roles: memberRoles(m), __metrics_path__: `/members/${encodeURIComponent(m.name)}/metrics` },
+      }))
+  );
 }
 
 /** `members.json` (JSON has no comments: no managed header). */
@@ -70,6 +72,12 @@ export function renderPrometheusYml(mon: MonitoringConfig, files: { rules: strin
         // Every target is the local agent: the member's name is what tells them apart.
         file_sd_configs: [{ files: [files.members] }],
         relabel_configs: [{ source_labels: ['node'], target_label: 'instance' }],
+        // What a member may send is bounded: an admitted node that went bad cannot flood the store.
+        sample_limit: SAMPLE_LIMIT,
+        label_limit: 30,
+        label_value_length_limit: 512,
+        body_size_limit: '4MB',
+        metric_relabel_configs: [{ source_labels: ['__name__'], regex: 'mammatus_.+|process_.+|nodejs_.+', action: 'keep' }],
       },
     ],
     ...(mon.store === 'influxdb'
@@ -84,6 +92,9 @@ export function renderPrometheusYml(mon: MonitoringConfig, files: { rules: strin
   };
   return header + yamlText(config);
 }
+
+/** Most samples one member's scrape may hold (a controller with 1,000 queues exports about 3,100). */
+export const SAMPLE_LIMIT = 20_000;
 
 /** A PromQL regex matching a `roles` label that includes `role`. */
 const withRole = (role: string) => `(.*,)?${role}(,.*)?`;
@@ -114,16 +125,19 @@ export function alertRules(mon: MonitoringConfig): Rule[] {
     labels: { severity },
     annotations: { summary, description },
   });
-  const failedMember = 'max by (member, roles) (mammatus_serf_member{status="failed"}) == 1';
-  const controllerFailed = `max by (member) (mammatus_serf_member{status="failed", roles=~"${withRole('controller')}"}) == 1`;
-  const controllerUnscraped = `max by (member) (label_replace(up{job="${MEMBERS_JOB}", roles=~"${withRole('controller')}"} == 0, "member", "$1", "node", "(.*)"))`;
+  // What Serf says of other members counts only as the controllers report it: any admitted node
+  // could send a made-up `mammatus_serf_member`, a controller is trusted with everything anyway.
+  const byController = `node_roles=~"${withRole('controller')}"`;
+  const failedMember = `max by (member, roles) (mammatus_serf_member{status="failed", ${byController}}) == 1`;
+  const controllerFailed = `max by (member) (mammatus_serf_member{status="failed", roles=~"${withRole('controller')}", ${byController}}) == 1`;
+  const controllerUnscraped = `max by (member) (label_replace(up{job="${MEMBERS_JOB}", ${byController}} == 0, "member", "$1", "node", "(.*)"))`;
   return [
     rule(
       'MammatusRoleError',
       'mammatus_role_state{state="error"} == 1',
       'warning',
       'Role {{ $labels.role }} in error on {{ $labels.node }}',
-      'The {{ $labels.role }} role of node {{ $labels.node }} (roles {{ $labels.roles }}) has been in error for ' +
+      'The {{ $labels.role }} role of node {{ $labels.node }} (roles {{ $labels.node_roles }}) has been in error for ' +
         `${a.for}: see \`mammatus status\` and the agent's log on {{ $labels.node }}.`,
     ),
     rule(
@@ -131,7 +145,7 @@ export function alertRules(mon: MonitoringConfig): Rule[] {
       `up{job="${MEMBERS_JOB}"} == 0`,
       'critical',
       'Node {{ $labels.node }} does not answer',
-      `The metrics of node {{ $labels.node }} (roles {{ $labels.roles }}) could not be gathered for ${a.for}.`,
+      `The metrics of node {{ $labels.node }} (roles {{ $labels.node_roles }}) could not be gathered for ${a.for}.`,
     ),
     rule(
       'MammatusNodeFailed',
@@ -159,7 +173,7 @@ export function alertRules(mon: MonitoringConfig): Rule[] {
       `mammatus_filesystem_avail_bytes / mammatus_filesystem_size_bytes < ${a.disk_free}`,
       'warning',
       'Disk nearly full on {{ $labels.node }} ({{ $labels.path }})',
-      `The filesystem of {{ $labels.path }} on node {{ $labels.node }} (roles {{ $labels.roles }}) has less than ${pct(a.disk_free)} free ({{ $value | humanizePercentage }}).`,
+      `The filesystem of {{ $labels.path }} on node {{ $labels.node }} (roles {{ $labels.node_roles }}) has less than ${pct(a.disk_free)} free ({{ $value | humanizePercentage }}).`,
       '5m',
     ),
     rule(
@@ -167,7 +181,7 @@ export function alertRules(mon: MonitoringConfig): Rule[] {
       `mammatus_tls_cert_not_after_seconds - time() < ${promDurationSeconds(a.cert_expiry)}`,
       'warning',
       'Node certificate of {{ $labels.node }} expires soon',
-      `The node certificate of {{ $labels.node }} (roles {{ $labels.roles }}) expires within ${a.cert_expiry} and has not been renewed.`,
+      `The node certificate of {{ $labels.node }} (roles {{ $labels.node_roles }}) expires within ${a.cert_expiry} and has not been renewed.`,
     ),
     rule(
       'MammatusLeasePoolLow',

@@ -48,6 +48,11 @@ export class MonitoringPart {
    */
   async reload(ctx: ApplyContext, mon: MonitoringConfig, follow: boolean): Promise<void> {
     if (!this.touched(ctx, mon) && !(this.stack && !mon.store)) return;
+    // Membership alone: Prometheus re-reads members.json by itself. Nothing to start, signal or
+    // wait for, so a member joining never waits on the daemons' health (a WAL replay takes long).
+    const paths = monitoringPaths(mon);
+    const ours = Object.values(paths).filter((p) => ctx.changed.includes(p));
+    if (mon.store && ours.length === 1 && ours[0] === paths.members && this.stack?.state.state === 'ok') return;
     const stack = this.of(ctx);
     await stack
       .apply(mon, ctx.changed)

@@ -283,3 +283,13 @@ describe("top's Prometheus from the agent config", () => {
     expect(await configuredPrometheus(config('nonsense: [\n'))).toBeUndefined();
   });
 });
+
+describe("top's output is safe for the terminal", () => {
+  it('shows control characters from label values as ?, never as escape sequences', () => {
+    const answers = { ...cannedAnswers(), up: vec([{ node: 'evil\u001b]0;pwned\u0007' }, 1]) };
+    const out = renderTop(buildTopModel('http://p:9090', AT, answers), { width: 200 }).join('\n');
+    expect(out).toContain('evil?]0;pwned?');
+    // eslint-disable-next-line no-control-regex -- matching them is the point
+    expect(out).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
+  });
+});

@@ -117,6 +117,12 @@ describe('roles.controller.monitoring', () => {
       on({ prometheus: { data_dir: '/var/lib/mammatus/nats/prom' } }),
       'roles.controller.monitoring.prometheus.data_dir: must not be inside nats.store_dir',
     ],
+    // Handed to the daemon's user (chown -R): never the state directory with the credentials, nor /var.
+    [
+      on({ prometheus: { data_dir: '/var/lib/mammatus' } }),
+      'roles.controller.monitoring.prometheus.data_dir: must be a directory of its own (it is handed to the daemon',
+    ],
+    [on({ influxdb: { data_dir: '/var' } }), 'roles.controller.monitoring.influxdb.data_dir: must be a directory of its own'],
     [
       on({ prometheus: { data_dir: '/srv/m' }, alertmanager: { data_dir: '/srv/m/am' } }),
       'roles.controller.monitoring.alertmanager.data_dir: must not be inside monitoring.prometheus.data_dir',

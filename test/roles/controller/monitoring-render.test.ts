@@ -139,11 +139,11 @@ describe('what the files say', () => {
     expect(groups.every((g) => g.targets.length === 1 && g.targets[0] === '127.0.0.1:9475')).toBe(true);
     expect(groups.find((g) => g.labels.node === 'cn_3+b')!.labels).toEqual({
       node: 'cn_3+b',
-      roles: 'compute',
+      node_roles: 'compute',
       __metrics_path__: '/members/cn_3%2Bb/metrics',
     });
-    expect(groups.find((g) => g.labels.node === 'gw-1')!.labels.roles).toBe('compute,gateway');
-    expect(groups.find((g) => g.labels.node === 'bare')!.labels.roles).toBe('');
+    expect(groups.find((g) => g.labels.node === 'gw-1')!.labels.node_roles).toBe('compute,gateway');
+    expect(groups.find((g) => g.labels.node === 'bare')!.labels.node_roles).toBe('');
   });
 
   it('remote-writes to InfluxDB and keeps 2 days locally only with store influxdb', () => {

@@ -112,7 +112,9 @@ describe('NatsMetrics', () => {
     } finally {
       metrics.stop();
     }
-    expect(await exposition()).toMatch(/mammatus_jetstream_meta_leader_known 0/);
+    // Stopped (the role left the node): its series go with it, none stays stale.
+    expect(await exposition()).not.toMatch(/^mammatus_jetstream_meta_leader_known /m);
+    expect(await exposition()).not.toMatch(/^mammatus_nats_in_msgs_total /m);
   });
 });
 
