@@ -27,6 +27,11 @@ const series = (name: string, node: string, nodeRoles: string, labels: Record<st
   values,
 });
 
+/** Runs `promtool test rules` on the rendered rules with one test of these series and expected alerts; throws when it fails. */
+function expectAlerts(input_series: object[], alert_rule_test: object[]): void {
+  expect(promtoolTest([{ interval: '1m', input_series, alert_rule_test }])).toContain('SUCCESS');
+}
+
 /** Runs `promtool test rules` on the rendered rules with `tests`; returns its output (throws on a failed test). */
 function promtoolTest(tests: object[]): string {
   const dir = mkdtempSync(join(tmpdir(), 'mammatus-rules-'));
@@ -41,96 +46,84 @@ function promtoolTest(tests: object[]): string {
 
 describe.skipIf(!promtool)('alert rules, evaluated by promtool', () => {
   it('names the failed member and its roles, and pages ControllerDown only for a controller', () => {
-    const out = promtoolTest([
-      {
-        interval: '1m',
-        input_series: [
-          // The controller reports a compute node failed; the compute node reports the controller alive.
-          series('mammatus_serf_member', 'ctl-1', 'controller', { member: 'cmp-1', status: 'failed', roles: 'compute' }, '1x5'),
-          series('mammatus_serf_member', 'cmp-2', 'compute', { member: 'ctl-1', status: 'alive', roles: 'controller' }, '1x5'),
-          series('up', 'ctl-1', 'controller', {}, '1x5'),
-          series('up', 'cmp-2', 'compute', {}, '1x5'),
-        ],
-        alert_rule_test: [
-          {
-            eval_time: '3m',
-            alertname: 'MammatusNodeFailed',
-            exp_alerts: [
-              {
-                exp_labels: { severity: 'critical', member: 'cmp-1', roles: 'compute' },
-                exp_annotations: {
-                  summary: 'Node cmp-1 failed',
-                  description: 'Serf has seen node cmp-1 (roles compute) as failed for 1m.',
-                },
+    expectAlerts(
+      [
+        // The controller reports a compute node failed; the compute node reports the controller alive.
+        series('mammatus_serf_member', 'ctl-1', 'controller', { member: 'cmp-1', status: 'failed', roles: 'compute' }, '1x5'),
+        series('mammatus_serf_member', 'cmp-2', 'compute', { member: 'ctl-1', status: 'alive', roles: 'controller' }, '1x5'),
+        series('up', 'ctl-1', 'controller', {}, '1x5'),
+        series('up', 'cmp-2', 'compute', {}, '1x5'),
+      ],
+      [
+        {
+          eval_time: '3m',
+          alertname: 'MammatusNodeFailed',
+          exp_alerts: [
+            {
+              exp_labels: { severity: 'critical', member: 'cmp-1', roles: 'compute' },
+              exp_annotations: {
+                summary: 'Node cmp-1 failed',
+                description: 'Serf has seen node cmp-1 (roles compute) as failed for 1m.',
               },
-            ],
-          },
-          { eval_time: '3m', alertname: 'MammatusControllerDown', exp_alerts: [] },
-        ],
-      },
-    ]);
-    expect(out).toContain('SUCCESS');
+            },
+          ],
+        },
+        { eval_time: '3m', alertname: 'MammatusControllerDown', exp_alerts: [] },
+      ],
+    );
   });
 
   it("takes no word but a controller's about other members: a compute node cannot fail the controller", () => {
-    const out = promtoolTest([
-      {
-        interval: '1m',
-        input_series: [
-          series('mammatus_serf_member', 'cmp-2', 'compute', { member: 'ctl-1', status: 'failed', roles: 'controller' }, '1x5'),
-          series('mammatus_serf_member', 'ctl-1', 'controller', { member: 'ctl-1', status: 'alive', roles: 'controller' }, '1x5'),
-          series('up', 'ctl-1', 'controller', {}, '1x5'),
-        ],
-        alert_rule_test: [
-          { eval_time: '3m', alertname: 'MammatusNodeFailed', exp_alerts: [] },
-          { eval_time: '3m', alertname: 'MammatusControllerDown', exp_alerts: [] },
-        ],
-      },
-    ]);
-    expect(out).toContain('SUCCESS');
+    expectAlerts(
+      [
+        series('mammatus_serf_member', 'cmp-2', 'compute', { member: 'ctl-1', status: 'failed', roles: 'controller' }, '1x5'),
+        series('mammatus_serf_member', 'ctl-1', 'controller', { member: 'ctl-1', status: 'alive', roles: 'controller' }, '1x5'),
+        series('up', 'ctl-1', 'controller', {}, '1x5'),
+      ],
+      [
+        { eval_time: '3m', alertname: 'MammatusNodeFailed', exp_alerts: [] },
+        { eval_time: '3m', alertname: 'MammatusControllerDown', exp_alerts: [] },
+      ],
+    );
   });
 
   it('pages ControllerDown for a controller that failed or cannot be scraped, and RoleError with the role and node', () => {
-    const out = promtoolTest([
-      {
-        interval: '1m',
-        input_series: [
-          series('mammatus_serf_member', 'ctl-1', 'controller', { member: 'ctl-2', status: 'failed', roles: 'controller' }, '1x5'),
-          series('up', 'ctl-3', 'controller', {}, '0x5'),
-          series('mammatus_role_state', 'gw-1', 'gateway', { role: 'gateway', state: 'error' }, '1x5'),
-        ],
-        alert_rule_test: [
-          {
-            eval_time: '3m',
-            alertname: 'MammatusControllerDown',
-            exp_alerts: [
-              { exp_labels: { severity: 'critical', member: 'ctl-2' } },
-              { exp_labels: { severity: 'critical', member: 'ctl-3' } },
-            ].map((a) => ({
-              ...a,
+    expectAlerts(
+      [
+        series('mammatus_serf_member', 'ctl-1', 'controller', { member: 'ctl-2', status: 'failed', roles: 'controller' }, '1x5'),
+        series('up', 'ctl-3', 'controller', {}, '0x5'),
+        series('mammatus_role_state', 'gw-1', 'gateway', { role: 'gateway', state: 'error' }, '1x5'),
+      ],
+      [
+        {
+          eval_time: '3m',
+          alertname: 'MammatusControllerDown',
+          exp_alerts: [
+            { exp_labels: { severity: 'critical', member: 'ctl-2' } },
+            { exp_labels: { severity: 'critical', member: 'ctl-3' } },
+          ].map((a) => ({
+            ...a,
+            exp_annotations: {
+              summary: `Controller ${a.exp_labels.member} is down`,
+              description: `Controller ${a.exp_labels.member} (role controller) has failed or not answered for 1m: NATS, JetStream and the services it hosts have one peer less.`,
+            },
+          })),
+        },
+        {
+          eval_time: '3m',
+          alertname: 'MammatusRoleError',
+          exp_alerts: [
+            {
+              exp_labels: { severity: 'warning', job: 'mammatus', node: 'gw-1', node_roles: 'gateway', role: 'gateway', state: 'error' },
               exp_annotations: {
-                summary: `Controller ${a.exp_labels.member} is down`,
-                description: `Controller ${a.exp_labels.member} (role controller) has failed or not answered for 1m: NATS, JetStream and the services it hosts have one peer less.`,
+                summary: 'Role gateway in error on gw-1',
+                description:
+                  "The gateway role of node gw-1 (roles gateway) has been in error for 1m: see `mammatus status` and the agent's log on gw-1.",
               },
-            })),
-          },
-          {
-            eval_time: '3m',
-            alertname: 'MammatusRoleError',
-            exp_alerts: [
-              {
-                exp_labels: { severity: 'warning', job: 'mammatus', node: 'gw-1', node_roles: 'gateway', role: 'gateway', state: 'error' },
-                exp_annotations: {
-                  summary: 'Role gateway in error on gw-1',
-                  description:
-                    "The gateway role of node gw-1 (roles gateway) has been in error for 1m: see `mammatus status` and the agent's log on gw-1.",
-                },
-              },
-            ],
-          },
-        ],
-      },
-    ]);
-    expect(out).toContain('SUCCESS');
+            },
+          ],
+        },
+      ],
+    );
   });
 });
