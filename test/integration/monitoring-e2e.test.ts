@@ -171,8 +171,15 @@ describe.skipIf(Boolean(skip))('monitoring end to end: scrape, store, alert into
       500,
     );
     expect(r.results[0].series![0].values[0][1]).toBe(1);
-    const up = await influx(`SELECT count("value") FROM "up" WHERE "job" = 'mammatus' GROUP BY "node"`);
-    expect(up.results[0].series?.length).toBe(2);
+    // Remote write sends in batches: each series arrives on its own time.
+    await eventually(
+      async () => {
+        const up = await influx(`SELECT count("value") FROM "up" WHERE "job" = 'mammatus' GROUP BY "node"`);
+        expect(up.results[0].series?.length).toBe(2);
+      },
+      30_000,
+      500,
+    );
   });
 
   it('fires MammatusRoleError for a role forced into error, into the SNS topic and on to the subscribed queue', async () => {
