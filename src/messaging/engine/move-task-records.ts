@@ -7,7 +7,7 @@
  * (`tests/aws/services/sqs/test_sqs_move_task.snapshot.json`) where one exists; the rest is ours
  * and listed in `src/messaging/README.md` under "Not confirmed against AWS".
  */
-import { sqsError, type SqsError } from '../errors.js';
+import { MessagingError, sqsError, type SqsError } from '../errors.js';
 import type { MessageMoveTaskEntry, MessageToSend, ReceivedMessage } from '../sqs-engine.js';
 
 /** What ListMessageMoveTasks reports as `Status`. */
@@ -153,6 +153,15 @@ export function finished(
 export function takenOver(r: MoveTaskRecord, worker: string, now: number, staleMs: number): MoveTaskRecord | undefined {
   if (!isActive(r) || (r.beatAt !== 0 && now - r.beatAt < staleMs)) return undefined;
   return r.status === 'CANCELLING' ? { ...r, status: 'CANCELLED' } : { ...r, worker, beatAt: now };
+}
+
+/**
+ * Whether a worker should retry after `err` rather than fail the task: everything except an error
+ * the sender caused (a queue that no longer exists, a message with no way back), which would fail
+ * again the same way.
+ */
+export function retryable(err: unknown): boolean {
+  return !(err instanceof MessagingError && err.def.fault === 'Sender');
 }
 
 /** A finished task older than AWS's 14 days: deleted. */

@@ -12,24 +12,17 @@
  * before a crash but whose delete did not is sent again by the resumed worker with the same
  * idempotency key, and stored once (within JetStream's 5-minute duplicate window).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
-import type { KV, KvEntry } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
 import type { Logger } from '../../../core/contracts.js';
-import { MessagingError, sqsError } from '../errors.js';
+import { sqsError } from '../errors.js';
 import type * as Sqs from '../sqs-engine.js';
 import type { QueueCatalog, QueueRecord } from './catalog.js';
 import * as T from './move-task-records.js';
+import { type MoveEngine, MoveTaskStore, MoveTaskWorker, type StoredTask } from './move-task-worker.js';
 import { parseRedrivePolicy } from './queue-attributes.js';
-import { asError } from '../../../core/errors.js';
 
-/** The engine calls a worker makes. */
-export type MoveEngine = Pick<
-  Sqs.SqsEngine,
-  'receiveMessage' | 'deleteMessageBatch' | 'changeMessageVisibilityBatch' | 'getQueueAttributes'
-> & {
-  deliver(queueName: string, message: Sqs.MessageToSend, idempotencyKey: string, ctx: Sqs.RequestContext): Promise<void>;
-};
+export type { MoveEngine } from './move-task-worker.js';
 
 /** Collaborators of `MoveTasks`. */
 export interface MoveTasksDeps {
@@ -42,20 +35,8 @@ export interface MoveTasksDeps {
   readonly now?: () => number;
 }
 
-const BEAT_MS = 1000;
 const STALE_MS = 10_000;
 const SWEEP_MS = 5000;
-/**
- * Visibility of messages the worker holds: a batch is sent and deleted within milliseconds, and a
- * batch a dead worker held is visible again soon. Should it run out while a batch is still being
- * sent, the message is received again and sent with the same idempotency key: stored once.
- */
-const MOVE_VISIBILITY_S = 5;
-
-interface Stored {
-  readonly record: T.MoveTaskRecord;
-  readonly revision: number;
-}
 
 const taskKey = (queueId: string, taskId: string) => `mv.${queueId}.${taskId}`;
 const lockKey = (queueId: string) => `mvlock.${queueId}`;
@@ -68,10 +49,21 @@ export class MoveTasks {
   private readonly running = new Map<string, Promise<void>>();
   private stopping = false;
   private sweeper?: NodeJS.Timeout;
+  private readonly store: MoveTaskStore;
+  private readonly worker: MoveTaskWorker;
 
   constructor(private readonly deps: MoveTasksDeps) {
     this.instance = deps.instance ?? randomUUID();
     this.now = deps.now ?? Date.now;
+    this.store = new MoveTaskStore(deps.kv);
+    this.worker = new MoveTaskWorker({
+      store: this.store,
+      engine: deps.engine,
+      logger: deps.logger,
+      instance: this.instance,
+      now: this.now,
+      stopping: () => this.stopping,
+    });
   }
 
   /** Starts the periodic sweep that resumes tasks of silent controllers. */
@@ -88,32 +80,6 @@ export class MoveTasks {
     this.stopping = true;
     clearInterval(this.sweeper);
     await Promise.allSettled([...this.running.values()]);
-  }
-
-  private async read(key: string): Promise<Stored | undefined> {
-    const e: KvEntry | null = await this.deps.kv.get(key);
-    return e && e.operation === 'PUT' ? { record: e.json<T.MoveTaskRecord>(), revision: e.revision } : undefined;
-  }
-
-  /** Compare-and-set of `change` (undefined: write nothing); re-reads and re-applies after a conflict. */
-  private async update(
-    key: string,
-    start: Stored,
-    change: (r: T.MoveTaskRecord) => T.MoveTaskRecord | undefined,
-  ): Promise<T.MoveTaskRecord | undefined> {
-    let current: Stored | undefined = start;
-    for (let i = 0; i < 10 && current; i += 1) {
-      const next = change(current.record);
-      if (!next) return undefined;
-      try {
-        await this.deps.kv.update(key, JSON.stringify(next), current.revision);
-        return next;
-      } catch {
-        current = await this.read(key);
-      }
-    }
-    if (!current) return undefined;
-    throw new Error(`move task ${key}: too much contention`);
   }
 
   private async queueByArn(arn: string, member: 'SourceArn' | 'DestinationArn', ctx: Sqs.RequestContext): Promise<QueueRecord> {
@@ -179,7 +145,7 @@ export class MoveTasks {
   private async claim(queueId: string, taskId: string): Promise<void> {
     const lock = await this.deps.kv.get(lockKey(queueId));
     if (lock && lock.operation === 'PUT') {
-      const other = await this.read(taskKey(queueId, lock.string()));
+      const other = await this.store.read(taskKey(queueId, lock.string()));
       if (other && T.isActive(other.record)) throw T.taskAlreadyRunning();
       await this.deps.kv.update(lockKey(queueId), taskId, lock.revision).catch(() => Promise.reject(T.taskAlreadyRunning()));
     } else {
@@ -187,10 +153,10 @@ export class MoveTasks {
     }
   }
 
-  private async tasksOf(queueId: string): Promise<{ key: string; stored: Stored }[]> {
-    const out: { key: string; stored: Stored }[] = [];
+  private async tasksOf(queueId: string): Promise<{ key: string; stored: StoredTask }[]> {
+    const out: { key: string; stored: StoredTask }[] = [];
     for await (const key of await this.deps.kv.keys(`mv.${queueId}.*`)) {
-      const stored = await this.read(key);
+      const stored = await this.store.read(key);
       if (stored) out.push({ key, stored });
     }
     return out;
@@ -212,9 +178,9 @@ export class MoveTasks {
     const handle = T.decodeTaskHandle(req.TaskHandle);
     const source = await this.queueByArn(handle.sourceArn, 'SourceArn', ctx);
     const key = taskKey(source.id, handle.taskId);
-    const stored = await this.read(key);
+    const stored = await this.store.read(key);
     if (!stored) throw sqsError('ResourceNotFoundException', 'Task does not exist.');
-    const next = await this.update(key, stored, T.cancelled);
+    const next = await this.store.update(key, stored, T.cancelled);
     return { ApproximateNumberOfMessagesMoved: next?.moved ?? stored.record.moved };
   }
 
@@ -223,9 +189,9 @@ export class MoveTasks {
     if (this.stopping) return;
     for await (const key of await this.deps.kv.keys('mv.>')) {
       if (this.running.has(key)) continue;
-      const stored = await this.read(key);
+      const stored = await this.store.read(key);
       if (!stored || !T.isActive(stored.record)) continue;
-      const next = await this.update(key, stored, (r) => T.takenOver(r, this.instance, this.now(), STALE_MS));
+      const next = await this.store.update(key, stored, (r) => T.takenOver(r, this.instance, this.now(), STALE_MS));
       if (next?.status !== 'RUNNING') continue;
       const name = T.queueNameFromArn(next.sourceArn, 'SourceArn', T.arnParts(next.sourceArn)) ?? '';
       this.deps.logger.info({ task: next.taskId, queue: name }, 'resuming a message move task of a silent controller');
@@ -234,107 +200,10 @@ export class MoveTasks {
   }
 
   private launch(key: string, sourceName: string, resumed = false): void {
-    const run = this.work(key, sourceName, resumed)
+    const run = this.worker
+      .run(key, sourceName, resumed)
       .catch((err: unknown) => this.deps.logger.warn({ err, key }, 'message move task worker failed'))
       .finally(() => this.running.delete(key));
     this.running.set(key, run);
-  }
-
-  // The worker: batches of at most 10 (and at most the rate per second), paced to the rate; a
-  // heartbeat (which also reads cancels and takeovers) at most once a second.
-  private async work(key: string, sourceName: string, resumed: boolean): Promise<void> {
-    let stored = await this.read(key);
-    if (!stored) return;
-    const task = stored.record;
-    const ctx: Sqs.RequestContext = {
-      ...T.arnParts(task.sourceArn),
-      requestId: randomUUID(),
-      accessKeyId: task.senderId,
-      authenticated: true,
-      signal: new AbortController().signal,
-    };
-    const rate = task.maxPerSecond ?? T.DEFAULT_MOVES_PER_SECOND;
-    let moved = task.moved;
-    let lastBeat = this.now();
-    // A resumed task: the batch its dead worker held is invisible for up to MOVE_VISIBILITY_S more;
-    // an empty source means "done" only after that.
-    const holdUntil = resumed ? this.now() + (MOVE_VISIBILITY_S + 1) * 1000 : 0;
-    const end = async (outcome: 'COMPLETED' | 'FAILED' | 'RUNNING', reason?: string) => {
-      const current = await this.read(key);
-      if (current) await this.update(key, current, (r) => T.finished(r, this.instance, moved, outcome, reason));
-    };
-    try {
-      for (;;) {
-        if (this.stopping) return await end('RUNNING');
-        if (this.now() - lastBeat >= BEAT_MS) {
-          stored = await this.read(key);
-          const next = stored && (await this.update(key, stored, (r) => T.heartbeat(r, this.instance, moved, this.now())));
-          if (next?.status !== 'RUNNING') return;
-          lastBeat = this.now();
-        }
-        const want = Math.min(10, rate, task.toMove - moved);
-        if (want <= 0) return await end('COMPLETED');
-        const t0 = this.now();
-        const got = await this.deps.engine.receiveMessage(
-          {
-            QueueName: sourceName,
-            MaxNumberOfMessages: want,
-            VisibilityTimeout: MOVE_VISIBILITY_S,
-            WaitTimeSeconds: 0,
-            AttributeNames: ['All'],
-            MessageAttributeNames: ['All'],
-          },
-          ctx,
-        );
-        // In-flight messages are not moved (AWS): nothing visible left means done.
-        if (got.Messages.length === 0) {
-          if (this.now() >= holdUntil) return await end('COMPLETED');
-          await sleep(500);
-          continue;
-        }
-        moved += await this.moveBatch(task, sourceName, got.Messages, ctx);
-        await sleep(t0 + (got.Messages.length / rate) * 1000 - this.now());
-      }
-    } catch (err) {
-      const reason = err instanceof MessagingError ? err.code : 'InternalFailure';
-      this.deps.logger.warn({ err, task: task.taskId }, 'message move task failed');
-      await end('FAILED', reason);
-    }
-  }
-
-  // Sends each message (in order, for FIFO), then deletes those sent; on a failure the unsent ones
-  // are made visible again at once and the error ends the task. Returns how many were moved.
-  private async moveBatch(
-    task: T.MoveTaskRecord,
-    sourceName: string,
-    messages: readonly Sqs.ReceivedMessage[],
-    ctx: Sqs.RequestContext,
-  ): Promise<number> {
-    const sent: Sqs.ReceivedMessage[] = [];
-    let failure: unknown;
-    for (const m of messages) {
-      try {
-        const arn = task.destinationArn ?? m.Attributes.DeadLetterQueueSourceArn;
-        if (arn === undefined)
-          throw sqsError('InvalidParameterValue', `Message ${m.MessageId} has no DeadLetterQueueSourceArn to move it back to.`);
-        const dest = T.queueNameFromArn(arn, 'DestinationArn', ctx);
-        if (dest === undefined) throw sqsError('QueueDoesNotExist');
-        await this.deps.engine.deliver(dest, T.toSend(m, dest.endsWith('.fifo')), `move:${task.taskId}:${m.MessageId}`, ctx);
-        sent.push(m);
-      } catch (err) {
-        failure = err;
-        break;
-      }
-    }
-    const entries = (list: readonly Sqs.ReceivedMessage[]) => list.map((m, i) => ({ Id: `m${i}`, ReceiptHandle: m.ReceiptHandle }));
-    if (sent.length > 0) await this.deps.engine.deleteMessageBatch({ QueueName: sourceName, Entries: entries(sent) }, ctx);
-    if (failure !== undefined) {
-      const rest = messages.filter((m) => !sent.includes(m));
-      await this.deps.engine
-        .changeMessageVisibilityBatch({ QueueName: sourceName, Entries: entries(rest).map((e) => ({ ...e, VisibilityTimeout: 0 })) }, ctx)
-        .catch(() => undefined);
-      throw asError(failure);
-    }
-    return sent.length;
   }
 }
