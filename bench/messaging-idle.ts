@@ -8,7 +8,7 @@
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { sleep } from '../scripts/lib/wait.js';
 import { round, type Cleanup, type Goals } from './lib.js';
-import { createQueues, f0, f1, f2, idleCpuPct, K, memOf, pool, SETUP_CONCURRENCY, startBed } from './messaging-lib.js';
+import { createQueues, f0, f1, f2, idleCpuPct, K, memOf, pool, SETUP_CONCURRENCY, startBed, withRetry } from './messaging-lib.js';
 
 const API_GOAL_PCT = 0.5;
 const NATS_GOAL_PCT = 1;
@@ -26,21 +26,22 @@ export async function idlePhase(dir: string, cleanup: Cleanup, goals: Goals): Pr
   const urls: string[] = [];
   const steps: Record<string, unknown>[] = [];
   let sent = 0;
+  const retries = { n: 0 };
   for (const level of levels) {
     const t0 = performance.now();
     const have = urls.length;
-    const made = await createQueues(client, 'idle', have, level, deadline, urls);
+    const made = await createQueues(client, 'idle', have, level, deadline, urls, retries);
     const createS = (performance.now() - t0) / 1000;
     const fresh = urls.slice(have).filter(Boolean);
     const t1 = performance.now();
     const got = await pool(fresh.length, SETUP_CONCURRENCY, deadline, async (i) => {
-      await client.send(new SendMessageCommand({ QueueUrl: fresh[i], MessageBody: 'idle' }));
+      await withRetry(() => client.send(new SendMessageCommand({ QueueUrl: fresh[i], MessageBody: 'idle' })), retries);
     });
     sent += got;
     const sendS = (performance.now() - t1) / 1000;
     const queues = urls.filter(Boolean).length;
     console.log(
-      `  ${queues} queues: ${made} created in ${f1(createS)} s (${f0(made / createS)}/s), ${got} SendMessage in ${f1(sendS)} s; ${sent} messages in all${queues < level ? `  !! stopped at the ${K.fillS} s bound` : ''}`,
+      `  ${queues} queues: ${made} created in ${f1(createS)} s (${f0(made / createS)}/s), ${got} SendMessage in ${f1(sendS)} s; ${sent} messages in all${retries.n ? ` (${retries.n} calls repeated after a connection reset)` : ''}${queues < level ? `  !! stopped at the ${K.fillS} s bound` : ''}`,
     );
     await sleep(K.idleWaitS * 1000);
     const cpu = await idleCpuPct(api.pid, natsPid, K.idleMeasureS);
@@ -52,6 +53,7 @@ export async function idlePhase(dir: string, cleanup: Cleanup, goals: Goals): Pr
     steps.push({
       queues,
       messages: sent,
+      repeated_calls: retries.n,
       create_s: round(createS, 1),
       send_s: round(sendS, 1),
       cpu_pct: { api: round(cpu.api, 3), nats: round(cpu.nats, 3) },

@@ -108,7 +108,12 @@ export async function startApi(dir: string, nats: NatsServer, cleanup: Cleanup):
   const env: NodeJS.ProcessEnv = { ...process.env, JOURNAL_STREAM: '' };
   delete env.MAMMATUS_LOG_LEVEL;
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
-  cleanup.add(() => stopChild(child));
+  let stopping = false;
+  const stop = () => {
+    stopping = true;
+    return stopChild(child);
+  };
+  cleanup.add(stop);
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the messaging API did not start within 30 s; output:\n${out}`)), 30_000);
@@ -132,7 +137,11 @@ export async function startApi(dir: string, nats: NatsServer, cleanup: Cleanup):
     'node',
     ...args.map((a) => (a === K.bundle ? path.relative(ROOT, a) : a.startsWith(dir) ? `$TMP${a.slice(dir.length)}` : a)),
   ].join(' ');
-  return { child, pid: child.pid!, url, command: shown, output: () => out, stop: () => stopChild(child) };
+  // A crash mid-run shows as a client error; its own last words say why.
+  child.once('exit', (code, sig) => {
+    if (!stopping) console.error(`!! the messaging API (pid ${child.pid}) exited (${code ?? sig}); its last output:\n${out.slice(-4000)}`);
+  });
+  return { child, pid: child.pid!, url, command: shown, output: () => out, stop };
 }
 
 /** An SQS client of the API (no retries: a failure shows). */
@@ -250,7 +259,7 @@ export async function startBed(dir: string, name: string, cleanup: Cleanup): Pro
 
 /**
  * Creates queues `prefix`-NNNNN for indexes from..to-1 (SETUP_CONCURRENCY at a time, until
- * `deadline`) into `urls[index]`; returns how many were created.
+ * `deadline`) into `urls[index]`, repeating a call after a connection reset; returns how many were created.
  */
 export function createQueues(
   client: SQSClient,
@@ -259,9 +268,28 @@ export function createQueues(
   to: number,
   deadline: number,
   urls: string[],
+  retries: { n: number },
 ): Promise<number> {
   return pool(to - from, SETUP_CONCURRENCY, deadline, async (i) => {
-    const r = await client.send(new CreateQueueCommand({ QueueName: `${prefix}-${String(from + i).padStart(5, '0')}` }));
+    const name = `${prefix}-${String(from + i).padStart(5, '0')}`;
+    const r = await withRetry(() => client.send(new CreateQueueCommand({ QueueName: name })), retries);
     urls[from + i] = r.QueueUrl!;
   });
+}
+
+/**
+ * Runs an SQS call, again (up to 3 attempts) when the connection was reset: the API's keep-alive
+ * may close a pooled connection just as the client reuses it (seen after an idle wait on a loaded
+ * machine). `retries.n` counts the repeats, which the report shows.
+ */
+export async function withRetry<T>(call: () => Promise<T>, retries: { n: number }): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (attempt >= 3 || (code !== 'ECONNRESET' && code !== 'EPIPE')) throw err;
+      retries.n += 1;
+    }
+  }
 }

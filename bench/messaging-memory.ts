@@ -11,7 +11,7 @@ import path from 'node:path';
 import { connectNats } from '../core/nats.js';
 import { sleep } from '../scripts/lib/wait.js';
 import { round, type Cleanup, type Goals } from './lib.js';
-import { BATCH, createQueues, duBytes, f0, f1, f2, idleCpuPct, K, memOf, pool, startBed } from './messaging-lib.js';
+import { BATCH, createQueues, duBytes, f0, f1, f2, idleCpuPct, K, memOf, pool, startBed, withRetry } from './messaging-lib.js';
 
 const RSS_GOAL_MB = 100;
 const RSS_GOAL_AT = 1_000_000;
@@ -37,8 +37,9 @@ export async function memoryPhase(dir: string, cleanup: Cleanup, goals: Goals): 
 
   const deadline = performance.now() + K.fillS * 1000;
   const urls: string[] = [];
+  const retries = { n: 0 };
   let t0 = performance.now();
-  const created = await createQueues(client, 'mem', 0, K.queues, deadline, urls);
+  const created = await createQueues(client, 'mem', 0, K.queues, deadline, urls, retries);
   const createS = (performance.now() - t0) / 1000;
   const afterQueues = mem();
   console.log(
@@ -61,7 +62,10 @@ export async function memoryPhase(dir: string, cleanup: Cleanup, goals: Goals): 
       deadline,
       async () => {
         const j = batchNo++;
-        const r = await client.send(new SendMessageBatchCommand({ QueueUrl: queueUrls[j % queueUrls.length], Entries: entries }));
+        const r = await withRetry(
+          () => client.send(new SendMessageBatchCommand({ QueueUrl: queueUrls[j % queueUrls.length], Entries: entries })),
+          retries,
+        );
         if (r.Failed?.length) throw new Error(`SendMessageBatch failed: ${JSON.stringify(r.Failed[0])}`);
         stored += r.Successful?.length ?? 0;
         // A guard for the machine: an API that keeps every stored message would take it down.
@@ -72,7 +76,7 @@ export async function memoryPhase(dir: string, cleanup: Cleanup, goals: Goals): 
     const fillS = (performance.now() - t0) / 1000;
     const why = overLimit ? `the API RSS bound (${K.memRssLimitMB} MB)` : `the ${K.fillS} s bound`;
     console.log(
-      `  step ${level}: ${stored - from} messages stored in ${f1(fillS)} s (${f0((stored - from) / fillS)} msg/s), ${stored} in all${stored < level ? `  !! stopped at ${why}` : ''}`,
+      `  step ${level}: ${stored - from} messages stored in ${f1(fillS)} s (${f0((stored - from) / fillS)} msg/s), ${stored} in all${retries.n ? ` (${retries.n} calls repeated after a connection reset)` : ''}${stored < level ? `  !! stopped at ${why}` : ''}`,
     );
     const filled = mem();
     const streams: Record<string, { messages: number; bytes: number }> = {};
@@ -99,6 +103,7 @@ export async function memoryPhase(dir: string, cleanup: Cleanup, goals: Goals): 
       stored,
       fill_s: round(fillS, 1),
       fill_msgs_per_s: round((stored - from) / fillS, 0),
+      repeated_calls: retries.n,
       stopped: stored < level ? (overLimit ? 'rss_limit' : 'time_limit') : null,
       api_mb: { filled: memJson(filled.api), after_idle: memJson(later.api) },
       nats_mb: { filled: memJson(filled.nats), after_idle: memJson(later.nats) },
