@@ -85,6 +85,14 @@ async function main(): Promise<number> {
     const dir = tempDir('messaging', cleanup);
     const natsVersion = spawnSync('nats-server', ['--version'], { encoding: 'utf8' }).stdout.trim();
     const has = (p: string) => K.phases.has(p);
+    // Others may share the machine: the 1-minute load when each part starts goes with its numbers.
+    const load: Record<string, number> = {};
+    const part = async (name: string, run: () => Promise<Record<string, unknown> | undefined>) => {
+      if (!has(name)) return;
+      load[name] = Number(os.loadavg()[0].toFixed(2));
+      console.log(`\n[${name}: load average ${load[name]} on ${mach.nproc} CPUs]`);
+      result[name] = (await run()) ?? { skipped: 'one CPU' };
+    };
 
     if (has('throughput') || has('pinned') || has('latency')) {
       const { nats, natsPid, api, client, ...pair } = await startBed(dir, 'bench', cleanup);
@@ -105,14 +113,14 @@ async function main(): Promise<number> {
         payload: new TextEncoder().encode(body),
         meter: () => cpuMeter(api.pid, natsPid),
       };
-      if (has('throughput')) result.throughput = await throughputUnpinned(bed, goals);
-      if (has('pinned')) result.throughput_pinned = (await throughputPinned(bed, goals)) ?? { skipped: 'one CPU' };
-      if (has('latency')) result.latency = await latencyPhase(client, js, jsm, goals);
+      await part('throughput', () => throughputUnpinned(bed, goals));
+      await part('pinned', () => throughputPinned(bed, goals));
+      await part('latency', () => latencyPhase(client, js, jsm, goals));
       await nc.close();
       await pair.stop();
     }
-    if (has('memory')) result.memory = await memoryPhase(dir, cleanup, goals);
-    if (has('idle')) result.idle = await idlePhase(dir, cleanup, goals);
+    await part('memory', () => memoryPhase(dir, cleanup, goals));
+    await part('idle', () => idlePhase(dir, cleanup, goals));
 
     console.log(
       `\nload average at the end: ${os
@@ -148,6 +156,7 @@ async function main(): Promise<number> {
         node_args: K.nodeArgs,
       },
       ...result,
+      load_avg1_at_start: load,
       goals: goals.results,
     });
     return 0;
