@@ -5,9 +5,9 @@
  * roles/gateway/boot-server.ts sends), so its CPU time is its own process's. A "machine" is one curl
  * process fetching vmlinuz, initrd.img and filesystem.squashfs one after the other to /dev/null.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { BUNDLE, type Cleanup, ROOT } from './lib.js';
+import { BUNDLE, type Cleanup, ROOT, stopChild } from './lib.js';
 import { freePort, waitForPort } from '../scripts/lib/ports.js';
 
 /** The boot files, in the order a machine asks for them. */
@@ -65,19 +65,6 @@ export function childSampler(pid: number, everyMs = 10): { stop(): Promise<numbe
       return Promise.resolve([...seen.values()].reduce((a, b) => a + b, 0));
     },
   };
-}
-
-/** Stops a child by its PID: SIGTERM, SIGKILL after 5 s; resolves on exit. */
-export function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 /**

@@ -3,7 +3,7 @@
  * /proc readings and a cleanup list that stops every process a benchmark started (by PID), also on
  * error or Ctrl-C.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -199,6 +199,19 @@ export class Cleanup {
     })();
     return this.running;
   }
+}
+
+/** Stops a child by its PID: SIGTERM, SIGKILL after 5 s; resolves on exit. */
+export function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
 }
 
 /** Resident set size of a process in MB (VmRSS from /proc/PID/status). */

@@ -52,6 +52,7 @@ import {
   ROOT,
   round,
   runMain,
+  stopChild,
   tempDir,
 } from './lib.js';
 import { parseWrk, type WrkResult } from './wrk.js';
@@ -161,19 +162,6 @@ interface Target {
   /** Every PID whose CPU counts as this server's (nginx: master and workers). */
   pids(): number[];
   stop(): Promise<void>;
-}
-
-/** Stops a child by its PID: SIGTERM, SIGKILL after 5 s; resolves on exit. */
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 /** Spawns a server and waits for `ready` in its output (stdout or stderr); resolves with the match. */
