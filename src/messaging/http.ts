@@ -91,9 +91,20 @@ export async function messagingPlugin(app: FastifyInstance, opts: MessagingPlugi
   // Every body byte read counts against one budget until its request ends: many clients that each
   // send most of a large body and stall cannot hold more than the budget in memory.
   const budget = new BodyBudget((opts.limits ?? MESSAGING_HTTP_LIMITS).maxBufferedBodyBytes);
-  app.addHook('preParsing', async (_request, reply, payload) => {
+  app.addHook('preParsing', async (request, reply, payload) => {
     let held = 0;
     reply.raw.once('close', () => budget.give(held));
+    // A small body of declared length (every SDK request) takes its whole length at once: memory
+    // stays within the budget as before, without a stream per request to count it chunk by chunk.
+    const declared = upfrontLength(request);
+    if (declared !== undefined) {
+      if (!budget.take(declared)) {
+        log.warn({ inUse: budget.inUse }, 'request bodies in memory at the limit; refusing a body');
+        throw new BudgetExceeded('request bodies in memory at the limit');
+      }
+      held = declared;
+      return payload;
+    }
     return payload.pipe(
       new Transform({
         transform(chunk: Buffer, _encoding, done) {
@@ -144,7 +155,9 @@ export async function messagingPlugin(app: FastifyInstance, opts: MessagingPlugi
         if (!reply.raw.writableFinished) abort.abort();
       });
       const response = await handleRequest(toWireRequest(request), deps, abort.signal);
-      log.debug({ method: request.method, path: pathOf(request.raw.url), status: response.status }, 'messaging request');
+      if (log.isLevelEnabled('debug')) {
+        log.debug({ method: request.method, path: pathOf(request.raw.url), status: response.status }, 'messaging request');
+      }
       return send(reply, response);
     },
   });
@@ -171,6 +184,18 @@ export function buildMessagingApp(opts: MessagingPluginOptions): FastifyInstance
   enforceConnectionLimits(app.server, limits);
   void app.register(messagingPlugin, opts);
   return app;
+}
+
+/** Bodies up to this size are counted against the budget whole, from their `content-length`. */
+const UPFRONT_BODY_BYTES = 256 * 1024;
+
+// The declared length of a small body without chunked framing (Node refuses a request with both).
+function upfrontLength(request: FastifyRequest): number | undefined {
+  const { headers } = request;
+  const raw = headers['content-length'];
+  if (headers['transfer-encoding'] !== undefined || typeof raw !== 'string' || raw === '') return undefined;
+  const length = Number(raw);
+  return Number.isInteger(length) && length >= 0 && length <= UPFRONT_BODY_BYTES ? length : undefined;
 }
 
 function pathOf(url: string | undefined): string {

@@ -7,7 +7,7 @@
  * UTF-8 name, the length-prefixed DataType as sent (custom labels included), one transport byte and
  * the length-prefixed value(s). Lengths are 4-byte big-endian.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, hash as oneShot, type Hash } from 'node:crypto';
 import type { MessageAttributes } from './sqs-engine.js';
 
 // Transport bytes: which value member is set, not what DataType says.
@@ -18,7 +18,8 @@ const BINARY_LIST = 4;
 
 /** Lower-case hex MD5 of the body's UTF-8 bytes. */
 export function md5OfBody(body: string): string {
-  return createHash('md5').update(body, 'utf8').digest('hex');
+  // One-shot: no Hash object per message (a string is hashed as UTF-8).
+  return oneShot('md5', body, 'hex');
 }
 
 /**

@@ -15,7 +15,7 @@
  * endpoint override to reach us anyway, and refusing their configured region would only break them.
  * Session tokens (`x-amz-security-token`) are ignored: the static secret already proved the caller.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 import { commonError } from './errors.js';
 import { canonicalRequest, decodeQuery } from './sigv4-canonical.js';
 
@@ -125,8 +125,20 @@ export function createSigV4Verifier(options: SigV4VerifierOptions): SigV4Verifie
     return key;
   }
 
-  function checkHead(req: RequestHead, service: string): { auth: ParsedAuth; secret: string } {
+  // `precheck` (before the body) and `verify` (after it) see the same headers object: the second
+  // reuses what the first parsed, for the same query string.
+  const parsed = new WeakMap<object, { readonly rawQuery: string; readonly auth: ParsedAuth }>();
+
+  function parseOnce(req: RequestHead): ParsedAuth {
+    const hit = parsed.get(req.headers);
+    if (hit && hit.rawQuery === req.rawQuery) return hit.auth;
     const auth = parseAuth(req);
+    parsed.set(req.headers, { rawQuery: req.rawQuery, auth });
+    return auth;
+  }
+
+  function checkHead(req: RequestHead, service: string): { auth: ParsedAuth; secret: string } {
+    const auth = parseOnce(req);
     const secret = secrets.get(auth.scope.accessKeyId);
     if (secret === undefined) throw commonError('InvalidClientTokenId');
     checkScope(auth.scope, auth.amzDate, service, options.regions);
@@ -303,7 +315,7 @@ function hmac(key: string | Buffer, data: string): Buffer {
 }
 
 function sha256Hex(data: string | Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
+  return hash('sha256', data, 'hex');
 }
 
 function basic(ms: number): string {

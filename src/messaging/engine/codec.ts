@@ -3,8 +3,8 @@
  * payload for body and attributes), its delivery state record, message ids, and errors carried
  * over NATS request/reply.
  */
-import { createHash } from 'node:crypto';
-import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
+import { hash } from 'node:crypto';
+import { headers as natsHeaders, MsgHdrsImpl, type MsgHdrs } from '@nats-io/transport-node';
 import { pack, unpack } from 'msgpackr';
 import { CommonErrors, commonError, MessagingError, SnsErrors, SqsErrors, snsError, sqsError, type ErrorDef } from '../errors.js';
 import type { MessageAttributes, MessageAttributeValue } from '../sqs-engine.js';
@@ -41,8 +41,24 @@ export interface StoredPayload {
   readonly trace?: string;
 }
 
+// A value `MsgHdrs.set` would store as is: it trims values and refuses line breaks.
+const plainValue = (v: string): boolean => !/[\r\n]/.test(v) && v.trim() === v;
+
 /** Headers for `fields`. */
 export function encodeHeaders(fields: StoredFields): MsgHdrs {
+  const { group, dedupId, messageId, sourceArn } = fields;
+  const record: Record<string, string[]> = {
+    [H.sent]: [String(fields.sentAt)],
+    [H.visible]: [String(fields.visibleAt)],
+    [H.sender]: [fields.senderId],
+  };
+  if (group !== undefined) record[H.group] = [group];
+  if (dedupId !== undefined) record[H.dedup] = [dedupId];
+  if (messageId !== undefined) record[H.id] = [messageId];
+  if (sourceArn !== undefined) record[H.source] = [sourceArn];
+  // Per message on the send path: built without `set`'s per-key checks (our names are valid
+  // keys) when every value is plain; otherwise `set` checks and trims as before.
+  if (Object.values(record).every(([v]) => plainValue(v))) return MsgHdrsImpl.fromRecord(record);
   const h = natsHeaders();
   h.set(H.sent, String(fields.sentAt));
   h.set(H.visible, String(fields.visibleAt));
@@ -120,7 +136,7 @@ export function decodeStates(data: Uint8Array): SeqState[] {
  * original's id even after that message was deleted.
  */
 export function messageIdFor(queueId: string, seq: number): string {
-  const h = createHash('sha256').update(`${queueId}:${seq}`).digest('hex');
+  const h = hash('sha256', `${queueId}:${seq}`, 'hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-${((parseInt(h.slice(16, 17), 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 

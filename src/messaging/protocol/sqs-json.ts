@@ -134,17 +134,25 @@ const REQUIRED_LISTS: Partial<Record<SqsAction, readonly string[]>> = {
 function jsonValue(value: unknown): unknown {
   if (value === undefined || value === null) return undefined;
   if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
+  // Loops rather than entries/map/filter: this runs for every member of every message answered.
   if (Array.isArray(value)) {
-    const items = value.map(jsonValue).filter((v) => v !== undefined);
+    const items: unknown[] = [];
+    for (const item of value) {
+      const converted = jsonValue(item);
+      if (converted !== undefined) items.push(converted);
+    }
     return items.length > 0 ? items : undefined;
   }
   if (typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
-      const converted = jsonValue(v);
-      if (converted !== undefined) out[k] = converted;
+    let members = 0;
+    for (const k of Object.keys(value)) {
+      const converted = jsonValue((value as Record<string, unknown>)[k]);
+      if (converted === undefined) continue;
+      out[k] = converted;
+      members += 1;
     }
-    return Object.keys(out).length > 0 ? out : undefined;
+    return members > 0 ? out : undefined;
   }
   return value;
 }
