@@ -3,7 +3,7 @@
  * their latency, and the depth of the queues this controller owns. Label values come from bounded
  * sets only: an action the API does not know is `unknown` (a tenant chooses the `Action=` string),
  * an outcome is `ok` or one of the error codes of errors.ts, a queue is one this controller owns
- * (at most {@link MAX_EXPORTED_QUEUES} of them).
+ * or let go while idle (at most {@link MAX_EXPORTED_QUEUES} of them).
  */
 import { counter, gauge, histogram, onCollect, REQUEST_SECONDS } from '../../core/metrics.js';
 import type { Service } from './errors.js';
@@ -75,7 +75,7 @@ export const MAX_EXPORTED_QUEUES = 1000;
 
 const depth = gauge<'queue' | 'state'>({
   name: 'mammatus_sqs_queue_messages',
-  help: `Messages in the queues this controller owns, by state (visible, inflight, delayed); the ${MAX_EXPORTED_QUEUES} deepest queues.`,
+  help: `Messages in the queues this controller owns (or let go while idle: their last counts), by state (visible, inflight, delayed); the ${MAX_EXPORTED_QUEUES} deepest queues.`,
   labelNames: ['queue', 'state'],
 });
 

@@ -10,6 +10,7 @@
  *   replicas: 1                        # JetStream replicas of the streams and buckets (1, 3 or 5)
  *   receipt_key: <hex or base64>       # ≥ 16 bytes; default: generated once, kept in JetStream KV
  *   owner_lease_seconds: 10            # queue ownership lease (failover time of a dead controller)
+ *   owner_idle_seconds: 30             # an owner lets a queue idle this long go (0: never)
  *   sns:
  *     # The default delivery policy of http(s) subscriptions; a topic's or subscription's
  *     # DeliveryPolicy overrides it field by field (delivery-policy.ts).
@@ -59,6 +60,8 @@ export interface EngineSettings {
   /** Decoded `receipt_key`; undefined = the key kept in JetStream KV (generated on first start). */
   readonly receiptKey?: Buffer;
   readonly ownerLeaseMs: number;
+  /** An owner lets go of a queue idle this long (0: never); docs/messaging.md "Idle queues". */
+  readonly ownerIdleMs: number;
   readonly sns: SnsSettings;
 }
 
@@ -74,6 +77,7 @@ export const ENGINE_DEFAULTS = {
   listen: '0.0.0.0:9324',
   replicas: 1,
   owner_lease_seconds: 10,
+  owner_idle_seconds: 30,
   sns: { http_retries: 3, http_min_delay_seconds: 1, http_max_delay_seconds: 20, http_timeout_seconds: 15 },
 } as const;
 
@@ -87,6 +91,7 @@ interface SectionSettings extends WireSettings {
   readonly replicas?: 1 | 3 | 5 | null;
   readonly receipt_key?: string | null;
   readonly owner_lease_seconds?: number | null;
+  readonly owner_idle_seconds?: number | null;
   readonly sns?: {
     readonly http_retries?: number | null;
     readonly http_min_delay_seconds?: number | null;
@@ -114,6 +119,7 @@ const SECTION_SCHEMA: JSONSchemaType<SectionSettings> = {
     replicas: { type: 'integer', enum: [1, 3, 5], nullable: true },
     receipt_key: { type: 'string', nullable: true },
     owner_lease_seconds: int(2, 300),
+    owner_idle_seconds: int(0, 86_400),
     sns: {
       type: 'object',
       additionalProperties: false,
@@ -159,6 +165,7 @@ const checkSection = sectionChecker<SectionSettings>({
     ...WIRE_HINTS,
     receipt_key: 'must be a string (hex or base64)',
     owner_lease_seconds: range(2, 300),
+    owner_idle_seconds: range(0, 86_400),
     'sns.http_retries': range(0, 100),
     'sns.http_min_delay_seconds': range(0, 3600),
     'sns.http_max_delay_seconds': range(0, 3600),
@@ -199,6 +206,7 @@ export function parseMessagingSettings(raw: unknown): MessagingSettings {
       replicas: s.replicas ?? ENGINE_DEFAULTS.replicas,
       receiptKey: parseKey(s.receipt_key),
       ownerLeaseMs: (s.owner_lease_seconds ?? ENGINE_DEFAULTS.owner_lease_seconds) * 1000,
+      ownerIdleMs: (s.owner_idle_seconds ?? ENGINE_DEFAULTS.owner_idle_seconds) * 1000,
       sns: {
         httpRetries: sns.http_retries ?? d.http_retries,
         httpMinDelayMs: minDelay * 1000,

@@ -90,6 +90,7 @@ export async function startJetStreamEngines(opts: EngineOptions): Promise<JetStr
     nc,
     leases: store.owners,
     leaseMs: store.leaseMs,
+    idleMs: settings.ownerIdleMs,
     catalog,
     logFor,
     logger: log.child({ component: 'sqs-router' }),

@@ -10,6 +10,7 @@
  * | message move tasks (records, the latest task per source queue) | KV `mammatus_sqs` | `mv.<queue id>.<task id>`, `mvlock.<queue id>` |
  * | queue ownership leases | KV `mammatus_sqs_owners`, TTL = lease | `<queue id>` |
  * | forwarded queue operations | core request/reply | `mammatus.sqs.rpc.<queue id>` |
+ * | takeover announcements (idle queues' metrics) | core publish | `mammatus.sqs.owned` |
  * | SNS topics and subscriptions, the subscription of each endpoint | KV `mammatus_sns` | `t.<name>`, `s.<uuid>`, `e.<hash>` |
  * | SNS publishes (FIFO topics apart) / http deliveries | stream `MESSAGING_SNS`, work queue | `mammatus.sns.pub`, `mammatus.sns.fifo`, `mammatus.sns.http` |
  * | failed attempts of http deliveries being retried; restorable unsubscribed http(s) subscriptions | KV `mammatus_sns_attempts`, TTL 6 h | `<stream sequence of the task>`, `u.<token>` |
@@ -50,6 +51,8 @@ export const subjects = {
   stateBatch: (queueId: string, writer: string, n: number) => `mammatus.sqs.s.${queueId}.b.${writer}.${n}`,
   states: (queueId: string) => `mammatus.sqs.s.${queueId}.>`,
   rpc: (queueId: string) => `mammatus.sqs.rpc.${queueId}`,
+  /** A controller took a queue over (`{ id, node }`): others forget the counts they kept of it. */
+  owned: 'mammatus.sqs.owned',
   snsPublish: 'mammatus.sns.pub',
   snsPublishFifo: 'mammatus.sns.fifo',
   snsHttp: 'mammatus.sns.http',

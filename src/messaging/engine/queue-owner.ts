@@ -63,7 +63,8 @@ export class QueueOwner {
   /** This owner's term markers (set by `start`, renewed by each purge). */
   private term: Term = { messageSeq: 0, stateSeq: 0 };
   private active = true;
-  private sweeper?: NodeJS.Timeout;
+  /** MessageRetentionPeriod in ms as last seen (start, sweeps); for `restView`. */
+  private retentionMs: number;
   /**
    * In-flight count of the last quota check. Counting is a scan, so it is reused for up to 1 s
    * (visibility timeouts running out meanwhile are seen late) and dropped by receives and deletes.
@@ -83,9 +84,14 @@ export class QueueOwner {
       STATE_GC_DELAY_MS,
     );
     this.now = deps.now ?? Date.now;
+    this.retentionMs = Number(queue.attributes.MessageRetentionPeriod) * 1000;
   }
 
-  /** Rebuilds the queue from JetStream and starts the retention sweep. */
+  /**
+   * Rebuilds the queue from JetStream and drops the messages past their retention before any
+   * operation sees them (nobody swept a queue that rested unowned). Later sweeps are the router's
+   * (one timer for all queues).
+   */
   static async start(queue: QueueRecord, deps: OwnerDeps): Promise<QueueOwner> {
     const owner = new QueueOwner(queue, deps);
     // Before the rebuild: a stale owner's PurgeQueue must not reach what is read or written from now on.
@@ -93,11 +99,11 @@ export class QueueOwner {
     const rebuilt = await deps.log.rebuild(owner.state.fifo);
     for (const meta of rebuilt.messages) owner.state.add(meta);
     owner.records.load(rebuilt.records);
-    const sweep = () => void owner.sweep().catch((err: unknown) => deps.logger.warn({ err, queue: queue.name }, 'retention sweep failed'));
-    owner.sweeper = setInterval(sweep, 10_000);
-    owner.sweeper.unref();
-    // At once too: after a takeover, messages past their retention must not wait 10 s to go.
-    sweep();
+    const current = await deps.record();
+    if (current?.id === queue.id) owner.retentionMs = Number(current.attributes.MessageRetentionPeriod) * 1000;
+    // Gone from memory now (synchronously); their deletion from the log goes on in the background
+    // (a failed one is retried by the next sweep, or the next rebuild finds them expired again).
+    owner.track(() => owner.dropExpired()).catch((err: unknown) => deps.logger.warn({ err, queue: queue.name }, 'retention sweep failed'));
     return owner;
   }
 
@@ -107,7 +113,6 @@ export class QueueOwner {
    */
   stop(): void {
     this.active = false;
-    clearInterval(this.sweeper);
     this.records.stop();
     this.wake();
   }
@@ -469,12 +474,41 @@ export class QueueOwner {
 
   private async sweepNow(): Promise<number> {
     const attrs = await this.attributes();
-    const expired = this.state.sentBefore(this.now() - Number(attrs.MessageRetentionPeriod) * 1000);
-    for (const seq of expired) this.state.remove(seq);
-    await Promise.all(expired.map((seq) => this.deps.log.remove(seq).then(() => this.records.removed(seq))));
-    if (expired.length > 0) this.wake();
+    this.retentionMs = Number(attrs.MessageRetentionPeriod) * 1000;
+    const n = await this.dropExpired();
     // Dead state records whose deletion failed earlier.
     await this.records.flush();
+    return n;
+  }
+
+  // Forgets expired messages at once (before the first await), then deletes them from the log.
+  private async dropExpired(): Promise<number> {
+    const expired = this.state.sentBefore(this.now() - this.retentionMs);
+    for (const seq of expired) this.state.remove(seq);
+    if (expired.length > 0) this.wake();
+    await Promise.all(expired.map((seq) => this.deps.log.remove(seq).then(() => this.records.removed(seq))));
     return expired.length;
+  }
+
+  /**
+   * What the router's idle release needs (idle-release.ts): the counts now; when they change by
+   * themselves (wall clock); the retention; and whether state that lives only in this owner's
+   * memory still matters, so the queue must stay here: an operation or sweep under way, a FIFO
+   * receive attempt that may still be retried (ReceiveRequestAttemptId, 5 min), a purge's 60 s
+   * block of the next purge.
+   */
+  restView(): { counts: QueueCounts; visibleChangeAt?: number; oldestSentAt?: number; retentionMs: number; pinned: boolean } {
+    const now = this.now();
+    let oldestSentAt: number | undefined;
+    for (const m of this.state.messages.values()) if (oldestSentAt === undefined || m.sentAt < oldestSentAt) oldestSentAt = m.sentAt;
+    let pinned = this.running.size > 0 || now - this.lastPurge < PURGE_BLOCK_MS;
+    for (const a of this.attempts.values()) if (now - a.at <= ATTEMPT_ID_MS) pinned = true;
+    return {
+      counts: this.state.counts(now),
+      visibleChangeAt: this.state.nextChangeAt(now),
+      oldestSentAt,
+      retentionMs: this.retentionMs,
+      pinned,
+    };
   }
 }

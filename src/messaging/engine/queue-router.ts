@@ -5,16 +5,26 @@
  * first controller to `create` the queue's key owns it and renews it with a revision-checked
  * `update` every third of the TTL; if it dies, the key expires and the next request anywhere
  * takes the queue over (and rebuilds it from JetStream). JetStream settles every race; we run no
- * consensus of our own.
+ * consensus of our own. One timer per router (not per queue) sends the renewals of all its queues
+ * and their retention sweeps.
+ *
+ * Idle queues are let go (idle-release.ts): a queue with nothing under way (no long poll waiting
+ * either) and no operation for `owner_idle_seconds` is handed over gracefully (below) to nobody, so
+ * a controller's steady work is proportional to its active queues, not to all it ever served. The
+ * next request anywhere takes it over again. What it left behind here (its counts) keeps it in
+ * the metrics, until somebody else takes it over (each takeover is announced on
+ * `mammatus.sqs.owned`) or its counts would change by themselves (a message becoming visible or
+ * expiring): then this router takes it back, which also sweeps what expired.
  *
  * Fencing: an owner answers an operation only if, once the operation's writes are done, it still
  * holds the lease by its own reckoning: not found lost by a renewal, and renewed successfully less
  * than two thirds of the TTL ago (measured on the monotonic clock from when that renewal was sent,
  * so the key cannot have expired yet). Otherwise (paused, stalled event loop, cut off from NATS)
  * the answer is dropped and the operation goes to whoever owns the queue now: a new owner may
- * already have rebuilt without those writes. A graceful handover stops taking operations, waits
- * (at most `DRAIN_MS`, renewing meanwhile) for those under way to finish their writes, and only
- * then deletes the lease, so the next owner's rebuild sees them.
+ * already have rebuilt without those writes. A graceful handover (stop, deleted queue, idle)
+ * stops taking operations, waits (at most `DRAIN_MS`, renewing meanwhile) for those under way to
+ * finish their writes, and only then deletes the lease, so the next owner's rebuild sees them; a
+ * request arriving here meanwhile waits for the handover to end instead of taking the lease back.
  *
  * Non-owners forward over NATS request/reply on `mammatus.sqs.rpc.<queue id>`, which only the
  * owner subscribes to. Received messages travel without bodies (the receiving controller reads
@@ -34,6 +44,7 @@ import { subjects } from './layout.js';
 import type { QueueLog } from './queue-log.js';
 import type { AppendRequest, Outcome, QueueOwner } from './queue-owner.js';
 import type { QueueCounts } from './queue-state.js';
+import { mayRelease, wakeAt, type Resting } from './idle-release.js';
 import { detach, errorMessage } from '../../../core/errors.js';
 
 /** The operations an owner runs, as they travel. */
@@ -64,7 +75,9 @@ export interface RouterDeps {
   readonly logFor: (queueId: string) => QueueLog;
   readonly startOwner: (record: QueueRecord) => Promise<QueueOwner>;
   readonly logger: Logger;
-  /** Monotonic milliseconds (default `performance.now`): lease ages and request deadlines. */
+  /** `messaging.owner_idle_seconds` in ms: a queue idle this long is let go; 0 (default): never. */
+  readonly idleMs?: number;
+  /** Monotonic milliseconds (default `performance.now`): lease ages, idleness, request deadlines. */
   readonly now?: () => number;
 }
 
@@ -75,7 +88,11 @@ interface Held {
   loaded?: QueueOwner;
   revision: number;
   renewedAt: number;
-  timer?: NodeJS.Timeout;
+  /** Operations under way through this router (counted before they wait for the owner). */
+  busy: number;
+  /** When the last operation ended, or the queue was taken over. */
+  usedAt: number;
+  sweptAt: number;
   sub?: Subscription;
   readonly cancels: Map<string, AbortController>;
   /** Takes no more operations (handed over or lost). */
@@ -101,14 +118,22 @@ const FORWARD_MARGIN_MS = 5000;
 
 // How long a handover waits for operations under way to finish their writes.
 const DRAIN_MS = 5_000;
+// How often owned queues drop messages past their retention.
+const SWEEP_MS = 10_000;
 
 /** Routes queue operations to the queue's owner, becoming the owner when nobody is. */
 export class QueueRouter {
   /** This controller's identity in leases (new per start, so a restart never inherits a stale lease). */
   readonly nodeId = randomUUID();
   private readonly held = new Map<string, Held>();
+  /** Handed over, still draining: renewed until the lease is deleted. */
+  private readonly draining = new Map<string, { h: Held; done: Promise<void> }>();
+  /** Queues let go while idle, by id (see the module comment). */
+  private readonly resting = new Map<string, Resting>();
   private readonly acquiring = new Map<string, Promise<boolean>>();
   private readonly now: () => number;
+  private readonly ticker: NodeJS.Timeout;
+  private readonly ownedSub?: Subscription;
   private stopped = false;
 
   constructor(private readonly deps: RouterDeps) {
@@ -116,7 +141,94 @@ export class QueueRouter {
     // A deleted (or re-created) queue stops being ours at once.
     deps.catalog.cache.onChange = (name, value) => {
       for (const h of this.held.values()) if (h.record.name === name && value?.id !== h.record.id) this.dropSoon(h);
+      for (const [id, r] of this.resting) {
+        if (r.name !== name) continue;
+        if (value?.id !== id) this.resting.delete(id);
+        else r.retentionMs = Number(value.attributes.MessageRetentionPeriod) * 1000;
+      }
     };
+    this.ticker = setInterval(() => this.tick(), Math.max(200, Math.floor(deps.leaseMs / 3)));
+    this.ticker.unref();
+    // Another controller took a queue over: what we kept of it is not ours to report any more.
+    this.ownedSub = deps.nc.subscribe(subjects.owned, {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          const { id, node } = rpcUnpack<{ id: string; node: string }>(msg.data);
+          if (node !== this.nodeId) this.resting.delete(id);
+        } catch {
+          // Not an announcement of ours: nothing to forget.
+        }
+      },
+    });
+  }
+
+  /**
+   * The one timer of the router: renews every lease held (draining ones too), lets idle queues
+   * go, sweeps retention, and takes back resting queues whose counts are due to change.
+   */
+  private tick(): void {
+    for (const { h } of this.draining.values()) this.renewSoon(h);
+    if (this.stopped) return;
+    const now = this.now();
+    for (const h of this.held.values()) {
+      if (h.dropped) continue;
+      if (h.loaded && this.idleRelease(h, now)) continue;
+      this.renewSoon(h);
+      if (h.loaded && now - h.sweptAt >= SWEEP_MS) {
+        h.sweptAt = now;
+        detach(h.loaded.sweep(), (err) => this.deps.logger.warn({ err, queue: h.record.name }, 'retention sweep failed'));
+      }
+    }
+    const wall = Date.now();
+    for (const [id, r] of this.resting) {
+      const at = wakeAt(r);
+      if (at !== undefined && at <= wall)
+        detach(this.wake(id, r), (err) => this.deps.logger.warn({ err, queue: r.name }, 'taking a resting queue back failed'));
+    }
+  }
+
+  private renewSoon(h: Held): void {
+    detach(this.renew(h), (err) => this.deps.logger.warn({ err, queue: h.record.name }, 'lease renewal failed'));
+  }
+
+  // Lets `h` go if it is idle (idle-release.ts), keeping its counts; true if it did.
+  private idleRelease(h: Held, now: number): boolean {
+    const owner = h.loaded as QueueOwner;
+    const idleMs = this.deps.idleMs ?? 0;
+    if (idleMs <= 0 || h.busy > 0 || now - h.usedAt < idleMs || !this.valid(h)) return false;
+    const view = owner.restView();
+    const wall = Date.now();
+    const changesAt = wakeAt(view);
+    const release = mayRelease({
+      busy: h.busy,
+      idleForMs: now - h.usedAt,
+      idleMs,
+      changesInMs: changesAt === undefined ? undefined : changesAt - wall,
+      pinned: view.pinned,
+    });
+    if (!release) return false;
+    this.resting.set(h.record.id, {
+      name: h.record.name,
+      counts: view.counts,
+      visibleChangeAt: view.visibleChangeAt,
+      oldestSentAt: view.oldestSentAt,
+      retentionMs: view.retentionMs,
+    });
+    this.deps.logger.debug({ queue: h.record.name, node: this.nodeId }, 'queue idle: let go');
+    this.dropSoon(h);
+    return true;
+  }
+
+  // Takes a resting queue back (its counts are due to change); somebody else owning it ends our interest.
+  private async wake(id: string, r: Resting): Promise<void> {
+    if (this.held.has(id) || this.acquiring.has(id) || this.draining.has(id)) return;
+    const record = await this.deps.catalog.get(r.name);
+    if (record?.id !== id) return void this.resting.delete(id);
+    const lease = await this.deps.leases.get(id);
+    if (lease?.operation === 'PUT' && lease.string() !== this.nodeId) return void this.resting.delete(id);
+    if (lease?.operation === 'PUT') return;
+    if (!(await this.acquire(record))) this.resting.delete(id);
   }
 
   /** Gives a queue up without waiting; a failure to give it up is logged (the lease then runs out). */
@@ -129,17 +241,23 @@ export class QueueRouter {
     return this.held.size;
   }
 
+  /** How many queues this controller let go while idle and still reports (for tests). */
+  get rested(): number {
+    return this.resting.size;
+  }
+
   /**
    * The depths of the queues this controller owns and has loaded, from the owners' memory (no
-   * JetStream request): each queue is counted by its one owner, so the controllers' sum is the total.
+   * JetStream request), and of those it let go while idle, as they were then (true until it takes
+   * them back or somebody else takes them over): each queue is counted by one controller, so the
+   * controllers' sum is the total.
    */
   depths(): QueueDepth[] {
     const rows: QueueDepth[] = [];
-    for (const h of this.held.values()) {
-      if (!h.loaded || !this.valid(h)) continue;
-      const c = h.loaded.counts();
-      rows.push({ queue: h.record.name, visible: c.visible, inflight: c.notVisible, delayed: c.delayed });
-    }
+    const row = (queue: string, c: QueueCounts) => rows.push({ queue, visible: c.visible, inflight: c.notVisible, delayed: c.delayed });
+    for (const h of this.held.values()) if (h.loaded && this.valid(h)) row(h.record.name, h.loaded.counts());
+    // Until a takeover here has rebuilt the queue, its last counts stand.
+    for (const [id, r] of this.resting) if (!this.held.get(id)?.loaded) row(r.name, r.counts);
     return rows;
   }
 
@@ -190,16 +308,22 @@ export class QueueRouter {
       const held = this.held.get(record.id);
       if (held && this.valid(held)) {
         // A failed takeover (JetStream unavailable while rebuilding) drops the lease; try again.
-        const owner = await held.owner.catch(() => undefined);
-        if (owner) {
-          const outcome = await this.fenced(held, owner, op, ctx);
-          if (outcome && 'err' in outcome) throw outcome.err;
-          if (outcome) return outcome.ok as OpResults[K];
-          // Not answerable: ask again, now of whoever owns the queue.
-          deadline = this.now() + this.deps.leaseMs * 2 + 10_000;
+        const outcome = await this.using(held, async (owner) => (owner ? this.fenced(held, owner, op, ctx) : null));
+        if (outcome === null) {
+          await sleep(200);
           continue;
         }
-        await sleep(200);
+        if (outcome && 'err' in outcome) throw outcome.err;
+        if (outcome) return outcome.ok as OpResults[K];
+        // Not answerable: ask again, now of whoever owns the queue.
+        deadline = this.now() + this.deps.leaseMs * 2 + 10_000;
+        continue;
+      }
+      // Being handed over by us: the lease still names us until the drain ends; wait for that
+      // rather than take it back under operations still writing.
+      const handover = this.draining.get(record.id);
+      if (handover) {
+        await handover.done;
         continue;
       }
       if (this.now() > deadline) throw new Error(`no owner for queue ${queueName} answered`);
@@ -235,6 +359,18 @@ export class QueueRouter {
         if (!(err instanceof NotOwnerError)) throw err;
         await sleep(Math.min(500, 50 * (attempt + 1)));
       }
+    }
+  }
+
+  // Runs `fn` with the queue counted busy from now on (before waiting for the owner), so an idle
+  // release never stops an owner an operation is about to reach.
+  private async using<T>(h: Held, fn: (owner: QueueOwner | undefined) => Promise<T>): Promise<T> {
+    h.busy += 1;
+    try {
+      return await fn(await h.owner.catch(() => undefined));
+    } finally {
+      h.busy -= 1;
+      h.usedAt = this.now();
     }
   }
 
@@ -303,7 +439,7 @@ export class QueueRouter {
     const abort = new AbortController();
     if (req.cancelId) h.cancels.set(req.cancelId, abort);
     try {
-      const outcome = await this.fenced(h, await h.owner, req, { ...req.ctx, signal: abort.signal });
+      const outcome = await this.using(h, async () => this.fenced(h, await h.owner, req, { ...req.ctx, signal: abort.signal }));
       if (!outcome) return void respond(rpcPack({ notOwner: true }));
       if ('err' in outcome) throw outcome.err;
       let ok = outcome.ok;
@@ -343,13 +479,19 @@ export class QueueRouter {
       owner: this.deps.startOwner(record),
       revision,
       renewedAt: sentAt,
+      busy: 0,
+      usedAt: sentAt,
+      sweptAt: sentAt,
       cancels: new Map(),
       dropped: false,
       lost: false,
     };
     this.held.set(record.id, h);
     h.owner.then(
-      (o) => (h.loaded = o),
+      (o) => {
+        h.loaded = o;
+        this.resting.delete(record.id);
+      },
       () => undefined,
     );
     h.owner.catch((err: unknown) => {
@@ -365,11 +507,7 @@ export class QueueRouter {
         );
       },
     });
-    h.timer = setInterval(
-      () => detach(this.renew(h), (err) => this.deps.logger.warn({ err, queue: record.name }, 'lease renewal failed')),
-      Math.max(200, Math.floor(this.deps.leaseMs / 3)),
-    );
-    h.timer.unref();
+    this.deps.nc.publish(subjects.owned, rpcPack({ id: record.id, node: this.nodeId }));
     this.deps.logger.info({ queue: record.name, node: this.nodeId }, 'queue owned here');
     return true;
   }
@@ -402,12 +540,20 @@ export class QueueRouter {
 
   // Stops taking operations for the queue; with `release` (a handover), waits up to DRAIN_MS for
   // those under way to finish their writes, then deletes the lease so the next owner starts now.
-  private async drop(h: Held, release: boolean): Promise<void> {
-    if (h.dropped) return;
+  private drop(h: Held, release: boolean): Promise<void> {
+    if (h.dropped) return Promise.resolve();
     h.dropped = true;
     h.sub?.unsubscribe();
     for (const c of h.cancels.values()) c.abort();
     if (this.held.get(h.record.id) === h) this.held.delete(h.record.id);
+    const done = this.handOver(h, release).finally(() => {
+      if (this.draining.get(h.record.id)?.h === h) this.draining.delete(h.record.id);
+    });
+    this.draining.set(h.record.id, { h, done: done.catch(() => undefined) });
+    return done;
+  }
+
+  private async handOver(h: Held, release: boolean): Promise<void> {
     const owner = await h.owner.catch(() => undefined);
     owner?.stop();
     if (release && owner) {
@@ -423,7 +569,6 @@ export class QueueRouter {
           'handover: operations still writing after the drain time; releasing the lease anyway',
         );
     }
-    clearInterval(h.timer);
     const wasLost = h.lost;
     // From here on somebody else may own the queue: a late outcome is not answered.
     h.lost = true;
@@ -433,7 +578,12 @@ export class QueueRouter {
   /** Stops owning everything and hands the leases back, so others take over at once. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.ownedSub?.unsubscribe();
+    this.resting.clear();
+    // The ticker goes on renewing the leases of queues still draining.
     await Promise.all([...this.held.values()].map((h) => this.drop(h, true)));
+    await Promise.all([...this.draining.values()].map((d) => d.done));
+    clearInterval(this.ticker);
   }
 }
 

@@ -11,6 +11,7 @@ test('defaults', () => {
     replicas: 1,
     receiptKey: undefined,
     ownerLeaseMs: 10_000,
+    ownerIdleMs: 30_000,
     sns: { httpRetries: 3, httpMinDelayMs: 1000, httpMaxDelayMs: 20_000, httpTimeoutMs: 15_000, endpointAllow: [], endpointDeny: [] },
   });
   expect(s.wire.region).toBe('us-east-1');
@@ -25,6 +26,8 @@ test('keys are checked', () => {
     [{ listen: 'nope' }, /listen/],
     [{ nats: 'http://x' }, /nats/],
     [{ owner_lease_seconds: 1 }, /owner_lease_seconds/],
+    [{ owner_idle_seconds: -1 }, /owner_idle_seconds: must be an integer between 0 and 86400/],
+    [{ owner_idle_seconds: 1.5 }, /owner_idle_seconds/],
     [{ sns: { http_min_delay_seconds: 5, http_max_delay_seconds: 2 } }, /http_max_delay_seconds/],
     [{ sns: { signing_key_file: '/k' } }, /signing_cert_file/],
     [{ sns: { wat: 1 } }, /sns\.wat/],
