@@ -14,6 +14,7 @@
  */
 import { JetStreamApiError, type JetStreamClient, type JetStreamManager, type PubAck } from '@nats-io/jetstream';
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { performance } from 'node:perf_hooks';
 
 interface Pending {
   readonly resolve: (m: Msg) => void;
@@ -41,7 +42,7 @@ export class SharedInboxRequester {
     this.subscribe();
     const token = (this.next = (this.next + 1) % Number.MAX_SAFE_INTEGER).toString(36);
     return new Promise<Msg>((resolve, reject) => {
-      this.pending.set(token, { resolve, reject, deadline: Date.now() + timeoutMs, subject });
+      this.pending.set(token, { resolve, reject, deadline: performance.now() + timeoutMs, subject });
       this.sweeper ??= setInterval(() => this.sweep(), SWEEP_MS).unref();
       try {
         this.nc.publish(subject, data, headers ? { reply: this.inbox + token, headers } : { reply: this.inbox + token });
@@ -82,7 +83,7 @@ export class SharedInboxRequester {
       this.sweeper = undefined;
       return;
     }
-    const now = Date.now();
+    const now = performance.now();
     for (const [token, p] of this.pending) {
       if (p.deadline > now) continue;
       this.pending.delete(token);

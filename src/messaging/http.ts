@@ -186,8 +186,12 @@ export function buildMessagingApp(opts: MessagingPluginOptions): FastifyInstance
   return app;
 }
 
-/** Bodies up to this size are counted against the budget whole, from their `content-length`. */
-const UPFRONT_BODY_BYTES = 256 * 1024;
+/**
+ * Bodies up to this size are counted against the budget whole, from their `content-length`, before
+ * they arrive. Small enough that connections announcing bodies they never send cannot use the
+ * budget up (maxConnections × 16 KiB = 32 MiB, half of it); larger bodies are counted as they come.
+ */
+const UPFRONT_BODY_BYTES = 16 * 1024;
 
 // The declared length of a small body without chunked framing (Node refuses a request with both).
 function upfrontLength(request: FastifyRequest): number | undefined {

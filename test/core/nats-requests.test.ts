@@ -6,7 +6,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { performance } from 'node:perf_hooks';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { jetstream, jetstreamManager, JetStreamApiError, StorageType, type JetStreamManager } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { connectNats } from '../../core/nats.js';
@@ -73,6 +74,25 @@ describe.skipIf(!natsServerAvailable())('shared-inbox JetStream requests', () =>
       expect(Date.now() - started).toBeLessThan(2000);
     } finally {
       sub.unsubscribe();
+    }
+  });
+
+  it('times out on the monotonic clock: a wall clock stepped forward (NTP on a board without RTC) fails nothing early', async () => {
+    const requester = new SharedInboxRequester(nc);
+    const sub = nc.subscribe('mammatus.fastreq-late');
+    // Answers after 600 ms, well within the 5 s timeout; meanwhile the wall clock jumps a minute.
+    const answering = (async () => {
+      for await (const m of sub) setTimeout(() => m.respond(Buffer.from('late but in time')), 600);
+    })();
+    const pending = requester.request('mammatus.fastreq-late', new Uint8Array(), 5000);
+    const wall = vi.spyOn(Date, 'now').mockImplementation(() => performance.timeOrigin + performance.now() + 60_000);
+    try {
+      const reply = await pending;
+      expect(Buffer.from(reply.data).toString()).toBe('late but in time');
+    } finally {
+      wall.mockRestore();
+      sub.unsubscribe();
+      await answering;
     }
   });
 });

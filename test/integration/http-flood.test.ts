@@ -249,6 +249,37 @@ describe.each(TARGETS)('$name under a flood', (target) => {
 });
 
 describe('SQS/SNS API: bodies that stop one byte short', () => {
+  it('bodies announced and never sent do not use up the budget: 300 key holders each announcing 256 KiB (75 MiB)', async () => {
+    const engine = createMemoryEngine();
+    const app = buildMessagingApp({ config: testConfig(), sqs: engine.sqs, sns: engine.sns, log, limits: quick(MESSAGING_HTTP_LIMITS) });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const port = (app.server.address() as AddressInfo).port;
+    const sockets: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 300; i++)
+        sockets.push(await slowConnection(port, `127.0.0.${2 + (i % ADDRESSES)}`, 'body', 256 * 1024, keyHolderHeaders()));
+      await new Promise((r) => setTimeout(r, 500));
+      // Only bytes that arrived are held: a small body of a key holder still reaches the signature
+      // check (403: the signature is wrong), where a budget used up would answer 503.
+      const signed = Object.fromEntries(
+        keyHolderHeaders()
+          .trim()
+          .split('\r\n')
+          .map((line) => line.split(': ') as [string, string]),
+      );
+      const r = await fetch(`http://127.0.0.1:${port}/`, {
+        method: 'POST',
+        headers: { ...signed, 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'Action=ListQueues',
+      });
+      expect(r.status).toBe(403);
+    } finally {
+      for (const s of sockets) s.destroy();
+      app.server.closeAllConnections();
+      await app.close();
+    }
+  }, 30_000);
+
   it('holds at most its body budget in memory: 80 key holders each sending 4 MB less one byte (320 MB without the budget)', async () => {
     const engine = createMemoryEngine();
     const app = buildMessagingApp({ config: testConfig(), sqs: engine.sqs, sns: engine.sns, log, limits: quick(MESSAGING_HTTP_LIMITS) });
