@@ -10,6 +10,7 @@
  *   replicas: 1                        # JetStream replicas of the streams and buckets (1, 3 or 5)
  *   receipt_key: <hex or base64>       # ≥ 16 bytes; default: generated once, kept in JetStream KV
  *   owner_lease_seconds: 10            # queue ownership lease (failover time of a dead controller)
+ *   body_cache_bytes: 1048576          # bodies of recent sends kept for the receive that follows (0: none)
  *   sns:
  *     # The default delivery policy of http(s) subscriptions; a topic's or subscription's
  *     # DeliveryPolicy overrides it field by field (delivery-policy.ts).
@@ -28,6 +29,7 @@
 import type { JSONSchemaType } from 'ajv';
 import { parseHostPort } from '../../core/net.js';
 import { invalid, sectionChecker, type Format } from '../../core/validation.js';
+import { BODY_CACHE_BYTES } from './engine/body-cache.js';
 import { isEndpointAllowEntry, parseNetwork } from './engine/endpoint-guard.js';
 import { parseMessagingConfig, WIRE_FORMATS, WIRE_HINTS, WIRE_PROPERTIES, type MessagingConfig, type WireSettings } from './config.js';
 
@@ -59,6 +61,8 @@ export interface EngineSettings {
   /** Decoded `receipt_key`; undefined = the key kept in JetStream KV (generated on first start). */
   readonly receiptKey?: Buffer;
   readonly ownerLeaseMs: number;
+  /** Bound of the process's cache of recently sent bodies (`body-cache.ts`); 0: no cache. */
+  readonly bodyCacheBytes: number;
   readonly sns: SnsSettings;
 }
 
@@ -74,6 +78,7 @@ export const ENGINE_DEFAULTS = {
   listen: '0.0.0.0:9324',
   replicas: 1,
   owner_lease_seconds: 10,
+  body_cache_bytes: BODY_CACHE_BYTES,
   sns: { http_retries: 3, http_min_delay_seconds: 1, http_max_delay_seconds: 20, http_timeout_seconds: 15 },
 } as const;
 
@@ -87,6 +92,7 @@ interface SectionSettings extends WireSettings {
   readonly replicas?: 1 | 3 | 5 | null;
   readonly receipt_key?: string | null;
   readonly owner_lease_seconds?: number | null;
+  readonly body_cache_bytes?: number | null;
   readonly sns?: {
     readonly http_retries?: number | null;
     readonly http_min_delay_seconds?: number | null;
@@ -100,6 +106,8 @@ interface SectionSettings extends WireSettings {
 }
 
 const int = (minimum: number, maximum: number) => ({ type: 'integer', minimum, maximum, nullable: true }) as const;
+// 1 GiB: far past what a controller should spend on it (see body-cache.ts).
+const MAX_BODY_CACHE_BYTES = 1024 ** 3;
 const absolute = { type: 'string', format: 'absolute-path', nullable: true } as const;
 
 const SECTION_SCHEMA: JSONSchemaType<SectionSettings> = {
@@ -114,6 +122,7 @@ const SECTION_SCHEMA: JSONSchemaType<SectionSettings> = {
     replicas: { type: 'integer', enum: [1, 3, 5], nullable: true },
     receipt_key: { type: 'string', nullable: true },
     owner_lease_seconds: int(2, 300),
+    body_cache_bytes: int(0, MAX_BODY_CACHE_BYTES),
     sns: {
       type: 'object',
       additionalProperties: false,
@@ -159,6 +168,7 @@ const checkSection = sectionChecker<SectionSettings>({
     ...WIRE_HINTS,
     receipt_key: 'must be a string (hex or base64)',
     owner_lease_seconds: range(2, 300),
+    body_cache_bytes: range(0, MAX_BODY_CACHE_BYTES),
     'sns.http_retries': range(0, 100),
     'sns.http_min_delay_seconds': range(0, 3600),
     'sns.http_max_delay_seconds': range(0, 3600),
@@ -199,6 +209,7 @@ export function parseMessagingSettings(raw: unknown): MessagingSettings {
       replicas: s.replicas ?? ENGINE_DEFAULTS.replicas,
       receiptKey: parseKey(s.receipt_key),
       ownerLeaseMs: (s.owner_lease_seconds ?? ENGINE_DEFAULTS.owner_lease_seconds) * 1000,
+      bodyCacheBytes: s.body_cache_bytes ?? ENGINE_DEFAULTS.body_cache_bytes,
       sns: {
         httpRetries: sns.http_retries ?? d.http_retries,
         httpMinDelayMs: minDelay * 1000,
