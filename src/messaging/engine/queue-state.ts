@@ -84,14 +84,14 @@ export class QueueState {
   private view(slot: number): MessageMeta | undefined {
     if (slot < 0) return undefined;
     const g = this.fresh.groupOf(slot);
-    const meta: MessageMeta = {
+    return {
       seq: this.fresh.seqAt(slot),
       sentAt: this.fresh.sentAtOf(slot),
+      ...(g < 0 ? {} : { group: this.groupNames[g] }),
       visibleAt: this.fresh.visibleAtOf(slot),
       receiveCount: 0,
       version: 0,
     };
-    return g < 0 ? meta : { ...meta, group: this.groupNames[g] };
   }
 
   /** Adds a message (send, or rebuild); a known sequence is ignored (a deduplicated send). */
