@@ -62,7 +62,8 @@ export class FreshMessages {
 
   /** Appends a message (check `fits` first); `group` is an interned group id, -1 for none. */
   append(seq: number, sentAt: number, visibleAt: number, group: number): void {
-    if (this.len === this.seqs.length) this.resize(Math.max(MIN_CAPACITY, Math.ceil(this.len * 1.5)));
+    // 1.5x while small, 1.25x past 256 slots: spare capacity is most of the waste of big queues.
+    if (this.len === this.seqs.length) this.resize(Math.max(MIN_CAPACITY, Math.ceil(this.len * (this.len > 256 ? 1.25 : 1.5))));
     const i = this.len++;
     this.seqs[i] = seq;
     this.sent[i] = sentAt;
