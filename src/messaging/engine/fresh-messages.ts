@@ -21,16 +21,21 @@ const MAX_DELAY_MS = 0x7fff_ffff;
  * where it was (until it reaches the top and is dropped), so the heap's invariant holds.
  */
 const DEAD = 0x8000_0000;
+// Shared by every empty queue (nothing is ever written to a zero-length array): an idle queue costs
+// no arrays of its own.
+const NO_F64 = new Float64Array(0);
+const NO_U32 = new Uint32Array(0);
+const NO_I32 = new Int32Array(0);
 
 /** Never-received messages of one queue (see the module comment). */
 export class FreshMessages {
-  private seqs = new Float64Array(0);
-  private sent = new Float64Array(0);
+  private seqs = NO_F64;
+  private sent = NO_F64;
   /** Visibility less send time; `DEAD` set: the slot is dead. */
-  private delays = new Uint32Array(0);
+  private delays = NO_U32;
   private groupIds?: Int32Array;
   /** Slot numbers, a min-heap on (visibility, slot); may hold dead slots, dropped when they reach the top. */
-  private heap = new Int32Array(0);
+  private heap = NO_I32;
   private heapLen = 0;
   private len = 0;
   private dead = 0;
@@ -195,6 +200,11 @@ export class FreshMessages {
   }
 
   private resize(capacity: number): void {
+    if (capacity === 0) {
+      [this.seqs, this.sent, this.delays, this.heap] = [NO_F64, NO_F64, NO_U32, NO_I32];
+      if (this.grouped) this.groupIds = NO_I32;
+      return;
+    }
     const n = Math.min(this.len, capacity);
     const grow = <T extends Float64Array | Uint32Array | Int32Array>(a: T, make: (n: number) => T): T => {
       const b = make(capacity);
@@ -204,7 +214,7 @@ export class FreshMessages {
     this.seqs = grow(this.seqs, (c) => new Float64Array(c));
     this.sent = grow(this.sent, (c) => new Float64Array(c));
     this.delays = grow(this.delays, (c) => new Uint32Array(c));
-    if (this.grouped) this.groupIds = grow(this.groupIds ?? new Int32Array(0), (c) => new Int32Array(c));
+    if (this.grouped) this.groupIds = grow(this.groupIds ?? NO_I32, (c) => new Int32Array(c));
     const heap = new Int32Array(capacity);
     heap.set(this.heap.subarray(0, Math.min(this.heapLen, capacity)));
     this.heap = heap;
