@@ -6,7 +6,7 @@
  * watches it with its config files.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { OperatorKeyError, parseOperators, type OperatorKey } from '../../core/operators.js';
+import type { OperatorKey } from '../../core/operators.js';
 import { errorMessage } from '../../core/errors.js';
 import { SettingsError } from '../../core/validation.js';
 import type { TrustConfig } from './schema.js';
@@ -22,6 +22,18 @@ export async function loadOperators(
   trust: TrustConfig,
   sourceOf: (key: string) => string | undefined = () => undefined,
 ): Promise<OperatorKey[]> {
+  // Parsing keys needs ssh2 (and its 16 MiB WebAssembly heap): loaded only when there are keys, so a
+  // process that reads a config without operators (`messaging serve`) does not carry it.
+  if (trust.operators.length === 0 && !trust.operators_file) return [];
+  const { OperatorKeyError, parseOperators } = await import('../../core/operators.js');
+  const parseOr = (parse: () => OperatorKey[], key: string, file: string | undefined): OperatorKey[] => {
+    try {
+      return parse();
+    } catch (err) {
+      if (!(err instanceof OperatorKeyError)) throw err;
+      throw new SettingsError(key, err.message.replace(/^trust\.operators /, ''), file);
+    }
+  };
   const listed = parseOr(() => parseOperators(trust.operators), 'trust.operators', sourceOf('trust.operators'));
   const source = sourceOf('trust.operators_file');
   if (!trust.operators_file) return listed;
@@ -55,13 +67,4 @@ export async function loadOperators(
   const fromFile = parseOr(() => parseOperators(text.split('\n')), 'trust.operators_file', trust.operators_file);
   // The same key listed twice is one operator (its first name wins).
   return [...listed, ...fromFile.filter((k) => !listed.some((l) => l.blob.equals(k.blob)))];
-}
-
-function parseOr(parse: () => OperatorKey[], key: string, file: string | undefined): OperatorKey[] {
-  try {
-    return parse();
-  } catch (err) {
-    if (!(err instanceof OperatorKeyError)) throw err;
-    throw new SettingsError(key, err.message.replace(/^trust\.operators /, ''), file);
-  }
 }

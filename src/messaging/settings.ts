@@ -11,6 +11,7 @@
  *   receipt_key: <hex or base64>       # ≥ 16 bytes; default: generated once, kept in JetStream KV
  *   owner_lease_seconds: 10            # queue ownership lease (failover time of a dead controller)
  *   owner_idle_seconds: 30             # an owner lets a queue idle this long go (0: never)
+ *   body_cache_bytes: 1048576          # bodies of recent sends kept for the receive that follows (0: none)
  *   sns:
  *     # The default delivery policy of http(s) subscriptions; a topic's or subscription's
  *     # DeliveryPolicy overrides it field by field (delivery-policy.ts).
@@ -29,6 +30,7 @@
 import type { JSONSchemaType } from 'ajv';
 import { parseHostPort } from '../../core/net.js';
 import { invalid, sectionChecker, type Format } from '../../core/validation.js';
+import { BODY_CACHE_BYTES } from './engine/body-cache.js';
 import { isEndpointAllowEntry, parseNetwork } from './engine/endpoint-guard.js';
 import { parseMessagingConfig, WIRE_FORMATS, WIRE_HINTS, WIRE_PROPERTIES, type MessagingConfig, type WireSettings } from './config.js';
 
@@ -62,6 +64,8 @@ export interface EngineSettings {
   readonly ownerLeaseMs: number;
   /** An owner lets go of a queue idle this long (0: never); docs/messaging.md "Idle queues". */
   readonly ownerIdleMs: number;
+  /** Bound of the process's cache of recently sent bodies (`body-cache.ts`); 0: no cache. */
+  readonly bodyCacheBytes: number;
   readonly sns: SnsSettings;
 }
 
@@ -78,6 +82,7 @@ export const ENGINE_DEFAULTS = {
   replicas: 1,
   owner_lease_seconds: 10,
   owner_idle_seconds: 30,
+  body_cache_bytes: BODY_CACHE_BYTES,
   sns: { http_retries: 3, http_min_delay_seconds: 1, http_max_delay_seconds: 20, http_timeout_seconds: 15 },
 } as const;
 
@@ -92,6 +97,7 @@ interface SectionSettings extends WireSettings {
   readonly receipt_key?: string | null;
   readonly owner_lease_seconds?: number | null;
   readonly owner_idle_seconds?: number | null;
+  readonly body_cache_bytes?: number | null;
   readonly sns?: {
     readonly http_retries?: number | null;
     readonly http_min_delay_seconds?: number | null;
@@ -105,6 +111,8 @@ interface SectionSettings extends WireSettings {
 }
 
 const int = (minimum: number, maximum: number) => ({ type: 'integer', minimum, maximum, nullable: true }) as const;
+// 1 GiB: far past what a controller should spend on it (see body-cache.ts).
+const MAX_BODY_CACHE_BYTES = 1024 ** 3;
 const absolute = { type: 'string', format: 'absolute-path', nullable: true } as const;
 
 const SECTION_SCHEMA: JSONSchemaType<SectionSettings> = {
@@ -120,6 +128,7 @@ const SECTION_SCHEMA: JSONSchemaType<SectionSettings> = {
     receipt_key: { type: 'string', nullable: true },
     owner_lease_seconds: int(2, 300),
     owner_idle_seconds: int(0, 86_400),
+    body_cache_bytes: int(0, MAX_BODY_CACHE_BYTES),
     sns: {
       type: 'object',
       additionalProperties: false,
@@ -166,6 +175,7 @@ const checkSection = sectionChecker<SectionSettings>({
     receipt_key: 'must be a string (hex or base64)',
     owner_lease_seconds: range(2, 300),
     owner_idle_seconds: range(0, 86_400),
+    body_cache_bytes: range(0, MAX_BODY_CACHE_BYTES),
     'sns.http_retries': range(0, 100),
     'sns.http_min_delay_seconds': range(0, 3600),
     'sns.http_max_delay_seconds': range(0, 3600),
@@ -207,6 +217,7 @@ export function parseMessagingSettings(raw: unknown): MessagingSettings {
       receiptKey: parseKey(s.receipt_key),
       ownerLeaseMs: (s.owner_lease_seconds ?? ENGINE_DEFAULTS.owner_lease_seconds) * 1000,
       ownerIdleMs: (s.owner_idle_seconds ?? ENGINE_DEFAULTS.owner_idle_seconds) * 1000,
+      bodyCacheBytes: s.body_cache_bytes ?? ENGINE_DEFAULTS.body_cache_bytes,
       sns: {
         httpRetries: sns.http_retries ?? d.http_retries,
         httpMinDelayMs: minDelay * 1000,

@@ -75,7 +75,7 @@ export async function startJetStreamEngines(opts: EngineOptions): Promise<JetStr
   const catalog = new QueueCatalog(store.queues, log.child({ component: 'sqs-catalog' }));
   await catalog.start();
   // Bodies of recent sends, shared by all queues: a receive right after a send reads nothing.
-  const bodies = new BodyCache();
+  const bodies = new BodyCache(settings.bodyCacheBytes);
   // Rebuild reads create consumers with this one: one placed on a server that is down never
   // answers, and the next attempt should not wait 10 s for it.
   const consumerApi = await jetstreamManager(nc, { timeout: 3_000, checkAPI: false });

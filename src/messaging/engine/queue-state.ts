@@ -6,6 +6,8 @@
  *
  * Time is a parameter (`now`), so the rules are tested without clocks.
  */
+import { FreshMessages } from './fresh-messages.js';
+import { Heap, sortedIndex, type HeapEntry } from './visibility-heap.js';
 
 /** What the state knows of one message (the body stays in the stream). */
 export interface MessageMeta {
@@ -20,61 +22,6 @@ export interface MessageMeta {
   version: number;
 }
 
-interface HeapEntry {
-  readonly at: number;
-  readonly seq: number;
-  readonly version: number;
-}
-
-/** A binary min-heap on `at` (then `seq`, for FIFO-like order among equals). */
-class Heap {
-  private readonly items: HeapEntry[] = [];
-  get size(): number {
-    return this.items.length;
-  }
-  peek(): HeapEntry | undefined {
-    return this.items[0];
-  }
-  push(e: HeapEntry): void {
-    const a = this.items;
-    a.push(e);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!less(a[i], a[p])) break;
-      [a[i], a[p]] = [a[p], a[i]];
-      i = p;
-    }
-  }
-  pop(): HeapEntry | undefined {
-    const a = this.items;
-    const top = a[0];
-    const last = a.pop();
-    if (a.length > 0 && last) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && less(a[l], a[m])) m = l;
-        if (r < a.length && less(a[r], a[m])) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m], a[i]];
-        i = m;
-      }
-    }
-    return top;
-  }
-  clear(): void {
-    this.items.length = 0;
-  }
-}
-
-function less(a: HeapEntry, b: HeapEntry): boolean {
-  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
-}
-
 /** Approximate counts as GetQueueAttributes reports them. */
 export interface QueueCounts {
   readonly visible: number;
@@ -82,50 +29,136 @@ export interface QueueCounts {
   readonly delayed: number;
 }
 
-/** One queue's messages and their visibility. */
-export class QueueState {
-  readonly messages = new Map<number, MessageMeta>();
-  private readonly heap = new Heap();
-  /** FIFO only: each group's messages in send (= stream sequence) order. */
-  private readonly groups = new Map<string, number[]>();
+/** Read access to the messages by sequence (what `Map` offered, for the owner and tests). */
+export interface MessageLookup {
+  readonly size: number;
+  has(seq: number): boolean;
+  /**
+   * The message's state: the live object of a message received before (mutated by this class),
+   * else a fresh copy (compare by `seq`, not by identity, until it was received).
+   */
+  get(seq: number): MessageMeta | undefined;
+  /** Every message: the never-received ones in sequence order, then the others. */
+  values(): IterableIterator<MessageMeta>;
+}
 
-  constructor(readonly fifo: boolean) {}
+/**
+ * One queue's messages and their visibility. Messages never received live packed in
+ * `FreshMessages` (see there); a message becomes an object once received (or when it does not
+ * fit there: added out of sequence order, or received before), so objects are bounded by what is
+ * in flight or was received and not deleted. FIFO group names are interned to small ids.
+ */
+export class QueueState {
+  private readonly fresh: FreshMessages;
+  /** Messages held as objects (received, or not packable), by sequence. */
+  private readonly held = new Map<number, MessageMeta>();
+  private readonly heap = new Heap();
+  /** FIFO only: each group's messages in send (= stream sequence) order, by interned group id. */
+  private readonly groups = new Map<number, number[]>();
+  private readonly groupIds = new Map<string, number>();
+  private readonly groupNames: (string | undefined)[] = [];
+  private readonly freeGroupIds: number[] = [];
+  /** Lookup by sequence (see `MessageLookup`). */
+  readonly messages: MessageLookup;
+
+  constructor(readonly fifo: boolean) {
+    this.fresh = new FreshMessages(fifo);
+    const fresh = this.fresh;
+    const held = this.held;
+    this.messages = {
+      get size() {
+        return fresh.size + held.size;
+      },
+      has: (seq) => held.has(seq) || fresh.find(seq) >= 0,
+      get: (seq) => held.get(seq) ?? this.view(fresh.find(seq)),
+      values: () => this.all(),
+    };
+  }
+
+  private *all(): IterableIterator<MessageMeta> {
+    for (let i = 0; i < this.fresh.end; i++) if (this.fresh.alive(i)) yield this.view(i) as MessageMeta;
+    yield* this.held.values();
+  }
+
+  // A never-received message as an object (a copy; its slot stays until it is received or removed).
+  private view(slot: number): MessageMeta | undefined {
+    if (slot < 0) return undefined;
+    const g = this.fresh.groupOf(slot);
+    return {
+      seq: this.fresh.seqAt(slot),
+      sentAt: this.fresh.sentAtOf(slot),
+      ...(g < 0 ? {} : { group: this.groupNames[g] }),
+      visibleAt: this.fresh.visibleAtOf(slot),
+      receiveCount: 0,
+      version: 0,
+    };
+  }
 
   /** Adds a message (send, or rebuild); a known sequence is ignored (a deduplicated send). */
   add(meta: MessageMeta): boolean {
     if (this.messages.has(meta.seq)) return false;
-    this.messages.set(meta.seq, meta);
-    this.heap.push({ at: meta.visibleAt, seq: meta.seq, version: meta.version });
-    if (this.fifo && meta.group !== undefined) {
-      const list = this.groups.get(meta.group) ?? [];
+    const grouped = this.fifo && meta.group !== undefined;
+    const gid = grouped ? this.intern(meta.group) : -1;
+    if (meta.receiveCount === 0 && this.fresh.fits(meta.seq, meta.sentAt, meta.visibleAt)) {
+      this.fresh.append(meta.seq, meta.sentAt, meta.visibleAt, gid);
+    } else {
+      this.held.set(meta.seq, meta);
+      this.heap.push({ at: meta.visibleAt, seq: meta.seq, version: meta.version });
+    }
+    if (grouped) {
+      const list = this.groups.get(gid) ?? [];
       // Sends are serialised per FIFO queue, so this is an append except during a rebuild.
       if (list.length === 0 || list[list.length - 1] < meta.seq) list.push(meta.seq);
       else list.splice(sortedIndex(list, meta.seq), 0, meta.seq);
-      this.groups.set(meta.group, list);
+      this.groups.set(gid, list);
     }
     return true;
   }
 
+  private intern(group: string): number {
+    let id = this.groupIds.get(group);
+    if (id === undefined) {
+      id = this.freeGroupIds.pop() ?? this.groupNames.length;
+      this.groupIds.set(group, id);
+      this.groupNames[id] = group;
+    }
+    return id;
+  }
+
   /** Forgets a message (deleted, moved, expired, purged). */
   remove(seq: number): MessageMeta | undefined {
-    const meta = this.messages.get(seq);
+    let meta = this.held.get(seq);
+    if (meta) this.held.delete(seq);
+    else {
+      const slot = this.fresh.find(seq);
+      meta = this.view(slot);
+      if (slot >= 0) this.fresh.remove(slot);
+    }
     if (!meta) return undefined;
-    this.messages.delete(seq);
-    if (meta.group !== undefined) {
-      const list = this.groups.get(meta.group);
-      if (list) {
-        const i = list[0] === seq ? 0 : list.indexOf(seq);
-        if (i >= 0) list.splice(i, 1);
-        if (list.length === 0) this.groups.delete(meta.group);
+    const gid = meta.group === undefined ? undefined : this.groupIds.get(meta.group);
+    const list = gid === undefined ? undefined : this.groups.get(gid);
+    if (gid !== undefined && list) {
+      const i = list[0] === seq ? 0 : list.indexOf(seq);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) {
+        // The id is free for the next new group: the interned names stay as few as the live groups.
+        this.groups.delete(gid);
+        this.groupIds.delete(meta.group as string);
+        this.groupNames[gid] = undefined;
+        this.freeGroupIds.push(gid);
       }
     }
     return meta;
   }
 
   clear(): void {
-    this.messages.clear();
+    this.fresh.clear();
+    this.held.clear();
     this.heap.clear();
     this.groups.clear();
+    this.groupIds.clear();
+    this.groupNames.length = 0;
+    this.freeGroupIds.length = 0;
   }
 
   /**
@@ -138,21 +171,40 @@ export class QueueState {
     return this.fifo ? this.fifoCandidates(now, max) : this.standardCandidates(now, max);
   }
 
+  // Merges the two heaps (objects, packed slots) in (visibility, sequence) order. What is taken is
+  // put back: the caller's markReceived moves it (its stale entries are skipped later).
   private standardCandidates(now: number, max: number): MessageMeta[] {
     const out: MessageMeta[] = [];
     const keep: HeapEntry[] = [];
+    const keepSlots: number[] = [];
     while (out.length < max) {
-      const top = this.heap.peek();
-      if (!top || top.at > now) break;
-      this.heap.pop();
-      const meta = this.messages.get(top.seq);
-      if (!meta || meta.version !== top.version) continue;
-      out.push(meta);
-      // Not yet received: the caller bumps the version (or leaves it), so keep the entry valid.
-      keep.push(top);
+      const top = this.validTop();
+      const slot = this.fresh.peek();
+      const at = slot >= 0 ? this.fresh.visibleAtOf(slot) : Infinity;
+      if (top && (top.at < at || (top.at === at && top.seq < this.fresh.seqAt(slot)))) {
+        if (top.at > now) break;
+        this.heap.pop();
+        out.push(this.held.get(top.seq) as MessageMeta);
+        keep.push(top);
+      } else {
+        if (slot < 0 || at > now) break;
+        keepSlots.push(this.fresh.pop());
+        out.push(this.view(slot) as MessageMeta);
+      }
     }
     for (const e of keep) this.heap.push(e);
+    for (const s of keepSlots) this.fresh.push(s);
     return out;
+  }
+
+  // The object heap's top after dropping stale entries (of removed or re-timed messages).
+  private validTop(): HeapEntry | undefined {
+    for (;;) {
+      const top = this.heap.peek();
+      if (!top) return undefined;
+      if (this.held.get(top.seq)?.version === top.version) return top;
+      this.heap.pop();
+    }
   }
 
   private fifoCandidates(now: number, max: number): MessageMeta[] {
@@ -172,8 +224,9 @@ export class QueueState {
   // Delivered messages form a prefix of the group (they are taken from the head, in order).
   private groupLocked(list: readonly number[], now: number): boolean {
     for (const seq of list) {
-      const meta = this.messages.get(seq) as MessageMeta;
-      if (meta.receiveCount === 0) return false;
+      const meta = this.held.get(seq);
+      // A packed message was never received.
+      if (!meta || meta.receiveCount === 0) return false;
       if (meta.visibleAt > now) return true;
     }
     return false;
@@ -181,6 +234,14 @@ export class QueueState {
 
   /** Sets a message's visibility (receive, ChangeMessageVisibility, rebuild, rollback). */
   setVisibleAt(meta: MessageMeta, visibleAt: number): void {
+    if (!this.held.has(meta.seq)) {
+      // From a packed slot to an object: `meta` (the caller's copy) becomes the message's state.
+      const slot = this.fresh.find(meta.seq);
+      if (slot >= 0) {
+        this.fresh.remove(slot);
+        this.held.set(meta.seq, meta);
+      }
+    }
     meta.visibleAt = visibleAt;
     meta.version += 1;
     this.heap.push({ at: visibleAt, seq: meta.seq, version: meta.version });
@@ -198,23 +259,20 @@ export class QueueState {
    * the earliest future `visibleAt` (of a delayed or in-flight message); undefined if none.
    */
   nextChangeAt(now: number): number | undefined {
-    for (;;) {
-      const top = this.heap.peek();
-      if (!top) return undefined;
-      const meta = this.messages.get(top.seq);
-      if (!meta || meta.version !== top.version) {
-        this.heap.pop();
-        continue;
-      }
-      if (top.at > now) return top.at;
-      break;
-    }
+    const top = this.validTop();
+    const slot = this.fresh.peek();
+    const earliest = Math.min(top?.at ?? Infinity, slot >= 0 ? this.fresh.visibleAtOf(slot) : Infinity);
+    if (earliest === Infinity) return undefined;
+    if (earliest > now) return earliest;
     // Something is visible already but was not taken (FIFO: its group is locked): scan for the
     // earliest future visibility instead. Rare, and bounded by the queue's size.
-    let next: number | undefined;
-    for (const meta of this.messages.values())
-      if (meta.visibleAt > now && (next === undefined || meta.visibleAt < next)) next = meta.visibleAt;
-    return next;
+    let next = Infinity;
+    for (const meta of this.held.values()) if (meta.visibleAt > now && meta.visibleAt < next) next = meta.visibleAt;
+    for (let i = 0; i < this.fresh.end; i++) {
+      const v = this.fresh.alive(i) ? this.fresh.visibleAtOf(i) : Infinity;
+      if (v > now && v < next) next = v;
+    }
+    return next === Infinity ? undefined : next;
   }
 
   /** Approximate counts: visible, in flight, delayed (never received and not yet visible). */
@@ -222,9 +280,14 @@ export class QueueState {
     let visible = 0;
     let notVisible = 0;
     let delayed = 0;
-    for (const m of this.messages.values()) {
+    for (const m of this.held.values()) {
       if (m.visibleAt <= now) visible += 1;
       else if (m.receiveCount > 0) notVisible += 1;
+      else delayed += 1;
+    }
+    for (let i = 0; i < this.fresh.end; i++) {
+      if (!this.fresh.alive(i)) continue;
+      if (this.fresh.visibleAtOf(i) <= now) visible += 1;
       else delayed += 1;
     }
     return { visible, notVisible, delayed };
@@ -233,18 +296,8 @@ export class QueueState {
   /** Sequences of messages sent before `before` (retention). */
   sentBefore(before: number): number[] {
     const out: number[] = [];
-    for (const m of this.messages.values()) if (m.sentAt < before) out.push(m.seq);
+    for (let i = 0; i < this.fresh.end; i++) if (this.fresh.alive(i) && this.fresh.sentAtOf(i) < before) out.push(this.fresh.seqAt(i));
+    for (const m of this.held.values()) if (m.sentAt < before) out.push(m.seq);
     return out;
   }
-}
-
-function sortedIndex(list: readonly number[], value: number): number {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (list[mid] < value) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

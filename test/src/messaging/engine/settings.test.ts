@@ -12,6 +12,7 @@ test('defaults', () => {
     receiptKey: undefined,
     ownerLeaseMs: 10_000,
     ownerIdleMs: 30_000,
+    bodyCacheBytes: 1_048_576,
     sns: { httpRetries: 3, httpMinDelayMs: 1000, httpMaxDelayMs: 20_000, httpTimeoutMs: 15_000, endpointAllow: [], endpointDeny: [] },
   });
   expect(s.wire.region).toBe('us-east-1');
@@ -19,6 +20,7 @@ test('defaults', () => {
 
 test('keys are checked', () => {
   expect(parseMessagingSettings({ credentials: creds, receipt_key: 'ab'.repeat(16) }).engine.receiptKey?.length).toBe(16);
+  expect(parseMessagingSettings({ credentials: creds, body_cache_bytes: 0 }).engine.bodyCacheBytes).toBe(0);
   const bad: [Record<string, unknown>, RegExp][] = [
     [{ replicas: 2 }, /messaging\.replicas/],
     [{ bogus: 1 }, /messaging\.bogus: unknown key/],
@@ -28,6 +30,7 @@ test('keys are checked', () => {
     [{ owner_lease_seconds: 1 }, /owner_lease_seconds/],
     [{ owner_idle_seconds: -1 }, /owner_idle_seconds: must be an integer between 0 and 86400/],
     [{ owner_idle_seconds: 1.5 }, /owner_idle_seconds/],
+    [{ body_cache_bytes: -1 }, /body_cache_bytes: must be an integer between 0 and/],
     [{ sns: { http_min_delay_seconds: 5, http_max_delay_seconds: 2 } }, /http_max_delay_seconds/],
     [{ sns: { signing_key_file: '/k' } }, /signing_cert_file/],
     [{ sns: { wat: 1 } }, /sns\.wat/],

@@ -1,0 +1,222 @@
+/**
+ * The messages of a queue that were never received, packed in typed arrays: what `QueueState`
+ * holds for most stored messages. An object per message (the meta, a `Map` entry, a heap entry,
+ * boxed timestamps) cost ~220 B of the API's heap per stored message; here a message is 24 B (28 B
+ * on a FIFO queue) plus the arrays' spare capacity, and nothing for the garbage collector to walk.
+ *
+ * A slot holds a message's sequence, send time, delay (its visibility less its send time) and, on
+ * a FIFO queue, its interned message group. Slots are appended in sequence order only (a message
+ * that would break it stays an object in `QueueState`), so a sequence is found by binary search
+ * and slot order is sequence order. Removal marks a slot dead (a flag in its delay); the arrays are
+ * compacted once at least half of their slots are dead, so memory follows the live messages.
+ * Delivery order comes from a min-heap of slot numbers on (visibility, sequence), as the object
+ * heap of in-flight messages, so both merge into one order. Pure and synchronous.
+ */
+
+const MIN_CAPACITY = 16;
+/** Largest delay a slot holds (ms, 24 days): beyond it (never for SQS's 15 minutes) a message stays an object. */
+const MAX_DELAY_MS = 0x7fff_ffff;
+/**
+ * Marks a dead slot in its delay. Its other values stay as they were: the heap still orders it
+ * where it was (until it reaches the top and is dropped), so the heap's invariant holds.
+ */
+const DEAD = 0x8000_0000;
+// Shared by every empty queue (nothing is ever written to a zero-length array): an idle queue costs
+// no arrays of its own.
+const NO_F64 = new Float64Array(0);
+const NO_U32 = new Uint32Array(0);
+const NO_I32 = new Int32Array(0);
+
+/** Never-received messages of one queue (see the module comment). */
+export class FreshMessages {
+  private seqs = NO_F64;
+  private sent = NO_F64;
+  /** Visibility less send time; `DEAD` set: the slot is dead. */
+  private delays = NO_U32;
+  private groupIds?: Int32Array;
+  /** Slot numbers, a min-heap on (visibility, slot); may hold dead slots, dropped when they reach the top. */
+  private heap = NO_I32;
+  private heapLen = 0;
+  private len = 0;
+  private dead = 0;
+
+  /** @param grouped whether slots carry a message group id (FIFO queues). */
+  constructor(private readonly grouped: boolean) {}
+
+  /** Live messages. */
+  get size(): number {
+    return this.len - this.dead;
+  }
+
+  /** Allocated slots (for tests: memory follows the live messages). */
+  get capacity(): number {
+    return this.seqs.length;
+  }
+
+  /** Whether a message with these values can be appended (it comes after every slot, its delay fits). */
+  fits(seq: number, sentAt: number, visibleAt: number): boolean {
+    const delay = visibleAt - sentAt;
+    return (
+      (this.len === 0 || seq > this.seqs[this.len - 1]) &&
+      Number.isFinite(sentAt) &&
+      Number.isInteger(delay) &&
+      delay >= 0 &&
+      delay <= MAX_DELAY_MS
+    );
+  }
+
+  /** Appends a message (check `fits` first); `group` is an interned group id, -1 for none. */
+  append(seq: number, sentAt: number, visibleAt: number, group: number): void {
+    // 1.5x while small, 1.25x past 256 slots: spare capacity is most of the waste of big queues.
+    if (this.len === this.seqs.length) this.resize(Math.max(MIN_CAPACITY, Math.ceil(this.len * (this.len > 256 ? 1.25 : 1.5))));
+    const i = this.len++;
+    this.seqs[i] = seq;
+    this.sent[i] = sentAt;
+    this.delays[i] = visibleAt - sentAt;
+    if (this.groupIds) this.groupIds[i] = group;
+    this.heap[this.heapLen++] = i;
+    this.siftUp(this.heapLen - 1);
+  }
+
+  /** The live slot of `seq`, or -1. */
+  find(seq: number): number {
+    let lo = 0;
+    let hi = this.len;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.seqs[mid] < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < this.len && this.seqs[lo] === seq && this.alive(lo) ? lo : -1;
+  }
+
+  alive(slot: number): boolean {
+    return this.delays[slot] < DEAD;
+  }
+  seqAt(slot: number): number {
+    return this.seqs[slot];
+  }
+  sentAtOf(slot: number): number {
+    return this.sent[slot];
+  }
+  visibleAtOf(slot: number): number {
+    return this.sent[slot] + (this.delays[slot] & MAX_DELAY_MS);
+  }
+  groupOf(slot: number): number {
+    return this.groupIds ? this.groupIds[slot] : -1;
+  }
+
+  /** Slots in use, dead ones included (iterate `0..end` and skip what is not `alive`). */
+  get end(): number {
+    return this.len;
+  }
+
+  /** Removes the message in `slot`. Slot numbers change when this compacts: find them again after. */
+  remove(slot: number): void {
+    if (!this.alive(slot)) return;
+    this.delays[slot] |= DEAD;
+    this.dead += 1;
+    if (this.dead === this.len) this.clear(false);
+    else if (this.dead >= MIN_CAPACITY && this.dead * 2 >= this.len) this.compact();
+  }
+
+  /** Forgets everything; `release` also frees the arrays. */
+  clear(release = true): void {
+    this.len = 0;
+    this.dead = 0;
+    this.heapLen = 0;
+    if (release || this.seqs.length > 4 * MIN_CAPACITY) this.resize(0);
+  }
+
+  /** The earliest live slot by (visibility, sequence), or -1; dead slots on top are dropped. */
+  peek(): number {
+    while (this.heapLen > 0 && !this.alive(this.heap[0])) this.pop();
+    return this.heapLen > 0 ? this.heap[0] : -1;
+  }
+
+  /** Takes the top slot off the heap (put it back with `push`). */
+  pop(): number {
+    const top = this.heap[0];
+    this.heap[0] = this.heap[--this.heapLen];
+    if (this.heapLen > 0) this.siftDown(0);
+    return top;
+  }
+
+  /** Puts a slot taken by `pop` back (no removal or append in between). */
+  push(slot: number): void {
+    this.heap[this.heapLen++] = slot;
+    this.siftUp(this.heapLen - 1);
+  }
+
+  private before(a: number, b: number): boolean {
+    const va = this.visibleAtOf(a);
+    const vb = this.visibleAtOf(b);
+    // Slot order is sequence order.
+    return va < vb || (va === vb && a < b);
+  }
+
+  private siftUp(i: number): void {
+    const h = this.heap;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.before(h[i], h[p])) break;
+      [h[i], h[p]] = [h[p], h[i]];
+      i = p;
+    }
+  }
+
+  private siftDown(i: number): void {
+    const h = this.heap;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < this.heapLen && this.before(h[l], h[m])) m = l;
+      if (r < this.heapLen && this.before(h[r], h[m])) m = r;
+      if (m === i) return;
+      [h[i], h[m]] = [h[m], h[i]];
+      i = m;
+    }
+  }
+
+  // Moves the live slots down (keeping their order) and rebuilds the heap over them: every live
+  // slot is in the heap, so the new heap is all slots, heapified in O(n).
+  private compact(): void {
+    let w = 0;
+    for (let r = 0; r < this.len; r++) {
+      if (!this.alive(r)) continue;
+      this.seqs[w] = this.seqs[r];
+      this.sent[w] = this.sent[r];
+      this.delays[w] = this.delays[r];
+      if (this.groupIds) this.groupIds[w] = this.groupIds[r];
+      w += 1;
+    }
+    this.len = w;
+    this.dead = 0;
+    if (this.seqs.length > 4 * Math.max(w, MIN_CAPACITY)) this.resize(Math.max(MIN_CAPACITY, Math.ceil(w * 1.5)));
+    this.heapLen = w;
+    for (let i = 0; i < w; i++) this.heap[i] = i;
+    for (let i = (w >> 1) - 1; i >= 0; i--) this.siftDown(i);
+  }
+
+  private resize(capacity: number): void {
+    if (capacity === 0) {
+      [this.seqs, this.sent, this.delays, this.heap] = [NO_F64, NO_F64, NO_U32, NO_I32];
+      if (this.grouped) this.groupIds = NO_I32;
+      return;
+    }
+    const n = Math.min(this.len, capacity);
+    const grow = <T extends Float64Array | Uint32Array | Int32Array>(a: T, make: (n: number) => T): T => {
+      const b = make(capacity);
+      b.set(a.subarray(0, n));
+      return b;
+    };
+    this.seqs = grow(this.seqs, (c) => new Float64Array(c));
+    this.sent = grow(this.sent, (c) => new Float64Array(c));
+    this.delays = grow(this.delays, (c) => new Uint32Array(c));
+    if (this.grouped) this.groupIds = grow(this.groupIds ?? NO_I32, (c) => new Int32Array(c));
+    const heap = new Int32Array(capacity);
+    heap.set(this.heap.subarray(0, Math.min(this.heapLen, capacity)));
+    this.heap = heap;
+  }
+}
