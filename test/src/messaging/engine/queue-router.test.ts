@@ -43,9 +43,8 @@ test('an owner past two thirds of its lease answers nothing, even when nobody to
   // the owner answer again; the first receive's message stays in flight, the retry gets nothing.
   const ours = leases.entry;
   expect(ours?.value).toBe(router.nodeId);
-  await (router as unknown as { renew(h: unknown): Promise<void> }).renew(
-    (router as unknown as { held: Map<string, unknown> }).held.get('q1'),
-  );
+  const held = (router as unknown as { leases: { renew(h: unknown): Promise<void>; get(id: string): unknown } }).leases;
+  await held.renew(held.get('q1'));
   expect(await receiving).toEqual([]);
   await router.stop();
 });

@@ -1,0 +1,157 @@
+/**
+ * The router's one timer (not one per queue) and the idle queues it lets go.
+ *
+ * Every third of the lease it renews the leases of all queues held here (those being handed over
+ * too), runs their retention sweeps, lets idle ones go and takes resting ones back when due.
+ *
+ * Idle queues are let go (idle-release.ts): a queue with nothing under way (no long poll waiting
+ * either) and no operation for `owner_idle_seconds` is handed over gracefully (queue-leases.ts) to
+ * nobody, so a controller's steady work is proportional to its active queues, not to all it ever
+ * served. The next request anywhere takes it over again. What it left behind here (its counts)
+ * keeps it in the metrics, until somebody else takes it over (each takeover is announced on
+ * `mammatus.sqs.owned`) or its counts would change by themselves (a message becoming visible or
+ * expiring): then this router takes it back, which also sweeps what expired.
+ */
+import type { KV } from '@nats-io/kv';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Logger } from '../../../core/contracts.js';
+import type { QueueCatalog, QueueRecord } from './catalog.js';
+import { rpcUnpack } from './codec.js';
+import { subjects } from './layout.js';
+import type { QueueOwner } from './queue-owner.js';
+import type { Held, QueueLeases } from './queue-leases.js';
+import { mayRelease, wakeAt, type Resting } from './idle-release.js';
+import { detach } from '../../../core/errors.js';
+
+/** Collaborators of the upkeep. */
+export interface UpkeepDeps {
+  readonly nc: NatsConnection;
+  readonly leases: KV;
+  readonly leaseMs: number;
+  readonly catalog: QueueCatalog;
+  readonly logger: Logger;
+  /** `messaging.owner_idle_seconds` in ms: a queue idle this long is let go; 0: never. */
+  readonly idleMs: number;
+  /** Monotonic milliseconds: idleness and sweep intervals. */
+  readonly now: () => number;
+}
+
+// How often owned queues drop messages past their retention.
+const SWEEP_MS = 10_000;
+
+/** The one timer of a router, and the queues it let go while idle. */
+export class QueueUpkeep {
+  /** Queues let go while idle, by id (see the module comment). */
+  readonly resting = new Map<string, Resting>();
+  private readonly ticker: NodeJS.Timeout;
+  private readonly ownedSub?: Subscription;
+  private quiet = false;
+
+  constructor(
+    private readonly held: QueueLeases,
+    private readonly deps: UpkeepDeps,
+  ) {
+    this.ticker = setInterval(() => this.tick(), Math.max(200, Math.floor(deps.leaseMs / 3)));
+    this.ticker.unref();
+    // Another controller took a queue over: what we kept of it is not ours to report any more.
+    this.ownedSub = deps.nc.subscribe(subjects.owned, {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          const { id, node } = rpcUnpack<{ id: string; node: string }>(msg.data);
+          if (node !== this.held.nodeId) this.resting.delete(id);
+        } catch {
+          // Not an announcement of ours: nothing to forget.
+        }
+      },
+    });
+  }
+
+  /** Queue `name` is now queue `value` (undefined: deleted): a resting queue it replaced is forgotten. */
+  catalogChanged(name: string, value: QueueRecord | undefined): void {
+    for (const [id, r] of this.resting) {
+      if (r.name !== name) continue;
+      if (value?.id !== id) this.resting.delete(id);
+      else r.retentionMs = Number(value.attributes.MessageRetentionPeriod) * 1000;
+    }
+  }
+
+  /**
+   * The one timer of the router: renews every lease held (draining ones too), lets idle queues
+   * go, sweeps retention, and takes back resting queues whose counts are due to change.
+   */
+  private tick(): void {
+    this.held.renewDraining();
+    if (this.quiet) return;
+    const now = this.deps.now();
+    for (const h of this.held.all()) {
+      if (h.dropped) continue;
+      if (h.loaded && this.idleRelease(h, now)) continue;
+      this.held.renewSoon(h);
+      if (h.loaded && now - h.sweptAt >= SWEEP_MS) {
+        h.sweptAt = now;
+        detach(h.loaded.sweep(), (err) => this.deps.logger.warn({ err, queue: h.record.name }, 'retention sweep failed'));
+      }
+    }
+    const wall = Date.now();
+    for (const [id, r] of this.resting) {
+      const at = wakeAt(r);
+      if (at !== undefined && at <= wall)
+        detach(this.wake(id, r), (err) => this.deps.logger.warn({ err, queue: r.name }, 'taking a resting queue back failed'));
+    }
+  }
+
+  // Lets `h` go if it is idle (idle-release.ts), keeping its counts; true if it did.
+  private idleRelease(h: Held, now: number): boolean {
+    const owner = h.loaded as QueueOwner;
+    const idleMs = this.deps.idleMs;
+    if (idleMs <= 0 || h.busy > 0 || now - h.usedAt < idleMs || !this.held.valid(h)) return false;
+    const view = owner.restView();
+    const wall = Date.now();
+    const changesAt = wakeAt(view);
+    const release = mayRelease({
+      busy: h.busy,
+      idleForMs: now - h.usedAt,
+      idleMs,
+      changesInMs: changesAt === undefined ? undefined : changesAt - wall,
+      pinned: view.pinned,
+    });
+    if (!release) return false;
+    this.resting.set(h.record.id, {
+      name: h.record.name,
+      counts: view.counts,
+      visibleChangeAt: view.visibleChangeAt,
+      oldestSentAt: view.oldestSentAt,
+      retentionMs: view.retentionMs,
+    });
+    this.deps.logger.debug({ queue: h.record.name, node: this.held.nodeId }, 'queue idle: let go');
+    this.held.dropSoon(h);
+    return true;
+  }
+
+  // Takes a resting queue back (its counts are due to change); somebody else owning it ends our interest.
+  private async wake(id: string, r: Resting): Promise<void> {
+    if (this.held.busyWith(id)) return;
+    const record = await this.deps.catalog.get(r.name);
+    if (record?.id !== id) return void this.resting.delete(id);
+    const lease = await this.deps.leases.get(id);
+    if (lease?.operation === 'PUT' && lease.string() !== this.held.nodeId) return void this.resting.delete(id);
+    if (lease?.operation === 'PUT') return;
+    if (!(await this.held.acquire(record))) this.resting.delete(id);
+  }
+
+  /**
+   * Stops letting go, sweeping and taking back, and forgets the resting queues; renewals of the
+   * queues being handed over go on until {@link stop}.
+   */
+  quiesce(): void {
+    this.quiet = true;
+    this.ownedSub?.unsubscribe();
+    this.resting.clear();
+  }
+
+  /** Stops the timer (once no lease is left to renew). */
+  stop(): void {
+    clearInterval(this.ticker);
+  }
+}
