@@ -60,6 +60,12 @@ export class QueueOwner {
   private sendChain: Promise<unknown> = Promise.resolve();
   private readonly attempts = new Map<string, { at: number; messages: readonly ReceivedMessage[] }>();
   private lastPurge = 0;
+  /**
+   * Until when this owner's memory may be ahead of JetStream: a receive whose state record may
+   * have been stored failed and made its messages visible again in memory only. A rebuild
+   * elsewhere before then would hide them for their visibility timeout, so the queue stays here.
+   */
+  private aheadOfLogUntil = 0;
   /** This owner's term markers (set by `start`, renewed by each purge). */
   private term: Term = { messageSeq: 0, stateSeq: 0 };
   private active = true;
@@ -304,6 +310,7 @@ export class QueueOwner {
     } catch (err) {
       // Nothing was answered: make the messages available again (the receive count stays, as on AWS).
       for (const m of taking) if (this.state.messages.get(m.seq) === m) this.state.setVisibleAt(m, now);
+      if (taking.length > 0) this.aheadOfLogUntil = Math.max(this.aheadOfLogUntil, now + visibilityMs);
       this.wake();
       throw err;
     }
@@ -495,13 +502,13 @@ export class QueueOwner {
    * themselves (wall clock); the retention; and whether state that lives only in this owner's
    * memory still matters, so the queue must stay here: an operation or sweep under way, a FIFO
    * receive attempt that may still be retried (ReceiveRequestAttemptId, 5 min), a purge's 60 s
-   * block of the next purge.
+   * block of the next purge, a failed receive rolled back in memory only (`aheadOfLogUntil`).
    */
   restView(): { counts: QueueCounts; visibleChangeAt?: number; oldestSentAt?: number; retentionMs: number; pinned: boolean } {
     const now = this.now();
     let oldestSentAt: number | undefined;
     for (const m of this.state.messages.values()) if (oldestSentAt === undefined || m.sentAt < oldestSentAt) oldestSentAt = m.sentAt;
-    let pinned = this.running.size > 0 || now - this.lastPurge < PURGE_BLOCK_MS;
+    let pinned = this.running.size > 0 || now - this.lastPurge < PURGE_BLOCK_MS || now < this.aheadOfLogUntil;
     for (const a of this.attempts.values()) if (now - a.at <= ATTEMPT_ID_MS) pinned = true;
     return {
       counts: this.state.counts(now),
