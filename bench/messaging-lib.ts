@@ -10,6 +10,7 @@ import path from 'node:path';
 import { startNatsServer, type NatsServer } from '../scripts/lib/nats-server.js';
 import { freePort } from '../scripts/lib/ports.js';
 import { BUNDLE, clkTck, cpuTicks, ROOT, stopChild, type Cleanup } from './lib.js';
+import { ENGINE_DEFAULTS, messagingNodeFlags } from '../src/messaging/settings.js';
 
 const num = (name: string, dflt: number) => {
   const v = Number(process.env[name] ?? dflt);
@@ -93,6 +94,8 @@ export async function startApi(dir: string, nats: NatsServer, cleanup: Cleanup):
   );
   const listen = `127.0.0.1:${await freePort()}`;
   const args = [
+    // As the agent runs it (src/messaging/hosted.ts); BENCH_MSG_NODE_ARGS comes later and wins.
+    ...messagingNodeFlags(ENGINE_DEFAULTS.heap_mb),
     ...K.nodeArgs,
     K.bundle,
     ...(K.auth ? ['--credentials', nats.credentialsFile] : []),

@@ -269,7 +269,7 @@ export function exportChildMetrics(name: string, child: ChildService, timeoutMs 
   return addTextSource(name, () => child.metrics(timeoutMs));
 }
 
-/** `mammatus service run <name>`. */
-export function serviceArgv(mammatus: Argv, name: string): Argv {
-  return [mammatus[0], [...mammatus[1], 'service', 'run', name]];
+/** `mammatus service run <name>`; `nodeFlags` go before the program (`mammatus[0]` is node). */
+export function serviceArgv(mammatus: Argv, name: string, nodeFlags: readonly string[] = []): Argv {
+  return [mammatus[0], [...nodeFlags, ...mammatus[1], 'service', 'run', name]];
 }

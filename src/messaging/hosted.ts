@@ -87,9 +87,9 @@ function messagingChild(section: () => unknown, w: ChildWiring): HostedService {
     async start(ctx) {
       const raw = section();
       if (!wantedOrSaySo(raw, ctx.log)) return;
-      const { parseMessagingSettings } = await import('./settings.js');
+      const { parseMessagingSettings, messagingNodeFlags } = await import('./settings.js');
       // Checked here, so a bad config fails the start before anything is spawned.
-      const { sns } = parseMessagingSettings(raw).engine;
+      const { sns, heapMb } = parseMessagingSettings(raw).engine;
       const signing =
         sns.signingKeyFile && sns.signingCertFile
           ? { key: await readFile(sns.signingKeyFile, 'utf8'), cert: await readFile(sns.signingCertFile, 'utf8') }
@@ -104,7 +104,13 @@ function messagingChild(section: () => unknown, w: ChildWiring): HostedService {
         ...(signing ? { signing } : {}),
       };
       const spawn = await w.spawn();
-      child = new ChildService({ spawn, log: ctx.log, name: 'messaging', argv: serviceArgv(w.mammatus, 'messaging'), user: w.user() });
+      child = new ChildService({
+        spawn,
+        log: ctx.log,
+        name: 'messaging',
+        argv: serviceArgv(w.mammatus, 'messaging', messagingNodeFlags(heapMb)),
+        user: w.user(),
+      });
       // The NATS root read at each (re)start: a child started before the first certificate gets it at its next start.
       await child.start(() => ({ ...init, ...natsCaField(), ...nodeTlsField() }));
       // A renewal may bring a new root (the first certificate, a root rotation): the child takes it at once.

@@ -12,6 +12,7 @@
  *   owner_lease_seconds: 10            # queue ownership lease (failover time of a dead controller)
  *   owner_idle_seconds: 30             # an owner lets a queue idle this long go (0: never)
  *   body_cache_bytes: 1048576          # bodies of recent sends kept for the receive that follows (0: none)
+ *   heap_mb: 128                       # V8 old-space limit of the API's process (0: node's default)
  *   sns:
  *     # The default delivery policy of http(s) subscriptions; a topic's or subscription's
  *     # DeliveryPolicy overrides it field by field (delivery-policy.ts).
@@ -66,6 +67,8 @@ export interface EngineSettings {
   readonly ownerIdleMs: number;
   /** Bound of the process's cache of recently sent bodies (`body-cache.ts`); 0: no cache. */
   readonly bodyCacheBytes: number;
+  /** V8 old-space limit of the API's child process in MiB (0: node's default); `messagingNodeFlags`. */
+  readonly heapMb: number;
   readonly sns: SnsSettings;
 }
 
@@ -83,6 +86,7 @@ export const ENGINE_DEFAULTS = {
   owner_lease_seconds: 10,
   owner_idle_seconds: 30,
   body_cache_bytes: BODY_CACHE_BYTES,
+  heap_mb: 128,
   sns: { http_retries: 3, http_min_delay_seconds: 1, http_max_delay_seconds: 20, http_timeout_seconds: 15 },
 } as const;
 
@@ -98,6 +102,7 @@ interface SectionSettings extends WireSettings {
   readonly owner_lease_seconds?: number | null;
   readonly owner_idle_seconds?: number | null;
   readonly body_cache_bytes?: number | null;
+  readonly heap_mb?: number | null;
   readonly sns?: {
     readonly http_retries?: number | null;
     readonly http_min_delay_seconds?: number | null;
@@ -129,6 +134,7 @@ const SECTION_SCHEMA: JSONSchemaType<SectionSettings> = {
     owner_lease_seconds: int(2, 300),
     owner_idle_seconds: int(0, 86_400),
     body_cache_bytes: int(0, MAX_BODY_CACHE_BYTES),
+    heap_mb: int(0, 65_536),
     sns: {
       type: 'object',
       additionalProperties: false,
@@ -165,6 +171,7 @@ const FORMATS: Readonly<Record<string, Format>> = {
 };
 
 const range = (min: number, max: number) => `must be an integer between ${min} and ${max}`;
+const HEAP_HINT = "must be 0 (node's default) or an integer between 64 and 65536";
 const checkSection = sectionChecker<SectionSettings>({
   name: 'messaging',
   at: AT,
@@ -176,12 +183,20 @@ const checkSection = sectionChecker<SectionSettings>({
     owner_lease_seconds: range(2, 300),
     owner_idle_seconds: range(0, 86_400),
     body_cache_bytes: range(0, MAX_BODY_CACHE_BYTES),
+    heap_mb: HEAP_HINT,
     'sns.http_retries': range(0, 100),
     'sns.http_min_delay_seconds': range(0, 3600),
     'sns.http_max_delay_seconds': range(0, 3600),
     'sns.http_timeout_seconds': range(1, 60),
   },
 });
+
+// Below 64 MiB the API cannot hold its own code and a busy controller's state.
+function heapMb(raw: number | null | undefined): number {
+  const mb = raw ?? ENGINE_DEFAULTS.heap_mb;
+  if (mb !== 0 && mb < 64) invalid(AT, 'heap_mb', HEAP_HINT);
+  return mb;
+}
 
 /** Decodes a key given as hex (even length) or base64; never echoes the value in errors. */
 function parseKey(raw: string | null | undefined): Buffer | undefined {
@@ -218,6 +233,7 @@ export function parseMessagingSettings(raw: unknown): MessagingSettings {
       ownerLeaseMs: (s.owner_lease_seconds ?? ENGINE_DEFAULTS.owner_lease_seconds) * 1000,
       ownerIdleMs: (s.owner_idle_seconds ?? ENGINE_DEFAULTS.owner_idle_seconds) * 1000,
       bodyCacheBytes: s.body_cache_bytes ?? ENGINE_DEFAULTS.body_cache_bytes,
+      heapMb: heapMb(s.heap_mb),
       sns: {
         httpRetries: sns.http_retries ?? d.http_retries,
         httpMinDelayMs: minDelay * 1000,
@@ -230,4 +246,15 @@ export function parseMessagingSettings(raw: unknown): MessagingSettings {
       },
     },
   };
+}
+
+/**
+ * The node flags the API's child process runs with. Its live heap is small (the state of a million
+ * stored messages is ~30 MiB, bodies stay in JetStream), but V8 sizes its heap to the limit and
+ * keeps what it grew: without a limit a fill of 1,000,000 messages left 235 MB resident for 54 MiB
+ * live (docs/benchmarks.md §19). A 1 MiB young generation and an old-space limit keep it near
+ * what is live, at some CPU per message.
+ */
+export function messagingNodeFlags(heapMb: number): string[] {
+  return ['--max-semi-space-size=1', ...(heapMb > 0 ? [`--max-old-space-size=${heapMb}`] : [])];
 }

@@ -1,5 +1,6 @@
 import { expect, test } from 'vitest';
-import { parseMessagingSettings } from '../../../../src/messaging/settings.js';
+import { messagingNodeFlags, parseMessagingSettings } from '../../../../src/messaging/settings.js';
+import { serviceArgv } from '../../../../core/child-service.js';
 
 const creds = [{ access_key_id: 'AKIDONE', secret_access_key: 'secret-one' }];
 
@@ -13,6 +14,7 @@ test('defaults', () => {
     ownerLeaseMs: 10_000,
     ownerIdleMs: 30_000,
     bodyCacheBytes: 1_048_576,
+    heapMb: 128,
     sns: { httpRetries: 3, httpMinDelayMs: 1000, httpMaxDelayMs: 20_000, httpTimeoutMs: 15_000, endpointAllow: [], endpointDeny: [] },
   });
   expect(s.wire.region).toBe('us-east-1');
@@ -31,6 +33,8 @@ test('keys are checked', () => {
     [{ owner_idle_seconds: -1 }, /owner_idle_seconds: must be an integer between 0 and 86400/],
     [{ owner_idle_seconds: 1.5 }, /owner_idle_seconds/],
     [{ body_cache_bytes: -1 }, /body_cache_bytes: must be an integer between 0 and/],
+    [{ heap_mb: 32 }, /heap_mb: must be 0 \(node's default\) or an integer between 64 and 65536/],
+    [{ heap_mb: 70_000 }, /heap_mb/],
     [{ sns: { http_min_delay_seconds: 5, http_max_delay_seconds: 2 } }, /http_max_delay_seconds/],
     [{ sns: { signing_key_file: '/k' } }, /signing_cert_file/],
     [{ sns: { wat: 1 } }, /sns\.wat/],
@@ -54,4 +58,15 @@ test('http_listen: a second, plain listener only when configured', () => {
   expect(parseMessagingSettings({ credentials: creds }).engine.httpListen).toBeUndefined();
   expect(parseMessagingSettings({ credentials: creds, http_listen: '127.0.0.1:9325' }).engine.httpListen).toBe('127.0.0.1:9325');
   expect(() => parseMessagingSettings({ credentials: creds, http_listen: 'nope' })).toThrow(/messaging\.http_listen/);
+});
+
+test('heap_mb: the API child runs with a small young generation and the old-space limit; 0 leaves node its default', () => {
+  expect(parseMessagingSettings({ credentials: creds, heap_mb: 0 }).engine.heapMb).toBe(0);
+  expect(messagingNodeFlags(128)).toEqual(['--max-semi-space-size=1', '--max-old-space-size=128']);
+  expect(messagingNodeFlags(0)).toEqual(['--max-semi-space-size=1']);
+  // Node flags go before the program, or node would hand them to mammatus as arguments.
+  expect(serviceArgv(['/usr/bin/node', ['/usr/lib/mammatus/mammatus.mjs']], 'messaging', messagingNodeFlags(256))).toEqual([
+    '/usr/bin/node',
+    ['--max-semi-space-size=1', '--max-old-space-size=256', '/usr/lib/mammatus/mammatus.mjs', 'service', 'run', 'messaging'],
+  ]);
 });
