@@ -13,7 +13,7 @@
  * so the key cannot have expired yet). Otherwise (paused, stalled event loop, cut off from NATS)
  * the answer is dropped and the operation goes to whoever owns the queue now: a new owner may
  * already have rebuilt without those writes. A graceful handover (stop, deleted queue, idle)
- * stops taking operations, waits (at most `DRAIN_MS`, renewing meanwhile) for those under way to
+ * stops taking operations (a request already routed here is answered "not owner"), waits (at most `DRAIN_MS`, renewing meanwhile) for those under way to
  * finish their writes, and only then deletes the lease, so the next owner's rebuild sees them; a
  * request arriving here meanwhile waits for the handover to end instead of taking the lease back.
  */
@@ -240,7 +240,10 @@ export class QueueLeases {
   private drop(h: Held, release: boolean): Promise<void> {
     if (h.dropped) return Promise.resolve();
     h.dropped = true;
-    h.sub?.unsubscribe();
+    // Drained, not unsubscribed: a request NATS already routed here is still answered (`notOwner`
+    // now, so its sender asks the next owner at once instead of waiting for its timeout).
+    const sub = h.sub;
+    if (sub) detach((async () => sub.drain())(), () => sub.unsubscribe());
     for (const c of h.cancels.values()) c.abort();
     if (this.held.get(h.record.id) === h) this.held.delete(h.record.id);
     const done = this.handOver(h, release).finally(() => {

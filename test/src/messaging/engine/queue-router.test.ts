@@ -4,6 +4,7 @@
  * handover waits for the writes under way before it hands the lease back.
  */
 import { afterEach, expect, test, vi } from 'vitest';
+import { subjects } from '../../../../src/messaging/engine/layout.js';
 import { append, ctx, Gate, receive, setup } from './router-fakes.js';
 
 afterEach(() => void vi.useRealTimers());
@@ -82,4 +83,12 @@ test('a graceful stop waits for an in-flight receive to store its state record b
   await stopping;
   expect(events).toEqual(['state record stored', 'lease released']);
   expect(leases.entry).toBeUndefined();
+});
+
+test('a request already routed to an owner that hands the queue over is answered "not owner", not dropped', async () => {
+  const { router, route } = setup(60_000);
+  await router.run('q', { op: 'counts' }, ctx);
+  const reply = route(subjects.rpc('q1'), { op: 'counts', ctx: {} });
+  await router.stop();
+  expect(await reply).toEqual({ notOwner: true });
 });

@@ -145,11 +145,26 @@ export function setup(leaseMs: number, idleMs = 0) {
   const forwarded: string[] = [];
   let clock = 1_000;
   const published: string[] = [];
-  const subscribed = new Map<string, (err: unknown, msg: { data: Uint8Array }) => void>();
+  type Callback = (err: unknown, msg: { data: Uint8Array; respond?: (d: Uint8Array) => boolean }) => void;
+  const subscribed = new Map<string, Callback>();
+  // Requests NATS routed to a subscription that its callback has not seen yet.
+  const pending = new Map<string, { data: Uint8Array; respond: (d: Uint8Array) => boolean }[]>();
   const nc = {
-    subscribe: (subject: string, opts: { callback: (err: unknown, msg: { data: Uint8Array }) => void }) => {
+    subscribe: (subject: string, opts: { callback: Callback }) => {
       subscribed.set(subject, opts.callback);
-      return { unsubscribe: () => void subscribed.delete(subject) };
+      const close = () => {
+        pending.delete(subject);
+        if (subscribed.get(subject) === opts.callback) subscribed.delete(subject);
+      };
+      return {
+        // Whatever was routed here but not yet handled is lost.
+        unsubscribe: close,
+        // Whatever was routed here is handled first.
+        drain: async () => {
+          for (const m of pending.get(subject) ?? []) opts.callback(null, m);
+          close();
+        },
+      };
     },
     publish: (subject: string) => void published.push(subject),
     request: async (_subject: string, data: Uint8Array) => {
@@ -186,6 +201,13 @@ export function setup(leaseMs: number, idleMs = 0) {
     forwarded,
     published,
     announce: (subject: string, value: unknown) => subscribed.get(subject)?.(null, { data: rpcPack(value) }),
+    /** A request NATS routed to the subscriber of `subject` (not handled yet); its reply, if any. */
+    route: (subject: string, value: unknown) =>
+      new Promise<unknown>((resolve) => {
+        const list = pending.get(subject) ?? [];
+        list.push({ data: rpcPack(value), respond: (d) => (resolve(rpcUnpack(d)), true) });
+        pending.set(subject, list);
+      }),
     advance: (ms: number) => void (clock += ms),
   };
 }
