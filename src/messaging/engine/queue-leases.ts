@@ -75,6 +75,8 @@ export class QueueLeases {
   /** Handed over, still draining: renewed until the lease is deleted. */
   private readonly draining = new Map<string, { h: Held; done: Promise<void> }>();
   private readonly acquiring = new Map<string, Promise<boolean>>();
+  /** Handing everything back: a takeover ending now gives its lease back at once. */
+  private stopped = false;
 
   constructor(private readonly deps: LeaseDeps) {}
 
@@ -134,6 +136,7 @@ export class QueueLeases {
   acquire(record: QueueRecord, ourRevision?: number): Promise<boolean> {
     const pending = this.acquiring.get(record.id);
     if (pending) return pending;
+    if (this.stopped) return Promise.resolve(false);
     const p = this.tryAcquire(record, ourRevision).finally(() => this.acquiring.delete(record.id));
     this.acquiring.set(record.id, p);
     return p;
@@ -149,6 +152,11 @@ export class QueueLeases {
           ? await this.deps.leases.update(record.id, this.nodeId, ourRevision)
           : await this.deps.leases.create(record.id, this.nodeId);
     } catch {
+      return false;
+    }
+    if (this.stopped) {
+      // Taken after releaseAll listed the queues: nobody would hand it back (or stop answering).
+      await this.deps.leases.delete(record.id, { previousSeq: revision }).catch(() => undefined);
       return false;
     }
     const h: Held = {
@@ -277,6 +285,8 @@ export class QueueLeases {
 
   /** Hands every lease back and waits for the drains to end (the timer must go on renewing meanwhile). */
   async releaseAll(): Promise<void> {
+    this.stopped = true;
+    await Promise.all([...this.acquiring.values()]);
     await Promise.all([...this.held.values()].map((h) => this.drop(h, true)));
     await Promise.all([...this.draining.values()].map((d) => d.done));
   }

@@ -92,3 +92,18 @@ test('a request already routed to an owner that hands the queue over is answered
   await router.stop();
   expect(await reply).toEqual({ notOwner: true });
 });
+
+test('a takeover that ends after stop() listed the queues gives its lease back at once', async () => {
+  const { router, leases, subscribers } = setup(60_000);
+  const gate = (leases.gates.create = new Gate());
+  const running = router.run('q', { op: 'counts' }, ctx).catch((err: Error) => err.message);
+  await gate.arrived;
+  const stopping = router.stop();
+  gate.release();
+  await stopping;
+  expect(await running).toBe('messaging engine stopped');
+  expect(leases.entry).toBeUndefined();
+  expect(router.owned).toBe(0);
+  // Nothing here answers for the queue any more.
+  expect(subscribers()).not.toContain(subjects.rpc('q1'));
+});

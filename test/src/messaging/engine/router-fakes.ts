@@ -85,9 +85,14 @@ export class FakeLog {
 /** The lease bucket, one key: create, revision-checked update, delete by revision. */
 export class FakeLeases {
   entry?: { value: string; revision: number };
+  /** `create` waits for this gate before it lands. */
+  gates: Partial<Record<'create', Gate>> = {};
   private revision = 0;
   constructor(private readonly events: string[]) {}
   async create(_key: string, value: string) {
+    const gate = this.gates.create;
+    gate?.reached?.();
+    await gate?.closed;
     if (this.entry) throw new Error('wrong last sequence');
     this.entry = { value, revision: ++this.revision };
     return this.revision;
@@ -201,6 +206,8 @@ export function setup(leaseMs: number, idleMs = 0) {
     forwarded,
     published,
     announce: (subject: string, value: unknown) => subscribed.get(subject)?.(null, { data: rpcPack(value) }),
+    /** The subjects subscribed to now. */
+    subscribers: () => [...subscribed.keys()],
     /** A request NATS routed to the subscriber of `subject` (not handled yet); its reply, if any. */
     route: (subject: string, value: unknown) =>
       new Promise<unknown>((resolve) => {
