@@ -3,51 +3,33 @@
  *
  * Ownership is a lease in the `mammatus_sqs_owners` KV bucket, whose TTL is the lease length: the
  * first controller to `create` the queue's key owns it and renews it with a revision-checked
- * `update` every third of the TTL (sent by the router's one timer, queue-upkeep.ts); if it dies,
- * the key expires and the next request anywhere takes the queue over (and rebuilds it from
- * JetStream). JetStream settles every race; we run no consensus of our own.
+ * `update` every third of the TTL (sent by the router's one timer, queue-upkeep.ts; one at a
+ * time); if it dies, the key expires and the next request anywhere takes the queue over (and
+ * rebuilds it from JetStream). JetStream settles every race; we run no consensus of our own.
  *
  * Fencing: an owner answers an operation only if, once the operation's writes are done, it still
  * holds the lease by its own reckoning: not found lost by a renewal, and renewed successfully less
  * than two thirds of the TTL ago (measured on the monotonic clock from when that renewal was sent,
  * so the key cannot have expired yet). Otherwise (paused, stalled event loop, cut off from NATS)
  * the answer is dropped and the operation goes to whoever owns the queue now: a new owner may
- * already have rebuilt without those writes. A graceful handover (stop, deleted queue, idle)
- * stops taking operations (a request already routed here is answered "not owner"), waits (at most `DRAIN_MS`, renewing meanwhile) for those under way to
- * finish their writes, and only then deletes the lease, so the next owner's rebuild sees them; a
+ * already have rebuilt without those writes. A graceful handover (stop, deleted queue, idle) stops
+ * taking operations (a request already routed here is answered "not owner"), waits (at most
+ * `DRAIN_MS`, renewing meanwhile) for those under way to finish their writes, and only then
+ * deletes the lease (after any renewal still under way), so the next owner's rebuild sees them; a
  * request arriving here meanwhile waits for the handover to end instead of taking the lease back.
  */
 import { randomUUID } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../../core/contracts.js';
 import type { QueueRecord } from './catalog.js';
 import { rpcPack } from './codec.js';
 import { subjects } from './layout.js';
 import type { QueueOwner } from './queue-owner.js';
 import { detach } from '../../../core/errors.js';
+import type { Held } from './held.js';
 
-/** A queue whose lease this controller holds (or held, until it is dropped). */
-export interface Held {
-  readonly record: QueueRecord;
-  readonly owner: Promise<QueueOwner>;
-  /** The owner once it has loaded (metrics read its counts without waiting). */
-  loaded?: QueueOwner;
-  revision: number;
-  renewedAt: number;
-  /** Operations under way through this router (counted before they wait for the owner). */
-  busy: number;
-  /** When the last operation ended, or the queue was taken over. */
-  usedAt: number;
-  sweptAt: number;
-  sub?: Subscription;
-  /** Forwarded receives under way, by the id their sender cancels them with. */
-  readonly cancels: Map<string, AbortController>;
-  /** Takes no more operations (handed over or lost). */
-  dropped: boolean;
-  /** The lease was found taken or gone, or is being handed back: nothing more is answered. */
-  lost: boolean;
-}
+export type { Held } from './held.js';
 
 /** Collaborators of the leases. */
 export interface LeaseDeps {
@@ -204,7 +186,10 @@ export class QueueLeases {
 
   /** Renews `h`'s lease without waiting; a failure is logged. */
   renewSoon(h: Held): void {
-    detach(this.renew(h), (err) => this.deps.logger.warn({ err, queue: h.record.name }, 'lease renewal failed'));
+    if (h.renewing) return;
+    h.renewing = this.renew(h)
+      .catch((err: unknown) => this.deps.logger.warn({ err, queue: h.record.name }, 'lease renewal failed'))
+      .finally(() => (h.renewing = undefined));
   }
 
   // Also runs while a handover drains (the lease must stay ours until the writes are done).
@@ -280,7 +265,19 @@ export class QueueLeases {
     const wasLost = h.lost;
     // From here on somebody else may own the queue: a late outcome is not answered.
     h.lost = true;
-    if (release && !wasLost) await this.deps.leases.delete(h.record.id, { previousSeq: h.revision }).catch(() => undefined);
+    if (release && !wasLost) await this.deleteLease(h);
+  }
+
+  // A renewal sent before the handover may land after it (a newer revision): wait for it; and
+  // should the delete still fail, delete whatever revision still names us.
+  private async deleteLease(h: Held): Promise<void> {
+    await h.renewing;
+    const id = h.record.id;
+    const kv = this.deps.leases;
+    await kv.delete(id, { previousSeq: h.revision }).catch(async () => {
+      const current = await kv.get(id).catch(() => null);
+      if (current?.operation === 'PUT' && current.string() === this.nodeId) await kv.delete(id, { previousSeq: current.revision });
+    });
   }
 
   /** Hands every lease back and waits for the drains to end (the timer must go on renewing meanwhile). */

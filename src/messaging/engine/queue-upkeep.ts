@@ -45,6 +45,8 @@ export class QueueUpkeep {
   readonly resting = new Map<string, Resting>();
   private readonly ticker: NodeJS.Timeout;
   private readonly ownedSub?: Subscription;
+  /** Resting queues being taken back (one attempt at a time each). */
+  private readonly waking = new Set<string>();
   private quiet = false;
 
   constructor(
@@ -96,8 +98,12 @@ export class QueueUpkeep {
     const wall = Date.now();
     for (const [id, r] of this.resting) {
       const at = wakeAt(r);
-      if (at !== undefined && at <= wall)
-        detach(this.wake(id, r), (err) => this.deps.logger.warn({ err, queue: r.name }, 'taking a resting queue back failed'));
+      if (at === undefined || at > wall || this.waking.has(id)) continue;
+      this.waking.add(id);
+      detach(
+        this.wake(id, r).finally(() => this.waking.delete(id)),
+        (err) => this.deps.logger.warn({ err, queue: r.name }, 'taking a resting queue back failed'),
+      );
     }
   }
 

@@ -107,3 +107,20 @@ test('a takeover that ends after stop() listed the queues gives its lease back a
   // Nothing here answers for the queue any more.
   expect(subscribers()).not.toContain(subjects.rpc('q1'));
 });
+
+test('a slow renewal is not stacked up, and a handover deletes the lease at the revision it landed with', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+  const { router, leases } = setup(600);
+  await router.run('q', { op: 'counts' }, ctx);
+  // A renewal lands (revision 2) but its answer is slow to come back.
+  const gate = (leases.gates.update = new Gate());
+  await vi.advanceTimersByTimeAsync(200);
+  await gate.arrived;
+  await vi.advanceTimersByTimeAsync(1000);
+  expect(leases.updates).toBe(1);
+  const stopping = router.stop();
+  await vi.advanceTimersByTimeAsync(1000);
+  gate.release();
+  await stopping;
+  expect(leases.entry).toBeUndefined();
+});

@@ -85,8 +85,10 @@ export class FakeLog {
 /** The lease bucket, one key: create, revision-checked update, delete by revision. */
 export class FakeLeases {
   entry?: { value: string; revision: number };
-  /** `create` waits for this gate before it lands. */
-  gates: Partial<Record<'create', Gate>> = {};
+  /** `create` waits for its gate before it lands; `update` lands, then its answer waits. */
+  gates: Partial<Record<'create' | 'update', Gate>> = {};
+  /** How many updates (renewals) were sent. */
+  updates = 0;
   private revision = 0;
   constructor(private readonly events: string[]) {}
   async create(_key: string, value: string) {
@@ -98,9 +100,13 @@ export class FakeLeases {
     return this.revision;
   }
   async update(_key: string, value: string, previous: number) {
+    this.updates += 1;
     if (this.entry?.revision !== previous) throw new Error('wrong last sequence');
-    this.entry = { value, revision: ++this.revision };
-    return this.revision;
+    const revision = ++this.revision;
+    this.entry = { value, revision };
+    this.gates.update?.reached?.();
+    await this.gates.update?.closed;
+    return revision;
   }
   async get() {
     const e = this.entry;
