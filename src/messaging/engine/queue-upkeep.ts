@@ -9,8 +9,10 @@
  * nobody, so a controller's steady work is proportional to its active queues, not to all it ever
  * served. The next request anywhere takes it over again. What it left behind here (its counts)
  * keeps it in the metrics, until somebody else takes it over (each takeover is announced on
- * `mammatus.sqs.owned`) or its counts would change by themselves (a message becoming visible or
- * expiring): then this router takes it back, which also sweeps what expired.
+ * `mammatus.sqs.owned`; an announcement missed is caught by looking the leases of resting queues
+ * up every `RESTING_CHECK_MS` and after a reconnect, which also forgets deleted queues) or its
+ * counts would change by themselves (a message becoming visible or expiring): then this router
+ * takes it back, which also sweeps what expired.
  */
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -38,6 +40,9 @@ export interface UpkeepDeps {
 
 // How often owned queues drop messages past their retention.
 const SWEEP_MS = 10_000;
+// How often (and after a reconnect) resting queues are looked up in the leases and the catalog: a
+// takeover announcement or a deletion missed (cut off from NATS) must not keep counts reported.
+const RESTING_CHECK_MS = 30_000;
 
 /** The one timer of a router, and the queues it let go while idle. */
 export class QueueUpkeep {
@@ -47,6 +52,8 @@ export class QueueUpkeep {
   private readonly ownedSub?: Subscription;
   /** Resting queues being taken back (one attempt at a time each). */
   private readonly waking = new Set<string>();
+  private checkedAt: number;
+  private checking = false;
   private quiet = false;
 
   constructor(
@@ -55,6 +62,13 @@ export class QueueUpkeep {
   ) {
     this.ticker = setInterval(() => this.tick(), Math.max(200, Math.floor(deps.leaseMs / 3)));
     this.ticker.unref();
+    this.checkedAt = deps.now();
+    detach(
+      (async () => {
+        for await (const s of deps.nc.status()) if (s.type === 'reconnect') this.checkedAt = -Infinity;
+      })(),
+      () => undefined,
+    );
     // Another controller took a queue over: what we kept of it is not ours to report any more.
     this.ownedSub = deps.nc.subscribe(subjects.owned, {
       callback: (err, msg) => {
@@ -105,6 +119,27 @@ export class QueueUpkeep {
         (err) => this.deps.logger.warn({ err, queue: r.name }, 'taking a resting queue back failed'),
       );
     }
+    if (this.checking || this.resting.size === 0 || now - this.checkedAt < RESTING_CHECK_MS) return;
+    this.checkedAt = now;
+    this.checking = true;
+    detach(
+      this.checkResting().finally(() => (this.checking = false)),
+      (err) => this.deps.logger.warn({ err }, 'checking resting queues failed'),
+    );
+  }
+
+  // Forgets the resting queues that are gone or held by somebody else (see RESTING_CHECK_MS).
+  private async checkResting(): Promise<void> {
+    for (const [id, r] of this.resting) if (!this.held.busyWith(id) && !this.waking.has(id)) await this.lookUp(id, r);
+  }
+
+  // The queue's record and lease; undefined (and the queue forgotten) when it is gone or somebody else holds it.
+  private async lookUp(id: string, r: Resting) {
+    const record = await this.deps.catalog.get(r.name);
+    if (record?.id !== id) return void this.resting.delete(id);
+    const lease = await this.deps.leases.get(id);
+    if (lease?.operation === 'PUT' && lease.string() !== this.held.nodeId) return void this.resting.delete(id);
+    return { record, lease };
   }
 
   // Lets `h` go if it is idle (idle-release.ts), keeping its counts; true if it did.
@@ -138,12 +173,9 @@ export class QueueUpkeep {
   // Takes a resting queue back (its counts are due to change); somebody else owning it ends our interest.
   private async wake(id: string, r: Resting): Promise<void> {
     if (this.held.busyWith(id)) return;
-    const record = await this.deps.catalog.get(r.name);
-    if (record?.id !== id) return void this.resting.delete(id);
-    const lease = await this.deps.leases.get(id);
-    if (lease?.operation === 'PUT' && lease.string() !== this.held.nodeId) return void this.resting.delete(id);
-    if (lease?.operation === 'PUT') return;
-    if (!(await this.held.acquire(record))) this.resting.delete(id);
+    const found = await this.lookUp(id, r);
+    if (!found || found.lease?.operation === 'PUT') return;
+    if (!(await this.held.acquire(found.record))) this.resting.delete(id);
   }
 
   /**

@@ -92,3 +92,21 @@ test('another controller taking a resting queue over ends its counts here', asyn
   expect(router.depths()).toEqual([]);
   await router.stop();
 });
+
+test('a resting queue taken over unannounced, or deleted unnoticed, stops being reported at the next check', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+  for (const missed of ['takeover', 'deletion']) {
+    const { router, leases, catalog, advance } = setup(600, 1000);
+    await router.run('q', { op: 'append', entries: [append('a'), append('b')] }, ctx);
+    await pass(advance, 1100);
+    expect(router.rested).toBe(1);
+    // Cut off from NATS meanwhile: the announcement (or the catalog's change) never came.
+    if (missed === 'takeover') leases.takenOver();
+    else catalog.get = async () => undefined;
+    await pass(advance, 20_000);
+    expect(router.rested).toBe(1);
+    await pass(advance, 11_000);
+    expect(router.depths()).toEqual([]);
+    await router.stop();
+  }
+});

@@ -185,7 +185,7 @@ export function setup(leaseMs: number, idleMs = 0) {
       return { data: rpcPack({ ok }) };
     },
   };
-  const catalog = { cache: {}, require: async () => record };
+  const catalog = { cache: {}, require: async () => record, get: async (name: string) => (name === record.name ? record : undefined) };
   const router = new QueueRouter({
     nc: nc as unknown as NatsConnection,
     leases: leases as unknown as KV,
@@ -206,6 +206,7 @@ export function setup(leaseMs: number, idleMs = 0) {
   });
   return {
     router,
+    catalog,
     log,
     leases,
     events,
