@@ -12,7 +12,8 @@
  * `mammatus.sqs.owned`; an announcement missed is caught by looking the leases of resting queues
  * up every `RESTING_CHECK_MS` and after a reconnect, which also forgets deleted queues) or its
  * counts would change by themselves (a message becoming visible or expiring): then this router
- * takes it back, which also sweeps what expired.
+ * takes it back, which also sweeps what expired (a failed take-back is retried after a growing
+ * pause). A queue too big to rebuild often is kept (idle-release.ts).
  */
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -43,6 +44,8 @@ const SWEEP_MS = 10_000;
 // How often (and after a reconnect) resting queues are looked up in the leases and the catalog: a
 // takeover announcement or a deletion missed (cut off from NATS) must not keep counts reported.
 const RESTING_CHECK_MS = 30_000;
+// A failed take-back (JetStream unavailable) is tried again after 1, 2, 4... s, at most this.
+const WAKE_BACKOFF_MAX_MS = 60_000;
 
 /** The one timer of a router, and the queues it let go while idle. */
 export class QueueUpkeep {
@@ -112,10 +115,17 @@ export class QueueUpkeep {
     const wall = Date.now();
     for (const [id, r] of this.resting) {
       const at = wakeAt(r);
-      if (at === undefined || at > wall || this.waking.has(id)) continue;
+      if (at === undefined || at > wall || (r.retryAt ?? 0) > wall || this.waking.has(id)) continue;
       this.waking.add(id);
+      const failed = (err: unknown) => {
+        r.failures = (r.failures ?? 0) + 1;
+        r.retryAt = Date.now() + Math.min(WAKE_BACKOFF_MAX_MS, 500 * 2 ** r.failures);
+        throw err;
+      };
       detach(
-        this.wake(id, r).finally(() => this.waking.delete(id)),
+        this.wake(id, r)
+          .catch(failed)
+          .finally(() => this.waking.delete(id)),
         (err) => this.deps.logger.warn({ err, queue: r.name }, 'taking a resting queue back failed'),
       );
     }
@@ -156,6 +166,7 @@ export class QueueUpkeep {
       idleMs,
       changesInMs: changesAt === undefined ? undefined : changesAt - wall,
       pinned: view.pinned,
+      messages: view.counts.visible + view.counts.notVisible + view.counts.delayed,
     });
     if (!release) return false;
     this.resting.set(h.record.id, {
@@ -175,7 +186,11 @@ export class QueueUpkeep {
     if (this.held.busyWith(id)) return;
     const found = await this.lookUp(id, r);
     if (!found || found.lease?.operation === 'PUT') return;
-    if (!(await this.held.acquire(found.record))) this.resting.delete(id);
+    if (!(await this.held.acquire(found.record))) return void this.resting.delete(id);
+    // A takeover whose rebuild failed (already dropped, or failing) leaves it resting: the caller backs off.
+    const h = this.held.get(id);
+    if (!h) throw new Error('queue takeover failed');
+    await h.owner;
   }
 
   /**
