@@ -9,6 +9,13 @@
  */
 import type { QueueCounts } from './queue-state.js';
 
+/**
+ * A queue holding more messages than this stays owned however idle: its rebuild reads them all
+ * (some 50-100 ms per 1,000 on a 2-core machine), so a big queue used once a minute would be
+ * rebuilt each time, which costs far more than keeping its lease renewed.
+ */
+export const KEEP_OWNED_MESSAGES = 10_000;
+
 /** What the release decision looks at, for one owned queue. */
 export interface IdleView {
   /** Operations under way on the queue (a waiting long poll included). */
@@ -24,15 +31,17 @@ export interface IdleView {
   readonly changesInMs?: number;
   /** The owner holds state that lives in its memory only and still matters (see `QueueOwner.restView`). */
   readonly pinned: boolean;
+  /** Messages in the queue (visible, in flight and delayed). */
+  readonly messages: number;
 }
 
 /**
  * Whether to hand an owned queue back now: nothing under way, nothing done for `idleMs`, nothing
- * only its memory knows, and no change of its own due within `idleMs` either (a queue that would
+ * only its memory knows, not too big to rebuild ({@link KEEP_OWNED_MESSAGES}), and no change of its own due within `idleMs` either (a queue that would
  * be taken back that soon is cheaper kept).
  */
 export function mayRelease(v: IdleView): boolean {
-  if (v.idleMs <= 0 || v.busy > 0 || v.pinned) return false;
+  if (v.idleMs <= 0 || v.busy > 0 || v.pinned || v.messages > KEEP_OWNED_MESSAGES) return false;
   if (v.idleForMs < v.idleMs) return false;
   return v.changesInMs === undefined || v.changesInMs >= v.idleMs;
 }
@@ -47,6 +56,9 @@ export interface Resting {
   readonly oldestSentAt?: number;
   /** MessageRetentionPeriod in ms (updated when the queue's attributes change). */
   retentionMs: number;
+  /** Wall clock: a failed take-back is not tried again before this; `failures` in a row. */
+  retryAt?: number;
+  failures?: number;
 }
 
 /** Wall-clock time at which a resting queue's counts stop being true (undefined: they stay true). */

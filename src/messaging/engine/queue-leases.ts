@@ -3,51 +3,33 @@
  *
  * Ownership is a lease in the `mammatus_sqs_owners` KV bucket, whose TTL is the lease length: the
  * first controller to `create` the queue's key owns it and renews it with a revision-checked
- * `update` every third of the TTL (sent by the router's one timer, queue-upkeep.ts); if it dies,
- * the key expires and the next request anywhere takes the queue over (and rebuilds it from
- * JetStream). JetStream settles every race; we run no consensus of our own.
+ * `update` every third of the TTL (sent by the router's one timer, queue-upkeep.ts; one at a
+ * time); if it dies, the key expires and the next request anywhere takes the queue over (and
+ * rebuilds it from JetStream). JetStream settles every race; we run no consensus of our own.
  *
  * Fencing: an owner answers an operation only if, once the operation's writes are done, it still
  * holds the lease by its own reckoning: not found lost by a renewal, and renewed successfully less
  * than two thirds of the TTL ago (measured on the monotonic clock from when that renewal was sent,
  * so the key cannot have expired yet). Otherwise (paused, stalled event loop, cut off from NATS)
  * the answer is dropped and the operation goes to whoever owns the queue now: a new owner may
- * already have rebuilt without those writes. A graceful handover (stop, deleted queue, idle)
- * stops taking operations, waits (at most `DRAIN_MS`, renewing meanwhile) for those under way to
- * finish their writes, and only then deletes the lease, so the next owner's rebuild sees them; a
+ * already have rebuilt without those writes. A graceful handover (stop, deleted queue, idle) stops
+ * taking operations (a request already routed here is answered "not owner"), waits (at most
+ * `DRAIN_MS`, renewing meanwhile) for those under way to finish their writes, and only then
+ * deletes the lease (after any renewal still under way), so the next owner's rebuild sees them; a
  * request arriving here meanwhile waits for the handover to end instead of taking the lease back.
  */
 import { randomUUID } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../../core/contracts.js';
 import type { QueueRecord } from './catalog.js';
 import { rpcPack } from './codec.js';
 import { subjects } from './layout.js';
 import type { QueueOwner } from './queue-owner.js';
 import { detach } from '../../../core/errors.js';
+import type { Held } from './held.js';
 
-/** A queue whose lease this controller holds (or held, until it is dropped). */
-export interface Held {
-  readonly record: QueueRecord;
-  readonly owner: Promise<QueueOwner>;
-  /** The owner once it has loaded (metrics read its counts without waiting). */
-  loaded?: QueueOwner;
-  revision: number;
-  renewedAt: number;
-  /** Operations under way through this router (counted before they wait for the owner). */
-  busy: number;
-  /** When the last operation ended, or the queue was taken over. */
-  usedAt: number;
-  sweptAt: number;
-  sub?: Subscription;
-  /** Forwarded receives under way, by the id their sender cancels them with. */
-  readonly cancels: Map<string, AbortController>;
-  /** Takes no more operations (handed over or lost). */
-  dropped: boolean;
-  /** The lease was found taken or gone, or is being handed back: nothing more is answered. */
-  lost: boolean;
-}
+export type { Held } from './held.js';
 
 /** Collaborators of the leases. */
 export interface LeaseDeps {
@@ -75,6 +57,8 @@ export class QueueLeases {
   /** Handed over, still draining: renewed until the lease is deleted. */
   private readonly draining = new Map<string, { h: Held; done: Promise<void> }>();
   private readonly acquiring = new Map<string, Promise<boolean>>();
+  /** Handing everything back: a takeover ending now gives its lease back at once. */
+  private stopped = false;
 
   constructor(private readonly deps: LeaseDeps) {}
 
@@ -134,6 +118,7 @@ export class QueueLeases {
   acquire(record: QueueRecord, ourRevision?: number): Promise<boolean> {
     const pending = this.acquiring.get(record.id);
     if (pending) return pending;
+    if (this.stopped) return Promise.resolve(false);
     const p = this.tryAcquire(record, ourRevision).finally(() => this.acquiring.delete(record.id));
     this.acquiring.set(record.id, p);
     return p;
@@ -149,6 +134,11 @@ export class QueueLeases {
           ? await this.deps.leases.update(record.id, this.nodeId, ourRevision)
           : await this.deps.leases.create(record.id, this.nodeId);
     } catch {
+      return false;
+    }
+    if (this.stopped) {
+      // Taken after releaseAll listed the queues: nobody would hand it back (or stop answering).
+      await this.deps.leases.delete(record.id, { previousSeq: revision }).catch(() => undefined);
       return false;
     }
     const h: Held = {
@@ -196,7 +186,10 @@ export class QueueLeases {
 
   /** Renews `h`'s lease without waiting; a failure is logged. */
   renewSoon(h: Held): void {
-    detach(this.renew(h), (err) => this.deps.logger.warn({ err, queue: h.record.name }, 'lease renewal failed'));
+    if (h.renewing) return;
+    h.renewing = this.renew(h)
+      .catch((err: unknown) => this.deps.logger.warn({ err, queue: h.record.name }, 'lease renewal failed'))
+      .finally(() => (h.renewing = undefined));
   }
 
   // Also runs while a handover drains (the lease must stay ours until the writes are done).
@@ -240,7 +233,10 @@ export class QueueLeases {
   private drop(h: Held, release: boolean): Promise<void> {
     if (h.dropped) return Promise.resolve();
     h.dropped = true;
-    h.sub?.unsubscribe();
+    // Drained, not unsubscribed: a request NATS already routed here is still answered (`notOwner`
+    // now, so its sender asks the next owner at once instead of waiting for its timeout).
+    const sub = h.sub;
+    if (sub) detach((async () => sub.drain())(), () => sub.unsubscribe());
     for (const c of h.cancels.values()) c.abort();
     if (this.held.get(h.record.id) === h) this.held.delete(h.record.id);
     const done = this.handOver(h, release).finally(() => {
@@ -269,11 +265,25 @@ export class QueueLeases {
     const wasLost = h.lost;
     // From here on somebody else may own the queue: a late outcome is not answered.
     h.lost = true;
-    if (release && !wasLost) await this.deps.leases.delete(h.record.id, { previousSeq: h.revision }).catch(() => undefined);
+    if (release && !wasLost) await this.deleteLease(h);
+  }
+
+  // A renewal sent before the handover may land after it (a newer revision): wait for it; and
+  // should the delete still fail, delete whatever revision still names us.
+  private async deleteLease(h: Held): Promise<void> {
+    await h.renewing;
+    const id = h.record.id;
+    const kv = this.deps.leases;
+    await kv.delete(id, { previousSeq: h.revision }).catch(async () => {
+      const current = await kv.get(id).catch(() => null);
+      if (current?.operation === 'PUT' && current.string() === this.nodeId) await kv.delete(id, { previousSeq: current.revision });
+    });
   }
 
   /** Hands every lease back and waits for the drains to end (the timer must go on renewing meanwhile). */
   async releaseAll(): Promise<void> {
+    this.stopped = true;
+    await Promise.all([...this.acquiring.values()]);
     await Promise.all([...this.held.values()].map((h) => this.drop(h, true)));
     await Promise.all([...this.draining.values()].map((d) => d.done));
   }

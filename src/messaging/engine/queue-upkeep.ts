@@ -9,8 +9,11 @@
  * nobody, so a controller's steady work is proportional to its active queues, not to all it ever
  * served. The next request anywhere takes it over again. What it left behind here (its counts)
  * keeps it in the metrics, until somebody else takes it over (each takeover is announced on
- * `mammatus.sqs.owned`) or its counts would change by themselves (a message becoming visible or
- * expiring): then this router takes it back, which also sweeps what expired.
+ * `mammatus.sqs.owned`; an announcement missed is caught by looking the leases of resting queues
+ * up every `RESTING_CHECK_MS` and after a reconnect, which also forgets deleted queues) or its
+ * counts would change by themselves (a message becoming visible or expiring): then this router
+ * takes it back, which also sweeps what expired (a failed take-back is retried after a growing
+ * pause). A queue too big to rebuild often is kept (idle-release.ts).
  */
 import type { KV } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -38,6 +41,11 @@ export interface UpkeepDeps {
 
 // How often owned queues drop messages past their retention.
 const SWEEP_MS = 10_000;
+// How often (and after a reconnect) resting queues are looked up in the leases and the catalog: a
+// takeover announcement or a deletion missed (cut off from NATS) must not keep counts reported.
+const RESTING_CHECK_MS = 30_000;
+// A failed take-back (JetStream unavailable) is tried again after 1, 2, 4... s, at most this.
+const WAKE_BACKOFF_MAX_MS = 60_000;
 
 /** The one timer of a router, and the queues it let go while idle. */
 export class QueueUpkeep {
@@ -45,6 +53,10 @@ export class QueueUpkeep {
   readonly resting = new Map<string, Resting>();
   private readonly ticker: NodeJS.Timeout;
   private readonly ownedSub?: Subscription;
+  /** Resting queues being taken back (one attempt at a time each). */
+  private readonly waking = new Set<string>();
+  private checkedAt: number;
+  private checking = false;
   private quiet = false;
 
   constructor(
@@ -53,6 +65,13 @@ export class QueueUpkeep {
   ) {
     this.ticker = setInterval(() => this.tick(), Math.max(200, Math.floor(deps.leaseMs / 3)));
     this.ticker.unref();
+    this.checkedAt = deps.now();
+    detach(
+      (async () => {
+        for await (const s of deps.nc.status()) if (s.type === 'reconnect') this.checkedAt = -Infinity;
+      })(),
+      () => undefined,
+    );
     // Another controller took a queue over: what we kept of it is not ours to report any more.
     this.ownedSub = deps.nc.subscribe(subjects.owned, {
       callback: (err, msg) => {
@@ -96,9 +115,41 @@ export class QueueUpkeep {
     const wall = Date.now();
     for (const [id, r] of this.resting) {
       const at = wakeAt(r);
-      if (at !== undefined && at <= wall)
-        detach(this.wake(id, r), (err) => this.deps.logger.warn({ err, queue: r.name }, 'taking a resting queue back failed'));
+      if (at === undefined || at > wall || (r.retryAt ?? 0) > wall || this.waking.has(id)) continue;
+      this.waking.add(id);
+      const failed = (err: unknown) => {
+        r.failures = (r.failures ?? 0) + 1;
+        r.retryAt = Date.now() + Math.min(WAKE_BACKOFF_MAX_MS, 500 * 2 ** r.failures);
+        throw err;
+      };
+      detach(
+        this.wake(id, r)
+          .catch(failed)
+          .finally(() => this.waking.delete(id)),
+        (err) => this.deps.logger.warn({ err, queue: r.name }, 'taking a resting queue back failed'),
+      );
     }
+    if (this.checking || this.resting.size === 0 || now - this.checkedAt < RESTING_CHECK_MS) return;
+    this.checkedAt = now;
+    this.checking = true;
+    detach(
+      this.checkResting().finally(() => (this.checking = false)),
+      (err) => this.deps.logger.warn({ err }, 'checking resting queues failed'),
+    );
+  }
+
+  // Forgets the resting queues that are gone or held by somebody else (see RESTING_CHECK_MS).
+  private async checkResting(): Promise<void> {
+    for (const [id, r] of this.resting) if (!this.held.busyWith(id) && !this.waking.has(id)) await this.lookUp(id, r);
+  }
+
+  // The queue's record and lease; undefined (and the queue forgotten) when it is gone or somebody else holds it.
+  private async lookUp(id: string, r: Resting) {
+    const record = await this.deps.catalog.get(r.name);
+    if (record?.id !== id) return void this.resting.delete(id);
+    const lease = await this.deps.leases.get(id);
+    if (lease?.operation === 'PUT' && lease.string() !== this.held.nodeId) return void this.resting.delete(id);
+    return { record, lease };
   }
 
   // Lets `h` go if it is idle (idle-release.ts), keeping its counts; true if it did.
@@ -115,6 +166,7 @@ export class QueueUpkeep {
       idleMs,
       changesInMs: changesAt === undefined ? undefined : changesAt - wall,
       pinned: view.pinned,
+      messages: view.counts.visible + view.counts.notVisible + view.counts.delayed,
     });
     if (!release) return false;
     this.resting.set(h.record.id, {
@@ -132,12 +184,13 @@ export class QueueUpkeep {
   // Takes a resting queue back (its counts are due to change); somebody else owning it ends our interest.
   private async wake(id: string, r: Resting): Promise<void> {
     if (this.held.busyWith(id)) return;
-    const record = await this.deps.catalog.get(r.name);
-    if (record?.id !== id) return void this.resting.delete(id);
-    const lease = await this.deps.leases.get(id);
-    if (lease?.operation === 'PUT' && lease.string() !== this.held.nodeId) return void this.resting.delete(id);
-    if (lease?.operation === 'PUT') return;
-    if (!(await this.held.acquire(record))) this.resting.delete(id);
+    const found = await this.lookUp(id, r);
+    if (!found || found.lease?.operation === 'PUT') return;
+    if (!(await this.held.acquire(found.record))) return void this.resting.delete(id);
+    // A takeover whose rebuild failed (already dropped, or failing) leaves it resting: the caller backs off.
+    const h = this.held.get(id);
+    if (!h) throw new Error('queue takeover failed');
+    await h.owner;
   }
 
   /**

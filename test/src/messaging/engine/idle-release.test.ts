@@ -18,7 +18,7 @@ async function pass(advance: (ms: number) => void, ms: number): Promise<void> {
   }
 }
 
-const idle = { busy: 0, idleForMs: 30_000, idleMs: 30_000, pinned: false };
+const idle = { busy: 0, idleForMs: 30_000, idleMs: 30_000, pinned: false, messages: 10_000 };
 
 test('an owner lets go of a queue only when nothing is under way, pinned or due soon, after the idle time', () => {
   expect(mayRelease(idle)).toBe(true);
@@ -30,6 +30,8 @@ test('an owner lets go of a queue only when nothing is under way, pinned or due 
   expect(mayRelease({ ...idle, pinned: true })).toBe(false);
   // A message becoming visible (or expiring) soon: it would be taken back at once.
   expect(mayRelease({ ...idle, changesInMs: 29_999 })).toBe(false);
+  // Too big to rebuild at each use.
+  expect(mayRelease({ ...idle, messages: 10_001 })).toBe(false);
   // 0: never.
   expect(mayRelease({ ...idle, idleMs: 0, idleForMs: 1e9 })).toBe(false);
 });
@@ -90,5 +92,45 @@ test('another controller taking a resting queue over ends its counts here', asyn
   expect(router.rested).toBe(1);
   announce(subjects.owned, { id: 'q1', node: 'another-controller' });
   expect(router.depths()).toEqual([]);
+  await router.stop();
+});
+
+test('a resting queue taken over unannounced, or deleted unnoticed, stops being reported at the next check', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+  for (const missed of ['takeover', 'deletion']) {
+    const { router, leases, catalog, advance } = setup(600, 1000);
+    await router.run('q', { op: 'append', entries: [append('a'), append('b')] }, ctx);
+    await pass(advance, 1100);
+    expect(router.rested).toBe(1);
+    // Cut off from NATS meanwhile: the announcement (or the catalog's change) never came.
+    if (missed === 'takeover') leases.takenOver();
+    else catalog.get = async () => undefined;
+    await pass(advance, 20_000);
+    expect(router.rested).toBe(1);
+    await pass(advance, 11_000);
+    expect(router.depths()).toEqual([]);
+    await router.stop();
+  }
+});
+
+test('a resting queue whose take-back fails is tried again after a growing pause, not at every tick', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+  const { router, log, advance } = setup(600, 1000);
+  await router.run('q', { op: 'append', entries: [append('a')] }, ctx);
+  await router.run('q', { ...receive, req: { ...receive.req, VisibilityTimeout: 5 } }, ctx);
+  await pass(advance, 1100);
+  expect(router.rested).toBe(1);
+  // JetStream unavailable: every rebuild fails.
+  let rebuilds = 0;
+  log.rebuild = async () => {
+    rebuilds += 1;
+    throw new Error('no JetStream');
+  };
+  await pass(advance, 10_000);
+  // 20 s of wall clock: due after some 3 s (the message becomes visible), then tried 1, 2, 4, 8 s
+  // apart (without the pause: at every 200 ms tick, some 90 times).
+  expect(rebuilds).toBeGreaterThan(0);
+  expect(rebuilds).toBeLessThanOrEqual(5);
+  expect(router.rested).toBe(1);
   await router.stop();
 });

@@ -4,6 +4,7 @@
  * handover waits for the writes under way before it hands the lease back.
  */
 import { afterEach, expect, test, vi } from 'vitest';
+import { subjects } from '../../../../src/messaging/engine/layout.js';
 import { append, ctx, Gate, receive, setup } from './router-fakes.js';
 
 afterEach(() => void vi.useRealTimers());
@@ -81,5 +82,45 @@ test('a graceful stop waits for an in-flight receive to store its state record b
   expect((await receiving).map((r) => r.Body)).toEqual(['a']);
   await stopping;
   expect(events).toEqual(['state record stored', 'lease released']);
+  expect(leases.entry).toBeUndefined();
+});
+
+test('a request already routed to an owner that hands the queue over is answered "not owner", not dropped', async () => {
+  const { router, route } = setup(60_000);
+  await router.run('q', { op: 'counts' }, ctx);
+  const reply = route(subjects.rpc('q1'), { op: 'counts', ctx: {} });
+  await router.stop();
+  expect(await reply).toEqual({ notOwner: true });
+});
+
+test('a takeover that ends after stop() listed the queues gives its lease back at once', async () => {
+  const { router, leases, subscribers } = setup(60_000);
+  const gate = (leases.gates.create = new Gate());
+  const running = router.run('q', { op: 'counts' }, ctx).catch((err: Error) => err.message);
+  await gate.arrived;
+  const stopping = router.stop();
+  gate.release();
+  await stopping;
+  expect(await running).toBe('messaging engine stopped');
+  expect(leases.entry).toBeUndefined();
+  expect(router.owned).toBe(0);
+  // Nothing here answers for the queue any more.
+  expect(subscribers()).not.toContain(subjects.rpc('q1'));
+});
+
+test('a slow renewal is not stacked up, and a handover deletes the lease at the revision it landed with', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+  const { router, leases } = setup(600);
+  await router.run('q', { op: 'counts' }, ctx);
+  // A renewal lands (revision 2) but its answer is slow to come back.
+  const gate = (leases.gates.update = new Gate());
+  await vi.advanceTimersByTimeAsync(200);
+  await gate.arrived;
+  await vi.advanceTimersByTimeAsync(1000);
+  expect(leases.updates).toBe(1);
+  const stopping = router.stop();
+  await vi.advanceTimersByTimeAsync(1000);
+  gate.release();
+  await stopping;
   expect(leases.entry).toBeUndefined();
 });

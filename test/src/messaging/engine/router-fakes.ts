@@ -85,17 +85,28 @@ export class FakeLog {
 /** The lease bucket, one key: create, revision-checked update, delete by revision. */
 export class FakeLeases {
   entry?: { value: string; revision: number };
+  /** `create` waits for its gate before it lands; `update` lands, then its answer waits. */
+  gates: Partial<Record<'create' | 'update', Gate>> = {};
+  /** How many updates (renewals) were sent. */
+  updates = 0;
   private revision = 0;
   constructor(private readonly events: string[]) {}
   async create(_key: string, value: string) {
+    const gate = this.gates.create;
+    gate?.reached?.();
+    await gate?.closed;
     if (this.entry) throw new Error('wrong last sequence');
     this.entry = { value, revision: ++this.revision };
     return this.revision;
   }
   async update(_key: string, value: string, previous: number) {
+    this.updates += 1;
     if (this.entry?.revision !== previous) throw new Error('wrong last sequence');
-    this.entry = { value, revision: ++this.revision };
-    return this.revision;
+    const revision = ++this.revision;
+    this.entry = { value, revision };
+    this.gates.update?.reached?.();
+    await this.gates.update?.closed;
+    return revision;
   }
   async get() {
     const e = this.entry;
@@ -145,11 +156,26 @@ export function setup(leaseMs: number, idleMs = 0) {
   const forwarded: string[] = [];
   let clock = 1_000;
   const published: string[] = [];
-  const subscribed = new Map<string, (err: unknown, msg: { data: Uint8Array }) => void>();
+  type Callback = (err: unknown, msg: { data: Uint8Array; respond?: (d: Uint8Array) => boolean }) => void;
+  const subscribed = new Map<string, Callback>();
+  // Requests NATS routed to a subscription that its callback has not seen yet.
+  const pending = new Map<string, { data: Uint8Array; respond: (d: Uint8Array) => boolean }[]>();
   const nc = {
-    subscribe: (subject: string, opts: { callback: (err: unknown, msg: { data: Uint8Array }) => void }) => {
+    subscribe: (subject: string, opts: { callback: Callback }) => {
       subscribed.set(subject, opts.callback);
-      return { unsubscribe: () => void subscribed.delete(subject) };
+      const close = () => {
+        pending.delete(subject);
+        if (subscribed.get(subject) === opts.callback) subscribed.delete(subject);
+      };
+      return {
+        // Whatever was routed here but not yet handled is lost.
+        unsubscribe: close,
+        // Whatever was routed here is handled first.
+        drain: async () => {
+          for (const m of pending.get(subject) ?? []) opts.callback(null, m);
+          close();
+        },
+      };
     },
     publish: (subject: string) => void published.push(subject),
     request: async (_subject: string, data: Uint8Array) => {
@@ -159,7 +185,7 @@ export function setup(leaseMs: number, idleMs = 0) {
       return { data: rpcPack({ ok }) };
     },
   };
-  const catalog = { cache: {}, require: async () => record };
+  const catalog = { cache: {}, require: async () => record, get: async (name: string) => (name === record.name ? record : undefined) };
   const router = new QueueRouter({
     nc: nc as unknown as NatsConnection,
     leases: leases as unknown as KV,
@@ -180,12 +206,22 @@ export function setup(leaseMs: number, idleMs = 0) {
   });
   return {
     router,
+    catalog,
     log,
     leases,
     events,
     forwarded,
     published,
     announce: (subject: string, value: unknown) => subscribed.get(subject)?.(null, { data: rpcPack(value) }),
+    /** The subjects subscribed to now. */
+    subscribers: () => [...subscribed.keys()],
+    /** A request NATS routed to the subscriber of `subject` (not handled yet); its reply, if any. */
+    route: (subject: string, value: unknown) =>
+      new Promise<unknown>((resolve) => {
+        const list = pending.get(subject) ?? [];
+        list.push({ data: rpcPack(value), respond: (d) => (resolve(rpcUnpack(d)), true) });
+        pending.set(subject, list);
+      }),
     advance: (ms: number) => void (clock += ms),
   };
 }
