@@ -111,7 +111,10 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     await until('20 more acknowledged', async () => (acked.length > afterKill + 20 ? true : undefined), 30_000);
     stop = true;
     await load;
-    expect(failures).toBeGreaterThan(0);
+    // Sends under way during the outage either failed (the client retries them) or were held by the
+    // NATS client until it reconnected and then acknowledged; which one depends on timing, so it is
+    // only reported. What must hold either way: nothing acknowledged is lost.
+    console.log(`sends that failed during the kill and restart: ${failures}`);
 
     const received = await drain(sqs, QueueUrl, acked.length);
     const missing = acked.filter((b) => !received.includes(b));
