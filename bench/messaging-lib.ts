@@ -147,9 +147,21 @@ export async function startApi(dir: string, nats: NatsServer, cleanup: Cleanup):
   return { child, pid: child.pid!, url, command: shown, output: () => out, stop };
 }
 
-/** An SQS client of the API (no retries: a failure shows). */
+/**
+ * An SQS client of the API (no retries: a failure shows). Its agent gets a timeout: node's agent
+ * closes an idle socket before the server's announced keep-alive (`timeout=5`, less 1 s) only when
+ * it has a timeout of its own. Without one (the SDK's default) it reuses a socket the server has
+ * just closed, on a loaded machine before it has read the close, and the call fails with
+ * `socket hang up`. 60 s, longer than a long poll (in a call node only signals it; the SDK ignores that).
+ */
 export function sqsClient(endpoint: string): SQSClient {
-  return new SQSClient({ endpoint, region: 'us-east-1', credentials: CREDS, maxAttempts: 1 });
+  return new SQSClient({
+    endpoint,
+    region: 'us-east-1',
+    credentials: CREDS,
+    maxAttempts: 1,
+    requestHandler: { httpAgent: { timeout: 60_000 } },
+  });
 }
 
 /** VmRSS and VmHWM of a process, MB. */

@@ -54,7 +54,9 @@ export function enforceConnectionLimits(server: Server, limits: HttpLimits): Con
   server.requestTimeout = limits.requestTimeoutMs;
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   server.maxConnections = limits.maxConnections;
-  if (limits.idleTimeoutMs > 0) server.setTimeout(limits.idleTimeoutMs, (socket: Socket) => socket.destroy());
+  // Every socket timeout comes here (idle, and node's keep-alive timeout, which with a listener
+  // closes nothing itself); 0 leaves the idle timeout off.
+  server.setTimeout(limits.idleTimeoutMs, closeUnlessRead);
   const perAddress = new Map<string, number>();
   const counts: ConnectionCounts = { refused: 0, perAddress };
   server.on('drop', () => counts.refused++);
@@ -74,6 +76,20 @@ export function enforceConnectionLimits(server: Server, limits: HttpLimits): Con
     });
   });
   return counts;
+}
+
+/**
+ * Closes a socket whose timeout fired, unless bytes arrive on it in the same event-loop turn. Timers
+ * run before a turn reads its sockets: on a loaded process a kept-alive connection's next request,
+ * sent in time, can already be waiting unread when its keep-alive timeout fires, and closing then
+ * drops it unanswered (the client sees "socket hang up"). `setImmediate` runs after the turn's reads:
+ * a request read by then is served (node refreshed the timer on read; headersTimeout bounds it).
+ */
+function closeUnlessRead(socket: Socket): void {
+  const read = socket.bytesRead;
+  setImmediate(() => {
+    if (socket.bytesRead === read) socket.destroy();
+  });
 }
 
 /** The request's body, or `undefined` once it passes `max` bytes (the rest is never read). */

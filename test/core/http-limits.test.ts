@@ -1,0 +1,103 @@
+import { createServer, type Server } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { enforceConnectionLimits, serverOptions, type HttpLimits } from '../../core/http-limits.js';
+
+const LIMITS: HttpLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 1000,
+  idleTimeoutMs: 60_000,
+  maxConnections: 16,
+  maxConnectionsPerAddress: 16,
+};
+// Node closes a kept-alive socket this long after its last response (the announced timeout + 1 s).
+const KEEP_ALIVE_CLOSE_MS = LIMITS.keepAliveTimeoutMs + 1000;
+
+const servers: Server[] = [];
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
+});
+
+async function listen(limits: HttpLimits): Promise<number> {
+  const server = createServer(serverOptions(limits), (_req, res) => res.end('ok'));
+  enforceConnectionLimits(server, limits);
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return (server.address() as AddressInfo).port;
+}
+
+const REQUEST = 'GET / HTTP/1.1\r\nhost: x\r\n\r\n';
+const busy = (ms: number) => {
+  const end = performance.now() + ms;
+  while (performance.now() < end);
+};
+
+/** A raw keep-alive client: each `ask` resolves with the next response's status line, or 'closed'. */
+function client(port: number): Promise<{ socket: Socket; next(): Promise<string> }> {
+  const socket = connect(port, '127.0.0.1');
+  sockets.push(socket);
+  const answers: string[] = [];
+  const waiting: Array<(s: string) => void> = [];
+  const deliver = (s: string) => (waiting.length ? waiting.shift()!(s) : answers.push(s));
+  socket.on('data', (d: Buffer) => {
+    for (const m of d.toString('latin1').matchAll(/^HTTP\/1\.1 \d+[^\r]*/gm)) deliver(m[0]);
+  });
+  socket.on('error', () => undefined);
+  socket.on('close', () => deliver('closed'));
+  return new Promise((resolve) =>
+    socket.once('connect', () =>
+      resolve({ socket, next: () => (answers.length ? Promise.resolve(answers.shift()!) : new Promise((r) => waiting.push(r))) }),
+    ),
+  );
+}
+
+describe('enforceConnectionLimits', () => {
+  it('serves a kept-alive request that arrived in time but was read only after the keep-alive timeout fired (a loaded process)', async () => {
+    const port = await listen(LIMITS);
+    // A scheduler slower than the margin makes an attempt not count; it is made again.
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      const c = await client(port);
+      c.socket.write(REQUEST);
+      expect(await c.next()).toBe('HTTP/1.1 200 OK');
+      const answered = performance.now();
+      // The next request goes out before the server's keep-alive close, after this turn's reads; then
+      // the process is busy past the close, so the next turn fires the timer before it reads the request.
+      await new Promise((r) => setTimeout(r, KEEP_ALIVE_CLOSE_MS - 500));
+      const inTime = await new Promise<boolean>((resolve) =>
+        setImmediate(() => {
+          if (c.socket.readyState !== 'open' || performance.now() - answered > KEEP_ALIVE_CLOSE_MS - 200) return resolve(false);
+          c.socket.write(REQUEST);
+          busy(1200);
+          resolve(true);
+        }),
+      );
+      if (!inTime && attempt < 5) continue;
+      expect(inTime).toBe(true);
+      expect(await c.next()).toBe('HTTP/1.1 200 OK');
+      return;
+    }
+  });
+
+  it('still closes a kept-alive connection that stays quiet past the keep-alive timeout', async () => {
+    const port = await listen(LIMITS);
+    const c = await client(port);
+    c.socket.write(REQUEST);
+    expect(await c.next()).toBe('HTTP/1.1 200 OK');
+    const t0 = performance.now();
+    expect(await c.next()).toBe('closed');
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(KEEP_ALIVE_CLOSE_MS - 100);
+    expect(performance.now() - t0).toBeLessThan(KEEP_ALIVE_CLOSE_MS + 1000);
+  });
+
+  it('still closes a connection idle past the idle timeout in the middle of a request', async () => {
+    const port = await listen({ ...LIMITS, idleTimeoutMs: 500 });
+    const c = await client(port);
+    c.socket.write('GET / HTTP/1.1\r\nhost');
+    const t0 = performance.now();
+    expect(await c.next()).toBe('closed');
+    expect(performance.now() - t0).toBeLessThan(1500);
+  });
+});
