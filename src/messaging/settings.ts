@@ -12,7 +12,7 @@
  *   owner_lease_seconds: 10            # queue ownership lease (failover time of a dead controller)
  *   owner_idle_seconds: 30             # an owner lets a queue idle this long go (0: never)
  *   body_cache_bytes: 1048576          # bodies of recent sends kept for the receive that follows (0: none)
- *   heap_mb: 128                       # V8 old-space limit of the API's process (0: node's default)
+ *   heap_mb: 0                         # V8 old-space limit of the API's process, MiB (0: node's default)
  *   sns:
  *     # The default delivery policy of http(s) subscriptions; a topic's or subscription's
  *     # DeliveryPolicy overrides it field by field (delivery-policy.ts).
@@ -86,7 +86,7 @@ export const ENGINE_DEFAULTS = {
   owner_lease_seconds: 10,
   owner_idle_seconds: 30,
   body_cache_bytes: BODY_CACHE_BYTES,
-  heap_mb: 128,
+  heap_mb: 0,
   sns: { http_retries: 3, http_min_delay_seconds: 1, http_max_delay_seconds: 20, http_timeout_seconds: 15 },
 } as const;
 
@@ -250,10 +250,11 @@ export function parseMessagingSettings(raw: unknown): MessagingSettings {
 
 /**
  * The node flags the API's child process runs with. Its live heap is small (the state of a million
- * stored messages is ~30 MiB, bodies stay in JetStream), but V8 sizes its heap to the limit and
- * keeps what it grew: without a limit a fill of 1,000,000 messages left 235 MB resident for 54 MiB
- * live (docs/benchmarks.md §19). A 1 MiB young generation and an old-space limit keep it near
- * what is live, at some CPU per message.
+ * stored messages is ~30 MiB, bodies stay in JetStream), but V8 keeps what it grew: a 1 MiB young
+ * generation keeps the churn of requests from inflating RSS (docs/benchmarks.md §19), and
+ * `heap_mb` (off by default) caps the old space. A cap must leave room for a takeover's rebuild,
+ * which holds ~120 B per message of the queue at once: 128 MiB is too small for a queue of
+ * 750,000 messages, and an API that runs out of heap there fails on every controller in turn.
  */
 export function messagingNodeFlags(heapMb: number): string[] {
   return ['--max-semi-space-size=1', ...(heapMb > 0 ? [`--max-old-space-size=${heapMb}`] : [])];

@@ -5,6 +5,7 @@
  * new receive count and visibility are stored, a delete after the message is gone. A controller
  * that takes the queue over therefore rebuilds exactly what clients were told.
  */
+import { KEEP_OWNED_MESSAGES } from './idle-release.js';
 import type { Logger } from '../../../core/contracts.js';
 import { sqsError } from '../errors.js';
 import { verifyReceiptHandle } from '../receipt.js';
@@ -503,13 +504,17 @@ export class QueueOwner {
    * memory still matters, so the queue must stay here: an operation or sweep under way, a FIFO
    * receive attempt that may still be retried (ReceiveRequestAttemptId, 5 min), a purge's 60 s
    * block of the next purge, a failed receive rolled back in memory only (`aheadOfLogUntil`).
+   * Undefined when it stays owned anyway (pinned, or more than KEEP_OWNED_MESSAGES messages).
    */
-  restView(): { counts: QueueCounts; visibleChangeAt?: number; oldestSentAt?: number; retentionMs: number; pinned: boolean } {
+  restView(): { counts: QueueCounts; visibleChangeAt?: number; oldestSentAt?: number; retentionMs: number; pinned: boolean } | undefined {
     const now = this.now();
-    let oldestSentAt: number | undefined;
-    for (const m of this.state.messages.values()) if (oldestSentAt === undefined || m.sentAt < oldestSentAt) oldestSentAt = m.sentAt;
     let pinned = this.running.size > 0 || now - this.lastPurge < PURGE_BLOCK_MS || now < this.aheadOfLogUntil;
     for (const a of this.attempts.values()) if (now - a.at <= ATTEMPT_ID_MS) pinned = true;
+    // Undefined: the queue stays here anyway, so its messages are not scanned (every tick, for a
+    // queue too big to let go).
+    if (pinned || this.state.messages.size > KEEP_OWNED_MESSAGES) return undefined;
+    let oldestSentAt: number | undefined;
+    for (const m of this.state.messages.values()) if (oldestSentAt === undefined || m.sentAt < oldestSentAt) oldestSentAt = m.sentAt;
     return {
       counts: this.state.counts(now),
       visibleChangeAt: this.state.nextChangeAt(now),

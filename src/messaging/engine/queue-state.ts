@@ -103,6 +103,9 @@ export class QueueState {
       this.fresh.append(meta.seq, meta.sentAt, meta.visibleAt, gid);
     } else {
       this.held.set(meta.seq, meta);
+      // A new version: the object may come back (a delete whose log write failed) with its old
+      // heap entry still queued, which must not count as a second entry for it.
+      meta.version += 1;
       this.heap.push({ at: meta.visibleAt, seq: meta.seq, version: meta.version });
     }
     if (grouped) {

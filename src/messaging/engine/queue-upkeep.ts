@@ -158,6 +158,7 @@ export class QueueUpkeep {
     const idleMs = this.deps.idleMs;
     if (idleMs <= 0 || h.busy > 0 || now - h.usedAt < idleMs || !this.held.valid(h)) return false;
     const view = owner.restView();
+    if (!view) return false;
     const wall = Date.now();
     const changesAt = wakeAt(view);
     const release = mayRelease({

@@ -192,3 +192,15 @@ test('standard: same answers as a plain model under random sends, receives, dele
     expect(c.visible).toBe([...model.values()].filter((m) => m.visibleAt <= now).length);
   }
 });
+
+test('a received message put back after a failed delete is delivered once, not twice', () => {
+  const s = new QueueState(false);
+  s.add({ seq: 1, sentAt: 0, visibleAt: 0, receiveCount: 0, version: 0 });
+  const [m] = s.candidates(0, 10);
+  s.markReceived(m as MessageMeta, 0, 30_000);
+  const held = s.messages.get(1) as MessageMeta;
+  // DeleteMessage forgets it first; the log delete fails and the owner puts the same object back.
+  s.remove(1);
+  s.add(held);
+  expect(s.candidates(31_000, 10).map((x) => x.seq)).toEqual([1]);
+});

@@ -14,7 +14,7 @@ test('defaults', () => {
     ownerLeaseMs: 10_000,
     ownerIdleMs: 30_000,
     bodyCacheBytes: 1_048_576,
-    heapMb: 128,
+    heapMb: 0,
     sns: { httpRetries: 3, httpMinDelayMs: 1000, httpMaxDelayMs: 20_000, httpTimeoutMs: 15_000, endpointAllow: [], endpointDeny: [] },
   });
   expect(s.wire.region).toBe('us-east-1');
@@ -61,7 +61,7 @@ test('http_listen: a second, plain listener only when configured', () => {
 });
 
 test('heap_mb: the API child runs with a small young generation and the old-space limit; 0 leaves node its default', () => {
-  expect(parseMessagingSettings({ credentials: creds, heap_mb: 0 }).engine.heapMb).toBe(0);
+  expect(parseMessagingSettings({ credentials: creds, heap_mb: 256 }).engine.heapMb).toBe(256);
   expect(messagingNodeFlags(128)).toEqual(['--max-semi-space-size=1', '--max-old-space-size=128']);
   expect(messagingNodeFlags(0)).toEqual(['--max-semi-space-size=1']);
   // Node flags go before the program, or node would hand them to mammatus as arguments.
