@@ -166,7 +166,7 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
     },
   );
 
-  test('a message move task outlives its controller: another one resumes it, nothing is moved twice', { timeout: 60_000 }, async () => {
+  test('a message move task outlives its controller: another one resumes it, nothing is moved twice', { timeout: 120_000 }, async () => {
     const dir = tempDir(cleanup);
     const nats = await startNats(cleanup, dir);
     const first = await startService(cleanup, nats.url, FAILOVER_LEASE);
@@ -197,7 +197,9 @@ describe.skipIf(!natsServerAvailable())('durability', () => {
         const r = (await b.send(new Sqs.ListMessageMoveTasksCommand({ SourceArn: arn('resume-dlq') }))).Results ?? [];
         return ['COMPLETED', 'FAILED', 'CANCELLED'].includes(r[0]?.Status ?? '') ? r : undefined;
       },
-      { timeoutMs: 30_000, everyMs: 250 },
+      // ~15 s on a quiet machine (the next sweep ≤ 5 s, the resumed worker's 6 s hold, 2 messages a
+      // second); a loaded CI machine has taken more than twice that.
+      { timeoutMs: 75_000, everyMs: 250 },
     );
     expect(task).toMatchObject({ Status: 'COMPLETED', ApproximateNumberOfMessagesMoved: 8, ApproximateNumberOfMessagesToMove: 8 });
     expect((await drain(b, dest.replace(first.url, second.url), 8)).sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7']);
