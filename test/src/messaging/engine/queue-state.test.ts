@@ -197,7 +197,7 @@ test('a received message put back after a failed delete is delivered once, not t
   const s = new QueueState(false);
   s.add({ seq: 1, sentAt: 0, visibleAt: 0, receiveCount: 0, version: 0 });
   const [m] = s.candidates(0, 10);
-  s.markReceived(m as MessageMeta, 0, 30_000);
+  s.markReceived(m, 0, 30_000);
   const held = s.messages.get(1) as MessageMeta;
   // DeleteMessage forgets it first; the log delete fails and the owner puts the same object back.
   s.remove(1);
