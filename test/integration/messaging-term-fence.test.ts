@@ -10,7 +10,7 @@ import { natsServerAvailable } from '../../scripts/lib/nats-server.js';
 import { openMessagingStore } from '../../src/messaging/engine/layout.js';
 import { QueueLog, StaleTermError } from '../../src/messaging/engine/queue-log.js';
 import { connectNats } from '../../core/nats.js';
-import { Cleanup, startNats, tempDir } from '../src/messaging/js-harness.js';
+import { Cleanup, readBack, startNats, tempDir } from '../src/messaging/js-harness.js';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());
@@ -30,7 +30,7 @@ describe.skipIf(!natsServerAvailable())('owner terms', () => {
     const oldOwner = new QueueLog(js, jsm, 'q1');
     const newOwner = new QueueLog(js, jsm, 'q1');
     const bodies = async () => {
-      const { messages } = await newOwner.rebuild(false);
+      const { messages } = await readBack(newOwner);
       return Promise.all(messages.map(async (m) => (await newOwner.read(m.seq))?.payload.body));
     };
 
@@ -56,7 +56,7 @@ describe.skipIf(!natsServerAvailable())('owner terms', () => {
     // The old owner wakes up and finishes a PurgeQueue: refused by JetStream, nothing deleted.
     await expect(oldOwner.purgeFenced(oldTerm)).rejects.toBeInstanceOf(StaleTermError);
     expect((await bodies()).sort()).toEqual(['after the takeover', 'before the takeover']);
-    const rebuilt = await newOwner.rebuild(false);
+    const rebuilt = await readBack(newOwner);
     expect(rebuilt.messages.find((m) => m.seq === kept)).toMatchObject({ receiveCount: 1 });
 
     // The current owner's purge removes both messages and their states; later sends stay, and it

@@ -54,9 +54,23 @@ export interface Term {
 /** A fenced purge found a later owner's term marker: this owner is stale and purged nothing. */
 export class StaleTermError extends Error {}
 
-/** What a rebuild found. */
+/**
+ * Where a rebuild puts the messages it reads (the owner's `QueueState`), one at a time in sequence
+ * order, so a queue of a million messages is never held as a million objects on the way.
+ */
+export interface RebuildTarget {
+  /** A stored message as the log has it (never received; states come later, in `Rebuilt`). */
+  add(meta: MessageMeta): unknown;
+  /** Whether a message with this sequence was added. */
+  has(seq: number): boolean;
+  /** Forgets every message added: the read starts again. */
+  clear(): void;
+}
+
+/** What a rebuild found besides the messages. */
 export interface Rebuilt {
-  readonly messages: MessageMeta[];
+  /** The latest delivery state of each message that has one, in no particular order. */
+  readonly states: SeqState[];
   /** Live state records: record sequence → the messages whose latest state it holds. */
   readonly records: Map<number, number[]>;
 }
@@ -231,55 +245,45 @@ export class QueueLog {
   }
 
   /**
-   * Reads the queue back: every message's headers (not bodies) from the log, then the delivery
-   * state records in stream order, so the latest state of each message wins. Records that hold
-   * no message's latest state (all deleted or saved again) are deleted.
+   * Reads the queue back: every message's headers (not bodies) from the log into `target`, then
+   * the delivery state records in stream order, so the latest state of each message wins. Records
+   * that hold no message's latest state (all deleted or saved again) are deleted. What is held
+   * meanwhile besides `target` is one fetch batch and the states of received messages.
    */
-  async rebuild(fifo: boolean): Promise<Rebuilt> {
-    const metas = new Map<number, MessageMeta>();
-    const logged = await this.readAll(SQS_STREAM, subjects.message(this.queueId), true, (m) => {
-      const f = decodeHeaders(m.headers);
-      return {
-        seq: m.seq,
-        sentAt: f.sentAt,
-        group: fifo || f.group !== undefined ? f.group : undefined,
-        visibleAt: f.visibleAt,
-        receiveCount: 0,
-        version: 0,
-      } satisfies MessageMeta;
+  async rebuild(target: RebuildTarget): Promise<Rebuilt> {
+    await this.readAll(SQS_STREAM, subjects.message(this.queueId), true, () => {
+      target.clear();
+      return (m) => {
+        const f = decodeHeaders(m.headers);
+        target.add({ seq: m.seq, sentAt: f.sentAt, group: f.group, visibleAt: f.visibleAt, receiveCount: 0, version: 0 });
+      };
     });
-    for (const meta of logged) metas.set(meta.seq, meta);
-    const latest = new Map<number, number>();
-    const seen: number[] = [];
+    let latest = new Map<number, { state: SeqState; record: number }>();
+    let seen: number[] = [];
     const prefix = subjects.states(this.queueId).slice(0, -1);
-    const stored = await this.readAll(SQS_STATE_STREAM, subjects.states(this.queueId), false, (m) => {
-      const rest = m.subject.slice(prefix.length);
-      // `b.<writer>.<n>`: a batch record; a bare number: one message's record (older versions);
-      // `term`: the current owner's marker, no states.
-      if (rest === 'term') return undefined;
-      return { record: m.seq, states: rest.startsWith('b.') ? decodeStates(m.data) : [{ ...decodeState(m.data), seq: Number(rest) }] };
+    await this.readAll(SQS_STATE_STREAM, subjects.states(this.queueId), false, () => {
+      latest = new Map();
+      seen = [];
+      return (m) => {
+        const rest = m.subject.slice(prefix.length);
+        // `b.<writer>.<n>`: a batch record; a bare number: one message's record (older versions);
+        // `term`: the current owner's marker, no states.
+        if (rest === 'term') return;
+        seen.push(m.seq);
+        const states = rest.startsWith('b.') ? decodeStates(m.data) : [{ ...decodeState(m.data), seq: Number(rest) }];
+        for (const state of states) if (target.has(state.seq)) latest.set(state.seq, { state, record: m.seq });
+      };
     });
-    for (const entry of stored) {
-      if (!entry) continue;
-      const { record, states } = entry;
-      seen.push(record);
-      for (const s of states) {
-        const meta = metas.get(s.seq);
-        if (!meta) continue;
-        meta.receiveCount = s.receiveCount;
-        meta.firstReceiveAt = s.firstReceiveAt;
-        meta.visibleAt = s.visibleAt;
-        latest.set(s.seq, record);
-      }
-    }
     const records = new Map<number, number[]>();
-    for (const [seq, record] of latest) {
+    const states: SeqState[] = [];
+    for (const { state, record } of latest.values()) {
+      states.push(state);
       const list = records.get(record);
-      if (list) list.push(seq);
-      else records.set(record, [seq]);
+      if (list) list.push(state.seq);
+      else records.set(record, [state.seq]);
     }
     await this.dropStates(seen.filter((r) => !records.has(r))).catch(() => undefined);
-    return { messages: [...metas.values()], records };
+    return { states, records };
   }
 
   /**
@@ -290,13 +294,14 @@ export class QueueLog {
    * come back visible); a replica on a server that is down never answers at all (2.9 places
    * consumers there too). So a consumer that is not on the leader is dropped and created again,
    * creation has a short timeout, and a read counts only if it reached the last message the leader
-   * holds on `filter`. An attempt's messages are kept only when the whole attempt succeeded.
+   * holds on `filter`. Each attempt starts with `begin`, whose answer takes the attempt's messages:
+   * what an attempt that failed gave is forgotten there.
    */
-  private async readAll<T>(stream: string, filter: string, headersOnly: boolean, map: (m: JsMsg) => T): Promise<T[]> {
+  private async readAll(stream: string, filter: string, headersOnly: boolean, begin: () => (m: JsMsg) => void): Promise<void> {
     const deadline = Date.now() + READ_DEADLINE_MS;
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return await this.readAllOnce(stream, filter, headersOnly, map);
+        return await this.readAllOnce(stream, filter, headersOnly, begin());
       } catch (err) {
         if (Date.now() > deadline) throw err;
         // Misplaced: try again at once (placement is random); otherwise JetStream is re-electing.
@@ -307,7 +312,7 @@ export class QueueLog {
 
   // An ephemeral consumer tells how many messages match before any is fetched, so an empty queue
   // costs one request and a full one is read in pages until nothing is pending.
-  private async readAllOnce<T>(stream: string, filter: string, headersOnly: boolean, map: (m: JsMsg) => T): Promise<T[]> {
+  private async readAllOnce(stream: string, filter: string, headersOnly: boolean, take: (m: JsMsg) => void): Promise<void> {
     const leader = (await this.jsm.streams.info(stream)).cluster?.leader;
     const name = `rebuild_${this.writer}_${++this.reads}`;
     let ci: ConsumerInfo;
@@ -329,7 +334,6 @@ export class QueueLog {
     try {
       const placed = ci.cluster?.leader;
       if (leader && placed && placed !== leader) throw new NotOnLeader(`${stream} consumer on ${placed}, leader ${leader}`);
-      const out: T[] = [];
       let last = 0;
       let pending = ci.num_pending;
       let idle = 0;
@@ -337,7 +341,7 @@ export class QueueLog {
         const batch = await (await this.js.consumers.get(stream, ci.name)).fetch({ max_messages: Math.min(pending, 1000), expires: 5000 });
         let got = 0;
         for await (const m of batch) {
-          out.push(map(m));
+          take(m);
           last = m.seq;
           got += 1;
           pending = m.info.pending;
@@ -348,7 +352,6 @@ export class QueueLog {
       // The leader moved during the read, or an old owner still wrote: read again.
       const newest = await this.lastOn(stream, filter);
       if (newest > last) throw new Error(`rebuild of ${filter} read up to ${last}, the stream holds ${newest}`);
-      return out;
     } finally {
       await this.jsm.consumers.delete(stream, ci.name).catch(() => undefined);
     }

@@ -103,8 +103,8 @@ export class QueueOwner {
     const owner = new QueueOwner(queue, deps);
     // Before the rebuild: a stale owner's PurgeQueue must not reach what is read or written from now on.
     owner.term = await deps.log.beginTerm();
-    const rebuilt = await deps.log.rebuild(owner.state.fifo);
-    for (const meta of rebuilt.messages) owner.state.add(meta);
+    const rebuilt = await deps.log.rebuild(owner.state);
+    for (const s of rebuilt.states) owner.state.restore(s);
     owner.records.load(rebuilt.records);
     const current = await deps.record();
     if (current?.id === queue.id) owner.retentionMs = Number(current.attributes.MessageRetentionPeriod) * 1000;

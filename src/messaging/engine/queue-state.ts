@@ -94,6 +94,11 @@ export class QueueState {
     };
   }
 
+  /** Whether the message is here (`messages.has`; what a rebuild asks). */
+  has(seq: number): boolean {
+    return this.messages.has(seq);
+  }
+
   /** Adds a message (send, or rebuild); a known sequence is ignored (a deduplicated send). */
   add(meta: MessageMeta): boolean {
     if (this.messages.has(meta.seq)) return false;
@@ -233,6 +238,15 @@ export class QueueState {
       if (meta.visibleAt > now) return true;
     }
     return false;
+  }
+
+  /** Rebuild: a message's delivery state as the log last stored it (a received message becomes an object). */
+  restore(state: { seq: number; receiveCount: number; firstReceiveAt?: number; visibleAt: number }): void {
+    const meta = this.messages.get(state.seq);
+    if (!meta) return;
+    meta.receiveCount = state.receiveCount;
+    meta.firstReceiveAt = state.firstReceiveAt;
+    this.setVisibleAt(meta, state.visibleAt);
   }
 
   /** Sets a message's visibility (receive, ChangeMessageVisibility, rebuild, rollback). */

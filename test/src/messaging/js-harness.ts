@@ -11,6 +11,8 @@ import { freePort } from '../../../scripts/lib/ports.js';
 import { sharedTrust, startNatsServer, type NatsServer } from '../../../scripts/lib/nats-server.js';
 import { startMessagingService, type RunningMessagingService } from '../../../src/messaging/service.js';
 import { parseMessagingSettings } from '../../../src/messaging/settings.js';
+import type { QueueLog } from '../../../src/messaging/engine/queue-log.js';
+import { QueueState, type MessageMeta } from '../../../src/messaging/engine/queue-state.js';
 import { CREDENTIALS } from './helpers.js';
 
 /** Undo actions, run in reverse order. */
@@ -111,4 +113,12 @@ export function sdkConfig(endpoint: string) {
     credentials: { accessKeyId: CREDENTIALS.accessKeyId, secretAccessKey: CREDENTIALS.secretAccessKey },
     maxAttempts: 1,
   };
+}
+
+/** A queue read back as a taking-over owner does: every message with its latest delivery state, and the live state records. */
+export async function readBack(log: QueueLog, fifo = false): Promise<{ messages: MessageMeta[]; records: Map<number, number[]> }> {
+  const state = new QueueState(fifo);
+  const { states, records } = await log.rebuild(state);
+  for (const s of states) state.restore(s);
+  return { messages: [...state.messages.values()], records };
 }

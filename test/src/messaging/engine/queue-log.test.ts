@@ -9,6 +9,7 @@ import { expect, test } from 'vitest';
 import { encodeHeaders, encodeStates, type SeqState } from '../../../../src/messaging/engine/codec.js';
 import { SQS_STATE_STREAM, SQS_STREAM, subjects } from '../../../../src/messaging/engine/layout.js';
 import { QueueLog } from '../../../../src/messaging/engine/queue-log.js';
+import { readBack } from '../js-harness.js';
 
 interface Stored {
   readonly seq: number;
@@ -97,7 +98,7 @@ function cluster(placements: string[], opts: { infoLeaders?: string[]; leaderNow
 
 test('a rebuild reads from the stream leader: consumers on a server that is down or on a lagging follower are dropped', async () => {
   const { log, created } = cluster(['c3', 'c2', 'c2', 'c1', 'c3', 'c2', 'c1']);
-  const rebuilt = await log.rebuild(false);
+  const rebuilt = await readBack(log);
   expect(rebuilt.messages).toHaveLength(10);
   // Every message is in flight, as the last receive batch's record (only applied on c1) says.
   expect(rebuilt.messages.every((m) => m.receiveCount === 1 && m.visibleAt === 9e15)).toBe(true);
@@ -108,7 +109,7 @@ test('a rebuild reads from the stream leader: consumers on a server that is down
 test('a read that ends before the last message the leader holds is done again', async () => {
   // The stream infos named c2 leader, but by the end of the state read c1 leads and holds one more record.
   const { log, created } = cluster(['c2', 'c2', 'c1'], { infoLeaders: ['c2', 'c2'] });
-  const rebuilt = await log.rebuild(false);
+  const rebuilt = await readBack(log);
   expect(rebuilt.messages.every((m) => m.receiveCount === 1)).toBe(true);
   expect(created).toEqual(['c2', 'c2', 'c1']);
 });

@@ -53,7 +53,7 @@ class FakeLog {
     return { messageSeq: 1, stateSeq: 1 };
   }
   async rebuild() {
-    return { messages: [], records: new Map<number, number[]>() };
+    return { states: [], records: new Map<number, number[]>() };
   }
 }
 

@@ -204,3 +204,20 @@ test('a received message put back after a failed delete is delivered once, not t
   s.add(held);
   expect(s.candidates(31_000, 10).map((x) => x.seq)).toEqual([1]);
 });
+
+test('rebuild: stored states are restored onto packed messages; FIFO groups stay locked while one is in flight', () => {
+  const s = new QueueState(true);
+  for (const seq of [1, 2, 3, 4]) s.add(meta(seq, { group: seq < 4 ? 'a' : 'b', sentAt: seq, visibleAt: seq }));
+  // The log's records: 1 was received twice and is in flight, 2 was received and came back; 9 is gone.
+  s.restore({ seq: 1, receiveCount: 2, firstReceiveAt: 5, visibleAt: 100 });
+  s.restore({ seq: 2, receiveCount: 1, firstReceiveAt: 6, visibleAt: 7 });
+  s.restore({ seq: 9, receiveCount: 1, visibleAt: 7 });
+  expect(s.messages.size).toBe(4);
+  expect(s.has(9)).toBe(false);
+  expect(s.messages.get(1)).toMatchObject({ receiveCount: 2, firstReceiveAt: 5, visibleAt: 100 });
+  expect(s.counts(50)).toEqual({ visible: 3, notVisible: 1, delayed: 0 });
+  // Group a is locked by 1 in flight; b is free.
+  expect(s.candidates(50, 10).map((m) => m.seq)).toEqual([4]);
+  expect(s.candidates(100, 10).map((m) => m.seq)).toEqual([1, 2, 3, 4]);
+  expect(s.nextChangeAt(50)).toBe(100);
+});

@@ -7,10 +7,9 @@ import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { QueueCatalog, QueueRecord } from '../../../../src/messaging/engine/catalog.js';
 import { rpcPack, rpcUnpack, type SeqState, type StoredFields, type StoredPayload } from '../../../../src/messaging/engine/codec.js';
-import type { QueueLog } from '../../../../src/messaging/engine/queue-log.js';
+import type { QueueLog, RebuildTarget } from '../../../../src/messaging/engine/queue-log.js';
 import { QueueOwner, type AppendRequest } from '../../../../src/messaging/engine/queue-owner.js';
 import { QueueRouter, type QueueOp } from '../../../../src/messaging/engine/queue-router.js';
-import type { MessageMeta } from '../../../../src/messaging/engine/queue-state.js';
 import type { RequestContext } from '../../../../src/messaging/sqs-engine.js';
 
 /** A write that waits until the test lets it go on. */
@@ -60,19 +59,16 @@ export class FakeLog {
     return { messageSeq: 1, stateSeq: 1 };
   }
   /** What is stored, latest state record of each message winning (as `QueueLog.rebuild`). */
-  async rebuild() {
-    const metas = new Map<number, MessageMeta>();
+  async rebuild(target: RebuildTarget) {
+    target.clear();
     for (const [seq, m] of this.messages)
-      metas.set(seq, { seq, sentAt: m.fields.sentAt, visibleAt: m.fields.visibleAt, receiveCount: 0, version: 0 });
+      target.add({ seq, sentAt: m.fields.sentAt, visibleAt: m.fields.visibleAt, receiveCount: 0, version: 0 });
+    const latest = new Map<number, { state: SeqState; record: number }>();
+    for (const [record, states] of [...this.records].sort((a, b) => a[0] - b[0]))
+      for (const state of states) if (target.has(state.seq)) latest.set(state.seq, { state, record });
     const records = new Map<number, number[]>();
-    for (const [n, states] of [...this.records].sort((a, b) => a[0] - b[0]))
-      for (const st of states) {
-        const meta = metas.get(st.seq);
-        if (!meta) continue;
-        Object.assign(meta, { receiveCount: st.receiveCount, firstReceiveAt: st.firstReceiveAt, visibleAt: st.visibleAt });
-        records.set(n, [...(records.get(n) ?? []), st.seq]);
-      }
-    return { messages: [...metas.values()], records };
+    for (const { state, record } of latest.values()) records.set(record, [...(records.get(record) ?? []), state.seq]);
+    return { states: [...latest.values()].map((l) => l.state), records };
   }
   private async hold(what: 'saveStates' | 'remove') {
     const gate = this.gates[what];
