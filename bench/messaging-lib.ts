@@ -43,8 +43,9 @@ export const K = {
   idleBaseQueues: num('BENCH_MSG_IDLE_BASE_QUEUES', 10),
   idleWaitS: num('BENCH_MSG_IDLE_WAIT_S', 40),
   idleMeasureS: num('BENCH_MSG_IDLE_MEASURE_S', 20),
+  rebuildMessages: num('BENCH_MSG_REBUILD', 500_000),
   phases: new Set(
-    (process.env.BENCH_MSG_PHASES ?? 'throughput,pinned,latency,memory,idle')
+    (process.env.BENCH_MSG_PHASES ?? 'throughput,pinned,latency,memory,idle,rebuild')
       .split(',')
       .map((s) => s.trim())
       .filter(Boolean),

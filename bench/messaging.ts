@@ -30,6 +30,9 @@
  *    BENCH_MSG_IDLE_QUEUES, each given one message (so an owner takes it over), then
  *    BENCH_MSG_IDLE_WAIT_S of waiting, then the CPU % of a core of the API and nats-server over
  *    BENCH_MSG_IDLE_MEASURE_S. Goals with BENCH_MSG_IDLE_QUEUES queues: API < 0.5 %, nats-server < 1 %.
+ * 6. Rebuild (messaging-rebuild.ts): one queue of BENCH_MSG_REBUILD messages stored straight into
+ *    JetStream, taken over by a restarted API (its first GetQueueAttributes): time and the API's
+ *    peak RSS, beside a raw headers-only read of the same messages with nats.js. No goal.
  *
  * The API runs as its own process from the bundle, as it ships: `node dist/mammatus.mjs messaging
  * serve --nats URL --listen 127.0.0.1:PORT --config $TMP/agent.yaml` (credentials in the config,
@@ -49,7 +52,8 @@
  *   BENCH_MSG_MEM_RSS_LIMIT_MB  stop filling when the API's RSS passes this (4000)
  *   BENCH_MSG_IDLE_QUEUES  queues of the idle part (10000)    BENCH_MSG_IDLE_BASE_QUEUES  its baseline (10)
  *   BENCH_MSG_IDLE_WAIT_S  wait before measuring idle CPU (40)  BENCH_MSG_IDLE_MEASURE_S  idle CPU span (20)
- *   BENCH_MSG_PHASES    comma list of throughput,pinned,latency,memory,idle (all)
+ *   BENCH_MSG_REBUILD   messages of the rebuild part's queue (500000)
+ *   BENCH_MSG_PHASES    comma list of throughput,pinned,latency,memory,idle,rebuild (all)
  *   BENCH_MSG_BUNDLE    another bundle to run (e.g. one built from a patched copy)
  *   BENCH_MSG_NODE_ARGS extra node flags for the API, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
  *   BENCH_NATS_AUTH=off nats-server without authorization (to measure its cost)
@@ -65,6 +69,7 @@ import { idlePhase } from './messaging-idle.js';
 import { latencyPhase } from './messaging-latency.js';
 import { BATCH, cpuMeter, K, startBed } from './messaging-lib.js';
 import { memoryPhase } from './messaging-memory.js';
+import { rebuildPhase } from './messaging-rebuild.js';
 import { throughputPinned, throughputUnpinned, type ThroughputBed } from './messaging-throughput.js';
 
 async function main(): Promise<number> {
@@ -121,6 +126,7 @@ async function main(): Promise<number> {
     }
     await part('memory', () => memoryPhase(dir, cleanup, goals));
     await part('idle', () => idlePhase(dir, cleanup, goals));
+    await part('rebuild', () => rebuildPhase(dir, cleanup));
 
     console.log(
       `\nload average at the end: ${os
@@ -149,6 +155,7 @@ async function main(): Promise<number> {
         idle_base_queues: K.idleBaseQueues,
         idle_wait_s: K.idleWaitS,
         idle_measure_s: K.idleMeasureS,
+        rebuild_messages: K.rebuildMessages,
         phases: [...K.phases],
         nats_auth: K.auth,
         nats_server: natsVersion,
