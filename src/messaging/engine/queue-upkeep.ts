@@ -68,7 +68,11 @@ export class QueueUpkeep {
     this.checkedAt = deps.now();
     detach(
       (async () => {
-        for await (const s of deps.nc.status()) if (s.type === 'reconnect') this.checkedAt = -Infinity;
+        // Ends with the connection, or at the first status after quiesce (break stops the iterator).
+        for await (const s of deps.nc.status()) {
+          if (this.quiet) break;
+          if (s.type === 'reconnect') this.checkedAt = -Infinity;
+        }
       })(),
       () => undefined,
     );
@@ -187,7 +191,9 @@ export class QueueUpkeep {
     if (this.held.busyWith(id)) return;
     const found = await this.lookUp(id, r);
     if (!found || found.lease?.operation === 'PUT') return;
-    if (!(await this.held.acquire(found.record))) return void this.resting.delete(id);
+    // Not acquired: taken by another controller meanwhile (its announcement, or the next look-up,
+    // ends our interest) or NATS failed (a failed take-back is retried with backoff): both retry.
+    if (!(await this.held.acquire(found.record))) throw new Error('the lease could not be taken');
     // A takeover whose rebuild failed (already dropped, or failing) leaves it resting: the caller backs off.
     const h = this.held.get(id);
     if (!h) throw new Error('queue takeover failed');

@@ -134,3 +134,35 @@ test('a resting queue whose take-back fails is tried again after a growing pause
   expect(router.rested).toBe(1);
   await router.stop();
 });
+
+test('a take-back whose lease request fails (NATS down) keeps the queue resting and tries again', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+  const { router, leases, log, advance } = setup(600, 1000);
+  await router.run('q', { op: 'append', entries: [append('a')] }, ctx);
+  await router.run('q', { ...receive, req: { ...receive.req, VisibilityTimeout: 5 } }, ctx);
+  await pass(advance, 1100);
+  expect(router.rested).toBe(1);
+  const rebuild = log.rebuild.bind(log);
+  let rebuilds = 0;
+  log.rebuild = (target) => {
+    rebuilds += 1;
+    return rebuild(target);
+  };
+  const create = leases.create.bind(leases);
+  let refused = 0;
+  leases.create = async () => {
+    refused += 1;
+    throw new Error('TIMEOUT');
+  };
+  // Due once the message becomes visible (some 5 s); the failed lease requests do not end our interest.
+  await pass(advance, 8000);
+  expect(refused).toBeGreaterThan(0);
+  expect(router.rested).toBe(1);
+  expect(rebuilds).toBe(0);
+  // NATS is back: the next try takes it back (and, idle again, it rests once more).
+  leases.create = create;
+  await pass(advance, 10_000);
+  expect(rebuilds).toBeGreaterThan(0);
+  expect(router.rested).toBe(1);
+  await router.stop();
+});
