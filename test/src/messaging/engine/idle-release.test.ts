@@ -18,6 +18,17 @@ async function pass(advance: (ms: number) => void, ms: number): Promise<void> {
   }
 }
 
+/** A router (fake timers) whose one queue was let go with a message in flight for 5 s. */
+async function restingQueue() {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+  const fakes = setup(600, 1000);
+  await fakes.router.run('q', { op: 'append', entries: [append('a')] }, ctx);
+  await fakes.router.run('q', { ...receive, req: { ...receive.req, VisibilityTimeout: 5 } }, ctx);
+  await pass(fakes.advance, 1100);
+  expect(fakes.router.rested).toBe(1);
+  return fakes;
+}
+
 const idle = { busy: 0, idleForMs: 30_000, idleMs: 30_000, pinned: false, messages: 10_000 };
 
 test('an owner lets go of a queue only when nothing is under way, pinned or due soon, after the idle time', () => {
@@ -114,12 +125,7 @@ test('a resting queue taken over unannounced, or deleted unnoticed, stops being 
 });
 
 test('a resting queue whose take-back fails is tried again after a growing pause, not at every tick', async () => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
-  const { router, log, advance } = setup(600, 1000);
-  await router.run('q', { op: 'append', entries: [append('a')] }, ctx);
-  await router.run('q', { ...receive, req: { ...receive.req, VisibilityTimeout: 5 } }, ctx);
-  await pass(advance, 1100);
-  expect(router.rested).toBe(1);
+  const { router, log, advance } = await restingQueue();
   // JetStream unavailable: every rebuild fails.
   let rebuilds = 0;
   log.rebuild = async () => {
@@ -136,12 +142,7 @@ test('a resting queue whose take-back fails is tried again after a growing pause
 });
 
 test('a take-back whose lease request fails (NATS down) keeps the queue resting and tries again', async () => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
-  const { router, leases, log, advance } = setup(600, 1000);
-  await router.run('q', { op: 'append', entries: [append('a')] }, ctx);
-  await router.run('q', { ...receive, req: { ...receive.req, VisibilityTimeout: 5 } }, ctx);
-  await pass(advance, 1100);
-  expect(router.rested).toBe(1);
+  const { router, leases, log, advance } = await restingQueue();
   const rebuild = log.rebuild.bind(log);
   let rebuilds = 0;
   log.rebuild = (target) => {
