@@ -1,11 +1,13 @@
 /**
  * The messages of a queue that were never received, packed in typed arrays: what `QueueState`
  * holds for most stored messages. An object per message (the meta, a `Map` entry, a heap entry,
- * boxed timestamps) cost ~220 B of the API's heap per stored message; here a message is 24 B (28 B
+ * boxed timestamps) cost ~220 B of the API's heap per stored message; here a message is 16 B (20 B
  * on a FIFO queue) plus the arrays' spare capacity, and nothing for the garbage collector to walk.
  *
- * A slot holds a message's sequence, send time, delay (its visibility less its send time) and, on
- * a FIFO queue, its interned message group. Slots are appended in sequence order only (a message
+ * A slot holds a message's sequence and send time as 32-bit offsets from the queue's bases (the
+ * first live message's, moved at each compaction), its delay (its visibility less its send time)
+ * and, on a FIFO queue, its interned message group. A message whose offsets do not fit (a queue
+ * whose live messages span more than 4 billion stream sequences or 24 days) stays an object. Slots are appended in sequence order only (a message
  * that would break it stays an object in `QueueState`), so a sequence is found by binary search
  * and slot order is sequence order. Removal marks a slot dead (a flag in its delay); the arrays are
  * compacted once at least half of their slots are dead, so memory follows the live messages.
@@ -16,6 +18,11 @@
 const MIN_CAPACITY = 16;
 /** Largest delay a slot holds (ms, 24 days): beyond it (never for SQS's 15 minutes) a message stays an object. */
 const MAX_DELAY_MS = 0x7fff_ffff;
+/** Largest sequence offset from the base. */
+const MAX_SEQ_OFFSET = 0xffff_ffff;
+/** Send time offsets from the base, ms (±24 days: clocks of successive owners may disagree a little). */
+const MIN_SENT_OFFSET = -0x8000_0000;
+const MAX_SENT_OFFSET = 0x7fff_ffff;
 /**
  * Marks a dead slot in its delay. Its other values stay as they were: the heap still orders it
  * where it was (until it reaches the top and is dropped), so the heap's invariant holds.
@@ -23,14 +30,17 @@ const MAX_DELAY_MS = 0x7fff_ffff;
 const DEAD = 0x8000_0000;
 // Shared by every empty queue (nothing is ever written to a zero-length array): an idle queue costs
 // no arrays of its own.
-const NO_F64 = new Float64Array(0);
 const NO_U32 = new Uint32Array(0);
 const NO_I32 = new Int32Array(0);
 
 /** Never-received messages of one queue (see the module comment). */
 export class FreshMessages {
-  private seqs = NO_F64;
-  private sent = NO_F64;
+  /** Sequence less `seqBase`. */
+  private seqs = NO_U32;
+  /** Send time less `sentBase`, ms. */
+  private sent = NO_I32;
+  private seqBase = 0;
+  private sentBase = 0;
   /** Visibility less send time; `DEAD` set: the slot is dead. */
   private delays = NO_U32;
   private groupIds?: Int32Array;
@@ -56,12 +66,12 @@ export class FreshMessages {
   /** Whether a message with these values can be appended (it comes after every slot, its delay fits). */
   fits(seq: number, sentAt: number, visibleAt: number): boolean {
     const delay = visibleAt - sentAt;
+    if (!Number.isInteger(sentAt) || !Number.isInteger(seq) || !Number.isInteger(delay) || delay < 0 || delay > MAX_DELAY_MS) return false;
+    if (this.len === 0) return true;
+    const seqOffset = seq - this.seqBase;
+    const sentOffset = sentAt - this.sentBase;
     return (
-      (this.len === 0 || seq > this.seqs[this.len - 1]) &&
-      Number.isFinite(sentAt) &&
-      Number.isInteger(delay) &&
-      delay >= 0 &&
-      delay <= MAX_DELAY_MS
+      seqOffset > this.seqs[this.len - 1] && seqOffset <= MAX_SEQ_OFFSET && sentOffset >= MIN_SENT_OFFSET && sentOffset <= MAX_SENT_OFFSET
     );
   }
 
@@ -69,9 +79,13 @@ export class FreshMessages {
   append(seq: number, sentAt: number, visibleAt: number, group: number): void {
     // 1.5x while small, 1.25x past 256 slots: spare capacity is most of the waste of big queues.
     if (this.len === this.seqs.length) this.resize(Math.max(MIN_CAPACITY, Math.ceil(this.len * (this.len > 256 ? 1.25 : 1.5))));
+    if (this.len === 0) {
+      this.seqBase = seq;
+      this.sentBase = sentAt;
+    }
     const i = this.len++;
-    this.seqs[i] = seq;
-    this.sent[i] = sentAt;
+    this.seqs[i] = seq - this.seqBase;
+    this.sent[i] = sentAt - this.sentBase;
     this.delays[i] = visibleAt - sentAt;
     if (this.groupIds) this.groupIds[i] = group;
     this.heap[this.heapLen++] = i;
@@ -80,6 +94,7 @@ export class FreshMessages {
 
   /** The live slot of `seq`, or -1. */
   find(seq: number): number {
+    seq -= this.seqBase;
     let lo = 0;
     let hi = this.len;
     while (lo < hi) {
@@ -94,13 +109,13 @@ export class FreshMessages {
     return this.delays[slot] < DEAD;
   }
   seqAt(slot: number): number {
-    return this.seqs[slot];
+    return this.seqBase + this.seqs[slot];
   }
   sentAtOf(slot: number): number {
-    return this.sent[slot];
+    return this.sentBase + this.sent[slot];
   }
   visibleAtOf(slot: number): number {
-    return this.sent[slot] + (this.delays[slot] & MAX_DELAY_MS);
+    return this.sentBase + this.sent[slot] + (this.delays[slot] & MAX_DELAY_MS);
   }
   groupOf(slot: number): number {
     return this.groupIds ? this.groupIds[slot] : -1;
@@ -149,8 +164,9 @@ export class FreshMessages {
   }
 
   private before(a: number, b: number): boolean {
-    const va = this.visibleAtOf(a);
-    const vb = this.visibleAtOf(b);
+    // Both less the same base.
+    const va = this.sent[a] + (this.delays[a] & MAX_DELAY_MS);
+    const vb = this.sent[b] + (this.delays[b] & MAX_DELAY_MS);
     // Slot order is sequence order.
     return va < vb || (va === vb && a < b);
   }
@@ -180,39 +196,57 @@ export class FreshMessages {
   }
 
   // Moves the live slots down (keeping their order) and rebuilds the heap over them: every live
-  // slot is in the heap, so the new heap is all slots, heapified in O(n).
+  // slot is in the heap, so the new heap is all slots, heapified in O(n). The bases move to the
+  // first live message, so offsets stay small however long the queue is never empty (its live
+  // messages span at most their retention).
   private compact(): void {
+    let first = 0;
+    while (!this.alive(first)) first += 1;
+    const seqShift = this.seqs[first];
+    const sentShift = this.rebaseSent(first) ? this.sent[first] : 0;
     let w = 0;
     for (let r = 0; r < this.len; r++) {
       if (!this.alive(r)) continue;
-      this.seqs[w] = this.seqs[r];
-      this.sent[w] = this.sent[r];
+      this.seqs[w] = this.seqs[r] - seqShift;
+      this.sent[w] = this.sent[r] - sentShift;
       this.delays[w] = this.delays[r];
       if (this.groupIds) this.groupIds[w] = this.groupIds[r];
       w += 1;
     }
     this.len = w;
     this.dead = 0;
+    this.seqBase += seqShift;
+    this.sentBase += sentShift;
     if (this.seqs.length > 4 * Math.max(w, MIN_CAPACITY)) this.resize(Math.max(MIN_CAPACITY, Math.ceil(w * 1.5)));
     this.heapLen = w;
     for (let i = 0; i < w; i++) this.heap[i] = i;
     for (let i = (w >> 1) - 1; i >= 0; i--) this.siftDown(i);
   }
 
+  // Whether every live send time still fits as an offset from the send time of `slot`.
+  private rebaseSent(slot: number): boolean {
+    const shift = this.sent[slot];
+    for (let i = slot; i < this.len; i++) {
+      const off = this.sent[i] - shift;
+      if (this.alive(i) && (off < MIN_SENT_OFFSET || off > MAX_SENT_OFFSET)) return false;
+    }
+    return true;
+  }
+
   private resize(capacity: number): void {
     if (capacity === 0) {
-      [this.seqs, this.sent, this.delays, this.heap] = [NO_F64, NO_F64, NO_U32, NO_I32];
+      [this.seqs, this.sent, this.delays, this.heap] = [NO_U32, NO_I32, NO_U32, NO_I32];
       if (this.grouped) this.groupIds = NO_I32;
       return;
     }
     const n = Math.min(this.len, capacity);
-    const grow = <T extends Float64Array | Uint32Array | Int32Array>(a: T, make: (n: number) => T): T => {
+    const grow = <T extends Uint32Array | Int32Array>(a: T, make: (n: number) => T): T => {
       const b = make(capacity);
       b.set(a.subarray(0, n));
       return b;
     };
-    this.seqs = grow(this.seqs, (c) => new Float64Array(c));
-    this.sent = grow(this.sent, (c) => new Float64Array(c));
+    this.seqs = grow(this.seqs, (c) => new Uint32Array(c));
+    this.sent = grow(this.sent, (c) => new Int32Array(c));
     this.delays = grow(this.delays, (c) => new Uint32Array(c));
     if (this.grouped) this.groupIds = grow(this.groupIds ?? NO_I32, (c) => new Int32Array(c));
     const heap = new Int32Array(capacity);
