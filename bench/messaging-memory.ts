@@ -72,7 +72,11 @@ export async function memoryPhase(dir: string, cleanup: Cleanup, goals: Goals): 
         if (j % 100 === 0 && memOf(api.pid).rss > K.memRssLimitMB) overLimit = true;
       },
       () => overLimit,
-    );
+    ).catch((err: unknown) => {
+      // The API's own words on a failed call (it logs internal failures at error level).
+      console.error(`!! a call failed; the API's last output:\n${api.output().slice(-4000)}`);
+      throw err;
+    });
     const fillS = (performance.now() - t0) / 1000;
     const why = overLimit ? `the API RSS bound (${K.memRssLimitMB} MB)` : `the ${K.fillS} s bound`;
     console.log(
