@@ -62,11 +62,19 @@ test('http_listen: a second, plain listener only when configured', () => {
 
 test('heap_mb: the API child runs with a small young generation and the old-space limit; 0 leaves node its default', () => {
   expect(parseMessagingSettings({ credentials: creds, heap_mb: 256 }).engine.heapMb).toBe(256);
-  expect(messagingNodeFlags(128)).toEqual(['--max-semi-space-size=1', '--max-old-space-size=128']);
-  expect(messagingNodeFlags(0)).toEqual(['--max-semi-space-size=1']);
+  expect(messagingNodeFlags(128)).toEqual(['--max-semi-space-size=1', '--heap-growing-percent=20', '--max-old-space-size=128']);
+  expect(messagingNodeFlags(0)).toEqual(['--max-semi-space-size=1', '--heap-growing-percent=20']);
   // Node flags go before the program, or node would hand them to mammatus as arguments.
   expect(serviceArgv(['/usr/bin/node', ['/usr/lib/mammatus/mammatus.mjs']], 'messaging', messagingNodeFlags(256))).toEqual([
     '/usr/bin/node',
-    ['--max-semi-space-size=1', '--max-old-space-size=256', '/usr/lib/mammatus/mammatus.mjs', 'service', 'run', 'messaging'],
+    [
+      '--max-semi-space-size=1',
+      '--heap-growing-percent=20',
+      '--max-old-space-size=256',
+      '/usr/lib/mammatus/mammatus.mjs',
+      'service',
+      'run',
+      'messaging',
+    ],
   ]);
 });
