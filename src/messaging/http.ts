@@ -109,9 +109,10 @@ export function buildMessagingApp(opts: MessagingAppOptions): MessagingApp {
   let closing = false;
 
   const send = (res: ServerResponse, response: WireResponse, close = false): void => {
-    // Bytes, so that nothing is added to the content type; the length also answers a HEAD.
+    // Bytes, so that nothing is added to the content type; the length also answers a HEAD. Names
+    // go out in lower case, as they did from fastify.
     const body = Buffer.from(response.body, 'utf8');
-    for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
+    for (const name in response.headers) res.setHeader(name.toLowerCase(), response.headers[name]);
     res.setHeader('content-length', body.length);
     // A body cut off unread must not be drained on a kept-alive connection; a closing server lets
     // each connection end after its answer.
@@ -145,7 +146,7 @@ export function buildMessagingApp(opts: MessagingAppOptions): MessagingApp {
     const target = targetKind(req.url ?? '/');
     const served = SERVED.has(method) && target !== 'none';
     // A target no path can be decoded from is answered before anything else looks at the request.
-    if (served && target === 'bad') return refuse(req, res, 'malformed', false);
+    if (target === 'bad') return refuse(req, res, 'malformed', false);
     // Authentication that needs no body runs as soon as the headers are in: the body of a refused
     // request is never read, and the connection is closed after the answer instead of being drained.
     const refused = verifier ? refuseBeforeBody(requestHead(req), verifier) : undefined;
