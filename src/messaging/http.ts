@@ -140,7 +140,18 @@ export function buildMessagingApp(opts: MessagingAppOptions): MessagingApp {
     send(res, response);
   };
 
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+  // Whatever throws outside the pipeline (which never does) is answered InternalFailure, or the
+  // connection is dropped when even that cannot be sent: nothing reaches the process's handlers.
+  const failed = (req: IncomingMessage, res: ServerResponse, err: unknown): void => {
+    log.error({ err }, 'messaging request failed before the pipeline');
+    try {
+      if (!res.headersSent) refuse(req, res, 'internal', false);
+    } catch {
+      res.destroy();
+    }
+  };
+
+  const route = (req: IncomingMessage, res: ServerResponse): void => {
     if (closing) return send(res, inClientShape(req, commonError('ServiceUnavailable')), true);
     const method = req.method ?? 'GET';
     const target = targetKind(req.url ?? '/');
@@ -169,22 +180,26 @@ export function buildMessagingApp(opts: MessagingAppOptions): MessagingApp {
     if (!served) {
       return send(res, inClientShape(req, commonError('InvalidAction', `The HTTP method ${method} is not supported; use POST or GET.`)));
     }
-    const failed = (err: unknown) => {
-      log.error({ err }, 'messaging request failed before the pipeline');
-      if (!res.headersSent) refuse(req, res, 'internal', false);
-    };
+    const fail = (err: unknown) => failed(req, res, err);
     const { headers } = req;
     const type = headers['content-type'];
     const empty = type === undefined && headers['transfer-encoding'] === undefined && (headers['content-length'] ?? '0') === '0';
-    if (BODYLESS.has(method) || empty) return void serve(req, res, Buffer.alloc(0)).catch(failed);
+    if (BODYLESS.has(method) || empty) return void serve(req, res, Buffer.alloc(0)).catch(fail);
     if (type !== undefined && !validMediaType(type)) return refuse(req, res, 'malformed', false);
     if (Number(headers['content-length']) > maxBytes) return refuse(req, res, 'too-large', true);
     readBody(req, maxBytes, budget, hold, declared === undefined)
       .then((body) => {
         if (Buffer.isBuffer(body)) return serve(req, res, body);
         refuse(req, res, body, true);
-      }, failed)
-      .catch(failed);
+      }, fail)
+      .catch(fail);
+  };
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    try {
+      route(req, res);
+    } catch (err) {
+      failed(req, res, err);
+    }
   };
 
   return {
