@@ -5,7 +5,8 @@
  * many of them one address may hold. Node enforces the time limits itself (checked every
  * `checkIntervalMs`); the connection caps are counted here, on `connection`, before any byte is read.
  */
-import type { IncomingMessage, Server, ServerOptions } from 'node:http';
+import http, { type IncomingMessage, type RequestListener, type Server, type ServerOptions } from 'node:http';
+import https from 'node:https';
 import type { Socket } from 'node:net';
 
 /** The limits of one server. */
@@ -33,6 +34,49 @@ export function serverOptions(limits: HttpLimits): ServerOptions {
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     connectionsCheckingInterval: limits.checkIntervalMs ?? 1000,
+  };
+}
+
+/** A server built by `limitedServer`: what core/tls-listener.ts listens with. */
+export interface LimitedServer {
+  /** An `https.Server` when built with a certificate (it is an `http.Server` to everything here). */
+  readonly server: Server;
+  listen(opts: { host: string; port: number }): Promise<void>;
+  /** Stops accepting and closes idle connections; resolves once every connection is closed. */
+  close(): Promise<void>;
+}
+
+/**
+ * A plain HTTP server with `limits` (HTTPS with `tls`) calling `handler`. `onClosing` runs when
+ * `close` begins, so the handler can answer requests still arriving on open connections.
+ */
+export function limitedServer(
+  limits: HttpLimits,
+  tls: { readonly cert: string; readonly key: string } | undefined,
+  handler: RequestListener,
+  onClosing: () => void,
+): LimitedServer {
+  // An https.Server is an http.Server to everything below (same events and limits).
+  const server: Server = tls
+    ? https.createServer({ ...serverOptions(limits), cert: tls.cert, key: tls.key }, handler)
+    : http.createServer(serverOptions(limits), handler);
+  enforceConnectionLimits(server, limits);
+  return {
+    server,
+    listen: ({ host, port }) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      }),
+    close: () =>
+      new Promise((resolve) => {
+        onClosing();
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
   };
 }
 

@@ -1,9 +1,9 @@
 /**
- * A fastify listener that serves the node certificate (issue 20): HTTPS when the process has one
+ * A listener that serves the node certificate (issue 20): HTTPS when the process has one
  * (core/node-tls.ts), plain HTTP before. Renewals swap the secure context (`setSecureContext`: open
  * connections carry on, new ones get the new certificate). The node's first certificate (a service
  * started before `ca init`) moves the listener from HTTP to HTTPS on the same port: its clients see a
- * moment's refusal, then TLS. Used by the SQS/SNS API (fastify) and the metadata service (node:http).
+ * moment's refusal, then TLS. Used by the SQS/SNS API and the metadata service (both plain node:http).
  */
 import type { AddressInfo } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
@@ -11,7 +11,7 @@ import type { Logger } from './contracts.js';
 import { splitHostPort } from './net.js';
 import { nodeTls, watchNodeTls } from './node-tls.js';
 
-/** What can listen: a fastify app, or the metadata service's own server. */
+/** What can listen: a server of the SQS/SNS API or of the metadata service. */
 export interface Listenable {
   readonly server: { address(): AddressInfo | string | null };
   listen(opts: { host: string; port: number }): Promise<unknown>;

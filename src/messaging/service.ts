@@ -4,11 +4,10 @@
  * `stop()` undoes everything `start` did, in reverse, and may be called more than once.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../core/contracts.js';
 import { connectNats, type ConnectNatsOptions } from '../../core/nats.js';
 import { startJetStreamEngines, type JetStreamEngines } from './engine/index.js';
-import { buildMessagingApp } from './http.js';
+import { buildMessagingApp, type MessagingApp } from './http.js';
 import { exportQueueDepths } from './metrics.js';
 import type { MessagingSettings } from './settings.js';
 import { listenOn, listenWithNodeTls, urlOf, type NodeTlsListener } from '../../core/tls-listener.js';
@@ -39,7 +38,8 @@ export interface RunningMessagingService {
   setTls(tls: { readonly cert: string; readonly key: string }): void;
   readonly engines: JetStreamEngines;
   readonly nc: NatsConnection;
-  readonly app: FastifyInstance;
+  /** The HTTPS (or, before a certificate, HTTP) server; `app.handle` takes injected requests (tests). */
+  readonly app: MessagingApp;
   stop(): Promise<void>;
 }
 
@@ -60,7 +60,7 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
   if (maxPayload < MIN_PAYLOAD)
     log.warn({ maxPayload }, 'nats-server max_payload is below 1.125 MiB: large SQS messages will fail (set max_payload: 2MB)');
   let url = '';
-  let main: NodeTlsListener<FastifyInstance> | undefined;
+  let main: NodeTlsListener<MessagingApp> | undefined;
   const publicUrl = () => settings.wire.base_url ?? main?.url ?? url;
   let engines: JetStreamEngines;
   try {
@@ -83,7 +83,7 @@ export async function startMessagingService(opts: StartMessagingOptions): Promis
     log,
     signingCertificate: { path: engines.snsRuntime.certificatePath, pem: engines.snsRuntime.identity.certPem },
   };
-  // The plain listener (`messaging.http_listen`) is a second app on the same engines.
+  // The plain listener (`messaging.http_listen`) is a second server on the same engines.
   const plain = settings.engine.httpListen ? buildMessagingApp(appOptions) : undefined;
   try {
     main = await listenWithNodeTls({

@@ -1,5 +1,5 @@
 /**
- * The metadata HTTP service (fastify): finds the calling instance, then answers from its trees.
+ * The metadata HTTP service (plain node:http): finds the calling instance, then answers from its trees.
  *
  * Who is calling: a request with identity headers must carry a valid proxy signature (else 403);
  * one that passed some other proxy cannot be identified (404); otherwise, when allowed, the TCP
@@ -13,12 +13,11 @@
  * and fastify's own per-request work cost more than the whole budget of the throughput goal
  * (docs/benchmarks.md §5: bare fastify reached 0.45–0.48 of one nginx worker, bare node:http 0.6–0.7).
  */
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../../core/contracts.js';
 import { bodySha256, passedProxy } from './identity.js';
 import { callerResolver, type Request } from './caller.js';
-import { enforceConnectionLimits, readBodyUpTo, serverOptions, type HttpLimits } from '../../core/http-limits.js';
+import { limitedServer, readBodyUpTo, type HttpLimits, type LimitedServer } from '../../core/http-limits.js';
 import type { InstanceRecord } from '../../core/instance-record.js';
 import type { InstanceLookup } from '../registry/view.js';
 import { parseTokenTtl, type TokenAuthority } from './tokens.js';
@@ -84,12 +83,7 @@ export const METADATA_HTTP_LIMITS: HttpLimits = {
 const MAX_BODY = 1024;
 
 /** The service's HTTP server. */
-export interface MetadataApp {
-  readonly server: http.Server;
-  listen(opts: { host: string; port: number }): Promise<void>;
-  /** Stops accepting, ends idle keep-alive connections, resolves when the server is closed. */
-  close(): Promise<void>;
-}
+export type MetadataApp = LimitedServer;
 
 /** Builds the service (not listening yet). */
 export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
@@ -264,28 +258,9 @@ export function buildMetadataApp(deps: MetadataAppDeps): MetadataApp {
       () => res.destroy(),
     );
   };
-  // An https.Server is an http.Server to everything below (same events and limits).
-  const server: http.Server = deps.https
-    ? https.createServer({ ...serverOptions(limits), cert: deps.https.cert, key: deps.https.key }, handler)
-    : http.createServer(serverOptions(limits), handler);
-  enforceConnectionLimits(server, limits);
-  return {
-    server,
-    listen: ({ host, port }) =>
-      new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      }),
-    close: () =>
-      new Promise((resolve) => {
-        closing = true;
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      }),
-  };
+  return limitedServer(limits, deps.https, handler, () => {
+    closing = true;
+  });
 }
 
 /** cloud-init's reader's User-Agent (`Cloud-Init/22.4.2`). */

@@ -1,7 +1,7 @@
 /**
  * The request pipeline, independent of the HTTP server: detect → authenticate → parse → check →
  * engine → serialize, and every failure rendered in the shape the client speaks. `http.ts` is only
- * the fastify shell around `handleRequest`.
+ * the node:http shell around `handleRequest`.
  */
 import { randomUUID } from 'node:crypto';
 import type { AccessControl } from '../access.js';

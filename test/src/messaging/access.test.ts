@@ -6,10 +6,11 @@
 import * as SnsSdk from '@aws-sdk/client-sns';
 import * as SqsJsonSdk from '@aws-sdk/client-sqs';
 import * as SqsQuerySdk from 'client-sqs-query';
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { isActionPattern, needsOf } from '../../../src/messaging/access.js';
 import { parseMessagingConfig } from '../../../src/messaging/config.js';
+import { urlOf } from '../../../core/tls-listener.js';
+import type { MessagingApp } from '../../../src/messaging/http.js';
 import { buildTestApp, CREDENTIALS } from './helpers.js';
 
 const SCOPED = { accessKeyId: 'AKIDSCOPED', secretAccessKey: 'scoped-secret-key' } as const;
@@ -17,7 +18,7 @@ const LISTER = { accessKeyId: 'AKIDLISTER', secretAccessKey: 'lister-secret-key'
 const NOTHING = { accessKeyId: 'AKIDNOTHING', secretAccessKey: 'nothing-secret-key' } as const;
 const ACCOUNT = '000000000000';
 
-let app: FastifyInstance;
+let app: MessagingApp;
 let endpoint: string;
 
 beforeAll(async () => {
@@ -36,7 +37,8 @@ beforeAll(async () => {
       { access_key_id: NOTHING.accessKeyId, secret_access_key: NOTHING.secretAccessKey, allow: [] },
     ],
   }));
-  endpoint = await app.listen({ host: '127.0.0.1', port: 0 });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  endpoint = urlOf(app, 'http');
   const admin = new SqsJsonSdk.SQSClient(config(CREDENTIALS));
   for (const QueueName of ['mine-1', 'other']) await admin.send(new SqsJsonSdk.CreateQueueCommand({ QueueName }));
   const sns = new SnsSdk.SNSClient(config(CREDENTIALS));

@@ -12,21 +12,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as SqsQuerySdk from 'client-sqs-query';
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { md5OfBody, md5OfMessageAttributes } from '../../../src/messaging/md5.js';
+import { urlOf } from '../../../core/tls-listener.js';
+import type { MessagingApp } from '../../../src/messaging/http.js';
 import { buildTestApp, CREDENTIALS } from './helpers.js';
 
 const AWS_CLI = '/usr/bin/aws';
 const run = promisify(execFile);
 
-let app: FastifyInstance;
+let app: MessagingApp;
 let endpoint: string;
 let home: string;
 
 beforeAll(async () => {
   ({ app } = await buildTestApp());
-  endpoint = await app.listen({ host: '127.0.0.1', port: 0 });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  endpoint = urlOf(app, 'http');
   home = mkdtempSync(join(tmpdir(), 'mammatus-awscli-'));
 });
 afterAll(async () => {

@@ -1,14 +1,14 @@
 /**
- * Test helpers for the messaging wire layer: an app over the in-memory engine, and requests signed
+ * Test helpers for the messaging wire layer: a server over the in-memory engine, and requests signed
  * with the AWS SDK's own SigV4 signer (`@smithy/signature-v4`, test-only import).
  */
 import { Hash } from '@smithy/hash-node';
 import { SignatureV4 } from '@smithy/signature-v4';
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { inject, type InjectOptions, type Response } from 'light-my-request';
 import { pino } from 'pino';
 import { onTestFinished } from 'vitest';
 import { parseMessagingConfig, type MessagingConfig } from '../../../src/messaging/config.js';
-import { buildMessagingApp } from '../../../src/messaging/http.js';
+import { buildMessagingApp, type MessagingApp } from '../../../src/messaging/http.js';
 import { createMemoryEngine } from './memory-engine.js';
 
 /** The key pair the test apps accept. */
@@ -25,17 +25,16 @@ export function testConfig(over: Record<string, unknown> = {}): MessagingConfig 
 /** An app over a fresh in-memory engine (the caller closes it). */
 export async function buildTestApp(
   over: Record<string, unknown> = {},
-): Promise<{ app: FastifyInstance; engine: ReturnType<typeof createMemoryEngine> }> {
+): Promise<{ app: MessagingApp; engine: ReturnType<typeof createMemoryEngine> }> {
   const engine = createMemoryEngine();
   const app = buildMessagingApp({ config: testConfig(over), sqs: engine.sqs, sns: engine.sns, log: pino({ level: 'silent' }) });
-  await app.ready();
   return { app, engine };
 }
 
 /** An app over a fresh in-memory engine, closed when the test ends. */
 export async function testApp(
   over: Record<string, unknown> = {},
-): Promise<{ app: FastifyInstance; engine: ReturnType<typeof createMemoryEngine> }> {
+): Promise<{ app: MessagingApp; engine: ReturnType<typeof createMemoryEngine> }> {
   const built = await buildTestApp(over);
   onTestFinished(() => built.app.close());
   return built;
@@ -80,14 +79,19 @@ export async function signRequest(
   return { method, url, headers: signed.headers, body };
 }
 
+/** Injects a request into `app`'s request listener (light-my-request), as fastify's `inject` did. */
+export function injectInto(app: MessagingApp, opts: InjectOptions): Promise<Response> {
+  return inject(app.handle, opts);
+}
+
 /** Signs and injects `req`. */
-export async function send(app: FastifyInstance, req: TestRequest): Promise<LightMyRequestResponse> {
+export async function send(app: MessagingApp, req: TestRequest): Promise<Response> {
   const r = await signRequest(req);
-  return app.inject({ method: r.method, url: r.url, headers: r.headers, payload: r.body });
+  return injectInto(app, { method: r.method, url: r.url, headers: r.headers, payload: r.body });
 }
 
 /** A signed SQS Query POST of `params` (Action included). */
-export function sqsQuery(app: FastifyInstance, params: Record<string, string>, extra: TestRequest = {}): Promise<LightMyRequestResponse> {
+export function sqsQuery(app: MessagingApp, params: Record<string, string>, extra: TestRequest = {}): Promise<Response> {
   return send(app, {
     body: new URLSearchParams({ ...params, Version: '2012-11-05' }).toString(),
     headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' },
@@ -96,7 +100,7 @@ export function sqsQuery(app: FastifyInstance, params: Record<string, string>, e
 }
 
 /** A signed SQS JSON 1.0 POST. */
-export function sqsJson(app: FastifyInstance, action: string, input: unknown, extra: TestRequest = {}): Promise<LightMyRequestResponse> {
+export function sqsJson(app: MessagingApp, action: string, input: unknown, extra: TestRequest = {}): Promise<Response> {
   return send(app, {
     body: JSON.stringify(input),
     headers: { 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': `AmazonSQS.${action}`, 'x-amzn-query-mode': 'true' },
@@ -105,7 +109,7 @@ export function sqsJson(app: FastifyInstance, action: string, input: unknown, ex
 }
 
 /** A signed SNS Query POST of `params`. */
-export function snsQuery(app: FastifyInstance, params: Record<string, string>, extra: TestRequest = {}): Promise<LightMyRequestResponse> {
+export function snsQuery(app: MessagingApp, params: Record<string, string>, extra: TestRequest = {}): Promise<Response> {
   return send(app, {
     service: 'sns',
     body: new URLSearchParams({ ...params, Version: '2010-03-31' }).toString(),

@@ -1,10 +1,10 @@
-/** Error answers in both wire shapes, through fastify `inject`. */
+/** Error answers in both wire shapes, through injected requests (light-my-request). */
 import { pino } from 'pino';
 import { describe, expect, test, onTestFinished } from 'vitest';
 import { buildMessagingApp } from '../../../src/messaging/http.js';
 import type { SqsEngine } from '../../../src/messaging/sqs-engine.js';
 import { createMemoryEngine } from './memory-engine.js';
-import { send, snsQuery, sqsJson, sqsQuery, testApp, testConfig, xmlText } from './helpers.js';
+import { injectInto, send, snsQuery, sqsJson, sqsQuery, testApp, testConfig, xmlText } from './helpers.js';
 
 const Q = 'http://localhost/000000000000/q';
 
@@ -72,12 +72,12 @@ describe('front-end errors', () => {
     const { app } = await testApp({ verify_signatures: false });
     const json = { 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': 'AmazonSQS.ListQueues' };
     for (const method of ['PUT', 'DELETE', 'PATCH', 'OPTIONS', 'PROPFIND'] as const) {
-      const res = await app.inject({ method: method as 'PUT', url: '/', headers: json, payload: '{}' });
+      const res = await injectInto(app, { method: method, url: '/', headers: json, payload: '{}' });
       expect([method, jsonError(res)]).toMatchObject([method, { status: 400, queryError: 'InvalidAction;Sender' }]);
-      const query = await app.inject({ method: method as 'PUT', url: '/?Action=ListQueues' });
+      const query = await injectInto(app, { method: method, url: '/?Action=ListQueues' });
       expect([method, queryError(query)]).toMatchObject([method, { status: 400, code: 'InvalidAction' }]);
     }
-    expect(queryError(await app.inject({ method: 'GET', url: '/%e9/?Action=ListQueues' }))).toMatchObject({
+    expect(queryError(await injectInto(app, { method: 'GET', url: '/%e9/?Action=ListQueues' }))).toMatchObject({
       status: 404,
       code: 'MalformedQueryString',
     });

@@ -1,4 +1,4 @@
-/** Every SNS action once through fastify `inject` (Query/XML), over the in-memory engine. */
+/** Every SNS action once through injected requests (light-my-request) (Query/XML), over the in-memory engine. */
 import { describe, expect, test } from 'vitest';
 import { send, snsQuery, sqsJson, testApp, xmlText, xmlTexts } from './helpers.js';
 

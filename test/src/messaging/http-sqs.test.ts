@@ -1,4 +1,4 @@
-/** Every SQS action once through fastify `inject`, in both wire forms, over the in-memory engine. */
+/** Every SQS action once through injected requests (light-my-request), in both wire forms, over the in-memory engine. */
 import { describe, expect, test, vi } from 'vitest';
 import { md5OfBody, md5OfMessageAttributes } from '../../../src/messaging/md5.js';
 import { sqsJson, sqsQuery, testApp, xmlText, xmlTexts } from './helpers.js';

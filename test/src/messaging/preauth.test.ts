@@ -4,7 +4,7 @@
  * body over `max_request_bytes` is cut off at the limit. Real listener on 127.0.0.1, raw sockets.
  */
 import { connect, type Socket } from 'node:net';
-import type { FastifyInstance } from 'fastify';
+import type { MessagingApp } from '../../../src/messaging/http.js';
 import { describe, expect, onTestFinished, test } from 'vitest';
 import { buildTestApp, CREDENTIALS, signRequest, xmlText } from './helpers.js';
 
@@ -15,7 +15,7 @@ interface RawAnswer {
   readonly body: string;
 }
 
-async function listening(over: Record<string, unknown> = {}): Promise<{ app: FastifyInstance; port: number }> {
+async function listening(over: Record<string, unknown> = {}): Promise<{ app: MessagingApp; port: number }> {
   const { app } = await buildTestApp(over);
   onTestFinished(() => app.close());
   await app.listen({ host: '127.0.0.1', port: 0 });
