@@ -8,7 +8,7 @@
  * removes one. Routes authenticate with the authority's route secret.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { admittedNode, createAuthority, mintCredentials, routePassword, type NodeCredentials } from '../../core/trust.js';
 import type { RoleName } from '../../core/members.js';
@@ -149,14 +149,16 @@ function renderConfig(spec: NatsServerSpec, trust: TestTrust, port: number, clus
   return JSON.stringify(withNatsTls(conf, spec.tls), null, 2);
 }
 
-/** Starts one server and waits until its client port accepts connections. */
+/**
+ * Starts one server and waits until its client port accepts connections. A port picked here that
+ * another process took meanwhile (`freePort` can only say it was free) is picked again, twice at most.
+ */
 export async function startNatsServer(spec: NatsServerSpec): Promise<NatsServer> {
   mkdirSync(spec.dir, { recursive: true });
-  const port = spec.port ?? (await freePort());
-  const clusterPort = spec.clusterPort ?? (await freePort());
+  let port = spec.port ?? (await freePort());
+  let clusterPort = spec.clusterPort ?? (await freePort());
   const confPath = path.join(spec.dir, 'nats.conf');
   const trust = spec.trust ?? sharedTrust();
-  writeFileSync(confPath, renderConfig(spec, trust, port, clusterPort), { mode: 0o600 });
   const credentialsFile = await trust.writeCredentials(trust.admin, path.join(spec.dir, 'admin.creds.json'));
   const reload = async (): Promise<void> => {
     writeFileSync(confPath, renderConfig(spec, trust, port, clusterPort), { mode: 0o600 });
@@ -165,12 +167,26 @@ export async function startNatsServer(spec: NatsServerSpec): Promise<NatsServer>
     await new Promise((r) => setTimeout(r, 100));
   };
   const logFile = path.join(spec.dir, 'nats.log');
-  const out = openSync(logFile, 'a');
   const bin = natsServerBinary() ?? 'nats-server';
-  const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', out, out] });
-  closeSync(out);
-  const daemon = trackDaemon(child);
-  await untilReady(daemon, waitForPort(port), `nats-server ${spec.name}`, logFile);
+  let child: ChildProcess;
+  let daemon: ReturnType<typeof trackDaemon>;
+  for (let attempt = 1; ; attempt += 1) {
+    writeFileSync(confPath, renderConfig(spec, trust, port, clusterPort), { mode: 0o600 });
+    const out = openSync(logFile, 'a');
+    child = spawn(bin, ['-c', confPath], { stdio: ['ignore', out, out] });
+    closeSync(out);
+    daemon = trackDaemon(child);
+    try {
+      await untilReady(daemon, waitForPort(port), `nats-server ${spec.name}`, logFile);
+      break;
+    } catch (err) {
+      const ours = spec.port === undefined || spec.clusterPort === undefined;
+      if (attempt >= 3 || !ours || !/address already in use/.test(readFileSync(logFile, 'utf8'))) throw err;
+      await daemon.stop('SIGKILL');
+      port = spec.port ?? (await freePort());
+      clusterPort = spec.clusterPort ?? (await freePort());
+    }
+  }
   return {
     /** Stops it when a test's `await using` scope ends. */
     [Symbol.asyncDispose](this: NatsServer) {
