@@ -11,6 +11,7 @@
  * answers while closing) is kept in `http-front.ts`, with the same answers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Logger } from '../../core/contracts.js';
 import { BodyBudget, limitedServer, type HttpLimits, type LimitedServer } from '../../core/http-limits.js';
 import { createAccessControl } from './access.js';
@@ -129,7 +130,7 @@ export function buildMessagingApp(opts: MessagingAppOptions): MessagingApp {
   const serve = async (req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> => {
     // Long polls stop when the client goes away; a finished response is not a departure.
     const abort = new AbortController();
-    res.once('close', () => {
+    whenOver(req, res, () => {
       if (!res.writableFinished) abort.abort();
     });
     const response = await handleRequest(
@@ -166,7 +167,7 @@ export function buildMessagingApp(opts: MessagingAppOptions): MessagingApp {
     // A small body of declared length (every SDK request) takes its whole length at once, the
     // others are counted chunk by chunk as they arrive.
     const hold: BodyHold = { bytes: 0 };
-    res.once('close', () => budget.give(hold.bytes));
+    whenOver(req, res, () => budget.give(hold.bytes));
     const declared = upfrontLength(req);
     if (declared !== undefined) {
       if (!budget.take(declared)) return refuse(req, res, 'budget', true);
@@ -215,4 +216,36 @@ function pathOf(url: string | undefined): string {
   const raw = url ?? '/';
   const q = raw.indexOf('?');
   return q < 0 ? raw : raw.slice(0, q);
+}
+
+// The exchanges of each socket still waiting to be over (see `whenOver`): one 'close' listener per
+// socket, however many requests a client pipelines on it.
+const openExchanges = new WeakMap<Socket, Set<() => void>>();
+
+/**
+ * Runs `fn` once, when the exchange is over: its response closed, or its socket did. A pipelined
+ * request whose turn never came has a response that never emits 'close' when the socket dies, and
+ * what it holds (body budget, a long poll) would be held for good.
+ */
+function whenOver(req: IncomingMessage, res: ServerResponse, fn: () => void): void {
+  const socket = req.socket;
+  let open = openExchanges.get(socket);
+  if (!open) {
+    const exchanges = new Set<() => void>();
+    openExchanges.set(socket, exchanges);
+    socket.once('close', () => {
+      for (const over of exchanges) over();
+    });
+    open = exchanges;
+  }
+  const exchanges = open;
+  let done = false;
+  const over = (): void => {
+    if (done) return;
+    done = true;
+    exchanges.delete(over);
+    fn();
+  };
+  exchanges.add(over);
+  res.once('close', over);
 }

@@ -316,3 +316,45 @@ describe('SQS/SNS API: bodies that stop one byte short', () => {
     }
   }, 30_000);
 });
+
+describe('SQS/SNS API: pipelined requests whose turn never comes', () => {
+  it('a socket closed behind a long poll with 20 bodies queued gives their budget back (each time)', async () => {
+    const engine = createMemoryEngine();
+    // A budget of 400 KB: three such sockets would hold 900 KB for good if their queued bodies kept it.
+    const limits = { ...quick(MESSAGING_HTTP_LIMITS), maxBufferedBodyBytes: 400_000 };
+    const app = buildMessagingApp({ config: testConfig({ verify_signatures: false }), sqs: engine.sqs, sns: engine.sns, log, limits });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const port = (app.server.address() as AddressInfo).port;
+    const post = (body: string) =>
+      `POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    try {
+      const created = await fetch(`http://127.0.0.1:${port}/`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'Action=CreateQueue&QueueName=q',
+      });
+      expect(created.status).toBe(200);
+      const padded = `Action=ListQueues&Pad=${'x'.repeat(15_000)}`;
+      for (let round = 0; round < 3; round++) {
+        const socket = net.connect(port, '127.0.0.1');
+        socket.on('error', () => undefined);
+        await new Promise((r) => socket.once('connect', r));
+        socket.write(post('Action=ReceiveMessage&QueueUrl=http://x/000000000000/q&WaitTimeSeconds=20') + post(padded).repeat(20));
+        await new Promise((r) => setTimeout(r, 300));
+        socket.destroy();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const r = await fetch(`http://127.0.0.1:${port}/`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: padded,
+      });
+      expect(r.status).toBe(200);
+      // The long polls of the closed sockets ended too.
+      expect(engine.waiting()).toBe(0);
+    } finally {
+      app.server.closeAllConnections();
+      await app.close();
+    }
+  }, 30_000);
+});
