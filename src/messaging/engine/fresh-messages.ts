@@ -63,16 +63,28 @@ export class FreshMessages {
     return this.seqs.length;
   }
 
-  /** Whether a message with these values can be appended (it comes after every slot, its delay fits). */
+  /**
+   * Whether a message with these values can be appended (it comes after every slot, its delay and
+   * offsets fit); may compact to make its offsets fit (find slots again after).
+   */
   fits(seq: number, sentAt: number, visibleAt: number): boolean {
     const delay = visibleAt - sentAt;
     if (!Number.isInteger(sentAt) || !Number.isInteger(seq) || !Number.isInteger(delay) || delay < 0 || delay > MAX_DELAY_MS) return false;
     if (this.len === 0) return true;
-    const seqOffset = seq - this.seqBase;
-    const sentOffset = sentAt - this.sentBase;
-    return (
-      seqOffset > this.seqs[this.len - 1] && seqOffset <= MAX_SEQ_OFFSET && sentOffset >= MIN_SENT_OFFSET && sentOffset <= MAX_SENT_OFFSET
-    );
+    if (seq - this.seqBase <= this.seqs[this.len - 1]) return false;
+    if (this.inRange(seq - this.seqBase, sentAt - this.sentBase)) return true;
+    // The bases lag behind the live messages (a backlog nobody reads dies slowly, so compaction,
+    // which moves them, may come only after weeks): compact now if that brings this one in range.
+    // Slot numbers change, as after a removal.
+    let first = 0;
+    while (!this.alive(first)) first += 1;
+    if (!this.inRange(seq - this.seqBase - this.seqs[first], sentAt - this.sentBase - this.sent[first])) return false;
+    this.compact();
+    return this.inRange(seq - this.seqBase, sentAt - this.sentBase);
+  }
+
+  private inRange(seqOffset: number, sentOffset: number): boolean {
+    return seqOffset <= MAX_SEQ_OFFSET && sentOffset >= MIN_SENT_OFFSET && sentOffset <= MAX_SENT_OFFSET;
   }
 
   /** Appends a message (check `fits` first); `group` is an interned group id, -1 for none. */

@@ -45,3 +45,18 @@ test('a message beyond the offsets does not fit (it stays an object); once the q
   expect(f.seqAt(f.peek())).toBe(10 + 2 ** 32);
   expect(f.sentAtOf(f.peek())).toBe(T0 + 25 * DAY);
 });
+
+test('a backlog nobody reads (one message an hour, 14 days kept) stays packed past the offsets’ 24 days: it compacts early when they run out', () => {
+  const f = new FreshMessages(false);
+  const HOUR = 3_600_000;
+  for (let hour = 0; hour < 60 * 24; hour++) {
+    const sentAt = T0 + hour * HOUR;
+    // Expiry first, as the owner's sweep does; the oldest die one at a time, so compaction (half
+    // of the slots dead) alone would come only every 28 days.
+    for (let slot = 0; slot < f.end; slot++) if (f.alive(slot) && f.sentAtOf(slot) <= sentAt - 14 * 24 * HOUR) f.remove(slot);
+    expect(f.fits(hour + 1, sentAt, sentAt)).toBe(true);
+    f.append(hour + 1, sentAt, sentAt, -1);
+  }
+  expect(f.size).toBe(14 * 24);
+  expect(f.sentAtOf(f.peek())).toBe(T0 + (60 * 24 - 14 * 24) * HOUR);
+});
