@@ -19,8 +19,11 @@ export interface Held {
   usedAt: number;
   sweptAt: number;
   sub?: Subscription;
-  /** Forwarded receives under way, by the id their sender cancels them with. */
-  readonly cancels: Map<string, AbortController>;
+  /**
+   * Forwarded receives under way, by the id their sender cancels them with; made by the first
+   * forwarded operation (a queue only this controller uses carries none: memory per owned queue).
+   */
+  cancels?: Map<string, AbortController>;
   /** Takes no more operations (handed over or lost). */
   dropped: boolean;
   /** The lease was found taken or gone, or is being handed back: nothing more is answered. */

@@ -149,7 +149,6 @@ export class QueueLeases {
       busy: 0,
       usedAt: sentAt,
       sweptAt: sentAt,
-      cancels: new Map(),
       dropped: false,
       lost: false,
     };
@@ -237,7 +236,7 @@ export class QueueLeases {
     // now, so its sender asks the next owner at once instead of waiting for its timeout).
     const sub = h.sub;
     if (sub) detach((async () => sub.drain())(), () => sub.unsubscribe());
-    for (const c of h.cancels.values()) c.abort();
+    for (const c of h.cancels?.values() ?? []) c.abort();
     if (this.held.get(h.record.id) === h) this.held.delete(h.record.id);
     const done = this.handOver(h, release).finally(() => {
       if (this.draining.get(h.record.id)?.h === h) this.draining.delete(h.record.id);

@@ -51,15 +51,20 @@ const PURGE_BLOCK_MS = 60_000;
 // Dead state records are deleted this long after they die, many per request burst.
 const STATE_GC_DELAY_MS = 100;
 const MAX_IN_FLIGHT = 120_000;
+// The send chain of every owner before its first FIFO send (one promise, not one per queue).
+const SETTLED: Promise<unknown> = Promise.resolve();
 
 /** The owner of one queue (see the module comment). */
 export class QueueOwner {
   private readonly state: QueueState;
   private readonly records: StateRecords;
   private readonly now: () => number;
-  private readonly waiters = new Set<() => void>();
-  private sendChain: Promise<unknown> = Promise.resolve();
-  private readonly attempts = new Map<string, { at: number; messages: readonly ReceivedMessage[] }>();
+  // Made when first needed, as the receive attempts and the send chain: a queue that is only sent
+  // to carries none of them (every owned queue costs memory).
+  private waiters?: Set<() => void>;
+  private sendChain: Promise<unknown> = SETTLED;
+  /** FIFO ReceiveRequestAttemptId answers, for retries within 5 minutes. */
+  private attempts?: Map<string, { at: number; messages: readonly ReceivedMessage[] }>;
   private lastPurge = 0;
   /**
    * Until when this owner's memory may be ahead of JetStream: a receive whose state record may
@@ -145,6 +150,7 @@ export class QueueOwner {
   }
 
   private wake(): void {
+    if (!this.waiters) return;
     const all = [...this.waiters];
     this.waiters.clear();
     for (const w of all) w();
@@ -231,7 +237,7 @@ export class QueueOwner {
       if (picked.length > 0) {
         const out = await this.deliver(picked, visibilityMs, attrs, ctx);
         if (out.length > 0) {
-          if (attemptId) this.attempts.set(attemptId, { at: this.now(), messages: out });
+          if (attemptId) (this.attempts ??= new Map()).set(attemptId, { at: this.now(), messages: out });
           return out;
         }
         continue;
@@ -250,6 +256,7 @@ export class QueueOwner {
   }
 
   private replayAttempt(id: string): readonly ReceivedMessage[] | undefined {
+    if (!this.attempts) return undefined;
     const now = this.now();
     for (const [k, v] of this.attempts) if (now - v.at > ATTEMPT_ID_MS) this.attempts.delete(k);
     const hit = this.attempts.get(id);
@@ -264,16 +271,17 @@ export class QueueOwner {
   }
 
   private waitForChange(until: number, signal: AbortSignal): Promise<void> {
+    const waiters = (this.waiters ??= new Set());
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
         signal.removeEventListener('abort', done);
-        this.waiters.delete(done);
+        waiters.delete(done);
         resolve();
       };
       const timer = setTimeout(done, Math.max(0, until - this.now()));
       signal.addEventListener('abort', done, { once: true });
-      this.waiters.add(done);
+      waiters.add(done);
     });
   }
 
@@ -509,7 +517,7 @@ export class QueueOwner {
   restView(): { counts: QueueCounts; visibleChangeAt?: number; oldestSentAt?: number; retentionMs: number; pinned: boolean } | undefined {
     const now = this.now();
     let pinned = this.running.size > 0 || now - this.lastPurge < PURGE_BLOCK_MS || now < this.aheadOfLogUntil;
-    for (const a of this.attempts.values()) if (now - a.at <= ATTEMPT_ID_MS) pinned = true;
+    for (const a of this.attempts?.values() ?? []) if (now - a.at <= ATTEMPT_ID_MS) pinned = true;
     // Undefined: the queue stays here anyway, so its messages are not scanned (every tick, for a
     // queue too big to let go).
     if (pinned || this.state.messages.size > KEEP_OWNED_MESSAGES) return undefined;

@@ -57,7 +57,9 @@ export class QueueRouter {
       serve: (h, data, respond) =>
         serve(
           {
-            cancels: h.cancels,
+            get cancels() {
+              return (h.cancels ??= new Map());
+            },
             valid: () => this.leases.valid(h),
             answer: (op, ctx) => this.leases.using(h, async () => this.fenced(h, await h.owner, op, ctx)),
           },

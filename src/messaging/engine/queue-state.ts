@@ -42,37 +42,54 @@ export interface MessageLookup {
   values(): IterableIterator<MessageMeta>;
 }
 
+/** FIFO message groups: each group's messages in send (= stream sequence) order, by interned group id. */
+interface FifoGroups {
+  readonly lists: Map<number, number[]>;
+  readonly ids: Map<string, number>;
+  readonly names: (string | undefined)[];
+  /** Ids of groups that emptied, for the next new group. */
+  readonly free: number[];
+}
+
 /**
  * One queue's messages and their visibility. Messages never received live packed in
  * `FreshMessages` (see there); a message becomes an object once received (or when it does not
  * fit there: added out of sequence order, or received before), so objects are bounded by what is
  * in flight or was received and not deleted. FIFO group names are interned to small ids.
  */
-export class QueueState {
+export class QueueState implements MessageLookup {
   private readonly fresh: FreshMessages;
   /** Messages held as objects (received, or not packable), by sequence. */
   private readonly held = new Map<number, MessageMeta>();
   private readonly heap = new Heap();
-  /** FIFO only: each group's messages in send (= stream sequence) order, by interned group id. */
-  private readonly groups = new Map<number, number[]>();
-  private readonly groupIds = new Map<string, number>();
-  private readonly groupNames: (string | undefined)[] = [];
-  private readonly freeGroupIds: number[] = [];
-  /** Lookup by sequence (see `MessageLookup`). */
-  readonly messages: MessageLookup;
+  /** FIFO only, made by the first grouped message: a standard queue carries none of it (memory per owned queue). */
+  private groups?: FifoGroups;
 
   constructor(readonly fifo: boolean) {
     this.fresh = new FreshMessages(fifo);
-    const fresh = this.fresh;
-    const held = this.held;
-    this.messages = {
-      get size() {
-        return fresh.size + held.size;
-      },
-      has: (seq) => held.has(seq) || fresh.find(seq) >= 0,
-      get: (seq) => held.get(seq) ?? this.view(fresh.find(seq)),
-      values: () => this.all(),
-    };
+  }
+
+  /**
+   * Lookup by sequence (see `MessageLookup`): this state itself, so an owned queue carries no view
+   * object and closures of its own.
+   */
+  get messages(): MessageLookup {
+    return this;
+  }
+
+  /** Messages stored (`messages.size`). */
+  get size(): number {
+    return this.fresh.size + this.held.size;
+  }
+
+  /** A message's state (`messages.get`; see `MessageLookup.get`). */
+  get(seq: number): MessageMeta | undefined {
+    return this.held.get(seq) ?? this.view(this.fresh.find(seq));
+  }
+
+  /** Every message (`messages.values`; see `MessageLookup.values`). */
+  values(): IterableIterator<MessageMeta> {
+    return this.all();
   }
 
   private *all(): IterableIterator<MessageMeta> {
@@ -87,7 +104,7 @@ export class QueueState {
     return {
       seq: this.fresh.seqAt(slot),
       sentAt: this.fresh.sentAtOf(slot),
-      ...(g < 0 ? {} : { group: this.groupNames[g] }),
+      ...(g < 0 ? {} : { group: this.groups?.names[g] }),
       visibleAt: this.fresh.visibleAtOf(slot),
       receiveCount: 0,
       version: 0,
@@ -96,7 +113,7 @@ export class QueueState {
 
   /** Whether the message is here (`messages.has`; what a rebuild asks). */
   has(seq: number): boolean {
-    return this.messages.has(seq);
+    return this.held.has(seq) || this.fresh.find(seq) >= 0;
   }
 
   /** Adds a message (send, or rebuild); a known sequence is ignored (a deduplicated send). */
@@ -113,22 +130,23 @@ export class QueueState {
       meta.version += 1;
       this.heap.push({ at: meta.visibleAt, seq: meta.seq, version: meta.version });
     }
-    if (grouped) {
-      const list = this.groups.get(gid) ?? [];
+    if (grouped && this.groups) {
+      const list = this.groups.lists.get(gid) ?? [];
       // Sends are serialised per FIFO queue, so this is an append except during a rebuild.
       if (list.length === 0 || list[list.length - 1] < meta.seq) list.push(meta.seq);
       else list.splice(sortedIndex(list, meta.seq), 0, meta.seq);
-      this.groups.set(gid, list);
+      this.groups.lists.set(gid, list);
     }
     return true;
   }
 
   private intern(group: string): number {
-    let id = this.groupIds.get(group);
+    const g = (this.groups ??= { lists: new Map<number, number[]>(), ids: new Map<string, number>(), names: [], free: [] });
+    let id = g.ids.get(group);
     if (id === undefined) {
-      id = this.freeGroupIds.pop() ?? this.groupNames.length;
-      this.groupIds.set(group, id);
-      this.groupNames[id] = group;
+      id = g.free.pop() ?? g.names.length;
+      g.ids.set(group, id);
+      g.names[id] = group;
     }
     return id;
   }
@@ -143,17 +161,18 @@ export class QueueState {
       if (slot >= 0) this.fresh.remove(slot);
     }
     if (!meta) return undefined;
-    const gid = meta.group === undefined ? undefined : this.groupIds.get(meta.group);
-    const list = gid === undefined ? undefined : this.groups.get(gid);
-    if (gid !== undefined && list) {
+    const g = this.groups;
+    const gid = meta.group === undefined ? undefined : g?.ids.get(meta.group);
+    const list = gid === undefined ? undefined : g?.lists.get(gid);
+    if (g && gid !== undefined && list) {
       const i = list[0] === seq ? 0 : list.indexOf(seq);
       if (i >= 0) list.splice(i, 1);
       if (list.length === 0) {
         // The id is free for the next new group: the interned names stay as few as the live groups.
-        this.groups.delete(gid);
-        this.groupIds.delete(meta.group as string);
-        this.groupNames[gid] = undefined;
-        this.freeGroupIds.push(gid);
+        g.lists.delete(gid);
+        g.ids.delete(meta.group as string);
+        g.names[gid] = undefined;
+        g.free.push(gid);
       }
     }
     return meta;
@@ -163,10 +182,7 @@ export class QueueState {
     this.fresh.clear();
     this.held.clear();
     this.heap.clear();
-    this.groups.clear();
-    this.groupIds.clear();
-    this.groupNames.length = 0;
-    this.freeGroupIds.length = 0;
+    this.groups = undefined;
   }
 
   /**
@@ -217,7 +233,7 @@ export class QueueState {
 
   private fifoCandidates(now: number, max: number): MessageMeta[] {
     const out: MessageMeta[] = [];
-    for (const list of this.groups.values()) {
+    for (const list of this.groups?.lists.values() ?? []) {
       if (out.length >= max) break;
       if (this.groupLocked(list, now)) continue;
       for (const seq of list) {

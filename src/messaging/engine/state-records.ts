@@ -11,8 +11,11 @@ import { detach } from '../../../core/errors.js';
 
 /** Tracks state records of one queue (see the module comment). */
 export class StateRecords {
-  private readonly recordOf = new Map<number, number>();
-  private readonly live = new Map<number, number>();
+  // Made by the first record (a queue nobody received from has none: memory per owned queue).
+  /** Message sequence → the record holding its latest state. */
+  private recordOf?: Map<number, number>;
+  /** Record → how many messages still depend on it. */
+  private live?: Map<number, number>;
   private dead: number[] = [];
   private flushing = false;
   private timer?: NodeJS.Timeout;
@@ -36,40 +39,43 @@ export class StateRecords {
   /** Takes over what a rebuild found: record → the messages whose latest state it holds. */
   load(records: ReadonlyMap<number, readonly number[]>): void {
     for (const [record, seqs] of records) {
-      for (const seq of seqs) this.recordOf.set(seq, record);
-      this.live.set(record, seqs.length);
+      const recordOf = (this.recordOf ??= new Map<number, number>());
+      for (const seq of seqs) recordOf.set(seq, record);
+      (this.live ??= new Map<number, number>()).set(record, seqs.length);
     }
   }
 
   /** `seqs` (messages that still exist) now have their latest state in `record`, which JetStream stored. */
   saved(record: number, seqs: Iterable<number>): void {
+    const recordOf = (this.recordOf ??= new Map<number, number>());
     let n = 0;
     for (const seq of seqs) {
-      const previous = this.recordOf.get(seq);
+      const previous = recordOf.get(seq);
       // Concurrent saves may be acknowledged out of order; the later record in the stream wins, as on rebuild.
       if (previous !== undefined && previous >= record) continue;
       if (previous !== undefined) this.release(previous);
-      this.recordOf.set(seq, record);
+      recordOf.set(seq, record);
       n += 1;
     }
-    if (n > 0) this.live.set(record, (this.live.get(record) ?? 0) + n);
+    const live = (this.live ??= new Map<number, number>());
+    if (n > 0) live.set(record, (live.get(record) ?? 0) + n);
     else this.dead.push(record);
     this.flushSoon();
   }
 
   /** The message `seq` was deleted from the log. */
   removed(seq: number): void {
-    const record = this.recordOf.get(seq);
+    const record = this.recordOf?.get(seq);
     if (record === undefined) return;
-    this.recordOf.delete(seq);
+    this.recordOf?.delete(seq);
     this.release(record);
     this.flushSoon();
   }
 
   /** Forgets everything (the queue was purged, records included). */
   clear(): void {
-    this.recordOf.clear();
-    this.live.clear();
+    this.recordOf = undefined;
+    this.live = undefined;
     this.dead = [];
   }
 
@@ -99,9 +105,10 @@ export class StateRecords {
   }
 
   private release(record: number): void {
-    const n = (this.live.get(record) ?? 1) - 1;
-    if (n > 0) return void this.live.set(record, n);
-    this.live.delete(record);
+    const live = (this.live ??= new Map<number, number>());
+    const n = (live.get(record) ?? 1) - 1;
+    if (n > 0) return void live.set(record, n);
+    live.delete(record);
     this.dead.push(record);
   }
 

@@ -132,12 +132,24 @@ test('FIFO: group names are interned and reused once a group empties; packed mes
     [4, 'c'],
     [5, 'a'],
   ]);
-  const names = (s as unknown as { groupNames: (string | undefined)[] }).groupNames;
+  const names = (s as unknown as { groups: { names: (string | undefined)[] } }).groups.names;
   expect(names.filter(Boolean).sort()).toEqual(['a', 'b', 'c']);
   expect(names.length).toBe(3);
   s.clear();
   expect(s.messages.size).toBe(0);
   expect(s.candidates(0, 10)).toEqual([]);
+});
+
+test('a standard queue carries no FIFO group state, and its lookup is no object of its own (memory per owned queue)', () => {
+  const s = new QueueState(false);
+  s.add(meta(1, { group: 'fair' }));
+  expect((s as unknown as { groups?: unknown }).groups).toBeUndefined();
+  expect(s.messages).toBe(s);
+  expect(s.messages.get(1)?.group).toBeUndefined();
+  const fifo = new QueueState(true);
+  fifo.add(meta(1, { group: 'g' }));
+  fifo.clear();
+  expect((fifo as unknown as { groups?: unknown }).groups).toBeUndefined();
 });
 
 test('standard: same answers as a plain model under random sends, receives, deletes and visibility changes', () => {

@@ -66,3 +66,20 @@ test('failed deletions are kept for the next flush', async () => {
   r.clear();
   expect(r.pending).toBe(0);
 });
+
+test('no maps before the first record, and counting starts over after a clear (memory per owned queue)', async () => {
+  const { r, dropped } = tracker();
+  const maps = () => r as unknown as { recordOf?: unknown; live?: unknown };
+  r.removed(1);
+  expect(maps().recordOf).toBeUndefined();
+  expect(maps().live).toBeUndefined();
+  r.saved(3, [1]);
+  r.clear();
+  expect(maps().recordOf).toBeUndefined();
+  r.removed(1);
+  r.saved(4, [1, 2]);
+  r.removed(1);
+  r.removed(2);
+  await tick();
+  expect(dropped).toEqual([4]);
+});
