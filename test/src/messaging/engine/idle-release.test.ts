@@ -18,6 +18,18 @@ async function pass(advance: (ms: number) => void, ms: number): Promise<void> {
   }
 }
 
+/** `fn`, counting its calls. */
+function counted<A extends unknown[], R>(fn: (...args: A) => R): { fn: (...args: A) => R; calls: number } {
+  const c = {
+    calls: 0,
+    fn: (...args: A): R => {
+      c.calls += 1;
+      return fn(...args);
+    },
+  };
+  return c;
+}
+
 /** A router (fake timers) whose one queue was let go with a message in flight for 5 s. */
 async function restingQueue() {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
@@ -127,43 +139,37 @@ test('a resting queue taken over unannounced, or deleted unnoticed, stops being 
 test('a resting queue whose take-back fails is tried again after a growing pause, not at every tick', async () => {
   const { router, log, advance } = await restingQueue();
   // JetStream unavailable: every rebuild fails.
-  let rebuilds = 0;
-  log.rebuild = async () => {
-    rebuilds += 1;
+  const rebuilds = counted(async () => {
     throw new Error('no JetStream');
-  };
+  });
+  log.rebuild = rebuilds.fn;
   await pass(advance, 10_000);
   // 20 s of wall clock: due after some 3 s (the message becomes visible), then tried 1, 2, 4, 8 s
   // apart (without the pause: at every 200 ms tick, some 90 times).
-  expect(rebuilds).toBeGreaterThan(0);
-  expect(rebuilds).toBeLessThanOrEqual(5);
+  expect(rebuilds.calls).toBeGreaterThan(0);
+  expect(rebuilds.calls).toBeLessThanOrEqual(5);
   expect(router.rested).toBe(1);
   await router.stop();
 });
 
 test('a take-back whose lease request fails (NATS down) keeps the queue resting and tries again', async () => {
   const { router, leases, log, advance } = await restingQueue();
-  const rebuild = log.rebuild.bind(log);
-  let rebuilds = 0;
-  log.rebuild = (target) => {
-    rebuilds += 1;
-    return rebuild(target);
-  };
+  const rebuilds = counted(log.rebuild.bind(log));
+  log.rebuild = rebuilds.fn;
   const create = leases.create.bind(leases);
-  let refused = 0;
-  leases.create = async () => {
-    refused += 1;
+  const refused = counted(async (): Promise<number> => {
     throw new Error('TIMEOUT');
-  };
+  });
+  leases.create = refused.fn;
   // Due once the message becomes visible (some 5 s); the failed lease requests do not end our interest.
   await pass(advance, 8000);
-  expect(refused).toBeGreaterThan(0);
+  expect(refused.calls).toBeGreaterThan(0);
   expect(router.rested).toBe(1);
-  expect(rebuilds).toBe(0);
+  expect(rebuilds.calls).toBe(0);
   // NATS is back: the next try takes it back (and, idle again, it rests once more).
   leases.create = create;
   await pass(advance, 10_000);
-  expect(rebuilds).toBeGreaterThan(0);
+  expect(rebuilds.calls).toBeGreaterThan(0);
   expect(router.rested).toBe(1);
   await router.stop();
 });
