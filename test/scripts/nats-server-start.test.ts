@@ -26,13 +26,14 @@ describe.skipIf(!natsServerAvailable())('startNatsServer', () => {
       .mockImplementation(real)
       .mockImplementationOnce(real)
       .mockImplementationOnce(async () => taken);
+    let server: Awaited<ReturnType<typeof startNatsServer>> | undefined;
     try {
       // A route to a neighbour that is not there: the server still starts, with its cluster listener.
-      const server = await startNatsServer({ name: 'race', dir, routes: [`nats://127.0.0.1:${await real()}`] });
+      server = await startNatsServer({ name: 'race', dir, routes: [`nats://127.0.0.1:${await real()}`] });
       expect(server.clusterPort).not.toBe(taken);
       expect(pick).toHaveBeenCalledTimes(4);
-      await server.stop();
     } finally {
+      await server?.stop();
       pick.mockRestore();
       squatter.close();
     }
