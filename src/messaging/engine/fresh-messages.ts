@@ -1,50 +1,60 @@
 /**
  * The messages of a queue that were never received, packed in typed arrays: what `QueueState`
  * holds for most stored messages. An object per message (the meta, a `Map` entry, a heap entry,
- * boxed timestamps) cost ~220 B of the API's heap per stored message; here a message is 16 B (20 B
+ * boxed timestamps) cost ~220 B of the API's heap per stored message; here a message is 8 B (12 B
  * on a FIFO queue) plus the arrays' spare capacity, and nothing for the garbage collector to walk.
  *
  * A slot holds a message's sequence and send time as 32-bit offsets from the queue's bases (the
- * first live message's, moved at each compaction), its delay (its visibility less its send time)
- * and, on a FIFO queue, its interned message group. A message whose offsets do not fit (a queue
- * whose live messages span more than 4 billion stream sequences or 24 days) stays an object. Slots are appended in sequence order only (a message
- * that would break it stays an object in `QueueState`), so a sequence is found by binary search
- * and slot order is sequence order. Removal marks a slot dead (a flag in its delay); the arrays are
- * compacted once at least half of their slots are dead, so memory follows the live messages.
- * Delivery order comes from a min-heap of slot numbers on (visibility, sequence), as the object
- * heap of in-flight messages, so both merge into one order. Pure and synchronous.
+ * first live message's, moved at each compaction) and, on a FIFO queue, its interned message
+ * group. A message whose offsets do not fit (a queue whose live messages span more than 2 billion
+ * stream sequences or 24 days) stays an object. Slots are appended in sequence order only (a
+ * message that would break it stays an object in `QueueState`), so a sequence is found by binary
+ * search and slot order is sequence order. Removal marks a slot dead (the top bit of its sequence
+ * offset); the arrays are compacted once at least half of their slots are dead, so memory follows
+ * the live messages.
+ *
+ * Delivery order is (visibility, sequence). While the slots' visibilities do not decrease in slot
+ * order (no delays, sends in time order: the usual queue) that is slot order, and the queue keeps
+ * neither delays nor a heap: a cursor past the taken slots is the whole order. The first delayed
+ * message adds a delays array (visibility less send time), the first one out of order a min-heap of
+ * slot numbers, as the object heap of in-flight messages, so both merge into one order; compaction
+ * drops them again when the live slots no longer need them. Pure and synchronous.
  */
 
 const MIN_CAPACITY = 16;
 /** Largest delay a slot holds (ms, 24 days): beyond it (never for SQS's 15 minutes) a message stays an object. */
 const MAX_DELAY_MS = 0x7fff_ffff;
-/** Largest sequence offset from the base. */
-const MAX_SEQ_OFFSET = 0xffff_ffff;
+/** Largest sequence offset from the base (the top bit is `DEAD`). */
+const MAX_SEQ_OFFSET = 0x7fff_ffff;
 /** Send time offsets from the base, ms (±24 days: clocks of successive owners may disagree a little). */
 const MIN_SENT_OFFSET = -0x8000_0000;
 const MAX_SENT_OFFSET = 0x7fff_ffff;
 /**
- * Marks a dead slot in its delay. Its other values stay as they were: the heap still orders it
- * where it was (until it reaches the top and is dropped), so the heap's invariant holds.
+ * Marks a dead slot in its sequence offset. Its other values stay as they were: the order still
+ * places it where it was (until it reaches the top and is dropped), so the heap's invariant holds.
  */
 const DEAD = 0x8000_0000;
 // Shared by every empty queue (nothing is ever written to a zero-length array): an idle queue costs
-// no arrays of its own.
+// no arrays of its own, and a queue without delays or disorder none for them.
 const NO_U32 = new Uint32Array(0);
 const NO_I32 = new Int32Array(0);
 
 /** Never-received messages of one queue (see the module comment). */
 export class FreshMessages {
-  /** Sequence less `seqBase`. */
+  /** Sequence less `seqBase`; `DEAD` set: the slot is dead. */
   private seqs = NO_U32;
   /** Send time less `sentBase`, ms. */
   private sent = NO_I32;
   private seqBase = 0;
   private sentBase = 0;
-  /** Visibility less send time; `DEAD` set: the slot is dead. */
+  /** Visibility less send time; empty while every slot's is 0. */
   private delays = NO_U32;
   private groupIds?: Int32Array;
-  /** Slot numbers, a min-heap on (visibility, slot); may hold dead slots, dropped when they reach the top. */
+  /** Whether visibility never decreases in slot order: the order is the slots from `head`, no heap. */
+  private ordered = true;
+  /** Ordered: the first slot not taken (those before it are dead or taken by `pop`). */
+  private head = 0;
+  /** Not ordered: slot numbers, a min-heap on (visibility, slot); may hold dead slots, dropped when they reach the top. */
   private heap = NO_I32;
   private heapLen = 0;
   private len = 0;
@@ -63,6 +73,11 @@ export class FreshMessages {
     return this.seqs.length;
   }
 
+  /** Bytes of the arrays (for tests and measurements: what a slot costs with this queue's traffic). */
+  get bytes(): number {
+    return this.seqs.byteLength + this.sent.byteLength + this.delays.byteLength + this.heap.byteLength + (this.groupIds?.byteLength ?? 0);
+  }
+
   /**
    * Whether a message with these values can be appended (it comes after every slot, its delay and
    * offsets fit); may compact to make its offsets fit (find slots again after).
@@ -71,14 +86,13 @@ export class FreshMessages {
     const delay = visibleAt - sentAt;
     if (!Number.isInteger(sentAt) || !Number.isInteger(seq) || !Number.isInteger(delay) || delay < 0 || delay > MAX_DELAY_MS) return false;
     if (this.len === 0) return true;
-    if (seq - this.seqBase <= this.seqs[this.len - 1]) return false;
+    if (seq - this.seqBase <= this.seqOffset(this.len - 1)) return false;
     if (this.inRange(seq - this.seqBase, sentAt - this.sentBase)) return true;
     // The bases lag behind the live messages (a backlog nobody reads dies slowly, so compaction,
     // which moves them, may come only after weeks): compact now if that brings this one in range.
     // Slot numbers change, as after a removal.
-    let first = 0;
-    while (!this.alive(first)) first += 1;
-    if (!this.inRange(seq - this.seqBase - this.seqs[first], sentAt - this.sentBase - this.sent[first])) return false;
+    const first = this.firstAlive();
+    if (!this.inRange(seq - this.seqBase - this.seqOffset(first), sentAt - this.sentBase - this.sent[first])) return false;
     this.compact();
     return this.inRange(seq - this.seqBase, sentAt - this.sentBase);
   }
@@ -95,11 +109,16 @@ export class FreshMessages {
       this.seqBase = seq;
       this.sentBase = sentAt;
     }
-    const i = this.len++;
+    const i = this.len;
+    // Out of order (sent earlier than the last slot, or delayed past it): from now on a heap.
+    if (this.ordered && i > 0 && visibleAt < this.visibleAtOf(i - 1)) this.startHeap();
+    this.len += 1;
     this.seqs[i] = seq - this.seqBase;
     this.sent[i] = sentAt - this.sentBase;
-    this.delays[i] = visibleAt - sentAt;
+    if (visibleAt !== sentAt && this.delays.length === 0) this.delays = new Uint32Array(this.seqs.length);
+    if (this.delays.length > 0) this.delays[i] = visibleAt - sentAt;
     if (this.groupIds) this.groupIds[i] = group;
+    if (this.ordered) return;
     this.heap[this.heapLen++] = i;
     this.siftUp(this.heapLen - 1);
   }
@@ -111,26 +130,36 @@ export class FreshMessages {
     let hi = this.len;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.seqs[mid] < seq) lo = mid + 1;
+      if (this.seqOffset(mid) < seq) lo = mid + 1;
       else hi = mid;
     }
-    return lo < this.len && this.seqs[lo] === seq && this.alive(lo) ? lo : -1;
+    return lo < this.len && this.seqs[lo] === seq ? lo : -1;
   }
 
   alive(slot: number): boolean {
-    return this.delays[slot] < DEAD;
+    return this.seqs[slot] < DEAD;
   }
   seqAt(slot: number): number {
-    return this.seqBase + this.seqs[slot];
+    return this.seqBase + this.seqOffset(slot);
   }
   sentAtOf(slot: number): number {
     return this.sentBase + this.sent[slot];
   }
   visibleAtOf(slot: number): number {
-    return this.sentBase + this.sent[slot] + (this.delays[slot] & MAX_DELAY_MS);
+    return this.sentBase + this.sent[slot] + (this.delays.length > 0 ? this.delays[slot] : 0);
   }
   groupOf(slot: number): number {
     return this.groupIds ? this.groupIds[slot] : -1;
+  }
+
+  private seqOffset(slot: number): number {
+    return this.seqs[slot] & MAX_SEQ_OFFSET;
+  }
+
+  private firstAlive(): number {
+    let first = 0;
+    while (!this.alive(first)) first += 1;
+    return first;
   }
 
   /** Slots in use, dead ones included (iterate `0..end` and skip what is not `alive`). */
@@ -141,7 +170,7 @@ export class FreshMessages {
   /** Removes the message in `slot`. Slot numbers change when this compacts: find them again after. */
   remove(slot: number): void {
     if (!this.alive(slot)) return;
-    this.delays[slot] |= DEAD;
+    this.seqs[slot] |= DEAD;
     this.dead += 1;
     if (this.dead === this.len) this.clear(false);
     else if (this.dead >= MIN_CAPACITY && this.dead * 2 >= this.len) this.compact();
@@ -152,17 +181,26 @@ export class FreshMessages {
     this.len = 0;
     this.dead = 0;
     this.heapLen = 0;
+    this.head = 0;
+    this.ordered = true;
+    this.heap = NO_I32;
+    this.delays = NO_U32;
     if (release || this.seqs.length > 4 * MIN_CAPACITY) this.resize(0);
   }
 
   /** The earliest live slot by (visibility, sequence), or -1; dead slots on top are dropped. */
   peek(): number {
+    if (this.ordered) {
+      while (this.head < this.len && !this.alive(this.head)) this.head += 1;
+      return this.head < this.len ? this.head : -1;
+    }
     while (this.heapLen > 0 && !this.alive(this.heap[0])) this.pop();
     return this.heapLen > 0 ? this.heap[0] : -1;
   }
 
-  /** Takes the top slot off the heap (put it back with `push`). */
+  /** Takes the top slot (`peek` first) off the order; put it back with `push`. */
   pop(): number {
+    if (this.ordered) return this.head++;
     const top = this.heap[0];
     this.heap[0] = this.heap[--this.heapLen];
     if (this.heapLen > 0) this.siftDown(0);
@@ -171,14 +209,28 @@ export class FreshMessages {
 
   /** Puts a slot taken by `pop` back (no removal or append in between). */
   push(slot: number): void {
+    if (this.ordered) {
+      // What lies between it and the cursor was taken too or is dead.
+      this.head = Math.min(this.head, slot);
+      return;
+    }
     this.heap[this.heapLen++] = slot;
     this.siftUp(this.heapLen - 1);
   }
 
+  // The slots from the cursor are in order, so as they stand they are a valid min-heap.
+  private startHeap(): void {
+    this.ordered = false;
+    this.heap = new Int32Array(this.seqs.length);
+    this.heapLen = 0;
+    for (let i = this.head; i < this.len; i++) this.heap[this.heapLen++] = i;
+    this.head = 0;
+  }
+
   private before(a: number, b: number): boolean {
     // Both less the same base.
-    const va = this.sent[a] + (this.delays[a] & MAX_DELAY_MS);
-    const vb = this.sent[b] + (this.delays[b] & MAX_DELAY_MS);
+    const va = this.sent[a] + (this.delays.length > 0 ? this.delays[a] : 0);
+    const vb = this.sent[b] + (this.delays.length > 0 ? this.delays[b] : 0);
     // Slot order is sequence order.
     return va < vb || (va === vb && a < b);
   }
@@ -207,29 +259,43 @@ export class FreshMessages {
     }
   }
 
-  // Moves the live slots down (keeping their order) and rebuilds the heap over them: every live
-  // slot is in the heap, so the new heap is all slots, heapified in O(n). The bases move to the
-  // first live message, so offsets stay small however long the queue is never empty (its live
-  // messages span at most their retention).
+  // Moves the live slots down (keeping their order). Every live slot is in the order (compaction
+  // never runs between `pop` and `push`), so the new order is all slots: the cursor at 0, or a heap
+  // built in O(n) when the live slots are still out of order. The bases move to the first live
+  // message, so offsets stay small however long the queue is never empty (its live messages span
+  // at most their retention).
   private compact(): void {
-    let first = 0;
-    while (!this.alive(first)) first += 1;
-    const seqShift = this.seqs[first];
+    const first = this.firstAlive();
+    const seqShift = this.seqOffset(first);
     const sentShift = this.rebaseSent(first) ? this.sent[first] : 0;
+    const delayed = this.delays.length > 0;
     let w = 0;
+    let anyDelay = false;
+    let inOrder = true;
     for (let r = 0; r < this.len; r++) {
       if (!this.alive(r)) continue;
       this.seqs[w] = this.seqs[r] - seqShift;
       this.sent[w] = this.sent[r] - sentShift;
-      this.delays[w] = this.delays[r];
+      if (delayed) {
+        this.delays[w] = this.delays[r];
+        anyDelay ||= this.delays[w] !== 0;
+      }
       if (this.groupIds) this.groupIds[w] = this.groupIds[r];
+      if (w > 0 && this.visibleAtOf(w) < this.visibleAtOf(w - 1)) inOrder = false;
       w += 1;
     }
     this.len = w;
     this.dead = 0;
     this.seqBase += seqShift;
     this.sentBase += sentShift;
+    if (delayed && !anyDelay) this.delays = NO_U32;
+    this.head = 0;
+    this.heapLen = 0;
+    this.ordered = inOrder;
+    if (inOrder) this.heap = NO_I32;
     if (this.seqs.length > 4 * Math.max(w, MIN_CAPACITY)) this.resize(Math.max(MIN_CAPACITY, Math.ceil(w * 1.5)));
+    if (inOrder) return;
+    if (this.heap.length !== this.seqs.length) this.heap = new Int32Array(this.seqs.length);
     this.heapLen = w;
     for (let i = 0; i < w; i++) this.heap[i] = i;
     for (let i = (w >> 1) - 1; i >= 0; i--) this.siftDown(i);
@@ -245,6 +311,7 @@ export class FreshMessages {
     return true;
   }
 
+  // Resizes every array in use (delays and heap only where the queue has them).
   private resize(capacity: number): void {
     if (capacity === 0) {
       [this.seqs, this.sent, this.delays, this.heap] = [NO_U32, NO_I32, NO_U32, NO_I32];
@@ -259,8 +326,9 @@ export class FreshMessages {
     };
     this.seqs = grow(this.seqs, (c) => new Uint32Array(c));
     this.sent = grow(this.sent, (c) => new Int32Array(c));
-    this.delays = grow(this.delays, (c) => new Uint32Array(c));
+    if (this.delays.length > 0) this.delays = grow(this.delays, (c) => new Uint32Array(c));
     if (this.grouped) this.groupIds = grow(this.groupIds ?? NO_I32, (c) => new Int32Array(c));
+    if (this.ordered) return;
     const heap = new Int32Array(capacity);
     heap.set(this.heap.subarray(0, Math.min(this.heapLen, capacity)));
     this.heap = heap;

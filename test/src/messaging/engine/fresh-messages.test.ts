@@ -60,3 +60,78 @@ test('a backlog nobody reads (one message an hour, 14 days kept) stays packed pa
   expect(f.size).toBe(14 * 24);
   expect(f.sentAtOf(f.peek())).toBe(T0 + (60 * 24 - 14 * 24) * HOUR);
 });
+
+// A seeded generator, so a failure repeats.
+function random(seed: number): () => number {
+  return () => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+}
+
+/** Delivery order of the live slots as `QueueState` reads it: peek, pop, then push all back. */
+function order(f: FreshMessages, max: number): number[] {
+  const taken: number[] = [];
+  while (taken.length < max && f.peek() >= 0) taken.push(f.pop());
+  const seqs = taken.map((s) => f.seqAt(s));
+  for (const s of taken) f.push(s);
+  return seqs;
+}
+
+test('sends in time order without delays cost 8 B a slot (no delays, no heap); a delayed or late message adds them, compaction drops them once gone', () => {
+  const f = new FreshMessages(false);
+  for (let i = 1; i <= 1000; i++) f.append(i, T0 + i, T0 + i, -1);
+  expect(f.bytes).toBe(8 * f.capacity);
+  expect(order(f, 3)).toEqual([1, 2, 3]);
+  // Delayed past what follows: a delays array and a heap.
+  f.append(1001, T0 + 1001, T0 + 5000, -1);
+  f.append(1002, T0 + 1002, T0 + 1002, -1);
+  expect(f.bytes).toBe(16 * f.capacity);
+  expect(order(f, 1002).slice(-2)).toEqual([1002, 1001]);
+  // The delayed one and half of the rest go: the survivors are in order again.
+  f.remove(f.find(1001));
+  for (let i = 1; i <= 600; i++) f.remove(f.find(i));
+  expect(f.bytes).toBe(8 * f.capacity);
+  expect(order(f, 2)).toEqual([601, 602]);
+  // Sent earlier than the last slot (another request's clock): a heap, no delays.
+  f.append(1003, T0 + 10, T0 + 10, -1);
+  expect(f.bytes).toBe(12 * f.capacity);
+  expect(order(f, 2)).toEqual([1003, 601]);
+});
+
+test('the packed order matches a model through random sends, delays, removals and takes', () => {
+  for (const seed of [1, 2, 3, 4, 5]) {
+    const rnd = random(seed);
+    const f = new FreshMessages(true);
+    const model = new Map<number, { visible: number; sent: number; group: number }>();
+    let seq = 100;
+    for (let step = 0; step < 4000; step++) {
+      const r = rnd();
+      if (r < 0.5) {
+        seq += 1 + Math.floor(rnd() * 3);
+        // Mostly in time order without delays; sometimes sent "earlier" or delayed.
+        const sent = T0 + step * 10 - (rnd() < 0.05 ? 500 : 0);
+        const visible = sent + (rnd() < 0.1 ? Math.floor(rnd() * 2000) : 0);
+        const group = Math.floor(rnd() * 4);
+        expect(f.fits(seq, sent, visible)).toBe(true);
+        f.append(seq, sent, visible, group);
+        model.set(seq, { visible, sent, group });
+      } else if (r < 0.85 && model.size > 0) {
+        const keys = [...model.keys()];
+        const k = keys[Math.floor(rnd() * keys.length)];
+        f.remove(f.find(k));
+        model.delete(k);
+      } else {
+        const want = [...model].sort((a, b) => a[1].visible - b[1].visible || a[0] - b[0]).map(([k]) => k);
+        expect(order(f, 20)).toEqual(want.slice(0, 20));
+      }
+      expect(f.size).toBe(model.size);
+    }
+    for (const [k, m] of model) {
+      const slot = f.find(k);
+      expect(slot).toBeGreaterThanOrEqual(0);
+      expect([f.sentAtOf(slot), f.visibleAtOf(slot), f.groupOf(slot)]).toEqual([m.sent, m.visible, m.group]);
+    }
+    expect(f.find(seq + 1)).toBe(-1);
+  }
+});
