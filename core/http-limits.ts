@@ -8,6 +8,7 @@
 import http, { type IncomingMessage, type RequestListener, type Server, type ServerOptions } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
+import tls from 'node:tls';
 
 /** The limits of one server. */
 export interface HttpLimits {
@@ -104,6 +105,7 @@ export function enforceConnectionLimits(server: Server, limits: HttpLimits): Con
   const perAddress = new Map<string, number>();
   const counts: ConnectionCounts = { refused: 0, perAddress };
   server.on('drop', () => counts.refused++);
+  const stalls = new StalledConnections(limits);
   server.on('connection', (socket: Socket) => {
     const address = socket.remoteAddress ?? '';
     const open = perAddress.get(address) ?? 0;
@@ -119,7 +121,59 @@ export function enforceConnectionLimits(server: Server, limits: HttpLimits): Con
       else perAddress.delete(address);
     });
   });
+  // Over TLS the requests are on the TLS socket, not on the TCP one `connection` gives.
+  server.on(server instanceof tls.Server ? 'secureConnection' : 'connection', (socket: Socket) => {
+    stalls.add(socket);
+    socket.once('close', () => stalls.delete(socket));
+  });
+  server.once('close', () => stalls.stop());
   return counts;
+}
+
+/**
+ * Closes connections that hold on without asking anything: node refreshes a socket's keep-alive
+ * timeout on every byte read, and bytes between requests that begin none (blank lines, which the
+ * parser skips, so its headers timeout never starts) would hold a connection open for good. A
+ * connection with no request under way whose answered bytes have not grown for the keep-alive
+ * timeout plus the headers timeout is closed. Checked every `checkIntervalMs` while connections are
+ * open, from what the sockets already count, so requests pay nothing for it.
+ */
+class StalledConnections {
+  private readonly seen = new Map<Socket, { written: number; at: number }>();
+  private timer?: NodeJS.Timeout;
+  private readonly graceMs: number;
+
+  constructor(private readonly limits: HttpLimits) {
+    this.graceMs = limits.keepAliveTimeoutMs + limits.headersTimeoutMs;
+  }
+
+  add(socket: Socket): void {
+    this.seen.set(socket, { written: socket.bytesWritten, at: Date.now() });
+    this.timer ??= setInterval(() => this.check(), this.limits.checkIntervalMs ?? 1000).unref();
+  }
+
+  delete(socket: Socket): void {
+    this.seen.delete(socket);
+    if (this.seen.size === 0) this.stop();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private check(): void {
+    const now = Date.now();
+    for (const [socket, last] of this.seen) {
+      // `_httpMessage` is the response node is writing on the socket (a request under way, a long
+      // poll included); node sets it for every request and clears it once the response is done.
+      const busy = Boolean((socket as Socket & { _httpMessage?: object | null })._httpMessage);
+      if (busy || socket.bytesWritten !== last.written) {
+        last.written = socket.bytesWritten;
+        last.at = now;
+      } else if (now - last.at > this.graceMs) socket.destroy();
+    }
+  }
 }
 
 /**

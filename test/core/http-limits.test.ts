@@ -1,5 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { connect, type AddressInfo, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { enforceConnectionLimits, serverOptions, type HttpLimits } from '../../core/http-limits.js';
 
@@ -21,8 +26,9 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
 });
 
-async function listen(limits: HttpLimits): Promise<number> {
-  const server = createServer(serverOptions(limits), (_req, res) => res.end('ok'));
+async function listen(limits: HttpLimits, answerAfterMs = 0, tls?: { cert: string; key: string }): Promise<number> {
+  const answer: RequestListener = (_req, res) => void setTimeout(() => res.end('ok'), answerAfterMs);
+  const server = tls ? createHttpsServer({ ...serverOptions(limits), ...tls }, answer) : createServer(serverOptions(limits), answer);
   enforceConnectionLimits(server, limits);
   servers.push(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -99,5 +105,71 @@ describe('enforceConnectionLimits', () => {
     const t0 = performance.now();
     expect(await c.next()).toBe('closed');
     expect(performance.now() - t0).toBeLessThan(1500);
+  });
+
+  it('closes a kept-alive connection fed only blank lines (they refresh node’s timeout and begin no request) after the keep-alive and headers timeouts', async () => {
+    const limits = { ...LIMITS, headersTimeoutMs: 1000, checkIntervalMs: 100 };
+    const port = await listen(limits);
+    const c = await client(port);
+    c.socket.write(REQUEST);
+    expect(await c.next()).toBe('HTTP/1.1 200 OK');
+    const t0 = performance.now();
+    const feed = setInterval(() => c.socket.write('\r\n'), 250);
+    try {
+      expect(await c.next()).toBe('closed');
+    } finally {
+      clearInterval(feed);
+    }
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(limits.keepAliveTimeoutMs + limits.headersTimeoutMs - 100);
+    expect(performance.now() - t0).toBeLessThan(limits.keepAliveTimeoutMs + limits.headersTimeoutMs + 1500);
+  });
+
+  it('keeps a connection whose answer is slow in coming (a long poll) past those timeouts', async () => {
+    const limits = { ...LIMITS, headersTimeoutMs: 500, keepAliveTimeoutMs: 500, checkIntervalMs: 100 };
+    const port = await listen(limits, 2500);
+    const c = await client(port);
+    c.socket.write(REQUEST);
+    expect(await c.next()).toBe('HTTP/1.1 200 OK');
+  });
+
+  it('keeps a slow answer over TLS too (the requests are on the TLS socket)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'http-limits-'));
+    try {
+      const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-subj',
+          '/CN=x',
+          '-days',
+          '1',
+          '-keyout',
+          key,
+          '-out',
+          cert,
+        ],
+        { stdio: 'ignore' },
+      );
+      const limits = { ...LIMITS, headersTimeoutMs: 500, keepAliveTimeoutMs: 500, checkIntervalMs: 100 };
+      const port = await listen(limits, 2500, { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') });
+      const status = await new Promise<number | string>((resolve) =>
+        httpsRequest({ host: '127.0.0.1', port, rejectUnauthorized: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        })
+          .on('error', (e) => resolve(e.message))
+          .end(),
+      );
+      expect(status).toBe(200);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
