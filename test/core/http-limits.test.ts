@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { connect, type AddressInfo, type Socket } from 'node:net';
@@ -7,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { enforceConnectionLimits, serverOptions, type HttpLimits } from '../../core/http-limits.js';
+import { selfSignedCert } from '../helpers/self-signed.js';
 
 const LIMITS: HttpLimits = {
   headersTimeoutMs: 10_000,
@@ -135,30 +135,9 @@ describe('enforceConnectionLimits', () => {
   it('keeps a slow answer over TLS too (the requests are on the TLS socket)', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'http-limits-'));
     try {
-      const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-subj',
-          '/CN=x',
-          '-days',
-          '1',
-          '-keyout',
-          key,
-          '-out',
-          cert,
-        ],
-        { stdio: 'ignore' },
-      );
+      const { crt, key } = selfSignedCert(dir, 'localhost');
       const limits = { ...LIMITS, headersTimeoutMs: 500, keepAliveTimeoutMs: 500, checkIntervalMs: 100 };
-      const port = await listen(limits, 2500, { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') });
+      const port = await listen(limits, 2500, { cert: crt, key });
       const status = await new Promise<number | string>((resolve) =>
         httpsRequest({ host: '127.0.0.1', port, rejectUnauthorized: false }, (res) => {
           res.resume();

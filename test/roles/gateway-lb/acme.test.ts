@@ -4,8 +4,7 @@
  * it writes, when HAProxy reloads, and that a failure is logged with the host and lego's reason.
  * The real lego, caddy and HAProxy run in test/integration/lb-acme.test.ts.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -17,6 +16,7 @@ import { renderGateway } from '../../../roles/gateway/render.js';
 import { AcmeCertificates, GatewayAcme, legoArgs } from '../../../roles/gateway/lb/acme.js';
 import { memoryFiles } from '../../helpers/memory-files.js';
 import { commandFailed, recordingRun } from '../../helpers/recording-run.js';
+import { selfSignedCert } from '../../helpers/self-signed.js';
 import { record } from './fixtures.js';
 
 const self: Member = { name: 'gw', addr: '10.88.0.1', port: 7946, tags: { role: 'gateway' }, status: 'alive' };
@@ -104,34 +104,8 @@ describe('AcmeCertificates', () => {
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
   const acme = { ...parseGatewayConfig({}).lb.acme, state_dir: '/lego', email: 'ops@example.org' };
   const certDir = '/haproxy/certs';
-  /** A self-signed certificate for `host`, valid `days`, as lego would leave it. */
-  function legoCert(host: string): { crt: string; key: string } {
-    const out = path.join(tmp, `${host}.pem`);
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-subj',
-        `/CN=${host}`,
-        '-addext',
-        `subjectAltName=DNS:${host}`,
-        '-days',
-        '1',
-        '-keyout',
-        `${out}.key`,
-        '-out',
-        out,
-      ],
-      { stdio: 'ignore' },
-    );
-    return { crt: readFileSync(out, 'utf8'), key: readFileSync(`${out}.key`, 'utf8') };
-  }
+  /** A self-signed certificate for `host`, as lego would leave it. */
+  const legoCert = (host: string) => selfSignedCert(tmp, host);
 
   function owner(script: Parameters<typeof recordingRun>[0], failReloads = 0) {
     const files = memoryFiles();
