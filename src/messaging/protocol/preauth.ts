@@ -17,8 +17,9 @@ import { renderError, type WireResponse } from './handle.js';
  * speaks; undefined when the request may go on (its body is then read and verified as usual).
  */
 export function refuseBeforeBody(head: RequestHead, verifier: SigV4Verifier): WireResponse | undefined {
-  // A GET has no body to protect, and unsigned GETs may be SNS confirmation links (handle.ts).
-  if (head.method === 'GET' && !hasSignature(head)) return undefined;
+  // A GET or HEAD has no body to protect; unsigned GETs may be SNS confirmation links (handle.ts),
+  // and a receiver may check the signing certificate with a HEAD.
+  if ((head.method === 'GET' || head.method === 'HEAD') && !hasSignature(head)) return undefined;
   const { wire, service } = detectFromHead(head);
   try {
     verifier.precheck(head, service);

@@ -25,7 +25,7 @@ function app(over: Record<string, unknown> = {}) {
 }
 
 describe('the SNS signing certificate', () => {
-  test('served unauthenticated at its path (GET, a query ignored), with its length on HEAD', async () => {
+  test('served unauthenticated at its path (GET, a query ignored), with its length on an unsigned HEAD', async () => {
     const a = app();
     for (const url of [CERT.path, `${CERT.path}?x=1`]) {
       const res = await injectInto(a, { method: 'GET', url });
@@ -33,9 +33,16 @@ describe('the SNS signing certificate', () => {
       expect(res.headers['content-type']).toBe('application/x-pem-file');
       expect(res.body).toBe(CERT.pem);
     }
-    const open = app({ verify_signatures: false });
-    const res = await injectInto(open, { method: 'HEAD', url: CERT.path });
-    expect([res.statusCode, res.headers['content-length'], res.body]).toEqual([200, String(Buffer.byteLength(CERT.pem)), '']);
+    // HEAD, unsigned as a receiver's check would be, with signatures on and off.
+    for (const verify of [true, false]) {
+      const res = await injectInto(app({ verify_signatures: verify }), { method: 'HEAD', url: CERT.path });
+      expect([res.statusCode, res.headers['content-length'], res.body]).toEqual([200, String(Buffer.byteLength(CERT.pem)), '']);
+    }
+  });
+
+  test('an unsigned HEAD anywhere else is still refused', async () => {
+    const res = await injectInto(app(), { method: 'HEAD', url: '/?Action=ListQueues' });
+    expect(res.statusCode).toBe(403);
   });
 
   test('other methods at its path reach the pipeline', async () => {
