@@ -122,10 +122,7 @@ export function enforceConnectionLimits(server: Server, limits: HttpLimits): Con
     });
   });
   // Over TLS the requests are on the TLS socket, not on the TCP one `connection` gives.
-  server.on(server instanceof tls.Server ? 'secureConnection' : 'connection', (socket: Socket) => {
-    stalls.add(socket);
-    socket.once('close', () => stalls.delete(socket));
-  });
+  server.on(server instanceof tls.Server ? 'secureConnection' : 'connection', (socket: Socket) => stalls.add(socket));
   server.once('close', () => stalls.stop());
   return counts;
 }
@@ -135,24 +132,28 @@ export function enforceConnectionLimits(server: Server, limits: HttpLimits): Con
  * timeout on every byte read, and bytes between requests that begin none (blank lines, which the
  * parser skips, so its headers timeout never starts) would hold a connection open for good. A
  * connection with no request under way whose answered bytes have not grown for the keep-alive
- * timeout plus the headers timeout is closed. Checked every `checkIntervalMs` while connections are
+ * timeout (and the second node adds to it) plus the headers timeout is closed. Checked every `checkIntervalMs` while connections are
  * open, from what the sockets already count, so requests pay nothing for it.
  */
 class StalledConnections {
-  private readonly seen = new Map<Socket, { written: number; at: number }>();
+  private readonly seen = new Map<Socket, { written: number; at: number; busy: boolean }>();
   private timer?: NodeJS.Timeout;
   private readonly graceMs: number;
 
   constructor(private readonly limits: HttpLimits) {
-    this.graceMs = limits.keepAliveTimeoutMs + limits.headersTimeoutMs;
+    // Node lets a next request begin up to a second past its keep-alive timeout.
+    this.graceMs = limits.keepAliveTimeoutMs + 1000 + limits.headersTimeoutMs;
   }
 
   add(socket: Socket): void {
-    this.seen.set(socket, { written: socket.bytesWritten, at: Date.now() });
+    // One the per-address cap refused is gone already.
+    if (socket.destroyed) return;
+    this.seen.set(socket, { written: socket.bytesWritten, at: performance.now(), busy: false });
     this.timer ??= setInterval(() => this.check(), this.limits.checkIntervalMs ?? 1000).unref();
+    socket.once('close', () => this.delete(socket));
   }
 
-  delete(socket: Socket): void {
+  private delete(socket: Socket): void {
     this.seen.delete(socket);
     if (this.seen.size === 0) this.stop();
   }
@@ -162,15 +163,18 @@ class StalledConnections {
     this.timer = undefined;
   }
 
+  // On the monotonic clock: a wall-clock step must not close every waiting connection at once.
   private check(): void {
-    const now = Date.now();
+    const now = performance.now();
     for (const [socket, last] of this.seen) {
       // `_httpMessage` is the response node is writing on the socket (a request under way, a long
       // poll included); node sets it for every request and clears it once the response is done.
       const busy = Boolean((socket as Socket & { _httpMessage?: object | null })._httpMessage);
-      if (busy || socket.bytesWritten !== last.written) {
+      // The wait for the next request starts at the first check that finds the last one done.
+      if (busy || last.busy || socket.bytesWritten !== last.written) {
         last.written = socket.bytesWritten;
         last.at = now;
+        last.busy = busy;
       } else if (now - last.at > this.graceMs) socket.destroy();
     }
   }

@@ -21,6 +21,8 @@
  * drops them again when the live slots no longer need them. Pure and synchronous.
  */
 
+import { SlotHeap } from './slot-heap.js';
+
 const MIN_CAPACITY = 16;
 /** Largest delay a slot holds (ms, 24 days): beyond it (never for SQS's 15 minutes) a message stays an object. */
 const MAX_DELAY_MS = 0x7fff_ffff;
@@ -50,13 +52,13 @@ export class FreshMessages {
   /** Visibility less send time; empty while every slot's is 0. */
   private delays = NO_U32;
   private groupIds?: Int32Array;
-  /** Whether visibility never decreases in slot order: the order is the slots from `head`, no heap. */
-  private ordered = true;
-  /** Ordered: the first slot not taken (those before it are dead or taken by `pop`). */
+  /** Ordered (no heap): the first slot not taken (those before it are dead or taken by `pop`). */
   private head = 0;
-  /** Not ordered: slot numbers, a min-heap on (visibility, slot); may hold dead slots, dropped when they reach the top. */
-  private heap = NO_I32;
-  private heapLen = 0;
+  /**
+   * Only once visibility decreases somewhere in slot order: slot numbers on (visibility, slot);
+   * may hold dead slots, dropped when they reach the top. Absent, the order is the slots from `head`.
+   */
+  private heap?: SlotHeap;
   private len = 0;
   private dead = 0;
 
@@ -75,7 +77,9 @@ export class FreshMessages {
 
   /** Bytes of the arrays (for tests and measurements: what a slot costs with this queue's traffic). */
   get bytes(): number {
-    return this.seqs.byteLength + this.sent.byteLength + this.delays.byteLength + this.heap.byteLength + (this.groupIds?.byteLength ?? 0);
+    return (
+      this.seqs.byteLength + this.sent.byteLength + this.delays.byteLength + (this.heap?.bytes ?? 0) + (this.groupIds?.byteLength ?? 0)
+    );
   }
 
   /**
@@ -111,16 +115,14 @@ export class FreshMessages {
     }
     const i = this.len;
     // Out of order (sent earlier than the last slot, or delayed past it): from now on a heap.
-    if (this.ordered && i > 0 && visibleAt < this.visibleAtOf(i - 1)) this.startHeap();
+    if (!this.heap && i > 0 && visibleAt < this.visibleAtOf(i - 1)) this.startHeap();
     this.len += 1;
     this.seqs[i] = seq - this.seqBase;
     this.sent[i] = sentAt - this.sentBase;
     if (visibleAt !== sentAt && this.delays.length === 0) this.delays = new Uint32Array(this.seqs.length);
     if (this.delays.length > 0) this.delays[i] = visibleAt - sentAt;
     if (this.groupIds) this.groupIds[i] = group;
-    if (this.ordered) return;
-    this.heap[this.heapLen++] = i;
-    this.siftUp(this.heapLen - 1);
+    this.heap?.push(i);
   }
 
   /** The live slot of `seq`, or -1. */
@@ -180,51 +182,46 @@ export class FreshMessages {
   clear(release = true): void {
     this.len = 0;
     this.dead = 0;
-    this.heapLen = 0;
     this.head = 0;
-    this.ordered = true;
-    this.heap = NO_I32;
+    this.heap = undefined;
     this.delays = NO_U32;
     if (release || this.seqs.length > 4 * MIN_CAPACITY) this.resize(0);
   }
 
   /** The earliest live slot by (visibility, sequence), or -1; dead slots on top are dropped. */
   peek(): number {
-    if (this.ordered) {
+    const heap = this.heap;
+    if (!heap) {
       while (this.head < this.len && !this.alive(this.head)) this.head += 1;
       return this.head < this.len ? this.head : -1;
     }
-    while (this.heapLen > 0 && !this.alive(this.heap[0])) this.pop();
-    return this.heapLen > 0 ? this.heap[0] : -1;
+    while (heap.size > 0 && !this.alive(heap.top)) heap.pop();
+    return heap.size > 0 ? heap.top : -1;
   }
 
   /** Takes the top slot (`peek` first) off the order; put it back with `push`. */
   pop(): number {
-    if (this.ordered) return this.head++;
-    const top = this.heap[0];
-    this.heap[0] = this.heap[--this.heapLen];
-    if (this.heapLen > 0) this.siftDown(0);
-    return top;
+    return this.heap ? this.heap.pop() : this.head++;
   }
 
   /** Puts a slot taken by `pop` back (no removal or append in between). */
   push(slot: number): void {
-    if (this.ordered) {
-      // What lies between it and the cursor was taken too or is dead.
-      this.head = Math.min(this.head, slot);
-      return;
-    }
-    this.heap[this.heapLen++] = slot;
-    this.siftUp(this.heapLen - 1);
+    // Ordered: what lies between it and the cursor was taken too or is dead.
+    if (this.heap) this.heap.push(slot);
+    else this.head = Math.min(this.head, slot);
   }
 
-  // The slots from the cursor are in order, so as they stand they are a valid min-heap.
+  // From the cursor on (what lies before it is dead: nothing is taken during an append).
   private startHeap(): void {
-    this.ordered = false;
-    this.heap = new Int32Array(this.seqs.length);
-    this.heapLen = 0;
-    for (let i = this.head; i < this.len; i++) this.heap[this.heapLen++] = i;
+    this.heap = this.newHeap(this.head, this.len);
     this.head = 0;
+  }
+
+  private newHeap(from: number, to: number): SlotHeap {
+    const heap = new SlotHeap((a, b) => this.before(a, b));
+    heap.resize(this.seqs.length);
+    heap.reset(from, to);
+    return heap;
   }
 
   private before(a: number, b: number): boolean {
@@ -235,33 +232,9 @@ export class FreshMessages {
     return va < vb || (va === vb && a < b);
   }
 
-  private siftUp(i: number): void {
-    const h = this.heap;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!this.before(h[i], h[p])) break;
-      [h[i], h[p]] = [h[p], h[i]];
-      i = p;
-    }
-  }
-
-  private siftDown(i: number): void {
-    const h = this.heap;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < this.heapLen && this.before(h[l], h[m])) m = l;
-      if (r < this.heapLen && this.before(h[r], h[m])) m = r;
-      if (m === i) return;
-      [h[i], h[m]] = [h[m], h[i]];
-      i = m;
-    }
-  }
-
   // Moves the live slots down (keeping their order). Every live slot is in the order (compaction
   // never runs between `pop` and `push`), so the new order is all slots: the cursor at 0, or a heap
-  // built in O(n) when the live slots are still out of order. The bases move to the first live
+  // of them when the live slots are still out of order. The bases move to the first live
   // message, so offsets stay small however long the queue is never empty (its live messages span
   // at most their retention).
   private compact(): void {
@@ -290,15 +263,9 @@ export class FreshMessages {
     this.sentBase += sentShift;
     if (delayed && !anyDelay) this.delays = NO_U32;
     this.head = 0;
-    this.heapLen = 0;
-    this.ordered = inOrder;
-    if (inOrder) this.heap = NO_I32;
+    this.heap = undefined;
     if (this.seqs.length > 4 * Math.max(w, MIN_CAPACITY)) this.resize(Math.max(MIN_CAPACITY, Math.ceil(w * 1.5)));
-    if (inOrder) return;
-    if (this.heap.length !== this.seqs.length) this.heap = new Int32Array(this.seqs.length);
-    this.heapLen = w;
-    for (let i = 0; i < w; i++) this.heap[i] = i;
-    for (let i = (w >> 1) - 1; i >= 0; i--) this.siftDown(i);
+    if (!inOrder) this.heap = this.newHeap(0, w);
   }
 
   // Whether every live send time still fits as an offset from the send time of `slot`.
@@ -314,7 +281,7 @@ export class FreshMessages {
   // Resizes every array in use (delays and heap only where the queue has them).
   private resize(capacity: number): void {
     if (capacity === 0) {
-      [this.seqs, this.sent, this.delays, this.heap] = [NO_U32, NO_I32, NO_U32, NO_I32];
+      [this.seqs, this.sent, this.delays, this.heap] = [NO_U32, NO_I32, NO_U32, undefined];
       if (this.grouped) this.groupIds = NO_I32;
       return;
     }
@@ -328,9 +295,6 @@ export class FreshMessages {
     this.sent = grow(this.sent, (c) => new Int32Array(c));
     if (this.delays.length > 0) this.delays = grow(this.delays, (c) => new Uint32Array(c));
     if (this.grouped) this.groupIds = grow(this.groupIds ?? NO_I32, (c) => new Int32Array(c));
-    if (this.ordered) return;
-    const heap = new Int32Array(capacity);
-    heap.set(this.heap.subarray(0, Math.min(this.heapLen, capacity)));
-    this.heap = heap;
+    this.heap?.resize(capacity);
   }
 }

@@ -64,8 +64,8 @@ test('a backlog nobody reads (one message an hour, 14 days kept) stays packed pa
 // A seeded generator, so a failure repeats.
 function random(seed: number): () => number {
   return () => {
-    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
-    return seed / 2 ** 31;
+    seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0;
+    return seed / 2 ** 32;
   };
 }
 
@@ -99,31 +99,43 @@ test('sends in time order without delays cost 8 B a slot (no delays, no heap); a
   expect(order(f, 2)).toEqual([1003, 601]);
 });
 
-test('the packed order matches a model through random sends, delays, removals and takes', () => {
-  for (const seed of [1, 2, 3, 4, 5]) {
+// How a run sends and consumes: `late` and `delayed` are the shares of sends out of time order and
+// with a delay; `fromFront` the share of removals that take the oldest message (a consumer), the
+// rest remove one anywhere (deletes of messages received out of order, expiry).
+const RUNS = [
+  ...[1, 2, 3].map((seed) => ({ seed, late: 0.05, delayed: 0.1, fromFront: 0 })),
+  // Mostly the usual queue: in order, no delays, consumed from the front; disorder now and then,
+  // so the queue goes from the cursor to the heap and back.
+  ...[4, 5, 6, 7].map((seed) => ({ seed, late: 0.003, delayed: 0.003, fromFront: 0.9 })),
+  { seed: 8, late: 0, delayed: 0, fromFront: 0.5 },
+];
+
+test.each(RUNS)(
+  'the packed order matches a model through random sends, delays, removals and takes (%o)',
+  ({ seed, late, delayed, fromFront }) => {
     const rnd = random(seed);
     const f = new FreshMessages(true);
     const model = new Map<number, { visible: number; sent: number; group: number }>();
+    const inOrder = () => [...model].sort((a, b) => a[1].visible - b[1].visible || a[0] - b[0]).map(([k]) => k);
     let seq = 100;
     for (let step = 0; step < 4000; step++) {
       const r = rnd();
       if (r < 0.5) {
         seq += 1 + Math.floor(rnd() * 3);
-        // Mostly in time order without delays; sometimes sent "earlier" or delayed.
-        const sent = T0 + step * 10 - (rnd() < 0.05 ? 500 : 0);
-        const visible = sent + (rnd() < 0.1 ? Math.floor(rnd() * 2000) : 0);
+        const sent = T0 + step * 10 - (rnd() < late ? 500 : 0);
+        const visible = sent + (rnd() < delayed ? Math.floor(rnd() * 2000) : 0);
         const group = Math.floor(rnd() * 4);
         expect(f.fits(seq, sent, visible)).toBe(true);
         f.append(seq, sent, visible, group);
         model.set(seq, { visible, sent, group });
       } else if (r < 0.85 && model.size > 0) {
-        const keys = [...model.keys()];
-        const k = keys[Math.floor(rnd() * keys.length)];
+        const front = rnd() < fromFront;
+        const keys = front ? inOrder() : [...model.keys()];
+        const k = keys[front ? 0 : Math.floor(rnd() * keys.length)];
         f.remove(f.find(k));
         model.delete(k);
       } else {
-        const want = [...model].sort((a, b) => a[1].visible - b[1].visible || a[0] - b[0]).map(([k]) => k);
-        expect(order(f, 20)).toEqual(want.slice(0, 20));
+        expect(order(f, 20)).toEqual(inOrder().slice(0, 20));
       }
       expect(f.size).toBe(model.size);
     }
@@ -133,5 +145,5 @@ test('the packed order matches a model through random sends, delays, removals an
       expect([f.sentAtOf(slot), f.visibleAtOf(slot), f.groupOf(slot)]).toEqual([m.sent, m.visible, m.group]);
     }
     expect(f.find(seq + 1)).toBe(-1);
-  }
-});
+  },
+);
