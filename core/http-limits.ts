@@ -132,8 +132,9 @@ export function enforceConnectionLimits(server: Server, limits: HttpLimits): Con
  * timeout on every byte read, and bytes between requests that begin none (blank lines, which the
  * parser skips, so its headers timeout never starts) would hold a connection open for good. A
  * connection with no request under way whose answered bytes have not grown for the keep-alive
- * timeout (and the second node adds to it) plus the headers timeout is closed. Checked every `checkIntervalMs` while connections are
- * open, from what the sockets already count, so requests pay nothing for it.
+ * timeout (and the second node adds to it) plus the headers timeout is closed. Checked every
+ * `checkIntervalMs` while connections are open, from what the sockets already count, so requests
+ * pay nothing for it.
  */
 class StalledConnections {
   private readonly seen = new Map<Socket, { written: number; at: number; busy: boolean }>();

@@ -8,16 +8,10 @@ export function selfSignedCert(dir: string, host: string, days = 1): { crt: stri
   const out = path.join(dir, `${host}.pem`);
   execFileSync(
     'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${host}`].concat([
-      '-addext',
-      `subjectAltName=DNS:${host}`,
-      '-days',
-      String(days),
-      '-keyout',
-      `${out}.key`,
-      '-out',
-      out,
-    ]),
+    [
+      ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', String(days)],
+      ...['-subj', `/CN=${host}`, '-addext', `subjectAltName=DNS:${host}`, '-keyout', `${out}.key`, '-out', out],
+    ],
     { stdio: 'ignore' },
   );
   return { crt: readFileSync(out, 'utf8'), key: readFileSync(`${out}.key`, 'utf8') };

@@ -118,6 +118,7 @@ test.each(RUNS)(
     const model = new Map<number, { visible: number; sent: number; group: number }>();
     const inOrder = () => [...model].sort((a, b) => a[1].visible - b[1].visible || a[0] - b[0]).map(([k]) => k);
     let seq = 100;
+    const steps = { cursor: 0, more: 0 };
     for (let step = 0; step < 4000; step++) {
       const r = rnd();
       if (r < 0.5) {
@@ -138,7 +139,12 @@ test.each(RUNS)(
         expect(order(f, 20)).toEqual(inOrder().slice(0, 20));
       }
       expect(f.size).toBe(model.size);
+      // 12 B a slot (sequence, send time, group): the cursor, neither delays nor a heap.
+      if (f.capacity > 0) steps[f.bytes === 12 * f.capacity ? 'cursor' : 'more'] += 1;
     }
+    // Both ways of keeping the order were exercised (only the cursor without disorder).
+    expect(steps.cursor).toBeGreaterThan(late + delayed < 0.1 ? 500 : 0);
+    expect(steps.more > 0).toBe(late + delayed > 0);
     for (const [k, m] of model) {
       const slot = f.find(k);
       expect(slot).toBeGreaterThanOrEqual(0);
